@@ -1,0 +1,6 @@
+// Package memstore is an in-memory catalog.Store for tests and benchmarks.
+// It keeps nothing on disk. Transactions write in place and keep an undo log
+// that is replayed when the transaction function fails; one transaction runs
+// at a time. It passes the same conformance suite (catalog/storetest) as the
+// durable stores.
+package memstore

@@ -1,0 +1,306 @@
+package memstore
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/mandatehq/mandate/catalog"
+)
+
+// Store is an in-memory catalog.Store.
+type Store struct {
+	mu     sync.RWMutex
+	closed bool
+	d      data
+}
+
+type data struct {
+	meta       catalog.Meta
+	principals map[catalog.ID]catalog.Principal
+	members    map[catalog.Membership]struct{}
+	securables map[catalog.ID]catalog.Securable
+	grants     map[catalog.GrantKey]catalog.Grant
+	audit      []catalog.AuditEvent
+}
+
+var _ catalog.Store = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{d: data{principals: map[catalog.ID]catalog.Principal{}, members: map[catalog.Membership]struct{}{},
+		securables: map[catalog.ID]catalog.Securable{}, grants: map[catalog.GrantKey]catalog.Grant{}}}
+}
+
+func (s *Store) check(ctx context.Context) error {
+	if s.closed {
+		return catalog.Errorf(catalog.CodeUnavailable, "store is closed")
+	}
+	return ctx.Err()
+}
+
+func (s *Store) read(ctx context.Context, fn func(d *data)) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	fn(&s.d)
+	return nil
+}
+
+// Meta implements catalog.Reader.
+func (s *Store) Meta(ctx context.Context) (m catalog.Meta, err error) {
+	err = s.read(ctx, func(d *data) { m = d.meta })
+	return
+}
+
+// ListPrincipals implements catalog.Reader.
+func (s *Store) ListPrincipals(ctx context.Context) (out []catalog.Principal, err error) {
+	err = s.read(ctx, func(d *data) { out = d.listPrincipals() })
+	return
+}
+
+// ListMemberships implements catalog.Reader.
+func (s *Store) ListMemberships(ctx context.Context) (out []catalog.Membership, err error) {
+	err = s.read(ctx, func(d *data) { out = d.listMemberships() })
+	return
+}
+
+// ListSecurables implements catalog.Reader.
+func (s *Store) ListSecurables(ctx context.Context) (out []catalog.Securable, err error) {
+	err = s.read(ctx, func(d *data) { out = d.listSecurables() })
+	return
+}
+
+// ListGrants implements catalog.Reader.
+func (s *Store) ListGrants(ctx context.Context) (out []catalog.Grant, err error) {
+	err = s.read(ctx, func(d *data) { out = d.listGrants() })
+	return
+}
+
+// ListAudit implements catalog.AuditReader.
+func (s *Store) ListAudit(ctx context.Context, since time.Time, limit int) (out []catalog.AuditEvent, err error) {
+	err = s.read(ctx, func(d *data) {
+		for _, e := range d.audit {
+			if !e.Time.Before(since) {
+				out = append(out, e)
+				if limit > 0 && len(out) >= limit {
+					break
+				}
+			}
+		}
+	})
+	return
+}
+
+// AppendAudit implements catalog.AuditWriter.
+func (s *Store) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	return s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error { return tx.AppendAudit(ctx, events...) })
+}
+
+// ReadWriteTx implements catalog.Store.
+func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx catalog.RWTx) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	tx := &rwtx{d: &s.d}
+	if err := fn(ctx, tx); err != nil {
+		for i := len(tx.undo) - 1; i >= 0; i-- {
+			tx.undo[i]()
+		}
+		return err
+	}
+	return nil
+}
+
+// Close implements catalog.Store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
+
+func (d *data) listPrincipals() []catalog.Principal {
+	out := make([]catalog.Principal, 0, len(d.principals))
+	for _, p := range d.principals {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (d *data) listMemberships() []catalog.Membership {
+	out := make([]catalog.Membership, 0, len(d.members))
+	for m := range d.members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Group != out[j].Group {
+			return out[i].Group < out[j].Group
+		}
+		return out[i].Member < out[j].Member
+	})
+	return out
+}
+
+func (d *data) listSecurables() []catalog.Securable {
+	out := make([]catalog.Securable, 0, len(d.securables))
+	for _, s := range d.securables {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (d *data) listGrants() []catalog.Grant {
+	out := make([]catalog.Grant, 0, len(d.grants))
+	for _, g := range d.grants {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Securable != b.Securable {
+			return a.Securable < b.Securable
+		}
+		if a.Principal != b.Principal {
+			return a.Principal < b.Principal
+		}
+		return a.Privilege < b.Privilege
+	})
+	return out
+}
+
+type rwtx struct {
+	d    *data
+	undo []func()
+}
+
+var _ catalog.RWTx = (*rwtx)(nil)
+
+func (t *rwtx) Meta(context.Context) (catalog.Meta, error) { return t.d.meta, nil }
+func (t *rwtx) ListPrincipals(context.Context) ([]catalog.Principal, error) {
+	return t.d.listPrincipals(), nil
+}
+func (t *rwtx) ListMemberships(context.Context) ([]catalog.Membership, error) {
+	return t.d.listMemberships(), nil
+}
+func (t *rwtx) ListSecurables(context.Context) ([]catalog.Securable, error) {
+	return t.d.listSecurables(), nil
+}
+func (t *rwtx) ListGrants(context.Context) ([]catalog.Grant, error) { return t.d.listGrants(), nil }
+
+func (t *rwtx) SetMeta(_ context.Context, m catalog.Meta) error {
+	old := t.d.meta
+	t.d.meta = m
+	t.undo = append(t.undo, func() { t.d.meta = old })
+	return nil
+}
+
+func (t *rwtx) PutPrincipal(_ context.Context, p catalog.Principal) error {
+	old, had := t.d.principals[p.ID]
+	t.d.principals[p.ID] = p
+	t.undo = append(t.undo, func() {
+		if had {
+			t.d.principals[p.ID] = old
+		} else {
+			delete(t.d.principals, p.ID)
+		}
+	})
+	return nil
+}
+
+func (t *rwtx) DeletePrincipal(ctx context.Context, id catalog.ID) error {
+	for k := range t.d.grants {
+		if k.Principal == id {
+			_ = t.RemoveGrant(ctx, k)
+		}
+	}
+	for m := range t.d.members {
+		if m.Group == id || m.Member == id {
+			_ = t.RemoveMembership(ctx, m)
+		}
+	}
+	old, had := t.d.principals[id]
+	if had {
+		delete(t.d.principals, id)
+		t.undo = append(t.undo, func() { t.d.principals[id] = old })
+	}
+	return nil
+}
+
+func (t *rwtx) AddMembership(_ context.Context, m catalog.Membership) error {
+	if _, ok := t.d.members[m]; !ok {
+		t.d.members[m] = struct{}{}
+		t.undo = append(t.undo, func() { delete(t.d.members, m) })
+	}
+	return nil
+}
+
+func (t *rwtx) RemoveMembership(_ context.Context, m catalog.Membership) error {
+	if _, ok := t.d.members[m]; ok {
+		delete(t.d.members, m)
+		t.undo = append(t.undo, func() { t.d.members[m] = struct{}{} })
+	}
+	return nil
+}
+
+func (t *rwtx) PutSecurable(_ context.Context, s catalog.Securable) error {
+	old, had := t.d.securables[s.ID]
+	t.d.securables[s.ID] = s
+	t.undo = append(t.undo, func() {
+		if had {
+			t.d.securables[s.ID] = old
+		} else {
+			delete(t.d.securables, s.ID)
+		}
+	})
+	return nil
+}
+
+func (t *rwtx) DeleteSecurable(ctx context.Context, id catalog.ID) error {
+	for k := range t.d.grants {
+		if k.Securable == id {
+			_ = t.RemoveGrant(ctx, k)
+		}
+	}
+	old, had := t.d.securables[id]
+	if had {
+		delete(t.d.securables, id)
+		t.undo = append(t.undo, func() { t.d.securables[id] = old })
+	}
+	return nil
+}
+
+func (t *rwtx) AddGrant(_ context.Context, g catalog.Grant) error {
+	k := g.Key()
+	old, had := t.d.grants[k]
+	t.d.grants[k] = g
+	t.undo = append(t.undo, func() {
+		if had {
+			t.d.grants[k] = old
+		} else {
+			delete(t.d.grants, k)
+		}
+	})
+	return nil
+}
+
+func (t *rwtx) RemoveGrant(_ context.Context, k catalog.GrantKey) error {
+	if old, ok := t.d.grants[k]; ok {
+		delete(t.d.grants, k)
+		t.undo = append(t.undo, func() { t.d.grants[k] = old })
+	}
+	return nil
+}
+
+func (t *rwtx) AppendAudit(_ context.Context, events ...catalog.AuditEvent) error {
+	n := len(t.d.audit)
+	t.d.audit = append(t.d.audit, events...)
+	t.undo = append(t.undo, func() { t.d.audit = t.d.audit[:n] })
+	return nil
+}

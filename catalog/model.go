@@ -1,0 +1,219 @@
+package catalog
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ID identifies a principal or a securable. IDs are assigned by the catalog
+// service and never reused; names may change (RENAME), IDs do not.
+type ID int64
+
+// Revision is the catalog revision. Every committed change increases it by one.
+type Revision int64
+
+// PrincipalKind is the kind of a principal.
+type PrincipalKind string
+
+const (
+	KindUser             PrincipalKind = "USER"
+	KindGroup            PrincipalKind = "GROUP"
+	KindServicePrincipal PrincipalKind = "SERVICE PRINCIPAL"
+)
+
+// Built-in names.
+const (
+	AccountUsers  = "account users" // group containing every user and service principal
+	AdminUser     = "admin"         // built-in metastore admin
+	SystemCatalog = "system"
+	MetastoreName = "metastore"
+)
+
+// Principal is a user, group or service principal. Names are unique across
+// all kinds.
+type Principal struct {
+	ID       ID
+	Name     string
+	Kind     PrincipalKind
+	Admin    bool   // metastore admin (members of an admin group are admins too)
+	Builtin  bool   // built-in principals cannot be dropped
+	Password string // SCRAM-SHA-256 verifier in PostgreSQL's format; never a clear password
+	Comment  string
+	Created  time.Time
+}
+
+// Membership says Member is a direct member of Group.
+type Membership struct {
+	Group  ID
+	Member ID
+}
+
+// Securable is any object privileges are granted on: the metastore,
+// catalogs, schemas, connections (and later model endpoints, tables, ...).
+type Securable struct {
+	ID      ID
+	Type    SecurableType
+	Parent  ID // 0 for the metastore; the metastore's ID for catalogs; ...
+	Name    string
+	Owner   ID
+	Comment string
+	// Options are the non-secret options (connections).
+	Options map[string]string
+	// Secrets is the AES-GCM sealed JSON of the secret options, or nil.
+	Secrets []byte
+	Builtin bool
+	Created time.Time
+
+	full string // dotted full name, maintained by the Model
+}
+
+// FullName returns the dotted name (catalog.schema.object, identifiers quoted
+// where needed) as maintained by the Model; "metastore" for the metastore.
+func (s *Securable) FullName() string {
+	if s.Type == TypeMetastore {
+		return MetastoreName
+	}
+	if s.full == "" {
+		return QuoteIdent(s.Name)
+	}
+	return s.full
+}
+
+// Grant is one privilege granted on a securable to a principal.
+type Grant struct {
+	Securable ID
+	Principal ID
+	Privilege Privilege
+	Grantor   ID
+}
+
+// GrantKey identifies a grant.
+type GrantKey struct {
+	Securable ID
+	Principal ID
+	Privilege Privilege
+}
+
+func (g Grant) Key() GrantKey { return GrantKey{g.Securable, g.Principal, g.Privilege} }
+
+// SecurableType names a kind of securable. The set of types is a registry
+// (see securableTypes) so that new types need no change to the core.
+type SecurableType string
+
+const (
+	TypeMetastore  SecurableType = "METASTORE"
+	TypeCatalog    SecurableType = "CATALOG"
+	TypeSchema     SecurableType = "SCHEMA"
+	TypeConnection SecurableType = "CONNECTION"
+)
+
+// Privilege is a privilege in its canonical, underscore spelling.
+type Privilege string
+
+const (
+	PrivUseCatalog       Privilege = "USE_CATALOG"
+	PrivUseSchema        Privilege = "USE_SCHEMA"
+	PrivCreateCatalog    Privilege = "CREATE_CATALOG"
+	PrivCreateSchema     Privilege = "CREATE_SCHEMA"
+	PrivCreateConnection Privilege = "CREATE_CONNECTION"
+	PrivUseConnection    Privilege = "USE_CONNECTION"
+	PrivBrowse           Privilege = "BROWSE"
+	PrivManage           Privilege = "MANAGE"
+	PrivAll              Privilege = "ALL_PRIVILEGES"
+)
+
+// AllPrivileges lists every known privilege in a stable order.
+var allPrivileges = []Privilege{PrivAll, PrivBrowse, PrivCreateCatalog, PrivCreateConnection, PrivCreateSchema,
+	PrivManage, PrivUseCatalog, PrivUseConnection, PrivUseSchema}
+
+// KnownPrivileges returns every privilege name the catalog knows.
+func KnownPrivileges() []Privilege { return append([]Privilege(nil), allPrivileges...) }
+
+// ParsePrivilege accepts both spellings (USE_CONNECTION and USE CONNECTION),
+// any case, and returns the canonical form.
+func ParsePrivilege(s string) (Privilege, error) {
+	f := strings.ToUpper(strings.Join(strings.Fields(strings.ReplaceAll(s, "_", " ")), "_"))
+	if f == "ALL" {
+		f = string(PrivAll)
+	}
+	for _, p := range allPrivileges {
+		if string(p) == f {
+			return p, nil
+		}
+	}
+	return "", Errorf(CodeInvalidPrivilege, "unknown privilege %q", s)
+}
+
+// SQL returns the privilege in SQL spelling (spaces), as SHOW GRANTS prints it.
+func (p Privilege) SQL() string { return strings.ReplaceAll(string(p), "_", " ") }
+
+// TypeInfo describes a securable type.
+type TypeInfo struct {
+	Type SecurableType
+	// Parent is the type of the container; "" for the metastore.
+	Parent SecurableType
+	// Privileges may be granted on securables of this type.
+	Privileges []Privilege
+	// UsePrivilege is the privilege a principal needs on a securable of this
+	// type to use anything inside it ("" if none): USE_CATALOG, USE_SCHEMA.
+	UsePrivilege Privilege
+	// Named is true when the type is addressed by name in SQL.
+	Named bool
+}
+
+var typeRegistry = map[SecurableType]*TypeInfo{
+	TypeMetastore: {Type: TypeMetastore, Privileges: []Privilege{PrivCreateCatalog, PrivCreateConnection}},
+	TypeCatalog: {Type: TypeCatalog, Parent: TypeMetastore, Named: true, UsePrivilege: PrivUseCatalog,
+		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivCreateSchema, PrivManage, PrivUseCatalog, PrivUseConnection, PrivUseSchema}},
+	TypeSchema: {Type: TypeSchema, Parent: TypeCatalog, Named: true, UsePrivilege: PrivUseSchema,
+		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivManage, PrivUseConnection, PrivUseSchema}},
+	TypeConnection: {Type: TypeConnection, Parent: TypeSchema, Named: true,
+		Privileges: []Privilege{PrivAll, PrivManage, PrivUseConnection}},
+}
+
+// LookupType returns the registry entry for t.
+func LookupType(t SecurableType) (*TypeInfo, bool) {
+	ti, ok := typeRegistry[t]
+	return ti, ok
+}
+
+// Applies reports whether privilege p may be granted on type t.
+func (ti *TypeInfo) Applies(p Privilege) bool {
+	for _, q := range ti.Privileges {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// PrivilegeNames returns the SQL spellings of the applicable privileges.
+func (ti *TypeInfo) PrivilegeNames() string {
+	s := make([]string, len(ti.Privileges))
+	for i, p := range ti.Privileges {
+		s[i] = p.SQL()
+	}
+	sort.Strings(s)
+	return strings.Join(s, ", ")
+}
+
+// QuoteIdent quotes a name for display when it is not a plain lower-case identifier.
+func QuoteIdent(s string) string {
+	plain := s != ""
+	for i, r := range s {
+		if !(r == '_' || (r >= 'a' && r <= 'z') || (i > 0 && r >= '0' && r <= '9')) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+func (k PrincipalKind) String() string { return string(k) }
+
+func (p *Principal) String() string { return fmt.Sprintf("%s %s", p.Kind, QuoteIdent(p.Name)) }

@@ -1,0 +1,390 @@
+package catalog
+
+import (
+	"fmt"
+	"strings"
+)
+
+// closure is the transitive set of groups of a principal, with the path by
+// which each was reached. Entry 0 is the principal itself. Closures are
+// immutable once built and cached in the Model until memberships change.
+type closure struct {
+	entries []closureEntry
+	index   map[ID]int
+	admin   int // index of the entry that makes the principal an admin, -1 if none
+}
+
+type closureEntry struct {
+	p      *Principal
+	parent int // index of the entry this one was reached from; -1 for the root
+}
+
+func (m *Model) closureOf(id ID) *closure {
+	if c, ok := m.closures.Load(id); ok {
+		return c.(*closure)
+	}
+	p, ok := m.principals[id]
+	if !ok {
+		return nil
+	}
+	c := &closure{index: map[ID]int{id: 0}, admin: -1}
+	c.entries = append(c.entries, closureEntry{p: p, parent: -1})
+	// Breadth first, so that the shortest path is recorded.
+	for i := 0; i < len(c.entries); i++ {
+		cur := c.entries[i].p.ID
+		for g := range m.memberOf[cur] {
+			if _, seen := c.index[g]; seen {
+				continue
+			}
+			c.index[g] = len(c.entries)
+			c.entries = append(c.entries, closureEntry{p: m.principals[g], parent: i})
+		}
+	}
+	// Every user and service principal is in "account users".
+	if p.Kind != KindGroup && m.accountUsrs != 0 {
+		if _, seen := c.index[m.accountUsrs]; !seen {
+			c.index[m.accountUsrs] = len(c.entries)
+			c.entries = append(c.entries, closureEntry{p: m.principals[m.accountUsrs], parent: 0})
+		}
+	}
+	for i, e := range c.entries {
+		if e.p.Admin {
+			c.admin = i
+			break
+		}
+	}
+	m.closures.Store(id, c)
+	return c
+}
+
+// path returns the names from the root to entry i ("alice" → "analysts" → "eng").
+func (c *closure) path(i int) []string {
+	var rev []string
+	for ; i >= 0; i = c.entries[i].parent {
+		rev = append(rev, c.entries[i].p.Name)
+	}
+	for l, r := 0, len(rev)-1; l < r; l, r = l+1, r-1 {
+		rev[l], rev[r] = rev[r], rev[l]
+	}
+	return rev
+}
+
+// Basis says how one requirement was met.
+type Basis int
+
+const (
+	BasisNone  Basis = iota // not met
+	BasisGrant              // a grant to the principal or one of its groups
+	BasisOwner              // the principal (or one of its groups) owns the securable
+	BasisAdmin              // metastore admin
+)
+
+// Requirement is one thing a decision needed: a privilege on a securable,
+// and whether and how it was held.
+type Requirement struct {
+	Privilege Privilege
+	On        *Securable
+	Met       bool
+	Basis     Basis
+	GrantOn   *Securable // where the grant sits (On or an ancestor)
+	GrantPriv Privilege  // the granted privilege (Privilege or ALL_PRIVILEGES)
+	holder    int        // closure index of the grantee/owner
+}
+
+// Decision is the answer of Check: does the principal hold the privilege on
+// the securable, and why. Reason renders the explanation.
+type Decision struct {
+	Allowed   bool
+	Principal *Principal
+	Privilege Privilege
+	Securable *Securable
+	Admin     bool
+	// Reqs are the requirements in the order checked: the USE privileges on
+	// the containers (outermost first), then the privilege itself.
+	Reqs []Requirement
+	cl   *closure
+}
+
+// Path returns the membership path of requirement r's holder, from the
+// principal to the grantee ("alice@example.com", "analysts", "data-team").
+func (d *Decision) Path(r *Requirement) []string {
+	if d.cl == nil || !r.Met || r.Basis == BasisAdmin {
+		return nil
+	}
+	return d.cl.path(r.holder)
+}
+
+// Holder returns the principal that holds requirement r (the grantee or owner).
+func (d *Decision) Holder(r *Requirement) *Principal {
+	if d.cl == nil || !r.Met {
+		return nil
+	}
+	return d.cl.entries[r.holder].p
+}
+
+// Missing returns the first unmet requirement, or nil.
+func (d *Decision) Missing() *Requirement {
+	for i := range d.Reqs {
+		if !d.Reqs[i].Met {
+			return &d.Reqs[i]
+		}
+	}
+	return nil
+}
+
+// Explain renders one requirement.
+func (d *Decision) Explain(r *Requirement) string {
+	what := fmt.Sprintf("%s on %s %s", r.Privilege.SQL(), r.On.Type, r.On.FullName())
+	if !r.Met {
+		return "missing " + what
+	}
+	via := ""
+	if p := d.Path(r); len(p) > 1 {
+		via = " (via " + quoteAll(p) + ")"
+	}
+	switch r.Basis {
+	case BasisAdmin:
+		return what + ": metastore admin"
+	case BasisOwner:
+		return fmt.Sprintf("%s: owned by %s%s", what, QuoteIdent(d.Holder(r).Name), via)
+	default:
+		inh := ""
+		if r.GrantOn.ID != r.On.ID {
+			inh = fmt.Sprintf(", inherited from %s %s", r.GrantOn.Type, r.GrantOn.FullName())
+		}
+		return fmt.Sprintf("%s: %s granted to %s %s%s%s", what, r.GrantPriv.SQL(), d.Holder(r).Kind, QuoteIdent(d.Holder(r).Name), inh, via)
+	}
+}
+
+// Reason renders the decision as one line.
+func (d *Decision) Reason() string {
+	if d.Principal == nil {
+		return "unknown principal"
+	}
+	who := QuoteIdent(d.Principal.Name)
+	if d.Admin {
+		r := d.Reqs[len(d.Reqs)-1]
+		via := ""
+		if p := d.cl.path(d.cl.admin); len(p) > 1 {
+			via = " (via " + quoteAll(p) + ")"
+		}
+		return fmt.Sprintf("%s is a metastore admin%s: %s on %s %s allowed", who, via, r.Privilege.SQL(), r.On.Type, r.On.FullName())
+	}
+	if m := d.Missing(); m != nil {
+		return fmt.Sprintf("%s lacks %s on %s %s", who, m.Privilege.SQL(), m.On.Type, m.On.FullName())
+	}
+	parts := make([]string, len(d.Reqs))
+	for i := range d.Reqs {
+		parts[i] = d.Explain(&d.Reqs[i])
+	}
+	return who + " allowed: " + strings.Join(parts, "; ")
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = QuoteIdent(n)
+	}
+	return strings.Join(q, " → ")
+}
+
+// Check answers "does principal p hold privilege priv on securable s, and
+// why". It is the single privilege function of Mandate; the decision engine
+// and the SQL front end both rely on it.
+//
+// Semantics (Unity Catalog):
+//   - metastore admins hold every privilege;
+//   - using an object needs the USE privilege of every container (USE_CATALOG
+//     on its catalog, USE_SCHEMA on its schema) besides the privilege itself;
+//     a container's own non-USE privileges (e.g. CREATE_SCHEMA on a catalog)
+//     also need its USE privilege, except BROWSE;
+//   - a privilege is held through a grant to the principal or to any group it
+//     belongs to transitively ("account users" holds every user and service
+//     principal), on the object itself or on a containing catalog or schema
+//     (metastore grants are not inherited);
+//   - ALL_PRIVILEGES is expanded at check time and covers every privilege
+//     except MANAGE;
+//   - the owner of an object (or a member of an owning group) holds every
+//     privilege on that object.
+//
+// The caller must hold the model's read lock (or own the model).
+func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
+	d := Decision{Privilege: priv}
+	sec, ok := m.securables[s]
+	if !ok {
+		return d
+	}
+	d.Securable = sec
+	cl := m.closureOf(p)
+	if cl == nil {
+		return d
+	}
+	d.cl = cl
+	d.Principal = cl.entries[0].p
+	anc := m.Ancestors(sec)
+	// requirements: USE privileges of containers, outermost first, then priv on s.
+	reqs := make([]Requirement, 0, 3)
+	for i := len(anc) - 1; i >= 1; i-- {
+		ti := typeRegistry[anc[i].Type]
+		if ti.UsePrivilege != "" {
+			reqs = append(reqs, Requirement{Privilege: ti.UsePrivilege, On: anc[i]})
+		}
+	}
+	if ti := typeRegistry[sec.Type]; ti.UsePrivilege != "" && ti.UsePrivilege != priv && priv != PrivBrowse {
+		reqs = append(reqs, Requirement{Privilege: ti.UsePrivilege, On: sec})
+	}
+	reqs = append(reqs, Requirement{Privilege: priv, On: sec})
+	d.Allowed = true
+	for i := range reqs {
+		r := &reqs[i]
+		if cl.admin >= 0 {
+			r.Met, r.Basis = true, BasisAdmin
+			continue
+		}
+		m.holds(cl, r)
+		if !r.Met {
+			d.Allowed = false
+		}
+	}
+	d.Admin = cl.admin >= 0
+	d.Reqs = reqs
+	return d
+}
+
+// holds fills r from ownership or grants.
+func (m *Model) holds(cl *closure, r *Requirement) {
+	if i, ok := cl.index[r.On.Owner]; ok {
+		r.Met, r.Basis, r.holder = true, BasisOwner, i
+		return
+	}
+	want := privBit(r.Privilege)
+	if r.Privilege != PrivManage {
+		want |= privBit(PrivAll)
+	}
+	for t := r.On; t != nil; {
+		if g := m.grantsOn[t.ID]; len(g) > 0 {
+			for i := range cl.entries {
+				if set := g[cl.entries[i].p.ID]; set&want != 0 {
+					r.Met, r.Basis, r.holder, r.GrantOn = true, BasisGrant, i, t
+					r.GrantPriv = r.Privilege
+					if set&privBit(r.Privilege) == 0 {
+						r.GrantPriv = PrivAll
+					}
+					return
+				}
+			}
+		}
+		// Inherit from containing schema and catalog, never from the metastore.
+		if t.Type == TypeMetastore || t.Parent == 0 {
+			break
+		}
+		par := m.securables[t.Parent]
+		if par == nil || par.Type == TypeMetastore {
+			break
+		}
+		t = par
+	}
+}
+
+// CanManage answers "may principal p grant and revoke on securable s (and
+// change it)": metastore admins, the owner of s or of a containing schema or
+// catalog, and holders of MANAGE on s (directly or inherited, with the USE
+// privileges of its containers). On refusal the message names what is
+// missing.
+func (m *Model) CanManage(p ID, s ID) (bool, string) {
+	sec, ok := m.securables[s]
+	cl := m.closureOf(p)
+	if !ok || cl == nil {
+		return false, "unknown principal or securable"
+	}
+	if cl.admin >= 0 {
+		return true, "metastore admin"
+	}
+	for _, a := range m.Ancestors(sec) {
+		if i, ok := cl.index[a.Owner]; ok && a.Type != TypeMetastore {
+			return true, fmt.Sprintf("owner of %s %s (%s)", a.Type, m.FullName(a), quoteAll(cl.path(i)))
+		}
+	}
+	d := m.Check(p, PrivManage, s)
+	if d.Allowed {
+		return true, d.Reason()
+	}
+	name := m.FullName(sec)
+	if sec.Type == TypeMetastore {
+		return false, fmt.Sprintf("%s is not a metastore admin", QuoteIdent(cl.entries[0].p.Name))
+	}
+	miss := d.Missing()
+	if miss != nil && miss.Privilege != PrivManage {
+		return false, fmt.Sprintf("%s needs MANAGE on %s %s or its ownership, and lacks %s on %s %s",
+			QuoteIdent(cl.entries[0].p.Name), sec.Type, name, miss.Privilege.SQL(), miss.On.Type, miss.On.FullName())
+	}
+	return false, fmt.Sprintf("%s needs MANAGE on %s %s (or on a containing schema or catalog) or ownership of it or of a container",
+		QuoteIdent(cl.entries[0].p.Name), sec.Type, name)
+}
+
+// IsAdmin reports whether p is a metastore admin (directly or through a group).
+func (m *Model) IsAdmin(p ID) bool {
+	cl := m.closureOf(p)
+	return cl != nil && cl.admin >= 0
+}
+
+// InClosure reports whether principal p is q or belongs to q transitively
+// (including "account users").
+func (m *Model) InClosure(p, q ID) bool {
+	cl := m.closureOf(p)
+	if cl == nil {
+		return false
+	}
+	_, ok := cl.index[q]
+	return ok
+}
+
+// MemberClosure returns the IDs of p and all its groups, transitively.
+func (m *Model) MemberClosure(p ID) []ID {
+	cl := m.closureOf(p)
+	if cl == nil {
+		return nil
+	}
+	out := make([]ID, len(cl.entries))
+	for i, e := range cl.entries {
+		out[i] = e.p.ID
+	}
+	return out
+}
+
+// WouldCycle reports whether adding member to group would create a cycle
+// (group is member itself, or group is already inside member transitively).
+func (m *Model) WouldCycle(group, member ID) bool {
+	if group == member {
+		return true
+	}
+	return m.InClosure(group, member)
+}
+
+// CanSee reports whether p may see securable s in listings: admins, owners of
+// it or a container, and holders of any privilege on it or a container.
+func (m *Model) CanSee(p ID, s ID) bool {
+	sec, ok := m.securables[s]
+	cl := m.closureOf(p)
+	if !ok || cl == nil {
+		return false
+	}
+	if cl.admin >= 0 {
+		return true
+	}
+	for _, a := range m.Ancestors(sec) {
+		if a.Type == TypeMetastore {
+			break
+		}
+		if _, ok := cl.index[a.Owner]; ok {
+			return true
+		}
+		g := m.grantsOn[a.ID]
+		for _, e := range cl.entries {
+			if g[e.p.ID] != 0 {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,669 @@
+package catalog
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"unicode"
+)
+
+// Tx plans one catalog change. Its methods check privileges and existence
+// against the Model (which already reflects the Tx's own earlier changes),
+// apply ops to the Model and record them for the store and for undo.
+type Tx struct {
+	m       *Model
+	svc     *Service
+	name    string // caller name from the request
+	caller  *Principal
+	ops     []op
+	undo    []op
+	noAudit bool
+
+	auditType, auditName string
+}
+
+// Model returns the model as changed so far by this transaction.
+func (tx *Tx) Model() *Model { return tx.m }
+
+// Caller returns the calling principal.
+func (tx *Tx) Caller() *Principal { return tx.caller }
+
+func (tx *Tx) resolveCaller() error {
+	p, ok := tx.m.PrincipalByName(tx.callerName())
+	if !ok {
+		if tx.callerName() == AdminUser && tx.m.metastore == 0 {
+			return nil // bootstrap
+		}
+		return Errorf(CodePermissionDenied, "principal %s does not exist", QuoteIdent(tx.callerName()))
+	}
+	tx.caller = p
+	return nil
+}
+
+func (tx *Tx) do(o op) {
+	tx.undo = append(tx.undo, o.apply(tx.m))
+	tx.ops = append(tx.ops, o)
+}
+
+func (tx *Tx) newID() ID {
+	id := tx.m.nextID
+	tx.m.nextID++
+	return id
+}
+
+func (tx *Tx) audit(t SecurableType, name string) { tx.auditType, tx.auditName = string(t), name }
+
+// --- names ---
+
+// ResolveName turns a 1..3 part name of a securable of type typ into its
+// full path (catalog, schema, object). A one-part connection name means
+// system.ai.<name>; a two-part name resolves in the current catalog; a
+// one-part schema name resolves in the current catalog.
+func ResolveName(typ SecurableType, parts []string, currentCatalog string) ([]string, error) {
+	n := len(parts)
+	bad := func(want string) error {
+		return Errorf(CodeInvalidArgument, "invalid %s name %q: expected %s", strings.ToLower(string(typ)), strings.Join(parts, "."), want)
+	}
+	for _, p := range parts {
+		if p == "" {
+			return nil, bad("non-empty identifiers")
+		}
+	}
+	switch typ {
+	case TypeCatalog:
+		if n != 1 {
+			return nil, bad("catalog")
+		}
+		return parts, nil
+	case TypeSchema:
+		switch n {
+		case 1:
+			return []string{currentCatalog, parts[0]}, nil
+		case 2:
+			return parts, nil
+		}
+		return nil, bad("[catalog.]schema")
+	case TypeConnection:
+		switch n {
+		case 1:
+			return []string{SystemCatalog, "ai", parts[0]}, nil
+		case 2:
+			return []string{currentCatalog, parts[0], parts[1]}, nil
+		case 3:
+			return parts, nil
+		}
+		return nil, bad("[[catalog.]schema.]connection")
+	case TypeMetastore:
+		return nil, nil
+	}
+	return nil, Errorf(CodeNotSupported, "securable type %s is not supported", typ)
+}
+
+func displayPath(path []string) string {
+	q := make([]string, len(path))
+	for i, p := range path {
+		q[i] = QuoteIdent(p)
+	}
+	return strings.Join(q, ".")
+}
+
+// Lookup finds a securable by type and full path (see ResolveName).
+func (m *Model) Lookup(typ SecurableType, path []string) (*Securable, error) {
+	if typ == TypeMetastore {
+		return m.Metastore(), nil
+	}
+	cur := m.Metastore()
+	if cur == nil {
+		return nil, Errorf(CodeUnavailable, "catalog is not initialised")
+	}
+	var types []SecurableType
+	switch len(path) {
+	case 3:
+		types = []SecurableType{TypeCatalog, TypeSchema, typ}
+	case 2:
+		types = []SecurableType{TypeCatalog, typ}
+	case 1:
+		types = []SecurableType{typ}
+	default:
+		return nil, Errorf(CodeInvalidArgument, "invalid name")
+	}
+	for i, name := range path {
+		next, ok := m.Child(cur.ID, types[i], name)
+		if !ok {
+			what := strings.ToLower(string(types[i]))
+			return nil, Errorf(CodeNotFound, "%s %s does not exist", what, displayPath(path[:i+1]))
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// --- principals ---
+
+func validName(kind, name string) error {
+	if strings.TrimSpace(name) == "" {
+		return Errorf(CodeInvalidArgument, "%s name must not be empty", kind)
+	}
+	if len(name) > 255 {
+		return Errorf(CodeInvalidArgument, "%s name is longer than 255 bytes", kind)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return Errorf(CodeInvalidArgument, "%s name must not contain control characters", kind)
+		}
+	}
+	return nil
+}
+
+func (tx *Tx) requireAdmin(what string) error {
+	if tx.caller == nil || !tx.m.IsAdmin(tx.caller.ID) {
+		return Errorf(CodePermissionDenied, "permission denied to %s: %s is not a metastore admin", what, QuoteIdent(tx.callerName()))
+	}
+	return nil
+}
+
+func (tx *Tx) callerName() string { return tx.name }
+
+// principal resolves a principal by name and (optionally) kind.
+func (tx *Tx) principal(kind PrincipalKind, name string) (*Principal, error) {
+	p, ok := tx.m.PrincipalByName(name)
+	if !ok {
+		what := "principal"
+		if kind != "" {
+			what = strings.ToLower(string(kind))
+		}
+		return nil, Errorf(CodeNotFound, "%s %s does not exist", what, QuoteIdent(name))
+	}
+	if kind != "" && p.Kind != kind {
+		return nil, Errorf(CodeWrongObjectType, "%s is a %s, not a %s", QuoteIdent(name), strings.ToLower(string(p.Kind)), strings.ToLower(string(kind)))
+	}
+	return p, nil
+}
+
+// CreatePrincipal creates a user, group or service principal. verifier is
+// the SCRAM verifier of its password (nil: none). Metastore admins only.
+func (tx *Tx) CreatePrincipal(kind PrincipalKind, name string, verifier *string, ifNotExists bool) error {
+	tx.auditType, tx.auditName = string(kind), name
+	if err := validName(strings.ToLower(string(kind)), name); err != nil {
+		return err
+	}
+	if err := tx.requireAdmin("create " + strings.ToLower(string(kind))); err != nil {
+		return err
+	}
+	if p, ok := tx.m.PrincipalByName(name); ok {
+		if ifNotExists && p.Kind == kind {
+			return nil
+		}
+		return Errorf(CodeAlreadyExists, "%s %s already exists", strings.ToLower(string(p.Kind)), QuoteIdent(name))
+	}
+	if verifier != nil && kind == KindGroup {
+		return Errorf(CodeInvalidArgument, "groups cannot have a password")
+	}
+	p := &Principal{ID: tx.newID(), Name: name, Kind: kind, Created: tx.svc.now().UTC()}
+	if verifier != nil {
+		p.Password = *verifier
+	}
+	tx.do(opPutPrincipal{p})
+	return nil
+}
+
+// DropPrincipal drops a principal with its grants and memberships. A
+// principal that owns securables cannot be dropped.
+func (tx *Tx) DropPrincipal(kind PrincipalKind, name string, ifExists bool) error {
+	tx.auditType, tx.auditName = string(kind), name
+	if err := tx.requireAdmin("drop " + strings.ToLower(string(kind))); err != nil {
+		return err
+	}
+	p, err := tx.principal(kind, name)
+	if err != nil {
+		if ifExists && IsCode(err, CodeNotFound) {
+			return nil
+		}
+		return err
+	}
+	if p.Builtin {
+		return Errorf(CodeReadOnly, "%s %s is built in and cannot be dropped", strings.ToLower(string(kind)), QuoteIdent(name))
+	}
+	if p.ID == tx.caller.ID {
+		return Errorf(CodeInvalidArgument, "you cannot drop yourself")
+	}
+	var owned []string
+	for _, s := range tx.m.securables {
+		if s.Owner == p.ID {
+			owned = append(owned, fmt.Sprintf("%s %s", strings.ToLower(string(s.Type)), s.FullName()))
+		}
+	}
+	if len(owned) > 0 {
+		sort.Strings(owned)
+		more := ""
+		if len(owned) > 5 {
+			more = fmt.Sprintf(" and %d more", len(owned)-5)
+			owned = owned[:5]
+		}
+		return Errorf(CodeDependent, "%s %s cannot be dropped because it owns %s%s", strings.ToLower(string(kind)), QuoteIdent(name), strings.Join(owned, ", "), more).
+			WithHint("transfer ownership first with ALTER ... OWNER TO")
+	}
+	for s, set := range tx.m.grantsTo[p.ID] {
+		for _, pr := range set.List() {
+			tx.do(opRemoveGrant{GrantKey{s, p.ID, pr}})
+		}
+	}
+	for g := range tx.m.memberOf[p.ID] {
+		tx.do(opRemoveMember{Membership{Group: g, Member: p.ID}})
+	}
+	for mem := range tx.m.members[p.ID] {
+		tx.do(opRemoveMember{Membership{Group: p.ID, Member: mem}})
+	}
+	tx.do(opDeletePrincipal{p.ID})
+	return nil
+}
+
+// SetPassword sets or clears (nil) a user's or service principal's password
+// verifier. Admins may change anyone's; others only their own.
+func (tx *Tx) SetPassword(kind PrincipalKind, name string, verifier *string) error {
+	tx.auditType, tx.auditName = string(kind), name
+	p, err := tx.principal(kind, name)
+	if err != nil {
+		return err
+	}
+	if p.ID != tx.caller.ID {
+		if err := tx.requireAdmin("change the password of " + QuoteIdent(name)); err != nil {
+			return err
+		}
+	}
+	if kind == KindGroup {
+		return Errorf(CodeInvalidArgument, "groups cannot have a password")
+	}
+	cp := *p
+	cp.Password = ""
+	if verifier != nil {
+		cp.Password = *verifier
+	}
+	tx.do(opPutPrincipal{&cp})
+	return nil
+}
+
+// AddMember adds member (of kind) to group. Cycles are refused.
+func (tx *Tx) AddMember(group string, kind PrincipalKind, member string) error {
+	tx.auditType, tx.auditName = string(KindGroup), group
+	if err := tx.requireAdmin("change group membership"); err != nil {
+		return err
+	}
+	g, err := tx.principal(KindGroup, group)
+	if err != nil {
+		return err
+	}
+	mem, err := tx.principal(kind, member)
+	if err != nil {
+		return err
+	}
+	if g.ID == tx.m.accountUsrs {
+		return Errorf(CodeReadOnly, "membership of %s is implicit: every user and service principal belongs to it", QuoteIdent(AccountUsers))
+	}
+	if tx.m.IsMember(g.ID, mem.ID) {
+		return nil
+	}
+	if tx.m.WouldCycle(g.ID, mem.ID) {
+		return Errorf(CodeCycle, "cannot add group %s to group %s: %s already contains %s, which would create a cycle",
+			QuoteIdent(member), QuoteIdent(group), QuoteIdent(member), QuoteIdent(group))
+	}
+	tx.do(opAddMember{Membership{Group: g.ID, Member: mem.ID}})
+	return nil
+}
+
+// RemoveMember removes member from group (a missing membership is not an error).
+func (tx *Tx) RemoveMember(group string, kind PrincipalKind, member string) error {
+	tx.auditType, tx.auditName = string(KindGroup), group
+	if err := tx.requireAdmin("change group membership"); err != nil {
+		return err
+	}
+	g, err := tx.principal(KindGroup, group)
+	if err != nil {
+		return err
+	}
+	mem, err := tx.principal(kind, member)
+	if err != nil {
+		return err
+	}
+	if g.ID == tx.m.accountUsrs {
+		return Errorf(CodeReadOnly, "membership of %s is implicit and cannot be changed", QuoteIdent(AccountUsers))
+	}
+	tx.do(opRemoveMember{Membership{Group: g.ID, Member: mem.ID}})
+	return nil
+}
+
+// --- securables ---
+
+func (tx *Tx) checkPriv(priv Privilege, s *Securable, what string) error {
+	d := tx.m.Check(tx.caller.ID, priv, s.ID)
+	if d.Allowed {
+		return nil
+	}
+	miss := d.Missing()
+	return Errorf(CodePermissionDenied, "permission denied to %s: %s lacks %s on %s %s",
+		what, QuoteIdent(tx.caller.Name), miss.Privilege.SQL(), miss.On.Type, miss.On.FullName())
+}
+
+func (tx *Tx) checkManage(s *Securable, what string) error {
+	ok, why := tx.m.CanManage(tx.caller.ID, s.ID)
+	if ok {
+		return nil
+	}
+	return Errorf(CodePermissionDenied, "permission denied to %s: %s", what, why)
+}
+
+func validObjectName(typ SecurableType, name string) error {
+	return validName(strings.ToLower(string(typ)), name)
+}
+
+// CreateCatalog creates a catalog owned by the caller. Needs CREATE_CATALOG
+// on the metastore.
+func (tx *Tx) CreateCatalog(name string, ifNotExists bool, comment *string) error {
+	tx.audit(TypeCatalog, QuoteIdent(name))
+	if err := validObjectName(TypeCatalog, name); err != nil {
+		return err
+	}
+	ms := tx.m.Metastore()
+	if err := tx.checkPriv(PrivCreateCatalog, ms, "create catalog "+QuoteIdent(name)); err != nil {
+		return err
+	}
+	if _, ok := tx.m.Child(ms.ID, TypeCatalog, name); ok {
+		if ifNotExists {
+			return nil
+		}
+		return Errorf(CodeAlreadyExists, "catalog %s already exists", QuoteIdent(name))
+	}
+	tx.do(opPutSecurable{&Securable{ID: tx.newID(), Type: TypeCatalog, Parent: ms.ID, Name: name, Owner: tx.caller.ID,
+		Comment: deref(comment), Created: tx.svc.now().UTC()}})
+	return nil
+}
+
+// CreateSchema creates a schema (path: catalog, schema). Needs CREATE_SCHEMA
+// and USE_CATALOG on the catalog.
+func (tx *Tx) CreateSchema(path []string, ifNotExists bool, comment *string) error {
+	tx.audit(TypeSchema, displayPath(path))
+	if err := validObjectName(TypeSchema, path[1]); err != nil {
+		return err
+	}
+	cat, err := tx.m.Lookup(TypeCatalog, path[:1])
+	if err != nil {
+		return err
+	}
+	if err := tx.checkPriv(PrivCreateSchema, cat, "create schema "+displayPath(path)); err != nil {
+		return err
+	}
+	if _, ok := tx.m.Child(cat.ID, TypeSchema, path[1]); ok {
+		if ifNotExists {
+			return nil
+		}
+		return Errorf(CodeAlreadyExists, "schema %s already exists", displayPath(path))
+	}
+	tx.do(opPutSecurable{&Securable{ID: tx.newID(), Type: TypeSchema, Parent: cat.ID, Name: path[1], Owner: tx.caller.ID,
+		Comment: deref(comment), Created: tx.svc.now().UTC()}})
+	return nil
+}
+
+// CreateConnection creates a connection (path: catalog, schema, name) with
+// validated options; secrets are sealed. Needs CREATE_CONNECTION on the
+// schema (or inherited) plus USE_CATALOG and USE_SCHEMA.
+func (tx *Tx) CreateConnection(path []string, typ string, options [][2]string, ifNotExists bool, comment *string) error {
+	tx.audit(TypeConnection, displayPath(path))
+	if err := validObjectName(TypeConnection, path[2]); err != nil {
+		return err
+	}
+	sch, err := tx.m.Lookup(TypeSchema, path[:2])
+	if err != nil {
+		return err
+	}
+	if err := tx.checkPriv(PrivCreateConnection, sch, "create connection "+displayPath(path)); err != nil {
+		return err
+	}
+	if _, ok := tx.m.Child(sch.ID, TypeConnection, path[2]); ok {
+		if ifNotExists {
+			return nil
+		}
+		return Errorf(CodeAlreadyExists, "connection %s already exists", displayPath(path))
+	}
+	plain, secret, err := ValidateConnectionOptions(typ, options)
+	if err != nil {
+		return err
+	}
+	plain["type"] = strings.ToUpper(typ)
+	id := tx.newID()
+	sealed, err := tx.svc.keyring.SealMap(secret, SecretsAAD(id))
+	if err != nil {
+		return err
+	}
+	tx.do(opPutSecurable{&Securable{ID: id, Type: TypeConnection, Parent: sch.ID, Name: path[2], Owner: tx.caller.ID,
+		Comment: deref(comment), Options: plain, Secrets: sealed, Created: tx.svc.now().UTC()}})
+	return nil
+}
+
+// Drop drops a catalog, schema or connection. Containers must be empty
+// unless cascade is set; then everything inside is dropped too. Needs
+// ownership of it or a container, MANAGE, or metastore admin.
+func (tx *Tx) Drop(typ SecurableType, path []string, ifExists, cascade bool) error {
+	tx.audit(typ, displayPath(path))
+	s, err := tx.m.Lookup(typ, path)
+	if err != nil {
+		if ifExists && IsCode(err, CodeNotFound) {
+			return nil
+		}
+		return err
+	}
+	if s.Builtin {
+		return Errorf(CodeReadOnly, "%s %s is built in and cannot be dropped", strings.ToLower(string(typ)), s.FullName())
+	}
+	if err := tx.checkManage(s, "drop "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
+		return err
+	}
+	if n := len(tx.m.childrenOf[s.ID]); n > 0 && !cascade {
+		return Errorf(CodeDependent, "cannot drop %s %s because it is not empty (%d objects inside)", strings.ToLower(string(typ)), s.FullName(), n).
+			WithHint("use DROP ... CASCADE to drop it with everything inside")
+	}
+	tx.dropTree(s)
+	return nil
+}
+
+func (tx *Tx) dropTree(s *Securable) {
+	for _, c := range tx.m.Children(s.ID) {
+		tx.dropTree(c)
+	}
+	for p, set := range tx.m.grantsOn[s.ID] {
+		for _, pr := range set.List() {
+			tx.do(opRemoveGrant{GrantKey{s.ID, p, pr}})
+		}
+	}
+	tx.do(opDeleteSecurable{s.ID})
+}
+
+// SetOwner transfers ownership.
+func (tx *Tx) SetOwner(typ SecurableType, path []string, owner string) error {
+	tx.audit(typ, displayPath(path))
+	s, err := tx.m.Lookup(typ, path)
+	if err != nil {
+		return err
+	}
+	p, err := tx.principal("", owner)
+	if err != nil {
+		return err
+	}
+	if err := tx.checkManage(s, "change the owner of "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
+		return err
+	}
+	cp := *s
+	cp.Owner = p.ID
+	tx.do(opPutSecurable{&cp})
+	return nil
+}
+
+// Rename renames a catalog, schema or connection within its container.
+func (tx *Tx) Rename(typ SecurableType, path []string, newName string) error {
+	tx.audit(typ, displayPath(path))
+	s, err := tx.m.Lookup(typ, path)
+	if err != nil {
+		return err
+	}
+	if s.Builtin {
+		return Errorf(CodeReadOnly, "%s %s is built in and cannot be renamed", strings.ToLower(string(typ)), s.FullName())
+	}
+	if err := validObjectName(typ, newName); err != nil {
+		return err
+	}
+	if err := tx.checkManage(s, "rename "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
+		return err
+	}
+	if _, ok := tx.m.Child(s.Parent, typ, newName); ok {
+		return Errorf(CodeAlreadyExists, "%s %s already exists", strings.ToLower(string(typ)), QuoteIdent(newName))
+	}
+	cp := *s
+	cp.Name = newName
+	tx.do(opPutSecurable{&cp})
+	return nil
+}
+
+// SetOptions replaces a connection's options.
+func (tx *Tx) SetOptions(path []string, options [][2]string) error {
+	tx.audit(TypeConnection, displayPath(path))
+	s, err := tx.m.Lookup(TypeConnection, path)
+	if err != nil {
+		return err
+	}
+	if err := tx.checkManage(s, "alter connection "+s.FullName()); err != nil {
+		return err
+	}
+	plain, secret, err := ValidateConnectionOptions(s.Options["type"], options)
+	if err != nil {
+		return err
+	}
+	plain["type"] = s.Options["type"]
+	sealed, err := tx.svc.keyring.SealMap(secret, SecretsAAD(s.ID))
+	if err != nil {
+		return err
+	}
+	cp := *s
+	cp.Options, cp.Secrets = plain, sealed
+	tx.do(opPutSecurable{&cp})
+	return nil
+}
+
+// SetComment sets (or clears, nil) the comment of a securable.
+func (tx *Tx) SetComment(typ SecurableType, path []string, comment *string) error {
+	tx.audit(typ, displayPath(path))
+	s, err := tx.m.Lookup(typ, path)
+	if err != nil {
+		return err
+	}
+	if err := tx.checkManage(s, "comment on "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
+		return err
+	}
+	cp := *s
+	cp.Comment = deref(comment)
+	tx.do(opPutSecurable{&cp})
+	return nil
+}
+
+// --- grants ---
+
+func (tx *Tx) grantTargets(privs []Privilege, typ SecurableType, path []string, principals []string, verb string) (*Securable, []*Principal, error) {
+	tx.audit(typ, displayPath(path))
+	s, err := tx.m.Lookup(typ, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if typ != TypeMetastore {
+		tx.auditName = s.FullName()
+	} else {
+		tx.auditName = MetastoreName
+	}
+	ti, _ := LookupType(s.Type)
+	for _, p := range privs {
+		if !ti.Applies(p) {
+			return nil, nil, Errorf(CodeInvalidPrivilege, "privilege %s does not apply to %s", p.SQL(), strings.ToLower(string(s.Type))).
+				WithHint(fmt.Sprintf("privileges on a %s: %s", strings.ToLower(string(s.Type)), ti.PrivilegeNames()))
+		}
+	}
+	ps := make([]*Principal, 0, len(principals))
+	for _, n := range principals {
+		p, err := tx.principal("", n)
+		if err != nil {
+			return nil, nil, err
+		}
+		ps = append(ps, p)
+	}
+	if err := tx.checkManage(s, verb+" on "+strings.ToLower(string(s.Type))+" "+s.FullName()); err != nil {
+		return nil, nil, err
+	}
+	return s, ps, nil
+}
+
+// Grant grants privileges on a securable to principals.
+func (tx *Tx) Grant(privs []Privilege, typ SecurableType, path []string, principals []string) error {
+	s, ps, err := tx.grantTargets(privs, typ, path, principals, "grant")
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		for _, pr := range privs {
+			if !tx.m.HasGrant(GrantKey{s.ID, p.ID, pr}) {
+				tx.do(opAddGrant{Grant{Securable: s.ID, Principal: p.ID, Privilege: pr, Grantor: tx.caller.ID}})
+			}
+		}
+	}
+	return nil
+}
+
+// Revoke revokes privileges; revoking a grant that does not exist succeeds.
+func (tx *Tx) Revoke(privs []Privilege, typ SecurableType, path []string, principals []string) error {
+	s, ps, err := tx.grantTargets(privs, typ, path, principals, "revoke")
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		for _, pr := range privs {
+			if tx.m.HasGrant(GrantKey{s.ID, p.ID, pr}) {
+				tx.do(opRemoveGrant{GrantKey{s.ID, p.ID, pr}})
+			}
+		}
+	}
+	return nil
+}
+
+// --- bootstrap ---
+
+func (tx *Tx) bootstrap(adminVerifier string) error {
+	now := tx.svc.now().UTC()
+	admin := &Principal{ID: tx.newID(), Name: AdminUser, Kind: KindUser, Admin: true, Builtin: true, Password: adminVerifier, Created: now}
+	tx.do(opPutPrincipal{admin})
+	tx.caller = admin
+	users := &Principal{ID: tx.newID(), Name: AccountUsers, Kind: KindGroup, Builtin: true, Created: now,
+		Comment: "every user and service principal"}
+	tx.do(opPutPrincipal{users})
+	ms := &Securable{ID: tx.newID(), Type: TypeMetastore, Name: MetastoreName, Owner: admin.ID, Builtin: true, Created: now}
+	tx.do(opPutSecurable{ms})
+	sys := &Securable{ID: tx.newID(), Type: TypeCatalog, Parent: ms.ID, Name: SystemCatalog, Owner: admin.ID, Builtin: true, Created: now,
+		Comment: "built-in catalog: AI connections, audit and information schema"}
+	tx.do(opPutSecurable{sys})
+	var ai *Securable
+	for _, sc := range []struct{ name, comment string }{
+		{"ai", "MCP connections and model endpoints"},
+		{"access", "audit tables"},
+		{"information_schema", "catalog metadata views"},
+	} {
+		s := &Securable{ID: tx.newID(), Type: TypeSchema, Parent: sys.ID, Name: sc.name, Owner: admin.ID, Builtin: true, Created: now, Comment: sc.comment}
+		tx.do(opPutSecurable{s})
+		if sc.name == "ai" {
+			ai = s
+		}
+	}
+	tx.do(opAddGrant{Grant{Securable: sys.ID, Principal: users.ID, Privilege: PrivUseCatalog, Grantor: admin.ID}})
+	tx.do(opAddGrant{Grant{Securable: ai.ID, Principal: users.ID, Privilege: PrivUseSchema, Grantor: admin.ID}})
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
