@@ -11,7 +11,10 @@ import (
 type closure struct {
 	entries []closureEntry
 	index   map[ID]int
-	admin   int // index of the entry that makes the principal an admin, -1 if none
+	admin   int      // index of the entry that makes the principal an admin, -1 if none
+	bits    []uint64 // the groups of the closure by dense group index
+	gen     uint64
+	direct  *pnode // the root principal's state (own grants)
 }
 
 type closureEntry struct {
@@ -20,14 +23,15 @@ type closureEntry struct {
 }
 
 func (m *Model) closureOf(id ID) *closure {
-	if c, ok := m.closures.Load(id); ok {
-		return c.(*closure)
-	}
-	p, ok := m.principals[id]
-	if !ok {
+	pn := m.pnodes[id]
+	if pn == nil {
 		return nil
 	}
-	c := &closure{index: map[ID]int{id: 0}, admin: -1}
+	if c := pn.cl.Load(); c != nil && c.gen == m.closureGen {
+		return c
+	}
+	p := m.principals[id]
+	c := &closure{index: map[ID]int{id: 0}, admin: -1, gen: m.closureGen, direct: pn}
 	c.entries = append(c.entries, closureEntry{p: p, parent: -1})
 	// Breadth first, so that the shortest path is recorded.
 	for i := 0; i < len(c.entries); i++ {
@@ -48,12 +52,14 @@ func (m *Model) closureOf(id ID) *closure {
 		}
 	}
 	for i, e := range c.entries {
-		if e.p.Admin {
+		if e.p.Admin && c.admin < 0 {
 			c.admin = i
-			break
+		}
+		if gi, ok := m.groupIdx[e.p.ID]; ok {
+			c.bits = setBit(c.bits, gi)
 		}
 	}
-	m.closures.Store(id, c)
+	pn.cl.Store(c)
 	return c
 }
 
@@ -88,7 +94,7 @@ type Requirement struct {
 	Basis     Basis
 	GrantOn   *Securable // where the grant sits (On or an ancestor)
 	GrantPriv Privilege  // the granted privilege (Privilege or ALL_PRIVILEGES)
-	holder    int        // closure index of the grantee/owner
+	holderID  ID         // the grantee or owner
 }
 
 // Decision is the answer of Check: does the principal hold the privilege on
@@ -99,10 +105,20 @@ type Decision struct {
 	Privilege Privilege
 	Securable *Securable
 	Admin     bool
-	// Reqs are the requirements in the order checked: the USE privileges on
-	// the containers (outermost first), then the privilege itself.
-	Reqs []Requirement
-	cl   *closure
+	cl        *closure
+	reqs      [4]Requirement
+	n         int
+}
+
+// Reqs returns the requirements in the order checked: the USE privileges on
+// the containers (outermost first), then the privilege itself.
+func (d *Decision) Reqs() []Requirement { return d.reqs[:d.n] }
+
+func (d *Decision) holderIndex(r *Requirement) int {
+	if i, ok := d.cl.index[r.holderID]; ok {
+		return i
+	}
+	return 0
 }
 
 // Path returns the membership path of requirement r's holder, from the
@@ -111,7 +127,7 @@ func (d *Decision) Path(r *Requirement) []string {
 	if d.cl == nil || !r.Met || r.Basis == BasisAdmin {
 		return nil
 	}
-	return d.cl.path(r.holder)
+	return d.cl.path(d.holderIndex(r))
 }
 
 // Holder returns the principal that holds requirement r (the grantee or owner).
@@ -119,14 +135,14 @@ func (d *Decision) Holder(r *Requirement) *Principal {
 	if d.cl == nil || !r.Met {
 		return nil
 	}
-	return d.cl.entries[r.holder].p
+	return d.cl.entries[d.holderIndex(r)].p
 }
 
 // Missing returns the first unmet requirement, or nil.
 func (d *Decision) Missing() *Requirement {
-	for i := range d.Reqs {
-		if !d.Reqs[i].Met {
-			return &d.Reqs[i]
+	for i := 0; i < d.n; i++ {
+		if !d.reqs[i].Met {
+			return &d.reqs[i]
 		}
 	}
 	return nil
@@ -163,7 +179,7 @@ func (d *Decision) Reason() string {
 	}
 	who := QuoteIdent(d.Principal.Name)
 	if d.Admin {
-		r := d.Reqs[len(d.Reqs)-1]
+		r := d.reqs[d.n-1]
 		via := ""
 		if p := d.cl.path(d.cl.admin); len(p) > 1 {
 			via = " (via " + quoteAll(p) + ")"
@@ -173,9 +189,9 @@ func (d *Decision) Reason() string {
 	if m := d.Missing(); m != nil {
 		return fmt.Sprintf("%s lacks %s on %s %s", who, m.Privilege.SQL(), m.On.Type, m.On.FullName())
 	}
-	parts := make([]string, len(d.Reqs))
-	for i := range d.Reqs {
-		parts[i] = d.Explain(&d.Reqs[i])
+	parts := make([]string, d.n)
+	for i := 0; i < d.n; i++ {
+		parts[i] = d.Explain(&d.reqs[i])
 	}
 	return who + " allowed: " + strings.Join(parts, "; ")
 }
@@ -210,10 +226,11 @@ func quoteAll(names []string) string {
 // The caller must hold the model's read lock (or own the model).
 func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
 	d := Decision{Privilege: priv}
-	sec, ok := m.securables[s]
-	if !ok {
+	n := m.nodes[s]
+	if n == nil {
 		return d
 	}
+	sec := n.sec
 	d.Securable = sec
 	cl := m.closureOf(p)
 	if cl == nil {
@@ -221,68 +238,80 @@ func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
 	}
 	d.cl = cl
 	d.Principal = cl.entries[0].p
-	anc := m.Ancestors(sec)
 	// requirements: USE privileges of containers, outermost first, then priv on s.
-	reqs := make([]Requirement, 0, 3)
-	for i := len(anc) - 1; i >= 1; i-- {
-		ti := typeRegistry[anc[i].Type]
-		if ti.UsePrivilege != "" {
-			reqs = append(reqs, Requirement{Privilege: ti.UsePrivilege, On: anc[i]})
+	var anc [4]*node
+	na := 0
+	for t := n; t != nil && na < len(anc); t = t.parent {
+		anc[na] = t
+		na++
+	}
+	var on [4]*node
+	for i := na - 1; i >= 1; i-- {
+		if ti := typeRegistry[anc[i].sec.Type]; ti.UsePrivilege != "" {
+			d.reqs[d.n] = Requirement{Privilege: ti.UsePrivilege, On: anc[i].sec}
+			on[d.n] = anc[i]
+			d.n++
 		}
 	}
 	if ti := typeRegistry[sec.Type]; ti.UsePrivilege != "" && ti.UsePrivilege != priv && priv != PrivBrowse {
-		reqs = append(reqs, Requirement{Privilege: ti.UsePrivilege, On: sec})
+		d.reqs[d.n] = Requirement{Privilege: ti.UsePrivilege, On: sec}
+		on[d.n] = n
+		d.n++
 	}
-	reqs = append(reqs, Requirement{Privilege: priv, On: sec})
+	d.reqs[d.n] = Requirement{Privilege: priv, On: sec}
+	on[d.n] = n
+	d.n++
 	d.Allowed = true
-	for i := range reqs {
-		r := &reqs[i]
-		if cl.admin >= 0 {
+	d.Admin = cl.admin >= 0
+	direct := cl.direct.direct
+	for i := 0; i < d.n; i++ {
+		r := &d.reqs[i]
+		if d.Admin {
 			r.Met, r.Basis = true, BasisAdmin
 			continue
 		}
-		m.holds(cl, r)
+		m.holds(cl, direct, on[i], r)
 		if !r.Met {
 			d.Allowed = false
 		}
 	}
-	d.Admin = cl.admin >= 0
-	d.Reqs = reqs
 	return d
 }
 
-// holds fills r from ownership or grants.
-func (m *Model) holds(cl *closure, r *Requirement) {
-	if i, ok := cl.index[r.On.Owner]; ok {
-		r.Met, r.Basis, r.holder = true, BasisOwner, i
+// holds fills r from ownership or grants. direct is the principal's own
+// grants (securable -> privileges); n is the node of r.On.
+func (m *Model) holds(cl *closure, direct map[ID]PrivSet, n *node, r *Requirement) {
+	root := cl.entries[0].p.ID
+	if own := r.On.Owner; own == root || (n.ownerGroup >= 0 && hasBit(cl.bits, n.ownerGroup)) {
+		r.Met, r.Basis, r.holderID = true, BasisOwner, own
 		return
 	}
 	want := privBit(r.Privilege)
 	if r.Privilege != PrivManage {
 		want |= privBit(PrivAll)
 	}
-	for t := r.On; t != nil; {
-		if g := m.grantsOn[t.ID]; len(g) > 0 {
-			for i := range cl.entries {
-				if set := g[cl.entries[i].p.ID]; set&want != 0 {
-					r.Met, r.Basis, r.holder, r.GrantOn = true, BasisGrant, i, t
-					r.GrantPriv = r.Privilege
-					if set&privBit(r.Privilege) == 0 {
-						r.GrantPriv = PrivAll
-					}
-					return
-				}
+	pi, ai := privIndex(r.Privilege), privIndex(PrivAll)
+	// Inherit from containing schema and catalog, never from the metastore.
+	for ; n != nil && (n.sec.Type != TypeMetastore || n.sec.ID == r.On.ID); n = n.parent {
+		t := n.sec
+		if set := direct[t.ID]; set&want != 0 {
+			r.Met, r.Basis, r.holderID, r.GrantOn = true, BasisGrant, root, t
+			r.GrantPriv = r.Privilege
+			if set&privBit(r.Privilege) == 0 {
+				r.GrantPriv = PrivAll
+			}
+			return
+		}
+		if len(cl.bits) > 0 {
+			gi, gp := firstCommon(cl.bits, n.groups[pi]), r.Privilege
+			if gi < 0 && r.Privilege != PrivManage {
+				gi, gp = firstCommon(cl.bits, n.groups[ai]), PrivAll
+			}
+			if gi >= 0 {
+				r.Met, r.Basis, r.holderID, r.GrantOn, r.GrantPriv = true, BasisGrant, m.groupByIdx[gi], t, gp
+				return
 			}
 		}
-		// Inherit from containing schema and catalog, never from the metastore.
-		if t.Type == TypeMetastore || t.Parent == 0 {
-			break
-		}
-		par := m.securables[t.Parent]
-		if par == nil || par.Type == TypeMetastore {
-			break
-		}
-		t = par
 	}
 }
 

@@ -2,7 +2,7 @@ package catalog
 
 import (
 	"sort"
-	"sync"
+	"sync/atomic"
 )
 
 // privBit maps privileges to bits of a PrivSet.
@@ -75,7 +75,75 @@ type Model struct {
 	metastore   ID
 	accountUsrs ID
 
-	closures sync.Map // ID -> *closure; reset on membership/principal changes
+	// pnodes hold per-principal check state: the cached membership closure
+	// (valid while its gen equals closureGen) and the principal's own grants.
+	pnodes     map[ID]*pnode
+	closureGen uint64
+
+	// Groups get dense indexes so that a principal's transitive groups and
+	// the group grantees of a securable are bitsets: a privilege check ANDs
+	// a few words instead of probing a map per group.
+	groupIdx   map[ID]int
+	groupByIdx []ID
+	freeIdx    []int
+	nodes      map[ID]*node // securable -> node (parent pointers and group grant bitsets)
+}
+
+type pnode struct {
+	cl     atomic.Pointer[closure]
+	direct map[ID]PrivSet
+}
+
+// node is the privilege-check view of a securable: a pointer to its parent
+// and, per privilege, the bitset of groups granted it here.
+type node struct {
+	sec        *Securable
+	parent     *node
+	ownerGroup int // dense group index of the owner, -1 if the owner is not a group
+	groups     [numPrivs][]uint64
+}
+
+func hasBit(bs []uint64, i int) bool { return i/64 < len(bs) && bs[i/64]&(1<<(i%64)) != 0 }
+
+const numPrivs = 9
+
+func privIndex(p Privilege) int {
+	b := privBit(p)
+	for i := 0; i < numPrivs; i++ {
+		if b == 1<<i {
+			return i
+		}
+	}
+	return -1
+}
+
+func setBit(bs []uint64, i int) []uint64 {
+	for len(bs) <= i/64 {
+		bs = append(bs, 0)
+	}
+	bs[i/64] |= 1 << (i % 64)
+	return bs
+}
+
+func clearBit(bs []uint64, i int) {
+	if i/64 < len(bs) {
+		bs[i/64] &^= 1 << (i % 64)
+	}
+}
+
+// firstCommon returns the lowest index set in both bitsets, or -1.
+func firstCommon(a, b []uint64) int {
+	n := min(len(a), len(b))
+	for w := 0; w < n; w++ {
+		if x := a[w] & b[w]; x != 0 {
+			for i := 0; i < 64; i++ {
+				if x&(1<<i) != 0 {
+					return w*64 + i
+				}
+			}
+		}
+	}
+	return -1
 }
 
 // NewModel returns an empty model.
@@ -86,6 +154,7 @@ func NewModel() *Model {
 		members: map[ID]map[ID]struct{}{}, memberOf: map[ID]map[ID]struct{}{},
 		securables: map[ID]*Securable{}, children: map[childKey]ID{}, childrenOf: map[ID]map[ID]struct{}{},
 		grantsOn: map[ID]map[ID]PrivSet{}, grantsTo: map[ID]map[ID]PrivSet{}, grantor: map[GrantKey]ID{},
+		groupIdx: map[ID]int{}, nodes: map[ID]*node{}, pnodes: map[ID]*pnode{},
 	}
 }
 
@@ -209,7 +278,7 @@ func (m *Model) computeFull(s *Securable) string {
 
 // --- mutation (used by the Service's planner and by Load) ---
 
-func (m *Model) resetClosures() { m.closures.Clear() }
+func (m *Model) resetClosures() { m.closureGen++ }
 
 func (m *Model) putPrincipal(p *Principal) {
 	if old, ok := m.principals[p.ID]; ok && old.Name != p.Name {
@@ -217,6 +286,20 @@ func (m *Model) putPrincipal(p *Principal) {
 	}
 	m.principals[p.ID] = p
 	m.byName[p.Name] = p.ID
+	if m.pnodes[p.ID] == nil {
+		m.pnodes[p.ID] = &pnode{direct: m.grantsTo[p.ID]}
+	}
+	if _, ok := m.groupIdx[p.ID]; !ok && p.Kind == KindGroup {
+		var i int
+		if n := len(m.freeIdx); n > 0 {
+			i, m.freeIdx = m.freeIdx[n-1], m.freeIdx[:n-1]
+			m.groupByIdx[i] = p.ID
+		} else {
+			i = len(m.groupByIdx)
+			m.groupByIdx = append(m.groupByIdx, p.ID)
+		}
+		m.groupIdx[p.ID] = i
+	}
 	if p.Builtin && p.Kind == KindGroup && p.Name == AccountUsers {
 		m.accountUsrs = p.ID
 	}
@@ -240,12 +323,17 @@ func (m *Model) deletePrincipal(id ID) {
 	delete(m.memberOf, id)
 	delete(m.members, id)
 	for s, set := range m.grantsTo[id] {
-		delete(m.grantsOn[s], id)
 		for _, pr := range set.List() {
-			delete(m.grantor, GrantKey{s, id, pr})
+			m.removeGrant(GrantKey{s, id, pr})
 		}
 	}
 	delete(m.grantsTo, id)
+	delete(m.pnodes, id)
+	if i, ok := m.groupIdx[id]; ok {
+		delete(m.groupIdx, id)
+		m.groupByIdx[i] = 0
+		m.freeIdx = append(m.freeIdx, i)
+	}
 	delete(m.principals, id)
 	delete(m.byName, p.Name)
 	m.resetClosures()
@@ -276,6 +364,17 @@ func (m *Model) putSecurable(s *Securable) {
 	}
 	s.full = m.computeFull(s)
 	m.securables[s.ID] = s
+	n := m.nodes[s.ID]
+	if n != nil {
+		n.sec = s
+	} else {
+		n = &node{sec: s, parent: m.nodes[s.Parent]}
+		m.nodes[s.ID] = n
+	}
+	n.ownerGroup = -1
+	if gi, ok := m.groupIdx[s.Owner]; ok {
+		n.ownerGroup = gi
+	}
 	// A rename changes the full names of all descendants: replace them with
 	// fresh copies (values handed out before stay unchanged).
 	for cid := range m.childrenOf[s.ID] {
@@ -304,12 +403,12 @@ func (m *Model) deleteSecurable(id ID) {
 		return
 	}
 	for p, set := range m.grantsOn[id] {
-		delete(m.grantsTo[p], id)
 		for _, pr := range set.List() {
-			delete(m.grantor, GrantKey{id, p, pr})
+			m.removeGrant(GrantKey{id, p, pr})
 		}
 	}
 	delete(m.grantsOn, id)
+	delete(m.nodes, id)
 	delete(m.children, childKey{s.Parent, s.Type, s.Name})
 	delete(m.childrenOf[s.Parent], id)
 	delete(m.securables, id)
@@ -322,10 +421,19 @@ func (m *Model) addGrant(g Grant) {
 	}
 	if m.grantsTo[g.Principal] == nil {
 		m.grantsTo[g.Principal] = map[ID]PrivSet{}
+		if pn := m.pnodes[g.Principal]; pn != nil {
+			pn.direct = m.grantsTo[g.Principal]
+		}
 	}
 	m.grantsOn[g.Securable][g.Principal] |= b
 	m.grantsTo[g.Principal][g.Securable] |= b
 	m.grantor[g.Key()] = g.Grantor
+	if gi, ok := m.groupIdx[g.Principal]; ok {
+		if n := m.nodes[g.Securable]; n != nil {
+			pi := privIndex(g.Privilege)
+			n.groups[pi] = setBit(n.groups[pi], gi)
+		}
+	}
 }
 
 func (m *Model) removeGrant(k GrantKey) {
@@ -345,6 +453,11 @@ func (m *Model) removeGrant(k GrantKey) {
 		}
 	}
 	delete(m.grantor, k)
+	if gi, ok := m.groupIdx[k.Principal]; ok {
+		if n := m.nodes[k.Securable]; n != nil {
+			clearBit(n.groups[privIndex(k.Privilege)], gi)
+		}
+	}
 }
 
 // HasGrant reports whether exactly this grant exists.

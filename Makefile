@@ -1,0 +1,43 @@
+# Mandate — make run (quickstart on the embedded store), make test (everything CI runs).
+GO        ?= go
+BIN       := bin/mandate
+PKGS      := ./...
+FUZZTIME  ?= 15s
+export CGO_ENABLED := 1
+
+.PHONY: all build run test deps vet unit fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/mandate
+
+# Starts Mandate on the embedded DuckDB store in ./mandate-data and prints how to connect.
+run: build
+	./$(BIN) serve --data-dir ./mandate-data --sql-addr 127.0.0.1:15432 --http-addr 127.0.0.1:8470
+
+# Installs what the tests need on a clean Debian machine (psql for the client tests).
+deps:
+	@command -v psql >/dev/null 2>&1 || { \
+	  echo "installing postgresql-client (psql)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null; }
+
+vet:
+	$(GO) vet $(PKGS)
+
+unit:
+	$(GO) test -count=1 -timeout 12m $(PKGS)
+
+# A short pass of each fuzz target (parser and wire message reader).
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./sqlfront/parser
+	$(GO) test -run='^$$' -fuzz='^FuzzSplit$$' -fuzztime=$(FUZZTIME) ./sqlfront/parser
+	$(GO) test -run='^$$' -fuzz='^FuzzMessages$$' -fuzztime=$(FUZZTIME) ./sqlfront/pgwire
+
+test: deps vet unit fuzz
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=2s ./catalog/ ./catalog/duckstore/ ./sqlfront/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/duckstore"
+	"github.com/mandatehq/mandate/sqlfront"
+	"github.com/mandatehq/mandate/sqlfront/pgwire"
+)
+
+var errHelp = errors.New("help requested")
+
+type serveConfig struct {
+	dataDir          string
+	sqlAddr          string
+	httpAddr         string
+	tlsCert          string
+	tlsKey           string
+	logFormat        string
+	logLevel         string
+	statementTimeout time.Duration
+	maxMessageSize   int
+}
+
+// envName turns a flag name into its environment variable: data-dir → MANDATE_DATA_DIR.
+func envName(flagName string) string {
+	return "MANDATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
+	c := &serveConfig{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.dataDir, "data-dir", "./mandate-data", "directory holding the embedded store, keys and certificates")
+	fs.StringVar(&c.sqlAddr, "sql-addr", "127.0.0.1:15432", "address of the PostgreSQL wire endpoint (psql, JDBC, pgx)")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8470", "address of the HTTP API (health, later authorization)")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate for TLS on the SQL endpoint (default: self-signed, generated into the data dir)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
+	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal, else json)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&c.statementTimeout, "statement-timeout", 0, "abort any SQL statement running longer than this (0 = no limit)")
+	fs.IntVar(&c.maxMessageSize, "max-message-size", pgwire.DefaultMaxMessageSize, "largest PostgreSQL protocol message accepted, in bytes")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: mandate serve [flags]\n\nEvery flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(fs.Output(), "  --%s [%s]\n      %s (default %q)\n", f.Name, envName(f.Name), f.Usage, f.DefValue)
+		})
+		fmt.Fprintf(fs.Output(), "\nOther environment variables:\n  MANDATE_ADMIN_PASSWORD  password of the built-in admin user, used on first start\n  MANDATE_MASTER_KEY      32-byte key (base64 or hex) that encrypts secrets at rest (default: generated into DATA_DIR/master.key)\n")
+	}
+	// Environment first, then flags override.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("invalid %s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key must be given together")
+	}
+	return c, nil
+}
+
+func newLogger(format, level string, stderr io.Writer) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		return zerolog.Logger{}, fmt.Errorf("invalid --log-level %q", level)
+	}
+	var w io.Writer = stderr
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}
+	case "auto":
+		if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}
+		}
+	default:
+		return zerolog.Logger{}, fmt.Errorf("invalid --log-format %q (json, console or auto)", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// masterKey returns the key that seals secrets: MANDATE_MASTER_KEY, or
+// DATA_DIR/master.key (generated with mode 0600 on first start).
+func masterKey(dataDir string) ([]byte, error) {
+	if v := strings.TrimSpace(os.Getenv("MANDATE_MASTER_KEY")); v != "" {
+		return decodeKey(v, "MANDATE_MASTER_KEY")
+	}
+	path := filepath.Join(dataDir, "master.key")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return decodeKey(strings.TrimSpace(string(b)), path)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := writeSecretFile(path, base64.StdEncoding.EncodeToString(key)+"\n"); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+func decodeKey(v, from string) ([]byte, error) {
+	if b, err := base64.StdEncoding.DecodeString(v); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if b, err := hex.DecodeString(v); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	return nil, fmt.Errorf("%s must hold a 32-byte key in base64 or hex", from)
+}
+
+// writeSecretFile creates path with mode 0600; it never overwrites.
+func writeSecretFile(path, content string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func randomPassword() (string, error) {
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	key, err := masterKey(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	kr, err := catalog.NewKeyring(key)
+	if err != nil {
+		return err
+	}
+	store, err := duckstore.Open(ctx, cfg.dataDir, duckstore.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	// First start: the admin password comes from MANDATE_ADMIN_PASSWORD or
+	// is generated, printed once and written to DATA_DIR/admin-password.
+	meta, err := store.Meta(ctx)
+	if err != nil {
+		return err
+	}
+	var adminVerifier, generated string
+	if meta.Revision == 0 {
+		pw := os.Getenv("MANDATE_ADMIN_PASSWORD")
+		if pw == "" {
+			if pw, err = randomPassword(); err != nil {
+				return err
+			}
+			generated = pw
+		}
+		if adminVerifier, err = pgwire.MakeVerifier(pw); err != nil {
+			return err
+		}
+	}
+	svc, err := catalog.Open(ctx, catalog.Options{Store: store, Keyring: kr, Logger: log, AdminVerifier: adminVerifier})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	if generated != "" {
+		path := filepath.Join(cfg.dataDir, "admin-password")
+		if err := writeSecretFile(path, generated+"\n"); err != nil {
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+		fmt.Fprintf(stdout, "\nGenerated the password of the built-in user admin (shown once; also in %s, mode 0600):\n\n    %s\n\n", path, generated)
+	}
+
+	tlsCfg, err := pgwire.LoadOrCreateTLS(cfg.tlsCert, cfg.tlsKey, cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Logger: log})
+	srv, err := pgwire.NewServer(pgwire.Config{Addr: cfg.sqlAddr, TLS: tlsCfg, Auth: fe, Handler: fe, Logger: log,
+		StatementTimeout: cfg.statementTimeout, MaxMessageSize: cfg.maxMessageSize})
+	if err != nil {
+		return err
+	}
+	sqlLn, err := net.Listen("tcp", cfg.sqlAddr)
+	if err != nil {
+		return fmt.Errorf("SQL endpoint: %w", err)
+	}
+	httpLn, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		sqlLn.Close()
+		return fmt.Errorf("HTTP endpoint: %w", err)
+	}
+	hs := &http.Server{Handler: httpHandler(svc), ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ctx, sqlLn) }()
+	go func() { errc <- hs.Serve(httpLn) }()
+
+	host, port, _ := net.SplitHostPort(sqlLn.Addr().String())
+	log.Info().Str("sql_addr", sqlLn.Addr().String()).Str("http_addr", httpLn.Addr().String()).
+		Str("data_dir", cfg.dataDir).Int64("revision", int64(svc.Revision())).Msg("mandate is serving")
+	fmt.Fprintf(stdout, "Mandate is ready. Connect with:\n\n    psql \"host=%s port=%s user=admin dbname=system sslmode=require\"\n\n", host, port)
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	log.Info().Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	_ = srv.Shutdown(sctx)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+func httpHandler(svc *catalog.Service) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "revision": svc.Revision()})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "not found"})
+	})
+	return mux
+}

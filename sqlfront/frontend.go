@@ -1,0 +1,234 @@
+package sqlfront
+
+import (
+	"context"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/sqlfront/parser"
+	"github.com/mandatehq/mandate/sqlfront/pgwire"
+)
+
+// Config configures the front end.
+type Config struct {
+	Catalog *catalog.Service
+	Logger  zerolog.Logger
+	// ServerVersion is reported as server_version (default "16.4").
+	ServerVersion string
+}
+
+// Frontend implements pgwire.Handler and pgwire.Authenticator over the catalog.
+type Frontend struct {
+	cat     *catalog.Service
+	log     zerolog.Logger
+	version string
+}
+
+var (
+	_ pgwire.Handler       = (*Frontend)(nil)
+	_ pgwire.Authenticator = (*Frontend)(nil)
+	_ pgwire.Session       = (*Session)(nil)
+	_ pgwire.Statement     = (*stmt)(nil)
+)
+
+// New returns a front end.
+func New(cfg Config) *Frontend {
+	v := cfg.ServerVersion
+	if v == "" {
+		v = "16.4"
+	}
+	return &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v}
+}
+
+// Verifier implements pgwire.Authenticator: users and service principals
+// with a password may log in; groups never.
+func (f *Frontend) Verifier(_ context.Context, user string) (v string, ok bool, err error) {
+	f.cat.Read(func(m *catalog.Model) {
+		p, found := m.PrincipalByName(user)
+		if found && p.Kind != catalog.KindGroup && p.Password != "" {
+			v, ok = p.Password, true
+		}
+	})
+	return v, ok, nil
+}
+
+// Connect implements pgwire.Handler. The database name is the session's
+// current catalog; an unknown one is 3D000.
+func (f *Frontend) Connect(_ context.Context, info pgwire.ConnInfo) (pgwire.Session, error) {
+	db := info.Database
+	if db == "" {
+		db = info.User
+	}
+	var (
+		exists, userOK, admin bool
+	)
+	f.cat.Read(func(m *catalog.Model) {
+		if p, ok := m.PrincipalByName(info.User); ok && p.Kind != catalog.KindGroup {
+			userOK = true
+			admin = m.IsAdmin(p.ID)
+		}
+		if ms := m.Metastore(); ms != nil {
+			_, exists = m.Child(ms.ID, catalog.TypeCatalog, db)
+		}
+	})
+	if !userOK {
+		return nil, &pgwire.Error{Severity: "FATAL", Code: "28000", Message: "role \"" + info.User + "\" does not exist"}
+	}
+	if !exists {
+		return nil, &pgwire.Error{Severity: "FATAL", Code: "3D000", Message: "database \"" + db + "\" does not exist",
+			Hint: "the database name is a Mandate catalog, e.g. dbname=system"}
+	}
+	host := info.RemoteAddr
+	if h, _, err := net.SplitHostPort(info.RemoteAddr); err == nil {
+		host = h
+	}
+	s := &Session{f: f, user: info.User, catalog: db, sourceIP: host, id: uuid.NewString(),
+		params: defaultParams(f.version), changed: map[string]string{}, txStatus: 'I'}
+	if info.ApplicationName != "" {
+		s.params["application_name"] = info.ApplicationName
+	}
+	for k, v := range info.Params {
+		if k == "user" || k == "database" || k == "replication" || k == "options" {
+			continue
+		}
+		if _, known := s.params[strings.ToLower(k)]; known || strings.Contains(k, ".") {
+			s.params[strings.ToLower(k)] = v
+		}
+	}
+	s.params["session_authorization"] = info.User
+	s.params["is_superuser"] = map[bool]string{true: "on", false: "off"}[admin]
+	s.changed["is_superuser"] = s.params["is_superuser"]
+	s.changed["session_authorization"] = info.User
+	return s, nil
+}
+
+// Session is one client connection's SQL state.
+type Session struct {
+	f        *Frontend
+	user     string
+	catalog  string // current catalog (the connection's database)
+	sourceIP string
+	id       string
+
+	mu       sync.Mutex
+	params   map[string]string
+	changed  map[string]string
+	txStatus byte
+}
+
+// Prepare implements pgwire.Session.
+func (s *Session) Prepare(ctx context.Context, sql string, paramOIDs []uint32, multi bool) ([]pgwire.Statement, error) {
+	pieces := parser.Split(sql)
+	if !multi && len(pieces) > 1 {
+		return nil, pgwire.Errorf("42601", "cannot insert multiple commands into a prepared statement")
+	}
+	out := make([]pgwire.Statement, 0, len(pieces))
+	for _, p := range pieces {
+		st, err := s.prepareOne(p.Text, paramOIDs)
+		if err != nil {
+			return nil, sqlError(err, sql, p.Offset)
+		}
+		st.query, st.offset = sql, p.Offset
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (s *Session) prepareOne(text string, paramOIDs []uint32) (*stmt, error) {
+	if parser.IsGovernance(text) {
+		ast, err := parser.ParseStatement(text)
+		if err != nil {
+			return nil, err
+		}
+		return s.governance(ast)
+	}
+	return s.pgStatement(text, paramOIDs)
+}
+
+// TxStatus implements pgwire.Session.
+func (s *Session) TxStatus() byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.txStatus
+}
+
+// Fail implements pgwire.Session.
+func (s *Session) Fail() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.txStatus == 'T' {
+		s.txStatus = 'E'
+	}
+}
+
+// ChangedParameters implements pgwire.Session.
+func (s *Session) ChangedParameters() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.changed) == 0 {
+		return nil
+	}
+	out := s.changed
+	s.changed = map[string]string{}
+	return out
+}
+
+// Close implements pgwire.Session.
+func (s *Session) Close() {}
+
+func (s *Session) caller(statement string) catalog.Caller {
+	s.mu.Lock()
+	app := s.params["application_name"]
+	s.mu.Unlock()
+	return catalog.Caller{Principal: s.user, SourceIP: s.sourceIP, UserAgent: app, SessionID: s.id, Statement: statement}
+}
+
+// stmt is a prepared statement: its result shape and how to run it.
+type stmt struct {
+	cols   []pgwire.Column
+	params []uint32
+	run    func(ctx context.Context, params []pgwire.Param, w pgwire.RowWriter) (string, error)
+	// allowedInFailedTx is true for COMMIT/ROLLBACK.
+	allowedInFailedTx bool
+	s                 *Session
+	query             string
+	offset            int
+}
+
+func (st *stmt) ParamOIDs() []uint32        { return st.params }
+func (st *stmt) Columns() []pgwire.Column { return st.cols }
+
+// Execute implements pgwire.Statement.
+func (st *stmt) Execute(ctx context.Context, params []pgwire.Param, w pgwire.RowWriter) (string, error) {
+	if st.s.TxStatus() == 'E' && !st.allowedInFailedTx {
+		return "", pgwire.Errorf("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+	}
+	if len(params) != len(st.params) {
+		return "", pgwire.Errorf("08P01", "statement takes %d parameters, %d given", len(st.params), len(params))
+	}
+	tag, err := st.run(ctx, params, w)
+	return tag, sqlError(err, st.query, st.offset)
+}
+
+func textCols(names ...string) []pgwire.Column {
+	cols := make([]pgwire.Column, len(names))
+	for i, n := range names {
+		cols[i] = pgwire.Column{Name: n, TypeOID: 25}
+	}
+	return cols
+}
+
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
