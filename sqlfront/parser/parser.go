@@ -1,0 +1,827 @@
+package parser
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/mandatehq/mandate/catalog"
+)
+
+// ParseError is a syntax error. Pos is the 0-based byte offset in the
+// parsed text of the token the error is reported at.
+type ParseError struct {
+	// Message describes the problem when it is more than an unexpected
+	// token (an unknown privilege, an unterminated string, ...).
+	Message string
+	// Found is the offending token as written, or "end of input".
+	Found string
+	// Expected lists what would have been accepted at Pos: upper-case
+	// keywords, quoted punctuation ("(") and descriptions ("identifier").
+	Expected []string
+	Pos      int
+}
+
+// foundEOF is ParseError.Found at the end of the input.
+const foundEOF = "end of input"
+
+// Error formats the error like
+// `syntax error at or near "X": expected ON, TO`.
+func (e *ParseError) Error() string {
+	var b strings.Builder
+	if e.Found == foundEOF {
+		b.WriteString("syntax error at end of input")
+	} else {
+		fmt.Fprintf(&b, "syntax error at or near %q", e.Found)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if len(e.Expected) > 0 {
+		if e.Message != "" {
+			b.WriteString("; expected ")
+		} else {
+			b.WriteString(": expected ")
+		}
+		b.WriteString(strings.Join(e.Expected, ", "))
+	}
+	return b.String()
+}
+
+// maxFound bounds the length of ParseError.Found.
+const maxFound = 40
+
+// token is one scanned token.
+type token struct {
+	tok Token
+	pos int
+	end int
+	lit string
+}
+
+// parser is a recursive-descent parser over the tokens of one statement,
+// scanned on demand into toks so that it can look ahead any distance.
+// expect collects what the parser looked for and did not find at the
+// current token, so that errors can list every alternative.
+type parser struct {
+	src    string
+	s      *Scanner
+	toks   []token // scanned so far; once EOF is scanned it is the last
+	i      int     // index of the current token
+	expect []string
+}
+
+// ParseStatement parses exactly one governance statement, optionally
+// followed by a semicolon. Errors are *ParseError.
+func ParseStatement(sql string) (Statement, error) {
+	p := &parser{src: sql, s: NewScanner(sql)}
+	stmt, err := p.parseStatement()
+	if err != nil {
+		return nil, err
+	}
+	p.accept(SEMICOLON)
+	if !p.at(EOF) {
+		return nil, p.fail()
+	}
+	return stmt, nil
+}
+
+// tokAt returns token i, scanning as needed (EOF past the end).
+func (p *parser) tokAt(i int) token {
+	for len(p.toks) <= i {
+		if n := len(p.toks); n > 0 && p.toks[n-1].tok == EOF {
+			return p.toks[n-1]
+		}
+		tok, pos, lit := p.s.Scan()
+		p.toks = append(p.toks, token{tok: tok, pos: pos, end: p.s.End(), lit: lit})
+	}
+	return p.toks[i]
+}
+
+// cur returns the current token.
+func (p *parser) cur() token { return p.tokAt(p.i) }
+
+// peek returns the kind of the token n places after the current one.
+func (p *parser) peek(n int) Token { return p.tokAt(p.i + n).tok }
+
+func (p *parser) next() {
+	if p.cur().tok != EOF {
+		p.i++
+	}
+	p.expect = p.expect[:0]
+}
+
+// want records that s would have been accepted at the current token.
+func (p *parser) want(s ...string) {
+	for _, x := range s {
+		dup := false
+		for _, y := range p.expect {
+			if x == y {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			p.expect = append(p.expect, x)
+		}
+	}
+}
+
+// expectName returns the Expected entry for t.
+func expectName(t Token) string {
+	switch t {
+	case LPAREN, RPAREN, COMMA, DOT, SEMICOLON, EQ:
+		return `"` + t.String() + `"`
+	}
+	return t.String()
+}
+
+// at reports whether the current token is t, recording t as expected when
+// it is not.
+func (p *parser) at(t Token) bool {
+	if p.cur().tok == t {
+		return true
+	}
+	p.want(expectName(t))
+	return false
+}
+
+// accept consumes the current token when it is t.
+func (p *parser) accept(t Token) bool {
+	if p.at(t) {
+		p.next()
+		return true
+	}
+	return false
+}
+
+// need consumes the current token when it is t and fails otherwise.
+func (p *parser) need(t Token) error {
+	if p.accept(t) {
+		return nil
+	}
+	return p.fail()
+}
+
+// found returns the current token as written, for errors.
+func (p *parser) found(t token) string {
+	if t.tok == EOF {
+		return foundEOF
+	}
+	return p.text(t.pos, t.end)
+}
+
+func (p *parser) text(pos, end int) string {
+	s := p.src[pos:end]
+	if len(s) > maxFound {
+		n := maxFound
+		for n > 0 && !isRuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "..."
+	}
+	return s
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// fail returns the error for an unexpected current token.
+func (p *parser) fail() error {
+	t := p.cur()
+	if t.tok == ILLEGAL {
+		return &ParseError{Message: t.lit, Found: p.found(t), Pos: t.pos}
+	}
+	return &ParseError{Found: p.found(t), Expected: append([]string(nil), p.expect...), Pos: t.pos}
+}
+
+// failf returns an error with a message at token t.
+func (p *parser) failf(t token, format string, args ...any) error {
+	return &ParseError{Message: fmt.Sprintf(format, args...), Found: p.found(t), Pos: t.pos}
+}
+
+func (p *parser) parseStatement() (Statement, error) {
+	switch p.cur().tok {
+	case CREATE:
+		p.next()
+		return p.parseCreate()
+	case DROP:
+		p.next()
+		return p.parseDrop()
+	case ALTER:
+		p.next()
+		return p.parseAlter()
+	case COMMENT:
+		p.next()
+		return p.parseCommentOn()
+	case GRANT:
+		p.next()
+		return p.parseGrant()
+	case REVOKE:
+		p.next()
+		return p.parseRevoke()
+	case SHOW:
+		p.next()
+		return p.parseShow()
+	case DESCRIBE, DESC:
+		p.next()
+		return p.parseDescribe()
+	}
+	p.want("CREATE", "DROP", "ALTER", "COMMENT", "GRANT", "REVOKE", "SHOW", "DESCRIBE")
+	return nil, p.fail()
+}
+
+// Object type groups accepted after the statement keywords.
+var (
+	containerTypes = []ObjectType{ObjCatalog, ObjSchema, ObjConnection}
+	principalTypes = []ObjectType{ObjUser, ObjGroup, ObjServicePrincipal}
+	allObjectTypes = []ObjectType{ObjCatalog, ObjSchema, ObjConnection, ObjUser, ObjGroup, ObjServicePrincipal}
+	securableTypes = []ObjectType{ObjMetastore, ObjCatalog, ObjSchema, ObjConnection}
+)
+
+// objectToken maps an object type to its (first) keyword.
+func objectToken(t ObjectType) Token {
+	switch t {
+	case ObjCatalog:
+		return CATALOG
+	case ObjSchema:
+		return SCHEMA
+	case ObjConnection:
+		return CONNECTION
+	case ObjUser:
+		return USER
+	case ObjGroup:
+		return GROUP
+	case ObjServicePrincipal:
+		return SERVICE
+	case ObjMetastore:
+		return METASTORE
+	}
+	return ILLEGAL
+}
+
+// maxParts is the number of name parts an object of type t may have.
+func maxParts(t ObjectType) int {
+	switch t {
+	case ObjSchema:
+		return 2
+	case ObjConnection:
+		return 3
+	case ObjMetastore:
+		return 0
+	}
+	return 1
+}
+
+// parseObjectType consumes one of the given object types.
+func (p *parser) parseObjectType(types []ObjectType) (ObjectType, error) {
+	for _, t := range types {
+		if p.cur().tok == objectToken(t) {
+			p.next()
+			if t == ObjServicePrincipal {
+				if err := p.need(PRINCIPAL); err != nil {
+					return "", err
+				}
+			}
+			return t, nil
+		}
+	}
+	for _, t := range types {
+		p.want(string(t))
+	}
+	return "", p.fail()
+}
+
+// atIdent reports whether the current token can be a name: an identifier,
+// a quoted identifier or an unreserved keyword.
+func (p *parser) atIdent() bool {
+	t := p.cur().tok
+	if t == IDENT || t == QIDENT || (t.IsKeyword() && !t.IsReserved()) {
+		return true
+	}
+	p.want("identifier")
+	return false
+}
+
+func (p *parser) parseIdent() (Ident, error) {
+	if !p.atIdent() {
+		return Ident{}, p.fail()
+	}
+	t := p.cur()
+	p.next()
+	return Ident{Name: t.lit, Quoted: t.tok == QIDENT}, nil
+}
+
+// parseQName parses a dotted name of 1..max parts.
+func (p *parser) parseQName(max int) (QName, error) {
+	id, err := p.parseIdent()
+	if err != nil {
+		return nil, err
+	}
+	q := QName{id}
+	for {
+		if len(q) == max {
+			if t := p.cur(); t.tok == DOT {
+				return nil, p.failf(t, "improper qualified name (at most %d dotted parts)", max)
+			}
+			return q, nil
+		}
+		if !p.accept(DOT) {
+			return q, nil
+		}
+		id, err := p.parseIdent()
+		if err != nil {
+			return nil, err
+		}
+		q = append(q, id)
+	}
+}
+
+// parseName parses a one-part name.
+func (p *parser) parseName() (Ident, error) {
+	q, err := p.parseQName(1)
+	if err != nil {
+		return Ident{}, err
+	}
+	return q[0], nil
+}
+
+// parseIfNotExists consumes IF NOT EXISTS. IF is not reserved, so it is
+// only taken as the start of the clause when NOT follows.
+func (p *parser) parseIfNotExists() (bool, error) {
+	if p.cur().tok != IF || p.peek(1) != NOT {
+		p.want("IF")
+		return false, nil
+	}
+	p.next()
+	p.next()
+	return true, p.need(EXISTS)
+}
+
+// parseIfExists consumes IF EXISTS (IF followed by EXISTS).
+func (p *parser) parseIfExists() bool {
+	if p.cur().tok != IF || p.peek(1) != EXISTS {
+		p.want("IF")
+		return false
+	}
+	p.next()
+	p.next()
+	return true
+}
+
+// parseString consumes a string literal.
+func (p *parser) parseString() (string, error) {
+	if !p.at(STRING) {
+		return "", p.fail()
+	}
+	s := p.cur().lit
+	p.next()
+	return s, nil
+}
+
+// parseStringOrNull consumes a string literal or NULL (nil).
+func (p *parser) parseStringOrNull() (*string, error) {
+	if p.accept(NULL) {
+		return nil, nil
+	}
+	s, err := p.parseString()
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// parseOptComment consumes an optional COMMENT 'text'.
+func (p *parser) parseOptComment() (*string, error) {
+	if !p.accept(COMMENT) {
+		return nil, nil
+	}
+	s, err := p.parseString()
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// parseOptions parses (key 'value', ...) after OPTIONS. Keys may be any
+// word, including reserved keywords, or quoted identifiers; an optional
+// "=" may separate key and value.
+func (p *parser) parseOptions() ([]Option, error) {
+	if err := p.need(LPAREN); err != nil {
+		return nil, err
+	}
+	var opts []Option
+	for {
+		t := p.cur()
+		if !t.tok.isWord() && t.tok != QIDENT {
+			p.want("option name")
+			return nil, p.fail()
+		}
+		p.next()
+		for _, o := range opts {
+			if o.Key == t.lit {
+				return nil, p.failf(t, "option %q specified more than once", t.lit)
+			}
+		}
+		p.accept(EQ)
+		v, err := p.parseString()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, Option{Key: t.lit, Value: v})
+		if !p.accept(COMMA) {
+			break
+		}
+	}
+	if err := p.need(RPAREN); err != nil {
+		return nil, err
+	}
+	return opts, nil
+}
+
+func (p *parser) parseCreate() (Statement, error) {
+	typ, err := p.parseObjectType(allObjectTypes)
+	if err != nil {
+		return nil, err
+	}
+	ifNotExists, err := p.parseIfNotExists()
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case ObjCatalog:
+		name, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		c, err := p.parseOptComment()
+		if err != nil {
+			return nil, err
+		}
+		return &CreateCatalog{Name: name, IfNotExists: ifNotExists, Comment: c}, nil
+	case ObjSchema:
+		name, err := p.parseQName(2)
+		if err != nil {
+			return nil, err
+		}
+		c, err := p.parseOptComment()
+		if err != nil {
+			return nil, err
+		}
+		return &CreateSchema{Name: name, IfNotExists: ifNotExists, Comment: c}, nil
+	case ObjConnection:
+		return p.parseCreateConnection(ifNotExists)
+	}
+	name, err := p.parseName()
+	if err != nil {
+		return nil, err
+	}
+	s := &CreatePrincipal{Type: typ, Name: name, IfNotExists: ifNotExists}
+	if t := p.cur(); typ == ObjGroup && (t.tok == WITH || t.tok == PASSWORD) {
+		return nil, p.failf(t, "a GROUP cannot have a password")
+	}
+	withPassword := p.accept(WITH)
+	if withPassword || p.at(PASSWORD) {
+		if err := p.need(PASSWORD); err != nil {
+			return nil, err
+		}
+		if s.Password, err = p.parseStringOrNull(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (p *parser) parseCreateConnection(ifNotExists bool) (Statement, error) {
+	name, err := p.parseQName(3)
+	if err != nil {
+		return nil, err
+	}
+	s := &CreateConnection{Name: name, IfNotExists: ifNotExists}
+	if err := p.need(TYPE); err != nil {
+		return nil, err
+	}
+	t := p.cur()
+	if !t.tok.isWord() && t.tok != QIDENT {
+		p.want("connection type")
+		return nil, p.fail()
+	}
+	p.next()
+	s.Type = asciiUpper(t.lit)
+	if p.accept(OPTIONS) {
+		if s.Options, err = p.parseOptions(); err != nil {
+			return nil, err
+		}
+	}
+	if s.Comment, err = p.parseOptComment(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (p *parser) parseDrop() (Statement, error) {
+	typ, err := p.parseObjectType(allObjectTypes)
+	if err != nil {
+		return nil, err
+	}
+	s := &Drop{Type: typ, IfExists: p.parseIfExists()}
+	if s.Name, err = p.parseQName(maxParts(typ)); err != nil {
+		return nil, err
+	}
+	if !p.accept(CASCADE) {
+		p.accept(RESTRICT)
+	} else {
+		s.Cascade = true
+	}
+	return s, nil
+}
+
+func (p *parser) parseAlter() (Statement, error) {
+	typ, err := p.parseObjectType(allObjectTypes)
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case ObjUser, ObjServicePrincipal:
+		name, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		p.accept(WITH)
+		if err := p.need(PASSWORD); err != nil {
+			return nil, err
+		}
+		pw, err := p.parseStringOrNull()
+		if err != nil {
+			return nil, err
+		}
+		return &AlterPassword{Type: typ, Name: name, Password: pw}, nil
+	case ObjGroup:
+		return p.parseAlterGroup()
+	}
+	name, err := p.parseQName(maxParts(typ))
+	if err != nil {
+		return nil, err
+	}
+	set := p.accept(SET)
+	if typ == ObjConnection && p.accept(OPTIONS) {
+		opts, err := p.parseOptions()
+		if err != nil {
+			return nil, err
+		}
+		return &AlterConnectionOptions{Name: name, Options: opts}, nil
+	}
+	if p.accept(OWNER) {
+		if err := p.need(TO); err != nil {
+			return nil, err
+		}
+		owner, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		return &AlterOwner{Type: typ, Name: name, Owner: owner}, nil
+	}
+	if !set && p.accept(RENAME) {
+		if err := p.need(TO); err != nil {
+			return nil, err
+		}
+		nn, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		return &AlterRename{Type: typ, Name: name, NewName: nn}, nil
+	}
+	return nil, p.fail()
+}
+
+func (p *parser) parseAlterGroup() (Statement, error) {
+	g, err := p.parseName()
+	if err != nil {
+		return nil, err
+	}
+	s := &AlterGroupMembers{Group: g}
+	switch {
+	case p.accept(ADD):
+		s.Add = true
+	case p.accept(REMOVE):
+	default:
+		return nil, p.fail()
+	}
+	if s.MemberType, err = p.parseObjectType(principalTypes); err != nil {
+		return nil, err
+	}
+	if s.Members, err = p.parseIdentList(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseIdentList parses name [, name ...].
+func (p *parser) parseIdentList() ([]Ident, error) {
+	var list []Ident
+	for {
+		id, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, id)
+		if !p.accept(COMMA) {
+			return list, nil
+		}
+	}
+}
+
+func (p *parser) parseCommentOn() (Statement, error) {
+	if err := p.need(ON); err != nil {
+		return nil, err
+	}
+	typ, err := p.parseObjectType(containerTypes)
+	if err != nil {
+		return nil, err
+	}
+	s := &CommentOn{Type: typ}
+	if s.Name, err = p.parseQName(maxParts(typ)); err != nil {
+		return nil, err
+	}
+	if err := p.need(IS); err != nil {
+		return nil, err
+	}
+	if s.Comment, err = p.parseStringOrNull(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// atPrivilegeWord reports whether the current token can be part of a
+// privilege name: any word except the reserved keywords (but ALL and
+// CREATE, which start privileges).
+func (p *parser) atPrivilegeWord() bool {
+	t := p.cur().tok
+	return t.isWord() && (!t.IsReserved() || t == ALL || t == CREATE)
+}
+
+// parsePrivileges parses priv [, priv ...] where each privilege is one or
+// more words (USE CONNECTION, USE_CONNECTION, ALL PRIVILEGES, ...).
+func (p *parser) parsePrivileges() ([]catalog.Privilege, error) {
+	var privs []catalog.Privilege
+	for {
+		if !p.atPrivilegeWord() {
+			p.want("privilege")
+			return nil, p.fail()
+		}
+		first := p.cur()
+		var words []string
+		last := first
+		for p.atPrivilegeWord() {
+			last = p.cur()
+			words = append(words, last.lit)
+			p.next()
+		}
+		if t := p.cur().tok; t != COMMA && t != ON {
+			p.want(expectName(COMMA), "ON")
+			return nil, p.fail()
+		}
+		priv, err := catalog.ParsePrivilege(strings.Join(words, " "))
+		if err != nil {
+			return nil, &ParseError{
+				Message: fmt.Sprintf("unknown privilege %q", strings.ToUpper(strings.Join(words, " "))),
+				Found:   p.text(first.pos, last.end),
+				Pos:     first.pos,
+			}
+		}
+		privs = append(privs, priv)
+		if !p.accept(COMMA) {
+			return privs, nil
+		}
+	}
+}
+
+// parseSecurable parses METASTORE | CATALOG c | SCHEMA [c.]s | CONNECTION [[c.]s.]x.
+func (p *parser) parseSecurable() (SecurableRef, error) {
+	typ, err := p.parseObjectType(securableTypes)
+	if err != nil {
+		return SecurableRef{}, err
+	}
+	ref := SecurableRef{Type: typ}
+	if typ != ObjMetastore {
+		if ref.Name, err = p.parseQName(maxParts(typ)); err != nil {
+			return SecurableRef{}, err
+		}
+	}
+	return ref, nil
+}
+
+// parseGrantBody parses privileges ON securable <kw> principals.
+func (p *parser) parseGrantBody(kw Token) ([]catalog.Privilege, SecurableRef, []Ident, error) {
+	privs, err := p.parsePrivileges()
+	if err != nil {
+		return nil, SecurableRef{}, nil, err
+	}
+	if err := p.need(ON); err != nil {
+		return nil, SecurableRef{}, nil, err
+	}
+	on, err := p.parseSecurable()
+	if err != nil {
+		return nil, SecurableRef{}, nil, err
+	}
+	if err := p.need(kw); err != nil {
+		return nil, SecurableRef{}, nil, err
+	}
+	who, err := p.parseIdentList()
+	if err != nil {
+		return nil, SecurableRef{}, nil, err
+	}
+	return privs, on, who, nil
+}
+
+func (p *parser) parseGrant() (Statement, error) {
+	privs, on, to, err := p.parseGrantBody(TO)
+	if err != nil {
+		return nil, err
+	}
+	return &Grant{Privileges: privs, On: on, To: to}, nil
+}
+
+func (p *parser) parseRevoke() (Statement, error) {
+	privs, on, from, err := p.parseGrantBody(FROM)
+	if err != nil {
+		return nil, err
+	}
+	return &Revoke{Privileges: privs, On: on, From: from}, nil
+}
+
+func (p *parser) parseShow() (Statement, error) {
+	switch p.cur().tok {
+	case GRANTS:
+		p.next()
+		return p.parseShowGrants()
+	case CATALOGS, USERS, GROUPS:
+		what := p.cur().tok.String()
+		p.next()
+		return &ShowObjects{What: what}, nil
+	case SCHEMAS, CONNECTIONS:
+		t := p.cur().tok
+		p.next()
+		s := &ShowObjects{What: t.String()}
+		if p.accept(IN) || p.accept(FROM) {
+			max := 1
+			if t == CONNECTIONS {
+				max = 2
+			}
+			var err error
+			if s.In, err = p.parseQName(max); err != nil {
+				return nil, err
+			}
+		}
+		return s, nil
+	case SERVICE:
+		p.next()
+		if err := p.need(PRINCIPALS); err != nil {
+			return nil, err
+		}
+		return &ShowObjects{What: "SERVICE PRINCIPALS"}, nil
+	}
+	p.want("GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS")
+	return nil, p.fail()
+}
+
+func (p *parser) parseShowGrants() (Statement, error) {
+	if p.accept(TO) {
+		to, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		return &ShowGrants{To: &to}, nil
+	}
+	s := &ShowGrants{}
+	if !p.at(ON) {
+		if !p.atIdent() {
+			return nil, p.fail()
+		}
+		who, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		s.Principal = &who
+	}
+	if err := p.need(ON); err != nil {
+		return nil, err
+	}
+	on, err := p.parseSecurable()
+	if err != nil {
+		return nil, err
+	}
+	s.On = &on
+	return s, nil
+}
+
+func (p *parser) parseDescribe() (Statement, error) {
+	typ, err := p.parseObjectType(allObjectTypes)
+	if err != nil {
+		return nil, err
+	}
+	s := &Describe{Type: typ}
+	if s.Name, err = p.parseQName(maxParts(typ)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
