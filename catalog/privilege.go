@@ -23,7 +23,7 @@ type closureEntry struct {
 }
 
 func (m *Model) closureOf(id ID) *closure {
-	pn := m.pnodes[id]
+	pn := m.pnodes.get(id)
 	if pn == nil {
 		return nil
 	}
@@ -226,7 +226,7 @@ func quoteAll(names []string) string {
 // The caller must hold the model's read lock (or own the model).
 func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
 	d := Decision{Privilege: priv}
-	n := m.nodes[s]
+	n := m.nodes.get(s)
 	if n == nil {
 		return d
 	}
@@ -247,13 +247,13 @@ func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
 	}
 	var on [4]*node
 	for i := na - 1; i >= 1; i-- {
-		if ti := typeRegistry[anc[i].sec.Type]; ti.UsePrivilege != "" {
+		if ti := anc[i].ti; ti.UsePrivilege != "" {
 			d.reqs[d.n] = Requirement{Privilege: ti.UsePrivilege, On: anc[i].sec}
 			on[d.n] = anc[i]
 			d.n++
 		}
 	}
-	if ti := typeRegistry[sec.Type]; ti.UsePrivilege != "" && ti.UsePrivilege != priv && priv != PrivBrowse {
+	if ti := n.ti; ti.UsePrivilege != "" && ti.UsePrivilege != priv && priv != PrivBrowse {
 		d.reqs[d.n] = Requirement{Privilege: ti.UsePrivilege, On: sec}
 		on[d.n] = n
 		d.n++

@@ -77,7 +77,7 @@ type Model struct {
 
 	// pnodes hold per-principal check state: the cached membership closure
 	// (valid while its gen equals closureGen) and the principal's own grants.
-	pnodes     map[ID]*pnode
+	pnodes     idTable[pnode]
 	closureGen uint64
 
 	// Groups get dense indexes so that a principal's transitive groups and
@@ -86,7 +86,28 @@ type Model struct {
 	groupIdx   map[ID]int
 	groupByIdx []ID
 	freeIdx    []int
-	nodes      map[ID]*node // securable -> node (parent pointers and group grant bitsets)
+	nodes      idTable[node] // securable -> node (parent pointers and group grant bitsets)
+}
+
+// idTable maps dense IDs to values with a slice (IDs are assigned
+// sequentially), so the hot path does an index instead of a hash lookup.
+type idTable[T any] struct{ s []*T }
+
+func (t *idTable[T]) get(id ID) *T {
+	if id <= 0 || int(id) >= len(t.s) {
+		return nil
+	}
+	return t.s[id]
+}
+
+func (t *idTable[T]) set(id ID, v *T) {
+	if id <= 0 {
+		return
+	}
+	for int(id) >= len(t.s) {
+		t.s = append(t.s, nil)
+	}
+	t.s[id] = v
 }
 
 type pnode struct {
@@ -98,6 +119,7 @@ type pnode struct {
 // and, per privilege, the bitset of groups granted it here.
 type node struct {
 	sec        *Securable
+	ti         *TypeInfo
 	parent     *node
 	ownerGroup int // dense group index of the owner, -1 if the owner is not a group
 	groups     [numPrivs][]uint64
@@ -154,7 +176,7 @@ func NewModel() *Model {
 		members: map[ID]map[ID]struct{}{}, memberOf: map[ID]map[ID]struct{}{},
 		securables: map[ID]*Securable{}, children: map[childKey]ID{}, childrenOf: map[ID]map[ID]struct{}{},
 		grantsOn: map[ID]map[ID]PrivSet{}, grantsTo: map[ID]map[ID]PrivSet{}, grantor: map[GrantKey]ID{},
-		groupIdx: map[ID]int{}, nodes: map[ID]*node{}, pnodes: map[ID]*pnode{},
+		groupIdx: map[ID]int{},
 	}
 }
 
@@ -286,8 +308,8 @@ func (m *Model) putPrincipal(p *Principal) {
 	}
 	m.principals[p.ID] = p
 	m.byName[p.Name] = p.ID
-	if m.pnodes[p.ID] == nil {
-		m.pnodes[p.ID] = &pnode{direct: m.grantsTo[p.ID]}
+	if m.pnodes.get(p.ID) == nil {
+		m.pnodes.set(p.ID, &pnode{direct: m.grantsTo[p.ID]})
 	}
 	if _, ok := m.groupIdx[p.ID]; !ok && p.Kind == KindGroup {
 		var i int
@@ -328,7 +350,7 @@ func (m *Model) deletePrincipal(id ID) {
 		}
 	}
 	delete(m.grantsTo, id)
-	delete(m.pnodes, id)
+	m.pnodes.set(id, nil)
 	if i, ok := m.groupIdx[id]; ok {
 		delete(m.groupIdx, id)
 		m.groupByIdx[i] = 0
@@ -364,13 +386,14 @@ func (m *Model) putSecurable(s *Securable) {
 	}
 	s.full = m.computeFull(s)
 	m.securables[s.ID] = s
-	n := m.nodes[s.ID]
+	n := m.nodes.get(s.ID)
 	if n != nil {
 		n.sec = s
 	} else {
-		n = &node{sec: s, parent: m.nodes[s.Parent]}
-		m.nodes[s.ID] = n
+		n = &node{sec: s, parent: m.nodes.get(s.Parent)}
+		m.nodes.set(s.ID, n)
 	}
+	n.ti = typeRegistry[s.Type]
 	n.ownerGroup = -1
 	if gi, ok := m.groupIdx[s.Owner]; ok {
 		n.ownerGroup = gi
@@ -408,7 +431,7 @@ func (m *Model) deleteSecurable(id ID) {
 		}
 	}
 	delete(m.grantsOn, id)
-	delete(m.nodes, id)
+	m.nodes.set(id, nil)
 	delete(m.children, childKey{s.Parent, s.Type, s.Name})
 	delete(m.childrenOf[s.Parent], id)
 	delete(m.securables, id)
@@ -421,7 +444,7 @@ func (m *Model) addGrant(g Grant) {
 	}
 	if m.grantsTo[g.Principal] == nil {
 		m.grantsTo[g.Principal] = map[ID]PrivSet{}
-		if pn := m.pnodes[g.Principal]; pn != nil {
+		if pn := m.pnodes.get(g.Principal); pn != nil {
 			pn.direct = m.grantsTo[g.Principal]
 		}
 	}
@@ -429,7 +452,7 @@ func (m *Model) addGrant(g Grant) {
 	m.grantsTo[g.Principal][g.Securable] |= b
 	m.grantor[g.Key()] = g.Grantor
 	if gi, ok := m.groupIdx[g.Principal]; ok {
-		if n := m.nodes[g.Securable]; n != nil {
+		if n := m.nodes.get(g.Securable); n != nil {
 			pi := privIndex(g.Privilege)
 			n.groups[pi] = setBit(n.groups[pi], gi)
 		}
@@ -454,7 +477,7 @@ func (m *Model) removeGrant(k GrantKey) {
 	}
 	delete(m.grantor, k)
 	if gi, ok := m.groupIdx[k.Principal]; ok {
-		if n := m.nodes[k.Securable]; n != nil {
+		if n := m.nodes.get(k.Securable); n != nil {
 			clearBit(n.groups[privIndex(k.Privilege)], gi)
 		}
 	}
