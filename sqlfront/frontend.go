@@ -212,6 +212,13 @@ func (st *stmt) Execute(ctx context.Context, params []pgwire.Param, w pgwire.Row
 	if len(params) != len(st.params) {
 		return "", pgwire.Errorf("08P01", "statement takes %d parameters, %d given", len(st.params), len(params))
 	}
+	if v, ok := st.s.getParam("statement_timeout"); ok {
+		if d, err := parseTimeout(v); err == nil && d > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+	}
 	tag, err := st.run(ctx, params, w)
 	return tag, sqlError(err, st.query, st.offset)
 }

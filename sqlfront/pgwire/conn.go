@@ -1,0 +1,688 @@
+package pgwire
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/rs/zerolog"
+)
+
+const (
+	// Startup packet codes (they are not exported by pgproto3).
+	sslRequestCode    = 80877103
+	gssEncRequestCode = 80877104
+	cancelRequestCode = 80877102
+
+	// maxStartupPacketLen is PostgreSQL's MAX_STARTUP_PACKET_LENGTH.
+	maxStartupPacketLen = 10000
+	// tlsHandshakeRecord is the first byte of a TLS ClientHello; a client
+	// using direct TLS (sslnegotiation=direct) starts with it.
+	tlsHandshakeRecord = 0x16
+	// alpnProtocol is the ALPN protocol PostgreSQL clients offer.
+	alpnProtocol = "postgresql"
+
+	// inboundQueueLen bounds the messages read ahead of execution.
+	inboundQueueLen = 64
+	// flushThreshold is the amount of buffered output that is written
+	// without waiting for Sync or the end of a query.
+	flushThreshold = 64 << 10
+	// secret key lengths of BackendKeyData for protocol 3.0 and 3.2.
+	secretLen30 = 4
+	secretLen32 = 32
+)
+
+// inbound is one item on a connection's message queue: a decoded message
+// owned by the executor, or the error that ended reading (to be sent as
+// FATAL).
+type inbound struct {
+	msg pgproto3.FrontendMessage
+	err error
+}
+
+// conn is one client connection. Fields without a comment are owned by the
+// executor goroutine (the one that runs run); the reader goroutine only
+// uses backend, rd, ctx, cancel, log and readerDone.
+type conn struct {
+	srv    *Server
+	log    zerolog.Logger
+	raw    net.Conn // the accepted socket
+	nc     net.Conn // raw, or the TLS connection over it
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// Set during startup, read-only afterwards.
+	info        ConnInfo
+	secret      []byte
+	protocol    uint32
+	startupDone bool
+
+	rd         *recordingReader
+	backend    *pgproto3.Backend
+	readerDone chan struct{}
+
+	wbuf     []byte
+	writeErr error // sticky: the connection is unusable
+	closing  bool  // Terminate received or FATAL sent
+
+	sess           Session
+	types          *pgtype.Map
+	stmts          map[string]*prepared
+	portals        map[string]*portal
+	ignoreTillSync bool
+	rowBuf         []byte
+	rowVals        [][]byte
+	rowBounds      []int
+
+	mu        sync.Mutex
+	cancelCmd context.CancelCauseFunc // guarded by mu; the running command
+}
+
+func newConn(ctx context.Context, s *Server, raw net.Conn) *conn {
+	ctx, cancel := context.WithCancelCause(ctx)
+	remote := ""
+	if a := raw.RemoteAddr(); a != nil {
+		remote = a.String()
+	}
+	c := &conn{
+		srv:    s,
+		raw:    raw,
+		nc:     raw,
+		ctx:    ctx,
+		cancel: cancel,
+		log:    s.log.With().Str("remote", remote).Logger(),
+	}
+	c.info.RemoteAddr = remote
+	return c
+}
+
+// recordingReader remembers the first error of the underlying reader, so
+// that a failed Receive can be told apart: I/O failure (the client is gone)
+// or a malformed message (answered with FATAL).
+type recordingReader struct {
+	r   io.Reader
+	err error
+}
+
+var _ io.Reader = (*recordingReader)(nil)
+
+func (r *recordingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// prefixConn replays bytes already read from a connection.
+type prefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+var _ net.Conn = (*prefixConn)(nil)
+
+// run serves the connection from startup to close.
+func (c *conn) run() {
+	defer c.release()
+	defer c.recoverPanic("executor")
+	if !c.startup() {
+		return
+	}
+	c.serve()
+}
+
+// release ends the connection: it stops the reader, closes the socket and
+// the session and unregisters the connection.
+func (c *conn) release() {
+	c.cancel(errClientGone)
+	_ = c.nc.Close()
+	_ = c.raw.Close()
+	if c.readerDone != nil {
+		<-c.readerDone
+	}
+	if c.sess != nil {
+		func() {
+			defer c.recoverPanic("session close")
+			c.sess.Close()
+		}()
+	}
+	c.srv.untrack(c)
+	c.log.Debug().Msg("connection closed")
+}
+
+// recoverPanic is the last resort against panics (in this package or in
+// the Handler): it logs them and ends the connection.
+func (c *conn) recoverPanic(where string) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	c.log.Error().Str("where", where).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic in connection")
+	if hook := c.srv.panicHook; hook != nil {
+		hook(r)
+	}
+	c.cancel(errClientGone)
+}
+
+// ---------------------------------------------------------------------------
+// Startup
+
+// startup runs TLS negotiation, the startup message, authentication and
+// Handler.Connect, all within cfg.StartupTimeout. It reports whether the
+// connection is ready for queries.
+func (c *conn) startup() bool {
+	cfg := &c.srv.cfg
+	deadline := time.Now().Add(cfg.StartupTimeout)
+	_ = c.raw.SetDeadline(deadline)
+	ctx, cancel := context.WithDeadline(c.ctx, deadline)
+	defer cancel()
+	// Shutdown (or the deadline) interrupts blocked reads and writes.
+	stop := context.AfterFunc(ctx, func() { _ = c.raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	sm := c.negotiate(ctx)
+	if sm == nil {
+		return false
+	}
+	c.rd = &recordingReader{r: c.nc}
+	c.backend = pgproto3.NewBackend(c.rd, io.Discard) // output goes through c.send
+	c.backend.SetMaxBodyLen(cfg.MaxMessageSize)
+
+	params := make(map[string]string, len(sm.Parameters))
+	for k, v := range sm.Parameters {
+		params[k] = v
+	}
+	user := params["user"]
+	if user == "" {
+		c.sendFatal(fatalf(codeInvalidAuthorization, "no PostgreSQL user name specified in startup packet"))
+		return false
+	}
+	db := params["database"]
+	if db == "" {
+		db = user
+	}
+	c.info.User = user
+	c.info.Database = db
+	c.info.ApplicationName = params["application_name"]
+	c.info.Params = params
+	c.log = c.log.With().Str("user", user).Logger()
+
+	if err := c.authenticate(ctx); err != nil {
+		c.sendFatal(err)
+		return false
+	}
+	if err := c.backend.SetAuthType(pgproto3.AuthTypeOk); err != nil {
+		c.sendFatal(err)
+		return false
+	}
+
+	secretLen := secretLen30
+	if c.protocol == pgproto3.ProtocolVersion32 {
+		secretLen = secretLen32
+	}
+	c.secret = make([]byte, secretLen)
+	if _, err := rand.Read(c.secret); err != nil {
+		c.sendFatal(err)
+		return false
+	}
+	c.info.ProcessID = c.srv.assignPID(c)
+	c.log = c.log.With().Uint32("pid", c.info.ProcessID).Logger()
+
+	sess, err := cfg.Handler.Connect(ctx, c.info)
+	if err != nil {
+		c.sendFatal(err)
+		return false
+	}
+	c.sess = sess
+
+	c.send(&pgproto3.AuthenticationOk{})
+	c.sendInitialParameters()
+	c.send(&pgproto3.BackendKeyData{ProcessID: c.info.ProcessID, SecretKey: c.secret})
+	c.send(&pgproto3.ReadyForQuery{TxStatus: c.txStatus()})
+	c.flush()
+	if !stop() || c.writeErr != nil {
+		return false // the deadline passed or Shutdown began meanwhile
+	}
+	_ = c.raw.SetDeadline(time.Time{})
+	c.startupDone = true
+	c.log.Debug().Bool("tls", c.info.TLS).Str("database", db).Msg("connection ready")
+	return true
+}
+
+// negotiate reads startup packets until a StartupMessage: it answers
+// SSLRequest and GSSENCRequest, performs TLS, and handles CancelRequest. It
+// returns nil when the connection should be closed.
+func (c *conn) negotiate(ctx context.Context) *pgproto3.StartupMessage {
+	sslDone, gssDone := false, false
+	for first := true; ; first = false {
+		var hdr [4]byte
+		if _, err := io.ReadFull(c.nc, hdr[:]); err != nil {
+			c.log.Debug().Err(err).Msg("reading startup packet")
+			return nil
+		}
+		if first && hdr[0] == tlsHandshakeRecord && c.srv.tlsConfig != nil {
+			pc := &prefixConn{Conn: c.raw, r: io.MultiReader(bytes.NewReader(hdr[:]), c.raw)}
+			if !c.startTLS(ctx, pc, true) {
+				return nil
+			}
+			sslDone, gssDone = true, true
+			continue
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n < 8 || n > maxStartupPacketLen {
+			c.log.Debug().Uint32("len", n).Msg("invalid length of startup packet")
+			return nil
+		}
+		body := make([]byte, n-4)
+		if _, err := io.ReadFull(c.nc, body); err != nil {
+			c.log.Debug().Err(err).Msg("reading startup packet")
+			return nil
+		}
+		code := binary.BigEndian.Uint32(body)
+		switch {
+		case code == sslRequestCode:
+			if sslDone {
+				c.log.Debug().Msg("duplicate SSLRequest")
+				return nil
+			}
+			sslDone = true
+			if c.srv.tlsConfig == nil {
+				if !c.writeByte('N') {
+					return nil
+				}
+				continue
+			}
+			if !c.writeByte('S') || !c.startTLS(ctx, c.raw, false) {
+				return nil
+			}
+		case code == gssEncRequestCode:
+			if gssDone {
+				c.log.Debug().Msg("duplicate GSSENCRequest")
+				return nil
+			}
+			gssDone = true
+			if !c.writeByte('N') {
+				return nil
+			}
+		case code == cancelRequestCode:
+			var cr pgproto3.CancelRequest
+			if err := cr.Decode(body); err == nil {
+				c.srv.cancelRequest(cr.ProcessID, cr.SecretKey)
+			}
+			return nil
+		case code>>16 == 3:
+			return c.decodeStartup(body)
+		default:
+			c.sendFatal(fatalf(codeFeatureNotSupported, "unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff))
+			return nil
+		}
+	}
+}
+
+func (c *conn) writeByte(b byte) bool {
+	if _, err := c.nc.Write([]byte{b}); err != nil {
+		c.log.Debug().Err(err).Msg("writing negotiation response")
+		return false
+	}
+	return true
+}
+
+// startTLS performs the server side of the TLS handshake over under.
+// Direct TLS requires ALPN "postgresql", as PostgreSQL does.
+func (c *conn) startTLS(ctx context.Context, under net.Conn, direct bool) bool {
+	tc := tls.Server(under, c.srv.tlsConfig)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.log.Debug().Err(err).Msg("TLS handshake failed")
+		return false
+	}
+	if direct && tc.ConnectionState().NegotiatedProtocol != alpnProtocol {
+		c.log.Debug().Msg("direct TLS connection without ALPN postgresql")
+		_ = tc.Close()
+		return false
+	}
+	c.nc = tc
+	c.info.TLS = true
+	return true
+}
+
+// decodeStartup decodes a StartupMessage of protocol 3.x. The server
+// speaks 3.0 and 3.2; for other minor versions and for "_pq_." protocol
+// options it sends NegotiateProtocolVersion, as PostgreSQL does.
+func (c *conn) decodeStartup(body []byte) *pgproto3.StartupMessage {
+	minor := binary.BigEndian.Uint32(body) & 0xffff
+	version, newest := uint32(pgproto3.ProtocolVersion30), uint32(0)
+	negotiate := false
+	switch {
+	case minor == 0:
+	case minor == 2:
+		version = pgproto3.ProtocolVersion32
+	case minor == 1:
+		negotiate = true
+	default:
+		version, newest, negotiate = pgproto3.ProtocolVersion32, 2, true
+	}
+	b := slices.Clone(body)
+	binary.BigEndian.PutUint32(b, version)
+	sm := &pgproto3.StartupMessage{ProtocolVersion: version, Parameters: map[string]string{}}
+	// pgproto3 rejects a packet without parameters; PostgreSQL accepts it
+	// (and then complains about the missing user).
+	if len(b) != 5 || b[4] != 0 {
+		if err := sm.Decode(b); err != nil {
+			c.sendFatal(fatalf(codeProtocolViolation, "invalid startup packet layout"))
+			return nil
+		}
+	}
+	var unknown []string
+	for k := range sm.Parameters {
+		if strings.HasPrefix(k, "_pq_.") {
+			unknown = append(unknown, k)
+			delete(sm.Parameters, k)
+		}
+	}
+	if negotiate || len(unknown) > 0 {
+		if !negotiate {
+			newest = minor
+		}
+		slices.Sort(unknown)
+		c.send(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: newest, UnrecognizedOptions: unknown})
+	}
+	c.protocol = version
+	return sm
+}
+
+// sendInitialParameters sends the ParameterStatus messages of a new
+// session: the defaults, overridden and extended by the session's
+// ChangedParameters.
+func (c *conn) sendInitialParameters() {
+	defaults := [][2]string{
+		{"server_version", c.srv.cfg.ServerVersion},
+		{"server_encoding", "UTF8"},
+		{"client_encoding", "UTF8"},
+		{"DateStyle", "ISO, MDY"},
+		{"IntervalStyle", "postgres"},
+		{"TimeZone", "UTC"},
+		{"integer_datetimes", "on"},
+		{"standard_conforming_strings", "on"},
+		{"application_name", c.info.ApplicationName},
+		{"is_superuser", "off"},
+		{"session_authorization", c.info.User},
+	}
+	changed := c.sess.ChangedParameters()
+	for _, kv := range defaults {
+		v := kv[1]
+		if cv, ok := changed[kv[0]]; ok {
+			v = cv
+		}
+		c.send(&pgproto3.ParameterStatus{Name: kv[0], Value: v})
+	}
+	var extra []string
+	for k := range changed {
+		if !slices.ContainsFunc(defaults, func(kv [2]string) bool { return kv[0] == k }) {
+			extra = append(extra, k)
+		}
+	}
+	slices.Sort(extra)
+	for _, k := range extra {
+		c.send(&pgproto3.ParameterStatus{Name: k, Value: changed[k]})
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Reader and executor
+
+// serve runs the post-startup message loop: a reader goroutine decodes
+// messages onto a bounded queue and this (executor) goroutine processes
+// them in order.
+func (c *conn) serve() {
+	c.types = pgtype.NewMap()
+	c.stmts = make(map[string]*prepared)
+	c.portals = make(map[string]*portal)
+	msgs := make(chan inbound, inboundQueueLen)
+	c.readerDone = make(chan struct{})
+	go c.readLoop(msgs)
+
+	for !c.closing && c.writeErr == nil {
+		select {
+		case <-c.ctx.Done():
+			if cause := c.closeCause(); !errors.Is(cause, errClientGone) {
+				c.sendFatal(cause)
+			}
+			return
+		case in := <-msgs:
+			if in.err != nil {
+				c.sendFatal(in.err)
+				return
+			}
+			c.handle(in.msg)
+		}
+	}
+}
+
+// readLoop is the reader goroutine. It never executes anything: it decodes
+// messages, copies them out of pgproto3's buffers and queues them. A
+// client that goes away cancels the connection context, which cancels the
+// running statement.
+func (c *conn) readLoop(out chan<- inbound) {
+	defer close(c.readerDone)
+	defer c.recoverPanic("reader")
+	for {
+		msg, err := c.backend.Receive()
+		var m pgproto3.FrontendMessage
+		if err == nil {
+			m, err = cloneMessage(msg)
+		}
+		if err != nil {
+			rerr := c.readError(err)
+			if errors.Is(rerr, errClientGone) {
+				c.cancel(errClientGone)
+				return
+			}
+			select {
+			case out <- inbound{err: rerr}:
+			case <-c.ctx.Done():
+			}
+			return
+		}
+		select {
+		case out <- inbound{msg: m}:
+		case <-c.ctx.Done():
+			return
+		}
+		if _, ok := m.(*pgproto3.Terminate); ok {
+			return
+		}
+	}
+}
+
+// readError classifies an error of Backend.Receive: errClientGone when
+// reading from the socket failed, FATAL 54000 for an oversized message and
+// FATAL 08P01 for a malformed one.
+func (c *conn) readError(err error) error {
+	if c.rd.err != nil {
+		c.log.Debug().Err(c.rd.err).Msg("client connection read failed")
+		return errClientGone
+	}
+	var tooLarge *pgproto3.ExceededMaxBodyLenErr
+	if errors.As(err, &tooLarge) {
+		return fatalf(codeProgramLimitExceeded, "message too large")
+	}
+	e := fatalf(codeProtocolViolation, "invalid frontend message")
+	e.Detail = err.Error()
+	return e
+}
+
+// closeCause is the error to report when the connection context ends.
+func (c *conn) closeCause() error {
+	cause := context.Cause(c.ctx)
+	if errors.Is(cause, errClientGone) {
+		return cause
+	}
+	var pe *Error
+	if errors.As(cause, &pe) {
+		return cause
+	}
+	return adminShutdownError()
+}
+
+// cloneMessage returns a copy of msg that does not alias the Backend's
+// buffers: what Receive returns is only valid until the next Receive.
+func cloneMessage(msg pgproto3.FrontendMessage) (pgproto3.FrontendMessage, error) {
+	cloneBytes := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		return append([]byte{}, b...)
+	}
+	switch m := msg.(type) {
+	case *pgproto3.Query:
+		cp := *m
+		return &cp, nil
+	case *pgproto3.Parse:
+		cp := *m
+		cp.ParameterOIDs = slices.Clone(m.ParameterOIDs)
+		return &cp, nil
+	case *pgproto3.Bind:
+		cp := *m
+		cp.ParameterFormatCodes = slices.Clone(m.ParameterFormatCodes)
+		cp.ResultFormatCodes = slices.Clone(m.ResultFormatCodes)
+		cp.Parameters = make([][]byte, len(m.Parameters))
+		for i, p := range m.Parameters {
+			cp.Parameters[i] = cloneBytes(p)
+		}
+		return &cp, nil
+	case *pgproto3.Describe:
+		cp := *m
+		return &cp, nil
+	case *pgproto3.Execute:
+		cp := *m
+		return &cp, nil
+	case *pgproto3.Close:
+		cp := *m
+		return &cp, nil
+	case *pgproto3.Sync:
+		return &pgproto3.Sync{}, nil
+	case *pgproto3.Flush:
+		return &pgproto3.Flush{}, nil
+	case *pgproto3.Terminate:
+		return &pgproto3.Terminate{}, nil
+	case *pgproto3.CopyData:
+		return &pgproto3.CopyData{Data: cloneBytes(m.Data)}, nil
+	case *pgproto3.CopyDone:
+		return &pgproto3.CopyDone{}, nil
+	case *pgproto3.CopyFail:
+		cp := *m
+		return &cp, nil
+	case *pgproto3.FunctionCall:
+		cp := *m
+		cp.ArgFormatCodes = slices.Clone(m.ArgFormatCodes)
+		cp.Arguments = make([][]byte, len(m.Arguments))
+		for i, a := range m.Arguments {
+			cp.Arguments[i] = cloneBytes(a)
+		}
+		return &cp, nil
+	default:
+		return nil, errors.New("unexpected message type " + quoteType(messageType(msg)))
+	}
+}
+
+// messageType returns the type byte of a frontend message.
+func messageType(msg pgproto3.FrontendMessage) byte {
+	b, err := msg.Encode(nil)
+	if err != nil || len(b) == 0 {
+		return 0
+	}
+	return b[0]
+}
+
+func quoteType(b byte) string {
+	if b >= 0x20 && b < 0x7f {
+		return "'" + string(rune(b)) + "'"
+	}
+	return "0x" + string("0123456789abcdef"[b>>4]) + string("0123456789abcdef"[b&0xf])
+}
+
+// ---------------------------------------------------------------------------
+// Output
+
+// send buffers msg; output is written by flush (at the latest when the
+// buffer exceeds flushThreshold).
+func (c *conn) send(msg pgproto3.BackendMessage) {
+	if c.writeErr != nil {
+		return
+	}
+	b, err := msg.Encode(c.wbuf)
+	if err != nil {
+		c.log.Error().Err(err).Msg("encoding message")
+		c.writeErr = err
+		c.cancel(errClientGone)
+		return
+	}
+	c.wbuf = b
+	if len(c.wbuf) >= flushThreshold {
+		c.flush()
+	}
+}
+
+// flush writes buffered output, bounded by cfg.WriteTimeout after startup
+// (by the startup deadline before).
+func (c *conn) flush() {
+	if c.writeErr != nil || len(c.wbuf) == 0 {
+		return
+	}
+	if c.startupDone {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	}
+	_, err := c.nc.Write(c.wbuf)
+	if cap(c.wbuf) > 4*flushThreshold {
+		c.wbuf = nil
+	} else {
+		c.wbuf = c.wbuf[:0]
+	}
+	if err != nil {
+		c.log.Debug().Err(err).Msg("client connection write failed")
+		c.writeErr = err
+		c.cancel(errClientGone)
+	}
+}
+
+// sendError sends err as an ErrorResponse (see errorResponse). A FATAL
+// error is flushed and ends the connection.
+func (c *conn) sendError(err error) {
+	if c.writeErr != nil || errors.Is(err, errClientGone) {
+		return
+	}
+	resp := errorResponse(&c.log, err)
+	c.send(resp)
+	if resp.Severity == severityFatal {
+		c.flush()
+		c.closing = true
+	}
+}
+
+// sendFatal sends err with severity FATAL and ends the connection.
+func (c *conn) sendFatal(err error) {
+	if c.writeErr != nil || errors.Is(err, errClientGone) {
+		c.closing = true
+		return
+	}
+	resp := errorResponse(&c.log, err)
+	resp.Severity, resp.SeverityUnlocalized = severityFatal, severityFatal
+	c.send(resp)
+	c.flush()
+	c.closing = true
+}
