@@ -1,0 +1,217 @@
+package duckstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/schema"
+)
+
+// metaValue reads a mandate_meta value.
+func metaValue(t *testing.T, s *Store, key string) int64 {
+	t.Helper()
+	var v int64
+	if err := s.db.QueryRowContext(t.Context(), `SELECT value FROM mandate_meta WHERE key = $1`, key).Scan(&v); err != nil {
+		t.Fatalf("read mandate_meta %s: %v", key, err)
+	}
+	return v
+}
+
+// tables lists the tables of the database.
+func tables(t *testing.T, s *Store) []string {
+	t.Helper()
+	rows, err := s.db.QueryContext(t.Context(),
+		`SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func TestMigrateFreshAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(t.Context(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := metaValue(t, s, "schema_version"); v != schema.LatestVersion {
+		t.Errorf("schema_version = %d, want %d", v, schema.LatestVersion)
+	}
+	want := []string{"audit_events", "grants", "mandate_meta", "memberships", "principals", "securables"}
+	if got := tables(t, s); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("tables = %v, want %v", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
+		t.Errorf("database file: %v", err)
+	}
+	if err := s.ReadWriteTx(t.Context(), func(ctx context.Context, tx catalog.RWTx) error {
+		return tx.SetMeta(ctx, catalog.Meta{Revision: 3, NextID: 7})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.Close())
+
+	// Reopening migrates nothing (0001 would fail on the existing tables)
+	// and keeps the data.
+	s = openT(t, dir)
+	if v := metaValue(t, s, "schema_version"); v != schema.LatestVersion {
+		t.Errorf("schema_version after reopen = %d, want %d", v, schema.LatestVersion)
+	}
+	m, err := s.Meta(t.Context())
+	must(t, err)
+	if m != (catalog.Meta{Revision: 3, NextID: 7}) {
+		t.Errorf("Meta after reopen = %+v", m)
+	}
+}
+
+func TestMigrateUpgrade(t *testing.T) {
+	ms, err := schema.Migrations(schema.DuckDB)
+	must(t, err)
+	dir := t.TempDir()
+	s, err := open(t.Context(), dir, Options{}, ms)
+	must(t, err)
+	must(t, s.Close())
+
+	// A migration that fails leaves the database as it was.
+	bad := append(ms[:len(ms):len(ms)],
+		schema.Migration{Version: len(ms) + 1, Name: "half", SQL: "CREATE TABLE half_done (x INTEGER); SELECT no_such_column FROM grants;"})
+	_, err = open(t.Context(), dir, Options{}, bad)
+	if catalog.CodeOf(err) != catalog.CodeInternal || !strings.Contains(err.Error(), "half") {
+		t.Fatalf("open with a failing migration: %v, want an internal error naming it", err)
+	}
+
+	next := append(ms[:len(ms):len(ms)],
+		schema.Migration{Version: len(ms) + 1, Name: "extra", SQL: "CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (42);"})
+	s, err = open(t.Context(), dir, Options{}, next)
+	must(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	if v := metaValue(t, s, "schema_version"); v != int64(len(next)) {
+		t.Errorf("schema_version = %d, want %d", v, len(next))
+	}
+	for _, table := range tables(t, s) {
+		if table == "half_done" {
+			t.Error("the failed migration left table half_done behind")
+		}
+	}
+	var x int
+	must(t, s.db.QueryRowContext(t.Context(), "SELECT x FROM extra").Scan(&x))
+	if x != 42 {
+		t.Errorf("extra.x = %d", x)
+	}
+}
+
+func TestMigrateRefusesNewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(t.Context(), dir, Options{})
+	must(t, err)
+	_, err = s.db.ExecContext(t.Context(), `UPDATE mandate_meta SET value = $1 WHERE key = 'schema_version'`,
+		int64(schema.LatestVersion+1))
+	must(t, err)
+	must(t, s.Close())
+
+	_, err = Open(t.Context(), dir, Options{})
+	var ce *catalog.Error
+	if !errors.As(err, &ce) || ce.Code != catalog.CodeIncompatibleData {
+		t.Fatalf("Open = %v, want a *catalog.Error with CodeIncompatibleData", err)
+	}
+	want := "data directory was written by a newer Mandate (schema version 2, this binary supports 1); upgrade Mandate"
+	if schema.LatestVersion == 1 && ce.Msg != want {
+		t.Errorf("message = %q, want %q", ce.Msg, want)
+	}
+	if !strings.Contains(ce.Detail, dir) {
+		t.Errorf("detail %q does not name the directory", ce.Detail)
+	}
+	// The refused open released the database: it opens again once fixed.
+	s, err = open(t.Context(), dir, Options{}, append(mustMigrations(t), schema.Migration{
+		Version: schema.LatestVersion + 1, Name: "future", SQL: "SELECT 1"}))
+	must(t, err)
+	must(t, s.Close())
+}
+
+func TestOpenRefusesForeignData(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		code  catalog.Code
+		msg   string
+	}{
+		{
+			name: "not a DuckDB file",
+			setup: func(t *testing.T, dir string) {
+				must(t, os.WriteFile(filepath.Join(dir, FileName), []byte("PGDMP not a duckdb file at all, just some bytes"), 0o600))
+			},
+			code: catalog.CodeIncompatibleData,
+			msg:  "cannot be read by this Mandate",
+		},
+		{
+			name: "a DuckDB database Mandate did not create",
+			setup: func(t *testing.T, dir string) {
+				db, err := sql.Open("duckdb", filepath.Join(dir, FileName))
+				must(t, err)
+				_, err = db.ExecContext(t.Context(), "CREATE TABLE other (x INTEGER)")
+				must(t, err)
+				must(t, db.Close())
+			},
+			code: catalog.CodeIncompatibleData,
+			msg:  "did not create",
+		},
+		{
+			name: "no schema_version",
+			setup: func(t *testing.T, dir string) {
+				s, err := Open(t.Context(), dir, Options{})
+				must(t, err)
+				_, err = s.db.ExecContext(t.Context(), "DELETE FROM mandate_meta WHERE key = 'schema_version'")
+				must(t, err)
+				must(t, s.Close())
+			},
+			code: catalog.CodeIncompatibleData,
+			msg:  "no schema_version",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tt.setup(t, dir)
+			s, err := Open(t.Context(), dir, Options{})
+			if err == nil {
+				_ = s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if catalog.CodeOf(err) != tt.code || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("Open = %v (code %d), want code %d and %q", err, catalog.CodeOf(err), tt.code, tt.msg)
+			}
+		})
+	}
+}
+
+func mustMigrations(t *testing.T) []schema.Migration {
+	t.Helper()
+	ms, err := schema.Migrations(schema.DuckDB)
+	must(t, err)
+	return ms
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,562 @@
+package duckstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/mandatehq/mandate/catalog"
+)
+
+// querier is what *sql.DB and *sql.Conn have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// rwTx buffers grant changes and audit events. DuckDB spends from 0.3 to
+// 2 ms on every statement whatever its size, and binding many parameters
+// costs more still, so:
+//
+//   - AddGrant and RemoveGrant only record the net effect per grant key (the
+//     last call wins: add with its grantor, or remove). The changes are
+//     written when something depends on them: ListGrants, DeletePrincipal,
+//     DeleteSecurable (whose cascades must see them) and the commit; at most
+//     one DELETE and one MERGE, each fed by a DuckDB query appender.
+//   - AppendAudit buffers the events; nothing in a transaction reads them, so
+//     they are written at the commit, by one table appender.
+//
+// Past maxBuffered entries a buffer is written at once. A failed write,
+// buffered or not, poisons the transaction: every later call fails, and so
+// does the commit (DuckDB aborts a transaction in which a statement failed).
+const maxBuffered = 10_000
+
+// grantChange is the net effect of the grant calls on one key.
+type grantChange struct {
+	add     bool
+	grantor catalog.ID
+}
+
+// rwTx is a catalog.RWTx over the transaction open on the write connection.
+type rwTx struct {
+	conn     *sql.Conn
+	finished bool  // committed or rolled back
+	err      error // the failed write that poisoned the transaction
+
+	grants map[catalog.GrantKey]grantChange
+	order  []catalog.GrantKey // the keys of grants, first change first
+	events []catalog.AuditEvent
+}
+
+var _ catalog.RWTx = (*rwTx)(nil)
+
+// check fails if the transaction is over or poisoned.
+func (t *rwTx) check() error {
+	if t.finished {
+		return catalog.Errorf(catalog.CodeInternal, "catalog store: transaction used after it finished")
+	}
+	return t.err
+}
+
+// fail poisons the transaction with err, if not nil.
+func (t *rwTx) fail(err error) error {
+	if err != nil && t.err == nil {
+		t.err = err
+	}
+	return err
+}
+
+// flush writes both buffers; ReadWriteTx calls it before COMMIT.
+func (t *rwTx) flush(ctx context.Context) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if err := t.flushGrants(ctx); err != nil {
+		return err
+	}
+	return t.flushAudit(ctx)
+}
+
+// exec runs statements in order, stopping at the first error.
+func (t *rwTx) exec(ctx context.Context, op string, stmts ...stmt) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	for _, st := range stmts {
+		if _, err := t.conn.ExecContext(ctx, st.sql, st.args...); err != nil {
+			return t.fail(translate(ctx, op, err))
+		}
+	}
+	return nil
+}
+
+type stmt struct {
+	sql  string
+	args []any
+}
+
+// appendRows creates an appender on the write connection with newAppender,
+// feeds it n rows from row and closes it, which appends the rows (or runs
+// the appender's query over them) in the open transaction.
+func (t *rwTx) appendRows(ctx context.Context, op string, n int, newAppender func(*duckdb.Conn) (*duckdb.Appender, error),
+	row func(i int) []driver.Value) error {
+	if err := ctx.Err(); err != nil {
+		return t.fail(translate(ctx, op, err))
+	}
+	err := t.conn.Raw(func(dc any) error {
+		c, ok := dc.(*duckdb.Conn)
+		if !ok {
+			return fmt.Errorf("driver connection is a %T, not a *duckdb.Conn", dc)
+		}
+		a, err := newAppender(c)
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			if err := a.AppendRow(row(i)...); err != nil {
+				_ = a.CloseWithCancel(ctx)
+				return err
+			}
+		}
+		return a.CloseWithCancel(ctx)
+	})
+	return t.fail(translate(ctx, op, err))
+}
+
+func (t *rwTx) Meta(ctx context.Context) (catalog.Meta, error) {
+	if err := t.check(); err != nil {
+		return catalog.Meta{}, err
+	}
+	m, err := readMeta(ctx, t.conn)
+	return m, t.fail(err)
+}
+
+func (t *rwTx) ListPrincipals(ctx context.Context) ([]catalog.Principal, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	r, err := listPrincipals(ctx, t.conn)
+	return r, t.fail(err)
+}
+
+func (t *rwTx) ListMemberships(ctx context.Context) ([]catalog.Membership, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	r, err := listMemberships(ctx, t.conn)
+	return r, t.fail(err)
+}
+
+func (t *rwTx) ListSecurables(ctx context.Context) ([]catalog.Securable, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	r, err := listSecurables(ctx, t.conn)
+	return r, t.fail(err)
+}
+
+func (t *rwTx) ListGrants(ctx context.Context) ([]catalog.Grant, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	if err := t.flushGrants(ctx); err != nil {
+		return nil, err
+	}
+	r, err := listGrants(ctx, t.conn)
+	return r, t.fail(err)
+}
+
+// SetMeta records the revision and the next free ID.
+func (t *rwTx) SetMeta(ctx context.Context, m catalog.Meta) error {
+	return t.exec(ctx, "set meta", stmt{
+		`UPDATE mandate_meta SET value = CASE key WHEN 'revision' THEN $1 ELSE $2 END
+		 WHERE key IN ('revision', 'next_id')`,
+		[]any{int64(m.Revision), int64(m.NextID)},
+	})
+}
+
+// PutPrincipal inserts or replaces the principal with p.ID.
+func (t *rwTx) PutPrincipal(ctx context.Context, p catalog.Principal) error {
+	return t.exec(ctx, "put principal", stmt{
+		`INSERT INTO principals (id, name, kind, admin, builtin, password, comment, created)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		 ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, admin = excluded.admin,
+		   builtin = excluded.builtin, password = excluded.password, comment = excluded.comment,
+		   created = excluded.created`,
+		[]any{int64(p.ID), p.Name, string(p.Kind), p.Admin, p.Builtin, p.Password, p.Comment, utc(p.Created)},
+	})
+}
+
+// DeletePrincipal removes the principal, the grants to it and the
+// memberships it is part of.
+func (t *rwTx) DeletePrincipal(ctx context.Context, id catalog.ID) error {
+	if err := t.flushGrants(ctx); err != nil {
+		return err
+	}
+	return t.exec(ctx, "delete principal",
+		stmt{`DELETE FROM grants WHERE principal_id = $1`, []any{int64(id)}},
+		stmt{`DELETE FROM memberships WHERE group_id = $1 OR member_id = $1`, []any{int64(id)}},
+		stmt{`DELETE FROM principals WHERE id = $1`, []any{int64(id)}},
+	)
+}
+
+// AddMembership adds m unless it exists.
+func (t *rwTx) AddMembership(ctx context.Context, m catalog.Membership) error {
+	return t.exec(ctx, "add membership", stmt{
+		`INSERT INTO memberships (group_id, member_id) SELECT $1, $2
+		 WHERE NOT EXISTS (SELECT 1 FROM memberships WHERE group_id = $1 AND member_id = $2)`,
+		[]any{int64(m.Group), int64(m.Member)},
+	})
+}
+
+// RemoveMembership removes m if it exists.
+func (t *rwTx) RemoveMembership(ctx context.Context, m catalog.Membership) error {
+	return t.exec(ctx, "remove membership", stmt{
+		`DELETE FROM memberships WHERE group_id = $1 AND member_id = $2`,
+		[]any{int64(m.Group), int64(m.Member)},
+	})
+}
+
+// PutSecurable inserts or replaces the securable with s.ID. Options are
+// stored as a JSON object (NULL for a nil map), secrets as a BLOB (NULL for
+// nil).
+func (t *rwTx) PutSecurable(ctx context.Context, s catalog.Securable) error {
+	var options, secrets any
+	if s.Options != nil {
+		b, err := json.Marshal(s.Options)
+		if err != nil {
+			return catalog.Internal(err, "catalog store: put securable: encode options")
+		}
+		options = string(b)
+	}
+	if s.Secrets != nil {
+		secrets = s.Secrets
+	}
+	return t.exec(ctx, "put securable", stmt{
+		`INSERT INTO securables (id, type, parent_id, name, owner_id, comment, options, secrets, builtin, created)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		 ON CONFLICT (id) DO UPDATE SET type = excluded.type, parent_id = excluded.parent_id, name = excluded.name,
+		   owner_id = excluded.owner_id, comment = excluded.comment, options = excluded.options,
+		   secrets = excluded.secrets, builtin = excluded.builtin, created = excluded.created`,
+		[]any{int64(s.ID), string(s.Type), int64(s.Parent), s.Name, int64(s.Owner), s.Comment, options, secrets,
+			s.Builtin, utc(s.Created)},
+	})
+}
+
+// DeleteSecurable removes the securable and the grants on it.
+func (t *rwTx) DeleteSecurable(ctx context.Context, id catalog.ID) error {
+	if err := t.flushGrants(ctx); err != nil {
+		return err
+	}
+	return t.exec(ctx, "delete securable",
+		stmt{`DELETE FROM grants WHERE securable_id = $1`, []any{int64(id)}},
+		stmt{`DELETE FROM securables WHERE id = $1`, []any{int64(id)}},
+	)
+}
+
+// AddGrant adds g; if a grant with its key exists, only its grantor is set
+// to g's (as the catalog Model does). Buffered (see maxBuffered).
+func (t *rwTx) AddGrant(ctx context.Context, g catalog.Grant) error {
+	return t.noteGrant(ctx, g.Key(), grantChange{add: true, grantor: g.Grantor})
+}
+
+// RemoveGrant removes the grant with key k if it exists. Buffered (see
+// maxBuffered).
+func (t *rwTx) RemoveGrant(ctx context.Context, k catalog.GrantKey) error {
+	return t.noteGrant(ctx, k, grantChange{})
+}
+
+func (t *rwTx) noteGrant(ctx context.Context, k catalog.GrantKey, c grantChange) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if t.grants == nil {
+		t.grants = make(map[catalog.GrantKey]grantChange)
+	}
+	if _, seen := t.grants[k]; !seen {
+		t.order = append(t.order, k)
+	}
+	t.grants[k] = c
+	if len(t.order) >= maxBuffered {
+		return t.flushGrants(ctx)
+	}
+	return nil
+}
+
+// grantColumns are the columns of the rows a grant query appender feeds to
+// its query as the table appended_data.
+var grantColumns = []string{"s", "p", "pr", "g"}
+
+func grantTypes() ([]duckdb.TypeInfo, error) {
+	bigint, err := duckdb.NewTypeInfo(duckdb.TYPE_BIGINT)
+	if err != nil {
+		return nil, err
+	}
+	varchar, err := duckdb.NewTypeInfo(duckdb.TYPE_VARCHAR)
+	if err != nil {
+		return nil, err
+	}
+	return []duckdb.TypeInfo{bigint, bigint, varchar, bigint}, nil
+}
+
+const deleteGrants = `DELETE FROM grants USING appended_data AS v
+	WHERE grants.securable_id = v.s AND grants.principal_id = v.p AND grants.privilege = v.pr`
+
+const mergeGrants = `MERGE INTO grants USING appended_data AS v
+	ON grants.securable_id = v.s AND grants.principal_id = v.p AND grants.privilege = v.pr
+	WHEN MATCHED AND grants.grantor_id <> v.g THEN UPDATE SET grantor_id = v.g
+	WHEN NOT MATCHED THEN INSERT (securable_id, principal_id, privilege, grantor_id) VALUES (v.s, v.p, v.pr, v.g)`
+
+// flushGrants writes the buffered grant changes: the removals with one
+// DELETE, the additions with one MERGE. Each key is in one of the two.
+func (t *rwTx) flushGrants(ctx context.Context) error {
+	if err := t.check(); err != nil || len(t.order) == 0 {
+		return err
+	}
+	var removes, adds []catalog.GrantKey
+	for _, k := range t.order {
+		if t.grants[k].add {
+			adds = append(adds, k)
+		} else {
+			removes = append(removes, k)
+		}
+	}
+	grants := t.grants
+	t.grants, t.order = nil, nil
+	types, err := grantTypes()
+	if err != nil {
+		return t.fail(translate(ctx, "write grants", err))
+	}
+	if len(removes) > 0 {
+		err := t.appendRows(ctx, "remove grants", len(removes), func(c *duckdb.Conn) (*duckdb.Appender, error) {
+			return duckdb.NewQueryAppender(c, deleteGrants, "", types[:3], grantColumns[:3])
+		}, func(i int) []driver.Value {
+			k := removes[i]
+			return []driver.Value{int64(k.Securable), int64(k.Principal), string(k.Privilege)}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(adds) > 0 {
+		return t.appendRows(ctx, "add grants", len(adds), func(c *duckdb.Conn) (*duckdb.Appender, error) {
+			return duckdb.NewQueryAppender(c, mergeGrants, "", types, grantColumns)
+		}, func(i int) []driver.Value {
+			k := adds[i]
+			return []driver.Value{int64(k.Securable), int64(k.Principal), string(k.Privilege), int64(grants[k].grantor)}
+		})
+	}
+	return nil
+}
+
+// AppendAudit appends events in this transaction. Buffered until the commit
+// (see maxBuffered).
+func (t *rwTx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	for _, e := range events {
+		if e.StatusCode != int(int32(e.StatusCode)) {
+			return catalog.Errorf(catalog.CodeInvalidArgument, "catalog store: audit event %s: status code %d out of range",
+				e.EventID, e.StatusCode)
+		}
+	}
+	t.events = append(t.events, events...)
+	if len(t.events) >= maxBuffered {
+		return t.flushAudit(ctx)
+	}
+	return nil
+}
+
+// flushAudit writes the buffered events with a table appender, whose rows
+// follow the columns of audit_events.
+func (t *rwTx) flushAudit(ctx context.Context) error {
+	if err := t.check(); err != nil || len(t.events) == 0 {
+		return err
+	}
+	events := t.events
+	t.events = nil
+	return t.appendRows(ctx, "append audit events", len(events), func(c *duckdb.Conn) (*duckdb.Appender, error) {
+		return duckdb.NewAppenderFromConn(c, "", "audit_events")
+	}, func(i int) []driver.Value {
+		e := events[i]
+		ts := utc(e.Time)
+		return []driver.Value{e.EventID, ts, time.Date(ts.Year(), ts.Month(), ts.Day(), 0, 0, 0, 0, time.UTC),
+			e.Service, e.Action, e.UserIdentity, e.RunBy, e.RunAs, e.SourceIP, e.UserAgent, e.SessionID,
+			e.RequestID, e.SecurableType, e.SecurableName, e.RequestParams, int32(e.StatusCode),
+			e.ErrorMessage, e.SQLState, e.Decision, e.Reason, e.LatencyMs, int64(e.Revision)}
+	})
+}
+
+// utc returns t in UTC truncated to microseconds, the precision of
+// TIMESTAMPTZ.
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func readMeta(ctx context.Context, q querier) (catalog.Meta, error) {
+	rows, err := q.QueryContext(ctx, `SELECT key, value FROM mandate_meta WHERE key IN ('revision', 'next_id')`)
+	if err != nil {
+		return catalog.Meta{}, translate(ctx, "read meta", err)
+	}
+	defer rows.Close()
+	var m catalog.Meta
+	seen := 0
+	for rows.Next() {
+		var key string
+		var v int64
+		if err := rows.Scan(&key, &v); err != nil {
+			return catalog.Meta{}, translate(ctx, "read meta", err)
+		}
+		switch key {
+		case "revision":
+			m.Revision = catalog.Revision(v)
+		case "next_id":
+			m.NextID = catalog.ID(v)
+		}
+		seen++
+	}
+	if err := rows.Err(); err != nil {
+		return catalog.Meta{}, translate(ctx, "read meta", err)
+	}
+	if seen != 2 {
+		return catalog.Meta{}, catalog.Errorf(catalog.CodeInternal, "catalog store: mandate_meta lacks revision or next_id")
+	}
+	return m, nil
+}
+
+// list runs query and calls scan for each row.
+func list(ctx context.Context, q querier, op, query string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return translate(ctx, op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return translate(ctx, op, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return translate(ctx, op, err)
+	}
+	return nil
+}
+
+func listPrincipals(ctx context.Context, q querier) ([]catalog.Principal, error) {
+	var ps []catalog.Principal
+	err := list(ctx, q, "list principals",
+		`SELECT id, name, kind, admin, builtin, password, comment, created FROM principals ORDER BY id`, nil,
+		func(rows *sql.Rows) error {
+			var p catalog.Principal
+			var id int64
+			var kind string
+			if err := rows.Scan(&id, &p.Name, &kind, &p.Admin, &p.Builtin, &p.Password, &p.Comment, &p.Created); err != nil {
+				return err
+			}
+			p.ID, p.Kind, p.Created = catalog.ID(id), catalog.PrincipalKind(kind), p.Created.UTC()
+			ps = append(ps, p)
+			return nil
+		})
+	return ps, err
+}
+
+func listMemberships(ctx context.Context, q querier) ([]catalog.Membership, error) {
+	var ms []catalog.Membership
+	err := list(ctx, q, "list memberships",
+		`SELECT group_id, member_id FROM memberships ORDER BY group_id, member_id`, nil,
+		func(rows *sql.Rows) error {
+			var g, m int64
+			if err := rows.Scan(&g, &m); err != nil {
+				return err
+			}
+			ms = append(ms, catalog.Membership{Group: catalog.ID(g), Member: catalog.ID(m)})
+			return nil
+		})
+	return ms, err
+}
+
+func listSecurables(ctx context.Context, q querier) ([]catalog.Securable, error) {
+	var ss []catalog.Securable
+	err := list(ctx, q, "list securables",
+		`SELECT id, type, parent_id, name, owner_id, comment, options, secrets, builtin, created
+		 FROM securables ORDER BY id`, nil,
+		func(rows *sql.Rows) error {
+			var s catalog.Securable
+			var id, parent, owner int64
+			var typ string
+			var options sql.NullString
+			if err := rows.Scan(&id, &typ, &parent, &s.Name, &owner, &s.Comment, &options, &s.Secrets,
+				&s.Builtin, &s.Created); err != nil {
+				return err
+			}
+			if options.Valid {
+				if err := json.Unmarshal([]byte(options.String), &s.Options); err != nil {
+					return catalog.Internal(err, "catalog store: securable "+strconv.FormatInt(id, 10)+": decode options")
+				}
+				if s.Options == nil { // "null"
+					s.Options = map[string]string{}
+				}
+			}
+			s.ID, s.Type, s.Parent, s.Owner = catalog.ID(id), catalog.SecurableType(typ), catalog.ID(parent), catalog.ID(owner)
+			s.Created = s.Created.UTC()
+			ss = append(ss, s)
+			return nil
+		})
+	return ss, err
+}
+
+func listGrants(ctx context.Context, q querier) ([]catalog.Grant, error) {
+	var gs []catalog.Grant
+	err := list(ctx, q, "list grants",
+		`SELECT securable_id, principal_id, privilege, grantor_id FROM grants
+		 ORDER BY securable_id, principal_id, privilege`, nil,
+		func(rows *sql.Rows) error {
+			var sec, prin, grantor int64
+			var priv string
+			if err := rows.Scan(&sec, &prin, &priv, &grantor); err != nil {
+				return err
+			}
+			gs = append(gs, catalog.Grant{Securable: catalog.ID(sec), Principal: catalog.ID(prin),
+				Privilege: catalog.Privilege(priv), Grantor: catalog.ID(grantor)})
+			return nil
+		})
+	return gs, err
+}
+
+func listAudit(ctx context.Context, q querier, since time.Time, limit int) ([]catalog.AuditEvent, error) {
+	query := `SELECT event_id, event_time, service_name, action_name, user_identity, run_by, run_as,
+		source_ip_address, user_agent, session_id, request_id, securable_type, securable_name, request_params,
+		status_code, error_message, sql_state, decision, reason, latency_ms, revision FROM audit_events`
+	var args []any
+	if !since.IsZero() {
+		query += ` WHERE event_time >= $1`
+		args = append(args, utc(since))
+	}
+	// rowid orders events with the same time by insertion: the table is
+	// append-only, so DuckDB's row ids only grow.
+	query += ` ORDER BY event_time, rowid`
+	if limit > 0 {
+		query += ` LIMIT ` + strconv.Itoa(limit)
+	}
+	var es []catalog.AuditEvent
+	err := list(ctx, q, "list audit events", query, args, func(rows *sql.Rows) error {
+		var e catalog.AuditEvent
+		var status int64
+		var rev int64
+		if err := rows.Scan(&e.EventID, &e.Time, &e.Service, &e.Action, &e.UserIdentity, &e.RunBy, &e.RunAs,
+			&e.SourceIP, &e.UserAgent, &e.SessionID, &e.RequestID, &e.SecurableType, &e.SecurableName,
+			&e.RequestParams, &status, &e.ErrorMessage, &e.SQLState, &e.Decision, &e.Reason, &e.LatencyMs,
+			&rev); err != nil {
+			return err
+		}
+		e.Time, e.StatusCode, e.Revision = e.Time.UTC(), int(status), catalog.Revision(rev)
+		es = append(es, e)
+		return nil
+	})
+	return es, err
+}
