@@ -12,9 +12,12 @@ import (
 // Store is an in-memory catalog.Store.
 type Store struct {
 	mu     sync.RWMutex
+	wlock  chan struct{} // one writer at a time; waiting honours ctx
 	closed bool
 	d      data
 }
+
+func norm(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 type data struct {
 	meta       catalog.Meta
@@ -29,7 +32,7 @@ var _ catalog.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{d: data{principals: map[catalog.ID]catalog.Principal{}, members: map[catalog.Membership]struct{}{},
+	return &Store{wlock: make(chan struct{}, 1), d: data{principals: map[catalog.ID]catalog.Principal{}, members: map[catalog.Membership]struct{}{},
 		securables: map[catalog.ID]catalog.Securable{}, grants: map[catalog.GrantKey]catalog.Grant{}}}
 }
 
@@ -101,17 +104,36 @@ func (s *Store) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) e
 }
 
 // ReadWriteTx implements catalog.Store.
-func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx catalog.RWTx) error) error {
+func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx catalog.RWTx) error) (err error) {
+	select {
+	case s.wlock <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.wlock }()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
 		return err
 	}
 	tx := &rwtx{d: &s.d}
-	if err := fn(ctx, tx); err != nil {
+	rollback := func() {
 		for i := len(tx.undo) - 1; i >= 0; i-- {
 			tx.undo[i]()
 		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			rollback()
+			panic(r)
+		}
+	}()
+	if err := fn(ctx, tx); err != nil {
+		rollback()
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		rollback()
 		return err
 	}
 	return nil
@@ -202,6 +224,7 @@ func (t *rwtx) SetMeta(_ context.Context, m catalog.Meta) error {
 }
 
 func (t *rwtx) PutPrincipal(_ context.Context, p catalog.Principal) error {
+	p.Created = norm(p.Created)
 	old, had := t.d.principals[p.ID]
 	t.d.principals[p.ID] = p
 	t.undo = append(t.undo, func() {
@@ -250,6 +273,7 @@ func (t *rwtx) RemoveMembership(_ context.Context, m catalog.Membership) error {
 }
 
 func (t *rwtx) PutSecurable(_ context.Context, s catalog.Securable) error {
+	s.Created = norm(s.Created)
 	old, had := t.d.securables[s.ID]
 	t.d.securables[s.ID] = s
 	t.undo = append(t.undo, func() {
@@ -299,8 +323,35 @@ func (t *rwtx) RemoveGrant(_ context.Context, k catalog.GrantKey) error {
 }
 
 func (t *rwtx) AppendAudit(_ context.Context, events ...catalog.AuditEvent) error {
-	n := len(t.d.audit)
-	t.d.audit = append(t.d.audit, events...)
-	t.undo = append(t.undo, func() { t.d.audit = t.d.audit[:n] })
+	ordered := true
+	last := time.Time{}
+	if n := len(t.d.audit); n > 0 {
+		last = t.d.audit[n-1].Time
+	}
+	for i := range events {
+		if norm(events[i].Time).Before(last) {
+			ordered = false
+		}
+		last = norm(events[i].Time)
+	}
+	if ordered { // the common case: append in place, undo truncates
+		n := len(t.d.audit)
+		for _, e := range events {
+			e.Time = norm(e.Time)
+			t.d.audit = append(t.d.audit, e)
+		}
+		t.undo = append(t.undo, func() { t.d.audit = t.d.audit[:n] })
+		return nil
+	}
+	old := t.d.audit
+	cp := make([]catalog.AuditEvent, len(old), len(old)+len(events))
+	copy(cp, old)
+	for _, e := range events {
+		e.Time = norm(e.Time)
+		cp = append(cp, e)
+	}
+	sort.SliceStable(cp, func(i, j int) bool { return cp[i].Time.Before(cp[j].Time) })
+	t.d.audit = cp
+	t.undo = append(t.undo, func() { t.d.audit = old })
 	return nil
 }
