@@ -14,6 +14,9 @@ import (
 type Meta struct {
 	Revision Revision // revision of the last committed change
 	NextID   ID       // next free principal/securable ID
+	// LogSeq is the sequence number of the last write-ahead-log record
+	// applied to this store (kept by catalog/walstore; 0 otherwise).
+	LogSeq int64
 }
 
 // Reader reads the committed catalog state.

@@ -175,9 +175,9 @@ func (t *rwTx) ListGrants(ctx context.Context) ([]catalog.Grant, error) {
 // SetMeta records the revision and the next free ID.
 func (t *rwTx) SetMeta(ctx context.Context, m catalog.Meta) error {
 	return t.exec(ctx, "set meta", stmt{
-		`UPDATE mandate_meta SET value = CASE key WHEN 'revision' THEN $1 ELSE $2 END
-		 WHERE key IN ('revision', 'next_id')`,
-		[]any{int64(m.Revision), int64(m.NextID)},
+		`UPDATE mandate_meta SET value = CASE key WHEN 'revision' THEN $1 WHEN 'next_id' THEN $2 ELSE $3 END
+		 WHERE key IN ('revision', 'next_id', 'log_seq')`,
+		[]any{int64(m.Revision), int64(m.NextID), m.LogSeq},
 	})
 }
 
@@ -399,7 +399,7 @@ func (t *rwTx) flushAudit(ctx context.Context) error {
 func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 func readMeta(ctx context.Context, q querier) (catalog.Meta, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, value FROM mandate_meta WHERE key IN ('revision', 'next_id')`)
+	rows, err := q.QueryContext(ctx, `SELECT key, value FROM mandate_meta WHERE key IN ('revision', 'next_id', 'log_seq')`)
 	if err != nil {
 		return catalog.Meta{}, translate(ctx, "read meta", err)
 	}
@@ -417,14 +417,16 @@ func readMeta(ctx context.Context, q querier) (catalog.Meta, error) {
 			m.Revision = catalog.Revision(v)
 		case "next_id":
 			m.NextID = catalog.ID(v)
+		case "log_seq":
+			m.LogSeq = v
 		}
 		seen++
 	}
 	if err := rows.Err(); err != nil {
 		return catalog.Meta{}, translate(ctx, "read meta", err)
 	}
-	if seen != 2 {
-		return catalog.Meta{}, catalog.Errorf(catalog.CodeInternal, "catalog store: mandate_meta lacks revision or next_id")
+	if seen != 3 {
+		return catalog.Meta{}, catalog.Errorf(catalog.CodeInternal, "catalog store: mandate_meta lacks revision, next_id or log_seq")
 	}
 	return m, nil
 }

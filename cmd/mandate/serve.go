@@ -22,6 +22,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/duckstore"
+	"github.com/mandatehq/mandate/catalog/walstore"
 	"github.com/mandatehq/mandate/sqlfront"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
@@ -191,8 +192,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := duckstore.Open(ctx, cfg.dataDir, duckstore.Options{Logger: log})
+	duck, err := duckstore.Open(ctx, cfg.dataDir, duckstore.Options{Logger: log})
 	if err != nil {
+		return err
+	}
+	// The write-ahead log makes each statement durable with one fsync and
+	// applies to DuckDB in batches (see catalog/walstore).
+	store, err := walstore.Open(ctx, cfg.dataDir, duck, walstore.Options{Logger: log})
+	if err != nil {
+		duck.Close()
 		return err
 	}
 	defer store.Close()

@@ -14,6 +14,8 @@ CREATE TABLE mandate_meta (
 
 INSERT INTO mandate_meta (key, value) VALUES ('revision', 0);
 INSERT INTO mandate_meta (key, value) VALUES ('next_id', 0);
+-- log_seq: the last write-ahead-log record applied (catalog/walstore).
+INSERT INTO mandate_meta (key, value) VALUES ('log_seq', 0);
 
 -- Users, groups and service principals. Names are unique across kinds; the
 -- catalog service enforces it (no unique index, see grants).

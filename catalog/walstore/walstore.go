@@ -1,0 +1,631 @@
+package walstore
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/memstore"
+)
+
+// FileName is the log file in the data directory.
+const FileName = "catalog.wal"
+
+// maxRecord bounds one record (a corrupt length must not allocate gigabytes).
+const maxRecord = 1 << 30
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// Options configure the log.
+type Options struct {
+	Logger zerolog.Logger
+	// ApplyInterval is how often pending records are applied (default 200ms).
+	ApplyInterval time.Duration
+	// MaxPending applies as soon as this many records wait (default 256).
+	MaxPending int
+}
+
+// Store is a catalog.Store with a write-ahead log in front of inner.
+type Store struct {
+	inner catalog.Store
+	path  string
+	log   zerolog.Logger
+	opts  Options
+
+	wlock chan struct{} // one ReadWriteTx at a time
+
+	mu       sync.Mutex // guards the fields below
+	f        *os.File
+	size     int64
+	seq      int64        // last appended record
+	meta     catalog.Meta // latest meta, pending records included
+	pending  []*record
+	applyErr error
+
+	applyMu sync.Mutex // serializes applying
+	kick    chan struct{}
+	done    chan struct{}
+	stopped chan struct{}
+	closed  atomic.Bool
+	once    sync.Once
+}
+
+var _ catalog.Store = (*Store)(nil)
+
+// record is one committed transaction.
+type record struct {
+	Seq  int64         `json:"seq"`
+	Ops  []op          `json:"ops"`
+	Meta *catalog.Meta `json:"meta,omitempty"` // meta after this record
+}
+
+// op is one write. Exactly one payload field is set, named by K.
+type op struct {
+	K  string               `json:"k"`
+	P  *catalog.Principal   `json:"p,omitempty"`
+	S  *catalog.Securable   `json:"s,omitempty"`
+	M  *catalog.Membership  `json:"m,omitempty"`
+	G  *catalog.Grant       `json:"g,omitempty"`
+	GK *catalog.GrantKey    `json:"gk,omitempty"`
+	ID catalog.ID           `json:"id,omitempty"`
+	A  []catalog.AuditEvent `json:"a,omitempty"`
+	MT *catalog.Meta        `json:"mt,omitempty"`
+}
+
+// Open opens (creating if needed) dir/catalog.wal in front of inner and
+// replays records inner has not applied yet.
+func Open(ctx context.Context, dir string, inner catalog.Store, o Options) (*Store, error) {
+	if o.ApplyInterval <= 0 {
+		o.ApplyInterval = 200 * time.Millisecond
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 256
+	}
+	s := &Store{inner: inner, path: filepath.Join(dir, FileName), log: o.Logger, opts: o,
+		wlock: make(chan struct{}, 1), kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+	meta, err := inner.Meta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.meta = meta
+	s.seq = meta.LogSeq
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, catalog.Internal(err, "opening the catalog log")
+	}
+	s.f = f
+	recs, good, err := readLog(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st, err := f.Stat(); err == nil && st.Size() > good {
+		s.log.Warn().Int64("bytes", st.Size()-good).Msg("catalog log: cut off a torn record at the end (never acknowledged)")
+	}
+	s.size = good
+	for _, r := range recs {
+		if r.Seq <= meta.LogSeq {
+			continue
+		}
+		s.pending = append(s.pending, r)
+		s.seq = r.Seq
+		if r.Meta != nil {
+			s.meta = *r.Meta
+		}
+	}
+	if len(s.pending) > 0 {
+		s.log.Info().Int("records", len(s.pending)).Msg("catalog log: replaying committed records")
+	}
+	if err := s.flush(ctx); err != nil {
+		f.Close()
+		return nil, err
+	}
+	go s.applier()
+	return s, nil
+}
+
+// readLog reads every intact record and returns the offset after the last one.
+func readLog(f *os.File) ([]*record, int64, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, 0, catalog.Internal(err, "reading the catalog log")
+	}
+	br := bufio.NewReaderSize(f, 1<<20)
+	var (
+		recs []*record
+		off  int64
+		hdr  [8]byte
+	)
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return recs, off, nil // EOF or a torn header
+		}
+		n := binary.LittleEndian.Uint32(hdr[:4])
+		if n > maxRecord {
+			return recs, off, nil
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return recs, off, nil
+		}
+		if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
+			return recs, off, nil
+		}
+		var r record
+		if err := json.Unmarshal(body, &r); err != nil {
+			return nil, 0, catalog.Internal(err, fmt.Sprintf("catalog log record at offset %d is unreadable", off))
+		}
+		recs = append(recs, &r)
+		off += int64(8 + n)
+	}
+}
+
+func (s *Store) checkOpen() error {
+	if s.closed.Load() {
+		return catalog.Errorf(catalog.CodeUnavailable, "catalog store is closed")
+	}
+	return nil
+}
+
+// ReadWriteTx implements catalog.Store: the transaction is durable in the
+// log when it returns.
+func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx catalog.RWTx) error) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	select {
+	case s.wlock <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return catalog.Errorf(catalog.CodeUnavailable, "catalog store is closed")
+	}
+	defer func() { <-s.wlock }()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	meta := s.meta
+	s.mu.Unlock()
+	tx := &recTx{s: s, meta: meta}
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	if tx.err != nil {
+		return tx.err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(tx.ops) == 0 {
+		return nil
+	}
+	return s.appendRecord(tx)
+}
+
+func (s *Store) appendRecord(tx *recTx) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &record{Seq: s.seq + 1, Ops: tx.ops}
+	if tx.metaSet {
+		m := tx.meta
+		r.Meta = &m
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return catalog.Internal(err, "encoding a catalog log record")
+	}
+	buf := make([]byte, 8, 8+len(body))
+	binary.LittleEndian.PutUint32(buf[:4], uint32(len(body)))
+	binary.LittleEndian.PutUint32(buf[4:], crc32.Checksum(body, crcTable))
+	buf = append(buf, body...)
+	if _, err := s.f.WriteAt(buf, s.size); err != nil {
+		return s.failAppend(err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return s.failAppend(err)
+	}
+	s.size += int64(len(buf))
+	s.seq = r.Seq
+	if r.Meta != nil {
+		s.meta = *r.Meta
+	}
+	s.pending = append(s.pending, r)
+	if len(s.pending) >= s.opts.MaxPending {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// failAppend cuts a partial record off and reports the failure.
+func (s *Store) failAppend(err error) error {
+	if terr := s.f.Truncate(s.size); terr != nil {
+		s.log.Error().Err(terr).Msg("catalog log: cannot cut off a failed append; closing the store")
+		s.closed.Store(true)
+	}
+	return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "catalog log write failed; the change was not committed", Err: err}
+}
+
+func (s *Store) applier() {
+	defer close(s.stopped)
+	t := time.NewTicker(s.opts.ApplyInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := s.flush(ctx); err != nil {
+			s.log.Error().Err(err).Msg("catalog log: applying to the store failed; will retry (the log keeps the data)")
+		}
+		cancel()
+	}
+}
+
+// flush applies every pending record to the inner store, then truncates the
+// log if nothing new arrived meanwhile.
+func (s *Store) flush(ctx context.Context) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.mu.Lock()
+	batch := append([]*record(nil), s.pending...)
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	last := batch[len(batch)-1]
+	// The meta as of the last record: the newest meta in the batch, or the
+	// one before it.
+	var meta *catalog.Meta
+	for i := len(batch) - 1; i >= 0 && meta == nil; i-- {
+		meta = batch[i].Meta
+	}
+	err := s.inner.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
+		m, err := tx.Meta(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range batch {
+			for i := range r.Ops {
+				if err := applyOp(ctx, tx, &r.Ops[i]); err != nil {
+					return err
+				}
+			}
+		}
+		if meta != nil {
+			m.Revision, m.NextID = meta.Revision, meta.NextID
+		}
+		m.LogSeq = last.Seq
+		return tx.SetMeta(ctx, m)
+	})
+	if err != nil {
+		s.mu.Lock()
+		s.applyErr = err
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applyErr = nil
+	s.pending = s.pending[len(batch):]
+	if len(s.pending) == 0 && s.size > 0 {
+		if err := s.f.Truncate(0); err == nil {
+			s.size = 0
+			_ = s.f.Sync()
+		}
+	}
+	return nil
+}
+
+func applyOp(ctx context.Context, tx catalog.RWTx, o *op) error {
+	switch o.K {
+	case "put_principal":
+		return tx.PutPrincipal(ctx, *o.P)
+	case "delete_principal":
+		return tx.DeletePrincipal(ctx, o.ID)
+	case "add_member":
+		return tx.AddMembership(ctx, *o.M)
+	case "remove_member":
+		return tx.RemoveMembership(ctx, *o.M)
+	case "put_securable":
+		return tx.PutSecurable(ctx, *o.S)
+	case "delete_securable":
+		return tx.DeleteSecurable(ctx, o.ID)
+	case "add_grant":
+		return tx.AddGrant(ctx, *o.G)
+	case "remove_grant":
+		return tx.RemoveGrant(ctx, *o.GK)
+	case "audit":
+		return tx.AppendAudit(ctx, o.A...)
+	case "meta":
+		return nil // folded into the batch's final SetMeta
+	}
+	return catalog.Errorf(catalog.CodeInternal, "catalog log: unknown operation %q", o.K)
+}
+
+// Close applies what is pending and closes the log and the inner store.
+func (s *Store) Close() error {
+	var err error
+	s.once.Do(func() {
+		s.wlock <- struct{}{} // wait for a running transaction
+		s.closed.Store(true)
+		close(s.done)
+		<-s.stopped
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if ferr := s.flush(ctx); ferr != nil {
+			s.log.Error().Err(ferr).Msg("catalog log: could not apply pending records at close; they stay in the log")
+		}
+		err = errors.Join(s.f.Close(), s.inner.Close())
+	})
+	return err
+}
+
+// --- reads: apply pending first ---
+
+func (s *Store) ready(ctx context.Context) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	return s.flush(ctx)
+}
+
+// Meta implements catalog.Reader (LogSeq is internal and reported as 0).
+func (s *Store) Meta(ctx context.Context) (catalog.Meta, error) {
+	if err := s.checkOpen(); err != nil {
+		return catalog.Meta{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return catalog.Meta{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.meta
+	m.LogSeq = 0
+	return m, nil
+}
+
+// ListPrincipals implements catalog.Reader.
+func (s *Store) ListPrincipals(ctx context.Context) ([]catalog.Principal, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	return s.inner.ListPrincipals(ctx)
+}
+
+// ListMemberships implements catalog.Reader.
+func (s *Store) ListMemberships(ctx context.Context) ([]catalog.Membership, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	return s.inner.ListMemberships(ctx)
+}
+
+// ListSecurables implements catalog.Reader.
+func (s *Store) ListSecurables(ctx context.Context) ([]catalog.Securable, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	return s.inner.ListSecurables(ctx)
+}
+
+// ListGrants implements catalog.Reader.
+func (s *Store) ListGrants(ctx context.Context) ([]catalog.Grant, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	return s.inner.ListGrants(ctx)
+}
+
+// ListAudit implements catalog.AuditReader.
+func (s *Store) ListAudit(ctx context.Context, since time.Time, limit int) ([]catalog.AuditEvent, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	return s.inner.ListAudit(ctx, since, limit)
+}
+
+// AppendAudit implements catalog.AuditWriter (durable through the log).
+func (s *Store) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	return s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error { return tx.AppendAudit(ctx, events...) })
+}
+
+// Inner returns the wrapped store (for queries that need it directly).
+func (s *Store) Inner() catalog.Store { return s.inner }
+
+// --- the recording transaction ---
+
+type recTx struct {
+	s       *Store
+	ops     []op
+	meta    catalog.Meta
+	metaSet bool
+	overlay *memstore.Store // built on the first read
+	err     error
+}
+
+var _ catalog.RWTx = (*recTx)(nil)
+
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func (t *recTx) record(ctx context.Context, o op) error {
+	if t.err != nil {
+		return t.err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t.ops = append(t.ops, o)
+	if t.overlay != nil {
+		if err := t.overlay.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error { return applyOp(ctx, tx, &o) }); err != nil {
+			t.err = err
+			return err
+		}
+	}
+	return nil
+}
+
+// view returns the overlay: the inner state with everything pending applied,
+// plus this transaction's writes so far.
+func (t *recTx) view(ctx context.Context) (*memstore.Store, error) {
+	if t.overlay != nil {
+		return t.overlay, nil
+	}
+	if err := t.s.flush(ctx); err != nil {
+		return nil, err
+	}
+	in := t.s.inner
+	ps, err := in.ListPrincipals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := in.ListMemberships(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ss, err := in.ListSecurables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gs, err := in.ListGrants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ov := memstore.New()
+	err = ov.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
+		for _, p := range ps {
+			_ = tx.PutPrincipal(ctx, p)
+		}
+		for _, m := range ms {
+			_ = tx.AddMembership(ctx, m)
+		}
+		for _, s := range ss {
+			_ = tx.PutSecurable(ctx, s)
+		}
+		for _, g := range gs {
+			_ = tx.AddGrant(ctx, g)
+		}
+		for i := range t.ops {
+			if err := applyOp(ctx, tx, &t.ops[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.overlay = ov
+	return ov, nil
+}
+
+func (t *recTx) Meta(ctx context.Context) (catalog.Meta, error) {
+	m := t.meta
+	m.LogSeq = 0
+	return m, ctx.Err()
+}
+
+func (t *recTx) ListPrincipals(ctx context.Context) ([]catalog.Principal, error) {
+	v, err := t.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return v.ListPrincipals(ctx)
+}
+
+func (t *recTx) ListMemberships(ctx context.Context) ([]catalog.Membership, error) {
+	v, err := t.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return v.ListMemberships(ctx)
+}
+
+func (t *recTx) ListSecurables(ctx context.Context) ([]catalog.Securable, error) {
+	v, err := t.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return v.ListSecurables(ctx)
+}
+
+func (t *recTx) ListGrants(ctx context.Context) ([]catalog.Grant, error) {
+	v, err := t.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return v.ListGrants(ctx)
+}
+
+func (t *recTx) PutPrincipal(ctx context.Context, p catalog.Principal) error {
+	p.Created = utc(p.Created)
+	return t.record(ctx, op{K: "put_principal", P: &p})
+}
+
+func (t *recTx) DeletePrincipal(ctx context.Context, id catalog.ID) error {
+	return t.record(ctx, op{K: "delete_principal", ID: id})
+}
+
+func (t *recTx) AddMembership(ctx context.Context, m catalog.Membership) error {
+	return t.record(ctx, op{K: "add_member", M: &m})
+}
+
+func (t *recTx) RemoveMembership(ctx context.Context, m catalog.Membership) error {
+	return t.record(ctx, op{K: "remove_member", M: &m})
+}
+
+func (t *recTx) PutSecurable(ctx context.Context, s catalog.Securable) error {
+	s.Created = utc(s.Created)
+	return t.record(ctx, op{K: "put_securable", S: &s})
+}
+
+func (t *recTx) DeleteSecurable(ctx context.Context, id catalog.ID) error {
+	return t.record(ctx, op{K: "delete_securable", ID: id})
+}
+
+func (t *recTx) AddGrant(ctx context.Context, g catalog.Grant) error {
+	return t.record(ctx, op{K: "add_grant", G: &g})
+}
+
+func (t *recTx) RemoveGrant(ctx context.Context, k catalog.GrantKey) error {
+	return t.record(ctx, op{K: "remove_grant", GK: &k})
+}
+
+func (t *recTx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	if len(events) == 0 {
+		return ctx.Err()
+	}
+	cp := make([]catalog.AuditEvent, len(events))
+	for i, e := range events {
+		e.Time = utc(e.Time)
+		cp[i] = e
+	}
+	return t.record(ctx, op{K: "audit", A: cp})
+}
+
+func (t *recTx) SetMeta(ctx context.Context, m catalog.Meta) error {
+	m.LogSeq = 0
+	t.meta, t.metaSet = m, true
+	return t.record(ctx, op{K: "meta", MT: &m})
+}
