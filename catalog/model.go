@@ -164,7 +164,7 @@ type TypeInfo struct {
 }
 
 var typeRegistry = map[SecurableType]*TypeInfo{
-	TypeMetastore: {Type: TypeMetastore, Privileges: []Privilege{PrivCreateCatalog, PrivCreateConnection}},
+	TypeMetastore: {Type: TypeMetastore, Privileges: []Privilege{PrivCreateCatalog}},
 	TypeCatalog: {Type: TypeCatalog, Parent: TypeMetastore, Named: true, UsePrivilege: PrivUseCatalog,
 		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivCreateSchema, PrivManage, PrivUseCatalog, PrivUseConnection, PrivUseSchema}},
 	TypeSchema: {Type: TypeSchema, Parent: TypeCatalog, Named: true, UsePrivilege: PrivUseSchema,

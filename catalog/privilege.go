@@ -390,8 +390,12 @@ func (m *Model) WouldCycle(group, member ID) bool {
 	return m.InClosure(group, member)
 }
 
-// CanSee reports whether p may see securable s in listings: admins, owners of
-// it or a container, and holders of any privilege on it or a container.
+// CanSee reports whether p may see securable s in listings and DESCRIBE:
+// admins; owners of it or of a container; holders of any privilege on it;
+// holders of a privilege on a container that is inherited by objects of its
+// type (e.g. USE_CONNECTION on a schema for its connections), or BROWSE. A
+// container's USE privilege alone does not reveal what is inside (as in
+// Unity Catalog).
 func (m *Model) CanSee(p ID, s ID) bool {
 	sec, ok := m.securables[s]
 	cl := m.closureOf(p)
@@ -401,16 +405,27 @@ func (m *Model) CanSee(p ID, s ID) bool {
 	if cl.admin >= 0 {
 		return true
 	}
-	for _, a := range m.Ancestors(sec) {
+	var inherit PrivSet
+	if ti, ok := typeRegistry[sec.Type]; ok {
+		for _, pr := range ti.Privileges {
+			inherit |= privBit(pr)
+		}
+	}
+	inherit |= privBit(PrivBrowse)
+	for i, a := range m.Ancestors(sec) {
 		if a.Type == TypeMetastore {
 			break
 		}
 		if _, ok := cl.index[a.Owner]; ok {
 			return true
 		}
+		mask := inherit
+		if i == 0 {
+			mask = ^PrivSet(0)
+		}
 		g := m.grantsOn[a.ID]
 		for _, e := range cl.entries {
-			if g[e.p.ID] != 0 {
+			if g[e.p.ID]&mask != 0 {
 				return true
 			}
 		}

@@ -388,7 +388,7 @@ func (s *Service) auditEvent(w *writeReq, tx *Tx, rev Revision, err error) Audit
 		if w.req.SQLState != nil {
 			ev.SQLState = w.req.SQLState(err)
 		}
-		if IsCode(err, CodePermissionDenied) {
+		if IsCode(err, CodePermissionDenied) || IsCode(err, CodeReadOnly) {
 			ev.Decision = "deny"
 			ev.Reason = err.Error()
 		} else {

@@ -458,7 +458,11 @@ func (tx *Tx) Drop(typ SecurableType, path []string, ifExists, cascade bool) err
 		return err
 	}
 	if n := len(tx.m.childrenOf[s.ID]); n > 0 && !cascade {
-		return Errorf(CodeDependent, "cannot drop %s %s because it is not empty (%d objects inside)", strings.ToLower(string(typ)), s.FullName(), n).
+		what := "objects"
+		if n == 1 {
+			what = "object"
+		}
+		return Errorf(CodeDependent, "cannot drop %s %s because it is not empty (%d %s inside)", strings.ToLower(string(typ)), s.FullName(), n, what).
 			WithHint("use DROP ... CASCADE to drop it with everything inside")
 	}
 	tx.dropTree(s)
@@ -514,7 +518,7 @@ func (tx *Tx) Rename(typ SecurableType, path []string, newName string) error {
 		return err
 	}
 	if _, ok := tx.m.Child(s.Parent, typ, newName); ok {
-		return Errorf(CodeAlreadyExists, "%s %s already exists", strings.ToLower(string(typ)), QuoteIdent(newName))
+		return Errorf(CodeAlreadyExists, "%s %s already exists", strings.ToLower(string(typ)), displayPath(append(path[:len(path)-1:len(path)-1], newName)))
 	}
 	cp := *s
 	cp.Name = newName
@@ -591,7 +595,11 @@ func (tx *Tx) grantTargets(privs []Privilege, typ SecurableType, path []string, 
 		}
 		ps = append(ps, p)
 	}
-	if err := tx.checkManage(s, verb+" on "+strings.ToLower(string(s.Type))+" "+s.FullName()); err != nil {
+	target := strings.ToLower(string(s.Type)) + " " + s.FullName()
+	if s.Type == TypeMetastore {
+		target = "the metastore"
+	}
+	if err := tx.checkManage(s, verb+" on "+target); err != nil {
 		return nil, nil, err
 	}
 	return s, ps, nil

@@ -90,19 +90,30 @@ func (f *Frontend) Connect(_ context.Context, info pgwire.ConnInfo) (pgwire.Sess
 	}
 	s := &Session{f: f, user: info.User, catalog: db, sourceIP: host, id: uuid.NewString(),
 		params: defaultParams(f.version), changed: map[string]string{}, txStatus: 'I'}
-	if info.ApplicationName != "" {
-		s.params["application_name"] = info.ApplicationName
-	}
-	for k, v := range info.Params {
-		if k == "user" || k == "database" || k == "replication" || k == "options" {
-			continue
-		}
-		if _, known := s.params[strings.ToLower(k)]; known || strings.Contains(k, ".") {
-			s.params[strings.ToLower(k)] = v
-		}
-	}
 	s.params["session_authorization"] = info.User
 	s.params["is_superuser"] = map[bool]string{true: "on", false: "off"}[admin]
+	// Startup parameters go through the same validation as SET; unknown
+	// ones are ignored (as PostgreSQL does for GUCs it does not know only
+	// with a warning, drivers send many), invalid values refuse the login.
+	for _, k := range sortedKeys(info.Params) {
+		lk := strings.ToLower(k)
+		if lk == "user" || lk == "database" || lk == "replication" || lk == "options" || readOnlyParams[lk] {
+			continue
+		}
+		if _, known := s.params[lk]; !known && !strings.Contains(lk, ".") {
+			continue
+		}
+		if err := s.setParam(lk, info.Params[k]); err != nil {
+			if pe, ok := err.(*pgwire.Error); ok {
+				pe.Severity = "FATAL"
+			}
+			return nil, err
+		}
+	}
+	s.resetTo = make(map[string]string, len(s.params))
+	for k, v := range s.params {
+		s.resetTo[k] = v
+	}
 	s.changed["is_superuser"] = s.params["is_superuser"]
 	s.changed["session_authorization"] = info.User
 	return s, nil
@@ -118,6 +129,7 @@ type Session struct {
 
 	mu       sync.Mutex
 	params   map[string]string
+	resetTo  map[string]string // values RESET returns to: defaults plus startup parameters
 	changed  map[string]string
 	txStatus byte
 }
@@ -196,13 +208,25 @@ type stmt struct {
 	run    func(ctx context.Context, params []pgwire.Param, w pgwire.RowWriter) (string, error)
 	// allowedInFailedTx is true for COMMIT/ROLLBACK.
 	allowedInFailedTx bool
-	s                 *Session
-	query             string
-	offset            int
+	// dealloc marks DEALLOCATE/DISCARD ALL (see pgwire.Deallocator).
+	dealloc     bool
+	deallocName string
+	deallocAll  bool
+	s           *Session
+	query       string
+	offset      int
 }
 
-func (st *stmt) ParamOIDs() []uint32        { return st.params }
+func (st *stmt) ParamOIDs() []uint32      { return st.params }
 func (st *stmt) Columns() []pgwire.Column { return st.cols }
+
+// Deallocates implements pgwire.Deallocator (a no-op for other statements).
+func (st *stmt) Deallocates() (string, bool) {
+	if !st.dealloc {
+		return "", false
+	}
+	return st.deallocName, st.deallocAll
+}
 
 // Execute implements pgwire.Statement.
 func (st *stmt) Execute(ctx context.Context, params []pgwire.Param, w pgwire.RowWriter) (string, error) {

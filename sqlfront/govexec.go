@@ -3,6 +3,7 @@ package sqlfront
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -71,6 +72,8 @@ func redact(st parser.Statement) string {
 		for i := range out {
 			if catalog.IsSecretOption(out[i].Key) {
 				out[i].Value = masked
+			} else {
+				out[i].Value = maskURLPassword(out[i].Value)
 			}
 		}
 		return out
@@ -99,6 +102,23 @@ func redact(st parser.Statement) string {
 		return c.String()
 	}
 	return st.String()
+}
+
+// maskURLPassword masks the password of a URL's user info (refused as an
+// option value, but the refused statement is still audited).
+func maskURLPassword(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.User == nil {
+		if i := strings.Index(v, "@"); i >= 0 && strings.Contains(v[:i], "://") {
+			return v[:strings.Index(v, "://")+3] + masked + v[i:]
+		}
+		return v
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), masked)
+		return u.String()
+	}
+	return v
 }
 
 // path resolves a statement's name in the session's current catalog.
@@ -296,7 +316,13 @@ func sortGrantRows(rows []grantRow) [][]any {
 		if a.principal != b.principal {
 			return a.principal < b.principal
 		}
-		return a.action < b.action
+		if a.action != b.action {
+			return a.action < b.action
+		}
+		if a.objType != b.objType {
+			return a.objType < b.objType
+		}
+		return a.objKey < b.objKey
 	})
 	out := make([][]any, len(rows))
 	for i, r := range rows {
@@ -502,8 +528,12 @@ func (s *Session) describe(x *parser.Describe) (*stmt, error) {
 		name := x.Name[0].Name
 		return s.read(cols, func(m *catalog.Model, me *catalog.Principal) ([][]any, error) {
 			p, ok := m.PrincipalByName(name)
-			if !ok || p.Kind != k {
+			if !ok {
 				return nil, catalog.Errorf(catalog.CodeNotFound, "%s %s does not exist", strings.ToLower(string(k)), catalog.QuoteIdent(name))
+			}
+			if p.Kind != k {
+				return nil, catalog.Errorf(catalog.CodeWrongObjectType, "%s is a %s, not a %s", catalog.QuoteIdent(name),
+					strings.ToLower(string(p.Kind)), strings.ToLower(string(k)))
 			}
 			rows := [][]any{{"name", p.Name}, {"type", string(p.Kind)}, {"metastore_admin", fmt.Sprint(m.IsAdmin(p.ID))},
 				{"groups", joinNames(m.GroupsOf(p.ID))}}

@@ -61,6 +61,28 @@ var readOnlyParams = map[string]bool{"server_version": true, "server_version_num
 	"integer_datetimes": true, "is_superuser": true, "session_authorization": true, "max_identifier_length": true,
 	"lc_messages": false}
 
+// resetAll returns every settable parameter to its value at connect.
+func (s *Session) resetAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.resetTo {
+		if readOnlyParams[k] {
+			continue
+		}
+		if s.params[k] != v {
+			s.params[k] = v
+			if r, ok := reported[k]; ok {
+				s.changed[r] = v
+			}
+		}
+	}
+	for k := range s.params {
+		if _, ok := s.resetTo[k]; !ok {
+			delete(s.params, k) // custom x.y parameters set later
+		}
+	}
+}
+
 func (s *Session) getParam(name string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -156,14 +178,32 @@ func (s *Session) pgStatement(text string, paramOIDs []uint32) (*stmt, error) {
 	case *pg.Node_TransactionStmt:
 		return s.txStmt(x.TransactionStmt)
 	case *pg.Node_DiscardStmt:
-		return tagOnly(s, "DISCARD ALL", nil), nil
+		if x.DiscardStmt.Target != pg.DiscardMode_DISCARD_ALL {
+			return tagOnly(s, "DISCARD", nil), nil // no plans, sequences or temp objects to drop
+		}
+		st := tagOnly(s, "DISCARD ALL", func() error {
+			if s.TxStatus() != 'I' {
+				return pgwire.Errorf("25001", "DISCARD ALL cannot run inside a transaction block")
+			}
+			s.resetAll()
+			return nil
+		})
+		st.dealloc, st.deallocAll = true, true
+		return st, nil
 	case *pg.Node_DeallocateStmt:
-		return tagOnly(s, "DEALLOCATE", nil), nil
+		d := x.DeallocateStmt
+		tag := "DEALLOCATE"
+		if d.Isall || d.Name == "" {
+			tag = "DEALLOCATE ALL"
+		}
+		st := tagOnly(s, tag, nil)
+		st.dealloc, st.deallocName, st.deallocAll = true, d.Name, d.Isall || d.Name == ""
+		return st, nil
 	case *pg.Node_SelectStmt:
 		return s.selectStmt(x.SelectStmt, paramOIDs)
 	}
-	kind := strings.ToUpper(strings.TrimPrefix(fmt.Sprintf("%T", n.Node), "*pg_query.Node_"))
-	return nil, notSupported("statement " + strings.TrimSuffix(kind, "STMT"))
+	kind := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", n.Node), "*pg_query.Node_"), "Stmt")
+	return nil, notSupported("this statement (" + splitCamel(kind) + ")")
 }
 
 func (s *Session) setStmt(x *pg.VariableSetStmt) (*stmt, error) {
@@ -172,30 +212,16 @@ func (s *Session) setStmt(x *pg.VariableSetStmt) (*stmt, error) {
 	case pg.VariableSetKind_VAR_SET_MULTI: // SET TRANSACTION ..., SET SESSION CHARACTERISTICS ...
 		return tagOnly(s, "SET", nil), nil
 	case pg.VariableSetKind_VAR_RESET_ALL:
-		return tagOnly(s, "RESET", func() error {
-			def := defaultParams(s.f.version)
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			for k, v := range def {
-				if readOnlyParams[k] || k == "application_name" {
-					continue
-				}
-				if s.params[k] != v {
-					s.params[k] = v
-					if r, ok := reported[k]; ok {
-						s.changed[r] = v
-					}
-				}
-			}
-			return nil
-		}), nil
+		return tagOnly(s, "RESET", func() error { s.resetAll(); return nil }), nil
 	case pg.VariableSetKind_VAR_RESET, pg.VariableSetKind_VAR_SET_DEFAULT:
 		tag := "SET"
 		if x.Kind == pg.VariableSetKind_VAR_RESET {
 			tag = "RESET"
 		}
 		return tagOnly(s, tag, func() error {
-			v, ok := defaultParams(s.f.version)[name]
+			s.mu.Lock()
+			v, ok := s.resetTo[name]
+			s.mu.Unlock()
 			if !ok {
 				v = ""
 			}
@@ -217,6 +243,18 @@ func (s *Session) setStmt(x *pg.VariableSetStmt) (*stmt, error) {
 		return tagOnly(s, "SET", func() error { return s.setParam(name, value) }), nil
 	}
 	return tagOnly(s, "SET", nil), nil
+}
+
+// splitCamel turns "CreateRole" into "CREATE ROLE".
+func splitCamel(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
 }
 
 func constString(n *pg.Node) (string, error) {
@@ -302,10 +340,14 @@ func (s *Session) txStmt(x *pg.TransactionStmt) (*stmt, error) {
 		st := tagOnly(s, "ROLLBACK", set('I'))
 		st.allowedInFailedTx = true
 		return st, nil
-	case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
-		return tagOnly(s, "SAVEPOINT", nil), nil
-	case pg.TransactionStmtKind_TRANS_STMT_RELEASE:
-		return tagOnly(s, "RELEASE", nil), nil
+	case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT, pg.TransactionStmtKind_TRANS_STMT_RELEASE:
+		tag := map[bool]string{true: "SAVEPOINT", false: "RELEASE"}[x.Kind == pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT]
+		return tagOnly(s, tag, func() error {
+			if s.TxStatus() == 'I' {
+				return pgwire.Errorf("25P01", "%s can only be used in transaction blocks", tag)
+			}
+			return nil
+		}), nil
 	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
 		st := tagOnly(s, "ROLLBACK", func() error {
 			s.mu.Lock()
@@ -520,10 +562,18 @@ func (s *Session) sqlValueFunction(op pg.SQLValueFunctionOp) (string, evalFn, ui
 
 func (s *Session) funcCall(f *pg.FuncCall, paramOIDs []uint32, params *[]uint32) (string, evalFn, uint32, error) {
 	var name string
-	for _, n := range f.Funcname {
-		if sv := n.GetString_(); sv != nil && sv.Sval != "pg_catalog" {
-			name = strings.ToLower(sv.Sval)
+	for i, n := range f.Funcname {
+		sv := n.GetString_()
+		if sv == nil {
+			continue
 		}
+		if i < len(f.Funcname)-1 {
+			if sv.Sval != "pg_catalog" {
+				return "", nil, 0, pgwire.Errorf("3F000", "schema %q does not exist", sv.Sval)
+			}
+			continue
+		}
+		name = strings.ToLower(sv.Sval)
 	}
 	args := make([]evalFn, len(f.Args))
 	for i, a := range f.Args {

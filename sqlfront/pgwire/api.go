@@ -110,3 +110,12 @@ type Statement interface {
 	// the statement timeout and when the client disconnects.
 	Execute(ctx context.Context, params []Param, w RowWriter) (tag string, err error)
 }
+
+// Deallocator is implemented by statements that drop prepared statements
+// (DEALLOCATE name, DEALLOCATE ALL, DISCARD ALL). After such a statement
+// succeeds the server forgets the named prepared statement, or every
+// prepared statement and portal when all is true; ("", false) means
+// nothing to drop.
+type Deallocator interface {
+	Deallocates() (name string, all bool)
+}

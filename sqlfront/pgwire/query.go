@@ -189,6 +189,14 @@ func (c *conn) execStatement(st Statement, params []Param, w RowWriter) (string,
 	ctx, done := c.beginCommand(c.srv.cfg.StatementTimeout)
 	defer done()
 	tag, err := st.Execute(ctx, params, w)
+	if d, ok := st.(Deallocator); ok && err == nil {
+		if name, all := d.Deallocates(); all {
+			clear(c.stmts)
+			clear(c.portals)
+		} else if name != "" {
+			delete(c.stmts, name)
+		}
+	}
 	return tag, c.commandError(ctx, err)
 }
 
