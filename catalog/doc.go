@@ -1,0 +1,33 @@
+// Package catalog is Mandate's governance catalog: the model (principals,
+// securables in a three-level namespace, grants), the privilege semantics,
+// the store interface and the Service that keeps them consistent.
+//
+// Layers:
+//
+//   - model.go, state.go: the types and the in-memory Model with its indexes
+//     (children by name, grants by securable and by principal, dense group
+//     indexes and per-securable group bitsets for the privilege check).
+//   - privilege.go: Check, the one function answering "does principal P hold
+//     privilege X on securable S, and why" (Unity Catalog semantics: USE
+//     prerequisites, inheritance from catalog and schema, ownership, MANAGE,
+//     ALL PRIVILEGES expanded at check time, transitive groups, metastore
+//     admins), plus CanManage (may P grant on S) and CanSee (listing).
+//     testdata/privilege_matrix.txt is the written matrix it is tested on.
+//   - tx.go: Tx, the planner of one change: every governance statement is a
+//     Tx method that checks privileges and existence and emits ops.
+//   - ops.go: ops apply to the Model (returning their inverse, for undo) and
+//     write to a store transaction.
+//   - service.go: Service serialises writes through one committer goroutine
+//     that group-commits queued statements into one store transaction with
+//     their audit events and assigns each change the next revision. Readers
+//     see a change only once it is durable.
+//   - store.go: the Store interface, built from small roles (SpiceDB style).
+//     Implementations: duckstore (embedded), memstore (tests), walstore (a
+//     write-ahead log in front of another store); storetest is the
+//     conformance suite every implementation runs.
+//   - keyring.go: AES-256-GCM sealing of connection secrets.
+//   - options.go: connection option validation.
+//
+// Errors are *Error with a Code; the SQL front end maps codes to SQLSTATEs
+// in one place.
+package catalog
