@@ -245,6 +245,7 @@ func (s *Service) Write(ctx context.Context, req WriteRequest, fn func(tx *Tx) e
 
 func (s *Service) committer() {
 	defer close(s.stopped)
+	lastSize := 0
 	for {
 		var first *writeReq
 		select {
@@ -269,9 +270,28 @@ func (s *Service) committer() {
 				break drain
 			}
 		}
+		// Clients answered by the last commit are about to send their next
+		// statement: wait a moment for them so one commit carries them all.
+		if len(batch) < lastSize && len(batch) < s.max {
+			t := time.NewTimer(groupWait)
+		wait:
+			for len(batch) < lastSize && len(batch) < s.max {
+				select {
+				case w := <-s.queue:
+					batch = append(batch, w)
+				case <-t.C:
+					break wait
+				}
+			}
+			t.Stop()
+		}
+		lastSize = len(batch)
 		s.commitBatch(batch)
 	}
 }
+
+// groupWait bounds how long the committer waits to fill a batch.
+const groupWait = 200 * time.Microsecond
 
 func (s *Service) commitBatch(batch []*writeReq) {
 	results := make([]writeRes, len(batch))
@@ -310,9 +330,17 @@ func (s *Service) commitBatch(batch []*writeReq) {
 		ok = append(ok, i)
 		events = append(events, s.auditEvent(w, tx, rev, nil))
 	}
+	// Take the batch's effects out of the Model again while the store
+	// commits, so that readers never see an undurable change and are not
+	// blocked by the fsync; re-apply them once the commit succeeded (the
+	// committer is the only writer, so the result is the same).
+	for j := len(undo) - 1; j >= 0; j-- {
+		undo[j].apply(s.model)
+	}
+	nextID := s.model.nextID
+	s.mu.Unlock()
 	var commitErr error
 	if len(events) > 0 || len(ops) > 0 {
-		nextID := s.model.nextID
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		commitErr = s.store.ReadWriteTx(ctx, func(ctx context.Context, stx RWTx) error {
 			for _, o := range ops {
@@ -332,11 +360,8 @@ func (s *Service) commitBatch(batch []*writeReq) {
 		})
 		cancel()
 	}
+	s.mu.Lock()
 	if commitErr != nil {
-		for j := len(undo) - 1; j >= 0; j-- {
-			undo[j].apply(s.model)
-		}
-		s.model.rev = startRev
 		s.log.Error().Err(commitErr).Int("statements", len(batch)).Msg("catalog commit failed")
 		err := commitErr
 		if CodeOf(err) == CodeInternal {
@@ -346,6 +371,9 @@ func (s *Service) commitBatch(batch []*writeReq) {
 			results[i] = writeRes{err: err}
 		}
 	} else {
+		for _, o := range ops {
+			o.apply(s.model)
+		}
 		s.model.rev = rev
 	}
 	s.mu.Unlock()

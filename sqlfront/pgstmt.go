@@ -2,7 +2,9 @@ package sqlfront
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -458,14 +460,7 @@ func (s *Session) expr(n *pg.Node, paramOIDs []uint32, params *[]uint32) (string
 			*params = append(*params, oid)
 		}
 		return "?column?", func(_ context.Context, ps []pgwire.Param) (value, error) {
-			p := ps[i]
-			if p.Value == nil {
-				return value{oidText, nil}, nil
-			}
-			if p.Format != 0 {
-				return value{}, notSupported("binary parameters in a session SELECT")
-			}
-			return value{oidText, string(p.Value)}, nil
+			return decodeParam(ps[i], (*params)[i])
 		}, oidText, nil
 	case *pg.Node_TypeCast:
 		name, fn, _, err := s.expr(v.TypeCast.Arg, paramOIDs, params)
@@ -473,6 +468,14 @@ func (s *Session) expr(n *pg.Node, paramOIDs []uint32, params *[]uint32) (string
 			return "", nil, 0, err
 		}
 		tn := typeName(v.TypeCast.TypeName)
+		// $n::type: an untyped parameter takes the cast's type, as in PostgreSQL.
+		if pr := v.TypeCast.Arg.GetParamRef(); pr != nil {
+			if i := int(pr.Number) - 1; i < len(*params) && (i >= len(paramOIDs) || paramOIDs[i] == 0) {
+				if oid, _, err := castTo(tn); err == nil {
+					(*params)[i] = oid
+				}
+			}
+		}
 		if name == "?column?" {
 			name = tn
 		}
@@ -496,6 +499,45 @@ func (s *Session) expr(n *pg.Node, paramOIDs []uint32, params *[]uint32) (string
 	return "", nil, 0, notSupported("this expression in SELECT")
 }
 
+// decodeParam turns a bound parameter into a value of its declared type.
+func decodeParam(p pgwire.Param, oid uint32) (value, error) {
+	if p.Value == nil {
+		return value{oid, nil}, nil
+	}
+	if p.Format == 0 {
+		return value{oidText, string(p.Value)}, nil // text: casts convert it
+	}
+	b := p.Value
+	bad := func() (value, error) {
+		return value{}, pgwire.Errorf("22P03", "incorrect binary data format in bind parameter (type OID %d, %d bytes)", oid, len(b))
+	}
+	switch oid {
+	case oidText, 1043, 19:
+		return value{oidText, string(b)}, nil
+	case oidInt4:
+		if len(b) != 4 {
+			return bad()
+		}
+		return value{oidInt4, int32(binary.BigEndian.Uint32(b))}, nil
+	case oidInt8:
+		if len(b) != 8 {
+			return bad()
+		}
+		return value{oidInt8, int64(binary.BigEndian.Uint64(b))}, nil
+	case oidBool:
+		if len(b) != 1 {
+			return bad()
+		}
+		return value{oidBool, b[0] != 0}, nil
+	case oidFloat8:
+		if len(b) != 8 {
+			return bad()
+		}
+		return value{oidFloat8, math.Float64frombits(binary.BigEndian.Uint64(b))}, nil
+	}
+	return value{}, notSupported(fmt.Sprintf("binary parameters of type OID %d", oid))
+}
+
 func typeName(t *pg.TypeName) string {
 	var parts []string
 	for _, n := range t.Names {
@@ -513,6 +555,15 @@ func castTo(tn string) (uint32, func(any) (any, error), error) {
 		return oidText, func(v any) (any, error) { return str(v), nil }, nil
 	case "int4", "int", "integer", "int2", "smallint":
 		return oidInt4, func(v any) (any, error) {
+			switch x := v.(type) {
+			case int32:
+				return x, nil
+			case int64:
+				if x < math.MinInt32 || x > math.MaxInt32 {
+					return nil, pgwire.Errorf("22003", "integer out of range")
+				}
+				return int32(x), nil
+			}
 			i, err := strconv.ParseInt(strings.TrimSpace(str(v)), 10, 32)
 			if err != nil {
 				return nil, pgwire.Errorf("22P02", "invalid input syntax for type integer: %q", str(v))
@@ -521,6 +572,12 @@ func castTo(tn string) (uint32, func(any) (any, error), error) {
 		}, nil
 	case "int8", "bigint":
 		return oidInt8, func(v any) (any, error) {
+			switch x := v.(type) {
+			case int32:
+				return int64(x), nil
+			case int64:
+				return x, nil
+			}
 			i, err := strconv.ParseInt(strings.TrimSpace(str(v)), 10, 64)
 			if err != nil {
 				return nil, pgwire.Errorf("22P02", "invalid input syntax for type bigint: %q", str(v))
@@ -529,6 +586,9 @@ func castTo(tn string) (uint32, func(any) (any, error), error) {
 		}, nil
 	case "bool", "boolean":
 		return oidBool, func(v any) (any, error) {
+			if b, ok := v.(bool); ok {
+				return b, nil
+			}
 			switch strings.ToLower(str(v)) {
 			case "t", "true", "on", "yes", "1":
 				return true, nil

@@ -616,3 +616,22 @@ func TestSessionParameters(t *testing.T) {
 		}
 	})
 }
+
+func TestParameterTypesFromCasts(t *testing.T) {
+	f := startFrontend(t)
+	conn := f.admin(t)
+	var (
+		i int32
+		b bool
+		s string
+		n int64
+	)
+	// pgx sends int/bool/int8 parameters in binary once the server describes
+	// them with the cast's type.
+	if err := conn.QueryRow(t.Context(), "SELECT $1::int, $2::bool, $3::text, $4::int8", 145, true, "x", int64(1)<<40).Scan(&i, &b, &s, &n); err != nil {
+		t.Fatal(err)
+	}
+	if i != 145 || !b || s != "x" || n != 1<<40 {
+		t.Fatalf("got %d %v %q %d", i, b, s, n)
+	}
+}

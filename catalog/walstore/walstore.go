@@ -27,6 +27,9 @@ const FileName = "catalog.wal"
 // maxRecord bounds one record (a corrupt length must not allocate gigabytes).
 const maxRecord = 1 << 30
 
+// hdrSize is the record header: length, CRC, sequence number.
+const hdrSize = 16
+
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // Options configure the log.
@@ -36,6 +39,9 @@ type Options struct {
 	ApplyInterval time.Duration
 	// MaxPending applies as soon as this many records wait (default 256).
 	MaxPending int
+	// RotateBytes rewrites the log once this many bytes of it are applied
+	// while new records keep it from being truncated (default 64 MiB).
+	RotateBytes int64
 }
 
 // Store is a catalog.Store with a write-ahead log in front of inner.
@@ -67,6 +73,7 @@ var _ catalog.Store = (*Store)(nil)
 
 // record is one committed transaction.
 type record struct {
+	size int64         // framed size in the log
 	Seq  int64         `json:"seq"`
 	Ops  []op          `json:"ops"`
 	Meta *catalog.Meta `json:"meta,omitempty"` // meta after this record
@@ -94,6 +101,9 @@ func Open(ctx context.Context, dir string, inner catalog.Store, o Options) (*Sto
 	if o.MaxPending <= 0 {
 		o.MaxPending = 256
 	}
+	if o.RotateBytes <= 0 {
+		o.RotateBytes = 64 << 20
+	}
 	s := &Store{inner: inner, path: filepath.Join(dir, FileName), log: o.Logger, opts: o,
 		wlock: make(chan struct{}, 1), kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
 	meta, err := inner.Meta(ctx)
@@ -102,18 +112,29 @@ func Open(ctx context.Context, dir string, inner catalog.Store, o Options) (*Sto
 	}
 	s.meta = meta
 	s.seq = meta.LogSeq
+	_, statErr := os.Stat(s.path)
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, catalog.Internal(err, "opening the catalog log")
 	}
+	if os.IsNotExist(statErr) {
+		if err := syncDir(dir); err != nil { // the new file's name must survive a crash too
+			f.Close()
+			return nil, catalog.Internal(err, "syncing the data directory")
+		}
+	}
 	s.f = f
-	recs, good, err := readLog(f)
+	recs, good, err := readLog(f, meta.LogSeq)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
 	if st, err := f.Stat(); err == nil && st.Size() > good {
 		s.log.Warn().Int64("bytes", st.Size()-good).Msg("catalog log: cut off a torn record at the end (never acknowledged)")
+		if err := f.Truncate(good); err != nil {
+			f.Close()
+			return nil, catalog.Internal(err, "cutting off a torn catalog log record")
+		}
 	}
 	s.size = good
 	for _, r := range recs {
@@ -138,7 +159,7 @@ func Open(ctx context.Context, dir string, inner catalog.Store, o Options) (*Sto
 }
 
 // readLog reads every intact record and returns the offset after the last one.
-func readLog(f *os.File) ([]*record, int64, error) {
+func readLog(f *os.File, skipThrough int64) ([]*record, int64, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, 0, catalog.Internal(err, "reading the catalog log")
 	}
@@ -146,30 +167,66 @@ func readLog(f *os.File) ([]*record, int64, error) {
 	var (
 		recs []*record
 		off  int64
-		hdr  [8]byte
+		hdr  [hdrSize]byte
 	)
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, catalog.Internal(err, "reading the catalog log")
+	}
+	size := st.Size()
+	// A bad record is a torn tail (a crash during an append that was never
+	// acknowledged) only if it is the last thing in the file; anything after
+	// it means corruption, which must not silently drop acknowledged data.
+	torn := func(end int64) ([]*record, int64, error) {
+		if end < size {
+			return nil, 0, &catalog.Error{Code: catalog.CodeIncompatibleData,
+				Msg: fmt.Sprintf("catalog log %s is corrupt at offset %d (%d bytes follow); refusing to start", f.Name(), off, size-off)}
+		}
+		return recs, off, nil
+	}
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return recs, off, nil // EOF or a torn header
+			return recs, off, nil // EOF or a torn header at the end
 		}
 		n := binary.LittleEndian.Uint32(hdr[:4])
 		if n > maxRecord {
-			return recs, off, nil
+			return torn(off + hdrSize)
 		}
 		body := make([]byte, n)
 		if _, err := io.ReadFull(br, body); err != nil {
 			return recs, off, nil
 		}
-		if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
-			return recs, off, nil
+		end := off + hdrSize + int64(n)
+		c := crc32.Update(crc32.Checksum(hdr[8:], crcTable), crcTable, body)
+		if c != binary.LittleEndian.Uint32(hdr[4:8]) {
+			return torn(end)
+		}
+		seq := int64(binary.LittleEndian.Uint64(hdr[8:]))
+		if seq <= skipThrough {
+			off = end // already applied: no need to decode
+			continue
 		}
 		var r record
 		if err := json.Unmarshal(body, &r); err != nil {
 			return nil, 0, catalog.Internal(err, fmt.Sprintf("catalog log record at offset %d is unreadable", off))
 		}
+		r.size = hdrSize + int64(n)
 		recs = append(recs, &r)
-		off += int64(8 + n)
+		off = end
 	}
+}
+
+// encode frames a record: [length u32][CRC-32C of seq+body u32][seq u64][JSON body].
+func encode(r *record) ([]byte, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, catalog.Internal(err, "encoding a catalog log record")
+	}
+	buf := make([]byte, hdrSize, hdrSize+len(body))
+	binary.LittleEndian.PutUint32(buf[:4], uint32(len(body)))
+	binary.LittleEndian.PutUint64(buf[8:], uint64(r.Seq))
+	binary.LittleEndian.PutUint32(buf[4:8], crc32.Update(crc32.Checksum(buf[8:], crcTable), crcTable, body))
+	return append(buf, body...), nil
 }
 
 func (s *Store) checkOpen() error {
@@ -226,14 +283,11 @@ func (s *Store) appendRecord(tx *recTx) error {
 		m := tx.meta
 		r.Meta = &m
 	}
-	body, err := json.Marshal(r)
+	buf, err := encode(r)
 	if err != nil {
-		return catalog.Internal(err, "encoding a catalog log record")
+		return err
 	}
-	buf := make([]byte, 8, 8+len(body))
-	binary.LittleEndian.PutUint32(buf[:4], uint32(len(body)))
-	binary.LittleEndian.PutUint32(buf[4:], crc32.Checksum(body, crcTable))
-	buf = append(buf, body...)
+	r.size = int64(len(buf))
 	if _, err := s.f.WriteAt(buf, s.size); err != nil {
 		return s.failAppend(err)
 	}
@@ -334,8 +388,68 @@ func (s *Store) flush(ctx context.Context) error {
 			s.size = 0
 			_ = s.f.Sync()
 		}
+		return nil
+	}
+	// Under steady writes the log never empties: once the applied prefix is
+	// large, rewrite the log with only the pending records.
+	var live int64
+	for _, r := range s.pending {
+		live += r.size
+	}
+	if s.size-live > s.opts.RotateBytes {
+		if err := s.rewrite(); err != nil {
+			s.log.Error().Err(err).Msg("catalog log: rotation failed; will retry")
+		}
 	}
 	return nil
+}
+
+// rewrite replaces the log with one holding only the pending records
+// (temp file, fsync, rename, fsync of the directory). Caller holds s.mu.
+func (s *Store) rewrite() error {
+	tmp := s.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	var size int64
+	for _, r := range s.pending {
+		buf, err := encode(r)
+		if err == nil {
+			_, err = f.WriteAt(buf, size)
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			return err
+		}
+		size += int64(len(buf))
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		s.log.Warn().Err(err).Msg("catalog log: fsync of the data directory failed")
+	}
+	s.f.Close()
+	s.f, s.size = f, size
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func applyOp(ctx context.Context, tx catalog.RWTx, o *op) error {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/mandatehq/mandate/catalog"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -31,6 +33,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 0
 			}
 			fmt.Fprintln(stderr, "mandate serve:", err)
+			var ce *catalog.Error
+			if errors.As(err, &ce) {
+				if ce.Detail != "" {
+					fmt.Fprintln(stderr, "DETAIL:", ce.Detail)
+				}
+				if ce.Hint != "" {
+					fmt.Fprintln(stderr, "HINT:", ce.Hint)
+				}
+			}
 			return 1
 		}
 		return 0
@@ -53,6 +64,7 @@ func usage(w io.Writer) {
 
 Usage:
   mandate serve [flags]   run the catalog, the SQL front end and the HTTP API
+  mandate loadgen grants  load generator: durable GRANT/REVOKE over the wire (see BENCHMARKS.md)
   mandate version         print the version
 
 Run "mandate serve --help" for the flags.

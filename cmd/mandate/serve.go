@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -46,10 +47,15 @@ func envName(flagName string) string {
 	return "MANDATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
+func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, error) {
 	c := &serveConfig{}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	for _, a := range args { // --help is an answer, not an error: stdout
+		if a == "-h" || a == "-help" || a == "--help" || a == "-h=true" {
+			fs.SetOutput(stdout)
+		}
+	}
 	fs.StringVar(&c.dataDir, "data-dir", "./mandate-data", "directory holding the embedded store, keys and certificates")
 	fs.StringVar(&c.sqlAddr, "sql-addr", "127.0.0.1:15432", "address of the PostgreSQL wire endpoint (psql, JDBC, pgx)")
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8470", "address of the HTTP API (health, later authorization)")
@@ -90,6 +96,17 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key must be given together")
 	}
+	if c.statementTimeout < 0 {
+		return nil, fmt.Errorf("--statement-timeout (%s) must not be negative", envName("statement-timeout"))
+	}
+	if c.maxMessageSize <= 0 {
+		return nil, fmt.Errorf("--max-message-size (%s) must be positive", envName("max-message-size"))
+	}
+	for _, a := range []struct{ flag, v string }{{"sql-addr", c.sqlAddr}, {"http-addr", c.httpAddr}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return nil, fmt.Errorf("--%s (%s) %q is not HOST:PORT: %v", a.flag, envName(a.flag), a.v, err)
+		}
+	}
 	return c, nil
 }
 
@@ -115,7 +132,7 @@ func newLogger(format, level string, stderr io.Writer) (zerolog.Logger, error) {
 
 // masterKey returns the key that seals secrets: MANDATE_MASTER_KEY, or
 // DATA_DIR/master.key (generated with mode 0600 on first start).
-func masterKey(dataDir string) ([]byte, error) {
+func masterKey(dataDir string, create bool) ([]byte, error) {
 	if v := strings.TrimSpace(os.Getenv("MANDATE_MASTER_KEY")); v != "" {
 		return decodeKey(v, "MANDATE_MASTER_KEY")
 	}
@@ -126,6 +143,10 @@ func masterKey(dataDir string) ([]byte, error) {
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
+	}
+	if !create {
+		return nil, fmt.Errorf("the catalog in %s holds data but %s is missing and MANDATE_MASTER_KEY is not set: "+
+			"without the key its connection secrets cannot be decrypted; restore the key file", dataDir, path)
 	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
@@ -147,21 +168,38 @@ func decodeKey(v, from string) ([]byte, error) {
 	return nil, fmt.Errorf("%s must hold a 32-byte key in base64 or hex", from)
 }
 
-// writeSecretFile creates path with mode 0600; it never overwrites.
+// writeSecretFile writes path with mode 0600 atomically (temp file, fsync,
+// rename, fsync of the directory), replacing an older file.
 func writeSecretFile(path, content string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
 	if _, err := f.WriteString(content); err != nil {
 		f.Close()
+		os.Remove(tmp)
 		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
+		os.Remove(tmp)
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func randomPassword() (string, error) {
@@ -173,7 +211,7 @@ func randomPassword() (string, error) {
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseServeFlags(args, stderr)
+	cfg, err := parseServeFlags(args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -181,16 +219,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Everything Mandate writes is for its own eyes only.
+	syscall.Umask(0o077)
+	sqlLn, err := net.Listen("tcp", cfg.sqlAddr)
+	if err != nil {
+		return fmt.Errorf("SQL endpoint (--sql-addr): %w", err)
+	}
+	defer sqlLn.Close()
+	httpLn, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP endpoint (--http-addr): %w", err)
+	}
+	defer httpLn.Close()
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	key, err := masterKey(cfg.dataDir)
-	if err != nil {
-		return err
-	}
-	kr, err := catalog.NewKeyring(key)
-	if err != nil {
-		return err
+	if err := os.Chmod(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
 	}
 	duck, err := duckstore.Open(ctx, cfg.dataDir, duckstore.Options{Logger: log})
 	if err != nil {
@@ -211,6 +256,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A catalog that already holds data must find the key its secrets were
+	// sealed with; a new key is generated only on first start.
+	key, err := masterKey(cfg.dataDir, meta.Revision == 0)
+	if err != nil {
+		return err
+	}
+	kr, err := catalog.NewKeyring(key)
+	if err != nil {
+		return err
+	}
 	var adminVerifier, generated string
 	if meta.Revision == 0 {
 		pw := os.Getenv("MANDATE_ADMIN_PASSWORD")
@@ -223,6 +278,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if adminVerifier, err = pgwire.MakeVerifier(pw); err != nil {
 			return err
 		}
+		// Written before the bootstrap commits it, so that a crash in
+		// between cannot leave an admin password nobody knows.
+		if generated != "" {
+			if err := writeSecretFile(filepath.Join(cfg.dataDir, "admin-password"), generated+"\n"); err != nil {
+				return fmt.Errorf("writing the admin password file: %w", err)
+			}
+		}
 	}
 	svc, err := catalog.Open(ctx, catalog.Options{Store: store, Keyring: kr, Logger: log, AdminVerifier: adminVerifier})
 	if err != nil {
@@ -231,9 +293,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer svc.Close()
 	if generated != "" {
 		path := filepath.Join(cfg.dataDir, "admin-password")
-		if err := writeSecretFile(path, generated+"\n"); err != nil {
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
 		fmt.Fprintf(stdout, "\nGenerated the password of the built-in user admin (shown once; also in %s, mode 0600):\n\n    %s\n\n", path, generated)
 	}
 
@@ -246,15 +305,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		StatementTimeout: cfg.statementTimeout, MaxMessageSize: cfg.maxMessageSize})
 	if err != nil {
 		return err
-	}
-	sqlLn, err := net.Listen("tcp", cfg.sqlAddr)
-	if err != nil {
-		return fmt.Errorf("SQL endpoint: %w", err)
-	}
-	httpLn, err := net.Listen("tcp", cfg.httpAddr)
-	if err != nil {
-		sqlLn.Close()
-		return fmt.Errorf("HTTP endpoint: %w", err)
 	}
 	hs := &http.Server{Handler: httpHandler(svc), ReadHeaderTimeout: 10 * time.Second}
 
