@@ -283,52 +283,47 @@ func (tx *Tx) SetPassword(kind PrincipalKind, name string, verifier *string) err
 	return nil
 }
 
-// AddMember adds member (of kind) to group. Cycles are refused.
-func (tx *Tx) AddMember(group string, kind PrincipalKind, member string) error {
+// membership resolves the group and member of ALTER GROUP ADD/REMOVE.
+func (tx *Tx) membership(group string, kind PrincipalKind, member string) (Membership, error) {
 	tx.auditType, tx.auditName = string(KindGroup), group
 	if err := tx.requireAdmin("change group membership"); err != nil {
-		return err
+		return Membership{}, err
 	}
 	g, err := tx.principal(KindGroup, group)
 	if err != nil {
-		return err
+		return Membership{}, err
 	}
 	mem, err := tx.principal(kind, member)
 	if err != nil {
-		return err
+		return Membership{}, err
 	}
 	if g.ID == tx.m.accountUsrs {
-		return Errorf(CodeReadOnly, "membership of %s is implicit: every user and service principal belongs to it", QuoteIdent(AccountUsers))
+		return Membership{}, Errorf(CodeReadOnly, "membership of %s is implicit (every user and service principal belongs to it) and cannot be changed", QuoteIdent(AccountUsers))
 	}
-	if tx.m.IsMember(g.ID, mem.ID) {
-		return nil
+	return Membership{Group: g.ID, Member: mem.ID}, nil
+}
+
+// AddMember adds member (of kind) to group. Cycles are refused.
+func (tx *Tx) AddMember(group string, kind PrincipalKind, member string) error {
+	ms, err := tx.membership(group, kind, member)
+	if err != nil || tx.m.IsMember(ms.Group, ms.Member) {
+		return err
 	}
-	if tx.m.WouldCycle(g.ID, mem.ID) {
+	if tx.m.WouldCycle(ms.Group, ms.Member) {
 		return Errorf(CodeCycle, "cannot add group %s to group %s: %s already contains %s, which would create a cycle",
 			QuoteIdent(member), QuoteIdent(group), QuoteIdent(member), QuoteIdent(group))
 	}
-	tx.do(opAddMember{Membership{Group: g.ID, Member: mem.ID}})
+	tx.do(opAddMember{ms})
 	return nil
 }
 
 // RemoveMember removes member from group (a missing membership is not an error).
 func (tx *Tx) RemoveMember(group string, kind PrincipalKind, member string) error {
-	tx.auditType, tx.auditName = string(KindGroup), group
-	if err := tx.requireAdmin("change group membership"); err != nil {
-		return err
-	}
-	g, err := tx.principal(KindGroup, group)
+	ms, err := tx.membership(group, kind, member)
 	if err != nil {
 		return err
 	}
-	mem, err := tx.principal(kind, member)
-	if err != nil {
-		return err
-	}
-	if g.ID == tx.m.accountUsrs {
-		return Errorf(CodeReadOnly, "membership of %s is implicit and cannot be changed", QuoteIdent(AccountUsers))
-	}
-	tx.do(opRemoveMember{Membership{Group: g.ID, Member: mem.ID}})
+	tx.do(opRemoveMember{ms})
 	return nil
 }
 
