@@ -31,27 +31,36 @@ func BenchmarkCheck(b *testing.B) {
 			}
 			qs = append(qs, q{u.ID, c.ID})
 		}
-		for _, x := range qs { // warm the membership closures
+		for _, x := range qs { // warm the membership closures and the cache
 			m.Check(x.p, catalog.PrivUseConnection, x.s)
 		}
 	})
-	allowed := 0
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	svc.Read(func(m *catalog.Model) {
-		for i := 0; i < b.N; i++ {
-			x := qs[i%len(qs)]
-			t0 := time.Now()
-			d := m.Check(x.p, catalog.PrivUseConnection, x.s)
-			lat = append(lat, time.Since(t0))
-			if d.Allowed {
-				allowed++
-			}
-		}
-	})
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
-	b.ReportMetric(float64(allowed)/float64(b.N), "allowed-ratio")
+	for _, mode := range []struct {
+		name  string
+		cache bool
+	}{{"cached", true}, {"uncached", false}} {
+		b.Run(mode.name, func(b *testing.B) {
+			allowed := 0
+			lat := make([]time.Duration, 0, b.N)
+			svc.Read(func(m *catalog.Model) { m.SetCheckCache(mode.cache) })
+			defer svc.Read(func(m *catalog.Model) { m.SetCheckCache(true) })
+			b.ResetTimer()
+			svc.Read(func(m *catalog.Model) {
+				for i := 0; i < b.N; i++ {
+					x := qs[i%len(qs)]
+					t0 := time.Now()
+					d := m.Check(x.p, catalog.PrivUseConnection, x.s)
+					lat = append(lat, time.Since(t0))
+					if d.Allowed {
+						allowed++
+					}
+				}
+			})
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+			b.ReportMetric(float64(allowed)/float64(b.N), "allowed-ratio")
+		})
+	}
 }

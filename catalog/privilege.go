@@ -3,6 +3,7 @@ package catalog
 import (
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // closure is the transitive set of groups of a principal, with the path by
@@ -13,6 +14,8 @@ type closure struct {
 	index   map[ID]int
 	admin   int      // index of the entry that makes the principal an admin, -1 if none
 	bits    []uint64 // the groups of the closure by dense group index
+	rootID  ID
+	root    *Principal
 	gen     uint64
 	direct  *pnode // the root principal's state (own grants)
 }
@@ -31,7 +34,7 @@ func (m *Model) closureOf(id ID) *closure {
 		return c
 	}
 	p := m.principals[id]
-	c := &closure{index: map[ID]int{id: 0}, admin: -1, gen: m.closureGen, direct: pn}
+	c := &closure{index: map[ID]int{id: 0}, admin: -1, gen: m.closureGen, direct: pn, rootID: id, root: p}
 	c.entries = append(c.entries, closureEntry{p: p, parent: -1})
 	// Breadth first, so that the shortest path is recorded.
 	for i := 0; i < len(c.entries); i++ {
@@ -225,6 +228,26 @@ func quoteAll(names []string) string {
 //
 // The caller must hold the model's read lock (or own the model).
 func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
+	if m.cacheOff {
+		return m.check(p, priv, s)
+	}
+	k := checkKey{p, s, priv}
+	sh := m.cache.shard(k)
+	sh.mu.RLock()
+	if sh.gen == m.gen {
+		if d, ok := sh.m[k]; ok {
+			sh.mu.RUnlock()
+			return *d
+		}
+	}
+	sh.mu.RUnlock()
+	d := m.check(p, priv, s)
+	sh.put(k, m.gen, &d)
+	return d
+}
+
+// check computes a decision (Check memoizes it per model generation).
+func (m *Model) check(p ID, priv Privilege, s ID) Decision {
 	d := Decision{Privilege: priv}
 	n := m.nodes.get(s)
 	if n == nil {
@@ -237,7 +260,7 @@ func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
 		return d
 	}
 	d.cl = cl
-	d.Principal = cl.entries[0].p
+	d.Principal = cl.root
 	// requirements: USE privileges of containers, outermost first, then priv on s.
 	var anc [4]*node
 	na := 0
@@ -278,11 +301,50 @@ func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
 	return d
 }
 
+// checkKey identifies a question to Check.
+type checkKey struct {
+	p, s ID
+	priv Privilege
+}
+
+// decisionCache memoizes decisions for one generation of the Model (any
+// change to the Model starts a new generation). Readers share it under the
+// Model's read lock, so it is sharded with its own locks; each shard is
+// bounded and starts over when full.
+type decisionCache struct {
+	shards [64]cacheShard
+}
+
+type cacheShard struct {
+	mu  sync.RWMutex
+	gen uint64
+	m   map[checkKey]*Decision
+}
+
+const cacheShardMax = 512
+
+func (c *decisionCache) shard(k checkKey) *cacheShard {
+	return &c.shards[(uint64(k.p)*0x9E3779B97F4A7C15^uint64(k.s))>>58]
+}
+
+func (sh *cacheShard) put(k checkKey, gen uint64, d *Decision) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.gen != gen || sh.m == nil || len(sh.m) >= cacheShardMax {
+		if sh.gen > gen {
+			return // a newer generation already started
+		}
+		sh.m = make(map[checkKey]*Decision, 64)
+		sh.gen = gen
+	}
+	sh.m[k] = d
+}
+
 // holds fills r from ownership or grants. direct is the principal's own
 // grants (securable -> privileges); n is the node of r.On.
 func (m *Model) holds(cl *closure, direct map[ID]PrivSet, n *node, r *Requirement) {
-	root := cl.entries[0].p.ID
-	if own := r.On.Owner; own == root || (n.ownerGroup >= 0 && hasBit(cl.bits, n.ownerGroup)) {
+	root := cl.rootID
+	if own := n.owner; own == root || (n.ownerGroup >= 0 && hasBit(cl.bits, n.ownerGroup)) {
 		r.Met, r.Basis, r.holderID = true, BasisOwner, own
 		return
 	}
@@ -292,9 +354,10 @@ func (m *Model) holds(cl *closure, direct map[ID]PrivSet, n *node, r *Requiremen
 	}
 	pi, ai := privIndex(r.Privilege), privIndex(PrivAll)
 	// Inherit from containing schema and catalog, never from the metastore.
-	for ; n != nil && (n.sec.Type != TypeMetastore || n.sec.ID == r.On.ID); n = n.parent {
-		t := n.sec
-		if set := direct[t.ID]; set&want != 0 {
+	start := n
+	for ; n != nil && (!n.meta || n == start); n = n.parent {
+		if set := direct[n.id]; set&want != 0 {
+			t := n.sec
 			r.Met, r.Basis, r.holderID, r.GrantOn = true, BasisGrant, root, t
 			r.GrantPriv = r.Privilege
 			if set&privBit(r.Privilege) == 0 {
@@ -308,7 +371,7 @@ func (m *Model) holds(cl *closure, direct map[ID]PrivSet, n *node, r *Requiremen
 				gi, gp = firstCommon(cl.bits, n.groups[ai]), PrivAll
 			}
 			if gi >= 0 {
-				r.Met, r.Basis, r.holderID, r.GrantOn, r.GrantPriv = true, BasisGrant, m.groupByIdx[gi], t, gp
+				r.Met, r.Basis, r.holderID, r.GrantOn, r.GrantPriv = true, BasisGrant, m.groupByIdx[gi], n.sec, gp
 				return
 			}
 		}

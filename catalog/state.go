@@ -80,6 +80,11 @@ type Model struct {
 	pnodes     idTable[pnode]
 	closureGen uint64
 
+	// gen changes with every mutation; the decision cache is valid for one gen.
+	gen      uint64
+	cache    decisionCache
+	cacheOff bool // benchmarks of the uncached path
+
 	// Groups get dense indexes so that a principal's transitive groups and
 	// the group grantees of a securable are bitsets: a privilege check ANDs
 	// a few words instead of probing a map per group.
@@ -118,6 +123,9 @@ type pnode struct {
 // node is the privilege-check view of a securable: a pointer to its parent
 // and, per privilege, the bitset of groups granted it here.
 type node struct {
+	id         ID
+	owner      ID
+	meta       bool // the metastore
 	sec        *Securable
 	ti         *TypeInfo
 	parent     *node
@@ -300,7 +308,7 @@ func (m *Model) computeFull(s *Securable) string {
 
 // --- mutation (used by the Service's planner and by Load) ---
 
-func (m *Model) resetClosures() { m.closureGen++ }
+func (m *Model) resetClosures() { m.closureGen++; m.gen++ }
 
 func (m *Model) putPrincipal(p *Principal) {
 	if old, ok := m.principals[p.ID]; ok && old.Name != p.Name {
@@ -380,6 +388,7 @@ func (m *Model) removeMember(ms Membership) {
 }
 
 func (m *Model) putSecurable(s *Securable) {
+	m.gen++
 	if old, ok := m.securables[s.ID]; ok {
 		delete(m.children, childKey{old.Parent, old.Type, old.Name})
 		delete(m.childrenOf[old.Parent], old.ID)
@@ -394,6 +403,7 @@ func (m *Model) putSecurable(s *Securable) {
 		m.nodes.set(s.ID, n)
 	}
 	n.ti = typeRegistry[s.Type]
+	n.id, n.owner, n.meta = s.ID, s.Owner, s.Type == TypeMetastore
 	n.ownerGroup = -1
 	if gi, ok := m.groupIdx[s.Owner]; ok {
 		n.ownerGroup = gi
@@ -421,6 +431,7 @@ func (m *Model) putSecurable(s *Securable) {
 }
 
 func (m *Model) deleteSecurable(id ID) {
+	m.gen++
 	s, ok := m.securables[id]
 	if !ok {
 		return
@@ -438,6 +449,7 @@ func (m *Model) deleteSecurable(id ID) {
 }
 
 func (m *Model) addGrant(g Grant) {
+	m.gen++
 	b := privBit(g.Privilege)
 	if m.grantsOn[g.Securable] == nil {
 		m.grantsOn[g.Securable] = map[ID]PrivSet{}
@@ -460,6 +472,7 @@ func (m *Model) addGrant(g Grant) {
 }
 
 func (m *Model) removeGrant(k GrantKey) {
+	m.gen++
 	b := privBit(k.Privilege)
 	if set, ok := m.grantsOn[k.Securable][k.Principal]; ok {
 		if set &^= b; set == 0 {

@@ -1,0 +1,4 @@
+package catalog
+
+// SetCheckCache turns the decision cache on or off (benchmarks of the cold path).
+func (m *Model) SetCheckCache(on bool) { m.cacheOff = !on }
