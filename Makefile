@@ -18,9 +18,9 @@ run: build
 
 # Installs what the tests need on a clean Debian machine (psql for the client tests).
 deps:
-	@command -v psql >/dev/null 2>&1 || { \
-	  echo "installing postgresql-client (psql)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null; }
+	@command -v psql >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 || { \
+	  echo "installing postgresql-client (psql) and strace"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client strace >/dev/null; }
 
 vet:
 	$(GO) vet $(PKGS)
