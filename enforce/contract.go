@@ -1,0 +1,68 @@
+package enforce
+
+import (
+	"context"
+	"errors"
+
+	"github.com/mandatehq/mandate/catalog"
+)
+
+// SecurableRef names a securable as callers of the authorization API do:
+// Type CONNECTION with a 1..3 part dotted Name ("my_github_mcp" means
+// system.ai.my_github_mcp; "eng.tools.jira"), CATALOG, SCHEMA, METASTORE.
+type SecurableRef struct {
+	Type catalog.SecurableType `json:"type"`
+	Name string                `json:"name"`
+}
+
+// Request is one authorization question.
+type Request struct {
+	// Subject is the human on whose behalf the call is made, or the
+	// service principal itself when an agent acts on its own.
+	Subject string `json:"subject"`
+	// Actor is the agent's service principal when it acts on behalf of
+	// Subject ("" when Subject acts itself).
+	Actor     string            `json:"actor,omitempty"`
+	Privilege catalog.Privilege `json:"privilege"`
+	Securable SecurableRef      `json:"securable"`
+	// Context carries call details for policies (method, tool, arguments,
+	// source_ip, time).
+	Context map[string]any `json:"context,omitempty"`
+}
+
+// Step is one line of a decision's derivation (EXPLAIN ACCESS rows).
+type Step struct {
+	Principal string `json:"principal"` // whose requirement (subject or actor)
+	Role      string `json:"role"`      // "subject" or "actor"
+	Check     string `json:"check"`     // e.g. "USE CATALOG on CATALOG system"
+	Result    string `json:"result"`    // "allow" or "deny"
+	Reason    string `json:"reason"`    // the grant and group path, or what is missing
+}
+
+// Decision is the answer to a Request.
+type Decision struct {
+	Allowed  bool             `json:"allowed"`
+	Reason   string           `json:"reason"`
+	Revision catalog.Revision `json:"revision"`
+	Steps    []Step           `json:"steps,omitempty"`
+}
+
+// ErrStale is returned when a decision at the requested revision cannot be
+// made in time (fail closed).
+var ErrStale = errors.New("enforce: the catalog revision requested is not available yet")
+
+// Decider is what the authorization API serves. *Engine implements it.
+type Decider interface {
+	// Decide answers from the current snapshot. An unknown principal or
+	// securable is a denial with a reason, never an error.
+	Decide(ctx context.Context, r Request) Decision
+	// DecideAt answers from a snapshot at revision >= atLeast, waiting for
+	// it until ctx ends; then ErrStale.
+	DecideAt(ctx context.Context, r Request, atLeast catalog.Revision) (Decision, error)
+	// Revision is the revision of the current snapshot.
+	Revision() catalog.Revision
+	// Subscribe delivers the revision of every new snapshot (latest value
+	// semantics: a slow receiver may skip revisions but always gets the
+	// newest). cancel releases the subscription.
+	Subscribe() (ch <-chan catalog.Revision, cancel func())
+}
