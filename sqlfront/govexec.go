@@ -295,6 +295,13 @@ func (s *Session) governance(ast parser.Statement) (*stmt, error) {
 		return s.showObjects(x)
 	case *parser.Describe:
 		return s.describe(x)
+	case *parser.ShowRevision:
+		return &stmt{s: s, cols: []pgwire.Column{{Name: "revision", TypeOID: oidInt8}},
+			run: func(_ context.Context, _ []pgwire.Param, w pgwire.RowWriter) (string, error) {
+				return "SELECT 1", w.WriteRow([]any{int64(s.f.cat.Revision())})
+			}}, nil
+	case *parser.ExplainAccess:
+		return s.explainAccess(x)
 	}
 	return nil, catalog.Errorf(catalog.CodeNotSupported, "statement %s is not supported", ast.Kind())
 }
@@ -577,6 +584,85 @@ func (s *Session) describe(x *parser.Describe) (*stmt, error) {
 				rows = append(rows, []any{"option." + k, masked})
 			}
 		}
+		return rows, nil
+	}), nil
+}
+
+// explainAccess answers EXPLAIN ACCESS FOR subject [VIA actor] priv ON
+// securable with the on-behalf-of rule: allowed only if the subject and the
+// actor both hold the privilege. One row per requirement of each, then the
+// decision. Admins, the subject and actor themselves, and those who may
+// manage the securable may ask.
+func (s *Session) explainAccess(x *parser.ExplainAccess) (*stmt, error) {
+	t := secType(x.On.Type)
+	path, err := s.path(t, x.On.Name)
+	if err != nil {
+		return nil, err
+	}
+	cols := textCols("role", "principal", "requirement", "result", "reason")
+	return s.read(cols, func(m *catalog.Model, me *catalog.Principal) ([][]any, error) {
+		sec, err := m.Lookup(t, path)
+		if err != nil {
+			return nil, err
+		}
+		if ti, ok := catalog.LookupType(sec.Type); ok && !ti.Applies(x.Privilege) {
+			return nil, catalog.Errorf(catalog.CodeInvalidPrivilege, "privilege %s does not apply to %s", x.Privilege.SQL(), strings.ToLower(string(sec.Type)))
+		}
+		subject, ok := m.PrincipalByName(x.Subject.Name)
+		if !ok {
+			return nil, catalog.Errorf(catalog.CodeNotFound, "principal %s does not exist", catalog.QuoteIdent(x.Subject.Name))
+		}
+		var actor *catalog.Principal
+		if x.Actor != nil {
+			if actor, ok = m.PrincipalByName(x.Actor.Name); !ok {
+				return nil, catalog.Errorf(catalog.CodeNotFound, "principal %s does not exist", catalog.QuoteIdent(x.Actor.Name))
+			}
+		}
+		if manage, _ := m.CanManage(me.ID, sec.ID); !manage && me.ID != subject.ID && (actor == nil || me.ID != actor.ID) {
+			return nil, catalog.Errorf(catalog.CodePermissionDenied,
+				"permission denied to explain access of %s: only metastore admins, those who may manage %s %s, and the principals themselves may",
+				catalog.QuoteIdent(subject.Name), strings.ToLower(string(sec.Type)), sec.FullName())
+		}
+		what := x.Privilege.SQL() + " on " + string(sec.Type) + " " + sec.FullName()
+		var rows [][]any
+		explain := func(role string, p *catalog.Principal) (bool, string) {
+			d := m.Check(p.ID, x.Privilege, sec.ID)
+			for _, r := range d.Reqs() {
+				req := r.Privilege.SQL() + " on " + string(r.On.Type) + " " + r.On.FullName()
+				res, reason := "allow", strings.TrimPrefix(d.Explain(&r), req+": ")
+				if !r.Met {
+					res = "deny"
+				}
+				rows = append(rows, []any{role, p.Name, req, res, reason})
+			}
+			if d.Allowed {
+				return true, catalog.QuoteIdent(p.Name) + " allowed"
+			}
+			return false, d.Reason()
+		}
+		allowed, why := true, ""
+		if subject.Kind == catalog.KindGroup {
+			allowed, why = false, fmt.Sprintf("subject %s is a group; decisions are made for users and service principals", catalog.QuoteIdent(subject.Name))
+		} else {
+			ok, r := explain("subject", subject)
+			allowed, why = ok, "subject "+r
+		}
+		if actor != nil {
+			switch {
+			case actor.Kind != catalog.KindServicePrincipal:
+				allowed = false
+				why += fmt.Sprintf("; actor %s is a %s, not a service principal", catalog.QuoteIdent(actor.Name), strings.ToLower(string(actor.Kind)))
+			default:
+				ok, r := explain("actor", actor)
+				allowed = allowed && ok
+				why += "; actor " + r
+			}
+		}
+		result := "deny"
+		if allowed {
+			result = "allow"
+		}
+		rows = append(rows, []any{"decision", nil, what, result, why})
 		return rows, nil
 	}), nil
 }

@@ -176,6 +176,21 @@ type Describe struct {
 	Name QName
 }
 
+// ExplainAccess: EXPLAIN ACCESS FOR subject [VIA actor] privilege ON securable
+type ExplainAccess struct {
+	Subject   Ident
+	Actor     *Ident
+	Privilege catalog.Privilege
+	On        SecurableRef
+}
+
+// ShowRevision: SHOW REVISION
+type ShowRevision struct{}
+
+func (*ExplainAccess) stmt()          {}
+func (*ShowRevision) stmt()           {}
+func (*ExplainAccess) Kind() string   { return "EXPLAIN ACCESS" }
+func (*ShowRevision) Kind() string    { return "SHOW REVISION" }
 func (*CreateCatalog) stmt()          {}
 func (*CreateSchema) stmt()           {}
 func (*CreateConnection) stmt()       {}

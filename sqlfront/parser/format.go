@@ -220,8 +220,20 @@ func (s *Describe) String() string {
 	return "DESCRIBE " + string(s.Type) + " " + s.Name.String()
 }
 
+func (s *ExplainAccess) String() string {
+	out := "EXPLAIN ACCESS FOR " + s.Subject.String()
+	if s.Actor != nil {
+		out += " VIA " + s.Actor.String()
+	}
+	return out + " " + s.Privilege.SQL() + " ON " + s.On.String()
+}
+
+func (*ShowRevision) String() string { return "SHOW REVISION" }
+
 // Interface guards.
 var (
+	_ Statement = (*ExplainAccess)(nil)
+	_ Statement = (*ShowRevision)(nil)
 	_ Statement = (*CreateCatalog)(nil)
 	_ Statement = (*CreateSchema)(nil)
 	_ Statement = (*CreateConnection)(nil)

@@ -225,8 +225,11 @@ func (p *parser) parseStatement() (Statement, error) {
 	case DESCRIBE, DESC:
 		p.next()
 		return p.parseDescribe()
+	case EXPLAIN:
+		p.next()
+		return p.parseExplainAccess()
 	}
-	p.want("CREATE", "DROP", "ALTER", "COMMENT", "GRANT", "REVOKE", "SHOW", "DESCRIBE")
+	p.want("CREATE", "DROP", "ALTER", "COMMENT", "GRANT", "REVOKE", "SHOW", "DESCRIBE", "EXPLAIN")
 	return nil, p.fail()
 }
 
@@ -779,9 +782,51 @@ func (p *parser) parseShow() (Statement, error) {
 			return nil, err
 		}
 		return &ShowObjects{What: "SERVICE PRINCIPALS"}, nil
+	case REVISION:
+		p.next()
+		return &ShowRevision{}, nil
 	}
-	p.want("GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS")
+	p.want("GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS", "REVISION")
 	return nil, p.fail()
+}
+
+// parseExplainAccess parses what follows EXPLAIN:
+// ACCESS FOR subject [VIA actor] privilege ON securable.
+func (p *parser) parseExplainAccess() (Statement, error) {
+	if err := p.need(ACCESS); err != nil {
+		return nil, err
+	}
+	if err := p.need(FOR); err != nil {
+		return nil, err
+	}
+	subject, err := p.parseName()
+	if err != nil {
+		return nil, err
+	}
+	e := &ExplainAccess{Subject: subject}
+	if p.accept(VIA) {
+		actor, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		e.Actor = &actor
+	}
+	start := p.cur()
+	privs, err := p.parsePrivileges()
+	if err != nil {
+		return nil, err
+	}
+	if len(privs) != 1 {
+		return nil, p.failf(start, "EXPLAIN ACCESS takes exactly one privilege")
+	}
+	e.Privilege = privs[0]
+	if err := p.need(ON); err != nil {
+		return nil, err
+	}
+	if e.On, err = p.parseSecurable(); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 func (p *parser) parseShowGrants() (Statement, error) {

@@ -139,6 +139,13 @@ line$$`, &CommentOn{Type: ObjConnection, Name: qn(id("a"), id("b"), id("c")), Co
 		{`show users;`, &ShowObjects{What: "USERS"}},
 		{`SHOW GROUPS`, &ShowObjects{What: "GROUPS"}},
 		{`SHOW SERVICE PRINCIPALS`, &ShowObjects{What: "SERVICE PRINCIPALS"}},
+		{`SHOW REVISION`, &ShowRevision{}},
+		{`EXPLAIN ACCESS FOR "alice@example.com" VIA "coding-agent" USE_CONNECTION ON CONNECTION my_github_mcp`,
+			&ExplainAccess{Subject: Ident{Name: "alice@example.com", Quoted: true}, Actor: &Ident{Name: "coding-agent", Quoted: true},
+				Privilege: catalog.PrivUseConnection, On: SecurableRef{Type: ObjConnection, Name: QName{{Name: "my_github_mcp"}}}}},
+		{`explain access for bob use schema on schema eng.tools`,
+			&ExplainAccess{Subject: Ident{Name: "bob"}, Privilege: catalog.PrivUseSchema,
+				On: SecurableRef{Type: ObjSchema, Name: QName{{Name: "eng"}, {Name: "tools"}}}}},
 
 		// DESCRIBE.
 		{`DESCRIBE CATALOG main`, &Describe{Type: ObjCatalog, Name: qn(id("main"))}},
@@ -256,8 +263,8 @@ func TestParseErrors(t *testing.T) {
 		expected []string
 		message  string // substring of Message; "" means Message must be empty
 	}{
-		{``, 0, "end of input", []string{"CREATE", "DROP", "ALTER", "COMMENT", "GRANT", "REVOKE", "SHOW", "DESCRIBE"}, ""},
-		{`SELECT 1`, 0, "SELECT", []string{"CREATE", "DROP", "ALTER", "COMMENT", "GRANT", "REVOKE", "SHOW", "DESCRIBE"}, ""},
+		{``, 0, "end of input", []string{"CREATE", "DROP", "ALTER", "COMMENT", "GRANT", "REVOKE", "SHOW", "DESCRIBE", "EXPLAIN"}, ""},
+		{`SELECT 1`, 0, "SELECT", []string{"CREATE", "DROP", "ALTER", "COMMENT", "GRANT", "REVOKE", "SHOW", "DESCRIBE", "EXPLAIN"}, ""},
 		{`CREATE TABLE t`, 7, "TABLE", []string{"CATALOG", "SCHEMA", "CONNECTION", "USER", "GROUP", "SERVICE PRINCIPAL"}, ""},
 		{`CREATE CATALOG`, 14, "end of input", []string{"IF", "identifier"}, ""},
 		{`CREATE CATALOG on`, 15, "on", []string{"IF", "identifier"}, ""},
@@ -312,7 +319,7 @@ func TestParseErrors(t *testing.T) {
 		{`REVOKE USE CONNECTION ON CONNECTION a.b.c TO u`, 42, "TO", []string{"FROM"}, ""},
 		{`GRANT BROWSE ON CATALOG c TO u,`, 31, "end of input", []string{"identifier"}, ""},
 		{`GRANT BROWSE ON CATALOG c TO u v`, 31, "v", []string{`","`, `";"`, "end of input"}, ""},
-		{`SHOW TABLES`, 5, "TABLES", []string{"GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS"}, ""},
+		{`SHOW TABLES`, 5, "TABLES", []string{"GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS", "REVISION"}, ""},
 		{`SHOW GRANTS`, 11, "end of input", []string{"TO", "ON", "identifier"}, ""},
 		{`SHOW GRANTS u`, 13, "end of input", []string{"ON"}, ""},
 		{`SHOW GRANTS TO ON CATALOG c`, 15, "ON", []string{"identifier"}, ""},

@@ -122,9 +122,11 @@ func IsGovernance(sql string) bool {
 		return t[1] == ON && (t[2] == CATALOG || t[2] == SCHEMA || t[2] == CONNECTION)
 	case GRANT, REVOKE:
 		return true
+	case EXPLAIN:
+		return t[1] == ACCESS
 	case SHOW:
 		switch t[1] {
-		case GRANTS, CATALOGS, SCHEMAS, CONNECTIONS, USERS, GROUPS:
+		case GRANTS, CATALOGS, SCHEMAS, CONNECTIONS, USERS, GROUPS, REVISION:
 			return true
 		case SERVICE:
 			return t[2] == PRINCIPALS

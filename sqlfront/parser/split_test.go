@@ -133,6 +133,9 @@ func TestIsGovernance(t *testing.T) {
 		{`DESCRIBE`, false},
 		{`DESC TABLE t`, false},
 		{`EXPLAIN SELECT 1`, false},
+		{`EXPLAIN ACCESS FOR a USE CONNECTION ON CONNECTION c`, true},
+		{`SHOW REVISION`, true},
+		{`SHOW revision_setting`, false},
 		{`'GRANT'`, false},
 		{`/* unterminated GRANT`, false},
 	}

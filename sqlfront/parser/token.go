@@ -36,6 +36,7 @@ const (
 	// Keywords. The scanner returns them for unquoted words; the literal
 	// is the lower-case word. Only the reserved ones (see reserved) cannot
 	// be used as bare identifiers.
+	ACCESS
 	ADD
 	ALL
 	ALTER
@@ -50,6 +51,8 @@ const (
 	DESCRIBE
 	DROP
 	EXISTS
+	EXPLAIN
+	FOR
 	FROM
 	GRANT
 	GRANTS
@@ -70,6 +73,7 @@ const (
 	REMOVE
 	RENAME
 	RESTRICT
+	REVISION
 	REVOKE
 	SCHEMA
 	SCHEMAS
@@ -80,6 +84,7 @@ const (
 	TYPE
 	USER
 	USERS
+	VIA
 	WITH
 	keywordEnd
 )
@@ -102,6 +107,7 @@ var tokenNames = [...]string{
 
 // keywordNames holds the upper-case spelling of every keyword token.
 var keywordNames = [...]string{
+	ACCESS:      "ACCESS",
 	ADD:         "ADD",
 	ALL:         "ALL",
 	ALTER:       "ALTER",
@@ -116,6 +122,8 @@ var keywordNames = [...]string{
 	DESCRIBE:    "DESCRIBE",
 	DROP:        "DROP",
 	EXISTS:      "EXISTS",
+	EXPLAIN:     "EXPLAIN",
+	FOR:         "FOR",
 	FROM:        "FROM",
 	GRANT:       "GRANT",
 	GRANTS:      "GRANTS",
@@ -136,6 +144,7 @@ var keywordNames = [...]string{
 	REMOVE:      "REMOVE",
 	RENAME:      "RENAME",
 	RESTRICT:    "RESTRICT",
+	REVISION:    "REVISION",
 	REVOKE:      "REVOKE",
 	SCHEMA:      "SCHEMA",
 	SCHEMAS:     "SCHEMAS",
@@ -146,6 +155,7 @@ var keywordNames = [...]string{
 	TYPE:        "TYPE",
 	USER:        "USER",
 	USERS:       "USERS",
+	VIA:         "VIA",
 	WITH:        "WITH",
 }
 
@@ -185,6 +195,8 @@ func Lookup(word string) Token {
 	switch asciiLower(word) {
 	case "illegal":
 		return ILLEGAL
+	case "access":
+		return ACCESS
 	case "add":
 		return ADD
 	case "all":
@@ -213,6 +225,10 @@ func Lookup(word string) Token {
 		return DROP
 	case "exists":
 		return EXISTS
+	case "explain":
+		return EXPLAIN
+	case "for":
+		return FOR
 	case "from":
 		return FROM
 	case "grant":
@@ -253,6 +269,8 @@ func Lookup(word string) Token {
 		return RENAME
 	case "restrict":
 		return RESTRICT
+	case "revision":
+		return REVISION
 	case "revoke":
 		return REVOKE
 	case "schema":
@@ -273,6 +291,8 @@ func Lookup(word string) Token {
 		return USER
 	case "users":
 		return USERS
+	case "via":
+		return VIA
 	case "with":
 		return WITH
 	}
