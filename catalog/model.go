@@ -107,6 +107,9 @@ const (
 	TypeCatalog    SecurableType = "CATALOG"
 	TypeSchema     SecurableType = "SCHEMA"
 	TypeConnection SecurableType = "CONNECTION"
+	// TypePolicy is a Rego policy attached to a catalog, schema or
+	// connection (its Parent); its source is Options["source"].
+	TypePolicy SecurableType = "POLICY"
 )
 
 // Privilege is a privilege in its canonical, underscore spelling.
@@ -171,6 +174,9 @@ var typeRegistry = map[SecurableType]*TypeInfo{
 		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivManage, PrivUseConnection, PrivUseSchema}},
 	TypeConnection: {Type: TypeConnection, Parent: TypeSchema, Named: true,
 		Privileges: []Privilege{PrivAll, PrivManage, PrivUseConnection}},
+	// Policies are managed by whoever may manage what they are attached to;
+	// nothing is granted on them.
+	TypePolicy: {Type: TypePolicy, Named: true},
 }
 
 // LookupType returns the registry entry for t.

@@ -452,7 +452,13 @@ func (tx *Tx) Drop(typ SecurableType, path []string, ifExists, cascade bool) err
 	if err := tx.checkManage(s, "drop "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
 		return err
 	}
-	if n := len(tx.m.childrenOf[s.ID]); n > 0 && !cascade {
+	n := 0 // policies are attachments, not contents: they go with the object
+	for c := range tx.m.childrenOf[s.ID] {
+		if tx.m.securables[c].Type != TypePolicy {
+			n++
+		}
+	}
+	if n > 0 && !cascade {
 		what := "objects"
 		if n == 1 {
 			what = "object"
@@ -559,6 +565,98 @@ func (tx *Tx) SetComment(typ SecurableType, path []string, comment *string) erro
 	cp := *s
 	cp.Comment = deref(comment)
 	tx.do(opPutSecurable{&cp})
+	return nil
+}
+
+// --- policies ---
+
+// PolicySourceOption is the option holding a policy's Rego source.
+const PolicySourceOption = "source"
+
+// Policies returns every policy sorted by name.
+func (m *Model) Policies() []*Securable {
+	var out []*Securable
+	for _, s := range m.securables {
+		if s.Type == TypePolicy {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// PolicyByName finds a policy (policy names are unique in the metastore).
+func (m *Model) PolicyByName(name string) (*Securable, bool) {
+	for _, s := range m.securables {
+		if s.Type == TypePolicy && s.Name == name {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// PoliciesFor returns the policies that apply to securable s: those attached
+// to it and to its containing schema and catalog, outermost first.
+func (m *Model) PoliciesFor(s ID) []*Securable {
+	sec, ok := m.securables[s]
+	if !ok {
+		return nil
+	}
+	anc := m.Ancestors(sec)
+	var out []*Securable
+	for i := len(anc) - 1; i >= 0; i-- {
+		for _, c := range m.Children(anc[i].ID) {
+			if c.Type == TypePolicy {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// CreatePolicy attaches a policy (Rego source, validated by the caller) to a
+// catalog, schema or connection. Needs the right to manage that securable.
+func (tx *Tx) CreatePolicy(name string, onType SecurableType, path []string, source string) error {
+	tx.audit(TypePolicy, QuoteIdent(name))
+	if err := validObjectName(TypePolicy, name); err != nil {
+		return err
+	}
+	if onType != TypeCatalog && onType != TypeSchema && onType != TypeConnection {
+		return Errorf(CodeNotSupported, "policies attach to a catalog, a schema or a connection")
+	}
+	on, err := tx.m.Lookup(onType, path)
+	if err != nil {
+		return err
+	}
+	if err := tx.checkManage(on, "create a policy on "+strings.ToLower(string(on.Type))+" "+on.FullName()); err != nil {
+		return err
+	}
+	if _, ok := tx.m.PolicyByName(name); ok {
+		return Errorf(CodeAlreadyExists, "policy %s already exists", QuoteIdent(name))
+	}
+	if strings.TrimSpace(source) == "" {
+		return Errorf(CodeInvalidArgument, "policy %s has no source", QuoteIdent(name))
+	}
+	tx.do(opPutSecurable{&Securable{ID: tx.newID(), Type: TypePolicy, Parent: on.ID, Name: name, Owner: tx.caller.ID,
+		Options: map[string]string{PolicySourceOption: source}, Created: tx.svc.now().UTC()}})
+	return nil
+}
+
+// DropPolicy drops a policy. Needs the right to manage what it is attached to.
+func (tx *Tx) DropPolicy(name string, ifExists bool) error {
+	tx.audit(TypePolicy, QuoteIdent(name))
+	p, ok := tx.m.PolicyByName(name)
+	if !ok {
+		if ifExists {
+			return nil
+		}
+		return Errorf(CodeNotFound, "policy %s does not exist", QuoteIdent(name))
+	}
+	on := tx.m.securables[p.Parent]
+	if err := tx.checkManage(on, "drop policy "+QuoteIdent(name)); err != nil {
+		return err
+	}
+	tx.dropTree(p)
 	return nil
 }
 

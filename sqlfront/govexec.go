@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/enforce/policy"
 	"github.com/mandatehq/mandate/sqlfront/parser"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
@@ -201,7 +202,29 @@ func (s *Session) governance(ast parser.Statement) (*stmt, error) {
 		return s.write(x, "CREATE CONNECTION", func(tx *catalog.Tx) error {
 			return tx.CreateConnection(p, x.Type, options(x.Options), x.IfNotExists, x.Comment)
 		}), nil
+	case *parser.CreatePolicy:
+		t := secType(x.On.Type)
+		path, err := s.path(t, x.On.Name)
+		if err != nil {
+			return nil, err
+		}
+		st := s.write(x, "CREATE POLICY", func(tx *catalog.Tx) error { return tx.CreatePolicy(x.Name.Name, t, path, x.Source) })
+		commit := st.run
+		st.run = func(ctx context.Context, ps []pgwire.Param, w pgwire.RowWriter) (string, error) {
+			// Refused at CREATE with the compiler's message (compiled outside
+			// the catalog's write path).
+			if err := policy.Check(ctx, x.Name.Name, x.Source); err != nil {
+				return "", catalog.Errorf(catalog.CodeInvalidArgument, "invalid policy: %s", err.Error())
+			}
+			return commit(ctx, ps, w)
+		}
+		return st, nil
+	case *parser.ShowPolicies:
+		return s.showPolicies(x)
 	case *parser.Drop:
+		if x.Type == parser.ObjPolicy {
+			return s.write(x, "DROP POLICY", func(tx *catalog.Tx) error { return tx.DropPolicy(x.Name[0].Name, x.IfExists) }), nil
+		}
 		if k := principalKind(x.Type); k != "" {
 			if len(x.Name) != 1 {
 				return nil, catalog.Errorf(catalog.CodeInvalidArgument, "a %s name has one part", strings.ToLower(string(x.Type)))
@@ -663,6 +686,44 @@ func (s *Session) explainAccess(x *parser.ExplainAccess) (*stmt, error) {
 			result = "allow"
 		}
 		rows = append(rows, []any{"decision", nil, what, result, why})
+		return rows, nil
+	}), nil
+}
+
+// showPolicies lists policies (all, or those that apply to a securable:
+// attached to it or to its schema or catalog), with their Rego source.
+func (s *Session) showPolicies(x *parser.ShowPolicies) (*stmt, error) {
+	var (
+		t    catalog.SecurableType
+		path []string
+		err  error
+	)
+	if x.On != nil {
+		t = secType(x.On.Type)
+		if path, err = s.path(t, x.On.Name); err != nil {
+			return nil, err
+		}
+	}
+	cols := textCols("name", "on_type", "on_name", "owner", "source")
+	return s.read(cols, func(m *catalog.Model, me *catalog.Principal) ([][]any, error) {
+		var ps []*catalog.Securable
+		if x.On != nil {
+			sec, err := m.Lookup(t, path)
+			if err != nil {
+				return nil, err
+			}
+			ps = m.PoliciesFor(sec.ID)
+		} else {
+			ps = m.Policies()
+		}
+		var rows [][]any
+		for _, p := range ps {
+			on, _ := m.Securable(p.Parent)
+			if !m.CanSee(me.ID, on.ID) {
+				continue
+			}
+			rows = append(rows, []any{p.Name, string(on.Type), on.FullName(), ownerName(m, p.Owner), p.Options[catalog.PolicySourceOption]})
+		}
 		return rows, nil
 	}), nil
 }

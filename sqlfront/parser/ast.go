@@ -38,6 +38,7 @@ const (
 	ObjGroup            ObjectType = "GROUP"
 	ObjServicePrincipal ObjectType = "SERVICE PRINCIPAL"
 	ObjMetastore        ObjectType = "METASTORE"
+	ObjPolicy           ObjectType = "POLICY"
 )
 
 // Option is one key/value in OPTIONS (key 'value', ...). Keys are
@@ -186,6 +187,24 @@ type ExplainAccess struct {
 
 // ShowRevision: SHOW REVISION
 type ShowRevision struct{}
+
+// CreatePolicy: CREATE POLICY name ON {CATALOG|SCHEMA|CONNECTION} x AS 'rego'
+// (or AS $$ ... $$). DROP POLICY [IF EXISTS] name is a Drop of ObjPolicy.
+type CreatePolicy struct {
+	Name   Ident
+	On     SecurableRef
+	Source string
+}
+
+// ShowPolicies: SHOW POLICIES [ON securable]
+type ShowPolicies struct {
+	On *SecurableRef
+}
+
+func (*CreatePolicy) stmt()        {}
+func (*ShowPolicies) stmt()        {}
+func (*CreatePolicy) Kind() string { return "CREATE POLICY" }
+func (*ShowPolicies) Kind() string { return "SHOW POLICIES" }
 
 func (*ExplainAccess) stmt()          {}
 func (*ShowRevision) stmt()           {}

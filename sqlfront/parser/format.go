@@ -230,10 +230,23 @@ func (s *ExplainAccess) String() string {
 
 func (*ShowRevision) String() string { return "SHOW REVISION" }
 
+func (s *CreatePolicy) String() string {
+	return "CREATE POLICY " + s.Name.String() + " ON " + s.On.String() + " AS " + QuoteString(s.Source)
+}
+
+func (s *ShowPolicies) String() string {
+	if s.On == nil {
+		return "SHOW POLICIES"
+	}
+	return "SHOW POLICIES ON " + s.On.String()
+}
+
 // Interface guards.
 var (
 	_ Statement = (*ExplainAccess)(nil)
 	_ Statement = (*ShowRevision)(nil)
+	_ Statement = (*CreatePolicy)(nil)
+	_ Statement = (*ShowPolicies)(nil)
 	_ Statement = (*CreateCatalog)(nil)
 	_ Statement = (*CreateSchema)(nil)
 	_ Statement = (*CreateConnection)(nil)

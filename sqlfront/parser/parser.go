@@ -442,6 +442,9 @@ func (p *parser) parseOptions() ([]Option, error) {
 }
 
 func (p *parser) parseCreate() (Statement, error) {
+	if p.accept(POLICY) {
+		return p.parseCreatePolicy()
+	}
 	typ, err := p.parseObjectType(allObjectTypes)
 	if err != nil {
 		return nil, err
@@ -522,6 +525,15 @@ func (p *parser) parseCreateConnection(ifNotExists bool) (Statement, error) {
 }
 
 func (p *parser) parseDrop() (Statement, error) {
+	if p.accept(POLICY) {
+		s := &Drop{Type: ObjPolicy, IfExists: p.parseIfExists()}
+		name, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		s.Name = QName{name}
+		return s, nil
+	}
 	typ, err := p.parseObjectType(allObjectTypes)
 	if err != nil {
 		return nil, err
@@ -785,9 +797,47 @@ func (p *parser) parseShow() (Statement, error) {
 	case REVISION:
 		p.next()
 		return &ShowRevision{}, nil
+	case POLICIES:
+		p.next()
+		sp := &ShowPolicies{}
+		if p.accept(ON) {
+			on, err := p.parseSecurable()
+			if err != nil {
+				return nil, err
+			}
+			sp.On = &on
+		}
+		return sp, nil
 	}
-	p.want("GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS", "REVISION")
+	p.want("GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS", "REVISION", "POLICIES")
 	return nil, p.fail()
+}
+
+// parseCreatePolicy parses what follows CREATE POLICY:
+// name ON {CATALOG|SCHEMA|CONNECTION} x AS 'source' | $$source$$.
+func (p *parser) parseCreatePolicy() (Statement, error) {
+	name, err := p.parseName()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.need(ON); err != nil {
+		return nil, err
+	}
+	on, err := p.parseSecurable()
+	if err != nil {
+		return nil, err
+	}
+	if on.Type == ObjMetastore {
+		return nil, p.failf(p.cur(), "policies attach to a catalog, a schema or a connection")
+	}
+	if err := p.need(AS); err != nil {
+		return nil, err
+	}
+	src, err := p.parseString()
+	if err != nil {
+		return nil, err
+	}
+	return &CreatePolicy{Name: name, On: on, Source: src}, nil
 }
 
 // parseExplainAccess parses what follows EXPLAIN:

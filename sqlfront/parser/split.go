@@ -116,7 +116,9 @@ func IsGovernance(sql string) bool {
 		return false
 	}
 	switch t[0] {
-	case CREATE, DROP, ALTER, DESCRIBE, DESC:
+	case CREATE, DROP:
+		return isType(t[1], t[2]) || t[1] == POLICY
+	case ALTER, DESCRIBE, DESC:
 		return isType(t[1], t[2])
 	case COMMENT:
 		return t[1] == ON && (t[2] == CATALOG || t[2] == SCHEMA || t[2] == CONNECTION)
@@ -126,7 +128,7 @@ func IsGovernance(sql string) bool {
 		return t[1] == ACCESS
 	case SHOW:
 		switch t[1] {
-		case GRANTS, CATALOGS, SCHEMAS, CONNECTIONS, USERS, GROUPS, REVISION:
+		case GRANTS, CATALOGS, SCHEMAS, CONNECTIONS, USERS, GROUPS, REVISION, POLICIES:
 			return true
 		case SERVICE:
 			return t[2] == PRINCIPALS

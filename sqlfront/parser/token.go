@@ -40,6 +40,7 @@ const (
 	ADD
 	ALL
 	ALTER
+	AS
 	CASCADE
 	CATALOG
 	CATALOGS
@@ -68,6 +69,8 @@ const (
 	OPTIONS
 	OWNER
 	PASSWORD
+	POLICIES
+	POLICY
 	PRINCIPAL
 	PRINCIPALS
 	REMOVE
@@ -111,6 +114,7 @@ var keywordNames = [...]string{
 	ADD:         "ADD",
 	ALL:         "ALL",
 	ALTER:       "ALTER",
+	AS:          "AS",
 	CASCADE:     "CASCADE",
 	CATALOG:     "CATALOG",
 	CATALOGS:    "CATALOGS",
@@ -139,6 +143,8 @@ var keywordNames = [...]string{
 	OPTIONS:     "OPTIONS",
 	OWNER:       "OWNER",
 	PASSWORD:    "PASSWORD",
+	POLICIES:    "POLICIES",
+	POLICY:      "POLICY",
 	PRINCIPAL:   "PRINCIPAL",
 	PRINCIPALS:  "PRINCIPALS",
 	REMOVE:      "REMOVE",
@@ -203,6 +209,8 @@ func Lookup(word string) Token {
 		return ALL
 	case "alter":
 		return ALTER
+	case "as":
+		return AS
 	case "cascade":
 		return CASCADE
 	case "catalog":
@@ -259,6 +267,10 @@ func Lookup(word string) Token {
 		return OWNER
 	case "password":
 		return PASSWORD
+	case "policies":
+		return POLICIES
+	case "policy":
+		return POLICY
 	case "principal":
 		return PRINCIPAL
 	case "principals":
