@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +23,8 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/duckstore"
 	"github.com/mandatehq/mandate/catalog/walstore"
+	"github.com/mandatehq/mandate/enforce"
+	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/sqlfront"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
@@ -58,7 +59,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	}
 	fs.StringVar(&c.dataDir, "data-dir", "./mandate-data", "directory holding the embedded store, keys and certificates")
 	fs.StringVar(&c.sqlAddr, "sql-addr", "127.0.0.1:15432", "address of the PostgreSQL wire endpoint (psql, JDBC, pgx)")
-	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8470", "address of the HTTP API (health, later authorization)")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8470", "address of the HTTP API: /healthz and the authorization API for gateway nodes (/api/v1/authorize, /api/v1/watch; node token required)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate for TLS on the SQL endpoint (default: self-signed, generated into the data dir)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal, else json)")
@@ -70,7 +71,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 		fs.VisitAll(func(f *flag.Flag) {
 			fmt.Fprintf(fs.Output(), "  --%s [%s]\n      %s (default %q)\n", f.Name, envName(f.Name), f.Usage, f.DefValue)
 		})
-		fmt.Fprintf(fs.Output(), "\nOther environment variables:\n  MANDATE_ADMIN_PASSWORD  password of the built-in admin user, used on first start\n  MANDATE_MASTER_KEY      32-byte key (base64 or hex) that encrypts secrets at rest (default: generated into DATA_DIR/master.key)\n")
+		fmt.Fprintf(fs.Output(), "\nOther environment variables:\n  MANDATE_ADMIN_PASSWORD  password of the built-in admin user, used on first start\n  MANDATE_MASTER_KEY      32-byte key (base64 or hex) that encrypts secrets at rest (default: generated into DATA_DIR/master.key)\n  MANDATE_NODE_TOKEN      token gateway nodes present to the authorization API (default: generated into DATA_DIR/node-token)\n")
 	}
 	// Environment first, then flags override.
 	var envErr error
@@ -306,7 +307,27 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: httpHandler(svc), ReadHeaderTimeout: 10 * time.Second}
+	// The authorization API for gateway nodes (issue 3): decisions from the
+	// engine's compiled snapshot, Rego policies after the grants, node-token
+	// authentication on everything but the liveness probe.
+	token, err := api.LoadOrCreateToken(cfg.dataDir)
+	if err != nil {
+		return fmt.Errorf("node token: %w", err)
+	}
+	eng, err := enforce.NewEngine(ctx, svc, enforce.Options{Logger: log, Policy: enforce.NewPolicyHook(svc, 0)})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	reqCtx, endRequests := context.WithCancel(context.Background())
+	defer endRequests()
+	hs := &http.Server{
+		Handler:           httpHandler(api.NewHandler(eng, api.Options{Token: token, Logger: log})),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+	}
+	hs.RegisterOnShutdown(endRequests) // ends watch streams
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ctx, sqlLn) }()
@@ -332,16 +353,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func httpHandler(svc *catalog.Service) http.Handler {
+// httpHandler serves the liveness probe openly and everything else through
+// the authorization API, which demands the node token.
+func httpHandler(authorized http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "revision": svc.Revision()})
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": "not found"})
-	})
+	mux.Handle("/", authorized)
 	return mux
 }

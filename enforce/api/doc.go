@@ -1,0 +1,41 @@
+// Package api is the catalog's HTTP authorization API, served on
+// --http-addr to gateway nodes.
+//
+// Every route requires the node token ("Authorization: Bearer <token>",
+// compared in constant time); anything else is answered 401 with
+// WWW-Authenticate: Bearer, whatever the path.
+//
+//   - POST /api/v1/authorize answers one check
+//     {"subject", "actor"?, "privilege", "securable": {"type", "name"},
+//     "context"?, "at_least_revision"?, "explain"?} with
+//     {"allowed", "reason", "revision", "steps"?}, or a batch
+//     {"checks": [...], "at_least_revision"?} with {"results": [...]} in
+//     order. An unknown principal or securable is a denial with a reason.
+//     A malformed request is 400 {"error"}; a body over Options.MaxBody or
+//     a batch over Options.MaxBatch is 413.
+//   - at_least_revision (Zanzibar's new-enemy problem): the answer comes
+//     from a snapshot at that revision or newer. The request waits up to
+//     Options.MaxWait for it; then it fails closed with 503
+//     {"error", "revision"} and Retry-After: 1, never with an older answer.
+//   - GET /api/v1/watch?since=N streams revision changes as server-sent
+//     events: "id: N\nevent: revision\ndata: {"revision": N}\n\n", one per
+//     new snapshot (latest value: a slow reader may skip revisions, never
+//     the newest). On connect it sends the current revision at once if it
+//     differs from since (Last-Event-ID, when later, counts as since; a
+//     revision below since means the catalog was restored from a backup),
+//     else a ": ok" comment, and then a ": heartbeat" comment every
+//     Options.Heartbeat (a client may ask for a shorter interval with
+//     &heartbeat=2s, down to 100 ms). A heartbeat is never sent while a
+//     newer revision is unsent, so each line received confirms that the
+//     client knows the revision that was current when it was written.
+//   - GET /api/v1/revision answers {"revision": N}.
+//
+// Other paths are 404 and wrong methods 405, as JSON {"error"}.
+//
+// LoadOrCreateToken reads the node token from MANDATE_NODE_TOKEN or
+// DATA_DIR/node-token, creating the file (0600) at first start.
+//
+// The wire types (Check, AuthorizeRequest, ...) are shared with the Go
+// client in enforce/client. Package apitest has a fake enforce.Decider for
+// tests of this package, the client and the gateway.
+package api

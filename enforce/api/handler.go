@@ -1,0 +1,351 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/enforce"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxBody   = 1 << 20
+	DefaultMaxBatch  = 1000
+	DefaultMaxWait   = time.Second
+	DefaultHeartbeat = 15 * time.Second
+	// MinHeartbeat is the shortest heartbeat a watcher may ask for.
+	MinHeartbeat = 100 * time.Millisecond
+)
+
+// Options configure the handler.
+type Options struct {
+	// Token is the node token callers present as "Authorization: Bearer
+	// <token>". Required: with an empty Token every request is 401.
+	Token string
+	// MaxBody bounds the request body in bytes (default 1 MiB); larger is 413.
+	MaxBody int64
+	// MaxBatch bounds the checks of one batch (default 1000); more is 413.
+	MaxBatch int
+	// MaxWait bounds how long a request with at_least_revision waits for
+	// that revision before it fails closed with 503 (default 1 s).
+	MaxWait time.Duration
+	// Heartbeat is the default and longest interval between watch
+	// heartbeats (default 15 s).
+	Heartbeat time.Duration
+	Logger    zerolog.Logger
+	// Fallback serves authenticated requests for paths outside /api/ (for
+	// example /healthz); nil answers them 404.
+	Fallback http.Handler
+}
+
+type handler struct {
+	d        enforce.Decider
+	o        Options
+	tokenSum [sha256.Size]byte
+	log      zerolog.Logger
+}
+
+var _ http.Handler = (*handler)(nil)
+
+// NewHandler returns the authorization API serving d. See the package
+// documentation for the routes.
+func NewHandler(d enforce.Decider, opts Options) http.Handler {
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = DefaultMaxWait
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	h := &handler{d: d, o: opts, log: opts.Logger.With().Str("component", "authz-api").Logger()}
+	if opts.Token == "" {
+		h.log.Error().Msg("no node token configured: every request will be refused")
+	} else {
+		h.tokenSum = sha256.Sum256([]byte(opts.Token))
+	}
+	return h
+}
+
+// httpError is an error with the HTTP answer it gets.
+type httpError struct {
+	status   int
+	msg      string
+	revision catalog.Revision // for 503 on at_least_revision
+	allow    string           // for 405
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) *httpError {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// authenticated compares the bearer token in constant time: both sides are
+// hashed first, so neither the token's content nor its length shows in
+// the time taken.
+func (h *handler) authenticated(r *http.Request) bool {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || h.o.Token == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(sum[:], h.tokenSum[:]) == 1
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.authenticated(r) {
+		v := `Bearer realm="mandate"`
+		if r.Header.Get("Authorization") != "" {
+			v += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", v)
+		h.log.Debug().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Msg("unauthenticated request refused")
+		writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: "missing or invalid node token"})
+		return
+	}
+	var err error
+	switch r.URL.Path {
+	case AuthorizePath:
+		err = method(r, http.MethodPost, h.authorize, w)
+	case WatchPath:
+		err = method(r, http.MethodGet, h.watch, w)
+	case RevisionPath:
+		err = method(r, http.MethodGet, h.revision, w)
+	default:
+		if h.o.Fallback != nil && r.URL.Path != "/api" && !strings.HasPrefix(r.URL.Path, "/api/") {
+			h.o.Fallback.ServeHTTP(w, r)
+			return
+		}
+		err = errorf(http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
+	}
+	if err != nil {
+		h.writeError(w, r, err)
+	}
+}
+
+func method(r *http.Request, m string, fn func(http.ResponseWriter, *http.Request) error, w http.ResponseWriter) error {
+	if r.Method != m {
+		return &httpError{status: http.StatusMethodNotAllowed, msg: fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, m), allow: m}
+	}
+	return fn(w, r)
+}
+
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	if !errors.As(err, &he) {
+		h.log.Error().Err(err).Str("path", r.URL.Path).Msg("authorization API request failed")
+		he = errorf(http.StatusInternalServerError, "internal error")
+	}
+	switch he.status {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", he.allow)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+		h.log.Warn().Str("path", r.URL.Path).Str("error", he.msg).Msg("authorization failed closed")
+	}
+	writeJSON(w, he.status, ErrorResponse{Error: he.msg, Revision: he.revision})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only our own types are written: cannot happen
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	b = append(b, '\n')
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// decodeBody reads one JSON object of at most MaxBody bytes into v.
+func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	if r.ContentLength > h.o.MaxBody {
+		return errorf(http.StatusRequestEntityTooLarge, "request body of %d bytes is larger than the limit of %d bytes", r.ContentLength, h.o.MaxBody)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, h.o.MaxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			if errors.As(terr, new(*http.MaxBytesError)) {
+				err = terr
+			} else {
+				return errorf(http.StatusBadRequest, "malformed request: unexpected data after the JSON object")
+			}
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	var (
+		tooBig *http.MaxBytesError
+		syn    *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &tooBig):
+		return errorf(http.StatusRequestEntityTooLarge, "request body is larger than the limit of %d bytes", h.o.MaxBody)
+	case errors.Is(err, io.EOF):
+		return errorf(http.StatusBadRequest, "malformed request: empty body (a JSON object is expected)")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errorf(http.StatusBadRequest, "malformed request: truncated JSON")
+	case errors.As(err, &syn):
+		return errorf(http.StatusBadRequest, "malformed request: invalid JSON at byte %d: %s", syn.Offset, syn.Error())
+	case errors.As(err, &typ):
+		return errorf(http.StatusBadRequest, "malformed request: %s must be %s, not %s", fieldName(typ.Field), jsonKind(typ.Type.Kind()), typ.Value)
+	default:
+		return errorf(http.StatusBadRequest, "malformed request: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+}
+
+// fieldName turns the path encoding/json reports (with the Go names of
+// embedded structs, "Check.Request.subject") into the JSON one.
+func fieldName(path string) string {
+	var parts []string
+	for _, p := range strings.Split(path, ".") {
+		if p != "" && (p[0] < 'A' || p[0] > 'Z') {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return "the request"
+	}
+	return strings.Join(parts, ".")
+}
+
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	default:
+		return "a " + k.String()
+	}
+}
+
+func (h *handler) authorize(w http.ResponseWriter, r *http.Request) error {
+	var req AuthorizeRequest
+	if err := h.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if req.Checks == nil {
+		rq, err := req.normalize()
+		if err != nil {
+			return errorf(http.StatusBadRequest, "%s", err)
+		}
+		var wait waiter
+		defer wait.release()
+		d, err := h.decide(r.Context(), &wait, rq, req.AtLeastRevision)
+		if err != nil {
+			return err
+		}
+		if !req.Explain {
+			d.Steps = nil
+		}
+		writeJSON(w, http.StatusOK, d)
+		return nil
+	}
+	if !req.Check.isZero() {
+		return errorf(http.StatusBadRequest, "malformed request: give one check at the top level or checks, not both")
+	}
+	checks := *req.Checks
+	if len(checks) > h.o.MaxBatch {
+		return errorf(http.StatusRequestEntityTooLarge, "batch of %d checks is larger than the limit of %d", len(checks), h.o.MaxBatch)
+	}
+	reqs := make([]enforce.Request, len(checks))
+	for i := range checks {
+		rq, err := checks[i].normalize()
+		if err != nil {
+			return errorf(http.StatusBadRequest, "checks[%d]: %s", i, err)
+		}
+		reqs[i] = rq
+	}
+	res := BatchResponse{Results: make([]enforce.Decision, len(checks))}
+	var wait waiter
+	defer wait.release()
+	for i := range reqs {
+		d, err := h.decide(r.Context(), &wait, reqs[i], max(req.AtLeastRevision, checks[i].AtLeastRevision))
+		if err != nil {
+			return err
+		}
+		if !checks[i].Explain {
+			d.Steps = nil
+		}
+		res.Results[i] = d
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// waiter holds the one deadline that a request's waits for a revision
+// share, made at the first wait.
+type waiter struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (wt *waiter) context(parent context.Context, d time.Duration) context.Context {
+	if wt.ctx == nil {
+		wt.ctx, wt.cancel = context.WithTimeout(parent, d)
+	}
+	return wt.ctx
+}
+
+func (wt *waiter) release() {
+	if wt.cancel != nil {
+		wt.cancel()
+	}
+}
+
+// decide answers r from a snapshot at atLeast or newer, failing closed
+// with 503 when that revision does not arrive within MaxWait.
+func (h *handler) decide(ctx context.Context, wait *waiter, r enforce.Request, atLeast catalog.Revision) (enforce.Decision, error) {
+	if atLeast <= 0 || h.d.Revision() >= atLeast {
+		if d := h.d.Decide(ctx, r); d.Revision >= atLeast {
+			return d, nil
+		}
+	}
+	d, err := h.d.DecideAt(wait.context(ctx, h.o.MaxWait), r, atLeast)
+	if err == nil && d.Revision < atLeast { // a contract breach: never answer from older
+		err = enforce.ErrStale
+	}
+	if err != nil {
+		cur := h.d.Revision()
+		return enforce.Decision{}, &httpError{status: http.StatusServiceUnavailable, revision: cur,
+			msg: fmt.Sprintf("revision %d is not available within %s (newest is %d): failing closed", atLeast, h.o.MaxWait, cur)}
+	}
+	return d, nil
+}
+
+func (h *handler) revision(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, RevisionEvent{Revision: h.d.Revision()})
+	return nil
+}

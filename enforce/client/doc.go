@@ -1,0 +1,35 @@
+// Package client is the Go client of the authorization API (enforce/api)
+// that gateway nodes use.
+//
+// A Client keeps a local decision cache keyed by the request and the
+// catalog revision the answer was made at. A background goroutine watches
+// GET /api/v1/watch (server-sent events) and drops the cache as soon as a
+// newer revision is announced, so a revocation reaches the node within one
+// event's latency and no node polls. The watch reconnects with exponential
+// backoff and jitter, resuming with since=<last revision seen>.
+//
+// Freshness is the time since the client last confirmed the catalog's
+// revision: a watch event or heartbeat, or a successful API answer (as of
+// when it was sent). Requests with a Context are never cached (policies may
+// depend on it). Every API call carries at_least_revision=<the newest
+// revision this client knows>, so no answer is older than what the node
+// has already seen.
+//
+// Under load, Authorize calls share the API: at most MaxInFlight requests
+// are in flight; calls arriving while all are busy queue and go out
+// together as one batch request when one returns (no timer: an idle
+// client sends each call at once). The default HTTP client (transport.go)
+// writes each request and reads its answer in the calling goroutine on a
+// kept-alive connection.
+//
+// A watch event below the known revision means the catalog was restored
+// from a backup: the client drops its cache and follows it back.
+//
+// Authorize fails closed: while freshness is older than MaxStaleness the
+// cache is not used; the API is asked directly, and if it cannot answer
+// the decision is a denial whose Reason says "authorization freshness
+// unknown for 6.1s (catalog unreachable): denying". Any failure to reach an
+// answer is a denial (Allowed false) together with a non-nil error, so
+// callers that only look at Allowed, and callers that deny on error, both
+// fail closed.
+package client

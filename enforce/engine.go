@@ -1,0 +1,238 @@
+package enforce
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog"
+)
+
+// PolicyHook evaluates policies (OPA, later) on a request the grants allow.
+// It returns the messages of the policies that deny it (none: allowed). An
+// error denies the request (fail closed). It must be safe for concurrent use.
+type PolicyHook func(ctx context.Context, snap *Snapshot, req Request) (denyMessages []string, err error)
+
+// Options configure an Engine.
+type Options struct {
+	Logger zerolog.Logger
+	// WaitTimeout bounds how long DecideAt waits for a revision (default 2 s).
+	WaitTimeout time.Duration
+	// Policy, if set, is consulted after the grants allow a request.
+	Policy PolicyHook
+}
+
+// DefaultWaitTimeout is the default of Options.WaitTimeout.
+const DefaultWaitTimeout = 2 * time.Second
+
+// Engine is the decision engine: it answers from the current Snapshot and
+// recompiles it in the background after every catalog commit, swapping it
+// atomically. Decisions never take a catalog lock or touch the store.
+type Engine struct {
+	svc  *catalog.Service
+	opts Options
+	log  zerolog.Logger
+
+	snap    atomic.Pointer[Snapshot]
+	swapped atomic.Pointer[chan struct{}] // closed (and replaced) at every swap
+
+	subMu sync.Mutex
+	subs  map[chan catalog.Revision]struct{}
+
+	unsubscribe func()
+	done        chan struct{}
+	stopped     chan struct{}
+	closeOnce   sync.Once
+}
+
+var _ Decider = (*Engine)(nil)
+
+// NewEngine compiles the first snapshot of svc and starts following its
+// commits. ctx bounds the construction only; Close stops the engine.
+func NewEngine(ctx context.Context, svc *catalog.Service, o Options) (*Engine, error) {
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = DefaultWaitTimeout
+	}
+	e := &Engine{svc: svc, opts: o, log: o.Logger.With().Str("component", "enforce").Logger(),
+		subs: map[chan catalog.Revision]struct{}{}, done: make(chan struct{}), stopped: make(chan struct{})}
+	ch := make(chan struct{})
+	e.swapped.Store(&ch)
+	// Subscribe before compiling, so that no commit falls between the two.
+	revs, cancel := svc.Subscribe()
+	e.unsubscribe = cancel
+	if err := ctx.Err(); err != nil {
+		cancel()
+		return nil, err
+	}
+	snap, err := e.compile()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	e.snap.Store(snap)
+	go e.follow(revs)
+	return e, nil
+}
+
+// compile builds a snapshot of the committed catalog: the catalog's read
+// lock is held only while copying out what the snapshot is built from. A
+// panic (a catalog inconsistency) is turned into an error: the engine
+// keeps its last snapshot rather than crash.
+func (e *Engine) compile() (snap *Snapshot, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("enforce: compiling the catalog snapshot failed: %v", r)
+		}
+	}()
+	var src *source
+	e.svc.Read(func(m *catalog.Model) { src = gather(m) })
+	return src.compile(), nil
+}
+
+// follow recompiles after commits. The service's subscription keeps only
+// the newest revision, so commits arriving during a compile coalesce into
+// one more compile at the newest revision.
+func (e *Engine) follow(revs <-chan catalog.Revision) {
+	defer close(e.stopped)
+	for {
+		select {
+		case <-e.done:
+			return
+		case rev := <-revs:
+			if rev <= e.snap.Load().rev {
+				continue
+			}
+			t0 := time.Now()
+			snap, err := e.compile()
+			if err != nil {
+				e.log.Error().Err(err).Int64("revision", int64(rev)).Msg("snapshot not updated")
+				continue
+			}
+			e.swap(snap)
+			e.log.Debug().Int64("revision", int64(snap.rev)).Dur("compile", time.Since(t0)).Msg("snapshot swapped")
+		}
+	}
+}
+
+func (e *Engine) swap(snap *Snapshot) {
+	e.snap.Store(snap)
+	next := make(chan struct{})
+	close(*e.swapped.Swap(&next))
+	e.subMu.Lock()
+	defer e.subMu.Unlock()
+	for c := range e.subs {
+		select { // latest value: replace a revision not yet received
+		case <-c:
+		default:
+		}
+		c <- snap.rev
+	}
+}
+
+// Close stops following the catalog. Decisions keep being answered from
+// the last snapshot.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		close(e.done)
+		<-e.stopped
+		e.unsubscribe()
+	})
+	return nil
+}
+
+// Snapshot returns the current snapshot.
+func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
+
+// Revision is the revision of the current snapshot.
+func (e *Engine) Revision() catalog.Revision { return e.snap.Load().rev }
+
+// Subscribe delivers the revision of every new snapshot (latest value
+// semantics). cancel releases the subscription.
+func (e *Engine) Subscribe() (<-chan catalog.Revision, func()) {
+	c := make(chan catalog.Revision, 1)
+	e.subMu.Lock()
+	e.subs[c] = struct{}{}
+	e.subMu.Unlock()
+	return c, func() {
+		e.subMu.Lock()
+		delete(e.subs, c)
+		e.subMu.Unlock()
+	}
+}
+
+// Allowed answers r without explaining it: grants (the on-behalf-of rule,
+// see Snapshot.Allowed), then the policy hook if the grants allow. With
+// canonical privilege spellings, names as stored and no policy hook (or a
+// hook that does not allocate) it does not allocate. It always agrees with
+// Decide(ctx, r).Allowed.
+func (e *Engine) Allowed(ctx context.Context, r Request) (bool, catalog.Revision) {
+	snap := e.snap.Load()
+	ok := snap.Allowed(r)
+	if ok && e.opts.Policy != nil {
+		msgs, err := e.opts.Policy(ctx, snap, r)
+		ok = err == nil && len(msgs) == 0
+	}
+	return ok, snap.rev
+}
+
+// Decide answers r from the current snapshot, with the reason and the
+// steps (EXPLAIN ACCESS rows). An unknown principal or securable is a
+// denial with a reason.
+func (e *Engine) Decide(ctx context.Context, r Request) Decision {
+	return e.decide(ctx, e.snap.Load(), r)
+}
+
+func (e *Engine) decide(ctx context.Context, snap *Snapshot, r Request) Decision {
+	d := snap.Decide(r)
+	if !d.Allowed || e.opts.Policy == nil {
+		return d
+	}
+	msgs, err := e.opts.Policy(ctx, snap, r)
+	switch {
+	case err != nil:
+		d.Allowed, d.Reason = false, "policy evaluation failed: "+err.Error()
+	case len(msgs) > 0:
+		d.Allowed, d.Reason = false, "denied by policy: "+strings.Join(msgs, "; ")
+	}
+	return d
+}
+
+// DecideAt answers r from a snapshot at revision atLeast or newer, waiting
+// for it at most Options.WaitTimeout and until ctx ends; then ErrStale.
+func (e *Engine) DecideAt(ctx context.Context, r Request, atLeast catalog.Revision) (Decision, error) {
+	snap, err := e.await(ctx, atLeast)
+	if err != nil {
+		return Decision{Revision: e.Revision(), Reason: err.Error()}, err
+	}
+	return e.decide(ctx, snap, r), nil
+}
+
+// await returns a snapshot at revision atLeast or newer.
+func (e *Engine) await(ctx context.Context, atLeast catalog.Revision) (*Snapshot, error) {
+	var timer <-chan time.Time
+	for {
+		swapped := *e.swapped.Load() // before the check: a swap after it closes this channel
+		if snap := e.snap.Load(); snap.rev >= atLeast {
+			return snap, nil
+		}
+		if timer == nil {
+			t := time.NewTimer(e.opts.WaitTimeout)
+			defer t.Stop()
+			timer = t.C
+		}
+		select {
+		case <-swapped:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (revision %d, have %d): %w", ErrStale, atLeast, e.Revision(), ctx.Err())
+		case <-e.done:
+			return nil, fmt.Errorf("%w (revision %d, have %d): the engine is closed", ErrStale, atLeast, e.Revision())
+		case <-timer:
+			return nil, fmt.Errorf("%w (revision %d, have %d after %s)", ErrStale, atLeast, e.Revision(), e.opts.WaitTimeout)
+		}
+	}
+}

@@ -1,0 +1,74 @@
+package enforce
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mandatehq/mandate/catalog"
+)
+
+func TestRegoPolicyHook(t *testing.T) {
+	svc := newService(t)
+	write(t, svc, func(tx *catalog.Tx) error {
+		for _, err := range []error{
+			tx.CreatePrincipal(catalog.KindUser, "alice@example.com", nil, false),
+			tx.CreatePrincipal(catalog.KindGroup, "contractors", nil, false),
+			tx.CreatePrincipal(catalog.KindServicePrincipal, "coding-agent", nil, false),
+			tx.AddMember("contractors", catalog.KindUser, "alice@example.com"),
+			tx.CreateConnection([]string{"system", "ai", "gh"}, "MCP", [][2]string{{"url", "https://gh.example/mcp"}}, false, nil),
+			tx.Grant([]catalog.Privilege{catalog.PrivUseConnection}, catalog.TypeConnection, []string{"system", "ai", "gh"}, []string{"alice@example.com", "coding-agent"}),
+		} {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e, err := NewEngine(t.Context(), svc, Options{Policy: NewPolicyHook(svc, time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	req := func(tool string) Request {
+		return Request{Subject: "alice@example.com", Actor: "coding-agent", Privilege: catalog.PrivUseConnection,
+			Securable: conn("gh"), Context: map[string]any{"method": "tools/call", "tool": tool}}
+	}
+	if d := e.Decide(t.Context(), req("delete_repo")); !d.Allowed {
+		t.Fatalf("no policy yet: %+v", d)
+	}
+	// A policy on the schema applies to every connection inside it.
+	rev := write(t, svc, func(tx *catalog.Tx) error {
+		return tx.CreatePolicy("contractors_read_only", catalog.TypeSchema, []string{"system", "ai"}, `package p
+deny contains msg if {
+	"contractors" in input.groups
+	input.method == "tools/call"
+	not startswith(input.tool, "get_")
+	msg := sprintf("contractors may only read (%s)", [input.tool])
+}`)
+	})
+	d, err := e.DecideAt(t.Context(), req("delete_repo"), rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allowed || !strings.Contains(d.Reason, "contractors may only read (delete_repo)") {
+		t.Fatalf("policy did not deny: %+v", d)
+	}
+	if d := e.Decide(t.Context(), req("get_issue")); !d.Allowed {
+		t.Fatalf("policy denied a read: %+v", d)
+	}
+	// A policy that fails at run time denies (fail closed).
+	rev = write(t, svc, func(tx *catalog.Tx) error {
+		return tx.CreatePolicy("broken", catalog.TypeConnection, []string{"system", "ai", "gh"}, `package q
+deny contains msg if { x := 1 / input.arguments.zero; msg := sprintf("%v", [x]) }`)
+	})
+	r := req("get_issue")
+	r.Context["arguments"] = map[string]any{"zero": 0}
+	d, err = e.DecideAt(t.Context(), r, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allowed {
+		t.Fatalf("a failing policy allowed: %+v", d)
+	}
+}
