@@ -249,6 +249,9 @@ func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
 // check computes a decision (Check memoizes it per model generation).
 func (m *Model) check(p ID, priv Privilege, s ID) Decision {
 	d := Decision{Privilege: priv}
+	if privBit(priv) == 0 {
+		return d // an unknown privilege is held by nobody
+	}
 	n := m.nodes.get(s)
 	if n == nil {
 		return d

@@ -106,3 +106,30 @@ func TestReadersDoNotSeeUndurableChanges(t *testing.T) {
 		}
 	})
 }
+
+func TestCheckUnknownPrivilegeDenies(t *testing.T) {
+	svc := newService(t)
+	if _, err := svc.Write(t.Context(), adminReq, func(tx *catalog.Tx) error {
+		if err := tx.CreatePrincipal(catalog.KindGroup, "g", nil, false); err != nil {
+			return err
+		}
+		if err := tx.CreatePrincipal(catalog.KindUser, "u", nil, false); err != nil {
+			return err
+		}
+		return tx.AddMember("g", catalog.KindUser, "u")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	svc.Read(func(m *catalog.Model) {
+		u, _ := m.PrincipalByName("u")
+		if d := m.Check(u.ID, "FOO", m.Metastore().ID); d.Allowed {
+			t.Fatal("an unknown privilege was allowed")
+		}
+	})
+	_, err := svc.Write(t.Context(), adminReq, func(tx *catalog.Tx) error {
+		return tx.AddMember("g", catalog.KindGroup, catalog.AccountUsers)
+	})
+	if !catalog.IsCode(err, catalog.CodeReadOnly) {
+		t.Fatalf(`ALTER GROUP g ADD GROUP "account users": %v, want a refusal`, err)
+	}
+}

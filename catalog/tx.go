@@ -297,7 +297,7 @@ func (tx *Tx) membership(group string, kind PrincipalKind, member string) (Membe
 	if err != nil {
 		return Membership{}, err
 	}
-	if g.ID == tx.m.accountUsrs {
+	if g.ID == tx.m.accountUsrs || mem.ID == tx.m.accountUsrs {
 		return Membership{}, Errorf(CodeReadOnly, "membership of %s is implicit (every user and service principal belongs to it) and cannot be changed", QuoteIdent(AccountUsers))
 	}
 	return Membership{Group: g.ID, Member: mem.ID}, nil

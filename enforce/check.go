@@ -34,10 +34,10 @@ func (s *Snapshot) resolve(ref SecurableRef) int32 {
 		}
 		return unknownSecurable
 	}
-	n, ok := s.names[slot].get(ref.Name)
+	n, ok := s.names[slot][ref.Name]
 	if !ok {
 		if lower := strings.ToLower(ref.Name); lower != ref.Name {
-			n, ok = s.names[slot].get(lower)
+			n, ok = s.names[slot][lower]
 		}
 	}
 	switch {
@@ -66,13 +66,13 @@ func privilege(p catalog.Privilege) int {
 // role ("subject": a user or service principal; "actor": a service
 // principal), or -1.
 func (s *Snapshot) principal(name string, role string) int32 {
-	p, ok := s.byName.get(name)
+	v, ok := s.byName[name]
 	if !ok {
 		return -1
 	}
-	switch k := s.princ[p].kind; {
+	switch k := uint8(v & 3); {
 	case k == kindServicePrincipal, k == kindUser && role == roleSubject:
-		return p
+		return int32(v >> 2)
 	}
 	return -1
 }
@@ -87,6 +87,11 @@ const (
 // and the actor, if any, a service principal holding it too. It does not
 // allocate for canonical privilege spellings and names that match as
 // stored. It always agrees with Decide(r).Allowed.
+//
+// Answers are remembered per snapshot in a fixed table of exact keys
+// (subject, actor, privilege, securable indexes packed in 63 bits, with
+// the answer in the last bit), written and read atomically: a repeated
+// question costs the two name lookups and one table read.
 func (s *Snapshot) Allowed(r Request) bool {
 	pi := privilege(r.Privilege)
 	if pi < 0 {
@@ -97,14 +102,36 @@ func (s *Snapshot) Allowed(r Request) bool {
 		return false
 	}
 	sub := s.principal(r.Subject, roleSubject)
-	if sub < 0 || !s.holds(sub, pi, n) {
+	if sub < 0 {
 		return false
 	}
-	if r.Actor == "" {
-		return true
+	act := int32(-1)
+	if r.Actor != "" {
+		if act = s.principal(r.Actor, roleActor); act < 0 {
+			return false
+		}
 	}
-	act := s.principal(r.Actor, roleActor)
-	return act >= 0 && s.holds(act, pi, n)
+	if s.memo == nil {
+		return s.holds(sub, pi, n) && (act < 0 || s.holds(act, pi, n))
+	}
+	key := uint64(sub)<<(memoPrincipalBits+memoNodeBits+4) | uint64(act+1)<<(memoNodeBits+4) | uint64(n)<<4 | uint64(pi)
+	slot := &s.memo[(key*0x9E3779B97F4A7C15)>>32&s.memoMask]
+	if e := slot.Load(); e != 0 && e>>1 == key {
+		return e&1 == 1
+	}
+	ok := s.holds(sub, pi, n) && (act < 0 || s.holds(act, pi, n))
+	e := key << 1
+	if ok {
+		e |= 1
+	}
+	slot.Store(e)
+	return ok
+}
+
+// index returns the index of the principal named name.
+func (s *Snapshot) index(name string) (int32, bool) {
+	v, ok := s.byName[name]
+	return int32(v >> 2), ok
 }
 
 // Holds reports whether principal (of any kind, groups included) holds
@@ -113,7 +140,7 @@ func (s *Snapshot) Allowed(r Request) bool {
 func (s *Snapshot) Holds(principal string, priv catalog.Privilege, on SecurableRef) bool {
 	pi := privilege(priv)
 	n := s.resolve(on)
-	p, ok := s.byName.get(principal)
+	p, ok := s.index(principal)
 	return pi >= 0 && n >= 0 && ok && s.holds(p, pi, n)
 }
 
@@ -121,8 +148,8 @@ func (s *Snapshot) Holds(principal string, priv catalog.Privilege, on SecurableR
 // or transitively ("account users" holds every user and service
 // principal). Policies may use it.
 func (s *Snapshot) MemberOf(principal, group string) bool {
-	p, ok := s.byName.get(principal)
-	g, ok2 := s.byName.get(group)
+	p, ok := s.index(principal)
+	g, ok2 := s.index(group)
 	if !ok || !ok2 {
 		return false
 	}

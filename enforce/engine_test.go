@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/mandatehq/mandate/catalog"
 )
@@ -450,5 +451,15 @@ func TestPrivilegeTable(t *testing.T) {
 	}
 	if len(seen) != numPrivs {
 		t.Errorf("%d privileges known to the catalog, %d to the engine", len(seen), numPrivs)
+	}
+}
+
+// TestNodeLayout keeps the allow path's securable record in one cache line.
+func TestNodeLayout(t *testing.T) {
+	if n := unsafe.Sizeof(node{}); n != 64 {
+		t.Fatalf("node is %d bytes, want 64", n)
+	}
+	if n := unsafe.Sizeof(principal{}); n > 16 {
+		t.Fatalf("principal is %d bytes, want at most 16", n)
 	}
 }

@@ -17,15 +17,19 @@ import (
 type closure struct {
 	entries []int32 // principal indexes; entries[0] is the root
 	parent  []int32 // entry each one was reached from; -1 for the root
-	index   map[int32]int32
 }
 
 func (s *Snapshot) closure(p int32) *closure {
-	c := &closure{entries: []int32{p}, parent: []int32{-1}, index: map[int32]int32{p: 0}}
-	add := func(q, from int32) {
-		if _, seen := c.index[q]; !seen {
-			c.index[q] = int32(len(c.entries))
-			c.entries = append(c.entries, q)
+	c := &closure{entries: make([]int32, 1, 64), parent: make([]int32, 1, 64)}
+	c.entries[0], c.parent[0] = p, -1
+	seen := make([]uint64, s.words) // groups by group bit
+	if b := s.princ[p].gbit; b >= 0 {
+		seen[b>>6] |= 1 << (uint(b) & 63)
+	}
+	add := func(g, from int32) {
+		if b := s.princ[g].gbit; !hasBit(seen, b) {
+			seen[b>>6] |= 1 << (uint(b) & 63)
+			c.entries = append(c.entries, g)
 			c.parent = append(c.parent, from)
 		}
 	}
@@ -40,19 +44,36 @@ func (s *Snapshot) closure(p int32) *closure {
 	return c
 }
 
+// find returns the entry of principal q, or -1.
+func (c *closure) find(q int32) int32 {
+	for i, e := range c.entries {
+		if e == q {
+			return int32(i)
+		}
+	}
+	return -1
+}
+
 // path renders the names from the root to entry i, or "" for the root.
 func (s *Snapshot) path(c *closure, i int32) string {
 	if i <= 0 {
 		return ""
 	}
-	var rev []string
+	var rev [16]int32
+	names := rev[:0]
 	for ; i >= 0; i = c.parent[i] {
-		rev = append(rev, catalog.QuoteIdent(s.pinfo[c.entries[i]].name))
+		names = append(names, c.entries[i])
 	}
-	for l, r := 0, len(rev)-1; l < r; l, r = l+1, r-1 {
-		rev[l], rev[r] = rev[r], rev[l]
+	var b strings.Builder
+	b.WriteString(" (via ")
+	for k := len(names) - 1; k >= 0; k-- {
+		b.WriteString(catalog.QuoteIdent(s.pinfo[names[k]].name))
+		if k > 0 {
+			b.WriteString(" → ")
+		}
 	}
-	return " (via " + strings.Join(rev, " → ") + ")"
+	b.WriteString(")")
+	return b.String()
 }
 
 type basis int
@@ -99,7 +120,7 @@ func (s *Snapshot) rawHas(n int32, pi int, gbit int32) bool {
 func (s *Snapshot) why(c *closure, r *requirement) {
 	p := c.entries[0]
 	if o := s.nodes[r.on].owner; o >= 0 {
-		if k, ok := c.index[o]; ok {
+		if k := c.find(o); k >= 0 {
 			r.basis, r.holder = basisOwner, k
 			return
 		}
@@ -130,7 +151,32 @@ func (s *Snapshot) why(c *closure, r *requirement) {
 
 func (s *Snapshot) what(r *requirement) string {
 	in := &s.info[r.on]
-	return fmt.Sprintf("%s on %s %s", privName(r.priv).SQL(), in.typ, in.full)
+	return privSQL(r.priv) + " on " + string(in.typ) + " " + in.full
+}
+
+// privSQL is catalog.Privilege.SQL without the allocation.
+func privSQL(i int) string {
+	switch i {
+	case pAll:
+		return "ALL PRIVILEGES"
+	case pBrowse:
+		return "BROWSE"
+	case pCreateCatalog:
+		return "CREATE CATALOG"
+	case pCreateConnection:
+		return "CREATE CONNECTION"
+	case pCreateSchema:
+		return "CREATE SCHEMA"
+	case pManage:
+		return "MANAGE"
+	case pUseCatalog:
+		return "USE CATALOG"
+	case pUseConnection:
+		return "USE CONNECTION"
+	case pUseSchema:
+		return "USE SCHEMA"
+	}
+	return privName(i).SQL()
 }
 
 // how renders how r is held (the part after "what: " in catalog.Decision.Explain).
@@ -139,18 +185,18 @@ func (s *Snapshot) how(c *closure, r *requirement) string {
 	case basisAdmin:
 		return "metastore admin"
 	case basisOwner:
-		return fmt.Sprintf("owned by %s%s", catalog.QuoteIdent(s.pinfo[c.entries[r.holder]].name), s.path(c, r.holder))
+		return "owned by " + catalog.QuoteIdent(s.pinfo[c.entries[r.holder]].name) + s.path(c, r.holder)
 	case basisGrant:
 		h := &s.pinfo[c.entries[r.holder]]
 		inh := ""
 		if r.grantOn != r.on {
 			gi := &s.info[r.grantOn]
-			inh = fmt.Sprintf(", inherited from %s %s", gi.typ, gi.full)
+			inh = ", inherited from " + string(gi.typ) + " " + gi.full
 		}
-		return fmt.Sprintf("%s granted to %s %s%s%s", privName(r.grantPriv).SQL(), h.kind, catalog.QuoteIdent(h.name), inh, s.path(c, r.holder))
+		return privSQL(r.grantPriv) + " granted to " + string(h.kind) + " " + catalog.QuoteIdent(h.name) + inh + s.path(c, r.holder)
 	}
-	return fmt.Sprintf("not granted to %s or any of its groups, here or on a containing schema or catalog, and not owned by them",
-		catalog.QuoteIdent(s.pinfo[c.entries[0]].name))
+	return "not granted to " + catalog.QuoteIdent(s.pinfo[c.entries[0]].name) +
+		" or any of its groups, here or on a containing schema or catalog, and not owned by them"
 }
 
 // explanation is one principal's part of a decision.
@@ -180,7 +226,7 @@ func (s *Snapshot) explain(p int32, role string, pi int, n int32) explanation {
 	pr, in := &s.princ[p], &s.pinfo[p]
 	who := catalog.QuoteIdent(in.name)
 	c, rs := s.evaluate(p, pi, n)
-	e := explanation{allowed: true}
+	e := explanation{allowed: true, steps: make([]Step, 0, len(rs))}
 	var missing *requirement
 	for i := range rs {
 		r := &rs[i]
@@ -206,9 +252,9 @@ func (s *Snapshot) explain(p int32, role string, pi int, n int32) explanation {
 		for i := range e.steps {
 			e.steps[i].Reason += via
 		}
-		e.reason = fmt.Sprintf("%s is a metastore admin%s: %s allowed", who, via, s.what(&rs[len(rs)-1]))
+		e.reason = who + " is a metastore admin" + via + ": " + e.steps[len(rs)-1].Check + " allowed"
 	case missing != nil:
-		e.reason = fmt.Sprintf("%s lacks %s", who, s.what(missing))
+		e.reason = who + " lacks " + s.what(missing)
 	default:
 		parts := make([]string, len(rs))
 		for i := range rs {
@@ -228,7 +274,7 @@ func (s *Snapshot) explainRole(name, role string, pi int, n int32) explanation {
 	if name == "" {
 		return deny("no " + role + " given")
 	}
-	p, ok := s.byName.get(name)
+	p, ok := s.index(name)
 	if !ok {
 		return deny(fmt.Sprintf("%s %s does not exist", role, catalog.QuoteIdent(name)))
 	}

@@ -1,9 +1,9 @@
 package enforce
 
 import (
-	"hash/maphash"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mandatehq/mandate/catalog"
 )
@@ -189,8 +189,8 @@ type Snapshot struct {
 
 	princ    []principal
 	pinfo    []principalInfo
-	byName   nameTable
-	bits     []uint64 // closure bitsets, words per principal
+	byName   map[string]uint32 // name -> index<<2 | kind code
+	bits     []uint64          // closure bitsets, words per principal
 	direct   []directGrant
 	groupsOf []int32 // direct groups of each principal (principal indexes)
 	groupP   []int32 // group bit -> principal index
@@ -200,9 +200,23 @@ type Snapshot struct {
 	info      []nodeInfo
 	eff       []uint64 // words-long bitsets; the first one is empty
 	raw       []uint64
-	names     [numNamed]nameTable // name -> node; -1 marks an ambiguous name
+	names     [numNamed]map[string]int32 // name -> node; -1 marks an ambiguous name
 	metastore int32
+
+	// memo remembers answers of Allowed (see memoKey); nil when the
+	// catalog is too large for its keys.
+	memo     []atomic.Uint64
+	memoMask uint64
 }
+
+// memoSize is the number of answers a snapshot remembers (256 KiB).
+const memoSize = 1 << 15
+
+// Limits of the memo's exact 63-bit keys.
+const (
+	memoPrincipalBits = 21
+	memoNodeBits      = 17
+)
 
 // Revision returns the catalog revision the snapshot was compiled at.
 func (s *Snapshot) Revision() catalog.Revision { return s.rev }
@@ -281,6 +295,9 @@ func (src *source) compile() *Snapshot {
 	s := &Snapshot{rev: src.rev, acctUsrs: -1, metastore: -1}
 	ids := s.compilePrincipals(src)
 	s.compileSecurables(src, ids)
+	if len(s.princ) < 1<<memoPrincipalBits-1 && len(s.nodes) < 1<<memoNodeBits {
+		s.memo, s.memoMask = make([]atomic.Uint64, memoSize), memoSize-1
+	}
 	return s
 }
 
@@ -303,12 +320,12 @@ func (s *Snapshot) compilePrincipals(src *source) principalIDs {
 	}
 	s.princ = make([]principal, len(ps))
 	s.pinfo = make([]principalInfo, len(ps))
-	s.byName = newNameTable(len(ps))
+	s.byName = make(map[string]uint32, len(ps))
 	for i, p := range ps {
 		pr, in := &s.princ[i], &s.pinfo[i]
 		pr.kind, pr.gbit = kindCode(p.Kind), -1
 		in.name, in.kind, in.self = p.Name, p.Kind, p.Admin
-		s.byName.put(p.Name, int32(i))
+		s.byName[p.Name] = uint32(i)<<2 | uint32(pr.kind)
 		if p.Kind == catalog.KindGroup {
 			pr.gbit = int32(len(s.groupP))
 			s.groupP = append(s.groupP, int32(i))
@@ -427,7 +444,7 @@ func intersects(a, b []uint64) bool {
 func (s *Snapshot) compileSecurables(src *source, ids principalIDs) {
 	secs, parents := src.secs, src.parents // containers before their contents
 	for i := range s.names {
-		s.names[i] = newNameTable(2 * len(secs))
+		s.names[i] = make(map[string]int32)
 	}
 	if len(secs) == 0 {
 		return
@@ -502,7 +519,7 @@ func (s *Snapshot) compileSecurables(src *source, ids principalIDs) {
 	w := s.words
 	scratch := make([]uint64, numPrivs*w)
 	s.eff = make([]uint64, w, 4*w*len(secs)) // offset 0: the empty set
-	k := 0                                  // next group grant
+	k := 0                                   // next group grant
 	for i, sec := range secs {
 		nd, in := &s.nodes[i], &s.info[i]
 		in.typ, in.full, in.parent = sec.Type, sec.FullName(), parents[i]
@@ -602,66 +619,12 @@ func (s *Snapshot) indexName(secs []*catalog.Securable, parents []int32, i int) 
 			keys = append(keys, path[2])
 		}
 	}
+	names := s.names[slot]
 	for _, k := range keys {
-		s.names[slot].put(k, int32(i))
-	}
-}
-
-// nameTable is an immutable open-addressing hash table from names to
-// indexes (linear probing, at most half full): one probe touches one slot
-// and the name's bytes, cheaper than a map on the allow path.
-type nameTable struct {
-	seed  maphash.Seed
-	mask  uint64
-	slots []nameSlot
-}
-
-type nameSlot struct {
-	name string
-	hash uint32 // low bits of the hash, to skip most string comparisons
-	idx  int32
-	used bool
-}
-
-func newNameTable(n int) nameTable {
-	size := 8
-	for size < 2*n {
-		size *= 2
-	}
-	return nameTable{seed: maphash.MakeSeed(), mask: uint64(size - 1), slots: make([]nameSlot, size)}
-}
-
-// put maps name to idx; a name put twice with different indexes maps to
-// -1 (ambiguous).
-func (t *nameTable) put(name string, idx int32) {
-	h := maphash.String(t.seed, name)
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		sl := &t.slots[i]
-		if !sl.used {
-			*sl = nameSlot{name: name, hash: uint32(h), idx: idx, used: true}
-			return
+		if prev, dup := names[k]; dup && prev != int32(i) {
+			names[k] = -1 // ambiguous
+			continue
 		}
-		if sl.hash == uint32(h) && sl.name == name {
-			if sl.idx != idx {
-				sl.idx = -1
-			}
-			return
-		}
-	}
-}
-
-func (t *nameTable) get(name string) (int32, bool) {
-	if len(t.slots) == 0 {
-		return -1, false
-	}
-	h := maphash.String(t.seed, name)
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		sl := &t.slots[i]
-		if !sl.used {
-			return -1, false
-		}
-		if sl.hash == uint32(h) && sl.name == name {
-			return sl.idx, true
-		}
+		names[k] = int32(i)
 	}
 }
