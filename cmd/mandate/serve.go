@@ -329,14 +329,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	hs.RegisterOnShutdown(endRequests) // ends watch streams
 
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ctx, sqlLn) }()
-	go func() { errc <- hs.Serve(httpLn) }()
-
+	// The listeners are bound: say so before serving, so that whoever sees
+	// /healthz answer has the connection string already.
 	host, port, _ := net.SplitHostPort(sqlLn.Addr().String())
 	log.Info().Str("sql_addr", sqlLn.Addr().String()).Str("http_addr", httpLn.Addr().String()).
 		Str("data_dir", cfg.dataDir).Int64("revision", int64(svc.Revision())).Msg("mandate is serving")
 	fmt.Fprintf(stdout, "Mandate is ready. Connect with:\n\n    psql \"host=%s port=%s user=admin dbname=system sslmode=require\"\n\n", host, port)
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ctx, sqlLn) }()
+	go func() { errc <- hs.Serve(httpLn) }()
 
 	select {
 	case <-ctx.Done():
