@@ -585,7 +585,7 @@ func TestFirstStartGeneratedPassword(t *testing.T) {
 	if m := fileMode(t, filepath.Join(s.dataDir, "master.key")); m != 0o600 {
 		t.Errorf("master.key mode %v, want 0600", m)
 	}
-	if out := s.stdout.String(); !strings.Contains(out, pw) {
+	if out := waitStdout(s, pw); !strings.Contains(out, pw) {
 		t.Errorf("stdout of the first start lacks the generated password %q:\n%s", pw, out)
 	}
 	if n := strings.Count(s.stdout.String()+s.stderr.String(), pw); n != 1 {
@@ -774,6 +774,19 @@ func TestConnectErrors(t *testing.T) {
 	}
 }
 
+// waitStdout waits (up to 10 s) until the server's stdout contains substr:
+// the child's output reaches the buffer through a pipe copier.
+func waitStdout(s *server, substr string) string {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := s.stdout.String()
+		if strings.Contains(out, substr) || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestPsqlQuickstart runs the quickstart with psql (libpq), with the
 // connection string the server prints, sslmode=require and PGPASSWORD.
 func TestPsqlQuickstart(t *testing.T) {
@@ -783,9 +796,17 @@ func TestPsqlQuickstart(t *testing.T) {
 		t.Skip("psql not on PATH (make deps installs postgresql-client)")
 	}
 	s := startServer(t, serverOpts{})
-	m := regexp.MustCompile(`psql "([^"]+)"`).FindStringSubmatch(s.stdout.String())
-	if m == nil {
-		t.Fatalf("stdout lacks the psql command:\n%s", s.stdout.String())
+	// The child's stdout reaches the buffer through a pipe copier: wait for
+	// the line rather than assume it has been copied already.
+	var m []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if m = regexp.MustCompile(`psql "([^"]+)"`).FindStringSubmatch(s.stdout.String()); m != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stdout lacks the psql command:\n%s", s.stdout.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	connStr := m[1]
 	if !strings.Contains(connStr, "sslmode=require") {
