@@ -31,6 +31,21 @@ import (
 
 var errHelp = errors.New("help requested")
 
+// parseArgs parses a subcommand's flags: --help is errHelp (exit 0), and
+// positional arguments are refused.
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return nil
+}
+
 type serveConfig struct {
 	dataDir          string
 	sqlAddr          string
@@ -85,14 +100,8 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	if envErr != nil {
 		return nil, envErr
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, errHelp
-		}
+	if err := parseArgs(fs, args); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key must be given together")
