@@ -202,6 +202,12 @@ func (e *Engine) decide(ctx context.Context, snap *Snapshot, r Request) Decision
 	return d
 }
 
+// Authorize is Decide with the signature data-plane callers share with
+// enforce/client (gateway.Authorizer). It never fails in process.
+func (e *Engine) Authorize(ctx context.Context, r Request) (Decision, error) {
+	return e.Decide(ctx, r), nil
+}
+
 // DecideAt answers r from a snapshot at revision atLeast or newer, waiting
 // for it at most Options.WaitTimeout and until ctx ends; then ErrStale.
 func (e *Engine) DecideAt(ctx context.Context, r Request, atLeast catalog.Revision) (Decision, error) {

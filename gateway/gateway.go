@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/enforce"
+)
+
+// This file is the contract between the data-plane stages. Each stage lives
+// in its own package and implements one of these interfaces; gateway/mcp
+// runs them in order for every request (authenticate → parse → authorize →
+// credentials → forward → audit), and every stage fails closed.
+
+// Identity is the authenticated caller of one request, as catalog names.
+type Identity struct {
+	// Subject is the catalog principal the call is made for: the human
+	// (a USER) or, when an agent calls on its own, the agent's SERVICE
+	// PRINCIPAL.
+	Subject string
+	// Actor is the agent's service principal acting on behalf of Subject
+	// (from the token's RFC 8693 "act" claim); "" when Subject acts itself.
+	Actor string
+	// Scopes granted to the inbound token.
+	Scopes []string
+	// Issuer and ClientID of the inbound token (audit and diagnostics).
+	Issuer   string
+	ClientID string
+	// Expiry of the inbound token; nothing derived from it (cached upstream
+	// credentials, sessions) outlives it.
+	Expiry time.Time
+	// Token is the verified inbound bearer token. It is used only as the
+	// subject_token of an RFC 8693 exchange and is NEVER sent upstream.
+	Token string `json:"-"`
+	// TokenID is a stable, non-reversible id of the inbound token (for
+	// example a truncated SHA-256), safe to log and to use as a cache key.
+	TokenID string
+}
+
+// Authenticator verifies the bearer token of an inbound request. resource
+// is the canonical URL of the addressed endpoint (for example
+// https://gw.example/mcp/my_github_mcp); the token's audience must be the
+// gateway's canonical URL or resource. Errors are *AuthError.
+type Authenticator interface {
+	Authenticate(ctx context.Context, r *http.Request, resource string) (*Identity, error)
+}
+
+// AuthError is an authentication failure, rendered per the MCP
+// authorization spec: Status 401 with WWW-Authenticate: Bearer
+// resource_metadata="...", error="invalid_token"; or 403 with
+// error="insufficient_scope" and Scope.
+type AuthError struct {
+	Status      int    // 401 or 403
+	Code        string // invalid_request, invalid_token, insufficient_scope
+	Description string // for the caller; never contains the token
+	Scope       string // the scopes needed (insufficient_scope)
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("%s: %s", e.Code, e.Description)
+}
+
+// Connection is a connection as the data plane needs it, resolved from
+// the catalog at Revision. Secrets are decrypted; never log them.
+type Connection struct {
+	// Name is the full three-part name (system.ai.my_github_mcp).
+	Name     string
+	URL      string // the upstream MCP endpoint
+	AuthMode string // none, shared_principal, per_user_oauth, token_exchange, mandate_jwt
+	// Options are the connection's non-secret options by name (url,
+	// auth_mode, scopes, audience, client_id, token_endpoint,
+	// authorization_endpoint, include_tools).
+	Options map[string]string
+	// Secrets are the decrypted secret options (client_secret,
+	// bearer_token).
+	Secrets  map[string]string `json:"-"`
+	Revision catalog.Revision
+}
+
+// Scopes returns the connection's space-separated scopes option as a list.
+func (c *Connection) Scopes() []string { return fieldsOf(c.Options[catalog.OptScopes]) }
+
+// Connections resolves connection names ("my_github_mcp" is
+// system.ai.my_github_mcp; three-part names address other schemas).
+// An unknown connection is ErrNoConnection.
+type Connections interface {
+	Connection(ctx context.Context, name string) (*Connection, error)
+}
+
+// ErrNoConnection is returned by Connections for an unknown name.
+var ErrNoConnection = errors.New("gateway: no such connection")
+
+// Credentials produce the credential the upstream receives for one call
+// of id through c, by c.AuthMode. The result is the full Authorization
+// header value ("Bearer ...") or "" for none. Implementations cache within
+// the credential's lifetime and never return or forward id.Token.
+type Credentials interface {
+	Authorization(ctx context.Context, c *Connection, id *Identity) (string, error)
+}
+
+// SignInRequiredError means the user must first connect their account
+// (per_user_oauth): URL is the Mandate sign-in URL to open.
+type SignInRequiredError struct {
+	Connection string
+	URL        string
+}
+
+func (e *SignInRequiredError) Error() string {
+	return fmt.Sprintf("connect your account for %s first: open %s", e.Connection, e.URL)
+}
+
+// Authorizer answers authorization questions: enforce/client.Client for a
+// remote catalog, *enforce.Engine in process. An error (stale, unavailable)
+// means deny.
+type Authorizer interface {
+	Authorize(ctx context.Context, r enforce.Request) (enforce.Decision, error)
+}
+
+// AuditSink records audit events. Record returns once the event is durable
+// (group commit: many concurrent Records share one fsync).
+type AuditSink interface {
+	Record(ctx context.Context, ev catalog.AuditEvent) error
+}
+
+func fieldsOf(s string) []string {
+	var out []string
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ' ' || s[i] == '\t' || s[i] == ',' {
+			if start >= 0 {
+				out = append(out, s[start:i])
+				start = -1
+			}
+		} else if start < 0 {
+			start = i
+		}
+	}
+	return out
+}
