@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,7 +106,10 @@ func BenchmarkDecide(b *testing.B) {
 		{"Allowed/on-behalf-of/uncached", true, false, true},
 		{"Decide/subject", false, true, false},
 		{"Decide/on-behalf-of", true, true, false},
+		{"Decide/brief/subject", false, false, false},
+		{"Decide/brief/on-behalf-of", true, false, false},
 	} {
+		brief := strings.HasPrefix(mode.name, "Decide/brief")
 		qs := allowedQuestions(b, e.Snapshot(), built, 4096, mode.obo)
 		b.Run(mode.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -118,6 +122,9 @@ func BenchmarkDecide(b *testing.B) {
 				var ok bool
 				switch {
 				case mode.explain:
+					q.Explain = true
+					ok = e.Decide(ctx, q).Allowed
+				case brief:
 					ok = e.Decide(ctx, q).Allowed
 				case mode.uncached:
 					ok = uncached.Allowed(q)

@@ -28,6 +28,10 @@ type Request struct {
 	// Context carries call details for policies (method, tool, arguments,
 	// source_ip, time).
 	Context map[string]any `json:"context,omitempty"`
+	// Explain asks for the derivation (Decision.Steps, one per requirement
+	// of subject and actor). Without it a decision carries its reason only,
+	// which is much cheaper.
+	Explain bool `json:"explain,omitempty"`
 }
 
 // Step is one line of a decision's derivation (EXPLAIN ACCESS rows).

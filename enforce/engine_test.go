@@ -189,7 +189,12 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := e.Decide(t.Context(), tc.req)
+			req := tc.req
+			req.Explain = true
+			d := e.Decide(t.Context(), req)
+			if brief := e.Decide(t.Context(), tc.req); brief.Allowed != d.Allowed || brief.Reason != d.Reason || brief.Steps != nil {
+				t.Errorf("brief decision %+v differs from the explained one %+v", brief, d)
+			}
 			if d.Allowed != tc.allowed {
 				t.Fatalf("allowed = %v, want %v; reason: %s", d.Allowed, tc.allowed, d.Reason)
 			}

@@ -221,21 +221,39 @@ func (s *Snapshot) evaluate(p int32, pi int, n int32) (*closure, []requirement) 
 	return c, rs
 }
 
-// explain evaluates principal p (valid for its role) on pi, n.
-func (s *Snapshot) explain(p int32, role string, pi int, n int32) explanation {
+// explain evaluates principal p (valid for its role) on pi, n. Without
+// steps only the reason is rendered (and remembered in the snapshot's
+// reason memo).
+func (s *Snapshot) explain(p int32, role string, pi int, n int32, steps bool) explanation {
+	if !steps {
+		if e, ok := s.reasons.get(p, role, pi, n); ok {
+			return e
+		}
+	}
 	pr, in := &s.princ[p], &s.pinfo[p]
 	who := catalog.QuoteIdent(in.name)
 	c, rs := s.evaluate(p, pi, n)
-	e := explanation{allowed: true, steps: make([]Step, 0, len(rs))}
+	e := explanation{allowed: true}
 	var missing *requirement
+	for i := range rs {
+		if !rs[i].met() {
+			e.allowed = false
+			if missing == nil {
+				missing = &rs[i]
+			}
+		}
+	}
+	if !steps && missing != nil && !pr.admin {
+		e.reason = role + " " + who + " lacks " + s.what(missing)
+		s.reasons.put(p, role, pi, n, e)
+		return e
+	}
+	e.steps = make([]Step, 0, len(rs))
 	for i := range rs {
 		r := &rs[i]
 		res := "allow"
 		if !r.met() {
-			res, e.allowed = "deny", false
-			if missing == nil {
-				missing = r
-			}
+			res = "deny"
 		}
 		e.steps = append(e.steps, Step{Principal: in.name, Role: role, Check: s.what(r), Result: res, Reason: s.how(c, r)})
 	}
@@ -263,11 +281,15 @@ func (s *Snapshot) explain(p int32, role string, pi int, n int32) explanation {
 		e.reason = who + " allowed: " + strings.Join(parts, "; ")
 	}
 	e.reason = role + " " + e.reason
+	if !steps {
+		e.steps = nil
+		s.reasons.put(p, role, pi, n, e)
+	}
 	return e
 }
 
 // explainRole checks that name may act in role and explains its part.
-func (s *Snapshot) explainRole(name, role string, pi int, n int32) explanation {
+func (s *Snapshot) explainRole(name, role string, pi int, n int32, steps bool) explanation {
 	deny := func(msg string) explanation {
 		return explanation{reason: msg, steps: []Step{{Principal: name, Role: role, Check: "principal " + catalog.QuoteIdent(name), Result: "deny", Reason: msg}}}
 	}
@@ -286,11 +308,12 @@ func (s *Snapshot) explainRole(name, role string, pi int, n int32) explanation {
 		return deny(fmt.Sprintf("%s %s is a %s; the %s must be %s", role, catalog.QuoteIdent(name),
 			strings.ToLower(string(s.pinfo[p].kind)), role, must))
 	}
-	return s.explain(p, role, pi, n)
+	return s.explain(p, role, pi, n, steps)
 }
 
-// Decide answers r from grants alone (no policies), with the reason and
-// one Step per requirement of the subject and of the actor. The on-behalf-
+// Decide answers r from grants alone (no policies), with the reason and,
+// when r.Explain, one Step per requirement of the subject and of the
+// actor. The on-behalf-
 // of rule: allowed only if the subject (a user or service principal) and
 // the actor, if any (a service principal), both hold the privilege. Both
 // are always evaluated so that the reason names each one's grants or
@@ -314,13 +337,16 @@ func (s *Snapshot) Decide(r Request) Decision {
 		d.Reason = fmt.Sprintf("%s name %q is ambiguous; use the quoted full name", strings.ToLower(string(r.Securable.Type)), r.Securable.Name)
 		return d
 	}
-	sub := s.explainRole(r.Subject, roleSubject, pi, n)
+	sub := s.explainRole(r.Subject, roleSubject, pi, n, r.Explain)
 	d.Allowed, d.Reason, d.Steps = sub.allowed, sub.reason, sub.steps
 	if r.Actor != "" {
-		act := s.explainRole(r.Actor, roleActor, pi, n)
+		act := s.explainRole(r.Actor, roleActor, pi, n, r.Explain)
 		d.Allowed = d.Allowed && act.allowed
 		d.Reason += "; " + act.reason
 		d.Steps = append(d.Steps, act.steps...)
+	}
+	if !r.Explain {
+		d.Steps = nil
 	}
 	return d
 }

@@ -341,8 +341,16 @@ func compareOne(t *testing.T, seed uint64, m *catalog.Model, snap *Snapshot, q q
 			}
 		}
 		if explain {
-			if got := snap.Decide(req); got.Allowed != d.Allowed || len(got.Steps) != len(d.Reqs()) || got.Reason == "" {
+			full := req
+			full.Explain = true
+			got := snap.Decide(full)
+			if got.Allowed != d.Allowed || len(got.Steps) != len(d.Reqs()) || got.Reason == "" {
 				t.Errorf("%s: Decide %+v, catalog %v", desc(), got, d.Reason())
+			}
+			for range 2 { // the brief path, computed then remembered, says the same
+				if brief := snap.Decide(req); brief.Allowed != got.Allowed || brief.Reason != got.Reason || brief.Steps != nil {
+					t.Errorf("%s: brief Decide %+v, with steps %+v", desc(), brief, got)
+				}
 			}
 		}
 	}
@@ -370,9 +378,11 @@ func compareOne(t *testing.T, seed uint64, m *catalog.Model, snap *Snapshot, q q
 		}
 	}
 	if !d.Allowed && !d.Admin {
-		got := strings.TrimPrefix(snap.explain(p, roleSubject, privIndex(q.priv), n).reason, roleSubject+" ")
-		if got != d.Reason() {
-			t.Errorf("%s: reason %q, catalog %q", desc(), got, d.Reason())
+		for _, steps := range []bool{true, false} {
+			got := strings.TrimPrefix(snap.explain(p, roleSubject, privIndex(q.priv), n, steps).reason, roleSubject+" ")
+			if got != d.Reason() {
+				t.Errorf("%s: reason %q (steps %v), catalog %q", desc(), got, steps, d.Reason())
+			}
 		}
 	}
 }

@@ -207,6 +207,8 @@ type Snapshot struct {
 	// catalog is too large for its keys.
 	memo     []atomic.Uint64
 	memoMask uint64
+	// reasons remembers rendered reasons (see reasonMemo); nil: off.
+	reasons *reasonMemo
 }
 
 // memoSize is the number of answers a snapshot remembers (256 KiB).
@@ -298,6 +300,7 @@ func (src *source) compile() *Snapshot {
 	if len(s.princ) < 1<<memoPrincipalBits-1 && len(s.nodes) < 1<<memoNodeBits {
 		s.memo, s.memoMask = make([]atomic.Uint64, memoSize), memoSize-1
 	}
+	s.reasons = new(reasonMemo)
 	return s
 }
 

@@ -1,10 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,9 +13,11 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/segmentio/encoding/json"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce"
@@ -178,19 +181,60 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(b)
 }
 
+// bodyBufs recycles request body buffers (bounded by MaxBody).
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// readAll is io.ReadAll into buf.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+func bytesTrimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
 // decodeBody reads one JSON object of at most MaxBody bytes into v.
 func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if r.ContentLength > h.o.MaxBody {
 		return errorf(http.StatusRequestEntityTooLarge, "request body of %d bytes is larger than the limit of %d bytes", r.ContentLength, h.o.MaxBody)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, h.o.MaxBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	buf := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(buf)
+	b, err := readAll(http.MaxBytesReader(w, r.Body, h.o.MaxBody), (*buf)[:0])
+	*buf = b[:0]
 	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			if errors.As(terr, new(*http.MaxBytesError)) {
-				err = terr
-			} else {
+		if len(bytesTrimSpace(b)) == 0 {
+			err = io.EOF
+		} else {
+			// The fast decoder first; on failure the standard library's,
+			// which is the reference and names the problem precisely.
+			var rest []byte
+			if rest, err = json.Parse(b, v, json.DisallowUnknownFields); err != nil {
+				reflect.ValueOf(v).Elem().SetZero()
+				dec := stdjson.NewDecoder(bytes.NewReader(b))
+				dec.DisallowUnknownFields()
+				err = dec.Decode(v)
+				rest = b[dec.InputOffset():]
+			}
+			if err == nil && len(bytesTrimSpace(rest)) > 0 {
 				return errorf(http.StatusBadRequest, "malformed request: unexpected data after the JSON object")
 			}
 		}

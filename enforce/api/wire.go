@@ -22,8 +22,6 @@ type Check struct {
 	// AtLeastRevision asks for an answer from a snapshot at this revision
 	// or newer (0: any).
 	AtLeastRevision catalog.Revision `json:"at_least_revision,omitempty"`
-	// Explain asks for the derivation steps in the answer.
-	Explain bool `json:"explain,omitempty"`
 }
 
 // AuthorizeRequest is the body of POST /api/v1/authorize: either one
