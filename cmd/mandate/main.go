@@ -45,6 +45,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "dev-token":
+		if err := runDevToken(ctx, args[1:], stdout, stderr); err != nil {
+			if errors.Is(err, errHelp) {
+				return 0
+			}
+			fmt.Fprintln(stderr, "mandate dev-token:", err)
+			return 1
+		}
+		return 0
 	case "loadgen":
 		return loadgen(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -64,6 +73,9 @@ func usage(w io.Writer) {
 
 Usage:
   mandate serve [flags]   run the catalog, the SQL front end and the HTTP API
+  mandate dev-token --data-dir DIR --user NAME [--agent NAME]
+                          print a token of the development identity provider
+                          (mandate serve --dev; not for production)
   mandate loadgen grants  load generator: durable GRANT/REVOKE over the wire (see BENCHMARKS.md)
   mandate version         print the version
 

@@ -1,0 +1,234 @@
+package devidp
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Files in the data directory.
+const (
+	// SigningKeyFile holds the RS256 key access tokens are signed with.
+	SigningKeyFile = "devidp-signing-key.json"
+	// StateFile holds what local tools need to reach the running provider:
+	// issuer, audience, the shared client secret and the user assertion key.
+	StateFile = "dev-idp.json"
+)
+
+// ErrNoState means DATA_DIR/dev-idp.json does not exist: the development
+// provider never ran on that data directory.
+var ErrNoState = errors.New("devidp: no development identity provider state")
+
+const stateWarning = "DEVELOPMENT ONLY: whoever reads this file can obtain a token for any user and agent from the Mandate development identity provider"
+
+// state is the content of StateFile.
+type state struct {
+	Warning      string `json:"warning"`
+	Issuer       string `json:"issuer"`
+	Audience     string `json:"audience"`
+	ClientSecret string `json:"client_secret"`
+	// UserAssertionKey signs RFC 7523 assertions for the JWT bearer grant.
+	UserAssertionKey *jose.JSONWebKey `json:"user_assertion_key"`
+}
+
+func (s *state) valid() error {
+	switch {
+	case s.Issuer == "":
+		return errors.New("issuer is missing")
+	case len(s.ClientSecret) < 16:
+		return errors.New("client_secret is missing or shorter than 16 characters")
+	case s.UserAssertionKey == nil || s.UserAssertionKey.IsPublic() || s.UserAssertionKey.KeyID == "":
+		return errors.New("user_assertion_key is missing or not a private key with a kid")
+	}
+	if _, ok := s.UserAssertionKey.Key.(*rsa.PrivateKey); !ok {
+		return errors.New("user_assertion_key is not an RSA private key")
+	}
+	return nil
+}
+
+// readState reads DATA_DIR/dev-idp.json; a missing file is ErrNoState.
+func readState(dataDir string) (*state, error) {
+	path := filepath.Join(dataDir, StateFile)
+	b, err := readPrivateFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNoState, path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := new(state)
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, fmt.Errorf("devidp: %s: %v", path, err)
+	}
+	if err := s.valid(); err != nil {
+		return nil, fmt.Errorf("devidp: %s: %v (remove it to have a new one generated)", path, err)
+	}
+	return s, nil
+}
+
+// loadOrCreateState returns the state of dataDir, created on first start
+// and rewritten when issuer or audience changed (secret and key are kept).
+func loadOrCreateState(dataDir, issuer, audience string) (*state, error) {
+	s, err := readState(dataDir)
+	if errors.Is(err, ErrNoState) {
+		s, err = newState()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.Issuer == issuer && s.Audience == audience && s.Warning == stateWarning {
+		return s, nil
+	}
+	s.Warning, s.Issuer, s.Audience = stateWarning, issuer, audience
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writePrivateFile(filepath.Join(dataDir, StateFile), append(b, '\n')); err != nil {
+		return nil, fmt.Errorf("devidp: writing %s: %w", StateFile, err)
+	}
+	return s, nil
+}
+
+func newState() (*state, error) {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	key, err := newRSAKey("dev-user-assertion")
+	if err != nil {
+		return nil, err
+	}
+	return &state{ClientSecret: hex.EncodeToString(secret), UserAssertionKey: key}, nil
+}
+
+// loadOrCreateSigningKey returns the provider's signing key from
+// DATA_DIR/devidp-signing-key.json, generated on first start.
+func loadOrCreateSigningKey(dataDir string) (*jose.JSONWebKey, error) {
+	path := filepath.Join(dataDir, SigningKeyFile)
+	b, err := readPrivateFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key, kerr := newRSAKey("")
+		if kerr != nil {
+			return nil, kerr
+		}
+		if b, err = json.MarshalIndent(key, "", "  "); err != nil {
+			return nil, err
+		}
+		if err = createPrivateFile(path, append(b, '\n')); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("devidp: writing %s: %w", path, err)
+		}
+		// Another process may have won the race: whatever is there now is the key.
+		b, err = readPrivateFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	key := new(jose.JSONWebKey)
+	if err := json.Unmarshal(b, key); err != nil {
+		return nil, fmt.Errorf("devidp: %s: %v", path, err)
+	}
+	if _, ok := key.Key.(*rsa.PrivateKey); !ok || key.KeyID == "" {
+		return nil, fmt.Errorf("devidp: %s does not hold an RSA private key with a kid (remove it to have a new one generated)", path)
+	}
+	return key, nil
+}
+
+// newRSAKey generates a 2048-bit RS256 signing key; kid defaults to the
+// RFC 7638 thumbprint.
+func newRSAKey(kid string) (*jose.JSONWebKey, error) {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	key := &jose.JSONWebKey{Key: priv, Algorithm: string(jose.RS256), Use: "sig"}
+	if kid == "" {
+		pub := key.Public()
+		tp, err := pub.Thumbprint(crypto.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		kid = base64.RawURLEncoding.EncodeToString(tp)
+	}
+	key.KeyID = kid
+	return key, nil
+}
+
+// readPrivateFile reads a file that must not be readable by others.
+func readPrivateFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("devidp: %s may be read by others (mode %04o): run chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 1<<20 {
+		return nil, fmt.Errorf("devidp: %s is larger than 1 MiB", path)
+	}
+	return b, nil
+}
+
+// createPrivateFile writes data to path (mode 0600) unless path exists
+// (os.ErrExist): a temporary file, fsynced, then hard-linked into place, so
+// that concurrent first starts agree and a crash leaves no partial file.
+func createPrivateFile(path string, data []byte) error {
+	return writeTemp(path, data, os.Link)
+}
+
+// writePrivateFile writes data to path (mode 0600), replacing it atomically.
+func writePrivateFile(path string, data []byte) error {
+	return writeTemp(path, data, os.Rename)
+}
+
+func writeTemp(path string, data []byte, place func(tmp, path string) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := place(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
