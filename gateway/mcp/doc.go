@@ -1,0 +1,183 @@
+// Package mcp is the MCP gateway's HTTP handler: the data plane between
+// agents (MCP clients) and upstream MCP servers.
+//
+// An agent talks Streamable HTTP to /mcp/{connection}. A one-part name is
+// system.ai.{name}; a three-part name (cat.schema.name) addresses a
+// connection elsewhere: the path segment goes to gateway.Connections as is.
+// /.well-known/oauth-protected-resource/mcp/{connection} serves the RFC
+// 9728 metadata of that resource (resource, authorization_servers,
+// bearer_methods_supported ["header"]).
+//
+// # Stages
+//
+// Every request runs these stages in order; each fails closed (refuses the
+// request with an error rather than passing it on):
+//
+//	origin        an Origin header that is not allowed: 403
+//	authenticate  Config.Auth with resource = PublicURL/mcp/{name}.
+//	              *gateway.AuthError → 401 (403 for insufficient_scope) with
+//	              WWW-Authenticate: Bearer resource_metadata="…", error=…,
+//	              and a JSON body {"error", "error_description"}; any
+//	              other error → 401 as well, and is logged
+//	parse         POST only: Content-Type application/json (else 415), body
+//	              at most MaxBody (413), exactly one JSON-RPC 2.0 message:
+//	              a batch is -32600, invalid JSON -32700 (HTTP 400). Methods
+//	              outside the allow-list get -32601 "method … not allowed by
+//	              the gateway" and are not forwarded. MCP-Protocol-Version
+//	              must be one of SupportedProtocolVersions (400, -32022 with
+//	              the supported list). For 2026-07-28 the Mcp-Method and
+//	              Mcp-Name headers must match the body (400, -32020)
+//	authorize     the connection (unknown: 404), the session (below), then
+//	              Config.Authz: USE_CONNECTION for subject and actor with
+//	              context {method, tool, arguments, source_ip, user_agent,
+//	              session_id}. A denial or an authorizer error is 403 with a
+//	              JSON-RPC error (-32001) carrying the reason. tools/call
+//	              also needs the tool in the connection's include_tools and
+//	              the decision with the tool and its arguments (below)
+//	credentials   Config.Credentials → the upstream's Authorization header.
+//	              *gateway.SignInRequiredError → a JSON-RPC error with the
+//	              sign-in URL (below); other errors → 502
+//	forward       POST (or GET, DELETE) to the connection's URL (below)
+//	audit         one catalog.AuditEvent per message (below)
+//
+// The allow-list: initialize, ping, notifications/*, tools/list,
+// tools/call, resources/list, resources/templates/list, resources/read,
+// resources/subscribe, resources/unsubscribe, prompts/list, prompts/get,
+// completion/complete, logging/setLevel, and, of the 2026-07-28 stateless
+// revision, server/discover and subscriptions/listen (the SDKs send
+// server/discover first and fall back to initialize when the upstream
+// declines it). Client responses to server requests (sampling,
+// elicitation, roots/list) pass, authorized as method "response".
+//
+// # Messages read as bytes
+//
+// The gateway does not decode messages into Go values. It checks a body
+// once (UTF-8, json.Valid), then reads the few members it needs (method,
+// id, params.name, result.tools[].name) as byte spans, exactly and case
+// sensitively, and forwards the body untouched. A message with two keys
+// that are equal under case folding, in any object, is refused (-32600):
+// otherwise a body such as {"params":{"name":"echo"},"Params":{...}}
+// could be authorized as one call and executed as another by an upstream
+// whose decoder is first-wins or case-insensitive (Go's encoding/json).
+//
+// # Tools
+//
+// tools/call: a tool outside include_tools (catalog.ToolAllowed) is
+// answered -32602 `unknown tool "X"`, the MCP SDKs' own answer for a tool
+// that does not exist, so a hidden tool looks like a missing one. Else the
+// authorization carries the tool and its arguments; when it denies, a
+// second question without the tool tells a tool-level denial (HTTP 200,
+// -32001 "tool X is not available to you: <reason>") from a
+// connection-level one (403). Allowed calls pay for one question.
+//
+// tools/list: the response (JSON, or the SSE event carrying it) is
+// filtered to the tools the caller may see: include_tools, then one
+// tools/call authorization per tool without arguments (through
+// AuthorizeBatch when the Authorizer has it, enforce/client's does, else
+// 16 at a time). Visibility decisions are cached per (subject, actor,
+// connection, catalog revision, tool) for 30 s; an authorizer error hides
+// the tool and is not cached. The rest of the message is kept byte for
+// byte; only the tools array is rebuilt from the original tool objects.
+// Listing is an aid: every call is authorized live, with its arguments.
+// Responses on GET streams are filtered the same way, since a resumed
+// stream (Last-Event-ID) may carry a tools/list result.
+//
+// # Sessions
+//
+// The upstream's Mcp-Session-Id from the initialize response never reaches
+// the client: the gateway hands out its own id (192 random bits from
+// crypto/rand) bound to the subject, actor and connection, and maps it to
+// the upstream's on every request. Another caller (another subject or
+// actor) presenting it, the same id on another connection, an unknown or
+// an expired id: all get the same 404, so an id cannot be probed. A
+// missing id on a stateful connection is 400 (initialize and ping
+// excepted); whether a connection is stateful is learnt from its initialize
+// responses: an upstream that returns no session id is stateless and no id
+// is required. Sessions expire after SessionTTL idle (default 1 h); DELETE
+// ends one (forwarded, then dropped even if the upstream fails); an
+// upstream 404 on a session drops it too, so the client starts over. The
+// table is bounded (MaxSessions): when full, expired sessions go, then the
+// least recently used of a random sample. Sessions are not authentication:
+// every request is authenticated and authorized on its own, so a session
+// carries no more than the token presented with each request. 2026-07-28
+// has no sessions: Mcp-Session-Id is neither required nor forwarded, and
+// GET and DELETE are 405 for a client that speaks it.
+//
+// # Forwarding
+//
+// One http.Client with keep-alive (Config.Upstream, or
+// DefaultUpstreamClient: 5 s connect, 120 s response headers, 256 idle
+// connections per host, no redirects, no transparent gzip). The upstream
+// request carries only Accept, Content-Type, MCP-Protocol-Version, the
+// mapped Mcp-Session-Id, Last-Event-ID, for 2026-07-28 Mcp-Method,
+// Mcp-Name and Mcp-Param-*, W3C traceparent/tracestate (one is made when
+// the client sent none), User-Agent mandate-gateway, and the credential
+// from Config.Credentials: never the inbound Authorization header or
+// cookies. Its context is the inbound request's, so a client that goes
+// away cancels the upstream request.
+//
+// Upstream outcomes: no connection or a timeout → 502 or 504 with -32603
+// "upstream <name> unavailable: connection refused | timed out | …"
+// (details go to the log and the audit, not to the client); 5xx → 502;
+// 401/403 → 502 "refused the gateway's credentials" (the agent's token is
+// fine, so the agent must not be sent back to its authorization server);
+// 3xx → 502; other 4xx → the upstream's status with its JSON-RPC error
+// body as is (protocol version negotiation relies on it) or a JSON-RPC
+// error quoting its text. A JSON response must be one JSON object of at
+// most MaxResponseBody bytes; anything else is 502. 202/204 pass without
+// a body.
+//
+// # SSE
+//
+// A text/event-stream response is parsed into events (lines ending in \n
+// or \r\n, at most MaxResponseBody per event) and relayed event by event,
+// each followed by a Flush, the bytes as received except for the one event
+// carrying a tools/list result, whose data lines are rewritten. The
+// response headers go out with the first event, so a stream that ends
+// before any message can still be answered with a 502 JSON-RPC error.
+//
+// # Audit and the durability rule
+//
+// Each JSON-RPC message, and each GET and DELETE, ends in exactly one
+// catalog.AuditEvent: Service "mcp", Action the method ("response" for a
+// client response; the HTTP method before parsing and for GET/DELETE),
+// UserIdentity and RunBy the subject, RunAs the actor, SourceIP,
+// UserAgent, SessionID (the gateway's), RequestID (the JSON-RPC id),
+// SecurableType CONNECTION, SecurableName, StatusCode (the HTTP status
+// returned; 499 when the client left first), ErrorMessage, Decision and
+// Reason, LatencyMs, EventID, and RequestParams {tool, arguments_bytes,
+// upstream_status, jsonrpc_error, bytes_in, bytes_out, trace_id,
+// protocol_version, stream}: sizes and outcomes, never argument values or
+// credentials. Refusals are audited too, unauthenticated ones included.
+//
+// The rule: nothing is sent to the client before its record is durable
+// (AuditSink.Record returned nil). Record is called exactly once:
+//
+//   - answers the gateway makes, JSON responses and bodiless ones (202):
+//     the whole answer is ready (a JSON response is read whole, bounded),
+//     recorded, then written, so the record holds the final status, error
+//     code and size;
+//   - a POST's SSE stream: recorded just before the first event that
+//     carries a message is relayed. Usually that event is the response
+//     and the record is complete; when notifications or server requests
+//     come first, the record is written then with stream "open", and the
+//     stream's outcome is logged (not audited a second time) when it ends.
+//     Events without a message (a priming event, comments) may precede the
+//     record: they carry nothing from the call;
+//   - a GET stream: recorded once the upstream accepted it, before
+//     anything is sent;
+//   - a client that leaves before an answer: recorded with 499.
+//
+// If Record fails, the client gets 503 with a JSON-RPC error instead of
+// the answer (and no new session), or, when an SSE stream is already open,
+// an error response event in place of the message, and the stream ends.
+// The upstream may have acted on a message whose record then failed: the
+// rule guarantees that no answer reaches the client unaudited, not that
+// the upstream never runs unaudited. (Recording before forwarding as well
+// would close that gap at the cost of a second record, and a second fsync
+// wait, on every message.) OPTIONS preflights are not audited: they carry
+// no message and reach no upstream.
+//
+// Record runs with the request's values but not its cancellation, bounded
+// by AuditTimeout; group commit is the sink's job.
+package mcp

@@ -1,0 +1,117 @@
+package mcp
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// session is one MCP session through the gateway: the gateway's own id,
+// the upstream's id it stands for, and who may use it.
+type session struct {
+	id       string // handed to the client
+	upstream string // the upstream's Mcp-Session-Id; never leaves the gateway
+	subject  string
+	actor    string
+	conn     string // the connection's full name
+	// elicitURL: the client declared capabilities.elicitation.url in
+	// initialize.
+	elicitURL bool
+	lastUsed  atomic.Int64 // unix nanoseconds
+}
+
+// sessionTable maps gateway session ids to sessions. It is bounded: when
+// full, expired sessions are dropped, then the least recently used ones
+// (approximately).
+type sessionTable struct {
+	mu    sync.RWMutex
+	m     map[string]*session
+	max   int
+	ttl   time.Duration
+	swept time.Time // last full pass over expired sessions
+}
+
+func newSessionTable(max int, ttl time.Duration) *sessionTable {
+	return &sessionTable{m: make(map[string]*session), max: max, ttl: ttl}
+}
+
+// newSessionID returns 192 random bits, base64url (32 visible ASCII
+// characters, as MCP requires of session ids).
+func newSessionID() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// get returns the session id if it exists, has not expired, and belongs to
+// subject, actor and conn; otherwise nil, the same for every reason so that
+// another user's session looks like an unknown one.
+func (t *sessionTable) get(id, subject, actor, conn string, now time.Time) *session {
+	t.mu.RLock()
+	s := t.m[id]
+	t.mu.RUnlock()
+	if s == nil {
+		return nil
+	}
+	if now.UnixNano()-s.lastUsed.Load() > int64(t.ttl) {
+		t.remove(id)
+		return nil
+	}
+	if s.subject != subject || s.actor != actor || s.conn != conn {
+		return nil
+	}
+	s.lastUsed.Store(now.UnixNano())
+	return s
+}
+
+func (t *sessionTable) add(s *session, now time.Time) {
+	s.lastUsed.Store(now.UnixNano())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.m) >= t.max {
+		t.makeRoomLocked(now)
+	}
+	t.m[s.id] = s
+}
+
+// makeRoomLocked drops expired sessions (a full pass at most once a
+// minute), then, while the table is still full, the least recently used of
+// a random sample of sessions (an approximate LRU in constant time).
+func (t *sessionTable) makeRoomLocked(now time.Time) {
+	limit := now.UnixNano() - int64(t.ttl)
+	if now.Sub(t.swept) >= time.Minute {
+		t.swept = now
+		for id, s := range t.m {
+			if s.lastUsed.Load() < limit {
+				delete(t.m, id)
+			}
+		}
+	}
+	for len(t.m) >= t.max {
+		var oldest *session
+		n := 0
+		for _, s := range t.m { // map iteration starts at a random entry
+			if oldest == nil || s.lastUsed.Load() < oldest.lastUsed.Load() {
+				oldest = s
+			}
+			if n++; n == 16 {
+				break
+			}
+		}
+		delete(t.m, oldest.id)
+	}
+}
+
+func (t *sessionTable) remove(id string) {
+	t.mu.Lock()
+	delete(t.m, id)
+	t.mu.Unlock()
+}
+
+func (t *sessionTable) len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.m)
+}
