@@ -110,6 +110,11 @@ const (
 	// TypePolicy is a Rego policy attached to a catalog, schema or
 	// connection (its Parent); its source is Options["source"].
 	TypePolicy SecurableType = "POLICY"
+	// TypeTable is a table or view in a schema. Today only the built-in
+	// system tables exist (system.access.audit and the views of
+	// system.information_schema, see SystemTables); they are read with
+	// SELECT over the PostgreSQL wire protocol.
+	TypeTable SecurableType = "TABLE"
 )
 
 // Privilege is a privilege in its canonical, underscore spelling.
@@ -125,11 +130,15 @@ const (
 	PrivBrowse           Privilege = "BROWSE"
 	PrivManage           Privilege = "MANAGE"
 	PrivAll              Privilege = "ALL_PRIVILEGES"
+	// PrivSelect reads a table (Unity Catalog: SELECT on the table, or on a
+	// containing schema or catalog, plus USE_CATALOG and USE_SCHEMA).
+	PrivSelect Privilege = "SELECT"
 )
 
-// AllPrivileges lists every known privilege in a stable order.
+// AllPrivileges lists every known privilege in a stable order (the order
+// of their bits in a PrivSet; SELECT came later and is last).
 var allPrivileges = []Privilege{PrivAll, PrivBrowse, PrivCreateCatalog, PrivCreateConnection, PrivCreateSchema,
-	PrivManage, PrivUseCatalog, PrivUseConnection, PrivUseSchema}
+	PrivManage, PrivUseCatalog, PrivUseConnection, PrivUseSchema, PrivSelect}
 
 // KnownPrivileges returns every privilege name the catalog knows.
 func KnownPrivileges() []Privilege { return append([]Privilege(nil), allPrivileges...) }
@@ -169,11 +178,15 @@ type TypeInfo struct {
 var typeRegistry = map[SecurableType]*TypeInfo{
 	TypeMetastore: {Type: TypeMetastore, Privileges: []Privilege{PrivCreateCatalog}},
 	TypeCatalog: {Type: TypeCatalog, Parent: TypeMetastore, Named: true, UsePrivilege: PrivUseCatalog,
-		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivCreateSchema, PrivManage, PrivUseCatalog, PrivUseConnection, PrivUseSchema}},
+		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivCreateSchema, PrivManage, PrivSelect, PrivUseCatalog, PrivUseConnection, PrivUseSchema}},
 	TypeSchema: {Type: TypeSchema, Parent: TypeCatalog, Named: true, UsePrivilege: PrivUseSchema,
-		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivManage, PrivUseConnection, PrivUseSchema}},
+		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivManage, PrivSelect, PrivUseConnection, PrivUseSchema}},
 	TypeConnection: {Type: TypeConnection, Parent: TypeSchema, Named: true,
 		Privileges: []Privilege{PrivAll, PrivManage, PrivUseConnection}},
+	// SELECT on a table is also held through SELECT on its schema or
+	// catalog (inheritance), with USE_CATALOG and USE_SCHEMA.
+	TypeTable: {Type: TypeTable, Parent: TypeSchema, Named: true,
+		Privileges: []Privilege{PrivAll, PrivManage, PrivSelect}},
 	// Policies are managed by whoever may manage what they are attached to;
 	// nothing is granted on them.
 	TypePolicy: {Type: TypePolicy, Named: true},

@@ -107,6 +107,14 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 			s.Close()
 			return nil, err
 		}
+	} else if m.missingSystemTables() {
+		// A catalog bootstrapped before the system tables existed.
+		_, err := s.Write(ctx, WriteRequest{Caller: Caller{Principal: AdminUser, Statement: "-- add system tables"}, Action: "UPGRADE"},
+			func(tx *Tx) error { return tx.addSystemTables() })
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -26,6 +26,8 @@ func privBit(p Privilege) PrivSet {
 		return 1 << 7
 	case PrivUseSchema:
 		return 1 << 8
+	case PrivSelect:
+		return 1 << 9
 	}
 	return 0
 }
@@ -135,7 +137,7 @@ type node struct {
 
 func hasBit(bs []uint64, i int) bool { return i/64 < len(bs) && bs[i/64]&(1<<(i%64)) != 0 }
 
-const numPrivs = 9
+const numPrivs = 10
 
 func privIndex(p Privilege) int {
 	b := privBit(p)

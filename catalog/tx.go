@@ -93,6 +93,14 @@ func ResolveName(typ SecurableType, parts []string, currentCatalog string) ([]st
 			return parts, nil
 		}
 		return nil, bad("[[catalog.]schema.]connection")
+	case TypeTable:
+		switch n {
+		case 2:
+			return []string{currentCatalog, parts[0], parts[1]}, nil
+		case 3:
+			return parts, nil
+		}
+		return nil, bad("[catalog.]schema.table")
 	case TypeMetastore:
 		return nil, nil
 	}
@@ -759,7 +767,81 @@ func (tx *Tx) bootstrap(adminVerifier string) error {
 	}
 	tx.do(opAddGrant{Grant{Securable: sys.ID, Principal: users.ID, Privilege: PrivUseCatalog, Grantor: admin.ID}})
 	tx.do(opAddGrant{Grant{Securable: ai.ID, Principal: users.ID, Privilege: PrivUseSchema, Grantor: admin.ID}})
+	return tx.addSystemTables()
+}
+
+// addSystemTables creates the built-in TABLE securables of SystemTables
+// that are missing, owned by the built-in admin. When it creates the first
+// ones it also grants "account users" USE_SCHEMA on system.access and
+// system.information_schema and SELECT on system.information_schema (whose
+// rows are filtered per caller): so SELECT on system.access.audit (or on
+// its schema) is all a metastore admin grants to let others read the audit.
+func (tx *Tx) addSystemTables() error {
+	m := tx.m
+	ms := m.Metastore()
+	if ms == nil {
+		return Errorf(CodeUnavailable, "catalog is not initialised")
+	}
+	sys, ok := m.Child(ms.ID, TypeCatalog, SystemCatalog)
+	if !ok {
+		return Errorf(CodeNotFound, "catalog %s does not exist", SystemCatalog)
+	}
+	admin, _ := m.PrincipalByName(AdminUser)
+	users, _ := m.PrincipalByName(AccountUsers)
+	if admin == nil || users == nil {
+		return Errorf(CodeNotFound, "built-in principals are missing")
+	}
+	now := tx.svc.now().UTC()
+	first := true
+	for _, t := range SystemTables() {
+		if _, ok := m.Child(sys.ID, TypeSchema, t.Schema); !ok {
+			s := &Securable{ID: tx.newID(), Type: TypeSchema, Parent: sys.ID, Name: t.Schema, Owner: admin.ID, Builtin: true, Created: now}
+			tx.do(opPutSecurable{s})
+		}
+		sch, _ := m.Child(sys.ID, TypeSchema, t.Schema)
+		if _, ok := m.Child(sch.ID, TypeTable, t.Name); ok {
+			first = false
+			continue
+		}
+		tx.do(opPutSecurable{&Securable{ID: tx.newID(), Type: TypeTable, Parent: sch.ID, Name: t.Name, Owner: admin.ID,
+			Builtin: true, Created: now, Comment: t.Comment}})
+	}
+	if !first {
+		return nil
+	}
+	for _, g := range []struct {
+		schema string
+		priv   Privilege
+	}{{"access", PrivUseSchema}, {"information_schema", PrivUseSchema}, {"information_schema", PrivSelect}} {
+		sch, ok := m.Child(sys.ID, TypeSchema, g.schema)
+		if ok && !m.HasGrant(GrantKey{sch.ID, users.ID, g.priv}) {
+			tx.do(opAddGrant{Grant{Securable: sch.ID, Principal: users.ID, Privilege: g.priv, Grantor: admin.ID}})
+		}
+	}
 	return nil
+}
+
+// missingSystemTables reports whether a built-in system table is missing
+// (a catalog bootstrapped by an older Mandate).
+func (m *Model) missingSystemTables() bool {
+	ms := m.Metastore()
+	if ms == nil {
+		return false
+	}
+	sys, ok := m.Child(ms.ID, TypeCatalog, SystemCatalog)
+	if !ok {
+		return false
+	}
+	for _, t := range SystemTables() {
+		sch, ok := m.Child(sys.ID, TypeSchema, t.Schema)
+		if !ok {
+			return true
+		}
+		if _, ok := m.Child(sch.ID, TypeTable, t.Name); !ok {
+			return true
+		}
+	}
+	return false
 }
 
 func deref(s *string) string {

@@ -184,8 +184,8 @@ func TestDecide(t *testing.T) {
 		{"unknown privilege",
 			Request{Subject: alice, Privilege: "FLY", Securable: conn(jira)}, false, []string{`unknown privilege "FLY"`}, 0, ""},
 		{"unsupported securable type",
-			Request{Subject: alice, Privilege: catalog.PrivUseConnection, Securable: SecurableRef{Type: "TABLE", Name: "a.b.c"}}, false,
-			[]string{`unsupported securable type "TABLE"`}, 0, ""},
+			Request{Subject: alice, Privilege: catalog.PrivUseConnection, Securable: SecurableRef{Type: "VOLUME", Name: "a.b.c"}}, false,
+			[]string{`unsupported securable type "VOLUME"`}, 0, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

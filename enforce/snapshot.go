@@ -19,6 +19,7 @@ const (
 	pUseCatalog
 	pUseConnection
 	pUseSchema
+	pSelect
 	numPrivs
 )
 
@@ -43,6 +44,8 @@ func privIndex(p catalog.Privilege) int {
 		return pUseConnection
 	case catalog.PrivUseSchema:
 		return pUseSchema
+	case catalog.PrivSelect:
+		return pSelect
 	}
 	return -1
 }
@@ -68,6 +71,8 @@ func privName(i int) catalog.Privilege {
 		return catalog.PrivUseConnection
 	case pUseSchema:
 		return catalog.PrivUseSchema
+	case pSelect:
+		return catalog.PrivSelect
 	}
 	return ""
 }
@@ -89,6 +94,7 @@ const (
 	tCatalog = iota
 	tSchema
 	tConnection
+	tTable
 	numNamed
 )
 
@@ -100,6 +106,8 @@ func typeSlot(t catalog.SecurableType) int {
 		return tSchema
 	case catalog.TypeConnection:
 		return tConnection
+	case catalog.TypeTable:
+		return tTable
 	case catalog.TypeMetastore:
 		return numNamed
 	}
@@ -161,7 +169,7 @@ type node struct {
 	usePriv    int8  // index of the type's USE privilege, -1 if the type has none
 	nuse       uint8
 	_          [2]byte
-	uses       [3]int32 // containers with a USE privilege, outermost first
+	uses       [2]int32 // containers with a USE privilege (catalog, schema), outermost first
 	// eff[p] is the offset in Snapshot.eff of the bitset (words long) of
 	// the groups holding privilege p here through a grant on this
 	// securable or a container it inherits from, with ALL_PRIVILEGES
@@ -470,10 +478,10 @@ func (s *Snapshot) compileSecurables(src *source, ids principalIDs) {
 	}
 	groupGrants := make([]gg, 0, len(src.grants)/2)
 	directs := make([]dg, 0, len(src.grants)/2)
-	var conv [512]mask // catalog.PrivSet -> mask, for the sets that occur
-	var known [512]bool
+	var conv [1024]mask // catalog.PrivSet -> mask, for the sets that occur
+	var known [1024]bool
 	toMask := func(ps catalog.PrivSet) mask {
-		if ps < 512 && known[ps] {
+		if ps < 1024 && known[ps] {
 			return conv[ps]
 		}
 		var mk mask
@@ -482,7 +490,7 @@ func (s *Snapshot) compileSecurables(src *source, ids principalIDs) {
 				mk |= 1 << i
 			}
 		}
-		if ps < 512 {
+		if ps < 1024 {
 			conv[ps], known[ps] = mk, true
 		}
 		return mk

@@ -12,7 +12,7 @@ import (
 
 // LatestVersion is the schema version this binary writes. Every dialect has
 // migrations 1..LatestVersion.
-const LatestVersion = 1
+const LatestVersion = 2
 
 // Dialects.
 const (

@@ -13,6 +13,7 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/sqlfront/parser"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
+	"github.com/mandatehq/mandate/sqlfront/systables"
 )
 
 // Config configures the front end.
@@ -21,6 +22,9 @@ type Config struct {
 	Logger  zerolog.Logger
 	// ServerVersion is reported as server_version (default "16.4").
 	ServerVersion string
+	// Query runs SELECTs over system tables (see package systables); nil
+	// refuses them with 0A000.
+	Query catalog.QueryEngine
 }
 
 // Frontend implements pgwire.Handler and pgwire.Authenticator over the catalog.
@@ -28,6 +32,7 @@ type Frontend struct {
 	cat     *catalog.Service
 	log     zerolog.Logger
 	version string
+	sys     *systables.Engine // nil without Config.Query
 }
 
 var (
@@ -43,7 +48,11 @@ func New(cfg Config) *Frontend {
 	if v == "" {
 		v = "16.4"
 	}
-	return &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v}
+	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v}
+	if cfg.Query != nil {
+		f.sys = systables.New(cfg.Catalog, cfg.Query)
+	}
+	return f
 }
 
 // Verifier implements pgwire.Authenticator: users and service principals
@@ -142,7 +151,7 @@ func (s *Session) Prepare(ctx context.Context, sql string, paramOIDs []uint32, m
 	}
 	out := make([]pgwire.Statement, 0, len(pieces))
 	for _, p := range pieces {
-		st, err := s.prepareOne(p.Text, paramOIDs)
+		st, err := s.prepareOne(ctx, p.Text, paramOIDs)
 		if err != nil {
 			return nil, sqlError(err, sql, p.Offset)
 		}
@@ -152,7 +161,7 @@ func (s *Session) Prepare(ctx context.Context, sql string, paramOIDs []uint32, m
 	return out, nil
 }
 
-func (s *Session) prepareOne(text string, paramOIDs []uint32) (*stmt, error) {
+func (s *Session) prepareOne(ctx context.Context, text string, paramOIDs []uint32) (*stmt, error) {
 	if parser.IsGovernance(text) {
 		ast, err := parser.ParseStatement(text)
 		if err != nil {
@@ -160,7 +169,7 @@ func (s *Session) prepareOne(text string, paramOIDs []uint32) (*stmt, error) {
 		}
 		return s.governance(ast)
 	}
-	return s.pgStatement(text, paramOIDs)
+	return s.pgStatement(ctx, text, paramOIDs)
 }
 
 // TxStatus implements pgwire.Session.

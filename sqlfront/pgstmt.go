@@ -13,6 +13,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
+	"github.com/mandatehq/mandate/sqlfront/systables"
 )
 
 // Type OIDs used by session statements.
@@ -96,6 +97,9 @@ func (s *Session) setParam(name, value string) error {
 	n := strings.ToLower(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.params[n]; !ok && systables.IsEngineSetting(n) {
+		return pgwire.Errorf("42501", "parameter %q is a setting of Mandate's query engine and cannot be changed", name)
+	}
 	if _, ok := s.params[n]; !ok && !strings.Contains(n, ".") {
 		return pgwire.Errorf("42704", "unrecognized configuration parameter %q", name)
 	}
@@ -163,9 +167,12 @@ func notSupported(what string) error {
 
 // pgStatement handles everything that is not a governance statement with
 // the PostgreSQL grammar.
-func (s *Session) pgStatement(text string, paramOIDs []uint32) (*stmt, error) {
+func (s *Session) pgStatement(ctx context.Context, text string, paramOIDs []uint32) (*stmt, error) {
 	res, err := pg.Parse(text)
 	if err != nil {
+		if kw, ok := systables.EngineStatement(text); ok {
+			return nil, notSupported(kw)
+		}
 		return nil, err
 	}
 	if len(res.Stmts) != 1 {
@@ -202,7 +209,17 @@ func (s *Session) pgStatement(text string, paramOIDs []uint32) (*stmt, error) {
 		st.dealloc, st.deallocName, st.deallocAll = true, d.Name, d.Isall || d.Name == ""
 		return st, nil
 	case *pg.Node_SelectStmt:
-		return s.selectStmt(x.SelectStmt, paramOIDs)
+		// SELECTs over system tables run on the query engine; constant
+		// ones (drivers' SELECT 1, version(), ...) are answered here, and
+		// go to the engine only when this evaluator cannot answer them.
+		if s.wantsSystemQuery(x.SelectStmt) {
+			return s.systemQuery(ctx, res, paramOIDs)
+		}
+		st, err := s.selectStmt(x.SelectStmt, paramOIDs)
+		if pe, ok := err.(*pgwire.Error); ok && pe.Code == "0A000" && s.f.sys != nil {
+			return s.systemQuery(ctx, res, paramOIDs)
+		}
+		return st, err
 	}
 	kind := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", n.Node), "*pg_query.Node_"), "Stmt")
 	return nil, notSupported("this statement (" + splitCamel(kind) + ")")

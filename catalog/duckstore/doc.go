@@ -16,15 +16,21 @@
 // ReadWriteTx returns nil only once the transaction is durable. DuckDB
 // appends a committing transaction to its WAL and fsyncs the WAL before
 // COMMIT returns; it has no setting that turns this off (no equivalent of
-// PostgreSQL's synchronous_commit or SQLite's synchronous), and the store
-// changes none of the related ones (checkpoint_threshold stays at its default
-// 16 MiB: past it, a commit also checkpoints the WAL into the database file,
-// which takes longer). This was checked with strace on DuckDB 1.5.6 (one
-// fsync of catalog.duckdb.wal per committed write transaction), and
-// TestCommitFsyncsWAL checks it on every run where strace is installed.
-// TestCrashDurability kills a committing process with SIGKILL and checks
-// that every transaction it saw committed is recovered from the WAL.
+// PostgreSQL's synchronous_commit or SQLite's synchronous). This was checked
+// with strace on DuckDB 1.5.6 (one fsync of catalog.duckdb.wal per committed
+// write transaction), and TestCommitFsyncsWAL checks it on every run where
+// strace is installed. TestCrashDurability kills a committing process with
+// SIGKILL and checks that every transaction it saw committed is recovered
+// from the WAL; TestAuditCrashDurability does the same for the audit
+// pipeline (catalog.AuditLog, walstore, DuckDB) under 64 producers.
 // Close checkpoints the WAL into the database file.
+//
+// One related setting differs from DuckDB's default: checkpoint_threshold,
+// past which a commit also checkpoints the WAL into the database file, is
+// 256 MiB instead of 16 MiB (Options.CheckpointThreshold). At 16 MiB,
+// sustained audit ingestion spends a third of its CPU in checkpoints, each
+// of which rewrites the audit table's last, partly filled row group; the
+// price is a longer WAL to replay when DuckDB opens after a crash.
 //
 // # Concurrency
 //
@@ -73,4 +79,21 @@
 // a BLOB (NULL for nil); empty ones stay empty. Audit events with the same
 // time are listed in the order they were appended (DuckDB's rowid: the
 // table is append-only).
+//
+// # Query engine and audit retention
+//
+// Store.QueryEngine (query.go) is the catalog.QueryEngine behind SQL over
+// system tables (sqlfront/systables): one trusted, already validated SELECT
+// at a time per connection of a pool of its own (so analytical queries do
+// not hold the catalog's connections), each in a READ ONLY transaction on
+// the hardened database; ctx cancellation interrupts the running query.
+// system.access.audit is the view system_access_audit
+// (schema/duckdb/0002_system_tables.sql) with an ART index on request_id;
+// time ranges use event_time's zone maps. Other system tables are virtual:
+// their rows come with each query and are read through the table function
+// mandate_virtual_table, which finds them in the query's context.
+// QueryEngine.RunAuditRetention (retention.go) deletes expired audit
+// events in small batches beside the writers (appends never conflict with
+// deletes of old rows); this, and not the store's writer, is then a second
+// writer of audit_events.
 package duckstore

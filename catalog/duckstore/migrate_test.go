@@ -55,7 +55,7 @@ func TestMigrateFreshAndReopen(t *testing.T) {
 	if v := metaValue(t, s, "schema_version"); v != schema.LatestVersion {
 		t.Errorf("schema_version = %d, want %d", v, schema.LatestVersion)
 	}
-	want := []string{"audit_events", "grants", "mandate_meta", "memberships", "principals", "securables"}
+	want := []string{"audit_events", "grants", "mandate_meta", "memberships", "principals", "securables", "system_access_audit"}
 	if got := tables(t, s); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("tables = %v, want %v", got, want)
 	}

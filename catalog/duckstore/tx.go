@@ -51,7 +51,10 @@ type rwTx struct {
 
 	grants map[catalog.GrantKey]grantChange
 	order  []catalog.GrantKey // the keys of grants, first change first
-	events []catalog.AuditEvent
+	// events are the buffered audit events, one slice per AppendAudit call
+	// (copied once, never regrown), nevents their count.
+	events  [][]catalog.AuditEvent
+	nevents int
 }
 
 var _ catalog.RWTx = (*rwTx)(nil)
@@ -367,8 +370,12 @@ func (t *rwTx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) er
 				e.EventID, e.StatusCode)
 		}
 	}
-	t.events = append(t.events, events...)
-	if len(t.events) >= maxBuffered {
+	if len(events) == 0 {
+		return nil
+	}
+	t.events = append(t.events, append([]catalog.AuditEvent(nil), events...))
+	t.nevents += len(events)
+	if t.nevents >= maxBuffered {
 		return t.flushAudit(ctx)
 	}
 	return nil
@@ -377,21 +384,56 @@ func (t *rwTx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) er
 // flushAudit writes the buffered events with a table appender, whose rows
 // follow the columns of audit_events.
 func (t *rwTx) flushAudit(ctx context.Context) error {
-	if err := t.check(); err != nil || len(t.events) == 0 {
+	if err := t.check(); err != nil || t.nevents == 0 {
 		return err
 	}
-	events := t.events
-	t.events = nil
-	return t.appendRows(ctx, "append audit events", len(events), func(c *duckdb.Conn) (*duckdb.Appender, error) {
+	chunks, n := t.events, t.nevents
+	t.events, t.nevents = nil, 0
+	var ar auditRow
+	chunk, next := 0, 0
+	return t.appendRows(ctx, "append audit events", n, func(c *duckdb.Conn) (*duckdb.Appender, error) {
 		return duckdb.NewAppenderFromConn(c, "", "audit_events")
-	}, func(i int) []driver.Value {
-		e := events[i]
-		ts := utc(e.Time)
-		return []driver.Value{e.EventID, ts, time.Date(ts.Year(), ts.Month(), ts.Day(), 0, 0, 0, 0, time.UTC),
-			e.Service, e.Action, e.UserIdentity, e.RunBy, e.RunAs, e.SourceIP, e.UserAgent, e.SessionID,
-			e.RequestID, e.SecurableType, e.SecurableName, e.RequestParams, int32(e.StatusCode),
-			e.ErrorMessage, e.SQLState, e.Decision, e.Reason, e.LatencyMs, int64(e.Revision)}
+	}, func(int) []driver.Value {
+		for next == len(chunks[chunk]) {
+			chunk, next = chunk+1, 0
+		}
+		next++
+		return ar.set(&chunks[chunk][next-1])
 	})
+}
+
+// auditRow is the row an audit event is appended as. AppendRow copies the
+// values, so one row serves all events; a text column keeps its value
+// (already boxed as a driver.Value) while consecutive events repeat it,
+// which most columns do (service, action, identities, connection,
+// decision), saving an allocation per column and row.
+type auditRow struct {
+	row  [22]driver.Value
+	text [22]string
+	set0 bool
+}
+
+func (r *auditRow) str(i int, s string) {
+	if !r.set0 || r.text[i] != s {
+		r.row[i], r.text[i] = s, s
+	}
+}
+
+func (r *auditRow) set(e *catalog.AuditEvent) []driver.Value {
+	ts := utc(e.Time)
+	r.str(0, e.EventID)
+	r.row[1], r.row[2] = ts, time.Date(ts.Year(), ts.Month(), ts.Day(), 0, 0, 0, 0, time.UTC)
+	for i, s := range [...]string{e.Service, e.Action, e.UserIdentity, e.RunBy, e.RunAs, e.SourceIP, e.UserAgent,
+		e.SessionID, e.RequestID, e.SecurableType, e.SecurableName, e.RequestParams} {
+		r.str(3+i, s)
+	}
+	r.row[15] = int32(e.StatusCode)
+	for i, s := range [...]string{e.ErrorMessage, e.SQLState, e.Decision, e.Reason} {
+		r.str(16+i, s)
+	}
+	r.row[20], r.row[21] = e.LatencyMs, int64(e.Revision)
+	r.set0 = true
+	return r.row[:]
 }
 
 // utc returns t in UTC truncated to microseconds, the precision of

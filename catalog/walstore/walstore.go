@@ -42,6 +42,12 @@ type Options struct {
 	// RotateBytes rewrites the log once this many bytes of it are applied
 	// while new records keep it from being truncated (default 64 MiB).
 	RotateBytes int64
+	// MaxPendingBytes bounds the records logged but not yet applied to the
+	// inner store (default 256 MiB), which are also held in memory: past
+	// it, new transactions wait (within their context) until the applier
+	// has caught up. Sustained audit ingestion faster than the inner store
+	// can apply it is slowed down instead of exhausting memory.
+	MaxPendingBytes int64
 }
 
 // Store is a catalog.Store with a write-ahead log in front of inner.
@@ -59,6 +65,8 @@ type Store struct {
 	seq      int64        // last appended record
 	meta     catalog.Meta // latest meta, pending records included
 	pending  []*record
+	live     int64         // framed bytes of the pending records
+	applied  chan struct{} // closed (and replaced) whenever records were applied
 	applyErr error
 
 	applyMu sync.Mutex // serializes applying
@@ -104,8 +112,12 @@ func Open(ctx context.Context, dir string, inner catalog.Store, o Options) (*Sto
 	if o.RotateBytes <= 0 {
 		o.RotateBytes = 64 << 20
 	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = 256 << 20
+	}
 	s := &Store{inner: inner, path: filepath.Join(dir, FileName), log: o.Logger, opts: o,
-		wlock: make(chan struct{}, 1), kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+		wlock: make(chan struct{}, 1), kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{}),
+		applied: make(chan struct{})}
 	meta, err := inner.Meta(ctx)
 	if err != nil {
 		return nil, err
@@ -142,6 +154,7 @@ func Open(ctx context.Context, dir string, inner catalog.Store, o Options) (*Sto
 			continue
 		}
 		s.pending = append(s.pending, r)
+		s.live += r.size
 		s.seq = r.Seq
 		if r.Meta != nil {
 			s.meta = *r.Meta
@@ -206,27 +219,56 @@ func readLog(f *os.File, skipThrough int64) ([]*record, int64, error) {
 			off = end // already applied: no need to decode
 			continue
 		}
-		var r record
-		if err := json.Unmarshal(body, &r); err != nil {
+		r, err := decodeBody(body)
+		if err != nil {
 			return nil, 0, catalog.Internal(err, fmt.Sprintf("catalog log record at offset %d is unreadable", off))
 		}
+		r.Seq = seq
 		r.size = hdrSize + int64(n)
-		recs = append(recs, &r)
+		recs = append(recs, r)
 		off = end
 	}
 }
 
-// encode frames a record: [length u32][CRC-32C of seq+body u32][seq u64][JSON body].
+// encode frames a record: [length u32][CRC-32C of seq+body u32][seq u64][body].
+// The body is JSON, or binary for a record of audit events only (see
+// auditcodec.go).
 func encode(r *record) ([]byte, error) {
-	body, err := json.Marshal(r)
-	if err != nil {
-		return nil, catalog.Internal(err, "encoding a catalog log record")
+	var buf []byte
+	if events, ok := auditOnly(r); ok {
+		buf = appendAudit(make([]byte, hdrSize, hdrSize+auditSize(events)), events)
+	} else {
+		body, err := json.Marshal(r)
+		if err != nil {
+			return nil, catalog.Internal(err, "encoding a catalog log record")
+		}
+		buf = append(make([]byte, hdrSize, hdrSize+len(body)), body...)
 	}
-	buf := make([]byte, hdrSize, hdrSize+len(body))
+	body := buf[hdrSize:]
+	if len(body) > maxRecord {
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "catalog log record of %d bytes is larger than the limit of %d", len(body), maxRecord)
+	}
 	binary.LittleEndian.PutUint32(buf[:4], uint32(len(body)))
 	binary.LittleEndian.PutUint64(buf[8:], uint64(r.Seq))
-	binary.LittleEndian.PutUint32(buf[4:8], crc32.Update(crc32.Checksum(buf[8:], crcTable), crcTable, body))
-	return append(buf, body...), nil
+	binary.LittleEndian.PutUint32(buf[4:8], crc32.Update(crc32.Checksum(buf[8:hdrSize], crcTable), crcTable, body))
+	return buf, nil
+}
+
+// decodeBody decodes a record body written by encode (Seq and size are
+// set by the caller).
+func decodeBody(body []byte) (*record, error) {
+	if len(body) > 0 && body[0] == auditMagic {
+		events, err := decodeAudit(body)
+		if err != nil {
+			return nil, err
+		}
+		return &record{Ops: []op{{K: "audit", A: events}}}, nil
+	}
+	var r record
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 func (s *Store) checkOpen() error {
@@ -240,6 +282,9 @@ func (s *Store) checkOpen() error {
 // log when it returns.
 func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx catalog.RWTx) error) error {
 	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if err := s.waitRoom(ctx); err != nil {
 		return err
 	}
 	select {
@@ -300,13 +345,38 @@ func (s *Store) appendRecord(tx *recTx) error {
 		s.meta = *r.Meta
 	}
 	s.pending = append(s.pending, r)
-	if len(s.pending) >= s.opts.MaxPending {
+	s.live += r.size
+	if len(s.pending) >= s.opts.MaxPending || s.live > s.opts.MaxPendingBytes/2 {
 		select {
 		case s.kick <- struct{}{}:
 		default:
 		}
 	}
 	return nil
+}
+
+// waitRoom waits while more than MaxPendingBytes wait to be applied.
+func (s *Store) waitRoom(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		over, applied := s.live > s.opts.MaxPendingBytes, s.applied
+		s.mu.Unlock()
+		if !over {
+			return nil
+		}
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-applied:
+		case <-ctx.Done():
+			return &catalog.Error{Code: catalog.CodeUnavailable, Err: ctx.Err(),
+				Msg: "catalog log: too much is waiting to be applied to the store; try again later"}
+		case <-s.done:
+			return catalog.Errorf(catalog.CodeUnavailable, "catalog store is closed")
+		}
+	}
 }
 
 // failAppend cuts a partial record off and reports the failure.
@@ -382,6 +452,11 @@ func (s *Store) flush(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.applyErr = nil
+	for _, r := range batch {
+		s.live -= r.size
+	}
+	close(s.applied)
+	s.applied = make(chan struct{})
 	s.pending = s.pending[len(batch):]
 	if len(s.pending) == 0 && s.size > 0 {
 		if err := s.f.Truncate(0); err == nil {
@@ -392,11 +467,7 @@ func (s *Store) flush(ctx context.Context) error {
 	}
 	// Under steady writes the log never empties: once the applied prefix is
 	// large, rewrite the log with only the pending records.
-	var live int64
-	for _, r := range s.pending {
-		live += r.size
-	}
-	if s.size-live > s.opts.RotateBytes {
+	if s.size-s.live > s.opts.RotateBytes {
 		if err := s.rewrite(); err != nil {
 			s.log.Error().Err(err).Msg("catalog log: rotation failed; will retry")
 		}
@@ -438,7 +509,10 @@ func (s *Store) rewrite() error {
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		s.log.Warn().Err(err).Msg("catalog log: fsync of the data directory failed")
 	}
-	s.f.Close()
+	// The old log is no longer in the directory: closing it frees its
+	// blocks, which takes tens of milliseconds for a large log (ext4), too
+	// long to hold up the appends waiting for s.mu.
+	go s.f.Close()
 	s.f, s.size = f, size
 	return nil
 }
@@ -564,6 +638,12 @@ func (s *Store) ListAudit(ctx context.Context, since time.Time, limit int) ([]ca
 func (s *Store) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
 	return s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error { return tx.AppendAudit(ctx, events...) })
 }
+
+// Flush applies every pending record to the inner store now. A reader of
+// the inner store that bypasses this Store (a query engine on DuckDB's own
+// connections) calls it first to see every committed write: records are
+// otherwise applied every ApplyInterval, later under load.
+func (s *Store) Flush(ctx context.Context) error { return s.ready(ctx) }
 
 // Inner returns the wrapped store (for queries that need it directly).
 func (s *Store) Inner() catalog.Store { return s.inner }
@@ -733,6 +813,12 @@ func (t *recTx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) e
 	cp := make([]catalog.AuditEvent, len(events))
 	for i, e := range events {
 		e.Time = utc(e.Time)
+		// Refuse what the inner store would refuse when applying (which
+		// would then fail again at every retry), and repair invalid UTF-8,
+		// which DuckDB refuses too.
+		if err := e.Validate(); err != nil {
+			return err
+		}
 		cp[i] = e
 	}
 	return t.record(ctx, op{K: "audit", A: cp})

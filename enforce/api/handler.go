@@ -52,6 +52,15 @@ type Options struct {
 	// Fallback serves authenticated requests for paths outside /api/ (for
 	// example /healthz); nil answers them 404.
 	Fallback http.Handler
+	// Audit records the events of POST /api/v1/audit (a *catalog.AuditLog);
+	// nil answers that route 503.
+	Audit AuditRecorder
+	// MaxAuditEvents bounds the events of one audit request (default
+	// 10,000); more is 413.
+	MaxAuditEvents int
+	// Connections resolves GET /api/v1/connections/{name}, secrets included
+	// (ConnectionResolver); nil answers that route 503.
+	Connections func(ctx context.Context, name string) (*ConnectionInfo, error)
 }
 
 type handler struct {
@@ -77,6 +86,9 @@ func NewHandler(d enforce.Decider, opts Options) http.Handler {
 	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.MaxAuditEvents <= 0 {
+		opts.MaxAuditEvents = DefaultMaxAuditEvents
 	}
 	h := &handler{d: d, o: opts, log: opts.Logger.With().Str("component", "authz-api").Logger()}
 	if opts.Token == "" {
@@ -132,7 +144,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = method(r, http.MethodGet, h.watch, w)
 	case RevisionPath:
 		err = method(r, http.MethodGet, h.revision, w)
+	case AuditPath:
+		err = method(r, http.MethodPost, h.audit, w)
 	default:
+		if strings.HasPrefix(r.URL.Path, ConnectionsPath) {
+			err = method(r, http.MethodGet, h.connection, w)
+			break
+		}
 		if h.o.Fallback != nil && r.URL.Path != "/api" && !strings.HasPrefix(r.URL.Path, "/api/") {
 			h.o.Fallback.ServeHTTP(w, r)
 			return

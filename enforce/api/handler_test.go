@@ -202,7 +202,7 @@ func TestAuthorizeMalformed(t *testing.T) {
 		{"missing privilege", `{"subject":"a","securable":{"type":"CONNECTION","name":"c"}}`, "privilege is required"},
 		{"unknown privilege", `{"subject":"a","privilege":"FLY","securable":{"type":"CONNECTION","name":"c"}}`, `unknown privilege "FLY"`},
 		{"missing type", `{"subject":"a","privilege":"USE_CONNECTION","securable":{"name":"c"}}`, "securable.type is required"},
-		{"unknown type", `{"subject":"a","privilege":"USE_CONNECTION","securable":{"type":"TABLE","name":"c"}}`, `unknown securable type "TABLE"`},
+		{"unknown type", `{"subject":"a","privilege":"USE_CONNECTION","securable":{"type":"VOLUME","name":"c"}}`, `unknown securable type "VOLUME"`},
 		{"missing name", `{"subject":"a","privilege":"USE_CONNECTION","securable":{"type":"CONNECTION"}}`, "securable.name is required"},
 		{"negative revision", `{"subject":"a","privilege":"USE_CONNECTION","securable":{"type":"CONNECTION","name":"c"},"at_least_revision":-1}`, "must not be negative"},
 		{"context not an object", `{"subject":"a","privilege":"USE_CONNECTION","securable":{"type":"CONNECTION","name":"c"},"context":[1]}`, "context must be an object, not array"},

@@ -39,6 +39,7 @@ const (
 	ObjServicePrincipal ObjectType = "SERVICE PRINCIPAL"
 	ObjMetastore        ObjectType = "METASTORE"
 	ObjPolicy           ObjectType = "POLICY"
+	ObjTable            ObjectType = "TABLE" // GRANT/REVOKE/SHOW GRANTS only
 )
 
 // Option is one key/value in OPTIONS (key 'value', ...). Keys are
@@ -49,7 +50,7 @@ type Option struct {
 }
 
 // SecurableRef names a securable in GRANT/REVOKE/SHOW GRANTS: METASTORE
-// (Name empty), CATALOG c, SCHEMA [c.]s, CONNECTION [[c.]s.]x.
+// (Name empty), CATALOG c, SCHEMA [c.]s, CONNECTION [[c.]s.]x, TABLE [c.]s.t.
 type SecurableRef struct {
 	Type ObjectType
 	Name QName

@@ -73,7 +73,7 @@
 //	container   = "CATALOG" | "SCHEMA" | "CONNECTION" .
 //	principaltype = "USER" | "GROUP" | "SERVICE" "PRINCIPAL" .
 //	objtype     = container | principaltype .
-//	securable   = "METASTORE" | "CATALOG" name1 | "SCHEMA" name2 | "CONNECTION" name3 .
+//	securable   = "METASTORE" | "CATALOG" name1 | "SCHEMA" name2 | "CONNECTION" name3 | "TABLE" name3 .
 //	privileges  = privilege { "," privilege } .
 //	privilege   = word { word } .  (USE CONNECTION, USE_CONNECTION, ALL [PRIVILEGES], ...)
 //	options     = "(" word [ "=" ] string { "," word [ "=" ] string } ")" .

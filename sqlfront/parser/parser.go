@@ -238,7 +238,7 @@ var (
 	containerTypes = []ObjectType{ObjCatalog, ObjSchema, ObjConnection}
 	principalTypes = []ObjectType{ObjUser, ObjGroup, ObjServicePrincipal}
 	allObjectTypes = []ObjectType{ObjCatalog, ObjSchema, ObjConnection, ObjUser, ObjGroup, ObjServicePrincipal}
-	securableTypes = []ObjectType{ObjMetastore, ObjCatalog, ObjSchema, ObjConnection}
+	securableTypes = []ObjectType{ObjMetastore, ObjCatalog, ObjSchema, ObjConnection, ObjTable}
 )
 
 // objectToken maps an object type to its (first) keyword.
@@ -258,6 +258,8 @@ func objectToken(t ObjectType) Token {
 		return SERVICE
 	case ObjMetastore:
 		return METASTORE
+	case ObjTable:
+		return TABLE
 	}
 	return ILLEGAL
 }
@@ -267,7 +269,7 @@ func maxParts(t ObjectType) int {
 	switch t {
 	case ObjSchema:
 		return 2
-	case ObjConnection:
+	case ObjConnection, ObjTable:
 		return 3
 	case ObjMetastore:
 		return 0
@@ -710,7 +712,7 @@ func (p *parser) parsePrivileges() ([]catalog.Privilege, error) {
 	}
 }
 
-// parseSecurable parses METASTORE | CATALOG c | SCHEMA [c.]s | CONNECTION [[c.]s.]x.
+// parseSecurable parses METASTORE | CATALOG c | SCHEMA [c.]s | CONNECTION [[c.]s.]x | TABLE [c.]s.t.
 func (p *parser) parseSecurable() (SecurableRef, error) {
 	typ, err := p.parseObjectType(securableTypes)
 	if err != nil {

@@ -83,6 +83,7 @@ const (
 	SERVICE
 	SET
 	SHOW
+	TABLE
 	TO
 	TYPE
 	USER
@@ -157,6 +158,7 @@ var keywordNames = [...]string{
 	SERVICE:     "SERVICE",
 	SET:         "SET",
 	SHOW:        "SHOW",
+	TABLE:       "TABLE",
 	TO:          "TO",
 	TYPE:        "TYPE",
 	USER:        "USER",
@@ -295,6 +297,8 @@ func Lookup(word string) Token {
 		return SET
 	case "show":
 		return SHOW
+	case "table":
+		return TABLE
 	case "to":
 		return TO
 	case "type":

@@ -1,0 +1,334 @@
+package catalog
+
+import (
+	"context"
+	"math"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+)
+
+// Defaults of AuditLogOptions.
+const (
+	DefaultAuditMaxBatch     = 4096
+	DefaultAuditMaxDelay     = 500 * time.Microsecond
+	DefaultAuditWriteTimeout = 30 * time.Second
+)
+
+// AuditLogOptions configure an AuditLog.
+type AuditLogOptions struct {
+	// MaxBatch bounds the events of one store write (default 4096). A
+	// RecordBatch larger than that is written alone, in one write.
+	MaxBatch int
+	// MaxDelay bounds how long the writer waits for more events when the
+	// batch at hand is smaller than the previous one (default 500 µs;
+	// negative: never wait). Producers answered by one write usually come
+	// back with their next event within microseconds, and one fsync then
+	// covers them all. A lone event is never delayed by more than MaxDelay.
+	MaxDelay time.Duration
+	// WriteTimeout bounds one store write (default 30 s); a write that
+	// times out fails every event of its batch.
+	WriteTimeout time.Duration
+	Logger       zerolog.Logger
+	// Now fills in missing event times (default time.Now).
+	Now func() time.Time
+}
+
+// AuditLog makes audit events durable with group commit: concurrent
+// Record calls are collected into batches, and each batch is one
+// AppendAudit on the underlying writer (for walstore: one log record and
+// one fsync). Record returns only once its event is durable, or with the
+// error of the write that carried it: the writer's failure reaches every
+// waiter of the batch (fail closed). It is safe for concurrent use and
+// satisfies gateway.AuditSink.
+type AuditLog struct {
+	w   AuditWriter
+	o   AuditLogOptions
+	log zerolog.Logger
+
+	mu     sync.Mutex
+	queue  []*auditBatch // oldest first; only the last one takes new events
+	closed bool
+	want   int // while the writer waits to fill queue[0]: the size it waits for
+
+	kick    chan struct{} // cap 1: a batch is waiting
+	stop    chan struct{} // closed by Close
+	stopped chan struct{} // closed by the writer when it drained the queue
+	once    sync.Once
+}
+
+// auditBatch is the events of one store write and its outcome.
+type auditBatch struct {
+	events []AuditEvent
+	sealed bool          // takes no more events
+	done   chan struct{} // closed once err is set
+	err    error
+}
+
+// NewAuditLog starts an AuditLog in front of w. Close stops it.
+func NewAuditLog(w AuditWriter, o AuditLogOptions) *AuditLog {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultAuditMaxBatch
+	}
+	if o.MaxDelay == 0 {
+		o.MaxDelay = DefaultAuditMaxDelay
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultAuditWriteTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	l := &AuditLog{w: w, o: o, log: o.Logger.With().Str("component", "audit-log").Logger(),
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go l.writer()
+	return l
+}
+
+// Record makes ev durable and returns nil once it is. A missing EventID
+// (a new UUID) and Time (now) are filled in. An event that fails Validate
+// is refused with CodeInvalidArgument and nothing is written. An error
+// after ev was queued (the write failed, ctx ended, the log was closed)
+// means ev may or may not have been written; the caller must treat the
+// audited action as not audited.
+func (l *AuditLog) Record(ctx context.Context, ev AuditEvent) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := l.prepare(&ev); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errAuditClosed()
+	}
+	b := l.openBatch(1)
+	b.events = append(b.events, ev)
+	l.added(b)
+	l.mu.Unlock()
+	return l.wait(ctx, b)
+}
+
+// RecordBatch makes events durable together: they go to the store in one
+// write (all or none), shared with other callers' events when they fit in
+// the open batch. Missing IDs and times are filled in (events itself is
+// not changed); if any event fails Validate nothing is written.
+func (l *AuditLog) RecordBatch(ctx context.Context, events []AuditEvent) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	evs := make([]AuditEvent, len(events))
+	copy(evs, events)
+	for i := range evs {
+		if err := l.prepare(&evs[i]); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errAuditClosed()
+	}
+	b := l.openBatch(len(evs))
+	b.events = append(b.events, evs...)
+	l.added(b)
+	l.mu.Unlock()
+	return l.wait(ctx, b)
+}
+
+// openBatch returns the batch that takes n more events: the open one if
+// they fit, else a new one. Caller holds l.mu.
+func (l *AuditLog) openBatch(n int) *auditBatch {
+	if k := len(l.queue); k > 0 {
+		if b := l.queue[k-1]; !b.sealed && (len(b.events)+n <= l.o.MaxBatch || len(b.events) == 0) {
+			return b
+		}
+		l.queue[k-1].sealed = true
+	}
+	b := &auditBatch{events: make([]AuditEvent, 0, min(max(n, 64), max(n, l.o.MaxBatch))), done: make(chan struct{})}
+	l.queue = append(l.queue, b)
+	l.wake()
+	return b
+}
+
+// added seals a full batch and wakes the writer if it waits for b to
+// fill. Caller holds l.mu.
+func (l *AuditLog) added(b *auditBatch) {
+	if len(b.events) >= l.o.MaxBatch {
+		b.sealed = true
+	}
+	if l.want > 0 && (b.sealed || len(b.events) >= l.want) {
+		l.want = 0
+		l.wake()
+	}
+}
+
+// wake tells the writer that something changed.
+func (l *AuditLog) wake() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// wait waits for b's write, or for ctx.
+func (l *AuditLog) wait(ctx context.Context, b *auditBatch) error {
+	select {
+	case <-b.done:
+		return b.err
+	default:
+	}
+	select {
+	case <-b.done:
+		return b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// prepare fills in the ID and time and validates ev.
+func (l *AuditLog) prepare(ev *AuditEvent) error {
+	if ev.EventID == "" {
+		ev.EventID = uuid.NewString()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = l.o.Now()
+	}
+	ev.Time = ev.Time.UTC()
+	return ev.Validate()
+}
+
+// Validate checks that e can be stored by every store: StatusCode fits in
+// 32 bits, LatencyMs is a finite number, Revision is not negative. Text
+// that is not valid UTF-8 is not refused but repaired in place (invalid
+// bytes become U+FFFD), as audit text often comes from request headers.
+func (e *AuditEvent) Validate() error {
+	if e.StatusCode != int(int32(e.StatusCode)) {
+		return Errorf(CodeInvalidArgument, "audit event %s: status_code %d is out of range", e.EventID, e.StatusCode)
+	}
+	if math.IsNaN(e.LatencyMs) || math.IsInf(e.LatencyMs, 0) {
+		return Errorf(CodeInvalidArgument, "audit event %s: latency_ms must be a finite number", e.EventID)
+	}
+	if e.Revision < 0 {
+		return Errorf(CodeInvalidArgument, "audit event %s: revision must not be negative", e.EventID)
+	}
+	for _, p := range []*string{&e.EventID, &e.Service, &e.Action, &e.UserIdentity, &e.RunBy, &e.RunAs, &e.SourceIP,
+		&e.UserAgent, &e.SessionID, &e.RequestID, &e.SecurableType, &e.SecurableName, &e.RequestParams,
+		&e.ErrorMessage, &e.SQLState, &e.Decision, &e.Reason} {
+		if !utf8.ValidString(*p) {
+			*p = strings.ToValidUTF8(*p, "\uFFFD")
+		}
+	}
+	return nil
+}
+
+func errAuditClosed() error { return Errorf(CodeUnavailable, "audit log is closed") }
+
+// writer writes the queued batches one at a time, oldest first.
+func (l *AuditLog) writer() {
+	defer close(l.stopped)
+	lastSize := 0
+	for {
+		select {
+		case <-l.kick:
+		case <-l.stop:
+			// Close refuses new events: drain what is queued and stop.
+			for l.writeNext(&lastSize, false) {
+			}
+			return
+		}
+		for l.writeNext(&lastSize, true) {
+		}
+	}
+}
+
+// writeNext writes the oldest queued batch; false when none is queued.
+func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
+	l.mu.Lock()
+	if len(l.queue) == 0 {
+		l.mu.Unlock()
+		return false
+	}
+	b := l.queue[0]
+	// The previous write answered more producers than this batch holds:
+	// give them a moment to come back so that one write carries them all.
+	if mayWait && l.o.MaxDelay > 0 && !b.sealed && len(b.events) < *lastSize {
+		l.mu.Unlock()
+		l.fill(b, *lastSize)
+		l.mu.Lock()
+	}
+	b.sealed = true
+	l.queue[0] = nil
+	l.queue = l.queue[1:]
+	if len(l.queue) == 0 {
+		l.queue = nil // let the backing array go
+	}
+	l.mu.Unlock()
+	*lastSize = len(b.events)
+
+	ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
+	err := l.w.AppendAudit(ctx, b.events...)
+	cancel()
+	if err != nil {
+		l.log.Error().Err(err).Int("events", len(b.events)).Msg("audit write failed; the events' callers get the error")
+		if CodeOf(err) == CodeInternal {
+			err = &Error{Code: CodeUnavailable, Msg: "audit store write failed; the events may not have been recorded", Err: err}
+		}
+	}
+	b.err = err
+	b.events = nil
+	close(b.done)
+	return true
+}
+
+// fill waits up to MaxDelay for b to hold want events (or be sealed).
+func (l *AuditLog) fill(b *auditBatch, want int) {
+	t := time.NewTimer(l.o.MaxDelay)
+	defer t.Stop()
+	for {
+		l.mu.Lock()
+		if len(b.events) >= want || b.sealed {
+			l.want = 0
+			l.mu.Unlock()
+			return
+		}
+		l.want = want
+		l.mu.Unlock()
+		select {
+		case <-l.kick: // b grew or was sealed: re-check
+			continue
+		case <-t.C:
+		case <-l.stop:
+		}
+		l.mu.Lock()
+		l.want = 0
+		l.mu.Unlock()
+		return
+	}
+}
+
+// Close refuses new events, waits until every queued event is written
+// (their Record calls return) and stops the log. If ctx ends first Close
+// returns its error; the queued events are still written.
+func (l *AuditLog) Close(ctx context.Context) error {
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		close(l.stop)
+	})
+	select {
+	case <-l.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

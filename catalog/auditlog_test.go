@@ -1,0 +1,309 @@
+package catalog_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/memstore"
+)
+
+// slowWriter stands in for a store whose every write costs an fsync: it
+// records the batches it is given and can be made to fail or to block.
+type slowWriter struct {
+	delay time.Duration
+	fail  atomic.Pointer[error]
+	gate  chan struct{} // when set, each write waits for a receive
+
+	mu      sync.Mutex
+	batches [][]catalog.AuditEvent
+}
+
+func (w *slowWriter) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	if w.gate != nil {
+		select {
+		case <-w.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	time.Sleep(w.delay)
+	if err := w.fail.Load(); err != nil {
+		return *err
+	}
+	w.mu.Lock()
+	w.batches = append(w.batches, append([]catalog.AuditEvent(nil), events...))
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *slowWriter) stored() (writes, events int, all []catalog.AuditEvent) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, b := range w.batches {
+		events += len(b)
+		all = append(all, b...)
+	}
+	return len(w.batches), events, all
+}
+
+func closeLog(t *testing.T, l *catalog.AuditLog) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Close(ctx); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// The interface the gateway's audit stage needs (gateway.AuditSink; the
+// catalog cannot import the gateway).
+var _ interface {
+	Record(context.Context, catalog.AuditEvent) error
+} = (*catalog.AuditLog)(nil)
+
+func TestAuditLogGroupCommit(t *testing.T) {
+	w := &slowWriter{delay: 2 * time.Millisecond}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{})
+	defer closeLog(t, l)
+	const n = 2000
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- l.Record(t.Context(), catalog.AuditEvent{Service: "mcp", Action: "tools/call", RequestID: string(rune('a' + i%26))})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	writes, events, all := w.stored()
+	if events != n {
+		t.Fatalf("%d events stored, want %d", events, n)
+	}
+	// Every write takes 2 ms; 2000 serial writes would take 4 s.
+	if writes > n/20 {
+		t.Errorf("%d concurrent Records took %d store writes; want them to share writes", n, writes)
+	}
+	ids := map[string]bool{}
+	for _, e := range all {
+		if e.EventID == "" || e.Time.IsZero() || e.Time.Location() != time.UTC {
+			t.Fatalf("event not filled in: id %q time %v", e.EventID, e.Time)
+		}
+		if ids[e.EventID] {
+			t.Fatalf("duplicate event id %s", e.EventID)
+		}
+		ids[e.EventID] = true
+	}
+	t.Logf("%d Records, %d store writes", n, writes)
+}
+
+func TestAuditLogMaxBatch(t *testing.T) {
+	w := &slowWriter{delay: 10 * time.Millisecond}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{MaxBatch: 10, MaxDelay: -1})
+	defer closeLog(t, l)
+	var wg sync.WaitGroup
+	for range 95 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Record(t.Context(), catalog.AuditEvent{Action: "x"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	total, full := 0, 0
+	for _, b := range w.batches {
+		if len(b) > 10 {
+			t.Errorf("a write of %d events; MaxBatch is 10", len(b))
+		}
+		if len(b) == 10 {
+			full++
+		}
+		total += len(b)
+	}
+	if total != 95 || full == 0 {
+		t.Errorf("%d events in %d writes, %d of them full; want 95 events and full writes", total, len(w.batches), full)
+	}
+}
+
+func TestAuditLogErrorReachesEveryWaiter(t *testing.T) {
+	w := &slowWriter{gate: make(chan struct{})}
+	disk := catalog.Errorf(catalog.CodeUnavailable, "disk full")
+	var e error = disk
+	w.fail.Store(&e)
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{})
+	defer closeLog(t, l)
+	const n = 50
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- l.Record(t.Context(), catalog.AuditEvent{Action: "x"}) }()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(w.gate) // every write proceeds, and fails
+	for range n {
+		if err := <-errs; !errors.Is(err, disk) {
+			t.Fatalf("Record = %v, want the store's error", err)
+		}
+	}
+	// An unexpected store failure reaches the caller as unavailable.
+	var internal error = errors.New("EIO")
+	w.fail.Store(&internal)
+	if err := l.Record(t.Context(), catalog.AuditEvent{Action: "x"}); !catalog.IsCode(err, catalog.CodeUnavailable) || !errors.Is(err, internal) {
+		t.Fatalf("Record = %v, want CodeUnavailable wrapping the cause", err)
+	}
+	w.fail.Store(nil)
+	if err := l.Record(t.Context(), catalog.AuditEvent{Action: "x"}); err != nil {
+		t.Fatalf("Record after the store recovered: %v", err)
+	}
+}
+
+func TestAuditLogCloseDrains(t *testing.T) {
+	w := &slowWriter{gate: make(chan struct{})}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{MaxBatch: 7})
+	const n = 40
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- l.Record(context.Background(), catalog.AuditEvent{Action: "x"}) }()
+	}
+	time.Sleep(20 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned %v while events were queued", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	// Close before the drain finishes gives up waiting, not writing.
+	short, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	if err := l.Close(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close with a short deadline = %v", err)
+	}
+	close(w.gate)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("a Record queued before Close failed: %v", err)
+		}
+	}
+	if _, events, _ := w.stored(); events != n {
+		t.Fatalf("%d events written, want %d", events, n)
+	}
+	if err := l.Record(t.Context(), catalog.AuditEvent{}); !catalog.IsCode(err, catalog.CodeUnavailable) {
+		t.Fatalf("Record after Close = %v, want unavailable", err)
+	}
+	if err := l.RecordBatch(t.Context(), []catalog.AuditEvent{{}}); !catalog.IsCode(err, catalog.CodeUnavailable) {
+		t.Fatalf("RecordBatch after Close = %v, want unavailable", err)
+	}
+	if err := l.Close(t.Context()); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestAuditLogContext(t *testing.T) {
+	w := &slowWriter{gate: make(chan struct{})}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{})
+	defer closeLog(t, l)
+	defer close(w.gate)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := l.Record(ctx, catalog.AuditEvent{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Record with a write that does not finish = %v, want the deadline", err)
+	}
+	if err := l.Record(ctx, catalog.AuditEvent{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Record with a done context = %v", err)
+	}
+}
+
+func TestAuditLogRecordBatch(t *testing.T) {
+	w := &slowWriter{}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{MaxBatch: 4})
+	defer closeLog(t, l)
+	in := []catalog.AuditEvent{{EventID: "keep", Action: "a"}, {Action: "b"}, {Action: "c"}, {Action: "d"}, {Action: "e"}, {Action: "f"}}
+	if err := l.RecordBatch(t.Context(), in); err != nil {
+		t.Fatal(err)
+	}
+	writes, events, all := w.stored()
+	// Larger than MaxBatch: still one write, all or nothing.
+	if writes != 1 || events != 6 {
+		t.Fatalf("%d writes of %d events, want 1 of 6", writes, events)
+	}
+	if all[0].EventID != "keep" || all[1].EventID == "" || in[1].EventID != "" {
+		t.Fatalf("ids: stored %q %q, caller's slice %q (must stay unchanged)", all[0].EventID, all[1].EventID, in[1].EventID)
+	}
+	// One invalid event: nothing is written.
+	bad := []catalog.AuditEvent{{Action: "ok"}, {Action: "bad", StatusCode: math.MaxInt32 + 1}}
+	if err := l.RecordBatch(t.Context(), bad); !catalog.IsCode(err, catalog.CodeInvalidArgument) {
+		t.Fatalf("RecordBatch with a bad event = %v, want invalid argument", err)
+	}
+	if _, events, _ := w.stored(); events != 6 {
+		t.Fatalf("%d events after a refused batch, want 6", events)
+	}
+	if err := l.RecordBatch(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAuditEventValidate(t *testing.T) {
+	for name, e := range map[string]catalog.AuditEvent{
+		"status":   {StatusCode: -1 << 40},
+		"nan":      {LatencyMs: math.NaN()},
+		"inf":      {LatencyMs: math.Inf(1)},
+		"revision": {Revision: -1},
+	} {
+		if err := e.Validate(); !catalog.IsCode(err, catalog.CodeInvalidArgument) {
+			t.Errorf("%s: Validate = %v, want invalid argument", name, err)
+		}
+	}
+	e := catalog.AuditEvent{UserAgent: "curl\xff/8", StatusCode: 500, LatencyMs: 1.5}
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if e.UserAgent != "curl\uFFFD/8" {
+		t.Fatalf("invalid UTF-8 not repaired: %q", e.UserAgent)
+	}
+}
+
+// TestAuditLogWithStore runs the log against a real store and checks what
+// a reader sees.
+func TestAuditLogWithStore(t *testing.T) {
+	st := memstore.New()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))
+	l := catalog.NewAuditLog(st, catalog.AuditLogOptions{Now: func() time.Time { return at }})
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Record(t.Context(), catalog.AuditEvent{Service: "mcp", Decision: "allow"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	closeLog(t, l)
+	es, err := st.ListAudit(t.Context(), time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 100 || !es[0].Time.Equal(at) || es[0].Time.Location() != time.UTC {
+		t.Fatalf("%d events, first at %v; want 100 at %v in UTC", len(es), es[0].Time, at)
+	}
+}

@@ -1,0 +1,160 @@
+package duckstore
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/walstore"
+)
+
+// gatewayEvent is a typical audit record of one MCP tools/call through the
+// gateway.
+func gatewayEvent(i int64) catalog.AuditEvent {
+	return catalog.AuditEvent{
+		Service: "mcp", Action: "tools/call", UserIdentity: "alice@example.com", RunBy: "alice@example.com",
+		RunAs: "coding-agent", SourceIP: "10.1.2.3", UserAgent: "claude-code/1.0.0 (linux)",
+		SessionID: "8d3c1a2e-5b7f-4c61-9a0e-2f4b6d8e1c3a", RequestID: "req-" + strconv.FormatInt(i, 10),
+		SecurableType: "CONNECTION", SecurableName: "system.ai.my_github_mcp",
+		RequestParams: `{"method":"tools/call","tool":"search_issues","arguments":{"query":"label:bug state:open","per_page":30}}`,
+		Decision:      "allow", Reason: "alice@example.com and coding-agent hold USE CONNECTION", LatencyMs: 12.5,
+	}
+}
+
+// countingWriter counts the writes that reach the store.
+type countingWriter struct {
+	catalog.AuditWriter
+	writes atomic.Int64
+}
+
+func (c *countingWriter) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	c.writes.Add(1)
+	return c.AuditWriter.AppendAudit(ctx, events...)
+}
+
+// BenchmarkAuditLog measures durable audit ingestion as the gateway does
+// it: concurrent producers call AuditLog.Record, which returns once the
+// event is fsynced in the write-ahead log; the log's applier moves the
+// events into DuckDB meanwhile.
+//
+//   - max: 64 producers, each recording its next event as soon as the last
+//     one returned (closed loop): the highest rate.
+//   - rate=50000: 50,000 events per second, each recorded by a goroutine
+//     of its own started at its scheduled time (open loop, as requests come
+//     to a server; latency is counted from that time): the issue's target
+//     load, and the CPU it costs, which the gateway's traffic then lacks.
+//
+// Reported: events/s while producing, sustained events/s (including the
+// time DuckDB then needed to catch up with what was still pending),
+// events per fsync, Record latency p50/p99, and the CPU time of the
+// process per event and in cores.
+//
+//	go test -run '^$' -bench BenchmarkAuditLog -benchtime 1500000x ./catalog/duckstore/
+func BenchmarkAuditLog(b *testing.B) {
+	b.Run("max", func(b *testing.B) { benchAuditLog(b, 64, 0) })
+	b.Run("rate=50000", func(b *testing.B) { benchAuditLog(b, 0, 50_000) })
+}
+
+func benchAuditLog(b *testing.B, producers int, rate float64) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	duck, err := Open(ctx, dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	wal, err := walstore.Open(ctx, dir, duck, walstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer wal.Close()
+	cw := &countingWriter{AuditWriter: wal}
+	al := catalog.NewAuditLog(cw, catalog.AuditLogOptions{})
+	defer al.Close(ctx)
+
+	var (
+		lats  = make([]time.Duration, b.N) // by event
+		wg    sync.WaitGroup
+		fails atomic.Int64
+	)
+	record := func(i int, due time.Time) {
+		if err := al.Record(ctx, gatewayEvent(int64(i))); err != nil {
+			if fails.Add(1) == 1 {
+				b.Error(err)
+			}
+			return
+		}
+		lats[i] = time.Since(due)
+	}
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	start := time.Now()
+	if rate == 0 {
+		var next atomic.Int64
+		for range producers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1)) - 1; i < b.N && fails.Load() == 0; i = int(next.Add(1)) - 1 {
+					record(i, time.Now())
+				}
+			}()
+		}
+	} else {
+		// Each event is a request of its own, as in a server: one
+		// goroutine each, started at its time.
+		for i := range b.N {
+			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+			if d := time.Until(due); d > time.Millisecond { // timers are coarser than 20 µs: start them by the millisecond
+				time.Sleep(d)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				record(i, due)
+			}()
+		}
+	}
+	wg.Wait()
+	produced := time.Since(start)
+	// Wait until DuckDB holds everything: a read applies what is pending.
+	if _, err := wal.ListPrincipals(ctx); err != nil {
+		b.Fatal(err)
+	}
+	total := time.Since(start)
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	if fails.Load() > 0 {
+		return
+	}
+	var n int64
+	if err := duck.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events`).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	if n != int64(b.N) {
+		b.Fatalf("DuckDB holds %d audit events, want %d", n, b.N)
+	}
+	slices.Sort(lats)
+	b.ReportMetric(float64(b.N)/produced.Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)/total.Seconds(), "sustained-events/s")
+	b.ReportMetric(float64(b.N)/float64(cw.writes.Load()), "events/fsync")
+	b.ReportMetric(float64(lats[len(lats)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(total-produced)/1e6, "catchup-ms")
+	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-us/event")
+	b.ReportMetric(cpu.Seconds()/total.Seconds(), "cpu-cores")
+}
+
+// cpuTime is the CPU time (user and system) the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,167 @@
+package walstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/mandatehq/mandate/catalog"
+)
+
+// Audit-only records (what AppendAudit writes: the audit pipeline's
+// batches, tens of thousands of events per second) are encoded in a
+// compact binary form instead of JSON, which costs several microseconds
+// per event. The framing (length, CRC-32C, sequence number) is the same; a
+// JSON body starts with '{', a binary audit body with auditMagic:
+//
+//	auditMagic, uvarint event count, then per event in AuditEvent field
+//	order: each string as uvarint length + bytes; Time as varint Unix
+//	microseconds (UTC); StatusCode, Revision as varints; LatencyMs as the
+//	8 little-endian bytes of its IEEE 754 bits.
+//
+// Records with anything else (catalog changes with their audit events,
+// meta) stay JSON.
+const auditMagic = 0xA1
+
+// maxAuditEvents bounds the count of a binary audit record (a corrupt
+// count must not allocate gigabytes; the body bounds it anyway).
+const maxAuditEvents = 1 << 24
+
+var errAuditBody = errors.New("malformed binary audit record")
+
+// auditOnly returns the events of r if r holds only audit events and no
+// meta, the case encoded in binary.
+func auditOnly(r *record) ([]catalog.AuditEvent, bool) {
+	if r.Meta != nil || len(r.Ops) != 1 || r.Ops[0].K != "audit" {
+		return nil, false
+	}
+	return r.Ops[0].A, true
+}
+
+// appendAudit appends the binary body of events to buf.
+func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
+	buf = append(buf, auditMagic)
+	buf = binary.AppendUvarint(buf, uint64(len(events)))
+	for i := range events {
+		e := &events[i]
+		buf = appendString(buf, e.EventID)
+		buf = binary.AppendVarint(buf, e.Time.UnixMicro())
+		for _, s := range [...]string{e.Service, e.Action, e.UserIdentity, e.RunBy, e.RunAs, e.SourceIP, e.UserAgent,
+			e.SessionID, e.RequestID, e.SecurableType, e.SecurableName, e.RequestParams} {
+			buf = appendString(buf, s)
+		}
+		buf = binary.AppendVarint(buf, int64(e.StatusCode))
+		for _, s := range [...]string{e.ErrorMessage, e.SQLState, e.Decision, e.Reason} {
+			buf = appendString(buf, s)
+		}
+		buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(e.LatencyMs))
+		buf = binary.AppendVarint(buf, int64(e.Revision))
+	}
+	return buf
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+// auditSize estimates the encoded size of events (for preallocation).
+func auditSize(events []catalog.AuditEvent) int {
+	n := 1 + binary.MaxVarintLen64
+	for i := range events {
+		e := &events[i]
+		n += 17*2 + 4*binary.MaxVarintLen64 + 8 + len(e.EventID) + len(e.Service) + len(e.Action) + len(e.UserIdentity) +
+			len(e.RunBy) + len(e.RunAs) + len(e.SourceIP) + len(e.UserAgent) + len(e.SessionID) + len(e.RequestID) +
+			len(e.SecurableType) + len(e.SecurableName) + len(e.RequestParams) + len(e.ErrorMessage) + len(e.SQLState) +
+			len(e.Decision) + len(e.Reason)
+	}
+	return n
+}
+
+// decodeAudit decodes a binary audit body (starting with auditMagic).
+func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
+	d := auditDecoder{b: b[1:]}
+	n := d.uvarint()
+	if d.err != nil || n > maxAuditEvents || n > uint64(len(d.b)) {
+		return nil, errAuditBody
+	}
+	events := make([]catalog.AuditEvent, n)
+	for i := range events {
+		e := &events[i]
+		e.EventID = d.str()
+		e.Time = time.UnixMicro(d.varint()).UTC()
+		for _, p := range [...]*string{&e.Service, &e.Action, &e.UserIdentity, &e.RunBy, &e.RunAs, &e.SourceIP,
+			&e.UserAgent, &e.SessionID, &e.RequestID, &e.SecurableType, &e.SecurableName, &e.RequestParams} {
+			*p = d.str()
+		}
+		st := d.varint()
+		if st != int64(int(st)) {
+			d.err = errAuditBody
+		}
+		e.StatusCode = int(st)
+		for _, p := range [...]*string{&e.ErrorMessage, &e.SQLState, &e.Decision, &e.Reason} {
+			*p = d.str()
+		}
+		if len(d.b) < 8 {
+			d.err = errAuditBody
+		} else {
+			e.LatencyMs = math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+			d.b = d.b[8:]
+		}
+		e.Revision = catalog.Revision(d.varint())
+		if d.err != nil {
+			return nil, d.err
+		}
+	}
+	if len(d.b) != 0 {
+		return nil, errAuditBody
+	}
+	return events, nil
+}
+
+// auditDecoder reads a binary audit body; the first error sticks.
+type auditDecoder struct {
+	b   []byte
+	err error
+}
+
+func (d *auditDecoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errAuditBody
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *auditDecoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errAuditBody
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *auditDecoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errAuditBody
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}

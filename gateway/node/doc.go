@@ -1,0 +1,33 @@
+// Package node is the client side of a remote gateway node (mandate gateway
+// --catalog URL --node-token-file FILE): what the data plane needs from the
+// catalog besides authorization decisions (enforce/client), over the
+// catalog's HTTP API and its node token ("Authorization: Bearer <token>").
+//
+//   - AuditSink (gateway.AuditSink) sends audit events to
+//     POST /api/v1/audit with group commit: concurrent Records are batched
+//     by a catalog.AuditLog whose writer is the API, a batch goes out as
+//     requests of at most MaxRequestEvents events and MaxRequestBytes (split
+//     further when the catalog answers 413), and Record returns once the
+//     catalog answered that the events are durable. Transient failures
+//     (transport errors, 5xx, 429) are retried with backoff and jitter for up
+//     to WriteTimeout; then, and on 400 or 401, every Record of the batch
+//     fails and the gateway refuses the call (fail closed). Delivery is at
+//     least once: a retry after a lost answer writes the events again with
+//     the same event_id.
+//   - Connections (gateway.Connections) resolves connection names with
+//     GET /api/v1/connections/{name}: the full name, URL, auth mode,
+//     non-secret options and decrypted secrets. Answers (and unknown names)
+//     are cached until Config.Revision (enforce/client.Client.Revision)
+//     reports a newer catalog revision than the answer's, and at most
+//     ConnectionTTL; concurrent misses share one request. An unreachable
+//     catalog is an error, never gateway.ErrNoConnection.
+//   - LocalConnections is the same for a gateway in the catalog's process
+//     (mandate serve): resolved from the catalog.Service's model through
+//     enforce/api.ConnectionResolver, cached until the next revision.
+//   - ReadTokenFile reads --node-token-file (refusing a file others may
+//     read).
+//
+// Secrets travel in the connections answer: use an https BaseURL (and
+// TLSConfig) unless the network between node and catalog is trusted, and
+// never log a Connection's Secrets.
+package node
