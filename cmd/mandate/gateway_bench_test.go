@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The gateway benchmarks measure three paths to one fast local upstream
+// (a JSON-RPC responder answering every tools/call at once) in one run:
+//
+//	direct   the upstream itself
+//	proxy    a bare net/http/httputil.ReverseProxy with keep-alive: the
+//	         floor any extra hop costs on this machine
+//	mandate  `mandate serve --dev` (a subprocess): bearer JWT verified,
+//	         USE_CONNECTION decided for alice and coding-agent, a
+//	         mandate_jwt minted for the upstream, and a durable audit
+//	         record per call (group-committed fsync) before the answer
+//
+// The load generator, the upstream and the proxy share this process; all
+// of it shares the 2 cores with the mandate subprocess.
+//
+//	go test -run '^$' -bench BenchmarkGateway -benchtime 20000x ./cmd/mandate
+func BenchmarkGateway(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(fastUpstream))
+	b.Cleanup(up.Close)
+	upURL, _ := url.Parse(up.URL)
+	transport := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}
+	proxy := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(upURL) },
+		Transport: transport,
+	})
+	b.Cleanup(proxy.Close)
+
+	s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn"}})
+	c := s.admin(b)
+	mustExec(b, c,
+		`CREATE USER "alice@example.com"`,
+		`CREATE SERVICE PRINCIPAL "coding-agent"`,
+		`CREATE CONNECTION bench TYPE MCP OPTIONS (url '`+up.URL+`/mcp', auth_mode 'mandate_jwt', scopes 'repo')`,
+		`GRANT USE_CONNECTION ON CONNECTION bench TO "alice@example.com"`,
+		`GRANT USE_CONNECTION ON CONNECTION bench TO "coding-agent"`)
+	token := e2eToken(b, s, "alice@example.com", "coding-agent")
+
+	paths := []struct{ name, url, token string }{
+		{"direct", up.URL + "/mcp", ""},
+		{"proxy", proxy.URL + "/mcp", ""},
+		{"mandate", "http://" + s.httpAddr + "/mcp/bench", token},
+	}
+	// A first pass checks each path answers (and warms connections).
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
+	for _, p := range paths {
+		if err := callTool(client, p.url, p.token, 1); err != nil {
+			b.Fatalf("%s: %v", p.name, err)
+		}
+	}
+	for _, p := range paths {
+		b.Run("throughput-32conns/"+p.name, func(b *testing.B) {
+			var next atomic.Int64
+			var failed atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1)
+						if i > int64(b.N) {
+							return
+						}
+						if err := callTool(client, p.url, p.token, i); err != nil {
+							failed.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			el := time.Since(start)
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d of %d calls failed", n, b.N)
+			}
+			b.ReportMetric(float64(b.N)/el.Seconds(), "calls/s")
+		})
+	}
+	for _, p := range paths {
+		b.Run("paced-1000/s/"+p.name, func(b *testing.B) {
+			lat := make([]time.Duration, b.N)
+			var failed atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				due := start.Add(time.Duration(i) * time.Millisecond)
+				if d := time.Until(due); d > 0 {
+					time.Sleep(d) // the pace of the load, not a synchronisation
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					t0 := time.Now()
+					if err := callTool(client, p.url, p.token, int64(i)); err != nil {
+						failed.Add(1)
+					}
+					lat[i] = time.Since(t0)
+				}()
+			}
+			wg.Wait()
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d of %d calls failed", n, b.N)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// callTool sends one tools/call and checks the answer is its result.
+func callTool(c *http.Client, url, token string, id int64) error {
+	body := `{"jsonrpc":"2.0","id":` + strconv.FormatInt(id, 10) + `,"method":"tools/call","params":{"name":"search_repos","arguments":{"query":"mandate"}}}`
+	req, err := http.NewRequest("POST", url, bytes.NewBufferString(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"result"`)) {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+// fastUpstream answers every JSON-RPC request at once with a tools/call
+// result (stateless: no session).
+func fastUpstream(w http.ResponseWriter, r *http.Request) {
+	var m struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&m); err != nil || len(m.ID) == 0 {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"found: mandate"}]}}`, m.ID)
+}

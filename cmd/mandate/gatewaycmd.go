@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/enforce/client"
+	"github.com/mandatehq/mandate/gateway/node"
+)
+
+type gatewayConfig struct {
+	catalogURL    string
+	nodeTokenFile string
+	httpAddr      string
+	publicURL     string
+	oidcIssuers   string
+	dataDir       string
+	maxStaleness  time.Duration
+	logFormat     string
+	logLevel      string
+}
+
+func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig, error) {
+	c := &gatewayConfig{}
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" || a == "-h=true" {
+			fs.SetOutput(stdout)
+		}
+	}
+	fs.StringVar(&c.catalogURL, "catalog", "", "URL of the catalog's HTTP API (mandate serve --http-addr), e.g. https://catalog.internal:8470 (required)")
+	fs.StringVar(&c.nodeTokenFile, "node-token-file", "", "file holding the catalog's node token (its DATA_DIR/node-token); or set MANDATE_NODE_TOKEN")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8480", "address the MCP gateway listens on (/mcp/CONNECTION)")
+	fs.StringVar(&c.publicURL, "public-url", "", "canonical URL of this gateway as agents reach it; inbound tokens must name it as audience (default http://HTTP-ADDR)")
+	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens are accepted (optionally URL|JWKS-URL) (required)")
+	fs.StringVar(&c.dataDir, "data-dir", "./mandate-gateway-data", "directory for this node's upstream signing keys and users' upstream tokens (sealed with MANDATE_MASTER_KEY or DATA_DIR/master.key)")
+	fs.DurationVar(&c.maxStaleness, "max-staleness", client.DefaultMaxStaleness, "deny every call when the node cannot confirm for this long that its authorization answers are current")
+	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: json, console, or auto")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: mandate gateway --catalog URL --node-token-file FILE --oidc-issuer URL [flags]\n\nRuns an MCP gateway node against a remote catalog. Every flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(fs.Output(), "  --%s [%s]\n      %s (default %q)\n", f.Name, envName(f.Name), f.Usage, f.DefValue)
+		})
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("invalid %s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := parseArgs(fs, args); err != nil {
+		return nil, err
+	}
+	if c.catalogURL == "" {
+		return nil, errors.New("--catalog is required (the catalog's HTTP API URL)")
+	}
+	if c.nodeTokenFile == "" && os.Getenv("MANDATE_NODE_TOKEN") == "" {
+		return nil, errors.New("--node-token-file or MANDATE_NODE_TOKEN is required")
+	}
+	if c.oidcIssuers == "" {
+		return nil, errors.New("--oidc-issuer is required: the identity providers whose tokens agents present")
+	}
+	if c.maxStaleness <= 0 {
+		return nil, errors.New("--max-staleness must be positive")
+	}
+	if _, _, err := net.SplitHostPort(c.httpAddr); err != nil {
+		return nil, fmt.Errorf("--http-addr %q is not HOST:PORT: %v", c.httpAddr, err)
+	}
+	return c, nil
+}
+
+// runGateway is `mandate gateway`: an MCP gateway node that asks a remote
+// catalog for every decision (enforce/client: cache keyed by revision,
+// watch stream, fail closed past --max-staleness), resolves connections
+// and writes audit records through the catalog's node API.
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseGatewayFlags(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	syscall.Umask(0o077)
+	token := os.Getenv("MANDATE_NODE_TOKEN")
+	if token == "" {
+		if token, err = node.ReadTokenFile(cfg.nodeTokenFile); err != nil {
+			return fmt.Errorf("--node-token-file: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	defer ln.Close()
+	publicURL, err := publicURLFor(cfg.publicURL, ln)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	key, err := masterKey(cfg.dataDir, true)
+	if err != nil {
+		return err
+	}
+	kr, err := catalog.NewKeyring(key)
+	if err != nil {
+		return err
+	}
+	authz, err := client.New(client.Config{BaseURL: cfg.catalogURL, Token: token, MaxStaleness: cfg.maxStaleness, Logger: log})
+	if err != nil {
+		return fmt.Errorf("authorization client: %w", err)
+	}
+	defer authz.Close()
+	nodeCfg := node.Config{BaseURL: cfg.catalogURL, Token: token, Revision: authz.Revision, Logger: log}
+	conns, err := node.NewConnections(nodeCfg)
+	if err != nil {
+		return err
+	}
+	defer conns.Close()
+	audit, err := node.NewAuditSink(nodeCfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = audit.Close(cctx)
+	}()
+	dp, err := newDataPlane(ctx, dataPlaneConfig{
+		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
+		authz: authz, connections: conns, audit: audit, log: log,
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		st := authz.Stats()
+		if st.Age > cfg.maxStaleness {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"status":"stale","revision":%d}`+"\n", st.Revision)
+			return
+		}
+		fmt.Fprintf(w, `{"status":"ok","revision":%d}`+"\n", st.Revision)
+	})
+	dp.mount(mux)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	log.Info().Str("http_addr", ln.Addr().String()).Str("public_url", publicURL).Str("catalog", cfg.catalogURL).Msg("mandate gateway is serving")
+	fmt.Fprintf(stdout, "Mandate gateway is ready: MCP endpoints at %s/mcp/CONNECTION\n", publicURL)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

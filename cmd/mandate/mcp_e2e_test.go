@@ -1,0 +1,242 @@
+package main
+
+import (
+	"encoding/base64"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// mcpUpstream is an MCP server made with the official SDK that records the
+// Authorization header of every request and checks it is a Mandate JWT.
+type mcpUpstream struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	auths []string
+}
+
+type repoQuery struct {
+	Query string `json:"query"`
+}
+
+func newMCPUpstream(t testing.TB) *mcpUpstream {
+	t.Helper()
+	u := &mcpUpstream{}
+	s := sdk.NewServer(&sdk.Implementation{Name: "github-like", Version: "1.0.0"}, nil)
+	sdk.AddTool(s, &sdk.Tool{Name: "search_repos", Description: "searches repositories"},
+		func(ctx context.Context, req *sdk.CallToolRequest, a repoQuery) (*sdk.CallToolResult, any, error) {
+			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "found: " + a.Query}}}, nil, nil
+		})
+	sdk.AddTool(s, &sdk.Tool{Name: "delete_repo", Description: "deletes a repository"},
+		func(ctx context.Context, req *sdk.CallToolRequest, a repoQuery) (*sdk.CallToolResult, any, error) {
+			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "deleted " + a.Query}}}, nil, nil
+		})
+	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil)
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.auths = append(u.auths, r.Header.Get("Authorization"))
+		u.mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *mcpUpstream) seenAuths() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.auths...)
+}
+
+// bearerClient adds a bearer token to every request.
+type bearerClient struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (b *bearerClient) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.base.RoundTrip(r)
+}
+
+func e2eToken(t testing.TB, s *server, user, agent string) string {
+	t.Helper()
+	args := []string{"dev-token", "--data-dir", s.dataDir, "--user", user}
+	if agent != "" {
+		args = append(args, "--agent", agent)
+	}
+	out, errOut, code := runBinary(t, baseEnv(), args...)
+	if code != 0 {
+		t.Fatalf("mandate dev-token: exit %d: %s", code, errOut)
+	}
+	return strings.TrimSpace(out)
+}
+
+func mcpConnect(t testing.TB, url, token string) (*sdk.ClientSession, error) {
+	t.Helper()
+	c := sdk.NewClient(&sdk.Implementation{Name: "e2e-agent", Version: "1.0.0"}, nil)
+	hc := &http.Client{Transport: &bearerClient{token: token, base: http.DefaultTransport}, Timeout: 30 * time.Second}
+	return c.Connect(t.Context(), &sdk.StreamableClientTransport{Endpoint: url, HTTPClient: hc, MaxRetries: -1}, nil)
+}
+
+// TestMCPGatewayEndToEnd walks the product brief through the binary: an
+// MCP server registered in SQL and granted to a group; alice calls it
+// through coding-agent with the official MCP SDK; bob, an agent without
+// its own grant and a revoked alice are refused; the upstream sees a
+// Mandate JWT naming alice and the agent, never the inbound token.
+func TestMCPGatewayEndToEnd(t *testing.T) {
+	t.Parallel()
+	up := newMCPUpstream(t)
+	s := startServer(t, serverOpts{args: []string{"--dev"}})
+	c := s.admin(t)
+	mustExec(t, c,
+		`CREATE GROUP "data-analysts"`,
+		`CREATE USER "alice@example.com"`,
+		`CREATE USER "bob@example.com"`,
+		`ALTER GROUP "data-analysts" ADD USER "alice@example.com"`,
+		`CREATE SERVICE PRINCIPAL "coding-agent"`,
+		`CREATE SERVICE PRINCIPAL "rogue-agent"`,
+		`CREATE CONNECTION my_github_mcp TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'mandate_jwt', scopes 'repo read:org', include_tools 'search_*')`,
+		`GRANT USE_CONNECTION ON CONNECTION my_github_mcp TO "data-analysts"`,
+		`GRANT USE_CONNECTION ON CONNECTION my_github_mcp TO "coding-agent"`)
+	gw := "http://" + s.httpAddr
+	url := gw + "/mcp/my_github_mcp"
+
+	alice := e2eToken(t, s, "alice@example.com", "coding-agent")
+	sess, err := mcpConnect(t, url, alice)
+	if err != nil {
+		t.Fatalf("alice via coding-agent: %v", err)
+	}
+	defer sess.Close()
+	tools, err := sess.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tools.Tools) != 1 || tools.Tools[0].Name != "search_repos" {
+		var names []string
+		for _, tl := range tools.Tools {
+			names = append(names, tl.Name)
+		}
+		t.Fatalf("tools/list = %v, want only search_repos (include_tools 'search_*')", names)
+	}
+	res, err := sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "mandate"}})
+	if err != nil || res.IsError || len(res.Content) == 0 || res.Content[0].(*sdk.TextContent).Text != "found: mandate" {
+		t.Fatalf("tools/call search_repos: %+v, %v", res, err)
+	}
+	if _, err := sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "delete_repo", Arguments: map[string]any{"query": "x"}}); err == nil {
+		t.Fatal("tools/call of the hidden delete_repo succeeded")
+	}
+
+	// The upstream saw Mandate's JWT for alice acting through coding-agent,
+	// for its own audience, and never the inbound token.
+	jwks := fetchJWKS(t, gw+"/.well-known/jwks.json")
+	auths := up.seenAuths()
+	if len(auths) == 0 {
+		t.Fatal("the upstream saw no request")
+	}
+	for _, a := range auths {
+		if strings.Contains(a, alice) {
+			t.Fatal("the inbound token reached the upstream")
+		}
+		tok, ok := strings.CutPrefix(a, "Bearer ")
+		if !ok {
+			t.Fatalf("upstream Authorization %q is not a bearer token", a)
+		}
+		var std jwt.Claims
+		var cl struct {
+			Act struct {
+				Sub string `json:"sub"`
+			} `json:"act"`
+			Scope string `json:"scope"`
+		}
+		parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := parsed.Claims(jwks, &std, &cl); err != nil {
+			t.Fatalf("upstream token does not verify against the gateway's JWKS: %v", err)
+		}
+		if std.Subject != "alice@example.com" || cl.Act.Sub != "coding-agent" || !std.Audience.Contains(up.srv.URL) || cl.Scope != "repo read:org" {
+			t.Fatalf("upstream token claims sub=%q act=%q aud=%v scope=%q (%s)", std.Subject, cl.Act.Sub, std.Audience, cl.Scope, payloadOf(tok))
+		}
+		if life := std.Expiry.Time().Sub(std.IssuedAt.Time()); life <= 0 || life > 5*time.Minute {
+			t.Fatalf("upstream token lifetime %v, want at most 5 minutes", life)
+		}
+	}
+
+	// bob is not in data-analysts: refused at connect (HTTP 403).
+	if _, err := mcpConnect(t, url, e2eToken(t, s, "bob@example.com", "coding-agent")); err == nil {
+		t.Fatal("bob was let in")
+	}
+	// rogue-agent has no grant of its own: refused even for alice.
+	if _, err := mcpConnect(t, url, e2eToken(t, s, "alice@example.com", "rogue-agent")); err == nil {
+		t.Fatal("alice through rogue-agent was let in")
+	}
+	status, body := rawPOST(t, url, e2eToken(t, s, "bob@example.com", "coding-agent"),
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`)
+	if status != http.StatusForbidden || !strings.Contains(body, "bob@example.com") {
+		t.Fatalf("bob's initialize: %d %s, want 403 naming bob", status, body)
+	}
+	if status, _ := rawPOST(t, url, "", `{"jsonrpc":"2.0","id":1,"method":"ping"}`); status != http.StatusUnauthorized {
+		t.Fatalf("no token: %d, want 401", status)
+	}
+
+	// After the REVOKE alice's next call is refused.
+	mustExec(t, c, `REVOKE USE_CONNECTION ON CONNECTION my_github_mcp FROM "data-analysts"`)
+	waitFor(t, 10*time.Second, "the REVOKE to reach the gateway", func() bool {
+		_, err := sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "again"}})
+		return err != nil
+	})
+}
+
+func rawPOST(t testing.TB, url, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", url, bytes.NewBufferString(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func fetchJWKS(t testing.TB, url string) *jose.JSONWebKeySet {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ks jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&ks); err != nil || len(ks.Keys) == 0 {
+		t.Fatalf("JWKS at %s: %v (%d keys)", url, err, len(ks.Keys))
+	}
+	return &ks
+}
+
+func payloadOf(tok string) string {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return "not a JWT"
+	}
+	b, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	return string(b)
+}

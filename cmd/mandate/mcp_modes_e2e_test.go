@@ -1,0 +1,173 @@
+package main
+
+import (
+	"os/exec"
+	"syscall"
+
+	"encoding/json"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// TestMCPTokenExchange: a token_exchange connection. The gateway, as a
+// client of the development identity provider (playing the enterprise
+// IdP), exchanges alice's inbound token for one issued to the upstream;
+// the upstream sees alice with coding-agent as actor, its own audience,
+// never the inbound token; repeated calls reuse one exchange.
+func TestMCPTokenExchange(t *testing.T) {
+	t.Parallel()
+	up := newMCPUpstream(t)
+	s := startServer(t, serverOpts{args: []string{"--dev"}})
+	var st struct {
+		Issuer       string `json:"issuer"`
+		ClientSecret string `json:"client_secret"`
+	}
+	b, err := os.ReadFile(filepath.Join(s.dataDir, "dev-idp.json"))
+	if err != nil || json.Unmarshal(b, &st) != nil || st.ClientSecret == "" {
+		t.Fatalf("dev-idp.json: %v", err)
+	}
+	c := s.admin(t)
+	mustExec(t, c,
+		`CREATE USER "alice@example.com"`,
+		`CREATE SERVICE PRINCIPAL "coding-agent"`,
+		`CREATE CONNECTION gh TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'token_exchange', scopes 'repo',
+		   token_endpoint '`+st.Issuer+`/oauth/token', client_id 'mandate-gateway', client_secret '`+st.ClientSecret+`')`,
+		`GRANT USE_CONNECTION ON CONNECTION gh TO "alice@example.com"`,
+		`GRANT USE_CONNECTION ON CONNECTION gh TO "coding-agent"`)
+	alice := e2eToken(t, s, "alice@example.com", "coding-agent")
+	sess, err := mcpConnect(t, "http://"+s.httpAddr+"/mcp/gh", alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	for i := range 5 {
+		if res, err := sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "q"}}); err != nil || res.IsError {
+			t.Fatalf("call %d: %+v %v", i, res, err)
+		}
+	}
+	jwks := fetchJWKS(t, st.Issuer+"/keys")
+	distinct := map[string]bool{}
+	for _, a := range up.seenAuths() {
+		if strings.Contains(a, alice) {
+			t.Fatal("the inbound token reached the upstream")
+		}
+		tok := strings.TrimPrefix(a, "Bearer ")
+		distinct[tok] = true
+		sub, act, aud := jwtClaims(t, tok, jwks)
+		if sub != "alice@example.com" || act != "coding-agent" || aud != up.srv.URL {
+			t.Fatalf("exchanged token: sub=%q act=%q aud=%q (%s)", sub, act, aud, payloadOf(tok))
+		}
+	}
+	if len(distinct) != 1 {
+		t.Fatalf("%d distinct upstream tokens for one user, agent and connection: want one exchange", len(distinct))
+	}
+}
+
+// TestGatewayNode runs `mandate gateway` against the catalog of
+// `mandate serve`: calls pass while granted and are refused after a REVOKE
+// within the node's staleness bound.
+func TestGatewayNode(t *testing.T) {
+	t.Parallel()
+	up := newMCPUpstream(t)
+	s := startServer(t, serverOpts{args: []string{"--dev"}})
+	c := s.admin(t)
+	mustExec(t, c,
+		`CREATE USER "alice@example.com"`,
+		`CREATE SERVICE PRINCIPAL "coding-agent"`,
+		`CREATE CONNECTION gh TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'mandate_jwt')`,
+		`GRANT USE_CONNECTION ON CONNECTION gh TO "alice@example.com"`,
+		`GRANT USE_CONNECTION ON CONNECTION gh TO "coding-agent"`)
+	addr := freeAddrs(t, 1)[0]
+	node := startProcess(t, []string{"gateway", "--catalog", "http://" + s.httpAddr,
+		"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", addr,
+		"--oidc-issuer", "http://" + s.httpAddr + "/oidc", "--public-url", "http://" + s.httpAddr,
+		"--data-dir", t.TempDir(), "--max-staleness", "2s"}, "Mandate gateway is ready")
+	_ = node
+	// The node's public URL is the catalog's here so that dev tokens (whose
+	// audience is the serve process's URL) are accepted by both.
+	alice := e2eToken(t, s, "alice@example.com", "coding-agent")
+	sess, err := mcpConnect(t, "http://"+addr+"/mcp/gh", alice)
+	if err != nil {
+		t.Fatalf("alice through the node: %v", err)
+	}
+	defer sess.Close()
+	if res, err := sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "q"}}); err != nil || res.IsError {
+		t.Fatalf("call through the node: %+v %v", res, err)
+	}
+	mustExec(t, c, `REVOKE USE_CONNECTION ON CONNECTION gh FROM "coding-agent"`)
+	start := time.Now()
+	waitFor(t, 10*time.Second, "the node to enforce the REVOKE", func() bool {
+		_, err := sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "q"}})
+		return err != nil
+	})
+	t.Logf("REVOKE enforced by the node after %v", time.Since(start))
+}
+
+// jwtClaims verifies tok against jwks and returns sub, act.sub and aud.
+func jwtClaims(t testing.TB, tok string, jwks *jose.JSONWebKeySet) (sub, act, aud string) {
+	t.Helper()
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA, jose.PS256})
+	if err != nil {
+		t.Fatalf("upstream token: %v", err)
+	}
+	var std jwt.Claims
+	var ext struct {
+		Act struct {
+			Sub string `json:"sub"`
+		} `json:"act"`
+	}
+	if err := parsed.Claims(jwks, &std, &ext); err != nil {
+		t.Fatalf("upstream token does not verify: %v", err)
+	}
+	return std.Subject, ext.Act.Sub, strings.Join(std.Audience, " ")
+}
+
+// process is a started mandate subprocess other than serve.
+type process struct {
+	cmd    *exec.Cmd
+	stdout syncBuffer
+	stderr syncBuffer
+	done   chan struct{}
+}
+
+// startProcess starts the binary with args and waits until its stdout
+// contains ready; it is stopped with SIGTERM when the test ends.
+func startProcess(t testing.TB, args []string, ready string) *process {
+	t.Helper()
+	p := &process{done: make(chan struct{})}
+	p.cmd = exec.Command(mandateBinary(t), args...)
+	p.cmd.Env = baseEnv()
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	deadline := time.Now().Add(startTimeout)
+	for !strings.Contains(p.stdout.String(), ready) {
+		select {
+		case <-p.done:
+			t.Fatalf("%v exited: %s\n%s", args[0], p.stdout.String(), p.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v not ready: %s\n%s", args[0], p.stdout.String(), p.stderr.String())
+		}
+	}
+	return p
+}
