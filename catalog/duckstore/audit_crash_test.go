@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -117,6 +118,16 @@ func TestAuditCrashDurability(t *testing.T) {
 	}
 	_, _ = io.Copy(io.Discard, stdout)
 
+	// What the crash left: the audit log's records not yet applied to
+	// DuckDB, and DuckDB's own WAL.
+	var logBytes, walBytes int64
+	if fi, err := os.Stat(filepath.Join(dir, walstore.FileName)); err == nil {
+		logBytes = fi.Size()
+	}
+	if fi, err := os.Stat(filepath.Join(dir, FileName+".wal")); err == nil {
+		walBytes = fi.Size()
+	}
+
 	ctx := t.Context()
 	duck := openT(t, dir)
 	wal, err := walstore.Open(ctx, dir, duck, walstore.Options{})
@@ -152,5 +163,6 @@ func TestAuditCrashDurability(t *testing.T) {
 	if missing > 0 {
 		t.Fatalf("%d of %d acknowledged events missing", missing, len(acked))
 	}
-	t.Logf("%d events acknowledged before the kill, %d recovered", len(acked), len(stored))
+	t.Logf("%d events acknowledged before the kill, %d recovered (the kill left %d bytes of audit log and %d of DuckDB WAL)",
+		len(acked), len(stored), logBytes, walBytes)
 }

@@ -193,6 +193,38 @@ func TestMCPGatewayEndToEnd(t *testing.T) {
 		t.Fatalf("no token: %d, want 401", status)
 	}
 
+	// Every message is in system.access.audit with both identities.
+	var calls, denied int
+	rows, err := c.Query(t.Context(), `SELECT action_name, user_identity, identity_metadata::text, decision, securable_name, reason
+		FROM system.access.audit WHERE service_name = 'mcp' ORDER BY event_time`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var action, user, meta, decision, securable, reason string
+		if err := rows.Scan(&action, &user, &meta, &decision, &securable, &reason); err != nil {
+			t.Fatal(err)
+		}
+		if securable != "system.ai.my_github_mcp" {
+			t.Errorf("audit securable %q", securable)
+		}
+		if action == "tools/call" && user == "alice@example.com" && decision == "allow" {
+			calls++
+			if !strings.Contains(meta, "coding-agent") || !strings.Contains(meta, "alice@example.com") {
+				t.Errorf("identity_metadata %s lacks run_by/run_as", meta)
+			}
+		}
+		if user == "bob@example.com" && decision == "deny" && strings.Contains(reason, "bob@example.com") {
+			denied++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if calls < 1 || denied < 1 {
+		t.Fatalf("audit: %d allowed tools/call by alice, %d denials of bob; want both", calls, denied)
+	}
+
 	// After the REVOKE alice's next call is refused.
 	mustExec(t, c, `REVOKE USE_CONNECTION ON CONNECTION my_github_mcp FROM "data-analysts"`)
 	waitFor(t, 10*time.Second, "the REVOKE to reach the gateway", func() bool {
