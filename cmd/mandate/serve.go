@@ -371,7 +371,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = auditLog.Close(cctx)
 	}()
 	apiHandler := api.NewHandler(eng, api.Options{Token: token, Logger: log,
-		Audit: auditLog, Connections: api.ConnectionResolver(svc)})
+		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx})
 
 	// The MCP gateway (issue 4) on the same address: /mcp/CONNECTION.
 	publicURL, err := publicURLFor(cfg.publicURL, httpLn)

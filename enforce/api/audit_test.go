@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,46 @@ func TestAuditAPIStoreFailure(t *testing.T) {
 	var e api.ErrorResponse
 	if err := json.Unmarshal(r.body, &e); err != nil || !strings.Contains(e.Error, "not configured") {
 		t.Fatalf("without Options.Audit: %s", r.body)
+	}
+}
+
+// TestDecisionsAudited: with AuditDecisions every answered decision
+// becomes an "authorization" audit event with both identities.
+func TestDecisionsAudited(t *testing.T) {
+	st := memstore.New()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	srv := auditServer(t, st, api.Options{AuditDecisions: true, Context: ctx})
+	body := `{"checks": [
+		{"subject": "alice@example.com", "actor": "coding-agent", "privilege": "USE_CONNECTION", "securable": {"type": "CONNECTION", "name": "my_github_mcp"}, "context": {"tool": "search"}},
+		{"subject": "bob@example.com", "privilege": "USE_CONNECTION", "securable": {"type": "CONNECTION", "name": "my_github_mcp"}}]}`
+	if r := call(t, srv, http.MethodPost, api.AuthorizePath, "Bearer "+token, strings.NewReader(body)); r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var evs []catalog.AuditEvent
+	deadline := time.Now().Add(5 * time.Second)
+	for len(evs) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d decision events recorded, want 2", len(evs))
+		}
+		runtime.Gosched()
+		all, err := st.ListAudit(t.Context(), time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = evs[:0]
+		for _, e := range all {
+			if e.Service == "authorization" {
+				evs = append(evs, e)
+			}
+		}
+	}
+	a, b := evs[0], evs[1]
+	if a.Action != "authorize" || a.UserIdentity != "alice@example.com" || a.RunAs != "coding-agent" ||
+		a.SecurableName != "my_github_mcp" || !strings.Contains(a.RequestParams, `"tool":"search"`) || a.Decision == "" || a.Reason == "" {
+		t.Errorf("first event %+v", a)
+	}
+	if b.UserIdentity != "bob@example.com" || b.RunAs != "" {
+		t.Errorf("second event %+v", b)
 	}
 }

@@ -61,13 +61,19 @@ type Options struct {
 	// Connections resolves GET /api/v1/connections/{name}, secrets included
 	// (ConnectionResolver); nil answers that route 503.
 	Connections func(ctx context.Context, name string) (*ConnectionInfo, error)
+	// AuditDecisions records every decision the API answers through Audit
+	// (service_name "authorization"), in the background until Context ends.
+	AuditDecisions bool
+	// Context bounds the handler's background work (default: forever).
+	Context context.Context
 }
 
 type handler struct {
-	d        enforce.Decider
-	o        Options
-	tokenSum [sha256.Size]byte
-	log      zerolog.Logger
+	d         enforce.Decider
+	o         Options
+	tokenSum  [sha256.Size]byte
+	log       zerolog.Logger
+	decisions *decisionAudit // nil: decisions are not audited
 }
 
 var _ http.Handler = (*handler)(nil)
@@ -91,6 +97,13 @@ func NewHandler(d enforce.Decider, opts Options) http.Handler {
 		opts.MaxAuditEvents = DefaultMaxAuditEvents
 	}
 	h := &handler{d: d, o: opts, log: opts.Logger.With().Str("component", "authz-api").Logger()}
+	if opts.AuditDecisions && opts.Audit != nil {
+		bg := opts.Context
+		if bg == nil {
+			bg = context.Background()
+		}
+		h.decisions = newDecisionAudit(bg, opts.Audit, h.log)
+	}
 	if opts.Token == "" {
 		h.log.Error().Msg("no node token configured: every request will be refused")
 	} else {
@@ -314,6 +327,7 @@ func jsonKind(k reflect.Kind) string {
 }
 
 func (h *handler) authorize(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
 	var req AuthorizeRequest
 	if err := h.decodeBody(w, r, &req); err != nil {
 		return err
@@ -333,6 +347,7 @@ func (h *handler) authorize(w http.ResponseWriter, r *http.Request) error {
 			d.Steps = nil
 		}
 		writeJSON(w, http.StatusOK, d)
+		h.decisions.record(r, []enforce.Request{rq}, []enforce.Decision{d}, start)
 		return nil
 	}
 	if !req.Check.isZero() {
@@ -364,6 +379,7 @@ func (h *handler) authorize(w http.ResponseWriter, r *http.Request) error {
 		res.Results[i] = d
 	}
 	writeJSON(w, http.StatusOK, res)
+	h.decisions.record(r, reqs, res.Results, start)
 	return nil
 }
 
