@@ -101,6 +101,17 @@ func TestGatewayNode(t *testing.T) {
 	if res, err := sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "q"}}); err != nil || res.IsError {
 		t.Fatalf("call through the node: %+v %v", res, err)
 	}
+	// The node's audit records and the decisions it asked for reached the
+	// catalog.
+	waitFor(t, 10*time.Second, "the node's audit records in system.access.audit", func() bool {
+		var mcpCalls, decisions int
+		if err := c.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE service_name = 'mcp' AND action_name = 'tools/call' AND decision = 'allow'),
+			count(*) FILTER (WHERE service_name = 'authorization' AND user_identity = 'alice@example.com')
+			FROM system.access.audit`).Scan(&mcpCalls, &decisions); err != nil {
+			t.Fatal(err)
+		}
+		return mcpCalls >= 1 && decisions >= 1
+	})
 	mustExec(t, c, `REVOKE USE_CONNECTION ON CONNECTION gh FROM "coding-agent"`)
 	start := time.Now()
 	waitFor(t, 10*time.Second, "the node to enforce the REVOKE", func() bool {
