@@ -89,6 +89,7 @@ func init() {
 		"pg_get_function_result":          "CAST(NULL AS text)",
 		"pg_get_function_arguments":       "CAST(NULL AS text)",
 		"pg_get_statisticsobjdef_columns": "CAST(NULL AS text)",
+		"pg_get_serial_sequence":          "CAST(NULL AS text)",
 		"pg_relation_size":                "CAST(0 AS bigint)",
 		"pg_total_relation_size":          "CAST(0 AS bigint)",
 		"pg_table_size":                   "CAST(0 AS bigint)",
