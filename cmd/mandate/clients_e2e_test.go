@@ -106,7 +106,7 @@ func TestSQLClients(t *testing.T) {
 			"sqlalchemy version 1.4",
 			"sqlalchemy tables audit",
 			"sqlalchemy columns "+auditColumns,
-			"sqlalchemy types event_time=TIMESTAMP latency_ms=DOUBLE PRECISION response=JSON"))
+			"sqlalchemy types event_time=TIMESTAMP latency_ms=DOUBLE_PRECISION response=JSON"))
 	})
 	t.Run("pandas", func(t *testing.T) {
 		py := findPython(t, "pandas", "apt-get install python3-pandas")

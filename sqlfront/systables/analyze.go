@@ -76,6 +76,12 @@ func init() {
 	}
 }
 
+// templateNodes may appear in function templates (functions.go) only:
+// struct_pack(x => ...) builds _pg_expandarray's record.
+var templateNodes = map[protoreflect.FullName]bool{
+	(&pg.NamedArgExpr{}).ProtoReflect().Descriptor().FullName(): true,
+}
+
 // nodeName is a readable name of a node type ("CreateStmt" -> "CREATE").
 func nodeName(m protoreflect.Message) string {
 	return string(m.Descriptor().Name())
@@ -102,7 +108,7 @@ func (a *analysis) walkNode(n *pg.Node) error {
 // walkChildren visits every message inside m (through the oneof of a
 // Node, lists and direct message fields) after checking m's type.
 func (a *analysis) walkChildren(m protoreflect.Message) error {
-	if !allowedNodes[m.Descriptor().FullName()] {
+	if !allowedNodes[m.Descriptor().FullName()] && !(a.inTemplate > 0 && templateNodes[m.Descriptor().FullName()]) {
 		return notSupported(splitCamel(nodeName(m)))
 	}
 	if err := a.checkMessage(m.Interface()); err != nil {
@@ -175,7 +181,7 @@ func (a *analysis) pre(n *pg.Node) error {
 			c.Ctename = name
 		}
 	case *pg.Node_RangeFunction:
-		return a.rangeFunction(x.RangeFunction)
+		return a.rangeFunction(n, x.RangeFunction)
 	}
 	return nil
 }
@@ -287,7 +293,7 @@ func (a *analysis) resolve(rv *pg.RangeVar) (*relation, error) {
 				return r, nil
 			}
 		}
-		if r, ok := lookupRelation(schema, name); ok && r.table {
+		if r, ok := lookupRelation(schema, name); ok && (r.table || r.schema == "information_schema") {
 			return r, nil
 		}
 	}
@@ -340,7 +346,11 @@ func (a *analysis) rangeVar(n *pg.Node, rv *pg.RangeVar) error {
 // tableFunctions may be called in FROM.
 var tableFunctions = map[string]bool{"generate_series": true, "unnest": true}
 
-func (a *analysis) rangeFunction(rf *pg.RangeFunction) error {
+func (a *analysis) rangeFunction(n *pg.Node, rf *pg.RangeFunction) error {
+	if sub := scalarFrom(rf); sub != nil {
+		n.Node = sub
+		return nil
+	}
 	for _, item := range rf.Functions {
 		l := item.GetList()
 		if l == nil || len(l.Items) == 0 {
@@ -363,6 +373,44 @@ func (a *analysis) rangeFunction(rf *pg.RangeFunction) error {
 		al.Colnames = []*pg.Node{pg.MakeStrNode(al.Aliasname)}
 	}
 	return nil
+}
+
+// scalarFrom rewrites a scalar function in FROM (Grafana's
+// "string_to_array(current_setting('search_path'), ',') s"), which
+// PostgreSQL reads as one row of one column named after the alias (or the
+// function), to the subquery (SELECT f(...) AS s) s; the engine takes only
+// table functions in FROM. The call itself is checked like any other.
+// Returns nil for anything else.
+func scalarFrom(rf *pg.RangeFunction) *pg.Node_RangeSubselect {
+	if len(rf.Functions) != 1 || rf.IsRowsfrom || rf.Ordinality || len(rf.Coldeflist) > 0 {
+		return nil
+	}
+	l := rf.Functions[0].GetList()
+	if l == nil || len(l.Items) == 0 {
+		return nil
+	}
+	fc := l.Items[0].GetFuncCall()
+	if fc == nil {
+		return nil
+	}
+	schema, name := funcName(fc)
+	if _, known := functions[name]; !known || tableFunctions[name] || (schema != "" && schema != "pg_catalog") {
+		return nil
+	}
+	alias := rf.Alias
+	if alias == nil {
+		alias = &pg.Alias{Aliasname: name}
+	}
+	col := alias.Aliasname
+	if len(alias.Colnames) > 0 {
+		if s := alias.Colnames[0].GetString_(); s != nil {
+			col = s.Sval
+		}
+	}
+	sel := &pg.SelectStmt{TargetList: []*pg.Node{{Node: &pg.Node_ResTarget{ResTarget: &pg.ResTarget{Name: col, Val: l.Items[0]}}}},
+		LimitOption: pg.LimitOption_LIMIT_OPTION_DEFAULT, Op: pg.SetOperation_SETOP_NONE}
+	return &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{Lateral: rf.Lateral,
+		Subquery: &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: sel}}, Alias: alias}}
 }
 
 // columnRef drops the catalog and schema of a qualified column reference

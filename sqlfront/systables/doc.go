@@ -67,7 +67,14 @@
 // Mandate has nothing for (pg_index, pg_constraint, pg_policy,
 // pg_inherits, pg_publication, pg_statistic_ext, ...) exist empty. This is
 // what psql's \dt, \d, \dn and \l read; further clients (JDBC, SQLAlchemy,
-// BI tools) add their relations and functions to the same tables.
+// BI tools) add their relations and functions to the same tables. For
+// Grafana, Metabase, pgJDBC and SQLAlchemy (testdata/clients): a scalar
+// function in FROM is a one-row subquery; parse_ident and format of a
+// constant are evaluated here; a computed name cast to regclass is looked
+// up; information_schema.columns has PostgreSQL's numeric_precision,
+// udt_schema, is_identity, ... after its own columns, and
+// information_schema.table_constraints, key_column_usage and
+// referential_constraints exist empty, as do pg_enum and pg_sequence.
 //
 // # Differences from PostgreSQL
 //

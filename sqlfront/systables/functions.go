@@ -53,7 +53,7 @@ func init() {
 		array_append array_prepend array_cat translate ascii chr to_hex
 		abs ceil ceiling floor round trunc mod power pow sqrt cbrt exp ln log log10 sign random pi greatest least degrees
 		radians sin cos tan asin acos atan atan2
-		json_extract_path json_extract_path_text json_array_length to_json gen_random_uuid generate_series
+		json_extract_path json_extract_path_text json_array_length to_json gen_random_uuid generate_series generate_subscripts
 		coalesce nullif`) {
 		functions[n] = pass()
 	}
@@ -119,10 +119,15 @@ func init() {
 		"inet_server_addr":                "CAST(NULL AS text)",
 		"inet_server_port":                "CAST(NULL AS integer)",
 		"inet_client_addr":                "CAST(NULL AS text)",
+		// information_schema._pg_expandarray(arr): one (x, n) record per
+		// element (pgJDBC's getPrimaryKeys).
+		"_pg_expandarray": "struct_pack(x => unnest($1), n => generate_subscripts($1, 1))",
 	} {
 		functions[name] = template(expr)
 	}
 	functions["to_char"] = fnSpec{kind: fnSession}
+	functions["format"] = fnSpec{kind: fnSession}
+	functions["parse_ident"] = fnSpec{kind: fnSession}
 	for _, n := range []string{"version", "current_database", "current_catalog", "current_user", "session_user", "user",
 		"current_role", "current_schema", "current_schemas", "current_setting", "pg_backend_pid", "pg_postmaster_start_time"} {
 		functions[n] = sessionFn()
@@ -193,8 +198,13 @@ func (a *analysis) funcCall(n *pg.Node, fc *pg.FuncCall) error {
 		return notSupported("WITHIN GROUP for " + name)
 	}
 	fc.Funcformat = pg.CoercionForm_COERCE_EXPLICIT_CALL
-	if name == "to_char" {
+	switch name {
+	case "to_char":
 		return a.toChar(n, fc)
+	case "format":
+		return a.format(n, fc)
+	case "parse_ident":
+		return a.parseIdent(n, fc)
 	}
 	switch spec.kind {
 	case fnPass:
@@ -516,6 +526,33 @@ func (a *analysis) regCast(n *pg.Node, tc *pg.TypeCast, typ string) error {
 		n.Node = pg.MakeAConstIntNode(oid, -1).Node
 		return nil
 	}
+	if isTextExpr(tc.Arg) {
+		// A name computed by the query (Metabase's
+		// format('%I.%I', schema, table)::regclass::oid): its OID, NULL
+		// when nothing has that name.
+		var expr string
+		switch typ {
+		case "regclass":
+			expr = `(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+				WHERE $1 IN (quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname,
+					quote_ident(c.relname), c.relname)
+				ORDER BY n.nspname <> 'pg_catalog' LIMIT 1)`
+		case "regnamespace":
+			expr = "(SELECT oid FROM pg_catalog.pg_namespace WHERE $1 IN (nspname, quote_ident(nspname)) LIMIT 1)"
+		case "regrole":
+			expr = "(SELECT oid FROM pg_catalog.pg_roles WHERE $1 IN (rolname, quote_ident(rolname)) LIMIT 1)"
+		case "regtype":
+			expr = functions["to_regtype"].target
+		default:
+			return notSupported("a cast of a computed name to " + typ)
+		}
+		e, err := a.expand(expr, []*pg.Node{tc.Arg})
+		if err != nil {
+			return err
+		}
+		n.Node = e.Node
+		return nil
+	}
 	var expr string
 	switch typ {
 	case "regclass":
@@ -535,6 +572,34 @@ func (a *analysis) regCast(n *pg.Node, tc *pg.TypeCast, typ string) error {
 	}
 	n.Node = e.Node
 	return nil
+}
+
+// isTextExpr reports whether an (already rewritten) expression is a
+// string for sure: a string constant, a cast to text, a concatenation or
+// a string function. Casts of such an expression to regclass look the
+// name up; casts of anything else take it for an OID.
+func isTextExpr(n *pg.Node) bool {
+	switch x := n.Node.(type) {
+	case *pg.Node_AConst:
+		return x.AConst.GetSval() != nil
+	case *pg.Node_TypeCast:
+		switch typeNameOf(x.TypeCast.TypeName) {
+		case "varchar", "text", "name", "character varying", "bpchar":
+			return true
+		}
+	case *pg.Node_AExpr:
+		return x.AExpr.Kind == pg.A_Expr_Kind_AEXPR_OP && opName(x.AExpr) == "||"
+	case *pg.Node_FuncCall:
+		_, name := funcName(x.FuncCall)
+		switch name {
+		case "concat", "concat_ws", "lower", "upper", "replace", "trim", "ltrim", "rtrim", "substring", "substr",
+			"split_part", "left", "right", "lpad", "rpad", "translate", "regexp_replace", "md5", "to_hex", "chr":
+			return true
+		}
+	case *pg.Node_CoalesceExpr:
+		return len(x.CoalesceExpr.Args) > 0 && isTextExpr(x.CoalesceExpr.Args[0])
+	}
+	return false
 }
 
 // lookupOID finds the OID of a relation, namespace, role or type name.
@@ -757,4 +822,156 @@ func (a *analysis) toChar(n *pg.Node, fc *pg.FuncCall) error {
 	n.Node = pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("strftime")},
 		[]*pg.Node{fc.Args[0], pg.MakeAConstStrNode(b.String(), -1)}, -1).Node
 	return nil
+}
+
+// format rewrites PostgreSQL's format('...%s...%I...%L...', args) with a
+// constant format string to a concatenation (the engine's format has
+// another syntax): %s is the argument as text (” for NULL), %I the
+// argument as quote_ident makes it, %L as quote_literal (NULL unquoted),
+// %% a percent sign. Positions (%1$s) and widths are not supported.
+func (a *analysis) format(n *pg.Node, fc *pg.FuncCall) error {
+	if len(fc.Args) < 1 {
+		return errorf("42883", "function format() does not exist")
+	}
+	f, ok := literalArg(fc.Args[0])
+	if !ok {
+		return notSupported("format() with a non-constant format string")
+	}
+	args := fc.Args[1:]
+	var parts []*pg.Node
+	var lit strings.Builder
+	next := 0
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			lit.WriteByte(f[i])
+			continue
+		}
+		if i+1 >= len(f) {
+			return errorf("22023", "unterminated format() type specifier")
+		}
+		i++
+		conv := f[i]
+		if conv == '%' {
+			lit.WriteByte('%')
+			continue
+		}
+		if conv != 's' && conv != 'I' && conv != 'L' {
+			return notSupported(fmt.Sprintf("format() specifier %%%c", conv))
+		}
+		if next >= len(args) {
+			return errorf("22023", "too few arguments for format()")
+		}
+		if lit.Len() > 0 {
+			parts = append(parts, pg.MakeAConstStrNode(lit.String(), -1))
+			lit.Reset()
+		}
+		arg := args[next]
+		next++
+		var expr string
+		switch conv {
+		case 's':
+			expr = "coalesce(CAST($1 AS text), '')"
+		case 'I':
+			expr = functions["quote_ident"].target
+		case 'L':
+			expr = "coalesce(" + functions["quote_literal"].target + ", 'NULL')"
+		}
+		e, err := a.expand(expr, []*pg.Node{arg})
+		if err != nil {
+			return err
+		}
+		parts = append(parts, e)
+	}
+	if lit.Len() > 0 || len(parts) == 0 {
+		parts = append(parts, pg.MakeAConstStrNode(lit.String(), -1))
+	}
+	n.Node = pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("concat")}, parts, -1).Node
+	return nil
+}
+
+// parseIdent evaluates parse_ident('a."B".c') of a constant to the array
+// of its identifiers, as PostgreSQL splits them: unquoted ones folded to
+// lower case, quoted ones as written ("" is a quote).
+func (a *analysis) parseIdent(n *pg.Node, fc *pg.FuncCall) error {
+	if len(fc.Args) < 1 || len(fc.Args) > 2 {
+		return errorf("42883", "function parse_ident with %d arguments does not exist", len(fc.Args))
+	}
+	s, ok := literalArg(fc.Args[0])
+	if !ok {
+		return notSupported("parse_ident() of a non-constant")
+	}
+	strict := true
+	if len(fc.Args) == 2 {
+		v, ok := literalArg(fc.Args[1])
+		if !ok {
+			return notSupported("parse_ident() with a non-constant strict flag")
+		}
+		strict = v == "true"
+	}
+	idents, err := splitIdents(s, strict)
+	if err != nil {
+		return err
+	}
+	elems := make([]*pg.Node, len(idents))
+	for i, id := range idents {
+		elems[i] = strConst(id)
+	}
+	n.Node = &pg.Node_AArrayExpr{AArrayExpr: &pg.A_ArrayExpr{Elements: elems}}
+	return nil
+}
+
+// splitIdents is parse_ident's parser.
+func splitIdents(s string, strict bool) ([]string, error) {
+	bad := func() error { return errorf("22023", "string is not a valid identifier: %q", s) }
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' }
+	var out []string
+	i := 0
+	for {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i < len(s) && s[i] == '"' {
+			var b strings.Builder
+			i++
+			for {
+				j := strings.IndexByte(s[i:], '"')
+				if j < 0 {
+					return nil, bad()
+				}
+				b.WriteString(s[i : i+j])
+				i += j + 1
+				if i < len(s) && s[i] == '"' {
+					b.WriteByte('"')
+					i++
+					continue
+				}
+				break
+			}
+			if b.Len() == 0 {
+				return nil, bad()
+			}
+			out = append(out, b.String())
+		} else {
+			j := i
+			for j < len(s) && s[j] != '.' && !isSpace(s[j]) && s[j] != '"' {
+				j++
+			}
+			if j == i {
+				return nil, bad()
+			}
+			out = append(out, strings.ToLower(s[i:j]))
+			i = j
+		}
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i < len(s) && s[i] == '.' {
+			i++
+			continue
+		}
+		if i < len(s) && strict {
+			return nil, bad()
+		}
+		return out, nil
+	}
 }

@@ -81,6 +81,19 @@ func oidList(name string) catalog.QueryColumn {
 	return catalog.QueryColumn{Name: name, Type: catalog.ColumnType{Data: catalog.DataList, Elem: catalog.DataInt64}}
 }
 
+// int2List is a column of smallint[] (and int2vector).
+func int2List(name string) catalog.QueryColumn {
+	return catalog.QueryColumn{Name: name, Type: catalog.ColumnType{Data: catalog.DataList, Elem: catalog.DataInt16}}
+}
+
+func concatCols(parts ...[]catalog.QueryColumn) []catalog.QueryColumn {
+	var out []catalog.QueryColumn
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
 func withList(cols []catalog.QueryColumn, names ...string) []catalog.QueryColumn {
 	for _, n := range names {
 		c := textList
@@ -97,7 +110,7 @@ func buildRelations() map[string]*relation {
 	out := map[string]*relation{}
 	add := func(r *relation) { out[r.key()] = r }
 	for _, t := range catalog.SystemTables() {
-		r := &relation{schema: t.Schema, name: t.Name, cols: t.Columns, table: true}
+		r := &relation{schema: t.Schema, name: t.Name, cols: tableColumns(t), table: true}
 		if t.Schema == "access" && t.Name == "audit" {
 			r.engine = catalog.AuditRelation
 		} else {
@@ -105,10 +118,75 @@ func buildRelations() map[string]*relation {
 		}
 		add(r)
 	}
+	for _, r := range infoCompatRelations() {
+		add(r)
+	}
 	for _, r := range pgCatalogRelations() {
 		add(r)
 	}
 	return out
+}
+
+// infoCompatCols are columns of PostgreSQL's information_schema views that
+// clients read (Grafana's numeric_precision, Metabase's udt_schema and
+// is_identity) and the catalog's system tables lack: they follow the
+// table's own columns, in SELECT * as in information_schema.columns and
+// pg_attribute.
+var infoCompatCols = map[string][]catalog.QueryColumn{
+	"information_schema.columns": colsOf("udt_catalog", tText, "udt_schema", tText, "character_maximum_length", tI32,
+		"numeric_precision", tI32, "numeric_precision_radix", tI32, "numeric_scale", tI32, "datetime_precision", tI32,
+		"is_identity", tText, "is_generated", tText, "generation_expression", tText, "is_updatable", tText),
+}
+
+// tableColumns returns the columns of a system table as queries see them.
+func tableColumns(t catalog.SystemTable) []catalog.QueryColumn {
+	return concatCols(t.Columns, infoCompatCols[t.Schema+"."+t.Name])
+}
+
+// infoCompatRelations are views of PostgreSQL's information_schema that
+// clients join with (Metabase's primary keys) and that have no rows here:
+// Mandate's tables have no constraints. They are not securables and need
+// no privilege.
+func infoCompatRelations() []*relation {
+	info := func(name string, cols []catalog.QueryColumn) *relation {
+		return &relation{schema: "information_schema", name: name, cols: cols, rows: empty}
+	}
+	return []*relation{
+		info("table_constraints", colsOf("constraint_catalog", tText, "constraint_schema", tText, "constraint_name", tText,
+			"table_catalog", tText, "table_schema", tText, "table_name", tText, "constraint_type", tText,
+			"is_deferrable", tText, "initially_deferred", tText, "enforced", tText, "nulls_distinct", tText)),
+		info("key_column_usage", colsOf("constraint_catalog", tText, "constraint_schema", tText, "constraint_name", tText,
+			"table_catalog", tText, "table_schema", tText, "table_name", tText, "column_name", tText,
+			"ordinal_position", tI32, "position_in_unique_constraint", tI32)),
+		info("referential_constraints", colsOf("constraint_catalog", tText, "constraint_schema", tText,
+			"constraint_name", tText, "unique_constraint_catalog", tText, "unique_constraint_schema", tText,
+			"unique_constraint_name", tText, "match_option", tText, "update_rule", tText, "delete_rule", tText)),
+	}
+}
+
+// columnCompat returns the values of infoCompatCols["information_schema.columns"]
+// for a column of type t in catalog cat.
+func columnCompat(cat string, t catalog.ColumnType) []any {
+	var precision, radix, scale, datetime any
+	switch t.Data {
+	case catalog.DataInt16:
+		precision, radix, scale = int32(16), int32(2), int32(0)
+	case catalog.DataInt32:
+		precision, radix, scale = int32(32), int32(2), int32(0)
+	case catalog.DataInt64:
+		precision, radix, scale = int32(64), int32(2), int32(0)
+	case catalog.DataFloat32:
+		precision, radix = int32(24), int32(2)
+	case catalog.DataFloat64:
+		precision, radix = int32(53), int32(2)
+	case catalog.DataNumeric:
+		radix = int32(10)
+	case catalog.DataDate:
+		datetime = int32(0)
+	case catalog.DataTime, catalog.DataTimestamp, catalog.DataTimestamptz, catalog.DataInterval:
+		datetime = int32(6)
+	}
+	return []any{cat, "pg_catalog", nil, precision, radix, scale, datetime, "NO", "NEVER", nil, "NO"}
 }
 
 // lookupRelation finds the relation a (schema, name) reference means.
@@ -159,10 +237,10 @@ var infoRows = map[string]func(rc *rowCtx) [][]any{
 			if !ok || p[0] != catalog.SystemCatalog {
 				continue
 			}
-			for i, c := range st.Columns {
+			for i, c := range tableColumns(st) {
 				oid := typeOID(c.Type)
-				rows = append(rows, []any{p[0], p[1], t.Name, c.Name, int32(i + 1), nil, "YES", c.Type.Data.String(),
-					pgTypeName(oid), nullIfEmpty(c.Comment)})
+				rows = append(rows, append([]any{p[0], p[1], t.Name, c.Name, int32(i + 1), nil, "YES", c.Type.Data.String(),
+					pgTypeName(oid), nullIfEmpty(c.Comment)}, columnCompat(p[0], c.Type)...))
 			}
 		}
 		return rows
@@ -452,7 +530,7 @@ func (rc *rowCtx) classes() []pgRelation {
 			if !ok || rc.sess.Database() != catalog.SystemCatalog {
 				continue
 			}
-			out = append(out, pgRelation{oid: relOID(t.ID), ns: ns, name: t.Name, owner: relOID(t.Owner), cols: st.Columns, sec: t})
+			out = append(out, pgRelation{oid: relOID(t.ID), ns: ns, name: t.Name, owner: relOID(t.Owner), cols: tableColumns(st), sec: t})
 		}
 	}
 	return out
@@ -609,16 +687,18 @@ func pgCatalogRelations() []*relation {
 			func(*rowCtx) [][]any {
 				return [][]any{{int64(100), "default", int64(nsPGCatalog), int64(10), "d", true, int32(-1), nil, nil}}
 			}),
-		pgRel("pg_index", 2610, colsOf("indexrelid", tI64, "indrelid", tI64, "indnatts", tI16, "indnkeyatts", tI16,
+		// indkey and the other vectors are lists, as clients unnest them
+		// (SQLAlchemy's primary keys, pgJDBC's _pg_expandarray).
+		pgRel("pg_index", 2610, concatCols(colsOf("indexrelid", tI64, "indrelid", tI64, "indnatts", tI16, "indnkeyatts", tI16,
 			"indisunique", tBool, "indnullsnotdistinct", tBool, "indisprimary", tBool, "indisexclusion", tBool,
 			"indimmediate", tBool, "indisclustered", tBool, "indisvalid", tBool, "indcheckxmin", tBool, "indisready", tBool,
-			"indislive", tBool, "indisreplident", tBool, "indkey", tText, "indcollation", tText, "indclass", tText,
-			"indoption", tText, "indexprs", tText, "indpred", tText), empty),
-		pgRel("pg_constraint", 2606, colsOf("oid", tI64, "conname", tText, "connamespace", tI64, "contype", tText,
+			"indislive", tBool, "indisreplident", tBool), []catalog.QueryColumn{int2List("indkey"), oidList("indcollation"),
+			oidList("indclass"), int2List("indoption")}, colsOf("indexprs", tText, "indpred", tText)), empty),
+		pgRel("pg_constraint", 2606, append(colsOf("oid", tI64, "conname", tText, "connamespace", tI64, "contype", tText,
 			"condeferrable", tBool, "condeferred", tBool, "convalidated", tBool, "conrelid", tI64, "contypid", tI64,
 			"conindid", tI64, "conparentid", tI64, "confrelid", tI64, "confupdtype", tText, "confdeltype", tText,
-			"confmatchtype", tText, "conislocal", tBool, "coninhcount", tI32, "connoinherit", tBool, "conkey", tText,
-			"confkey", tText, "conbin", tText), empty),
+			"confmatchtype", tText, "conislocal", tBool, "coninhcount", tI32, "connoinherit", tBool),
+			int2List("conkey"), int2List("confkey"), colsOf("conbin", tText)[0]), empty),
 		pgRel("pg_inherits", 2611, colsOf("inhrelid", tI64, "inhparent", tI64, "inhseqno", tI32, "inhdetachpending", tBool), empty),
 		pgRel("pg_trigger", 2620, colsOf("oid", tI64, "tgrelid", tI64, "tgparentid", tI64, "tgname", tText, "tgfoid", tI64,
 			"tgtype", tI16, "tgenabled", tText, "tgisinternal", tBool, "tgconstrrelid", tI64, "tgconstrindid", tI64,
