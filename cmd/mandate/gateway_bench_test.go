@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -43,7 +44,11 @@ func BenchmarkGateway(b *testing.B) {
 	})
 	b.Cleanup(proxy.Close)
 
-	s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn"}})
+	var env []string
+	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" { // profile the server: go tool pprof http://ADDR/debug/pprof/profile
+		env = append(env, "MANDATE_PPROF_ADDR="+a)
+	}
+	s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn"}, env: env})
 	c := s.admin(b)
 	mustExec(b, c,
 		`CREATE USER "alice@example.com"`,

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -428,6 +429,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "MCP gateway: %s/mcp/CONNECTION\n\n", publicURL)
 	}
 
+	// MANDATE_PPROF_ADDR (a loopback HOST:PORT) serves Go's profiler for
+	// performance work; off by default.
+	if a := os.Getenv("MANDATE_PPROF_ADDR"); a != "" {
+		if host, _, err := net.SplitHostPort(a); err != nil || !net.ParseIP(host).IsLoopback() {
+			return fmt.Errorf("MANDATE_PPROF_ADDR %q must be a loopback HOST:PORT", a)
+		}
+		pm := http.NewServeMux()
+		pm.HandleFunc("/debug/pprof/", pprof.Index)
+		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go func() { _ = http.ListenAndServe(a, pm) }()
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ctx, sqlLn) }()
 	go func() { errc <- hs.Serve(httpLn) }()
