@@ -205,8 +205,10 @@ func TestMCPGatewayEndToEnd(t *testing.T) {
 		if err := rows.Scan(&action, &user, &meta, &decision, &securable, &reason); err != nil {
 			t.Fatal(err)
 		}
-		if securable != "system.ai.my_github_mcp" {
-			t.Errorf("audit securable %q", securable)
+		// Unauthenticated requests are audited with the name as requested
+		// (the connection is resolved after authentication).
+		if securable != "system.ai.my_github_mcp" && (user != "" || securable != "my_github_mcp") {
+			t.Errorf("audit securable %q (user %q, action %q)", securable, user, action)
 		}
 		if action == "tools/call" && user == "alice@example.com" && decision == "allow" {
 			calls++
