@@ -25,6 +25,13 @@
 //     Implementations: duckstore (embedded), memstore (tests), walstore (a
 //     write-ahead log in front of another store); storetest is the
 //     conformance suite every implementation runs.
+//   - auditlog.go: AuditLog, group commit for audit events of the data plane
+//     (MCP messages, authorization decisions, gateway nodes' records):
+//     Record returns once the event is durable, many Records share one
+//     store write (for walstore: one log record, one fsync).
+//   - query.go: QueryEngine, the read-only SQL engine system tables run on
+//     (implemented by duckstore; the front end analyses and rewrites the
+//     statements first, see sqlfront/systables).
 //   - keyring.go: AES-256-GCM sealing of connection secrets.
 //   - options.go: connection option validation.
 //

@@ -29,6 +29,15 @@
 //     newer revision is unsent, so each line received confirms that the
 //     client knows the revision that was current when it was written.
 //   - GET /api/v1/revision answers {"revision": N}.
+//   - POST /api/v1/audit {"events": [...]} (gateway nodes' audit records,
+//     named like the audit_events columns) answers {"accepted": n} only
+//     once they are durable (audit.go; Options.Audit).
+//   - GET /api/v1/connections/{name} answers the resolved connection for a
+//     gateway node, decrypted secrets included (connections.go;
+//     Options.Connections): only to node-token holders; use TLS.
+//   - With Options.AuditDecisions every answered decision is recorded as an
+//     audit event (service_name "authorization") in the background
+//     (decisionaudit.go).
 //
 // Other paths are 404 and wrong methods 405, as JSON {"error"}.
 //
