@@ -222,3 +222,24 @@ func directOn(d []directGrant, n int32) mask {
 	}
 	return 0
 }
+
+// PolicyTarget is what a policy evaluation needs to know from the snapshot
+// about a request: the securable's full name, its catalog ID and its
+// containers' (innermost first, the metastore last), and the subject's
+// transitive groups by name. ok is false for an unknown securable.
+func (s *Snapshot) PolicyTarget(r *Request) (name string, chain []catalog.ID, groups []string, ok bool) {
+	n := s.resolve(r.Securable)
+	if n < 0 {
+		return "", nil, nil, false
+	}
+	for j := n; j >= 0; j = s.info[j].parent {
+		chain = append(chain, s.info[j].id)
+	}
+	if p, known := s.index(r.Subject); known {
+		c := s.closure(p)
+		for _, g := range c.entries[1:] {
+			groups = append(groups, s.pinfo[g].name)
+		}
+	}
+	return s.info[n].full, chain, groups, true
+}

@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,37 +50,16 @@ func (h *policyHook) evaluate(ctx context.Context, snap *Snapshot, r Request) ([
 	if set.Len() == 0 {
 		return nil, nil
 	}
-	var (
-		chain  []catalog.ID
-		groups []any
-		secNm  string
-		err    error
-	)
-	h.svc.Read(func(m *catalog.Model) {
-		path, rerr := catalog.ResolveName(r.Securable.Type, strings.Split(r.Securable.Name, "."), catalog.SystemCatalog)
-		if rerr != nil {
-			err = rerr
-			return
-		}
-		sec, lerr := m.Lookup(r.Securable.Type, path)
-		if lerr != nil {
-			err = lerr
-			return
-		}
-		secNm = sec.FullName()
-		for _, a := range m.Ancestors(sec) {
-			chain = append(chain, a.ID)
-		}
-		if p, ok := m.PrincipalByName(r.Subject); ok {
-			for _, id := range m.MemberClosure(p.ID)[1:] {
-				if g, ok := m.Principal(id); ok {
-					groups = append(groups, g.Name)
-				}
-			}
-		}
-	})
-	if err != nil {
-		return nil, err
+	// Names, containers and groups come from the snapshot the grants were
+	// decided on, not from the live catalog: one consistent revision, and
+	// no catalog lock per request.
+	secNm, chain, names, ok := snap.PolicyTarget(&r)
+	if !ok {
+		return nil, fmt.Errorf("%s %s does not exist", strings.ToLower(string(r.Securable.Type)), r.Securable.Name)
+	}
+	groups := make([]any, len(names))
+	for i, g := range names {
+		groups[i] = g
 	}
 	input := map[string]any{
 		"subject":   r.Subject,

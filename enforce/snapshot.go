@@ -179,6 +179,7 @@ type node struct {
 
 // nodeInfo is the cold part of a securable, for names and explanations.
 type nodeInfo struct {
+	id     catalog.ID
 	typ    catalog.SecurableType
 	full   string // display name (catalog.Securable.FullName)
 	parent int32
@@ -533,7 +534,7 @@ func (s *Snapshot) compileSecurables(src *source, ids principalIDs) {
 	k := 0                                   // next group grant
 	for i, sec := range secs {
 		nd, in := &s.nodes[i], &s.info[i]
-		in.typ, in.full, in.parent = sec.Type, sec.FullName(), parents[i]
+		in.id, in.typ, in.full, in.parent = sec.ID, sec.Type, sec.FullName(), parents[i]
 		nd.owner, nd.ownerGroup, nd.inherit, nd.usePriv = -1, -1, -1, -1
 		if o, ok := ids.get(sec.Owner); ok {
 			nd.owner, nd.ownerGroup = o, s.princ[o].gbit
