@@ -5,29 +5,46 @@ import (
 	"sync/atomic"
 )
 
-// privBit maps privileges to bits of a PrivSet.
-func privBit(p Privilege) PrivSet {
+// PrivilegeIndex is the position of a privilege (canonical spelling) in
+// KnownPrivileges and its bit in a PrivSet, or -1 for an unknown one. It
+// is the one privilege index: the enforce snapshot uses it too.
+func PrivilegeIndex(p Privilege) int {
 	switch p {
 	case PrivAll:
-		return 1 << 0
+		return 0
 	case PrivBrowse:
-		return 1 << 1
+		return 1
 	case PrivCreateCatalog:
-		return 1 << 2
+		return 2
 	case PrivCreateConnection:
-		return 1 << 3
+		return 3
 	case PrivCreateSchema:
-		return 1 << 4
+		return 4
 	case PrivManage:
-		return 1 << 5
+		return 5
 	case PrivUseCatalog:
-		return 1 << 6
+		return 6
 	case PrivUseConnection:
-		return 1 << 7
+		return 7
 	case PrivUseSchema:
-		return 1 << 8
+		return 8
 	case PrivSelect:
-		return 1 << 9
+		return 9
+	}
+	return -1
+}
+
+// PrivilegeAt is the privilege at index i of PrivilegeIndex ("" if none).
+func PrivilegeAt(i int) Privilege {
+	if i < 0 || i >= len(allPrivileges) {
+		return ""
+	}
+	return allPrivileges[i]
+}
+
+func privBit(p Privilege) PrivSet {
+	if i := PrivilegeIndex(p); i >= 0 {
+		return 1 << i
 	}
 	return 0
 }

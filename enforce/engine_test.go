@@ -468,3 +468,21 @@ func TestNodeLayout(t *testing.T) {
 		t.Fatalf("principal is %d bytes, want at most 16", n)
 	}
 }
+
+// TestPrivilegeIndexes: the snapshot's privilege constants follow the
+// catalog's one privilege index.
+func TestPrivilegeIndexes(t *testing.T) {
+	for want, p := range []catalog.Privilege{catalog.PrivAll, catalog.PrivBrowse, catalog.PrivCreateCatalog,
+		catalog.PrivCreateConnection, catalog.PrivCreateSchema, catalog.PrivManage, catalog.PrivUseCatalog,
+		catalog.PrivUseConnection, catalog.PrivUseSchema, catalog.PrivSelect} {
+		if got := privIndex(p); got != want || privName(want) != p {
+			t.Errorf("%s: index %d, want %d (name at %d: %s)", p, got, want, want, privName(want))
+		}
+	}
+	if len(catalog.KnownPrivileges()) != numPrivs {
+		t.Errorf("catalog knows %d privileges, the snapshot %d", len(catalog.KnownPrivileges()), numPrivs)
+	}
+	if privIndex("NOPE") != -1 || privName(numPrivs) != "" {
+		t.Error("unknown privileges must be -1 / empty")
+	}
+}

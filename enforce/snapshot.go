@@ -23,59 +23,13 @@ const (
 	numPrivs
 )
 
-// privIndex returns the index of a privilege in its canonical spelling, or -1.
-func privIndex(p catalog.Privilege) int {
-	switch p {
-	case catalog.PrivAll:
-		return pAll
-	case catalog.PrivBrowse:
-		return pBrowse
-	case catalog.PrivCreateCatalog:
-		return pCreateCatalog
-	case catalog.PrivCreateConnection:
-		return pCreateConnection
-	case catalog.PrivCreateSchema:
-		return pCreateSchema
-	case catalog.PrivManage:
-		return pManage
-	case catalog.PrivUseCatalog:
-		return pUseCatalog
-	case catalog.PrivUseConnection:
-		return pUseConnection
-	case catalog.PrivUseSchema:
-		return pUseSchema
-	case catalog.PrivSelect:
-		return pSelect
-	}
-	return -1
-}
+// privIndex returns the index of a privilege in its canonical spelling, or
+// -1: catalog's one privilege index (the constants above follow it; a test
+// checks they agree).
+func privIndex(p catalog.Privilege) int { return catalog.PrivilegeIndex(p) }
 
-// privName is the inverse of privIndex.
-func privName(i int) catalog.Privilege {
-	switch i {
-	case pAll:
-		return catalog.PrivAll
-	case pBrowse:
-		return catalog.PrivBrowse
-	case pCreateCatalog:
-		return catalog.PrivCreateCatalog
-	case pCreateConnection:
-		return catalog.PrivCreateConnection
-	case pCreateSchema:
-		return catalog.PrivCreateSchema
-	case pManage:
-		return catalog.PrivManage
-	case pUseCatalog:
-		return catalog.PrivUseCatalog
-	case pUseConnection:
-		return catalog.PrivUseConnection
-	case pUseSchema:
-		return catalog.PrivUseSchema
-	case pSelect:
-		return catalog.PrivSelect
-	}
-	return ""
-}
+// privName is the privilege at index i.
+func privName(i int) catalog.Privilege { return catalog.PrivilegeAt(i) }
 
 // mask is a set of privilege indexes.
 type mask uint16
