@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
@@ -25,6 +26,19 @@ type Config struct {
 	// Query runs SELECTs over system tables (see package systables); nil
 	// refuses them with 0A000.
 	Query catalog.QueryEngine
+	// ConnectionStatus lists the accounts users connected for
+	// per_user_oauth connections ("" = every user), for SHOW CONNECTION
+	// STATUS; nil when no gateway runs in this process.
+	ConnectionStatus func(ctx context.Context, user string) ([]ConnectionStatus, error)
+}
+
+// ConnectionStatus is one user's connected account on a per_user_oauth
+// connection (no secrets).
+type ConnectionStatus struct {
+	User, Connection       string
+	ConnectedAt, ExpiresAt time.Time // ExpiresAt: the current access token's; zero if unknown
+	Scopes                 []string
+	Refreshable            bool // a refresh token is stored
 }
 
 // Frontend implements pgwire.Handler and pgwire.Authenticator over the catalog.
@@ -33,6 +47,7 @@ type Frontend struct {
 	log     zerolog.Logger
 	version string
 	sys     *systables.Engine // nil without Config.Query
+	status  func(ctx context.Context, user string) ([]ConnectionStatus, error)
 }
 
 var (
@@ -48,7 +63,7 @@ func New(cfg Config) *Frontend {
 	if v == "" {
 		v = "16.4"
 	}
-	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v}
+	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v, status: cfg.ConnectionStatus}
 	if cfg.Query != nil {
 		f.sys = systables.New(cfg.Catalog, cfg.Query)
 	}

@@ -325,6 +325,8 @@ func (s *Session) governance(ast parser.Statement) (*stmt, error) {
 			}}, nil
 	case *parser.ExplainAccess:
 		return s.explainAccess(x)
+	case *parser.ShowConnectionStatus:
+		return s.showConnectionStatus(x)
 	}
 	return nil, catalog.Errorf(catalog.CodeNotSupported, "statement %s is not supported", ast.Kind())
 }
@@ -726,4 +728,60 @@ func (s *Session) showPolicies(x *parser.ShowPolicies) (*stmt, error) {
 		}
 		return rows, nil
 	}), nil
+}
+
+// showConnectionStatus answers SHOW CONNECTION STATUS [FOR user]: the
+// accounts connected for per_user_oauth connections. Users see their own;
+// metastore admins anyone's (without FOR: everyone's).
+func (s *Session) showConnectionStatus(x *parser.ShowConnectionStatus) (*stmt, error) {
+	if s.f.status == nil {
+		return nil, catalog.Errorf(catalog.CodeNotSupported, "SHOW CONNECTION STATUS needs the MCP gateway in this process (mandate serve with --oidc-issuer or --dev)")
+	}
+	target, admin := "", false
+	var err error
+	s.f.cat.Read(func(m *catalog.Model) {
+		me, ok := m.PrincipalByName(s.user)
+		if !ok {
+			err = catalog.Errorf(catalog.CodePermissionDenied, "principal %s no longer exists", catalog.QuoteIdent(s.user))
+			return
+		}
+		admin = m.IsAdmin(me.ID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case x.For != nil:
+		target = x.For.Name
+	case !admin:
+		target = s.user
+	}
+	if target != s.user && !admin {
+		return nil, catalog.Errorf(catalog.CodePermissionDenied, "only metastore admins may see the connections of other users")
+	}
+	cols := []pgwire.Column{{Name: "user_name", TypeOID: 25}, {Name: "connection", TypeOID: 25},
+		{Name: "connected_at", TypeOID: oidTimestamptz}, {Name: "expires_at", TypeOID: oidTimestamptz},
+		{Name: "scopes", TypeOID: 25}, {Name: "refreshable", TypeOID: oidBool}}
+	return &stmt{s: s, cols: cols, run: func(ctx context.Context, _ []pgwire.Param, w pgwire.RowWriter) (string, error) {
+		list, err := s.f.status(ctx, target)
+		if err != nil {
+			return "", catalog.Errorf(catalog.CodeUnavailable, "connection status: %v", err)
+		}
+		sort.Slice(list, func(i, j int) bool {
+			if list[i].User != list[j].User {
+				return list[i].User < list[j].User
+			}
+			return list[i].Connection < list[j].Connection
+		})
+		for _, c := range list {
+			var exp any
+			if !c.ExpiresAt.IsZero() {
+				exp = c.ExpiresAt
+			}
+			if err := w.WriteRow([]any{c.User, c.Connection, c.ConnectedAt, exp, strings.Join(c.Scopes, " "), c.Refreshable}); err != nil {
+				return "", err
+			}
+		}
+		return fmt.Sprintf("SELECT %d", len(list)), nil
+	}}, nil
 }

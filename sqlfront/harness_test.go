@@ -33,12 +33,18 @@ type frontend struct {
 	Svc  *catalog.Service
 }
 
-// frontendOption changes how startFrontend builds the catalog.
-type frontendOption func(*catalog.Options)
+// frontendOption changes how startFrontend builds the catalog and the
+// front end.
+type frontendOption func(*catalog.Options, *sqlfront.Config)
 
 // withClock makes the catalog use now for creation times and audit records.
 func withClock(now func() time.Time) frontendOption {
-	return func(o *catalog.Options) { o.Now = now }
+	return func(o *catalog.Options, _ *sqlfront.Config) { o.Now = now }
+}
+
+// withConnectionStatus gives the front end a SHOW CONNECTION STATUS source.
+func withConnectionStatus(f func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error)) frontendOption {
+	return func(_ *catalog.Options, c *sqlfront.Config) { c.ConnectionStatus = f }
 }
 
 // startFrontend opens a catalog on a memstore (admin password adminPassword)
@@ -61,8 +67,9 @@ func startFrontend(tb testing.TB, opts ...frontendOption) *frontend {
 		tb.Fatal(err)
 	}
 	o := catalog.Options{Store: memstore.New(), Keyring: kr, AdminVerifier: v}
+	var fc sqlfront.Config
 	for _, opt := range opts {
-		opt(&o)
+		opt(&o, &fc)
 	}
 	svc, err := catalog.Open(ctx, o)
 	if err != nil {
@@ -74,7 +81,8 @@ func startFrontend(tb testing.TB, opts ...frontendOption) *frontend {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	fe := sqlfront.New(sqlfront.Config{Catalog: svc})
+	fc.Catalog = svc
+	fe := sqlfront.New(fc)
 	srv, err := pgwire.NewServer(pgwire.Config{
 		TLS:     tlsCfg,
 		Auth:    fe,

@@ -18,12 +18,13 @@ import (
 
 // Type OIDs used by session statements.
 const (
-	oidBool   = 16
-	oidInt8   = 20
-	oidInt4   = 23
-	oidText   = 25
-	oidFloat8 = 701
-	oidTstz   = 1184
+	oidBool        = 16
+	oidInt8        = 20
+	oidTimestamptz = 1184
+	oidInt4        = 23
+	oidText        = 25
+	oidFloat8      = 701
+	oidTstz        = 1184
 )
 
 // defaultParams are the run-time parameters a session starts with; SET and

@@ -19,6 +19,7 @@ import (
 	"github.com/mandatehq/mandate/gateway/mcp"
 	"github.com/mandatehq/mandate/gateway/oauthconnect"
 	"github.com/mandatehq/mandate/gateway/upstream"
+	"github.com/mandatehq/mandate/sqlfront"
 )
 
 // dataPlaneConfig is what the MCP gateway needs from its host process:
@@ -144,3 +145,18 @@ func issuersFrom(v string) []identity.Issuer {
 const shutdownGrace = 10 * time.Second
 
 func identityIssuer(url string) identity.Issuer { return identity.Issuer{URL: url} }
+
+// connectionStatus lists the accounts users connected for per_user_oauth
+// connections (SHOW CONNECTION STATUS).
+func (d *dataPlane) connectionStatus(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
+	list, err := d.oauth.Status(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]sqlfront.ConnectionStatus, len(list))
+	for i, c := range list {
+		out[i] = sqlfront.ConnectionStatus{User: c.User, Connection: c.Connection, ConnectedAt: c.ConnectedAt,
+			ExpiresAt: c.ExpiresAt, Scopes: c.Scopes, Refreshable: c.Refreshable}
+	}
+	return out, nil
+}

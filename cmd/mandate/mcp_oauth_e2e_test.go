@@ -102,6 +102,14 @@ func TestMCPPerUserOAuth(t *testing.T) {
 			t.Fatal("the inbound token reached the upstream")
 		}
 	}
+	// SHOW CONNECTION STATUS shows who has connected, without secrets.
+	rows := queryRows(t, c, `SHOW CONNECTION STATUS`)
+	if len(rows) != 1 || !strings.Contains(rows[0], "alice@example.com") || !strings.Contains(rows[0], "system.ai.gh") {
+		t.Fatalf("SHOW CONNECTION STATUS = %q", rows)
+	}
+	if rows := queryRows(t, c, `SHOW CONNECTION STATUS FOR "bob@example.com"`); len(rows) != 0 {
+		t.Fatalf("bob's connections: %q", rows)
+	}
 	// bob has not connected: alice's token is never used for him.
 	if u := signInURL(t, gwURL, e2eToken(t, s, "bob@example.com", "coding-agent")); u == "" {
 		t.Fatal("bob got no sign-in URL")

@@ -345,7 +345,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Read your writes: a query sees every audit event that was durable
 	// when it started, also those the write-ahead log has not yet applied
 	// to DuckDB (walstore applies in the background).
-	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Logger: log, Query: flushingEngine{qe, store.Flush}})
+	// SHOW CONNECTION STATUS asks the gateway's per_user_oauth connector,
+	// assembled below (before anything is served).
+	var connStatus func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error)
+	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Logger: log, Query: flushingEngine{qe, store.Flush},
+		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
+			if connStatus == nil {
+				return nil, errors.New("the MCP gateway is off: no --oidc-issuer (or --dev)")
+			}
+			return connStatus(ctx, user)
+		}})
 	srv, err := pgwire.NewServer(pgwire.Config{Addr: cfg.sqlAddr, TLS: tlsCfg, Auth: fe, Handler: fe, Logger: log,
 		StatementTimeout: cfg.statementTimeout, MaxMessageSize: cfg.maxMessageSize})
 	if err != nil {
@@ -406,6 +415,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		dp.mount(mux)
+		connStatus = dp.connectionStatus
 	} else {
 		log.Warn().Msg("MCP gateway off: no --oidc-issuer (or --dev) to authenticate agents with")
 	}

@@ -189,6 +189,15 @@ type ExplainAccess struct {
 // ShowRevision: SHOW REVISION
 type ShowRevision struct{}
 
+// ShowConnectionStatus: SHOW CONNECTION STATUS [FOR user] — which users
+// have connected their own accounts (per_user_oauth connections).
+type ShowConnectionStatus struct {
+	For *Ident
+}
+
+func (*ShowConnectionStatus) stmt()        {}
+func (*ShowConnectionStatus) Kind() string { return "SHOW CONNECTION STATUS" }
+
 // CreatePolicy: CREATE POLICY name ON {CATALOG|SCHEMA|CONNECTION} x AS 'rego'
 // (or AS $$ ... $$). DROP POLICY [IF EXISTS] name is a Drop of ObjPolicy.
 type CreatePolicy struct {

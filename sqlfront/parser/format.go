@@ -230,6 +230,13 @@ func (s *ExplainAccess) String() string {
 
 func (*ShowRevision) String() string { return "SHOW REVISION" }
 
+func (s *ShowConnectionStatus) String() string {
+	if s.For == nil {
+		return "SHOW CONNECTION STATUS"
+	}
+	return "SHOW CONNECTION STATUS FOR " + s.For.String()
+}
+
 func (s *CreatePolicy) String() string {
 	return "CREATE POLICY " + s.Name.String() + " ON " + s.On.String() + " AS " + QuoteString(s.Source)
 }

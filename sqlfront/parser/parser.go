@@ -799,6 +799,20 @@ func (p *parser) parseShow() (Statement, error) {
 	case REVISION:
 		p.next()
 		return &ShowRevision{}, nil
+	case CONNECTION:
+		p.next()
+		if err := p.need(STATUS); err != nil {
+			return nil, err
+		}
+		sc := &ShowConnectionStatus{}
+		if p.accept(FOR) {
+			u, err := p.parseName()
+			if err != nil {
+				return nil, err
+			}
+			sc.For = &u
+		}
+		return sc, nil
 	case POLICIES:
 		p.next()
 		sp := &ShowPolicies{}
@@ -811,7 +825,7 @@ func (p *parser) parseShow() (Statement, error) {
 		}
 		return sp, nil
 	}
-	p.want("GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS", "REVISION", "POLICIES")
+	p.want("GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS", "REVISION", "POLICIES", "CONNECTION STATUS")
 	return nil, p.fail()
 }
 

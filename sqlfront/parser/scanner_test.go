@@ -106,7 +106,7 @@ func TestLookup(t *testing.T) {
 			}
 		})
 	}
-	for _, w := range []string{"select", "status", "ſhow", "", "grantx"} {
+	for _, w := range []string{"select", "statuses", "ſhow", "", "grantx"} {
 		t.Run(w, func(t *testing.T) {
 			if got := Lookup(w); got != IDENT {
 				t.Fatalf("Lookup(%q) = %v, want IDENT", w, got)

@@ -132,6 +132,8 @@ func IsGovernance(sql string) bool {
 			return true
 		case SERVICE:
 			return t[2] == PRINCIPALS
+		case CONNECTION:
+			return t[2] == STATUS
 		}
 	}
 	return false

@@ -83,6 +83,7 @@ const (
 	SERVICE
 	SET
 	SHOW
+	STATUS
 	TABLE
 	TO
 	TYPE
@@ -158,6 +159,7 @@ var keywordNames = [...]string{
 	SERVICE:     "SERVICE",
 	SET:         "SET",
 	SHOW:        "SHOW",
+	STATUS:      "STATUS",
 	TABLE:       "TABLE",
 	TO:          "TO",
 	TYPE:        "TYPE",
@@ -297,6 +299,8 @@ func Lookup(word string) Token {
 		return SET
 	case "show":
 		return SHOW
+	case "status":
+		return STATUS
 	case "table":
 		return TABLE
 	case "to":
