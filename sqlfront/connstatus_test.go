@@ -2,6 +2,8 @@ package sqlfront_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,4 +75,33 @@ func TestShowConnectionStatus(t *testing.T) {
 	plain := startFrontend(t)
 	_, err = plain.admin(t).Exec(t.Context(), `SHOW CONNECTION STATUS`)
 	wantSQLState(t, err, "0A000")
+}
+
+// TestFailedLoginAudited: a wrong password is an audit event (LOGIN, deny)
+// naming the user and the client, never the password tried.
+func TestFailedLoginAudited(t *testing.T) {
+	f := startFrontend(t)
+	mustExec(t, f.admin(t), `CREATE USER "alice@example.com" WITH PASSWORD 'alice-pw'`)
+	if _, err := f.connect(t, "alice@example.com", "wrong-password-123", "system"); err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+	evs, err := f.Svc.Store().ListAudit(t.Context(), time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, e := range evs {
+		if e.Action == "LOGIN" {
+			found = true
+			if e.Service != "sql" || e.UserIdentity != "alice@example.com" || e.Decision != "deny" || e.SQLState != "28P01" || e.SourceIP == "" {
+				t.Errorf("login event %+v", e)
+			}
+			if strings.Contains(fmt.Sprintf("%+v", e), "wrong-password-123") {
+				t.Error("the audit event holds the password tried")
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no LOGIN audit event after a failed login")
+	}
 }

@@ -51,6 +51,7 @@ type Frontend struct {
 }
 
 var (
+	_ pgwire.AuthObserver  = (*Frontend)(nil)
 	_ pgwire.Handler       = (*Frontend)(nil)
 	_ pgwire.Authenticator = (*Frontend)(nil)
 	_ pgwire.Session       = (*Session)(nil)
@@ -68,6 +69,24 @@ func New(cfg Config) *Frontend {
 		f.sys = systables.New(cfg.Catalog, cfg.Query)
 	}
 	return f
+}
+
+// AuthFailed implements pgwire.AuthObserver: a failed login is an audit
+// event (service_name sql, action_name LOGIN, decision deny).
+func (f *Frontend) AuthFailed(ctx context.Context, info pgwire.ConnInfo) {
+	ip := info.RemoteAddr
+	if h, _, err := net.SplitHostPort(ip); err == nil {
+		ip = h
+	}
+	ev := catalog.AuditEvent{
+		EventID: uuid.NewString(), Time: time.Now(), Service: "sql", Action: "LOGIN",
+		UserIdentity: info.User, RunBy: info.User, SourceIP: ip, UserAgent: info.ApplicationName,
+		StatusCode: 1, SQLState: "28P01", ErrorMessage: "password authentication failed",
+		Decision: "deny", Reason: "password authentication failed",
+	}
+	if err := f.cat.AppendAudit(ctx, ev); err != nil {
+		f.log.Error().Err(err).Str("user", info.User).Msg("could not audit a failed login")
+	}
 }
 
 // Verifier implements pgwire.Authenticator: users and service principals

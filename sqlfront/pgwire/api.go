@@ -52,6 +52,13 @@ type Authenticator interface {
 	Verifier(ctx context.Context, user string) (verifier string, ok bool, err error)
 }
 
+// AuthObserver is implemented by an Authenticator that wants to hear of
+// failed password authentications (to audit them). The server calls it
+// after the exchange failed, before it sends the FATAL 28P01.
+type AuthObserver interface {
+	AuthFailed(ctx context.Context, info ConnInfo)
+}
+
 // Handler creates sessions for authenticated connections.
 type Handler interface {
 	// Connect is called after successful authentication. An *Error it

@@ -223,6 +223,11 @@ func (c *conn) startup() bool {
 	c.log = c.log.With().Str("user", user).Logger()
 
 	if err := c.authenticate(ctx); err != nil {
+		if obs, ok := c.srv.cfg.Auth.(AuthObserver); ok {
+			if pe, isPE := err.(*Error); isPE && pe.Code == codeInvalidPassword {
+				obs.AuthFailed(ctx, c.info)
+			}
+		}
 		c.sendFatal(err)
 		return false
 	}
