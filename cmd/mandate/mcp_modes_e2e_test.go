@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"os/exec"
 	"syscall"
 
@@ -181,4 +182,34 @@ func startProcess(t testing.TB, args []string, ready string) *process {
 		}
 	}
 	return p
+}
+
+// TestMCPUpstreamFailures: an upstream that is down or answers 5xx gives
+// the agent a clear JSON-RPC error through the binary, never a hang.
+func TestMCPUpstreamFailures(t *testing.T) {
+	t.Parallel()
+	down := freeAddrs(t, 1)[0] // nothing listens there once freeAddrs returns
+	failing := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream exploded", http.StatusInternalServerError)
+	}))
+	s := startServer(t, serverOpts{args: []string{"--dev"}})
+	c := s.admin(t)
+	mustExec(t, c,
+		`CREATE USER "alice@example.com"`,
+		`CREATE SERVICE PRINCIPAL "coding-agent"`,
+		`CREATE CONNECTION down TYPE MCP OPTIONS (url 'http://`+down+`/mcp')`,
+		`CREATE CONNECTION failing TYPE MCP OPTIONS (url '`+failing+`/mcp')`,
+		`GRANT USE_CONNECTION ON CATALOG system TO "alice@example.com"`,
+		`GRANT USE_CONNECTION ON CATALOG system TO "coding-agent"`)
+	token := e2eToken(t, s, "alice@example.com", "coding-agent")
+	init := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`
+	for _, tc := range []struct{ conn, want string }{
+		{"down", "upstream system.ai.down unavailable"},
+		{"failing", "upstream system.ai.failing unavailable: it answered HTTP 500"},
+	} {
+		status, body := rawPOST(t, "http://"+s.httpAddr+"/mcp/"+tc.conn, token, init)
+		if status < 500 || !strings.Contains(body, tc.want) || !strings.Contains(body, `"jsonrpc":"2.0"`) {
+			t.Errorf("%s: %d %s, want a 5xx JSON-RPC error containing %q", tc.conn, status, body, tc.want)
+		}
+	}
 }
