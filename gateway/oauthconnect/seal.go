@@ -101,7 +101,7 @@ func (k *Connector) parseTicket(s string) (*ticket, error) {
 	if s == "" || len(s) > maxTicketLen {
 		return nil, errTicketInvalid
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s) // strict: one encoding per ticket
 	if err != nil {
 		return nil, errTicketInvalid
 	}
