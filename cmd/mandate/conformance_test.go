@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -152,6 +153,8 @@ func TestMCPConformance(t *testing.T) {
 	}
 }
 
+var resultTimestamp = regexp.MustCompile(`-\d{4}-\d{2}-\d{2}T[0-9-]+Z?$`)
+
 func verdict(failure string) string {
 	if failure == "" {
 		return "pass"
@@ -174,10 +177,8 @@ func runConformance(t *testing.T, env []string, url string) map[string]string {
 	}
 	res := map[string]string{}
 	for _, e := range entries {
-		name := strings.TrimPrefix(e.Name(), "server-")
-		if i := strings.LastIndex(name, "-20"); i > 0 { // -<timestamp>
-			name = name[:i]
-		}
+		// server-<scenario>-<timestamp>, e.g. server-ping-2026-11-27T06-28-20-123Z
+		name := resultTimestamp.ReplaceAllString(strings.TrimPrefix(e.Name(), "server-"), "")
 		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "checks.json"))
 		if err != nil {
 			t.Fatal(err)
@@ -196,6 +197,9 @@ func runConformance(t *testing.T, env []string, url string) map[string]string {
 				fails = append(fails, fmt.Sprintf("%s: %s", ch.ID, ch.ErrorMessage))
 			}
 		}
+		if _, dup := res[name]; dup {
+			t.Fatalf("two results for scenario %s", name)
+		}
 		res[name] = strings.Join(fails, "; ")
 	}
 	return res
@@ -213,3 +217,17 @@ func freePort(t *testing.T) string {
 }
 
 var _ http.Handler = (*httputil.ReverseProxy)(nil)
+
+// TestConformanceResultNames: result directories are named
+// server-<scenario>-<timestamp>; the scenario survives whatever the clock.
+func TestConformanceResultNames(t *testing.T) {
+	for dir, want := range map[string]string{
+		"server-ping-2026-11-27T06-28-20-123Z":                         "ping",
+		"server-elicitation-sep1034-defaults-2026-11-27T06-28-21-874Z": "elicitation-sep1034-defaults",
+		"server-tools-call-with-progress-2026-01-02T20-20-20-020Z":     "tools-call-with-progress",
+	} {
+		if got := resultTimestamp.ReplaceAllString(strings.TrimPrefix(dir, "server-"), ""); got != want {
+			t.Errorf("%s: %q, want %q", dir, got, want)
+		}
+	}
+}
