@@ -53,6 +53,16 @@ func TestMCPTokenExchange(t *testing.T) {
 			t.Fatalf("call %d: %+v %v", i, res, err)
 		}
 	}
+	// A new inbound token of the same user and agent (an agent's token
+	// refresh) reuses the cached exchange.
+	sess2, err := mcpConnect(t, "http://"+s.httpAddr+"/mcp/gh", e2eToken(t, s, "alice@example.com", "coding-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess2.Close()
+	if res, err := sess2.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "q"}}); err != nil || res.IsError {
+		t.Fatalf("call with a second inbound token: %+v %v", res, err)
+	}
 	jwks := fetchJWKS(t, st.Issuer+"/keys")
 	distinct := map[string]bool{}
 	for _, a := range up.seenAuths() {
@@ -67,7 +77,7 @@ func TestMCPTokenExchange(t *testing.T) {
 		}
 	}
 	if len(distinct) != 1 {
-		t.Fatalf("%d distinct upstream tokens for one user, agent and connection: want one exchange", len(distinct))
+		t.Fatalf("%d distinct upstream tokens for one user, agent and connection (two inbound tokens): want one exchange", len(distinct))
 	}
 }
 

@@ -57,7 +57,7 @@
 // hundred nanoseconds and no allocation (see bench_test.go). Every input
 // that changes a credential is part of its key, so a changed option or
 // secret misses at once; secrets appear in keys only as a keyed 64-bit
-// fingerprint, the inbound token only as its TokenID (or SHA-256):
+// fingerprint; inbound tokens are not part of any key:
 //
 //	client credentials  connection, URL, audience, scopes, token endpoint,
 //	                    client_id, secret fingerprint. Not the catalog
@@ -67,14 +67,13 @@
 //	mandate_jwt         subject, actor, connection, audience, scopes. A
 //	                    cached token is reused for a caller only if it does
 //	                    not outlive that caller's inbound token.
-//	token_exchange      the inbound token (TokenID), subject, actor,
-//	                    connection, URL, audience, scopes, endpoint, client.
-//	                    Keying on the inbound token rather than only the
-//	                    subject keeps the identity provider's decision tied
-//	                    to the token it judged (its scopes, client, session);
-//	                    an agent reusing its token costs one exchange per
-//	                    token lifetime. The entry never outlives the inbound
-//	                    token (Identity.Expiry) nor the exchanged token's
+//	token_exchange      subject, actor, connection, URL, audience, scopes,
+//	                    endpoint, client: at most one exchange per (user,
+//	                    agent, connection, scopes) per token lifetime, as
+//	                    the gateway issue asks; a refreshed inbound token of
+//	                    the same user and agent reuses the entry. The entry
+//	                    never outlives the inbound token it was exchanged
+//	                    for (Identity.Expiry) nor the exchanged token's
 //	                    expires_in minus the margin.
 //
 // Concurrent misses for one key share one request (singleflight), which

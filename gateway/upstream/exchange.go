@@ -78,19 +78,16 @@ func (cr *Credentials) exchangeKey(c *gateway.Connection, id *gateway.Identity) 
 		endpoint: c.Options[catalog.OptTokenEndpoint],
 		clientID: c.Options[catalog.OptClientID],
 		secretFP: cr.fingerprint(c.Secrets[catalog.OptClientSecret]),
-		tokenID:  id.TokenID,
-	}
-	if k.tokenID == "" {
-		k.tokenSum = tokenSum(id.Token)
 	}
 	return k
 }
 
 // tokenExchange returns a token the identity provider issued for the
 // upstream in exchange for the caller's inbound token (RFC 8693). The
-// result is cached per inbound token, connection and request parameters
-// until shortly before it expires, never beyond the inbound token's
-// expiry; concurrent misses share one exchange.
+// result is cached per (user, agent, connection, scopes and the other
+// request parameters) until shortly before it expires, never beyond the
+// expiry of the inbound token it was exchanged for; concurrent misses share
+// one exchange. A later inbound token of the same user and agent reuses it.
 func (cr *Credentials) tokenExchange(ctx context.Context, c *gateway.Connection, id *gateway.Identity) (string, int64, bool, error) {
 	now := cr.now()
 	if err := checkInbound(c, id, now); err != nil {
