@@ -97,13 +97,7 @@ func (cr *Credentials) tokenExchange(ctx context.Context, c *gateway.Connection,
 		return "", 0, false, fmt.Errorf("upstream %s: token_exchange needs the caller's token", c.Name)
 	}
 	k := cr.exchangeKey(c, id)
-	// A cached exchange is reused for this caller only if it does not
-	// outlive the caller's own inbound token (as for mandate_jwt).
-	var limit int64
-	if !id.Expiry.IsZero() {
-		limit = id.Expiry.UnixNano()
-	}
-	if e, ok := cr.cache.get(&k, now.UnixNano()); ok && (limit == 0 || e.expires <= limit) {
+	if e, ok := cr.cache.get(&k, now.UnixNano()); ok {
 		cr.stats.hits.Add(1)
 		return e.value, e.expires, true, nil
 	}

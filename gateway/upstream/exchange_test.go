@@ -497,31 +497,3 @@ func TestTokenExchangeConfigErrors(t *testing.T) {
 		t.Fatal("exchange without a caller")
 	}
 }
-
-// TestTokenExchangeNotBeyondCaller: a cached exchange that would outlive
-// the caller's own inbound token is not reused for that caller.
-func TestTokenExchangeNotBeyondCaller(t *testing.T) {
-	clk := newClock()
-	idp := exchangeIdP(t, 600)
-	cr := newCreds(t, clk, nil)
-	a := exchangeConn(idp, nil)
-	c := conn("token_exchange", a.opts, a.secrets)
-	ctx := context.Background()
-	if _, err := cr.Authorization(ctx, c, alice(clk)); err != nil { // inbound valid 1 h, exchanged 10 min
-		t.Fatal(err)
-	}
-	short := alice(clk)
-	short.Token, short.TokenID, short.Expiry = aliceToken+"-short", "tid-short", clk.Now().Add(2*time.Minute)
-	if _, err := cr.Authorization(ctx, c, short); err != nil {
-		t.Fatal(err)
-	}
-	if n := idp.n.Load(); n != 2 {
-		t.Fatalf("%d exchanges, want 2: the cached one outlives the second caller's token", n)
-	}
-	if _, err := cr.Authorization(ctx, c, alice(clk)); err != nil {
-		t.Fatal(err)
-	}
-	if n := idp.n.Load(); n > 3 {
-		t.Fatalf("%d exchanges", n)
-	}
-}
