@@ -24,6 +24,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/duckstore"
+	"github.com/mandatehq/mandate/catalog/privfile"
 	"github.com/mandatehq/mandate/catalog/walstore"
 	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/enforce/api"
@@ -193,39 +194,9 @@ func decodeKey(v, from string) ([]byte, error) {
 	return nil, fmt.Errorf("%s must hold a 32-byte key in base64 or hex", from)
 }
 
-// writeSecretFile writes path with mode 0600 atomically (temp file, fsync,
-// rename, fsync of the directory), replacing an older file.
-func writeSecretFile(path, content string) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(content); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+// writeSecretFile writes path with mode 0600 atomically and durably,
+// replacing an older file (catalog/privfile).
+func writeSecretFile(path, content string) error { return privfile.Write(path, []byte(content)) }
 
 func randomPassword() (string, error) {
 	b := make([]byte, 18)

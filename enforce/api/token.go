@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/mandatehq/mandate/catalog/privfile"
 )
 
 // Node token sources.
@@ -70,41 +72,12 @@ func readToken(path string) (string, error) {
 	return tok, nil
 }
 
-// createToken writes a new token to path unless path exists (os.ErrExist).
+// createToken writes a new token to path unless path exists (os.ErrExist):
+// a hard link never replaces an existing file, so the first start wins.
 func createToken(path string) error {
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+TokenFile+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.WriteString(hex.EncodeToString(raw) + "\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	// A hard link never replaces an existing file: the first start wins.
-	if err := os.Link(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return privfile.Create(path, []byte(hex.EncodeToString(raw)+"\n"))
 }

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mandatehq/mandate/catalog/privfile"
 )
 
 // Files in the data directory.
@@ -189,46 +191,8 @@ func readPrivateFile(path string) ([]byte, error) {
 }
 
 // createPrivateFile writes data to path (mode 0600) unless path exists
-// (os.ErrExist): a temporary file, fsynced, then hard-linked into place, so
-// that concurrent first starts agree and a crash leaves no partial file.
-func createPrivateFile(path string, data []byte) error {
-	return writeTemp(path, data, os.Link)
-}
+// (os.ErrExist), so that concurrent first starts agree (catalog/privfile).
+func createPrivateFile(path string, data []byte) error { return privfile.Create(path, data) }
 
 // writePrivateFile writes data to path (mode 0600), replacing it atomically.
-func writePrivateFile(path string, data []byte) error {
-	return writeTemp(path, data, os.Rename)
-}
-
-func writeTemp(path string, data []byte, place func(tmp, path string) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := place(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func writePrivateFile(path string, data []byte) error { return privfile.Write(path, data) }

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/mandatehq/mandate/catalog/privfile"
 )
 
 // ErrNoToken is returned by TokenStore.Get when the user has not connected
@@ -262,41 +264,10 @@ func (s *fileStore) writeLocked() error {
 	return writeFileAtomic(s.path, b)
 }
 
-// writeFileAtomic replaces path with b: temp file (0600) in the same
-// directory, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, b []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("oauthconnect: token store: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("oauthconnect: token store: %w", err)
-	}
-	if _, err = tmp.Write(b); err != nil {
-		return fmt.Errorf("oauthconnect: token store: %w", err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("oauthconnect: token store: %w", err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("oauthconnect: token store: %w", err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("oauthconnect: token store: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("oauthconnect: token store: %w", err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
+// writeFileAtomic replaces path with b (catalog/privfile: 0600, fsync,
+// rename, fsync of the directory).
+func writeFileAtomic(path string, b []byte) error {
+	if err := privfile.Write(path, b); err != nil {
 		return fmt.Errorf("oauthconnect: token store: %w", err)
 	}
 	return nil

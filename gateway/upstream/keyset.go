@@ -24,6 +24,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog/privfile"
 )
 
 // Key lifecycle constants. A key is "next" (published, not yet signing),
@@ -494,40 +496,9 @@ func (k *KeySet) persist() error {
 	return writeFileAtomic(k.path(), data)
 }
 
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("upstream: write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("upstream: write %s: %w", path, err)
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("upstream: write %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("upstream: fsync %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("upstream: write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("upstream: rename %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("upstream: fsync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("upstream: fsync %s: %w", dir, err)
+func writeFileAtomic(path string, data []byte) error {
+	if err := privfile.Write(path, data); err != nil {
+		return fmt.Errorf("upstream: %w", err)
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/mandatehq/mandate/catalog/privfile"
 )
 
 // Names of the generated certificate files in the data directory.
@@ -128,34 +130,9 @@ func selfSignedCertificate(now time.Time) (certPEM, keyPEM []byte, err error) {
 	return certPEM, keyPEM, nil
 }
 
-// writeFileAtomic writes data to path with mode 0600 via a temporary file
-// and a rename.
-func writeFileAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("pgwire: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("pgwire: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("pgwire: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("pgwire: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("pgwire: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+// writeFileAtomic writes data to path with mode 0600 (catalog/privfile).
+func writeFileAtomic(path string, data []byte) error {
+	if err := privfile.Write(path, data); err != nil {
 		return fmt.Errorf("pgwire: %w", err)
 	}
 	return nil
