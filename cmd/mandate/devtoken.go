@@ -20,13 +20,7 @@ import (
 // agent's client-credentials token and an RFC 8693 exchange of the two
 // (sub = user, act.sub = agent). Only the access token goes to stdout.
 func runDevToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev-token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	for _, a := range args { // --help is an answer, not an error: stdout
-		if a == "-h" || a == "-help" || a == "--help" || a == "-h=true" {
-			fs.SetOutput(stdout)
-		}
-	}
+	fs := newFlagSet("dev-token", args, stdout, stderr)
 	dataDir := "./mandate-data"
 	if v, ok := os.LookupEnv(envName("data-dir")); ok {
 		dataDir = v

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,13 +30,7 @@ type gatewayConfig struct {
 
 func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig, error) {
 	c := &gatewayConfig{}
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	for _, a := range args {
-		if a == "-h" || a == "-help" || a == "--help" || a == "-h=true" {
-			fs.SetOutput(stdout)
-		}
-	}
+	fs := newFlagSet("gateway", args, stdout, stderr)
 	fs.StringVar(&c.catalogURL, "catalog", "", "URL of the catalog's HTTP API (mandate serve --http-addr), e.g. https://catalog.internal:8470 (required)")
 	fs.StringVar(&c.nodeTokenFile, "node-token-file", "", "file holding the catalog's node token (its DATA_DIR/node-token); or set MANDATE_NODE_TOKEN")
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8480", "address the MCP gateway listens on (/mcp/CONNECTION)")
@@ -49,22 +42,9 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mandate gateway --catalog URL --node-token-file FILE --oidc-issuer URL [flags]\n\nRuns an MCP gateway node against a remote catalog. Every flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(fs.Output(), "  --%s [%s]\n      %s (default %q)\n", f.Name, envName(f.Name), f.Usage, f.DefValue)
-		})
+		printEnvFlags(fs)
 	}
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
-			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("invalid %s=%q: %w", envName(f.Name), v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
-	}
-	if err := parseArgs(fs, args); err != nil {
+	if err := parseEnvArgs(fs, args); err != nil {
 		return nil, err
 	}
 	if c.catalogURL == "" {

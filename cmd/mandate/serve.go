@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -34,23 +33,6 @@ import (
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
 
-var errHelp = errors.New("help requested")
-
-// parseArgs parses a subcommand's flags: --help is errHelp (exit 0), and
-// positional arguments are refused.
-func parseArgs(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	return nil
-}
-
 type serveConfig struct {
 	dataDir          string
 	sqlAddr          string
@@ -67,20 +49,9 @@ type serveConfig struct {
 	dev              bool
 }
 
-// envName turns a flag name into its environment variable: data-dir → MANDATE_DATA_DIR.
-func envName(flagName string) string {
-	return "MANDATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
 func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, error) {
 	c := &serveConfig{}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	for _, a := range args { // --help is an answer, not an error: stdout
-		if a == "-h" || a == "-help" || a == "--help" || a == "-h=true" {
-			fs.SetOutput(stdout)
-		}
-	}
+	fs := newFlagSet("serve", args, stdout, stderr)
 	fs.StringVar(&c.dataDir, "data-dir", "./mandate-data", "directory holding the embedded store, keys and certificates")
 	fs.StringVar(&c.sqlAddr, "sql-addr", "127.0.0.1:15432", "address of the PostgreSQL wire endpoint (psql, JDBC, pgx)")
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8470", "address of the HTTP API: /healthz and the authorization API for gateway nodes (/api/v1/authorize, /api/v1/watch; node token required)")
@@ -96,24 +67,11 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs.BoolVar(&c.dev, "dev", false, "also run the DEVELOPMENT identity provider at PUBLIC-URL/oidc and trust it (mandate dev-token prints its tokens); not for production")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mandate serve [flags]\n\nEvery flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(fs.Output(), "  --%s [%s]\n      %s (default %q)\n", f.Name, envName(f.Name), f.Usage, f.DefValue)
-		})
+		printEnvFlags(fs)
 		fmt.Fprintf(fs.Output(), "\nOther environment variables:\n  MANDATE_ADMIN_PASSWORD  password of the built-in admin user, used on first start\n  MANDATE_MASTER_KEY      32-byte key (base64 or hex) that encrypts secrets at rest (default: generated into DATA_DIR/master.key)\n  MANDATE_NODE_TOKEN      token gateway nodes present to the authorization API (default: generated into DATA_DIR/node-token)\n")
 	}
 	// Environment first, then flags override.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
-			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("invalid %s=%q: %w", envName(f.Name), v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
-	}
-	if err := parseArgs(fs, args); err != nil {
+	if err := parseEnvArgs(fs, args); err != nil {
 		return nil, err
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
