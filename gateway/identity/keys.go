@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -23,6 +22,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/mandatehq/mandate/gateway"
 )
 
 const (
@@ -404,33 +405,7 @@ func checkIssuerURL(raw string) error {
 
 // checkFetchURL: keys and metadata come only from https, or from http on
 // a loopback host (tests, a local IdP).
-func checkFetchURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("invalid URL: %w", err)
-	}
-	if u.Host == "" {
-		return errors.New("URL must be absolute")
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if isLoopback(u.Hostname()) {
-			return nil
-		}
-		return errors.New("http is allowed only to a loopback host; use https")
-	}
-	return errors.New("URL must be https")
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func checkFetchURL(raw string) error { return gateway.CheckSecureURL(raw) }
 
 // checkRedirect (the default HTTP client's) follows redirects only to
 // URLs checkFetchURL admits, at most 5.

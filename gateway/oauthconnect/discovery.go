@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -323,30 +322,4 @@ func (k *Connector) getJSON(ctx context.Context, u string, out any) error {
 
 // checkEndpointURL accepts absolute https URLs without credentials or
 // fragment, and http only to a loopback host (development).
-func checkEndpointURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || !u.IsAbs() || u.Host == "" {
-		return fmt.Errorf("not an absolute URL")
-	}
-	if u.User != nil || u.Fragment != "" {
-		return fmt.Errorf("must not carry credentials or a fragment")
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if isLoopback(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("must use https (http only for loopback)")
-	}
-	return fmt.Errorf("must use https")
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func checkEndpointURL(s string) error { return gateway.CheckSecureURL(s) }
