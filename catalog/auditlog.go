@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog/textcap"
 )
 
 // Defaults of AuditLogOptions.
@@ -206,10 +209,32 @@ func (l *AuditLog) prepare(ev *AuditEvent) error {
 	return ev.Validate()
 }
 
+// Bounds of an audit event's text, in bytes: Validate cuts longer text
+// (textcap: a prefix and a marker saying how much was cut), so that no
+// request, authenticated or not, can make one audit row large.
+const (
+	// AuditMaxShort bounds ids and codes: event_id, service_name,
+	// source_ip_address, session_id, request_id, securable_type,
+	// sql_state, decision.
+	AuditMaxShort = 256
+	// AuditMaxName bounds names: action_name, user_identity, run_by,
+	// run_as, user_agent, securable_name.
+	AuditMaxName = 512
+	// AuditMaxText bounds error_message and reason.
+	AuditMaxText = 4096
+	// AuditMaxParams bounds request_params (JSON): its longest strings are
+	// cut first, so that it stays valid JSON.
+	AuditMaxParams = 64 << 10
+)
+
 // Validate checks that e can be stored by every store: StatusCode fits in
 // 32 bits, LatencyMs is a finite number, Revision is not negative. Text
-// that is not valid UTF-8 is not refused but repaired in place (invalid
-// bytes become U+FFFD), as audit text often comes from request headers.
+// is not refused but normalized in place, as audit text often comes from
+// request headers: invalid UTF-8 bytes become U+FFFD, then text longer
+// than its bound (AuditMaxShort, AuditMaxName, AuditMaxText,
+// AuditMaxParams) is cut. Every path into a store validates (AuditLog,
+// walstore, the node API's ingestion), so the bounds hold for every
+// producer.
 func (e *AuditEvent) Validate() error {
 	if e.StatusCode != int(int32(e.StatusCode)) {
 		return Errorf(CodeInvalidArgument, "audit event %s: status_code %d is out of range", e.EventID, e.StatusCode)
@@ -220,14 +245,41 @@ func (e *AuditEvent) Validate() error {
 	if e.Revision < 0 {
 		return Errorf(CodeInvalidArgument, "audit event %s: revision must not be negative", e.EventID)
 	}
-	for _, p := range []*string{&e.EventID, &e.Service, &e.Action, &e.UserIdentity, &e.RunBy, &e.RunAs, &e.SourceIP,
-		&e.UserAgent, &e.SessionID, &e.RequestID, &e.SecurableType, &e.SecurableName, &e.RequestParams,
-		&e.ErrorMessage, &e.SQLState, &e.Decision, &e.Reason} {
-		if !utf8.ValidString(*p) {
-			*p = strings.ToValidUTF8(*p, "\uFFFD")
+	for _, f := range [...]struct {
+		p     *string
+		limit int
+	}{
+		{&e.EventID, AuditMaxShort}, {&e.Service, AuditMaxShort}, {&e.Action, AuditMaxName},
+		{&e.UserIdentity, AuditMaxName}, {&e.RunBy, AuditMaxName}, {&e.RunAs, AuditMaxName},
+		{&e.SourceIP, AuditMaxShort}, {&e.UserAgent, AuditMaxName}, {&e.SessionID, AuditMaxShort},
+		{&e.RequestID, AuditMaxShort}, {&e.SecurableType, AuditMaxShort}, {&e.SecurableName, AuditMaxName},
+		{&e.RequestParams, AuditMaxParams}, {&e.ErrorMessage, AuditMaxText}, {&e.SQLState, AuditMaxShort},
+		{&e.Decision, AuditMaxShort}, {&e.Reason, AuditMaxText},
+	} {
+		if !utf8.ValidString(*f.p) {
+			*f.p = strings.ToValidUTF8(*f.p, "\uFFFD")
+		}
+		if len(*f.p) > f.limit {
+			if f.p == &e.RequestParams {
+				*f.p = capParams(*f.p)
+			} else {
+				*f.p = textcap.String(*f.p, f.limit)
+			}
 		}
 	}
 	return nil
+}
+
+// capParams bounds request_params to AuditMaxParams, keeping JSON valid:
+// one long string (a statement) keeps most of the room; several are cut
+// shorter; what still does not fit is replaced by its size.
+func capParams(p string) string {
+	for _, each := range [...]int{AuditMaxParams - 1024, 1024} {
+		if c := textcap.JSONStrings([]byte(p), each); len(c) <= AuditMaxParams {
+			return string(c)
+		}
+	}
+	return `{"truncated_bytes":` + strconv.Itoa(len(p)) + `}`
 }
 
 func errAuditClosed() error { return Errorf(CodeUnavailable, "audit log is closed") }

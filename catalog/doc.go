@@ -29,6 +29,12 @@
 //     (MCP messages, authorization decisions, gateway nodes' records):
 //     Record returns once the event is durable, many Records share one
 //     store write (for walstore: one log record, one fsync).
+//     AuditEvent.Validate bounds every text field (AuditMax*), so no
+//     request makes an audit row large.
+//   - auditfail.go: FailureAudit, a recorder in front of another that
+//     aggregates failures anyone can cause without a credential (failed
+//     logins, unauthenticated requests) into one summary row per source
+//     and window.
 //   - query.go: QueryEngine, the read-only SQL engine system tables run on
 //     (implemented by duckstore; the front end analyses and rewrites the
 //     statements first, see sqlfront/systables).
