@@ -81,6 +81,9 @@ type Store struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
+	// auditAppended counts the bytes of the audit events committed since
+	// the retention loop last measured the table (retention.go).
+	auditAppended atomic.Int64
 }
 
 var _ catalog.Store = (*Store)(nil)
@@ -388,6 +391,7 @@ func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx
 		_, _ = s.wconn.ExecContext(context.Background(), "ROLLBACK") // in case the transaction is still open
 		return translate(ctx, "commit", err)
 	}
+	s.auditAppended.Add(tx.auditBytes)
 	return nil
 }
 

@@ -55,6 +55,8 @@ type rwTx struct {
 	// (copied once, never regrown), nevents their count.
 	events  [][]catalog.AuditEvent
 	nevents int
+	// auditBytes is the size of the appended events (auditEventBytes).
+	auditBytes int64
 }
 
 var _ catalog.RWTx = (*rwTx)(nil)
@@ -375,6 +377,9 @@ func (t *rwTx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) er
 	}
 	t.events = append(t.events, append([]catalog.AuditEvent(nil), events...))
 	t.nevents += len(events)
+	for i := range events {
+		t.auditBytes += auditEventBytes(&events[i])
+	}
 	if t.nevents >= maxBuffered {
 		return t.flushAudit(ctx)
 	}
