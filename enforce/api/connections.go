@@ -3,7 +3,9 @@ package api
 import (
 	"context"
 	"maps"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/mandatehq/mandate/catalog"
@@ -17,9 +19,9 @@ const ConnectionsPath = "/api/v1/connections/"
 // options (client_secret, bearer_token): it goes only to callers holding
 // the node token (the upstream credentials are what a gateway node needs
 // to act), is answered with Cache-Control: no-store, and must never be
-// logged. When nodes run on other hosts, the API must be reached over
-// TLS (or a trusted network): the node token and these secrets travel on
-// it.
+// logged. It is answered only over TLS or to a loopback peer (see
+// Options.AllowCleartextSecrets): the node token and these secrets travel
+// on it.
 type ConnectionInfo struct {
 	// Name is the full three-part name (system.ai.my_github_mcp).
 	Name     string `json:"name"`
@@ -168,10 +170,27 @@ func splitName(name string) (parts []string, quoted []bool, err error) {
 	}
 }
 
-// connection answers GET /api/v1/connections/{name}.
+// loopbackPeer reports whether r came from a loopback address.
+func loopbackPeer(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// connection answers GET /api/v1/connections/{name}: only over TLS or to
+// a loopback peer (or with Options.AllowCleartextSecrets), as it carries
+// decrypted secrets.
 func (h *handler) connection(w http.ResponseWriter, r *http.Request) error {
 	if h.o.Connections == nil {
 		return errorf(http.StatusServiceUnavailable, "connection resolution is not configured on this catalog")
+	}
+	if r.TLS == nil && !loopbackPeer(r) && !h.o.AllowCleartextSecrets {
+		h.log.Warn().Str("remote", r.RemoteAddr).Msg("refused to send a connection's secrets over cleartext HTTP to a non-loopback address")
+		return errorf(http.StatusForbidden, "connection secrets are sent only over TLS or to a loopback address: "+
+			"serve the catalog's HTTP API with TLS (mandate serve --http-tls on) and reach it with https://")
 	}
 	name := strings.TrimPrefix(r.URL.Path, ConnectionsPath)
 	if name == "" {

@@ -2,7 +2,9 @@ package api_test
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -185,5 +187,75 @@ func TestConnectionsAPIUndecryptable(t *testing.T) {
 	}
 	if info, err := api.ConnectionResolver(svc2)(context.Background(), "My Tools"); err != nil || len(info.Secrets) != 0 {
 		t.Fatalf("a connection without secrets: %+v %v", info, err)
+	}
+}
+
+// TestConnectionSecretsNeverInCleartext: decrypted secrets go only over
+// TLS or to a loopback peer; a plain-HTTP request from another address is
+// 403 before anything is resolved, unless the listener is declared to sit
+// behind a TLS-terminating proxy.
+func TestConnectionSecretsNeverInCleartext(t *testing.T) {
+	svc := newCatalog(t)
+	get := func(opts api.Options, remote string, tlsOn bool) (int, string) {
+		opts.Token = token
+		opts.Connections = api.ConnectionResolver(svc)
+		h := api.NewHandler(newFake(), opts)
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, api.ConnectionsPath+"my_github_mcp", nil)
+		req.RemoteAddr = remote
+		if !tlsOn {
+			req.TLS = nil
+		} else {
+			req.TLS = &tls.ConnectionState{HandshakeComplete: true}
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	cases := []struct {
+		name   string
+		opts   api.Options
+		remote string
+		tls    bool
+		want   int
+	}{
+		{"cleartext from another host", api.Options{}, "203.0.113.5:40000", false, http.StatusForbidden},
+		{"cleartext from an IPv6 host", api.Options{}, "[2001:db8::5]:40000", false, http.StatusForbidden},
+		{"TLS from another host", api.Options{}, "203.0.113.5:40000", true, http.StatusOK},
+		{"cleartext from loopback", api.Options{}, "127.0.0.1:40000", false, http.StatusOK},
+		{"cleartext from IPv6 loopback", api.Options{}, "[::1]:40000", false, http.StatusOK},
+		{"behind a TLS proxy", api.Options{AllowCleartextSecrets: true}, "203.0.113.5:40000", false, http.StatusOK},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, body := get(c.opts, c.remote, c.tls)
+			if code != c.want {
+				t.Fatalf("status %d %s, want %d", code, body, c.want)
+			}
+			if code == http.StatusForbidden && (strings.Contains(body, "ghp_s3cret") || !strings.Contains(body, "only over TLS")) {
+				t.Fatalf("refusal %s", body)
+			}
+			if code == http.StatusOK && !strings.Contains(body, "ghp_s3cret") {
+				t.Fatalf("answer without the secret: %s", body)
+			}
+		})
+	}
+}
+
+// TestNodeTokenFailuresAudited: a request without the right node token
+// is audited through Options.AuthFailures.
+func TestNodeTokenFailuresAudited(t *testing.T) {
+	var got []catalog.AuditEvent
+	rec := catalog.AuditRecorderFunc(func(_ context.Context, ev catalog.AuditEvent) error {
+		got = append(got, ev)
+		return nil
+	})
+	srv := newServer(t, newFake(), api.Options{AuthFailures: rec})
+	call(t, srv, http.MethodGet, api.RevisionPath, "Bearer wrong", nil)
+	call(t, srv, http.MethodGet, api.RevisionPath, "", nil)
+	call(t, srv, http.MethodGet, api.RevisionPath, "Bearer "+token, nil)
+	if len(got) != 2 || got[0].Reason != "invalid node token" || got[1].Reason != "missing node token" ||
+		got[0].StatusCode != 401 || got[0].Decision != "deny" || got[0].SourceIP != "127.0.0.1" || !catalog.IsAuthFailure(&got[0]) {
+		t.Fatalf("audited %+v", got)
 	}
 }

@@ -34,12 +34,20 @@
 //     once they are durable (audit.go; Options.Audit).
 //   - GET /api/v1/connections/{name} answers the resolved connection for a
 //     gateway node, decrypted secrets included (connections.go;
-//     Options.Connections): only to node-token holders; use TLS.
+//     Options.Connections): only to node-token holders, and only over TLS
+//     or to a loopback peer (else 403; Options.AllowCleartextSecrets for a
+//     listener behind a TLS-terminating proxy).
 //   - With Options.AuditDecisions every answered decision is recorded as an
 //     audit event (service_name "authorization") in the background
 //     (decisionaudit.go).
 //
 // Other paths are 404 and wrong methods 405, as JSON {"error"}.
+//
+// Request bodies are decoded with catalog/strictjson: at most MaxBody
+// bytes (413), nested at most strictjson.DefaultMaxDepth deep, no
+// duplicate keys, no unknown fields (exact names: "Subject" is not
+// "subject"), nothing after the object; anything else is 400. A refused
+// node token is audited through Options.AuthFailures when set.
 //
 // LoadOrCreateToken reads the node token from MANDATE_NODE_TOKEN or
 // DATA_DIR/node-token, creating the file (0600) at first start.

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -9,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -20,6 +20,7 @@ import (
 	"github.com/segmentio/encoding/json"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/strictjson"
 	"github.com/mandatehq/mandate/enforce"
 )
 
@@ -61,6 +62,17 @@ type Options struct {
 	// Connections resolves GET /api/v1/connections/{name}, secrets included
 	// (ConnectionResolver); nil answers that route 503.
 	Connections func(ctx context.Context, name string) (*ConnectionInfo, error)
+	// AllowCleartextSecrets lets GET /api/v1/connections/{name} answer a
+	// request that came over plain HTTP from a non-loopback address: only
+	// for a listener behind a TLS-terminating proxy. Without it such a
+	// request is 403 (decrypted secrets never leave over cleartext).
+	AllowCleartextSecrets bool
+	// AuthFailures records a request refused for a missing or wrong node
+	// token (service_name "authorization", action_name "AUTHENTICATE",
+	// status 401, decision deny), typically through a
+	// catalog.FailureAudit so that repeats are aggregated; nil: not
+	// audited.
+	AuthFailures catalog.AuditRecorder
 	// AuditDecisions records every decision the API answers through Audit
 	// (service_name "authorization"), in the background until Context ends.
 	AuditDecisions bool
@@ -146,6 +158,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("WWW-Authenticate", v)
 		h.log.Debug().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Msg("unauthenticated request refused")
+		h.auditAuthFailure(r)
 		writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: "missing or invalid node token"})
 		return
 	}
@@ -172,6 +185,27 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.writeError(w, r, err)
+	}
+}
+
+// auditAuthFailure records a refused node-token check (Options.AuthFailures).
+func (h *handler) auditAuthFailure(r *http.Request) {
+	if h.o.AuthFailures == nil {
+		return
+	}
+	reason := "missing node token"
+	if r.Header.Get("Authorization") != "" {
+		reason = "invalid node token"
+	}
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	params, _ := json.Marshal(map[string]string{"method": r.Method, "path": r.URL.Path})
+	ev := catalog.AuditEvent{Service: "authorization", Action: "AUTHENTICATE", SourceIP: ip, UserAgent: r.UserAgent(),
+		RequestParams: string(params), StatusCode: http.StatusUnauthorized, ErrorMessage: reason, Decision: "deny", Reason: reason}
+	if err := h.o.AuthFailures.Record(r.Context(), ev); err != nil && r.Context().Err() == nil {
+		h.log.Error().Err(err).Msg("could not audit a refused node token")
 	}
 }
 
@@ -255,19 +289,9 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, v any) erro
 		if len(bytesTrimSpace(b)) == 0 {
 			err = io.EOF
 		} else {
-			// The fast decoder first; on failure the standard library's,
-			// which is the reference and names the problem precisely.
-			var rest []byte
-			if rest, err = json.Parse(b, v, json.DisallowUnknownFields); err != nil {
-				reflect.ValueOf(v).Elem().SetZero()
-				dec := stdjson.NewDecoder(bytes.NewReader(b))
-				dec.DisallowUnknownFields()
-				err = dec.Decode(v)
-				rest = b[dec.InputOffset():]
-			}
-			if err == nil && len(bytesTrimSpace(rest)) > 0 {
-				return errorf(http.StatusBadRequest, "malformed request: unexpected data after the JSON object")
-			}
+			// One linear pre-scan bounds depth, refuses duplicate keys and
+			// trailing data; then the fast decoder (catalog/strictjson).
+			err = strictjson.Unmarshal(b, v, strictjson.Options{MaxBytes: h.o.MaxBody, DisallowUnknownFields: true})
 		}
 	}
 	if err == nil {
@@ -275,20 +299,23 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, v any) erro
 	}
 	var (
 		tooBig *http.MaxBytesError
-		syn    *json.SyntaxError
-		typ    *json.UnmarshalTypeError
+		strict *strictjson.Error
+		typ    *stdjson.UnmarshalTypeError
+		ftyp   *json.UnmarshalTypeError
 	)
 	switch {
-	case errors.As(err, &tooBig):
+	case errors.As(err, &tooBig), errors.Is(err, strictjson.ErrTooLarge):
 		return errorf(http.StatusRequestEntityTooLarge, "request body is larger than the limit of %d bytes", h.o.MaxBody)
 	case errors.Is(err, io.EOF):
 		return errorf(http.StatusBadRequest, "malformed request: empty body (a JSON object is expected)")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errorf(http.StatusBadRequest, "malformed request: truncated JSON")
-	case errors.As(err, &syn):
-		return errorf(http.StatusBadRequest, "malformed request: invalid JSON at byte %d: %s", syn.Offset, syn.Error())
-	case errors.As(err, &typ):
+	case errors.As(err, &typ) && typ.Type != nil:
 		return errorf(http.StatusBadRequest, "malformed request: %s must be %s, not %s", fieldName(typ.Field), jsonKind(typ.Type.Kind()), typ.Value)
+	case errors.As(err, &ftyp) && ftyp.Type != nil:
+		return errorf(http.StatusBadRequest, "malformed request: %s must be %s, not %s", fieldName(ftyp.Field), jsonKind(ftyp.Type.Kind()), ftyp.Value)
+	case errors.As(err, &strict) && errors.Is(err, strictjson.ErrSyntax) && strict.Offset >= int64(len(b)):
+		return errorf(http.StatusBadRequest, "malformed request: truncated JSON")
+	case errors.As(err, &strict):
+		return errorf(http.StatusBadRequest, "malformed request: %s", strict.Msg)
 	default:
 		return errorf(http.StatusBadRequest, "malformed request: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
