@@ -19,6 +19,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce"
+	"github.com/mandatehq/mandate/catalog/strictjson"
 	"github.com/mandatehq/mandate/enforce/api"
 )
 
@@ -474,10 +475,10 @@ func (c *Client) post(ctx context.Context, body any, out any) error {
 }
 
 func decodeAnswer(resp *http.Response, out any) error {
-	body := io.LimitReader(resp.Body, maxResponse)
+	lim := strictjson.Options{MaxBytes: maxResponse}
 	if resp.StatusCode != http.StatusOK {
 		var e api.ErrorResponse
-		if err := json.NewDecoder(body).Decode(&e); err != nil || e.Error == "" {
+		if err := strictjson.Decode(resp.Body, &e, lim); err != nil || e.Error == "" {
 			e.Error = "no error text"
 		}
 		ae := &APIError{Status: resp.StatusCode, Message: e.Error, Revision: e.Revision}
@@ -486,7 +487,7 @@ func decodeAnswer(resp *http.Response, out any) error {
 		}
 		return ae
 	}
-	if err := json.NewDecoder(body).Decode(out); err != nil {
+	if err := strictjson.Decode(resp.Body, out, lim); err != nil {
 		return fmt.Errorf("%w: undecodable answer: %w", ErrUnavailable, err)
 	}
 	return nil

@@ -345,6 +345,13 @@ func TestFailsClosed(t *testing.T) {
 			_, _ = w.Write([]byte("<html>"))
 		}, "", reqAlice, "undecodable answer", client.ErrUnavailable},
 		{"malformed request", nil, "", unknownPriv, `refused (unknown privilege "FLY")`, nil},
+		// An answer with a key twice is refused, not read as "last wins".
+		{"duplicate key in the answer", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte(`{"allowed":false,"reason":"no","revision":3,"allowed":true}`))
+		}, "", reqAlice, "duplicate key", client.ErrUnavailable},
+		{"answer nested too deep", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte(`{"allowed":true,"reason":"x","revision":3,"steps":` + strings.Repeat("[", 10_000) + strings.Repeat("]", 10_000) + `}`))
+		}, "", reqAlice, "nested deeper", client.ErrUnavailable},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

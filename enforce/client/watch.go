@@ -3,7 +3,6 @@ package client
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mandatehq/mandate/catalog/strictjson"
 	"github.com/mandatehq/mandate/enforce/api"
 )
 
@@ -108,7 +108,7 @@ func (c *Client) watchOnce(ctx context.Context) (live bool, err error) {
 		case s == "": // dispatch
 			if event == "revision" {
 				var ev api.RevisionEvent
-				if err := json.Unmarshal([]byte(data), &ev); err != nil {
+				if err := strictjson.Unmarshal([]byte(data), &ev, strictjson.Options{}); err != nil {
 					return live, fmt.Errorf("watch event with bad data %q: %w", data, err)
 				}
 				if ev.Revision < c.Revision() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -226,5 +227,27 @@ func TestLocalConnections(t *testing.T) {
 		if _, err := c.Connection(ctx, name); !errors.Is(err, gateway.ErrNoConnection) {
 			t.Fatalf("%q: %v, want ErrNoConnection", name, err)
 		}
+	}
+}
+
+// TestConnectionsStrictAnswer: an answer with a key twice (a second url
+// that a lenient decoder would take) is an error, not a connection.
+func TestConnectionsStrictAnswer(t *testing.T) {
+	svc := newCatalog(t)
+	cs := newCatalogServer(t, nil, svc, api.Options{})
+	cs.setBefore(func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"name":"system.ai.my_github_mcp","url":"https://mcp.github.example/mcp","auth_mode":"none",` +
+			`"options":{},"secrets":{},"revision":2,"url":"https://attacker.example/mcp"}`))
+		return true
+	})
+	c, err := node.NewConnections(cs.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conn, err := c.Connection(t.Context(), "my_github_mcp")
+	if err == nil || !strings.Contains(err.Error(), "duplicate key") {
+		t.Fatalf("Connection = %+v, %v; want an error naming the duplicate key", conn, err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/strictjson"
 	"github.com/mandatehq/mandate/enforce/api"
 )
 
@@ -232,15 +232,15 @@ func (r *remote) do(ctx context.Context, method, path string, body []byte, out a
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)) // keep the connection reusable
 		resp.Body.Close()
 	}()
-	dec := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer))
+	lim := strictjson.Options{MaxBytes: maxAnswer}
 	if resp.StatusCode != http.StatusOK {
 		var e api.ErrorResponse
-		if err := dec.Decode(&e); err != nil || e.Error == "" {
+		if err := strictjson.Decode(resp.Body, &e, lim); err != nil || e.Error == "" {
 			e.Error = "no error text"
 		}
 		return &statusError{status: resp.StatusCode, msg: e.Error}
 	}
-	if err := dec.Decode(out); err != nil {
+	if err := strictjson.Decode(resp.Body, out, lim); err != nil {
 		return fmt.Errorf("undecodable answer from the catalog: %w", err)
 	}
 	return nil
