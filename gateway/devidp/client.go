@@ -13,6 +13,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/mandatehq/mandate/catalog/strictjson"
 )
 
 // ErrNotRunning means no development provider answers at the issuer URL
@@ -170,7 +172,7 @@ func (c *Client) tokenEndpoint(ctx context.Context) (string, error) {
 		Issuer        string `json:"issuer"`
 		TokenEndpoint string `json:"token_endpoint"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&d); err != nil {
+	if err := strictjson.Decode(resp.Body, &d, strictjson.Options{}); err != nil {
 		return "", fmt.Errorf("%w at %s: discovery document: %v", ErrNotRunning, c.Issuer, err)
 	}
 	if d.Issuer != c.Issuer || d.TokenEndpoint == "" {
@@ -207,14 +209,14 @@ func (c *Client) post(ctx context.Context, form url.Values, clientID string) (*T
 	}
 	if resp.StatusCode != http.StatusOK {
 		te := &TokenError{Status: resp.StatusCode}
-		if json.Unmarshal(body, te) != nil || te.Code == "" {
+		if strictjson.Unmarshal(body, te, strictjson.Options{}) != nil || te.Code == "" {
 			te.Code = "invalid_response"
 			te.Description = strings.TrimSpace(string(body))
 		}
 		return nil, te
 	}
 	t := new(Token)
-	if err := json.Unmarshal(body, t); err != nil || t.AccessToken == "" {
+	if err := strictjson.Unmarshal(body, t, strictjson.Options{}); err != nil || t.AccessToken == "" {
 		return nil, fmt.Errorf("devidp: the token endpoint answered without an access token")
 	}
 	return t, nil

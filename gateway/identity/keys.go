@@ -23,6 +23,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/mandatehq/mandate/catalog/strictjson"
 	"github.com/mandatehq/mandate/gateway"
 )
 
@@ -251,7 +252,7 @@ func (s *keySource) discover(ctx context.Context) (string, error) {
 			Issuer  string `json:"issuer"`
 			JWKSURI string `json:"jwks_uri"`
 		}
-		if err := json.Unmarshal(body, &md); err != nil {
+		if err := strictjson.Unmarshal(body, &md, strictjson.Options{MaxBytes: maxDocument}); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", mu, err))
 			continue
 		}
@@ -277,7 +278,7 @@ func (s *keySource) parseJWKS(body []byte) ([]verifyKey, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
+	if err := strictjson.Unmarshal(body, &doc, strictjson.Options{MaxBytes: maxDocument}); err != nil {
 		return nil, err
 	}
 	var out []verifyKey

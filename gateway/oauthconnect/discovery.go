@@ -2,7 +2,6 @@ package oauthconnect
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/strictjson"
 	"github.com/mandatehq/mandate/gateway"
 )
 
@@ -314,8 +314,8 @@ func (k *Connector) getJSON(ctx context.Context, u string, out any) error {
 	if len(b) > maxMetadata {
 		return fmt.Errorf("GET %s: document larger than %d bytes", u, maxMetadata)
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("GET %s: not a JSON metadata document", u)
+	if err := strictjson.Unmarshal(b, out, strictjson.Options{MaxBytes: maxMetadata}); err != nil {
+		return fmt.Errorf("GET %s: not a JSON metadata document (%v)", u, err)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/strictjson"
 	"github.com/mandatehq/mandate/gateway"
 )
 
@@ -163,6 +164,11 @@ func decodeBody(b []byte, ctype string) (fields, error) {
 			}
 			return f, nil
 		}
+	}
+	// Bounded and duplicate-free first (catalog/strictjson); numbers stay
+	// json.Number.
+	if err := strictjson.Valid(b, strictjson.Options{MaxBytes: maxMetadata}); err != nil {
+		return nil, err
 	}
 	d := json.NewDecoder(strings.NewReader(string(b)))
 	d.UseNumber()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/strictjson"
 	"github.com/mandatehq/mandate/gateway"
 )
 
@@ -201,7 +202,7 @@ func (cr *Credentials) doExchange(req *http.Request, endpoint string, redact []s
 		Error            string          `json:"error"`
 		ErrorDescription string          `json:"error_description"`
 	}
-	jsonErr := json.Unmarshal(body, &tr)
+	jsonErr := strictjson.Unmarshal(body, &tr, strictjson.Options{MaxBytes: maxTokenResponse})
 	if resp.StatusCode != http.StatusOK || tr.Error != "" {
 		if jsonErr != nil || tr.Error == "" {
 			return cacheEntry{}, fail(resp.StatusCode, "", "unexpected response ("+http.StatusText(resp.StatusCode)+")", nil)
