@@ -30,6 +30,9 @@ type Config struct {
 	// per_user_oauth connections ("" = every user), for SHOW CONNECTION
 	// STATUS; nil when no gateway runs in this process.
 	ConnectionStatus func(ctx context.Context, user string) ([]ConnectionStatus, error)
+	// LoginAudit records failed logins (default: straight to the catalog's
+	// store); a catalog.FailureAudit aggregates repeats from one source.
+	LoginAudit catalog.AuditRecorder
 }
 
 // ConnectionStatus is one user's connected account on a per_user_oauth
@@ -48,6 +51,7 @@ type Frontend struct {
 	version string
 	sys     *systables.Engine // nil without Config.Query
 	status  func(ctx context.Context, user string) ([]ConnectionStatus, error)
+	logins  catalog.AuditRecorder
 }
 
 var (
@@ -64,7 +68,12 @@ func New(cfg Config) *Frontend {
 	if v == "" {
 		v = "16.4"
 	}
-	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v, status: cfg.ConnectionStatus}
+	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v, status: cfg.ConnectionStatus, logins: cfg.LoginAudit}
+	if f.logins == nil {
+		f.logins = catalog.AuditRecorderFunc(func(ctx context.Context, ev catalog.AuditEvent) error {
+			return cfg.Catalog.AppendAudit(ctx, ev)
+		})
+	}
 	if cfg.Query != nil {
 		f.sys = systables.New(cfg.Catalog, cfg.Query)
 	}
@@ -84,7 +93,7 @@ func (f *Frontend) AuthFailed(ctx context.Context, info pgwire.ConnInfo) {
 		StatusCode: 1, SQLState: "28P01", ErrorMessage: "password authentication failed",
 		Decision: "deny", Reason: "password authentication failed",
 	}
-	if err := f.cat.AppendAudit(ctx, ev); err != nil {
+	if err := f.logins.Record(ctx, ev); err != nil {
 		f.log.Error().Err(err).Str("user", info.User).Msg("could not audit a failed login")
 	}
 }

@@ -34,6 +34,9 @@ type dataPlaneConfig struct {
 	connections gateway.Connections
 	audit       gateway.AuditSink
 	log         zerolog.Logger
+	// ownCert is the fingerprint of the listener's own TLS certificate
+	// ("" without TLS): identity fetches trust it besides the system CAs.
+	ownCert string
 }
 
 // dataPlane is the assembled gateway: its routes and the parts tests and
@@ -54,10 +57,15 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 		return func(b []byte) ([]byte, error) { return c.keyring.Seal(b, []byte(aad)) },
 			func(b []byte) ([]byte, error) { return c.keyring.Open(b, []byte(aad)) }
 	}
+	var idClient *http.Client
+	if c.ownCert != "" {
+		idClient = trustingOwnCert(c.ownCert)
+	}
 	auth, err := identity.New(ctx, identity.Config{
-		Issuers:   c.issuers,
-		Audiences: []string{c.publicURL},
-		Logger:    c.log,
+		Issuers:    c.issuers,
+		Audiences:  []string{c.publicURL},
+		Logger:     c.log,
+		HTTPClient: idClient,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("inbound authentication: %w", err)
@@ -107,8 +115,9 @@ func (d *dataPlane) mount(mux *http.ServeMux) {
 }
 
 // publicURLFor is the gateway's canonical URL: --public-url, or http://
-// plus the bound address (127.0.0.1 for a wildcard host).
-func publicURLFor(flagValue string, ln net.Listener) (string, error) {
+// (https:// when the listener serves TLS) plus the bound address
+// (127.0.0.1 for a wildcard host).
+func publicURLFor(flagValue string, ln net.Listener, tlsOn bool) (string, error) {
 	if flagValue != "" {
 		u, err := url.Parse(flagValue)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
@@ -123,7 +132,11 @@ func publicURLFor(flagValue string, ln net.Listener) (string, error) {
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port), nil
+	scheme := "http://"
+	if tlsOn {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port), nil
 }
 
 // issuersFrom parses --oidc-issuer: comma-separated issuer URLs, each

@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/mandatehq/mandate/gateway/devidp"
+	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
 
 // runDevToken implements `mandate dev-token`: an access token from the
@@ -68,6 +72,15 @@ Flags:
 	}
 	if err != nil {
 		return err
+	}
+	// A server with TLS on its HTTP listener presents the data dir's
+	// generated certificate: trust it (and the system CAs).
+	if b, err := os.ReadFile(filepath.Join(dataDir, pgwire.GeneratedCertFile)); err == nil {
+		if blk, _ := pem.Decode(b); blk != nil && blk.Type == "CERTIFICATE" {
+			hc := trustingOwnCert(fingerprint(blk.Bytes))
+			hc.Timeout = 30 * time.Second
+			c.HTTP = hc
+		}
 	}
 	opts := devidp.TokenOptions{Scopes: strings.Fields(*scope)}
 	if *audience != "" {

@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/client"
+	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/node"
 )
 
@@ -26,6 +29,8 @@ type gatewayConfig struct {
 	maxStaleness  time.Duration
 	logFormat     string
 	logLevel      string
+	fingerprint   string
+	http          httpConfig
 }
 
 func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig, error) {
@@ -40,6 +45,8 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 	fs.DurationVar(&c.maxStaleness, "max-staleness", client.DefaultMaxStaleness, "deny every call when the node cannot confirm for this long that its authorization answers are current")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: json, console, or auto")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.fingerprint, "catalog-fingerprint", "", "trust exactly the catalog certificate with this SHA-256 fingerprint (sha256:HEX, printed by mandate serve) instead of the system's CAs")
+	addHTTPFlags(fs, &c.http)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mandate gateway --catalog URL --node-token-file FILE --oidc-issuer URL [flags]\n\nRuns an MCP gateway node against a remote catalog. Every flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
 		printEnvFlags(fs)
@@ -49,6 +56,15 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 	}
 	if c.catalogURL == "" {
 		return nil, errors.New("--catalog is required (the catalog's HTTP API URL)")
+	}
+	if err := gateway.CheckSecureURL(c.catalogURL); err != nil {
+		return nil, fmt.Errorf("--catalog %q: %v: the node token and connection secrets travel on it", c.catalogURL, err)
+	}
+	if c.fingerprint != "" && !strings.HasPrefix(strings.ToLower(c.catalogURL), "https://") {
+		return nil, errors.New("--catalog-fingerprint needs an https --catalog URL")
+	}
+	if err := c.http.check(c.httpAddr); err != nil {
+		return nil, err
 	}
 	if c.nodeTokenFile == "" && os.Getenv("MANDATE_NODE_TOKEN") == "" {
 		return nil, errors.New("--node-token-file or MANDATE_NODE_TOKEN is required")
@@ -85,17 +101,27 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("--node-token-file: %w", err)
 		}
 	}
+	var catalogTLS *tls.Config
+	if cfg.fingerprint != "" {
+		if catalogTLS, err = pinnedTLS(cfg.fingerprint); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	defer ln.Close()
-	publicURL, err := publicURLFor(cfg.publicURL, ln)
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	httpTLS, httpFingerprint, err := cfg.http.serverTLS(cfg.httpAddr, cfg.dataDir)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	publicURL, err := publicURLFor(cfg.publicURL, ln, httpTLS != nil)
+	if err != nil {
+		return err
 	}
 	key, err := masterKey(cfg.dataDir, true)
 	if err != nil {
@@ -105,12 +131,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	authz, err := client.New(client.Config{BaseURL: cfg.catalogURL, Token: token, MaxStaleness: cfg.maxStaleness, Logger: log})
+	authz, err := client.New(client.Config{BaseURL: cfg.catalogURL, Token: token, MaxStaleness: cfg.maxStaleness, Logger: log, TLSConfig: catalogTLS})
 	if err != nil {
 		return fmt.Errorf("authorization client: %w", err)
 	}
 	defer authz.Close()
-	nodeCfg := node.Config{BaseURL: cfg.catalogURL, Token: token, Revision: authz.Revision, Logger: log}
+	nodeCfg := node.Config{BaseURL: cfg.catalogURL, Token: token, Revision: authz.Revision, Logger: log, TLSConfig: catalogTLS}
 	conns, err := node.NewConnections(nodeCfg)
 	if err != nil {
 		return err
@@ -125,9 +151,17 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer cancel()
 		_ = audit.Close(cctx)
 	}()
+	// Unauthenticated requests' records are aggregated per source and
+	// minute before they travel (catalog.FailureAudit).
+	failures := catalog.NewFailureAudit(audit, catalog.FailureAuditOptions{Logger: log})
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = failures.Close(cctx)
+	}()
 	dp, err := newDataPlane(ctx, dataPlaneConfig{
 		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
-		authz: authz, connections: conns, audit: audit, log: log,
+		authz: authz, connections: conns, audit: failures, log: log, ownCert: httpFingerprint,
 	})
 	if err != nil {
 		return err
@@ -144,11 +178,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(w, `{"status":"ok","revision":%d}`+"\n", st.Revision)
 	})
 	dp.mount(mux)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	log.Info().Str("http_addr", ln.Addr().String()).Str("public_url", publicURL).Str("catalog", cfg.catalogURL).Msg("mandate gateway is serving")
+	hs := newHTTPServer(mux, &cfg.http, httpTLS, log)
+	log.Info().Str("http_addr", ln.Addr().String()).Str("public_url", publicURL).Str("catalog", cfg.catalogURL).
+		Str("http_tls_fingerprint", httpFingerprint).Msg("mandate gateway is serving")
 	fmt.Fprintf(stdout, "Mandate gateway is ready: MCP endpoints at %s/mcp/CONNECTION\n", publicURL)
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- serveHTTP(hs, ln, cfg.http.maxConns) }()
 	select {
 	case <-ctx.Done():
 	case err = <-errc:

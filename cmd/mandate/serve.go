@@ -24,6 +24,7 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/duckstore"
 	"github.com/mandatehq/mandate/catalog/privfile"
+	"github.com/mandatehq/mandate/catalog/textcap"
 	"github.com/mandatehq/mandate/catalog/walstore"
 	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/enforce/api"
@@ -44,9 +45,11 @@ type serveConfig struct {
 	statementTimeout time.Duration
 	maxMessageSize   int
 	auditRetention   time.Duration
+	auditMaxSize     byteSize
 	publicURL        string
 	oidcIssuers      string
 	dev              bool
+	http             httpConfig
 }
 
 func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, error) {
@@ -62,9 +65,11 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs.DurationVar(&c.statementTimeout, "statement-timeout", 0, "abort any SQL statement running longer than this (0 = no limit)")
 	fs.IntVar(&c.maxMessageSize, "max-message-size", pgwire.DefaultMaxMessageSize, "largest PostgreSQL protocol message accepted, in bytes")
 	fs.DurationVar(&c.auditRetention, "audit-retention", catalog.DefaultAuditRetention, "delete audit events older than this, in the background (0 = keep forever)")
+	fs.Var(&c.auditMaxSize, "audit-max-size", "bound on the size of the audit events (e.g. 10GiB; their text plus 32 bytes a row): past it the oldest are deleted, in the background (0 = no bound)")
 	fs.StringVar(&c.publicURL, "public-url", "", "canonical URL of the MCP gateway on --http-addr as agents reach it; inbound tokens must name it as audience (default http://HTTP-ADDR)")
 	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens the MCP gateway accepts (optionally URL|JWKS-URL)")
 	fs.BoolVar(&c.dev, "dev", false, "also run the DEVELOPMENT identity provider at PUBLIC-URL/oidc and trust it (mandate dev-token prints its tokens); not for production")
+	addHTTPFlags(fs, &c.http)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mandate serve [flags]\n\nEvery flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
 		printEnvFlags(fs)
@@ -91,6 +96,14 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 			return nil, fmt.Errorf("--%s (%s) %q is not HOST:PORT: %v", a.flag, envName(a.flag), a.v, err)
 		}
 	}
+	// A TLS HTTP listener without a certificate of its own uses the SQL
+	// endpoint's (its --tls-cert, or the generated one).
+	if c.http.tlsCert == "" && c.tlsCert != "" && c.http.tlsOn(c.httpAddr) {
+		c.http.tlsCert, c.http.tlsKey = c.tlsCert, c.tlsKey
+	}
+	if err := c.http.check(c.httpAddr); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -111,7 +124,9 @@ func newLogger(format, level string, stderr io.Writer) (zerolog.Logger, error) {
 	default:
 		return zerolog.Logger{}, fmt.Errorf("invalid --log-format %q (json, console or auto)", format)
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+	// Every string of a log line is capped (request headers, user names
+	// and statements can be arbitrarily long).
+	return zerolog.New(textcap.LogWriter(w, 0)).Level(lvl).With().Timestamp().Logger(), nil
 }
 
 // masterKey returns the key that seals secrets: MANDATE_MASTER_KEY, or
@@ -196,6 +211,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.Chmod(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	httpTLS, httpFingerprint, err := cfg.http.serverTLS(cfg.httpAddr, cfg.dataDir)
+	if err != nil {
+		return err
+	}
 	duck, err := duckstore.Open(ctx, cfg.dataDir, duckstore.Options{Logger: log})
 	if err != nil {
 		return err
@@ -266,18 +285,39 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer qe.Close()
-	if cfg.auditRetention > 0 {
+	if cfg.auditRetention > 0 || cfg.auditMaxSize > 0 {
 		retCtx, stopRetention := context.WithCancel(ctx)
 		defer stopRetention()
-		go qe.RunAuditRetention(retCtx, duckstore.RetentionOptions{Keep: cfg.auditRetention})
+		keep := cfg.auditRetention
+		if keep == 0 {
+			keep = -1 // no time bound, only the size bound
+		}
+		go qe.RunAuditRetention(retCtx, duckstore.RetentionOptions{Keep: keep, MaxBytes: int64(cfg.auditMaxSize)})
 	}
+	// Audit records of the gateways (this process's and remote nodes')
+	// share fsyncs through one group-committing log. Failures anyone can
+	// cause without a credential (failed logins, unauthenticated MCP and
+	// API requests) go through a FailureAudit in front of it: repeats from
+	// one source are counted into one summary row per minute.
+	auditLog := catalog.NewAuditLog(store, catalog.AuditLogOptions{Logger: log})
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = auditLog.Close(cctx)
+	}()
+	failures := catalog.NewFailureAudit(auditLog, catalog.FailureAuditOptions{Logger: log})
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = failures.Close(cctx)
+	}()
 	// Read your writes: a query sees every audit event that was durable
 	// when it started, also those the write-ahead log has not yet applied
 	// to DuckDB (walstore applies in the background).
 	// SHOW CONNECTION STATUS asks the gateway's per_user_oauth connector,
 	// assembled below (before anything is served).
 	var connStatus func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error)
-	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Logger: log, Query: flushingEngine{qe, store.Flush},
+	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Logger: log, Query: flushingEngine{qe, store.Flush}, LoginAudit: failures,
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {
 				return nil, errors.New("the MCP gateway is off: no --oidc-issuer (or --dev)")
@@ -301,19 +341,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer eng.Close()
-	// Audit records of the gateways (this process's and remote nodes')
-	// share fsyncs through one group-committing log.
-	auditLog := catalog.NewAuditLog(store, catalog.AuditLogOptions{Logger: log})
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		_ = auditLog.Close(cctx)
-	}()
 	apiHandler := api.NewHandler(eng, api.Options{Token: token, Logger: log,
-		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx})
+		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx,
+		AuthFailures: failures, AllowCleartextSecrets: cfg.http.behindTLSProxy})
 
 	// The MCP gateway (issue 4) on the same address: /mcp/CONNECTION.
-	publicURL, err := publicURLFor(cfg.publicURL, httpLn)
+	publicURL, err := publicURLFor(cfg.publicURL, httpLn, httpTLS != nil)
 	if err != nil {
 		return err
 	}
@@ -338,7 +371,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(issuers) > 0 {
 		dp, err := newDataPlane(ctx, dataPlaneConfig{
 			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr,
-			authz: eng, connections: node.NewLocalConnections(svc), audit: auditLog, log: log,
+			authz: eng, connections: node.NewLocalConnections(svc), audit: failures, log: log, ownCert: httpFingerprint,
 		})
 		if err != nil {
 			return err
@@ -350,20 +383,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	reqCtx, endRequests := context.WithCancel(context.Background())
 	defer endRequests()
-	hs := &http.Server{
-		Handler:           httpHandler(mux, apiHandler),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return reqCtx },
-	}
+	hs := newHTTPServer(httpHandler(mux, apiHandler), &cfg.http, httpTLS, log)
+	hs.BaseContext = func(net.Listener) context.Context { return reqCtx }
 	hs.RegisterOnShutdown(endRequests) // ends watch streams
 
 	// The listeners are bound: say so before serving, so that whoever sees
 	// /healthz answer has the connection string already.
 	host, port, _ := net.SplitHostPort(sqlLn.Addr().String())
 	log.Info().Str("sql_addr", sqlLn.Addr().String()).Str("http_addr", httpLn.Addr().String()).
+		Bool("http_tls", httpTLS != nil).Str("http_tls_fingerprint", httpFingerprint).
 		Str("data_dir", cfg.dataDir).Int64("revision", int64(svc.Revision())).Msg("mandate is serving")
 	fmt.Fprintf(stdout, "Mandate is ready. Connect with:\n\n    psql \"host=%s port=%s user=admin dbname=system sslmode=require\"\n\n", host, port)
+	if httpTLS != nil {
+		fmt.Fprintf(stdout, "HTTP API (TLS) on %s, certificate fingerprint %s\n(gateway nodes: mandate gateway --catalog https://... --catalog-fingerprint %s)\n\n",
+			httpLn.Addr(), httpFingerprint, httpFingerprint)
+	}
 	if len(issuers) > 0 {
 		fmt.Fprintf(stdout, "MCP gateway: %s/mcp/CONNECTION\n\n", publicURL)
 	}
@@ -381,7 +415,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ctx, sqlLn) }()
-	go func() { errc <- hs.Serve(httpLn) }()
+	go func() { errc <- serveHTTP(hs, httpLn, cfg.http.maxConns) }()
 
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// testHTTPConfig is the listener configuration the tests start from.
+func testHTTPConfig() httpConfig {
+	return httpConfig{readHeaderTimeout: 5 * time.Second, readBodyTimeout: 300 * time.Millisecond,
+		idleTimeout: time.Minute, maxRequests: 100, maxConns: 100, tlsMode: "auto"}
+}
+
+// startHTTP serves h with the listener bounds of c on 127.0.0.1.
+func startHTTP(t *testing.T, h http.Handler, c httpConfig) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := newHTTPServer(h, &c, nil, zerolog.Nop())
+	go func() { _ = serveHTTP(hs, ln, c.maxConns) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	return ln.Addr().String()
+}
+
+// waitClosed reads conn until the server closes it and returns how long
+// that took; the patience only bounds a failure.
+func waitClosed(t *testing.T, conn net.Conn, patience time.Duration) (time.Duration, string) {
+	t.Helper()
+	start := time.Now()
+	_ = conn.SetReadDeadline(start.Add(patience))
+	b, err := io.ReadAll(conn)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the server kept the connection open for %v", patience)
+	}
+	return time.Since(start), string(b)
+}
+
+// TestHTTPTrickledBodyIsCut: a request whose body trickles is cut after
+// the body timeout, whether its handler reads the body or answers without
+// it; a body that arrives in time, followed by a long streamed answer, is
+// not cut.
+func TestHTTPTrickledBodyIsCut(t *testing.T) {
+	c := testHTTPConfig()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	mux.HandleFunc("/ignore", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		tick := time.NewTicker(c.readBodyTimeout / 2)
+		defer tick.Stop()
+		for i := range 6 { // three body timeouts long
+			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
+				return
+			}
+			_ = rc.Flush()
+			select {
+			case <-tick.C:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	addr := startHTTP(t, mux, c)
+	for _, path := range []string{"/read", "/ignore"} {
+		t.Run(path, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\":", path)
+			took, _ := waitClosed(t, conn, 20*time.Second)
+			t.Logf("cut after %v", took)
+		})
+	}
+	t.Run("stream after the body", func(t *testing.T) {
+		resp, err := http.Post("http://"+addr+"/stream", "application/json", strings.NewReader(`{"a":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || strings.Count(string(b), "data: ") != 6 {
+			t.Fatalf("stream %q, %v: cut by the body timeout", b, err)
+		}
+	})
+}
+
+// TestHTTPMaxRequests: requests beyond the cap are answered 503 at once,
+// the liveness probe still answers, and capacity comes back.
+func TestHTTPMaxRequests(t *testing.T) {
+	c := testHTTPConfig()
+	c.maxRequests = 2
+	entered, release := make(chan struct{}, 10), make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
+	addr := startHTTP(t, mux, c)
+	done := make(chan int, 2)
+	for range 2 {
+		go func() {
+			resp, err := http.Get("http://" + addr + "/slow")
+			if err != nil {
+				done <- 0
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+	}
+	<-entered
+	<-entered
+	resp, err := http.Get("http://" + addr + "/slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(b), "too many requests") {
+		t.Fatalf("third request: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), b)
+	}
+	if resp, err := http.Get("http://" + addr + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz while full: %v %v", resp, err)
+	}
+	close(release)
+	for range 2 {
+		if code := <-done; code != http.StatusOK {
+			t.Fatalf("held request ended with %d", code)
+		}
+	}
+	go func() { <-entered }()
+	if resp, err := http.Get("http://" + addr + "/slow"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("after release: %v %v", resp, err)
+	}
+}
+
+// TestHTTPHeaderAndBodyCaps: a 500 KB header is refused with 431 and a
+// body over the cap with 413, before any handler runs.
+func TestHTTPHeaderAndBodyCaps(t *testing.T) {
+	called := false
+	addr := startHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called = true }), testHTTPConfig())
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/mcp/x", nil)
+	req.Header.Set("User-Agent", strings.Repeat("A", 500_000))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("500 KB User-Agent: %d, want 431", resp.StatusCode)
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", httpMaxBody+1)
+	r, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.StatusCode != http.StatusRequestEntityTooLarge || called {
+		t.Fatalf("oversized body: %d (handler called: %v), want 413", r.StatusCode, called)
+	}
+}
+
+// TestHTTPTLSPolicy: plain HTTP only on loopback (or behind a declared
+// TLS-terminating proxy); auto serves TLS elsewhere.
+func TestHTTPTLSPolicy(t *testing.T) {
+	cases := []struct {
+		addr, mode string
+		proxy      bool
+		cert       string
+		wantErr    bool
+		wantTLS    bool
+	}{
+		{"127.0.0.1:8470", "auto", false, "", false, false},
+		{"localhost:8470", "auto", false, "", false, false},
+		{"[::1]:8470", "auto", false, "", false, false},
+		{"127.0.0.1:8470", "on", false, "", false, true},
+		{"127.0.0.1:8470", "auto", false, "c.pem", false, true},
+		{"0.0.0.0:8470", "auto", false, "", false, true},
+		{"10.1.2.3:8470", "auto", false, "", false, true},
+		{"0.0.0.0:8470", "off", false, "", true, false},
+		{":8470", "off", false, "", true, false},
+		{"0.0.0.0:8470", "off", true, "", false, false},
+		{"0.0.0.0:8470", "auto", true, "", false, false},
+		{"0.0.0.0:8470", "maybe", false, "", true, false},
+	}
+	for _, tc := range cases {
+		c := testHTTPConfig()
+		c.tlsMode, c.behindTLSProxy, c.tlsCert = tc.mode, tc.proxy, tc.cert
+		if tc.cert != "" {
+			c.tlsKey = "k.pem"
+		}
+		err := c.check(tc.addr)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%s --http-tls %s proxy=%v: check = %v", tc.addr, tc.mode, tc.proxy, err)
+			continue
+		}
+		if err == nil && c.tlsOn(tc.addr) != tc.wantTLS {
+			t.Errorf("%s --http-tls %s proxy=%v: TLS %v, want %v", tc.addr, tc.mode, tc.proxy, !tc.wantTLS, tc.wantTLS)
+		}
+		if err != nil && tc.mode == "off" && !strings.Contains(err.Error(), "--http-behind-tls-proxy") {
+			t.Errorf("refusal does not name the override: %v", err)
+		}
+	}
+	// serve refuses such a configuration before it binds anything.
+	_, err := parseServeFlags([]string{"--http-addr", "0.0.0.0:8470", "--http-tls", "off"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "not a loopback address") {
+		t.Fatalf("parseServeFlags = %v", err)
+	}
+	// The generated certificate serves TLS and has a fingerprint.
+	c := testHTTPConfig()
+	c.tlsMode = "on"
+	cfg, fp, err := c.serverTLS("127.0.0.1:0", t.TempDir())
+	if err != nil || cfg == nil || !strings.HasPrefix(fp, "sha256:") || len(fp) != len("sha256:")+64 {
+		t.Fatalf("serverTLS = %v, %q, %v", cfg, fp, err)
+	}
+}
+
+// TestPinnedTLS: a pinned fingerprint trusts exactly that certificate.
+func TestPinnedTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	defer srv.Close()
+	get := func(fp string) error {
+		cfg, err := pinnedTLS(fp)
+		if err != nil {
+			return err
+		}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		resp, err := hc.Get(srv.URL)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	good := fingerprint(srv.Certificate().Raw)
+	if err := get(good); err != nil {
+		t.Fatalf("pinned fingerprint refused: %v", err)
+	}
+	if err := get(strings.ToUpper(strings.Replace(good, "sha256:", "SHA256:", 1))); err != nil {
+		t.Fatalf("upper-case fingerprint refused: %v", err)
+	}
+	bad := "sha256:" + strings.Repeat("ab", 32)
+	if err := get(bad); err == nil || !strings.Contains(err.Error(), "fingerprint") {
+		t.Fatalf("wrong fingerprint: %v", err)
+	}
+	for _, fp := range []string{"", "md5:abcd", "sha256:xyz", "sha256:abcd"} {
+		if _, err := pinnedTLS(fp); err == nil {
+			t.Errorf("pinnedTLS(%q) accepted", fp)
+		}
+	}
+	// The client for the identity provider trusts its own certificate.
+	hc := trustingOwnCert(good)
+	if resp, err := hc.Get(srv.URL); err != nil {
+		t.Fatalf("own certificate refused: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+	if _, err := trustingOwnCert(bad).Get(srv.URL); err == nil {
+		t.Fatal("an unknown self-signed certificate was trusted")
+	}
+	_ = tls.VersionTLS12
+}
+
+func TestByteSizeFlag(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "10GiB": 10 << 30, "500MB": 500e6, "1.5 KiB": 1536, "2tb": 2e12} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "-1", "10 parsecs", "1e30GB"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("Set(%q) accepted", in)
+		}
+	}
+}
