@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -136,6 +137,7 @@ type serverOpts struct {
 	env              []string // more KEY=VALUE for the server
 	args             []string // more flags
 	addrsInEnv       bool     // data dir and addresses as MANDATE_* variables instead of flags
+	httpTLS          bool     // the HTTP listener serves TLS (args hold --http-tls on)
 }
 
 // server is a running "mandate serve" subprocess.
@@ -144,6 +146,7 @@ type server struct {
 	sqlAddr  string
 	httpAddr string
 	password string // admin password (MANDATE_ADMIN_PASSWORD or the generated one)
+	httpURL  string // http:// or https:// and httpAddr
 
 	cmd    *exec.Cmd
 	stdout syncBuffer
@@ -198,7 +201,10 @@ func startServer(t testing.TB, o serverOpts) *server {
 func launch(t testing.TB, o serverOpts) (*server, error) {
 	t.Helper()
 	addrs := freeAddrs(t, 2)
-	s := &server{dataDir: o.dataDir, sqlAddr: addrs[0], httpAddr: addrs[1], done: make(chan struct{})}
+	s := &server{dataDir: o.dataDir, sqlAddr: addrs[0], httpAddr: addrs[1], done: make(chan struct{}), httpURL: "http://" + addrs[1]}
+	if o.httpTLS {
+		s.httpURL = "https://" + addrs[1]
+	}
 	args := []string{"serve"}
 	env := append(baseEnv(), o.env...)
 	if o.addrsInEnv {
@@ -245,10 +251,12 @@ func launch(t testing.TB, o serverOpts) (*server, error) {
 // waitReady polls /healthz until it answers {"status":"ok"}, the process
 // exits (errExited) or startTimeout passes.
 func (s *server) waitReady() error {
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := &http.Client{Timeout: 2 * time.Second,
+		// Readiness only: the certificate is checked by the tests that care.
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec
 	deadline := time.Now().Add(startTimeout)
 	for {
-		resp, err := client.Get("http://" + s.httpAddr + "/healthz")
+		resp, err := client.Get(s.httpURL + "/healthz")
 		if err == nil {
 			var body struct{ Status string }
 			derr := json.NewDecoder(resp.Body).Decode(&body)
