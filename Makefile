@@ -9,14 +9,22 @@ export CGO_ENABLED := 1
 
 all: build
 
+# -buildvcs=auto: `mandate version` prints the VCS revision (some machines set
+# GOFLAGS=-buildvcs=false).
 build:
-	$(GO) build -o $(BIN) ./cmd/mandate
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/mandate
 
-# Starts Mandate on the embedded DuckDB store in ./mandate-data and prints how
-# to connect. --dev also runs the development identity provider, so that
+# Where `make run` listens and keeps its data: the MANDATE_* environment
+# variables, or make run SQL_ADDR=... HTTP_ADDR=... DATA_DIR=...
+SQL_ADDR  ?= $(or $(MANDATE_SQL_ADDR),127.0.0.1:15432)
+HTTP_ADDR ?= $(or $(MANDATE_HTTP_ADDR),127.0.0.1:8470)
+DATA_DIR  ?= $(or $(MANDATE_DATA_DIR),./mandate-data)
+
+# Starts Mandate on the embedded DuckDB store in DATA_DIR and prints how to
+# connect. --dev also runs the development identity provider, so that
 # `mandate dev-token` gives agents tokens (never use --dev in production).
 run: build
-	./$(BIN) serve --dev --data-dir ./mandate-data --sql-addr 127.0.0.1:15432 --http-addr 127.0.0.1:8470
+	./$(BIN) serve --dev --data-dir $(DATA_DIR) --sql-addr $(SQL_ADDR) --http-addr $(HTTP_ADDR)
 
 # Installs what the tests need on a clean Debian machine (psql, the SQL clients, Node packages).
 deps:

@@ -95,15 +95,27 @@ func TestAuditCrashDurability(t *testing.T) {
 
 	const target = 30_000 // well past the first DuckDB apply
 	acked := make(map[string]bool, 2*target)
-	lines := bufio.NewScanner(stdout)
-	deadline := time.Now().Add(60 * time.Second)
-	for len(acked) < target && time.Now().Before(deadline) && lines.Scan() {
-		if id, ok := strings.CutPrefix(lines.Text(), "ok "); ok {
+	// Only whole lines are acknowledgements: SIGKILL can cut the helper's
+	// last write short, and "ok p1-12" cut from "ok p1-123\n" names an
+	// event that may never have been recorded.
+	lines := bufio.NewReader(stdout)
+	ack := func() error {
+		line, err := lines.ReadString('\n')
+		if err != nil {
+			return err // a fragment without its newline is dropped
+		}
+		if id, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "ok "); ok {
 			acked[id] = true
 		}
+		return nil
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var readErr error
+	for len(acked) < target && time.Now().Before(deadline) && readErr == nil {
+		readErr = ack()
 	}
 	if len(acked) < target {
-		t.Fatalf("the helper acknowledged only %d events: %v\n%s", len(acked), lines.Err(), stderr.String())
+		t.Fatalf("the helper acknowledged only %d events: %v\n%s", len(acked), readErr, stderr.String())
 	}
 	kill() // while 64 producers keep recording
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
@@ -111,9 +123,9 @@ func TestAuditCrashDurability(t *testing.T) {
 	}
 	// Lines the helper wrote before it was killed but we had not read yet
 	// are acknowledged too.
-	for lines.Scan() {
-		if id, ok := strings.CutPrefix(lines.Text(), "ok "); ok {
-			acked[id] = true
+	for {
+		if err := ack(); err != nil {
+			break
 		}
 	}
 	_, _ = io.Copy(io.Discard, stdout)

@@ -55,13 +55,18 @@ func runeStart(s string, n int) int {
 // appends the marker. Valid JSON stays valid JSON. It returns doc itself
 // when nothing is cut. Any text is accepted: quotes delimit strings as in
 // JSON, and an unterminated string is capped like a terminated one.
-func JSONStrings(doc []byte, limit int) []byte {
+func JSONStrings(doc []byte, limit int) []byte { return capStrings(doc, limit, nil) }
+
+// capStrings is JSONStrings, except that the value of a key for which
+// exempt is true is not capped.
+func capStrings(doc []byte, limit int, exempt func(key []byte) bool) []byte {
 	if len(doc) <= limit {
 		return doc
 	}
 	limit = max(limit, 32)
 	var out []byte
-	last := 0 // doc[last:] is not yet copied to out
+	last := 0     // doc[last:] is not yet copied to out
+	skip := false // the next string is the value of an exempt key
 	for i := 0; i < len(doc); i++ {
 		if doc[i] != '"' {
 			continue
@@ -75,6 +80,25 @@ func JSONStrings(doc []byte, limit int) []byte {
 			j++
 		}
 		end := min(j, len(doc)) // the content is doc[start:end]
+		if exempt != nil {
+			isKey := false
+			for k := j + 1; k < len(doc); k++ {
+				if c := doc[k]; c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+					isKey = c == ':'
+					break
+				}
+			}
+			if isKey {
+				skip = exempt(doc[start:end])
+				i = j
+				continue
+			}
+			if skip {
+				skip = false
+				i = j
+				continue
+			}
+		}
 		if end-start > limit {
 			keep := start + limit - len(marker(end-start))
 			keep = safeCut(doc, start, keep)
@@ -120,8 +144,10 @@ func safeCut(doc []byte, start, cut int) int {
 
 // LogWriter returns a writer for zerolog (or any writer of one JSON object
 // per Write) that caps every string of a line at limit bytes (DefaultLogField
-// when limit <= 0) with JSONStrings before passing it to w. A line no longer
-// than limit passes unchanged, so the common case costs one comparison.
+// when limit <= 0) with JSONStrings before passing it to w; only a "stack"
+// (a panic's stack trace, which no request makes long) is kept whole. A
+// line no longer than limit passes unchanged, so the common case costs one
+// comparison.
 func LogWriter(w io.Writer, limit int) io.Writer {
 	if limit <= 0 {
 		limit = DefaultLogField
@@ -138,9 +164,11 @@ func (l *logWriter) Write(p []byte) (int, error) {
 	if len(p) <= l.max {
 		return l.w.Write(p)
 	}
-	q := JSONStrings(p, l.max)
+	q := capStrings(p, l.max, isStack)
 	if _, err := l.w.Write(q); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
+
+func isStack(key []byte) bool { return string(key) == "stack" }

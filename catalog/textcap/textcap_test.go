@@ -116,3 +116,19 @@ func TestLogWriter(t *testing.T) {
 		t.Fatalf("console line of %d bytes: %.200s", buf.Len(), buf.String())
 	}
 }
+
+// TestLogWriterKeepsStacks: a panic's stack trace is not cut; a value
+// that merely looks like a key is.
+func TestLogWriterKeepsStacks(t *testing.T) {
+	stack := strings.Repeat("goroutine 1 [running]:\n", 200)
+	var buf bytes.Buffer
+	log := zerolog.New(textcap.LogWriter(&buf, 0))
+	log.Error().Str("where", `"stack":`+strings.Repeat("x", 3000)).Str("stack", stack).Msg("panic")
+	var line map[string]string
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatal(err)
+	}
+	if line["stack"] != stack || len(line["where"]) > textcap.DefaultLogField {
+		t.Fatalf("stack kept: %v, where %d bytes", line["stack"] == stack, len(line["where"]))
+	}
+}

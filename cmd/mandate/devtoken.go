@@ -52,11 +52,7 @@ Example:
 Flags:
 `)
 		fs.VisitAll(func(f *flag.Flag) {
-			def := ""
-			if f.DefValue != "" {
-				def = fmt.Sprintf(" (default %q)", f.DefValue)
-			}
-			fmt.Fprintf(fs.Output(), "  --%s\n      %s%s\n", f.Name, f.Usage, def)
+			fmt.Fprintf(fs.Output(), "  --%s\n      %s%s\n", f.Name, f.Usage, defaultNote(f))
 		})
 		fmt.Fprintf(fs.Output(), "\nEnvironment: %s sets the default of --data-dir.\n", envName("data-dir"))
 	}

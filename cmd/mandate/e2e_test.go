@@ -603,11 +603,13 @@ func TestFirstStartGeneratedPassword(t *testing.T) {
 	s.stop(t)
 
 	s2 := startServer(t, serverOpts{dataDir: s.dataDir, generatePassword: true})
-	if strings.Contains(s2.stdout.String(), pw) || strings.Contains(s2.stdout.String(), "Generated") {
-		t.Errorf("second start printed a password:\n%s", s2.stdout.String())
+	// /healthz may answer before the pipe delivered what was printed first.
+	out := waitStdout(s2, "Mandate is ready")
+	if !strings.Contains(out, "Mandate is ready") {
+		t.Errorf("second start's stdout lacks \"Mandate is ready\":\n%s", out)
 	}
-	if !strings.Contains(s2.stdout.String(), "Mandate is ready") {
-		t.Errorf("second start's stdout lacks \"Mandate is ready\":\n%s", s2.stdout.String())
+	if strings.Contains(out, pw) || strings.Contains(out, "Generated") {
+		t.Errorf("second start printed a password:\n%s", out)
 	}
 	if b2, err := os.ReadFile(pwFile); err != nil || string(b2) != string(b) {
 		t.Errorf("admin-password after the second start: %q, %v; want %q", b2, err, b)
@@ -627,13 +629,13 @@ func TestFirstStartAdminPasswordEnv(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.dataDir, "admin-password")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("admin-password exists with MANDATE_ADMIN_PASSWORD set (stat: %v)", err)
 	}
-	if out := s.stdout.String() + s.stderr.String(); strings.Contains(out, pw) || strings.Contains(out, "Generated") {
-		t.Errorf("output shows the password:\n%s", out)
-	}
 	if _, err := s.connect(t, "admin", pw, "system"); err != nil {
 		t.Fatalf("login with MANDATE_ADMIN_PASSWORD: %v", err)
 	}
-	s.stop(t)
+	s.stop(t) // all output copied once the process is waited for
+	if out := s.stdout.String() + s.stderr.String(); strings.Contains(out, pw) || strings.Contains(out, "Generated") {
+		t.Errorf("output shows the password:\n%s", out)
+	}
 
 	// Later starts ignore the variable: the stored password stays.
 	s2 := startServer(t, serverOpts{dataDir: s.dataDir, generatePassword: true,

@@ -32,8 +32,24 @@ func envName(flagName string) string {
 // printEnvFlags lists every flag with its environment variable (usage).
 func printEnvFlags(fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
-		fmt.Fprintf(fs.Output(), "  --%s [%s]\n      %s (default %q)\n", f.Name, envName(f.Name), f.Usage, f.DefValue)
+		fmt.Fprintf(fs.Output(), "  --%s [%s]\n      %s%s\n", f.Name, envName(f.Name), f.Usage, defaultNote(f))
 	})
+}
+
+// defaultNote is the " (default ...)" of a flag's usage line: none for a
+// switch that is off or an empty value, nor when the usage text already
+// says what the default is.
+func defaultNote(f *flag.Flag) string {
+	if f.DefValue == "" || strings.Contains(f.Usage, "(default") {
+		return ""
+	}
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		if f.DefValue == "false" {
+			return ""
+		}
+		return " (default on)"
+	}
+	return fmt.Sprintf(" (default %q)", f.DefValue)
 }
 
 // parseEnvArgs sets every flag from its environment variable, then parses

@@ -7,13 +7,61 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/mandatehq/mandate/catalog"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version, when set at build time with -ldflags "-X main.version=...",
+// overrides the module version from the build info.
+var version = ""
+
+// versionString is "mandate VERSION (REVISION[, modified], TIME, GOVERSION)":
+// the module version and the VCS revision Go records in the binary.
+func versionString() string {
+	v, rev, at, dirty, gover := version, "", "", false, ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		gover = bi.GoVersion
+		if v == "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				at = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	var parts []string
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if dirty {
+			rev += ", modified"
+		}
+		parts = append(parts, "revision "+rev)
+	}
+	if at != "" {
+		parts = append(parts, at)
+	}
+	if gover != "" {
+		parts = append(parts, gover)
+	}
+	if len(parts) == 0 {
+		return "mandate " + v
+	}
+	return "mandate " + v + " (" + strings.Join(parts, ", ") + ")"
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -66,7 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "loadgen":
 		return loadgen(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "mandate", version)
+		fmt.Fprintln(stdout, versionString())
 		return 0
 	case "help", "-h", "--help":
 		usage(stdout)

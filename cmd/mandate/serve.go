@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -57,7 +58,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs := newFlagSet("serve", args, stdout, stderr)
 	fs.StringVar(&c.dataDir, "data-dir", "./mandate-data", "directory holding the embedded store, keys and certificates")
 	fs.StringVar(&c.sqlAddr, "sql-addr", "127.0.0.1:15432", "address of the PostgreSQL wire endpoint (psql, JDBC, pgx)")
-	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8470", "address of the HTTP API: /healthz and the authorization API for gateway nodes (/api/v1/authorize, /api/v1/watch; node token required)")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8470", "address of the HTTP listener: the MCP gateway (/mcp/CONNECTION), the development identity provider with --dev (/oidc), /healthz, and the API for gateway nodes (/api/v1/...; node token required)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate for TLS on the SQL endpoint (default: self-signed, generated into the data dir)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal, else json)")
@@ -126,7 +127,12 @@ func newLogger(format, level string, stderr io.Writer) (zerolog.Logger, error) {
 	}
 	// Every string of a log line is capped (request headers, user names
 	// and statements can be arbitrarily long).
-	return zerolog.New(textcap.LogWriter(w, 0)).Level(lvl).With().Timestamp().Logger(), nil
+	log := zerolog.New(textcap.LogWriter(w, 0)).Level(lvl).With().Timestamp().Logger()
+	// Libraries that log through log/slog's default logger (the OIDC
+	// provider) or the standard log package (net/http) write into the same
+	// stream, in the same format, instead of plain-text lines in between.
+	slog.SetDefault(slog.New(zerolog.NewSlogHandler(log.With().Str("component", "library").Logger())))
+	return log, nil
 }
 
 // masterKey returns the key that seals secrets: MANDATE_MASTER_KEY, or
@@ -329,7 +335,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// The authorization API for gateway nodes (issue 3): decisions from the
+	// The authorization API for gateway nodes: decisions from the
 	// engine's compiled snapshot, Rego policies after the grants, node-token
 	// authentication on everything but the liveness probe.
 	token, err := api.LoadOrCreateToken(cfg.dataDir)
@@ -345,7 +351,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx,
 		AuthFailures: failures, AllowCleartextSecrets: cfg.http.behindTLSProxy})
 
-	// The MCP gateway (issue 4) on the same address: /mcp/CONNECTION.
+	// The MCP gateway on the same address: /mcp/CONNECTION.
 	publicURL, err := publicURLFor(cfg.publicURL, httpLn, httpTLS != nil)
 	if err != nil {
 		return err

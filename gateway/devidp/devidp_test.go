@@ -467,7 +467,9 @@ func TestPrincipalExists(t *testing.T) {
 	e.userToken("alice@example.com")
 	e.agentToken("coding-agent")
 	var te *TokenError
-	if _, err := e.client.UserToken(ctx, "mallory@example.com", TokenOptions{}); !errors.As(err, &te) || te.Status != 400 {
+	// The error names the unknown user (not "invalid signature").
+	if _, err := e.client.UserToken(ctx, "mallory@example.com", TokenOptions{}); !errors.As(err, &te) || te.Status != 400 ||
+		te.Code != "access_denied" || !strings.Contains(err.Error(), `"mallory@example.com" is not a known principal`) {
 		t.Errorf("unknown user: %v", err)
 	}
 	if _, err := e.client.ClientToken(ctx, "rogue-agent", TokenOptions{}); !errors.As(err, &te) || te.Status != 400 || te.Code != "access_denied" {

@@ -582,14 +582,18 @@ func (s *storage) GetKeyByIDAndClientID(ctx context.Context, keyID, clientID str
 	if keyID != k.KeyID {
 		return nil, fmt.Errorf("unknown assertion key %q", keyID)
 	}
-	if err := s.checkPrincipal(ctx, clientID, "user"); err != nil {
-		return nil, err
-	}
+	// The user is checked once the signature is (ValidateJWTProfileScopes):
+	// an error here would reach the caller as "invalid signature".
 	pub := k.Public()
 	return &pub, nil
 }
 
-func (s *storage) ValidateJWTProfileScopes(_ context.Context, _ string, scopes []string) ([]string, error) {
+// ValidateJWTProfileScopes runs after the assertion's signature verified:
+// an unknown user is refused here, with an error that names it.
+func (s *storage) ValidateJWTProfileScopes(ctx context.Context, user string, scopes []string) ([]string, error) {
+	if err := s.checkPrincipal(ctx, user, "user"); err != nil {
+		return nil, err
+	}
 	return scopes, nil
 }
 

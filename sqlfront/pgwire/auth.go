@@ -175,7 +175,7 @@ func (c *conn) authenticate(ctx context.Context) error {
 	if ok {
 		creds, err = parseVerifier(verifier)
 		if err != nil {
-			c.log.Warn().Str("user", user).Msg("stored password verifier is not a valid SCRAM-SHA-256 verifier")
+			c.log.Warn().Msg("stored password verifier is not a valid SCRAM-SHA-256 verifier")
 			ok = false
 		}
 	}
@@ -206,7 +206,7 @@ func (c *conn) cleartextAuth(creds scram.StoredCredentials, userOK bool) error {
 	// as a wrong password.
 	match := checkCredentials(creds, pw.Password)
 	if !match || !userOK {
-		c.log.Info().Str("user", c.info.User).Msg("password authentication failed")
+		c.log.Info().Msg("password authentication failed") // c.log carries the user
 		return authFailed(c.info.User)
 	}
 	return nil
@@ -259,7 +259,7 @@ func (c *conn) scramAuth(creds scram.StoredCredentials, userOK bool) error {
 	}
 	serverFinal, err := conv.Step(string(final.Data))
 	if err != nil || !conv.Valid() || !userOK {
-		c.log.Info().Str("user", user).Msg("password authentication failed")
+		c.log.Info().Msg("password authentication failed") // c.log carries the user
 		return authFailed(user)
 	}
 	if err := c.backend.SetAuthType(pgproto3.AuthTypeSASLFinal); err != nil {
