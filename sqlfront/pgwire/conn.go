@@ -141,20 +141,24 @@ func newConn(ctx context.Context, s *Server, raw net.Conn) *conn {
 type frameReader struct {
 	conn    net.Conn // for read deadlines
 	br      *bufio.Reader
+	chunks  *sync.Pool // of *[]byte of chunkSize, for large messages
 	maxBody int
 	timeout time.Duration // 0: no message deadline (startup has its own)
 	err     error
 
-	pending  []byte // bytes of the current message not yet handed out
-	discard  int    // bytes to discard from br once pending is handed out
-	big      bytes.Buffer
-	deadline bool // a read deadline is set
+	pending  []byte    // bytes of the current message not yet handed out
+	discard  int       // bytes to discard from br once pending is handed out
+	large    []*[]byte // the rest of a large message, chunk by chunk
+	deadline bool      // a read deadline is set
 }
+
+// chunkSize is the size of the pieces a large message is read into.
+const chunkSize = 64 << 10
 
 var _ io.Reader = (*frameReader)(nil)
 
-func newFrameReader(nc net.Conn, maxBody int) *frameReader {
-	return &frameReader{conn: nc, br: bufio.NewReaderSize(nc, readBufferSize), maxBody: maxBody}
+func newFrameReader(nc net.Conn, maxBody int, chunks *sync.Pool) *frameReader {
+	return &frameReader{conn: nc, br: bufio.NewReaderSize(nc, readBufferSize), maxBody: maxBody, chunks: chunks}
 }
 
 func (r *frameReader) Read(p []byte) (int, error) {
@@ -175,12 +179,17 @@ func (r *frameReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// next reads the next whole message into pending.
+// next makes the next message's bytes pending: the next chunk of a large
+// message being handed out, or else the next whole message read.
 func (r *frameReader) next() error {
-	if r.big.Cap() > 4*readBufferSize {
-		r.big = bytes.Buffer{} // do not keep a large message's memory
+	if len(r.large) > 0 {
+		r.chunks.Put(r.large[0])
+		r.large = r.large[1:]
+		if len(r.large) > 0 {
+			r.pending = *r.large[0]
+			return nil
+		}
 	}
-	r.big.Reset()
 	if r.deadline {
 		_ = r.conn.SetReadDeadline(time.Time{})
 		r.deadline = false
@@ -210,11 +219,28 @@ func (r *frameReader) next() error {
 		r.pending, r.discard = b, total
 		return nil
 	}
-	if _, err := io.CopyN(&r.big, r.br, int64(total)); err != nil {
-		return err
+	// A large message is read into chunks as its bytes arrive (memory in
+	// proportion to what the client sent), then handed out.
+	for left := total; left > 0; {
+		c := r.chunks.Get().(*[]byte)
+		*c = (*c)[:min(left, chunkSize)]
+		r.large = append(r.large, c)
+		if _, err := io.ReadFull(r.br, *c); err != nil {
+			r.release()
+			return err
+		}
+		left -= len(*c)
 	}
-	r.pending = r.big.Bytes()
+	r.pending = *r.large[0]
 	return nil
+}
+
+// release returns the chunks of a large message to the pool.
+func (r *frameReader) release() {
+	for _, c := range r.large {
+		r.chunks.Put(c)
+	}
+	r.large, r.pending = nil, nil
 }
 
 // timedOut reports whether reading failed because a message was not
@@ -297,7 +323,7 @@ func (c *conn) startup() bool {
 		return false
 	}
 	// Before login every message is small, as the startup packet is.
-	c.rd = newFrameReader(c.nc, maxAuthMessageLen)
+	c.rd = newFrameReader(c.nc, maxAuthMessageLen, &c.srv.chunks)
 	c.backend = pgproto3.NewBackend(c.rd, io.Discard) // output goes through c.send
 	c.backend.SetMaxBodyLen(maxAuthMessageLen)
 

@@ -25,7 +25,7 @@ func (s *Server) serveSession(ctx context.Context, raw net.Conn, info ConnInfo, 
 	defer c.release()
 	defer c.recoverPanic("executor")
 	c.info, c.sess = info, sess
-	c.rd = newFrameReader(raw, s.cfg.MaxMessageSize)
+	c.rd = newFrameReader(raw, s.cfg.MaxMessageSize, &s.chunks)
 	c.backend = pgproto3.NewBackend(c.rd, io.Discard)
 	c.backend.SetMaxBodyLen(s.cfg.MaxMessageSize)
 	c.startupDone = true

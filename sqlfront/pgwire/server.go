@@ -122,6 +122,8 @@ type Server struct {
 	starting       int
 	startingByHost map[string]int
 	sessions       int
+	// chunks are the buffers large client messages are read into.
+	chunks sync.Pool
 	// Refused connections are logged at most once a second, with a count.
 	refused       int
 	refusedLogged time.Time
@@ -190,6 +192,7 @@ func NewServer(cfg Config) (*Server, error) {
 
 		startingByHost: make(map[string]int),
 	}
+	s.chunks.New = func() any { b := make([]byte, chunkSize); return &b }
 	if _, err := rand.Read(s.fakeKey); err != nil {
 		return nil, fmt.Errorf("pgwire: generating secret: %w", err)
 	}
