@@ -1068,7 +1068,9 @@ func TestAcknowledgedMeansFsynced(t *testing.T) {
 func TestManyConnections(t *testing.T) {
 	t.Parallel()
 	const n = 200
-	s := startServer(t, serverOpts{})
+	// More sessions, and logins at once from one address, than the
+	// defaults allow (100, 32).
+	s := startServer(t, serverOpts{args: []string{"--max-connections", "250", "--max-startup-connections-per-host", "256"}})
 	conns := make([]*pgx.Conn, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
