@@ -146,10 +146,10 @@ type frameReader struct {
 	timeout time.Duration // 0: no message deadline (startup has its own)
 	err     error
 
-	pending  []byte    // bytes of the current message not yet handed out
-	discard  int       // bytes to discard from br once pending is handed out
-	large    []*[]byte // the rest of a large message, chunk by chunk
-	deadline bool      // a read deadline is set
+	pending    []byte    // bytes of the current message not yet handed out
+	discard    int       // bytes to discard from br once pending is handed out
+	large      []*[]byte // the rest of a large message, chunk by chunk
+	deadlineAt time.Time // the read deadline set on conn (zero: none)
 }
 
 // chunkSize is the size of the pieces a large message is read into.
@@ -190,17 +190,21 @@ func (r *frameReader) next() error {
 			return nil
 		}
 	}
-	if r.deadline {
+	// Deadlines are set only before reads that would block on the
+	// socket: none while waiting for a message, the message's own while
+	// waiting for the rest of it.
+	if r.br.Buffered() == 0 && !r.deadlineAt.IsZero() {
 		_ = r.conn.SetReadDeadline(time.Time{})
-		r.deadline = false
+		r.deadlineAt = time.Time{}
 	}
 	if _, err := r.br.Peek(1); err != nil {
 		return err
 	}
+	var start time.Time
 	if r.timeout > 0 {
-		_ = r.conn.SetReadDeadline(time.Now().Add(r.timeout))
-		r.deadline = true
+		start = time.Now()
 	}
+	r.wait(5, start)
 	hdr, err := r.br.Peek(5)
 	if err != nil {
 		return err
@@ -211,6 +215,7 @@ func (r *frameReader) next() error {
 		return nil
 	}
 	total := int(size) + 1
+	r.wait(total, start)
 	if total <= r.br.Size() {
 		b, err := r.br.Peek(total)
 		if err != nil {
@@ -233,6 +238,19 @@ func (r *frameReader) next() error {
 	}
 	r.pending = *r.large[0]
 	return nil
+}
+
+// wait prepares a read that needs n bytes buffered: if that blocks on the
+// socket, the message that began at start must be complete by
+// start+timeout.
+func (r *frameReader) wait(n int, start time.Time) {
+	if r.timeout <= 0 || r.br.Buffered() >= n {
+		return
+	}
+	if d := start.Add(r.timeout); !r.deadlineAt.Equal(d) {
+		_ = r.conn.SetReadDeadline(d)
+		r.deadlineAt = d
+	}
 }
 
 // release returns the chunks of a large message to the pool.
