@@ -280,7 +280,7 @@ func TestQueryMemoryWatchdog(t *testing.T) {
 	defer hc.Conn.Close()
 	_ = hc.Conn.SetDeadline(time.Now().Add(60 * time.Second))
 	fe := hc.Frontend
-	fe.Send(&pgproto3.Parse{Query: `SELECT repeat('x', 100000) || g FROM generate_series(1, 30000) g`})
+	fe.Send(&pgproto3.Parse{Query: `SELECT repeat('x', 10000) || g FROM generate_series(1, 300000) g`})
 	fe.Send(&pgproto3.Bind{})
 	fe.Send(&pgproto3.Execute{MaxRows: 1})
 	fe.Send(&pgproto3.Sync{})
