@@ -17,6 +17,15 @@
 //	    which checks and rewrites them and runs them on Config.Query, the
 //	    store's SQL engine (sysquery.go is the hook).
 //
+// Limits (limits.go): sessions start with the server's statement_timeout
+// (Config.StatementTimeout), which users may lower and only metastore
+// admins raise; pgwire enforces the session's value. Engine calls are
+// admitted through a slot (Config.QueryLimits: a few at once, one kept for
+// admins, a cap per user; waiting counts against the statement timeout),
+// and a watchdog cancels running queries with 53200 when the process's
+// resident memory passes the ceiling. Metastore admins are pgwire's
+// superusers (the reserved connections).
+//
 // Errors: catalog errors, parse errors and pg_query errors become
 // *pgwire.Error with a SQLSTATE in one function, sqlError (errors.go). The
 // SQLSTATEs are documented there and in the README.

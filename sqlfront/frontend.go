@@ -33,6 +33,12 @@ type Config struct {
 	// LoginAudit records failed logins (default: straight to the catalog's
 	// store); a catalog.FailureAudit aggregates repeats from one source.
 	LoginAudit catalog.AuditRecorder
+	// StatementTimeout is the server's statement_timeout: every session
+	// starts with it, and users who are not metastore admins cannot set a
+	// longer one (0 = no limit).
+	StatementTimeout time.Duration
+	// QueryLimits bound the queries on Query (see limits.go).
+	QueryLimits QueryLimits
 }
 
 // ConnectionStatus is one user's connected account on a per_user_oauth
@@ -52,14 +58,19 @@ type Frontend struct {
 	sys     *systables.Engine // nil without Config.Query
 	status  func(ctx context.Context, user string) ([]ConnectionStatus, error)
 	logins  catalog.AuditRecorder
+	// stmtTimeout is Config.StatementTimeout.
+	stmtTimeout time.Duration
+	adm         *admission // nil without Config.Query
 }
 
 var (
-	_ pgwire.AuthObserver  = (*Frontend)(nil)
-	_ pgwire.Handler       = (*Frontend)(nil)
-	_ pgwire.Authenticator = (*Frontend)(nil)
-	_ pgwire.Session       = (*Session)(nil)
-	_ pgwire.Statement     = (*stmt)(nil)
+	_ pgwire.AuthObserver       = (*Frontend)(nil)
+	_ pgwire.Handler            = (*Frontend)(nil)
+	_ pgwire.Authenticator      = (*Frontend)(nil)
+	_ pgwire.Session            = (*Session)(nil)
+	_ pgwire.Superusers         = (*Frontend)(nil)
+	_ pgwire.StatementTimeouter = (*Session)(nil)
+	_ pgwire.Statement          = (*stmt)(nil)
 )
 
 // New returns a front end.
@@ -68,14 +79,16 @@ func New(cfg Config) *Frontend {
 	if v == "" {
 		v = "16.4"
 	}
-	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v, status: cfg.ConnectionStatus, logins: cfg.LoginAudit}
+	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v, status: cfg.ConnectionStatus, logins: cfg.LoginAudit,
+		stmtTimeout: max(cfg.StatementTimeout, 0)}
 	if f.logins == nil {
 		f.logins = catalog.AuditRecorderFunc(func(ctx context.Context, ev catalog.AuditEvent) error {
 			return cfg.Catalog.AppendAudit(ctx, ev)
 		})
 	}
 	if cfg.Query != nil {
-		f.sys = systables.New(cfg.Catalog, cfg.Query)
+		f.adm = newAdmission(cfg.QueryLimits, f.isAdmin, cfg.Logger)
+		f.sys = systables.New(cfg.Catalog, admittedEngine{q: cfg.Query, a: f.adm})
 	}
 	return f
 }
@@ -143,6 +156,7 @@ func (f *Frontend) Connect(_ context.Context, info pgwire.ConnInfo) (pgwire.Sess
 	s := &Session{f: f, user: info.User, catalog: db, sourceIP: host, id: uuid.NewString(),
 		params: defaultParams(f.version), changed: map[string]string{}, txStatus: 'I'}
 	s.params["session_authorization"] = info.User
+	s.params["statement_timeout"] = formatTimeout(f.stmtTimeout)
 	s.params["is_superuser"] = map[bool]string{true: "on", false: "off"}[admin]
 	// Startup parameters go through the same validation as SET; unknown
 	// ones are ignored (as PostgreSQL does for GUCs it does not know only
@@ -288,13 +302,8 @@ func (st *stmt) Execute(ctx context.Context, params []pgwire.Param, w pgwire.Row
 	if len(params) != len(st.params) {
 		return "", pgwire.Errorf("08P01", "statement takes %d parameters, %d given", len(st.params), len(params))
 	}
-	if v, ok := st.s.getParam("statement_timeout"); ok {
-		if d, err := parseTimeout(v); err == nil && d > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, d)
-			defer cancel()
-		}
-	}
+	// pgwire bounds ctx by the session's statement_timeout
+	// (Session.StatementTimeout).
 	tag, err := st.run(ctx, params, w)
 	return tag, sqlError(err, st.query, st.offset)
 }

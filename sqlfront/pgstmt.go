@@ -96,6 +96,13 @@ func (s *Session) getParam(name string) (string, bool) {
 
 func (s *Session) setParam(name, value string) error {
 	n := strings.ToLower(name)
+	if n == "statement_timeout" { // before s.mu: it may read the catalog
+		v, err := s.normalizeStatementTimeout(value)
+		if err != nil {
+			return err
+		}
+		value = v
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.params[n]; !ok && systables.IsEngineSetting(n) {
@@ -114,10 +121,6 @@ func (s *Session) setParam(name, value string) error {
 			return pgwire.Errorf("22023", "client_encoding %q is not supported: Mandate speaks UTF8 only", value)
 		}
 		value = "UTF8"
-	case "statement_timeout":
-		if _, err := parseTimeout(value); err != nil {
-			return pgwire.Errorf("22023", "invalid value for parameter \"statement_timeout\": %q", value)
-		}
 	case "timezone":
 		if _, err := time.LoadLocation(value); err != nil && !strings.EqualFold(value, "utc") {
 			return pgwire.Errorf("22023", "invalid value for parameter \"TimeZone\": %q", value)
@@ -128,26 +131,6 @@ func (s *Session) setParam(name, value string) error {
 		s.changed[r] = value
 	}
 	return nil
-}
-
-func parseTimeout(v string) (time.Duration, error) {
-	v = strings.TrimSpace(strings.ToLower(v))
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		return time.Duration(n) * time.Millisecond, nil
-	}
-	for _, u := range []struct {
-		suffix string
-		d      time.Duration
-	}{{"ms", time.Millisecond}, {"s", time.Second}, {"min", time.Minute}, {"h", time.Hour}} {
-		if n, ok := strings.CutSuffix(v, u.suffix); ok {
-			x, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
-			if err != nil {
-				return 0, err
-			}
-			return time.Duration(x * float64(u.d)), nil
-		}
-	}
-	return 0, fmt.Errorf("bad timeout")
 }
 
 func tagOnly(s *Session, tag string, fn func() error) *stmt {

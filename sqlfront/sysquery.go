@@ -6,6 +6,7 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
+	"github.com/mandatehq/mandate/sqlfront/pgwire"
 	"github.com/mandatehq/mandate/sqlfront/systables"
 )
 
@@ -33,12 +34,16 @@ func (x sysSession) ParamNames() []string {
 }
 
 // systemQuery prepares a SELECT over system tables.
+// Its engine calls are admitted for the session's user (limits.go).
 func (s *Session) systemQuery(ctx context.Context, tree *pg.ParseResult, paramOIDs []uint32) (*stmt, error) {
-	p, err := s.f.sys.Prepare(ctx, sysSession{s}, tree, paramOIDs)
+	p, err := s.f.sys.Prepare(withQueryUser(ctx, s.user), sysSession{s}, tree, paramOIDs)
 	if err != nil {
 		return nil, err
 	}
-	return &stmt{s: s, cols: p.Columns(), params: p.ParamOIDs(), run: p.Execute}, nil
+	run := func(ctx context.Context, params []pgwire.Param, w pgwire.RowWriter) (string, error) {
+		return p.Execute(withQueryUser(ctx, s.user), params, w)
+	}
+	return &stmt{s: s, cols: p.Columns(), params: p.ParamOIDs(), run: run}, nil
 }
 
 // wantsSystemQuery reports whether a SELECT goes to the query engine.

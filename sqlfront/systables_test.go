@@ -26,19 +26,24 @@ import (
 // mandate serve runs it.
 type sysFrontend struct {
 	*frontend
-	Store  *duckstore.Store
-	Engine *duckstore.QueryEngine
+	Store    *duckstore.Store
+	Engine   *duckstore.QueryEngine
+	Frontend *sqlfront.Frontend
 }
 
-func startSysFrontend(tb testing.TB) *sysFrontend {
+func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 	tb.Helper()
 	ctx := tb.Context()
-	store, err := duckstore.Open(ctx, tb.TempDir(), duckstore.Options{})
+	var o sysOptions
+	for _, m := range mods {
+		m(&o)
+	}
+	store, err := duckstore.Open(ctx, tb.TempDir(), o.store)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = store.Close() })
-	qe, err := store.QueryEngine(duckstore.QueryOptions{})
+	qe, err := store.QueryEngine(o.query)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -56,7 +61,11 @@ func startSysFrontend(tb testing.TB) *sysFrontend {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Query: qe})
+	fc := sqlfront.Config{Catalog: svc, Query: qe}
+	if o.frontend != nil {
+		o.frontend(&fc)
+	}
+	fe := sqlfront.New(fc)
 	srv, err := pgwire.NewServer(pgwire.Config{TLS: tlsCfg, Auth: fe, Handler: fe,
 		Logger: zerolog.New(zerolog.NewTestWriter(tb)).Level(zerolog.WarnLevel)})
 	if err != nil {
@@ -76,7 +85,7 @@ func startSysFrontend(tb testing.TB) *sysFrontend {
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	p, _ := strconv.Atoi(port)
-	return &sysFrontend{frontend: &frontend{Addr: ln.Addr().String(), Host: "127.0.0.1", Port: p, Svc: svc}, Store: store, Engine: qe}
+	return &sysFrontend{frontend: &frontend{Addr: ln.Addr().String(), Host: "127.0.0.1", Port: p, Svc: svc}, Store: store, Engine: qe, Frontend: fe}
 }
 
 // seedAudit appends n audit events, one a minute back from now: user

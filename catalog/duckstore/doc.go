@@ -87,6 +87,12 @@
 // at a time per connection of a pool of its own (so analytical queries do
 // not hold the catalog's connections), each in a READ ONLY transaction on
 // the hardened database; ctx cancellation interrupts the running query.
+// Options.MemoryLimit (DuckDB's memory_limit, shared with the store) bounds
+// a query's hash tables, aggregate states and sorts, and its materialized
+// result: beyond it the query fails with 53200 ("out of memory: ...",
+// without DuckDB's advice about its settings) or spills, at most
+// Options.MaxTempDirectorySize, to catalog.duckdb.tmp. Admission (how many
+// queries at once, for whom) is the caller's (sqlfront).
 // system.access.audit is the view system_access_audit
 // (schema/duckdb/0002_system_tables.sql) with an ART index on request_id;
 // time ranges use event_time's zone maps. Other system tables are virtual:

@@ -89,15 +89,15 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	s, err := Open(t.Context(), t.TempDir(), Options{MaxConns: 3, Threads: 1, MemoryLimit: "256MB"})
+	s, err := Open(t.Context(), t.TempDir(), Options{MaxConns: 3, Threads: 1, MemoryLimit: "256MB", MaxTempDirectorySize: "1GiB"})
 	must(t, err)
 	defer s.Close()
 	var threads int64
-	var mem string
+	var mem, temp string
 	must(t, s.db.QueryRowContext(t.Context(),
-		`SELECT current_setting('threads'), current_setting('memory_limit')`).Scan(&threads, &mem))
-	if threads != 1 || !strings.Contains(mem, "MiB") {
-		t.Errorf("threads = %d, memory_limit = %s", threads, mem)
+		`SELECT current_setting('threads'), current_setting('memory_limit'), current_setting('max_temp_directory_size')`).Scan(&threads, &mem, &temp))
+	if threads != 1 || mem != "244.1 MiB" || temp != "1.0 GiB" {
+		t.Errorf("threads = %d, memory_limit = %s, max_temp_directory_size = %s", threads, mem, temp)
 	}
 	if got := s.db.Stats().MaxOpenConnections; got != 3 {
 		t.Errorf("MaxOpenConnections = %d, want 3", got)

@@ -660,7 +660,10 @@ func (e *QueryEngine) queryError(ctx context.Context, err error) error {
 	case duckdb.ErrorTypeNotImplemented:
 		state = "0A000"
 	case duckdb.ErrorTypeOutOfMemory:
+		// DuckDB appends advice about its own settings, which are the
+		// server's, not the client's.
 		state = "53200"
+		msg = "out of memory: " + strings.TrimSpace(strings.SplitN(msg, "\n", 2)[0])
 	case duckdb.ErrorTypeInterrupt:
 		state = "57014"
 	case duckdb.ErrorTypeIO, duckdb.ErrorTypeConnection, duckdb.ErrorTypeFatal:

@@ -42,8 +42,15 @@ type Options struct {
 	// (one per core).
 	Threads int
 	// MemoryLimit is DuckDB's memory_limit, e.g. "512MB"; "" keeps DuckDB's
-	// default (80% of RAM).
+	// default (80% of RAM). It bounds the memory DuckDB manages (hash
+	// tables, aggregate states, sorts, caches) for the store and its query
+	// engine together; a query beyond it fails with 53200.
 	MemoryLimit string
+	// MaxTempDirectorySize is DuckDB's max_temp_directory_size, the disk
+	// space a query may spill to (beside the database file, in
+	// catalog.duckdb.tmp) when it exceeds MemoryLimit; "" keeps DuckDB's
+	// default (90% of the free disk space).
+	MaxTempDirectorySize string
 	// CheckpointThreshold is DuckDB's checkpoint_threshold: the size of its
 	// WAL past which a commit checkpoints it into the database file.
 	// "" means DefaultCheckpointThreshold.
@@ -145,6 +152,9 @@ func open(ctx context.Context, dir string, opts Options, ms []schema.Migration) 
 	}
 	if opts.MemoryLimit != "" {
 		q.Set("memory_limit", opts.MemoryLimit)
+	}
+	if opts.MaxTempDirectorySize != "" {
+		q.Set("max_temp_directory_size", opts.MaxTempDirectorySize)
 	}
 	if opts.CheckpointThreshold == "" {
 		opts.CheckpointThreshold = DefaultCheckpointThreshold

@@ -650,7 +650,9 @@ func TestFirstStartAdminPasswordEnv(t *testing.T) {
 
 // serveFlags are serve's flags; --help must list each with its variable.
 var serveFlags = []string{"data-dir", "sql-addr", "http-addr", "tls-cert", "tls-key", "log-format", "log-level",
-	"statement-timeout", "max-message-size"}
+	"statement-timeout", "max-message-size", "max-memory", "max-concurrent-queries", "max-queries-per-user",
+	"max-connections", "superuser-reserved-connections", "max-startup-connections", "max-startup-connections-per-host",
+	"authentication-timeout", "idle-session-timeout", "message-timeout", "allow-cleartext-loopback"}
 
 func TestHelp(t *testing.T) {
 	t.Parallel()
@@ -726,6 +728,9 @@ func TestBadConfiguration(t *testing.T) {
 		{"argument", []string{"extra"}, nil, "unexpected arguments: [extra]"},
 		{"variable", nil, []string{"MANDATE_STATEMENT_TIMEOUT=soon"}, `invalid MANDATE_STATEMENT_TIMEOUT="soon"`},
 		{"master key", nil, []string{"MANDATE_MASTER_KEY=short"}, "MANDATE_MASTER_KEY must hold a 32-byte key"},
+		{"memory size", []string{"--max-memory", "lots"}, nil, `invalid value "lots" for flag -max-memory`},
+		{"memory too small", []string{"--max-memory", "100MiB"}, nil, "--max-memory (MANDATE_MAX_MEMORY) must be at least 256MiB"},
+		{"reserved connections", []string{"--max-connections", "3"}, nil, "--superuser-reserved-connections (3) must be less than --max-connections (3)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1073,7 +1078,9 @@ func TestAcknowledgedMeansFsynced(t *testing.T) {
 func TestManyConnections(t *testing.T) {
 	t.Parallel()
 	const n = 200
-	s := startServer(t, serverOpts{})
+	// More sessions, and logins at once from one address, than the
+	// defaults allow (100, 32).
+	s := startServer(t, serverOpts{args: []string{"--max-connections", "250", "--max-startup-connections-per-host", "256"}})
 	conns := make([]*pgx.Conn, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup

@@ -51,6 +51,7 @@ type serveConfig struct {
 	oidcIssuers      string
 	dev              bool
 	http             httpConfig
+	limits           limitsConfig
 }
 
 func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, error) {
@@ -63,12 +64,13 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal, else json)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.DurationVar(&c.statementTimeout, "statement-timeout", 0, "abort any SQL statement running longer than this (0 = no limit)")
+	fs.DurationVar(&c.statementTimeout, "statement-timeout", 30*time.Second, "abort SQL statements running longer than this (PostgreSQL's statement_timeout; sessions may lower it, only metastore admins raise it; 0 = no limit)")
 	fs.IntVar(&c.maxMessageSize, "max-message-size", pgwire.DefaultMaxMessageSize, "largest PostgreSQL protocol message accepted, in bytes")
 	fs.DurationVar(&c.auditRetention, "audit-retention", catalog.DefaultAuditRetention, "delete audit events older than this, in the background (0 = keep forever)")
 	fs.Var(&c.auditMaxSize, "audit-max-size", "bound on the size of the audit events (e.g. 10GiB; their text plus 32 bytes a row): past it the oldest are deleted, in the background (0 = no bound)")
 	fs.StringVar(&c.publicURL, "public-url", "", "canonical URL of the MCP gateway on --http-addr as agents reach it; inbound tokens must name it as audience (default http://HTTP-ADDR)")
 	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens the MCP gateway accepts (optionally URL|JWKS-URL)")
+	c.limits.register(fs)
 	fs.BoolVar(&c.dev, "dev", false, "also run the DEVELOPMENT identity provider at PUBLIC-URL/oidc and trust it (mandate dev-token prints its tokens); not for production")
 	addHTTPFlags(fs, &c.http)
 	fs.Usage = func() {
@@ -88,6 +90,9 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	}
 	if c.auditRetention < 0 {
 		return nil, fmt.Errorf("--audit-retention (%s) must not be negative", envName("audit-retention"))
+	}
+	if err := c.limits.validate(); err != nil {
+		return nil, err
 	}
 	if c.maxMessageSize <= 0 {
 		return nil, fmt.Errorf("--max-message-size (%s) must be positive", envName("max-message-size"))
@@ -201,6 +206,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
+	cfg.limits.setGoMemoryLimit()
 	sqlLn, err := net.Listen("tcp", cfg.sqlAddr)
 	if err != nil {
 		return fmt.Errorf("SQL endpoint (--sql-addr): %w", err)
@@ -221,7 +227,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	duck, err := duckstore.Open(ctx, cfg.dataDir, duckstore.Options{Logger: log})
+	duck, err := duckstore.Open(ctx, cfg.dataDir, cfg.limits.storeOptions(duckstore.Options{Logger: log}))
 	if err != nil {
 		return err
 	}
@@ -286,7 +292,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// SELECTs over system tables run on a read-only connection pool of the
 	// embedded store; expired audit events are deleted in the background.
-	qe, err := duck.QueryEngine(duckstore.QueryOptions{Logger: log})
+	qe, err := duck.QueryEngine(cfg.limits.queryOptions(duckstore.QueryOptions{Logger: log}))
 	if err != nil {
 		return err
 	}
@@ -323,15 +329,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// SHOW CONNECTION STATUS asks the gateway's per_user_oauth connector,
 	// assembled below (before anything is served).
 	var connStatus func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error)
-	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Logger: log, Query: flushingEngine{qe, store.Flush}, LoginAudit: failures,
+	feCfg := sqlfront.Config{Catalog: svc, Logger: log, Query: flushingEngine{qe, store.Flush}, LoginAudit: failures,
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {
 				return nil, errors.New("the MCP gateway is off: no --oidc-issuer (or --dev)")
 			}
 			return connStatus(ctx, user)
-		}})
-	srv, err := pgwire.NewServer(pgwire.Config{Addr: cfg.sqlAddr, TLS: tlsCfg, Auth: fe, Handler: fe, Logger: log,
-		StatementTimeout: cfg.statementTimeout, MaxMessageSize: cfg.maxMessageSize})
+		}, StatementTimeout: cfg.statementTimeout}
+	cfg.limits.frontend(&feCfg)
+	fe := sqlfront.New(feCfg)
+	pwCfg := pgwire.Config{Addr: cfg.sqlAddr, TLS: tlsCfg, Auth: fe, Handler: fe, Logger: log,
+		StatementTimeout: cfg.statementTimeout, MaxMessageSize: cfg.maxMessageSize}
+	cfg.limits.server(&pwCfg)
+	srv, err := pgwire.NewServer(pwCfg)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package pgwire
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Error is an error with a SQLSTATE. The server turns every error into an
@@ -65,6 +66,21 @@ type Handler interface {
 	// returns (e.g. 3D000 for an unknown database) is sent as FATAL and the
 	// connection is closed.
 	Connect(ctx context.Context, info ConnInfo) (Session, error)
+}
+
+// Superusers is implemented by a Handler whose superusers may use the
+// connections reserved by Config.SuperuserReservedConnections. The server
+// asks after authentication, only when no unreserved connection is left.
+type Superusers interface {
+	IsSuperuser(ctx context.Context, user string) bool
+}
+
+// StatementTimeouter is implemented by a Session whose statement timeout
+// can change (SET statement_timeout). The server asks before each Prepare
+// and Execute and bounds the call by it (0 = none) instead of
+// Config.StatementTimeout.
+type StatementTimeouter interface {
+	StatementTimeout() time.Duration
 }
 
 // Session is the per-connection SQL state. The server calls it from one

@@ -1,6 +1,7 @@
 package pgwire
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -28,6 +30,12 @@ const (
 
 	// maxStartupPacketLen is PostgreSQL's MAX_STARTUP_PACKET_LENGTH.
 	maxStartupPacketLen = 10000
+	// maxAuthMessageLen bounds the body of every message before login
+	// (password, SASL responses), as the startup packet is bounded.
+	maxAuthMessageLen = 10000
+	// readBufferSize is the read buffer of a connection; larger messages
+	// are collected in a buffer that grows as their bytes arrive.
+	readBufferSize = 8 << 10
 	// tlsHandshakeRecord is the first byte of a TLS ClientHello; a client
 	// using direct TLS (sslnegotiation=direct) starts with it.
 	tlsHandshakeRecord = 0x16
@@ -63,19 +71,25 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
+	// host is the client's IP address; slot the kind of connection slot
+	// it holds (guarded by srv.mu).
+	host string
+	slot int
+
 	// Set during startup, read-only afterwards.
 	info        ConnInfo
 	secret      []byte
 	protocol    uint32
 	startupDone bool
 
-	rd         *recordingReader
+	rd         *frameReader
 	backend    *pgproto3.Backend
 	readerDone chan struct{}
 
 	wbuf     []byte
 	writeErr error // sticky: the connection is unusable
 	closing  bool  // Terminate received or FATAL sent
+	atReady  bool  // ReadyForQuery was the last thing sent (idle-session timeout)
 
 	sess           Session
 	types          *pgtype.Map
@@ -108,22 +122,149 @@ func newConn(ctx context.Context, s *Server, raw net.Conn) *conn {
 	return c
 }
 
-// recordingReader remembers the first error of the underlying reader, so
-// that a failed Receive can be told apart: I/O failure (the client is gone)
-// or a malformed message (answered with FATAL).
-type recordingReader struct {
-	r   io.Reader
-	err error
+// frameReader reads the client's messages after the startup packet for
+// pgproto3.Backend, one whole message at a time:
+//
+//   - it follows the framing (type byte, 4-byte length), and hands out a
+//     message's bytes only once all of them arrived. A large message is
+//     collected in a buffer that grows with the bytes received, so that a
+//     client announcing a large message and sending little of it costs
+//     little memory (pgproto3 would allocate the announced size at once).
+//     A message longer than maxBody is handed out as its header alone, for
+//     pgproto3 to refuse (54000) without reading the body.
+//   - once timeout is set (after login), a message whose first byte
+//     arrived must be complete within timeout; between messages reads do
+//     not time out (the executor applies the idle-session timeout).
+//   - it remembers the first read error, so that a failed Receive can be
+//     told apart: I/O failure (the client is gone, or a message timed out)
+//     or a malformed message (answered with FATAL).
+type frameReader struct {
+	conn    net.Conn // for read deadlines
+	br      *bufio.Reader
+	chunks  *sync.Pool // of *[]byte of chunkSize, for large messages
+	maxBody int
+	timeout time.Duration // 0: no message deadline (startup has its own)
+	err     error
+
+	pending    []byte    // bytes of the current message not yet handed out
+	discard    int       // bytes to discard from br once pending is handed out
+	large      []*[]byte // the rest of a large message, chunk by chunk
+	deadlineAt time.Time // the read deadline set on conn (zero: none)
 }
 
-var _ io.Reader = (*recordingReader)(nil)
+// chunkSize is the size of the pieces a large message is read into.
+const chunkSize = 64 << 10
 
-func (r *recordingReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && r.err == nil {
-		r.err = err
+var _ io.Reader = (*frameReader)(nil)
+
+func newFrameReader(nc net.Conn, maxBody int, chunks *sync.Pool) *frameReader {
+	return &frameReader{conn: nc, br: bufio.NewReaderSize(nc, readBufferSize), maxBody: maxBody, chunks: chunks}
+}
+
+func (r *frameReader) Read(p []byte) (int, error) {
+	if len(r.pending) == 0 {
+		if err := r.next(); err != nil {
+			if r.err == nil {
+				r.err = err
+			}
+			return 0, err
+		}
 	}
-	return n, err
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	if len(r.pending) == 0 && r.discard > 0 {
+		_, _ = r.br.Discard(r.discard)
+		r.discard = 0
+	}
+	return n, nil
+}
+
+// next makes the next message's bytes pending: the next chunk of a large
+// message being handed out, or else the next whole message read.
+func (r *frameReader) next() error {
+	if len(r.large) > 0 {
+		r.chunks.Put(r.large[0])
+		r.large = r.large[1:]
+		if len(r.large) > 0 {
+			r.pending = *r.large[0]
+			return nil
+		}
+	}
+	// Deadlines are set only before reads that would block on the
+	// socket: none while waiting for a message, the message's own while
+	// waiting for the rest of it.
+	if r.br.Buffered() == 0 && !r.deadlineAt.IsZero() {
+		_ = r.conn.SetReadDeadline(time.Time{})
+		r.deadlineAt = time.Time{}
+	}
+	if _, err := r.br.Peek(1); err != nil {
+		return err
+	}
+	var start time.Time
+	if r.timeout > 0 {
+		start = time.Now()
+	}
+	r.wait(5, start)
+	hdr, err := r.br.Peek(5)
+	if err != nil {
+		return err
+	}
+	size := int64(binary.BigEndian.Uint32(hdr[1:]))
+	if size < 4 || size-4 > int64(r.maxBody) {
+		r.pending, r.discard = hdr, 5 // pgproto3 refuses it from the header
+		return nil
+	}
+	total := int(size) + 1
+	r.wait(total, start)
+	if total <= r.br.Size() {
+		b, err := r.br.Peek(total)
+		if err != nil {
+			return err
+		}
+		r.pending, r.discard = b, total
+		return nil
+	}
+	// A large message is read into chunks as its bytes arrive (memory in
+	// proportion to what the client sent), then handed out.
+	for left := total; left > 0; {
+		c := r.chunks.Get().(*[]byte)
+		*c = (*c)[:min(left, chunkSize)]
+		r.large = append(r.large, c)
+		if _, err := io.ReadFull(r.br, *c); err != nil {
+			r.release()
+			return err
+		}
+		left -= len(*c)
+	}
+	r.pending = *r.large[0]
+	return nil
+}
+
+// wait prepares a read that needs n bytes buffered: if that blocks on the
+// socket, the message that began at start must be complete by
+// start+timeout.
+func (r *frameReader) wait(n int, start time.Time) {
+	if r.timeout <= 0 || r.br.Buffered() >= n {
+		return
+	}
+	if d := start.Add(r.timeout); !r.deadlineAt.Equal(d) {
+		_ = r.conn.SetReadDeadline(d)
+		r.deadlineAt = d
+	}
+}
+
+// release returns the chunks of a large message to the pool.
+func (r *frameReader) release() {
+	for _, c := range r.large {
+		r.chunks.Put(c)
+	}
+	r.large, r.pending = nil, nil
+}
+
+// timedOut reports whether reading failed because a message was not
+// complete within the message timeout.
+func (r *frameReader) timedOut() bool {
+	return r.timeout > 0 && errors.Is(r.err, os.ErrDeadlineExceeded)
 }
 
 // prefixConn replays bytes already read from a connection.
@@ -199,9 +340,10 @@ func (c *conn) startup() bool {
 	if sm == nil {
 		return false
 	}
-	c.rd = &recordingReader{r: c.nc}
+	// Before login every message is small, as the startup packet is.
+	c.rd = newFrameReader(c.nc, maxAuthMessageLen, &c.srv.chunks)
 	c.backend = pgproto3.NewBackend(c.rd, io.Discard) // output goes through c.send
-	c.backend.SetMaxBodyLen(cfg.MaxMessageSize)
+	c.backend.SetMaxBodyLen(maxAuthMessageLen)
 
 	params := make(map[string]string, len(sm.Parameters))
 	for k, v := range sm.Parameters {
@@ -222,6 +364,13 @@ func (c *conn) startup() bool {
 	c.info.Params = params
 	c.log = c.log.With().Str("user", user).Logger()
 
+	// Passwords never travel without TLS, except from loopback when the
+	// server allows it for local tools.
+	if !c.info.TLS && !(cfg.AllowCleartextLoopback && isLoopback(c.raw)) {
+		c.log.Info().Msg("password login without TLS refused")
+		c.sendFatal(tlsRequiredError())
+		return false
+	}
 	if err := c.authenticate(ctx); err != nil {
 		if obs, ok := c.srv.cfg.Auth.(AuthObserver); ok {
 			if pe, isPE := err.(*Error); isPE && pe.Code == codeInvalidPassword {
@@ -235,6 +384,13 @@ func (c *conn) startup() bool {
 		c.sendFatal(err)
 		return false
 	}
+	if err := c.srv.admitSession(ctx, c); err != nil {
+		c.srv.logRefused(c.host, "no connection slot left after login")
+		c.sendFatal(err)
+		return false
+	}
+	c.rd.maxBody = cfg.MaxMessageSize
+	c.backend.SetMaxBodyLen(cfg.MaxMessageSize)
 
 	secretLen := secretLen30
 	if c.protocol == pgproto3.ProtocolVersion32 {
@@ -260,6 +416,7 @@ func (c *conn) startup() bool {
 	c.send(&pgproto3.BackendKeyData{ProcessID: c.info.ProcessID, SecretKey: c.secret})
 	c.send(&pgproto3.ReadyForQuery{TxStatus: c.txStatus()})
 	c.flush()
+	c.atReady = true
 	if !stop() || c.writeErr != nil {
 		return false // the deadline passed or Shutdown began meanwhile
 	}
@@ -459,20 +616,39 @@ func (c *conn) serve() {
 	c.portals = make(map[string]*portal)
 	msgs := make(chan inbound, inboundQueueLen)
 	c.readerDone = make(chan struct{})
+	c.rd.timeout = c.srv.cfg.MessageTimeout
 	go c.readLoop(msgs)
 
+	idleTimeout := c.srv.cfg.IdleSessionTimeout
+	var idle *time.Timer
+	if idleTimeout > 0 {
+		idle = time.NewTimer(idleTimeout)
+		defer idle.Stop()
+	}
 	for !c.closing && c.writeErr == nil {
+		// The idle-session timeout runs while the session waits for a
+		// command outside a transaction block.
+		var idleC <-chan time.Time
+		if idle != nil && c.atReady && len(msgs) == 0 && c.txStatus() == 'I' {
+			idle.Reset(idleTimeout)
+			idleC = idle.C
+		}
 		select {
 		case <-c.ctx.Done():
 			if cause := c.closeCause(); !errors.Is(cause, errClientGone) {
 				c.sendFatal(cause)
 			}
 			return
+		case <-idleC:
+			c.log.Info().Dur("idle_session_timeout", idleTimeout).Msg("idle session ended")
+			c.sendFatal(idleSessionTimeoutError())
+			return
 		case in := <-msgs:
 			if in.err != nil {
 				c.sendFatal(in.err)
 				return
 			}
+			c.atReady = false
 			c.handle(in.msg)
 		}
 	}
@@ -518,6 +694,10 @@ func (c *conn) readLoop(out chan<- inbound) {
 // reading from the socket failed, FATAL 54000 for an oversized message and
 // FATAL 08P01 for a malformed one.
 func (c *conn) readError(err error) error {
+	if c.startupDone && c.rd.timedOut() {
+		c.log.Info().Dur("timeout", c.rd.timeout).Msg("incomplete client message timed out")
+		return fatalf(codeProtocolViolation, "incomplete message from client: the rest of the message did not arrive within %s", c.rd.timeout)
+	}
 	if c.rd.err != nil {
 		c.log.Debug().Err(c.rd.err).Msg("client connection read failed")
 		return errClientGone

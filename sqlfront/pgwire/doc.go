@@ -6,10 +6,16 @@
 // # Connections and goroutines
 //
 // Server.Serve runs the accept loop in the caller's goroutine and starts one
-// goroutine per accepted connection. That goroutine first runs the startup
-// phase synchronously, bounded by Config.StartupTimeout (a connection
-// deadline, also enforced through the context given to the Authenticator
-// and Handler.Connect):
+// goroutine per accepted connection. A connection first takes a startup
+// slot: at most Config.MaxStartupConnections connections may be in startup
+// at once, and at most Config.MaxStartupConnectionsPerHost from one client
+// IP address; one beyond is sent FATAL 53300 "sorry, too many clients
+// already" from the accept loop and closed, before anything is read. The
+// connection's goroutine then runs the startup phase synchronously,
+// bounded by Config.StartupTimeout (PostgreSQL's authentication_timeout: a
+// connection deadline from the accept on, TLS handshake included, also
+// enforced through the context given to the Authenticator and
+// Handler.Connect):
 //
 //   - startup packets are read by hand (exact lengths, at most 10000 bytes,
 //     nothing buffered beyond them, so that no plaintext can be smuggled
@@ -21,6 +27,13 @@
 //   - StartupMessage 3.0 and 3.2 are accepted; other 3.x versions and
 //     "_pq_." options get NegotiateProtocolVersion. Protocol 3.2 gets a
 //     32-byte cancel key, 3.0 a 4-byte one.
+//   - a password is never accepted without TLS: a connection without TLS
+//     gets FATAL 28000 "password authentication requires TLS
+//     (sslmode=require)" before authentication starts, unless
+//     Config.AllowCleartextLoopback is set and the client is on a loopback
+//     address. Every message before login (password, SASL) is at most
+//     10000 bytes, like the startup packet; a longer one is FATAL 54000
+//     from its header.
 //   - authentication is SCRAM-SHA-256 (github.com/xdg-go/scram, no channel
 //     binding, only "SCRAM-SHA-256" advertised) against the PostgreSQL
 //     format verifier from the Authenticator. Unknown users and users
@@ -30,6 +43,13 @@
 //     Config.AllowCleartextOverTLS a TLS connection is asked for a
 //     cleartext password instead, checked against the same verifier;
 //     never without TLS. Passwords are never logged.
+//   - after authentication the connection trades its startup slot for
+//     one of Config.MaxConnections session slots (PostgreSQL's
+//     max_connections); the last Config.SuperuserReservedConnections of
+//     them only for users the Handler reports as superusers (Superusers).
+//     Otherwise FATAL 53300, "sorry, too many clients already" or
+//     "remaining connection slots are reserved for roles with the
+//     SUPERUSER attribute".
 //   - Handler.Connect creates the Session; then AuthenticationOk, the
 //     ParameterStatus set clients depend on (server_version, UTF8
 //     encodings, DateStyle "ISO, MDY", ..., overridable through the
@@ -39,7 +59,11 @@
 //
 //	client ──► reader ──(bounded queue, 64 messages)──► executor ──► client
 //
-// The reader only decodes (pgproto3.Backend.Receive), copies each message
+// The reader reads one whole message at a time (frameReader): a message's
+// memory is taken as its bytes arrive, not when its header announces its
+// size, and once its first byte arrived the rest must follow within
+// Config.MessageTimeout (else FATAL 08P01); between messages there is no
+// read deadline. The reader only decodes (pgproto3.Backend.Receive), copies each message
 // out of pgproto3's reusable buffer (cloneMessage) and queues it; it never
 // executes anything, so it keeps reading, and notices a disconnect, while a
 // statement runs (until the queue is full; then TCP back-pressure applies).
@@ -81,9 +105,9 @@
 // Every call into the Session that can take time (Prepare, Execute) runs
 // in a command context derived from the connection context. It is
 // cancelled by a CancelRequest carrying the connection's process id and
-// secret (compared in constant time), by Config.StatementTimeout (Execute
-// only), by the client going away and by Shutdown or the end of Serve's
-// context. The cause decides the error: 57014 "canceling statement due to
+// secret (compared in constant time), by the statement timeout (the
+// Session's, see StatementTimeouter, else Config.StatementTimeout), by the
+// client going away and by Shutdown or the end of Serve's context. The cause decides the error: 57014 "canceling statement due to
 // user request", 57014 "canceling statement due to statement timeout",
 // FATAL 57P01 "terminating connection due to administrator command", or
 // nothing at all for a vanished client.
@@ -99,9 +123,15 @@
 //
 // # Limits
 //
-//   - Config.MaxMessageSize (16 MiB) per client message, 10000 bytes per
-//     startup packet.
+//   - Config.MaxMessageSize (16 MiB) per client message after login,
+//     10000 bytes per startup packet and per message before login.
 //   - Config.StartupTimeout (10 s) for TLS, startup and authentication.
+//   - Config.MaxStartupConnections (256) and MaxStartupConnectionsPerHost
+//     (32) connections in startup; Config.MaxConnections (100) sessions,
+//     SuperuserReservedConnections (3) of them for superusers.
+//   - Config.MessageTimeout (30 s) from the first to the last byte of a
+//     message after login; Config.IdleSessionTimeout (off) for a session
+//     waiting for a command outside a transaction block (FATAL 57P05).
 //   - Config.WriteTimeout (30 s) per flush, so that a client that stops
 //     reading cannot block its connection forever; the failure cancels the
 //     running statement and closes the connection.

@@ -26,6 +26,8 @@ const (
 	codeInvalidCursorState      = "24000"
 	codeObjectNotInState        = "55000"
 	codeInvalidParameterValue   = "22023"
+	codeTooManyConnections      = "53300"
+	codeIdleSessionTimeout      = "57P05"
 )
 
 const (
@@ -52,6 +54,26 @@ func statementTimeoutError() *Error {
 
 func adminShutdownError() *Error {
 	return &Error{Severity: severityFatal, Code: codeAdminShutdown, Message: "terminating connection due to administrator command"}
+}
+
+func tooManyClientsError() *Error {
+	return fatalf(codeTooManyConnections, "sorry, too many clients already")
+}
+
+func reservedSlotsError() *Error {
+	e := fatalf(codeTooManyConnections, "remaining connection slots are reserved for roles with the SUPERUSER attribute")
+	e.Hint = "the last connections are kept for administrators (superuser_reserved_connections)"
+	return e
+}
+
+func idleSessionTimeoutError() *Error {
+	return fatalf(codeIdleSessionTimeout, "terminating connection due to idle-session timeout")
+}
+
+func tlsRequiredError() *Error {
+	e := fatalf(codeInvalidAuthorization, "password authentication requires TLS (sslmode=require)")
+	e.Hint = "connect with sslmode=require (or verify-full); passwords are never accepted over an unencrypted connection"
+	return e
 }
 
 func fatalf(code, format string, args ...any) *Error {

@@ -43,7 +43,10 @@ type fakeHandler struct {
 	sessions []*fakeSession
 }
 
-var _ Handler = (*fakeHandler)(nil)
+var (
+	_ Handler    = (*fakeHandler)(nil)
+	_ Superusers = (*fakeHandler)(nil)
+)
 
 func newFakeHandler() *fakeHandler {
 	return &fakeHandler{started: make(chan string, 64), ended: make(chan error, 64)}
@@ -62,6 +65,9 @@ func (h *fakeHandler) Connect(_ context.Context, info ConnInfo) (Session, error)
 	h.mu.Unlock()
 	return s, nil
 }
+
+// IsSuperuser implements Superusers: admin is the superuser.
+func (h *fakeHandler) IsSuperuser(_ context.Context, user string) bool { return user == "admin" }
 
 func (h *fakeHandler) lastSession() *fakeSession {
 	h.mu.Lock()

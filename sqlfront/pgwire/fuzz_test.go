@@ -17,7 +17,7 @@ import (
 // raw for an established session, as if startup had just completed. It is
 // the entry point of FuzzMessages.
 func (s *Server) serveSession(ctx context.Context, raw net.Conn, info ConnInfo, sess Session) {
-	c, ok := s.track(ctx, raw)
+	c, ok, _ := s.track(ctx, raw)
 	if !ok {
 		_ = raw.Close()
 		return
@@ -25,7 +25,7 @@ func (s *Server) serveSession(ctx context.Context, raw net.Conn, info ConnInfo, 
 	defer c.release()
 	defer c.recoverPanic("executor")
 	c.info, c.sess = info, sess
-	c.rd = &recordingReader{r: raw}
+	c.rd = newFrameReader(raw, s.cfg.MaxMessageSize, &s.chunks)
 	c.backend = pgproto3.NewBackend(c.rd, io.Discard)
 	c.backend.SetMaxBodyLen(s.cfg.MaxMessageSize)
 	c.startupDone = true
@@ -97,7 +97,7 @@ func newFuzzServer(f *testing.F) (*Server, *fakeHandler) {
 	h.started, h.ended = make(chan string, 1<<20), make(chan error, 1<<20)
 	srv, err := NewServer(Config{
 		Auth: &fakeAuth{verifiers: map[string]string{testUser: v}}, Handler: h, TLS: tlsCfg,
-		MaxMessageSize: 64 << 10, StatementTimeout: time.Second,
+		MaxMessageSize: 64 << 10, StatementTimeout: time.Second, AllowCleartextLoopback: true,
 	})
 	if err != nil {
 		f.Fatal(err)
@@ -208,7 +208,7 @@ func FuzzStartup(f *testing.F) {
 	f.Add([]byte{0x16, 3, 1, 0, 5})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fc := &fuzzConn{in: bytes.NewReader(data)}
-		c, ok := srv.track(context.Background(), fc)
+		c, ok, _ := srv.track(context.Background(), fc)
 		if !ok {
 			t.Fatal("track failed")
 		}

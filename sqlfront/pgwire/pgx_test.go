@@ -320,6 +320,7 @@ func TestPgxParameterStatus(t *testing.T) {
 func TestAuthentication(t *testing.T) {
 	ts := startServer(t, func(c *Config) { c.AllowCleartextOverTLS = true })
 	plain := startServer(t)
+	strict := startServer(t, func(c *Config) { c.AllowCleartextLoopback = false })
 	tests := []struct {
 		name     string
 		ts       *testServer
@@ -343,6 +344,11 @@ func TestAuthentication(t *testing.T) {
 		{name: "authenticator error", ts: plain, user: "autherr", password: "x", code: "XX000", message: "internal error"},
 		{name: "unknown database", ts: plain, user: testUser, password: testPassword, extra: "dbname=nodb", code: "3D000",
 			message: `database "nodb" does not exist`},
+		{name: "password without tls", ts: strict, user: testUser, password: testPassword, extra: "sslmode=disable", code: "28000",
+			message: "password authentication requires TLS (sslmode=require)"},
+		{name: "unknown user without tls", ts: strict, user: "mallory", password: testPassword, extra: "sslmode=disable", code: "28000",
+			message: "password authentication requires TLS (sslmode=require)"},
+		{name: "scram over tls when tls is required", ts: strict, user: testUser, password: testPassword, extra: "sslmode=require"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -536,7 +542,8 @@ func TestListenAndServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(Config{Addr: "127.0.0.1:0", Auth: &fakeAuth{verifiers: map[string]string{testUser: v}}, Handler: h})
+	srv, err := NewServer(Config{Addr: "127.0.0.1:0", Auth: &fakeAuth{verifiers: map[string]string{testUser: v}}, Handler: h,
+		AllowCleartextLoopback: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -516,7 +516,9 @@ func (r *oneByteReader) Read(p []byte) (int, error) {
 // TestConcurrentConnections runs 200 clients while one client is stalled
 // in the middle of a message and another in the middle of startup.
 func TestConcurrentConnections(t *testing.T) {
-	ts := startServer(t)
+	ts := startServer(t, func(c *Config) {
+		c.MaxConnections, c.MaxStartupConnections, c.MaxStartupConnectionsPerHost = 300, 300, 300
+	})
 	stalled := dialRaw(t, ts)
 	stalled.login(testUser, testPassword, nil)
 	q, err := (&pgproto3.Query{String: "select 1"}).Encode(nil)
@@ -541,7 +543,7 @@ func TestConcurrentConnections(t *testing.T) {
 func TestConnectionClosedDuringStartup(t *testing.T) {
 	ts := startServer(t)
 	server, client := net.Pipe()
-	c, ok := ts.srv.track(t.Context(), server)
+	c, ok, _ := ts.srv.track(t.Context(), server)
 	if !ok {
 		t.Fatal("track failed")
 	}

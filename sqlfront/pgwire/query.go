@@ -113,6 +113,7 @@ func (c *conn) readyForQuery() {
 	c.sendChangedParameters()
 	c.send(&pgproto3.ReadyForQuery{TxStatus: c.txStatus()})
 	c.flush()
+	c.atReady = true
 }
 
 func (c *conn) sendChangedParameters() {
@@ -177,8 +178,17 @@ func (c *conn) commandError(ctx context.Context, err error) error {
 	return err
 }
 
+// statementTimeout is the session's statement timeout (SET
+// statement_timeout), or Config.StatementTimeout.
+func (c *conn) statementTimeout() time.Duration {
+	if st, ok := c.sess.(StatementTimeouter); ok {
+		return max(st.StatementTimeout(), 0)
+	}
+	return c.srv.cfg.StatementTimeout
+}
+
 func (c *conn) prepare(sql string, paramOIDs []uint32, multi bool) ([]Statement, error) {
-	ctx, done := c.beginCommand(0)
+	ctx, done := c.beginCommand(c.statementTimeout())
 	defer done()
 	stmts, err := c.sess.Prepare(ctx, sql, paramOIDs, multi)
 	return stmts, c.commandError(ctx, err)
@@ -186,7 +196,7 @@ func (c *conn) prepare(sql string, paramOIDs []uint32, multi bool) ([]Statement,
 
 // execStatement executes st within a command scope bounded by the statement timeout.
 func (c *conn) execStatement(st Statement, params []Param, w RowWriter) (string, error) {
-	ctx, done := c.beginCommand(c.srv.cfg.StatementTimeout)
+	ctx, done := c.beginCommand(c.statementTimeout())
 	defer done()
 	tag, err := st.Execute(ctx, params, w)
 	if d, ok := st.(Deallocator); ok && err == nil {

@@ -48,6 +48,35 @@ type Config struct {
 	// that a client that does not read cannot block its connection forever
 	// (default 30s).
 	WriteTimeout time.Duration
+
+	// MaxConnections bounds the authenticated connections (PostgreSQL's
+	// max_connections, default 100). Beyond it a login gets FATAL 53300
+	// "sorry, too many clients already".
+	MaxConnections int
+	// SuperuserReservedConnections of MaxConnections are kept for users
+	// the Handler reports as superusers (Superusers); others get FATAL
+	// 53300 "remaining connection slots are reserved for ..." once only
+	// these are left (PostgreSQL's superuser_reserved_connections,
+	// default 3; negative means none).
+	SuperuserReservedConnections int
+	// MaxStartupConnections bounds the connections that have not finished
+	// authenticating, in total (default 256) and per client IP address
+	// (MaxStartupConnectionsPerHost, default 32). A connection beyond
+	// either is sent FATAL 53300 at once and closed.
+	MaxStartupConnections        int
+	MaxStartupConnectionsPerHost int
+	// IdleSessionTimeout ends a session that waits for a command outside a
+	// transaction block longer than this with FATAL 57P05 (PostgreSQL's
+	// idle_session_timeout; 0 = never).
+	IdleSessionTimeout time.Duration
+	// MessageTimeout bounds the time from the first byte of a client
+	// message after login to its last byte (default 30s): a client that
+	// stops in the middle of a message is sent FATAL 08P01 and closed.
+	MessageTimeout time.Duration
+	// AllowCleartextLoopback lets clients on a loopback address log in
+	// with a password over a connection without TLS. Otherwise password
+	// authentication requires TLS: FATAL 28000.
+	AllowCleartextLoopback bool
 }
 
 // Defaults for zero Config fields.
@@ -57,6 +86,12 @@ const (
 	DefaultStartupTimeout = 10 * time.Second
 	DefaultWriteTimeout   = 30 * time.Second
 	DefaultServerVersion  = "16.4"
+
+	DefaultMaxConnections               = 100
+	DefaultSuperuserReservedConnections = 3
+	DefaultMaxStartupConnections        = 256
+	DefaultMaxStartupConnectionsPerHost = 32
+	DefaultMessageTimeout               = 30 * time.Second
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.
@@ -82,6 +117,16 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	byPID     map[uint32]*conn
+	// Connection slots: connections still in startup, in total and per
+	// client IP address, and authenticated connections.
+	starting       int
+	startingByHost map[string]int
+	sessions       int
+	// chunks are the buffers large client messages are read into.
+	chunks sync.Pool
+	// Refused connections are logged at most once a second, with a count.
+	refused       int
+	refusedLogged time.Time
 
 	wg sync.WaitGroup // one per tracked connection
 }
@@ -94,8 +139,10 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Handler == nil {
 		return nil, errors.New("pgwire: Config.Handler is required")
 	}
-	if cfg.MaxMessageSize < 0 || cfg.StartupTimeout < 0 || cfg.StatementTimeout < 0 || cfg.WriteTimeout < 0 {
-		return nil, errors.New("pgwire: negative size or timeout in Config")
+	if cfg.MaxMessageSize < 0 || cfg.StartupTimeout < 0 || cfg.StatementTimeout < 0 || cfg.WriteTimeout < 0 ||
+		cfg.MaxConnections < 0 || cfg.MaxStartupConnections < 0 || cfg.MaxStartupConnectionsPerHost < 0 ||
+		cfg.IdleSessionTimeout < 0 || cfg.MessageTimeout < 0 {
+		return nil, errors.New("pgwire: negative size, limit or timeout in Config")
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
@@ -112,6 +159,28 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.ServerVersion == "" {
 		cfg.ServerVersion = DefaultServerVersion
 	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	switch {
+	case cfg.SuperuserReservedConnections == 0:
+		cfg.SuperuserReservedConnections = DefaultSuperuserReservedConnections
+	case cfg.SuperuserReservedConnections < 0:
+		cfg.SuperuserReservedConnections = 0
+	}
+	if cfg.SuperuserReservedConnections >= cfg.MaxConnections {
+		return nil, fmt.Errorf("pgwire: SuperuserReservedConnections (%d) must be less than MaxConnections (%d)",
+			cfg.SuperuserReservedConnections, cfg.MaxConnections)
+	}
+	if cfg.MaxStartupConnections == 0 {
+		cfg.MaxStartupConnections = DefaultMaxStartupConnections
+	}
+	if cfg.MaxStartupConnectionsPerHost == 0 {
+		cfg.MaxStartupConnectionsPerHost = DefaultMaxStartupConnectionsPerHost
+	}
+	if cfg.MessageTimeout == 0 {
+		cfg.MessageTimeout = DefaultMessageTimeout
+	}
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger.With().Str("component", "pgwire").Logger(),
@@ -120,7 +189,10 @@ func NewServer(cfg Config) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		byPID:     make(map[uint32]*conn),
+
+		startingByHost: make(map[string]int),
 	}
+	s.chunks.New = func() any { b := make([]byte, chunkSize); return &b }
 	if _, err := rand.Read(s.fakeKey); err != nil {
 		return nil, fmt.Errorf("pgwire: generating secret: %w", err)
 	}
@@ -201,7 +273,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		c, ok := s.track(ctx, nc)
+		c, ok, full := s.track(ctx, nc)
+		if full {
+			s.refuse(nc)
+			continue
+		}
 		if !ok {
 			_ = nc.Close()
 			return ErrServerClosed
@@ -268,29 +344,146 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// track registers a new connection. It fails after Shutdown. The caller
-// must make sure c.release runs.
-func (s *Server) track(ctx context.Context, raw net.Conn) (*conn, bool) {
+// track registers a new connection in a startup slot. It fails after
+// Shutdown, and reports full when the connection would exceed
+// MaxStartupConnections or MaxStartupConnectionsPerHost. The caller must
+// make sure c.release runs.
+func (s *Server) track(ctx context.Context, raw net.Conn) (c *conn, ok, full bool) {
+	host := remoteHost(raw)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, false
+		return nil, false, false
 	}
-	c := newConn(ctx, s, raw)
+	if s.starting >= s.cfg.MaxStartupConnections || s.startingByHost[host] >= s.cfg.MaxStartupConnectionsPerHost {
+		return nil, false, true
+	}
+	s.starting++
+	s.startingByHost[host]++
+	c = newConn(ctx, s, raw)
+	c.host = host
+	c.slot = slotStartup
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	return c, true
+	return c, true, false
 }
 
 // untrack is the counterpart of track.
 func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
+	s.releaseSlotLocked(c)
 	delete(s.conns, c)
 	if c.info.ProcessID != 0 && s.byPID[c.info.ProcessID] == c {
 		delete(s.byPID, c.info.ProcessID)
 	}
 	s.mu.Unlock()
 	s.wg.Done()
+}
+
+// Connection slot kinds.
+const (
+	slotNone = iota
+	slotStartup
+	slotSession
+)
+
+func (s *Server) releaseSlotLocked(c *conn) {
+	switch c.slot {
+	case slotStartup:
+		s.starting--
+		if s.startingByHost[c.host]--; s.startingByHost[c.host] <= 0 {
+			delete(s.startingByHost, c.host)
+		}
+	case slotSession:
+		s.sessions--
+	}
+	c.slot = slotNone
+}
+
+// admitSession moves an authenticated connection from its startup slot to
+// a session slot, or returns the FATAL 53300 to send when none is left
+// for it: MaxConnections in all, of which SuperuserReservedConnections
+// only for superusers (asked only when it matters).
+func (s *Server) admitSession(ctx context.Context, c *conn) error {
+	s.mu.Lock()
+	n := s.sessions
+	s.mu.Unlock()
+	max, reserved := s.cfg.MaxConnections, s.cfg.SuperuserReservedConnections
+	if n >= max {
+		return tooManyClientsError()
+	}
+	superuser := false
+	if n >= max-reserved {
+		if su, ok := s.cfg.Handler.(Superusers); ok {
+			superuser = su.IsSuperuser(ctx, c.info.User)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.sessions >= max:
+		return tooManyClientsError()
+	case s.sessions >= max-reserved && !superuser:
+		return reservedSlotsError()
+	}
+	s.releaseSlotLocked(c)
+	c.slot = slotSession
+	s.sessions++
+	return nil
+}
+
+// refuse answers a connection beyond the startup limits with FATAL 53300
+// and closes it. It runs on the accept loop: the message is small and the
+// socket new, so the write does not block (and is bounded regardless).
+func (s *Server) refuse(nc net.Conn) {
+	s.logRefused(remoteHost(nc), "too many connections in startup")
+	b, err := errorResponse(&s.log, tooManyClientsError()).Encode(nil)
+	if err == nil {
+		_ = nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = nc.Write(b)
+	}
+	_ = nc.Close()
+}
+
+// logRefused logs a refused connection, at most once a second (a flood
+// of connections must not flood the log), with the number refused since
+// the last line.
+func (s *Server) logRefused(host, reason string) {
+	now := time.Now()
+	s.mu.Lock()
+	s.refused++
+	n := s.refused
+	if now.Sub(s.refusedLogged) < time.Second {
+		s.mu.Unlock()
+		return
+	}
+	s.refused, s.refusedLogged = 0, now
+	s.mu.Unlock()
+	s.log.Warn().Str("remote", host).Int("refused", n).Msg(reason + "; connections refused (sorry, too many clients already)")
+}
+
+// remoteHost is the IP address of a connection's peer ("" if unknown).
+func remoteHost(nc net.Conn) string {
+	a := nc.RemoteAddr()
+	if a == nil {
+		return ""
+	}
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// isLoopback reports whether a connection comes from a loopback address.
+func isLoopback(nc net.Conn) bool {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	return false
 }
 
 // assignPID gives c a process id that no other live connection has.
