@@ -141,32 +141,46 @@ func (s *Session) verifier(pw *string) (*string, error) {
 	return &v, nil
 }
 
-// write builds a statement that runs fn as one catalog change.
+// statement describes one catalog change of a statement for the catalog: the
+// audit record (with the statement's secrets redacted) and fn.
+func (s *Session) statement(ast parser.Statement, fn func(tx *catalog.Tx) error) catalog.Statement {
+	return catalog.Statement{
+		Req: catalog.WriteRequest{Caller: s.caller(redact(ast)), Action: ast.Kind(), SQLState: sqlState},
+		Fn:  fn,
+	}
+}
+
+// write builds a statement that runs fn as one catalog change (in the
+// session's transaction, see txblock.go).
 func (s *Session) write(ast parser.Statement, tag string, fn func(tx *catalog.Tx) error) *stmt {
-	return &stmt{s: s, run: func(ctx context.Context, _ []pgwire.Param, _ pgwire.RowWriter) (string, error) {
-		_, err := s.f.cat.Write(ctx, catalog.WriteRequest{Caller: s.caller(redact(ast)), Action: ast.Kind(), SQLState: sqlState}, fn)
-		if err != nil {
+	st := &stmt{s: s}
+	st.run = func(ctx context.Context, _ []pgwire.Param, _ pgwire.RowWriter) (string, error) {
+		if err := s.change(ctx, st.autocommit, s.statement(ast, fn)); err != nil {
 			return "", err
 		}
 		return tag, nil
-	}}
+	}
+	return st
 }
 
-// read builds a statement that answers from the committed catalog.
+// read builds a statement that answers from the catalog as the session's
+// transaction sees it.
 func (s *Session) read(cols []pgwire.Column, fn func(m *catalog.Model, me *catalog.Principal) ([][]any, error)) *stmt {
 	return &stmt{s: s, cols: cols, run: func(ctx context.Context, _ []pgwire.Param, w pgwire.RowWriter) (string, error) {
 		var (
 			rows [][]any
 			err  error
 		)
-		s.f.cat.Read(func(m *catalog.Model) {
+		if rerr := s.readModel(func(m *catalog.Model) {
 			me, ok := m.PrincipalByName(s.user)
 			if !ok {
 				err = catalog.Errorf(catalog.CodePermissionDenied, "principal %s no longer exists", catalog.QuoteIdent(s.user))
 				return
 			}
 			rows, err = fn(m, me)
-		})
+		}); rerr != nil {
+			return "", rerr
+		}
 		if err != nil {
 			return "", err
 		}

@@ -328,61 +328,6 @@ func (s *Session) showStmt(name string) (*stmt, error) {
 	}}, nil
 }
 
-func (s *Session) txStmt(x *pg.TransactionStmt) (*stmt, error) {
-	set := func(st byte) func() error {
-		return func() error { s.mu.Lock(); s.txStatus = st; s.mu.Unlock(); return nil }
-	}
-	switch x.Kind {
-	case pg.TransactionStmtKind_TRANS_STMT_BEGIN, pg.TransactionStmtKind_TRANS_STMT_START:
-		return tagOnly(s, "BEGIN", func() error {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if s.txStatus == 'I' {
-				s.txStatus = 'T'
-			}
-			return nil
-		}), nil
-	case pg.TransactionStmtKind_TRANS_STMT_COMMIT:
-		st := tagOnly(s, "COMMIT", nil)
-		st.allowedInFailedTx = true
-		st.run = func(context.Context, []pgwire.Param, pgwire.RowWriter) (string, error) {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			tag := "COMMIT"
-			if s.txStatus == 'E' {
-				tag = "ROLLBACK" // like PostgreSQL: COMMIT of a failed block rolls back
-			}
-			s.txStatus = 'I'
-			return tag, nil
-		}
-		return st, nil
-	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK:
-		st := tagOnly(s, "ROLLBACK", set('I'))
-		st.allowedInFailedTx = true
-		return st, nil
-	case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT, pg.TransactionStmtKind_TRANS_STMT_RELEASE:
-		tag := map[bool]string{true: "SAVEPOINT", false: "RELEASE"}[x.Kind == pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT]
-		return tagOnly(s, tag, func() error {
-			if s.TxStatus() == 'I' {
-				return pgwire.Errorf("25P01", "%s can only be used in transaction blocks", tag)
-			}
-			return nil
-		}), nil
-	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
-		st := tagOnly(s, "ROLLBACK", func() error {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if s.txStatus == 'E' {
-				s.txStatus = 'T'
-			}
-			return nil
-		})
-		st.allowedInFailedTx = true
-		return st, nil
-	}
-	return nil, notSupported("two-phase commit")
-}
-
 // value is one evaluated select-list item.
 type value struct {
 	oid uint32
