@@ -3,7 +3,6 @@ package sqlfront
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -13,7 +12,7 @@ import (
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
 
-const masked = "********"
+const masked = catalog.Redacted
 
 func names(q parser.QName) []string {
 	out := make([]string, len(q))
@@ -65,63 +64,6 @@ func options(opts []parser.Option) [][2]string {
 	return out
 }
 
-// redact returns the statement's text for the audit log with passwords and
-// secret options masked.
-func redact(st parser.Statement) string {
-	mask := func(opts []parser.Option) []parser.Option {
-		out := append([]parser.Option(nil), opts...)
-		for i := range out {
-			if catalog.IsSecretOption(out[i].Key) {
-				out[i].Value = masked
-			} else {
-				out[i].Value = maskURLPassword(out[i].Value)
-			}
-		}
-		return out
-	}
-	m := masked
-	switch x := st.(type) {
-	case *parser.CreatePrincipal:
-		c := *x
-		if c.Password != nil {
-			c.Password = &m
-		}
-		return c.String()
-	case *parser.AlterPassword:
-		c := *x
-		if c.Password != nil {
-			c.Password = &m
-		}
-		return c.String()
-	case *parser.CreateConnection:
-		c := *x
-		c.Options = mask(c.Options)
-		return c.String()
-	case *parser.AlterConnectionOptions:
-		c := *x
-		c.Options = mask(c.Options)
-		return c.String()
-	}
-	return st.String()
-}
-
-// maskURLPassword masks the password of a URL's user info (refused as an
-// option value, but the refused statement is still audited).
-func maskURLPassword(v string) string {
-	u, err := url.Parse(v)
-	if err != nil || u.User == nil {
-		if i := strings.Index(v, "@"); i >= 0 && strings.Contains(v[:i], "://") {
-			return v[:strings.Index(v, "://")+3] + masked + v[i:]
-		}
-		return v
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), masked)
-		return u.String()
-	}
-	return v
-}
-
 // path resolves a statement's name in the session's current catalog.
 func (s *Session) path(t catalog.SecurableType, q parser.QName) ([]string, error) {
 	return catalog.ResolveName(t, names(q), s.catalog)
@@ -145,7 +87,7 @@ func (s *Session) verifier(pw *string) (*string, error) {
 // audit record (with the statement's secrets redacted) and fn.
 func (s *Session) statement(ast parser.Statement, fn func(tx *catalog.Tx) error) catalog.Statement {
 	return catalog.Statement{
-		Req: catalog.WriteRequest{Caller: s.caller(redact(ast)), Action: ast.Kind(), SQLState: sqlState},
+		Req: catalog.WriteRequest{Caller: s.caller(parser.Redact(ast.String())), Action: ast.Kind(), SQLState: sqlState},
 		Fn:  fn,
 	}
 }
@@ -521,7 +463,7 @@ func (s *Session) showObjects(x *parser.ShowObjects) (*stmt, error) {
 				for _, c := range m.Children(n.ID) {
 					if c.Type == catalog.TypeConnection {
 						if m.CanSee(me.ID, c.ID) {
-							rows = append(rows, []any{c.FullName(), c.Options["type"], c.Options[catalog.OptURL], c.Options[catalog.OptAuthMode],
+							rows = append(rows, []any{c.FullName(), c.Options["type"], catalog.RedactURL(c.Options[catalog.OptURL]), c.Options[catalog.OptAuthMode],
 								ownerName(m, c.Owner), nullIfEmpty(c.Comment)})
 						}
 						continue
@@ -612,7 +554,7 @@ func (s *Session) describe(x *parser.Describe) (*stmt, error) {
 			rows = append(rows, []any{"connection_type", sec.Options["type"]})
 			for _, k := range sortedKeys(sec.Options) {
 				if k != "type" {
-					rows = append(rows, []any{"option." + k, sec.Options[k]})
+					rows = append(rows, []any{"option." + k, catalog.RedactURL(sec.Options[k])}) // URLs stored before credentials in them were refused
 				}
 			}
 			secrets, err := s.f.cat.Keyring().OpenMap(sec.Secrets, catalog.SecretsAAD(sec.ID))

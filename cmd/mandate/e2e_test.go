@@ -923,6 +923,10 @@ func TestSecretsNotLogged(t *testing.T) {
 		`CREATE CONNECTION gh2 TYPE MCP OPTIONS (url 'https://x.invalid/', bearer_token '` + token + `')`, // no auth_mode
 		`CREATE USER bob WITH PASSWORD '` + password + `' garbage`,                                        // syntax error
 		`SELECT '` + token + `' FROM nowhere`,                                                             // not supported
+
+		`CREATE CONNECTION gh3 TYPE MCP OPTIONS (url 'https://x.invalid/', auth_mode 'shared_principal', bearer_tokn '` + token + `')`, // mistyped secret option
+		`CREATE CONNECTION gh4 TYPE MCP OPTIONS (url 'https://x.invalid/mcp?access_token=` + token + `')`,                              // credentials in the URL
+		`CREATE CONNECTION gh5 TYPE MCP OPTIONS (url 'https://x.invalid/', refresh_token '` + token + `')`,                             // unknown, named like a secret
 	} {
 		if _, err := c.Exec(t.Context(), q); err == nil {
 			t.Errorf("%s: succeeded, want an error", q)
