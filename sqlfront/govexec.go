@@ -164,15 +164,34 @@ func (s *Session) governance(ast parser.Statement) (*stmt, error) {
 		if err != nil {
 			return nil, err
 		}
-		st := s.write(x, "CREATE POLICY", func(tx *catalog.Tx) error { return tx.CreatePolicy(x.Name.Name, t, path, x.Source) })
-		commit := st.run
-		st.run = func(ctx context.Context, ps []pgwire.Param, w pgwire.RowWriter) (string, error) {
-			// Refused at CREATE with the compiler's message (compiled outside
-			// the catalog's write path).
-			if err := policy.Check(ctx, x.Name.Name, x.Source); err != nil {
-				return "", catalog.Errorf(catalog.CodeInvalidArgument, "invalid policy: %s", err.Error())
+		create := func(tx *catalog.Tx) error { return tx.CreatePolicy(x.Name.Name, t, path, x.Source) }
+		st := &stmt{s: s}
+		st.run = func(ctx context.Context, _ []pgwire.Param, _ pgwire.RowWriter) (string, error) {
+			// The source is compiled outside the catalog's write path, and
+			// only for a caller who passed every other check: a refused
+			// caller gets (and the audit records) the privilege error.
+			var denied error
+			if err := s.readModel(func(m *catalog.Model) {
+				denied = m.CheckCreatePolicy(s.user, x.Name.Name, t, path, x.Source)
+			}); err != nil {
+				return "", err
 			}
-			return commit(ctx, ps, w)
+			fn := create
+			if denied == nil {
+				if err := policy.Check(ctx, x.Name.Name, x.Source); err != nil {
+					invalid := catalog.Errorf(catalog.CodeInvalidArgument, "invalid policy: %s", err.Error())
+					fn = func(tx *catalog.Tx) error {
+						if err := create(tx); err != nil {
+							return err
+						}
+						return invalid
+					}
+				}
+			}
+			if err := s.change(ctx, st.autocommit, s.statement(x, fn)); err != nil {
+				return "", err
+			}
+			return "CREATE POLICY", nil
 		}
 		return st, nil
 	case *parser.ShowPolicies:
