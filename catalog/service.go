@@ -248,6 +248,7 @@ func (s *Service) publish(rev Revision) {
 // checks see the committed state plus its own earlier changes); the change
 // is committed durably together with its audit record before Write returns.
 // A failed fn changes nothing but is audited too (refused GRANTs included).
+// Changes that must commit together go through a Block (see Begin).
 func (s *Service) Write(ctx context.Context, req WriteRequest, fn func(tx *Tx) error) (Revision, error) {
 	return s.submit(ctx, []Statement{{Req: req, Fn: fn}}, false)
 }

@@ -194,6 +194,7 @@ func (s *Session) Prepare(ctx context.Context, sql string, paramOIDs []uint32, m
 		// A Query message with one statement commits it on its own; several
 		// run in one implicit transaction (see txblock.go).
 		st.autocommit = multi && len(pieces) == 1
+		st.inMulti = multi && len(pieces) > 1
 		out = append(out, st)
 	}
 	return out, nil
@@ -240,8 +241,8 @@ type stmt struct {
 	// allowedInFailedTx is true for COMMIT/ROLLBACK.
 	allowedInFailedTx bool
 	// autocommit: the only statement of a Query message, committed on its
-	// own unless a transaction block is open.
-	autocommit bool
+	// own unless a transaction block is open; inMulti: one of several.
+	autocommit, inMulti bool
 	// dealloc marks DEALLOCATE/DISCARD ALL (see pgwire.Deallocator).
 	dealloc     bool
 	deallocName string

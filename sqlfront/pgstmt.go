@@ -191,13 +191,14 @@ func (s *Session) pgStatement(ctx context.Context, text string, paramOIDs []uint
 		if x.DiscardStmt.Target != pg.DiscardMode_DISCARD_ALL {
 			return tagOnly(s, "DISCARD", nil), nil // no plans, sequences or temp objects to drop
 		}
-		st := tagOnly(s, "DISCARD ALL", func() error {
-			if s.TxStatus() != 'I' {
-				return pgwire.Errorf("25001", "DISCARD ALL cannot run inside a transaction block")
+		st := tagOnly(s, "DISCARD ALL", nil)
+		st.run = func(context.Context, []pgwire.Param, pgwire.RowWriter) (string, error) {
+			if s.inTransactionBlock(st) {
+				return "", pgwire.Errorf("25001", "DISCARD ALL cannot run inside a transaction block")
 			}
 			s.resetAll()
-			return nil
-		})
+			return "DISCARD ALL", nil
+		}
 		st.dealloc, st.deallocAll = true, true
 		return st, nil
 	case *pg.Node_DeallocateStmt:

@@ -82,6 +82,16 @@ func (s *Session) EndImplicit(ctx context.Context) error {
 	return sqlError(err, "", 0)
 }
 
+// inTransactionBlock reports whether st runs in a transaction block, as
+// PostgreSQL counts them for statements that refuse to (25001): a BEGIN
+// block, a multi-statement Query message, or a pipeline whose earlier
+// statements wait for Sync.
+func (s *Session) inTransactionBlock(st *stmt) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tx.explicit || st.inMulti || (s.tx.block != nil && s.tx.block.Len() > 0)
+}
+
 // change runs one catalog change: on its own (a Query message's only
 // statement outside a block), or into the open transaction.
 func (s *Session) change(ctx context.Context, autocommit bool, st catalog.Statement) error {

@@ -237,6 +237,17 @@ func TestImplicitTransactions(t *testing.T) {
 		mustExec(t, admin, `ROLLBACK`)
 	})
 
+	t.Run("statements that cannot run in a transaction block", func(t *testing.T) {
+		wantSQLState(t, simpleQuery(t, admin, `CREATE GROUP d1; DISCARD ALL`), "25001")
+		mustExec(t, admin, `BEGIN`)
+		_, err := admin.Exec(t.Context(), `DISCARD ALL`)
+		wantSQLState(t, err, "25001")
+		mustExec(t, admin, `ROLLBACK`, `DISCARD ALL`)
+		if slices.Contains(groups(t, other), "d1") {
+			t.Error("the failed query's CREATE GROUP was applied")
+		}
+	})
+
 	t.Run("pipeline", func(t *testing.T) {
 		rev := revision(t, other)
 		b := &pgx.Batch{}
