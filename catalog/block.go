@@ -21,10 +21,13 @@ const (
 //
 // Until then the changes exist only in the Block. Add checks a statement
 // against the committed catalog plus the block's earlier statements, and
-// Read shows that same view, so a session reads its own writes: the
-// block's changes are applied to the catalog's Model under its write lock,
-// used, and taken out again before the lock is released, so that no other
-// reader ever sees them. While the committed revision stays the one the
+// Read shows that same view, so a session reads its own writes. For that
+// the block's changes are applied to the catalog's Model under its write
+// lock, and they stay applied after the call so that the block's next
+// statement need not apply them again (a block of n statements costs O(n),
+// not O(n²)); every other user of the Model — a reader, the committer,
+// another block — takes them out first (Service.cleanLocked), so nobody
+// else ever sees them. While the committed revision stays the one the
 // block was planned against, its recorded changes are replayed as they
 // are; after another commit its statements are planned again (privilege
 // and existence checks included), and one that no longer applies fails
@@ -41,6 +44,11 @@ type Block struct {
 	base  Revision
 	valid bool // ops are valid for base
 	bytes int
+
+	// While svc.pending == b (guarded by svc.mu): the inverses of the
+	// changes applied to the Model, and its nextID before them.
+	undo   []op
+	nextID ID
 }
 
 // Begin returns an empty transaction block.
@@ -55,6 +63,7 @@ func (b *Block) Truncate(n int) {
 	if n >= len(b.stmts) {
 		return
 	}
+	b.takeOut()
 	for _, st := range b.stmts[n:] {
 		b.bytes -= len(st.Req.Caller.Statement)
 	}
@@ -73,6 +82,32 @@ func (b *Block) Truncate(n int) {
 
 // Reset empties the block (ROLLBACK).
 func (b *Block) Reset() { b.Truncate(0) }
+
+// takeOut takes the block's changes out of the Model if they are applied.
+func (b *Block) takeOut() {
+	s := b.svc
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == b {
+		s.cleanLocked()
+	}
+}
+
+// cleanLocked takes the changes of the pending block, if any, out of the
+// Model. The caller holds the write lock.
+func (s *Service) cleanLocked() {
+	b := s.pending
+	if b == nil {
+		return
+	}
+	for j := len(b.undo) - 1; j >= 0; j-- {
+		b.undo[j].apply(s.model)
+	}
+	s.model.nextID = b.nextID // IDs are assigned again at commit
+	b.undo = nil
+	s.pending = nil
+	s.dirty.Store(false)
+}
 
 // Add plans st after the block's statements against the committed catalog
 // without committing anything. If st succeeds it joins the block. If it
@@ -95,17 +130,20 @@ func (b *Block) Add(ctx context.Context, st Statement) error {
 	s := b.svc
 	start := s.now()
 	var refused *AuditEvent
-	err := b.overlay(func(m *Model, undo *[]op) error {
+	err := b.use(func(m *Model) error {
 		tx := &Tx{m: m, svc: s, name: st.Req.Caller.Principal}
 		err := s.plan(tx, st.Fn)
-		*undo = append(*undo, tx.undo...)
 		if err != nil {
+			for j := len(tx.undo) - 1; j >= 0; j-- {
+				tx.undo[j].apply(m)
+			}
 			if !tx.noAudit {
 				ev := s.auditEvent(start, st.Req, tx, 0, err)
 				refused = &ev
 			}
 			return err
 		}
+		b.undo = append(b.undo, tx.undo...)
 		b.ops = append(b.ops, tx.ops...)
 		b.ends = append(b.ends, len(b.ops))
 		b.stmts = append(b.stmts, st)
@@ -128,7 +166,7 @@ func (b *Block) Read(fn func(m *Model)) error {
 		b.svc.Read(fn)
 		return nil
 	}
-	return b.overlay(func(m *Model, _ *[]op) error { fn(m); return nil })
+	return b.use(func(m *Model) error { fn(m); return nil })
 }
 
 // Commit applies the block's statements as one change: planned again in
@@ -138,6 +176,7 @@ func (b *Block) Read(fn func(m *Model)) error {
 // revision (none when nothing changed). The block is empty afterwards,
 // whatever the outcome.
 func (b *Block) Commit(ctx context.Context) (Revision, error) {
+	b.takeOut()
 	stmts := b.stmts
 	b.stmts, b.ends, b.ops, b.valid, b.bytes = nil, nil, nil, false, 0
 	if len(stmts) == 0 {
@@ -146,26 +185,37 @@ func (b *Block) Commit(ctx context.Context) (Revision, error) {
 	return b.svc.submit(ctx, stmts, true)
 }
 
-// overlay applies the block's changes to the Model under the write lock,
-// runs fn (which may apply more, recording their inverses in undo), and
-// undoes everything before unlocking. While the lock is free the Model is
-// exactly the committed catalog (the committer takes a batch's changes out
-// while it waits for the store), so the block sees no undurable change of
-// others, and others never see the block's.
-func (b *Block) overlay(fn func(m *Model, undo *[]op) error) error {
+// use runs fn under the write lock with the block's changes applied to the
+// Model (applying them unless they still are from the block's last use),
+// and leaves them applied. fn must take out any change of its own that it
+// does not add to the block. While the lock is free and no block is
+// pending the Model is exactly the committed catalog (the committer takes
+// a batch's changes out while it waits for the store), so the block sees
+// no undurable change of others.
+func (b *Block) use(fn func(m *Model) error) error {
 	s := b.svc
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.model
-	nextID := m.nextID
-	var undo []op
-	defer func() {
-		for j := len(undo) - 1; j >= 0; j-- {
-			undo[j].apply(m)
+	if s.pending != b || !b.valid || b.base != m.rev {
+		s.cleanLocked()
+		if err := b.applyLocked(m); err != nil {
+			return err
 		}
-		m.nextID = nextID // IDs are assigned again at commit
-	}()
+	}
+	return fn(m)
+}
+
+// applyLocked applies the block's changes to the Model and makes it the
+// pending block: its recorded changes when they were planned against the
+// current revision, otherwise its statements planned again. On a conflict
+// nothing stays applied.
+func (b *Block) applyLocked(m *Model) error {
+	s := b.svc
+	b.nextID = m.nextID
+	var undo []op
 	if b.valid && b.base == m.rev {
+		undo = make([]op, 0, len(b.ops))
 		for _, o := range b.ops {
 			undo = append(undo, o.apply(m))
 		}
@@ -178,6 +228,10 @@ func (b *Block) overlay(fn func(m *Model, undo *[]op) error) error {
 			err := s.plan(tx, st.Fn)
 			undo = append(undo, tx.undo...)
 			if err != nil {
+				for j := len(undo) - 1; j >= 0; j-- {
+					undo[j].apply(m)
+				}
+				m.nextID = b.nextID
 				return blockConflict(k, st, err)
 			}
 			ops = append(ops, tx.ops...)
@@ -185,7 +239,10 @@ func (b *Block) overlay(fn func(m *Model, undo *[]op) error) error {
 		}
 		b.ops, b.ends, b.base, b.valid = ops, ends, m.rev, true
 	}
-	return fn(m, &undo)
+	b.undo = undo
+	s.pending = b
+	s.dirty.Store(true)
+	return nil
 }
 
 // blockConflict reports that statement k of a transaction block, which

@@ -49,7 +49,8 @@ func LooksSecret(name string) bool {
 	if secret, known := connectionOptions[strings.ToLower(name)]; known {
 		return secret
 	}
-	words := nameWords(name)
+	var buf [8]string
+	words := appendWords(buf[:0], name)
 	if len(words) == 0 {
 		return false
 	}
@@ -73,7 +74,7 @@ func LooksSecret(name string) bool {
 		}
 		if len(w) >= 4 {
 			for _, t := range secretWords {
-				if osaDistance(w, t.word) <= t.typos {
+				if d := len(w) - len(t.word); d <= t.typos && -d <= t.typos && osaWithin(w, t.word, t.typos) {
 					return true
 				}
 			}
@@ -89,63 +90,64 @@ var secretWords = []struct {
 	typos int
 }{{"token", 1}, {"tokens", 1}, {"secret", 1}, {"bearer", 1}, {"passwd", 1}, {"password", 2}, {"credential", 2}, {"credentials", 2}, {"apikey", 1}}
 
-// nameWords splits an option name into lower-case words at every
-// character that is not a letter or digit and at lower-to-upper case
-// changes (bearerToken, client-secret, X-Api-Key).
-func nameWords(name string) []string {
-	var (
-		words []string
-		cur   []rune
-		prev  rune
-	)
-	flush := func() {
-		if len(cur) > 0 {
-			words = append(words, strings.ToLower(string(cur)))
-			cur = cur[:0]
+// appendWords appends the words of an option name, in lower case, to
+// words: it splits at every character that is not a letter or digit and
+// at lower-to-upper case changes (bearerToken, client-secret, X-Api-Key).
+func appendWords(words []string, name string) []string {
+	start := -1
+	var prev rune
+	for i, r := range name {
+		letterOrDigit := unicode.IsLetter(r) || unicode.IsDigit(r)
+		if start >= 0 && (!letterOrDigit || (unicode.IsUpper(r) && unicode.IsLower(prev))) {
+			words = append(words, strings.ToLower(name[start:i]))
+			start = -1
 		}
-	}
-	for _, r := range name {
-		switch {
-		case !unicode.IsLetter(r) && !unicode.IsDigit(r):
-			flush()
-		case unicode.IsUpper(r) && unicode.IsLower(prev):
-			flush()
-			cur = append(cur, r)
-		default:
-			cur = append(cur, r)
+		if letterOrDigit && start < 0 {
+			start = i
 		}
 		prev = r
 	}
-	flush()
+	if start >= 0 {
+		words = append(words, strings.ToLower(name[start:]))
+	}
 	return words
 }
 
-// osaDistance is the optimal string alignment distance of a and b
-// (insertions, deletions, substitutions and transpositions of adjacent
-// characters).
-func osaDistance(a, b string) int {
-	x, y := []rune(a), []rune(b)
-	d := make([][]int, len(x)+1)
-	for i := range d {
-		d[i] = make([]int, len(y)+1)
-		d[i][0] = i
+// osaWithin reports whether the optimal string alignment distance of a
+// and b (insertions, deletions, substitutions and transpositions of
+// adjacent bytes; names are ASCII in practice) is at most k.
+func osaWithin(a, b string, k int) bool {
+	if len(b) > 32 {
+		return false
 	}
-	for j := range d[0] {
-		d[0][j] = j
+	// Three rows of the dynamic programme: i-2, i-1 and i.
+	var buf [3][33]int
+	prev2, prev, cur := buf[0][:len(b)+1], buf[1][:len(b)+1], buf[2][:len(b)+1]
+	for j := range prev {
+		prev[j] = j
 	}
-	for i := 1; i <= len(x); i++ {
-		for j := 1; j <= len(y); j++ {
+	prevBest := 0
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		best := i
+		for j := 1; j <= len(b); j++ {
 			cost := 1
-			if x[i-1] == y[j-1] {
+			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && x[i-1] == y[j-2] && x[i-2] == y[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
 			}
+			best = min(best, cur[j])
 		}
+		if best > k && prevBest > k { // every later row stays above k
+			return false
+		}
+		prevBest = best
+		prev2, prev, cur = prev, cur, prev2
 	}
-	return d[len(x)][len(y)]
+	return prev[len(b)] <= k
 }
 
 // Redacted replaces a secret value wherever one would be shown or recorded.
@@ -267,10 +269,13 @@ func ValidateConnectionOptions(typ string, opts [][2]string) (plain, secret map[
 			}
 			sort.Strings(names)
 			hint := "valid options: " + strings.Join(names, ", ")
-			best, bestD := "", 3
-			for _, n := range names {
-				if d := osaDistance(k, n); d < bestD {
-					best, bestD = n, d
+			best := ""
+			for d := 1; d <= 2 && best == ""; d++ {
+				for _, n := range names {
+					if osaWithin(k, n, d) {
+						best = n
+						break
+					}
 				}
 			}
 			if best != "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -58,6 +59,12 @@ type Service struct {
 
 	mu    sync.RWMutex
 	model *Model
+	// pending is the transaction block whose changes are left applied to
+	// model after its last use (so that its next statement need not apply
+	// them again); dirty says so to readers, who take them out first (see
+	// cleanLocked). Both change only under the write lock.
+	pending *Block
+	dirty   atomic.Bool
 
 	queue   chan *writeReq
 	done    chan struct{}
@@ -193,7 +200,15 @@ func (s *Service) Close() error {
 // keep the Model.
 func (s *Service) Read(fn func(m *Model)) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
+	if !s.dirty.Load() {
+		defer s.mu.RUnlock()
+		fn(s.model)
+		return
+	}
+	s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cleanLocked()
 	fn(s.model)
 }
 
@@ -327,6 +342,7 @@ func (s *Service) commitBatch(batch []*writeReq) {
 		ok     []int
 	)
 	s.mu.Lock()
+	s.cleanLocked()
 	startRev := s.model.rev
 	rev := startRev
 	for i, w := range batch {
@@ -407,6 +423,7 @@ func (s *Service) commitBatch(batch []*writeReq) {
 		cancel()
 	}
 	s.mu.Lock()
+	s.cleanLocked() // a block may have been used while the store committed
 	if commitErr != nil {
 		s.log.Error().Err(commitErr).Int("statements", len(batch)).Msg("catalog commit failed")
 		err := commitErr

@@ -104,10 +104,19 @@ func isLiteral(t Token) bool {
 // looksSecret reports whether a token names a secret option.
 func looksSecret(t Token, lit string) bool {
 	switch {
-	case t == PASSWORD:
-		return true
-	case t == IDENT || t == QIDENT || t == STRING || t.IsKeyword():
+	case t.IsKeyword():
+		return secretKeywords[t]
+	case t == IDENT || t == QIDENT || t == STRING:
 		return catalog.LooksSecret(lit)
 	}
 	return false
 }
+
+// secretKeywords holds, for each keyword, whether it looks like a secret
+// option's name (PASSWORD), computed once.
+var secretKeywords = func() (out [keywordEnd]bool) {
+	for t := keywordBeg + 1; t < keywordEnd; t++ {
+		out[t] = catalog.LooksSecret(keywordNames[t])
+	}
+	return out
+}()
