@@ -22,9 +22,11 @@
 //     their audit events and assigns each change the next revision. Readers
 //     see a change only once it is durable.
 //   - block.go: Block, a transaction block: changes checked one by one
-//     against the committed catalog plus the block (read-your-writes,
-//     invisible to others), committed together by the committer, planned
-//     again there (a change that no longer applies is CodeConflict).
+//     against the committed catalog plus the block (read-your-writes; its
+//     changes stay applied to the Model between its statements and every
+//     other reader takes them out first, so nobody else sees them),
+//     committed together by the committer, planned again there (a change
+//     that no longer applies is CodeConflict).
 //   - store.go: the Store interface, built from small roles (SpiceDB style).
 //     Implementations: duckstore (embedded), memstore (tests), walstore (a
 //     write-ahead log in front of another store); storetest is the

@@ -76,6 +76,15 @@ func TestTransactionBlocks(t *testing.T) {
 		if slices.Contains(groups(t, other), "g1") || slices.Contains(grantees(t, other, "gh"), "g1:USE CONNECTION") {
 			t.Error("another session sees the block's changes before COMMIT")
 		}
+		// A connection created in the block: DESCRIBE sees it, secret sealed.
+		mustExec(t, admin, `CREATE CONNECTION blk_c TYPE MCP OPTIONS (url 'https://blk.example/mcp', auth_mode 'shared_principal', bearer_token 'blk-token')`)
+		desc := map[string]string{}
+		for _, r := range queryStrings(t, admin, `DESCRIBE CONNECTION blk_c`) {
+			desc[r[0]] = r[1]
+		}
+		if desc["option.bearer_token"] != "********" || desc["option.url"] != "https://blk.example/mcp" {
+			t.Errorf("DESCRIBE inside the block: %v", desc)
+		}
 		mustExec(t, admin, `ROLLBACK`)
 		wantTxStatus(t, admin, 'I')
 		if slices.Contains(groups(t, admin), "g1") || revision(t, admin) != rev {
