@@ -21,6 +21,12 @@
 //     that group-commits queued statements into one store transaction with
 //     their audit events and assigns each change the next revision. Readers
 //     see a change only once it is durable.
+//   - block.go: Block, a transaction block: changes checked one by one
+//     against the committed catalog plus the block (read-your-writes; its
+//     changes stay applied to the Model between its statements and every
+//     other reader takes them out first, so nobody else sees them),
+//     committed together by the committer, planned again there (a change
+//     that no longer applies is CodeConflict).
 //   - store.go: the Store interface, built from small roles (SpiceDB style).
 //     Implementations: duckstore (embedded), memstore (tests), walstore (a
 //     write-ahead log in front of another store); storetest is the
@@ -39,7 +45,8 @@
 //     (implemented by duckstore; the front end analyses and rewrites the
 //     statements first, see sqlfront/systables).
 //   - keyring.go: AES-256-GCM sealing of connection secrets.
-//   - options.go: connection option validation.
+//   - options.go: connection option validation; LooksSecret and RedactURL,
+//     the one rule for which values are secrets wherever text is recorded.
 //
 // Errors are *Error with a Code; the SQL front end maps codes to SQLSTATEs
 // in one place.

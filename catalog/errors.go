@@ -24,6 +24,9 @@ const (
 	CodeUnavailable                  // store unavailable / closed (57P03)
 	CodeIncompatibleData             // data dir from a newer version (58000)
 	CodeWrongObjectType              // object is of another kind (42809)
+	CodeConflict                     // a transaction block's changes no longer apply at commit (40001)
+	CodeLimitExceeded                // a resource limit was reached (54000)
+	CodeInvalidName                  // a name that is malformed or confusable (42602)
 )
 
 // Error is the typed error every catalog function returns for expected

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -58,6 +59,12 @@ type Service struct {
 
 	mu    sync.RWMutex
 	model *Model
+	// pending is the transaction block whose changes are left applied to
+	// model after its last use (so that its next statement need not apply
+	// them again); dirty says so to readers, who take them out first (see
+	// cleanLocked). Both change only under the write lock.
+	pending *Block
+	dirty   atomic.Bool
 
 	queue   chan *writeReq
 	done    chan struct{}
@@ -68,10 +75,20 @@ type Service struct {
 	subs  map[chan Revision]struct{}
 }
 
+// Statement is one catalog change: its audit description and the planner
+// call that makes it (see Write).
+type Statement struct {
+	Req WriteRequest
+	Fn  func(tx *Tx) error
+}
+
+// writeReq is one change queued for the committer: one statement (Write)
+// or the statements of a transaction block (Block.Commit), which commit
+// together or not at all.
 type writeReq struct {
 	ctx   context.Context
-	req   WriteRequest
-	fn    func(tx *Tx) error
+	stmts []Statement
+	block bool // a transaction block: a failure is a conflict (see blockConflict)
 	start time.Time
 	res   chan writeRes
 }
@@ -183,7 +200,15 @@ func (s *Service) Close() error {
 // keep the Model.
 func (s *Service) Read(fn func(m *Model)) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
+	if !s.dirty.Load() {
+		defer s.mu.RUnlock()
+		fn(s.model)
+		return
+	}
+	s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cleanLocked()
 	fn(s.model)
 }
 
@@ -238,8 +263,15 @@ func (s *Service) publish(rev Revision) {
 // checks see the committed state plus its own earlier changes); the change
 // is committed durably together with its audit record before Write returns.
 // A failed fn changes nothing but is audited too (refused GRANTs included).
+// Changes that must commit together go through a Block (see Begin).
 func (s *Service) Write(ctx context.Context, req WriteRequest, fn func(tx *Tx) error) (Revision, error) {
-	w := &writeReq{ctx: ctx, req: req, fn: fn, start: s.now(), res: make(chan writeRes, 1)}
+	return s.submit(ctx, []Statement{{Req: req, Fn: fn}}, false)
+}
+
+// submit queues statements as one change for the committer and waits for
+// the outcome.
+func (s *Service) submit(ctx context.Context, stmts []Statement, block bool) (Revision, error) {
+	w := &writeReq{ctx: ctx, stmts: stmts, block: block, start: s.now(), res: make(chan writeRes, 1)}
 	select {
 	case s.queue <- w:
 	case <-ctx.Done():
@@ -310,6 +342,7 @@ func (s *Service) commitBatch(batch []*writeReq) {
 		ok     []int
 	)
 	s.mu.Lock()
+	s.cleanLocked()
 	startRev := s.model.rev
 	rev := startRev
 	for i, w := range batch {
@@ -317,26 +350,47 @@ func (s *Service) commitBatch(batch []*writeReq) {
 			results[i].err = err
 			continue
 		}
-		tx := &Tx{m: s.model, svc: s, name: w.req.Caller.Principal}
-		err := s.plan(tx, w.fn)
-		if err != nil {
-			for j := len(tx.undo) - 1; j >= 0; j-- {
-				tx.undo[j].apply(s.model)
+		// The statements of one request commit together: planned in order
+		// (each sees the ones before), and all undone if one fails.
+		var (
+			reqUndo, reqOps []op
+			txs             []*Tx
+			failed          bool
+		)
+		for k, st := range w.stmts {
+			tx := &Tx{m: s.model, svc: s, name: st.Req.Caller.Principal}
+			err := s.plan(tx, st.Fn)
+			reqUndo = append(reqUndo, tx.undo...)
+			if err != nil {
+				for j := len(reqUndo) - 1; j >= 0; j-- {
+					reqUndo[j].apply(s.model)
+				}
+				results[i].err = err
+				if w.block {
+					results[i].err = blockConflict(k, st, err)
+				}
+				if !tx.noAudit {
+					events = append(events, s.auditEvent(w.start, st.Req, tx, 0, err))
+				}
+				failed = true
+				break
 			}
-			results[i].err = err
-			if !tx.noAudit {
-				events = append(events, s.auditEvent(w, tx, 0, err))
-			}
+			txs = append(txs, tx)
+			reqOps = append(reqOps, tx.ops...)
+		}
+		if failed {
 			continue
 		}
-		if len(tx.ops) > 0 {
+		if len(reqOps) > 0 {
 			rev++
-			undo = append(undo, tx.undo...)
-			ops = append(ops, tx.ops...)
+			undo = append(undo, reqUndo...)
+			ops = append(ops, reqOps...)
 		}
 		results[i].rev = rev
 		ok = append(ok, i)
-		events = append(events, s.auditEvent(w, tx, rev, nil))
+		for k, tx := range txs {
+			events = append(events, s.auditEvent(w.start, w.stmts[k].Req, tx, rev, nil))
+		}
 	}
 	// Take the batch's effects out of the Model again while the store
 	// commits, so that readers never see an undurable change and are not
@@ -369,6 +423,7 @@ func (s *Service) commitBatch(batch []*writeReq) {
 		cancel()
 	}
 	s.mu.Lock()
+	s.cleanLocked() // a block may have been used while the store committed
 	if commitErr != nil {
 		s.log.Error().Err(commitErr).Int("statements", len(batch)).Msg("catalog commit failed")
 		err := commitErr
@@ -408,21 +463,21 @@ func (s *Service) plan(tx *Tx, fn func(tx *Tx) error) (err error) {
 	return fn(tx)
 }
 
-func (s *Service) auditEvent(w *writeReq, tx *Tx, rev Revision, err error) AuditEvent {
-	c := w.req.Caller
+func (s *Service) auditEvent(start time.Time, req WriteRequest, tx *Tx, rev Revision, err error) AuditEvent {
+	c := req.Caller
 	params, _ := json.Marshal(map[string]string{"statement": c.Statement})
 	ev := AuditEvent{
-		EventID: uuid.NewString(), Time: s.now().UTC(), Service: "sql", Action: w.req.Action,
+		EventID: uuid.NewString(), Time: s.now().UTC(), Service: "sql", Action: req.Action,
 		UserIdentity: c.Principal, RunBy: c.Principal, SourceIP: c.SourceIP, UserAgent: c.UserAgent,
 		SessionID: c.SessionID, RequestID: c.RequestID, SecurableType: tx.auditType, SecurableName: tx.auditName,
 		RequestParams: string(params), Decision: "allow", Revision: rev,
-		LatencyMs: float64(s.now().Sub(w.start).Microseconds()) / 1000,
+		LatencyMs: float64(s.now().Sub(start).Microseconds()) / 1000,
 	}
 	if err != nil {
 		ev.StatusCode = 1
 		ev.ErrorMessage = err.Error()
-		if w.req.SQLState != nil {
-			ev.SQLState = w.req.SQLState(err)
+		if req.SQLState != nil {
+			ev.SQLState = req.SQLState(err)
 		}
 		if IsCode(err, CodePermissionDenied) || IsCode(err, CodeReadOnly) {
 			ev.Decision = "deny"

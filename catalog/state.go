@@ -94,6 +94,9 @@ type Model struct {
 	metastore   ID
 	accountUsrs ID
 
+	// folded counts the principals by FoldName (the confusable-name check).
+	folded map[string]int
+
 	// pnodes hold per-principal check state: the cached membership closure
 	// (valid while its gen equals closureGen) and the principal's own grants.
 	pnodes     idTable[pnode]
@@ -330,9 +333,12 @@ func (m *Model) computeFull(s *Securable) string {
 func (m *Model) resetClosures() { m.closureGen++; m.gen++ }
 
 func (m *Model) putPrincipal(p *Principal) {
-	if old, ok := m.principals[p.ID]; ok && old.Name != p.Name {
+	old, ok := m.principals[p.ID]
+	if ok && old.Name != p.Name {
 		delete(m.byName, old.Name)
 	}
+	m.countFolded(old, ok, -1)
+	m.countFolded(p, true, 1)
 	m.principals[p.ID] = p
 	m.byName[p.Name] = p.ID
 	if m.pnodes.get(p.ID) == nil {
@@ -385,6 +391,7 @@ func (m *Model) deletePrincipal(id ID) {
 	}
 	delete(m.principals, id)
 	delete(m.byName, p.Name)
+	m.countFolded(p, true, -1)
 	m.resetClosures()
 }
 

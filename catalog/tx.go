@@ -163,6 +163,78 @@ func validName(kind, name string) error {
 	return nil
 }
 
+// validPrincipalName checks a new principal's name: besides validName's
+// rules, no white space at either end and no invisible formatting
+// characters (zero-width spaces, bidirectional overrides), which would let
+// a name look like another one in listings and audit records.
+func validPrincipalName(kind, name string) error {
+	if err := validName(kind, name); err != nil {
+		return err
+	}
+	if strings.TrimFunc(name, unicode.IsSpace) != name {
+		return Errorf(CodeInvalidName, "invalid %s name %s: a name must not begin or end with white space", kind, QuoteIdent(name))
+	}
+	for _, r := range name {
+		if unicode.Is(unicode.Cf, r) || (unicode.IsSpace(r) && r != ' ') {
+			return Errorf(CodeInvalidName, "invalid %s name %s: a name must not contain invisible characters or white space other than spaces (found %U)", kind, QuoteIdent(name), r)
+		}
+	}
+	return nil
+}
+
+// FoldName is the form in which two principal names count as the same for
+// the confusability check: case folded, surrounding white space removed,
+// other white space as one space and invisible formatting characters
+// dropped. Principal names are compared exactly everywhere else.
+func FoldName(name string) string {
+	var b strings.Builder
+	space := false
+	for _, r := range strings.TrimFunc(name, unicode.IsSpace) {
+		switch {
+		case unicode.Is(unicode.Cf, r):
+			continue
+		case unicode.IsSpace(r):
+			space = true
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(unicode.ToLower(unicode.ToUpper(r)))
+	}
+	return b.String()
+}
+
+// countFolded adds d to the count of p's folded name (ok false: no p).
+func (m *Model) countFolded(p *Principal, ok bool, d int) {
+	if !ok || p == nil {
+		return
+	}
+	if m.folded == nil {
+		m.folded = map[string]int{}
+	}
+	k := FoldName(p.Name)
+	if m.folded[k] += d; m.folded[k] <= 0 {
+		delete(m.folded, k)
+	}
+}
+
+// principalLike returns a principal whose name folds to the same as name
+// (see FoldName), if any.
+func (m *Model) principalLike(name string) (*Principal, bool) {
+	k := FoldName(name)
+	if m.folded[k] == 0 {
+		return nil, false
+	}
+	for _, p := range m.principals { // only when there is one
+		if FoldName(p.Name) == k {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
 func (tx *Tx) requireAdmin(what string) error {
 	if tx.caller == nil || !tx.m.IsAdmin(tx.caller.ID) {
 		return Errorf(CodePermissionDenied, "permission denied to %s: %s is not a metastore admin", what, QuoteIdent(tx.callerName()))
@@ -192,7 +264,7 @@ func (tx *Tx) principal(kind PrincipalKind, name string) (*Principal, error) {
 // the SCRAM verifier of its password (nil: none). Metastore admins only.
 func (tx *Tx) CreatePrincipal(kind PrincipalKind, name string, verifier *string, ifNotExists bool) error {
 	tx.auditType, tx.auditName = string(kind), name
-	if err := validName(strings.ToLower(string(kind)), name); err != nil {
+	if err := validPrincipalName(strings.ToLower(string(kind)), name); err != nil {
 		return err
 	}
 	if err := tx.requireAdmin("create " + strings.ToLower(string(kind))); err != nil {
@@ -203,6 +275,11 @@ func (tx *Tx) CreatePrincipal(kind PrincipalKind, name string, verifier *string,
 			return nil
 		}
 		return Errorf(CodeAlreadyExists, "%s %s already exists", strings.ToLower(string(p.Kind)), QuoteIdent(name))
+	}
+	if p, ok := tx.m.principalLike(name); ok {
+		return Errorf(CodeAlreadyExists, "%s %s conflicts with the existing %s %s", strings.ToLower(string(kind)), QuoteIdent(name),
+			strings.ToLower(string(p.Kind)), QuoteIdent(p.Name)).
+			WithDetail("principal names must differ in more than letter case, white space and invisible characters")
 	}
 	if verifier != nil && kind == KindGroup {
 		return Errorf(CodeInvalidArgument, "groups cannot have a password")
@@ -348,7 +425,11 @@ func (tx *Tx) checkPriv(priv Privilege, s *Securable, what string) error {
 }
 
 func (tx *Tx) checkManage(s *Securable, what string) error {
-	ok, why := tx.m.CanManage(tx.caller.ID, s.ID)
+	return tx.m.checkManage(tx.caller.ID, s, what)
+}
+
+func (m *Model) checkManage(caller ID, s *Securable, what string) error {
+	ok, why := m.CanManage(caller, s.ID)
 	if ok {
 		return nil
 	}
@@ -624,30 +705,52 @@ func (m *Model) PoliciesFor(s ID) []*Securable {
 
 // CreatePolicy attaches a policy (Rego source, validated by the caller) to a
 // catalog, schema or connection. Needs the right to manage that securable.
+// Callers compile the source outside the catalog's lock, and only once
+// CheckCreatePolicy passed, so that nobody without the right to create the
+// policy makes the server compile anything.
 func (tx *Tx) CreatePolicy(name string, onType SecurableType, path []string, source string) error {
 	tx.audit(TypePolicy, QuoteIdent(name))
-	if err := validObjectName(TypePolicy, name); err != nil {
-		return err
-	}
-	if onType != TypeCatalog && onType != TypeSchema && onType != TypeConnection {
-		return Errorf(CodeNotSupported, "policies attach to a catalog, a schema or a connection")
-	}
-	on, err := tx.m.Lookup(onType, path)
+	on, err := tx.m.checkCreatePolicy(tx.caller, name, onType, path, source)
 	if err != nil {
 		return err
-	}
-	if err := tx.checkManage(on, "create a policy on "+strings.ToLower(string(on.Type))+" "+on.FullName()); err != nil {
-		return err
-	}
-	if _, ok := tx.m.PolicyByName(name); ok {
-		return Errorf(CodeAlreadyExists, "policy %s already exists", QuoteIdent(name))
-	}
-	if strings.TrimSpace(source) == "" {
-		return Errorf(CodeInvalidArgument, "policy %s has no source", QuoteIdent(name))
 	}
 	tx.do(opPutSecurable{&Securable{ID: tx.newID(), Type: TypePolicy, Parent: on.ID, Name: name, Owner: tx.caller.ID,
 		Options: map[string]string{PolicySourceOption: source}, Created: tx.svc.now().UTC()}})
 	return nil
+}
+
+// CheckCreatePolicy reports whether caller may create policy name on the
+// securable (every check of CreatePolicy except compiling the source).
+func (m *Model) CheckCreatePolicy(caller string, name string, onType SecurableType, path []string, source string) error {
+	p, ok := m.PrincipalByName(caller)
+	if !ok {
+		return Errorf(CodePermissionDenied, "principal %s does not exist", QuoteIdent(caller))
+	}
+	_, err := m.checkCreatePolicy(p, name, onType, path, source)
+	return err
+}
+
+func (m *Model) checkCreatePolicy(caller *Principal, name string, onType SecurableType, path []string, source string) (*Securable, error) {
+	if err := validObjectName(TypePolicy, name); err != nil {
+		return nil, err
+	}
+	if onType != TypeCatalog && onType != TypeSchema && onType != TypeConnection {
+		return nil, Errorf(CodeNotSupported, "policies attach to a catalog, a schema or a connection")
+	}
+	on, err := m.Lookup(onType, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.checkManage(caller.ID, on, "create a policy on "+strings.ToLower(string(on.Type))+" "+on.FullName()); err != nil {
+		return nil, err
+	}
+	if _, ok := m.PolicyByName(name); ok {
+		return nil, Errorf(CodeAlreadyExists, "policy %s already exists", QuoteIdent(name))
+	}
+	if strings.TrimSpace(source) == "" {
+		return nil, Errorf(CodeInvalidArgument, "policy %s has no source", QuoteIdent(name))
+	}
+	return on, nil
 }
 
 // DropPolicy drops a policy. Needs the right to manage what it is attached to.

@@ -86,3 +86,60 @@ func BenchmarkShowGrants(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGrantWire measures one GRANT or REVOKE over the wire (TLS, pgx,
+// memstore: no fsync) per operation, with the simple protocol (a Query
+// message: the statement commits on its own) and the extended protocol
+// (Parse/Bind/Execute/Sync: an implicit transaction that is checked at
+// Execute and committed at Sync), and inside BEGIN ... COMMIT blocks of 100
+// statements. Run it with a fixed count, e.g.
+//
+//	go test -run '^$' -bench BenchmarkGrantWire -benchtime 3000x ./sqlfront/
+func BenchmarkGrantWire(b *testing.B) {
+	f := startFrontend(b)
+	admin := f.admin(b)
+	mustExec(b, admin, `CREATE GROUP bench`, `CREATE CONNECTION bench_c TYPE MCP OPTIONS (url 'https://bench.invalid/mcp')`)
+	stmts := [2]string{`GRANT USE_CONNECTION ON CONNECTION bench_c TO bench`, `REVOKE USE_CONNECTION ON CONNECTION bench_c FROM bench`}
+	for _, m := range []struct {
+		name     string
+		extended bool
+		block    int
+	}{
+		{"simple", false, 0},
+		{"extended", true, 0},
+		{"block-100/simple", false, 100},
+		{"block-100/extended", true, 100},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			conn := f.admin(b)
+			ctx := b.Context()
+			lat := make([]time.Duration, 0, 4096)
+			for i := 0; b.Loop(); i++ {
+				if m.block > 0 && i%m.block == 0 {
+					if i > 0 {
+						mustExec(b, conn, "COMMIT")
+					}
+					mustExec(b, conn, "BEGIN")
+				}
+				t0 := time.Now()
+				var err error
+				if m.extended { // Parse, Bind, Describe, Execute, Sync
+					err = conn.PgConn().ExecParams(ctx, stmts[i%2], nil, nil, nil, nil).Read().Err
+				} else { // Query
+					_, err = conn.PgConn().Exec(ctx, stmts[i%2]).ReadAll()
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			if m.block > 0 {
+				mustExec(b, conn, "COMMIT")
+			}
+			slices.Sort(lat)
+			us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+			b.ReportMetric(us(lat[len(lat)/2]), "p50-µs")
+			b.ReportMetric(us(lat[len(lat)*99/100]), "p99-µs")
+		})
+	}
+}

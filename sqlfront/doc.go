@@ -30,8 +30,21 @@
 // *pgwire.Error with a SQLSTATE in one function, sqlError (errors.go). The
 // SQLSTATEs are documented there and in the README.
 //
-// Transactions: every governance statement commits on its own (autocommit).
-// BEGIN/COMMIT/ROLLBACK are accepted so that drivers work and ReadyForQuery
-// reports the right status, but statements inside a block are not rolled
-// back by ROLLBACK.
+// Transactions (txblock.go) follow PostgreSQL. Inside BEGIN ... COMMIT the
+// catalog changes are checked as they run, against the committed catalog
+// plus the block's earlier changes (which SHOW, DESCRIBE, EXPLAIN ACCESS and
+// the privilege checks of later statements see; no other session does),
+// and take effect together at COMMIT through a catalog.Block: one store
+// transaction, one revision, one audit record per statement. ROLLBACK, and
+// ROLLBACK TO a savepoint, discard them; an error aborts the block (25P02
+// until ROLLBACK; COMMIT answers ROLLBACK); a concurrent change that makes
+// one of them fail aborts the COMMIT with 40001. Outside a block the
+// statements of one Query message, and of one extended-protocol pipeline up
+// to Sync, form an implicit transaction (pgwire.ImplicitTx). SELECTs over
+// system tables read the committed catalog, and SET is not undone by
+// ROLLBACK.
+//
+// Redaction: the statement text in audit records is parser.Redact of the
+// statement (values after PASSWORD and after secret-looking option names,
+// URL credentials masked on the token stream).
 package sqlfront

@@ -24,6 +24,8 @@ import (
 //	54000 message too large              57014 query cancelled
 //	58030 store I/O failure              57P03 catalog unavailable
 //	58000 data dir of a newer version    XX000 internal error
+//	40001 transaction block conflicts    25P01 no transaction block
+//	42602 invalid or confusable name     3B001 unknown savepoint
 var codeSQLState = map[catalog.Code]string{
 	catalog.CodeNotFound:         "42704",
 	catalog.CodeAlreadyExists:    "42710",
@@ -38,6 +40,9 @@ var codeSQLState = map[catalog.Code]string{
 	catalog.CodeUnavailable:      "57P03",
 	catalog.CodeIncompatibleData: "58000",
 	catalog.CodeWrongObjectType:  "42809",
+	catalog.CodeConflict:         "40001",
+	catalog.CodeLimitExceeded:    "54000",
+	catalog.CodeInvalidName:      "42602",
 }
 
 // sqlError converts any error of the SQL layer into a *pgwire.Error. offset

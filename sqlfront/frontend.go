@@ -70,6 +70,7 @@ var (
 	_ pgwire.Session            = (*Session)(nil)
 	_ pgwire.Superusers         = (*Frontend)(nil)
 	_ pgwire.StatementTimeouter = (*Session)(nil)
+	_ pgwire.ImplicitTx         = (*Session)(nil)
 	_ pgwire.Statement          = (*stmt)(nil)
 )
 
@@ -154,7 +155,7 @@ func (f *Frontend) Connect(_ context.Context, info pgwire.ConnInfo) (pgwire.Sess
 		host = h
 	}
 	s := &Session{f: f, user: info.User, catalog: db, sourceIP: host, id: uuid.NewString(),
-		params: defaultParams(f.version), changed: map[string]string{}, txStatus: 'I'}
+		params: defaultParams(f.version), changed: map[string]string{}}
 	s.params["session_authorization"] = info.User
 	s.params["statement_timeout"] = formatTimeout(f.stmtTimeout)
 	s.params["is_superuser"] = map[bool]string{true: "on", false: "off"}[admin]
@@ -193,11 +194,11 @@ type Session struct {
 	sourceIP string
 	id       string
 
-	mu       sync.Mutex
-	params   map[string]string
-	resetTo  map[string]string // values RESET returns to: defaults plus startup parameters
-	changed  map[string]string
-	txStatus byte
+	mu      sync.Mutex
+	params  map[string]string
+	resetTo map[string]string // values RESET returns to: defaults plus startup parameters
+	changed map[string]string
+	tx      txn // transaction state (txblock.go)
 }
 
 // Prepare implements pgwire.Session.
@@ -213,6 +214,10 @@ func (s *Session) Prepare(ctx context.Context, sql string, paramOIDs []uint32, m
 			return nil, sqlError(err, sql, p.Offset)
 		}
 		st.query, st.offset = sql, p.Offset
+		// A Query message with one statement commits it on its own; several
+		// run in one implicit transaction (see txblock.go).
+		st.autocommit = multi && len(pieces) == 1
+		st.inMulti = multi && len(pieces) > 1
 		out = append(out, st)
 	}
 	return out, nil
@@ -227,22 +232,6 @@ func (s *Session) prepareOne(ctx context.Context, text string, paramOIDs []uint3
 		return s.governance(ast)
 	}
 	return s.pgStatement(ctx, text, paramOIDs)
-}
-
-// TxStatus implements pgwire.Session.
-func (s *Session) TxStatus() byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.txStatus
-}
-
-// Fail implements pgwire.Session.
-func (s *Session) Fail() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.txStatus == 'T' {
-		s.txStatus = 'E'
-	}
 }
 
 // ChangedParameters implements pgwire.Session.
@@ -274,6 +263,9 @@ type stmt struct {
 	run    func(ctx context.Context, params []pgwire.Param, w pgwire.RowWriter) (string, error)
 	// allowedInFailedTx is true for COMMIT/ROLLBACK.
 	allowedInFailedTx bool
+	// autocommit: the only statement of a Query message, committed on its
+	// own unless a transaction block is open; inMulti: one of several.
+	autocommit, inMulti bool
 	// dealloc marks DEALLOCATE/DISCARD ALL (see pgwire.Deallocator).
 	dealloc     bool
 	deallocName string

@@ -3,7 +3,6 @@ package sqlfront
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -13,7 +12,7 @@ import (
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
 
-const masked = "********"
+const masked = catalog.Redacted
 
 func names(q parser.QName) []string {
 	out := make([]string, len(q))
@@ -65,63 +64,6 @@ func options(opts []parser.Option) [][2]string {
 	return out
 }
 
-// redact returns the statement's text for the audit log with passwords and
-// secret options masked.
-func redact(st parser.Statement) string {
-	mask := func(opts []parser.Option) []parser.Option {
-		out := append([]parser.Option(nil), opts...)
-		for i := range out {
-			if catalog.IsSecretOption(out[i].Key) {
-				out[i].Value = masked
-			} else {
-				out[i].Value = maskURLPassword(out[i].Value)
-			}
-		}
-		return out
-	}
-	m := masked
-	switch x := st.(type) {
-	case *parser.CreatePrincipal:
-		c := *x
-		if c.Password != nil {
-			c.Password = &m
-		}
-		return c.String()
-	case *parser.AlterPassword:
-		c := *x
-		if c.Password != nil {
-			c.Password = &m
-		}
-		return c.String()
-	case *parser.CreateConnection:
-		c := *x
-		c.Options = mask(c.Options)
-		return c.String()
-	case *parser.AlterConnectionOptions:
-		c := *x
-		c.Options = mask(c.Options)
-		return c.String()
-	}
-	return st.String()
-}
-
-// maskURLPassword masks the password of a URL's user info (refused as an
-// option value, but the refused statement is still audited).
-func maskURLPassword(v string) string {
-	u, err := url.Parse(v)
-	if err != nil || u.User == nil {
-		if i := strings.Index(v, "@"); i >= 0 && strings.Contains(v[:i], "://") {
-			return v[:strings.Index(v, "://")+3] + masked + v[i:]
-		}
-		return v
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), masked)
-		return u.String()
-	}
-	return v
-}
-
 // path resolves a statement's name in the session's current catalog.
 func (s *Session) path(t catalog.SecurableType, q parser.QName) ([]string, error) {
 	return catalog.ResolveName(t, names(q), s.catalog)
@@ -141,32 +83,46 @@ func (s *Session) verifier(pw *string) (*string, error) {
 	return &v, nil
 }
 
-// write builds a statement that runs fn as one catalog change.
+// statement describes one catalog change of a statement for the catalog: the
+// audit record (with the statement's secrets redacted) and fn.
+func (s *Session) statement(ast parser.Statement, fn func(tx *catalog.Tx) error) catalog.Statement {
+	return catalog.Statement{
+		Req: catalog.WriteRequest{Caller: s.caller(parser.Redact(ast.String())), Action: ast.Kind(), SQLState: sqlState},
+		Fn:  fn,
+	}
+}
+
+// write builds a statement that runs fn as one catalog change (in the
+// session's transaction, see txblock.go).
 func (s *Session) write(ast parser.Statement, tag string, fn func(tx *catalog.Tx) error) *stmt {
-	return &stmt{s: s, run: func(ctx context.Context, _ []pgwire.Param, _ pgwire.RowWriter) (string, error) {
-		_, err := s.f.cat.Write(ctx, catalog.WriteRequest{Caller: s.caller(redact(ast)), Action: ast.Kind(), SQLState: sqlState}, fn)
-		if err != nil {
+	st := &stmt{s: s}
+	st.run = func(ctx context.Context, _ []pgwire.Param, _ pgwire.RowWriter) (string, error) {
+		if err := s.change(ctx, st.autocommit, s.statement(ast, fn)); err != nil {
 			return "", err
 		}
 		return tag, nil
-	}}
+	}
+	return st
 }
 
-// read builds a statement that answers from the committed catalog.
+// read builds a statement that answers from the catalog as the session's
+// transaction sees it.
 func (s *Session) read(cols []pgwire.Column, fn func(m *catalog.Model, me *catalog.Principal) ([][]any, error)) *stmt {
 	return &stmt{s: s, cols: cols, run: func(ctx context.Context, _ []pgwire.Param, w pgwire.RowWriter) (string, error) {
 		var (
 			rows [][]any
 			err  error
 		)
-		s.f.cat.Read(func(m *catalog.Model) {
+		if rerr := s.readModel(func(m *catalog.Model) {
 			me, ok := m.PrincipalByName(s.user)
 			if !ok {
 				err = catalog.Errorf(catalog.CodePermissionDenied, "principal %s no longer exists", catalog.QuoteIdent(s.user))
 				return
 			}
 			rows, err = fn(m, me)
-		})
+		}); rerr != nil {
+			return "", rerr
+		}
 		if err != nil {
 			return "", err
 		}
@@ -208,15 +164,34 @@ func (s *Session) governance(ast parser.Statement) (*stmt, error) {
 		if err != nil {
 			return nil, err
 		}
-		st := s.write(x, "CREATE POLICY", func(tx *catalog.Tx) error { return tx.CreatePolicy(x.Name.Name, t, path, x.Source) })
-		commit := st.run
-		st.run = func(ctx context.Context, ps []pgwire.Param, w pgwire.RowWriter) (string, error) {
-			// Refused at CREATE with the compiler's message (compiled outside
-			// the catalog's write path).
-			if err := policy.Check(ctx, x.Name.Name, x.Source); err != nil {
-				return "", catalog.Errorf(catalog.CodeInvalidArgument, "invalid policy: %s", err.Error())
+		create := func(tx *catalog.Tx) error { return tx.CreatePolicy(x.Name.Name, t, path, x.Source) }
+		st := &stmt{s: s}
+		st.run = func(ctx context.Context, _ []pgwire.Param, _ pgwire.RowWriter) (string, error) {
+			// The source is compiled outside the catalog's write path, and
+			// only for a caller who passed every other check: a refused
+			// caller gets (and the audit records) the privilege error.
+			var denied error
+			if err := s.readModel(func(m *catalog.Model) {
+				denied = m.CheckCreatePolicy(s.user, x.Name.Name, t, path, x.Source)
+			}); err != nil {
+				return "", err
 			}
-			return commit(ctx, ps, w)
+			fn := create
+			if denied == nil {
+				if err := policy.Check(ctx, x.Name.Name, x.Source); err != nil {
+					invalid := catalog.Errorf(catalog.CodeInvalidArgument, "invalid policy: %s", err.Error())
+					fn = func(tx *catalog.Tx) error {
+						if err := create(tx); err != nil {
+							return err
+						}
+						return invalid
+					}
+				}
+			}
+			if err := s.change(ctx, st.autocommit, s.statement(x, fn)); err != nil {
+				return "", err
+			}
+			return "CREATE POLICY", nil
 		}
 		return st, nil
 	case *parser.ShowPolicies:
@@ -507,7 +482,7 @@ func (s *Session) showObjects(x *parser.ShowObjects) (*stmt, error) {
 				for _, c := range m.Children(n.ID) {
 					if c.Type == catalog.TypeConnection {
 						if m.CanSee(me.ID, c.ID) {
-							rows = append(rows, []any{c.FullName(), c.Options["type"], c.Options[catalog.OptURL], c.Options[catalog.OptAuthMode],
+							rows = append(rows, []any{c.FullName(), c.Options["type"], catalog.RedactURL(c.Options[catalog.OptURL]), c.Options[catalog.OptAuthMode],
 								ownerName(m, c.Owner), nullIfEmpty(c.Comment)})
 						}
 						continue
@@ -598,7 +573,7 @@ func (s *Session) describe(x *parser.Describe) (*stmt, error) {
 			rows = append(rows, []any{"connection_type", sec.Options["type"]})
 			for _, k := range sortedKeys(sec.Options) {
 				if k != "type" {
-					rows = append(rows, []any{"option." + k, sec.Options[k]})
+					rows = append(rows, []any{"option." + k, catalog.RedactURL(sec.Options[k])}) // URLs stored before credentials in them were refused
 				}
 			}
 			secrets, err := s.f.cat.Keyring().OpenMap(sec.Secrets, catalog.SecretsAAD(sec.ID))

@@ -174,13 +174,14 @@ func (s *Session) pgStatement(ctx context.Context, text string, paramOIDs []uint
 		if x.DiscardStmt.Target != pg.DiscardMode_DISCARD_ALL {
 			return tagOnly(s, "DISCARD", nil), nil // no plans, sequences or temp objects to drop
 		}
-		st := tagOnly(s, "DISCARD ALL", func() error {
-			if s.TxStatus() != 'I' {
-				return pgwire.Errorf("25001", "DISCARD ALL cannot run inside a transaction block")
+		st := tagOnly(s, "DISCARD ALL", nil)
+		st.run = func(context.Context, []pgwire.Param, pgwire.RowWriter) (string, error) {
+			if s.inTransactionBlock(st) {
+				return "", pgwire.Errorf("25001", "DISCARD ALL cannot run inside a transaction block")
 			}
 			s.resetAll()
-			return nil
-		})
+			return "DISCARD ALL", nil
+		}
 		st.dealloc, st.deallocAll = true, true
 		return st, nil
 	case *pg.Node_DeallocateStmt:
@@ -309,61 +310,6 @@ func (s *Session) showStmt(name string) (*stmt, error) {
 		v, _ := s.getParam(n)
 		return "SHOW", w.WriteRow([]any{v})
 	}}, nil
-}
-
-func (s *Session) txStmt(x *pg.TransactionStmt) (*stmt, error) {
-	set := func(st byte) func() error {
-		return func() error { s.mu.Lock(); s.txStatus = st; s.mu.Unlock(); return nil }
-	}
-	switch x.Kind {
-	case pg.TransactionStmtKind_TRANS_STMT_BEGIN, pg.TransactionStmtKind_TRANS_STMT_START:
-		return tagOnly(s, "BEGIN", func() error {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if s.txStatus == 'I' {
-				s.txStatus = 'T'
-			}
-			return nil
-		}), nil
-	case pg.TransactionStmtKind_TRANS_STMT_COMMIT:
-		st := tagOnly(s, "COMMIT", nil)
-		st.allowedInFailedTx = true
-		st.run = func(context.Context, []pgwire.Param, pgwire.RowWriter) (string, error) {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			tag := "COMMIT"
-			if s.txStatus == 'E' {
-				tag = "ROLLBACK" // like PostgreSQL: COMMIT of a failed block rolls back
-			}
-			s.txStatus = 'I'
-			return tag, nil
-		}
-		return st, nil
-	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK:
-		st := tagOnly(s, "ROLLBACK", set('I'))
-		st.allowedInFailedTx = true
-		return st, nil
-	case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT, pg.TransactionStmtKind_TRANS_STMT_RELEASE:
-		tag := map[bool]string{true: "SAVEPOINT", false: "RELEASE"}[x.Kind == pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT]
-		return tagOnly(s, tag, func() error {
-			if s.TxStatus() == 'I' {
-				return pgwire.Errorf("25P01", "%s can only be used in transaction blocks", tag)
-			}
-			return nil
-		}), nil
-	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
-		st := tagOnly(s, "ROLLBACK", func() error {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if s.txStatus == 'E' {
-				s.txStatus = 'T'
-			}
-			return nil
-		})
-		st.allowedInFailedTx = true
-		return st, nil
-	}
-	return nil, notSupported("two-phase commit")
 }
 
 // value is one evaluated select-list item.

@@ -603,13 +603,12 @@ func TestFirstStartGeneratedPassword(t *testing.T) {
 	s.stop(t)
 
 	s2 := startServer(t, serverOpts{dataDir: s.dataDir, generatePassword: true})
-	// /healthz may answer before the pipe delivered what was printed first.
-	out := waitStdout(s2, "Mandate is ready")
-	if !strings.Contains(out, "Mandate is ready") {
-		t.Errorf("second start's stdout lacks \"Mandate is ready\":\n%s", out)
+	out2 := waitStdout(s2, "Mandate is ready") // the pipe's copy may lag /healthz
+	if strings.Contains(out2, pw) || strings.Contains(out2, "Generated") {
+		t.Errorf("second start printed a password:\n%s", out2)
 	}
-	if strings.Contains(out, pw) || strings.Contains(out, "Generated") {
-		t.Errorf("second start printed a password:\n%s", out)
+	if !strings.Contains(out2, "Mandate is ready") {
+		t.Errorf("second start's stdout lacks \"Mandate is ready\":\n%s", out2)
 	}
 	if b2, err := os.ReadFile(pwFile); err != nil || string(b2) != string(b) {
 		t.Errorf("admin-password after the second start: %q, %v; want %q", b2, err, b)
@@ -938,6 +937,10 @@ func TestSecretsNotLogged(t *testing.T) {
 		`CREATE CONNECTION gh2 TYPE MCP OPTIONS (url 'https://x.invalid/', bearer_token '` + token + `')`, // no auth_mode
 		`CREATE USER bob WITH PASSWORD '` + password + `' garbage`,                                        // syntax error
 		`SELECT '` + token + `' FROM nowhere`,                                                             // not supported
+
+		`CREATE CONNECTION gh3 TYPE MCP OPTIONS (url 'https://x.invalid/', auth_mode 'shared_principal', bearer_tokn '` + token + `')`, // mistyped secret option
+		`CREATE CONNECTION gh4 TYPE MCP OPTIONS (url 'https://x.invalid/mcp?access_token=` + token + `')`,                              // credentials in the URL
+		`CREATE CONNECTION gh5 TYPE MCP OPTIONS (url 'https://x.invalid/', refresh_token '` + token + `')`,                             // unknown, named like a secret
 	} {
 		if _, err := c.Exec(t.Context(), q); err == nil {
 			t.Errorf("%s: succeeded, want an error", q)

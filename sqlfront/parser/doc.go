@@ -28,6 +28,8 @@
 //     format.go: their String methods, which print canonical SQL that
 //     parses back to an equal AST (quoted identifiers stay quoted,
 //     privileges are printed with spaces: USE CONNECTION).
+//   - redact.go: Redact masks secrets in statement text on the token
+//     stream, so that it works on statements that do not parse too.
 //   - split.go: Split and IsGovernance, built on the same scanner so that
 //     quoting rules agree. Apart from backticks (quotes here, an operator
 //     character to PostgreSQL) the scanner finds the same quoted strings,

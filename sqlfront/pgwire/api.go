@@ -106,6 +106,17 @@ type Session interface {
 	Close()
 }
 
+// ImplicitTx is implemented by a Session whose statements outside a
+// transaction block run in an implicit transaction, as PostgreSQL's do.
+// The server calls EndImplicit where PostgreSQL closes it: at Sync and at
+// the end of a simple Query message, just before ReadyForQuery. The
+// session commits the implicit transaction, or rolls it back when a
+// statement in it failed (Fail); an error it returns is sent before
+// ReadyForQuery.
+type ImplicitTx interface {
+	EndImplicit(ctx context.Context) error
+}
+
 // Param is one bound parameter value as received in Bind.
 type Param struct {
 	Value  []byte // nil = NULL

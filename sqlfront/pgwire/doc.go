@@ -84,7 +84,9 @@
 // the first error; no statements gives EmptyQueryResponse. The extended
 // protocol keeps named and unnamed prepared statements and portals:
 // Parse, Bind (format codes in the 0, 1 or N forms), Describe, Execute,
-// Close, Flush and Sync. An error in an extended-protocol message makes the
+// Close, Flush and Sync. Before each ReadyForQuery (after a simple Query
+// and at Sync) a Session implementing ImplicitTx ends its implicit
+// transaction. An error in an extended-protocol message makes the
 // executor discard everything up to the next Sync. An Execute without row
 // limit streams rows to the client as the Statement writes them; with a row
 // limit the portal is run to completion once, its rows are kept encoded,

@@ -110,6 +110,13 @@ func (c *conn) readyForQuery() {
 	if c.closing {
 		return
 	}
+	if tx, ok := c.sess.(ImplicitTx); ok {
+		ctx, done := c.beginCommand(0)
+		if err := c.commandError(ctx, tx.EndImplicit(ctx)); err != nil {
+			c.sendError(err)
+		}
+		done()
+	}
 	c.sendChangedParameters()
 	c.send(&pgproto3.ReadyForQuery{TxStatus: c.txStatus()})
 	c.flush()

@@ -52,25 +52,41 @@ SELECT * FROM pg_catalog.pg_tables;
 SELECT no_such_function();
 SELECT 'x'::int;
 
--- Transaction blocks: accepted for drivers; each statement commits on its own.
+-- Transaction blocks: the changes inside apply together at COMMIT, and the
+-- block sees its own changes; ROLLBACK discards them.
 BEGIN;
 SHOW transaction_isolation;
 COMMIT;
 START TRANSACTION;
-CREATE GROUP kept_after_rollback;
+CREATE GROUP rolled_back;
+SHOW GROUPS;
 ROLLBACK;
 SHOW GROUPS;
+BEGIN;
+CREATE GROUP committed_group;
+COMMIT;
 -- An error inside a block aborts it until ROLLBACK.
 BEGIN;
-CREATE GROUP kept_after_rollback;
+CREATE GROUP committed_group;
 SHOW server_version;
 SELECT 1;
 ROLLBACK;
 SELECT 1;
--- COMMIT of a failed block rolls back.
+-- COMMIT of a failed block rolls back: nothing of it applies.
 BEGIN;
+CREATE GROUP never_created;
 DROP CATALOG nope;
 COMMIT;
+SHOW GROUPS;
+-- Savepoints: ROLLBACK TO discards the changes after the savepoint.
+BEGIN;
+CREATE GROUP sp_kept;
+SAVEPOINT a;
+CREATE GROUP sp_discarded;
+ROLLBACK TO SAVEPOINT a;
+RELEASE a;
+COMMIT;
+SHOW GROUPS;
 -- Outside a block COMMIT and ROLLBACK are no-ops.
 COMMIT;
 ROLLBACK;
