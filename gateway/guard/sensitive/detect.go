@@ -1,6 +1,9 @@
 package sensitive
 
-import "sort"
+import (
+	"bytes"
+	"sort"
+)
 
 // Detector finds entities in content. It is immutable after NewDetector
 // and safe for concurrent use.
@@ -119,7 +122,8 @@ func (d *Detector) scan(dst []Finding, b []byte) []Finding {
 			if i > 0 && isAlnum(b[i-1]) {
 				// inside a token: an IBAN's check digits after its country
 				// code, or bech32's "bc1"; otherwise skip the token.
-				if i-2 >= floor && isUpper(b[i-1]) && isUpper(b[i-2]) && bnd(b, i-2) && d.has(kIBAN) {
+				if i-2 >= floor && bnd(b, i-2) && d.has(kIBAN) && i+1 < n && isDigit(b[i+1]) &&
+					(isUpper(b[i-1]) && isUpper(b[i-2]) || b[i-1] >= 'a' && b[i-1] <= 'z' && b[i-2] >= 'a' && b[i-2] <= 'z') {
 					f, ok = iban(b, i-2)
 				}
 				if !ok && b[i] == '1' && i-2 >= floor && bnd(b, i-2) && d.has(kCrypto) &&
@@ -237,11 +241,23 @@ func (d *Detector) numeric(b []byte, s int) (Finding, bool, int) {
 			}
 		}
 	}
+	// fast path: a lone run of fewer than 9 digits is nothing (a card
+	// needs 13, an undashed SSN 9, everything else separators)
+	e := s
+	for e < n && isDigit(b[e]) && e-s < 9 {
+		e++
+	}
+	if e-s < 9 && (e >= n || b[e] != ' ' && b[e] != '-' && b[e] != '.') {
+		return Finding{}, false, e
+	}
 	t := parseNum(b, s)
-	firstEnd := t.gend[0]
+	skip := t.end // on failure, resume after the whole number
+	if t.ng > 1 && t.glen[0] == 2 && t.sep[0] == '-' || !bndEnd(b, t.end) {
+		skip = t.gend[0] // "00-1A-2B-…" (a MAC) or glued to letters
+	}
 	if s > 0 && (b[s-1] == '.' || b[s-1] == '/' || b[s-1] == '-' && s > 1 && isDigit(b[s-2])) {
 		// a fraction, a path segment or the tail of a dash-joined number
-		return Finding{}, false, firstEnd
+		return Finding{}, false, skip
 	}
 	if d.has(kCard) {
 		if f, ok := card(b, &t); ok {
@@ -249,7 +265,7 @@ func (d *Detector) numeric(b []byte, s int) (Finding, bool, int) {
 		}
 	}
 	if !bndEnd(b, t.end) {
-		return Finding{}, false, firstEnd
+		return Finding{}, false, skip
 	}
 	if d.has(kSSN) {
 		if f, ok := ssn(b, &t); ok {
@@ -266,7 +282,12 @@ func (d *Detector) numeric(b []byte, s int) (Finding, bool, int) {
 			return f, true, 0
 		}
 	}
-	return Finding{}, false, firstEnd
+	if d.has(kMAC) && t.ng == 3 && t.glen[0] == 4 && t.glen[1] == 4 && t.glen[2] == 4 && t.sep[0] == '.' && t.sep[1] == '.' {
+		if f, ok := macCisco(b, s); ok {
+			return f, true, 0
+		}
+	}
+	return Finding{}, false, skip
 }
 
 // ---- ':' '=' '-' '.' ----
@@ -276,7 +297,7 @@ func (d *Detector) colon(b []byte, i, floor int) (Finding, bool) {
 	if i+2 < n && b[i+1] == '/' && b[i+2] == '/' {
 		if d.has(kURL | kSecret) {
 			if f, ok := urlScheme(b, i, floor); ok {
-				if f.Rule == "url" && d.has(kSecret) && secretInside(b[f.Start:f.End]) {
+				if f.Rule == "url" && d.has(kSecret) && (secretInside(b[f.Start:f.End]) || webhook(b[f.Start:f.End])) {
 					// an API key or token in the query string
 					f.Entity, f.Rule = Secret, "url_secret"
 				}
@@ -304,6 +325,15 @@ func (d *Detector) colon(b []byte, i, floor int) (Finding, bool) {
 }
 
 var secretsOnly = &Detector{on: kSecret}
+
+// webhook reports whether u is an incoming-webhook URL, whose path is the
+// credential (Slack, Discord, Microsoft Teams/Office connectors).
+func webhook(u []byte) bool {
+	return bytes.Contains(u, []byte("://hooks.slack.com/services/T")) ||
+		bytes.Contains(u, []byte("://discord.com/api/webhooks/")) ||
+		bytes.Contains(u, []byte("://discordapp.com/api/webhooks/")) ||
+		bytes.Contains(u, []byte(".webhook.office.com/webhookb2/"))
+}
 
 // secretInside reports whether a URL carries a secret (a vendor key, a
 // JWT, a secret-named query parameter).

@@ -252,7 +252,7 @@ func ipv4(b []byte, t *numTok) (Finding, bool) {
 			return Finding{}, false
 		}
 		l := int(t.glen[g])
-		if l == 0 || l > 3 || l > 1 && b[pos] == '0' {
+		if l == 0 || l > 3 || l > 1 && l < 3 && b[pos] == '0' {
 			return Finding{}, false
 		}
 		v := 0
@@ -332,7 +332,7 @@ func ipv6At(b []byte, i, floor int) (Finding, bool) {
 		}
 		break
 	}
-	if groups > 8 || !dc && groups != 8 || dc && groups > 7 || groups < 2 {
+	if groups > 8 || !dc && groups != 8 || dc && groups > 7 || groups < 1 {
 		return Finding{}, false
 	}
 	if end < n && (isAlnum(b[end]) || b[end] == ':' || b[end] == '.' && end+1 < n && isAlnum(b[end+1])) {

@@ -98,8 +98,8 @@ func card(b []byte, t *numTok) (Finding, bool) {
 		}
 		if k > 1 {
 			sep := t.sep[0]
-			if sep == '.' || t.glen[0] != 4 {
-				continue
+			if t.glen[0] != 4 || sep == '.' && !(k == 4 && t.glen[1] == 4 && t.glen[2] == 4 && t.glen[3] == 4) {
+				continue // dots only in 4.4.4.4 (not a version number)
 			}
 			ok := true
 			for g := 0; g < k; g++ {
@@ -129,14 +129,31 @@ func card(b []byte, t *numTok) (Finding, bool) {
 // group not 00, serial not 0000, and not a number known from
 // advertisements.
 func ssn(b []byte, t *numTok) (Finding, bool) {
+	if t.ng == 1 && t.glen[0] == 9 && ssnContext(b, t.start) {
+		s := t.start
+		return ssnCheck(b, s, s+3, s+5, t.end)
+	}
 	if t.ng != 3 || t.glen[0] != 3 || t.glen[1] != 2 || t.glen[2] != 4 || t.sep[0] != t.sep[1] || t.sep[0] == '.' {
 		return Finding{}, false
 	}
 	s := t.start
+	return ssnCheck(b, s, s+4, s+7, t.end)
+}
+
+// ssnContext reports whether one of "ssn", "social security", "ss#" or
+// "ss no" comes shortly before s (an undashed 9-digit number is an SSN
+// only then).
+func ssnContext(b []byte, s int) bool {
+	w := b[max(0, s-32):s]
+	return hasFold(w, "ssn") || hasFold(w, "social security") || hasFold(w, "ss#") || hasFold(w, "ss no")
+}
+
+// ssnCheck validates area b[s:s+3], group b[g:g+2], serial b[q:q+4].
+func ssnCheck(b []byte, s, g, q, end int) (Finding, bool) {
 	area := int(b[s]-'0')*100 + int(b[s+1]-'0')*10 + int(b[s+2]-'0')
-	group := int(b[s+4]-'0')*10 + int(b[s+5]-'0')
+	group := int(b[g]-'0')*10 + int(b[g+1]-'0')
 	serial := 0
-	for k := s + 7; k < s+11; k++ {
+	for k := q; k < q+4; k++ {
 		serial = serial*10 + int(b[k]-'0')
 	}
 	if area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0 {
@@ -146,7 +163,7 @@ func ssn(b []byte, t *numTok) (Finding, bool) {
 	case 78051120, 219099999, 457555462:
 		return Finding{}, false
 	}
-	return Finding{Entity: USSSN, Rule: "ssn", Start: s, End: t.end}, true
+	return Finding{Entity: USSSN, Rule: "ssn", Start: s, End: end}, true
 }
 
 // ibanLen is the IBAN length per country (SWIFT IBAN registry).
@@ -178,27 +195,34 @@ func IBANLength(country string) int {
 // of four separated by single spaces: the country's length and ISO 7064
 // mod 97-10.
 func iban(b []byte, s int) (Finding, bool) {
-	want := int(ibanLen[[2]byte{b[s], b[s+1]}])
+	cc := [2]byte{b[s] &^ 0x20, b[s+1] &^ 0x20}
+	want := int(ibanLen[cc])
 	if want == 0 || s+4 > len(b) || !isDigit(b[s+2]) || !isDigit(b[s+3]) {
 		return Finding{}, false
 	}
+	lowerCase := b[s] >= 'a'
 	var buf [34]byte
 	n := 0
 	j := s
+	var sep byte
 	for j < len(b) && n < want {
 		c := b[j]
 		switch {
-		case isDigit(c) || isUpper(c):
-			buf[n] = c
+		case isDigit(c) || !lowerCase && isUpper(c) || lowerCase && c >= 'a' && c <= 'z':
+			buf[n] = c &^ 0x20
+			if isDigit(c) {
+				buf[n] = c
+			}
 			n++
 			j++
-		case c == ' ' && n%4 == 0 && n > 0 && j+1 < len(b) && isAlnum(b[j+1]) && b[j-1] != ' ':
+		case (c == ' ' || c == '-') && (sep == 0 || sep == c) && n%4 == 0 && n > 0 && j+1 < len(b) && isAlnum(b[j+1]) && b[j-1] != c:
+			sep = c
 			j++
 		default:
 			return Finding{}, false
 		}
 	}
-	if n != want || !bndEnd(b, j) {
+	if n != want || !bndEnd(b, j) || j < len(b) && (b[j] == '-' || b[j] == '_') {
 		return Finding{}, false
 	}
 	// rearrange: BBAN then country code and check digits; letters are 10..35
@@ -310,7 +334,7 @@ func phoneIntl(b []byte, plus int) (Finding, bool) {
 			j++
 			continue
 		}
-		if j < len(b) && b[j] == '(' {
+		if j < len(b) && (b[j] == '(' || isDigit(b[j]) && b[j-1] == ')') {
 			continue
 		}
 		break

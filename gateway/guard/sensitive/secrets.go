@@ -426,6 +426,9 @@ func assignment(b []byte, i, floor int) (Finding, bool) {
 		vs = j
 		ve = vs
 		for ve < n && ve-vs <= 512 && b[ve] > ' ' && b[ve] != ',' && b[ve] != ';' && b[ve] != '&' && b[ve] != '"' && b[ve] != '\'' && b[ve] != ')' && b[ve] != '}' && b[ve] != ']' {
+			if b[ve] == '(' || b[ve] == '[' {
+				return Finding{}, false // a call or an index expression, not a literal
+			}
 			ve++
 		}
 		for ve > vs && (b[ve-1] == '.' || b[ve-1] == ':') {

@@ -146,7 +146,7 @@ func safePoint(b []byte) int {
 			for j > 0 && k-j < 13 && groupChar(b[j-1]) {
 				j--
 			}
-			if j == k || !groupLike(b[j:k]) || j > 0 && isAlnum(b[j-1]) {
+			if j == k || !groupLike(b[j:k]) || j > 0 && !isSpace(b[j-1]) && bytes.IndexByte([]byte("\"'([{<:=|"), b[j-1]) < 0 {
 				break
 			}
 			t = j
@@ -166,7 +166,7 @@ func safePoint(b []byte) int {
 }
 
 func groupChar(c byte) bool {
-	return isDigit(c) || isUpper(c) || c == '(' || c == ')' || c == '+' || c == '-' || c == '.'
+	return isAlnum(c) || c == '(' || c == ')' || c == '+' || c == '-' || c == '.'
 }
 
 // groupLike reports whether b can be one group (or the start of one) of a
@@ -185,17 +185,19 @@ func groupLike(b []byte) bool {
 	if len(b) == 0 || len(b) > 12 {
 		return false
 	}
-	digit := false
+	digit, lower := false, false
 	for _, c := range b {
 		switch {
 		case isDigit(c):
 			digit = true
 		case isUpper(c), c == '(', c == ')', c == '+', c == '-', c == '.':
+		case c >= 'a' && c <= 'z':
+			lower = true
 		default:
 			return false
 		}
 	}
-	return digit || len(b) <= 4
+	return digit || len(b) <= 4 && !lower
 }
 
 // keyBefore moves t back over an assignment's key and separator ("key:",
