@@ -15,7 +15,9 @@ import (
 
 type faker struct{ r *rand.Rand }
 
-func newFaker(seed uint64) *faker { return &faker{rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))} }
+func newFaker(seed uint64) *faker {
+	return &faker{rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
 
 func (f *faker) digits(n int) string {
 	var sb strings.Builder
