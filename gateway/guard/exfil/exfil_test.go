@@ -181,7 +181,7 @@ func TestGuard(t *testing.T) {
 		"allowed_domains=*":      "wildcards",
 		"action=block":           "not one of",
 		"allowed_domain=x.com":   "unknown option allowed_domain",
-		"allowed_domains=https:": "not a URL",
+		"allowed_domains=https://docs.example.com": "not a URL",
 	} {
 		k, v, _ := strings.Cut(opts, "=")
 		if _, err := exfil.Compile(map[string]string{k: v}); err == nil || !strings.Contains(err.Error(), want) {
