@@ -60,9 +60,12 @@ func NormalizeHost(h string) (Host, error) {
 	if h == "" || len(h) > 253*4 {
 		return Host{}, fmt.Errorf("%w: empty or too long", ErrHost)
 	}
-	a, err := idnaProfile.ToASCII(h)
-	if err != nil {
-		return Host{}, fmt.Errorf("%w: %q: %v", ErrHost, h, err)
+	a := h
+	if !plainASCIIHost(h) {
+		var err error
+		if a, err = idnaProfile.ToASCII(h); err != nil {
+			return Host{}, fmt.Errorf("%w: %q: %v", ErrHost, h, err)
+		}
 	}
 	a = strings.ToLower(strings.TrimSuffix(a, "."))
 	if a == "" || strings.HasSuffix(a, ".") || strings.Contains(a, "..") {
@@ -80,6 +83,31 @@ func NormalizeHost(h string) (Host, error) {
 		return Host{IP: ip}, nil
 	}
 	return Host{Name: a}, nil
+}
+
+// plainASCIIHost reports whether h is already in the form IDNA mapping
+// would produce: lower-case ASCII letters, digits, '-' and '.', no label
+// starting or ending with '-' and no punycode label to check.
+func plainASCIIHost(h string) bool {
+	prev := byte('.')
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == '-':
+			if prev == '.' {
+				return false
+			}
+		case c == '.':
+			if prev == '-' {
+				return false
+			}
+		default:
+			return false
+		}
+		prev = c
+	}
+	return prev != '-' && !strings.Contains(h, "xn--")
 }
 
 // parseIPv4 implements the WHATWG URL IPv4 parser: when the last label is

@@ -54,6 +54,14 @@ type normalized struct {
 	tag  []byte // ASCII smuggled in tag characters
 }
 
+// asciiFold is fold for ASCII.
+var asciiFold = func() (t [128]byte) {
+	for c := 0; c < 128; c++ {
+		t[c] = fold(rune(c))
+	}
+	return t
+}()
+
 // fold maps a rune to a lower-case ASCII letter or digit (0 if none).
 func fold(r rune) byte {
 	switch {
@@ -158,26 +166,39 @@ func (n *normalized) normalize(text []byte) {
 	inWord := false
 	hasUnderscore := false
 	prevLetter := false
+	h := uint64(fnvOffset)
+	digits, letters := 0, 0
+	add := func(f byte, i int) {
+		if !inWord {
+			inWord = true
+			cur = token{s: int32(len(n.buf)), os: int32(i)}
+			h, digits, letters = fnvOffset, 0, 0
+		}
+		n.buf = append(n.buf, f)
+		h = (h ^ uint64(f)) * fnvPrime
+		if f >= '0' && f <= '9' {
+			digits++
+		} else {
+			letters++
+		}
+	}
 	flush := func(end int) {
 		if !inWord {
 			return
 		}
-		w := n.buf[cur.s:]
-		leet(w)
-		h := uint64(fnvOffset)
-		allDigit := true
-		for _, c := range w {
-			h ^= uint64(c)
-			h *= fnvPrime
-			if c < '0' || c > '9' {
-				allDigit = false
+		if digits > 0 && letters > 0 {
+			w := n.buf[cur.s:]
+			leet(w)
+			h = fnvOffset
+			for _, c := range w {
+				h = (h ^ uint64(c)) * fnvPrime
 			}
 		}
 		cur.h = h
 		cur.e = int32(len(n.buf))
 		cur.oe = int32(end)
 		switch {
-		case allDigit:
+		case letters == 0:
 			cur.class = hNum
 		case hasUnderscore:
 			cur.class = hIdent
@@ -210,6 +231,18 @@ func (n *normalized) normalize(text []byte) {
 			inWord = false
 			n.link(os, j)
 			i = j
+			continue
+		}
+		if c < utf8.RuneSelf && c != '\'' && c != '_' {
+			// ASCII fast path
+			if f := asciiFold[c]; f != 0 {
+				add(f, i)
+				prevLetter = true
+			} else {
+				flush(i)
+				prevLetter = false
+			}
+			i++
 			continue
 		}
 		r, size := rune(c), 1
@@ -248,11 +281,7 @@ func (n *normalized) normalize(text []byte) {
 			f, hasUnderscore = '_', true
 		}
 		if f != 0 {
-			if !inWord {
-				inWord = true
-				cur = token{s: int32(len(n.buf)), os: int32(i)}
-			}
-			n.buf = append(n.buf, f)
+			add(f, i)
 			prevLetter = true
 		} else {
 			flush(i)

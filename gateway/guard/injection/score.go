@@ -296,6 +296,24 @@ func charSignals(sigs []Signal, b []byte) []Signal {
 	return urlSignals(sigs, b)
 }
 
+// byFirst indexes markers by their first byte (both cases).
+func byFirst(ms []marker) (t [256][]marker) {
+	for _, m := range ms {
+		c := m.text[0]
+		t[c] = append(t[c], m)
+		if c >= 'a' && c <= 'z' {
+			t[c-32] = append(t[c-32], m)
+		}
+	}
+	return t
+}
+
+var (
+	wordMarkerIndex = byFirst(wordMarkers)
+	lineMarkerIndex = byFirst(lineMarkers)
+	angleMarkerIdx  = byFirst(angleMarkers)
+)
+
 func markers(sigs []Signal, b []byte) []Signal {
 	lineStart := true
 	for i := 0; i < len(b); i++ {
@@ -309,23 +327,23 @@ func markers(sigs []Signal, b []byte) []Signal {
 				continue
 			}
 			lineStart = false
-			for _, m := range lineMarkers {
+			for _, m := range lineMarkerIndex[c] {
 				if hasPrefixFold(b, i, m.text) {
 					sigs = append(sigs, Signal{Kind: kMarker, Weight: m.weight, Start: i, End: i + len(m.text), Rule: m.text})
 					break
 				}
 			}
 		}
-		if (c|0x20) >= 'a' && (c|0x20) <= 'z' && (i == 0 || !isAlnumASCII(b[i-1])) {
-			for _, m := range wordMarkers {
-				if m.text[0] == c|0x20 && hasPrefixFold(b, i, m.text) {
+		if ms := wordMarkerIndex[c]; ms != nil && (i == 0 || !isAlnumASCII(b[i-1])) {
+			for _, m := range ms {
+				if hasPrefixFold(b, i, m.text) {
 					sigs = append(sigs, Signal{Kind: kMarker, Weight: m.weight, Start: i, End: i + len(m.text), Rule: m.text})
 					break
 				}
 			}
 		}
 		if c == '<' || c == '[' {
-			for _, m := range angleMarkers {
+			for _, m := range angleMarkerIdx[c] {
 				if hasPrefixFold(b, i, m.text) {
 					sigs = append(sigs, Signal{Kind: kMarker, Weight: m.weight, Start: i, End: i + len(m.text), Rule: m.text})
 					break

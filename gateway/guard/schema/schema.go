@@ -279,24 +279,25 @@ func (c *Cache) ToolResult(outputSchema, result []byte) error {
 	if err != nil {
 		return err
 	}
-	var r struct {
-		StructuredContent json.RawMessage `json:"structuredContent"`
-		IsError           bool            `json:"isError"`
-	}
 	if len(result) > s.limits.MaxInstanceBytes {
 		return fmt.Errorf("%w: larger than %d bytes", ErrInstance, s.limits.MaxInstanceBytes)
 	}
-	if err := json.Unmarshal(result, &r); err != nil {
+	tr := bytes.TrimSpace(result)
+	if len(tr) == 0 || tr[0] != '{' {
+		return fmt.Errorf("%w: a tool result is a JSON object", ErrInstance)
+	}
+	spans, err := jsonwalk.Members(tr, "structuredContent", "isError")
+	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInstance, err)
 	}
-	if r.IsError {
+	if ie := spans[1]; ie[1] > 0 && string(tr[ie[0]:ie[1]]) == "true" {
 		return nil
 	}
-	sc := bytes.TrimSpace(r.StructuredContent)
-	if len(sc) == 0 || string(sc) == "null" {
+	sc := spans[0]
+	if sc[1] == 0 || string(tr[sc[0]:sc[1]]) == "null" {
 		return ErrMissingStructuredContent
 	}
-	return s.Validate(sc)
+	return s.Validate(tr[sc[0]:sc[1]])
 }
 
 // ResponseFormatSchema extracts the JSON Schema from an OpenAI-style

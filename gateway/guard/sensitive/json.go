@@ -21,6 +21,7 @@ type jsonScan struct {
 	w     jsonwalk.Walker
 	dst   []Finding
 	local []Finding
+	offs  []int
 	raw   []byte
 	// masking
 	mc    *MaskContext
@@ -51,7 +52,14 @@ func (s *jsonScan) Visit(t *jsonwalk.Token) error {
 		return nil
 	}
 	// report with offsets in the raw document
-	for _, f := range fs {
+	if t.Escaped {
+		s.offs = s.offs[:0]
+		for _, f := range fs {
+			s.offs = append(s.offs, f.Start, f.End)
+		}
+		jsonwalk.RawOffsets(s.raw[t.Start+1:t.End-1], s.offs)
+	}
+	for i, f := range fs {
 		g := f
 		switch {
 		case t.Kind == jsonwalk.Number:
@@ -59,8 +67,7 @@ func (s *jsonScan) Visit(t *jsonwalk.Token) error {
 		case !t.Escaped:
 			g.Start, g.End = t.Start+1+f.Start, t.Start+1+f.End
 		default:
-			body := s.raw[t.Start+1 : t.End-1]
-			g.Start, g.End = t.Start+1+jsonwalk.RawOffset(body, f.Start), t.Start+1+jsonwalk.RawOffset(body, f.End)
+			g.Start, g.End = t.Start+1+s.offs[2*i], t.Start+1+s.offs[2*i+1]
 		}
 		s.dst = append(s.dst, g)
 	}

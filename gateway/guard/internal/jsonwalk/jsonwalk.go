@@ -7,6 +7,7 @@
 package jsonwalk
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"unicode/utf16"
@@ -326,8 +327,12 @@ func decode(dst, s []byte) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c != '\\' {
-			dst = append(dst, c)
-			i++
+			k := bytes.IndexByte(s[i:], '\\')
+			if k < 0 {
+				return append(dst, s[i:]...)
+			}
+			dst = append(dst, s[i:i+k]...)
+			i += k
 			continue
 		}
 		switch s[i+1] {
@@ -367,6 +372,44 @@ func decode(dst, s []byte) []byte {
 // Decode returns the decoded content of a raw JSON string (with its
 // quotes), appended to dst. The string must be well-formed.
 func Decode(dst, quoted []byte) []byte { return decode(dst, quoted[1:len(quoted)-1]) }
+
+// RawOffsets maps ascending offsets in the decoded content of the string
+// body s (the raw bytes between the quotes) to the offsets of the same
+// characters in s, in place, in one pass.
+func RawOffsets(s []byte, offs []int) {
+	d, i := 0, 0
+	for k := range offs {
+		for i < len(s) && d < offs[k] {
+			if s[i] != '\\' {
+				i++
+				d++
+				continue
+			}
+			n, w := escapeWidth(s, i)
+			i += n
+			d += w
+		}
+		offs[k] = i
+	}
+}
+
+// escapeWidth returns the raw length of the escape at s[i] and the length
+// of what it decodes to.
+func escapeWidth(s []byte, i int) (raw, decoded int) {
+	if s[i+1] != 'u' {
+		return 2, 1
+	}
+	r := u4(s[i+2:])
+	if utf16.IsSurrogate(r) {
+		if i+12 <= len(s) && s[i+6] == '\\' && s[i+7] == 'u' {
+			if r2 := utf16.DecodeRune(r, u4(s[i+8:])); r2 != utf8.RuneError {
+				return 12, utf8.RuneLen(r2)
+			}
+		}
+		return 6, utf8.RuneLen(utf8.RuneError)
+	}
+	return 6, utf8.RuneLen(r)
+}
 
 // RawOffset maps an offset in the decoded content of the string body s (the
 // raw bytes between the quotes) to the offset of the same character in s.
@@ -447,4 +490,87 @@ func AppendString(dst, s []byte) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// Members returns the raw spans of the values of the named members of the
+// top-level object of raw (absent members have end 0). raw is checked
+// with the same grammar as Walk.
+func Members(raw []byte, names ...string) ([][2]int, error) {
+	spans := make([][2]int, len(names))
+	w := &Walker{}
+	err := w.Walk(raw, memberVisitor{w: w, names: names, spans: spans})
+	return spans, err
+}
+
+type memberVisitor struct {
+	w     *Walker
+	names []string
+	spans [][2]int
+}
+
+func (m memberVisitor) Visit(t *Token) error {
+	if t.Kind != Key || t.Depth != 1 {
+		return nil
+	}
+	for i, n := range m.names {
+		if string(t.Value) == n {
+			b := m.w.raw
+			s := skipWS(b, t.End)
+			if s < len(b) && b[s] == ':' {
+				s = skipWS(b, s+1)
+				e, err := skipValue(b, s, 0)
+				if err != nil {
+					return err
+				}
+				m.spans[i] = [2]int{s, e}
+			}
+		}
+	}
+	return nil
+}
+
+// skipValue returns the end of the (already checked) value at b[i].
+func skipValue(b []byte, i, depth int) (int, error) {
+	if i >= len(b) || depth > MaxDepth {
+		return i, ErrSyntax
+	}
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1, nil
+			}
+		}
+		return len(b), ErrSyntax
+	case '{', '[':
+		open, close := b[i], byte('}')
+		if open == '[' {
+			close = ']'
+		}
+		j := i + 1
+		for j < len(b) {
+			switch c := b[j]; {
+			case c == close:
+				return j + 1, nil
+			case c == '"' || c == '{' || c == '[':
+				e, err := skipValue(b, j, depth+1)
+				if err != nil {
+					return e, err
+				}
+				j = e
+			default:
+				j++
+			}
+		}
+		return len(b), ErrSyntax
+	default:
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && !isWS(b[j]) {
+			j++
+		}
+		return j, nil
+	}
 }
