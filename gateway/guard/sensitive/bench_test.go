@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -137,4 +138,42 @@ func BenchmarkDetect(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkStream is the added time per SSE text delta on a masked
+// stream (what time to first token and inter-token latency pay), and how
+// many bytes a stream holds back on average.
+func BenchmarkStream(b *testing.B) {
+	g, err := Compile(map[string]string{"action": "mask"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := newFaker(9)
+	var sb strings.Builder
+	for sb.Len() < 4096 {
+		sb.WriteString("The refund for your order was sent to the card you used, and a confirmation went to the address on file. ")
+		if sb.Len()%5 == 0 {
+			fmt.Fprintf(&sb, "Card %s, mail jane.doe@example.com. ", group4(f.card("visa"), " "))
+		}
+	}
+	text := []byte(sb.String())
+	const chunk = 16 // a typical text delta is a token or two
+	b.ReportAllocs()
+	var d []time.Duration
+	held, writes := 0, 0
+	for b.Loop() {
+		s := g.Stream(NewMaskContext(), 2)
+		for i := 0; i < len(text); i += chunk {
+			t0 := time.Now()
+			s.Write(text[i:min(i+chunk, len(text))])
+			d = append(d, time.Since(t0))
+			held += s.Pending()
+			writes++
+		}
+		s.Flush()
+	}
+	slices.Sort(d)
+	b.ReportMetric(float64(d[len(d)/2].Nanoseconds()), "p50-ns/delta")
+	b.ReportMetric(float64(d[len(d)*99/100].Nanoseconds()), "p99-ns/delta")
+	b.ReportMetric(float64(held)/float64(writes), "held-bytes")
 }
