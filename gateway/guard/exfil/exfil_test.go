@@ -178,9 +178,9 @@ func TestGuard(t *testing.T) {
 		t.Errorf("emails false: %+v", vs)
 	}
 	for opts, want := range map[string]string{
-		"allowed_domains=*":      "wildcards",
-		"action=block":           "not one of",
-		"allowed_domain=x.com":   "unknown option allowed_domain",
+		"allowed_domains=*":                        "wildcards",
+		"action=block":                             "not one of",
+		"allowed_domain=x.com":                     "unknown option allowed_domain",
 		"allowed_domains=https://docs.example.com": "not a URL",
 	} {
 		k, v, _ := strings.Cut(opts, "=")

@@ -11,11 +11,11 @@ import (
 type LinkKind uint8
 
 const (
-	KindURL      LinkKind = iota + 1 // a bare URL in text (scheme://… or www.…)
-	KindLink                         // markdown [text](url), a reference [id]: url, HTML href
-	KindImage                        // markdown ![alt](url) or HTML src: fetched without a click
-	KindJSON                         // a JSON string value that is a URL or a host name
-	KindEmail                        // an e-mail address in a JSON value
+	KindURL   LinkKind = iota + 1 // a bare URL in text (scheme://… or www.…)
+	KindLink                      // markdown [text](url), a reference [id]: url, HTML href
+	KindImage                     // markdown ![alt](url) or HTML src: fetched without a click
+	KindJSON                      // a JSON string value that is a URL or a host name
+	KindEmail                     // an e-mail address in a JSON value
 )
 
 func (k LinkKind) String() string {

@@ -48,8 +48,8 @@ func TestHashIsCanonical(t *testing.T) {
 func TestCanonicalNumbersAndStrings(t *testing.T) {
 	for in, want := range map[string]string{
 		`{"b":1.0,"a":[1e2,-0,0.000001,1e-7,12345678901234567890,1.5E+30]}`: `{"a":[100,0,0.000001,1e-07,12345678901234567890,1.5e+30],"b":1}`,
-		`"tab\there \u00e9 \"q\" \/ \u001f"`:                                 `"tab\there é \"q\" / \u001f"`,
-		`{"z":{"y":null,"x":true}}`:                                          `{"z":{"x":true,"y":null}}`,
+		`"tab\there \u00e9 \"q\" \/ \u001f"`:                                `"tab\there é \"q\" / \u001f"`,
+		`{"z":{"y":null,"x":true}}`:                                         `{"z":{"x":true,"y":null}}`,
 	} {
 		got, err := Canonical([]byte(in))
 		if err != nil || string(got) != want {
