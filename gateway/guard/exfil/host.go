@@ -190,12 +190,14 @@ func ipv4Number(p string) (uint64, bool) {
 // URLs without a host (relative references, mailto:, data:).
 func URLHost(raw string) (h Host, ok bool, err error) {
 	s := strings.TrimSpace(raw)
-	s = strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return -1
-		}
-		return r
-	}, s)
+	if strings.ContainsAny(s, "\t\n\r") {
+		s = strings.Map(func(r rune) rune {
+			if r == '\t' || r == '\n' || r == '\r' {
+				return -1
+			}
+			return r
+		}, s)
+	}
 	var rest string
 	switch {
 	case strings.HasPrefix(s, "//") || strings.HasPrefix(s, `\\`):

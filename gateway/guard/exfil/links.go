@@ -279,9 +279,11 @@ func ExtractJSON(raw []byte) ([]Link, error) {
 		// a whole value that is a URL or (under a link key) a host or an
 		// e-mail address
 		if !bytes.ContainsAny(v, " \n\t") {
-			if h, ok, err := URLHost(string(v)); err != nil || ok {
-				out = append(out, Link{Kind: KindJSON, URL: string(v), Host: h, HostErr: err, Start: t.Start, End: t.End})
-				return nil
+			if maybeURL(v) {
+				if h, ok, err := URLHost(string(v)); err != nil || ok {
+					out = append(out, Link{Kind: KindJSON, URL: string(v), Host: h, HostErr: err, Start: t.Start, End: t.End})
+					return nil
+				}
 			}
 			if at := bytes.LastIndexByte(v, '@'); at > 0 && at < len(v)-1 && bytes.IndexByte(v[at+1:], '.') > 0 && !bytes.ContainsAny(v, "/:") {
 				h, err := NormalizeHost(string(v[at+1:]))
@@ -311,6 +313,12 @@ func ExtractJSON(raw []byte) ([]Link, error) {
 		return nil
 	}))
 	return out, err
+}
+
+// maybeURL is a cheap filter before URLHost: an absolute URL has a ':'
+// (scheme) and a protocol-relative one starts with two slashes.
+func maybeURL(v []byte) bool {
+	return bytes.IndexByte(v, ':') > 0 || bytes.HasPrefix(v, []byte("//")) || bytes.HasPrefix(v, []byte(`\\`))
 }
 
 // hostLike reports whether s looks like a host name (labels of letters,

@@ -218,7 +218,7 @@ func (g *Guard) EvaluateJSON(ctx context.Context, raw []byte, cls Classifier) (V
 // JSON document joined by newlines, at most MaxScoreBytes.
 func JSONText(raw []byte) ([]byte, error) {
 	var w jsonwalk.Walker
-	var out []byte
+	out := make([]byte, 0, min(len(raw), MaxScoreBytes))
 	err := w.Walk(raw, jsonwalk.Func(func(t *jsonwalk.Token) error {
 		if t.Kind == jsonwalk.Number || len(out) >= MaxScoreBytes {
 			return nil

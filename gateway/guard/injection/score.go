@@ -360,6 +360,15 @@ func markers(sigs []Signal, b []byte) []Signal {
 // and other URLs with such placeholders.
 func urlSignals(sigs []Signal, b []byte) []Signal {
 	for i := 0; i+8 < len(b); i++ {
+		// jump to the next "![" or "://"
+		k := bytes.IndexAny(b[i:], "!:")
+		if k < 0 {
+			break
+		}
+		i += k
+		if i+8 >= len(b) {
+			break
+		}
 		image := b[i] == '!' && b[i+1] == '['
 		if !image && !(b[i] == ':' && b[i+1] == '/' && b[i+2] == '/') {
 			continue
@@ -414,6 +423,9 @@ func containsFold(b []byte, s string) bool {
 // hiddenRegions returns byte ranges a human reader does not see: HTML and
 // markdown comments, image alt text and titles, elements styled invisible.
 func hiddenRegions(b []byte) [][2]int {
+	if bytes.IndexByte(b, '<') < 0 && !bytes.Contains(b, []byte("![")) && !bytes.Contains(b, []byte("[//]")) && !bytes.Contains(b, []byte("[comment]")) {
+		return nil
+	}
 	var out [][2]int
 	add := func(s, e int) {
 		if e > s && len(out) < 256 {

@@ -76,8 +76,7 @@ func HashTool(def []byte) (Tool, error) {
 	if len(def) > maxDefBytes {
 		return Tool{}, fmt.Errorf("%w: larger than %d bytes", ErrDefinition, maxDefBytes)
 	}
-	w := jsonwalk.Walker{MaxDepth: maxDepth}
-	if err := w.Walk(def, jsonwalk.Func(func(*jsonwalk.Token) error { return nil })); err != nil {
+	if err := jsonwalk.Check(def, maxDepth); err != nil {
 		return Tool{}, fmt.Errorf("%w: %v", ErrDefinition, err)
 	}
 	var m map[string]json.RawMessage

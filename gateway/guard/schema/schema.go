@@ -172,8 +172,7 @@ func compile(doc []byte, hash string, l Limits) (*Schema, error) {
 	if len(doc) > l.MaxSchemaBytes {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrSchema, l.MaxSchemaBytes)
 	}
-	w := jsonwalk.Walker{MaxDepth: l.MaxSchemaDepth}
-	if err := w.Walk(doc, jsonwalk.Func(func(*jsonwalk.Token) error { return nil })); err != nil {
+	if err := jsonwalk.Check(doc, l.MaxSchemaDepth); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSchema, err)
 	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
@@ -203,8 +202,7 @@ func (s *Schema) Validate(instance []byte) error {
 	if len(instance) > s.limits.MaxInstanceBytes {
 		return fmt.Errorf("%w: larger than %d bytes", ErrInstance, s.limits.MaxInstanceBytes)
 	}
-	w := jsonwalk.Walker{MaxDepth: s.limits.MaxInstanceDepth}
-	if err := w.Walk(instance, jsonwalk.Func(func(*jsonwalk.Token) error { return nil })); err != nil {
+	if err := jsonwalk.Check(instance, s.limits.MaxInstanceDepth); err != nil {
 		return fmt.Errorf("%w: %v", ErrInstance, err)
 	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(instance))

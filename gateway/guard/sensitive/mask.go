@@ -19,7 +19,7 @@ const MaxMaskValues = 4096
 // result); never share one between requests or callers.
 type MaskContext struct {
 	mu      sync.Mutex
-	byValue map[string]int // entity + "\x00" + value → index
+	byValue map[string]map[string]int // entity → value → index
 	byPH    map[string]int // placeholder → index
 	entries []maskEntry
 	next    map[string]int
@@ -33,7 +33,7 @@ type maskEntry struct {
 
 // NewMaskContext returns an empty context.
 func NewMaskContext() *MaskContext {
-	return &MaskContext{byValue: map[string]int{}, byPH: map[string]int{}, next: map[string]int{}}
+	return &MaskContext{byValue: map[string]map[string]int{}, byPH: map[string]int{}, next: map[string]int{}}
 }
 
 // Len is the number of distinct masked values.
@@ -48,8 +48,8 @@ func (mc *MaskContext) Len() int {
 func (mc *MaskContext) placeholder(entity string, value []byte, restorable bool) string {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
-	key := entity + "\x00" + string(value)
-	if i, ok := mc.byValue[key]; ok {
+	vals := mc.byValue[entity]
+	if i, ok := vals[string(value)]; ok {
 		if restorable {
 			mc.entries[i].restorable = true
 		}
@@ -60,7 +60,11 @@ func (mc *MaskContext) placeholder(entity string, value []byte, restorable bool)
 	}
 	mc.next[entity]++
 	ph := "<" + entity + "_" + strconv.Itoa(mc.next[entity]) + ">"
-	mc.byValue[key] = len(mc.entries)
+	if vals == nil {
+		vals = map[string]int{}
+		mc.byValue[entity] = vals
+	}
+	vals[string(value)] = len(mc.entries)
 	mc.byPH[ph] = len(mc.entries)
 	mc.entries = append(mc.entries, maskEntry{placeholder: ph, value: string(value), restorable: restorable})
 	return ph

@@ -55,6 +55,9 @@ func (f Func) Visit(t *Token) error { return f(t) }
 // Walker is reusable (not concurrently): it keeps its scratch buffers.
 type Walker struct {
 	MaxDepth int // 0 means MaxDepth
+	// NoDecode: strings are checked but not decoded (Token.Value is the
+	// raw body between the quotes), for walks that only check.
+	NoDecode bool
 	key      []byte
 	val      []byte
 	tok      Token
@@ -107,7 +110,7 @@ func (w *Walker) value(i, depth int, key []byte, idx int) (int, error) {
 			return i, err
 		}
 		v := b[i+1 : end-1]
-		if esc {
+		if esc && !w.NoDecode {
 			w.val = decode(w.val[:0], v)
 			v = w.val
 		}
@@ -497,7 +500,7 @@ func AppendString(dst, s []byte) []byte {
 // with the same grammar as Walk.
 func Members(raw []byte, names ...string) ([][2]int, error) {
 	spans := make([][2]int, len(names))
-	w := &Walker{}
+	w := &Walker{NoDecode: true}
 	err := w.Walk(raw, memberVisitor{w: w, names: names, spans: spans})
 	return spans, err
 }
@@ -574,3 +577,14 @@ func skipValue(b []byte, i, depth int) (int, error) {
 		return j, nil
 	}
 }
+
+// Check reports whether raw is one well-formed JSON value nested at most
+// maxDepth deep (0: MaxDepth), without decoding anything.
+func Check(raw []byte, maxDepth int) error {
+	w := Walker{MaxDepth: maxDepth, NoDecode: true}
+	return w.Walk(raw, nop{})
+}
+
+type nop struct{}
+
+func (nop) Visit(*Token) error { return nil }
