@@ -106,3 +106,22 @@ func TestOptions(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+func TestCacheConcurrent(t *testing.T) {
+	c := NewCache(2, Limits{})
+	done := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			doc := fmt.Sprintf(`{"type":"object","required":["n%d"]}`, i%3)
+			done <- c.ToolResult([]byte(doc), []byte(fmt.Sprintf(`{"structuredContent":{"n%d":1}}`, i%3)))
+		}()
+	}
+	for range 16 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	if c.Len() > 2 {
+		t.Errorf("cache holds %d", c.Len())
+	}
+}

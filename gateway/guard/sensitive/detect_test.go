@@ -102,3 +102,23 @@ func flipFirstLetter(s string) string {
 	}
 	return s
 }
+
+// TestNoAllocWithoutFindings: scanning content without entities allocates
+// nothing; with findings, nothing when dst has room.
+func TestNoAllocWithoutFindings(t *testing.T) {
+	d := allDetector(t)
+	clean := benchCorpus(64 << 10)
+	clean = clean[:0:0]
+	clean = append(clean, []byte(benchProse[1]+" "+benchCode[0]+benchLog[1]+benchLog[2])...)
+	if n := len(d.Find(nil, clean)); n != 0 {
+		t.Fatalf("%d findings in clean text", n)
+	}
+	if a := testing.AllocsPerRun(50, func() { d.Find(nil, clean) }); a != 0 {
+		t.Errorf("%.0f allocations without findings", a)
+	}
+	hits := []byte("mail bob@example.com, card 4111 1111 1111 1111, host 10.0.0.1")
+	buf := make([]Finding, 0, 8)
+	if a := testing.AllocsPerRun(50, func() { d.Find(buf[:0], hits) }); a != 0 {
+		t.Errorf("%.0f allocations with room for the findings", a)
+	}
+}

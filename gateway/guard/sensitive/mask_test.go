@@ -216,3 +216,29 @@ func TestStreamReleasesEarly(t *testing.T) {
 		t.Errorf("pending %d released %d", s2.Pending(), total)
 	}
 }
+
+// TestMaskContextConcurrent: parallel tool results of one request share a
+// context; every value keeps one placeholder (run with -race).
+func TestMaskContextConcurrent(t *testing.T) {
+	g := compile(t, map[string]string{"entities": "EMAIL", "restore": "true"})
+	mc := NewMaskContext()
+	done := make(chan string, 8)
+	for i := range 8 {
+		go func() {
+			o := g.Text(mc, guard.Call, []byte(fmt.Sprintf("a%d@example.com and shared@example.com", i%4)))
+			done <- string(o.Content)
+		}()
+	}
+	seen := map[string]bool{}
+	for range 8 {
+		out := <-done
+		_, shared, _ := strings.Cut(out, " and ")
+		seen[shared] = true
+	}
+	if len(seen) != 1 || mc.Len() != 5 {
+		t.Errorf("shared value got %d placeholders; %d values", len(seen), mc.Len())
+	}
+	if got := string(g.RestoreText(mc, []byte("x <EMAIL_1> <EMAIL_5>"))); strings.Contains(got, "<EMAIL_") {
+		t.Errorf("restore: %q", got)
+	}
+}
