@@ -126,6 +126,11 @@ var builtinRules = []ruleDef{
 	{kExfil, 0.7, "open|visit|load|fetch|call *1 $link *4 with|including|containing|and *3 " + credNouns + "|session"},
 	{kExfil, 0.6, "reply|respond|answer|write *6 with|including|containing *4 " + credNouns},
 	{kExfil, 0.5, "ask|request *3 their|users *2 card|password|credentials|ssn|pin|otp|passcode"},
+	// markers that are word sequences
+	{kMarker, 0.7, "system override"},
+	{kMarker, 0.6, "admin override"},
+	{kMarker, 0.7, "new system prompt"},
+	{kMarker, 0.5, "assistant to itself"},
 	// urgency
 	{kUrgency, 0.25, "important|urgent|critical|mandatory|required|attention"},
 }

@@ -264,14 +264,29 @@ var lineMarkers = []marker{
 	{"system message:", 0.5}, {"system prompt:", 0.5}, {"assistant (to", 0.4},
 }
 
-// labels that address the model or fake an authority, anywhere after a
-// non-letter
-var wordMarkers = []marker{
-	{"system override", 0.7}, {"admin override", 0.6}, {"new system prompt", 0.7}, {"ai:", 0.45}, {"ai agent:", 0.5},
-	{"ai agents:", 0.5}, {"ai assistant:", 0.5}, {"ai assistants:", 0.5}, {"llm:", 0.45}, {"llms:", 0.45},
-	{"language model:", 0.5}, {"language models:", 0.5}, {"chatgpt:", 0.4}, {"claude:", 0.4}, {"copilot:", 0.4},
-	{"assistant (to itself)", 0.5}, {"[system]:", 0.6}, {"assistant:", 0.3},
+// labels before a ':' that address the model, anywhere after a non-letter
+var colonMarkers = []marker{
+	{"ai", 0.45}, {"ai agent", 0.5}, {"ai agents", 0.5}, {"ai assistant", 0.5}, {"ai assistants", 0.5}, {"llm", 0.45},
+	{"llms", 0.45}, {"language model", 0.5}, {"language models", 0.5}, {"chatgpt", 0.4}, {"claude", 0.4},
+	{"copilot", 0.4}, {"assistant", 0.3}, {"[system]", 0.6},
 }
+
+// byFirst indexes markers by their first byte (both cases).
+func byFirst(ms []marker) (t [256][]marker) {
+	for _, m := range ms {
+		c := m.text[0]
+		t[c] = append(t[c], m)
+		if c >= 'a' && c <= 'z' {
+			t[c-32] = append(t[c-32], m)
+		}
+	}
+	return t
+}
+
+var (
+	lineMarkerIndex = byFirst(lineMarkers)
+	angleMarkerIdx  = byFirst(angleMarkers)
+)
 
 func hasPrefixFold(b []byte, i int, p string) bool {
 	if len(b)-i < len(p) {
@@ -289,69 +304,69 @@ func hasPrefixFold(b []byte, i int, p string) bool {
 	return true
 }
 
+// markers finds the markers with a few fast scans: line starts, '<' and
+// '[', and ':' (a label before it).
+func markers(sigs []Signal, b []byte) []Signal {
+	add := func(m marker, s int) {
+		sigs = append(sigs, Signal{Kind: kMarker, Weight: m.weight, Start: s, End: s + len(m.text), Rule: m.text})
+	}
+	// line starts
+	for i := 0; i < len(b); {
+		j := i
+		for j < len(b) && (b[j] == ' ' || b[j] == '\t' || b[j] == '>' || b[j] == '*' || b[j] == '-' || b[j] == '_') {
+			j++
+		}
+		if j < len(b) {
+			for _, m := range lineMarkerIndex[b[j]] {
+				if hasPrefixFold(b, j, m.text) {
+					add(m, j)
+					break
+				}
+			}
+		}
+		k := bytes.IndexByte(b[i:], '\n')
+		if k < 0 {
+			break
+		}
+		i += k + 1
+	}
+	// '<' and '['
+	for i := 0; i < len(b); i++ {
+		k := bytes.IndexAny(b[i:], "<[")
+		if k < 0 {
+			break
+		}
+		i += k
+		for _, m := range angleMarkerIdx[b[i]] {
+			if hasPrefixFold(b, i, m.text) {
+				add(m, i)
+				break
+			}
+		}
+	}
+	// "label:"
+	for i := 0; i < len(b); i++ {
+		k := bytes.IndexByte(b[i:], ':')
+		if k < 0 {
+			break
+		}
+		i += k
+		for _, m := range colonMarkers {
+			s := i - len(m.text)
+			if s >= 0 && hasPrefixFold(b, s, m.text) && (s == 0 || !isAlnumASCII(b[s-1])) {
+				add(m, s)
+				break
+			}
+		}
+	}
+	return sigs
+}
+
 // charSignals adds the character-level evidence: markers, and URLs built
 // to carry data out.
 func charSignals(sigs []Signal, b []byte) []Signal {
 	sigs = markers(sigs, b)
 	return urlSignals(sigs, b)
-}
-
-// byFirst indexes markers by their first byte (both cases).
-func byFirst(ms []marker) (t [256][]marker) {
-	for _, m := range ms {
-		c := m.text[0]
-		t[c] = append(t[c], m)
-		if c >= 'a' && c <= 'z' {
-			t[c-32] = append(t[c-32], m)
-		}
-	}
-	return t
-}
-
-var (
-	wordMarkerIndex = byFirst(wordMarkers)
-	lineMarkerIndex = byFirst(lineMarkers)
-	angleMarkerIdx  = byFirst(angleMarkers)
-)
-
-func markers(sigs []Signal, b []byte) []Signal {
-	lineStart := true
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c == '\n' {
-			lineStart = true
-			continue
-		}
-		if lineStart {
-			if c == ' ' || c == '\t' || c == '>' || c == '*' || c == '-' || c == '_' {
-				continue
-			}
-			lineStart = false
-			for _, m := range lineMarkerIndex[c] {
-				if hasPrefixFold(b, i, m.text) {
-					sigs = append(sigs, Signal{Kind: kMarker, Weight: m.weight, Start: i, End: i + len(m.text), Rule: m.text})
-					break
-				}
-			}
-		}
-		if ms := wordMarkerIndex[c]; ms != nil && (i == 0 || !isAlnumASCII(b[i-1])) {
-			for _, m := range ms {
-				if hasPrefixFold(b, i, m.text) {
-					sigs = append(sigs, Signal{Kind: kMarker, Weight: m.weight, Start: i, End: i + len(m.text), Rule: m.text})
-					break
-				}
-			}
-		}
-		if c == '<' || c == '[' {
-			for _, m := range angleMarkerIdx[c] {
-				if hasPrefixFold(b, i, m.text) {
-					sigs = append(sigs, Signal{Kind: kMarker, Weight: m.weight, Start: i, End: i + len(m.text), Rule: m.text})
-					break
-				}
-			}
-		}
-	}
-	return sigs
 }
 
 // urlSignals flags markdown images whose URL carries a query built to
@@ -532,43 +547,33 @@ func invisibleStyle(tag []byte) bool {
 // hex (at least 32 hex digits, even). fn returns false to stop.
 func forBlobs(b []byte, fn func(s, e int, isHex bool) bool) {
 	for i := 0; i < len(b); {
-		c := b[i]
-		if !isB64(c) {
+		if b64class[b[i]] == 0 {
 			i++
 			continue
 		}
 		j := i
-		up, lo, dg, hx := false, false, false, true
-		for j < len(b) && (isB64(b[j]) || b[j] == '=' && j > i) {
-			c := b[j]
-			if c != '=' && j > i && b[j-1] == '=' {
-				break // '=' is only padding at the end
-			}
-			switch {
-			case c >= 'A' && c <= 'Z':
-				up = true
-				if c > 'F' {
-					hx = false
+		var seen uint8
+		for j < len(b) {
+			k := b64class[b[j]]
+			if k == 0 {
+				if b[j] == '=' && j > i {
+					for j < len(b) && b[j] == '=' { // padding ends the blob
+						j++
+					}
 				}
-			case c >= 'a' && c <= 'z':
-				lo = true
-				if c > 'f' {
-					hx = false
-				}
-			case c >= '0' && c <= '9':
-				dg = true
-			default:
-				hx = false
+				break
 			}
+			seen |= k
 			j++
 		}
 		n := j - i
+		hx := seen&(cNotHex|cOther) == 0
 		switch {
-		case hx && n >= 32 && n%2 == 0 && dg:
+		case n >= 32 && hx && n%2 == 0 && seen&cDig != 0:
 			if !fn(i, j, true) {
 				return
 			}
-		case n >= minEncodedBlob && up && lo && (dg || b[j-1] == '='):
+		case n >= minEncodedBlob && seen&cUp != 0 && seen&cLo != 0 && (seen&cDig != 0 || b[j-1] == '='):
 			if !fn(i, j, false) {
 				return
 			}
@@ -576,6 +581,36 @@ func forBlobs(b []byte, fn func(s, e int, isHex bool) bool) {
 		i = j
 	}
 }
+
+const (
+	cUp uint8 = 1 << iota
+	cLo
+	cDig
+	cNotHex // a letter beyond f
+	cOther  // + / - _
+)
+
+var b64class = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			t[c] = cUp
+			if c > 'F' {
+				t[c] |= cNotHex
+			}
+		case c >= 'a' && c <= 'z':
+			t[c] = cLo
+			if c > 'f' {
+				t[c] |= cNotHex
+			}
+		case c >= '0' && c <= '9':
+			t[c] = cDig
+		case c == '+' || c == '/' || c == '-' || c == '_':
+			t[c] = cOther
+		}
+	}
+	return t
+}()
 
 func isB64(c byte) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
