@@ -227,6 +227,12 @@ func (w *Walker) str(i int) (int, bool, error) {
 	b := w.raw
 	esc := false
 	for j := i + 1; j < len(b); j++ {
+		for j < len(b) && !strStop[b[j]] {
+			j++
+		}
+		if j >= len(b) {
+			break
+		}
 		switch c := b[j]; {
 		case c == '"':
 			return j + 1, esc, nil
@@ -252,6 +258,16 @@ func (w *Walker) str(i int) (int, bool, error) {
 	}
 	return len(b), esc, w.syntax(i, "unterminated string")
 }
+
+// strStop marks the bytes a string scan must look at: '"', '\\' and
+// control characters.
+var strStop = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 func isHex4(b []byte) bool {
 	for _, c := range b {
