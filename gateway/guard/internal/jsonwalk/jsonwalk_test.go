@@ -2,8 +2,10 @@ package jsonwalk
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // TestDecodeAndOffsets: decode agrees with encoding/json, and RawOffsets
@@ -73,4 +75,39 @@ func TestMembers(t *testing.T) {
 	if _, err := Members([]byte(`{"a":`), "a"); err == nil {
 		t.Error("malformed accepted")
 	}
+}
+
+// FuzzWalk: the walker accepts exactly what encoding/json accepts (within
+// the depth bound) and decodes strings the same way.
+func FuzzWalk(f *testing.F) {
+	for _, s := range []string{`{"a":"b\u00e9\ud83d\ude00"}`, `[1,-2.5e3,true,null]`, `"\\"`, `{"a":{"b":[]}}`, `"\ud800"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var w Walker
+		var strs []string
+		err := w.Walk([]byte(s), Func(func(tk *Token) error {
+			if tk.Kind == String || tk.Kind == Key {
+				strs = append(strs, string(tk.Value))
+			}
+			return nil
+		}))
+		valid := json.Valid([]byte(s))
+		if (err == nil) != valid && !strings.Contains(fmt.Sprint(err), "nested deeper") {
+			t.Fatalf("walker err %v, json.Valid %v for %q", err, valid, s)
+		}
+		if err != nil {
+			return
+		}
+		for _, x := range strs {
+			q, _ := json.Marshal(x)
+			var back string
+			if json.Unmarshal(q, &back) != nil || back != x && utf8.ValidString(x) {
+				t.Fatalf("decoded %q does not round trip", x)
+			}
+		}
+		if err := Check([]byte(s), 0); err != nil {
+			t.Fatalf("Check rejects what Walk accepts: %v", err)
+		}
+	})
 }
