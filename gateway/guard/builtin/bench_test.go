@@ -208,14 +208,17 @@ func answerJSON() []byte {
 func BenchmarkCalibration(b *testing.B) {
 	buf := toolResult()
 	b.SetBytes(int64(len(buf)))
-	n := 0
+	n, ops := 0, 0
+	c0 := cpuTime()
 	for b.Loop() {
 		for _, c := range buf {
 			if c == 0 {
 				n++
 			}
 		}
+		ops++
 	}
+	b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/1e3/float64(ops), "cpu-µs/op")
 	if n != 0 {
 		b.Fatal(n)
 	}

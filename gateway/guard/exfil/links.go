@@ -266,7 +266,8 @@ func isLinkKey(k []byte) bool {
 // domain), and links inside longer strings. Ranges are the string
 // tokens'. Malformed JSON is an error.
 func ExtractJSON(raw []byte) ([]Link, error) {
-	var w jsonwalk.Walker
+	w := jsonwalk.Get()
+	defer jsonwalk.Put(w)
 	var out []Link
 	err := w.Walk(raw, jsonwalk.Func(func(t *jsonwalk.Token) error {
 		if t.Kind != jsonwalk.String || len(out) >= MaxLinks {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/mandatehq/mandate/gateway/guard"
@@ -207,18 +208,31 @@ func (g *Guard) classify(ctx context.Context, text []byte, cls Classifier) (floa
 // EvaluateJSON scores the strings of a JSON document (a structured tool
 // result), decoded, as one text with the values separated by newlines.
 func (g *Guard) EvaluateJSON(ctx context.Context, raw []byte, cls Classifier) (Verdict, error) {
-	text, err := JSONText(raw)
+	bp := textBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 1<<20 {
+			textBufs.Put(bp)
+		}
+	}()
+	text, err := appendJSONText((*bp)[:0], raw)
+	*bp = text
 	if err != nil {
 		return Verdict{}, err
 	}
 	return g.Evaluate(ctx, text, cls)
 }
 
+var textBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
+
 // JSONText returns the decoded string values (and member names) of a
 // JSON document joined by newlines, at most MaxScoreBytes.
 func JSONText(raw []byte) ([]byte, error) {
-	var w jsonwalk.Walker
-	out := make([]byte, 0, min(len(raw), MaxScoreBytes))
+	return appendJSONText(make([]byte, 0, min(len(raw), MaxScoreBytes)), raw)
+}
+
+func appendJSONText(out, raw []byte) ([]byte, error) {
+	w := jsonwalk.Get()
+	defer jsonwalk.Put(w)
 	err := w.Walk(raw, jsonwalk.Func(func(t *jsonwalk.Token) error {
 		if t.Kind == jsonwalk.Number || len(out) >= MaxScoreBytes {
 			return nil

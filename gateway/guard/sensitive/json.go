@@ -128,7 +128,8 @@ func (d *Detector) MaskJSON(mc *MaskContext, phase guard.Phase, raw []byte) ([]b
 // (a model's JSON answer, tool-call arguments it generated). It returns raw
 // itself when nothing was restored.
 func (mc *MaskContext) RestoreJSON(raw []byte) ([]byte, error) {
-	var w jsonwalk.Walker
+	w := jsonwalk.Get()
+	defer jsonwalk.Put(w)
 	var out []byte
 	last := 0
 	err := w.Walk(raw, jsonwalk.Func(func(t *jsonwalk.Token) error {

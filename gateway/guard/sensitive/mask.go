@@ -64,9 +64,10 @@ func (mc *MaskContext) placeholder(entity string, value []byte, restorable bool)
 		vals = map[string]int{}
 		mc.byValue[entity] = vals
 	}
-	vals[string(value)] = len(mc.entries)
+	v := string(value)
+	vals[v] = len(mc.entries)
 	mc.byPH[ph] = len(mc.entries)
-	mc.entries = append(mc.entries, maskEntry{placeholder: ph, value: string(value), restorable: restorable})
+	mc.entries = append(mc.entries, maskEntry{placeholder: ph, value: v, restorable: restorable})
 	return ph
 }
 

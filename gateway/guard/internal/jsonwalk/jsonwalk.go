@@ -9,6 +9,7 @@ package jsonwalk
 import (
 	"bytes"
 	"errors"
+	"sync"
 	"fmt"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -51,6 +52,25 @@ type Visitor interface {
 type Func func(*Token) error
 
 func (f Func) Visit(t *Token) error { return f(t) }
+
+// walkers keeps Walkers (and their scratch buffers) between calls.
+var walkers = sync.Pool{New: func() any { return new(Walker) }}
+
+// Get returns a Walker from a pool (MaxDepth and NoDecode zero); give it
+// back with Put when done.
+func Get() *Walker { return walkers.Get().(*Walker) }
+
+// Put returns w to the pool (buffers beyond 1 MiB are dropped).
+func Put(w *Walker) {
+	if cap(w.val) > 1<<20 {
+		w.val = nil
+	}
+	if cap(w.key) > 1<<20 {
+		w.key = nil
+	}
+	w.MaxDepth, w.NoDecode = 0, false
+	walkers.Put(w)
+}
 
 // Walker is reusable (not concurrently): it keeps its scratch buffers.
 type Walker struct {
