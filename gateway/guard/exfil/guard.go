@@ -2,6 +2,7 @@ package exfil
 
 import (
 	"bytes"
+	"strings"
 
 	"github.com/mandatehq/mandate/gateway/guard"
 )
@@ -77,31 +78,59 @@ type Violation struct {
 	Reason string // "destination not allowed" or "invalid host"
 }
 
-func (g *Guard) check(links []Link) []Violation {
-	if g.cfg.Allowed == nil {
-		return nil
+func (g *Guard) violation(l Link) (Violation, bool) {
+	if l.Kind == KindEmail && !g.cfg.Emails {
+		return Violation{}, false
 	}
-	var vs []Violation
-	for _, l := range links {
-		if l.Kind == KindEmail && !g.cfg.Emails {
-			continue
-		}
-		switch {
-		case l.HostErr != nil:
-			vs = append(vs, Violation{Link: l, Reason: "invalid host"})
-		case !g.cfg.Allowed.Allows(l.Host):
-			vs = append(vs, Violation{Link: l, Reason: "destination not allowed"})
+	switch {
+	case l.HostErr != nil:
+		return Violation{Link: l, Reason: "invalid host"}, true
+	case l.Host.Name == "" && !l.Host.IP.IsValid():
+		return Violation{}, false // no host: a relative reference
+	case !g.cfg.Allowed.Allows(l.Host):
+		return Violation{Link: l, Reason: "destination not allowed"}, true
+	}
+	return Violation{}, false
+}
+
+// allowedFast reports whether a plain ASCII host (lower case, as
+// urlHostFast returns it) is allowed, without allocating.
+func (g *Guard) allowedFast(host []byte) bool {
+	a := g.cfg.Allowed
+	if a.exact[string(host)] {
+		return true
+	}
+	for _, s := range a.suffixes {
+		if bytes.HasSuffix(host, []byte(s)) {
+			return true
 		}
 	}
-	return vs
+	return false
 }
 
 // CheckText returns the disallowed links in text (model output, messages).
+// Links to allowed hosts cost no allocation.
 func (g *Guard) CheckText(text []byte) []Violation {
 	if g.cfg.Allowed == nil {
 		return nil
 	}
-	return g.check(ExtractText(text))
+	var vs []Violation
+	eachTextLink(text, func(kind LinkKind, raw []byte, s, e int) bool {
+		if h, ok, err := urlHostFast(raw); err == nil && ok && h != nil && g.allowedFast(h) {
+			return true
+		}
+		var l Link
+		if kind == KindURL && len(raw) > 4 && strings.EqualFold(string(raw[:4]), "www.") {
+			l = link(kind, append([]byte("http://"), raw...), s, e)
+		} else {
+			l = link(kind, raw, s, e)
+		}
+		if v, bad := g.violation(l); bad {
+			vs = append(vs, v)
+		}
+		return len(vs) < MaxLinks
+	})
+	return vs
 }
 
 // CheckJSON returns the disallowed destinations in a JSON document (tool
@@ -110,11 +139,37 @@ func (g *Guard) CheckJSON(raw []byte) ([]Violation, error) {
 	if g.cfg.Allowed == nil {
 		return nil, nil
 	}
-	links, err := ExtractJSON(raw)
+	var vs []Violation
+	err := eachJSONLink(raw, func(kind LinkKind, val, host []byte, s, e int) bool {
+		if kind == KindEmail && !g.cfg.Emails {
+			return true
+		}
+		if host == nil {
+			if h, ok, err := urlHostFast(val); err == nil && ok && h != nil && g.allowedFast(h) {
+				return true
+			}
+		} else if plainASCIIHost(host) && !numericLast(host) && g.allowedFast(bytes.TrimSuffix(host, []byte("."))) {
+			return true
+		}
+		l := Link{Kind: kind, Start: s, End: e}
+		switch {
+		case host != nil:
+			l.URL = string(val)
+			l.Host, l.HostErr = NormalizeHost(string(host))
+		case kind == KindURL && len(val) > 4 && strings.EqualFold(string(val[:4]), "www."):
+			l = link(kind, append([]byte("http://"), val...), s, e)
+		default:
+			l = link(kind, val, s, e)
+		}
+		if v, bad := g.violation(l); bad {
+			vs = append(vs, v)
+		}
+		return len(vs) < MaxLinks
+	})
 	if err != nil {
 		return nil, err
 	}
-	return g.check(links), nil
+	return vs, nil
 }
 
 // BlockedLink replaces the URL of a disallowed link in rewritten text.

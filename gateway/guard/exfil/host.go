@@ -88,7 +88,7 @@ func NormalizeHost(h string) (Host, error) {
 // plainASCIIHost reports whether h is already in the form IDNA mapping
 // would produce: lower-case ASCII letters, digits, '-' and '.', no label
 // starting or ending with '-' and no punycode label to check.
-func plainASCIIHost(h string) bool {
+func plainASCIIHost[T ~string | ~[]byte](h T) bool {
 	prev := byte('.')
 	for i := 0; i < len(h); i++ {
 		c := h[i]
@@ -99,15 +99,23 @@ func plainASCIIHost(h string) bool {
 				return false
 			}
 		case c == '.':
-			if prev == '-' {
-				return false
+			if prev == '-' || prev == '.' {
+				return false // empty label, or a label ending in '-'
 			}
 		default:
 			return false
 		}
 		prev = c
 	}
-	return prev != '-' && !strings.Contains(h, "xn--")
+	if prev == '-' {
+		return false
+	}
+	for i := 0; i+4 <= len(h); i++ {
+		if h[i] == 'x' && h[i+1] == 'n' && h[i+2] == '-' && h[i+3] == '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseIPv4 implements the WHATWG URL IPv4 parser: when the last label is
@@ -148,20 +156,21 @@ func parseIPv4(h string) (netip.Addr, bool, error) {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true, nil
 }
 
-func numericLabel(p string) bool {
-	if p == "" {
+func numericLabel[T ~string | ~[]byte](p T) bool {
+	if len(p) == 0 {
 		return false
 	}
-	if strings.HasPrefix(p, "0x") || strings.HasPrefix(p, "0X") {
-		for _, c := range p[2:] {
-			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+	if len(p) >= 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X') {
+		for i := 2; i < len(p); i++ {
+			c := p[i]
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
 				return false
 			}
 		}
 		return true
 	}
-	for _, c := range p {
-		if c < '0' || c > '9' {
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
 			return false
 		}
 	}
@@ -251,7 +260,7 @@ func truncate(s string) string {
 	return s
 }
 
-func validScheme(s string) bool {
+func validScheme[T ~string | ~[]byte](s T) bool {
 	if len(s) > 32 || !(s[0]|0x20 >= 'a' && s[0]|0x20 <= 'z') {
 		return false
 	}
@@ -262,6 +271,16 @@ func validScheme(s string) bool {
 		}
 	}
 	return true
+}
+
+// specialFold is special for a scheme in any case.
+func specialFold(scheme []byte) bool {
+	for _, s := range [...]string{"http", "https", "ws", "wss", "ftp", "file"} {
+		if len(scheme) == len(s) && strings.EqualFold(string(scheme), s) {
+			return true
+		}
+	}
+	return false
 }
 
 // special are the WHATWG special schemes (their authority ends at '\' and

@@ -103,13 +103,31 @@ func link(kind LinkKind, raw []byte, s, e int) Link {
 // without a host (relative references, mailto:) are not returned.
 func ExtractText(text []byte) []Link {
 	var out []Link
-	covered := 0 // bare URLs inside an already extracted link are skipped
-	add := func(l Link) {
-		if len(out) < MaxLinks && (l.Host.Name != "" || l.Host.IP.IsValid() || l.HostErr != nil) {
+	eachTextLink(text, func(kind LinkKind, raw []byte, s, e int) bool {
+		var l Link
+		if kind == KindURL && len(raw) > 4 && strings.EqualFold(string(raw[:4]), "www.") {
+			l = link(kind, append([]byte("http://"), raw...), s, e)
+		} else {
+			l = link(kind, raw, s, e)
+		}
+		if l.Host.Name != "" || l.Host.IP.IsValid() || l.HostErr != nil {
 			out = append(out, l)
 		}
+		return len(out) < MaxLinks
+	})
+	return out
+}
+
+// eachTextLink calls fn for every link candidate in text (the URL as
+// written, "www.…" without a scheme) until fn returns false. It does not
+// allocate.
+func eachTextLink(text []byte, fn func(kind LinkKind, raw []byte, s, e int) bool) {
+	covered := 0 // bare URLs inside an already extracted link are skipped
+	more := true
+	add := func(kind LinkKind, raw []byte, s, e int) {
+		more = more && fn(kind, raw, s, e)
 	}
-	for i := 0; i < len(text) && len(out) < MaxLinks; i++ {
+	for i := 0; i < len(text) && more; i++ {
 		c := text[i]
 		switch {
 		case c == ']' && i+1 < len(text) && text[i+1] == '(':
@@ -142,7 +160,7 @@ func ExtractText(text []byte) []Link {
 				}
 			}
 			if e > s {
-				add(link(kind, text[s:e], s, e))
+				add(kind, text[s:e], s, e)
 				covered = e
 			}
 		case c == ']' && i+1 < len(text) && text[i+1] == ':' && lineStartBracket(text, i):
@@ -159,7 +177,7 @@ func ExtractText(text []byte) []Link {
 				e++
 			}
 			if e > s {
-				add(link(KindLink, text[s:e], s, e))
+				add(KindLink, text[s:e], s, e)
 				covered = e
 			}
 		case (c == '=') && i >= 3 && attrName(text, i):
@@ -179,7 +197,7 @@ func ExtractText(text []byte) []Link {
 				e++
 			}
 			if e > s {
-				add(link(kind, text[s:e], s, e))
+				add(kind, text[s:e], s, e)
 				covered = e
 			}
 		case c == ':' && i+2 < len(text) && text[i+1] == '/' && text[i+2] == '/' && i >= covered:
@@ -191,16 +209,15 @@ func ExtractText(text []byte) []Link {
 				continue
 			}
 			e := urlEnd(text, s)
-			add(link(KindURL, text[s:e], s, e))
+			add(KindURL, text[s:e], s, e)
 			covered, i = e, e-1
 		case (c == 'w' || c == 'W') && i >= covered && (i == 0 || !isAlnum(text[i-1]) && text[i-1] != '.' && text[i-1] != '/') &&
 			i+4 < len(text) && strings.EqualFold(string(text[i:i+4]), "www."):
 			e := urlEnd(text, i)
-			add(link(KindURL, append([]byte("http://"), text[i:e]...), i, e))
+			add(KindURL, text[i:e], i, e)
 			covered, i = e, e-1
 		}
 	}
-	return out
 }
 
 func lower(c byte) byte {
@@ -266,54 +283,150 @@ func isLinkKey(k []byte) bool {
 // domain), and links inside longer strings. Ranges are the string
 // tokens'. Malformed JSON is an error.
 func ExtractJSON(raw []byte) ([]Link, error) {
+	var out []Link
+	err := eachJSONLink(raw, func(kind LinkKind, val, host []byte, s, e int) bool {
+		l := Link{Kind: kind, Start: s, End: e}
+		switch {
+		case host != nil:
+			l.URL = string(val)
+			l.Host, l.HostErr = NormalizeHost(string(host))
+		case kind == KindURL && len(val) > 4 && strings.EqualFold(string(val[:4]), "www."):
+			l = link(kind, append([]byte("http://"), val...), s, e)
+		default:
+			l = link(kind, val, s, e)
+			if l.Host.Name == "" && !l.Host.IP.IsValid() && l.HostErr == nil {
+				return true // no host: a relative reference
+			}
+		}
+		out = append(out, l)
+		return len(out) < MaxLinks
+	})
+	return out, err
+}
+
+// eachJSONLink calls fn for every destination in a JSON document: val is
+// the URL (or the whole value for e-mails and bare hosts), host is set
+// when the host is known without parsing a URL (e-mail domains, bare
+// host names). s, e is the string token's range. It allocates nothing but
+// its walker.
+func eachJSONLink(raw []byte, fn func(kind LinkKind, val, host []byte, s, e int) bool) error {
 	w := jsonwalk.Get()
 	defer jsonwalk.Put(w)
-	var out []Link
-	err := w.Walk(raw, jsonwalk.Func(func(t *jsonwalk.Token) error {
-		if t.Kind != jsonwalk.String || len(out) >= MaxLinks {
+	more := true
+	return w.Walk(raw, jsonwalk.Func(func(t *jsonwalk.Token) error {
+		if t.Kind != jsonwalk.String || !more {
 			return nil
 		}
 		v := bytes.TrimSpace(t.Value)
 		if len(v) == 0 || len(v) > maxURLLen*4 {
 			return nil
 		}
-		// a whole value that is a URL or (under a link key) a host or an
-		// e-mail address
 		if !bytes.ContainsAny(v, " \n\t") {
+			// a whole value that is a URL, an e-mail address, or (under a
+			// destination-like name) a host
 			if maybeURL(v) {
-				if h, ok, err := URLHost(string(v)); err != nil || ok {
-					out = append(out, Link{Kind: KindJSON, URL: string(v), Host: h, HostErr: err, Start: t.Start, End: t.End})
+				if _, ok, err := urlHostFast(v); err != nil || ok {
+					more = fn(KindJSON, v, nil, t.Start, t.End)
 					return nil
 				}
 			}
 			if at := bytes.LastIndexByte(v, '@'); at > 0 && at < len(v)-1 && bytes.IndexByte(v[at+1:], '.') > 0 && !bytes.ContainsAny(v, "/:") {
-				h, err := NormalizeHost(string(v[at+1:]))
-				out = append(out, Link{Kind: KindEmail, URL: string(v), Host: h, HostErr: err, Start: t.Start, End: t.End})
+				more = fn(KindEmail, v, v[at+1:], t.Start, t.End)
 				return nil
 			}
 			if t.Key != nil && isLinkKey(t.Key) && bytes.IndexByte(v, '.') > 0 && !bytes.ContainsAny(v, "@") {
-				host := string(v)
-				if k := strings.IndexAny(host, "/?#"); k >= 0 {
+				host := v
+				if k := bytes.IndexAny(host, "/?#"); k >= 0 {
 					host = host[:k]
 				}
-				if k := strings.LastIndexByte(host, ':'); k >= 0 && !strings.HasPrefix(host, "[") {
+				if k := bytes.LastIndexByte(host, ':'); k >= 0 && !bytes.HasPrefix(host, []byte("[")) {
 					host = host[:k]
 				}
-				if hostLike(host) {
-					h, err := NormalizeHost(host)
-					out = append(out, Link{Kind: KindJSON, URL: string(v), Host: h, HostErr: err, Start: t.Start, End: t.End})
+				if hostLike(string(host)) {
+					more = fn(KindJSON, v, host, t.Start, t.End)
 					return nil
 				}
 			}
 		}
 		// links inside free text (a message body, a comment)
-		for _, l := range ExtractText(t.Value) {
-			l.Start, l.End = t.Start, t.End
-			out = append(out, l)
-		}
+		eachTextLink(t.Value, func(kind LinkKind, u []byte, _, _ int) bool {
+			more = fn(kind, u, nil, t.Start, t.End)
+			return more
+		})
 		return nil
 	}))
-	return out, err
+}
+
+// urlHostFast is URLHost for the common case (an ASCII URL with a
+// lower-case host) without allocating; anything else goes through URLHost.
+// The returned host bytes point into u (nil for an IP address or the slow
+// path, where h is set).
+func urlHostFast(u []byte) (host []byte, ok bool, err error) {
+	s := bytes.TrimSpace(u)
+	if bytes.ContainsAny(s, "\t\n\r\\%") || !utf8ASCII(s) {
+		return slowHost(u)
+	}
+	var rest []byte
+	switch {
+	case bytes.HasPrefix(s, []byte("//")):
+		rest = s[2:]
+	case len(s) > 4 && strings.EqualFold(string(s[:4]), "www."):
+		rest = s
+	default:
+		i := bytes.IndexByte(s, ':')
+		if i <= 0 || !validScheme(s[:i]) {
+			return nil, false, nil
+		}
+		after := s[i+1:]
+		if specialFold(s[:i]) {
+			after = bytes.TrimLeft(after, "/")
+		} else if bytes.HasPrefix(after, []byte("//")) {
+			after = after[2:]
+		} else {
+			return nil, false, nil
+		}
+		rest = after
+	}
+	end := bytes.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	auth := rest[:end]
+	if at := bytes.LastIndexByte(auth, '@'); at >= 0 {
+		auth = auth[at+1:]
+	}
+	h := auth
+	if k := bytes.LastIndexByte(h, ':'); k >= 0 {
+		h = h[:k]
+	}
+	if len(h) == 0 || h[0] == '[' || !plainASCIIHost(h) || numericLast(h) {
+		return slowHost(u)
+	}
+	return bytes.TrimSuffix(h, []byte(".")), true, nil
+}
+
+func slowHost(u []byte) ([]byte, bool, error) {
+	_, ok, err := URLHost(string(u))
+	return nil, ok, err
+}
+
+func utf8ASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// numericLast reports whether the last label of h is numeric (an IPv4
+// literal in some form).
+func numericLast(h []byte) bool {
+	h = bytes.TrimSuffix(h, []byte("."))
+	if i := bytes.LastIndexByte(h, '.'); i >= 0 {
+		h = h[i+1:]
+	}
+	return numericLabel(h)
 }
 
 // maybeURL is a cheap filter before URLHost: an absolute URL has a ':'
