@@ -20,7 +20,7 @@ const MaxMaskValues = 4096
 type MaskContext struct {
 	mu      sync.Mutex
 	byValue map[string]map[string]int // entity → value → index
-	byPH    map[string]int // placeholder → index
+	byPH    map[string]int            // placeholder → index
 	entries []maskEntry
 	next    map[string]int
 }

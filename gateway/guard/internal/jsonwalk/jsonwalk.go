@@ -9,8 +9,8 @@ package jsonwalk
 import (
 	"bytes"
 	"errors"
-	"sync"
 	"fmt"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
