@@ -60,6 +60,11 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./sqlfront/parser
 	$(GO) test -run='^$$' -fuzz='^FuzzSplit$$' -fuzztime=$(FUZZTIME) ./sqlfront/parser
 	$(GO) test -run='^$$' -fuzz='^FuzzMessages$$' -fuzztime=$(FUZZTIME) ./sqlfront/pgwire
+	$(GO) test -run='^$$' -fuzz='^FuzzFind$$' -fuzztime=$(FUZZTIME) ./gateway/guard/sensitive
+	$(GO) test -run='^$$' -fuzz='^FuzzScore$$' -fuzztime=$(FUZZTIME) ./gateway/guard/injection
+	$(GO) test -run='^$$' -fuzz='^FuzzExtract$$' -fuzztime=$(FUZZTIME) ./gateway/guard/exfil
+	$(GO) test -run='^$$' -fuzz='^FuzzFastPath$$' -fuzztime=$(FUZZTIME) ./gateway/guard/exfil
+	$(GO) test -run='^$$' -fuzz='^FuzzWalk$$' -fuzztime=$(FUZZTIME) ./gateway/guard/internal/jsonwalk
 
 test: deps vet unit
 

@@ -1,0 +1,626 @@
+// Package jsonwalk visits the strings and numbers of a JSON document in one
+// pass, decoded (escapes resolved, \u surrogate pairs joined), with their
+// byte spans in the raw document, so that guardrails can scan the content
+// of tool arguments and structured results and splice rewritten strings
+// back without re-encoding the rest. The walker checks the grammar as it
+// goes (an error, never a panic, on malformed input) and bounds nesting.
+package jsonwalk
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// MaxDepth is the default bound on the nesting of objects and arrays.
+const MaxDepth = 512
+
+// ErrSyntax is returned (wrapped, with an offset) for malformed JSON.
+var ErrSyntax = errors.New("malformed JSON")
+
+// Kind is the kind of a visited token.
+type Kind uint8
+
+const (
+	Key    Kind = iota + 1 // an object member's name
+	String                 // a string value
+	Number                 // a number value
+)
+
+// Token is one visited key, string or number. Value and Key point into
+// scratch buffers or into the document and are valid only during the
+// callback.
+type Token struct {
+	Kind       Kind
+	Start, End int    // raw span; strings include their quotes
+	Value      []byte // decoded string content, or the number's literal
+	Key        []byte // for a value directly inside an object: its decoded member name; nil otherwise
+	Escaped    bool   // the raw string contains escapes (Value is a decoded copy)
+	Depth      int    // nesting depth of the containing object or array (0 at top level)
+	ArrayIndex int    // index within the containing array, -1 otherwise
+}
+
+// Visitor receives the tokens of a walk.
+type Visitor interface {
+	Visit(*Token) error
+}
+
+// Func adapts a function to a Visitor.
+type Func func(*Token) error
+
+func (f Func) Visit(t *Token) error { return f(t) }
+
+// walkers keeps Walkers (and their scratch buffers) between calls.
+var walkers = sync.Pool{New: func() any { return new(Walker) }}
+
+// Get returns a Walker from a pool (MaxDepth and NoDecode zero); give it
+// back with Put when done.
+func Get() *Walker { return walkers.Get().(*Walker) }
+
+// Put returns w to the pool (buffers beyond 1 MiB are dropped).
+func Put(w *Walker) {
+	if cap(w.val) > 1<<20 {
+		w.val = nil
+	}
+	if cap(w.key) > 1<<20 {
+		w.key = nil
+	}
+	w.MaxDepth, w.NoDecode = 0, false
+	walkers.Put(w)
+}
+
+// Walker is reusable (not concurrently): it keeps its scratch buffers.
+type Walker struct {
+	MaxDepth int // 0 means MaxDepth
+	// NoDecode: strings are checked but not decoded (Token.Value is the
+	// raw body between the quotes), for walks that only check.
+	NoDecode bool
+	key      []byte
+	val      []byte
+	tok      Token
+	fn       Visitor
+	raw      []byte
+}
+
+// Walk visits every key, string and number of raw in document order. An
+// error from the visitor stops the walk and is returned as is.
+func (w *Walker) Walk(raw []byte, v Visitor) error {
+	w.raw, w.fn = raw, v
+	defer func() { w.raw, w.fn = nil, nil }()
+	i := skipWS(raw, 0)
+	i, err := w.value(i, 0, nil, -1)
+	if err != nil {
+		return err
+	}
+	if i = skipWS(raw, i); i != len(raw) {
+		return w.syntax(i, "trailing data")
+	}
+	return nil
+}
+
+func (w *Walker) syntax(i int, what string) error {
+	return fmt.Errorf("%w at offset %d: %s", ErrSyntax, i, what)
+}
+
+func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && isWS(b[i]) {
+		i++
+	}
+	return i
+}
+
+func (w *Walker) value(i, depth int, key []byte, idx int) (int, error) {
+	b := w.raw
+	if i >= len(b) {
+		return i, w.syntax(i, "unexpected end")
+	}
+	switch c := b[i]; {
+	case c == '{':
+		return w.object(i, depth+1)
+	case c == '[':
+		return w.array(i, depth+1)
+	case c == '"':
+		end, esc, err := w.str(i)
+		if err != nil {
+			return i, err
+		}
+		v := b[i+1 : end-1]
+		if esc && !w.NoDecode {
+			w.val = decode(w.val[:0], v)
+			v = w.val
+		}
+		w.tok = Token{Kind: String, Start: i, End: end, Value: v, Key: key, Escaped: esc, Depth: depth, ArrayIndex: idx}
+		return end, w.fn.Visit(&w.tok)
+	case c == '-' || (c >= '0' && c <= '9'):
+		end, err := w.number(i)
+		if err != nil {
+			return i, err
+		}
+		w.tok = Token{Kind: Number, Start: i, End: end, Value: b[i:end], Key: key, Depth: depth, ArrayIndex: idx}
+		return end, w.fn.Visit(&w.tok)
+	default:
+		for _, lit := range [...]string{"true", "false", "null"} {
+			if len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit {
+				return i + len(lit), nil
+			}
+		}
+		return i, w.syntax(i, "invalid value")
+	}
+}
+
+func (w *Walker) maxDepth() int {
+	if w.MaxDepth > 0 {
+		return w.MaxDepth
+	}
+	return MaxDepth
+}
+
+func (w *Walker) object(i, depth int) (int, error) {
+	if depth > w.maxDepth() {
+		return i, fmt.Errorf("JSON nested deeper than %d levels", w.maxDepth())
+	}
+	b := w.raw
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return i, w.syntax(i, "expected member name")
+		}
+		end, esc, err := w.str(i)
+		if err != nil {
+			return i, err
+		}
+		k := b[i+1 : end-1]
+		if esc {
+			w.key = decode(w.key[:0], k)
+			k = w.key
+		}
+		w.tok = Token{Kind: Key, Start: i, End: end, Value: k, Escaped: esc, Depth: depth, ArrayIndex: -1}
+		if err := w.fn.Visit(&w.tok); err != nil {
+			return i, err
+		}
+		i = skipWS(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return i, w.syntax(i, "expected ':'")
+		}
+		i = skipWS(b, i+1)
+		// The key must survive the value's callback: re-derive it (a
+		// nested object reuses w.key).
+		if esc {
+			k = append([]byte(nil), k...)
+		}
+		if i, err = w.value(i, depth, k, -1); err != nil {
+			return i, err
+		}
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return i, w.syntax(i, "unexpected end in object")
+		}
+		if b[i] == '}' {
+			return i + 1, nil
+		}
+		if b[i] != ',' {
+			return i, w.syntax(i, "expected ',' or '}'")
+		}
+		i = skipWS(b, i+1)
+	}
+}
+
+func (w *Walker) array(i, depth int) (int, error) {
+	if depth > w.maxDepth() {
+		return i, fmt.Errorf("JSON nested deeper than %d levels", w.maxDepth())
+	}
+	b := w.raw
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for n := 0; ; n++ {
+		var err error
+		if i, err = w.value(i, depth, nil, n); err != nil {
+			return i, err
+		}
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return i, w.syntax(i, "unexpected end in array")
+		}
+		if b[i] == ']' {
+			return i + 1, nil
+		}
+		if b[i] != ',' {
+			return i, w.syntax(i, "expected ',' or ']'")
+		}
+		i = skipWS(b, i+1)
+	}
+}
+
+// str returns the index just past the string starting at b[i] and whether
+// it contains escapes; it checks escapes and control characters.
+func (w *Walker) str(i int) (int, bool, error) {
+	b := w.raw
+	esc := false
+	for j := i + 1; j < len(b); j++ {
+		for j < len(b) && !strStop[b[j]] {
+			j++
+		}
+		if j >= len(b) {
+			break
+		}
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, esc, nil
+		case c == '\\':
+			esc = true
+			if j+1 >= len(b) {
+				return j, esc, w.syntax(j, "unterminated escape")
+			}
+			switch b[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j++
+			case 'u':
+				if j+5 >= len(b) || !isHex4(b[j+2:j+6]) {
+					return j, esc, w.syntax(j, "invalid \\u escape")
+				}
+				j += 5
+			default:
+				return j, esc, w.syntax(j, "invalid escape")
+			}
+		case c < 0x20:
+			return j, esc, w.syntax(j, "control character in string")
+		}
+	}
+	return len(b), esc, w.syntax(i, "unterminated string")
+}
+
+// strStop marks the bytes a string scan must look at: '"', '\\' and
+// control characters.
+var strStop = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+func isHex4(b []byte) bool {
+	for _, c := range b {
+		if hexVal(c) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func hexVal(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+func (w *Walker) number(i int) (int, error) {
+	b := w.raw
+	j := i
+	if j < len(b) && b[j] == '-' {
+		j++
+	}
+	switch {
+	case j < len(b) && b[j] == '0':
+		j++
+	case j < len(b) && b[j] >= '1' && b[j] <= '9':
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+	default:
+		return j, w.syntax(j, "invalid number")
+	}
+	if j < len(b) && b[j] == '.' {
+		j++
+		k := j
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		if j == k {
+			return j, w.syntax(j, "invalid number")
+		}
+	}
+	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		j++
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		k := j
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		if j == k {
+			return j, w.syntax(j, "invalid number")
+		}
+	}
+	return j, nil
+}
+
+func u4(b []byte) rune {
+	var r rune
+	for _, c := range b[:4] {
+		r = r<<4 | rune(hexVal(c))
+	}
+	return r
+}
+
+// decode appends the decoded content of a checked string body (without
+// quotes) to dst.
+func decode(dst, s []byte) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c != '\\' {
+			k := bytes.IndexByte(s[i:], '\\')
+			if k < 0 {
+				return append(dst, s[i:]...)
+			}
+			dst = append(dst, s[i:i+k]...)
+			i += k
+			continue
+		}
+		switch s[i+1] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r := u4(s[i+2:])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
+					if r2 := utf16.DecodeRune(r, u4(s[i+2:])); r2 != utf8.RuneError {
+						dst = utf8.AppendRune(dst, r2)
+						i += 6
+						continue
+					}
+				}
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default: // " \ /
+			dst = append(dst, s[i+1])
+		}
+		i += 2
+	}
+	return dst
+}
+
+// Decode returns the decoded content of a raw JSON string (with its
+// quotes), appended to dst. The string must be well-formed.
+func Decode(dst, quoted []byte) []byte { return decode(dst, quoted[1:len(quoted)-1]) }
+
+// RawOffsets maps ascending offsets in the decoded content of the string
+// body s (the raw bytes between the quotes) to the offsets of the same
+// characters in s, in place, in one pass.
+func RawOffsets(s []byte, offs []int) {
+	d, i := 0, 0
+	for k := range offs {
+		for i < len(s) && d < offs[k] {
+			if s[i] != '\\' {
+				i++
+				d++
+				continue
+			}
+			n, w := escapeWidth(s, i)
+			i += n
+			d += w
+		}
+		offs[k] = i
+	}
+}
+
+// escapeWidth returns the raw length of the escape at s[i] and the length
+// of what it decodes to.
+func escapeWidth(s []byte, i int) (raw, decoded int) {
+	if s[i+1] != 'u' {
+		return 2, 1
+	}
+	r := u4(s[i+2:])
+	if utf16.IsSurrogate(r) {
+		if i+12 <= len(s) && s[i+6] == '\\' && s[i+7] == 'u' {
+			if r2 := utf16.DecodeRune(r, u4(s[i+8:])); r2 != utf8.RuneError {
+				return 12, utf8.RuneLen(r2)
+			}
+		}
+		return 6, utf8.RuneLen(utf8.RuneError)
+	}
+	return 6, utf8.RuneLen(r)
+}
+
+// RawOffset maps an offset in the decoded content of the string body s (the
+// raw bytes between the quotes) to the offset of the same character in s.
+func RawOffset(s []byte, decoded int) int {
+	d := 0
+	for i := 0; i < len(s); {
+		if d >= decoded {
+			return i
+		}
+		if s[i] != '\\' {
+			i++
+			d++
+			continue
+		}
+		switch s[i+1] {
+		case 'u':
+			r := u4(s[i+2:])
+			n := 6
+			if utf16.IsSurrogate(r) && i+12 <= len(s) && s[i+6] == '\\' && s[i+7] == 'u' {
+				if r2 := utf16.DecodeRune(r, u4(s[i+8:])); r2 != utf8.RuneError {
+					r, n = r2, 12
+				} else {
+					r = utf8.RuneError
+				}
+			} else if utf16.IsSurrogate(r) {
+				r = utf8.RuneError
+			}
+			d += utf8.RuneLen(r)
+			i += n
+		default:
+			d++
+			i += 2
+		}
+	}
+	return len(s)
+}
+
+// AppendString appends s as a JSON string (with quotes): '"', '\\' and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD, everything
+// else (including '<', '>', '&') as is.
+func AppendString(dst, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, `\ufffd`...)
+				i++
+				start = i
+				continue
+			}
+			i += n
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		i++
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// Members returns the raw spans of the values of the named members of the
+// top-level object of raw (absent members have end 0). raw is checked
+// with the same grammar as Walk.
+func Members(raw []byte, names ...string) ([][2]int, error) {
+	spans := make([][2]int, len(names))
+	w := &Walker{NoDecode: true}
+	err := w.Walk(raw, memberVisitor{w: w, names: names, spans: spans})
+	return spans, err
+}
+
+type memberVisitor struct {
+	w     *Walker
+	names []string
+	spans [][2]int
+}
+
+func (m memberVisitor) Visit(t *Token) error {
+	if t.Kind != Key || t.Depth != 1 {
+		return nil
+	}
+	for i, n := range m.names {
+		if string(t.Value) == n {
+			b := m.w.raw
+			s := skipWS(b, t.End)
+			if s < len(b) && b[s] == ':' {
+				s = skipWS(b, s+1)
+				e, err := skipValue(b, s, 0)
+				if err != nil {
+					return err
+				}
+				m.spans[i] = [2]int{s, e}
+			}
+		}
+	}
+	return nil
+}
+
+// skipValue returns the end of the (already checked) value at b[i].
+func skipValue(b []byte, i, depth int) (int, error) {
+	if i >= len(b) || depth > MaxDepth {
+		return i, ErrSyntax
+	}
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1, nil
+			}
+		}
+		return len(b), ErrSyntax
+	case '{', '[':
+		open, close := b[i], byte('}')
+		if open == '[' {
+			close = ']'
+		}
+		j := i + 1
+		for j < len(b) {
+			switch c := b[j]; {
+			case c == close:
+				return j + 1, nil
+			case c == '"' || c == '{' || c == '[':
+				e, err := skipValue(b, j, depth+1)
+				if err != nil {
+					return e, err
+				}
+				j = e
+			default:
+				j++
+			}
+		}
+		return len(b), ErrSyntax
+	default:
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && !isWS(b[j]) {
+			j++
+		}
+		return j, nil
+	}
+}
+
+// Check reports whether raw is one well-formed JSON value nested at most
+// maxDepth deep (0: MaxDepth), without decoding anything.
+func Check(raw []byte, maxDepth int) error {
+	w := Walker{MaxDepth: maxDepth, NoDecode: true}
+	return w.Walk(raw, nop{})
+}
+
+type nop struct{}
+
+func (nop) Visit(*Token) error { return nil }
