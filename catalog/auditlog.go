@@ -72,6 +72,8 @@ type AuditLog struct {
 	want   int // while the writer waits to fill queue[0]: the acked events it waits for
 	// queued counts the events of Enqueue and Submit not yet written.
 	queued int
+	// writing is the batch being written (no longer in queue).
+	writing *auditBatch
 	// failedAt is when the last write failed (zero after a success).
 	failedAt time.Time
 	lastErr  error
@@ -89,8 +91,8 @@ type auditBatch struct {
 	// (Record, RecordBatch, Enqueue), queued those of Enqueue and Submit.
 	acked, queued int
 	sealed        bool          // takes no more events
-	done   chan struct{} // closed once err is set
-	err    error
+	done          chan struct{} // closed once err is set
+	err           error
 }
 
 // NewAuditLog starts an AuditLog in front of w. Close stops it.
@@ -211,11 +213,11 @@ func (l *AuditLog) queue1(ctx context.Context, ev *AuditEvent, acked bool) (*aud
 			l.mu.Unlock()
 			return nil, err
 		}
-		if l.queued < l.o.MaxQueued || len(l.queue) == 0 {
+		if l.queued < l.o.MaxQueued || l.oldest() == nil {
 			break
 		}
 		// Full: wait for the oldest batch to be written.
-		done := l.queue[0].done
+		done := l.oldest().done
 		l.mu.Unlock()
 		select {
 		case <-done:
@@ -265,6 +267,18 @@ func (l *AuditLog) RecordBatch(ctx context.Context, events []AuditEvent) error {
 	l.added(b)
 	l.mu.Unlock()
 	return l.wait(ctx, b)
+}
+
+// oldest is the batch being written, else the first queued one, else
+// nil. Caller holds l.mu.
+func (l *AuditLog) oldest() *auditBatch {
+	if l.writing != nil {
+		return l.writing
+	}
+	if len(l.queue) > 0 {
+		return l.queue[0]
+	}
+	return nil
 }
 
 // openBatch returns the batch that takes n more events: the open one if
@@ -396,6 +410,7 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	if len(l.queue) == 0 {
 		l.queue = nil // let the backing array go
 	}
+	l.writing = b
 	l.mu.Unlock()
 	*lastSize = b.acked
 
@@ -410,6 +425,7 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 		}
 	}
 	l.mu.Lock()
+	l.writing = nil
 	l.queued -= b.queued
 	if err != nil {
 		l.failedAt, l.lastErr = time.Now(), err
@@ -446,6 +462,27 @@ func (l *AuditLog) fill(b *auditBatch, want int) {
 		l.want = 0
 		l.mu.Unlock()
 		return
+	}
+}
+
+// Sync returns once every event queued before it was written (or its
+// write failed): a reader of the store then sees them, completions
+// submitted without a waiter included.
+func (l *AuditLog) Sync(ctx context.Context) error {
+	l.mu.Lock()
+	last := l.writing
+	if n := len(l.queue); n > 0 {
+		last = l.queue[n-1]
+	}
+	l.mu.Unlock()
+	if last == nil {
+		return nil
+	}
+	select {
+	case <-last.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -420,3 +420,28 @@ func TestAuditLogMaxQueued(t *testing.T) {
 	}
 	close(w.gate)
 }
+
+// Sync waits for what was queued before it, submitted events included.
+func TestAuditLogSync(t *testing.T) {
+	w := &slowWriter{gate: make(chan struct{})}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{})
+	defer closeLog(t, l)
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatalf("Sync of an empty log: %v", err)
+	}
+	if err := l.Submit(t.Context(), catalog.AuditEvent{Action: "completion"}); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := l.Sync(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sync before the write = %v", err)
+	}
+	close(w.gate)
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, n, _ := w.stored(); n != 1 {
+		t.Fatalf("%d events stored after Sync", n)
+	}
+}
