@@ -768,7 +768,7 @@ func testAuditCompletion(t *testing.T, s catalog.Store) {
 	must(t, s.AppendAudit(ctx, r1, r2))
 	c1, c3, c4 := completion(r1, 200), completion(r3, 502), completion(r4, 404)
 	update(t, s, func(ctx context.Context, tx catalog.RWTx) error {
-		must(t, tx.AppendAudit(ctx, c1, r3)) // r1 is in an earlier transaction
+		must(t, tx.AppendAudit(ctx, c1, r3))   // r1 is in an earlier transaction
 		return tx.AppendAudit(ctx, c3, r4, c4) // r3 in this one; r4 in the same call
 	})
 	unknown := completion(request(99, base), 200)

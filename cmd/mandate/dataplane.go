@@ -33,7 +33,34 @@ type dataPlaneConfig struct {
 	authz       gateway.Authorizer
 	connections gateway.Connections
 	audit       gateway.AuditSink
+	auditSync   auditSync // --audit-sync
 	log         zerolog.Logger
+}
+
+// auditSync is --audit-sync: on (the default) answers a gateway call only
+// once its audit record is durable; off answers without waiting, like
+// PostgreSQL's synchronous_commit = off.
+type auditSync struct{ off bool }
+
+const auditSyncUsage = "on: a gateway call is answered only once its audit record is durable (its fsync overlaps the upstream call); off: answered without waiting, a crash loses at most the last group-commit window of audit records (like PostgreSQL's synchronous_commit = off)"
+
+func (a *auditSync) String() string {
+	if a.off {
+		return "off"
+	}
+	return "on"
+}
+
+func (a *auditSync) Set(v string) error {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "on":
+		a.off = false
+	case "off":
+		a.off = true
+	default:
+		return fmt.Errorf("must be on or off, got %q", v)
+	}
+	return nil
 }
 
 // dataPlane is the assembled gateway: its routes and the parts tests and
@@ -88,7 +115,7 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	}
 	h, err := mcp.New(mcp.Config{
 		PublicURL: c.publicURL, Auth: auth, Authz: c.authz, Connections: c.connections,
-		Credentials: creds, Audit: c.audit, AuthorizationServers: servers, Logger: c.log,
+		Credentials: creds, Audit: c.audit, AuditAsync: c.auditSync.off, AuthorizationServers: servers, Logger: c.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("MCP gateway: %w", err)
@@ -100,14 +127,18 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 // callers themselves (bearer tokens, sign-in tickets), so they sit outside
 // the node-token check of the catalog's API.
 func (d *dataPlane) mount(mux *http.ServeMux) {
-	mux.Handle("/mcp/", d.mcp)
-	mux.Handle("/.well-known/oauth-protected-resource/", d.mcp)
+	for _, route := range d.mcp.Routes() { // under the path of --public-url
+		mux.Handle(route, d.mcp)
+	}
 	mux.Handle("GET /.well-known/jwks.json", d.keys.JWKSHandler())
 	mux.Handle("/oauth/", d.oauth.Handler())
 }
 
 // publicURLFor is the gateway's canonical URL: --public-url, or http://
-// plus the bound address (127.0.0.1 for a wildcard host).
+// plus the bound address (127.0.0.1 for a wildcard host). It is the source
+// of truth for the Host check: gateway requests must name its host (any
+// loopback host when it is a loopback URL), so a reverse proxy in front
+// passes the Host header (and the path) through unchanged.
 func publicURLFor(flagValue string, ln net.Listener) (string, error) {
 	if flagValue != "" {
 		u, err := url.Parse(flagValue)

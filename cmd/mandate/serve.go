@@ -47,6 +47,7 @@ type serveConfig struct {
 	publicURL        string
 	oidcIssuers      string
 	dev              bool
+	auditSync        auditSync
 }
 
 func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, error) {
@@ -64,6 +65,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs.DurationVar(&c.auditRetention, "audit-retention", catalog.DefaultAuditRetention, "delete audit events older than this, in the background (0 = keep forever)")
 	fs.StringVar(&c.publicURL, "public-url", "", "canonical URL of the MCP gateway on --http-addr as agents reach it; inbound tokens must name it as audience (default http://HTTP-ADDR)")
 	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens the MCP gateway accepts (optionally URL|JWKS-URL)")
+	fs.Var(&c.auditSync, "audit-sync", auditSyncUsage)
 	fs.BoolVar(&c.dev, "dev", false, "also run the DEVELOPMENT identity provider at PUBLIC-URL/oidc and trust it (mandate dev-token prints its tokens); not for production")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mandate serve [flags]\n\nEvery flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
@@ -271,13 +273,27 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer stopRetention()
 		go qe.RunAuditRetention(retCtx, duckstore.RetentionOptions{Keep: cfg.auditRetention})
 	}
+	// Audit records of the gateways (this process's and remote nodes')
+	// share fsyncs through one group-committing log.
+	auditLog := catalog.NewAuditLog(store, catalog.AuditLogOptions{Logger: log})
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = auditLog.Close(cctx)
+	}()
 	// Read your writes: a query sees every audit event that was durable
 	// when it started, also those the write-ahead log has not yet applied
-	// to DuckDB (walstore applies in the background).
+	// to DuckDB (walstore applies in the background), and the completions
+	// of gateway calls answered before it (queued, not awaited).
 	// SHOW CONNECTION STATUS asks the gateway's per_user_oauth connector,
 	// assembled below (before anything is served).
 	var connStatus func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error)
-	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Logger: log, Query: flushingEngine{qe, store.Flush},
+	fe := sqlfront.New(sqlfront.Config{Catalog: svc, Logger: log, Query: flushingEngine{qe, func(ctx context.Context) error {
+		if err := auditLog.Sync(ctx); err != nil {
+			return err
+		}
+		return store.Flush(ctx)
+	}},
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {
 				return nil, errors.New("the MCP gateway is off: no --oidc-issuer (or --dev)")
@@ -301,14 +317,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer eng.Close()
-	// Audit records of the gateways (this process's and remote nodes')
-	// share fsyncs through one group-committing log.
-	auditLog := catalog.NewAuditLog(store, catalog.AuditLogOptions{Logger: log})
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		_ = auditLog.Close(cctx)
-	}()
 	apiHandler := api.NewHandler(eng, api.Options{Token: token, Logger: log,
 		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx})
 
@@ -338,7 +346,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(issuers) > 0 {
 		dp, err := newDataPlane(ctx, dataPlaneConfig{
 			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr,
-			authz: eng, connections: node.NewLocalConnections(svc), audit: auditLog, log: log,
+			authz: eng, connections: node.NewLocalConnections(svc), audit: auditLog, auditSync: cfg.auditSync, log: log,
 		})
 		if err != nil {
 			return err

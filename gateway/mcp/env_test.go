@@ -145,7 +145,9 @@ func (f *fakeAudit) Enqueue(ctx context.Context, ev catalog.AuditEvent) (*catalo
 	return catalog.DoneAuditAck(f.Record(ctx, ev)), nil
 }
 
-func (f *fakeAudit) Submit(ctx context.Context, ev catalog.AuditEvent) error { return f.Record(ctx, ev) }
+func (f *fakeAudit) Submit(ctx context.Context, ev catalog.AuditEvent) error {
+	return f.Record(ctx, ev)
+}
 
 func (f *fakeAudit) add(ev catalog.AuditEvent) {
 	f.mu.Lock()
