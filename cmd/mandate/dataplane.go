@@ -18,6 +18,7 @@ import (
 	"github.com/mandatehq/mandate/gateway/identity"
 	"github.com/mandatehq/mandate/gateway/mcp"
 	"github.com/mandatehq/mandate/gateway/oauthconnect"
+	"github.com/mandatehq/mandate/gateway/pipeline"
 	"github.com/mandatehq/mandate/gateway/upstream"
 	"github.com/mandatehq/mandate/sqlfront"
 )
@@ -66,6 +67,7 @@ func (a *auditSync) Set(v string) error {
 // dataPlane is the assembled gateway: its routes and the parts tests and
 // benchmarks look into.
 type dataPlane struct {
+	pipe  *pipeline.Pipeline
 	mcp   *mcp.Handler
 	creds *upstream.Credentials
 	keys  *upstream.KeySet
@@ -113,14 +115,19 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	for _, is := range c.issuers {
 		servers = append(servers, is.URL)
 	}
-	h, err := mcp.New(mcp.Config{
-		PublicURL: c.publicURL, Auth: auth, Authz: c.authz, Connections: c.connections,
-		Credentials: creds, Audit: c.audit, AuditAsync: c.auditSync.off, AuthorizationServers: servers, Logger: c.log,
+	// One pipeline for every protocol's handler (gateway/pipeline).
+	p, err := pipeline.New(pipeline.Config{
+		PublicURL: c.publicURL, Auth: auth, Authz: c.authz, Credentials: creds, Audit: c.audit,
+		AuditAsync: c.auditSync.off, Logger: c.log,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway pipeline: %w", err)
+	}
+	h, err := mcp.New(mcp.Config{Pipeline: p, Connections: c.connections, AuthorizationServers: servers, Logger: c.log})
 	if err != nil {
 		return nil, fmt.Errorf("MCP gateway: %w", err)
 	}
-	return &dataPlane{mcp: h, creds: creds, keys: keys, oauth: oauth}, nil
+	return &dataPlane{pipe: p, mcp: h, creds: creds, keys: keys, oauth: oauth}, nil
 }
 
 // mount adds the gateway's public routes to mux: they authenticate

@@ -45,9 +45,16 @@ const (
 	hdrLastEventID = "Last-Event-Id"
 )
 
-// Config configures a Handler. PublicURL and the five stages are required;
-// Limiter, Guard, Meter and Observer are the pipeline's optional stages.
+// Config configures a Handler. Connections is required, and either
+// Pipeline (shared with the other protocols' handlers) or PublicURL and
+// the stages after it, from which New builds the handler's own pipeline
+// (Limiter, Guard, Meter and Observer are its optional stages).
 type Config struct {
+	// Pipeline, when set, is the pipeline the handler runs; the fields
+	// from PublicURL to Observer, but Connections, are then ignored.
+	Pipeline    *pipeline.Pipeline
+	Connections gateway.Connections
+
 	// PublicURL is the gateway's canonical URL as clients reach it, e.g.
 	// http://127.0.0.1:18080 or https://gw.example/mandate; the resource
 	// of connection NAME is PublicURL + "/mcp/" + NAME. Requests must name
@@ -55,7 +62,6 @@ type Config struct {
 	PublicURL   string
 	Auth        gateway.Authenticator
 	Authz       gateway.Authorizer
-	Connections gateway.Connections
 	Credentials gateway.Credentials
 	Audit       gateway.AuditSink
 	// AuditAsync answers without waiting for audit records to be durable
@@ -142,13 +148,19 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p, err := pipeline.New(pipeline.Config{
-		PublicURL: cfg.PublicURL, Auth: cfg.Auth, Authz: cfg.Authz, Credentials: cfg.Credentials, Audit: cfg.Audit,
-		AuditAsync: cfg.AuditAsync, AuditTimeout: cfg.AuditTimeout, AllowedOrigins: cfg.AllowedOrigins,
-		Limiter: cfg.Limiter, Guard: cfg.Guard, Meter: cfg.Meter, Observer: cfg.Observer, Logger: cfg.Logger, Now: cfg.Now,
-	})
-	if err != nil {
-		return nil, errors.New("mcp: " + strings.TrimPrefix(err.Error(), "pipeline: "))
+	p := cfg.Pipeline
+	if p == nil {
+		var err error
+		p, err = pipeline.New(pipeline.Config{
+			PublicURL: cfg.PublicURL, Auth: cfg.Auth, Authz: cfg.Authz, Credentials: cfg.Credentials, Audit: cfg.Audit,
+			AuditAsync: cfg.AuditAsync, AuditTimeout: cfg.AuditTimeout, AllowedOrigins: cfg.AllowedOrigins,
+			Limiter: cfg.Limiter, Guard: cfg.Guard, Meter: cfg.Meter, Observer: cfg.Observer, Logger: cfg.Logger, Now: cfg.Now,
+		})
+		if err != nil {
+			return nil, errors.New("mcp: " + strings.TrimPrefix(err.Error(), "pipeline: "))
+		}
+	} else {
+		cfg.PublicURL = p.PublicURL()
 	}
 	pub, _ := url.Parse(cfg.PublicURL) // checked by pipeline.New
 	base := strings.TrimRight(pub.EscapedPath(), "/")

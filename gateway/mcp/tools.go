@@ -93,7 +93,8 @@ func (h *Handler) toolsVisible(ctx context.Context, x *exchange, names []string)
 	}
 	decisions := make([]enforce.Decision, len(ask))
 	failed := make([]bool, len(ask)) // no decision: hide, but do not remember
-	if b, ok := h.cfg.Authz.(batchAuthorizer); ok {
+	authz := h.p.Authorizer()
+	if b, ok := authz.(batchAuthorizer); ok {
 		ds, err := b.AuthorizeBatch(ctx, reqs)
 		if err != nil || len(ds) != len(reqs) {
 			h.log.Warn().Err(err).Str("connection", x.conn.Name).Msg("tools/list: per-tool authorization failed; hiding the tools")
@@ -111,7 +112,7 @@ func (h *Handler) toolsVisible(ctx context.Context, x *exchange, names []string)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				d, err := h.cfg.Authz.Authorize(ctx, reqs[j])
+				d, err := authz.Authorize(ctx, reqs[j])
 				decisions[j], failed[j] = d, err != nil
 			}()
 		}

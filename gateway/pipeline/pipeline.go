@@ -147,6 +147,9 @@ func (p *Pipeline) Authorizer() gateway.Authorizer { return p.cfg.Authz }
 // Logger is the pipeline's logger.
 func (p *Pipeline) Logger() zerolog.Logger { return p.log }
 
+// PublicURL is the gateway's canonical URL, without a trailing slash.
+func (p *Pipeline) PublicURL() string { return p.public }
+
 // Serve runs one call: the stages in order, each failing closed; the first
 // error ends the call and is rendered by proto; the meter and audit stages
 // run for every call. c is the adapter's (usually inside its per-request
