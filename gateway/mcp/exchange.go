@@ -39,9 +39,9 @@ type exchange struct {
 	sess    *session // the session the request belongs to
 	newSess *session // created by this initialize, added once answered
 
-	rpcErr       int  // JSON-RPC error code of the answer
-	sawResponse  bool // a POST's stream carried its response
-	committedEar bool // a POST's stream was committed before its response
+	rpcErr      int  // JSON-RPC error code of the answer
+	sawResponse bool // a POST's stream carried its response
+	openedEarly bool // a POST's stream was committed before its response
 }
 
 var _ pipeline.Protocol = (*exchange)(nil)
@@ -546,7 +546,7 @@ func (x *exchange) relaySSE(ctx context.Context, c *pipeline.Call, resp *http.Re
 				if err := c.Commit(false); err != nil {
 					return err
 				}
-				x.committedEar = true
+				x.openedEarly = true
 			}
 			committed = true
 		}
@@ -561,7 +561,7 @@ func (x *exchange) relaySSE(ctx context.Context, c *pipeline.Call, resp *http.Re
 			break
 		}
 	}
-	if x.committedEar {
+	if x.openedEarly {
 		x.h.log.Info().Str("connection", x.conn.Name).Str("action", c.Action).Str("request_id", c.RequestID).
 			Str("trace_id", c.TraceID).Bool("response", final.response).Int("jsonrpc_error", final.errCode).
 			Int64("bytes_out", c.BytesOut).Dur("duration", time.Since(c.Start)).Msg("mcp stream ended")
@@ -571,7 +571,7 @@ func (x *exchange) relaySSE(ctx context.Context, c *pipeline.Call, resp *http.Re
 	}
 	clean := readErr == nil || errors.Is(readErr, io.EOF) || errors.Is(readErr, io.ErrUnexpectedEOF)
 	switch {
-	case r.Method == http.MethodPost && !x.sawResponse && !x.committedEar:
+	case r.Method == http.MethodPost && !x.sawResponse && !x.openedEarly:
 		// The stream ended before any message.
 		why := "ended the stream without a response"
 		if !clean {

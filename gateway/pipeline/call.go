@@ -86,7 +86,6 @@ type Call struct {
 	resp             *http.Response
 	reservation      Reservation
 	resultGuard      ResultGuard
-	guardRewrote     bool
 	audit            auditState
 }
 

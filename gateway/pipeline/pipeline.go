@@ -331,7 +331,6 @@ func (p *Pipeline) guardCall(ctx context.Context, c *Call) error {
 	case Allow:
 	case Rewrite:
 		c.Content.Body = v.Body
-		c.guardRewrote = true
 	default:
 		return &Error{Kind: KindGuardDenied, Item: c.Item, Message: "blocked by a guardrail: " + v.Reason, Reason: "guardrail denied the call: " + v.Reason}
 	}
@@ -473,20 +472,23 @@ func (p *Pipeline) fail(ctx context.Context, c *Call, err *Error) {
 	if c.ErrorMessage == "" {
 		c.ErrorMessage = err.auditMessage()
 	}
-	if err.Kind == KindAudit {
-		p.writeAnswer(c, c.proto.Render(c, err))
-		return
+	a := p.render(c, err)
+	if err.Kind != KindAudit {
+		if cerr := c.Commit(true); cerr != nil {
+			a = p.render(c, cerr)
+		}
 	}
+	p.writeAnswer(c, a)
+}
+
+// render is the adapter's answer to err; the call's status becomes its.
+func (p *Pipeline) render(c *Call, err *Error) Answer {
 	a := c.proto.Render(c, err)
 	if !c.Started() {
 		c.Status = a.Status
 		c.BytesOut = int64(len(a.Body))
 	}
-	if cerr := c.Commit(true); cerr != nil {
-		p.writeAnswer(c, c.proto.Render(c, cerr))
-		return
-	}
-	p.writeAnswer(c, a)
+	return a
 }
 
 // writeAnswer writes a: the whole response, or, once the answer has
