@@ -154,6 +154,17 @@ type AuditAck struct {
 // sinks that write synchronously.
 func DoneAuditAck(err error) *AuditAck { return &AuditAck{err: err} }
 
+// closedChan is the Done channel of acks made by DoneAuditAck.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Done is closed once Wait would return without waiting for the write.
+func (a *AuditAck) Done() <-chan struct{} {
+	if a.b == nil {
+		return closedChan
+	}
+	return a.b.done
+}
+
 // Wait returns once the event is durable (nil), or with the error of the
 // write that carried it, or ctx's error. It may be called any number of
 // times.

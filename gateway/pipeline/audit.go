@@ -34,9 +34,9 @@ func (p *Pipeline) beginAudit(ctx context.Context, c *Call) *Error {
 	ev.StatusCode, ev.LatencyMs, ev.ErrorMessage = 0, 0, ""
 	var err error
 	if p.cfg.AuditAsync {
-		err = p.queue.Submit(context.WithoutCancel(ctx), ev)
+		err = p.queue.Submit(c.bg(), ev)
 	} else {
-		c.audit.ack, err = p.queue.Enqueue(context.WithoutCancel(ctx), ev)
+		c.audit.ack, err = p.queue.Enqueue(c.bg(), ev)
 	}
 	if err != nil {
 		return p.auditFailed(c, err)
@@ -54,9 +54,7 @@ func (p *Pipeline) commit(c *Call, final bool) *Error {
 	}
 	if a.begun {
 		if !a.durable {
-			ctx, cancel := p.auditContext(c)
-			err := a.ack.Wait(ctx)
-			cancel()
+			err := p.waitAck(c, a.ack)
 			if err != nil {
 				a.done = true // the request record may be lost: record nothing more
 				return p.auditFailed(c, err)
@@ -73,7 +71,7 @@ func (p *Pipeline) commit(c *Call, final bool) *Error {
 	ev := c.event()
 	if p.cfg.AuditAsync {
 		if p.queue != nil {
-			if err := p.queue.Submit(context.WithoutCancel(c.Request.Context()), ev); err != nil {
+			if err := p.queue.Submit(c.bg(), ev); err != nil {
 				return p.auditFailed(c, err)
 			}
 			return nil
@@ -100,7 +98,7 @@ func (p *Pipeline) complete(c *Call) {
 	c.audit.done = true
 	ev := c.event()
 	ev.Completes = true
-	if err := p.queue.Submit(context.WithoutCancel(c.Request.Context()), ev); err != nil {
+	if err := p.queue.Submit(c.bg(), ev); err != nil {
 		// The request record is durable; the outcome is in the log.
 		p.logAuditFailure(ev, err)
 	}
@@ -121,10 +119,7 @@ func (p *Pipeline) audit(_ context.Context, c *Call) error {
 		}
 		// Not answered (the client left, or the relay failed before its
 		// commit): the completion follows the request record.
-		ctx, cancel := p.auditContext(c)
-		err := a.ack.Wait(ctx)
-		cancel()
-		if err != nil {
+		if err := p.waitAck(c, a.ack); err != nil {
 			a.done = true
 			p.logAuditFailure(c.event(), err)
 			return nil
@@ -139,8 +134,29 @@ func (p *Pipeline) audit(_ context.Context, c *Call) error {
 	return nil
 }
 
+// waitAck waits for the request record, at most AuditTimeout.
+func (p *Pipeline) waitAck(c *Call, ack *catalog.AuditAck) error {
+	select {
+	case <-ack.Done():
+		return ack.Wait(context.Background())
+	default:
+	}
+	ctx, cancel := p.auditContext(c)
+	defer cancel()
+	return ack.Wait(ctx)
+}
+
+// bg is the context of queueing audit events: the request's values,
+// never its cancellation (the call happened).
+func (c *Call) bg() context.Context {
+	if c.auditCtx == nil {
+		c.auditCtx = context.WithoutCancel(c.Request.Context())
+	}
+	return c.auditCtx
+}
+
 func (p *Pipeline) auditContext(c *Call) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(c.Request.Context()), p.cfg.AuditTimeout)
+	return context.WithTimeout(c.bg(), p.cfg.AuditTimeout)
 }
 
 func (p *Pipeline) auditFailed(c *Call, err error) *Error {

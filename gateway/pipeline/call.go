@@ -86,6 +86,7 @@ type Call struct {
 	resp             *http.Response
 	reservation      Reservation
 	resultGuard      ResultGuard
+	auditCtx         context.Context
 	audit            auditState
 }
 

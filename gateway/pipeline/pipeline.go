@@ -536,6 +536,9 @@ func (p *Pipeline) finish(ctx context.Context, c *Call) {
 }
 
 func (p *Pipeline) meter(ctx context.Context, c *Call) error {
+	if c.reservation == nil && p.cfg.Meter == nil {
+		return nil
+	}
 	mctx := context.WithoutCancel(ctx)
 	if c.reservation != nil {
 		c.reservation.Settle(mctx, c, c.Usage)
