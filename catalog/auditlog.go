@@ -20,6 +20,13 @@ const (
 	DefaultAuditMaxBatch     = 4096
 	DefaultAuditMaxDelay     = 500 * time.Microsecond
 	DefaultAuditWriteTimeout = 30 * time.Second
+	DefaultAuditMaxQueued    = 4 * DefaultAuditMaxBatch
+
+	// auditRetryAfter: after a failed write, Enqueue and Submit refuse
+	// new events for this long (fail closed without first forwarding the
+	// call they record); then events are let through again, and the next
+	// write tells whether the store is back.
+	auditRetryAfter = time.Second
 )
 
 // AuditLogOptions configure an AuditLog.
@@ -39,6 +46,11 @@ type AuditLogOptions struct {
 	Logger       zerolog.Logger
 	// Now fills in missing event times (default time.Now).
 	Now func() time.Time
+	// MaxQueued bounds the events queued by Enqueue and Submit and not
+	// yet written (default 16384): past it they wait for the writer. It
+	// bounds memory and, for callers that do not wait for durability, the
+	// events a crash can lose.
+	MaxQueued int
 }
 
 // AuditLog makes audit events durable with group commit: concurrent
@@ -46,8 +58,12 @@ type AuditLogOptions struct {
 // AppendAudit on the underlying writer (for walstore: one log record and
 // one fsync). Record returns only once its event is durable, or with the
 // error of the write that carried it: the writer's failure reaches every
-// waiter of the batch (fail closed). It is safe for concurrent use and
-// satisfies gateway.AuditSink.
+// waiter of the batch (fail closed). Enqueue queues an event and returns
+// at once with an AuditAck to wait on later (the gateway writes a call's
+// request record while the upstream call is in flight); Submit queues one
+// nobody waits for (a completion). Events go to the store in the order
+// they were queued. It is safe for concurrent use and satisfies
+// gateway.AuditSink and gateway.AuditQueue.
 type AuditLog struct {
 	w   AuditWriter
 	o   AuditLogOptions
@@ -56,7 +72,14 @@ type AuditLog struct {
 	mu     sync.Mutex
 	queue  []*auditBatch // oldest first; only the last one takes new events
 	closed bool
-	want   int // while the writer waits to fill queue[0]: the size it waits for
+	want   int // while the writer waits to fill queue[0]: the acked events it waits for
+	// queued counts the events of Enqueue and Submit not yet written.
+	queued int
+	// writing is the batch being written (no longer in queue).
+	writing *auditBatch
+	// failedAt is when the last write failed (zero after a success).
+	failedAt time.Time
+	lastErr  error
 
 	kick    chan struct{} // cap 1: a batch is waiting
 	stop    chan struct{} // closed by Close
@@ -67,9 +90,12 @@ type AuditLog struct {
 // auditBatch is the events of one store write and its outcome.
 type auditBatch struct {
 	events []AuditEvent
-	sealed bool          // takes no more events
-	done   chan struct{} // closed once err is set
-	err    error
+	// acked counts the events whose producer may wait for the write
+	// (Record, RecordBatch, Enqueue), queued those of Enqueue and Submit.
+	acked, queued int
+	sealed        bool          // takes no more events
+	done          chan struct{} // closed once err is set
+	err           error
 }
 
 // NewAuditLog starts an AuditLog in front of w. Close stops it.
@@ -85,6 +111,9 @@ func NewAuditLog(w AuditWriter, o AuditLogOptions) *AuditLog {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MaxQueued <= 0 {
+		o.MaxQueued = DefaultAuditMaxQueued
 	}
 	l := &AuditLog{w: w, o: o, log: o.Logger.With().Str("component", "audit-log").Logger(),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
@@ -112,9 +141,115 @@ func (l *AuditLog) Record(ctx context.Context, ev AuditEvent) error {
 	}
 	b := l.openBatch(1)
 	b.events = append(b.events, ev)
+	b.acked++
 	l.added(b)
 	l.mu.Unlock()
 	return l.wait(ctx, b)
+}
+
+// AuditAck is the outcome of an event queued by Enqueue.
+type AuditAck struct {
+	b   *auditBatch
+	err error
+}
+
+// DoneAuditAck returns an AuditAck whose Wait returns err at once, for
+// sinks that write synchronously.
+func DoneAuditAck(err error) *AuditAck { return &AuditAck{err: err} }
+
+// closedChan is the Done channel of acks made by DoneAuditAck.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Done is closed once Wait would return without waiting for the write.
+func (a *AuditAck) Done() <-chan struct{} {
+	if a.b == nil {
+		return closedChan
+	}
+	return a.b.done
+}
+
+// Wait returns once the event is durable (nil), or with the error of the
+// write that carried it, or ctx's error. It may be called any number of
+// times.
+func (a *AuditAck) Wait(ctx context.Context) error {
+	if a.b == nil {
+		return a.err
+	}
+	select {
+	case <-a.b.done:
+		return a.b.err
+	default:
+	}
+	select {
+	case <-a.b.done:
+		return a.b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Enqueue queues ev like Record but returns at once: the AuditAck's Wait
+// returns once ev is durable. An error means ev was not queued: the log
+// is closed, ev is invalid, ctx ended while the queue was full
+// (MaxQueued), or a write failed less than a second ago (fail closed: the
+// caller should not act on what ev records).
+func (l *AuditLog) Enqueue(ctx context.Context, ev AuditEvent) (*AuditAck, error) {
+	b, err := l.queue1(ctx, &ev, true)
+	if err != nil {
+		return nil, err
+	}
+	return &AuditAck{b: b}, nil
+}
+
+// Submit queues ev like Enqueue for a caller that does not wait for it;
+// a failed write of it is logged. Its errors are Enqueue's.
+func (l *AuditLog) Submit(ctx context.Context, ev AuditEvent) error {
+	_, err := l.queue1(ctx, &ev, false)
+	return err
+}
+
+// queue1 queues ev for Enqueue (acked) and Submit.
+func (l *AuditLog) queue1(ctx context.Context, ev *AuditEvent, acked bool) (*auditBatch, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := l.prepare(ev); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	for {
+		if l.closed {
+			l.mu.Unlock()
+			return nil, errAuditClosed()
+		}
+		if !l.failedAt.IsZero() && time.Since(l.failedAt) < auditRetryAfter {
+			err := l.lastErr
+			l.mu.Unlock()
+			return nil, err
+		}
+		if l.queued < l.o.MaxQueued || l.oldest() == nil {
+			break
+		}
+		// Full: wait for the oldest batch to be written.
+		done := l.oldest().done
+		l.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, &Error{Code: CodeUnavailable, Msg: "audit log queue is full", Err: ctx.Err()}
+		}
+		l.mu.Lock()
+	}
+	b := l.openBatch(1)
+	b.events = append(b.events, *ev)
+	b.queued++
+	l.queued++
+	if acked {
+		b.acked++
+	}
+	l.added(b)
+	l.mu.Unlock()
+	return b, nil
 }
 
 // RecordBatch makes events durable together: they go to the store in one
@@ -142,9 +277,22 @@ func (l *AuditLog) RecordBatch(ctx context.Context, events []AuditEvent) error {
 	}
 	b := l.openBatch(len(evs))
 	b.events = append(b.events, evs...)
+	b.acked += len(evs)
 	l.added(b)
 	l.mu.Unlock()
 	return l.wait(ctx, b)
+}
+
+// oldest is the batch being written, else the first queued one, else
+// nil. Caller holds l.mu.
+func (l *AuditLog) oldest() *auditBatch {
+	if l.writing != nil {
+		return l.writing
+	}
+	if len(l.queue) > 0 {
+		return l.queue[0]
+	}
+	return nil
 }
 
 // openBatch returns the batch that takes n more events: the open one if
@@ -168,7 +316,7 @@ func (l *AuditLog) added(b *auditBatch) {
 	if len(b.events) >= l.o.MaxBatch {
 		b.sealed = true
 	}
-	if l.want > 0 && (b.sealed || len(b.events) >= l.want) {
+	if l.want > 0 && (b.sealed || b.acked >= l.want) {
 		l.want = 0
 		l.wake()
 	}
@@ -312,7 +460,9 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	b := l.queue[0]
 	// The previous write answered more producers than this batch holds:
 	// give them a moment to come back so that one write carries them all.
-	if mayWait && l.o.MaxDelay > 0 && !b.sealed && len(b.events) < *lastSize {
+	// (Events nobody waits for, Submit's, do not count: their producers
+	// are not blocked, so there is no one to come back.)
+	if mayWait && l.o.MaxDelay > 0 && !b.sealed && b.acked < *lastSize {
 		l.mu.Unlock()
 		l.fill(b, *lastSize)
 		l.mu.Lock()
@@ -323,18 +473,29 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	if len(l.queue) == 0 {
 		l.queue = nil // let the backing array go
 	}
+	l.writing = b
 	l.mu.Unlock()
-	*lastSize = len(b.events)
+	*lastSize = b.acked
 
 	ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
 	err := l.w.AppendAudit(ctx, b.events...)
 	cancel()
 	if err != nil {
-		l.log.Error().Err(err).Int("events", len(b.events)).Msg("audit write failed; the events' callers get the error")
+		l.log.Error().Err(err).Int("events", len(b.events)).Int("unawaited", b.queued-b.acked).
+			Msg("audit write failed; the events' callers get the error (events submitted without a waiter are lost)")
 		if CodeOf(err) == CodeInternal {
 			err = &Error{Code: CodeUnavailable, Msg: "audit store write failed; the events may not have been recorded", Err: err}
 		}
 	}
+	l.mu.Lock()
+	l.writing = nil
+	l.queued -= b.queued
+	if err != nil {
+		l.failedAt, l.lastErr = time.Now(), err
+	} else {
+		l.failedAt, l.lastErr = time.Time{}, nil
+	}
+	l.mu.Unlock()
 	b.err = err
 	b.events = nil
 	close(b.done)
@@ -347,7 +508,7 @@ func (l *AuditLog) fill(b *auditBatch, want int) {
 	defer t.Stop()
 	for {
 		l.mu.Lock()
-		if len(b.events) >= want || b.sealed {
+		if b.acked >= want || b.sealed {
 			l.want = 0
 			l.mu.Unlock()
 			return
@@ -364,6 +525,27 @@ func (l *AuditLog) fill(b *auditBatch, want int) {
 		l.want = 0
 		l.mu.Unlock()
 		return
+	}
+}
+
+// Sync returns once every event queued before it was written (or its
+// write failed): a reader of the store then sees them, completions
+// submitted without a waiter included.
+func (l *AuditLog) Sync(ctx context.Context) error {
+	l.mu.Lock()
+	last := l.writing
+	if n := len(l.queue); n > 0 {
+		last = l.queue[n-1]
+	}
+	l.mu.Unlock()
+	if last == nil {
+		return nil
+	}
+	select {
+	case <-last.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -307,3 +307,141 @@ func TestAuditLogWithStore(t *testing.T) {
 		t.Fatalf("%d events, first at %v; want 100 at %v in UTC", len(es), es[0].Time, at)
 	}
 }
+
+// Enqueue returns before the write; the ack tells when the event is
+// durable. Events of Enqueue, Submit and Record reach the store in the
+// order they were queued.
+func TestAuditLogEnqueueAndSubmit(t *testing.T) {
+	w := &slowWriter{gate: make(chan struct{})}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{})
+	defer closeLog(t, l)
+	ack, err := l.Enqueue(t.Context(), catalog.AuditEvent{Action: "request"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Submit(t.Context(), catalog.AuditEvent{Action: "completion", Completes: true}); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	if err := ack.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait before the write = %v", err)
+	}
+	recorded := make(chan error, 1)
+	go func() { recorded <- l.Record(t.Context(), catalog.AuditEvent{Action: "record"}) }()
+	close(w.gate)
+	if err := ack.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-recorded; err != nil {
+		t.Fatal(err)
+	}
+	if err := ack.Wait(t.Context()); err != nil {
+		t.Fatalf("second Wait: %v", err)
+	}
+	_, _, all := w.stored()
+	var got []string
+	for _, e := range all {
+		got = append(got, e.Action)
+	}
+	if len(got) != 3 || got[0] != "request" || got[1] != "completion" || got[2] != "record" || !all[1].Completes {
+		t.Fatalf("stored %v", got)
+	}
+	if err := catalog.DoneAuditAck(errBoom).Wait(t.Context()); err != errBoom {
+		t.Fatalf("DoneAuditAck = %v", err)
+	}
+}
+
+var errBoom = errors.New("boom")
+
+// After a failed write, Enqueue and Submit refuse at once (the gateway
+// then does not forward the call) until a moment has passed; then events
+// go through again and a successful write ends the refusals.
+func TestAuditLogRefusesAfterFailure(t *testing.T) {
+	w := &slowWriter{}
+	disk := catalog.Errorf(catalog.CodeUnavailable, "disk full")
+	var e error = disk
+	w.fail.Store(&e)
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{})
+	defer closeLog(t, l)
+	ack, err := l.Enqueue(t.Context(), catalog.AuditEvent{Action: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ack.Wait(t.Context()); !errors.Is(err, disk) {
+		t.Fatalf("Wait = %v, want the store's error", err)
+	}
+	if _, err := l.Enqueue(t.Context(), catalog.AuditEvent{Action: "x"}); !errors.Is(err, disk) {
+		t.Fatalf("Enqueue right after a failure = %v", err)
+	}
+	if err := l.Submit(t.Context(), catalog.AuditEvent{Action: "x"}); !errors.Is(err, disk) {
+		t.Fatalf("Submit right after a failure = %v", err)
+	}
+	w.fail.Store(nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ack, err := l.Enqueue(t.Context(), catalog.AuditEvent{Action: "x"})
+		if err == nil {
+			if err := ack.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Enqueue still refused after the store recovered: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a bound
+	}
+	if err := l.Submit(t.Context(), catalog.AuditEvent{Action: "x"}); err != nil {
+		t.Fatalf("Submit after a successful write: %v", err)
+	}
+}
+
+// MaxQueued bounds what Enqueue and Submit leave in the queue.
+func TestAuditLogMaxQueued(t *testing.T) {
+	w := &slowWriter{gate: make(chan struct{})}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{MaxQueued: 2, MaxBatch: 1})
+	defer closeLog(t, l)
+	for range 2 {
+		if err := l.Submit(t.Context(), catalog.AuditEvent{Action: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := l.Submit(short, catalog.AuditEvent{Action: "x"}); !catalog.IsCode(err, catalog.CodeUnavailable) {
+		t.Fatalf("Submit past MaxQueued = %v, want unavailable", err)
+	}
+	queued := make(chan error, 1)
+	go func() { queued <- l.Submit(t.Context(), catalog.AuditEvent{Action: "x"}) }()
+	w.gate <- struct{}{} // one write: room for one more
+	if err := <-queued; err != nil {
+		t.Fatal(err)
+	}
+	close(w.gate)
+}
+
+// Sync waits for what was queued before it, submitted events included.
+func TestAuditLogSync(t *testing.T) {
+	w := &slowWriter{gate: make(chan struct{})}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{})
+	defer closeLog(t, l)
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatalf("Sync of an empty log: %v", err)
+	}
+	if err := l.Submit(t.Context(), catalog.AuditEvent{Action: "completion"}); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := l.Sync(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sync before the write = %v", err)
+	}
+	close(w.gate)
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, n, _ := w.stored(); n != 1 {
+		t.Fatalf("%d events stored after Sync", n)
+	}
+}

@@ -62,6 +62,18 @@ type GrantWriter interface {
 
 // AuditEvent is one audited action. Column names follow Databricks'
 // system.access.audit.
+//
+// A gateway call is recorded in two phases: the request (StatusCode 0,
+// no outcome yet) while the upstream call is in flight, then its
+// completion, an event with the same EventID and Time and Completes set
+// (stores find the row by both). A store
+// keeps one row per EventID: a completion replaces the outcome columns of
+// the row it completes (SessionID, RequestParams, StatusCode,
+// ErrorMessage, SQLState, Decision, Reason, LatencyMs) and leaves the
+// others, its time and its position as they were; a completion whose
+// request is not stored (never written, or deleted by retention) is
+// dropped. A completion always follows its request (both go through the
+// same ordered log).
 type AuditEvent struct {
 	EventID       string // UUID
 	Time          time.Time
@@ -84,6 +96,16 @@ type AuditEvent struct {
 	Reason        string
 	LatencyMs     float64
 	Revision      Revision // catalog revision the change committed at (0 when refused)
+	// Completes marks the completion of the event with this EventID (see
+	// above).
+	Completes bool `json:",omitempty"`
+}
+
+// CompleteWith applies completion c (c.Completes, same EventID) to e, the
+// row it completes: e takes c's outcome columns.
+func (e *AuditEvent) CompleteWith(c *AuditEvent) {
+	e.SessionID, e.RequestParams, e.StatusCode = c.SessionID, c.RequestParams, c.StatusCode
+	e.ErrorMessage, e.SQLState, e.Decision, e.Reason, e.LatencyMs = c.ErrorMessage, c.SQLState, c.Decision, c.Reason, c.LatencyMs
 }
 
 // AuditWriter appends audit events.

@@ -11,10 +11,11 @@ import (
 	"github.com/mandatehq/mandate/enforce"
 )
 
-// This file is the contract between the data-plane stages. Each stage lives
-// in its own package and implements one of these interfaces; gateway/mcp
-// runs them in order for every request (authenticate → parse → authorize →
-// credentials → forward → audit), and every stage fails closed.
+// This file is the contract between the data plane's parts: what each
+// stage needs from the rest of Mandate. gateway/pipeline runs the stages
+// in order for every call of every protocol (see doc.go); the interfaces
+// below are implemented by the sub-packages (identity, upstream, node) and
+// by the catalog (catalog.AuditLog, enforce).
 
 // Identity is the authenticated caller of one request, as catalog names.
 type Identity struct {
@@ -102,6 +103,17 @@ type Credentials interface {
 	Authorization(ctx context.Context, c *Connection, id *Identity) (string, error)
 }
 
+// CredentialInvalidator is implemented by Credentials that cache
+// (upstream.Credentials): after the upstream refused a credential with
+// HTTP 401 or 403, Invalidate drops it from the cache if it is still the
+// value cached for (c, id) (a fresher one a concurrent call obtained
+// stays) and reports whether a new Authorization call can produce another
+// one (false for modes with nothing to renew). The pipeline then retries
+// the call once.
+type CredentialInvalidator interface {
+	Invalidate(c *Connection, id *Identity, rejected string) bool
+}
+
 // SignInRequiredError means the user must first connect their account
 // (per_user_oauth): URL is the Mandate sign-in URL to open.
 type SignInRequiredError struct {
@@ -124,6 +136,20 @@ type Authorizer interface {
 // (group commit: many concurrent Records share one fsync).
 type AuditSink interface {
 	Record(ctx context.Context, ev catalog.AuditEvent) error
+}
+
+// AuditQueue is an AuditSink that also takes events without waiting for
+// them (catalog.AuditLog, node.AuditSink): Enqueue returns at once, and the
+// ack's Wait returns once the event is durable; Submit is for events
+// nobody waits for. Events reach the store in the order they were queued.
+// With it the pipeline records a call in two phases (the request while
+// the upstream call is in flight, then the completion; see
+// catalog.AuditEvent.Completes); a sink without it gets one Record per
+// call, written before the answer.
+type AuditQueue interface {
+	AuditSink
+	Enqueue(ctx context.Context, ev catalog.AuditEvent) (*catalog.AuditAck, error)
+	Submit(ctx context.Context, ev catalog.AuditEvent) error
 }
 
 func fieldsOf(s string) []string {

@@ -158,3 +158,149 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkAuditTwoPhase is the gateway's two-phase audit of one call at a
+// paced rate (open loop) through AuditLog → walstore → DuckDB: the request
+// record is enqueued, the completion submitted 200 µs later (an upstream
+// call), as --audit-sync on and off both do. Reported: how long after its
+// enqueue the request record was durable (p50/p99/max): with
+// --audit-sync on the answer waits for it (the part longer than the
+// upstream call is added latency); with off it is the window a crash can
+// lose. Then every pair must be one row in DuckDB with the outcome.
+//
+//	go test -run '^$' -bench BenchmarkAuditTwoPhase -benchtime 20000x ./catalog/duckstore/
+func BenchmarkAuditTwoPhase(b *testing.B) {
+	for _, rate := range []float64{1000, 10000} {
+		b.Run("calls/s="+strconv.Itoa(int(rate)), func(b *testing.B) { benchTwoPhase(b, rate) })
+	}
+}
+
+func benchTwoPhase(b *testing.B, rate float64) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	duck, err := Open(ctx, dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	wal, err := walstore.Open(ctx, dir, duck, walstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer wal.Close()
+	al := catalog.NewAuditLog(wal, catalog.AuditLogOptions{})
+	defer al.Close(ctx)
+	lag := make([]time.Duration, b.N)
+	var wg sync.WaitGroup
+	var fails atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if d := time.Until(due); d > time.Millisecond {
+			time.Sleep(d) // the pace of the load
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ev := gatewayEvent(int64(i))
+			ev.EventID, ev.Time = strconv.Itoa(i), time.Now()
+			ev.StatusCode, ev.LatencyMs = 0, 0
+			t0 := time.Now()
+			ack, err := al.Enqueue(ctx, ev)
+			if err == nil {
+				durable := make(chan struct{})
+				go func() { // when it is durable, whatever the upstream does
+					if ack.Wait(ctx) == nil {
+						lag[i] = time.Since(t0)
+					}
+					close(durable)
+				}()
+				time.Sleep(200 * time.Microsecond) // the upstream call
+				err = ack.Wait(ctx)
+				<-durable
+			}
+			if err == nil {
+				ev.Completes, ev.StatusCode, ev.LatencyMs = true, 200, 0.4
+				err = al.Submit(ctx, ev)
+			}
+			if err != nil && fails.Add(1) == 1 {
+				b.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := al.Sync(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := wal.ListPrincipals(ctx); err != nil { // applies what is pending
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	var rows, done int64
+	if err := duck.db.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE status_code = 200) FROM audit_events`).Scan(&rows, &done); err != nil {
+		b.Fatal(err)
+	}
+	if rows != int64(b.N) || done != int64(b.N) {
+		b.Fatalf("DuckDB holds %d rows, %d completed, want %d of each", rows, done, b.N)
+	}
+	slices.Sort(lag)
+	b.ReportMetric(float64(lag[len(lag)/2].Microseconds()), "durable-p50-µs")
+	b.ReportMetric(float64(lag[len(lag)*99/100].Microseconds()), "durable-p99-µs")
+	b.ReportMetric(float64(lag[len(lag)-1].Microseconds()), "durable-max-µs")
+}
+
+// BenchmarkAuditLateCompletion is the cost of completions whose request
+// row DuckDB already holds (the write-ahead log applied it before the
+// completion came: a long call, or a query flushed it): one UPDATE per
+// applied batch, pruned to the recent row groups by event_time, next to
+// appending as many new rows, in a table of 2,000,000 rows.
+//
+//	go test -run '^$' -bench BenchmarkAuditLateCompletion -benchtime 50x ./catalog/duckstore/
+func BenchmarkAuditLateCompletion(b *testing.B) {
+	ctx := context.Background()
+	st, err := Open(ctx, b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	const prefill, batch = 2_000_000, 20
+	base := time.Now().Add(-time.Hour)
+	evs := make([]catalog.AuditEvent, 0, 100_000)
+	for i := 0; i < prefill; i++ {
+		ev := gatewayEvent(int64(i))
+		ev.EventID, ev.Time, ev.StatusCode = strconv.Itoa(i), base.Add(time.Duration(i)*time.Millisecond), 0
+		evs = append(evs, ev)
+		if len(evs) == cap(evs) {
+			if err := st.AppendAudit(ctx, evs...); err != nil {
+				b.Fatal(err)
+			}
+			evs = evs[:0]
+		}
+	}
+	next := prefill
+	for _, mode := range []string{"append", "complete"} {
+		b.Run(mode, func(b *testing.B) {
+			for range b.N {
+				evs := make([]catalog.AuditEvent, batch)
+				for j := range evs {
+					ev := gatewayEvent(int64(next))
+					ev.EventID, ev.Time = strconv.Itoa(next), base.Add(time.Duration(next)*time.Millisecond)
+					if mode == "complete" { // the most recent prefilled rows
+						idx := prefill - 1 - j
+						ev.EventID, ev.Time = strconv.Itoa(idx), base.Add(time.Duration(idx)*time.Millisecond)
+						ev.Completes, ev.StatusCode = true, 200
+					}
+					evs[j] = ev
+					next++
+				}
+				if err := st.AppendAudit(ctx, evs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	var done int64
+	if err := st.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE status_code = 200`).Scan(&done); err != nil || done != batch {
+		b.Fatalf("%d rows completed (%v), want %d", done, err, batch)
+	}
+}

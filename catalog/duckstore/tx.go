@@ -387,13 +387,129 @@ func (t *rwTx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) er
 }
 
 // flushAudit writes the buffered events with a table appender, whose rows
-// follow the columns of audit_events.
+// follow the columns of audit_events. Completions (AuditEvent.Completes)
+// are folded into the buffered row they complete; the others update rows
+// written earlier (completeAudit).
 func (t *rwTx) flushAudit(ctx context.Context) error {
 	if err := t.check(); err != nil || t.nevents == 0 {
 		return err
 	}
 	chunks, n := t.events, t.nevents
 	t.events, t.nevents = nil, 0
+	chunks, n, late := foldCompletions(chunks, n)
+	if n > 0 {
+		if err := t.appendAudit(ctx, chunks, n); err != nil {
+			return err
+		}
+	}
+	return t.completeAudit(ctx, late)
+}
+
+// foldCompletions applies the completions among chunks to the rows they
+// complete in chunks and drops them; it returns the remaining rows (n of
+// them) and the completions whose row is not among them, in order.
+func foldCompletions(chunks [][]catalog.AuditEvent, n int) ([][]catalog.AuditEvent, int, []catalog.AuditEvent) {
+	found := false
+	for _, c := range chunks {
+		for i := range c {
+			found = found || c[i].Completes
+		}
+	}
+	if !found {
+		return chunks, n, nil
+	}
+	rows := make(map[string][]*catalog.AuditEvent)
+	var late []catalog.AuditEvent
+	out := make([]catalog.AuditEvent, 0, n)
+	for _, c := range chunks {
+		for i := range c {
+			e := &c[i]
+			if !e.Completes {
+				rows[e.EventID] = append(rows[e.EventID], e)
+				continue
+			}
+			rs, ok := rows[e.EventID]
+			if !ok {
+				late = append(late, *e)
+			}
+			for _, r := range rs {
+				r.CompleteWith(e)
+			}
+		}
+	}
+	for _, c := range chunks {
+		for i := range c {
+			if !c[i].Completes {
+				out = append(out, c[i])
+			}
+		}
+	}
+	return [][]catalog.AuditEvent{out}, len(out), late
+}
+
+// completionColumns are the columns of the rows the completion query
+// appender feeds to completeQuery as appended_data.
+var completionColumns = []string{"event_id", "event_time", "session_id", "request_params", "status_code",
+	"error_message", "sql_state", "decision", "reason", "latency_ms"}
+
+// completeQuery updates the outcome columns of the rows completed. The
+// time bounds let DuckDB skip every row group outside them (zone maps on
+// event_time: events are appended in time order), so no index on
+// event_id is needed.
+const completeQuery = `UPDATE audit_events SET session_id = v.session_id, request_params = v.request_params,
+	status_code = v.status_code, error_message = v.error_message, sql_state = v.sql_state, decision = v.decision,
+	reason = v.reason, latency_ms = v.latency_ms
+	FROM appended_data AS v
+	WHERE audit_events.event_time BETWEEN '%s' AND '%s'
+	  AND audit_events.event_id = v.event_id AND audit_events.event_time = v.event_time`
+
+// completeAudit applies completions to rows written by earlier
+// transactions, with one UPDATE fed by a query appender.
+func (t *rwTx) completeAudit(ctx context.Context, late []catalog.AuditEvent) error {
+	if len(late) == 0 {
+		return nil
+	}
+	lo, hi := utc(late[0].Time), utc(late[0].Time)
+	for i := range late {
+		ts := utc(late[i].Time)
+		if ts.Before(lo) {
+			lo = ts
+		}
+		if ts.After(hi) {
+			hi = ts
+		}
+	}
+	const layout = "2006-01-02 15:04:05.999999+00"
+	query := fmt.Sprintf(completeQuery, lo.Format(layout), hi.Format(layout))
+	types, err := completionTypes()
+	if err != nil {
+		return t.fail(translate(ctx, "complete audit events", err))
+	}
+	return t.appendRows(ctx, "complete audit events", len(late), func(c *duckdb.Conn) (*duckdb.Appender, error) {
+		return duckdb.NewQueryAppender(c, query, "", types, completionColumns)
+	}, func(i int) []driver.Value {
+		e := &late[i]
+		return []driver.Value{e.EventID, utc(e.Time), e.SessionID, e.RequestParams, int32(e.StatusCode),
+			e.ErrorMessage, e.SQLState, e.Decision, e.Reason, e.LatencyMs}
+	})
+}
+
+func completionTypes() ([]duckdb.TypeInfo, error) {
+	var out []duckdb.TypeInfo
+	for _, ty := range []duckdb.Type{duckdb.TYPE_VARCHAR, duckdb.TYPE_TIMESTAMP_TZ, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR,
+		duckdb.TYPE_INTEGER, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR,
+		duckdb.TYPE_DOUBLE} {
+		ti, err := duckdb.NewTypeInfo(ty)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ti)
+	}
+	return out, nil
+}
+
+// appendAudit appends n events of chunks with a table appender.
+func (t *rwTx) appendAudit(ctx context.Context, chunks [][]catalog.AuditEvent, n int) error {
 	var ar auditRow
 	chunk, next := 0, 0
 	return t.appendRows(ctx, "append audit events", n, func(c *duckdb.Conn) (*duckdb.Appender, error) {

@@ -322,7 +322,39 @@ func (t *rwtx) RemoveGrant(_ context.Context, k catalog.GrantKey) error {
 	return nil
 }
 
-func (t *rwtx) AppendAudit(_ context.Context, events ...catalog.AuditEvent) error {
+func (t *rwtx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	// Completions apply in order with the events around them.
+	start := 0
+	for i := range events {
+		if !events[i].Completes {
+			continue
+		}
+		if err := t.appendAudit(events[start:i]); err != nil {
+			return err
+		}
+		start = i + 1
+		t.complete(&events[i])
+	}
+	return t.appendAudit(events[start:])
+}
+
+// complete applies completion c to the row it completes, if stored.
+func (t *rwtx) complete(c *catalog.AuditEvent) {
+	for i := len(t.d.audit) - 1; i >= 0; i-- {
+		if t.d.audit[i].EventID == c.EventID {
+			old := t.d.audit[i]
+			t.d.audit[i].CompleteWith(c)
+			// Later changes are undone first, so index i is this row again.
+			t.undo = append(t.undo, func() { t.d.audit[i] = old })
+			return
+		}
+	}
+}
+
+func (t *rwtx) appendAudit(events []catalog.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
 	ordered := true
 	last := time.Time{}
 	if n := len(t.d.audit); n > 0 {

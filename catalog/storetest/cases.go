@@ -738,3 +738,50 @@ func testContextCanceledWaiting(t *testing.T, s catalog.Store) {
 	must(t, err)
 	equal(t, "Meta", m, catalog.Meta{Revision: 1, NextID: 1})
 }
+
+// testAuditCompletion: a completion replaces the outcome columns of the
+// row with its EventID, whether that row is in the same transaction, an
+// earlier one or the same AppendAudit call; the other columns, the time
+// and the order stay; a completion of an unknown event is dropped; a
+// rolled back completion changes nothing.
+func testAuditCompletion(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	request := func(i int, at time.Time) catalog.AuditEvent {
+		e := auditEvent(i, at)
+		e.Service, e.Action, e.StatusCode, e.ErrorMessage, e.Decision, e.Reason, e.LatencyMs = "mcp", "tools/call", 0, "", "allow", "granted", 0
+		e.RequestParams, e.SessionID = `{"phase":"request"}`, ""
+		return e
+	}
+	completion := func(r catalog.AuditEvent, status int) catalog.AuditEvent {
+		c := r
+		c.Completes = true
+		c.UserIdentity, c.Action = "someone-else", "ignored" // not outcome columns
+		c.SessionID, c.RequestParams, c.StatusCode, c.ErrorMessage = "sess-"+r.EventID[len(r.EventID)-2:], `{"bytes_out":12}`, status, "upstream said no"
+		c.SQLState, c.Decision, c.Reason, c.LatencyMs = "", "deny", "guard denied the result", 1.5
+		return c
+	}
+	completed := func(r, c catalog.AuditEvent) catalog.AuditEvent {
+		r.CompleteWith(&c)
+		return r
+	}
+	r1, r2, r3, r4 := request(11, base), request(12, base.Add(time.Second)), request(13, base.Add(2*time.Second)), request(14, base.Add(3*time.Second))
+	must(t, s.AppendAudit(ctx, r1, r2))
+	c1, c3, c4 := completion(r1, 200), completion(r3, 502), completion(r4, 404)
+	update(t, s, func(ctx context.Context, tx catalog.RWTx) error {
+		must(t, tx.AppendAudit(ctx, c1, r3))   // r1 is in an earlier transaction
+		return tx.AppendAudit(ctx, c3, r4, c4) // r3 in this one; r4 in the same call
+	})
+	unknown := completion(request(99, base), 200)
+	must(t, s.AppendAudit(ctx, unknown))
+	err := s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
+		must(t, tx.AppendAudit(ctx, completion(r2, 500)))
+		return errBoom
+	})
+	if err != errBoom {
+		t.Fatalf("ReadWriteTx = %v, want errBoom", err)
+	}
+	checkAudit(t, s, []catalog.AuditEvent{completed(r1, c1), r2, completed(r3, c3), completed(r4, c4)})
+	// The same completion again is idempotent.
+	must(t, s.AppendAudit(ctx, c1))
+	checkAudit(t, s, []catalog.AuditEvent{completed(r1, c1), r2, completed(r3, c3), completed(r4, c4)})
+}

@@ -36,6 +36,7 @@ func RunConformance(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		{"Audit", testAudit},
 		{"ManyAuditEvents", testManyAuditEvents},
 		{"AuditZeroEvent", testAuditZero},
+		{"AuditCompletion", testAuditCompletion},
 		{"ConcurrentTransactions", testConcurrentTx},
 		{"Closed", testClosed},
 		{"ContextCanceled", testContextCanceled},

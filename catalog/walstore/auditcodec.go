@@ -20,9 +20,20 @@ import (
 //	microseconds (UTC); StatusCode, Revision as varints; LatencyMs as the
 //	8 little-endian bytes of its IEEE 754 bits.
 //
+// A record holding completions (AuditEvent.Completes) starts with
+// auditMagic2 instead, and each event ends with one flags byte (bit 0:
+// Completes); records without completions keep the first form, which
+// older versions read.
+//
 // Records with anything else (catalog changes with their audit events,
 // meta) stay JSON.
-const auditMagic = 0xA1
+const (
+	auditMagic  = 0xA1
+	auditMagic2 = 0xA2
+)
+
+// flagCompletes is bit 0 of an event's flags byte (auditMagic2).
+const flagCompletes = 1
 
 // maxAuditEvents bounds the count of a binary audit record (a corrupt
 // count must not allocate gigabytes; the body bounds it anyway).
@@ -41,7 +52,14 @@ func auditOnly(r *record) ([]catalog.AuditEvent, bool) {
 
 // appendAudit appends the binary body of events to buf.
 func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
-	buf = append(buf, auditMagic)
+	magic := byte(auditMagic)
+	for i := range events {
+		if events[i].Completes {
+			magic = auditMagic2
+			break
+		}
+	}
+	buf = append(buf, magic)
 	buf = binary.AppendUvarint(buf, uint64(len(events)))
 	for i := range events {
 		e := &events[i]
@@ -57,6 +75,13 @@ func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
 		}
 		buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(e.LatencyMs))
 		buf = binary.AppendVarint(buf, int64(e.Revision))
+		if magic == auditMagic2 {
+			var flags byte
+			if e.Completes {
+				flags |= flagCompletes
+			}
+			buf = append(buf, flags)
+		}
 	}
 	return buf
 }
@@ -71,7 +96,7 @@ func auditSize(events []catalog.AuditEvent) int {
 	n := 1 + binary.MaxVarintLen64
 	for i := range events {
 		e := &events[i]
-		n += 17*2 + 4*binary.MaxVarintLen64 + 8 + len(e.EventID) + len(e.Service) + len(e.Action) + len(e.UserIdentity) +
+		n += 1 + 17*2 + 4*binary.MaxVarintLen64 + 8 + len(e.EventID) + len(e.Service) + len(e.Action) + len(e.UserIdentity) +
 			len(e.RunBy) + len(e.RunAs) + len(e.SourceIP) + len(e.UserAgent) + len(e.SessionID) + len(e.RequestID) +
 			len(e.SecurableType) + len(e.SecurableName) + len(e.RequestParams) + len(e.ErrorMessage) + len(e.SQLState) +
 			len(e.Decision) + len(e.Reason)
@@ -79,8 +104,10 @@ func auditSize(events []catalog.AuditEvent) int {
 	return n
 }
 
-// decodeAudit decodes a binary audit body (starting with auditMagic).
+// decodeAudit decodes a binary audit body (starting with auditMagic or
+// auditMagic2).
 func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
+	flags := b[0] == auditMagic2
 	d := auditDecoder{b: b[1:]}
 	n := d.uvarint()
 	if d.err != nil || n > maxAuditEvents || n > uint64(len(d.b)) {
@@ -110,6 +137,15 @@ func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
 			d.b = d.b[8:]
 		}
 		e.Revision = catalog.Revision(d.varint())
+		if flags && d.err == nil {
+			switch {
+			case len(d.b) < 1 || d.b[0]&^flagCompletes != 0:
+				d.err = errAuditBody
+			default:
+				e.Completes = d.b[0]&flagCompletes != 0
+				d.b = d.b[1:]
+			}
+		}
 		if d.err != nil {
 			return nil, d.err
 		}

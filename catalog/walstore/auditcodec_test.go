@@ -61,20 +61,52 @@ func TestAuditCodecRoundTrip(t *testing.T) {
 	}
 }
 
-func TestAuditCodecMalformed(t *testing.T) {
-	r := &record{Seq: 1, Ops: []op{{K: "audit", A: []catalog.AuditEvent{fullEvent(1), fullEvent(2)}}}}
+// A record with completions takes the second form, flags included.
+func TestAuditCodecCompletions(t *testing.T) {
+	done := fullEvent(1)
+	done.Completes = true
+	events := []catalog.AuditEvent{fullEvent(1), done, fullEvent(2)}
+	r := &record{Seq: 7, Ops: []op{{K: "audit", A: events}}}
 	buf, err := encode(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := buf[hdrSize:]
-	for n := 1; n < len(body); n++ {
-		if _, err := decodeBody(body[:n]); err == nil {
-			t.Fatalf("a body cut to %d of %d bytes decoded", n, len(body))
-		}
+	if buf[hdrSize] != auditMagic2 {
+		t.Fatalf("a record with a completion starts with %#x", buf[hdrSize])
 	}
-	if _, err := decodeBody(append(append([]byte(nil), body...), 0)); err == nil {
-		t.Fatal("a body with a trailing byte decoded")
+	got, err := decodeBody(buf[hdrSize:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Ops, r.Ops) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got.Ops, r.Ops)
+	}
+	// An unknown flag bit is refused (a newer writer's meaning).
+	body := append([]byte(nil), buf[hdrSize:]...)
+	body[len(body)-1] |= 0x80
+	if _, err := decodeBody(body); err == nil {
+		t.Fatal("an unknown flag decoded")
+	}
+}
+
+func TestAuditCodecMalformed(t *testing.T) {
+	done := fullEvent(2)
+	done.Completes = true
+	for _, events := range [][]catalog.AuditEvent{{fullEvent(1), fullEvent(2)}, {fullEvent(1), done}} {
+		r := &record{Seq: 1, Ops: []op{{K: "audit", A: events}}}
+		buf, err := encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := buf[hdrSize:]
+		for n := 1; n < len(body); n++ {
+			if _, err := decodeBody(body[:n]); err == nil {
+				t.Fatalf("a body cut to %d of %d bytes decoded", n, len(body))
+			}
+		}
+		if _, err := decodeBody(append(append([]byte(nil), body...), 0)); err == nil {
+			t.Fatal("a body with a trailing byte decoded")
+		}
 	}
 	huge := []byte{auditMagic, 0xff, 0xff, 0xff, 0xff, 0x0f}
 	if _, err := decodeBody(huge); err == nil {
@@ -90,7 +122,9 @@ func FuzzAuditDecode(f *testing.F) {
 		if len(b) == 0 {
 			return
 		}
-		b[0] = auditMagic
+		if b[0] != auditMagic2 {
+			b[0] = auditMagic
+		}
 		events, err := decodeAudit(b)
 		if err != nil {
 			return

@@ -18,6 +18,7 @@ import (
 	"github.com/mandatehq/mandate/gateway/identity"
 	"github.com/mandatehq/mandate/gateway/mcp"
 	"github.com/mandatehq/mandate/gateway/oauthconnect"
+	"github.com/mandatehq/mandate/gateway/pipeline"
 	"github.com/mandatehq/mandate/gateway/upstream"
 	"github.com/mandatehq/mandate/sqlfront"
 )
@@ -33,15 +34,43 @@ type dataPlaneConfig struct {
 	authz       gateway.Authorizer
 	connections gateway.Connections
 	audit       gateway.AuditSink
+	auditSync   auditSync // --audit-sync
 	log         zerolog.Logger
 	// ownCert is the fingerprint of the listener's own TLS certificate
 	// ("" without TLS): identity fetches trust it besides the system CAs.
 	ownCert string
 }
 
+// auditSync is --audit-sync: on (the default) answers a gateway call only
+// once its audit record is durable; off answers without waiting, like
+// PostgreSQL's synchronous_commit = off.
+type auditSync struct{ off bool }
+
+const auditSyncUsage = "on: a gateway call is answered only once its audit record is durable (its fsync overlaps the upstream call); off: answered without waiting, a crash loses at most the last group-commit window of audit records (like PostgreSQL's synchronous_commit = off)"
+
+func (a *auditSync) String() string {
+	if a.off {
+		return "off"
+	}
+	return "on"
+}
+
+func (a *auditSync) Set(v string) error {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "on":
+		a.off = false
+	case "off":
+		a.off = true
+	default:
+		return fmt.Errorf("must be on or off, got %q", v)
+	}
+	return nil
+}
+
 // dataPlane is the assembled gateway: its routes and the parts tests and
 // benchmarks look into.
 type dataPlane struct {
+	pipe  *pipeline.Pipeline
 	mcp   *mcp.Handler
 	creds *upstream.Credentials
 	keys  *upstream.KeySet
@@ -94,29 +123,38 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	for _, is := range c.issuers {
 		servers = append(servers, is.URL)
 	}
-	h, err := mcp.New(mcp.Config{
-		PublicURL: c.publicURL, Auth: auth, Authz: c.authz, Connections: c.connections,
-		Credentials: creds, Audit: c.audit, AuthorizationServers: servers, Logger: c.log,
+	// One pipeline for every protocol's handler (gateway/pipeline).
+	p, err := pipeline.New(pipeline.Config{
+		PublicURL: c.publicURL, Auth: auth, Authz: c.authz, Credentials: creds, Audit: c.audit,
+		AuditAsync: c.auditSync.off, Logger: c.log,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway pipeline: %w", err)
+	}
+	h, err := mcp.New(mcp.Config{Pipeline: p, Connections: c.connections, AuthorizationServers: servers, Logger: c.log})
 	if err != nil {
 		return nil, fmt.Errorf("MCP gateway: %w", err)
 	}
-	return &dataPlane{mcp: h, creds: creds, keys: keys, oauth: oauth}, nil
+	return &dataPlane{pipe: p, mcp: h, creds: creds, keys: keys, oauth: oauth}, nil
 }
 
 // mount adds the gateway's public routes to mux: they authenticate
 // callers themselves (bearer tokens, sign-in tickets), so they sit outside
 // the node-token check of the catalog's API.
 func (d *dataPlane) mount(mux *http.ServeMux) {
-	mux.Handle("/mcp/", d.mcp)
-	mux.Handle("/.well-known/oauth-protected-resource/", d.mcp)
+	for _, route := range d.mcp.Routes() { // under the path of --public-url
+		mux.Handle(route, d.mcp)
+	}
 	mux.Handle("GET /.well-known/jwks.json", d.keys.JWKSHandler())
 	mux.Handle("/oauth/", d.oauth.Handler())
 }
 
 // publicURLFor is the gateway's canonical URL: --public-url, or http://
 // (https:// when the listener serves TLS) plus the bound address
-// (127.0.0.1 for a wildcard host).
+// (127.0.0.1 for a wildcard host). It is the source of truth for the Host
+// check: gateway requests must name its host (any loopback host when it is
+// a loopback URL), so a reverse proxy in front passes the Host header (and
+// the path) through unchanged.
 func publicURLFor(flagValue string, ln net.Listener, tlsOn bool) (string, error) {
 	if flagValue != "" {
 		u, err := url.Parse(flagValue)
@@ -172,4 +210,34 @@ func (d *dataPlane) connectionStatus(ctx context.Context, user string) ([]sqlfro
 			ExpiresAt: c.ExpiresAt, Scopes: c.Scopes, Refreshable: c.Refreshable}
 	}
 	return out, nil
+}
+
+// failureRouted is the gateway's audit sink: the queue (catalog.AuditLog,
+// or a node's sink) for calls, with the failures anyone can cause without
+// a credential (catalog.IsAuthFailure) sent through a FailureAudit instead,
+// which aggregates their repeats so that they cannot fill the log.
+type failureRouted struct {
+	gateway.AuditQueue
+	failures *catalog.FailureAudit
+}
+
+func withFailures(q gateway.AuditQueue, f *catalog.FailureAudit) gateway.AuditQueue {
+	return failureRouted{AuditQueue: q, failures: f}
+}
+
+func (r failureRouted) Record(ctx context.Context, ev catalog.AuditEvent) error {
+	if catalog.IsAuthFailure(&ev) {
+		return r.failures.Record(ctx, ev)
+	}
+	return r.AuditQueue.Record(ctx, ev)
+}
+
+// Submit takes a refusal's only record without waiting (--audit-sync off):
+// a failure's repeats are only counted, and the first of its group per
+// window is written at once (a bounded number per window).
+func (r failureRouted) Submit(ctx context.Context, ev catalog.AuditEvent) error {
+	if catalog.IsAuthFailure(&ev) {
+		return r.failures.Record(ctx, ev)
+	}
+	return r.AuditQueue.Submit(ctx, ev)
 }

@@ -26,8 +26,12 @@ import (
 //	         floor any extra hop costs on this machine
 //	mandate  `mandate serve --dev` (a subprocess): bearer JWT verified,
 //	         USE_CONNECTION decided for alice and coding-agent, a
-//	         mandate_jwt minted for the upstream, and a durable audit
-//	         record per call (group-committed fsync) before the answer
+//	         mandate_jwt minted for the upstream, and the call's audit
+//	         record durable (group-committed fsync, overlapping the
+//	         upstream call) before the answer; its completion follows
+//	mandate-audit-sync-off
+//	         the same with --audit-sync off: answered without waiting
+//	         for the fsync
 //
 // The load generator, the upstream and the proxy share this process; all
 // of it shares the 2 cores with the mandate subprocess.
@@ -48,20 +52,24 @@ func BenchmarkGateway(b *testing.B) {
 	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" { // profile the server: go tool pprof http://ADDR/debug/pprof/profile
 		env = append(env, "MANDATE_PPROF_ADDR="+a)
 	}
-	s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn"}, env: env})
-	c := s.admin(b)
-	mustExec(b, c,
-		`CREATE USER "alice@example.com"`,
-		`CREATE SERVICE PRINCIPAL "coding-agent"`,
-		`CREATE CONNECTION bench TYPE MCP OPTIONS (url '`+up.URL+`/mcp', auth_mode 'mandate_jwt', scopes 'repo')`,
-		`GRANT USE_CONNECTION ON CONNECTION bench TO "alice@example.com"`,
-		`GRANT USE_CONNECTION ON CONNECTION bench TO "coding-agent"`)
-	token := e2eToken(b, s, "alice@example.com", "coding-agent")
-
 	paths := []struct{ name, url, token string }{
 		{"direct", up.URL + "/mcp", ""},
 		{"proxy", proxy.URL + "/mcp", ""},
-		{"mandate", "http://" + s.httpAddr + "/mcp/bench", token},
+	}
+	for _, mode := range []string{"on", "off"} {
+		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env})
+		c := s.admin(b)
+		mustExec(b, c,
+			`CREATE USER "alice@example.com"`,
+			`CREATE SERVICE PRINCIPAL "coding-agent"`,
+			`CREATE CONNECTION bench TYPE MCP OPTIONS (url '`+up.URL+`/mcp', auth_mode 'mandate_jwt', scopes 'repo')`,
+			`GRANT USE_CONNECTION ON CONNECTION bench TO "alice@example.com"`,
+			`GRANT USE_CONNECTION ON CONNECTION bench TO "coding-agent"`)
+		name := "mandate"
+		if mode == "off" {
+			name = "mandate-audit-sync-off"
+		}
+		paths = append(paths, struct{ name, url, token string }{name, "http://" + s.httpAddr + "/mcp/bench", e2eToken(b, s, "alice@example.com", "coding-agent")})
 	}
 	// A first pass checks each path answers (and warms connections).
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}

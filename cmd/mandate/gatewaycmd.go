@@ -31,6 +31,7 @@ type gatewayConfig struct {
 	logLevel      string
 	fingerprint   string
 	http          httpConfig
+	auditSync     auditSync
 }
 
 func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig, error) {
@@ -43,6 +44,7 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens are accepted (optionally URL|JWKS-URL) (required)")
 	fs.StringVar(&c.dataDir, "data-dir", "./mandate-gateway-data", "directory for this node's upstream signing keys and users' upstream tokens (sealed with MANDATE_MASTER_KEY or DATA_DIR/master.key)")
 	fs.DurationVar(&c.maxStaleness, "max-staleness", client.DefaultMaxStaleness, "deny every call when the node cannot confirm for this long that its authorization answers are current")
+	fs.Var(&c.auditSync, "audit-sync", auditSyncUsage)
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: json, console, or auto")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.fingerprint, "catalog-fingerprint", "", "trust exactly the catalog certificate with this SHA-256 fingerprint (sha256:HEX, printed by mandate serve) instead of the system's CAs")
@@ -161,7 +163,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}()
 	dp, err := newDataPlane(ctx, dataPlaneConfig{
 		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
-		authz: authz, connections: conns, audit: failures, log: log, ownCert: httpFingerprint,
+		authz: authz, connections: conns, audit: withFailures(audit, failures), auditSync: cfg.auditSync, log: log,
+		ownCert: httpFingerprint,
 	})
 	if err != nil {
 		return err

@@ -192,10 +192,58 @@ func TestMCPGatewayEndToEnd(t *testing.T) {
 	if status, _ := rawPOST(t, url, "", `{"jsonrpc":"2.0","id":1,"method":"ping"}`); status != http.StatusUnauthorized {
 		t.Fatalf("no token: %d, want 401", status)
 	}
+	// alice holds USE_CONNECTION through data-analysts, rogue-agent not at
+	// all: the caller learns what is missing, not alice's group
+	// memberships; the audit row keeps the whole derivation.
+	status, body = rawPOST(t, url, e2eToken(t, s, "alice@example.com", "rogue-agent"),
+		`{"jsonrpc":"2.0","id":"rogue-1","method":"ping"}`)
+	if status != http.StatusForbidden || !strings.Contains(body, `actor \"rogue-agent\" lacks USE CONNECTION`) || strings.Contains(body, "data-analysts") {
+		t.Fatalf("alice through rogue-agent: %d %s, want 403 naming only what rogue-agent lacks", status, body)
+	}
+	var rogueReason string
+	if err := c.QueryRow(t.Context(), `SELECT reason FROM system.access.audit WHERE request_id = 'rogue-1'`).Scan(&rogueReason); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rogueReason, "data-analysts") || !strings.Contains(rogueReason, "rogue-agent") {
+		t.Fatalf("audit reason %q lacks the derivation", rogueReason)
+	}
+	// A forwarded call is recorded in two phases (the request before it is
+	// forwarded, the completion after) and shows as one row with its
+	// outcome.
+	rows, err := c.Query(t.Context(), `SELECT request_id, (response->>'status_code')::int, latency_ms, (request_params->>'upstream_status')::int
+		FROM system.access.audit WHERE action_name = 'tools/call' AND user_identity = 'alice@example.com'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perRequest := map[string]int{}
+	for rows.Next() {
+		var id string
+		var st int
+		var lat float64
+		var up *int
+		if err := rows.Scan(&id, &st, &lat, &up); err != nil {
+			t.Fatal(err)
+		}
+		perRequest[id]++
+		if st != http.StatusOK || lat <= 0 {
+			t.Errorf("tools/call %s: status %d, latency %v: the completion is not merged", id, st, lat)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(perRequest) != 2 {
+		t.Errorf("tools/call rows by request id: %v, want alice's two calls", perRequest)
+	}
+	for id, n := range perRequest {
+		if n != 1 {
+			t.Errorf("tools/call %s has %d rows", id, n)
+		}
+	}
 
 	// Every message is in system.access.audit with both identities.
 	var calls, denied int
-	rows, err := c.Query(t.Context(), `SELECT action_name, user_identity, identity_metadata::text, decision, securable_name, reason
+	rows, err = c.Query(t.Context(), `SELECT action_name, user_identity, identity_metadata::text, decision, securable_name, reason
 		FROM system.access.audit WHERE service_name = 'mcp' ORDER BY event_time`)
 	if err != nil {
 		t.Fatal(err)

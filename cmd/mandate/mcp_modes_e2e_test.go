@@ -10,7 +10,10 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,12 +198,35 @@ func startProcess(t testing.TB, args []string, ready string) *process {
 }
 
 // TestMCPUpstreamFailures: an upstream that is down or answers 5xx gives
-// the agent a clear JSON-RPC error through the binary, never a hang.
+// the agent a clear JSON-RPC error through the binary, never a hang. An
+// upstream that refuses the cached mandate_jwt (it rotated its trust, say)
+// gets one retry with a freshly minted one, not a 502 until the token
+// expires.
 func TestMCPUpstreamFailures(t *testing.T) {
 	t.Parallel()
 	down := freeAddrs(t, 1)[0] // nothing listens there once freeAddrs returns
 	failing := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "upstream exploded", http.StatusInternalServerError)
+	}))
+	var refusedMu sync.Mutex
+	var refused []string // the credentials the upstream turned down
+	var rejectNext atomic.Bool
+	picky := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rejectNext.CompareAndSwap(true, false) {
+			refusedMu.Lock()
+			refused = append(refused, r.Header.Get("Authorization"))
+			refusedMu.Unlock()
+			http.Error(w, "token no longer accepted", http.StatusUnauthorized)
+			return
+		}
+		refusedMu.Lock()
+		again := slices.Contains(refused, r.Header.Get("Authorization"))
+		refusedMu.Unlock()
+		if again {
+			http.Error(w, "the refused token came back", http.StatusUnauthorized)
+			return
+		}
+		fastUpstream(w, r)
 	}))
 	s := startServer(t, serverOpts{args: []string{"--dev"}})
 	c := s.admin(t)
@@ -209,6 +235,7 @@ func TestMCPUpstreamFailures(t *testing.T) {
 		`CREATE SERVICE PRINCIPAL "coding-agent"`,
 		`CREATE CONNECTION down TYPE MCP OPTIONS (url 'http://`+down+`/mcp')`,
 		`CREATE CONNECTION failing TYPE MCP OPTIONS (url '`+failing+`/mcp')`,
+		`CREATE CONNECTION picky TYPE MCP OPTIONS (url '`+picky+`/mcp', auth_mode 'mandate_jwt')`,
 		`GRANT USE_CONNECTION ON CATALOG system TO "alice@example.com"`,
 		`GRANT USE_CONNECTION ON CATALOG system TO "coding-agent"`)
 	token := e2eToken(t, s, "alice@example.com", "coding-agent")
@@ -221,5 +248,30 @@ func TestMCPUpstreamFailures(t *testing.T) {
 		if status < 500 || !strings.Contains(body, tc.want) || !strings.Contains(body, `"jsonrpc":"2.0"`) {
 			t.Errorf("%s: %d %s, want a 5xx JSON-RPC error containing %q", tc.conn, status, body, tc.want)
 		}
+	}
+
+	// The first call caches a mandate_jwt; the upstream then refuses it
+	// once: the next call still succeeds, with a new token.
+	pickyURL := "http://" + s.httpAddr + "/mcp/picky"
+	client := &http.Client{Timeout: 10 * time.Second}
+	if err := callTool(client, pickyURL, token, 100); err != nil {
+		t.Fatal(err)
+	}
+	rejectNext.Store(true)
+	if err := callTool(client, pickyURL, token, 101); err != nil {
+		t.Fatalf("after the upstream refused the cached credential: %v", err)
+	}
+	if err := callTool(client, pickyURL, token, 102); err != nil {
+		t.Fatalf("with the renewed credential: %v", err)
+	}
+	refusedMu.Lock()
+	n := len(refused)
+	refusedMu.Unlock()
+	if n != 1 {
+		t.Fatalf("the upstream refused %d credentials, want 1", n)
+	}
+	var retried string
+	if err := c.QueryRow(t.Context(), `SELECT request_params->>'credential_retried' FROM system.access.audit WHERE request_id = '101'`).Scan(&retried); err != nil || retried != "true" {
+		t.Fatalf("audit of the retried call: %q, %v", retried, err)
 	}
 }

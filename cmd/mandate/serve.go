@@ -52,6 +52,7 @@ type serveConfig struct {
 	dev              bool
 	http             httpConfig
 	limits           limitsConfig
+	auditSync        auditSync
 }
 
 func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, error) {
@@ -71,6 +72,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs.StringVar(&c.publicURL, "public-url", "", "canonical URL of the MCP gateway on --http-addr as agents reach it; inbound tokens must name it as audience (default http://HTTP-ADDR)")
 	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens the MCP gateway accepts (optionally URL|JWKS-URL)")
 	c.limits.register(fs)
+	fs.Var(&c.auditSync, "audit-sync", auditSyncUsage)
 	fs.BoolVar(&c.dev, "dev", false, "also run the DEVELOPMENT identity provider at PUBLIC-URL/oidc and trust it (mandate dev-token prints its tokens); not for production")
 	addHTTPFlags(fs, &c.http)
 	fs.Usage = func() {
@@ -325,11 +327,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}()
 	// Read your writes: a query sees every audit event that was durable
 	// when it started, also those the write-ahead log has not yet applied
-	// to DuckDB (walstore applies in the background).
+	// to DuckDB (walstore applies in the background), and the completions
+	// of gateway calls answered before it (queued, not awaited).
 	// SHOW CONNECTION STATUS asks the gateway's per_user_oauth connector,
 	// assembled below (before anything is served).
 	var connStatus func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error)
-	feCfg := sqlfront.Config{Catalog: svc, Logger: log, Query: flushingEngine{qe, store.Flush}, LoginAudit: failures,
+	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: flushingEngine{qe, func(ctx context.Context) error {
+		if err := auditLog.Sync(ctx); err != nil {
+			return err
+		}
+		return store.Flush(ctx)
+	}},
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {
 				return nil, errors.New("the MCP gateway is off: no --oidc-issuer (or --dev)")
@@ -387,7 +395,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(issuers) > 0 {
 		dp, err := newDataPlane(ctx, dataPlaneConfig{
 			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr,
-			authz: eng, connections: node.NewLocalConnections(svc), audit: failures, log: log, ownCert: httpFingerprint,
+			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
+			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint,
 		})
 		if err != nil {
 			return err

@@ -50,6 +50,9 @@ type AuditEvent struct {
 	Reason          string           `json:"reason,omitempty"`
 	LatencyMs       float64          `json:"latency_ms"`
 	Revision        catalog.Revision `json:"revision,omitempty"` // catalog revision of the decision
+	// Completes: this event completes the one with its event_id and
+	// event_time (catalog.AuditEvent.Completes).
+	Completes bool `json:"completes,omitempty"`
 }
 
 // AuditRequest is the body of POST /api/v1/audit.
@@ -69,7 +72,7 @@ func WireAuditEvent(e catalog.AuditEvent) AuditEvent {
 		UserAgent: e.UserAgent, SessionID: e.SessionID, RequestID: e.RequestID, SecurableType: e.SecurableType,
 		SecurableName: e.SecurableName, RequestParams: e.RequestParams, StatusCode: e.StatusCode,
 		ErrorMessage: e.ErrorMessage, SQLState: e.SQLState, Decision: e.Decision, Reason: e.Reason,
-		LatencyMs: e.LatencyMs, Revision: e.Revision}
+		LatencyMs: e.LatencyMs, Revision: e.Revision, Completes: e.Completes}
 }
 
 // Catalog converts e to a catalog.AuditEvent.
@@ -79,7 +82,7 @@ func (e *AuditEvent) Catalog() catalog.AuditEvent {
 		UserAgent: e.UserAgent, SessionID: e.SessionID, RequestID: e.RequestID, SecurableType: e.SecurableType,
 		SecurableName: e.SecurableName, RequestParams: e.RequestParams, StatusCode: e.StatusCode,
 		ErrorMessage: e.ErrorMessage, SQLState: e.SQLState, Decision: e.Decision, Reason: e.Reason,
-		LatencyMs: e.LatencyMs, Revision: e.Revision}
+		LatencyMs: e.LatencyMs, Revision: e.Revision, Completes: e.Completes}
 }
 
 // audit records a node's events and answers once they are durable. The

@@ -57,30 +57,34 @@ func MetadataDocument(resource string, authorizationServers []string, scopes []s
 	return b
 }
 
-// MetadataHandler serves doc (a MetadataDocument) as application/json to
-// GET and HEAD, readable cross-origin (browser-based MCP clients discover
-// it too); other methods get 405.
+// MetadataHandler serves doc (a MetadataDocument) with ServeMetadata.
 func MetadataHandler(doc []byte) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		switch r.Method {
-		case http.MethodGet, http.MethodHead:
-			h.Set("Content-Type", "application/json")
-			h.Set("Cache-Control", "public, max-age=300")
-			w.WriteHeader(http.StatusOK)
-			if r.Method == http.MethodGet {
-				_, _ = w.Write(doc)
-			}
-		case http.MethodOptions:
-			h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "*")
-			w.WriteHeader(http.StatusNoContent)
-		default:
-			h.Set("Allow", "GET, HEAD, OPTIONS")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ServeMetadata(w, r, doc) })
+}
+
+// ServeMetadata answers a request for a protected resource metadata
+// document: doc as application/json to GET and HEAD, readable
+// cross-origin (browser-based MCP clients discover it too), cacheable for
+// five minutes; OPTIONS gets the CORS preflight answer, other methods 405.
+func ServeMetadata(w http.ResponseWriter, r *http.Request, doc []byte) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "public, max-age=300")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			_, _ = w.Write(doc)
 		}
-	})
+	case http.MethodOptions:
+		h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "*")
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		h.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
 }
 
 // WWWAuthenticate returns the WWW-Authenticate header value for err (RFC

@@ -47,9 +47,14 @@ func (benchCreds) Authorization(context.Context, *gateway.Connection, *gateway.I
 	return "Bearer upstream", nil
 }
 
+// benchAudit is an AuditQueue that keeps nothing (the two-phase path).
 type benchAudit struct{}
 
 func (benchAudit) Record(context.Context, catalog.AuditEvent) error { return nil }
+func (benchAudit) Enqueue(context.Context, catalog.AuditEvent) (*catalog.AuditAck, error) {
+	return catalog.DoneAuditAck(nil), nil
+}
+func (benchAudit) Submit(context.Context, catalog.AuditEvent) error { return nil }
 
 const benchCall = `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"search_issues","arguments":{"repo":"mandatehq/mandate","query":"is:open label:bug","limit":20}}}`
 

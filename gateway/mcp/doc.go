@@ -1,44 +1,60 @@
-// Package mcp is the MCP gateway's HTTP handler: the data plane between
-// agents (MCP clients) and upstream MCP servers.
+// Package mcp is the MCP gateway's HTTP handler: the MCP adapter of
+// gateway/pipeline, between agents (MCP clients) and upstream MCP servers.
 //
-// An agent talks Streamable HTTP to /mcp/{connection}. A one-part name is
+// An agent talks Streamable HTTP to BASE/mcp/{connection}, BASE being the
+// path of the public URL (usually empty). A one-part name is
 // system.ai.{name}; a three-part name (cat.schema.name) addresses a
-// connection elsewhere: the path segment goes to gateway.Connections as is.
-// /.well-known/oauth-protected-resource/mcp/{connection} serves the RFC
-// 9728 metadata of that resource (resource, authorization_servers,
-// bearer_methods_supported ["header"]).
+// connection elsewhere: the path segment goes to gateway.Connections as
+// is. /.well-known/oauth-protected-resource/BASE/mcp/{connection} serves
+// the RFC 9728 metadata of that resource (identity.ServeMetadata:
+// resource, authorization_servers, bearer_methods_supported ["header"],
+// scopes_supported when Config.Scopes is set). OPTIONS preflights are
+// answered here (no body, no audit: they carry no message and reach no
+// upstream).
 //
 // # Stages
 //
-// Every request runs these stages in order; each fails closed (refuses the
-// request with an error rather than passing it on):
+// Every request runs the pipeline's stages (gateway/pipeline); this
+// package supplies the MCP parts, and renders every error as JSON-RPC:
 //
-//	origin        an Origin header that is not allowed: 403
-//	authenticate  Config.Auth with resource = PublicURL/mcp/{name}.
-//	              *gateway.AuthError → 401 (403 for insufficient_scope) with
-//	              WWW-Authenticate: Bearer resource_metadata="…", error=…,
-//	              and a JSON body {"error", "error_description"}; any
-//	              other error → 401 as well, and is logged
-//	parse         POST only: Content-Type application/json (else 415), body
-//	              at most MaxBody (413), exactly one JSON-RPC 2.0 message:
-//	              a batch is -32600, invalid JSON -32700 (HTTP 400). Methods
-//	              outside the allow-list get -32601 "method … not allowed by
-//	              the gateway" and are not forwarded. MCP-Protocol-Version
-//	              must be one of SupportedProtocolVersions (400, -32022 with
-//	              the supported list). For 2026-07-28 the Mcp-Method and
-//	              Mcp-Name headers must match the body (400, -32020)
-//	authorize     the connection (unknown: 404), the session (below), then
-//	              Config.Authz: USE_CONNECTION for subject and actor with
-//	              context {method, tool, arguments, source_ip, user_agent,
-//	              session_id}. A denial or an authorizer error is 403 with a
-//	              JSON-RPC error (-32001) carrying the reason. tools/call
-//	              also needs the tool in the connection's include_tools and
-//	              the decision with the tool and its arguments (below)
-//	credentials   Config.Credentials → the upstream's Authorization header.
+//	authenticate  (pipeline) a Host that is not the public host (any
+//	              loopback host when the public URL is loopback), or an
+//	              Origin that is not allowed: 403, -32600. Then
+//	              Config.Auth with resource = PublicURL/mcp/{name}:
+//	              401 (403 for insufficient_scope) with WWW-Authenticate:
+//	              Bearer resource_metadata="…" (identity.WWWAuthenticate:
+//	              no error attribute when the request had no token, RFC
+//	              6750 §3.1; scope when known) and a JSON body {"error",
+//	              "error_description"}
+//	resolve       (Resolve) GET, POST and DELETE only (405).
+//	              MCP-Protocol-Version must be one of
+//	              SupportedProtocolVersions (400, -32022 with the supported
+//	              list). POST: Content-Type application/json (else 415),
+//	              body at most MaxBody (413), exactly one JSON-RPC 2.0
+//	              message: a batch is -32600, invalid JSON -32700 (HTTP
+//	              400). Methods outside the allow-list get -32601 "method …
+//	              not allowed by the gateway" and are not forwarded. For
+//	              2026-07-28 the Mcp-Method and Mcp-Name headers must match
+//	              the body (400, -32020). Then the connection (unknown:
+//	              404), the session (below), include_tools (below), and the
+//	              question: USE_CONNECTION on the CONNECTION with context
+//	              {method, tool, arguments, source_ip, user_agent,
+//	              session_id}; the tool is the call's item
+//	authorize     (pipeline) a denial is 403 with -32001 "access to
+//	              connection X denied: <what is missing>" (the audit row has
+//	              the whole derivation); a tool denial, below
+//	credential    (pipeline) Config.Credentials for the connection.
 //	              *gateway.SignInRequiredError → a JSON-RPC error with the
-//	              sign-in URL (below); other errors → 502
-//	forward       POST (or GET, DELETE) to the connection's URL (below)
-//	audit         one catalog.AuditEvent per message (below)
+//	              sign-in URL (below); other errors → 502, -32603
+//	forward       (Send) POST (or GET, DELETE) to the connection's URL
+//	              (below)
+//	guard_result  (Relay) the answer, JSON or SSE (below)
+//	audit         (pipeline) one catalog.AuditEvent per message (below)
+//
+// The limits, guard_call, guard_result and meter stages run
+// Config.Limiter, Guard and Meter when set: a rate limit is 429 with
+// Retry-After and -32005; a guardrail denial of a request is -32001 (HTTP
+// 200, like a tool denial).
 //
 // The allow-list: initialize, ping, notifications/*, tools/list,
 // tools/call, resources/list, resources/templates/list, resources/read,
@@ -119,13 +135,16 @@
 // Upstream outcomes: no connection or a timeout → 502 or 504 with -32603
 // "upstream <name> unavailable: connection refused | timed out | …"
 // (details go to the log and the audit, not to the client); 5xx → 502;
-// 401/403 → 502 "refused the gateway's credentials" (the agent's token is
-// fine, so the agent must not be sent back to its authorization server);
-// 3xx → 502; other 4xx → the upstream's status with its JSON-RPC error
-// body as is (protocol version negotiation relies on it) or a JSON-RPC
-// error quoting its text. A JSON response must be one JSON object of at
-// most MaxResponseBody bytes; anything else is 502. 202/204 pass without
-// a body.
+// 401/403 → the cached credential is dropped and the message sent once
+// more with a fresh one (audited as credential_retried); a second 401/403,
+// or one for a mode with nothing cached (none, per_user_oauth) → 502
+// "refused the gateway's credentials" (the agent's token is fine, so the
+// agent must not be sent back to its authorization server); 3xx → 502;
+// other 4xx → the upstream's status with its JSON-RPC error body as is
+// (protocol version negotiation relies on it) or a JSON-RPC error quoting
+// its text. A JSON response must be one JSON object of at most
+// MaxResponseBody bytes; anything else is 502. 202/204 pass without a
+// body.
 //
 // # SSE
 //
@@ -139,45 +158,42 @@
 // # Audit and the durability rule
 //
 // Each JSON-RPC message, and each GET and DELETE, ends in exactly one
-// catalog.AuditEvent: Service "mcp", Action the method ("response" for a
-// client response; the HTTP method before parsing and for GET/DELETE),
+// audit row: Service "mcp", Action the method ("response" for a client
+// response; the HTTP method before parsing and for GET/DELETE),
 // UserIdentity and RunBy the subject, RunAs the actor, SourceIP,
 // UserAgent, SessionID (the gateway's), RequestID (the JSON-RPC id),
 // SecurableType CONNECTION, SecurableName, StatusCode (the HTTP status
-// returned; 499 when the client left first), ErrorMessage, Decision and
-// Reason, LatencyMs, EventID, and RequestParams {tool, arguments_bytes,
-// upstream_status, jsonrpc_error, bytes_in, bytes_out, trace_id,
-// protocol_version, stream}: sizes and outcomes, never argument values or
-// credentials. Refusals are audited too, unauthenticated ones included.
+// returned; 499 when the client left first; 0 while the call is in
+// flight, or when a crash lost its completion), ErrorMessage, Decision and
+// Reason, LatencyMs, EventID, Revision (of the decision), and
+// RequestParams {tool, arguments_bytes, upstream_status, jsonrpc_error,
+// bytes_in, bytes_out, trace_id, protocol_version, credential_retried}:
+// sizes and outcomes, never argument values or credentials. Refusals are
+// audited too, unauthenticated ones included.
 //
-// The rule: nothing is sent to the client before its record is durable
-// (AuditSink.Record returned nil). Record is called exactly once:
+// The rule (gateway/pipeline): nothing is sent to the client before the
+// call's record is durable. A forwarded message's record is queued before
+// it is sent upstream, so its fsync overlaps the upstream call; the
+// answer waits for it (Call.Commit), and the completion follows without
+// being waited for; the store shows the pair as one row. When the record
+// is waited for:
 //
 //   - answers the gateway makes, JSON responses and bodiless ones (202):
 //     the whole answer is ready (a JSON response is read whole, bounded),
-//     recorded, then written, so the record holds the final status, error
-//     code and size;
-//   - a POST's SSE stream: recorded just before the first event that
-//     carries a message is relayed. Usually that event is the response
-//     and the record is complete; when notifications or server requests
-//     come first, the record is written then with stream "open", and the
-//     stream's outcome is logged (not audited a second time) when it ends.
-//     Events without a message (a priming event, comments) may precede the
-//     record: they carry nothing from the call;
-//   - a GET stream: recorded once the upstream accepted it, before
-//     anything is sent;
+//     committed with its outcome, then written;
+//   - a POST's SSE stream: before the first event that carries a message;
+//     when that event is the response, the completion goes with it;
+//     when notifications or server requests come first, the completion
+//     goes with the response event later (or when the stream ends).
+//     Events without a message (a priming event, comments) may precede
+//     the record: they carry nothing from the call;
+//   - a GET stream: once the upstream accepted it, before anything is
+//     sent; its completion when it ends;
 //   - a client that leaves before an answer: recorded with 499.
 //
-// If Record fails, the client gets 503 with a JSON-RPC error instead of
-// the answer (and no new session), or, when an SSE stream is already open,
-// an error response event in place of the message, and the stream ends.
-// The upstream may have acted on a message whose record then failed: the
-// rule guarantees that no answer reaches the client unaudited, not that
-// the upstream never runs unaudited. (Recording before forwarding as well
-// would close that gap at the cost of a second record, and a second fsync
-// wait, on every message.) OPTIONS preflights are not audited: they carry
-// no message and reach no upstream.
-//
-// Record runs with the request's values but not its cancellation, bounded
-// by AuditTimeout; group commit is the sink's job.
+// If the record fails, the client gets 503 with a JSON-RPC error instead
+// of the answer (and no new session), or, when an SSE stream is already
+// open, an error response event in place of the message, and the stream
+// ends. With Config.AuditAsync (--audit-sync off) nothing waits: see
+// gateway/pipeline for what a crash can then lose.
 package mcp

@@ -19,6 +19,7 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/identity"
 )
 
 // Fakes of the stage interfaces.
@@ -35,7 +36,7 @@ func (a *fakeAuth) Authenticate(_ context.Context, r *http.Request, resource str
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return nil, &gateway.AuthError{Status: 401, Code: "invalid_request", Description: "no bearer token"}
+		return nil, &gateway.AuthError{Status: 401, Code: "invalid_request", Description: identity.DescMissingToken}
 	}
 	id := a.ids[tok]
 	if id == nil {
@@ -121,20 +122,47 @@ func (f *fakeCreds) set(v string, err error) {
 	f.mu.Unlock()
 }
 
+// fakeAudit is an AuditQueue that keeps one event per EventID, as the
+// stores do: a completion replaces the outcome of the event it completes.
 type fakeAudit struct {
-	mu     sync.Mutex
-	events []catalog.AuditEvent
-	fail   atomic.Bool
+	mu      sync.Mutex
+	events  []catalog.AuditEvent
+	records int // calls of Record, Enqueue and Submit
+	fail    atomic.Bool
 }
+
+var _ gateway.AuditQueue = (*fakeAudit)(nil)
 
 func (f *fakeAudit) Record(_ context.Context, ev catalog.AuditEvent) error {
 	if f.fail.Load() {
 		return errors.New("disk full")
 	}
-	f.mu.Lock()
-	f.events = append(f.events, ev)
-	f.mu.Unlock()
+	f.add(ev)
 	return nil
+}
+
+func (f *fakeAudit) Enqueue(ctx context.Context, ev catalog.AuditEvent) (*catalog.AuditAck, error) {
+	return catalog.DoneAuditAck(f.Record(ctx, ev)), nil
+}
+
+func (f *fakeAudit) Submit(ctx context.Context, ev catalog.AuditEvent) error {
+	return f.Record(ctx, ev)
+}
+
+func (f *fakeAudit) add(ev catalog.AuditEvent) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.records++
+	if ev.Completes {
+		for i := range f.events {
+			if f.events[i].EventID == ev.EventID {
+				f.events[i].CompleteWith(&ev)
+				return
+			}
+		}
+		panic("completion of an unknown event " + ev.EventID)
+	}
+	f.events = append(f.events, ev)
 }
 
 func (f *fakeAudit) all() []catalog.AuditEvent {

@@ -3,7 +3,6 @@ package mcp
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/identity"
+	"github.com/mandatehq/mandate/gateway/pipeline"
 )
 
 // Defaults of Config.
@@ -23,7 +24,7 @@ const (
 	DefaultSessionTTL      = time.Hour
 	DefaultMaxSessions     = 100_000
 	DefaultMaxResponseBody = 32 << 20
-	DefaultAuditTimeout    = 10 * time.Second
+	DefaultAuditTimeout    = pipeline.DefaultAuditTimeout
 
 	// toolCacheTTL bounds how long a tools/list visibility decision is
 	// reused within one catalog revision (policies may depend on time).
@@ -31,11 +32,8 @@ const (
 	toolCacheMax = 100_000
 )
 
-// Paths the handler serves.
-const (
-	mcpPrefix      = "/mcp/"
-	metadataPrefix = "/.well-known/oauth-protected-resource/mcp/"
-)
+// mcpPath is the path of connection endpoints under the public URL's.
+const mcpPath = "/mcp/"
 
 // HTTP headers of the Streamable HTTP transport.
 const (
@@ -47,17 +45,28 @@ const (
 	hdrLastEventID = "Last-Event-Id"
 )
 
-// Config configures a Handler. PublicURL and the five stages are required.
+// Config configures a Handler. Connections is required, and either
+// Pipeline (shared with the other protocols' handlers) or PublicURL and
+// the stages after it, from which New builds the handler's own pipeline
+// (Limiter, Guard, Meter and Observer are its optional stages).
 type Config struct {
+	// Pipeline, when set, is the pipeline the handler runs; the fields
+	// from PublicURL to Observer, but Connections, are then ignored.
+	Pipeline    *pipeline.Pipeline
+	Connections gateway.Connections
+
 	// PublicURL is the gateway's canonical URL as clients reach it, e.g.
-	// http://127.0.0.1:18080; the resource of /mcp/NAME is
-	// PublicURL + "/mcp/" + NAME.
+	// http://127.0.0.1:18080 or https://gw.example/mandate; the resource
+	// of connection NAME is PublicURL + "/mcp/" + NAME. Requests must name
+	// its host (Host header); a path in it is part of every route.
 	PublicURL   string
 	Auth        gateway.Authenticator
 	Authz       gateway.Authorizer
-	Connections gateway.Connections
 	Credentials gateway.Credentials
 	Audit       gateway.AuditSink
+	// AuditAsync answers without waiting for audit records to be durable
+	// (--audit-sync off).
+	AuditAsync bool
 	// Upstream sends requests to the upstream MCP servers. It should carry
 	// connect and response-header timeouts and no overall Timeout (SSE
 	// streams are long). Redirects are never followed. Nil: a client with
@@ -72,8 +81,9 @@ type Config struct {
 	// other Origin gets 403.
 	AllowedOrigins []string
 	// AuthorizationServers are the issuers listed in the RFC 9728
-	// protected resource metadata.
+	// protected resource metadata; Scopes its scopes_supported.
 	AuthorizationServers []string
+	Scopes               []string
 	// SessionTTL is how long an idle session lives (default 1 h).
 	SessionTTL time.Duration
 	// MaxSessions bounds the session table (default 100,000): when full, the
@@ -82,21 +92,30 @@ type Config struct {
 	// MaxResponseBody bounds one upstream JSON response or one SSE event
 	// (default 32 MiB); larger ones fail with 502.
 	MaxResponseBody int64
-	// AuditTimeout bounds one AuditSink.Record call (default 10 s).
+	// AuditTimeout bounds the wait for one audit record (default 10 s).
 	AuditTimeout time.Duration
-	Logger       zerolog.Logger
+
+	Limiter  pipeline.Limiter
+	Guard    pipeline.Guard
+	Meter    pipeline.Meter
+	Observer pipeline.Observer
+
+	Logger zerolog.Logger
 	// Now is the clock of audit times and session expiry (default
 	// time.Now).
 	Now func() time.Time
 }
 
-// Handler is the MCP gateway's HTTP handler. It serves /mcp/{name} and
-// /.well-known/oauth-protected-resource/mcp/{name}.
+// Handler is the MCP gateway's HTTP handler: the MCP adapter of the
+// pipeline. It serves BASE/mcp/{name} and
+// /.well-known/oauth-protected-resource/BASE/mcp/{name}, BASE being the
+// path of PublicURL.
 type Handler struct {
 	cfg      Config
+	p        *pipeline.Pipeline
 	public   string // PublicURL without a trailing slash
-	loopback bool   // PublicURL's host is a loopback address
-	origins  map[string]bool
+	mcpBase  string // BASE + "/mcp/"
+	metaBase string // the well-known prefix + BASE + "/mcp/"
 	client   *http.Client
 	sessions *sessionTable
 	// stateful remembers, per connection name, whether its upstream hands
@@ -111,22 +130,8 @@ var _ http.Handler = (*Handler)(nil)
 
 // New returns a Handler for cfg.
 func New(cfg Config) (*Handler, error) {
-	switch {
-	case cfg.Auth == nil:
-		return nil, errors.New("mcp: Config.Auth is required")
-	case cfg.Authz == nil:
-		return nil, errors.New("mcp: Config.Authz is required")
-	case cfg.Connections == nil:
+	if cfg.Connections == nil {
 		return nil, errors.New("mcp: Config.Connections is required")
-	case cfg.Credentials == nil:
-		return nil, errors.New("mcp: Config.Credentials is required")
-	case cfg.Audit == nil:
-		return nil, errors.New("mcp: Config.Audit is required")
-	}
-	pub, err := url.Parse(cfg.PublicURL)
-	if err != nil || (pub.Scheme != "http" && pub.Scheme != "https") || pub.Host == "" || pub.User != nil ||
-		pub.RawQuery != "" || pub.Fragment != "" {
-		return nil, fmt.Errorf("mcp: Config.PublicURL must be an absolute http(s) URL without credentials, query or fragment, got %q", cfg.PublicURL)
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
@@ -140,24 +145,35 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxResponseBody <= 0 {
 		cfg.MaxResponseBody = DefaultMaxResponseBody
 	}
-	if cfg.AuditTimeout <= 0 {
-		cfg.AuditTimeout = DefaultAuditTimeout
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	p := cfg.Pipeline
+	if p == nil {
+		var err error
+		p, err = pipeline.New(pipeline.Config{
+			PublicURL: cfg.PublicURL, Auth: cfg.Auth, Authz: cfg.Authz, Credentials: cfg.Credentials, Audit: cfg.Audit,
+			AuditAsync: cfg.AuditAsync, AuditTimeout: cfg.AuditTimeout, AllowedOrigins: cfg.AllowedOrigins,
+			Limiter: cfg.Limiter, Guard: cfg.Guard, Meter: cfg.Meter, Observer: cfg.Observer, Logger: cfg.Logger, Now: cfg.Now,
+		})
+		if err != nil {
+			return nil, errors.New("mcp: " + strings.TrimPrefix(err.Error(), "pipeline: "))
+		}
+	} else {
+		cfg.PublicURL = p.PublicURL()
+	}
+	pub, _ := url.Parse(cfg.PublicURL) // checked by pipeline.New
+	base := strings.TrimRight(pub.EscapedPath(), "/")
 	h := &Handler{
 		cfg:      cfg,
+		p:        p,
 		public:   strings.TrimRight(cfg.PublicURL, "/"),
-		loopback: isLoopbackHost(pub.Hostname()),
-		origins:  map[string]bool{strings.ToLower(pub.Scheme + "://" + pub.Host): true},
+		mcpBase:  base + mcpPath,
+		metaBase: identity.WellKnownPath + base + mcpPath,
 		sessions: newSessionTable(cfg.MaxSessions, cfg.SessionTTL),
 		tools:    newToolCache(toolCacheMax, toolCacheTTL),
 		log:      cfg.Logger,
 		now:      cfg.Now,
-	}
-	for _, o := range cfg.AllowedOrigins {
-		h.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
 	}
 	if cfg.Upstream != nil {
 		c := *cfg.Upstream
@@ -168,6 +184,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	return h, nil
 }
+
+// Routes are the path prefixes the handler serves, to mount it on a mux.
+func (h *Handler) Routes() []string { return []string{h.mcpBase, h.metaBase} }
 
 // DefaultUpstreamClient is the upstream client New uses when
 // Config.Upstream is nil.
@@ -193,17 +212,42 @@ func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastRe
 // Sessions is the number of live gateway sessions (for metrics and tests).
 func (h *Handler) Sessions() int { return h.sessions.len() }
 
+// Pipeline is the pipeline the handler runs.
+func (h *Handler) Pipeline() *pipeline.Pipeline { return h.p }
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
-	if name, ok := strings.CutPrefix(path, mcpPrefix); ok && validName(name) {
-		h.serveMCP(w, r, name)
+	path := r.URL.EscapedPath()
+	if name, ok := h.nameIn(path, h.mcpBase); ok {
+		if r.Method == http.MethodOptions {
+			h.preflight(w, r)
+			return
+		}
+		x := &exchange{h: h, name: name}
+		x.call.Resource = h.resourceURL(name)
+		x.call.Securable = catalogConnection(name)
+		h.p.Serve(w, r, &x.call, x)
 		return
 	}
-	if name, ok := strings.CutPrefix(path, metadataPrefix); ok && validName(name) {
-		h.serveMetadata(w, r, name)
+	if name, ok := h.nameIn(path, h.metaBase); ok {
+		// The document is the same for every name (the connection is not
+		// looked up), so answering it reveals nothing.
+		identity.ServeMetadata(w, r, identity.MetadataDocument(h.resourceURL(name), h.cfg.AuthorizationServers, h.cfg.Scopes))
 		return
 	}
-	writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint; MCP connections are served at /mcp/<connection>"})
+	writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint; MCP connections are served at " + h.public + mcpPath + "<connection>"})
+}
+
+// nameIn returns the connection name of path under prefix.
+func (h *Handler) nameIn(path, prefix string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, prefix)
+	if !ok {
+		return "", false
+	}
+	name, err := url.PathUnescape(rest)
+	if err != nil || !validName(name) {
+		return "", false
+	}
+	return name, true
 }
 
 // validName accepts a connection path segment: a one- or three-part name
@@ -221,69 +265,28 @@ func validName(n string) bool {
 }
 
 func (h *Handler) resourceURL(name string) string {
-	return h.public + mcpPrefix + url.PathEscape(name)
+	return h.public + mcpPath + url.PathEscape(name)
 }
 
+// metadataURL is where the RFC 9728 metadata of name's resource is.
 func (h *Handler) metadataURL(name string) string {
-	return h.public + metadataPrefix + url.PathEscape(name)
-}
-
-// serveMetadata answers the RFC 9728 protected resource metadata of one
-// connection endpoint. It does not look the connection up: the document is
-// the same for every name, and answering it reveals nothing.
-func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, name string) {
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
-		return
-	}
-	servers := h.cfg.AuthorizationServers
-	if servers == nil {
-		servers = []string{}
-	}
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, map[string]any{
-		"resource":                 h.resourceURL(name),
-		"authorization_servers":    servers,
-		"bearer_methods_supported": []string{"header"},
-	})
-}
-
-// originAllowed: exact configured origins and PublicURL's origin; any
-// localhost origin when the gateway itself is on loopback.
-func (h *Handler) originAllowed(origin string) bool {
-	o := strings.ToLower(strings.TrimRight(origin, "/"))
-	if h.origins[o] {
-		return true
-	}
-	if h.loopback {
-		u, err := url.Parse(o)
-		if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Path == "" && isLoopbackHost(u.Hostname()) {
-			return true
-		}
-	}
-	return false
-}
-
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return identity.MetadataURL(h.public, mcpPath+url.PathEscape(name))
 }
 
 // preflight answers a CORS preflight (no body, no audit: it carries no
 // message and reaches no upstream).
 func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
+	if origin := r.Header.Get("Origin"); origin != "" && h.p.OriginAllowed(origin) {
+		hd.Set("Access-Control-Allow-Origin", origin)
+		hd.Add("Vary", "Origin")
+	}
 	hd.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
 	allowed := "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name"
 	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
 		for _, name := range strings.Split(req, ",") {
 			name = strings.TrimSpace(name)
-			if len(name) > len(hdrParamPrefix) && strings.EqualFold(name[:len(hdrParamPrefix)], hdrParamPrefix) {
+			if len(name) > len(hdrParamPrefix) && len(name) <= 128 && strings.EqualFold(name[:len(hdrParamPrefix)], hdrParamPrefix) {
 				allowed += ", " + name
 			}
 		}
@@ -292,110 +295,6 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Access-Control-Max-Age", "600")
 	hd.Set("Allow", "GET, POST, DELETE, OPTIONS")
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// serveMCP runs the stages for one request to /mcp/{name}.
-func (h *Handler) serveMCP(w http.ResponseWriter, r *http.Request, name string) {
-	c := h.newCall(r, name)
-
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if !h.originAllowed(origin) {
-			c.deny("origin not allowed: " + origin)
-			h.replyError(w, c, http.StatusForbidden, CodeInvalidRequest, fmt.Sprintf("origin %q is not allowed to call this gateway", origin), nil)
-			return
-		}
-		hd := w.Header()
-		hd.Set("Access-Control-Allow-Origin", origin)
-		hd.Add("Vary", "Origin")
-		hd.Set("Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate")
-	}
-	switch r.Method {
-	case http.MethodPost, http.MethodGet, http.MethodDelete:
-	case http.MethodOptions:
-		h.preflight(w, r)
-		return
-	default:
-		w.Header().Set("Allow", "GET, POST, DELETE")
-		c.deny("HTTP method not allowed")
-		h.replyError(w, c, http.StatusMethodNotAllowed, CodeInvalidRequest, "HTTP method "+r.Method+" is not allowed", nil)
-		return
-	}
-
-	// Stage 1: authenticate.
-	id, err := h.cfg.Auth.Authenticate(r.Context(), r, c.resource)
-	if err == nil && (id == nil || id.Subject == "") {
-		err = errors.New("authenticator returned no subject")
-	}
-	if err != nil {
-		h.authFailed(w, c, err)
-		return
-	}
-	c.id = id
-
-	if c.proto != "" && !supportedVersion(c.proto) {
-		c.deny("unsupported protocol version")
-		data := map[string]any{"supported": SupportedProtocolVersions, "requested": c.proto}
-		h.replyError(w, c, http.StatusBadRequest, CodeUnsupportedProtocolVersion,
-			fmt.Sprintf("unsupported MCP-Protocol-Version %q (supported: %s)", c.proto, strings.Join(SupportedProtocolVersions, ", ")), data)
-		return
-	}
-
-	if r.Method == http.MethodPost {
-		h.servePOST(w, r, c)
-	} else {
-		h.serveGETDELETE(w, r, c)
-	}
-}
-
-// authFailed answers a failed authentication per the MCP authorization
-// spec (RFC 6750 / RFC 9728).
-func (h *Handler) authFailed(w http.ResponseWriter, c *call, err error) {
-	var ae *gateway.AuthError
-	if !errors.As(err, &ae) {
-		h.log.Warn().Err(err).Str("connection", c.name).Msg("authentication error; refusing the request")
-		ae = &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "the access token could not be verified"}
-	}
-	status, code := http.StatusUnauthorized, ae.Code
-	if ae.Status == http.StatusForbidden {
-		status = http.StatusForbidden
-		if code == "" {
-			code = "insufficient_scope"
-		}
-	}
-	var b strings.Builder
-	b.WriteString(`Bearer resource_metadata="`)
-	b.WriteString(quoteParam(h.metadataURL(c.name)))
-	b.WriteByte('"')
-	if code != "" {
-		b.WriteString(`, error="` + quoteParam(code) + `"`)
-	}
-	if ae.Description != "" {
-		b.WriteString(`, error_description="` + quoteParam(ae.Description) + `"`)
-	}
-	if status == http.StatusForbidden && ae.Scope != "" {
-		b.WriteString(`, scope="` + quoteParam(ae.Scope) + `"`)
-	}
-	w.Header().Set("WWW-Authenticate", b.String())
-	if code == "" {
-		code = "invalid_token"
-	}
-	c.deny("authentication failed: " + code)
-	c.errMsg = ae.Description
-	body, _ := json.Marshal(map[string]string{"error": code, "error_description": ae.Description})
-	h.finish(w, c, status, "application/json", body)
-}
-
-// quoteParam makes s safe inside a quoted auth-param.
-func quoteParam(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '"' || r == '\\':
-			return '\''
-		case r < ' ' || r == 0x7f:
-			return ' '
-		}
-		return r
-	}, s)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -17,6 +17,9 @@ const (
 	// CodeSignInRequired: the user must first connect their account for the
 	// connection (error.data.signInUrl).
 	CodeSignInRequired = -32003
+	// CodeLimited: a rate limit or budget refused the call (HTTP 429 with
+	// Retry-After).
+	CodeLimited = -32005
 	// CodeHeaderMismatch (2026-07-28): Mcp-Method / Mcp-Name headers do not
 	// match the body.
 	CodeHeaderMismatch = -32020

@@ -229,8 +229,9 @@ func TestUnauthenticated(t *testing.T) {
 	for _, tok := range []string{"", "forged"} {
 		r := e.post(tok, "github", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
 		www := r.header.Get("WWW-Authenticate")
+		// RFC 6750 §3.1: a request without a token gets no error code.
 		if r.status != 401 || !strings.HasPrefix(www, `Bearer resource_metadata="`+e.srv.URL+`/.well-known/oauth-protected-resource/mcp/github"`) ||
-			!strings.Contains(www, `error="`) {
+			strings.Contains(www, `error="`) != (tok != "") {
 			t.Fatalf("token %q: %d %q %s", tok, r.status, www, r.body)
 		}
 		var body map[string]string

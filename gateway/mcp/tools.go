@@ -69,16 +69,16 @@ func (tc *toolCache) put(k toolKey, allowed bool, now time.Time) {
 // in tools/list: it passes the connection's include_tools and the caller
 // may call it (the tools/call authorization without arguments). Any error
 // hides the tool.
-func (h *Handler) toolsVisible(ctx context.Context, c *call, names []string) []bool {
+func (h *Handler) toolsVisible(ctx context.Context, x *exchange, names []string) []bool {
 	out := make([]bool, len(names))
 	now := h.now()
-	include := c.conn.Options[catalog.OptIncludeTools]
+	include := x.conn.Options[catalog.OptIncludeTools]
 	var ask []int
 	for i, n := range names {
 		if !catalog.ToolAllowed(include, n) {
 			continue
 		}
-		if ok, hit := h.tools.get(c.toolKey(n), now); hit {
+		if ok, hit := h.tools.get(x.toolKey(n), now); hit {
 			out[i] = ok
 			continue
 		}
@@ -89,14 +89,15 @@ func (h *Handler) toolsVisible(ctx context.Context, c *call, names []string) []b
 	}
 	reqs := make([]enforce.Request, len(ask))
 	for j, i := range ask {
-		reqs[j] = c.authzRequest("tools/call", names[i], nil)
+		reqs[j] = x.authzRequest("tools/call", names[i], nil)
 	}
 	decisions := make([]enforce.Decision, len(ask))
 	failed := make([]bool, len(ask)) // no decision: hide, but do not remember
-	if b, ok := h.cfg.Authz.(batchAuthorizer); ok {
+	authz := h.p.Authorizer()
+	if b, ok := authz.(batchAuthorizer); ok {
 		ds, err := b.AuthorizeBatch(ctx, reqs)
 		if err != nil || len(ds) != len(reqs) {
-			h.log.Warn().Err(err).Str("connection", c.conn.Name).Msg("tools/list: per-tool authorization failed; hiding the tools")
+			h.log.Warn().Err(err).Str("connection", x.conn.Name).Msg("tools/list: per-tool authorization failed; hiding the tools")
 			for j := range failed {
 				failed[j] = true
 			}
@@ -111,7 +112,7 @@ func (h *Handler) toolsVisible(ctx context.Context, c *call, names []string) []b
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				d, err := h.cfg.Authz.Authorize(ctx, reqs[j])
+				d, err := authz.Authorize(ctx, reqs[j])
 				decisions[j], failed[j] = d, err != nil
 			}()
 		}
@@ -120,7 +121,7 @@ func (h *Handler) toolsVisible(ctx context.Context, c *call, names []string) []b
 	for j, i := range ask {
 		out[i] = decisions[j].Allowed && !failed[j]
 		if !failed[j] && ctx.Err() == nil {
-			h.tools.put(c.toolKey(names[i]), out[i], now)
+			h.tools.put(x.toolKey(names[i]), out[i], now)
 		}
 	}
 	return out
@@ -130,7 +131,7 @@ func (h *Handler) toolsVisible(ctx context.Context, c *call, names []string) []b
 // reduced to the tools the caller may see. Messages that carry no tools
 // array come back unchanged. The rest of the message is kept byte for
 // byte; only the array is rebuilt from the original tool objects.
-func (h *Handler) filterToolsList(ctx context.Context, c *call, data []byte) ([]byte, error) {
+func (h *Handler) filterToolsList(ctx context.Context, x *exchange, data []byte) ([]byte, error) {
 	result, rs, _, ok := member(data, "result")
 	if !ok || len(result) == 0 || result[0] != '{' {
 		return data, nil
@@ -161,7 +162,7 @@ func (h *Handler) filterToolsList(ctx context.Context, c *call, data []byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	visible := h.toolsVisible(ctx, c, names)
+	visible := h.toolsVisible(ctx, x, names)
 	all := true
 	for i, v := range visible {
 		if !v || names[i] == "" {
@@ -192,7 +193,26 @@ func (h *Handler) filterToolsList(ctx context.Context, c *call, data []byte) ([]
 	return out, nil
 }
 
-// identityKey is the part of a toolKey that names the caller.
-func (c *call) toolKey(tool string) toolKey {
-	return toolKey{subject: c.id.Subject, actor: c.id.Actor, conn: c.conn.Name, tool: tool, rev: c.conn.Revision}
+// toolKey is the cache key of tool's visibility to x's caller.
+func (x *exchange) toolKey(tool string) toolKey {
+	id := x.call.Identity
+	return toolKey{subject: id.Subject, actor: id.Actor, conn: x.conn.Name, tool: tool, rev: x.conn.Revision}
+}
+
+// authzRequest is the catalog question about x's connection with the
+// given method, tool and arguments.
+func (x *exchange) authzRequest(method, tool string, args []byte) enforce.Request {
+	id := x.call.Identity
+	return enforce.Request{
+		Subject:   id.Subject,
+		Actor:     id.Actor,
+		Privilege: catalog.PrivUseConnection,
+		Securable: catalogConnection(x.conn.Name),
+		Context:   x.policyContext(method, tool, args),
+	}
+}
+
+// catalogConnection names a connection for the authorizer.
+func catalogConnection(name string) enforce.SecurableRef {
+	return enforce.SecurableRef{Type: catalog.TypeConnection, Name: name}
 }

@@ -30,7 +30,7 @@ type AuditSink struct {
 	log *catalog.AuditLog
 }
 
-var _ gateway.AuditSink = (*AuditSink)(nil)
+var _ gateway.AuditQueue = (*AuditSink)(nil)
 
 // NewAuditSink validates cfg and starts the sink. Close drains it.
 func NewAuditSink(cfg Config) (*AuditSink, error) {
@@ -49,6 +49,17 @@ func NewAuditSink(cfg Config) (*AuditSink, error) {
 // catalog.AuditEvent.Validate is refused at once.
 func (s *AuditSink) Record(ctx context.Context, ev catalog.AuditEvent) error {
 	return s.log.Record(ctx, ev)
+}
+
+// Enqueue queues ev for the catalog and returns at once; the ack's Wait
+// returns once the catalog confirmed it durable (catalog.AuditLog.Enqueue).
+func (s *AuditSink) Enqueue(ctx context.Context, ev catalog.AuditEvent) (*catalog.AuditAck, error) {
+	return s.log.Enqueue(ctx, ev)
+}
+
+// Submit queues ev for the catalog without waiting (catalog.AuditLog.Submit).
+func (s *AuditSink) Submit(ctx context.Context, ev catalog.AuditEvent) error {
+	return s.log.Submit(ctx, ev)
 }
 
 // Close refuses new events and waits until the queued ones are sent (or

@@ -176,6 +176,17 @@ func (c *cache) delete(k *cacheKey) {
 	s.mu.Unlock()
 }
 
+// deleteValue removes the entry of k if it holds value.
+func (c *cache) deleteValue(k *cacheKey, value string) {
+	h := c.hash(k)
+	s := &c.shards[h%cacheShards]
+	s.mu.Lock()
+	if sl, ok := s.m[h]; ok && sl.key == *k && sl.e.value == value {
+		delete(s.m, h)
+	}
+	s.mu.Unlock()
+}
+
 func (c *cache) len() int {
 	n := 0
 	for i := range c.shards {

@@ -99,7 +99,10 @@ type Credentials struct {
 	testHookMiss func()
 }
 
-var _ gateway.Credentials = (*Credentials)(nil)
+var (
+	_ gateway.Credentials           = (*Credentials)(nil)
+	_ gateway.CredentialInvalidator = (*Credentials)(nil)
+)
 
 // Stats are cumulative counters.
 type Stats struct {
@@ -227,7 +230,7 @@ func (cr *Credentials) authorization(ctx context.Context, c *gateway.Connection,
 	// fresh) must not be it.
 	if id != nil && passesThrough(v, id.Token, hit) {
 		if !hit {
-			cr.Invalidate(c, id)
+			cr.invalidate(c, id, "", false)
 		}
 		return "", 0, fmt.Errorf("upstream %s: refusing to send the inbound token upstream (token passthrough)", c.Name)
 	}
@@ -251,11 +254,21 @@ func authMode(c *gateway.Connection) string {
 	return c.Options[catalog.OptAuthMode]
 }
 
-// Invalidate drops the cached credential that Authorization would return
-// for (c, id), for example after the upstream answered 401 with it.
-func (cr *Credentials) Invalidate(c *gateway.Connection, id *gateway.Identity) {
+// Invalidate implements gateway.CredentialInvalidator: after the upstream
+// refused rejected (HTTP 401 or 403), it drops the credential cached for
+// (c, id) if it is still rejected (a fresher one that a concurrent call
+// obtained stays), and reports whether Authorization can produce another
+// one: true for the modes Credentials caches (shared_principal,
+// mandate_jwt, token_exchange), false for none and per_user_oauth.
+func (cr *Credentials) Invalidate(c *gateway.Connection, id *gateway.Identity, rejected string) bool {
+	return cr.invalidate(c, id, rejected, true)
+}
+
+// invalidate drops the cached credential of (c, id): any value when
+// matchOnly is false, else only rejected.
+func (cr *Credentials) invalidate(c *gateway.Connection, id *gateway.Identity, rejected string, matchOnly bool) bool {
 	if c == nil {
-		return
+		return false
 	}
 	var k cacheKey
 	switch authMode(c) {
@@ -263,18 +276,23 @@ func (cr *Credentials) Invalidate(c *gateway.Connection, id *gateway.Identity) {
 		k = cr.clientCredentialsKey(c)
 	case ModeMandateJWT:
 		if id == nil {
-			return
+			return false
 		}
 		k = mintKey(c, id)
 	case ModeTokenExchange:
 		if id == nil {
-			return
+			return false
 		}
 		k = cr.exchangeKey(c, id)
 	default:
-		return
+		return false
 	}
-	cr.cache.delete(&k)
+	if matchOnly {
+		cr.cache.deleteValue(&k, rejected)
+	} else {
+		cr.cache.delete(&k)
+	}
+	return true
 }
 
 // TokenSource returns an oauth2.TokenSource over Authorization for one

@@ -181,10 +181,26 @@ func TestInvalidate(t *testing.T) {
 	c := conn("token_exchange", a.opts, a.secrets)
 	id := alice(clk)
 	t1, _ := cr.Authorization(context.Background(), c, id)
-	cr.Invalidate(c, id)
+	// Another value than the one cached (a stale credential a concurrent
+	// call was refused with) leaves the cached one.
+	if !cr.Invalidate(c, id, "Bearer stale") {
+		t.Fatal("token_exchange: Invalidate says nothing can be renewed")
+	}
+	if again, _ := cr.Authorization(context.Background(), c, id); again != t1 || idp.n.Load() != 1 {
+		t.Fatalf("a fresher credential was dropped: %d exchanges", idp.n.Load())
+	}
+	if !cr.Invalidate(c, id, t1) {
+		t.Fatal("token_exchange: Invalidate says nothing can be renewed")
+	}
 	t2, _ := cr.Authorization(context.Background(), c, id)
 	if t1 == t2 || idp.n.Load() != 2 {
 		t.Fatalf("not invalidated: %d", idp.n.Load())
+	}
+	// Modes without a cache have nothing to renew.
+	for _, mode := range []string{"none", "per_user_oauth"} {
+		if cr.Invalidate(conn(mode, nil, nil), id, t2) {
+			t.Errorf("%s: Invalidate says a fresh credential can be had", mode)
+		}
 	}
 }
 

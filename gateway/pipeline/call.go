@@ -1,0 +1,235 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/hex"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/enforce"
+	"github.com/mandatehq/mandate/gateway"
+)
+
+// Call is one call through the pipeline: what the stages learn about it,
+// and the audit row it ends in. The pipeline sets the first group when the
+// call starts; the adapter sets the second (before Serve or in Resolve);
+// the stages set the rest.
+type Call struct {
+	// Set by the pipeline.
+	Request  *http.Request
+	Start    time.Time // monotonic, for latency
+	Time     time.Time // Config.Now at arrival: the audit event_time
+	EventID  string
+	SourceIP string
+	// TraceID is the W3C trace id of the inbound traceparent, or a new one.
+	TraceID string
+
+	// Set by the adapter.
+	//
+	// Resource is the canonical URL of the addressed endpoint: a token's
+	// audience may be it (RFC 8707).
+	Resource string
+	// Action is the audit action_name: the protocol method
+	// ("tools/call"); the HTTP method until the request is decoded.
+	Action string
+	// Securable is what the call addresses: Name as requested until
+	// Resolve, then the full name. Privilege is what calling it takes
+	// (MCP: USE_CONNECTION on a CONNECTION; LLM: EXECUTE on a MODEL
+	// SERVICE).
+	Securable enforce.SecurableRef
+	Privilege catalog.Privilege
+	// Context is the policy context of the authorization question.
+	Context map[string]any
+	// Item names what within the securable the call addresses, for
+	// messages ("tool echo" → Item "echo"); ItemKeys are the Context keys
+	// about it. A denial with them but not without them is KindItemDenied.
+	Item     string
+	ItemKeys []string
+	// Upstream is the connection the credential stage gets a credential
+	// for (nil: none, or the Protocol is a CredentialStage).
+	Upstream *gateway.Connection
+	// RequestID and SessionID go to the audit row.
+	RequestID string
+	SessionID string
+	// Content is the call's payload as guard_call sees it (nil: none);
+	// Send sends Content.Body, which a guard may have rewritten.
+	Content *Content
+	BytesIn int64
+
+	// Set by the stages.
+	Identity *gateway.Identity
+	Decision enforce.Decision
+	// Usage is what the call consumed (set by the adapter's Relay; read
+	// by the meter stage and the limits' settlement).
+	Usage          Usage
+	UpstreamStatus int
+	// CredentialRetried: the upstream refused a cached credential and the
+	// call was sent again with a fresh one.
+	CredentialRetried bool
+	// Status is the HTTP status answered (0 until known).
+	Status   int
+	BytesOut int64
+	// ErrorMessage is the audit error_message.
+	ErrorMessage string
+	Timings      Timings
+
+	p                *Pipeline
+	proto            Protocol
+	w                *response
+	decision, reason string
+	credential       string
+	resp             *http.Response
+	reservation      Reservation
+	resultGuard      ResultGuard
+	auditCtx         context.Context
+	audit            auditState
+}
+
+// init starts c for r.
+func (c *Call) init(p *Pipeline, proto Protocol, w http.ResponseWriter, r *http.Request) {
+	c.p, c.proto = p, proto
+	c.w = &response{ResponseWriter: w}
+	c.Request = r
+	c.Start = time.Now()
+	c.Time = p.now()
+	c.EventID = uuid.NewString()
+	c.decision = "deny"
+	if c.Action == "" {
+		c.Action = r.Method
+	}
+	c.SourceIP, _, _ = net.SplitHostPort(r.RemoteAddr)
+	if c.SourceIP == "" {
+		c.SourceIP = r.RemoteAddr
+	}
+	c.TraceID = TraceIDOf(r.Header.Get("traceparent"))
+	if c.TraceID == "" {
+		c.TraceID = RandomHex(16)
+	}
+}
+
+// Writer is the client's response writer. Adapters write their answer to
+// it, only after Commit.
+func (c *Call) Writer() http.ResponseWriter { return c.w }
+
+// Started reports whether the answer's header has been written.
+func (c *Call) Started() bool { return c.w != nil && c.w.wrote }
+
+func (c *Call) allow(reason string) { c.decision, c.reason = "allow", reason }
+func (c *Call) deny(reason string)  { c.decision, c.reason = "deny", reason }
+
+// Decided returns the audit decision and reason as they stand.
+func (c *Call) Decided() (decision, reason string) { return c.decision, c.reason }
+
+// Commit is the durability rule: an adapter calls it before the first byte
+// of its answer. It returns once the call's request record is durable
+// (immediately with --audit-sync off); when final, the outcome is known
+// (Status, BytesOut, ErrorMessage as they stand) and the completion is
+// queued (never waited for). An error (KindAudit) means: do not answer.
+// Later calls do what is left (a stream commits when it opens and again,
+// final, when its response passes).
+func (c *Call) Commit(final bool) *Error { return c.p.commit(c, final) }
+
+// GuardPiece passes one piece of the answer through the result guard and
+// returns the bytes to send: body, or the guard's rewrite (empty: drop
+// the piece). A denial is KindGuardDenied. Without a Guard it returns
+// body.
+func (c *Call) GuardPiece(ctx context.Context, format string, body []byte, final bool) ([]byte, *Error) {
+	if c.resultGuard == nil {
+		return body, nil
+	}
+	v, err := c.resultGuard.Piece(ctx, c, &Content{Format: format, Body: body, Final: final})
+	if err != nil {
+		return nil, &Error{Stage: StageGuardResult, Kind: KindGuardDenied, Status: http.StatusForbidden, Item: c.Item,
+			Message: "the answer could not be checked by the gateway's guardrails", Reason: "guardrail failed: " + err.Error(), Cause: err}
+	}
+	switch v.Action {
+	case Allow:
+		return body, nil
+	case Rewrite:
+		return v.Body, nil
+	}
+	return nil, &Error{Stage: StageGuardResult, Kind: KindGuardDenied, Status: http.StatusForbidden, Item: c.Item,
+		Message: "blocked by a guardrail: " + v.Reason, Reason: "guardrail denied the result: " + v.Reason}
+}
+
+// event is c's audit event as it stands.
+func (c *Call) event() catalog.AuditEvent {
+	ev := catalog.AuditEvent{
+		EventID:       c.EventID,
+		Time:          c.Time,
+		Service:       c.proto.Service(),
+		Action:        c.Action,
+		SourceIP:      c.SourceIP,
+		UserAgent:     c.Request.UserAgent(),
+		SessionID:     c.SessionID,
+		RequestID:     c.RequestID,
+		SecurableType: string(c.Securable.Type),
+		SecurableName: c.Securable.Name,
+		RequestParams: c.proto.AuditParams(c),
+		StatusCode:    c.Status,
+		ErrorMessage:  c.ErrorMessage,
+		Decision:      c.decision,
+		Reason:        c.reason,
+		LatencyMs:     float64(time.Since(c.Start).Microseconds()) / 1000,
+		Revision:      c.Decision.Revision,
+	}
+	if c.Identity != nil {
+		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor
+	}
+	return ev
+}
+
+// response tracks whether the answer has started.
+type response struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (r *response) WriteHeader(status int) {
+	r.wrote = true
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *response) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the server's writer (Flush).
+func (r *response) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// TraceIDOf returns the trace id of a W3C traceparent header, or "".
+func TraceIDOf(tp string) string {
+	// version "-" trace-id (32 hex) "-" parent-id (16 hex) "-" flags
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
+		return ""
+	}
+	id := tp[3:35]
+	for i := 0; i < len(id); i++ {
+		if !(id[i] >= '0' && id[i] <= '9' || id[i] >= 'a' && id[i] <= 'f') {
+			return ""
+		}
+	}
+	if id == "00000000000000000000000000000000" {
+		return ""
+	}
+	return id
+}
+
+// RandomHex returns n random bytes as hex (trace and span ids: unique,
+// not secret).
+func RandomHex(n int) string {
+	b := make([]byte, n)
+	for i := 0; i < n; i += 8 {
+		v := mrand.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return hex.EncodeToString(b)
+}

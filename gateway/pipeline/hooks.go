@@ -1,0 +1,145 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+)
+
+// The extension points. Each is optional: a nil one is a no-op stage (the
+// feature does not exist yet, or is not configured), and each fails closed
+// when present: its error refuses the call.
+
+// Limiter is the limits stage: rate limits and budgets. Reserve admits the
+// call before anything is sent upstream and reserves what it may use (one
+// request; for a model call the input estimate plus max_tokens, and the
+// worst-case cost); the reservation is settled after the call with its
+// real usage (Call.Usage), also when the call failed (then usually with
+// less). A refusal is an *Error of KindLimited (429, RetryAfter); any
+// other error refuses the call as unavailable.
+type Limiter interface {
+	Reserve(ctx context.Context, c *Call) (Reservation, error)
+}
+
+// Reservation is what a Limiter reserved for one call. Settle runs exactly
+// once, in the meter stage.
+type Reservation interface {
+	Settle(ctx context.Context, c *Call, u Usage)
+}
+
+// Guard is the guardrail stages. Call (guard_call) sees the call's payload
+// before the credential is obtained and the call forwarded; Result
+// (guard_result) starts the inspection of the answer, whose pieces the
+// returned ResultGuard then sees in order: the whole body of a JSON
+// answer, or each event of a stream, as it is relayed. A Verdict may allow
+// a piece, deny it (the call is refused with KindGuardDenied; in a stream
+// already under way the adapter ends it with an error event) or rewrite
+// it (mask sensitive data). An error denies.
+type Guard interface {
+	Call(ctx context.Context, c *Call, in *Content) (Verdict, error)
+	Result(ctx context.Context, c *Call) (ResultGuard, error)
+}
+
+// ResultGuard inspects the pieces of one call's answer, in order. It may
+// keep state between pieces (a hold-back window for values split across
+// stream events).
+type ResultGuard interface {
+	Piece(ctx context.Context, c *Call, out *Content) (Verdict, error)
+}
+
+// Content is a payload as guards see it: the protocol message the call
+// sends upstream (guard_call; Call.Content), or one piece of its answer
+// (guard_result).
+type Content struct {
+	// Format names the shape of Body: FormatMCP (one JSON-RPC message);
+	// the LLM adapter adds its own (the request and response formats of
+	// the provider APIs, OpenAI chat completions, Anthropic messages).
+	Format string
+	// Body is the payload as it goes upstream, or to the client.
+	Body []byte
+	// Final marks the last piece of an answer.
+	Final bool
+}
+
+// FormatMCP: Body is one JSON-RPC 2.0 message of MCP.
+const FormatMCP = "mcp"
+
+// Action is a guard's verdict on a payload.
+type Action uint8
+
+// Actions of a Verdict.
+const (
+	Allow Action = iota
+	Deny
+	// Rewrite replaces the payload with Verdict.Body (same Format; an MCP
+	// message keeps its id, method and name). An empty Body drops a piece
+	// of a stream (to hold it back and emit it with a later one).
+	Rewrite
+)
+
+// Verdict is a guard's answer.
+type Verdict struct {
+	Action Action
+	// Reason says why (deny: for the caller and the audit row).
+	Reason string
+	Body   []byte
+}
+
+// Meter is the meter stage: it sees every call once its answer is done
+// (status, Usage, timings) and records usage and cost (usage tables,
+// metrics). It runs after the answer was sent; it must not block long.
+type Meter interface {
+	Record(ctx context.Context, c *Call)
+}
+
+// Usage is what a call consumed, as the protocol adapter read it from the
+// upstream's answer (an LLM response's or stream's usage; zero for MCP).
+type Usage struct {
+	InputTokens       int64
+	OutputTokens      int64
+	CachedInputTokens int64
+	CacheWriteTokens  int64
+	ReasoningTokens   int64
+}
+
+// Observer watches the stages of every call, for tracing spans and
+// metrics, without any stage knowing: StartStage is called as a stage
+// begins and returns the stage's context (for a span) and the function
+// that ends it, called with the stage's error (nil: passed). Finished is
+// called once per call, after the audit stage. Stage timings are also in
+// Call.Timings.
+type Observer interface {
+	StartStage(ctx context.Context, c *Call, s Stage) (context.Context, func(err *Error))
+	Finished(c *Call)
+}
+
+// Stage names a step of the pipeline, in order.
+type Stage uint8
+
+// The stages, in the order every call runs them.
+const (
+	StageAuthenticate Stage = iota
+	StageResolve
+	StageAuthorize
+	StageLimits
+	StageGuardCall
+	StageCredential
+	StageForward
+	StageGuardResult
+	StageMeter
+	StageAudit
+	NumStages
+)
+
+var stageNames = [NumStages]string{"authenticate", "resolve", "authorize", "limits", "guard_call", "credential",
+	"forward", "guard_result", "meter", "audit"}
+
+func (s Stage) String() string {
+	if s < NumStages {
+		return stageNames[s]
+	}
+	return "stage?"
+}
+
+// Timings are the durations of the stages a call ran (zero for the
+// others). guard_result spans the relay of the answer.
+type Timings [NumStages]time.Duration
