@@ -3,6 +3,7 @@ package sqlfront
 import (
 	"context"
 	"sort"
+	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
@@ -32,9 +33,9 @@ func (x sysSession) ParamNames() []string {
 	return names
 }
 
-// systemQuery prepares a SELECT over system tables.
-func (s *Session) systemQuery(ctx context.Context, tree *pg.ParseResult, paramOIDs []uint32) (*stmt, error) {
-	p, err := s.f.sys.Prepare(ctx, sysSession{s}, tree, paramOIDs)
+// systemQuery prepares a SELECT over system tables (tree is text parsed).
+func (s *Session) systemQuery(ctx context.Context, text string, tree *pg.ParseResult, paramOIDs []uint32) (*stmt, error) {
+	p, err := s.f.sys.Prepare(ctx, sysSession{s}, text, tree, paramOIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -42,6 +43,22 @@ func (s *Session) systemQuery(ctx context.Context, tree *pg.ParseResult, paramOI
 }
 
 // wantsSystemQuery reports whether a SELECT goes to the query engine.
+// With an engine, every SELECT does (PostgreSQL's semantics for
+// expressions, casts and errors come from there), except one that calls
+// set_config(), which changes the session.
 func (s *Session) wantsSystemQuery(x *pg.SelectStmt) bool {
-	return s.f.sys != nil && systables.Wants(x)
+	if s.f.sys == nil {
+		return false
+	}
+	if systables.Wants(x) {
+		return true
+	}
+	for _, t := range x.TargetList {
+		if fc := t.GetResTarget().GetVal().GetFuncCall(); fc != nil {
+			if n := fc.Funcname[len(fc.Funcname)-1].GetString_(); n != nil && strings.EqualFold(n.Sval, "set_config") {
+				return false
+			}
+		}
+	}
+	return true
 }

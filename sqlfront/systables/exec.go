@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgtype"
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -39,12 +41,17 @@ func New(cat *catalog.Service, q catalog.QueryEngine) *Engine {
 type Statement struct {
 	e      *Engine
 	sess   Session
+	text   string // the statement as the client wrote it
 	sql    string
 	rels   []*relation
 	cols   []pgwire.Column
 	types  []catalog.ColumnType
 	params []uint32
 	ctes   map[string]string // engine name -> CTE name, for messages
+	// unresolved are the column references the deparser could not
+	// resolve: an engine error about one names it (with its position).
+	unresolved []unresolvedCol
+	loc        *time.Location // the session's time zone, for output
 }
 
 // Columns returns the result columns.
@@ -65,24 +72,28 @@ func Wants(s *pg.SelectStmt) bool {
 		len(s.SortClause) > 0 || s.LimitCount != nil || s.LimitOffset != nil || len(s.DistinctClause) > 0
 }
 
-// Prepare validates and rewrites the SELECT of tree (one statement), checks
-// the caller's SELECT privilege on the system tables it reads, and asks
-// the engine for the result columns and parameter types.
-func (e *Engine) Prepare(ctx context.Context, sess Session, tree *pg.ParseResult, paramOIDs []uint32) (*Statement, error) {
+// Prepare validates and rewrites the SELECT of tree (one statement, parsed
+// from text), checks the caller's SELECT privilege on the system tables it
+// reads, and asks the engine for the result columns and parameter types.
+// Errors carry positions in text.
+func (e *Engine) Prepare(ctx context.Context, sess Session, text string, tree *pg.ParseResult, paramOIDs []uint32) (*Statement, error) {
 	if len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetSelectStmt() == nil {
 		return nil, notSupported("this statement")
 	}
 	sel := tree.Stmts[0].Stmt.GetSelectStmt()
-	jsonb := outputInfo(sel)
-	st := &Statement{e: e, sess: sess}
+	outputInfo(sel)
+	st := &Statement{e: e, sess: sess, text: text}
 	var err error
+	var native map[*pg.FuncCall]bool
 	e.cat.Read(func(m *catalog.Model) {
 		me, ok := m.PrincipalByName(sess.User())
 		if !ok {
 			err = errorf("42501", "principal %s no longer exists", catalog.QuoteIdent(sess.User()))
 			return
 		}
-		a := &analysis{sess: sess, m: m, me: me, ctes: map[string]string{}, used: map[string]*relation{}, done: map[*pg.Node]bool{}}
+		a := &analysis{sess: sess, m: m, me: me, ctes: map[string]string{}, used: map[string]*relation{}, done: map[*pg.Node]bool{},
+			native: map[*pg.FuncCall]bool{}}
+		native = a.native
 		a.collectCTEs(sel.ProtoReflect())
 		if err = a.walkNode(tree.Stmts[0].Stmt); err != nil {
 			return
@@ -97,19 +108,33 @@ func (e *Engine) Prepare(ctx context.Context, sess Session, tree *pg.ParseResult
 		err = st.checkPrivileges(m, me)
 	})
 	if err != nil {
-		return nil, err
+		return nil, st.positioned(err)
 	}
-	if st.sql, err = pg.Deparse(tree); err != nil {
-		return nil, fmt.Errorf("systables: deparse: %w", err)
+	d := newDeparser(sess, native)
+	st.loc = d.location()
+	sql, inferred, err := d.statement(sel)
+	if err != nil {
+		return nil, st.positioned(err)
+	}
+	st.sql, st.unresolved = sql, d.unresolved
+	for _, u := range st.unresolved {
+		if u.definite {
+			// A name that differs from a column only in case: the
+			// engine would find the column, PostgreSQL does not.
+			return nil, st.columnError(u)
+		}
 	}
 	cols, params, err := e.q.Describe(ctx, st.query(nil))
 	if err != nil {
 		return nil, st.engineError(err)
 	}
+	if len(inferred) != len(cols) {
+		inferred = nil
+	}
 	for i, c := range cols {
 		oid := typeOID(c.Type)
-		if jsonb[i] && oid == oidJSON {
-			oid = oidJSONB
+		if inferred != nil {
+			oid = resultOID(inferred[i].t, oid)
 		}
 		st.cols = append(st.cols, pgwire.Column{Name: c.Name, TypeOID: oid})
 		st.types = append(st.types, c.Type)
@@ -214,7 +239,7 @@ func (st *Statement) Execute(ctx context.Context, params []pgwire.Param, w pgwir
 			return fmt.Errorf("systables: engine returned %d values for %d columns", len(vals), len(row))
 		}
 		for i, v := range vals {
-			row[i] = toWire(st.cols[i].TypeOID, v)
+			row[i] = toWire(st.cols[i].TypeOID, v, st.loc)
 		}
 		n++
 		return w.WriteRow(row)
@@ -227,12 +252,93 @@ func (st *Statement) Execute(ctx context.Context, params []pgwire.Param, w pgwir
 
 var cteName = regexp.MustCompile(`mandate_cte_[0-9]+`)
 
+// resultOID is a result column's type: the one PostgreSQL would report
+// (inferred) where the engine's value carries it, else the engine's.
+func resultOID(inferred, engine uint32) uint32 {
+	switch {
+	case inferred == 0 || inferred == oidUnknown || inferred == engine:
+		return engine
+	case isStringOID(inferred) && isStringOID(engine), isJSONOID(inferred) && isJSONOID(engine):
+		return inferred
+	case inferred == oidNumeric && (isNumberOID(engine)):
+		return inferred
+	case isIntOID(inferred) && isIntOID(engine) && numRank(inferred) >= numRank(engine):
+		return inferred
+	case inferred == oidFloat8 && isNumberOID(engine):
+		return inferred
+	case isArrayOID(inferred) && isArrayOID(engine) && resultOID(elemOID(inferred), elemOID(engine)) == elemOID(inferred):
+		return inferred
+	case inferred == oidOID && isIntOID(engine):
+		return inferred
+	}
+	return engine
+}
+
+// positioned turns a deparser error with a location into a wire error
+// with the character position in the client's text.
+func (st *Statement) positioned(err error) error {
+	var ep *errPos
+	if !errors.As(err, &ep) {
+		return err
+	}
+	pe, ok := ep.err.(*pgwire.Error)
+	if !ok {
+		return ep.err
+	}
+	out := *pe
+	if ep.loc >= 0 {
+		out.Position = charPosition(st.text, int(ep.loc))
+	}
+	return &out
+}
+
+// charPosition is PostgreSQL's 1-based character position of a byte
+// offset.
+func charPosition(text string, off int) int32 {
+	if off > len(text) {
+		off = len(text)
+	}
+	if off < 0 {
+		return 0
+	}
+	return int32(utf8.RuneCountInString(text[:off])) + 1
+}
+
+// columnError is PostgreSQL's error for a column reference that does
+// not resolve.
+func (st *Statement) columnError(u unresolvedCol) error {
+	e := &pgwire.Error{Severity: "ERROR", Code: "42703", Hint: u.hint,
+		Position: charPosition(st.text, int(u.ref.Location))}
+	switch {
+	case u.missing != "":
+		e.Code = "42P01"
+		e.Message = fmt.Sprintf("missing FROM-clause entry for table %q", u.missing)
+	case strings.Contains(u.qualName, "."):
+		e.Message = fmt.Sprintf("column %s does not exist", u.qualName)
+	default:
+		e.Message = fmt.Sprintf("column %q does not exist", u.name)
+	}
+	return e
+}
+
 // engineError gives an engine error its SQLSTATE and the names the client
-// wrote.
+// wrote; an error about a column the deparser could not resolve becomes
+// PostgreSQL's, with the reference's position and a hint.
 func (st *Statement) engineError(err error) error {
 	var qe *catalog.QueryError
 	if !errors.As(err, &qe) {
 		return err
+	}
+	if len(st.unresolved) > 0 && (qe.SQLState == "42703" || qe.SQLState == "42P01" || qe.SQLState == "42601" ||
+		qe.SQLState == "42804" || qe.SQLState == "42883" && strings.Contains(qe.Msg, "column")) {
+		u := st.unresolved[0]
+		for _, c := range st.unresolved {
+			if qe.Name != "" && c.name == qe.Name {
+				u = c
+				break
+			}
+		}
+		return st.columnError(u)
 	}
 	msg := strings.ReplaceAll(qe.Msg, catalog.AuditRelation, "audit")
 	msg = strings.ReplaceAll(msg, catalog.VirtualTableFunc, "relation")
@@ -242,5 +348,5 @@ func (st *Statement) engineError(err error) error {
 		}
 		return s
 	})
-	return &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: msg}
+	return &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: msg, Detail: qe.Detail, Hint: qe.Hint}
 }
