@@ -76,7 +76,7 @@ func TestRewrite(t *testing.T) {
 		{`SELECT current_user, current_database(), version()`, []string{`'admin' AS "current_user"`, `'system' AS "current_database"`, "PostgreSQL 16.4 (Mandate)"}, nil},
 		{`SELECT current_setting('TimeZone')`, []string{`'UTC' AS "current_setting"`}, nil},
 		{`SELECT pg_catalog.format_type(23, NULL)`, []string{"CASE 23 WHEN 16 THEN 'boolean'"}, nil},
-		{`SELECT x::int8, y::text, z::double precision, w::timestamptz, v::jsonb FROM system.access.audit`, []string{`CAST("x" AS BIGINT)`, `"y" AS "y"`, `CAST("z" AS DOUBLE)`, `CAST("w" AS TIMESTAMPTZ)`, `CAST("v" AS JSON)`}, nil},
+		{`SELECT x::int8, y::text, z::double precision, w::timestamptz, v::jsonb FROM system.access.audit`, []string{`CAST("x" AS BIGINT)`, `CAST("y" AS VARCHAR)`, `CAST("z" AS DOUBLE)`, `CAST("w" AS TIMESTAMPTZ)`, `CAST("v" AS JSON)`}, nil},
 		{`SELECT '\x0102'::bytea`, []string{`CAST('\x01\x02' AS BLOB)`}, nil},
 		{`SELECT 1 WHERE 'a' = ANY(ARRAY['a'])`, []string{"list_transform(['a'], lambda mandate_e: ('a' = mandate_e))"}, nil},
 		{`SELECT EXTRACT(epoch FROM now())`, []string{"CAST(epoch_us(CAST(now() AS TIMESTAMPTZ)) AS DECIMAL(38,0)) * 0.000001"}, nil},

@@ -111,7 +111,11 @@ func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''"
 // statement writes a top-level SELECT and returns the types of its
 // result columns (0 where a * hides them).
 func (d *deparser) statement(s *pg.SelectStmt) (string, []colInfo, error) {
-	return d.selectStmt(s, nil)
+	sql, cols, err := d.selectStmt(s, nil)
+	if err == nil && len(sql) > maxEngineSQL {
+		return "", nil, tooComplex()
+	}
+	return sql, cols, err
 }
 
 // selectStmt writes a SELECT (with set operations, VALUES, WITH, ORDER

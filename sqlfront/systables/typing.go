@@ -227,7 +227,26 @@ func joinSQL(es []ex) string {
 	return strings.Join(parts, ", ")
 }
 
+// maxEngineSQL bounds the engine's text of one expression and of the
+// statement. PostgreSQL's semantics repeat some operands (a divisor is
+// tested for zero, then divided by), so nesting could grow the text
+// exponentially; each step grows it by a bounded factor, so checking
+// every expression bounds the work.
+const maxEngineSQL = 4 << 20
+
+func tooComplex() error {
+	return errorf("54001", "statement too complex: its translation for the query engine exceeds %d MiB", maxEngineSQL>>20)
+}
+
 func (d *deparser) expr(n *pg.Node) (ex, error) {
+	e, err := d.expr1(n)
+	if err == nil && len(e.sql) > maxEngineSQL {
+		return ex{}, tooComplex()
+	}
+	return e, err
+}
+
+func (d *deparser) expr1(n *pg.Node) (ex, error) {
 	if n == nil || n.Node == nil {
 		return ex{sql: "NULL", t: oidUnknown, null: true}, nil
 	}
