@@ -80,4 +80,3 @@ func (st *Statement) columnError(u unresolvedCol) error {
 	}
 	return e
 }
-
