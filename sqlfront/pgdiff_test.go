@@ -391,4 +391,66 @@ func TestPostgresDifferential(t *testing.T) {
 		}
 	}
 	t.Logf("%d queries: %d answer like PostgreSQL %s, %d listed differences", len(corpus), matched, pgs.Version, listed)
+
+	// Parameters take the type their context gives them, as PostgreSQL
+	// infers it: both servers describe the same parameter and result
+	// types, and answer alike for arguments sent as text.
+	for _, c := range []struct {
+		sql  string
+		args []string
+	}{
+		{`SELECT $1`, []string{"x"}},
+		{`SELECT $1 + 1, $2 || 'x', $3::date, $4 = 'a'`, []string{"41", "y", "2024-03-10", "a"}},
+		{`SELECT count(*) FROM system.access.audit WHERE event_time > $1 AND latency_ms >= $2`, []string{"2024-03-10 12:00:00+00", "3.5"}},
+		{`SELECT event_id FROM system.access.audit WHERE request_id = $1`, []string{"req-07"}},
+		{`SELECT event_id FROM system.access.audit ORDER BY event_id LIMIT $1 OFFSET $2`, []string{"2", "3"}},
+		{`SELECT $1::text IS NULL, coalesce($1, 'none')`, []string{"v"}},
+		{`SELECT x FROM (VALUES (1), (2)) t(x) WHERE x = $1`, []string{"2"}},
+		{`SELECT request_params->>$1 FROM system.access.audit WHERE event_id = $2`, []string{"tool", "00000000-0000-4000-8000-000000000002"}},
+		{`SELECT $1::int / $2`, []string{"7", "2"}},
+		{`SELECT $1::int / $2`, []string{"7", "0"}},
+	} {
+		want := pgdiffPrepared(t.Context(), pgc, c.sql, c.args)
+		got := pgdiffPrepared(t.Context(), admin, c.sql, c.args)
+		if want != got {
+			t.Errorf("%s %q:\n  PostgreSQL %s\n  Mandate    %s", c.sql, c.args, want, got)
+		}
+	}
+}
+
+// pgdiffPrepared prepares sql (the server infers the parameter types)
+// and runs it with text arguments: the types and the answer as text.
+func pgdiffPrepared(ctx context.Context, conn *pgx.Conn, sql string, args []string) string {
+	sd, err := conn.PgConn().Prepare(ctx, "", sql, nil)
+	if err != nil {
+		return "prepare: " + err.Error()
+	}
+	var fields []uint32
+	for _, f := range sd.Fields {
+		fields = append(fields, f.DataTypeOID)
+	}
+	vals := make([][]byte, len(args))
+	for i, a := range args {
+		vals[i] = []byte(a)
+	}
+	res := conn.PgConn().ExecPrepared(ctx, "", vals, nil, nil).Read()
+	out := fmt.Sprintf("params %v fields %v", sd.ParamOIDs, fields)
+	if res.Err != nil {
+		var pe *pgconn.PgError
+		if errors.As(res.Err, &pe) {
+			return out + " ERROR " + pe.Code
+		}
+		return out + " ERROR " + res.Err.Error()
+	}
+	for _, r := range res.Rows {
+		parts := make([]string, len(r))
+		for i, v := range r {
+			parts[i] = string(v)
+			if v == nil {
+				parts[i] = "NULL"
+			}
+		}
+		out += " [" + strings.Join(parts, " | ") + "]"
+	}
+	return out
 }

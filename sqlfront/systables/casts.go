@@ -56,7 +56,7 @@ func (d *deparser) cast(e ex, tn *pg.TypeName) (ex, error) {
 	mods := typmods(tn)
 	var out ex
 	switch {
-	case e.lit != nil || e.null:
+	case e.lit != nil || e.null || e.param > 0:
 		if t == oidNumeric && len(mods) > 0 && e.lit != nil {
 			out = ex{sql: quoteString(*e.lit), t: oidText}
 			break

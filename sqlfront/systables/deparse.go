@@ -34,6 +34,9 @@ type ex struct {
 	// num is the text of a numeric constant (for divisors known not to be
 	// zero).
 	num string
+	// param is the number of an untyped parameter ($1): like a literal,
+	// it takes its context's type.
+	param int
 }
 
 // colInfo is a column a name can refer to.
@@ -86,17 +89,45 @@ type deparser struct {
 	unresolved []unresolvedCol
 	// orderBy is set while the keys of a query's ORDER BY are written.
 	orderBy bool
-	// funcs are the function calls written, by location, for error
-	// positions.
-	funcs map[string]int32
+	// declared are the parameter types the client gave (0: none);
+	// params the types the statement gives its parameters.
+	declared []uint32
+	params   []uint32
+	// rawParams: a parameter was written before its type was known.
+	rawParams bool
 }
 
-func newDeparser(sess Session, native map[*pg.FuncCall]bool) *deparser {
+func newDeparser(sess Session, native map[*pg.FuncCall]bool, declared []uint32) *deparser {
 	tz := "UTC"
 	if v, ok := sess.Param("timezone"); ok && v != "" {
 		tz = v
 	}
-	return &deparser{sess: sess, tz: tz, native: native, ctes: map[string][]colInfo{}, funcs: map[string]int32{}}
+	return &deparser{sess: sess, tz: tz, native: native, ctes: map[string][]colInfo{}, declared: declared}
+}
+
+// param writes a parameter reference: typed when the client declared
+// its type, else untyped until its context types it.
+func (d *deparser) param(n int) (ex, error) {
+	if n < 1 || n > 65535 {
+		return ex{}, errorf("42P02", "there is no parameter $%d", n)
+	}
+	for len(d.params) < n {
+		d.params = append(d.params, 0)
+	}
+	if n <= len(d.declared) && d.declared[n-1] != 0 {
+		t := d.declared[n-1]
+		if et, ok := dataOf(t); ok && et.Data != catalog.DataList {
+			t = typeOID(et)
+		}
+		d.params[n-1] = d.declared[n-1]
+		return ex{sql: fmt.Sprintf("CAST($%d AS %s)", n, engineType(t)), t: t}, nil
+	}
+	if d.params[n-1] != 0 {
+		t := d.params[n-1]
+		return ex{sql: fmt.Sprintf("CAST($%d AS %s)", n, engineType(t)), t: t}, nil
+	}
+	d.rawParams = true
+	return ex{sql: fmt.Sprintf("$%d", n), t: oidUnknown, param: n}, nil
 }
 
 // quoteIdent quotes an identifier for the engine, always.
@@ -112,6 +143,18 @@ func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''"
 // result columns (0 where a * hides them).
 func (d *deparser) statement(s *pg.SelectStmt) (string, []colInfo, error) {
 	sql, cols, err := d.selectStmt(s, nil)
+	if err == nil && d.rawParams {
+		// A parameter was written before a later use typed it, or was
+		// never typed (text, as in PostgreSQL): write the statement
+		// again with every parameter typed.
+		for i, t := range d.params {
+			if t == 0 {
+				d.params[i] = oidText
+			}
+		}
+		d.unresolved, d.ctes, d.rawParams = nil, map[string][]colInfo{}, false
+		sql, cols, err = d.selectStmt(s, nil)
+	}
 	if err == nil && len(sql) > maxEngineSQL {
 		return "", nil, tooComplex()
 	}

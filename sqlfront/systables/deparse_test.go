@@ -71,7 +71,7 @@ func TestDeparseErrors(t *testing.T) {
 }
 
 func TestLevenshteinHint(t *testing.T) {
-	d := newDeparser(fakeSession{}, nil)
+	d := newDeparser(fakeSession{}, nil, nil)
 	d.scope = &scope{rels: []*srcRel{
 		{name: "a", cols: []colInfo{{name: "event_time"}, {name: "event_id"}}},
 		{name: "b", cols: []colInfo{{name: "event_time"}}},

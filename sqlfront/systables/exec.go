@@ -109,7 +109,7 @@ func (e *Engine) Prepare(ctx context.Context, sess Session, text string, tree *p
 	if err != nil {
 		return nil, st.positioned(err)
 	}
-	d := newDeparser(sess, native)
+	d := newDeparser(sess, native, paramOIDs)
 	st.loc = d.location()
 	sql, inferred, err := d.statement(sel)
 	if err != nil {
@@ -138,11 +138,14 @@ func (e *Engine) Prepare(ctx context.Context, sess Session, text string, tree *p
 		st.cols = append(st.cols, pgwire.Column{Name: c.Name, TypeOID: oid})
 		st.types = append(st.types, c.Type)
 	}
-	n := max(len(params), len(paramOIDs))
+	n := max(len(params), len(paramOIDs), len(d.params))
 	for i := 0; i < n; i++ {
 		var oid uint32
 		if i < len(paramOIDs) {
 			oid = paramOIDs[i]
+		}
+		if oid == 0 && i < len(d.params) {
+			oid = d.params[i] // the type its context gives it, as in PostgreSQL
 		}
 		if oid == 0 && i < len(params) {
 			oid = typeOID(params[i])

@@ -259,7 +259,7 @@ func (d *deparser) expr1(n *pg.Node) (ex, error) {
 	case *pg.Node_AConst:
 		return d.constant(x.AConst)
 	case *pg.Node_ParamRef:
-		return ex{sql: fmt.Sprintf("$%d", x.ParamRef.Number)}, nil
+		return d.param(int(x.ParamRef.Number))
 	case *pg.Node_TypeCast:
 		e, err := d.expr(x.TypeCast.Arg)
 		if err != nil {
@@ -465,6 +465,12 @@ func (d *deparser) coerce(e ex, t uint32) ex {
 	}
 	if e.null {
 		return ex{sql: "CAST(NULL AS " + engineType(t) + ")", t: t}
+	}
+	if e.param > 0 {
+		if d.params[e.param-1] == 0 {
+			d.params[e.param-1] = t
+		}
+		return ex{sql: fmt.Sprintf("CAST($%d AS %s)", e.param, engineType(d.params[e.param-1])), t: d.params[e.param-1]}
 	}
 	if e.lit == nil {
 		return e
