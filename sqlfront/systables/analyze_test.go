@@ -33,7 +33,7 @@ func (s fakeSession) Param(n string) (string, bool) {
 func (s fakeSession) ParamNames() []string  { return []string{"timezone"} }
 func (s fakeSession) ServerVersion() string { return "16.4" }
 
-func testEngine(t *testing.T) (*Engine, *fakeEngine, *catalog.Service) {
+func testEngine(t testing.TB) (*Engine, *fakeEngine, *catalog.Service) {
 	t.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	pg "github.com/pganalyze/pg_query_go/v6"
+
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
@@ -207,4 +209,40 @@ func TestParseBoolAndArrays(t *testing.T) {
 	if _, err := parseArrayLiteral("1,2"); err == nil {
 		t.Error("no braces accepted")
 	}
+}
+
+// BenchmarkDeparse compares the two ways of writing an analysed tree as
+// the engine's SQL, side by side: PostgreSQL's deparser (pg_query, what
+// the rewrite used before, which loses the precedences the engine needs)
+// and this package's deparser with its type inference.
+//
+//	go test -run '^$' -bench BenchmarkDeparse ./sqlfront/systables/
+func BenchmarkDeparse(b *testing.B) {
+	e, _, _ := testEngine(b)
+	admin := fakeSession{user: catalog.AdminUser, db: catalog.SystemCatalog}
+	const sql = `SELECT user_identity, action_name, count(*), avg(latency_ms), max(event_time) FROM system.access.audit
+		WHERE event_time > now() - interval '7 days' AND (decision = 'deny' OR request_params->>'tool' LIKE 'search%')
+		GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 20`
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.Prepare(b.Context(), admin, sql, tree, nil); err != nil { // analyses tree in place
+		b.Fatal(err)
+	}
+	sel := tree.Stmts[0].Stmt.GetSelectStmt()
+	b.Run("pg_query.Deparse", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := pg.Deparse(tree); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("deparser", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := newDeparser(admin, nil, nil).statement(sel); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
