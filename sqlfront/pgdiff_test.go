@@ -138,7 +138,7 @@ func (r pgdiffResult) equal(o pgdiffResult) bool {
 		}
 		// For undefined columns and tables the message, the hint and
 		// the position (psql's caret) are PostgreSQL's too.
-		if r.code == "42703" || r.code == "42P01" && strings.HasPrefix(r.msg, "missing FROM") {
+		if r.code == "42703" || r.code == "42803" || r.code == "42702" || r.code == "42P01" && strings.HasPrefix(r.msg, "missing FROM") {
 			return r.msg == o.msg && r.hint == o.hint && r.pos == o.pos
 		}
 		return true

@@ -74,7 +74,7 @@ var errorRules = []errorRule{
 		return &catalog.QueryError{SQLState: "42P01", Msg: `missing FROM-clause entry for table "` + m[1] + `"`, Name: m[1]}
 	}},
 	{binder, regexp.MustCompile(`(?i)^Ambiguous reference to column name "([^"]*)"`), func(m []string) *catalog.QueryError {
-		return state("42702", `column reference "`+m[1]+`" is ambiguous`)
+		return &catalog.QueryError{SQLState: "42702", Msg: `column reference "` + m[1] + `" is ambiguous`, Name: m[1]}
 	}},
 	{binder, regexp.MustCompile(`(?i)^Ambiguous reference to table "([^"]*)"`), func(m []string) *catalog.QueryError {
 		return state("42712", `table name "`+m[1]+`" specified more than once`)
@@ -84,7 +84,7 @@ var errorRules = []errorRule{
 	}},
 	// Grouping and aggregates.
 	{binder, regexp.MustCompile(`(?i)^column "([^"]*)" must appear in the GROUP BY clause`), func(m []string) *catalog.QueryError {
-		return state("42803", `column "`+m[1]+`" must appear in the GROUP BY clause or be used in an aggregate function`)
+		return &catalog.QueryError{SQLState: "42803", Msg: `column "` + m[1] + `" must appear in the GROUP BY clause or be used in an aggregate function`, Name: m[1]}
 	}},
 	{binder, regexp.MustCompile(`(?i)^aggregate function calls cannot be nested`), func([]string) *catalog.QueryError {
 		return state("42803", "aggregate function calls cannot be nested")

@@ -27,7 +27,7 @@ func TestPGError(t *testing.T) {
 		{duckdb.ErrorTypeConversion, "Could not convert string 'abc' to INT32", "22P02", `invalid input syntax for type integer: "abc"`, ""},
 		{duckdb.ErrorTypeConversion, `Casting value "12345.678" to type DECIMAL(5,2) failed: value is out of range!`, "22003", "numeric field overflow", ""},
 		{duckdb.ErrorTypeBinder, `column "event_id" must appear in the GROUP BY clause or must be part of an aggregate function.`, "42803",
-			`column "event_id" must appear in the GROUP BY clause or be used in an aggregate function`, ""},
+			`column "event_id" must appear in the GROUP BY clause or be used in an aggregate function`, "event_id"},
 		{duckdb.ErrorTypeBinder, "No function matches the given name and argument types 'lower(INTEGER_LITERAL)'. You might need to add explicit type casts.\n\tCandidate functions:\n\tlower(VARCHAR) -> VARCHAR",
 			"42883", "function lower(integer) does not exist", ""},
 		{duckdb.ErrorTypeInvalidInput, "missing ): (", "2201B", "invalid regular expression: missing ): (", ""},

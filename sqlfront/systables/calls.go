@@ -26,6 +26,19 @@ func (d *deparser) funcCall(fc *pg.FuncCall) (ex, error) {
 	if fc.FuncVariadic {
 		return ex{}, notSupported("VARIADIC")
 	}
+	if !d.native[fc] && fc.Over == nil && aggregates[name] {
+		switch {
+		case d.inAggregate:
+			return ex{}, &errPos{errorf("42803", "aggregate function calls cannot be nested"), fc.Location}
+		case d.clause != "":
+			return ex{}, &errPos{errorf("42803", "aggregate functions are not allowed in %s", d.clause), fc.Location}
+		}
+		d.inAggregate = true
+		defer func() { d.inAggregate = false }()
+	}
+	if fc.Over != nil && d.clause != "" && !d.native[fc] {
+		return ex{}, &errPos{errorf("42P20", "window functions are not allowed in %s", d.clause), fc.Location}
+	}
 	args, err := d.exprs(fc.Args)
 	if err != nil {
 		return ex{}, err
@@ -144,6 +157,17 @@ func argT(args []ex, i int) uint32 {
 		return args[i].t
 	}
 	return 0
+}
+
+// aggregates are PostgreSQL's aggregate functions among the allowed ones.
+var aggregates = map[string]bool{}
+
+func init() {
+	for _, n := range strings.Fields(`count sum avg min max stddev stddev_pop stddev_samp variance var_pop var_samp
+		bool_and bool_or every string_agg array_agg json_agg jsonb_agg percentile_cont percentile_disc mode corr
+		covar_pop covar_samp regr_slope regr_intercept regr_r2 regr_count`) {
+		aggregates[n] = true
+	}
 }
 
 // fixedResult are functions whose PostgreSQL result type does not depend

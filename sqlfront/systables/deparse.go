@@ -95,6 +95,21 @@ type deparser struct {
 	params   []uint32
 	// rawParams: a parameter was written before its type was known.
 	rawParams bool
+	// refs are the first resolved reference of each column name, for
+	// the engine's errors about a column (GROUP BY, ambiguity).
+	refs map[string]resolvedRef
+	// clause is the clause being written where aggregates are not
+	// allowed ("WHERE", "JOIN/ON", "GROUP BY"), inAggregate is set in an
+	// aggregate's arguments: PostgreSQL refuses aggregates there (42803).
+	clause      string
+	inAggregate bool
+}
+
+// resolvedRef is where a column name was first used and the relation it
+// was found in.
+type resolvedRef struct {
+	rel string
+	loc int32
 }
 
 func newDeparser(sess Session, native map[*pg.FuncCall]bool, declared []uint32) *deparser {
@@ -102,7 +117,8 @@ func newDeparser(sess Session, native map[*pg.FuncCall]bool, declared []uint32) 
 	if v, ok := sess.Param("timezone"); ok && v != "" {
 		tz = v
 	}
-	return &deparser{sess: sess, tz: tz, native: native, ctes: map[string][]colInfo{}, declared: declared}
+	return &deparser{sess: sess, tz: tz, native: native, ctes: map[string][]colInfo{}, declared: declared,
+		refs: map[string]resolvedRef{}}
 }
 
 // param writes a parameter reference: typed when the client declared
@@ -152,7 +168,7 @@ func (d *deparser) statement(s *pg.SelectStmt) (string, []colInfo, error) {
 				d.params[i] = oidText
 			}
 		}
-		d.unresolved, d.ctes, d.rawParams = nil, map[string][]colInfo{}, false
+		d.unresolved, d.ctes, d.rawParams, d.refs = nil, map[string][]colInfo{}, false, map[string]resolvedRef{}
 		sql, cols, err = d.selectStmt(s, nil)
 	}
 	if err == nil && len(sql) > maxEngineSQL {
@@ -164,9 +180,9 @@ func (d *deparser) statement(s *pg.SelectStmt) (string, []colInfo, error) {
 // selectStmt writes a SELECT (with set operations, VALUES, WITH, ORDER
 // BY, LIMIT) in a new scope below d.scope.
 func (d *deparser) selectStmt(s *pg.SelectStmt, colAliases []string) (string, []colInfo, error) {
-	outer := d.scope
-	d.scope = &scope{parent: outer}
-	defer func() { d.scope = outer }()
+	outer, clause, inAgg := d.scope, d.clause, d.inAggregate
+	d.scope, d.clause, d.inAggregate = &scope{parent: outer}, "", false
+	defer func() { d.scope, d.clause, d.inAggregate = outer, clause, inAgg }()
 	var b strings.Builder
 	if s.WithClause != nil {
 		w, err := d.withClause(s.WithClause)
@@ -492,7 +508,9 @@ func (d *deparser) simpleSelect(s *pg.SelectStmt) (string, []colInfo, error) {
 	}
 	var where string
 	if s.WhereClause != nil {
+		d.clause = "WHERE"
 		e, err := d.boolExpr(s.WhereClause, "WHERE")
+		d.clause = ""
 		if err != nil {
 			return "", nil, err
 		}
@@ -544,13 +562,16 @@ func (d *deparser) simpleSelect(s *pg.SelectStmt) (string, []colInfo, error) {
 	}
 	if len(s.GroupClause) > 0 {
 		var g []string
+		d.clause = "GROUP BY"
 		for _, n := range s.GroupClause {
 			e, err := d.groupItem(n)
 			if err != nil {
+				d.clause = ""
 				return "", nil, err
 			}
 			g = append(g, e)
 		}
+		d.clause = ""
 		b.WriteString(" GROUP BY ")
 		if s.GroupDistinct {
 			return "", nil, notSupported("GROUP BY DISTINCT")
@@ -976,8 +997,9 @@ func (d *deparser) join(j *pg.JoinExpr) (string, []*srcRel, error) {
 		b.WriteString(" " + kind + " " + r + " USING " + identList(names(j.UsingClause)))
 	case j.Quals != nil:
 		d.scope.rels = append(append([]*srcRel(nil), saved...), rels...)
+		d.clause = "JOIN conditions"
 		on, err := d.boolExpr(j.Quals, "JOIN/ON")
-		d.scope.rels = saved
+		d.scope.rels, d.clause = saved, ""
 		if err != nil {
 			return "", nil, err
 		}
@@ -1112,6 +1134,12 @@ func (d *deparser) frame(w *pg.WindowDef) (string, error) {
 // lookup finds a column visible in sc (then its parents): qual is the
 // relation name written before it, if any.
 func (d *deparser) lookup(sc *scope, qual, name string) (colInfo, bool) {
+	c, _, ok := d.lookupRel(sc, qual, name)
+	return c, ok
+}
+
+// lookupRel is lookup that also returns the relation's name.
+func (d *deparser) lookupRel(sc *scope, qual, name string) (colInfo, string, bool) {
 	for s := sc; s != nil; s = s.parent {
 		for _, r := range s.rels {
 			if qual != "" && r.name != qual {
@@ -1119,12 +1147,12 @@ func (d *deparser) lookup(sc *scope, qual, name string) (colInfo, bool) {
 			}
 			for _, c := range r.cols {
 				if c.name == name {
-					return c, true
+					return c, r.name, true
 				}
 			}
 		}
 	}
-	return colInfo{}, false
+	return colInfo{}, "", false
 }
 
 // relVisible reports whether a relation named qual is in scope, and
@@ -1161,7 +1189,10 @@ func (d *deparser) columnRef(c *pg.ColumnRef) (ex, error) {
 	if len(parts) > 1 {
 		qual = parts[len(parts)-2]
 	}
-	if col, ok := d.lookup(d.scope, qual, name); ok {
+	if col, rel, ok := d.lookupRel(d.scope, qual, name); ok {
+		if _, seen := d.refs[name]; !seen {
+			d.refs[name] = resolvedRef{rel: rel, loc: c.Location}
+		}
 		return ex{sql: sql, t: col.t}, nil
 	}
 	if qual == "" {

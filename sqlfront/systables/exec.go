@@ -50,6 +50,7 @@ type Statement struct {
 	// unresolved are the column references the deparser could not
 	// resolve: an engine error about one names it (with its position).
 	unresolved []unresolvedCol
+	refs       map[string]resolvedRef
 	loc        *time.Location // the session's time zone, for output
 }
 
@@ -115,7 +116,7 @@ func (e *Engine) Prepare(ctx context.Context, sess Session, text string, tree *p
 	if err != nil {
 		return nil, st.positioned(err)
 	}
-	st.sql, st.unresolved = sql, d.unresolved
+	st.sql, st.unresolved, st.refs = sql, d.unresolved, d.refs
 	for _, u := range st.unresolved {
 		if u.definite {
 			// A name that differs from a column only in case: the
@@ -272,6 +273,16 @@ func (st *Statement) engineError(err error) error {
 			}
 		}
 		return st.columnError(u)
+	}
+	if r, ok := st.refs[qe.Name]; ok && qe.Name != "" {
+		// PostgreSQL names the column with its relation, at the
+		// reference.
+		e := &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: qe.Msg, Hint: qe.Hint,
+			Position: charPosition(st.text, int(r.loc))}
+		if qe.SQLState == "42803" && r.rel != "" {
+			e.Message = fmt.Sprintf("column %q must appear in the GROUP BY clause or be used in an aggregate function", r.rel+"."+qe.Name)
+		}
+		return e
 	}
 	msg := strings.ReplaceAll(qe.Msg, catalog.AuditRelation, "audit")
 	msg = strings.ReplaceAll(msg, catalog.VirtualTableFunc, "relation")
