@@ -62,8 +62,10 @@ type srcRel struct {
 type scope struct {
 	rels   []*srcRel
 	parent *scope
-	// out are the result columns, for ORDER BY and GROUP BY names.
-	out []colInfo
+	// out are the result columns, for ORDER BY and GROUP BY names, and
+	// outSQL their expressions as written.
+	out    []colInfo
+	outSQL []string
 }
 
 // unresolvedCol is a column reference the deparser could not resolve; if
@@ -89,6 +91,8 @@ type deparser struct {
 	unresolved []unresolvedCol
 	// orderBy is set while the keys of a query's ORDER BY are written.
 	orderBy bool
+	// targetSQL are the expressions of the last select list written.
+	targetSQL []string
 	// declared are the parameter types the client gave (0: none);
 	// params the types the statement gives its parameters.
 	declared []uint32
@@ -218,6 +222,11 @@ func (d *deparser) selectStmt(s *pg.SelectStmt, colAliases []string) (string, []
 		d.orderBy = false
 		if err != nil {
 			return "", nil, err
+		}
+		if len(s.DistinctClause) == 1 && s.DistinctClause[0].Node == nil {
+			if err := d.distinctOrder(s.SortClause); err != nil {
+				return "", nil, err
+			}
 		}
 		b.WriteString(" ORDER BY ")
 		b.WriteString(o)
@@ -534,6 +543,7 @@ func (d *deparser) simpleSelect(s *pg.SelectStmt) (string, []colInfo, error) {
 		return "", nil, err
 	}
 	d.scope.out = cols
+	d.scope.outSQL = d.targetSQL
 	var b strings.Builder
 	b.WriteString("SELECT ")
 	if len(s.DistinctClause) > 0 {
@@ -607,8 +617,9 @@ func (d *deparser) boolExpr(n *pg.Node, clause string) (string, error) {
 }
 
 func (d *deparser) targetList(list []*pg.Node) (string, []colInfo, error) {
-	var parts []string
+	var parts, sqls []string
 	var cols []colInfo
+	defer func() { d.targetSQL = sqls }()
 	for _, n := range list {
 		rt := n.GetResTarget()
 		if rt == nil {
@@ -634,6 +645,7 @@ func (d *deparser) targetList(list []*pg.Node) (string, []colInfo, error) {
 		}
 		parts = append(parts, e.sql+" AS "+quoteIdent(name))
 		cols = append(cols, colInfo{name: name, t: e.t, untyped: untyped})
+		sqls = append(sqls, e.sql)
 	}
 	return strings.Join(parts, ", "), cols, nil
 }
@@ -801,6 +813,53 @@ func (d *deparser) sortClause(list []*pg.Node) (string, error) {
 		parts = append(parts, s)
 	}
 	return strings.Join(parts, ", "), nil
+}
+
+// distinctOrder checks PostgreSQL's rule for SELECT DISTINCT: every
+// ORDER BY key is one of the result columns.
+func (d *deparser) distinctOrder(keys []*pg.Node) error {
+	if hasUnknownWidth(d.scope.out) {
+		return nil
+	}
+	for _, k := range keys {
+		sb := k.GetSortBy()
+		e, err := d.sortKey(sb.Node)
+		if err != nil {
+			return err
+		}
+		if _, isPos := strconv.Atoi(e.sql); isPos == nil {
+			continue
+		}
+		found := false
+		for _, s := range d.scope.outSQL {
+			found = found || s == e.sql
+		}
+		if !found {
+			return &errPos{errorf("42P10", "for SELECT DISTINCT, ORDER BY expressions must appear in select list"), nodeLocation(sb.Node)}
+		}
+	}
+	return nil
+}
+
+// nodeLocation is the position of an expression in the statement (-1:
+// none known).
+func nodeLocation(n *pg.Node) int32 {
+	switch x := n.GetNode().(type) {
+	case *pg.Node_ColumnRef:
+		return x.ColumnRef.Location
+	case *pg.Node_FuncCall:
+		return x.FuncCall.Location
+	case *pg.Node_AExpr:
+		if x.AExpr.Lexpr != nil {
+			return nodeLocation(x.AExpr.Lexpr)
+		}
+		return x.AExpr.Location
+	case *pg.Node_AConst:
+		return x.AConst.Location
+	case *pg.Node_TypeCast:
+		return nodeLocation(x.TypeCast.Arg)
+	}
+	return -1
 }
 
 func opNameList(ns []*pg.Node) string {

@@ -701,14 +701,18 @@ func (d *deparser) arrayCompare(op string, all bool, l, r ex) (ex, error) {
 	if op == "!=" {
 		op = "<>"
 	}
+	test := "(" + l.sql + " " + op + " mandate_e)"
 	switch op {
 	case "=", "<>", "<", ">", "<=", ">=":
+	case "~~", "!~~", "~~*", "!~~*":
+		kw := map[string]string{"~~": "LIKE", "!~~": "NOT LIKE", "~~*": "ILIKE", "!~~*": "NOT ILIKE"}[op]
+		test = "(" + l.sql + " " + kw + " mandate_e ESCAPE '\\')"
 	default:
 		return ex{}, notSupported(op + " ANY/ALL over an array")
 	}
 	// PostgreSQL's three-valued result: true if some (all) elements
 	// match, NULL if none does (some does not) but one is NULL.
-	cmp := fmt.Sprintf("list_transform(%s, lambda mandate_e: (%s %s mandate_e))", r.sql, l.sql, op)
+	cmp := fmt.Sprintf("list_transform(%s, lambda mandate_e: %s)", r.sql, test)
 	if all {
 		return ex{sql: fmt.Sprintf("(CASE WHEN %s IS NULL THEN NULL WHEN len(%s) = 0 THEN true WHEN list_bool_and(list_transform(%s, lambda mandate_x: coalesce(mandate_x, true))) = false THEN false WHEN list_contains(%s, NULL) OR list_contains(list_transform(%s, lambda mandate_x: mandate_x IS NULL), true) THEN NULL ELSE true END)",
 			r.sql, r.sql, cmp, cmp, cmp), t: oidBool}, nil

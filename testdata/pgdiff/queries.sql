@@ -50,3 +50,11 @@ SELECT t.event_id FROM system.access.audit t ORDER BY t.latency_ms DESC, t.event
 SELECT audit.event_id FROM system.access.audit ORDER BY audit.event_id LIMIT 2
 SELECT x.* FROM (SELECT 1 AS a, 2 AS b) x
 SELECT count(*) FROM system.access.audit a, system.access.audit b WHERE a.event_id = b.event_id
+SELECT * FROM system.access.audit ORDER BY event_id LIMIT 6
+SELECT * FROM system.access.audit WHERE service_name = 'sql' AND event_time < '2025-01-01' ORDER BY event_time DESC LIMIT 3
+SELECT event_id FROM system.access.audit WHERE action_name LIKE ANY (ARRAY['GRANT%', 'REV%']) ORDER BY event_id LIMIT 4
+SELECT 'abc' LIKE ANY (ARRAY['x%', 'a%']), 'abc' ILIKE ALL (ARRAY['A%', '%C']), 'abc' NOT LIKE ALL (ARRAY['x%', 'y%'])
+SELECT DISTINCT service_name FROM system.access.audit ORDER BY latency_ms
+SELECT DISTINCT service_name, decision FROM system.access.audit ORDER BY 2, 1
+SELECT count(*) FROM system.access.audit HAVING count(*) > 0
+SELECT EXISTS (SELECT 1 FROM system.access.audit WHERE decision = 'deny'), NOT EXISTS (SELECT 1 WHERE false)
