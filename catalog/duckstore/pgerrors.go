@@ -37,6 +37,16 @@ func pgError(t duckdb.ErrorType, msg string) *catalog.QueryError {
 	return &catalog.QueryError{SQLState: defaultState(t, msg), Msg: cleanMessage(msg)}
 }
 
+// driverError is PostgreSQL's error for a failure of the driver rather
+// than of DuckDB (binding parameters).
+func driverError(msg string) *catalog.QueryError {
+	msg = strings.TrimPrefix(strings.TrimPrefix(msg, "database/sql/driver: "), "API error: ")
+	if strings.Contains(msg, "unsupported data type: INVALID") {
+		return state("42P18", "could not determine data type of a parameter")
+	}
+	return state("XX000", "query engine: "+cleanMessage(msg))
+}
+
 // errorRule maps DuckDB messages matching re (of the error types in
 // types; nil: any) to PostgreSQL's error.
 type errorRule struct {

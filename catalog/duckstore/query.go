@@ -626,7 +626,9 @@ func (e *QueryEngine) queryError(ctx context.Context, err error) error {
 	msg = strings.TrimSpace(msg)
 	var de *duckdb.Error
 	if !errors.As(err, &de) {
-		return &catalog.QueryError{SQLState: "XX000", Msg: msg, Err: err}
+		qe := driverError(msg)
+		qe.Err = err
+		return qe
 	}
 	if i := strings.Index(msg, ": "); i >= 0 && strings.HasSuffix(msg[:i], "Error") {
 		msg = msg[i+2:] // "Binder Error: ..."

@@ -11,16 +11,6 @@ import (
 // and evaluated session functions; templates and the analysis' own
 // rewrites are calls of engine functions (d.native), written as they are.
 
-// call is a function call being written.
-type call struct {
-	fc   *pg.FuncCall
-	name string
-	args []ex
-	// mods are the aggregate and window modifiers, written after the
-	// arguments.
-	distinct bool
-}
-
 func (d *deparser) funcCall(fc *pg.FuncCall) (ex, error) {
 	_, name := funcName(fc)
 	if fc.FuncVariadic {

@@ -390,9 +390,6 @@ func (d *deparser) tstzPlus(ts, op string, iv ex) string {
 	if d.utc() {
 		return "(" + ts + " " + op + " " + iv.sql + ")"
 	}
-	if iv.lit != nil || iv.num != "" {
-		// not reached: literals are coerced to intervals before
-	}
 	cal := "to_months(CAST(datepart('year', " + iv.sql + ") * 12 + datepart('month', " + iv.sql + ") AS INTEGER)) + to_days(CAST(datepart('day', " + iv.sql + ") AS INTEGER))"
 	clock := "to_microseconds(CAST(epoch_us(" + iv.sql + ") - (datepart('year', " + iv.sql + ") * 12 + datepart('month', " + iv.sql + ")) * 2592000000000 - datepart('day', " + iv.sql + ") * 86400000000 AS BIGINT))"
 	return "(" + d.fromLocal("("+d.local(ts)+" "+op+" ("+cal+"))") + " " + op + " " + clock + ")"
