@@ -413,7 +413,13 @@ func (d *deparser) special(fc *pg.FuncCall, name string, args []ex) (t uint32, s
 		}
 	case "age":
 		if len(args) == 1 {
-			return oidInterval, "age(CAST(current_date AS TIMESTAMP), " + d.local(d.coerce(args[0], oidTimestamptz).sql) + ")", true, nil
+			// From midnight of today in the session's time zone.
+			x := d.coerce(args[0], oidTimestamptz)
+			ts := "CAST(" + x.sql + " AS TIMESTAMP)"
+			if x.t == oidTimestamptz {
+				ts = d.local(x.sql)
+			}
+			return oidInterval, "age(CAST(CAST(" + d.local("now()") + " AS DATE) AS TIMESTAMP), " + ts + ")", true, nil
 		}
 		if len(args) == 2 {
 			all := []ex{args[0], args[1]}
