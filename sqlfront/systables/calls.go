@@ -1,6 +1,8 @@
 package systables
 
 import (
+	"math"
+	"strconv"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -527,6 +529,11 @@ func (d *deparser) special(fc *pg.FuncCall, name string, args []ex) (t uint32, s
 			return t, "CAST('[' || " + agg.sql + " || ']' AS JSON)", true, nil
 		}
 	case "percentile_cont", "percentile_disc", "mode":
+		if name == "percentile_cont" && fc.AggWithinGroup && len(args) == 1 && len(fc.AggOrder) == 1 && fc.Over == nil {
+			if sql, ok, err := d.percentileCont(fc, args[0]); ok || err != nil {
+				return oidFloat8, sql, ok, err
+			}
+		}
 		if fc.AggWithinGroup {
 			st := d.sortKeyType(fc)
 			rt := st
@@ -571,6 +578,50 @@ func (d *deparser) special(fc *pg.FuncCall, name string, args []ex) (t uint32, s
 		}
 	}
 	return 0, "", false, nil
+}
+
+// percentileCont writes percentile_cont(p) WITHIN GROUP (ORDER BY x) of
+// a constant fraction with PostgreSQL's interpolation (first + fraction
+// * (second - first)) over the sorted values; ok is false to leave it to
+// the engine's (whose arithmetic differs in the last digit).
+func (d *deparser) percentileCont(fc *pg.FuncCall, p ex) (string, bool, error) {
+	text := p.num
+	if text == "" && p.lit != nil {
+		text = *p.lit
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(text), 64)
+	if err != nil {
+		return "", false, nil
+	}
+	if f < 0 || f > 1 || math.IsNaN(f) {
+		return "", false, errorf("22003", "percentile value %s is not between 0 and 1", strconv.FormatFloat(f, 'g', -1, 64))
+	}
+	sb := fc.AggOrder[0].GetSortBy()
+	key, err := d.expr(sb.Node)
+	if err != nil {
+		return "", false, err
+	}
+	if !isNumberOID(key.t) {
+		return "", false, nil
+	}
+	cond := "(" + key.sql + ") IS NOT NULL"
+	if fc.AggFilter != nil {
+		f, err := d.boolExpr(fc.AggFilter, "FILTER")
+		if err != nil {
+			return "", false, err
+		}
+		cond += " AND " + f
+	}
+	sorter := "list_sort"
+	if sb.SortbyDir == pg.SortByDir_SORTBY_DESC {
+		sorter = "list_reverse_sort"
+	}
+	list := sorter + "(list(CAST(" + key.sql + " AS DOUBLE)) FILTER (WHERE " + cond + "))"
+	pos := "(" + strconv.FormatFloat(f, 'g', -1, 64) + " * (len(" + list + ") - 1))"
+	lo := list + "[CAST(floor(" + pos + ") AS BIGINT) + 1]"
+	hi := list + "[CAST(ceil(" + pos + ") AS BIGINT) + 1]"
+	return "(CASE WHEN len(" + list + ") = 0 THEN CAST(NULL AS DOUBLE) ELSE " + lo + " + (" + pos + " - floor(" + pos +
+		")) * (" + hi + " - " + lo + ") END)", true, nil
 }
 
 // noFunction is PostgreSQL's 42883 for arguments no variant takes.

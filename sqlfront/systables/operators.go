@@ -350,6 +350,14 @@ func literalPeer(op string, other uint32, right bool) uint32 {
 func (d *deparser) divide(op string, l, r ex, t uint32) ex {
 	var q string
 	switch {
+	case t == oidNumeric && op == "/" && isIntOID(r.t):
+		// Exactly: the dividend in units of 1e-16, divided by the
+		// integer and rounded half away from zero, as PostgreSQL's
+		// numeric division does at 16 decimals.
+		u := "CAST(replace(CAST(CAST(" + l.sql + " AS DECIMAL(38,16)) AS VARCHAR), '.', '') AS HUGEINT)"
+		b := "CAST(" + r.sql + " AS HUGEINT)"
+		q = "(CAST(((2 * abs(" + u + ") + abs(" + b + ")) // (2 * abs(" + b + "))) * sign(" + u + ") * sign(" + b +
+			") AS DECIMAL(38,0)) * CAST('0.0000000000000001' AS DECIMAL(17,16)))"
 	case t == oidNumeric && op == "/":
 		// The engine divides decimals in double precision; PostgreSQL's
 		// numeric keeps at least 16 significant digits.
