@@ -1,4 +1,4 @@
-package walstore
+package wal
 
 import (
 	"encoding/binary"
@@ -9,30 +9,26 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 )
 
-// Audit-only records (what AppendAudit writes: the audit pipeline's
-// batches, tens of thousands of events per second) are encoded in a
-// compact binary form instead of JSON, which costs several microseconds
-// per event. The framing (length, CRC-32C, sequence number) is the same; a
-// JSON body starts with '{', a binary audit body with auditMagic:
+// Audit events (the audit pipeline's batches, tens of thousands of events
+// per second) are encoded in a compact binary form instead of JSON, which
+// costs several microseconds per event. A binary audit body starts with
+// AuditMagic:
 //
-//	auditMagic, uvarint event count, then per event in AuditEvent field
+//	AuditMagic, uvarint event count, then per event in AuditEvent field
 //	order: each string as uvarint length + bytes; Time as varint Unix
 //	microseconds (UTC); StatusCode, Revision as varints; LatencyMs as the
 //	8 little-endian bytes of its IEEE 754 bits.
 //
-// A record holding completions (AuditEvent.Completes) starts with
-// auditMagic2 instead, and each event ends with one flags byte (bit 0:
-// Completes); records without completions keep the first form, which
+// A body holding completions (AuditEvent.Completes) starts with
+// AuditMagic2 instead, and each event ends with one flags byte (bit 0:
+// Completes); bodies without completions keep the first form, which
 // older versions read.
-//
-// Records with anything else (catalog changes with their audit events,
-// meta) stay JSON.
 const (
-	auditMagic  = 0xA1
-	auditMagic2 = 0xA2
+	AuditMagic  = 0xA1
+	AuditMagic2 = 0xA2
 )
 
-// flagCompletes is bit 0 of an event's flags byte (auditMagic2).
+// flagCompletes is bit 0 of an event's flags byte (AuditMagic2).
 const flagCompletes = 1
 
 // maxAuditEvents bounds the count of a binary audit record (a corrupt
@@ -41,21 +37,17 @@ const maxAuditEvents = 1 << 24
 
 var errAuditBody = errors.New("malformed binary audit record")
 
-// auditOnly returns the events of r if r holds only audit events and no
-// meta, the case encoded in binary.
-func auditOnly(r *record) ([]catalog.AuditEvent, bool) {
-	if r.Meta != nil || len(r.Ops) != 1 || r.Ops[0].K != "audit" {
-		return nil, false
-	}
-	return r.Ops[0].A, true
+// IsAudit reports whether body is a binary audit body.
+func IsAudit(body []byte) bool {
+	return len(body) > 0 && (body[0] == AuditMagic || body[0] == AuditMagic2)
 }
 
-// appendAudit appends the binary body of events to buf.
-func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
-	magic := byte(auditMagic)
+// AppendAudit appends the binary body of events to buf.
+func AppendAudit(buf []byte, events []catalog.AuditEvent) []byte {
+	magic := byte(AuditMagic)
 	for i := range events {
 		if events[i].Completes {
-			magic = auditMagic2
+			magic = AuditMagic2
 			break
 		}
 	}
@@ -75,7 +67,7 @@ func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
 		}
 		buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(e.LatencyMs))
 		buf = binary.AppendVarint(buf, int64(e.Revision))
-		if magic == auditMagic2 {
+		if magic == AuditMagic2 {
 			var flags byte
 			if e.Completes {
 				flags |= flagCompletes
@@ -91,8 +83,8 @@ func appendString(buf []byte, s string) []byte {
 	return append(buf, s...)
 }
 
-// auditSize estimates the encoded size of events (for preallocation).
-func auditSize(events []catalog.AuditEvent) int {
+// AuditSize estimates the encoded size of events (for preallocation).
+func AuditSize(events []catalog.AuditEvent) int {
 	n := 1 + binary.MaxVarintLen64
 	for i := range events {
 		e := &events[i]
@@ -104,10 +96,13 @@ func auditSize(events []catalog.AuditEvent) int {
 	return n
 }
 
-// decodeAudit decodes a binary audit body (starting with auditMagic or
-// auditMagic2).
-func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
-	flags := b[0] == auditMagic2
+// DecodeAudit decodes a binary audit body (starting with AuditMagic or
+// AuditMagic2).
+func DecodeAudit(b []byte) ([]catalog.AuditEvent, error) {
+	if !IsAudit(b) {
+		return nil, errAuditBody
+	}
+	flags := b[0] == AuditMagic2
 	d := auditDecoder{b: b[1:]}
 	n := d.uvarint()
 	if d.err != nil || n > maxAuditEvents || n > uint64(len(d.b)) {
