@@ -71,7 +71,7 @@ const (
 	commitTimeout = 30 * time.Second
 	// maxAttempts bounds how often a batch that lost the race to another
 	// replica is planned again before its statements fail with 40001.
-	maxAttempts = 8
+	maxAttempts = 16
 )
 
 // Service is the catalog: the in-memory Model kept in step with a durable
@@ -224,12 +224,15 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		s.bg.Add(1)
 		go s.follow()
 	}
-	if m.metastore == 0 {
+	// The committer (and the follower) run: read the Model under the lock.
+	var empty, old bool
+	s.Read(func(m *Model) { empty, old = m.metastore == 0, m.missingSystemTables() })
+	if empty {
 		if err := s.bootstrap(ctx, o.AdminVerifier); err != nil {
 			s.Close()
 			return nil, err
 		}
-	} else if m.missingSystemTables() {
+	} else if old {
 		// A catalog bootstrapped before the system tables existed.
 		_, err := s.Write(ctx, WriteRequest{Caller: Caller{Principal: AdminUser, Statement: "-- add system tables"}, Action: "UPGRADE"},
 			func(tx *Tx) error {
@@ -465,6 +468,11 @@ func (s *Service) committer() {
 			t.Stop()
 		}
 		lastSize = len(batch)
+		// Another replica announced a newer revision: apply it before
+		// planning, so that the batch is not refused for a stale base.
+		if s.watcher != nil && s.watcher.Announced() > s.Revision() {
+			s.catchUp()
+		}
 		s.commitBatch(batch)
 	}
 }

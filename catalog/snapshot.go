@@ -14,25 +14,25 @@ const snapshotTimeout = 5 * time.Minute
 // snapshotter writes a snapshot every Options.SnapshotEvery change
 // records, one at a time, in the background.
 type snapshotter struct {
+	run      sync.Mutex // held while a snapshot is written
 	mu       sync.Mutex
 	last     Revision // revision of the newest snapshot written (or loaded)
-	running  bool
 	failures int
 }
 
 // maybeSnapshot starts writing a snapshot if enough change records were
-// committed since the last one.
+// committed since the last one (and none is being written).
 func (s *Service) maybeSnapshot(rev Revision) {
 	s.snap.mu.Lock()
-	if s.snap.running || int64(rev-s.snap.last) < int64(s.opts.SnapshotEvery) {
-		s.snap.mu.Unlock()
+	due := int64(rev-s.snap.last) >= int64(s.opts.SnapshotEvery)
+	s.snap.mu.Unlock()
+	if !due || !s.snap.run.TryLock() {
 		return
 	}
-	s.snap.running = true
-	s.snap.mu.Unlock()
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
+		defer s.snap.run.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
 		defer cancel()
 		if err := s.writeSnapshot(ctx); err != nil {
@@ -41,22 +41,17 @@ func (s *Service) maybeSnapshot(rev Revision) {
 	}()
 }
 
-// WriteSnapshot writes a snapshot of the committed catalog now and prunes
-// the change records it covers (whose audit records the event stream
-// holds). The Service does so on its own every Options.SnapshotEvery
-// changes.
+// WriteSnapshot writes a snapshot of the committed catalog now (after the
+// one being written, if any) and prunes the change records it covers
+// whose audit records the event stream holds. The Service does so on its
+// own every Options.SnapshotEvery changes.
 func (s *Service) WriteSnapshot(ctx context.Context) error {
-	s.snap.mu.Lock()
-	if s.snap.running {
-		s.snap.mu.Unlock()
-		return Errorf(CodeUnavailable, "a snapshot is being written")
-	}
-	s.snap.running = true
-	s.snap.mu.Unlock()
+	s.snap.run.Lock()
+	defer s.snap.run.Unlock()
 	return s.writeSnapshot(ctx)
 }
 
-// writeSnapshot writes one snapshot; the caller set snap.running.
+// writeSnapshot writes one snapshot; the caller holds snap.run.
 func (s *Service) writeSnapshot(ctx context.Context) error {
 	var st *State
 	s.Read(func(m *Model) { st = m.State() })
@@ -70,7 +65,6 @@ func (s *Service) writeSnapshot(ctx context.Context) error {
 		}
 	}
 	s.snap.mu.Lock()
-	s.snap.running = false
 	if err == nil {
 		s.snap.last, s.snap.failures = st.Revision, 0
 	} else {

@@ -136,11 +136,16 @@ type Store interface {
 
 // Watcher is implemented by stores that other processes append to as well
 // (replicas on one database). The Service then follows the store: it polls
-// Head and applies the records of other writers. Changed is a hint that
-// another writer appended (coalesced, best effort: polling never depends
-// on it).
+// Head and applies the records of other writers. Changed and Announced are
+// hints (coalesced, best effort: polling never depends on them).
 type Watcher interface {
+	// Changed returns a channel that is closed when a writer appended
+	// (call it again for the next one).
 	Changed() <-chan struct{}
+	// Announced returns the newest revision appends were announced at (0
+	// when none was): the committer catches up before it plans a batch
+	// that would otherwise be refused for a stale base.
+	Announced() Revision
 }
 
 // ErrPruned is returned by Store.Changes when records it was asked for

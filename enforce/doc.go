@@ -77,7 +77,10 @@
 // the context and Options.WaitTimeout) until a snapshot at the requested
 // revision is current, else ErrStale. Options.Policy is consulted only
 // after the grants allow; its denial messages or its error deny (fail
-// closed).
+// closed). A replica of a shared catalog that is past its staleness bound
+// (catalog.Service.Stale: it could not confirm for that long that it has
+// every committed change) denies every request, with the staleness as the
+// reason, until it catches up.
 //
 // # Tests
 //

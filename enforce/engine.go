@@ -172,6 +172,9 @@ func (e *Engine) Subscribe() (<-chan catalog.Revision, func()) {
 // Decide(ctx, r).Allowed.
 func (e *Engine) Allowed(ctx context.Context, r Request) (bool, catalog.Revision) {
 	snap := e.snap.Load()
+	if e.svc.Stale() { // a replica behind its staleness bound fails closed
+		return false, snap.rev
+	}
 	ok := snap.Allowed(r)
 	if ok && e.opts.Policy != nil {
 		msgs, err := e.opts.Policy(ctx, snap, r)
@@ -188,6 +191,9 @@ func (e *Engine) Decide(ctx context.Context, r Request) Decision {
 }
 
 func (e *Engine) decide(ctx context.Context, snap *Snapshot, r Request) Decision {
+	if err := e.svc.StaleError(); err != nil { // a replica behind its staleness bound fails closed
+		return Decision{Revision: snap.rev, Reason: err.Error()}
+	}
 	d := snap.Decide(r)
 	if !d.Allowed || e.opts.Policy == nil {
 		return d

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
@@ -17,7 +18,8 @@ type Store struct {
 	d      data
 
 	// changed is closed (and replaced) at every Append (catalog.Watcher).
-	changed chan struct{}
+	changed   chan struct{}
+	announced atomic.Int64
 }
 
 func norm(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
@@ -109,10 +111,14 @@ func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []cat
 		s.mu.Lock()
 		close(s.changed)
 		s.changed = make(chan struct{})
+		s.announced.Store(int64(changes[len(changes)-1].Revision))
 		s.mu.Unlock()
 	}
 	return err
 }
+
+// Announced implements catalog.Watcher.
+func (s *Store) Announced() catalog.Revision { return catalog.Revision(s.announced.Load()) }
 
 // cloneChange copies c as the store keeps it.
 func cloneChange(c catalog.Change) catalog.Change { return c.Normalized() }

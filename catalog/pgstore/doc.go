@@ -25,7 +25,7 @@
 // and fail with SQLSTATE 40001 (CodeConflict) having written nothing: the
 // catalog Service then applies the newer records, plans its statements
 // again and retries (catalog.Block's COMMIT re-validation), and after
-// eight lost races answers 40001 to the client. No change is ever
+// sixteen lost races answers 40001 to the client. No change is ever
 // overwritten. An append whose connection fails after it was sent has an
 // unknown outcome and says so (CodeUnavailable); the Service learns it
 // from the records.

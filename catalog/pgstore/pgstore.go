@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,7 @@ type Store struct {
 
 	changedMu sync.Mutex
 	changed   chan struct{}
+	announced atomic.Int64
 
 	stop    context.CancelFunc
 	stopped chan struct{}
@@ -193,12 +195,25 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, backoff *ti
 	*backoff = 100 * time.Millisecond
 	s.signal()
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
+		}
+		if rev, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
+			for {
+				old := s.announced.Load()
+				if rev <= old || s.announced.CompareAndSwap(old, rev) {
+					break
+				}
+			}
 		}
 		s.signal()
 	}
 }
+
+// Announced implements catalog.Watcher: the newest head a notification
+// announced.
+func (s *Store) Announced() catalog.Revision { return catalog.Revision(s.announced.Load()) }
 
 func (s *Store) signal() {
 	s.changedMu.Lock()
