@@ -28,6 +28,12 @@ const (
 	forwardTimeout = time.Minute
 	// closeForwardTimeout bounds the forwarding Close waits for.
 	closeForwardTimeout = 5 * time.Second
+	// forwardLinger is how long the forwarder lets commits accumulate
+	// before it forwards them, unless a reader waits for them (SyncAudit):
+	// one write (one fsync of the event store's log) then carries the
+	// audit records of many group commits instead of one each, which would
+	// compete with the catalog's own fsyncs.
+	forwardLinger = 10 * time.Millisecond
 )
 
 type forwarder struct {
@@ -37,6 +43,9 @@ type forwarder struct {
 	overflow bool     // the queue was dropped: read the records from the store
 	head     Revision // the newest revision of the catalog
 	kick     chan struct{}
+	// urgent tells a lingering forwarder that a reader waits (SyncAudit).
+	urgent  chan struct{}
+	waiters atomic.Int64
 
 	// forwarded is the revision through which the event stream holds the
 	// change audit records; advanced is closed (and replaced) when it grows.
@@ -49,6 +58,7 @@ type forwarder struct {
 
 func (f *forwarder) init(mark, head Revision) {
 	f.kick = make(chan struct{}, 1)
+	f.urgent = make(chan struct{}, 1)
 	f.advanced = make(chan struct{})
 	f.forwarded.Store(int64(mark))
 	f.head = head
@@ -116,6 +126,17 @@ func (s *Service) forwarder() {
 		case <-s.fwd.kick:
 		case <-s.done:
 			return
+		}
+		if s.fwd.waiters.Load() == 0 {
+			t := time.NewTimer(forwardLinger)
+			select {
+			case <-t.C:
+			case <-s.fwd.urgent:
+				t.Stop()
+			case <-s.done:
+				t.Stop()
+				return
+			}
 		}
 		for {
 			more, err := s.forwardOnce()
@@ -266,6 +287,15 @@ func (s *Service) AuditedRevision() Revision { return s.fwd.done() }
 func (s *Service) SyncAudit(ctx context.Context) error {
 	target := s.Revision()
 	f := &s.fwd
+	if f.done() >= target {
+		return nil
+	}
+	f.waiters.Add(1)
+	defer f.waiters.Add(-1)
+	select {
+	case f.urgent <- struct{}{}:
+	default:
+	}
 	for {
 		f.advMu.Lock()
 		adv := f.advanced

@@ -382,16 +382,21 @@ func (l *Log) applier() {
 // maxApplyEvents bounds the events of one inner transaction.
 const maxApplyEvents = 1 << 16
 
-// flush applies every pending record to the inner store, then truncates
-// the log if nothing new arrived meanwhile.
+// flush applies the records pending when it is called to the inner store
+// (in transactions of at most maxApplyEvents events; records that arrive
+// meanwhile wait for the next flush), then truncates the log if nothing
+// new arrived.
 func (l *Log) flush(ctx context.Context) error {
 	l.applyMu.Lock()
 	defer l.applyMu.Unlock()
-	for {
+	l.mu.Lock()
+	left := len(l.pending)
+	l.mu.Unlock()
+	for left > 0 {
 		l.mu.Lock()
 		var batch []*record
 		n := 0
-		for _, r := range l.pending {
+		for _, r := range l.pending[:left] {
 			if len(batch) > 0 && n+len(r.events) > maxApplyEvents {
 				break
 			}
@@ -399,9 +404,7 @@ func (l *Log) flush(ctx context.Context) error {
 			n += len(r.events)
 		}
 		l.mu.Unlock()
-		if len(batch) == 0 {
-			return nil
-		}
+		left -= len(batch)
 		events := make([]catalog.AuditEvent, 0, n)
 		var mark catalog.Revision
 		for _, r := range batch {
@@ -423,8 +426,7 @@ func (l *Log) flush(ctx context.Context) error {
 		close(l.applied)
 		l.applied = make(chan struct{})
 		l.pending = l.pending[len(batch):]
-		more := len(l.pending) > 0
-		if !more && l.size > 0 {
+		if len(l.pending) == 0 && l.size > 0 {
 			if err := l.f.Truncate(0); err == nil {
 				l.size = 0
 				_ = l.f.Sync()
@@ -437,10 +439,8 @@ func (l *Log) flush(ctx context.Context) error {
 			}
 		}
 		l.mu.Unlock()
-		if !more {
-			return nil
-		}
 	}
+	return nil
 }
 
 // rewrite replaces the log with one holding only the pending records
