@@ -137,6 +137,15 @@ func (s *Service) follow() {
 			return
 		case <-t.C:
 		case <-s.watcher.Changed():
+			// A notification that announces a newer revision needs no
+			// poll: the committer applies it at once.
+			if s.watcher.Announced() > s.Revision() {
+				select {
+				case s.catchup <- struct{}{}:
+				default:
+				}
+				continue
+			}
 		}
 		started := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -144,7 +144,8 @@ type writeReq struct {
 	ctx   context.Context
 	stmts []Statement
 	block bool // a transaction block: a failure is a conflict (see blockConflict)
-	start time.Time
+	start time.Time // Options.Now, for the audit record's latency
+	enq   time.Time // the wall clock, for batching
 	res   chan writeRes
 }
 
@@ -402,7 +403,7 @@ func (s *Service) Write(ctx context.Context, req WriteRequest, fn func(tx *Tx) e
 // submit queues statements as one change for the committer and waits for
 // the outcome.
 func (s *Service) submit(ctx context.Context, stmts []Statement, block bool) (Revision, error) {
-	w := &writeReq{ctx: ctx, stmts: stmts, block: block, start: s.now(), res: make(chan writeRes, 1)}
+	w := &writeReq{ctx: ctx, stmts: stmts, block: block, start: s.now(), enq: time.Now(), res: make(chan writeRes, 1)}
 	select {
 	case s.queue <- w:
 	case <-ctx.Done():
@@ -424,7 +425,11 @@ func (s *Service) submit(ctx context.Context, stmts []Statement, block bool) (Re
 
 func (s *Service) committer() {
 	defer close(s.stopped)
-	lastSize := 0
+	var (
+		lastSize int           // requests the last commit answered
+		lastEnd  time.Time     // when it answered them
+		lastDur  time.Duration // how long it took
+	)
 	for {
 		var first *writeReq
 		select {
@@ -443,42 +448,59 @@ func (s *Service) committer() {
 			}
 		}
 		batch := []*writeReq{first}
+		returning := 0 // requests sent after the last commit answered
+		if first.enq.After(lastEnd) {
+			returning++
+		}
 	drain:
 		for len(batch) < s.max {
 			select {
 			case w := <-s.queue:
 				batch = append(batch, w)
+				if w.enq.After(lastEnd) {
+					returning++
+				}
 			default:
 				break drain
 			}
 		}
-		// Clients answered by the last commit are about to send their next
-		// statement: wait a moment for them so one commit carries them all.
-		if len(batch) < lastSize && len(batch) < s.max {
-			t := time.NewTimer(groupWait)
+		// The clients answered by the last commit are about to send their
+		// next statement (those in the batch queued while it committed):
+		// wait a moment for them, so that one commit carries them all. The
+		// wait is bounded by half the last commit's time (a store with slow
+		// commits, PostgreSQL, gains most), and ends as soon as they are in.
+		if returning < lastSize && len(batch) < s.max {
+			t := time.NewTimer(min(maxGroupWait, max(groupWait, lastDur/2)))
 		wait:
-			for len(batch) < lastSize && len(batch) < s.max {
+			for returning < lastSize && len(batch) < s.max {
 				select {
 				case w := <-s.queue:
 					batch = append(batch, w)
+					if w.enq.After(lastEnd) {
+						returning++
+					}
 				case <-t.C:
 					break wait
 				}
 			}
 			t.Stop()
 		}
-		lastSize = len(batch)
 		// Another replica announced a newer revision: apply it before
 		// planning, so that the batch is not refused for a stale base.
 		if s.watcher != nil && s.watcher.Announced() > s.Revision() {
 			s.catchUp()
 		}
+		t0 := time.Now()
 		s.commitBatch(batch)
+		lastSize, lastEnd, lastDur = len(batch), time.Now(), time.Since(t0)
 	}
 }
 
-// groupWait bounds how long the committer waits to fill a batch.
-const groupWait = 200 * time.Microsecond
+// Bounds of the committer's wait to fill a batch.
+const (
+	groupWait    = 200 * time.Microsecond
+	maxGroupWait = 2 * time.Millisecond
+)
 
 // commitBatch commits a batch; one that loses the race to another writer
 // of a shared store is planned again on the newer catalog.

@@ -35,7 +35,7 @@ type cluster struct {
 
 // startCluster starts PostgreSQL and n replicas on it. args are more
 // flags for every replica.
-func startCluster(t *testing.T, n int, pgSettings map[string]string, args ...string) *cluster {
+func startCluster(t testing.TB, n int, pgSettings map[string]string, args ...string) *cluster {
 	t.Helper()
 	pg := pgtest.Start(t, pgtest.Options{Settings: pgSettings})
 	pg.CreateDatabase(t, "mandate")
@@ -282,7 +282,7 @@ type tcpProxy struct {
 	conns   map[net.Conn]struct{}
 }
 
-func startProxy(t *testing.T, backend string) *tcpProxy {
+func startProxy(t testing.TB, backend string) *tcpProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
