@@ -48,8 +48,8 @@ func (l Limits) withDefaults() Limits {
 
 // Tool is one tool the request offers the model.
 type Tool struct {
-	Type string // function, custom, or a provider's server tool type (web_search_20250305, ...)
-	Name string
+	Type string `json:"type"` // function, custom, or a provider's server tool type (web_search_20250305, ...)
+	Name string `json:"name"`
 }
 
 // Request is a parsed, validated client request. Body is the client's
@@ -93,11 +93,11 @@ type Request struct {
 
 // TextSpan is one piece of text of a request, for guardrails.
 type TextSpan struct {
-	Role string // system, developer, user, assistant, tool
+	Role string `json:"role"` // system, developer, user, assistant, tool
 	// Kind is what the text is: text, tool_call (arguments), tool_result,
 	// instructions, input (embeddings).
-	Kind string
-	Text string
+	Kind string `json:"kind"`
+	Text string `json:"text"`
 }
 
 // ReadBody reads r's body within lim.MaxBody: 413 over it, 415 for a

@@ -343,13 +343,18 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		strings.NewReader(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"slowly please mock:slow=30s"}]}`))
 	req.Header.Set("Authorization", "Bearer "+inboundToken)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// the fake sleeps 30s before its first event: leave as soon as the
+	// request reached it
+	go func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for h.fake.Count() == 0 && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+		cancel()
+	}()
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
 	}
-	// the fake sleeps 30s before answering; read nothing and leave
-	cancel()
-	resp.Body.Close()
 	res := h.result()
 	if res.Err == nil {
 		t.Errorf("result %+v", res)
