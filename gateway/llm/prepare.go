@@ -20,9 +20,9 @@ type Outbound struct {
 	// format (false on the byte-edit fast path).
 	Translated bool
 
-	format     Format            // the destination's format
-	endpoint   Endpoint          // the endpoint called at the destination
-	stream     streamTranslator  // nil on the fast path
+	format     Format           // the destination's format
+	endpoint   Endpoint         // the endpoint called at the destination
+	stream     streamTranslator // nil on the fast path
 	translate  func([]byte) ([]byte, error)
 	dropUsage  bool // drop the usage chunk the client did not ask for
 	localReply []byte

@@ -134,6 +134,7 @@ func ReadBody(r *http.Request, lim Limits) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
 // Parse validates body as a request to endpoint e and extracts what
 // governance needs. Errors are *Error (400, 413) in terms the client can
 // act on. Members Mandate does not read pass through unchecked beyond

@@ -79,7 +79,7 @@ type anStreamEvent struct {
 		PartialJSON string  `json:"partial_json"`
 		StopReason  *string `json:"stop_reason"`
 	} `json:"delta"`
-	Usage json.RawMessage   `json:"usage"`
+	Usage json.RawMessage  `json:"usage"`
 	Error *json.RawMessage `json:"error"`
 }
 
@@ -151,7 +151,7 @@ func (t *anToOAStream) event(dst []byte, name string, data []byte) ([]byte, erro
 }
 
 func (t *anToOAStream) end(dst []byte) []byte { return dst }
-func (t *anToOAStream) done() bool           { return t.finished }
+func (t *anToOAStream) done() bool            { return t.finished }
 
 // ---- OpenAI chat completion chunks → Anthropic events ----
 
