@@ -378,7 +378,8 @@ func upstreamStatusError(resp *http.Response, msg string) *Error {
 	case s == 401 || s == 403 || s == 402:
 		return &Error{Status: http.StatusBadGateway, Message: "the model provider refused the gateway's credential for this model service"}
 	case s == 429:
-		e := &Error{Status: 429, Message: "the model provider is rate limiting this model service: " + msg, Code: "rate_limit_exceeded"}
+		// the provider's text names the gateway's account: it stays in the attempt record
+		e := &Error{Status: 429, Message: "the model provider is rate limiting this model service; retry later", Code: "rate_limit_exceeded"}
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
 			if n, err := strconv.Atoi(ra); err == nil && n > 0 {
 				e.RetryAfter = time.Duration(n) * time.Second
@@ -651,10 +652,6 @@ func (f *Forwarder) relayStream(ctx context.Context, w http.ResponseWriter, c *C
 		}
 		if res.TTFT == 0 {
 			res.TTFT = time.Since(res.Start)
-		}
-		if sawTerminal && out.stream == nil && out.format == FormatOpenAI && out.endpoint == ChatCompletions {
-			// [DONE] is the end; do not wait for the upstream to close
-			return true
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -354,7 +355,7 @@ func walkChatMessages(v []byte, maxMessages int, text func(role, kind string, ra
 	i := 0
 	var err error
 	scanErr := eachElement(v, func(m []byte) bool {
-		param := fmt.Sprintf("messages[%d]", i)
+		param := "messages[" + strconv.Itoa(i) + "]"
 		i++
 		if i > maxMessages {
 			err = InvalidRequest("messages", fmt.Sprintf("more than %d messages", maxMessages))
@@ -431,7 +432,7 @@ func walkChatContent(content []byte, role, param string, text func(role, kind st
 	var err error
 	j := 0
 	_ = eachElement(content, func(part []byte) bool {
-		pp := fmt.Sprintf("%s[%d]", param, j)
+		pp := param + "[" + strconv.Itoa(j) + "]"
 		j++
 		if kindOf(part) != '{' {
 			err = InvalidRequest(pp, pp+" must be an object")
@@ -473,7 +474,7 @@ func (p *parser) tools(v []byte, f Format) error {
 	var err error
 	i := 0
 	_ = eachElement(v, func(t []byte) bool {
-		param := fmt.Sprintf("tools[%d]", i)
+		param := "tools[" + strconv.Itoa(i) + "]"
 		i++
 		if i > p.lim.MaxTools {
 			err = InvalidRequest("tools", fmt.Sprintf("more than %d tools", p.lim.MaxTools))
@@ -608,7 +609,7 @@ func walkResponsesInput(v []byte, maxItems int, text func(role, kind string, raw
 	i := 0
 	var err error
 	scanErr := eachElement(v, func(item []byte) bool {
-		param := fmt.Sprintf("input[%d]", i)
+		param := "input[" + strconv.Itoa(i) + "]"
 		i++
 		if i > maxItems {
 			err = InvalidRequest("input", fmt.Sprintf("more than %d input items", maxItems))
@@ -852,7 +853,7 @@ func walkAnthropicMessages(v []byte, maxMessages int, text func(role, kind strin
 	i := 0
 	var err error
 	scanErr := eachElement(v, func(m []byte) bool {
-		param := fmt.Sprintf("messages[%d]", i)
+		param := "messages[" + strconv.Itoa(i) + "]"
 		i++
 		if i > maxMessages {
 			err = InvalidRequest("messages", fmt.Sprintf("more than %d messages", maxMessages))
@@ -901,7 +902,7 @@ func walkAnthropicContent(c []byte, role, param string, text func(role, kind str
 	var err error
 	j := 0
 	_ = eachElement(c, func(b []byte) bool {
-		bp := fmt.Sprintf("%s[%d]", param, j)
+		bp := param + "[" + strconv.Itoa(j) + "]"
 		j++
 		if kindOf(b) != '{' {
 			err = InvalidRequest(bp, bp+" must be an object")
