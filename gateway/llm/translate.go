@@ -404,6 +404,9 @@ func oaUserBlocks(content json.RawMessage, param string) ([]anBlock, error) {
 	case '"':
 		var s string
 		_ = decodeStrict(content, &s)
+		if s == "" {
+			return nil, nil // Anthropic refuses empty text blocks
+		}
 		return []anBlock{{Type: "text", Text: str(s)}}, nil
 	}
 	var parts []oaPart
@@ -415,7 +418,9 @@ func oaUserBlocks(content json.RawMessage, param string) ([]anBlock, error) {
 		pp := fmt.Sprintf("%s.content[%d]", param, i)
 		switch p.Type {
 		case "text":
-			out = append(out, anBlock{Type: "text", Text: str(p.Text)})
+			if p.Text != "" {
+				out = append(out, anBlock{Type: "text", Text: str(p.Text)})
+			}
 		case "image_url":
 			if p.ImageURL == nil {
 				return nil, InvalidRequest(pp+".image_url", "image_url is required")
