@@ -1,0 +1,263 @@
+package catalog
+
+import (
+	"strings"
+)
+
+// Snapshot is an immutable view of the catalog's principals, securables
+// and grants at one revision, with the privilege evaluator (the same code
+// as Model.Check) and the name index of the authorization API. It is safe
+// for concurrent use without locks; the Model it was taken from may go on
+// changing. Taking one (Model.Snapshot) copies three slices of pointers;
+// the records they point to are shared until the Model changes them.
+type Snapshot struct {
+	rev               Revision
+	gen               uint64
+	secGen, princGen  uint64
+	st                authzState
+	byName            map[string]uint64 // principal name -> ID<<2 | kind code
+	names             map[nameKey]ID    // securable names (Resolve); -1: ambiguous
+	policies          []*Securable      // by name
+	nprincipals, nsec int
+}
+
+type nameKey struct {
+	t    SecurableType
+	name string
+}
+
+// Snapshot returns a snapshot of the model as it is. The caller must hold
+// the model's read lock; the snapshot keeps no reference to the Model.
+// Repeated calls without a change return the same snapshot.
+func (m *Model) Snapshot() *Snapshot {
+	prev := m.last.Load()
+	if prev != nil && prev.gen == m.gen && prev.rev == m.rev {
+		return prev
+	}
+	s := &Snapshot{rev: m.rev, gen: m.gen, secGen: m.secGen, princGen: m.princGen, st: m.az.freeze(),
+		nprincipals: len(m.principals), nsec: len(m.securables)}
+	m.epoch.Add(1) // records shared with s are copied before they change
+	if prev != nil && prev.princGen == m.princGen {
+		s.byName = prev.byName
+	} else {
+		s.byName = make(map[string]uint64, len(m.principals))
+		for _, p := range m.principals {
+			s.byName[p.Name] = uint64(p.ID)<<2 | uint64(kindCode(p.Kind))
+		}
+	}
+	if prev != nil && prev.secGen == m.secGen {
+		s.names, s.policies = prev.names, prev.policies
+	} else {
+		s.indexNames()
+		s.policies = m.Policies()
+	}
+	m.last.Store(s)
+	return s
+}
+
+// Principal kinds as stored in Snapshot.byName.
+const (
+	kindUser uint64 = iota
+	kindGroup
+	kindServicePrincipal
+	kindOther
+)
+
+var kindOf = [...]PrincipalKind{KindUser, KindGroup, KindServicePrincipal, ""}
+
+func kindCode(k PrincipalKind) uint64 {
+	switch k {
+	case KindUser:
+		return kindUser
+	case KindGroup:
+		return kindGroup
+	case KindServicePrincipal:
+		return kindServicePrincipal
+	}
+	return kindOther
+}
+
+// indexNames registers the names each securable answers to in the API:
+// "catalog.schema.name" as stored and the quoted display form
+// (Securable.FullName); as ResolveName does for SQL, names under the
+// "system" catalog also answer without it (two-part names resolve in
+// "system" for the API) and a type with a Home answers to its one-part
+// name there (system.ai.<connection>). A name two securables answer to
+// is ambiguous.
+func (s *Snapshot) indexNames() {
+	s.names = make(map[nameKey]ID, 2*s.nsec)
+	var path []string
+	for _, n := range s.st.nodes {
+		if n == nil || n.ti == nil || !n.ti.Named || n.ti.Depth() == 0 {
+			continue
+		}
+		path = path[:0]
+		for t := n; t != nil && t.sec.Type != TypeMetastore; t = s.st.node(t.sec.Parent) {
+			path = append(path, t.sec.Name)
+		}
+		for l, r := 0, len(path)-1; l < r; l, r = l+1, r-1 {
+			path[l], path[r] = path[r], path[l]
+		}
+		if len(path) != n.ti.Depth() {
+			continue
+		}
+		keys := []string{strings.Join(path, ".")}
+		if full := n.sec.FullName(); full != keys[0] {
+			keys = append(keys, full)
+		}
+		if len(path) >= 2 && path[0] == SystemCatalog {
+			keys = append(keys, strings.Join(path[1:], "."))
+		}
+		if h := n.ti.Home; len(h) > 0 && len(h) == len(path)-1 && strings.Join(h, ".") == strings.Join(path[:len(h)], ".") {
+			keys = append(keys, path[len(path)-1])
+		}
+		for _, k := range keys {
+			key := nameKey{n.sec.Type, k}
+			if prev, dup := s.names[key]; dup && prev != n.sec.ID {
+				s.names[key] = -1
+				continue
+			}
+			s.names[key] = n.sec.ID
+		}
+	}
+}
+
+// Revision returns the catalog revision of the snapshot.
+func (s *Snapshot) Revision() Revision { return s.rev }
+
+// Warm computes every principal's transitive groups now, so that later
+// decisions neither compute nor allocate them (the decision engine calls
+// it when it builds a snapshot, outside the catalog's lock).
+func (s *Snapshot) Warm() {
+	for id, pr := range s.st.princ {
+		if pr != nil {
+			s.st.closure(ID(id))
+		}
+	}
+}
+
+// Resolution is the outcome of Resolve.
+type Resolution int
+
+const (
+	Resolved    Resolution = iota
+	NotFound                // no securable of the type answers to the name
+	Ambiguous               // two securables answer to it
+	UnknownType             // the type is not a named securable type
+)
+
+// Resolve maps a securable reference of the authorization API to its ID:
+// a dotted name as stored (catalog.schema.connection) or the display form
+// with quoted identifiers (Securable.FullName); a one-part connection name
+// means system.ai.<name> and two-part names resolve in the "system"
+// catalog, as ResolveName does. A name that matches nothing is retried in
+// lower case (unquoted SQL identifiers are stored folded), and a type in
+// upper case; only these retries allocate. The metastore answers to ""
+// and "metastore".
+func (s *Snapshot) Resolve(t SecurableType, name string) (ID, Resolution) {
+	if id, ok := s.names[nameKey{t, name}]; ok {
+		if id < 0 {
+			return 0, Ambiguous
+		}
+		return id, Resolved
+	}
+	ti, ok := typeRegistry[t]
+	if !ok {
+		if up := SecurableType(strings.ToUpper(string(t))); up != t {
+			return s.Resolve(up, name)
+		}
+		return 0, UnknownType
+	}
+	if t == TypeMetastore {
+		if s.st.metastore != 0 && (name == "" || strings.EqualFold(name, MetastoreName)) {
+			return s.st.metastore, Resolved
+		}
+		return 0, NotFound
+	}
+	if !ti.Named || ti.Depth() == 0 {
+		return 0, UnknownType
+	}
+	if lower := strings.ToLower(name); lower != name {
+		return s.Resolve(t, lower)
+	}
+	return 0, NotFound
+}
+
+// PrincipalByName returns the ID and kind of the principal named name.
+func (s *Snapshot) PrincipalByName(name string) (ID, PrincipalKind, bool) {
+	v, ok := s.byName[name]
+	if !ok {
+		return 0, "", false
+	}
+	return ID(v >> 2), kindOf[v&3], true
+}
+
+// Principal returns the principal with id.
+func (s *Snapshot) Principal(id ID) (*Principal, bool) {
+	if pr := s.st.principal(id); pr != nil {
+		return pr.p, true
+	}
+	return nil, false
+}
+
+// Securable returns the securable with id.
+func (s *Snapshot) Securable(id ID) (*Securable, bool) {
+	if n := s.st.node(id); n != nil {
+		return n.sec, true
+	}
+	return nil, false
+}
+
+// MaxID bounds the IDs of the snapshot's principals and securables.
+func (s *Snapshot) MaxID() ID { return ID(max(len(s.st.princ), len(s.st.nodes))) }
+
+// Holds reports whether principal p holds privilege pi (PrivilegeIndex) on
+// securable on: the evaluator without its explanation. It does not
+// allocate once the principal's groups are known (Warm).
+func (s *Snapshot) Holds(p ID, pi int, on ID) bool { return s.st.allowed(p, pi, on) }
+
+// Check is Model.Check on the snapshot.
+func (s *Snapshot) Check(p ID, priv Privilege, on ID) Decision { return s.st.check(p, priv, on) }
+
+// AccessPart evaluates the principal named name in role (RoleSubject,
+// RoleActor) on privilege pi and securable on; see JoinAccess.
+func (s *Snapshot) AccessPart(name, role string, pi int, on ID, steps bool) AccessPart {
+	id, _, _ := s.PrincipalByName(name)
+	return s.st.accessPart(name, id, role, pi, s.st.node(on), steps)
+}
+
+// MemberOf reports whether principal p is group g or belongs to it,
+// directly or transitively ("account users" holds every user and service
+// principal).
+func (s *Snapshot) MemberOf(p, g ID) bool { return s.st.inClosure(p, g) }
+
+// Groups returns the transitive groups of principal p by name, closest
+// first.
+func (s *Snapshot) Groups(p ID) []string {
+	c := s.st.closure(p)
+	if c == nil {
+		return nil
+	}
+	ps := s.st.pathsOf(c)
+	out := make([]string, 0, len(ps.entries)-1)
+	for _, e := range ps.entries[1:] {
+		out = append(out, e.p.Name)
+	}
+	return out
+}
+
+// Containers returns securable on and its containers, innermost first
+// (the metastore last).
+func (s *Snapshot) Containers(on ID) []ID {
+	var out []ID
+	for n := s.st.node(on); n != nil; n = s.st.node(n.sec.Parent) {
+		out = append(out, n.sec.ID)
+		if n.sec.Type == TypeMetastore {
+			break
+		}
+	}
+	return out
+}
+
+// Policies returns every policy of the snapshot, by name.
+func (s *Snapshot) Policies() []*Securable { return s.policies }
