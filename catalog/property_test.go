@@ -283,3 +283,67 @@ func compareDecision(t *testing.T, desc func() string, m *catalog.Model, ref cat
 		}
 	}
 }
+
+// TestSnapshotsWhileWriting takes snapshots and evaluates on them outside
+// the catalog's lock while statements change the catalog (run with -race:
+// a record a snapshot shares must never be written), and checks every
+// snapshot keeps the answers it gave first.
+func TestSnapshotsWhileWriting(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	svc := serviceWithAdmins(t, false)
+	g := &catalogtest.Random{R: r}
+	admin := catalog.WriteRequest{Caller: catalog.Caller{Principal: catalog.AdminUser}, Action: "TEST"}
+	if _, err := svc.Write(t.Context(), admin, g.Build); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for w := range 3 {
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				var s *catalog.Snapshot
+				var ps []*catalog.Principal
+				var ss []*catalog.Securable
+				svc.Read(func(m *catalog.Model) {
+					s, ps, ss = m.Snapshot(), m.Principals(""), catalogtest.AllSecurables(m)
+				})
+				first := make([]bool, 0, len(ps)*len(ss))
+				for round := range 2 {
+					k := 0
+					for _, p := range ps {
+						for _, sec := range ss {
+							pi := (i + k + w) % len(catalog.KnownPrivileges())
+							got := s.Holds(p.ID, pi, sec.ID)
+							if round == 0 {
+								first = append(first, got)
+								d := s.Check(p.ID, catalog.PrivilegeAt(pi), sec.ID)
+								_ = d.Reason()
+							} else if got != first[k] {
+								errs <- fmt.Errorf("snapshot at %d changed its answer for %s on %s", s.Revision(), p, sec.FullName())
+								return
+							}
+							k++
+						}
+					}
+				}
+			}
+		}()
+	}
+	for range 30 {
+		if _, err := svc.Write(t.Context(), admin, g.Mutate); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
