@@ -219,6 +219,75 @@ func (st *authzState) computeClosure(pr *principalRec) *closure {
 	return c
 }
 
+// warmClosures computes every closure not known yet, in bulk: groups
+// first (breadth first), then users and service principals as the union
+// of their groups' closures, with the bitsets in one allocation.
+func (st *authzState) warmClosures() {
+	if st.cl == nil {
+		return
+	}
+	words := (len(st.groupP) + 63) / 64
+	var todo []ID
+	for id, pr := range st.princ {
+		if pr != nil && int(id) < len(st.cl.slots) && st.cl.slots[id].Load() == nil {
+			todo = append(todo, ID(id))
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	arena := make([]uint64, len(todo)*words)
+	cls := make([]closure, len(todo))
+	var queue []*principalRec
+	for pass := 0; pass < 2; pass++ { // groups, then the others
+		for i, id := range todo {
+			pr := st.princ[id]
+			if (pr.gbit >= 0) != (pass == 0) {
+				continue
+			}
+			c, bits := &cls[i], bitset(arena[i*words:(i+1)*words:(i+1)*words])
+			c.p, c.admin = pr.p, pr.p.Admin
+			if pr.gbit >= 0 {
+				bits[pr.gbit>>6] |= 1 << (uint(pr.gbit) & 63)
+				queue = append(queue[:0], pr)
+				for k := 0; k < len(queue); k++ {
+					for _, g := range queue[k].groups {
+						gr := st.principal(g)
+						if gr == nil || gr.gbit < 0 || bits.has(gr.gbit) {
+							continue
+						}
+						bits[gr.gbit>>6] |= 1 << (uint(gr.gbit) & 63)
+						c.admin = c.admin || gr.p.Admin
+						queue = append(queue, gr)
+					}
+				}
+			} else {
+				for _, g := range pr.groups {
+					gr := st.principal(g)
+					if gr == nil || gr.gbit < 0 {
+						continue
+					}
+					gc := st.closure(g)
+					for w, x := range gc.bits {
+						bits[w] |= x
+					}
+					c.admin = c.admin || gc.admin
+				}
+				if au := st.principal(st.acctUsers); au != nil && au.gbit >= 0 {
+					bits[au.gbit>>6] |= 1 << (uint(au.gbit) & 63)
+					c.admin = c.admin || au.p.Admin
+				}
+			}
+			n := len(bits)
+			for n > 0 && bits[n-1] == 0 {
+				n--
+			}
+			c.bits = bits[:n]
+			st.cl.slots[id].CompareAndSwap(nil, c)
+		}
+	}
+}
+
 // pathsOf returns the breadth-first paths of c (computed on first use).
 func (st *authzState) pathsOf(c *closure) *closurePaths {
 	if ps := c.paths.Load(); ps != nil {

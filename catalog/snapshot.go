@@ -1,7 +1,9 @@
 package catalog
 
 import (
+	"sort"
 	"strings"
+	"sync"
 )
 
 // Snapshot is an immutable view of the catalog's principals, securables
@@ -11,14 +13,33 @@ import (
 // changing. Taking one (Model.Snapshot) copies three slices of pointers;
 // the records they point to are shared until the Model changes them.
 type Snapshot struct {
-	rev               Revision
-	gen               uint64
-	secGen, princGen  uint64
-	st                authzState
-	byName            map[string]uint64 // principal name -> ID<<2 | kind code
-	names             map[nameKey]ID    // securable names (Resolve); -1: ambiguous
-	policies          []*Securable      // by name
-	nprincipals, nsec int
+	rev              Revision
+	gen              uint64
+	secGen, princGen uint64
+	st               authzState
+	// The name indexes and the list of policies are built on first use
+	// (or by Warm), outside the catalog's lock, from the frozen state; a
+	// snapshot shares them with the previous one while no securable
+	// (principal) was created, changed or dropped.
+	idx  *lazy[securableIndex]
+	pidx *lazy[map[string]uint64] // principal name -> ID<<2 | kind code
+}
+
+type securableIndex struct {
+	names    map[nameKey]ID // securable names (Resolve); -1: ambiguous
+	policies []*Securable   // by name
+}
+
+// lazy is a value built once, on first use.
+type lazy[T any] struct {
+	once  sync.Once
+	v     T
+	build func() T
+}
+
+func (l *lazy[T]) get() T {
+	l.once.Do(func() { l.v, l.build = l.build(), nil })
+	return l.v
 }
 
 type nameKey struct {
@@ -27,35 +48,41 @@ type nameKey struct {
 }
 
 // Snapshot returns a snapshot of the model as it is. The caller must hold
-// the model's read lock; the snapshot keeps no reference to the Model.
-// Repeated calls without a change return the same snapshot.
+// the model's read lock, which is needed only to copy three slices of
+// pointers; the snapshot keeps no reference to the Model. Repeated calls
+// without a change return the same snapshot.
 func (m *Model) Snapshot() *Snapshot {
 	prev := m.last.Load()
 	if prev != nil && prev.gen == m.gen && prev.rev == m.rev {
 		return prev
 	}
-	s := &Snapshot{rev: m.rev, gen: m.gen, secGen: m.secGen, princGen: m.princGen, st: m.az.freeze(),
-		nprincipals: len(m.principals), nsec: len(m.securables)}
+	s := &Snapshot{rev: m.rev, gen: m.gen, secGen: m.secGen, princGen: m.princGen, st: m.az.freeze()}
 	m.epoch.Add(1) // records shared with s are copied before they change
 	if prev != nil && prev.princGen == m.princGen {
-		s.byName = prev.byName
+		s.pidx = prev.pidx
 	} else {
-		s.byName = make(map[string]uint64, len(m.principals))
-		for _, p := range m.principals {
-			s.byName[p.Name] = uint64(p.ID)<<2 | uint64(kindCode(p.Kind))
-		}
+		s.pidx = &lazy[map[string]uint64]{build: s.indexPrincipals}
 	}
 	if prev != nil && prev.secGen == m.secGen {
-		s.names, s.policies = prev.names, prev.policies
+		s.idx = prev.idx
 	} else {
-		s.indexNames()
-		s.policies = m.Policies()
+		s.idx = &lazy[securableIndex]{build: s.indexSecurables}
 	}
 	m.last.Store(s)
 	return s
 }
 
-// Principal kinds as stored in Snapshot.byName.
+func (s *Snapshot) indexPrincipals() map[string]uint64 {
+	byName := make(map[string]uint64, len(s.st.princ))
+	for _, pr := range s.st.princ {
+		if pr != nil {
+			byName[pr.p.Name] = uint64(pr.p.ID)<<2 | kindCode(pr.p.Kind)
+		}
+	}
+	return byName
+}
+
+// Principal kinds in the principal index.
 const (
 	kindUser uint64 = iota
 	kindGroup
@@ -77,18 +104,24 @@ func kindCode(k PrincipalKind) uint64 {
 	return kindOther
 }
 
-// indexNames registers the names each securable answers to in the API:
-// "catalog.schema.name" as stored and the quoted display form
+// indexSecurables registers the names each securable answers to in the
+// API: "catalog.schema.name" as stored and the quoted display form
 // (Securable.FullName); as ResolveName does for SQL, names under the
 // "system" catalog also answer without it (two-part names resolve in
 // "system" for the API) and a type with a Home answers to its one-part
 // name there (system.ai.<connection>). A name two securables answer to
-// is ambiguous.
-func (s *Snapshot) indexNames() {
-	s.names = make(map[nameKey]ID, 2*s.nsec)
+// is ambiguous. It also lists the policies.
+func (s *Snapshot) indexSecurables() securableIndex {
+	idx := securableIndex{names: make(map[nameKey]ID, 4*len(s.st.nodes)/3)}
 	var path []string
 	for _, n := range s.st.nodes {
-		if n == nil || n.ti == nil || !n.ti.Named || n.ti.Depth() == 0 {
+		if n == nil {
+			continue
+		}
+		if n.sec.Type == TypePolicy {
+			idx.policies = append(idx.policies, n.sec)
+		}
+		if n.ti == nil || !n.ti.Named || n.ti.Depth() == 0 {
 			continue
 		}
 		path = path[:0]
@@ -113,27 +146,28 @@ func (s *Snapshot) indexNames() {
 		}
 		for _, k := range keys {
 			key := nameKey{n.sec.Type, k}
-			if prev, dup := s.names[key]; dup && prev != n.sec.ID {
-				s.names[key] = -1
+			if prev, dup := idx.names[key]; dup && prev != n.sec.ID {
+				idx.names[key] = -1
 				continue
 			}
-			s.names[key] = n.sec.ID
+			idx.names[key] = n.sec.ID
 		}
 	}
+	sort.Slice(idx.policies, func(i, j int) bool { return idx.policies[i].Name < idx.policies[j].Name })
+	return idx
 }
 
 // Revision returns the catalog revision of the snapshot.
 func (s *Snapshot) Revision() Revision { return s.rev }
 
 // Warm computes every principal's transitive groups now, so that later
-// decisions neither compute nor allocate them (the decision engine calls
-// it when it builds a snapshot, outside the catalog's lock).
+// decisions neither compute nor allocate them, and builds the name
+// indexes (the decision engine calls it when it builds a snapshot, outside
+// the catalog's lock).
 func (s *Snapshot) Warm() {
-	for id, pr := range s.st.princ {
-		if pr != nil {
-			s.st.closure(ID(id))
-		}
-	}
+	s.st.warmClosures()
+	s.idx.get()
+	s.pidx.get()
 }
 
 // Resolution is the outcome of Resolve.
@@ -155,7 +189,7 @@ const (
 // upper case; only these retries allocate. The metastore answers to ""
 // and "metastore".
 func (s *Snapshot) Resolve(t SecurableType, name string) (ID, Resolution) {
-	if id, ok := s.names[nameKey{t, name}]; ok {
+	if id, ok := s.idx.get().names[nameKey{t, name}]; ok {
 		if id < 0 {
 			return 0, Ambiguous
 		}
@@ -185,7 +219,7 @@ func (s *Snapshot) Resolve(t SecurableType, name string) (ID, Resolution) {
 
 // PrincipalByName returns the ID and kind of the principal named name.
 func (s *Snapshot) PrincipalByName(name string) (ID, PrincipalKind, bool) {
-	v, ok := s.byName[name]
+	v, ok := s.pidx.get()[name]
 	if !ok {
 		return 0, "", false
 	}
@@ -260,4 +294,4 @@ func (s *Snapshot) Containers(on ID) []ID {
 }
 
 // Policies returns every policy of the snapshot, by name.
-func (s *Snapshot) Policies() []*Securable { return s.policies }
+func (s *Snapshot) Policies() []*Securable { return s.idx.get().policies }

@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -28,6 +29,11 @@ import (
 //	         USE_CONNECTION decided for alice and coding-agent, a
 //	         mandate_jwt minted for the upstream, and a durable audit
 //	         record per call (group-committed fsync) before the answer
+//	node     `mandate gateway` (a subprocess) against that serve process:
+//	         the same stages, decisions from the node's cache (asking the
+//	         catalog's API on a miss), audit to its own durable log; it
+//	         reports the catalog round trips per call (catalog-asks/call,
+//	         from the node's /healthz decision cache counters)
 //
 // The load generator, the upstream and the proxy share this process; all
 // of it shares the 2 cores with the mandate subprocess.
@@ -57,11 +63,45 @@ func BenchmarkGateway(b *testing.B) {
 		`GRANT USE_CONNECTION ON CONNECTION bench TO "alice@example.com"`,
 		`GRANT USE_CONNECTION ON CONNECTION bench TO "coding-agent"`)
 	token := e2eToken(b, s, "alice@example.com", "coding-agent")
+	// The node's public URL is the catalog's, so that dev tokens (whose
+	// audience is the serve process's URL) are accepted by both.
+	nodeAddr := freeAddrs(b, 1)[0]
+	startProcess(b, []string{"gateway", "--catalog", "http://" + s.httpAddr,
+		"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", nodeAddr,
+		"--oidc-issuer", "http://" + s.httpAddr + "/oidc", "--public-url", "http://" + s.httpAddr,
+		"--data-dir", b.TempDir(), "--log-level", "warn"}, "Mandate gateway is ready")
 
 	paths := []struct{ name, url, token string }{
 		{"direct", up.URL + "/mcp", ""},
 		{"proxy", proxy.URL + "/mcp", ""},
 		{"mandate", "http://" + s.httpAddr + "/mcp/bench", token},
+		{"node", "http://" + nodeAddr + "/mcp/bench", token},
+	}
+	// asks reads the node's decision cache misses (catalog round trips);
+	// -1 when the node does not report them.
+	asks := func(name string) int64 {
+		if name != "node" {
+			return -1
+		}
+		resp, err := http.Get("http://" + nodeAddr + "/healthz")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h struct {
+			Cache *struct {
+				Misses int64 `json:"misses"`
+			} `json:"decision_cache"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || h.Cache == nil {
+			return -1
+		}
+		return h.Cache.Misses
+	}
+	reportAsks := func(b *testing.B, name string, before int64) {
+		if after := asks(name); before >= 0 && after >= 0 {
+			b.ReportMetric(float64(after-before)/float64(b.N), "catalog-asks/call")
+		}
 	}
 	// A first pass checks each path answers (and warms connections).
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
@@ -72,6 +112,7 @@ func BenchmarkGateway(b *testing.B) {
 	}
 	for _, p := range paths {
 		b.Run("throughput-32conns/"+p.name, func(b *testing.B) {
+			before := asks(p.name)
 			var next atomic.Int64
 			var failed atomic.Int64
 			var wg sync.WaitGroup
@@ -98,10 +139,12 @@ func BenchmarkGateway(b *testing.B) {
 				b.Fatalf("%d of %d calls failed", n, b.N)
 			}
 			b.ReportMetric(float64(b.N)/el.Seconds(), "calls/s")
+			reportAsks(b, p.name, before)
 		})
 	}
 	for _, p := range paths {
 		b.Run("paced-1000/s/"+p.name, func(b *testing.B) {
+			before := asks(p.name)
 			lat := make([]time.Duration, b.N)
 			var failed atomic.Int64
 			var wg sync.WaitGroup
@@ -129,6 +172,7 @@ func BenchmarkGateway(b *testing.B) {
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			reportAsks(b, p.name, before)
 		})
 	}
 }
