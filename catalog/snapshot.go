@@ -175,9 +175,9 @@ type Resolution int
 
 const (
 	Resolved    Resolution = iota
-	NotFound                // no securable of the type answers to the name
-	Ambiguous               // two securables answer to it
-	UnknownType             // the type is not a named securable type
+	NotFound               // no securable of the type answers to the name
+	Ambiguous              // two securables answer to it
+	UnknownType            // the type is not a named securable type
 )
 
 // Resolve maps a securable reference of the authorization API to its ID:

@@ -47,8 +47,8 @@ type Engine struct {
 	log  zerolog.Logger
 
 	snap     atomic.Pointer[Snapshot]
-	policies policy.Cache // prepared policies, reused across revisions
-	swapped atomic.Pointer[chan struct{}] // closed (and replaced) at every swap
+	policies policy.Cache                  // prepared policies, reused across revisions
+	swapped  atomic.Pointer[chan struct{}] // closed (and replaced) at every swap
 
 	subMu sync.Mutex
 	subs  map[chan catalog.Revision]struct{}

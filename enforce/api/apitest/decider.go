@@ -83,7 +83,7 @@ func (d *Decider) decideLocked(r enforce.Request) enforce.Decision {
 	if d.grants[k] {
 		return enforce.Decision{Allowed: true, Reason: fmt.Sprintf("%s granted to %q", check, r.Subject), Revision: d.rev,
 			Contextual: d.policy[k],
-			Steps: []enforce.Step{{Principal: r.Subject, Role: "subject", Check: check, Result: "allow", Reason: "direct grant"}}}
+			Steps:      []enforce.Step{{Principal: r.Subject, Role: "subject", Check: check, Result: "allow", Reason: "direct grant"}}}
 	}
 	return enforce.Decision{Reason: fmt.Sprintf("%q lacks %s", r.Subject, check), Revision: d.rev}
 }
