@@ -80,7 +80,7 @@ func (st *authzState) accessPart(name string, id ID, role string, pi int, n *nod
 	if n != nil {
 		d.Securable = n.sec
 	}
-	st.decide(c, pi, n, &d)
+	st.decide(c, pr, pi, n, &d)
 	part := AccessPart{Allowed: d.Allowed, Reason: role + " " + d.Reason()}
 	part.Brief = part.Reason
 	if d.Allowed {

@@ -72,25 +72,26 @@ type directGrant struct {
 	set PrivSet
 }
 
-// maxUses bounds the containers with a USE privilege above a securable
-// (catalog, schema); TestTypeRegistry checks the registry stays within it.
-const maxUses = 4
+// maxDepth bounds a securable's lineage: itself and its containers up to
+// the metastore (metastore, catalog, schema, object, policy);
+// TestTypeRegistry checks the registry stays within it.
+const maxDepth = 6
 
 // maxReqs bounds the requirements of one decision: the containers' USE
 // privileges, the securable's own, the privilege.
-const maxReqs = maxUses + 2
+const maxReqs = maxDepth + 1
 
 // nodeRec is a securable as the evaluator sees it.
 type nodeRec struct {
 	sec        *Securable
 	ti         *TypeInfo // nil for a type the registry does not know
 	epoch      uint64
+	id, parent ID
 	owner      ID
-	inherit    ID    // the container whose grants apply here too (0: none)
 	ownerGroup int32 // group bit of the owner, -1 unless the owner is a group
 	usePriv    int8  // index of the type's USE privilege, -1 if none
-	nuse       uint8
-	uses       [maxUses]ID // containers with a USE privilege, outermost first
+	inherited  bool  // grants here apply to the securables inside (TypeInfo.Inherited)
+	depth      uint8 // containers above it (the metastore: 0)
 	// groups[p] is the set of groups granted privilege p on this
 	// securable itself (inheritance is resolved when evaluating).
 	groups [numPrivs]bitset
@@ -99,9 +100,10 @@ type nodeRec struct {
 // closure is a principal's transitive groups: bits for the evaluator,
 // and (computed on first use) the breadth-first paths for explanations.
 type closure struct {
-	p     *Principal
-	bits  bitset // the groups, by group bit ("account users" for users and service principals)
+	id    ID
 	admin bool   // metastore admin, itself or through a group
+	bits  bitset // the groups, by group bit ("account users" for users and service principals)
+	p     *Principal
 	paths atomic.Pointer[closurePaths]
 }
 
@@ -159,6 +161,11 @@ func (st *authzState) closure(id ID) *closure {
 	if pr == nil {
 		return nil
 	}
+	return st.closureOf(id, pr)
+}
+
+// closureOf is closure for a known record.
+func (st *authzState) closureOf(id ID, pr *principalRec) *closure {
 	var slot *atomic.Pointer[closure]
 	if st.cl != nil && int(id) < len(st.cl.slots) {
 		slot = &st.cl.slots[id]
@@ -178,7 +185,7 @@ func (st *authzState) closure(id ID) *closure {
 // or service principal's is the union of its direct groups' closures plus
 // "account users" (whose own groups are not followed).
 func (st *authzState) computeClosure(pr *principalRec) *closure {
-	c := &closure{p: pr.p, admin: pr.p.Admin}
+	c := &closure{id: pr.p.ID, p: pr.p, admin: pr.p.Admin}
 	if pr.gbit >= 0 {
 		var bits bitset
 		bits = bits.with(pr.gbit)
@@ -246,7 +253,7 @@ func (st *authzState) warmClosures() {
 				continue
 			}
 			c, bits := &cls[i], bitset(arena[i*words:(i+1)*words:(i+1)*words])
-			c.p, c.admin = pr.p, pr.p.Admin
+			c.id, c.p, c.admin = pr.p.ID, pr.p, pr.p.Admin
 			if pr.gbit >= 0 {
 				bits[pr.gbit>>6] |= 1 << (uint(pr.gbit) & 63)
 				queue = append(queue[:0], pr)
@@ -293,7 +300,7 @@ func (st *authzState) pathsOf(c *closure) *closurePaths {
 	if ps := c.paths.Load(); ps != nil {
 		return ps
 	}
-	root := st.principal(c.p.ID)
+	root := st.principal(c.id)
 	ps := &closurePaths{admin: -1}
 	gbit := int32(-1)
 	if root != nil {
@@ -539,28 +546,26 @@ func (m *Model) azPutSecurable(s *Securable) {
 		rec = &nodeRec{epoch: m.epoch.Load()}
 		m.az.nodes[s.ID] = rec
 	}
-	rec.sec, rec.ti, rec.owner = s, typeRegistry[s.Type], s.Owner
+	rec.sec, rec.ti, rec.id, rec.parent, rec.owner = s, typeRegistry[s.Type], s.ID, s.Parent, s.Owner
 	rec.ownerGroup = -1
 	if o := m.az.principal(s.Owner); o != nil {
 		rec.ownerGroup = o.gbit
 	}
-	rec.usePriv = -1
-	if rec.ti != nil && rec.ti.UsePrivilege != "" {
-		rec.usePriv = int8(PrivilegeIndex(rec.ti.UsePrivilege))
+	rec.usePriv, rec.inherited = -1, false
+	if rec.ti != nil {
+		if rec.ti.UsePrivilege != "" {
+			rec.usePriv = int8(PrivilegeIndex(rec.ti.UsePrivilege))
+		}
+		rec.inherited = rec.ti.Inherited && s.Type != TypeMetastore
 	}
-	rec.inherit, rec.nuse, rec.uses = 0, 0, [maxUses]ID{}
-	if par := m.az.node(s.Parent); par != nil && s.Type != TypeMetastore {
-		if par.ti != nil && par.ti.Inherited {
-			rec.inherit = par.sec.ID
+	rec.depth = 0
+	if s.Type == TypeMetastore {
+		rec.parent = 0
+	} else if par := m.az.node(s.Parent); par != nil {
+		if int(par.depth)+2 > maxDepth {
+			panic("catalog: securable nested deeper than maxDepth")
 		}
-		rec.uses, rec.nuse = par.uses, par.nuse
-		if par.usePriv >= 0 {
-			if int(rec.nuse) >= maxUses {
-				panic("catalog: securable nested deeper than maxUses containers with a USE privilege")
-			}
-			rec.uses[rec.nuse] = par.sec.ID
-			rec.nuse++
-		}
+		rec.depth = par.depth + 1
 	}
 	if s.Type == TypeMetastore {
 		m.az.metastore = s.ID

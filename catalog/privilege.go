@@ -32,31 +32,77 @@ import (
 // qualifying grant and there a grant to the principal itself first, then
 // the group closest to it (breadth first, groups in name order).
 
-// need is one requirement of a decision: privilege pi on securable on.
-type need struct {
-	pi int
-	on *nodeRec
+// lineage is a securable and its containers, innermost first, up to the
+// metastore, with the grants to the principal itself on each (computed
+// on first need): one decision visits each at most once.
+type lineage struct {
+	nodes [maxDepth]*nodeRec
+	own   [maxDepth]PrivSet
+	known uint8 // bit j: own[j] is computed
+	k     int
 }
 
-// requirements lists what holding pi on n needs, in the order checked:
-// the containers' USE privileges (outermost first), the securable's own
-// USE privilege, the privilege itself. It returns 0 for an inconsistent
-// state (a missing container): nothing is held then.
-func (st *authzState) requirements(pi int, n *nodeRec, out *[maxReqs]need) int {
-	k := 0
-	for _, u := range n.uses[:n.nuse] {
-		c := st.node(u)
-		if c == nil || c.usePriv < 0 {
-			return 0
+// lineageOf fills l for n; false for an inconsistent state (a missing
+// container): nothing is held then.
+func (st *authzState) lineageOf(n *nodeRec, l *lineage) bool {
+	for t := n; ; {
+		if l.k == maxDepth {
+			return false
 		}
-		out[k] = need{int(c.usePriv), c}
+		l.nodes[l.k] = t
+		l.k++
+		if t.parent == 0 {
+			return true
+		}
+		if t = st.node(t.parent); t == nil {
+			return false
+		}
+	}
+}
+
+// ownOn returns the privileges granted to the principal pr itself on
+// lineage entry j (a group's own grants are in the securable's group sets).
+func (l *lineage) ownOn(j int, pr *principalRec) PrivSet {
+	if l.known&(1<<j) == 0 {
+		t := l.nodes[j]
+		var set PrivSet
+		if len(pr.direct) > 0 {
+			set = directOn(pr.direct, t.id)
+		}
+		if pr.gbit >= 0 {
+			for gp := range t.groups {
+				if t.groups[gp].has(pr.gbit) {
+					set |= 1 << gp
+				}
+			}
+		}
+		l.own[j], l.known = set, l.known|1<<j
+	}
+	return l.own[j]
+}
+
+// need is one requirement of a decision: privilege pi on lineage entry j.
+type need struct {
+	pi int
+	j  int
+}
+
+// requirements lists what holding pi on l.nodes[0] needs, in the order
+// checked: the containers' USE privileges (outermost first), the
+// securable's own USE privilege, the privilege itself.
+func requirements(pi int, l *lineage, out *[maxReqs]need) int {
+	k := 0
+	for j := l.k - 1; j >= 1; j-- {
+		if u := l.nodes[j].usePriv; u >= 0 {
+			out[k] = need{int(u), j}
+			k++
+		}
+	}
+	if u := int(l.nodes[0].usePriv); u >= 0 && u != pi && !privileges[pi].NoOwnUse {
+		out[k] = need{u, 0}
 		k++
 	}
-	if u := int(n.usePriv); u >= 0 && u != pi && !privileges[pi].NoOwnUse {
-		out[k] = need{u, n}
-		k++
-	}
-	out[k] = need{pi, n}
+	out[k] = need{pi, 0}
 	return k + 1
 }
 
@@ -79,25 +125,24 @@ var allIndex = func() int {
 }()
 
 // holds reports whether the principal of closure c (record pr) holds
-// privilege pi on n by ownership or a grant there or on a container it
-// inherits from; r, if not nil, is filled with how.
-func (st *authzState) holds(c *closure, pr *principalRec, pi int, n *nodeRec, r *Requirement) bool {
-	if n.owner == c.p.ID || c.bits.has(n.ownerGroup) {
+// privilege pi on lineage entry j by ownership, or by a grant there or on
+// a container it inherits from (the next entries, while they are
+// Inherited); r, if not nil, is filled with how.
+func (st *authzState) holds(c *closure, pr *principalRec, l *lineage, j, pi int, r *Requirement) bool {
+	if n := l.nodes[j]; n.owner == c.id || c.bits.has(n.ownerGroup) {
 		if r != nil {
 			r.Met, r.Basis, r.holderID = true, BasisOwner, n.owner
 		}
 		return true
 	}
 	gs, ng := granters(pi)
-	for t := n; t != nil; t = st.node(t.inherit) {
-		if len(pr.direct) > 0 || pr.gbit >= 0 {
-			// A grant to the principal itself (a group's own grants are
-			// in the securable's group sets).
-			set := directOn(pr.direct, t.sec.ID)
+	for ; j < l.k; j++ {
+		t := l.nodes[j]
+		if own := l.ownOn(j, pr); own != 0 {
 			for _, gp := range gs[:ng] {
-				if set&(1<<gp) != 0 || t.groups[gp].has(pr.gbit) {
+				if own&(1<<gp) != 0 {
 					if r != nil {
-						r.Met, r.Basis, r.holderID, r.GrantOn, r.GrantPriv = true, BasisGrant, c.p.ID, t.sec, privileges[gp].Privilege
+						r.Met, r.Basis, r.holderID, r.GrantOn, r.GrantPriv = true, BasisGrant, c.id, t.sec, privileges[gp].Privilege
 					}
 					return true
 				}
@@ -113,38 +158,41 @@ func (st *authzState) holds(c *closure, pr *principalRec, pi int, n *nodeRec, r 
 				return true
 			}
 		}
+		if j+1 < l.k && !l.nodes[j+1].inherited {
+			break
+		}
 	}
 	return false
 }
 
-// decide is the privilege function: does the principal of closure c hold
-// privilege pi on n? With d it also fills d with every requirement and how
-// it is held (the explanation); without, it stops at the first missing
-// requirement and does not allocate.
-func (st *authzState) decide(c *closure, pi int, n *nodeRec, d *Decision) bool {
-	if c == nil || n == nil || pi < 0 || pi >= numPrivs {
+// decide is the privilege function: does the principal of closure c
+// (record pr) hold privilege pi on n? With d it also fills d with every
+// requirement and how it is held (the explanation); without, it stops at
+// the first missing requirement and does not allocate.
+func (st *authzState) decide(c *closure, pr *principalRec, pi int, n *nodeRec, d *Decision) bool {
+	if c == nil || pr == nil || n == nil || pi < 0 || pi >= numPrivs {
 		return false
 	}
 	if d == nil && c.admin {
 		return true
 	}
-	var buf [maxReqs]need
-	k := st.requirements(pi, n, &buf)
-	if k == 0 {
+	var l lineage
+	if !st.lineageOf(n, &l) {
 		return false
 	}
-	pr := st.principal(c.p.ID)
+	var buf [maxReqs]need
+	k := requirements(pi, &l, &buf)
 	allowed := true
 	for i := 0; i < k; i++ {
 		var r *Requirement
 		if d != nil {
 			r = &d.reqs[i]
-			*r = Requirement{Privilege: privileges[buf[i].pi].Privilege, On: buf[i].on.sec}
+			*r = Requirement{Privilege: privileges[buf[i].pi].Privilege, On: l.nodes[buf[i].j].sec}
 		}
 		switch {
 		case c.admin:
 			r.Met, r.Basis = true, BasisAdmin
-		case pr != nil && st.holds(c, pr, buf[i].pi, buf[i].on, r):
+		case st.holds(c, pr, &l, buf[i].j, buf[i].pi, r):
 		case d == nil:
 			return false
 		default:
@@ -174,14 +222,18 @@ func (st *authzState) check(p ID, priv Privilege, s ID) Decision {
 	if pi < 0 || n == nil {
 		return d // an unknown privilege is held by nobody
 	}
-	st.decide(c, pi, n, &d)
+	st.decide(c, st.principal(p), pi, n, &d)
 	return d
 }
 
 // allowed answers without explaining (no allocation once the principal's
 // closure is known).
 func (st *authzState) allowed(p ID, pi int, s ID) bool {
-	return st.decide(st.closure(p), pi, st.node(s), nil)
+	pr := st.principal(p)
+	if pr == nil {
+		return false
+	}
+	return st.decide(st.closureOf(p, pr), pr, pi, st.node(s), nil)
 }
 
 // Basis says how one requirement was met.
@@ -414,7 +466,7 @@ func (sh *cacheShard) put(k checkKey, gen uint64, d *Decision) {
 
 // owns reports whether the principal of c or one of its groups owns n.
 func (st *authzState) owns(c *closure, n *nodeRec) bool {
-	return n.owner == c.p.ID || c.bits.has(n.ownerGroup)
+	return n.owner == c.id || c.bits.has(n.ownerGroup)
 }
 
 // canManage: metastore admins, the owner of s or of a containing schema or
@@ -428,7 +480,7 @@ func (st *authzState) canManage(p ID, s ID) (bool, string) {
 	if c.admin {
 		return true, "metastore admin"
 	}
-	for t := n; t != nil && t.sec.Type != TypeMetastore; t = st.node(t.sec.Parent) {
+	for t := n; t != nil && t.sec.Type != TypeMetastore; t = st.node(t.parent) {
 		if st.owns(c, t) {
 			ps := st.pathsOf(c)
 			return true, fmt.Sprintf("owner of %s %s (%s)", t.sec.Type, t.sec.FullName(), quoteAll(ps.path(max(ps.find(t.owner), 0))))
@@ -470,11 +522,11 @@ func (st *authzState) canSee(p ID, s ID) bool {
 		}
 	}
 	pr := st.principal(p)
-	for t, mask := n, ^PrivSet(0); t != nil && t.sec.Type != TypeMetastore; t, mask = st.node(t.sec.Parent), inherit {
+	for t, mask := n, ^PrivSet(0); t != nil && t.sec.Type != TypeMetastore; t, mask = st.node(t.parent), inherit {
 		if st.owns(c, t) {
 			return true
 		}
-		if pr != nil && directOn(pr.direct, t.sec.ID)&mask != 0 {
+		if pr != nil && directOn(pr.direct, t.id)&mask != 0 {
 			return true
 		}
 		for gp := 0; gp < numPrivs; gp++ {

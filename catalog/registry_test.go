@@ -16,22 +16,28 @@ func TestTypeRegistry(t *testing.T) {
 				t.Errorf("%s: unknown privilege %s", typ, p)
 			}
 		}
-		uses := 0
+		depth := 1 // the metastore
 		for par := ti.Parent; par != ""; par = typeRegistry[par].Parent {
-			pti, ok := typeRegistry[par]
-			if !ok {
+			if _, ok := typeRegistry[par]; !ok {
 				t.Fatalf("%s: unknown container type %s", typ, par)
 			}
-			if pti.UsePrivilege != "" {
-				uses++
-			}
+			depth++
 		}
-		if uses+1 > maxUses { // policies attach one level below the deepest type
-			t.Errorf("%s: %d containers with a USE privilege, records hold %d", typ, uses, maxUses)
+		if depth+1 > maxDepth { // policies attach one level below
+			t.Errorf("%s: lineage of %d with a policy below it, records hold %d", typ, depth+1, maxDepth)
 		}
 		if ti.Home != nil && len(ti.Home) != ti.Depth()-1 {
 			t.Errorf("%s: home %v does not name a container of depth %d", typ, ti.Home, ti.Depth()-1)
 		}
+	}
+	named := 0
+	for _, ti := range typeRegistry {
+		if ti.Named && ti.Depth() > 0 {
+			named++
+		}
+	}
+	if var_ := (securableIndex{}); named > len(var_.byType) {
+		t.Errorf("%d named types, the snapshot's name index holds %d", named, len(var_.byType))
 	}
 	all, notInAll := 0, 0
 	for i, p := range privileges {

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Snapshot is an immutable view of the catalog's principals, securables
@@ -17,34 +18,36 @@ type Snapshot struct {
 	gen              uint64
 	secGen, princGen uint64
 	st               authzState
-	// The name indexes and the list of policies are built on first use
-	// (or by Warm), outside the catalog's lock, from the frozen state; a
-	// snapshot shares them with the previous one while no securable
+	// The name indexes (and the list of policies) are built on first use
+	// or by Warm, outside the catalog's lock, from the frozen state; a
+	// snapshot takes them from the previous one while no securable
 	// (principal) was created, changed or dropped.
-	idx  *lazy[securableIndex]
-	pidx *lazy[map[string]uint64] // principal name -> ID<<2 | kind code
+	names      atomic.Pointer[securableIndex]
+	principals atomic.Pointer[principalIndex]
+	mu         sync.Mutex // serializes building them
 }
+
+// principalIndex maps principal names to ID<<2 | kind code.
+type principalIndex map[string]uint64
 
 type securableIndex struct {
-	names    map[nameKey]ID // securable names (Resolve); -1: ambiguous
-	policies []*Securable   // by name
+	byType   [8]typeNames // the named types (TestTypeRegistry: at most 8)
+	policies []*Securable // by name
 }
 
-// lazy is a value built once, on first use.
-type lazy[T any] struct {
-	once  sync.Once
-	v     T
-	build func() T
+type typeNames struct {
+	t     SecurableType
+	names map[string]ID // names -> ID (Resolve); -1: ambiguous
 }
 
-func (l *lazy[T]) get() T {
-	l.once.Do(func() { l.v, l.build = l.build(), nil })
-	return l.v
-}
-
-type nameKey struct {
-	t    SecurableType
-	name string
+// of returns the name map of type t, or nil.
+func (idx *securableIndex) of(t SecurableType) map[string]ID {
+	for i := range idx.byType {
+		if u := idx.byType[i].t; len(u) == len(t) && u == t {
+			return idx.byType[i].names
+		}
+	}
+	return nil
 }
 
 // Snapshot returns a snapshot of the model as it is. The caller must hold
@@ -59,21 +62,47 @@ func (m *Model) Snapshot() *Snapshot {
 	s := &Snapshot{rev: m.rev, gen: m.gen, secGen: m.secGen, princGen: m.princGen, st: m.az.freeze()}
 	m.epoch.Add(1) // records shared with s are copied before they change
 	if prev != nil && prev.princGen == m.princGen {
-		s.pidx = prev.pidx
-	} else {
-		s.pidx = &lazy[map[string]uint64]{build: s.indexPrincipals}
+		s.principals.Store(prev.principals.Load()) // nil if prev has not built it
 	}
 	if prev != nil && prev.secGen == m.secGen {
-		s.idx = prev.idx
-	} else {
-		s.idx = &lazy[securableIndex]{build: s.indexSecurables}
+		s.names.Store(prev.names.Load())
 	}
 	m.last.Store(s)
 	return s
 }
 
-func (s *Snapshot) indexPrincipals() map[string]uint64 {
-	byName := make(map[string]uint64, len(s.st.princ))
+// securables returns the securable index, building it on first use.
+func (s *Snapshot) securables() *securableIndex {
+	if idx := s.names.Load(); idx != nil {
+		return idx
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if idx := s.names.Load(); idx != nil {
+		return idx
+	}
+	idx := s.indexSecurables()
+	s.names.Store(&idx)
+	return &idx
+}
+
+// principalNames returns the principal index, building it on first use.
+func (s *Snapshot) principalNames() principalIndex {
+	if idx := s.principals.Load(); idx != nil {
+		return *idx
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if idx := s.principals.Load(); idx != nil {
+		return *idx
+	}
+	idx := s.indexPrincipals()
+	s.principals.Store(&idx)
+	return idx
+}
+
+func (s *Snapshot) indexPrincipals() principalIndex {
+	byName := make(principalIndex, len(s.st.princ))
 	for _, pr := range s.st.princ {
 		if pr != nil {
 			byName[pr.p.Name] = uint64(pr.p.ID)<<2 | kindCode(pr.p.Kind)
@@ -112,7 +141,14 @@ func kindCode(k PrincipalKind) uint64 {
 // name there (system.ai.<connection>). A name two securables answer to
 // is ambiguous. It also lists the policies.
 func (s *Snapshot) indexSecurables() securableIndex {
-	idx := securableIndex{names: make(map[nameKey]ID, 4*len(s.st.nodes)/3)}
+	idx := securableIndex{}
+	k := 0
+	for t, ti := range typeRegistry {
+		if ti.Named && ti.Depth() > 0 {
+			idx.byType[k] = typeNames{t, map[string]ID{}}
+			k++
+		}
+	}
 	var path []string
 	for _, n := range s.st.nodes {
 		if n == nil {
@@ -144,13 +180,13 @@ func (s *Snapshot) indexSecurables() securableIndex {
 		if h := n.ti.Home; len(h) > 0 && len(h) == len(path)-1 && strings.Join(h, ".") == strings.Join(path[:len(h)], ".") {
 			keys = append(keys, path[len(path)-1])
 		}
+		names := idx.of(n.sec.Type)
 		for _, k := range keys {
-			key := nameKey{n.sec.Type, k}
-			if prev, dup := idx.names[key]; dup && prev != n.sec.ID {
-				idx.names[key] = -1
+			if prev, dup := names[k]; dup && prev != n.sec.ID {
+				names[k] = -1
 				continue
 			}
-			idx.names[key] = n.sec.ID
+			names[k] = n.sec.ID
 		}
 	}
 	sort.Slice(idx.policies, func(i, j int) bool { return idx.policies[i].Name < idx.policies[j].Name })
@@ -166,8 +202,8 @@ func (s *Snapshot) Revision() Revision { return s.rev }
 // the catalog's lock).
 func (s *Snapshot) Warm() {
 	s.st.warmClosures()
-	s.idx.get()
-	s.pidx.get()
+	s.securables()
+	s.principalNames()
 }
 
 // Resolution is the outcome of Resolve.
@@ -189,7 +225,7 @@ const (
 // upper case; only these retries allocate. The metastore answers to ""
 // and "metastore".
 func (s *Snapshot) Resolve(t SecurableType, name string) (ID, Resolution) {
-	if id, ok := s.idx.get().names[nameKey{t, name}]; ok {
+	if id, ok := s.securables().of(t)[name]; ok {
 		if id < 0 {
 			return 0, Ambiguous
 		}
@@ -219,7 +255,7 @@ func (s *Snapshot) Resolve(t SecurableType, name string) (ID, Resolution) {
 
 // PrincipalByName returns the ID and kind of the principal named name.
 func (s *Snapshot) PrincipalByName(name string) (ID, PrincipalKind, bool) {
-	v, ok := s.pidx.get()[name]
+	v, ok := s.principalNames()[name]
 	if !ok {
 		return 0, "", false
 	}
@@ -294,4 +330,4 @@ func (s *Snapshot) Containers(on ID) []ID {
 }
 
 // Policies returns every policy of the snapshot, by name.
-func (s *Snapshot) Policies() []*Securable { return s.idx.get().policies }
+func (s *Snapshot) Policies() []*Securable { return s.securables().policies }

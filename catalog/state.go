@@ -10,12 +10,40 @@ import (
 // for an unknown one. It is the one privilege index: the decision engine
 // uses it too.
 func PrivilegeIndex(p Privilege) int {
-	for i := range privileges {
+	for h := privHash(p); ; h = (h + 1) % uint(len(privTable)) {
+		i := privTable[h]
+		if i < 0 {
+			return -1
+		}
 		if privileges[i].Privilege == p {
-			return i
+			return int(i)
 		}
 	}
-	return -1
+}
+
+// privTable finds a privilege by privHash with linear probing: on the
+// allow path a privilege is looked up on every request, and this costs one
+// string comparison where a scan of the registry costs several.
+var privTable = func() (t [64]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i, p := range privileges {
+		h := privHash(p.Privilege)
+		for t[h] >= 0 {
+			h = (h + 1) % uint(len(t))
+		}
+		t[h] = int8(i)
+	}
+	return t
+}()
+
+func privHash(p Privilege) uint {
+	n := len(p)
+	if n == 0 {
+		return 0
+	}
+	return (uint(n)*31 + uint(p[0])*7 + uint(p[n-1])*3 + uint(p[n/2])) % 64
 }
 
 // PrivilegeAt is the privilege at index i of PrivilegeIndex ("" if none).

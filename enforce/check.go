@@ -42,8 +42,9 @@ func (s *Snapshot) Allowed(r Request) bool {
 //
 // Answers are remembered per snapshot in a fixed table of exact keys
 // (subject, actor, securable and privilege packed in 63 bits, with the
-// answer in the last bit), written and read atomically: a repeated
-// question costs the two name lookups and one table read.
+// answer in the last bit), two slots per key, written and read
+// atomically: a repeated question costs the two name lookups and one
+// table read.
 func (s *Snapshot) allowed(r *Request) (bool, catalog.ID) {
 	pi := privilege(r.Privilege)
 	if pi < 0 {
@@ -68,16 +69,26 @@ func (s *Snapshot) allowed(r *Request) (bool, catalog.ID) {
 	}
 	key := uint64(sub)<<(memoPrincipalBits+memoNodeBits+memoPrivBits) | uint64(act+1)<<(memoNodeBits+memoPrivBits) |
 		uint64(n)<<memoPrivBits | uint64(pi)
-	slot := &s.memo[(key*0x9E3779B97F4A7C15)>>32&s.memoMask]
-	if e := slot.Load(); e != 0 && e>>1 == key {
-		return e&1 == 1, n
+	// Two slots per key (a pair), so that two questions hashing to the
+	// same slot do not keep evicting each other.
+	i := (key * 0x9E3779B97F4A7C15) >> 32 & s.memoMask
+	a, b := &s.memo[i], &s.memo[i^1]
+	ea, eb := a.Load(), b.Load()
+	if ea != 0 && ea>>1 == key {
+		return ea&1 == 1, n
+	}
+	if eb != 0 && eb>>1 == key {
+		return eb&1 == 1, n
 	}
 	ok := s.cs.Holds(sub, pi, n) && (act == 0 || s.cs.Holds(act, pi, n))
 	e := key << 1
 	if ok {
 		e |= 1
 	}
-	slot.Store(e)
+	if ea != 0 && eb == 0 {
+		a = b
+	}
+	a.Store(e)
 	return ok, n
 }
 
