@@ -325,7 +325,6 @@ func (s scratch) unlockAll() {
 	}
 }
 
-
 // admit takes every check and budget in order; on the first refusal it
 // gives back what it took and returns the refusal; likewise with retired
 // set if a window turned out retired. Locks are held.

@@ -14,7 +14,7 @@ var tz = time.Date(2026, 7, 14, 10, 0, 0, 0, time.UTC)
 
 type testClock struct{ ns atomic.Int64 }
 
-func (c *testClock) now() time.Time           { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *testClock) now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *testClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func newTestLimiter(t *testing.T, b Backend, rls ...RateLimit) (*Limiter, *testClock) {
