@@ -279,8 +279,10 @@ func (l *Limiter) Reserve(ctx context.Context, call *Call) (*Reservation, error)
 }
 
 // lockOrder lists the locks of an admission in the global order (windows
-// by key and dimension, then accounts by ledger and principal); setLocks
-// fills in the objects once they are looked up.
+// by key, then accounts by ledger and principal); setLocks fills in the
+// objects once they are looked up. Two objects with one key (a window
+// swept and its successor) are never both held by one admission, so the
+// order has no cycle.
 func lockOrder(locks []lockRef, cands []cand, buds []bcand) []lockRef {
 	for i := range cands {
 		c := &cands[i]
