@@ -96,33 +96,33 @@ func collect(cands []cand, checks []check, p *policy, sp *secPolicy, call *Call,
 	if def := sp.principals[subj]; def != nil {
 		one(def, ScopePrincipal, subj, nil)
 	} else {
-		inGroup := false
+		var gbuf [8]groupLimit
+		gls := gbuf[:0] // the subject's groups limited on this securable
 		if len(sp.groups) > 0 {
-			gs := p.groupsOf[subj]
-			for _, dim := range [2]Dim{Requests, Tokens} {
-				if dim == Tokens && !toks {
-					break
+			for _, g := range p.groupsOf[subj] {
+				if gl, ok := sp.groups[g]; ok {
+					gls = append(gls, gl)
 				}
-				lo := len(cands)
-				for _, g := range gs {
-					gl, ok := sp.groups[g]
-					if !ok {
-						continue
-					}
-					inGroup = true
-					def := gl.def
-					var lim Units
-					lim[dim] = def.Requests
-					if dim == Tokens {
-						lim[dim] = def.Tokens
-					}
-					if lim[dim] > 0 {
-						cands = append(cands, cand{key: slotKey{call.Securable, ScopeGroup, g}, n: n, limit: lim, def: def, static: gl.w})
-					}
+			}
+		}
+		inGroup := len(gls) > 0
+		for _, dim := range [2]Dim{Requests, Tokens} {
+			if !inGroup || (dim == Tokens && !toks) {
+				break
+			}
+			lo := len(cands)
+			for _, gl := range gls {
+				var lim Units
+				lim[dim] = gl.def.Requests
+				if dim == Tokens {
+					lim[dim] = gl.def.Tokens
 				}
-				if len(cands) > lo {
-					checks = append(checks, check{lo, len(cands)})
+				if lim[dim] > 0 {
+					cands = append(cands, cand{key: slotKey{call.Securable, ScopeGroup, gl.def.Principal}, n: n, limit: lim, def: gl.def, static: gl.w})
 				}
+			}
+			if len(cands) > lo {
+				checks = append(checks, check{lo, len(cands)})
 			}
 		}
 		if !inGroup && sp.eachUser != nil {
