@@ -41,7 +41,8 @@
 //     gets exactly one of: its own limit (FOR USER / FOR SERVICE
 //     PRINCIPAL); else, if it is a member (direct or inherited) of groups
 //     with a limit on the securable, those groups' limits; else the FOR
-//     EACH USER default. A custom limit replaces the default as a whole:
+//     EACH USER default (a service principal calling on its own counts as
+//     a user here). A custom limit replaces the default as a whole:
 //     a group limit with only requests leaves that member without a token
 //     limit at the subject level.
 //   - Several groups: per dimension, the call passes if any of the
@@ -135,8 +136,10 @@
 // bytes; idle windows are swept). A shared backend (PostgreSQL) holds a
 // leased slice locally and keeps the guarantees across replicas as
 // follows; Take answers Verdict.Refill when the local slice is short, the
-// Limiter then calls Refill outside its locks and retries, and Idle keeps
-// a window with an outstanding lease alive.
+// Limiter then calls Refill outside its locks and retries (a slice leased
+// for one key of a call that another key refuses stays local until its
+// lease ends: conservative), and Retire declines while a lease is
+// outstanding.
 //
 //   - Windows: the database keeps, per key, units by bucket. A replica
 //     asks at time t for a lease of k units usable until t+L; it is granted
@@ -148,7 +151,8 @@
 //     replicas, with no overshoot. Unused units are given back (deleted)
 //     when the lease ends; used ones may be re-dated to the bucket of
 //     their last use. The slack stays conservative: units leased by one
-//     replica and not yet used can make another refuse, for at most L.
+//     replica and not yet used can make another refuse, for at most L;
+//     the units of a replica that dies stay counted until they age out.
 //     Lease sizes adapt: 1 unit for small limits (one round trip per call,
 //     exact), larger slices for high limits, so that the hot path stays in
 //     memory (≤ 1 µs) for the calls that dominate.
