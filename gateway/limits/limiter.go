@@ -94,7 +94,6 @@ func (l *Limiter) Apply(ctx context.Context, defs Definitions) error {
 // idempotent; the first one counts. A nil Reservation (nothing applied)
 // is valid everywhere.
 type Reservation struct {
-	l      *Limiter
 	sec    catalog.ID
 	at     int64 // Unix ns
 	month  Month

@@ -268,7 +268,7 @@ func (l *Limiter) Reserve(ctx context.Context, call *Call) (*Reservation, error)
 		hdr := s.headers(now, ref == nil)
 		s.unlockAll()
 		if ref == nil {
-			return s.reservation(l, call, now, month, tokN, cost, hdr), nil
+			return s.reservation(call, now, month, tokN, cost, hdr), nil
 		}
 		ref.Headers = hdr
 		if attempt < 3 && s.refill(ctx, now, month, cost) {
@@ -468,8 +468,8 @@ func (s scratch) headers(now time.Time, admitted bool) RateHeaders {
 	return h
 }
 
-func (s scratch) reservation(l *Limiter, call *Call, now time.Time, month Month, tokN int64, cost Money, hdr RateHeaders) *Reservation {
-	r := &Reservation{l: l, sec: call.Securable, at: now.UnixNano(), month: month, hdr: hdr}
+func (s scratch) reservation(call *Call, now time.Time, month Month, tokN int64, cost Money, hdr RateHeaders) *Reservation {
+	r := &Reservation{sec: call.Securable, at: now.UnixNano(), month: month, hdr: hdr}
 	r.w, r.b = r.wbuf[:0], r.bbuf[:0]
 	for i := range s.cands {
 		c := &s.cands[i]
