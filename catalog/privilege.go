@@ -372,7 +372,11 @@ func (d *Decision) Explain(r *Requirement) string {
 }
 
 // Reason renders the decision as one line.
-func (d *Decision) Reason() string {
+func (d *Decision) Reason() string { return d.reason(nil, nil) }
+
+// reason is Reason with the requirements' What and How already rendered
+// (nil: render them here).
+func (d *Decision) reason(what, how []string) string {
 	if d.Principal == nil {
 		return "unknown principal"
 	}
@@ -386,11 +390,22 @@ func (d *Decision) Reason() string {
 	if m := d.Missing(); m != nil {
 		return who + " lacks " + m.What()
 	}
-	parts := make([]string, d.n)
+	var b strings.Builder
+	b.WriteString(who)
+	b.WriteString(" allowed: ")
 	for i := 0; i < d.n; i++ {
-		parts[i] = d.Explain(&d.reqs[i])
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if what != nil {
+			b.WriteString(what[i])
+			b.WriteString(": ")
+			b.WriteString(how[i])
+		} else {
+			b.WriteString(d.Explain(&d.reqs[i]))
+		}
 	}
-	return who + " allowed: " + strings.Join(parts, "; ")
+	return b.String()
 }
 
 func quoteAll(names []string) string {
