@@ -34,14 +34,10 @@ type Request struct {
 	Explain bool `json:"explain,omitempty"`
 }
 
-// Step is one line of a decision's derivation (EXPLAIN ACCESS rows).
-type Step struct {
-	Principal string `json:"principal"` // whose requirement (subject or actor)
-	Role      string `json:"role"`      // "subject" or "actor"
-	Check     string `json:"check"`     // e.g. "USE CATALOG on CATALOG system"
-	Result    string `json:"result"`    // "allow" or "deny"
-	Reason    string `json:"reason"`    // the grant and group path, or what is missing
-}
+// Step is one line of a decision's derivation (EXPLAIN ACCESS rows): the
+// catalog's rendering of one requirement of the subject or the actor
+// (principal, role, check, result, reason).
+type Step = catalog.AccessStep
 
 // Decision is the answer to a Request.
 type Decision struct {
