@@ -921,8 +921,14 @@ func (tx *Tx) addSystemTables() error {
 	first := true
 	for _, t := range SystemTables() {
 		if _, ok := m.Child(sys.ID, TypeSchema, t.Schema); !ok {
-			s := &Securable{ID: tx.newID(), Type: TypeSchema, Parent: sys.ID, Name: t.Schema, Owner: admin.ID, Builtin: true, Created: now}
+			s := &Securable{ID: tx.newID(), Type: TypeSchema, Parent: sys.ID, Name: t.Schema, Owner: admin.ID, Builtin: true, Created: now,
+				Comment: systemSchemaComments[t.Schema]}
 			tx.do(opPutSecurable{s})
+			if t.Schema == "ai_gateway" {
+				// Like system.access: usable by everyone, readable where
+				// SELECT is granted.
+				tx.do(opAddGrant{Grant{Securable: s.ID, Principal: users.ID, Privilege: PrivUseSchema, Grantor: admin.ID}})
+			}
 		}
 		sch, _ := m.Child(sys.ID, TypeSchema, t.Schema)
 		if _, ok := m.Child(sch.ID, TypeTable, t.Name); ok {
@@ -946,6 +952,10 @@ func (tx *Tx) addSystemTables() error {
 	}
 	return nil
 }
+
+// systemSchemaComments are the comments of the system schemas that
+// addSystemTables creates.
+var systemSchemaComments = map[string]string{"ai_gateway": "LLM usage and captured payloads"}
 
 // missingSystemTables reports whether a built-in system table is missing
 // (a catalog bootstrapped by an older Mandate).
