@@ -82,7 +82,7 @@ SELECT
     input_tokens + output_tokens + cached_input_tokens + cache_write_tokens AS total_tokens,
     CAST(cost_nanos AS DECIMAL(18, 0)) * 0.000000001 AS cost_usd,
     latency_ms,
-    ttft_ms,
+    CASE WHEN streaming THEN ttft_ms END AS ttft_ms,
     streaming,
     TRY_CAST(NULLIF(request_tags, '') AS JSON) AS request_tags,
     TRY_CAST(NULLIF(routing, '') AS JSON) AS routing,
