@@ -469,7 +469,8 @@ func TestSystemTablesPsql(t *testing.T) {
 	f := startSysFrontend(t)
 	f.seedAudit(t, 3)
 	out, errOut, code := runPsql(t, f.frontend, "-c", `\dt access.*`, "-c", `\d access.audit`, "-c", `\dn`, "-c", `\l`,
-		"-c", `\dt information_schema.*`, "-c", `SELECT action_name, count(*) FROM system.access.audit GROUP BY 1 ORDER BY 1`)
+		"-c", `\dt information_schema.*`, "-c", `SELECT action_name, count(*) FROM system.access.audit GROUP BY 1 ORDER BY 1`,
+		"-c", `\dt ai_gateway.*`, "-c", `SELECT count(*) AS llm_calls FROM system.ai_gateway.usage`)
 	if code != 0 {
 		t.Fatalf("psql exit %d: %s\n%s", code, errOut, out)
 	}
@@ -484,6 +485,9 @@ func TestSystemTablesPsql(t *testing.T) {
 		" system | admin",
 		" information_schema | catalogs ",
 		" A0          |     1",
+		" ai_gateway | payloads | table | admin",
+		" ai_gateway | usage    | table | admin",
+		" llm_calls ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("psql output lacks %q:\n%s", want, out)
