@@ -68,40 +68,44 @@ const (
 
 // RateLimitDef is one rate-limit definition as the runtime engine takes it.
 type RateLimitDef struct {
-	Securable     ID
-	SecurableType SecurableType // TypeModelService or TypeConnection
-	SecurableName string        // full name
-	Level         LimitLevel
+	Securable     ID            `json:"securable"`
+	SecurableType SecurableType `json:"securable_type"` // TypeModelService or TypeConnection
+	SecurableName string        `json:"securable_name"` // full name
+	Level         LimitLevel    `json:"level"`
 	// Principal is the user, service principal or group (LevelUser,
 	// LevelServicePrincipal, LevelGroup); 0 otherwise.
-	Principal     ID
-	PrincipalName string
+	Principal     ID     `json:"principal,omitempty"`
+	PrincipalName string `json:"principal_name,omitempty"`
 	// Requests and Tokens per minute; 0: not limited.
-	Requests, Tokens int64
+	Requests int64 `json:"requests,omitempty"`
+	Tokens   int64 `json:"tokens,omitempty"`
 }
 
 // TagCond is one WHERE TAG condition of a budget.
-type TagCond struct{ Key, Value string }
+type TagCond struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
 
 // BudgetDef is one budget definition as the runtime engine takes it.
 type BudgetDef struct {
-	Name string
+	Name string `json:"name"`
 	// LimitUSD is the limit per calendar month (UTC), a decimal number
 	// of US dollars with at most 9 decimal places ("500", "12.5").
-	LimitUSD string
+	LimitUSD string `json:"limit_usd"`
 	// Level is LevelGroup, LevelUser, LevelEachUser or
 	// LevelServicePrincipal.
-	Level         LimitLevel
-	Principal     ID // 0 for LevelEachUser
-	PrincipalName string
+	Level         LimitLevel `json:"level"`
+	Principal     ID         `json:"principal,omitempty"` // 0 for LevelEachUser
+	PrincipalName string     `json:"principal_name,omitempty"`
 	// Service restricts the budget to one model service; 0 for all.
-	Service     ID
-	ServiceName string
+	Service     ID     `json:"service,omitempty"`
+	ServiceName string `json:"service_name,omitempty"`
 	// Tags restrict it to calls whose request tags hold every pair.
-	Tags    []TagCond
-	Owner   ID
-	Comment string
-	Created time.Time
+	Tags    []TagCond `json:"tags,omitempty"`
+	Owner   ID        `json:"owner,omitempty"`
+	Comment string    `json:"comment,omitempty"`
+	Created time.Time `json:"created,omitzero"`
 }
 
 func limitKey(level LimitLevel, principal ID) string {
@@ -498,6 +502,23 @@ func (m *Model) TransitiveMembers(g ID) []ID {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// LimitGroupMembers returns, for every group a group-level rate limit or
+// budget names, its users and service principals (TransitiveMembers):
+// what the runtime engine needs besides the definitions.
+func (m *Model) LimitGroupMembers() map[ID][]ID {
+	out := map[ID][]ID{}
+	for _, s := range m.securables {
+		if (s.Type == TypeRateLimit || s.Type == TypeBudget) && LimitLevel(s.Options[optLimitLevel]) == LevelGroup {
+			if id, err := strconv.ParseInt(s.Options[optLimitPrincipal], 10, 64); err == nil {
+				if _, done := out[ID(id)]; !done {
+					out[ID(id)] = m.TransitiveMembers(ID(id))
+				}
+			}
+		}
+	}
 	return out
 }
 

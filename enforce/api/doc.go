@@ -46,6 +46,9 @@
 //   - POST /api/v1/access-tokens/verify {"token_hash"} answers whether an
 //     access token is valid now, and whose it is (Options.AccessTokens):
 //     nodes send the token's SHA-256, never the token.
+//   - GET /api/v1/limits answers the rate limits and budgets of the
+//     current revision with the members of the groups they name
+//     (limits.go; Options.Limits), for a node's limits engine.
 //   - With Options.AuditDecisions every answered decision is recorded as an
 //     audit event (service_name "authorization") in the background
 //     (decisionaudit.go).

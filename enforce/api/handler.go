@@ -70,6 +70,8 @@ type Options struct {
 	ModelServices     func(ctx context.Context, name string) (*ModelServiceInfo, error)
 	ModelServiceNames func(ctx context.Context) (*ModelServiceList, error)
 	AccessTokens      func(ctx context.Context, hash string) (*AccessTokenInfo, error)
+	// Limits answers GET /api/v1/limits (LimitsResolver); nil answers 503.
+	Limits func(ctx context.Context) (*LimitsInfo, error)
 	// AllowCleartextSecrets lets GET /api/v1/connections/{name} answer a
 	// request that came over plain HTTP from a non-loopback address: only
 	// for a listener behind a TLS-terminating proxy. Without it such a
@@ -180,6 +182,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = method(r, http.MethodGet, h.revision, w)
 	case AuditPath:
 		err = method(r, http.MethodPost, h.audit, w)
+	case LimitsPath:
+		err = method(r, http.MethodGet, h.limits, w)
 	case AccessTokenVerifyPath:
 		err = method(r, http.MethodPost, h.accessToken, w)
 	case strings.TrimSuffix(ModelServicesPath, "/"):

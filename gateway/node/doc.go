@@ -37,6 +37,9 @@
 //     call up in the current model. Either answers the token's user as
 //     Subject and its agent as Actor; an invalid token is a 401
 //     *gateway.AuthError.
+//   - Limits fetches the rate limits and budgets (GET /api/v1/limits),
+//     cached per revision; LimitDefinitions converts them (or
+//     api.LimitsResolver's, in process) for gateway/limits.
 //   - ReadTokenFile reads --node-token-file (refusing a file others may
 //     read).
 //
