@@ -64,7 +64,9 @@ func TestLimitDefinitions(t *testing.T) {
 			t.Fatalf("%s: %+v", name, defs)
 		}
 		lim := limits.New(limits.Options{Backend: limits.NewMemory(limits.SpendSourceFunc(
-			func(context.Context, *limits.Budget, limits.Month) (limits.MonthSpend, error) { return limits.MonthSpend{}, nil }))})
+			func(context.Context, *limits.Budget, limits.Month) (limits.MonthSpend, error) {
+				return limits.MonthSpend{}, nil
+			}))})
 		if err := lim.Apply(t.Context(), defs); err != nil {
 			t.Fatalf("%s: Apply: %v", name, err)
 		}
