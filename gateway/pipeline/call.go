@@ -60,13 +60,29 @@ type Call struct {
 	// Send sends Content.Body, which a guard may have rewritten.
 	Content *Content
 	BytesIn int64
+	// Tags are the call's request tags (the LLM adapter's
+	// X-Mandate-Request-Tags and the model service's tags): budgets and
+	// policies see them.
+	Tags map[string]string
+	// Model is set by the adapter of a model call (LLM): what the limits
+	// stage reserves and the meter settles; nil for other protocols.
+	Model *ModelCall
+	// Listing marks a call that reads a list the adapter filters item by
+	// item with the pipeline's Authorizer (GET /llm/v1/models: the model
+	// services the caller may EXECUTE): the authorize stage asks no
+	// question of its own, the list is the answer.
+	Listing bool
 
 	// Set by the stages.
 	Identity *gateway.Identity
 	Decision enforce.Decision
 	// Usage is what the call consumed (set by the adapter's Relay; read
 	// by the meter stage and the limits' settlement).
-	Usage          Usage
+	Usage Usage
+	// Limits is the caller's position against the rate limits that
+	// admitted the call (set by the Limiter; nil when none applies), for
+	// the answer's x-ratelimit-* headers.
+	Limits         *LimitInfo
 	UpstreamStatus int
 	// CredentialRetried: the upstream refused a cached credential and the
 	// call was sent again with a fresh one.
