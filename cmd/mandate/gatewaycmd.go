@@ -164,7 +164,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dp, err := newDataPlane(ctx, dataPlaneConfig{
 		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
 		authz: authz, connections: conns, audit: withFailures(audit, failures), auditSync: cfg.auditSync, log: log,
-		ownCert: httpFingerprint,
+		ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
 	})
 	if err != nil {
 		return err

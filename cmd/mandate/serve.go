@@ -396,7 +396,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		dp, err := newDataPlane(ctx, dataPlaneConfig{
 			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr,
 			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
-			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint,
+			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
 		})
 		if err != nil {
 			return err

@@ -231,11 +231,12 @@ const (
 // env is the LLM endpoint on a pipeline of fakes, in front of the fake
 // upstream (llmtest): "fake" answers, "down" answers 429 to everything.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	h       *Handler
 	srv     *httptest.Server
 	URL     string // the gateway's base URL
 	fake    *llmtest.Server
+	fakeURL string
 	down    *llmtest.Server
 	tokens  *fakeTokens
 	authz   *fakeAuthz
@@ -244,14 +245,14 @@ type env struct {
 	limiter *fakeLimiter
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	fake, fakeURL := llmtest.Start(t)
 	fake.OpenAIKey, fake.AnthropicKey = openAIKey, anthropicKy
 	down, downURL := llmtest.Start(t)
 	down.ForceStatus = http.StatusTooManyRequests
 	down.OpenAIKey = openAIKey
-	e := &env{t: t, fake: fake, down: down,
+	e := &env{t: t, fake: fake, fakeURL: fakeURL, down: down,
 		tokens: &fakeTokens{ids: map[string]*gateway.Identity{
 			aliceToken: {Subject: alice, Actor: agent, TokenID: "t1"},
 			bobToken:   {Subject: bob, Actor: agent, TokenID: "t2"},
