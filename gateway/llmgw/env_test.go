@@ -187,7 +187,7 @@ type fakeLimiter struct {
 	admit   *pipeline.LimitInfo
 	calls   []pipeline.ModelCall
 	settled []pipeline.Usage
-	costs   []float64
+	costs   []int64
 }
 
 type fakeReservation struct{ l *fakeLimiter }
@@ -212,7 +212,7 @@ func (r fakeReservation) Settle(_ context.Context, c *pipeline.Call, u pipeline.
 	defer r.l.mu.Unlock()
 	r.l.settled = append(r.l.settled, u)
 	if c.Model != nil {
-		r.l.costs = append(r.l.costs, c.Model.CostUSD)
+		r.l.costs = append(r.l.costs, c.Model.CostNanos)
 	}
 }
 
@@ -245,7 +245,7 @@ type env struct {
 	limiter *fakeLimiter
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, configure ...func(*pipeline.Config)) *env {
 	t.Helper()
 	fake, fakeURL := llmtest.Start(t)
 	fake.OpenAIKey, fake.AnthropicKey = openAIKey, anthropicKy
@@ -280,8 +280,12 @@ func newEnv(t testing.TB) *env {
 		"system.ai.secret":   {alice}, // not the agent
 	}}
 	auth := identity.WithAccessTokens(&fakeJWT{ids: map[string]*gateway.Identity{aliceJWT: {Subject: alice}}}, e.tokens)
-	p, err := pipeline.New(pipeline.Config{PublicURL: "http://127.0.0.1:1", Auth: auth, Authz: e.authz, Credentials: noCreds{},
-		Audit: e.audit, Limiter: e.limiter})
+	pc := pipeline.Config{PublicURL: "http://127.0.0.1:1", Auth: auth, Authz: e.authz, Credentials: noCreds{},
+		Audit: e.audit, Limiter: e.limiter}
+	for _, f := range configure {
+		f(&pc)
+	}
+	p, err := pipeline.New(pc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
+	"github.com/mandatehq/mandate/gateway/limitstage"
 	"github.com/mandatehq/mandate/gateway/llm"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 )
@@ -337,13 +338,14 @@ func (x *exchange) absorb(c *pipeline.Call) {
 		CacheWriteTokens: u.CacheWriteTokens, ReasoningTokens: u.ReasoningTokens}
 	c.BytesOut = res.BytesOut
 	m := &x.model
-	m.Answered, m.CostUSD, m.CostKnown = -1, 0, false
+	m.Attempts = len(res.Attempts)
+	m.Answered, m.CostNanos, m.CostKnown = -1, 0, false
 	if d := res.Destination; d != nil {
 		for i, md := range m.Destinations {
 			if md.Service == d.Service && md.Model == d.Model {
 				m.Answered = i
 				if md.Priced {
-					m.CostUSD, m.CostKnown = CostUSD(md.Price, u), true
+					m.CostNanos, m.CostKnown = limitstage.Cost(md.Price, c.Usage), true
 				}
 				break
 			}
@@ -542,7 +544,7 @@ func (x *exchange) AuditParams(c *pipeline.Call) string {
 		p.InputTokens, p.OutputTokens, p.CachedInputTokens = u.InputTokens, u.OutputTokens, u.CachedInputTokens
 		p.CacheWriteTokens, p.ReasoningTokens, p.TotalTokens, p.UsageEstimated = u.CacheWriteTokens, u.ReasoningTokens, u.TotalTokens, u.Estimated
 		if x.model.CostKnown {
-			v := x.model.CostUSD
+			v := float64(x.model.CostNanos) / 1e9
 			p.CostUSD = &v
 		}
 		if res.TTFT > 0 {
@@ -553,19 +555,4 @@ func (x *exchange) AuditParams(c *pipeline.Call) string {
 	}
 	b, _ := json.Marshal(p)
 	return string(b)
-}
-
-// CostUSD is what usage u costs at price p: each token class once
-// (uncached input, cache reads, cache writes, output), in USD. Cache
-// reads and writes without a price of their own cost as much as input.
-func CostUSD(p gateway.ModelPrice, u llm.Usage) float64 {
-	cached, write := p.Input, p.Input
-	if p.HasCachedInput {
-		cached = p.CachedInput
-	}
-	if p.HasCacheWrite {
-		write = p.CacheWrite
-	}
-	return (float64(u.UncachedInputTokens())*p.Input + float64(u.CachedInputTokens)*cached +
-		float64(u.CacheWriteTokens)*write + float64(u.OutputTokens)*p.Output) / 1e6
 }

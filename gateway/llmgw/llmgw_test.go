@@ -97,7 +97,9 @@ func TestChatCompletions(t *testing.T) {
 		p.OutputTokens != int64(u.Output) || p.CachedInputTokens != 4 || p.TotalTokens != int64(u.Input+u.Output) || p.Stream {
 		t.Errorf("usage record %+v (fake usage %+v)", p, u)
 	}
-	wantCost := (float64(u.Input-4)*2 + 4*0.5 + float64(u.Output)*8) / 1e6
+	// $2, $0.50 and $8 per million tokens: 2,000, 500 and 8,000 nano-USD a token.
+	wantNanos := int64(u.Input-4)*2000 + 4*500 + int64(u.Output)*8000
+	wantCost := float64(wantNanos) / 1e9
 	if p.CostUSD == nil || *p.CostUSD != wantCost {
 		t.Errorf("cost_usd %v, want %v", p.CostUSD, wantCost)
 	}
@@ -109,7 +111,7 @@ func TestChatCompletions(t *testing.T) {
 	}
 	l := e.limiter
 	if len(l.calls) != 1 || l.calls[0].MaxTokens != 50 || l.calls[0].InputTokens <= 0 || len(l.calls[0].Destinations) != 1 ||
-		!l.calls[0].Destinations[0].Priced || len(l.settled) != 1 || l.settled[0].OutputTokens != int64(u.Output) || l.costs[0] != wantCost {
+		!l.calls[0].Destinations[0].Priced || len(l.settled) != 1 || l.settled[0].OutputTokens != int64(u.Output) || l.costs[0] != wantNanos {
 		t.Errorf("limiter saw %+v, settled %+v at %v", l.calls, l.settled, l.costs)
 	}
 }

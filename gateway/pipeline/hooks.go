@@ -118,12 +118,14 @@ type ModelCall struct {
 	// and the fallbacks), each with its price: the worst case reserved
 	// against a budget is the dearest of them.
 	Destinations []ModelDestination
-	// Answered is the index in Destinations of the destination that
-	// answered (-1: none did). CostUSD is the call's cost there: its
-	// Usage at that destination's price (CostKnown false when it has no
-	// price or none answered).
+	// Attempts counts the destinations the call was sent to; Answered is
+	// the index in Destinations of the one that answered (-1: none did).
+	// CostNanos is the call's cost there in billionths of a US dollar:
+	// its Usage at that destination's price (CostKnown false when it has
+	// no price or none answered).
+	Attempts  int
 	Answered  int
-	CostUSD   float64
+	CostNanos int64
 	CostKnown bool
 }
 
