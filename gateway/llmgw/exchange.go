@@ -404,17 +404,14 @@ func (x *exchange) Relay(ctx context.Context, c *pipeline.Call, _ *http.Response
 		e := llm.AsError(err)
 		return &pipeline.Error{Kind: pipeline.KindGuardDenied, Status: e.Status, Message: e.Message, Detail: e}
 	}
-	if res := x.res; res.Broken && ctx.Err() == nil {
-		c.ErrorMessage = "stream broken: " + errText(res.Err)
+	// A stream the upstream broke (or a guard ended) is recorded so, even
+	// if the client then went away; one the client left is the
+	// pipeline's "client disconnected".
+	var le *llm.Error
+	if res := x.res; res.Broken && errors.As(res.Err, &le) {
+		c.ErrorMessage = "stream broken: " + le.Message
 	}
 	return nil
-}
-
-func errText(err error) string {
-	if err == nil {
-		return "ended early"
-	}
-	return llm.AsError(err).Message
 }
 
 // Render builds the provider-format answer to err: the client's error
