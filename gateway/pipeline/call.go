@@ -197,7 +197,37 @@ func (c *Call) event() catalog.AuditEvent {
 	if c.Identity != nil {
 		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor
 	}
+	if d, ok := c.proto.(AuditDetailer); ok {
+		d.AuditDetail(c, &ev)
+	}
 	return ev
+}
+
+// AuditDetailer is implemented by Protocols whose audit rows carry
+// columns of their own (the LLM adapter's usage): AuditDetail fills them
+// into ev, the call's event as it stands (the request record, then the
+// completion).
+type AuditDetailer interface {
+	AuditDetail(c *Call, ev *catalog.AuditEvent)
+}
+
+// Attach queues an additional audit event that belongs to the call, such
+// as a captured payload: its EventID (a new one when empty), time,
+// identity, request id, source and securable are the call's. Nobody waits
+// for it (a sink without a queue records it in the background); call it
+// once the call's own record is durable (after Commit), so that a crash
+// cannot keep the extra event without the call's.
+func (c *Call) Attach(ev catalog.AuditEvent) {
+	if ev.EventID == "" {
+		ev.EventID = uuid.NewString()
+	}
+	ev.Time, ev.Service, ev.SourceIP, ev.UserAgent, ev.SessionID = c.Time, c.proto.Service(), c.SourceIP, c.Request.UserAgent(), c.SessionID
+	ev.RequestID, ev.SecurableType, ev.SecurableName = c.RequestID, string(c.Securable.Type), c.Securable.Name
+	ev.Decision, ev.Revision = c.decision, c.Decision.Revision
+	if c.Identity != nil {
+		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor
+	}
+	c.p.attach(c, ev)
 }
 
 // response tracks whether the answer has started.
