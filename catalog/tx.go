@@ -323,9 +323,12 @@ func (tx *Tx) DropPrincipal(kind PrincipalKind, name string, ifExists bool) erro
 	if p.ID == tx.caller.ID {
 		return Errorf(CodeInvalidArgument, "you cannot drop yourself")
 	}
+	// Its access tokens (as user or agent), and the rate limits and
+	// budgets that name it, go with it.
+	tx.dropAttachmentsOf(p)
 	var owned []string
 	for _, s := range tx.m.securables {
-		if s.Owner == p.ID {
+		if s.Owner == p.ID && (!IsAttachment(s.Type) || s.Type == TypePolicy) {
 			owned = append(owned, fmt.Sprintf("%s %s", strings.ToLower(string(s.Type)), s.FullName()))
 		}
 	}
@@ -553,9 +556,9 @@ func (tx *Tx) Drop(typ SecurableType, path []string, ifExists, cascade bool) err
 	if err := tx.checkManage(s, "drop "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
 		return err
 	}
-	n := 0 // policies are attachments, not contents: they go with the object
+	n := 0 // policies and limits are attachments, not contents: they go with the object
 	for c := range tx.m.childrenOf[s.ID] {
-		if tx.m.securables[c].Type != TypePolicy {
+		if !IsAttachment(tx.m.securables[c].Type) {
 			n++
 		}
 	}
@@ -566,6 +569,9 @@ func (tx *Tx) Drop(typ SecurableType, path []string, ifExists, cascade bool) err
 		}
 		return Errorf(CodeDependent, "cannot drop %s %s because it is not empty (%d %s inside)", strings.ToLower(string(typ)), s.FullName(), n, what).
 			WithHint("use DROP ... CASCADE to drop it with everything inside")
+	}
+	if err := tx.m.checkDropProviders(s); err != nil {
+		return err
 	}
 	tx.dropTree(s)
 	return nil
@@ -596,6 +602,11 @@ func (tx *Tx) SetOwner(typ SecurableType, path []string, owner string) error {
 	}
 	if err := tx.checkManage(s, "change the owner of "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
 		return err
+	}
+	if s.Type == TypeModelService {
+		if err := tx.m.checkOwnerRoutes(s, p); err != nil {
+			return err
+		}
 	}
 	cp := *s
 	cp.Owner = p.ID
@@ -746,8 +757,8 @@ func (m *Model) checkCreatePolicy(caller *Principal, name string, onType Securab
 	if err := validObjectName(TypePolicy, name); err != nil {
 		return nil, err
 	}
-	if onType != TypeCatalog && onType != TypeSchema && onType != TypeConnection {
-		return nil, Errorf(CodeNotSupported, "policies attach to a catalog, a schema or a connection")
+	if onType != TypeCatalog && onType != TypeSchema && onType != TypeConnection && onType != TypeModelService {
+		return nil, Errorf(CodeNotSupported, "policies attach to a catalog, a schema, a connection or a model service")
 	}
 	on, err := m.Lookup(onType, path)
 	if err != nil {
@@ -910,8 +921,14 @@ func (tx *Tx) addSystemTables() error {
 	first := true
 	for _, t := range SystemTables() {
 		if _, ok := m.Child(sys.ID, TypeSchema, t.Schema); !ok {
-			s := &Securable{ID: tx.newID(), Type: TypeSchema, Parent: sys.ID, Name: t.Schema, Owner: admin.ID, Builtin: true, Created: now}
+			s := &Securable{ID: tx.newID(), Type: TypeSchema, Parent: sys.ID, Name: t.Schema, Owner: admin.ID, Builtin: true, Created: now,
+				Comment: systemSchemaComments[t.Schema]}
 			tx.do(opPutSecurable{s})
+			if t.Schema == "ai_gateway" {
+				// Like system.access: usable by everyone, readable where
+				// SELECT is granted.
+				tx.do(opAddGrant{Grant{Securable: s.ID, Principal: users.ID, Privilege: PrivUseSchema, Grantor: admin.ID}})
+			}
 		}
 		sch, _ := m.Child(sys.ID, TypeSchema, t.Schema)
 		if _, ok := m.Child(sch.ID, TypeTable, t.Name); ok {
@@ -935,6 +952,10 @@ func (tx *Tx) addSystemTables() error {
 	}
 	return nil
 }
+
+// systemSchemaComments are the comments of the system schemas that
+// addSystemTables creates.
+var systemSchemaComments = map[string]string{"ai_gateway": "LLM usage and captured payloads"}
 
 // missingSystemTables reports whether a built-in system table is missing
 // (a catalog bootstrapped by an older Mandate).

@@ -39,7 +39,7 @@ func NewPolicyHook(limit time.Duration) PolicyHook {
 			"securable": map[string]any{"type": string(r.Securable.Type), "name": secNm},
 			"time":      time.Now().UTC().Format(time.RFC3339Nano),
 		}
-		for _, k := range []string{"method", "tool", "arguments", "source_ip", "time"} {
+		for _, k := range policyContextKeys {
 			if v, ok := r.Context[k]; ok {
 				input[k] = v
 			}
@@ -47,3 +47,13 @@ func NewPolicyHook(limit time.Duration) PolicyHook {
 		return set.Evaluate(ctx, chain, input, limit)
 	}
 }
+
+// policyContextKeys are the Request.Context keys a policy sees in its
+// input. MCP calls: method, tool, arguments. LLM calls (model services):
+// method (the endpoint, such as "chat.completions" or "messages"), model
+// (the model service as the request named it), request_bytes (the body's
+// size), max_tokens (the output cap, 0 when none), tools (the names of
+// the tools offered to the model), tags (the request tags, an object of
+// strings), stream (bool). Both: source_ip, time.
+var policyContextKeys = []string{"method", "tool", "arguments", "source_ip", "time",
+	"model", "request_bytes", "max_tokens", "tools", "tags", "stream"}

@@ -30,6 +30,9 @@ type Config struct {
 	// per_user_oauth connections ("" = every user), for SHOW CONNECTION
 	// STATUS; nil when no gateway runs in this process.
 	ConnectionStatus func(ctx context.Context, user string) ([]ConnectionStatus, error)
+	// BudgetStatus reports the month's spend of every budget for SHOW
+	// BUDGETS (the limits engine's); nil: spent and remaining are NULL.
+	BudgetStatus func(ctx context.Context) ([]BudgetStatus, error)
 	// LoginAudit records failed logins (default: straight to the catalog's
 	// store); a catalog.FailureAudit aggregates repeats from one source.
 	LoginAudit catalog.AuditRecorder
@@ -57,6 +60,7 @@ type Frontend struct {
 	version string
 	sys     *systables.Engine // nil without Config.Query
 	status  func(ctx context.Context, user string) ([]ConnectionStatus, error)
+	budgets func(ctx context.Context) ([]BudgetStatus, error)
 	logins  catalog.AuditRecorder
 	// stmtTimeout is Config.StatementTimeout.
 	stmtTimeout time.Duration
@@ -80,7 +84,7 @@ func New(cfg Config) *Frontend {
 	if v == "" {
 		v = "16.4"
 	}
-	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v, status: cfg.ConnectionStatus, logins: cfg.LoginAudit,
+	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v, status: cfg.ConnectionStatus, budgets: cfg.BudgetStatus, logins: cfg.LoginAudit,
 		stmtTimeout: max(cfg.StatementTimeout, 0)}
 	if f.logins == nil {
 		f.logins = catalog.AuditRecorderFunc(func(ctx context.Context, ev catalog.AuditEvent) error {

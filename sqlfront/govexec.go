@@ -139,6 +139,9 @@ func (s *Session) read(cols []pgwire.Column, fn func(m *catalog.Model, me *catal
 }
 
 func (s *Session) governance(ast parser.Statement) (*stmt, error) {
+	if st, ok, err := s.serviceStatement(ast); ok {
+		return st, err
+	}
 	switch x := ast.(type) {
 	case *parser.CreateCatalog:
 		return s.write(x, "CREATE CATALOG", func(tx *catalog.Tx) error {
@@ -583,6 +586,9 @@ func (s *Session) describe(x *parser.Describe) (*stmt, error) {
 			for _, k := range sortedKeys(secrets) {
 				rows = append(rows, []any{"option." + k, masked})
 			}
+		}
+		if sec.Type == catalog.TypeModelService || sec.Type == catalog.TypeProviderService {
+			return s.describeService(m, sec, rows)
 		}
 		return rows, nil
 	}), nil

@@ -252,7 +252,7 @@ func TestSystemTablesQueries(t *testing.T) {
 		{`SELECT EXTRACT(year FROM TIMESTAMPTZ '2024-05-06 00:00:00+00')::text`, "[[2024]]"},
 		{`SELECT current_user, current_database(), current_setting('application_name') FROM system.access.audit LIMIT 1`, "[[admin system ]]"},
 		{`SELECT c.catalog_name, count(s.schema_name) FROM information_schema.catalogs c LEFT JOIN information_schema.schemata s
-		  USING (catalog_name) GROUP BY 1`, "[[system 3]]"},
+		  USING (catalog_name) GROUP BY 1`, "[[system 4]]"},
 		{`SELECT now() - interval '1 day' < now()`, "[[true]]"},
 		{`SELECT to_char(TIMESTAMPTZ '2024-03-05 14:07:09+00', 'YYYY-MM-DD HH24:MI "h"')`, "[[2024-03-05 14:07 h]]"},
 		{`SELECT 7/2, -7/2, (7.0/2)::text`, "[[3 -3 3.5000000000000000]]"},
@@ -479,7 +479,8 @@ func TestSystemTablesPsql(t *testing.T) {
 		" event_time        | timestamp with time zone |",
 		" identity_metadata | json                     |",
 		" latency_ms        | double precision         |",
-		" access | admin",
+		" access     | admin",
+		" ai_gateway | admin",
 		" system | admin",
 		" information_schema | catalogs ",
 		" A0          |     1",

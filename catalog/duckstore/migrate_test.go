@@ -55,7 +55,8 @@ func TestMigrateFreshAndReopen(t *testing.T) {
 	if v := metaValue(t, s, "schema_version"); v != schema.LatestVersion {
 		t.Errorf("schema_version = %d, want %d", v, schema.LatestVersion)
 	}
-	want := []string{"audit_events", "grants", "mandate_meta", "memberships", "principals", "securables", "system_access_audit"}
+	want := []string{"audit_events", "grants", "mandate_meta", "memberships", "principals", "securables", "system_access_audit",
+		"system_ai_gateway_payloads", "system_ai_gateway_usage"}
 	if got := tables(t, s); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("tables = %v, want %v", got, want)
 	}

@@ -89,6 +89,44 @@ func TestAuditCodecCompletions(t *testing.T) {
 	}
 }
 
+// A record with trace ids, guardrail outcomes, usage or a payload takes the
+// third form; every field round-trips, and events without them in the
+// same record stay without them.
+func TestAuditCodecExtended(t *testing.T) {
+	llm := fullEvent(3)
+	llm.Service, llm.TraceID, llm.SpanID = "llm", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	llm.Guardrails = `[{"policy":"pii","action":"mask"}]`
+	done := llm
+	done.Completes = true
+	done.Usage = &catalog.LLMUsage{ProviderService: "system.ai.openai_prod", Provider: "openai", Model: "gpt-4.1",
+		InputTokens: 10, OutputTokens: 20, CachedInputTokens: 3, CacheWriteTokens: 4, ReasoningTokens: 5, CostNanos: 123456789,
+		TTFTMs: 12.5, Streaming: true, RequestTags: `{"project":"checkout"}`, Routing: `[{"status":200}]`}
+	payload := fullEvent(4)
+	payload.Payload = &catalog.AuditPayload{RequestBody: `{"messages":[]}`, ResponseBody: "{}"}
+	events := []catalog.AuditEvent{fullEvent(1), llm, done, payload}
+	r := &record{Seq: 9, Ops: []op{{K: "audit", A: events}}}
+	buf, err := encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if buf[hdrSize] != auditMagic3 {
+		t.Fatalf("a record with usage starts with %#x", buf[hdrSize])
+	}
+	got, err := decodeBody(buf[hdrSize:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Ops, r.Ops) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got.Ops, r.Ops)
+	}
+	body := buf[hdrSize:]
+	for n := 1; n < len(body); n++ {
+		if _, err := decodeBody(body[:n]); err == nil {
+			t.Fatalf("a body cut to %d of %d bytes decoded", n, len(body))
+		}
+	}
+}
+
 func TestAuditCodecMalformed(t *testing.T) {
 	done := fullEvent(2)
 	done.Completes = true
@@ -122,7 +160,7 @@ func FuzzAuditDecode(f *testing.F) {
 		if len(b) == 0 {
 			return
 		}
-		if b[0] != auditMagic2 {
+		if b[0] != auditMagic2 && b[0] != auditMagic3 {
 			b[0] = auditMagic
 		}
 		events, err := decodeAudit(b)

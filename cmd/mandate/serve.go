@@ -367,6 +367,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer eng.Close()
 	apiHandler := api.NewHandler(eng, api.Options{Token: token, Logger: log,
 		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx,
+		ModelServices: api.ModelServiceResolver(svc), ModelServiceNames: api.ModelServiceNames(svc), AccessTokens: api.AccessTokenVerifier(svc),
 		AuthFailures: failures, AllowCleartextSecrets: cfg.http.behindTLSProxy})
 
 	// The MCP gateway on the same address: /mcp/CONNECTION.

@@ -62,6 +62,14 @@ type Options struct {
 	// Connections resolves GET /api/v1/connections/{name}, secrets included
 	// (ConnectionResolver); nil answers that route 503.
 	Connections func(ctx context.Context, name string) (*ConnectionInfo, error)
+	// ModelServices resolves GET /api/v1/model-services/{name}, provider
+	// API keys included (ModelServiceResolver); ModelServiceNames answers
+	// GET /api/v1/model-services (ModelServiceNames); AccessTokens POST
+	// /api/v1/access-tokens/verify (AccessTokenVerifier). nil answers
+	// the route 503.
+	ModelServices     func(ctx context.Context, name string) (*ModelServiceInfo, error)
+	ModelServiceNames func(ctx context.Context) (*ModelServiceList, error)
+	AccessTokens      func(ctx context.Context, hash string) (*AccessTokenInfo, error)
 	// AllowCleartextSecrets lets GET /api/v1/connections/{name} answer a
 	// request that came over plain HTTP from a non-loopback address: only
 	// for a listener behind a TLS-terminating proxy. Without it such a
@@ -172,7 +180,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = method(r, http.MethodGet, h.revision, w)
 	case AuditPath:
 		err = method(r, http.MethodPost, h.audit, w)
+	case AccessTokenVerifyPath:
+		err = method(r, http.MethodPost, h.accessToken, w)
+	case strings.TrimSuffix(ModelServicesPath, "/"):
+		err = method(r, http.MethodGet, h.modelService, w)
 	default:
+		if strings.HasPrefix(r.URL.Path, ModelServicesPath) {
+			err = method(r, http.MethodGet, h.modelService, w)
+			break
+		}
 		if strings.HasPrefix(r.URL.Path, ConnectionsPath) {
 			err = method(r, http.MethodGet, h.connection, w)
 			break

@@ -112,16 +112,18 @@ func IsGovernance(sql string) bool {
 			return true
 		case SERVICE:
 			return b == PRINCIPAL
+		case MODEL:
+			return b == SERVICE || b == PROVIDER
 		}
 		return false
 	}
 	switch t[0] {
 	case CREATE, DROP:
-		return isType(t[1], t[2]) || t[1] == POLICY
+		return isType(t[1], t[2]) || t[1] == POLICY || t[1] == BUDGET || (t[1] == ACCESS && t[2] == TOKEN)
 	case ALTER, DESCRIBE, DESC:
 		return isType(t[1], t[2])
 	case COMMENT:
-		return t[1] == ON && (t[2] == CATALOG || t[2] == SCHEMA || t[2] == CONNECTION)
+		return t[1] == ON && (t[2] == CATALOG || t[2] == SCHEMA || t[2] == CONNECTION || t[2] == MODEL)
 	case GRANT, REVOKE:
 		return true
 	case EXPLAIN:
@@ -134,6 +136,14 @@ func IsGovernance(sql string) bool {
 			return t[2] == PRINCIPALS
 		case CONNECTION:
 			return t[2] == STATUS
+		case BUDGETS:
+			return true
+		case MODEL:
+			return t[2] == SERVICES || t[2] == PROVIDER
+		case RATE:
+			return t[2] == LIMITS
+		case ACCESS:
+			return t[2] == TOKENS
 		}
 	}
 	return false
