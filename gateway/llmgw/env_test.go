@@ -165,7 +165,7 @@ func (f *fakeAudit) Record(_ context.Context, ev catalog.AuditEvent) error {
 		panic("completion of an unknown event " + ev.EventID)
 	}
 	f.events = append(f.events, ev)
-	if ev.StatusCode != 0 {
+	if ev.StatusCode != 0 && ev.Action != catalog.AuditActionPayload {
 		f.done <- ev.EventID
 	}
 	return nil
@@ -272,12 +272,15 @@ func newEnv(t testing.TB, configure ...func(*pipeline.Config)) *env {
 		"system.ai.fallback": {Name: "system.ai.fallback", Destinations: []gateway.ModelDestination{{Provider: openaiDown, Model: "gpt-4.1", Weight: 100}},
 			Fallbacks: []gateway.ModelDestination{{Provider: anthropic, Model: "claude-sonnet-4-5"}}},
 		"system.ai.secret": {Name: "system.ai.secret", Destinations: []gateway.ModelDestination{{Provider: openai, Model: "gpt-4.1", Weight: 100}}},
+		"system.ai.logged": {Name: "system.ai.logged", Destinations: []gateway.ModelDestination{{Provider: openai, Model: "gpt-4.1", Weight: 100}},
+			LogPayloads: true, SampleRate: 1},
 	}}
 	e.authz = &fakeAuthz{grants: map[string][]string{
 		"system.ai.frontier": {alice, agent},
 		"system.ai.claude":   {alice, agent},
 		"system.ai.fallback": {alice, agent},
 		"system.ai.secret":   {alice}, // not the agent
+		"system.ai.logged":   {alice, agent},
 	}}
 	auth := identity.WithAccessTokens(&fakeJWT{ids: map[string]*gateway.Identity{aliceJWT: {Subject: alice}}}, e.tokens)
 	pc := pipeline.Config{PublicURL: "http://127.0.0.1:1", Auth: auth, Authz: e.authz, Credentials: noCreds{},
@@ -333,6 +336,25 @@ func params(t *testing.T, ev catalog.AuditEvent) auditParams {
 	return p
 }
 
+// usageOf returns an audit row's usage columns, its routing and tags.
+func usageOf(t *testing.T, ev catalog.AuditEvent) (catalog.LLMUsage, []llm.Attempt, map[string]string) {
+	t.Helper()
+	if ev.Usage == nil {
+		t.Fatalf("audit row without usage: %+v", ev)
+	}
+	var routing []llm.Attempt
+	if err := json.Unmarshal([]byte(ev.Usage.Routing), &routing); err != nil {
+		t.Fatalf("routing %q: %v", ev.Usage.Routing, err)
+	}
+	var tags map[string]string
+	if ev.Usage.RequestTags != "" {
+		if err := json.Unmarshal([]byte(ev.Usage.RequestTags), &tags); err != nil {
+			t.Fatalf("request_tags %q: %v", ev.Usage.RequestTags, err)
+		}
+	}
+	return *ev.Usage, routing, tags
+}
+
 // post sends a raw request; hdr sets headers ("" values delete).
 func (e *env) post(path, body string, hdr map[string]string) (*http.Response, string) {
 	e.t.Helper()
@@ -371,4 +393,17 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// payloads returns the captured payload events.
+func (f *fakeAudit) payloads() []catalog.AuditEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []catalog.AuditEvent
+	for _, ev := range f.events {
+		if ev.Action == catalog.AuditActionPayload {
+			out = append(out, ev)
+		}
+	}
+	return out
 }

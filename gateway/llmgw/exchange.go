@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
@@ -36,11 +38,17 @@ type exchange struct {
 	rep     *llm.Reply
 	res     *llm.Result
 	models  []llm.ModelInfo // GET /models
+	// capture: the call's bodies go to system.ai_gateway.payloads (the
+	// service logs payloads and the call was sampled); captured is the
+	// answer as the client got it, up to catalog.AuditMaxPayload.
+	capture  bool
+	captured []byte
 }
 
 var (
 	_ pipeline.Protocol        = (*exchange)(nil)
 	_ pipeline.CredentialStage = (*exchange)(nil)
+	_ pipeline.AuditDetailer   = (*exchange)(nil)
 )
 
 func (x *exchange) Service() string { return Service }
@@ -108,9 +116,9 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 }
 
 // policyContext is what policies on the model service see of the call
-// (besides subject, actor, groups and time): the model as requested, the
-// endpoint, the request's size, its input estimate and max_tokens, the
-// tools it offers and its tags.
+// (besides subject, actor, groups and time; enforce's policy input): the
+// endpoint as method, the model as requested, stream, the request's size,
+// max_tokens, the names of the tools it offers and its tags.
 func (x *exchange) policyContext(c *pipeline.Call) map[string]any {
 	req := x.req
 	tools := make([]any, len(req.Tools))
@@ -123,15 +131,11 @@ func (x *exchange) policyContext(c *pipeline.Call) map[string]any {
 	}
 	return map[string]any{
 		"method":        x.endpoint.String(),
-		"endpoint":      x.endpoint.String(),
 		"model":         req.Model,
-		"model_service": x.svc.Name,
 		"stream":        req.Stream,
 		"request_bytes": len(req.Body),
-		"input_tokens":  req.InputTokens,
 		"max_tokens":    req.MaxTokens,
 		"tools":         tools,
-		"tool_choice":   req.ToolChoice,
 		"tags":          tags,
 		"source_ip":     c.SourceIP,
 	}
@@ -204,6 +208,7 @@ func (x *exchange) Credential(_ context.Context, c *pipeline.Call) error {
 		}
 	}
 	x.userID = x.h.UserID(c.Identity.Subject)
+	x.capture = x.svc.LogPayloads && (x.svc.SampleRate >= 1 || (x.svc.SampleRate > 0 && rand.Float64() < x.svc.SampleRate))
 	return nil
 }
 
@@ -284,6 +289,7 @@ func (x *exchange) hooks(c *pipeline.Call) llm.Hooks {
 				return &pieceError{err}
 			}
 			ev.Out = out
+			x.keep(out)
 			return nil
 		},
 		OnResponse: func(ctx context.Context, body []byte) ([]byte, error) {
@@ -291,6 +297,7 @@ func (x *exchange) hooks(c *pipeline.Call) llm.Hooks {
 			if err != nil {
 				return nil, err
 			}
+			x.keep(out)
 			return out, nil
 		},
 		BeforeAnswer: func(_ context.Context, res *llm.Result) error {
@@ -408,10 +415,31 @@ func (x *exchange) Relay(ctx context.Context, c *pipeline.Call, _ *http.Response
 	// if the client then went away; one the client left is the
 	// pipeline's "client disconnected".
 	var le *llm.Error
-	if res := x.res; res.Broken && errors.As(res.Err, &le) {
+	res := x.res
+	c.Delivered = !res.Broken
+	if res.Broken && errors.As(res.Err, &le) {
 		c.ErrorMessage = "stream broken: " + le.Message
 	}
+	if x.capture && c.Started() {
+		req := c.Content.Body
+		c.Attach(catalog.AuditEvent{Action: catalog.AuditActionPayload, StatusCode: c.Status,
+			Payload: &catalog.AuditPayload{RequestBody: clipBody(req), ResponseBody: string(x.captured)}})
+	}
 	return nil
+}
+
+// keep adds a piece of the answer to the captured payload, up to its
+// bound.
+func (x *exchange) keep(b []byte) {
+	if x.capture {
+		if room := catalog.AuditMaxPayload - len(x.captured); room > 0 {
+			x.captured = append(x.captured, b[:min(len(b), room)]...)
+		}
+	}
+}
+
+func clipBody(b []byte) string {
+	return string(b[:min(len(b), catalog.AuditMaxPayload)])
 }
 
 // Render builds the provider-format answer to err: the client's error
@@ -487,44 +515,30 @@ func (x *exchange) llmError(c *pipeline.Call, err *pipeline.Error) *llm.Error {
 	return &llm.Error{Status: status, Message: msg}
 }
 
-// auditParams is the audit row's request_params: the request's shape and,
-// once known, the usage record (the columns of system.ai_gateway.usage),
-// never message content or credentials.
+// auditParams is the audit row's request_params: the request's shape and
+// what the provider said about its answer, never message content or
+// credentials. The usage itself goes to the row's usage columns
+// (AuditDetail).
 type auditParams struct {
-	Endpoint             string            `json:"endpoint"`
-	RequestedModel       string            `json:"requested_model,omitempty"`
-	Stream               bool              `json:"stream"`
-	MaxTokens            int64             `json:"max_tokens,omitempty"`
-	EstimatedInputTokens int64             `json:"estimated_input_tokens,omitempty"`
-	Tools                int               `json:"tools,omitempty"`
-	BytesIn              int64             `json:"bytes_in"`
-	BytesOut             int64             `json:"bytes_out"`
-	TraceID              string            `json:"trace_id"`
-	RequestTags          map[string]string `json:"request_tags,omitempty"`
-	Models               *int              `json:"models,omitempty"`
-
-	ProviderService   string        `json:"provider_service,omitempty"`
-	Provider          string        `json:"provider,omitempty"`
-	Model             string        `json:"model,omitempty"`
-	InputTokens       int64         `json:"input_tokens"`
-	OutputTokens      int64         `json:"output_tokens"`
-	CachedInputTokens int64         `json:"cached_input_tokens"`
-	CacheWriteTokens  int64         `json:"cache_write_tokens"`
-	ReasoningTokens   int64         `json:"reasoning_tokens"`
-	TotalTokens       int64         `json:"total_tokens"`
-	UsageEstimated    bool          `json:"usage_estimated,omitempty"`
-	CostUSD           *float64      `json:"cost_usd"`
-	TTFTMs            *float64      `json:"ttft_ms"`
-	Routing           []llm.Attempt `json:"routing"`
-	FinishReasons     []string      `json:"finish_reasons,omitempty"`
-	ResponseID        string        `json:"response_id,omitempty"`
-	UpstreamRequestID string        `json:"upstream_request_id,omitempty"`
-	AnsweredLocally   bool          `json:"answered_locally,omitempty"`
+	Endpoint             string   `json:"endpoint"`
+	RequestedModel       string   `json:"requested_model,omitempty"`
+	Stream               bool     `json:"stream"`
+	MaxTokens            int64    `json:"max_tokens,omitempty"`
+	EstimatedInputTokens int64    `json:"estimated_input_tokens,omitempty"`
+	Tools                int      `json:"tools,omitempty"`
+	BytesIn              int64    `json:"bytes_in"`
+	BytesOut             int64    `json:"bytes_out"`
+	TraceID              string   `json:"trace_id"`
+	Models               *int     `json:"models,omitempty"`
+	UsageEstimated       bool     `json:"usage_estimated,omitempty"`
+	FinishReasons        []string `json:"finish_reasons,omitempty"`
+	ResponseID           string   `json:"response_id,omitempty"`
+	UpstreamRequestID    string   `json:"upstream_request_id,omitempty"`
+	AnsweredLocally      bool     `json:"answered_locally,omitempty"`
 }
 
 func (x *exchange) AuditParams(c *pipeline.Call) string {
-	p := auditParams{Endpoint: x.endpoint.String(), BytesIn: c.BytesIn, BytesOut: c.BytesOut, TraceID: c.TraceID,
-		RequestTags: c.Tags, Routing: []llm.Attempt{}}
+	p := auditParams{Endpoint: x.endpoint.String(), BytesIn: c.BytesIn, BytesOut: c.BytesOut, TraceID: c.TraceID}
 	if x.endpoint == llm.Models {
 		n := len(x.models)
 		p.Models = &n
@@ -533,23 +547,44 @@ func (x *exchange) AuditParams(c *pipeline.Call) string {
 		p.RequestedModel, p.Stream, p.MaxTokens, p.EstimatedInputTokens, p.Tools = r.Model, r.Stream, r.MaxTokens, r.InputTokens, len(r.Tools)
 	}
 	if res := x.res; res != nil {
-		p.Routing = res.Attempts
-		if d := res.Destination; d != nil {
-			p.ProviderService, p.Provider, p.Model = d.Service, string(d.Provider), d.Model
-		}
-		u := res.Usage
-		p.InputTokens, p.OutputTokens, p.CachedInputTokens = u.InputTokens, u.OutputTokens, u.CachedInputTokens
-		p.CacheWriteTokens, p.ReasoningTokens, p.TotalTokens, p.UsageEstimated = u.CacheWriteTokens, u.ReasoningTokens, u.TotalTokens, u.Estimated
-		if x.model.CostKnown {
-			v := float64(x.model.CostNanos) / 1e9
-			p.CostUSD = &v
-		}
-		if res.TTFT > 0 {
-			v := float64(res.TTFT.Microseconds()) / 1000
-			p.TTFTMs = &v
-		}
+		p.UsageEstimated = res.Usage.Estimated
 		p.FinishReasons, p.ResponseID, p.UpstreamRequestID, p.AnsweredLocally = res.FinishReasons, res.ResponseID, res.UpstreamRequestID, res.Local
 	}
 	b, _ := json.Marshal(p)
 	return string(b)
+}
+
+// AuditDetail fills the usage columns of the call's completion (the row of
+// system.ai_gateway.usage): the destination that answered, the token
+// classes (each token in one class: input excludes cache reads and
+// writes), the cost, the time to first token, streaming, the request tags
+// and every attempt. A call that reached no destination has none.
+func (x *exchange) AuditDetail(c *pipeline.Call, ev *catalog.AuditEvent) {
+	res := x.res
+	if res == nil || c.Status == 0 {
+		return // not forwarded, or the request record (no outcome yet)
+	}
+	u := res.Usage
+	lu := &catalog.LLMUsage{InputTokens: u.UncachedInputTokens(), OutputTokens: u.OutputTokens, CachedInputTokens: u.CachedInputTokens,
+		CacheWriteTokens: u.CacheWriteTokens, ReasoningTokens: u.ReasoningTokens, Streaming: res.Streaming}
+	if d := res.Destination; d != nil {
+		lu.ProviderService, lu.Provider, lu.Model = d.Service, string(d.Provider), d.Model
+	}
+	if x.model.CostKnown {
+		lu.CostNanos = x.model.CostNanos
+	}
+	if res.TTFT > 0 {
+		lu.TTFTMs = float64(res.TTFT.Microseconds()) / 1000
+	}
+	if len(c.Tags) > 0 {
+		b, _ := json.Marshal(c.Tags)
+		lu.RequestTags = string(b)
+	}
+	attempts := res.Attempts
+	if attempts == nil {
+		attempts = []llm.Attempt{}
+	}
+	b, _ := json.Marshal(attempts)
+	lu.Routing = string(b)
+	ev.Usage = lu
 }

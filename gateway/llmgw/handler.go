@@ -19,15 +19,14 @@ import (
 	"github.com/mandatehq/mandate/gateway/pipeline"
 )
 
-// The securable type and privilege of model services, as the catalog
-// spells them.
+// The securable type and privilege of model services.
 const (
-	TypeModelService = catalog.SecurableType("MODEL SERVICE")
-	PrivExecute      = catalog.Privilege("EXECUTE")
+	TypeModelService = catalog.TypeModelService
+	PrivExecute      = catalog.PrivExecute
 )
 
 // Service is the audit service_name of LLM calls.
-const Service = "llm"
+const Service = catalog.AuditServiceLLM
 
 // llmPath is where the LLM API lives under the public URL's path: its
 // endpoints are /llm/v1/chat/completions, ... (OpenAI's and Anthropic's

@@ -102,8 +102,7 @@ func TestLimitsEngine(t *testing.T) {
 		if ev.StatusCode != 200 {
 			continue
 		}
-		p := params(t, ev)
-		nanos := int64(*p.CostUSD*1e9 + 0.5)
+		nanos := ev.Usage.CostNanos
 		rowsCost += nanos
 		maxCost = max(maxCost, nanos)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway/llm/llmtest"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 )
@@ -91,23 +92,25 @@ func TestChatCompletions(t *testing.T) {
 		ev.UserIdentity != alice || ev.RunAs != agent || ev.StatusCode != 200 || ev.Decision != "allow" {
 		t.Errorf("audit row %+v", ev)
 	}
-	p := params(t, ev)
+	lu, routing, tags := usageOf(t, ev)
 	u := rec.Usage
-	if p.ProviderService != "system.ai.openai_prod" || p.Provider != "openai" || p.Model != "gpt-4.1" || p.InputTokens != int64(u.Input) ||
-		p.OutputTokens != int64(u.Output) || p.CachedInputTokens != 4 || p.TotalTokens != int64(u.Input+u.Output) || p.Stream {
-		t.Errorf("usage record %+v (fake usage %+v)", p, u)
+	if lu.ProviderService != "system.ai.openai_prod" || lu.Provider != "openai" || lu.Model != "gpt-4.1" || lu.InputTokens != int64(u.Input-4) ||
+		lu.OutputTokens != int64(u.Output) || lu.CachedInputTokens != 4 || lu.Streaming {
+		t.Errorf("usage columns %+v (fake usage %+v)", lu, u)
 	}
 	// $2, $0.50 and $8 per million tokens: 2,000, 500 and 8,000 nano-USD a token.
 	wantNanos := int64(u.Input-4)*2000 + 4*500 + int64(u.Output)*8000
-	wantCost := float64(wantNanos) / 1e9
-	if p.CostUSD == nil || *p.CostUSD != wantCost {
-		t.Errorf("cost_usd %v, want %v", p.CostUSD, wantCost)
+	if lu.CostNanos != wantNanos {
+		t.Errorf("cost %d nano-USD, want %d", lu.CostNanos, wantNanos)
 	}
-	if p.RequestTags["project"] != "checkout" || p.RequestTags["team"] != "platform" {
-		t.Errorf("request_tags %v: the header's, with the service's winning", p.RequestTags)
+	if tags["project"] != "checkout" || tags["team"] != "platform" {
+		t.Errorf("request_tags %v: the header's, with the service's winning", tags)
 	}
-	if len(p.Routing) != 1 || p.Routing[0].Status != 200 || p.Routing[0].Service != "system.ai.openai_prod" {
-		t.Errorf("routing %+v", p.Routing)
+	if len(routing) != 1 || routing[0].Status != 200 || routing[0].Service != "system.ai.openai_prod" {
+		t.Errorf("routing %+v", routing)
+	}
+	if p := params(t, ev); p.RequestedModel != "frontier" || p.MaxTokens != 50 || p.BytesOut == 0 {
+		t.Errorf("request_params %+v", p)
 	}
 	l := e.limiter
 	if len(l.calls) != 1 || l.calls[0].MaxTokens != 50 || l.calls[0].InputTokens <= 0 || len(l.calls[0].Destinations) != 1 ||
@@ -141,8 +144,9 @@ func TestStreams(t *testing.T) {
 	}
 	ev := e.event()
 	p := params(t, ev)
-	if !p.Stream || p.OutputTokens == 0 || p.InputTokens == 0 || p.UsageEstimated || p.TTFTMs == nil || *p.TTFTMs <= 0 || ev.StatusCode != 200 || ev.ErrorMessage != "" {
-		t.Errorf("streamed usage record %+v, row %+v", p, ev)
+	lu, _, _ := usageOf(t, ev)
+	if !p.Stream || !lu.Streaming || lu.OutputTokens == 0 || lu.InputTokens == 0 || p.UsageEstimated || lu.TTFTMs <= 0 || ev.StatusCode != 200 || ev.ErrorMessage != "" {
+		t.Errorf("streamed usage %+v, params %+v, row %+v", lu, p, ev)
 	}
 
 	anc := e.anthropicKey(aliceToken)
@@ -160,14 +164,14 @@ func TestStreams(t *testing.T) {
 		t.Fatalf("anthropic stream: %+v %v", msg.Content, err)
 	}
 	ev = e.event()
-	p = params(t, ev)
+	lu, _, _ = usageOf(t, ev)
 	rec := e.fake.Last()
 	e.checkUpstream(rec, aliceToken)
 	if meta, _ := rec.JSON()["metadata"].(map[string]any); meta["user_id"] != e.h.UserID(alice) {
 		t.Errorf("upstream metadata %v", rec.JSON()["metadata"])
 	}
-	if ev.Action != "messages" || p.CacheWriteTokens != 3 || p.InputTokens != int64(rec.Usage.Input) || p.Provider != "anthropic" {
-		t.Errorf("anthropic usage record %+v", p)
+	if ev.Action != "messages" || lu.CacheWriteTokens != 3 || lu.InputTokens != int64(rec.Usage.Input-3) || lu.Provider != "anthropic" {
+		t.Errorf("anthropic usage %+v (fake %+v)", lu, rec.Usage)
 	}
 }
 
@@ -198,7 +202,7 @@ func TestCountTokensAndModels(t *testing.T) {
 		ids = append(ids, m.ID)
 	}
 	slices.Sort(ids)
-	if !slices.Equal(ids, []string{"claude", "fallback", "frontier"}) {
+	if !slices.Equal(ids, []string{"claude", "fallback", "frontier", "logged"}) {
 		t.Errorf("models via coding-agent: %v", ids)
 	}
 	if ev := e.event(); ev.Action != "models" || ev.StatusCode != 200 || ev.Decision != "allow" {
@@ -209,8 +213,8 @@ func TestCountTokensAndModels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ap.Data) != 4 {
-		t.Errorf("models for alice: %+v", ap.Data)
+	if len(ap.Data) != 5 {
+		t.Errorf("models for alice: %d", len(ap.Data))
 	}
 	e.event()
 }
@@ -349,10 +353,10 @@ func TestFallback(t *testing.T) {
 	if err != nil || resp.Choices[0].Message.Content != "Echo: fall back please" {
 		t.Fatalf("fallback: %+v %v", resp, err)
 	}
-	p := params(t, e.event())
-	if len(p.Routing) != 2 || p.Routing[0].Service != "system.ai.openai_down" || p.Routing[0].Status != 429 ||
-		p.Routing[1].Service != "system.ai.anthropic_prod" || p.Routing[1].Status != 200 || p.Provider != "anthropic" || p.CostUSD == nil {
-		t.Errorf("routing %+v, answered by %s", p.Routing, p.ProviderService)
+	lu, routing, _ := usageOf(t, e.event())
+	if len(routing) != 2 || routing[0].Service != "system.ai.openai_down" || routing[0].Status != 429 ||
+		routing[1].Service != "system.ai.anthropic_prod" || routing[1].Status != 200 || lu.Provider != "anthropic" || lu.CostNanos == 0 {
+		t.Errorf("routing %+v, answered by %s", routing, lu.ProviderService)
 	}
 	if e.down.Count() != 1 || e.fake.Count() != 1 {
 		t.Errorf("down got %d, fallback %d", e.down.Count(), e.fake.Count())
@@ -364,8 +368,8 @@ func TestFallback(t *testing.T) {
 	if err := st.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if p := params(t, e.event()); len(p.Routing) != 2 || p.Routing[1].Status != 200 || !p.Stream {
-		t.Errorf("stream routing %+v", p.Routing)
+	if lu, routing, _ := usageOf(t, e.event()); len(routing) != 2 || routing[1].Status != 200 || !lu.Streaming {
+		t.Errorf("stream routing %+v", routing)
 	}
 	// Every destination failing: the last failure in the client's format.
 	e.models.mu.Lock()
@@ -377,7 +381,9 @@ func TestFallback(t *testing.T) {
 	if !errors.As(err, &oe) || oe.StatusCode != 429 || !strings.Contains(oe.Message, "rate limiting") {
 		t.Fatalf("all down: %v", err)
 	}
-	if ev := e.event(); ev.StatusCode != 429 || ev.Decision != "allow" || !strings.Contains(ev.ErrorMessage, "1 attempts") {
+	ev := e.event()
+	if _, routing, _ := usageOf(t, ev); ev.StatusCode != 429 || ev.Decision != "allow" || !strings.Contains(ev.ErrorMessage, "1 attempts") ||
+		len(routing) != 1 || routing[0].Status != 429 {
 		t.Errorf("all-down row %+v", ev)
 	}
 }
@@ -397,8 +403,8 @@ func TestBrokenStreamAndDisconnect(t *testing.T) {
 	}
 	ev := e.event()
 	p := params(t, ev)
-	if !p.UsageEstimated || p.OutputTokens == 0 || !strings.Contains(ev.ErrorMessage, "stream broken") || ev.StatusCode != 200 {
-		t.Errorf("broken stream row %+v, usage %+v", ev, p)
+	if lu, _, _ := usageOf(t, ev); !p.UsageEstimated || lu.OutputTokens == 0 || !strings.Contains(ev.ErrorMessage, "stream broken") || ev.StatusCode != 200 {
+		t.Errorf("broken stream row %+v, usage %+v", ev, lu)
 	}
 	if len(e.limiter.settled) != 1 || e.limiter.settled[0].OutputTokens == 0 {
 		t.Errorf("settled %+v", e.limiter.settled)
@@ -454,7 +460,8 @@ func TestTags(t *testing.T) {
 		{`{"":"x"}`, "empty key"},
 		{`{"a":{"b":"c"}}`, "not a string"},
 		{`{"` + strings.Repeat("k", 65) + `":"v"}`, "longer than 64"},
-		{`{"k":"` + strings.Repeat("v", 257) + `"}`, "longer than 256"},
+		{`{"k":"` + strings.Repeat("v", 257) + `"}`, "at most 256 bytes"},
+		{`{"a b":"v"}`, "letters, digits"},
 		{many, "more than 16"},
 		{"{\"a\":\"\xff\"}", "UTF-8"},
 	} {
@@ -465,5 +472,45 @@ func TestTags(t *testing.T) {
 	}
 	if _, err := parseTags([]string{`{}`, `{}`}); err == nil {
 		t.Error("two headers accepted")
+	}
+}
+
+// TestPayloads: a service with log_payloads captures the request and the
+// answer (as the client got it, streams included) into payload events
+// joined to the call by request_id; others capture nothing.
+func TestPayloads(t *testing.T) {
+	e := newEnv(t)
+	oc := e.openAI(aliceToken)
+	if _, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "frontier",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("not logged")}}); err != nil {
+		t.Fatal(err)
+	}
+	e.event()
+	if _, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "logged",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("log this one")}}); err != nil {
+		t.Fatal(err)
+	}
+	call := e.event()
+	st := oc.Chat.Completions.NewStreaming(t.Context(), openai.ChatCompletionNewParams{Model: "logged",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("log this stream")}})
+	for st.Next() {
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	stream := e.event()
+	var pl []catalog.AuditEvent
+	waitUntil(t, "two payload events", func() bool { pl = e.audit.payloads(); return len(pl) == 2 })
+	byReq := map[string]catalog.AuditEvent{}
+	for _, ev := range pl {
+		byReq[ev.RequestID] = ev
+	}
+	p1, p2 := byReq[call.RequestID], byReq[stream.RequestID]
+	if p1.Payload == nil || !strings.Contains(p1.Payload.RequestBody, "log this one") || !strings.Contains(p1.Payload.ResponseBody, "Echo: log this one") ||
+		p1.UserIdentity != alice || p1.RunAs != agent || p1.SecurableName != "system.ai.logged" || p1.EventID == call.EventID {
+		t.Errorf("payload of the call %+v", p1)
+	}
+	if p2.Payload == nil || !strings.Contains(p2.Payload.ResponseBody, "data: ") || !strings.Contains(p2.Payload.ResponseBody, "data: [DONE]") {
+		t.Errorf("payload of the stream %+v", p2.Payload)
 	}
 }

@@ -7,17 +7,18 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
+
+	"github.com/mandatehq/mandate/catalog"
 )
 
 // HeaderTags carries a call's request tags: a JSON object of string
 // values, {"project":"checkout"}.
 const HeaderTags = "X-Mandate-Request-Tags"
 
-// Bounds of the request tags header.
+// Bounds of the request tags header (each tag as catalog.ValidTag: keys
+// of up to 64 bytes of [A-Za-z0-9_.:/-], values up to 256 bytes).
 const (
 	MaxTags        = 16
-	MaxTagKey      = 64
-	MaxTagValue    = 256
 	maxTagsHeader  = 8 << 10
 	tagsHeaderHint = `a JSON object of at most 16 string values, e.g. {"project":"checkout"}`
 )
@@ -64,10 +65,11 @@ func parseTags(values []string) (map[string]string, error) {
 			return nil, bad(fmt.Sprintf("the value of %q is not a string", clip(k)))
 		case k == "":
 			return nil, bad("empty key")
-		case len(k) > MaxTagKey:
-			return nil, bad(fmt.Sprintf("key %q is longer than %d bytes", clip(k), MaxTagKey))
-		case len(val) > MaxTagValue:
-			return nil, bad(fmt.Sprintf("the value of %q is longer than %d bytes", clip(k), MaxTagValue))
+		case len(k) > catalog.MaxTagKey:
+			return nil, bad(fmt.Sprintf("key %q is longer than %d bytes", clip(k), catalog.MaxTagKey))
+		}
+		if err := catalog.ValidTag(k, val); err != nil {
+			return nil, fmt.Errorf("%s: %s", HeaderTags, err.Error())
 		}
 		if _, dup := tags[k]; dup {
 			return nil, bad(fmt.Sprintf("key %q appears twice", clip(k)))

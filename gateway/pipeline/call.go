@@ -87,6 +87,11 @@ type Call struct {
 	// CredentialRetried: the upstream refused a cached credential and the
 	// call was sent again with a fresh one.
 	CredentialRetried bool
+	// Delivered is set by the adapter when the whole answer reached the
+	// client: a client that closes the connection right after it (as
+	// streaming clients do once they read the last event) did not leave
+	// early.
+	Delivered bool
 	// Status is the HTTP status answered (0 until known).
 	Status   int
 	BytesOut int64

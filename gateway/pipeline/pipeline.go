@@ -454,7 +454,7 @@ func (p *Pipeline) relay(ctx context.Context, c *Call) error {
 			return &Error{Kind: KindClientGone, Message: "client disconnected", Cause: err}
 		}
 	}
-	if err == nil && ctx.Err() != nil && c.ErrorMessage == "" {
+	if err == nil && ctx.Err() != nil && c.ErrorMessage == "" && !c.Delivered {
 		c.ErrorMessage = "client disconnected"
 	}
 	return err
