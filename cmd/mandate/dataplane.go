@@ -172,6 +172,16 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	return dp, nil
 }
 
+// bodyLimits are the routes that bound their own request bodies above the
+// listener's bound (the LLM endpoint: images and documents travel in
+// them), for httpConfig.largeBodies.
+func (d *dataPlane) bodyLimits() []bodyLimit {
+	if d == nil || d.llm == nil {
+		return nil
+	}
+	return []bodyLimit{{prefix: d.llm.Routes()[0], max: d.llm.MaxBody()}}
+}
+
 // mount adds the gateway's public routes to mux: they authenticate
 // callers themselves (bearer tokens, sign-in tickets), so they sit outside
 // the node-token check of the catalog's API.

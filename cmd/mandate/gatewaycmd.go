@@ -191,6 +191,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(w, `{"status":"ok","revision":%d,"decision_cache":{"hits":%d,"misses":%d}}`+"\n", st.Revision, st.CacheHits, st.CacheMisses)
 	})
 	dp.mount(mux)
+	cfg.http.largeBodies = dp.bodyLimits()
 	hs := newHTTPServer(mux, &cfg.http, httpTLS, log)
 	log.Info().Str("http_addr", ln.Addr().String()).Str("public_url", publicURL).Str("catalog", cfg.catalogURL).
 		Str("http_tls_fingerprint", httpFingerprint).Msg("mandate gateway is serving")

@@ -404,6 +404,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		dp.mount(mux)
+		cfg.http.largeBodies = dp.bodyLimits()
 		connStatus = dp.connectionStatus
 	} else {
 		log.Warn().Msg("MCP gateway off: no --oidc-issuer (or --dev) to authenticate agents with")

@@ -115,6 +115,14 @@ func New(cfg Config) (*Handler, error) {
 // it on a mux.
 func (h *Handler) Routes() []string { return []string{h.base + "/", h.meta} }
 
+// MaxBody is the largest request body the handler takes (Config.Limits).
+func (h *Handler) MaxBody() int64 {
+	if h.cfg.Limits.MaxBody > 0 {
+		return h.cfg.Limits.MaxBody
+	}
+	return llm.DefaultMaxBody
+}
+
 // Resource is the LLM API's canonical URL (PUBLIC-URL/llm): an OIDC
 // token's audience may name it or the gateway's public URL.
 func (h *Handler) Resource() string { return h.resURL }
