@@ -398,12 +398,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		dp, err := newDataPlane(ctx, dataPlaneConfig{
 			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr,
 			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
-			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint,
+			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
+			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc),
 		})
 		if err != nil {
 			return err
 		}
 		dp.mount(mux)
+		cfg.http.largeBodies = dp.bodyLimits()
 		connStatus = dp.connectionStatus
 	} else {
 		log.Warn().Msg("MCP gateway off: no --oidc-issuer (or --dev) to authenticate agents with")
@@ -426,7 +428,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			httpLn.Addr(), httpFingerprint, httpFingerprint)
 	}
 	if len(issuers) > 0 {
-		fmt.Fprintf(stdout, "MCP gateway: %s/mcp/CONNECTION\n\n", publicURL)
+		fmt.Fprintf(stdout, "MCP gateway: %s/mcp/CONNECTION\nLLM gateway: %s/llm/v1 (OpenAI) and %s/llm (Anthropic)\n\n", publicURL, publicURL, publicURL)
 	}
 
 	// MANDATE_PPROF_ADDR (a loopback HOST:PORT) serves Go's profiler for
