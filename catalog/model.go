@@ -115,6 +115,10 @@ const (
 	// system.information_schema, see SystemTables); they are read with
 	// SELECT over the PostgreSQL wire protocol.
 	TypeTable SecurableType = "TABLE"
+	// TypeToolPin is a tool definition seen on a connection, with its
+	// approved pin (pin_tools; its Parent is the connection). Not named in
+	// SQL: ALTER CONNECTION … APPROVE TOOLS and SHOW TOOLS address it.
+	TypeToolPin SecurableType = "TOOL PIN"
 )
 
 // Privilege is a privilege in its canonical, underscore spelling.
@@ -243,6 +247,8 @@ var typeRegistry = map[SecurableType]*TypeInfo{
 	// Policies are managed by whoever may manage what they are attached to;
 	// nothing is granted on them.
 	TypePolicy: {Type: TypePolicy, Named: true},
+	// Tool pins belong to their connection; nothing is granted on them.
+	TypeToolPin: {Type: TypeToolPin},
 }
 
 // Depth is the number of parts of a full name of the type (catalog 1,

@@ -30,6 +30,11 @@ type Options struct {
 	// securable (or a container of it) has a policy attached; the engine
 	// then prepares the catalog's policies with every snapshot.
 	Policy PolicyHook
+	// Guardrails, if set, prepares the catalog's guardrail policies with
+	// every snapshot (gateway/guardstage), so that no request compiles
+	// one; its result is the snapshot's Guardrails. It must not fail: a
+	// guardrail that does not prepare is kept as one that denies.
+	Guardrails func(ctx context.Context, cs *catalog.Snapshot) any
 }
 
 // DefaultWaitTimeout is the default of Options.WaitTimeout.
@@ -106,7 +111,11 @@ func (e *Engine) compile(ctx context.Context) (snap *Snapshot, err error) {
 	if e.opts.Policy != nil {
 		set = e.policies.Build(ctx, cs.Revision(), cs.Policies())
 	}
-	return newSnapshot(cs, set), nil
+	snap = newSnapshot(cs, set)
+	if e.opts.Guardrails != nil {
+		snap.guardrails = e.opts.Guardrails(ctx, cs)
+	}
+	return snap, nil
 }
 
 // follow recompiles after commits. The service's subscription keeps only

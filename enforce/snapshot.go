@@ -26,7 +26,17 @@ type Snapshot struct {
 	// a policy is attached to securable id or one of its containers.
 	policies *policy.Set
 	policyOn []bool
+	// guardrails are the guardrail policies prepared for the snapshot
+	// (Options.Guardrails; nil: none).
+	guardrails any
 }
+
+// Guardrails returns the guardrail policies prepared with the snapshot
+// (Options.Guardrails), nil without the hook.
+func (s *Snapshot) Guardrails() any { return s.guardrails }
+
+// Catalog returns the catalog snapshot s decides from.
+func (s *Snapshot) Catalog() *catalog.Snapshot { return s.cs }
 
 // memoSize is the number of answers a snapshot remembers (256 KiB).
 const memoSize = 1 << 15
