@@ -4,7 +4,7 @@ import (
 	"sync"
 
 	"github.com/mandatehq/mandate/gateway/guard"
-	"github.com/mandatehq/mandate/gateway/guard/internal/jsonwalk"
+	"github.com/mandatehq/mandate/gateway/guard/jsonwalk"
 )
 
 // JSON documents (tool arguments, structuredContent, response bodies) are
