@@ -222,6 +222,12 @@ func (g *Guard) EvaluateJSON(ctx context.Context, raw []byte, cls Classifier) (V
 	return g.Evaluate(ctx, text, cls)
 }
 
+// EvaluateDoc is EvaluateJSON on a document another guardrail has already
+// walked (jsonwalk.Doc): the same verdict, without decoding it again.
+func (g *Guard) EvaluateDoc(ctx context.Context, doc *jsonwalk.Doc, cls Classifier) (Verdict, error) {
+	return g.Evaluate(ctx, doc.TextCapped(MaxScoreBytes), cls)
+}
+
 var textBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
 
 // JSONText returns the decoded string values (and member names) of a
