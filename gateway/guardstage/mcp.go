@@ -292,13 +292,23 @@ func (s *Stage) mcpResult(ctx context.Context, c *pipeline.Call, st *callState, 
 }
 
 // contentResult runs the result-phase policies on a result with content;
-// out is the rewritten result (nil: unchanged).
+// out is the rewritten result (nil: unchanged). The result is decoded once
+// (jsonwalk.Doc) for every policy that reads it as it came; injection
+// scoring, the heaviest reader, runs on another goroutine meanwhile when
+// the result is large enough to be worth it.
 func (s *Stage) contentResult(ctx context.Context, c *pipeline.Call, st *callState, tool string, result []byte) ([]byte, pipeline.Verdict, error) {
+	doc := jsonwalk.GetDoc()
+	defer jsonwalk.PutDoc(doc)
+	if err := doc.Parse(result); err != nil {
+		return nil, pipeline.Verdict{}, fmt.Errorf("the result is not JSON: %w", err)
+	}
+	scores := s.scoreInjection(ctx, st, doc)
+	defer scores.wait() // the doc is in use until the scorer is done
 	cur := result
 	var spot *Policy
 	tainted := false
 	var taintBy *Policy
-	for _, p := range st.ps {
+	for i, p := range st.ps {
 		if !p.Def.Result {
 			continue
 		}
@@ -315,20 +325,30 @@ func (s *Stage) contentResult(ctx context.Context, c *pipeline.Call, st *callSta
 			v, stop = s.regoCheck(ctx, c, st, p, guard.Result, cur)
 		case b.Schema != nil:
 			if tool != "" {
-				v, stop = s.schemaResult(c, st, p, tool, cur)
+				v, stop = s.schemaResult(c, st, p, tool, doc)
 			}
 		case b.Exfil != nil:
 			if b.Exfil.Config().Trifecta && st.tags.Private && !tainted {
 				tainted, taintBy = true, p
 			}
 		case b.Injection != nil:
-			v, stop = s.injectionJSON(ctx, c, p, guard.Result, cur)
+			r := scores.get(i)
+			if r.err != nil {
+				v, stop = failed(c, p, guard.Result, r.err)
+				stop = !stop
+			} else {
+				v, stop = injectionVerdict(c, p, guard.Result, r.v)
+			}
 			if !stop && b.Injection.Config().Spotlight != injection.SpotlightOff && spot == nil {
 				spot = p
 			}
 		case b.Sensitive != nil:
 			var out []byte
-			out, v, stop = sensitiveJSON(c, st, p, guard.Result, cur)
+			if same(cur, result) {
+				out, v, stop = sensitiveDoc(c, st, p, guard.Result, doc)
+			} else {
+				out, v, stop = sensitiveJSON(c, st, p, guard.Result, cur) // after another mask
+			}
 			if out != nil {
 				cur = out
 			}
@@ -364,6 +384,85 @@ func (s *Stage) contentResult(ctx context.Context, c *pipeline.Call, st *callSta
 		return nil, pipeline.Verdict{}, nil
 	}
 	return cur, pipeline.Verdict{}, nil
+}
+
+// parallelMin is the size of content worth scoring on another goroutine
+// (below it, starting one costs more than it saves).
+const parallelMin = 1024
+
+// injectionScores are the verdicts of the result's injection policies, by
+// policy index, computed ahead (and, for large content, concurrently).
+type injectionScores struct {
+	done chan struct{}
+	res  map[int]scoreResult
+}
+
+type scoreResult struct {
+	v   injection.Verdict
+	err error
+}
+
+func (sc *injectionScores) wait() {
+	if sc != nil && sc.done != nil {
+		<-sc.done
+	}
+}
+
+func (sc *injectionScores) get(i int) scoreResult {
+	sc.wait()
+	return sc.res[i]
+}
+
+// scoreInjection starts scoring doc for every injection policy on the
+// result.
+func (s *Stage) scoreInjection(ctx context.Context, st *callState, doc *jsonwalk.Doc) *injectionScores {
+	var idx []int
+	for i, p := range st.ps {
+		if p.Def.Result && p.Err == nil && p.Builtin != nil && p.Builtin.Injection != nil {
+			idx = append(idx, i)
+		}
+	}
+	sc := &injectionScores{res: make(map[int]scoreResult, len(idx))}
+	if len(idx) == 0 {
+		return sc
+	}
+	run := func() {
+		for _, i := range idx {
+			g := st.ps[i].Builtin.Injection
+			cls, err := s.classifier(ctx, g)
+			if err != nil {
+				sc.res[i] = scoreResult{err: err}
+				continue
+			}
+			v, err := g.EvaluateDoc(ctx, doc, cls)
+			sc.res[i] = scoreResult{v: v, err: err}
+		}
+	}
+	if len(doc.Raw()) < parallelMin || len(st.ps) == len(idx) {
+		run()
+		return sc
+	}
+	sc.done = make(chan struct{})
+	go func() {
+		defer close(sc.done)
+		run()
+	}()
+	return sc
+}
+
+// sensitiveDoc is sensitiveJSON on the decoded result.
+func sensitiveDoc(c *pipeline.Call, st *callState, p *Policy, phase guard.Phase, doc *jsonwalk.Doc) ([]byte, pipeline.Verdict, bool) {
+	g := p.Builtin.Sensitive
+	mc := st.maskContext()
+	if p.Def.Monitor {
+		mc = nil
+	}
+	o, err := g.JSONDoc(mc, phase, doc)
+	if err != nil {
+		v, ok := failed(c, p, phase, err)
+		return nil, v, !ok
+	}
+	return sensitiveOutcome(c, p, phase, o)
 }
 
 // spotlightMCP replaces the text of each text content block of a tool
@@ -404,7 +503,7 @@ func spotlightMCP(result []byte, g *injection.Guard) ([]byte, error) {
 
 // schemaResult validates a tools/call result against the tool's
 // outputSchema, as last seen in the connection's tools/list.
-func (s *Stage) schemaResult(c *pipeline.Call, st *callState, p *Policy, tool string, result []byte) (pipeline.Verdict, bool) {
+func (s *Stage) schemaResult(c *pipeline.Call, st *callState, p *Policy, tool string, doc *jsonwalk.Doc) (pipeline.Verdict, bool) {
 	sch, known := s.tools.get(st.id, tool)
 	if !known {
 		note(c, p, guard.Result, pipeline.GuardrailOutcome{Reason: "no outputSchema known for tool " + tool + ": not validated (the gateway learns it from the connection's tools/list)"})
@@ -413,7 +512,7 @@ func (s *Stage) schemaResult(c *pipeline.Call, st *callState, p *Policy, tool st
 	if sch == nil {
 		return pipeline.Verdict{}, false // the tool declares no outputSchema
 	}
-	err := s.schemas.ToolResult(sch, result)
+	err := s.schemas.ToolResultDoc(sch, doc)
 	if err == nil {
 		return pipeline.Verdict{}, false
 	}

@@ -17,13 +17,14 @@ import (
 )
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	svc   *catalog.Service
 	prep  Preparer
 	stage *Stage
+	set   *Set
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	kr, err := catalog.NewKeyring(make([]byte, 32))
 	if err != nil {
@@ -42,13 +43,17 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-// current prepares the committed catalog's guardrails (the decision
-// engine does this once per revision).
+// current prepares the committed catalog's guardrails once per revision,
+// as the decision engine does.
 func (e *env) current() *Set {
+	if e.set != nil && e.set.Revision() == e.svc.Revision() {
+		return e.set
+	}
 	var cs *catalog.Snapshot
 	e.svc.Read(func(m *catalog.Model) { cs = m.Snapshot() })
 	cs.Warm()
-	return e.prep.Build(context.Background(), cs)
+	e.set = e.prep.Build(context.Background(), cs)
+	return e.set
 }
 
 func (e *env) exec(fn func(tx *catalog.Tx) error) {
