@@ -817,4 +817,3 @@ func (t *toolSchemas) get(conn catalog.ID, tool string) (sch []byte, known bool)
 	t.lru.MoveToFront(el)
 	return el.Value.(*toolEntry).schema, true
 }
-

@@ -361,4 +361,3 @@ func (s *Stage) classifier(ctx context.Context, g *injection.Guard) (injection.C
 	}
 	return s.cfg.Classifier(ctx, name)
 }
-

@@ -66,7 +66,9 @@ func (e *env) exec(fn func(tx *catalog.Tx) error) {
 func (e *env) connection(name string, opts ...[2]string) {
 	e.t.Helper()
 	o := append([][2]string{{"url", "https://mcp.example/" + name}}, opts...)
-	e.exec(func(tx *catalog.Tx) error { return tx.CreateConnection([]string{"system", "ai", name}, "MCP", o, false, nil) })
+	e.exec(func(tx *catalog.Tx) error {
+		return tx.CreateConnection([]string{"system", "ai", name}, "MCP", o, false, nil)
+	})
 }
 
 func (e *env) policy(name string, onType catalog.SecurableType, path []string, d catalog.PolicyDef) {

@@ -44,7 +44,7 @@ type fastSchema struct {
 	addl               *fastSchema
 	items              *fastSchema
 	enum               []enumValue // scalars only
-	minLen, maxLen     int               // -1: none
+	minLen, maxLen     int         // -1: none
 	minItems, maxItems int
 	minProps, maxProps int
 	uniqueItems        bool
