@@ -187,8 +187,18 @@ func (st *callState) runKey(c *pipeline.Call) (string, error) {
 // Call is the guard_call stage.
 func (s *Stage) Call(ctx context.Context, c *pipeline.Call, in *pipeline.Content) (pipeline.Verdict, error) {
 	st, err := s.state(c)
-	if err != nil || st == nil || !st.has(guard.Call) {
+	if err != nil || st == nil {
 		return pipeline.Verdict{}, err
+	}
+	if strings.HasPrefix(in.Format, llmFormatPrefix) && st.has(guard.Result) {
+		// What the result phase needs from the request (its
+		// response_format schema).
+		if err := s.llmRequest(st, in); err != nil {
+			return pipeline.Verdict{}, err
+		}
+	}
+	if !st.has(guard.Call) {
+		return pipeline.Verdict{}, nil
 	}
 	switch {
 	case in.Format == pipeline.FormatMCP:
