@@ -346,4 +346,3 @@ func (f *exfilFilter) check(c *pipeline.Call, text []byte) ([]byte, *pipeline.Ve
 	}
 	return text, nil
 }
-

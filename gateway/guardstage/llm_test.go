@@ -219,4 +219,3 @@ func TestLLMStreamAnthropicAndResponses(t *testing.T) {
 		t.Fatalf("responses %+v %s %v", v.Action, v.Body, err)
 	}
 }
-
