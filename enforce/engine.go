@@ -215,10 +215,12 @@ func (e *Engine) Decide(ctx context.Context, r Request) Decision {
 
 func (e *Engine) decide(ctx context.Context, snap *Snapshot, r Request) Decision {
 	d := snap.Decide(r)
-	if !d.Allowed || e.opts.Policy == nil {
+	if !d.Allowed || e.opts.Policy == nil && snap.guardOn == nil {
 		return d
 	}
-	if n, res := snap.cs.Resolve(r.Securable.Type, r.Securable.Name); res != catalog.Resolved || !snap.policyApplies(n) {
+	n, res := snap.cs.Resolve(r.Securable.Type, r.Securable.Name)
+	d.Guarded = res == catalog.Resolved && snap.guardApplies(n)
+	if e.opts.Policy == nil || res != catalog.Resolved || !snap.policyApplies(n) {
 		return d
 	}
 	d.Contextual = true
