@@ -19,6 +19,7 @@ import (
 const (
 	DefaultAuditMaxBatch     = 4096
 	DefaultAuditMaxDelay     = 500 * time.Microsecond
+	DefaultAuditSubmitDelay  = 2 * time.Millisecond
 	DefaultAuditWriteTimeout = 30 * time.Second
 	DefaultAuditMaxQueued    = 4 * DefaultAuditMaxBatch
 
@@ -40,6 +41,13 @@ type AuditLogOptions struct {
 	// back with their next event within microseconds, and one fsync then
 	// covers them all. A lone event is never delayed by more than MaxDelay.
 	MaxDelay time.Duration
+	// SubmitDelay bounds how long a batch of events nobody waits for
+	// (Submit's) waits for an event somebody waits for, to share its
+	// write (default 2 ms; negative: never wait). A gateway call's
+	// completion then rides with the next call's request record instead
+	// of taking an fsync of its own, which that record would have to wait
+	// behind.
+	SubmitDelay time.Duration
 	// WriteTimeout bounds one store write (default 30 s); a write that
 	// times out fails every event of its batch.
 	WriteTimeout time.Duration
@@ -105,6 +113,9 @@ func NewAuditLog(w AuditWriter, o AuditLogOptions) *AuditLog {
 	}
 	if o.MaxDelay == 0 {
 		o.MaxDelay = DefaultAuditMaxDelay
+	}
+	if o.SubmitDelay == 0 {
+		o.SubmitDelay = DefaultAuditSubmitDelay
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = DefaultAuditWriteTimeout
@@ -462,9 +473,17 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	// give them a moment to come back so that one write carries them all.
 	// (Events nobody waits for, Submit's, do not count: their producers
 	// are not blocked, so there is no one to come back.)
-	if mayWait && l.o.MaxDelay > 0 && !b.sealed && b.acked < *lastSize {
+	switch {
+	case !mayWait || b.sealed:
+	case b.acked == 0 && l.o.SubmitDelay > 0:
+		// Nobody waits for these: let them ride with the next event
+		// somebody waits for.
 		l.mu.Unlock()
-		l.fill(b, *lastSize)
+		l.fill(b, 1, l.o.SubmitDelay)
+		l.mu.Lock()
+	case b.acked < *lastSize && l.o.MaxDelay > 0:
+		l.mu.Unlock()
+		l.fill(b, *lastSize, l.o.MaxDelay)
 		l.mu.Lock()
 	}
 	b.sealed = true
@@ -502,9 +521,9 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	return true
 }
 
-// fill waits up to MaxDelay for b to hold want events (or be sealed).
-func (l *AuditLog) fill(b *auditBatch, want int) {
-	t := time.NewTimer(l.o.MaxDelay)
+// fill waits up to delay for b to hold want acked events (or be sealed).
+func (l *AuditLog) fill(b *auditBatch, want int, delay time.Duration) {
+	t := time.NewTimer(delay)
 	defer t.Stop()
 	for {
 		l.mu.Lock()
@@ -536,6 +555,10 @@ func (l *AuditLog) Sync(ctx context.Context) error {
 	last := l.writing
 	if n := len(l.queue); n > 0 {
 		last = l.queue[n-1]
+		if !last.sealed { // someone waits now: no reason to delay it
+			last.sealed = true
+			l.wake()
+		}
 	}
 	l.mu.Unlock()
 	if last == nil {

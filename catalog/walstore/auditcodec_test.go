@@ -322,3 +322,58 @@ func TestFlush(t *testing.T) {
 		t.Fatalf("%d events in the inner store after Flush, want 1", len(es))
 	}
 }
+
+// The background applier leaves the youngest records pending, so that a
+// completion appended right after its request reaches the inner store in
+// the same transaction (merged) rather than as an update; Flush applies
+// all.
+func TestApplyDelay(t *testing.T) {
+	ctx := t.Context()
+	inner := &txCounter{keepOpen: keepOpen{memstore.New()}}
+	s, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old, req := fullEvent(1), fullEvent(2)
+	if err := s.AppendAudit(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	if err := s.AppendAudit(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apply(ctx, cut); err != nil { // what the applier does with cut = now - ApplyDelay
+		t.Fatal(err)
+	}
+	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 1 || es[0].EventID != old.EventID {
+		t.Fatalf("inner store after applying the old records: %+v", es)
+	}
+	done := req
+	done.Completes, done.StatusCode = true, 200
+	if err := s.AppendAudit(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	before := inner.txs.Load()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := inner.txs.Load() - before; n != 1 {
+		t.Fatalf("Flush applied the request and its completion in %d transactions, want 1", n)
+	}
+	es, _ := inner.ListAudit(ctx, time.Time{}, 0)
+	if len(es) != 2 || es[1].EventID != req.EventID || es[1].StatusCode != 200 {
+		t.Fatalf("inner store after Flush: %+v", es)
+	}
+}
+
+// txCounter counts the inner store's write transactions.
+type txCounter struct {
+	keepOpen
+	txs atomic.Int64
+}
+
+func (c *txCounter) ReadWriteTx(ctx context.Context, fn func(context.Context, catalog.RWTx) error) error {
+	c.txs.Add(1)
+	return c.keepOpen.ReadWriteTx(ctx, fn)
+}
