@@ -79,7 +79,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzScore$$' -fuzztime=$(FUZZTIME) ./gateway/guard/injection
 	$(GO) test -run='^$$' -fuzz='^FuzzExtract$$' -fuzztime=$(FUZZTIME) ./gateway/guard/exfil
 	$(GO) test -run='^$$' -fuzz='^FuzzFastPath$$' -fuzztime=$(FUZZTIME) ./gateway/guard/exfil
-	$(GO) test -run='^$$' -fuzz='^FuzzWalk$$' -fuzztime=$(FUZZTIME) ./gateway/guard/internal/jsonwalk
+	$(GO) test -run='^$$' -fuzz='^FuzzWalk$$' -fuzztime=$(FUZZTIME) ./gateway/guard/jsonwalk
+	$(GO) test -run='^$$' -fuzz='^FuzzDoc$$' -fuzztime=$(FUZZTIME) ./gateway/guard/jsonwalk
+	$(GO) test -run='^$$' -fuzz='^FuzzFastPath$$' -fuzztime=$(FUZZTIME) ./gateway/guard/schema
 
 test: deps vet unit
 

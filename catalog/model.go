@@ -131,6 +131,10 @@ const (
 	// TypeBudget is a budget (limits.go): under the metastore, or under
 	// the model service it is restricted to.
 	TypeBudget SecurableType = "BUDGET"
+	// TypeToolPin is a tool definition seen on a connection, with its
+	// approved pin (pin_tools; its Parent is the connection). Not named in
+	// SQL: ALTER CONNECTION … APPROVE TOOLS and SHOW TOOLS address it.
+	TypeToolPin SecurableType = "TOOL PIN"
 )
 
 // Privilege is a privilege in its canonical, underscore spelling.
@@ -279,16 +283,18 @@ var typeRegistry = map[SecurableType]*TypeInfo{
 	TypeAccessToken: {Type: TypeAccessToken},
 	TypeRateLimit:   {Type: TypeRateLimit},
 	TypeBudget:      {Type: TypeBudget},
+	// Tool pins belong to their connection; nothing is granted on them.
+	TypeToolPin: {Type: TypeToolPin},
 }
 
 // IsAttachment reports whether securables of type t are attached to
 // another securable rather than contained in it (policies, rate limits,
-// budgets, access tokens): they go with what they are attached to, do not
+// budgets, access tokens, tool pins): they go with what they are attached to, do not
 // make a container "not empty", and owning one does not keep a principal
 // from being dropped (except policies, which name their author).
 func IsAttachment(t SecurableType) bool {
 	switch t {
-	case TypePolicy, TypeAccessToken, TypeRateLimit, TypeBudget:
+	case TypePolicy, TypeAccessToken, TypeRateLimit, TypeBudget, TypeToolPin:
 		return true
 	}
 	return false

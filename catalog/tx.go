@@ -556,7 +556,7 @@ func (tx *Tx) Drop(typ SecurableType, path []string, ifExists, cascade bool) err
 	if err := tx.checkManage(s, "drop "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
 		return err
 	}
-	n := 0 // policies and limits are attachments, not contents: they go with the object
+	n := 0 // policies, limits and tool pins are attachments, not contents: they go with the object
 	for c := range tx.m.childrenOf[s.ID] {
 		if !IsAttachment(tx.m.securables[c].Type) {
 			n++
@@ -732,14 +732,7 @@ func (m *Model) PoliciesFor(s ID) []*Securable {
 // CheckCreatePolicy passed, so that nobody without the right to create the
 // policy makes the server compile anything.
 func (tx *Tx) CreatePolicy(name string, onType SecurableType, path []string, source string) error {
-	tx.audit(TypePolicy, QuoteIdent(name))
-	on, err := tx.m.checkCreatePolicy(tx.caller, name, onType, path, source)
-	if err != nil {
-		return err
-	}
-	tx.do(opPutSecurable{&Securable{ID: tx.newID(), Type: TypePolicy, Parent: on.ID, Name: name, Owner: tx.caller.ID,
-		Options: map[string]string{PolicySourceOption: source}, Created: tx.svc.now().UTC()}})
-	return nil
+	return tx.CreatePolicyDef(name, onType, path, PolicyDef{Kind: PolicyKindRego, Call: true, Source: source})
 }
 
 // CheckCreatePolicy reports whether caller may create policy name on the
@@ -749,8 +742,13 @@ func (m *Model) CheckCreatePolicy(caller string, name string, onType SecurableTy
 	if !ok {
 		return Errorf(CodePermissionDenied, "principal %s does not exist", QuoteIdent(caller))
 	}
-	_, err := m.checkCreatePolicy(p, name, onType, path, source)
-	return err
+	if _, err := m.checkCreatePolicy(p, name, onType, path, source); err != nil {
+		return err
+	}
+	if strings.TrimSpace(source) == "" {
+		return Errorf(CodeInvalidArgument, "policy %s has no source", QuoteIdent(name))
+	}
+	return nil
 }
 
 func (m *Model) checkCreatePolicy(caller *Principal, name string, onType SecurableType, path []string, source string) (*Securable, error) {
@@ -769,9 +767,6 @@ func (m *Model) checkCreatePolicy(caller *Principal, name string, onType Securab
 	}
 	if _, ok := m.PolicyByName(name); ok {
 		return nil, Errorf(CodeAlreadyExists, "policy %s already exists", QuoteIdent(name))
-	}
-	if strings.TrimSpace(source) == "" {
-		return nil, Errorf(CodeInvalidArgument, "policy %s has no source", QuoteIdent(name))
 	}
 	return on, nil
 }

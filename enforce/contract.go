@@ -50,6 +50,10 @@ type Decision struct {
 	// false the grants alone decided it: the answer holds for any context
 	// at this revision, and a gateway node may reuse it.
 	Contextual bool `json:"contextual,omitempty"`
+	// Guarded: guardrail policies apply to the securable (built-ins, or
+	// Rego on results or in monitor mode): the call's payloads must go
+	// through the gateway's guardrail stages (gateway/guardstage).
+	Guarded bool `json:"guarded,omitempty"`
 }
 
 // ErrStale is returned when a decision at the requested revision cannot be

@@ -13,7 +13,8 @@ import (
 // (unchanged policies are reused across revisions), so a request never
 // compiles one. Input: subject, actor, groups (the subject's transitive
 // groups), securable, and from the request's context method, tool,
-// arguments, source_ip and time (RFC 3339; now when absent). limit bounds
+// arguments, source_ip and time (RFC 3339; now when absent), and phase
+// "call" (policies on the result run in the gateway). limit bounds
 // each policy (0: 100 ms).
 func NewPolicyHook(limit time.Duration) PolicyHook {
 	return func(ctx context.Context, snap *Snapshot, r Request) ([]string, error) {
@@ -38,6 +39,7 @@ func NewPolicyHook(limit time.Duration) PolicyHook {
 			"groups":    groups,
 			"securable": map[string]any{"type": string(r.Securable.Type), "name": secNm},
 			"time":      time.Now().UTC().Format(time.RFC3339Nano),
+			"phase":     "call",
 		}
 		for _, k := range policyContextKeys {
 			if v, ok := r.Context[k]; ok {

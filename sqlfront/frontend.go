@@ -42,6 +42,12 @@ type Config struct {
 	StatementTimeout time.Duration
 	// QueryLimits bound the queries on Query (see limits.go).
 	QueryLimits QueryLimits
+	// CheckGuardrail checks a built-in guardrail's name and OPTIONS for
+	// CREATE POLICY … USING (gateway/guard/builtin, wired by cmd/mandate):
+	// it returns the guardrail's full name (system.ai.<name>) or an error
+	// naming the option that is wrong. nil: CREATE POLICY … USING is
+	// refused (0A000).
+	CheckGuardrail func(name string, options map[string]string) (string, error)
 }
 
 // ConnectionStatus is one user's connected account on a per_user_oauth
@@ -65,6 +71,7 @@ type Frontend struct {
 	// stmtTimeout is Config.StatementTimeout.
 	stmtTimeout time.Duration
 	adm         *admission // nil without Config.Query
+	guardCheck  func(name string, options map[string]string) (string, error)
 }
 
 var (
@@ -85,7 +92,7 @@ func New(cfg Config) *Frontend {
 		v = "16.4"
 	}
 	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v, status: cfg.ConnectionStatus, budgets: cfg.BudgetStatus, logins: cfg.LoginAudit,
-		stmtTimeout: max(cfg.StatementTimeout, 0)}
+		stmtTimeout: max(cfg.StatementTimeout, 0), guardCheck: cfg.CheckGuardrail}
 	if f.logins == nil {
 		f.logins = catalog.AuditRecorderFunc(func(ctx context.Context, ev catalog.AuditEvent) error {
 			return cfg.Catalog.AppendAudit(ctx, ev)

@@ -49,6 +49,8 @@ type dataPlaneConfig struct {
 	models    gateway.ModelServices
 	tokens    gateway.AccessTokens
 	userIDKey []byte
+	// guard runs the guardrail policies (gateway/guardstage); nil: none.
+	guard pipeline.Guard
 }
 
 // llmUserIDKey derives the key of the pseudonymous user ids sent to model
@@ -152,7 +154,7 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	// One pipeline for every protocol's handler (gateway/pipeline).
 	p, err := pipeline.New(pipeline.Config{
 		PublicURL: c.publicURL, Auth: inbound, Authz: c.authz, Credentials: creds, Audit: c.audit,
-		AuditAsync: c.auditSync.off, Logger: c.log,
+		AuditAsync: c.auditSync.off, Logger: c.log, Guard: c.guard,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway pipeline: %w", err)

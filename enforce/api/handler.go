@@ -455,12 +455,15 @@ func (wt *waiter) release() {
 func (h *handler) decide(ctx context.Context, wait *waiter, r enforce.Request, atLeast catalog.Revision) (enforce.Decision, error) {
 	if atLeast <= 0 || h.d.Revision() >= atLeast {
 		if d := h.d.Decide(ctx, r); d.Revision >= atLeast {
-			return d, nil
+			return nodeGuarded(d, r), nil
 		}
 	}
 	d, err := h.d.DecideAt(wait.context(ctx, h.o.MaxWait), r, atLeast)
 	if err == nil && d.Revision < atLeast { // a contract breach: never answer from older
 		err = enforce.ErrStale
+	}
+	if err == nil {
+		d = nodeGuarded(d, r)
 	}
 	if err != nil {
 		cur := h.d.Revision()
@@ -468,6 +471,18 @@ func (h *handler) decide(ctx context.Context, wait *waiter, r enforce.Request, a
 			msg: fmt.Sprintf("revision %d is not available within %s (newest is %d): failing closed", atLeast, h.o.MaxWait, cur)}
 	}
 	return d, nil
+}
+
+// nodeGuarded refuses a call that guardrail policies apply to: gateway
+// nodes (the callers of this API) do not run the guardrail stages yet, so
+// they must not carry it (fail closed); mandate serve's own gateway does.
+func nodeGuarded(d enforce.Decision, r enforce.Request) enforce.Decision {
+	if d.Allowed && d.Guarded {
+		d.Allowed = false
+		d.Reason = fmt.Sprintf("guardrail policies apply to %s %s and gateway nodes do not run guardrails: call it through the catalog server's gateway (mandate serve)",
+			strings.ToLower(string(r.Securable.Type)), r.Securable.Name)
+	}
+	return d
 }
 
 func (h *handler) revision(w http.ResponseWriter, _ *http.Request) error {

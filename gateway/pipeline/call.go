@@ -98,6 +98,11 @@ type Call struct {
 	// ErrorMessage is the audit error_message.
 	ErrorMessage string
 	Timings      Timings
+	// Guardrails are the guardrail outcomes of the call (its audit row's
+	// guardrails column; AddGuardrail). GuardState is the Guard's own
+	// state of the call, from guard_call to guard_result.
+	Guardrails []GuardrailOutcome
+	GuardState any
 
 	p                *Pipeline
 	proto            Protocol

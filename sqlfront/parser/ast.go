@@ -202,12 +202,21 @@ type ShowConnectionStatus struct {
 func (*ShowConnectionStatus) stmt()        {}
 func (*ShowConnectionStatus) Kind() string { return "SHOW CONNECTION STATUS" }
 
-// CreatePolicy: CREATE POLICY name ON {CATALOG|SCHEMA|CONNECTION} x AS 'rego'
-// (or AS $$ ... $$). DROP POLICY [IF EXISTS] name is a Drop of ObjPolicy.
+// CreatePolicy: CREATE POLICY name ON {CATALOG|SCHEMA|CONNECTION} x
+// [FOR CALL | FOR RESULT | FOR CALL AND RESULT] AS 'rego' (or AS $$ ... $$)
+// | USING builtin [OPTIONS (k 'v', ...)]. DROP POLICY [IF EXISTS] name is
+// a Drop of ObjPolicy.
 type CreatePolicy struct {
-	Name   Ident
-	On     SecurableRef
-	Source string
+	Name Ident
+	On   SecurableRef
+	// Call and Result are the phases of the FOR clause (both false: no
+	// FOR clause, the kind's default).
+	Call, Result bool
+	// Source is a Rego policy's module (AS); Using names a built-in
+	// guardrail (system.ai.detect_sensitive_data) with its Options.
+	Source  string
+	Using   QName
+	Options []Option
 }
 
 // ShowPolicies: SHOW POLICIES [ON securable]

@@ -45,7 +45,7 @@
 // # Grammar
 //
 //	stmt        = statement [ ";" ] .
-//	statement   = create | drop | alter | comment | grant | revoke | show | describe .
+//	statement   = create | drop | alter | comment | grant | revoke | show | describe | policy | tools .
 //
 //	create      = "CREATE" "CATALOG" [ ifnotexists ] name1 [ "COMMENT" string ]
 //	            | "CREATE" servicetype [ ifnotexists ] name3 [ "OPTIONS" options ] [ "COMMENT" string ]
@@ -82,6 +82,18 @@
 //	            | "SHOW" "ACCESS" "TOKENS" [ "FOR" "USER" name1 ]
 //	            | "SHOW" "BUDGETS" .
 //	describe    = ( "DESCRIBE" | "DESC" ) objtype name .
+//	policy      = "CREATE" "POLICY" name1 "ON" securable [ "FOR" phases ]
+//	                  ( "AS" string | "USING" name3 [ "OPTIONS" options ] )
+//	            | "ALTER" "POLICY" name1 "SET" "MODE" ( "ENFORCE" | "MONITOR" )
+//	            | "DROP" "POLICY" [ "IF" "EXISTS" ] name1
+//	            | "SHOW" "POLICIES" [ "ON" securable ] .
+//	phases      = "CALL" [ "AND" "RESULT" ] | "RESULT" [ "AND" "CALL" ] .
+//	tools       = "ALTER" "CONNECTION" name3 "APPROVE" "TOOLS" [ tool { "," tool } ]
+//	            | "SHOW" "TOOLS" "ON" "CONNECTION" name3 .
+//	tool        = ident | string .
+//
+// CALL, RESULT, AND, USING, MODE, ENFORCE, MONITOR, APPROVE and TOOLS are
+// matched as words, not keywords: they remain usable as names.
 //
 //	ifnotexists = "IF" "NOT" "EXISTS" .
 //	container   = "CATALOG" | "SCHEMA" | "CONNECTION" | servicetype .

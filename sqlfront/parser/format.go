@@ -239,7 +239,23 @@ func (s *ShowConnectionStatus) String() string {
 }
 
 func (s *CreatePolicy) String() string {
-	return "CREATE POLICY " + s.Name.String() + " ON " + s.On.String() + " AS " + QuoteString(s.Source)
+	out := "CREATE POLICY " + s.Name.String() + " ON " + s.On.String()
+	switch {
+	case s.Call && s.Result:
+		out += " FOR CALL AND RESULT"
+	case s.Call:
+		out += " FOR CALL"
+	case s.Result:
+		out += " FOR RESULT"
+	}
+	if len(s.Using) > 0 {
+		out += " USING " + s.Using.String()
+		if len(s.Options) > 0 {
+			out += " OPTIONS " + optionList(s.Options)
+		}
+		return out
+	}
+	return out + " AS " + QuoteString(s.Source)
 }
 
 func (s *ShowPolicies) String() string {

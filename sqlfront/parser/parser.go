@@ -619,6 +619,9 @@ func (p *parser) parseDrop() (Statement, error) {
 }
 
 func (p *parser) parseAlter() (Statement, error) {
+	if p.accept(POLICY) {
+		return p.parseAlterPolicy()
+	}
 	typ, err := p.parseObjectType(allObjectTypes)
 	if err != nil {
 		return nil, err
@@ -646,6 +649,9 @@ func (p *parser) parseAlter() (Statement, error) {
 		return nil, err
 	}
 	set := p.accept(SET)
+	if typ == ObjConnection && !set && p.atWord("approve") {
+		return p.parseApproveTools(name)
+	}
 	if typ == ObjConnection && p.accept(OPTIONS) {
 		opts, err := p.parseOptions()
 		if err != nil {
@@ -971,8 +977,11 @@ func (p *parser) parseShow() (Statement, error) {
 		}
 		return sp, nil
 	}
+	if t := p.cur(); t.tok.isWord() && t.lit == "tools" {
+		return p.parseShowTools()
+	}
 	p.want("GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS", "REVISION", "POLICIES", "CONNECTION STATUS",
-		"MODEL SERVICES", "MODEL PROVIDER SERVICES", "RATE LIMITS", "ACCESS TOKENS", "BUDGETS")
+		"MODEL SERVICES", "MODEL PROVIDER SERVICES", "RATE LIMITS", "ACCESS TOKENS", "BUDGETS", "TOOLS")
 	return nil, p.fail()
 }
 
@@ -993,14 +1002,7 @@ func (p *parser) parseCreatePolicy() (Statement, error) {
 	if on.Type == ObjMetastore || on.Type == ObjTable || on.Type == ObjProviderService {
 		return nil, p.failf(p.cur(), "policies attach to a catalog, a schema, a connection or a model service")
 	}
-	if err := p.need(AS); err != nil {
-		return nil, err
-	}
-	src, err := p.parseString()
-	if err != nil {
-		return nil, err
-	}
-	return &CreatePolicy{Name: name, On: on, Source: src}, nil
+	return p.parsePolicyBody(&CreatePolicy{Name: name, On: on})
 }
 
 // parseExplainAccess parses what follows EXPLAIN:
