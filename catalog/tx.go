@@ -56,55 +56,73 @@ func (tx *Tx) audit(t SecurableType, name string) { tx.auditType, tx.auditName =
 // --- names ---
 
 // ResolveName turns a 1..3 part name of a securable of type typ into its
-// full path (catalog, schema, object). A one-part connection name means
-// system.ai.<name>; a two-part name resolves in the current catalog; a
-// one-part schema name resolves in the current catalog.
+// full path (catalog, schema, object), by the type's registry entry: a
+// name with all its parts is taken as is; one part less resolves in the
+// current catalog (a one-part schema name, a two-part connection name);
+// a one-part name of a type with a Home resolves there (a one-part
+// connection name means system.ai.<name>).
 func ResolveName(typ SecurableType, parts []string, currentCatalog string) ([]string, error) {
+	if typ == TypeMetastore {
+		return nil, nil
+	}
+	ti, ok := typeRegistry[typ]
+	d := 0
+	if ok && ti.Named {
+		d = ti.Depth()
+	}
+	if d == 0 {
+		return nil, Errorf(CodeNotSupported, "securable type %s is not supported", typ)
+	}
 	n := len(parts)
-	bad := func(want string) error {
-		return Errorf(CodeInvalidArgument, "invalid %s name %q: expected %s", strings.ToLower(string(typ)), strings.Join(parts, "."), want)
+	bad := func() error {
+		return Errorf(CodeInvalidArgument, "invalid %s name %q: expected %s", strings.ToLower(string(typ)), strings.Join(parts, "."), ti.nameForm())
 	}
 	for _, p := range parts {
 		if p == "" {
-			return nil, bad("non-empty identifiers")
+			return nil, Errorf(CodeInvalidArgument, "invalid %s name %q: expected %s", strings.ToLower(string(typ)), strings.Join(parts, "."), "non-empty identifiers")
 		}
 	}
-	switch typ {
-	case TypeCatalog:
-		if n != 1 {
-			return nil, bad("catalog")
-		}
+	switch {
+	case n == d:
 		return parts, nil
-	case TypeSchema:
-		switch n {
-		case 1:
-			return []string{currentCatalog, parts[0]}, nil
-		case 2:
-			return parts, nil
-		}
-		return nil, bad("[catalog.]schema")
-	case TypeConnection:
-		switch n {
-		case 1:
-			return []string{SystemCatalog, "ai", parts[0]}, nil
-		case 2:
-			return []string{currentCatalog, parts[0], parts[1]}, nil
-		case 3:
-			return parts, nil
-		}
-		return nil, bad("[[catalog.]schema.]connection")
-	case TypeTable:
-		switch n {
-		case 2:
-			return []string{currentCatalog, parts[0], parts[1]}, nil
-		case 3:
-			return parts, nil
-		}
-		return nil, bad("[catalog.]schema.table")
-	case TypeMetastore:
-		return nil, nil
+	case n == d-1 && d >= 2:
+		return append([]string{currentCatalog}, parts...), nil
+	case n == 1 && len(ti.Home) == d-1:
+		return append(append([]string(nil), ti.Home...), parts[0]), nil
 	}
-	return nil, Errorf(CodeNotSupported, "securable type %s is not supported", typ)
+	return nil, bad()
+}
+
+// typeChain returns the types of a full name of type t, outermost first
+// (catalog, schema, t), from the registry.
+func typeChain(t SecurableType) []SecurableType {
+	var out []SecurableType
+	for ti := typeRegistry[t]; ti != nil && ti.Type != TypeMetastore; ti = typeRegistry[ti.Parent] {
+		out = append([]SecurableType{ti.Type}, out...)
+	}
+	return out
+}
+
+// nameForm describes the accepted names of the type ("[catalog.]schema",
+// "[[catalog.]schema.]connection").
+func (ti *TypeInfo) nameForm() string {
+	chain := typeChain(ti.Type)
+	names := make([]string, len(chain))
+	for i, t := range chain {
+		names[i] = strings.ToLower(string(t))
+	}
+	optional := 0
+	if len(names) >= 2 {
+		optional = 1
+		if len(ti.Home) == len(names)-1 {
+			optional = len(names) - 1
+		}
+	}
+	prefix := ""
+	for i := 0; i < optional; i++ {
+		prefix = "[" + prefix + names[i] + ".]"
+	}
+	return prefix + strings.Join(names[optional:], ".")
 }
 
 func displayPath(path []string) string {
@@ -124,15 +142,8 @@ func (m *Model) Lookup(typ SecurableType, path []string) (*Securable, error) {
 	if cur == nil {
 		return nil, Errorf(CodeUnavailable, "catalog is not initialised")
 	}
-	var types []SecurableType
-	switch len(path) {
-	case 3:
-		types = []SecurableType{TypeCatalog, TypeSchema, typ}
-	case 2:
-		types = []SecurableType{TypeCatalog, typ}
-	case 1:
-		types = []SecurableType{typ}
-	default:
+	types := typeChain(typ)
+	if len(path) == 0 || len(path) != len(types) {
 		return nil, Errorf(CodeInvalidArgument, "invalid name")
 	}
 	for i, name := range path {
@@ -312,9 +323,12 @@ func (tx *Tx) DropPrincipal(kind PrincipalKind, name string, ifExists bool) erro
 	if p.ID == tx.caller.ID {
 		return Errorf(CodeInvalidArgument, "you cannot drop yourself")
 	}
+	// Its access tokens (as user or agent), and the rate limits and
+	// budgets that name it, go with it.
+	tx.dropAttachmentsOf(p)
 	var owned []string
 	for _, s := range tx.m.securables {
-		if s.Owner == p.ID {
+		if s.Owner == p.ID && (!IsAttachment(s.Type) || s.Type == TypePolicy) {
 			owned = append(owned, fmt.Sprintf("%s %s", strings.ToLower(string(s.Type)), s.FullName()))
 		}
 	}
@@ -415,13 +429,14 @@ func (tx *Tx) RemoveMember(group string, kind PrincipalKind, member string) erro
 // --- securables ---
 
 func (tx *Tx) checkPriv(priv Privilege, s *Securable, what string) error {
-	d := tx.m.Check(tx.caller.ID, priv, s.ID)
-	if d.Allowed {
+	if tx.m.Holds(tx.caller.ID, priv, s.ID) {
 		return nil
 	}
-	miss := d.Missing()
-	return Errorf(CodePermissionDenied, "permission denied to %s: %s lacks %s on %s %s",
-		what, QuoteIdent(tx.caller.Name), miss.Privilege.SQL(), miss.On.Type, miss.On.FullName())
+	d := tx.m.Check(tx.caller.ID, priv, s.ID)
+	if miss := d.Missing(); miss != nil {
+		return Errorf(CodePermissionDenied, "permission denied to %s: %s lacks %s", what, QuoteIdent(tx.caller.Name), miss.What())
+	}
+	return Errorf(CodePermissionDenied, "permission denied to %s: %s", what, d.Reason())
 }
 
 func (tx *Tx) checkManage(s *Securable, what string) error {
@@ -541,9 +556,9 @@ func (tx *Tx) Drop(typ SecurableType, path []string, ifExists, cascade bool) err
 	if err := tx.checkManage(s, "drop "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
 		return err
 	}
-	n := 0 // policies are attachments, not contents: they go with the object
+	n := 0 // policies, limits and tool pins are attachments, not contents: they go with the object
 	for c := range tx.m.childrenOf[s.ID] {
-		if tx.m.securables[c].Type != TypePolicy {
+		if !IsAttachment(tx.m.securables[c].Type) {
 			n++
 		}
 	}
@@ -554,6 +569,9 @@ func (tx *Tx) Drop(typ SecurableType, path []string, ifExists, cascade bool) err
 		}
 		return Errorf(CodeDependent, "cannot drop %s %s because it is not empty (%d %s inside)", strings.ToLower(string(typ)), s.FullName(), n, what).
 			WithHint("use DROP ... CASCADE to drop it with everything inside")
+	}
+	if err := tx.m.checkDropProviders(s); err != nil {
+		return err
 	}
 	tx.dropTree(s)
 	return nil
@@ -584,6 +602,11 @@ func (tx *Tx) SetOwner(typ SecurableType, path []string, owner string) error {
 	}
 	if err := tx.checkManage(s, "change the owner of "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
 		return err
+	}
+	if s.Type == TypeModelService {
+		if err := tx.m.checkOwnerRoutes(s, p); err != nil {
+			return err
+		}
 	}
 	cp := *s
 	cp.Owner = p.ID
@@ -709,14 +732,7 @@ func (m *Model) PoliciesFor(s ID) []*Securable {
 // CheckCreatePolicy passed, so that nobody without the right to create the
 // policy makes the server compile anything.
 func (tx *Tx) CreatePolicy(name string, onType SecurableType, path []string, source string) error {
-	tx.audit(TypePolicy, QuoteIdent(name))
-	on, err := tx.m.checkCreatePolicy(tx.caller, name, onType, path, source)
-	if err != nil {
-		return err
-	}
-	tx.do(opPutSecurable{&Securable{ID: tx.newID(), Type: TypePolicy, Parent: on.ID, Name: name, Owner: tx.caller.ID,
-		Options: map[string]string{PolicySourceOption: source}, Created: tx.svc.now().UTC()}})
-	return nil
+	return tx.CreatePolicyDef(name, onType, path, PolicyDef{Kind: PolicyKindRego, Call: true, Source: source})
 }
 
 // CheckCreatePolicy reports whether caller may create policy name on the
@@ -726,16 +742,21 @@ func (m *Model) CheckCreatePolicy(caller string, name string, onType SecurableTy
 	if !ok {
 		return Errorf(CodePermissionDenied, "principal %s does not exist", QuoteIdent(caller))
 	}
-	_, err := m.checkCreatePolicy(p, name, onType, path, source)
-	return err
+	if _, err := m.checkCreatePolicy(p, name, onType, path, source); err != nil {
+		return err
+	}
+	if strings.TrimSpace(source) == "" {
+		return Errorf(CodeInvalidArgument, "policy %s has no source", QuoteIdent(name))
+	}
+	return nil
 }
 
 func (m *Model) checkCreatePolicy(caller *Principal, name string, onType SecurableType, path []string, source string) (*Securable, error) {
 	if err := validObjectName(TypePolicy, name); err != nil {
 		return nil, err
 	}
-	if onType != TypeCatalog && onType != TypeSchema && onType != TypeConnection {
-		return nil, Errorf(CodeNotSupported, "policies attach to a catalog, a schema or a connection")
+	if onType != TypeCatalog && onType != TypeSchema && onType != TypeConnection && onType != TypeModelService {
+		return nil, Errorf(CodeNotSupported, "policies attach to a catalog, a schema, a connection or a model service")
 	}
 	on, err := m.Lookup(onType, path)
 	if err != nil {
@@ -746,9 +767,6 @@ func (m *Model) checkCreatePolicy(caller *Principal, name string, onType Securab
 	}
 	if _, ok := m.PolicyByName(name); ok {
 		return nil, Errorf(CodeAlreadyExists, "policy %s already exists", QuoteIdent(name))
-	}
-	if strings.TrimSpace(source) == "" {
-		return nil, Errorf(CodeInvalidArgument, "policy %s has no source", QuoteIdent(name))
 	}
 	return on, nil
 }
@@ -898,8 +916,14 @@ func (tx *Tx) addSystemTables() error {
 	first := true
 	for _, t := range SystemTables() {
 		if _, ok := m.Child(sys.ID, TypeSchema, t.Schema); !ok {
-			s := &Securable{ID: tx.newID(), Type: TypeSchema, Parent: sys.ID, Name: t.Schema, Owner: admin.ID, Builtin: true, Created: now}
+			s := &Securable{ID: tx.newID(), Type: TypeSchema, Parent: sys.ID, Name: t.Schema, Owner: admin.ID, Builtin: true, Created: now,
+				Comment: systemSchemaComments[t.Schema]}
 			tx.do(opPutSecurable{s})
+			if t.Schema == "ai_gateway" {
+				// Like system.access: usable by everyone, readable where
+				// SELECT is granted.
+				tx.do(opAddGrant{Grant{Securable: s.ID, Principal: users.ID, Privilege: PrivUseSchema, Grantor: admin.ID}})
+			}
 		}
 		sch, _ := m.Child(sys.ID, TypeSchema, t.Schema)
 		if _, ok := m.Child(sch.ID, TypeTable, t.Name); ok {
@@ -923,6 +947,10 @@ func (tx *Tx) addSystemTables() error {
 	}
 	return nil
 }
+
+// systemSchemaComments are the comments of the system schemas that
+// addSystemTables creates.
+var systemSchemaComments = map[string]string{"ai_gateway": "LLM usage and captured payloads"}
 
 // missingSystemTables reports whether a built-in system table is missing
 // (a catalog bootstrapped by an older Mandate).

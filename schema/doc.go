@@ -3,7 +3,7 @@
 //
 // Each migration is a file named NNNN_name.sql (for example
 // duckdb/0001_init.sql). Versions start at 1 and have no gaps, per dialect:
-// duckdb/ is the embedded store (since version 3 the event stream only;
+// duckdb/ is the embedded store (since version 4 the event stream only;
 // LatestVersion is its highest version), postgres/ the PostgreSQL store of
 // catalog/pgstore. A store applies the migrations newer than the version
 // recorded in its mandate_meta table, in order, inside one transaction, and
@@ -17,9 +17,9 @@
 //   - mandate_meta(key, value): schema_version, log_seq (the last
 //     audit.wal record applied), audit_revision (catalog revision through
 //     which the audit records of catalog changes are in audit_events);
-//     revision and next_id are no longer kept (version 3).
+//     revision and next_id are no longer kept (version 4).
 //   - principals, memberships, securables, grants: the governance catalog
-//     of data directories written before version 3 (the catalog has its
+//     of data directories written before version 4 (the catalog has its
 //     own files since, catalog/walstore); the upgrade reads and empties them.
 //     grants and memberships have no unique constraint on purpose: DuckDB
 //     has raised "duplicate key" errors when a transaction deletes and

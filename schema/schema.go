@@ -13,7 +13,7 @@ import (
 // LatestVersion is the schema version of the embedded DuckDB store (the
 // event stream) this binary writes: duckdb/ has migrations
 // 1..LatestVersion.
-const LatestVersion = 3
+const LatestVersion = 4
 
 // Dialects: duckdb/ is the embedded event store (catalog/duckstore),
 // postgres/ the PostgreSQL store (catalog/pgstore). Their versions are

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/mandatehq/mandate/catalog"
-	"github.com/mandatehq/mandate/enforce/policy"
 	"github.com/mandatehq/mandate/sqlfront/parser"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
@@ -139,6 +138,12 @@ func (s *Session) read(cols []pgwire.Column, fn func(m *catalog.Model, me *catal
 }
 
 func (s *Session) governance(ast parser.Statement) (*stmt, error) {
+	if st, ok, err := s.serviceStatement(ast); ok {
+		return st, err
+	}
+	if st, ok, err := s.guardrailStatement(ast); ok {
+		return st, err
+	}
 	switch x := ast.(type) {
 	case *parser.CreateCatalog:
 		return s.write(x, "CREATE CATALOG", func(tx *catalog.Tx) error {
@@ -158,44 +163,6 @@ func (s *Session) governance(ast parser.Statement) (*stmt, error) {
 		return s.write(x, "CREATE CONNECTION", func(tx *catalog.Tx) error {
 			return tx.CreateConnection(p, x.Type, options(x.Options), x.IfNotExists, x.Comment)
 		}), nil
-	case *parser.CreatePolicy:
-		t := secType(x.On.Type)
-		path, err := s.path(t, x.On.Name)
-		if err != nil {
-			return nil, err
-		}
-		create := func(tx *catalog.Tx) error { return tx.CreatePolicy(x.Name.Name, t, path, x.Source) }
-		st := &stmt{s: s}
-		st.run = func(ctx context.Context, _ []pgwire.Param, _ pgwire.RowWriter) (string, error) {
-			// The source is compiled outside the catalog's write path, and
-			// only for a caller who passed every other check: a refused
-			// caller gets (and the audit records) the privilege error.
-			var denied error
-			if err := s.readModel(func(m *catalog.Model) {
-				denied = m.CheckCreatePolicy(s.user, x.Name.Name, t, path, x.Source)
-			}); err != nil {
-				return "", err
-			}
-			fn := create
-			if denied == nil {
-				if err := policy.Check(ctx, x.Name.Name, x.Source); err != nil {
-					invalid := catalog.Errorf(catalog.CodeInvalidArgument, "invalid policy: %s", err.Error())
-					fn = func(tx *catalog.Tx) error {
-						if err := create(tx); err != nil {
-							return err
-						}
-						return invalid
-					}
-				}
-			}
-			if err := s.change(ctx, st.autocommit, s.statement(x, fn)); err != nil {
-				return "", err
-			}
-			return "CREATE POLICY", nil
-		}
-		return st, nil
-	case *parser.ShowPolicies:
-		return s.showPolicies(x)
 	case *parser.Drop:
 		if x.Type == parser.ObjPolicy {
 			return s.write(x, "DROP POLICY", func(tx *catalog.Tx) error { return tx.DropPolicy(x.Name[0].Name, x.IfExists) }), nil
@@ -584,6 +551,9 @@ func (s *Session) describe(x *parser.Describe) (*stmt, error) {
 				rows = append(rows, []any{"option." + k, masked})
 			}
 		}
+		if sec.Type == catalog.TypeModelService || sec.Type == catalog.TypeProviderService {
+			return s.describeService(m, sec, rows)
+		}
 		return rows, nil
 	}), nil
 }
@@ -624,83 +594,22 @@ func (s *Session) explainAccess(x *parser.ExplainAccess) (*stmt, error) {
 				catalog.QuoteIdent(subject.Name), strings.ToLower(string(sec.Type)), sec.FullName())
 		}
 		what := x.Privilege.SQL() + " on " + string(sec.Type) + " " + sec.FullName()
-		var rows [][]any
-		explain := func(role string, p *catalog.Principal) (bool, string) {
-			d := m.Check(p.ID, x.Privilege, sec.ID)
-			for _, r := range d.Reqs() {
-				req := r.Privilege.SQL() + " on " + string(r.On.Type) + " " + r.On.FullName()
-				res, reason := "allow", strings.TrimPrefix(d.Explain(&r), req+": ")
-				if !r.Met {
-					res = "deny"
-				}
-				rows = append(rows, []any{role, p.Name, req, res, reason})
-			}
-			if d.Allowed {
-				return true, catalog.QuoteIdent(p.Name) + " allowed"
-			}
-			return false, d.Reason()
-		}
-		allowed, why := true, ""
-		if subject.Kind == catalog.KindGroup {
-			allowed, why = false, fmt.Sprintf("subject %s is a group; decisions are made for users and service principals", catalog.QuoteIdent(subject.Name))
-		} else {
-			ok, r := explain("subject", subject)
-			allowed, why = ok, "subject "+r
-		}
+		actorName := ""
 		if actor != nil {
-			switch {
-			case actor.Kind != catalog.KindServicePrincipal:
-				allowed = false
-				why += fmt.Sprintf("; actor %s is a %s, not a service principal", catalog.QuoteIdent(actor.Name), strings.ToLower(string(actor.Kind)))
-			default:
-				ok, r := explain("actor", actor)
-				allowed = allowed && ok
-				why += "; actor " + r
-			}
+			actorName = actor.Name
+		}
+		// The catalog's evaluator and on-behalf-of rule: the steps and
+		// reasons the decision engine gives.
+		d := m.Access(subject.Name, actorName, x.Privilege, sec.ID, true)
+		var rows [][]any
+		for _, st := range d.Steps {
+			rows = append(rows, []any{st.Role, st.Principal, st.Check, st.Result, st.Reason})
 		}
 		result := "deny"
-		if allowed {
+		if d.Allowed {
 			result = "allow"
 		}
-		rows = append(rows, []any{"decision", nil, what, result, why})
-		return rows, nil
-	}), nil
-}
-
-// showPolicies lists policies (all, or those that apply to a securable:
-// attached to it or to its schema or catalog), with their Rego source.
-func (s *Session) showPolicies(x *parser.ShowPolicies) (*stmt, error) {
-	var (
-		t    catalog.SecurableType
-		path []string
-		err  error
-	)
-	if x.On != nil {
-		t = secType(x.On.Type)
-		if path, err = s.path(t, x.On.Name); err != nil {
-			return nil, err
-		}
-	}
-	cols := textCols("name", "on_type", "on_name", "owner", "source")
-	return s.read(cols, func(m *catalog.Model, me *catalog.Principal) ([][]any, error) {
-		var ps []*catalog.Securable
-		if x.On != nil {
-			sec, err := m.Lookup(t, path)
-			if err != nil {
-				return nil, err
-			}
-			ps = m.PoliciesFor(sec.ID)
-		} else {
-			ps = m.Policies()
-		}
-		var rows [][]any
-		for _, p := range ps {
-			on, _ := m.Securable(p.Parent)
-			if !m.CanSee(me.ID, on.ID) {
-				continue
-			}
-			rows = append(rows, []any{p.Name, string(on.Type), on.FullName(), ownerName(m, p.Owner), p.Options[catalog.PolicySourceOption]})
-		}
+		rows = append(rows, []any{"decision", nil, what, result, d.Brief})
 		return rows, nil
 	}), nil
 }

@@ -44,6 +44,13 @@ type Options struct {
 	ApplyInterval time.Duration
 	// MaxPending applies as soon as this many records wait (default 256).
 	MaxPending int
+	// ApplyDelay: the background applier leaves records younger than this
+	// pending (default 100ms; negative: none), so that a gateway call's
+	// audit completion, which follows its request within milliseconds,
+	// is merged into the request's row before the inner store sees it
+	// instead of updating it there. Reads and Flush apply everything, and
+	// so does the applier while more than half of MaxPendingBytes wait.
+	ApplyDelay time.Duration
 	// RotateBytes rewrites the log once this many bytes of it are applied
 	// while new records keep it from being truncated (default 64 MiB).
 	RotateBytes int64
@@ -89,6 +96,7 @@ type record struct {
 	size   int64 // framed size in the log
 	events []catalog.AuditEvent
 	mark   catalog.Revision // 0: an AppendAudit record
+	at     time.Time        // when it was appended (zero: replayed)
 }
 
 // Open opens (creating if needed) dir/audit.wal in front of inner and
@@ -99,6 +107,9 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = 256
+	}
+	if o.ApplyDelay == 0 {
+		o.ApplyDelay = 100 * time.Millisecond
 	}
 	if o.RotateBytes <= 0 {
 		o.RotateBytes = 64 << 20
@@ -305,7 +316,7 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision) erro
 	if err != nil {
 		return err
 	}
-	r.size = int64(len(buf))
+	r.size, r.at = int64(len(buf)), time.Now()
 	if _, err := l.f.WriteAt(buf, l.size); err != nil {
 		return l.failAppend(err)
 	}
@@ -372,7 +383,7 @@ func (l *Log) applier() {
 		case <-l.kick:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := l.flush(ctx); err != nil {
+		if err := l.apply(ctx, time.Now().Add(-l.opts.ApplyDelay)); err != nil {
 			l.log.Error().Err(err).Msg("audit log: applying to the store failed; will retry (the log keeps the events)")
 		}
 		cancel()
@@ -386,11 +397,20 @@ const maxApplyEvents = 1 << 16
 // (in transactions of at most maxApplyEvents events; records that arrive
 // meanwhile wait for the next flush), then truncates the log if nothing
 // new arrived.
-func (l *Log) flush(ctx context.Context) error {
+func (l *Log) flush(ctx context.Context) error { return l.apply(ctx, time.Time{}) }
+
+// apply is flush for the records appended before before (all of them for
+// a zero time, or while more than half of MaxPendingBytes wait).
+func (l *Log) apply(ctx context.Context, before time.Time) error {
 	l.applyMu.Lock()
 	defer l.applyMu.Unlock()
 	l.mu.Lock()
 	left := len(l.pending)
+	if !before.IsZero() && l.live <= l.opts.MaxPendingBytes/2 {
+		for left > 0 && l.pending[left-1].at.After(before) {
+			left--
+		}
+	}
 	l.mu.Unlock()
 	for left > 0 {
 		l.mu.Lock()

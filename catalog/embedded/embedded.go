@@ -22,7 +22,7 @@
 //     up to it had its audit in the table);
 //  3. catalog.wal is emptied; the catalog log of the current format starts.
 //
-// DuckDB's schema version 3 marks the directory, so that the Mandate before
+// DuckDB's schema version 4 marks the directory, so that the Mandate before
 // the split refuses it instead of bootstrapping an empty catalog.
 package embedded
 

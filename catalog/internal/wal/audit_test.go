@@ -62,6 +62,39 @@ func TestAuditCodecCompletions(t *testing.T) {
 	}
 }
 
+// A body with trace ids, guardrail outcomes, usage or a payload takes the
+// third form; every field round-trips, and events without them in the
+// same body stay without them.
+func TestAuditCodecExtended(t *testing.T) {
+	llm := fullEvent(3)
+	llm.Service, llm.TraceID, llm.SpanID = "llm", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	llm.Guardrails = `[{"policy":"pii","action":"mask"}]`
+	done := llm
+	done.Completes = true
+	done.Usage = &catalog.LLMUsage{ProviderService: "system.ai.openai_prod", Provider: "openai", Model: "gpt-4.1",
+		InputTokens: 10, OutputTokens: 20, CachedInputTokens: 3, CacheWriteTokens: 4, ReasoningTokens: 5, CostNanos: 123456789,
+		TTFTMs: 12.5, Streaming: true, RequestTags: `{"project":"checkout"}`, Routing: `[{"status":200}]`}
+	payload := fullEvent(4)
+	payload.Payload = &catalog.AuditPayload{RequestBody: `{"messages":[]}`, ResponseBody: "{}"}
+	events := []catalog.AuditEvent{fullEvent(1), llm, done, payload}
+	body := AppendAudit(nil, events)
+	if body[0] != AuditMagic3 {
+		t.Fatalf("a body with usage starts with %#x", body[0])
+	}
+	got, err := DecodeAudit(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, events) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, events)
+	}
+	for n := 1; n < len(body); n++ {
+		if _, err := DecodeAudit(body[:n]); err == nil {
+			t.Fatalf("a body cut to %d of %d bytes decoded", n, len(body))
+		}
+	}
+}
+
 func TestAuditCodecMalformed(t *testing.T) {
 	done := fullEvent(2)
 	done.Completes = true
@@ -89,7 +122,7 @@ func FuzzAuditDecode(f *testing.F) {
 		if len(b) == 0 {
 			return
 		}
-		if b[0] != AuditMagic2 {
+		if b[0] != AuditMagic2 && b[0] != AuditMagic3 {
 			b[0] = AuditMagic
 		}
 		events, err := DecodeAudit(b)

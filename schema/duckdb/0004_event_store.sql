@@ -1,4 +1,4 @@
--- 0003_event_store: DuckDB holds the event stream only.
+-- 0004_event_store: DuckDB holds the event stream only.
 --
 -- The catalog moved to its own change records and snapshot
 -- (catalog.wal, catalog.snapshot; catalog/walstore). The tables
