@@ -143,7 +143,7 @@ type Statement struct {
 type writeReq struct {
 	ctx   context.Context
 	stmts []Statement
-	block bool // a transaction block: a failure is a conflict (see blockConflict)
+	block bool      // a transaction block: a failure is a conflict (see blockConflict)
 	start time.Time // Options.Now, for the audit record's latency
 	enq   time.Time // the wall clock, for batching
 	res   chan writeRes

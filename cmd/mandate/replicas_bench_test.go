@@ -138,5 +138,3 @@ func metric(b *testing.B, out, re string) float64 {
 	}
 	return v
 }
-
-

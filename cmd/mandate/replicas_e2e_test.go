@@ -352,4 +352,3 @@ func (p *tcpProxy) restore() {
 	defer p.mu.Unlock()
 	p.down = false
 }
-
