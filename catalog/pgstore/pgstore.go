@@ -467,6 +467,13 @@ func (s *Store) Prune(ctx context.Context, through catalog.Revision) error {
 	return translate(ctx, "prune change records", err)
 }
 
+// Pool is the store's connection pool (Options.MaxConns connections), for
+// other state of the same Mandate in the same database (the rate-limit
+// and budget leases) to share: one connection string, one pool, one
+// reconnect policy. Its users must not touch the mandate_catalog_ tables;
+// the pool is closed by Close.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
 // Close implements catalog.Store.
 func (s *Store) Close() error {
 	s.once.Do(func() {

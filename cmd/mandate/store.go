@@ -66,7 +66,11 @@ type stores struct {
 	catalog catalog.Store
 	events  *auditwal.Log
 	duck    *duckstore.Store
-	close   func() error
+	// pg is the PostgreSQL catalog store (--store postgres://...; nil when
+	// embedded): pg.Pool() is the connection pool other shared state of
+	// the replicas (rate-limit and budget leases) uses.
+	pg    *pgstore.Store
+	close func() error
 }
 
 // openStores opens the catalog's store and this process's event stream.
@@ -95,7 +99,7 @@ func openStores(ctx context.Context, cfg *serveConfig, log zerolog.Logger) (*sto
 		pg.Close()
 		return nil, err
 	}
-	return &stores{catalog: pg, events: ev.Events, duck: ev.Duck, close: func() error {
+	return &stores{catalog: pg, events: ev.Events, duck: ev.Duck, pg: pg, close: func() error {
 		return errors.Join(pg.Close(), ev.Close())
 	}}, nil
 }
