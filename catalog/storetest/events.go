@@ -21,6 +21,7 @@ func RunEvents(t *testing.T, newStore func(t *testing.T) catalog.EventStore) {
 		{"ManyEvents", testManyEvents},
 		{"ZeroEvent", testZeroEvent},
 		{"Completion", testCompletion},
+		{"AIGatewayColumns", testAIGatewayColumns},
 		{"ChangeAudit", testChangeAudit},
 		{"Closed", testEventsClosed},
 		{"ContextCanceled", testEventsContextCanceled},
@@ -211,6 +212,35 @@ func testCompletion(t *testing.T, s catalog.EventStore) {
 	checkAudit(t, s, want)
 	must(t, s.AppendAudit(ctx, c1))
 	checkAudit(t, s, want)
+}
+
+// testAIGatewayColumns: an LLM call's request (trace ids), its completion
+// (usage, guardrail outcomes; its trace ids replace the request's) and a
+// captured payload event are stored with every column.
+func testAIGatewayColumns(t *testing.T, s catalog.EventStore) {
+	ctx := t.Context()
+	req := auditEvent(21, base)
+	req.Service, req.Action, req.Revision = catalog.AuditServiceLLM, "chat.completions", 0
+	req.TraceID, req.SpanID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	done := req
+	done.Completes, done.StatusCode, done.LatencyMs = true, 200, 812.5
+	done.SpanID = "00f067aa0ba902b8"
+	done.Guardrails = `[{"policy":"pii","phase":"result","action":"mask","entities":{"EMAIL":2}}]`
+	done.Usage = &catalog.LLMUsage{ProviderService: "system.ai.openai_prod", Provider: "openai", Model: "gpt-4.1",
+		InputTokens: 10, OutputTokens: 20, CachedInputTokens: 3, CacheWriteTokens: 4, ReasoningTokens: 5, CostNanos: 123456789,
+		TTFTMs: 12.5, Streaming: true, RequestTags: `{"project":"checkout"}`, Routing: `[{"destination":"openai_prod/gpt-4.1","status":200}]`}
+	payload := auditEvent(22, base.Add(time.Millisecond))
+	payload.Service, payload.Action, payload.Revision = catalog.AuditServiceLLM, catalog.AuditActionPayload, 0
+	payload.RequestID = req.RequestID
+	payload.Payload = &catalog.AuditPayload{RequestBody: `{"messages":[{"role":"user","content":"hi"}]}`, ResponseBody: `{"choices":[]}`}
+	must(t, s.AppendAudit(ctx, req))
+	must(t, s.AppendAudit(ctx, done, payload))
+	want := req
+	want.CompleteWith(&done)
+	if want.Usage == nil || want.SpanID != done.SpanID {
+		t.Fatalf("CompleteWith did not carry the usage and trace: %+v", want)
+	}
+	checkAudit(t, s, []catalog.AuditEvent{want, payload})
 }
 
 func testChangeAudit(t *testing.T, s catalog.EventStore) {

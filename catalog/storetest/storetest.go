@@ -28,6 +28,7 @@ func RunStore(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"Changes", testChanges},
 		{"SnapshotPrune", testSnapshotPrune},
+		{"SecurableTypes", testSecurableTypes},
 		{"LargeChange", testLargeChange},
 		{"Closed", testClosed},
 		{"ContextCanceled", testContextCanceled},
@@ -565,6 +566,57 @@ func testSnapshotPrune(t *testing.T, s catalog.Store) {
 	checkLoad(t, s, want)
 	if cs, err := s.Changes(ctx, 7, 0); err != nil || len(cs) != 0 {
 		t.Errorf("Changes(7) = %v, %v; want none", cs, err)
+	}
+}
+
+// testSecurableTypes: the securables of the AI gateway (model services,
+// access tokens, rate limits, budgets, tool pins, policies) are stored as
+// generic securables, with their grants, in change records and snapshots;
+// a change's audit records keep the usage, payload, trace and guardrail
+// columns.
+func testSecurableTypes(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	changes := fixture()
+	ops := []catalog.ChangeOp{}
+	id := catalog.ID(100)
+	for _, typ := range []catalog.SecurableType{catalog.TypeProviderService, catalog.TypeModelService, catalog.TypeAccessToken,
+		catalog.TypeRateLimit, catalog.TypeBudget, catalog.TypeToolPin, catalog.TypePolicy} {
+		if _, ok := catalog.LookupType(typ); !ok {
+			t.Fatalf("securable type %s is not registered", typ)
+		}
+		sec := securable(id, typ, 3, strings.ToLower(strings.ReplaceAll(string(typ), " ", "_")))
+		sec.Options = map[string]string{"kind": string(typ), "json": `{"a":[1,2]}`}
+		sec.Secrets = []byte{0xA5, 0x00, byte(id)}
+		ops = append(ops, putSecurable(sec))
+		id++
+	}
+	ops = append(ops, addGrant(100, 2, catalog.PrivExecute, 1), addGrant(101, 5, catalog.PrivExecute, 1),
+		addGrant(3, 5, catalog.PrivCreateService, 1))
+	c3 := change(3, id, ops, 3)
+	llm := auditEvent(4, base)
+	llm.Revision, llm.Service, llm.TraceID, llm.SpanID = 3, catalog.AuditServiceLLM, "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	llm.Guardrails = `[{"policy":"pii","action":"mask"}]`
+	llm.Usage = &catalog.LLMUsage{ProviderService: "system.ai.openai", Provider: "openai", Model: "gpt-4.1", InputTokens: 10,
+		OutputTokens: 20, CachedInputTokens: 3, CacheWriteTokens: 4, ReasoningTokens: 5, CostNanos: 123, TTFTMs: 1.5, Streaming: true,
+		RequestTags: `{"team":"a"}`, Routing: `[{"status":200}]`}
+	llm.Payload = &catalog.AuditPayload{RequestBody: `{"messages":[]}`, ResponseBody: "{}"}
+	c3.Audit = append(c3.Audit, llm)
+	changes = append(changes, c3)
+	mustAppend(t, s, 0, changes...)
+	checkChanges(t, s, 0, changes)
+	want := replay(t, &catalog.State{}, changes)
+	checkLoad(t, s, want)
+	must(t, s.WriteSnapshot(ctx, want))
+	must(t, s.Prune(ctx, 3))
+	checkLoad(t, s, want)
+	n := 0
+	for _, sec := range want.Securables {
+		if sec.ID >= 100 {
+			n++
+		}
+	}
+	if n != 7 {
+		t.Errorf("the snapshot holds %d of the 7 securables of the new types", n)
 	}
 }
 
