@@ -388,3 +388,39 @@ func TestForwardingResumes(t *testing.T) {
 		t.Fatalf("Changes(0) after the snapshot: %v, want ErrPruned", err)
 	}
 }
+
+// deaf is a shared store whose notifications never arrive.
+type deaf struct{ *memstore.Store }
+
+func (deaf) Changed() <-chan struct{}    { return nil }
+func (deaf) Announced() catalog.Revision { return 0 }
+
+// A statement about an object another replica created a moment ago (its
+// notification not yet arrived, no poll since) does not fail on this
+// replica: the failure sends it to the database's head first, and it is
+// planned again there.
+func TestReplicaPlansAgainOnNewerHead(t *testing.T) {
+	st := memstore.New()
+	a := openReplica(t, st, st)
+	b := openReplica(t, deaf{st}, st, func(o *catalog.Options) { o.PollInterval = time.Hour })
+	if _, err := a.Write(t.Context(), adminReq, create("from-a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := principals(b)["from-a"]; ok {
+		t.Fatal("the test needs replica b not to have followed yet")
+	}
+	if _, err := b.Write(t.Context(), adminReq, func(tx *catalog.Tx) error {
+		return tx.DropPrincipal(catalog.KindGroup, "from-a", false)
+	}); err != nil {
+		t.Fatalf("DROP GROUP on the replica that had not seen the CREATE: %v", err)
+	}
+	if _, ok := principals(b)["from-a"]; ok {
+		t.Error("the group is still there")
+	}
+	// A statement that fails on the newest catalog too keeps its error.
+	if _, err := b.Write(t.Context(), adminReq, func(tx *catalog.Tx) error {
+		return tx.DropPrincipal(catalog.KindGroup, "never-was", false)
+	}); !catalog.IsCode(err, catalog.CodeNotFound) {
+		t.Errorf("DROP GROUP never-was: %v, want CodeNotFound", err)
+	}
+}

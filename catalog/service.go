@@ -506,7 +506,7 @@ const (
 // of a shared store is planned again on the newer catalog.
 func (s *Service) commitBatch(batch []*writeReq) {
 	for attempt := 1; ; attempt++ {
-		results, conflict := s.tryCommit(batch)
+		results, conflict := s.tryCommit(batch, attempt < maxAttempts)
 		if conflict {
 			s.catchUp()
 			if attempt < maxAttempts {
@@ -534,14 +534,17 @@ func errLostRace(attempts int) error {
 
 // tryCommit plans the batch against the committed catalog and appends its
 // changes to the store. conflict means another writer appended first:
-// nothing was applied and no one was answered.
-func (s *Service) tryCommit(batch []*writeReq) (results []writeRes, conflict bool) {
+// nothing was applied and no one was answered. mayRetry: a failed
+// statement may be planned again if the store is ahead (else its error
+// stands).
+func (s *Service) tryCommit(batch []*writeReq, mayRetry bool) (results []writeRes, conflict bool) {
 	results = make([]writeRes, len(batch))
 	var (
 		undo    []op
 		ops     []op
 		changes []Change
 		ok      []int
+		refused bool // a statement failed
 	)
 	s.mu.Lock()
 	s.cleanLocked()
@@ -581,6 +584,7 @@ func (s *Service) tryCommit(batch []*writeReq) (results []writeRes, conflict boo
 			reqOps = append(reqOps, tx.ops...)
 		}
 		if failed {
+			refused = true
 			continue
 		}
 		if len(reqOps) > 0 {
@@ -615,6 +619,13 @@ func (s *Service) tryCommit(batch []*writeReq) (results []writeRes, conflict boo
 	}
 	nextID := s.model.nextID
 	s.mu.Unlock()
+	// A statement that failed on a shared catalog may have failed only
+	// because this replica has not yet applied another's change (an object
+	// created there a moment ago): if the database is ahead, plan again
+	// after catching up, as for a lost race.
+	if refused && mayRetry && s.watcher != nil && s.behind() {
+		return nil, true
+	}
 	if len(changes) == 0 {
 		return results, false
 	}
@@ -651,6 +662,15 @@ func (s *Service) tryCommit(batch []*writeReq) (results []writeRes, conflict boo
 	s.forward(changes)
 	s.maybeSnapshot(rev)
 	return results, false
+}
+
+// behind reports whether the store's head is past the committed catalog
+// (false when the store cannot tell: the statement's own error stands).
+func (s *Service) behind() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	head, err := s.store.Head(ctx)
+	return err == nil && head > s.Revision()
 }
 
 // plan runs fn, converting a panic into an internal error so that one bad

@@ -125,6 +125,28 @@ func TestReplicas(t *testing.T) {
 		}
 	})
 
+	// The AI gateway's objects (generic securables in the change records)
+	// reach every replica like connections do.
+	t.Run("ServicesVisibleOnAll", func(t *testing.T) {
+		mustExec(t, admins[2], `CREATE MODEL PROVIDER SERVICE openai_prod OPTIONS (provider 'openai', api_key 'sk-replica-test')`,
+			`CREATE MODEL SERVICE frontier OPTIONS (destinations 'openai_prod/gpt-4.1')`,
+			`GRANT EXECUTE ON MODEL SERVICE frontier TO "alice@example.com"`,
+			`ALTER MODEL SERVICE frontier SET RATE LIMIT 10 REQUESTS PER MINUTE FOR EACH USER`,
+			`CREATE BUDGET monthly LIMIT 5 USD PER MONTH FOR EACH USER ON MODEL SERVICE frontier`)
+		for i := range c.replicas {
+			waitFor(t, 30*time.Second, fmt.Sprintf("the model service on replica %d", i), func() bool {
+				rows := queryRows(t, admins[i], `SELECT service_name, grantee, privilege_type FROM system.information_schema.service_privileges WHERE grantee = 'alice@example.com'`)
+				return slices.Equal(rows, []string{"frontier|alice@example.com|EXECUTE"})
+			})
+			if rows := queryRows(t, admins[i], `SHOW RATE LIMITS ON MODEL SERVICE frontier`); len(rows) != 1 {
+				t.Errorf("replica %d: SHOW RATE LIMITS = %v", i, rows)
+			}
+			if rows := queryRows(t, admins[i], `SHOW BUDGETS`); len(rows) != 1 || !strings.HasPrefix(rows[0], "monthly|") {
+				t.Errorf("replica %d: SHOW BUDGETS = %v", i, rows)
+			}
+		}
+	})
+
 	t.Run("RevokeDeniesOnAll", func(t *testing.T) {
 		var lat []time.Duration
 		for round := range 6 {
@@ -148,7 +170,7 @@ func TestReplicas(t *testing.T) {
 			}
 		}
 		slices.Sort(lat)
-		t.Logf("REVOKE to denial on the other replicas (sequential checks, upper bounds): median %v, max %v (BenchmarkReplicaRevoke measures the p99)",
+		t.Logf("REVOKE to denial on the other replicas (sequential checks, upper bounds): median %v, max %v (BenchmarkReplicas/revoke measures the p99)",
 			lat[len(lat)/2], lat[len(lat)-1])
 	})
 
