@@ -4,8 +4,12 @@
 # catalog.wal (schema version 2, before the catalog moved to
 # catalog.snapshot + catalog.wal), killed with SIGKILL while records were
 # still waiting in catalog.wal, and what that Mandate showed after a
-# restart on a copy of it. cmd/mandate's TestUpgradeEmbeddedV2 starts the
+# restart on a copy of it. cmd/mandate's TestUpgradeEmbedded starts the
 # current Mandate on the directory and compares.
+#
+# embedded-v2.expected was refreshed since by expected.sh with the last
+# Mandate before the split (commit ba4eb47), which shows more system
+# tables and adds them with one UPGRADE change on its first start.
 #
 # Usage: make-fixture.sh OLD_MANDATE_BINARY   (built from commit 02b8cef)
 set -euo pipefail
