@@ -21,8 +21,9 @@ import (
 const FileName = "audit.wal"
 
 // changeAuditMagic starts the body of a record of AppendChangeAudit: then
-// the new AuditedRevision as a uvarint, then a binary audit body.
-const changeAuditMagic = 0xA3
+// the new AuditedRevision as a uvarint, then a binary audit body. (Not
+// one of the binary audit bodies' first bytes, 0xA1..0xA3.)
+const changeAuditMagic = 0xAC
 
 // Inner is the event store behind the log (duckstore; memstore in tests).
 type Inner interface {

@@ -88,6 +88,10 @@ func TestReplayAfterCrash(t *testing.T) {
 	var want []catalog.AuditEvent
 	for i := range 6 {
 		e := event(i)
+		if i%3 == 0 { // the AI gateway's columns: the third binary form
+			e.Service, e.TraceID, e.Guardrails = catalog.AuditServiceLLM, "4bf92f3577b34da6a3ce929d0e0e4736", `[{"policy":"pii"}]`
+			e.Usage = &catalog.LLMUsage{Provider: "openai", Model: "gpt-4.1", InputTokens: int64(i + 1), CostNanos: 7}
+		}
 		if i%2 == 0 {
 			if err := l.AppendAudit(ctx, e, e); err != nil {
 				t.Fatal(err)
@@ -265,4 +269,59 @@ func BenchmarkAppendAudit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(events))/b.Elapsed().Seconds(), "events/s")
+}
+
+// applyCounter counts the inner store's ApplyLog transactions.
+type applyCounter struct {
+	keepOpen
+	n atomic.Int64
+}
+
+func (c *applyCounter) ApplyLog(ctx context.Context, seq int64, events []catalog.AuditEvent, mark catalog.Revision) error {
+	c.n.Add(1)
+	return c.keepOpen.ApplyLog(ctx, seq, events, mark)
+}
+
+// The background applier leaves the youngest records pending, so that a
+// completion appended right after its request reaches the inner store in
+// the same transaction (merged) rather than as an update; Flush applies
+// all.
+func TestApplyDelay(t *testing.T) {
+	ctx := t.Context()
+	inner := &applyCounter{keepOpen: keepOpen{memstore.New()}}
+	l, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	old, req := event(1), event(2)
+	if err := l.AppendAudit(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	if err := l.AppendAudit(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.apply(ctx, cut); err != nil { // what the applier does with cut = now - ApplyDelay
+		t.Fatal(err)
+	}
+	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 1 || es[0].EventID != old.EventID {
+		t.Fatalf("inner store after applying the old records: %+v", es)
+	}
+	done := req
+	done.Completes, done.StatusCode = true, 200
+	if err := l.AppendAudit(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	before := inner.n.Load()
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := inner.n.Load() - before; n != 1 {
+		t.Fatalf("Flush applied the request and its completion in %d transactions, want 1", n)
+	}
+	es, _ := inner.ListAudit(ctx, time.Time{}, 0)
+	if len(es) != 2 || es[1].EventID != req.EventID || es[1].StatusCode != 200 {
+		t.Fatalf("inner store after Flush: %+v", es)
+	}
 }

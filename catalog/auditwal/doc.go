@@ -10,7 +10,7 @@
 //     gateway's events, so one fsync covers thousands.
 //   - AppendChangeAudit (the audit records of catalog changes, forwarded by
 //     catalog.Service) logs the events of revisions above AuditedRevision
-//     with the new mark (a record starting with 0xA3 and the mark).
+//     with the new mark (a record starting with 0xAC and the mark).
 //   - Pending records are also held in memory until applied. Past
 //     Options.MaxPendingBytes (256 MiB) of them, AppendAudit waits within
 //     its context for the applier (backpressure): ingestion faster than
@@ -19,7 +19,10 @@
 //     it (the catalog has its own log, catalog/walstore), and neither does
 //     AppendChangeAudit.
 //   - A background applier replays pending records into the inner store
-//     (every ApplyInterval, or sooner when MaxPending records wait): each
+//     (every ApplyInterval, or sooner when MaxPending records wait),
+//     leaving those younger than ApplyDelay (100 ms) for the next round,
+//     so that a gateway call's completion is merged into its request's
+//     row before DuckDB sees it instead of updating the row there: each
 //     batch is one Inner.ApplyLog, which stores the last record's sequence
 //     number and the mark in the same transaction, so a record is applied
 //     exactly once even across crashes. When nothing is pending the log is

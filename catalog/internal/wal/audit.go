@@ -167,8 +167,8 @@ func AuditSize(events []catalog.AuditEvent) int {
 	return n
 }
 
-// DecodeAudit decodes a binary audit body (starting with AuditMagic or
-// AuditMagic2).
+// DecodeAudit decodes a binary audit body (starting with AuditMagic,
+// AuditMagic2 or AuditMagic3).
 func DecodeAudit(b []byte) ([]catalog.AuditEvent, error) {
 	if !IsAudit(b) {
 		return nil, errAuditBody

@@ -9,7 +9,7 @@
 //	[length u32][CRC-32C of seq+body u32][seq u64][body]
 //
 // (little endian). The first byte of the body says what it holds: a
-// binary audit body (AuditMagic, AuditMagic2, see audit.go), or a format
+// binary audit body (AuditMagic, AuditMagic2, AuditMagic3, see audit.go), or a format
 // of the log that wrote it.
 package wal
 
