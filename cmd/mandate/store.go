@@ -6,7 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
-
+	"os"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -39,6 +40,11 @@ func (c *storeConfig) validate() error {
 	}
 	if _, err := c.postgresURL(); err != nil {
 		return err
+	}
+	if strings.TrimSpace(os.Getenv("MANDATE_MASTER_KEY")) == "" {
+		// A key generated into one replica's data directory would leave
+		// the secrets it seals unreadable by the others.
+		return fmt.Errorf("with --store postgres://... every replica needs the same MANDATE_MASTER_KEY (32 bytes, base64 or hex): it encrypts the connection and provider secrets of the shared catalog")
 	}
 	return nil
 }
