@@ -26,6 +26,11 @@
 //     microseconds; Options and Secrets round-trip exactly: nil stays nil,
 //     an empty map or slice stays empty), oldest first, never with a gap:
 //     records pruned are ErrPruned;
+//   - securables of every type (the AI gateway's included: model
+//     services, access tokens, rate limits, budgets, tool pins, policies)
+//     are generic rows: options, secrets and grants of any privilege
+//     round-trip, in records and snapshots, and so do the usage, payload,
+//     trace and guardrail columns of a record's audit events;
 //   - Append with a base that is not the newest revision fails with
 //     CodeConflict and writes nothing; of concurrent appends on one base
 //     exactly one succeeds;
@@ -44,6 +49,9 @@
 //   - a completion (AuditEvent.Completes) replaces the outcome columns of
 //     the row with its EventID, appended earlier or in the same call;
 //     one whose request is unknown is dropped; repeating it changes nothing;
+//     the AI gateway's columns (trace ids, guardrail outcomes, LLM usage,
+//     captured payloads) round-trip, a completion's trace ids replacing
+//     the request's;
 //   - AppendChangeAudit skips events of revisions at or below
 //     AuditedRevision and never lowers it;
 //   - Close and done contexts as above.
