@@ -2,7 +2,7 @@ package telemetry
 
 import (
 	"net/http"
-		"sync"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
