@@ -46,6 +46,16 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 	@test -e testdata/clients/node_modules/pg/package.json || \
 	  (cd testdata/clients && npm ci --no-audit --no-fund --loglevel=error)
+	@# The PostgreSQL server that catalog/pgtest starts for the differential
+	@# test (sqlfront): Debian's postgresql (15 on Debian 12), without the
+	@# cluster the package would create and start.
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  echo "installing postgresql (server binaries)"; \
+	  mkdir -p /etc/postgresql-common && \
+	  { grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf || \
+	    echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf; } && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    -o Dpkg::Options::=--force-confold postgresql >/dev/null; }
 
 vet:
 	$(GO) vet $(PKGS)

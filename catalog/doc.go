@@ -4,15 +4,42 @@
 //
 // Layers:
 //
-//   - model.go, state.go: the types and the in-memory Model with its indexes
-//     (children by name, grants by securable and by principal, dense group
-//     indexes and per-securable group bitsets for the privilege check).
-//   - privilege.go: Check, the one function answering "does principal P hold
-//     privilege X on securable S, and why" (Unity Catalog semantics: USE
-//     prerequisites, inheritance from catalog and schema, ownership, MANAGE,
-//     ALL PRIVILEGES expanded at check time, transitive groups, metastore
-//     admins), plus CanManage (may P grant on S) and CanSee (listing).
-//     testdata/privilege_matrix.txt is the written matrix it is tested on.
+//   - model.go: the types, and the two registries everything about
+//     privileges is read from: privileges (PrivilegeInfo: SQL spelling,
+//     ALL PRIVILEGES and what it leaves out, whether the securable's own
+//     USE privilege is needed) and securable types (TypeInfo: container,
+//     applicable privileges, USE privilege, whether grants are inherited
+//     by what is inside, where one-part names resolve). Adding a privilege
+//     or a securable type is an entry there, not code in the evaluator,
+//     the decision engine or the SQL front end.
+//   - state.go: the in-memory Model with its indexes (children by name,
+//     grants by securable and by principal).
+//   - authz.go: the privilege state the evaluator reads, kept by the Model
+//     in step with every change: principal and securable records (a
+//     principal's direct groups and own grants; a securable's owner,
+//     containers and per privilege the bitset of groups granted it there)
+//     and the principals' transitive groups as bitsets, computed on first
+//     use. Records are copy on write: a Snapshot shares them, and the
+//     Model copies a shared record before changing it.
+//   - privilege.go: the privilege evaluator, the one implementation of the
+//     rules: admins, USE prerequisites, inheritance from catalog and
+//     schema, ownership, MANAGE, ALL PRIVILEGES expanded at check time,
+//     transitive groups and "account users". The same code answers with or
+//     without an explanation (without, it does not allocate). Model.Check
+//     (explained, memoized per model generation), Model.Holds, CanManage
+//     (may P grant on S) and CanSee (listing) run it on the Model as it is,
+//     so a statement being planned sees its own earlier changes.
+//     testdata/privilege_matrix.txt is the written matrix it is tested on;
+//     the property test compares it with a deliberately naive reference
+//     (catalogtest.Reference).
+//   - access.go: the on-behalf-of rule (an agent acting for a human needs
+//     the privilege, and so does the human) with its reasons and steps:
+//     what the decision engine answers and EXPLAIN ACCESS prints.
+//   - snapshot.go: Snapshot, an immutable view at one revision with the
+//     same evaluator, safe without locks; taking one copies three slices
+//     of pointers under the read lock, its name indexes (the authorization
+//     API's names) are built outside it. The decision engine decides from
+//     Snapshots.
 //   - tx.go: Tx, the planner of one change: every governance statement is a
 //     Tx method that checks privileges and existence and emits ops.
 //   - ops.go: ops apply to the Model (returning their inverse, for undo) and

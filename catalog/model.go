@@ -135,13 +135,53 @@ const (
 	PrivSelect Privilege = "SELECT"
 )
 
-// AllPrivileges lists every known privilege in a stable order (the order
-// of their bits in a PrivSet; SELECT came later and is last).
-var allPrivileges = []Privilege{PrivAll, PrivBrowse, PrivCreateCatalog, PrivCreateConnection, PrivCreateSchema,
-	PrivManage, PrivUseCatalog, PrivUseConnection, PrivUseSchema, PrivSelect}
+// PrivilegeInfo is the registry entry of a privilege: everything the
+// privilege evaluator needs to know about it.
+type PrivilegeInfo struct {
+	Privilege Privilege
+	// SQL is the spelling SHOW GRANTS and explanations print.
+	SQL string
+	// All: a grant of it gives every privilege except those NotInAll
+	// (ALL PRIVILEGES, expanded at check time).
+	All bool
+	// NotInAll: not given by ALL PRIVILEGES (MANAGE).
+	NotInAll bool
+	// NoOwnUse: holding it on a securable needs the USE privileges of the
+	// containers but not the securable's own USE privilege (BROWSE).
+	NoOwnUse bool
+}
 
-// KnownPrivileges returns every privilege name the catalog knows.
-func KnownPrivileges() []Privilege { return append([]Privilege(nil), allPrivileges...) }
+// privileges is the privilege registry. A privilege's position is its
+// index (PrivilegeIndex) and its bit in a PrivSet; new privileges are
+// appended (SELECT came later and is last). Adding a privilege is one entry
+// here and its name in the TypeInfo.Privileges of the types it applies to.
+var privileges = [...]PrivilegeInfo{
+	{Privilege: PrivAll, SQL: "ALL PRIVILEGES", All: true},
+	{Privilege: PrivBrowse, SQL: "BROWSE", NoOwnUse: true},
+	{Privilege: PrivCreateCatalog, SQL: "CREATE CATALOG"},
+	{Privilege: PrivCreateConnection, SQL: "CREATE CONNECTION"},
+	{Privilege: PrivCreateSchema, SQL: "CREATE SCHEMA"},
+	{Privilege: PrivManage, SQL: "MANAGE", NotInAll: true},
+	{Privilege: PrivUseCatalog, SQL: "USE CATALOG"},
+	{Privilege: PrivUseConnection, SQL: "USE CONNECTION"},
+	{Privilege: PrivUseSchema, SQL: "USE SCHEMA"},
+	{Privilege: PrivSelect, SQL: "SELECT"},
+}
+
+// numPrivs is the number of privileges; a PrivSet holds at most 32.
+const numPrivs = len(privileges)
+
+var _ [32 - numPrivs]struct{} // compile-time bound: PrivSet is 32 bits
+
+// KnownPrivileges returns every privilege name the catalog knows, in
+// index order.
+func KnownPrivileges() []Privilege {
+	out := make([]Privilege, numPrivs)
+	for i := range privileges {
+		out[i] = privileges[i].Privilege
+	}
+	return out
+}
 
 // ParsePrivilege accepts both spellings (USE_CONNECTION and USE CONNECTION),
 // any case, and returns the canonical form.
@@ -150,18 +190,24 @@ func ParsePrivilege(s string) (Privilege, error) {
 	if f == "ALL" {
 		f = string(PrivAll)
 	}
-	for _, p := range allPrivileges {
-		if string(p) == f {
-			return p, nil
-		}
+	if i := PrivilegeIndex(Privilege(f)); i >= 0 {
+		return privileges[i].Privilege, nil
 	}
 	return "", Errorf(CodeInvalidPrivilege, "unknown privilege %q", s)
 }
 
 // SQL returns the privilege in SQL spelling (spaces), as SHOW GRANTS prints it.
-func (p Privilege) SQL() string { return strings.ReplaceAll(string(p), "_", " ") }
+func (p Privilege) SQL() string {
+	if i := PrivilegeIndex(p); i >= 0 {
+		return privileges[i].SQL
+	}
+	return strings.ReplaceAll(string(p), "_", " ")
+}
 
-// TypeInfo describes a securable type.
+// TypeInfo describes a securable type: its registry entry. The privilege
+// evaluator, name resolution and the decision engine read everything they
+// know about a type from here, so adding a securable type is one entry in
+// typeRegistry.
 type TypeInfo struct {
 	Type SecurableType
 	// Parent is the type of the container; "" for the metastore.
@@ -171,17 +217,24 @@ type TypeInfo struct {
 	// UsePrivilege is the privilege a principal needs on a securable of this
 	// type to use anything inside it ("" if none): USE_CATALOG, USE_SCHEMA.
 	UsePrivilege Privilege
+	// Inherited: grants on a securable of this type also apply to the
+	// securables inside it (catalogs and schemas; never the metastore).
+	Inherited bool
 	// Named is true when the type is addressed by name in SQL.
 	Named bool
+	// Home is the schema (catalog, schema) a one-part name of this type
+	// resolves in (system.ai for connections); nil: one-part names are
+	// not accepted (beyond the type's own depth).
+	Home []string
 }
 
 var typeRegistry = map[SecurableType]*TypeInfo{
 	TypeMetastore: {Type: TypeMetastore, Privileges: []Privilege{PrivCreateCatalog}},
-	TypeCatalog: {Type: TypeCatalog, Parent: TypeMetastore, Named: true, UsePrivilege: PrivUseCatalog,
+	TypeCatalog: {Type: TypeCatalog, Parent: TypeMetastore, Named: true, UsePrivilege: PrivUseCatalog, Inherited: true,
 		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivCreateSchema, PrivManage, PrivSelect, PrivUseCatalog, PrivUseConnection, PrivUseSchema}},
-	TypeSchema: {Type: TypeSchema, Parent: TypeCatalog, Named: true, UsePrivilege: PrivUseSchema,
+	TypeSchema: {Type: TypeSchema, Parent: TypeCatalog, Named: true, UsePrivilege: PrivUseSchema, Inherited: true,
 		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivManage, PrivSelect, PrivUseConnection, PrivUseSchema}},
-	TypeConnection: {Type: TypeConnection, Parent: TypeSchema, Named: true,
+	TypeConnection: {Type: TypeConnection, Parent: TypeSchema, Named: true, Home: []string{SystemCatalog, "ai"},
 		Privileges: []Privilege{PrivAll, PrivManage, PrivUseConnection}},
 	// SELECT on a table is also held through SELECT on its schema or
 	// catalog (inheritance), with USE_CATALOG and USE_SCHEMA.
@@ -190,6 +243,20 @@ var typeRegistry = map[SecurableType]*TypeInfo{
 	// Policies are managed by whoever may manage what they are attached to;
 	// nothing is granted on them.
 	TypePolicy: {Type: TypePolicy, Named: true},
+}
+
+// Depth is the number of parts of a full name of the type (catalog 1,
+// schema 2, connection 3); 0 for the metastore and for types without a
+// fixed container (policies).
+func (ti *TypeInfo) Depth() int {
+	d := 0
+	for t := ti; t != nil && t.Parent != ""; t = typeRegistry[t.Parent] {
+		d++
+	}
+	if ti.Parent == "" && ti.Type != TypeMetastore {
+		return 0
+	}
+	return d
 }
 
 // LookupType returns the registry entry for t.

@@ -6,76 +6,234 @@ import (
 	"sync"
 )
 
-// closure is the transitive set of groups of a principal, with the path by
-// which each was reached. Entry 0 is the principal itself. Closures are
-// immutable once built and cached in the Model until memberships change.
-type closure struct {
-	entries []closureEntry
-	index   map[ID]int
-	admin   int      // index of the entry that makes the principal an admin, -1 if none
-	bits    []uint64 // the groups of the closure by dense group index
-	rootID  ID
-	root    *Principal
-	gen     uint64
-	direct  *pnode // the root principal's state (own grants)
+// The privilege evaluator: the one implementation of Mandate's privilege
+// rules. It runs on an authzState, the Model's live one (statement
+// planning, SHOW GRANTS, EXPLAIN ACCESS, information_schema) or a
+// Snapshot's frozen one (the decision engine), and explains a decision as
+// an option of the same code path: without an explanation it does not
+// allocate.
+//
+// Semantics (Unity Catalog):
+//   - metastore admins hold every privilege;
+//   - using an object needs the USE privilege of every container (USE_CATALOG
+//     on its catalog, USE_SCHEMA on its schema) besides the privilege itself;
+//     a container's own other privileges (e.g. CREATE_SCHEMA on a catalog)
+//     also need its USE privilege, except BROWSE (PrivilegeInfo.NoOwnUse);
+//   - a privilege is held through a grant to the principal or to any group it
+//     belongs to transitively ("account users" holds every user and service
+//     principal), on the object itself or on a containing catalog or schema
+//     (TypeInfo.Inherited; metastore grants are not inherited);
+//   - ALL_PRIVILEGES is expanded at check time and covers every privilege
+//     except MANAGE (PrivilegeInfo.NotInAll);
+//   - the owner of an object (or a member of an owning group) holds every
+//     privilege on that object.
+//
+// An explanation names, per requirement, the innermost securable with a
+// qualifying grant and there a grant to the principal itself first, then
+// the group closest to it (breadth first, groups in name order).
+
+// lineage is a securable and its containers, innermost first, up to the
+// metastore, with the grants to the principal itself on each (computed
+// on first need): one decision visits each at most once.
+type lineage struct {
+	nodes [maxDepth]*nodeRec
+	own   [maxDepth]PrivSet
+	known uint8 // bit j: own[j] is computed
+	k     int
 }
 
-type closureEntry struct {
-	p      *Principal
-	parent int // index of the entry this one was reached from; -1 for the root
+// lineageOf fills l for n; false for an inconsistent state (a missing
+// container): nothing is held then.
+func (st *authzState) lineageOf(n *nodeRec, l *lineage) bool {
+	for t := n; ; {
+		if l.k == maxDepth {
+			return false
+		}
+		l.nodes[l.k] = t
+		l.k++
+		if t.parent == 0 {
+			return true
+		}
+		if t = st.node(t.parent); t == nil {
+			return false
+		}
+	}
 }
 
-func (m *Model) closureOf(id ID) *closure {
-	pn := m.pnodes.get(id)
-	if pn == nil {
-		return nil
-	}
-	if c := pn.cl.Load(); c != nil && c.gen == m.closureGen {
-		return c
-	}
-	p := m.principals[id]
-	c := &closure{index: map[ID]int{id: 0}, admin: -1, gen: m.closureGen, direct: pn, rootID: id, root: p}
-	c.entries = append(c.entries, closureEntry{p: p, parent: -1})
-	// Breadth first, so that the shortest path is recorded.
-	for i := 0; i < len(c.entries); i++ {
-		cur := c.entries[i].p.ID
-		for g := range m.memberOf[cur] {
-			if _, seen := c.index[g]; seen {
-				continue
+// ownOn returns the privileges granted to the principal pr itself on
+// lineage entry j (a group's own grants are in the securable's group sets).
+func (l *lineage) ownOn(j int, pr *principalRec) PrivSet {
+	if l.known&(1<<j) == 0 {
+		t := l.nodes[j]
+		var set PrivSet
+		if len(pr.direct) > 0 {
+			set = directOn(pr.direct, t.id)
+		}
+		if pr.gbit >= 0 {
+			for gp := range t.groups {
+				if t.groups[gp].has(pr.gbit) {
+					set |= 1 << gp
+				}
 			}
-			c.index[g] = len(c.entries)
-			c.entries = append(c.entries, closureEntry{p: m.principals[g], parent: i})
 		}
+		l.own[j], l.known = set, l.known|1<<j
 	}
-	// Every user and service principal is in "account users".
-	if p.Kind != KindGroup && m.accountUsrs != 0 {
-		if _, seen := c.index[m.accountUsrs]; !seen {
-			c.index[m.accountUsrs] = len(c.entries)
-			c.entries = append(c.entries, closureEntry{p: m.principals[m.accountUsrs], parent: 0})
-		}
-	}
-	for i, e := range c.entries {
-		if e.p.Admin && c.admin < 0 {
-			c.admin = i
-		}
-		if gi, ok := m.groupIdx[e.p.ID]; ok {
-			c.bits = setBit(c.bits, gi)
-		}
-	}
-	pn.cl.Store(c)
-	return c
+	return l.own[j]
 }
 
-// path returns the names from the root to entry i ("alice" → "analysts" → "eng").
-func (c *closure) path(i int) []string {
-	var rev []string
-	for ; i >= 0; i = c.entries[i].parent {
-		rev = append(rev, c.entries[i].p.Name)
+// need is one requirement of a decision: privilege pi on lineage entry j.
+type need struct {
+	pi int
+	j  int
+}
+
+// requirements lists what holding pi on l.nodes[0] needs, in the order
+// checked: the containers' USE privileges (outermost first), the
+// securable's own USE privilege, the privilege itself.
+func requirements(pi int, l *lineage, out *[maxReqs]need) int {
+	k := 0
+	for j := l.k - 1; j >= 1; j-- {
+		if u := l.nodes[j].usePriv; u >= 0 {
+			out[k] = need{int(u), j}
+			k++
+		}
 	}
-	for l, r := 0, len(rev)-1; l < r; l, r = l+1, r-1 {
-		rev[l], rev[r] = rev[r], rev[l]
+	if u := int(l.nodes[0].usePriv); u >= 0 && u != pi && !privileges[pi].NoOwnUse {
+		out[k] = need{u, 0}
+		k++
 	}
-	return rev
+	out[k] = need{pi, 0}
+	return k + 1
+}
+
+// granters lists the privileges whose grants give pi: pi itself and ALL
+// PRIVILEGES unless pi is not in it.
+func granters(pi int) ([2]int, int) {
+	if privileges[pi].All || privileges[pi].NotInAll {
+		return [2]int{pi}, 1
+	}
+	return [2]int{pi, allIndex}, 2
+}
+
+var allIndex = func() int {
+	for i, p := range privileges {
+		if p.All {
+			return i
+		}
+	}
+	panic("catalog: no ALL PRIVILEGES in the privilege registry")
+}()
+
+// holds reports whether the principal of closure c (record pr) holds
+// privilege pi on lineage entry j by ownership, or by a grant there or on
+// a container it inherits from (the next entries, while they are
+// Inherited); r, if not nil, is filled with how.
+func (st *authzState) holds(c *closure, pr *principalRec, l *lineage, j, pi int, r *Requirement) bool {
+	if n := l.nodes[j]; n.owner == c.id || c.bits.has(n.ownerGroup) {
+		if r != nil {
+			r.Met, r.Basis, r.holderID = true, BasisOwner, n.owner
+		}
+		return true
+	}
+	gs, ng := granters(pi)
+	for ; j < l.k; j++ {
+		t := l.nodes[j]
+		if own := l.ownOn(j, pr); own != 0 {
+			for _, gp := range gs[:ng] {
+				if own&(1<<gp) != 0 {
+					if r != nil {
+						r.Met, r.Basis, r.holderID, r.GrantOn, r.GrantPriv = true, BasisGrant, c.id, t.sec, privileges[gp].Privilege
+					}
+					return true
+				}
+			}
+		}
+		for _, gp := range gs[:ng] {
+			if g := t.groups[gp]; intersects(c.bits, g) {
+				if r != nil {
+					ps := st.pathsOf(c)
+					r.Met, r.Basis, r.GrantOn, r.GrantPriv = true, BasisGrant, t.sec, privileges[gp].Privilege
+					r.holderID = ps.entries[max(ps.closest(g), 0)].p.ID
+				}
+				return true
+			}
+		}
+		if j+1 < l.k && !l.nodes[j+1].inherited {
+			break
+		}
+	}
+	return false
+}
+
+// decide is the privilege function: does the principal of closure c
+// (record pr) hold privilege pi on n? With d it also fills d with every
+// requirement and how it is held (the explanation); without, it stops at
+// the first missing requirement and does not allocate.
+func (st *authzState) decide(c *closure, pr *principalRec, pi int, n *nodeRec, d *Decision) bool {
+	if c == nil || pr == nil || n == nil || pi < 0 || pi >= numPrivs {
+		return false
+	}
+	if d == nil && c.admin {
+		return true
+	}
+	var l lineage
+	if !st.lineageOf(n, &l) {
+		return false
+	}
+	var buf [maxReqs]need
+	k := requirements(pi, &l, &buf)
+	allowed := true
+	for i := 0; i < k; i++ {
+		var r *Requirement
+		if d != nil {
+			r = &d.reqs[i]
+			*r = Requirement{Privilege: privileges[buf[i].pi].Privilege, On: l.nodes[buf[i].j].sec}
+		}
+		switch {
+		case c.admin:
+			r.Met, r.Basis = true, BasisAdmin
+		case st.holds(c, pr, &l, buf[i].j, buf[i].pi, r):
+		case d == nil:
+			return false
+		default:
+			allowed = false
+		}
+	}
+	if d != nil {
+		d.n, d.Allowed, d.Admin = k, allowed, c.admin
+		d.ps = st.pathsOf(c)
+	}
+	return allowed
+}
+
+// check answers and explains: the Decision of Model.Check.
+func (st *authzState) check(p ID, priv Privilege, s ID) Decision {
+	d := Decision{Privilege: priv}
+	pi := PrivilegeIndex(priv)
+	n := st.node(s)
+	if n != nil {
+		d.Securable = n.sec
+	}
+	c := st.closure(p)
+	if c == nil {
+		return d
+	}
+	d.Principal = c.p
+	if pi < 0 || n == nil {
+		return d // an unknown privilege is held by nobody
+	}
+	st.decide(c, st.principal(p), pi, n, &d)
+	return d
+}
+
+// allowed answers without explaining (no allocation once the principal's
+// closure is known).
+func (st *authzState) allowed(p ID, pi int, s ID) bool {
+	pr := st.principal(p)
+	if pr == nil {
+		return false
+	}
+	return st.decide(st.closureOf(p, pr), pr, pi, st.node(s), nil)
 }
 
 // Basis says how one requirement was met.
@@ -108,8 +266,8 @@ type Decision struct {
 	Privilege Privilege
 	Securable *Securable
 	Admin     bool
-	cl        *closure
-	reqs      [4]Requirement
+	ps        *closurePaths
+	reqs      [maxReqs]Requirement
 	n         int
 }
 
@@ -118,27 +276,33 @@ type Decision struct {
 func (d *Decision) Reqs() []Requirement { return d.reqs[:d.n] }
 
 func (d *Decision) holderIndex(r *Requirement) int {
-	if i, ok := d.cl.index[r.holderID]; ok {
-		return i
+	if d.ps == nil {
+		return -1
 	}
-	return 0
+	return d.ps.find(r.holderID)
 }
 
 // Path returns the membership path of requirement r's holder, from the
 // principal to the grantee ("alice@example.com", "analysts", "data-team").
 func (d *Decision) Path(r *Requirement) []string {
-	if d.cl == nil || !r.Met || r.Basis == BasisAdmin {
+	if !r.Met || r.Basis == BasisAdmin {
 		return nil
 	}
-	return d.cl.path(d.holderIndex(r))
+	if i := d.holderIndex(r); i >= 0 {
+		return d.ps.path(i)
+	}
+	return nil
 }
 
 // Holder returns the principal that holds requirement r (the grantee or owner).
 func (d *Decision) Holder(r *Requirement) *Principal {
-	if d.cl == nil || !r.Met {
+	if !r.Met {
 		return nil
 	}
-	return d.cl.entries[d.holderIndex(r)].p
+	if i := d.holderIndex(r); i >= 0 {
+		return d.ps.entries[i].p
+	}
+	return nil
 }
 
 // Missing returns the first unmet requirement, or nil.
@@ -151,28 +315,54 @@ func (d *Decision) Missing() *Requirement {
 	return nil
 }
 
-// Explain renders one requirement.
-func (d *Decision) Explain(r *Requirement) string {
-	what := fmt.Sprintf("%s on %s %s", r.Privilege.SQL(), r.On.Type, r.On.FullName())
-	if !r.Met {
-		return "missing " + what
+// What renders what requirement r asks for ("USE SCHEMA on SCHEMA eng.tools").
+func (r *Requirement) What() string {
+	return r.Privilege.SQL() + " on " + string(r.On.Type) + " " + r.On.FullName()
+}
+
+// via renders a membership path as " (via a → b)", or "" for the
+// principal itself.
+func via(path []string) string {
+	if len(path) <= 1 {
+		return ""
 	}
-	via := ""
-	if p := d.Path(r); len(p) > 1 {
-		via = " (via " + quoteAll(p) + ")"
+	return " (via " + quoteAll(path) + ")"
+}
+
+// How renders how requirement r is held, or why it is not (the reason of
+// an EXPLAIN ACCESS row and of an API step).
+func (d *Decision) How(r *Requirement) string {
+	if !r.Met {
+		return "not granted to " + QuoteIdent(d.Principal.Name) +
+			" or any of its groups, here or on a containing schema or catalog, and not owned by them"
 	}
 	switch r.Basis {
 	case BasisAdmin:
-		return what + ": metastore admin"
+		return "metastore admin" + d.adminVia()
 	case BasisOwner:
-		return fmt.Sprintf("%s: owned by %s%s", what, QuoteIdent(d.Holder(r).Name), via)
-	default:
-		inh := ""
-		if r.GrantOn.ID != r.On.ID {
-			inh = fmt.Sprintf(", inherited from %s %s", r.GrantOn.Type, r.GrantOn.FullName())
-		}
-		return fmt.Sprintf("%s: %s granted to %s %s%s%s", what, r.GrantPriv.SQL(), d.Holder(r).Kind, QuoteIdent(d.Holder(r).Name), inh, via)
+		return "owned by " + QuoteIdent(d.Holder(r).Name) + via(d.Path(r))
 	}
+	inh := ""
+	if r.GrantOn.ID != r.On.ID {
+		inh = ", inherited from " + string(r.GrantOn.Type) + " " + r.GrantOn.FullName()
+	}
+	h := d.Holder(r)
+	return r.GrantPriv.SQL() + " granted to " + string(h.Kind) + " " + QuoteIdent(h.Name) + inh + via(d.Path(r))
+}
+
+func (d *Decision) adminVia() string {
+	if d.ps == nil || d.ps.admin < 0 {
+		return ""
+	}
+	return via(d.ps.path(d.ps.admin))
+}
+
+// Explain renders one requirement: "what: how", or "missing what".
+func (d *Decision) Explain(r *Requirement) string {
+	if !r.Met {
+		return "missing " + r.What()
+	}
+	return r.What() + ": " + d.How(r)
 }
 
 // Reason renders the decision as one line.
@@ -181,16 +371,14 @@ func (d *Decision) Reason() string {
 		return "unknown principal"
 	}
 	who := QuoteIdent(d.Principal.Name)
+	if d.n == 0 {
+		return who + " holds nothing on an unknown securable or privilege"
+	}
 	if d.Admin {
-		r := d.reqs[d.n-1]
-		via := ""
-		if p := d.cl.path(d.cl.admin); len(p) > 1 {
-			via = " (via " + quoteAll(p) + ")"
-		}
-		return fmt.Sprintf("%s is a metastore admin%s: %s on %s %s allowed", who, via, r.Privilege.SQL(), r.On.Type, r.On.FullName())
+		return who + " is a metastore admin" + d.adminVia() + ": " + d.reqs[d.n-1].What() + " allowed"
 	}
 	if m := d.Missing(); m != nil {
-		return fmt.Sprintf("%s lacks %s on %s %s", who, m.Privilege.SQL(), m.On.Type, m.On.FullName())
+		return who + " lacks " + m.What()
 	}
 	parts := make([]string, d.n)
 	for i := 0; i < d.n; i++ {
@@ -208,28 +396,14 @@ func quoteAll(names []string) string {
 }
 
 // Check answers "does principal p hold privilege priv on securable s, and
-// why". It is the single privilege function of Mandate; the decision engine
-// and the SQL front end both rely on it.
-//
-// Semantics (Unity Catalog):
-//   - metastore admins hold every privilege;
-//   - using an object needs the USE privilege of every container (USE_CATALOG
-//     on its catalog, USE_SCHEMA on its schema) besides the privilege itself;
-//     a container's own non-USE privileges (e.g. CREATE_SCHEMA on a catalog)
-//     also need its USE privilege, except BROWSE;
-//   - a privilege is held through a grant to the principal or to any group it
-//     belongs to transitively ("account users" holds every user and service
-//     principal), on the object itself or on a containing catalog or schema
-//     (metastore grants are not inherited);
-//   - ALL_PRIVILEGES is expanded at check time and covers every privilege
-//     except MANAGE;
-//   - the owner of an object (or a member of an owning group) holds every
-//     privilege on that object.
+// why" on the Model as it is (a statement being planned sees its own
+// earlier changes). See the evaluator's semantics at the top of this file.
+// Decisions are memoized per model generation.
 //
 // The caller must hold the model's read lock (or own the model).
 func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
 	if m.cacheOff {
-		return m.check(p, priv, s)
+		return m.az.check(p, priv, s)
 	}
 	k := checkKey{p, s, priv}
 	sh := m.cache.shard(k)
@@ -241,67 +415,14 @@ func (m *Model) Check(p ID, priv Privilege, s ID) Decision {
 		}
 	}
 	sh.mu.RUnlock()
-	d := m.check(p, priv, s)
+	d := m.az.check(p, priv, s)
 	sh.put(k, m.gen, &d)
 	return d
 }
 
-// check computes a decision (Check memoizes it per model generation).
-func (m *Model) check(p ID, priv Privilege, s ID) Decision {
-	d := Decision{Privilege: priv}
-	if privBit(priv) == 0 {
-		return d // an unknown privilege is held by nobody
-	}
-	n := m.nodes.get(s)
-	if n == nil {
-		return d
-	}
-	sec := n.sec
-	d.Securable = sec
-	cl := m.closureOf(p)
-	if cl == nil {
-		return d
-	}
-	d.cl = cl
-	d.Principal = cl.root
-	// requirements: USE privileges of containers, outermost first, then priv on s.
-	var anc [4]*node
-	na := 0
-	for t := n; t != nil && na < len(anc); t = t.parent {
-		anc[na] = t
-		na++
-	}
-	var on [4]*node
-	for i := na - 1; i >= 1; i-- {
-		if ti := anc[i].ti; ti.UsePrivilege != "" {
-			d.reqs[d.n] = Requirement{Privilege: ti.UsePrivilege, On: anc[i].sec}
-			on[d.n] = anc[i]
-			d.n++
-		}
-	}
-	if ti := n.ti; ti.UsePrivilege != "" && ti.UsePrivilege != priv && priv != PrivBrowse {
-		d.reqs[d.n] = Requirement{Privilege: ti.UsePrivilege, On: sec}
-		on[d.n] = n
-		d.n++
-	}
-	d.reqs[d.n] = Requirement{Privilege: priv, On: sec}
-	on[d.n] = n
-	d.n++
-	d.Allowed = true
-	d.Admin = cl.admin >= 0
-	direct := cl.direct.direct
-	for i := 0; i < d.n; i++ {
-		r := &d.reqs[i]
-		if d.Admin {
-			r.Met, r.Basis = true, BasisAdmin
-			continue
-		}
-		m.holds(cl, direct, on[i], r)
-		if !r.Met {
-			d.Allowed = false
-		}
-	}
-	return d
+// Holds is Check without the explanation.
+func (m *Model) Holds(p ID, priv Privilege, s ID) bool {
+	return m.az.allowed(p, PrivilegeIndex(priv), s)
 }
 
 // checkKey identifies a question to Check.
@@ -343,42 +464,78 @@ func (sh *cacheShard) put(k checkKey, gen uint64, d *Decision) {
 	sh.m[k] = d
 }
 
-// holds fills r from ownership or grants. direct is the principal's own
-// grants (securable -> privileges); n is the node of r.On.
-func (m *Model) holds(cl *closure, direct map[ID]PrivSet, n *node, r *Requirement) {
-	root := cl.rootID
-	if own := n.owner; own == root || (n.ownerGroup >= 0 && hasBit(cl.bits, n.ownerGroup)) {
-		r.Met, r.Basis, r.holderID = true, BasisOwner, own
-		return
+// owns reports whether the principal of c or one of its groups owns n.
+func (st *authzState) owns(c *closure, n *nodeRec) bool {
+	return n.owner == c.id || c.bits.has(n.ownerGroup)
+}
+
+// canManage: metastore admins, the owner of s or of a containing schema or
+// catalog, and holders of MANAGE on s (directly or inherited, with the USE
+// privileges of its containers).
+func (st *authzState) canManage(p ID, s ID) (bool, string) {
+	n, c := st.node(s), st.closure(p)
+	if n == nil || c == nil {
+		return false, "unknown principal or securable"
 	}
-	want := privBit(r.Privilege)
-	if r.Privilege != PrivManage {
-		want |= privBit(PrivAll)
+	if c.admin {
+		return true, "metastore admin"
 	}
-	pi, ai := privIndex(r.Privilege), privIndex(PrivAll)
-	// Inherit from containing schema and catalog, never from the metastore.
-	start := n
-	for ; n != nil && (!n.meta || n == start); n = n.parent {
-		if set := direct[n.id]; set&want != 0 {
-			t := n.sec
-			r.Met, r.Basis, r.holderID, r.GrantOn = true, BasisGrant, root, t
-			r.GrantPriv = r.Privilege
-			if set&privBit(r.Privilege) == 0 {
-				r.GrantPriv = PrivAll
-			}
-			return
-		}
-		if len(cl.bits) > 0 {
-			gi, gp := firstCommon(cl.bits, n.groups[pi]), r.Privilege
-			if gi < 0 && r.Privilege != PrivManage {
-				gi, gp = firstCommon(cl.bits, n.groups[ai]), PrivAll
-			}
-			if gi >= 0 {
-				r.Met, r.Basis, r.holderID, r.GrantOn, r.GrantPriv = true, BasisGrant, m.groupByIdx[gi], n.sec, gp
-				return
-			}
+	for t := n; t != nil && t.sec.Type != TypeMetastore; t = st.node(t.parent) {
+		if st.owns(c, t) {
+			ps := st.pathsOf(c)
+			return true, fmt.Sprintf("owner of %s %s (%s)", t.sec.Type, t.sec.FullName(), quoteAll(ps.path(max(ps.find(t.owner), 0))))
 		}
 	}
+	d := st.check(p, PrivManage, s)
+	if d.Allowed {
+		return true, d.Reason()
+	}
+	sec, who := n.sec, QuoteIdent(c.p.Name)
+	if sec.Type == TypeMetastore {
+		return false, fmt.Sprintf("%s is not a metastore admin", who)
+	}
+	if miss := d.Missing(); miss != nil && miss.Privilege != PrivManage {
+		return false, fmt.Sprintf("%s needs MANAGE on %s %s or its ownership, and lacks %s",
+			who, sec.Type, sec.FullName(), miss.What())
+	}
+	return false, fmt.Sprintf("%s needs MANAGE on %s %s (or on a containing schema or catalog) or ownership of it or of a container",
+		who, sec.Type, sec.FullName())
+}
+
+// canSee: admins; owners of s or of a container; holders of any privilege
+// on s; holders of a privilege on a container that is inherited by objects
+// of s's type (e.g. USE_CONNECTION on a schema for its connections), or
+// BROWSE. A container's USE privilege alone does not reveal what is inside
+// (as in Unity Catalog).
+func (st *authzState) canSee(p ID, s ID) bool {
+	n, c := st.node(s), st.closure(p)
+	if n == nil || c == nil {
+		return false
+	}
+	if c.admin {
+		return true
+	}
+	inherit := privBit(PrivBrowse)
+	if n.ti != nil {
+		for _, pr := range n.ti.Privileges {
+			inherit |= privBit(pr)
+		}
+	}
+	pr := st.principal(p)
+	for t, mask := n, ^PrivSet(0); t != nil && t.sec.Type != TypeMetastore; t, mask = st.node(t.parent), inherit {
+		if st.owns(c, t) {
+			return true
+		}
+		if pr != nil && directOn(pr.direct, t.id)&mask != 0 {
+			return true
+		}
+		for gp := 0; gp < numPrivs; gp++ {
+			if mask&(1<<gp) != 0 && intersects(c.bits, t.groups[gp]) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // CanManage answers "may principal p grant and revoke on securable s (and
@@ -386,62 +543,45 @@ func (m *Model) holds(cl *closure, direct map[ID]PrivSet, n *node, r *Requiremen
 // catalog, and holders of MANAGE on s (directly or inherited, with the USE
 // privileges of its containers). On refusal the message names what is
 // missing.
-func (m *Model) CanManage(p ID, s ID) (bool, string) {
-	sec, ok := m.securables[s]
-	cl := m.closureOf(p)
-	if !ok || cl == nil {
-		return false, "unknown principal or securable"
-	}
-	if cl.admin >= 0 {
-		return true, "metastore admin"
-	}
-	for _, a := range m.Ancestors(sec) {
-		if i, ok := cl.index[a.Owner]; ok && a.Type != TypeMetastore {
-			return true, fmt.Sprintf("owner of %s %s (%s)", a.Type, m.FullName(a), quoteAll(cl.path(i)))
-		}
-	}
-	d := m.Check(p, PrivManage, s)
-	if d.Allowed {
-		return true, d.Reason()
-	}
-	name := m.FullName(sec)
-	if sec.Type == TypeMetastore {
-		return false, fmt.Sprintf("%s is not a metastore admin", QuoteIdent(cl.entries[0].p.Name))
-	}
-	miss := d.Missing()
-	if miss != nil && miss.Privilege != PrivManage {
-		return false, fmt.Sprintf("%s needs MANAGE on %s %s or its ownership, and lacks %s on %s %s",
-			QuoteIdent(cl.entries[0].p.Name), sec.Type, name, miss.Privilege.SQL(), miss.On.Type, miss.On.FullName())
-	}
-	return false, fmt.Sprintf("%s needs MANAGE on %s %s (or on a containing schema or catalog) or ownership of it or of a container",
-		QuoteIdent(cl.entries[0].p.Name), sec.Type, name)
-}
+func (m *Model) CanManage(p ID, s ID) (bool, string) { return m.az.canManage(p, s) }
+
+// CanSee reports whether p may see securable s in listings and DESCRIBE:
+// admins; owners of it or of a container; holders of any privilege on it;
+// holders of a privilege on a container that is inherited by objects of its
+// type (e.g. USE_CONNECTION on a schema for its connections), or BROWSE. A
+// container's USE privilege alone does not reveal what is inside (as in
+// Unity Catalog).
+func (m *Model) CanSee(p ID, s ID) bool { return m.az.canSee(p, s) }
 
 // IsAdmin reports whether p is a metastore admin (directly or through a group).
 func (m *Model) IsAdmin(p ID) bool {
-	cl := m.closureOf(p)
-	return cl != nil && cl.admin >= 0
+	c := m.az.closure(p)
+	return c != nil && c.admin
+}
+
+// inClosure reports whether p is q or belongs to q transitively.
+func (st *authzState) inClosure(p, q ID) bool {
+	c := st.closure(p)
+	if c == nil || st.principal(q) == nil {
+		return false
+	}
+	return p == q || c.bits.has(st.principal(q).gbit)
 }
 
 // InClosure reports whether principal p is q or belongs to q transitively
 // (including "account users").
-func (m *Model) InClosure(p, q ID) bool {
-	cl := m.closureOf(p)
-	if cl == nil {
-		return false
-	}
-	_, ok := cl.index[q]
-	return ok
-}
+func (m *Model) InClosure(p, q ID) bool { return m.az.inClosure(p, q) }
 
-// MemberClosure returns the IDs of p and all its groups, transitively.
+// MemberClosure returns the IDs of p and all its groups, transitively,
+// breadth first.
 func (m *Model) MemberClosure(p ID) []ID {
-	cl := m.closureOf(p)
-	if cl == nil {
+	c := m.az.closure(p)
+	if c == nil {
 		return nil
 	}
-	out := make([]ID, len(cl.entries))
-	for i, e := range cl.entries {
+	ps := m.az.pathsOf(c)
+	out := make([]ID, len(ps.entries))
+	for i, e := range ps.entries {
 		out[i] = e.p.ID
 	}
 	return out
@@ -454,47 +594,4 @@ func (m *Model) WouldCycle(group, member ID) bool {
 		return true
 	}
 	return m.InClosure(group, member)
-}
-
-// CanSee reports whether p may see securable s in listings and DESCRIBE:
-// admins; owners of it or of a container; holders of any privilege on it;
-// holders of a privilege on a container that is inherited by objects of its
-// type (e.g. USE_CONNECTION on a schema for its connections), or BROWSE. A
-// container's USE privilege alone does not reveal what is inside (as in
-// Unity Catalog).
-func (m *Model) CanSee(p ID, s ID) bool {
-	sec, ok := m.securables[s]
-	cl := m.closureOf(p)
-	if !ok || cl == nil {
-		return false
-	}
-	if cl.admin >= 0 {
-		return true
-	}
-	var inherit PrivSet
-	if ti, ok := typeRegistry[sec.Type]; ok {
-		for _, pr := range ti.Privileges {
-			inherit |= privBit(pr)
-		}
-	}
-	inherit |= privBit(PrivBrowse)
-	for i, a := range m.Ancestors(sec) {
-		if a.Type == TypeMetastore {
-			break
-		}
-		if _, ok := cl.index[a.Owner]; ok {
-			return true
-		}
-		mask := inherit
-		if i == 0 {
-			mask = ^PrivSet(0)
-		}
-		g := m.grantsOn[a.ID]
-		for _, e := range cl.entries {
-			if g[e.p.ID]&mask != 0 {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -202,3 +202,81 @@ func TestPrivilegeMatrix(t *testing.T) {
 		t.Fatalf("only %d checks ran", checks)
 	}
 }
+
+// TestChecksSeeTheStatementsOwnChanges: the privilege checks of a statement
+// being planned see its own earlier changes, before they are committed: a
+// catalog created in the statement is owned by its creator (so a schema in
+// it may be created), and ownership given away in the statement is gone
+// for the rest of it. A failed statement leaves nothing behind.
+func TestChecksSeeTheStatementsOwnChanges(t *testing.T) {
+	svc := newService(t)
+	ctx := t.Context()
+	asAdmin := catalog.WriteRequest{Caller: catalog.Caller{Principal: catalog.AdminUser}, Action: "TEST"}
+	if _, err := svc.Write(ctx, asAdmin, func(tx *catalog.Tx) error {
+		for _, u := range []string{"bob", "alice"} {
+			if err := tx.CreatePrincipal(catalog.KindUser, u, nil, false); err != nil {
+				return err
+			}
+		}
+		return tx.Grant([]catalog.Privilege{catalog.PrivCreateCatalog}, catalog.TypeMetastore, nil, []string{"bob"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	asBob := catalog.WriteRequest{Caller: catalog.Caller{Principal: "bob"}, Action: "TEST"}
+	_, err := svc.Write(ctx, asBob, func(tx *catalog.Tx) error {
+		if err := tx.CreateCatalog("c", false, nil); err != nil {
+			return err
+		}
+		if err := tx.CreateSchema([]string{"c", "s"}, false, nil); err != nil {
+			return err // needs ownership of the uncommitted catalog
+		}
+		if err := tx.SetOwner(catalog.TypeCatalog, []string{"c"}, "alice"); err != nil {
+			return err
+		}
+		if err := tx.CreateSchema([]string{"c", "s2"}, false, nil); !catalog.IsCode(err, catalog.CodePermissionDenied) {
+			t.Errorf("CREATE SCHEMA after giving the catalog away: %v, want permission denied", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Read(func(m *catalog.Model) {
+		c, err := m.Lookup(catalog.TypeCatalog, []string{"c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice, _ := m.PrincipalByName("alice")
+		bob, _ := m.PrincipalByName("bob")
+		if !m.Holds(alice.ID, catalog.PrivCreateSchema, c.ID) || m.Holds(bob.ID, catalog.PrivCreateSchema, c.ID) {
+			t.Errorf("after the commit: alice %v, bob %v", m.Holds(alice.ID, catalog.PrivCreateSchema, c.ID), m.Holds(bob.ID, catalog.PrivCreateSchema, c.ID))
+		}
+		if _, err := m.Lookup(catalog.TypeSchema, []string{"c", "s"}); err != nil {
+			t.Error(err)
+		}
+	})
+	// A failing statement: its grant was seen by its own later check, and
+	// is gone afterwards.
+	_, err = svc.Write(ctx, asAdmin, func(tx *catalog.Tx) error {
+		if err := tx.Grant([]catalog.Privilege{catalog.PrivUseCatalog, catalog.PrivCreateSchema}, catalog.TypeCatalog, []string{"c"}, []string{"bob"}); err != nil {
+			return err
+		}
+		m := tx.Model()
+		bob, _ := m.PrincipalByName("bob")
+		c, _ := m.Lookup(catalog.TypeCatalog, []string{"c"})
+		if !m.Holds(bob.ID, catalog.PrivCreateSchema, c.ID) {
+			t.Error("the statement's own grant is not seen by its checks")
+		}
+		return catalog.Errorf(catalog.CodeInvalidArgument, "abandon")
+	})
+	if !catalog.IsCode(err, catalog.CodeInvalidArgument) {
+		t.Fatalf("abandoned statement: %v", err)
+	}
+	svc.Read(func(m *catalog.Model) {
+		bob, _ := m.PrincipalByName("bob")
+		c, _ := m.Lookup(catalog.TypeCatalog, []string{"c"})
+		if m.Holds(bob.ID, catalog.PrivCreateSchema, c.ID) || m.Check(bob.ID, catalog.PrivCreateSchema, c.ID).Allowed {
+			t.Error("an abandoned statement's grant survived")
+		}
+	})
+}

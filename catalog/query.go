@@ -150,8 +150,13 @@ type QueryEngine interface {
 // QueryError is an error of the query engine with a PostgreSQL SQLSTATE.
 type QueryError struct {
 	SQLState string // e.g. 42703 undefined column, 22P02 invalid text representation
-	Msg      string
-	Err      error
+	Msg      string // in PostgreSQL's wording
+	Detail   string
+	Hint     string
+	// Name is the identifier the error is about (the column the engine
+	// could not bind), when it names one.
+	Name string
+	Err  error
 }
 
 func (e *QueryError) Error() string { return e.Msg }
@@ -165,6 +170,13 @@ const (
 	// VirtualTableFunc is the engine's table function that returns the
 	// rows of a Query's virtual table: VirtualTableFunc('name').
 	VirtualTableFunc = "mandate_virtual_table"
+	// RaisePrefix starts the message of an error a statement raises on
+	// purpose with the engine's error() function: RaisePrefix, a
+	// SQLSTATE, ":" and the message. The front end writes such calls
+	// where PostgreSQL fails and the engine would not (division by zero,
+	// invalid input); the engine reports them as a QueryError with that
+	// SQLSTATE and message.
+	RaisePrefix = "mandate-raise:"
 	// DefaultAuditRetention is how long audit events are kept by default.
 	DefaultAuditRetention = 365 * 24 * time.Hour
 )

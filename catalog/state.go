@@ -6,40 +6,52 @@ import (
 )
 
 // PrivilegeIndex is the position of a privilege (canonical spelling) in
-// KnownPrivileges and its bit in a PrivSet, or -1 for an unknown one. It
-// is the one privilege index: the enforce snapshot uses it too.
+// the privilege registry (KnownPrivileges) and its bit in a PrivSet, or -1
+// for an unknown one. It is the one privilege index: the decision engine
+// uses it too.
 func PrivilegeIndex(p Privilege) int {
-	switch p {
-	case PrivAll:
-		return 0
-	case PrivBrowse:
-		return 1
-	case PrivCreateCatalog:
-		return 2
-	case PrivCreateConnection:
-		return 3
-	case PrivCreateSchema:
-		return 4
-	case PrivManage:
-		return 5
-	case PrivUseCatalog:
-		return 6
-	case PrivUseConnection:
-		return 7
-	case PrivUseSchema:
-		return 8
-	case PrivSelect:
-		return 9
+	for h := privHash(p); ; h = (h + 1) % uint(len(privTable)) {
+		i := privTable[h]
+		if i < 0 {
+			return -1
+		}
+		if privileges[i].Privilege == p {
+			return int(i)
+		}
 	}
-	return -1
+}
+
+// privTable finds a privilege by privHash with linear probing: on the
+// allow path a privilege is looked up on every request, and this costs one
+// string comparison where a scan of the registry costs several.
+var privTable = func() (t [64]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i, p := range privileges {
+		h := privHash(p.Privilege)
+		for t[h] >= 0 {
+			h = (h + 1) % uint(len(t))
+		}
+		t[h] = int8(i)
+	}
+	return t
+}()
+
+func privHash(p Privilege) uint {
+	n := len(p)
+	if n == 0 {
+		return 0
+	}
+	return (uint(n)*31 + uint(p[0])*7 + uint(p[n-1])*3 + uint(p[n/2])) % 64
 }
 
 // PrivilegeAt is the privilege at index i of PrivilegeIndex ("" if none).
 func PrivilegeAt(i int) Privilege {
-	if i < 0 || i >= len(allPrivileges) {
+	if i < 0 || i >= numPrivs {
 		return ""
 	}
-	return allPrivileges[i]
+	return privileges[i].Privilege
 }
 
 func privBit(p Privilege) PrivSet {
@@ -58,9 +70,9 @@ func (s PrivSet) Has(p Privilege) bool { return s&privBit(p) != 0 }
 // List returns the privileges in the set in stable order.
 func (s PrivSet) List() []Privilege {
 	var out []Privilege
-	for _, p := range allPrivileges {
-		if s.Has(p) {
-			out = append(out, p)
+	for i := range privileges {
+		if s&(1<<i) != 0 {
+			out = append(out, privileges[i].Privilege)
 		}
 	}
 	return out
@@ -97,117 +109,35 @@ type Model struct {
 	// folded counts the principals by FoldName (the confusable-name check).
 	folded map[string]int
 
-	// pnodes hold per-principal check state: the cached membership closure
-	// (valid while its gen equals closureGen) and the principal's own grants.
-	pnodes     idTable[pnode]
-	closureGen uint64
+	// az is the privilege state the evaluator reads (authz.go); epoch
+	// stamps its records (Snapshot starts a new one) and freeBits are the
+	// group bits of dropped groups.
+	az       authzState
+	epoch    atomic.Uint64
+	freeBits []int32
+	// secGen and princGen change with securables and principals (names a
+	// Snapshot indexes); last is the newest Snapshot.
+	secGen, princGen uint64
+	last             atomic.Pointer[Snapshot]
 
 	// gen changes with every mutation; the decision cache is valid for one gen.
 	gen      uint64
 	cache    decisionCache
 	cacheOff bool // benchmarks of the uncached path
-
-	// Groups get dense indexes so that a principal's transitive groups and
-	// the group grantees of a securable are bitsets: a privilege check ANDs
-	// a few words instead of probing a map per group.
-	groupIdx   map[ID]int
-	groupByIdx []ID
-	freeIdx    []int
-	nodes      idTable[node] // securable -> node (parent pointers and group grant bitsets)
-}
-
-// idTable maps dense IDs to values with a slice (IDs are assigned
-// sequentially), so the hot path does an index instead of a hash lookup.
-type idTable[T any] struct{ s []*T }
-
-func (t *idTable[T]) get(id ID) *T {
-	if id <= 0 || int(id) >= len(t.s) {
-		return nil
-	}
-	return t.s[id]
-}
-
-func (t *idTable[T]) set(id ID, v *T) {
-	if id <= 0 {
-		return
-	}
-	for int(id) >= len(t.s) {
-		t.s = append(t.s, nil)
-	}
-	t.s[id] = v
-}
-
-type pnode struct {
-	cl     atomic.Pointer[closure]
-	direct map[ID]PrivSet
-}
-
-// node is the privilege-check view of a securable: a pointer to its parent
-// and, per privilege, the bitset of groups granted it here.
-type node struct {
-	id         ID
-	owner      ID
-	meta       bool // the metastore
-	sec        *Securable
-	ti         *TypeInfo
-	parent     *node
-	ownerGroup int // dense group index of the owner, -1 if the owner is not a group
-	groups     [numPrivs][]uint64
-}
-
-func hasBit(bs []uint64, i int) bool { return i/64 < len(bs) && bs[i/64]&(1<<(i%64)) != 0 }
-
-const numPrivs = 10
-
-func privIndex(p Privilege) int {
-	b := privBit(p)
-	for i := 0; i < numPrivs; i++ {
-		if b == 1<<i {
-			return i
-		}
-	}
-	return -1
-}
-
-func setBit(bs []uint64, i int) []uint64 {
-	for len(bs) <= i/64 {
-		bs = append(bs, 0)
-	}
-	bs[i/64] |= 1 << (i % 64)
-	return bs
-}
-
-func clearBit(bs []uint64, i int) {
-	if i/64 < len(bs) {
-		bs[i/64] &^= 1 << (i % 64)
-	}
-}
-
-// firstCommon returns the lowest index set in both bitsets, or -1.
-func firstCommon(a, b []uint64) int {
-	n := min(len(a), len(b))
-	for w := 0; w < n; w++ {
-		if x := a[w] & b[w]; x != 0 {
-			for i := 0; i < 64; i++ {
-				if x&(1<<i) != 0 {
-					return w*64 + i
-				}
-			}
-		}
-	}
-	return -1
 }
 
 // NewModel returns an empty model.
 func NewModel() *Model {
-	return &Model{
+	m := &Model{
 		nextID:     1,
 		principals: map[ID]*Principal{}, byName: map[string]ID{},
 		members: map[ID]map[ID]struct{}{}, memberOf: map[ID]map[ID]struct{}{},
 		securables: map[ID]*Securable{}, children: map[childKey]ID{}, childrenOf: map[ID]map[ID]struct{}{},
 		grantsOn: map[ID]map[ID]PrivSet{}, grantsTo: map[ID]map[ID]PrivSet{}, grantor: map[GrantKey]ID{},
-		groupIdx: map[ID]int{},
 	}
+	m.epoch.Store(1)
+	m.resetClosures()
+	return m
 }
 
 // Revision returns the model's revision.
@@ -330,9 +260,9 @@ func (m *Model) computeFull(s *Securable) string {
 
 // --- mutation (used by the Service's planner and by Load) ---
 
-func (m *Model) resetClosures() { m.closureGen++; m.gen++ }
-
 func (m *Model) putPrincipal(p *Principal) {
+	m.gen++
+	m.princGen++
 	old, ok := m.principals[p.ID]
 	if ok && old.Name != p.Name {
 		delete(m.byName, old.Name)
@@ -341,27 +271,13 @@ func (m *Model) putPrincipal(p *Principal) {
 	m.countFolded(p, true, 1)
 	m.principals[p.ID] = p
 	m.byName[p.Name] = p.ID
-	if m.pnodes.get(p.ID) == nil {
-		m.pnodes.set(p.ID, &pnode{direct: m.grantsTo[p.ID]})
-	}
-	if _, ok := m.groupIdx[p.ID]; !ok && p.Kind == KindGroup {
-		var i int
-		if n := len(m.freeIdx); n > 0 {
-			i, m.freeIdx = m.freeIdx[n-1], m.freeIdx[:n-1]
-			m.groupByIdx[i] = p.ID
-		} else {
-			i = len(m.groupByIdx)
-			m.groupByIdx = append(m.groupByIdx, p.ID)
-		}
-		m.groupIdx[p.ID] = i
-	}
 	if p.Builtin && p.Kind == KindGroup && p.Name == AccountUsers {
 		m.accountUsrs = p.ID
 	}
+	m.azPutPrincipal(p)
 	if p.ID >= m.nextID {
 		m.nextID = p.ID + 1
 	}
-	m.resetClosures()
 }
 
 func (m *Model) deletePrincipal(id ID) {
@@ -369,11 +285,14 @@ func (m *Model) deletePrincipal(id ID) {
 	if !ok {
 		return
 	}
+	m.gen++
+	m.princGen++
 	for g := range m.memberOf[id] {
 		delete(m.members[g], id)
 	}
 	for mem := range m.members[id] {
 		delete(m.memberOf[mem], id)
+		m.azMembership(Membership{Group: id, Member: mem}, false)
 	}
 	delete(m.memberOf, id)
 	delete(m.members, id)
@@ -383,19 +302,14 @@ func (m *Model) deletePrincipal(id ID) {
 		}
 	}
 	delete(m.grantsTo, id)
-	m.pnodes.set(id, nil)
-	if i, ok := m.groupIdx[id]; ok {
-		delete(m.groupIdx, id)
-		m.groupByIdx[i] = 0
-		m.freeIdx = append(m.freeIdx, i)
-	}
+	m.azDeletePrincipal(id)
 	delete(m.principals, id)
 	delete(m.byName, p.Name)
 	m.countFolded(p, true, -1)
-	m.resetClosures()
 }
 
 func (m *Model) addMember(ms Membership) {
+	m.gen++
 	if m.members[ms.Group] == nil {
 		m.members[ms.Group] = map[ID]struct{}{}
 	}
@@ -404,36 +318,26 @@ func (m *Model) addMember(ms Membership) {
 	}
 	m.members[ms.Group][ms.Member] = struct{}{}
 	m.memberOf[ms.Member][ms.Group] = struct{}{}
-	m.resetClosures()
+	m.azMembership(ms, true)
 }
 
 func (m *Model) removeMember(ms Membership) {
+	m.gen++
 	delete(m.members[ms.Group], ms.Member)
 	delete(m.memberOf[ms.Member], ms.Group)
-	m.resetClosures()
+	m.azMembership(ms, false)
 }
 
 func (m *Model) putSecurable(s *Securable) {
 	m.gen++
+	m.secGen++
 	if old, ok := m.securables[s.ID]; ok {
 		delete(m.children, childKey{old.Parent, old.Type, old.Name})
 		delete(m.childrenOf[old.Parent], old.ID)
 	}
 	s.full = m.computeFull(s)
 	m.securables[s.ID] = s
-	n := m.nodes.get(s.ID)
-	if n != nil {
-		n.sec = s
-	} else {
-		n = &node{sec: s, parent: m.nodes.get(s.Parent)}
-		m.nodes.set(s.ID, n)
-	}
-	n.ti = typeRegistry[s.Type]
-	n.id, n.owner, n.meta = s.ID, s.Owner, s.Type == TypeMetastore
-	n.ownerGroup = -1
-	if gi, ok := m.groupIdx[s.Owner]; ok {
-		n.ownerGroup = gi
-	}
+	m.azPutSecurable(s)
 	// A rename changes the full names of all descendants: replace them with
 	// fresh copies (values handed out before stay unchanged).
 	for cid := range m.childrenOf[s.ID] {
@@ -458,6 +362,7 @@ func (m *Model) putSecurable(s *Securable) {
 
 func (m *Model) deleteSecurable(id ID) {
 	m.gen++
+	m.secGen++
 	s, ok := m.securables[id]
 	if !ok {
 		return
@@ -468,7 +373,7 @@ func (m *Model) deleteSecurable(id ID) {
 		}
 	}
 	delete(m.grantsOn, id)
-	m.nodes.set(id, nil)
+	m.azDeleteSecurable(id)
 	delete(m.children, childKey{s.Parent, s.Type, s.Name})
 	delete(m.childrenOf[s.Parent], id)
 	delete(m.securables, id)
@@ -482,19 +387,11 @@ func (m *Model) addGrant(g Grant) {
 	}
 	if m.grantsTo[g.Principal] == nil {
 		m.grantsTo[g.Principal] = map[ID]PrivSet{}
-		if pn := m.pnodes.get(g.Principal); pn != nil {
-			pn.direct = m.grantsTo[g.Principal]
-		}
 	}
 	m.grantsOn[g.Securable][g.Principal] |= b
 	m.grantsTo[g.Principal][g.Securable] |= b
 	m.grantor[g.Key()] = g.Grantor
-	if gi, ok := m.groupIdx[g.Principal]; ok {
-		if n := m.nodes.get(g.Securable); n != nil {
-			pi := privIndex(g.Privilege)
-			n.groups[pi] = setBit(n.groups[pi], gi)
-		}
-	}
+	m.azGrant(g.Securable, g.Principal, PrivilegeIndex(g.Privilege), true)
 }
 
 func (m *Model) removeGrant(k GrantKey) {
@@ -515,11 +412,7 @@ func (m *Model) removeGrant(k GrantKey) {
 		}
 	}
 	delete(m.grantor, k)
-	if gi, ok := m.groupIdx[k.Principal]; ok {
-		if n := m.nodes.get(k.Securable); n != nil {
-			clearBit(n.groups[privIndex(k.Privilege)], gi)
-		}
-	}
+	m.azGrant(k.Securable, k.Principal, PrivilegeIndex(k.Privilege), false)
 }
 
 // HasGrant reports whether exactly this grant exists.

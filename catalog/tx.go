@@ -56,55 +56,73 @@ func (tx *Tx) audit(t SecurableType, name string) { tx.auditType, tx.auditName =
 // --- names ---
 
 // ResolveName turns a 1..3 part name of a securable of type typ into its
-// full path (catalog, schema, object). A one-part connection name means
-// system.ai.<name>; a two-part name resolves in the current catalog; a
-// one-part schema name resolves in the current catalog.
+// full path (catalog, schema, object), by the type's registry entry: a
+// name with all its parts is taken as is; one part less resolves in the
+// current catalog (a one-part schema name, a two-part connection name);
+// a one-part name of a type with a Home resolves there (a one-part
+// connection name means system.ai.<name>).
 func ResolveName(typ SecurableType, parts []string, currentCatalog string) ([]string, error) {
+	if typ == TypeMetastore {
+		return nil, nil
+	}
+	ti, ok := typeRegistry[typ]
+	d := 0
+	if ok && ti.Named {
+		d = ti.Depth()
+	}
+	if d == 0 {
+		return nil, Errorf(CodeNotSupported, "securable type %s is not supported", typ)
+	}
 	n := len(parts)
-	bad := func(want string) error {
-		return Errorf(CodeInvalidArgument, "invalid %s name %q: expected %s", strings.ToLower(string(typ)), strings.Join(parts, "."), want)
+	bad := func() error {
+		return Errorf(CodeInvalidArgument, "invalid %s name %q: expected %s", strings.ToLower(string(typ)), strings.Join(parts, "."), ti.nameForm())
 	}
 	for _, p := range parts {
 		if p == "" {
-			return nil, bad("non-empty identifiers")
+			return nil, Errorf(CodeInvalidArgument, "invalid %s name %q: expected %s", strings.ToLower(string(typ)), strings.Join(parts, "."), "non-empty identifiers")
 		}
 	}
-	switch typ {
-	case TypeCatalog:
-		if n != 1 {
-			return nil, bad("catalog")
-		}
+	switch {
+	case n == d:
 		return parts, nil
-	case TypeSchema:
-		switch n {
-		case 1:
-			return []string{currentCatalog, parts[0]}, nil
-		case 2:
-			return parts, nil
-		}
-		return nil, bad("[catalog.]schema")
-	case TypeConnection:
-		switch n {
-		case 1:
-			return []string{SystemCatalog, "ai", parts[0]}, nil
-		case 2:
-			return []string{currentCatalog, parts[0], parts[1]}, nil
-		case 3:
-			return parts, nil
-		}
-		return nil, bad("[[catalog.]schema.]connection")
-	case TypeTable:
-		switch n {
-		case 2:
-			return []string{currentCatalog, parts[0], parts[1]}, nil
-		case 3:
-			return parts, nil
-		}
-		return nil, bad("[catalog.]schema.table")
-	case TypeMetastore:
-		return nil, nil
+	case n == d-1 && d >= 2:
+		return append([]string{currentCatalog}, parts...), nil
+	case n == 1 && len(ti.Home) == d-1:
+		return append(append([]string(nil), ti.Home...), parts[0]), nil
 	}
-	return nil, Errorf(CodeNotSupported, "securable type %s is not supported", typ)
+	return nil, bad()
+}
+
+// typeChain returns the types of a full name of type t, outermost first
+// (catalog, schema, t), from the registry.
+func typeChain(t SecurableType) []SecurableType {
+	var out []SecurableType
+	for ti := typeRegistry[t]; ti != nil && ti.Type != TypeMetastore; ti = typeRegistry[ti.Parent] {
+		out = append([]SecurableType{ti.Type}, out...)
+	}
+	return out
+}
+
+// nameForm describes the accepted names of the type ("[catalog.]schema",
+// "[[catalog.]schema.]connection").
+func (ti *TypeInfo) nameForm() string {
+	chain := typeChain(ti.Type)
+	names := make([]string, len(chain))
+	for i, t := range chain {
+		names[i] = strings.ToLower(string(t))
+	}
+	optional := 0
+	if len(names) >= 2 {
+		optional = 1
+		if len(ti.Home) == len(names)-1 {
+			optional = len(names) - 1
+		}
+	}
+	prefix := ""
+	for i := 0; i < optional; i++ {
+		prefix = "[" + prefix + names[i] + ".]"
+	}
+	return prefix + strings.Join(names[optional:], ".")
 }
 
 func displayPath(path []string) string {
@@ -124,15 +142,8 @@ func (m *Model) Lookup(typ SecurableType, path []string) (*Securable, error) {
 	if cur == nil {
 		return nil, Errorf(CodeUnavailable, "catalog is not initialised")
 	}
-	var types []SecurableType
-	switch len(path) {
-	case 3:
-		types = []SecurableType{TypeCatalog, TypeSchema, typ}
-	case 2:
-		types = []SecurableType{TypeCatalog, typ}
-	case 1:
-		types = []SecurableType{typ}
-	default:
+	types := typeChain(typ)
+	if len(path) == 0 || len(path) != len(types) {
 		return nil, Errorf(CodeInvalidArgument, "invalid name")
 	}
 	for i, name := range path {
@@ -415,13 +426,14 @@ func (tx *Tx) RemoveMember(group string, kind PrincipalKind, member string) erro
 // --- securables ---
 
 func (tx *Tx) checkPriv(priv Privilege, s *Securable, what string) error {
-	d := tx.m.Check(tx.caller.ID, priv, s.ID)
-	if d.Allowed {
+	if tx.m.Holds(tx.caller.ID, priv, s.ID) {
 		return nil
 	}
-	miss := d.Missing()
-	return Errorf(CodePermissionDenied, "permission denied to %s: %s lacks %s on %s %s",
-		what, QuoteIdent(tx.caller.Name), miss.Privilege.SQL(), miss.On.Type, miss.On.FullName())
+	d := tx.m.Check(tx.caller.ID, priv, s.ID)
+	if miss := d.Missing(); miss != nil {
+		return Errorf(CodePermissionDenied, "permission denied to %s: %s lacks %s", what, QuoteIdent(tx.caller.Name), miss.What())
+	}
+	return Errorf(CodePermissionDenied, "permission denied to %s: %s", what, d.Reason())
 }
 
 func (tx *Tx) checkManage(s *Securable, what string) error {

@@ -49,6 +49,11 @@ type Decision struct {
 	Reason   string           `json:"reason"`
 	Revision catalog.Revision `json:"revision"`
 	Steps    []Step           `json:"steps,omitempty"`
+	// Contextual: a policy applies to the securable and was evaluated, so
+	// the answer holds for this request's context (and time) only. When
+	// false the grants alone decided it: the answer holds for any context
+	// at this revision, and a gateway node may reuse it.
+	Contextual bool `json:"contextual,omitempty"`
 }
 
 // ErrStale is returned when a decision at the requested revision cannot be

@@ -16,75 +16,62 @@
 // separately, the grant and group path that allowed each requirement, or
 // the first missing privilege or USE CATALOG / USE SCHEMA prerequisite.
 //
-// # Snapshot (snapshot.go, check.go)
+// # Snapshot (snapshot.go, check.go, explain.go)
 //
-// Compile turns a catalog.Model at one revision into a Snapshot. Work is
-// split so that the catalog's read lock is held only while the raw
-// material is copied out (gather: principals, memberships, securables,
-// grants, in three concurrent parts); the compilation runs outside it.
+// The privilege rules are not implemented here: a Snapshot wraps a
+// catalog.Snapshot, the catalog's immutable view at one revision with its
+// privilege evaluator (the same code catalog.Model.Check, SHOW GRANTS,
+// EXPLAIN ACCESS and information_schema run) and the API's name index
+// (catalog.Snapshot.Resolve: dotted names as stored, the quoted display
+// form, one-part connection names in system.ai, two-part names in the
+// "system" catalog, a lower-case retry; ambiguous names deny).
 //
-//   - Principals get dense indexes (name order) and groups dense group
-//     bits. Each principal's transitive group set is a bitset: a group's
-//     closure is found breadth first (cycles are harmless), a user's or
-//     service principal's is the union of its direct groups' closures plus
-//     "account users". Metastore admins (Principal.Admin, directly or via a
-//     group of the closure) are flagged. Exactly as catalog.Model.Check
-//     does, the groups that "account users" itself belongs to are not
-//     followed for users.
-//   - Securables are nodes in a slice, containers before contents. A node
-//     (one 64-byte cache line) holds its owner (principal index and group
-//     bit), the container it inherits grants from (schema, catalog; never
-//     the metastore), the containers whose USE privileges are prerequisites
-//     (outermost first), and per privilege the offset of a bitset of the
-//     groups that hold it there: grants on the node and its containers,
-//     ALL PRIVILEGES expanded except for MANAGE. A node that adds no grant
-//     for a privilege shares its container's bitset.
-//   - Grants to users and service principals stay per principal, sorted by
-//     node, and are searched on the node and its containers.
-//   - Names: per type, "catalog.schema.name" as stored and the quoted
-//     display form (catalog.Securable.FullName); as catalog.ResolveName does
-//     for the API, a one-part connection name means system.ai.<name> and
-//     two-part names resolve in the "system" catalog. A name matching
-//     nothing is retried in lower case; a name two securables answer to is
-//     ambiguous and denied.
+// Snapshot.Allowed is the allow path: the subject must be a user or
+// service principal and the actor, if any, a service principal, and both
+// must hold the privilege (catalog.Snapshot.Holds, the evaluator without
+// its explanation). It remembers its answers in a fixed table of exact
+// 63-bit keys (subject, actor, securable, privilege) read and written
+// atomically, so a repeated question costs two name lookups and one table
+// read, and it does not allocate.
 //
-// The privilege function on the snapshot (holds) has the semantics of
-// catalog.Model.Check: admins hold everything; otherwise every container's
-// USE privilege (outermost first), the securable's own USE privilege for
-// its other privileges except BROWSE, and the privilege itself must each be
-// held through ownership of that securable, a group grant (one AND of two
-// bitsets) or a direct grant. Snapshot.Allowed remembers its answers in a
-// fixed table of exact 63-bit keys (subject, actor, privilege, securable)
-// read and written atomically, so a repeated question costs two name
-// lookups and one table read.
+// Snapshot.Decide gives the reason and, with Request.Explain, one Step per
+// requirement of subject and actor: the catalog's on-behalf-of rule
+// (catalog.AccessPart, catalog.JoinAccess), word for word what EXPLAIN
+// ACCESS prints. Without Explain each principal's part is remembered for
+// the life of the snapshot. It always agrees with Allowed.
 //
-// # Explanations (explain.go)
-//
-// Snapshot.Decide recomputes a decision requirement by requirement from the
-// snapshot's immutable copies (names, direct memberships, per-securable
-// group grant bitsets), choosing the innermost securable with a qualifying
-// grant and, there, a direct grant first, then the group closest to the
-// principal (breadth first). Its wording is catalog.Decision.Reason's; deny
-// reasons are identical. It allocates (a few microseconds); Allowed does
-// not, and always agrees with it.
+// A snapshot also carries the catalog's Rego policies, prepared when it
+// was built (enforce/policy: unchanged policies are reused by the hash of
+// their name and source), and knows for every securable whether a policy
+// is attached to it or to one of its containers.
 //
 // # Engine (engine.go)
 //
-// Engine implements Decider. It compiles the first snapshot, subscribes to
-// the catalog's commits and recompiles in one goroutine, swapping the
-// snapshot with an atomic pointer; revisions that arrive during a compile
-// coalesce into one more compile at the newest. DecideAt waits (bounded by
-// the context and Options.WaitTimeout) until a snapshot at the requested
-// revision is current, else ErrStale. Options.Policy is consulted only
-// after the grants allow; its denial messages or its error deny (fail
-// closed).
+// Engine implements Decider. It builds the first snapshot, subscribes to
+// the catalog's commits and builds a new one in one goroutine, swapping it
+// with an atomic pointer; revisions that arrive during a build coalesce
+// into one more build at the newest. A build holds the catalog's read lock
+// only to take the catalog's snapshot (copying three slices of pointers);
+// the transitive groups, the name indexes and the policies are prepared
+// after it, never on a request. DecideAt waits (bounded by the context and
+// Options.WaitTimeout) until a snapshot at the requested revision is
+// current, else ErrStale.
+//
+// Options.Policy (NewPolicyHook: the catalog's Rego policies) is consulted
+// only when the grants allow and a policy is attached to the securable or
+// a container; its denial messages or its error deny (fail closed). Such a
+// decision is Contextual: it holds for that request's context and time
+// only. Every other decision holds for any context at its revision, which
+// is what lets a gateway node (enforce/client) answer MCP messages from
+// its cache.
 //
 // # Tests
 //
-// property_test.go generates random catalogs (nested groups, an admin
-// group, owners including groups, grants of every privilege, revokes,
-// drops, renames) and compares the snapshot with catalog.Model.Check on
-// every question: decision, each requirement's basis, deny reason. The
-// benchmarks (bench_test.go) use the catalog: 10,000 users, 1,000
-// groups nested 5 deep, 1,000 connections, 100,000 grants.
+// property_test.go generates random catalogs (catalogtest.Random) and
+// compares Allowed (with its memo, and a tiny one whose answers evict each
+// other) and Decide, brief and explained, by every name a securable
+// answers to, with the naive reference implementation of the rules
+// (catalogtest.Reference) under the on-behalf-of rule. The benchmarks
+// (bench_test.go) use the performance targets' catalog: 10,000 users,
+// 1,000 groups nested 5 deep, 1,000 connections, 100,000 grants.
 package enforce

@@ -11,11 +11,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/enforce/policy"
 )
 
-// PolicyHook evaluates policies (OPA, later) on a request the grants allow.
-// It returns the messages of the policies that deny it (none: allowed). An
-// error denies the request (fail closed). It must be safe for concurrent use.
+// PolicyHook evaluates policies on a request the grants allow, when a
+// policy is attached to its securable or a container (NewPolicyHook: the
+// catalog's Rego policies, prepared with the snapshot). It returns the
+// messages of the policies that deny it (none: allowed). An error denies
+// the request (fail closed). It must be safe for concurrent use.
 type PolicyHook func(ctx context.Context, snap *Snapshot, req Request) (denyMessages []string, err error)
 
 // Options configure an Engine.
@@ -23,12 +26,17 @@ type Options struct {
 	Logger zerolog.Logger
 	// WaitTimeout bounds how long DecideAt waits for a revision (default 2 s).
 	WaitTimeout time.Duration
-	// Policy, if set, is consulted after the grants allow a request.
+	// Policy, if set, is consulted after the grants allow a request whose
+	// securable (or a container of it) has a policy attached; the engine
+	// then prepares the catalog's policies with every snapshot.
 	Policy PolicyHook
 }
 
 // DefaultWaitTimeout is the default of Options.WaitTimeout.
 const DefaultWaitTimeout = 2 * time.Second
+
+// compileTimeout bounds preparing a snapshot's policies.
+const compileTimeout = 30 * time.Second
 
 // Engine is the decision engine: it answers from the current Snapshot and
 // recompiles it in the background after every catalog commit, swapping it
@@ -38,8 +46,9 @@ type Engine struct {
 	opts Options
 	log  zerolog.Logger
 
-	snap    atomic.Pointer[Snapshot]
-	swapped atomic.Pointer[chan struct{}] // closed (and replaced) at every swap
+	snap     atomic.Pointer[Snapshot]
+	policies policy.Cache                  // prepared policies, reused across revisions
+	swapped  atomic.Pointer[chan struct{}] // closed (and replaced) at every swap
 
 	subMu sync.Mutex
 	subs  map[chan catalog.Revision]struct{}
@@ -69,7 +78,7 @@ func NewEngine(ctx context.Context, svc *catalog.Service, o Options) (*Engine, e
 		cancel()
 		return nil, err
 	}
-	snap, err := e.compile()
+	snap, err := e.compile(ctx)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -80,18 +89,24 @@ func NewEngine(ctx context.Context, svc *catalog.Service, o Options) (*Engine, e
 }
 
 // compile builds a snapshot of the committed catalog: the catalog's read
-// lock is held only while copying out what the snapshot is built from. A
-// panic (a catalog inconsistency) is turned into an error: the engine
-// keeps its last snapshot rather than crash.
-func (e *Engine) compile() (snap *Snapshot, err error) {
+// lock is held only while the catalog's snapshot is taken (copying three
+// slices of pointers); transitive groups are computed and policies
+// prepared after it. A panic (a catalog inconsistency) is turned into an
+// error: the engine keeps its last snapshot rather than crash.
+func (e *Engine) compile(ctx context.Context) (snap *Snapshot, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("enforce: compiling the catalog snapshot failed: %v", r)
 		}
 	}()
-	var src *source
-	e.svc.Read(func(m *catalog.Model) { src = gather(m) })
-	return src.compile(), nil
+	var cs *catalog.Snapshot
+	e.svc.Read(func(m *catalog.Model) { cs = m.Snapshot() })
+	cs.Warm()
+	var set *policy.Set
+	if e.opts.Policy != nil {
+		set = e.policies.Build(ctx, cs.Revision(), cs.Policies())
+	}
+	return newSnapshot(cs, set), nil
 }
 
 // follow recompiles after commits. The service's subscription keeps only
@@ -108,7 +123,9 @@ func (e *Engine) follow(revs <-chan catalog.Revision) {
 				continue
 			}
 			t0 := time.Now()
-			snap, err := e.compile()
+			ctx, cancel := context.WithTimeout(context.Background(), compileTimeout)
+			snap, err := e.compile(ctx)
+			cancel()
 			if err != nil {
 				e.log.Error().Err(err).Int64("revision", int64(rev)).Msg("snapshot not updated")
 				continue
@@ -166,14 +183,14 @@ func (e *Engine) Subscribe() (<-chan catalog.Revision, func()) {
 }
 
 // Allowed answers r without explaining it: grants (the on-behalf-of rule,
-// see Snapshot.Allowed), then the policy hook if the grants allow. With
-// canonical privilege spellings, names as stored and no policy hook (or a
-// hook that does not allocate) it does not allocate. It always agrees with
-// Decide(ctx, r).Allowed.
+// see Snapshot.Allowed), then, if the grants allow and a policy applies to
+// the securable, the policy hook. With canonical privilege spellings,
+// names as stored and no policy that applies it does not allocate. It
+// always agrees with Decide(ctx, r).Allowed.
 func (e *Engine) Allowed(ctx context.Context, r Request) (bool, catalog.Revision) {
 	snap := e.snap.Load()
-	ok := snap.Allowed(r)
-	if ok && e.opts.Policy != nil {
+	ok, n := snap.allowed(&r)
+	if ok && e.opts.Policy != nil && snap.policyApplies(n) {
 		msgs, err := e.opts.Policy(ctx, snap, r)
 		ok = err == nil && len(msgs) == 0
 	}
@@ -192,6 +209,10 @@ func (e *Engine) decide(ctx context.Context, snap *Snapshot, r Request) Decision
 	if !d.Allowed || e.opts.Policy == nil {
 		return d
 	}
+	if n, res := snap.cs.Resolve(r.Securable.Type, r.Securable.Name); res != catalog.Resolved || !snap.policyApplies(n) {
+		return d
+	}
+	d.Contextual = true
 	msgs, err := e.opts.Policy(ctx, snap, r)
 	switch {
 	case err != nil:

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/mandatehq/mandate/catalog"
 )
@@ -335,33 +334,44 @@ func TestDecideAtStale(t *testing.T) {
 	}
 }
 
+// TestPolicyHook: the hook is consulted only when the grants allow and a
+// policy is attached to the securable or a container (here: schema
+// eng.tools); such a decision is marked Contextual, the others are not.
 func TestPolicyHook(t *testing.T) {
 	svc := fixture(t)
+	write(t, svc, func(tx *catalog.Tx) error {
+		return tx.CreatePolicy("on_tools", catalog.TypeSchema, []string{"eng", "tools"}, "package p\ndeny contains msg if { false; msg := \"never\" }")
+	})
 	allowedReq := Request{Subject: "alice@example.com", Actor: "coding-agent", Privilege: catalog.PrivUseConnection,
 		Securable: conn("eng.tools.jira"), Context: map[string]any{"tool": "create_issue"}}
 	deniedReq := allowedReq
 	deniedReq.Actor = "reader-agent"
 	deniedReq.Subject = "carol@example.com"
+	noPolicyReq := Request{Subject: "alice@example.com", Privilege: catalog.PrivUseConnection, Securable: conn("my_github_mcp"),
+		Context: map[string]any{"tool": "create_issue"}}
+	objects := func(context.Context, *Snapshot, Request) ([]string, error) { return []string{"no"}, nil }
 	tests := []struct {
-		name    string
-		hook    func(ctx context.Context, snap *Snapshot, req Request) ([]string, error)
-		req     Request
-		allowed bool
-		reason  string
-		calls   int64
+		name       string
+		hook       func(ctx context.Context, snap *Snapshot, req Request) ([]string, error)
+		req        Request
+		allowed    bool
+		reason     string
+		calls      int64
+		contextual bool
 	}{
 		{"no objection", func(context.Context, *Snapshot, Request) ([]string, error) { return nil, nil },
-			allowedReq, true, `subject "alice@example.com" allowed`, 1},
+			allowedReq, true, `subject "alice@example.com" allowed`, 1, true},
 		{"denied by policy", func(_ context.Context, snap *Snapshot, req Request) ([]string, error) {
 			if req.Context["tool"] == "create_issue" && snap.MemberOf(req.Subject, "analytics") {
 				return []string{"analysts may not create issues", "outside business hours"}, nil
 			}
 			return nil, nil
-		}, allowedReq, false, "denied by policy: analysts may not create issues; outside business hours", 1},
+		}, allowedReq, false, "denied by policy: analysts may not create issues; outside business hours", 1, true},
 		{"failing policy fails closed", func(context.Context, *Snapshot, Request) ([]string, error) { return nil, errors.New("opa unavailable") },
-			allowedReq, false, "policy evaluation failed: opa unavailable", 1},
+			allowedReq, false, "policy evaluation failed: opa unavailable", 1, true},
 		{"not consulted when the grants deny", func(context.Context, *Snapshot, Request) ([]string, error) { return nil, nil },
-			deniedReq, false, `subject "carol@example.com" lacks USE SCHEMA`, 0},
+			deniedReq, false, `subject "carol@example.com" lacks USE SCHEMA`, 0, false},
+		{"not consulted when no policy applies", objects, noPolicyReq, true, `subject "alice@example.com" allowed`, 0, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -371,8 +381,8 @@ func TestPolicyHook(t *testing.T) {
 				return tc.hook(ctx, snap, req)
 			}})
 			d := e.Decide(t.Context(), tc.req)
-			if d.Allowed != tc.allowed || !strings.Contains(d.Reason, tc.reason) {
-				t.Fatalf("%+v: want allowed=%v and %q", d, tc.allowed, tc.reason)
+			if d.Allowed != tc.allowed || !strings.Contains(d.Reason, tc.reason) || d.Contextual != tc.contextual {
+				t.Fatalf("%+v: want allowed=%v, contextual=%v and %q", d, tc.allowed, tc.contextual, tc.reason)
 			}
 			if ok, _ := e.Allowed(t.Context(), tc.req); ok != tc.allowed {
 				t.Fatalf("Allowed = %v", ok)
@@ -440,49 +450,5 @@ func TestNewEngineCanceled(t *testing.T) {
 	cancel()
 	if _, err := NewEngine(ctx, fixture(t), Options{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
-	}
-}
-
-// TestPrivilegeTable fails when the catalog learns a privilege the engine
-// does not know (it would be denied everywhere).
-func TestPrivilegeTable(t *testing.T) {
-	seen := map[int]bool{}
-	for _, p := range catalog.KnownPrivileges() {
-		i := privIndex(p)
-		if i < 0 || privName(i) != p || seen[i] {
-			t.Errorf("privilege %s: index %d", p, i)
-		}
-		seen[i] = true
-	}
-	if len(seen) != numPrivs {
-		t.Errorf("%d privileges known to the catalog, %d to the engine", len(seen), numPrivs)
-	}
-}
-
-// TestNodeLayout keeps the allow path's securable record in one cache line.
-func TestNodeLayout(t *testing.T) {
-	if n := unsafe.Sizeof(node{}); n != 64 {
-		t.Fatalf("node is %d bytes, want 64", n)
-	}
-	if n := unsafe.Sizeof(principal{}); n > 16 {
-		t.Fatalf("principal is %d bytes, want at most 16", n)
-	}
-}
-
-// TestPrivilegeIndexes: the snapshot's privilege constants follow the
-// catalog's one privilege index.
-func TestPrivilegeIndexes(t *testing.T) {
-	for want, p := range []catalog.Privilege{catalog.PrivAll, catalog.PrivBrowse, catalog.PrivCreateCatalog,
-		catalog.PrivCreateConnection, catalog.PrivCreateSchema, catalog.PrivManage, catalog.PrivUseCatalog,
-		catalog.PrivUseConnection, catalog.PrivUseSchema, catalog.PrivSelect} {
-		if got := privIndex(p); got != want || privName(want) != p {
-			t.Errorf("%s: index %d, want %d (name at %d: %s)", p, got, want, want, privName(want))
-		}
-	}
-	if len(catalog.KnownPrivileges()) != numPrivs {
-		t.Errorf("catalog knows %d privileges, the snapshot %d", len(catalog.KnownPrivileges()), numPrivs)
-	}
-	if privIndex("NOPE") != -1 || privName(numPrivs) != "" {
-		t.Error("unknown privileges must be -1 / empty")
 	}
 }

@@ -25,7 +25,7 @@ func TestRegoPolicyHook(t *testing.T) {
 		}
 		return nil
 	})
-	e, err := NewEngine(t.Context(), svc, Options{Policy: NewPolicyHook(svc, time.Second)})
+	e, err := NewEngine(t.Context(), svc, Options{Policy: NewPolicyHook(time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,4 +71,53 @@ deny contains msg if { x := 1 / input.arguments.zero; msg := sprintf("%v", [x]) 
 	if d.Allowed {
 		t.Fatalf("a failing policy allowed: %+v", d)
 	}
+}
+
+// TestPoliciesPreparedWithTheSnapshot: the engine prepares the catalog's
+// policies when it builds a snapshot, before any request, and a policy
+// whose name and source did not change is reused, not compiled again, by
+// the snapshots of later revisions.
+func TestPoliciesPreparedWithTheSnapshot(t *testing.T) {
+	svc := newService(t)
+	write(t, svc, func(tx *catalog.Tx) error {
+		return tx.CreateConnection([]string{"system", "ai", "gh"}, "MCP", [][2]string{{"url", "https://gh.example/mcp"}}, false, nil)
+	})
+	e := newEngine(t, svc, Options{Policy: NewPolicyHook(time.Second)})
+	if e.Snapshot().policies != nil {
+		t.Fatal("policies prepared while there are none")
+	}
+	prepared := func(rev catalog.Revision) *Snapshot {
+		t.Helper()
+		if _, err := e.DecideAt(t.Context(), Request{Subject: catalog.AdminUser, Privilege: catalog.PrivUseConnection, Securable: conn("gh")}, rev); err != nil {
+			t.Fatal(err)
+		}
+		snap := e.Snapshot()
+		if snap.policies == nil || snap.policies.Len() != 1 || snap.policies.Revision != snap.Revision() {
+			t.Fatalf("snapshot at %d: policies %+v", snap.Revision(), snap.policies)
+		}
+		return snap
+	}
+	first := prepared(write(t, svc, func(tx *catalog.Tx) error {
+		return tx.CreatePolicy("p1", catalog.TypeConnection, []string{"system", "ai", "gh"}, "package p\ndeny contains msg if { false; msg := \"x\" }")
+	}))
+	second := prepared(write(t, svc, func(tx *catalog.Tx) error { // an unrelated change
+		return tx.CreatePrincipal(catalog.KindUser, "bob", nil, false)
+	}))
+	if first == second || !samePrepared(first, second) {
+		t.Fatal("an unchanged policy was compiled again for a new revision")
+	}
+	third := prepared(write(t, svc, func(tx *catalog.Tx) error {
+		if err := tx.DropPolicy("p1", false); err != nil {
+			return err
+		}
+		return tx.CreatePolicy("p1", catalog.TypeConnection, []string{"system", "ai", "gh"}, "package p\ndeny contains msg if { false; msg := \"y\" }")
+	}))
+	if samePrepared(second, third) {
+		t.Fatal("a changed policy was not compiled again")
+	}
+}
+
+// samePrepared reports whether two snapshots share their prepared policy.
+func samePrepared(a, b *Snapshot) bool {
+	return a.policies.Prepared("p1") != nil && a.policies.Prepared("p1") == b.policies.Prepared("p1")
 }

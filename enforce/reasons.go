@@ -1,6 +1,10 @@
 package enforce
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/mandatehq/mandate/catalog"
+)
 
 // reasonMemo remembers the rendered reason of one principal's part of a
 // decision (principal, role, privilege, securable) for the life of a
@@ -19,14 +23,14 @@ const (
 )
 
 type reasonKey struct {
-	p, n  int32
+	p, n  catalog.ID
 	pi    int32
 	actor bool
 }
 
 type reasonShard struct {
 	mu sync.RWMutex
-	m  map[reasonKey]explanation
+	m  map[reasonKey]catalog.AccessPart
 	_  [40]byte // keep shards on separate cache lines
 }
 
@@ -38,11 +42,11 @@ func (m *reasonMemo) shard(k reasonKey) *reasonShard {
 	return &m.shards[(h>>16)%reasonShards]
 }
 
-func (m *reasonMemo) get(p int32, role string, pi int, n int32) (explanation, bool) {
+func (m *reasonMemo) get(p catalog.ID, role string, pi int, n catalog.ID) (catalog.AccessPart, bool) {
 	if m == nil {
-		return explanation{}, false
+		return catalog.AccessPart{}, false
 	}
-	k := reasonKey{p: p, n: n, pi: int32(pi), actor: role == roleActor}
+	k := reasonKey{p: p, n: n, pi: int32(pi), actor: role == catalog.RoleActor}
 	sh := m.shard(k)
 	sh.mu.RLock()
 	e, ok := sh.m[k]
@@ -50,15 +54,15 @@ func (m *reasonMemo) get(p int32, role string, pi int, n int32) (explanation, bo
 	return e, ok
 }
 
-func (m *reasonMemo) put(p int32, role string, pi int, n int32, e explanation) {
+func (m *reasonMemo) put(p catalog.ID, role string, pi int, n catalog.ID, e catalog.AccessPart) {
 	if m == nil {
 		return
 	}
-	k := reasonKey{p: p, n: n, pi: int32(pi), actor: role == roleActor}
+	k := reasonKey{p: p, n: n, pi: int32(pi), actor: role == catalog.RoleActor}
 	sh := m.shard(k)
 	sh.mu.Lock()
 	if sh.m == nil {
-		sh.m = make(map[reasonKey]explanation)
+		sh.m = make(map[reasonKey]catalog.AccessPart)
 	}
 	if len(sh.m) < reasonMemoMax/reasonShards {
 		sh.m[k] = e

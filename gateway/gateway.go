@@ -95,6 +95,91 @@ type Connections interface {
 // ErrNoConnection is returned by Connections for an unknown name.
 var ErrNoConnection = errors.New("gateway: no such connection")
 
+// ModelService is a model service (what agents call on the LLM endpoint)
+// as the data plane needs it, resolved from the catalog at Revision.
+// Provider API keys are decrypted: never log them.
+type ModelService struct {
+	// Name is the full three-part name (system.ai.frontier).
+	Name string
+	// Destinations share the traffic by Weight (they sum to 100); one is
+	// picked at random per call.
+	Destinations []ModelDestination
+	// Fallbacks are tried in order when the chosen destination answers
+	// 429 or 5xx, cannot be reached or times out (the split is not
+	// applied again). Their Weight is 0.
+	Fallbacks []ModelDestination
+	// Timeout bounds one attempt (0: the gateway's default).
+	Timeout time.Duration
+	// Tags are the service's own request tags (its tags option); a call's
+	// X-Mandate-Request-Tags are added to them.
+	Tags map[string]string
+	// LogPayloads and SampleRate: capture request and response bodies
+	// into system.ai_gateway.payloads for this share of calls (0..1).
+	LogPayloads bool
+	SampleRate  float64
+	// TracePayloads puts prompt and completion content on trace spans.
+	TracePayloads bool
+	// Options are every non-secret option by name (sensitivity, egress,
+	// ...).
+	Options  map[string]string
+	Revision catalog.Revision
+}
+
+// ModelDestination is one provider service and the model to ask there.
+type ModelDestination struct {
+	Provider *ProviderService
+	Model    string
+	Weight   int
+}
+
+// ProviderService is a model provider service: an external provider and
+// the credential the gateway presents to it.
+type ProviderService struct {
+	// Name is the full three-part name (system.ai.openai_prod).
+	Name string
+	// Provider is openai, anthropic or openai_compatible.
+	Provider string
+	// URL is the provider's API base URL (https://api.openai.com/v1).
+	URL string
+	// APIKey is the decrypted api_key option ("" for none).
+	APIKey string `json:"-"`
+	// Prices are USD per million tokens by model name; a model missing
+	// here has no known price.
+	Prices map[string]ModelPrice
+	// Options are every non-secret option by name.
+	Options map[string]string
+}
+
+// ModelPrice is what one model costs, in USD per million tokens of each
+// class. Cached input and cache writes not given in the prices option
+// cost as much as input (HasCachedInput, HasCacheWrite false).
+type ModelPrice struct {
+	Input, Output, CachedInput, CacheWrite float64
+	HasCachedInput, HasCacheWrite          bool
+}
+
+// ModelServices resolves model service names as Connections resolves
+// connections ("frontier" is system.ai.frontier; three-part names address
+// other schemas). An unknown model service is ErrNoModelService. List
+// returns every model service's full name (GET /llm/v1/models shows those
+// the caller may EXECUTE).
+type ModelServices interface {
+	ModelService(ctx context.Context, name string) (*ModelService, error)
+	ListModelServices(ctx context.Context) ([]string, error)
+}
+
+// ErrNoModelService is returned by ModelServices for an unknown name.
+var ErrNoModelService = errors.New("gateway: no such model service")
+
+// AccessTokens verifies Mandate's personal access tokens (CREATE ACCESS
+// TOKEN): a token acts as its user, through its agent when it names one.
+// An unknown, expired or dropped token is an *AuthError with Status 401.
+// Implementations check the token against the current catalog on every
+// call, so a dropped token is refused at once.
+type AccessTokens interface {
+	VerifyAccessToken(ctx context.Context, token string) (*Identity, error)
+}
+
 // Credentials produce the credential the upstream receives for one call
 // of id through c, by c.AuthMode. The result is the full Authorization
 // header value ("Bearer ...") or "" for none. Implementations cache within

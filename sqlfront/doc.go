@@ -11,11 +11,12 @@
 //	  → Statement.Execute: governance statements become catalog.Tx calls
 //	    (writes, group-committed durably with their audit record) or reads
 //	    of the catalog Model (SHOW, DESCRIBE); session statements (SET,
-//	    SHOW, BEGIN, SELECT version()) are answered from the session;
-//	    SELECTs over system tables (system.access.audit,
-//	    system.information_schema, pg_catalog) go to sqlfront/systables,
-//	    which checks and rewrites them and runs them on Config.Query, the
-//	    store's SQL engine (sysquery.go is the hook).
+//	    SHOW, BEGIN, drivers' probes such as SELECT 1 or SELECT version())
+//	    are answered from the session; every other SELECT (over system
+//	    tables — system.access.audit, system.information_schema,
+//	    pg_catalog — or over nothing) goes to sqlfront/systables, which
+//	    checks it, writes it for Config.Query, the store's SQL engine, with
+//	    PostgreSQL's semantics, and runs it there (sysquery.go is the hook).
 //
 // Limits (limits.go): sessions start with the server's statement_timeout
 // (Config.StatementTimeout), which users may lower and only metastore

@@ -53,6 +53,12 @@ func sqlError(err error, query string, offset int) error {
 	}
 	var pe *pgwire.Error
 	if errors.As(err, &pe) {
+		if pe.Position > 0 && offset > 0 {
+			// A position in the statement becomes one in the query text.
+			moved := *pe
+			moved.Position += charPos(query, offset) - 1
+			return &moved
+		}
 		return pe
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -7,3 +7,10 @@ func (f *Frontend) RunningQueries() int {
 	defer f.adm.mu.Unlock()
 	return len(f.adm.running)
 }
+
+// WaitingQueries is the number of queries waiting for an engine slot.
+func (f *Frontend) WaitingQueries() int {
+	f.adm.mu.Lock()
+	defer f.adm.mu.Unlock()
+	return f.adm.waiting
+}

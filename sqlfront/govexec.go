@@ -624,45 +624,22 @@ func (s *Session) explainAccess(x *parser.ExplainAccess) (*stmt, error) {
 				catalog.QuoteIdent(subject.Name), strings.ToLower(string(sec.Type)), sec.FullName())
 		}
 		what := x.Privilege.SQL() + " on " + string(sec.Type) + " " + sec.FullName()
-		var rows [][]any
-		explain := func(role string, p *catalog.Principal) (bool, string) {
-			d := m.Check(p.ID, x.Privilege, sec.ID)
-			for _, r := range d.Reqs() {
-				req := r.Privilege.SQL() + " on " + string(r.On.Type) + " " + r.On.FullName()
-				res, reason := "allow", strings.TrimPrefix(d.Explain(&r), req+": ")
-				if !r.Met {
-					res = "deny"
-				}
-				rows = append(rows, []any{role, p.Name, req, res, reason})
-			}
-			if d.Allowed {
-				return true, catalog.QuoteIdent(p.Name) + " allowed"
-			}
-			return false, d.Reason()
-		}
-		allowed, why := true, ""
-		if subject.Kind == catalog.KindGroup {
-			allowed, why = false, fmt.Sprintf("subject %s is a group; decisions are made for users and service principals", catalog.QuoteIdent(subject.Name))
-		} else {
-			ok, r := explain("subject", subject)
-			allowed, why = ok, "subject "+r
-		}
+		actorName := ""
 		if actor != nil {
-			switch {
-			case actor.Kind != catalog.KindServicePrincipal:
-				allowed = false
-				why += fmt.Sprintf("; actor %s is a %s, not a service principal", catalog.QuoteIdent(actor.Name), strings.ToLower(string(actor.Kind)))
-			default:
-				ok, r := explain("actor", actor)
-				allowed = allowed && ok
-				why += "; actor " + r
-			}
+			actorName = actor.Name
+		}
+		// The catalog's evaluator and on-behalf-of rule: the steps and
+		// reasons the decision engine gives.
+		d := m.Access(subject.Name, actorName, x.Privilege, sec.ID, true)
+		var rows [][]any
+		for _, st := range d.Steps {
+			rows = append(rows, []any{st.Role, st.Principal, st.Check, st.Result, st.Reason})
 		}
 		result := "deny"
-		if allowed {
+		if d.Allowed {
 			result = "allow"
 		}
-		rows = append(rows, []any{"decision", nil, what, result, why})
+		rows = append(rows, []any{"decision", nil, what, result, d.Brief})
 		return rows, nil
 	}), nil
 }

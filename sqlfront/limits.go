@@ -231,6 +231,7 @@ type admission struct {
 
 	mu       sync.Mutex
 	running  map[*admitted]struct{}
+	waiting  int            // queries waiting for a slot
 	users    int            // running queries of users who are not admins
 	perUser  map[string]int // running queries per such user
 	wake     chan struct{}  // closed (and replaced) when a slot is freed
@@ -255,16 +256,27 @@ func newAdmission(lim QueryLimits, isAdmin func(string) bool, log zerolog.Logger
 func (a *admission) run(ctx context.Context, fn func(context.Context) error) error {
 	user, _ := ctx.Value(queryUserKey{}).(string) // none: an anonymous user
 	q := &admitted{user: user, admin: user != "" && a.isAdmin(user)}
+	waited := false
 	for {
 		a.mu.Lock()
 		if a.fits(q) {
+			if waited {
+				a.waiting--
+			}
 			break
+		}
+		if !waited {
+			waited = true
+			a.waiting++
 		}
 		wake := a.wake
 		a.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
+			a.mu.Lock()
+			a.waiting--
+			a.mu.Unlock()
 			return ctx.Err()
 		}
 	}

@@ -159,7 +159,17 @@ func TestQueryAdmission(t *testing.T) {
 		t.Errorf("got %q", pe.Message)
 	}
 
-	// Cancelled, running and waiting queries end with 57014.
+	// Cancelled, running and waiting queries end with 57014. A cancel
+	// request reaches only a query the server has: wait until all five are
+	// there (three running, two of bob's waiting for a slot).
+	deadline := time.Now().Add(20 * time.Second)
+	for f.Frontend.RunningQueries()+f.Frontend.WaitingQueries() != len(conns) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d queries running and %d waiting, want %d in all",
+				f.Frontend.RunningQueries(), f.Frontend.WaitingQueries(), len(conns))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	for _, c := range conns {
 		if err := c.PgConn().CancelRequest(t.Context()); err != nil {
 			t.Fatal(err)

@@ -198,11 +198,11 @@ func (s *Session) pgStatement(ctx context.Context, text string, paramOIDs []uint
 		// ones (drivers' SELECT 1, version(), ...) are answered here, and
 		// go to the engine only when this evaluator cannot answer them.
 		if s.wantsSystemQuery(x.SelectStmt) {
-			return s.systemQuery(ctx, res, paramOIDs)
+			return s.systemQuery(ctx, text, res, paramOIDs)
 		}
 		st, err := s.selectStmt(x.SelectStmt, paramOIDs)
 		if pe, ok := err.(*pgwire.Error); ok && pe.Code == "0A000" && s.f.sys != nil {
-			return s.systemQuery(ctx, res, paramOIDs)
+			return s.systemQuery(ctx, text, res, paramOIDs)
 		}
 		return st, err
 	}

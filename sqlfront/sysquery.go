@@ -3,6 +3,7 @@ package sqlfront
 import (
 	"context"
 	"sort"
+	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
@@ -33,10 +34,10 @@ func (x sysSession) ParamNames() []string {
 	return names
 }
 
-// systemQuery prepares a SELECT over system tables.
+// systemQuery prepares a SELECT over system tables (tree is text parsed).
 // Its engine calls are admitted for the session's user (limits.go).
-func (s *Session) systemQuery(ctx context.Context, tree *pg.ParseResult, paramOIDs []uint32) (*stmt, error) {
-	p, err := s.f.sys.Prepare(withQueryUser(ctx, s.user), sysSession{s}, tree, paramOIDs)
+func (s *Session) systemQuery(ctx context.Context, text string, tree *pg.ParseResult, paramOIDs []uint32) (*stmt, error) {
+	p, err := s.f.sys.Prepare(withQueryUser(ctx, s.user), sysSession{s}, text, tree, paramOIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -47,6 +48,65 @@ func (s *Session) systemQuery(ctx context.Context, tree *pg.ParseResult, paramOI
 }
 
 // wantsSystemQuery reports whether a SELECT goes to the query engine.
+// With an engine, every SELECT does (PostgreSQL's semantics for
+// expressions, casts and errors come from there), except the drivers'
+// probes that the session answers at once (SELECT 1, SELECT version(),
+// current_setting(...)) and set_config(), which changes the session.
 func (s *Session) wantsSystemQuery(x *pg.SelectStmt) bool {
-	return s.f.sys != nil && systables.Wants(x)
+	if s.f.sys == nil {
+		return false
+	}
+	if systables.Wants(x) {
+		return true
+	}
+	engine := false
+	for _, t := range x.TargetList {
+		v := t.GetResTarget().GetVal()
+		if fc := v.GetFuncCall(); fc != nil {
+			if n := fc.Funcname[len(fc.Funcname)-1].GetString_(); n != nil && strings.EqualFold(n.Sval, "set_config") {
+				return false
+			}
+		}
+		engine = engine || !sessionValue(v)
+	}
+	return engine
+}
+
+// sessionValue reports whether an expression is one the session answers
+// exactly as PostgreSQL: an integer, string, boolean or NULL constant, a
+// parameter, the session's user, catalog or schema, or a session function
+// of constant arguments.
+func sessionValue(n *pg.Node) bool {
+	switch x := n.GetNode().(type) {
+	case *pg.Node_AConst:
+		return x.AConst.GetFval() == nil
+	case *pg.Node_ParamRef:
+		return true
+	case *pg.Node_SqlvalueFunction:
+		switch x.SqlvalueFunction.Op {
+		case pg.SQLValueFunctionOp_SVFOP_CURRENT_USER, pg.SQLValueFunctionOp_SVFOP_USER,
+			pg.SQLValueFunctionOp_SVFOP_CURRENT_ROLE, pg.SQLValueFunctionOp_SVFOP_SESSION_USER,
+			pg.SQLValueFunctionOp_SVFOP_CURRENT_CATALOG, pg.SQLValueFunctionOp_SVFOP_CURRENT_SCHEMA:
+			return true
+		}
+	case *pg.Node_FuncCall:
+		fc := x.FuncCall
+		name := fc.Funcname[len(fc.Funcname)-1].GetString_()
+		if name == nil || fc.AggStar || fc.Over != nil || fc.AggDistinct || fc.AggFilter != nil {
+			return false
+		}
+		switch strings.ToLower(name.Sval) {
+		case "version", "current_user", "session_user", "current_database", "current_catalog", "current_schema",
+			"current_setting", "set_config", "pg_backend_pid":
+			for _, a := range fc.Args {
+				if c := a.GetAConst(); c == nil || c.GetFval() != nil {
+					if a.GetParamRef() == nil {
+						return false
+					}
+				}
+			}
+			return true
+		}
+	}
+	return false
 }

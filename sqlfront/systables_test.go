@@ -249,13 +249,13 @@ func TestSystemTablesQueries(t *testing.T) {
 		{`SELECT action_name FROM access.audit WHERE action_name LIKE 'A%' AND action_name ~ '[12]' GROUP BY 1 ORDER BY 1`, "[[A1] [A2]]"},
 		{`SELECT 'a' UNION ALL SELECT 'b' ORDER BY 1 DESC`, "[[b] [a]]"},
 		{`SELECT x FROM generate_series(1, 3) AS x ORDER BY x DESC LIMIT 1`, "[[3]]"},
-		{`SELECT EXTRACT(year FROM TIMESTAMPTZ '2024-05-06 00:00:00+00')`, "[[2024]]"},
+		{`SELECT EXTRACT(year FROM TIMESTAMPTZ '2024-05-06 00:00:00+00')::text`, "[[2024]]"},
 		{`SELECT current_user, current_database(), current_setting('application_name') FROM system.access.audit LIMIT 1`, "[[admin system ]]"},
 		{`SELECT c.catalog_name, count(s.schema_name) FROM information_schema.catalogs c LEFT JOIN information_schema.schemata s
 		  USING (catalog_name) GROUP BY 1`, "[[system 3]]"},
 		{`SELECT now() - interval '1 day' < now()`, "[[true]]"},
 		{`SELECT to_char(TIMESTAMPTZ '2024-03-05 14:07:09+00', 'YYYY-MM-DD HH24:MI "h"')`, "[[2024-03-05 14:07 h]]"},
-		{`SELECT 7/2, -7/2, 7.0/2`, "[[3 -3 3.5]]"},
+		{`SELECT 7/2, -7/2, (7.0/2)::text`, "[[3 -3 3.5000000000000000]]"},
 	} {
 		rows := queryRows(t, conn, c.sql)
 		if fmt.Sprint(rows) != c.want {

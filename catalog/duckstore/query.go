@@ -626,48 +626,19 @@ func (e *QueryEngine) queryError(ctx context.Context, err error) error {
 	msg = strings.TrimSpace(msg)
 	var de *duckdb.Error
 	if !errors.As(err, &de) {
-		return &catalog.QueryError{SQLState: "XX000", Msg: msg, Err: err}
+		qe := driverError(msg)
+		qe.Err = err
+		return qe
 	}
 	if i := strings.Index(msg, ": "); i >= 0 && strings.HasSuffix(msg[:i], "Error") {
 		msg = msg[i+2:] // "Binder Error: ..."
 	}
-	state := "XX000"
-	lower := strings.ToLower(msg)
 	switch de.Type {
-	case duckdb.ErrorTypeParser, duckdb.ErrorTypeSyntax:
-		state = "42601"
-	case duckdb.ErrorTypeBinder, duckdb.ErrorTypeCatalog:
-		switch {
-		case strings.Contains(lower, "column"):
-			state = "42703"
-		case strings.Contains(lower, "function"), strings.Contains(lower, "macro"):
-			state = "42883"
-		case strings.Contains(lower, "table"), strings.Contains(lower, "relation"):
-			state = "42P01"
-		default:
-			state = "42804"
-		}
-	case duckdb.ErrorTypeConversion, duckdb.ErrorTypeInvalidType:
-		state = "22P02"
-	case duckdb.ErrorTypeOutOfRange:
-		state = "22003"
-	case duckdb.ErrorTypeDivideByZero:
-		state = "22012"
-	case duckdb.ErrorTypeInvalidInput:
-		state = "22023"
-	case duckdb.ErrorTypePermission, duckdb.ErrorTypeTransaction:
-		state = "42501"
-	case duckdb.ErrorTypeNotImplemented:
-		state = "0A000"
-	case duckdb.ErrorTypeOutOfMemory:
-		// DuckDB appends advice about its own settings, which are the
-		// server's, not the client's.
-		state = "53200"
-		msg = "out of memory: " + strings.TrimSpace(strings.SplitN(msg, "\n", 2)[0])
-	case duckdb.ErrorTypeInterrupt:
-		state = "57014"
 	case duckdb.ErrorTypeIO, duckdb.ErrorTypeConnection, duckdb.ErrorTypeFatal:
 		return translate(ctx, "query", err)
 	}
-	return &catalog.QueryError{SQLState: state, Msg: msg, Err: err}
+	// PostgreSQL's SQLSTATE and wording (pgerrors.go).
+	qe := pgError(de.Type, msg)
+	qe.Err = err
+	return qe
 }

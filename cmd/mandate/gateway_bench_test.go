@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -32,6 +33,11 @@ import (
 //	mandate-audit-sync-off
 //	         the same with --audit-sync off: answered without waiting
 //	         for the fsync
+//	node     `mandate gateway` (a subprocess) against the first serve process:
+//	         the same stages, decisions from the node's cache (asking the
+//	         catalog's API on a miss), audit to its own durable log; it
+//	         reports the catalog round trips per call (catalog-asks/call,
+//	         from the node's /healthz decision cache counters)
 //
 // The load generator, the upstream and the proxy share this process; all
 // of it shares the 2 cores with the mandate subprocess.
@@ -56,6 +62,7 @@ func BenchmarkGateway(b *testing.B) {
 		{"direct", up.URL + "/mcp", ""},
 		{"proxy", proxy.URL + "/mcp", ""},
 	}
+	var nodeAddr string
 	for _, mode := range []string{"on", "off"} {
 		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env})
 		c := s.admin(b)
@@ -65,11 +72,49 @@ func BenchmarkGateway(b *testing.B) {
 			`CREATE CONNECTION bench TYPE MCP OPTIONS (url '`+up.URL+`/mcp', auth_mode 'mandate_jwt', scopes 'repo')`,
 			`GRANT USE_CONNECTION ON CONNECTION bench TO "alice@example.com"`,
 			`GRANT USE_CONNECTION ON CONNECTION bench TO "coding-agent"`)
+		token := e2eToken(b, s, "alice@example.com", "coding-agent")
 		name := "mandate"
 		if mode == "off" {
 			name = "mandate-audit-sync-off"
 		}
-		paths = append(paths, struct{ name, url, token string }{name, "http://" + s.httpAddr + "/mcp/bench", e2eToken(b, s, "alice@example.com", "coding-agent")})
+		paths = append(paths, struct{ name, url, token string }{name, "http://" + s.httpAddr + "/mcp/bench", token})
+		if mode != "on" {
+			continue
+		}
+		// The node's public URL is the catalog's, so that dev tokens (whose
+		// audience is the serve process's URL) are accepted by both.
+		nodeAddr = freeAddrs(b, 1)[0]
+		startProcess(b, []string{"gateway", "--catalog", "http://" + s.httpAddr,
+			"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", nodeAddr,
+			"--oidc-issuer", "http://" + s.httpAddr + "/oidc", "--public-url", "http://" + s.httpAddr,
+			"--data-dir", b.TempDir(), "--log-level", "warn"}, "Mandate gateway is ready")
+		paths = append(paths, struct{ name, url, token string }{"node", "http://" + nodeAddr + "/mcp/bench", token})
+	}
+	// asks reads the node's decision cache misses (catalog round trips);
+	// -1 when the node does not report them.
+	asks := func(name string) int64 {
+		if name != "node" {
+			return -1
+		}
+		resp, err := http.Get("http://" + nodeAddr + "/healthz")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h struct {
+			Cache *struct {
+				Misses int64 `json:"misses"`
+			} `json:"decision_cache"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || h.Cache == nil {
+			return -1
+		}
+		return h.Cache.Misses
+	}
+	reportAsks := func(b *testing.B, name string, before int64) {
+		if after := asks(name); before >= 0 && after >= 0 {
+			b.ReportMetric(float64(after-before)/float64(b.N), "catalog-asks/call")
+		}
 	}
 	// A first pass checks each path answers (and warms connections).
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
@@ -80,6 +125,7 @@ func BenchmarkGateway(b *testing.B) {
 	}
 	for _, p := range paths {
 		b.Run("throughput-32conns/"+p.name, func(b *testing.B) {
+			before := asks(p.name)
 			var next atomic.Int64
 			var failed atomic.Int64
 			var wg sync.WaitGroup
@@ -106,10 +152,12 @@ func BenchmarkGateway(b *testing.B) {
 				b.Fatalf("%d of %d calls failed", n, b.N)
 			}
 			b.ReportMetric(float64(b.N)/el.Seconds(), "calls/s")
+			reportAsks(b, p.name, before)
 		})
 	}
 	for _, p := range paths {
 		b.Run("paced-1000/s/"+p.name, func(b *testing.B) {
+			before := asks(p.name)
 			lat := make([]time.Duration, b.N)
 			var failed atomic.Int64
 			var wg sync.WaitGroup
@@ -137,6 +185,7 @@ func BenchmarkGateway(b *testing.B) {
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			reportAsks(b, p.name, before)
 		})
 	}
 }

@@ -178,7 +178,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintf(w, `{"status":"stale","revision":%d}`+"\n", st.Revision)
 			return
 		}
-		fmt.Fprintf(w, `{"status":"ok","revision":%d}`+"\n", st.Revision)
+		fmt.Fprintf(w, `{"status":"ok","revision":%d,"decision_cache":{"hits":%d,"misses":%d}}`+"\n", st.Revision, st.CacheHits, st.CacheMisses)
 	})
 	dp.mount(mux)
 	hs := newHTTPServer(mux, &cfg.http, httpTLS, log)

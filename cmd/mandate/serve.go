@@ -360,7 +360,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("node token: %w", err)
 	}
-	eng, err := enforce.NewEngine(ctx, svc, enforce.Options{Logger: log, Policy: enforce.NewPolicyHook(svc, 0)})
+	eng, err := enforce.NewEngine(ctx, svc, enforce.Options{Logger: log, Policy: enforce.NewPolicyHook(0)})
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,8 @@
 //   - POST /api/v1/authorize answers one check
 //     {"subject", "actor"?, "privilege", "securable": {"type", "name"},
 //     "context"?, "at_least_revision"?, "explain"?} with
-//     {"allowed", "reason", "revision", "steps"?}, or a batch
+//     {"allowed", "reason", "revision", "steps"?, "contextual"?} (contextual:
+//     a policy took part, the answer holds for this context only), or a batch
 //     {"checks": [...], "at_least_revision"?} with {"results": [...]} in
 //     order. An unknown principal or securable is a denial with a reason.
 //     A malformed request is 400 {"error"}; a body over Options.MaxBody or

@@ -108,15 +108,18 @@ type Stats struct {
 	Coalesced int64
 }
 
+// cacheKey is a request without its context: grant decisions do not
+// depend on it (decisions that do are Contextual and never cached).
 type cacheKey struct {
 	subject, actor string
 	privilege      catalog.Privilege
 	typ            catalog.SecurableType
 	name           string
+	explain        bool
 }
 
 func keyOf(r *enforce.Request) cacheKey {
-	return cacheKey{r.Subject, r.Actor, r.Privilege, r.Securable.Type, r.Securable.Name}
+	return cacheKey{r.Subject, r.Actor, r.Privilege, r.Securable.Type, r.Securable.Name, r.Explain}
 }
 
 // Client asks the authorization API, caching decisions per revision.
@@ -300,7 +303,9 @@ func (c *Client) observe(rev catalog.Revision, t time.Time) {
 	c.markFresh(t)
 }
 
-func (c *Client) cacheable(r *enforce.Request) bool { return c.cache != nil && len(r.Context) == 0 }
+// cacheable reports whether answers to r may be cached: all, when the
+// cache is on. Whether an answer is kept depends on the answer (store).
+func (c *Client) cacheable(*enforce.Request) bool { return c.cache != nil }
 
 // lookup serves r from the cache if it holds an answer at the current
 // revision and freshness is within MaxStaleness.
@@ -318,7 +323,12 @@ func (c *Client) lookup(r *enforce.Request) (enforce.Decision, bool) {
 	return d, true
 }
 
+// store keeps d for r's question at the current revision, unless a policy
+// took part in it (Contextual: it holds for r's context only).
 func (c *Client) store(r *enforce.Request, d enforce.Decision) {
+	if d.Contextual {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if d.Revision != c.rev {

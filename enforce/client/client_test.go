@@ -163,26 +163,49 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// TestCache: answers decided by grants alone are cached per revision
+// whatever the request's context (every MCP message carries one), answers
+// a policy took part in are not.
 func TestCache(t *testing.T) {
-	withContext := reqAlice
-	withContext.Context = map[string]any{"tool": "create_issue"}
+	withContext := func(r enforce.Request, tool string) enforce.Request {
+		r.Context = map[string]any{"method": "tools/call", "tool": tool}
+		return r
+	}
+	policed := reqAlice
+	policed.Securable.Name = "policed"
+	keyPoliced := grantAlice
+	keyPoliced.Name = "policed"
+	deniedPoliced := policed
+	deniedPoliced.Subject = "bob@example.com"
+	explained := reqAlice
+	explained.Explain = true
 	cases := []struct {
 		name      string
 		cacheSize int
-		req       enforce.Request
-		wantCalls int64 // API calls for 3 Authorize calls
+		reqs      []enforce.Request // asked in turn, 3 rounds
+		allowed   bool
+		wantCalls int64
 	}{
-		{"hit after the first answer", 0, reqAlice, 1},
-		{"requests with a context are not cached", 0, withContext, 3},
-		{"cache disabled", -1, reqAlice, 3},
+		{"hit after the first answer", 0, []enforce.Request{reqAlice}, true, 1},
+		{"contexts do not matter to grants", 0, []enforce.Request{withContext(reqAlice, "a"), withContext(reqAlice, "b"), reqAlice}, true, 1},
+		{"a policy took part: not cached", 0, []enforce.Request{withContext(policed, "a")}, true, 3},
+		{"denied by grants under a policy: cached", 0, []enforce.Request{withContext(deniedPoliced, "a"), withContext(deniedPoliced, "b")}, false, 1},
+		{"explained answers are cached apart", 0, []enforce.Request{reqAlice, explained}, true, 2},
+		{"cache disabled", -1, []enforce.Request{reqAlice}, true, 3},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cs := startCatalog(t, nil, "", api.Options{})
+			d := apitest.New(1)
+			d.Grant(grantAlice)
+			d.Grant(keyPoliced)
+			d.Policy(keyPoliced) // revision 4
+			cs := startCatalog(t, d, "", api.Options{})
 			cl := newClient(t, cs.srv.URL, client.Config{CacheSize: c.cacheSize})
 			for range 3 {
-				if d := mustAuthorize(t, cl, c.req); !d.Allowed || d.Revision != 3 {
-					t.Fatalf("answer %+v, want allowed at revision 3", d)
+				for _, r := range c.reqs {
+					if d := mustAuthorize(t, cl, r); d.Allowed != c.allowed || d.Revision != 4 || r.Explain != (len(d.Steps) > 0) {
+						t.Fatalf("answer %+v to %+v, want allowed=%v at revision 4", d, r, c.allowed)
+					}
 				}
 			}
 			if got := cs.count(api.AuthorizePath); got != c.wantCalls {
@@ -380,14 +403,19 @@ func TestFailsClosed(t *testing.T) {
 func TestAuthorizeBatch(t *testing.T) {
 	cs := startCatalog(t, nil, "", api.Options{})
 	cl := newClient(t, cs.srv.URL, client.Config{})
+	policed := grantAlice
+	policed.Name = "policed"
+	cs.d.Grant(policed)
+	cs.d.Policy(policed)
 	reqs := make([]enforce.Request, 2500)
 	for i := range reqs {
 		reqs[i] = reqAlice
 		if i%2 == 1 {
 			reqs[i].Subject = fmt.Sprint("user", i)
 		}
+		reqs[i].Context = map[string]any{"i": i}
 		if i%5 == 0 {
-			reqs[i].Context = map[string]any{"i": i}
+			reqs[i].Securable.Name = "policed"
 		}
 	}
 	check := func(t *testing.T, ds []enforce.Decision) {
@@ -396,7 +424,7 @@ func TestAuthorizeBatch(t *testing.T) {
 			t.Fatalf("%d answers for %d requests", len(ds), len(reqs))
 		}
 		for i, d := range ds {
-			if d.Allowed != (i%2 == 0) || d.Revision != 3 {
+			if d.Allowed != (i%2 == 0) || d.Revision != 5 {
 				t.Fatalf("answer %d: %+v, want allowed=%v", i, d, i%2 == 0)
 			}
 		}
@@ -409,15 +437,16 @@ func TestAuthorizeBatch(t *testing.T) {
 	if got := cs.count(api.AuthorizePath); got != 3 {
 		t.Fatalf("%d API calls for 2500 requests, want 3 batches of at most %d", got, client.MaxBatch)
 	}
-	// Again: only the 500 requests with a context go to the API.
+	// Again: only the 250 answers a policy took part in (alice on the
+	// policed connection) go to the API.
 	calls := cs.d.Calls()
 	ds, err = cl.AuthorizeBatch(t.Context(), reqs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	check(t, ds)
-	if got := cs.d.Calls() - calls; got != 500 {
-		t.Fatalf("%d decisions asked of the catalog, want the 500 with a context", got)
+	if got := cs.d.Calls() - calls; got != 250 {
+		t.Fatalf("%d decisions asked of the catalog, want the 250 a policy took part in", got)
 	}
 	t.Run("fails closed", func(t *testing.T) {
 		cs.stop()

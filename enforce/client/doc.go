@@ -10,10 +10,16 @@
 //
 // Freshness is the time since the client last confirmed the catalog's
 // revision: a watch event or heartbeat, or a successful API answer (as of
-// when it was sent). Requests with a Context are never cached (policies may
-// depend on it). Every API call carries at_least_revision=<the newest
-// revision this client knows>, so no answer is older than what the node
-// has already seen.
+// when it was sent). The cache key is the question without its Context:
+// an answer decided by grants alone holds for any context at its revision,
+// so an MCP message (whose context carries method, tool and arguments) is
+// answered locally once its subject, actor and connection were asked
+// about. An answer in which a policy took part (Decision.Contextual: a
+// policy is attached to the securable or a container and the grants
+// allowed) is never cached; those questions go to the catalog every time.
+// Every API call carries at_least_revision=<the newest revision this
+// client knows>, so no answer is older than what the node has already
+// seen.
 //
 // Under load, Authorize calls share the API: at most MaxInFlight requests
 // are in flight; calls arriving while all are busy queue and go out

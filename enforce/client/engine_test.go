@@ -29,6 +29,11 @@ var connPath = []string{catalog.SystemCatalog, "ai", "my_github_mcp"}
 
 func newEngineRig(tb testing.TB, nClients int, cfg client.Config) *engineRig {
 	tb.Helper()
+	return newEngineRigWith(tb, nClients, cfg, enforce.Options{})
+}
+
+func newEngineRigWith(tb testing.TB, nClients int, cfg client.Config, opts enforce.Options) *engineRig {
+	tb.Helper()
 	ctx := context.Background()
 	kr, err := catalog.NewKeyring(make([]byte, 32))
 	if err != nil {
@@ -52,7 +57,7 @@ func newEngineRig(tb testing.TB, nClients int, cfg client.Config) *engineRig {
 		}
 		return tx.Grant([]catalog.Privilege{catalog.PrivUseConnection}, catalog.TypeConnection, connPath, []string{reqAlice.Actor})
 	})
-	r.eng, err = enforce.NewEngine(ctx, svc, enforce.Options{})
+	r.eng, err = enforce.NewEngine(ctx, svc, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -221,5 +226,62 @@ func TestEngineIntegration(t *testing.T) {
 				t.Fatalf("%+v, want allowed=%v with a reason at revision %d", d, tc.allowed, r.eng.Revision())
 			}
 		})
+	}
+}
+
+// TestNodeCacheServesMessages: a gateway node answers MCP messages (each
+// with its own context) from its cache while no policy applies to the
+// connection; once a Rego policy is attached, the answers the policy took
+// part in go to the catalog, decided per message; once it is dropped, the
+// cache serves again.
+func TestNodeCacheServesMessages(t *testing.T) {
+	r := newEngineRigWith(t, 1, client.Config{}, enforce.Options{Policy: enforce.NewPolicyHook(time.Second)})
+	r.grant(t)
+	c := r.clients[0]
+	msg := func(tool string) enforce.Request {
+		q := reqAlice
+		q.Context = map[string]any{"method": "tools/call", "tool": tool, "arguments": map[string]any{"q": tool}}
+		return q
+	}
+	ask := func(tool string, allowed bool) {
+		t.Helper()
+		d, err := c.Authorize(t.Context(), msg(tool))
+		if err != nil || d.Allowed != allowed {
+			t.Fatalf("%s: %+v, %v; want allowed=%v", tool, d, err, allowed)
+		}
+	}
+	hits := func() (int64, int64) { s := c.Stats(); return s.CacheHits, s.CacheMisses }
+	ask("get_issue", true)
+	h0, m0 := hits()
+	for _, tool := range []string{"search", "get_issue", "list", "delete_repo"} {
+		ask(tool, true)
+	}
+	if h, m := hits(); h-h0 != 4 || m != m0 {
+		t.Fatalf("no policy: %d hits and %d misses for 4 messages, want 4 hits", h-h0, m-m0)
+	}
+	wait := func(rev catalog.Revision) {
+		t.Helper()
+		if err := c.WaitRevision(t.Context(), rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(r.write(t, func(tx *catalog.Tx) error {
+		return tx.CreatePolicy("no_deletes", catalog.TypeConnection, connPath, `package p
+deny contains msg if { startswith(input.tool, "delete_"); msg := "no deletes" }`)
+	}))
+	h0, m0 = hits()
+	for range 2 {
+		ask("get_issue", true)
+		ask("delete_repo", false)
+	}
+	if h, m := hits(); h != h0 || m-m0 != 4 {
+		t.Fatalf("with a policy: %d hits and %d misses for 4 messages, want 4 misses", h-h0, m-m0)
+	}
+	wait(r.write(t, func(tx *catalog.Tx) error { return tx.DropPolicy("no_deletes", false) }))
+	ask("delete_repo", true)
+	h0, _ = hits()
+	ask("delete_repo", true)
+	if h, _ := hits(); h-h0 != 1 {
+		t.Fatal("the cache does not serve again once the policy is dropped")
 	}
 }

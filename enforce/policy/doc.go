@@ -1,8 +1,10 @@
-// Package policy evaluates the Rego policies attached to securables (issue 3,
-// "Policies beyond grants"). A policy is one Rego module (v1 syntax, any
-// package); every message in its `deny` set denies the call with that
-// message. Policies are compiled once per catalog revision with
-// github.com/open-policy-agent/opa/v1/rego (PrepareForEval) and evaluated
-// per request with the request's context and a time limit; a policy that
-// errors or times out denies (fail closed).
+// Package policy evaluates the Rego policies attached to securables. A
+// policy is one Rego module (v1 syntax, any package); every message in its
+// `deny` set denies the call with that message. A Cache prepares the
+// policies of a catalog revision with github.com/open-policy-agent/opa/v1/rego
+// (PrepareForEval) when the decision engine builds its snapshot, keeping
+// each under the hash of its name and source so that an unchanged policy is
+// not compiled again for the next revision; a Set is evaluated per request
+// with the request's context and a time limit. A policy that does not
+// compile, errors or times out denies (fail closed).
 package policy

@@ -33,6 +33,10 @@ type analysis struct {
 	used    map[string]*relation // relations read, by key
 	done    map[*pg.Node]bool    // nodes produced by a rewrite, not walked again
 	nextCTE int
+	// native are the calls of engine functions the analysis wrote
+	// (templates, the virtual tables): the deparser writes them as they
+	// are.
+	native map[*pg.FuncCall]bool
 	// inTemplate is above 0 while a function template is rewritten: its
 	// own calls of engine functions (len, list_contains, ...) are trusted.
 	inTemplate int
@@ -43,6 +47,8 @@ type (
 	protoreflectFieldDescriptor = protoreflect.FieldDescriptor
 	protoreflectValue           = protoreflect.Value
 )
+
+type pgwireError = pgwire.Error
 
 // errorf is an error with a SQLSTATE.
 func errorf(code, format string, args ...any) *pgwire.Error {
@@ -195,8 +201,6 @@ func (a *analysis) post(n *pg.Node) error {
 		return a.sqlValueFunction(n, x.SqlvalueFunction)
 	case *pg.Node_TypeCast:
 		return a.typeCast(n, x.TypeCast)
-	case *pg.Node_AExpr:
-		return a.operator(n, x.AExpr)
 	case *pg.Node_ColumnRef:
 		a.columnRef(x.ColumnRef)
 	case *pg.Node_CollateClause:
@@ -336,6 +340,7 @@ func (a *analysis) rangeVar(n *pg.Node, rv *pg.RangeVar) error {
 	} else {
 		call := pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode(catalog.VirtualTableFunc)},
 			[]*pg.Node{pg.MakeAConstStrNode(r.key(), -1)}, -1)
+		a.native[call.GetFuncCall()] = true
 		n.Node = &pg.Node_RangeFunction{RangeFunction: &pg.RangeFunction{
 			Functions: []*pg.Node{pg.MakeListNode([]*pg.Node{call, nil})}, Alias: alias}}
 	}

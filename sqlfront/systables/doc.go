@@ -24,15 +24,34 @@
 //     become constants; pg_catalog functions (format_type,
 //     pg_get_userbyid, obj_description, ...) become expressions over the
 //     emulated pg_catalog relations; casts to regclass/regtype resolve
-//     names; PostgreSQL operators and types map to the engine's;
+//     names; operators and type names are checked against allow-lists;
 //  4. checks SELECT on each system table read (catalog.Model.Check: Unity
 //     semantics, SELECT on the table or inherited from its schema or
 //     catalog, plus USE_CATALOG and USE_SCHEMA; metastore admins hold
 //     everything). A caller without it gets 42501. The check is repeated
 //     at every execution;
-//  5. deparses the rewritten tree and asks the engine (catalog.QueryEngine,
-//     DuckDB in catalog/duckstore) for the result columns and the
-//     parameter types, which become PostgreSQL type OIDs (types.go).
+//  5. writes the engine's SQL from the tree (deparse.go, typing.go,
+//     operators.go, calls.go, casts.go) — never by splicing text: every
+//     operator expression in parentheses, so that the engine reads the
+//     tree PostgreSQL parsed whatever its own precedences. On the way it
+//     infers every expression's PostgreSQL type and writes PostgreSQL's
+//     semantics where the engine's differ: untyped literals take their
+//     context's type (read here with PostgreSQL's input rules: booleans,
+//     strict integers, intervals, timestamps in the session's TimeZone),
+//     int / int truncates, division and modulo by zero fail (22012, via
+//     the engine's error() and catalog.RaisePrefix), sum(int) is bigint,
+//     avg(int) exact numeric, ORDER BY names NULLS FIRST/LAST explicitly,
+//     LIKE escapes with a backslash, JSON keys are keys (never the
+//     engine's paths), a timestamp with time zone is truncated, extracted
+//     and shifted in the session's time zone, constants divide exactly.
+//     Column references it cannot resolve are remembered: when the engine
+//     fails to bind one, the error is PostgreSQL's (42703 with the
+//     position and the closest column as a hint); a reference that differs
+//     from a column only in case fails here, as in PostgreSQL;
+//  6. asks the engine (catalog.QueryEngine, DuckDB in catalog/duckstore)
+//     for the result columns and the parameter types, which become
+//     PostgreSQL type OIDs (types.go), the inferred PostgreSQL type where
+//     the engine's value carries it (report.go).
 //
 // Execute decodes the bound parameters (text: handed over as strings that
 // the engine converts to the inferred type, as PostgreSQL treats untyped
@@ -76,10 +95,21 @@
 // information_schema.table_constraints, key_column_usage and
 // referential_constraints exist empty, as do pg_enum and pg_sequence.
 //
+// # Output
+//
+// Values are written as PostgreSQL writes them (types.go): floats with
+// the shortest digits (exponent from 1e15), intervals in the postgres
+// style, timestamps with time zone in the session's TimeZone, jsonb in its
+// canonical form.
+//
 // # Differences from PostgreSQL
 //
-// Queries run with the engine's semantics where PostgreSQL's cannot be
-// mapped: numeric without precision is DECIMAL(18,3), timestamps are shown in UTC whatever
-// TimeZone says, jsonb is json (a result column cast to jsonb is
-// reported as jsonb), and ~ matches anywhere (mapped to regexp_matches).
+// The differential test (sqlfront/pgdiff_test.go, corpus and the list of
+// remaining differences in testdata/pgdiff) compares every answer with
+// PostgreSQL 15's. What remains: the engine's decimals have one scale per
+// column (PostgreSQL's numeric one per value) and at most 38 digits;
+// numeric division of non-constants is computed in double precision;
+// floating-point aggregates may differ in the last digit; float overflow
+// gives Infinity; JSON extracted or built by functions is re-serialized;
+// regular expressions are RE2's (no lookaround or back references).
 package systables

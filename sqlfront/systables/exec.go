@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -39,12 +40,18 @@ func New(cat *catalog.Service, q catalog.QueryEngine) *Engine {
 type Statement struct {
 	e      *Engine
 	sess   Session
+	text   string // the statement as the client wrote it
 	sql    string
 	rels   []*relation
 	cols   []pgwire.Column
 	types  []catalog.ColumnType
 	params []uint32
 	ctes   map[string]string // engine name -> CTE name, for messages
+	// unresolved are the column references the deparser could not
+	// resolve: an engine error about one names it (with its position).
+	unresolved []unresolvedCol
+	refs       map[string]resolvedRef
+	loc        *time.Location // the session's time zone, for output
 }
 
 // Columns returns the result columns.
@@ -65,24 +72,28 @@ func Wants(s *pg.SelectStmt) bool {
 		len(s.SortClause) > 0 || s.LimitCount != nil || s.LimitOffset != nil || len(s.DistinctClause) > 0
 }
 
-// Prepare validates and rewrites the SELECT of tree (one statement), checks
-// the caller's SELECT privilege on the system tables it reads, and asks
-// the engine for the result columns and parameter types.
-func (e *Engine) Prepare(ctx context.Context, sess Session, tree *pg.ParseResult, paramOIDs []uint32) (*Statement, error) {
+// Prepare validates and rewrites the SELECT of tree (one statement, parsed
+// from text), checks the caller's SELECT privilege on the system tables it
+// reads, and asks the engine for the result columns and parameter types.
+// Errors carry positions in text.
+func (e *Engine) Prepare(ctx context.Context, sess Session, text string, tree *pg.ParseResult, paramOIDs []uint32) (*Statement, error) {
 	if len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetSelectStmt() == nil {
 		return nil, notSupported("this statement")
 	}
 	sel := tree.Stmts[0].Stmt.GetSelectStmt()
-	jsonb := outputInfo(sel)
-	st := &Statement{e: e, sess: sess}
+	outputInfo(sel)
+	st := &Statement{e: e, sess: sess, text: text}
 	var err error
+	var native map[*pg.FuncCall]bool
 	e.cat.Read(func(m *catalog.Model) {
 		me, ok := m.PrincipalByName(sess.User())
 		if !ok {
 			err = errorf("42501", "principal %s no longer exists", catalog.QuoteIdent(sess.User()))
 			return
 		}
-		a := &analysis{sess: sess, m: m, me: me, ctes: map[string]string{}, used: map[string]*relation{}, done: map[*pg.Node]bool{}}
+		a := &analysis{sess: sess, m: m, me: me, ctes: map[string]string{}, used: map[string]*relation{}, done: map[*pg.Node]bool{},
+			native: map[*pg.FuncCall]bool{}}
+		native = a.native
 		a.collectCTEs(sel.ProtoReflect())
 		if err = a.walkNode(tree.Stmts[0].Stmt); err != nil {
 			return
@@ -97,28 +108,45 @@ func (e *Engine) Prepare(ctx context.Context, sess Session, tree *pg.ParseResult
 		err = st.checkPrivileges(m, me)
 	})
 	if err != nil {
-		return nil, err
+		return nil, st.positioned(err)
 	}
-	if st.sql, err = pg.Deparse(tree); err != nil {
-		return nil, fmt.Errorf("systables: deparse: %w", err)
+	d := newDeparser(sess, native, paramOIDs)
+	st.loc = d.location()
+	sql, inferred, err := d.statement(sel)
+	if err != nil {
+		return nil, st.positioned(err)
+	}
+	st.sql, st.unresolved, st.refs = sql, d.unresolved, d.refs
+	for _, u := range st.unresolved {
+		if u.definite {
+			// A name that differs from a column only in case: the
+			// engine would find the column, PostgreSQL does not.
+			return nil, st.columnError(u)
+		}
 	}
 	cols, params, err := e.q.Describe(ctx, st.query(nil))
 	if err != nil {
 		return nil, st.engineError(err)
 	}
+	if len(inferred) != len(cols) {
+		inferred = nil
+	}
 	for i, c := range cols {
 		oid := typeOID(c.Type)
-		if jsonb[i] && oid == oidJSON {
-			oid = oidJSONB
+		if inferred != nil {
+			oid = resultOID(inferred[i].t, oid)
 		}
 		st.cols = append(st.cols, pgwire.Column{Name: c.Name, TypeOID: oid})
 		st.types = append(st.types, c.Type)
 	}
-	n := max(len(params), len(paramOIDs))
+	n := max(len(params), len(paramOIDs), len(d.params))
 	for i := 0; i < n; i++ {
 		var oid uint32
 		if i < len(paramOIDs) {
 			oid = paramOIDs[i]
+		}
+		if oid == 0 && i < len(d.params) {
+			oid = d.params[i] // the type its context gives it, as in PostgreSQL
 		}
 		if oid == 0 && i < len(params) {
 			oid = typeOID(params[i])
@@ -214,7 +242,7 @@ func (st *Statement) Execute(ctx context.Context, params []pgwire.Param, w pgwir
 			return fmt.Errorf("systables: engine returned %d values for %d columns", len(vals), len(row))
 		}
 		for i, v := range vals {
-			row[i] = toWire(st.cols[i].TypeOID, v)
+			row[i] = toWire(st.cols[i].TypeOID, v, st.loc)
 		}
 		n++
 		return w.WriteRow(row)
@@ -228,11 +256,33 @@ func (st *Statement) Execute(ctx context.Context, params []pgwire.Param, w pgwir
 var cteName = regexp.MustCompile(`mandate_cte_[0-9]+`)
 
 // engineError gives an engine error its SQLSTATE and the names the client
-// wrote.
+// wrote; an error about a column the deparser could not resolve becomes
+// PostgreSQL's, with the reference's position and a hint.
 func (st *Statement) engineError(err error) error {
 	var qe *catalog.QueryError
 	if !errors.As(err, &qe) {
 		return err
+	}
+	if len(st.unresolved) > 0 && (qe.SQLState == "42703" || qe.SQLState == "42P01" || qe.SQLState == "42601" ||
+		qe.SQLState == "42804" || qe.SQLState == "42883" && strings.Contains(qe.Msg, "column")) {
+		u := st.unresolved[0]
+		for _, c := range st.unresolved {
+			if qe.Name != "" && c.name == qe.Name {
+				u = c
+				break
+			}
+		}
+		return st.columnError(u)
+	}
+	if r, ok := st.refs[qe.Name]; ok && qe.Name != "" {
+		// PostgreSQL names the column with its relation, at the
+		// reference.
+		e := &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: qe.Msg, Hint: qe.Hint,
+			Position: charPosition(st.text, int(r.loc))}
+		if qe.SQLState == "42803" && r.rel != "" {
+			e.Message = fmt.Sprintf("column %q must appear in the GROUP BY clause or be used in an aggregate function", r.rel+"."+qe.Name)
+		}
+		return e
 	}
 	msg := strings.ReplaceAll(qe.Msg, catalog.AuditRelation, "audit")
 	msg = strings.ReplaceAll(msg, catalog.VirtualTableFunc, "relation")
@@ -242,5 +292,5 @@ func (st *Statement) engineError(err error) error {
 		}
 		return s
 	})
-	return &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: msg}
+	return &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: msg, Detail: qe.Detail, Hint: qe.Hint}
 }

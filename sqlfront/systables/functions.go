@@ -54,7 +54,7 @@ func init() {
 		abs ceil ceiling floor round trunc mod power pow sqrt cbrt exp ln log log10 sign random pi greatest least degrees
 		radians sin cos tan asin acos atan atan2
 		json_extract_path json_extract_path_text json_array_length to_json gen_random_uuid generate_series generate_subscripts
-		coalesce nullif`) {
+		coalesce nullif div extract to_char initcap json_typeof jsonb_typeof json_agg jsonb_agg like_escape similar_to_escape`) {
 		functions[n] = pass()
 	}
 	for from, to := range map[string]string{
@@ -67,10 +67,6 @@ func init() {
 		functions[from] = rename(to)
 	}
 	for name, expr := range map[string]string{
-		"json_agg":  "to_json(array_agg($1))",
-		"jsonb_agg": "to_json(array_agg($1))",
-		"div":       "($1 // $2)",
-		"extract":   "date_part($1, $2)",
 		// pg_catalog functions of introspection queries.
 		"pg_get_userbyid":                 "(SELECT rolname FROM pg_catalog.pg_roles WHERE oid = $1)",
 		"obj_description":                 "(SELECT description FROM pg_catalog.pg_description WHERE objoid = $1 AND objsubid = 0 LIMIT 1)",
@@ -125,7 +121,6 @@ func init() {
 	} {
 		functions[name] = template(expr)
 	}
-	functions["to_char"] = fnSpec{kind: fnSession}
 	functions["format"] = fnSpec{kind: fnSession}
 	functions["parse_ident"] = fnSpec{kind: fnSession}
 	for _, n := range []string{"version", "current_database", "current_catalog", "current_user", "session_user", "user",
@@ -185,7 +180,8 @@ func (a *analysis) funcCall(n *pg.Node, fc *pg.FuncCall) error {
 		ok = false
 	}
 	if !ok && a.inTemplate > 0 && schema == "" {
-		return nil // an engine function of a template
+		a.native[fc] = true // an engine function of a template
+		return nil
 	}
 	if !ok {
 		if deniedFunction(name) {
@@ -199,33 +195,22 @@ func (a *analysis) funcCall(n *pg.Node, fc *pg.FuncCall) error {
 	}
 	fc.Funcformat = pg.CoercionForm_COERCE_EXPLICIT_CALL
 	switch name {
-	case "to_char":
-		return a.toChar(n, fc)
 	case "format":
 		return a.format(n, fc)
 	case "parse_ident":
 		return a.parseIdent(n, fc)
 	}
 	switch spec.kind {
-	case fnPass:
+	case fnPass, fnRename:
+		// The deparser writes PostgreSQL's function as the engine's.
 		fc.Funcname = []*pg.Node{pg.MakeStrNode(name)}
-	case fnRename:
-		fc.Funcname = []*pg.Node{pg.MakeStrNode(spec.target)}
 	case fnTemplate:
 		if fc.AggStar || fc.AggDistinct || fc.Over != nil || len(fc.AggOrder) > 0 || fc.AggFilter != nil {
-			if name != "json_agg" && name != "jsonb_agg" {
-				return notSupported(name + " with *, DISTINCT, ORDER BY, FILTER or OVER")
-			}
+			return notSupported(name + " with *, DISTINCT, ORDER BY, FILTER or OVER")
 		}
 		expr, err := a.expand(spec.target, fc.Args)
 		if err != nil {
 			return err
-		}
-		if name == "json_agg" || name == "jsonb_agg" {
-			// Keep the aggregate's modifiers on array_agg.
-			if inner := findFunc(expr, "array_agg"); inner != nil {
-				inner.AggDistinct, inner.AggOrder, inner.AggFilter, inner.Over = fc.AggDistinct, fc.AggOrder, fc.AggFilter, fc.Over
-			}
 		}
 		n.Node = expr.Node
 	case fnSession:
@@ -236,34 +221,6 @@ func (a *analysis) funcCall(n *pg.Node, fc *pg.FuncCall) error {
 		n.Node = c.Node
 	}
 	return nil
-}
-
-func findFunc(n *pg.Node, name string) *pg.FuncCall {
-	var found *pg.FuncCall
-	var visit func(m proto.Message)
-	visit = func(m proto.Message) {
-		if fc, ok := m.(*pg.FuncCall); ok {
-			if _, fn := funcName(fc); fn == name && found == nil {
-				found = fc
-			}
-		}
-		rm := m.ProtoReflect()
-		rm.Range(func(fd protoreflectFieldDescriptor, v protoreflectValue) bool {
-			if fd.Message() == nil || fd.IsMap() {
-				return true
-			}
-			if fd.IsList() {
-				for i := 0; i < v.List().Len(); i++ {
-					visit(v.List().Get(i).Message().Interface())
-				}
-				return true
-			}
-			visit(v.Message().Interface())
-			return true
-		})
-	}
-	visit(n)
-	return found
 }
 
 // templates are parsed once.
@@ -438,9 +395,12 @@ func (a *analysis) sqlValueFunction(n *pg.Node, f *pg.SQLValueFunction) error {
 		n.Node = strConst(a.sess.Database()).Node
 	case pg.SQLValueFunctionOp_SVFOP_CURRENT_SCHEMA:
 		n.Node = strConst("public").Node
-	case pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP, pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP_N,
-		pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP, pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP_N:
+	case pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP, pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP_N:
 		n.Node = (&pg.Node{Node: &pg.Node_FuncCall{FuncCall: &pg.FuncCall{Funcname: []*pg.Node{pg.MakeStrNode("now")}}}}).Node
+	case pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP, pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP_N:
+		n.Node = (&pg.Node{Node: &pg.Node_TypeCast{TypeCast: &pg.TypeCast{
+			Arg:      &pg.Node{Node: &pg.Node_FuncCall{FuncCall: &pg.FuncCall{Funcname: []*pg.Node{pg.MakeStrNode("now")}}}},
+			TypeName: &pg.TypeName{Names: []*pg.Node{pg.MakeStrNode("timestamp")}, Typemod: -1}}}}).Node
 	case pg.SQLValueFunctionOp_SVFOP_CURRENT_DATE:
 		n.Node = (&pg.Node{Node: &pg.Node_TypeCast{TypeCast: &pg.TypeCast{
 			Arg:      &pg.Node{Node: &pg.Node_FuncCall{FuncCall: &pg.FuncCall{Funcname: []*pg.Node{pg.MakeStrNode("now")}}}},
@@ -487,26 +447,11 @@ func (a *analysis) typeCast(n *pg.Node, tc *pg.TypeCast) error {
 			return a.regCast(n, tc, name)
 		}
 	}
-	to, ok := engineTypes[name]
-	if !ok {
+	if _, ok := engineTypes[name]; !ok {
 		return notSupported("type " + name)
-	}
-	if to == "blob" {
-		// PostgreSQL's bytea text ('\x0102', escapes) is not the engine's.
-		if c := tc.Arg.GetAConst(); c != nil && c.GetSval() != nil {
-			v, err := decodeByteaText([]byte(c.GetSval().Sval))
-			if err != nil {
-				return err
-			}
-			c.Val = &pg.A_Const_Sval{Sval: &pg.String{Sval: blobLiteral(v.([]byte))}}
-		}
 	}
 	if tc.TypeName.Setof || tc.TypeName.PctType {
 		return notSupported("this type reference")
-	}
-	tc.TypeName.Names = []*pg.Node{pg.MakeStrNode(to)}
-	if to != "decimal" && to != "varchar" {
-		tc.TypeName.Typmods = nil
 	}
 	return nil
 }
@@ -553,14 +498,16 @@ func (a *analysis) regCast(n *pg.Node, tc *pg.TypeCast, typ string) error {
 		n.Node = e.Node
 		return nil
 	}
+	// An OID (or a name, when the expression is one: relname::regclass)
+	// shown as the name.
 	var expr string
 	switch typ {
 	case "regclass":
-		expr = "(SELECT relname FROM pg_catalog.pg_class WHERE oid = $1)"
+		expr = "(SELECT relname FROM pg_catalog.pg_class WHERE CAST(oid AS text) = CAST($1 AS text) OR relname = CAST($1 AS text) LIMIT 1)"
 	case "regnamespace":
-		expr = "(SELECT nspname FROM pg_catalog.pg_namespace WHERE oid = $1)"
+		expr = "(SELECT nspname FROM pg_catalog.pg_namespace WHERE CAST(oid AS text) = CAST($1 AS text) OR nspname = CAST($1 AS text) LIMIT 1)"
 	case "regrole":
-		expr = "(SELECT rolname FROM pg_catalog.pg_roles WHERE oid = $1)"
+		expr = "(SELECT rolname FROM pg_catalog.pg_roles WHERE CAST(oid AS text) = CAST($1 AS text) OR rolname = CAST($1 AS text) LIMIT 1)"
 	case "regtype":
 		expr = functions["format_type"].target
 	default:
@@ -672,7 +619,9 @@ func splitQualified(s string) []string {
 var allowedOps = map[string]bool{
 	"=": true, "<>": true, "!=": true, "<": true, ">": true, "<=": true, ">=": true, "+": true, "-": true, "*": true,
 	"/": true, "%": true, "^": true, "||": true, "~~": true, "!~~": true, "~~*": true, "!~~*": true, "~": true, "!~": true,
-	"~*": true, "!~*": true, "->": true, "->>": true, "@>": true, "<@": true, "&&": true, "|/": false,
+	"~*": true, "!~*": true, "->": true, "->>": true, "#>": true, "#>>": true, "@>": true, "<@": true, "&&": true,
+	"?": true, "?|": true, "?&": true, "|/": true, "||/": true, "@": true, "&": true, "|": true, "#": true,
+	"<<": true, ">>": true,
 }
 
 func opName(x *pg.A_Expr) string {
@@ -693,58 +642,11 @@ func (a *analysis) checkOperator(x *pg.A_Expr) error {
 		}
 	case pg.A_Expr_Kind_AEXPR_DISTINCT, pg.A_Expr_Kind_AEXPR_NOT_DISTINCT, pg.A_Expr_Kind_AEXPR_NULLIF,
 		pg.A_Expr_Kind_AEXPR_IN, pg.A_Expr_Kind_AEXPR_LIKE, pg.A_Expr_Kind_AEXPR_ILIKE, pg.A_Expr_Kind_AEXPR_SIMILAR,
-		pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN:
+		pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN, pg.A_Expr_Kind_AEXPR_BETWEEN_SYM,
+		pg.A_Expr_Kind_AEXPR_NOT_BETWEEN_SYM:
 	default:
 		return notSupported("this operator")
 	}
-	return nil
-}
-
-// operator maps PostgreSQL's operators to the engine's: the name loses
-// its pg_catalog qualification, and the regular expression matches
-// (~, ~*, !~, !~*: a match anywhere in PostgreSQL) become
-// regexp_matches, which matches anywhere too (the engine's ~ must match
-// the whole string).
-func (a *analysis) operator(n *pg.Node, x *pg.A_Expr) error {
-	if x.Kind != pg.A_Expr_Kind_AEXPR_OP && x.Kind != pg.A_Expr_Kind_AEXPR_OP_ANY && x.Kind != pg.A_Expr_Kind_AEXPR_OP_ALL {
-		return nil
-	}
-	op := opName(x)
-	x.Name = []*pg.Node{pg.MakeStrNode(op)}
-	if x.Kind != pg.A_Expr_Kind_AEXPR_OP {
-		// x = ANY (array), x <> ALL (array): the engine's lists.
-		contains := pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("list_contains")}, []*pg.Node{x.Rexpr, x.Lexpr}, -1)
-		switch {
-		case x.Kind == pg.A_Expr_Kind_AEXPR_OP_ANY && op == "=":
-			n.Node = contains.Node
-		case x.Kind == pg.A_Expr_Kind_AEXPR_OP_ALL && (op == "<>" || op == "!="):
-			n.Node = pg.MakeBoolExprNode(pg.BoolExprType_NOT_EXPR, []*pg.Node{contains}, -1).Node
-		default:
-			return notSupported(op + " ANY/ALL over an array (= ANY and <> ALL are)")
-		}
-		return nil
-	}
-	var neg, ci bool
-	switch op {
-	case "~":
-	case "!~":
-		neg = true
-	case "~*":
-		ci = true
-	case "!~*":
-		neg, ci = true, true
-	default:
-		return nil
-	}
-	args := []*pg.Node{x.Lexpr, x.Rexpr}
-	if ci {
-		args = append(args, pg.MakeAConstStrNode("i", -1))
-	}
-	call := pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("regexp_matches")}, args, -1)
-	if neg {
-		call = pg.MakeBoolExprNode(pg.BoolExprType_NOT_EXPR, []*pg.Node{call}, -1)
-	}
-	n.Node = call.Node
 	return nil
 }
 
@@ -772,56 +674,91 @@ func blobLiteral(b []byte) string {
 	return sb.String()
 }
 
-// toCharPatterns maps to_char's template patterns to strftime's, longest
-// first.
-var toCharPatterns = []struct{ pg, strftime string }{
-	{"YYYY", "%Y"}, {"HH24", "%H"}, {"HH12", "%I"}, {"Month", "%B"}, {"MONTH", "%B"}, {"Mon", "%b"}, {"MON", "%b"},
-	{"Day", "%A"}, {"DAY", "%A"}, {"Dy", "%a"}, {"DY", "%a"}, {"DDD", "%j"}, {"YY", "%y"}, {"MM", "%m"}, {"DD", "%d"}, {"HH", "%I"},
-	{"MI", "%M"}, {"SS", "%S"}, {"MS", "%g"}, {"US", "%f"}, {"AM", "%p"}, {"PM", "%p"}, {"TZ", "%Z"},
-	{"IW", "%V"}, {"Q", "%q"},
+// toCharField is one template pattern of to_char for dates and times:
+// the strftime field it reads, how its letters are cased (names), its
+// width when padded (names are padded to 9, numbers to their digits).
+type toCharField struct {
+	pattern, strftime string
+	caseFn            string // "", "upper", "lower", "initcap"
+	width             int    // names: blank-padded to width unless FM
+	number            bool   // FM drops leading zeros
 }
 
-// toChar rewrites to_char(timestamp, 'template') to the engine's strftime.
-func (a *analysis) toChar(n *pg.Node, fc *pg.FuncCall) error {
-	if len(fc.Args) != 2 {
-		return errorf("42883", "function to_char with %d arguments does not exist", len(fc.Args))
+// toCharFields, longest patterns first.
+var toCharFields = []toCharField{
+	{"YYYY", "%Y", "", 0, true}, {"HH24", "%H", "", 0, true}, {"HH12", "%I", "", 0, true},
+	{"MONTH", "%B", "upper", 9, false}, {"Month", "%B", "", 9, false}, {"month", "%B", "lower", 9, false},
+	{"DAY", "%A", "upper", 9, false}, {"Day", "%A", "", 9, false}, {"day", "%A", "lower", 9, false},
+	{"MON", "%b", "upper", 0, false}, {"Mon", "%b", "", 0, false}, {"mon", "%b", "lower", 0, false},
+	{"DDD", "%j", "", 0, true}, {"IW", "%V", "", 0, true}, {"DY", "%a", "upper", 0, false}, {"Dy", "%a", "", 0, false},
+	{"dy", "%a", "lower", 0, false}, {"YY", "%y", "", 0, true}, {"MM", "%m", "", 0, true}, {"DD", "%d", "", 0, true},
+	{"HH", "%I", "", 0, true}, {"MI", "%M", "", 0, true}, {"SS", "%S", "", 0, true}, {"MS", "%g", "", 0, true},
+	{"US", "%f", "", 0, true}, {"AM", "%p", "upper", 0, false}, {"PM", "%p", "upper", 0, false},
+	{"am", "%p", "lower", 0, false}, {"pm", "%p", "lower", 0, false}, {"TZ", "%Z", "upper", 0, false},
+	{"Q", "%q", "", 0, true},
+}
+
+// toCharSQL writes to_char(ts, template) for a timestamp ts (an engine
+// expression of the wall-clock time) as a concatenation of strftime
+// fields and literal text, with PostgreSQL's padding of names and its FM
+// prefix.
+func toCharSQL(ts, tmpl string) string {
+	var parts []string
+	var lit strings.Builder
+	flush := func() {
+		if lit.Len() > 0 {
+			parts = append(parts, quoteString(lit.String()))
+			lit.Reset()
+		}
 	}
-	tmpl, ok := literalArg(fc.Args[1])
-	if !ok {
-		return notSupported("to_char() with a non-constant template")
-	}
-	var b strings.Builder
 	for i := 0; i < len(tmpl); {
 		if tmpl[i] == '"' { // quoted text
 			j := strings.IndexByte(tmpl[i+1:], '"')
 			if j < 0 {
 				j = len(tmpl) - i - 1
 			}
-			b.WriteString(strings.ReplaceAll(tmpl[i+1:i+1+j], "%", "%%"))
+			lit.WriteString(tmpl[i+1 : i+1+j])
 			i += j + 2
 			continue
 		}
+		fm := false
+		if strings.HasPrefix(tmpl[i:], "FM") {
+			fm = true
+			i += 2
+		}
 		matched := false
-		for _, p := range toCharPatterns {
-			if strings.HasPrefix(tmpl[i:], p.pg) {
-				b.WriteString(p.strftime)
-				i += len(p.pg)
-				matched = true
-				break
+		for _, f := range toCharFields {
+			if !strings.HasPrefix(tmpl[i:], f.pattern) {
+				continue
 			}
+			flush()
+			e := "strftime(" + ts + ", " + quoteString(f.strftime) + ")"
+			if f.caseFn != "" {
+				e = f.caseFn + "(" + e + ")"
+			}
+			switch {
+			case f.number && fm:
+				e = "CAST(CAST(" + e + " AS BIGINT) AS VARCHAR)"
+			case f.width > 0 && !fm:
+				e = "rpad(" + e + ", " + strconv.Itoa(f.width) + ", ' ')"
+			}
+			parts = append(parts, e)
+			i += len(f.pattern)
+			matched = true
+			break
 		}
 		if !matched {
-			if tmpl[i] == '%' {
-				b.WriteString("%%")
-			} else {
-				b.WriteByte(tmpl[i])
+			if !fm {
+				lit.WriteByte(tmpl[i])
+				i++
 			}
-			i++
 		}
 	}
-	n.Node = pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("strftime")},
-		[]*pg.Node{fc.Args[0], pg.MakeAConstStrNode(b.String(), -1)}, -1).Node
-	return nil
+	flush()
+	if len(parts) == 0 {
+		return "''"
+	}
+	return "(" + strings.Join(parts, " || ") + ")"
 }
 
 // format rewrites PostgreSQL's format('...%s...%I...%L...', args) with a

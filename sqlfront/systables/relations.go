@@ -195,15 +195,6 @@ func lookupRelation(schema, name string) (*relation, bool) {
 	return r, ok
 }
 
-// systemTables returns the system tables in a stable order.
-func systemTables() []*relation {
-	var out []*relation
-	for _, t := range catalog.SystemTables() {
-		out = append(out, relations[t.Schema+"."+t.Name])
-	}
-	return out
-}
-
 // --- information_schema rows ---------------------------------------------
 
 var infoRows = map[string]func(rc *rowCtx) [][]any{

@@ -23,6 +23,7 @@ type Decider struct {
 	mu      sync.Mutex
 	rev     catalog.Revision
 	grants  map[Key]bool
+	policy  map[Key]bool
 	subs    map[chan catalog.Revision]struct{}
 	changed chan struct{} // closed and replaced at every new revision
 	calls   atomic.Int64
@@ -32,7 +33,7 @@ var _ enforce.Decider = (*Decider)(nil)
 
 // New returns a fake at revision rev with no grants.
 func New(rev catalog.Revision) *Decider {
-	return &Decider{rev: rev, grants: map[Key]bool{}, subs: map[chan catalog.Revision]struct{}{}, changed: make(chan struct{})}
+	return &Decider{rev: rev, grants: map[Key]bool{}, policy: map[Key]bool{}, subs: map[chan catalog.Revision]struct{}{}, changed: make(chan struct{})}
 }
 
 // Grant adds a grant and returns the new revision.
@@ -40,6 +41,11 @@ func (d *Decider) Grant(k Key) catalog.Revision { return d.change(func() { d.gra
 
 // Revoke removes a grant and returns the new revision.
 func (d *Decider) Revoke(k Key) catalog.Revision { return d.change(func() { delete(d.grants, k) }) }
+
+// Policy attaches a policy to k's question: allowed answers to it are then
+// Contextual (as the engine's are when it evaluated a policy). It returns
+// the new revision.
+func (d *Decider) Policy(k Key) catalog.Revision { return d.change(func() { d.policy[k] = true }) }
 
 // Bump advances the revision without another change.
 func (d *Decider) Bump() catalog.Revision { return d.change(func() {}) }
@@ -76,7 +82,8 @@ func (d *Decider) decideLocked(r enforce.Request) enforce.Decision {
 	check := fmt.Sprintf("%s on %s %s", r.Privilege.SQL(), r.Securable.Type, r.Securable.Name)
 	if d.grants[k] {
 		return enforce.Decision{Allowed: true, Reason: fmt.Sprintf("%s granted to %q", check, r.Subject), Revision: d.rev,
-			Steps: []enforce.Step{{Principal: r.Subject, Role: "subject", Check: check, Result: "allow", Reason: "direct grant"}}}
+			Contextual: d.policy[k],
+			Steps:      []enforce.Step{{Principal: r.Subject, Role: "subject", Check: check, Result: "allow", Reason: "direct grant"}}}
 	}
 	return enforce.Decision{Reason: fmt.Sprintf("%q lacks %s", r.Subject, check), Revision: d.rev}
 }

@@ -1,0 +1,356 @@
+package llm
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseRefuses(t *testing.T) {
+	deep := strings.Repeat(`[`, 200) + strings.Repeat(`]`, 200)
+	cases := []struct {
+		name  string
+		e     Endpoint
+		body  string
+		lim   Limits
+		param string
+		msg   string
+	}{
+		{"empty", ChatCompletions, ``, Limits{}, "", "empty"},
+		{"not an object", ChatCompletions, `[1]`, Limits{}, "", "JSON object"},
+		{"invalid json", ChatCompletions, `{"model":`, Limits{}, "", "invalid JSON"},
+		{"invalid utf8", ChatCompletions, "{\"model\":\"a\xff\",\"messages\":[]}", Limits{}, "", "UTF-8"},
+		{"duplicate key", ChatCompletions, `{"model":"a","max_tokens":1,"max_tokens":100000,"messages":[{"role":"user","content":"x"}]}`, Limits{}, "", "duplicate key"},
+		{"case-folded duplicate", ChatCompletions, `{"model":"a","messages":[{"role":"user","content":"x"}],"tools":[],"Tools":[]}`, Limits{}, "", "duplicate key"},
+		{"case-folded duplicate nested", Messages, `{"model":"a","max_tokens":5,"messages":[{"role":"user","content":"x","ROLE":"assistant"}]}`, Limits{}, "", "duplicate key"},
+		{"too deep", ChatCompletions, `{"model":"a","messages":[{"role":"user","content":"x"}],"x":` + deep + `}`, Limits{}, "", "nested deeper"},
+		{"too large", ChatCompletions, `{"model":"a","messages":[{"role":"user","content":"xxxxxxxxxxxxxxxx"}]}`, Limits{MaxBody: 20}, "", "larger than"},
+		{"no model", ChatCompletions, `{"messages":[{"role":"user","content":"x"}]}`, Limits{}, "model", "required"},
+		{"model not a string", ChatCompletions, `{"model":1,"messages":[{"role":"user","content":"x"}]}`, Limits{}, "model", "string"},
+		{"no messages", ChatCompletions, `{"model":"a"}`, Limits{}, "messages", "required"},
+		{"empty messages", ChatCompletions, `{"model":"a","messages":[]}`, Limits{}, "messages", "empty"},
+		{"bad role", ChatCompletions, `{"model":"a","messages":[{"role":"root","content":"x"}]}`, Limits{}, "messages[0].role", "role"},
+		{"bad content", ChatCompletions, `{"model":"a","messages":[{"role":"user","content":5}]}`, Limits{}, "messages[0].content", ""},
+		{"too many messages", ChatCompletions, `{"model":"a","messages":[{"role":"user","content":"x"},{"role":"user","content":"y"}]}`, Limits{MaxMessages: 1}, "messages", "more than 1"},
+		{"too many tools", ChatCompletions, `{"model":"a","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":"b"}}]}`, Limits{MaxTools: 1}, "tools", "more than 1"},
+		{"fractional max_tokens", ChatCompletions, `{"model":"a","max_tokens":1.5,"messages":[{"role":"user","content":"x"}]}`, Limits{}, "max_tokens", "integer"},
+		{"negative max_tokens", ChatCompletions, `{"model":"a","max_completion_tokens":-1,"messages":[{"role":"user","content":"x"}]}`, Limits{}, "max_completion_tokens", "integer"},
+		{"stream not a bool", ChatCompletions, `{"model":"a","stream":"yes","messages":[{"role":"user","content":"x"}]}`, Limits{}, "stream", "boolean"},
+		{"huge n", ChatCompletions, `{"model":"a","n":1000,"messages":[{"role":"user","content":"x"}]}`, Limits{}, "n", "128"},
+		{"anthropic without max_tokens", Messages, `{"model":"a","messages":[{"role":"user","content":"x"}]}`, Limits{}, "max_tokens", "required"},
+		{"anthropic system role", Messages, `{"model":"a","max_tokens":5,"messages":[{"role":"system","content":"x"}]}`, Limits{}, "messages[0].role", ""},
+		{"anthropic block without type", Messages, `{"model":"a","max_tokens":5,"messages":[{"role":"user","content":[{"text":"x"}]}]}`, Limits{}, "messages[0].content[0].type", ""},
+		{"anthropic tool without name", Messages, `{"model":"a","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tools":[{"input_schema":{}}]}`, Limits{}, "tools[0].name", ""},
+		{"embeddings stream", Embeddings, `{"model":"a","input":"x","stream":true}`, Limits{}, "stream", ""},
+		{"embeddings no input", Embeddings, `{"model":"a"}`, Limits{}, "input", "required"},
+		{"embeddings bad tokens", Embeddings, `{"model":"a","input":[["x"]]}`, Limits{}, "input", ""},
+		{"responses bad item", Responses, `{"model":"a","input":[{"content":"x"}]}`, Limits{}, "input[0].type", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse(c.e, []byte(c.body), c.lim)
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v", err)
+			}
+			if (e.Status != 400 && e.Status != 413) || e.Param != c.param || !strings.Contains(e.Message, c.msg) {
+				t.Errorf("status %d param %q message %q", e.Status, e.Param, e.Message)
+			}
+		})
+	}
+}
+
+// TestCaseVariantKeysDoNotReachTheUpstream: a member spelled in another
+// case ("Tools") is not seen by the parser; the translation must not pick
+// it up either (Go's encoding/json would match it case-insensitively).
+func TestCaseVariantKeysDoNotReachTheUpstream(t *testing.T) {
+	body := `{"model":"a","messages":[{"role":"user","content":"x"}],"Tools":[{"type":"function","function":{"name":"rm_rf"}}]}`
+	req, err := Parse(ChatCompletions, []byte(body), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(req.Tools) != 0 {
+		t.Fatalf("parser saw %v", req.Tools)
+	}
+	out, err := chatToMessages(req.Body, "claude", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "rm_rf") {
+		t.Errorf("translation forwarded a member the parser did not see: %s", out)
+	}
+}
+
+func TestParseExtracts(t *testing.T) {
+	req, err := Parse(ChatCompletions, []byte(`{"model":"frontier","n":2,"max_tokens":10,"max_completion_tokens":50,"stream":true,
+		"stream_options":{"include_usage":true},"tool_choice":"required","response_format":{"type":"json_object"},
+		"messages":[{"role":"user","content":"abcdefgh"}],"safety_identifier":"s1"}`), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Model != "frontier" || !req.Stream || !req.IncludeUsage || req.MaxTokens != 100 || req.ToolChoice != "required" ||
+		req.ResponseFormat != "json_object" || req.User != "s1" || req.Messages != 1 || req.InputTokens != 2+tokensPerMessage+1 {
+		t.Errorf("%+v", req)
+	}
+	req, err = Parse(Messages, []byte(`{"model":"m","max_tokens":7,"tool_choice":{"type":"tool","name":"t"},"metadata":{"user_id":"x"},
+		"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAAA"}}]}]}`), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.MaxTokens != 7 || req.ToolChoice != "tool:t" || req.User != "x" || req.Images != 1 || req.InputTokens != tokensPerMessage+tokensPerImage {
+		t.Errorf("%+v", req)
+	}
+	req, err = Parse(CountTokens, []byte(`{"model":"m","messages":[{"role":"user","content":"x"}]}`), Limits{})
+	if err != nil || req.MaxTokens != 0 {
+		t.Errorf("count_tokens: %v %+v", err, req)
+	}
+}
+
+func TestRewriteBody(t *testing.T) {
+	openai := &Destination{Provider: ProviderOpenAI, Model: "gpt-4.1"}
+	compat := &Destination{Provider: ProviderOpenAICompatible, Model: "llama"}
+	anth := &Destination{Provider: ProviderAnthropic, Model: "claude"}
+	cases := []struct {
+		name string
+		e    Endpoint
+		d    *Destination
+		user string
+		in   string
+		want string
+	}{
+		{"model only, formatting kept", ChatCompletions, openai, "",
+			`{ "model" : "svc",  "messages":[{"role":"user","content":"h\u00e9"}] }`,
+			`{ "model" : "gpt-4.1",  "messages":[{"role":"user","content":"h\u00e9"}] }`},
+		{"stream gets usage, user id set", ChatCompletions, openai, "u1",
+			`{"model":"svc","stream":true,"messages":[{"role":"user","content":"x"}]}`,
+			`{"stream_options":{"include_usage":true},"safety_identifier":"u1","model":"gpt-4.1","stream":true,"messages":[{"role":"user","content":"x"}]}`},
+		{"stream_options kept, include_usage set", ChatCompletions, openai, "",
+			`{"model":"svc","stream":true,"stream_options":{"include_usage":false,"x":1},"messages":[{"role":"user","content":"x"}]}`,
+			`{"model":"gpt-4.1","stream":true,"stream_options":{"include_usage":true,"x":1},"messages":[{"role":"user","content":"x"}]}`},
+		{"empty stream_options", ChatCompletions, openai, "",
+			`{"model":"svc","stream":true,"stream_options":{ },"messages":[{"role":"user","content":"x"}]}`,
+			`{"model":"gpt-4.1","stream":true,"stream_options":{"include_usage":true },"messages":[{"role":"user","content":"x"}]}`},
+		{"null stream_options", ChatCompletions, openai, "",
+			`{"model":"svc","stream":true,"stream_options":null,"messages":[{"role":"user","content":"x"}]}`,
+			`{"model":"gpt-4.1","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}`},
+		{"client's ids replaced", ChatCompletions, openai, "u1",
+			`{"model":"svc","user":"claimed","safety_identifier":"claimed","messages":[{"role":"user","content":"x"}]}`,
+			`{"model":"gpt-4.1","user":"u1","safety_identifier":"u1","messages":[{"role":"user","content":"x"}]}`},
+		{"compatible servers get user", ChatCompletions, compat, "u1",
+			`{"model":"svc","messages":[{"role":"user","content":"x"}]}`,
+			`{"user":"u1","model":"llama","messages":[{"role":"user","content":"x"}]}`},
+		{"anthropic metadata inserted", Messages, anth, "u1",
+			`{"model":"svc","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`,
+			`{"metadata":{"user_id":"u1"},"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`},
+		{"anthropic user_id replaced", Messages, anth, "u1",
+			`{"model":"svc","max_tokens":5,"metadata":{"user_id":"claimed"},"messages":[{"role":"user","content":"x"}]}`,
+			`{"model":"claude","max_tokens":5,"metadata":{"user_id":"u1"},"messages":[{"role":"user","content":"x"}]}`},
+		{"anthropic empty metadata", Messages, anth, "u1",
+			`{"model":"svc","max_tokens":5,"metadata":{},"messages":[{"role":"user","content":"x"}]}`,
+			`{"model":"claude","max_tokens":5,"metadata":{"user_id":"u1"},"messages":[{"role":"user","content":"x"}]}`},
+		{"count_tokens gets no metadata", CountTokens, anth, "u1",
+			`{"model":"svc","messages":[{"role":"user","content":"x"}]}`,
+			`{"model":"claude","messages":[{"role":"user","content":"x"}]}`},
+		{"user id is JSON-quoted", Embeddings, openai, `a"b`,
+			`{"model":"svc","input":"x"}`,
+			`{"user":"a\"b","model":"gpt-4.1","input":"x"}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := Parse(c.e, []byte(c.in), Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(rewriteBody(req, c.d, c.user)); got != c.want {
+				t.Errorf("got  %s\nwant %s", got, c.want)
+			}
+		})
+	}
+}
+
+func TestPlan(t *testing.T) {
+	a := Destination{Service: "a", Provider: ProviderOpenAI, Model: "m", Weight: 80}
+	b := Destination{Service: "b", Provider: ProviderAnthropic, Model: "m", Weight: 20}
+	r := Route{Destinations: []Destination{a, b}, Fallbacks: []Destination{b, {Service: "c", Provider: ProviderOpenAICompatible, Model: "m"}}}
+	names := func(p []*Destination) string {
+		var s []string
+		for _, d := range p {
+			s = append(s, d.Service)
+		}
+		return strings.Join(s, ",")
+	}
+	counts := map[string]int{}
+	for n := range 100 {
+		p := r.Plan(ChatCompletions, func(int) int { return n })
+		counts[names(p)]++
+	}
+	if counts["a,b,c"] != 80 || counts["b,c"] != 20 {
+		t.Errorf("split %v", counts)
+	}
+	// Responses go to OpenAI-style destinations only: b is left out.
+	if got := names(r.Plan(Responses, func(n int) int { return n - 1 })); got != "a,c" {
+		t.Errorf("responses plan %s", got)
+	}
+	if got := names((&Route{Destinations: []Destination{b}}).Plan(Embeddings, nil)); got != "" {
+		t.Errorf("embeddings plan %s", got)
+	}
+}
+
+func TestRateLimited(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rl := &RateLimit{Requests: &Window{Limit: 60, Remaining: 0, Reset: 1500 * time.Millisecond}, Tokens: &Window{Limit: 200000, Remaining: 1234, Reset: 6 * time.Minute}, Now: now}
+	for _, f := range []Format{FormatOpenAI, FormatAnthropic} {
+		w := httptest.NewRecorder()
+		WriteError(w, f, RateLimited(f, "60 requests per minute for each user", 1500*time.Millisecond, rl))
+		h := w.Header()
+		if w.Code != 429 || h.Get("Retry-After") != "2" || h.Get("x-ratelimit-limit-requests") != "60" ||
+			h.Get("x-ratelimit-remaining-requests") != "0" || h.Get("x-ratelimit-reset-requests") != "1.5s" ||
+			h.Get("x-ratelimit-remaining-tokens") != "1234" || h.Get("x-ratelimit-reset-tokens") != "6m0s" {
+			t.Errorf("%s: %d %v", f, w.Code, h)
+		}
+		var body map[string]any
+		_ = json.Unmarshal(w.Body.Bytes(), &body)
+		if f == FormatAnthropic {
+			e, _ := body["error"].(map[string]any)
+			if body["type"] != "error" || e["type"] != "rate_limit_error" || h.Get("anthropic-ratelimit-tokens-reset") != "2026-01-02T03:10:05Z" {
+				t.Errorf("anthropic: %s %v", w.Body, h)
+			}
+		} else {
+			e, _ := body["error"].(map[string]any)
+			if e["code"] != "rate_limit_exceeded" || e["type"] != "rate_limit_error" || h.Get("anthropic-ratelimit-tokens-reset") != "" {
+				t.Errorf("openai: %s", w.Body)
+			}
+		}
+	}
+	w := httptest.NewRecorder()
+	WriteError(w, FormatOpenAI, BudgetExhausted("budget data-analysts exhausted for this month", time.Hour))
+	if !strings.Contains(w.Body.String(), `"type":"insufficient_quota"`) || w.Code != 429 || w.Header().Get("Retry-After") != "3600" {
+		t.Errorf("budget: %d %s", w.Code, w.Body)
+	}
+	// anything that is not an *Error is a 500 that does not leak its text
+	w = httptest.NewRecorder()
+	WriteError(w, FormatAnthropic, errors.New("secret dsn postgres://x:y@z"))
+	if w.Code != 500 || strings.Contains(w.Body.String(), "secret") || !strings.Contains(w.Body.String(), `"api_error"`) {
+		t.Errorf("internal: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestUsageNormalization(t *testing.T) {
+	cases := []struct {
+		name string
+		f    Format
+		in   string
+		want Usage
+	}{
+		{"openai chat", FormatOpenAI, `{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,"prompt_tokens_details":{"cached_tokens":64},"completion_tokens_details":{"reasoning_tokens":5}}`,
+			Usage{InputTokens: 100, OutputTokens: 20, CachedInputTokens: 64, ReasoningTokens: 5, TotalTokens: 120}},
+		{"openai responses", FormatOpenAI, `{"input_tokens":100,"input_tokens_details":{"cached_tokens":64,"cache_write_tokens":10},"output_tokens":20,"output_tokens_details":{"reasoning_tokens":5},"total_tokens":120}`,
+			Usage{InputTokens: 100, OutputTokens: 20, CachedInputTokens: 64, CacheWriteTokens: 10, ReasoningTokens: 5, TotalTokens: 120}},
+		{"openai embeddings", FormatOpenAI, `{"prompt_tokens":8,"total_tokens":8}`, Usage{InputTokens: 8, TotalTokens: 8}},
+		{"anthropic excludes the cache classes", FormatAnthropic, `{"input_tokens":36,"cache_creation_input_tokens":100,"cache_read_input_tokens":2048,"output_tokens":20}`,
+			Usage{InputTokens: 2184, OutputTokens: 20, CachedInputTokens: 2048, CacheWriteTokens: 100, TotalTokens: 2204}},
+		{"anthropic nulls", FormatAnthropic, `{"input_tokens":3,"cache_creation_input_tokens":null,"cache_read_input_tokens":null,"output_tokens":1}`,
+			Usage{InputTokens: 3, OutputTokens: 1, TotalTokens: 4}},
+		{"openai cached beyond input is clamped", FormatOpenAI, `{"prompt_tokens":10,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":64}}`,
+			Usage{InputTokens: 10, OutputTokens: 1, CachedInputTokens: 10, TotalTokens: 11}},
+	}
+	for _, c := range cases {
+		var got Usage
+		if c.f == FormatAnthropic {
+			got = usageAnthropic([]byte(c.in))
+		} else {
+			got = usageOpenAI([]byte(c.in))
+		}
+		if got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
+		if got.UncachedInputTokens()+got.CachedInputTokens+got.CacheWriteTokens != got.InputTokens {
+			t.Errorf("%s: the input classes do not add up", c.name)
+		}
+	}
+	// the two formats' views of one call agree after translation
+	an := usageAnthropic([]byte(`{"input_tokens":36,"cache_creation_input_tokens":100,"cache_read_input_tokens":2048,"output_tokens":20}`))
+	if back := usageOpenAI(marshal(oaUsageFrom(an))); back != an {
+		t.Errorf("anthropic → openai → normalized: %+v vs %+v", back, an)
+	}
+	if back := usageAnthropic(marshal(anUsageFrom(an))); back != an {
+		t.Errorf("anthropic → normalized → anthropic: %+v vs %+v", back, an)
+	}
+}
+
+func TestEndpointFor(t *testing.T) {
+	for path, want := range map[string]Endpoint{
+		"/v1/chat/completions": ChatCompletions, "/llm/v1/chat/completions": ChatCompletions, "/v1/messages": Messages,
+		"/llm/v1/messages/count_tokens": CountTokens, "/v1/responses": Responses, "/llm/v1/models": Models, "/v1/embeddings/": Embeddings,
+	} {
+		if got, ok := EndpointFor(path); !ok || got != want {
+			t.Errorf("%s: %v", path, got)
+		}
+	}
+	if _, ok := EndpointFor("/v1/files"); ok {
+		t.Error("/v1/files resolved")
+	}
+	d := Destination{Provider: ProviderAnthropic, BaseURL: "https://api.anthropic.com"}
+	if u := d.url(Messages); u != "https://api.anthropic.com/v1/messages" {
+		t.Error(u)
+	}
+	d = Destination{Provider: ProviderOpenAICompatible, BaseURL: "https://x.example/openai/deployments/gpt/?api-version=2024-10-21"}
+	if u := d.url(ChatCompletions); u != "https://x.example/openai/deployments/gpt/chat/completions?api-version=2024-10-21" {
+		t.Error(u)
+	}
+}
+
+func TestReadBody(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/v1/messages", strings.NewReader(`{"a":1}`))
+	r.Header.Set("Content-Type", "text/plain")
+	if _, err := ReadBody(r, Limits{}); AsError(err).Status != 415 {
+		t.Errorf("text/plain: %v", err)
+	}
+	r = httptest.NewRequest(http.MethodPost, "/v1/messages", strings.NewReader(strings.Repeat("x", 100)))
+	r.ContentLength = -1
+	if _, err := ReadBody(r, Limits{MaxBody: 10}); AsError(err).Status != 413 {
+		t.Errorf("chunked oversize: %v", err)
+	}
+	r = httptest.NewRequest(http.MethodPost, "/v1/messages", strings.NewReader(`{"a":1}`))
+	r.Header.Set("Content-Type", "application/json; charset=utf-8")
+	if b, err := ReadBody(r, Limits{}); err != nil || string(b) != `{"a":1}` {
+		t.Errorf("%q %v", b, err)
+	}
+}
+
+// FuzzParse: no request body makes parsing, the fast path's edits or the
+// translations panic, and every rewritten body is still valid JSON.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/requests/*.json")
+	for _, p := range files {
+		b, _ := os.ReadFile(p)
+		f.Add(uint8(endpointOfFile(p)), b)
+	}
+	f.Add(uint8(ChatCompletions), []byte(`{"model":"a","stream":true,"stream_options":{},"messages":[{"role":"tool","content":[]}]}`))
+	f.Fuzz(func(t *testing.T, e uint8, body []byte) {
+		ep := Endpoint(e%5) + 1
+		if ep == Models {
+			ep = CountTokens
+		}
+		req, err := Parse(ep, body, Limits{MaxDepth: 64})
+		if err != nil {
+			return
+		}
+		_ = req.Texts()
+		for _, d := range []*Destination{{Provider: ProviderOpenAI, Model: "m"}, {Provider: ProviderAnthropic, Model: "m"}} {
+			out, err := prepare(req, d, "u", nil, nil, time.Unix(0, 0))
+			if err != nil {
+				continue
+			}
+			if out.Body != nil && !json.Valid(out.Body) {
+				t.Fatalf("invalid upstream body for %s: %s", d.Provider, out.Body)
+			}
+		}
+	})
+}

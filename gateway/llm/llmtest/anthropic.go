@@ -1,0 +1,240 @@
+package llmtest
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+var messagesKeys = set("model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
+	"temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", "container",
+	"context_management", "mcp_servers", "output_config", "output_format", "cache_control", "inference_geo", "speed")
+
+var countKeys = set("model", "messages", "system", "tools", "tool_choice", "thinking", "context_management",
+	"mcp_servers", "output_config", "output_format", "cache_control")
+
+// anthropicRequest validates a messages (or count_tokens) request as the
+// Anthropic API does and returns what the fake needs to answer it.
+type anthropicRequest struct {
+	req           map[string]any
+	model         string
+	input         int
+	last          string
+	toolResult    string
+	hasToolResult bool
+	tools         []toolDef
+}
+
+func (s *Server) parseAnthropic(w http.ResponseWriter, r *http.Request, keys map[string]bool) (*anthropicRequest, bool) {
+	if r.Header.Get("Anthropic-Version") == "" {
+		writeErr(w, true, 400, "invalid_request_error", "anthropic-version: header is required")
+		return nil, false
+	}
+	req, ok := decodeBody(w, r, true)
+	if !ok {
+		return nil, false
+	}
+	if msg := strictKeys(req, keys); msg != "" {
+		writeErr(w, true, 400, "invalid_request_error", msg+": Extra inputs are not permitted")
+		return nil, false
+	}
+	ar := &anthropicRequest{req: req}
+	ar.model, _ = req["model"].(string)
+	msgs, _ := req["messages"].([]any)
+	if ar.model == "" || len(msgs) == 0 {
+		writeErr(w, true, 400, "invalid_request_error", "model and messages are required")
+		return nil, false
+	}
+	ar.input += tokens(textOf(req["system"]))
+	var pending map[string]bool // tool_use ids of the previous assistant turn
+	for i, m := range msgs {
+		mm, _ := m.(map[string]any)
+		role, _ := mm["role"].(string)
+		if role != "user" && role != "assistant" {
+			writeErr(w, true, 400, "invalid_request_error", "messages."+itoa(i)+".role: Input should be 'user' or 'assistant'")
+			return nil, false
+		}
+		blocks, _ := mm["content"].([]any)
+		text := textOf(mm["content"])
+		ar.input += tokens(text)
+		if role == "assistant" {
+			if len(pending) > 0 {
+				writeErr(w, true, 400, "invalid_request_error", "messages."+itoa(i)+": `tool_use` ids were found without `tool_result` blocks immediately after")
+				return nil, false
+			}
+			pending = map[string]bool{}
+			for _, b := range blocks {
+				bm, _ := b.(map[string]any)
+				if bm["type"] == "tool_use" {
+					id, _ := bm["id"].(string)
+					pending[id] = true
+					in, _ := json.Marshal(bm["input"])
+					ar.input += tokens(string(in))
+				}
+			}
+			continue
+		}
+		results := 0
+		for _, b := range blocks {
+			bm, _ := b.(map[string]any)
+			switch bm["type"] {
+			case "tool_result":
+				id, _ := bm["tool_use_id"].(string)
+				if !pending[id] {
+					writeErr(w, true, 400, "invalid_request_error", "messages."+itoa(i)+".content: unexpected `tool_use_id` found in `tool_result` blocks: "+id)
+					return nil, false
+				}
+				delete(pending, id)
+				results++
+				ar.toolResult = textOf(bm["content"])
+			case "image", "document":
+				ar.input += 1600
+			}
+		}
+		if len(pending) > 0 {
+			writeErr(w, true, 400, "invalid_request_error", "messages."+itoa(i)+": `tool_use` ids were found without `tool_result` blocks immediately after")
+			return nil, false
+		}
+		pending = nil
+		ar.hasToolResult = results > 0
+		if !ar.hasToolResult {
+			ar.last = text
+		}
+	}
+	if ts, ok := req["tools"].([]any); ok {
+		b, _ := json.Marshal(ts)
+		ar.input += tokens(string(b))
+		for _, t := range ts {
+			tm, _ := t.(map[string]any)
+			if typ, ok := tm["type"].(string); ok && typ != "custom" {
+				continue
+			}
+			name, _ := tm["name"].(string)
+			schema, _ := tm["input_schema"].(map[string]any)
+			ar.tools = append(ar.tools, toolDef{name: name, schema: schema})
+		}
+	}
+	if tc, ok := req["tool_choice"].(map[string]any); ok && tc["type"] == "none" {
+		ar.tools = nil
+	}
+	return ar, true
+}
+
+func (s *Server) countTokens(w http.ResponseWriter, r *http.Request) {
+	ar, ok := s.parseAnthropic(w, r, countKeys)
+	if !ok {
+		return
+	}
+	s.setUsage(r, Usage{Input: ar.input})
+	writeJSON(w, 200, map[string]any{"input_tokens": ar.input})
+}
+
+func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
+	ar, ok := s.parseAnthropic(w, r, messagesKeys)
+	if !ok {
+		return
+	}
+	req := ar.req
+	maxTokens := intOf(req["max_tokens"])
+	if maxTokens < 1 {
+		writeErr(w, true, 400, "invalid_request_error", "max_tokens: Field required")
+		return
+	}
+	d := parseDirectives(ar.last, r.Header.Get("X-Mock"))
+	if !s.pause(r, d.Slow) {
+		return
+	}
+	if d.Status != 0 {
+		writeErr(w, true, d.Status, errType(d.Status, true), "mock error "+itoa(d.Status))
+		return
+	}
+	var stops []string
+	if st, ok := req["stop_sequences"].([]any); ok {
+		for _, x := range st {
+			if s, ok := x.(string); ok {
+				stops = append(stops, s)
+			}
+		}
+	}
+	a := makeAnswer(ar.last, d, maxTokens, stops, ar.tools, ar.toolResult, ar.hasToolResult)
+	d.Reasoning = 0 // Anthropic reports no separate reasoning count
+	u := usageFor(ar.input, a, d)
+	if u.Input < u.Cached+u.CacheWrite {
+		u.Input = u.Cached + u.CacheWrite
+	}
+	s.setUsage(r, u)
+	stop := "end_turn"
+	var stopSeq any
+	switch {
+	case a.toolName != "":
+		stop = "tool_use"
+	case a.stop == "length":
+		stop = "max_tokens"
+	case a.stop == "stop_sequence":
+		stop, stopSeq = "stop_sequence", a.stopSeq
+	}
+	id := newID("msg_", ar.last+ar.model)
+	usage := map[string]any{
+		"input_tokens": u.Input - u.Cached - u.CacheWrite, "output_tokens": u.Output,
+		"cache_creation_input_tokens": u.CacheWrite, "cache_read_input_tokens": u.Cached,
+		"service_tier": "standard",
+	}
+	toolID := newID("toolu_", a.toolName+ar.last)
+	if stream, _ := req["stream"].(bool); !stream {
+		var content []any
+		if a.toolName != "" {
+			var in any
+			_ = json.Unmarshal([]byte(a.toolArgs), &in)
+			content = append(content, map[string]any{"type": "tool_use", "id": toolID, "name": a.toolName, "input": in})
+		} else {
+			content = append(content, map[string]any{"type": "text", "text": a.text})
+		}
+		writeJSON(w, 200, map[string]any{"id": id, "type": "message", "role": "assistant", "model": ar.model,
+			"content": content, "stop_reason": stop, "stop_sequence": stopSeq, "usage": usage})
+		return
+	}
+	sw := newStream(w)
+	startUsage := map[string]any{}
+	for k, v := range usage {
+		startUsage[k] = v
+	}
+	startUsage["output_tokens"] = 1
+	sw.event("message_start", map[string]any{"type": "message_start", "message": map[string]any{
+		"id": id, "type": "message", "role": "assistant", "model": ar.model, "content": []any{},
+		"stop_reason": nil, "stop_sequence": nil, "usage": startUsage}})
+	if a.toolName != "" {
+		sw.event("content_block_start", map[string]any{"type": "content_block_start", "index": 0,
+			"content_block": map[string]any{"type": "tool_use", "id": toolID, "name": a.toolName, "input": map[string]any{}}})
+	} else {
+		sw.event("content_block_start", map[string]any{"type": "content_block_start", "index": 0,
+			"content_block": map[string]any{"type": "text", "text": ""}})
+	}
+	sw.event("ping", map[string]any{"type": "ping"})
+	var parts []string
+	if a.toolName != "" {
+		parts = chunks(a.toolArgs, 8)
+	} else {
+		parts = chunks(a.text, 16)
+	}
+	for i, p := range parts {
+		delta := map[string]any{"type": "text_delta", "text": p}
+		if a.toolName != "" {
+			delta = map[string]any{"type": "input_json_delta", "partial_json": p}
+		}
+		sw.event("content_block_delta", map[string]any{"type": "content_block_delta", "index": 0, "delta": delta})
+		if i == 0 && d.Break {
+			return
+		}
+		if i == 0 && d.ErrorEvent {
+			sw.event("error", map[string]any{"type": "error", "error": map[string]any{"type": "overloaded_error", "message": "mock stream error"}})
+			return
+		}
+		if !s.pause(r, d.Slow) {
+			return
+		}
+	}
+	sw.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
+	sw.event("message_delta", map[string]any{"type": "message_delta",
+		"delta": map[string]any{"stop_reason": stop, "stop_sequence": stopSeq},
+		"usage": map[string]any{"output_tokens": u.Output}})
+	sw.event("message_stop", map[string]any{"type": "message_stop"})
+}

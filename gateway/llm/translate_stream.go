@@ -1,0 +1,330 @@
+package llm
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// streamTranslator converts the destination's stream events into the
+// client's, one upstream event at a time: event appends zero or more
+// client events to dst; end appends what closes the client's stream after
+// the upstream ended cleanly. done reports whether the client's stream is
+// complete (its terminal event was written).
+type streamTranslator interface {
+	event(dst []byte, name string, data []byte) ([]byte, error)
+	end(dst []byte) []byte
+	done() bool
+}
+
+// ---- Anthropic events → OpenAI chat completion chunks ----
+
+type anToOAStream struct {
+	includeUsage bool
+	created      int64
+	id, model    string
+	tools        map[int]int // content block index → tool call index
+	nTools       int
+	usage        Usage
+	finished     bool
+}
+
+func newAnToOAStream(includeUsage bool, now time.Time) *anToOAStream {
+	return &anToOAStream{includeUsage: includeUsage, created: now.Unix(), tools: map[int]int{}}
+}
+
+type oaChunk struct {
+	ID      string          `json:"id"`
+	Object  string          `json:"object"`
+	Created int64           `json:"created"`
+	Model   string          `json:"model"`
+	Choices []oaChunkChoice `json:"choices"`
+	Usage   *oaUsageOut     `json:"usage,omitempty"`
+}
+
+type oaChunkChoice struct {
+	Index        int          `json:"index"`
+	Delta        oaChunkDelta `json:"delta"`
+	FinishReason *string      `json:"finish_reason"`
+}
+
+type oaChunkDelta struct {
+	Role      string       `json:"role,omitempty"`
+	Content   *string      `json:"content,omitempty"`
+	ToolCalls []oaToolCall `json:"tool_calls,omitempty"`
+}
+
+func (t *anToOAStream) chunk(dst []byte, d oaChunkDelta, finish *string) []byte {
+	c := oaChunk{ID: t.id, Object: "chat.completion.chunk", Created: t.created, Model: t.model,
+		Choices: []oaChunkChoice{{Delta: d, FinishReason: finish}}}
+	return appendEvent(dst, "", marshal(c))
+}
+
+type anStreamEvent struct {
+	Type    string `json:"type"`
+	Index   int    `json:"index"`
+	Message struct {
+		ID    string          `json:"id"`
+		Model string          `json:"model"`
+		Usage json.RawMessage `json:"usage"`
+	} `json:"message"`
+	ContentBlock struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Name string `json:"name"`
+		Text string `json:"text"`
+	} `json:"content_block"`
+	Delta struct {
+		Type        string  `json:"type"`
+		Text        string  `json:"text"`
+		PartialJSON string  `json:"partial_json"`
+		StopReason  *string `json:"stop_reason"`
+	} `json:"delta"`
+	Usage json.RawMessage  `json:"usage"`
+	Error *json.RawMessage `json:"error"`
+}
+
+func (t *anToOAStream) event(dst []byte, name string, data []byte) ([]byte, error) {
+	var ev anStreamEvent
+	if err := decodeStrict(data, &ev); err != nil {
+		return dst, err
+	}
+	switch ev.Type {
+	case "message_start":
+		t.id, t.model = ev.Message.ID, ev.Message.Model
+		if len(ev.Message.Usage) > 0 {
+			t.usage = usageAnthropic(ev.Message.Usage)
+		}
+		return t.chunk(dst, oaChunkDelta{Role: "assistant", Content: str("")}, nil), nil
+	case "content_block_start":
+		switch ev.ContentBlock.Type {
+		case "tool_use":
+			i := t.nTools
+			t.nTools++
+			t.tools[ev.Index] = i
+			tc := oaToolCall{Index: &i, ID: ev.ContentBlock.ID, Type: "function"}
+			tc.Function.Name = ev.ContentBlock.Name
+			return t.chunk(dst, oaChunkDelta{ToolCalls: []oaToolCall{tc}}, nil), nil
+		case "text":
+			if ev.ContentBlock.Text != "" {
+				return t.chunk(dst, oaChunkDelta{Content: str(ev.ContentBlock.Text)}, nil), nil
+			}
+		}
+	case "content_block_delta":
+		switch ev.Delta.Type {
+		case "text_delta":
+			return t.chunk(dst, oaChunkDelta{Content: str(ev.Delta.Text)}, nil), nil
+		case "input_json_delta":
+			i, ok := t.tools[ev.Index]
+			if !ok || ev.Delta.PartialJSON == "" {
+				return dst, nil
+			}
+			tc := oaToolCall{Index: &i}
+			tc.Function.Arguments = ev.Delta.PartialJSON
+			return t.chunk(dst, oaChunkDelta{ToolCalls: []oaToolCall{tc}}, nil), nil
+		}
+	case "message_delta":
+		if len(ev.Usage) > 0 {
+			t.usage.OutputTokens = num(ev.Usage, "output_tokens")
+			if _, ok := member(ev.Usage, "input_tokens"); ok {
+				nu := usageAnthropic(ev.Usage)
+				t.usage.InputTokens, t.usage.CachedInputTokens, t.usage.CacheWriteTokens = nu.InputTokens, nu.CachedInputTokens, nu.CacheWriteTokens
+			}
+			t.usage.finish()
+		}
+		if ev.Delta.StopReason != nil {
+			fr := mapStop(anStopToOA, *ev.Delta.StopReason, "stop")
+			return t.chunk(dst, oaChunkDelta{}, &fr), nil
+		}
+	case "message_stop":
+		if t.includeUsage {
+			c := oaChunk{ID: t.id, Object: "chat.completion.chunk", Created: t.created, Model: t.model, Choices: []oaChunkChoice{}, Usage: oaUsageFrom(t.usage)}
+			dst = appendEvent(dst, "", marshal(c))
+		}
+		t.finished = true
+		return appendEvent(dst, "", []byte("[DONE]")), nil
+	case "ping":
+		return append(dst, ": ping\n\n"...), nil
+	case "error":
+		return dst, upstreamStreamError(data)
+	}
+	return dst, nil
+}
+
+func (t *anToOAStream) end(dst []byte) []byte { return dst }
+func (t *anToOAStream) done() bool            { return t.finished }
+
+// ---- OpenAI chat completion chunks → Anthropic events ----
+
+type oaToAnStream struct {
+	started   bool
+	finished  bool
+	open      bool // a content block is open
+	openKind  string
+	block     int         // index of the open (or next) block
+	tools     map[int]int // tool call index → content block index
+	stop      string
+	usage     Usage
+	gotUsage  bool
+	id, model string
+}
+
+func newOAToAnStream() *oaToAnStream { return &oaToAnStream{tools: map[int]int{}, block: -1} }
+
+type oaChunkIn struct {
+	ID      string `json:"id"`
+	Model   string `json:"model"`
+	Choices []struct {
+		Delta struct {
+			Content   *string      `json:"content"`
+			Refusal   *string      `json:"refusal"`
+			ToolCalls []oaToolCall `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage json.RawMessage  `json:"usage"`
+	Error *json.RawMessage `json:"error"`
+}
+
+func anEvent(dst []byte, name string, v any) []byte { return appendEvent(dst, name, marshal(v)) }
+
+func (t *oaToAnStream) start(dst []byte) []byte {
+	t.started = true
+	return anEvent(dst, "message_start", map[string]any{
+		"type": "message_start",
+		"message": map[string]any{
+			"id": t.id, "type": "message", "role": "assistant", "model": t.model,
+			"content": []any{}, "stop_reason": nil, "stop_sequence": nil,
+			"usage": map[string]int64{"input_tokens": 0, "output_tokens": 0},
+		},
+	})
+}
+
+func (t *oaToAnStream) closeBlock(dst []byte) []byte {
+	if !t.open {
+		return dst
+	}
+	t.open = false
+	return anEvent(dst, "content_block_stop", map[string]any{"type": "content_block_stop", "index": t.block})
+}
+
+func (t *oaToAnStream) openBlock(dst []byte, kind string, block map[string]any) []byte {
+	dst = t.closeBlock(dst)
+	t.block++
+	t.open, t.openKind = true, kind
+	return anEvent(dst, "content_block_start", map[string]any{"type": "content_block_start", "index": t.block, "content_block": block})
+}
+
+func (t *oaToAnStream) text(dst []byte, s string) []byte {
+	if !t.open || t.openKind != "text" {
+		dst = t.openBlock(dst, "text", map[string]any{"type": "text", "text": ""})
+	}
+	return anEvent(dst, "content_block_delta", map[string]any{"type": "content_block_delta", "index": t.block, "delta": map[string]string{"type": "text_delta", "text": s}})
+}
+
+func (t *oaToAnStream) event(dst []byte, _ string, data []byte) ([]byte, error) {
+	if string(data) == "[DONE]" {
+		return t.finish(dst), nil
+	}
+	var c oaChunkIn
+	if err := decodeStrict(data, &c); err != nil {
+		return dst, err
+	}
+	if c.Error != nil {
+		return dst, upstreamStreamError(data)
+	}
+	if t.id == "" {
+		t.id, t.model = c.ID, c.Model
+	}
+	if !t.started {
+		dst = t.start(dst)
+	}
+	if len(c.Usage) > 0 && kindOf(c.Usage) == '{' {
+		t.usage, t.gotUsage = usageOpenAI(c.Usage), true
+	}
+	for _, ch := range c.Choices {
+		d := ch.Delta
+		if d.Content != nil && *d.Content != "" {
+			dst = t.text(dst, *d.Content)
+		}
+		if d.Refusal != nil && *d.Refusal != "" {
+			dst = t.text(dst, *d.Refusal)
+		}
+		for _, tc := range d.ToolCalls {
+			idx := 0
+			if tc.Index != nil {
+				idx = *tc.Index
+			}
+			if _, ok := t.tools[idx]; !ok || tc.ID != "" {
+				dst = t.openBlock(dst, "tool_use", map[string]any{"type": "tool_use", "id": tc.ID, "name": tc.Function.Name, "input": map[string]any{}})
+				t.tools[idx] = t.block
+			}
+			if tc.Function.Arguments != "" {
+				dst = anEvent(dst, "content_block_delta", map[string]any{"type": "content_block_delta", "index": t.tools[idx], "delta": map[string]string{"type": "input_json_delta", "partial_json": tc.Function.Arguments}})
+			}
+		}
+		if ch.FinishReason != nil && *ch.FinishReason != "" {
+			t.stop = mapStop(oaStopToAn, *ch.FinishReason, "end_turn")
+			dst = t.closeBlock(dst)
+		}
+	}
+	return dst, nil
+}
+
+// finish closes the Anthropic stream: message_delta with the stop reason
+// and the usage, then message_stop.
+func (t *oaToAnStream) finish(dst []byte) []byte {
+	if t.finished {
+		return dst
+	}
+	if !t.started {
+		dst = t.start(dst)
+	}
+	dst = t.closeBlock(dst)
+	t.finished = true
+	stop := t.stop
+	if stop == "" {
+		stop = "end_turn"
+	}
+	au := anUsageFrom(t.usage)
+	dst = anEvent(dst, "message_delta", map[string]any{
+		"type":  "message_delta",
+		"delta": map[string]any{"stop_reason": stop, "stop_sequence": nil},
+		"usage": map[string]int64{
+			"input_tokens": au.InputTokens, "output_tokens": au.OutputTokens,
+			"cache_read_input_tokens": au.CacheReadInputTokens, "cache_creation_input_tokens": au.CacheCreationInputTokens,
+		},
+	})
+	return anEvent(dst, "message_stop", map[string]string{"type": "message_stop"})
+}
+
+func (t *oaToAnStream) end(dst []byte) []byte {
+	if !t.started || t.stop == "" {
+		return dst // no finish_reason: the stream was cut; the relay reports it
+	}
+	return t.finish(dst)
+}
+
+func (t *oaToAnStream) done() bool { return t.finished }
+
+// upstreamStreamError is the error an upstream reported inside its
+// stream, as an *Error for the client.
+func upstreamStreamError(data []byte) *Error {
+	msg := upstreamErrorMessage(data)
+	if msg == "" {
+		msg = "the model provider reported an error"
+	}
+	status := 502
+	if e, ok := member(data, "error"); ok {
+		if tv, ok := member(e, "type"); ok {
+			switch t, _ := stringValue(tv); t {
+			case "overloaded_error":
+				status = 529
+			case "rate_limit_error", "rate_limit_exceeded", "tokens", "requests":
+				status = 429
+			case "invalid_request_error":
+				status = 400
+			}
+		}
+	}
+	return &Error{Status: status, Message: "upstream: " + msg}
+}

@@ -1,0 +1,302 @@
+package llm
+
+import (
+	"time"
+)
+
+// Usage is a call's token usage, normalized once for every provider:
+//
+//   - InputTokens counts every input token: uncached, read from the cache
+//     and written to the cache. OpenAI's prompt_tokens already include
+//     cached tokens; Anthropic's input_tokens exclude both cache classes,
+//     so an Anthropic usage is input_tokens + cache_read_input_tokens +
+//     cache_creation_input_tokens here.
+//   - CachedInputTokens (cache reads) and CacheWriteTokens are subsets of
+//     InputTokens; UncachedInputTokens is the rest. Price each class
+//     once: uncached × input price, cached × cached price, cache writes ×
+//     cache-write price. Never add CachedInputTokens to InputTokens.
+//   - OutputTokens include ReasoningTokens (both providers bill thinking
+//     as output).
+//   - TotalTokens = InputTokens + OutputTokens.
+type Usage struct {
+	InputTokens       int64 `json:"input_tokens"`
+	OutputTokens      int64 `json:"output_tokens"`
+	CachedInputTokens int64 `json:"cached_input_tokens"`
+	CacheWriteTokens  int64 `json:"cache_write_tokens"`
+	ReasoningTokens   int64 `json:"reasoning_tokens"`
+	TotalTokens       int64 `json:"total_tokens"`
+	// Estimated is true when the provider's own count was not received
+	// (a stream that broke before its usage event): input is then the
+	// request's estimate unless the provider had reported it, output is
+	// the delivered text's size / 4.
+	Estimated bool `json:"estimated,omitempty"`
+}
+
+// UncachedInputTokens is the input neither read from nor written to the
+// provider's cache.
+func (u Usage) UncachedInputTokens() int64 {
+	return max(0, u.InputTokens-u.CachedInputTokens-u.CacheWriteTokens)
+}
+
+func (u *Usage) finish() {
+	u.TotalTokens = u.InputTokens + u.OutputTokens
+}
+
+func num(obj []byte, path ...string) int64 {
+	v := obj
+	for _, k := range path {
+		var ok bool
+		if v, ok = member(v, k); !ok {
+			return 0
+		}
+	}
+	n, _ := intValue(v)
+	return max(n, 0)
+}
+
+// usageOpenAI reads an OpenAI usage object: chat completions
+// (prompt_tokens, completion_tokens), Responses (input_tokens,
+// output_tokens) and embeddings (prompt_tokens only).
+func usageOpenAI(u []byte) Usage {
+	var out Usage
+	if _, ok := member(u, "prompt_tokens"); ok {
+		out.InputTokens = num(u, "prompt_tokens")
+		out.OutputTokens = num(u, "completion_tokens")
+		out.CachedInputTokens = num(u, "prompt_tokens_details", "cached_tokens")
+		out.CacheWriteTokens = num(u, "prompt_tokens_details", "cache_write_tokens")
+		out.ReasoningTokens = num(u, "completion_tokens_details", "reasoning_tokens")
+	} else {
+		out.InputTokens = num(u, "input_tokens")
+		out.OutputTokens = num(u, "output_tokens")
+		out.CachedInputTokens = num(u, "input_tokens_details", "cached_tokens")
+		out.CacheWriteTokens = num(u, "input_tokens_details", "cache_write_tokens")
+		out.ReasoningTokens = num(u, "output_tokens_details", "reasoning_tokens")
+	}
+	// OpenAI's prompt_tokens already include both cache classes.
+	out.CachedInputTokens = min(out.CachedInputTokens, out.InputTokens)
+	out.CacheWriteTokens = min(out.CacheWriteTokens, out.InputTokens-out.CachedInputTokens)
+	out.finish()
+	return out
+}
+
+// usageAnthropic reads an Anthropic usage object.
+func usageAnthropic(u []byte) Usage {
+	cr := num(u, "cache_read_input_tokens")
+	cw := num(u, "cache_creation_input_tokens")
+	out := Usage{
+		InputTokens:       num(u, "input_tokens") + cr + cw,
+		OutputTokens:      num(u, "output_tokens"),
+		CachedInputTokens: cr,
+		CacheWriteTokens:  cw,
+	}
+	out.finish()
+	return out
+}
+
+// Finish reasons are reported in the client's vocabulary by the
+// translators; the meter keeps the upstream's.
+
+// meter follows one upstream response (a body or a stream of events in
+// the upstream's format) and ends with its usage and metadata.
+type meter struct {
+	format   Format
+	endpoint Endpoint
+
+	id, model string
+	finish    []string
+	usage     Usage
+	gotUsage  bool // the provider's final count arrived
+	gotInput  bool // the input count arrived (Anthropic message_start)
+	delivered int64
+	firstAt   time.Time
+}
+
+func newMeter(f Format, e Endpoint) *meter { return &meter{format: f, endpoint: e} }
+
+func (m *meter) setStr(dst *string, v []byte) {
+	if *dst == "" {
+		*dst, _ = stringValue(v)
+	}
+}
+
+func (m *meter) addFinish(s string) {
+	if s == "" {
+		return
+	}
+	for _, f := range m.finish {
+		if f == s {
+			return
+		}
+	}
+	m.finish = append(m.finish, s)
+}
+
+// body meters a whole (non-streamed) response body.
+func (m *meter) body(b []byte) {
+	_ = eachMember(b, func(k, v []byte) bool {
+		switch {
+		case keyIs(k, "id"):
+			m.setStr(&m.id, v)
+		case keyIs(k, "model"):
+			m.setStr(&m.model, v)
+		case keyIs(k, "usage") && kindOf(v) == '{':
+			m.setUsage(v)
+		case keyIs(k, "choices"):
+			_ = eachElement(v, func(c []byte) bool {
+				if fr, ok := member(c, "finish_reason"); ok {
+					s, _ := stringValue(fr)
+					m.addFinish(s)
+				}
+				return true
+			})
+		case keyIs(k, "stop_reason"):
+			s, _ := stringValue(v)
+			m.addFinish(s)
+		case keyIs(k, "status") && m.endpoint == Responses:
+			s, _ := stringValue(v)
+			m.addFinish(s)
+		case keyIs(k, "input_tokens") && m.endpoint == CountTokens:
+			n, _ := intValue(v)
+			m.usage.InputTokens = n
+			m.usage.finish()
+			m.gotUsage = true
+		}
+		return true
+	})
+}
+
+func (m *meter) setUsage(u []byte) {
+	if m.format == FormatAnthropic {
+		m.usage = usageAnthropic(u)
+	} else {
+		m.usage = usageOpenAI(u)
+	}
+	m.gotUsage = true
+}
+
+// event meters one stream event's data (JSON) of type name (Anthropic and
+// Responses name their events; OpenAI chat chunks have none).
+func (m *meter) event(name string, data []byte) {
+	if m.format == FormatAnthropic {
+		m.anthropicEvent(data)
+		return
+	}
+	if m.endpoint == Responses {
+		m.responsesEvent(data)
+		return
+	}
+	// chat completion chunk
+	_ = eachMember(data, func(k, v []byte) bool {
+		switch {
+		case keyIs(k, "id"):
+			m.setStr(&m.id, v)
+		case keyIs(k, "model"):
+			m.setStr(&m.model, v)
+		case keyIs(k, "usage") && kindOf(v) == '{':
+			m.setUsage(v)
+		case keyIs(k, "choices"):
+			_ = eachElement(v, func(c []byte) bool {
+				if fr, ok := member(c, "finish_reason"); ok {
+					s, _ := stringValue(fr)
+					m.addFinish(s)
+				}
+				if d, ok := member(c, "delta"); ok {
+					if s, ok := member(d, "content"); ok && kindOf(s) == '"' {
+						m.delivered += int64(len(s) - 2)
+					}
+					if tc, ok := member(d, "tool_calls"); ok {
+						m.delivered += int64(len(tc)) / 2
+					}
+				}
+				return true
+			})
+		}
+		return true
+	})
+}
+
+func (m *meter) responsesEvent(data []byte) {
+	tv, _ := member(data, "type")
+	t, _ := stringValue(tv)
+	switch t {
+	case "response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed":
+		resp, ok := member(data, "response")
+		if !ok {
+			return
+		}
+		m.body(resp)
+		if t != "response.created" && t != "response.in_progress" {
+			if s, ok := member(resp, "status"); ok {
+				str, _ := stringValue(s)
+				m.finish = m.finish[:0]
+				m.addFinish(str)
+			}
+		}
+	default:
+		if d, ok := member(data, "delta"); ok && kindOf(d) == '"' {
+			m.delivered += int64(len(d) - 2)
+		}
+	}
+}
+
+func (m *meter) anthropicEvent(data []byte) {
+	tv, _ := member(data, "type")
+	t, _ := stringValue(tv)
+	switch t {
+	case "message_start":
+		msg, _ := member(data, "message")
+		if v, ok := member(msg, "id"); ok {
+			m.setStr(&m.id, v)
+		}
+		if v, ok := member(msg, "model"); ok {
+			m.setStr(&m.model, v)
+		}
+		if u, ok := member(msg, "usage"); ok {
+			m.usage = usageAnthropic(u)
+			m.gotInput = true
+		}
+	case "content_block_delta":
+		d, _ := member(data, "delta")
+		_ = eachMember(d, func(k, v []byte) bool {
+			if (keyIs(k, "text") || keyIs(k, "partial_json") || keyIs(k, "thinking")) && kindOf(v) == '"' {
+				m.delivered += int64(len(v) - 2)
+			}
+			return true
+		})
+	case "message_delta":
+		if d, ok := member(data, "delta"); ok {
+			if sr, ok := member(d, "stop_reason"); ok {
+				s, _ := stringValue(sr)
+				m.addFinish(s)
+			}
+		}
+		if u, ok := member(data, "usage"); ok {
+			// message_delta's usage is cumulative; input members appear
+			// only when they changed.
+			m.usage.OutputTokens = num(u, "output_tokens")
+			if _, ok := member(u, "input_tokens"); ok {
+				nu := usageAnthropic(u)
+				m.usage.InputTokens, m.usage.CachedInputTokens, m.usage.CacheWriteTokens = nu.InputTokens, nu.CachedInputTokens, nu.CacheWriteTokens
+			}
+			m.usage.finish()
+			m.gotUsage = true
+		}
+	}
+}
+
+// result is the metered usage; estimate is the request's input estimate,
+// used when the provider never reported the input.
+func (m *meter) result(estimate int64) Usage {
+	u := m.usage
+	if m.gotUsage {
+		u.finish()
+		return u
+	}
+	u.Estimated = true
+	if !m.gotInput {
+		u.InputTokens = estimate
+	}
+	u.OutputTokens = max(u.OutputTokens, (m.delivered+bytesPerToken-1)/bytesPerToken)
+	u.finish()
+	return u
+}
