@@ -402,7 +402,7 @@ func (e *AuditEvent) Validate() error {
 		{&e.SourceIP, AuditMaxShort}, {&e.UserAgent, AuditMaxName}, {&e.SessionID, AuditMaxShort},
 		{&e.RequestID, AuditMaxShort}, {&e.SecurableType, AuditMaxShort}, {&e.SecurableName, AuditMaxName},
 		{&e.RequestParams, AuditMaxParams}, {&e.ErrorMessage, AuditMaxText}, {&e.SQLState, AuditMaxShort},
-		{&e.Decision, AuditMaxShort}, {&e.Reason, AuditMaxText},
+		{&e.Decision, AuditMaxShort}, {&e.Reason, AuditMaxText}, {&e.TraceID, AuditMaxShort}, {&e.SpanID, AuditMaxShort},
 	} {
 		if !utf8.ValidString(*f.p) {
 			*f.p = strings.ToValidUTF8(*f.p, "\uFFFD")

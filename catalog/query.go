@@ -218,6 +218,8 @@ var AuditColumns = []QueryColumn{
 	{Name: "decision", Type: ColumnType{Data: DataText}, Comment: "allow or deny"},
 	{Name: "reason", Type: ColumnType{Data: DataText}},
 	{Name: "latency_ms", Type: ColumnType{Data: DataFloat64}},
+	{Name: "trace_id", Type: ColumnType{Data: DataText}, Comment: "W3C trace id of a gateway call (joins traces); NULL for none"},
+	{Name: "span_id", Type: ColumnType{Data: DataText}, Comment: "the call's span in that trace; NULL for none"},
 }
 
 var privilegeCols = []any{"grantor", DataText, "grantee", DataText}

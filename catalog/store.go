@@ -96,6 +96,11 @@ type AuditEvent struct {
 	Reason        string
 	LatencyMs     float64
 	Revision      Revision // catalog revision the change committed at (0 when refused)
+	// TraceID and SpanID are the W3C trace context of a gateway call
+	// (hex; "" for none): the span of the call in the trace, so that
+	// audit rows and traces join.
+	TraceID string `json:",omitempty"`
+	SpanID  string `json:",omitempty"`
 	// Completes marks the completion of the event with this EventID (see
 	// above).
 	Completes bool `json:",omitempty"`

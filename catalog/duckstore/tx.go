@@ -529,8 +529,8 @@ func (t *rwTx) appendAudit(ctx context.Context, chunks [][]catalog.AuditEvent, n
 // which most columns do (service, action, identities, connection,
 // decision), saving an allocation per column and row.
 type auditRow struct {
-	row  [22]driver.Value
-	text [22]string
+	row  [24]driver.Value
+	text [24]string
 	set0 bool
 }
 
@@ -553,6 +553,8 @@ func (r *auditRow) set(e *catalog.AuditEvent) []driver.Value {
 		r.str(16+i, s)
 	}
 	r.row[20], r.row[21] = e.LatencyMs, int64(e.Revision)
+	r.str(22, e.TraceID)
+	r.str(23, e.SpanID)
 	r.set0 = true
 	return r.row[:]
 }
@@ -696,7 +698,7 @@ func listGrants(ctx context.Context, q querier) ([]catalog.Grant, error) {
 func listAudit(ctx context.Context, q querier, since time.Time, limit int) ([]catalog.AuditEvent, error) {
 	query := `SELECT event_id, event_time, service_name, action_name, user_identity, run_by, run_as,
 		source_ip_address, user_agent, session_id, request_id, securable_type, securable_name, request_params,
-		status_code, error_message, sql_state, decision, reason, latency_ms, revision FROM audit_events`
+		status_code, error_message, sql_state, decision, reason, latency_ms, revision, trace_id, span_id FROM audit_events`
 	var args []any
 	if !since.IsZero() {
 		query += ` WHERE event_time >= $1`
@@ -716,7 +718,7 @@ func listAudit(ctx context.Context, q querier, since time.Time, limit int) ([]ca
 		if err := rows.Scan(&e.EventID, &e.Time, &e.Service, &e.Action, &e.UserIdentity, &e.RunBy, &e.RunAs,
 			&e.SourceIP, &e.UserAgent, &e.SessionID, &e.RequestID, &e.SecurableType, &e.SecurableName,
 			&e.RequestParams, &status, &e.ErrorMessage, &e.SQLState, &e.Decision, &e.Reason, &e.LatencyMs,
-			&rev); err != nil {
+			&rev, &e.TraceID, &e.SpanID); err != nil {
 			return err
 		}
 		e.Time, e.StatusCode, e.Revision = e.Time.UTC(), int(status), catalog.Revision(rev)

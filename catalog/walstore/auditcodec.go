@@ -25,11 +25,16 @@ import (
 // Completes); records without completions keep the first form, which
 // older versions read.
 //
+// A record with events that carry a trace context (TraceID, SpanID)
+// starts with auditMagic3: each event ends with the flags byte, then
+// TraceID and SpanID as strings.
+//
 // Records with anything else (catalog changes with their audit events,
 // meta) stay JSON.
 const (
 	auditMagic  = 0xA1
 	auditMagic2 = 0xA2
+	auditMagic3 = 0xA3
 )
 
 // flagCompletes is bit 0 of an event's flags byte (auditMagic2).
@@ -54,9 +59,12 @@ func auditOnly(r *record) ([]catalog.AuditEvent, bool) {
 func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
 	magic := byte(auditMagic)
 	for i := range events {
+		if events[i].TraceID != "" || events[i].SpanID != "" {
+			magic = auditMagic3
+			break
+		}
 		if events[i].Completes {
 			magic = auditMagic2
-			break
 		}
 	}
 	buf = append(buf, magic)
@@ -75,12 +83,16 @@ func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
 		}
 		buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(e.LatencyMs))
 		buf = binary.AppendVarint(buf, int64(e.Revision))
-		if magic == auditMagic2 {
+		if magic != auditMagic {
 			var flags byte
 			if e.Completes {
 				flags |= flagCompletes
 			}
 			buf = append(buf, flags)
+		}
+		if magic == auditMagic3 {
+			buf = appendString(buf, e.TraceID)
+			buf = appendString(buf, e.SpanID)
 		}
 	}
 	return buf
@@ -99,7 +111,7 @@ func auditSize(events []catalog.AuditEvent) int {
 		n += 1 + 17*2 + 4*binary.MaxVarintLen64 + 8 + len(e.EventID) + len(e.Service) + len(e.Action) + len(e.UserIdentity) +
 			len(e.RunBy) + len(e.RunAs) + len(e.SourceIP) + len(e.UserAgent) + len(e.SessionID) + len(e.RequestID) +
 			len(e.SecurableType) + len(e.SecurableName) + len(e.RequestParams) + len(e.ErrorMessage) + len(e.SQLState) +
-			len(e.Decision) + len(e.Reason)
+			len(e.Decision) + len(e.Reason) + len(e.TraceID) + len(e.SpanID) + 2*binary.MaxVarintLen64
 	}
 	return n
 }
@@ -107,7 +119,7 @@ func auditSize(events []catalog.AuditEvent) int {
 // decodeAudit decodes a binary audit body (starting with auditMagic or
 // auditMagic2).
 func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
-	flags := b[0] == auditMagic2
+	flags, traced := b[0] != auditMagic, b[0] == auditMagic3
 	d := auditDecoder{b: b[1:]}
 	n := d.uvarint()
 	if d.err != nil || n > maxAuditEvents || n > uint64(len(d.b)) {
@@ -145,6 +157,9 @@ func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
 				e.Completes = d.b[0]&flagCompletes != 0
 				d.b = d.b[1:]
 			}
+		}
+		if traced {
+			e.TraceID, e.SpanID = d.str(), d.str()
 		}
 		if d.err != nil {
 			return nil, d.err

@@ -89,6 +89,36 @@ func TestAuditCodecCompletions(t *testing.T) {
 	}
 }
 
+// Events with a trace context take the third form: flags, then the ids.
+func TestAuditCodecTrace(t *testing.T) {
+	traced := fullEvent(1)
+	traced.TraceID, traced.SpanID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	done := traced
+	done.Completes = true
+	events := []catalog.AuditEvent{traced, fullEvent(2), done}
+	r := &record{Seq: 3, Ops: []op{{K: "audit", A: events}}}
+	buf, err := encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if buf[hdrSize] != auditMagic3 {
+		t.Fatalf("a record with trace ids starts with %#x", buf[hdrSize])
+	}
+	got, err := decodeBody(buf[hdrSize:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Ops, r.Ops) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got.Ops, r.Ops)
+	}
+	body := buf[hdrSize:]
+	for n := 1; n < len(body); n++ {
+		if _, err := decodeBody(body[:n]); err == nil {
+			t.Fatalf("a body cut to %d of %d bytes decoded", n, len(body))
+		}
+	}
+}
+
 func TestAuditCodecMalformed(t *testing.T) {
 	done := fullEvent(2)
 	done.Completes = true

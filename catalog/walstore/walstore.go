@@ -257,7 +257,7 @@ func encode(r *record) ([]byte, error) {
 // decodeBody decodes a record body written by encode (Seq and size are
 // set by the caller).
 func decodeBody(body []byte) (*record, error) {
-	if len(body) > 0 && (body[0] == auditMagic || body[0] == auditMagic2) {
+	if len(body) > 0 && (body[0] == auditMagic || body[0] == auditMagic2 || body[0] == auditMagic3) {
 		events, err := decodeAudit(body)
 		if err != nil {
 			return nil, err

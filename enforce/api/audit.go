@@ -53,6 +53,9 @@ type AuditEvent struct {
 	// Completes: this event completes the one with its event_id and
 	// event_time (catalog.AuditEvent.Completes).
 	Completes bool `json:"completes,omitempty"`
+	// TraceID and SpanID: the call's W3C trace context.
+	TraceID string `json:"trace_id,omitempty"`
+	SpanID  string `json:"span_id,omitempty"`
 }
 
 // AuditRequest is the body of POST /api/v1/audit.
@@ -72,7 +75,7 @@ func WireAuditEvent(e catalog.AuditEvent) AuditEvent {
 		UserAgent: e.UserAgent, SessionID: e.SessionID, RequestID: e.RequestID, SecurableType: e.SecurableType,
 		SecurableName: e.SecurableName, RequestParams: e.RequestParams, StatusCode: e.StatusCode,
 		ErrorMessage: e.ErrorMessage, SQLState: e.SQLState, Decision: e.Decision, Reason: e.Reason,
-		LatencyMs: e.LatencyMs, Revision: e.Revision, Completes: e.Completes}
+		LatencyMs: e.LatencyMs, Revision: e.Revision, Completes: e.Completes, TraceID: e.TraceID, SpanID: e.SpanID}
 }
 
 // Catalog converts e to a catalog.AuditEvent.
@@ -82,7 +85,7 @@ func (e *AuditEvent) Catalog() catalog.AuditEvent {
 		UserAgent: e.UserAgent, SessionID: e.SessionID, RequestID: e.RequestID, SecurableType: e.SecurableType,
 		SecurableName: e.SecurableName, RequestParams: e.RequestParams, StatusCode: e.StatusCode,
 		ErrorMessage: e.ErrorMessage, SQLState: e.SQLState, Decision: e.Decision, Reason: e.Reason,
-		LatencyMs: e.LatencyMs, Revision: e.Revision, Completes: e.Completes}
+		LatencyMs: e.LatencyMs, Revision: e.Revision, Completes: e.Completes, TraceID: e.TraceID, SpanID: e.SpanID}
 }
 
 // audit records a node's events and answers once they are durable. The

@@ -262,6 +262,8 @@ func (c *Call) event() catalog.AuditEvent {
 		Reason:        c.reason,
 		LatencyMs:     float64(time.Since(c.Start).Microseconds()) / 1000,
 		Revision:      c.Decision.Revision,
+		TraceID:       c.TraceID,
+		SpanID:        c.SpanID,
 	}
 	if c.Identity != nil {
 		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor
