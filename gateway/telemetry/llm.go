@@ -289,7 +289,7 @@ func (st *call) llmAttrs(attrs *[]attribute.KeyValue, service string) string {
 			a = append(a, attribute.String("mandate.request_tags", tags))
 		}
 	}
-	if model == "" {
+	if model == "" && st.resolved {
 		model = st.c.Securable.Name
 	}
 	a = append(a, attribute.String("gen_ai.operation.name", op))
@@ -330,7 +330,10 @@ func (st *call) llmAttrs(attrs *[]attribute.KeyValue, service string) string {
 		a = append(a, attribute.Float64("gen_ai.server.time_to_first_token", ttft.Seconds()))
 	}
 	*attrs = a
-	if model == "" {
+	switch {
+	case st.llmReq == nil && !st.resolved:
+		return st.c.Action // the request was not read
+	case model == "":
 		return op
 	}
 	return op + " " + model

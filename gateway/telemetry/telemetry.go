@@ -62,9 +62,9 @@ type Config struct {
 	Logger   zerolog.Logger
 	// Getenv reads the environment (default os.Getenv).
 	Getenv func(string) string
-
-	// exporter replaces the OTLP exporter (tests).
-	exporter sdktrace.SpanExporter
+	// Exporter replaces the OTLP exporter (tests): spans are recorded as
+	// with an endpoint.
+	Exporter sdktrace.SpanExporter
 }
 
 // Telemetry is one node's tracing and metrics: the pipeline's Observer
@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if err != nil {
 		return nil, err
 	}
-	exp := cfg.exporter
+	exp := cfg.Exporter
 	if exp == nil {
 		if endpoint == "" {
 			return t, nil

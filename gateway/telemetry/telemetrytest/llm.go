@@ -250,7 +250,10 @@ func (x *llmCall) Relay(ctx context.Context, c *pipeline.Call, resp *http.Respon
 		http.NewResponseController(w).Flush()
 	}
 	finish()
-	return c.Commit(true)
+	if err := c.Commit(true); err != nil {
+		return err
+	}
+	return nil
 }
 
 func (x *llmCall) Render(c *pipeline.Call, err *pipeline.Error) pipeline.Answer {
