@@ -39,6 +39,8 @@ type dataPlaneConfig struct {
 	// ownCert is the fingerprint of the listener's own TLS certificate
 	// ("" without TLS): identity fetches trust it besides the system CAs.
 	ownCert string
+	// observer traces and meters every call (gateway/telemetry).
+	observer pipeline.Observer
 }
 
 // auditSync is --audit-sync: on (the default) answers a gateway call only
@@ -126,7 +128,7 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	// One pipeline for every protocol's handler (gateway/pipeline).
 	p, err := pipeline.New(pipeline.Config{
 		PublicURL: c.publicURL, Auth: auth, Authz: c.authz, Credentials: creds, Audit: c.audit,
-		AuditAsync: c.auditSync.off, Logger: c.log,
+		AuditAsync: c.auditSync.off, Logger: c.log, Observer: c.observer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway pipeline: %w", err)

@@ -187,6 +187,10 @@ func (o *observer) Finished(c *pipeline.Call) {
 	if r := st.llm; r != nil {
 		st.meterLLM(service)
 	}
+	if t.debug {
+		c.Logger().Debug().Str("protocol", proto).Str("service", service).Str("method", c.Action).Str("decision", decision).
+			Int("status", c.Status).Dur("duration", total).Dur("upstream", c.UpstreamTime).Msg("gateway call")
+	}
 	if t.tracer != nil {
 		if st.span == nil {
 			st.begin() // a call that panicked before its span began

@@ -79,6 +79,7 @@ type Telemetry struct {
 	tracer trace.Tracer
 	queue  *exportQueue
 	url    string // the traces URL ("" without tracing)
+	debug  bool   // log a line per call
 }
 
 // New sets up tracing (when an endpoint is configured) and the metrics.
@@ -105,7 +106,8 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if cfg.SampleRatio != nil && (*cfg.SampleRatio < 0 || *cfg.SampleRatio > 1) {
 		return nil, fmt.Errorf("trace sample ratio %v must be between 0 and 1", *cfg.SampleRatio)
 	}
-	t := &Telemetry{cfg: cfg, log: cfg.Logger.With().Str("component", "telemetry").Logger(), reg: cfg.Registry}
+	t := &Telemetry{cfg: cfg, log: cfg.Logger.With().Str("component", "telemetry").Logger(), reg: cfg.Registry,
+		debug: cfg.Logger.GetLevel() <= zerolog.DebugLevel && cfg.Logger.GetLevel() != zerolog.Disabled}
 	if t.reg == nil {
 		t.reg = NewRegistry()
 	}
