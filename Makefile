@@ -7,6 +7,11 @@ export CGO_ENABLED := 1
 
 .PHONY: all build run test deps vet unit fuzz bench clean
 
+# Jaeger for the telemetry tests (gateway/telemetry/telemetrytest looks here).
+JAEGER_VERSION := v1.75.0
+JAEGER         ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mandate/jaeger-$(JAEGER_VERSION)
+export MANDATE_JAEGER := $(JAEGER)
+
 all: build
 
 # -buildvcs=auto: `mandate version` prints the VCS revision (some machines set
@@ -46,6 +51,13 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 	@test -e testdata/clients/node_modules/pg/package.json || \
 	  (cd testdata/clients && npm ci --no-audit --no-fund --loglevel=error)
+	@# The telemetry tests' trace and metric backends: Jaeger all-in-one,
+	@# built once per machine from its own module (testdata/jaeger) into the
+	@# cache dir (several CPU-minutes the first time), and Debian's Prometheus.
+	@test -x $(JAEGER) || { echo "building Jaeger $(JAEGER_VERSION) into $(JAEGER) (once per machine)"; \
+	  cd testdata/jaeger && CGO_ENABLED=0 $(GO) build -trimpath -o $(JAEGER) github.com/jaegertracing/jaeger/cmd/jaeger; }
+	@command -v prometheus >/dev/null 2>&1 || { echo "installing prometheus"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@# The PostgreSQL server that catalog/pgtest starts for the differential
 	@# test (sqlfront): Debian's postgresql (15 on Debian 12), without the
 	@# cluster the package would create and start.

@@ -369,3 +369,33 @@ func scrape(t *testing.T, tel *Telemetry) string {
 	tel.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	return rec.Body.String()
 }
+
+// The minimal model-call path through a real Jaeger: the trace fetched
+// back has the agent's trace id, the GenAI attributes and the stages.
+func TestJaegerLLM(t *testing.T) {
+	j := telemetrytest.StartJaeger(t)
+	r := newRig(t, Config{Endpoint: j.OTLP, BatchTimeout: 50 * time.Millisecond})
+	if st, out := r.call(t, `{"model":"frontier","stream":true}`, agentTP); st != http.StatusOK {
+		t.Fatalf("status %d: %s", st, out)
+	}
+	if err := r.t.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	spans := j.WaitTrace(t, "4bf92f3577b34da6a3ce929d0e0e4736", "chat frontier", "authenticate", "authorize", "forward",
+		"upstream openai_test gpt-test", "audit")
+	srv := telemetrytest.FindSpan(spans, "chat frontier")
+	for k, want := range map[string]string{"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+		"gen_ai.request.model": "frontier", "gen_ai.response.model": "gpt-test-2025", "gen_ai.usage.input_tokens": "20",
+		"gen_ai.usage.output_tokens": "2", "mandate.user": "alice", "mandate.agent": "claude-code", "span.kind": "server"} {
+		if got, _ := srv.Tag(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if srv.Parent() != "00f067aa0ba902b7" {
+		t.Errorf("server span's parent %q, want the agent's span", srv.Parent())
+	}
+	ev := r.audit.Events()[0]
+	if ev.TraceID != srv.TraceID || ev.SpanID != srv.SpanID {
+		t.Errorf("audit %s/%s, span %s/%s", ev.TraceID, ev.SpanID, srv.TraceID, srv.SpanID)
+	}
+}
