@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandatehq/mandate/gateway/telemetry/telemetrytest"
+)
+
+// tracedUpstream is an MCP server (the official SDK) that records the
+// trace context of every message: the traceparent header and the
+// message's params._meta.traceparent.
+type tracedUpstream struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	headers []string
+	metas   []string
+}
+
+func newTracedUpstream(t testing.TB) *tracedUpstream {
+	t.Helper()
+	u := &tracedUpstream{}
+	s := sdk.NewServer(&sdk.Implementation{Name: "traced", Version: "1.0.0"}, nil)
+	sdk.AddTool(s, &sdk.Tool{Name: "search_repos", Description: "searches repositories"},
+		func(ctx context.Context, req *sdk.CallToolRequest, a repoQuery) (*sdk.CallToolResult, any, error) {
+			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "found: " + a.Query}}}, nil, nil
+		})
+	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, &sdk.StreamableHTTPOptions{JSONResponse: true})
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var m struct {
+			Method string `json:"method"`
+			Params struct {
+				Meta map[string]any `json:"_meta"`
+			} `json:"params"`
+		}
+		_ = json.Unmarshal(body, &m)
+		if m.Method == "tools/call" {
+			u.mu.Lock()
+			u.headers = append(u.headers, r.Header.Get("traceparent"))
+			tp, _ := m.Params.Meta["traceparent"].(string)
+			u.metas = append(u.metas, tp)
+			u.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+// mcpPOST posts one JSON-RPC message and returns the status, the session
+// header and the body.
+func mcpPOST(t testing.TB, url, token, session string, hdr map[string]string, body string) (int, string, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
+	if session != "" {
+		req.Header.Set("Mcp-Session-Id", session)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Mcp-Session-Id"), string(b)
+}
+
+// TestTelemetryJaegerMCP: an agent's tools/call, with its trace context
+// in params._meta (and another in the headers), through mandate serve to
+// an MCP upstream. The trace fetched back from Jaeger is the agent's, its
+// server span carries the MCP conventions' attributes and Mandate's, the
+// stages are its children; the upstream got the gateway's attempt span
+// as parent in both the header and _meta; and system.access.audit has
+// the same trace_id and span_id.
+func TestTelemetryJaegerMCP(t *testing.T) {
+	t.Parallel()
+	j := telemetrytest.StartJaeger(t)
+	up := newTracedUpstream(t)
+	s := startServer(t, serverOpts{args: []string{"--dev", "--otlp-endpoint", j.OTLP, "--otlp-header", "x-mlflow-experiment-id=123"},
+		env: []string{"OTEL_BSP_SCHEDULE_DELAY=100"}})
+	c := s.admin(t)
+	mustExec(t, c,
+		`CREATE USER "alice@example.com"`,
+		`CREATE SERVICE PRINCIPAL "coding-agent"`,
+		`CREATE CONNECTION traced_mcp TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'none')`,
+		`GRANT USE_CONNECTION ON CONNECTION traced_mcp TO "alice@example.com"`,
+		`GRANT USE_CONNECTION ON CONNECTION traced_mcp TO "coding-agent"`)
+	url := "http://" + s.httpAddr + "/mcp/traced_mcp"
+	tok := e2eToken(t, s, "alice@example.com", "coding-agent")
+
+	st, sess, body := mcpPOST(t, url, tok, "", nil,
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"agent","version":"1"}}}`)
+	if st != http.StatusOK || sess == "" {
+		t.Fatalf("initialize: %d %q %s", st, sess, body)
+	}
+	if st, _, body := mcpPOST(t, url, tok, sess, nil, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); st/100 != 2 {
+		t.Fatalf("initialized: %d %s", st, body)
+	}
+	const (
+		traceID   = "0af7651916cd43dd8448eb211c80319c"
+		agentSpan = "b7ad6b7169203331"
+		metaTP    = "00-" + traceID + "-" + agentSpan + "-01"
+		headerTP  = "00-11111111111111111111111111111111-2222222222222222-01"
+	)
+	st, _, body = mcpPOST(t, url, tok, sess, map[string]string{"traceparent": headerTP},
+		`{"jsonrpc":"2.0","id":"call-7","method":"tools/call","params":{"name":"search_repos","arguments":{"query":"mandate"},"_meta":{"traceparent":"`+metaTP+`","tracestate":"vendor=1"}}}`)
+	if st != http.StatusOK || !strings.Contains(body, "found: mandate") {
+		t.Fatalf("tools/call: %d %s", st, body)
+	}
+
+	spans := j.WaitTrace(t, traceID, "tools/call search_repos", "authenticate", "resolve", "authorize", "credential", "forward",
+		"guard_result", "audit", "upstream system.ai.traced_mcp")
+	srv := telemetrytest.FindSpan(spans, "tools/call search_repos")
+	for k, want := range map[string]string{"mcp.method.name": "tools/call", "gen_ai.tool.name": "search_repos",
+		"gen_ai.operation.name": "execute_tool", "mcp.protocol.version": "2025-06-18", "jsonrpc.request.id": "call-7",
+		"mcp.session.id": sess, "mandate.user": "alice@example.com", "mandate.agent": "coding-agent",
+		"mandate.decision": "allow", "mandate.connection": "system.ai.traced_mcp", "span.kind": "server"} {
+		if got, _ := srv.Tag(k); got != want {
+			t.Errorf("server span %s = %q, want %q", k, got, want)
+		}
+	}
+	if srv.Parent() != agentSpan {
+		t.Errorf("server span's parent %q, want the agent's span %s (params._meta)", srv.Parent(), agentSpan)
+	}
+	for _, name := range []string{"authenticate", "resolve", "authorize", "credential", "forward", "guard_result", "audit"} {
+		if sp := telemetrytest.FindSpan(spans, name); sp.Parent() != srv.SpanID {
+			t.Errorf("stage %s is not a child of the server span", name)
+		}
+	}
+	att := telemetrytest.FindSpan(spans, "upstream system.ai.traced_mcp")
+	if fwd := telemetrytest.FindSpan(spans, "forward"); att.Parent() != fwd.SpanID {
+		t.Errorf("the attempt is not a child of forward")
+	}
+	want := "00-" + traceID + "-" + att.SpanID + "-01"
+	up.mu.Lock()
+	headers, metas := append([]string(nil), up.headers...), append([]string(nil), up.metas...)
+	up.mu.Unlock()
+	if len(headers) != 1 || headers[0] != want || metas[0] != want {
+		t.Errorf("upstream trace context: header %q, _meta %q; want both %q", headers, metas, want)
+	}
+
+	var gotTrace, gotSpan string
+	waitFor(t, 10*time.Second, "the tools/call audit row", func() bool {
+		rows := queryRows(t, c, `SELECT trace_id, span_id FROM system.access.audit WHERE action_name = 'tools/call' AND response->>'status_code' = '200'`)
+		if len(rows) != 1 {
+			return false
+		}
+		gotTrace, gotSpan, _ = strings.Cut(rows[0], "|")
+		return true
+	})
+	if gotTrace != traceID || gotSpan != srv.SpanID {
+		t.Errorf("audit row trace %s span %s, want %s %s", gotTrace, gotSpan, traceID, srv.SpanID)
+	}
+}
