@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -94,7 +95,8 @@ func TestTelemetryJaegerMCP(t *testing.T) {
 	t.Parallel()
 	j := telemetrytest.StartJaeger(t)
 	up := newTracedUpstream(t)
-	s := startServer(t, serverOpts{args: []string{"--dev", "--otlp-endpoint", j.OTLP, "--otlp-header", "x-mlflow-experiment-id=123"},
+	s := startServer(t, serverOpts{args: []string{"--dev", "--otlp-endpoint", j.OTLP, "--otlp-header", "x-mlflow-experiment-id=123",
+		"--log-format", "json", "--log-level", "debug"},
 		env: []string{"OTEL_BSP_SCHEDULE_DELAY=100"}})
 	c := s.admin(t)
 	mustExec(t, c,
@@ -169,4 +171,58 @@ func TestTelemetryJaegerMCP(t *testing.T) {
 	if gotTrace != traceID || gotSpan != srv.SpanID {
 		t.Errorf("audit row trace %s span %s, want %s %s", gotTrace, gotSpan, traceID, srv.SpanID)
 	}
+
+	// The log: one JSON object per line, no key twice, and the call's
+	// request line with its request_id and trace_id.
+	var callLine map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(s.stderr.String()), "\n") {
+		keys, err := jsonKeys(line)
+		if err != nil {
+			t.Errorf("log line is not one JSON object (%v): %s", err, line)
+			continue
+		}
+		seen := map[string]bool{}
+		for _, k := range keys {
+			if seen[k] {
+				t.Errorf("log line has %q twice: %s", k, line)
+			}
+			seen[k] = true
+		}
+		var m map[string]any
+		_ = json.Unmarshal([]byte(line), &m)
+		if m["message"] == "gateway call" && m["method"] == "tools/call" {
+			callLine = m
+		}
+	}
+	if callLine == nil || callLine["trace_id"] != traceID || callLine["request_id"] == "" || callLine["request_id"] == nil {
+		t.Errorf("no request line of the tools/call with its trace_id and request_id: %v", callLine)
+	}
+}
+
+// jsonKeys returns the top-level keys of the JSON object s, in order.
+func jsonKeys(s string) ([]string, error) {
+	dec := json.NewDecoder(strings.NewReader(s))
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not an object")
+	}
+	var keys []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k.(string))
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("more than one value")
+	}
+	return keys, nil
 }

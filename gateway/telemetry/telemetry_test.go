@@ -399,3 +399,34 @@ func TestJaegerLLM(t *testing.T) {
 		t.Errorf("audit %s/%s, span %s/%s", ev.TraceID, ev.SpanID, srv.TraceID, srv.SpanID)
 	}
 }
+
+// A real Prometheus scrapes the node's metrics: PromQL over its HTTP API
+// returns the request series and the token series of model calls.
+func TestPrometheusScrape(t *testing.T) {
+	r := newRig(t, Config{})
+	ms := httptest.NewServer(r.t.Handler())
+	t.Cleanup(ms.Close)
+	prom := telemetrytest.StartPrometheus(t, telemetrytest.ScrapeTarget{Addr: strings.TrimPrefix(ms.URL, "http://")})
+	for range 3 {
+		if st, out := r.call(t, `{"model":"frontier"}`, ""); st != http.StatusOK {
+			t.Fatalf("status %d: %s", st, out)
+		}
+	}
+	for expr, want := range map[string]string{
+		`sum(mandate_requests_total{protocol="llm",decision="allow"})`:                         "3",
+		`sum(gen_ai_client_token_usage_sum{service="system.ai.frontier",token_type="input"})`:  "36",
+		`sum(gen_ai_client_token_usage_sum{service="system.ai.frontier",token_type="output"})`: "9",
+		`sum(gen_ai_client_token_usage_count{token_type="input"})`:                             "3",
+	} {
+		telemetrytest.WaitFor(t, 30*time.Second, expr+" = "+want, func() bool {
+			res, err := prom.Query(t.Context(), expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != "success" {
+				t.Fatalf("%s: %s", expr, res.Error)
+			}
+			return len(res.Data.Result) == 1 && res.Data.Result[0].Value[1] == want
+		})
+	}
+}
