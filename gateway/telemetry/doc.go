@@ -67,9 +67,9 @@
 // mandate.cost_usd and mandate.request_tags; tokens, cost and time to first
 // token go to gen_ai_client_token_usage, mandate_cost_usd_total and
 // gen_ai_server_time_to_first_token_seconds by service and model.
-// Guardrails report with GuardrailAction(ctx, policy, mode, action); the
-// limits engine's refusal error says which limit refused with a
-// LimitKind() string method ("rate_limit", "budget").
+// Guardrails report with GuardrailAction(ctx, policy, mode, action); a
+// KindLimited refusal whose Cause is a *limits.Refusal counts as "budget"
+// unless its Kind is RateLimited (mandate_limit_refusals_total{limit}).
 //
 // Package telemetrytest starts the real Jaeger and Prometheus the tests
 // check against, and holds a minimal model-call protocol that reports

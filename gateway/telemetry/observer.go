@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mandatehq/mandate/gateway/limits"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 )
 
@@ -218,22 +220,13 @@ func (st *call) observeStages(proto string) {
 	}
 }
 
-// limitKind says which kind of limit refused a call: the limits engine's
-// refusal (the Error's Cause) says it with LimitKind() ("rate_limit",
-// "budget"); otherwise it is a rate limit.
+// limitKind says which kind of limit refused a call: "budget" for the
+// limits engine's budget refusals (its *limits.Refusal is the Error's
+// Cause), else "rate_limit".
 func limitKind(e *pipeline.Error) string {
-	type limitKinder interface{ LimitKind() string }
-	for err := e.Cause; err != nil; {
-		if lk, ok := err.(limitKinder); ok {
-			if k := lk.LimitKind(); k == "budget" || k == "rate_limit" {
-				return k
-			}
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			break
-		}
-		err = u.Unwrap()
+	var r *limits.Refusal
+	if errors.As(e.Cause, &r) && r.Kind != limits.RateLimited {
+		return "budget"
 	}
 	return "rate_limit"
 }

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mandatehq/mandate/gateway/limits"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 	. "github.com/mandatehq/mandate/gateway/telemetry"
 	"github.com/mandatehq/mandate/gateway/telemetry/telemetrytest"
@@ -29,7 +30,7 @@ type rig struct {
 	srv   *httptest.Server
 }
 
-func newRig(t *testing.T, cfg Config) *rig {
+func newRig(t *testing.T, cfg Config, limiter ...pipeline.Limiter) *rig {
 	t.Helper()
 	if cfg.Getenv == nil {
 		cfg.Getenv = func(string) string { return "" }
@@ -44,8 +45,12 @@ func newRig(t *testing.T, cfg Config) *rig {
 		_ = tel.Shutdown(ctx)
 	})
 	r := &rig{t: tel, audit: &telemetrytest.Audit{}, up: telemetrytest.StartLLMUpstream(t)}
-	p, err := pipeline.New(pipeline.Config{PublicURL: "http://127.0.0.1", Auth: telemetrytest.Auth{}, Authz: telemetrytest.Authz{},
-		Credentials: telemetrytest.NoCredentials{}, Audit: r.audit, Observer: tel.Observer(), Logger: zerolog.Nop()})
+	pcfg := pipeline.Config{PublicURL: "http://127.0.0.1", Auth: telemetrytest.Auth{}, Authz: telemetrytest.Authz{},
+		Credentials: telemetrytest.NoCredentials{}, Audit: r.audit, Observer: tel.Observer(), Logger: zerolog.Nop()}
+	if len(limiter) > 0 {
+		pcfg.Limiter = limiter[0]
+	}
+	p, err := pipeline.New(pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,5 +433,40 @@ func TestPrometheusScrape(t *testing.T) {
 			}
 			return len(res.Data.Result) == 1 && res.Data.Result[0].Value[1] == want
 		})
+	}
+}
+
+// refuser refuses model service "broke" for its budget and "busy" for a
+// rate limit, as the limits engine does.
+type refuser struct{}
+
+func (refuser) Reserve(_ context.Context, c *pipeline.Call) (pipeline.Reservation, error) {
+	var r *limits.Refusal
+	switch c.Securable.Name {
+	case "system.ai.broke":
+		r = &limits.Refusal{Kind: limits.BudgetExhausted, Status: 429, Budget: "team"}
+	case "system.ai.busy":
+		r = &limits.Refusal{Kind: limits.RateLimited, Status: 429}
+	default:
+		return nil, nil
+	}
+	return nil, &pipeline.Error{Kind: pipeline.KindLimited, Status: 429, Message: r.Error(), Cause: r}
+}
+
+func TestLimitRefusalMetrics(t *testing.T) {
+	r := newRig(t, Config{}, refuser{})
+	for _, m := range []string{"broke", "busy", "busy"} {
+		if st, _ := r.call(t, `{"model":"`+m+`"}`, ""); st != http.StatusTooManyRequests {
+			t.Fatalf("%s: status %d", m, st)
+		}
+	}
+	body := scrape(t, r.t)
+	for _, want := range []string{
+		`mandate_limit_refusals_total{limit="budget",protocol="llm",service="system.ai.broke"} 1`,
+		`mandate_limit_refusals_total{limit="rate_limit",protocol="llm",service="system.ai.busy"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
