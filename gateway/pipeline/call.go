@@ -310,7 +310,8 @@ type AuditDetailer interface {
 
 // Attach queues an additional audit event that belongs to the call, such
 // as a captured payload: its EventID (a new one when empty), time,
-// identity, request id, source and securable are the call's. Nobody waits
+// identity, request id, source, securable and trace context are the
+// call's. Nobody waits
 // for it (a sink without a queue records it in the background); call it
 // once the call's own record is durable (after Commit), so that a crash
 // cannot keep the extra event without the call's.
@@ -321,6 +322,7 @@ func (c *Call) Attach(ev catalog.AuditEvent) {
 	ev.Time, ev.Service, ev.SourceIP, ev.UserAgent, ev.SessionID = c.Time, c.proto.Service(), c.SourceIP, c.Request.UserAgent(), c.SessionID
 	ev.RequestID, ev.SecurableType, ev.SecurableName = c.RequestID, string(c.Securable.Type), c.Securable.Name
 	ev.Decision, ev.Revision = c.decision, c.Decision.Revision
+	ev.TraceID, ev.SpanID = c.TraceID, c.SpanID
 	if c.Identity != nil {
 		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor
 	}

@@ -48,28 +48,35 @@
 //	tp, ts := telemetry.Outbound(ctx, c) // the traceparent header, and _meta's value
 //	... send with ctx ...; end(resp.StatusCode or 0, err)
 //
-// The LLM adapter:
+// The LLM adapter (gateway/llmgw, its telemetry.go):
 //
 //	Resolve:  telemetry.SetLLMRequest(ctx, telemetry.LLMRequest{Operation: "chat" | "embeddings" |
-//	              "text_completion", Model: the model service as requested, MaxTokens, Stream, Tags})
+//	              "count_tokens", Model: the model service as requested, MaxTokens, Stream, Tags})
 //	          telemetry.CapturePayloads(ctx)      // only when the service has trace_payloads 'true'
-//	Send:     per destination tried, when it can (llm.Hooks.BeforeForward):
-//	              ctx, end := telemetry.StartAttempt(ctx, telemetry.Attempt{Destination: provider service,
+//	Send:     per destination tried (llm.Hooks.BeforeForward):
+//	              ctx, end := telemetry.BeginAttempt(ctx, telemetry.Attempt{Destination: provider service,
 //	                  Provider: "openai" | "anthropic" | ..., Model: the destination's model, URL})
 //	              tp, ts := telemetry.Outbound(ctx, c) → the upstream's traceparent/tracestate headers
-//	              end(status, err)
-//	          else: Outbound(ctx, c) with Send's ctx, and the attempts in LLMResult.Attempts
-//	Relay:    telemetry.FirstToken(ctx) as the first event of a stream goes to the client
-//	          telemetry.SetLLMResult(ctx, telemetry.LLMResult{Provider, Destination, Model, ResponseModel,
-//	              ResponseID, FinishReasons, Usage (= Call.Usage), CostUSD, TTFT, Streaming, Attempts})
+//	          and once the forwarder returns, end(status, error, start + the attempt's latency) for each
+//	Relay:    telemetry.SetLLMResult(ctx, telemetry.LLMResult{Provider, Destination, Model, ResponseModel,
+//	              ResponseID, FinishReasons, Usage (= Call.Usage), CostUSD, TTFT (from the call's start),
+//	              Streaming}); also in Send when no destination answered
 //
-// The span is then named "{operation} {model}" with the gen_ai.* attributes,
-// mandate.cost_usd and mandate.request_tags; tokens, cost and time to first
-// token go to gen_ai_client_token_usage, mandate_cost_usd_total and
-// gen_ai_server_time_to_first_token_seconds by service and model.
-// Guardrails report with GuardrailAction(ctx, policy, mode, action); a
-// KindLimited refusal whose Cause is a *limits.Refusal counts as "budget"
-// unless its Kind is RateLimited (mandate_limit_refusals_total{limit}).
+// (an adapter that cannot record attempts live lists them in
+// LLMResult.Attempts; one that sees the first token as it goes out calls
+// FirstToken). The span is then named "{operation} {model}" with the
+// gen_ai.* attributes, mandate.cost_usd and mandate.request_tags; tokens,
+// cost and time to first token go to gen_ai_client_token_usage,
+// mandate_cost_usd_total and gen_ai_server_time_to_first_token_seconds by
+// service and model.
+//
+// Guardrails need no call: the call's guardrail outcomes
+// (pipeline.Call.Guardrails, the audit row's guardrails column) become
+// mandate_guardrail_actions_total{policy, mode, action} and
+// "mandate.guardrail" events on the server span. A KindLimited refusal
+// counts in mandate_limit_refusals_total{limit} as "budget" when its
+// LimitInfo says Budget (or its Cause is a *limits.Refusal of another
+// kind than RateLimited), else "rate_limit".
 //
 // Package telemetrytest starts the real Jaeger and Prometheus the tests
 // check against, and holds a minimal model-call protocol that reports

@@ -116,43 +116,42 @@ func CapturePayloads(ctx context.Context) {
 	}
 }
 
-// GuardrailAction records a guardrail's action on the call (the
-// mandate_guardrail_actions_total metric and a span event): policy names
-// the guardrail, mode how it runs (enforce, monitor), action what it did
-// (allow, deny, mask, ...).
-func GuardrailAction(ctx context.Context, policy, mode, action string) {
-	st := callOf(ctx)
-	if st == nil {
-		return
-	}
-	st.t.m.guardrails.WithLabelValues(policy, mode, action).Inc()
-	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
-		sp.AddEvent("mandate.guardrail", trace.WithAttributes(attribute.String("mandate.guardrail.policy", policy),
-			attribute.String("mandate.guardrail.mode", mode), attribute.String("mandate.guardrail.action", action)))
-	}
-}
-
 // StartAttempt starts an upstream attempt (a client span, a child of the
 // stage at ctx): send the request with the returned context (Outbound
 // then gives its trace context) and call end with the response's status
 // (0: none) and error.
 func StartAttempt(ctx context.Context, a Attempt) (context.Context, func(status int, err error)) {
+	actx, end := BeginAttempt(ctx, a)
+	return actx, func(status int, err error) {
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		end(status, msg, time.Time{})
+	}
+}
+
+// BeginAttempt is StartAttempt for adapters that learn an attempt's
+// outcome after the fact (the LLM forwarder reports its attempts once
+// it has an answer): end takes the status (0: no response), the error
+// text ("" on success) and when the attempt ended (zero: now).
+func BeginAttempt(ctx context.Context, a Attempt) (context.Context, func(status int, errText string, at time.Time)) {
 	st := callOf(ctx)
 	if st == nil {
-		return ctx, func(int, error) {}
+		return ctx, func(int, string, time.Time) {}
 	}
 	st.attempts++
 	proto, service := st.c.ServiceName(), st.c.Securable.Name
 	if st.t.tracer == nil || st.span == nil {
-		return ctx, func(status int, _ error) {
+		return ctx, func(status int, _ string, _ time.Time) {
 			st.t.m.attempts.WithLabelValues(proto, service, a.Destination, statusClass(status)).Inc()
 		}
 	}
 	actx, sp := st.t.tracer.Start(ctx, attemptName(a), trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attemptAttrs(a)...))
-	return actx, func(status int, err error) {
+	return actx, func(status int, errText string, at time.Time) {
 		st.t.m.attempts.WithLabelValues(proto, service, a.Destination, statusClass(status)).Inc()
-		endAttempt(sp, status, err, "", time.Time{})
+		endAttempt(sp, status, nil, errText, at)
 	}
 }
 

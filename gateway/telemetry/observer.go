@@ -189,6 +189,10 @@ func (o *observer) Finished(c *pipeline.Call) {
 	if r := st.llm; r != nil {
 		st.meterLLM(service)
 	}
+	for i := range c.Guardrails {
+		g := &c.Guardrails[i]
+		m.guardrails.WithLabelValues(g.Policy, g.Mode, g.Action).Inc()
+	}
 	if t.debug {
 		c.Logger().Debug().Str("protocol", proto).Str("service", service).Str("method", c.Action).Str("decision", decision).
 			Int("status", c.Status).Dur("duration", total).Dur("upstream", c.UpstreamTime).Msg("gateway call")
@@ -220,10 +224,13 @@ func (st *call) observeStages(proto string) {
 	}
 }
 
-// limitKind says which kind of limit refused a call: "budget" for the
-// limits engine's budget refusals (its *limits.Refusal is the Error's
-// Cause), else "rate_limit".
+// limitKind says which kind of limit refused a call: "budget" for budget
+// refusals (the Error's LimitInfo says Budget, or its Cause is a limits
+// engine's refusal of another kind than a rate limit), else "rate_limit".
 func limitKind(e *pipeline.Error) string {
+	if e.Limit != nil && e.Limit.Budget {
+		return "budget"
+	}
 	var r *limits.Refusal
 	if errors.As(e.Cause, &r) && r.Kind != limits.RateLimited {
 		return "budget"
@@ -313,6 +320,12 @@ func (st *call) finishSpan(service string, total time.Duration) {
 	}
 	if st.firstToken.IsZero() && st.llm != nil && st.llm.TTFT > 0 {
 		sp.AddEvent("gen_ai.first_token", trace.WithTimestamp(c.Start.Add(st.llm.TTFT)))
+	}
+	for i := range c.Guardrails {
+		g := &c.Guardrails[i]
+		sp.AddEvent("mandate.guardrail", trace.WithAttributes(attribute.String("mandate.guardrail.policy", g.Policy),
+			attribute.String("mandate.guardrail.name", g.Guardrail), attribute.String("mandate.guardrail.phase", g.Phase),
+			attribute.String("mandate.guardrail.mode", g.Mode), attribute.String("mandate.guardrail.action", g.Action)))
 	}
 	sp.SetAttributes(attrs...)
 	st.recordAttempts()
