@@ -14,6 +14,8 @@ import (
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
 	"github.com/mandatehq/mandate/gateway/telemetry/telemetrytest"
 )
@@ -225,4 +227,113 @@ func jsonKeys(s string) ([]string, error) {
 		return nil, fmt.Errorf("more than one value")
 	}
 	return keys, nil
+}
+
+// TestTelemetryLLM: an agent's model calls with its trace context, through
+// mandate serve to the fake provider upstream, with the official OpenAI
+// SDK. In Jaeger, the agent's trace has the server span "chat frontier"
+// with the GenAI conventions' attributes and Mandate's, the stages as its
+// children and the upstream attempt under forward, whose context the
+// provider got; the usage and audit rows carry the same trace_id and
+// span_id. A fallback stream shows both attempts. A real Prometheus
+// scraping the node sees the token series of the calls, equal to the
+// usage rows' counts.
+func TestTelemetryLLM(t *testing.T) {
+	t.Parallel()
+	j := telemetrytest.StartJaeger(t)
+	e := startLLMWith(t, serverOpts{args: []string{"--otlp-endpoint", j.OTLP}, env: []string{"OTEL_BSP_SCHEDULE_DELAY=100"}})
+	prom := telemetrytest.StartPrometheus(t, telemetrytest.ScrapeTarget{Addr: e.s.httpAddr})
+	mustExec(t, e.admin, `GRANT EXECUTE ON MODEL SERVICE system.ai.resilient TO "claude-code"`)
+	tok := e.token(t, "alice@example.com", "claude-code")
+	oc := openai.NewClient(option.WithBaseURL(e.base+"/v1/"), option.WithAPIKey(tok), option.WithMaxRetries(0))
+
+	const (
+		traceID   = "5bf92f3577b34da6a3ce929d0e0e4736"
+		agentSpan = "10f067aa0ba902b7"
+	)
+	resp, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "frontier", MaxTokens: openai.Int(40),
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("trace this call")}},
+		option.WithHeader("traceparent", "00-"+traceID+"-"+agentSpan+"-01"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans := j.WaitTrace(t, traceID, "chat frontier", "authenticate", "resolve", "authorize", "guard_call", "credential", "forward",
+		"guard_result", "audit", "upstream system.ai.openai_prod gpt-4.1")
+	srv := telemetrytest.FindSpan(spans, "chat frontier")
+	for k, want := range map[string]string{"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+		"gen_ai.request.model": "frontier", "gen_ai.request.max_tokens": "40", "gen_ai.response.model": resp.Model,
+		"gen_ai.response.id": resp.ID, "gen_ai.usage.input_tokens": fmt.Sprint(resp.Usage.PromptTokens),
+		"gen_ai.usage.output_tokens": fmt.Sprint(resp.Usage.CompletionTokens), "mandate.user": "alice@example.com",
+		"mandate.agent": "claude-code", "mandate.decision": "allow", "mandate.service": "system.ai.frontier",
+		"mandate.provider_service": "system.ai.openai_prod", "mandate.request_tags": `{"team":"platform"}`, "span.kind": "server"} {
+		if got, _ := srv.Tag(k); got != want {
+			t.Errorf("server span %s = %q, want %q", k, got, want)
+		}
+	}
+	if fr, _ := srv.Tag("gen_ai.response.finish_reasons"); !strings.Contains(fr, "stop") {
+		t.Errorf("finish reasons %q", fr)
+	}
+	if srv.Parent() != agentSpan {
+		t.Errorf("server span's parent %q, want the agent's span %s", srv.Parent(), agentSpan)
+	}
+	for _, name := range []string{"authenticate", "resolve", "authorize", "guard_call", "credential", "forward", "guard_result", "audit"} {
+		if sp := telemetrytest.FindSpan(spans, name); sp.Parent() != srv.SpanID {
+			t.Errorf("stage %s is not a child of the server span", name)
+		}
+	}
+	att := telemetrytest.FindSpan(spans, "upstream system.ai.openai_prod gpt-4.1")
+	if fwd := telemetrytest.FindSpan(spans, "forward"); att.Parent() != fwd.SpanID {
+		t.Errorf("the attempt is not a child of forward")
+	}
+	if got, want := e.fake.Last().Header.Get("Traceparent"), "00-"+traceID+"-"+att.SpanID+"-01"; got != want {
+		t.Errorf("the provider got traceparent %q, want the attempt's %q", got, want)
+	}
+	rows := e.usage(t, `SELECT trace_id, span_id, output_tokens FROM system.ai_gateway.usage WHERE trace_id = '`+traceID+`'`, 1)
+	if want := traceID + "|" + srv.SpanID + "|" + fmt.Sprint(resp.Usage.CompletionTokens); rows[0] != want {
+		t.Errorf("usage row %q, want %q", rows[0], want)
+	}
+	if rows := queryRows(t, e.admin, `SELECT span_id FROM system.access.audit WHERE service_name = 'llm' AND trace_id = '`+traceID+`'`); len(rows) != 1 || rows[0] != srv.SpanID {
+		t.Errorf("audit rows of the trace: %q", rows)
+	}
+
+	// A stream that falls back: both attempts in the trace, the first
+	// failed; the time to first token on the server span.
+	const streamTrace = "6bf92f3577b34da6a3ce929d0e0e4736"
+	st := oc.Chat.Completions.NewStreaming(t.Context(), openai.ChatCompletionNewParams{Model: "resilient",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("stream after falling back")}},
+		option.WithHeader("traceparent", "00-"+streamTrace+"-"+agentSpan+"-01"))
+	for st.Next() {
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	spans = j.WaitTrace(t, streamTrace, "chat resilient", "upstream system.ai.openai_down gpt-4.1",
+		"upstream system.ai.anthropic_prod claude-sonnet-4-5")
+	srv = telemetrytest.FindSpan(spans, "chat resilient")
+	if et, _ := telemetrytest.FindSpan(spans, "upstream system.ai.openai_down gpt-4.1").Tag("error.type"); et != "429" {
+		t.Errorf("failed attempt's error.type %q", et)
+	}
+	if p, _ := srv.Tag("gen_ai.provider.name"); p != "anthropic" {
+		t.Errorf("stream answered by %q", p)
+	}
+	if ttft, _ := srv.Tag("gen_ai.server.time_to_first_token"); ttft == "" {
+		t.Error("stream without time to first token")
+	}
+
+	// Prometheus: the token series of both calls, as the usage row counts.
+	out := fmt.Sprint(resp.Usage.CompletionTokens) // the usage row's, above
+	for expr, want := range map[string]string{
+		`sum(gen_ai_client_token_usage_sum{service="system.ai.frontier",model="gpt-4.1",token_type="output"})`:              out,
+		`sum(gen_ai_client_token_usage_count{service="system.ai.resilient",model="claude-sonnet-4-5",token_type="output"})`: "1",
+		`sum(mandate_requests_total{protocol="llm",decision="allow",status_class="2xx"})`:                                   "2",
+		`sum(mandate_upstream_attempts_total{protocol="llm",status_class="4xx"})`:                                           "1",
+	} {
+		telemetrytest.WaitFor(t, 30*time.Second, expr+" = "+want, func() bool {
+			res, err := prom.Query(t.Context(), expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.Status == "success" && len(res.Data.Result) == 1 && res.Data.Result[0].Value[1] == want
+		})
+	}
 }

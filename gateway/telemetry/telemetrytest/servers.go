@@ -66,13 +66,21 @@ func FreePort(t testing.TB) int {
 // WaitFor polls cond every 50 ms until it holds, failing after timeout.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !waitUntil(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// waitUntil polls cond until it holds (true) or timeout passes (false).
+func waitUntil(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return true
 }
 
 // Jaeger is a running Jaeger all-in-one: OTLP/HTTP at OTLP (a base URL,
@@ -259,7 +267,7 @@ func (j *Jaeger) Trace(t testing.TB, traceID string) []Span {
 func (j *Jaeger) WaitTrace(t testing.TB, traceID string, names ...string) []Span {
 	t.Helper()
 	var spans []Span
-	WaitFor(t, 30*time.Second, "trace "+traceID+" in Jaeger with spans "+strings.Join(names, ", "), func() bool {
+	ok := waitUntil(30*time.Second, func() bool {
 		spans = j.Trace(t, traceID)
 		for _, n := range names {
 			if FindSpan(spans, n) == nil {
@@ -268,6 +276,14 @@ func (j *Jaeger) WaitTrace(t testing.TB, traceID string, names ...string) []Span
 		}
 		return true
 	})
+	if !ok {
+		have := make([]string, len(spans))
+		for i := range spans {
+			have[i] = spans[i].OperationName
+		}
+		t.Fatalf("timed out after 30s waiting for trace %s in Jaeger with spans %s; it has %s", traceID,
+			strings.Join(names, ", "), strings.Join(have, ", "))
+	}
 	return spans
 }
 
