@@ -245,6 +245,7 @@ func TestTelemetryLLM(t *testing.T) {
 	prom := telemetrytest.StartPrometheus(t, telemetrytest.ScrapeTarget{Addr: e.s.httpAddr})
 	mustExec(t, e.admin, `GRANT EXECUTE ON MODEL SERVICE system.ai.resilient TO "claude-code"`)
 	tok := e.token(t, "alice@example.com", "claude-code")
+	waitSnapshotCurrent(t, e.s)
 	oc := openai.NewClient(option.WithBaseURL(e.base+"/v1/"), option.WithAPIKey(tok), option.WithMaxRetries(0))
 
 	const (
@@ -336,4 +337,28 @@ func TestTelemetryLLM(t *testing.T) {
 			return res.Status == "success" && len(res.Data.Result) == 1 && res.Data.Result[0].Value[1] == want
 		})
 	}
+}
+
+// waitSnapshotCurrent waits until the node decides with the catalog's
+// newest revision (its metrics say so): grants just made apply.
+func waitSnapshotCurrent(t testing.TB, s *server) {
+	t.Helper()
+	gauge := func(body, name string) string {
+		for _, line := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	waitFor(t, 10*time.Second, "the authorization snapshot to reach the catalog's revision", func() bool {
+		resp, err := http.Get("http://" + s.httpAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		c, snap := gauge(string(b), "mandate_catalog_revision"), gauge(string(b), "mandate_snapshot_revision")
+		return c != "" && c == snap
+	})
 }
