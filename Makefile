@@ -55,7 +55,8 @@ deps:
 	@# built once per machine from its own module (testdata/jaeger) into the
 	@# cache dir (several CPU-minutes the first time), and Debian's Prometheus.
 	@test -x $(JAEGER) || { echo "building Jaeger $(JAEGER_VERSION) into $(JAEGER) (once per machine)"; \
-	  cd testdata/jaeger && CGO_ENABLED=0 $(GO) build -trimpath -o $(JAEGER) github.com/jaegertracing/jaeger/cmd/jaeger; }
+	  cd testdata/jaeger && CGO_ENABLED=0 $(GO) build -trimpath -o $(JAEGER).tmp github.com/jaegertracing/jaeger/cmd/jaeger && \
+	  mv $(JAEGER).tmp $(JAEGER); }
 	@command -v prometheus >/dev/null 2>&1 || { echo "installing prometheus"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@# The LLM clients of cmd/mandate/llm_e2e_test.go: the OpenAI and

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
+	"github.com/mandatehq/mandate/gateway/llm/llmtest"
 	"github.com/mandatehq/mandate/gateway/telemetry/telemetrytest"
 )
 
@@ -93,6 +96,8 @@ func TestGrafanaDashboard(t *testing.T) {
 	t.Parallel()
 	queries := dashboardQueries(t)
 	up := newTracedUpstream(t)
+	fake, fakeURL := llmtest.Start(t)
+	fake.OpenAIKey = e2eOpenAIKey
 	s := startServer(t, serverOpts{args: []string{"--dev"}})
 	admin := s.admin(t)
 	mustExec(t, admin,
@@ -100,9 +105,15 @@ func TestGrafanaDashboard(t *testing.T) {
 		`CREATE SERVICE PRINCIPAL "coding-agent"`,
 		`CREATE USER grafana WITH PASSWORD 'grafana-pw'`,
 		`GRANT SELECT ON SCHEMA system.access TO grafana`,
+		`GRANT SELECT ON SCHEMA system.ai_gateway TO grafana`,
 		`CREATE CONNECTION dash_mcp TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'none')`,
 		`GRANT USE_CONNECTION ON CONNECTION dash_mcp TO "alice@example.com"`,
-		`GRANT USE_CONNECTION ON CONNECTION dash_mcp TO "coding-agent"`)
+		`GRANT USE_CONNECTION ON CONNECTION dash_mcp TO "coding-agent"`,
+		// A model service, for the usage panels.
+		`CREATE MODEL PROVIDER SERVICE system.ai.openai_dash OPTIONS (provider 'openai', url '`+fakeURL+`/v1', api_key '`+e2eOpenAIKey+`', prices 'gpt-4.1=2.00/8.00')`,
+		`CREATE MODEL SERVICE system.ai.frontier OPTIONS (destinations 'openai_dash/gpt-4.1=100')`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "alice@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "coding-agent"`)
 	url := "http://" + s.httpAddr + "/mcp/dash_mcp"
 	tok := e2eToken(t, s, "alice@example.com", "coding-agent")
 	call := func() {
@@ -117,6 +128,17 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 	call()
+	llmTok := ""
+	if err := admin.QueryRow(t.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com" VIA "coding-agent"`).Scan(&llmTok); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshotCurrent(t, s)
+	oc := openai.NewClient(option.WithBaseURL("http://"+s.httpAddr+"/llm/v1/"), option.WithAPIKey(llmTok), option.WithMaxRetries(0))
+	if _, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "frontier",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("a call for the dashboard")}},
+		option.WithHeader("X-Mandate-Request-Tags", `{"project":"dash"}`)); err != nil {
+		t.Fatal(err)
+	}
 
 	cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://grafana:grafana-pw@%s/system?sslmode=require", s.sqlAddr))
 	if err != nil {
