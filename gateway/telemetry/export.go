@@ -19,9 +19,16 @@ import (
 // refuses it) is dropped and counted too. The SDK's BatchSpanProcessor
 // does the same but counts its drops only through its experimental
 // self-observability; the gateway's metric needs them.
+//
+// The queue is a slice under a mutex, not a channel: OnEnd appends and
+// wakes the export goroutine only when a batch is full, so a call's ten
+// spans cost ten appends, not ten goroutine wake-ups.
 type exportQueue struct {
 	exp           sdktrace.SpanExporter
-	queue         chan sdktrace.ReadOnlySpan
+	mu            sync.Mutex
+	buf           []sdktrace.ReadOnlySpan // guarded by mu
+	maxQueue      int
+	kick          chan struct{} // a batch is full (capacity 1)
 	flush         chan chan struct{}
 	stop          chan struct{}
 	done          chan struct{}
@@ -43,9 +50,9 @@ type exportQueue struct {
 var _ sdktrace.SpanProcessor = (*exportQueue)(nil)
 
 func newExportQueue(exp sdktrace.SpanExporter, maxQueue, maxBatch int, batchTimeout, exportTimeout time.Duration, log zerolog.Logger) *exportQueue {
-	q := &exportQueue{exp: exp, queue: make(chan sdktrace.ReadOnlySpan, maxQueue), flush: make(chan chan struct{}),
-		stop: make(chan struct{}), done: make(chan struct{}), maxBatch: maxBatch, batchTimeout: batchTimeout,
-		exportTimeout: exportTimeout, log: log}
+	q := &exportQueue{exp: exp, maxQueue: maxQueue, buf: make([]sdktrace.ReadOnlySpan, 0, min(maxQueue, maxBatch)),
+		kick: make(chan struct{}, 1), flush: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
+		maxBatch: maxBatch, batchTimeout: batchTimeout, exportTimeout: exportTimeout, log: log}
 	go q.run()
 	return q
 }
@@ -57,66 +64,64 @@ func (q *exportQueue) OnEnd(s sdktrace.ReadOnlySpan) {
 	if !s.SpanContext().IsSampled() || q.stopped.Load() {
 		return
 	}
-	select {
-	case q.queue <- s:
-	default:
+	q.mu.Lock()
+	if len(q.buf) >= q.maxQueue {
+		q.mu.Unlock()
 		q.dropped.Add(1)
+		return
+	}
+	q.buf = append(q.buf, s)
+	full := len(q.buf) == q.maxBatch
+	q.mu.Unlock()
+	if full {
+		select {
+		case q.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
 // Len is the number of spans waiting for export.
-func (q *exportQueue) Len() int { return len(q.queue) }
+func (q *exportQueue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.buf)
+}
 
 func (q *exportQueue) run() {
 	defer close(q.done)
-	batch := make([]sdktrace.ReadOnlySpan, 0, q.maxBatch)
+	var spare []sdktrace.ReadOnlySpan
+	// drain exports everything queued, in batches of maxBatch; the
+	// queue's slice and the spare one swap, so that OnEnd appends to one
+	// while the other is exported.
+	drain := func() {
+		q.mu.Lock()
+		batch := q.buf
+		q.buf = spare[:0]
+		q.mu.Unlock()
+		for i := 0; i < len(batch); i += q.maxBatch {
+			q.export(batch[i:min(i+q.maxBatch, len(batch))])
+		}
+		clear(batch)
+		spare = batch[:0]
+	}
 	timer := time.NewTimer(q.batchTimeout)
 	defer timer.Stop()
-	export := func() {
-		if len(batch) > 0 {
-			q.export(batch)
-			clear(batch)
-			batch = batch[:0]
-		}
-		timer.Reset(q.batchTimeout)
-	}
 	for {
 		select {
-		case s := <-q.queue:
-			batch = append(batch, s)
-			if len(batch) >= q.maxBatch {
-				export()
-			}
+		case <-q.kick:
+			drain()
 		case <-timer.C:
-			export()
+			drain()
+			timer.Reset(q.batchTimeout)
 		case ack := <-q.flush:
-			for q.take(&batch) {
-				export()
-			}
-			export()
+			drain()
 			close(ack)
 		case <-q.stop:
-			for q.take(&batch) {
-				export()
-			}
-			export()
+			drain()
 			return
 		}
 	}
-}
-
-// take moves queued spans into batch until it is full (true) or the
-// queue is empty (false).
-func (q *exportQueue) take(batch *[]sdktrace.ReadOnlySpan) bool {
-	for len(*batch) < q.maxBatch {
-		select {
-		case s := <-q.queue:
-			*batch = append(*batch, s)
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func (q *exportQueue) export(batch []sdktrace.ReadOnlySpan) {

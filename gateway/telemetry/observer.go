@@ -255,7 +255,17 @@ func upstreamErrorType(e *pipeline.Error) string {
 func (st *call) finishSpan(service string, total time.Duration) {
 	c, sp := st.c, st.span
 	decision, reason := c.Decided()
-	attrs := make([]attribute.KeyValue, 0, 32)
+	// The span copies the attributes: the slice goes back to the pool.
+	pooled, _ := st.t.attrs.Get().(*[]attribute.KeyValue)
+	if pooled == nil {
+		pooled = new([]attribute.KeyValue)
+	}
+	attrs := (*pooled)[:0]
+	defer func() {
+		clear(attrs)
+		*pooled = attrs[:0]
+		st.t.attrs.Put(pooled)
+	}()
 	attrs = append(attrs,
 		attribute.String("mandate.decision", decision),
 		attribute.String("mandate.event_id", c.EventID),

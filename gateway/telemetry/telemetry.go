@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +81,8 @@ type Telemetry struct {
 	queue  *exportQueue
 	url    string // the traces URL ("" without tracing)
 	debug  bool   // log a line per call
+	// attrs pools the server spans' attribute slices (finishSpan).
+	attrs sync.Pool
 }
 
 // New sets up tracing (when an endpoint is configured) and the metrics.
