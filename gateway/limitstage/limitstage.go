@@ -10,7 +10,9 @@
 //	pipeline.Config{..., Limiter: stage}
 //
 // Model calls (Call.Model) reserve their input estimate plus max_tokens
-// and, under a budget, the worst-case cost over every destination they
+// (the adapter's OutputCap when the client set none: a call under a token
+// limit or a budget is then Capped, held to it upstream) and, under a
+// budget, the worst-case cost over every destination they
 // may reach; MCP calls count one request against the connection's limits
 // and are never charged to budgets. Price is the one conversion of a
 // provider service's prices into the engine's, and Cost the one pricing
@@ -84,8 +86,15 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 				Message: "the call's rate limits cannot be checked right now; retry", Audit: "limits: actor not found"}
 		}
 	}
-	if m := c.Model; m != nil && kind == limits.ModelService {
+	m := c.Model
+	if m != nil && kind == limits.ModelService {
 		lc.InputTokens, lc.MaxTokens = m.InputTokens, m.MaxTokens
+		if m.MaxTokens <= 0 {
+			// No cap from the client: reserve the adapter's, which it
+			// imposes if a limit took it (below). An endpoint without
+			// output reserves one token (its worst case is its input).
+			lc.MaxTokens = max(m.OutputCap, 1)
+		}
 		lc.Destinations = make([]limits.Destination, len(m.Destinations))
 		for i, d := range m.Destinations {
 			lc.Destinations[i] = limits.Destination{Name: d.Service + "/" + d.Model, Price: Price(d.Price), Priced: d.Priced}
@@ -97,6 +106,9 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 	}
 	if r == nil {
 		return nil, nil
+	}
+	if m != nil && m.MaxTokens <= 0 && m.OutputCap > 0 && (r.Tokens() > 0 || r.Cost() > 0) {
+		m.MaxTokens, m.Capped = m.OutputCap, true // a token limit or budget holds the call to it
 	}
 	c.Limits = info(r.Headers(), false)
 	return &reservation{s: s, r: r}, nil
