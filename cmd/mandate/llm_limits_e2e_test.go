@@ -208,4 +208,26 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 			t.Errorf("an unlimited call was capped: %s", b)
 		}
 	})
+
+	t.Run("restart", func(t *testing.T) {
+		// Windows are replayed from the last minute's usage rows and the
+		// budget's spend summed from the month's: both still hold.
+		e.s.stop(t)
+		s := startServer(t, serverOpts{dataDir: e.s.dataDir, args: []string{"--dev"}})
+		base := "http://" + s.httpAddr + "/llm"
+		before := e.fake.Count()
+		if resp, body := llmPost(t, base, "/v1/chat/completions", carol,
+			`{"model":"frontier","max_tokens":20,"messages":[{"role":"user","content":"after restart"}]}`); resp.StatusCode != 429 ||
+			!strings.Contains(body, "rate_limit_exceeded") {
+			t.Errorf("carol after a restart: %d %s", resp.StatusCode, body)
+		}
+		if resp, body := llmPost(t, base, "/v1/chat/completions", dave,
+			`{"model":"frontier","max_tokens":200,"messages":[{"role":"user","content":"after restart"}]}`); resp.StatusCode != 429 ||
+			!strings.Contains(body, "insufficient_quota") {
+			t.Errorf("dave after a restart: %d %s", resp.StatusCode, body)
+		}
+		if e.fake.Count() != before {
+			t.Errorf("refused calls reached the upstream")
+		}
+	})
 }
