@@ -10,8 +10,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // llmPost sends one LLM request with token in the client's header
@@ -229,5 +231,76 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 		if e.fake.Count() != before {
 			t.Errorf("refused calls reached the upstream")
 		}
+	})
+}
+
+// TestMCPRateLimitEndToEnd: a connection's request limit holds through the
+// same limits stage: the call over the limit is refused (-32005, HTTP 429
+// with Retry-After), audited, and never reaches the MCP server.
+func TestMCPRateLimitEndToEnd(t *testing.T) {
+	t.Parallel()
+	up := newMCPUpstream(t)
+	s := startServer(t, serverOpts{args: []string{"--dev"}})
+	c := s.admin(t)
+	mustExec(t, c,
+		`CREATE USER "alice@example.com"`,
+		`CREATE CONNECTION my_github_mcp TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'mandate_jwt')`,
+		`GRANT USE_CONNECTION ON CONNECTION my_github_mcp TO "alice@example.com"`,
+		`ALTER CONNECTION my_github_mcp SET RATE LIMIT 2 REQUESTS PER MINUTE FOR EACH USER`)
+	token := e2eToken(t, s, "alice@example.com", "")
+	sess, err := mcpConnect(t, "http://"+s.httpAddr+"/mcp/my_github_mcp", token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	call := func() (*sdk.CallToolResult, error) {
+		return sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "mandate"}})
+	}
+	var err3 error
+	for i := range 3 {
+		before := len(up.seenAuths())
+		res, err := call()
+		if err != nil {
+			if i < 2 {
+				t.Errorf("call %d refused: %v\n%s", i, err, strings.Join(queryRows(t, c,
+					`SELECT action_name, decision, response.status_code, reason FROM system.access.audit WHERE service_name = 'mcp' ORDER BY event_time`), "\n"))
+			}
+			err3 = err
+			if len(up.seenAuths()) != before {
+				t.Errorf("the refused call reached the MCP server")
+			}
+			break
+		}
+		if res.IsError {
+			t.Fatalf("call %d: %+v", i, res)
+		}
+	}
+	if err3 == nil || !strings.Contains(err3.Error(), "Too Many Requests") {
+		t.Fatalf("the call over the limit: %v", err3)
+	}
+	// The refusal on the wire: 429, Retry-After, JSON-RPC -32005 naming
+	// the limit.
+	before := len(up.seenAuths())
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.httpAddr+"/mcp/my_github_mcp",
+		strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"search_repos","arguments":{"query":"x"}}}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sess.ID())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"code":-32005`) ||
+		!strings.Contains(string(body), "2 requests per minute") {
+		t.Errorf("over the limit on the wire: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	if len(up.seenAuths()) != before {
+		t.Errorf("the refused call reached the MCP server")
+	}
+	waitFor(t, 30*time.Second, "the refusals' audit rows", func() bool {
+		return len(queryRows(t, c, `SELECT 1 FROM system.access.audit WHERE service_name = 'mcp' AND action_name = 'tools/call' AND response.status_code = 429`)) == 2
 	})
 }

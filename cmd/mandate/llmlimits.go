@@ -298,7 +298,8 @@ func (u usageSpend) MonthSpend(ctx context.Context, b *limits.Budget, month limi
 
 // replay charges the rate-limit windows with the calls of the last
 // minute that reached an upstream — model calls from the usage rows, MCP
-// tool calls from the audit rows — so that a restart does not reset them.
+// calls of work (limitstage.Counted) from the audit rows — so that a
+// restart does not reset them.
 func (e *limitsEngine) replay(ctx context.Context, qe catalog.QueryEngine) {
 	since := time.Now().Add(-limits.WindowLength - limits.Granularity)
 	queries := []struct {
@@ -306,10 +307,11 @@ func (e *limitsEngine) replay(ctx context.Context, qe catalog.QueryEngine) {
 		typ  catalog.SecurableType
 		sql  string
 	}{
-		{limits.ModelService, catalog.TypeModelService, "SELECT event_time, service_name, requester, run_as, total_tokens FROM " + catalog.UsageRelation +
-			" WHERE event_time >= $1 AND routing IS NOT NULL"},
-		{limits.Connection, catalog.TypeConnection, "SELECT event_time, securable_name, user_identity, identity_metadata->>'run_as', 0 FROM " +
-			catalog.AuditRelation + " WHERE event_time >= $1 AND service_name = 'mcp' AND action_name = 'tools/call' AND decision = 'allow'"},
+		{limits.ModelService, catalog.TypeModelService, "SELECT event_time, service_name, requester, run_as, total_tokens, 'model' FROM " +
+			catalog.UsageRelation + " WHERE event_time >= $1 AND routing IS NOT NULL"},
+		{limits.Connection, catalog.TypeConnection, "SELECT event_time, securable_name, user_identity, identity_metadata->>'run_as', 0, action_name FROM " +
+			catalog.AuditRelation + " WHERE event_time >= $1 AND service_name = 'mcp' AND decision = 'allow'" +
+			" AND coalesce(CAST(response->>'status_code' AS INTEGER), 0) <> 429"},
 	}
 	n := 0
 	for _, q := range queries {
@@ -319,6 +321,9 @@ func (e *limitsEngine) replay(ctx context.Context, qe catalog.QueryEngine) {
 			subj, _ := v[2].(string)
 			actor, _ := v[3].(string)
 			tokens, _ := v[4].(int64)
+			if action, _ := v[5].(string); q.kind == limits.Connection && !limitstage.Counted(action) {
+				return nil
+			}
 			c := limits.Call{Kind: q.kind}
 			var ok bool
 			if c.Securable, ok = e.ids.SecurableID(q.typ, sec); !ok {

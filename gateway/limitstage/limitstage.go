@@ -13,8 +13,9 @@
 // (the adapter's OutputCap when the client set none: a call under a token
 // limit or a budget is then Capped, held to it upstream) and, under a
 // budget, the worst-case cost over every destination they
-// may reach; MCP calls count one request against the connection's limits
-// and are never charged to budgets. Price is the one conversion of a
+// may reach; MCP calls of work (Counted: tools/call, not the session's
+// lifecycle or listings) count one request against the connection's
+// limits and are never charged to budgets. Price is the one conversion of a
 // provider service's prices into the engine's, and Cost the one pricing
 // rule for a call's usage (the usage row's cost_usd and the budget's
 // settlement agree to the nano-dollar).
@@ -65,6 +66,9 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 		kind = limits.ModelService
 	case typeConnection:
 		kind = limits.Connection
+		if !Counted(c.Action) {
+			return nil, nil
+		}
 	default:
 		return nil, nil
 	}
@@ -112,6 +116,22 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 	}
 	c.Limits = info(r.Headers(), false)
 	return &reservation{s: s, r: r}, nil
+}
+
+// Counted reports whether an MCP call with this action (the JSON-RPC
+// method) counts against its connection's request limits: the calls that
+// do work at the MCP server (tools/call, resources/read, prompts/get,
+// completion/complete) do; the session's lifecycle and bookkeeping
+// (server/discover, initialize, ping, notifications, subscriptions,
+// logging/setLevel, the HTTP GET and DELETE of a session) and listings
+// (tools/list, ...) do not, so that a limit of N is N calls of work and a
+// session can always be set up. (The MCP adapter admits no other method.)
+func Counted(action string) bool {
+	switch action {
+	case "tools/call", "resources/read", "prompts/get", "completion/complete":
+		return true
+	}
+	return false
 }
 
 // refusal is the engine's error as the pipeline's.

@@ -100,3 +100,13 @@ func TestOutputCap(t *testing.T) {
 		})
 	}
 }
+
+func TestCounted(t *testing.T) {
+	for action, want := range map[string]bool{"tools/call": true, "resources/read": true, "prompts/get": true,
+		"initialize": false, "ping": false, "notifications/initialized": false, "tools/list": false,
+		"resources/templates/list": false, "server/discover": false, "GET": false, "DELETE": false} {
+		if Counted(action) != want {
+			t.Errorf("Counted(%q) = %v", action, !want)
+		}
+	}
+}
