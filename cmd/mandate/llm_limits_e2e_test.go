@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -303,4 +304,46 @@ func TestMCPRateLimitEndToEnd(t *testing.T) {
 	waitFor(t, 30*time.Second, "the refusals' audit rows", func() bool {
 		return len(queryRows(t, c, `SELECT 1 FROM system.access.audit WHERE service_name = 'mcp' AND action_name = 'tools/call' AND response.status_code = 429`)) == 2
 	})
+}
+
+// TestLLMGatewayNodeLimits: `mandate gateway` applies the catalog's rate
+// limits (over GET /api/v1/limits, a change applying to the next call)
+// and refuses budgeted calls, whose month's spend it cannot see (503,
+// fail closed).
+func TestLLMGatewayNodeLimits(t *testing.T) {
+	t.Parallel()
+	e := startLLM(t)
+	mustExec(t, e.admin, `CREATE USER "carol@example.com"`, `CREATE USER "dave@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "carol@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "dave@example.com"`)
+	carol := e.token(t, "carol@example.com", "")
+	dave := e.token(t, "dave@example.com", "")
+	addr := freeAddrs(t, 1)[0]
+	startProcess(t, []string{"gateway", "--catalog", "http://" + e.s.httpAddr,
+		"--node-token-file", filepath.Join(e.s.dataDir, "node-token"), "--http-addr", addr,
+		"--oidc-issuer", "http://" + e.s.httpAddr + "/oidc", "--data-dir", t.TempDir(), "--max-staleness", "2s"}, "Mandate gateway is ready")
+	base := "http://" + addr + "/llm"
+	chat := `{"model":"frontier","max_tokens":20,"messages":[{"role":"user","content":"through the node"}]}`
+	if resp, body := llmPost(t, base, "/v1/chat/completions", carol, chat); resp.StatusCode != 200 {
+		t.Fatalf("through the node: %d %s", resp.StatusCode, body)
+	}
+	mustExec(t, e.admin, `ALTER MODEL SERVICE system.ai.frontier SET RATE LIMIT 2 REQUESTS PER MINUTE FOR USER "carol@example.com"`,
+		`CREATE BUDGET dave_cap LIMIT 10 USD PER MONTH FOR USER "dave@example.com"`)
+	// The node learns of the new revision within its staleness bound.
+	waitFor(t, 30*time.Second, "the node to apply the rate limit", func() bool {
+		resp, _ := llmPost(t, base, "/v1/chat/completions", carol, chat)
+		return resp.StatusCode == 429
+	})
+	before := e.fake.Count()
+	resp, body := llmPost(t, base, "/v1/chat/completions", carol, chat)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || resp.Header.Get("x-ratelimit-limit-requests") != "2" {
+		t.Errorf("over the limit at the node: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	resp, body = llmPost(t, base, "/v1/chat/completions", dave, chat)
+	if resp.StatusCode != 503 || !strings.Contains(body, "budget") {
+		t.Errorf("a budgeted call at the node: %d %s", resp.StatusCode, body)
+	}
+	if e.fake.Count() != before {
+		t.Errorf("refused calls reached the upstream")
+	}
 }
