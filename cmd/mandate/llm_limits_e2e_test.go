@@ -212,6 +212,26 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("unknown price fails closed under a budget", func(t *testing.T) {
+		mustExec(t, e.admin,
+			`CREATE MODEL PROVIDER SERVICE system.ai.unpriced OPTIONS (provider 'openai', url '`+e.fakeURL+`/v1', api_key '`+e2eOpenAIKey+`')`,
+			`CREATE MODEL SERVICE system.ai.cheap OPTIONS (destinations 'unpriced/gpt-4.1=100')`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.cheap TO "erin@example.com"`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.cheap TO "alice@example.com"`)
+		chat := `{"model":"cheap","max_tokens":20,"messages":[{"role":"user","content":"no price"}]}`
+		before := e.fake.Count()
+		resp, body := llmPost(t, e.base, "/v1/chat/completions", erin, chat)
+		if resp.StatusCode != 403 || !strings.Contains(body, "price") || !strings.Contains(body, "erin_cap") {
+			t.Errorf("a budgeted call to an unpriced destination: %d %s", resp.StatusCode, body)
+		}
+		if e.fake.Count() != before {
+			t.Errorf("the refused call reached the upstream")
+		}
+		if resp, body := llmPost(t, e.base, "/v1/chat/completions", e.token(t, "alice@example.com", ""), chat); resp.StatusCode != 200 {
+			t.Errorf("an unbudgeted call to an unpriced destination: %d %s", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("restart", func(t *testing.T) {
 		// Windows are replayed from the last minute's usage rows and the
 		// budget's spend summed from the month's: both still hold.

@@ -502,6 +502,9 @@ func (x *exchange) llmError(c *pipeline.Call, err *pipeline.Error) *llm.Error {
 		return &llm.Error{Status: status, Message: msg, Code: "content_policy_violation"}
 	case pipeline.KindLimited:
 		if err.Limit != nil && err.Limit.Budget {
+			if status == http.StatusForbidden { // a budgeted call to a destination without a price
+				return llm.Forbidden(msg)
+			}
 			return llm.BudgetExhausted(msg, err.RetryAfter)
 		}
 		var rl *llm.RateLimit
