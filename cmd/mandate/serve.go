@@ -350,12 +350,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// SHOW CONNECTION STATUS asks the gateway's per_user_oauth connector,
 	// assembled below (before anything is served).
 	var connStatus func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error)
-	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: flushingEngine{qe, func(ctx context.Context) error {
+	flushing := flushingEngine{qe, func(ctx context.Context) error {
 		if err := auditLog.Sync(ctx); err != nil {
 			return err
 		}
 		return store.Flush(ctx)
-	}},
+	}}
+	// Rate limits and budgets (gateway/limits) for the gateway's calls;
+	// budgets' spend from the usage rows, SHOW BUDGETS from the engine.
+	lim := newServeLimits(ctx, svc, flushing, log)
+	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: flushing, BudgetStatus: lim.budgetStatus(svc),
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {
 				return nil, errors.New("the MCP gateway is off: no --oidc-issuer (or --dev)")
@@ -456,7 +460,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr,
 			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
 			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
-			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc),
+			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc), limiter: lim,
 			observer: tel.Observer(),
 		})
 		if err != nil {
