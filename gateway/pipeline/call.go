@@ -203,6 +203,7 @@ func (c *Call) event() catalog.AuditEvent {
 		Reason:        c.reason,
 		LatencyMs:     float64(time.Since(c.Start).Microseconds()) / 1000,
 		Revision:      c.Decision.Revision,
+		Guardrails:    c.GuardrailsJSON(),
 	}
 	if c.Identity != nil {
 		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor

@@ -19,6 +19,14 @@ SHOW POLICIES ON CONNECTION my_github_mcp;
 SHOW POLICIES ON CONNECTION eng.tools.jira;
 ALTER POLICY no_injection SET MODE ENFORCE;
 SHOW POLICIES;
+-- Model services carry guardrails too: their own, and those of their schema and catalog.
+CREATE MODEL PROVIDER SERVICE openai_prod OPTIONS (provider 'openai', url 'https://api.openai.com/v1', api_key 'sk-live-0123456789');
+CREATE MODEL SERVICE system.ai.frontier OPTIONS (destinations 'openai_prod/gpt-4.1', sensitivity 'private');
+CREATE POLICY pii_llm ON MODEL SERVICE system.ai.frontier FOR CALL AND RESULT
+  USING system.ai.detect_sensitive_data OPTIONS (entities 'EMAIL,CREDIT_CARD', action 'mask', restore 'true');
+CREATE POLICY answers ON MODEL SERVICE frontier FOR RESULT USING system.ai.validate_schema;
+SHOW POLICIES ON MODEL SERVICE system.ai.frontier;
+SHOW POLICIES ON MODEL SERVICE nowhere;
 -- Options are checked when the policy is created: the error names the option.
 CREATE POLICY bad ON CONNECTION my_github_mcp USING system.ai.detect_sensitive_data OPTIONS (entities 'EMAIL,SSN');
 CREATE POLICY bad ON CONNECTION my_github_mcp USING system.ai.block_prompt_injection OPTIONS (threshold '2');
