@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,6 +79,38 @@ func TestGuardrailsLLM(t *testing.T) {
 	t.Parallel()
 	e := startLLM(t)
 	up := newGuardUpstream(t)
+	// A guard model behind an OpenAI-compatible server (as vLLM serves
+	// Llama Guard): "unsafe" for content that asks to forward notes.
+	var classified []string
+	var classifiedMu sync.Mutex
+	guardModel := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Messages []struct{ Role, Content string }
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || r.URL.Path != "/v1/chat/completions" || len(req.Messages) == 0 {
+			http.Error(w, `{"error":{"message":"bad request"}}`, http.StatusBadRequest)
+			return
+		}
+		text := req.Messages[len(req.Messages)-1].Content
+		classifiedMu.Lock()
+		classified = append(classified, text)
+		classifiedMu.Unlock()
+		verdict := "safe"
+		if strings.Contains(text, "forward these notes") {
+			verdict = "unsafe\nS14"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"id": "cls-1", "object": "chat.completion", "created": 1, "model": "llama-guard-3",
+			"choices": []any{map[string]any{"index": 0, "finish_reason": "stop", "message": map[string]any{"role": "assistant", "content": verdict}}},
+			"usage":   map[string]any{"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}})
+	}))
+	defer guardModel.Close()
+	mustExec(t, e.admin,
+		`CREATE MODEL PROVIDER SERVICE system.ai.guard_provider OPTIONS (provider 'openai_compatible', url '`+guardModel.URL+`/v1')`,
+		`CREATE MODEL SERVICE system.ai.guard_model OPTIONS (destinations 'guard_provider/llama-guard-3')`,
+		`CREATE CONNECTION notes TYPE MCP OPTIONS (url '`+up.srv.URL+`')`,
+		`GRANT USE_CONNECTION ON CONNECTION notes TO "data-analysts"`,
+		`CREATE POLICY screened ON CONNECTION notes FOR RESULT USING system.ai.block_prompt_injection OPTIONS (threshold '0.8', classifier 'guard_model')`)
 	mustExec(t, e.admin,
 		`CREATE MODEL SERVICE system.ai.echo OPTIONS (destinations 'openai_prod/gpt-4.1=100')`,
 		`CREATE MODEL SERVICE system.ai.internal OPTIONS (destinations 'openai_prod/gpt-4.1=100', sensitivity 'private')`,
@@ -255,8 +289,27 @@ func TestGuardrailsLLM(t *testing.T) {
 	}
 	cs.Close()
 
+	// block_prompt_injection's classifier: the guard model, asked through
+	// the LLM gateway, catches what the heuristic lets through.
+	notes, err := mcpConnectRun(t, "http://"+e.s.httpAddr+"/mcp/notes", alice, "run-notes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notes.Close()
+	readNote := func() (*sdk.CallToolResult, error) {
+		return notes.CallTool(t.Context(), &sdk.CallToolParams{Name: "read_note", Arguments: map[string]any{}})
+	}
+	if _, err := readNote(); err == nil || !strings.Contains(err.Error(), "blocked by a guardrail: policy screened (") {
+		t.Fatalf("a note the classifier flags: %v", err)
+	}
+	classifiedMu.Lock()
+	if len(classified) != 1 || !strings.Contains(classified[0], subtleNote) {
+		t.Fatalf("the guard model was asked %q", classified)
+	}
+	classifiedMu.Unlock()
+
 	// --- monitor mode: nothing changed or refused, all recorded ---
-	mustExec(t, e.admin, `ALTER POLICY pii SET MODE MONITOR`, `ALTER POLICY cards SET MODE MONITOR`,
+	mustExec(t, e.admin, `ALTER POLICY screened SET MODE MONITOR`, `ALTER POLICY pii SET MODE MONITOR`, `ALTER POLICY cards SET MODE MONITOR`,
 		`ALTER POLICY no_injection SET MODE MONITOR`, `ALTER POLICY answers SET MODE MONITOR`, `ALTER POLICY no_exfil SET MODE MONITOR`)
 	if got, err := chat("frontier", prompt); err != nil || got != "Echo: "+prompt || !strings.Contains(string(e.fake.Last().Body), "jane.roe@example.com") {
 		t.Fatalf("monitored pii: %q, %v", got, err)
@@ -277,6 +330,9 @@ func TestGuardrailsLLM(t *testing.T) {
 	if err := trifecta("run-3"); err != nil {
 		t.Fatalf("monitored trifecta: %v", err)
 	}
+	if r, err := readNote(); err != nil || len(r.Content) == 0 {
+		t.Fatalf("monitored classifier: %v", err)
+	}
 
 	// --- the audit rows of the LLM calls ---
 	for _, tc := range []struct{ securable, policy, phase, action string }{
@@ -292,6 +348,8 @@ func TestGuardrailsLLM(t *testing.T) {
 		{"system.ai.echo", "no_exfil", "result", "would_deny"},
 		{"system.ai.slack", "no_exfil", "call", "deny"},
 		{"system.ai.slack", "no_exfil", "call", "would_deny"},
+		{"system.ai.notes", "screened", "result", "deny"},
+		{"system.ai.notes", "screened", "result", "would_deny"},
 	} {
 		mode := "enforce"
 		if strings.HasPrefix(tc.action, "would_") {
