@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -66,15 +69,17 @@ func waitOutcome(t *testing.T, e *llmEnv, securable, policy, phase, mode, action
 }
 
 // TestGuardrailsLLM runs the guardrails on LLM calls through the binary
-// with openai-go as the client, against the fake upstream, in enforce and
-// in monitor mode: the request masked before the upstream sees it and the
-// placeholders restored in the answer; a card number split across SSE
-// events masked in the stream; a prompt injection in a tool result of the
+// with openai-go (and the Anthropic SDK for an Anthropic stream) as the
+// client, against the fake upstream, in enforce and in monitor mode: the
+// request masked before the upstream sees it and the placeholders
+// restored in the answer; a card number split across SSE events masked in
+// the stream; a prompt injection in a tool result of the
 // conversation refused (in the OpenAI and the Anthropic error format); an
 // answer that breaks the request's response_format schema refused; a link
 // off the allow-list refused in a stream under way; and the lethal
 // trifecta across an LLM call and an MCP call of one run
-// (X-Mandate-Run-Id).
+// (X-Mandate-Run-Id); block_prompt_injection's classifier, a guard model
+// asked through the LLM gateway.
 func TestGuardrailsLLM(t *testing.T) {
 	t.Parallel()
 	e := startLLM(t)
@@ -120,6 +125,7 @@ func TestGuardrailsLLM(t *testing.T) {
 		`GRANT USE_CONNECTION ON CONNECTION slack TO "data-analysts"`,
 		`CREATE POLICY pii ON MODEL SERVICE system.ai.frontier FOR CALL AND RESULT USING system.ai.detect_sensitive_data
 			OPTIONS (entities 'EMAIL,CREDIT_CARD', action 'mask', restore 'true')`,
+		`CREATE POLICY cards_claude ON MODEL SERVICE system.ai.claude FOR RESULT USING system.ai.detect_sensitive_data OPTIONS (entities 'CREDIT_CARD')`,
 		`CREATE POLICY cards ON MODEL SERVICE system.ai.echo FOR RESULT USING system.ai.detect_sensitive_data OPTIONS (entities 'CREDIT_CARD', action 'mask')`,
 		`CREATE POLICY no_injection ON MODEL SERVICE system.ai.echo FOR CALL USING system.ai.block_prompt_injection OPTIONS (threshold '0.8')`,
 		`CREATE POLICY answers ON MODEL SERVICE system.ai.echo FOR RESULT USING system.ai.validate_schema`,
@@ -256,6 +262,25 @@ func TestGuardrailsLLM(t *testing.T) {
 	if err != nil || strings.Join(deltas, "") != "Echo: pay with <CREDIT_CARD_1> today" {
 		t.Fatalf("masked stream %q: %v", deltas, err)
 	}
+	// The same through the Anthropic SDK to an Anthropic destination.
+	claude := func() (string, error) {
+		anc := anthropic.NewClient(aoption.WithBaseURL(e.base), aoption.WithAPIKey(alice), aoption.WithMaxRetries(0))
+		ms := anc.Messages.NewStreaming(t.Context(), anthropic.MessageNewParams{Model: "claude", MaxTokens: 100,
+			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("pay with " + card + " today"))}})
+		var msg anthropic.Message
+		for ms.Next() {
+			if err := msg.Accumulate(ms.Current()); err != nil {
+				return "", err
+			}
+		}
+		if err := ms.Err(); err != nil || len(msg.Content) == 0 {
+			return "", fmt.Errorf("%v (%d blocks)", err, len(msg.Content))
+		}
+		return msg.Content[0].Text, nil
+	}
+	if got, err := claude(); err != nil || got != "Echo: pay with <CREDIT_CARD_1> today" {
+		t.Fatalf("masked Anthropic stream %q: %v", got, err)
+	}
 	// block_prompt_injection: a tool result in the conversation.
 	if err := withTool(); !blocked(err, "no_injection") || !strings.Contains(errMsg(err), "a tool result in the conversation looks like a prompt injection") {
 		t.Fatalf("injected tool result: %v", err)
@@ -310,13 +335,16 @@ func TestGuardrailsLLM(t *testing.T) {
 
 	// --- monitor mode: nothing changed or refused, all recorded ---
 	mustExec(t, e.admin, `ALTER POLICY screened SET MODE MONITOR`, `ALTER POLICY pii SET MODE MONITOR`, `ALTER POLICY cards SET MODE MONITOR`,
-		`ALTER POLICY no_injection SET MODE MONITOR`, `ALTER POLICY answers SET MODE MONITOR`, `ALTER POLICY no_exfil SET MODE MONITOR`)
+		`ALTER POLICY no_injection SET MODE MONITOR`, `ALTER POLICY answers SET MODE MONITOR`, `ALTER POLICY no_exfil SET MODE MONITOR`, `ALTER POLICY cards_claude SET MODE MONITOR`)
 	if got, err := chat("frontier", prompt); err != nil || got != "Echo: "+prompt || !strings.Contains(string(e.fake.Last().Body), "jane.roe@example.com") {
 		t.Fatalf("monitored pii: %q, %v", got, err)
 	}
 	deltas, err = stream("echo", "pay with "+card+" today")
 	if err != nil || strings.Join(deltas, "") != "Echo: pay with "+card+" today" {
 		t.Fatalf("monitored stream %q: %v", deltas, err)
+	}
+	if got, err := claude(); err != nil || got != "Echo: pay with "+card+" today" {
+		t.Fatalf("monitored Anthropic stream %q: %v", got, err)
 	}
 	if err := withTool(); err != nil {
 		t.Fatalf("monitored injection: %v", err)
@@ -339,6 +367,8 @@ func TestGuardrailsLLM(t *testing.T) {
 		{"system.ai.frontier", "pii", "call", "mask"},
 		{"system.ai.frontier", "pii", "call", "would_mask"},
 		{"system.ai.echo", "cards", "result", "mask"},
+		{"system.ai.claude", "cards_claude", "result", "mask"},
+		{"system.ai.claude", "cards_claude", "result", "would_mask"},
 		{"system.ai.echo", "cards", "result", "would_mask"},
 		{"system.ai.echo", "no_injection", "call", "deny"},
 		{"system.ai.echo", "no_injection", "call", "would_deny"},
