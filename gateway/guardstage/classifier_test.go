@@ -61,6 +61,12 @@ func TestModelClassifier(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.connection("notes")
+	e.exec(func(tx *catalog.Tx) error {
+		if err := tx.CreateProviderService([]string{"system", "ai", "guard_provider"}, [][2]string{{"provider", "openai"}, {"api_key", "k"}}, false, nil); err != nil {
+			return err
+		}
+		return tx.CreateModelService([]string{"system", "ai", "guard_model"}, [][2]string{{"destinations", "guard_provider/llama-guard-3"}}, false, nil)
+	})
 	e.policy("no_injection", catalog.TypeConnection, []string{"system", "ai", "notes"}, catalog.PolicyDef{
 		Kind: catalog.BuiltinPrefix + "block_prompt_injection", Result: true, Options: map[string]string{"threshold": "0.8", "classifier": "guard_model"}})
 	result := func() (pipeline.Verdict, *pipeline.Call) {
