@@ -32,6 +32,7 @@ import (
 	"github.com/mandatehq/mandate/enforce/client"
 	"github.com/mandatehq/mandate/gateway/devidp"
 	"github.com/mandatehq/mandate/gateway/guardstage"
+	"github.com/mandatehq/mandate/gateway/llmgw"
 	"github.com/mandatehq/mandate/gateway/node"
 	"github.com/mandatehq/mandate/sqlfront"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
@@ -449,10 +450,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		issuers = append(issuers, identityIssuer(idp.Issuer()))
 	}
 	if len(issuers) > 0 {
+		// block_prompt_injection's classifier asks a model service through
+		// the LLM gateway (assembled below).
+		var llmGW *llmgw.Handler
+		classify := func(ctx context.Context, service string, body []byte) ([]byte, error) {
+			if llmGW == nil {
+				return nil, errors.New("the classifier needs the LLM gateway")
+			}
+			return llmGW.Complete(ctx, service, body)
+		}
 		guard, err := guardstage.New(guardstage.Config{Current: func() *guardstage.Set {
 			s, _ := eng.Snapshot().Guardrails().(*guardstage.Set)
 			return s
-		}, Tools: svc, Logger: log})
+		}, Tools: svc, Logger: log, Classifier: guardstage.ModelClassifier(classify)})
 		if err != nil {
 			return err
 		}
@@ -466,6 +476,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		llmGW = dp.llm
 		dp.mount(mux)
 		cfg.http.largeBodies = dp.bodyLimits()
 		connStatus = dp.connectionStatus

@@ -200,20 +200,27 @@ func (x *exchange) Credential(_ context.Context, c *pipeline.Call) error {
 	if x.svc == nil {
 		return nil
 	}
-	x.route = llm.Route{Timeout: x.svc.Timeout}
+	x.route = x.serviceRoute()
+	x.userID = x.h.UserID(c.Identity.Subject)
+	x.capture = x.svc.LogPayloads && (x.svc.SampleRate >= 1 || (x.svc.SampleRate > 0 && rand.Float64() < x.svc.SampleRate))
+	return nil
+}
+
+// serviceRoute is the route to the model service's destinations and
+// fallbacks.
+func (x *exchange) serviceRoute() llm.Route {
+	r := llm.Route{Timeout: x.svc.Timeout}
 	for i := range x.svc.Destinations {
 		if d, ok := x.destination(&x.svc.Destinations[i]); ok {
-			x.route.Destinations = append(x.route.Destinations, d)
+			r.Destinations = append(r.Destinations, d)
 		}
 	}
 	for i := range x.svc.Fallbacks {
 		if d, ok := x.destination(&x.svc.Fallbacks[i]); ok {
-			x.route.Fallbacks = append(x.route.Fallbacks, d)
+			r.Fallbacks = append(r.Fallbacks, d)
 		}
 	}
-	x.userID = x.h.UserID(c.Identity.Subject)
-	x.capture = x.svc.LogPayloads && (x.svc.SampleRate >= 1 || (x.svc.SampleRate > 0 && rand.Float64() < x.svc.SampleRate))
-	return nil
+	return r
 }
 
 func (x *exchange) destination(d *gateway.ModelDestination) (llm.Destination, bool) {
