@@ -236,7 +236,7 @@ func TestGuardrailsMCP(t *testing.T) {
 		}
 		return out
 	}
-	if st := showTools(); len(st) != 4 || st["lookup_customer"] != "new" {
+	if st := showTools(); len(st) != 5 || st["lookup_customer"] != "new" {
 		t.Fatalf("SHOW TOOLS %v", st)
 	}
 	mustExec(t, c, `ALTER CONNECTION gh APPROVE TOOLS lookup_customer, count_issues`)
@@ -281,7 +281,7 @@ func TestGuardrailsMCP(t *testing.T) {
 	if _, err := call("tracker", "count_issues", map[string]any{"broken": true}); err != nil {
 		t.Fatalf("monitored schema: %v", err)
 	}
-	if got := listed("gh"); len(got) != 4 {
+	if got := listed("gh"); len(got) != 5 {
 		t.Fatalf("monitored pins list %v", got)
 	}
 	if _, err := call("gh", "count_issues", nil); err != nil {
