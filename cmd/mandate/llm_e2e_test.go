@@ -44,17 +44,27 @@ type llmEnv struct {
 	fake  *llmtest.Server
 	down  *llmtest.Server
 	base  string // http://HOST:PORT/llm
+	// fakeURL is the fake upstream's base URL.
+	fakeURL string
 }
 
 // startLLM starts the binary and registers, in SQL, the provider services
 // (one of them always answering 429), the model services and their grants.
 func startLLM(t testing.TB, args ...string) *llmEnv {
 	t.Helper()
+	return startLLMWith(t, serverOpts{args: args})
+}
+
+// startLLMWith is startLLM with more of the server's options (flags after
+// --dev, environment).
+func startLLMWith(t testing.TB, o serverOpts) *llmEnv {
+	t.Helper()
 	fake, fakeURL := llmtest.Start(t)
 	fake.OpenAIKey, fake.AnthropicKey = e2eOpenAIKey, e2eAnthropicKey
 	down, downURL := llmtest.Start(t)
 	down.ForceStatus = http.StatusTooManyRequests
-	s := startServer(t, serverOpts{args: append([]string{"--dev"}, args...)})
+	o.args = append([]string{"--dev"}, o.args...)
+	s := startServer(t, o)
 	admin := s.admin(t)
 	mustExec(t, admin,
 		`CREATE GROUP "data-analysts"`,
@@ -78,7 +88,7 @@ func startLLM(t testing.TB, args ...string) *llmEnv {
 		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "codex"`,
 		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "bob@example.com"`,
 		`REVOKE EXECUTE ON MODEL SERVICE system.ai.frontier FROM "bob@example.com"`)
-	return &llmEnv{s: s, admin: admin, fake: fake, down: down, base: "http://" + s.httpAddr + "/llm"}
+	return &llmEnv{s: s, admin: admin, fake: fake, down: down, base: "http://" + s.httpAddr + "/llm", fakeURL: fakeURL}
 }
 
 // token creates an access token for user (through agent when not "") and

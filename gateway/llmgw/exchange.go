@@ -43,6 +43,8 @@ type exchange struct {
 	// answer as the client got it, up to catalog.AuditMaxPayload.
 	capture  bool
 	captured []byte
+	// attemptSpans are the upstream attempts' spans (telemetry.go).
+	attemptSpans []attemptSpan
 }
 
 var (
@@ -109,9 +111,11 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 	c.Tags = mergeTags(x.reqTags, svc.Tags)
 	c.Context = x.policyContext(c)
 	c.Content = &pipeline.Content{Format: ContentFormat(x.endpoint), Body: body}
-	x.model = pipeline.ModelCall{InputTokens: req.InputTokens, MaxTokens: req.MaxTokens, Answered: -1}
+	x.model = pipeline.ModelCall{InputTokens: req.InputTokens, MaxTokens: req.MaxTokens, Answered: -1,
+		OutputCap: req.CappedMax(llm.DefaultMaxTokens)}
 	x.model.Destinations = destinations(svc, x.model.Destinations)
 	c.Model = &x.model
+	x.reportRequest(ctx, c)
 	return nil
 }
 
@@ -248,12 +252,17 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, _ string) (*http.
 		}
 		req = r2
 	}
+	if x.model.Capped { // a token limit or budget reserved the default cap
+		req.CapOutput(llm.DefaultMaxTokens)
+	}
 	r := c.Request
 	call := &llm.Call{Request: req, Route: x.route, UserID: x.userID, Header: r.Header, Query: r.URL.Query(), Hooks: x.hooks(c)}
 	x.rep = x.h.fwd.Open(ctx, call)
 	x.res = x.rep.Result
+	x.endAttempts()
 	x.absorb(c)
 	if err := x.rep.Err; err != nil {
+		x.reportResult(ctx, c)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -290,6 +299,10 @@ func (x *exchange) openError(err error) *pipeline.Error {
 func (x *exchange) hooks(c *pipeline.Call) llm.Hooks {
 	format := ContentFormat(x.endpoint)
 	return llm.Hooks{
+		BeforeForward: func(ctx context.Context, out *llm.Outbound) error {
+			x.beforeForward(ctx, c, out)
+			return nil
+		},
 		OnEvent: func(ctx context.Context, ev *llm.Event) error {
 			out, err := c.GuardPiece(ctx, format, ev.Out, false)
 			if err != nil {
@@ -409,6 +422,7 @@ func (x *exchange) Relay(ctx context.Context, c *pipeline.Call, _ *http.Response
 	}
 	err := x.rep.Relay(ctx, c.Writer())
 	x.absorb(c)
+	x.reportResult(ctx, c)
 	if err != nil {
 		// Nothing was written: the pipeline renders the refusal.
 		var pe *pipeline.Error
@@ -505,6 +519,9 @@ func (x *exchange) llmError(c *pipeline.Call, err *pipeline.Error) *llm.Error {
 		return &llm.Error{Status: status, Message: msg, Code: "content_policy_violation"}
 	case pipeline.KindLimited:
 		if err.Limit != nil && err.Limit.Budget {
+			if status == http.StatusForbidden { // a budgeted call to a destination without a price
+				return llm.Forbidden(msg)
+			}
 			return llm.BudgetExhausted(msg, err.RetryAfter)
 		}
 		var rl *llm.RateLimit
