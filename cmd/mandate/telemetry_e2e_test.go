@@ -258,7 +258,7 @@ func TestTelemetryLLM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spans := j.WaitTrace(t, traceID, "chat frontier", "authenticate", "resolve", "authorize", "guard_call", "credential", "forward",
+	spans := j.WaitTrace(t, traceID, "chat frontier", "authenticate", "resolve", "authorize", "limits", "guard_call", "credential", "forward",
 		"guard_result", "audit", "upstream system.ai.openai_prod gpt-4.1")
 	srv := telemetrytest.FindSpan(spans, "chat frontier")
 	for k, want := range map[string]string{"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
@@ -277,7 +277,7 @@ func TestTelemetryLLM(t *testing.T) {
 	if srv.Parent() != agentSpan {
 		t.Errorf("server span's parent %q, want the agent's span %s", srv.Parent(), agentSpan)
 	}
-	for _, name := range []string{"authenticate", "resolve", "authorize", "guard_call", "credential", "forward", "guard_result", "audit"} {
+	for _, name := range []string{"authenticate", "resolve", "authorize", "limits", "guard_call", "credential", "forward", "guard_result", "audit"} {
 		if sp := telemetrytest.FindSpan(spans, name); sp.Parent() != srv.SpanID {
 			t.Errorf("stage %s is not a child of the server span", name)
 		}
