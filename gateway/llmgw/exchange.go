@@ -43,6 +43,8 @@ type exchange struct {
 	// answer as the client got it, up to catalog.AuditMaxPayload.
 	capture  bool
 	captured []byte
+	// attemptSpans are the upstream attempts' spans (telemetry.go).
+	attemptSpans []attemptSpan
 }
 
 var (
@@ -113,6 +115,7 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 		OutputCap: req.CappedMax(llm.DefaultMaxTokens)}
 	x.model.Destinations = destinations(svc, x.model.Destinations)
 	c.Model = &x.model
+	x.reportRequest(ctx, c)
 	return nil
 }
 
@@ -197,20 +200,27 @@ func (x *exchange) Credential(_ context.Context, c *pipeline.Call) error {
 	if x.svc == nil {
 		return nil
 	}
-	x.route = llm.Route{Timeout: x.svc.Timeout}
+	x.route = x.serviceRoute()
+	x.userID = x.h.UserID(c.Identity.Subject)
+	x.capture = x.svc.LogPayloads && (x.svc.SampleRate >= 1 || (x.svc.SampleRate > 0 && rand.Float64() < x.svc.SampleRate))
+	return nil
+}
+
+// serviceRoute is the route to the model service's destinations and
+// fallbacks.
+func (x *exchange) serviceRoute() llm.Route {
+	r := llm.Route{Timeout: x.svc.Timeout}
 	for i := range x.svc.Destinations {
 		if d, ok := x.destination(&x.svc.Destinations[i]); ok {
-			x.route.Destinations = append(x.route.Destinations, d)
+			r.Destinations = append(r.Destinations, d)
 		}
 	}
 	for i := range x.svc.Fallbacks {
 		if d, ok := x.destination(&x.svc.Fallbacks[i]); ok {
-			x.route.Fallbacks = append(x.route.Fallbacks, d)
+			r.Fallbacks = append(r.Fallbacks, d)
 		}
 	}
-	x.userID = x.h.UserID(c.Identity.Subject)
-	x.capture = x.svc.LogPayloads && (x.svc.SampleRate >= 1 || (x.svc.SampleRate > 0 && rand.Float64() < x.svc.SampleRate))
-	return nil
+	return r
 }
 
 func (x *exchange) destination(d *gateway.ModelDestination) (llm.Destination, bool) {
@@ -249,8 +259,10 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, _ string) (*http.
 	call := &llm.Call{Request: req, Route: x.route, UserID: x.userID, Header: r.Header, Query: r.URL.Query(), Hooks: x.hooks(c)}
 	x.rep = x.h.fwd.Open(ctx, call)
 	x.res = x.rep.Result
+	x.endAttempts()
 	x.absorb(c)
 	if err := x.rep.Err; err != nil {
+		x.reportResult(ctx, c)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -287,6 +299,10 @@ func (x *exchange) openError(err error) *pipeline.Error {
 func (x *exchange) hooks(c *pipeline.Call) llm.Hooks {
 	format := ContentFormat(x.endpoint)
 	return llm.Hooks{
+		BeforeForward: func(ctx context.Context, out *llm.Outbound) error {
+			x.beforeForward(ctx, c, out)
+			return nil
+		},
 		OnEvent: func(ctx context.Context, ev *llm.Event) error {
 			out, err := c.GuardPiece(ctx, format, ev.Out, false)
 			if err != nil {
@@ -406,6 +422,7 @@ func (x *exchange) Relay(ctx context.Context, c *pipeline.Call, _ *http.Response
 	}
 	err := x.rep.Relay(ctx, c.Writer())
 	x.absorb(c)
+	x.reportResult(ctx, c)
 	if err != nil {
 		// Nothing was written: the pipeline renders the refusal.
 		var pe *pipeline.Error
