@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -270,8 +273,16 @@ func BenchmarkLLMGateway(b *testing.B) {
 	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" {
 		env = append(env, "MANDATE_PPROF_ADDR="+a)
 	}
-	type path struct{ name, url, token string }
-	paths := []path{{"direct", up.URL + "/v1/chat/completions", e2eOpenAIKey}, {"proxy", proxy.URL + "/v1/chat/completions", ""}}
+	type path struct {
+		name, url, token string
+		pid              int // the serving process when it is not this one: its CPU per call is reported
+	}
+	// proxy-process: the same bare proxy in a process of its own, like
+	// mandate: on a loaded machine a hop through another process waits
+	// for the scheduler, which the in-process proxy does not.
+	childURL, childPID := startBenchProxy(b, up.URL)
+	paths := []path{{"direct", up.URL + "/v1/chat/completions", e2eOpenAIKey, 0}, {"proxy", proxy.URL + "/v1/chat/completions", "", 0},
+		{"proxy-process", childURL + "/v1/chat/completions", "", childPID}}
 	for _, mode := range []string{"on", "off"} {
 		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env})
 		c := s.admin(b)
@@ -294,7 +305,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 		if mode == "off" {
 			name = "mandate-audit-sync-off"
 		}
-		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok})
+		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok, s.cmd.Process.Pid})
 	}
 	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)[:900]
 	chatBody := []byte(`{"model":"frontier","max_tokens":2048,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + prompt + ` mock:out=1024"}]}`)
@@ -311,6 +322,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 		b.Run("throughput-32conns/"+p.name, func(b *testing.B) {
 			var next, failed atomic.Int64
 			var wg sync.WaitGroup
+			cpu0 := procCPU(p.pid)
 			b.ResetTimer()
 			start := time.Now()
 			for range 32 {
@@ -329,6 +341,9 @@ func BenchmarkLLMGateway(b *testing.B) {
 				b.Fatalf("%d of %d calls failed", n, b.N)
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+			if p.pid != 0 {
+				b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
+			}
 		})
 	}
 	// BENCH_LLM_RATE sets the pace (calls/s, default 1,000): a loaded
@@ -374,6 +389,81 @@ func BenchmarkLLMGateway(b *testing.B) {
 	for _, p := range paths {
 		b.Run(fmt.Sprintf("stream-ttfb-paced-%d/s/%s", rate, p.name), func(b *testing.B) { paced(b, p, streamBody, true) })
 	}
+}
+
+// procCPU is the user and system CPU time process pid has used (0 for
+// none).
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command's closing parenthesis: state is field 3,
+	// utime 14 and stime 15 (clock ticks, 100 per second on Linux).
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * 10 * time.Millisecond
+}
+
+// benchProxyEnv makes the test binary a bare reverse proxy to the URL it
+// holds (TestMain): the baseline in a process of its own.
+const benchProxyEnv = "MANDATE_BENCH_PROXY_CHILD"
+
+// runBenchProxy serves a bare httputil.ReverseProxy to upstream (adding
+// the provider key) on a free loopback port, prints the port's URL and
+// serves until its standard input closes.
+func runBenchProxy(upstream string) {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		panic(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	transport := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Header.Set("Authorization", "Bearer "+e2eOpenAIKey)
+		},
+		Transport:     transport,
+		FlushInterval: -1,
+	}
+	fmt.Println("http://" + ln.Addr().String())
+	go func() { _ = http.Serve(ln, rp) }()
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// startBenchProxy starts the proxy process and returns its URL and pid.
+func startBenchProxy(b *testing.B, upstream string) (string, int) {
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), benchProxyEnv+"="+upstream)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatalf("bench proxy: %v", err)
+	}
+	return strings.TrimSpace(line), cmd.Process.Pid
 }
 
 // llmCall sends one chat completion and returns the time to the end of
