@@ -138,7 +138,7 @@ func safePoint(b []byte, fine bool) int {
 	for t > 0 && !isSpace(b[t-1]) {
 		t--
 	}
-	if fine && keyBefore(b, t) == t && bytes.IndexAny(b[t:], ":=") < 0 && !isKeyName(bytes.TrimRight(b[t:], "\"'")) {
+	if fine && keyBefore(b, t) == t && !bytes.ContainsAny(b[t:], ":=") && !isKeyName(bytes.TrimRight(b[t:], "\"'")) {
 		// (an assignment's value, and a secret-looking name whose ':'
 		// may come next, are held whole: a secret may be made of any
 		// bytes)
