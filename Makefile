@@ -81,7 +81,7 @@ unit:
 # The packages with the most concurrency (caches, single-flight, watchers,
 # WAL, pools, streaming) once more under the race detector.
 RACE_PKGS := ./catalog/ ./catalog/walstore/ ./enforce/ ./enforce/client/ ./gateway/upstream/ \
-	./gateway/identity/ ./gateway/pipeline/ ./gateway/mcp/ ./gateway/limits/
+	./gateway/identity/ ./gateway/pipeline/ ./gateway/mcp/ ./gateway/limits/ ./sqlfront/pgwire/
 race:
 	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
 
