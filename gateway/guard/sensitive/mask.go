@@ -152,3 +152,17 @@ func placeholderEnd(b []byte, i int) int {
 	}
 	return j + 1
 }
+
+// partialPlaceholder reports whether b[i:] could be the start of a
+// placeholder (for streams: hold it back).
+func partialPlaceholder(b []byte, i int) bool {
+	if len(b)-i > maxPlaceholder {
+		return false
+	}
+	for j := i + 1; j < len(b); j++ {
+		if !(isUpper(b[j]) || isDigit(b[j]) || b[j] == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -50,6 +50,13 @@ func (d *Detector) NewStream(mc *MaskContext, phase guard.Phase, mask, restore b
 func (s *Stream) Write(p []byte) []byte {
 	s.buf = append(s.buf, p...)
 	cut := safePoint(s.buf, s.d.custom == nil && s.d.words == nil)
+	if s.restore {
+		// a placeholder split across chunks ("<EMA" + "IL_1>") is held
+		// until it is whole, so that it is restored
+		if i := bytes.LastIndexByte(s.buf, '<'); i >= 0 && i < cut && partialPlaceholder(s.buf, i) {
+			cut = i
+		}
+	}
 	if cut == 0 && len(s.buf) > MaxHold && !s.inPEM() {
 		cut = len(s.buf)
 	}
