@@ -7,6 +7,11 @@ export CGO_ENABLED := 1
 
 .PHONY: all build run test deps vet lint unit race fuzz bench clean
 
+# Jaeger for the telemetry tests (gateway/telemetry/telemetrytest looks here).
+JAEGER_VERSION := v1.75.0
+JAEGER         ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mandate/jaeger-$(JAEGER_VERSION)
+export MANDATE_JAEGER := $(JAEGER)
+
 all: build
 
 # -buildvcs=auto: `mandate version` prints the VCS revision (some machines set
@@ -46,6 +51,14 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 	@test -e testdata/clients/node_modules/pg/package.json || \
 	  (cd testdata/clients && npm ci --no-audit --no-fund --loglevel=error)
+	@# The telemetry tests' trace and metric backends: Jaeger all-in-one,
+	@# built once per machine from its own module (testdata/jaeger) into the
+	@# cache dir (several CPU-minutes the first time), and Debian's Prometheus.
+	@test -x $(JAEGER) || { echo "building Jaeger $(JAEGER_VERSION) into $(JAEGER) (once per machine)"; \
+	  cd testdata/jaeger && CGO_ENABLED=0 $(GO) build -trimpath -o $(JAEGER).tmp github.com/jaegertracing/jaeger/cmd/jaeger && \
+	  mv $(JAEGER).tmp $(JAEGER); }
+	@command -v prometheus >/dev/null 2>&1 || { echo "installing prometheus"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@# The LLM clients of cmd/mandate/llm_e2e_test.go: the OpenAI and
 	@# Anthropic SDKs, Claude Code and Codex CLI (native binaries inside
 	@# their npm packages) and the Node 22 they need, pinned by the lockfile.

@@ -59,6 +59,9 @@ type AuditLogOptions struct {
 	// bounds memory and, for callers that do not wait for durability, the
 	// events a crash can lose.
 	MaxQueued int
+	// OnWrite, when set, is called after each store write with its event
+	// count, duration and error (metrics).
+	OnWrite func(events int, took time.Duration, err error)
 }
 
 // AuditLog makes audit events durable with group commit: concurrent
@@ -532,8 +535,12 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	*lastSize = b.acked
 
 	ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
+	t0 := time.Now()
 	err := l.w.AppendAudit(ctx, b.events...)
 	cancel()
+	if l.o.OnWrite != nil {
+		l.o.OnWrite(len(b.events), time.Since(t0), err)
+	}
 	if err != nil {
 		l.log.Error().Err(err).Int("events", len(b.events)).Int("unawaited", b.queued-b.acked).
 			Msg("audit write failed; the events' callers get the error (events submitted without a waiter are lost)")
@@ -580,6 +587,25 @@ func (l *AuditLog) fill(b *auditBatch, want int, delay time.Duration) {
 		l.mu.Unlock()
 		return
 	}
+}
+
+// Queued is the number of events queued by Enqueue and Submit and not
+// yet written.
+func (l *AuditLog) Queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.queued
+}
+
+// Err is the error of the last write when it failed less than within ago
+// (readiness probes), else nil.
+func (l *AuditLog) Err(within time.Duration) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lastErr != nil && time.Since(l.failedAt) < within {
+		return l.lastErr
+	}
+	return nil
 }
 
 // Sync returns once every event queued before it was written (or its

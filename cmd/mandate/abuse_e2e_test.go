@@ -219,8 +219,8 @@ func TestE2EHTTPTLS(t *testing.T) {
 			"--oidc-issuer", "http://127.0.0.1:1/oidc", "--data-dir", t.TempDir(), "--max-staleness", "2s"}, "Mandate gateway is ready")
 		return addr, p
 	}
-	healthz := func(addr string) (int, string) {
-		resp, err := http.Get("http://" + addr + "/healthz")
+	readyz := func(addr string) (int, string) {
+		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -232,14 +232,14 @@ func TestE2EHTTPTLS(t *testing.T) {
 	good, _ := node(fp)
 	t.Logf("node started after %v", time.Since(start))
 	waitFor(t, 30*time.Second, "the pinned node to follow the catalog over TLS", func() bool {
-		code, body := healthz(good)
-		return code == http.StatusOK && strings.Contains(body, `"status":"ok"`) && !strings.Contains(body, `"revision":0`)
+		code, body := readyz(good)
+		return code == http.StatusOK && strings.Contains(body, `"status":"ready"`) && !strings.Contains(body, `"revision":0`)
 	})
 	t.Logf("node healthy after %v", time.Since(start))
 	bad, badProc := node("sha256:" + strings.Repeat("00", 32))
 	t.Logf("bad node started after %v", time.Since(start))
 	waitFor(t, 30*time.Second, "the mispinned node to report the fingerprint and turn stale", func() bool {
-		code, body := healthz(bad)
+		code, body := readyz(bad)
 		return strings.Contains(badProc.stderr.String(), "fingerprint") && code == http.StatusServiceUnavailable &&
 			strings.Contains(body, `"revision":0`)
 	})

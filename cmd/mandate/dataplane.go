@@ -42,6 +42,8 @@ type dataPlaneConfig struct {
 	// ownCert is the fingerprint of the listener's own TLS certificate
 	// ("" without TLS): identity fetches trust it besides the system CAs.
 	ownCert string
+	// observer traces and meters every call (gateway/telemetry).
+	observer pipeline.Observer
 	// models resolves model services for the LLM endpoint (/llm/v1/...;
 	// nil: no LLM endpoint); tokens verifies Mandate access tokens (nil:
 	// OIDC JWTs only); userIDKey keys the pseudonymous user id model
@@ -154,7 +156,7 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	// One pipeline for every protocol's handler (gateway/pipeline).
 	p, err := pipeline.New(pipeline.Config{
 		PublicURL: c.publicURL, Auth: inbound, Authz: c.authz, Credentials: creds, Audit: c.audit,
-		AuditAsync: c.auditSync.off, Logger: c.log, Guard: c.guard,
+		AuditAsync: c.auditSync.off, Logger: c.log, Guard: c.guard, Observer: c.observer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway pipeline: %w", err)

@@ -32,6 +32,7 @@ type gatewayConfig struct {
 	fingerprint   string
 	http          httpConfig
 	auditSync     auditSync
+	telemetry     telemetryConfig
 }
 
 func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig, error) {
@@ -49,6 +50,7 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.fingerprint, "catalog-fingerprint", "", "trust exactly the catalog certificate with this SHA-256 fingerprint (sha256:HEX, printed by mandate serve) instead of the system's CAs")
 	addHTTPFlags(fs, &c.http)
+	addTelemetryFlags(fs, &c.telemetry)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mandate gateway --catalog URL --node-token-file FILE --oidc-issuer URL [flags]\n\nRuns an MCP gateway node against a remote catalog. Every flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
 		printEnvFlags(fs)
@@ -66,6 +68,9 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 		return nil, errors.New("--catalog-fingerprint needs an https --catalog URL")
 	}
 	if err := c.http.check(c.httpAddr); err != nil {
+		return nil, err
+	}
+	if err := c.telemetry.check(); err != nil {
 		return nil, err
 	}
 	if c.nodeTokenFile == "" && os.Getenv("MANDATE_NODE_TOKEN") == "" {
@@ -97,6 +102,15 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	syscall.Umask(0o077)
+	tel, err := cfg.telemetry.start(ctx, "gateway", log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
 	token := os.Getenv("MANDATE_NODE_TOKEN")
 	if token == "" {
 		if token, err = node.ReadTokenFile(cfg.nodeTokenFile); err != nil {
@@ -138,7 +152,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("authorization client: %w", err)
 	}
 	defer authz.Close()
-	nodeCfg := node.Config{BaseURL: cfg.catalogURL, Token: token, Revision: authz.Revision, Logger: log, TLSConfig: catalogTLS}
+	nodeCfg := node.Config{BaseURL: cfg.catalogURL, Token: token, Revision: authz.Revision, Logger: log, TLSConfig: catalogTLS,
+		OnAuditWrite: tel.AuditWrite}
 	conns, err := node.NewConnections(nodeCfg)
 	if err != nil {
 		return err
@@ -175,19 +190,50 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
 		authz: authz, connections: conns, audit: withFailures(audit, failures), auditSync: cfg.auditSync, log: log,
 		ownCert: httpFingerprint, userIDKey: llmUserIDKey(key), models: models, tokens: tokens,
+		observer: tel.Observer(),
 	})
 	if err != nil {
 		return err
 	}
+	for _, g := range []struct {
+		name, help string
+		fn         func() float64
+	}{
+		{"mandate_audit_queue_events", "Audit events queued and not yet sent to the catalog.", func() float64 { return float64(audit.Queued()) }},
+		{"mandate_catalog_revision", "The catalog revision this node last confirmed.", func() float64 { return float64(authz.Stats().Revision) }},
+		{"mandate_snapshot_revision", "The revision of the authorization answers this node decides with.", func() float64 { return float64(authz.Stats().Revision) }},
+		{"mandate_snapshot_age_seconds", "Time since this node last confirmed its authorization answers are current.", func() float64 { return authz.Stats().Age.Seconds() }},
+	} {
+		if err := tel.GaugeFunc(g.name, g.help, g.fn); err != nil {
+			return err
+		}
+	}
+	// /healthz: the process is alive. /readyz: it may take calls — the
+	// catalog's answers are fresh within --max-staleness (past it every
+	// call is denied) and the audit records reach the catalog.
+	ready := &readiness{}
+	ready.add("snapshot", func() (any, error) {
+		st := authz.Stats()
+		d := map[string]any{"revision": st.Revision, "age_seconds": st.Age.Seconds(), "watching": st.Watching}
+		if st.Revision == 0 || st.Age > cfg.maxStaleness {
+			return d, fmt.Errorf("the catalog's answers are stale (last confirmed %s ago; --max-staleness %s)", st.Age.Round(time.Millisecond), cfg.maxStaleness)
+		}
+		return d, nil
+	})
+	ready.add("audit", func() (any, error) { return map[string]any{"queued": audit.Queued()}, audit.Err(readyWindow) })
 	mux := http.NewServeMux()
+	mux.Handle("GET /readyz", ready)
+	mux.Handle("GET /metrics", metricsHandler(tel, isLoopbackAddr(cfg.httpAddr) && !cfg.http.behindTLSProxy, cfg.telemetry.metricsToken, token))
+	if cfg.telemetry.metricsAddr != "" {
+		stopMetrics, err := serveMetricsAddr(ctx, cfg.telemetry.metricsAddr, tel, ready, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		st := authz.Stats()
-		if st.Age > cfg.maxStaleness {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"status":"stale","revision":%d}`+"\n", st.Revision)
-			return
-		}
 		fmt.Fprintf(w, `{"status":"ok","revision":%d,"decision_cache":{"hits":%d,"misses":%d}}`+"\n", st.Revision, st.CacheHits, st.CacheMisses)
 	})
 	dp.mount(mux)

@@ -50,11 +50,19 @@ type llmEnv struct {
 // (one of them always answering 429), the model services and their grants.
 func startLLM(t testing.TB, args ...string) *llmEnv {
 	t.Helper()
+	return startLLMWith(t, serverOpts{args: args})
+}
+
+// startLLMWith is startLLM with more of the server's options (flags after
+// --dev, environment).
+func startLLMWith(t testing.TB, o serverOpts) *llmEnv {
+	t.Helper()
 	fake, fakeURL := llmtest.Start(t)
 	fake.OpenAIKey, fake.AnthropicKey = e2eOpenAIKey, e2eAnthropicKey
 	down, downURL := llmtest.Start(t)
 	down.ForceStatus = http.StatusTooManyRequests
-	s := startServer(t, serverOpts{args: append([]string{"--dev"}, args...)})
+	o.args = append([]string{"--dev"}, o.args...)
+	s := startServer(t, o)
 	admin := s.admin(t)
 	mustExec(t, admin,
 		`CREATE GROUP "data-analysts"`,

@@ -29,6 +29,7 @@ import (
 	"github.com/mandatehq/mandate/catalog/walstore"
 	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/enforce/api"
+	"github.com/mandatehq/mandate/enforce/client"
 	"github.com/mandatehq/mandate/gateway/devidp"
 	"github.com/mandatehq/mandate/gateway/guardstage"
 	"github.com/mandatehq/mandate/gateway/node"
@@ -54,6 +55,7 @@ type serveConfig struct {
 	http             httpConfig
 	limits           limitsConfig
 	auditSync        auditSync
+	telemetry        telemetryConfig
 }
 
 func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, error) {
@@ -76,6 +78,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs.Var(&c.auditSync, "audit-sync", auditSyncUsage)
 	fs.BoolVar(&c.dev, "dev", false, "also run the DEVELOPMENT identity provider at PUBLIC-URL/oidc and trust it (mandate dev-token prints its tokens); not for production")
 	addHTTPFlags(fs, &c.http)
+	addTelemetryFlags(fs, &c.telemetry)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mandate serve [flags]\n\nEvery flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
 		printEnvFlags(fs)
@@ -111,6 +114,9 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 		c.http.tlsCert, c.http.tlsKey = c.tlsCert, c.tlsKey
 	}
 	if err := c.http.check(c.httpAddr); err != nil {
+		return nil, err
+	}
+	if err := c.telemetry.check(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -210,6 +216,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		debug.SetGCPercent(400)
 	}
 	cfg.limits.setGoMemoryLimit()
+	// Traces and metrics (gateway/telemetry); the spans still queued are
+	// exported on the way out.
+	tel, err := cfg.telemetry.start(ctx, "catalog", log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
 	sqlLn, err := net.Listen("tcp", cfg.sqlAddr)
 	if err != nil {
 		return fmt.Errorf("SQL endpoint (--sql-addr): %w", err)
@@ -314,7 +331,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// cause without a credential (failed logins, unauthenticated MCP and
 	// API requests) go through a FailureAudit in front of it: repeats from
 	// one source are counted into one summary row per minute.
-	auditLog := catalog.NewAuditLog(store, catalog.AuditLogOptions{Logger: log})
+	auditLog := catalog.NewAuditLog(store, catalog.AuditLogOptions{Logger: log, OnWrite: tel.AuditWrite})
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
@@ -368,6 +385,36 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer eng.Close()
+	// The node's state as metrics and readiness: the catalog loaded, the
+	// audit store writable, the authorization snapshot current.
+	snapLag := &lag{}
+	snapAge := func() time.Duration { return snapLag.age(int64(svc.Revision()), int64(eng.Revision())) }
+	for _, g := range []struct {
+		name, help string
+		fn         func() float64
+	}{
+		{"mandate_audit_queue_events", "Audit events queued and not yet written.", func() float64 { return float64(auditLog.Queued()) }},
+		{"mandate_catalog_revision", "The catalog's revision on this node.", func() float64 { return float64(svc.Revision()) }},
+		{"mandate_snapshot_revision", "The revision of the authorization snapshot this node decides with.", func() float64 { return float64(eng.Revision()) }},
+		{"mandate_snapshot_age_seconds", "How long the authorization snapshot has been behind the catalog (0: current).", func() float64 { return snapAge().Seconds() }},
+	} {
+		if err := tel.GaugeFunc(g.name, g.help, g.fn); err != nil {
+			return err
+		}
+	}
+	ready := &readiness{}
+	ready.add("catalog", func() (any, error) { return map[string]any{"revision": svc.Revision()}, nil })
+	ready.add("audit_store", func() (any, error) {
+		return map[string]any{"queued": auditLog.Queued()}, auditLog.Err(readyWindow)
+	})
+	ready.add("snapshot", func() (any, error) {
+		age := snapAge()
+		d := map[string]any{"revision": eng.Revision(), "age_seconds": age.Seconds()}
+		if age > client.DefaultMaxStaleness {
+			return d, fmt.Errorf("the authorization snapshot is %s behind the catalog", age.Round(time.Second))
+		}
+		return d, nil
+	})
 	apiHandler := api.NewHandler(eng, api.Options{Token: token, Logger: log,
 		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx,
 		ModelServices: api.ModelServiceResolver(svc), ModelServiceNames: api.ModelServiceNames(svc), AccessTokens: api.AccessTokenVerifier(svc),
@@ -410,6 +457,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
 			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
 			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc),
+			observer: tel.Observer(),
 		})
 		if err != nil {
 			return err
@@ -419,6 +467,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		connStatus = dp.connectionStatus
 	} else {
 		log.Warn().Msg("MCP gateway off: no --oidc-issuer (or --dev) to authenticate agents with")
+	}
+	mux.Handle("GET /metrics", metricsHandler(tel, isLoopbackAddr(cfg.httpAddr) && !cfg.http.behindTLSProxy, cfg.telemetry.metricsToken, token))
+	mux.Handle("GET /readyz", ready)
+	if cfg.telemetry.metricsAddr != "" {
+		stopMetrics, err := serveMetricsAddr(ctx, cfg.telemetry.metricsAddr, tel, ready, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	reqCtx, endRequests := context.WithCancel(context.Background())
 	defer endRequests()

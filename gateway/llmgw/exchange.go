@@ -43,6 +43,8 @@ type exchange struct {
 	// answer as the client got it, up to catalog.AuditMaxPayload.
 	capture  bool
 	captured []byte
+	// attemptSpans are the upstream attempts' spans (telemetry.go).
+	attemptSpans []attemptSpan
 }
 
 var (
@@ -112,6 +114,7 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 	x.model = pipeline.ModelCall{InputTokens: req.InputTokens, MaxTokens: req.MaxTokens, Answered: -1}
 	x.model.Destinations = destinations(svc, x.model.Destinations)
 	c.Model = &x.model
+	x.reportRequest(ctx, c)
 	return nil
 }
 
@@ -245,8 +248,10 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, _ string) (*http.
 	call := &llm.Call{Request: req, Route: x.route, UserID: x.userID, Header: r.Header, Query: r.URL.Query(), Hooks: x.hooks(c)}
 	x.rep = x.h.fwd.Open(ctx, call)
 	x.res = x.rep.Result
+	x.endAttempts()
 	x.absorb(c)
 	if err := x.rep.Err; err != nil {
+		x.reportResult(ctx, c)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -283,6 +288,10 @@ func (x *exchange) openError(err error) *pipeline.Error {
 func (x *exchange) hooks(c *pipeline.Call) llm.Hooks {
 	format := ContentFormat(x.endpoint)
 	return llm.Hooks{
+		BeforeForward: func(ctx context.Context, out *llm.Outbound) error {
+			x.beforeForward(ctx, c, out)
+			return nil
+		},
 		OnEvent: func(ctx context.Context, ev *llm.Event) error {
 			out, err := c.GuardPiece(ctx, format, ev.Out, false)
 			if err != nil {
@@ -402,6 +411,7 @@ func (x *exchange) Relay(ctx context.Context, c *pipeline.Call, _ *http.Response
 	}
 	err := x.rep.Relay(ctx, c.Writer())
 	x.absorb(c)
+	x.reportResult(ctx, c)
 	if err != nil {
 		// Nothing was written: the pipeline renders the refusal.
 		var pe *pipeline.Error

@@ -18,6 +18,7 @@ import (
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
 	"github.com/mandatehq/mandate/gateway/pipeline"
+	"github.com/mandatehq/mandate/gateway/telemetry"
 )
 
 // exchange is the MCP side of one request (one JSON-RPC message, or one
@@ -65,6 +66,7 @@ func (x *exchange) Service() string { return "mcp" }
 func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 	r := c.Request
 	x.proto = r.Header.Get(hdrProtocol)
+	c.ProtocolVersion = x.proto
 	switch r.Method {
 	case http.MethodPost, http.MethodGet, http.MethodDelete:
 	default:
@@ -175,6 +177,12 @@ func (x *exchange) decode(c *pipeline.Call) error {
 		}
 		x.tool, x.args = tc.name, tc.args
 	}
+	// The message's own trace context (params._meta), which the call
+	// continues rather than the headers' (OpenTelemetry's MCP
+	// conventions).
+	if tp, ts, ok := metaTrace(body); ok {
+		c.ContinueTrace(tp, ts)
+	}
 	c.Content = &pipeline.Content{Format: pipeline.FormatMCP, Body: body}
 	return nil
 }
@@ -233,14 +241,17 @@ func (x *exchange) policyContext(method, tool string, args []byte) map[string]an
 // goes away cancels it.
 func (x *exchange) Send(ctx context.Context, c *pipeline.Call, cred string) (*http.Response, error) {
 	r := c.Request
+	ctx, end := telemetry.StartAttempt(ctx, telemetry.Attempt{Destination: x.conn.Name, URL: x.conn.URL})
+	tp, ts := telemetry.Outbound(ctx, c)
 	var rd io.Reader
 	var body []byte
 	if c.Content != nil {
-		body = c.Content.Body
+		body = withMetaTraceparent(c.Content.Body, tp)
 		rd = bytes.NewReader(body)
 	}
 	u, err := http.NewRequestWithContext(ctx, r.Method, x.conn.URL, rd)
 	if err != nil {
+		end(0, err)
 		return nil, &pipeline.Error{Kind: pipeline.KindUpstream, Status: http.StatusBadGateway,
 			Message: fmt.Sprintf("upstream %s has an invalid url", x.conn.Name), Audit: "building the upstream request: " + err.Error(), Cause: err}
 	}
@@ -275,19 +286,21 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, cred string) (*ht
 			}
 		}
 	}
-	if tp := r.Header.Get("Traceparent"); pipeline.TraceIDOf(tp) != "" {
-		hd["Traceparent"] = []string{tp}
-		if ts := r.Header.Values("Tracestate"); len(ts) > 0 {
-			hd["Tracestate"] = ts
-		}
-	} else {
-		hd["Traceparent"] = []string{"00-" + c.TraceID + "-" + pipeline.RandomHex(8) + "-01"}
+	hd["Traceparent"] = []string{tp}
+	if ts != "" {
+		hd["Tracestate"] = []string{ts}
 	}
 	hd["User-Agent"] = []string{"mandate-gateway"}
 	if cred != "" {
 		hd["Authorization"] = []string{cred}
 	}
-	return x.h.client.Do(u)
+	resp, err := x.h.client.Do(u)
+	if err != nil {
+		end(0, err)
+	} else {
+		end(resp.StatusCode, nil)
+	}
+	return resp, err
 }
 
 // Relay (stage guard_result) answers the client from the upstream's
@@ -395,7 +408,7 @@ func (x *exchange) relayRefusal(c *pipeline.Call, resp *http.Response, ct string
 	}
 	if ct == "application/json" && validJSON(body) && checkKeys(body) == nil {
 		if ri := inspect(body); ri.errCode != 0 {
-			x.rpcErr = ri.errCode
+			x.setOutcome(c, ri)
 			return x.answer(c, st, "application/json", body)
 		}
 	}
@@ -461,8 +474,8 @@ func (x *exchange) relayJSON(ctx context.Context, c *pipeline.Call, resp *http.R
 	if gerr != nil {
 		return gerr
 	}
-	if bytes.Contains(data, []byte(`"error"`)) {
-		x.rpcErr = inspect(data).errCode
+	if bytes.Contains(data, []byte(`"error"`)) || bytes.Contains(data, []byte(`"isError"`)) {
+		x.setOutcome(c, inspect(data))
 	}
 	return x.answer(c, resp.StatusCode, "application/json", data)
 }
@@ -532,7 +545,7 @@ func (x *exchange) relaySSE(ctx context.Context, c *pipeline.Call, resp *http.Re
 			case ri.response && r.Method == http.MethodPost && !x.sawResponse:
 				// The outcome: committed with the event counted.
 				x.sawResponse, final = true, ri
-				x.rpcErr = ri.errCode
+				x.setOutcome(c, ri)
 				c.Status = resp.StatusCode
 				c.BytesOut += int64(len(ev))
 				err := c.Commit(true)
@@ -587,6 +600,18 @@ func (x *exchange) relaySSE(ctx context.Context, c *pipeline.Call, resp *http.Re
 	return nil
 }
 
+// setOutcome records the JSON-RPC outcome of the answer: its error code,
+// or a tool result with isError.
+func (x *exchange) setOutcome(c *pipeline.Call, ri responseInfo) {
+	x.rpcErr = ri.errCode
+	switch {
+	case ri.errCode != 0:
+		c.ErrorType = strconv.Itoa(ri.errCode)
+	case ri.toolError:
+		c.ErrorType = "tool_error"
+	}
+}
+
 // Render builds the JSON-RPC (or, for authentication, RFC 6750) answer to
 // err.
 func (x *exchange) Render(c *pipeline.Call, err *pipeline.Error) pipeline.Answer {
@@ -624,6 +649,7 @@ func (x *exchange) Render(c *pipeline.Call, err *pipeline.Error) pipeline.Answer
 		hdr.Set("Retry-After", strconv.Itoa(int((err.RetryAfter+time.Second-1)/time.Second)))
 	}
 	x.rpcErr = code
+	c.ErrorType = strconv.Itoa(code)
 	body := rpcErrorBody(x.msg.id, code, msg, data)
 	if c.Started() {
 		// A stream is under way: end it with an error response in place of

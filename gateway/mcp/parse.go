@@ -279,8 +279,9 @@ func wantsURLElicitation(params []byte, initialize bool) bool {
 // responseInfo is what the gateway reads from a JSON-RPC message sent by
 // the upstream.
 type responseInfo struct {
-	response bool // a response (id with result or error), not a request or notification
-	errCode  int  // error.code of an error response
+	response  bool // a response (id with result or error), not a request or notification
+	errCode   int  // error.code of an error response
+	toolError bool // a result with "isError": true (a tool that failed)
 }
 
 func inspect(data []byte) responseInfo {
@@ -289,7 +290,7 @@ func inspect(data []byte) responseInfo {
 		return ri // a request or notification
 	}
 	var hasID, hasMethod, hasResult bool
-	var errv []byte
+	var errv, result []byte
 	_ = eachMember(data, func(k, v []byte) bool {
 		switch {
 		case keyIs(k, "id"):
@@ -297,13 +298,18 @@ func inspect(data []byte) responseInfo {
 		case keyIs(k, "method"):
 			hasMethod = true
 		case keyIs(k, "result"):
-			hasResult = true
+			hasResult, result = true, v
 		case keyIs(k, "error"):
 			errv = v
 		}
 		return true
 	})
 	ri.response = hasID && !hasMethod && (hasResult || errv != nil)
+	if ri.response && hasResult {
+		if v, _, _, ok := member(result, "isError"); ok && string(v) == "true" {
+			ri.toolError = true
+		}
+	}
 	if errv != nil {
 		if c, _, _, ok := member(errv, "code"); ok {
 			ri.errCode, _ = intValue(c)
@@ -313,4 +319,66 @@ func inspect(data []byte) responseInfo {
 		}
 	}
 	return ri
+}
+
+// metaTrace returns the W3C trace context of a message's params._meta
+// (traceparent, tracestate), when it has a traceparent.
+func metaTrace(body []byte) (tp, ts string, ok bool) {
+	if !bytes.Contains(body, []byte(`"_meta"`)) {
+		return "", "", false
+	}
+	params, _, _, ok := member(body, "params")
+	if !ok {
+		return "", "", false
+	}
+	meta, _, _, ok := member(params, "_meta")
+	if !ok {
+		return "", "", false
+	}
+	v, _, _, ok := member(meta, "traceparent")
+	if !ok {
+		return "", "", false
+	}
+	if tp, ok = stringValue(v); !ok {
+		return "", "", false
+	}
+	if v, _, _, has := member(meta, "tracestate"); has {
+		ts, _ = stringValue(v)
+	}
+	return tp, ts, true
+}
+
+// withMetaTraceparent returns body with the value of its
+// params._meta.traceparent replaced by tp, when it has one that differs:
+// the gateway's span becomes the upstream's parent. The rest of the
+// message stays byte for byte; a message without one is not changed (the
+// traceparent header carries the context).
+func withMetaTraceparent(body []byte, tp string) []byte {
+	if !bytes.Contains(body, []byte(`"_meta"`)) {
+		return body
+	}
+	params, _, _, ok := member(body, "params")
+	if !ok {
+		return body
+	}
+	meta, _, _, ok := member(params, "_meta")
+	if !ok {
+		return body
+	}
+	v, _, _, ok := member(meta, "traceparent")
+	if !ok {
+		return body
+	}
+	if old, isStr := stringValue(v); !isStr || old == tp {
+		return body
+	}
+	// v is a subslice of body: its offsets in body.
+	start := cap(body) - cap(v)
+	end := start + len(v)
+	out := make([]byte, 0, len(body)-len(v)+len(tp)+2)
+	out = append(out, body[:start]...)
+	out = append(out, '"')
+	out = append(out, tp...)
+	out = append(out, '"')
+	return append(out, body[end:]...)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -40,7 +41,8 @@ func NewAuditSink(cfg Config) (*AuditSink, error) {
 	}
 	s := &AuditSink{r: r}
 	s.log = catalog.NewAuditLog(auditWriter{r}, catalog.AuditLogOptions{MaxBatch: cfg.MaxBatch,
-		WriteTimeout: r.cfg.WriteTimeout, Logger: cfg.Logger.With().Str("component", "node-audit").Logger()})
+		WriteTimeout: r.cfg.WriteTimeout, Logger: cfg.Logger.With().Str("component", "node-audit").Logger(),
+		OnWrite: cfg.OnAuditWrite})
 	return s, nil
 }
 
@@ -61,6 +63,12 @@ func (s *AuditSink) Enqueue(ctx context.Context, ev catalog.AuditEvent) (*catalo
 func (s *AuditSink) Submit(ctx context.Context, ev catalog.AuditEvent) error {
 	return s.log.Submit(ctx, ev)
 }
+
+// Queued is the number of events waiting to be sent.
+func (s *AuditSink) Queued() int { return s.log.Queued() }
+
+// Err is the last write's error when it failed less than within ago.
+func (s *AuditSink) Err(within time.Duration) error { return s.log.Err(within) }
 
 // Close refuses new events and waits until the queued ones are sent (or
 // ctx ends).

@@ -74,6 +74,9 @@ type Config struct {
 	// failed request (defaults 50 ms and 2 s), doubled after each failure,
 	// with jitter.
 	BackoffMin, BackoffMax time.Duration
+	// OnAuditWrite, when set, is called after each audit write to the
+	// catalog (catalog.AuditLogOptions.OnWrite).
+	OnAuditWrite func(events int, took time.Duration, err error)
 
 	// Revision returns the newest catalog revision the node knows, for
 	// example enforce/client.Client.Revision: a connection resolved at an

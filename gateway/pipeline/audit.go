@@ -160,7 +160,7 @@ func (p *Pipeline) auditContext(c *Call) (context.Context, context.CancelFunc) {
 }
 
 func (p *Pipeline) auditFailed(c *Call, err error) *Error {
-	p.log.Error().Err(err).Str("event_id", c.EventID).Str("action", c.Action).Str("securable", c.Securable.Name).
+	c.Logger().Error().Err(err).Str("action", c.Action).Str("securable", c.Securable.Name).
 		Msg("audit record failed: refusing to answer (fail closed)")
 	return &Error{Stage: StageAudit, Kind: KindAudit, Status: http.StatusServiceUnavailable, RetryAfter: time.Second,
 		Message: "the gateway could not record this call in the audit log, so it was not answered; retry later", Cause: err}

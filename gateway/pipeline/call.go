@@ -6,9 +6,11 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce"
@@ -26,8 +28,19 @@ type Call struct {
 	Time     time.Time // Config.Now at arrival: the audit event_time
 	EventID  string
 	SourceIP string
-	// TraceID is the W3C trace id of the inbound traceparent, or a new one.
+	// TraceID is the W3C trace id of the call: its trace context's
+	// (TraceParent), else a new one. SpanID is the id of the gateway's
+	// span of the call when it is traced (an Observer with tracing sets
+	// both once the span starts); without tracing it is the parent span id
+	// the call carries upstream (TraceParent's, or a new one). Both go to
+	// the audit row, so that SQL and traces join.
 	TraceID string
+	SpanID  string
+	// TraceParent and TraceState are the W3C trace context the call
+	// continues: the request's traceparent and tracestate headers, or the
+	// message's own (ContinueTrace). "" when none was sent.
+	TraceParent string
+	TraceState  string
 
 	// Set by the adapter.
 	//
@@ -60,6 +73,14 @@ type Call struct {
 	// Send sends Content.Body, which a guard may have rewritten.
 	Content *Content
 	BytesIn int64
+	// ProtocolVersion is the version of the protocol the client speaks
+	// (MCP-Protocol-Version), for observers.
+	ProtocolVersion string
+	// ErrorType classifies how the call failed, in the protocol's terms,
+	// for observers (OpenTelemetry error.type): MCP sets the JSON-RPC
+	// error code of the answer, or "tool_error" for a tool result with
+	// isError. "" leaves it to the pipeline's Error (its Kind).
+	ErrorType string
 	// Tags are the call's request tags (the LLM adapter's
 	// X-Mandate-Request-Tags and the model service's tags): budgets and
 	// policies see them.
@@ -98,6 +119,10 @@ type Call struct {
 	// ErrorMessage is the audit error_message.
 	ErrorMessage string
 	Timings      Timings
+	// UpstreamTime is the time spent waiting for the upstream: its
+	// Send calls and the relay's reads of its answer. The rest of the
+	// call's time is the gateway's own.
+	UpstreamTime time.Duration
 	// Guardrails are the guardrail outcomes of the call (its audit row's
 	// guardrails column; AddGuardrail). GuardState is the Guard's own
 	// state of the call, from guard_call to guard_result.
@@ -106,6 +131,8 @@ type Call struct {
 
 	p                *Pipeline
 	proto            Protocol
+	ctx              context.Context
+	log              *zerolog.Logger
 	w                *response
 	decision, reason string
 	credential       string
@@ -132,10 +159,60 @@ func (c *Call) init(p *Pipeline, proto Protocol, w http.ResponseWriter, r *http.
 	if c.SourceIP == "" {
 		c.SourceIP = r.RemoteAddr
 	}
-	c.TraceID = TraceIDOf(r.Header.Get("traceparent"))
-	if c.TraceID == "" {
-		c.TraceID = RandomHex(16)
+	if tp := r.Header.Get("traceparent"); tp != "" {
+		c.setTrace(tp, strings.Join(r.Header.Values("tracestate"), ","))
 	}
+	if c.TraceID == "" {
+		c.TraceID, c.SpanID = RandomHex(16), RandomHex(8)
+	}
+}
+
+// setTrace makes tp (with ts) the call's trace context if it is a valid
+// traceparent.
+func (c *Call) setTrace(tp, ts string) bool {
+	id := TraceIDOf(tp)
+	if id == "" {
+		return false
+	}
+	c.TraceParent, c.TraceState = tp, ts
+	c.SetSpan(id, tp[36:52])
+	return true
+}
+
+// SetSpan sets the call's TraceID and SpanID (an Observer that traces
+// sets its span's).
+func (c *Call) SetSpan(traceID, spanID string) {
+	c.TraceID, c.SpanID = traceID, spanID
+	c.log = nil // its trace_id changed
+}
+
+// ContinueTrace is for adapters whose messages carry their own trace
+// context (MCP: params._meta.traceparent and tracestate): when tp is a
+// valid traceparent the call continues it rather than the request's
+// headers (the message's context is the more specific one; an Observer
+// may link the header's). Call it in Resolve.
+func (c *Call) ContinueTrace(tp, ts string) { c.setTrace(tp, ts) }
+
+// Ctx is the call's context: the request's, with what a CallObserver
+// attached to it.
+func (c *Call) Ctx() context.Context {
+	if c.ctx == nil {
+		return c.Request.Context()
+	}
+	return c.ctx
+}
+
+// ServiceName is the calling protocol's audit service_name ("mcp", "llm").
+func (c *Call) ServiceName() string { return c.proto.Service() }
+
+// Logger is the logger of lines about the call: the pipeline's, with the
+// call's request_id (the audit event_id) and trace_id.
+func (c *Call) Logger() *zerolog.Logger {
+	if c.log == nil {
+		l := c.p.log.With().Str("request_id", c.EventID).Str("trace_id", c.TraceID).Logger()
+		c.log = &l
+	}
+	return c.log
 }
 
 // Writer is the client's response writer. Adapters write their answer to
@@ -165,6 +242,14 @@ func (c *Call) Commit(final bool) *Error { return c.p.commit(c, final) }
 // the piece). A denial is KindGuardDenied. Without a Guard it returns
 // body.
 func (c *Call) GuardPiece(ctx context.Context, format string, body []byte, final bool) ([]byte, *Error) {
+	out, err := c.guardPiece(ctx, format, body, final)
+	if po := c.p.pieceObs; po != nil && err == nil && len(out) > 0 {
+		po.Piece(c, format, out, final)
+	}
+	return out, err
+}
+
+func (c *Call) guardPiece(ctx context.Context, format string, body []byte, final bool) ([]byte, *Error) {
 	if c.resultGuard == nil {
 		return body, nil
 	}
@@ -203,6 +288,8 @@ func (c *Call) event() catalog.AuditEvent {
 		Reason:        c.reason,
 		LatencyMs:     float64(time.Since(c.Start).Microseconds()) / 1000,
 		Revision:      c.Decision.Revision,
+		TraceID:       c.TraceID,
+		SpanID:        c.SpanID,
 	}
 	if c.Identity != nil {
 		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor
@@ -223,7 +310,8 @@ type AuditDetailer interface {
 
 // Attach queues an additional audit event that belongs to the call, such
 // as a captured payload: its EventID (a new one when empty), time,
-// identity, request id, source and securable are the call's. Nobody waits
+// identity, request id, source, securable and trace context are the
+// call's. Nobody waits
 // for it (a sink without a queue records it in the background); call it
 // once the call's own record is durable (after Commit), so that a crash
 // cannot keep the extra event without the call's.
@@ -234,6 +322,7 @@ func (c *Call) Attach(ev catalog.AuditEvent) {
 	ev.Time, ev.Service, ev.SourceIP, ev.UserAgent, ev.SessionID = c.Time, c.proto.Service(), c.SourceIP, c.Request.UserAgent(), c.SessionID
 	ev.RequestID, ev.SecurableType, ev.SecurableName = c.RequestID, string(c.Securable.Type), c.Securable.Name
 	ev.Decision, ev.Revision = c.decision, c.Decision.Revision
+	ev.TraceID, ev.SpanID = c.TraceID, c.SpanID
 	if c.Identity != nil {
 		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor
 	}
@@ -259,22 +348,28 @@ func (r *response) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the server's writer (Flush).
 func (r *response) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// TraceIDOf returns the trace id of a W3C traceparent header, or "".
+// TraceIDOf returns the trace id of a W3C traceparent header, or "" when
+// tp is not a valid one.
 func TraceIDOf(tp string) string {
-	// version "-" trace-id (32 hex) "-" parent-id (16 hex) "-" flags
-	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
+	// version "-" trace-id (32 hex) "-" parent-id (16 hex) "-" flags (2 hex),
+	// and for versions after 00 maybe more after a "-".
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || (len(tp) > 55 && (tp[:2] == "00" || tp[55] != '-')) {
 		return ""
 	}
-	id := tp[3:35]
-	for i := 0; i < len(id); i++ {
-		if !(id[i] >= '0' && id[i] <= '9' || id[i] >= 'a' && id[i] <= 'f') {
-			return ""
+	if !lowerHex(tp[:2]) || tp[:2] == "ff" || !lowerHex(tp[3:35]) || !lowerHex(tp[36:52]) || !lowerHex(tp[53:55]) ||
+		tp[3:35] == "00000000000000000000000000000000" || tp[36:52] == "0000000000000000" {
+		return ""
+	}
+	return tp[3:35]
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
 		}
 	}
-	if id == "00000000000000000000000000000000" {
-		return ""
-	}
-	return id
+	return true
 }
 
 // RandomHex returns n random bytes as hex (trace and span ids: unique,

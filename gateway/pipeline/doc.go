@@ -53,7 +53,22 @@
 //
 // Observer sees each stage start and end (for tracing spans and metrics,
 // attached as a wrapper without touching any stage); Call.Timings holds
-// the durations.
+// the durations, Call.UpstreamTime the time spent waiting for the
+// upstream (Send, and the relay's reads of its answer). A CallObserver
+// also sees the call begin and gives it its context (Call.Ctx: the
+// observer's state of the call, such as its span); a PieceObserver sees
+// each piece of the answer as the client gets it. gateway/telemetry is
+// the one in use.
+//
+// # Trace context
+//
+// A call continues the W3C trace context of its request's traceparent and
+// tracestate headers, or of its message (Call.ContinueTrace: MCP's
+// params._meta, which wins). Call.TraceID and Call.SpanID go to the audit
+// row (trace_id, span_id): the gateway's span when an Observer traces the
+// call (Call.SetSpan), else the parent span the call carries upstream (the
+// agent's, or a new one when it sent none). Adapters send
+// telemetry.Outbound's context upstream.
 //
 // # Audit and the durability rule
 //

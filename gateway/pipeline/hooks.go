@@ -163,10 +163,28 @@ type RateWindow struct {
 // begins and returns the stage's context (for a span) and the function
 // that ends it, called with the stage's error (nil: passed). Finished is
 // called once per call, after the audit stage. Stage timings are also in
-// Call.Timings.
+// Call.Timings. Stages that have nothing to do (limits without a Limiter,
+// guard_call without a Guard, meter without a Limiter or Meter) are not
+// shown to the Observer.
 type Observer interface {
 	StartStage(ctx context.Context, c *Call, s Stage) (context.Context, func(err *Error))
 	Finished(c *Call)
+}
+
+// CallObserver is an Observer that also sees each call begin, before its
+// first stage: the context it returns is the call's from then on (every
+// stage's, and Call.Ctx), so that it can carry the observer's state
+// of the call (a trace span) to the stages and to Finished.
+type CallObserver interface {
+	Observer
+	StartCall(ctx context.Context, c *Call) context.Context
+}
+
+// PieceObserver is an Observer that also sees each piece of every answer
+// as the client gets it (after the result guardrails: what Call.GuardPiece
+// returns), for traces that carry content.
+type PieceObserver interface {
+	Piece(c *Call, format string, body []byte, final bool)
 }
 
 // Stage names a step of the pipeline, in order.

@@ -104,6 +104,10 @@ type Pipeline struct {
 	host       hostRule
 	origins    map[string]bool
 	public     string // PublicURL without a trailing slash
+	// observed: the stages shown to the Observer (those with work to do).
+	observed [NumStages]bool
+	callObs  CallObserver  // cfg.Observer when it is one
+	pieceObs PieceObserver // cfg.Observer when it is one
 }
 
 // New returns a Pipeline for cfg.
@@ -137,6 +141,14 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	p.queue, _ = cfg.Audit.(gateway.AuditQueue)
 	p.invalidate, _ = cfg.Credentials.(gateway.CredentialInvalidator)
+	for s := range p.observed {
+		p.observed[s] = true
+	}
+	p.observed[StageLimits] = cfg.Limiter != nil
+	p.observed[StageGuardCall] = cfg.Guard != nil
+	p.observed[StageMeter] = cfg.Limiter != nil || cfg.Meter != nil
+	p.callObs, _ = cfg.Observer.(CallObserver)
+	p.pieceObs, _ = cfg.Observer.(PieceObserver)
 	return p, nil
 }
 
@@ -159,6 +171,10 @@ func (p *Pipeline) PublicURL() string { return p.public }
 func (p *Pipeline) Serve(w http.ResponseWriter, r *http.Request, c *Call, proto Protocol) {
 	c.init(p, proto, w, r)
 	ctx := r.Context()
+	if p.callObs != nil {
+		ctx = p.callObs.StartCall(ctx, c)
+	}
+	c.ctx = ctx
 	defer p.finish(ctx, c)
 	if err := p.run(ctx, c); err != nil {
 		p.fail(ctx, c, err)
@@ -195,7 +211,7 @@ func (p *Pipeline) run(ctx context.Context, c *Call) *Error {
 // that is not an *Error refuses the call as unavailable).
 func (p *Pipeline) stage(ctx context.Context, c *Call, s Stage, fn func(context.Context, *Call) error) *Error {
 	var end func(*Error)
-	if o := p.cfg.Observer; o != nil {
+	if o := p.cfg.Observer; o != nil && p.observed[s] {
 		ctx, end = o.StartStage(ctx, c, s)
 	}
 	t0 := time.Now()
@@ -237,7 +253,7 @@ func (p *Pipeline) authenticate(ctx context.Context, c *Call) error {
 	if err != nil {
 		var ae *gateway.AuthError
 		if !errors.As(err, &ae) {
-			p.log.Warn().Err(err).Str("securable", c.Securable.Name).Msg("authentication error; refusing the request")
+			c.Logger().Warn().Err(err).Str("securable", c.Securable.Name).Msg("authentication error; refusing the request")
 			ae = &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "the access token could not be verified"}
 		}
 		status := http.StatusUnauthorized
@@ -284,7 +300,7 @@ func (p *Pipeline) authorize(ctx context.Context, c *Call) error {
 	c.Decision = d
 	reason := d.Reason
 	if err != nil {
-		p.log.Warn().Err(err).Str("securable", c.Securable.Name).Msg("authorization failed; denying")
+		c.Logger().Warn().Err(err).Str("securable", c.Securable.Name).Msg("authorization failed; denying")
 		if reason == "" {
 			reason = "authorization unavailable: denying"
 		}
@@ -363,7 +379,7 @@ func (p *Pipeline) credentialError(c *Call, err error) *Error {
 	if errors.As(err, &sr) {
 		return &Error{Kind: KindSignIn, Message: sr.Error(), SignIn: sr, Audit: "sign-in required"}
 	}
-	p.log.Error().Err(err).Str("securable", c.Upstream.Name).Str("auth_mode", c.Upstream.AuthMode).Msg("upstream credentials unavailable")
+	c.Logger().Error().Err(err).Str("securable", c.Upstream.Name).Str("auth_mode", c.Upstream.AuthMode).Msg("upstream credentials unavailable")
 	return &Error{Kind: KindUnavailable, Status: http.StatusBadGateway,
 		Message: fmt.Sprintf("the gateway could not obtain credentials for %s %s (auth_mode %s); retry later",
 			strings.ToLower(string(c.Securable.Type)), c.Upstream.Name, c.Upstream.AuthMode),
@@ -380,13 +396,14 @@ func (p *Pipeline) forward(ctx context.Context, c *Call) error {
 	if err := p.beginAudit(ctx, c); err != nil {
 		return err
 	}
+	t0 := time.Now()
 	resp, err := c.proto.Send(ctx, c, c.credential)
 	if err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) &&
 		c.Upstream != nil && p.invalidate != nil && c.credential != "" &&
 		p.invalidate.Invalidate(c.Upstream, c.Identity, c.credential) {
 		drain(resp.Body)
 		resp.Body.Close()
-		p.log.Info().Str("securable", c.Upstream.Name).Int("status", resp.StatusCode).
+		c.Logger().Info().Str("securable", c.Upstream.Name).Int("status", resp.StatusCode).
 			Msg("upstream refused a cached credential; retrying once with a fresh one")
 		v, cerr := p.cfg.Credentials.Authorization(ctx, c.Upstream, c.Identity)
 		if cerr != nil {
@@ -395,9 +412,12 @@ func (p *Pipeline) forward(ctx context.Context, c *Call) error {
 		c.credential, c.CredentialRetried = v, true
 		resp, err = c.proto.Send(ctx, c, v)
 	}
+	c.UpstreamTime += time.Since(t0)
 	if err != nil {
 		return p.upstreamError(ctx, c, err)
 	}
+	// The relay's reads of the body count as upstream time too.
+	resp.Body = &timedBody{ReadCloser: resp.Body, c: c}
 	c.resp = resp
 	c.UpstreamStatus = resp.StatusCode
 	return nil
@@ -428,7 +448,7 @@ func (p *Pipeline) upstreamError(ctx context.Context, c *Call, err error) *Error
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
 		why = "connection closed by the upstream"
 	}
-	p.log.Warn().Err(err).Str("securable", c.Securable.Name).Msg("upstream request failed")
+	c.Logger().Warn().Err(err).Str("securable", c.Securable.Name).Msg("upstream request failed")
 	return &Error{Kind: KindUpstream, Status: status, Message: fmt.Sprintf("upstream %s unavailable: %s", c.Securable.Name, why),
 		Audit: "upstream request failed: " + err.Error(), Cause: err}
 }
@@ -461,6 +481,20 @@ func (p *Pipeline) relay(ctx context.Context, c *Call) error {
 }
 
 func drain(r io.Reader) { _, _ = io.Copy(io.Discard, io.LimitReader(r, 256<<10)) }
+
+// timedBody adds the time spent waiting in reads of the upstream's body to
+// Call.UpstreamTime.
+type timedBody struct {
+	io.ReadCloser
+	c *Call
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	t0 := time.Now()
+	n, err := b.ReadCloser.Read(p)
+	b.c.UpstreamTime += time.Since(t0)
+	return n, err
+}
 
 // --- the end of every call: failure, meter, audit ---
 
@@ -528,7 +562,7 @@ func (p *Pipeline) finish(ctx context.Context, c *Call) {
 	if r := recover(); r != nil {
 		// A stage panicked: the call is refused and audited, then the
 		// panic goes on to net/http.
-		p.log.Error().Interface("panic", r).Str("stage", "?").Msg("gateway stage panicked")
+		c.Logger().Error().Interface("panic", r).Str("stage", "?").Msg("gateway stage panicked")
 		if !c.Started() {
 			p.fail(ctx, c, &Error{Kind: KindUnavailable, Status: http.StatusInternalServerError, Message: "internal error",
 				Audit: fmt.Sprintf("panic: %v", r)})

@@ -1,0 +1,4 @@
+package telemetry
+
+// ExportHeaders are the headers sent with exports.
+func (t *Telemetry) ExportHeaders() (map[string]string, error) { return t.headers() }
