@@ -204,8 +204,43 @@ func (tx *Tx) CreatePolicyDef(name string, onType SecurableType, path []string, 
 	if err := d.validate(name); err != nil {
 		return err
 	}
+	if err := tx.m.checkClassifier(tx.caller, name, d); err != nil {
+		return err
+	}
 	tx.do(opPutSecurable{&Securable{ID: tx.newID(), Type: TypePolicy, Parent: on.ID, Name: name, Owner: tx.caller.ID,
 		Options: d.options(), Created: tx.svc.now().UTC()}})
+	return nil
+}
+
+// classifierGuardrail is the built-in whose classifier option names a
+// model service the gateway calls with the content it guards.
+const classifierGuardrail = BuiltinPrefix + "block_prompt_injection"
+
+// checkClassifier checks a guardrail's classifier option: the model
+// service it names exists, and the policy's creator may EXECUTE it (the
+// gateway sends it the guarded content at the service's cost, so a
+// manager of a connection cannot borrow a service they may not call).
+func (m *Model) checkClassifier(caller *Principal, name string, d PolicyDef) error {
+	cls := d.Options["classifier"]
+	if d.Kind != classifierGuardrail || cls == "" {
+		return nil
+	}
+	path, err := ResolveName(TypeModelService, strings.Split(cls, "."), SystemCatalog)
+	if err != nil {
+		return Errorf(CodeInvalidArgument, "policy %s: option classifier: %q is not a model service name", QuoteIdent(name), cls)
+	}
+	svc, err := m.Lookup(TypeModelService, path)
+	if err != nil {
+		path, _ = ResolveName(TypeModelService, strings.Split(strings.ToLower(cls), "."), SystemCatalog)
+		svc, err = m.Lookup(TypeModelService, path)
+	}
+	if err != nil {
+		return Errorf(CodeNotFound, "policy %s: option classifier: model service %s does not exist", QuoteIdent(name), displayPath(path))
+	}
+	if !m.Check(caller.ID, PrivExecute, svc.ID).Allowed {
+		return Errorf(CodePermissionDenied, "policy %s: option classifier: %s may not EXECUTE model service %s",
+			QuoteIdent(name), QuoteIdent(caller.Name), svc.FullName())
+	}
 	return nil
 }
 

@@ -53,6 +53,9 @@ type dataPlaneConfig struct {
 	userIDKey []byte
 	// guard runs the guardrail policies (gateway/guardstage); nil: none.
 	guard pipeline.Guard
+	// limiter is the limits stage (rate limits and budgets; llmlimits.go);
+	// nil: none.
+	limiter pipeline.Limiter
 }
 
 // llmUserIDKey derives the key of the pseudonymous user ids sent to model
@@ -156,7 +159,7 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	// One pipeline for every protocol's handler (gateway/pipeline).
 	p, err := pipeline.New(pipeline.Config{
 		PublicURL: c.publicURL, Auth: inbound, Authz: c.authz, Credentials: creds, Audit: c.audit,
-		AuditAsync: c.auditSync.off, Logger: c.log, Guard: c.guard, Observer: c.observer,
+		AuditAsync: c.auditSync.off, Logger: c.log, Guard: c.guard, Observer: c.observer, Limiter: c.limiter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway pipeline: %w", err)

@@ -169,6 +169,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer tokens.Close()
+	limitDefs, err := node.NewLimits(nodeCfg)
+	if err != nil {
+		return err
+	}
+	defer limitDefs.Close()
 	audit, err := node.NewAuditSink(nodeCfg)
 	if err != nil {
 		return err
@@ -190,7 +195,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
 		authz: authz, connections: conns, audit: withFailures(audit, failures), auditSync: cfg.auditSync, log: log,
 		ownCert: httpFingerprint, userIDKey: llmUserIDKey(key), models: models, tokens: tokens,
-		observer: tel.Observer(),
+		observer: tel.Observer(), limiter: newNodeLimits(limitDefs, authz.Revision, log),
 	})
 	if err != nil {
 		return err

@@ -44,6 +44,8 @@ type llmEnv struct {
 	fake  *llmtest.Server
 	down  *llmtest.Server
 	base  string // http://HOST:PORT/llm
+	// fakeURL is the fake upstream's base URL.
+	fakeURL string
 }
 
 // startLLM starts the binary and registers, in SQL, the provider services
@@ -86,7 +88,7 @@ func startLLMWith(t testing.TB, o serverOpts) *llmEnv {
 		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "codex"`,
 		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "bob@example.com"`,
 		`REVOKE EXECUTE ON MODEL SERVICE system.ai.frontier FROM "bob@example.com"`)
-	return &llmEnv{s: s, admin: admin, fake: fake, down: down, base: "http://" + s.httpAddr + "/llm"}
+	return &llmEnv{s: s, admin: admin, fake: fake, down: down, base: "http://" + s.httpAddr + "/llm", fakeURL: fakeURL}
 }
 
 // token creates an access token for user (through agent when not "") and

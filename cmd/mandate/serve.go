@@ -32,6 +32,7 @@ import (
 	"github.com/mandatehq/mandate/enforce/client"
 	"github.com/mandatehq/mandate/gateway/devidp"
 	"github.com/mandatehq/mandate/gateway/guardstage"
+	"github.com/mandatehq/mandate/gateway/llmgw"
 	"github.com/mandatehq/mandate/gateway/node"
 	"github.com/mandatehq/mandate/sqlfront"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
@@ -350,12 +351,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// SHOW CONNECTION STATUS asks the gateway's per_user_oauth connector,
 	// assembled below (before anything is served).
 	var connStatus func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error)
-	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: flushingEngine{qe, func(ctx context.Context) error {
+	flushing := flushingEngine{qe, func(ctx context.Context) error {
 		if err := auditLog.Sync(ctx); err != nil {
 			return err
 		}
 		return store.Flush(ctx)
-	}},
+	}}
+	// Rate limits and budgets (gateway/limits) for the gateway's calls;
+	// budgets' spend from the usage rows, SHOW BUDGETS from the engine.
+	lim := newServeLimits(ctx, svc, flushing, log)
+	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: flushing, BudgetStatus: lim.budgetStatus(svc),
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {
 				return nil, errors.New("the MCP gateway is off: no --oidc-issuer (or --dev)")
@@ -445,10 +450,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		issuers = append(issuers, identityIssuer(idp.Issuer()))
 	}
 	if len(issuers) > 0 {
+		// block_prompt_injection's classifier asks a model service through
+		// the LLM gateway (assembled below).
+		var llmGW *llmgw.Handler
+		classify := func(ctx context.Context, service string, body []byte) ([]byte, error) {
+			if llmGW == nil {
+				return nil, errors.New("the classifier needs the LLM gateway")
+			}
+			return llmGW.Complete(ctx, service, body)
+		}
 		guard, err := guardstage.New(guardstage.Config{Current: func() *guardstage.Set {
 			s, _ := eng.Snapshot().Guardrails().(*guardstage.Set)
 			return s
-		}, Tools: svc, Logger: log})
+		}, Tools: svc, Logger: log, Classifier: guardstage.ModelClassifier(classify)})
 		if err != nil {
 			return err
 		}
@@ -456,12 +470,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr,
 			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
 			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
-			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc),
+			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc), limiter: lim,
 			observer: tel.Observer(),
 		})
 		if err != nil {
 			return err
 		}
+		llmGW = dp.llm
 		dp.mount(mux)
 		cfg.http.largeBodies = dp.bodyLimits()
 		connStatus = dp.connectionStatus

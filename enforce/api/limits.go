@@ -18,7 +18,12 @@ type LimitsInfo struct {
 	RateLimits []catalog.RateLimitDef      `json:"rate_limits"`
 	Budgets    []catalog.BudgetDef         `json:"budgets"`
 	Members    map[catalog.ID][]catalog.ID `json:"members"`
-	Revision   catalog.Revision            `json:"revision"`
+	// Principals maps the name of every principal the definitions name or
+	// count as a group member to its ID: a gateway node resolves its
+	// callers with it (a caller not in it is limited only by service and
+	// FOR EACH USER definitions).
+	Principals map[string]catalog.ID `json:"principals"`
+	Revision   catalog.Revision      `json:"revision"`
 }
 
 // LimitsResolver returns the definitions over svc at its current revision,
@@ -30,7 +35,24 @@ func LimitsResolver(svc *catalog.Service) func(ctx context.Context) (*LimitsInfo
 		}
 		var info LimitsInfo
 		svc.Read(func(m *catalog.Model) {
-			info = LimitsInfo{RateLimits: m.AllRateLimits(), Budgets: m.Budgets(), Members: m.LimitGroupMembers(), Revision: m.Revision()}
+			info = LimitsInfo{RateLimits: m.AllRateLimits(), Budgets: m.Budgets(), Members: m.LimitGroupMembers(), Revision: m.Revision(),
+				Principals: map[string]catalog.ID{}}
+			add := func(id catalog.ID) {
+				if p, ok := m.Principal(id); ok {
+					info.Principals[p.Name] = id
+				}
+			}
+			for _, r := range info.RateLimits {
+				add(r.Principal)
+			}
+			for _, b := range info.Budgets {
+				add(b.Principal)
+			}
+			for _, ms := range info.Members {
+				for _, id := range ms {
+					add(id)
+				}
+			}
 		})
 		if info.RateLimits == nil {
 			info.RateLimits = []catalog.RateLimitDef{}

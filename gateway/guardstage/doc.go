@@ -70,6 +70,15 @@
 //
 // Notifications and server requests in a stream pass unchecked.
 //
+// # Classifier
+//
+// block_prompt_injection's classifier option names a model service;
+// Config.Classifier resolves it (ModelClassifier over the LLM gateway's
+// llmgw.Handler.Complete in mandate serve): a chat completion per chunk
+// the heuristic lets through, its answer read as a probability or a
+// guard model's safe/unsafe. A classifier that fails, or answers anything
+// else, fails the policy (closed in enforce mode).
+//
 // # The lethal trifecta
 //
 // A run is the agent's X-Mandate-Run-Id header, else its inbound token

@@ -129,9 +129,11 @@ func (ls *llmState) stream(st *callState, key, kind string) *llmStream {
 			if p.Def.Monitor {
 				mc = nil
 			}
-			ss.filters = append(ss.filters, &sensFilter{p: p, s: b.Sensitive.Stream(mc, guard.Result)})
+			cfg := b.Sensitive.Config()
+			pass := p.Def.Monitor || cfg.Action == sensitive.ActionMonitor && !cfg.Restore
+			ss.filters = append(ss.filters, &sensFilter{p: p, s: b.Sensitive.Stream(mc, guard.Result), pass: pass})
 		case b.Exfil != nil && b.Exfil.Config().Allowed != nil:
-			ss.filters = append(ss.filters, &exfilFilter{p: p, kind: kind})
+			ss.filters = append(ss.filters, &exfilFilter{p: p, kind: kind, pass: p.Def.Monitor})
 		}
 	}
 	ls.streams[key] = ss
@@ -274,14 +276,26 @@ type sensFilter struct {
 	p    *Policy
 	s    *sensitive.Stream
 	seen int // findings recorded
+	// pass: the filter changes nothing (monitor mode, or action monitor
+	// without restore), so text goes on at once, unheld; the stream
+	// still scans it, holding back only for its own detection.
+	pass bool
 }
 
 func (f *sensFilter) write(c *pipeline.Call, text []byte) ([]byte, *pipeline.Verdict) {
-	return f.outcome(c, f.s.Write(text))
+	out := f.s.Write(text)
+	if f.pass {
+		out = text
+	}
+	return f.outcome(c, out)
 }
 
 func (f *sensFilter) flush(c *pipeline.Call) ([]byte, *pipeline.Verdict) {
-	return f.outcome(c, f.s.Flush())
+	out := f.s.Flush()
+	if f.pass {
+		out = nil // released as it came
+	}
+	return f.outcome(c, out)
 }
 
 func (f *sensFilter) outcome(c *pipeline.Call, out []byte) ([]byte, *pipeline.Verdict) {
@@ -314,6 +328,7 @@ type exfilFilter struct {
 	p    *Policy
 	kind string
 	tail []byte
+	pass bool // monitor mode: text goes on at once; links are checked whole all the same
 }
 
 func (f *exfilFilter) write(c *pipeline.Call, text []byte) ([]byte, *pipeline.Verdict) {
@@ -324,13 +339,21 @@ func (f *exfilFilter) write(c *pipeline.Call, text []byte) ([]byte, *pipeline.Ve
 	}
 	check := append([]byte(nil), buf[:cut]...)
 	f.tail = append([]byte(nil), buf[cut:]...)
-	return f.check(c, check)
+	out, v := f.check(c, check)
+	if f.pass && v == nil {
+		return text, nil
+	}
+	return out, v
 }
 
 func (f *exfilFilter) flush(c *pipeline.Call) ([]byte, *pipeline.Verdict) {
 	check := f.tail
 	f.tail = nil
-	return f.check(c, check)
+	out, v := f.check(c, check)
+	if f.pass && v == nil {
+		return nil, nil // released as it came
+	}
+	return out, v
 }
 
 func (f *exfilFilter) check(c *pipeline.Call, text []byte) ([]byte, *pipeline.Verdict) {

@@ -48,7 +48,7 @@ func chatChunk(delta string, finish string) string {
 
 // streamText is what a client reads from the pieces of a chat stream: the
 // concatenated content deltas.
-func streamText(t *testing.T, pieces []string) string {
+func streamText(t testing.TB, pieces []string) string {
 	t.Helper()
 	var sb strings.Builder
 	for _, p := range pieces {
@@ -76,7 +76,7 @@ func streamText(t *testing.T, pieces []string) string {
 	return sb.String()
 }
 
-func llmEnv(t *testing.T, policies ...catalog.PolicyDef) *env {
+func llmEnv(t testing.TB, policies ...catalog.PolicyDef) *env {
 	e := newEnv(t)
 	e.connection("frontier")
 	for i, d := range policies {

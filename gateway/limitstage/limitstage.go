@@ -10,9 +10,12 @@
 //	pipeline.Config{..., Limiter: stage}
 //
 // Model calls (Call.Model) reserve their input estimate plus max_tokens
-// and, under a budget, the worst-case cost over every destination they
-// may reach; MCP calls count one request against the connection's limits
-// and are never charged to budgets. Price is the one conversion of a
+// (the adapter's OutputCap when the client set none: a call under a token
+// limit or a budget is then Capped, held to it upstream) and, under a
+// budget, the worst-case cost over every destination they
+// may reach; MCP calls of work (Counted: tools/call, not the session's
+// lifecycle or listings) count one request against the connection's
+// limits and are never charged to budgets. Price is the one conversion of a
 // provider service's prices into the engine's, and Cost the one pricing
 // rule for a call's usage (the usage row's cost_usd and the budget's
 // settlement agree to the nano-dollar).
@@ -63,6 +66,9 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 		kind = limits.ModelService
 	case typeConnection:
 		kind = limits.Connection
+		if !Counted(c.Action) {
+			return nil, nil
+		}
 	default:
 		return nil, nil
 	}
@@ -84,8 +90,15 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 				Message: "the call's rate limits cannot be checked right now; retry", Audit: "limits: actor not found"}
 		}
 	}
-	if m := c.Model; m != nil && kind == limits.ModelService {
+	m := c.Model
+	if m != nil && kind == limits.ModelService {
 		lc.InputTokens, lc.MaxTokens = m.InputTokens, m.MaxTokens
+		if m.MaxTokens <= 0 {
+			// No cap from the client: reserve the adapter's, which it
+			// imposes if a limit took it (below). An endpoint without
+			// output reserves one token (its worst case is its input).
+			lc.MaxTokens = max(m.OutputCap, 1)
+		}
 		lc.Destinations = make([]limits.Destination, len(m.Destinations))
 		for i, d := range m.Destinations {
 			lc.Destinations[i] = limits.Destination{Name: d.Service + "/" + d.Model, Price: Price(d.Price), Priced: d.Priced}
@@ -98,8 +111,27 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 	if r == nil {
 		return nil, nil
 	}
+	if m != nil && m.MaxTokens <= 0 && m.OutputCap > 0 && (r.Tokens() > 0 || r.Cost() > 0) {
+		m.MaxTokens, m.Capped = m.OutputCap, true // a token limit or budget holds the call to it
+	}
 	c.Limits = info(r.Headers(), false)
 	return &reservation{s: s, r: r}, nil
+}
+
+// Counted reports whether an MCP call with this action (the JSON-RPC
+// method) counts against its connection's request limits: the calls that
+// do work at the MCP server (tools/call, resources/read, prompts/get,
+// completion/complete) do; the session's lifecycle and bookkeeping
+// (server/discover, initialize, ping, notifications, subscriptions,
+// logging/setLevel, the HTTP GET and DELETE of a session) and listings
+// (tools/list, ...) do not, so that a limit of N is N calls of work and a
+// session can always be set up. (The MCP adapter admits no other method.)
+func Counted(action string) bool {
+	switch action {
+	case "tools/call", "resources/read", "prompts/get", "completion/complete":
+		return true
+	}
+	return false
 }
 
 // refusal is the engine's error as the pipeline's.

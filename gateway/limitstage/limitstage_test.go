@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/limits"
 	"github.com/mandatehq/mandate/gateway/pipeline"
@@ -53,5 +55,58 @@ func TestRefusal(t *testing.T) {
 	if e := refusal(&limits.Refusal{Kind: limits.RateLimited, Status: http.StatusTooManyRequests,
 		Headers: limits.RateHeaders{Requests: limits.RateHeader{Set: true, Limit: 3, Reset: time.Minute}}}).(*pipeline.Error); e.Limit.Requests == nil || e.Limit.Requests.Limit != 3 || e.Limit.Tokens != nil {
 		t.Errorf("rate headers %+v", e.Limit)
+	}
+}
+
+type ids map[string]catalog.ID
+
+func (m ids) PrincipalID(n string) (catalog.ID, bool) { id, ok := m[n]; return id, ok }
+func (m ids) SecurableID(_ catalog.SecurableType, n string) (catalog.ID, bool) {
+	id, ok := m[n]
+	return id, ok
+}
+
+// TestOutputCap: a call without max_tokens reserves the adapter's cap and
+// is held to it when a token limit or budget applies; under a request
+// limit alone it stays uncapped.
+func TestOutputCap(t *testing.T) {
+	names := ids{"alice": 10, "bob": 11, "system.ai.frontier": 20}
+	price := gateway.ModelPrice{Input: 2, Output: 8}
+	for _, tc := range []struct {
+		name   string
+		defs   limits.Definitions
+		capped bool
+	}{
+		{"budget", limits.Definitions{Budgets: []limits.Budget{{Name: "b", Limit: limits.USD, Level: limits.LevelUser, Principal: 10, PrincipalName: "alice"}}}, true},
+		{"token limit", limits.Definitions{RateLimits: []limits.RateLimit{{Securable: 20, Level: limits.LevelEachUser, Tokens: 100000}}}, true},
+		{"request limit only", limits.Definitions{RateLimits: []limits.RateLimit{{Securable: 20, Level: limits.LevelEachUser, Requests: 10}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lim := limits.New(limits.Options{})
+			if err := lim.Apply(t.Context(), tc.defs); err != nil {
+				t.Fatal(err)
+			}
+			c := &pipeline.Call{Identity: &gateway.Identity{Subject: "alice"},
+				Securable: enforce.SecurableRef{Type: typeModelService, Name: "system.ai.frontier"},
+				Model: &pipeline.ModelCall{InputTokens: 10, OutputCap: 4096,
+					Destinations: []pipeline.ModelDestination{{Service: "p", Model: "m", Price: price, Priced: true}}}}
+			r, err := New(lim, names).Reserve(t.Context(), c)
+			if err != nil || r == nil {
+				t.Fatalf("reserve: %v %v", r, err)
+			}
+			if c.Model.Capped != tc.capped || (tc.capped && c.Model.MaxTokens != 4096) || (!tc.capped && c.Model.MaxTokens != 0) {
+				t.Errorf("capped %v, max %d", c.Model.Capped, c.Model.MaxTokens)
+			}
+		})
+	}
+}
+
+func TestCounted(t *testing.T) {
+	for action, want := range map[string]bool{"tools/call": true, "resources/read": true, "prompts/get": true,
+		"initialize": false, "ping": false, "notifications/initialized": false, "tools/list": false,
+		"resources/templates/list": false, "server/discover": false, "GET": false, "DELETE": false} {
+		if Counted(action) != want {
+			t.Errorf("Counted(%q) = %v", action, !want)
+		}
 	}
 }

@@ -112,6 +112,57 @@ func TestParseExtracts(t *testing.T) {
 	}
 }
 
+// TestCapOutput: a request without an output cap gets the gateway's, in
+// the member each destination reads, and reserves it per choice; a
+// request with a cap, and embeddings, keep theirs.
+func TestCapOutput(t *testing.T) {
+	openai := &Destination{Provider: ProviderOpenAI, Model: "gpt-4.1"}
+	compat := &Destination{Provider: ProviderOpenAICompatible, Model: "llama"}
+	cases := []struct {
+		name string
+		e    Endpoint
+		d    *Destination
+		in   string
+		max  int64
+		want string
+	}{
+		{"openai chat", ChatCompletions, openai, `{"model":"svc","n":2,"messages":[{"role":"user","content":"x"}]}`, 200,
+			`{"max_completion_tokens":100,"model":"gpt-4.1","n":2,"messages":[{"role":"user","content":"x"}]}`},
+		{"compatible chat", ChatCompletions, compat, `{"model":"svc","messages":[{"role":"user","content":"x"}]}`, 100,
+			`{"max_tokens":100,"model":"llama","messages":[{"role":"user","content":"x"}]}`},
+		{"responses", Responses, openai, `{"model":"svc","input":"x"}`, 100,
+			`{"max_output_tokens":100,"model":"gpt-4.1","input":"x"}`},
+		{"client's cap kept", ChatCompletions, openai, `{"model":"svc","max_tokens":7,"messages":[{"role":"user","content":"x"}]}`, 7,
+			`{"model":"gpt-4.1","max_tokens":7,"messages":[{"role":"user","content":"x"}]}`},
+		{"embeddings have no output", Embeddings, openai, `{"model":"svc","input":"x"}`, 0,
+			`{"model":"gpt-4.1","input":"x"}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := Parse(c.e, []byte(c.in), Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.CapOutput(100)
+			if req.MaxTokens != c.max {
+				t.Errorf("MaxTokens %d, want %d", req.MaxTokens, c.max)
+			}
+			if got := string(rewriteBody(req, c.d, "")); got != c.want {
+				t.Errorf("got  %s\nwant %s", got, c.want)
+			}
+		})
+	}
+	req, err := Parse(ChatCompletions, []byte(`{"model":"svc","messages":[{"role":"user","content":"x"}]}`), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.CapOutput(100)
+	out, err := prepare(req, &Destination{Provider: ProviderAnthropic, Model: "claude", BaseURL: "http://x"}, "", nil, nil, time.Unix(0, 0))
+	if err != nil || !strings.Contains(string(out.Body), `"max_tokens":100`) {
+		t.Errorf("translated for Anthropic: %v %s", err, out.Body)
+	}
+}
+
 func TestRewriteBody(t *testing.T) {
 	openai := &Destination{Provider: ProviderOpenAI, Model: "gpt-4.1"}
 	compat := &Destination{Provider: ProviderOpenAICompatible, Model: "llama"}

@@ -36,7 +36,9 @@ var passOpenAI = []string{"Openai-Beta"}
 const anthropicVersion = "2023-06-01"
 
 // DefaultMaxTokens is the max_tokens sent to an Anthropic destination
-// when an OpenAI client set none (Anthropic requires one).
+// when an OpenAI client set none (Anthropic requires one), and the cap
+// the gateway imposes on a call without one that a token limit or budget
+// applies to (Request.CapOutput).
 const DefaultMaxTokens = 4096
 
 // prepare builds the upstream request of req for destination d. userID is
@@ -87,7 +89,11 @@ func prepare(req *Request, d *Destination, userID string, clientHeader http.Head
 	switch req.Endpoint {
 	case ChatCompletions: // OpenAI client → Anthropic destination
 		out.endpoint = Messages
-		out.Body, err = chatToMessages(req.Body, d.Model, userID, DefaultMaxTokens)
+		maxTokens := int64(DefaultMaxTokens)
+		if req.outputCap > 0 {
+			maxTokens = req.outputCap
+		}
+		out.Body, err = chatToMessages(req.Body, d.Model, userID, maxTokens)
 		out.translate = func(b []byte) ([]byte, error) { return messagesRespToChat(b, now) }
 		if req.Stream {
 			out.stream = newAnToOAStream(req.IncludeUsage, now)
@@ -168,6 +174,17 @@ func rewriteBody(req *Request, d *Destination, userID string) []byte {
 	}
 	if modelV != nil {
 		replace(modelV, quoteJSON(d.Model))
+	}
+	if req.outputCap > 0 { // CapOutput: the client set no cap
+		n := []byte(strconv.FormatInt(req.outputCap, 10))
+		switch {
+		case req.Endpoint == Responses:
+			insert("max_output_tokens", n)
+		case req.Endpoint == ChatCompletions && d.Provider == ProviderOpenAI:
+			insert("max_completion_tokens", n)
+		default:
+			insert("max_tokens", n)
+		}
 	}
 	if req.Endpoint == ChatCompletions && req.Stream && !req.IncludeUsage {
 		if haveStreamOpts && kindOf(streamOpts) == '{' {

@@ -89,7 +89,35 @@ type Request struct {
 	Messages int
 	Images   int
 
-	choices int64 // n (chat completions)
+	choices   int64 // n (chat completions)
+	outputCap int64 // CapOutput's cap per choice (0: none)
+}
+
+// CapOutput holds a request the client sent without an output cap to n
+// tokens per choice: MaxTokens becomes n times the choices, and the
+// upstream request carries the cap (max_completion_tokens for OpenAI
+// chat, max_tokens for OpenAI-compatible servers and Anthropic,
+// max_output_tokens for the Responses API). A request with a cap, or of
+// an endpoint without output (embeddings, count_tokens), is unchanged.
+// The gateway caps calls whose rate limits or budgets need a bound on the
+// output (Mandate's reservation is input estimate plus the cap).
+func (r *Request) CapOutput(n int64) {
+	if m := r.CappedMax(n); m > 0 {
+		r.outputCap, r.MaxTokens = n, m
+	}
+}
+
+// CappedMax is what MaxTokens would be after CapOutput(n): 0 when the
+// request has a cap already or no output.
+func (r *Request) CappedMax(n int64) int64 {
+	if n <= 0 || r.MaxTokens > 0 {
+		return 0
+	}
+	switch r.Endpoint {
+	case ChatCompletions, Responses, Messages:
+		return n * r.choices
+	}
+	return 0
 }
 
 // TextSpan is one piece of text of a request, for guardrails.

@@ -63,6 +63,10 @@
 //	              attempt: service, model, status, latency, error). A
 //	              stream that breaks is metered for what was delivered.
 //
+// Handler.Complete is the gateway's own call of a model service (a
+// guardrail's classifier): the service's route through the same forwarder,
+// without the pipeline.
+//
 // Errors are rendered in the client's format by Render: OpenAI's
 // {"error":{...}} or Anthropic's {"type":"error",...}, with the provider's
 // status codes and types (429 with Retry-After and x-ratelimit-* headers

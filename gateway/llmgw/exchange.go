@@ -111,7 +111,8 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 	c.Tags = mergeTags(x.reqTags, svc.Tags)
 	c.Context = x.policyContext(c)
 	c.Content = &pipeline.Content{Format: ContentFormat(x.endpoint), Body: body}
-	x.model = pipeline.ModelCall{InputTokens: req.InputTokens, MaxTokens: req.MaxTokens, Answered: -1}
+	x.model = pipeline.ModelCall{InputTokens: req.InputTokens, MaxTokens: req.MaxTokens, Answered: -1,
+		OutputCap: req.CappedMax(llm.DefaultMaxTokens)}
 	x.model.Destinations = destinations(svc, x.model.Destinations)
 	c.Model = &x.model
 	x.reportRequest(ctx, c)
@@ -199,20 +200,27 @@ func (x *exchange) Credential(_ context.Context, c *pipeline.Call) error {
 	if x.svc == nil {
 		return nil
 	}
-	x.route = llm.Route{Timeout: x.svc.Timeout}
+	x.route = x.serviceRoute()
+	x.userID = x.h.UserID(c.Identity.Subject)
+	x.capture = x.svc.LogPayloads && (x.svc.SampleRate >= 1 || (x.svc.SampleRate > 0 && rand.Float64() < x.svc.SampleRate))
+	return nil
+}
+
+// serviceRoute is the route to the model service's destinations and
+// fallbacks.
+func (x *exchange) serviceRoute() llm.Route {
+	r := llm.Route{Timeout: x.svc.Timeout}
 	for i := range x.svc.Destinations {
 		if d, ok := x.destination(&x.svc.Destinations[i]); ok {
-			x.route.Destinations = append(x.route.Destinations, d)
+			r.Destinations = append(r.Destinations, d)
 		}
 	}
 	for i := range x.svc.Fallbacks {
 		if d, ok := x.destination(&x.svc.Fallbacks[i]); ok {
-			x.route.Fallbacks = append(x.route.Fallbacks, d)
+			r.Fallbacks = append(r.Fallbacks, d)
 		}
 	}
-	x.userID = x.h.UserID(c.Identity.Subject)
-	x.capture = x.svc.LogPayloads && (x.svc.SampleRate >= 1 || (x.svc.SampleRate > 0 && rand.Float64() < x.svc.SampleRate))
-	return nil
+	return r
 }
 
 func (x *exchange) destination(d *gateway.ModelDestination) (llm.Destination, bool) {
@@ -243,6 +251,9 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, _ string) (*http.
 				Reason: "guardrail rewrite invalid"}
 		}
 		req = r2
+	}
+	if x.model.Capped { // a token limit or budget reserved the default cap
+		req.CapOutput(llm.DefaultMaxTokens)
 	}
 	r := c.Request
 	call := &llm.Call{Request: req, Route: x.route, UserID: x.userID, Header: r.Header, Query: r.URL.Query(), Hooks: x.hooks(c)}
@@ -508,6 +519,9 @@ func (x *exchange) llmError(c *pipeline.Call, err *pipeline.Error) *llm.Error {
 		return &llm.Error{Status: status, Message: msg, Code: "content_policy_violation"}
 	case pipeline.KindLimited:
 		if err.Limit != nil && err.Limit.Budget {
+			if status == http.StatusForbidden { // a budgeted call to a destination without a price
+				return llm.Forbidden(msg)
+			}
 			return llm.BudgetExhausted(msg, err.RetryAfter)
 		}
 		var rl *llm.RateLimit

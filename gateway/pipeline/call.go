@@ -290,6 +290,7 @@ func (c *Call) event() catalog.AuditEvent {
 		Revision:      c.Decision.Revision,
 		TraceID:       c.TraceID,
 		SpanID:        c.SpanID,
+		Guardrails:    c.GuardrailsJSON(),
 	}
 	if c.Identity != nil {
 		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor

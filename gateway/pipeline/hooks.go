@@ -114,6 +114,13 @@ type ModelCall struct {
 	// the call is held to (0: the client set none). Tokens reserved:
 	// InputTokens + MaxTokens.
 	InputTokens, MaxTokens int64
+	// OutputCap is the cap the adapter can impose when the client set
+	// none (MaxTokens 0): a Limiter whose rate limits or budgets need a
+	// bound on the output reserves it and sets Capped, and the adapter
+	// then sends it upstream. 0: the endpoint has no output (embeddings,
+	// token counting).
+	OutputCap int64
+	Capped    bool
 	// Destinations are every provider model the call may reach (the split
 	// and the fallbacks), each with its price: the worst case reserved
 	// against a budget is the dearest of them.

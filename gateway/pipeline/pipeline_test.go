@@ -166,3 +166,73 @@ func TestAnotherProtocol(t *testing.T) {
 		})
 	}
 }
+
+// recordingGuard masks the call's body and denies answers that say
+// "secret", recording each outcome on the call.
+type recordingGuard struct{}
+
+func (recordingGuard) Call(_ context.Context, c *pipeline.Call, in *pipeline.Content) (pipeline.Verdict, error) {
+	c.AddGuardrail(pipeline.GuardrailOutcome{Policy: "pii", Guardrail: "detect_sensitive_data", Phase: "call", Mode: "enforce",
+		Action: "mask", Entities: map[string]int{"EMAIL": 1}})
+	return pipeline.Verdict{Action: pipeline.Rewrite, Body: []byte(strings.Replace(string(in.Body), "a@b.example", "<EMAIL_1>", 1))}, nil
+}
+
+func (recordingGuard) Result(context.Context, *pipeline.Call) (pipeline.ResultGuard, error) {
+	return resultFunc(func(_ context.Context, c *pipeline.Call, out *pipeline.Content) (pipeline.Verdict, error) {
+		if !strings.Contains(string(out.Body), "secret") {
+			return pipeline.Verdict{}, nil
+		}
+		c.AddGuardrail(pipeline.GuardrailOutcome{Policy: "no_secrets", Guardrail: "rego", Phase: "result", Mode: "enforce", Action: "deny"})
+		return pipeline.Verdict{Action: pipeline.Deny, Reason: "policy no_secrets (rego): a secret"}, nil
+	}), nil
+}
+
+type resultFunc func(context.Context, *pipeline.Call, *pipeline.Content) (pipeline.Verdict, error)
+
+func (f resultFunc) Piece(ctx context.Context, c *pipeline.Call, out *pipeline.Content) (pipeline.Verdict, error) {
+	return f(ctx, c, out)
+}
+
+// TestGuardrailOutcomesAudited: what the guard stages did lands in the
+// call's audit row (its guardrails column), for calls answered and
+// refused.
+func TestGuardrailOutcomesAudited(t *testing.T) {
+	for _, tc := range []struct {
+		name, answer string
+		status       int
+		want         []string
+	}{
+		{"masked", `{"choices":[]}`, 200, []string{"pii/call/mask"}},
+		{"refused", `{"choices":["secret"]}`, 403, []string{"pii/call/mask", "no_secrets/result/deny"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &sink{}
+			p, err := pipeline.New(pipeline.Config{PublicURL: "http://127.0.0.1:8470", Auth: okAuth{}, Authz: authz{},
+				Credentials: noCreds{}, Audit: s, Guard: recordingGuard{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var upstream string
+			x := &echoProto{upstream: func(b []byte) (int, string) { upstream = string(b); return 200, tc.answer }}
+			req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:8470/llm/v1/chat/completions", strings.NewReader(`{"model":"frontier","to":"a@b.example"}`))
+			req.Header.Set("Authorization", "Bearer x")
+			w := httptest.NewRecorder()
+			p.Serve(w, req, &x.call, x)
+			if w.Code != tc.status || !strings.Contains(upstream, "<EMAIL_1>") {
+				t.Fatalf("status %d (%s), upstream got %s", w.Code, w.Body, upstream)
+			}
+			ev := s.events[len(s.events)-1]
+			var got []pipeline.GuardrailOutcome
+			if err := json.Unmarshal([]byte(ev.Guardrails), &got); err != nil {
+				t.Fatalf("guardrails column %q: %v", ev.Guardrails, err)
+			}
+			var names []string
+			for _, o := range got {
+				names = append(names, o.Policy+"/"+o.Phase+"/"+o.Action)
+			}
+			if strings.Join(names, ",") != strings.Join(tc.want, ",") || strings.Contains(ev.Guardrails, "a@b.example") {
+				t.Fatalf("guardrails column %s, want %v", ev.Guardrails, tc.want)
+			}
+		})
+	}
+}

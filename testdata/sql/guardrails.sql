@@ -19,6 +19,14 @@ SHOW POLICIES ON CONNECTION my_github_mcp;
 SHOW POLICIES ON CONNECTION eng.tools.jira;
 ALTER POLICY no_injection SET MODE ENFORCE;
 SHOW POLICIES;
+-- Model services carry guardrails too: their own, and those of their schema and catalog.
+CREATE MODEL PROVIDER SERVICE openai_prod OPTIONS (provider 'openai', url 'https://api.openai.com/v1', api_key 'sk-live-0123456789');
+CREATE MODEL SERVICE system.ai.frontier OPTIONS (destinations 'openai_prod/gpt-4.1', sensitivity 'private');
+CREATE POLICY pii_llm ON MODEL SERVICE system.ai.frontier FOR CALL AND RESULT
+  USING system.ai.detect_sensitive_data OPTIONS (entities 'EMAIL,CREDIT_CARD', action 'mask', restore 'true');
+CREATE POLICY answers ON MODEL SERVICE frontier FOR RESULT USING system.ai.validate_schema;
+SHOW POLICIES ON MODEL SERVICE system.ai.frontier;
+SHOW POLICIES ON MODEL SERVICE nowhere;
 -- Options are checked when the policy is created: the error names the option.
 CREATE POLICY bad ON CONNECTION my_github_mcp USING system.ai.detect_sensitive_data OPTIONS (entities 'EMAIL,SSN');
 CREATE POLICY bad ON CONNECTION my_github_mcp USING system.ai.block_prompt_injection OPTIONS (threshold '2');
@@ -30,6 +38,10 @@ CREATE POLICY bad ON CONNECTION my_github_mcp USING system.ai.validate_schema OP
 CREATE POLICY bad ON CONNECTION my_github_mcp USING system.ai.block_everything;
 CREATE POLICY pii ON CONNECTION eng.tools.jira USING system.ai.detect_sensitive_data;
 ALTER POLICY nowhere SET MODE MONITOR;
+-- A classifier is a model service the policy's creator may EXECUTE.
+CREATE POLICY screened ON CONNECTION my_github_mcp FOR RESULT USING system.ai.block_prompt_injection OPTIONS (classifier 'nowhere');
+CREATE POLICY screened ON CONNECTION my_github_mcp FOR RESULT USING system.ai.block_prompt_injection OPTIONS (classifier 'system.ai.frontier', threshold '0.8');
+DROP POLICY screened;
 -- Tools: nothing seen yet.
 SHOW TOOLS ON CONNECTION my_github_mcp;
 ALTER CONNECTION my_github_mcp APPROVE TOOLS search_repos;
@@ -37,7 +49,11 @@ ALTER CONNECTION my_github_mcp APPROVE TOOLS;
 SHOW TOOLS ON CONNECTION nowhere;
 -- Others may neither attach guardrails to what they cannot manage nor switch them off.
 CREATE USER bob WITH PASSWORD 'bob-pw';
+CREATE CONNECTION bobs_mcp TYPE MCP OPTIONS (url 'https://mcp.bob.example/mcp');
+GRANT MANAGE ON CONNECTION bobs_mcp TO bob;
 -- connect bob bob-pw
+CREATE POLICY screened ON CONNECTION bobs_mcp FOR RESULT USING system.ai.block_prompt_injection OPTIONS (classifier 'frontier');
+CREATE POLICY screened ON CONNECTION bobs_mcp FOR RESULT USING system.ai.block_prompt_injection;
 CREATE POLICY sneaky ON CATALOG eng USING system.ai.pin_tools;
 ALTER POLICY pii SET MODE MONITOR;
 ALTER CONNECTION my_github_mcp APPROVE TOOLS;

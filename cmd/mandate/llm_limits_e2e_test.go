@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// llmPost sends one LLM request with token in the client's header
+// (x-api-key for Anthropic's paths) and returns the answer.
+func llmPost(t testing.TB, base, path, token, body string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if strings.HasPrefix(path, "/v1/messages") {
+		req.Header.Set("X-Api-Key", token)
+		req.Header.Set("Anthropic-Version", "2023-06-01")
+	} else {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Error(err)
+		return &http.Response{Header: http.Header{}}, ""
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// TestLLMLimitsEndToEnd: rate limits and budgets defined in SQL hold at the
+// LLM endpoint of `mandate serve` — refusals in the client's format with
+// Retry-After and the x-ratelimit-* headers, no upstream call, an audit
+// row each; a budget under 32 concurrent callers is never overrun by more
+// than one call; SHOW BUDGETS shows the live spend; a call without
+// max_tokens under a budget is held to the default cap upstream.
+func TestLLMLimitsEndToEnd(t *testing.T) {
+	t.Parallel()
+	e := startLLM(t)
+	mustExec(t, e.admin,
+		`CREATE USER "carol@example.com"`, `CREATE USER "dave@example.com"`, `CREATE USER "erin@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "carol@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.claude TO "carol@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "dave@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "erin@example.com"`)
+	carol := e.token(t, "carol@example.com", "")
+	dave := e.token(t, "dave@example.com", "")
+	erin := e.token(t, "erin@example.com", "")
+
+	t.Run("rate limit", func(t *testing.T) {
+		mustExec(t, e.admin,
+			`ALTER MODEL SERVICE system.ai.frontier SET RATE LIMIT 3 REQUESTS PER MINUTE FOR USER "carol@example.com"`,
+			`ALTER MODEL SERVICE system.ai.claude SET RATE LIMIT 1 REQUESTS, 100000 TOKENS PER MINUTE FOR USER "carol@example.com"`)
+		chat := `{"model":"frontier","max_tokens":20,"messages":[{"role":"user","content":"limited"}]}`
+		for i := range 3 {
+			resp, body := llmPost(t, e.base, "/v1/chat/completions", carol, chat)
+			if resp.StatusCode != 200 || resp.Header.Get("x-ratelimit-limit-requests") != "3" ||
+				resp.Header.Get("x-ratelimit-remaining-requests") != strconv.Itoa(2-i) {
+				t.Fatalf("call %d: %d %v %s", i, resp.StatusCode, resp.Header, body)
+			}
+		}
+		before := e.fake.Count()
+		resp, body := llmPost(t, e.base, "/v1/chat/completions", carol, chat)
+		ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if resp.StatusCode != 429 || ra < 1 || ra > 61 || resp.Header.Get("x-ratelimit-limit-requests") != "3" ||
+			resp.Header.Get("x-ratelimit-remaining-requests") != "0" || resp.Header.Get("x-ratelimit-reset-requests") == "" ||
+			!strings.Contains(body, `"code":"rate_limit_exceeded"`) {
+			t.Fatalf("over the limit: %d %v %s", resp.StatusCode, resp.Header, body)
+		}
+		// Anthropic's client format: its error type and headers.
+		msgs := `{"model":"claude","max_tokens":20,"messages":[{"role":"user","content":"limited"}]}`
+		if resp, body := llmPost(t, e.base, "/v1/messages", carol, msgs); resp.StatusCode != 200 ||
+			resp.Header.Get("anthropic-ratelimit-requests-remaining") != "0" || resp.Header.Get("anthropic-ratelimit-tokens-limit") != "100000" {
+			t.Fatalf("anthropic call: %d %v %s", resp.StatusCode, resp.Header, body)
+		}
+		before++
+		resp, body = llmPost(t, e.base, "/v1/messages", carol, msgs)
+		if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || resp.Header.Get("anthropic-ratelimit-requests-limit") != "1" ||
+			!strings.Contains(body, `"type":"error"`) || !strings.Contains(body, `"type":"rate_limit_error"`) {
+			t.Fatalf("anthropic over the limit: %d %v %s", resp.StatusCode, resp.Header, body)
+		}
+		if n := e.fake.Count(); n != before {
+			t.Errorf("refused calls reached the upstream (%d requests, want %d)", n, before)
+		}
+		rows := e.usage(t, `SELECT service_name, status_code, provider_service IS NULL, routing IS NULL FROM system.ai_gateway.usage
+			WHERE requester = 'carol@example.com' AND status_code = 429 ORDER BY service_name`, 2)
+		if got := strings.Join(rows, ","); got != "system.ai.claude|429|true|true,system.ai.frontier|429|true|true" {
+			t.Errorf("usage rows of the refusals: %s", got)
+		}
+		audit := queryRows(t, e.admin, `SELECT decision, reason LIKE '%rate%' FROM system.access.audit
+			WHERE service_name = 'llm' AND user_identity = 'carol@example.com' AND response.status_code = 429`)
+		if len(audit) != 2 {
+			t.Errorf("audit rows of the refusals: %v", audit)
+		}
+	})
+
+	t.Run("budget under 32 concurrent calls", func(t *testing.T) {
+		mustExec(t, e.admin, `CREATE BUDGET dave_cap LIMIT 0.02 USD PER MONTH FOR USER "dave@example.com"`)
+		chat := `{"model":"frontier","max_tokens":200,"messages":[{"role":"user","content":"spend mock:out=400"}]}`
+		before := e.fake.Count()
+		var mu sync.Mutex
+		ok, refused := 0, 0
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 40 { // bounded: the budget runs out after ~25 calls
+					resp, body := llmPost(t, e.base, "/v1/chat/completions", dave, chat)
+					mu.Lock()
+					switch {
+					case resp.StatusCode == 200:
+						ok++
+					case resp.StatusCode == 429 && strings.Contains(body, `"code":"insufficient_quota"`) &&
+						strings.Contains(body, "budget") && resp.Header.Get("Retry-After") != "":
+						refused++
+					default:
+						t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
+					}
+					mu.Unlock()
+					if resp.StatusCode != 200 {
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if refused != 32 || ok == 0 {
+			t.Fatalf("%d calls answered, %d refused; want every caller refused in the end", ok, refused)
+		}
+		if n := e.fake.Count() - before; n != ok {
+			t.Errorf("the upstream got %d calls for %d answered", n, ok)
+		}
+		rows := e.usage(t, `SELECT count(*) FILTER (WHERE status_code = 200), count(*) FILTER (WHERE status_code = 429),
+			CAST(sum(cost_usd) * 1000000000 AS BIGINT), CAST(max(cost_usd) * 1000000000 AS BIGINT)
+			FROM system.ai_gateway.usage WHERE requester = 'dave@example.com' HAVING count(*) >= `+strconv.Itoa(ok+refused), 1)
+		var n200, n429, spent, most int64
+		if _, err := fmt.Sscanf(strings.ReplaceAll(rows[0], "|", " "), "%d %d %d %d", &n200, &n429, &spent, &most); err != nil {
+			t.Fatalf("%s: %v", rows[0], err)
+		}
+		const limit = 20_000_000 // nano-USD
+		if int(n200) != ok || int(n429) != refused || spent > limit+most || spent < limit/2 {
+			t.Errorf("usage: %d answered, %d refused, spent %d nano-USD (largest call %d) against a limit of %d", n200, n429, spent, most, limit)
+		}
+		t.Logf("%d calls answered, %d refused, spent $%.6f of $0.02", ok, refused, float64(spent)/1e9)
+		// SHOW BUDGETS: the live spend, equal to the usage rows' sum.
+		rs, err := e.admin.Query(t.Context(), `SHOW BUDGETS`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for rs.Next() {
+			v, err := rs.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v[0] != "dave_cap" {
+				continue
+			}
+			found = true
+			nanos := func(x any) int64 {
+				n, _ := x.(pgtype.Numeric)
+				f, _ := n.Float64Value()
+				return int64(f.Float64*1e9 + 0.5)
+			}
+			if nanos(v[7]) != spent || nanos(v[8]) != max(limit-spent, 0) {
+				t.Errorf("SHOW BUDGETS: spent %d, remaining %d nano-USD; the usage rows spent %d", nanos(v[7]), nanos(v[8]), spent)
+			}
+		}
+		if rs.Err() != nil || !found {
+			t.Errorf("SHOW BUDGETS: %v, dave_cap found %v", rs.Err(), found)
+		}
+	})
+
+	t.Run("default output cap under a budget", func(t *testing.T) {
+		mustExec(t, e.admin, `CREATE BUDGET erin_cap LIMIT 5 USD PER MONTH FOR USER "erin@example.com"`)
+		before := len(e.fake.Requests())
+		resp, body := llmPost(t, e.base, "/v1/chat/completions", erin, `{"model":"frontier","messages":[{"role":"user","content":"uncapped"}]}`)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		recs := e.fake.Requests()
+		if len(recs) != before+1 {
+			t.Fatalf("%d upstream requests", len(recs)-before)
+		}
+		var sent map[string]any
+		if err := json.Unmarshal(recs[len(recs)-1].Body, &sent); err != nil || sent["max_completion_tokens"] != float64(4096) {
+			t.Errorf("upstream body %s", recs[len(recs)-1].Body)
+		}
+		// Without a budget or token limit the request goes as sent.
+		alice := e.token(t, "alice@example.com", "")
+		if resp, body := llmPost(t, e.base, "/v1/chat/completions", alice, `{"model":"frontier","messages":[{"role":"user","content":"uncapped"}]}`); resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		recs = e.fake.Requests()
+		if b := recs[len(recs)-1].Body; bytes.Contains(b, []byte("max_completion_tokens")) || bytes.Contains(b, []byte("max_tokens")) {
+			t.Errorf("an unlimited call was capped: %s", b)
+		}
+	})
+
+	t.Run("unknown price fails closed under a budget", func(t *testing.T) {
+		mustExec(t, e.admin,
+			`CREATE MODEL PROVIDER SERVICE system.ai.unpriced OPTIONS (provider 'openai', url '`+e.fakeURL+`/v1', api_key '`+e2eOpenAIKey+`')`,
+			`CREATE MODEL SERVICE system.ai.cheap OPTIONS (destinations 'unpriced/gpt-4.1=100')`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.cheap TO "erin@example.com"`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.cheap TO "alice@example.com"`)
+		chat := `{"model":"cheap","max_tokens":20,"messages":[{"role":"user","content":"no price"}]}`
+		before := e.fake.Count()
+		resp, body := llmPost(t, e.base, "/v1/chat/completions", erin, chat)
+		if resp.StatusCode != 403 || !strings.Contains(body, "price") || !strings.Contains(body, "erin_cap") {
+			t.Errorf("a budgeted call to an unpriced destination: %d %s", resp.StatusCode, body)
+		}
+		if e.fake.Count() != before {
+			t.Errorf("the refused call reached the upstream")
+		}
+		if resp, body := llmPost(t, e.base, "/v1/chat/completions", e.token(t, "alice@example.com", ""), chat); resp.StatusCode != 200 {
+			t.Errorf("an unbudgeted call to an unpriced destination: %d %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("restart", func(t *testing.T) {
+		// Windows are replayed from the last minute's usage rows and the
+		// budget's spend summed from the month's: both still hold.
+		e.s.stop(t)
+		s := startServer(t, serverOpts{dataDir: e.s.dataDir, args: []string{"--dev"}})
+		base := "http://" + s.httpAddr + "/llm"
+		before := e.fake.Count()
+		if resp, body := llmPost(t, base, "/v1/chat/completions", carol,
+			`{"model":"frontier","max_tokens":20,"messages":[{"role":"user","content":"after restart"}]}`); resp.StatusCode != 429 ||
+			!strings.Contains(body, "rate_limit_exceeded") {
+			t.Errorf("carol after a restart: %d %s", resp.StatusCode, body)
+		}
+		if resp, body := llmPost(t, base, "/v1/chat/completions", dave,
+			`{"model":"frontier","max_tokens":200,"messages":[{"role":"user","content":"after restart"}]}`); resp.StatusCode != 429 ||
+			!strings.Contains(body, "insufficient_quota") {
+			t.Errorf("dave after a restart: %d %s", resp.StatusCode, body)
+		}
+		if e.fake.Count() != before {
+			t.Errorf("refused calls reached the upstream")
+		}
+	})
+}
+
+// TestMCPRateLimitEndToEnd: a connection's request limit holds through the
+// same limits stage: the call over the limit is refused (-32005, HTTP 429
+// with Retry-After), audited, and never reaches the MCP server.
+func TestMCPRateLimitEndToEnd(t *testing.T) {
+	t.Parallel()
+	up := newMCPUpstream(t)
+	s := startServer(t, serverOpts{args: []string{"--dev"}})
+	c := s.admin(t)
+	mustExec(t, c,
+		`CREATE USER "alice@example.com"`,
+		`CREATE CONNECTION my_github_mcp TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'mandate_jwt')`,
+		`GRANT USE_CONNECTION ON CONNECTION my_github_mcp TO "alice@example.com"`,
+		`ALTER CONNECTION my_github_mcp SET RATE LIMIT 2 REQUESTS PER MINUTE FOR EACH USER`)
+	token := e2eToken(t, s, "alice@example.com", "")
+	sess, err := mcpConnect(t, "http://"+s.httpAddr+"/mcp/my_github_mcp", token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	call := func() (*sdk.CallToolResult, error) {
+		return sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "mandate"}})
+	}
+	var err3 error
+	for i := range 3 {
+		before := len(up.seenAuths())
+		res, err := call()
+		if err != nil {
+			if i < 2 {
+				t.Errorf("call %d refused: %v\n%s", i, err, strings.Join(queryRows(t, c,
+					`SELECT action_name, decision, response.status_code, reason FROM system.access.audit WHERE service_name = 'mcp' ORDER BY event_time`), "\n"))
+			}
+			err3 = err
+			if len(up.seenAuths()) != before {
+				t.Errorf("the refused call reached the MCP server")
+			}
+			break
+		}
+		if res.IsError {
+			t.Fatalf("call %d: %+v", i, res)
+		}
+	}
+	if err3 == nil || !strings.Contains(err3.Error(), "Too Many Requests") {
+		t.Fatalf("the call over the limit: %v", err3)
+	}
+	// The refusal on the wire: 429, Retry-After, JSON-RPC -32005 naming
+	// the limit.
+	before := len(up.seenAuths())
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.httpAddr+"/mcp/my_github_mcp",
+		strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"search_repos","arguments":{"query":"x"}}}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sess.ID())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"code":-32005`) ||
+		!strings.Contains(string(body), "2 requests per minute") {
+		t.Errorf("over the limit on the wire: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	if len(up.seenAuths()) != before {
+		t.Errorf("the refused call reached the MCP server")
+	}
+	waitFor(t, 30*time.Second, "the refusals' audit rows", func() bool {
+		return len(queryRows(t, c, `SELECT 1 FROM system.access.audit WHERE service_name = 'mcp' AND action_name = 'tools/call' AND response.status_code = 429`)) == 2
+	})
+}
+
+// TestLLMGatewayNodeLimits: `mandate gateway` applies the catalog's rate
+// limits (over GET /api/v1/limits, a change applying to the next call)
+// and refuses budgeted calls, whose month's spend it cannot see (503,
+// fail closed).
+func TestLLMGatewayNodeLimits(t *testing.T) {
+	t.Parallel()
+	e := startLLM(t)
+	mustExec(t, e.admin, `CREATE USER "carol@example.com"`, `CREATE USER "dave@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "carol@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "dave@example.com"`)
+	carol := e.token(t, "carol@example.com", "")
+	dave := e.token(t, "dave@example.com", "")
+	addr := freeAddrs(t, 1)[0]
+	startProcess(t, []string{"gateway", "--catalog", "http://" + e.s.httpAddr,
+		"--node-token-file", filepath.Join(e.s.dataDir, "node-token"), "--http-addr", addr,
+		"--oidc-issuer", "http://" + e.s.httpAddr + "/oidc", "--data-dir", t.TempDir(), "--max-staleness", "2s"}, "Mandate gateway is ready")
+	base := "http://" + addr + "/llm"
+	chat := `{"model":"frontier","max_tokens":20,"messages":[{"role":"user","content":"through the node"}]}`
+	if resp, body := llmPost(t, base, "/v1/chat/completions", carol, chat); resp.StatusCode != 200 {
+		t.Fatalf("through the node: %d %s", resp.StatusCode, body)
+	}
+	mustExec(t, e.admin, `ALTER MODEL SERVICE system.ai.frontier SET RATE LIMIT 2 REQUESTS PER MINUTE FOR USER "carol@example.com"`,
+		`CREATE BUDGET dave_cap LIMIT 10 USD PER MONTH FOR USER "dave@example.com"`)
+	// The node learns of the new revision within its staleness bound.
+	waitFor(t, 30*time.Second, "the node to apply the rate limit", func() bool {
+		resp, _ := llmPost(t, base, "/v1/chat/completions", carol, chat)
+		return resp.StatusCode == 429
+	})
+	before := e.fake.Count()
+	resp, body := llmPost(t, base, "/v1/chat/completions", carol, chat)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || resp.Header.Get("x-ratelimit-limit-requests") != "2" {
+		t.Errorf("over the limit at the node: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	resp, body = llmPost(t, base, "/v1/chat/completions", dave, chat)
+	if resp.StatusCode != 503 || !strings.Contains(body, "budget") {
+		t.Errorf("a budgeted call at the node: %d %s", resp.StatusCode, body)
+	}
+	if e.fake.Count() != before {
+		t.Errorf("refused calls reached the upstream")
+	}
+}
