@@ -578,7 +578,7 @@ func testConcurrentTx(t *testing.T, s catalog.Store) {
 				return
 			}
 			if m.Revision < last || catalog.ID(m.Revision) != m.NextID {
-				readerErr <- fmt.Errorf("Meta = %+v after revision %d", m, last)
+				readerErr <- fmt.Errorf("after revision %d, Meta = %+v", last, m)
 				return
 			}
 			last = m.Revision
