@@ -139,7 +139,11 @@
 // Limiter then calls Refill outside its locks and retries (a slice leased
 // for one key of a call that another key refuses stays local until its
 // lease ends: conservative), and Retire declines while a lease is
-// outstanding.
+// outstanding. A Refill that cannot reach the shared store returns an
+// error wrapping ErrUnavailable: the call is refused with LimitUnavailable
+// or BudgetUnavailable (503, Retry-After 5 s), never reported as over its
+// limit. The PostgreSQL backend is gateway/limits/pglimits (its doc.go
+// states what it implements of the sketch below and its exact slack).
 //
 //   - Windows: the database keeps, per key, units by bucket. A replica
 //     asks at time t for a lease of k units usable until t+L; it is granted

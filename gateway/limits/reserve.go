@@ -271,8 +271,15 @@ func (l *Limiter) Reserve(ctx context.Context, call *Call) (*Reservation, error)
 			return s.reservation(call, now, month, tokN, cost, hdr), nil
 		}
 		ref.Headers = hdr
-		if attempt < 3 && s.refill(ctx, now, month, cost) {
-			continue
+		if attempt < 3 {
+			retry, unavail := s.refill(ctx, call.Kind, now, month, cost)
+			if unavail != nil {
+				unavail.Headers = hdr
+				return nil, unavail
+			}
+			if retry {
+				continue
+			}
 		}
 		return nil, ref
 	}
@@ -413,25 +420,41 @@ func (s scratch) rateRefusal(call *Call, ck check) *Refusal {
 }
 
 // refill asks the backend for more allowance where a refusal was for lack
-// of local allowance; it reports whether a retry may now succeed.
-func (s scratch) refill(ctx context.Context, now time.Time, month Month, cost Money) bool {
-	any := false
+// of local allowance; it reports whether a retry may now succeed, or the
+// refusal to return when the shared store cannot be reached.
+func (s scratch) refill(ctx context.Context, kind SecurableKind, now time.Time, month Month, cost Money) (retry bool, unavailable *Refusal) {
 	for i := range s.cands {
 		if c := &s.cands[i]; c.v.Refill {
-			if c.w.Refill(ctx, now, c.mask(), c.limit) == nil {
-				any = true
+			err := c.w.Refill(ctx, now, c.mask(), c.limit)
+			switch {
+			case err == nil:
+				retry = true
+			case errors.Is(err, ErrUnavailable):
+				d := c.def
+				return false, &Refusal{Kind: LimitUnavailable, Status: 503, Level: d.Level, Scope: scope(d.Level, d.PrincipalName),
+					Securable: d.SecurableName, SecurableKind: kind, Dim: c.v.Dim, Limit: c.limit[c.v.Dim], RetryAfter: unavailableRetry}
 			}
 		}
 	}
 	for i := range s.buds {
 		if b := &s.buds[i]; b.v.Refill {
-			if b.acct.Refill(ctx, month, cost, b.bp.def.Limit) == nil {
-				any = true
+			err := b.acct.Refill(ctx, month, cost, b.bp.def.Limit)
+			switch {
+			case err == nil:
+				retry = true
+			case errors.Is(err, ErrUnavailable):
+				d := &b.bp.def
+				return false, &Refusal{Kind: BudgetUnavailable, Status: 503, Level: d.Level, Scope: scope(d.Level, d.PrincipalName),
+					Budget: d.Name, BudgetLimit: d.Limit, Month: month, RetryAfter: unavailableRetry}
 			}
 		}
 	}
-	return any
+	return retry, nil
 }
+
+// unavailableRetry is the Retry-After of a refusal for an unreachable
+// shared store.
+const unavailableRetry = 5 * time.Second
 
 // headers computes the x-ratelimit-* figures: per dimension the check with
 // the least room. Admitted, a check's figures are those of the window

@@ -1,0 +1,82 @@
+package limits_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/gateway/limits"
+)
+
+// downBackend is a shared backend whose store cannot be reached: no local
+// allowance, and every Refill fails with ErrUnavailable.
+type downBackend struct{ limits.Backend }
+
+type downWindow struct{ limits.Window }
+
+func (w downWindow) Take(now time.Time, n, limit limits.Units) limits.Verdict {
+	return limits.Verdict{Refill: true, Wait: time.Second}
+}
+
+func (downWindow) Refill(context.Context, time.Time, limits.Units, limits.Units) error {
+	return fmt.Errorf("%w: connection refused", limits.ErrUnavailable)
+}
+
+type downLedger struct{ limits.Ledger }
+
+type downAccount struct{ limits.Account }
+
+func (downAccount) Take(limits.Month, limits.Money, limits.Money) limits.Verdict {
+	return limits.Verdict{Refill: true}
+}
+
+func (downAccount) Refill(context.Context, limits.Month, limits.Money, limits.Money) error {
+	return fmt.Errorf("%w: connection refused", limits.ErrUnavailable)
+}
+
+func (b downBackend) Window(k limits.WindowKey) limits.Window { return downWindow{b.Backend.Window(k)} }
+
+func (b downBackend) Ledger(ctx context.Context, bud *limits.Budget, m limits.Month) (limits.Ledger, error) {
+	l, err := b.Backend.Ledger(ctx, bud, m)
+	return downLedger{l}, err
+}
+
+func (l downLedger) Account(p catalog.ID) limits.Account { return downAccount{l.Ledger.Account(p)} }
+
+// A shared backend that cannot reach its store refuses with 503 and says
+// so, rather than reporting the limit or budget as exhausted.
+func TestUnavailable(t *testing.T) {
+	c := newClock(t0)
+	for _, tc := range []struct {
+		name string
+		defs limits.Definitions
+		kind limits.RefusalKind
+		msg  string
+	}{
+		{"rate limit", limits.Definitions{RateLimits: []limits.RateLimit{rl(svc, limits.LevelEachUser, 0, 10, 0)}},
+			limits.LimitUnavailable, "the rate limit for each user on model service system.ai.frontier is temporarily unavailable"},
+		{"budget", limits.Definitions{Budgets: []limits.Budget{budget("analysts", 1, limits.LevelGroup, g1)}},
+			limits.BudgetUnavailable, "budget analysts is temporarily unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := limits.New(limits.Options{Now: c.Now, Backend: downBackend{limits.NewMemory(nil)}})
+			if tc.defs.Members == nil {
+				tc.defs.Members = members
+			}
+			if err := l.Apply(t.Context(), tc.defs); err != nil {
+				t.Fatal(err)
+			}
+			_, err := l.Reserve(t.Context(), modelCall(alice, 0, 100, 100))
+			var ref *limits.Refusal
+			if !errors.As(err, &ref) || ref.Kind != tc.kind || ref.Status != 503 || ref.RetryAfterSeconds() != 5 {
+				t.Fatalf("got %v (%+v), want %v with 503 and Retry-After 5", err, ref, tc.kind)
+			}
+			if got := ref.Error(); len(got) < len(tc.msg) || got[:len(tc.msg)] != tc.msg {
+				t.Errorf("message %q, want it to start with %q", got, tc.msg)
+			}
+		})
+	}
+}
