@@ -231,13 +231,13 @@ type account struct {
 	old             []oldLease   // earlier months' leases to settle and give back
 
 	uses, lastUses uint64
-	idleSince      int64 // real time when uses stopped changing
+	idleSince      int64        // real time when uses stopped changing
 	sinceGrant     limits.Money // reserved from the current slice
 	grantAt        int64        // real time of the last grant
 	lastWant       limits.Money // the speculative part asked for last (0: not busy)
-	notice         bool  // another replica is short of what this one holds
-	contendedUntil int64 // real time: until then, lease exactly what is needed
-	waitFailed     int64 // real time a wait for other replicas' slices last ended without them
+	notice         bool         // another replica is short of what this one holds
+	contendedUntil int64        // real time: until then, lease exactly what is needed
+	waitFailed     int64        // real time a wait for other replicas' slices last ended without them
 	deny           struct {
 		need limits.Money
 		at   int64
