@@ -46,6 +46,11 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 	@test -e testdata/clients/node_modules/pg/package.json || \
 	  (cd testdata/clients && npm ci --no-audit --no-fund --loglevel=error)
+	@# The LLM clients of cmd/mandate/llm_e2e_test.go: the OpenAI and
+	@# Anthropic SDKs, Claude Code and Codex CLI (native binaries inside
+	@# their npm packages) and the Node 22 they need, pinned by the lockfile.
+	@test -x testdata/llm-clients/node_modules/.bin/codex || \
+	  (cd testdata/llm-clients && npm ci --no-audit --no-fund --loglevel=error)
 	@# The PostgreSQL server that catalog/pgtest starts for the differential
 	@# test (sqlfront): Debian's postgresql (15 on Debian 12), without the
 	@# cluster the package would create and start.
@@ -74,7 +79,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzScore$$' -fuzztime=$(FUZZTIME) ./gateway/guard/injection
 	$(GO) test -run='^$$' -fuzz='^FuzzExtract$$' -fuzztime=$(FUZZTIME) ./gateway/guard/exfil
 	$(GO) test -run='^$$' -fuzz='^FuzzFastPath$$' -fuzztime=$(FUZZTIME) ./gateway/guard/exfil
-	$(GO) test -run='^$$' -fuzz='^FuzzWalk$$' -fuzztime=$(FUZZTIME) ./gateway/guard/internal/jsonwalk
+	$(GO) test -run='^$$' -fuzz='^FuzzWalk$$' -fuzztime=$(FUZZTIME) ./gateway/guard/jsonwalk
+	$(GO) test -run='^$$' -fuzz='^FuzzDoc$$' -fuzztime=$(FUZZTIME) ./gateway/guard/jsonwalk
+	$(GO) test -run='^$$' -fuzz='^FuzzFastPath$$' -fuzztime=$(FUZZTIME) ./gateway/guard/schema
 
 test: deps vet unit
 

@@ -20,11 +20,11 @@ const (
 // AccessStep is one line of an explained access decision: one requirement
 // of the subject or the actor (an EXPLAIN ACCESS row, an API step).
 type AccessStep struct {
-	Principal string
-	Role      string // RoleSubject or RoleActor
-	Check     string // "USE CATALOG on CATALOG system"
-	Result    string // "allow" or "deny"
-	Reason    string // the grant and group path, or what is missing
+	Principal string `json:"principal"` // whose requirement (subject or actor)
+	Role      string `json:"role"`      // RoleSubject or RoleActor
+	Check     string `json:"check"`     // e.g. "USE CATALOG on CATALOG system"
+	Result    string `json:"result"`    // "allow" or "deny"
+	Reason    string `json:"reason"`    // the grant and group path, or what is missing
 }
 
 // AccessPart is one principal's part of an access decision.
@@ -81,21 +81,28 @@ func (st *authzState) accessPart(name string, id ID, role string, pi int, n *nod
 		d.Securable = n.sec
 	}
 	st.decide(c, pr, pi, n, &d)
-	part := AccessPart{Allowed: d.Allowed, Reason: role + " " + d.Reason()}
-	part.Brief = part.Reason
-	if d.Allowed {
-		part.Brief = role + " " + QuoteIdent(c.p.Name) + " allowed"
-	}
+	part := AccessPart{Allowed: d.Allowed}
 	if steps {
+		// Each requirement rendered once, for its step and the reason.
+		var buf [2 * maxReqs]string
+		what, how := buf[:d.n], buf[maxReqs:maxReqs+d.n]
 		part.Steps = make([]AccessStep, d.n)
 		for i := range d.n {
 			r := &d.reqs[i]
+			what[i], how[i] = r.What(), d.How(r)
 			res := "allow"
 			if !r.Met {
 				res = "deny"
 			}
-			part.Steps[i] = AccessStep{Principal: c.p.Name, Role: role, Check: r.What(), Result: res, Reason: d.How(r)}
+			part.Steps[i] = AccessStep{Principal: c.p.Name, Role: role, Check: what[i], Result: res, Reason: how[i]}
 		}
+		part.Reason = role + " " + d.reason(what, how)
+	} else {
+		part.Reason = role + " " + d.Reason()
+	}
+	part.Brief = part.Reason
+	if d.Allowed {
+		part.Brief = role + " " + QuoteIdent(c.p.Name) + " allowed"
 	}
 	return part
 }

@@ -19,6 +19,7 @@ import (
 const (
 	DefaultAuditMaxBatch     = 4096
 	DefaultAuditMaxDelay     = 500 * time.Microsecond
+	DefaultAuditSubmitDelay  = 2 * time.Millisecond
 	DefaultAuditWriteTimeout = 30 * time.Second
 	DefaultAuditMaxQueued    = 4 * DefaultAuditMaxBatch
 
@@ -40,6 +41,13 @@ type AuditLogOptions struct {
 	// back with their next event within microseconds, and one fsync then
 	// covers them all. A lone event is never delayed by more than MaxDelay.
 	MaxDelay time.Duration
+	// SubmitDelay bounds how long a batch of events nobody waits for
+	// (Submit's) waits for an event somebody waits for, to share its
+	// write (default 2 ms; negative: never wait). A gateway call's
+	// completion then rides with the next call's request record instead
+	// of taking an fsync of its own, which that record would have to wait
+	// behind.
+	SubmitDelay time.Duration
 	// WriteTimeout bounds one store write (default 30 s); a write that
 	// times out fails every event of its batch.
 	WriteTimeout time.Duration
@@ -105,6 +113,9 @@ func NewAuditLog(w AuditWriter, o AuditLogOptions) *AuditLog {
 	}
 	if o.MaxDelay == 0 {
 		o.MaxDelay = DefaultAuditMaxDelay
+	}
+	if o.SubmitDelay == 0 {
+		o.SubmitDelay = DefaultAuditSubmitDelay
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = DefaultAuditWriteTimeout
@@ -371,8 +382,12 @@ const (
 	// AuditMaxText bounds error_message and reason.
 	AuditMaxText = 4096
 	// AuditMaxParams bounds request_params (JSON): its longest strings are
-	// cut first, so that it stays valid JSON.
+	// cut first, so that it stays valid JSON. It also bounds the JSON
+	// columns guardrails, request_tags and routing (a JSON value cut
+	// this way stays valid).
 	AuditMaxParams = 64 << 10
+	// AuditMaxPayload bounds each captured body of a payload event.
+	AuditMaxPayload = 64 << 10
 )
 
 // Validate checks that e can be stored by every store: StatusCode fits in
@@ -393,37 +408,71 @@ func (e *AuditEvent) Validate() error {
 	if e.Revision < 0 {
 		return Errorf(CodeInvalidArgument, "audit event %s: revision must not be negative", e.EventID)
 	}
-	for _, f := range [...]struct {
+	type field struct {
 		p     *string
 		limit int
-	}{
-		{&e.EventID, AuditMaxShort}, {&e.Service, AuditMaxShort}, {&e.Action, AuditMaxName},
-		{&e.UserIdentity, AuditMaxName}, {&e.RunBy, AuditMaxName}, {&e.RunAs, AuditMaxName},
-		{&e.SourceIP, AuditMaxShort}, {&e.UserAgent, AuditMaxName}, {&e.SessionID, AuditMaxShort},
-		{&e.RequestID, AuditMaxShort}, {&e.SecurableType, AuditMaxShort}, {&e.SecurableName, AuditMaxName},
-		{&e.RequestParams, AuditMaxParams}, {&e.ErrorMessage, AuditMaxText}, {&e.SQLState, AuditMaxShort},
-		{&e.Decision, AuditMaxShort}, {&e.Reason, AuditMaxText},
-	} {
-		if !utf8.ValidString(*f.p) {
-			*f.p = strings.ToValidUTF8(*f.p, "\uFFFD")
+		json  bool
+	}
+	fields := [...]field{
+		{&e.EventID, AuditMaxShort, false}, {&e.Service, AuditMaxShort, false}, {&e.Action, AuditMaxName, false},
+		{&e.UserIdentity, AuditMaxName, false}, {&e.RunBy, AuditMaxName, false}, {&e.RunAs, AuditMaxName, false},
+		{&e.SourceIP, AuditMaxShort, false}, {&e.UserAgent, AuditMaxName, false}, {&e.SessionID, AuditMaxShort, false},
+		{&e.RequestID, AuditMaxShort, false}, {&e.SecurableType, AuditMaxShort, false}, {&e.SecurableName, AuditMaxName, false},
+		{&e.RequestParams, AuditMaxParams, true}, {&e.ErrorMessage, AuditMaxText, false}, {&e.SQLState, AuditMaxShort, false},
+		{&e.Decision, AuditMaxShort, false}, {&e.Reason, AuditMaxText, false},
+		{&e.TraceID, AuditMaxShort, false}, {&e.SpanID, AuditMaxShort, false}, {&e.Guardrails, AuditMaxParams, true},
+	}
+	for _, f := range fields {
+		capField(f.p, f.limit, f.json)
+	}
+	if u := e.Usage; u != nil {
+		if u.InputTokens < 0 || u.OutputTokens < 0 || u.CachedInputTokens < 0 || u.CacheWriteTokens < 0 || u.ReasoningTokens < 0 || u.CostNanos < 0 {
+			return Errorf(CodeInvalidArgument, "audit event %s: token counts and cost must not be negative", e.EventID)
 		}
-		if len(*f.p) > f.limit {
-			if f.p == &e.RequestParams {
-				*f.p = capParams(*f.p)
-			} else {
-				*f.p = textcap.String(*f.p, f.limit)
-			}
+		if math.IsNaN(u.TTFTMs) || math.IsInf(u.TTFTMs, 0) {
+			return Errorf(CodeInvalidArgument, "audit event %s: ttft_ms must be a finite number", e.EventID)
 		}
+		cp := *u // the caller's value stays as it was
+		e.Usage = &cp
+		capField(&cp.ProviderService, AuditMaxName, false)
+		capField(&cp.Provider, AuditMaxShort, false)
+		capField(&cp.Model, AuditMaxName, false)
+		capField(&cp.RequestTags, AuditMaxParams, true)
+		capField(&cp.Routing, AuditMaxParams, true)
+	}
+	if pl := e.Payload; pl != nil {
+		cp := *pl
+		e.Payload = &cp
+		capField(&cp.RequestBody, AuditMaxPayload, false)
+		capField(&cp.ResponseBody, AuditMaxPayload, false)
 	}
 	return nil
+}
+
+// capField makes *p valid UTF-8 and cuts it to limit bytes (JSON text so
+// that it stays valid JSON).
+func capField(p *string, limit int, json bool) {
+	if !utf8.ValidString(*p) {
+		*p = strings.ToValidUTF8(*p, "\uFFFD")
+	}
+	if len(*p) > limit {
+		if json {
+			*p = capJSON(*p, limit)
+		} else {
+			*p = textcap.String(*p, limit)
+		}
+	}
 }
 
 // capParams bounds request_params to AuditMaxParams, keeping JSON valid:
 // one long string (a statement) keeps most of the room; several are cut
 // shorter; what still does not fit is replaced by its size.
-func capParams(p string) string {
-	for _, each := range [...]int{AuditMaxParams - 1024, 1024} {
-		if c := textcap.JSONStrings([]byte(p), each); len(c) <= AuditMaxParams {
+func capParams(p string) string { return capJSON(p, AuditMaxParams) }
+
+// capJSON bounds JSON text to limit bytes as capParams does.
+func capJSON(p string, limit int) string {
+	for _, each := range [...]int{limit - 1024, 1024} {
+		if c := textcap.JSONStrings([]byte(p), each); len(c) <= limit {
 			return string(c)
 		}
 	}
@@ -462,9 +511,17 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	// give them a moment to come back so that one write carries them all.
 	// (Events nobody waits for, Submit's, do not count: their producers
 	// are not blocked, so there is no one to come back.)
-	if mayWait && l.o.MaxDelay > 0 && !b.sealed && b.acked < *lastSize {
+	switch {
+	case !mayWait || b.sealed:
+	case b.acked == 0 && l.o.SubmitDelay > 0:
+		// Nobody waits for these: let them ride with the next event
+		// somebody waits for.
 		l.mu.Unlock()
-		l.fill(b, *lastSize)
+		l.fill(b, 1, l.o.SubmitDelay)
+		l.mu.Lock()
+	case b.acked < *lastSize && l.o.MaxDelay > 0:
+		l.mu.Unlock()
+		l.fill(b, *lastSize, l.o.MaxDelay)
 		l.mu.Lock()
 	}
 	b.sealed = true
@@ -502,9 +559,9 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	return true
 }
 
-// fill waits up to MaxDelay for b to hold want events (or be sealed).
-func (l *AuditLog) fill(b *auditBatch, want int) {
-	t := time.NewTimer(l.o.MaxDelay)
+// fill waits up to delay for b to hold want acked events (or be sealed).
+func (l *AuditLog) fill(b *auditBatch, want int, delay time.Duration) {
+	t := time.NewTimer(delay)
 	defer t.Stop()
 	for {
 		l.mu.Lock()
@@ -536,6 +593,10 @@ func (l *AuditLog) Sync(ctx context.Context) error {
 	last := l.writing
 	if n := len(l.queue); n > 0 {
 		last = l.queue[n-1]
+		if !last.sealed { // someone waits now: no reason to delay it
+			last.sealed = true
+			l.wake()
+		}
 	}
 	l.mu.Unlock()
 	if last == nil {

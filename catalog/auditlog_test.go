@@ -445,3 +445,35 @@ func TestAuditLogSync(t *testing.T) {
 		t.Fatalf("%d events stored after Sync", n)
 	}
 }
+
+// Events nobody waits for ride with the next event somebody waits for
+// (a call's completion with the next call's request record) instead of
+// taking a write of their own.
+func TestAuditLogSubmitRidesAlong(t *testing.T) {
+	w := &slowWriter{}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{SubmitDelay: time.Hour})
+	defer closeLog(t, l)
+	if err := l.Submit(t.Context(), catalog.AuditEvent{Action: "completion"}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := l.Enqueue(t.Context(), catalog.AuditEvent{Action: "request"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ack.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if writes, events, _ := w.stored(); writes != 1 || events != 2 {
+		t.Fatalf("%d writes of %d events, want one write of both", writes, events)
+	}
+	// Sync does not wait for a rider's delay either.
+	if err := l.Submit(t.Context(), catalog.AuditEvent{Action: "completion"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, events, _ := w.stored(); events != 3 {
+		t.Fatalf("%d events after Sync, want 3", events)
+	}
+}

@@ -105,7 +105,13 @@ type closure struct {
 	bits  bitset // the groups, by group bit ("account users" for users and service principals)
 	p     *Principal
 	paths atomic.Pointer[closurePaths]
+	// inline holds bits when they fit (up to 1,024 groups), so that a
+	// decision finds them next to the closure rather than in another
+	// cache line far away.
+	inline [inlineWords]uint64
 }
+
+const inlineWords = 16
 
 // closurePaths lists the principal and its groups breadth first (each
 // principal's direct groups in name order), so that the path to each is a
@@ -201,7 +207,7 @@ func (st *authzState) computeClosure(pr *principalRec) *closure {
 				queue = append(queue, gr)
 			}
 		}
-		c.bits = bits
+		c.setBits(bits)
 		return c
 	}
 	var bits bitset
@@ -222,8 +228,17 @@ func (st *authzState) computeClosure(pr *principalRec) *closure {
 		bits = bits.with(au.gbit)
 		c.admin = c.admin || au.p.Admin
 	}
-	c.bits = bits
+	c.setBits(bits)
 	return c
+}
+
+// setBits stores bits in c, inline when they fit.
+func (c *closure) setBits(bits bitset) {
+	if len(bits) <= inlineWords {
+		n := copy(c.inline[:], bits)
+		bits = c.inline[:n:n]
+	}
+	c.bits = bits
 }
 
 // warmClosures computes every closure not known yet, in bulk: groups
@@ -243,7 +258,10 @@ func (st *authzState) warmClosures() {
 	if len(todo) == 0 {
 		return
 	}
-	arena := make([]uint64, len(todo)*words)
+	var arena []uint64
+	if words > inlineWords {
+		arena = make([]uint64, len(todo)*words)
+	}
 	cls := make([]closure, len(todo))
 	var queue []*principalRec
 	for pass := 0; pass < 2; pass++ { // groups, then the others
@@ -252,7 +270,11 @@ func (st *authzState) warmClosures() {
 			if (pr.gbit >= 0) != (pass == 0) {
 				continue
 			}
-			c, bits := &cls[i], bitset(arena[i*words:(i+1)*words:(i+1)*words])
+			c := &cls[i]
+			bits := bitset(c.inline[:min(words, inlineWords):min(words, inlineWords)])
+			if words > inlineWords {
+				bits = arena[i*words : (i+1)*words : (i+1)*words]
+			}
 			c.id, c.p, c.admin = pr.p.ID, pr.p, pr.p.Admin
 			if pr.gbit >= 0 {
 				bits[pr.gbit>>6] |= 1 << (uint(pr.gbit) & 63)

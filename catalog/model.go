@@ -115,6 +115,26 @@ const (
 	// system.information_schema, see SystemTables); they are read with
 	// SELECT over the PostgreSQL wire protocol.
 	TypeTable SecurableType = "TABLE"
+	// TypeProviderService is a model provider service: an external LLM
+	// provider and the credential the gateway presents to it (options in
+	// services.go; api_key sealed like a connection's secrets).
+	TypeProviderService SecurableType = "MODEL PROVIDER SERVICE"
+	// TypeModelService is a model service: what agents call on the LLM
+	// endpoint, routing to models at provider services.
+	TypeModelService SecurableType = "MODEL SERVICE"
+	// TypeAccessToken is a personal access token (tokens.go): stored
+	// under the metastore, owned by its user, nothing granted on it.
+	TypeAccessToken SecurableType = "ACCESS TOKEN"
+	// TypeRateLimit is one rate-limit definition attached to a model
+	// service or connection (its Parent; limits.go).
+	TypeRateLimit SecurableType = "RATE LIMIT"
+	// TypeBudget is a budget (limits.go): under the metastore, or under
+	// the model service it is restricted to.
+	TypeBudget SecurableType = "BUDGET"
+	// TypeToolPin is a tool definition seen on a connection, with its
+	// approved pin (pin_tools; its Parent is the connection). Not named in
+	// SQL: ALTER CONNECTION … APPROVE TOOLS and SHOW TOOLS address it.
+	TypeToolPin SecurableType = "TOOL PIN"
 )
 
 // Privilege is a privilege in its canonical, underscore spelling.
@@ -133,6 +153,12 @@ const (
 	// PrivSelect reads a table (Unity Catalog: SELECT on the table, or on a
 	// containing schema or catalog, plus USE_CATALOG and USE_SCHEMA).
 	PrivSelect Privilege = "SELECT"
+	// PrivExecute calls a model service (and, for a model service's
+	// owner, the provider services it routes to).
+	PrivExecute Privilege = "EXECUTE"
+	// PrivCreateService creates model services and model provider
+	// services in a schema.
+	PrivCreateService Privilege = "CREATE_SERVICE"
 )
 
 // PrivilegeInfo is the registry entry of a privilege: everything the
@@ -166,6 +192,8 @@ var privileges = [...]PrivilegeInfo{
 	{Privilege: PrivUseConnection, SQL: "USE CONNECTION"},
 	{Privilege: PrivUseSchema, SQL: "USE SCHEMA"},
 	{Privilege: PrivSelect, SQL: "SELECT"},
+	{Privilege: PrivExecute, SQL: "EXECUTE"},
+	{Privilege: PrivCreateService, SQL: "CREATE SERVICE"},
 }
 
 // numPrivs is the number of privileges; a PrivSet holds at most 32.
@@ -231,18 +259,45 @@ type TypeInfo struct {
 var typeRegistry = map[SecurableType]*TypeInfo{
 	TypeMetastore: {Type: TypeMetastore, Privileges: []Privilege{PrivCreateCatalog}},
 	TypeCatalog: {Type: TypeCatalog, Parent: TypeMetastore, Named: true, UsePrivilege: PrivUseCatalog, Inherited: true,
-		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivCreateSchema, PrivManage, PrivSelect, PrivUseCatalog, PrivUseConnection, PrivUseSchema}},
+		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivCreateSchema, PrivCreateService, PrivExecute, PrivManage, PrivSelect, PrivUseCatalog, PrivUseConnection, PrivUseSchema}},
 	TypeSchema: {Type: TypeSchema, Parent: TypeCatalog, Named: true, UsePrivilege: PrivUseSchema, Inherited: true,
-		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivManage, PrivSelect, PrivUseConnection, PrivUseSchema}},
+		Privileges: []Privilege{PrivAll, PrivBrowse, PrivCreateConnection, PrivCreateService, PrivExecute, PrivManage, PrivSelect, PrivUseConnection, PrivUseSchema}},
 	TypeConnection: {Type: TypeConnection, Parent: TypeSchema, Named: true, Home: []string{SystemCatalog, "ai"},
 		Privileges: []Privilege{PrivAll, PrivManage, PrivUseConnection}},
 	// SELECT on a table is also held through SELECT on its schema or
 	// catalog (inheritance), with USE_CATALOG and USE_SCHEMA.
 	TypeTable: {Type: TypeTable, Parent: TypeSchema, Named: true,
 		Privileges: []Privilege{PrivAll, PrivManage, PrivSelect}},
+	// EXECUTE on a model or provider service is also held through EXECUTE
+	// on its schema or catalog (inheritance), with USE_CATALOG and
+	// USE_SCHEMA, exactly as USE_CONNECTION on connections.
+	TypeProviderService: {Type: TypeProviderService, Parent: TypeSchema, Named: true, Home: []string{SystemCatalog, "ai"},
+		Privileges: []Privilege{PrivAll, PrivExecute, PrivManage}},
+	TypeModelService: {Type: TypeModelService, Parent: TypeSchema, Named: true, Home: []string{SystemCatalog, "ai"},
+		Privileges: []Privilege{PrivAll, PrivExecute, PrivManage}},
 	// Policies are managed by whoever may manage what they are attached to;
 	// nothing is granted on them.
 	TypePolicy: {Type: TypePolicy, Named: true},
+	// Access tokens, rate limits and budgets are attachments like
+	// policies: not named in grants, nothing granted on them.
+	TypeAccessToken: {Type: TypeAccessToken},
+	TypeRateLimit:   {Type: TypeRateLimit},
+	TypeBudget:      {Type: TypeBudget},
+	// Tool pins belong to their connection; nothing is granted on them.
+	TypeToolPin: {Type: TypeToolPin},
+}
+
+// IsAttachment reports whether securables of type t are attached to
+// another securable rather than contained in it (policies, rate limits,
+// budgets, access tokens, tool pins): they go with what they are attached to, do not
+// make a container "not empty", and owning one does not keep a principal
+// from being dropped (except policies, which name their author).
+func IsAttachment(t SecurableType) bool {
+	switch t {
+	case TypePolicy, TypeAccessToken, TypeRateLimit, TypeBudget, TypeToolPin:
+		return true
+	}
+	return false
 }
 
 // Depth is the number of parts of a full name of the type (catalog 1,

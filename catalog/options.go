@@ -29,7 +29,7 @@ var authModes = []string{"none", "shared_principal", "per_user_oauth", "token_ex
 var connectionOptions = map[string]bool{
 	OptURL: false, OptAuthMode: false, OptScopes: false, OptAudience: false, OptClientID: false,
 	OptClientSecret: true, OptBearerToken: true, OptTokenEndpoint: false, OptAuthorizationEndpoint: false,
-	OptIncludeTools: false,
+	OptIncludeTools: false, OptSensitivity: false, OptEgress: false,
 }
 
 // IsSecretOption reports whether a connection option is a secret (encrypted
@@ -290,6 +290,9 @@ func ValidateConnectionOptions(typ string, opts [][2]string) (plain, secret map[
 		if err := validateOption(k, v); err != nil {
 			return nil, nil, err
 		}
+		if k == OptSensitivity || k == OptEgress {
+			v, _ = validateGuardrailTag(k, v)
+		}
 		if isSecret {
 			secret[k] = v
 		} else {
@@ -340,6 +343,10 @@ func validateOption(k, v string) error {
 		if what := urlCredentials(u); what != "" {
 			return Errorf(CodeInvalidArgument, "option %q must not carry credentials in the URL: it has %s", k, what).
 				WithHint("a URL is shown to everyone who may see the connection; give the credential as bearer_token, or as client_id and client_secret, with auth_mode 'shared_principal' (encrypted at rest)")
+		}
+	case OptSensitivity, OptEgress:
+		if _, err := validateGuardrailTag(k, v); err != nil {
+			return err
 		}
 	case OptAuthMode:
 		if !contains(authModes, v) {

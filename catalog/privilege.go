@@ -138,6 +138,16 @@ func (st *authzState) holds(c *closure, pr *principalRec, l *lineage, j, pi int,
 	gs, ng := granters(pi)
 	for ; j < l.k; j++ {
 		t := l.nodes[j]
+		grp := -1 // a group of the principal holds a grant here
+		for _, gp := range gs[:ng] {
+			if intersects(c.bits, t.groups[gp]) {
+				grp = gp
+				break
+			}
+		}
+		if grp >= 0 && r == nil {
+			return true // no need to look for a grant to the principal itself
+		}
 		if own := l.ownOn(j, pr); own != 0 {
 			for _, gp := range gs[:ng] {
 				if own&(1<<gp) != 0 {
@@ -148,15 +158,11 @@ func (st *authzState) holds(c *closure, pr *principalRec, l *lineage, j, pi int,
 				}
 			}
 		}
-		for _, gp := range gs[:ng] {
-			if g := t.groups[gp]; intersects(c.bits, g) {
-				if r != nil {
-					ps := st.pathsOf(c)
-					r.Met, r.Basis, r.GrantOn, r.GrantPriv = true, BasisGrant, t.sec, privileges[gp].Privilege
-					r.holderID = ps.entries[max(ps.closest(g), 0)].p.ID
-				}
-				return true
-			}
+		if grp >= 0 {
+			ps := st.pathsOf(c)
+			r.Met, r.Basis, r.GrantOn, r.GrantPriv = true, BasisGrant, t.sec, privileges[grp].Privilege
+			r.holderID = ps.entries[max(ps.closest(t.groups[grp]), 0)].p.ID
+			return true
 		}
 		if j+1 < l.k && !l.nodes[j+1].inherited {
 			break
@@ -366,7 +372,11 @@ func (d *Decision) Explain(r *Requirement) string {
 }
 
 // Reason renders the decision as one line.
-func (d *Decision) Reason() string {
+func (d *Decision) Reason() string { return d.reason(nil, nil) }
+
+// reason is Reason with the requirements' What and How already rendered
+// (nil: render them here).
+func (d *Decision) reason(what, how []string) string {
 	if d.Principal == nil {
 		return "unknown principal"
 	}
@@ -380,11 +390,22 @@ func (d *Decision) Reason() string {
 	if m := d.Missing(); m != nil {
 		return who + " lacks " + m.What()
 	}
-	parts := make([]string, d.n)
+	var b strings.Builder
+	b.WriteString(who)
+	b.WriteString(" allowed: ")
 	for i := 0; i < d.n; i++ {
-		parts[i] = d.Explain(&d.reqs[i])
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if what != nil {
+			b.WriteString(what[i])
+			b.WriteString(": ")
+			b.WriteString(how[i])
+		} else {
+			b.WriteString(d.Explain(&d.reqs[i]))
+		}
 	}
-	return who + " allowed: " + strings.Join(parts, "; ")
+	return b.String()
 }
 
 func quoteAll(names []string) string {

@@ -65,6 +65,10 @@ func securableType(t *testing.T, s string) catalog.SecurableType {
 		return catalog.TypeSchema
 	case "connection":
 		return catalog.TypeConnection
+	case "model_service":
+		return catalog.TypeModelService
+	case "provider_service":
+		return catalog.TypeProviderService
 	}
 	t.Fatalf("unknown securable type %q", s)
 	return ""
@@ -124,6 +128,14 @@ func TestPrivilegeMatrix(t *testing.T) {
 		case "connection":
 			write(lineNo, func(tx *catalog.Tx) error {
 				return tx.CreateConnection(path(w[1]), "MCP", [][2]string{{"url", "https://example.com/mcp"}}, false, nil)
+			})
+		case "provider_service":
+			write(lineNo, func(tx *catalog.Tx) error {
+				return tx.CreateProviderService(path(w[1]), [][2]string{{"provider", "openai"}, {"api_key", "sk-test"}}, false, nil)
+			})
+		case "model_service":
+			write(lineNo, func(tx *catalog.Tx) error {
+				return tx.CreateModelService(path(w[1]), [][2]string{{"destinations", w[2] + "/gpt-4.1"}}, false, nil)
 			})
 		case "grant", "revoke":
 			priv, err := catalog.ParsePrivilege(w[1])

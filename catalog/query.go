@@ -167,6 +167,11 @@ const (
 	// AuditRelation is the engine's relation behind system.access.audit,
 	// with the columns of AuditColumns.
 	AuditRelation = "system_access_audit"
+	// UsageRelation and PayloadsRelation are the engine's relations
+	// behind system.ai_gateway.usage and system.ai_gateway.payloads
+	// (views over the same audit events).
+	UsageRelation    = "system_ai_gateway_usage"
+	PayloadsRelation = "system_ai_gateway_payloads"
 	// VirtualTableFunc is the engine's table function that returns the
 	// rows of a Query's virtual table: VirtualTableFunc('name').
 	VirtualTableFunc = "mandate_virtual_table"
@@ -187,6 +192,9 @@ type SystemTable struct {
 	Name    string
 	Comment string
 	Columns []QueryColumn
+	// Relation is the engine's relation behind the table (AuditRelation,
+	// ...); "" for the virtual tables the front end computes.
+	Relation string
 }
 
 func cols(spec ...any) []QueryColumn {
@@ -218,6 +226,49 @@ var AuditColumns = []QueryColumn{
 	{Name: "decision", Type: ColumnType{Data: DataText}, Comment: "allow or deny"},
 	{Name: "reason", Type: ColumnType{Data: DataText}},
 	{Name: "latency_ms", Type: ColumnType{Data: DataFloat64}},
+	{Name: "trace_id", Type: ColumnType{Data: DataText}, Comment: "W3C trace id of the request's trace (joins traces)"},
+	{Name: "span_id", Type: ColumnType{Data: DataText}, Comment: "span of the request in its trace"},
+	{Name: "guardrails", Type: ColumnType{Data: DataJSON}, Comment: "guardrail outcomes: policy, phase, mode, action, entity counts (never the matched text)"},
+}
+
+// UsageColumns are the columns of system.ai_gateway.usage: one row per
+// LLM request.
+var UsageColumns = []QueryColumn{
+	{Name: "event_time", Type: ColumnType{Data: DataTimestamptz}},
+	{Name: "request_id", Type: ColumnType{Data: DataText}},
+	{Name: "service_name", Type: ColumnType{Data: DataText}, Comment: "the model service called"},
+	{Name: "provider_service", Type: ColumnType{Data: DataText}, Comment: "the model provider service that answered"},
+	{Name: "provider", Type: ColumnType{Data: DataText}, Comment: "openai, anthropic, openai_compatible"},
+	{Name: "model", Type: ColumnType{Data: DataText}, Comment: "the destination model"},
+	{Name: "requester", Type: ColumnType{Data: DataText}, Comment: "the human, or the service principal acting on its own"},
+	{Name: "run_as", Type: ColumnType{Data: DataText}, Comment: "the agent acting for the requester"},
+	{Name: "status_code", Type: ColumnType{Data: DataInt32}, Comment: "HTTP status answered"},
+	{Name: "input_tokens", Type: ColumnType{Data: DataInt64}, Comment: "input tokens, without cached input and cache writes"},
+	{Name: "output_tokens", Type: ColumnType{Data: DataInt64}},
+	{Name: "cached_input_tokens", Type: ColumnType{Data: DataInt64}},
+	{Name: "cache_write_tokens", Type: ColumnType{Data: DataInt64}},
+	{Name: "reasoning_tokens", Type: ColumnType{Data: DataInt64}, Comment: "part of output_tokens"},
+	{Name: "total_tokens", Type: ColumnType{Data: DataInt64}},
+	{Name: "cost_usd", Type: ColumnType{Data: DataNumeric}, Comment: "cost from the provider service's prices"},
+	{Name: "latency_ms", Type: ColumnType{Data: DataFloat64}},
+	{Name: "ttft_ms", Type: ColumnType{Data: DataFloat64}, Comment: "time to first token of a stream"},
+	{Name: "streaming", Type: ColumnType{Data: DataBool}},
+	{Name: "request_tags", Type: ColumnType{Data: DataJSON}, Comment: "the service's tags and X-Mandate-Request-Tags"},
+	{Name: "routing", Type: ColumnType{Data: DataJSON}, Comment: "each attempt: destination, status"},
+	{Name: "trace_id", Type: ColumnType{Data: DataText}},
+	{Name: "span_id", Type: ColumnType{Data: DataText}},
+}
+
+// PayloadColumns are the columns of system.ai_gateway.payloads.
+var PayloadColumns = []QueryColumn{
+	{Name: "event_time", Type: ColumnType{Data: DataTimestamptz}},
+	{Name: "request_id", Type: ColumnType{Data: DataText}, Comment: "joins system.ai_gateway.usage"},
+	{Name: "service_name", Type: ColumnType{Data: DataText}},
+	{Name: "requester", Type: ColumnType{Data: DataText}},
+	{Name: "run_as", Type: ColumnType{Data: DataText}},
+	{Name: "request_body", Type: ColumnType{Data: DataText}, Comment: "the request body, cut to 64 KiB"},
+	{Name: "response_body", Type: ColumnType{Data: DataText}, Comment: "the response body (a stream's events), cut to 64 KiB"},
+	{Name: "trace_id", Type: ColumnType{Data: DataText}},
 }
 
 var privilegeCols = []any{"grantor", DataText, "grantee", DataText}
@@ -232,7 +283,9 @@ func privCols(names ...string) []QueryColumn {
 }
 
 var systemTables = []SystemTable{
-	{Schema: "access", Name: "audit", Comment: "audit log: SQL statements, authorization decisions, MCP messages", Columns: AuditColumns},
+	{Schema: "access", Name: "audit", Comment: "audit log: SQL statements, authorization decisions, MCP messages, LLM calls", Columns: AuditColumns, Relation: AuditRelation},
+	{Schema: "ai_gateway", Name: "usage", Comment: "one row per LLM request: tokens, cost, latency, routing", Columns: UsageColumns, Relation: UsageRelation},
+	{Schema: "ai_gateway", Name: "payloads", Comment: "captured request and response bodies of model services with log_payloads", Columns: PayloadColumns, Relation: PayloadsRelation},
 	{Schema: "information_schema", Name: "catalogs", Comment: "catalogs the caller may see",
 		Columns: cols("catalog_name", DataText, "catalog_owner", DataText, "comment", DataText, "created", DataTimestamptz)},
 	{Schema: "information_schema", Name: "schemata", Comment: "schemas the caller may see",
@@ -256,6 +309,12 @@ var systemTables = []SystemTable{
 		Columns: privCols("connection_catalog", "connection_schema", "connection_name")},
 	{Schema: "information_schema", Name: "table_privileges", Comment: "grants on tables, and on their schemas and catalogs that apply to them",
 		Columns: privCols("table_catalog", "table_schema", "table_name")},
+	{Schema: "information_schema", Name: "model_services", Comment: "model services and model provider services the caller may see",
+		Columns: cols("service_catalog", DataText, "service_schema", DataText, "service_name", DataText, "service_type", DataText,
+			"service_owner", DataText, "provider", DataText, "destinations", DataText, "fallbacks", DataText,
+			"service_options", DataJSON, "comment", DataText, "created", DataTimestamptz)},
+	{Schema: "information_schema", Name: "service_privileges", Comment: "grants on model services and model provider services, and on their schemas and catalogs that apply to them",
+		Columns: privCols("service_catalog", "service_schema", "service_name", "service_type")},
 	{Schema: "information_schema", Name: "users", Comment: "users and service principals the caller may see",
 		Columns: cols("user_name", DataText, "user_kind", DataText, "is_admin", DataBool, "comment", DataText, "created", DataTimestamptz)},
 	{Schema: "information_schema", Name: "groups", Comment: "groups the caller may see",

@@ -31,8 +31,9 @@ type Snapshot struct {
 type principalIndex map[string]uint64
 
 type securableIndex struct {
-	byType   [8]typeNames // the named types (TestTypeRegistry: at most 8)
-	policies []*Securable // by name
+	byType   [8]typeNames        // the named types (TestTypeRegistry: at most 8)
+	policies []*Securable        // by name
+	pins     map[ID][]*Securable // tool pins by connection
 }
 
 type typeNames struct {
@@ -156,6 +157,12 @@ func (s *Snapshot) indexSecurables() securableIndex {
 		}
 		if n.sec.Type == TypePolicy {
 			idx.policies = append(idx.policies, n.sec)
+		}
+		if n.sec.Type == TypeToolPin {
+			if idx.pins == nil {
+				idx.pins = map[ID][]*Securable{}
+			}
+			idx.pins[n.sec.Parent] = append(idx.pins[n.sec.Parent], n.sec)
 		}
 		if n.ti == nil || !n.ti.Named || n.ti.Depth() == 0 {
 			continue

@@ -108,6 +108,8 @@ type Model struct {
 
 	// folded counts the principals by FoldName (the confusable-name check).
 	folded map[string]int
+	// tokens indexes the access tokens by hash (tokens.go).
+	tokens map[string]ID
 
 	// az is the privilege state the evaluator reads (authz.go); epoch
 	// stamps its records (Snapshot starts a new one) and freeBits are the
@@ -134,6 +136,7 @@ func NewModel() *Model {
 		members: map[ID]map[ID]struct{}{}, memberOf: map[ID]map[ID]struct{}{},
 		securables: map[ID]*Securable{}, children: map[childKey]ID{}, childrenOf: map[ID]map[ID]struct{}{},
 		grantsOn: map[ID]map[ID]PrivSet{}, grantsTo: map[ID]map[ID]PrivSet{}, grantor: map[GrantKey]ID{},
+		tokens: map[string]ID{},
 	}
 	m.epoch.Store(1)
 	m.resetClosures()
@@ -334,6 +337,12 @@ func (m *Model) putSecurable(s *Securable) {
 	if old, ok := m.securables[s.ID]; ok {
 		delete(m.children, childKey{old.Parent, old.Type, old.Name})
 		delete(m.childrenOf[old.Parent], old.ID)
+		if old.Type == TypeAccessToken {
+			delete(m.tokens, old.Options[optTokenHash])
+		}
+	}
+	if s.Type == TypeAccessToken {
+		m.tokens[s.Options[optTokenHash]] = s.ID
 	}
 	s.full = m.computeFull(s)
 	m.securables[s.ID] = s
@@ -377,6 +386,9 @@ func (m *Model) deleteSecurable(id ID) {
 	delete(m.children, childKey{s.Parent, s.Type, s.Name})
 	delete(m.childrenOf[s.Parent], id)
 	delete(m.securables, id)
+	if s.Type == TypeAccessToken {
+		delete(m.tokens, s.Options[optTokenHash])
+	}
 }
 
 func (m *Model) addGrant(g Grant) {

@@ -99,6 +99,67 @@ type AuditEvent struct {
 	// Completes marks the completion of the event with this EventID (see
 	// above).
 	Completes bool `json:",omitempty"`
+	// TraceID and SpanID join the event to its trace (W3C trace context,
+	// lower-case hex; "" when untraced). A completion's non-empty ids
+	// replace the request's.
+	TraceID string `json:",omitempty"`
+	SpanID  string `json:",omitempty"`
+	// Guardrails is a JSON array of the guardrail outcomes of the call
+	// (policy, phase, mode, action, entity types and counts; never the
+	// matched text); "" for none. An outcome column.
+	Guardrails string `json:",omitempty"`
+	// Usage is the metering of an LLM call (Service "llm"), set on its
+	// completion: the row of system.ai_gateway.usage. An outcome column.
+	Usage *LLMUsage `json:",omitempty"`
+	// Payload is a captured request and response body pair (Service
+	// "llm", Action AuditActionPayload): a row of
+	// system.ai_gateway.payloads, never of system.access.audit.
+	Payload *AuditPayload `json:",omitempty"`
+}
+
+// AuditServiceLLM is the service_name of LLM calls; AuditActionPayload
+// the action_name of the events that capture their bodies.
+const (
+	AuditServiceLLM    = "llm"
+	AuditActionPayload = "payload"
+)
+
+// LLMUsage is the usage and routing of one LLM call: the columns of
+// system.ai_gateway.usage that system.access.audit does not have.
+// event_time, request_id, service_name (SecurableName: the model service),
+// requester (UserIdentity), run_as (RunAs), status_code (StatusCode: the
+// HTTP status answered) and latency_ms (LatencyMs) are the event's own.
+type LLMUsage struct {
+	// ProviderService is the full name of the provider service that
+	// answered (the last attempt's), Provider its provider (openai,
+	// anthropic, openai_compatible) and Model the destination model.
+	ProviderService string `json:",omitempty"`
+	Provider        string `json:",omitempty"`
+	Model           string `json:",omitempty"`
+	// Token counts, normalized: InputTokens excludes cached input and
+	// cache writes (each counted once, in its own class); total_tokens is
+	// their sum with OutputTokens. ReasoningTokens are part of
+	// OutputTokens.
+	InputTokens, OutputTokens, CachedInputTokens, CacheWriteTokens, ReasoningTokens int64 `json:",omitempty"`
+	// CostNanos is the cost in billionths of a US dollar (cost_usd is
+	// CostNanos / 1e9, exact).
+	CostNanos int64 `json:",omitempty"`
+	// TTFTMs is the time to the first token of a stream (0 otherwise).
+	TTFTMs    float64 `json:",omitempty"`
+	Streaming bool    `json:",omitempty"`
+	// RequestTags is the JSON object of the call's tags (the service's
+	// tags plus X-Mandate-Request-Tags); Routing the JSON array of its
+	// attempts (destination, status, latency). "" for none.
+	RequestTags string `json:",omitempty"`
+	Routing     string `json:",omitempty"`
+}
+
+// AuditPayload is a captured request and response body (payload logging
+// of a model service, log_payloads 'true'); each is cut to
+// AuditMaxPayload bytes.
+type AuditPayload struct {
+	RequestBody  string `json:",omitempty"`
+	ResponseBody string `json:",omitempty"`
 }
 
 // CompleteWith applies completion c (c.Completes, same EventID) to e, the
@@ -106,6 +167,10 @@ type AuditEvent struct {
 func (e *AuditEvent) CompleteWith(c *AuditEvent) {
 	e.SessionID, e.RequestParams, e.StatusCode = c.SessionID, c.RequestParams, c.StatusCode
 	e.ErrorMessage, e.SQLState, e.Decision, e.Reason, e.LatencyMs = c.ErrorMessage, c.SQLState, c.Decision, c.Reason, c.LatencyMs
+	e.Guardrails, e.Usage = c.Guardrails, c.Usage
+	if c.TraceID != "" {
+		e.TraceID, e.SpanID = c.TraceID, c.SpanID
+	}
 }
 
 // AuditWriter appends audit events.

@@ -323,9 +323,12 @@ func (tx *Tx) DropPrincipal(kind PrincipalKind, name string, ifExists bool) erro
 	if p.ID == tx.caller.ID {
 		return Errorf(CodeInvalidArgument, "you cannot drop yourself")
 	}
+	// Its access tokens (as user or agent), and the rate limits and
+	// budgets that name it, go with it.
+	tx.dropAttachmentsOf(p)
 	var owned []string
 	for _, s := range tx.m.securables {
-		if s.Owner == p.ID {
+		if s.Owner == p.ID && (!IsAttachment(s.Type) || s.Type == TypePolicy) {
 			owned = append(owned, fmt.Sprintf("%s %s", strings.ToLower(string(s.Type)), s.FullName()))
 		}
 	}
@@ -553,9 +556,9 @@ func (tx *Tx) Drop(typ SecurableType, path []string, ifExists, cascade bool) err
 	if err := tx.checkManage(s, "drop "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
 		return err
 	}
-	n := 0 // policies are attachments, not contents: they go with the object
+	n := 0 // policies, limits and tool pins are attachments, not contents: they go with the object
 	for c := range tx.m.childrenOf[s.ID] {
-		if tx.m.securables[c].Type != TypePolicy {
+		if !IsAttachment(tx.m.securables[c].Type) {
 			n++
 		}
 	}
@@ -566,6 +569,9 @@ func (tx *Tx) Drop(typ SecurableType, path []string, ifExists, cascade bool) err
 		}
 		return Errorf(CodeDependent, "cannot drop %s %s because it is not empty (%d %s inside)", strings.ToLower(string(typ)), s.FullName(), n, what).
 			WithHint("use DROP ... CASCADE to drop it with everything inside")
+	}
+	if err := tx.m.checkDropProviders(s); err != nil {
+		return err
 	}
 	tx.dropTree(s)
 	return nil
@@ -596,6 +602,11 @@ func (tx *Tx) SetOwner(typ SecurableType, path []string, owner string) error {
 	}
 	if err := tx.checkManage(s, "change the owner of "+strings.ToLower(string(typ))+" "+s.FullName()); err != nil {
 		return err
+	}
+	if s.Type == TypeModelService {
+		if err := tx.m.checkOwnerRoutes(s, p); err != nil {
+			return err
+		}
 	}
 	cp := *s
 	cp.Owner = p.ID
@@ -721,14 +732,7 @@ func (m *Model) PoliciesFor(s ID) []*Securable {
 // CheckCreatePolicy passed, so that nobody without the right to create the
 // policy makes the server compile anything.
 func (tx *Tx) CreatePolicy(name string, onType SecurableType, path []string, source string) error {
-	tx.audit(TypePolicy, QuoteIdent(name))
-	on, err := tx.m.checkCreatePolicy(tx.caller, name, onType, path, source)
-	if err != nil {
-		return err
-	}
-	tx.do(opPutSecurable{&Securable{ID: tx.newID(), Type: TypePolicy, Parent: on.ID, Name: name, Owner: tx.caller.ID,
-		Options: map[string]string{PolicySourceOption: source}, Created: tx.svc.now().UTC()}})
-	return nil
+	return tx.CreatePolicyDef(name, onType, path, PolicyDef{Kind: PolicyKindRego, Call: true, Source: source})
 }
 
 // CheckCreatePolicy reports whether caller may create policy name on the
@@ -738,16 +742,21 @@ func (m *Model) CheckCreatePolicy(caller string, name string, onType SecurableTy
 	if !ok {
 		return Errorf(CodePermissionDenied, "principal %s does not exist", QuoteIdent(caller))
 	}
-	_, err := m.checkCreatePolicy(p, name, onType, path, source)
-	return err
+	if _, err := m.checkCreatePolicy(p, name, onType, path, source); err != nil {
+		return err
+	}
+	if strings.TrimSpace(source) == "" {
+		return Errorf(CodeInvalidArgument, "policy %s has no source", QuoteIdent(name))
+	}
+	return nil
 }
 
 func (m *Model) checkCreatePolicy(caller *Principal, name string, onType SecurableType, path []string, source string) (*Securable, error) {
 	if err := validObjectName(TypePolicy, name); err != nil {
 		return nil, err
 	}
-	if onType != TypeCatalog && onType != TypeSchema && onType != TypeConnection {
-		return nil, Errorf(CodeNotSupported, "policies attach to a catalog, a schema or a connection")
+	if onType != TypeCatalog && onType != TypeSchema && onType != TypeConnection && onType != TypeModelService {
+		return nil, Errorf(CodeNotSupported, "policies attach to a catalog, a schema, a connection or a model service")
 	}
 	on, err := m.Lookup(onType, path)
 	if err != nil {
@@ -758,9 +767,6 @@ func (m *Model) checkCreatePolicy(caller *Principal, name string, onType Securab
 	}
 	if _, ok := m.PolicyByName(name); ok {
 		return nil, Errorf(CodeAlreadyExists, "policy %s already exists", QuoteIdent(name))
-	}
-	if strings.TrimSpace(source) == "" {
-		return nil, Errorf(CodeInvalidArgument, "policy %s has no source", QuoteIdent(name))
 	}
 	return on, nil
 }
@@ -910,8 +916,14 @@ func (tx *Tx) addSystemTables() error {
 	first := true
 	for _, t := range SystemTables() {
 		if _, ok := m.Child(sys.ID, TypeSchema, t.Schema); !ok {
-			s := &Securable{ID: tx.newID(), Type: TypeSchema, Parent: sys.ID, Name: t.Schema, Owner: admin.ID, Builtin: true, Created: now}
+			s := &Securable{ID: tx.newID(), Type: TypeSchema, Parent: sys.ID, Name: t.Schema, Owner: admin.ID, Builtin: true, Created: now,
+				Comment: systemSchemaComments[t.Schema]}
 			tx.do(opPutSecurable{s})
+			if t.Schema == "ai_gateway" {
+				// Like system.access: usable by everyone, readable where
+				// SELECT is granted.
+				tx.do(opAddGrant{Grant{Securable: s.ID, Principal: users.ID, Privilege: PrivUseSchema, Grantor: admin.ID}})
+			}
 		}
 		sch, _ := m.Child(sys.ID, TypeSchema, t.Schema)
 		if _, ok := m.Child(sch.ID, TypeTable, t.Name); ok {
@@ -935,6 +947,10 @@ func (tx *Tx) addSystemTables() error {
 	}
 	return nil
 }
+
+// systemSchemaComments are the comments of the system schemas that
+// addSystemTables creates.
+var systemSchemaComments = map[string]string{"ai_gateway": "LLM usage and captured payloads"}
 
 // missingSystemTables reports whether a built-in system table is missing
 // (a catalog bootstrapped by an older Mandate).

@@ -34,14 +34,10 @@ type Request struct {
 	Explain bool `json:"explain,omitempty"`
 }
 
-// Step is one line of a decision's derivation (EXPLAIN ACCESS rows).
-type Step struct {
-	Principal string `json:"principal"` // whose requirement (subject or actor)
-	Role      string `json:"role"`      // "subject" or "actor"
-	Check     string `json:"check"`     // e.g. "USE CATALOG on CATALOG system"
-	Result    string `json:"result"`    // "allow" or "deny"
-	Reason    string `json:"reason"`    // the grant and group path, or what is missing
-}
+// Step is one line of a decision's derivation (EXPLAIN ACCESS rows): the
+// catalog's rendering of one requirement of the subject or the actor
+// (principal, role, check, result, reason).
+type Step = catalog.AccessStep
 
 // Decision is the answer to a Request.
 type Decision struct {
@@ -54,6 +50,10 @@ type Decision struct {
 	// false the grants alone decided it: the answer holds for any context
 	// at this revision, and a gateway node may reuse it.
 	Contextual bool `json:"contextual,omitempty"`
+	// Guarded: guardrail policies apply to the securable (built-ins, or
+	// Rego on results or in monitor mode): the call's payloads must go
+	// through the gateway's guardrail stages (gateway/guardstage).
+	Guarded bool `json:"guarded,omitempty"`
 }
 
 // ErrStale is returned when a decision at the requested revision cannot be

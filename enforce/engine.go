@@ -30,6 +30,11 @@ type Options struct {
 	// securable (or a container of it) has a policy attached; the engine
 	// then prepares the catalog's policies with every snapshot.
 	Policy PolicyHook
+	// Guardrails, if set, prepares the catalog's guardrail policies with
+	// every snapshot (gateway/guardstage), so that no request compiles
+	// one; its result is the snapshot's Guardrails. It must not fail: a
+	// guardrail that does not prepare is kept as one that denies.
+	Guardrails func(ctx context.Context, cs *catalog.Snapshot) any
 }
 
 // DefaultWaitTimeout is the default of Options.WaitTimeout.
@@ -106,7 +111,11 @@ func (e *Engine) compile(ctx context.Context) (snap *Snapshot, err error) {
 	if e.opts.Policy != nil {
 		set = e.policies.Build(ctx, cs.Revision(), cs.Policies())
 	}
-	return newSnapshot(cs, set), nil
+	snap = newSnapshot(cs, set)
+	if e.opts.Guardrails != nil {
+		snap.guardrails = e.opts.Guardrails(ctx, cs)
+	}
+	return snap, nil
 }
 
 // follow recompiles after commits. The service's subscription keeps only
@@ -206,10 +215,12 @@ func (e *Engine) Decide(ctx context.Context, r Request) Decision {
 
 func (e *Engine) decide(ctx context.Context, snap *Snapshot, r Request) Decision {
 	d := snap.Decide(r)
-	if !d.Allowed || e.opts.Policy == nil {
+	if !d.Allowed || e.opts.Policy == nil && snap.guardOn == nil {
 		return d
 	}
-	if n, res := snap.cs.Resolve(r.Securable.Type, r.Securable.Name); res != catalog.Resolved || !snap.policyApplies(n) {
+	n, res := snap.cs.Resolve(r.Securable.Type, r.Securable.Name)
+	d.Guarded = res == catalog.Resolved && snap.guardApplies(n)
+	if e.opts.Policy == nil || res != catalog.Resolved || !snap.policyApplies(n) {
 		return d
 	}
 	d.Contextual = true

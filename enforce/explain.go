@@ -44,10 +44,7 @@ func (s *Snapshot) Decide(r Request) Decision {
 	j := catalog.JoinAccess(sub, act)
 	d.Allowed, d.Reason = j.Allowed, j.Reason
 	if r.Explain {
-		d.Steps = make([]Step, len(j.Steps))
-		for i, st := range j.Steps {
-			d.Steps[i] = Step(st)
-		}
+		d.Steps = j.Steps
 	}
 	return d
 }

@@ -13,7 +13,8 @@ import (
 // (unchanged policies are reused across revisions), so a request never
 // compiles one. Input: subject, actor, groups (the subject's transitive
 // groups), securable, and from the request's context method, tool,
-// arguments, source_ip and time (RFC 3339; now when absent). limit bounds
+// arguments, source_ip and time (RFC 3339; now when absent), and phase
+// "call" (policies on the result run in the gateway). limit bounds
 // each policy (0: 100 ms).
 func NewPolicyHook(limit time.Duration) PolicyHook {
 	return func(ctx context.Context, snap *Snapshot, r Request) ([]string, error) {
@@ -38,8 +39,9 @@ func NewPolicyHook(limit time.Duration) PolicyHook {
 			"groups":    groups,
 			"securable": map[string]any{"type": string(r.Securable.Type), "name": secNm},
 			"time":      time.Now().UTC().Format(time.RFC3339Nano),
+			"phase":     "call",
 		}
-		for _, k := range []string{"method", "tool", "arguments", "source_ip", "time"} {
+		for _, k := range policyContextKeys {
 			if v, ok := r.Context[k]; ok {
 				input[k] = v
 			}
@@ -47,3 +49,13 @@ func NewPolicyHook(limit time.Duration) PolicyHook {
 		return set.Evaluate(ctx, chain, input, limit)
 	}
 }
+
+// policyContextKeys are the Request.Context keys a policy sees in its
+// input. MCP calls: method, tool, arguments. LLM calls (model services):
+// method (the endpoint, such as "chat.completions" or "messages"), model
+// (the model service as the request named it), request_bytes (the body's
+// size), max_tokens (the output cap, 0 when none), tools (the names of
+// the tools offered to the model), tags (the request tags, an object of
+// strings), stream (bool). Both: source_ip, time.
+var policyContextKeys = []string{"method", "tool", "arguments", "source_ip", "time",
+	"model", "request_bytes", "max_tokens", "tools", "tags", "stream"}

@@ -121,3 +121,55 @@ func TestPoliciesPreparedWithTheSnapshot(t *testing.T) {
 func samePrepared(a, b *Snapshot) bool {
 	return a.policies.Prepared("p1") != nil && a.policies.Prepared("p1") == b.policies.Prepared("p1")
 }
+
+// A policy on a model service sees the LLM call's input: model, request
+// size, max_tokens, tools and tags; EXECUTE is decided first.
+func TestRegoPolicyOnModelService(t *testing.T) {
+	svc := newService(t)
+	rev := write(t, svc, func(tx *catalog.Tx) error {
+		for _, err := range []error{
+			tx.CreatePrincipal(catalog.KindUser, "alice@example.com", nil, false),
+			tx.CreateProviderService([]string{"system", "ai", "openai_prod"}, [][2]string{{"provider", "openai"}, {"api_key", "k"}}, false, nil),
+			tx.CreateModelService([]string{"system", "ai", "frontier"}, [][2]string{{"destinations", "openai_prod/gpt-4.1"}}, false, nil),
+			tx.Grant([]catalog.Privilege{catalog.PrivExecute}, catalog.TypeModelService, []string{"system", "ai", "frontier"}, []string{"alice@example.com"}),
+			tx.CreatePolicy("small_calls", catalog.TypeModelService, []string{"system", "ai", "frontier"}, `package llm
+deny contains msg if { input.max_tokens > 4096; msg := sprintf("max_tokens %d over 4096 on %s", [input.max_tokens, input.model]) }
+deny contains "no shell tool" if { "shell" in input.tools }
+deny contains "untagged" if { not input.tags.project }
+deny contains "too large" if { input.request_bytes > 1000000 }`),
+		} {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e, err := NewEngine(t.Context(), svc, Options{Policy: NewPolicyHook(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	call := func(maxTokens int, tools []any, tags map[string]any) Request {
+		return Request{Subject: "alice@example.com", Privilege: catalog.PrivExecute,
+			Securable: SecurableRef{Type: catalog.TypeModelService, Name: "frontier"},
+			Context: map[string]any{"method": "chat.completions", "model": "frontier", "request_bytes": 1024,
+				"max_tokens": maxTokens, "tools": tools, "tags": tags, "stream": false}}
+	}
+	for _, tc := range []struct {
+		r    Request
+		deny string
+	}{
+		{call(1000, []any{"search"}, map[string]any{"project": "checkout"}), ""},
+		{call(8192, nil, map[string]any{"project": "checkout"}), "max_tokens 8192 over 4096 on frontier"},
+		{call(10, []any{"shell"}, map[string]any{"project": "checkout"}), "no shell tool"},
+		{call(10, nil, map[string]any{}), "untagged"},
+	} {
+		d, err := e.DecideAt(t.Context(), tc.r, rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (tc.deny == "") != d.Allowed || (tc.deny != "" && !strings.Contains(d.Reason, tc.deny)) {
+			t.Errorf("%v: %+v, want deny %q", tc.r.Context, d, tc.deny)
+		}
+	}
+}

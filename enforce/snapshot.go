@@ -26,7 +26,25 @@ type Snapshot struct {
 	// a policy is attached to securable id or one of its containers.
 	policies *policy.Set
 	policyOn []bool
+	// guardrails are the guardrail policies prepared for the snapshot
+	// (Options.Guardrails; nil: none); guardOn[id] says whether one is
+	// attached to securable id or one of its containers.
+	guardrails any
+	guardOn    []bool
 }
+
+// guardApplies reports whether a guardrail policy (one the gateway's
+// guardrail stages run, not the decision engine) applies to securable n.
+func (s *Snapshot) guardApplies(n catalog.ID) bool {
+	return n >= 0 && int(n) < len(s.guardOn) && s.guardOn[n]
+}
+
+// Guardrails returns the guardrail policies prepared with the snapshot
+// (Options.Guardrails), nil without the hook.
+func (s *Snapshot) Guardrails() any { return s.guardrails }
+
+// Catalog returns the catalog snapshot s decides from.
+func (s *Snapshot) Catalog() *catalog.Snapshot { return s.cs }
 
 // memoSize is the number of answers a snapshot remembers (256 KiB).
 const memoSize = 1 << 15
@@ -67,6 +85,22 @@ func newSnapshot(cs *catalog.Snapshot, policies *policy.Set) *Snapshot {
 			}
 			s.policyOn[id] = policies.AttachedTo(sec.ID) ||
 				(sec.Parent > 0 && int(sec.Parent) < id && s.policyOn[sec.Parent])
+		}
+	}
+	guarded := map[catalog.ID]bool{}
+	for _, p := range cs.Policies() {
+		if !catalog.PolicyOf(p).AtAuthorization() {
+			guarded[p.Parent] = true
+		}
+	}
+	if len(guarded) > 0 {
+		s.guardOn = make([]bool, cs.MaxID())
+		for id := range s.guardOn {
+			sec, ok := cs.Securable(catalog.ID(id))
+			if !ok {
+				continue
+			}
+			s.guardOn[id] = guarded[sec.ID] || (sec.Parent > 0 && int(sec.Parent) < id && s.guardOn[sec.Parent])
 		}
 	}
 	return s

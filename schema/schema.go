@@ -12,7 +12,7 @@ import (
 
 // LatestVersion is the schema version this binary writes. Every dialect has
 // migrations 1..LatestVersion.
-const LatestVersion = 2
+const LatestVersion = 3
 
 // Dialects.
 const (

@@ -30,6 +30,9 @@ type Config struct {
 	// per_user_oauth connections ("" = every user), for SHOW CONNECTION
 	// STATUS; nil when no gateway runs in this process.
 	ConnectionStatus func(ctx context.Context, user string) ([]ConnectionStatus, error)
+	// BudgetStatus reports the month's spend of every budget for SHOW
+	// BUDGETS (the limits engine's); nil: spent and remaining are NULL.
+	BudgetStatus func(ctx context.Context) ([]BudgetStatus, error)
 	// LoginAudit records failed logins (default: straight to the catalog's
 	// store); a catalog.FailureAudit aggregates repeats from one source.
 	LoginAudit catalog.AuditRecorder
@@ -39,6 +42,12 @@ type Config struct {
 	StatementTimeout time.Duration
 	// QueryLimits bound the queries on Query (see limits.go).
 	QueryLimits QueryLimits
+	// CheckGuardrail checks a built-in guardrail's name and OPTIONS for
+	// CREATE POLICY … USING (gateway/guard/builtin, wired by cmd/mandate):
+	// it returns the guardrail's full name (system.ai.<name>) or an error
+	// naming the option that is wrong. nil: CREATE POLICY … USING is
+	// refused (0A000).
+	CheckGuardrail func(name string, options map[string]string) (string, error)
 }
 
 // ConnectionStatus is one user's connected account on a per_user_oauth
@@ -57,10 +66,12 @@ type Frontend struct {
 	version string
 	sys     *systables.Engine // nil without Config.Query
 	status  func(ctx context.Context, user string) ([]ConnectionStatus, error)
+	budgets func(ctx context.Context) ([]BudgetStatus, error)
 	logins  catalog.AuditRecorder
 	// stmtTimeout is Config.StatementTimeout.
 	stmtTimeout time.Duration
 	adm         *admission // nil without Config.Query
+	guardCheck  func(name string, options map[string]string) (string, error)
 }
 
 var (
@@ -80,8 +91,8 @@ func New(cfg Config) *Frontend {
 	if v == "" {
 		v = "16.4"
 	}
-	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v, status: cfg.ConnectionStatus, logins: cfg.LoginAudit,
-		stmtTimeout: max(cfg.StatementTimeout, 0)}
+	f := &Frontend{cat: cfg.Catalog, log: cfg.Logger, version: v, status: cfg.ConnectionStatus, budgets: cfg.BudgetStatus, logins: cfg.LoginAudit,
+		stmtTimeout: max(cfg.StatementTimeout, 0), guardCheck: cfg.CheckGuardrail}
 	if f.logins == nil {
 		f.logins = catalog.AuditRecorderFunc(func(ctx context.Context, ev catalog.AuditEvent) error {
 			return cfg.Catalog.AppendAudit(ctx, ev)

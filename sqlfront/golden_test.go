@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/sqlfront/parser"
@@ -247,7 +248,16 @@ func formatValue(v any) string {
 	case nil:
 		return "NULL"
 	case string:
+		if catalog.LooksLikeAccessToken(x) {
+			return catalog.AccessTokenPrefix + "<random>" // shown once, different every run
+		}
+		if strings.HasPrefix(x, "pat_") && len(x) == 20 {
+			return "pat_<token id>" // a hash of the random token
+		}
 		return x
+	case pgtype.Numeric:
+		b, _ := x.Value()
+		return fmt.Sprint(b)
 	case bool:
 		if x {
 			return "t"

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/mandatehq/mandate/catalog"
-	"github.com/mandatehq/mandate/enforce/policy"
 	"github.com/mandatehq/mandate/sqlfront/parser"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
@@ -139,6 +138,12 @@ func (s *Session) read(cols []pgwire.Column, fn func(m *catalog.Model, me *catal
 }
 
 func (s *Session) governance(ast parser.Statement) (*stmt, error) {
+	if st, ok, err := s.serviceStatement(ast); ok {
+		return st, err
+	}
+	if st, ok, err := s.guardrailStatement(ast); ok {
+		return st, err
+	}
 	switch x := ast.(type) {
 	case *parser.CreateCatalog:
 		return s.write(x, "CREATE CATALOG", func(tx *catalog.Tx) error {
@@ -158,44 +163,6 @@ func (s *Session) governance(ast parser.Statement) (*stmt, error) {
 		return s.write(x, "CREATE CONNECTION", func(tx *catalog.Tx) error {
 			return tx.CreateConnection(p, x.Type, options(x.Options), x.IfNotExists, x.Comment)
 		}), nil
-	case *parser.CreatePolicy:
-		t := secType(x.On.Type)
-		path, err := s.path(t, x.On.Name)
-		if err != nil {
-			return nil, err
-		}
-		create := func(tx *catalog.Tx) error { return tx.CreatePolicy(x.Name.Name, t, path, x.Source) }
-		st := &stmt{s: s}
-		st.run = func(ctx context.Context, _ []pgwire.Param, _ pgwire.RowWriter) (string, error) {
-			// The source is compiled outside the catalog's write path, and
-			// only for a caller who passed every other check: a refused
-			// caller gets (and the audit records) the privilege error.
-			var denied error
-			if err := s.readModel(func(m *catalog.Model) {
-				denied = m.CheckCreatePolicy(s.user, x.Name.Name, t, path, x.Source)
-			}); err != nil {
-				return "", err
-			}
-			fn := create
-			if denied == nil {
-				if err := policy.Check(ctx, x.Name.Name, x.Source); err != nil {
-					invalid := catalog.Errorf(catalog.CodeInvalidArgument, "invalid policy: %s", err.Error())
-					fn = func(tx *catalog.Tx) error {
-						if err := create(tx); err != nil {
-							return err
-						}
-						return invalid
-					}
-				}
-			}
-			if err := s.change(ctx, st.autocommit, s.statement(x, fn)); err != nil {
-				return "", err
-			}
-			return "CREATE POLICY", nil
-		}
-		return st, nil
-	case *parser.ShowPolicies:
-		return s.showPolicies(x)
 	case *parser.Drop:
 		if x.Type == parser.ObjPolicy {
 			return s.write(x, "DROP POLICY", func(tx *catalog.Tx) error { return tx.DropPolicy(x.Name[0].Name, x.IfExists) }), nil
@@ -584,6 +551,9 @@ func (s *Session) describe(x *parser.Describe) (*stmt, error) {
 				rows = append(rows, []any{"option." + k, masked})
 			}
 		}
+		if sec.Type == catalog.TypeModelService || sec.Type == catalog.TypeProviderService {
+			return s.describeService(m, sec, rows)
+		}
 		return rows, nil
 	}), nil
 }
@@ -640,44 +610,6 @@ func (s *Session) explainAccess(x *parser.ExplainAccess) (*stmt, error) {
 			result = "allow"
 		}
 		rows = append(rows, []any{"decision", nil, what, result, d.Brief})
-		return rows, nil
-	}), nil
-}
-
-// showPolicies lists policies (all, or those that apply to a securable:
-// attached to it or to its schema or catalog), with their Rego source.
-func (s *Session) showPolicies(x *parser.ShowPolicies) (*stmt, error) {
-	var (
-		t    catalog.SecurableType
-		path []string
-		err  error
-	)
-	if x.On != nil {
-		t = secType(x.On.Type)
-		if path, err = s.path(t, x.On.Name); err != nil {
-			return nil, err
-		}
-	}
-	cols := textCols("name", "on_type", "on_name", "owner", "source")
-	return s.read(cols, func(m *catalog.Model, me *catalog.Principal) ([][]any, error) {
-		var ps []*catalog.Securable
-		if x.On != nil {
-			sec, err := m.Lookup(t, path)
-			if err != nil {
-				return nil, err
-			}
-			ps = m.PoliciesFor(sec.ID)
-		} else {
-			ps = m.Policies()
-		}
-		var rows [][]any
-		for _, p := range ps {
-			on, _ := m.Securable(p.Parent)
-			if !m.CanSee(me.ID, on.ID) {
-				continue
-			}
-			rows = append(rows, []any{p.Name, string(on.Type), on.FullName(), ownerName(m, p.Owner), p.Options[catalog.PolicySourceOption]})
-		}
 		return rows, nil
 	}), nil
 }

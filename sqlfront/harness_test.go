@@ -17,6 +17,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/memstore"
+	"github.com/mandatehq/mandate/gateway/guardstage"
 	"github.com/mandatehq/mandate/sqlfront"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
@@ -82,6 +83,9 @@ func startFrontend(tb testing.TB, opts ...frontendOption) *frontend {
 		tb.Fatal(err)
 	}
 	fc.Catalog = svc
+	if fc.CheckGuardrail == nil {
+		fc.CheckGuardrail = guardstage.CheckGuardrail
+	}
 	fe := sqlfront.New(fc)
 	srv, err := pgwire.NewServer(pgwire.Config{
 		TLS:     tlsCfg,

@@ -141,7 +141,7 @@ func TestPsqlErrors(t *testing.T) {
 		if code == 0 {
 			t.Fatalf("psql succeeded: %s", stdout)
 		}
-		want := `ERROR:  syntax error at or near "CONNECTON": expected METASTORE, CATALOG, SCHEMA, CONNECTION, TABLE` + "\n" + caret(bad)
+		want := `ERROR:  syntax error at or near "CONNECTON": expected METASTORE, CATALOG, SCHEMA, CONNECTION, MODEL SERVICE, MODEL PROVIDER SERVICE, TABLE` + "\n" + caret(bad)
 		if stderr != want {
 			t.Errorf("stderr:\n%s\nwant:\n%s", stderr, want)
 		}

@@ -252,7 +252,7 @@ func TestSystemTablesQueries(t *testing.T) {
 		{`SELECT EXTRACT(year FROM TIMESTAMPTZ '2024-05-06 00:00:00+00')::text`, "[[2024]]"},
 		{`SELECT current_user, current_database(), current_setting('application_name') FROM system.access.audit LIMIT 1`, "[[admin system ]]"},
 		{`SELECT c.catalog_name, count(s.schema_name) FROM information_schema.catalogs c LEFT JOIN information_schema.schemata s
-		  USING (catalog_name) GROUP BY 1`, "[[system 3]]"},
+		  USING (catalog_name) GROUP BY 1`, "[[system 4]]"},
 		{`SELECT now() - interval '1 day' < now()`, "[[true]]"},
 		{`SELECT to_char(TIMESTAMPTZ '2024-03-05 14:07:09+00', 'YYYY-MM-DD HH24:MI "h"')`, "[[2024-03-05 14:07 h]]"},
 		{`SELECT 7/2, -7/2, (7.0/2)::text`, "[[3 -3 3.5000000000000000]]"},
@@ -469,7 +469,8 @@ func TestSystemTablesPsql(t *testing.T) {
 	f := startSysFrontend(t)
 	f.seedAudit(t, 3)
 	out, errOut, code := runPsql(t, f.frontend, "-c", `\dt access.*`, "-c", `\d access.audit`, "-c", `\dn`, "-c", `\l`,
-		"-c", `\dt information_schema.*`, "-c", `SELECT action_name, count(*) FROM system.access.audit GROUP BY 1 ORDER BY 1`)
+		"-c", `\dt information_schema.*`, "-c", `SELECT action_name, count(*) FROM system.access.audit GROUP BY 1 ORDER BY 1`,
+		"-c", `\dt ai_gateway.*`, "-c", `SELECT count(*) AS llm_calls FROM system.ai_gateway.usage`)
 	if code != 0 {
 		t.Fatalf("psql exit %d: %s\n%s", code, errOut, out)
 	}
@@ -479,10 +480,14 @@ func TestSystemTablesPsql(t *testing.T) {
 		" event_time        | timestamp with time zone |",
 		" identity_metadata | json                     |",
 		" latency_ms        | double precision         |",
-		" access | admin",
+		" access     | admin",
+		" ai_gateway | admin",
 		" system | admin",
 		" information_schema | catalogs ",
 		" A0          |     1",
+		" ai_gateway | payloads | table | admin",
+		" ai_gateway | usage    | table | admin",
+		" llm_calls ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("psql output lacks %q:\n%s", want, out)

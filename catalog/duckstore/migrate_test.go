@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/schema"
@@ -55,7 +56,8 @@ func TestMigrateFreshAndReopen(t *testing.T) {
 	if v := metaValue(t, s, "schema_version"); v != schema.LatestVersion {
 		t.Errorf("schema_version = %d, want %d", v, schema.LatestVersion)
 	}
-	want := []string{"audit_events", "grants", "mandate_meta", "memberships", "principals", "securables", "system_access_audit"}
+	want := []string{"audit_events", "grants", "mandate_meta", "memberships", "principals", "securables", "system_access_audit",
+		"system_ai_gateway_payloads", "system_ai_gateway_usage"}
 	if got := tables(t, s); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("tables = %v, want %v", got, want)
 	}
@@ -213,5 +215,47 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A data directory of schema version 2 (audit events without the usage,
+// trace and guardrail columns) keeps its events when it is migrated: they
+// show in system.access.audit with NULL trace ids, no usage rows, and new
+// events carry the new columns.
+func TestMigrateAIGatewayColumns(t *testing.T) {
+	ms, err := schema.Migrations(schema.DuckDB)
+	must(t, err)
+	dir := t.TempDir()
+	s, err := open(t.Context(), dir, Options{}, ms[:2])
+	must(t, err)
+	_, err = s.db.ExecContext(t.Context(), `INSERT INTO audit_events VALUES ('old-1', TIMESTAMPTZ '2026-01-02 03:04:05+00',
+		DATE '2026-01-02', 'mcp', 'tools/call', 'alice', 'alice', 'agent', '10.0.0.1', 'ua', 's', 'r-old', 'CONNECTION',
+		'system.ai.gh', '{"tool":"x"}', 200, '', '', 'allow', '', 1.5, 0)`)
+	must(t, err)
+	must(t, s.Close())
+
+	s, err = open(t.Context(), dir, Options{}, ms)
+	must(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	var id string
+	var trace, guard any
+	must(t, s.db.QueryRowContext(t.Context(), `SELECT event_id, trace_id, guardrails FROM system_access_audit`).Scan(&id, &trace, &guard))
+	if id != "old-1" || trace != nil || guard != nil {
+		t.Errorf("old event after the migration: %s %v %v", id, trace, guard)
+	}
+	ev := catalog.AuditEvent{EventID: "new-1", Time: time.Now().UTC(), Service: catalog.AuditServiceLLM, Action: "chat.completions",
+		UserIdentity: "alice", RequestID: "r-new", SecurableName: "system.ai.frontier", StatusCode: 200, TraceID: "abc",
+		Usage: &catalog.LLMUsage{Provider: "openai", Model: "gpt-4.1", InputTokens: 7, OutputTokens: 3, CostNanos: 1500}}
+	must(t, s.AppendAudit(t.Context(), ev))
+	var n, total int64
+	var cost string
+	must(t, s.db.QueryRowContext(t.Context(), `SELECT count(*), sum(total_tokens)::BIGINT, sum(cost_usd)::VARCHAR FROM system_ai_gateway_usage`).Scan(&n, &total, &cost))
+	if n != 1 || total != 10 || cost != "0.000001500" {
+		t.Errorf("usage after the migration: %d rows, %d tokens, cost %s", n, total, cost)
+	}
+	got, err := s.ListAudit(t.Context(), time.Time{}, 0)
+	must(t, err)
+	if len(got) != 2 || got[0].Usage != nil || got[1].Usage == nil || got[1].Usage.CostNanos != 1500 || got[1].TraceID != "abc" {
+		t.Errorf("ListAudit: %+v", got)
 	}
 }

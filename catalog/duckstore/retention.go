@@ -28,14 +28,32 @@ const auditRowOverhead = 32
 const auditBytesSQL = `(strlen(event_id) + strlen(service_name) + strlen(action_name) + strlen(user_identity) +
 	strlen(run_by) + strlen(run_as) + strlen(source_ip_address) + strlen(user_agent) + strlen(session_id) +
 	strlen(request_id) + strlen(securable_type) + strlen(securable_name) + strlen(request_params) +
-	strlen(error_message) + strlen(sql_state) + strlen(decision) + strlen(reason) + 32)`
+	strlen(error_message) + strlen(sql_state) + strlen(decision) + strlen(reason) +
+	coalesce(strlen(trace_id), 0) + coalesce(strlen(span_id), 0) + coalesce(strlen(guardrails), 0) +
+	coalesce(strlen(provider_service), 0) + coalesce(strlen(provider), 0) + coalesce(strlen(model), 0) +
+	coalesce(strlen(request_tags), 0) + coalesce(strlen(routing), 0) +
+	coalesce(strlen(request_body), 0) + coalesce(strlen(response_body), 0) + 32)`
 
 // auditEventBytes is the size of e as AuditSize counts it.
 func auditEventBytes(e *catalog.AuditEvent) int64 {
 	return int64(len(e.EventID)+len(e.Service)+len(e.Action)+len(e.UserIdentity)+len(e.RunBy)+len(e.RunAs)+
 		len(e.SourceIP)+len(e.UserAgent)+len(e.SessionID)+len(e.RequestID)+len(e.SecurableType)+
 		len(e.SecurableName)+len(e.RequestParams)+len(e.ErrorMessage)+len(e.SQLState)+len(e.Decision)+
-		len(e.Reason)) + auditRowOverhead
+		len(e.Reason)+len(e.TraceID)+len(e.SpanID)+len(e.Guardrails)) + usageBytes(e.Usage) + payloadBytes(e.Payload) + auditRowOverhead
+}
+
+func usageBytes(u *catalog.LLMUsage) int64 {
+	if u == nil {
+		return 0
+	}
+	return int64(len(u.ProviderService) + len(u.Provider) + len(u.Model) + len(u.RequestTags) + len(u.Routing))
+}
+
+func payloadBytes(p *catalog.AuditPayload) int64 {
+	if p == nil {
+		return 0
+	}
+	return int64(len(p.RequestBody) + len(p.ResponseBody))
 }
 
 // AuditSize returns the size of the audit events (see RetentionOptions.MaxBytes).

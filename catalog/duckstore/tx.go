@@ -450,7 +450,9 @@ func foldCompletions(chunks [][]catalog.AuditEvent, n int) ([][]catalog.AuditEve
 // completionColumns are the columns of the rows the completion query
 // appender feeds to completeQuery as appended_data.
 var completionColumns = []string{"event_id", "event_time", "session_id", "request_params", "status_code",
-	"error_message", "sql_state", "decision", "reason", "latency_ms"}
+	"error_message", "sql_state", "decision", "reason", "latency_ms", "trace_id", "span_id", "guardrails",
+	"provider_service", "provider", "model", "input_tokens", "output_tokens", "cached_input_tokens",
+	"cache_write_tokens", "reasoning_tokens", "cost_nanos", "ttft_ms", "streaming", "request_tags", "routing"}
 
 // completeQuery updates the outcome columns of the rows completed. The
 // time bounds let DuckDB skip every row group outside them (zone maps on
@@ -458,7 +460,13 @@ var completionColumns = []string{"event_id", "event_time", "session_id", "reques
 // event_id is needed.
 const completeQuery = `UPDATE audit_events SET session_id = v.session_id, request_params = v.request_params,
 	status_code = v.status_code, error_message = v.error_message, sql_state = v.sql_state, decision = v.decision,
-	reason = v.reason, latency_ms = v.latency_ms
+	reason = v.reason, latency_ms = v.latency_ms,
+	trace_id = CASE WHEN v.trace_id = '' THEN audit_events.trace_id ELSE v.trace_id END,
+	span_id = CASE WHEN v.trace_id = '' THEN audit_events.span_id ELSE v.span_id END,
+	guardrails = v.guardrails, provider_service = v.provider_service, provider = v.provider, model = v.model,
+	input_tokens = v.input_tokens, output_tokens = v.output_tokens, cached_input_tokens = v.cached_input_tokens,
+	cache_write_tokens = v.cache_write_tokens, reasoning_tokens = v.reasoning_tokens, cost_nanos = v.cost_nanos,
+	ttft_ms = v.ttft_ms, streaming = v.streaming, request_tags = v.request_tags, routing = v.routing
 	FROM appended_data AS v
 	WHERE audit_events.event_time BETWEEN '%s' AND '%s'
 	  AND audit_events.event_id = v.event_id AND audit_events.event_time = v.event_time`
@@ -489,8 +497,15 @@ func (t *rwTx) completeAudit(ctx context.Context, late []catalog.AuditEvent) err
 		return duckdb.NewQueryAppender(c, query, "", types, completionColumns)
 	}, func(i int) []driver.Value {
 		e := &late[i]
-		return []driver.Value{e.EventID, utc(e.Time), e.SessionID, e.RequestParams, int32(e.StatusCode),
-			e.ErrorMessage, e.SQLState, e.Decision, e.Reason, e.LatencyMs}
+		row := []driver.Value{e.EventID, utc(e.Time), e.SessionID, e.RequestParams, int32(e.StatusCode),
+			e.ErrorMessage, e.SQLState, e.Decision, e.Reason, e.LatencyMs, e.TraceID, e.SpanID, e.Guardrails,
+			"", "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", ""}
+		if u := e.Usage; u != nil {
+			copy(row[13:], []driver.Value{u.ProviderService, u.Provider, u.Model, u.InputTokens, u.OutputTokens,
+				u.CachedInputTokens, u.CacheWriteTokens, u.ReasoningTokens, u.CostNanos, u.TTFTMs, u.Streaming,
+				u.RequestTags, u.Routing})
+		}
+		return row
 	})
 }
 
@@ -498,7 +513,10 @@ func completionTypes() ([]duckdb.TypeInfo, error) {
 	var out []duckdb.TypeInfo
 	for _, ty := range []duckdb.Type{duckdb.TYPE_VARCHAR, duckdb.TYPE_TIMESTAMP_TZ, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR,
 		duckdb.TYPE_INTEGER, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR,
-		duckdb.TYPE_DOUBLE} {
+		duckdb.TYPE_DOUBLE, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR,
+		duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_BIGINT, duckdb.TYPE_BIGINT,
+		duckdb.TYPE_BIGINT, duckdb.TYPE_BIGINT, duckdb.TYPE_BIGINT, duckdb.TYPE_BIGINT, duckdb.TYPE_DOUBLE,
+		duckdb.TYPE_BOOLEAN, duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR} {
 		ti, err := duckdb.NewTypeInfo(ty)
 		if err != nil {
 			return nil, err
@@ -529,10 +547,13 @@ func (t *rwTx) appendAudit(ctx context.Context, chunks [][]catalog.AuditEvent, n
 // which most columns do (service, action, identities, connection,
 // decision), saving an allocation per column and row.
 type auditRow struct {
-	row  [22]driver.Value
-	text [22]string
+	row  [auditColumns]driver.Value
+	text [auditColumns]string
 	set0 bool
 }
+
+// auditColumns is the number of columns of audit_events.
+const auditColumns = 40
 
 func (r *auditRow) str(i int, s string) {
 	if !r.set0 || r.text[i] != s {
@@ -553,6 +574,33 @@ func (r *auditRow) set(e *catalog.AuditEvent) []driver.Value {
 		r.str(16+i, s)
 	}
 	r.row[20], r.row[21] = e.LatencyMs, int64(e.Revision)
+	r.str(22, e.TraceID)
+	r.str(23, e.SpanID)
+	r.str(24, e.Guardrails)
+	if u := e.Usage; u != nil {
+		r.str(25, u.ProviderService)
+		r.str(26, u.Provider)
+		r.str(27, u.Model)
+		r.row[28], r.row[29], r.row[30], r.row[31], r.row[32], r.row[33] = u.InputTokens, u.OutputTokens,
+			u.CachedInputTokens, u.CacheWriteTokens, u.ReasoningTokens, u.CostNanos
+		r.row[34], r.row[35] = u.TTFTMs, u.Streaming
+		r.str(36, u.RequestTags)
+		r.str(37, u.Routing)
+	} else {
+		r.str(25, "")
+		r.str(26, "")
+		r.str(27, "")
+		for i := 28; i <= 35; i++ {
+			r.row[i] = nil
+		}
+		r.str(36, "")
+		r.str(37, "")
+	}
+	if p := e.Payload; p != nil {
+		r.row[38], r.row[39] = p.RequestBody, p.ResponseBody
+	} else {
+		r.row[38], r.row[39] = nil, nil
+	}
 	r.set0 = true
 	return r.row[:]
 }
@@ -696,7 +744,10 @@ func listGrants(ctx context.Context, q querier) ([]catalog.Grant, error) {
 func listAudit(ctx context.Context, q querier, since time.Time, limit int) ([]catalog.AuditEvent, error) {
 	query := `SELECT event_id, event_time, service_name, action_name, user_identity, run_by, run_as,
 		source_ip_address, user_agent, session_id, request_id, securable_type, securable_name, request_params,
-		status_code, error_message, sql_state, decision, reason, latency_ms, revision FROM audit_events`
+		status_code, error_message, sql_state, decision, reason, latency_ms, revision, trace_id, span_id, guardrails,
+		provider_service, provider, model, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens,
+		reasoning_tokens, cost_nanos, ttft_ms, streaming, request_tags, routing, request_body, response_body
+		FROM audit_events`
 	var args []any
 	if !since.IsZero() {
 		query += ` WHERE event_time >= $1`
@@ -713,13 +764,31 @@ func listAudit(ctx context.Context, q querier, since time.Time, limit int) ([]ca
 		var e catalog.AuditEvent
 		var status int64
 		var rev int64
+		var (
+			trace, span, guard, provSvc, prov, model, tags, routing sql.NullString
+			in, out, cached, cw, reasoning, cost                    sql.NullInt64
+			ttft                                                    sql.NullFloat64
+			streaming                                               sql.NullBool
+			reqBody, respBody                                       sql.NullString
+		)
 		if err := rows.Scan(&e.EventID, &e.Time, &e.Service, &e.Action, &e.UserIdentity, &e.RunBy, &e.RunAs,
 			&e.SourceIP, &e.UserAgent, &e.SessionID, &e.RequestID, &e.SecurableType, &e.SecurableName,
 			&e.RequestParams, &status, &e.ErrorMessage, &e.SQLState, &e.Decision, &e.Reason, &e.LatencyMs,
-			&rev); err != nil {
+			&rev, &trace, &span, &guard, &provSvc, &prov, &model, &in, &out, &cached, &cw, &reasoning, &cost,
+			&ttft, &streaming, &tags, &routing, &reqBody, &respBody); err != nil {
 			return err
 		}
 		e.Time, e.StatusCode, e.Revision = e.Time.UTC(), int(status), catalog.Revision(rev)
+		e.TraceID, e.SpanID, e.Guardrails = trace.String, span.String, guard.String
+		if in.Valid {
+			e.Usage = &catalog.LLMUsage{ProviderService: provSvc.String, Provider: prov.String, Model: model.String,
+				InputTokens: in.Int64, OutputTokens: out.Int64, CachedInputTokens: cached.Int64, CacheWriteTokens: cw.Int64,
+				ReasoningTokens: reasoning.Int64, CostNanos: cost.Int64, TTFTMs: ttft.Float64, Streaming: streaming.Bool,
+				RequestTags: tags.String, Routing: routing.String}
+		}
+		if reqBody.Valid || respBody.Valid {
+			e.Payload = &catalog.AuditPayload{RequestBody: reqBody.String, ResponseBody: respBody.String}
+		}
 		es = append(es, e)
 		return nil
 	})

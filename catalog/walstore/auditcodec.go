@@ -25,15 +25,35 @@ import (
 // Completes); records without completions keep the first form, which
 // older versions read.
 //
+// A record holding an event with trace ids, guardrail outcomes, LLM usage
+// or a payload starts with auditMagic3: every event ends with its flags
+// byte (bit 0: Completes; bit 1: TraceID, SpanID, Guardrails follow as
+// strings; bit 2: usage follows: ProviderService, Provider, Model,
+// RequestTags, Routing as strings, the five token counts and CostNanos as
+// varints, TTFTMs as 8 bytes, Streaming as one byte; bit 3: payload
+// follows: RequestBody, ResponseBody as strings). Records without such
+// events keep the earlier forms, which older versions read.
+//
 // Records with anything else (catalog changes with their audit events,
 // meta) stay JSON.
 const (
 	auditMagic  = 0xA1
 	auditMagic2 = 0xA2
+	auditMagic3 = 0xA3
 )
 
-// flagCompletes is bit 0 of an event's flags byte (auditMagic2).
-const flagCompletes = 1
+// Bits of an event's flags byte (auditMagic2, auditMagic3).
+const (
+	flagCompletes = 1
+	flagTrace     = 2 // auditMagic3 only
+	flagUsage     = 4
+	flagPayload   = 8
+)
+
+// extended reports whether e has fields only auditMagic3 encodes.
+func extended(e *catalog.AuditEvent) bool {
+	return e.TraceID != "" || e.SpanID != "" || e.Guardrails != "" || e.Usage != nil || e.Payload != nil
+}
 
 // maxAuditEvents bounds the count of a binary audit record (a corrupt
 // count must not allocate gigabytes; the body bounds it anyway).
@@ -54,9 +74,12 @@ func auditOnly(r *record) ([]catalog.AuditEvent, bool) {
 func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
 	magic := byte(auditMagic)
 	for i := range events {
+		if extended(&events[i]) {
+			magic = auditMagic3
+			break
+		}
 		if events[i].Completes {
 			magic = auditMagic2
-			break
 		}
 	}
 	buf = append(buf, magic)
@@ -82,6 +105,48 @@ func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
 			}
 			buf = append(buf, flags)
 		}
+		if magic == auditMagic3 {
+			buf = appendExtension(buf, e)
+		}
+	}
+	return buf
+}
+
+// appendExtension appends the flags byte and the fields of auditMagic3.
+func appendExtension(buf []byte, e *catalog.AuditEvent) []byte {
+	var flags byte
+	if e.Completes {
+		flags |= flagCompletes
+	}
+	if e.TraceID != "" || e.SpanID != "" || e.Guardrails != "" {
+		flags |= flagTrace
+	}
+	if e.Usage != nil {
+		flags |= flagUsage
+	}
+	if e.Payload != nil {
+		flags |= flagPayload
+	}
+	buf = append(buf, flags)
+	if flags&flagTrace != 0 {
+		buf = appendString(appendString(appendString(buf, e.TraceID), e.SpanID), e.Guardrails)
+	}
+	if u := e.Usage; u != nil {
+		for _, s := range [...]string{u.ProviderService, u.Provider, u.Model, u.RequestTags, u.Routing} {
+			buf = appendString(buf, s)
+		}
+		for _, v := range [...]int64{u.InputTokens, u.OutputTokens, u.CachedInputTokens, u.CacheWriteTokens, u.ReasoningTokens, u.CostNanos} {
+			buf = binary.AppendVarint(buf, v)
+		}
+		buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(u.TTFTMs))
+		var st byte
+		if u.Streaming {
+			st = 1
+		}
+		buf = append(buf, st)
+	}
+	if p := e.Payload; p != nil {
+		buf = appendString(appendString(buf, p.RequestBody), p.ResponseBody)
 	}
 	return buf
 }
@@ -99,7 +164,13 @@ func auditSize(events []catalog.AuditEvent) int {
 		n += 1 + 17*2 + 4*binary.MaxVarintLen64 + 8 + len(e.EventID) + len(e.Service) + len(e.Action) + len(e.UserIdentity) +
 			len(e.RunBy) + len(e.RunAs) + len(e.SourceIP) + len(e.UserAgent) + len(e.SessionID) + len(e.RequestID) +
 			len(e.SecurableType) + len(e.SecurableName) + len(e.RequestParams) + len(e.ErrorMessage) + len(e.SQLState) +
-			len(e.Decision) + len(e.Reason)
+			len(e.Decision) + len(e.Reason) + len(e.TraceID) + len(e.SpanID) + len(e.Guardrails) + 4
+		if u := e.Usage; u != nil {
+			n += 64 + 6*binary.MaxVarintLen64 + len(u.ProviderService) + len(u.Provider) + len(u.Model) + len(u.RequestTags) + len(u.Routing)
+		}
+		if p := e.Payload; p != nil {
+			n += 2*binary.MaxVarintLen64 + len(p.RequestBody) + len(p.ResponseBody)
+		}
 	}
 	return n
 }
@@ -107,7 +178,7 @@ func auditSize(events []catalog.AuditEvent) int {
 // decodeAudit decodes a binary audit body (starting with auditMagic or
 // auditMagic2).
 func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
-	flags := b[0] == auditMagic2
+	flags, ext := b[0] == auditMagic2, b[0] == auditMagic3
 	d := auditDecoder{b: b[1:]}
 	n := d.uvarint()
 	if d.err != nil || n > maxAuditEvents || n > uint64(len(d.b)) {
@@ -146,6 +217,9 @@ func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
 				d.b = d.b[1:]
 			}
 		}
+		if ext && d.err == nil {
+			d.extension(e)
+		}
 		if d.err != nil {
 			return nil, d.err
 		}
@@ -154,6 +228,40 @@ func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
 		return nil, errAuditBody
 	}
 	return events, nil
+}
+
+// extension reads the flags byte and the fields of auditMagic3.
+func (d *auditDecoder) extension(e *catalog.AuditEvent) {
+	if len(d.b) < 1 || d.b[0]&^(flagCompletes|flagTrace|flagUsage|flagPayload) != 0 {
+		d.err = errAuditBody
+		return
+	}
+	flags := d.b[0]
+	d.b = d.b[1:]
+	e.Completes = flags&flagCompletes != 0
+	if flags&flagTrace != 0 {
+		e.TraceID, e.SpanID, e.Guardrails = d.str(), d.str(), d.str()
+	}
+	if flags&flagUsage != 0 {
+		u := &catalog.LLMUsage{}
+		for _, p := range [...]*string{&u.ProviderService, &u.Provider, &u.Model, &u.RequestTags, &u.Routing} {
+			*p = d.str()
+		}
+		for _, p := range [...]*int64{&u.InputTokens, &u.OutputTokens, &u.CachedInputTokens, &u.CacheWriteTokens, &u.ReasoningTokens, &u.CostNanos} {
+			*p = d.varint()
+		}
+		if d.err != nil || len(d.b) < 9 || d.b[8] > 1 {
+			d.err = errAuditBody
+			return
+		}
+		u.TTFTMs = math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+		u.Streaming = d.b[8] == 1
+		d.b = d.b[9:]
+		e.Usage = u
+	}
+	if flags&flagPayload != 0 {
+		e.Payload = &catalog.AuditPayload{RequestBody: d.str(), ResponseBody: d.str()}
+	}
 }
 
 // auditDecoder reads a binary audit body; the first error sticks.

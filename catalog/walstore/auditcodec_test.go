@@ -89,6 +89,44 @@ func TestAuditCodecCompletions(t *testing.T) {
 	}
 }
 
+// A record with trace ids, guardrail outcomes, usage or a payload takes the
+// third form; every field round-trips, and events without them in the
+// same record stay without them.
+func TestAuditCodecExtended(t *testing.T) {
+	llm := fullEvent(3)
+	llm.Service, llm.TraceID, llm.SpanID = "llm", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	llm.Guardrails = `[{"policy":"pii","action":"mask"}]`
+	done := llm
+	done.Completes = true
+	done.Usage = &catalog.LLMUsage{ProviderService: "system.ai.openai_prod", Provider: "openai", Model: "gpt-4.1",
+		InputTokens: 10, OutputTokens: 20, CachedInputTokens: 3, CacheWriteTokens: 4, ReasoningTokens: 5, CostNanos: 123456789,
+		TTFTMs: 12.5, Streaming: true, RequestTags: `{"project":"checkout"}`, Routing: `[{"status":200}]`}
+	payload := fullEvent(4)
+	payload.Payload = &catalog.AuditPayload{RequestBody: `{"messages":[]}`, ResponseBody: "{}"}
+	events := []catalog.AuditEvent{fullEvent(1), llm, done, payload}
+	r := &record{Seq: 9, Ops: []op{{K: "audit", A: events}}}
+	buf, err := encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if buf[hdrSize] != auditMagic3 {
+		t.Fatalf("a record with usage starts with %#x", buf[hdrSize])
+	}
+	got, err := decodeBody(buf[hdrSize:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Ops, r.Ops) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got.Ops, r.Ops)
+	}
+	body := buf[hdrSize:]
+	for n := 1; n < len(body); n++ {
+		if _, err := decodeBody(body[:n]); err == nil {
+			t.Fatalf("a body cut to %d of %d bytes decoded", n, len(body))
+		}
+	}
+}
+
 func TestAuditCodecMalformed(t *testing.T) {
 	done := fullEvent(2)
 	done.Completes = true
@@ -122,7 +160,7 @@ func FuzzAuditDecode(f *testing.F) {
 		if len(b) == 0 {
 			return
 		}
-		if b[0] != auditMagic2 {
+		if b[0] != auditMagic2 && b[0] != auditMagic3 {
 			b[0] = auditMagic
 		}
 		events, err := decodeAudit(b)
@@ -321,4 +359,59 @@ func TestFlush(t *testing.T) {
 	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 1 {
 		t.Fatalf("%d events in the inner store after Flush, want 1", len(es))
 	}
+}
+
+// The background applier leaves the youngest records pending, so that a
+// completion appended right after its request reaches the inner store in
+// the same transaction (merged) rather than as an update; Flush applies
+// all.
+func TestApplyDelay(t *testing.T) {
+	ctx := t.Context()
+	inner := &txCounter{keepOpen: keepOpen{memstore.New()}}
+	s, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old, req := fullEvent(1), fullEvent(2)
+	if err := s.AppendAudit(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	if err := s.AppendAudit(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apply(ctx, cut); err != nil { // what the applier does with cut = now - ApplyDelay
+		t.Fatal(err)
+	}
+	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 1 || es[0].EventID != old.EventID {
+		t.Fatalf("inner store after applying the old records: %+v", es)
+	}
+	done := req
+	done.Completes, done.StatusCode = true, 200
+	if err := s.AppendAudit(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	before := inner.txs.Load()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := inner.txs.Load() - before; n != 1 {
+		t.Fatalf("Flush applied the request and its completion in %d transactions, want 1", n)
+	}
+	es, _ := inner.ListAudit(ctx, time.Time{}, 0)
+	if len(es) != 2 || es[1].EventID != req.EventID || es[1].StatusCode != 200 {
+		t.Fatalf("inner store after Flush: %+v", es)
+	}
+}
+
+// txCounter counts the inner store's write transactions.
+type txCounter struct {
+	keepOpen
+	txs atomic.Int64
+}
+
+func (c *txCounter) ReadWriteTx(ctx context.Context, fn func(context.Context, catalog.RWTx) error) error {
+	c.txs.Add(1)
+	return c.keepOpen.ReadWriteTx(ctx, fn)
 }

@@ -39,6 +39,12 @@ type Options struct {
 	ApplyInterval time.Duration
 	// MaxPending applies as soon as this many records wait (default 256).
 	MaxPending int
+	// ApplyDelay: the background applier leaves records younger than this
+	// pending (default 100ms; negative: none), so that a gateway call's
+	// audit completion, which follows its request within milliseconds,
+	// is merged into the request's row before the inner store sees it
+	// instead of updating it there. Reads and Flush apply everything.
+	ApplyDelay time.Duration
 	// RotateBytes rewrites the log once this many bytes of it are applied
 	// while new records keep it from being truncated (default 64 MiB).
 	RotateBytes int64
@@ -82,6 +88,7 @@ var _ catalog.Store = (*Store)(nil)
 // record is one committed transaction.
 type record struct {
 	size int64         // framed size in the log
+	at   time.Time     // when it was appended (zero: replayed)
 	Seq  int64         `json:"seq"`
 	Ops  []op          `json:"ops"`
 	Meta *catalog.Meta `json:"meta,omitempty"` // meta after this record
@@ -108,6 +115,9 @@ func Open(ctx context.Context, dir string, inner catalog.Store, o Options) (*Sto
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = 256
+	}
+	if o.ApplyDelay == 0 {
+		o.ApplyDelay = 100 * time.Millisecond
 	}
 	if o.RotateBytes <= 0 {
 		o.RotateBytes = 64 << 20
@@ -257,7 +267,7 @@ func encode(r *record) ([]byte, error) {
 // decodeBody decodes a record body written by encode (Seq and size are
 // set by the caller).
 func decodeBody(body []byte) (*record, error) {
-	if len(body) > 0 && (body[0] == auditMagic || body[0] == auditMagic2) {
+	if len(body) > 0 && (body[0] == auditMagic || body[0] == auditMagic2 || body[0] == auditMagic3) {
 		events, err := decodeAudit(body)
 		if err != nil {
 			return nil, err
@@ -323,7 +333,7 @@ func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx
 func (s *Store) appendRecord(tx *recTx) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := &record{Seq: s.seq + 1, Ops: tx.ops}
+	r := &record{Seq: s.seq + 1, Ops: tx.ops, at: time.Now()}
 	if tx.metaSet {
 		m := tx.meta
 		r.Meta = &m
@@ -400,7 +410,7 @@ func (s *Store) applier() {
 		case <-s.kick:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := s.flush(ctx); err != nil {
+		if err := s.apply(ctx, time.Now().Add(-s.opts.ApplyDelay)); err != nil {
 			s.log.Error().Err(err).Msg("catalog log: applying to the store failed; will retry (the log keeps the data)")
 		}
 		cancel()
@@ -409,11 +419,21 @@ func (s *Store) applier() {
 
 // flush applies every pending record to the inner store, then truncates the
 // log if nothing new arrived meanwhile.
-func (s *Store) flush(ctx context.Context) error {
+func (s *Store) flush(ctx context.Context) error { return s.apply(ctx, time.Time{}) }
+
+// apply applies the pending records appended before before (all of them
+// for a zero time), oldest first.
+func (s *Store) apply(ctx context.Context, before time.Time) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.mu.Lock()
-	batch := append([]*record(nil), s.pending...)
+	n := len(s.pending)
+	if !before.IsZero() {
+		for n > 0 && s.pending[n-1].at.After(before) {
+			n--
+		}
+	}
+	batch := append([]*record(nil), s.pending[:n]...)
 	s.mu.Unlock()
 	if len(batch) == 0 {
 		return nil

@@ -90,7 +90,7 @@ func TestSQLClients(t *testing.T) {
 	}
 	auditColumns := "event_time,event_date,event_id,service_name,action_name,user_identity,identity_metadata," +
 		"source_ip_address,user_agent,session_id,request_id,securable_type,securable_name,request_params,response," +
-		"decision,reason,latency_ms"
+		"decision,reason,latency_ms,trace_id,span_id,guardrails"
 
 	t.Run("psycopg2", func(t *testing.T) {
 		py := findPython(t, "psycopg2", "apt-get install python3-psycopg2")
@@ -137,7 +137,7 @@ func TestSQLClients(t *testing.T) {
 			"jdbc columns event_time:timestamptz,event_date:date,event_id:text,service_name:text,action_name:text,"+
 				"user_identity:text,identity_metadata:json,source_ip_address:text,user_agent:text,session_id:text,"+
 				"request_id:text,securable_type:text,securable_name:text,request_params:json,response:json,"+
-				"decision:text,reason:text,latency_ms:float8",
+				"decision:text,reason:text,latency_ms:float8,trace_id:text,span_id:text,guardrails:json",
 			"jdbc prepared runs agree"))
 	})
 	t.Run("node-postgres", func(t *testing.T) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +18,7 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
+	"github.com/mandatehq/mandate/gateway/llmgw"
 	"github.com/mandatehq/mandate/gateway/mcp"
 	"github.com/mandatehq/mandate/gateway/oauthconnect"
 	"github.com/mandatehq/mandate/gateway/pipeline"
@@ -39,6 +42,24 @@ type dataPlaneConfig struct {
 	// ownCert is the fingerprint of the listener's own TLS certificate
 	// ("" without TLS): identity fetches trust it besides the system CAs.
 	ownCert string
+	// models resolves model services for the LLM endpoint (/llm/v1/...;
+	// nil: no LLM endpoint); tokens verifies Mandate access tokens (nil:
+	// OIDC JWTs only); userIDKey keys the pseudonymous user id model
+	// providers get (llmUserIDKey).
+	models    gateway.ModelServices
+	tokens    gateway.AccessTokens
+	userIDKey []byte
+	// guard runs the guardrail policies (gateway/guardstage); nil: none.
+	guard pipeline.Guard
+}
+
+// llmUserIDKey derives the key of the pseudonymous user ids sent to model
+// providers from the master key: the same on every node sharing it, so a
+// human's id is stable, and unrelated to anything else the key seals.
+func llmUserIDKey(masterKey []byte) []byte {
+	m := hmac.New(sha256.New, masterKey)
+	m.Write([]byte("mandate/llm/pseudonymous-user-id/v1"))
+	return m.Sum(nil)
 }
 
 // auditSync is --audit-sync: on (the default) answers a gateway call only
@@ -72,6 +93,7 @@ func (a *auditSync) Set(v string) error {
 type dataPlane struct {
 	pipe  *pipeline.Pipeline
 	mcp   *mcp.Handler
+	llm   *llmgw.Handler // nil without model services
 	creds *upstream.Credentials
 	keys  *upstream.KeySet
 	oauth *oauthconnect.Connector
@@ -123,10 +145,16 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	for _, is := range c.issuers {
 		servers = append(servers, is.URL)
 	}
+	// Agents present an OIDC JWT or a Mandate access token, to MCP and
+	// LLM endpoints alike.
+	var inbound gateway.Authenticator = auth
+	if c.tokens != nil {
+		inbound = identity.WithAccessTokens(auth, c.tokens)
+	}
 	// One pipeline for every protocol's handler (gateway/pipeline).
 	p, err := pipeline.New(pipeline.Config{
-		PublicURL: c.publicURL, Auth: auth, Authz: c.authz, Credentials: creds, Audit: c.audit,
-		AuditAsync: c.auditSync.off, Logger: c.log,
+		PublicURL: c.publicURL, Auth: inbound, Authz: c.authz, Credentials: creds, Audit: c.audit,
+		AuditAsync: c.auditSync.off, Logger: c.log, Guard: c.guard,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway pipeline: %w", err)
@@ -135,7 +163,25 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("MCP gateway: %w", err)
 	}
-	return &dataPlane{pipe: p, mcp: h, creds: creds, keys: keys, oauth: oauth}, nil
+	dp := &dataPlane{pipe: p, mcp: h, creds: creds, keys: keys, oauth: oauth}
+	if c.models != nil {
+		dp.llm, err = llmgw.New(llmgw.Config{Pipeline: p, Models: c.models, UserIDKey: c.userIDKey,
+			AuthorizationServers: servers, Logger: c.log})
+		if err != nil {
+			return nil, fmt.Errorf("LLM gateway: %w", err)
+		}
+	}
+	return dp, nil
+}
+
+// bodyLimits are the routes that bound their own request bodies above the
+// listener's bound (the LLM endpoint: images and documents travel in
+// them), for httpConfig.largeBodies.
+func (d *dataPlane) bodyLimits() []bodyLimit {
+	if d == nil || d.llm == nil {
+		return nil
+	}
+	return []bodyLimit{{prefix: d.llm.Routes()[0], max: d.llm.MaxBody()}}
 }
 
 // mount adds the gateway's public routes to mux: they authenticate
@@ -144,6 +190,11 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 func (d *dataPlane) mount(mux *http.ServeMux) {
 	for _, route := range d.mcp.Routes() { // under the path of --public-url
 		mux.Handle(route, d.mcp)
+	}
+	if d.llm != nil {
+		for _, route := range d.llm.Routes() {
+			mux.Handle(route, d.llm)
+		}
 	}
 	mux.Handle("GET /.well-known/jwks.json", d.keys.JWKSHandler())
 	mux.Handle("/oauth/", d.oauth.Handler())

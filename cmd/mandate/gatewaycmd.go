@@ -144,6 +144,16 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer conns.Close()
+	models, err := node.NewModelServices(nodeCfg)
+	if err != nil {
+		return err
+	}
+	defer models.Close()
+	tokens, err := node.NewAccessTokens(nodeCfg)
+	if err != nil {
+		return err
+	}
+	defer tokens.Close()
 	audit, err := node.NewAuditSink(nodeCfg)
 	if err != nil {
 		return err
@@ -164,7 +174,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dp, err := newDataPlane(ctx, dataPlaneConfig{
 		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
 		authz: authz, connections: conns, audit: withFailures(audit, failures), auditSync: cfg.auditSync, log: log,
-		ownCert: httpFingerprint,
+		ownCert: httpFingerprint, userIDKey: llmUserIDKey(key), models: models, tokens: tokens,
 	})
 	if err != nil {
 		return err
@@ -181,10 +191,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(w, `{"status":"ok","revision":%d,"decision_cache":{"hits":%d,"misses":%d}}`+"\n", st.Revision, st.CacheHits, st.CacheMisses)
 	})
 	dp.mount(mux)
+	cfg.http.largeBodies = dp.bodyLimits()
 	hs := newHTTPServer(mux, &cfg.http, httpTLS, log)
 	log.Info().Str("http_addr", ln.Addr().String()).Str("public_url", publicURL).Str("catalog", cfg.catalogURL).
 		Str("http_tls_fingerprint", httpFingerprint).Msg("mandate gateway is serving")
-	fmt.Fprintf(stdout, "Mandate gateway is ready: MCP endpoints at %s/mcp/CONNECTION\n", publicURL)
+	fmt.Fprintf(stdout, "Mandate gateway is ready: MCP endpoints at %s/mcp/CONNECTION, the LLM API at %s/llm/v1\n", publicURL, publicURL)
 	errc := make(chan error, 1)
 	go func() { errc <- serveHTTP(hs, ln, cfg.http.maxConns) }()
 	select {

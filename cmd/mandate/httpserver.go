@@ -51,6 +51,18 @@ type httpConfig struct {
 	tlsMode           string // auto, on, off
 	tlsCert, tlsKey   string
 	behindTLSProxy    bool
+	// largeBodies are path prefixes whose handlers take bodies above
+	// httpMaxBody, bound them themselves and answer a larger one with a
+	// 413 of their own (the LLM endpoint: its provider-format error, its
+	// audit row): up to the prefix's limit, and a body declared larger
+	// reaches the handler unread.
+	largeBodies []bodyLimit
+}
+
+// bodyLimit is a route's own request body bound.
+type bodyLimit struct {
+	prefix string
+	max    int64
 }
 
 // addHTTPFlags registers the HTTP listener's flags on fs.
@@ -257,18 +269,25 @@ func limitRequests(h http.Handler, c *httpConfig, log zerolog.Logger) http.Handl
 				return
 			}
 		}
-		if r.ContentLength > httpMaxBody {
+		maxBody, own := int64(httpMaxBody), false
+		for _, l := range c.largeBodies {
+			if strings.HasPrefix(r.URL.Path, l.prefix) {
+				maxBody, own = l.max, true
+				break
+			}
+		}
+		if r.ContentLength > maxBody && !own {
 			w.Header().Set("Connection", "close")
 			httpJSONError(w, http.StatusRequestEntityTooLarge, "request body of "+strconv.FormatInt(r.ContentLength, 10)+
-				" bytes is larger than the limit of "+strconv.Itoa(httpMaxBody)+" bytes")
+				" bytes is larger than the limit of "+strconv.FormatInt(maxBody, 10)+" bytes")
 			return
 		}
 		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			rc := http.NewResponseController(w)
 			if err := rc.SetReadDeadline(time.Now().Add(c.readBodyTimeout)); err == nil {
-				r.Body = &deadlineBody{ReadCloser: http.MaxBytesReader(w, r.Body, httpMaxBody), rc: rc}
+				r.Body = &deadlineBody{ReadCloser: http.MaxBytesReader(w, r.Body, maxBody), rc: rc}
 			} else {
-				r.Body = http.MaxBytesReader(w, r.Body, httpMaxBody)
+				r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 			}
 		}
 		h.ServeHTTP(w, r)

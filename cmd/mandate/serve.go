@@ -30,6 +30,7 @@ import (
 	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway/devidp"
+	"github.com/mandatehq/mandate/gateway/guardstage"
 	"github.com/mandatehq/mandate/gateway/node"
 	"github.com/mandatehq/mandate/sqlfront"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
@@ -343,7 +344,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return nil, errors.New("the MCP gateway is off: no --oidc-issuer (or --dev)")
 			}
 			return connStatus(ctx, user)
-		}, StatementTimeout: cfg.statementTimeout}
+		}, StatementTimeout: cfg.statementTimeout, CheckGuardrail: guardstage.CheckGuardrail}
 	cfg.limits.frontend(&feCfg)
 	fe := sqlfront.New(feCfg)
 	pwCfg := pgwire.Config{Addr: cfg.sqlAddr, TLS: tlsCfg, Auth: fe, Handler: fe, Logger: log,
@@ -360,13 +361,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("node token: %w", err)
 	}
-	eng, err := enforce.NewEngine(ctx, svc, enforce.Options{Logger: log, Policy: enforce.NewPolicyHook(0)})
+	// Guardrail policies are prepared with every snapshot, like Rego ones.
+	guards := &guardstage.Preparer{}
+	eng, err := enforce.NewEngine(ctx, svc, enforce.Options{Logger: log, Policy: enforce.NewPolicyHook(0), Guardrails: guards.Hook})
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
 	apiHandler := api.NewHandler(eng, api.Options{Token: token, Logger: log,
 		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx,
+		ModelServices: api.ModelServiceResolver(svc), ModelServiceNames: api.ModelServiceNames(svc), AccessTokens: api.AccessTokenVerifier(svc),
+		Limits:       api.LimitsResolver(svc),
 		AuthFailures: failures, AllowCleartextSecrets: cfg.http.behindTLSProxy})
 
 	// The MCP gateway on the same address: /mcp/CONNECTION.
@@ -393,15 +398,24 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		issuers = append(issuers, identityIssuer(idp.Issuer()))
 	}
 	if len(issuers) > 0 {
-		dp, err := newDataPlane(ctx, dataPlaneConfig{
+		guard, err := guardstage.New(guardstage.Config{Current: func() *guardstage.Set {
+			s, _ := eng.Snapshot().Guardrails().(*guardstage.Set)
+			return s
+		}, Tools: svc, Logger: log})
+		if err != nil {
+			return err
+		}
+		dp, err := newDataPlane(ctx, dataPlaneConfig{guard: guard,
 			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr,
 			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
-			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint,
+			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
+			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc),
 		})
 		if err != nil {
 			return err
 		}
 		dp.mount(mux)
+		cfg.http.largeBodies = dp.bodyLimits()
 		connStatus = dp.connectionStatus
 	} else {
 		log.Warn().Msg("MCP gateway off: no --oidc-issuer (or --dev) to authenticate agents with")
@@ -424,7 +438,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			httpLn.Addr(), httpFingerprint, httpFingerprint)
 	}
 	if len(issuers) > 0 {
-		fmt.Fprintf(stdout, "MCP gateway: %s/mcp/CONNECTION\n\n", publicURL)
+		fmt.Fprintf(stdout, "MCP gateway: %s/mcp/CONNECTION\nLLM gateway: %s/llm/v1 (OpenAI) and %s/llm (Anthropic)\n\n", publicURL, publicURL, publicURL)
 	}
 
 	// MANDATE_PPROF_ADDR (a loopback HOST:PORT) serves Go's profiler for

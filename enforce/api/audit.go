@@ -53,6 +53,38 @@ type AuditEvent struct {
 	// Completes: this event completes the one with its event_id and
 	// event_time (catalog.AuditEvent.Completes).
 	Completes bool `json:"completes,omitempty"`
+	// TraceID, SpanID and Guardrails (a JSON array) are the columns of
+	// the same names; Usage the usage of an LLM call, Payload a captured
+	// request and response (catalog.AuditEvent).
+	TraceID    string        `json:"trace_id,omitempty"`
+	SpanID     string        `json:"span_id,omitempty"`
+	Guardrails string        `json:"guardrails,omitempty"`
+	Usage      *AuditUsage   `json:"usage,omitempty"`
+	Payload    *AuditPayload `json:"payload,omitempty"`
+}
+
+// AuditUsage is catalog.LLMUsage on the wire, named like the columns of
+// system.ai_gateway.usage (cost in billionths of a US dollar).
+type AuditUsage struct {
+	ProviderService   string  `json:"provider_service,omitempty"`
+	Provider          string  `json:"provider,omitempty"`
+	Model             string  `json:"model,omitempty"`
+	InputTokens       int64   `json:"input_tokens,omitempty"`
+	OutputTokens      int64   `json:"output_tokens,omitempty"`
+	CachedInputTokens int64   `json:"cached_input_tokens,omitempty"`
+	CacheWriteTokens  int64   `json:"cache_write_tokens,omitempty"`
+	ReasoningTokens   int64   `json:"reasoning_tokens,omitempty"`
+	CostNanos         int64   `json:"cost_nanos,omitempty"`
+	TTFTMs            float64 `json:"ttft_ms,omitempty"`
+	Streaming         bool    `json:"streaming,omitempty"`
+	RequestTags       string  `json:"request_tags,omitempty"`
+	Routing           string  `json:"routing,omitempty"`
+}
+
+// AuditPayload is catalog.AuditPayload on the wire.
+type AuditPayload struct {
+	RequestBody  string `json:"request_body,omitempty"`
+	ResponseBody string `json:"response_body,omitempty"`
 }
 
 // AuditRequest is the body of POST /api/v1/audit.
@@ -67,22 +99,44 @@ type AuditResponse struct {
 
 // WireAuditEvent converts e to its wire form.
 func WireAuditEvent(e catalog.AuditEvent) AuditEvent {
-	return AuditEvent{EventID: e.EventID, EventTime: e.Time, ServiceName: e.Service, ActionName: e.Action,
+	w := AuditEvent{EventID: e.EventID, EventTime: e.Time, ServiceName: e.Service, ActionName: e.Action,
 		UserIdentity: e.UserIdentity, RunBy: e.RunBy, RunAs: e.RunAs, SourceIPAddress: e.SourceIP,
 		UserAgent: e.UserAgent, SessionID: e.SessionID, RequestID: e.RequestID, SecurableType: e.SecurableType,
 		SecurableName: e.SecurableName, RequestParams: e.RequestParams, StatusCode: e.StatusCode,
 		ErrorMessage: e.ErrorMessage, SQLState: e.SQLState, Decision: e.Decision, Reason: e.Reason,
-		LatencyMs: e.LatencyMs, Revision: e.Revision, Completes: e.Completes}
+		LatencyMs: e.LatencyMs, Revision: e.Revision, Completes: e.Completes,
+		TraceID: e.TraceID, SpanID: e.SpanID, Guardrails: e.Guardrails}
+	if u := e.Usage; u != nil {
+		w.Usage = &AuditUsage{ProviderService: u.ProviderService, Provider: u.Provider, Model: u.Model,
+			InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, CachedInputTokens: u.CachedInputTokens,
+			CacheWriteTokens: u.CacheWriteTokens, ReasoningTokens: u.ReasoningTokens, CostNanos: u.CostNanos,
+			TTFTMs: u.TTFTMs, Streaming: u.Streaming, RequestTags: u.RequestTags, Routing: u.Routing}
+	}
+	if p := e.Payload; p != nil {
+		w.Payload = &AuditPayload{RequestBody: p.RequestBody, ResponseBody: p.ResponseBody}
+	}
+	return w
 }
 
 // Catalog converts e to a catalog.AuditEvent.
 func (e *AuditEvent) Catalog() catalog.AuditEvent {
-	return catalog.AuditEvent{EventID: e.EventID, Time: e.EventTime, Service: e.ServiceName, Action: e.ActionName,
+	c := catalog.AuditEvent{EventID: e.EventID, Time: e.EventTime, Service: e.ServiceName, Action: e.ActionName,
 		UserIdentity: e.UserIdentity, RunBy: e.RunBy, RunAs: e.RunAs, SourceIP: e.SourceIPAddress,
 		UserAgent: e.UserAgent, SessionID: e.SessionID, RequestID: e.RequestID, SecurableType: e.SecurableType,
 		SecurableName: e.SecurableName, RequestParams: e.RequestParams, StatusCode: e.StatusCode,
 		ErrorMessage: e.ErrorMessage, SQLState: e.SQLState, Decision: e.Decision, Reason: e.Reason,
-		LatencyMs: e.LatencyMs, Revision: e.Revision, Completes: e.Completes}
+		LatencyMs: e.LatencyMs, Revision: e.Revision, Completes: e.Completes,
+		TraceID: e.TraceID, SpanID: e.SpanID, Guardrails: e.Guardrails}
+	if u := e.Usage; u != nil {
+		c.Usage = &catalog.LLMUsage{ProviderService: u.ProviderService, Provider: u.Provider, Model: u.Model,
+			InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, CachedInputTokens: u.CachedInputTokens,
+			CacheWriteTokens: u.CacheWriteTokens, ReasoningTokens: u.ReasoningTokens, CostNanos: u.CostNanos,
+			TTFTMs: u.TTFTMs, Streaming: u.Streaming, RequestTags: u.RequestTags, Routing: u.Routing}
+	}
+	if p := e.Payload; p != nil {
+		c.Payload = &catalog.AuditPayload{RequestBody: p.RequestBody, ResponseBody: p.ResponseBody}
+	}
+	return c
 }
 
 // audit records a node's events and answers once they are durable. The

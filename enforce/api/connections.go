@@ -187,10 +187,8 @@ func (h *handler) connection(w http.ResponseWriter, r *http.Request) error {
 	if h.o.Connections == nil {
 		return errorf(http.StatusServiceUnavailable, "connection resolution is not configured on this catalog")
 	}
-	if r.TLS == nil && !loopbackPeer(r) && !h.o.AllowCleartextSecrets {
-		h.log.Warn().Str("remote", r.RemoteAddr).Msg("refused to send a connection's secrets over cleartext HTTP to a non-loopback address")
-		return errorf(http.StatusForbidden, "connection secrets are sent only over TLS or to a loopback address: "+
-			"serve the catalog's HTTP API with TLS (mandate serve --http-tls on) and reach it with https://")
+	if err := h.secretsTransport(r, "connection secrets"); err != nil {
+		return err
 	}
 	name := strings.TrimPrefix(r.URL.Path, ConnectionsPath)
 	if name == "" {

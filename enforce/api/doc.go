@@ -38,6 +38,17 @@
 //     Options.Connections): only to node-token holders, and only over TLS
 //     or to a loopback peer (else 403; Options.AllowCleartextSecrets for a
 //     listener behind a TLS-terminating proxy).
+//   - GET /api/v1/model-services/{name} answers the resolved model service
+//     (services.go; Options.ModelServices): its usable destinations and
+//     fallbacks with their provider services, decrypted API keys included
+//     (node token, and TLS or loopback, as for connections); GET
+//     /api/v1/model-services lists the names (Options.ModelServiceNames).
+//   - POST /api/v1/access-tokens/verify {"token_hash"} answers whether an
+//     access token is valid now, and whose it is (Options.AccessTokens):
+//     nodes send the token's SHA-256, never the token.
+//   - GET /api/v1/limits answers the rate limits and budgets of the
+//     current revision with the members of the groups they name
+//     (limits.go; Options.Limits), for a node's limits engine.
 //   - With Options.AuditDecisions every answered decision is recorded as an
 //     audit event (service_name "authorization") in the background
 //     (decisionaudit.go).

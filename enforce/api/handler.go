@@ -62,6 +62,16 @@ type Options struct {
 	// Connections resolves GET /api/v1/connections/{name}, secrets included
 	// (ConnectionResolver); nil answers that route 503.
 	Connections func(ctx context.Context, name string) (*ConnectionInfo, error)
+	// ModelServices resolves GET /api/v1/model-services/{name}, provider
+	// API keys included (ModelServiceResolver); ModelServiceNames answers
+	// GET /api/v1/model-services (ModelServiceNames); AccessTokens POST
+	// /api/v1/access-tokens/verify (AccessTokenVerifier). nil answers
+	// the route 503.
+	ModelServices     func(ctx context.Context, name string) (*ModelServiceInfo, error)
+	ModelServiceNames func(ctx context.Context) (*ModelServiceList, error)
+	AccessTokens      func(ctx context.Context, hash string) (*AccessTokenInfo, error)
+	// Limits answers GET /api/v1/limits (LimitsResolver); nil answers 503.
+	Limits func(ctx context.Context) (*LimitsInfo, error)
 	// AllowCleartextSecrets lets GET /api/v1/connections/{name} answer a
 	// request that came over plain HTTP from a non-loopback address: only
 	// for a listener behind a TLS-terminating proxy. Without it such a
@@ -172,7 +182,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = method(r, http.MethodGet, h.revision, w)
 	case AuditPath:
 		err = method(r, http.MethodPost, h.audit, w)
+	case LimitsPath:
+		err = method(r, http.MethodGet, h.limits, w)
+	case AccessTokenVerifyPath:
+		err = method(r, http.MethodPost, h.accessToken, w)
+	case strings.TrimSuffix(ModelServicesPath, "/"):
+		err = method(r, http.MethodGet, h.modelService, w)
 	default:
+		if strings.HasPrefix(r.URL.Path, ModelServicesPath) {
+			err = method(r, http.MethodGet, h.modelService, w)
+			break
+		}
 		if strings.HasPrefix(r.URL.Path, ConnectionsPath) {
 			err = method(r, http.MethodGet, h.connection, w)
 			break
@@ -435,12 +455,15 @@ func (wt *waiter) release() {
 func (h *handler) decide(ctx context.Context, wait *waiter, r enforce.Request, atLeast catalog.Revision) (enforce.Decision, error) {
 	if atLeast <= 0 || h.d.Revision() >= atLeast {
 		if d := h.d.Decide(ctx, r); d.Revision >= atLeast {
-			return d, nil
+			return nodeGuarded(d, r), nil
 		}
 	}
 	d, err := h.d.DecideAt(wait.context(ctx, h.o.MaxWait), r, atLeast)
 	if err == nil && d.Revision < atLeast { // a contract breach: never answer from older
 		err = enforce.ErrStale
+	}
+	if err == nil {
+		d = nodeGuarded(d, r)
 	}
 	if err != nil {
 		cur := h.d.Revision()
@@ -448,6 +471,18 @@ func (h *handler) decide(ctx context.Context, wait *waiter, r enforce.Request, a
 			msg: fmt.Sprintf("revision %d is not available within %s (newest is %d): failing closed", atLeast, h.o.MaxWait, cur)}
 	}
 	return d, nil
+}
+
+// nodeGuarded refuses a call that guardrail policies apply to: gateway
+// nodes (the callers of this API) do not run the guardrail stages yet, so
+// they must not carry it (fail closed); mandate serve's own gateway does.
+func nodeGuarded(d enforce.Decision, r enforce.Request) enforce.Decision {
+	if d.Allowed && d.Guarded {
+		d.Allowed = false
+		d.Reason = fmt.Sprintf("guardrail policies apply to %s %s and gateway nodes do not run guardrails: call it through the catalog server's gateway (mandate serve)",
+			strings.ToLower(string(r.Securable.Type)), r.Securable.Name)
+	}
+	return d
 }
 
 func (h *handler) revision(w http.ResponseWriter, _ *http.Request) error {

@@ -41,14 +41,21 @@ func key(name, source string) [sha256.Size]byte {
 }
 
 // Build prepares policies (catalog POLICY securables: attached to their
-// Parent, the Rego source in Options["source"]) for revision rev. A policy
-// that does not compile is kept as an error: evaluating it denies.
+// Parent, the Rego source in Options["source"]) for revision rev: those
+// the decision engine evaluates when it authorizes a call (Rego, on the
+// call, enforced: catalog.PolicyDef.AtAuthorization); built-in
+// guardrails, Rego policies on the result and policies in monitor mode
+// run in the gateway's guardrail stages. A policy that does not compile is
+// kept as an error: evaluating it denies.
 func (c *Cache) Build(ctx context.Context, rev catalog.Revision, policies []*catalog.Securable) *Set {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := &Set{Revision: rev, byOn: map[catalog.ID][]*entry{}}
 	next := make(map[[sha256.Size]byte]*entry, len(policies))
 	for _, p := range policies {
+		if !catalog.PolicyOf(p).AtAuthorization() {
+			continue
+		}
 		src := p.Options[catalog.PolicySourceOption]
 		k := key(p.Name, src)
 		e, ok := c.byID[k]

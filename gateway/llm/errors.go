@@ -182,9 +182,11 @@ func WriteError(w http.ResponseWriter, f Format, err error) {
 	_, _ = w.Write(body)
 }
 
-// streamError is e as one server-sent event in format f: Anthropic's
-// "event: error", OpenAI's data line with an error object (which the
-// OpenAI SDKs raise as an error).
+// Event is e as one server-sent event in format f, to end a stream that
+// has started: Anthropic's "event: error", OpenAI's data line with an
+// error object (which the OpenAI SDKs raise as an error).
+func (e *Error) Event(f Format) []byte { return streamError(f, e) }
+
 func streamError(f Format, e *Error) []byte {
 	body := e.Body(f)
 	out := make([]byte, 0, len(body)+32)

@@ -63,15 +63,22 @@ type Hooks struct {
 	BeforeForward func(ctx context.Context, out *Outbound) error
 	// OnEvent sees every stream event before it is written to the client:
 	// ev.Data is the destination's event, ev.Out what the client will get
-	// (client format; may be empty when an event has no counterpart). An
-	// error ends the stream with an in-stream error.
+	// (client format; may be empty when an event has no counterpart). It
+	// may replace ev.Out (empty: nothing is written for the event). An
+	// error ends the stream with an in-stream error, or, before the first
+	// event went out, refuses the call.
 	OnEvent func(ctx context.Context, ev *Event) error
 	// OnResponse sees a non-streamed success body in the client's format
 	// before it is written; it may return a replacement or an error
 	// (rendered instead of the body).
 	OnResponse func(ctx context.Context, body []byte) ([]byte, error)
+	// BeforeAnswer is called once, before the first byte of the answer
+	// goes to the client (res.Status is the status about to be sent; for a
+	// non-streamed answer res.Usage is final). An error means: answer
+	// nothing; Relay returns it (Forward renders it).
+	BeforeAnswer func(ctx context.Context, res *Result) error
 	// After is called once the call is over (the last byte written or the
-	// client gone) with its result.
+	// client gone) with its result (Forward only).
 	After func(ctx context.Context, res *Result)
 }
 
@@ -108,6 +115,10 @@ type Result struct {
 	// (streams only); Latency the time to the last byte.
 	TTFT    time.Duration
 	Latency time.Duration
+	// BytesOut is the size of the answer's body as sent to the client
+	// (set before BeforeAnswer for a non-streamed answer; a stream's
+	// grows as it is relayed).
+	BytesOut int64
 	// Broken is true for a stream that ended early (upstream cut, timeout,
 	// oversized event, client gone); Usage then counts what was delivered.
 	Broken bool
@@ -201,29 +212,68 @@ func (r *Route) Plan(e Endpoint, intN func(int) int) []*Destination {
 }
 
 // Forward runs the call: it tries the route's destinations until one
-// answers, relays the answer to w in the client's format (translating and
-// metering it), and returns what happened. Every error is rendered to the
-// client here; the caller only records the Result. ctx should be the
-// client request's context: its cancellation cancels the upstream call.
+// answers (Open), relays the answer to w in the client's format,
+// translating and metering it (Reply.Relay), and returns what happened.
+// Every error is rendered to the client here; the caller only records the
+// Result. ctx should be the client request's context: its cancellation
+// cancels the upstream call.
 func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, c *Call) *Result {
-	req := c.Request
-	res := &Result{Start: time.Now(), Streaming: req.Stream}
-	defer func() {
-		res.Latency = time.Since(res.Start)
-		if c.Hooks.After != nil {
-			c.Hooks.After(ctx, res)
-		}
-	}()
-	cf := req.Endpoint.Format()
-	fail := func(err error) {
+	rep := f.Open(ctx, c)
+	res := rep.Result
+	if err := rep.Relay(ctx, w); err != nil && res.Status != statusClientGone {
 		e := AsError(err)
 		res.Status, res.Err = e.Status, err
-		WriteError(w, cf, e)
+		WriteError(w, c.Request.Endpoint.Format(), e)
+	}
+	res.Latency = time.Since(res.Start)
+	if c.Hooks.After != nil {
+		c.Hooks.After(ctx, res)
+	}
+	return res
+}
+
+// statusClientGone is the Result.Status of a call whose client went away
+// before it was answered (nginx's 499).
+const statusClientGone = 499
+
+// Reply is a call's answer as Open obtained it, before anything went to
+// the client: a destination's non-streamed answer in the client's format,
+// or its stream with the first event for the client read (so a stream that
+// fails at once could still fall back), or the reason there is none (Err).
+// Relay sends it; Close releases it when it is not relayed.
+type Reply struct {
+	// Result is what happened so far: the attempts, the destination that
+	// answered, the usage of a non-streamed answer. Relay completes it.
+	Result *Result
+	// Err is set when there is no answer to relay: an *Error for the
+	// client (every destination failed, a hook refused the call), or the
+	// context's error when the client went away (Result.Status 499).
+	Err error
+
+	c      *Call
+	body   []byte         // a non-streamed answer (client format)
+	stream *streamRelay   // a stream, its first client event pending
+	resp   *http.Response // the answering upstream response (streams)
+	cancel context.CancelFunc
+	timer  *time.Timer
+	closed bool
+}
+
+// Open tries the route's destinations until one answers: the weighted
+// pick, then the fallbacks, moving on after a 429, a 5xx, a connect
+// failure or a timeout. Nothing is written to the client. The Reply must
+// be relayed or closed.
+func (f *Forwarder) Open(ctx context.Context, c *Call) *Reply {
+	req := c.Request
+	rep := &Reply{c: c, Result: &Result{Start: time.Now(), Streaming: req.Stream}}
+	res := rep.Result
+	fail := func(err error) *Reply {
+		rep.Err, res.Err = err, err
+		return rep
 	}
 	plan := c.Route.Plan(req.Endpoint, f.IntN)
 	if len(plan) == 0 {
-		fail(InvalidRequest("model", fmt.Sprintf("model service %q has no destination that serves the %s API", req.Model, req.Endpoint)))
-		return res
+		return fail(InvalidRequest("model", fmt.Sprintf("model service %q has no destination that serves the %s API", req.Model, req.Endpoint)))
 	}
 	timeout := c.Route.Timeout
 	if timeout <= 0 {
@@ -233,53 +283,110 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, c *Call)
 	for i, d := range plan {
 		out, err := prepare(req, d, c.UserID, c.Header, c.Query, now)
 		if err != nil {
-			fail(err)
-			return res
+			return fail(err)
 		}
 		if out.localReply != nil {
 			res.Local, res.Destination = true, d
 			res.Usage = Usage{InputTokens: req.InputTokens, TotalTokens: req.InputTokens, Estimated: true}
-			res.Status = http.StatusOK
-			writeJSON(w, http.StatusOK, out.localReply)
-			return res
+			rep.body = out.localReply
+			return rep
 		}
 		if c.Hooks.BeforeForward != nil {
 			if err := c.Hooks.BeforeForward(ctx, out); err != nil {
-				fail(err)
-				return res
+				return fail(err)
 			}
 		}
 		last := i == len(plan)-1
-		a := f.attempt(ctx, w, c, out, timeout, res)
+		a := f.attempt(ctx, rep, out, timeout)
 		res.Attempts = append(res.Attempts, a.record)
+		if a.answered {
+			return rep
+		}
 		if a.retry && !last && ctx.Err() == nil {
 			continue
 		}
-		if !a.relayed {
-			res.Destination = nil
-			if ctx.Err() != nil {
-				res.Status, res.Err = 499, ctx.Err()
-				return res
-			}
-			fail(a.err)
+		res.Destination = nil
+		if ctx.Err() != nil {
+			res.Status = statusClientGone
+			return fail(ctx.Err())
 		}
-		return res
+		return fail(a.err)
 	}
-	return res
+	return rep
+}
+
+// Relay sends the answer to w. Before the first byte it calls
+// Hooks.BeforeAnswer; an error from that hook, from OnResponse or rep.Err
+// is returned with nothing written (the caller renders it). Once the
+// answer has started, failures end the stream in band (Result.Broken,
+// Result.Err) and Relay returns nil. Relay closes the Reply.
+func (rep *Reply) Relay(ctx context.Context, w http.ResponseWriter) error {
+	defer rep.Close()
+	res, c := rep.Result, rep.c
+	if rep.Err != nil {
+		return rep.Err
+	}
+	if rep.stream != nil {
+		return rep.stream.relay(ctx, w, res)
+	}
+	body := rep.body
+	if c.Hooks.OnResponse != nil && !res.Local {
+		nb, err := c.Hooks.OnResponse(ctx, body)
+		if err != nil {
+			res.Err = err
+			return err
+		}
+		body = nb
+	}
+	res.Status, res.BytesOut = http.StatusOK, int64(len(body))
+	if c.Hooks.BeforeAnswer != nil {
+		if err := c.Hooks.BeforeAnswer(ctx, res); err != nil {
+			res.Status, res.Err = 0, err
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, body)
+	res.Latency = time.Since(res.Start)
+	return nil
+}
+
+// Close releases the upstream response of a Reply that is not relayed (a
+// relayed one is closed by Relay). It may be called more than once.
+func (rep *Reply) Close() {
+	if rep.closed {
+		return
+	}
+	rep.closed = true
+	if rep.stream != nil {
+		rep.stream.finish(rep.Result)
+	}
+	if rep.timer != nil {
+		rep.timer.Stop()
+	}
+	if rep.cancel != nil {
+		rep.cancel()
+	}
+	if rep.resp != nil {
+		rep.resp.Body.Close()
+	}
 }
 
 type attemptResult struct {
-	record  Attempt
-	retry   bool  // a failure worth a fallback (429, 5xx, connect, timeout)
-	relayed bool  // the answer went to the client (no fallback possible)
-	err     error // the client-facing error when not relayed
+	record Attempt
+	retry  bool // a failure worth a fallback (429, 5xx, connect, timeout)
+	// answered: the destination answered and the Reply holds the answer
+	// (or why there is none: a hook refused, the client left); no
+	// fallback is possible.
+	answered bool
+	err      error // the client-facing error when not answered
 }
 
-// attempt sends one upstream request and, when it succeeds (or fails in a
-// way that is not worth a fallback, or is the last), relays the answer.
-func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, c *Call, out *Outbound, timeout time.Duration, res *Result) attemptResult {
+// attempt sends one upstream request and reads its answer up to what the
+// client would get first: the whole body, or a stream's first event.
+func (f *Forwarder) attempt(ctx context.Context, rep *Reply, out *Outbound, timeout time.Duration) (ar attemptResult) {
+	c, res := rep.c, rep.Result
 	d := out.Destination
-	ar := attemptResult{record: Attempt{Service: d.Service, Provider: d.Provider, Model: d.Model}}
+	ar.record = Attempt{Service: d.Service, Provider: d.Provider, Model: d.Model}
 	start := time.Now()
 	defer func() {
 		ar.record.Latency = time.Since(start)
@@ -287,10 +394,15 @@ func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, c *Call,
 	}()
 
 	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var timedOut atomic.Bool
+	timedOut := new(atomic.Bool)
 	timer := time.AfterFunc(timeout, func() { timedOut.Store(true); cancel() })
-	defer timer.Stop()
+	keep := false // the stream stays open for Relay
+	defer func() {
+		if !keep {
+			timer.Stop()
+			cancel()
+		}
+	}()
 
 	hreq, err := http.NewRequestWithContext(actx, http.MethodPost, out.URL, bytes.NewReader(out.Body))
 	if err != nil {
@@ -317,11 +429,11 @@ func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, c *Call,
 		}
 		return ar
 	}
-	defer resp.Body.Close()
 	ar.record.Status = resp.StatusCode
 	res.UpstreamRequestID = firstHeader(resp.Header, "X-Request-Id", "Request-Id")
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
 		body, _ := readBounded(resp.Body, 1<<20)
 		msg := upstreamErrorMessage(body)
 		ar.record.Error = msg
@@ -333,15 +445,30 @@ func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, c *Call,
 		return ar
 	}
 
-	ar.relayed = true
-	res.Destination = d
-	if c.Request.Stream {
-		if ok := f.relayStream(ctx, w, c, out, resp, timer, timeout, &timedOut, res, &ar); !ok {
-			ar.relayed = false
+	if !c.Request.Stream {
+		defer resp.Body.Close()
+		f.readBody(rep, out, resp, &ar)
+		if ar.answered {
+			res.Destination = d
 		}
 		return ar
 	}
-	f.relayBody(ctx, w, c, out, resp, res, &ar)
+	s := f.newStreamRelay(ctx, c, out, resp, timer, timeout, timedOut)
+	ok := s.open(rep, &ar)
+	if !ok {
+		s.finish(res)
+		resp.Body.Close()
+		return ar
+	}
+	ar.answered = true
+	res.Destination = d
+	if rep.Err != nil { // a hook refused the call, or the client left
+		s.finish(res)
+		resp.Body.Close()
+		return ar
+	}
+	keep = true
+	rep.stream, rep.resp, rep.cancel, rep.timer = s, resp, cancel, timer
 	return ar
 }
 
@@ -418,17 +545,16 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// relayBody relays a non-streamed success.
-func (f *Forwarder) relayBody(ctx context.Context, w http.ResponseWriter, c *Call, out *Outbound, resp *http.Response, res *Result, ar *attemptResult) {
-	req := c.Request
-	cf := req.Endpoint.Format()
+// readBody reads, meters and translates a non-streamed success into
+// rep.body (ar.answered), or says why the attempt failed.
+func (f *Forwarder) readBody(rep *Reply, out *Outbound, resp *http.Response, ar *attemptResult) {
+	req, res := rep.c.Request, rep.Result
 	max := f.MaxResponseBody
 	if max <= 0 {
 		max = DefaultMaxResponseBody
 	}
 	body, err := readBounded(resp.Body, max)
 	if err != nil || !framedObject(body) {
-		ar.relayed = false
 		ar.retry = err != nil && !errors.Is(err, errTooLarge) // a cut connection is worth a fallback
 		ar.record.Error = "invalid response body"
 		ar.err = &Error{Status: http.StatusBadGateway, Message: "the model provider sent an invalid response"}
@@ -444,24 +570,13 @@ func (f *Forwarder) relayBody(ctx context.Context, w http.ResponseWriter, c *Cal
 	res.ResponseID, res.ResponseModel, res.FinishReasons = m.id, m.model, m.finish
 	if out.translate != nil {
 		if body, err = out.translate(body); err != nil {
-			ar.relayed = false
 			ar.record.Error = "untranslatable response"
 			ar.err = &Error{Status: http.StatusBadGateway, Message: "the model provider's response could not be translated"}
 			return
 		}
 	}
-	if c.Hooks.OnResponse != nil {
-		nb, err := c.Hooks.OnResponse(ctx, body)
-		if err != nil {
-			e := AsError(err)
-			res.Status, res.Err = e.Status, err
-			WriteError(w, cf, e)
-			return
-		}
-		body = nb
-	}
-	res.Status = http.StatusOK
-	writeJSON(w, http.StatusOK, body)
+	ar.answered = true
+	rep.body = body
 }
 
 // terminal reports whether an upstream event ends its stream.
@@ -497,161 +612,239 @@ func isUsageChunk(data []byte) bool {
 	return ok && kindOf(u) == '{'
 }
 
-// relayStream relays a stream event by event. It reads the first event
-// before answering the client, so that a stream that fails at once (an
-// error event, a cut) still allows a fallback; it returns false then,
-// with ar set for the next attempt.
-func (f *Forwarder) relayStream(ctx context.Context, w http.ResponseWriter, c *Call, out *Outbound, resp *http.Response, timer *time.Timer, timeout time.Duration, timedOut *atomic.Bool, res *Result, ar *attemptResult) bool {
-	req := c.Request
-	cf := req.Endpoint.Format()
+// streamRelay follows one upstream stream: Open reads it up to the first
+// event the client gets, Relay writes that and the rest, event by event.
+type streamRelay struct {
+	ctx      context.Context // the client's
+	c        *Call
+	out      *Outbound
+	cf       Format
+	timer    *time.Timer
+	timeout  time.Duration
+	timedOut *atomic.Bool
+	rd       *sseReader
+	m        *meter
+	buf      []byte
+	// sawTerminal: the destination's terminal event came; started: the
+	// client's answer has begun; ended: the stream is complete (pending
+	// holds its last bytes, if any); pending: the client's first bytes,
+	// read but not written.
+	sawTerminal, started, ended, finished bool
+	pending                               []byte
+}
+
+func (f *Forwarder) newStreamRelay(ctx context.Context, c *Call, out *Outbound, resp *http.Response, timer *time.Timer, timeout time.Duration, timedOut *atomic.Bool) *streamRelay {
 	maxEv := f.MaxEvent
 	if maxEv <= 0 {
 		maxEv = DefaultMaxEvent
 	}
-	m := newMeter(out.format, out.endpoint)
-	defer func() {
-		res.Usage = m.result(req.InputTokens)
-		res.ResponseID, res.ResponseModel, res.FinishReasons = m.id, m.model, m.finish
-	}()
-	ct := resp.Header.Get("Content-Type")
-	if len(ct) < 17 || ct[:17] != "text/event-stream" {
-		ar.record.Error = "not a stream: " + ct
-		ar.retry = true
-		ar.err = &Error{Status: http.StatusBadGateway, Message: "the model provider did not stream its answer"}
-		return false
+	s := &streamRelay{ctx: ctx, c: c, out: out, cf: c.Request.Endpoint.Format(), timer: timer, timeout: timeout,
+		timedOut: timedOut, m: newMeter(out.format, out.endpoint)}
+	if ct := resp.Header.Get("Content-Type"); len(ct) >= 17 && ct[:17] == "text/event-stream" {
+		s.rd = newSSEReader(resp.Body, maxEv)
 	}
-	rd := newSSEReader(resp.Body, maxEv)
-	defer rd.release()
-	flusher, _ := w.(http.Flusher)
-	started := false
-	var buf []byte
-	var sawTerminal bool
-	streamErr := func(e *Error) {
-		res.Broken, res.Err = true, e
-		_, _ = w.Write(streamError(cf, e))
-		if flusher != nil {
-			flusher.Flush()
-		}
+	return s
+}
+
+// finish records the stream's usage and metadata in res and releases the
+// reader.
+func (s *streamRelay) finish(res *Result) {
+	if s.finished {
+		return
 	}
+	s.finished = true
+	res.Usage = s.m.result(s.c.Request.InputTokens)
+	res.ResponseID, res.ResponseModel, res.FinishReasons = s.m.id, s.m.model, s.m.finish
+	if s.rd != nil {
+		s.rd.release()
+	}
+}
+
+// step is what reading the next upstream event gave.
+type step uint8
+
+const (
+	stepEvent   step = iota // bytes for the client (possibly none)
+	stepEnd                 // the stream is complete (possibly final bytes)
+	stepFail                // the upstream failed (retry: worth a fallback before the start)
+	stepGone                // the client went away
+	stepRefused             // the OnEvent hook refused the event
+)
+
+// next reads the destination's next event and returns the client's bytes
+// for it (valid until the next call).
+func (s *streamRelay) next() (st step, evOut []byte, err error, retry bool) {
+	out := s.out
 	for {
-		err := rd.next()
-		if err != nil {
-			var e *Error
+		rerr := s.rd.next()
+		if rerr != nil {
 			switch {
-			case err == io.EOF && sawTerminal:
-				return true
-			case err == io.EOF && out.stream != nil:
-				buf = out.stream.end(buf[:0])
+			case s.sawTerminal:
+				// Complete: whatever ends the connection after the
+				// terminal event (the client closing it as soon as it
+				// read that event) does not break the stream.
+				return stepEnd, nil, nil, false
+			case rerr == io.EOF && out.stream != nil:
+				s.buf = out.stream.end(s.buf[:0])
 				if out.stream.done() {
-					if started {
-						_, _ = w.Write(buf)
-						if flusher != nil {
-							flusher.Flush()
-						}
-					}
-					return true
+					return stepEnd, s.buf, nil, false
 				}
-				e = &Error{Status: http.StatusBadGateway, Message: "the model provider's stream ended early"}
-			case err == io.EOF || err == io.ErrUnexpectedEOF:
-				e = &Error{Status: http.StatusBadGateway, Message: "the model provider's stream ended early"}
-			case errors.Is(err, errEventTooLarge):
-				e = &Error{Status: http.StatusBadGateway, Message: "a stream event exceeds the gateway's limit"}
-			case timedOut.Load():
-				e = &Error{Status: http.StatusGatewayTimeout, Message: "the model provider stopped sending"}
-			case ctx.Err() != nil:
-				res.Broken, res.Err = true, ctx.Err()
-				if !started {
-					res.Status = 499
-				}
-				return true
-			default:
-				e = &Error{Status: http.StatusBadGateway, Message: "the model provider's stream failed"}
+				return stepFail, nil, &Error{Status: http.StatusBadGateway, Message: "the model provider's stream ended early"}, true
+			case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+				return stepFail, nil, &Error{Status: http.StatusBadGateway, Message: "the model provider's stream ended early"}, true
+			case errors.Is(rerr, errEventTooLarge):
+				return stepFail, nil, &Error{Status: http.StatusBadGateway, Message: "a stream event exceeds the gateway's limit"}, true
+			case s.timedOut.Load():
+				return stepFail, nil, &Error{Status: http.StatusGatewayTimeout, Message: "the model provider stopped sending"}, true
+			case s.ctx.Err() != nil:
+				return stepGone, nil, s.ctx.Err(), false
 			}
-			if !started {
-				ar.record.Error = e.Message
-				ar.retry = true
-				ar.err = e
-				return false
-			}
-			streamErr(e)
-			return true
+			return stepFail, nil, &Error{Status: http.StatusBadGateway, Message: "the model provider's stream failed"}, true
 		}
-		timer.Reset(timeout)
-		name, data := string(rd.name), rd.data
-		m.event(name, data)
+		s.timer.Reset(s.timeout)
+		name, data := string(s.rd.name), s.rd.data
+		s.m.event(name, data)
 		if terminal(out.format, out.endpoint, name, data) {
-			sawTerminal = true
+			s.sawTerminal = true
 		}
-		// the client's bytes for this event
-		var evOut []byte
 		if out.stream != nil {
-			buf, err = out.stream.event(buf[:0], name, data)
-			if err != nil {
-				e := AsError(err)
-				if _, ok := err.(*Error); !ok {
+			var terr error
+			s.buf, terr = out.stream.event(s.buf[:0], name, data)
+			if terr != nil {
+				e, ok := terr.(*Error)
+				if !ok {
 					e = &Error{Status: http.StatusBadGateway, Message: "the model provider sent an invalid stream event"}
 				}
-				if !started {
-					ar.record.Error = e.Message
-					ar.retry = e.Status == 429 || e.Status >= 500
-					ar.err = e
-					return false
-				}
-				streamErr(e)
-				return true
+				return stepFail, nil, e, e.Status == 429 || e.Status >= 500
 			}
-			evOut = buf
+			evOut = s.buf
 			if out.stream.done() {
-				sawTerminal = true
+				s.sawTerminal = true
 			}
 		} else {
 			if out.dropUsage && isUsageChunk(data) {
 				continue
 			}
-			if !started && isErrorEvent(out.format, name, data) {
+			if !s.started && isErrorEvent(out.format, name, data) {
 				e := upstreamStreamError(data)
-				ar.record.Error = e.Message
-				ar.retry = e.Status == 429 || e.Status >= 500
-				ar.err = e
-				return false
+				return stepFail, nil, e, e.Status == 429 || e.Status >= 500
 			}
-			evOut = rd.raw
+			evOut = s.rd.raw
 		}
-		if c.Hooks.OnEvent != nil {
-			if err := c.Hooks.OnEvent(ctx, &Event{Name: name, Data: data, Out: evOut}); err != nil {
-				e := AsError(err)
-				if !started {
-					res.Destination = out.Destination
-					ar.relayed = true
-					res.Status, res.Err = e.Status, err
-					WriteError(w, cf, e)
-					return true
-				}
-				streamErr(e)
-				return true
+		if hook := s.c.Hooks.OnEvent; hook != nil {
+			ev := Event{Name: name, Data: data, Out: evOut}
+			if herr := hook(s.ctx, &ev); herr != nil {
+				return stepRefused, nil, herr, false
 			}
+			evOut = ev.Out
 		}
-		if len(evOut) == 0 {
-			continue
-		}
-		if !started {
-			started = true
-			h := w.Header()
-			h["Content-Type"] = []string{"text/event-stream; charset=utf-8"}
-			h["Cache-Control"] = []string{"no-cache"}
-			h["X-Accel-Buffering"] = []string{"no"}
-			w.WriteHeader(http.StatusOK)
-			res.Status = http.StatusOK
-		}
-		if _, err := w.Write(evOut); err != nil {
-			res.Broken, res.Err = true, err
+		return stepEvent, evOut, nil, false
+	}
+}
+
+// open reads the stream up to the first bytes the client gets. false: the
+// attempt failed before that (ar says why; a fallback may follow); true:
+// the destination answered (rep.Err set when a hook refused the call or
+// the client left).
+func (s *streamRelay) open(rep *Reply, ar *attemptResult) bool {
+	res := rep.Result
+	fail := func(e *Error, retry bool) bool {
+		ar.record.Error, ar.retry, ar.err = e.Message, retry, e
+		return false
+	}
+	if s.rd == nil {
+		ar.record.Error = "not a stream"
+		ar.retry = true
+		ar.err = &Error{Status: http.StatusBadGateway, Message: "the model provider did not stream its answer"}
+		return false
+	}
+	for {
+		st, evOut, err, retry := s.next()
+		switch st {
+		case stepEvent:
+			if len(evOut) == 0 {
+				continue
+			}
+			s.pending = evOut
+			return true
+		case stepEnd:
+			s.pending, s.ended = evOut, true
+			return true
+		case stepFail:
+			return fail(err.(*Error), retry)
+		case stepGone:
+			res.Broken, res.Err, res.Status = true, err, statusClientGone
+			rep.Err = err
+			return true
+		default: // stepRefused
+			res.Err = err
+			rep.Err = err
 			return true
 		}
-		if flusher != nil {
-			flusher.Flush()
+	}
+}
+
+// relay writes the stream: the response header (after BeforeAnswer), the
+// pending first bytes, then each event as it comes, flushed.
+func (s *streamRelay) relay(ctx context.Context, w http.ResponseWriter, res *Result) error {
+	res.Status = http.StatusOK
+	if hook := s.c.Hooks.BeforeAnswer; hook != nil {
+		if err := hook(ctx, res); err != nil {
+			res.Status, res.Err = 0, err
+			return err
 		}
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{"text/event-stream; charset=utf-8"}
+	h["Cache-Control"] = []string{"no-cache"}
+	h["X-Accel-Buffering"] = []string{"no"}
+	w.WriteHeader(http.StatusOK)
+	s.started = true
+	rc := http.NewResponseController(w)
+	write := func(b []byte) bool {
+		n, err := w.Write(b)
+		res.BytesOut += int64(n)
+		if err != nil {
+			res.Broken, res.Err = true, err
+			return false
+		}
+		_ = rc.Flush()
 		if res.TTFT == 0 {
 			res.TTFT = time.Since(res.Start)
+		}
+		return true
+	}
+	defer func() { res.Latency = time.Since(res.Start) }()
+	if len(s.pending) > 0 && !write(s.pending) {
+		return nil
+	}
+	s.pending = nil
+	if s.ended {
+		_ = rc.Flush()
+		return nil
+	}
+	for {
+		st, evOut, err, _ := s.next()
+		switch st {
+		case stepEvent:
+			if len(evOut) > 0 && !write(evOut) {
+				return nil
+			}
+		case stepEnd:
+			if len(evOut) > 0 {
+				write(evOut)
+			}
+			return nil
+		case stepGone:
+			res.Broken, res.Err = true, err
+			return nil
+		default: // stepFail, stepRefused: end the stream with an error event
+			e := AsError(err)
+			res.Broken, res.Err = true, e
+			n, _ := w.Write(streamError(s.cf, e))
+			res.BytesOut += int64(n)
+			_ = rc.Flush()
+			return nil
 		}
 	}
 }

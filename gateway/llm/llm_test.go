@@ -44,7 +44,7 @@ func TestParseRefuses(t *testing.T) {
 		{"stream not a bool", ChatCompletions, `{"model":"a","stream":"yes","messages":[{"role":"user","content":"x"}]}`, Limits{}, "stream", "boolean"},
 		{"huge n", ChatCompletions, `{"model":"a","n":1000,"messages":[{"role":"user","content":"x"}]}`, Limits{}, "n", "128"},
 		{"anthropic without max_tokens", Messages, `{"model":"a","messages":[{"role":"user","content":"x"}]}`, Limits{}, "max_tokens", "required"},
-		{"anthropic system role", Messages, `{"model":"a","max_tokens":5,"messages":[{"role":"system","content":"x"}]}`, Limits{}, "messages[0].role", ""},
+		{"anthropic tool role", Messages, `{"model":"a","max_tokens":5,"messages":[{"role":"tool","content":"x"}]}`, Limits{}, "messages[0].role", ""},
 		{"anthropic block without type", Messages, `{"model":"a","max_tokens":5,"messages":[{"role":"user","content":[{"text":"x"}]}]}`, Limits{}, "messages[0].content[0].type", ""},
 		{"anthropic tool without name", Messages, `{"model":"a","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tools":[{"input_schema":{}}]}`, Limits{}, "tools[0].name", ""},
 		{"embeddings stream", Embeddings, `{"model":"a","input":"x","stream":true}`, Limits{}, "stream", ""},
@@ -353,4 +353,29 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSystemRoleInMessages: Claude Code sends instructions as a message
+// of role system inside messages; it is accepted, forwarded as is to
+// Anthropic and becomes a system message for OpenAI-style destinations.
+func TestSystemRoleInMessages(t *testing.T) {
+	body := []byte(`{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"},` +
+		`{"role":"system","content":[{"type":"text","text":"# Environment"}]}]}`)
+	req, err := Parse(Messages, body, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Messages != 2 {
+		t.Errorf("messages %d", req.Messages)
+	}
+	out, err := messagesToChat(req.Body, "gpt-4.1", ProviderOpenAI, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `{"role":"system","content":"# Environment"}`) {
+		t.Errorf("translated: %s", out)
+	}
+	if _, err := Parse(Messages, []byte(`{"model":"m","max_tokens":10,"messages":[{"role":"tool","content":"x"}]}`), Limits{}); err == nil {
+		t.Error("role tool accepted")
+	}
 }

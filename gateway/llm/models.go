@@ -31,7 +31,13 @@ func ClientFormat(r *http.Request) Format {
 // WriteModels answers GET /v1/models with models in r's client format
 // (OpenAI's list object, or Anthropic's page with has_more false).
 func WriteModels(w http.ResponseWriter, r *http.Request, models []ModelInfo) {
-	if ClientFormat(r) == FormatAnthropic {
+	writeJSON(w, http.StatusOK, ModelsBody(ClientFormat(r), models))
+}
+
+// ModelsBody is the answer to GET /v1/models in format f (see
+// WriteModels).
+func ModelsBody(f Format, models []ModelInfo) []byte {
+	if f == FormatAnthropic {
 		type anModel struct {
 			Type        string `json:"type"`
 			ID          string `json:"id"`
@@ -54,8 +60,7 @@ func WriteModels(w http.ResponseWriter, r *http.Request, models []ModelInfo) {
 		if n := len(models); n > 0 {
 			page.FirstID, page.LastID = &models[0].ID, &models[n-1].ID
 		}
-		writeJSON(w, http.StatusOK, marshal(page))
-		return
+		return marshal(page)
 	}
 	type oaModel struct {
 		ID      string `json:"id"`
@@ -74,5 +79,5 @@ func WriteModels(w http.ResponseWriter, r *http.Request, models []ModelInfo) {
 		}
 		list.Data = append(list.Data, oaModel{ID: m.ID, Object: "model", Created: m.Created.Unix(), OwnedBy: ob})
 	}
-	writeJSON(w, http.StatusOK, marshal(list))
+	return marshal(list)
 }

@@ -865,8 +865,10 @@ func walkAnthropicMessages(v []byte, maxMessages int, text func(role, kind strin
 		}
 		rv, _ := member(m, "role")
 		role, _ := stringValue(rv)
-		if role != "user" && role != "assistant" {
-			err = InvalidRequest(param+".role", param+".role must be user or assistant")
+		if role != "user" && role != "assistant" && role != "system" {
+			// system: instructions in the conversation (Claude Code sends
+			// its environment so)
+			err = InvalidRequest(param+".role", param+".role must be user, assistant or system")
 			return false
 		}
 		c, ok := member(m, "content")

@@ -610,6 +610,18 @@ func messagesToChat(body []byte, model string, p Provider, userID string) ([]byt
 		if err := decodeStrict(m.Content, &blocks); err != nil {
 			return nil, InvalidRequest(param+".content", "invalid content blocks")
 		}
+		if m.Role == "system" {
+			var texts []string
+			for _, b := range blocks {
+				if b.Type == "text" && b.Text != nil && *b.Text != "" {
+					texts = append(texts, *b.Text)
+				}
+			}
+			if len(texts) > 0 {
+				out.Messages = append(out.Messages, oaOutMessage{Role: "system", Content: strings.Join(texts, "\n\n")})
+			}
+			continue
+		}
 		if m.Role == "assistant" {
 			msg := oaOutMessage{Role: "assistant"}
 			var text []string

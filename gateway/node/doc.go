@@ -24,6 +24,22 @@
 //   - LocalConnections is the same for a gateway in the catalog's process
 //     (mandate serve): resolved from the catalog.Service's model through
 //     enforce/api.ConnectionResolver, cached until the next revision.
+//   - ModelServices (gateway.ModelServices) resolves model services with
+//     GET /api/v1/model-services/{name} (their usable destinations with
+//     the provider services' decrypted API keys and prices) and lists them
+//     with GET /api/v1/model-services, cached like connections;
+//     LocalModelServices is the same in the catalog's process.
+//   - AccessTokens (gateway.AccessTokens) verifies access tokens with
+//     POST /api/v1/access-tokens/verify, sending the token's SHA-256 only;
+//     answers are cached until a newer revision is known (a dropped token
+//     is refused once the node learns of the revision that dropped it) and
+//     re-checked for expiry on every call. LocalAccessTokens looks every
+//     call up in the current model. Either answers the token's user as
+//     Subject and its agent as Actor; an invalid token is a 401
+//     *gateway.AuthError.
+//   - Limits fetches the rate limits and budgets (GET /api/v1/limits),
+//     cached per revision; LimitDefinitions converts them (or
+//     api.LimitsResolver's, in process) for gateway/limits.
 //   - ReadTokenFile reads --node-token-file (refusing a file others may
 //     read).
 //

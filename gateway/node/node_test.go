@@ -50,6 +50,8 @@ func newCatalogServer(t testing.TB, st catalog.AuditWriter, svc *catalog.Service
 	}
 	if svc != nil {
 		opts.Connections = api.ConnectionResolver(svc)
+		opts.ModelServices, opts.ModelServiceNames = api.ModelServiceResolver(svc), api.ModelServiceNames(svc)
+		opts.AccessTokens, opts.Limits = api.AccessTokenVerifier(svc), api.LimitsResolver(svc)
 	}
 	h := api.NewHandler(apitest.New(1), opts)
 	cs := &catalogServer{requests: map[string]int{}}

@@ -170,3 +170,20 @@ func (p *Pipeline) logAuditFailure(ev catalog.AuditEvent, err error) {
 	p.log.Error().Err(err).Str("event_id", ev.EventID).Str("action", ev.Action).Str("securable", ev.SecurableName).
 		Bool("completion", ev.Completes).Msg("audit record failed")
 }
+
+// attach queues an extra event of c (Call.Attach), never waiting.
+func (p *Pipeline) attach(c *Call, ev catalog.AuditEvent) {
+	if p.queue != nil {
+		if err := p.queue.Submit(c.bg(), ev); err != nil {
+			p.logAuditFailure(ev, err)
+		}
+		return
+	}
+	go func() {
+		ctx, cancel := p.auditContext(c)
+		defer cancel()
+		if err := p.cfg.Audit.Record(ctx, ev); err != nil {
+			p.logAuditFailure(ev, err)
+		}
+	}()
+}

@@ -60,23 +60,49 @@ type Call struct {
 	// Send sends Content.Body, which a guard may have rewritten.
 	Content *Content
 	BytesIn int64
+	// Tags are the call's request tags (the LLM adapter's
+	// X-Mandate-Request-Tags and the model service's tags): budgets and
+	// policies see them.
+	Tags map[string]string
+	// Model is set by the adapter of a model call (LLM): what the limits
+	// stage reserves and the meter settles; nil for other protocols.
+	Model *ModelCall
+	// Listing marks a call that reads a list the adapter filters item by
+	// item with the pipeline's Authorizer (GET /llm/v1/models: the model
+	// services the caller may EXECUTE): the authorize stage asks no
+	// question of its own, the list is the answer.
+	Listing bool
 
 	// Set by the stages.
 	Identity *gateway.Identity
 	Decision enforce.Decision
 	// Usage is what the call consumed (set by the adapter's Relay; read
 	// by the meter stage and the limits' settlement).
-	Usage          Usage
+	Usage Usage
+	// Limits is the caller's position against the rate limits that
+	// admitted the call (set by the Limiter; nil when none applies), for
+	// the answer's x-ratelimit-* headers.
+	Limits         *LimitInfo
 	UpstreamStatus int
 	// CredentialRetried: the upstream refused a cached credential and the
 	// call was sent again with a fresh one.
 	CredentialRetried bool
+	// Delivered is set by the adapter when the whole answer reached the
+	// client: a client that closes the connection right after it (as
+	// streaming clients do once they read the last event) did not leave
+	// early.
+	Delivered bool
 	// Status is the HTTP status answered (0 until known).
 	Status   int
 	BytesOut int64
 	// ErrorMessage is the audit error_message.
 	ErrorMessage string
 	Timings      Timings
+	// Guardrails are the guardrail outcomes of the call (its audit row's
+	// guardrails column; AddGuardrail). GuardState is the Guard's own
+	// state of the call, from guard_call to guard_result.
+	Guardrails []GuardrailOutcome
+	GuardState any
 
 	p                *Pipeline
 	proto            Protocol
@@ -181,7 +207,37 @@ func (c *Call) event() catalog.AuditEvent {
 	if c.Identity != nil {
 		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor
 	}
+	if d, ok := c.proto.(AuditDetailer); ok {
+		d.AuditDetail(c, &ev)
+	}
 	return ev
+}
+
+// AuditDetailer is implemented by Protocols whose audit rows carry
+// columns of their own (the LLM adapter's usage): AuditDetail fills them
+// into ev, the call's event as it stands (the request record, then the
+// completion).
+type AuditDetailer interface {
+	AuditDetail(c *Call, ev *catalog.AuditEvent)
+}
+
+// Attach queues an additional audit event that belongs to the call, such
+// as a captured payload: its EventID (a new one when empty), time,
+// identity, request id, source and securable are the call's. Nobody waits
+// for it (a sink without a queue records it in the background); call it
+// once the call's own record is durable (after Commit), so that a crash
+// cannot keep the extra event without the call's.
+func (c *Call) Attach(ev catalog.AuditEvent) {
+	if ev.EventID == "" {
+		ev.EventID = uuid.NewString()
+	}
+	ev.Time, ev.Service, ev.SourceIP, ev.UserAgent, ev.SessionID = c.Time, c.proto.Service(), c.SourceIP, c.Request.UserAgent(), c.SessionID
+	ev.RequestID, ev.SecurableType, ev.SecurableName = c.RequestID, string(c.Securable.Type), c.Securable.Name
+	ev.Decision, ev.Revision = c.decision, c.Decision.Revision
+	if c.Identity != nil {
+		ev.UserIdentity, ev.RunBy, ev.RunAs = c.Identity.Subject, c.Identity.Subject, c.Identity.Actor
+	}
+	c.p.attach(c, ev)
 }
 
 // response tracks whether the answer has started.

@@ -13,17 +13,26 @@
 //	resolve       Protocol.Resolve: the message decoded, the securable
 //	              looked up (MCP: USE_CONNECTION on a CONNECTION; LLM:
 //	              EXECUTE on a MODEL SERVICE), the policy context
-//	authorize     gateway.Authorizer for subject and actor; a denial with
+//	authorize     gateway.Authorizer for subject and actor (a Listing,
+//	              such as GET /llm/v1/models, is filtered item by item by
+//	              the adapter instead); a denial with
 //	              the call's item (a tool) but not without it is an item
 //	              denial. The caller is told what is missing (BriefReason);
 //	              the audit row keeps the whole derivation
 //	limits        Limiter.Reserve (rate limits, budgets): reserve before,
-//	              settle after with the call's Usage (meter stage)
+//	              settle after with the call's Usage (meter stage); a
+//	              model call's Call.Model holds what a budget needs (the
+//	              input estimate, max_tokens, every destination's price,
+//	              then the one that answered and the cost), Call.Tags its
+//	              request tags
 //	guard_call    Guard.Call on Call.Content: allow, deny or rewrite
 //	credential    gateway.Credentials for Call.Upstream (a Protocol that is
 //	              a CredentialStage gets its own): the upstream's own
 //	              credential, never the inbound token
-//	forward       the call's audit record is queued, then Protocol.Send; a
+//	forward       the call's audit record is queued, then Protocol.Send
+//	              (an *Error it returns is the adapter's own account of
+//	              the failure: the LLM adapter's attempts across
+//	              destinations and fallbacks end here); a
 //	              401 or 403 on a cached credential drops it
 //	              (gateway.CredentialInvalidator) and the call is sent once
 //	              more with a fresh one

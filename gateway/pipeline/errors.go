@@ -95,6 +95,9 @@ type Error struct {
 	Cause error
 	// RetryAfter is sent as Retry-After when set (KindLimited, KindAudit).
 	RetryAfter time.Duration
+	// Limit is what refused a KindLimited call (a budget or rate limits)
+	// and the caller's position, for the adapter's headers; may be nil.
+	Limit *LimitInfo
 	// Auth is the authentication failure (KindUnauthenticated).
 	Auth *gateway.AuthError
 	// SignIn is the sign-in the user must complete (KindSignIn).

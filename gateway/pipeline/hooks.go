@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"time"
+
+	"github.com/mandatehq/mandate/gateway"
 )
 
 // The extension points. Each is optional: a nil one is a no-op stage (the
@@ -93,12 +95,67 @@ type Meter interface {
 
 // Usage is what a call consumed, as the protocol adapter read it from the
 // upstream's answer (an LLM response's or stream's usage; zero for MCP).
+// InputTokens counts every input token, cache reads and writes included;
+// CachedInputTokens and CacheWriteTokens are subsets of it (price each
+// class once); OutputTokens include ReasoningTokens.
 type Usage struct {
 	InputTokens       int64
 	OutputTokens      int64
 	CachedInputTokens int64
 	CacheWriteTokens  int64
 	ReasoningTokens   int64
+}
+
+// ModelCall is what the limits stage and the meter need to know about a
+// model call: the LLM adapter fills it in Resolve (the estimate and the
+// destinations) and in Relay (which destination answered, the cost).
+type ModelCall struct {
+	// InputTokens is the estimate of the input; MaxTokens the output cap
+	// the call is held to (0: the client set none). Tokens reserved:
+	// InputTokens + MaxTokens.
+	InputTokens, MaxTokens int64
+	// Destinations are every provider model the call may reach (the split
+	// and the fallbacks), each with its price: the worst case reserved
+	// against a budget is the dearest of them.
+	Destinations []ModelDestination
+	// Attempts counts the destinations the call was sent to; Answered is
+	// the index in Destinations of the one that answered (-1: none did).
+	// CostNanos is the call's cost there in billionths of a US dollar:
+	// its Usage at that destination's price (CostKnown false when it has
+	// no price or none answered).
+	Attempts  int
+	Answered  int
+	CostNanos int64
+	CostKnown bool
+}
+
+// ModelDestination is one provider model a model call may reach.
+type ModelDestination struct {
+	Service string // the provider service's full name
+	Model   string
+	Price   gateway.ModelPrice
+	// Priced is false when the provider service has no price for Model
+	// (a budgeted call that may reach it fails closed).
+	Priced bool
+}
+
+// LimitInfo is a caller's position against the rate limits of a call:
+// set on Call.Limits by a Limiter that admitted it, and on Error.Limit of
+// a KindLimited refusal. Adapters render it as the provider-style
+// x-ratelimit-* headers.
+type LimitInfo struct {
+	// Budget: a budget refused the call (not a rate limit).
+	Budget bool
+	// Requests and Tokens are the tightest windows of each dimension (nil:
+	// the call is not limited in it).
+	Requests, Tokens *RateWindow
+}
+
+// RateWindow is one rate-limit dimension as the caller sees it.
+type RateWindow struct {
+	Limit, Remaining int64
+	// Reset is how long until the window is empty again.
+	Reset time.Duration
 }
 
 // Observer watches the stages of every call, for tracing spans and

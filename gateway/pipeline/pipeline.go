@@ -258,6 +258,10 @@ func (p *Pipeline) authenticate(ctx context.Context, c *Call) error {
 // --- authorize ---
 
 func (p *Pipeline) authorize(ctx context.Context, c *Call) error {
+	if c.Listing {
+		c.allow("a list filtered by the caller's privileges")
+		return nil
+	}
 	req := enforce.Request{Subject: c.Identity.Subject, Actor: c.Identity.Actor, Privilege: c.Privilege,
 		Securable: c.Securable, Context: c.Context}
 	d, err := p.cfg.Authz.Authorize(ctx, req)
@@ -404,6 +408,10 @@ func (p *Pipeline) upstreamError(ctx context.Context, c *Call, err error) *Error
 	if ctx.Err() != nil {
 		return &Error{Kind: KindClientGone, Message: "client disconnected", Cause: err}
 	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e // the adapter's own account of the failure
+	}
 	status, why := http.StatusBadGateway, "request failed"
 	var ne net.Error
 	var tlsErr *tls.CertificateVerificationError
@@ -446,7 +454,7 @@ func (p *Pipeline) relay(ctx context.Context, c *Call) error {
 			return &Error{Kind: KindClientGone, Message: "client disconnected", Cause: err}
 		}
 	}
-	if err == nil && ctx.Err() != nil {
+	if err == nil && ctx.Err() != nil && c.ErrorMessage == "" && !c.Delivered {
 		c.ErrorMessage = "client disconnected"
 	}
 	return err

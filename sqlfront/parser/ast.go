@@ -40,6 +40,10 @@ const (
 	ObjMetastore        ObjectType = "METASTORE"
 	ObjPolicy           ObjectType = "POLICY"
 	ObjTable            ObjectType = "TABLE" // GRANT/REVOKE/SHOW GRANTS only
+	ObjModelService     ObjectType = "MODEL SERVICE"
+	ObjProviderService  ObjectType = "MODEL PROVIDER SERVICE"
+	ObjAccessToken      ObjectType = "ACCESS TOKEN" // DROP only
+	ObjBudget           ObjectType = "BUDGET"       // DROP only
 )
 
 // Option is one key/value in OPTIONS (key 'value', ...). Keys are
@@ -198,12 +202,21 @@ type ShowConnectionStatus struct {
 func (*ShowConnectionStatus) stmt()        {}
 func (*ShowConnectionStatus) Kind() string { return "SHOW CONNECTION STATUS" }
 
-// CreatePolicy: CREATE POLICY name ON {CATALOG|SCHEMA|CONNECTION} x AS 'rego'
-// (or AS $$ ... $$). DROP POLICY [IF EXISTS] name is a Drop of ObjPolicy.
+// CreatePolicy: CREATE POLICY name ON {CATALOG|SCHEMA|CONNECTION} x
+// [FOR CALL | FOR RESULT | FOR CALL AND RESULT] AS 'rego' (or AS $$ ... $$)
+// | USING builtin [OPTIONS (k 'v', ...)]. DROP POLICY [IF EXISTS] name is
+// a Drop of ObjPolicy.
 type CreatePolicy struct {
-	Name   Ident
-	On     SecurableRef
-	Source string
+	Name Ident
+	On   SecurableRef
+	// Call and Result are the phases of the FOR clause (both false: no
+	// FOR clause, the kind's default).
+	Call, Result bool
+	// Source is a Rego policy's module (AS); Using names a built-in
+	// guardrail (system.ai.detect_sensitive_data) with its Options.
+	Source  string
+	Using   QName
+	Options []Option
 }
 
 // ShowPolicies: SHOW POLICIES [ON securable]
@@ -253,3 +266,110 @@ func (*Revoke) Kind() string                 { return "REVOKE" }
 func (*ShowGrants) Kind() string             { return "SHOW GRANTS" }
 func (s *ShowObjects) Kind() string          { return "SHOW " + s.What }
 func (s *Describe) Kind() string             { return "DESCRIBE " + string(s.Type) }
+
+// CreateService: CREATE MODEL [PROVIDER] SERVICE [IF NOT EXISTS] name
+// [OPTIONS (k 'v', ...)] [COMMENT 'c']. Type is ObjModelService or
+// ObjProviderService.
+type CreateService struct {
+	Type        ObjectType
+	Name        QName
+	IfNotExists bool
+	Options     []Option
+	Comment     *string
+}
+
+// AlterServiceOptions: ALTER MODEL [PROVIDER] SERVICE name [SET] OPTIONS
+// (k 'v', ...) (replaces the whole option list, as for connections).
+type AlterServiceOptions struct {
+	Type    ObjectType
+	Name    QName
+	Options []Option
+}
+
+// LimitTarget is the FOR clause of a rate limit or budget: Level is
+// catalog.LevelService (no FOR clause), LevelEachUser (FOR EACH USER) or
+// a level naming a principal (FOR USER | SERVICE PRINCIPAL | GROUP name).
+type LimitTarget struct {
+	Level     catalog.LimitLevel
+	Principal *Ident
+}
+
+// SetRateLimit: ALTER {MODEL SERVICE|CONNECTION} name SET RATE LIMIT
+// n REQUESTS [, m TOKENS] PER MINUTE [FOR target]. A dimension not given
+// is 0 (not limited).
+type SetRateLimit struct {
+	On               SecurableRef
+	Requests, Tokens int64
+	For              LimitTarget
+}
+
+// DropRateLimit: ALTER {MODEL SERVICE|CONNECTION} name DROP RATE LIMIT
+// [IF EXISTS] [FOR target].
+type DropRateLimit struct {
+	On       SecurableRef
+	IfExists bool
+	For      LimitTarget
+}
+
+// ShowRateLimits: SHOW RATE LIMITS [ON {MODEL SERVICE|CONNECTION} name].
+type ShowRateLimits struct {
+	On *SecurableRef
+}
+
+// CreateAccessToken: CREATE ACCESS TOKEN [name] [FOR USER user]
+// [VIA agent] [EXPIRES IN 'lifetime'] [COMMENT 'c']. Without FOR USER the
+// token is the caller's.
+type CreateAccessToken struct {
+	Name      *Ident
+	User      *Ident
+	Via       *Ident
+	ExpiresIn *string
+	Comment   *string
+}
+
+// ShowAccessTokens: SHOW ACCESS TOKENS [FOR USER user].
+type ShowAccessTokens struct {
+	For *Ident
+}
+
+// TagCond is one WHERE TAG key = 'value' condition of a budget.
+type TagCond struct {
+	Key   Ident
+	Value string
+}
+
+// CreateBudget: CREATE BUDGET [IF NOT EXISTS] name LIMIT amount USD PER
+// MONTH FOR target [ON MODEL SERVICE x] [WHERE TAG k = 'v' { AND TAG k =
+// 'v' }] [COMMENT 'c']. Limit is the amount as written.
+type CreateBudget struct {
+	Name        Ident
+	IfNotExists bool
+	Limit       string
+	For         LimitTarget
+	On          *SecurableRef
+	Tags        []TagCond
+	Comment     *string
+}
+
+// ShowBudgets: SHOW BUDGETS.
+type ShowBudgets struct{}
+
+func (*CreateService) stmt()       {}
+func (*AlterServiceOptions) stmt() {}
+func (*SetRateLimit) stmt()        {}
+func (*DropRateLimit) stmt()       {}
+func (*ShowRateLimits) stmt()      {}
+func (*CreateAccessToken) stmt()   {}
+func (*ShowAccessTokens) stmt()    {}
+func (*CreateBudget) stmt()        {}
+func (*ShowBudgets) stmt()         {}
+
+func (s *CreateService) Kind() string       { return "CREATE " + string(s.Type) }
+func (s *AlterServiceOptions) Kind() string { return "ALTER " + string(s.Type) }
+func (s *SetRateLimit) Kind() string        { return "ALTER " + string(s.On.Type) }
+func (s *DropRateLimit) Kind() string       { return "ALTER " + string(s.On.Type) }
+func (*ShowRateLimits) Kind() string        { return "SHOW RATE LIMITS" }
+func (*CreateAccessToken) Kind() string     { return "CREATE ACCESS TOKEN" }
+func (*ShowAccessTokens) Kind() string      { return "SHOW ACCESS TOKENS" }
+func (*CreateBudget) Kind() string          { return "CREATE BUDGET" }
+func (*ShowBudgets) Kind() string           { return "SHOW BUDGETS" }

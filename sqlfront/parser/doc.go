@@ -45,19 +45,27 @@
 // # Grammar
 //
 //	stmt        = statement [ ";" ] .
-//	statement   = create | drop | alter | comment | grant | revoke | show | describe .
+//	statement   = create | drop | alter | comment | grant | revoke | show | describe | policy | tools .
 //
 //	create      = "CREATE" "CATALOG" [ ifnotexists ] name1 [ "COMMENT" string ]
+//	            | "CREATE" servicetype [ ifnotexists ] name3 [ "OPTIONS" options ] [ "COMMENT" string ]
+//	            | "CREATE" "ACCESS" "TOKEN" [ name1 ] [ "FOR" "USER" name1 ] [ "VIA" name1 ]
+//	                  [ "EXPIRES" "IN" string ] [ "COMMENT" string ]
+//	            | "CREATE" "BUDGET" [ ifnotexists ] name1 "LIMIT" number "USD" "PER" "MONTH" target
+//	                  [ "ON" "MODEL" "SERVICE" name3 ] [ "WHERE" tag { "AND" tag } ] [ "COMMENT" string ]
 //	            | "CREATE" "SCHEMA" [ ifnotexists ] name2 [ "COMMENT" string ]
 //	            | "CREATE" "CONNECTION" [ ifnotexists ] name3 "TYPE" word
 //	                  [ "OPTIONS" options ] [ "COMMENT" string ]
 //	            | "CREATE" ( "USER" | "SERVICE" "PRINCIPAL" ) [ ifnotexists ] name1
 //	                  [ [ "WITH" ] "PASSWORD" ( string | "NULL" ) ]
 //	            | "CREATE" "GROUP" [ ifnotexists ] name1 .
-//	drop        = "DROP" objtype [ "IF" "EXISTS" ] name [ "CASCADE" | "RESTRICT" ] .
+//	drop        = "DROP" ( objtype | "ACCESS" "TOKEN" | "BUDGET" | "POLICY" ) [ "IF" "EXISTS" ] name
+//	                  [ "CASCADE" | "RESTRICT" ] .
 //	alter       = "ALTER" container name [ "SET" ] "OWNER" "TO" name1
 //	            | "ALTER" container name "RENAME" "TO" name1
-//	            | "ALTER" "CONNECTION" name3 [ "SET" ] "OPTIONS" options
+//	            | "ALTER" ( "CONNECTION" | servicetype ) name3 [ "SET" ] "OPTIONS" options
+//	            | "ALTER" limited name3 "SET" "RATE" "LIMIT" quantity { "," quantity } "PER" "MINUTE" [ target ]
+//	            | "ALTER" limited name3 "DROP" "RATE" "LIMIT" [ "IF" "EXISTS" ] [ target ]
 //	            | "ALTER" ( "USER" | "SERVICE" "PRINCIPAL" ) name1
 //	                  [ "WITH" ] "PASSWORD" ( string | "NULL" )
 //	            | "ALTER" "GROUP" name1 ( "ADD" | "REMOVE" ) principaltype name1 { "," name1 } .
@@ -68,14 +76,36 @@
 //	            | "SHOW" "GRANTS" "TO" name1
 //	            | "SHOW" ( "CATALOGS" | "USERS" | "GROUPS" | "SERVICE" "PRINCIPALS" )
 //	            | "SHOW" "SCHEMAS" [ ( "IN" | "FROM" ) name1 ]
-//	            | "SHOW" "CONNECTIONS" [ ( "IN" | "FROM" ) name2 ] .
+//	            | "SHOW" "CONNECTIONS" [ ( "IN" | "FROM" ) name2 ]
+//	            | "SHOW" "MODEL" [ "PROVIDER" ] "SERVICES" [ ( "IN" | "FROM" ) name2 ]
+//	            | "SHOW" "RATE" "LIMITS" [ "ON" limited name3 ]
+//	            | "SHOW" "ACCESS" "TOKENS" [ "FOR" "USER" name1 ]
+//	            | "SHOW" "BUDGETS" .
 //	describe    = ( "DESCRIBE" | "DESC" ) objtype name .
+//	policy      = "CREATE" "POLICY" name1 "ON" securable [ "FOR" phases ]
+//	                  ( "AS" string | "USING" name3 [ "OPTIONS" options ] )
+//	            | "ALTER" "POLICY" name1 "SET" "MODE" ( "ENFORCE" | "MONITOR" )
+//	            | "DROP" "POLICY" [ "IF" "EXISTS" ] name1
+//	            | "SHOW" "POLICIES" [ "ON" securable ] .
+//	phases      = "CALL" [ "AND" "RESULT" ] | "RESULT" [ "AND" "CALL" ] .
+//	tools       = "ALTER" "CONNECTION" name3 "APPROVE" "TOOLS" [ tool { "," tool } ]
+//	            | "SHOW" "TOOLS" "ON" "CONNECTION" name3 .
+//	tool        = ident | string .
+//
+// CALL, RESULT, AND, USING, MODE, ENFORCE, MONITOR, APPROVE and TOOLS are
+// matched as words, not keywords: they remain usable as names.
 //
 //	ifnotexists = "IF" "NOT" "EXISTS" .
-//	container   = "CATALOG" | "SCHEMA" | "CONNECTION" .
+//	container   = "CATALOG" | "SCHEMA" | "CONNECTION" | servicetype .
+//	servicetype = "MODEL" "SERVICE" | "MODEL" "PROVIDER" "SERVICE" .
+//	limited     = "MODEL" "SERVICE" | "CONNECTION" .
+//	quantity    = number ( "REQUESTS" | "TOKENS" ) .  (each at most once; connections: REQUESTS only)
+//	target      = "FOR" ( "EACH" "USER" | principaltype name1 ) .
+//	tag         = "TAG" ident "=" string .
 //	principaltype = "USER" | "GROUP" | "SERVICE" "PRINCIPAL" .
 //	objtype     = container | principaltype .
-//	securable   = "METASTORE" | "CATALOG" name1 | "SCHEMA" name2 | "CONNECTION" name3 | "TABLE" name3 .
+//	securable   = "METASTORE" | "CATALOG" name1 | "SCHEMA" name2 | "CONNECTION" name3 | servicetype name3
+//	            | "TABLE" name3 .
 //	privileges  = privilege { "," privilege } .
 //	privilege   = word { word } .  (USE CONNECTION, USE_CONNECTION, ALL [PRIVILEGES], ...)
 //	options     = "(" word [ "=" ] string { "," word [ "=" ] string } ")" .
@@ -85,6 +115,8 @@
 //
 // The number of parts a name may have follows the object type: one for
 // catalogs and principals, up to two for schemas (catalog.schema), up to
-// three for connections (catalog.schema.connection). A privilege is the
+// three for connections and services (catalog.schema.connection). A
+// CREATE ACCESS TOKEN without a name gets a generated one; without FOR
+// USER the token is the caller's. A privilege is the
 // run of words up to "," or ON, resolved by catalog.ParsePrivilege.
 package parser

@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/mandatehq/mandate/catalog"
@@ -238,7 +239,23 @@ func (s *ShowConnectionStatus) String() string {
 }
 
 func (s *CreatePolicy) String() string {
-	return "CREATE POLICY " + s.Name.String() + " ON " + s.On.String() + " AS " + QuoteString(s.Source)
+	out := "CREATE POLICY " + s.Name.String() + " ON " + s.On.String()
+	switch {
+	case s.Call && s.Result:
+		out += " FOR CALL AND RESULT"
+	case s.Call:
+		out += " FOR CALL"
+	case s.Result:
+		out += " FOR RESULT"
+	}
+	if len(s.Using) > 0 {
+		out += " USING " + s.Using.String()
+		if len(s.Options) > 0 {
+			out += " OPTIONS " + optionList(s.Options)
+		}
+		return out
+	}
+	return out + " AS " + QuoteString(s.Source)
 }
 
 func (s *ShowPolicies) String() string {
@@ -248,8 +265,109 @@ func (s *ShowPolicies) String() string {
 	return "SHOW POLICIES ON " + s.On.String()
 }
 
+func (s *CreateService) String() string {
+	out := "CREATE " + string(s.Type) + " " + ifNotExists(s.IfNotExists) + s.Name.String()
+	if len(s.Options) > 0 {
+		out += " OPTIONS " + optionList(s.Options)
+	}
+	return out + comment(s.Comment)
+}
+
+func (s *AlterServiceOptions) String() string {
+	return "ALTER " + string(s.Type) + " " + s.Name.String() + " SET OPTIONS " + optionList(s.Options)
+}
+
+// String returns the FOR clause (with a leading space), "" for the
+// service level.
+func (t LimitTarget) String() string {
+	switch {
+	case t.Level == catalog.LevelEachUser:
+		return " FOR EACH USER"
+	case t.Principal != nil:
+		return " FOR " + string(t.Level) + " " + t.Principal.String()
+	}
+	return ""
+}
+
+func (s *SetRateLimit) String() string {
+	var parts []string
+	if s.Requests > 0 {
+		parts = append(parts, strconv.FormatInt(s.Requests, 10)+" REQUESTS")
+	}
+	if s.Tokens > 0 {
+		parts = append(parts, strconv.FormatInt(s.Tokens, 10)+" TOKENS")
+	}
+	return "ALTER " + s.On.String() + " SET RATE LIMIT " + strings.Join(parts, ", ") + " PER MINUTE" + s.For.String()
+}
+
+func (s *DropRateLimit) String() string {
+	out := "ALTER " + s.On.String() + " DROP RATE LIMIT"
+	if s.IfExists {
+		out += " IF EXISTS"
+	}
+	return out + s.For.String()
+}
+
+func (s *ShowRateLimits) String() string {
+	if s.On == nil {
+		return "SHOW RATE LIMITS"
+	}
+	return "SHOW RATE LIMITS ON " + s.On.String()
+}
+
+func (s *CreateAccessToken) String() string {
+	out := "CREATE ACCESS TOKEN"
+	if s.Name != nil {
+		out += " " + s.Name.String()
+	}
+	if s.User != nil {
+		out += " FOR USER " + s.User.String()
+	}
+	if s.Via != nil {
+		out += " VIA " + s.Via.String()
+	}
+	if s.ExpiresIn != nil {
+		out += " EXPIRES IN " + QuoteString(*s.ExpiresIn)
+	}
+	return out + comment(s.Comment)
+}
+
+func (s *ShowAccessTokens) String() string {
+	if s.For == nil {
+		return "SHOW ACCESS TOKENS"
+	}
+	return "SHOW ACCESS TOKENS FOR USER " + s.For.String()
+}
+
+func (s *CreateBudget) String() string {
+	out := "CREATE BUDGET " + ifNotExists(s.IfNotExists) + s.Name.String() + " LIMIT " + s.Limit + " USD PER MONTH" + s.For.String()
+	if s.On != nil {
+		out += " ON " + s.On.String()
+	}
+	for i, t := range s.Tags {
+		if i == 0 {
+			out += " WHERE TAG "
+		} else {
+			out += " AND TAG "
+		}
+		out += t.Key.String() + " = " + QuoteString(t.Value)
+	}
+	return out + comment(s.Comment)
+}
+
+func (*ShowBudgets) String() string { return "SHOW BUDGETS" }
+
 // Interface guards.
 var (
+	_ Statement = (*CreateService)(nil)
+	_ Statement = (*AlterServiceOptions)(nil)
+	_ Statement = (*SetRateLimit)(nil)
+	_ Statement = (*DropRateLimit)(nil)
+	_ Statement = (*ShowRateLimits)(nil)
+	_ Statement = (*CreateAccessToken)(nil)
+	_ Statement = (*ShowAccessTokens)(nil)
+	_ Statement = (*CreateBudget)(nil)
+	_ Statement = (*ShowBudgets)(nil)
 	_ Statement = (*ExplainAccess)(nil)
 	_ Statement = (*ShowRevision)(nil)
 	_ Statement = (*CreatePolicy)(nil)

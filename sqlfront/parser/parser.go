@@ -2,6 +2,7 @@ package parser
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/mandatehq/mandate/catalog"
@@ -235,10 +236,12 @@ func (p *parser) parseStatement() (Statement, error) {
 
 // Object type groups accepted after the statement keywords.
 var (
-	containerTypes = []ObjectType{ObjCatalog, ObjSchema, ObjConnection}
+	containerTypes = []ObjectType{ObjCatalog, ObjSchema, ObjConnection, ObjModelService, ObjProviderService}
 	principalTypes = []ObjectType{ObjUser, ObjGroup, ObjServicePrincipal}
-	allObjectTypes = []ObjectType{ObjCatalog, ObjSchema, ObjConnection, ObjUser, ObjGroup, ObjServicePrincipal}
-	securableTypes = []ObjectType{ObjMetastore, ObjCatalog, ObjSchema, ObjConnection, ObjTable}
+	allObjectTypes = []ObjectType{ObjCatalog, ObjSchema, ObjConnection, ObjModelService, ObjProviderService, ObjUser, ObjGroup, ObjServicePrincipal}
+	dropTypes      = append(append([]ObjectType(nil), allObjectTypes...), ObjAccessToken, ObjBudget)
+	securableTypes = []ObjectType{ObjMetastore, ObjCatalog, ObjSchema, ObjConnection, ObjModelService, ObjProviderService, ObjTable}
+	limitedTypes   = []ObjectType{ObjModelService, ObjConnection}
 )
 
 // objectToken maps an object type to its (first) keyword.
@@ -260,6 +263,12 @@ func objectToken(t ObjectType) Token {
 		return METASTORE
 	case ObjTable:
 		return TABLE
+	case ObjModelService, ObjProviderService:
+		return MODEL
+	case ObjAccessToken:
+		return ACCESS
+	case ObjBudget:
+		return BUDGET
 	}
 	return ILLEGAL
 }
@@ -269,7 +278,7 @@ func maxParts(t ObjectType) int {
 	switch t {
 	case ObjSchema:
 		return 2
-	case ObjConnection, ObjTable:
+	case ObjConnection, ObjTable, ObjModelService, ObjProviderService:
 		return 3
 	case ObjMetastore:
 		return 0
@@ -280,20 +289,53 @@ func maxParts(t ObjectType) int {
 // parseObjectType consumes one of the given object types.
 func (p *parser) parseObjectType(types []ObjectType) (ObjectType, error) {
 	for _, t := range types {
-		if p.cur().tok == objectToken(t) {
-			p.next()
-			if t == ObjServicePrincipal {
-				if err := p.need(PRINCIPAL); err != nil {
-					return "", err
-				}
-			}
-			return t, nil
+		if p.cur().tok != objectToken(t) {
+			continue
 		}
+		switch t {
+		case ObjModelService, ObjProviderService:
+			// MODEL [PROVIDER] SERVICE: both start with MODEL.
+			p.next()
+			got := ObjModelService
+			if p.accept(PROVIDER) {
+				got = ObjProviderService
+			}
+			if err := p.need(SERVICE); err != nil {
+				return "", err
+			}
+			if !hasType(types, got) {
+				return "", p.failf(p.toks[p.i-1], "%s is not valid here", got)
+			}
+			return got, nil
+		}
+		p.next()
+		var second Token
+		switch t {
+		case ObjServicePrincipal:
+			second = PRINCIPAL
+		case ObjAccessToken:
+			second = TOKEN
+		}
+		if second != 0 {
+			if err := p.need(second); err != nil {
+				return "", err
+			}
+		}
+		return t, nil
 	}
 	for _, t := range types {
 		p.want(string(t))
 	}
 	return "", p.fail()
+}
+
+func hasType(types []ObjectType, t ObjectType) bool {
+	for _, x := range types {
+		if x == t {
+			return true
+		}
+	}
+	return false
 }
 
 // atIdent reports whether the current token can be a name: an identifier,
@@ -447,6 +489,15 @@ func (p *parser) parseCreate() (Statement, error) {
 	if p.accept(POLICY) {
 		return p.parseCreatePolicy()
 	}
+	if p.cur().tok == ACCESS && p.peek(1) == TOKEN {
+		p.next()
+		p.next()
+		return p.parseCreateAccessToken()
+	}
+	if p.accept(BUDGET) {
+		return p.parseCreateBudget()
+	}
+	p.want("POLICY", "ACCESS TOKEN", "BUDGET")
 	typ, err := p.parseObjectType(allObjectTypes)
 	if err != nil {
 		return nil, err
@@ -478,6 +529,21 @@ func (p *parser) parseCreate() (Statement, error) {
 		return &CreateSchema{Name: name, IfNotExists: ifNotExists, Comment: c}, nil
 	case ObjConnection:
 		return p.parseCreateConnection(ifNotExists)
+	case ObjModelService, ObjProviderService:
+		name, err := p.parseQName(3)
+		if err != nil {
+			return nil, err
+		}
+		s := &CreateService{Type: typ, Name: name, IfNotExists: ifNotExists}
+		if p.accept(OPTIONS) {
+			if s.Options, err = p.parseOptions(); err != nil {
+				return nil, err
+			}
+		}
+		if s.Comment, err = p.parseOptComment(); err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	name, err := p.parseName()
 	if err != nil {
@@ -536,7 +602,7 @@ func (p *parser) parseDrop() (Statement, error) {
 		s.Name = QName{name}
 		return s, nil
 	}
-	typ, err := p.parseObjectType(allObjectTypes)
+	typ, err := p.parseObjectType(dropTypes)
 	if err != nil {
 		return nil, err
 	}
@@ -553,6 +619,9 @@ func (p *parser) parseDrop() (Statement, error) {
 }
 
 func (p *parser) parseAlter() (Statement, error) {
+	if p.accept(POLICY) {
+		return p.parseAlterPolicy()
+	}
 	typ, err := p.parseObjectType(allObjectTypes)
 	if err != nil {
 		return nil, err
@@ -580,12 +649,40 @@ func (p *parser) parseAlter() (Statement, error) {
 		return nil, err
 	}
 	set := p.accept(SET)
+	if typ == ObjConnection && !set && p.atWord("approve") {
+		return p.parseApproveTools(name)
+	}
 	if typ == ObjConnection && p.accept(OPTIONS) {
 		opts, err := p.parseOptions()
 		if err != nil {
 			return nil, err
 		}
 		return &AlterConnectionOptions{Name: name, Options: opts}, nil
+	}
+	if (typ == ObjModelService || typ == ObjProviderService) && p.accept(OPTIONS) {
+		opts, err := p.parseOptions()
+		if err != nil {
+			return nil, err
+		}
+		return &AlterServiceOptions{Type: typ, Name: name, Options: opts}, nil
+	}
+	if hasType(limitedTypes, typ) {
+		on := SecurableRef{Type: typ, Name: name}
+		if set && p.accept(RATE) {
+			return p.parseSetRateLimit(on)
+		}
+		if !set && p.accept(DROP) {
+			if err := p.need(RATE); err != nil {
+				return nil, err
+			}
+			if err := p.need(LIMIT); err != nil {
+				return nil, err
+			}
+			d := &DropRateLimit{On: on, IfExists: p.parseIfExists()}
+			var err error
+			d.For, err = p.parseLimitTarget(false)
+			return d, err
+		}
 	}
 	if p.accept(OWNER) {
 		if err := p.need(TO); err != nil {
@@ -813,6 +910,61 @@ func (p *parser) parseShow() (Statement, error) {
 			sc.For = &u
 		}
 		return sc, nil
+	case MODEL:
+		p.next()
+		what := "MODEL SERVICES"
+		if p.accept(PROVIDER) {
+			what = "MODEL PROVIDER SERVICES"
+		}
+		if err := p.need(SERVICES); err != nil {
+			return nil, err
+		}
+		s := &ShowObjects{What: what}
+		if p.accept(IN) || p.accept(FROM) {
+			var err error
+			if s.In, err = p.parseQName(2); err != nil {
+				return nil, err
+			}
+		}
+		return s, nil
+	case RATE:
+		p.next()
+		if err := p.need(LIMITS); err != nil {
+			return nil, err
+		}
+		sr := &ShowRateLimits{}
+		if p.accept(ON) {
+			typ, err := p.parseObjectType(limitedTypes)
+			if err != nil {
+				return nil, err
+			}
+			on := SecurableRef{Type: typ}
+			if on.Name, err = p.parseQName(3); err != nil {
+				return nil, err
+			}
+			sr.On = &on
+		}
+		return sr, nil
+	case ACCESS:
+		p.next()
+		if err := p.need(TOKENS); err != nil {
+			return nil, err
+		}
+		st := &ShowAccessTokens{}
+		if p.accept(FOR) {
+			if err := p.need(USER); err != nil {
+				return nil, err
+			}
+			u, err := p.parseName()
+			if err != nil {
+				return nil, err
+			}
+			st.For = &u
+		}
+		return st, nil
+	case BUDGETS:
+		p.next()
+		return &ShowBudgets{}, nil
 	case POLICIES:
 		p.next()
 		sp := &ShowPolicies{}
@@ -825,7 +977,11 @@ func (p *parser) parseShow() (Statement, error) {
 		}
 		return sp, nil
 	}
-	p.want("GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS", "REVISION", "POLICIES", "CONNECTION STATUS")
+	if t := p.cur(); t.tok.isWord() && t.lit == "tools" {
+		return p.parseShowTools()
+	}
+	p.want("GRANTS", "CATALOGS", "SCHEMAS", "CONNECTIONS", "USERS", "GROUPS", "SERVICE PRINCIPALS", "REVISION", "POLICIES", "CONNECTION STATUS",
+		"MODEL SERVICES", "MODEL PROVIDER SERVICES", "RATE LIMITS", "ACCESS TOKENS", "BUDGETS", "TOOLS")
 	return nil, p.fail()
 }
 
@@ -843,17 +999,10 @@ func (p *parser) parseCreatePolicy() (Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	if on.Type == ObjMetastore {
-		return nil, p.failf(p.cur(), "policies attach to a catalog, a schema or a connection")
+	if on.Type == ObjMetastore || on.Type == ObjTable || on.Type == ObjProviderService {
+		return nil, p.failf(p.cur(), "policies attach to a catalog, a schema, a connection or a model service")
 	}
-	if err := p.need(AS); err != nil {
-		return nil, err
-	}
-	src, err := p.parseString()
-	if err != nil {
-		return nil, err
-	}
-	return &CreatePolicy{Name: name, On: on, Source: src}, nil
+	return p.parsePolicyBody(&CreatePolicy{Name: name, On: on})
 }
 
 // parseExplainAccess parses what follows EXPLAIN:
@@ -932,6 +1081,230 @@ func (p *parser) parseDescribe() (Statement, error) {
 	}
 	s := &Describe{Type: typ}
 	if s.Name, err = p.parseQName(maxParts(typ)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseLimitTarget parses an optional FOR clause of a rate limit (or, with
+// required, of a budget): FOR EACH USER | FOR USER name | FOR SERVICE
+// PRINCIPAL name | FOR GROUP name.
+func (p *parser) parseLimitTarget(required bool) (LimitTarget, error) {
+	if !p.accept(FOR) {
+		if required {
+			return LimitTarget{}, p.fail()
+		}
+		return LimitTarget{Level: catalog.LevelService}, nil
+	}
+	if p.cur().tok == EACH {
+		p.next()
+		if err := p.need(USER); err != nil {
+			return LimitTarget{}, err
+		}
+		return LimitTarget{Level: catalog.LevelEachUser}, nil
+	}
+	p.want("EACH USER")
+	typ, err := p.parseObjectType(principalTypes)
+	if err != nil {
+		return LimitTarget{}, err
+	}
+	name, err := p.parseName()
+	if err != nil {
+		return LimitTarget{}, err
+	}
+	level := map[ObjectType]catalog.LimitLevel{ObjUser: catalog.LevelUser, ObjServicePrincipal: catalog.LevelServicePrincipal,
+		ObjGroup: catalog.LevelGroup}[typ]
+	return LimitTarget{Level: level, Principal: &name}, nil
+}
+
+// parseCount parses a positive integer literal.
+func (p *parser) parseCount(what string) (int64, error) {
+	t := p.cur()
+	if t.tok != NUMBER {
+		p.want(what)
+		return 0, p.fail()
+	}
+	n, err := strconv.ParseInt(t.lit, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, p.failf(t, "%s must be a positive integer", what)
+	}
+	p.next()
+	return n, nil
+}
+
+// parseSetRateLimit parses what follows SET RATE: LIMIT n REQUESTS [, m
+// TOKENS] PER MINUTE [FOR target] (either dimension first, each once).
+func (p *parser) parseSetRateLimit(on SecurableRef) (Statement, error) {
+	if err := p.need(LIMIT); err != nil {
+		return nil, err
+	}
+	s := &SetRateLimit{On: on}
+	for {
+		start := p.cur()
+		n, err := p.parseCount("number of requests or tokens")
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case p.accept(REQUESTS):
+			if s.Requests != 0 {
+				return nil, p.failf(start, "REQUESTS given more than once")
+			}
+			s.Requests = n
+		case p.accept(TOKENS):
+			if s.Tokens != 0 {
+				return nil, p.failf(start, "TOKENS given more than once")
+			}
+			s.Tokens = n
+		default:
+			return nil, p.fail()
+		}
+		if !p.accept(COMMA) {
+			break
+		}
+	}
+	if err := p.need(PER); err != nil {
+		return nil, err
+	}
+	if err := p.need(MINUTE); err != nil {
+		return nil, err
+	}
+	var err error
+	s.For, err = p.parseLimitTarget(false)
+	return s, err
+}
+
+// parseCreateAccessToken parses what follows CREATE ACCESS TOKEN:
+// [name] [FOR USER user] [VIA agent] [EXPIRES IN 'lifetime'] [COMMENT 'c'].
+// The name is optional and may itself be a word such as via: the clauses
+// are tried first without a name, and when they do not take the rest of
+// the statement, again after a name.
+func (p *parser) parseCreateAccessToken() (Statement, error) {
+	start := p.i
+	if s, err := p.parseTokenClauses(); err == nil && (p.at(EOF) || p.at(SEMICOLON)) {
+		return s, nil
+	}
+	p.i, p.expect = start, p.expect[:0]
+	if p.at(EOF) || p.at(SEMICOLON) {
+		return &CreateAccessToken{}, nil
+	}
+	name, err := p.parseName()
+	if err != nil {
+		return nil, err
+	}
+	s, err := p.parseTokenClauses()
+	if err != nil {
+		return nil, err
+	}
+	s.Name = &name
+	return s, nil
+}
+
+func (p *parser) parseTokenClauses() (*CreateAccessToken, error) {
+	s := &CreateAccessToken{}
+	if p.accept(FOR) {
+		if err := p.need(USER); err != nil {
+			return nil, err
+		}
+		u, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		s.User = &u
+	}
+	if p.accept(VIA) {
+		a, err := p.parseName()
+		if err != nil {
+			return nil, err
+		}
+		s.Via = &a
+	}
+	if p.accept(EXPIRES) {
+		if err := p.need(IN); err != nil {
+			return nil, err
+		}
+		e, err := p.parseString()
+		if err != nil {
+			return nil, err
+		}
+		s.ExpiresIn = &e
+	}
+	var err error
+	if s.Comment, err = p.parseOptComment(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseCreateBudget parses what follows CREATE BUDGET.
+func (p *parser) parseCreateBudget() (Statement, error) {
+	ifNotExists, err := p.parseIfNotExists()
+	if err != nil {
+		return nil, err
+	}
+	name, err := p.parseName()
+	if err != nil {
+		return nil, err
+	}
+	s := &CreateBudget{Name: name, IfNotExists: ifNotExists}
+	if err := p.need(LIMIT); err != nil {
+		return nil, err
+	}
+	t := p.cur()
+	if t.tok != NUMBER {
+		p.want("amount")
+		return nil, p.fail()
+	}
+	if _, err := catalog.ParseBudgetUSD(t.lit); err != nil {
+		return nil, p.failf(t, "%s", strings.TrimPrefix(err.Error(), "invalid budget limit "))
+	}
+	s.Limit = t.lit
+	p.next()
+	for _, kw := range []Token{USD, PER, MONTH} {
+		if err := p.need(kw); err != nil {
+			return nil, err
+		}
+	}
+	if s.For, err = p.parseLimitTarget(true); err != nil {
+		return nil, err
+	}
+	if s.For.Level == catalog.LevelService {
+		return nil, p.fail()
+	}
+	if p.accept(ON) {
+		typ, err := p.parseObjectType([]ObjectType{ObjModelService})
+		if err != nil {
+			return nil, err
+		}
+		on := SecurableRef{Type: typ}
+		if on.Name, err = p.parseQName(3); err != nil {
+			return nil, err
+		}
+		s.On = &on
+	}
+	if p.accept(WHERE) {
+		for {
+			if err := p.need(TAG); err != nil {
+				return nil, err
+			}
+			k, err := p.parseIdent()
+			if err != nil {
+				return nil, err
+			}
+			if err := p.need(EQ); err != nil {
+				return nil, err
+			}
+			v, err := p.parseString()
+			if err != nil {
+				return nil, err
+			}
+			s.Tags = append(s.Tags, TagCond{Key: k, Value: v})
+			if !p.accept(AND) {
+				break
+			}
+		}
+	}
+	if s.Comment, err = p.parseOptComment(); err != nil {
 		return nil, err
 	}
 	return s, nil

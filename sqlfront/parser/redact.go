@@ -118,5 +118,8 @@ var secretKeywords = func() (out [keywordEnd]bool) {
 	for t := keywordBeg + 1; t < keywordEnd; t++ {
 		out[t] = catalog.LooksSecret(keywordNames[t])
 	}
+	// ACCESS TOKEN name and n TOKENS PER MINUTE name no secret: the
+	// token itself never appears in a statement.
+	out[TOKEN], out[TOKENS] = false, false
 	return out
 }()

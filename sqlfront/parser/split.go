@@ -100,8 +100,9 @@ func (b *bodyTracker) word(w string, parens int) {
 func IsGovernance(sql string) bool {
 	s := NewScanner(sql)
 	var t [3]Token
+	var lit [3]string
 	for i := range t {
-		t[i], _, _ = s.Scan()
+		t[i], _, lit[i] = s.Scan()
 		if t[i] == EOF {
 			break
 		}
@@ -112,16 +113,18 @@ func IsGovernance(sql string) bool {
 			return true
 		case SERVICE:
 			return b == PRINCIPAL
+		case MODEL:
+			return b == SERVICE || b == PROVIDER
 		}
 		return false
 	}
 	switch t[0] {
 	case CREATE, DROP:
-		return isType(t[1], t[2]) || t[1] == POLICY
+		return isType(t[1], t[2]) || t[1] == POLICY || t[1] == BUDGET || (t[1] == ACCESS && t[2] == TOKEN)
 	case ALTER, DESCRIBE, DESC:
-		return isType(t[1], t[2])
+		return isType(t[1], t[2]) || (t[0] == ALTER && t[1] == POLICY)
 	case COMMENT:
-		return t[1] == ON && (t[2] == CATALOG || t[2] == SCHEMA || t[2] == CONNECTION)
+		return t[1] == ON && (t[2] == CATALOG || t[2] == SCHEMA || t[2] == CONNECTION || t[2] == MODEL)
 	case GRANT, REVOKE:
 		return true
 	case EXPLAIN:
@@ -134,7 +137,16 @@ func IsGovernance(sql string) bool {
 			return t[2] == PRINCIPALS
 		case CONNECTION:
 			return t[2] == STATUS
+		case BUDGETS:
+			return true
+		case MODEL:
+			return t[2] == SERVICES || t[2] == PROVIDER
+		case RATE:
+			return t[2] == LIMITS
+		case ACCESS:
+			return t[2] == TOKENS
 		}
+		return t[1].isWord() && lit[1] == "tools" && t[2] == ON // SHOW TOOLS ON CONNECTION c
 	}
 	return false
 }

@@ -40,7 +40,10 @@ const (
 	ADD
 	ALL
 	ALTER
+	AND
 	AS
+	BUDGET
+	BUDGETS
 	CASCADE
 	CATALOG
 	CATALOGS
@@ -51,7 +54,9 @@ const (
 	DESC
 	DESCRIBE
 	DROP
+	EACH
 	EXISTS
+	EXPIRES
 	EXPLAIN
 	FOR
 	FROM
@@ -62,34 +67,49 @@ const (
 	IF
 	IN
 	IS
+	LIMIT
+	LIMITS
 	METASTORE
+	MINUTE
+	MODEL
+	MONTH
 	NOT
 	NULL
 	ON
 	OPTIONS
 	OWNER
 	PASSWORD
+	PER
 	POLICIES
 	POLICY
 	PRINCIPAL
 	PRINCIPALS
+	PROVIDER
+	RATE
 	REMOVE
 	RENAME
+	REQUESTS
 	RESTRICT
 	REVISION
 	REVOKE
 	SCHEMA
 	SCHEMAS
 	SERVICE
+	SERVICES
 	SET
 	SHOW
 	STATUS
 	TABLE
+	TAG
 	TO
+	TOKEN
+	TOKENS
 	TYPE
+	USD
 	USER
 	USERS
 	VIA
+	WHERE
 	WITH
 	keywordEnd
 )
@@ -116,7 +136,10 @@ var keywordNames = [...]string{
 	ADD:         "ADD",
 	ALL:         "ALL",
 	ALTER:       "ALTER",
+	AND:         "AND",
 	AS:          "AS",
+	BUDGET:      "BUDGET",
+	BUDGETS:     "BUDGETS",
 	CASCADE:     "CASCADE",
 	CATALOG:     "CATALOG",
 	CATALOGS:    "CATALOGS",
@@ -127,7 +150,9 @@ var keywordNames = [...]string{
 	DESC:        "DESC",
 	DESCRIBE:    "DESCRIBE",
 	DROP:        "DROP",
+	EACH:        "EACH",
 	EXISTS:      "EXISTS",
+	EXPIRES:     "EXPIRES",
 	EXPLAIN:     "EXPLAIN",
 	FOR:         "FOR",
 	FROM:        "FROM",
@@ -138,34 +163,49 @@ var keywordNames = [...]string{
 	IF:          "IF",
 	IN:          "IN",
 	IS:          "IS",
+	LIMIT:       "LIMIT",
+	LIMITS:      "LIMITS",
 	METASTORE:   "METASTORE",
+	MINUTE:      "MINUTE",
+	MODEL:       "MODEL",
+	MONTH:       "MONTH",
 	NOT:         "NOT",
 	NULL:        "NULL",
 	ON:          "ON",
 	OPTIONS:     "OPTIONS",
 	OWNER:       "OWNER",
 	PASSWORD:    "PASSWORD",
+	PER:         "PER",
 	POLICIES:    "POLICIES",
 	POLICY:      "POLICY",
 	PRINCIPAL:   "PRINCIPAL",
 	PRINCIPALS:  "PRINCIPALS",
+	PROVIDER:    "PROVIDER",
+	RATE:        "RATE",
 	REMOVE:      "REMOVE",
 	RENAME:      "RENAME",
+	REQUESTS:    "REQUESTS",
 	RESTRICT:    "RESTRICT",
 	REVISION:    "REVISION",
 	REVOKE:      "REVOKE",
 	SCHEMA:      "SCHEMA",
 	SCHEMAS:     "SCHEMAS",
 	SERVICE:     "SERVICE",
+	SERVICES:    "SERVICES",
 	SET:         "SET",
 	SHOW:        "SHOW",
 	STATUS:      "STATUS",
 	TABLE:       "TABLE",
+	TAG:         "TAG",
 	TO:          "TO",
+	TOKEN:       "TOKEN",
+	TOKENS:      "TOKENS",
 	TYPE:        "TYPE",
+	USD:         "USD",
 	USER:        "USER",
 	USERS:       "USERS",
 	VIA:         "VIA",
+	WHERE:       "WHERE",
 	WITH:        "WITH",
 }
 
@@ -203,8 +243,6 @@ func (t Token) isWord() bool { return t == IDENT || t.IsKeyword() }
 // case-insensitively (ASCII only, as the scanner folds), or IDENT.
 func Lookup(word string) Token {
 	switch asciiLower(word) {
-	case "illegal":
-		return ILLEGAL
 	case "access":
 		return ACCESS
 	case "add":
@@ -213,8 +251,14 @@ func Lookup(word string) Token {
 		return ALL
 	case "alter":
 		return ALTER
+	case "and":
+		return AND
 	case "as":
 		return AS
+	case "budget":
+		return BUDGET
+	case "budgets":
+		return BUDGETS
 	case "cascade":
 		return CASCADE
 	case "catalog":
@@ -235,8 +279,12 @@ func Lookup(word string) Token {
 		return DESCRIBE
 	case "drop":
 		return DROP
+	case "each":
+		return EACH
 	case "exists":
 		return EXISTS
+	case "expires":
+		return EXPIRES
 	case "explain":
 		return EXPLAIN
 	case "for":
@@ -253,12 +301,24 @@ func Lookup(word string) Token {
 		return GROUPS
 	case "if":
 		return IF
+	case "illegal":
+		return ILLEGAL
 	case "in":
 		return IN
 	case "is":
 		return IS
+	case "limit":
+		return LIMIT
+	case "limits":
+		return LIMITS
 	case "metastore":
 		return METASTORE
+	case "minute":
+		return MINUTE
+	case "model":
+		return MODEL
+	case "month":
+		return MONTH
 	case "not":
 		return NOT
 	case "null":
@@ -271,6 +331,8 @@ func Lookup(word string) Token {
 		return OWNER
 	case "password":
 		return PASSWORD
+	case "per":
+		return PER
 	case "policies":
 		return POLICIES
 	case "policy":
@@ -279,10 +341,16 @@ func Lookup(word string) Token {
 		return PRINCIPAL
 	case "principals":
 		return PRINCIPALS
+	case "provider":
+		return PROVIDER
+	case "rate":
+		return RATE
 	case "remove":
 		return REMOVE
 	case "rename":
 		return RENAME
+	case "requests":
+		return REQUESTS
 	case "restrict":
 		return RESTRICT
 	case "revision":
@@ -295,6 +363,8 @@ func Lookup(word string) Token {
 		return SCHEMAS
 	case "service":
 		return SERVICE
+	case "services":
+		return SERVICES
 	case "set":
 		return SET
 	case "show":
@@ -303,16 +373,26 @@ func Lookup(word string) Token {
 		return STATUS
 	case "table":
 		return TABLE
+	case "tag":
+		return TAG
 	case "to":
 		return TO
+	case "token":
+		return TOKEN
+	case "tokens":
+		return TOKENS
 	case "type":
 		return TYPE
+	case "usd":
+		return USD
 	case "user":
 		return USER
 	case "users":
 		return USERS
 	case "via":
 		return VIA
+	case "where":
+		return WHERE
 	case "with":
 		return WITH
 	}

@@ -241,7 +241,8 @@ func (a *analysis) collectCTEs(m protoreflect.Message) {
 // must never read (42501 rather than "does not exist").
 var internalNames = map[string]bool{
 	"audit_events": true, "principals": true, "memberships": true, "securables": true, "grants": true,
-	"mandate_meta": true, catalog.AuditRelation: true, "sqlite_master": true, "sqlite_schema": true,
+	"mandate_meta": true, catalog.AuditRelation: true, catalog.UsageRelation: true, catalog.PayloadsRelation: true,
+	"sqlite_master": true, "sqlite_schema": true,
 	"sqlite_temp_master": true, "duckdb_tables": true, "duckdb_settings": true, "duckdb_columns": true,
 }
 

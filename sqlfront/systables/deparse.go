@@ -883,8 +883,7 @@ func (d *deparser) fromItem(n *pg.Node) (string, []*srcRel, error) {
 		var cols []colInfo
 		if c, ok := d.ctes[rv.Relname]; ok {
 			cols = append(cols, c...)
-		} else if rv.Relname == catalog.AuditRelation {
-			r, _ := lookupRelation("access", "audit")
+		} else if r, ok := engineRelation(rv.Relname); ok {
 			cols = relCols(r)
 		} else {
 			return "", nil, notSupported("relation " + rv.Relname)

@@ -285,6 +285,8 @@ func (st *Statement) engineError(err error) error {
 		return e
 	}
 	msg := strings.ReplaceAll(qe.Msg, catalog.AuditRelation, "audit")
+	msg = strings.ReplaceAll(msg, catalog.UsageRelation, "usage")
+	msg = strings.ReplaceAll(msg, catalog.PayloadsRelation, "payloads")
 	msg = strings.ReplaceAll(msg, catalog.VirtualTableFunc, "relation")
 	msg = cteName.ReplaceAllStringFunc(msg, func(s string) string {
 		if n, ok := st.ctes[s]; ok {

@@ -11,7 +11,8 @@ import (
 // A relation is something a statement may read: a system table of the
 // catalog (system.access.audit, system.information_schema.*) or one of the
 // pg_catalog relations that clients read for introspection. The audit
-// table is a relation of the engine (catalog.AuditRelation); every other
+// table is a relation of the engine (catalog.AuditRelation, UsageRelation,
+// PayloadsRelation); every other
 // one is a virtual table whose rows are computed here, for the caller, at
 // each execution, and handed to the engine with the query (see
 // catalog.VirtualTable): no copy of the catalog lives in the engine, and
@@ -111,8 +112,8 @@ func buildRelations() map[string]*relation {
 	add := func(r *relation) { out[r.key()] = r }
 	for _, t := range catalog.SystemTables() {
 		r := &relation{schema: t.Schema, name: t.Name, cols: tableColumns(t), table: true}
-		if t.Schema == "access" && t.Name == "audit" {
-			r.engine = catalog.AuditRelation
+		if t.Relation != "" {
+			r.engine = t.Relation
 		} else {
 			r.rows = infoRows[t.Name]
 		}
@@ -189,6 +190,16 @@ func columnCompat(cat string, t catalog.ColumnType) []any {
 	return []any{cat, "pg_catalog", nil, precision, radix, scale, datetime, "NO", "NEVER", nil, "NO"}
 }
 
+// engineRelation returns the system table whose engine relation is name.
+func engineRelation(name string) (*relation, bool) {
+	for _, t := range catalog.SystemTables() {
+		if t.Relation != "" && t.Relation == name {
+			return lookupRelation(t.Schema, t.Name)
+		}
+	}
+	return nil, false
+}
+
 // lookupRelation finds the relation a (schema, name) reference means.
 func lookupRelation(schema, name string) (*relation, bool) {
 	r, ok := relations[schema+"."+name]
@@ -255,6 +266,31 @@ var infoRows = map[string]func(rc *rowCtx) [][]any{
 	"schema_privileges":     func(rc *rowCtx) [][]any { return rc.privileges(catalog.TypeSchema) },
 	"connection_privileges": func(rc *rowCtx) [][]any { return rc.privileges(catalog.TypeConnection) },
 	"table_privileges":      func(rc *rowCtx) [][]any { return rc.privileges(catalog.TypeTable) },
+	"service_privileges": func(rc *rowCtx) [][]any {
+		return append(rc.privilegesOf(catalog.TypeModelService, true), rc.privilegesOf(catalog.TypeProviderService, true)...)
+	},
+	"model_services": func(rc *rowCtx) [][]any {
+		var rows [][]any
+		for _, t := range []catalog.SecurableType{catalog.TypeModelService, catalog.TypeProviderService} {
+			for _, c := range rc.securables(t) {
+				p := rc.path(c)
+				opts := rc.m.DisplayOptions(c)
+				var provider, dst, fb any
+				if t == catalog.TypeProviderService {
+					provider = opts[catalog.OptProvider]
+				} else {
+					dst = nullIfEmpty(opts[catalog.OptDestinations])
+					fb = nullIfEmpty(opts[catalog.OptFallbacks])
+					delete(opts, catalog.OptDestinations)
+					delete(opts, catalog.OptFallbacks)
+				}
+				b, _ := json.Marshal(opts)
+				rows = append(rows, []any{p[0], p[1], c.Name, string(t), rc.owner(c), provider, dst, fb, string(b),
+					nullIfEmpty(c.Comment), c.Created})
+			}
+		}
+		return rows
+	},
 	"users": func(rc *rowCtx) [][]any {
 		var rows [][]any
 		for _, p := range rc.m.Principals("") {
@@ -339,7 +375,11 @@ func (rc *rowCtx) owner(s *catalog.Securable) any {
 // the grants on their containers that apply to them (inherited_from names
 // the container), as SHOW GRANTS ON does: every grant for those who may
 // manage the securable, else the grants to the caller and its groups.
-func (rc *rowCtx) privileges(t catalog.SecurableType) [][]any {
+func (rc *rowCtx) privileges(t catalog.SecurableType) [][]any { return rc.privilegesOf(t, false) }
+
+// privilegesOf is privileges, with the securable's type after its names
+// when withType is set (service_privileges).
+func (rc *rowCtx) privilegesOf(t catalog.SecurableType, withType bool) [][]any {
 	ti, _ := catalog.LookupType(t)
 	var rows [][]any
 	for _, s := range rc.securables(t) {
@@ -378,6 +418,9 @@ func (rc *rowCtx) privileges(t catalog.SecurableType) [][]any {
 					row := []any{grantor, grantee.Name}
 					for _, n := range names {
 						row = append(row, n)
+					}
+					if withType {
+						row = append(row, string(s.Type))
 					}
 					rows = append(rows, append(row, pr.SQL(), "NO", inherited))
 				}

@@ -1,6 +1,9 @@
 package exfil
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // FuzzFastPath: the allocation-free check gives exactly the violations of
 // the slow path (extract every link, normalize, compare), for text and
@@ -41,4 +44,24 @@ func FuzzFastPath(f *testing.F) {
 			t.Fatalf("json %q: fast path %d violations, slow path %d", s, len(vs), slow(links))
 		}
 	})
+}
+
+// TestLinkKeyFast: the allocation-free check of member names agrees with
+// the lower-casing one.
+func TestLinkKeyFast(t *testing.T) {
+	slow := func(k string) bool {
+		lk := strings.ToLower(k)
+		for _, n := range linkKeys {
+			if lk == n || strings.HasSuffix(lk, "_"+n) || strings.HasSuffix(lk, n) && len(lk) > len(n) && n != "to" && n != "cc" {
+				return true
+			}
+		}
+		return false
+	}
+	for _, k := range []string{"url", "URL", "webhook_url", "callbackUrl", "to", "reply_to", "goto", "photo", "cc", "acc", "x_cc", "Host",
+		"hostname", "email", "Recipients", "address", "addr", "", "a", "destination", "redirect_uri", "SERVER", "targets", "tO"} {
+		if got, want := isLinkKey([]byte(k)), slow(k); got != want {
+			t.Errorf("isLinkKey(%q) = %v, want %v", k, got, want)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/mandatehq/mandate/gateway/guard"
+	"github.com/mandatehq/mandate/gateway/guard/jsonwalk"
 )
 
 // Name is the built-in guardrail's name (system.ai.prevent_exfiltration).
@@ -136,11 +137,27 @@ func (g *Guard) CheckText(text []byte) []Violation {
 // CheckJSON returns the disallowed destinations in a JSON document (tool
 // arguments). Malformed JSON is an error (fail closed).
 func (g *Guard) CheckJSON(raw []byte) ([]Violation, error) {
+	return g.checkJSON(raw, nil)
+}
+
+// CheckDoc is CheckJSON on a document another guardrail has already
+// walked (jsonwalk.Doc), without decoding it again.
+func (g *Guard) CheckDoc(doc *jsonwalk.Doc) ([]Violation, error) {
+	return g.checkJSON(nil, doc)
+}
+
+func (g *Guard) checkJSON(raw []byte, doc *jsonwalk.Doc) ([]Violation, error) {
 	if g.cfg.Allowed == nil {
 		return nil, nil
 	}
 	var vs []Violation
-	err := eachJSONLink(raw, func(kind LinkKind, val, host []byte, s, e int) bool {
+	each := func(fn func(kind LinkKind, val, host []byte, s, e int) bool) error {
+		if doc != nil {
+			return eachDocLink(doc, fn)
+		}
+		return eachJSONLink(raw, fn)
+	}
+	err := each(func(kind LinkKind, val, host []byte, s, e int) bool {
 		if kind == KindEmail && !g.cfg.Emails {
 			return true
 		}

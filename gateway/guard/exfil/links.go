@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"strings"
 
-	"github.com/mandatehq/mandate/gateway/guard/internal/jsonwalk"
+	"github.com/mandatehq/mandate/gateway/guard/jsonwalk"
 )
 
 // LinkKind is where a link was found.
@@ -128,6 +128,12 @@ func eachTextLink(text []byte, fn func(kind LinkKind, raw []byte, s, e int) bool
 		more = more && fn(kind, raw, s, e)
 	}
 	for i := 0; i < len(text) && more; i++ {
+		for i < len(text) && !linkTrigger[text[i]] {
+			i++ // most bytes start nothing
+		}
+		if i >= len(text) {
+			break
+		}
 		c := text[i]
 		switch {
 		case c == ']' && i+1 < len(text) && text[i+1] == '(':
@@ -220,6 +226,27 @@ func eachTextLink(text []byte, fn func(kind LinkKind, raw []byte, s, e int) bool
 	}
 }
 
+// suffixFold reports whether k ends with the lower-case ASCII n, ASCII
+// case folded.
+func suffixFold(k []byte, n string) bool {
+	o := len(k) - len(n)
+	for i := 0; i < len(n); i++ {
+		if lower(k[o+i]) != n[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// linkTrigger marks the bytes eachTextLink looks at: ']' (markdown),
+// '=' (HTML attributes), ':' (scheme://), 'w' and 'W' (www.).
+var linkTrigger = func() (t [256]bool) {
+	for _, c := range "]=:wW" {
+		t[c] = true
+	}
+	return t
+}()
+
 func lower(c byte) byte {
 	if c >= 'A' && c <= 'Z' {
 		return c + 32
@@ -268,6 +295,19 @@ func isLinkKey(k []byte) bool {
 	if len(k) > maxLinkKey {
 		return false
 	}
+	if utf8ASCII(k) {
+		// Without allocating: n, or a longer name ending in "_"+n, or in n
+		// (but "to" and "cc", too common at the end of words).
+		for _, n := range linkKeys {
+			if len(k) < len(n) || !suffixFold(k, n) {
+				continue
+			}
+			if len(k) == len(n) || k[len(k)-len(n)-1] == '_' || n != "to" && n != "cc" {
+				return true
+			}
+		}
+		return false
+	}
 	lk := strings.ToLower(string(k))
 	for _, n := range linkKeys {
 		if lk == n || strings.HasSuffix(lk, "_"+n) || strings.HasSuffix(lk, n) && len(lk) > len(n) && n != "to" && n != "cc" {
@@ -312,8 +352,17 @@ func ExtractJSON(raw []byte) ([]Link, error) {
 func eachJSONLink(raw []byte, fn func(kind LinkKind, val, host []byte, s, e int) bool) error {
 	w := jsonwalk.Get()
 	defer jsonwalk.Put(w)
+	return w.Walk(raw, jsonLinks(fn))
+}
+
+// eachDocLink is eachJSONLink on a walked document.
+func eachDocLink(doc *jsonwalk.Doc, fn func(kind LinkKind, val, host []byte, s, e int) bool) error {
+	return doc.Each(jsonLinks(fn))
+}
+
+func jsonLinks(fn func(kind LinkKind, val, host []byte, s, e int) bool) jsonwalk.Visitor {
 	more := true
-	return w.Walk(raw, jsonwalk.Func(func(t *jsonwalk.Token) error {
+	return jsonwalk.Func(func(t *jsonwalk.Token) error {
 		if t.Kind != jsonwalk.String || !more {
 			return nil
 		}
@@ -354,7 +403,7 @@ func eachJSONLink(raw []byte, fn func(kind LinkKind, val, host []byte, s, e int)
 			return more
 		})
 		return nil
-	}))
+	})
 }
 
 // urlHostFast is URLHost for the common case (an ASCII URL with a

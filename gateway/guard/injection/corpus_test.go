@@ -138,38 +138,51 @@ func TestCorpusQuality(t *testing.T) {
 	}
 }
 
-// TestHoldout reports the scorer on a set written after the rules were
-// frozen (never used to tune them): an estimate of how the heuristic does
-// on text it was not fitted to. It only fails on a collapse.
+// TestHoldout reports the scorer on sets written after the rules were
+// frozen: injection-holdout.jsonl was written after the first rules and
+// then used to find the kinds of phrasing they missed (the rules added for
+// it are generic, but the set is no longer unseen: it now guards against
+// regressions); injection-holdout2.jsonl was written after those rules
+// were frozen and never used to tune them: the estimate of how the
+// heuristic does on text it was not fitted to. It fails only on a
+// collapse.
 func TestHoldout(t *testing.T) {
-	items := loadCorpus(t, "injection-holdout.jsonl")
-	s := NewScorer()
-	var c confusion
-	var misses []string
-	for _, it := range items {
-		sc := s.Score([]byte(it.Text)).Score
-		hit := sc >= DefaultThreshold
-		switch {
-		case it.Label == "attack" && hit:
-			c.tp++
-		case it.Label == "attack":
-			c.fn++
-			misses = append(misses, fmt.Sprintf("MISS %.2f %s %.100q", sc, it.ID, it.Text))
-		case hit:
-			c.fp++
-			misses = append(misses, fmt.Sprintf("FP   %.2f %s %.100q", sc, it.ID, it.Text))
-		default:
-			c.tn++
+	for _, set := range []struct {
+		file              string
+		minRecall, maxFPR float64
+	}{
+		{"injection-holdout.jsonl", 0.9, 0.05},
+		{"injection-holdout2.jsonl", 0.3, 0.15},
+	} {
+		items := loadCorpus(t, set.file)
+		s := NewScorer()
+		var c confusion
+		var misses []string
+		for _, it := range items {
+			sc := s.Score([]byte(it.Text)).Score
+			hit := sc >= DefaultThreshold
+			switch {
+			case it.Label == "attack" && hit:
+				c.tp++
+			case it.Label == "attack":
+				c.fn++
+				misses = append(misses, fmt.Sprintf("MISS %.2f %s %.100q", sc, it.ID, it.Text))
+			case hit:
+				c.fp++
+				misses = append(misses, fmt.Sprintf("FP   %.2f %s %.100q", sc, it.ID, it.Text))
+			default:
+				c.tn++
+			}
 		}
-	}
-	t.Logf("holdout: %d attacks, %d benign: precision %.3f recall %.3f false-positive rate %.3f (TP %d FP %d FN %d TN %d)",
-		c.tp+c.fn, c.fp+c.tn, c.precision(), c.recall(), c.fpr(), c.tp, c.fp, c.fn, c.tn)
-	if testing.Verbose() {
-		for _, m := range misses {
-			t.Log(m)
+		t.Logf("%s: %d attacks, %d benign: precision %.3f recall %.3f false-positive rate %.3f (TP %d FP %d FN %d TN %d)",
+			set.file, c.tp+c.fn, c.fp+c.tn, c.precision(), c.recall(), c.fpr(), c.tp, c.fp, c.fn, c.tn)
+		if testing.Verbose() {
+			for _, m := range misses {
+				t.Log(m)
+			}
 		}
-	}
-	if c.recall() < 0.5 || c.fpr() > 0.2 {
-		t.Errorf("holdout collapsed: recall %.3f, false-positive rate %.3f", c.recall(), c.fpr())
+		if c.recall() < set.minRecall || c.fpr() > set.maxFPR {
+			t.Errorf("%s collapsed: recall %.3f, false-positive rate %.3f", set.file, c.recall(), c.fpr())
+		}
 	}
 }

@@ -56,11 +56,18 @@
 // On the development corpus (172 attacks in 11 hiding techniques, 176
 // benign tool outputs: READMEs, docs, e-mails, tickets, web pages, code,
 // chat logs, JSON) at the default threshold 0.5: recall 0.95, precision
-// 0.98, false positives 1.7 % of benign outputs; at 0.8: recall 0.72,
-// false positives 1.1 %. On a held-out set written after the rules were
-// frozen (25 attacks, 25 benign): recall 0.52, no false positives. The
-// rules generalize to the phrasings they know, not to paraphrase: use a
-// classifier for that.
+// 0.98, false positives 1.7 % of benign outputs; at 0.8: recall 0.73,
+// false positives 1.1 %. First held-out set (25 attacks, 25 benign,
+// written after the first rules): recall 0.52 with those rules; rules for
+// the phrasings it showed missing (addressing the reader by its job:
+// "instructions for the browsing agent", "when your AI reads this",
+// "AI reviewers", authority claims: "the previous rules were a test",
+// "pre-approved by security", "now in admin mode") raise it to 0.96 with
+// no false positive there and none more on the development corpus, but
+// that set has been seen now. A second held-out set written after those
+// rules were frozen: recall 0.36 and 2 false positives of 25 — the same
+// as the rules before (0.36, 2): the added rules recognise the forms they
+// were written for, not paraphrase. Use a classifier for that.
 //
 // # What the heuristic misses
 //

@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mandatehq/mandate/gateway/guard"
-	"github.com/mandatehq/mandate/gateway/guard/internal/jsonwalk"
+	"github.com/mandatehq/mandate/gateway/guard/jsonwalk"
 )
 
 // Name is the built-in guardrail's name (system.ai.block_prompt_injection).
@@ -220,6 +220,12 @@ func (g *Guard) EvaluateJSON(ctx context.Context, raw []byte, cls Classifier) (V
 		return Verdict{}, err
 	}
 	return g.Evaluate(ctx, text, cls)
+}
+
+// EvaluateDoc is EvaluateJSON on a document another guardrail has already
+// walked (jsonwalk.Doc): the same verdict, without decoding it again.
+func (g *Guard) EvaluateDoc(ctx context.Context, doc *jsonwalk.Doc, cls Classifier) (Verdict, error) {
+	return g.Evaluate(ctx, doc.TextCapped(MaxScoreBytes), cls)
 }
 
 var textBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}

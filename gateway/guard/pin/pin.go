@@ -35,7 +35,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mandatehq/mandate/gateway/guard"
-	"github.com/mandatehq/mandate/gateway/guard/internal/jsonwalk"
+	"github.com/mandatehq/mandate/gateway/guard/jsonwalk"
 )
 
 // Name is the built-in guardrail's name (system.ai.pin_tools).

@@ -15,7 +15,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 
 	"github.com/mandatehq/mandate/gateway/guard"
-	"github.com/mandatehq/mandate/gateway/guard/internal/jsonwalk"
+	"github.com/mandatehq/mandate/gateway/guard/jsonwalk"
 )
 
 // Name is the built-in guardrail's name (system.ai.validate_schema).
@@ -94,6 +94,7 @@ func (e *ValidationError) Error() string {
 type Schema struct {
 	Hash   string // hex SHA-256 of the schema document as given
 	s      *jsonschema.Schema
+	fast   *fastSchema // nil: the schema uses more than the fast path knows
 	limits Limits
 }
 
@@ -194,7 +195,7 @@ func compile(doc []byte, hash string, l Limits) (*Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSchema, err)
 	}
-	return &Schema{Hash: hash, s: s, limits: l}, nil
+	return &Schema{Hash: hash, s: s, fast: buildFast(v), limits: l}, nil
 }
 
 // Validate checks a JSON document against the schema.
@@ -202,18 +203,35 @@ func (s *Schema) Validate(instance []byte) error {
 	if len(instance) > s.limits.MaxInstanceBytes {
 		return fmt.Errorf("%w: larger than %d bytes", ErrInstance, s.limits.MaxInstanceBytes)
 	}
-	if err := jsonwalk.Check(instance, s.limits.MaxInstanceDepth); err != nil {
-		return fmt.Errorf("%w: %v", ErrInstance, err)
+	if s.fast != nil {
+		ok, decided, err := s.fast.validate(instance, s.limits.MaxInstanceDepth)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInstance, err)
+		}
+		if ok && decided {
+			return nil
+		}
+		// A violation: the library says what and where.
 	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(instance))
+	// Decoded without reflection into the generic form the validator
+	// reads (numbers as json.Number, as jsonschema.UnmarshalJSON gives).
+	v, err := jsonwalk.Value(instance, s.limits.MaxInstanceDepth)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInstance, err)
 	}
 	return s.validateValue(v)
 }
 
-func (s *Schema) validateValue(v any) error {
-	err := s.s.Validate(v)
+func (s *Schema) validateValue(v any) (err error) {
+	defer func() {
+		// The library panics on numbers it cannot parse exactly
+		// (0E10000000000000000000): such content cannot be shown to
+		// conform.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: a value the validator cannot read (%v)", ErrInstance, r)
+		}
+	}()
+	err = s.s.Validate(v)
 	if err == nil {
 		return nil
 	}
@@ -296,6 +314,30 @@ func (c *Cache) ToolResult(outputSchema, result []byte) error {
 		return ErrMissingStructuredContent
 	}
 	return s.Validate(tr[sc[0]:sc[1]])
+}
+
+// ToolResultDoc is ToolResult on a result another guardrail has already
+// walked (jsonwalk.Doc), without walking it again.
+func (c *Cache) ToolResultDoc(outputSchema []byte, doc *jsonwalk.Doc) error {
+	s, err := c.Compile(outputSchema)
+	if err != nil {
+		return err
+	}
+	raw := doc.Raw()
+	if len(raw) > s.limits.MaxInstanceBytes {
+		return fmt.Errorf("%w: larger than %d bytes", ErrInstance, s.limits.MaxInstanceBytes)
+	}
+	if tr := bytes.TrimSpace(raw); len(tr) == 0 || tr[0] != '{' {
+		return fmt.Errorf("%w: a tool result is a JSON object", ErrInstance)
+	}
+	if is, ie := doc.Member("isError"); ie > 0 && string(raw[is:ie]) == "true" {
+		return nil
+	}
+	ss, se := doc.Member("structuredContent")
+	if se == 0 || string(raw[ss:se]) == "null" {
+		return ErrMissingStructuredContent
+	}
+	return s.Validate(raw[ss:se])
 }
 
 // ResponseFormatSchema extracts the JSON Schema from an OpenAI-style

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/mandatehq/mandate/gateway/guard/internal/jsonwalk"
+	"github.com/mandatehq/mandate/gateway/guard/jsonwalk"
 )
 
 // The generated part of the labelled corpus (testdata/guardrails/

@@ -83,10 +83,14 @@
 // entity: the last run of non-space bytes, digit groups before it (cards,
 // IBANs and phone numbers are written with spaces), a key and separator
 // waiting for its value, an unterminated PEM block; at most MaxHold bytes
-// (a PEM block up to 16 KiB). Whatever the chunking, the released text is
-// the masked whole text (a fuzz test and the corpus check this). Text
-// ending in a partial word waits for the next chunk: the first token of
-// an answer is released with the second.
+// (a PEM block up to 16 KiB). Of the last run it holds only the part an
+// entity still growing could have started in: the longest suffix of bytes
+// built-in entities are made of (letters, digits, . _ % + - @ : / = ( )),
+// so "Hello!" or "done;" goes out at once, while "Hello" (perhaps an
+// e-mail's local part), an assignment's value, a secret-looking name and
+// a URL wait for the next chunk (with custom entities, the whole run
+// waits). Whatever the chunking, the released text is the masked whole
+// text (a fuzz test and the corpus check this).
 //
 // # Known misses (measured on testdata/guardrails/sensitive*.jsonl)
 //

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/mandatehq/mandate/gateway/guard"
+	"github.com/mandatehq/mandate/gateway/guard/jsonwalk"
 )
 
 // Name is the built-in guardrail's name (system.ai.detect_sensitive_data).
@@ -207,6 +208,28 @@ func (g *Guard) JSON(mc *MaskContext, phase guard.Phase, raw []byte) (Outcome, e
 	}
 	o := Outcome{Findings: fs, Summary: Summarize(fs)}
 	if len(fs) > 0 {
+		o.Content = out
+	}
+	return o, nil
+}
+
+// JSONDoc is JSON on a document another guardrail has already walked
+// (jsonwalk.Doc): the same outcome, without decoding it again.
+func (g *Guard) JSONDoc(mc *MaskContext, phase guard.Phase, doc *jsonwalk.Doc) (Outcome, error) {
+	raw := doc.Raw()
+	if g.cfg.Action != ActionMask || mc == nil {
+		fs, _, err := g.det.walkDoc(nil, raw, doc, nil, phase)
+		if err != nil {
+			return Outcome{}, err
+		}
+		return g.outcome(nil, phase, raw, fs), nil
+	}
+	fs, out, err := g.det.walkDoc(nil, raw, doc, mc, phase)
+	if err != nil {
+		return Outcome{}, err
+	}
+	o := Outcome{Findings: fs, Summary: Summarize(fs)}
+	if len(fs) > 0 && out != nil {
 		o.Content = out
 	}
 	return o, nil

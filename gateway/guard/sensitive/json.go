@@ -4,7 +4,7 @@ import (
 	"sync"
 
 	"github.com/mandatehq/mandate/gateway/guard"
-	"github.com/mandatehq/mandate/gateway/guard/internal/jsonwalk"
+	"github.com/mandatehq/mandate/gateway/guard/jsonwalk"
 )
 
 // JSON documents (tool arguments, structuredContent, response bodies) are
@@ -84,9 +84,20 @@ func (s *jsonScan) Visit(t *jsonwalk.Token) error {
 }
 
 func (d *Detector) walkJSON(dst []Finding, raw []byte, mc *MaskContext, phase guard.Phase) ([]Finding, []byte, error) {
+	return d.walkDoc(dst, raw, nil, mc, phase)
+}
+
+// walkDoc scans raw, or the walk doc replays when doc is not nil (raw is
+// then doc.Raw()).
+func (d *Detector) walkDoc(dst []Finding, raw []byte, doc *jsonwalk.Doc, mc *MaskContext, phase guard.Phase) ([]Finding, []byte, error) {
 	s := jsonScans.Get().(*jsonScan)
 	s.d, s.dst, s.raw, s.mc, s.phase, s.mask, s.out, s.last = d, dst, raw, mc, phase, mc != nil, nil, 0
-	err := s.w.Walk(raw, s)
+	var err error
+	if doc != nil {
+		err = doc.Each(s)
+	} else {
+		err = s.w.Walk(raw, s)
+	}
 	dst, out := s.dst, s.out
 	if out != nil {
 		out = append(out, raw[s.last:]...)

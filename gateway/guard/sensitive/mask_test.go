@@ -242,3 +242,35 @@ func TestMaskContextConcurrent(t *testing.T) {
 		t.Errorf("restore: %q", got)
 	}
 }
+
+// TestStreamHoldsOnlyWhereAnEntityCanStart: a chunk that ends in a byte no
+// built-in entity is made of is released whole at once; a partial word
+// is held (it could be an e-mail's local part), and so are a key and its
+// value, and a URL; with custom entities the whole last word is held.
+func TestStreamHoldsOnlyWhereAnEntityCanStart(t *testing.T) {
+	g, _ := Compile(nil)
+	cu, _ := Compile(map[string]string{"custom": "CODE=X-[0-9]+!"})
+	for _, tc := range []struct {
+		g     *Guard
+		chunk string
+		held  int
+	}{
+		{g, "Hello!", 0},
+		{g, "Sure, here it is:", 3},
+		{g, "Hello", 5},
+		{g, "Done; next", 4},
+		{g, "contact bob.", 4},
+		{g, "(see", 4},
+		{g, "«quoted»", 0},
+		{g, "password: x!y", 13},
+		{g, `"api_key"`, 9},
+		{g, "go to https://ex!ample", 16},
+		{cu, "Hello!", 6},
+	} {
+		s := tc.g.Stream(NewMaskContext(), guard.Result)
+		out := s.Write([]byte(tc.chunk))
+		if s.Pending() != tc.held || len(out)+s.Pending() != len(tc.chunk) {
+			t.Errorf("%q: released %q, held %d, want %d held", tc.chunk, out, s.Pending(), tc.held)
+		}
+	}
+}

@@ -49,7 +49,7 @@ func (d *Detector) NewStream(mc *MaskContext, phase guard.Phase, mask, restore b
 // empty). The returned slice is valid until the next call.
 func (s *Stream) Write(p []byte) []byte {
 	s.buf = append(s.buf, p...)
-	cut := safePoint(s.buf)
+	cut := safePoint(s.buf, s.d.custom == nil && s.d.words == nil)
 	if cut == 0 && len(s.buf) > MaxHold && !s.inPEM() {
 		cut = len(s.buf)
 	}
@@ -127,12 +127,22 @@ func (s *Stream) release(cut int) []byte {
 func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
 
 // safePoint returns how much of b is final: everything before the tail
-// that could still grow into (or be part of) an entity.
-func safePoint(b []byte) int {
+// that could still grow into (or be part of) an entity. fine: only
+// built-in entities are detected, whose characters are known, so the
+// last run of non-space bytes is held only from where an entity could
+// start (custom expressions and word lists may match anything: then the
+// whole run is held).
+func safePoint(b []byte, fine bool) int {
 	t := len(b)
 	// the last run of non-space bytes
 	for t > 0 && !isSpace(b[t-1]) {
 		t--
+	}
+	if fine && keyBefore(b, t) == t && bytes.IndexAny(b[t:], ":=") < 0 && !isKeyName(bytes.TrimRight(b[t:], "\"'")) {
+		// (an assignment's value, and a secret-looking name whose ':'
+		// may come next, are held whole: a secret may be made of any
+		// bytes)
+		t = holdFrom(b, t)
 	}
 	// separated groups before it ("4111 1111 1111 1111", "GB29 NWBK 6016",
 	// "+1 (555) 123"), when the last token could itself end such a group
@@ -163,6 +173,47 @@ func safePoint(b []byte) int {
 	}
 	// a partial placeholder is part of the last token already
 	return t
+}
+
+// holdFrom returns where, in the last run of non-space bytes b[t:], an
+// entity that is still growing could have started: the longest suffix of
+// bytes that built-in entities are made of (letters, digits and
+// . _ % + - @ : / = ( )). A run that ends with any other byte ("Hello!",
+// "done;", "café") can hold no entity that the next chunk continues, and
+// is released whole. A run with a URL in it (://, www.) is held whole:
+// URLs take almost any byte.
+func holdFrom(b []byte, t int) int {
+	run := b[t:]
+	if bytes.Contains(run, []byte("://")) || containsFold(run, "www.") {
+		return t
+	}
+	k := len(b)
+	for k > t && holdByte[b[k-1]] {
+		k--
+	}
+	return k
+}
+
+// holdByte marks the bytes built-in entities are made of (besides space,
+// which the digit-group rule handles).
+var holdByte = func() (h [256]bool) {
+	// (not from the class table: package variables are set before init)
+	for c := 0; c < 256; c++ {
+		h[c] = c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	for _, c := range "._%+-@:/=()" {
+		h[c] = true
+	}
+	return h
+}()
+
+func containsFold(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if eqFold(b, i, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func groupChar(c byte) bool {

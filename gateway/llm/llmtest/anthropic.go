@@ -49,13 +49,16 @@ func (s *Server) parseAnthropic(w http.ResponseWriter, r *http.Request, keys map
 	for i, m := range msgs {
 		mm, _ := m.(map[string]any)
 		role, _ := mm["role"].(string)
-		if role != "user" && role != "assistant" {
-			writeErr(w, true, 400, "invalid_request_error", "messages."+itoa(i)+".role: Input should be 'user' or 'assistant'")
+		if role != "user" && role != "assistant" && role != "system" {
+			writeErr(w, true, 400, "invalid_request_error", "messages."+itoa(i)+".role: Input should be 'user', 'assistant' or 'system'")
 			return nil, false
 		}
 		blocks, _ := mm["content"].([]any)
 		text := textOf(mm["content"])
 		ar.input += tokens(text)
+		if role == "system" {
+			continue
+		}
 		if role == "assistant" {
 			if len(pending) > 0 {
 				writeErr(w, true, 400, "invalid_request_error", "messages."+itoa(i)+": `tool_use` ids were found without `tool_result` blocks immediately after")

@@ -568,6 +568,33 @@ func (m memberVisitor) Visit(t *Token) error {
 	return nil
 }
 
+// Elements returns the raw spans of the elements of the top-level array of
+// raw (checked with the same grammar as Walk); an error if raw is not an
+// array.
+func Elements(raw []byte) ([][2]int, error) {
+	if err := Check(raw, 0); err != nil {
+		return nil, err
+	}
+	i := skipWS(raw, 0)
+	if i >= len(raw) || raw[i] != '[' {
+		return nil, fmt.Errorf("%w: not an array", ErrSyntax)
+	}
+	var spans [][2]int
+	i = skipWS(raw, i+1)
+	for i < len(raw) && raw[i] != ']' {
+		e, err := skipValue(raw, i, 0)
+		if err != nil {
+			return nil, err
+		}
+		spans = append(spans, [2]int{i, e})
+		i = skipWS(raw, e)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipWS(raw, i+1)
+		}
+	}
+	return spans, nil
+}
+
 // skipValue returns the end of the (already checked) value at b[i].
 func skipValue(b []byte, i, depth int) (int, error) {
 	if i >= len(b) || depth > MaxDepth {

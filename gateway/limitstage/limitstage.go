@@ -1,0 +1,190 @@
+// Package limitstage is the pipeline's limits stage over gateway/limits:
+// it maps a pipeline.Call (names: the human, the agent, the model service
+// or connection) onto a limits.Call (catalog IDs), turns the engine's
+// refusals into pipeline errors the protocol adapters render (429 with
+// Retry-After and the caller's x-ratelimit-* position; an exhausted budget
+// as such), and settles each reservation with the call's real usage and
+// cost — or releases it when the call never reached an upstream.
+//
+//	stage := limitstage.New(lim, ids)            // lim: *limits.Limiter, Apply'd per catalog revision
+//	pipeline.Config{..., Limiter: stage}
+//
+// Model calls (Call.Model) reserve their input estimate plus max_tokens
+// and, under a budget, the worst-case cost over every destination they
+// may reach; MCP calls count one request against the connection's limits
+// and are never charged to budgets. Price is the one conversion of a
+// provider service's prices into the engine's, and Cost the one pricing
+// rule for a call's usage (the usage row's cost_usd and the budget's
+// settlement agree to the nano-dollar).
+package limitstage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/pipeline"
+)
+
+// Resolver maps the names of a call onto catalog IDs, at the current
+// revision. An unknown name is false.
+type Resolver interface {
+	PrincipalID(name string) (catalog.ID, bool)
+	SecurableID(typ catalog.SecurableType, fullName string) (catalog.ID, bool)
+}
+
+// Stage is a pipeline.Limiter.
+type Stage struct {
+	lim *limits.Limiter
+	ids Resolver
+}
+
+var _ pipeline.Limiter = (*Stage)(nil)
+
+// New returns the limits stage over lim, resolving names with ids.
+func New(lim *limits.Limiter, ids Resolver) *Stage { return &Stage{lim: lim, ids: ids} }
+
+// The securable types limits apply to.
+const (
+	typeModelService = catalog.SecurableType("MODEL SERVICE")
+	typeConnection   = catalog.TypeConnection
+)
+
+// Reserve admits the call against its rate limits and budgets and
+// reserves what it may use.
+func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reservation, error) {
+	var kind limits.SecurableKind
+	switch c.Securable.Type {
+	case typeModelService:
+		kind = limits.ModelService
+	case typeConnection:
+		kind = limits.Connection
+	default:
+		return nil, nil
+	}
+	if c.Listing || c.Identity == nil {
+		return nil, nil // a listing calls no upstream
+	}
+	sec, ok := s.ids.SecurableID(c.Securable.Type, c.Securable.Name)
+	subj, ok2 := s.ids.PrincipalID(c.Identity.Subject)
+	if !ok || !ok2 {
+		// Authorized a moment ago, gone now (a DROP in between): refuse
+		// rather than admit without limits.
+		return nil, &pipeline.Error{Kind: pipeline.KindUnavailable, Status: http.StatusServiceUnavailable,
+			Message: "the call's rate limits cannot be checked right now; retry", Audit: "limits: principal or securable not found"}
+	}
+	lc := limits.Call{Kind: kind, Securable: sec, Subject: subj, Tags: c.Tags}
+	if a := c.Identity.Actor; a != "" {
+		if lc.Actor, ok = s.ids.PrincipalID(a); !ok {
+			return nil, &pipeline.Error{Kind: pipeline.KindUnavailable, Status: http.StatusServiceUnavailable,
+				Message: "the call's rate limits cannot be checked right now; retry", Audit: "limits: actor not found"}
+		}
+	}
+	if m := c.Model; m != nil && kind == limits.ModelService {
+		lc.InputTokens, lc.MaxTokens = m.InputTokens, m.MaxTokens
+		lc.Destinations = make([]limits.Destination, len(m.Destinations))
+		for i, d := range m.Destinations {
+			lc.Destinations[i] = limits.Destination{Name: d.Service + "/" + d.Model, Price: Price(d.Price), Priced: d.Priced}
+		}
+	}
+	r, err := s.lim.Reserve(ctx, &lc)
+	if err != nil {
+		return nil, refusal(err)
+	}
+	if r == nil {
+		return nil, nil
+	}
+	c.Limits = info(r.Headers(), false)
+	return &reservation{s: s, r: r}, nil
+}
+
+// refusal is the engine's error as the pipeline's.
+func refusal(err error) error {
+	var ref *limits.Refusal
+	if !errors.As(err, &ref) {
+		return fmt.Errorf("limits: %w", err)
+	}
+	e := &pipeline.Error{Status: ref.Status, Message: ref.Error(), RetryAfter: ref.RetryAfter}
+	switch ref.Kind {
+	case limits.RateLimited:
+		e.Kind, e.Limit = pipeline.KindLimited, info(ref.Headers, false)
+	case limits.BudgetExhausted:
+		e.Kind, e.Limit = pipeline.KindLimited, &pipeline.LimitInfo{Budget: true}
+	case limits.PriceUnknown:
+		e.Kind, e.Limit = pipeline.KindLimited, &pipeline.LimitInfo{Budget: true}
+	case limits.OutputCapRequired:
+		e.Kind = pipeline.KindInvalid
+	default: // BudgetUnavailable
+		e.Kind = pipeline.KindUnavailable
+	}
+	e.Reason = ref.Kind.String() + ": " + e.Message
+	return e
+}
+
+func info(h limits.RateHeaders, budget bool) *pipeline.LimitInfo {
+	w := func(r limits.RateHeader) *pipeline.RateWindow {
+		if !r.Set {
+			return nil
+		}
+		return &pipeline.RateWindow{Limit: r.Limit, Remaining: r.Remaining, Reset: r.Reset}
+	}
+	li := &pipeline.LimitInfo{Budget: budget, Requests: w(h.Requests), Tokens: w(h.Tokens)}
+	if li.Requests == nil && li.Tokens == nil && !budget {
+		return nil
+	}
+	return li
+}
+
+type reservation struct {
+	s *Stage
+	r *limits.Reservation
+}
+
+// Settle charges the call's real usage and cost (refunding the rest of
+// the reservation), or, when the call reached no upstream, gives back
+// everything it reserved.
+func (r *reservation) Settle(_ context.Context, c *pipeline.Call, u pipeline.Usage) {
+	reached := c.UpstreamStatus != 0
+	if m := c.Model; m != nil {
+		reached = m.Attempts > 0
+	}
+	if !reached {
+		r.s.lim.Release(r.r)
+		return
+	}
+	var cost limits.Money
+	if m := c.Model; m != nil {
+		cost = limits.Money(m.CostNanos)
+	}
+	r.s.lim.Settle(r.r, Usage(u), cost)
+}
+
+// Usage is a call's usage in the engine's terms: each token in exactly
+// one class (the pipeline's input count includes cache reads and writes).
+func Usage(u pipeline.Usage) limits.Usage {
+	return limits.Usage{InputTokens: max(0, u.InputTokens-u.CachedInputTokens-u.CacheWriteTokens), OutputTokens: u.OutputTokens,
+		CachedInputTokens: u.CachedInputTokens, CacheWriteTokens: u.CacheWriteTokens}
+}
+
+// Price converts a provider service's price (USD per million tokens) into
+// the engine's. A cache price not given costs as much as input.
+func Price(p gateway.ModelPrice) limits.Price {
+	out := limits.Price{Input: limits.MoneyFromUSD(p.Input), Output: limits.MoneyFromUSD(p.Output)}
+	if p.HasCachedInput {
+		out.CachedInput = limits.MoneyFromUSD(p.CachedInput)
+	}
+	if p.HasCacheWrite {
+		out.CacheWrite = limits.MoneyFromUSD(p.CacheWrite)
+	}
+	return out
+}
+
+// Cost is what usage u costs at price p, in nano-USD, rounded up: the one
+// pricing rule (limits.Price.Cost) for usage rows and budgets alike.
+func Cost(p gateway.ModelPrice, u pipeline.Usage) int64 {
+	return int64(Price(p).Cost(Usage(u)))
+}

@@ -1,0 +1,79 @@
+package llmgw
+
+import (
+	"bytes"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mandatehq/mandate/gateway/llm"
+)
+
+// BenchmarkPipeline: a non-streamed chat completion (1 KB in, 1 KB out,
+// OpenAI format to an OpenAI destination) through the whole pipeline with
+// in-memory stages (access token, EXECUTE, limiter, two-phase audit
+// record, usage record) against the fake upstream, and through a bare
+// httputil.ReverseProxy to it, alternating request by request on one
+// keep-alive client. The figure is the pipeline's own cost; the binary's
+// (an audit log on disk, both --audit-sync modes) is in cmd/mandate.
+//
+//	go test -run '^$' -bench Pipeline -benchtime 3000x ./gateway/llmgw/
+func BenchmarkPipeline(b *testing.B) {
+	e := newEnv(b)
+	e.fake.MaxRecorded = -1
+	go func() {
+		for range e.audit.done { // nobody waits for them here
+		}
+	}()
+	target, _ := url.Parse(e.fakeURL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = llm.NewForwarder().Client.Transport
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	proxy := httptest.NewServer(rp)
+	b.Cleanup(proxy.Close)
+	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)[:900] + " mock:out=1024"
+	body := []byte(`{"model":"frontier","max_tokens":2048,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + prompt + `"}]}`)
+	c := &http.Client{Transport: llm.NewForwarder().Client.Transport}
+	call := func(u, auth string) time.Duration {
+		t0 := time.Now()
+		req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", auth)
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || n < 1024 {
+			b.Fatalf("status %d, %d bytes", resp.StatusCode, n)
+		}
+		return time.Since(t0)
+	}
+	var gw, px []time.Duration
+	for range 50 { // warm both paths
+		call(e.URL+"/llm/v1/chat/completions", "Bearer "+aliceToken)
+		call(proxy.URL+"/v1/chat/completions", "Bearer "+openAIKey)
+	}
+	b.ResetTimer()
+	for range b.N {
+		gw = append(gw, call(e.URL+"/llm/v1/chat/completions", "Bearer "+aliceToken))
+		px = append(px, call(proxy.URL+"/v1/chat/completions", "Bearer "+openAIKey))
+	}
+	b.StopTimer()
+	p := func(d []time.Duration, q float64) time.Duration {
+		slices.Sort(d)
+		return d[int(float64(len(d)-1)*q)]
+	}
+	b.ReportMetric(float64(p(px, 0.5).Microseconds()), "proxy-p50-µs")
+	b.ReportMetric(float64(p(gw, 0.5).Microseconds()), "mandate-p50-µs")
+	b.ReportMetric(float64(p(px, 0.99).Microseconds()), "proxy-p99-µs")
+	b.ReportMetric(float64(p(gw, 0.99).Microseconds()), "mandate-p99-µs")
+}

@@ -1,0 +1,433 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/enforce/api"
+	"github.com/mandatehq/mandate/gateway"
+)
+
+// Model services and access tokens for the LLM endpoint: remote (a
+// gateway node, over the catalog's API) and local (mandate serve, over
+// the catalog.Service), with the same answers.
+
+// ModelServices resolves model services for a gateway node over GET
+// /api/v1/model-services/{name}, provider API keys included, cached as
+// Connections caches connections (until a newer revision is known, at
+// most ConnectionTTL; unknown names too; concurrent misses share one
+// request). An unreachable catalog is an error, never
+// gateway.ErrNoModelService.
+type ModelServices struct {
+	r     *remote
+	cache *revCache[*gateway.ModelService]
+	list  *revCache[[]string]
+}
+
+var _ gateway.ModelServices = (*ModelServices)(nil)
+
+// NewModelServices validates cfg and returns the resolver.
+func NewModelServices(cfg Config) (*ModelServices, error) {
+	r, err := newRemote(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &ModelServices{r: r, cache: newRevCache[*gateway.ModelService](r), list: newRevCache[[]string](r)}, nil
+}
+
+// Close releases idle HTTP connections.
+func (s *ModelServices) Close() error {
+	s.r.close()
+	return nil
+}
+
+// ModelService implements gateway.ModelServices. The answer is the
+// caller's to keep and change.
+func (s *ModelServices) ModelService(ctx context.Context, name string) (*gateway.ModelService, error) {
+	ms, err := s.cache.get(ctx, name, func(ctx context.Context) (*gateway.ModelService, catalog.Revision, bool, error) {
+		var info api.ModelServiceInfo
+		err := s.r.do(ctx, http.MethodGet, api.ModelServicesPath+url.PathEscape(name), nil, &info)
+		var se *statusError
+		switch {
+		case err == nil:
+			return toModelService(&info), info.Revision, true, nil
+		case errors.As(err, &se) && (se.status == http.StatusNotFound || se.status == http.StatusBadRequest):
+			return nil, 0, false, nil
+		}
+		return nil, 0, false, fmt.Errorf("resolving model service %s at the catalog: %w", name, err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ms == nil {
+		return nil, fmt.Errorf("%w: %s", gateway.ErrNoModelService, name)
+	}
+	return cloneModelService(ms), nil
+}
+
+// ListModelServices implements gateway.ModelServices.
+func (s *ModelServices) ListModelServices(ctx context.Context) ([]string, error) {
+	names, err := s.list.get(ctx, "", func(ctx context.Context) ([]string, catalog.Revision, bool, error) {
+		var list api.ModelServiceList
+		if err := s.r.do(ctx, http.MethodGet, api.ModelServicesPath[:len(api.ModelServicesPath)-1], nil, &list); err != nil {
+			return nil, 0, false, fmt.Errorf("listing model services at the catalog: %w", err)
+		}
+		return list.Names, list.Revision, true, nil
+	})
+	return append([]string(nil), names...), err
+}
+
+// AccessTokens verifies access tokens for a gateway node over POST
+// /api/v1/access-tokens/verify, sending the token's SHA-256 only. Answers
+// are cached by hash until a newer catalog revision is known (a DROP
+// ACCESS TOKEN is a new revision, so it takes effect as soon as the node
+// learns of it through its watch) and at most ConnectionTTL; a cached
+// valid answer is checked against its expiry on every call.
+type AccessTokens struct {
+	r     *remote
+	cache *revCache[*api.AccessTokenInfo]
+}
+
+var _ gateway.AccessTokens = (*AccessTokens)(nil)
+
+// NewAccessTokens validates cfg and returns the verifier.
+func NewAccessTokens(cfg Config) (*AccessTokens, error) {
+	r, err := newRemote(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &AccessTokens{r: r, cache: newRevCache[*api.AccessTokenInfo](r)}, nil
+}
+
+// Close releases idle HTTP connections.
+func (a *AccessTokens) Close() error {
+	a.r.close()
+	return nil
+}
+
+// VerifyAccessToken implements gateway.AccessTokens.
+func (a *AccessTokens) VerifyAccessToken(ctx context.Context, token string) (*gateway.Identity, error) {
+	if !catalog.LooksLikeAccessToken(token) {
+		return nil, invalidToken("invalid access token")
+	}
+	hash := catalog.HashAccessToken(token)
+	info, err := a.cache.get(ctx, hash, func(ctx context.Context) (*api.AccessTokenInfo, catalog.Revision, bool, error) {
+		body, _ := json.Marshal(api.AccessTokenRequest{TokenHash: hash})
+		var info api.AccessTokenInfo
+		if err := a.r.do(ctx, http.MethodPost, api.AccessTokenVerifyPath, body, &info); err != nil {
+			return nil, 0, false, fmt.Errorf("verifying an access token at the catalog: %w", err)
+		}
+		return &info, info.Revision, true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return tokenIdentity(info, time.Now())
+}
+
+// LocalModelServices resolves model services in the catalog's own
+// process (mandate serve): from the catalog.Service's model through
+// enforce/api.ModelServiceResolver, cached until the next revision.
+type LocalModelServices struct {
+	svc     *catalog.Service
+	resolve func(ctx context.Context, name string) (*api.ModelServiceInfo, error)
+	names   func(ctx context.Context) (*api.ModelServiceList, error)
+
+	mu    sync.Mutex
+	rev   catalog.Revision
+	cache map[string]*gateway.ModelService // nil: no such model service
+	list  []string
+}
+
+var _ gateway.ModelServices = (*LocalModelServices)(nil)
+
+// NewLocalModelServices returns the in-process resolver over svc.
+func NewLocalModelServices(svc *catalog.Service) *LocalModelServices {
+	return &LocalModelServices{svc: svc, resolve: api.ModelServiceResolver(svc), names: api.ModelServiceNames(svc),
+		cache: map[string]*gateway.ModelService{}}
+}
+
+// ModelService implements gateway.ModelServices (names as for
+// ModelServices). The answer is the caller's to keep and change.
+func (l *LocalModelServices) ModelService(ctx context.Context, name string) (*gateway.ModelService, error) {
+	rev := l.svc.Revision()
+	l.mu.Lock()
+	if rev != l.rev {
+		clear(l.cache)
+		l.list, l.rev = nil, rev
+	}
+	ms, hit := l.cache[name]
+	l.mu.Unlock()
+	if !hit {
+		info, err := l.resolve(ctx, name)
+		switch {
+		case err == nil:
+			ms = toModelService(info)
+		case catalog.IsCode(err, catalog.CodeNotFound), catalog.IsCode(err, catalog.CodeInvalidArgument):
+			ms = nil
+		default:
+			return nil, err
+		}
+		l.mu.Lock()
+		// Cache only an answer of the revision the cache holds.
+		if (ms == nil && rev == l.rev) || (ms != nil && ms.Revision == l.rev) {
+			if len(l.cache) >= DefaultCacheSize {
+				clear(l.cache)
+			}
+			l.cache[name] = ms
+		}
+		l.mu.Unlock()
+	}
+	if ms == nil {
+		return nil, fmt.Errorf("%w: %s", gateway.ErrNoModelService, name)
+	}
+	return cloneModelService(ms), nil
+}
+
+// ListModelServices implements gateway.ModelServices.
+func (l *LocalModelServices) ListModelServices(ctx context.Context) ([]string, error) {
+	rev := l.svc.Revision()
+	l.mu.Lock()
+	if rev == l.rev && l.list != nil {
+		out := append([]string(nil), l.list...)
+		l.mu.Unlock()
+		return out, nil
+	}
+	l.mu.Unlock()
+	list, err := l.names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	if list.Revision == l.rev {
+		l.list = list.Names
+	}
+	l.mu.Unlock()
+	return append([]string(nil), list.Names...), nil
+}
+
+// LocalAccessTokens verifies access tokens in the catalog's own process:
+// every call looks the token's hash up in the current model (an index,
+// under the catalog's read lock), so a dropped token is refused from the
+// revision that dropped it on.
+type LocalAccessTokens struct {
+	verify func(ctx context.Context, hash string) (*api.AccessTokenInfo, error)
+}
+
+var _ gateway.AccessTokens = (*LocalAccessTokens)(nil)
+
+// NewLocalAccessTokens returns the in-process verifier over svc.
+func NewLocalAccessTokens(svc *catalog.Service) *LocalAccessTokens {
+	return &LocalAccessTokens{verify: api.AccessTokenVerifier(svc)}
+}
+
+// VerifyAccessToken implements gateway.AccessTokens.
+func (l *LocalAccessTokens) VerifyAccessToken(ctx context.Context, token string) (*gateway.Identity, error) {
+	if !catalog.LooksLikeAccessToken(token) {
+		return nil, invalidToken("invalid access token")
+	}
+	info, err := l.verify(ctx, catalog.HashAccessToken(token))
+	if err != nil {
+		return nil, err
+	}
+	return tokenIdentity(info, time.Now())
+}
+
+func invalidToken(why string) error {
+	return &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Description: why}
+}
+
+// AccessTokenIssuer is the Issuer of identities from access tokens.
+const AccessTokenIssuer = "mandate:access-token"
+
+// tokenIdentity turns a verification answer into the caller's identity:
+// the token's user, acting through its agent. Identity.Token stays empty:
+// an access token is not a credential anything upstream could accept.
+func tokenIdentity(info *api.AccessTokenInfo, now time.Time) (*gateway.Identity, error) {
+	if !info.Valid {
+		why := info.Error
+		if why == "" {
+			why = "invalid access token"
+		}
+		return nil, invalidToken(why)
+	}
+	if !info.Expires.IsZero() && !now.Before(info.Expires) {
+		return nil, invalidToken(fmt.Sprintf("access token %s expired at %s", info.Name, info.Expires.UTC().Format(time.RFC3339)))
+	}
+	return &gateway.Identity{Subject: info.User, Actor: info.Agent, Issuer: AccessTokenIssuer, ClientID: info.Name,
+		Expiry: info.Expires, TokenID: info.TokenID}, nil
+}
+
+// toModelService converts the API's answer; a provider service used by
+// several routes is one value.
+func toModelService(info *api.ModelServiceInfo) *gateway.ModelService {
+	o := nonNil(info.Options)
+	ms := &gateway.ModelService{Name: info.Name, Options: o, Revision: info.Revision, Tags: map[string]string{}}
+	if d, err := time.ParseDuration(o[catalog.OptTimeout]); err == nil {
+		ms.Timeout = d
+	}
+	if t := o[catalog.OptTags]; t != "" {
+		_ = json.Unmarshal([]byte(t), &ms.Tags) // validated when stored
+	}
+	ms.LogPayloads = o[catalog.OptLogPayloads] == "true"
+	ms.TracePayloads = o[catalog.OptTracePayloads] == "true"
+	if ms.LogPayloads {
+		ms.SampleRate = 1
+		if r, err := strconv.ParseFloat(o[catalog.OptSampleRate], 64); err == nil {
+			ms.SampleRate = r
+		}
+	}
+	providers := map[string]*gateway.ProviderService{} // by name: one value per provider service
+	convert := func(routes []api.RouteInfo) []gateway.ModelDestination {
+		out := make([]gateway.ModelDestination, 0, len(routes))
+		for _, r := range routes {
+			if r.Provider == nil {
+				continue
+			}
+			p := providers[r.Provider.Name]
+			if p == nil {
+				p = &gateway.ProviderService{Name: r.Provider.Name, Provider: r.Provider.Provider, URL: r.Provider.URL,
+					APIKey: r.Provider.APIKey, Options: nonNil(r.Provider.Options), Prices: map[string]gateway.ModelPrice{}}
+				for m, pr := range r.Provider.Prices {
+					mp := gateway.ModelPrice{Input: pr.Input, Output: pr.Output, CachedInput: pr.Input, CacheWrite: pr.Input}
+					if pr.CachedInput != nil {
+						mp.CachedInput, mp.HasCachedInput = *pr.CachedInput, true
+					}
+					if pr.CacheWrite != nil {
+						mp.CacheWrite, mp.HasCacheWrite = *pr.CacheWrite, true
+					}
+					p.Prices[m] = mp
+				}
+				providers[r.Provider.Name] = p
+			}
+			out = append(out, gateway.ModelDestination{Provider: p, Model: r.Model, Weight: r.Weight})
+		}
+		return out
+	}
+	ms.Destinations = convert(info.Destinations)
+	ms.Fallbacks = convert(info.Fallbacks)
+	for i := range ms.Fallbacks {
+		ms.Fallbacks[i].Weight = 0
+	}
+	return ms
+}
+
+// cloneModelService deep-copies ms (its provider services stay shared
+// between its routes).
+func cloneModelService(ms *gateway.ModelService) *gateway.ModelService {
+	cp := *ms
+	cp.Options, cp.Tags = cloneMap(ms.Options), cloneMap(ms.Tags)
+	providers := map[*gateway.ProviderService]*gateway.ProviderService{}
+	clone := func(ds []gateway.ModelDestination) []gateway.ModelDestination {
+		out := make([]gateway.ModelDestination, len(ds))
+		for i, d := range ds {
+			p := providers[d.Provider]
+			if p == nil {
+				c := *d.Provider
+				c.Options = cloneMap(d.Provider.Options)
+				c.Prices = make(map[string]gateway.ModelPrice, len(d.Provider.Prices))
+				for k, v := range d.Provider.Prices {
+					c.Prices[k] = v
+				}
+				p = &c
+				providers[d.Provider] = p
+			}
+			out[i] = gateway.ModelDestination{Provider: p, Model: d.Model, Weight: d.Weight}
+		}
+		return out
+	}
+	cp.Destinations, cp.Fallbacks = clone(ms.Destinations), clone(ms.Fallbacks)
+	return &cp
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// revCache caches answers by key while no newer catalog revision than
+// theirs is known (Config.Revision) and for at most ConnectionTTL;
+// concurrent misses for a key share one fetch, detached from the first
+// caller's context.
+type revCache[T any] struct {
+	r  *remote
+	sf singleflight.Group
+
+	mu sync.Mutex
+	m  map[string]revEntry[T]
+}
+
+type revEntry[T any] struct {
+	v   T
+	rev catalog.Revision
+	at  time.Time
+}
+
+func newRevCache[T any](r *remote) *revCache[T] {
+	return &revCache[T]{r: r, m: map[string]revEntry[T]{}}
+}
+
+// get returns the cached answer for key or fetches it. fetch answers the
+// value, its revision (ok false: use the revision known when asked).
+func (c *revCache[T]) get(ctx context.Context, key string, fetch func(ctx context.Context) (T, catalog.Revision, bool, error)) (T, error) {
+	var known catalog.Revision
+	if c.r.cfg.Revision != nil {
+		known = c.r.cfg.Revision()
+	}
+	c.mu.Lock()
+	e, ok := c.m[key]
+	if ok && (e.rev < known || time.Since(e.at) > c.r.cfg.ConnectionTTL) {
+		delete(c.m, key)
+		ok = false
+	}
+	c.mu.Unlock()
+	if ok {
+		return e.v, nil
+	}
+	ch := c.sf.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.r.cfg.RequestTimeout)
+		defer cancel()
+		at := time.Now()
+		v, rev, hasRev, err := fetch(fctx)
+		if err != nil {
+			return nil, err
+		}
+		if !hasRev {
+			rev = known
+		}
+		c.mu.Lock()
+		if len(c.m) >= c.r.cfg.CacheSize {
+			for k := range c.m { // an arbitrary entry
+				delete(c.m, k)
+				break
+			}
+		}
+		c.m[key] = revEntry[T]{v: v, rev: rev, at: at}
+		c.mu.Unlock()
+		return v, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			var zero T
+			return zero, res.Err
+		}
+		return res.Val.(T), nil
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
