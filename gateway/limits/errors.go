@@ -108,7 +108,7 @@ func (e *Refusal) Error() string {
 	case OutputCapRequired:
 		return fmt.Sprintf("the call is charged to budget %s and has no output limit: set max_tokens", e.Budget)
 	case BudgetUnavailable:
-		return fmt.Sprintf("budget %s is temporarily unavailable (its spend is not loaded); retry later", e.Budget)
+		return fmt.Sprintf("budget %s is temporarily unavailable (its spend cannot be loaded or its shared state reached); retry later", e.Budget)
 	case LimitUnavailable:
 		return fmt.Sprintf("the rate limit for %s on %s %s is temporarily unavailable (its shared state cannot be reached); retry later",
 			e.Scope, e.SecurableKind, e.Securable)

@@ -45,6 +45,9 @@ type Options struct {
 	ContendedWait time.Duration
 	// Timeout bounds one database round trip (2 s).
 	Timeout time.Duration
+	// MaxConns is the size of the pool Open creates (8); New uses the
+	// pool it is given.
+	MaxConns int32
 }
 
 func (o *Options) defaults() {
@@ -70,12 +73,16 @@ func (o *Options) defaults() {
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 8
+	}
 }
 
 // Backend is the PostgreSQL backend of gateway/limits: every replica's
 // Limiter uses one, on one database. Safe for concurrent use.
 type Backend struct {
 	pool    *pgxpool.Pool
+	ownPool bool // Open's: Close closes it
 	o       Options
 	now     func() time.Time
 	dbClock bool
@@ -135,8 +142,37 @@ func (b *Backend) Replica() int64 { return b.replica }
 
 var _ limits.Backend = (*Backend)(nil)
 
+// Open connects to the database at url (a postgres:// URL or a libpq
+// connection string) with a pool of its own (Options.MaxConns
+// connections, application_name mandate-limits unless the URL sets one),
+// so that limit round trips never queue behind other queries, and
+// returns New's backend; Close closes the pool too.
+func Open(ctx context.Context, url string, o Options) (*Backend, error) {
+	o.defaults()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The parser's message may quote the URL, password included.
+		return nil, errors.New("pglimits: the PostgreSQL URL is malformed")
+	}
+	cfg.MaxConns = o.MaxConns
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "mandate-limits"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pglimits: connect: %w", err)
+	}
+	b, err := New(ctx, pool, o)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	b.ownPool = true
+	return b, nil
+}
+
 // New migrates the limits_ tables (Migrate), registers the replica and
-// starts the background work. Close gives the leases back.
+// starts the background work on pool. Close gives the leases back.
 func New(ctx context.Context, pool *pgxpool.Pool, o Options) (*Backend, error) {
 	o.defaults()
 	b := &Backend{pool: pool, o: o, now: o.Now, dbClock: o.Now == nil, windows: map[*window]struct{}{},
@@ -261,10 +297,13 @@ func (b *Backend) Heartbeat(ctx context.Context) error { return b.heartbeat(ctx)
 // settled costs, unused budget slices. Reservations of calls still in
 // flight are left in their leases, which the other replicas forfeit
 // (charge as spent) once this replica's row is gone: close after the
-// gateway has drained. The pool is not closed.
+// gateway has drained. The pool is closed if Open made it.
 func (b *Backend) Close(ctx context.Context) error {
 	if b.closed.Swap(true) {
 		return nil
+	}
+	if b.ownPool {
+		defer b.pool.Close()
 	}
 	close(b.stop)
 	<-b.done

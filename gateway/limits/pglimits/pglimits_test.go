@@ -3,6 +3,7 @@ package pglimits_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,5 +85,62 @@ func TestPostgres(t *testing.T) {
 	t.Run("KillBudget", func(t *testing.T) { testKillBudget(t, e) })
 	t.Run("Zombie", func(t *testing.T) { testZombie(t, e) })
 	t.Run("KillWindow", func(t *testing.T) { testKillWindow(t, e) })
+	t.Run("Open", func(t *testing.T) { testOpen(t, e) })
 	t.Run("Restart", func(t *testing.T) { testRestart(t, e) }) // last: restarts the server
+}
+
+// testOpen: Open makes a pool of its own (named mandate-limits in
+// pg_stat_activity), the Limiter admits through it, and Close gives the
+// unused units back, leaves the used one counted, deregisters the replica
+// and closes the pool. A malformed URL is refused without echoing it.
+func testOpen(t *testing.T, e *env) {
+	pool, db := e.pool(t)
+	b, err := pglimits.Open(t.Context(), e.srv.URL(db), pglimits.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := limits.New(limits.Options{Backend: b})
+	defs := limits.Definitions{RateLimits: []limits.RateLimit{{Securable: 100, SecurableName: "system.ai.frontier",
+		Level: limits.LevelEachUser, Requests: 1000}}}
+	if err := lim.Apply(t.Context(), defs); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // busy: the lease grows beyond the need
+		r, err := lim.Reserve(t.Context(), &limits.Call{Kind: limits.ModelService, Securable: 100, Subject: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lim.Settle(r, limits.Usage{}, 0)
+	}
+	var conns int
+	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'mandate-limits'", db).Scan(&conns); err != nil || conns == 0 {
+		t.Errorf("connections named mandate-limits: %d, %v", conns, err)
+	}
+	if err := b.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var units, replicas int64
+	if err := pool.QueryRow(t.Context(), "SELECT COALESCE(sum(requests), 0), (SELECT count(*) FROM limits_replicas) FROM limits_window_units").Scan(&units, &replicas); err != nil {
+		t.Fatal(err)
+	}
+	if units != 20 || replicas != 0 {
+		t.Errorf("after Close: %d units counted (want the 20 used), %d replicas registered", units, replicas)
+	}
+	// The server ends a closed connection's backend asynchronously: wait
+	// for it (10 s: a failure bound).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'mandate-limits'", db).Scan(&conns); err != nil {
+			t.Fatal(err)
+		}
+		if conns == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after Close, %d connections named mandate-limits", conns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := pglimits.Open(t.Context(), "postgres://u:s3cret@[::1/x", pglimits.Options{}); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("malformed URL: %v", err)
+	}
 }
