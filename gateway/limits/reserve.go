@@ -271,7 +271,10 @@ func (l *Limiter) Reserve(ctx context.Context, call *Call) (*Reservation, error)
 			return s.reservation(call, now, month, tokN, cost, hdr), nil
 		}
 		ref.Headers = hdr
-		if attempt < 3 {
+		// Each attempt stops at the first key without room, so a call
+		// whose keys all lack local allowance needs one refill per key;
+		// two more cover leases drained by concurrent calls meanwhile.
+		if attempt < len(s.cands)+len(s.buds)+2 {
 			retry, unavail := s.refill(ctx, call.Kind, now, month, cost)
 			if unavail != nil {
 				unavail.Headers = hdr

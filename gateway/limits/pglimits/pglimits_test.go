@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/pgtest"
 	"github.com/mandatehq/mandate/gateway/limits"
 	"github.com/mandatehq/mandate/gateway/limits/limitstest"
@@ -23,14 +24,14 @@ type env struct {
 	n   atomic.Int64
 }
 
-func (e *env) pool(t *testing.T) (*pgxpool.Pool, string) {
+func (e *env) pool(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	db := fmt.Sprintf("limits%d", e.n.Add(1))
 	e.srv.CreateDatabase(t, db)
 	return e.poolOf(t, db), db
 }
 
-func (e *env) poolOf(t *testing.T, db string) *pgxpool.Pool {
+func (e *env) poolOf(t testing.TB, db string) *pgxpool.Pool {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(e.srv.URL(db))
 	if err != nil {
@@ -86,6 +87,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("Zombie", func(t *testing.T) { testZombie(t, e) })
 	t.Run("KillWindow", func(t *testing.T) { testKillWindow(t, e) })
 	t.Run("Open", func(t *testing.T) { testOpen(t, e) })
+	t.Run("ManyKeys", func(t *testing.T) { testManyKeys(t, e) })
 	t.Run("Restart", func(t *testing.T) { testRestart(t, e) }) // last: restarts the server
 }
 
@@ -142,5 +144,40 @@ func testOpen(t *testing.T, e *env) {
 	}
 	if _, err := pglimits.Open(t.Context(), "postgres://u:s3cret@[::1/x", pglimits.Options{}); err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("malformed URL: %v", err)
+	}
+}
+
+// testManyKeys: a call charged to 5 keys none of which holds a lease yet
+// (a service limit, a group limit, the agent's limit, a group budget, a
+// budget per user) is admitted: each key that needs a round trip gets one.
+func testManyKeys(t *testing.T, e *env) {
+	pool, _ := e.pool(t)
+	c := newClock(t0)
+	b := newBackend(t, pool, pglimits.Options{Now: c.Now, SyncInterval: -1})
+	lim := limits.New(limits.Options{Backend: b, Now: c.Now})
+	const agent = catalog.ID(900)
+	defs := limits.Definitions{
+		RateLimits: []limits.RateLimit{
+			{Securable: svc, SecurableName: "system.ai.frontier", Level: limits.LevelService, Requests: 1000, Tokens: 1 << 30},
+			{Securable: svc, SecurableName: "system.ai.frontier", Level: limits.LevelGroup, Principal: g1, PrincipalName: "analysts", Requests: 100},
+			{Securable: svc, SecurableName: "system.ai.frontier", Level: limits.LevelServicePrincipal, Principal: agent, PrincipalName: "agent", Requests: 100},
+		},
+		Budgets: []limits.Budget{
+			{Name: "analysts", Limit: 100 * limits.USD, Level: limits.LevelGroup, Principal: g1, PrincipalName: "analysts"},
+			{Name: "each", Limit: 10 * limits.USD, Level: limits.LevelEachUser},
+		},
+		Members: map[catalog.ID][]catalog.ID{g1: {alice, bob}},
+	}
+	if err := lim.Apply(t.Context(), defs); err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []catalog.ID{alice, bob} {
+		cl := call(subj, 100, 100)
+		cl.Actor = agent
+		r, err := lim.Reserve(t.Context(), cl)
+		if err != nil {
+			t.Fatalf("first call of %d: %v", subj, err)
+		}
+		lim.Settle(r, limits.Usage{InputTokens: 100, OutputTokens: 10}, limits.USD/1000)
 	}
 }
