@@ -283,6 +283,9 @@ func (l *Limiter) Reserve(ctx context.Context, call *Call) (*Reservation, error)
 			if retry {
 				continue
 			}
+		} else if starved := s.starved(call.Kind, month); starved != nil {
+			starved.Headers = hdr
+			return nil, starved
 		}
 		return nil, ref
 	}
@@ -433,9 +436,7 @@ func (s scratch) refill(ctx context.Context, kind SecurableKind, now time.Time, 
 			case err == nil:
 				retry = true
 			case errors.Is(err, ErrUnavailable):
-				d := c.def
-				return false, &Refusal{Kind: LimitUnavailable, Status: 503, Level: d.Level, Scope: scope(d.Level, d.PrincipalName),
-					Securable: d.SecurableName, SecurableKind: kind, Dim: c.v.Dim, Limit: c.limit[c.v.Dim], RetryAfter: unavailableRetry}
+				return false, c.unavailable(kind)
 			}
 		}
 	}
@@ -446,13 +447,41 @@ func (s scratch) refill(ctx context.Context, kind SecurableKind, now time.Time, 
 			case err == nil:
 				retry = true
 			case errors.Is(err, ErrUnavailable):
-				d := &b.bp.def
-				return false, &Refusal{Kind: BudgetUnavailable, Status: 503, Level: d.Level, Scope: scope(d.Level, d.PrincipalName),
-					Budget: d.Name, BudgetLimit: d.Limit, Month: month, RetryAfter: unavailableRetry}
+				return false, b.unavailable(month)
 			}
 		}
 	}
 	return retry, nil
+}
+
+// starved is the refusal of a call whose refills kept succeeding without
+// the allowance lasting until its retry (a shared store too slow for the
+// load): unavailable (503), not over its limit; nil if no key lacked local
+// allowance.
+func (s scratch) starved(kind SecurableKind, month Month) *Refusal {
+	for i := range s.cands {
+		if c := &s.cands[i]; c.v.Refill {
+			return c.unavailable(kind)
+		}
+	}
+	for i := range s.buds {
+		if b := &s.buds[i]; b.v.Refill {
+			return b.unavailable(month)
+		}
+	}
+	return nil
+}
+
+func (c *cand) unavailable(kind SecurableKind) *Refusal {
+	d := c.def
+	return &Refusal{Kind: LimitUnavailable, Status: 503, Level: d.Level, Scope: scope(d.Level, d.PrincipalName),
+		Securable: d.SecurableName, SecurableKind: kind, Dim: c.v.Dim, Limit: c.limit[c.v.Dim], RetryAfter: unavailableRetry}
+}
+
+func (b *bcand) unavailable(month Month) *Refusal {
+	d := &b.bp.def
+	return &Refusal{Kind: BudgetUnavailable, Status: 503, Level: d.Level, Scope: scope(d.Level, d.PrincipalName),
+		Budget: d.Name, BudgetLimit: d.Limit, Month: month, RetryAfter: unavailableRetry}
 }
 
 // unavailableRetry is the Retry-After of a refusal for an unreachable

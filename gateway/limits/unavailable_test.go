@@ -12,42 +12,67 @@ import (
 )
 
 // downBackend is a shared backend whose store cannot be reached: no local
-// allowance, and every Refill fails with ErrUnavailable.
-type downBackend struct{ limits.Backend }
+// allowance, and every Refill fails with ErrUnavailable; with starved,
+// every Refill succeeds but the allowance is gone before the retry (a
+// store too slow for the load).
+type downBackend struct {
+	limits.Backend
+	starved bool
+}
 
-type downWindow struct{ limits.Window }
+type downWindow struct {
+	limits.Window
+	starved bool
+}
 
 func (w downWindow) Take(now time.Time, n, limit limits.Units) limits.Verdict {
 	return limits.Verdict{Refill: true, Wait: time.Second}
 }
 
-func (downWindow) Refill(context.Context, time.Time, limits.Units, limits.Units) error {
+func (w downWindow) Refill(context.Context, time.Time, limits.Units, limits.Units) error {
+	if w.starved {
+		return nil
+	}
 	return fmt.Errorf("%w: connection refused", limits.ErrUnavailable)
 }
 
-type downLedger struct{ limits.Ledger }
+type downLedger struct {
+	limits.Ledger
+	starved bool
+}
 
-type downAccount struct{ limits.Account }
+type downAccount struct {
+	limits.Account
+	starved bool
+}
 
 func (downAccount) Take(limits.Month, limits.Money, limits.Money) limits.Verdict {
 	return limits.Verdict{Refill: true}
 }
 
-func (downAccount) Refill(context.Context, limits.Month, limits.Money, limits.Money) error {
+func (a downAccount) Refill(context.Context, limits.Month, limits.Money, limits.Money) error {
+	if a.starved {
+		return nil
+	}
 	return fmt.Errorf("%w: connection refused", limits.ErrUnavailable)
 }
 
-func (b downBackend) Window(k limits.WindowKey) limits.Window { return downWindow{b.Backend.Window(k)} }
+func (b downBackend) Window(k limits.WindowKey) limits.Window {
+	return downWindow{b.Backend.Window(k), b.starved}
+}
 
 func (b downBackend) Ledger(ctx context.Context, bud *limits.Budget, m limits.Month) (limits.Ledger, error) {
 	l, err := b.Backend.Ledger(ctx, bud, m)
-	return downLedger{l}, err
+	return downLedger{l, b.starved}, err
 }
 
-func (l downLedger) Account(p catalog.ID) limits.Account { return downAccount{l.Ledger.Account(p)} }
+func (l downLedger) Account(p catalog.ID) limits.Account {
+	return downAccount{l.Ledger.Account(p), l.starved}
+}
 
-// A shared backend that cannot reach its store refuses with 503 and says
-// so, rather than reporting the limit or budget as exhausted.
+// A shared backend that cannot reach its store, or cannot keep a lease
+// until the call's retry, refuses with 503 and says so, rather than
+// reporting the limit or budget as exhausted.
 func TestUnavailable(t *testing.T) {
 	c := newClock(t0)
 	for _, tc := range []struct {
@@ -61,22 +86,28 @@ func TestUnavailable(t *testing.T) {
 		{"budget", limits.Definitions{Budgets: []limits.Budget{budget("analysts", 1, limits.LevelGroup, g1)}},
 			limits.BudgetUnavailable, "budget analysts is temporarily unavailable"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			l := limits.New(limits.Options{Now: c.Now, Backend: downBackend{limits.NewMemory(nil)}})
-			if tc.defs.Members == nil {
-				tc.defs.Members = members
+		for _, starved := range []bool{false, true} {
+			name := tc.name
+			if starved {
+				name += "/starved"
 			}
-			if err := l.Apply(t.Context(), tc.defs); err != nil {
-				t.Fatal(err)
-			}
-			_, err := l.Reserve(t.Context(), modelCall(alice, 0, 100, 100))
-			var ref *limits.Refusal
-			if !errors.As(err, &ref) || ref.Kind != tc.kind || ref.Status != 503 || ref.RetryAfterSeconds() != 5 {
-				t.Fatalf("got %v (%+v), want %v with 503 and Retry-After 5", err, ref, tc.kind)
-			}
-			if got := ref.Error(); len(got) < len(tc.msg) || got[:len(tc.msg)] != tc.msg {
-				t.Errorf("message %q, want it to start with %q", got, tc.msg)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				l := limits.New(limits.Options{Now: c.Now, Backend: downBackend{limits.NewMemory(nil), starved}})
+				if tc.defs.Members == nil {
+					tc.defs.Members = members
+				}
+				if err := l.Apply(t.Context(), tc.defs); err != nil {
+					t.Fatal(err)
+				}
+				_, err := l.Reserve(t.Context(), modelCall(alice, 0, 100, 100))
+				var ref *limits.Refusal
+				if !errors.As(err, &ref) || ref.Kind != tc.kind || ref.Status != 503 || ref.RetryAfterSeconds() != 5 {
+					t.Fatalf("got %v (%+v), want %v with 503 and Retry-After 5", err, ref, tc.kind)
+				}
+				if got := ref.Error(); len(got) < len(tc.msg) || got[:len(tc.msg)] != tc.msg {
+					t.Errorf("message %q, want it to start with %q", got, tc.msg)
+				}
+			})
+		}
 	}
 }

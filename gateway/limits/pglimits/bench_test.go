@@ -15,8 +15,9 @@ import (
 )
 
 // BenchmarkReserve measures Reserve and Settle through the PostgreSQL
-// backend (leases, real clock, background sync every 50 ms, PostgreSQL on
-// this machine) beside the in-memory backend, in one run, on the same
+// backend as serve builds it (Open with the default Options: its own pool
+// of 8 connections, leases, the database's clock, background sync every
+// 50 ms; PostgreSQL on this machine) beside the in-memory backend, in one run, on the same
 // calls. Each call is charged to 2 windows (the service limit and the
 // caller's FOR EACH USER limit, requests and tokens) and 2 budgets (a
 // group's and one per user), with limits high enough that every call
@@ -47,9 +48,9 @@ func BenchmarkReserve(b *testing.B) {
 					var pb *pglimits.Backend
 					var lb limits.Backend
 					if backend == "postgres" {
-						pool, _ := e.pool(b)
+						_, db := e.pool(b)
 						var err error
-						if pb, err = pglimits.New(b.Context(), pool, pglimits.Options{}); err != nil {
+						if pb, err = pglimits.Open(b.Context(), srv.URL(db), pglimits.Options{}); err != nil {
 							b.Fatal(err)
 						}
 						defer pb.Close(context.Background())

@@ -392,7 +392,9 @@ func (a *account) apply(op *acctOp) {
 		if op.granted > 0 {
 			a.avail += op.granted
 			a.sinceGrant = 0
-			a.idleSince, a.grantAt, a.lastWant = op.mono, op.mono, op.want
+			// idle from now, not from before the round trip: a slow one
+			// must not make the slice idle before its caller's retry
+			a.idleSince, a.grantAt, a.lastWant = mono(), op.mono, op.want
 			a.deny.at = 0
 			a.b.stats.grants.Add(1)
 			if op.prefetch {
