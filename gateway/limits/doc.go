@@ -142,9 +142,9 @@
 // outstanding. A Refill that cannot reach the shared store returns an
 // error wrapping ErrUnavailable: the call is refused with LimitUnavailable
 // or BudgetUnavailable (503, Retry-After 5 s), never reported as over its
-// limit; so is a call whose refills keep succeeding without the allowance
-// lasting until its retry (a store too slow for the load: one refill per
-// key of the call is tried, and two more). The PostgreSQL backend is gateway/limits/pglimits (its doc.go
+// limit; so is a call whose budget refills keep succeeding without the
+// slice lasting until its retry (a store too slow for the load: one
+// refill per key of the call is tried, and two more). The PostgreSQL backend is gateway/limits/pglimits (its doc.go
 // states what it implements of the sketch below and its exact slack).
 //
 //   - Windows: the database keeps, per key, units by bucket. A replica

@@ -283,7 +283,7 @@ func (l *Limiter) Reserve(ctx context.Context, call *Call) (*Reservation, error)
 			if retry {
 				continue
 			}
-		} else if starved := s.starved(call.Kind, month); starved != nil {
+		} else if starved := s.starved(month); starved != nil {
 			starved.Headers = hdr
 			return nil, starved
 		}
@@ -454,16 +454,13 @@ func (s scratch) refill(ctx context.Context, kind SecurableKind, now time.Time, 
 	return retry, nil
 }
 
-// starved is the refusal of a call whose refills kept succeeding without
-// the allowance lasting until its retry (a shared store too slow for the
-// load): unavailable (503), not over its limit; nil if no key lacked local
-// allowance.
-func (s scratch) starved(kind SecurableKind, month Month) *Refusal {
-	for i := range s.cands {
-		if c := &s.cands[i]; c.v.Refill {
-			return c.unavailable(kind)
-		}
-	}
+// starved is the refusal of a call whose budget refills kept succeeding
+// without the slice lasting until its retry (a shared store too slow for
+// the load): unavailable (503), not exhausted; nil if no account lacked
+// local allowance. A window in that state refuses as rate limited with
+// Retry-After 1 s: its Refill also answers nil when the store refused and
+// the refusal may have aged by the retry (a 429 is then the right answer).
+func (s scratch) starved(month Month) *Refusal {
 	for i := range s.buds {
 		if b := &s.buds[i]; b.v.Refill {
 			return b.unavailable(month)

@@ -80,11 +80,19 @@ func TestUnavailable(t *testing.T) {
 		defs limits.Definitions
 		kind limits.RefusalKind
 		msg  string
+		// starved: the refusal when refills succeed without the
+		// allowance lasting (a window's Refill also answers nil after the
+		// store refused: rate limited, retry after 1 s)
+		starvedKind   limits.RefusalKind
+		starvedStatus int
+		starvedRetry  int
 	}{
 		{"rate limit", limits.Definitions{RateLimits: []limits.RateLimit{rl(svc, limits.LevelEachUser, 0, 10, 0)}},
-			limits.LimitUnavailable, "the rate limit for each user on model service system.ai.frontier is temporarily unavailable"},
+			limits.LimitUnavailable, "the rate limit for each user on model service system.ai.frontier is temporarily unavailable",
+			limits.RateLimited, 429, 1},
 		{"budget", limits.Definitions{Budgets: []limits.Budget{budget("analysts", 1, limits.LevelGroup, g1)}},
-			limits.BudgetUnavailable, "budget analysts is temporarily unavailable"},
+			limits.BudgetUnavailable, "budget analysts is temporarily unavailable",
+			limits.BudgetUnavailable, 503, 5},
 	} {
 		for _, starved := range []bool{false, true} {
 			name := tc.name
@@ -100,11 +108,15 @@ func TestUnavailable(t *testing.T) {
 					t.Fatal(err)
 				}
 				_, err := l.Reserve(t.Context(), modelCall(alice, 0, 100, 100))
-				var ref *limits.Refusal
-				if !errors.As(err, &ref) || ref.Kind != tc.kind || ref.Status != 503 || ref.RetryAfterSeconds() != 5 {
-					t.Fatalf("got %v (%+v), want %v with 503 and Retry-After 5", err, ref, tc.kind)
+				kind, status, retry := tc.kind, 503, 5
+				if starved {
+					kind, status, retry = tc.starvedKind, tc.starvedStatus, tc.starvedRetry
 				}
-				if got := ref.Error(); len(got) < len(tc.msg) || got[:len(tc.msg)] != tc.msg {
+				var ref *limits.Refusal
+				if !errors.As(err, &ref) || ref.Kind != kind || ref.Status != status || ref.RetryAfterSeconds() != retry {
+					t.Fatalf("got %v (%+v), want %v with %d and Retry-After %d", err, ref, kind, status, retry)
+				}
+				if got := ref.Error(); status == 503 && (len(got) < len(tc.msg) || got[:len(tc.msg)] != tc.msg) {
 					t.Errorf("message %q, want it to start with %q", got, tc.msg)
 				}
 			})
