@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,4 +123,105 @@ func TestUnavailable(t *testing.T) {
 			})
 		}
 	}
+}
+
+// barrierBackend: every key lacks local allowance until it is refilled,
+// and a Refill returns only once the refills of all n keys have started
+// (or fails after 5 s, a failure bound): the Limiter must refill the keys
+// of a call together, their round trips overlapping.
+type barrierBackend struct {
+	limits.Backend
+	n       int32
+	started atomic.Int32
+	all     chan struct{}
+}
+
+type refilled struct{ done atomic.Bool }
+
+func (b *barrierBackend) refill() error {
+	if b.started.Add(1) == b.n {
+		close(b.all)
+	}
+	select {
+	case <-b.all:
+		return nil
+	case <-time.After(5 * time.Second):
+		return errors.New("the refills of one call ran one after another")
+	}
+}
+
+type barrierWindow struct {
+	limits.Window
+	b *barrierBackend
+	r *refilled
+}
+
+func (w barrierWindow) Take(now time.Time, n, limit limits.Units) limits.Verdict {
+	if !w.r.done.Load() {
+		return limits.Verdict{Refill: true, Wait: time.Second}
+	}
+	return w.Window.Take(now, n, limit)
+}
+
+func (w barrierWindow) Refill(context.Context, time.Time, limits.Units, limits.Units) error {
+	w.r.done.Store(true)
+	return w.b.refill()
+}
+
+type barrierLedger struct {
+	limits.Ledger
+	b *barrierBackend
+}
+
+type barrierAccount struct {
+	limits.Account
+	b *barrierBackend
+	r *refilled
+}
+
+func (a barrierAccount) Take(m limits.Month, amount, limit limits.Money) limits.Verdict {
+	if !a.r.done.Load() {
+		return limits.Verdict{Refill: true}
+	}
+	return a.Account.Take(m, amount, limit)
+}
+
+func (a barrierAccount) Refill(context.Context, limits.Month, limits.Money, limits.Money) error {
+	a.r.done.Store(true)
+	return a.b.refill()
+}
+
+func (b *barrierBackend) Window(k limits.WindowKey) limits.Window {
+	return barrierWindow{b.Backend.Window(k), b, &refilled{}}
+}
+
+func (b *barrierBackend) Ledger(ctx context.Context, bud *limits.Budget, m limits.Month) (limits.Ledger, error) {
+	l, err := b.Backend.Ledger(ctx, bud, m)
+	return barrierLedger{l, b}, err
+}
+
+func (l barrierLedger) Account(p catalog.ID) limits.Account {
+	return barrierAccount{l.Ledger.Account(p), l.b, &refilled{}}
+}
+
+// A call whose keys all lack local allowance refills them in one pass,
+// concurrently (with a shared backend: one round trip's latency, not one
+// per key), and is then admitted.
+func TestRefillTogether(t *testing.T) {
+	c := newClock(t0)
+	b := &barrierBackend{Backend: limits.NewMemory(nil), n: 3, all: make(chan struct{})}
+	l := limits.New(limits.Options{Now: c.Now, Backend: b})
+	defs := limits.Definitions{
+		RateLimits: []limits.RateLimit{rl(svc, limits.LevelService, 0, 100, 0), rl(svc, limits.LevelEachUser, 0, 10, 0)},
+		Budgets:    []limits.Budget{budget("analysts", 1, limits.LevelGroup, g1)},
+		Members:    members,
+	}
+	if err := l.Apply(t.Context(), defs); err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.Reserve(t.Context(), modelCall(alice, 0, 100, 100))
+	if err != nil {
+		t.Fatalf("refused: %v (%d of 3 refills started)", err, b.started.Load())
+	}
+	l.Release(r)
 }
