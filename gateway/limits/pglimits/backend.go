@@ -107,8 +107,13 @@ type Backend struct {
 	lastBeat atomic.Int64 // local ns of the last heartbeat
 	closed   atomic.Bool
 
-	stats stats
+	stats    stats
+	leaseSeq atomic.Int64 // the replica's lease ids: replica<<40 | seq
 }
+
+// newLeaseID is a window lease id of this replica's own (never one of
+// limits_lease_seq's, which stay far below 1<<40).
+func (b *Backend) newLeaseID() int64 { return b.replica<<40 | b.leaseSeq.Add(1) }
 
 type stats struct {
 	roundTrips, grants, refusals, errors, prefetches, forfeits atomic.Int64

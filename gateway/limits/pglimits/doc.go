@@ -87,7 +87,11 @@
 // (fail closed, rate limits included: an unreachable database must not
 // turn N per minute into N per replica per minute). Settles, closes and
 // extra charges wait in memory and are resent; refunds not sent are
-// dropped (a unit counted too long is safe). pgx's pool reconnects by
+// dropped (a unit counted too long is safe). A rate-limit grant whose
+// answer was lost (committed, then the round trip failed) is closed by the
+// next round trip (leases carry ids of the replica's own); a budget slice
+// granted that way stays with the replica, unused, until its Close (or
+// forfeit): conservative. pgx's pool reconnects by
 // itself; every round trip is bounded by Timeout (2 s). Close gives back
 // unused units and slices and settles what was settled; reservations of
 // calls still in flight stay leased and are forfeited.

@@ -252,3 +252,39 @@ func testRestart(t *testing.T, e *env) {
 		t.Errorf("spent in the database %v, settled %v", f.spent, settled)
 	}
 }
+
+// testLostGrant: a grant the database committed but whose answer the
+// replica never got (the round trip failed after it was sent) is closed
+// by the replica's next round trip, so its units do not stay counted
+// against every replica for a minute.
+func testLostGrant(t *testing.T, e *env) {
+	c := newClock(t0)
+	rs, pool, _ := replicas(t, e, c, 2, pglimits.Options{SyncInterval: -1}, eachUser(10, 0))
+	a, b := rs[0], rs[1]
+	w := a.b.Window(limits.WindowKey{Securable: svc, Scope: limits.ScopePrincipal, Principal: alice})
+	if err := a.b.LoseGrant(t.Context(), w, c.Now(), limits.Units{10, 0}, limits.Units{10, 0}); err != nil {
+		t.Fatal(err)
+	}
+	units := func() int64 {
+		var n int64
+		if err := pool.QueryRow(t.Context(), "SELECT COALESCE(sum(requests), 0) FROM limits_window_units WHERE principal = $1", int64(alice)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := units(); n != 10 {
+		t.Fatalf("the lost grant: %d units in the database, want 10", n)
+	}
+	if err := a.b.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := units(); n != 0 {
+		t.Fatalf("after the next round trip: %d units still counted, want 0", n)
+	}
+	c.Advance(time.Second)
+	for i := range 10 {
+		if _, err := b.l.Reserve(t.Context(), call(alice, 0, 0)); err != nil {
+			t.Fatalf("call %d on the other replica: %v", i, err)
+		}
+	}
+}

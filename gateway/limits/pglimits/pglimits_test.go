@@ -88,6 +88,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("KillWindow", func(t *testing.T) { testKillWindow(t, e) })
 	t.Run("Open", func(t *testing.T) { testOpen(t, e) })
 	t.Run("ManyKeys", func(t *testing.T) { testManyKeys(t, e) })
+	t.Run("LostGrant", func(t *testing.T) { testLostGrant(t, e) })
 	t.Run("Restart", func(t *testing.T) { testRestart(t, e) }) // last: restarts the server
 }
 

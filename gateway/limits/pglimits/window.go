@@ -84,6 +84,11 @@ type window struct {
 	ops         sem
 	waiters     atomic.Int32
 	prefetching bool
+
+	// lost are the ids of grants whose answer was lost (the round trip
+	// failed after it was sent): the database may hold them; the next
+	// round trip closes them (closing an id never granted is harmless).
+	lost []int64
 }
 
 // othersCache is the other replicas' count in the window of bucket s.
@@ -522,6 +527,8 @@ type winReq struct {
 	deltas    []delta
 
 	grant                     bool
+	reqLease                  int64 // the id the grant takes
+	lost                      []int64
 	localStart                int64
 	limit, need, demand, want limits.Units
 
@@ -561,7 +568,11 @@ func (w *window) prepare(grant bool) *winReq {
 		r.deltas = append(r.deltas, d)
 	}
 	w.deltas = w.deltas[:0]
-	if !grant && len(r.deltas) == 0 && len(r.closes) == 0 {
+	r.lost, w.lost = w.lost, nil
+	if grant {
+		r.reqLease = w.b.newLeaseID()
+	}
+	if !grant && len(r.deltas) == 0 && len(r.closes) == 0 && len(r.lost) == 0 {
 		return nil
 	}
 	return r
@@ -574,12 +585,16 @@ func (w *window) restore(r *winReq) {
 	for _, l := range r.closes {
 		l.state = leaseClosing
 	}
+	w.lost = append(w.lost, r.lost...)
+	if r.grant {
+		w.lost = append(w.lost, r.reqLease)
+	}
 	for _, d := range r.deltas {
 		if d.n[0] > 0 || d.n[1] > 0 {
 			w.deltas = append(w.deltas, delta{d.lease, d.bucket, limits.Units{max(d.n[0], 0), max(d.n[1], 0)}})
 		}
 	}
-	if len(r.closes) > 0 || len(w.deltas) > 0 {
+	if len(r.closes) > 0 || len(w.deltas) > 0 || len(w.lost) > 0 {
 		w.register()
 	}
 }
@@ -745,13 +760,14 @@ func (w *window) Refill(ctx context.Context, now time.Time, n, limit limits.Unit
 }
 
 const windowSQL = `SELECT now_ns, lease_id, lease_bucket, granted_req, granted_tok, count_req, count_tok, o_bucket, o_req, o_tok
-FROM limits_window($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`
+FROM limits_window($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`
 
 func (b *Backend) windowArgs(r *winReq) []any {
-	closes := make([]int64, len(r.closes))
+	closes := make([]int64, len(r.closes), len(r.closes)+len(r.lost))
 	for i, l := range r.closes {
 		closes[i] = l.id
 	}
+	closes = append(closes, r.lost...)
 	n := len(r.closeRows) + len(r.deltas)
 	rl, rb, rq, rt := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 	for _, rows := range [2][]delta{r.closeRows, r.deltas} {
@@ -762,7 +778,7 @@ func (b *Backend) windowArgs(r *winReq) []any {
 	return []any{b.replica, b.dbTime(r.localStart), int64(r.key.Securable), int16(r.key.Scope), int64(r.key.Principal),
 		closes, rl, rb, rq, rt,
 		r.grant, int64(b.o.WindowLease), r.limit[0], r.limit[1], r.need[0], r.need[1], r.demand[0], r.demand[1],
-		r.want[0], r.want[1]}
+		r.want[0], r.want[1], r.reqLease}
 }
 
 func (r *winReq) scan(row pgx.Row) error {
@@ -861,7 +877,7 @@ func (b *Backend) syncWindows(ctx context.Context) error {
 // holds reports whether the window still has open leases or something to
 // send. Locked.
 func (w *window) holds() bool {
-	if len(w.deltas) > 0 {
+	if len(w.deltas) > 0 || len(w.lost) > 0 {
 		return true
 	}
 	for _, l := range w.leases {

@@ -96,8 +96,10 @@ $$;
 -- dimension, when free = limit - units counted (buckets >= now's - 60,
 -- open leases included) covers p_need, it grants
 -- least(free, greatest(p_demand, least(p_want, free / live replicas))),
--- recorded at the bucket of now + p_lease_ns. It returns the count after
--- the grant and the other replicas' units by bucket.
+-- recorded at the bucket of now + p_lease_ns under the replica's own
+-- lease id p_lease_id (so that a grant whose answer was lost can be
+-- closed by the next round trip). It returns the count after the grant
+-- and the other replicas' units by bucket.
 CREATE OR REPLACE FUNCTION limits_window(
     p_replica bigint, p_now bigint,
     p_securable bigint, p_scope smallint, p_principal bigint,
@@ -105,7 +107,7 @@ CREATE OR REPLACE FUNCTION limits_window(
     p_rows_lease bigint[], p_rows_bucket bigint[], p_rows_req bigint[], p_rows_tok bigint[],
     p_grant boolean, p_lease_ns bigint, p_lim_req bigint, p_lim_tok bigint,
     p_need_req bigint, p_need_tok bigint, p_demand_req bigint, p_demand_tok bigint,
-    p_want_req bigint, p_want_tok bigint,
+    p_want_req bigint, p_want_tok bigint, p_lease_id bigint,
     OUT now_ns bigint, OUT lease_id bigint, OUT lease_bucket bigint, OUT granted_req bigint, OUT granted_tok bigint,
     OUT count_req bigint, OUT count_tok bigint,
     OUT o_bucket bigint[], OUT o_req bigint[], OUT o_tok bigint[])
@@ -181,7 +183,7 @@ BEGIN
         IF NOT ok THEN
             granted_req := 0; granted_tok := 0;
         ELSIF granted_req > 0 OR granted_tok > 0 THEN
-            lease_id := nextval('limits_lease_seq');
+            lease_id := p_lease_id;
             lease_bucket := (now_ns + p_lease_ns) / 1000000000;
             INSERT INTO limits_window_units (lease, bucket, securable, scope, principal, replica, requests, tokens)
             VALUES (lease_id, lease_bucket, p_securable, p_scope, p_principal, p_replica, granted_req, granted_tok);
