@@ -47,7 +47,7 @@ func (c *countingWriter) AppendAudit(ctx context.Context, events ...catalog.Audi
 //     one returned (closed loop): the highest rate.
 //   - rate=50000: 50,000 events per second, each recorded by a goroutine
 //     of its own started at its scheduled time (open loop, as requests come
-//     to a server; latency is counted from that time): the target
+//     to a server; latency is counted from that time): the target
 //     load, and the CPU it costs, which the gateway's traffic then lacks.
 //
 // Reported: events/s while producing, sustained events/s (including the

@@ -53,6 +53,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if u := os.Getenv(benchProxyEnv); u != "" { // BenchmarkLLMGateway's proxy process
+		runBenchProxy(u)
+		return
+	}
 	code := m.Run()
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)

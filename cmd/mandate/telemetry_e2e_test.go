@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -258,7 +259,7 @@ func TestTelemetryLLM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spans := j.WaitTrace(t, traceID, "chat frontier", "authenticate", "resolve", "authorize", "guard_call", "credential", "forward",
+	spans := j.WaitTrace(t, traceID, "chat frontier", "authenticate", "resolve", "authorize", "limits", "guard_call", "credential", "forward",
 		"guard_result", "audit", "upstream system.ai.openai_prod gpt-4.1")
 	srv := telemetrytest.FindSpan(spans, "chat frontier")
 	for k, want := range map[string]string{"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
@@ -277,7 +278,7 @@ func TestTelemetryLLM(t *testing.T) {
 	if srv.Parent() != agentSpan {
 		t.Errorf("server span's parent %q, want the agent's span %s", srv.Parent(), agentSpan)
 	}
-	for _, name := range []string{"authenticate", "resolve", "authorize", "guard_call", "credential", "forward", "guard_result", "audit"} {
+	for _, name := range []string{"authenticate", "resolve", "authorize", "limits", "guard_call", "credential", "forward", "guard_result", "audit"} {
 		if sp := telemetrytest.FindSpan(spans, name); sp.Parent() != srv.SpanID {
 			t.Errorf("stage %s is not a child of the server span", name)
 		}
@@ -321,13 +322,33 @@ func TestTelemetryLLM(t *testing.T) {
 		t.Error("stream without time to first token")
 	}
 
-	// Prometheus: the token series of both calls, as the usage row counts.
+	// A rate limit refuses the next call to the service: counted by kind.
+	mustExec(t, e.admin, `ALTER MODEL SERVICE system.ai.resilient SET RATE LIMIT 1 REQUESTS PER MINUTE FOR EACH USER`)
+	waitSnapshotCurrent(t, e.s)
+	allowed := 1 // the stream above
+	waitFor(t, 15*time.Second, "a call to system.ai.resilient refused by its rate limit", func() bool {
+		_, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "resilient",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("once more")}})
+		var oe *openai.Error
+		if errors.As(err, &oe) && oe.StatusCode == http.StatusTooManyRequests {
+			return true
+		}
+		if err != nil {
+			t.Fatalf("call to resilient: %v", err)
+		}
+		allowed++
+		return false
+	})
+
+	// Prometheus: the token series of the calls (the frontier one as its
+	// usage row counts), the requests, attempts and the refusal.
 	out := fmt.Sprint(resp.Usage.CompletionTokens) // the usage row's, above
 	for expr, want := range map[string]string{
 		`sum(gen_ai_client_token_usage_sum{service="system.ai.frontier",model="gpt-4.1",token_type="output"})`:              out,
-		`sum(gen_ai_client_token_usage_count{service="system.ai.resilient",model="claude-sonnet-4-5",token_type="output"})`: "1",
-		`sum(mandate_requests_total{protocol="llm",decision="allow",status_class="2xx"})`:                                   "2",
-		`sum(mandate_upstream_attempts_total{protocol="llm",status_class="4xx"})`:                                           "1",
+		`sum(gen_ai_client_token_usage_count{service="system.ai.resilient",model="claude-sonnet-4-5",token_type="output"})`: fmt.Sprint(allowed),
+		`sum(mandate_requests_total{protocol="llm",decision="allow",status_class="2xx"})`:                                   fmt.Sprint(1 + allowed),
+		`sum(mandate_upstream_attempts_total{protocol="llm",destination="system.ai.openai_down",status_class="4xx"})`:       fmt.Sprint(allowed),
+		`sum(mandate_limit_refusals_total{protocol="llm",service="system.ai.resilient",limit="rate_limit"})`:                "1",
 	} {
 		telemetrytest.WaitFor(t, 30*time.Second, expr+" = "+want, func() bool {
 			res, err := prom.Query(t.Context(), expr)
