@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
@@ -373,7 +374,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}}
 	// Rate limits and budgets (gateway/limits) for the gateway's calls;
 	// budgets' spend from the usage rows, SHOW BUDGETS from the engine.
-	lim := newServeLimits(ctx, svc, flushing, log)
+	var sharedPool *pgxpool.Pool
+	if st.pg != nil {
+		sharedPool = st.pg.Pool()
+	}
+	lim, err := newServeLimits(ctx, svc, flushing, log, sharedPool)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = lim.Close(cctx)
+	}()
 	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: flushing, BudgetStatus: lim.budgetStatus(svc),
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {

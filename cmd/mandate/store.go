@@ -96,7 +96,9 @@ func openStores(ctx context.Context, cfg *serveConfig, log zerolog.Logger) (*sto
 	// The catalog in PostgreSQL; the audit events in this replica's data
 	// directory (DuckDB), every replica holding the audit of every catalog
 	// change and of the calls it served.
-	pg, err := pgstore.Open(ctx, pgURL, pgstore.Options{Logger: log})
+	// The pool also serves the rate-limit and budget leases
+	// (gateway/limits/pglimits): room for both.
+	pg, err := pgstore.Open(ctx, pgURL, pgstore.Options{Logger: log, MaxConns: 12})
 	if err != nil {
 		return nil, err
 	}
