@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 15s
 export CGO_ENABLED := 1
 
-.PHONY: all build run test deps vet unit fuzz bench clean
+.PHONY: all build run test deps vet lint unit race fuzz bench clean
 
 # Jaeger for the telemetry tests (gateway/telemetry/telemetrytest looks here).
 JAEGER_VERSION := v1.75.0
@@ -78,8 +78,25 @@ deps:
 vet:
 	$(GO) vet $(PKGS)
 
+# Static checks: gofmt, go vet and staticcheck, pinned. `go run` builds
+# staticcheck once into the Go build cache (GOCACHE) and staticcheck keeps
+# its per-package results in ~/.cache/staticcheck: a CI that keeps both
+# (and GOMODCACHE) between runs re-checks only the packages that changed.
+STATICCHECK_VERSION := v0.8.2
+lint: vet
+	@unformatted=$$(gofmt -l $$($(GO) list -f '{{.Dir}}' $(PKGS))); \
+	  test -z "$$unformatted" || { echo "gofmt -l: not formatted:"; echo "$$unformatted"; exit 1; }
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
 unit:
 	$(GO) test -count=1 -timeout 12m $(PKGS)
+
+# The packages with the most concurrency (caches, single-flight, watchers,
+# WAL, pools, streaming) once more under the race detector.
+RACE_PKGS := ./catalog/ ./catalog/walstore/ ./enforce/ ./enforce/client/ ./gateway/upstream/ \
+	./gateway/identity/ ./gateway/pipeline/ ./gateway/mcp/ ./gateway/limits/ ./sqlfront/pgwire/
+race:
+	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
 
 # A short pass of each fuzz target (parser and wire message reader). Not part
 # of `make test`: a fuzzer's new finds are random, so CI would fail at random.
@@ -96,7 +113,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDoc$$' -fuzztime=$(FUZZTIME) ./gateway/guard/jsonwalk
 	$(GO) test -run='^$$' -fuzz='^FuzzFastPath$$' -fuzztime=$(FUZZTIME) ./gateway/guard/schema
 
-test: deps vet unit
+test: deps lint unit race
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./catalog/ ./catalog/duckstore/ ./sqlfront/

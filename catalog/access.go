@@ -110,7 +110,7 @@ func (st *authzState) accessPart(name string, id ID, role string, pi int, n *nod
 // JoinAccess applies the on-behalf-of rule to the subject's part and the
 // actor's (nil when the subject acts itself).
 func JoinAccess(sub AccessPart, act *AccessPart) AccessDecision {
-	d := AccessDecision{Allowed: sub.Allowed, Reason: sub.Reason, Brief: sub.Brief, Steps: sub.Steps}
+	d := AccessDecision(sub)
 	if act != nil {
 		d.Allowed = d.Allowed && act.Allowed
 		d.Reason += "; " + act.Reason

@@ -297,6 +297,12 @@ func (l *AuditLog) RecordBatch(ctx context.Context, events []AuditEvent) error {
 	return l.wait(ctx, b)
 }
 
+// AppendAudit is RecordBatch as a catalog.AuditWriter (the catalog
+// Service records the audit of statements that change nothing with it).
+func (l *AuditLog) AppendAudit(ctx context.Context, events ...AuditEvent) error {
+	return l.RecordBatch(ctx, events)
+}
+
 // oldest is the batch being written, else the first queued one, else
 // nil. Caller holds l.mu.
 func (l *AuditLog) oldest() *auditBatch {
@@ -467,12 +473,9 @@ func capField(p *string, limit int, json bool) {
 	}
 }
 
-// capParams bounds request_params to AuditMaxParams, keeping JSON valid:
-// one long string (a statement) keeps most of the room; several are cut
-// shorter; what still does not fit is replaced by its size.
-func capParams(p string) string { return capJSON(p, AuditMaxParams) }
-
-// capJSON bounds JSON text to limit bytes as capParams does.
+// capJSON bounds JSON text (request_params, ...) to limit bytes, keeping
+// it valid: one long string (a statement) keeps most of the room; several
+// are cut shorter; what still does not fit is replaced by its size.
 func capJSON(p string, limit int) string {
 	for _, each := range [...]int{limit - 1024, 1024} {
 		if c := textcap.JSONStrings([]byte(p), each); len(c) <= limit {

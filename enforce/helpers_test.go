@@ -51,11 +51,4 @@ func write(t testing.TB, svc *catalog.Service, fn func(tx *catalog.Tx) error) ca
 	return rev
 }
 
-// compile returns a snapshot of svc's committed catalog.
-func compile(svc *catalog.Service) *Snapshot {
-	var s *Snapshot
-	svc.Read(func(m *catalog.Model) { s = Compile(m) })
-	return s
-}
-
 func conn(name string) SecurableRef { return SecurableRef{Type: catalog.TypeConnection, Name: name} }

@@ -252,8 +252,12 @@ func newAdmission(lim QueryLimits, isAdmin func(string) bool, log zerolog.Logger
 }
 
 // run runs fn once a slot is free for ctx's user, in a context the
-// watchdog may cancel. Waiting ends with ctx.
+// watchdog may cancel. Waiting ends with ctx; a ctx already done never
+// takes a slot.
 func (a *admission) run(ctx context.Context, fn func(context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	user, _ := ctx.Value(queryUserKey{}).(string) // none: an anonymous user
 	q := &admitted{user: user, admin: user != "" && a.isAdmin(user)}
 	waited := false

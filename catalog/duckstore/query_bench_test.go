@@ -15,8 +15,8 @@ import (
 )
 
 // TestAuditQueryPerformance loads MANDATE_AUDIT_ROWS audit events (e.g.
-// 10000000) with DuckDB's appender and times the two queries of the
-// system-tables issue: the 7-day top-20 aggregate (target 1 s) and a
+// 10000000) with DuckDB's appender and times the two target queries
+// of the system tables: the 7-day top-20 aggregate (target 1 s) and a
 // lookup by request_id (target 50 ms). It runs only when the variable is
 // set; MANDATE_AUDIT_DIR keeps the data directory (to serve it and time
 // the queries over the wire with psql):

@@ -32,6 +32,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -56,6 +57,11 @@ type Server struct {
 	DataDir   string
 	Version   string // e.g. "15.18"
 	bin       string
+
+	cred *syscall.Credential
+	env  []string
+	opts Options
+	stop func() // stops the running postmaster (idempotent)
 }
 
 // URL returns a connection URL for database db as the superuser (TLS off:
@@ -221,8 +227,8 @@ func start(ctx context.Context, tb testing.TB, bin string, opts Options) (*Serve
 			return nil, err
 		}
 		s := &Server{Host: "127.0.0.1", Port: port, User: Superuser, Password: password, SocketDir: sockDir,
-			DataDir: dataDir, Version: version, bin: bin}
-		retry, err := s.run(ctx, tb, cred, env, opts)
+			DataDir: dataDir, Version: version, bin: bin, cred: cred, env: env, opts: opts}
+		retry, err := s.run(ctx, tb)
 		if err == nil {
 			return s, nil
 		}
@@ -245,7 +251,8 @@ func freePort() (int, error) {
 
 // run starts the postmaster and waits until it accepts connections; retry
 // is true when it could not bind its port.
-func (s *Server) run(ctx context.Context, tb testing.TB, cred *syscall.Credential, env []string, opts Options) (retry bool, err error) {
+func (s *Server) run(ctx context.Context, tb testing.TB) (retry bool, err error) {
+	cred, env, opts := s.cred, s.env, s.opts
 	args := []string{"-D", s.DataDir, "-p", strconv.Itoa(s.Port), "-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=" + s.SocketDir, "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "shared_buffers=16MB", "-c", "max_connections=30",
@@ -270,7 +277,7 @@ func (s *Server) run(ctx context.Context, tb testing.TB, cred *syscall.Credentia
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	stop := func() {
+	stop := sync.OnceFunc(func() {
 		// Fast shutdown; immediate (SIGQUIT), then SIGKILL of the whole
 		// group if it takes too long.
 		_ = cmd.Process.Signal(syscall.SIGINT)
@@ -280,9 +287,10 @@ func (s *Server) run(ctx context.Context, tb testing.TB, cred *syscall.Credentia
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exited
 		}
-	}
+	})
 	select {
 	case <-log.ready:
+		s.stop = stop
 		tb.Cleanup(stop)
 		return false, nil
 	case err := <-exited:
@@ -293,6 +301,22 @@ func (s *Server) run(ctx context.Context, tb testing.TB, cred *syscall.Credentia
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
 		return false, fmt.Errorf("postgres did not become ready: %w\n%s", ctx.Err(), log.String())
+	}
+}
+
+// Restart stops the server (a fast shutdown: every client connection is
+// closed) and starts it again on the same port and data directory; down,
+// when not nil, runs while the server is stopped.
+func (s *Server) Restart(tb testing.TB, down func()) {
+	tb.Helper()
+	s.stop()
+	if down != nil {
+		down()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if _, err := s.run(ctx, tb); err != nil {
+		tb.Fatalf("pgtest: restart: %v", err)
 	}
 }
 

@@ -21,3 +21,25 @@ func TestStart(t *testing.T) {
 		t.Errorf("version %q (want %s), TimeZone %q, database %q", version, s.Version, tz, db)
 	}
 }
+
+// Restart closes the clients' connections and brings the server back on
+// the same port with its data.
+func TestRestart(t *testing.T) {
+	s := pgtest.Start(t, pgtest.Options{})
+	conn := s.Connect(t, "postgres")
+	if _, err := conn.Exec(t.Context(), "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	down := false
+	s.Restart(t, func() { down = true })
+	if !down {
+		t.Error("the down hook did not run")
+	}
+	if _, err := conn.Exec(t.Context(), "SELECT 1"); err == nil {
+		t.Error("a connection survived the restart")
+	}
+	var v int
+	if err := s.Connect(t, "postgres").QueryRow(t.Context(), "SELECT v FROM kept").Scan(&v); err != nil || v != 7 {
+		t.Fatalf("after the restart: %v, %d", err, v)
+	}
+}

@@ -52,7 +52,7 @@ func verifiedClaims(t *testing.T, srv *httptest.Server, token string) map[string
 	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
 		t.Fatal(err)
 	}
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		t.Fatalf("%q is not a JWT: %v", token, err)
 	}

@@ -1,22 +1,28 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mandatehq/mandate/gateway/llm/llmtest"
 )
 
 // The gateway benchmarks measure three paths to one fast local upstream
@@ -230,4 +236,269 @@ func fastUpstream(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"found: mandate"}]}}`, m.ID)
+}
+
+// BenchmarkLLMGateway measures the LLM endpoint like BenchmarkGateway the
+// MCP one, in one run: a chat completion of 1 KB in and 1 KB out (OpenAI
+// format to an OpenAI destination) against the fake upstream
+// (gateway/llm/llmtest) directly, through a bare httputil.ReverseProxy
+// (which adds the provider key), and through `mandate serve` with
+// everything on: the access token verified, EXECUTE decided for alice and
+// claude-code, the call parsed, a rate limit (requests and tokens) and a
+// budget reserved and settled, the call routed and metered, its audit
+// record (the usage row) durable before the answer — and the same with
+// --audit-sync off. Also the time to the first byte of a stream whose events come 1 ms
+// apart.
+//
+//	go test -run '^$' -bench BenchmarkLLMGateway -benchtime 5000x ./cmd/mandate
+//	BENCH_LLM_RATE=250 go test -run '^$' -bench BenchmarkLLMGateway -benchtime 2000x ./cmd/mandate
+func BenchmarkLLMGateway(b *testing.B) {
+	fake := llmtest.New()
+	fake.MaxRecorded = -1
+	fake.OpenAIKey = e2eOpenAIKey
+	up := httptest.NewServer(fake)
+	b.Cleanup(up.Close)
+	upURL, _ := url.Parse(up.URL)
+	transport := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}
+	proxy := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upURL)
+			pr.Out.Header.Set("Authorization", "Bearer "+e2eOpenAIKey)
+		},
+		Transport:     transport,
+		FlushInterval: -1,
+	})
+	b.Cleanup(proxy.Close)
+	var env []string
+	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" {
+		env = append(env, "MANDATE_PPROF_ADDR="+a)
+	}
+	type path struct {
+		name, url, token string
+		pid              int // the serving process when it is not this one: its CPU per call is reported
+	}
+	// proxy-process: the same bare proxy in a process of its own, like
+	// mandate: on a loaded machine a hop through another process waits
+	// for the scheduler, which the in-process proxy does not.
+	childURL, childPID := startBenchProxy(b, up.URL)
+	paths := []path{{"direct", up.URL + "/v1/chat/completions", e2eOpenAIKey, 0}, {"proxy", proxy.URL + "/v1/chat/completions", "", 0},
+		{"proxy-process", childURL + "/v1/chat/completions", "", childPID}}
+	for _, mode := range []string{"on", "off"} {
+		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env})
+		c := s.admin(b)
+		mustExec(b, c,
+			`CREATE USER "alice@example.com"`,
+			`CREATE SERVICE PRINCIPAL "claude-code"`,
+			`CREATE MODEL PROVIDER SERVICE system.ai.openai_prod OPTIONS (provider 'openai', url '`+up.URL+`/v1', api_key '`+e2eOpenAIKey+`', prices 'gpt-4.1=2.00/8.00/0.50')`,
+			`CREATE MODEL SERVICE system.ai.frontier OPTIONS (destinations 'openai_prod/gpt-4.1=100')`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "alice@example.com"`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "claude-code"`,
+			// The limits stage at work on every call: a rate limit and a
+			// budget that apply (and never refuse in the run).
+			`ALTER MODEL SERVICE system.ai.frontier SET RATE LIMIT 10000000 REQUESTS, 100000000000 TOKENS PER MINUTE FOR EACH USER`,
+			`CREATE BUDGET bench LIMIT 1000000 USD PER MONTH FOR USER "alice@example.com"`)
+		var tok string
+		if err := c.QueryRow(b.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com" VIA "claude-code"`).Scan(&tok); err != nil {
+			b.Fatal(err)
+		}
+		name := "mandate"
+		if mode == "off" {
+			name = "mandate-audit-sync-off"
+		}
+		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok, s.cmd.Process.Pid})
+	}
+	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)[:900]
+	chatBody := []byte(`{"model":"frontier","max_tokens":2048,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + prompt + ` mock:out=1024"}]}`)
+	streamBody := []byte(`{"model":"frontier","stream":true,"max_tokens":2048,"messages":[{"role":"user","content":"` + prompt + ` mock:out=64 mock:slow=1ms"}]}`)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
+	for _, p := range paths {
+		for range 20 { // checks each path answers, warms connections
+			if _, err := llmCall(client, p.url, p.token, chatBody, false); err != nil {
+				b.Fatalf("%s: %v", p.name, err)
+			}
+		}
+	}
+	for _, p := range paths {
+		b.Run("throughput-32conns/"+p.name, func(b *testing.B) {
+			var next, failed atomic.Int64
+			var wg sync.WaitGroup
+			cpu0 := procCPU(p.pid)
+			b.ResetTimer()
+			start := time.Now()
+			for range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(b.N) {
+						if _, err := llmCall(client, p.url, p.token, chatBody, false); err != nil {
+							failed.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d of %d calls failed", n, b.N)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+			if p.pid != 0 {
+				b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
+			}
+		})
+	}
+	// BENCH_LLM_RATE sets the pace (calls/s, default 1,000): a loaded
+	// machine that cannot keep 1,000/s even on the direct path measures
+	// queueing, not the gateway.
+	rate := 1000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_LLM_RATE")); err == nil && v > 0 {
+		rate = v
+	}
+	paced := func(b *testing.B, p path, body []byte, ttfb bool) {
+		lat := make([]time.Duration, b.N)
+		var failed atomic.Int64
+		var firstErr atomic.Value
+		var wg sync.WaitGroup
+		b.ResetTimer()
+		start := time.Now()
+		for i := range b.N {
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
+				time.Sleep(d) // the pace of the load, not a synchronisation
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d, err := llmCall(client, p.url, p.token, body, ttfb)
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+				lat[i] = d
+			}()
+		}
+		wg.Wait()
+		if n := failed.Load(); n > 0 {
+			b.Fatalf("%d of %d calls failed; the first: %v", n, b.N, firstErr.Load())
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
+	for _, p := range paths {
+		b.Run(fmt.Sprintf("paced-%d/s/%s", rate, p.name), func(b *testing.B) { paced(b, p, chatBody, false) })
+	}
+	for _, p := range paths {
+		b.Run(fmt.Sprintf("stream-ttfb-paced-%d/s/%s", rate, p.name), func(b *testing.B) { paced(b, p, streamBody, true) })
+	}
+}
+
+// procCPU is the user and system CPU time process pid has used (0 for
+// none).
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command's closing parenthesis: state is field 3,
+	// utime 14 and stime 15 (clock ticks, 100 per second on Linux).
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * 10 * time.Millisecond
+}
+
+// benchProxyEnv makes the test binary a bare reverse proxy to the URL it
+// holds (TestMain): the baseline in a process of its own.
+const benchProxyEnv = "MANDATE_BENCH_PROXY_CHILD"
+
+// runBenchProxy serves a bare httputil.ReverseProxy to upstream (adding
+// the provider key) on a free loopback port, prints the port's URL and
+// serves until its standard input closes.
+func runBenchProxy(upstream string) {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		panic(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	transport := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Header.Set("Authorization", "Bearer "+e2eOpenAIKey)
+		},
+		Transport:     transport,
+		FlushInterval: -1,
+	}
+	fmt.Println("http://" + ln.Addr().String())
+	go func() { _ = http.Serve(ln, rp) }()
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// startBenchProxy starts the proxy process and returns its URL and pid.
+func startBenchProxy(b *testing.B, upstream string) (string, int) {
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), benchProxyEnv+"="+upstream)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatalf("bench proxy: %v", err)
+	}
+	return strings.TrimSpace(line), cmd.Process.Pid
+}
+
+// llmCall sends one chat completion and returns the time to the end of
+// the answer or, with ttfb, to its first byte (then reads the rest).
+func llmCall(c *http.Client, url, token string, body []byte, ttfb bool) (time.Duration, error) {
+	t0 := time.Now()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var d time.Duration
+	var n int64
+	if ttfb {
+		one := make([]byte, 1)
+		if _, err := io.ReadFull(resp.Body, one); err != nil {
+			return 0, err
+		}
+		d = time.Since(t0)
+		n, _ = io.Copy(io.Discard, resp.Body)
+		n++
+	} else {
+		n, _ = io.Copy(io.Discard, resp.Body)
+		d = time.Since(t0)
+	}
+	if resp.StatusCode != http.StatusOK || (!ttfb && n < 1024) {
+		return 0, fmt.Errorf("status %d, %d bytes", resp.StatusCode, n)
+	}
+	return d, nil
 }

@@ -123,13 +123,13 @@ func TestGuardrailsLLM(t *testing.T) {
 		`GRANT EXECUTE ON MODEL SERVICE system.ai.internal TO "data-analysts"`,
 		`CREATE CONNECTION slack TYPE MCP OPTIONS (url '`+up.srv.URL+`', egress 'external')`,
 		`GRANT USE_CONNECTION ON CONNECTION slack TO "data-analysts"`,
-		`CREATE POLICY pii ON MODEL SERVICE system.ai.frontier FOR CALL AND RESULT USING system.ai.detect_sensitive_data
-			OPTIONS (entities 'EMAIL,CREDIT_CARD', action 'mask', restore 'true')`,
 		`CREATE POLICY cards_claude ON MODEL SERVICE system.ai.claude FOR RESULT USING system.ai.detect_sensitive_data OPTIONS (entities 'CREDIT_CARD')`,
 		`CREATE POLICY cards ON MODEL SERVICE system.ai.echo FOR RESULT USING system.ai.detect_sensitive_data OPTIONS (entities 'CREDIT_CARD', action 'mask')`,
 		`CREATE POLICY no_injection ON MODEL SERVICE system.ai.echo FOR CALL USING system.ai.block_prompt_injection OPTIONS (threshold '0.8')`,
 		`CREATE POLICY answers ON MODEL SERVICE system.ai.echo FOR RESULT USING system.ai.validate_schema`,
-		`CREATE POLICY no_exfil ON SCHEMA system.ai FOR CALL AND RESULT USING system.ai.prevent_exfiltration OPTIONS (allowed_domains 'docs.example.com')`)
+		`CREATE POLICY no_exfil ON SCHEMA system.ai FOR CALL AND RESULT USING system.ai.prevent_exfiltration OPTIONS (allowed_domains 'docs.example.com')`,
+		`CREATE POLICY pii ON MODEL SERVICE system.ai.frontier FOR CALL AND RESULT USING system.ai.detect_sensitive_data
+			OPTIONS (entities 'EMAIL,CREDIT_CARD', action 'mask', restore 'true')`)
 	// SHOW POLICIES on a model service: its own and the schema's.
 	var shown []string
 	for _, row := range queryRows(t, e.admin, `SHOW POLICIES ON MODEL SERVICE system.ai.echo`) {
@@ -230,6 +230,12 @@ func TestGuardrailsLLM(t *testing.T) {
 	// detect_sensitive_data on the call and the result: the upstream sees
 	// placeholders, the caller its own values again (restore 'true').
 	prompt := "Mail jane.roe@example.com that card " + card + " was charged"
+	// The gateway sees a catalog change once the decision engine's next
+	// snapshot is built: wait for the policies (pii, created last).
+	waitFor(t, 30*time.Second, "the policies to reach the gateway", func() bool {
+		_, err := chat("frontier", prompt)
+		return err == nil && strings.Contains(string(e.fake.Last().Body), "<EMAIL_1>")
+	})
 	if got, err := chat("frontier", prompt); err != nil || got != "Echo: "+prompt {
 		t.Fatalf("masked and restored: %q, %v", got, err)
 	}
@@ -334,8 +340,13 @@ func TestGuardrailsLLM(t *testing.T) {
 	classifiedMu.Unlock()
 
 	// --- monitor mode: nothing changed or refused, all recorded ---
-	mustExec(t, e.admin, `ALTER POLICY screened SET MODE MONITOR`, `ALTER POLICY pii SET MODE MONITOR`, `ALTER POLICY cards SET MODE MONITOR`,
-		`ALTER POLICY no_injection SET MODE MONITOR`, `ALTER POLICY answers SET MODE MONITOR`, `ALTER POLICY no_exfil SET MODE MONITOR`, `ALTER POLICY cards_claude SET MODE MONITOR`)
+	mustExec(t, e.admin, `ALTER POLICY screened SET MODE MONITOR`, `ALTER POLICY cards SET MODE MONITOR`,
+		`ALTER POLICY no_injection SET MODE MONITOR`, `ALTER POLICY answers SET MODE MONITOR`, `ALTER POLICY no_exfil SET MODE MONITOR`,
+		`ALTER POLICY cards_claude SET MODE MONITOR`, `ALTER POLICY pii SET MODE MONITOR`)
+	waitFor(t, 30*time.Second, "monitor mode to reach the gateway (pii, altered last)", func() bool {
+		_, err := chat("frontier", prompt)
+		return err == nil && strings.Contains(string(e.fake.Last().Body), "jane.roe@example.com")
+	})
 	if got, err := chat("frontier", prompt); err != nil || got != "Echo: "+prompt || !strings.Contains(string(e.fake.Last().Body), "jane.roe@example.com") {
 		t.Fatalf("monitored pii: %q, %v", got, err)
 	}

@@ -18,8 +18,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
-	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/catalog/strictjson"
+	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/enforce/api"
 )
 

@@ -94,7 +94,7 @@ func (e *testIdP) verify(token string) map[string]any {
 	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
 		e.t.Fatal(err)
 	}
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		e.t.Fatalf("not a JWS: %v", err)
 	}
@@ -668,7 +668,7 @@ func TestStatePersistsAcrossRestart(t *testing.T) {
 		t.Errorf("dev-idp.json issuer %s, want the new %s", e2.client.Issuer, e2.issuer)
 	}
 	// The old token still verifies against the new JWKS (same key).
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil || jws.Signatures[0].Header.KeyID != kid1 {
 		t.Errorf("old token kid: %v", err)
 	}

@@ -153,12 +153,16 @@ func TestTokenWithoutKid(t *testing.T) {
 
 func TestJWKSFiltering(t *testing.T) {
 	e := newEnv(t, nil)
+	ecPub, err := ecKey.PublicKey.Bytes() // 0x04 || X || Y
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.idp.setKeys(
 		// Encryption keys, a key restricted to other operations, a private
 		// key, a symmetric key: none may verify.
 		jose.JSONWebKey{Key: &rsaKey.PublicKey, KeyID: "enc", Use: "enc"},
 		map[string]any{"kty": "EC", "kid": "ops", "crv": "P-256", "key_ops": []string{"encrypt"},
-			"x": b64raw(ecKey.PublicKey.X.FillBytes(make([]byte, 32))), "y": b64raw(ecKey.PublicKey.Y.FillBytes(make([]byte, 32)))},
+			"x": b64raw(ecPub[1:33]), "y": b64raw(ecPub[33:65])},
 		jose.JSONWebKey{Key: ecKey, KeyID: "priv"},
 		jose.JSONWebKey{Key: []byte("0123456789abcdef0123456789abcdef"), KeyID: "oct"},
 		map[string]any{"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
@@ -346,8 +350,7 @@ func TestSubjectClaimConfigured(t *testing.T) {
 		{claim: "upn", want: "user-123", mod: func(cl map[string]any) { cl["upn"] = "user-123"; cl["name"] = map[string]any{"x": 1} }},
 	} {
 		t.Run(tc.claim+tc.want+tc.fail, func(t *testing.T) {
-			var e *env
-			e = newEnv(t, func(c *Config) { c.Issuers[0].SubjectClaim = tc.claim })
+			e := newEnv(t, func(c *Config) { c.Issuers[0].SubjectClaim = tc.claim })
 			cl := e.claims()
 			if tc.mod != nil {
 				tc.mod(cl)
@@ -655,7 +658,7 @@ func TestCacheBounded(t *testing.T) {
 	// Disabled cache.
 	e2 := newEnv(t, func(c *Config) { c.CacheSize = -1 })
 	tok := e2.rs256(e2.claims())
-	if e2.mustOK(tok) == e2.mustOK(tok) {
+	if first, second := e2.mustOK(tok), e2.mustOK(tok); first == second {
 		t.Fatal("cache disabled but identity shared")
 	}
 }

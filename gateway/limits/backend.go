@@ -2,6 +2,7 @@ package limits
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -179,6 +180,12 @@ type Account interface {
 	// Refill asks the shared store for allowance for amount.
 	Refill(ctx context.Context, month Month, amount, limit Money) error
 }
+
+// ErrUnavailable is wrapped by a Refill error when the shared store cannot
+// be reached: Reserve then refuses with LimitUnavailable or
+// BudgetUnavailable (503) instead of reporting the limit or budget as
+// exhausted.
+var ErrUnavailable = errors.New("limits: shared state unavailable")
 
 // Backend makes the counters.
 type Backend interface {

@@ -136,10 +136,18 @@
 // bytes; idle windows are swept). A shared backend (PostgreSQL) holds a
 // leased slice locally and keeps the guarantees across replicas as
 // follows; Take answers Verdict.Refill when the local slice is short, the
-// Limiter then calls Refill outside its locks and retries (a slice leased
+// Limiter then calls Refill outside its locks (for every key of the
+// call short of allowance, concurrently) and retries (a slice leased
 // for one key of a call that another key refuses stays local until its
 // lease ends: conservative), and Retire declines while a lease is
-// outstanding.
+// outstanding. A Refill that cannot reach the shared store returns an
+// error wrapping ErrUnavailable: the call is refused with LimitUnavailable
+// or BudgetUnavailable (503, Retry-After 5 s), never reported as over its
+// limit; so is a call whose budget refills keep succeeding without the
+// slice lasting until its retry (a store too slow for the load: as many
+// passes of refills as the call has keys, and two more). The PostgreSQL
+// backend is gateway/limits/pglimits (its doc.go states what it
+// implements of the sketch below and its exact slack).
 //
 //   - Windows: the database keeps, per key, units by bucket. A replica
 //     asks at time t for a lease of k units usable until t+L; it is granted

@@ -22,9 +22,12 @@ const (
 	// OutputCapRequired: a budget applies and the call has no output cap
 	// (max_tokens), so its worst case is unbounded (HTTP 400).
 	OutputCapRequired
-	// BudgetUnavailable: the budget's spend could not be loaded; fails
-	// closed until it is (HTTP 503).
+	// BudgetUnavailable: the budget's spend could not be loaded, or its
+	// shared state cannot be reached; fails closed until it is (HTTP 503).
 	BudgetUnavailable
+	// LimitUnavailable: a rate limit's shared state cannot be reached (a
+	// shared backend without its database); fails closed (HTTP 503).
+	LimitUnavailable
 )
 
 func (k RefusalKind) String() string {
@@ -39,6 +42,8 @@ func (k RefusalKind) String() string {
 		return "output_cap_required"
 	case BudgetUnavailable:
 		return "budget_unavailable"
+	case LimitUnavailable:
+		return "limit_unavailable"
 	}
 	return "refused"
 }
@@ -103,7 +108,10 @@ func (e *Refusal) Error() string {
 	case OutputCapRequired:
 		return fmt.Sprintf("the call is charged to budget %s and has no output limit: set max_tokens", e.Budget)
 	case BudgetUnavailable:
-		return fmt.Sprintf("budget %s is temporarily unavailable (its spend is not loaded); retry later", e.Budget)
+		return fmt.Sprintf("budget %s is temporarily unavailable (its spend cannot be loaded or its shared state reached); retry later", e.Budget)
+	case LimitUnavailable:
+		return fmt.Sprintf("the rate limit for %s on %s %s is temporarily unavailable (its shared state cannot be reached); retry later",
+			e.Scope, e.SecurableKind, e.Securable)
 	}
 	return "refused"
 }

@@ -271,8 +271,21 @@ func (l *Limiter) Reserve(ctx context.Context, call *Call) (*Reservation, error)
 			return s.reservation(call, now, month, tokN, cost, hdr), nil
 		}
 		ref.Headers = hdr
-		if attempt < 3 && s.refill(ctx, now, month, cost) {
-			continue
+		// Each attempt stops at the first key without room, so a call
+		// whose keys all lack local allowance needs one refill per key;
+		// two more cover leases drained by concurrent calls meanwhile.
+		if attempt < len(s.cands)+len(s.buds)+2 {
+			retry, unavail := s.refill(ctx, call.Kind, now, month, cost)
+			if unavail != nil {
+				unavail.Headers = hdr
+				return nil, unavail
+			}
+			if retry {
+				continue
+			}
+		} else if starved := s.starved(month); starved != nil {
+			starved.Headers = hdr
+			return nil, starved
 		}
 		return nil, ref
 	}
@@ -337,8 +350,23 @@ func (s scratch) admit(call *Call, now time.Time, month Month, cost Money) (ref 
 	for i := range s.buds {
 		s.buds[i].taken, s.buds[i].v = false, Verdict{}
 	}
+	// A key short of local allowance (Verdict.Refill) does not end the
+	// admission: the keys after it are checked too, so that one pass of
+	// refills covers every key that needs one; a key that refuses outright
+	// ends it, with every Refill flag cleared (no refill can help).
+	var short *Refusal
+	final := func(ref *Refusal) (*Refusal, bool) {
+		s.undo(now, month, cost)
+		for i := range s.cands {
+			s.cands[i].v.Refill = false
+		}
+		for i := range s.buds {
+			s.buds[i].v.Refill = false
+		}
+		return ref, false
+	}
 	for _, ck := range s.checks {
-		ok := false
+		ok, refill := false, false
 		for i := ck.lo; i < ck.hi && !ok; i++ {
 			c := &s.cands[i]
 			c.v = c.w.Take(now, c.n, c.limit)
@@ -347,23 +375,36 @@ func (s scratch) admit(call *Call, now time.Time, month Month, cost Money) (ref 
 				return nil, true
 			}
 			c.taken, ok = c.v.OK, c.v.OK
+			refill = refill || c.v.Refill
 		}
 		if !ok {
-			s.undo(now, month, cost)
-			return s.rateRefusal(call, ck), false
+			if !refill {
+				return final(s.rateRefusal(call, ck))
+			}
+			if short == nil {
+				short = s.rateRefusal(call, ck)
+			}
 		}
 	}
 	for i := range s.buds {
 		b := &s.buds[i]
 		b.v = b.acct.Take(month, cost, b.bp.def.Limit)
 		if b.taken = b.v.OK; !b.taken {
-			s.undo(now, month, cost)
 			d := &b.bp.def
-			return &Refusal{Kind: BudgetExhausted, Status: 429, Level: d.Level, Scope: scope(d.Level, d.PrincipalName),
-				Budget: d.Name, BudgetLimit: d.Limit, Month: month, RetryAfter: month.End().Sub(now)}, false
+			ref := &Refusal{Kind: BudgetExhausted, Status: 429, Level: d.Level, Scope: scope(d.Level, d.PrincipalName),
+				Budget: d.Name, BudgetLimit: d.Limit, Month: month, RetryAfter: month.End().Sub(now)}
+			if !b.v.Refill {
+				return final(ref)
+			}
+			if short == nil {
+				short = ref
+			}
 		}
 	}
-	return nil, false
+	if short != nil {
+		s.undo(now, month, cost)
+	}
+	return short, false
 }
 
 func (s scratch) undo(now time.Time, month Month, cost Money) {
@@ -413,25 +454,75 @@ func (s scratch) rateRefusal(call *Call, ck check) *Refusal {
 }
 
 // refill asks the backend for more allowance where a refusal was for lack
-// of local allowance; it reports whether a retry may now succeed.
-func (s scratch) refill(ctx context.Context, now time.Time, month Month, cost Money) bool {
-	any := false
+// of local allowance (several keys at once, concurrently: their round
+// trips overlap); it reports whether a retry may now succeed, or the
+// refusal to return when the shared store cannot be reached.
+func (s scratch) refill(ctx context.Context, kind SecurableKind, now time.Time, month Month, cost Money) (retry bool, unavailable *Refusal) {
+	var do []func() error
+	var fail []func() *Refusal
 	for i := range s.cands {
 		if c := &s.cands[i]; c.v.Refill {
-			if c.w.Refill(ctx, now, c.mask(), c.limit) == nil {
-				any = true
-			}
+			do = append(do, func() error { return c.w.Refill(ctx, now, c.mask(), c.limit) })
+			fail = append(fail, func() *Refusal { return c.unavailable(kind) })
 		}
 	}
 	for i := range s.buds {
 		if b := &s.buds[i]; b.v.Refill {
-			if b.acct.Refill(ctx, month, cost, b.bp.def.Limit) == nil {
-				any = true
-			}
+			do = append(do, func() error { return b.acct.Refill(ctx, month, cost, b.bp.def.Limit) })
+			fail = append(fail, func() *Refusal { return b.unavailable(month) })
 		}
 	}
-	return any
+	errs := make([]error, len(do))
+	if len(do) == 1 {
+		errs[0] = do[0]()
+	} else {
+		var wg sync.WaitGroup
+		for i, f := range do {
+			wg.Go(func() { errs[i] = f() })
+		}
+		wg.Wait()
+	}
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			retry = true
+		case errors.Is(err, ErrUnavailable):
+			return false, fail[i]()
+		}
+	}
+	return retry, nil
 }
+
+// starved is the refusal of a call whose budget refills kept succeeding
+// without the slice lasting until its retry (a shared store too slow for
+// the load): unavailable (503), not exhausted; nil if no account lacked
+// local allowance. A window in that state refuses as rate limited with
+// Retry-After 1 s: its Refill also answers nil when the store refused and
+// the refusal may have aged by the retry (a 429 is then the right answer).
+func (s scratch) starved(month Month) *Refusal {
+	for i := range s.buds {
+		if b := &s.buds[i]; b.v.Refill {
+			return b.unavailable(month)
+		}
+	}
+	return nil
+}
+
+func (c *cand) unavailable(kind SecurableKind) *Refusal {
+	d := c.def
+	return &Refusal{Kind: LimitUnavailable, Status: 503, Level: d.Level, Scope: scope(d.Level, d.PrincipalName),
+		Securable: d.SecurableName, SecurableKind: kind, Dim: c.v.Dim, Limit: c.limit[c.v.Dim], RetryAfter: unavailableRetry}
+}
+
+func (b *bcand) unavailable(month Month) *Refusal {
+	d := &b.bp.def
+	return &Refusal{Kind: BudgetUnavailable, Status: 503, Level: d.Level, Scope: scope(d.Level, d.PrincipalName),
+		Budget: d.Name, BudgetLimit: d.Limit, Month: month, RetryAfter: unavailableRetry}
+}
+
+// unavailableRetry is the Retry-After of a refusal for an unreachable
+// shared store.
+const unavailableRetry = 5 * time.Second
 
 // headers computes the x-ratelimit-* figures: per dimension the check with
 // the least room. Admitted, a check's figures are those of the window

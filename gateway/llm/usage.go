@@ -1,9 +1,5 @@
 package llm
 
-import (
-	"time"
-)
-
 // Usage is a call's token usage, normalized once for every provider:
 //
 //   - InputTokens counts every input token: uncached, read from the cache
@@ -108,7 +104,6 @@ type meter struct {
 	gotUsage  bool // the provider's final count arrived
 	gotInput  bool // the input count arrived (Anthropic message_start)
 	delivered int64
-	firstAt   time.Time
 }
 
 func newMeter(f Format, e Endpoint) *meter { return &meter{format: f, endpoint: e} }

@@ -13,12 +13,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limitstage"
 	"github.com/mandatehq/mandate/gateway/llm"
+	"github.com/mandatehq/mandate/gateway/pipeline"
 )
 
 // BenchmarkPipeline: a non-streamed chat completion (1 KB in, 1 KB out,
 // OpenAI format to an OpenAI destination) through the whole pipeline with
-// in-memory stages (access token, EXECUTE, limiter, two-phase audit
+// in-memory stages (access token, EXECUTE, the limits engine with a rate
+// limit and a budget that apply, two-phase audit
 // record, usage record) against the fake upstream, and through a bare
 // httputil.ReverseProxy to it, alternating request by request on one
 // keep-alive client. The figure is the pipeline's own cost; the binary's
@@ -26,7 +30,17 @@ import (
 //
 //	go test -run '^$' -bench Pipeline -benchtime 3000x ./gateway/llmgw/
 func BenchmarkPipeline(b *testing.B) {
-	e := newEnv(b)
+	// The real limits engine with a rate limit (requests and tokens) and a
+	// budget that apply to every call and never refuse in the run.
+	lim := limits.New(limits.Options{})
+	if err := lim.Apply(b.Context(), limits.Definitions{
+		RateLimits: []limits.RateLimit{{Securable: 100, SecurableName: "system.ai.frontier", Level: limits.LevelEachUser, Requests: 1 << 40, Tokens: 1 << 50}},
+		Budgets:    []limits.Budget{{Name: "b", Limit: limits.MaxMoney / 2, Level: limits.LevelUser, Principal: 1, PrincipalName: alice}},
+	}); err != nil {
+		b.Fatal(err)
+	}
+	resolver := ids{alice: 1, bob: 2, agent: 3, "system.ai.frontier": 100, "system.ai.claude": 101}
+	e := newEnv(b, func(c *pipeline.Config) { c.Limiter = limitstage.New(lim, resolver) })
 	e.fake.MaxRecorded = -1
 	go func() {
 		for range e.audit.done { // nobody waits for them here

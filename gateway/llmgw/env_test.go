@@ -93,18 +93,6 @@ func (a *fakeAuthz) Authorize(_ context.Context, r enforce.Request) (enforce.Dec
 	return enforce.Decision{Allowed: true, Reason: "granted"}, nil
 }
 
-func (a *fakeAuthz) revoke(securable, principal string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var keep []string
-	for _, p := range a.grants[securable] {
-		if p != principal {
-			keep = append(keep, p)
-		}
-	}
-	a.grants[securable] = keep
-}
-
 // fakeModels resolves model services by short or full name.
 type fakeModels struct {
 	mu sync.Mutex

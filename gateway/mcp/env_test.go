@@ -171,12 +171,6 @@ func (f *fakeAudit) all() []catalog.AuditEvent {
 	return append([]catalog.AuditEvent(nil), f.events...)
 }
 
-func (f *fakeAudit) reset() {
-	f.mu.Lock()
-	f.events = nil
-	f.mu.Unlock()
-}
-
 // actions lists the audited actions in order.
 func (f *fakeAudit) actions() []string {
 	var out []string
@@ -279,17 +273,16 @@ func (u *upstream) count(method string) int {
 
 // env is a gateway in front of upstreams, with fake stages.
 type env struct {
-	t      *testing.T
-	gw     *Handler
-	srv    *httptest.Server
-	auth   *fakeAuth
-	authz  *fakeAuthz
-	conns  *fakeConns
-	creds  *fakeCreds
-	audit  *fakeAudit
-	mu     sync.Mutex
-	now    time.Time
-	config func(*Config)
+	t     *testing.T
+	gw    *Handler
+	srv   *httptest.Server
+	auth  *fakeAuth
+	authz *fakeAuthz
+	conns *fakeConns
+	creds *fakeCreds
+	audit *fakeAudit
+	mu    sync.Mutex
+	now   time.Time
 }
 
 const upstreamCredential = "Bearer upstream-credential-for-github"
@@ -496,11 +489,4 @@ func ctxTimeout(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func mustf(t *testing.T, ok bool, format string, args ...any) {
-	t.Helper()
-	if !ok {
-		t.Fatalf(format, args...)
-	}
 }

@@ -124,7 +124,7 @@ func TestUpstreamFailures(t *testing.T) {
 		down := <-flaky
 		flaky <- down
 		if down {
-			http.Error(w, "maintenance", 503)
+			http.Error(w, "maintenance", http.StatusServiceUnavailable)
 			return
 		}
 		up.srv.Config.Handler.ServeHTTP(w, r)

@@ -80,7 +80,7 @@ func (r *rig) call(t *testing.T, body, traceparent string) (int, string) {
 func attr(s sdktrace.ReadOnlySpan, key string) (string, bool) {
 	for _, a := range s.Attributes() {
 		if string(a.Key) == key {
-			return a.Value.Emit(), true
+			return a.Value.String(), true
 		}
 	}
 	return "", false

@@ -227,7 +227,7 @@ func TestMandateJWTNotConfigured(t *testing.T) {
 func decodeSegment(t *testing.T, jws string, i int) string {
 	t.Helper()
 	parts := strings.Split(jws, ".")
-	b, err := jose.ParseSigned(jws, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.RS256})
+	b, err := jose.ParseSignedCompact(jws, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.RS256})
 	if err != nil || len(parts) != 3 {
 		t.Fatal(err)
 	}

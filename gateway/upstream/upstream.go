@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -407,8 +406,6 @@ func (cr *Credentials) shared(ctx context.Context, k *cacheKey, fetch func(conte
 		return cacheEntry{}, ctx.Err()
 	}
 }
-
-func tokenSum(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
 
 // checkInbound fails closed for a missing or expired caller.
 func checkInbound(c *gateway.Connection, id *gateway.Identity, now time.Time) error {

@@ -109,7 +109,12 @@
 // cancelled by a CancelRequest carrying the connection's process id and
 // secret (compared in constant time), by the statement timeout (the
 // Session's, see StatementTimeouter, else Config.StatementTimeout), by the
-// client going away and by Shutdown or the end of Serve's context. The cause decides the error: 57014 "canceling statement due to
+// client going away and by Shutdown or the end of Serve's context. A
+// simple Query message is one command: a CancelRequest that comes while
+// any of its steps runs (preparing, a statement, between two statements)
+// ends the message, even if that step finishes anyway; in the extended
+// protocol each Parse and Execute is one. The statement timeout bounds
+// each statement on its own. The cause decides the error: 57014 "canceling statement due to
 // user request", 57014 "canceling statement due to statement timeout",
 // FATAL 57P01 "terminating connection due to administrator command", or
 // nothing at all for a vanished client.

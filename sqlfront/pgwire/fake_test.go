@@ -92,11 +92,18 @@ type fakeSession struct {
 
 var _ Session = (*fakeSession)(nil)
 
-func (s *fakeSession) Prepare(_ context.Context, sql string, paramOIDs []uint32, multi bool) ([]Statement, error) {
+func (s *fakeSession) Prepare(ctx context.Context, sql string, paramOIDs []uint32, multi bool) ([]Statement, error) {
 	var parts []string
 	for p := range strings.SplitSeq(sql, ";") {
 		p = strings.TrimSpace(p)
 		if p == "" || strings.HasPrefix(p, "--") {
+			continue
+		}
+		if p == "deafprepare" && !s.h.fuzzing {
+			// Preparing takes until the command is cancelled, and then
+			// succeeds anyway (an engine step that does not look at ctx).
+			s.h.started <- "deafprepare"
+			<-ctx.Done()
 			continue
 		}
 		parts = append(parts, p)
@@ -181,6 +188,8 @@ func typesRow() []any {
 //	echo                $1 (text) returned as is
 //	big N               N rows of one 64 KiB text value
 //	sleep               blocks until its context is cancelled
+//	deaf                blocks until its context is cancelled, then succeeds
+//	deafprepare         (prepare) blocks until cancelled, then goes on
 //	fail                error 22012 with detail, hint and position
 //	boom                a plain (internal) error
 //	panic               panics
@@ -278,6 +287,13 @@ func (s *fakeSession) statement(sql string, declared []uint32) (Statement, error
 			<-ctx.Done()
 			s.h.ended <- context.Cause(ctx)
 			return "", fmt.Errorf("sleep interrupted: %w", ctx.Err())
+		}}, nil
+	case fields[0] == "deaf" && !s.h.fuzzing:
+		// Runs until its context is cancelled, and then succeeds anyway.
+		return &fakeStmt{exec: func(ctx context.Context, _ []Param, _ RowWriter) (string, error) {
+			s.h.started <- "deaf"
+			<-ctx.Done()
+			return "SELECT 0", nil
 		}}, nil
 	case fields[0] == "fail":
 		return &fakeStmt{exec: func(context.Context, []Param, RowWriter) (string, error) {

@@ -449,6 +449,43 @@ func TestCancelRequest(t *testing.T) {
 	}
 }
 
+// TestCancelRequestBetweenSteps: a CancelRequest that arrives while one
+// step of a Query message runs ends the whole message, even when that
+// step finishes anyway; the next step (here a statement that would run
+// until cancelled) never starts.
+func TestCancelRequestBetweenSteps(t *testing.T) {
+	ts := startServer(t)
+	for _, tc := range []struct{ sql, first string }{
+		{"deafprepare; sleep", "deafprepare"},
+		{"deaf; sleep", "deaf"},
+	} {
+		t.Run(tc.first, func(t *testing.T) {
+			conn := ts.connect(t, "")
+			errc := make(chan error, 1)
+			go func() {
+				_, err := conn.Exec(context.Background(), tc.sql)
+				errc <- err
+			}()
+			if got := recv(t, ts.handler.started, "first step"); got != tc.first {
+				t.Fatalf("started %q, want %q", got, tc.first)
+			}
+			if err := conn.PgConn().CancelRequest(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			expectCode(t, recv(t, errc, "query result"), "57014", "canceling statement due to user request")
+			select {
+			case s := <-ts.handler.started:
+				t.Fatalf("%q started after the cancel", s)
+			default:
+			}
+			var one int
+			if err := conn.QueryRow(t.Context(), "select 1").Scan(&one); err != nil {
+				t.Fatalf("connection unusable after cancel: %v", err)
+			}
+		})
+	}
+}
+
 // TestCancelRequestWrongKey checks that a cancel request with a wrong
 // secret does nothing.
 func TestCancelRequestWrongKey(t *testing.T) {

@@ -194,17 +194,33 @@ func (c *conn) statementTimeout() time.Duration {
 	return c.srv.cfg.StatementTimeout
 }
 
-func (c *conn) prepare(sql string, paramOIDs []uint32, multi bool) ([]Statement, error) {
-	ctx, done := c.beginCommand(c.statementTimeout())
-	defer done()
+// statementContext bounds one statement within the command scope cmd by
+// the statement timeout.
+func (c *conn) statementContext(cmd context.Context) (context.Context, context.CancelFunc) {
+	if timeout := c.statementTimeout(); timeout > 0 {
+		return context.WithTimeoutCause(cmd, timeout, statementTimeoutError())
+	}
+	return cmd, func() {}
+}
+
+// prepare prepares sql within the command scope cmd, bounded by the
+// statement timeout.
+func (c *conn) prepare(cmd context.Context, sql string, paramOIDs []uint32, multi bool) ([]Statement, error) {
+	ctx, stop := c.statementContext(cmd)
+	defer stop()
 	stmts, err := c.sess.Prepare(ctx, sql, paramOIDs, multi)
 	return stmts, c.commandError(ctx, err)
 }
 
-// execStatement executes st within a command scope bounded by the statement timeout.
-func (c *conn) execStatement(st Statement, params []Param, w RowWriter) (string, error) {
-	ctx, done := c.beginCommand(c.statementTimeout())
-	defer done()
+// execStatement executes st within the command scope cmd, bounded by the
+// statement timeout. A scope cancelled before st starts (a CancelRequest
+// that came while an earlier step of the same command ran) fails it.
+func (c *conn) execStatement(cmd context.Context, st Statement, params []Param, w RowWriter) (string, error) {
+	if err := cmd.Err(); err != nil {
+		return "", c.commandError(cmd, err)
+	}
+	ctx, stop := c.statementContext(cmd)
+	defer stop()
 	tag, err := st.Execute(ctx, params, w)
 	if d, ok := st.(Deallocator); ok && err == nil {
 		if name, all := d.Deallocates(); all {
@@ -219,10 +235,28 @@ func (c *conn) execStatement(st Statement, params []Param, w RowWriter) (string,
 
 // simpleQuery runs a Query message: every statement in order until the
 // first error, results in text format.
+//
+// The whole message is one command scope: a CancelRequest that arrives
+// while the statements are prepared, between two of them or while one
+// runs ends the query with 57014, as in PostgreSQL (a scope per step lost
+// a cancel that came during a step that finished anyway, and the next
+// step then ran to its end). The statement timeout applies to each
+// statement on its own, as in PostgreSQL 13 and later.
 func (c *conn) simpleQuery(sql string) {
 	delete(c.stmts, "")
 	delete(c.portals, "")
-	stmts, err := c.prepare(sql, nil, true)
+	cmd, done := c.beginCommand(0)
+	ready := c.runSimple(cmd, sql)
+	done()
+	if ready {
+		c.readyForQuery()
+	}
+}
+
+// runSimple runs the statements of a Query message; false means the
+// connection is closing and gets no ReadyForQuery.
+func (c *conn) runSimple(cmd context.Context, sql string) (ready bool) {
+	stmts, err := c.prepare(cmd, sql, nil, true)
 	switch {
 	case err != nil:
 		c.sendError(err)
@@ -236,19 +270,19 @@ func (c *conn) simpleQuery(sql string) {
 			c.send(rowDescription(cols, nil))
 		}
 		sink := &rowSink{c: c, cols: cols}
-		tag, err := c.execStatement(st, nil, sink)
+		tag, err := c.execStatement(cmd, st, nil, sink)
 		c.sendChangedParameters()
 		if err != nil {
 			c.sendError(err)
 			c.sess.Fail()
-			break
+			return true
 		}
 		c.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
 		if c.closing || c.writeErr != nil {
-			return
+			return false
 		}
 	}
-	c.readyForQuery()
+	return true
 }
 
 func (c *conn) parse(m *pgproto3.Parse) error {
@@ -259,7 +293,9 @@ func (c *conn) parse(m *pgproto3.Parse) error {
 	} else {
 		delete(c.stmts, "")
 	}
-	stmts, err := c.prepare(m.Query, m.ParameterOIDs, false)
+	cmd, done := c.beginCommand(0)
+	stmts, err := c.prepare(cmd, m.Query, m.ParameterOIDs, false)
+	done()
 	if err != nil {
 		return err
 	}
@@ -425,7 +461,9 @@ func (c *conn) execute(m *pgproto3.Execute) error {
 		// Without a row limit rows stream to the client as they come;
 		// with one they are collected first.
 		sink := &rowSink{c: c, cols: p.cols, formats: p.formats, collect: limit > 0}
-		tag, err := c.execStatement(p.stmt.stmt, p.params, sink)
+		cmd, done := c.beginCommand(0)
+		tag, err := c.execStatement(cmd, p.stmt.stmt, p.params, sink)
+		done()
 		c.sendChangedParameters()
 		if err != nil {
 			p.failed = true

@@ -612,10 +612,6 @@ var b64class = func() (t [256]uint8) {
 	return t
 }()
 
-func isB64(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
-}
-
 func decodeBase64(dst, blob []byte) ([]byte, bool) {
 	s := bytes.TrimRight(blob, "=")
 	enc := base64.RawStdEncoding

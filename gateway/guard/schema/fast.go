@@ -47,7 +47,6 @@ type fastSchema struct {
 	minLen, maxLen     int         // -1: none
 	minItems, maxItems int
 	minProps, maxProps int
-	uniqueItems        bool
 	pattern            *regexp.Regexp
 	min, max           *bound
 	multipleOf         float64 // 0: none

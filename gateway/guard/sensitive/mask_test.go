@@ -186,6 +186,25 @@ func TestStreamSplitEntities(t *testing.T) {
 	}
 }
 
+// TestStreamRestoresSplitPlaceholder: a placeholder of the call that the
+// answer's stream splits across chunks is restored, wherever the cut.
+func TestStreamRestoresSplitPlaceholder(t *testing.T) {
+	g := compile(t, map[string]string{"entities": "EMAIL", "action": "mask", "restore": "true"})
+	mc := NewMaskContext()
+	if got := string(g.Text(mc, guard.Call, []byte("mail bob@example.com")).Content); got != "mail <EMAIL_1>" {
+		t.Fatalf("call masked to %q", got)
+	}
+	text := "sent to <EMAIL_1>, done <EMAIL_9> <EMAIL_1>"
+	want := "sent to bob@example.com, done <EMAIL_9> bob@example.com"
+	for cut := 1; cut < len(text); cut++ {
+		s := g.Stream(mc, guard.Result)
+		got := string(s.Write([]byte(text[:cut]))) + string(s.Write([]byte(text[cut:]))) + string(s.Flush())
+		if got != want {
+			t.Fatalf("split at %d: got %q, want %q", cut, got, want)
+		}
+	}
+}
+
 // TestStreamReleasesEarly: text before a space is released without
 // waiting for the end of the stream.
 func TestStreamReleasesEarly(t *testing.T) {

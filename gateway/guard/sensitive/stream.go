@@ -50,6 +50,13 @@ func (d *Detector) NewStream(mc *MaskContext, phase guard.Phase, mask, restore b
 func (s *Stream) Write(p []byte) []byte {
 	s.buf = append(s.buf, p...)
 	cut := safePoint(s.buf, s.d.custom == nil && s.d.words == nil)
+	if s.restore {
+		// a placeholder split across chunks ("<EMA" + "IL_1>") is held
+		// until it is whole, so that it is restored
+		if i := bytes.LastIndexByte(s.buf, '<'); i >= 0 && i < cut && partialPlaceholder(s.buf, i) {
+			cut = i
+		}
+	}
 	if cut == 0 && len(s.buf) > MaxHold && !s.inPEM() {
 		cut = len(s.buf)
 	}
@@ -138,7 +145,7 @@ func safePoint(b []byte, fine bool) int {
 	for t > 0 && !isSpace(b[t-1]) {
 		t--
 	}
-	if fine && keyBefore(b, t) == t && bytes.IndexAny(b[t:], ":=") < 0 && !isKeyName(bytes.TrimRight(b[t:], "\"'")) {
+	if fine && keyBefore(b, t) == t && !bytes.ContainsAny(b[t:], ":=") && !isKeyName(bytes.TrimRight(b[t:], "\"'")) {
 		// (an assignment's value, and a secret-looking name whose ':'
 		// may come next, are held whole: a secret may be made of any
 		// bytes)
