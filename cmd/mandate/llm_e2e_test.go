@@ -88,7 +88,7 @@ func startLLMWith(t testing.TB, o serverOpts) *llmEnv {
 		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "codex"`,
 		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "bob@example.com"`,
 		`REVOKE EXECUTE ON MODEL SERVICE system.ai.frontier FROM "bob@example.com"`)
-	waitSnapshotCurrent(t, s) // the grants apply to the first call
+	waitSnapshotCurrent(t, s) // the grants above apply before the first call
 	return &llmEnv{s: s, admin: admin, fake: fake, down: down, base: "http://" + s.httpAddr + "/llm", fakeURL: fakeURL}
 }
 
@@ -104,7 +104,6 @@ func (e *llmEnv) token(t testing.TB, user, agent string) string {
 	if err := e.admin.QueryRow(t.Context(), q).Scan(&tok); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
-	waitSnapshotCurrent(t, e.s)
 	return tok
 }
 
