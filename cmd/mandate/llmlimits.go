@@ -51,13 +51,24 @@ type limitsEngine struct {
 var _ pipeline.Limiter = (*limitsEngine)(nil)
 
 // newServeLimits is the engine of `mandate serve`: definitions, names and
-// spend from the catalog in process.
-func newServeLimits(ctx context.Context, svc *catalog.Service, qe catalog.QueryEngine, log zerolog.Logger) *limitsEngine {
+// spend from the catalog in process. shared is the replicas' shared
+// backend (--store postgres://: gateway/limits/pglimits, whose windows
+// and spend live in the database and survive restarts); nil: in memory,
+// the windows replayed from the last minute's rows.
+func newServeLimits(ctx context.Context, svc *catalog.Service, qe catalog.QueryEngine, shared limits.Backend, log zerolog.Logger) *limitsEngine {
 	e := &limitsEngine{log: log, revision: svc.Revision, defs: api.LimitsResolver(svc), ids: catalogIDs{svc}}
-	e.lim = limits.New(limits.Options{Backend: limits.NewMemory(usageSpend{qe: qe, svc: svc})})
+	backend := shared
+	if backend == nil {
+		backend = limits.NewMemory(usageSpend{qe: qe, svc: svc})
+	}
+	e.lim = limits.New(limits.Options{Backend: backend})
 	e.init()
-	e.sync(ctx)
-	e.replay(ctx, qe)
+	if err := e.sync(ctx); err != nil {
+		log.Warn().Err(err).Msg("rate limits and budgets: not installed at start; retried at the first call")
+	}
+	if shared == nil {
+		e.replay(ctx, qe)
+	}
 	return e
 }
 

@@ -31,6 +31,8 @@ import (
 	"github.com/mandatehq/mandate/enforce/client"
 	"github.com/mandatehq/mandate/gateway/devidp"
 	"github.com/mandatehq/mandate/gateway/guardstage"
+	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/pglimits"
 	"github.com/mandatehq/mandate/gateway/llmgw"
 	"github.com/mandatehq/mandate/gateway/node"
 	"github.com/mandatehq/mandate/sqlfront"
@@ -373,7 +375,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}}
 	// Rate limits and budgets (gateway/limits) for the gateway's calls;
 	// budgets' spend from the usage rows, SHOW BUDGETS from the engine.
-	lim := newServeLimits(ctx, svc, flushing, log)
+	// With replicas on PostgreSQL the windows and budgets are shared in
+	// the database (gateway/limits/pglimits): exact across replicas.
+	var sharedLimits limits.Backend
+	if st.pg != nil {
+		pl, err := pglimits.New(ctx, st.pg.Pool(), pglimits.Options{Spend: usageSpend{qe: flushing, svc: svc}})
+		if err != nil {
+			return fmt.Errorf("rate limits and budgets in PostgreSQL: %w", err)
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			defer cancel()
+			_ = pl.Close(cctx)
+		}()
+		sharedLimits = pl
+	}
+	lim := newServeLimits(ctx, svc, flushing, sharedLimits, log)
 	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: flushing, BudgetStatus: lim.budgetStatus(svc),
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {
