@@ -174,8 +174,11 @@ func testReplicasWindow(t *testing.T, e *env) {
 		st.RoundTrips += s.RoundTrips
 		st.Grants += s.Grants
 		st.Refusals += s.Refusals
+		st.Prefetches += s.Prefetches
+		st.Errors += s.Errors
 	}
-	t.Logf("%d calls, %d refused; %d round trips, %d grants, %d refusals by the database", calls.Load(), refused.Load(), st.RoundTrips, st.Grants, st.Refusals)
+	t.Logf("%d calls, %d refused; %d round trips (%d failed), %d grants (%d ahead of need), %d refusals by the database",
+		calls.Load(), refused.Load(), st.RoundTrips, st.Errors, st.Grants, st.Prefetches, st.Refusals)
 }
 
 func rel(ts []time.Time) []float64 {
