@@ -297,6 +297,12 @@ func (l *AuditLog) RecordBatch(ctx context.Context, events []AuditEvent) error {
 	return l.wait(ctx, b)
 }
 
+// AppendAudit is RecordBatch as a catalog.AuditWriter (the catalog
+// Service records the audit of statements that change nothing with it).
+func (l *AuditLog) AppendAudit(ctx context.Context, events ...AuditEvent) error {
+	return l.RecordBatch(ctx, events)
+}
+
 // oldest is the batch being written, else the first queued one, else
 // nil. Caller holds l.mu.
 func (l *AuditLog) oldest() *auditBatch {

@@ -151,7 +151,7 @@ func (b *Block) Add(ctx context.Context, st Statement) error {
 		return nil
 	})
 	if refused != nil {
-		if aerr := s.store.AppendAudit(ctx, *refused); aerr != nil {
+		if aerr := s.audit.AppendAudit(ctx, *refused); aerr != nil {
 			s.log.Error().Err(aerr).Str("action", refused.Action).Msg("could not audit a refused statement")
 		}
 	}

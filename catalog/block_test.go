@@ -13,15 +13,15 @@ import (
 	"github.com/mandatehq/mandate/catalog/memstore"
 )
 
-// countingStore counts store transactions.
+// countingStore counts store appends.
 type countingStore struct {
 	*memstore.Store
 	txs atomic.Int64
 }
 
-func (c *countingStore) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx catalog.RWTx) error) error {
+func (c *countingStore) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
 	c.txs.Add(1)
-	return c.Store.ReadWriteTx(ctx, fn)
+	return c.Store.Append(ctx, base, changes)
 }
 
 func openCounting(t testing.TB) (*catalog.Service, *countingStore) {
@@ -208,7 +208,7 @@ func TestBlockLimits(t *testing.T) {
 // (run with -race): every block commits whole or not at all, IDs never
 // collide, and readers never see a pending change.
 func TestBlocksConcurrent(t *testing.T) {
-	svc, _ := openCounting(t)
+	svc, st := openCounting(t)
 	ctx := t.Context()
 	const workers, rounds = 4, 25
 	var wg sync.WaitGroup
@@ -283,7 +283,7 @@ func TestBlocksConcurrent(t *testing.T) {
 		}
 	})
 	// The catalog reloaded from the store equals the live one.
-	m, err := catalog.Load(ctx, svc.Store())
+	m, err := catalog.Load(ctx, st.Store)
 	if err != nil {
 		t.Fatal(err)
 	}

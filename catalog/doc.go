@@ -42,28 +42,46 @@
 //     Snapshots.
 //   - tx.go: Tx, the planner of one change: every governance statement is a
 //     Tx method that checks privileges and existence and emits ops.
-//   - ops.go: ops apply to the Model (returning their inverse, for undo) and
-//     write to a store transaction.
+//   - ops.go: ops apply to the Model (returning their inverse, for undo)
+//     and become the ChangeOps of a change record.
 //   - service.go: Service serialises writes through one committer goroutine
-//     that group-commits queued statements into one store transaction with
-//     their audit events and assigns each change the next revision. Readers
-//     see a change only once it is durable.
+//     that group-commits queued statements: each changing statement (or
+//     transaction block) is one change record with the next revision and
+//     its audit records inside, appended in one Store.Append. Readers see
+//     a change only once it is durable. On a store shared by replicas a
+//     lost race (CodeConflict) or a statement failing on a catalog behind
+//     the store's head is planned again after catching up.
+//   - follow.go: a replica of a shared store (Watcher) polls the head
+//     revision and wakes on the store's notifications, applies other
+//     writers' records, and is Stale (StaleError) when it could not
+//     confirm for Options.MaxStaleness that it has every change.
+//   - forward.go: the audit records of change records are copied to the
+//     event stream in the background (EventStore.AppendChangeAudit), so a
+//     slow event stream never delays a catalog write.
+//   - persist.go: snapshots (Model.State, written every
+//     Options.SnapshotEvery changes, then Store.Prune) and loading a Model
+//     from a snapshot plus the records after it.
 //   - block.go: Block, a transaction block: changes checked one by one
 //     against the committed catalog plus the block (read-your-writes; its
 //     changes stay applied to the Model between its statements and every
 //     other reader takes them out first, so nobody else sees them),
 //     committed together by the committer, planned again there (a change
 //     that no longer applies is CodeConflict).
-//   - store.go: the Store interface, built from small roles (SpiceDB style).
-//     Implementations: duckstore (embedded), memstore (tests), walstore (a
-//     write-ahead log in front of another store); storetest is the
-//     conformance suite every implementation runs.
+//   - store.go: two interfaces, split by what each part needs. Store is
+//     the catalog's persistence (Load, Head, Append of change records,
+//     Changes, WriteSnapshot, Prune): walstore (embedded: catalog.wal plus
+//     catalog.snapshot), pgstore (PostgreSQL, shared by replicas),
+//     memstore (tests). EventStore is the event stream (AppendAudit with
+//     two-phase records, AppendChangeAudit, AuditedRevision, ListAudit):
+//     auditwal in front of duckstore (embedded), memstore. storetest holds
+//     one conformance suite per interface. The row-store roles (Reader,
+//     RWTx) remain for upgrading data directories of the earlier layout.
 //   - auditlog.go: AuditLog, group commit for audit events of the data plane
-//     (MCP messages, authorization decisions, gateway nodes' records):
-//     Record returns once the event is durable, many Records share one
-//     store write (for walstore: one log record, one fsync).
-//     AuditEvent.Validate bounds every text field (AuditMax*), so no
-//     request makes an audit row large.
+//     (MCP and LLM calls, authorization decisions, gateway nodes' records)
+//     into the EventStore, with its own queue bound: Record returns once the
+//     event is durable, many Records share one write (for auditwal: one log
+//     record, one fsync). AuditEvent.Validate bounds every text field
+//     (AuditMax*), so no request makes an audit row large.
 //   - auditfail.go: FailureAudit, a recorder in front of another that
 //     aggregates failures anyone can cause without a credential (failed
 //     logins, unauthenticated requests) into one summary row per source

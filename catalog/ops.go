@@ -1,14 +1,12 @@
 package catalog
 
-import "context"
-
 // op is one change to the catalog. The planner applies ops to the Model as it
 // goes (so later checks in the same statement see them) and records their
-// inverses; the committer writes them to the store in one transaction and
-// undoes them from the Model if the commit fails.
+// inverses; the committer appends them to the store as change records
+// (record) and undoes them from the Model if the commit fails.
 type op interface {
 	apply(m *Model) (undo op)
-	write(ctx context.Context, tx RWTx) error
+	record() ChangeOp
 }
 
 type opPutPrincipal struct{ p *Principal }
@@ -20,26 +18,67 @@ type opDeleteSecurable struct{ id ID }
 type opAddGrant struct{ g Grant }
 type opRemoveGrant struct{ k GrantKey }
 
-// opRestorePrincipal undoes a principal deletion (the memberships and grants
-// are restored by their own inverse ops, recorded before).
+// opRestore undoes a change (a principal deletion's memberships and grants
+// are restored by their own inverse ops, recorded before). It is never
+// recorded in a change.
 type opRestore struct{ fn func(m *Model) }
 
-func (o opRestore) apply(m *Model) op                             { o.fn(m); return nil }
-func (o opRestore) write(context.Context, RWTx) error             { return nil }
-func (o opPutPrincipal) write(ctx context.Context, tx RWTx) error { return tx.PutPrincipal(ctx, *o.p) }
-func (o opDeletePrincipal) write(ctx context.Context, tx RWTx) error {
-	return tx.DeletePrincipal(ctx, o.id)
+func (o opRestore) apply(m *Model) op { o.fn(m); return nil }
+func (o opRestore) record() ChangeOp  { panic("catalog: an undo op is not part of a change") }
+
+func (o opPutPrincipal) record() ChangeOp {
+	p := *o.p
+	return ChangeOp{Kind: OpPutPrincipal, Principal: &p}
 }
-func (o opAddMember) write(ctx context.Context, tx RWTx) error { return tx.AddMembership(ctx, o.ms) }
-func (o opRemoveMember) write(ctx context.Context, tx RWTx) error {
-	return tx.RemoveMembership(ctx, o.ms)
+func (o opDeletePrincipal) record() ChangeOp { return ChangeOp{Kind: OpDeletePrincipal, ID: o.id} }
+func (o opAddMember) record() ChangeOp {
+	ms := o.ms
+	return ChangeOp{Kind: OpAddMember, Membership: &ms}
 }
-func (o opPutSecurable) write(ctx context.Context, tx RWTx) error { return tx.PutSecurable(ctx, *o.s) }
-func (o opDeleteSecurable) write(ctx context.Context, tx RWTx) error {
-	return tx.DeleteSecurable(ctx, o.id)
+func (o opRemoveMember) record() ChangeOp {
+	ms := o.ms
+	return ChangeOp{Kind: OpRemoveMember, Membership: &ms}
 }
-func (o opAddGrant) write(ctx context.Context, tx RWTx) error    { return tx.AddGrant(ctx, o.g) }
-func (o opRemoveGrant) write(ctx context.Context, tx RWTx) error { return tx.RemoveGrant(ctx, o.k) }
+func (o opPutSecurable) record() ChangeOp {
+	s := *o.s
+	s.full = ""
+	return ChangeOp{Kind: OpPutSecurable, Securable: &s}
+}
+func (o opDeleteSecurable) record() ChangeOp { return ChangeOp{Kind: OpDeleteSecurable, ID: o.id} }
+func (o opAddGrant) record() ChangeOp {
+	g := o.g
+	return ChangeOp{Kind: OpAddGrant, Grant: &g}
+}
+func (o opRemoveGrant) record() ChangeOp {
+	k := o.k
+	return ChangeOp{Kind: OpRemoveGrant, GrantKey: &k}
+}
+
+// opOf turns a recorded row change back into an op (the change records of
+// other writers, and those replayed at start, apply to the Model).
+func opOf(c *ChangeOp) (op, error) {
+	switch {
+	case c.Kind == OpPutPrincipal && c.Principal != nil:
+		p := *c.Principal
+		return opPutPrincipal{&p}, nil
+	case c.Kind == OpDeletePrincipal:
+		return opDeletePrincipal{c.ID}, nil
+	case c.Kind == OpAddMember && c.Membership != nil:
+		return opAddMember{*c.Membership}, nil
+	case c.Kind == OpRemoveMember && c.Membership != nil:
+		return opRemoveMember{*c.Membership}, nil
+	case c.Kind == OpPutSecurable && c.Securable != nil:
+		s := *c.Securable
+		return opPutSecurable{&s}, nil
+	case c.Kind == OpDeleteSecurable:
+		return opDeleteSecurable{c.ID}, nil
+	case c.Kind == OpAddGrant && c.Grant != nil:
+		return opAddGrant{*c.Grant}, nil
+	case c.Kind == OpRemoveGrant && c.GrantKey != nil:
+		return opRemoveGrant{*c.GrantKey}, nil
+	}
+	return nil, Errorf(CodeIncompatibleData, "catalog: unknown change op %q", c.Kind)
+}
 
 func (o opPutPrincipal) apply(m *Model) op {
 	old, ok := m.principals[o.p.ID]

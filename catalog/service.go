@@ -3,7 +3,7 @@ package catalog
 import (
 	"context"
 	"encoding/json"
-	"sort"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +32,15 @@ type WriteRequest struct {
 
 // Options configure a Service.
 type Options struct {
-	Store   Store
+	// Store persists the catalog (change records and snapshots).
+	Store Store
+	// Events is the event stream the audit records of catalog changes are
+	// forwarded to; default: Store, if it is an EventStore (memstore).
+	Events EventStore
+	// Audit records the audit events of statements that change nothing
+	// (refused ones included); default: Events. mandate serve passes its
+	// AuditLog (group commit).
+	Audit   AuditWriter
 	Keyring *Keyring
 	Logger  zerolog.Logger
 	Now     func() time.Time
@@ -41,21 +49,62 @@ type Options struct {
 	AdminVerifier string
 	// MaxBatch bounds how many statements are group-committed together.
 	MaxBatch int
+	// SnapshotEvery writes a snapshot once this many change records were
+	// committed since the last one (default DefaultSnapshotEvery).
+	SnapshotEvery int
+	// MaxStaleness, for a store shared with other processes (Watcher): a
+	// replica that has not confirmed for this long that it applied every
+	// committed change is stale (Stale), and decisions fail closed
+	// (default DefaultMaxStaleness).
+	MaxStaleness time.Duration
+	// PollInterval, for a shared store: how often the newest revision is
+	// polled besides the store's wake-ups (default DefaultPollInterval).
+	PollInterval time.Duration
 }
+
+// Defaults of Options.
+const (
+	DefaultSnapshotEvery = 4096
+	DefaultMaxStaleness  = 5 * time.Second
+	DefaultPollInterval  = 50 * time.Millisecond
+	// commitTimeout bounds one append of a batch to the store.
+	commitTimeout = 30 * time.Second
+	// maxAttempts bounds how often a batch that lost the race to another
+	// replica is planned again before its statements fail with 40001.
+	maxAttempts = 16
+)
 
 // Service is the catalog: the in-memory Model kept in step with a durable
 // Store. Reads take a read lock on the Model; writes are queued to a single
-// committer goroutine that plans each statement against the Model, writes
-// the batch to the store in one transaction (group commit), and only then
-// answers the callers. A statement's effects are visible to readers only
-// after its commit is durable: the committer holds the write lock across
-// plan and commit, and undoes the batch from the Model if the commit fails.
+// committer goroutine that plans each statement against the Model, appends
+// the batch's changes to the store in one write (group commit), and only
+// then answers the callers. A statement's effects are visible to readers
+// only after its commit is durable: the committer holds the write lock
+// across planning, takes the batch's effects out while the store writes,
+// and applies them once the write succeeded.
+//
+// The audit records of a change are part of its change record; the
+// Service forwards them to the event stream in the background (forward.go),
+// so a flooded event stream never holds up a catalog write. Statements
+// that change nothing are audited through Options.Audit before they are
+// answered.
+//
+// On a store shared with other processes (replicas), revisions are
+// assigned by the store: a batch planned against an older revision is
+// refused by it (CodeConflict), the Service applies the newer records and
+// plans the batch again. It follows the store (follow.go): polling its
+// newest revision and waking on its hints, and reports how stale it may
+// be (Staleness, Stale).
 type Service struct {
 	store   Store
+	events  EventStore
+	audit   AuditWriter
+	watcher Watcher // nil: the store is this process's alone
 	keyring *Keyring
 	log     zerolog.Logger
 	now     func() time.Time
 	max     int
+	opts    Options
 
 	mu    sync.RWMutex
 	model *Model
@@ -67,12 +116,18 @@ type Service struct {
 	dirty   atomic.Bool
 
 	queue   chan *writeReq
+	catchup chan struct{} // cap 1: the follower saw newer records
 	done    chan struct{}
-	stopped chan struct{}
+	stopped chan struct{} // the committer returned
+	bg      sync.WaitGroup
 	closeMu sync.Once
 
 	subMu sync.Mutex
 	subs  map[chan Revision]struct{}
+
+	fwd  forwarder
+	snap snapshotter
+	sync syncState
 }
 
 // Statement is one catalog change: its audit description and the planner
@@ -88,18 +143,23 @@ type Statement struct {
 type writeReq struct {
 	ctx   context.Context
 	stmts []Statement
-	block bool // a transaction block: a failure is a conflict (see blockConflict)
-	start time.Time
+	block bool      // a transaction block: a failure is a conflict (see blockConflict)
+	start time.Time // Options.Now, for the audit record's latency
+	enq   time.Time // the wall clock, for batching
 	res   chan writeRes
 }
 
 type writeRes struct {
 	rev Revision
 	err error
+	// audit holds the audit records of statements that changed nothing
+	// (refused ones included): the caller records them before answering.
+	audit []AuditEvent
 }
 
 // Open loads the catalog from the store (bootstrapping an empty store) and
-// starts the committer.
+// starts the committer, the forwarder of change audit records and, for a
+// shared store, the follower.
 func Open(ctx context.Context, o Options) (*Service, error) {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -107,91 +167,125 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
 	}
+	if o.SnapshotEvery <= 0 {
+		o.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if o.MaxStaleness <= 0 {
+		o.MaxStaleness = DefaultMaxStaleness
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
 	if o.Keyring == nil {
 		return nil, Errorf(CodeInvalidArgument, "catalog: a keyring is required")
 	}
-	s := &Service{store: o.Store, keyring: o.Keyring, log: o.Logger, now: o.Now, max: o.MaxBatch,
-		queue: make(chan *writeReq, 1024), done: make(chan struct{}), stopped: make(chan struct{}),
+	if o.Store == nil {
+		return nil, Errorf(CodeInvalidArgument, "catalog: a store is required")
+	}
+	if o.Events == nil {
+		ev, ok := o.Store.(EventStore)
+		if !ok {
+			return nil, Errorf(CodeInvalidArgument, "catalog: an event store is required")
+		}
+		o.Events = ev
+	}
+	if o.Audit == nil {
+		o.Audit = o.Events
+	}
+	s := &Service{store: o.Store, events: o.Events, audit: o.Audit, keyring: o.Keyring, log: o.Logger, now: o.Now,
+		max: o.MaxBatch, opts: o,
+		queue: make(chan *writeReq, 1024), catchup: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{}),
 		subs: map[chan Revision]struct{}{}}
-	m, err := Load(ctx, o.Store)
+	s.watcher, _ = o.Store.(Watcher)
+	loaded := time.Now()
+	st, changes, err := o.Store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := modelOf(st, changes)
 	if err != nil {
 		return nil, err
 	}
 	s.model = m
+	s.snap.last = st.Revision
+	mark, err := o.Events.AuditedRevision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if mark > m.rev {
+		s.log.Warn().Int64("event_store", int64(mark)).Int64("catalog", int64(m.rev)).
+			Msg("the event store holds the audit of catalog revisions this catalog does not have")
+	}
+	s.fwd.init(mark, m.rev)
+	s.sync.init(s, loaded)
 	go s.committer()
-	if m.metastore == 0 {
+	s.bg.Add(1)
+	go s.forwarder()
+	if s.watcher != nil {
+		s.bg.Add(1)
+		go s.follow()
+	}
+	// The committer (and the follower) run: read the Model under the lock.
+	var empty, old bool
+	s.Read(func(m *Model) { empty, old = m.metastore == 0, m.missingSystemTables() })
+	if empty {
 		if err := s.bootstrap(ctx, o.AdminVerifier); err != nil {
 			s.Close()
 			return nil, err
 		}
-	} else if m.missingSystemTables() {
+	} else if old {
 		// A catalog bootstrapped before the system tables existed.
 		_, err := s.Write(ctx, WriteRequest{Caller: Caller{Principal: AdminUser, Statement: "-- add system tables"}, Action: "UPGRADE"},
-			func(tx *Tx) error { return tx.addSystemTables() })
+			func(tx *Tx) error {
+				if !tx.m.missingSystemTables() { // another replica added them
+					tx.noAudit = true
+					return nil
+				}
+				return tx.addSystemTables()
+			})
 		if err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
+	if len(changes) >= o.SnapshotEvery {
+		s.maybeSnapshot(s.Revision())
+	}
 	return s, nil
 }
 
-// Load reads the whole catalog from a store into a new Model.
+// Load reads the whole catalog from a row store into a new Model.
 func Load(ctx context.Context, st Reader) (*Model, error) {
-	m := NewModel()
-	meta, err := st.Meta(ctx)
+	state, err := ReadState(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	ps, err := st.ListPrincipals(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for i := range ps {
-		p := ps[i]
-		m.putPrincipal(&p)
-	}
-	ms, err := st.ListMemberships(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, x := range ms {
-		m.addMember(x)
-	}
-	ss, err := st.ListSecurables(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(ss, func(i, j int) bool { return ss[i].ID < ss[j].ID }) // parents before children
-	for i := range ss {
-		x := ss[i]
-		m.putSecurable(&x)
-	}
-	gs, err := st.ListGrants(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, g := range gs {
-		m.addGrant(g)
-	}
-	m.rev = meta.Revision
-	if meta.NextID > m.nextID {
-		m.nextID = meta.NextID
-	}
-	return m, nil
+	return modelOf(state, nil)
 }
 
 func (s *Service) bootstrap(ctx context.Context, adminVerifier string) error {
 	_, err := s.Write(ctx, WriteRequest{Caller: Caller{Principal: AdminUser, Statement: "-- bootstrap"}, Action: "BOOTSTRAP"},
-		func(tx *Tx) error { return tx.bootstrap(adminVerifier) })
+		func(tx *Tx) error {
+			if tx.m.metastore != 0 { // another replica bootstrapped the store first
+				tx.noAudit = true
+				return nil
+			}
+			return tx.bootstrap(adminVerifier)
+		})
 	return err
 }
 
-// Close stops the committer; queued writes fail with CodeUnavailable.
+// Close stops the committer (queued writes fail with CodeUnavailable) and
+// the background work; the audit records of committed changes not yet
+// forwarded are forwarded first (for a few seconds at most: what is left
+// is forwarded at the next start). It does not close the stores.
 func (s *Service) Close() error {
 	s.closeMu.Do(func() {
 		close(s.done)
 		<-s.stopped
+		s.sync.stop()
+		s.bg.Wait()
+		s.flushForward(closeForwardTimeout)
 	})
 	return nil
 }
@@ -222,8 +316,46 @@ func (s *Service) Revision() Revision {
 // Keyring returns the keyring that seals connection secrets.
 func (s *Service) Keyring() *Keyring { return s.keyring }
 
-// Store returns the underlying store.
-func (s *Service) Store() Store { return s.store }
+// View is the committed catalog as rows and the audit events, as a store
+// would return them (Service.Store).
+type View interface {
+	Reader
+	AuditReader
+}
+
+// Store returns a View of the committed catalog (rows in the order of the
+// row stores) and of the event stream (after the audit records of every
+// committed change were forwarded to it), for tests and diagnostics.
+func (s *Service) Store() View { return view{s} }
+
+type view struct{ s *Service }
+
+func (v view) state() *State {
+	var st *State
+	v.s.Read(func(m *Model) { st = m.State() })
+	return st
+}
+
+func (v view) Meta(ctx context.Context) (Meta, error) {
+	st := v.state()
+	return Meta{Revision: st.Revision, NextID: st.NextID}, ctx.Err()
+}
+func (v view) ListPrincipals(ctx context.Context) ([]Principal, error) {
+	return v.state().Principals, ctx.Err()
+}
+func (v view) ListMemberships(ctx context.Context) ([]Membership, error) {
+	return v.state().Memberships, ctx.Err()
+}
+func (v view) ListSecurables(ctx context.Context) ([]Securable, error) {
+	return v.state().Securables, ctx.Err()
+}
+func (v view) ListGrants(ctx context.Context) ([]Grant, error) { return v.state().Grants, ctx.Err() }
+func (v view) ListAudit(ctx context.Context, since time.Time, limit int) ([]AuditEvent, error) {
+	if err := v.s.SyncAudit(ctx); err != nil {
+		return nil, err
+	}
+	return v.s.events.ListAudit(ctx, since, limit)
+}
 
 // Subscribe returns a channel that receives the new revision after every
 // commit (latest value only; slow receivers miss intermediate revisions but
@@ -271,7 +403,7 @@ func (s *Service) Write(ctx context.Context, req WriteRequest, fn func(tx *Tx) e
 // submit queues statements as one change for the committer and waits for
 // the outcome.
 func (s *Service) submit(ctx context.Context, stmts []Statement, block bool) (Revision, error) {
-	w := &writeReq{ctx: ctx, stmts: stmts, block: block, start: s.now(), res: make(chan writeRes, 1)}
+	w := &writeReq{ctx: ctx, stmts: stmts, block: block, start: s.now(), enq: time.Now(), res: make(chan writeRes, 1)}
 	select {
 	case s.queue <- w:
 	case <-ctx.Done():
@@ -280,16 +412,31 @@ func (s *Service) submit(ctx context.Context, stmts []Statement, block bool) (Re
 		return 0, Errorf(CodeUnavailable, "catalog is shutting down")
 	}
 	r := <-w.res // always wait: once queued the change may commit
+	if len(r.audit) > 0 {
+		if aerr := s.audit.AppendAudit(ctx, r.audit...); aerr != nil {
+			s.log.Error().Err(aerr).Str("action", r.audit[0].Action).Msg("could not audit a statement that changed nothing")
+			if r.err == nil { // no answer without its audit record
+				r.rev, r.err = 0, &Error{Code: CodeUnavailable, Msg: "the statement's audit record could not be written", Err: aerr}
+			}
+		}
+	}
 	return r.rev, r.err
 }
 
 func (s *Service) committer() {
 	defer close(s.stopped)
-	lastSize := 0
+	var (
+		lastSize int           // requests the last commit answered
+		lastEnd  time.Time     // when it answered them
+		lastDur  time.Duration // how long it took
+	)
 	for {
 		var first *writeReq
 		select {
 		case first = <-s.queue:
+		case <-s.catchup:
+			s.catchUp()
+			continue
 		case <-s.done:
 			for {
 				select {
@@ -301,45 +448,103 @@ func (s *Service) committer() {
 			}
 		}
 		batch := []*writeReq{first}
+		returning := 0 // requests sent after the last commit answered
+		if first.enq.After(lastEnd) {
+			returning++
+		}
 	drain:
 		for len(batch) < s.max {
 			select {
 			case w := <-s.queue:
 				batch = append(batch, w)
+				if w.enq.After(lastEnd) {
+					returning++
+				}
 			default:
 				break drain
 			}
 		}
-		// Clients answered by the last commit are about to send their next
-		// statement: wait a moment for them so one commit carries them all.
-		if len(batch) < lastSize && len(batch) < s.max {
-			t := time.NewTimer(groupWait)
+		// The clients answered by the last commit are about to send their
+		// next statement (those in the batch queued while it committed):
+		// wait a moment for them, so that one commit carries them all. The
+		// wait is bounded by half the last commit's time (a store with slow
+		// commits, PostgreSQL, gains most), and ends as soon as they are in.
+		if returning < lastSize && len(batch) < s.max {
+			t := time.NewTimer(min(maxGroupWait, max(groupWait, lastDur/2)))
 		wait:
-			for len(batch) < lastSize && len(batch) < s.max {
+			for returning < lastSize && len(batch) < s.max {
 				select {
 				case w := <-s.queue:
 					batch = append(batch, w)
+					if w.enq.After(lastEnd) {
+						returning++
+					}
 				case <-t.C:
 					break wait
 				}
 			}
 			t.Stop()
 		}
-		lastSize = len(batch)
+		// Another replica announced a newer revision: apply it before
+		// planning, so that the batch is not refused for a stale base.
+		if s.watcher != nil && s.watcher.Announced() > s.Revision() {
+			s.catchUp()
+		}
+		t0 := time.Now()
 		s.commitBatch(batch)
+		lastSize, lastEnd, lastDur = len(batch), time.Now(), time.Since(t0)
 	}
 }
 
-// groupWait bounds how long the committer waits to fill a batch.
-const groupWait = 200 * time.Microsecond
+// Bounds of the committer's wait to fill a batch.
+const (
+	groupWait    = 200 * time.Microsecond
+	maxGroupWait = 2 * time.Millisecond
+)
 
+// commitBatch commits a batch; one that loses the race to another writer
+// of a shared store is planned again on the newer catalog.
 func (s *Service) commitBatch(batch []*writeReq) {
-	results := make([]writeRes, len(batch))
+	for attempt := 1; ; attempt++ {
+		results, conflict := s.tryCommit(batch, attempt < maxAttempts)
+		if conflict {
+			s.catchUp()
+			if attempt < maxAttempts {
+				continue
+			}
+			results = make([]writeRes, len(batch))
+			for i := range results {
+				results[i].err = errLostRace(attempt)
+			}
+		}
+		for i, w := range batch {
+			w.res <- results[i]
+		}
+		return
+	}
+}
+
+// errLostRace is the error of statements whose batch lost the race to
+// other replicas' changes attempts times in a row.
+func errLostRace(attempts int) error {
+	return &Error{Code: CodeConflict, Msg: "could not serialize access due to concurrent update",
+		Detail: fmt.Sprintf("other replicas committed catalog changes first, %d times in a row; nothing was applied", attempts),
+		Hint:   "retry the statement"}
+}
+
+// tryCommit plans the batch against the committed catalog and appends its
+// changes to the store. conflict means another writer appended first:
+// nothing was applied and no one was answered. mayRetry: a failed
+// statement may be planned again if the store is ahead (else its error
+// stands).
+func (s *Service) tryCommit(batch []*writeReq, mayRetry bool) (results []writeRes, conflict bool) {
+	results = make([]writeRes, len(batch))
 	var (
-		undo   []op
-		ops    []op
-		events []AuditEvent
-		ok     []int
+		undo    []op
+		ops     []op
+		changes []Change
+		ok      []int
+		refused bool // a statement failed
 	)
 	s.mu.Lock()
 	s.cleanLocked()
@@ -370,7 +575,7 @@ func (s *Service) commitBatch(batch []*writeReq) {
 					results[i].err = blockConflict(k, st, err)
 				}
 				if !tx.noAudit {
-					events = append(events, s.auditEvent(w.start, st.Req, tx, 0, err))
+					results[i].audit = append(results[i].audit, s.auditEvent(w.start, st.Req, tx, 0, err))
 				}
 				failed = true
 				break
@@ -379,18 +584,31 @@ func (s *Service) commitBatch(batch []*writeReq) {
 			reqOps = append(reqOps, tx.ops...)
 		}
 		if failed {
+			refused = true
 			continue
 		}
 		if len(reqOps) > 0 {
 			rev++
-			undo = append(undo, reqUndo...)
-			ops = append(ops, reqOps...)
+		}
+		var events []AuditEvent
+		for k, tx := range txs {
+			if !tx.noAudit {
+				events = append(events, s.auditEvent(w.start, w.stmts[k].Req, tx, rev, nil))
+			}
 		}
 		results[i].rev = rev
 		ok = append(ok, i)
-		for k, tx := range txs {
-			events = append(events, s.auditEvent(w.start, w.stmts[k].Req, tx, rev, nil))
+		if len(reqOps) == 0 { // changed nothing: audited by the caller
+			results[i].audit = events
+			continue
 		}
+		undo = append(undo, reqUndo...)
+		ops = append(ops, reqOps...)
+		c := Change{Revision: rev, NextID: s.model.nextID, Ops: make([]ChangeOp, len(reqOps)), Audit: events}
+		for j, o := range reqOps {
+			c.Ops[j] = o.record()
+		}
+		changes = append(changes, c)
 	}
 	// Take the batch's effects out of the Model again while the store
 	// commits, so that readers never see an undurable change and are not
@@ -401,29 +619,33 @@ func (s *Service) commitBatch(batch []*writeReq) {
 	}
 	nextID := s.model.nextID
 	s.mu.Unlock()
-	var commitErr error
-	if len(events) > 0 || len(ops) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		commitErr = s.store.ReadWriteTx(ctx, func(ctx context.Context, stx RWTx) error {
-			for _, o := range ops {
-				if err := o.write(ctx, stx); err != nil {
-					return err
-				}
-			}
-			if len(events) > 0 {
-				if err := stx.AppendAudit(ctx, events...); err != nil {
-					return err
-				}
-			}
-			if rev != startRev {
-				return stx.SetMeta(ctx, Meta{Revision: rev, NextID: nextID})
-			}
-			return nil
-		})
-		cancel()
+	// A statement that failed on a shared catalog may have failed only
+	// because this replica has not yet applied another's change (an object
+	// created there a moment ago): if the database is ahead, plan again
+	// after catching up, as for a lost race.
+	if refused && mayRetry && s.watcher != nil && s.behind() {
+		return nil, true
+	}
+	if len(changes) == 0 {
+		return results, false
+	}
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	commitErr := s.store.Append(ctx, startRev, changes)
+	cancel()
+	if IsCode(commitErr, CodeConflict) {
+		return nil, true
 	}
 	s.mu.Lock()
 	s.cleanLocked() // a block may have been used while the store committed
+	if commitErr == nil {
+		for _, o := range ops {
+			o.apply(s.model)
+		}
+		s.model.rev = rev
+		s.model.nextID = max(s.model.nextID, nextID)
+	}
+	s.mu.Unlock()
 	if commitErr != nil {
 		s.log.Error().Err(commitErr).Int("statements", len(batch)).Msg("catalog commit failed")
 		err := commitErr
@@ -433,19 +655,22 @@ func (s *Service) commitBatch(batch []*writeReq) {
 		for _, i := range ok {
 			results[i] = writeRes{err: err}
 		}
-	} else {
-		for _, o := range ops {
-			o.apply(s.model)
-		}
-		s.model.rev = rev
+		return results, false
 	}
-	s.mu.Unlock()
-	if commitErr == nil && rev != startRev {
-		s.publish(rev)
-	}
-	for i, w := range batch {
-		w.res <- results[i]
-	}
+	s.sync.synced(started)
+	s.publish(rev)
+	s.forward(changes)
+	s.maybeSnapshot(rev)
+	return results, false
+}
+
+// behind reports whether the store's head is past the committed catalog
+// (false when the store cannot tell: the statement's own error stands).
+func (s *Service) behind() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	head, err := s.store.Head(ctx)
+	return err == nil && head > s.Revision()
 }
 
 // plan runs fn, converting a panic into an internal error so that one bad
@@ -489,7 +714,8 @@ func (s *Service) auditEvent(start time.Time, req WriteRequest, tx *Tx, rev Revi
 	return ev
 }
 
-// AppendAudit writes events outside a catalog change (e.g. failed logins).
+// AppendAudit writes events outside a catalog change (e.g. failed logins)
+// through Options.Audit.
 func (s *Service) AppendAudit(ctx context.Context, events ...AuditEvent) error {
-	return s.store.AppendAudit(ctx, events...)
+	return s.audit.AppendAudit(ctx, events...)
 }

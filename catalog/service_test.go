@@ -19,7 +19,7 @@ type gateStore struct {
 	release chan struct{}
 }
 
-func (g *gateStore) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx catalog.RWTx) error) error {
+func (g *gateStore) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
 	g.blockMu.Lock()
 	entered, release := g.entered, g.release
 	g.blockMu.Unlock()
@@ -30,7 +30,7 @@ func (g *gateStore) ReadWriteTx(ctx context.Context, fn func(ctx context.Context
 	if g.fail.Load() {
 		return catalog.Errorf(catalog.CodeUnavailable, "disk on fire")
 	}
-	return g.Store.ReadWriteTx(ctx, fn)
+	return g.Store.Append(ctx, base, changes)
 }
 
 func openGate(t *testing.T) (*catalog.Service, *gateStore) {

@@ -2,24 +2,191 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
-// The store is built from small roles (SpiceDB's datastore shape). Writes
-// happen only inside Store.ReadWriteTx; implementations translate driver
-// errors into *Error at the edge (CodeUnavailable, CodeInternal, ...).
-// Every implementation runs the conformance suite in catalog/storetest.
+// Storage is split by what each part needs:
+//
+//   - Store is the catalog's persistence. The catalog is loaded once, at
+//     start (the newest snapshot and the change records after it); then
+//     every committed change is appended as one record (Change) that holds
+//     its row changes and the audit records of its statements, so that a
+//     change and its audit are durable together; now and then the Service
+//     writes a snapshot, so that a start replays few records, and prunes
+//     the records the snapshot covers. Implementations: walstore (embedded:
+//     a log file and a snapshot file), pgstore (PostgreSQL, shared by
+//     replicas), memstore (tests).
+//   - EventStore is the event stream: audit events (gateway calls,
+//     decisions, refused statements), appended with group commit
+//     (AuditLog) under a backpressure of its own that never holds up a
+//     catalog write, and read by the system tables. The audit records of
+//     catalog changes reach it from the change records: the Service
+//     forwards them (AppendChangeAudit), and AuditedRevision says how far
+//     it got, so none is lost or doubled across a crash. Implementations:
+//     duckstore behind auditwal (embedded), memstore.
+//
+// Every implementation runs the conformance suite of its interface
+// (storetest.RunStore, storetest.RunEvents); implementations translate
+// driver errors into *Error at the edge (CodeUnavailable, CodeInternal,
+// CodeConflict, ...).
 
-// Meta is the store's bookkeeping row.
+// State is the whole catalog at one revision: what a snapshot holds and
+// what a start loads.
+type State struct {
+	Revision    Revision
+	NextID      ID // next free principal/securable ID
+	Principals  []Principal
+	Memberships []Membership
+	Securables  []Securable
+	Grants      []Grant
+}
+
+// Change is one committed catalog change: the record a Store appends. Its
+// Ops are the row changes in the order they apply; Audit holds the audit
+// records of the statements that made it (all with Revision set to the
+// change's revision).
+type Change struct {
+	Revision Revision     `json:"rev"`
+	NextID   ID           `json:"next_id"` // the next free ID after the change
+	Ops      []ChangeOp   `json:"ops"`
+	Audit    []AuditEvent `json:"audit,omitempty"`
+}
+
+// OpKind names the row change a ChangeOp makes.
+type OpKind string
+
+// Row changes. Deleting a principal removes the grants to it and the
+// memberships it is part of; deleting a securable removes the grants on
+// it (children are deleted by their own ops first).
+const (
+	OpPutPrincipal    OpKind = "put_principal"
+	OpDeletePrincipal OpKind = "delete_principal"
+	OpAddMember       OpKind = "add_member"
+	OpRemoveMember    OpKind = "remove_member"
+	OpPutSecurable    OpKind = "put_securable"
+	OpDeleteSecurable OpKind = "delete_securable"
+	OpAddGrant        OpKind = "add_grant"
+	OpRemoveGrant     OpKind = "remove_grant"
+)
+
+// ChangeOp is one row change of a Change. The field its Kind names is set.
+type ChangeOp struct {
+	Kind       OpKind      `json:"k"`
+	Principal  *Principal  `json:"p,omitempty"`
+	Membership *Membership `json:"m,omitempty"`
+	Securable  *Securable  `json:"s,omitempty"`
+	Grant      *Grant      `json:"g,omitempty"`
+	GrantKey   *GrantKey   `json:"gk,omitempty"`
+	ID         ID          `json:"id,omitempty"`
+}
+
+// Apply writes the op to a row store's transaction (memstore, the upgrade
+// of older data directories).
+func (o *ChangeOp) Apply(ctx context.Context, tx RWTx) error {
+	switch {
+	case o.Kind == OpPutPrincipal && o.Principal != nil:
+		return tx.PutPrincipal(ctx, *o.Principal)
+	case o.Kind == OpDeletePrincipal:
+		return tx.DeletePrincipal(ctx, o.ID)
+	case o.Kind == OpAddMember && o.Membership != nil:
+		return tx.AddMembership(ctx, *o.Membership)
+	case o.Kind == OpRemoveMember && o.Membership != nil:
+		return tx.RemoveMembership(ctx, *o.Membership)
+	case o.Kind == OpPutSecurable && o.Securable != nil:
+		return tx.PutSecurable(ctx, *o.Securable)
+	case o.Kind == OpDeleteSecurable:
+		return tx.DeleteSecurable(ctx, o.ID)
+	case o.Kind == OpAddGrant && o.Grant != nil:
+		return tx.AddGrant(ctx, *o.Grant)
+	case o.Kind == OpRemoveGrant && o.GrantKey != nil:
+		return tx.RemoveGrant(ctx, *o.GrantKey)
+	}
+	return Errorf(CodeInternal, "catalog: malformed change op %q", o.Kind)
+}
+
+// Store is the catalog's persistence (see above). Appends come from one
+// committer per process; a store shared by several processes (replicas)
+// serializes them itself and refuses a stale base with CodeConflict.
+type Store interface {
+	// Load returns the newest snapshot (an empty State at revision 0 for
+	// a new store) and the change records after it, oldest first.
+	Load(ctx context.Context) (*State, []Change, error)
+	// Head returns the revision of the newest change record (0 when none).
+	Head(ctx context.Context) (Revision, error)
+	// Append makes changes durable together (all or none) as revisions
+	// base+1, base+2, ... (their Revision fields say so). If the newest
+	// revision is not base (another writer appended first), nothing is
+	// written and the error has CodeConflict. An error of another code
+	// may leave the outcome unknown (a connection lost during the commit):
+	// the caller learns it from Changes.
+	Append(ctx context.Context, base Revision, changes []Change) error
+	// Changes returns up to limit change records after revision after,
+	// oldest first (none when after is the newest). If some of them were
+	// pruned the error is ErrPruned: load the newest snapshot instead.
+	Changes(ctx context.Context, after Revision, limit int) ([]Change, error)
+	// WriteSnapshot stores st durably. Its revision is one the store holds.
+	WriteSnapshot(ctx context.Context, st *State) error
+	// Prune lets the store drop the change records up to revision through,
+	// which a snapshot covers (it may keep them longer).
+	Prune(ctx context.Context, through Revision) error
+	// Close releases the store. Every later call fails with CodeUnavailable.
+	Close() error
+}
+
+// Watcher is implemented by stores that other processes append to as well
+// (replicas on one database). The Service then follows the store: it polls
+// Head and applies the records of other writers. Changed and Announced are
+// hints (coalesced, best effort: polling never depends on them).
+type Watcher interface {
+	// Changed returns a channel that is closed when a writer appended
+	// (call it again for the next one).
+	Changed() <-chan struct{}
+	// Announced returns the newest revision appends were announced at (0
+	// when none was): the committer catches up before it plans a batch
+	// that would otherwise be refused for a stale base.
+	Announced() Revision
+}
+
+// ErrPruned is returned by Store.Changes when records it was asked for
+// were pruned (a reader that fell far behind loads a snapshot instead).
+var ErrPruned = &Error{Code: CodeInternal, Msg: "catalog store: the change records asked for were pruned; load the newest snapshot"}
+
+// IsPruned reports whether err is ErrPruned.
+func IsPruned(err error) bool { return errors.Is(err, ErrPruned) }
+
+// EventStore is the event stream (see above).
+type EventStore interface {
+	AuditWriter // gateway calls, decisions, refused statements
+	AuditReader
+	// AuditedRevision returns the catalog revision through which the store
+	// holds the audit records of catalog changes.
+	AuditedRevision(ctx context.Context) (Revision, error)
+	// AppendChangeAudit appends the audit records of the catalog changes
+	// up to revision through and records through as the new
+	// AuditedRevision, atomically. Events of revisions the store already
+	// holds (Revision <= AuditedRevision) are skipped, so forwarding the
+	// same changes twice stores them once.
+	AppendChangeAudit(ctx context.Context, through Revision, events []AuditEvent) error
+	Close() error
+}
+
+// --- rows ---
+//
+// The roles below are the catalog as rows: how a row store (memstore, the
+// upgrade of data directories whose catalog lived in DuckDB tables)
+// applies change ops and reads them back.
+
+// Meta is a row store's bookkeeping row.
 type Meta struct {
 	Revision Revision // revision of the last committed change
 	NextID   ID       // next free principal/securable ID
 	// LogSeq is the sequence number of the last write-ahead-log record
-	// applied to this store (kept by catalog/walstore; 0 otherwise).
+	// applied to the rows (older data directories; 0 otherwise).
 	LogSeq int64
 }
 
-// Reader reads the committed catalog state.
+// Reader reads the committed catalog rows.
 type Reader interface {
 	Meta(ctx context.Context) (Meta, error)
 	ListPrincipals(ctx context.Context) ([]Principal, error)
@@ -59,6 +226,42 @@ type GrantWriter interface {
 	AddGrant(ctx context.Context, g Grant) error
 	RemoveGrant(ctx context.Context, k GrantKey) error
 }
+
+// RWTx is a read-write transaction of a row store.
+type RWTx interface {
+	Reader
+	PrincipalWriter
+	MembershipWriter
+	SecurableWriter
+	GrantWriter
+	AuditWriter
+	// SetMeta records the revision and the next free ID of this transaction.
+	SetMeta(ctx context.Context, m Meta) error
+}
+
+// ReadState reads every row of r into a State (sorted as Load expects).
+func ReadState(ctx context.Context, r Reader) (*State, error) {
+	meta, err := r.Meta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := &State{Revision: meta.Revision, NextID: meta.NextID}
+	if st.Principals, err = r.ListPrincipals(ctx); err != nil {
+		return nil, err
+	}
+	if st.Memberships, err = r.ListMemberships(ctx); err != nil {
+		return nil, err
+	}
+	if st.Securables, err = r.ListSecurables(ctx); err != nil {
+		return nil, err
+	}
+	if st.Grants, err = r.ListGrants(ctx); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// --- audit ---
 
 // AuditEvent is one audited action. Column names follow Databricks'
 // system.access.audit.
@@ -183,26 +386,76 @@ type AuditReader interface {
 	ListAudit(ctx context.Context, since time.Time, limit int) ([]AuditEvent, error)
 }
 
-// RWTx is a read-write transaction.
-type RWTx interface {
-	Reader
-	PrincipalWriter
-	MembershipWriter
-	SecurableWriter
-	GrantWriter
-	AuditWriter
-	// SetMeta records the revision and the next free ID of this transaction.
-	SetMeta(ctx context.Context, m Meta) error
+// Normalized returns a copy of c as every store returns it: times in UTC
+// truncated to microseconds (the precision of TIMESTAMPTZ), and nothing
+// shared with c that a later change of c could alter.
+func (c Change) Normalized() Change {
+	c.Ops = append([]ChangeOp(nil), c.Ops...)
+	for i := range c.Ops {
+		o := &c.Ops[i]
+		if o.Principal != nil {
+			p := *o.Principal
+			p.Created = utcMicro(p.Created)
+			o.Principal = &p
+		}
+		if o.Securable != nil {
+			s := o.Securable.clone()
+			s.Created = utcMicro(s.Created)
+			o.Securable = &s
+		}
+		if o.Membership != nil {
+			m := *o.Membership
+			o.Membership = &m
+		}
+		if o.Grant != nil {
+			g := *o.Grant
+			o.Grant = &g
+		}
+		if o.GrantKey != nil {
+			k := *o.GrantKey
+			o.GrantKey = &k
+		}
+	}
+	c.Audit = append([]AuditEvent(nil), c.Audit...)
+	for i := range c.Audit {
+		c.Audit[i].Time = utcMicro(c.Audit[i].Time)
+	}
+	return c
 }
 
-// Store is a durable catalog store.
-type Store interface {
-	Reader
-	AuditReader
-	AuditWriter // appends in its own durable transaction
-	// ReadWriteTx runs fn in a transaction and commits it durably (fsync'd)
-	// before returning. If fn returns an error the transaction is rolled back
-	// and that error is returned.
-	ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx RWTx) error) error
-	Close() error
+// Normalized returns a copy of st with its times in UTC truncated to
+// microseconds.
+func (st *State) Normalized() *State {
+	c := *st
+	c.Principals = append([]Principal(nil), st.Principals...)
+	for i := range c.Principals {
+		c.Principals[i].Created = utcMicro(c.Principals[i].Created)
+	}
+	c.Securables = make([]Securable, len(st.Securables))
+	for i := range st.Securables {
+		c.Securables[i] = st.Securables[i].clone()
+		c.Securables[i].Created = utcMicro(c.Securables[i].Created)
+	}
+	c.Memberships = append([]Membership(nil), st.Memberships...)
+	c.Grants = append([]Grant(nil), st.Grants...)
+	return &c
 }
+
+// clone copies s with its own Options and Secrets (nil stays nil, empty
+// stays empty).
+func (s *Securable) clone() Securable {
+	c := *s
+	c.full = ""
+	if s.Options != nil {
+		c.Options = make(map[string]string, len(s.Options))
+		for k, v := range s.Options {
+			c.Options[k] = v
+		}
+	}
+	if s.Secrets != nil {
+		c.Secrets = append([]byte{}, s.Secrets...)
+	}
+	return c
+}
+
+func utcMicro(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }

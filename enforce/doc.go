@@ -55,7 +55,10 @@
 // the transitive groups, the name indexes and the policies are prepared
 // after it, never on a request. DecideAt waits (bounded by the context and
 // Options.WaitTimeout) until a snapshot at the requested revision is
-// current, else ErrStale.
+// current, else ErrStale. A replica of a shared catalog that is past its
+// staleness bound (catalog.Service.Stale: it could not confirm for that
+// long that it has every committed change) denies every request, with the
+// staleness as the reason, until it catches up.
 //
 // Options.Policy (NewPolicyHook: the catalog's Rego policies) is consulted
 // only when the grants allow and a policy is attached to the securable or

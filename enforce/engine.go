@@ -198,6 +198,9 @@ func (e *Engine) Subscribe() (<-chan catalog.Revision, func()) {
 // always agrees with Decide(ctx, r).Allowed.
 func (e *Engine) Allowed(ctx context.Context, r Request) (bool, catalog.Revision) {
 	snap := e.snap.Load()
+	if e.svc.Stale() { // a replica behind its staleness bound fails closed
+		return false, snap.rev
+	}
 	ok, n := snap.allowed(&r)
 	if ok && e.opts.Policy != nil && snap.policyApplies(n) {
 		msgs, err := e.opts.Policy(ctx, snap, r)
@@ -214,6 +217,11 @@ func (e *Engine) Decide(ctx context.Context, r Request) Decision {
 }
 
 func (e *Engine) decide(ctx context.Context, snap *Snapshot, r Request) Decision {
+	if err := e.svc.StaleError(); err != nil { // a replica behind its staleness bound fails closed
+		// Contextual: it holds for this moment only, so that no gateway
+		// node caches the denial past the replica's catching up.
+		return Decision{Revision: snap.rev, Reason: err.Error(), Contextual: true}
+	}
 	d := snap.Decide(r)
 	if !d.Allowed || e.opts.Policy == nil && snap.guardOn == nil {
 		return d

@@ -2,21 +2,25 @@
 // SQL dialect, embedded into the binary.
 //
 // Each migration is a file named NNNN_name.sql (for example
-// duckdb/0001_init.sql). Versions start at 1 and have no gaps; LatestVersion
-// is the highest version, which every dialect must reach. A store applies the
-// migrations newer than the version recorded in its mandate_meta table, in
-// order, inside one transaction, and records the new schema_version there; it
-// refuses a database whose schema_version is above LatestVersion (written by a
-// newer Mandate).
+// duckdb/0001_init.sql). Versions start at 1 and have no gaps, per dialect:
+// duckdb/ is the embedded store (since version 4 the event stream only;
+// LatestVersion is its highest version), postgres/ the PostgreSQL store of
+// catalog/pgstore. A store applies the migrations newer than the version
+// recorded in its mandate_meta table, in order, inside one transaction, and
+// records the new schema_version there; it refuses a database whose
+// schema_version is above its newest migration (written by a newer Mandate).
+// PostgreSQL runs them under an advisory lock, so that replicas starting
+// together migrate once.
 //
-// The statements are written in SQL that DuckDB and PostgreSQL both accept
-// (TEXT, BIGINT, BOOLEAN, BYTEA, DOUBLE PRECISION, TIMESTAMPTZ, DATE), so a
-// postgres/ directory can start as a copy.
+// DuckDB tables:
 //
-// Tables:
-//
-//   - mandate_meta(key, value): schema_version, revision, next_id.
-//   - principals, memberships, securables, grants: the governance catalog.
+//   - mandate_meta(key, value): schema_version, log_seq (the last
+//     audit.wal record applied), audit_revision (catalog revision through
+//     which the audit records of catalog changes are in audit_events);
+//     revision and next_id are no longer kept (version 4).
+//   - principals, memberships, securables, grants: the governance catalog
+//     of data directories written before version 4 (the catalog has its
+//     own files since, catalog/walstore); the upgrade reads and empties them.
 //     grants and memberships have no unique constraint on purpose: DuckDB
 //     has raised "duplicate key" errors when a transaction deletes and
 //     re-inserts a key of a unique index, which revoking and re-granting in
@@ -26,6 +30,10 @@
 //     DuckDB 1.5).
 //   - audit_events: one column per catalog.AuditEvent field, named after
 //     Databricks' system.access.audit so it can be exposed under that name.
+//
+// PostgreSQL tables (postgres/0001_catalog.sql): mandate_catalog_head,
+// mandate_catalog_changes, mandate_catalog_snapshots and the function
+// mandate_catalog_append, which serializes writers.
 //
 // Migrations are never edited once released: a change is a new file.
 package schema

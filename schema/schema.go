@@ -10,13 +10,17 @@ import (
 	"strings"
 )
 
-// LatestVersion is the schema version this binary writes. Every dialect has
-// migrations 1..LatestVersion.
-const LatestVersion = 3
+// LatestVersion is the schema version of the embedded DuckDB store (the
+// event stream) this binary writes: duckdb/ has migrations
+// 1..LatestVersion.
+const LatestVersion = 4
 
-// Dialects.
+// Dialects: duckdb/ is the embedded event store (catalog/duckstore),
+// postgres/ the PostgreSQL store (catalog/pgstore). Their versions are
+// numbered independently.
 const (
-	DuckDB = "duckdb"
+	DuckDB     = "duckdb"
+	PostgreSQL = "postgres"
 )
 
 // Migration is one schema change.
@@ -26,21 +30,24 @@ type Migration struct {
 	SQL     string // one or more statements separated by semicolons
 }
 
-//go:embed duckdb/*.sql
+//go:embed duckdb/*.sql postgres/*.sql
 var files embed.FS
 
 // Migrations returns the migrations of a dialect sorted by version. It fails
 // for an unknown dialect.
 func Migrations(dialect string) ([]Migration, error) {
-	if dialect != DuckDB {
+	if dialect != DuckDB && dialect != PostgreSQL {
 		return nil, fmt.Errorf("schema: unknown SQL dialect %q", dialect)
 	}
 	ms, err := load(files, dialect)
 	if err != nil {
 		return nil, err
 	}
-	if len(ms) != LatestVersion {
+	if dialect == DuckDB && len(ms) != LatestVersion {
 		return nil, fmt.Errorf("schema: %s has migrations up to version %d, want LatestVersion = %d", dialect, len(ms), LatestVersion)
+	}
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("schema: %s has no migrations", dialect)
 	}
 	return ms, nil
 }

@@ -33,7 +33,7 @@ func TestMigrations(t *testing.T) {
 }
 
 func TestMigrationsUnknownDialect(t *testing.T) {
-	for _, d := range []string{"", "postgres", "DUCKDB", "sqlite"} {
+	for _, d := range []string{"", "postgresql", "DUCKDB", "sqlite"} {
 		if _, err := Migrations(d); err == nil {
 			t.Errorf("Migrations(%q): want an error", d)
 		}

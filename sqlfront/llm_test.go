@@ -214,12 +214,16 @@ func TestLLMSecretsNeverStored(t *testing.T) {
 	if !catalog.LooksLikeAccessToken(token) {
 		t.Fatalf("token %q", token)
 	}
-	// Nowhere in the store: not in the securables, not in the audit.
-	secs, err := f.Store.ListSecurables(t.Context())
+	// Nowhere in the stores: not in the catalog's snapshot or change
+	// records, not in the audit.
+	if err := f.Svc.WriteSnapshot(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	st, changes, err := f.Catalog.Load(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(secs)
+	b, _ := json.Marshal([]any{st, changes})
 	events, err := f.Store.ListAudit(t.Context(), time.Time{}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +231,7 @@ func TestLLMSecretsNeverStored(t *testing.T) {
 	a, _ := json.Marshal(events)
 	for _, secret := range []string{apiKey, token, token[len(catalog.AccessTokenPrefix):]} {
 		if strings.Contains(string(b), secret) {
-			t.Errorf("the store's securables hold %q", secret)
+			t.Errorf("the catalog's store holds %q", secret)
 		}
 		if strings.Contains(string(a), secret) {
 			t.Errorf("the audit holds %q", secret)

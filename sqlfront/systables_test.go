@@ -18,6 +18,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/duckstore"
+	"github.com/mandatehq/mandate/catalog/memstore"
 	"github.com/mandatehq/mandate/sqlfront"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
@@ -26,9 +27,24 @@ import (
 // mandate serve runs it.
 type sysFrontend struct {
 	*frontend
-	Store    *duckstore.Store
+	Store    *duckstore.Store // the event stream
+	Catalog  *memstore.Store  // the catalog's change records and snapshots
 	Engine   *duckstore.QueryEngine
 	Frontend *sqlfront.Frontend
+}
+
+// syncedEngine runs each query once the audit records of the catalog
+// changes committed before it are in the event store (serve does the same).
+type syncedEngine struct {
+	catalog.QueryEngine
+	svc *catalog.Service
+}
+
+func (e syncedEngine) Query(ctx context.Context, q catalog.Query, row func(values []any) error) error {
+	if err := e.svc.SyncAudit(ctx); err != nil {
+		return err
+	}
+	return e.QueryEngine.Query(ctx, q, row)
 }
 
 func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
@@ -52,7 +68,10 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 	_, _ = rand.Read(key)
 	kr, _ := catalog.NewKeyring(key)
 	v, _ := pgwire.MakeVerifier(adminPassword)
-	svc, err := catalog.Open(ctx, catalog.Options{Store: store, Keyring: kr, AdminVerifier: v})
+	// The catalog's change records in memory, the event stream in DuckDB
+	// (as served, without the log in front of it).
+	cat := memstore.New()
+	svc, err := catalog.Open(ctx, catalog.Options{Store: cat, Events: store, Keyring: kr, AdminVerifier: v})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -61,7 +80,7 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	fc := sqlfront.Config{Catalog: svc, Query: qe}
+	fc := sqlfront.Config{Catalog: svc, Query: syncedEngine{qe, svc}}
 	if o.frontend != nil {
 		o.frontend(&fc)
 	}
@@ -85,7 +104,7 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	p, _ := strconv.Atoi(port)
-	return &sysFrontend{frontend: &frontend{Addr: ln.Addr().String(), Host: "127.0.0.1", Port: p, Svc: svc}, Store: store, Engine: qe, Frontend: fe}
+	return &sysFrontend{frontend: &frontend{Addr: ln.Addr().String(), Host: "127.0.0.1", Port: p, Svc: svc}, Store: store, Catalog: cat, Engine: qe, Frontend: fe}
 }
 
 // seedAudit appends n audit events, one a minute back from now: user

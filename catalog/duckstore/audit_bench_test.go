@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
-	"github.com/mandatehq/mandate/catalog/walstore"
+	"github.com/mandatehq/mandate/catalog/auditwal"
 )
 
 // gatewayEvent is a typical audit record of one MCP tools/call through the
@@ -68,7 +68,7 @@ func benchAuditLog(b *testing.B, producers int, rate float64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	wal, err := walstore.Open(ctx, dir, duck, walstore.Options{})
+	wal, err := auditwal.Open(ctx, dir, duck, auditwal.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func benchAuditLog(b *testing.B, producers int, rate float64) {
 	wg.Wait()
 	produced := time.Since(start)
 	// Wait until DuckDB holds everything: a read applies what is pending.
-	if _, err := wal.ListPrincipals(ctx); err != nil {
+	if err := wal.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
 	total := time.Since(start)
@@ -160,7 +160,7 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkAuditTwoPhase is the gateway's two-phase audit of one call at a
-// paced rate (open loop) through AuditLog → walstore → DuckDB: the request
+// paced rate (open loop) through AuditLog → auditwal → DuckDB: the request
 // record is enqueued, the completion submitted 200 µs later (an upstream
 // call), as --audit-sync on and off both do. Reported: how long after its
 // enqueue the request record was durable (p50/p99/max): with
@@ -182,7 +182,7 @@ func benchTwoPhase(b *testing.B, rate float64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	wal, err := walstore.Open(ctx, dir, duck, walstore.Options{})
+	wal, err := auditwal.Open(ctx, dir, duck, auditwal.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func benchTwoPhase(b *testing.B, rate float64) {
 	if err := al.Sync(ctx); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := wal.ListPrincipals(ctx); err != nil { // applies what is pending
+	if err := wal.Flush(ctx); err != nil { // applies what is pending
 		b.Fatal(err)
 	}
 	b.StopTimer()

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
-	"github.com/mandatehq/mandate/catalog/walstore"
+	"github.com/mandatehq/mandate/catalog/auditwal"
 )
 
 // auditHelperEnv selects TestAuditHelperProcess and names its data dir.
@@ -24,7 +24,7 @@ const auditHelperEnv = "MANDATE_AUDIT_HELPER_DIR"
 
 // TestAuditHelperProcess is not a test: it is the child process of
 // TestAuditCrashDurability. It runs the production audit pipeline
-// (AuditLog → walstore → DuckDB) with 64 producers and prints "ok ID" for
+// (AuditLog → auditwal → DuckDB) with 64 producers and prints "ok ID" for
 // each event once Record returned for it, until it is killed.
 func TestAuditHelperProcess(t *testing.T) {
 	dir := os.Getenv(auditHelperEnv)
@@ -40,7 +40,7 @@ func TestAuditHelperProcess(t *testing.T) {
 	if err != nil {
 		fail(err)
 	}
-	wal, err := walstore.Open(ctx, dir, duck, walstore.Options{})
+	wal, err := auditwal.Open(ctx, dir, duck, auditwal.Options{})
 	if err != nil {
 		fail(err)
 	}
@@ -133,7 +133,7 @@ func TestAuditCrashDurability(t *testing.T) {
 	// What the crash left: the audit log's records not yet applied to
 	// DuckDB, and DuckDB's own WAL.
 	var logBytes, walBytes int64
-	if fi, err := os.Stat(filepath.Join(dir, walstore.FileName)); err == nil {
+	if fi, err := os.Stat(filepath.Join(dir, auditwal.FileName)); err == nil {
 		logBytes = fi.Size()
 	}
 	if fi, err := os.Stat(filepath.Join(dir, FileName+".wal")); err == nil {
@@ -142,10 +142,10 @@ func TestAuditCrashDurability(t *testing.T) {
 
 	ctx := t.Context()
 	duck := openT(t, dir)
-	wal, err := walstore.Open(ctx, dir, duck, walstore.Options{})
+	wal, err := auditwal.Open(ctx, dir, duck, auditwal.Options{})
 	must(t, err)
 	t.Cleanup(func() { _ = wal.Close() })
-	if _, err := wal.ListPrincipals(ctx); err != nil { // applies the replayed records
+	if err := wal.Flush(ctx); err != nil { // applies the replayed records
 		t.Fatal(err)
 	}
 	rows, err := duck.db.QueryContext(ctx, `SELECT event_id FROM audit_events`)

@@ -26,19 +26,21 @@ const (
 	helperDirEnv  = "MANDATE_DUCKSTORE_DIR"
 )
 
-// crashGrant is the grant the helper commits in transaction i.
-func crashGrant(i int) catalog.Grant {
-	return catalog.Grant{Securable: catalog.ID(i), Principal: 7, Privilege: catalog.PrivUseConnection, Grantor: 1}
+// crashEvent is the change audit record the helper commits in
+// transaction i.
+func crashEvent(i int) catalog.AuditEvent {
+	return catalog.AuditEvent{EventID: strconv.Itoa(i), Time: time.Unix(int64(i), 0).UTC(), Action: "GRANT", Revision: catalog.Revision(i)}
 }
 
 // TestHelperProcess is not a test: it is the child process of the crash
 // tests. Modes:
 //
-//   - commit: commit grants 1, 2, ... (with an audit event and the
-//     revision), printing "committed N" once ReadWriteTx returned for N;
+//   - commit: commit the change audit records of revisions 1, 2, ...
+//     (each with its AuditedRevision), printing "committed N" once
+//     AppendChangeAudit returned for N;
 //   - hold: open the store, print "open", wait;
-//   - fsync: open the store, create the file "before" next to it, commit a
-//     grant, create "after", exit without closing the store.
+//   - fsync: open the store, create the file "before" next to it, commit an
+//     event, create "after", exit without closing the store.
 //
 // It then waits for its standard input to close (it is killed first).
 func TestHelperProcess(t *testing.T) {
@@ -56,15 +58,7 @@ func TestHelperProcess(t *testing.T) {
 		fail(err)
 	}
 	commit := func(i int) error {
-		return s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
-			if err := tx.AddGrant(ctx, crashGrant(i)); err != nil {
-				return err
-			}
-			if err := tx.AppendAudit(ctx, catalog.AuditEvent{EventID: strconv.Itoa(i), Action: "GRANT", Revision: catalog.Revision(i)}); err != nil {
-				return err
-			}
-			return tx.SetMeta(ctx, catalog.Meta{Revision: catalog.Revision(i), NextID: 100})
-		})
+		return s.AppendChangeAudit(ctx, catalog.Revision(i), []catalog.AuditEvent{crashEvent(i)})
 	}
 	switch mode {
 	case "commit":
@@ -118,8 +112,8 @@ func helper(t *testing.T, mode, dir string) (*exec.Cmd, *bufio.Scanner) {
 	return cmd, bufio.NewScanner(stdout)
 }
 
-// TestCrashDurability kills (SIGKILL) a process that is committing grants
-// and checks that every grant it saw committed is there after reopening.
+// TestCrashDurability kills (SIGKILL) a process that is committing events
+// and checks that every event it saw committed is there after reopening.
 func TestCrashDurability(t *testing.T) {
 	dir := t.TempDir()
 	cmd, lines := helper(t, "commit", dir)
@@ -150,22 +144,19 @@ func TestCrashDurability(t *testing.T) {
 
 	s := openT(t, dir)
 	ctx := t.Context()
-	m, err := s.Meta(ctx)
-	must(t, err)
-	gs, err := s.ListGrants(ctx)
+	m, err := s.AuditedRevision(ctx)
 	must(t, err)
 	es, err := s.ListAudit(ctx, time.Time{}, 0)
 	must(t, err)
 	// Commits after the last one reported may or may not have made it, but
-	// all or nothing of each.
-	n := int(m.Revision)
-	if n < last || len(gs) != n || len(es) != n {
-		t.Fatalf("after the crash: revision %d, %d grants, %d audit events; want at least %d of each, all equal",
-			m.Revision, len(gs), len(es), last)
+	// all or nothing of each (the event with its mark).
+	n := int(m)
+	if n < last || len(es) != n {
+		t.Fatalf("after the crash: audited revision %d, %d audit events; want at least %d of each, equal", m, len(es), last)
 	}
 	for i := 1; i <= n; i++ {
-		if gs[i-1] != crashGrant(i) {
-			t.Fatalf("grant %d = %+v, want %+v", i, gs[i-1], crashGrant(i))
+		if es[i-1] != crashEvent(i) {
+			t.Fatalf("event %d = %+v, want %+v", i, es[i-1], crashEvent(i))
 		}
 	}
 	t.Logf("%d commits reported, %d recovered", last, n)
@@ -191,7 +182,7 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 
 // TestCommitFsyncsWAL traces the system calls of a process committing one
 // transaction and checks that the WAL was fsynced between the start of
-// ReadWriteTx and its return: a commit is durable against power loss, not
+// the write and its return: a commit is durable against power loss, not
 // only against a crash of the process.
 func TestCommitFsyncsWAL(t *testing.T) {
 	strace, err := exec.LookPath("strace")
@@ -230,6 +221,6 @@ func TestCommitFsyncsWAL(t *testing.T) {
 		}
 	}
 	if !synced {
-		t.Fatalf("no fsync of %s.wal while ReadWriteTx committed; trace:\n%s", FileName, b)
+		t.Fatalf("no fsync of %s.wal while a write committed; trace:\n%s", FileName, b)
 	}
 }

@@ -1,6 +1,11 @@
-// Package duckstore is the durable catalog.Store, kept in one DuckDB file:
-// dir/catalog.duckdb, with DuckDB's write-ahead log beside it
-// (catalog.duckdb.wal). It passes the conformance suite of catalog/storetest.
+// Package duckstore is the embedded event stream (catalog.EventStore), kept
+// in one DuckDB file: dir/catalog.duckdb, with DuckDB's write-ahead log
+// beside it (catalog.duckdb.wal). It passes storetest.RunEvents and
+// storetest.RunEventsDurability, alone and behind catalog/auditwal (the
+// production configuration: auditwal.Inner is implemented by LogSeq and
+// ApplyLog). The catalog itself is no longer kept here (catalog/walstore);
+// the tables it had in data directories written before are read once by
+// the upgrade (Legacy, FinishUpgrade in legacy.go).
 //
 // # Schema
 //
@@ -13,7 +18,7 @@
 //
 // # Durability
 //
-// ReadWriteTx returns nil only once the transaction is durable. DuckDB
+// A write returns nil only once its transaction is durable. DuckDB
 // appends a committing transaction to its WAL and fsyncs the WAL before
 // COMMIT returns; it has no setting that turns this off (no equivalent of
 // PostgreSQL's synchronous_commit or SQLite's synchronous). This was checked
@@ -22,7 +27,7 @@
 // strace is installed. TestCrashDurability kills a committing process with
 // SIGKILL and checks that every transaction it saw committed is recovered
 // from the WAL; TestAuditCrashDurability does the same for the audit
-// pipeline (catalog.AuditLog, walstore, DuckDB) under 64 producers.
+// pipeline (catalog.AuditLog, auditwal, DuckDB) under 64 producers.
 // Close checkpoints the WAL into the database file.
 //
 // One related setting differs from DuckDB's default: checkpoint_threshold,
@@ -36,21 +41,18 @@
 //
 // One *sql.DB holds a small pool of DuckDB connections (Options.MaxConns).
 // Reads outside a transaction run concurrently, each on a connection of the
-// pool, and see the last committed state (DuckDB's MVCC; each List call is
-// one snapshot, several calls may see different revisions). Write
+// pool, and see the last committed state (DuckDB's MVCC). Write
 // transactions run one at a time, under a lock whose wait honours ctx, on a
 // connection the store keeps for them; so DuckDB never sees two writers and
 // no transaction conflicts.
 //
 // DuckDB spends from 0.3 to 2 ms on each statement whatever its size, so a
-// transaction buffers its grant changes, as their net effect per grant key,
-// and its audit events. The grant changes are written (one DELETE and one
-// MERGE, fed by DuckDB query appenders) when something depends on them:
-// ListGrants, DeletePrincipal, DeleteSecurable or the commit; the audit
-// events (one table appender) at the commit. A transaction of a group commit
-// thus costs BEGIN, at most three appenders, SetMeta and COMMIT, however
-// many statements it carries. A failed write, buffered or not, aborts the
-// transaction: the commit then fails even if fn ignored the error.
+// transaction buffers its audit events and writes them at the commit with
+// one table appender (completions of rows written earlier: one UPDATE fed
+// by a query appender). A transaction of a group commit thus costs BEGIN,
+// one or two appenders, the bookkeeping (log_seq, audit_revision) and
+// COMMIT, however many events it carries. A failed write, buffered or not,
+// aborts the transaction: the commit then fails.
 //
 // # Hardening
 //
@@ -85,7 +87,7 @@
 // Store.QueryEngine (query.go) is the catalog.QueryEngine behind SQL over
 // system tables (sqlfront/systables): one trusted, already validated SELECT
 // at a time per connection of a pool of its own (so analytical queries do
-// not hold the catalog's connections), each in a READ ONLY transaction on
+// not hold the store's connections), each in a READ ONLY transaction on
 // the hardened database; ctx cancellation interrupts the running query.
 // Options.MemoryLimit (DuckDB's memory_limit, shared with the store) bounds
 // a query's hash tables, aggregate states and sorts, and its materialized

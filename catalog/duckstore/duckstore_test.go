@@ -116,7 +116,7 @@ func TestOpenTwiceInProcess(t *testing.T) {
 		t.Fatalf("second Open = %v, want CodeUnavailable 'already open'", err)
 	}
 	// The first store is unharmed.
-	if _, err := s.Meta(t.Context()); err != nil {
+	if _, err := s.AuditedRevision(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -125,35 +125,25 @@ func TestOpenTwiceInProcess(t *testing.T) {
 // the transaction runs.
 func TestIsolation(t *testing.T) {
 	s := openT(t, t.TempDir())
-	g := catalog.Grant{Securable: 1, Principal: 2, Privilege: catalog.PrivBrowse, Grantor: 3}
-	err := s.ReadWriteTx(t.Context(), func(ctx context.Context, tx catalog.RWTx) error {
-		must(t, tx.PutPrincipal(ctx, catalog.Principal{ID: 2, Name: "p", Kind: catalog.KindUser}))
-		must(t, tx.AddGrant(ctx, g))
-		must(t, tx.AppendAudit(ctx, catalog.AuditEvent{EventID: "e"}))
-		must(t, tx.SetMeta(ctx, catalog.Meta{Revision: 1, NextID: 3}))
-		gs, err := tx.ListGrants(ctx) // flushes the buffered grant
-		must(t, err)
-		if len(gs) != 1 {
-			t.Errorf("inside: %d grants", len(gs))
-		}
-		ps, err := s.ListPrincipals(ctx)
-		must(t, err)
-		gs, err = s.ListGrants(ctx)
-		must(t, err)
+	e := catalog.AuditEvent{EventID: "e", Revision: 1}
+	err := s.write(t.Context(), func(ctx context.Context, tx *writeTx) error {
+		must(t, tx.AppendAudit(ctx, e))
+		must(t, tx.flushAudit(ctx))
+		must(t, tx.setMeta(ctx, map[string]int64{"audit_revision": 1}))
 		es, err := s.ListAudit(ctx, time.Time{}, 0)
 		must(t, err)
-		m, err := s.Meta(ctx)
+		m, err := s.AuditedRevision(ctx)
 		must(t, err)
-		if len(ps) != 0 || len(gs) != 0 || len(es) != 0 || m != (catalog.Meta{}) {
-			t.Errorf("outside the transaction: %v %v %v %+v, want nothing", ps, gs, es, m)
+		if len(es) != 0 || m != 0 {
+			t.Errorf("outside the transaction: %v %d, want nothing", es, m)
 		}
 		return nil
 	})
 	must(t, err)
-	gs, err := s.ListGrants(t.Context())
+	es, err := s.ListAudit(t.Context(), time.Time{}, 0)
 	must(t, err)
-	if len(gs) != 1 || gs[0] != g {
-		t.Errorf("after commit: %v", gs)
+	if len(es) != 1 || es[0].EventID != "e" {
+		t.Errorf("after commit: %v", es)
 	}
 }
 
@@ -164,73 +154,60 @@ func TestFailedWriteAbortsTransaction(t *testing.T) {
 	bad := "\xff\xfe not UTF-8" // DuckDB refuses invalid UTF-8 in VARCHAR
 	tests := []struct {
 		name      string
-		write     func(ctx context.Context, tx catalog.RWTx) error
+		write     func(ctx context.Context, tx *writeTx) error
 		immediate bool
 	}{
-		{"buffered grant", func(ctx context.Context, tx catalog.RWTx) error {
-			return tx.AddGrant(ctx, catalog.Grant{Securable: 1, Principal: 1, Privilege: catalog.Privilege(bad)})
-		}, false},
-		{"buffered audit", func(ctx context.Context, tx catalog.RWTx) error {
+		{"buffered audit", func(ctx context.Context, tx *writeTx) error {
 			return tx.AppendAudit(ctx, catalog.AuditEvent{EventID: bad})
 		}, false},
-		{"statement", func(ctx context.Context, tx catalog.RWTx) error {
-			return tx.PutPrincipal(ctx, catalog.Principal{ID: 5, Name: bad})
+		{"statement", func(ctx context.Context, tx *writeTx) error {
+			return tx.exec(ctx, "bad", "UPDATE mandate_meta SET value = 'x' WHERE key = 'log_seq'")
 		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openT(t, t.TempDir())
 			var writeErr, nextErr error
-			err := s.ReadWriteTx(t.Context(), func(ctx context.Context, tx catalog.RWTx) error {
-				must(t, tx.SetMeta(ctx, catalog.Meta{Revision: 1, NextID: 1}))
+			err := s.write(t.Context(), func(ctx context.Context, tx *writeTx) error {
+				must(t, tx.setMeta(ctx, map[string]int64{"audit_revision": 1}))
 				writeErr = tt.write(ctx, tx)
-				nextErr = tx.SetMeta(ctx, catalog.Meta{Revision: 2, NextID: 2})
+				nextErr = tx.setMeta(ctx, map[string]int64{"audit_revision": 2})
 				return nil // ignore the errors
 			})
 			if tt.immediate && (writeErr == nil || nextErr == nil) {
 				t.Fatalf("write: %v, next call: %v; want both to fail", writeErr, nextErr)
 			}
 			if err == nil {
-				t.Fatal("ReadWriteTx committed a transaction with a failed write")
+				t.Fatal("write committed a transaction with a failed write")
 			}
 			if catalog.CodeOf(err) != catalog.CodeInternal {
-				t.Errorf("ReadWriteTx = %v, want CodeInternal", err)
+				t.Errorf("write = %v, want CodeInternal", err)
 			}
-			m, err := s.Meta(t.Context())
-			must(t, err)
-			if m != (catalog.Meta{}) {
-				t.Errorf("Meta = %+v after the failed transaction", m)
+			if m, err := s.AuditedRevision(t.Context()); err != nil || m != 0 {
+				t.Errorf("AuditedRevision = %d, %v after the failed transaction", m, err)
 			}
 			// The store goes on.
-			must(t, s.ReadWriteTx(t.Context(), func(ctx context.Context, tx catalog.RWTx) error {
-				return tx.SetMeta(ctx, catalog.Meta{Revision: 1, NextID: 1})
-			}))
+			must(t, s.AppendChangeAudit(t.Context(), 1, nil))
 		})
 	}
 }
 
 func TestTxUsedAfterFinish(t *testing.T) {
 	s := openT(t, t.TempDir())
-	var kept catalog.RWTx
-	must(t, s.ReadWriteTx(t.Context(), func(ctx context.Context, tx catalog.RWTx) error { kept = tx; return nil }))
+	var kept *writeTx
+	must(t, s.write(t.Context(), func(ctx context.Context, tx *writeTx) error { kept = tx; return nil }))
 	ctx := t.Context()
-	g := catalog.Grant{Securable: 1, Principal: 1, Privilege: catalog.PrivAll}
 	for name, err := range map[string]error{
-		"AddGrant":    kept.AddGrant(ctx, g),
 		"AppendAudit": kept.AppendAudit(ctx, catalog.AuditEvent{}),
-		"SetMeta":     kept.SetMeta(ctx, catalog.Meta{Revision: 9}),
-		"Meta":        func() error { _, err := kept.Meta(ctx); return err }(),
+		"setMeta":     kept.setMeta(ctx, map[string]int64{"audit_revision": 9}),
+		"metaValue":   func() error { _, err := kept.metaValue(ctx, "log_seq"); return err }(),
 	} {
 		if err == nil {
 			t.Errorf("%s on a finished transaction succeeded", name)
 		}
 	}
-	m, err := s.Meta(ctx)
-	must(t, err)
-	gs, err := s.ListGrants(ctx)
-	must(t, err)
-	if m != (catalog.Meta{}) || len(gs) != 0 {
-		t.Errorf("a finished transaction wrote: %+v %v", m, gs)
+	if m, err := s.AuditedRevision(ctx); err != nil || m != 0 {
+		t.Errorf("a finished transaction wrote: %d, %v", m, err)
 	}
 }
 

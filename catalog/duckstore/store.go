@@ -93,7 +93,7 @@ type Store struct {
 	auditAppended atomic.Int64
 }
 
-var _ catalog.Store = (*Store)(nil)
+var _ catalog.EventStore = (*Store)(nil)
 
 // hardening is the DuckDB configuration applied when the database opens. It
 // keeps the catalog file, which holds sealed secrets, from being used to
@@ -363,14 +363,14 @@ func (s *Store) lockWrite(ctx context.Context) error {
 
 func (s *Store) unlockWrite() { <-s.wlock }
 
-// ReadWriteTx runs fn in a transaction and commits it; DuckDB writes and
-// fsyncs its WAL before COMMIT returns, so the change is durable when
-// ReadWriteTx returns nil. Write transactions run one at a time; waiting for
-// the previous one honours ctx. If fn returns an error (or panics) the
-// transaction is rolled back and the error is returned unchanged. If ctx is
-// done before the commit, or a write of fn failed (even if fn ignored the
-// error), the transaction is rolled back and an error is returned.
-func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx catalog.RWTx) error) error {
+// write runs fn in a transaction and commits it; DuckDB writes and fsyncs
+// its WAL before COMMIT returns, so the change is durable when write
+// returns nil. Write transactions run one at a time; waiting for the
+// previous one honours ctx. If fn returns an error (or panics) the
+// transaction is rolled back and the error is returned unchanged. If ctx
+// is done before the commit, or a write of fn failed (even if fn ignored
+// the error), the transaction is rolled back and an error is returned.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *writeTx) error) error {
 	if err := s.lockWrite(ctx); err != nil {
 		return err
 	}
@@ -378,7 +378,7 @@ func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx
 	if _, err := s.wconn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return translate(ctx, "begin transaction", err)
 	}
-	tx := &rwTx{conn: s.wconn}
+	tx := &writeTx{conn: s.wconn}
 	defer func() {
 		if !tx.finished { // fn failed or panicked, or the commit was refused
 			tx.finished = true
@@ -389,7 +389,7 @@ func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx
 	if err := fn(ctx, tx); err != nil {
 		return err
 	}
-	if err := tx.flush(ctx); err != nil { // the buffered grant changes and audit events
+	if err := tx.flush(ctx); err != nil { // the buffered audit events
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -405,58 +405,87 @@ func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx
 	return nil
 }
 
-// AppendAudit appends events in a transaction of their own.
+// AppendAudit implements catalog.AuditWriter: events in a transaction of
+// their own.
 func (s *Store) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
 	if s.closed.Load() {
 		return errClosed()
 	}
+	if err := ctx.Err(); err != nil {
+		return translate(ctx, "append audit events", err)
+	}
 	if len(events) == 0 {
 		return nil
 	}
-	return s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
-		return tx.AppendAudit(ctx, events...)
+	return s.write(ctx, func(ctx context.Context, tx *writeTx) error { return tx.AppendAudit(ctx, events...) })
+}
+
+// AuditedRevision implements catalog.EventStore.
+func (s *Store) AuditedRevision(ctx context.Context) (catalog.Revision, error) {
+	if s.closed.Load() {
+		return 0, errClosed()
+	}
+	v, err := metaValue(ctx, s.db, "audit_revision")
+	return catalog.Revision(v), err
+}
+
+// AppendChangeAudit implements catalog.EventStore.
+func (s *Store) AppendChangeAudit(ctx context.Context, through catalog.Revision, events []catalog.AuditEvent) error {
+	if s.closed.Load() {
+		return errClosed()
+	}
+	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+		mark, err := tx.metaValue(ctx, "audit_revision")
+		if err != nil {
+			return err
+		}
+		var keep []catalog.AuditEvent
+		for _, e := range events {
+			if int64(e.Revision) > mark {
+				keep = append(keep, e)
+			}
+		}
+		if err := tx.AppendAudit(ctx, keep...); err != nil {
+			return err
+		}
+		if int64(through) > mark {
+			return tx.setMeta(ctx, map[string]int64{"audit_revision": int64(through)})
+		}
+		return nil
 	})
 }
 
-// Meta returns the committed bookkeeping row.
-func (s *Store) Meta(ctx context.Context) (catalog.Meta, error) {
+// LogSeq returns the sequence number of the last catalog/auditwal record
+// applied (auditwal.Inner).
+func (s *Store) LogSeq(ctx context.Context) (int64, error) {
 	if s.closed.Load() {
-		return catalog.Meta{}, errClosed()
+		return 0, errClosed()
 	}
-	return readMeta(ctx, s.db)
+	return metaValue(ctx, s.db, "log_seq")
 }
 
-// ListPrincipals returns the committed principals ordered by ID.
-func (s *Store) ListPrincipals(ctx context.Context) ([]catalog.Principal, error) {
+// ApplyLog appends events, raises the AuditedRevision to mark and records
+// seq as the last log record applied, in one transaction (auditwal.Inner).
+func (s *Store) ApplyLog(ctx context.Context, seq int64, events []catalog.AuditEvent, mark catalog.Revision) error {
 	if s.closed.Load() {
-		return nil, errClosed()
+		return errClosed()
 	}
-	return listPrincipals(ctx, s.db)
-}
-
-// ListMemberships returns the committed memberships ordered by group, member.
-func (s *Store) ListMemberships(ctx context.Context) ([]catalog.Membership, error) {
-	if s.closed.Load() {
-		return nil, errClosed()
-	}
-	return listMemberships(ctx, s.db)
-}
-
-// ListSecurables returns the committed securables ordered by ID.
-func (s *Store) ListSecurables(ctx context.Context) ([]catalog.Securable, error) {
-	if s.closed.Load() {
-		return nil, errClosed()
-	}
-	return listSecurables(ctx, s.db)
-}
-
-// ListGrants returns the committed grants ordered by securable, principal,
-// privilege.
-func (s *Store) ListGrants(ctx context.Context) ([]catalog.Grant, error) {
-	if s.closed.Load() {
-		return nil, errClosed()
-	}
-	return listGrants(ctx, s.db)
+	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+		if err := tx.AppendAudit(ctx, events...); err != nil {
+			return err
+		}
+		kv := map[string]int64{"log_seq": seq}
+		if mark > 0 {
+			old, err := tx.metaValue(ctx, "audit_revision")
+			if err != nil {
+				return err
+			}
+			if int64(mark) > old {
+				kv["audit_revision"] = int64(mark)
+			}
+		}
+		return tx.setMeta(ctx, kv)
+	})
 }
 
 // ListAudit returns up to limit events (all when limit <= 0) whose time is at

@@ -23,9 +23,9 @@ func openT(t *testing.T, dir string) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.RunConformance(t, func(t *testing.T) catalog.Store { return openT(t, t.TempDir()) })
+	storetest.RunEvents(t, func(t *testing.T) catalog.EventStore { return openT(t, t.TempDir()) })
 }
 
 func TestDurability(t *testing.T) {
-	storetest.RunDurability(t, func(t *testing.T, dir string) catalog.Store { return openT(t, dir) })
+	storetest.RunEventsDurability(t, func(t *testing.T, dir string) catalog.EventStore { return openT(t, dir) })
 }

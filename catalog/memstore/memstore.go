@@ -4,17 +4,22 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
 )
 
-// Store is an in-memory catalog.Store.
+// Store is an in-memory catalog.Store, catalog.EventStore and row store.
 type Store struct {
 	mu     sync.RWMutex
 	wlock  chan struct{} // one writer at a time; waiting honours ctx
 	closed bool
 	d      data
+
+	// changed is closed (and replaced) at every Append (catalog.Watcher).
+	changed   chan struct{}
+	announced atomic.Int64
 }
 
 func norm(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
@@ -26,14 +31,216 @@ type data struct {
 	securables map[catalog.ID]catalog.Securable
 	grants     map[catalog.GrantKey]catalog.Grant
 	audit      []catalog.AuditEvent
+
+	// changes are the change records after pruned, oldest first.
+	changes []catalog.Change
+	pruned  catalog.Revision
+	// snapshot is the revision of the newest snapshot written.
+	snapshot catalog.Revision
+	// audited is the event stream's AuditedRevision.
+	audited catalog.Revision
+	logSeq  int64
 }
 
-var _ catalog.Store = (*Store)(nil)
+var (
+	_ catalog.Store      = (*Store)(nil)
+	_ catalog.EventStore = (*Store)(nil)
+	_ catalog.Watcher    = (*Store)(nil)
+)
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{wlock: make(chan struct{}, 1), d: data{principals: map[catalog.ID]catalog.Principal{}, members: map[catalog.Membership]struct{}{},
-		securables: map[catalog.ID]catalog.Securable{}, grants: map[catalog.GrantKey]catalog.Grant{}}}
+	return &Store{wlock: make(chan struct{}, 1), changed: make(chan struct{}),
+		d: data{principals: map[catalog.ID]catalog.Principal{}, members: map[catalog.Membership]struct{}{},
+			securables: map[catalog.ID]catalog.Securable{}, grants: map[catalog.GrantKey]catalog.Grant{}}}
+}
+
+// --- catalog.Store ---
+
+// Load implements catalog.Store: the rows at the newest revision, no
+// change records after them.
+func (s *Store) Load(ctx context.Context) (st *catalog.State, changes []catalog.Change, err error) {
+	err = s.read(ctx, func(d *data) {
+		st = &catalog.State{Revision: d.meta.Revision, NextID: d.meta.NextID, Principals: d.listPrincipals(),
+			Memberships: d.listMemberships(), Securables: d.listSecurables(), Grants: d.listGrants()}
+	})
+	return st, nil, err
+}
+
+// Head implements catalog.Store.
+func (s *Store) Head(ctx context.Context) (rev catalog.Revision, err error) {
+	err = s.read(ctx, func(d *data) { rev = d.meta.Revision })
+	return rev, err
+}
+
+// Append implements catalog.Store: the changes' ops are applied to the
+// rows, and the records kept for Changes.
+func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
+	if len(changes) == 0 {
+		return ctx.Err()
+	}
+	err := s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
+		t := tx.(*rwtx)
+		if t.d.meta.Revision != base {
+			return catalog.Errorf(catalog.CodeConflict, "catalog store: revision %d is no longer the newest (%d is)", base, t.d.meta.Revision)
+		}
+		meta := t.d.meta
+		for i := range changes {
+			c := &changes[i]
+			if c.Revision != meta.Revision+1 {
+				return catalog.Errorf(catalog.CodeInternal, "catalog store: change %d does not follow revision %d", c.Revision, meta.Revision)
+			}
+			for j := range c.Ops {
+				if err := c.Ops[j].Apply(ctx, tx); err != nil {
+					return err
+				}
+			}
+			meta.Revision, meta.NextID = c.Revision, max(meta.NextID, c.NextID)
+		}
+		if err := tx.SetMeta(ctx, meta); err != nil {
+			return err
+		}
+		n := len(t.d.changes)
+		for i := range changes {
+			t.d.changes = append(t.d.changes, cloneChange(changes[i]))
+		}
+		t.undo = append(t.undo, func() { t.d.changes = t.d.changes[:n] })
+		return nil
+	})
+	if err == nil {
+		s.mu.Lock()
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.announced.Store(int64(changes[len(changes)-1].Revision))
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// Announced implements catalog.Watcher.
+func (s *Store) Announced() catalog.Revision { return catalog.Revision(s.announced.Load()) }
+
+// cloneChange copies c as the store keeps it.
+func cloneChange(c catalog.Change) catalog.Change { return c.Normalized() }
+
+// Changes implements catalog.Store.
+func (s *Store) Changes(ctx context.Context, after catalog.Revision, limit int) (out []catalog.Change, err error) {
+	pruned := false
+	err = s.read(ctx, func(d *data) {
+		if after >= d.meta.Revision {
+			return
+		}
+		if after < d.pruned {
+			pruned = true
+			return
+		}
+		for _, c := range d.changes {
+			if c.Revision > after {
+				out = append(out, cloneChange(c))
+				if limit > 0 && len(out) >= limit {
+					break
+				}
+			}
+		}
+	})
+	if err == nil && pruned {
+		err = catalog.ErrPruned
+	}
+	return out, err
+}
+
+// WriteSnapshot implements catalog.Store (the rows are the snapshot).
+func (s *Store) WriteSnapshot(ctx context.Context, st *catalog.State) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if st.Revision > s.d.meta.Revision {
+		return catalog.Errorf(catalog.CodeInvalidArgument, "catalog store: snapshot of revision %d beyond the newest (%d)", st.Revision, s.d.meta.Revision)
+	}
+	s.d.snapshot = max(s.d.snapshot, st.Revision)
+	return nil
+}
+
+// Prune implements catalog.Store.
+func (s *Store) Prune(ctx context.Context, through catalog.Revision) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	through = min(through, s.d.snapshot)
+	if through <= s.d.pruned {
+		return nil
+	}
+	i := 0
+	for i < len(s.d.changes) && s.d.changes[i].Revision <= through {
+		i++
+	}
+	s.d.changes = append([]catalog.Change(nil), s.d.changes[i:]...)
+	s.d.pruned = through
+	return nil
+}
+
+// Changed implements catalog.Watcher: the channel is closed at the next
+// Append.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
+}
+
+// --- catalog.EventStore ---
+
+// AuditedRevision implements catalog.EventStore.
+func (s *Store) AuditedRevision(ctx context.Context) (rev catalog.Revision, err error) {
+	err = s.read(ctx, func(d *data) { rev = d.audited })
+	return rev, err
+}
+
+// AppendChangeAudit implements catalog.EventStore.
+func (s *Store) AppendChangeAudit(ctx context.Context, through catalog.Revision, events []catalog.AuditEvent) error {
+	return s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
+		t := tx.(*rwtx)
+		old := t.d.audited
+		var keep []catalog.AuditEvent
+		for _, e := range events {
+			if e.Revision > old {
+				keep = append(keep, e)
+			}
+		}
+		if err := tx.AppendAudit(ctx, keep...); err != nil {
+			return err
+		}
+		if through > old {
+			t.d.audited = through
+			t.undo = append(t.undo, func() { t.d.audited = old })
+		}
+		return nil
+	})
+}
+
+// LogSeq returns the log sequence set by ApplyLog (catalog/auditwal).
+func (s *Store) LogSeq(ctx context.Context) (seq int64, err error) {
+	err = s.read(ctx, func(d *data) { seq = d.logSeq })
+	return seq, err
+}
+
+// ApplyLog appends events (completions applied in order), raises the
+// AuditedRevision to mark and sets the log sequence, together
+// (catalog/auditwal's inner store).
+func (s *Store) ApplyLog(ctx context.Context, seq int64, events []catalog.AuditEvent, mark catalog.Revision) error {
+	return s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
+		t := tx.(*rwtx)
+		if err := tx.AppendAudit(ctx, events...); err != nil {
+			return err
+		}
+		oldMark, oldSeq := t.d.audited, t.d.logSeq
+		t.d.audited, t.d.logSeq = max(oldMark, mark), seq
+		t.undo = append(t.undo, func() { t.d.audited, t.d.logSeq = oldMark, oldSeq })
+		return nil
+	})
 }
 
 func (s *Store) check(ctx context.Context) error {

@@ -8,6 +8,10 @@ import (
 	"github.com/mandatehq/mandate/catalog/storetest"
 )
 
-func TestConformance(t *testing.T) {
-	storetest.RunConformance(t, func(t *testing.T) catalog.Store { return memstore.New() })
+func TestStore(t *testing.T) {
+	storetest.RunStore(t, func(t *testing.T) catalog.Store { return memstore.New() })
+}
+
+func TestEvents(t *testing.T) {
+	storetest.RunEvents(t, func(t *testing.T) catalog.EventStore { return memstore.New() })
 }

@@ -1,39 +1,60 @@
-// Package storetest is the conformance suite every catalog.Store
-// implementation runs (in the manner of SpiceDB's datastore tests):
+// Package storetest holds the conformance suites of the two storage
+// interfaces of package catalog (in the manner of SpiceDB's datastore
+// tests); every implementation runs the suite of its interface:
 //
-//	func TestConformance(t *testing.T) {
-//		storetest.RunConformance(t, func(t *testing.T) catalog.Store { ... new empty store ... })
+//	func TestStore(t *testing.T) {
+//		storetest.RunStore(t, func(t *testing.T) catalog.Store { ... new empty store ... })
 //	}
-//	func TestDurability(t *testing.T) {
-//		storetest.RunDurability(t, func(t *testing.T, dir string) catalog.Store { ... open dir ... })
+//	func TestStoreDurability(t *testing.T) {
+//		storetest.RunStoreDurability(t, func(t *testing.T, dir string) catalog.Store { ... open dir ... })
+//	}
+//	func TestEvents(t *testing.T) {
+//		storetest.RunEvents(t, func(t *testing.T) catalog.EventStore { ... })
+//	}
+//	func TestEventsDurability(t *testing.T) {
+//		storetest.RunEventsDurability(t, func(t *testing.T, dir string) catalog.EventStore { ... })
 //	}
 //
-// Besides catalog/store.go, the suite pins down what the contract leaves
-// open, so that every implementation behaves alike:
+// Catalog persistence (catalog.Store). Besides catalog/store.go, the suite
+// pins down what the contract leaves open:
 //
-//   - an empty store has the zero Meta and no rows;
-//   - List* return rows in a fixed order: principals and securables by ID,
-//     memberships by (Group, Member), grants by (Securable, Principal,
-//     Privilege); an empty result may be nil;
-//   - deleting a missing principal or securable is a no-op; grants made BY a
-//     deleted principal (Grantor) are kept;
-//   - AddGrant of an existing key adds nothing but sets the grantor (as the
-//     catalog Model does); removing and re-adding the same grant or
-//     membership in one transaction works;
-//   - Securable.Options and Secrets round-trip exactly: nil stays nil, an
-//     empty map or slice stays empty;
-//   - times come back in UTC, truncated to microseconds;
-//   - ListAudit(since, limit) returns the events at or after since (all for
-//     the zero time), oldest first, at most limit of them (all for limit <= 0);
-//   - the error fn returns from ReadWriteTx comes back unchanged; a panic in
-//     fn rolls back and propagates;
+//   - a new store loads as an empty State at revision 0 with no records;
+//   - what Load returns, replayed (catalog.Replay), is the catalog of every
+//     appended change, also after WriteSnapshot and Prune and, for
+//     RunStoreDurability, after reopening;
+//   - Changes returns the records as appended (times in UTC, truncated to
+//     microseconds; Options and Secrets round-trip exactly: nil stays nil,
+//     an empty map or slice stays empty), oldest first, never with a gap:
+//     records pruned are ErrPruned;
+//   - securables of every type (the AI gateway's included: model
+//     services, access tokens, rate limits, budgets, tool pins, policies)
+//     are generic rows: options, secrets and grants of any privilege
+//     round-trip, in records and snapshots, and so do the usage, payload,
+//     trace and guardrail columns of a record's audit events;
+//   - Append with a base that is not the newest revision fails with
+//     CodeConflict and writes nothing; of concurrent appends on one base
+//     exactly one succeeds;
 //   - after Close every method fails with a *catalog.Error of code
-//     CodeUnavailable, and fn is not called; Close may be called twice, the
-//     second call returns nil;
+//     CodeUnavailable; Close may be called twice, the second call returns
+//     nil;
 //   - with a done context every method fails with an error for which
-//     errors.Is(err, ctx.Err()) holds, also while waiting for another write
-//     transaction; a transaction whose context is canceled before it commits
-//     is rolled back.
+//     errors.Is(err, ctx.Err()) holds, and nothing is written.
 //
-// The suite imports no database driver.
+// Event stream (catalog.EventStore):
+//
+//   - ListAudit(since, limit) returns the events at or after since (all
+//     for the zero time), oldest first (events with the same time in the
+//     order appended), at most limit of them (all for limit <= 0), times
+//     in UTC truncated to microseconds;
+//   - a completion (AuditEvent.Completes) replaces the outcome columns of
+//     the row with its EventID, appended earlier or in the same call;
+//     one whose request is unknown is dropped; repeating it changes nothing;
+//     the AI gateway's columns (trace ids, guardrail outcomes, LLM usage,
+//     captured payloads) round-trip, a completion's trace ids replacing
+//     the request's;
+//   - AppendChangeAudit skips events of revisions at or below
+//     AuditedRevision and never lowers it;
+//   - Close and done contexts as above.
+//
+// The suites import no database driver.
 package storetest

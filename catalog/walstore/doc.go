@@ -1,40 +1,28 @@
-// Package walstore makes any catalog.Store fast to commit by putting a
-// write-ahead log in front of it.
+// Package walstore is the embedded catalog.Store: the catalog's change
+// records in a log file, DATA_DIR/catalog.wal, and its newest snapshot in
+// DATA_DIR/catalog.snapshot. It passes storetest.RunStore and
+// storetest.RunStoreDurability.
 //
-// Why: DuckDB spends several milliseconds of CPU on every transaction besides
-// its own fsync, which caps durable GRANTs at a few hundred per second. A
-// statement only needs to be durable when it returns, not yet in DuckDB.
-//
-// How:
-//
-//   - ReadWriteTx records the transaction's writes (principals, memberships,
-//     securables, grants, audit events, meta) as one log record, appends it
-//     to DATA_DIR/catalog.wal framed as [length][CRC-32C][JSON], and fsyncs
-//     the file before returning. The catalog service already group-commits
-//     many statements into one transaction, so one fsync covers them all.
-//   - A record of audit events only (AppendAudit: the batches of
-//     catalog.AuditLog) has a compact binary body instead of JSON
-//     (auditcodec.go), about ten times cheaper to encode. Audit events are
-//     validated when recorded (catalog.AuditEvent.Validate: what the inner
-//     store would refuse at every apply is refused at once, invalid UTF-8 is
-//     repaired), so one bad event cannot stall the applier. Concurrent
-//     AppendAudit calls do not share an fsync: put a catalog.AuditLog in
-//     front for group commit.
-//   - Pending records are also held in memory until applied. Past
-//     Options.MaxPendingBytes (256 MiB) of them, new transactions wait
-//     within their context for the applier (backpressure): audit ingestion
-//     faster than the inner store can apply is slowed down, not buffered
-//     without bound.
-//   - A background applier replays pending records into the inner store in
-//     large transactions (every ApplyInterval, or sooner when MaxPending
-//     records wait) and stores the last applied sequence number in the inner
-//     store's Meta.LogSeq in the same transaction, so a record is applied
-//     exactly once even across crashes. When nothing is pending the log is
-//     truncated.
-//   - Reads outside a transaction first apply everything pending, so they see
-//     every committed write. Reads inside a transaction (not used by the
-//     catalog service) are served from an in-memory overlay: the inner state
-//     plus the transaction's own writes.
-//   - Open replays records newer than Meta.LogSeq. A torn record at the end
-//     of the log (a crash during the append, never acknowledged) is cut off.
+//   - Append writes the changes of one group commit as one record (framed
+//     as catalog/internal/wal describes: length, CRC-32C, the revision of
+//     its last change, then 0xC1 and the changes as JSON, times in UTC to
+//     the microsecond) and fsyncs the file before returning: one fsync
+//     covers every statement of the batch. A failed write is cut off again.
+//     Revisions are the caller's (one committer per data directory); an
+//     Append whose base is not the newest revision is CodeConflict.
+//   - WriteSnapshot writes the whole catalog (0xC2 and the State as JSON,
+//     in the same framing) to a temporary file, fsyncs it, renames it over
+//     catalog.snapshot and fsyncs the directory.
+//   - Prune drops the records the snapshot covers by rewriting the log
+//     without them (temporary file, fsync, rename), when that drops at
+//     least 1 MiB or half of it.
+//   - Open reads the records back: a torn record at the end (a crash
+//     during an append, never acknowledged) is cut off; a bad record with
+//     others after it, a gap between records, or a log that starts after
+//     the snapshot's revision + 1 is corruption and refused
+//     (CodeIncompatibleData), as is a log in the format of the Mandate whose
+//     catalog lived in DuckDB tables (catalog/embedded upgrades such a
+//     directory before opening it; ReadLegacy reads that format).
+//   - Load reads the snapshot and the records after it; Changes reads
+//     records from the log (an index of their offsets is kept in memory).
 package walstore

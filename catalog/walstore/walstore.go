@@ -1,851 +1,524 @@
 package walstore
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
-	"github.com/mandatehq/mandate/catalog/memstore"
+	"github.com/mandatehq/mandate/catalog/internal/wal"
 )
 
-// FileName is the log file in the data directory.
-const FileName = "catalog.wal"
+// Files in the data directory.
+const (
+	FileName     = "catalog.wal"
+	SnapshotName = "catalog.snapshot"
+)
 
-// maxRecord bounds one record (a corrupt length must not allocate gigabytes).
-const maxRecord = 1 << 30
+// Body formats (the first byte of a record's body).
+const (
+	changesMagic  = 0xC1 // JSON array of catalog.Change
+	snapshotMagic = 0xC2 // JSON of catalog.State
+)
 
-// hdrSize is the record header: length, CRC, sequence number.
-const hdrSize = 16
+// rewriteMin: Prune rewrites the log only when it drops at least this many
+// bytes or half the file (dropping less is not worth a copy).
+const rewriteMin = 1 << 20
 
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-// Options configure the log.
+// Options configure a Store.
 type Options struct {
 	Logger zerolog.Logger
-	// ApplyInterval is how often pending records are applied (default 200ms).
-	ApplyInterval time.Duration
-	// MaxPending applies as soon as this many records wait (default 256).
-	MaxPending int
-	// ApplyDelay: the background applier leaves records younger than this
-	// pending (default 100ms; negative: none), so that a gateway call's
-	// audit completion, which follows its request within milliseconds,
-	// is merged into the request's row before the inner store sees it
-	// instead of updating it there. Reads and Flush apply everything.
-	ApplyDelay time.Duration
-	// RotateBytes rewrites the log once this many bytes of it are applied
-	// while new records keep it from being truncated (default 64 MiB).
-	RotateBytes int64
-	// MaxPendingBytes bounds the records logged but not yet applied to the
-	// inner store (default 256 MiB), which are also held in memory: past
-	// it, new transactions wait (within their context) until the applier
-	// has caught up. Sustained audit ingestion faster than the inner store
-	// can apply it is slowed down instead of exhausting memory.
-	MaxPendingBytes int64
 }
 
-// Store is a catalog.Store with a write-ahead log in front of inner.
+// Store is the embedded catalog.Store: change records in dir/catalog.wal,
+// the newest snapshot in dir/catalog.snapshot.
 type Store struct {
-	inner catalog.Store
-	path  string
-	log   zerolog.Logger
-	opts  Options
+	dir  string
+	path string
+	log  zerolog.Logger
 
-	wlock chan struct{} // one ReadWriteTx at a time
+	mu     sync.Mutex // guards the fields below
+	f      *os.File
+	size   int64
+	head   catalog.Revision
+	frames []frame // the records of the log, oldest first
+	snap   catalog.Revision
+	closed bool
 
-	mu       sync.Mutex // guards the fields below
-	f        *os.File
-	size     int64
-	seq      int64        // last appended record
-	meta     catalog.Meta // latest meta, pending records included
-	pending  []*record
-	live     int64         // framed bytes of the pending records
-	applied  chan struct{} // closed (and replaced) whenever records were applied
-	applyErr error
-
-	applyMu sync.Mutex // serializes applying
-	kick    chan struct{}
-	done    chan struct{}
-	stopped chan struct{}
-	closed  atomic.Bool
-	once    sync.Once
+	snapMu sync.Mutex // one WriteSnapshot at a time
 }
 
 var _ catalog.Store = (*Store)(nil)
 
-// record is one committed transaction.
-type record struct {
-	size int64         // framed size in the log
-	at   time.Time     // when it was appended (zero: replayed)
-	Seq  int64         `json:"seq"`
-	Ops  []op          `json:"ops"`
-	Meta *catalog.Meta `json:"meta,omitempty"` // meta after this record
+// frame is one record of the log: the changes first..last.
+type frame struct {
+	first, last catalog.Revision
+	off, size   int64
 }
 
-// op is one write. Exactly one payload field is set, named by K.
-type op struct {
-	K  string               `json:"k"`
-	P  *catalog.Principal   `json:"p,omitempty"`
-	S  *catalog.Securable   `json:"s,omitempty"`
-	M  *catalog.Membership  `json:"m,omitempty"`
-	G  *catalog.Grant       `json:"g,omitempty"`
-	GK *catalog.GrantKey    `json:"gk,omitempty"`
-	ID catalog.ID           `json:"id,omitempty"`
-	A  []catalog.AuditEvent `json:"a,omitempty"`
-	MT *catalog.Meta        `json:"mt,omitempty"`
-}
-
-// Open opens (creating if needed) dir/catalog.wal in front of inner and
-// replays records inner has not applied yet.
-func Open(ctx context.Context, dir string, inner catalog.Store, o Options) (*Store, error) {
-	if o.ApplyInterval <= 0 {
-		o.ApplyInterval = 200 * time.Millisecond
+// Open opens (creating them if needed) the log and snapshot in dir. A log
+// that a Mandate whose catalog lived in DuckDB tables wrote is refused
+// with CodeIncompatibleData: catalog/embedded upgrades such a directory
+// first.
+func Open(ctx context.Context, dir string, o Options) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	if o.MaxPending <= 0 {
-		o.MaxPending = 256
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, &catalog.Error{Code: catalog.CodeUnavailable, Msg: "catalog store: create data directory: " + err.Error(), Err: err}
 	}
-	if o.ApplyDelay == 0 {
-		o.ApplyDelay = 100 * time.Millisecond
-	}
-	if o.RotateBytes <= 0 {
-		o.RotateBytes = 64 << 20
-	}
-	if o.MaxPendingBytes <= 0 {
-		o.MaxPendingBytes = 256 << 20
-	}
-	s := &Store{inner: inner, path: filepath.Join(dir, FileName), log: o.Logger, opts: o,
-		wlock: make(chan struct{}, 1), kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{}),
-		applied: make(chan struct{})}
-	meta, err := inner.Meta(ctx)
+	s := &Store{dir: dir, path: filepath.Join(dir, FileName), log: o.Logger}
+	snap, err := readSnapshotRevision(dir)
 	if err != nil {
 		return nil, err
 	}
-	s.meta = meta
-	s.seq = meta.LogSeq
+	s.snap, s.head = snap, snap
 	_, statErr := os.Stat(s.path)
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, catalog.Internal(err, "opening the catalog log")
 	}
 	if os.IsNotExist(statErr) {
-		if err := syncDir(dir); err != nil { // the new file's name must survive a crash too
+		if err := wal.SyncDir(dir); err != nil { // the new file's name must survive a crash too
 			f.Close()
 			return nil, catalog.Internal(err, "syncing the data directory")
 		}
 	}
-	s.f = f
-	recs, good, err := readLog(f, meta.LogSeq)
-	if err != nil {
+	if err := s.scan(f); err != nil {
 		f.Close()
 		return nil, err
+	}
+	s.f = f
+	return s, nil
+}
+
+// scan reads the log's records, cuts off a torn tail and checks that the
+// records continue the snapshot without a gap.
+func (s *Store) scan(f *os.File) error {
+	recs, good, err := wal.Read(f, -1)
+	if err != nil {
+		return err
 	}
 	if st, err := f.Stat(); err == nil && st.Size() > good {
 		s.log.Warn().Int64("bytes", st.Size()-good).Msg("catalog log: cut off a torn record at the end (never acknowledged)")
 		if err := f.Truncate(good); err != nil {
-			f.Close()
-			return nil, catalog.Internal(err, "cutting off a torn catalog log record")
+			return catalog.Internal(err, "cutting off a torn catalog log record")
 		}
 	}
 	s.size = good
 	for _, r := range recs {
-		if r.Seq <= meta.LogSeq {
-			continue
+		if len(r.Body) == 0 || r.Body[0] != changesMagic {
+			return &catalog.Error{Code: catalog.CodeIncompatibleData,
+				Msg: fmt.Sprintf("catalog log %s holds records of an older Mandate (its catalog lived in DuckDB tables); start mandate serve on the data directory to upgrade it", s.path)}
 		}
-		s.pending = append(s.pending, r)
-		s.live += r.size
-		s.seq = r.Seq
-		if r.Meta != nil {
-			s.meta = *r.Meta
-		}
-	}
-	if len(s.pending) > 0 {
-		s.log.Info().Int("records", len(s.pending)).Msg("catalog log: replaying committed records")
-	}
-	if err := s.flush(ctx); err != nil {
-		f.Close()
-		return nil, err
-	}
-	go s.applier()
-	return s, nil
-}
-
-// readLog reads every intact record and returns the offset after the last one.
-func readLog(f *os.File, skipThrough int64) ([]*record, int64, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, 0, catalog.Internal(err, "reading the catalog log")
-	}
-	br := bufio.NewReaderSize(f, 1<<20)
-	var (
-		recs []*record
-		off  int64
-		hdr  [hdrSize]byte
-	)
-	st, err := f.Stat()
-	if err != nil {
-		return nil, 0, catalog.Internal(err, "reading the catalog log")
-	}
-	size := st.Size()
-	// A bad record is a torn tail (a crash during an append that was never
-	// acknowledged) only if it is the last thing in the file; anything after
-	// it means corruption, which must not silently drop acknowledged data.
-	torn := func(end int64) ([]*record, int64, error) {
-		if end < size {
-			return nil, 0, &catalog.Error{Code: catalog.CodeIncompatibleData,
-				Msg: fmt.Sprintf("catalog log %s is corrupt at offset %d (%d bytes follow); refusing to start", f.Name(), off, size-off)}
-		}
-		return recs, off, nil
-	}
-	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return recs, off, nil // EOF or a torn header at the end
-		}
-		n := binary.LittleEndian.Uint32(hdr[:4])
-		if n > maxRecord {
-			return torn(off + hdrSize)
-		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(br, body); err != nil {
-			return recs, off, nil
-		}
-		end := off + hdrSize + int64(n)
-		c := crc32.Update(crc32.Checksum(hdr[8:], crcTable), crcTable, body)
-		if c != binary.LittleEndian.Uint32(hdr[4:8]) {
-			return torn(end)
-		}
-		seq := int64(binary.LittleEndian.Uint64(hdr[8:]))
-		if seq <= skipThrough {
-			off = end // already applied: no need to decode
-			continue
-		}
-		r, err := decodeBody(body)
+		changes, err := decodeChanges(r.Body)
 		if err != nil {
-			return nil, 0, catalog.Internal(err, fmt.Sprintf("catalog log record at offset %d is unreadable", off))
+			return catalog.Internal(err, fmt.Sprintf("catalog log record at offset %d is unreadable", r.Offset))
 		}
-		r.Seq = seq
-		r.size = hdrSize + int64(n)
-		recs = append(recs, r)
-		off = end
-	}
-}
-
-// encode frames a record: [length u32][CRC-32C of seq+body u32][seq u64][body].
-// The body is JSON, or binary for a record of audit events only (see
-// auditcodec.go).
-func encode(r *record) ([]byte, error) {
-	var buf []byte
-	if events, ok := auditOnly(r); ok {
-		buf = appendAudit(make([]byte, hdrSize, hdrSize+auditSize(events)), events)
-	} else {
-		body, err := json.Marshal(r)
-		if err != nil {
-			return nil, catalog.Internal(err, "encoding a catalog log record")
+		fr := frame{first: changes[0].Revision, last: changes[len(changes)-1].Revision, off: r.Offset, size: r.Size}
+		if fr.last != catalog.Revision(r.Seq) {
+			return catalog.Errorf(catalog.CodeIncompatibleData, "catalog log record at offset %d: sequence %d, last change %d", r.Offset, r.Seq, fr.last)
 		}
-		buf = append(make([]byte, hdrSize, hdrSize+len(body)), body...)
-	}
-	body := buf[hdrSize:]
-	if len(body) > maxRecord {
-		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "catalog log record of %d bytes is larger than the limit of %d", len(body), maxRecord)
-	}
-	binary.LittleEndian.PutUint32(buf[:4], uint32(len(body)))
-	binary.LittleEndian.PutUint64(buf[8:], uint64(r.Seq))
-	binary.LittleEndian.PutUint32(buf[4:8], crc32.Update(crc32.Checksum(buf[8:hdrSize], crcTable), crcTable, body))
-	return buf, nil
-}
-
-// decodeBody decodes a record body written by encode (Seq and size are
-// set by the caller).
-func decodeBody(body []byte) (*record, error) {
-	if len(body) > 0 && (body[0] == auditMagic || body[0] == auditMagic2 || body[0] == auditMagic3) {
-		events, err := decodeAudit(body)
-		if err != nil {
-			return nil, err
+		if n := len(s.frames); n > 0 && fr.first != s.frames[n-1].last+1 {
+			return catalog.Errorf(catalog.CodeIncompatibleData, "catalog log: change %d follows change %d", fr.first, s.frames[n-1].last)
 		}
-		return &record{Ops: []op{{K: "audit", A: events}}}, nil
+		s.frames = append(s.frames, fr)
 	}
-	var r record
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
-
-func (s *Store) checkOpen() error {
-	if s.closed.Load() {
-		return catalog.Errorf(catalog.CodeUnavailable, "catalog store is closed")
+	if n := len(s.frames); n > 0 {
+		if s.frames[0].first > s.snap+1 {
+			return catalog.Errorf(catalog.CodeIncompatibleData,
+				"catalog log starts at change %d but the snapshot is of revision %d: changes are missing", s.frames[0].first, s.snap)
+		}
+		s.head = max(s.head, s.frames[n-1].last)
 	}
 	return nil
 }
 
-// ReadWriteTx implements catalog.Store: the transaction is durable in the
-// log when it returns.
-func (s *Store) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx catalog.RWTx) error) error {
-	if err := s.checkOpen(); err != nil {
-		return err
+// decodeChanges decodes a record body of changes and checks that their
+// revisions follow one another.
+func decodeChanges(body []byte) ([]catalog.Change, error) {
+	var cs []catalog.Change
+	if err := json.Unmarshal(body[1:], &cs); err != nil {
+		return nil, err
 	}
-	if err := s.waitRoom(ctx); err != nil {
-		return err
+	if len(cs) == 0 {
+		return nil, errors.New("a record without changes")
 	}
-	select {
-	case s.wlock <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return catalog.Errorf(catalog.CodeUnavailable, "catalog store is closed")
+	for i := 1; i < len(cs); i++ {
+		if cs[i].Revision != cs[i-1].Revision+1 {
+			return nil, fmt.Errorf("change %d follows change %d", cs[i].Revision, cs[i-1].Revision)
+		}
 	}
-	defer func() { <-s.wlock }()
-	if err := s.checkOpen(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	meta := s.meta
-	s.mu.Unlock()
-	tx := &recTx{s: s, meta: meta}
-	if err := fn(ctx, tx); err != nil {
-		return err
-	}
-	if tx.err != nil {
-		return tx.err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if len(tx.ops) == 0 {
-		return nil
-	}
-	return s.appendRecord(tx)
+	return cs, nil
 }
 
-func (s *Store) appendRecord(tx *recTx) error {
+func errClosed() error { return catalog.Errorf(catalog.CodeUnavailable, "catalog store is closed") }
+
+// Load implements catalog.Store.
+func (s *Store) Load(ctx context.Context) (*catalog.State, []catalog.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	st, err := readSnapshot(s.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	changes, err := s.changes(ctx, st.Revision, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, changes, nil
+}
+
+// Head implements catalog.Store.
+func (s *Store) Head(ctx context.Context) (catalog.Revision, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := &record{Seq: s.seq + 1, Ops: tx.ops, at: time.Now()}
-	if tx.metaSet {
-		m := tx.meta
-		r.Meta = &m
+	if s.closed {
+		return 0, errClosed()
 	}
-	buf, err := encode(r)
-	if err != nil {
+	return s.head, nil
+}
+
+// Append implements catalog.Store: the changes are one record of the log,
+// durable (fsync'd) when Append returns.
+func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r.size = int64(len(buf))
+	if len(changes) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	head, closed := s.head, s.closed
+	s.mu.Unlock()
+	if closed {
+		return errClosed()
+	}
+	if base != head {
+		return catalog.Errorf(catalog.CodeConflict, "catalog store: revision %d is not the newest (%d is)", base, head)
+	}
+	for i := range changes {
+		if changes[i].Revision != base+catalog.Revision(i)+1 {
+			return catalog.Errorf(catalog.CodeInternal, "catalog store: change %d appended as revision %d", changes[i].Revision, base+catalog.Revision(i)+1)
+		}
+	}
+	buf := append(make([]byte, wal.HeaderSize, wal.HeaderSize+1+512*len(changes)), changesMagic)
+	body, err := json.Marshal(normalized(changes))
+	if err != nil {
+		return catalog.Internal(err, "encoding catalog changes")
+	}
+	buf = append(buf, body...)
+	last := changes[len(changes)-1].Revision
+	if err := wal.Seal(buf, int64(last)); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed()
+	}
+	if base != s.head {
+		return catalog.Errorf(catalog.CodeConflict, "catalog store: revision %d is not the newest (%d is)", base, s.head)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if _, err := s.f.WriteAt(buf, s.size); err != nil {
 		return s.failAppend(err)
 	}
 	if err := s.f.Sync(); err != nil {
 		return s.failAppend(err)
 	}
+	s.frames = append(s.frames, frame{first: base + 1, last: last, off: s.size, size: int64(len(buf))})
 	s.size += int64(len(buf))
-	s.seq = r.Seq
-	if r.Meta != nil {
-		s.meta = *r.Meta
-	}
-	s.pending = append(s.pending, r)
-	s.live += r.size
-	if len(s.pending) >= s.opts.MaxPending || s.live > s.opts.MaxPendingBytes/2 {
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
-	}
+	s.head = last
 	return nil
 }
 
-// waitRoom waits while more than MaxPendingBytes wait to be applied.
-func (s *Store) waitRoom(ctx context.Context) error {
-	for {
-		s.mu.Lock()
-		over, applied := s.live > s.opts.MaxPendingBytes, s.applied
-		s.mu.Unlock()
-		if !over {
-			return nil
-		}
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
-		select {
-		case <-applied:
-		case <-ctx.Done():
-			return &catalog.Error{Code: catalog.CodeUnavailable, Err: ctx.Err(),
-				Msg: "catalog log: too much is waiting to be applied to the store; try again later"}
-		case <-s.done:
-			return catalog.Errorf(catalog.CodeUnavailable, "catalog store is closed")
-		}
+// normalized returns the changes as every store returns them.
+func normalized(changes []catalog.Change) []catalog.Change {
+	out := make([]catalog.Change, len(changes))
+	for i := range changes {
+		out[i] = changes[i].Normalized()
 	}
+	return out
 }
 
-// failAppend cuts a partial record off and reports the failure.
+// failAppend cuts a partial record off and reports the failure. Caller
+// holds s.mu.
 func (s *Store) failAppend(err error) error {
 	if terr := s.f.Truncate(s.size); terr != nil {
 		s.log.Error().Err(terr).Msg("catalog log: cannot cut off a failed append; closing the store")
-		s.closed.Store(true)
+		s.closed = true
 	}
 	return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "catalog log write failed; the change was not committed", Err: err}
 }
 
-func (s *Store) applier() {
-	defer close(s.stopped)
-	t := time.NewTicker(s.opts.ApplyInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-		case <-s.kick:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := s.apply(ctx, time.Now().Add(-s.opts.ApplyDelay)); err != nil {
-			s.log.Error().Err(err).Msg("catalog log: applying to the store failed; will retry (the log keeps the data)")
-		}
-		cancel()
+// Changes implements catalog.Store.
+func (s *Store) Changes(ctx context.Context, after catalog.Revision, limit int) ([]catalog.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
+	return s.changes(ctx, after, limit)
 }
 
-// flush applies every pending record to the inner store, then truncates the
-// log if nothing new arrived meanwhile.
-func (s *Store) flush(ctx context.Context) error { return s.apply(ctx, time.Time{}) }
-
-// apply applies the pending records appended before before (all of them
-// for a zero time), oldest first.
-func (s *Store) apply(ctx context.Context, before time.Time) error {
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
+func (s *Store) changes(ctx context.Context, after catalog.Revision, limit int) ([]catalog.Change, error) {
 	s.mu.Lock()
-	n := len(s.pending)
-	if !before.IsZero() {
-		for n > 0 && s.pending[n-1].at.After(before) {
-			n--
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errClosed()
+	}
+	if after >= s.head {
+		return nil, nil
+	}
+	i := 0
+	for i < len(s.frames) && s.frames[i].last <= after {
+		i++
+	}
+	if i == len(s.frames) || s.frames[i].first > after+1 {
+		return nil, catalog.ErrPruned
+	}
+	var out []catalog.Change
+	for _, fr := range s.frames[i:] {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-	}
-	batch := append([]*record(nil), s.pending[:n]...)
-	s.mu.Unlock()
-	if len(batch) == 0 {
-		return nil
-	}
-	last := batch[len(batch)-1]
-	// The meta as of the last record: the newest meta in the batch, or the
-	// one before it.
-	var meta *catalog.Meta
-	for i := len(batch) - 1; i >= 0 && meta == nil; i-- {
-		meta = batch[i].Meta
-	}
-	err := s.inner.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
-		m, err := tx.Meta(ctx)
+		body, err := wal.ReadAt(s.f, fr.off, fr.size)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for _, r := range batch {
-			for i := range r.Ops {
-				if err := applyOp(ctx, tx, &r.Ops[i]); err != nil {
-					return err
+		cs, err := decodeChanges(body)
+		if err != nil {
+			return nil, catalog.Internal(err, "reading the catalog log")
+		}
+		for _, c := range cs {
+			if c.Revision > after {
+				out = append(out, c)
+				if limit > 0 && len(out) >= limit {
+					return out, nil
 				}
 			}
 		}
-		if meta != nil {
-			m.Revision, m.NextID = meta.Revision, meta.NextID
-		}
-		m.LogSeq = last.Seq
-		return tx.SetMeta(ctx, m)
-	})
-	if err != nil {
-		s.mu.Lock()
-		s.applyErr = err
-		s.mu.Unlock()
+	}
+	return out, nil
+}
+
+// WriteSnapshot implements catalog.Store: the snapshot is written to a
+// temporary file, fsync'd and renamed over the previous one.
+func (s *Store) WriteSnapshot(ctx context.Context, st *catalog.State) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	closed, head := s.closed, s.head
+	s.mu.Unlock()
+	if closed {
+		return errClosed()
+	}
+	if st.Revision > head {
+		return catalog.Errorf(catalog.CodeInvalidArgument, "catalog store: snapshot of revision %d beyond the newest (%d)", st.Revision, head)
+	}
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	if err := writeSnapshotFile(s.dir, st); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.snap = max(s.snap, st.Revision)
+	s.mu.Unlock()
+	return nil
+}
+
+// Prune implements catalog.Store: records up to through (and the
+// snapshot's revision) are dropped by rewriting the log without them, when
+// that drops enough to be worth it.
+func (s *Store) Prune(ctx context.Context, through catalog.Revision) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.applyErr = nil
-	for _, r := range batch {
-		s.live -= r.size
+	if s.closed {
+		return errClosed()
 	}
-	close(s.applied)
-	s.applied = make(chan struct{})
-	s.pending = s.pending[len(batch):]
-	if len(s.pending) == 0 && s.size > 0 {
-		if err := s.f.Truncate(0); err == nil {
-			s.size = 0
-			_ = s.f.Sync()
-		}
+	through = min(through, s.snap)
+	keep := 0
+	for keep < len(s.frames) && s.frames[keep].last <= through {
+		keep++
+	}
+	if keep == 0 {
 		return nil
 	}
-	// Under steady writes the log never empties: once the applied prefix is
-	// large, rewrite the log with only the pending records.
-	if s.size-s.live > s.opts.RotateBytes {
-		if err := s.rewrite(); err != nil {
-			s.log.Error().Err(err).Msg("catalog log: rotation failed; will retry")
+	if keep == len(s.frames) {
+		if err := s.f.Truncate(0); err != nil {
+			return catalog.Internal(err, "truncating the catalog log")
 		}
+		if err := s.f.Sync(); err != nil {
+			return catalog.Internal(err, "truncating the catalog log")
+		}
+		s.frames, s.size = nil, 0
+		return nil
 	}
-	return nil
+	from := s.frames[keep].off
+	if from < rewriteMin && from < s.size/2 {
+		return nil
+	}
+	return s.rewrite(keep)
 }
 
-// rewrite replaces the log with one holding only the pending records
-// (temp file, fsync, rename, fsync of the directory). Caller holds s.mu.
-func (s *Store) rewrite() error {
+// rewrite replaces the log with its records from frames[keep] on (temp
+// file, fsync, rename, fsync of the directory). Caller holds s.mu.
+func (s *Store) rewrite(keep int) error {
+	from := s.frames[keep].off
 	tmp := s.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return catalog.Internal(err, "rewriting the catalog log")
 	}
-	var size int64
-	for _, r := range s.pending {
-		buf, err := encode(r)
-		if err == nil {
-			_, err = f.WriteAt(buf, size)
-		}
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			return err
-		}
-		size += int64(len(buf))
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return catalog.Internal(err, "rewriting the catalog log")
+	}
+	if _, err := io.Copy(f, io.NewSectionReader(s.f, from, s.size-from)); err != nil {
+		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
+		return fail(err)
 	}
 	if err := os.Rename(tmp, s.path); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
+		return fail(err)
 	}
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
+	if err := wal.SyncDir(s.dir); err != nil {
 		s.log.Warn().Err(err).Msg("catalog log: fsync of the data directory failed")
 	}
+	old := s.f
+	frames := make([]frame, 0, len(s.frames)-keep)
+	for _, fr := range s.frames[keep:] {
+		fr.off -= from
+		frames = append(frames, fr)
+	}
+	s.f, s.frames, s.size = f, frames, s.size-from
 	// The old log is no longer in the directory: closing it frees its
 	// blocks, which takes tens of milliseconds for a large log (ext4), too
 	// long to hold up the appends waiting for s.mu.
-	go s.f.Close()
-	s.f, s.size = f, size
+	go old.Close()
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-func applyOp(ctx context.Context, tx catalog.RWTx, o *op) error {
-	switch o.K {
-	case "put_principal":
-		return tx.PutPrincipal(ctx, *o.P)
-	case "delete_principal":
-		return tx.DeletePrincipal(ctx, o.ID)
-	case "add_member":
-		return tx.AddMembership(ctx, *o.M)
-	case "remove_member":
-		return tx.RemoveMembership(ctx, *o.M)
-	case "put_securable":
-		return tx.PutSecurable(ctx, *o.S)
-	case "delete_securable":
-		return tx.DeleteSecurable(ctx, o.ID)
-	case "add_grant":
-		return tx.AddGrant(ctx, *o.G)
-	case "remove_grant":
-		return tx.RemoveGrant(ctx, *o.GK)
-	case "audit":
-		return tx.AppendAudit(ctx, o.A...)
-	case "meta":
-		return nil // folded into the batch's final SetMeta
-	}
-	return catalog.Errorf(catalog.CodeInternal, "catalog log: unknown operation %q", o.K)
-}
-
-// Close applies what is pending and closes the log and the inner store.
+// Close implements catalog.Store.
 func (s *Store) Close() error {
-	var err error
-	s.once.Do(func() {
-		s.wlock <- struct{}{} // wait for a running transaction
-		s.closed.Store(true)
-		close(s.done)
-		<-s.stopped
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if ferr := s.flush(ctx); ferr != nil {
-			s.log.Error().Err(ferr).Msg("catalog log: could not apply pending records at close; they stay in the log")
-		}
-		err = errors.Join(s.f.Close(), s.inner.Close())
-	})
-	return err
-}
-
-// --- reads: apply pending first ---
-
-func (s *Store) ready(ctx context.Context) error {
-	if err := s.checkOpen(); err != nil {
-		return err
-	}
-	return s.flush(ctx)
-}
-
-// Meta implements catalog.Reader (LogSeq is internal and reported as 0).
-func (s *Store) Meta(ctx context.Context) (catalog.Meta, error) {
-	if err := s.checkOpen(); err != nil {
-		return catalog.Meta{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return catalog.Meta{}, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.meta
-	m.LogSeq = 0
-	return m, nil
-}
-
-// ListPrincipals implements catalog.Reader.
-func (s *Store) ListPrincipals(ctx context.Context) ([]catalog.Principal, error) {
-	if err := s.ready(ctx); err != nil {
-		return nil, err
+	if s.closed {
+		return nil
 	}
-	return s.inner.ListPrincipals(ctx)
+	s.closed = true
+	return s.f.Close()
 }
 
-// ListMemberships implements catalog.Reader.
-func (s *Store) ListMemberships(ctx context.Context) ([]catalog.Membership, error) {
-	if err := s.ready(ctx); err != nil {
-		return nil, err
+// --- the snapshot file ---
+
+// writeSnapshotFile writes st to dir/catalog.snapshot atomically and
+// durably.
+func writeSnapshotFile(dir string, st *catalog.State) error {
+	buf := append(make([]byte, wal.HeaderSize, wal.HeaderSize+1+64*(len(st.Principals)+len(st.Securables)+len(st.Grants))), snapshotMagic)
+	body, err := json.Marshal(st.Normalized())
+	if err != nil {
+		return catalog.Internal(err, "encoding the catalog snapshot")
 	}
-	return s.inner.ListMemberships(ctx)
-}
-
-// ListSecurables implements catalog.Reader.
-func (s *Store) ListSecurables(ctx context.Context) ([]catalog.Securable, error) {
-	if err := s.ready(ctx); err != nil {
-		return nil, err
-	}
-	return s.inner.ListSecurables(ctx)
-}
-
-// ListGrants implements catalog.Reader.
-func (s *Store) ListGrants(ctx context.Context) ([]catalog.Grant, error) {
-	if err := s.ready(ctx); err != nil {
-		return nil, err
-	}
-	return s.inner.ListGrants(ctx)
-}
-
-// ListAudit implements catalog.AuditReader.
-func (s *Store) ListAudit(ctx context.Context, since time.Time, limit int) ([]catalog.AuditEvent, error) {
-	if err := s.ready(ctx); err != nil {
-		return nil, err
-	}
-	return s.inner.ListAudit(ctx, since, limit)
-}
-
-// AppendAudit implements catalog.AuditWriter (durable through the log).
-func (s *Store) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
-	return s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error { return tx.AppendAudit(ctx, events...) })
-}
-
-// Flush applies every pending record to the inner store now. A reader of
-// the inner store that bypasses this Store (a query engine on DuckDB's own
-// connections) calls it first to see every committed write: records are
-// otherwise applied every ApplyInterval, later under load.
-func (s *Store) Flush(ctx context.Context) error { return s.ready(ctx) }
-
-// Inner returns the wrapped store (for queries that need it directly).
-func (s *Store) Inner() catalog.Store { return s.inner }
-
-// --- the recording transaction ---
-
-type recTx struct {
-	s       *Store
-	ops     []op
-	meta    catalog.Meta
-	metaSet bool
-	overlay *memstore.Store // built on the first read
-	err     error
-}
-
-var _ catalog.RWTx = (*recTx)(nil)
-
-func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
-
-func (t *recTx) record(ctx context.Context, o op) error {
-	if t.err != nil {
-		return t.err
-	}
-	if err := ctx.Err(); err != nil {
+	buf = append(buf, body...)
+	if err := wal.Seal(buf, int64(st.Revision)); err != nil {
 		return err
 	}
-	t.ops = append(t.ops, o)
-	if t.overlay != nil {
-		if err := t.overlay.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error { return applyOp(ctx, tx, &o) }); err != nil {
-			t.err = err
-			return err
-		}
+	path := filepath.Join(dir, SnapshotName)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return catalog.Internal(err, "writing the catalog snapshot")
+	}
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "writing the catalog snapshot failed", Err: err}
+	}
+	if err := wal.SyncDir(dir); err != nil {
+		return catalog.Internal(err, "syncing the data directory")
 	}
 	return nil
 }
 
-// view returns the overlay: the inner state with everything pending applied,
-// plus this transaction's writes so far.
-func (t *recTx) view(ctx context.Context) (*memstore.Store, error) {
-	if t.overlay != nil {
-		return t.overlay, nil
+// readSnapshot reads dir/catalog.snapshot (an empty State at revision 0
+// when there is none).
+func readSnapshot(dir string) (*catalog.State, error) {
+	body, rev, err := readSnapshotBody(dir)
+	if err != nil || body == nil {
+		return &catalog.State{}, err
 	}
-	if err := t.s.flush(ctx); err != nil {
-		return nil, err
+	var st catalog.State
+	if err := json.Unmarshal(body[1:], &st); err != nil {
+		return nil, catalog.Internal(err, "reading the catalog snapshot")
 	}
-	in := t.s.inner
-	ps, err := in.ListPrincipals(ctx)
+	if st.Revision != rev {
+		return nil, catalog.Errorf(catalog.CodeIncompatibleData, "catalog snapshot: revision %d in a file of revision %d", st.Revision, rev)
+	}
+	return &st, nil
+}
+
+func readSnapshotRevision(dir string) (catalog.Revision, error) {
+	_, rev, err := readSnapshotBody(dir)
+	return rev, err
+}
+
+func readSnapshotBody(dir string) ([]byte, catalog.Revision, error) {
+	path := filepath.Join(dir, SnapshotName)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, 0, catalog.Internal(err, "reading the catalog snapshot")
 	}
-	ms, err := in.ListMemberships(ctx)
+	defer f.Close()
+	recs, end, err := wal.Read(f, -1)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	ss, err := in.ListSecurables(ctx)
-	if err != nil {
-		return nil, err
+	st, serr := f.Stat()
+	if len(recs) != 1 || serr != nil || end != st.Size() || len(recs[0].Body) == 0 || recs[0].Body[0] != snapshotMagic {
+		return nil, 0, catalog.Errorf(catalog.CodeIncompatibleData, "catalog snapshot %s is damaged; refusing to start", path)
 	}
-	gs, err := in.ListGrants(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ov := memstore.New()
-	err = ov.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
-		for _, p := range ps {
-			_ = tx.PutPrincipal(ctx, p)
-		}
-		for _, m := range ms {
-			_ = tx.AddMembership(ctx, m)
-		}
-		for _, s := range ss {
-			_ = tx.PutSecurable(ctx, s)
-		}
-		for _, g := range gs {
-			_ = tx.AddGrant(ctx, g)
-		}
-		for i := range t.ops {
-			if err := applyOp(ctx, tx, &t.ops[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	t.overlay = ov
-	return ov, nil
+	return recs[0].Body, catalog.Revision(recs[0].Seq), nil
 }
 
-func (t *recTx) Meta(ctx context.Context) (catalog.Meta, error) {
-	m := t.meta
-	m.LogSeq = 0
-	return m, ctx.Err()
+// HasSnapshot reports whether dir holds a catalog snapshot.
+func HasSnapshot(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, SnapshotName))
+	return err == nil
 }
 
-func (t *recTx) ListPrincipals(ctx context.Context) ([]catalog.Principal, error) {
-	v, err := t.view(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return v.ListPrincipals(ctx)
-}
-
-func (t *recTx) ListMemberships(ctx context.Context) ([]catalog.Membership, error) {
-	v, err := t.view(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return v.ListMemberships(ctx)
-}
-
-func (t *recTx) ListSecurables(ctx context.Context) ([]catalog.Securable, error) {
-	v, err := t.view(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return v.ListSecurables(ctx)
-}
-
-func (t *recTx) ListGrants(ctx context.Context) ([]catalog.Grant, error) {
-	v, err := t.view(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return v.ListGrants(ctx)
-}
-
-func (t *recTx) PutPrincipal(ctx context.Context, p catalog.Principal) error {
-	p.Created = utc(p.Created)
-	return t.record(ctx, op{K: "put_principal", P: &p})
-}
-
-func (t *recTx) DeletePrincipal(ctx context.Context, id catalog.ID) error {
-	return t.record(ctx, op{K: "delete_principal", ID: id})
-}
-
-func (t *recTx) AddMembership(ctx context.Context, m catalog.Membership) error {
-	return t.record(ctx, op{K: "add_member", M: &m})
-}
-
-func (t *recTx) RemoveMembership(ctx context.Context, m catalog.Membership) error {
-	return t.record(ctx, op{K: "remove_member", M: &m})
-}
-
-func (t *recTx) PutSecurable(ctx context.Context, s catalog.Securable) error {
-	s.Created = utc(s.Created)
-	return t.record(ctx, op{K: "put_securable", S: &s})
-}
-
-func (t *recTx) DeleteSecurable(ctx context.Context, id catalog.ID) error {
-	return t.record(ctx, op{K: "delete_securable", ID: id})
-}
-
-func (t *recTx) AddGrant(ctx context.Context, g catalog.Grant) error {
-	return t.record(ctx, op{K: "add_grant", G: &g})
-}
-
-func (t *recTx) RemoveGrant(ctx context.Context, k catalog.GrantKey) error {
-	return t.record(ctx, op{K: "remove_grant", GK: &k})
-}
-
-func (t *recTx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
-	if len(events) == 0 {
-		return ctx.Err()
-	}
-	cp := make([]catalog.AuditEvent, len(events))
-	for i, e := range events {
-		e.Time = utc(e.Time)
-		// Refuse what the inner store would refuse when applying (which
-		// would then fail again at every retry), and repair invalid UTF-8,
-		// which DuckDB refuses too.
-		if err := e.Validate(); err != nil {
-			return err
-		}
-		cp[i] = e
-	}
-	return t.record(ctx, op{K: "audit", A: cp})
-}
-
-func (t *recTx) SetMeta(ctx context.Context, m catalog.Meta) error {
-	m.LogSeq = 0
-	t.meta, t.metaSet = m, true
-	return t.record(ctx, op{K: "meta", MT: &m})
-}
+// WriteSnapshot writes st as the snapshot of the catalog in dir (the
+// upgrade of an older data directory, before Open).
+func WriteSnapshot(dir string, st *catalog.State) error { return writeSnapshotFile(dir, st) }

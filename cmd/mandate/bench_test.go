@@ -14,75 +14,86 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mandatehq/mandate/catalog"
-	"github.com/mandatehq/mandate/catalog/duckstore"
-	"github.com/mandatehq/mandate/catalog/walstore"
+	"github.com/mandatehq/mandate/catalog/embedded"
+	"github.com/mandatehq/mandate/catalog/pgstore"
+	"github.com/mandatehq/mandate/catalog/pgtest"
 	"github.com/mandatehq/mandate/sqlfront"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
 
 // storeStats is what statsStore measured.
 type storeStats struct {
-	mu     sync.Mutex
-	txs    int           // write transactions
-	events int           // audit events: one per statement
-	total  time.Duration // ReadWriteTx, call to return
-	begin  time.Duration // call to fn: write lock and BEGIN
-	fn     time.Duration // fn: the writes the store does not buffer (SetMeta's UPDATE)
-	commit time.Duration // fn's return to ReadWriteTx's: the buffered writes (grants, audit) and COMMIT
+	mu      sync.Mutex
+	appends int           // store appends (group commits)
+	changes int           // change records: one per statement that changed something
+	total   time.Duration // Append, call to return
 }
 
 func (s *storeStats) reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.txs, s.events, s.total, s.begin, s.fn, s.commit = 0, 0, 0, 0, 0, 0
+	s.appends, s.changes, s.total = 0, 0, 0
 }
 
-// statsStore wraps a catalog.Store and times its write transactions.
+// statsStore wraps a catalog.Store and times its appends.
 type statsStore struct {
 	catalog.Store
 	st *storeStats
 }
 
-func (s statsStore) ReadWriteTx(ctx context.Context, fn func(ctx context.Context, tx catalog.RWTx) error) error {
+func (s statsStore) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
 	t0 := time.Now()
-	var t1, t2 time.Time
-	tx := &statsTx{}
-	err := s.Store.ReadWriteTx(ctx, func(ctx context.Context, rw catalog.RWTx) error {
-		t1 = time.Now()
-		tx.RWTx = rw
-		err := fn(ctx, tx)
-		t2 = time.Now()
-		return err
-	})
-	t3 := time.Now()
+	err := s.Store.Append(ctx, base, changes)
+	d := time.Since(t0)
 	s.st.mu.Lock()
 	defer s.st.mu.Unlock()
-	s.st.txs++
-	s.st.events += tx.events
-	s.st.total += t3.Sub(t0)
-	if !t1.IsZero() {
-		s.st.begin += t1.Sub(t0)
-		s.st.fn += t2.Sub(t1)
-		s.st.commit += t3.Sub(t2)
-	}
+	s.st.appends++
+	s.st.changes += len(changes)
+	s.st.total += d
 	return err
 }
 
-// statsTx counts the audit events of a transaction.
-type statsTx struct {
-	catalog.RWTx
-	events int
+// benchStores opens the stores of a benchmark in dir: the catalog's, the
+// event stream.
+type benchStores func(b *testing.B, dir string) (catalog.Store, catalog.EventStore)
+
+// embeddedStores is serve's embedded configuration.
+func embeddedStores(b *testing.B, dir string) (catalog.Store, catalog.EventStore) {
+	st, err := embedded.Open(context.Background(), dir, embedded.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	return st.Catalog, st.Events
 }
 
-func (t *statsTx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
-	t.events += len(events)
-	return t.RWTx.AppendAudit(ctx, events...)
+// durablePG are the settings of a PostgreSQL server that benchmarks run
+// against: durable commits, as in production (catalog/pgtest turns them
+// off for tests).
+var durablePG = map[string]string{"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+
+// postgresStores is serve with --store postgres://...: the catalog in a
+// PostgreSQL server started for the benchmark, the event stream embedded.
+func postgresStores(b *testing.B, dir string) (catalog.Store, catalog.EventStore) {
+	srv := pgtest.Start(b, pgtest.Options{Settings: durablePG})
+	srv.CreateDatabase(b, "mandate")
+	pg, err := pgstore.Open(context.Background(), srv.URL("mandate"), pgstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = pg.Close() })
+	ev, err := embedded.OpenEvents(context.Background(), dir, embedded.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ev.Close() })
+	return pg, ev.Events
 }
 
-// startInProcess runs serve's stack (duckstore, with wal the write-ahead log
-// of walstore in front of it as serve has, catalog, sqlfront, pgwire with
-// TLS) in this process on a free port and returns its address.
-func startInProcess(b *testing.B, opts duckstore.Options, wal bool, st *storeStats) string {
+// startInProcess runs serve's stack (the stores, the catalog with its
+// audit log, sqlfront, pgwire with TLS) in this process on a free port and
+// returns its address.
+func startInProcess(b *testing.B, open benchStores, st *storeStats) string {
 	b.Helper()
 	ctx := context.Background()
 	dir := b.TempDir()
@@ -91,25 +102,15 @@ func startInProcess(b *testing.B, opts duckstore.Options, wal bool, st *storeSta
 	if err != nil {
 		b.Fatal(err)
 	}
-	duck, err := duckstore.Open(ctx, dir, opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = duck.Close() })
-	var store catalog.Store = duck
-	if wal {
-		ws, err := walstore.Open(ctx, dir, duck, walstore.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = ws.Close() })
-		store = ws
-	}
+	store, events := open(b, dir)
+	audit := catalog.NewAuditLog(events, catalog.AuditLogOptions{})
+	b.Cleanup(func() { _ = audit.Close(context.Background()) })
 	verifier, err := pgwire.MakeVerifier(e2eAdminPassword)
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := catalog.Open(ctx, catalog.Options{Store: statsStore{Store: store, st: st}, Keyring: kr, AdminVerifier: verifier})
+	svc, err := catalog.Open(ctx, catalog.Options{Store: statsStore{Store: store, st: st}, Events: events, Audit: audit,
+		Keyring: kr, AdminVerifier: verifier})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -146,28 +147,26 @@ func processCPU(b *testing.B) time.Duration {
 
 // BenchmarkWireGrants is the loadgen workload in process: 8 pgx clients
 // over TLS, each alternating GRANT and REVOKE USE_CONNECTION on 4
-// connections of its own, against serve's stack: as served (walstore's log
-// in front of DuckDB), and on DuckDB alone. It reports statements/s and
-// where a group commit's time goes (means per store transaction of the
-// catalog service): stmts/tx (batch size), begin-ms (call to fn: write lock,
-// BEGIN on DuckDB), fn-ms (fn: the writes; DuckDB runs SetMeta's UPDATE
-// here), commit-ms (fn's return to ReadWriteTx's: the log append and fsync,
-// or on DuckDB the buffered grant changes and audit events and COMMIT), and
-// the CPU time of the process (server and clients) per statement.
+// connections of its own, against serve's stack: the embedded stores
+// (catalog/walstore for the catalog, the audit records forwarded to
+// auditwal and DuckDB), and a PostgreSQL catalog (catalog/pgstore; the
+// server of catalog/pgtest with fsync and synchronous_commit on, on this
+// machine). It reports statements/s, the change records per store append
+// (batch size), the mean time of an append (append-ms: the log write and
+// fsync, or PostgreSQL's round trip and commit), and the CPU time of this
+// process (server and clients, not PostgreSQL) per statement.
 func BenchmarkWireGrants(b *testing.B) {
 	const clients, perClient = 8, 4
 	for _, bc := range []struct {
 		name string
-		opts duckstore.Options
-		wal  bool
+		open benchStores
 	}{
-		{"served", duckstore.Options{}, true}, // as serve runs it: walstore over duckstore
-		{"duckstore", duckstore.Options{}, false},
-		{"duckstore,threads=1", duckstore.Options{Threads: 1}, false},
+		{"embedded", embeddedStores},
+		{"postgres", postgresStores},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			st := &storeStats{}
-			addr := startInProcess(b, bc.opts, bc.wal, st)
+			addr := startInProcess(b, bc.open, st)
 			cfg := &loadgenConfig{addr: addr, user: "admin", password: e2eAdminPassword, database: "system", sslmode: "require"}
 			ctx := context.Background()
 			admin, err := cfg.connect(ctx)
@@ -226,17 +225,13 @@ func BenchmarkWireGrants(b *testing.B) {
 			cpu := processCPU(b) - cpu0
 			st.mu.Lock()
 			defer st.mu.Unlock()
-			if st.txs == 0 {
+			if st.appends == 0 {
 				return
 			}
-			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(st.txs) }
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "stmts/s")
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/stmt")
-			b.ReportMetric(float64(st.events)/float64(st.txs), "stmts/tx")
-			b.ReportMetric(ms(st.begin), "begin-ms")
-			b.ReportMetric(ms(st.fn), "fn-ms")
-			b.ReportMetric(ms(st.commit), "commit-ms")
-			b.ReportMetric(ms(st.total), "tx-ms")
+			b.ReportMetric(float64(st.changes)/float64(st.appends), "changes/append")
+			b.ReportMetric(float64(st.total)/float64(time.Millisecond)/float64(st.appends), "append-ms")
 		})
 	}
 }

@@ -734,6 +734,8 @@ func TestBadConfiguration(t *testing.T) {
 		{"memory size", []string{"--max-memory", "lots"}, nil, `invalid value "lots" for flag -max-memory`},
 		{"memory too small", []string{"--max-memory", "100MiB"}, nil, "--max-memory (MANDATE_MAX_MEMORY) must be at least 256MiB"},
 		{"reserved connections", []string{"--max-connections", "3"}, nil, "--superuser-reserved-connections (3) must be less than --max-connections (3)"},
+		{"store", []string{"--store", "mysql://db"}, nil, "--store (MANDATE_STORE) must be embedded or a postgres://user@host/db URL"},
+		{"store without master key", []string{"--store", "postgres://mandate@127.0.0.1:1/mandate"}, nil, "every replica needs the same MANDATE_MASTER_KEY"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

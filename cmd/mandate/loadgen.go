@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // loadgen runs "mandate loadgen WORKLOAD [flags]" against a running Mandate.
@@ -135,6 +136,9 @@ type loadgenResult struct {
 	latencies []time.Duration // of the successful statements
 	errors    int
 	firstErr  error
+	// conflicts counts statements refused with 40001 (a replicated catalog
+	// where another replica committed first) and sent again.
+	conflicts int
 }
 
 func loadgenGrants(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -223,11 +227,12 @@ func loadgenGrants(ctx context.Context, args []string, stdout, stderr io.Writer)
 	elapsed := time.Since(start)
 
 	var all []time.Duration
-	errCount := 0
+	errCount, conflicts := 0, 0
 	var firstErr error
 	for _, r := range results {
 		all = append(all, r.latencies...)
 		errCount += r.errors
+		conflicts += r.conflicts
 		if firstErr == nil {
 			firstErr = r.firstErr
 		}
@@ -235,6 +240,9 @@ func loadgenGrants(ctx context.Context, args []string, stdout, stderr io.Writer)
 	slices.Sort(all)
 	fmt.Fprintf(stdout, "statements      %d\n", len(all))
 	fmt.Fprintf(stdout, "errors          %d\n", errCount)
+	if conflicts > 0 {
+		fmt.Fprintf(stdout, "40001 retried   %d\n", conflicts)
+	}
 	fmt.Fprintf(stdout, "elapsed         %.3fs\n", elapsed.Seconds())
 	fmt.Fprintf(stdout, "statements/s    %.1f\n", float64(len(all))/elapsed.Seconds())
 	fmt.Fprintf(stdout, "latency p50     %s\n", fmtLatency(percentile(all, 0.50)))
@@ -269,6 +277,10 @@ func runGrantClient(ctx context.Context, conn *pgx.Conn, deadline time.Time, gro
 		if err != nil {
 			if ctx.Err() != nil {
 				break
+			}
+			if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "40001" {
+				r.conflicts++ // sent again at its connection's next turn
+				continue
 			}
 			r.errors++
 			if r.firstErr == nil {

@@ -26,7 +26,6 @@ import (
 	"github.com/mandatehq/mandate/catalog/duckstore"
 	"github.com/mandatehq/mandate/catalog/privfile"
 	"github.com/mandatehq/mandate/catalog/textcap"
-	"github.com/mandatehq/mandate/catalog/walstore"
 	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/enforce/client"
@@ -56,6 +55,7 @@ type serveConfig struct {
 	http             httpConfig
 	limits           limitsConfig
 	auditSync        auditSync
+	store            storeConfig
 	telemetry        telemetryConfig
 }
 
@@ -76,6 +76,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs.StringVar(&c.publicURL, "public-url", "", "canonical URL of the MCP gateway on --http-addr as agents reach it; inbound tokens must name it as audience (default http://HTTP-ADDR)")
 	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens the MCP gateway accepts (optionally URL|JWKS-URL)")
 	c.limits.register(fs)
+	c.store.register(fs)
 	fs.Var(&c.auditSync, "audit-sync", auditSyncUsage)
 	fs.BoolVar(&c.dev, "dev", false, "also run the DEVELOPMENT identity provider at PUBLIC-URL/oidc and trust it (mandate dev-token prints its tokens); not for production")
 	addHTTPFlags(fs, &c.http)
@@ -99,6 +100,9 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 		return nil, fmt.Errorf("--audit-retention (%s) must not be negative", envName("audit-retention"))
 	}
 	if err := c.limits.validate(); err != nil {
+		return nil, err
+	}
+	if err := c.store.validate(); err != nil {
 		return nil, err
 	}
 	if c.maxMessageSize <= 0 {
@@ -248,28 +252,24 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	duck, err := duckstore.Open(ctx, cfg.dataDir, cfg.limits.storeOptions(duckstore.Options{Logger: log}))
+	// The catalog's change records and snapshot (the data directory, or
+	// PostgreSQL), and the event stream: audit.wal in front of DuckDB.
+	st, err := openStores(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	// The write-ahead log makes each statement durable with one fsync and
-	// applies to DuckDB in batches (see catalog/walstore).
-	store, err := walstore.Open(ctx, cfg.dataDir, duck, walstore.Options{Logger: log})
-	if err != nil {
-		duck.Close()
-		return err
-	}
-	defer store.Close()
+	defer st.close()
+	duck := st.duck
 
 	// First start: the admin password comes from MANDATE_ADMIN_PASSWORD or
 	// is generated, printed once and written to DATA_DIR/admin-password.
-	meta, err := store.Meta(ctx)
+	head, err := st.catalog.Head(ctx)
 	if err != nil {
 		return err
 	}
 	// A catalog that already holds data must find the key its secrets were
 	// sealed with; a new key is generated only on first start.
-	key, err := masterKey(cfg.dataDir, meta.Revision == 0)
+	key, err := masterKey(cfg.dataDir, head == 0)
 	if err != nil {
 		return err
 	}
@@ -278,7 +278,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var adminVerifier, generated string
-	if meta.Revision == 0 {
+	if head == 0 {
 		pw := os.Getenv("MANDATE_ADMIN_PASSWORD")
 		if pw == "" {
 			if pw, err = randomPassword(); err != nil {
@@ -297,11 +297,31 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	svc, err := catalog.Open(ctx, catalog.Options{Store: store, Keyring: kr, Logger: log, AdminVerifier: adminVerifier})
+	// Audit records of the gateways (this process's and remote nodes')
+	// share fsyncs through one group-committing log, as do the catalog's
+	// records of statements that change nothing. Failures anyone can
+	// cause without a credential (failed logins, unauthenticated MCP and
+	// API requests) go through a FailureAudit in front of it: repeats from
+	// one source are counted into one summary row per minute.
+	auditLog := catalog.NewAuditLog(st.events, catalog.AuditLogOptions{Logger: log, OnWrite: tel.AuditWrite})
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = auditLog.Close(cctx)
+	}()
+	svc, err := catalog.Open(ctx, catalog.Options{Store: st.catalog, Events: st.events, Audit: auditLog, Keyring: kr, Logger: log,
+		AdminVerifier: adminVerifier, MaxStaleness: cfg.store.maxStaleness})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
+	if generated != "" && !adminVerifierIs(svc, adminVerifier) {
+		// Another replica bootstrapped the shared catalog first: its
+		// password is the admin's, not the one generated here.
+		_ = os.Remove(filepath.Join(cfg.dataDir, "admin-password"))
+		log.Info().Msg("the catalog was bootstrapped by another replica; no admin password was generated here")
+		generated = ""
+	}
 	if generated != "" {
 		path := filepath.Join(cfg.dataDir, "admin-password")
 		fmt.Fprintf(stdout, "\nGenerated the password of the built-in user admin (shown once; also in %s, mode 0600):\n\n    %s\n\n", path, generated)
@@ -327,17 +347,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		go qe.RunAuditRetention(retCtx, duckstore.RetentionOptions{Keep: keep, MaxBytes: int64(cfg.auditMaxSize)})
 	}
-	// Audit records of the gateways (this process's and remote nodes')
-	// share fsyncs through one group-committing log. Failures anyone can
-	// cause without a credential (failed logins, unauthenticated MCP and
-	// API requests) go through a FailureAudit in front of it: repeats from
-	// one source are counted into one summary row per minute.
-	auditLog := catalog.NewAuditLog(store, catalog.AuditLogOptions{Logger: log, OnWrite: tel.AuditWrite})
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		_ = auditLog.Close(cctx)
-	}()
 	failures := catalog.NewFailureAudit(auditLog, catalog.FailureAuditOptions{Logger: log})
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -346,8 +355,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}()
 	// Read your writes: a query sees every audit event that was durable
 	// when it started, also those the write-ahead log has not yet applied
-	// to DuckDB (walstore applies in the background), and the completions
-	// of gateway calls answered before it (queued, not awaited).
+	// to DuckDB (auditwal applies in the background), the completions of
+	// gateway calls answered before it (queued, not awaited), and the
+	// audit records of the catalog changes committed before it (forwarded
+	// in the background).
 	// SHOW CONNECTION STATUS asks the gateway's per_user_oauth connector,
 	// assembled below (before anything is served).
 	var connStatus func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error)
@@ -355,7 +366,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := auditLog.Sync(ctx); err != nil {
 			return err
 		}
-		return store.Flush(ctx)
+		if err := svc.SyncAudit(ctx); err != nil {
+			return err
+		}
+		return st.events.Flush(ctx)
 	}}
 	// Rate limits and budgets (gateway/limits) for the gateway's calls;
 	// budgets' spend from the usage rows, SHOW BUDGETS from the engine.
@@ -408,7 +422,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	ready := &readiness{}
-	ready.add("catalog", func() (any, error) { return map[string]any{"revision": svc.Revision()}, nil })
+	// A replica of a shared catalog past --max-staleness is not ready (it
+	// denies every authorization until it catches up).
+	ready.add("catalog", func() (any, error) { return map[string]any{"revision": svc.Revision()}, svc.StaleError() })
 	ready.add("audit_store", func() (any, error) {
 		return map[string]any{"queued": auditLog.Queued()}, auditLog.Err(readyWindow)
 	})
@@ -503,7 +519,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	host, port, _ := net.SplitHostPort(sqlLn.Addr().String())
 	log.Info().Str("sql_addr", sqlLn.Addr().String()).Str("http_addr", httpLn.Addr().String()).
 		Bool("http_tls", httpTLS != nil).Str("http_tls_fingerprint", httpFingerprint).
-		Str("data_dir", cfg.dataDir).Int64("revision", int64(svc.Revision())).Msg("mandate is serving")
+		Str("data_dir", cfg.dataDir).Str("store", cfg.store.redacted()).Int64("revision", int64(svc.Revision())).Msg("mandate is serving")
 	fmt.Fprintf(stdout, "Mandate is ready. Connect with:\n\n    psql \"host=%s port=%s user=admin dbname=system sslmode=require\"\n\n", host, port)
 	if httpTLS != nil {
 		fmt.Fprintf(stdout, "HTTP API (TLS) on %s, certificate fingerprint %s\n(gateway nodes: mandate gateway --catalog https://... --catalog-fingerprint %s)\n\n",
@@ -541,6 +557,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// adminVerifierIs reports whether the built-in admin's verifier is v.
+func adminVerifierIs(svc *catalog.Service, v string) (ok bool) {
+	svc.Read(func(m *catalog.Model) {
+		p, found := m.PrincipalByName(catalog.AdminUser)
+		ok = found && p.Password == v
+	})
+	return ok
 }
 
 // httpHandler serves the liveness probe openly, the routes already in mux

@@ -17,12 +17,19 @@ import (
 // newCatalog opens a catalog holding system.ai.my_github_mcp (with a
 // bearer token), system.ai."My Tools" and main.tools.jira.
 func newCatalog(t *testing.T) *catalog.Service {
+	svc, _ := newCatalogStore(t)
+	return svc
+}
+
+// newCatalogStore is newCatalog with its store.
+func newCatalogStore(t *testing.T) (*catalog.Service, *memstore.Store) {
 	t.Helper()
 	kr, err := catalog.NewKeyring([]byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := catalog.Open(t.Context(), catalog.Options{Store: memstore.New(), Keyring: kr, AdminVerifier: "x"})
+	st := memstore.New()
+	svc, err := catalog.Open(t.Context(), catalog.Options{Store: st, Keyring: kr, AdminVerifier: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +58,7 @@ func newCatalog(t *testing.T) *catalog.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return svc
+	return svc, st
 }
 
 func TestConnectionResolver(t *testing.T) {
@@ -166,13 +173,13 @@ func TestConnectionsAPI(t *testing.T) {
 // A secret that does not decrypt (wrong master key) is a 500 without
 // details, never a connection without its secrets.
 func TestConnectionsAPIUndecryptable(t *testing.T) {
-	svc := newCatalog(t)
+	svc, st := newCatalogStore(t)
 	resolve := api.ConnectionResolver(svc)
 	other, err := catalog.NewKeyring([]byte("another key, 32 bytes long......"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc2, err := catalog.Open(t.Context(), catalog.Options{Store: svc.Store(), Keyring: other})
+	svc2, err := catalog.Open(t.Context(), catalog.Options{Store: st, Keyring: other})
 	if err != nil {
 		t.Fatal(err)
 	}

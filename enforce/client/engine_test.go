@@ -236,8 +236,14 @@ func TestEngineIntegration(t *testing.T) {
 // cache serves again.
 func TestNodeCacheServesMessages(t *testing.T) {
 	r := newEngineRigWith(t, 1, client.Config{}, enforce.Options{Policy: enforce.NewPolicyHook(time.Second)})
-	r.grant(t)
 	c := r.clients[0]
+	wait := func(rev catalog.Revision) {
+		t.Helper()
+		if err := c.WaitRevision(t.Context(), rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(r.grant(t))
 	msg := func(tool string) enforce.Request {
 		q := reqAlice
 		q.Context = map[string]any{"method": "tools/call", "tool": tool, "arguments": map[string]any{"q": tool}}
@@ -258,12 +264,6 @@ func TestNodeCacheServesMessages(t *testing.T) {
 	}
 	if h, m := hits(); h-h0 != 4 || m != m0 {
 		t.Fatalf("no policy: %d hits and %d misses for 4 messages, want 4 hits", h-h0, m-m0)
-	}
-	wait := func(rev catalog.Revision) {
-		t.Helper()
-		if err := c.WaitRevision(t.Context(), rev); err != nil {
-			t.Fatal(err)
-		}
 	}
 	wait(r.write(t, func(tx *catalog.Tx) error {
 		return tx.CreatePolicy("no_deletes", catalog.TypeConnection, connPath, `package p

@@ -1,4 +1,4 @@
-package walstore
+package wal
 
 import (
 	"encoding/binary"
@@ -9,48 +9,44 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 )
 
-// Audit-only records (what AppendAudit writes: the audit pipeline's
-// batches, tens of thousands of events per second) are encoded in a
-// compact binary form instead of JSON, which costs several microseconds
-// per event. The framing (length, CRC-32C, sequence number) is the same; a
-// JSON body starts with '{', a binary audit body with auditMagic:
+// Audit events (the audit pipeline's batches, tens of thousands of events
+// per second) are encoded in a compact binary form instead of JSON, which
+// costs several microseconds per event. A binary audit body starts with
+// AuditMagic:
 //
-//	auditMagic, uvarint event count, then per event in AuditEvent field
+//	AuditMagic, uvarint event count, then per event in AuditEvent field
 //	order: each string as uvarint length + bytes; Time as varint Unix
 //	microseconds (UTC); StatusCode, Revision as varints; LatencyMs as the
 //	8 little-endian bytes of its IEEE 754 bits.
 //
 // A record holding completions (AuditEvent.Completes) starts with
-// auditMagic2 instead, and each event ends with one flags byte (bit 0:
+// AuditMagic2 instead, and each event ends with one flags byte (bit 0:
 // Completes); records without completions keep the first form, which
 // older versions read.
 //
 // A record holding an event with trace ids, guardrail outcomes, LLM usage
-// or a payload starts with auditMagic3: every event ends with its flags
+// or a payload starts with AuditMagic3: every event ends with its flags
 // byte (bit 0: Completes; bit 1: TraceID, SpanID, Guardrails follow as
 // strings; bit 2: usage follows: ProviderService, Provider, Model,
 // RequestTags, Routing as strings, the five token counts and CostNanos as
 // varints, TTFTMs as 8 bytes, Streaming as one byte; bit 3: payload
 // follows: RequestBody, ResponseBody as strings). Records without such
 // events keep the earlier forms, which older versions read.
-//
-// Records with anything else (catalog changes with their audit events,
-// meta) stay JSON.
 const (
-	auditMagic  = 0xA1
-	auditMagic2 = 0xA2
-	auditMagic3 = 0xA3
+	AuditMagic  = 0xA1
+	AuditMagic2 = 0xA2
+	AuditMagic3 = 0xA3
 )
 
-// Bits of an event's flags byte (auditMagic2, auditMagic3).
+// Bits of an event's flags byte (AuditMagic2, AuditMagic3).
 const (
 	flagCompletes = 1
-	flagTrace     = 2 // auditMagic3 only
+	flagTrace     = 2 // AuditMagic3 only
 	flagUsage     = 4
 	flagPayload   = 8
 )
 
-// extended reports whether e has fields only auditMagic3 encodes.
+// extended reports whether e has fields only AuditMagic3 encodes.
 func extended(e *catalog.AuditEvent) bool {
 	return e.TraceID != "" || e.SpanID != "" || e.Guardrails != "" || e.Usage != nil || e.Payload != nil
 }
@@ -61,25 +57,21 @@ const maxAuditEvents = 1 << 24
 
 var errAuditBody = errors.New("malformed binary audit record")
 
-// auditOnly returns the events of r if r holds only audit events and no
-// meta, the case encoded in binary.
-func auditOnly(r *record) ([]catalog.AuditEvent, bool) {
-	if r.Meta != nil || len(r.Ops) != 1 || r.Ops[0].K != "audit" {
-		return nil, false
-	}
-	return r.Ops[0].A, true
+// IsAudit reports whether body is a binary audit body.
+func IsAudit(body []byte) bool {
+	return len(body) > 0 && (body[0] == AuditMagic || body[0] == AuditMagic2 || body[0] == AuditMagic3)
 }
 
-// appendAudit appends the binary body of events to buf.
-func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
-	magic := byte(auditMagic)
+// AppendAudit appends the binary body of events to buf.
+func AppendAudit(buf []byte, events []catalog.AuditEvent) []byte {
+	magic := byte(AuditMagic)
 	for i := range events {
 		if extended(&events[i]) {
-			magic = auditMagic3
+			magic = AuditMagic3
 			break
 		}
 		if events[i].Completes {
-			magic = auditMagic2
+			magic = AuditMagic2
 		}
 	}
 	buf = append(buf, magic)
@@ -98,21 +90,21 @@ func appendAudit(buf []byte, events []catalog.AuditEvent) []byte {
 		}
 		buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(e.LatencyMs))
 		buf = binary.AppendVarint(buf, int64(e.Revision))
-		if magic == auditMagic2 {
+		if magic == AuditMagic2 {
 			var flags byte
 			if e.Completes {
 				flags |= flagCompletes
 			}
 			buf = append(buf, flags)
 		}
-		if magic == auditMagic3 {
+		if magic == AuditMagic3 {
 			buf = appendExtension(buf, e)
 		}
 	}
 	return buf
 }
 
-// appendExtension appends the flags byte and the fields of auditMagic3.
+// appendExtension appends the flags byte and the fields of AuditMagic3.
 func appendExtension(buf []byte, e *catalog.AuditEvent) []byte {
 	var flags byte
 	if e.Completes {
@@ -156,8 +148,8 @@ func appendString(buf []byte, s string) []byte {
 	return append(buf, s...)
 }
 
-// auditSize estimates the encoded size of events (for preallocation).
-func auditSize(events []catalog.AuditEvent) int {
+// AuditSize estimates the encoded size of events (for preallocation).
+func AuditSize(events []catalog.AuditEvent) int {
 	n := 1 + binary.MaxVarintLen64
 	for i := range events {
 		e := &events[i]
@@ -175,10 +167,13 @@ func auditSize(events []catalog.AuditEvent) int {
 	return n
 }
 
-// decodeAudit decodes a binary audit body (starting with auditMagic or
-// auditMagic2).
-func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
-	flags, ext := b[0] == auditMagic2, b[0] == auditMagic3
+// DecodeAudit decodes a binary audit body (starting with AuditMagic,
+// AuditMagic2 or AuditMagic3).
+func DecodeAudit(b []byte) ([]catalog.AuditEvent, error) {
+	if !IsAudit(b) {
+		return nil, errAuditBody
+	}
+	flags, ext := b[0] == AuditMagic2, b[0] == AuditMagic3
 	d := auditDecoder{b: b[1:]}
 	n := d.uvarint()
 	if d.err != nil || n > maxAuditEvents || n > uint64(len(d.b)) {
@@ -230,7 +225,7 @@ func decodeAudit(b []byte) ([]catalog.AuditEvent, error) {
 	return events, nil
 }
 
-// extension reads the flags byte and the fields of auditMagic3.
+// extension reads the flags byte and the fields of AuditMagic3.
 func (d *auditDecoder) extension(e *catalog.AuditEvent) {
 	if len(d.b) < 1 || d.b[0]&^(flagCompletes|flagTrace|flagUsage|flagPayload) != 0 {
 		d.err = errAuditBody

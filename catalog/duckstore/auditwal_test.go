@@ -4,14 +4,14 @@ import (
 	"testing"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/auditwal"
 	"github.com/mandatehq/mandate/catalog/storetest"
-	"github.com/mandatehq/mandate/catalog/walstore"
 )
 
 // The production configuration: the write-ahead log in front of DuckDB.
-func openWithLog(t *testing.T, dir string) catalog.Store {
+func openWithLog(t *testing.T, dir string) catalog.EventStore {
 	t.Helper()
-	s, err := walstore.Open(t.Context(), dir, openT(t, dir), walstore.Options{})
+	s, err := auditwal.Open(t.Context(), dir, openT(t, dir), auditwal.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,9 +19,9 @@ func openWithLog(t *testing.T, dir string) catalog.Store {
 }
 
 func TestConformanceWithLog(t *testing.T) {
-	storetest.RunConformance(t, func(t *testing.T) catalog.Store { return openWithLog(t, t.TempDir()) })
+	storetest.RunEvents(t, func(t *testing.T) catalog.EventStore { return openWithLog(t, t.TempDir()) })
 }
 
 func TestDurabilityWithLog(t *testing.T) {
-	storetest.RunDurability(t, openWithLog)
+	storetest.RunEventsDurability(t, openWithLog)
 }

@@ -1,0 +1,548 @@
+package auditwal
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/internal/wal"
+)
+
+// FileName is the log file in the data directory.
+const FileName = "audit.wal"
+
+// changeAuditMagic starts the body of a record of AppendChangeAudit: then
+// the new AuditedRevision as a uvarint, then a binary audit body. (Not
+// one of the binary audit bodies' first bytes, 0xA1..0xA3.)
+const changeAuditMagic = 0xAC
+
+// Inner is the event store behind the log (duckstore; memstore in tests).
+type Inner interface {
+	catalog.AuditReader
+	// AuditedRevision and LogSeq return what the last ApplyLog recorded.
+	AuditedRevision(ctx context.Context) (catalog.Revision, error)
+	LogSeq(ctx context.Context) (int64, error)
+	// ApplyLog appends events (completions applied in order), raises the
+	// AuditedRevision to mark and records seq as the last log record
+	// applied, in one transaction.
+	ApplyLog(ctx context.Context, seq int64, events []catalog.AuditEvent, mark catalog.Revision) error
+	Close() error
+}
+
+// Options configure the log.
+type Options struct {
+	Logger zerolog.Logger
+	// ApplyInterval is how often pending records are applied (default 200ms).
+	ApplyInterval time.Duration
+	// MaxPending applies as soon as this many records wait (default 256).
+	MaxPending int
+	// ApplyDelay: the background applier leaves records younger than this
+	// pending (default 100ms; negative: none), so that a gateway call's
+	// audit completion, which follows its request within milliseconds,
+	// is merged into the request's row before the inner store sees it
+	// instead of updating it there. Reads and Flush apply everything, and
+	// so does the applier while more than half of MaxPendingBytes wait.
+	ApplyDelay time.Duration
+	// RotateBytes rewrites the log once this many bytes of it are applied
+	// while new records keep it from being truncated (default 64 MiB).
+	RotateBytes int64
+	// MaxPendingBytes bounds the records logged but not yet applied to the
+	// inner store (default 256 MiB), which are also held in memory: past
+	// it, AppendAudit waits (within its context) until the applier has
+	// caught up. Audit ingestion faster than the inner store can apply it
+	// is slowed down instead of exhausting memory. AppendChangeAudit does
+	// not wait (see the package documentation).
+	MaxPendingBytes int64
+}
+
+// Log is a catalog.EventStore: a write-ahead log in front of inner.
+type Log struct {
+	inner Inner
+	path  string
+	log   zerolog.Logger
+	opts  Options
+
+	mu       sync.Mutex // guards the fields below
+	f        *os.File
+	size     int64
+	seq      int64            // last appended record
+	mark     catalog.Revision // AuditedRevision, pending records included
+	pending  []*record
+	live     int64         // framed bytes of the pending records
+	applied  chan struct{} // closed (and replaced) whenever records were applied
+	applyErr error
+
+	applyMu sync.Mutex // serializes applying
+	kick    chan struct{}
+	done    chan struct{}
+	stopped chan struct{}
+	closed  atomic.Bool
+	once    sync.Once
+}
+
+var _ catalog.EventStore = (*Log)(nil)
+
+// record is one logged write.
+type record struct {
+	seq    int64
+	size   int64 // framed size in the log
+	events []catalog.AuditEvent
+	mark   catalog.Revision // 0: an AppendAudit record
+	at     time.Time        // when it was appended (zero: replayed)
+}
+
+// Open opens (creating if needed) dir/audit.wal in front of inner and
+// replays the records inner has not applied yet.
+func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error) {
+	if o.ApplyInterval <= 0 {
+		o.ApplyInterval = 200 * time.Millisecond
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 256
+	}
+	if o.ApplyDelay == 0 {
+		o.ApplyDelay = 100 * time.Millisecond
+	}
+	if o.RotateBytes <= 0 {
+		o.RotateBytes = 64 << 20
+	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = 256 << 20
+	}
+	l := &Log{inner: inner, path: filepath.Join(dir, FileName), log: o.Logger, opts: o,
+		kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{}), applied: make(chan struct{})}
+	seq, err := inner.LogSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if l.mark, err = inner.AuditedRevision(ctx); err != nil {
+		return nil, err
+	}
+	l.seq = seq
+	_, statErr := os.Stat(l.path)
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, catalog.Internal(err, "opening the audit log")
+	}
+	if os.IsNotExist(statErr) {
+		if err := wal.SyncDir(dir); err != nil {
+			f.Close()
+			return nil, catalog.Internal(err, "syncing the data directory")
+		}
+	}
+	l.f = f
+	raw, good, err := wal.Read(f, seq)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st, err := f.Stat(); err == nil && st.Size() > good {
+		l.log.Warn().Int64("bytes", st.Size()-good).Msg("audit log: cut off a torn record at the end (never acknowledged)")
+		if err := f.Truncate(good); err != nil {
+			f.Close()
+			return nil, catalog.Internal(err, "cutting off a torn audit log record")
+		}
+	}
+	l.size = good
+	for _, r := range raw {
+		if r.Body == nil {
+			continue
+		}
+		rec, err := decode(r.Body)
+		if err != nil {
+			f.Close()
+			return nil, catalog.Internal(err, fmt.Sprintf("audit log record at offset %d is unreadable", r.Offset))
+		}
+		rec.seq, rec.size = r.Seq, r.Size
+		l.pending = append(l.pending, rec)
+		l.live += rec.size
+		l.seq = rec.seq
+		l.mark = max(l.mark, rec.mark)
+	}
+	if len(l.pending) > 0 {
+		l.log.Info().Int("records", len(l.pending)).Msg("audit log: replaying committed records")
+	}
+	if err := l.flush(ctx); err != nil {
+		f.Close()
+		return nil, err
+	}
+	go l.applier()
+	return l, nil
+}
+
+// encode frames a record.
+func encode(r *record) ([]byte, error) {
+	buf := make([]byte, wal.HeaderSize, wal.HeaderSize+binary.MaxVarintLen64+1+wal.AuditSize(r.events))
+	if r.mark > 0 {
+		buf = append(buf, changeAuditMagic)
+		buf = binary.AppendUvarint(buf, uint64(r.mark))
+	}
+	buf = wal.AppendAudit(buf, r.events)
+	if err := wal.Seal(buf, r.seq); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// decode decodes a record body (seq and size are the caller's).
+func decode(body []byte) (*record, error) {
+	r := &record{}
+	if len(body) > 0 && body[0] == changeAuditMagic {
+		mark, n := binary.Uvarint(body[1:])
+		if n <= 0 || mark == 0 {
+			return nil, errors.New("malformed change audit record")
+		}
+		r.mark = catalog.Revision(mark)
+		body = body[1+n:]
+	}
+	events, err := wal.DecodeAudit(body)
+	if err != nil {
+		return nil, err
+	}
+	r.events = events
+	return r, nil
+}
+
+func (l *Log) checkOpen() error {
+	if l.closed.Load() {
+		return catalog.Errorf(catalog.CodeUnavailable, "audit store is closed")
+	}
+	return nil
+}
+
+// prepare copies events in the form every store keeps: times in UTC to
+// the microsecond, text validated (what the inner store would refuse at
+// every apply is refused at once, invalid UTF-8 is repaired).
+func prepare(events []catalog.AuditEvent) ([]catalog.AuditEvent, error) {
+	cp := make([]catalog.AuditEvent, len(events))
+	for i, e := range events {
+		e.Time = e.Time.UTC().Truncate(time.Microsecond)
+		if err := e.Validate(); err != nil {
+			return nil, err
+		}
+		cp[i] = e
+	}
+	return cp, nil
+}
+
+// AppendAudit implements catalog.AuditWriter: the events are durable in
+// the log when it returns. Concurrent calls do not share an fsync: put a
+// catalog.AuditLog in front for group commit.
+func (l *Log) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	cp, err := prepare(events)
+	if err != nil {
+		return err
+	}
+	if err := l.waitRoom(ctx); err != nil {
+		return err
+	}
+	return l.append(ctx, &record{events: cp}, 0)
+}
+
+// AuditedRevision implements catalog.EventStore.
+func (l *Log) AuditedRevision(ctx context.Context) (catalog.Revision, error) {
+	if err := l.checkOpen(); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mark, nil
+}
+
+// AppendChangeAudit implements catalog.EventStore. It does not wait for
+// room (MaxPendingBytes): the audit records of catalog changes are few,
+// and their forwarding must not be starved by a flood of other events.
+func (l *Log) AppendChangeAudit(ctx context.Context, through catalog.Revision, events []catalog.AuditEvent) error {
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cp, err := prepare(events)
+	if err != nil {
+		return err
+	}
+	return l.append(ctx, &record{events: cp, mark: through}, through)
+}
+
+// append logs r. For a change audit record (mark > 0) the events of
+// revisions the store holds are dropped first, and nothing is logged if
+// nothing is new.
+func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if mark > 0 {
+		keep := r.events[:0]
+		for _, e := range r.events {
+			if e.Revision > l.mark {
+				keep = append(keep, e)
+			}
+		}
+		r.events = keep
+		if mark <= l.mark && len(keep) == 0 {
+			return nil
+		}
+		r.mark = max(mark, l.mark)
+	}
+	r.seq = l.seq + 1
+	buf, err := encode(r)
+	if err != nil {
+		return err
+	}
+	r.size, r.at = int64(len(buf)), time.Now()
+	if _, err := l.f.WriteAt(buf, l.size); err != nil {
+		return l.failAppend(err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return l.failAppend(err)
+	}
+	l.size += r.size
+	l.seq = r.seq
+	l.mark = max(l.mark, r.mark)
+	l.pending = append(l.pending, r)
+	l.live += r.size
+	if len(l.pending) >= l.opts.MaxPending || l.live > l.opts.MaxPendingBytes/2 {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// waitRoom waits while more than MaxPendingBytes wait to be applied.
+func (l *Log) waitRoom(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		over, applied := l.live > l.opts.MaxPendingBytes, l.applied
+		l.mu.Unlock()
+		if !over {
+			return nil
+		}
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-applied:
+		case <-ctx.Done():
+			return &catalog.Error{Code: catalog.CodeUnavailable, Err: ctx.Err(),
+				Msg: "audit log: too much is waiting to be applied to the store; try again later"}
+		case <-l.done:
+			return catalog.Errorf(catalog.CodeUnavailable, "audit store is closed")
+		}
+	}
+}
+
+// failAppend cuts a partial record off and reports the failure. Caller
+// holds l.mu.
+func (l *Log) failAppend(err error) error {
+	if terr := l.f.Truncate(l.size); terr != nil {
+		l.log.Error().Err(terr).Msg("audit log: cannot cut off a failed append; closing the store")
+		l.closed.Store(true)
+	}
+	return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "audit log write failed; the events were not recorded", Err: err}
+}
+
+func (l *Log) applier() {
+	defer close(l.stopped)
+	t := time.NewTicker(l.opts.ApplyInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+		case <-l.kick:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := l.apply(ctx, time.Now().Add(-l.opts.ApplyDelay)); err != nil {
+			l.log.Error().Err(err).Msg("audit log: applying to the store failed; will retry (the log keeps the events)")
+		}
+		cancel()
+	}
+}
+
+// maxApplyEvents bounds the events of one inner transaction.
+const maxApplyEvents = 1 << 16
+
+// flush applies the records pending when it is called to the inner store
+// (in transactions of at most maxApplyEvents events; records that arrive
+// meanwhile wait for the next flush), then truncates the log if nothing
+// new arrived.
+func (l *Log) flush(ctx context.Context) error { return l.apply(ctx, time.Time{}) }
+
+// apply is flush for the records appended before before (all of them for
+// a zero time, or while more than half of MaxPendingBytes wait).
+func (l *Log) apply(ctx context.Context, before time.Time) error {
+	l.applyMu.Lock()
+	defer l.applyMu.Unlock()
+	l.mu.Lock()
+	left := len(l.pending)
+	if !before.IsZero() && l.live <= l.opts.MaxPendingBytes/2 {
+		for left > 0 && l.pending[left-1].at.After(before) {
+			left--
+		}
+	}
+	l.mu.Unlock()
+	for left > 0 {
+		l.mu.Lock()
+		var batch []*record
+		n := 0
+		for _, r := range l.pending[:left] {
+			if len(batch) > 0 && n+len(r.events) > maxApplyEvents {
+				break
+			}
+			batch = append(batch, r)
+			n += len(r.events)
+		}
+		l.mu.Unlock()
+		left -= len(batch)
+		events := make([]catalog.AuditEvent, 0, n)
+		var mark catalog.Revision
+		for _, r := range batch {
+			events = append(events, r.events...)
+			mark = max(mark, r.mark)
+		}
+		last := batch[len(batch)-1].seq
+		if err := l.inner.ApplyLog(ctx, last, events, mark); err != nil {
+			l.mu.Lock()
+			l.applyErr = err
+			l.mu.Unlock()
+			return err
+		}
+		l.mu.Lock()
+		l.applyErr = nil
+		for _, r := range batch {
+			l.live -= r.size
+		}
+		close(l.applied)
+		l.applied = make(chan struct{})
+		l.pending = l.pending[len(batch):]
+		if len(l.pending) == 0 && l.size > 0 {
+			if err := l.f.Truncate(0); err == nil {
+				l.size = 0
+				_ = l.f.Sync()
+			}
+		} else if l.size-l.live > l.opts.RotateBytes {
+			// Under steady writes the log never empties: once the applied
+			// prefix is large, rewrite the log with only the pending records.
+			if err := l.rewrite(); err != nil {
+				l.log.Error().Err(err).Msg("audit log: rotation failed; will retry")
+			}
+		}
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// rewrite replaces the log with one holding only the pending records
+// (temp file, fsync, rename, fsync of the directory). Caller holds l.mu.
+func (l *Log) rewrite() error {
+	tmp := l.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	var size int64
+	for _, r := range l.pending {
+		buf, err := encode(r)
+		if err == nil {
+			_, err = f.WriteAt(buf, size)
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			return err
+		}
+		size += int64(len(buf))
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, l.path); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := wal.SyncDir(filepath.Dir(l.path)); err != nil {
+		l.log.Warn().Err(err).Msg("audit log: fsync of the data directory failed")
+	}
+	// The old log is no longer in the directory: closing it frees its
+	// blocks, which takes tens of milliseconds for a large log (ext4), too
+	// long to hold up the appends waiting for l.mu.
+	go l.f.Close()
+	l.f, l.size = f, size
+	return nil
+}
+
+// Close applies what is pending and closes the log and the inner store.
+func (l *Log) Close() error {
+	var err error
+	l.once.Do(func() {
+		l.mu.Lock() // wait for a running append
+		l.closed.Store(true)
+		l.mu.Unlock()
+		close(l.done)
+		<-l.stopped
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if ferr := l.flush(ctx); ferr != nil {
+			l.log.Error().Err(ferr).Msg("audit log: could not apply pending records at close; they stay in the log")
+		}
+		err = errors.Join(l.f.Close(), l.inner.Close())
+	})
+	return err
+}
+
+// Flush applies every pending record to the inner store now. A reader of
+// the inner store that bypasses the Log (a query engine on DuckDB's own
+// connections) calls it first to see every durable event: records are
+// otherwise applied every ApplyInterval, later under load.
+func (l *Log) Flush(ctx context.Context) error {
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.flush(ctx)
+}
+
+// ListAudit implements catalog.AuditReader (pending records applied first).
+func (l *Log) ListAudit(ctx context.Context, since time.Time, limit int) ([]catalog.AuditEvent, error) {
+	if err := l.Flush(ctx); err != nil {
+		return nil, err
+	}
+	return l.inner.ListAudit(ctx, since, limit)
+}

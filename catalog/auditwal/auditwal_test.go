@@ -1,0 +1,327 @@
+package auditwal
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/internal/wal"
+	"github.com/mandatehq/mandate/catalog/memstore"
+	"github.com/mandatehq/mandate/catalog/storetest"
+)
+
+// keepOpen lets a memstore outlive the Log that wraps it, standing in for
+// a durable inner store across "restarts".
+type keepOpen struct{ *memstore.Store }
+
+func (keepOpen) Close() error { return nil }
+
+func TestEvents(t *testing.T) {
+	storetest.RunEvents(t, func(t *testing.T) catalog.EventStore {
+		l, err := Open(t.Context(), t.TempDir(), memstore.New(), Options{ApplyInterval: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	})
+}
+
+func TestEventsNeverApplied(t *testing.T) {
+	// Everything stays in the log until a read needs it.
+	storetest.RunEvents(t, func(t *testing.T) catalog.EventStore {
+		l, err := Open(t.Context(), t.TempDir(), memstore.New(), Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	})
+}
+
+func TestEventsDurability(t *testing.T) {
+	var mu sync.Mutex
+	inners := map[string]*memstore.Store{}
+	storetest.RunEventsDurability(t, func(t *testing.T, dir string) catalog.EventStore {
+		mu.Lock()
+		in := inners[dir]
+		if in == nil {
+			in = memstore.New()
+			inners[dir] = in
+		}
+		mu.Unlock()
+		l, err := Open(t.Context(), dir, keepOpen{in}, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	})
+}
+
+func event(i int) catalog.AuditEvent {
+	return catalog.AuditEvent{EventID: "e" + string(rune('a'+i%26)), Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(i) * time.Second),
+		Service: "mcp", Action: "tools/call", RequestParams: `{"x":1}`}
+}
+
+// crash abandons l without applying what is pending, as a kill -9 would.
+func crash(l *Log) {
+	l.closed.Store(true)
+	close(l.done)
+	<-l.stopped
+	l.f.Close()
+}
+
+// TestReplayAfterCrash: records logged but not applied are applied at the
+// next Open, exactly once; a torn record at the end is cut off.
+func TestReplayAfterCrash(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := keepOpen{memstore.New()}
+	l, err := Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []catalog.AuditEvent
+	for i := range 6 {
+		e := event(i)
+		if i%3 == 0 { // the AI gateway's columns: the third binary form
+			e.Service, e.TraceID, e.Guardrails = catalog.AuditServiceLLM, "4bf92f3577b34da6a3ce929d0e0e4736", `[{"policy":"pii"}]`
+			e.Usage = &catalog.LLMUsage{Provider: "openai", Model: "gpt-4.1", InputTokens: int64(i + 1), CostNanos: 7}
+		}
+		if i%2 == 0 {
+			if err := l.AppendAudit(ctx, e, e); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, e, e)
+		} else {
+			e.Revision = catalog.Revision(i)
+			if err := l.AppendChangeAudit(ctx, catalog.Revision(i), []catalog.AuditEvent{e}); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, e)
+		}
+	}
+	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 0 {
+		t.Fatal("applied before the crash; the test needs the records pending")
+	}
+	crash(l)
+	torn, err := encode(&record{seq: 99, events: []catalog.AuditEvent{event(9)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, FileName), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(torn[:len(torn)/2]); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	for range 2 { // exactly once: a second open replays nothing again
+		l, err = Open(ctx, dir, inner, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := l.ListAudit(ctx, time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("audit after replay:\n got %+v\nwant %+v", got, want)
+		}
+		if m, _ := l.AuditedRevision(ctx); m != 5 {
+			t.Fatalf("AuditedRevision after replay = %d, want 5", m)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, _ := os.Stat(filepath.Join(dir, FileName)); st.Size() != 0 {
+		t.Fatalf("log not truncated after everything was applied: %d bytes", st.Size())
+	}
+}
+
+// stalling is an inner store whose applies fail while stalled is set, as a
+// store that cannot keep up would.
+type stalling struct {
+	keepOpen
+	stalled atomic.Bool
+}
+
+func (s *stalling) ApplyLog(ctx context.Context, seq int64, events []catalog.AuditEvent, mark catalog.Revision) error {
+	if s.stalled.Load() {
+		return catalog.Errorf(catalog.CodeUnavailable, "busy")
+	}
+	return s.keepOpen.ApplyLog(ctx, seq, events, mark)
+}
+
+// TestMaxPendingBytes: AppendAudit waits while too much waits to be
+// applied; AppendChangeAudit does not.
+func TestMaxPendingBytes(t *testing.T) {
+	ctx := t.Context()
+	inner := &stalling{keepOpen: keepOpen{memstore.New()}}
+	inner.stalled.Store(true)
+	l, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: 5 * time.Millisecond, MaxPendingBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	events := []catalog.AuditEvent{event(1), event(2), event(3), event(4), event(5), event(6), event(7), event(8)}
+	n := 0
+	for {
+		short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		err := l.AppendAudit(short, events...)
+		cancel()
+		if err != nil {
+			if !catalog.IsCode(err, catalog.CodeUnavailable) || n == 0 {
+				t.Fatalf("AppendAudit %d: %v, want unavailable once over the limit", n, err)
+			}
+			break
+		}
+		if n++; n > 100 {
+			t.Fatal("the log took 100 records over its limit without waiting")
+		}
+	}
+	ch := event(20)
+	ch.Revision = 3
+	if err := l.AppendChangeAudit(ctx, 3, []catalog.AuditEvent{ch}); err != nil {
+		t.Fatalf("AppendChangeAudit over the limit: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.AppendAudit(ctx, events...) }()
+	inner.stalled.Store(false) // the applier catches up, the writer goes on
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if es, err := l.ListAudit(ctx, time.Time{}, 0); err != nil || len(es) != (n+1)*len(events)+1 {
+		t.Fatalf("%d events, %v; want %d", len(es), err, (n+1)*len(events)+1)
+	}
+}
+
+func TestFlush(t *testing.T) {
+	ctx := t.Context()
+	inner := keepOpen{memstore.New()}
+	l, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.AppendAudit(ctx, event(1)); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 0 {
+		t.Fatal("applied before Flush; the test needs it pending")
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 1 {
+		t.Fatalf("%d events in the inner store after Flush, want 1", len(es))
+	}
+}
+
+// A bad record followed by others is corruption: refused.
+func TestCorruptionRefused(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := keepOpen{memstore.New()}
+	l, err := Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := l.AppendAudit(ctx, event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash(l)
+	path := filepath.Join(dir, FileName)
+	b, _ := os.ReadFile(path)
+	b[wal.HeaderSize+2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, dir, inner, Options{}); !catalog.IsCode(err, catalog.CodeIncompatibleData) {
+		t.Fatalf("Open of a log corrupt in the middle: %v, want a refusal", err)
+	}
+}
+
+// BenchmarkAppendAudit measures one durable AppendAudit of 64 events (a
+// typical group-commit batch): encoding, write and fsync.
+func BenchmarkAppendAudit(b *testing.B) {
+	l, err := Open(b.Context(), b.TempDir(), memstore.New(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	events := make([]catalog.AuditEvent, 64)
+	for i := range events {
+		events[i] = event(i)
+	}
+	for b.Loop() {
+		if err := l.AppendAudit(b.Context(), events...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(events))/b.Elapsed().Seconds(), "events/s")
+}
+
+// applyCounter counts the inner store's ApplyLog transactions.
+type applyCounter struct {
+	keepOpen
+	n atomic.Int64
+}
+
+func (c *applyCounter) ApplyLog(ctx context.Context, seq int64, events []catalog.AuditEvent, mark catalog.Revision) error {
+	c.n.Add(1)
+	return c.keepOpen.ApplyLog(ctx, seq, events, mark)
+}
+
+// The background applier leaves the youngest records pending, so that a
+// completion appended right after its request reaches the inner store in
+// the same transaction (merged) rather than as an update; Flush applies
+// all.
+func TestApplyDelay(t *testing.T) {
+	ctx := t.Context()
+	inner := &applyCounter{keepOpen: keepOpen{memstore.New()}}
+	l, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	old, req := event(1), event(2)
+	if err := l.AppendAudit(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	if err := l.AppendAudit(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.apply(ctx, cut); err != nil { // what the applier does with cut = now - ApplyDelay
+		t.Fatal(err)
+	}
+	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 1 || es[0].EventID != old.EventID {
+		t.Fatalf("inner store after applying the old records: %+v", es)
+	}
+	done := req
+	done.Completes, done.StatusCode = true, 200
+	if err := l.AppendAudit(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	before := inner.n.Load()
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := inner.n.Load() - before; n != 1 {
+		t.Fatalf("Flush applied the request and its completion in %d transactions, want 1", n)
+	}
+	es, _ := inner.ListAudit(ctx, time.Time{}, 0)
+	if len(es) != 2 || es[1].EventID != req.EventID || es[1].StatusCode != 200 {
+		t.Fatalf("inner store after Flush: %+v", es)
+	}
+}

@@ -1,0 +1,37 @@
+// Package auditwal puts a write-ahead log in front of an event store
+// (duckstore), so that audit events are durable with one fsync and reach
+// DuckDB in large batches: DuckDB spends milliseconds of CPU on every
+// transaction besides its own fsync.
+//
+//   - AppendAudit validates and encodes the events (the binary form of
+//     catalog/internal/wal, about ten times cheaper than JSON), appends
+//     them to DATA_DIR/audit.wal as one record and fsyncs before
+//     returning. A catalog.AuditLog in front of it group-commits the
+//     gateway's events, so one fsync covers thousands.
+//   - AppendChangeAudit (the audit records of catalog changes, forwarded by
+//     catalog.Service) logs the events of revisions above AuditedRevision
+//     with the new mark (a record starting with 0xAC and the mark).
+//   - Pending records are also held in memory until applied. Past
+//     Options.MaxPendingBytes (256 MiB) of them, AppendAudit waits within
+//     its context for the applier (backpressure): ingestion faster than
+//     DuckDB can apply is slowed down, not buffered without bound. This is
+//     the event stream's own backpressure: catalog writes never wait for
+//     it (the catalog has its own log, catalog/walstore), and neither does
+//     AppendChangeAudit.
+//   - A background applier replays pending records into the inner store
+//     (every ApplyInterval, or sooner when MaxPending records wait),
+//     leaving those younger than ApplyDelay (100 ms) for the next round,
+//     so that a gateway call's completion is merged into its request's
+//     row before DuckDB sees it instead of updating the row there: each
+//     batch is one Inner.ApplyLog, which stores the last record's sequence
+//     number and the mark in the same transaction, so a record is applied
+//     exactly once even across crashes. When nothing is pending the log is
+//     truncated; under steady writes it is rewritten once RotateBytes of it
+//     are applied.
+//   - Reads (ListAudit, and Flush for the query engine) first apply
+//     everything pending, so they see every durable event.
+//   - Open replays records newer than the inner store's LogSeq. A torn
+//     record at the end of the log (a crash during the append, never
+//     acknowledged) is cut off; a bad record followed by others is
+//     corruption and refused.
+package auditwal

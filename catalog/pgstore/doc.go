@@ -1,0 +1,60 @@
+// Package pgstore is the catalog.Store of a PostgreSQL database that
+// several Mandate processes (replicas) share: mandate serve --store
+// postgres://user@host/db. It passes storetest.RunStore and
+// RunStoreDurability against a real PostgreSQL (catalog/pgtest).
+//
+// # Schema
+//
+// Open creates or migrates the schema (schema/postgres, versioned like the
+// embedded store's): in one transaction under pg_advisory_xact_lock, so
+// replicas starting together migrate once and the others find it done; a
+// database written by a newer Mandate is refused (CodeIncompatibleData).
+// Tables: mandate_catalog_head (the newest revision, one row),
+// mandate_catalog_changes (revision, committed_at, record: the JSON of a
+// catalog.Change in BYTEA), mandate_catalog_snapshots (revision, taken_at,
+// state: the JSON of a catalog.State; the newest two are kept), and
+// mandate_meta (schema_version).
+//
+// # Writers
+//
+// Revisions are assigned by the database: Append is one call of
+// mandate_catalog_append(base, records), one round trip and one
+// transaction, which moves the head from base to base+n with
+// UPDATE ... WHERE revision = base. Concurrent appenders queue on the head
+// row; the ones whose base is no longer the newest find no row to update
+// and fail with SQLSTATE 40001 (CodeConflict) having written nothing: the
+// catalog Service then applies the newer records, plans its statements
+// again and retries (catalog.Block's COMMIT re-validation), and after
+// sixteen lost races answers 40001 to the client. No change is ever
+// overwritten. An append whose connection fails after it was sent has an
+// unknown outcome and says so (CodeUnavailable); the Service learns it
+// from the records.
+//
+// # Followers
+//
+// mandate_catalog_append NOTIFYs mandate_catalog with the new head. Each
+// Store keeps one connection LISTENing (reconnecting with backoff) and
+// closes its Changed channel at each notification and each reconnection.
+// Notifications are a hint: the Service also polls Head every 50 ms, and
+// reads the records after its revision with Changes (the head and the
+// records in one statement, so that a gap, records pruned, is told apart
+// from a concurrent append: ErrPruned, the Service then reloads the
+// snapshot).
+//
+// # Snapshots and pruning
+//
+// WriteSnapshot inserts the State (ON CONFLICT DO NOTHING: replicas may
+// snapshot the same revision) and deletes all but the newest two. Prune
+// deletes records a snapshot covers that are older than
+// Options.KeepChanges (one hour), so that a replica that was away for less
+// catches up from the records.
+//
+// # Errors
+//
+// translate maps driver errors: a done context is CodeUnavailable wrapping
+// ctx.Err(); 40001 and 40P01 CodeConflict; 53300, 57P01-57P03, class 08 and
+// any failure to reach the server CodeUnavailable (clients see 57P03);
+// anything else CodeInternal. While the database is unreachable, catalog
+// writes fail at once with CodeUnavailable; reads and decisions go on from
+// the Service's model until its staleness bound.
+package pgstore

@@ -1,0 +1,511 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/schema"
+)
+
+// Channel is the NOTIFY channel mandate_catalog_append signals.
+const Channel = "mandate_catalog"
+
+// migrationLock is the key of the advisory lock migrations run under
+// ("mandate" in ASCII).
+const migrationLock = 0x6d616e64617465
+
+// Defaults of Options.
+const (
+	DefaultMaxConns    = 4
+	DefaultKeepChanges = time.Hour
+)
+
+// Options configure a Store.
+type Options struct {
+	Logger zerolog.Logger
+	// MaxConns bounds the pool of connections (default 4: the committer,
+	// the follower, a snapshot, a spare); the listener has one more.
+	MaxConns int32
+	// KeepChanges: Prune keeps change records younger than this (default
+	// one hour), so that a replica that was down for less catches up from
+	// the records (and forwards their audit records to its event store)
+	// instead of reloading a snapshot.
+	KeepChanges time.Duration
+}
+
+// Store is the catalog.Store of a PostgreSQL database, shared by replicas
+// (catalog.Watcher).
+type Store struct {
+	pool *pgxpool.Pool
+	log  zerolog.Logger
+	opts Options
+
+	changedMu sync.Mutex
+	changed   chan struct{}
+	announced atomic.Int64
+
+	stop    context.CancelFunc
+	stopped chan struct{}
+	closed  atomic.Bool
+	once    sync.Once
+}
+
+var (
+	_ catalog.Store   = (*Store)(nil)
+	_ catalog.Watcher = (*Store)(nil)
+)
+
+// Open connects to the database at url (a postgres:// URL or a libpq
+// connection string), creates or migrates the schema (under an advisory
+// lock: replicas starting together migrate once) and starts listening for
+// other replicas' commits.
+func Open(ctx context.Context, url string, o Options) (*Store, error) {
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.KeepChanges <= 0 {
+		o.KeepChanges = DefaultKeepChanges
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The parser's message may quote the URL, password included.
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "catalog store: the PostgreSQL URL is malformed")
+	}
+	cfg.MaxConns = o.MaxConns
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "mandate"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, translate(ctx, "connect", err)
+	}
+	s := &Store{pool: pool, log: o.Logger, opts: o, changed: make(chan struct{}), stopped: make(chan struct{})}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	lctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go s.listen(lctx, cfg.ConnConfig.Copy())
+	return s, nil
+}
+
+// migrate applies the migrations newer than the recorded schema_version
+// in one transaction, under an advisory lock.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := schema.Migrations(schema.PostgreSQL)
+	if err != nil {
+		return catalog.Internal(err, "catalog store")
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return translate(ctx, "migrate", err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
+		return translate(ctx, "migrate", err)
+	}
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass('mandate_meta') IS NOT NULL").Scan(&exists); err != nil {
+		return translate(ctx, "migrate", err)
+	}
+	current := 0
+	if exists {
+		var v int64
+		err := tx.QueryRow(ctx, "SELECT value FROM mandate_meta WHERE key = 'schema_version'").Scan(&v)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return catalog.Errorf(catalog.CodeIncompatibleData, "catalog database has no schema_version in mandate_meta")
+		}
+		if err != nil {
+			return translate(ctx, "migrate", err)
+		}
+		current = int(v)
+	}
+	if current > len(ms) {
+		return catalog.Errorf(catalog.CodeIncompatibleData,
+			"catalog database was written by a newer Mandate (schema version %d, this binary supports %d); upgrade Mandate", current, len(ms))
+	}
+	if current == len(ms) {
+		return nil
+	}
+	for _, m := range ms[current:] {
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return translate(ctx, fmt.Sprintf("apply migration %04d_%s", m.Version, m.Name), err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO mandate_meta (key, value) VALUES ('schema_version', $1)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, int64(m.Version)); err != nil {
+			return translate(ctx, "record schema version", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return translate(ctx, "migrate", err)
+	}
+	s.log.Info().Int("from", current).Int("to", len(ms)).Msg("catalog database migrated")
+	return nil
+}
+
+// listen keeps a connection LISTENing on Channel and signals Changed at
+// every notification and after every (re)connection (what was missed in
+// between is found by polling anyway).
+func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) {
+	defer close(s.stopped)
+	backoff := 100 * time.Millisecond
+	var lastErr time.Time
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx, cfg, &backoff)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(lastErr) > 30*time.Second {
+			lastErr = time.Now()
+			s.log.Warn().Err(err).Msg("catalog store: the notification connection failed; reconnecting (replicas poll meanwhile)")
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, backoff *time.Duration) error {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return err
+	}
+	*backoff = 100 * time.Millisecond
+	s.signal()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if rev, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
+			for {
+				old := s.announced.Load()
+				if rev <= old || s.announced.CompareAndSwap(old, rev) {
+					break
+				}
+			}
+		}
+		s.signal()
+	}
+}
+
+// Announced implements catalog.Watcher: the newest head a notification
+// announced.
+func (s *Store) Announced() catalog.Revision { return catalog.Revision(s.announced.Load()) }
+
+func (s *Store) signal() {
+	s.changedMu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.changedMu.Unlock()
+}
+
+// Changed implements catalog.Watcher: the channel is closed at the next
+// notification of a commit (by any replica).
+func (s *Store) Changed() <-chan struct{} {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	return s.changed
+}
+
+func errClosed() error { return catalog.Errorf(catalog.CodeUnavailable, "catalog store is closed") }
+
+func (s *Store) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed()
+	}
+	return ctx.Err()
+}
+
+// Load implements catalog.Store: the newest snapshot and the records
+// after it, read in one REPEATABLE READ transaction.
+func (s *Store) Load(ctx context.Context) (*catalog.State, []catalog.Change, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, nil, err
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, nil, translate(ctx, "load", err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	st := &catalog.State{}
+	var rev int64
+	var body []byte
+	switch err := tx.QueryRow(ctx, `SELECT revision, state FROM mandate_catalog_snapshots ORDER BY revision DESC LIMIT 1`).Scan(&rev, &body); {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return nil, nil, translate(ctx, "load the snapshot", err)
+	default:
+		if err := json.Unmarshal(body, st); err != nil {
+			return nil, nil, catalog.Internal(err, "catalog store: the snapshot of revision "+fmt.Sprint(rev)+" is unreadable")
+		}
+		if st.Revision != catalog.Revision(rev) {
+			return nil, nil, catalog.Errorf(catalog.CodeIncompatibleData, "catalog store: snapshot row %d holds revision %d", rev, st.Revision)
+		}
+	}
+	var head int64
+	if err := tx.QueryRow(ctx, `SELECT revision FROM mandate_catalog_head WHERE id = 1`).Scan(&head); err != nil {
+		return nil, nil, translate(ctx, "load", err)
+	}
+	changes, err := scanChanges(ctx, tx, `SELECT revision, record FROM mandate_catalog_changes WHERE revision > $1 ORDER BY revision`, int64(st.Revision))
+	if err != nil {
+		return nil, nil, err
+	}
+	next := st.Revision + 1
+	for _, c := range changes {
+		if c.Revision != next {
+			return nil, nil, catalog.Errorf(catalog.CodeIncompatibleData, "catalog store: change %d is missing (snapshot %d)", next, st.Revision)
+		}
+		next++
+	}
+	if next-1 != catalog.Revision(head) {
+		return nil, nil, catalog.Errorf(catalog.CodeIncompatibleData, "catalog store: the records end at %d, the head is %d", next-1, head)
+	}
+	return st, changes, nil
+}
+
+// scanChanges runs a query of (revision, record) rows.
+func scanChanges(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, query string, args ...any) ([]catalog.Change, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, translate(ctx, "read change records", err)
+	}
+	defer rows.Close()
+	var out []catalog.Change
+	for rows.Next() {
+		var rev int64
+		var body []byte
+		if err := rows.Scan(&rev, &body); err != nil {
+			return nil, translate(ctx, "read change records", err)
+		}
+		c, err := decode(rev, body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(ctx, "read change records", err)
+	}
+	return out, nil
+}
+
+func decode(rev int64, body []byte) (catalog.Change, error) {
+	var c catalog.Change
+	if err := json.Unmarshal(body, &c); err != nil {
+		return c, catalog.Internal(err, fmt.Sprintf("catalog store: change record %d is unreadable", rev))
+	}
+	if c.Revision != catalog.Revision(rev) {
+		return c, catalog.Errorf(catalog.CodeIncompatibleData, "catalog store: change row %d holds revision %d", rev, c.Revision)
+	}
+	return c, nil
+}
+
+// Head implements catalog.Store.
+func (s *Store) Head(ctx context.Context) (catalog.Revision, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	var head int64
+	if err := s.pool.QueryRow(ctx, `SELECT revision FROM mandate_catalog_head WHERE id = 1`).Scan(&head); err != nil {
+		return 0, translate(ctx, "read the head revision", err)
+	}
+	return catalog.Revision(head), nil
+}
+
+// Append implements catalog.Store: one call of mandate_catalog_append,
+// one round trip and one transaction; a stale base is SQLSTATE 40001,
+// CodeConflict.
+func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	records := make([][]byte, len(changes))
+	for i := range changes {
+		if changes[i].Revision != base+catalog.Revision(i)+1 {
+			return catalog.Errorf(catalog.CodeInternal, "catalog store: change %d appended as revision %d", changes[i].Revision, base+catalog.Revision(i)+1)
+		}
+		b, err := json.Marshal(changes[i].Normalized())
+		if err != nil {
+			return catalog.Internal(err, "encoding catalog changes")
+		}
+		records[i] = b
+	}
+	var head int64
+	err := s.pool.QueryRow(ctx, `SELECT mandate_catalog_append($1, $2)`, int64(base), records).Scan(&head)
+	if err == nil {
+		return nil
+	}
+	var pe *pgconn.PgError
+	if ctx.Err() == nil && !errors.As(err, &pe) && !pgconn.SafeToRetry(err) {
+		// The connection failed after the call was sent: the commit may
+		// have happened (the replica learns it from the change records).
+		return &catalog.Error{Code: catalog.CodeUnavailable, Err: err,
+			Msg: "catalog database connection lost during the commit; the change may or may not have been applied"}
+	}
+	return translate(ctx, "commit", err)
+}
+
+// Changes implements catalog.Store: the head and the records in one
+// statement (one snapshot), so that a gap is told from a later append.
+func (s *Store) Changes(ctx context.Context, after catalog.Revision, limit int) ([]catalog.Change, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	var lim any
+	if limit > 0 {
+		lim = int64(limit)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT h.revision, c.revision, c.record FROM mandate_catalog_head h
+		LEFT JOIN LATERAL (SELECT revision, record FROM mandate_catalog_changes
+			WHERE revision > $1 ORDER BY revision LIMIT $2) c ON true
+		WHERE h.id = 1`, int64(after), lim)
+	if err != nil {
+		return nil, translate(ctx, "read change records", err)
+	}
+	defer rows.Close()
+	var (
+		head int64
+		out  []catalog.Change
+	)
+	for rows.Next() {
+		var rev *int64
+		var body []byte
+		if err := rows.Scan(&head, &rev, &body); err != nil {
+			return nil, translate(ctx, "read change records", err)
+		}
+		if rev == nil {
+			continue
+		}
+		c, err := decode(*rev, body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(ctx, "read change records", err)
+	}
+	if catalog.Revision(head) <= after {
+		return nil, nil
+	}
+	if len(out) == 0 || out[0].Revision != after+1 {
+		return nil, catalog.ErrPruned
+	}
+	return out, nil
+}
+
+// WriteSnapshot implements catalog.Store. Replicas may write the same
+// revision: the first one stays. The newest two snapshots are kept.
+func (s *Store) WriteSnapshot(ctx context.Context, st *catalog.State) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	body, err := json.Marshal(st.Normalized())
+	if err != nil {
+		return catalog.Internal(err, "encoding the catalog snapshot")
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return translate(ctx, "write the snapshot", err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	var head int64
+	if err := tx.QueryRow(ctx, `SELECT revision FROM mandate_catalog_head WHERE id = 1`).Scan(&head); err != nil {
+		return translate(ctx, "write the snapshot", err)
+	}
+	if int64(st.Revision) > head {
+		return catalog.Errorf(catalog.CodeInvalidArgument, "catalog store: snapshot of revision %d beyond the newest (%d)", st.Revision, head)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO mandate_catalog_snapshots (revision, state) VALUES ($1, $2)
+		ON CONFLICT (revision) DO NOTHING`, int64(st.Revision), body); err != nil {
+		return translate(ctx, "write the snapshot", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM mandate_catalog_snapshots WHERE revision <
+		(SELECT revision FROM mandate_catalog_snapshots ORDER BY revision DESC OFFSET 1 LIMIT 1)`); err != nil {
+		return translate(ctx, "write the snapshot", err)
+	}
+	return translate(ctx, "write the snapshot", tx.Commit(ctx))
+}
+
+// Prune implements catalog.Store: records up to through that a snapshot
+// covers and that are older than Options.KeepChanges are deleted.
+func (s *Store) Prune(ctx context.Context, through catalog.Revision) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `DELETE FROM mandate_catalog_changes
+		WHERE revision <= least($1, (SELECT coalesce(max(revision), 0) FROM mandate_catalog_snapshots))
+		  AND committed_at < now() - $2::interval`, int64(through), s.opts.KeepChanges)
+	return translate(ctx, "prune change records", err)
+}
+
+// Pool is the store's connection pool (Options.MaxConns connections), for
+// other state of the same Mandate in the same database (the rate-limit
+// and budget leases) to share: one connection string, one pool, one
+// reconnect policy. Its users must not touch the mandate_catalog_ tables;
+// the pool is closed by Close.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close implements catalog.Store.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.closed.Store(true)
+		s.stop()
+		<-s.stopped
+		s.pool.Close()
+	})
+	return nil
+}
+
+// translate turns an error of the driver into a *catalog.Error: a done
+// context wraps ctx's error; 40001 (and deadlocks) are CodeConflict; the
+// server shutting down, refusing connections or out of them, and any
+// failure to reach it are CodeUnavailable (SQLSTATE 57P03 for clients).
+func translate(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "catalog database: " + op + ": " + cerr.Error(), Err: cerr}
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "40001" || pe.Code == "40P01":
+			return &catalog.Error{Code: catalog.CodeConflict, Msg: "could not serialize access due to concurrent update", Err: err,
+				Detail: "another replica committed a catalog change first", Hint: "retry the statement"}
+		case pe.Code == "53300" || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || len(pe.Code) == 5 && pe.Code[:2] == "08":
+			return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "catalog database unavailable: " + pe.Message, Err: err}
+		}
+		return &catalog.Error{Code: catalog.CodeInternal, Msg: "catalog database: " + op + ": " + pe.Message, Err: err}
+	}
+	return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "catalog database unreachable: " + op + ": " + err.Error(), Err: err}
+}

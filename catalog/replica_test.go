@@ -1,0 +1,426 @@
+package catalog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/memstore"
+	"github.com/mandatehq/mandate/catalog/walstore"
+)
+
+// Replicas: several Services on one shared store (memstore is a
+// catalog.Watcher, as pgstore is).
+
+func openReplica(t *testing.T, st catalog.Store, ev catalog.EventStore, mods ...func(*catalog.Options)) *catalog.Service {
+	t.Helper()
+	kr, _ := catalog.NewKeyring(make([]byte, 32))
+	o := catalog.Options{Store: st, Events: ev, Keyring: kr, AdminVerifier: "x", PollInterval: 5 * time.Millisecond}
+	for _, m := range mods {
+		m(&o)
+	}
+	svc, err := catalog.Open(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	return svc
+}
+
+// waitRevision waits until svc is at revision rev or later.
+func waitRevision(t *testing.T, svc *catalog.Service, rev catalog.Revision) {
+	t.Helper()
+	ch, cancel := svc.Subscribe()
+	defer cancel()
+	timeout := time.After(30 * time.Second) // a failure bound
+	for svc.Revision() < rev {
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("replica at revision %d, want %d", svc.Revision(), rev)
+		}
+	}
+}
+
+func create(name string) func(tx *catalog.Tx) error {
+	return func(tx *catalog.Tx) error { return tx.CreatePrincipal(catalog.KindGroup, name, nil, false) }
+}
+
+func principals(svc *catalog.Service) map[string]catalog.ID {
+	out := map[string]catalog.ID{}
+	svc.Read(func(m *catalog.Model) {
+		for _, p := range m.Principals("") {
+			out[p.Name] = p.ID
+		}
+	})
+	return out
+}
+
+// A change committed on one replica is applied by the other.
+func TestReplicasFollow(t *testing.T) {
+	st := memstore.New()
+	a, b := openReplica(t, st, st), openReplica(t, st, st)
+	rev, err := a.Write(t.Context(), adminReq, create("from-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRevision(t, b, rev)
+	if _, ok := principals(b)["from-a"]; !ok {
+		t.Fatal("replica b lacks a's change")
+	}
+	rev, err = b.Write(t.Context(), adminReq, create("from-b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRevision(t, a, rev)
+	if fmt.Sprint(principals(a)) != fmt.Sprint(principals(b)) {
+		t.Fatalf("replicas differ:\n%v\n%v", principals(a), principals(b))
+	}
+	if a.Staleness() > time.Minute || a.Stale() || b.Stale() {
+		t.Errorf("staleness %v, stale %v %v", a.Staleness(), a.Stale(), b.Stale())
+	}
+}
+
+// Concurrent writers on two replicas: every change commits (a batch that
+// loses the race is planned again), none twice, IDs never collide, and the
+// replicas converge.
+func TestReplicasConcurrentWriters(t *testing.T) {
+	st := memstore.New()
+	reps := []*catalog.Service{openReplica(t, st, st), openReplica(t, st, st)}
+	const each = 40
+	var wg sync.WaitGroup
+	var conflicts atomic.Int64
+	errs := make(chan error, 2*each)
+	for r, svc := range reps {
+		for w := range 4 {
+			wg.Go(func() {
+				for i := w; i < each; i += 4 {
+					// A client retries a statement refused with 40001.
+					for attempt := 0; ; attempt++ {
+						_, err := svc.Write(t.Context(), adminReq, create(fmt.Sprintf("r%d-%d", r, i)))
+						if catalog.IsCode(err, catalog.CodeConflict) && attempt < 10 {
+							conflicts.Add(1)
+							continue
+						}
+						if err != nil {
+							errs <- err
+						}
+						break
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	head, err := st.Head(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range reps {
+		waitRevision(t, svc, head)
+	}
+	pa, pb := principals(reps[0]), principals(reps[1])
+	if len(pa) != 2+2*each || fmt.Sprint(pa) != fmt.Sprint(pb) {
+		t.Fatalf("%d principals; replicas equal: %v", len(pa), fmt.Sprint(pa) == fmt.Sprint(pb))
+	}
+	ids := map[catalog.ID]string{}
+	for n, id := range pa {
+		if other, dup := ids[id]; dup {
+			t.Fatalf("ID %d of %s and %s", id, n, other)
+		}
+		ids[id] = n
+	}
+	cs, err := st.Changes(t.Context(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if catalog.Revision(len(cs)) != head {
+		t.Fatalf("%d change records, head %d", len(cs), head)
+	}
+	t.Logf("%d statements refused with 40001 and retried", conflicts.Load())
+}
+
+// gated blocks Append while armed, after telling entered.
+type gated struct {
+	*memstore.Store
+	mu      sync.Mutex
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gated) arm() (entered, release chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.entered, g.release = make(chan struct{}), make(chan struct{})
+	return g.entered, g.release
+}
+
+func (g *gated) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
+	g.mu.Lock()
+	entered, release := g.entered, g.release
+	g.entered, g.release = nil, nil
+	g.mu.Unlock()
+	if entered != nil {
+		close(entered)
+		<-release
+	}
+	return g.Store.Append(ctx, base, changes)
+}
+
+// The same change on two replicas at once: the one that commits second
+// was planned against a revision that is no longer the newest; it is
+// planned again on the newer catalog and refused as a duplicate, never
+// applied twice or over the first.
+func TestReplicasConflictReplans(t *testing.T) {
+	st := memstore.New()
+	gb := &gated{Store: st}
+	a := openReplica(t, st, st)
+	b := openReplica(t, gb, st)
+	waitRevision(t, b, a.Revision())
+	entered, release := gb.arm()
+	bErr := make(chan error, 1)
+	go func() {
+		_, err := b.Write(context.Background(), adminReq, create("same"))
+		bErr <- err
+	}()
+	<-entered // b planned "same" at the old revision and is appending
+	if _, err := a.Write(t.Context(), adminReq, create("same")); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-bErr; !catalog.IsCode(err, catalog.CodeAlreadyExists) {
+		t.Fatalf("b's CREATE GROUP after a's: %v, want already exists", err)
+	}
+	waitRevision(t, b, a.Revision())
+	if n := len(principals(b)); n != 3 {
+		t.Fatalf("%d principals, want 3", n)
+	}
+}
+
+// Replicas that bootstrap an empty store together: one bootstrap commits.
+func TestReplicasBootstrapRace(t *testing.T) {
+	st := memstore.New()
+	var wg sync.WaitGroup
+	svcs := make([]*catalog.Service, 3)
+	for i := range svcs {
+		wg.Go(func() { svcs[i] = openReplica(t, st, st) })
+	}
+	wg.Wait()
+	head, _ := st.Head(t.Context())
+	for _, svc := range svcs {
+		waitRevision(t, svc, head)
+		if n := len(principals(svc)); n != 2 {
+			t.Errorf("%d principals after the bootstrap race, want 2", n)
+		}
+	}
+	es, err := svcs[0].Store().ListAudit(t.Context(), time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range es {
+		if e.Action == "BOOTSTRAP" {
+			n++
+		}
+	}
+	if n != 1 || head != 1 {
+		t.Fatalf("%d BOOTSTRAP audit records, head %d; want one of each", n, head)
+	}
+}
+
+// unreachable fails Head, Changes and Append while down is set, as a
+// database that cannot be reached.
+type unreachable struct {
+	*memstore.Store
+	down atomic.Bool
+}
+
+var errDown = catalog.Errorf(catalog.CodeUnavailable, "catalog database unreachable")
+
+func (u *unreachable) Head(ctx context.Context) (catalog.Revision, error) {
+	if u.down.Load() {
+		return 0, errDown
+	}
+	return u.Store.Head(ctx)
+}
+
+func (u *unreachable) Changes(ctx context.Context, after catalog.Revision, limit int) ([]catalog.Change, error) {
+	if u.down.Load() {
+		return nil, errDown
+	}
+	return u.Store.Changes(ctx, after, limit)
+}
+
+func (u *unreachable) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
+	if u.down.Load() {
+		return errDown
+	}
+	return u.Store.Append(ctx, base, changes)
+}
+
+// While the store is unreachable, writes fail with CodeUnavailable, the
+// catalog still answers until the staleness bound, then it is stale (the
+// enforce engine denies); once the store is back it catches up.
+func TestReplicaStaleness(t *testing.T) {
+	st := memstore.New()
+	u := &unreachable{Store: st}
+	const bound = 300 * time.Millisecond
+	svc := openReplica(t, u, st, func(o *catalog.Options) { o.MaxStaleness = bound })
+	other := openReplica(t, st, st)
+	if svc.Stale() {
+		t.Fatal("stale at once")
+	}
+	u.down.Store(true)
+	start := time.Now()
+	if _, err := svc.Write(t.Context(), adminReq, create("g")); !catalog.IsCode(err, catalog.CodeUnavailable) {
+		t.Fatalf("write while the store is down: %v, want unavailable", err)
+	}
+	// Another replica commits meanwhile: this one cannot know.
+	rev, err := other.Write(t.Context(), adminReq, create("elsewhere"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second) // a failure bound
+	for !svc.Stale() {
+		if time.Now().After(deadline) {
+			t.Fatal("never stale")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if since := time.Since(start); since < bound/2 {
+		t.Errorf("stale after %v, before the bound of %v", since, bound)
+	}
+	if err := svc.StaleError(); !catalog.IsCode(err, catalog.CodeUnavailable) {
+		t.Errorf("StaleError = %v", err)
+	}
+	u.down.Store(false)
+	waitRevision(t, svc, rev)
+	for deadline := time.Now().Add(30 * time.Second); svc.Stale(); {
+		if time.Now().After(deadline) {
+			t.Fatal("still stale after catching up")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ok := principals(svc)["elsewhere"]; !ok {
+		t.Fatal("the change made meanwhile is missing")
+	}
+}
+
+// failingEvents fails AppendChangeAudit while failing is set.
+type failingEvents struct {
+	*memstore.Store
+	failing atomic.Bool
+}
+
+func (f *failingEvents) AppendChangeAudit(ctx context.Context, through catalog.Revision, events []catalog.AuditEvent) error {
+	if f.failing.Load() {
+		return errors.New("disk full")
+	}
+	return f.Store.AppendChangeAudit(ctx, through, events)
+}
+
+// The audit records of changes reach the event store exactly once: if it
+// fails, catalog writes go on and the records are forwarded from the
+// change log later, also after a restart; snapshots prune only records the
+// event store has.
+func TestForwardingResumes(t *testing.T) {
+	dir := t.TempDir()
+	ev := &failingEvents{Store: memstore.New()}
+	open := func() (*catalog.Service, *walstore.Store) {
+		ws, err := walstore.Open(t.Context(), dir, walstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := openReplica(t, ws, ev, func(o *catalog.Options) { o.SnapshotEvery = 5 })
+		return svc, ws
+	}
+	svc, ws := open()
+	if err := svc.SyncAudit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ev.failing.Store(true)
+	for i := range 12 {
+		if _, err := svc.Write(t.Context(), adminReq, create(fmt.Sprint("g", i))); err != nil {
+			t.Fatalf("write %d while the event store fails: %v", i, err)
+		}
+	}
+	if err := svc.WriteSnapshot(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rev := svc.Revision()
+	svc.Close()
+	ws.Close()
+
+	ev.failing.Store(false)
+	svc, ws = open()
+	defer ws.Close()
+	if err := svc.SyncAudit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	es, err := ev.ListAudit(t.Context(), time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range es {
+		seen[e.EventID]++
+		if seen[e.EventID] > 1 {
+			t.Fatalf("event %s (%s) stored twice", e.EventID, e.Action)
+		}
+	}
+	if len(es) != int(rev) || svc.AuditedRevision() != rev {
+		t.Fatalf("%d audit records for %d changes (audited through %d)", len(es), rev, svc.AuditedRevision())
+	}
+	// Now everything is forwarded, a snapshot prunes the log.
+	if err := svc.WriteSnapshot(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.Changes(t.Context(), 0, 0); !catalog.IsPruned(err) {
+		t.Fatalf("Changes(0) after the snapshot: %v, want ErrPruned", err)
+	}
+}
+
+// deaf is a shared store whose notifications never arrive.
+type deaf struct{ *memstore.Store }
+
+func (deaf) Changed() <-chan struct{}    { return nil }
+func (deaf) Announced() catalog.Revision { return 0 }
+
+// A statement about an object another replica created a moment ago (its
+// notification not yet arrived, no poll since) does not fail on this
+// replica: the failure sends it to the database's head first, and it is
+// planned again there.
+func TestReplicaPlansAgainOnNewerHead(t *testing.T) {
+	st := memstore.New()
+	a := openReplica(t, st, st)
+	b := openReplica(t, deaf{st}, st, func(o *catalog.Options) { o.PollInterval = time.Hour })
+	if _, err := a.Write(t.Context(), adminReq, create("from-a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := principals(b)["from-a"]; ok {
+		t.Fatal("the test needs replica b not to have followed yet")
+	}
+	if _, err := b.Write(t.Context(), adminReq, func(tx *catalog.Tx) error {
+		return tx.DropPrincipal(catalog.KindGroup, "from-a", false)
+	}); err != nil {
+		t.Fatalf("DROP GROUP on the replica that had not seen the CREATE: %v", err)
+	}
+	if _, ok := principals(b)["from-a"]; ok {
+		t.Error("the group is still there")
+	}
+	// A statement that fails on the newest catalog too keeps its error.
+	if _, err := b.Write(t.Context(), adminReq, func(tx *catalog.Tx) error {
+		return tx.DropPrincipal(catalog.KindGroup, "never-was", false)
+	}); !catalog.IsCode(err, catalog.CodeNotFound) {
+		t.Errorf("DROP GROUP never-was: %v, want CodeNotFound", err)
+	}
+}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mandatehq/mandate/catalog"
+)
+
+// benchDuration is how long each throughput run of BenchmarkReplicas
+// lasts (MANDATE_BENCH_DURATION, default 20s).
+func benchDuration() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("MANDATE_BENCH_DURATION")); err == nil && d > 0 {
+		return d
+	}
+	return 20 * time.Second
+}
+
+// BenchmarkReplicas runs 3 mandate serve processes on one PostgreSQL
+// server on this machine (fsync and synchronous_commit on) and measures:
+//
+//   - grants/1-replica: mandate loadgen grants, 8 clients, against one
+//     replica (the others idle, following);
+//   - grants/3-replicas: the same against each of the 3 replicas at once
+//     (24 clients), the total;
+//   - revoke: a REVOKE on one replica, then the time until each other
+//     replica's decision engine has the revision (its watch stream's
+//     event; a check then asserts the denial), measured from the moment
+//     the REVOKE was sent, over 200 rounds.
+//
+// Run with -benchtime 1x: each sub-benchmark runs once for its duration.
+func BenchmarkReplicas(b *testing.B) {
+	c := startCluster(b, 3, durablePG)
+	grants := func(name string, targets []*server) {
+		b.Run(name, func(b *testing.B) {
+			var total, conflicts float64
+			for range b.N {
+				total, conflicts = 0, 0
+				var wg sync.WaitGroup
+				outs := make([]bytes.Buffer, len(targets))
+				errs := make([]error, len(targets))
+				for i, r := range targets {
+					wg.Go(func() {
+						var stderr bytes.Buffer
+						errs[i] = loadgenGrants(context.Background(), []string{"--addr", r.sqlAddr, "--password", r.password,
+							"--clients", "8", "--duration", benchDuration().String()}, &outs[i], &stderr)
+					})
+				}
+				wg.Wait()
+				for i := range targets {
+					if errs[i] != nil {
+						b.Fatalf("loadgen against replica %d: %v\n%s", i, errs[i], outs[i].String())
+					}
+					total += metric(b, outs[i].String(), `statements/s\s+([0-9.]+)`)
+					conflicts += metric(b, outs[i].String(), `40001 retried\s+([0-9]+)`)
+					b.Logf("replica %d:\n%s", i, outs[i].String())
+				}
+			}
+			b.ReportMetric(total, "stmts/s")
+			b.ReportMetric(conflicts, "40001-retried")
+		})
+	}
+	grants("grants/1-replica", c.replicas[:1])
+	grants("grants/3-replicas", c.replicas)
+	b.Run("revoke", func(b *testing.B) {
+		admins := make([]*pgx.Conn, len(c.replicas))
+		for i, r := range c.replicas {
+			admins[i] = r.admin(b)
+		}
+		mustExec(b, admins[0], `CREATE USER "rev@example.com"`, `CREATE CONNECTION rev_tools TYPE MCP OPTIONS (url 'https://tools.example/mcp')`)
+		// Each replica's watch stream reports when its decision engine
+		// swapped in a new revision (no polling that would compete with the
+		// replicas for the CPU).
+		watches := make([]*revisionWatch, len(c.replicas))
+		for i, r := range c.replicas {
+			watches[i] = watchRevisions(b, r)
+		}
+		var lat []time.Duration
+		for range b.N {
+			lat = lat[:0]
+			for round := range 200 {
+				from := round % len(c.replicas)
+				mustExec(b, admins[from], `GRANT USE_CONNECTION ON CONNECTION rev_tools TO "rev@example.com"`)
+				for _, r := range c.replicas {
+					waitFor(b, 30*time.Second, "the GRANT", func() bool { ok, _ := authorized(b, r, "rev@example.com", "rev_tools"); return ok })
+				}
+				t0 := time.Now()
+				mustExec(b, admins[from], `REVOKE USE_CONNECTION ON CONNECTION rev_tools FROM "rev@example.com"`)
+				// The REVOKE's revision: the origin's engine denies from it on.
+				var rev catalog.Revision
+				waitFor(b, 30*time.Second, "the REVOKE on its replica", func() bool {
+					var ok bool
+					ok, rev = decision(b, c.replicas[from], "rev@example.com", "rev_tools")
+					return !ok
+				})
+				for i, r := range c.replicas {
+					if i == from {
+						continue
+					}
+					at := watches[i].await(b, rev)
+					if ok, _ := authorized(b, r, "rev@example.com", "rev_tools"); ok {
+						b.Fatalf("replica %d at revision %d still allows", i, rev)
+					}
+					lat = append(lat, at.Sub(t0))
+				}
+			}
+		}
+		slices.Sort(lat)
+		at := func(p float64) float64 {
+			return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / float64(time.Millisecond)
+		}
+		b.ReportMetric(at(0.5), "p50-ms")
+		b.ReportMetric(at(0.99), "p99-ms")
+		b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
+	})
+}
+
+// revisionWatch records when a replica's watch stream announced each
+// revision.
+type revisionWatch struct {
+	mu     sync.Mutex
+	seen   map[catalog.Revision]time.Time
+	newest catalog.Revision
+	wake   chan struct{}
+}
+
+// watchRevisions reads r's watch stream (GET /api/v1/watch) until the
+// benchmark ends.
+func watchRevisions(b *testing.B, r *server) *revisionWatch {
+	w := &revisionWatch{seen: map[catalog.Revision]time.Time{}, wake: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.httpURL+"/api/v1/watch", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+replicaNodeToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("watch %s: %v", r.httpAddr, err)
+	}
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, "id: ") {
+				continue
+			}
+			now := time.Now()
+			n, err := strconv.ParseInt(strings.TrimPrefix(line, "id: "), 10, 64)
+			if err != nil {
+				continue
+			}
+			w.mu.Lock()
+			w.seen[catalog.Revision(n)] = now
+			w.newest = max(w.newest, catalog.Revision(n))
+			w.mu.Unlock()
+			select {
+			case w.wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return w
+}
+
+// await returns when the stream first announced revision rev or a newer
+// one.
+func (w *revisionWatch) await(b *testing.B, rev catalog.Revision) time.Time {
+	timeout := time.After(30 * time.Second) // a failure bound
+	for {
+		w.mu.Lock()
+		if w.newest >= rev {
+			var first time.Time
+			for r, at := range w.seen {
+				if r >= rev && (first.IsZero() || at.Before(first)) {
+					first = at
+				}
+			}
+			w.mu.Unlock()
+			return first
+		}
+		w.mu.Unlock()
+		select {
+		case <-w.wake:
+		case <-timeout:
+			b.Fatalf("revision %d not announced within 30 s", rev)
+		}
+	}
+}
+
+// decision asks r's authorization API whether subject holds
+// USE_CONNECTION on conn, and at which revision it decided.
+func decision(b *testing.B, r *server, subject, conn string) (bool, catalog.Revision) {
+	body := fmt.Sprintf(`{"subject":%q,"privilege":"USE_CONNECTION","securable":{"type":"CONNECTION","name":%q}}`, subject, conn)
+	req, err := http.NewRequestWithContext(b.Context(), http.MethodPost, r.httpURL+"/api/v1/authorize", strings.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+replicaNodeToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d struct {
+		Allowed  bool             `json:"allowed"`
+		Revision catalog.Revision `json:"revision"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("authorize on %s: %d %v", r.httpAddr, resp.StatusCode, err)
+	}
+	return d.Allowed, d.Revision
+}
+
+// metric extracts a number from loadgen's output (0 when absent).
+func metric(b *testing.B, out, re string) float64 {
+	m := regexp.MustCompile(re).FindStringSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
+}

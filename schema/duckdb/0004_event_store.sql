@@ -1,0 +1,12 @@
+-- 0004_event_store: DuckDB holds the event stream only.
+--
+-- The catalog moved to its own change records and snapshot
+-- (catalog.wal, catalog.snapshot; catalog/walstore). The tables
+-- principals, memberships, securables and grants are read once by the
+-- upgrade of a data directory written before, then emptied; mandate_meta's
+-- revision and next_id are no longer kept. log_seq is now the last record
+-- of audit.wal (catalog/auditwal) applied to audit_events.
+--
+-- audit_revision: the catalog revision through which audit_events holds
+-- the audit records of catalog changes (catalog.EventStore.AuditedRevision).
+INSERT INTO mandate_meta (key, value) VALUES ('audit_revision', 0);
