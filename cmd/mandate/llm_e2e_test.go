@@ -88,6 +88,7 @@ func startLLMWith(t testing.TB, o serverOpts) *llmEnv {
 		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "codex"`,
 		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "bob@example.com"`,
 		`REVOKE EXECUTE ON MODEL SERVICE system.ai.frontier FROM "bob@example.com"`)
+	waitSnapshotCurrent(t, s) // the grants above apply before the first call
 	return &llmEnv{s: s, admin: admin, fake: fake, down: down, base: "http://" + s.httpAddr + "/llm", fakeURL: fakeURL}
 }
 

@@ -51,6 +51,27 @@ func telemetryEnv(t *testing.T) (*env, *telemetry.Telemetry, *tracetest.InMemory
 	return e, tel, exp
 }
 
+// waitSpans returns the spans exported once one is named name: a call's
+// server span ends after its audit record was written (the pipeline's
+// observer sees the call last), so it may follow the record by a moment.
+func waitSpans(t *testing.T, tel *telemetry.Telemetry, exp *tracetest.InMemoryExporter, name string) tracetest.SpanStubs {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := tel.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		spans := exp.GetSpans()
+		if spanNamed(spans, name) != nil {
+			return spans
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no span %q among %d after 10s", name, len(spans))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func spanNamed(spans tracetest.SpanStubs, name string) *tracetest.SpanStub {
 	for i := range spans {
 		if spans[i].Name == name {
@@ -90,14 +111,8 @@ func TestTelemetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := e.event()
-	if err := tel.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	spans := exp.GetSpans()
+	spans := waitSpans(t, tel, exp, "chat frontier")
 	srv := spanNamed(spans, "chat frontier")
-	if srv == nil {
-		t.Fatalf("no span 'chat frontier' among %d", len(spans))
-	}
 	if srv.SpanKind != trace.SpanKindServer || srv.SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" ||
 		srv.Parent.SpanID().String() != "00f067aa0ba902b7" {
 		t.Errorf("server span kind %v trace %s parent %s: not in the agent's trace", srv.SpanKind, srv.SpanContext.TraceID(), srv.Parent.SpanID())
@@ -154,10 +169,7 @@ func TestTelemetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.event()
-	if err := tel.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	spans = exp.GetSpans()
+	spans = waitSpans(t, tel, exp, "chat fallback")
 	srv = spanNamed(spans, "chat fallback")
 	down, up := spanNamed(spans, "upstream system.ai.openai_down gpt-4.1"), spanNamed(spans, "upstream system.ai.anthropic_prod claude-sonnet-4-5")
 	if srv == nil || down == nil || up == nil {
@@ -192,10 +204,7 @@ func TestTelemetry(t *testing.T) {
 		e.event()
 	}
 
-	rec := httptest.NewRecorder()
-	tel.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	body := rec.Body.String()
-	for _, want := range []string{
+	wants := []string{
 		`gen_ai_client_token_usage_count{model="gpt-4.1",service="system.ai.frontier",token_type="input"} 1`,
 		`gen_ai_client_token_usage_count{model="claude-sonnet-4-5",service="system.ai.fallback",token_type="output"} 1`,
 		`mandate_cost_usd_total{model="gpt-4.1",service="system.ai.frontier"}`,
@@ -204,9 +213,24 @@ func TestTelemetry(t *testing.T) {
 		`mandate_limit_refusals_total{limit="rate_limit",protocol="llm",service="system.ai.frontier"} 1`,
 		`mandate_guardrail_actions_total{action="would_mask",mode="monitor",policy="pii_watch"} 2`,
 		`gen_ai_server_time_to_first_token_seconds_count{model="claude-sonnet-4-5",service="system.ai.fallback"} 1`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %s", want)
+	}
+	// The last call's metrics are recorded as the pipeline finishes it,
+	// which may follow its answer by a moment.
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		rec := httptest.NewRecorder()
+		tel.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(rec.Body.String(), want) {
+				missing = append(missing, want)
+			}
 		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, m := range missing {
+		t.Errorf("metrics lack %s", m)
 	}
 }

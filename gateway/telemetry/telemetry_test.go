@@ -86,6 +86,22 @@ func attr(s sdktrace.ReadOnlySpan, key string) (string, bool) {
 	return "", false
 }
 
+// waitSpan returns the spans exported once one is named name: a call's
+// server span ends as the pipeline finishes the call, which a client that
+// read a flushed stream may see a moment later.
+func waitSpan(t *testing.T, tel *Telemetry, exp *tracetest.InMemoryExporter, name string) tracetest.SpanStubs {
+	t.Helper()
+	var spans tracetest.SpanStubs
+	telemetrytest.WaitFor(t, 10*time.Second, "span "+name, func() bool {
+		if err := tel.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		spans = exp.GetSpans()
+		return byName(spans, name) != nil
+	})
+	return spans
+}
+
 func byName(spans tracetest.SpanStubs, name string) *tracetest.SpanStub {
 	for i := range spans {
 		if spans[i].Name == name {
@@ -112,14 +128,8 @@ func TestLLMSpans(t *testing.T) {
 		if st != http.StatusOK {
 			t.Fatalf("status %d: %s", st, out)
 		}
-		if err := r.t.Flush(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		spans := exp.GetSpans()
+		spans := waitSpan(t, r.t, exp, "chat frontier")
 		srv := byName(spans, "chat frontier")
-		if srv == nil {
-			t.Fatalf("no server span 'chat frontier' in %d spans", len(spans))
-		}
 		ro := srv.Snapshot()
 		if srv.SpanKind != trace.SpanKindServer || srv.SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" ||
 			srv.Parent.SpanID().String() != "00f067aa0ba902b7" {
@@ -222,10 +232,7 @@ func TestRefusalSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if err := r.t.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	spans := exp.GetSpans()
+	spans := waitSpan(t, r.t, exp, "chat denied")
 	denied := byName(spans, "chat denied")
 	if denied == nil {
 		t.Fatal("no span of the denied call")
