@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandatehq/mandate/gateway/llm/llmtest"
 )
 
 // llmPost sends one LLM request with token in the client's header
@@ -365,5 +367,58 @@ func TestLLMGatewayNodeLimits(t *testing.T) {
 	}
 	if e.fake.Count() != before {
 		t.Errorf("refused calls reached the upstream")
+	}
+}
+
+// TestReplicasLLMLimits: two `mandate serve` replicas on one PostgreSQL
+// share the rate-limit windows and budgets (gateway/limits/pglimits): a
+// limit of 4 requests per minute admits 4 calls in total however they
+// are spread over the replicas.
+func TestReplicasLLMLimits(t *testing.T) {
+	fake, fakeURL := llmtest.Start(t)
+	fake.OpenAIKey = e2eOpenAIKey
+	c := startCluster(t, 2, nil, "--dev")
+	a0, a1 := c.replicas[0].admin(t), c.replicas[1].admin(t)
+	mustExec(t, a0, `CREATE USER "alice@example.com"`,
+		`CREATE MODEL PROVIDER SERVICE system.ai.openai_prod OPTIONS (provider 'openai', url '`+fakeURL+`/v1', api_key '`+e2eOpenAIKey+`', prices 'gpt-4.1=2.00/8.00')`,
+		`CREATE MODEL SERVICE system.ai.frontier OPTIONS (destinations 'openai_prod/gpt-4.1=100')`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "alice@example.com"`,
+		`ALTER MODEL SERVICE system.ai.frontier SET RATE LIMIT 4 REQUESTS PER MINUTE FOR EACH USER`)
+	var tok string
+	if err := a0.QueryRow(t.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com"`).Scan(&tok); err != nil {
+		t.Fatal(err)
+	}
+	count := func(q string) int {
+		rows, err := a1.Query(t.Context(), q)
+		if err != nil {
+			return -1 // not there yet
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		return n
+	}
+	waitFor(t, 30*time.Second, "the rate limit and the token on replica 1", func() bool {
+		return count(`SHOW RATE LIMITS ON MODEL SERVICE system.ai.frontier`) == 1 && count(`SHOW ACCESS TOKENS`) == 1
+	})
+	chat := `{"model":"frontier","max_tokens":20,"messages":[{"role":"user","content":"replicated"}]}`
+	ok := 0
+	for i := range 10 {
+		r := c.replicas[i%2]
+		resp, body := llmPost(t, "http://"+r.httpAddr+"/llm", "/v1/chat/completions", tok, chat)
+		switch resp.StatusCode {
+		case 200:
+			ok++
+		case 429:
+		default:
+			t.Fatalf("call %d on replica %d: %d %s", i, i%2, resp.StatusCode, body)
+		}
+	}
+	// Never more than 4; the shared windows' only slack is on the safe
+	// side (a unit leased and not yet given back may refuse one call).
+	if ok > 4 || ok < 3 || fake.Count() != ok {
+		t.Errorf("%d calls answered (the upstream got %d); the limit is 4 per minute across the replicas", ok, fake.Count())
 	}
 }

@@ -10,13 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway/limits"
-	"github.com/mandatehq/mandate/gateway/limits/pglimits"
 	"github.com/mandatehq/mandate/gateway/limitstage"
 	"github.com/mandatehq/mandate/gateway/node"
 	"github.com/mandatehq/mandate/gateway/pipeline"
@@ -47,46 +45,31 @@ type limitsEngine struct {
 	applied atomic.Int64 // revision whose definitions are installed (-1: none)
 	mu      sync.Mutex   // serializes sync
 	names   atomic.Pointer[nameIDs]
-	ids     limitstage.Resolver         // names to IDs (serve: the catalog; node: names)
-	close   func(context.Context) error // the shared backend's Close, or nil
+	ids     limitstage.Resolver // names to IDs (serve: the catalog; node: names)
 }
 
 var _ pipeline.Limiter = (*limitsEngine)(nil)
 
 // newServeLimits is the engine of `mandate serve`: definitions, names and
-// spend from the catalog in process.
-//
-// shared (--store postgres://...: the catalog store's pool) puts the
-// counters in that database (gateway/limits/pglimits), shared by the
-// replicas; nil keeps them in this process. Shared windows persist there,
-// so only in-process ones are refilled from the last minute's rows.
-func newServeLimits(ctx context.Context, svc *catalog.Service, qe catalog.QueryEngine, log zerolog.Logger, shared *pgxpool.Pool) (*limitsEngine, error) {
+// spend from the catalog in process. shared is the replicas' shared
+// backend (--store postgres://: gateway/limits/pglimits, whose windows
+// and spend live in the database and survive restarts); nil: in memory,
+// the windows replayed from the last minute's rows.
+func newServeLimits(ctx context.Context, svc *catalog.Service, qe catalog.QueryEngine, shared limits.Backend, log zerolog.Logger) *limitsEngine {
 	e := &limitsEngine{log: log, revision: svc.Revision, defs: api.LimitsResolver(svc), ids: catalogIDs{svc}}
-	spend := usageSpend{qe: qe, svc: svc}
-	var backend limits.Backend = limits.NewMemory(spend)
-	if shared != nil {
-		b, err := pglimits.New(ctx, shared, pglimits.Options{Spend: spend})
-		if err != nil {
-			return nil, fmt.Errorf("rate limits and budgets in PostgreSQL: %w", err)
-		}
-		backend, e.close = b, b.Close
+	backend := shared
+	if backend == nil {
+		backend = limits.NewMemory(usageSpend{qe: qe, svc: svc})
 	}
 	e.lim = limits.New(limits.Options{Backend: backend})
 	e.init()
-	e.sync(ctx)
+	if err := e.sync(ctx); err != nil {
+		log.Warn().Err(err).Msg("rate limits and budgets: not installed at start; retried at the first call")
+	}
 	if shared == nil {
 		e.replay(ctx, qe)
 	}
-	return e, nil
-}
-
-// Close releases a shared backend's leases (nothing for in-process
-// counters).
-func (e *limitsEngine) Close(ctx context.Context) error {
-	if e.close == nil {
-		return nil
-	}
-	return e.close(ctx)
+	return e
 }
 
 // newNodeLimits is the engine of a gateway node: definitions over the

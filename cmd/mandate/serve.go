@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
@@ -32,6 +31,8 @@ import (
 	"github.com/mandatehq/mandate/enforce/client"
 	"github.com/mandatehq/mandate/gateway/devidp"
 	"github.com/mandatehq/mandate/gateway/guardstage"
+	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/pglimits"
 	"github.com/mandatehq/mandate/gateway/llmgw"
 	"github.com/mandatehq/mandate/gateway/node"
 	"github.com/mandatehq/mandate/sqlfront"
@@ -374,19 +375,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}}
 	// Rate limits and budgets (gateway/limits) for the gateway's calls;
 	// budgets' spend from the usage rows, SHOW BUDGETS from the engine.
-	var sharedPool *pgxpool.Pool
+	// With replicas on PostgreSQL the windows and budgets are shared in
+	// the database (gateway/limits/pglimits): exact across replicas.
+	var sharedLimits limits.Backend
 	if st.pg != nil {
-		sharedPool = st.pg.Pool()
+		pl, err := pglimits.New(ctx, st.pg.Pool(), pglimits.Options{Spend: usageSpend{qe: flushing, svc: svc}})
+		if err != nil {
+			return fmt.Errorf("rate limits and budgets in PostgreSQL: %w", err)
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			defer cancel()
+			_ = pl.Close(cctx)
+		}()
+		sharedLimits = pl
 	}
-	lim, err := newServeLimits(ctx, svc, flushing, log, sharedPool)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		_ = lim.Close(cctx)
-	}()
+	lim := newServeLimits(ctx, svc, flushing, sharedLimits, log)
 	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: flushing, BudgetStatus: lim.budgetStatus(svc),
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {
