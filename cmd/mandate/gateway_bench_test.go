@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mandatehq/mandate/gateway/llm/llmtest"
 )
 
@@ -283,6 +285,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 	childURL, childPID := startBenchProxy(b, up.URL)
 	paths := []path{{"direct", up.URL + "/v1/chat/completions", e2eOpenAIKey, 0}, {"proxy", proxy.URL + "/v1/chat/completions", "", 0},
 		{"proxy-process", childURL + "/v1/chat/completions", "", childPID}}
+	admins := map[string]*pgx.Conn{} // mandate's SQL, by path name
 	for _, mode := range []string{"on", "off"} {
 		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env})
 		c := s.admin(b)
@@ -306,6 +309,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 			name = "mandate-audit-sync-off"
 		}
 		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok, s.cmd.Process.Pid})
+		admins[name] = c
 	}
 	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)[:900]
 	chatBody := []byte(`{"model":"frontier","max_tokens":2048,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + prompt + ` mock:out=1024"}]}`)
@@ -358,6 +362,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 		var failed atomic.Int64
 		var firstErr atomic.Value
 		var wg sync.WaitGroup
+		cpu0 := procCPU(p.pid)
 		b.ResetTimer()
 		start := time.Now()
 		for i := range b.N {
@@ -382,12 +387,29 @@ func BenchmarkLLMGateway(b *testing.B) {
 		slices.Sort(lat)
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		if p.pid != 0 {
+			b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
+		}
 	}
 	for _, p := range paths {
 		b.Run(fmt.Sprintf("paced-%d/s/%s", rate, p.name), func(b *testing.B) { paced(b, p, chatBody, false) })
 	}
 	for _, p := range paths {
-		b.Run(fmt.Sprintf("stream-ttfb-paced-%d/s/%s", rate, p.name), func(b *testing.B) { paced(b, p, streamBody, true) })
+		b.Run(fmt.Sprintf("stream-ttfb-paced-%d/s/%s", rate, p.name), func(b *testing.B) {
+			paced(b, p, streamBody, true)
+			// The server's own time to the first byte (ttft_ms: from the
+			// forward stage's start to the first event's flush): what the
+			// client waits beyond it is the stages before forwarding and
+			// the hops through the scheduler.
+			if c := admins[p.name]; c != nil {
+				var ms float64
+				if err := c.QueryRow(b.Context(), `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_ms) FROM system.ai_gateway.usage WHERE streaming`).Scan(&ms); err != nil {
+					b.Logf("server ttft: %v", err)
+				} else {
+					b.ReportMetric(ms*1000, "server-ttft-p50-µs")
+				}
+			}
+		})
 	}
 }
 
