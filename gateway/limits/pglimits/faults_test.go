@@ -44,7 +44,7 @@ func budgetFigures(t *testing.T, pool *pgxpool.Pool) figures {
 func testKillBudget(t *testing.T, e *env) {
 	c := newClock(t0)
 	const limit = 10 * limits.USD
-	o := pglimits.Options{SyncInterval: 5 * time.Millisecond, IdleReturn: time.Hour, ContendedWait: 100 * time.Millisecond}
+	o := pglimits.Options{SyncInterval: 5 * time.Millisecond, IdleReturn: time.Hour, ContendedWait: 2 * time.Second} // generous: B must hear of the restarted replica's need in time on a loaded machine
 	rs, pool, db := replicas(t, e, c, 2, o, groupBudget(limit))
 	a, b := rs[0], rs[1]
 	r1, err := a.l.Reserve(t.Context(), costs(alice, 2))
