@@ -1,9 +1,6 @@
 package embedded
 
 import (
-	"archive/tar"
-	"compress/gzip"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +11,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/duckstore"
+	"github.com/mandatehq/mandate/catalog/embedded/embeddedtest"
 	"github.com/mandatehq/mandate/catalog/walstore"
 )
 
@@ -24,50 +22,6 @@ const fixture = "../../testdata/upgrade/embedded-v2.tar.gz"
 
 // fixtureKey is its MANDATE_MASTER_KEY.
 var fixtureKey = []byte("upgrade fixture key, 32 bytes...")
-
-// extract unpacks the fixture into a new directory and returns its data
-// directory.
-func extract(t *testing.T) string {
-	t.Helper()
-	f, err := os.Open(fixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(root, filepath.Clean(h.Name))
-		if !strings.HasPrefix(path, root+string(filepath.Separator)) {
-			t.Fatalf("fixture entry %q escapes", h.Name)
-		}
-		if h.Typeflag == tar.TypeDir {
-			if err := os.MkdirAll(path, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return filepath.Join(root, "mandate-data")
-}
 
 // openService opens the stores of dir and a catalog on them.
 func openService(t *testing.T, dir string) (*catalog.Service, *Stores) {
@@ -188,7 +142,7 @@ func checkAudit(t *testing.T, svc *catalog.Service, extra ...string) {
 // still in the old log) are all there, once; the catalog goes on from its
 // revision; and the directory reopens as upgraded.
 func TestUpgrade(t *testing.T) {
-	dir := extract(t)
+	dir := embeddedtest.ExtractFixture(t, fixture)
 	// The fixture does test the replay: the log holds records not yet
 	// applied to the tables, with catalog rows and with audit events.
 	duck, err := duckstore.Open(t.Context(), dir, duckstore.Options{})
@@ -263,7 +217,7 @@ func mustDuck(t *testing.T, dir string) *duckstore.Store {
 // finished by the next start, with the same result.
 func TestUpgradeResumes(t *testing.T) {
 	t.Run("after the snapshot", func(t *testing.T) {
-		dir := extract(t)
+		dir := embeddedtest.ExtractFixture(t, fixture)
 		duck := mustDuck(t, dir)
 		tables, logSeq, err := duck.Legacy(t.Context())
 		if err != nil {
@@ -287,7 +241,7 @@ func TestUpgradeResumes(t *testing.T) {
 		checkAudit(t, svc)
 	})
 	t.Run("before the old log was emptied", func(t *testing.T) {
-		dir := extract(t)
+		dir := embeddedtest.ExtractFixture(t, fixture)
 		old, err := os.ReadFile(filepath.Join(dir, walstore.FileName))
 		if err != nil {
 			t.Fatal(err)
@@ -310,7 +264,7 @@ func TestUpgradeResumes(t *testing.T) {
 // A data directory with an embedded catalog is refused as the event store
 // of a PostgreSQL-backed Mandate.
 func TestOpenEventsRefusesEmbeddedCatalog(t *testing.T) {
-	for _, dir := range []string{extract(t), func() string {
+	for _, dir := range []string{embeddedtest.ExtractFixture(t, fixture), func() string {
 		d := t.TempDir()
 		svc, st := openService(t, d)
 		closeAll(t, svc, st)

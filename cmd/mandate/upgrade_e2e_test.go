@@ -1,19 +1,17 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/mandatehq/mandate/catalog/embedded/embeddedtest"
 )
 
 // TestUpgradeEmbedded starts the current Mandate on data directories
@@ -42,7 +40,7 @@ func TestUpgradeEmbedded(t *testing.T) {
 	} {
 		t.Run(tc.fixture, func(t *testing.T) {
 			t.Parallel()
-			dir := extractFixture(t, "../../testdata/upgrade/"+tc.fixture+".tar.gz")
+			dir := embeddedtest.ExtractFixture(t, "../../testdata/upgrade/"+tc.fixture+".tar.gz")
 			s := startServer(t, serverOpts{dataDir: dir, args: []string{"--audit-retention", "0"}, env: []string{
 				"MANDATE_MASTER_KEY=" + base64.StdEncoding.EncodeToString([]byte("upgrade fixture key, 32 bytes...")),
 				"MANDATE_NODE_TOKEN=fixture-node-token-0123456789abcdef"}})
@@ -73,48 +71,4 @@ func TestUpgradeEmbedded(t *testing.T) {
 			}
 		})
 	}
-}
-
-// extractFixture unpacks a .tar.gz holding mandate-data/ and returns that
-// directory.
-func extractFixture(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(root, filepath.Clean(h.Name))
-		if !strings.HasPrefix(p, root+string(filepath.Separator)) {
-			t.Fatalf("fixture entry %q escapes", h.Name)
-		}
-		if h.Typeflag == tar.TypeDir {
-			if err := os.MkdirAll(p, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return filepath.Join(root, "mandate-data")
 }
