@@ -40,6 +40,8 @@ type analysis struct {
 	// inTemplate is above 0 while a function template is rewritten: its
 	// own calls of engine functions (len, list_contains, ...) are trusted.
 	inTemplate int
+	// pg: the engine is PostgreSQL (pgdialect.go).
+	pg bool
 }
 
 type (
@@ -204,6 +206,9 @@ func (a *analysis) post(n *pg.Node) error {
 	case *pg.Node_ColumnRef:
 		a.columnRef(x.ColumnRef)
 	case *pg.Node_CollateClause:
+		if a.pg {
+			return nil // PostgreSQL's own
+		}
 		// Collations are PostgreSQL's ("default", "C"); the engine
 		// compares by byte, which is what "C" means.
 		if arg := x.CollateClause.Arg; arg != nil {

@@ -194,6 +194,12 @@ func (a *analysis) funcCall(n *pg.Node, fc *pg.FuncCall) error {
 		return notSupported("WITHIN GROUP for " + name)
 	}
 	fc.Funcformat = pg.CoercionForm_COERCE_EXPLICIT_CALL
+	if a.pg && pgNative[name] {
+		if schema == "" || schema == "pg_catalog" {
+			fc.Funcname = []*pg.Node{pg.MakeStrNode("pg_catalog"), pg.MakeStrNode(name)}
+		}
+		return nil
+	}
 	switch name {
 	case "format":
 		return a.format(n, fc)

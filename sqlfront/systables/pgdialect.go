@@ -1,0 +1,351 @@
+package systables
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/sqlfront/pgwire"
+)
+
+// The PostgreSQL dialect (catalog.DialectPostgres). The statement was
+// parsed by PostgreSQL's own parser, and the engine is PostgreSQL: there
+// are no semantics to emulate, so the writer's output is the analysed
+// tree itself, deparsed by libpg_query (PostgreSQL's grammar), after the
+// rewrites the engine needs:
+//
+//   - each virtual table (a VirtualTableFunc call the analysis wrote in
+//     FROM) becomes (SELECT * FROM json_to_recordset(CAST($n AS json)) AS
+//     t(column type, ...)) AS alias, with $n after the client's
+//     parameters; Execute binds the rows, computed for the caller, as
+//     one JSON text per table (pgRows);
+//   - a parameter whose type the client declared is cast to it, so that
+//     PostgreSQL infers what the client said;
+//   - the engine relations (the audit views) stay unqualified: the engine
+//     resolves them in its own schema (search_path).
+//
+// Everything the analysis does is the same in both dialects (allow-lists,
+// relations, privileges, session functions as constants, pg_catalog
+// functions over the emulated relations), except that a few functions the
+// DuckDB dialect emulates with templates run natively (pgNative), and
+// collations are kept. Errors are PostgreSQL's; a column error points at
+// the client's reference (pgRefs).
+
+// pgNative are functions written as templates or evaluated by the
+// analysis for DuckDB that PostgreSQL has with the same meaning and that
+// read nothing of PostgreSQL's own catalog.
+var pgNative = map[string]bool{"array_upper": true, "array_lower": true, "array_ndims": true, "quote_ident": true,
+	"format": true, "parse_ident": true, "_pg_expandarray": true}
+
+// pgStatement writes st's analysed tree in the PostgreSQL dialect; nparams
+// is the number of the client's parameters.
+func (st *Statement) pgStatement(tree *pg.ParseResult, declared []uint32) (string, int, error) {
+	nparams := len(declared)
+	var walk func(n *pg.Node)
+	walk = func(n *pg.Node) {
+		if n == nil {
+			return
+		}
+		if p := n.GetParamRef(); p != nil && int(p.Number) > nparams {
+			nparams = int(p.Number)
+		}
+		forEachChildNode(n, walk)
+	}
+	walk(tree.Stmts[0].Stmt)
+	var err error
+	var rewrite func(n *pg.Node)
+	rewrite = func(n *pg.Node) {
+		if n == nil || err != nil {
+			return
+		}
+		switch x := n.Node.(type) {
+		case *pg.Node_ParamRef:
+			if i := int(x.ParamRef.Number); i >= 1 && i <= len(declared) && declared[i-1] != 0 {
+				if name := castTypeName(declared[i-1]); name != "" {
+					tn, perr := typeNameNode(name)
+					if perr != nil {
+						err = perr
+						return
+					}
+					n.Node = &pg.Node_TypeCast{TypeCast: &pg.TypeCast{Arg: &pg.Node{Node: x}, TypeName: tn, Location: -1}}
+				}
+			}
+			return
+		case *pg.Node_RangeFunction:
+			if sub, ok, rerr := st.pgVirtual(x.RangeFunction, nparams); rerr != nil {
+				err = rerr
+				return
+			} else if ok {
+				n.Node = sub
+				return
+			}
+		}
+		forEachChildNode(n, rewrite)
+	}
+	rewrite(tree.Stmts[0].Stmt)
+	if err != nil {
+		return "", 0, err
+	}
+	sql, err := pg.Deparse(tree)
+	if err != nil {
+		return "", 0, fmt.Errorf("systables: deparse: %w", err)
+	}
+	if len(sql) > maxEngineSQL {
+		return "", 0, tooComplex()
+	}
+	return sql, nparams, nil
+}
+
+// pgVirtual rewrites a virtual table in FROM to a subquery over its JSON
+// parameter; ok is false for any other FROM function.
+func (st *Statement) pgVirtual(rf *pg.RangeFunction, nparams int) (*pg.Node_RangeSubselect, bool, error) {
+	if len(rf.Functions) != 1 {
+		return nil, false, nil
+	}
+	l := rf.Functions[0].GetList()
+	if l == nil || len(l.Items) == 0 {
+		return nil, false, nil
+	}
+	fc := l.Items[0].GetFuncCall()
+	if fc == nil || !st.native[fc] {
+		return nil, false, nil
+	}
+	if _, name := funcName(fc); name != catalog.VirtualTableFunc || len(fc.Args) != 1 {
+		return nil, false, nil
+	}
+	key, _ := literalArg(fc.Args[0])
+	r := relations[key]
+	if r == nil {
+		return nil, false, fmt.Errorf("systables: unknown virtual table %q", key)
+	}
+	idx := -1
+	for i, v := range st.pgTables {
+		if v == r {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		st.pgTables = append(st.pgTables, r)
+		idx = len(st.pgTables) - 1
+	}
+	defs := make([]string, len(r.cols))
+	for i, c := range r.cols {
+		defs[i] = quoteIdent(c.Name) + " " + pgColumnType(c.Type)
+	}
+	text := fmt.Sprintf("SELECT * FROM json_to_recordset(CAST($%d AS json)) AS t(%s)", nparams+idx+1, strings.Join(defs, ", "))
+	res, err := pg.Parse(text)
+	if err != nil {
+		return nil, false, fmt.Errorf("systables: virtual table %s: %w", key, err)
+	}
+	alias := rf.Alias
+	if alias == nil {
+		alias = &pg.Alias{Aliasname: r.name}
+	}
+	return &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{Lateral: rf.Lateral, Subquery: res.Stmts[0].Stmt,
+		Alias: alias}}, true, nil
+}
+
+// castTypeName is the name of a type OID to cast to ("" when not known).
+func castTypeName(oid uint32) string {
+	for _, t := range pgTypes {
+		if t.oid == oid {
+			return t.format
+		}
+	}
+	return ""
+}
+
+func typeNameNode(name string) (*pg.TypeName, error) {
+	res, err := pg.Parse("SELECT CAST(NULL AS " + name + ")")
+	if err != nil {
+		return nil, err
+	}
+	return res.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val.GetTypeCast().TypeName, nil
+}
+
+// pgColumnType is PostgreSQL's name of a catalog column type.
+func pgColumnType(t catalog.ColumnType) string {
+	if t.Data == catalog.DataList {
+		return pgColumnType(catalog.ColumnType{Data: t.Elem}) + "[]"
+	}
+	return t.Data.String()
+}
+
+// pgRefs are the column references of the client's statement by name
+// (the first of each), read before the analysis rewrites the tree: a
+// PostgreSQL error about a column points at it.
+func pgRefs(tree *pg.ParseResult) map[string]resolvedRef {
+	refs := map[string]resolvedRef{}
+	var walk func(n *pg.Node)
+	walk = func(n *pg.Node) {
+		if n == nil {
+			return
+		}
+		if cr := n.GetColumnRef(); cr != nil && len(cr.Fields) > 0 {
+			if s := cr.Fields[len(cr.Fields)-1].GetString_(); s != nil {
+				if _, ok := refs[s.Sval]; !ok {
+					refs[s.Sval] = resolvedRef{loc: cr.Location}
+				}
+			}
+		}
+		forEachChildNode(n, walk)
+	}
+	for _, s := range tree.Stmts {
+		walk(s.Stmt)
+	}
+	return refs
+}
+
+// pgRows writes a virtual table's rows as the JSON that
+// json_to_recordset reads: one object per row, keyed by column name, each
+// value in a form PostgreSQL's input function of the column's type reads.
+func pgRows(cols []catalog.QueryColumn, rows [][]any) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, row := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('{')
+		for j, c := range cols {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			writeJSONString(&b, c.Name)
+			b.WriteByte(':')
+			var v any
+			if j < len(row) {
+				v = row[j]
+			}
+			writeJSONValue(&b, c.Type.Data, v)
+		}
+		b.WriteByte('}')
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+func writeJSONValue(b *strings.Builder, t catalog.DataType, v any) {
+	switch x := v.(type) {
+	case nil:
+		b.WriteString("null")
+	case string:
+		if t == catalog.DataJSON {
+			if x == "" || !json.Valid([]byte(x)) {
+				b.WriteString("null")
+				return
+			}
+			b.WriteString(x)
+			return
+		}
+		writeJSONString(b, x)
+	case bool:
+		b.WriteString(strconv.FormatBool(x))
+	case int16, int32, int64, int:
+		fmt.Fprint(b, x)
+	case float32:
+		writeFloat(b, float64(x), 32)
+	case float64:
+		writeFloat(b, x, 64)
+	case catalog.Decimal:
+		b.WriteString(x.String())
+	case time.Time:
+		switch t {
+		case catalog.DataDate:
+			writeJSONString(b, x.Format("2006-01-02"))
+		case catalog.DataTimestamp:
+			writeJSONString(b, x.Format("2006-01-02T15:04:05.999999"))
+		default:
+			writeJSONString(b, x.Format(time.RFC3339Nano))
+		}
+	case time.Duration:
+		us := x.Microseconds()
+		writeJSONString(b, fmt.Sprintf("%02d:%02d:%02d.%06d", us/3600e6, us/60e6%60, us/1e6%60, us%1e6))
+	case catalog.Interval:
+		writeJSONString(b, fmt.Sprintf("%d months %d days %d microseconds", x.Months, x.Days, x.Micros))
+	case [16]byte:
+		h := hex.EncodeToString(x[:])
+		writeJSONString(b, h[:8]+"-"+h[8:12]+"-"+h[12:16]+"-"+h[16:20]+"-"+h[20:])
+	case []byte:
+		writeJSONString(b, `\x`+hex.EncodeToString(x))
+	case []any:
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			writeJSONValue(b, catalog.DataText, e)
+		}
+		b.WriteByte(']')
+	default:
+		writeJSONString(b, fmt.Sprint(x))
+	}
+}
+
+func writeFloat(b *strings.Builder, f float64, bits int) {
+	switch {
+	case math.IsNaN(f):
+		b.WriteString(`"NaN"`)
+	case math.IsInf(f, 1):
+		b.WriteString(`"Infinity"`)
+	case math.IsInf(f, -1):
+		b.WriteString(`"-Infinity"`)
+	default:
+		b.WriteString(strconv.FormatFloat(f, 'g', -1, bits))
+	}
+}
+
+// preparePG finishes Prepare in the PostgreSQL dialect: the tree is
+// written as it is (pgStatement), PostgreSQL describes it.
+func (st *Statement) preparePG(ctx context.Context, tree *pg.ParseResult, native map[*pg.FuncCall]bool,
+	refs map[string]resolvedRef, paramOIDs []uint32) (*Statement, error) {
+	st.native, st.refs, st.pgTables = native, refs, []*relation{}
+	st.tz = "UTC"
+	if v, ok := st.sess.Param("timezone"); ok && v != "" {
+		st.tz = v
+	}
+	loc, err := time.LoadLocation(st.tz)
+	if err != nil {
+		loc = time.UTC
+	}
+	st.loc = loc
+	sql, nparams, err := st.pgStatement(tree, paramOIDs)
+	if err != nil {
+		return nil, st.positioned(err)
+	}
+	st.sql, st.nparams = sql, nparams
+	cols, params, err := st.e.q.Describe(ctx, st.query(nil))
+	if err != nil {
+		return nil, st.engineError(err)
+	}
+	for _, c := range cols {
+		oid := c.Type.OID
+		if oid == 0 {
+			oid = typeOID(c.Type)
+		}
+		st.cols = append(st.cols, pgwire.Column{Name: c.Name, TypeOID: oid})
+		st.types = append(st.types, c.Type)
+	}
+	for i := 0; i < nparams; i++ {
+		var oid uint32
+		if i < len(paramOIDs) {
+			oid = paramOIDs[i]
+		}
+		if oid == 0 && i < len(params) {
+			oid = params[i].OID
+		}
+		if oid == 0 {
+			oid = oidText
+		}
+		st.params = append(st.params, oid)
+	}
+	return st, nil
+}
