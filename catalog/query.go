@@ -182,7 +182,10 @@ type QueryError struct {
 	// Name is the identifier the error is about (the column the engine
 	// could not bind), when it names one.
 	Name string
-	Err  error
+	// Position is where the engine located the error in the Query's SQL
+	// (PostgreSQL's 1-based character position), 0 if nowhere.
+	Position int32
+	Err      error
 }
 
 func (e *QueryError) Error() string { return e.Msg }

@@ -480,7 +480,7 @@ func (e *Engine) queryError(ctx context.Context, err error) error {
 		case pe.Code == "53300" || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || strings.HasPrefix(pe.Code, "08"):
 			return unavailable(ctx, "query", err)
 		}
-		qe := &catalog.QueryError{SQLState: pe.Code, Msg: pe.Message, Detail: pe.Detail, Hint: pe.Hint, Err: err}
+		qe := &catalog.QueryError{SQLState: pe.Code, Msg: pe.Message, Detail: pe.Detail, Hint: pe.Hint, Position: pe.Position, Err: err}
 		if pe.Code == "42703" {
 			if m := columnMsg.FindStringSubmatch(pe.Message); m != nil {
 				qe.Name = m[1]

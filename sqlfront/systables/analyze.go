@@ -116,7 +116,7 @@ func (a *analysis) walkNode(n *pg.Node) error {
 // walkChildren visits every message inside m (through the oneof of a
 // Node, lists and direct message fields) after checking m's type.
 func (a *analysis) walkChildren(m protoreflect.Message) error {
-	if !allowedNodes[m.Descriptor().FullName()] && !(a.inTemplate > 0 && templateNodes[m.Descriptor().FullName()]) {
+	if !allowedNodes[m.Descriptor().FullName()] && !((a.inTemplate > 0 || a.pg) && templateNodes[m.Descriptor().FullName()]) {
 		return notSupported(splitCamel(nodeName(m)))
 	}
 	if err := a.checkMessage(m.Interface()); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
@@ -59,6 +60,7 @@ type Statement struct {
 	pgTables []*relation
 	nparams  int
 	tz       string
+	original *pg.ParseResult // the client's statement before the analysis
 }
 
 // Columns returns the result columns.
@@ -94,6 +96,7 @@ func (e *Engine) Prepare(ctx context.Context, sess Session, text string, tree *p
 	var refs map[string]resolvedRef
 	if pgDialect {
 		refs = pgRefs(tree)
+		st.original = proto.Clone(tree).(*pg.ParseResult)
 	}
 	var err error
 	var native map[*pg.FuncCall]bool
@@ -296,6 +299,9 @@ func (st *Statement) engineError(err error) error {
 	if !errors.As(err, &qe) {
 		return err
 	}
+	if st.pgTables != nil {
+		return st.pgError(qe)
+	}
 	if len(st.unresolved) > 0 && (qe.SQLState == "42703" || qe.SQLState == "42P01" || qe.SQLState == "42601" ||
 		qe.SQLState == "42804" || qe.SQLState == "42883" && strings.Contains(qe.Msg, "column")) {
 		u := st.unresolved[0]
@@ -317,15 +323,20 @@ func (st *Statement) engineError(err error) error {
 		}
 		return e
 	}
-	msg := strings.ReplaceAll(qe.Msg, catalog.AuditRelation, "audit")
+	return &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: st.clientNames(qe.Msg), Detail: qe.Detail, Hint: qe.Hint}
+}
+
+// clientNames writes the names of an engine message as the client wrote
+// them (relations, CTEs).
+func (st *Statement) clientNames(msg string) string {
+	msg = strings.ReplaceAll(msg, catalog.AuditRelation, "audit")
 	msg = strings.ReplaceAll(msg, catalog.UsageRelation, "usage")
 	msg = strings.ReplaceAll(msg, catalog.PayloadsRelation, "payloads")
 	msg = strings.ReplaceAll(msg, catalog.VirtualTableFunc, "relation")
-	msg = cteName.ReplaceAllStringFunc(msg, func(s string) string {
+	return cteName.ReplaceAllStringFunc(msg, func(s string) string {
 		if n, ok := st.ctes[s]; ok {
 			return n
 		}
 		return s
 	})
-	return &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: msg, Detail: qe.Detail, Hint: qe.Hint}
 }

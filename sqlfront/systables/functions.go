@@ -179,6 +179,9 @@ func (a *analysis) funcCall(n *pg.Node, fc *pg.FuncCall) error {
 	if schema != "" && schema != "pg_catalog" && !(schema == "information_schema" && strings.HasPrefix(name, "_pg_")) {
 		ok = false
 	}
+	if !ok && a.pg && pgOnly[name] && (schema == "" || schema == "pg_catalog") {
+		return nil // PostgreSQL's own, run natively
+	}
 	if !ok && a.inTemplate > 0 && schema == "" {
 		a.native[fc] = true // an engine function of a template
 		return nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
@@ -348,4 +349,104 @@ func (st *Statement) preparePG(ctx context.Context, tree *pg.ParseResult, native
 		st.params = append(st.params, oid)
 	}
 	return st, nil
+}
+
+// pgOnly are functions allowed in the PostgreSQL dialect only: the DuckDB
+// dialect has no emulation of them, PostgreSQL runs them natively (pure
+// functions of their arguments).
+var pgOnly = map[string]bool{"justify_hours": true, "justify_days": true, "justify_interval": true,
+	"make_interval": true, "convert_from": true, "convert_to": true}
+
+// pgError is a PostgreSQL error with the client's names and, where
+// PostgreSQL located it, the position of the same node in the client's
+// text.
+func (st *Statement) pgError(qe *catalog.QueryError) error {
+	e := &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: st.clientNames(qe.Msg), Detail: qe.Detail, Hint: qe.Hint}
+	if qe.Position > 0 {
+		e.Position = st.pgPosition(qe.Position)
+	}
+	if e.Position == 0 && qe.Name != "" {
+		if r, ok := st.refs[qe.Name]; ok {
+			e.Position = charPosition(st.text, int(r.loc))
+		}
+	}
+	return e
+}
+
+// pgPosition maps a position in the engine's SQL to the client's text:
+// the node PostgreSQL points at (the k-th node of its kind and name in
+// the written statement) is the k-th such node of the client's statement.
+func (st *Statement) pgPosition(pos int32) int32 {
+	runes := []rune(st.sql)
+	if pos < 1 || int(pos) > len(runes) {
+		return 0
+	}
+	off := int32(len(string(runes[:pos-1])))
+	written, err := pg.Parse(st.sql)
+	if err != nil || st.original == nil {
+		return 0
+	}
+	sig, k := "", -1
+	counts := map[string]int{}
+	walkLocated(written, func(s string, loc int32) {
+		if k < 0 && loc == off {
+			sig, k = s, counts[s]
+		}
+		counts[s]++
+	})
+	if k < 0 {
+		return 0
+	}
+	var found int32 = -1
+	n := 0
+	walkLocated(st.original, func(s string, loc int32) {
+		if s == sig {
+			if n == k && found < 0 {
+				found = loc
+			}
+			n++
+		}
+	})
+	if found < 0 {
+		return 0
+	}
+	return charPosition(st.text, int(found))
+}
+
+// walkLocated calls fn with each located node of tree in order: its kind
+// and name (a column reference's last field, a function's name) and its
+// location.
+func walkLocated(tree *pg.ParseResult, fn func(sig string, loc int32)) {
+	var visit func(m protoreflect.Message)
+	visit = func(m protoreflect.Message) {
+		if f := m.Descriptor().Fields().ByName("location"); f != nil {
+			sig := string(m.Descriptor().Name())
+			switch x := m.Interface().(type) {
+			case *pg.ColumnRef:
+				if len(x.Fields) > 0 {
+					if s := x.Fields[len(x.Fields)-1].GetString_(); s != nil {
+						sig += " " + s.Sval
+					}
+				}
+			case *pg.FuncCall:
+				_, name := funcName(x)
+				sig += " " + name
+			}
+			fn(sig, int32(m.Get(f).Int()))
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if fd.Message() == nil || fd.IsMap() {
+				return true
+			}
+			if fd.IsList() {
+				for i := 0; i < v.List().Len(); i++ {
+					visit(v.List().Get(i).Message())
+				}
+				return true
+			}
+			visit(v.Message())
+			return true
+		})
+	}
+	visit(tree.ProtoReflect())
 }
