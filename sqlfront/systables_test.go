@@ -211,7 +211,25 @@ func (f *sysFrontend) seedAudit(tb testing.TB, n int) time.Time {
 	if err := f.Store.AppendAudit(tb.Context(), evs...); err != nil {
 		tb.Fatal(err)
 	}
+	if f.PG != nil {
+		f.loadPGAudit(tb)
+	}
 	return now
+}
+
+// TestSystemTablesOnPostgres runs the system-table tests with the queries
+// on PostgreSQL (catalog/pgquery), as mandate serve --store postgres://
+// does: one server, a database per test.
+func TestSystemTablesOnPostgres(t *testing.T) {
+	pgs := pgtest.Start(t, pgtest.Options{})
+	onPG := func(o *sysOptions) { o.pg = pgs }
+	for name, test := range map[string]func(*testing.T, *sysFrontend){
+		"privileges": testSystemTablesPrivileges, "queries": testSystemTablesQueries, "types": testSystemTablesTypes,
+		"parameters": testSystemTablesParameters, "forbidden": testSystemTablesForbidden, "cancel": testSystemTablesCancel,
+		"psql": testSystemTablesPsql,
+	} {
+		t.Run(name, func(t *testing.T) { test(t, startSysFrontend(t, onPG)) })
+	}
 }
 
 func queryRows(tb testing.TB, conn *pgx.Conn, sql string, args ...any) [][]any {
@@ -230,8 +248,9 @@ func queryRows(tb testing.TB, conn *pgx.Conn, sql string, args ...any) [][]any {
 // Privileges: metastore admins read the audit; others need SELECT on the
 // table, its schema or catalog (USE on the containers is granted to
 // "account users" at bootstrap); without it 42501.
-func TestSystemTablesPrivileges(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesPrivileges(t *testing.T) { testSystemTablesPrivileges(t, startSysFrontend(t)) }
+
+func testSystemTablesPrivileges(t *testing.T, f *sysFrontend) {
 	f.seedAudit(t, 5)
 	admin := f.admin(t)
 	mustExec(t, admin,
@@ -319,8 +338,9 @@ func TestSystemTablesPrivileges(t *testing.T) {
 
 // Aggregates, window functions, CTEs, subqueries, joins, date functions,
 // ORDER BY and LIMIT run on the engine with PostgreSQL's column names.
-func TestSystemTablesQueries(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesQueries(t *testing.T) { testSystemTablesQueries(t, startSysFrontend(t)) }
+
+func testSystemTablesQueries(t *testing.T, f *sysFrontend) {
 	f.seedAudit(t, 100)
 	conn := f.admin(t)
 	rows, err := conn.Query(t.Context(), `SELECT user_identity, action_name, count(*) FROM system.access.audit
@@ -381,8 +401,9 @@ func TestSystemTablesQueries(t *testing.T) {
 }
 
 // Result types carry PostgreSQL's OIDs and round-trip in text and binary.
-func TestSystemTablesTypes(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesTypes(t *testing.T) { testSystemTablesTypes(t, startSysFrontend(t)) }
+
+func testSystemTablesTypes(t *testing.T, f *sysFrontend) {
 	f.seedAudit(t, 1)
 	conn := f.admin(t)
 	const q = `SELECT true AS b, CAST(1 AS int2) AS i2, 2::int4 AS i4, 3::int8 AS i8, 1.5::float4 AS f4, 2.5::float8 AS f8,
@@ -443,8 +464,9 @@ func TestSystemTablesTypes(t *testing.T) {
 }
 
 // Bind parameters of the extended protocol, typed by the engine.
-func TestSystemTablesParameters(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesParameters(t *testing.T) { testSystemTablesParameters(t, startSysFrontend(t)) }
+
+func testSystemTablesParameters(t *testing.T, f *sysFrontend) {
 	now := f.seedAudit(t, 50)
 	conn := f.admin(t)
 	var id string
@@ -475,8 +497,9 @@ func TestSystemTablesParameters(t *testing.T) {
 }
 
 // Everything but reading system tables fails with 42501 or 0A000.
-func TestSystemTablesForbidden(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesForbidden(t *testing.T) { testSystemTablesForbidden(t, startSysFrontend(t)) }
+
+func testSystemTablesForbidden(t *testing.T, f *sysFrontend) {
 	conn := f.admin(t)
 	for _, c := range []struct{ sql, code string }{
 		{`SELECT * FROM read_csv('/etc/passwd')`, "42501"},
@@ -534,8 +557,9 @@ func TestSystemTablesForbidden(t *testing.T) {
 }
 
 // statement_timeout and CancelRequest stop a running query.
-func TestSystemTablesCancel(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesCancel(t *testing.T) { testSystemTablesCancel(t, startSysFrontend(t)) }
+
+func testSystemTablesCancel(t *testing.T, f *sysFrontend) {
 	f.seedAudit(t, 3000)
 	conn := f.admin(t)
 	const long = `SELECT count(*) FROM system.access.audit a, system.access.audit b, system.access.audit c WHERE a.latency_ms + b.latency_ms <> c.latency_ms`
@@ -573,8 +597,9 @@ func TestSystemTablesCancel(t *testing.T) {
 }
 
 // psql: \dt access.* lists audit, \d access.audit describes it.
-func TestSystemTablesPsql(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesPsql(t *testing.T) { testSystemTablesPsql(t, startSysFrontend(t)) }
+
+func testSystemTablesPsql(t *testing.T, f *sysFrontend) {
 	f.seedAudit(t, 3)
 	out, errOut, code := runPsql(t, f.frontend, "-c", `\dt access.*`, "-c", `\d access.audit`, "-c", `\dn`, "-c", `\l`,
 		"-c", `\dt information_schema.*`, "-c", `SELECT action_name, count(*) FROM system.access.audit GROUP BY 1 ORDER BY 1`,
