@@ -44,6 +44,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("ConcurrentMigration", func(t *testing.T) { testConcurrentMigration(t, server, newDatabase(t)) })
 	t.Run("ChangedNotification", func(t *testing.T) { testChangedNotification(t, newDatabase(t)) })
 	t.Run("Unreachable", testUnreachable)
+	t.Run("Events", func(t *testing.T) { testEvents(t, server, newDatabase) })
 }
 
 func open(t *testing.T, url string) *pgstore.Store {
