@@ -356,14 +356,11 @@ func pgdiffEngine(t *testing.T, pgs *pgtest.Server, engine string) {
 	} else {
 		f = startSysFrontend(t)
 	}
-	if err := f.Store.AppendAudit(t.Context(), pgdiffAudit()...); err != nil {
+	if err := f.Events.AppendAudit(t.Context(), pgdiffAudit()...); err != nil {
 		t.Fatal(err)
 	}
 	admin := f.admin(t)
 	mustExec(t, admin, pgdiffGovernance...)
-	if f.PG != nil {
-		f.loadPGAudit(t)
-	}
 	// The governance statements are audited with their catalog change:
 	// the copy below has their events too.
 	for _, table := range pgdiffCopied {

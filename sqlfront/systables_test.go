@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/mandatehq/mandate/catalog/pgquery"
+	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
 	"math/big"
 	"net"
@@ -34,9 +35,10 @@ type sysFrontend struct {
 	Catalog  *memstore.Store  // the catalog's change records and snapshots
 	Engine   *duckstore.QueryEngine
 	Frontend *sqlfront.Frontend
-	// PG is the store's database when the queries run on PostgreSQL
-	// (sysOptions.pg): its views are tables the test loads (loadPGAudit).
-	PG *pgx.Conn
+	// Events is the event stream the catalog audits to and tests append
+	// to: Store, or PostgreSQL's (catalog/pgstore) when the queries run
+	// on PostgreSQL (sysOptions.pg), as mandate serve --store postgres://.
+	Events catalog.EventStore
 }
 
 // syncedEngine runs each query once the audit records of the catalog
@@ -77,7 +79,12 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 	// The catalog's change records in memory, the event stream in DuckDB
 	// (as served, without the log in front of it).
 	cat := memstore.New()
-	svc, err := catalog.Open(ctx, catalog.Options{Store: cat, Events: store, Keyring: kr, AdminVerifier: v})
+	var events catalog.EventStore = store
+	var pgQuery catalog.QueryEngine
+	if o.pg != nil {
+		events, pgQuery = startPGEngine(tb, o.pg)
+	}
+	svc, err := catalog.Open(ctx, catalog.Options{Store: cat, Events: events, Keyring: kr, AdminVerifier: v})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -87,11 +94,8 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 		tb.Fatal(err)
 	}
 	fc := sqlfront.Config{Catalog: svc, Query: syncedEngine{qe, svc}}
-	var pgConn *pgx.Conn
-	if o.pg != nil {
-		var pe catalog.QueryEngine
-		pgConn, pe = startPGEngine(tb, o.pg)
-		fc.Query = syncedEngine{pe, svc}
+	if pgQuery != nil {
+		fc.Query = syncedEngine{pgQuery, svc}
 	}
 	if o.frontend != nil {
 		o.frontend(&fc)
@@ -116,84 +120,29 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	p, _ := strconv.Atoi(port)
-	return &sysFrontend{frontend: &frontend{Addr: ln.Addr().String(), Host: "127.0.0.1", Port: p, Svc: svc}, Store: store, Catalog: cat, Engine: qe, Frontend: fe, PG: pgConn}
+	return &sysFrontend{frontend: &frontend{Addr: ln.Addr().String(), Host: "127.0.0.1", Port: p, Svc: svc}, Store: store, Catalog: cat, Engine: qe, Frontend: fe, Events: events}
 }
 
 var pgTestDBs atomic.Int64
 
-// startPGEngine creates a database on pgs with the engine's views as
-// tables of the catalog's columns (stand-ins for the event store's
-// views, loaded by loadPGAudit) and opens the PostgreSQL query engine.
-func startPGEngine(tb testing.TB, pgs *pgtest.Server) (*pgx.Conn, catalog.QueryEngine) {
+// startPGEngine creates a database on pgs and opens the PostgreSQL event
+// stream on it (its migrations create the views in mandate_views) and
+// the query engine over those views.
+func startPGEngine(tb testing.TB, pgs *pgtest.Server) (*pgstore.Events, catalog.QueryEngine) {
 	tb.Helper()
 	db := fmt.Sprintf("mandate_q%d", pgTestDBs.Add(1))
 	pgs.CreateDatabase(tb, db)
-	conn := pgs.Connect(tb, db)
-	stmts := []string{"CREATE SCHEMA " + pgquery.DefaultSchema}
-	for _, t := range catalog.SystemTables() {
-		if t.Relation == "" {
-			continue
-		}
-		var defs []string
-		for _, c := range t.Columns {
-			defs = append(defs, pgx.Identifier{c.Name}.Sanitize()+" "+c.Type.Data.String())
-		}
-		stmts = append(stmts, fmt.Sprintf("CREATE TABLE %s.%s (%s)", pgquery.DefaultSchema, t.Relation, strings.Join(defs, ", ")))
+	ev, err := pgstore.OpenEvents(tb.Context(), pgs.URL(db), pgstore.EventOptions{})
+	if err != nil {
+		tb.Fatal(err)
 	}
-	for _, s := range stmts {
-		if _, err := conn.Exec(tb.Context(), s); err != nil {
-			tb.Fatalf("%s: %v", s, err)
-		}
-	}
+	tb.Cleanup(func() { _ = ev.Close() })
 	e, err := pgquery.Open(tb.Context(), pgs.URL(db), pgquery.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = e.Close() })
-	return conn, e
-}
-
-// loadPGAudit copies the audit events of the DuckDB event store into the
-// PostgreSQL views' stand-ins (a test on PostgreSQL appends its events
-// first, then loads them).
-func (f *sysFrontend) loadPGAudit(tb testing.TB) {
-	tb.Helper()
-	ctx := tb.Context()
-	if err := f.Svc.SyncAudit(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	for _, t := range catalog.SystemTables() {
-		if t.Relation == "" {
-			continue
-		}
-		if _, err := f.PG.Exec(ctx, "TRUNCATE "+pgquery.DefaultSchema+"."+t.Relation); err != nil {
-			tb.Fatal(err)
-		}
-		var rows [][]any
-		err := f.Engine.Query(ctx, catalog.Query{SQL: "SELECT * FROM " + t.Relation}, func(v []any) error {
-			row := make([]any, len(v))
-			for i, x := range v {
-				switch y := x.(type) {
-				case catalog.Decimal:
-					row[i] = y.String()
-				default:
-					row[i] = x
-				}
-			}
-			rows = append(rows, row)
-			return nil
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		var names []string
-		for _, c := range t.Columns {
-			names = append(names, c.Name)
-		}
-		if _, err := f.PG.CopyFrom(ctx, pgx.Identifier{pgquery.DefaultSchema, t.Relation}, names, pgx.CopyFromRows(rows)); err != nil {
-			tb.Fatalf("load %s: %v", t.Relation, err)
-		}
-	}
+	return ev, e
 }
 
 // seedAudit appends n audit events, one a minute back from now: user
@@ -208,11 +157,8 @@ func (f *sysFrontend) seedAudit(tb testing.TB, n int) time.Time {
 			RunAs: "agent", RequestID: fmt.Sprintf("req-%d", i), RequestParams: fmt.Sprintf(`{"tool":"t%d"}`, i%2),
 			Decision: "allow", LatencyMs: float64(i)})
 	}
-	if err := f.Store.AppendAudit(tb.Context(), evs...); err != nil {
+	if err := f.Events.AppendAudit(tb.Context(), evs...); err != nil {
 		tb.Fatal(err)
-	}
-	if f.PG != nil {
-		f.loadPGAudit(tb)
 	}
 	return now
 }

@@ -185,13 +185,15 @@ func TestCancel(t *testing.T) {
 	// even if nobody cancels it.
 	dctx, dcancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer dcancel()
-	var timeout string
-	err := e.Query(dctx, catalog.Query{SQL: `SELECT current_setting('statement_timeout')`}, func(v []any) error {
+	// No JIT: its compilation does not look at a cancel.
+	var timeout, jit string
+	err := e.Query(dctx, catalog.Query{SQL: `SELECT current_setting('statement_timeout'), current_setting('jit')`}, func(v []any) error {
 		timeout, _ = v[0].(string)
+		jit, _ = v[1].(string)
 		return nil
 	})
-	if err != nil || timeout == "0" || timeout == "" {
-		t.Fatalf("statement_timeout %q: %v", timeout, err)
+	if err != nil || timeout == "0" || timeout == "" || jit != "off" {
+		t.Fatalf("statement_timeout %q jit %q: %v", timeout, jit, err)
 	}
 }
 
