@@ -39,6 +39,8 @@ type sysFrontend struct {
 	// to: Store, or PostgreSQL's (catalog/pgstore) when the queries run
 	// on PostgreSQL (sysOptions.pg), as mandate serve --store postgres://.
 	Events catalog.EventStore
+	// PGDatabase is the PostgreSQL database of Events (sysOptions.pg).
+	PGDatabase string
 }
 
 // syncedEngine runs each query once the audit records of the catalog
@@ -81,8 +83,9 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 	cat := memstore.New()
 	var events catalog.EventStore = store
 	var pgQuery catalog.QueryEngine
+	var pgDB string
 	if o.pg != nil {
-		events, pgQuery = startPGEngine(tb, o.pg)
+		events, pgQuery, pgDB = startPGEngine(tb, o.pg)
 	}
 	svc, err := catalog.Open(ctx, catalog.Options{Store: cat, Events: events, Keyring: kr, AdminVerifier: v})
 	if err != nil {
@@ -120,7 +123,7 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	p, _ := strconv.Atoi(port)
-	return &sysFrontend{frontend: &frontend{Addr: ln.Addr().String(), Host: "127.0.0.1", Port: p, Svc: svc}, Store: store, Catalog: cat, Engine: qe, Frontend: fe, Events: events}
+	return &sysFrontend{frontend: &frontend{Addr: ln.Addr().String(), Host: "127.0.0.1", Port: p, Svc: svc}, Store: store, Catalog: cat, Engine: qe, Frontend: fe, Events: events, PGDatabase: pgDB}
 }
 
 var pgTestDBs atomic.Int64
@@ -128,7 +131,7 @@ var pgTestDBs atomic.Int64
 // startPGEngine creates a database on pgs and opens the PostgreSQL event
 // stream on it (its migrations create the views in mandate_views) and
 // the query engine over those views.
-func startPGEngine(tb testing.TB, pgs *pgtest.Server) (*pgstore.Events, catalog.QueryEngine) {
+func startPGEngine(tb testing.TB, pgs *pgtest.Server) (*pgstore.Events, catalog.QueryEngine, string) {
 	tb.Helper()
 	db := fmt.Sprintf("mandate_q%d", pgTestDBs.Add(1))
 	pgs.CreateDatabase(tb, db)
@@ -142,7 +145,7 @@ func startPGEngine(tb testing.TB, pgs *pgtest.Server) (*pgstore.Events, catalog.
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = e.Close() })
-	return ev, e
+	return ev, e, db
 }
 
 // seedAudit appends n audit events, one a minute back from now: user

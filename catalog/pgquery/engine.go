@@ -52,12 +52,12 @@ type Options struct {
 
 // Engine runs read-only queries on PostgreSQL (see the package doc).
 type Engine struct {
-	pool   *pgxpool.Pool
-	schema string
-	role   string
-	log    zerolog.Logger
-	types  *pgtype.Map
-	prefix string // SQL that opens each query's transaction
+	pool    *pgxpool.Pool
+	schema  string
+	role    string
+	log     zerolog.Logger
+	types   *pgtype.Map
+	setRole string // SET LOCAL ROLE of each query's transaction
 }
 
 var _ catalog.QueryEngine = (*Engine)(nil)
@@ -99,7 +99,7 @@ func Open(ctx context.Context, url string, o Options) (*Engine, error) {
 		pool.Close()
 		return nil, err
 	}
-	e.prefix = "BEGIN READ ONLY; SET LOCAL ROLE " + pgx.Identifier{e.role}.Sanitize() + "; "
+	e.setRole = "SET LOCAL ROLE " + pgx.Identifier{e.role}.Sanitize()
 	return e, nil
 }
 
@@ -184,29 +184,30 @@ func (e *Engine) Setup(ctx context.Context) error {
 	return nil
 }
 
-// quoteLiteral writes s as a standard SQL string literal.
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-// withConn runs fn inside a query's READ ONLY transaction as the query
-// role, with the timeout and time zone set, and rolls it back.
-func (e *Engine) withConn(ctx context.Context, q catalog.Query, fn func(ctx context.Context, c *pgconn.PgConn) error) (err error) {
+// run runs one query in its READ ONLY transaction as the query role, with
+// the timeout and time zone set, in two round trips: the transaction's
+// setup pipelined with the statement's Parse and Describe, then (exec) its
+// Bind and Execute pipelined with the ROLLBACK; Describe alone is one.
+func (e *Engine) run(ctx context.Context, q catalog.Query, exec func(c *pgconn.PgConn, sd *pgconn.StatementDescription) (*pgconn.Pipeline, error)) (sd *pgconn.StatementDescription, err error) {
 	if len(q.Tables) > 0 {
-		return fmt.Errorf("pgquery: virtual tables are JSON parameters in the PostgreSQL dialect")
+		return nil, fmt.Errorf("pgquery: virtual tables are JSON parameters in the PostgreSQL dialect")
 	}
 	if strings.ContainsRune(q.TimeZone, 0) {
-		return &catalog.QueryError{SQLState: "22023", Msg: "invalid value for parameter \"TimeZone\""}
+		return nil, &catalog.QueryError{SQLState: "22023", Msg: "invalid value for parameter \"TimeZone\""}
 	}
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
-		return e.queryError(ctx, err)
+		return nil, e.queryError(ctx, err)
 	}
 	pc := conn.Conn().PgConn()
 	defer func() {
 		// Not ctx: the transaction must end even when ctx is done.
-		rctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
-		defer cancel()
-		if _, rerr := pc.Exec(rctx, "ROLLBACK").ReadAll(); rerr != nil || pc.TxStatus() != 'I' {
-			_ = conn.Conn().Close(rctx)
+		if pc.TxStatus() != 'I' || pc.IsClosed() {
+			rctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+			if _, rerr := pc.Exec(rctx, "ROLLBACK").ReadAll(); rerr != nil || pc.TxStatus() != 'I' {
+				_ = conn.Conn().Close(rctx)
+			}
+			cancel()
 		}
 		conn.Release()
 	}()
@@ -218,51 +219,116 @@ func (e *Engine) withConn(ctx context.Context, q catalog.Query, fn func(ctx cont
 	if tz == "" {
 		tz = "UTC"
 	}
-	setup := e.prefix + "SELECT set_config('statement_timeout', " + quoteLiteral(timeout) + ", true), set_config('TimeZone', " +
-		quoteLiteral(tz) + ", true), set_config('search_path', " + quoteLiteral(pgx.Identifier{e.schema}.Sanitize()) + ", true)"
-	if _, err := pc.Exec(ctx, setup).ReadAll(); err != nil {
-		return e.queryError(ctx, err)
+	pl := pc.StartPipeline(ctx)
+	pl.SendQueryParams("BEGIN READ ONLY", nil, nil, nil, nil)
+	pl.SendQueryParams(e.setRole, nil, nil, nil, nil)
+	pl.SendQueryParams("SELECT set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true), set_config('search_path', $3, true)",
+		[][]byte{[]byte(timeout), []byte(tz), []byte(pgx.Identifier{e.schema}.Sanitize())}, nil, nil, nil)
+	pl.SendPrepare("", q.SQL, nil)
+	if exec == nil {
+		pl.SendQueryParams("ROLLBACK", nil, nil, nil, nil)
 	}
-	return fn(ctx, pc)
+	if err := pl.Sync(); err != nil {
+		_ = pl.Close()
+		return nil, e.queryError(ctx, err)
+	}
+	if sd, err = readPipeline(pl); err != nil {
+		return nil, e.queryError(ctx, err)
+	}
+	if exec == nil {
+		return sd, nil
+	}
+	pl, err = exec(pc, sd)
+	if pl != nil {
+		if _, perr := readPipeline(pl); err == nil {
+			err = perr
+		}
+	}
+	if err != nil {
+		return nil, e.queryError(ctx, err)
+	}
+	return sd, nil
+}
+
+// readPipeline reads a synced pipeline's results to its end and closes
+// it: the statement description, if any, and the first error.
+func readPipeline(pl *pgconn.Pipeline) (sd *pgconn.StatementDescription, err error) {
+	for {
+		res, rerr := pl.GetResults()
+		if rerr != nil {
+			if err == nil {
+				err = rerr
+			}
+			break
+		}
+		switch x := res.(type) {
+		case *pgconn.ResultReader:
+			if _, cerr := x.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		case *pgconn.StatementDescription:
+			sd = x
+		case *pgconn.PipelineSync:
+			if cerr := pl.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+			return sd, err
+		case nil:
+			if cerr := pl.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+			return sd, err
+		}
+	}
+	if cerr := pl.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return sd, err
 }
 
 // Describe implements catalog.QueryEngine.
 func (e *Engine) Describe(ctx context.Context, q catalog.Query) (cols []catalog.QueryColumn, params []catalog.ColumnType, err error) {
-	err = e.withConn(ctx, q, func(ctx context.Context, c *pgconn.PgConn) error {
-		sd, err := c.Prepare(ctx, "", q.SQL, nil)
-		if err != nil {
-			return e.queryError(ctx, err)
-		}
-		cols = columns(sd.Fields)
-		for _, oid := range sd.ParamOIDs {
-			params = append(params, columnType(oid))
-		}
-		return nil
-	})
-	return cols, params, err
+	sd, err := e.run(ctx, q, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, oid := range sd.ParamOIDs {
+		params = append(params, columnType(oid))
+	}
+	return columns(sd.Fields), params, nil
 }
 
 // Query implements catalog.QueryEngine.
 func (e *Engine) Query(ctx context.Context, q catalog.Query, row func([]any) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	return e.withConn(ctx, q, func(ctx context.Context, c *pgconn.PgConn) error {
-		sd, err := c.Prepare(ctx, "", q.SQL, nil)
-		if err != nil {
-			return e.queryError(ctx, err)
-		}
+	var rowErr error
+	_, err := e.run(ctx, q, func(c *pgconn.PgConn, sd *pgconn.StatementDescription) (*pgconn.Pipeline, error) {
 		if len(q.Args) != len(sd.ParamOIDs) {
-			return fmt.Errorf("pgquery: %d arguments for %d parameters", len(q.Args), len(sd.ParamOIDs))
+			return nil, fmt.Errorf("pgquery: %d arguments for %d parameters", len(q.Args), len(sd.ParamOIDs))
 		}
 		args := make([][]byte, len(q.Args))
 		for i, a := range q.Args {
+			var err error
 			if args[i], err = e.encode(sd.ParamOIDs[i], a); err != nil {
-				return &catalog.QueryError{SQLState: "22P02", Msg: fmt.Sprintf("invalid value for parameter $%d: %v", i+1, err), Err: err}
+				return nil, &catalog.QueryError{SQLState: "22P02", Msg: fmt.Sprintf("invalid value for parameter $%d: %v", i+1, err), Err: err}
 			}
 		}
 		cols := columns(sd.Fields)
-		rr := c.ExecPrepared(ctx, "", args, nil, []int16{pgtype.TextFormatCode})
-		var rowErr error
+		pl := c.StartPipeline(ctx)
+		pl.SendQueryPrepared("", args, nil, []int16{pgtype.TextFormatCode})
+		pl.SendQueryParams("ROLLBACK", nil, nil, nil, nil)
+		if err := pl.Sync(); err != nil {
+			return pl, err
+		}
+		res, err := pl.GetResults()
+		if err != nil {
+			return pl, err
+		}
+		rr, ok := res.(*pgconn.ResultReader)
+		if !ok {
+			return pl, fmt.Errorf("pgquery: unexpected pipeline result %T", res)
+		}
 		for rr.NextRow() {
 			raw := rr.Values()
 			vals := make([]any, len(raw))
@@ -275,11 +341,12 @@ func (e *Engine) Query(ctx context.Context, q catalog.Query, row func([]any) err
 			}
 		}
 		_, err = rr.Close()
-		if rowErr != nil {
-			return rowErr
-		}
-		return e.queryError(ctx, err)
+		return pl, err
 	})
+	if rowErr != nil {
+		return rowErr
+	}
+	return err
 }
 
 // --- types ---------------------------------------------------------------
