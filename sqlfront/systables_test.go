@@ -333,6 +333,9 @@ func testSystemTablesQueries(t *testing.T, f *sysFrontend) {
 		{`SELECT now() - interval '1 day' < now()`, "[[true]]"},
 		{`SELECT to_char(TIMESTAMPTZ '2024-03-05 14:07:09+00', 'YYYY-MM-DD HH24:MI "h"')`, "[[2024-03-05 14:07 h]]"},
 		{`SELECT 7/2, -7/2, (7.0/2)::text`, "[[3 -3 3.5000000000000000]]"},
+		// A template (col_description) over a template (a computed
+		// name cast to regclass) over the emulated pg_class (Metabase).
+		{`SELECT col_description(format('%I.%I', 'access', 'audit')::regclass::oid, 1)`, "[[when the event happened]]"},
 	} {
 		rows := queryRows(t, conn, c.sql)
 		if fmt.Sprint(rows) != c.want {

@@ -549,7 +549,7 @@ func isTextExpr(n *pg.Node) bool {
 		_, name := funcName(x.FuncCall)
 		switch name {
 		case "concat", "concat_ws", "lower", "upper", "replace", "trim", "ltrim", "rtrim", "substring", "substr",
-			"split_part", "left", "right", "lpad", "rpad", "translate", "regexp_replace", "md5", "to_hex", "chr":
+			"split_part", "left", "right", "lpad", "rpad", "translate", "regexp_replace", "md5", "to_hex", "chr", "format", "quote_ident":
 			return true
 		}
 	case *pg.Node_CoalesceExpr:

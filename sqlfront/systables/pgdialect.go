@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -116,16 +117,20 @@ func (st *Statement) pgVirtual(rf *pg.RangeFunction, nparams int) (*pg.Node_Rang
 		return nil, false, nil
 	}
 	fc := l.Items[0].GetFuncCall()
-	if fc == nil || !st.native[fc] {
+	if fc == nil {
 		return nil, false, nil
 	}
 	if _, name := funcName(fc); name != catalog.VirtualTableFunc || len(fc.Args) != 1 {
 		return nil, false, nil
 	}
+	// Only the analysis writes this function in FROM (a client's is
+	// refused: not a table function), though a template's argument may
+	// be a copy of its call (st.native knows the original): the relation
+	// must be one the analysis resolved for this statement.
 	key, _ := literalArg(fc.Args[0])
 	r := relations[key]
-	if r == nil {
-		return nil, false, fmt.Errorf("systables: unknown virtual table %q", key)
+	if r == nil || !slices.Contains(st.rels, r) {
+		return nil, false, fmt.Errorf("systables: virtual table %q was not resolved", key)
 	}
 	idx := -1
 	for i, v := range st.pgTables {
