@@ -487,10 +487,14 @@ func (a *analysis) regCast(n *pg.Node, tc *pg.TypeCast, typ string) error {
 		var expr string
 		switch typ {
 		case "regclass":
-			expr = `(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-				WHERE $1 IN (quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname,
-					quote_ident(c.relname), c.relname)
-				ORDER BY n.nspname <> 'pg_catalog' LIMIT 1)`
+			// Aliases no query uses: the argument (Metabase's
+			// format('%I.%I', c.table_schema, c.table_name)) keeps
+			// reading its own relations inside the subquery.
+			expr = `(SELECT regclass_c.oid FROM pg_catalog.pg_class regclass_c JOIN pg_catalog.pg_namespace regclass_n
+				ON regclass_n.oid = regclass_c.relnamespace
+				WHERE $1 IN (quote_ident(regclass_n.nspname) || '.' || quote_ident(regclass_c.relname),
+					regclass_n.nspname || '.' || regclass_c.relname, quote_ident(regclass_c.relname), regclass_c.relname)
+				ORDER BY regclass_n.nspname <> 'pg_catalog' LIMIT 1)`
 		case "regnamespace":
 			expr = "(SELECT oid FROM pg_catalog.pg_namespace WHERE $1 IN (nspname, quote_ident(nspname)) LIMIT 1)"
 		case "regrole":
