@@ -215,6 +215,7 @@ func pgRefs(tree *pg.ParseResult) map[string]resolvedRef {
 // value in a form PostgreSQL's input function of the column's type reads.
 func pgRows(cols []catalog.QueryColumn, rows [][]any) string {
 	var b strings.Builder
+	b.Grow(len(rows) * len(cols) * 24)
 	b.WriteByte('[')
 	for i, row := range rows {
 		if i > 0 {
@@ -225,8 +226,7 @@ func pgRows(cols []catalog.QueryColumn, rows [][]any) string {
 			if j > 0 {
 				b.WriteByte(',')
 			}
-			writeJSONString(&b, c.Name)
-			b.WriteByte(':')
+			writeJSONKey(&b, c.Name)
 			var v any
 			if j < len(row) {
 				v = row[j]
@@ -252,7 +252,7 @@ func writeJSONValue(b *strings.Builder, t catalog.DataType, v any) {
 			b.WriteString(x)
 			return
 		}
-		writeJSONString(b, x)
+		writeJSONText(b, x)
 	case bool:
 		b.WriteString(strconv.FormatBool(x))
 	case int16, int32, int64, int:
@@ -294,6 +294,25 @@ func writeJSONValue(b *strings.Builder, t catalog.DataType, v any) {
 	default:
 		writeJSONString(b, fmt.Sprint(x))
 	}
+}
+
+// writeJSONText writes a JSON string: as it is when nothing in it needs
+// escaping (the common case), else escaped.
+func writeJSONText(b *strings.Builder, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			writeJSONString(b, s)
+			return
+		}
+	}
+	b.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
+}
+
+func writeJSONKey(b *strings.Builder, s string) {
+	writeJSONText(b, s)
+	b.WriteByte(':')
 }
 
 func writeFloat(b *strings.Builder, f float64, bits int) {
