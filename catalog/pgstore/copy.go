@@ -146,4 +146,3 @@ var copySQL = func() string {
 	}
 	return s + ") FROM STDIN (FORMAT binary)"
 }()
-
