@@ -79,7 +79,8 @@ type account struct {
 	lastUse             int64        // mono ns
 	old                 []oldLease   // leases to settle and give back (earlier month, Close)
 	closing, registered bool
-	returning           bool // the slice is being given back: not to be used
+	returning           bool         // the slice is being given back: not to be used
+	served              limits.Money // reserved from the slices since the last grant
 	deny                struct {
 		need limits.Money
 		at   int64
@@ -127,6 +128,7 @@ func (a *account) Take(month limits.Month, amount, limit limits.Money) limits.Ve
 	}
 	if a.lease != 0 && !a.returning && amount <= a.avail() && a.b.fresh() {
 		a.reserved += amount
+		a.served += amount
 		a.lastUse = mono()
 		return limits.Verdict{OK: true}
 	}
@@ -189,8 +191,8 @@ func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit 
 		if k := limits.Money(a.waiters.Load()); k > 1 {
 			want = amount * (k - 1)
 		}
-		if mono()-a.lastUse < int64(a.b.o.IdleReturn) {
-			want = max(want, 2*amount)
+		if mono()-a.lastUse < int64(a.b.o.IdleReturn) { // busy: twice what the last slice served
+			want = max(want, 2*amount, 2*a.served)
 		}
 		p, name := a.wire()
 		op := api.BudgetLeaseOp{Op: api.LeaseGrant, Budget: a.key.budget, Principal: p, PrincipalName: name, Month: int32(month),
@@ -226,6 +228,7 @@ func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit 
 				a.sent = max(a.sent, sentCum)
 			}
 			a.slice += limits.Money(r.Granted)
+			a.served = 0
 			a.deny.at = 0
 			a.register()
 		}

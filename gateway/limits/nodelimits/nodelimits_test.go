@@ -302,3 +302,4 @@ func TestNodesBudget(t *testing.T) {
 	}
 	t.Logf("%d passed, %d refused, spent %v of %v", passed.Load(), refused.Load(), st.Spent, limit)
 }
+
