@@ -302,4 +302,3 @@ func TestNodesBudget(t *testing.T) {
 	}
 	t.Logf("%d passed, %d refused, spent %v of %v", passed.Load(), refused.Load(), st.Spent, limit)
 }
-
