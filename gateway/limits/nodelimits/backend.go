@@ -145,7 +145,9 @@ func (b *Backend) rt(ctx context.Context, req *api.LeaseRequest) (*api.LeaseResp
 // fresh reports whether the server was reached recently enough that the
 // budget slices held are still the node's (a node silent for the TTL has
 // them forfeited; half of it is the margin).
-func (b *Backend) fresh() bool { return mono()-b.lastContact.Load() < b.ttl.Load()/2 }
+func (b *Backend) fresh() bool { return b.freshAt(mono()) }
+
+func (b *Backend) freshAt(ns int64) bool { return ns-b.lastContact.Load() < b.ttl.Load()/2 }
 
 func (b *Backend) wake() {
 	select {

@@ -126,13 +126,14 @@ func (a *account) Take(month limits.Month, amount, limit limits.Money) limits.Ve
 	if amount <= 0 {
 		return limits.Verdict{OK: true}
 	}
-	if a.lease != 0 && !a.returning && amount <= a.avail() && a.b.fresh() {
+	ns := mono()
+	if a.lease != 0 && !a.returning && amount <= a.avail() && a.b.freshAt(ns) {
 		a.reserved += amount
 		a.served += amount
-		a.lastUse = mono()
+		a.lastUse = ns
 		return limits.Verdict{OK: true}
 	}
-	if a.deny.at != 0 && amount-max(a.avail(), 0) >= a.deny.need && mono()-a.deny.at < int64(denyTTL) {
+	if a.deny.at != 0 && amount-max(a.avail(), 0) >= a.deny.need && ns-a.deny.at < int64(denyTTL) {
 		return limits.Verdict{}
 	}
 	return limits.Verdict{Refill: true}

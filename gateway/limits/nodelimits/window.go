@@ -80,6 +80,9 @@ type window struct {
 	ops         sem
 	waiters     atomic.Int32
 	prefetching bool
+
+	wantAt           limits.Stamp // maybePrefetch's cache of want
+	wantFor, wantVal limits.Units
 }
 
 // Window implements limits.Backend.
@@ -157,20 +160,29 @@ func (w *window) expire(s limits.Stamp) {
 	if i > 0 {
 		w.hist = append(w.hist[:0], w.hist[i:]...)
 	}
+	// Leases end in grant order, so their states run closed …, sending,
+	// closing, open along the slice: the closed ones to drop are a prefix.
 	k := 0
-	for _, l := range w.leases {
-		if l.state == leaseClosed && (len(l.used) == 0 || int64(s-l.used[len(l.used)-1].s) >= limits.Buckets) {
-			continue
+	for k < len(w.leases) {
+		l := w.leases[k]
+		if l.state != leaseClosed || (len(l.used) > 0 && int64(s-l.used[len(l.used)-1].s) < limits.Buckets) {
+			break
 		}
-		w.leases[k] = l
 		k++
 	}
-	clear(w.leases[k:])
-	w.leases = w.leases[:k]
+	if k > 0 {
+		n := copy(w.leases, w.leases[k:])
+		clear(w.leases[n:])
+		w.leases = w.leases[:n]
+	}
 }
 
 func (w *window) endLeases(ns int64) {
-	for _, l := range w.leases {
+	for i := len(w.leases) - 1; i >= 0; i-- {
+		l := w.leases[i]
+		if l.state == leaseClosed {
+			break // the rest are closed too
+		}
 		if l.state == leaseOpen && ns >= l.end {
 			l.state, l.avail = leaseClosing, limits.Units{}
 			w.register()
@@ -188,21 +200,20 @@ func (w *window) closeAll() {
 }
 
 func (w *window) fit(m limits.Units) *lease {
-	for _, l := range w.leases {
-		if l.state == leaseOpen && fits(m, l.avail) {
-			return l
+	var f *lease
+	for i := len(w.leases) - 1; i >= 0 && w.leases[i].state == leaseOpen; i-- {
+		if fits(m, w.leases[i].avail) {
+			f = w.leases[i] // the oldest open lease with room: it ends first
 		}
 	}
-	return nil
+	return f
 }
 
 func (w *window) status(now time.Time, limit limits.Units) (rem limits.Units, reset [2]time.Duration) {
 	ns := now.UnixNano()
 	var avail limits.Units
-	for _, l := range w.leases {
-		if l.state == leaseOpen {
-			avail[0], avail[1] = avail[0]+l.avail[0], avail[1]+l.avail[1]
-		}
+	for i := len(w.leases) - 1; i >= 0 && w.leases[i].state == leaseOpen; i-- {
+		avail[0], avail[1] = avail[0]+w.leases[i].avail[0], avail[1]+w.leases[i].avail[1]
 	}
 	for d := range limit {
 		rem[d] = min(max(w.rem[d]+avail[d], 0), limit[d])
@@ -374,7 +385,12 @@ func (w *window) maybePrefetch(ns int64, l *lease, m, limit limits.Units) {
 	if w.prefetching || w.b.closed.Load() {
 		return
 	}
-	want := w.want(ns, m)
+	// The speculative size, computed once per bucket and call size.
+	s := limits.StampOf(time.Unix(0, ns))
+	if w.wantAt != s || w.wantFor != m {
+		w.wantAt, w.wantFor, w.wantVal = s, m, w.want(ns, m)
+	}
+	want := w.wantVal
 	if want == (limits.Units{}) {
 		return
 	}
