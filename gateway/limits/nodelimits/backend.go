@@ -149,13 +149,6 @@ func (b *Backend) fresh() bool { return b.freshAt(mono()) }
 
 func (b *Backend) freshAt(ns int64) bool { return ns-b.lastContact.Load() < b.ttl.Load()/2 }
 
-func (b *Backend) wake() {
-	select {
-	case b.kick <- struct{}{}:
-	default:
-	}
-}
-
 func (b *Backend) loop() {
 	defer close(b.done)
 	t := time.NewTicker(b.o.SyncInterval)
