@@ -302,3 +302,70 @@ func TestNodesBudget(t *testing.T) {
 	}
 	t.Logf("%d passed, %d refused, spent %v of %v", passed.Load(), refused.Load(), st.Spent, limit)
 }
+
+// TestNodeDies: a node that stops calling (killed) has its budget slice
+// forfeited after the TTL — charged as spent, never given back to others
+// while its calls might still be spending it — and its window leases
+// counted as used at their end.
+func TestNodeDies(t *testing.T) {
+	defs := groupBudget(limits.USD)
+	e := newEnv(t, defs)
+	n := e.node(t, defs, nodelimits.Options{})
+	r, err := n.l.Reserve(t.Context(), call(alice, 1000, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = r // in flight when the node dies
+	st := e.lim.Budgets()[0]
+	if st.Reserved == 0 {
+		t.Fatalf("the node's slice is not reserved at the server: %+v", st)
+	}
+	slice := st.Reserved
+	e.c.Advance(nodelimits.DefaultTTL - time.Second)
+	e.srv.Sweep()
+	if st := e.lim.Budgets()[0]; st.Reserved != slice || st.Spent != 0 {
+		t.Fatalf("before the TTL: %+v", st)
+	}
+	e.c.Advance(2 * time.Second)
+	e.srv.Sweep()
+	if st := e.lim.Budgets()[0]; st.Reserved != 0 || st.Spent != slice {
+		t.Fatalf("after the TTL: spent %v, reserved %v; want the slice %v spent", st.Spent, st.Reserved, slice)
+	}
+	if _, b := e.srv.Leases(); b != 0 {
+		t.Fatalf("%d budget leases after the forfeit", b)
+	}
+}
+
+// TestNodeNames: a caller the node has no ID for (no definition names
+// it) is named to the server, which counts it on the same window as its
+// own calls for that user.
+func TestNodeNames(t *testing.T) {
+	defs := eachUser(3, 0)
+	e := newEnv(t, defs)
+	e.srv = nodelimits.NewServer(e.lim, nodelimits.ServerOptions{SweepInterval: -1,
+		Principal: func(name string) (catalog.ID, bool) { return alice, name == "alice@example.com" }})
+	const synthetic = catalog.ID(1 << 61)
+	n := e.node(t, defs, nodelimits.Options{Name: func(id catalog.ID) (string, bool) {
+		switch id {
+		case synthetic:
+			return "alice@example.com", true
+		case synthetic | 5:
+			return "mallory@example.com", true
+		}
+		return "", false
+	}})
+	for i := range 2 {
+		if _, err := n.l.Reserve(t.Context(), call(synthetic, 10, 10)); err != nil {
+			t.Fatalf("call %d at the node: %v", i, err)
+		}
+	}
+	if _, err := e.lim.Reserve(t.Context(), call(alice, 10, 10)); err != nil {
+		t.Fatalf("the third call at the server: %v", err)
+	}
+	if _, err := e.lim.Reserve(t.Context(), call(alice, 10, 10)); err == nil {
+		t.Fatal("a fourth call passed: the node's calls were not counted on alice's window")
+	}
+	if _, err := n.l.Reserve(t.Context(), call(synthetic|5, 10, 10)); err == nil {
+		t.Fatal("a caller the server cannot resolve was admitted")
+	}
+}
