@@ -180,7 +180,9 @@ func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit 
 			a.Unlock()
 			return nil
 		}
-		need := amount - max(a.avail(), 0)
+		// 0 when the slice covers it but the node was out of touch: the
+		// round trip confirms the lease is still the node's.
+		need := max(amount-max(a.avail(), 0), 0)
 		if a.lease == 0 {
 			need = amount
 		}

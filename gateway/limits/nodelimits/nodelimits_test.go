@@ -369,3 +369,30 @@ func TestNodeNames(t *testing.T) {
 		t.Fatal("a caller the server cannot resolve was admitted")
 	}
 }
+
+// TestNodeStaleSlice: a node that has not reached the server for half the
+// TTL does not spend its slice until a round trip confirms the lease is
+// still its own; with the server down it refuses (503).
+func TestNodeStaleSlice(t *testing.T) {
+	defs := groupBudget(limits.USD)
+	e := newEnv(t, defs)
+	n := e.node(t, defs, nodelimits.Options{})
+	if _, err := n.l.Reserve(t.Context(), call(alice, 100, 100)); err != nil {
+		t.Fatal(err)
+	}
+	n.b.Expire(nodelimits.DefaultTTL / 2)
+	before := n.b.Stats().RoundTrips
+	if _, err := n.l.Reserve(t.Context(), call(alice, 100, 100)); err != nil {
+		t.Fatalf("stale, the server up: %v", err)
+	}
+	if n.b.Stats().RoundTrips == before {
+		t.Fatal("a stale slice was spent without asking the server")
+	}
+	n.b.Expire(nodelimits.DefaultTTL / 2)
+	e.down.Store(true)
+	_, err := n.l.Reserve(t.Context(), call(alice, 100, 100))
+	var ref *limits.Refusal
+	if !errors.As(err, &ref) || ref.Kind != limits.BudgetUnavailable || ref.Status != 503 {
+		t.Fatalf("stale, the server down: %v", err)
+	}
+}
