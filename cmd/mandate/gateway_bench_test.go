@@ -286,8 +286,17 @@ func BenchmarkLLMGateway(b *testing.B) {
 	paths := []path{{"direct", up.URL + "/v1/chat/completions", e2eOpenAIKey, 0}, {"proxy", proxy.URL + "/v1/chat/completions", "", 0},
 		{"proxy-process", childURL + "/v1/chat/completions", "", childPID}}
 	admins := map[string]*pgx.Conn{} // mandate's SQL, by path name
-	for _, mode := range []string{"on", "off"} {
-		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env})
+	// BENCH_BASELINE_BIN names another mandate binary (say, main's) to
+	// measure side by side with this tree's, in the same run: its paths
+	// are named baseline and baseline-audit-sync-off.
+	type variant struct{ prefix, bin, mode string }
+	variants := []variant{{"mandate", "", "on"}, {"mandate", "", "off"}}
+	if bin := os.Getenv("BENCH_BASELINE_BIN"); bin != "" {
+		variants = []variant{{"baseline", bin, "on"}, {"mandate", "", "on"}, {"baseline", bin, "off"}, {"mandate", "", "off"}}
+	}
+	for _, v := range variants {
+		mode := v.mode
+		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env, bin: v.bin})
 		c := s.admin(b)
 		mustExec(b, c,
 			`CREATE USER "alice@example.com"`,
@@ -304,9 +313,9 @@ func BenchmarkLLMGateway(b *testing.B) {
 		if err := c.QueryRow(b.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com" VIA "claude-code"`).Scan(&tok); err != nil {
 			b.Fatal(err)
 		}
-		name := "mandate"
+		name := v.prefix
 		if mode == "off" {
-			name = "mandate-audit-sync-off"
+			name += "-audit-sync-off"
 		}
 		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok, s.cmd.Process.Pid})
 		admins[name] = c
