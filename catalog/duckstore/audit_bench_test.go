@@ -363,3 +363,67 @@ func BenchmarkApplyLog(b *testing.B) {
 	}
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/1e3/float64(b.N*calls), "cpu-µs/call")
 }
+
+// BenchmarkAuditPairs is the audit storage's CPU per LLM call without a
+// load generator's timers in the way: one writer appends records to the
+// write-ahead log as fast as their fsyncs allow, each with the requests of
+// 8 new calls and the completions of the 8 calls started 32 calls earlier
+// (32 calls in flight, as with 32 connections), with the log's default
+// options (its applier moving the records into DuckDB meanwhile), then
+// flushes. Reported: the process's CPU per call.
+//
+//	go test -run '^$' -bench BenchmarkAuditPairs -benchtime 20000x ./catalog/duckstore/
+func BenchmarkAuditPairs(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	duck, err := Open(ctx, dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	wal, err := auditwal.Open(ctx, dir, duck, auditwal.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer wal.Close()
+	const perRecord, inFlight = 8, 32
+	call := func(i int, done bool) catalog.AuditEvent {
+		ev := gatewayEvent(int64(i))
+		ev.EventID, ev.Time, ev.StatusCode = strconv.Itoa(i), time.Unix(1_800_000_000, 0).Add(time.Duration(i)*time.Millisecond), 0
+		ev.Service, ev.Action, ev.SecurableType, ev.SecurableName = "llm", "chat.completions", "MODEL SERVICE", "system.ai.frontier"
+		ev.RequestParams = `{"model":"frontier","max_tokens":2048,"stream":false}`
+		if done {
+			ev.Completes, ev.StatusCode, ev.LatencyMs, ev.Usage = true, 200, 19.7, llmUsage
+		}
+		return ev
+	}
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	evs := make([]catalog.AuditEvent, 0, 2*perRecord)
+	for i := 0; i < b.N+inFlight; i += perRecord {
+		evs = evs[:0]
+		for j := i; j < i+perRecord; j++ {
+			if j < b.N {
+				evs = append(evs, call(j, false))
+			}
+			if k := j - inFlight; k >= 0 && k < b.N {
+				evs = append(evs, call(k, true))
+			}
+		}
+		if err := wal.AppendAudit(ctx, evs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := wal.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	var rows, done int64
+	if err := duck.db.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE status_code = 200 AND output_tokens = 1024) FROM audit_events`).Scan(&rows, &done); err != nil {
+		b.Fatal(err)
+	}
+	if rows != int64(b.N) || done != int64(b.N) {
+		b.Fatalf("DuckDB holds %d rows, %d completed, want %d of each", rows, done, b.N)
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/call")
+}
