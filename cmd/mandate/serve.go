@@ -398,6 +398,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		sharedLimits = pl
 	}
 	lim := newServeLimits(ctx, svc, flushing, sharedLimits, log)
+	leases := lim.leaseServer(svc) // gateway nodes' leases of the limits
+	defer leases.Close()
 	// With --store postgres:// the system tables' SELECTs run on the
 	// shared database over the event stream's views (catalog/pgquery: a
 	// READ ONLY transaction as a role that reads only those views), so
@@ -477,7 +479,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	apiHandler := api.NewHandler(eng, api.Options{Token: token, Logger: log,
 		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx,
 		ModelServices: api.ModelServiceResolver(svc), ModelServiceNames: api.ModelServiceNames(svc), AccessTokens: api.AccessTokenVerifier(svc),
-		Limits:       api.LimitsResolver(svc),
+		Limits: api.LimitsResolver(svc), Leases: leases.Serve,
 		AuthFailures: failures, AllowCleartextSecrets: cfg.http.behindTLSProxy})
 
 	// The MCP gateway on the same address: /mcp/CONNECTION.
