@@ -9,9 +9,12 @@ import (
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/keystore"
+	"github.com/mandatehq/mandate/catalog/keystore/keystoretest"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
 	"github.com/mandatehq/mandate/catalog/storetest"
+	"github.com/mandatehq/mandate/schema"
 )
 
 // TestPostgres runs everything against one PostgreSQL server; each
@@ -43,6 +46,16 @@ func TestPostgres(t *testing.T) {
 	t.Run("ConcurrentMigration", func(t *testing.T) { testConcurrentMigration(t, server, newDatabase(t)) })
 	t.Run("ChangedNotification", func(t *testing.T) { testChangedNotification(t, newDatabase(t)) })
 	t.Run("Unreachable", testUnreachable)
+	t.Run("Keys", func(t *testing.T) {
+		keystoretest.Run(t, func(t *testing.T) keystore.Store { return openClosed(t, newDatabase(t)).Keys() })
+	})
+	t.Run("SealedKeys", func(t *testing.T) {
+		kr, err := catalog.NewKeyring(make([]byte, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keystoretest.Run(t, func(t *testing.T) keystore.Store { return keystore.Sealed(openClosed(t, newDatabase(t)).Keys(), kr) })
+	})
 }
 
 func open(t *testing.T, url string) *pgstore.Store {
@@ -52,6 +65,21 @@ func open(t *testing.T, url string) *pgstore.Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// openClosed is open with the store closed at the end of the test.
+func openClosed(t *testing.T, url string) *pgstore.Store {
+	s := open(t, url)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func latestPostgres(t *testing.T) int {
+	ms, err := schema.Migrations(schema.PostgreSQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ms)
 }
 
 // Replicas starting together on a new database migrate it once.
@@ -84,7 +112,7 @@ func testConcurrentMigration(t *testing.T, server *pgtest.Server, url string) {
 	}
 	conn := server.Connect(t, dbName(url))
 	var v int64
-	if err := conn.QueryRow(t.Context(), "SELECT value FROM mandate_meta WHERE key = 'schema_version'").Scan(&v); err != nil || v != 1 {
+	if err := conn.QueryRow(t.Context(), "SELECT value FROM mandate_meta WHERE key = 'schema_version'").Scan(&v); err != nil || v != int64(latestPostgres(t)) {
 		t.Fatalf("schema_version = %d, %v", v, err)
 	}
 	// A database of a newer Mandate is refused.
