@@ -348,4 +348,6 @@ func (s *sealed) List(ctx context.Context, prefix string) ([]Blob, error) {
 	return bs, nil
 }
 
-func (s *sealed) Lock(ctx context.Context, name string) (func(), error) { return s.inner.Lock(ctx, name) }
+func (s *sealed) Lock(ctx context.Context, name string) (func(), error) {
+	return s.inner.Lock(ctx, name)
+}
