@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/gateway"
 )
 
@@ -899,4 +900,50 @@ func BenchmarkAuthorizationCached(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Replicas sharing one token store (PostgreSQL in production) refresh an
+// expired grant once: the authorization server rotates refresh tokens and
+// refuses a used one, so a second refresh would lose the grant. The one
+// that refreshes first wins; the others read its token and use it.
+func TestSharedStoreRefreshOnce(t *testing.T) {
+	e := newEnv(t)
+	e.store = NewSharedTokenStore(keystore.Dir(t.TempDir()))
+	e.k = e.newConnector()
+	e.connect(e.browser(), "alice@example.com")
+	replicas := []*Connector{e.k, e.newConnector(), e.newConnector()}
+	e.clock.Add(2 * time.Hour)
+	var wg sync.WaitGroup
+	got := make([]string, 3*len(replicas))
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := replicas[i%len(replicas)].Authorization(context.Background(), e.conn(), ident("alice@example.com"))
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = h
+		}()
+	}
+	wg.Wait()
+	if n := e.as.grants("refresh_token"); n != 1 {
+		t.Fatalf("%d refresh requests, want 1", n)
+	}
+	for _, h := range got {
+		if h != "Bearer "+e.as.accessIssued[1] {
+			t.Fatalf("got %q, want the refreshed token", h)
+		}
+	}
+	// A disconnect on one replica is seen by the others once their cache
+	// is rechecked.
+	if err := replicas[1].Disconnect(context.Background(), "alice@example.com", connName); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(SharedRecheck)
+	_, err := replicas[2].Authorization(context.Background(), e.conn(), ident("alice@example.com"))
+	var si *gateway.SignInRequiredError
+	if !errors.As(err, &si) {
+		t.Fatalf("after a disconnect on another replica: %v, want sign-in required", err)
+	}
 }

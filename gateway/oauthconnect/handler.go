@@ -301,7 +301,11 @@ func (k *Connector) serveCallback(w http.ResponseWriter, r *http.Request) {
 
 func (k *Connector) storeGrant(ctx context.Context, fl *flow, c *gateway.Connection, tr *tokenResponse) error {
 	key := storeKey{fl.user, fl.connection}
-	defer k.lock(key)()
+	unlock, err := k.lockGrant(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	now := k.now()
 	st := &StoredToken{
 		User: fl.user, Connection: fl.connection, Scopes: c.Scopes(),
