@@ -101,7 +101,7 @@ type KeySet struct {
 	// version is the stored blob's version keys were loaded from (0:
 	// none stored yet).
 	version int64
-	st   atomic.Pointer[keyState]
+	st      atomic.Pointer[keyState]
 }
 
 type signingKey struct {
