@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
 	"github.com/mandatehq/mandate/gateway/llmgw"
@@ -34,6 +35,9 @@ type dataPlaneConfig struct {
 	issuers     []identity.Issuer // OIDC issuers whose tokens are accepted
 	dataDir     string            // signing keys and per-user upstream tokens
 	keyring     *catalog.Keyring  // seals both at rest
+	// keys, when set, holds both instead of dataDir: the store replicas
+	// share (--store postgres://).
+	keys keystore.Store
 	authz       gateway.Authorizer
 	connections gateway.Connections
 	audit       gateway.AuditSink
@@ -57,6 +61,9 @@ type dataPlaneConfig struct {
 	// nil: none.
 	limiter pipeline.Limiter
 }
+
+// userTokensFile is the per-user OAuth grants' file in the data directory.
+const userTokensFile = "user-tokens.json"
 
 // llmUserIDKey derives the key of the pseudonymous user ids sent to model
 // providers from the master key: the same on every node sharing it, so a
@@ -127,12 +134,14 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 		return nil, fmt.Errorf("inbound authentication: %w", err)
 	}
 	ksSeal, ksOpen := seal("upstream-signing-keys")
-	keys, err := upstream.NewKeySet(ctx, upstream.KeySetConfig{Dir: c.dataDir, Seal: ksSeal, Open: ksOpen, Logger: c.log})
+	keys, err := upstream.NewKeySet(ctx, upstream.KeySetConfig{Dir: c.dataDir, Store: c.keys, Seal: ksSeal, Open: ksOpen, Logger: c.log})
 	if err != nil {
 		return nil, fmt.Errorf("upstream signing keys: %w", err)
 	}
-	store, err := oauthconnect.NewFileTokenStore(filepath.Join(c.dataDir, "user-tokens.json"))
-	if err != nil {
+	var store oauthconnect.TokenStore
+	if c.keys != nil {
+		store = oauthconnect.NewSharedTokenStore(c.keys)
+	} else if store, err = oauthconnect.NewFileTokenStore(filepath.Join(c.dataDir, userTokensFile)); err != nil {
 		return nil, fmt.Errorf("per-user token store: %w", err)
 	}
 	tSeal, tOpen := seal("per-user-oauth")
