@@ -31,13 +31,13 @@ import (
 // `mandate serve` passes the in-process engine, connections and audit
 // log; `mandate gateway` passes clients of a remote catalog.
 type dataPlaneConfig struct {
-	publicURL   string            // canonical URL of the gateway
-	issuers     []identity.Issuer // OIDC issuers whose tokens are accepted
-	dataDir     string            // signing keys and per-user upstream tokens
-	keyring     *catalog.Keyring  // seals both at rest
+	publicURL string            // canonical URL of the gateway
+	issuers   []identity.Issuer // OIDC issuers whose tokens are accepted
+	dataDir   string            // signing keys and per-user upstream tokens
+	keyring   *catalog.Keyring  // seals both at rest
 	// keys, when set, holds both instead of dataDir: the store replicas
 	// share (--store postgres://).
-	keys keystore.Store
+	keys        keystore.Store
 	authz       gateway.Authorizer
 	connections gateway.Connections
 	audit       gateway.AuditSink
