@@ -31,13 +31,10 @@ import (
 // `mandate serve` passes the in-process engine, connections and audit
 // log; `mandate gateway` passes clients of a remote catalog.
 type dataPlaneConfig struct {
-	publicURL string            // canonical URL of the gateway
-	issuers   []identity.Issuer // OIDC issuers whose tokens are accepted
-	dataDir   string            // signing keys and per-user upstream tokens
-	keyring   *catalog.Keyring  // seals both at rest
-	// keys, when set, holds both instead of dataDir: the store replicas
-	// share (--store postgres://).
-	keys        keystore.Store
+	publicURL   string            // canonical URL of the gateway
+	issuers     []identity.Issuer // OIDC issuers whose tokens are accepted
+	dataDir     string            // signing keys and per-user upstream tokens
+	keyring     *catalog.Keyring  // seals both at rest
 	authz       gateway.Authorizer
 	connections gateway.Connections
 	audit       gateway.AuditSink
@@ -60,6 +57,10 @@ type dataPlaneConfig struct {
 	// limiter is the limits stage (rate limits and budgets; llmlimits.go);
 	// nil: none.
 	limiter pipeline.Limiter
+
+	// keys, when set, holds the signing keys and per-user upstream tokens
+	// instead of dataDir: the store replicas share (--store postgres://).
+	keys keystore.Store
 }
 
 // userTokensFile is the per-user OAuth grants' file in the data directory.
