@@ -162,3 +162,29 @@ func testUnreachable(t *testing.T) {
 		t.Fatalf("Open of a malformed URL: %v", err)
 	}
 }
+
+// Import makes a state the catalog of an empty database (revisions go on
+// after it) and refuses a database that holds one.
+func TestImport(t *testing.T) {
+	server := pgtest.Start(t, pgtest.Options{})
+	server.CreateDatabase(t, "imp")
+	s := openClosed(t, server.URL("imp"))
+	ctx := t.Context()
+	st := &catalog.State{Revision: 41, NextID: 7, Principals: []catalog.Principal{{ID: 5, Name: "alice@example.com", Kind: catalog.KindUser}}}
+	if err := s.Import(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	got, changes, err := s.Load(ctx)
+	if err != nil || got.Revision != 41 || got.NextID != 7 || len(got.Principals) != 1 || len(changes) != 0 {
+		t.Fatalf("Load after Import = %+v, %d changes, %v", got, len(changes), err)
+	}
+	if h, err := s.Head(ctx); err != nil || h != 41 {
+		t.Fatalf("Head = %d, %v", h, err)
+	}
+	if err := s.Append(ctx, 41, []catalog.Change{{Revision: 42, NextID: 7}}); err != nil {
+		t.Fatalf("Append after Import: %v", err)
+	}
+	if err := s.Import(ctx, st); !catalog.IsCode(err, catalog.CodeAlreadyExists) {
+		t.Fatalf("second Import: %v, want CodeAlreadyExists", err)
+	}
+}
