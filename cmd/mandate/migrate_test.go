@@ -2,11 +2,16 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/memstore"
+	"github.com/mandatehq/mandate/gateway/oauthconnect"
 )
 
 // copyAudit copies every event once, in order, however the instants fall
@@ -44,5 +49,44 @@ func TestCopyAudit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// copyKeys copies the key files and every per-user grant; a target that
+// holds a different key is refused.
+func TestCopyKeys(t *testing.T) {
+	dir := t.TempDir()
+	for name, data := range map[string]string{"upstream-signing-keys.json": `{"version":1,"sealed":"x"}`, "node-token": "0123456789abcdef0123\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file, err := oauthconnect.NewFileTokenStore(filepath.Join(dir, userTokensFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	grant := &oauthconnect.StoredToken{User: "alice@example.com", Connection: "system.ai.gh", AccessToken: []byte("sealed-access"),
+		RefreshToken: []byte("sealed-refresh"), Resource: "https://mcp.example/", TokenEndpoint: "https://as.example/token", ClientID: "c"}
+	if err := file.Put(t.Context(), grant); err != nil {
+		t.Fatal(err)
+	}
+	target := keystore.Dir(t.TempDir())
+	names, grants, err := copyKeys(t.Context(), dir, target)
+	if err != nil || len(names) != 2 || grants != 1 {
+		t.Fatalf("copyKeys = %v, %d, %v", names, grants, err)
+	}
+	got, err := oauthconnect.NewSharedTokenStore(target).Get(t.Context(), "alice@example.com", "system.ai.gh")
+	if err != nil || string(got.RefreshToken) != "sealed-refresh" || got.TokenEndpoint != grant.TokenEndpoint {
+		t.Fatalf("grant in the target = %+v, %v", got, err)
+	}
+	if b, err := target.Get(t.Context(), "node-token"); err != nil || string(b.Data) != "0123456789abcdef0123\n" {
+		t.Fatalf("node token in the target = %q, %v", b.Data, err)
+	}
+	other := keystore.Dir(t.TempDir())
+	if _, err := other.Create(t.Context(), "node-token", []byte("another-token-0123456789\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := copyKeys(t.Context(), dir, other); err == nil || !strings.Contains(err.Error(), "different node-token") {
+		t.Fatalf("copy over a different key: %v", err)
 	}
 }
