@@ -53,6 +53,9 @@ const (
 	KeyFileName = "upstream-signing-keys.json"
 )
 
+// storeTimeout bounds one maintenance's reads and writes of the key store.
+const storeTimeout = 10 * time.Second
+
 // KeySetConfig configures a KeySet.
 type KeySetConfig struct {
 	// Dir is where the keys persist, as Dir/upstream-signing-keys.json
@@ -181,9 +184,11 @@ func (k *KeySet) background(ctx context.Context) {
 			}
 			// Pick up keys another replica stored (and rotate when due).
 			k.mu.Lock()
-			if err := k.maintainLocked(ctx, k.now()); err != nil {
+			mctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			if err := k.maintainLocked(mctx, k.now()); err != nil {
 				k.log.Error().Err(err).Msg("upstream: signing keys")
 			}
+			cancel()
 			k.mu.Unlock()
 		}
 	}
@@ -202,7 +207,11 @@ func (k *KeySet) state() (*keyState, error) {
 	if st != nil && now.UnixNano() < st.check {
 		return st, nil
 	}
-	if err := k.maintainLocked(context.Background(), now); err != nil {
+	// A shared store that does not answer delays this caller by at most
+	// storeTimeout; the keys in memory serve meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := k.maintainLocked(ctx, now); err != nil {
 		return nil, err
 	}
 	return k.st.Load(), nil
