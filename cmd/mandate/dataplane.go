@@ -142,6 +142,11 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	var store oauthconnect.TokenStore
 	if c.keys != nil {
 		store = oauthconnect.NewSharedTokenStore(c.keys)
+		if n, err := adoptGrants(ctx, c.dataDir, store); err != nil {
+			return nil, fmt.Errorf("per-user grants of %s: %w", c.dataDir, err)
+		} else if n > 0 {
+			c.log.Info().Int("grants", n).Msg("per-user OAuth grants of the data directory moved to the shared store")
+		}
 	} else if store, err = oauthconnect.NewFileTokenStore(filepath.Join(c.dataDir, userTokensFile)); err != nil {
 		return nil, fmt.Errorf("per-user token store: %w", err)
 	}

@@ -90,3 +90,44 @@ func TestCopyKeys(t *testing.T) {
 		t.Fatalf("copy over a different key: %v", err)
 	}
 }
+
+// A replica's grants from before the shared store move into it once; a
+// grant the store holds already is kept.
+func TestAdoptGrants(t *testing.T) {
+	dir := t.TempDir()
+	file, err := oauthconnect.NewFileTokenStore(filepath.Join(dir, userTokensFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(user, access string) *oauthconnect.StoredToken {
+		return &oauthconnect.StoredToken{User: user, Connection: "system.ai.gh", AccessToken: []byte(access)}
+	}
+	for _, g := range []*oauthconnect.StoredToken{mk("alice@example.com", "alice-old"), mk("bob@example.com", "bob-local")} {
+		if err := file.Put(t.Context(), g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shared := oauthconnect.NewSharedTokenStore(keystore.Dir(t.TempDir()))
+	if err := shared.Put(t.Context(), mk("alice@example.com", "alice-newer")); err != nil {
+		t.Fatal(err)
+	}
+	n, err := adoptGrants(t.Context(), dir, shared)
+	if err != nil || n != 1 {
+		t.Fatalf("adoptGrants = %d, %v; want bob's grant only", n, err)
+	}
+	for user, want := range map[string]string{"alice@example.com": "alice-newer", "bob@example.com": "bob-local"} {
+		if g, err := shared.Get(t.Context(), user, "system.ai.gh"); err != nil || string(g.AccessToken) != want {
+			t.Fatalf("%s's grant = %+v, %v; want %s", user, g, err, want)
+		}
+	}
+	// Once moved, a grant disconnected in the store does not come back.
+	if err := shared.Delete(t.Context(), "bob@example.com", "system.ai.gh"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := adoptGrants(t.Context(), dir, shared); err != nil || n != 0 {
+		t.Fatalf("second adoptGrants = %d, %v", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, userTokensFile+adoptedSuffix)); err != nil {
+		t.Fatal(err)
+	}
+}
