@@ -283,7 +283,7 @@ func (e *Events) write(ctx context.Context, w writeReq) error {
 		}
 	}
 	if len(rows) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, auditCopyColumns, &auditSource{rows: rows}); err != nil {
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, newCopyReader(rows), copySQL); err != nil {
 			return translate(ctx, "append audit events", err)
 		}
 	}
@@ -385,57 +385,6 @@ var auditCopyColumns = []string{"event_id", "event_time", "event_date", "service
 	"reason", "latency_ms", "revision", "trace_id", "span_id", "guardrails", "provider_service", "provider", "model",
 	"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost_nanos",
 	"ttft_ms", "streaming", "request_tags", "routing", "request_body", "response_body", "json_invalid"}
-
-// auditSource feeds rows to COPY, one reused row of values.
-type auditSource struct {
-	rows []catalog.AuditEvent
-	i    int
-	row  [41]any
-}
-
-func (s *auditSource) Next() bool { s.i++; return s.i <= len(s.rows) }
-func (s *auditSource) Err() error { return nil }
-
-func (s *auditSource) Values() ([]any, error) {
-	e := &s.rows[s.i-1]
-	r := &s.row
-	ts := utcMicro(e.Time)
-	r[0], r[1], r[2] = text(e.EventID), ts, time.Date(ts.Year(), ts.Month(), ts.Day(), 0, 0, 0, 0, time.UTC)
-	for i, v := range [...]string{e.Service, e.Action, e.UserIdentity, e.RunBy, e.RunAs, e.SourceIP, e.UserAgent,
-		e.SessionID, e.RequestID, e.SecurableType, e.SecurableName, e.RequestParams} {
-		r[3+i] = text(v)
-	}
-	r[15] = int32(e.StatusCode)
-	for i, v := range [...]string{e.ErrorMessage, e.SQLState, e.Decision, e.Reason} {
-		r[16+i] = text(v)
-	}
-	r[20], r[21] = e.LatencyMs, int64(e.Revision)
-	r[22], r[23], r[24] = text(e.TraceID), text(e.SpanID), text(e.Guardrails)
-	setUsage(r[25:38], e.Usage)
-	if p := e.Payload; p != nil {
-		r[38], r[39] = text(p.RequestBody), text(p.ResponseBody)
-	} else {
-		r[38], r[39] = nil, nil
-	}
-	r[40] = jsonInvalid(e)
-	return r[:], nil
-}
-
-// setUsage fills the 13 usage columns (provider_service .. routing).
-func setUsage(r []any, u *catalog.LLMUsage) {
-	if u == nil {
-		r[0], r[1], r[2] = "", "", ""
-		for i := 3; i <= 10; i++ {
-			r[i] = nil
-		}
-		r[11], r[12] = "", ""
-		return
-	}
-	r[0], r[1], r[2] = text(u.ProviderService), text(u.Provider), text(u.Model)
-	r[3], r[4], r[5], r[6], r[7], r[8] = u.InputTokens, u.OutputTokens, u.CachedInputTokens, u.CacheWriteTokens, u.ReasoningTokens, u.CostNanos
-	r[9], r[10] = u.TTFTMs, u.Streaming
-	r[11], r[12] = text(u.RequestTags), text(u.Routing)
-}
 
 // text makes s storable as PostgreSQL text: invalid UTF-8 and NUL bytes
 // (which TEXT refuses, and with them the whole COPY) become U+FFFD.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/duckstore"
+	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/privfile"
 	"github.com/mandatehq/mandate/catalog/textcap"
 	"github.com/mandatehq/mandate/enforce"
@@ -349,6 +350,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			keep = -1 // no time bound, only the size bound
 		}
 		go qe.RunAuditRetention(retCtx, duckstore.RetentionOptions{Keep: keep, MaxBytes: int64(cfg.auditMaxSize)})
+		if st.pgEvents != nil { // the shared event stream: whole days dropped (replicas may all do it)
+			go st.pgEvents.RunRetention(retCtx, pgstore.RetentionOptions{Keep: keep})
+		}
 	}
 	failures := catalog.NewFailureAudit(auditLog, catalog.FailureAuditOptions{Logger: log})
 	defer func() {
@@ -380,7 +384,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// the database (gateway/limits/pglimits): exact across replicas.
 	var sharedLimits limits.Backend
 	if st.pg != nil {
-		pl, err := pglimits.New(ctx, st.pg.Pool(), pglimits.Options{Spend: usageSpend{qe: flushing, svc: svc}})
+		// Budgets' spend from the replicas' shared usage rows.
+		usage := flushingEngine{st.pgEvents.Views(), flushing.flush}
+		pl, err := pglimits.New(ctx, st.pg.Pool(), pglimits.Options{Spend: usageSpend{qe: usage, svc: svc}})
 		if err != nil {
 			return fmt.Errorf("rate limits and budgets in PostgreSQL: %w", err)
 		}
