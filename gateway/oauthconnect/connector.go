@@ -65,6 +65,10 @@ type Config struct {
 	// OnConnected, when set, is called after a user connected (for example
 	// to send MCP notifications/elicitation/complete).
 	OnConnected func(user, connection string)
+	// CSRFKey keys the consent forms' CSRF tokens (32 bytes or more).
+	// Replicas behind a load balancer need the same one (a form rendered by
+	// one may be posted to another); default: random per process.
+	CSRFKey []byte
 }
 
 // Connector implements gateway.Credentials for auth_mode per_user_oauth and
@@ -154,7 +158,13 @@ func New(cfg Config) (*Connector, error) {
 	if k.appName == "" {
 		k.appName = "Mandate"
 	}
-	rand.Read(k.csrfKey[:])
+	if len(cfg.CSRFKey) >= len(k.csrfKey) {
+		copy(k.csrfKey[:], cfg.CSRFKey)
+	} else if cfg.CSRFKey != nil {
+		return nil, errors.New("oauthconnect: CSRFKey must have at least 32 bytes")
+	} else {
+		rand.Read(k.csrfKey[:])
+	}
 	return k, nil
 }
 

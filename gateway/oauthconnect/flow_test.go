@@ -947,3 +947,46 @@ func TestSharedStoreRefreshOnce(t *testing.T) {
 		t.Fatalf("after a disconnect on another replica: %v, want sign-in required", err)
 	}
 }
+
+// With a shared store the steps of one sign-in may reach different
+// replicas: the consent page is served by one, the form posted to another
+// and the authorization server's redirect handled by a third; a state and
+// a ticket are still used once.
+func TestSharedStoreSignInAcrossReplicas(t *testing.T) {
+	csrfKey := make([]byte, 32)
+	rand.Read(csrfKey)
+	e := newEnv(t, withConfig(func(c *Config) { c.CSRFKey = csrfKey }))
+	e.store = NewSharedTokenStore(keystore.Dir(t.TempDir()))
+	ka, kb, kc := e.newConnector(), e.newConnector(), e.newConnector()
+	e.k = ka
+	user := "alice@example.com"
+	b := e.browser()
+	e.handler = ka.Handler()
+	form := e.consent(b, e.signInURL(user))
+	e.handler = kb.Handler()
+	resp, page := e.approve(stopAtCallback(b), form)
+	callback := resp.Header.Get("Location")
+	if !strings.Contains(callback, "/oauth/callback?") {
+		t.Fatalf("approve on another replica: %d %s", resp.StatusCode, page)
+	}
+	e.handler = kc.Handler()
+	resp, err := b.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := body(t, resp); resp.StatusCode != 200 || !strings.Contains(page, "Connected") {
+		t.Fatalf("callback on a third replica: %d %s", resp.StatusCode, page)
+	}
+	if h, err := kb.Authorization(context.Background(), e.conn(), ident(user)); err != nil || !strings.HasPrefix(h, "Bearer AT-") {
+		t.Fatalf("Authorization after the sign-in = %q, %v", h, err)
+	}
+	// The state and the ticket were used, whichever replica sees them again.
+	e.handler = ka.Handler()
+	resp, err = b.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectStatus(t, resp, body(t, resp), http.StatusBadRequest, "unknown, expired or was already used")
+	resp, page = e.approve(b, form)
+	expectStatus(t, resp, page, http.StatusBadRequest, "already used")
+}

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/mandatehq/mandate/catalog/keystore"
 )
@@ -26,13 +28,18 @@ type Locker interface {
 // sharedPrefix starts the key-store names of grants.
 const sharedPrefix = "user-token:"
 
-type sharedStore struct{ ks keystore.Store }
+type sharedStore struct {
+	ks keystore.Store
+
+	mu        sync.Mutex
+	lastPrune time.Time
+}
 
 // NewSharedTokenStore returns a TokenStore kept in a key store (the
 // PostgreSQL one of --store postgres://, wrapped in keystore.Sealed), one
 // blob per grant: the StoredToken's JSON, its access and refresh tokens
 // sealed by the Connector as everywhere. It implements Locker with the key
-// store's locks.
+// store's locks, and FlowStore.
 func NewSharedTokenStore(ks keystore.Store) TokenStore { return &sharedStore{ks: ks} }
 
 func sharedName(user, connection string) string {
