@@ -151,8 +151,13 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 		return nil, fmt.Errorf("per-user token store: %w", err)
 	}
 	tSeal, tOpen := seal("per-user-oauth")
+	csrfKey, err := sharedCSRFKey(ctx, c.keys)
+	if err != nil {
+		return nil, fmt.Errorf("per_user_oauth: %w", err)
+	}
 	oauth, err := oauthconnect.New(oauthconnect.Config{
 		PublicURL: c.publicURL, Connections: c.connections, Store: store, Seal: tSeal, Open: tOpen, Logger: c.log,
+		CSRFKey: csrfKey,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("per_user_oauth: %w", err)

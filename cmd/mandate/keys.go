@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
@@ -73,4 +74,19 @@ func adoptGrants(ctx context.Context, dataDir string, shared oauthconnect.TokenS
 		}
 	}
 	return n, os.Rename(path, path+adoptedSuffix)
+}
+
+// sharedCSRFKey is the key of the consent forms' CSRF tokens that replicas
+// sharing keys use (a form one serves may be posted to another); nil
+// without a shared store (a random key per process).
+func sharedCSRFKey(ctx context.Context, keys keystore.Store) ([]byte, error) {
+	if keys == nil {
+		return nil, nil
+	}
+	b, err := keystore.GetOrCreate(ctx, keys, "oauth-csrf-key", func() ([]byte, error) {
+		k := make([]byte, 32)
+		_, err := rand.Read(k)
+		return k, err
+	})
+	return b.Data, err
 }

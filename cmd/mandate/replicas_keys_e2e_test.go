@@ -20,10 +20,11 @@ import (
 )
 
 // loadBalancer is a round-robin reverse proxy in front of replicas, the
-// URL they all have as --public-url. Sign-in flows (/oauth/ of the gateway
-// and /oidc/ of the development IdP, whose pending authorization requests
-// live in one process's memory) go to the first replica, as a sticky rule
-// of a real load balancer would.
+// URL they all have as --public-url. The development IdP (/oidc/), whose
+// pending authorization requests live in one process's memory (it is not
+// for production), is routed to the first replica, as a sticky rule of a
+// real load balancer would; everything else, the gateway's sign-in pages
+// included, goes round robin.
 type loadBalancer struct {
 	srv      *httptest.Server
 	backends atomic.Pointer[[]*url.URL]
@@ -40,7 +41,7 @@ func startLoadBalancer(t testing.TB) *loadBalancer {
 			return
 		}
 		b := (*bs)[0]
-		if !strings.HasPrefix(r.URL.Path, "/oauth/") && !strings.HasPrefix(r.URL.Path, "/oidc/") {
+		if !strings.HasPrefix(r.URL.Path, "/oidc/") {
 			b = (*bs)[lb.next.Add(1)%uint64(len(*bs))]
 		}
 		httputil.NewSingleHostReverseProxy(b).ServeHTTP(w, r)
@@ -63,7 +64,8 @@ func (lb *loadBalancer) route(rs []*server) {
 // gateway's and the development IdP's); a dev-IdP token minted by one
 // replica is accepted by another; the mandate_jwt an upstream receives
 // from one replica verifies with the JWKS of another; a per-user OAuth
-// grant stored through one replica is used by another.
+// sign-in through the load balancer (its steps on whichever replica) stores
+// a grant that another replica uses.
 func TestReplicasSharedKeys(t *testing.T) {
 	lb := startLoadBalancer(t)
 	c := startCluster(t, 3, nil, "--dev", "--public-url", lb.srv.URL)
@@ -121,7 +123,8 @@ func TestReplicasSharedKeys(t *testing.T) {
 		t.Fatalf("upstream token sub=%q aud=%q", sub, aud)
 	}
 
-	// alice connects her account through replica 0 (the sign-in flow)...
+	// alice connects her account through the load balancer (consent page,
+	// form and callback each on the next replica)...
 	alice := e2eToken(t, r0, "alice@example.com", "coding-agent")
 	signIn := signInURL(t, r0.httpURL+"/mcp/oauth_tools", alice)
 	jar, _ := cookiejar.New(nil)

@@ -148,7 +148,10 @@
 //
 // Limits: flows and used-ticket nonces are kept in the memory of the node
 // that served the consent page, so with several gateway nodes /oauth/ must
-// be routed to one node (or sticky) per sign-in; a restart between Approve
+// be routed to one node (or sticky) per sign-in, unless the store is a
+// FlowStore (NewSharedTokenStore: replicas on one database, with one
+// Config.CSRFKey), which keeps them, sealed, where every replica finds
+// them (a state taken once, a ticket used once); a restart between Approve
 // and the callback fails that sign-in (the user opens a new link). The
 // token cache is per node; with a shared store (a Locker) it is re-read
 // every SharedRecheck.
