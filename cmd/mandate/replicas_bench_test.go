@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/pgtest"
 )
 
 // benchDuration is how long each throughput run of BenchmarkReplicas
@@ -44,7 +46,7 @@ func benchDuration() time.Duration {
 //
 // Run with -benchtime 1x: each sub-benchmark runs once for its duration.
 func BenchmarkReplicas(b *testing.B) {
-	c := startCluster(b, 3, durablePG)
+	c := startBenchCluster(b, 3)
 	grants := func(name string, targets []*server) {
 		b.Run(name, func(b *testing.B) {
 			var total, conflicts float64
@@ -127,6 +129,31 @@ func BenchmarkReplicas(b *testing.B) {
 		b.ReportMetric(at(0.99), "p99-ms")
 		b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
 	})
+}
+
+// startBenchCluster starts PostgreSQL (durablePG) and n replicas that
+// connect to it directly (startCluster puts a TCP proxy in between, for
+// the tests that cut the database: a hop production does not have).
+// BENCH_PPROF_ADDR serves the first replica's profiler.
+func startBenchCluster(b *testing.B, n int) *cluster {
+	b.Helper()
+	pg := pgtest.Start(b, pgtest.Options{Settings: durablePG})
+	pg.CreateDatabase(b, "mandate")
+	c := &cluster{pg: pg, url: pg.URL("mandate")}
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	c.replicas = make([]*server, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		env := []string{"MANDATE_MASTER_KEY=" + key, "MANDATE_NODE_TOKEN=" + replicaNodeToken}
+		if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" && i == 0 {
+			env = append(env, "MANDATE_PPROF_ADDR="+a)
+		}
+		wg.Go(func() { // together: they race for the bootstrap
+			c.replicas[i] = startServer(b, serverOpts{args: []string{"--store", c.url, "--log-level", "warn"}, env: env})
+		})
+	}
+	wg.Wait()
+	return c
 }
 
 // revisionWatch records when a replica's watch stream announced each
