@@ -35,8 +35,10 @@ func benchDuration() time.Duration {
 // BenchmarkReplicas runs 3 mandate serve processes on one PostgreSQL
 // server on this machine (fsync and synchronous_commit on) and measures:
 //
-//   - grants/1-replica: mandate loadgen grants, 8 clients, against one
-//     replica (the others idle, following);
+//   - grants/embedded: the baseline, mandate loadgen grants, 8 clients,
+//     against a mandate serve process with the embedded store;
+//   - grants/1-replica: the same against one replica (the others idle,
+//     following);
 //   - grants/3-replicas: the same against each of the 3 replicas at once
 //     (24 clients), the total;
 //   - revoke: a REVOKE on one replica, then the time until each other
@@ -44,8 +46,11 @@ func benchDuration() time.Duration {
 //     event; a check then asserts the denial), measured from the moment
 //     the REVOKE was sent, over 200 rounds.
 //
+// Each reports the one-minute load average at its end (load1).
+//
 // Run with -benchtime 1x: each sub-benchmark runs once for its duration.
 func BenchmarkReplicas(b *testing.B) {
+	embedded := startServer(b, serverOpts{args: []string{"--log-level", "warn"}})
 	c := startBenchCluster(b, 3)
 	grants := func(name string, targets []*server) {
 		b.Run(name, func(b *testing.B) {
@@ -74,8 +79,10 @@ func BenchmarkReplicas(b *testing.B) {
 			}
 			b.ReportMetric(total, "stmts/s")
 			b.ReportMetric(conflicts, "40001-retried")
+			b.ReportMetric(loadAverage(b), "load1")
 		})
 	}
+	grants("grants/embedded", []*server{embedded})
 	grants("grants/1-replica", c.replicas[:1])
 	grants("grants/3-replicas", c.replicas)
 	b.Run("revoke", func(b *testing.B) {
@@ -128,7 +135,22 @@ func BenchmarkReplicas(b *testing.B) {
 		b.ReportMetric(at(0.5), "p50-ms")
 		b.ReportMetric(at(0.99), "p99-ms")
 		b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
+		b.ReportMetric(loadAverage(b), "load1")
 	})
+}
+
+// loadAverage is the one-minute load average (/proc/loadavg).
+func loadAverage(b *testing.B) float64 {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, _, _ := strings.Cut(string(raw), " ")
+	v, err := strconv.ParseFloat(f, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
 }
 
 // startBenchCluster starts PostgreSQL (durablePG) and n replicas that
