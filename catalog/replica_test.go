@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -600,4 +601,28 @@ func (x *gatedObserved) Append(ctx context.Context, base catalog.Revision, chang
 		<-release
 	}
 	return x.o.Append(ctx, base, changes)
+}
+
+// Loading a catalog costs memory in proportion to its size: adding a
+// membership must not start a new closure table each time (that made a
+// load allocate principals × memberships slots).
+func TestLoadIsLinear(t *testing.T) {
+	const users = 4000
+	st := &catalog.State{Revision: 1, NextID: users + 2}
+	st.Principals = append(st.Principals, catalog.Principal{ID: 1, Name: "g", Kind: catalog.KindGroup})
+	for i := range users {
+		id := catalog.ID(i + 2)
+		st.Principals = append(st.Principals, catalog.Principal{ID: id, Name: fmt.Sprintf("u%d", i), Kind: catalog.KindUser})
+		st.Memberships = append(st.Memberships, catalog.Membership{Group: 1, Member: id})
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := catalog.ModelOf(st); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	// Quadratic: 4,000 tables of 4,000 slots, ≥ 128 MB; linear: a few MB.
+	if n := after.TotalAlloc - before.TotalAlloc; n > 32<<20 {
+		t.Fatalf("loading %d users with one membership each allocated %d MB", users, n>>20)
+	}
 }
