@@ -94,7 +94,7 @@ unit:
 # The packages with the most concurrency (caches, single-flight, watchers,
 # WAL, pools, streaming) once more under the race detector.
 RACE_PKGS := ./catalog/ ./catalog/walstore/ ./enforce/ ./enforce/client/ ./gateway/upstream/ \
-	./gateway/identity/ ./gateway/pipeline/ ./gateway/mcp/ ./gateway/limits/ ./sqlfront/pgwire/
+	./gateway/identity/ ./gateway/pipeline/ ./gateway/mcp/ ./gateway/limits/ ./gateway/limits/nodelimits/ ./sqlfront/pgwire/
 race:
 	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
 

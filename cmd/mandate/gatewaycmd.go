@@ -191,11 +191,20 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer cancel()
 		_ = failures.Close(cctx)
 	}()
+	nodeLimits, err := newNodeLimits(limitDefs, authz.Revision, log)
+	if err != nil {
+		return err
+	}
+	defer func() { // after the HTTP server drained: leases back
+		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = nodeLimits.close(cctx)
+	}()
 	dp, err := newDataPlane(ctx, dataPlaneConfig{
 		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
 		authz: authz, connections: conns, audit: withFailures(audit, failures), auditSync: cfg.auditSync, log: log,
 		ownCert: httpFingerprint, userIDKey: llmUserIDKey(key), models: models, tokens: tokens,
-		observer: tel.Observer(), limiter: newNodeLimits(limitDefs, authz.Revision, log),
+		observer: tel.Observer(), limiter: nodeLimits,
 	})
 	if err != nil {
 		return err

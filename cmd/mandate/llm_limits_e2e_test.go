@@ -328,46 +328,136 @@ func TestMCPRateLimitEndToEnd(t *testing.T) {
 	})
 }
 
-// TestLLMGatewayNodeLimits: `mandate gateway` applies the catalog's rate
-// limits (over GET /api/v1/limits, a change applying to the next call)
-// and refuses budgeted calls, whose month's spend it cannot see (503,
-// fail closed).
+// TestLLMGatewayNodeLimits: `mandate gateway` nodes apply the catalog's
+// rate limits and budgets exactly, with the server: they lease slices of
+// the server's windows and budget accounts (POST /api/v1/limits/leases).
+// A budget spent by 32 concurrent callers over the server and two nodes is
+// never overrun by more than one call; against 10 requests per minute for
+// each user, 32 callers spread over the two nodes pass at most 10 per user
+// in total (each node alone would have admitted 10).
 func TestLLMGatewayNodeLimits(t *testing.T) {
 	t.Parallel()
 	e := startLLM(t)
-	mustExec(t, e.admin, `CREATE USER "carol@example.com"`, `CREATE USER "dave@example.com"`,
+	mustExec(t, e.admin, `CREATE USER "carol@example.com"`, `CREATE USER "dave@example.com"`, `CREATE USER "erin@example.com"`,
 		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "carol@example.com"`,
-		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "dave@example.com"`)
-	carol := e.token(t, "carol@example.com", "")
-	dave := e.token(t, "dave@example.com", "")
-	addr := freeAddrs(t, 1)[0]
-	startProcess(t, []string{"gateway", "--catalog", "http://" + e.s.httpAddr,
-		"--node-token-file", filepath.Join(e.s.dataDir, "node-token"), "--http-addr", addr,
-		"--oidc-issuer", "http://" + e.s.httpAddr + "/oidc", "--data-dir", t.TempDir(), "--max-staleness", "2s"}, "Mandate gateway is ready")
-	base := "http://" + addr + "/llm"
-	chat := `{"model":"frontier","max_tokens":20,"messages":[{"role":"user","content":"through the node"}]}`
-	if resp, body := llmPost(t, base, "/v1/chat/completions", carol, chat); resp.StatusCode != 200 {
-		t.Fatalf("through the node: %d %s", resp.StatusCode, body)
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "dave@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "erin@example.com"`)
+	tokens := map[string]string{}
+	for _, u := range []string{"carol", "dave", "erin"} {
+		tokens[u] = e.token(t, u+"@example.com", "")
 	}
-	mustExec(t, e.admin, `ALTER MODEL SERVICE system.ai.frontier SET RATE LIMIT 2 REQUESTS PER MINUTE FOR USER "carol@example.com"`,
-		`CREATE BUDGET dave_cap LIMIT 10 USD PER MONTH FOR USER "dave@example.com"`)
-	// The node learns of the new revision within its staleness bound.
-	waitFor(t, 30*time.Second, "the node to apply the rate limit", func() bool {
-		resp, _ := llmPost(t, base, "/v1/chat/completions", carol, chat)
-		return resp.StatusCode == 429
+	bases := []string{e.base}
+	for _, addr := range freeAddrs(t, 2) {
+		startProcess(t, []string{"gateway", "--catalog", "http://" + e.s.httpAddr,
+			"--node-token-file", filepath.Join(e.s.dataDir, "node-token"), "--http-addr", addr,
+			"--oidc-issuer", "http://" + e.s.httpAddr + "/oidc", "--data-dir", t.TempDir(), "--max-staleness", "2s"}, "Mandate gateway is ready")
+		bases = append(bases, "http://"+addr+"/llm")
+	}
+	chat := `{"model":"frontier","max_tokens":200,"messages":[{"role":"user","content":"spend mock:out=400"}]}`
+	for _, b := range bases[1:] {
+		if resp, body := llmPost(t, b, "/v1/chat/completions", tokens["carol"], chat); resp.StatusCode != 200 {
+			t.Fatalf("through the node: %d %s", resp.StatusCode, body)
+		}
+	}
+
+	// A budget: 32 callers over the server and both nodes.
+	mustExec(t, e.admin, `CREATE BUDGET dave_cap LIMIT 0.02 USD PER MONTH FOR USER "dave@example.com"`)
+	waitFor(t, 30*time.Second, "the nodes to apply the budget", func() bool {
+		for _, b := range bases[1:] {
+			if resp, _ := llmPost(t, b, "/v1/chat/completions", tokens["dave"], `{"model":"frontier","max_tokens":1,"messages":[{"role":"user","content":"x"}]}`); resp.Header.Get("x-ratelimit-limit-requests") != "" {
+				return false
+			}
+		}
+		return true
 	})
+	var mu sync.Mutex
+	ok, refused := 0, 0
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 40 {
+				resp, body := llmPost(t, bases[g%3], "/v1/chat/completions", tokens["dave"], chat)
+				mu.Lock()
+				switch {
+				case resp.StatusCode == 200:
+					ok++
+				case resp.StatusCode == 429 && strings.Contains(body, "budget"):
+					refused++
+				default:
+					t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
+				}
+				mu.Unlock()
+				if resp.StatusCode != 200 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if refused != 32 || ok == 0 {
+		t.Fatalf("budget: %d calls answered, %d refused; want every caller refused in the end", ok, refused)
+	}
+	rows := e.usage(t, `SELECT CAST(sum(cost_usd) * 1000000000 AS BIGINT), CAST(max(cost_usd) * 1000000000 AS BIGINT)
+		FROM system.ai_gateway.usage WHERE requester = 'dave@example.com' AND status_code = 200 HAVING count(*) >= `+strconv.Itoa(ok), 1)
+	var spent, most int64
+	if _, err := fmt.Sscanf(strings.ReplaceAll(rows[0], "|", " "), "%d %d", &spent, &most); err != nil {
+		t.Fatalf("%s: %v", rows[0], err)
+	}
+	const limit = 20_000_000 // nano-USD
+	if spent > limit+most || spent < limit/2 {
+		t.Errorf("budget over the server and two nodes: spent %d nano-USD (largest call %d) against a limit of %d", spent, most, limit)
+	}
+	t.Logf("budget: %d calls answered, %d refused, spent $%.6f of $0.02", ok, refused, float64(spent)/1e9)
+
+	// 10 requests per minute for each user: 32 callers over the two nodes.
+	mustExec(t, e.admin, `ALTER MODEL SERVICE system.ai.frontier SET RATE LIMIT 10 REQUESTS PER MINUTE FOR EACH USER`)
+	waitFor(t, 30*time.Second, "the nodes to apply the rate limit", func() bool {
+		for _, b := range bases[1:] {
+			resp, _ := llmPost(t, b, "/v1/chat/completions", tokens["dave"], `{"model":"frontier","max_tokens":1,"messages":[{"role":"user","content":"x"}]}`)
+			if resp.Header.Get("x-ratelimit-limit-requests") != "10" && resp.StatusCode != 429 {
+				return false
+			}
+		}
+		return true
+	})
+	start := time.Now()
 	before := e.fake.Count()
-	resp, body := llmPost(t, base, "/v1/chat/completions", carol, chat)
-	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || resp.Header.Get("x-ratelimit-limit-requests") != "2" {
-		t.Errorf("over the limit at the node: %d %v %s", resp.StatusCode, resp.Header, body)
+	passed := map[string]int{}
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			user := []string{"carol", "erin"}[g%2]
+			for range 3 {
+				resp, body := llmPost(t, bases[1+(g/2)%2], "/v1/chat/completions", tokens[user], chat)
+				mu.Lock()
+				switch {
+				case resp.StatusCode == 200:
+					passed[user]++
+				case resp.StatusCode == 429 && resp.Header.Get("Retry-After") != "":
+				default:
+					t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
+				}
+				mu.Unlock()
+			}
+		}()
 	}
-	resp, body = llmPost(t, base, "/v1/chat/completions", dave, chat)
-	if resp.StatusCode != 503 || !strings.Contains(body, "budget") {
-		t.Errorf("a budgeted call at the node: %d %s", resp.StatusCode, body)
+	wg.Wait()
+	if time.Since(start) >= 55*time.Second {
+		t.Skipf("the callers took %v: not one window", time.Since(start))
 	}
-	if e.fake.Count() != before {
-		t.Errorf("refused calls reached the upstream")
+	// carol spent one call through each node above, before the limit.
+	for user, n := range passed {
+		if n > 10 || n < 1 {
+			t.Errorf("%s: %d calls passed over two nodes in one minute, want 1..10", user, n)
+		}
 	}
+	if n := e.fake.Count() - before; n != passed["carol"]+passed["erin"] {
+		t.Errorf("the upstream got %d calls for %d passed", n, passed["carol"]+passed["erin"])
+	}
+	t.Logf("rate limit over two nodes: %v passed", passed)
 }
 
 // TestReplicasLLMLimits: two `mandate serve` replicas on one PostgreSQL

@@ -15,6 +15,7 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/nodelimits"
 	"github.com/mandatehq/mandate/gateway/limitstage"
 	"github.com/mandatehq/mandate/gateway/node"
 	"github.com/mandatehq/mandate/gateway/pipeline"
@@ -29,10 +30,10 @@ import (
 // this month comes from the usage rows (usageSpend) and the usage of the
 // last minute is replayed into the windows at start, so limits and
 // budgets survive a restart. On a gateway node (`mandate gateway`) the
-// definitions come over GET /api/v1/limits; its windows are its own (each
-// node admits up to the limit until a shared backend is wired) and
-// budgets refuse their calls (503): a node cannot see the month's spend,
-// and admitting budgeted calls without it could overrun the budget.
+// definitions come over GET /api/v1/limits; its
+// windows and budget accounts are leased from the catalog server
+// (gateway/limits/nodelimits): limits and budgets hold exactly across the
+// server and its nodes.
 type limitsEngine struct {
 	lim   *limits.Limiter
 	stage *limitstage.Stage
@@ -45,7 +46,8 @@ type limitsEngine struct {
 	applied atomic.Int64 // revision whose definitions are installed (-1: none)
 	mu      sync.Mutex   // serializes sync
 	names   atomic.Pointer[nameIDs]
-	ids     limitstage.Resolver // names to IDs (serve: the catalog; node: names)
+	ids     limitstage.Resolver         // names to IDs (serve: the catalog; node: names)
+	close   func(context.Context) error // gives a node's leases back (nil: nothing)
 }
 
 var _ pipeline.Limiter = (*limitsEngine)(nil)
@@ -73,19 +75,28 @@ func newServeLimits(ctx context.Context, svc *catalog.Service, qe catalog.QueryE
 }
 
 // newNodeLimits is the engine of a gateway node: definitions over the
-// node API; budgets unavailable (see limitsEngine).
-func newNodeLimits(src *node.Limits, revision func() catalog.Revision, log zerolog.Logger) *limitsEngine {
+// node API; windows and budgets leased from the catalog server
+// (gateway/limits/nodelimits), so that limits and budgets hold across
+// the server and every node. close gives the leases back.
+func newNodeLimits(src *node.Limits, revision func() catalog.Revision, log zerolog.Logger) (*limitsEngine, error) {
 	e := &limitsEngine{log: log, revision: revision, defs: src.Definitions}
-	e.ids = nodeIDs{e}
-	e.lim = limits.New(limits.Options{Backend: limits.NewMemory(limits.SpendSourceFunc(
-		func(context.Context, *limits.Budget, limits.Month) (limits.MonthSpend, error) {
-			return limits.MonthSpend{}, errNodeBudgets
-		}))})
+	ids := nodeIDs{e: e, names: &sync.Map{}}
+	e.ids = ids
+	b, err := nodelimits.New(nodelimits.Options{Transport: src.Leases, Name: ids.name})
+	if err != nil {
+		return nil, err
+	}
+	e.close = b.Close
+	e.lim = limits.New(limits.Options{Backend: b})
 	e.init()
-	return e
+	return e, nil
 }
 
-var errNodeBudgets = errors.New("budgets are enforced by mandate serve: a gateway node cannot see the month's spend")
+// leaseServer lends the engine's windows and budgets to gateway nodes
+// (api.Options.Leases); Close stops its sweeper.
+func (e *limitsEngine) leaseServer(svc *catalog.Service) *nodelimits.Server {
+	return nodelimits.NewServer(e.lim, nodelimits.ServerOptions{Principal: catalogIDs{svc}.PrincipalID, Sync: e.sync})
+}
 
 func (e *limitsEngine) init() {
 	e.applied.Store(-1)
@@ -210,13 +221,31 @@ type nameIDs struct {
 // ID outside the catalog's range, which only service and FOR EACH USER
 // definitions can match; securables the same way (one without
 // definitions is not limited).
-type nodeIDs struct{ e *limitsEngine }
+type nodeIDs struct {
+	e     *limitsEngine
+	names *sync.Map // synthetic principal ID → name, for the lease server
+}
 
 func (n nodeIDs) PrincipalID(name string) (catalog.ID, bool) {
 	if id, ok := n.e.names.Load().principals[name]; ok {
 		return id, true
 	}
-	return syntheticID("p\x00" + name), true
+	id := syntheticID("p\x00" + name)
+	if n.names != nil {
+		if _, ok := n.names.Load(id); !ok {
+			n.names.Store(id, name)
+		}
+	}
+	return id, true
+}
+
+// name is the name of a principal ID made up by PrincipalID.
+func (n nodeIDs) name(id catalog.ID) (string, bool) {
+	v, ok := n.names.Load(id)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
 }
 
 func (n nodeIDs) SecurableID(typ catalog.SecurableType, name string) (catalog.ID, bool) {

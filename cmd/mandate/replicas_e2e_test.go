@@ -101,8 +101,9 @@ func execRetry(ctx context.Context, c *pgx.Conn, sql string) (conflicts int, err
 // SIGKILL under load loses nothing it acknowledged; with the database
 // unreachable writes fail with 57P03, decisions go on until the staleness
 // bound and then fail closed, and the replicas reconnect by themselves.
+// Rate limits and budgets hold across them (replicas_limits_e2e_test.go).
 func TestReplicas(t *testing.T) {
-	c := startCluster(t, 3, nil, "--max-staleness", "2s")
+	c := startCluster(t, 3, nil, "--max-staleness", "2s", "--dev") // --dev: the LLM endpoint (replicas_limits_e2e_test.go)
 	admins := make([]*pgx.Conn, len(c.replicas))
 	for i, r := range c.replicas {
 		admins[i] = r.admin(t)
@@ -207,8 +208,14 @@ func TestReplicas(t *testing.T) {
 		t.Logf("%d CREATE GROUP on 3 replicas, %d answered 40001 and retried", want, conflicts.Load())
 	})
 
+	// Rate limits and budgets hold across the replicas.
+	llm := startReplicaLLM(t, c, admins[0])
+	t.Run("BudgetAcrossReplicas", llm.budget)
+	t.Run("RateLimitAcrossReplicas", llm.rateLimit)
+
 	t.Run("KillUnderLoad", func(t *testing.T) {
 		victim := c.replicas[2]
+		calls := llm.load(t) // model calls too: the others keep serving them
 		var acked sync.Map
 		var wg sync.WaitGroup
 		for k := range 4 {
@@ -233,6 +240,7 @@ func TestReplicas(t *testing.T) {
 		})
 		victim.kill(t)
 		wg.Wait()
+		calls.survivorsServe(t, 2)
 		rows := queryRows(t, admins[0], `SELECT group_name FROM information_schema.groups WHERE group_name LIKE 'k-%'`)
 		have := map[string]bool{}
 		for _, g := range rows {

@@ -391,6 +391,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		sharedLimits = pl
 	}
 	lim := newServeLimits(ctx, svc, flushing, sharedLimits, log)
+	leases := lim.leaseServer(svc) // gateway nodes' leases of the limits
+	defer leases.Close()
 	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: flushing, BudgetStatus: lim.budgetStatus(svc),
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {
@@ -456,7 +458,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	apiHandler := api.NewHandler(eng, api.Options{Token: token, Logger: log,
 		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx,
 		ModelServices: api.ModelServiceResolver(svc), ModelServiceNames: api.ModelServiceNames(svc), AccessTokens: api.AccessTokenVerifier(svc),
-		Limits:       api.LimitsResolver(svc),
+		Limits: api.LimitsResolver(svc), Leases: leases.Serve,
 		AuthFailures: failures, AllowCleartextSecrets: cfg.http.behindTLSProxy})
 
 	// The MCP gateway on the same address: /mcp/CONNECTION.

@@ -49,6 +49,10 @@
 //   - GET /api/v1/limits answers the rate limits and budgets of the
 //     current revision with the members of the groups they name
 //     (limits.go; Options.Limits), for a node's limits engine.
+//   - POST /api/v1/limits/leases lends a node slices of the server's
+//     rate-limit windows and budget accounts (leases.go; Options.Leases;
+//     at most MaxLeaseOps operations), so that limits and budgets hold
+//     across the server and its nodes.
 //   - With Options.AuditDecisions every answered decision is recorded as an
 //     audit event (service_name "authorization") in the background
 //     (decisionaudit.go).

@@ -72,6 +72,9 @@ type Options struct {
 	AccessTokens      func(ctx context.Context, hash string) (*AccessTokenInfo, error)
 	// Limits answers GET /api/v1/limits (LimitsResolver); nil answers 503.
 	Limits func(ctx context.Context) (*LimitsInfo, error)
+	// Leases serves POST /api/v1/limits/leases (gateway/limits/nodelimits'
+	// Server); nil answers 503.
+	Leases LeaseFunc
 	// AllowCleartextSecrets lets GET /api/v1/connections/{name} answer a
 	// request that came over plain HTTP from a non-loopback address: only
 	// for a listener behind a TLS-terminating proxy. Without it such a
@@ -182,6 +185,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = method(r, http.MethodGet, h.revision, w)
 	case AuditPath:
 		err = method(r, http.MethodPost, h.audit, w)
+	case LeasesPath:
+		err = method(r, http.MethodPost, h.leases, w)
 	case LimitsPath:
 		err = method(r, http.MethodGet, h.limits, w)
 	case AccessTokenVerifyPath:

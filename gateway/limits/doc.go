@@ -173,6 +173,13 @@
 //     limit for the same reason as in one process: the money reserved by
 //     all replicas together never exceeds what remains.
 //
+// Gateway nodes: gateway/limits/nodelimits is a Backend whose windows
+// and accounts lease from the catalog server's own Limiter (lease.go: the
+// per-key operations TakeWindow, PutWindow, AddWindow, TakeBudget,
+// SettleBudget, PutBudget), whatever that Limiter's backend; the same
+// guarantees hold over the server and its nodes (its doc.go states the
+// slack).
+//
 // The conformance suite gateway/limits/limitstest is what a new backend
 // must pass.
 package limits

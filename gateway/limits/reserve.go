@@ -460,14 +460,18 @@ func (s scratch) rateRefusal(call *Call, ck check) *Refusal {
 func (s scratch) refill(ctx context.Context, kind SecurableKind, now time.Time, month Month, cost Money) (retry bool, unavailable *Refusal) {
 	var do []func() error
 	var fail []func() *Refusal
+	// The closures take copies: a pointer into s would move Reserve's
+	// scratch buffer to the heap on every call, not only on this path.
 	for i := range s.cands {
-		if c := &s.cands[i]; c.v.Refill {
+		if s.cands[i].v.Refill {
+			c := s.cands[i]
 			do = append(do, func() error { return c.w.Refill(ctx, now, c.mask(), c.limit) })
 			fail = append(fail, func() *Refusal { return c.unavailable(kind) })
 		}
 	}
 	for i := range s.buds {
-		if b := &s.buds[i]; b.v.Refill {
+		if s.buds[i].v.Refill {
+			b := s.buds[i]
 			do = append(do, func() error { return b.acct.Refill(ctx, month, cost, b.bp.def.Limit) })
 			fail = append(fail, func() *Refusal { return b.unavailable(month) })
 		}

@@ -39,7 +39,9 @@
 //     *gateway.AuthError.
 //   - Limits fetches the rate limits and budgets (GET /api/v1/limits),
 //     cached per revision; LimitDefinitions converts them (or
-//     api.LimitsResolver's, in process) for gateway/limits.
+//     api.LimitsResolver's, in process) for gateway/limits; Leases
+//     sends the node's lease requests (POST /api/v1/limits/leases) for
+//     gateway/limits/nodelimits.
 //   - ReadTokenFile reads --node-token-file (refusing a file others may
 //     read).
 //

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -81,4 +82,18 @@ func LimitDefinitions(info *api.LimitsInfo) (limits.Definitions, error) {
 	}
 	d.Members = info.Members
 	return d, nil
+}
+
+// Leases sends one lease request of the node's limits backend
+// (gateway/limits/nodelimits) over POST /api/v1/limits/leases.
+func (l *Limits) Leases(ctx context.Context, req *api.LeaseRequest) (*api.LeaseResponse, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var resp api.LeaseResponse
+	if err := l.r.do(ctx, http.MethodPost, api.LeasesPath, body, &resp); err != nil {
+		return nil, fmt.Errorf("limit leases at the catalog: %w", err)
+	}
+	return &resp, nil
 }

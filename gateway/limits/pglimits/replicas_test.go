@@ -161,9 +161,19 @@ func testReplicasWindow(t *testing.T, e *env) {
 			t.Errorf("user %d: %d admissions within 60 s over 3 replicas, limit 10", s, m)
 		}
 		// Liveness: the users get their 10 in the first minute. About one
-		// run in 20 one user gets 9: a unit stays counted in the database
-		// until about 61 s without an admission the test saw (conservative,
-		// not yet explained); 9 is tolerated and logged.
+		// run in 20 one user gets 9, its 10th admission at about 61 s: the
+		// shared clock runs about 10 times faster than real time (32
+		// goroutines advance it by up to 200 ms a call; 3 minutes pass in
+		// about 16 s), so a 2 s lease often ends before its units are used
+		// (grants outnumber admissions 2 to 3 times), and its unused units
+		// stay counted in the database until its close arrives: the next
+		// round trip of that replica for the key, or its background sync
+		// (50 ms of real time, half a second or more of the test's time,
+		// more when the loaded machine stalls a goroutine). Near the end of
+		// the first minute that pushes the 10th admission past 60 s. With a
+		// real clock the same delay is the documented slack (units leased
+		// and not used hold others back for at most WindowLease +
+		// SyncInterval); 9 is tolerated and logged.
 		if first < 9 || first > 10 {
 			t.Errorf("user %d: %d admissions in the first minute, want 10: %v", s, first, rel(times))
 		} else if first == 9 {

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/mandatehq/mandate/gateway/llm/llmtest"
+)
+
+// replicaLLM is a model service on a cluster of replicas (TestReplicas,
+// started with --dev so that they serve the LLM endpoint), with users and
+// their access tokens, to check that rate limits and budgets hold across
+// the replicas.
+type replicaLLM struct {
+	c      *cluster
+	admin  *pgx.Conn
+	bases  []string
+	tokens map[string]string
+}
+
+const (
+	replicaChat  = `{"model":"limits_llm","max_tokens":200,"messages":[{"role":"user","content":"spend mock:out=400"}]}`
+	replicaProbe = `{"model":"limits_llm","max_tokens":1,"messages":[{"role":"user","content":"x"}]}`
+)
+
+func startReplicaLLM(t *testing.T, c *cluster, admin *pgx.Conn) *replicaLLM {
+	t.Helper()
+	fake, fakeURL := llmtest.Start(t)
+	fake.OpenAIKey = e2eOpenAIKey
+	mustExec(t, admin,
+		`CREATE MODEL PROVIDER SERVICE system.ai.limits_prov OPTIONS (provider 'openai', url '`+fakeURL+`/v1', api_key '`+e2eOpenAIKey+`', prices 'gpt-4.1=2.00/8.00/0.50')`,
+		`CREATE MODEL SERVICE system.ai.limits_llm OPTIONS (destinations 'limits_prov/gpt-4.1=100')`)
+	e := &replicaLLM{c: c, admin: admin, tokens: map[string]string{}}
+	for _, u := range []string{"carol", "dave", "erin", "gina"} {
+		mustExec(t, admin, `CREATE USER "`+u+`@example.com"`, `GRANT EXECUTE ON MODEL SERVICE system.ai.limits_llm TO "`+u+`@example.com"`)
+		var tok string
+		if err := admin.QueryRow(t.Context(), `CREATE ACCESS TOKEN FOR USER "`+u+`@example.com"`).Scan(&tok); err != nil {
+			t.Fatal(err)
+		}
+		e.tokens[u] = tok
+	}
+	for _, r := range c.replicas {
+		b := "http://" + r.httpAddr + "/llm"
+		e.bases = append(e.bases, b)
+		waitFor(t, 30*time.Second, "the model service on every replica", func() bool {
+			resp, _ := llmPost(t, b, "/v1/chat/completions", e.tokens["gina"], replicaProbe)
+			return resp.StatusCode == 200
+		})
+	}
+	return e
+}
+
+// budget: 32 callers over the three replicas spend a budget of $0.02; it
+// is never overrun by more than one call, and SHOW BUDGETS on any replica
+// gives the shared figure.
+func (e *replicaLLM) budget(t *testing.T) {
+	mustExec(t, e.admin, `CREATE BUDGET dave_cap LIMIT 0.02 USD PER MONTH FOR USER "dave@example.com"`)
+	waitFor(t, 30*time.Second, "the budget on every replica", func() bool {
+		for _, r := range e.c.replicas {
+			if len(queryRows(t, r.admin(t), `SHOW BUDGETS`)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	var mu sync.Mutex
+	ok, refused := 0, 0
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Go(func() {
+			for range 40 {
+				resp, body := llmPost(t, e.bases[g%3], "/v1/chat/completions", e.tokens["dave"], replicaChat)
+				mu.Lock()
+				switch {
+				case resp.StatusCode == 200:
+					ok++
+				case resp.StatusCode == 429 && strings.Contains(body, "budget"):
+					refused++
+				default:
+					t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
+				}
+				mu.Unlock()
+				if resp.StatusCode != 200 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if refused != 32 || ok == 0 {
+		t.Fatalf("%d calls answered, %d refused; want every caller refused in the end", ok, refused)
+	}
+	// Usage rows are per replica: the largest call over all three.
+	var most int64
+	for _, r := range e.c.replicas {
+		conn := r.admin(t)
+		waitFor(t, 30*time.Second, "usage rows", func() bool {
+			return len(queryRows(t, conn, `SELECT 1 FROM system.ai_gateway.usage WHERE requester = 'dave@example.com' LIMIT 1`)) > 0
+		})
+		for _, row := range queryRows(t, conn, `SELECT CAST(max(cost_usd) * 1000000000 AS BIGINT) FROM system.ai_gateway.usage WHERE requester = 'dave@example.com'`) {
+			n, _ := strconv.ParseInt(row, 10, 64)
+			most = max(most, n)
+		}
+	}
+	const limit = 20_000_000 // nano-USD
+	spent := showBudgetSpent(t, e.c.replicas[1].admin(t), "dave_cap")
+	if spent > limit+most || spent < limit/2 {
+		t.Errorf("spent %d nano-USD over 3 replicas (largest call %d) against a limit of %d", spent, most, limit)
+	}
+	t.Logf("%d calls answered, %d refused, spent $%.6f of $0.02", ok, refused, float64(spent)/1e9)
+}
+
+// rateLimit: against 10 requests per minute for each user, 32 callers
+// spread over the three replicas pass at most 10 per user in total.
+func (e *replicaLLM) rateLimit(t *testing.T) {
+	mustExec(t, e.admin, `ALTER MODEL SERVICE system.ai.limits_llm SET RATE LIMIT 10 REQUESTS PER MINUTE FOR EACH USER`,
+		`ALTER MODEL SERVICE system.ai.limits_llm SET RATE LIMIT 100000 REQUESTS PER MINUTE FOR USER "gina@example.com"`)
+	for _, b := range e.bases {
+		waitFor(t, 30*time.Second, "the rate limit on every replica", func() bool {
+			resp, _ := llmPost(t, b, "/v1/chat/completions", e.tokens["gina"], replicaProbe)
+			return resp.Header.Get("x-ratelimit-limit-requests") == "100000"
+		})
+	}
+	start := time.Now()
+	var mu sync.Mutex
+	passed := map[string]int{}
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Go(func() {
+			user := []string{"carol", "erin"}[g%2]
+			for range 3 {
+				resp, body := llmPost(t, e.bases[(g/2)%3], "/v1/chat/completions", e.tokens[user], replicaChat)
+				mu.Lock()
+				switch {
+				case resp.StatusCode == 200:
+					passed[user]++
+				case resp.StatusCode == 429 && resp.Header.Get("Retry-After") != "":
+				default:
+					t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if d := time.Since(start); d >= 55*time.Second {
+		t.Skipf("the callers took %v: not one window", d)
+	}
+	for _, u := range []string{"carol", "erin"} {
+		if n := passed[u]; n > 10 || n < 1 {
+			t.Errorf("%s: %d calls passed over 3 replicas in one minute, want 1..10", u, n)
+		}
+	}
+	t.Logf("10 per minute for each user over 3 replicas: %v passed", passed)
+}
+
+// llmLoad is model calls of gina's on every replica until stopped.
+type llmLoad struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	answered []int // per replica
+}
+
+// load starts calls on every replica and waits until each answered some.
+func (e *replicaLLM) load(t *testing.T) *llmLoad {
+	l := &llmLoad{stop: make(chan struct{}), answered: make([]int, len(e.bases))}
+	for g := range 2 * len(e.bases) {
+		i := g % len(e.bases)
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodPost, e.bases[i]+"/v1/chat/completions", strings.NewReader(replicaProbe))
+				req.Header.Set("Authorization", "Bearer "+e.tokens["gina"])
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return // a killed replica
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					l.mu.Lock()
+					l.answered[i]++
+					l.mu.Unlock()
+				}
+			}
+		})
+	}
+	waitFor(t, 30*time.Second, "model calls answered on every replica", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !slices.ContainsFunc(l.answered, func(n int) bool { return n < 20 })
+	})
+	return l
+}
+
+// survivorsServe waits until replicas [0, n) answered 50 more calls, and
+// stops the load.
+func (l *llmLoad) survivorsServe(t *testing.T, n int) {
+	sum := func() int {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		s := 0
+		for _, a := range l.answered[:n] {
+			s += a
+		}
+		return s
+	}
+	before := sum()
+	waitFor(t, 30*time.Second, "the surviving replicas answering model calls", func() bool { return sum() >= before+50 })
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// showBudgetSpent is the spent column of budget name in SHOW BUDGETS, in
+// nano-USD.
+func showBudgetSpent(t *testing.T, conn *pgx.Conn, name string) int64 {
+	t.Helper()
+	rs, err := conn.Query(t.Context(), `SHOW BUDGETS`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		v, err := rs.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v[0] != name {
+			continue
+		}
+		n, _ := v[7].(pgtype.Numeric)
+		f, _ := n.Float64Value()
+		return int64(f.Float64*1e9 + 0.5)
+	}
+	t.Fatalf("SHOW BUDGETS: no %s (%v)", name, rs.Err())
+	return 0
+}
