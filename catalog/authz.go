@@ -133,6 +133,8 @@ type closureEntry struct {
 // closures that are valid for every state sharing it.
 type closureTable struct {
 	slots []atomic.Pointer[closure]
+	epoch uint64      // the Model's epoch when the table was made
+	used  atomic.Bool // a closure was stored in it
 }
 
 // authzState is the privilege state: live in the Model, frozen in a
@@ -180,6 +182,9 @@ func (st *authzState) closureOf(id ID, pr *principalRec) *closure {
 		}
 	}
 	c := st.computeClosure(pr)
+	if slot != nil {
+		st.cl.used.Store(true)
+	}
 	if slot != nil && !slot.CompareAndSwap(nil, c) {
 		return slot.Load()
 	}
@@ -312,6 +317,7 @@ func (st *authzState) warmClosures() {
 				n--
 			}
 			c.bits = bits[:n]
+			st.cl.used.Store(true)
 			st.cl.slots[id].CompareAndSwap(nil, c)
 		}
 	}
@@ -476,9 +482,16 @@ func growTo[T any](s []*T, id ID) []*T {
 	return s
 }
 
-// resetClosures starts a new closure table (memberships changed).
+// resetClosures starts a new closure table (memberships changed). A
+// table that holds no closure and that no Snapshot shares (made in this
+// epoch) is as good as a new one and is kept: loading a catalog adds its
+// memberships one after the other, and a new table each time made the
+// load quadratic (principals × memberships).
 func (m *Model) resetClosures() {
-	m.az.cl = &closureTable{slots: make([]atomic.Pointer[closure], len(m.az.princ)+64)}
+	if cl := m.az.cl; cl != nil && cl.epoch == m.epoch.Load() && !cl.used.Load() && len(cl.slots) >= len(m.az.princ) {
+		return
+	}
+	m.az.cl = &closureTable{slots: make([]atomic.Pointer[closure], len(m.az.princ)+64), epoch: m.epoch.Load()}
 }
 
 // azPutPrincipal records a new or changed principal.
@@ -512,6 +525,7 @@ func (m *Model) azPutPrincipal(p *Principal) {
 			if old != nil {
 				for i := range old.slots {
 					if c := old.slots[i].Load(); c != nil {
+						m.az.cl.used.Store(true)
 						m.az.cl.slots[i].Store(c)
 					}
 				}

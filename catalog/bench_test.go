@@ -1,8 +1,10 @@
 package catalog_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/catalogtest"
+	"github.com/mandatehq/mandate/catalog/memstore"
 )
 
 // BenchmarkCheck measures the privilege function on the large catalog
@@ -173,4 +176,57 @@ func BenchmarkGrantWrites(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkModelMemory reports what the large catalog costs a replica:
+// the size of its snapshot as the stores write it (snapshot-MB, the JSON
+// of the State), the Go heap of the Model built from it (model-MB, after a
+// GC, with nothing else of the catalog alive; the enforce engine's
+// compiled snapshot not included), and the time to decode the snapshot
+// and build the Model (the loop: a replica's start, without the I/O).
+func BenchmarkModelMemory(b *testing.B) {
+	body := func() []byte {
+		kr, err := catalog.NewKeyring(make([]byte, 32))
+		if err != nil {
+			b.Fatal(err)
+		}
+		svc, err := catalog.Open(b.Context(), catalog.Options{Store: memstore.New(), Keyring: kr, AdminVerifier: "x"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer svc.Close()
+		if _, err := catalogtest.Build(b.Context(), svc, catalogtest.Large); err != nil {
+			b.Fatal(err)
+		}
+		var st *catalog.State
+		svc.Read(func(m *catalog.Model) { st = m.State() })
+		body, err := json.Marshal(st.Normalized())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return body
+	}()
+	load := func() *catalog.Model {
+		var st catalog.State
+		if err := json.Unmarshal(body, &st); err != nil {
+			b.Fatal(err)
+		}
+		m, err := catalog.ModelOf(&st)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m
+	}
+	for b.Loop() {
+		load()
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m := load()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(m)
+	b.ReportMetric(float64(len(body))/(1<<20), "snapshot-MB")
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "model-MB")
 }

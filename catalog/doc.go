@@ -50,11 +50,15 @@
 //     its audit records inside, appended in one Store.Append. Readers see
 //     a change only once it is durable. On a store shared by replicas a
 //     lost race (CodeConflict) or a statement failing on a catalog behind
-//     the store's head is planned again after catching up.
+//     the store's head is planned again after catching up (from the
+//     records the refusal carried, a *Conflict, when the store sends
+//     them), together with the statements queued meanwhile.
 //   - follow.go: a replica of a shared store (Watcher) polls the head
 //     revision and wakes on the store's notifications, applies other
-//     writers' records, and is Stale (StaleError) when it could not
-//     confirm for Options.MaxStaleness that it has every change.
+//     writers' records (reading only what it has not applied: its own
+//     commits' notifications cost nothing), and is Stale (StaleError) when
+//     it could not confirm for Options.MaxStaleness that it has every
+//     change.
 //   - forward.go: the audit records of change records are copied to the
 //     event stream in the background (EventStore.AppendChangeAudit), so a
 //     slow event stream never delays a catalog write.

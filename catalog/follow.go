@@ -139,11 +139,8 @@ func (s *Service) follow() {
 		case <-s.watcher.Changed():
 			// A notification that announces a newer revision needs no
 			// poll: the committer applies it at once.
-			if s.watcher.Announced() > s.Revision() {
-				select {
-				case s.catchup <- struct{}{}:
-				default:
-				}
+			if a := s.watcher.Announced(); a > s.Revision() {
+				s.wantCatchUp(a)
 				continue
 			}
 		}
@@ -158,10 +155,7 @@ func (s *Service) follow() {
 				s.log.Warn().Err(err).Msg("catalog: cannot read the store's revision; retrying")
 			}
 		case head > s.Revision():
-			select {
-			case s.catchup <- struct{}{}:
-			default:
-			}
+			s.wantCatchUp(head)
 		case head < s.Revision():
 			if time.Since(lastErr) > 10*time.Second {
 				lastErr = time.Now()
@@ -171,6 +165,22 @@ func (s *Service) follow() {
 		default:
 			s.sync.synced(started)
 		}
+	}
+}
+
+// wantCatchUp asks the committer to apply the records through rev (it
+// skips the read if it got there first: its own commit, whose
+// notification raced its answer).
+func (s *Service) wantCatchUp(rev Revision) {
+	for {
+		old := s.wanted.Load()
+		if int64(rev) <= old || s.wanted.CompareAndSwap(old, int64(rev)) {
+			break
+		}
+	}
+	select {
+	case s.catchup <- struct{}{}:
+	default:
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -422,5 +424,205 @@ func TestReplicaPlansAgainOnNewerHead(t *testing.T) {
 		return tx.DropPrincipal(catalog.KindGroup, "never-was", false)
 	}); !catalog.IsCode(err, catalog.CodeNotFound) {
 		t.Errorf("DROP GROUP never-was: %v, want CodeNotFound", err)
+	}
+}
+
+// observed counts a replica's reads of change records and, after each of
+// its appends, waits until its follower has seen the append's notification
+// (Announced is called by the follower only while the committer is in
+// Append), so that the notification of its own commit always arrives
+// before the commit is applied.
+type observed struct {
+	*memstore.Store
+	reads     atomic.Int64
+	announced atomic.Int64 // calls of Announced
+	// conflicts: a refused append brings the newer records back
+	// (catalog.Conflict), as pgstore's does, and appends do not wait for
+	// the follower.
+	conflicts bool
+	mu        sync.Mutex
+	sizes     []int // change records per append
+}
+
+func (o *observed) Changes(ctx context.Context, after catalog.Revision, limit int) ([]catalog.Change, error) {
+	o.reads.Add(1)
+	return o.Store.Changes(ctx, after, limit)
+}
+
+func (o *observed) Announced() catalog.Revision {
+	o.announced.Add(1)
+	return o.Store.Announced()
+}
+
+func (o *observed) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
+	o.mu.Lock()
+	o.sizes = append(o.sizes, len(changes))
+	o.mu.Unlock()
+	seen := o.announced.Load()
+	err := o.Store.Append(ctx, base, changes)
+	if err == nil && !o.conflicts {
+		deadline := time.Now().Add(10 * time.Second) // a failure bound
+		for o.announced.Load() == seen && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if o.conflicts && catalog.IsCode(err, catalog.CodeConflict) {
+		newer, cerr := o.Store.Changes(ctx, base, 0)
+		if cerr != nil {
+			return cerr
+		}
+		return &catalog.Error{Code: catalog.CodeConflict, Msg: "lost", Err: &catalog.Conflict{Head: newer[len(newer)-1].Revision, Newer: newer}}
+	}
+	return err
+}
+
+func (o *observed) appendSizes() []int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]int(nil), o.sizes...)
+}
+
+// The notification of a replica's own commit makes it read nothing: the
+// committer applied the commit itself.
+func TestReplicaOwnNotificationReadsNothing(t *testing.T) {
+	st := &observed{Store: memstore.New()}
+	svc := openReplica(t, st, st.Store, func(o *catalog.Options) { o.PollInterval = time.Hour })
+	if err := svc.SyncAudit(t.Context()); err != nil { // the forwarder's start reads the records
+		t.Fatal(err)
+	}
+	st.reads.Store(0)
+	var rev catalog.Revision
+	for i := range 5 {
+		r, err := svc.Write(t.Context(), adminReq, create(fmt.Sprintf("g%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev = r
+	}
+	// One more write: the committer has handled the wake-ups of the five
+	// before it takes the next write.
+	if _, err := svc.Write(t.Context(), adminReq, create("last")); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.reads.Load(); n != 0 {
+		t.Errorf("%d reads of change records for the replica's own commits through revision %d, want 0", n, rev)
+	}
+}
+
+// A batch that lost the race applies the records the store's refusal
+// brought back (no read of its own) and takes the statements queued
+// meanwhile into its next attempt: one append carries them all.
+func TestReplicaLostRaceAppliesConflictAndGrowsBatch(t *testing.T) {
+	st := memstore.New()
+	ob := &observed{Store: st, conflicts: true}
+	gb := &gated{Store: st}
+	a := openReplica(t, st, st)
+	b := openReplica(t, struct {
+		catalog.Store
+		catalog.Watcher
+	}{&gatedObserved{gb, ob}, st}, st, func(o *catalog.Options) { o.PollInterval = time.Hour })
+	waitRevision(t, b, a.Revision())
+	if err := b.SyncAudit(t.Context()); err != nil { // the forwarder's start reads the records
+		t.Fatal(err)
+	}
+	entered, release := gb.arm()
+	errs := make(chan error, 4)
+	go func() {
+		_, err := b.Write(context.Background(), adminReq, create("b0"))
+		errs <- err
+	}()
+	<-entered // b planned b0 and is appending
+	if _, err := a.Write(t.Context(), adminReq, create("a0")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		go func() {
+			_, err := b.Write(context.Background(), adminReq, create(fmt.Sprintf("b%d", i)))
+			errs <- err
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second) // a failure bound
+	for b.Queued() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the writes did not queue")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ob.reads.Store(0)
+	ob.sizes = nil
+	close(release)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := ob.reads.Load(); n != 0 {
+		t.Errorf("replica b read change records %d times after losing the race, want 0 (the refusal carried them)", n)
+	}
+	if got := ob.appendSizes(); !slices.Equal(got, []int{1, 4}) {
+		t.Errorf("change records per append of replica b: %v, want [1 4] (the lost batch, then it with the queued ones)", got)
+	}
+	ps := principals(b)
+	for _, n := range []string{"a0", "b0", "b1", "b2", "b3"} {
+		if _, ok := ps[n]; !ok {
+			t.Errorf("replica b lacks %s", n)
+		}
+	}
+}
+
+// gatedObserved appends through gated (blocking while armed) and then
+// observed (counting, and the refusal with the newer records).
+type gatedObserved struct {
+	g *gated
+	o *observed
+}
+
+func (x *gatedObserved) Load(ctx context.Context) (*catalog.State, []catalog.Change, error) {
+	return x.o.Load(ctx)
+}
+func (x *gatedObserved) Head(ctx context.Context) (catalog.Revision, error) { return x.o.Head(ctx) }
+func (x *gatedObserved) Changes(ctx context.Context, after catalog.Revision, limit int) ([]catalog.Change, error) {
+	return x.o.Changes(ctx, after, limit)
+}
+func (x *gatedObserved) WriteSnapshot(ctx context.Context, s *catalog.State) error {
+	return x.o.WriteSnapshot(ctx, s)
+}
+func (x *gatedObserved) Prune(ctx context.Context, through catalog.Revision) error {
+	return x.o.Prune(ctx, through)
+}
+func (x *gatedObserved) Close() error { return nil }
+func (x *gatedObserved) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
+	x.g.mu.Lock()
+	entered, release := x.g.entered, x.g.release
+	x.g.entered, x.g.release = nil, nil
+	x.g.mu.Unlock()
+	if entered != nil {
+		close(entered)
+		<-release
+	}
+	return x.o.Append(ctx, base, changes)
+}
+
+// Loading a catalog costs memory in proportion to its size: adding a
+// membership must not start a new closure table each time (that made a
+// load allocate principals × memberships slots).
+func TestLoadIsLinear(t *testing.T) {
+	const users = 4000
+	st := &catalog.State{Revision: 1, NextID: users + 2}
+	st.Principals = append(st.Principals, catalog.Principal{ID: 1, Name: "g", Kind: catalog.KindGroup})
+	for i := range users {
+		id := catalog.ID(i + 2)
+		st.Principals = append(st.Principals, catalog.Principal{ID: id, Name: fmt.Sprintf("u%d", i), Kind: catalog.KindUser})
+		st.Memberships = append(st.Memberships, catalog.Membership{Group: 1, Member: id})
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := catalog.ModelOf(st); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	// Quadratic: 4,000 tables of 4,000 slots, ≥ 128 MB; linear: a few MB.
+	if n := after.TotalAlloc - before.TotalAlloc; n > 32<<20 {
+		t.Fatalf("loading %d users with one membership each allocated %d MB", users, n>>20)
 	}
 }

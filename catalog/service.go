@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,10 @@ type Service struct {
 
 	queue   chan *writeReq
 	catchup chan struct{} // cap 1: the follower saw newer records
+	// wanted is the newest revision the follower saw in the store: the
+	// committer catches up only while it is behind it (a notification of
+	// this replica's own commit needs no read).
+	wanted  atomic.Int64
 	done    chan struct{}
 	stopped chan struct{} // the committer returned
 	bg      sync.WaitGroup
@@ -435,7 +440,9 @@ func (s *Service) committer() {
 		select {
 		case first = <-s.queue:
 		case <-s.catchup:
-			s.catchUp()
+			if Revision(s.wanted.Load()) > s.Revision() {
+				s.catchUp()
+			}
 			continue
 		case <-s.done:
 			for {
@@ -507,9 +514,12 @@ const (
 func (s *Service) commitBatch(batch []*writeReq) {
 	for attempt := 1; ; attempt++ {
 		results, conflict := s.tryCommit(batch, attempt < maxAttempts)
-		if conflict {
-			s.catchUp()
+		if conflict != nil {
+			s.applyConflict(conflict)
 			if attempt < maxAttempts {
+				// Statements queued meanwhile join the next attempt: one
+				// commit carries them instead of another round of waits.
+				batch = s.drain(batch)
 				continue
 			}
 			results = make([]writeRes, len(batch))
@@ -524,6 +534,47 @@ func (s *Service) commitBatch(batch []*writeReq) {
 	}
 }
 
+// drain adds the queued requests to batch, up to Options.MaxBatch,
+// without waiting.
+func (s *Service) drain(batch []*writeReq) []*writeReq {
+	for len(batch) < s.max {
+		select {
+		case w := <-s.queue:
+			batch = append(batch, w)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// lostRace is how a batch lost the race to another writer: what the store
+// told with its refusal (a zero Conflict if nothing), and when the append
+// was sent.
+type lostRace struct {
+	Conflict
+	sent time.Time
+}
+
+// applyConflict applies the records a refused append brought back and
+// reads the rest from the store, if any are missing (committer only).
+func (s *Service) applyConflict(c *lostRace) {
+	if len(c.Newer) > 0 {
+		if err := s.applyForeign(c.Newer); err != nil {
+			s.log.Error().Err(err).Msg("catalog: applying change records failed; reloading")
+			s.reload()
+			return
+		}
+	}
+	if c.Head == 0 || s.Revision() < c.Head {
+		s.catchUp()
+		return
+	}
+	// The store read the records after the append was sent: every change
+	// committed before then is applied.
+	s.sync.synced(c.sent)
+}
+
 // errLostRace is the error of statements whose batch lost the race to
 // other replicas' changes attempts times in a row.
 func errLostRace(attempts int) error {
@@ -533,11 +584,11 @@ func errLostRace(attempts int) error {
 }
 
 // tryCommit plans the batch against the committed catalog and appends its
-// changes to the store. conflict means another writer appended first:
+// changes to the store. A conflict means another writer appended first:
 // nothing was applied and no one was answered. mayRetry: a failed
 // statement may be planned again if the store is ahead (else its error
 // stands).
-func (s *Service) tryCommit(batch []*writeReq, mayRetry bool) (results []writeRes, conflict bool) {
+func (s *Service) tryCommit(batch []*writeReq, mayRetry bool) (results []writeRes, conflict *lostRace) {
 	results = make([]writeRes, len(batch))
 	var (
 		undo    []op
@@ -624,17 +675,21 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool) (results []writeRe
 	// created there a moment ago): if the database is ahead, plan again
 	// after catching up, as for a lost race.
 	if refused && mayRetry && s.watcher != nil && s.behind() {
-		return nil, true
+		return nil, &lostRace{}
 	}
 	if len(changes) == 0 {
-		return results, false
+		return results, nil
 	}
 	started := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	commitErr := s.store.Append(ctx, startRev, changes)
 	cancel()
 	if IsCode(commitErr, CodeConflict) {
-		return nil, true
+		lost := &lostRace{sent: started}
+		if c := (*Conflict)(nil); errors.As(commitErr, &c) && (len(c.Newer) == 0 || c.Newer[0].Revision == startRev+1) {
+			lost.Conflict = *c
+		}
+		return nil, lost
 	}
 	s.mu.Lock()
 	s.cleanLocked() // a block may have been used while the store committed
@@ -655,13 +710,13 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool) (results []writeRe
 		for _, i := range ok {
 			results[i] = writeRes{err: err}
 		}
-		return results, false
+		return results, nil
 	}
 	s.sync.synced(started)
 	s.publish(rev)
 	s.forward(changes)
 	s.maybeSnapshot(rev)
-	return results, false
+	return results, nil
 }
 
 // behind reports whether the store's head is past the committed catalog

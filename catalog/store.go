@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -118,7 +119,8 @@ type Store interface {
 	// Append makes changes durable together (all or none) as revisions
 	// base+1, base+2, ... (their Revision fields say so). If the newest
 	// revision is not base (another writer appended first), nothing is
-	// written and the error has CodeConflict. An error of another code
+	// written and the error has CodeConflict (wrapping a *Conflict when
+	// the store read the newer records on the way). An error of another code
 	// may leave the outcome unknown (a connection lost during the commit):
 	// the caller learns it from Changes.
 	Append(ctx context.Context, base Revision, changes []Change) error
@@ -147,6 +149,20 @@ type Watcher interface {
 	// when none was): the committer catches up before it plans a batch
 	// that would otherwise be refused for a stale base.
 	Announced() Revision
+}
+
+// Conflict is what a shared Store's Append may wrap in its CodeConflict
+// error: the store's head and the change records after the refused base
+// (up to a page of them), read in the same round trip, so that the
+// Service applies them and plans again without reading them first. Newer
+// follows the base without a gap (or is empty: the Service reads them).
+type Conflict struct {
+	Head  Revision
+	Newer []Change
+}
+
+func (c *Conflict) Error() string {
+	return fmt.Sprintf("catalog store: the head is revision %d (%d newer change records)", c.Head, len(c.Newer))
 }
 
 // ErrPruned is returned by Store.Changes when records it was asked for

@@ -20,22 +20,27 @@
 //
 // # Writers
 //
-// Revisions are assigned by the database: Append is one call of
-// mandate_catalog_append(base, records), one round trip and one
-// transaction, which moves the head from base to base+n with
-// UPDATE ... WHERE revision = base. Concurrent appenders queue on the head
-// row; the ones whose base is no longer the newest find no row to update
-// and fail with SQLSTATE 40001 (CodeConflict) having written nothing: the
-// catalog Service then applies the newer records, plans its statements
-// again and retries (catalog.Block's COMMIT re-validation), and after
-// sixteen lost races answers 40001 to the client. No change is ever
-// overwritten. An append whose connection fails after it was sent has an
-// unknown outcome and says so (CodeUnavailable); the Service learns it
-// from the records.
+// Revisions are assigned by the database: Append is one round trip, two
+// prepared statements pipelined in one implicit transaction (one commit,
+// one WAL flush): an UPDATE of the head row from base to base+n WHERE
+// revision = base, with the INSERT of the records and the NOTIFY in the
+// same statement, then a read of what a lost race needs. Concurrent
+// appenders queue on the head row; the ones whose base is no longer the
+// newest update nothing (READ COMMITTED re-checks the row the winner
+// committed), write nothing, and get back the head and the records after
+// their base (a CodeConflict error wrapping a *catalog.Conflict): the
+// catalog Service applies them, plans its statements again (catalog.Block's
+// COMMIT re-validation) with the statements queued meanwhile, and retries
+// without another read; after sixteen lost races it answers 40001 to the
+// client. No change is ever overwritten. An append whose connection fails
+// after it was sent has an unknown outcome and says so (CodeUnavailable);
+// the Service learns it from the records. (The first schema version's
+// mandate_catalog_append does the same in PL/pgSQL, raising 40001; the
+// binaries of that version call it, and both serialize on the same row.)
 //
 // # Followers
 //
-// mandate_catalog_append NOTIFYs mandate_catalog with the new head. Each
+// An Append NOTIFYs mandate_catalog with the new head. Each
 // Store keeps one connection LISTENing (reconnecting with backoff) and
 // closes its Changed channel at each notification and each reconnection.
 // Notifications are a hint: the Service also polls Head every 50 ms, and

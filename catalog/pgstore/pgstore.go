@@ -19,7 +19,7 @@ import (
 	"github.com/mandatehq/mandate/schema"
 )
 
-// Channel is the NOTIFY channel mandate_catalog_append signals.
+// Channel is the NOTIFY channel an Append signals.
 const Channel = "mandate_catalog"
 
 // migrationLock is the key of the advisory lock migrations run under
@@ -346,9 +346,38 @@ func (s *Store) Head(ctx context.Context) (catalog.Revision, error) {
 	return catalog.Revision(head), nil
 }
 
-// Append implements catalog.Store: one call of mandate_catalog_append,
-// one round trip and one transaction; a stale base is SQLSTATE 40001,
-// CodeConflict.
+// appendSQL appends records $2 as revisions $1+1, $1+2, ... if $1 is
+// the head, and NOTIFYs Channel: one statement, so that it needs no
+// PL/pgSQL call. The UPDATE queues on the head row behind a concurrent
+// appender and then re-checks its condition on the row that appender
+// committed (READ COMMITTED): a stale base updates nothing, inserts
+// nothing and returns no row. It is what mandate_catalog_append of the
+// first schema version does, without the exception, so that the next
+// statement of the same round trip can read what the winner wrote.
+const appendSQL = `WITH head AS (
+	UPDATE mandate_catalog_head SET revision = $1 + cardinality($2::bytea[]) WHERE id = 1 AND revision = $1
+	RETURNING revision),
+inserted AS (
+	INSERT INTO mandate_catalog_changes (revision, record)
+	SELECT $1 + r.i, r.record FROM head, unnest($2::bytea[]) WITH ORDINALITY AS r(record, i))
+SELECT h.revision FROM head h, pg_notify('` + Channel + `', h.revision::text)`
+
+// lostSQL reads, in the transaction of a refused append (the same
+// pipeline, a new snapshot), the head and the records after the base,
+// for the Service to apply before it plans again; nothing when the
+// append wrote (the head row it sees is then its own version).
+const lostSQL = `SELECT h.revision, c.revision, c.record FROM mandate_catalog_head h
+	LEFT JOIN LATERAL (SELECT revision, record FROM mandate_catalog_changes
+		WHERE revision > $1 ORDER BY revision LIMIT $2) c ON true
+	WHERE h.id = 1 AND h.xmin IS DISTINCT FROM xid(pg_current_xact_id_if_assigned())`
+
+// lostPage bounds the records a refused append brings back.
+const lostPage = 1024
+
+// Append implements catalog.Store: appendSQL and lostSQL pipelined in one
+// implicit transaction, one round trip (prepared statements, one commit
+// and its WAL flush; synchronous_commit as the server says). A stale base
+// is CodeConflict wrapping a *catalog.Conflict with the newer records.
 func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
 	if err := s.check(ctx); err != nil {
 		return err
@@ -367,12 +396,35 @@ func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []cat
 		}
 		records[i] = b
 	}
+	b := &pgx.Batch{}
+	b.Queue(appendSQL, int64(base), records)
+	b.Queue(lostSQL, int64(base), int64(lostPage))
+	br := s.pool.SendBatch(ctx, b)
 	var head int64
-	err := s.pool.QueryRow(ctx, `SELECT mandate_catalog_append($1, $2)`, int64(base), records).Scan(&head)
-	if err == nil {
-		return nil
+	err := br.QueryRow().Scan(&head)
+	won := err == nil
+	var lost *catalog.Conflict
+	if errors.Is(err, pgx.ErrNoRows) {
+		lost, err = scanLost(br, base)
 	}
-	var pe *pgconn.PgError
+	// The commit is confirmed by the end of the pipeline (its Sync).
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err == nil && won:
+		return nil
+	case err == nil:
+		return &catalog.Error{Code: catalog.CodeConflict, Msg: "could not serialize access due to concurrent update", Err: lost,
+			Detail: "another replica committed a catalog change first", Hint: "retry the statement"}
+	}
+	var (
+		pe *pgconn.PgError
+		ce *catalog.Error
+	)
+	if errors.As(err, &ce) { // an unreadable record of the winner
+		return err
+	}
 	if ctx.Err() == nil && !errors.As(err, &pe) && !pgconn.SafeToRetry(err) {
 		// The connection failed after the call was sent: the commit may
 		// have happened (the replica learns it from the change records).
@@ -380,6 +432,40 @@ func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []cat
 			Msg: "catalog database connection lost during the commit; the change may or may not have been applied"}
 	}
 	return translate(ctx, "commit", err)
+}
+
+// scanLost reads lostSQL's rows: the head and the records after base.
+func scanLost(br pgx.BatchResults, base catalog.Revision) (*catalog.Conflict, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	c := &catalog.Conflict{}
+	for rows.Next() {
+		var head int64
+		var rev *int64
+		var body []byte
+		if err := rows.Scan(&head, &rev, &body); err != nil {
+			return nil, err
+		}
+		c.Head = catalog.Revision(head)
+		if rev == nil {
+			continue
+		}
+		ch, err := decode(*rev, body)
+		if err != nil {
+			return nil, err
+		}
+		c.Newer = append(c.Newer, ch)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(c.Newer) > 0 && c.Newer[0].Revision != base+1 {
+		c.Newer = nil // pruned: the Service reads (and reloads) itself
+	}
+	return c, nil
 }
 
 // Changes implements catalog.Store: the head and the records in one

@@ -1,6 +1,9 @@
 package pgstore_test
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -45,6 +48,7 @@ func TestPostgres(t *testing.T) {
 	})
 	t.Run("ConcurrentMigration", func(t *testing.T) { testConcurrentMigration(t, server, newDatabase(t)) })
 	t.Run("ChangedNotification", func(t *testing.T) { testChangedNotification(t, newDatabase(t)) })
+	t.Run("LostRace", func(t *testing.T) { testLostRace(t, server, newDatabase(t)) })
 	t.Run("Unreachable", testUnreachable)
 	t.Run("Keys", func(t *testing.T) {
 		keystoretest.Run(t, func(t *testing.T) keystore.Store { return openClosed(t, newDatabase(t)).Keys() })
@@ -160,6 +164,83 @@ func testUnreachable(t *testing.T) {
 	_, err = pgstore.Open(t.Context(), "postgres://a:b@h:x:y/%zz", pgstore.Options{})
 	if !catalog.IsCode(err, catalog.CodeInvalidArgument) || strings.Contains(err.Error(), "a:b") {
 		t.Fatalf("Open of a malformed URL: %v", err)
+	}
+}
+
+// An append on a stale base is refused with the records after the base
+// (catalog.Conflict), also when it waited for the winner's transaction on
+// the head row: the refusal reads what the winner committed.
+func testLostRace(t *testing.T, server *pgtest.Server, url string) {
+	ctx := t.Context()
+	a, b := open(t, url), open(t, url)
+	defer a.Close()
+	defer b.Close()
+	mk := func(rev catalog.Revision, name string) catalog.Change {
+		return catalog.Change{Revision: rev, NextID: catalog.ID(rev) + 1, Ops: []catalog.ChangeOp{{Kind: catalog.OpPutPrincipal,
+			Principal: &catalog.Principal{ID: catalog.ID(rev), Name: name, Kind: catalog.KindUser, Created: time.Now()}}}}
+	}
+	lost := func(err error, head catalog.Revision, names ...string) {
+		t.Helper()
+		var c *catalog.Conflict
+		if !catalog.IsCode(err, catalog.CodeConflict) || !errors.As(err, &c) {
+			t.Fatalf("append on a stale base: %v, want CodeConflict with a *catalog.Conflict", err)
+		}
+		var got []string
+		for _, ch := range c.Newer {
+			got = append(got, ch.Ops[0].Principal.Name)
+		}
+		if c.Head != head || fmt.Sprint(got) != fmt.Sprint(names) {
+			t.Fatalf("conflict: head %d, newer %v; want %d, %v", c.Head, got, head, names)
+		}
+	}
+	if err := a.Append(ctx, 0, []catalog.Change{mk(1, "one")}); err != nil {
+		t.Fatal(err)
+	}
+	lost(b.Append(ctx, 0, []catalog.Change{mk(1, "other")}), 1, "one")
+
+	// A winner holds the head row: the loser waits for its commit.
+	conn := server.Connect(t, dbName(url))
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	body, err := json.Marshal(mk(2, "two").Normalized())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE mandate_catalog_head SET revision = 2 WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO mandate_catalog_changes (revision, record) VALUES (2, $1)", body); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Append(context.Background(), 1, []catalog.Change{mk(2, "loser")}) }()
+	waiting := server.Connect(t, dbName(url))
+	deadline := time.Now().Add(30 * time.Second) // a failure bound
+	for {
+		var n int
+		if err := waiting.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the append did not wait for the head row")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lost(<-done, 2, "two")
+	if err := b.Append(ctx, 2, []catalog.Change{mk(3, "three")}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := a.Head(ctx); err != nil || h != 3 {
+		t.Fatalf("Head = %d, %v; want 3", h, err)
 	}
 }
 

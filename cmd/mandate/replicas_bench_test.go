@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"regexp"
@@ -13,12 +15,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/pgtest"
 )
 
 // benchDuration is how long each throughput run of BenchmarkReplicas
@@ -33,8 +37,13 @@ func benchDuration() time.Duration {
 // BenchmarkReplicas runs 3 mandate serve processes on one PostgreSQL
 // server on this machine (fsync and synchronous_commit on) and measures:
 //
-//   - grants/1-replica: mandate loadgen grants, 8 clients, against one
-//     replica (the others idle, following);
+//   - pg-commit-floor: PostgreSQL alone, 8 connections each committing a
+//     one-row UPDATE in a closed loop (the floor of a durable commit on
+//     this machine now);
+//   - grants/embedded: the baseline, mandate loadgen grants, 8 clients,
+//     against a mandate serve process with the embedded store;
+//   - grants/1-replica: the same against one replica (the others idle,
+//     following);
 //   - grants/3-replicas: the same against each of the 3 replicas at once
 //     (24 clients), the total;
 //   - revoke: a REVOKE on one replica, then the time until each other
@@ -42,14 +51,18 @@ func benchDuration() time.Duration {
 //     event; a check then asserts the denial), measured from the moment
 //     the REVOKE was sent, over 200 rounds.
 //
+// Each reports the one-minute load average at its end (load1).
+//
 // Run with -benchtime 1x: each sub-benchmark runs once for its duration.
 func BenchmarkReplicas(b *testing.B) {
-	c := startCluster(b, 3, durablePG)
+	embedded := startServer(b, serverOpts{args: []string{"--log-level", "warn"}})
+	c := startBenchCluster(b, 3)
 	grants := func(name string, targets []*server) {
 		b.Run(name, func(b *testing.B) {
 			var total, conflicts float64
 			for range b.N {
 				total, conflicts = 0, 0
+				pgCalls0 := pgCalls(b, c)
 				var wg sync.WaitGroup
 				outs := make([]bytes.Buffer, len(targets))
 				errs := make([]error, len(targets))
@@ -69,11 +82,59 @@ func BenchmarkReplicas(b *testing.B) {
 					conflicts += metric(b, outs[i].String(), `40001 retried\s+([0-9]+)`)
 					b.Logf("replica %d:\n%s", i, outs[i].String())
 				}
+				if len(targets) > 1 || targets[0] != embedded {
+					calls := pgCalls(b, c)
+					appends := calls["append"] - pgCalls0["append"]
+					b.ReportMetric(float64(calls["changes"]-pgCalls0["changes"])/float64(appends), "changes/append")
+					b.ReportMetric(float64(calls["reads"]-pgCalls0["reads"])/float64(appends), "reads/append")
+				}
 			}
 			b.ReportMetric(total, "stmts/s")
 			b.ReportMetric(conflicts, "40001-retried")
+			b.ReportMetric(loadAverage(b), "load1")
 		})
 	}
+	// The floor: PostgreSQL's own durable commit of one row update on the
+	// same server, 8 connections in closed loops (what 8 clients could
+	// reach if a GRANT cost nothing but its commit).
+	b.Run("pg-commit-floor", func(b *testing.B) {
+		conn := c.pg.Connect(b, "mandate")
+		if _, err := conn.Exec(b.Context(), `CREATE TABLE IF NOT EXISTS bench_floor (id INT PRIMARY KEY, n BIGINT);
+			INSERT INTO bench_floor SELECT g, 0 FROM generate_series(0, 7) g ON CONFLICT DO NOTHING`); err != nil {
+			b.Fatal(err)
+		}
+		var commits atomic.Int64
+		var lat []time.Duration
+		var mu sync.Mutex
+		for range b.N {
+			deadline := time.Now().Add(benchDuration())
+			var wg sync.WaitGroup
+			for i := range 8 {
+				cc := c.pg.Connect(b, "mandate")
+				wg.Go(func() {
+					var mine []time.Duration
+					for time.Now().Before(deadline) {
+						t0 := time.Now()
+						if _, err := cc.Exec(context.Background(), `UPDATE bench_floor SET n = n + 1 WHERE id = $1`, i); err != nil {
+							b.Error(err)
+							return
+						}
+						mine = append(mine, time.Since(t0))
+						commits.Add(1)
+					}
+					mu.Lock()
+					lat = append(lat, mine...)
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(commits.Load())/benchDuration().Seconds()/float64(b.N), "commits/s")
+		b.ReportMetric(float64(lat[len(lat)/2])/float64(time.Millisecond), "p50-ms")
+		b.ReportMetric(loadAverage(b), "load1")
+	})
+	grants("grants/embedded", []*server{embedded})
 	grants("grants/1-replica", c.replicas[:1])
 	grants("grants/3-replicas", c.replicas)
 	b.Run("revoke", func(b *testing.B) {
@@ -126,7 +187,92 @@ func BenchmarkReplicas(b *testing.B) {
 		b.ReportMetric(at(0.5), "p50-ms")
 		b.ReportMetric(at(0.99), "p99-ms")
 		b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
+		b.ReportMetric(loadAverage(b), "load1")
 	})
+}
+
+// pgCalls reads pg_stat_statements and the head: the appends that wrote
+// (either form of the append statement), the newest revision (the change
+// records written), and the reads of change records by the replicas
+// (catching up).
+func pgCalls(b *testing.B, c *cluster) map[string]int64 {
+	conn := c.pg.Connect(b, "mandate")
+	defer conn.Close(context.Background())
+	out := map[string]int64{}
+	var head int64
+	if err := conn.QueryRow(b.Context(), `SELECT revision FROM mandate_catalog_head`).Scan(&head); err != nil {
+		b.Fatal(err)
+	}
+	out["changes"] = head
+	rows, err := conn.Query(b.Context(), `SELECT query, calls, rows FROM pg_stat_statements`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var q string
+		var calls, n int64
+		if err := rows.Scan(&q, &calls, &n); err != nil {
+			b.Fatal(err)
+		}
+		switch {
+		case strings.Contains(q, "mandate_catalog_append("):
+			out["append"] += calls // the function (errors, lost races, are not counted)
+		case strings.Contains(q, "INSERT INTO mandate_catalog_changes"):
+			out["append"] += n // one row per append that wrote
+		case strings.Contains(q, "FROM mandate_catalog_changes") && !strings.Contains(q, "xmin"):
+			out["reads"] += calls
+		}
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// loadAverage is the one-minute load average (/proc/loadavg).
+func loadAverage(b *testing.B) float64 {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, _, _ := strings.Cut(string(raw), " ")
+	v, err := strconv.ParseFloat(f, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+// startBenchCluster starts PostgreSQL (durablePG) and n replicas that
+// connect to it directly (startCluster puts a TCP proxy in between, for
+// the tests that cut the database: a hop production does not have).
+// BENCH_PPROF_ADDR serves the first replica's profiler.
+func startBenchCluster(b *testing.B, n int) *cluster {
+	b.Helper()
+	settings := maps.Clone(durablePG)
+	settings["shared_preload_libraries"] = "pg_stat_statements"
+	settings["shared_buffers"] = "256MB"
+	pg := pgtest.Start(b, pgtest.Options{Settings: settings})
+	pg.CreateDatabase(b, "mandate")
+	if _, err := pg.Connect(b, "mandate").Exec(b.Context(), "CREATE EXTENSION pg_stat_statements"); err != nil {
+		b.Fatal(err)
+	}
+	c := &cluster{pg: pg, url: pg.URL("mandate")}
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	c.replicas = make([]*server, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		env := []string{"MANDATE_MASTER_KEY=" + key, "MANDATE_NODE_TOKEN=" + replicaNodeToken}
+		if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" && i == 0 {
+			env = append(env, "MANDATE_PPROF_ADDR="+a)
+		}
+		wg.Go(func() { // together: they race for the bootstrap
+			c.replicas[i] = startServer(b, serverOpts{args: []string{"--store", c.url, "--log-level", "warn"}, env: env})
+		})
+	}
+	wg.Wait()
+	return c
 }
 
 // revisionWatch records when a replica's watch stream announced each
