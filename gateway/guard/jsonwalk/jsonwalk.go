@@ -256,7 +256,17 @@ func (w *Walker) str(i int) (int, bool, error) {
 }
 
 func (w *Walker) number(i int) (int, error) {
-	b := w.raw
+	end, ok := NumberEnd(w.raw, i)
+	if !ok {
+		return end, w.syntax(end, "invalid number")
+	}
+	return end, nil
+}
+
+// NumberEnd returns the index just past the JSON number starting at b[i]
+// (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?), or the index of the
+// first byte that breaks the grammar and false.
+func NumberEnd(b []byte, i int) (int, bool) {
 	j := i
 	if j < len(b) && b[j] == '-' {
 		j++
@@ -269,7 +279,7 @@ func (w *Walker) number(i int) (int, error) {
 			j++
 		}
 	default:
-		return j, w.syntax(j, "invalid number")
+		return j, false
 	}
 	if j < len(b) && b[j] == '.' {
 		j++
@@ -278,7 +288,7 @@ func (w *Walker) number(i int) (int, error) {
 			j++
 		}
 		if j == k {
-			return j, w.syntax(j, "invalid number")
+			return j, false
 		}
 	}
 	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
@@ -291,10 +301,10 @@ func (w *Walker) number(i int) (int, error) {
 			j++
 		}
 		if j == k {
-			return j, w.syntax(j, "invalid number")
+			return j, false
 		}
 	}
-	return j, nil
+	return j, true
 }
 
 // decode appends the decoded content of a checked string body (without

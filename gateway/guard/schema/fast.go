@@ -475,44 +475,11 @@ func (c *fastChecker) str(i int) (int, bool, error) {
 }
 
 func numberEnd(b []byte, i int) (int, error) {
-	j := i
-	if j < len(b) && b[j] == '-' {
-		j++
+	end, ok := jsonwalk.NumberEnd(b, i)
+	if !ok {
+		return end, jsonwalk.ErrSyntax
 	}
-	switch {
-	case j < len(b) && b[j] == '0':
-		j++
-	case j < len(b) && b[j] >= '1' && b[j] <= '9':
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
-	default:
-		return j, jsonwalk.ErrSyntax
-	}
-	if j < len(b) && b[j] == '.' {
-		j++
-		k := j
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
-		if j == k {
-			return j, jsonwalk.ErrSyntax
-		}
-	}
-	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
-		j++
-		if j < len(b) && (b[j] == '+' || b[j] == '-') {
-			j++
-		}
-		k := j
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
-		if j == k {
-			return j, jsonwalk.ErrSyntax
-		}
-	}
-	return j, nil
+	return end, nil
 }
 
 // maxRequired bounds the required names tracked without allocating.
