@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/catalogtest"
@@ -30,30 +27,7 @@ import (
 //
 // Each catalog has its own seed; set CATALOG_PROPERTY_SEED to replay one.
 func TestEvaluatorAgreesWithReference(t *testing.T) {
-	base := uint64(time.Now().UnixNano())
-	iterations := 40
-	if testing.Short() {
-		iterations = 20
-	}
-	if v := os.Getenv("CATALOG_PROPERTY_SEED"); v != "" {
-		s, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("CATALOG_PROPERTY_SEED: %v", err)
-		}
-		base, iterations = s, 1
-	}
-	questions := 0
-	for it := 0; it < iterations; it++ {
-		seed := base + uint64(it)
-		questions += checkRandomCatalog(t, seed)
-		if t.Failed() {
-			t.Fatalf("replay with CATALOG_PROPERTY_SEED=%d go test -run TestEvaluatorAgreesWithReference ./catalog/", seed)
-		}
-	}
-	t.Logf("%d catalogs, %d questions", iterations, questions)
-	if questions < iterations*100 {
-		t.Fatalf("only %d questions asked", questions)
-	}
+	catalogtest.Property{Env: "CATALOG_PROPERTY_SEED", Package: "./catalog/", Iterations: 40, Short: 20, Check: checkRandomCatalog}.Run(t)
 }
 
 // serviceWithAdmins opens a catalog whose store holds, before the first
@@ -113,7 +87,7 @@ func questions(m *catalog.Model, r *rand.Rand, n int) []question {
 
 func checkRandomCatalog(t *testing.T, seed uint64) int {
 	t.Helper()
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	r := catalogtest.Rand(seed)
 	svc := serviceWithAdmins(t, r.IntN(3) == 0)
 	g := &catalogtest.Random{R: r}
 	admin := catalog.WriteRequest{Caller: catalog.Caller{Principal: catalog.AdminUser}, Action: "TEST"}

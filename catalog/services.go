@@ -408,15 +408,28 @@ func cutUnquoted(s string, sep byte) (before, after string, found bool) {
 // double quotes may hold dots ("" is a quote inside it); unquoted ones
 // are folded to lower case, as SQL folds them. At most three parts.
 func SplitName(name string) ([]string, error) {
-	var parts []string
+	parts, quoted, err := SplitNameQuoted(name)
+	for i := range parts {
+		if !quoted[i] {
+			parts[i] = strings.ToLower(parts[i])
+		}
+	}
+	return parts, err
+}
+
+// SplitNameQuoted splits a dotted name as SplitName does, with every
+// identifier as written (unquoted ones not folded) and whether it was
+// quoted.
+func SplitNameQuoted(name string) (parts []string, quoted []bool, err error) {
 	for i := 0; ; {
 		var part strings.Builder
-		if i < len(name) && name[i] == '"' {
+		q := i < len(name) && name[i] == '"'
+		if q {
 			i++
 			for {
 				j := strings.IndexByte(name[i:], '"')
 				if j < 0 {
-					return nil, fmt.Errorf("unterminated quote")
+					return nil, nil, fmt.Errorf("unterminated quote")
 				}
 				part.WriteString(name[i : i+j])
 				i += j + 1
@@ -432,22 +445,22 @@ func SplitName(name string) ([]string, error) {
 			if j < 0 {
 				j = len(name) - i
 			} else if name[i+j] == '"' {
-				return nil, fmt.Errorf("a quote inside an unquoted identifier")
+				return nil, nil, fmt.Errorf("a quote inside an unquoted identifier")
 			}
-			part.WriteString(strings.ToLower(name[i : i+j]))
+			part.WriteString(name[i : i+j])
 			i += j
 		}
 		if part.Len() == 0 {
-			return nil, fmt.Errorf("empty identifier")
+			return nil, nil, fmt.Errorf("empty identifier")
 		}
-		if parts = append(parts, part.String()); len(parts) > 3 {
-			return nil, fmt.Errorf("more than three parts")
+		if parts, quoted = append(parts, part.String()), append(quoted, q); len(parts) > 3 {
+			return nil, nil, fmt.Errorf("more than three parts")
 		}
 		if i == len(name) {
-			return parts, nil
+			return parts, quoted, nil
 		}
 		if name[i] != '.' {
-			return nil, fmt.Errorf("expected a dot after a quoted identifier")
+			return nil, nil, fmt.Errorf("expected a dot after a quoted identifier")
 		}
 		i++
 	}

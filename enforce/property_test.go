@@ -3,12 +3,9 @@ package enforce
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/catalogtest"
@@ -27,30 +24,7 @@ import (
 //
 // Each catalog has its own seed; set ENFORCE_PROPERTY_SEED to replay one.
 func TestSnapshotAgreesWithReference(t *testing.T) {
-	base := uint64(time.Now().UnixNano())
-	iterations := 40
-	if testing.Short() {
-		iterations = 10
-	}
-	if v := os.Getenv("ENFORCE_PROPERTY_SEED"); v != "" {
-		s, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("ENFORCE_PROPERTY_SEED: %v", err)
-		}
-		base, iterations = s, 1
-	}
-	questions := 0
-	for it := 0; it < iterations; it++ {
-		seed := base + uint64(it)
-		questions += checkRandomCatalog(t, seed)
-		if t.Failed() {
-			t.Fatalf("replay with ENFORCE_PROPERTY_SEED=%d go test -run TestSnapshotAgreesWithReference ./enforce/", seed)
-		}
-	}
-	t.Logf("%d catalogs, %d questions", iterations, questions)
-	if questions < iterations*100 {
-		t.Fatalf("only %d questions asked", questions)
-	}
+	catalogtest.Property{Env: "ENFORCE_PROPERTY_SEED", Package: "./enforce/", Iterations: 40, Short: 10, Check: checkRandomCatalog}.Run(t)
 }
 
 // refs returns the names a securable answers to in the API.
@@ -74,7 +48,7 @@ func refs(m *catalog.Model, s *catalog.Securable) []SecurableRef {
 
 func checkRandomCatalog(t *testing.T, seed uint64) int {
 	t.Helper()
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	r := catalogtest.Rand(seed)
 	admins := catalog.Principal{Name: "admins", Kind: catalog.KindGroup, Admin: r.IntN(3) == 0}
 	svc := newService(t, admins)
 	g := &catalogtest.Random{R: r}

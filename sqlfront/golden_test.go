@@ -1,12 +1,16 @@
 package sqlfront_test
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/sqlfront"
 	"github.com/mandatehq/mandate/sqlfront/parser"
 )
 
@@ -52,6 +57,8 @@ var goldenModes = []struct {
 //	                           if connecting fails the error is printed and the
 //	                           previous connection stays current
 //	-- database NAME           the database of the following connects (initially system)
+//	-- spend BUDGET USER NANOS the limits engine's spend this month for SHOW BUDGETS (USER:
+//	                           a FOR EACH USER budget's user, else -); none: 0 spent
 //
 // Other comment lines between statements are copied to the transcript.
 // For each statement the transcript has the statement, then either the
@@ -114,13 +121,57 @@ type scriptRunner struct {
 	conn     *pgx.Conn
 	database string
 	out      strings.Builder
+	spend    *goldenSpend
+}
+
+// goldenSpend stands in for the limits engine's SHOW BUDGETS figures in
+// golden scripts: the spend the "-- spend" directive recorded, shaped as
+// gateway/limits reports it (one row per budget; FOR EACH USER: one row
+// per user with spend, none before).
+type goldenSpend struct {
+	mu    sync.Mutex
+	spent map[[2]string]int64 // budget, user (FOR EACH USER) or "" → nano-USD
+}
+
+func (g *goldenSpend) status(svc *catalog.Service) []sqlfront.BudgetStatus {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []sqlfront.BudgetStatus
+	svc.Read(func(m *catalog.Model) {
+		for _, d := range m.Budgets() {
+			f, _ := strconv.ParseFloat(d.LimitUSD, 64)
+			limit := int64(f*1e9 + 0.5)
+			if d.Level != catalog.LevelEachUser {
+				spent := g.spent[[2]string{d.Name, ""}]
+				out = append(out, sqlfront.BudgetStatus{Budget: d.Name, Principal: d.PrincipalName, SpentNanos: spent,
+					RemainingNanos: max(limit-spent, 0)})
+				continue
+			}
+			var users []string
+			for k := range g.spent {
+				if k[0] == d.Name && k[1] != "" {
+					users = append(users, k[1])
+				}
+			}
+			sort.Strings(users)
+			for _, u := range users {
+				spent := g.spent[[2]string{d.Name, u}]
+				out = append(out, sqlfront.BudgetStatus{Budget: d.Name, Principal: u, SpentNanos: spent, RemainingNanos: max(limit-spent, 0)})
+			}
+		}
+	})
+	return out
 }
 
 // runScript runs src on a fresh front end and returns the transcript.
 func runScript(t *testing.T, src string, mode pgx.QueryExecMode) string {
 	t.Helper()
-	r := &scriptRunner{t: t, f: startFrontend(t, withClock(func() time.Time { return goldenClock })), mode: mode,
-		database: catalog.SystemCatalog}
+	spend := &goldenSpend{spent: map[[2]string]int64{}}
+	r := &scriptRunner{t: t, mode: mode, database: catalog.SystemCatalog, spend: spend}
+	r.f = startFrontend(t, withClock(func() time.Time { return goldenClock }),
+		func(_ *catalog.Options, c *sqlfront.Config) {
+			c.BudgetStatus = func(context.Context) ([]sqlfront.BudgetStatus, error) { return spend.status(r.f.Svc), nil }
+		})
 	r.conn = r.f.mustConnect(t, catalog.AdminUser, adminPassword, r.database)
 	var pending strings.Builder // statement text not yet terminated
 	for _, line := range strings.SplitAfter(src, "\n") {
@@ -186,6 +237,21 @@ func (r *scriptRunner) comment(line string) {
 		}
 		_ = r.conn.Close(r.t.Context())
 		r.conn = conn
+	case "spend": // -- spend BUDGET USER|- NANO-USD: the engine's figure for the month
+		if len(f) != 4 {
+			r.t.Fatalf("bad directive %q: want -- spend BUDGET USER|- NANO-USD", line)
+		}
+		n, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil {
+			r.t.Fatalf("bad directive %q: %v", line, err)
+		}
+		user := f[2]
+		if user == "-" {
+			user = ""
+		}
+		r.spend.mu.Lock()
+		r.spend.spent[[2]string{f[1], user}] += n
+		r.spend.mu.Unlock()
 	case "database":
 		if len(f) != 2 {
 			r.t.Fatalf("bad directive %q: want -- database NAME", line)

@@ -348,7 +348,7 @@ func (s *Session) showAccessTokens(x *parser.ShowAccessTokens) *stmt {
 // showBudgets answers SHOW BUDGETS with the month's spend from
 // Config.BudgetStatus (NULL without it). Metastore admins see every
 // budget; others those that apply to them (their own, their groups',
-// each user's: their own row).
+// each user's: the definition and their own row).
 func (s *Session) showBudgets() *stmt {
 	cols := []pgwire.Column{{Name: "name", TypeOID: oidText}, {Name: "scope", TypeOID: oidText},
 		{Name: "model_service", TypeOID: oidText}, {Name: "tags", TypeOID: oidText}, {Name: "period", TypeOID: oidText},
@@ -409,8 +409,18 @@ func (s *Session) showBudgets() *stmt {
 			case status == nil:
 				rows = append(rows, []any{principal, nil, nil})
 			case d.Level == catalog.LevelEachUser:
+				// The definition first, always: what a user who has not
+				// spent this month has (spent 0, the whole limit), then a
+				// row per user with spend.
+				def := []any{nil, nanoUSD(0), nanoAmount(d.LimitUSD)}
 				for _, b := range sts {
-					if admin || b.Principal == myName {
+					if b.Unavailable {
+						def = []any{nil, nil, nil}
+					}
+				}
+				rows = append(rows, def)
+				for _, b := range sts {
+					if b.Principal != "" && !b.Unavailable && (admin || b.Principal == myName) {
 						rows = append(rows, statusRow(b.Principal, b))
 					}
 				}
@@ -446,6 +456,16 @@ func decimalUSD(s string) any {
 		return nil
 	}
 	return pgtype.Numeric{Int: n, Exp: -int32(len(frac)), Valid: true}
+}
+
+// nanoAmount is a canonical amount ("12.5") as a numeric value with 9
+// decimal places, as nanoUSD renders the engine's figures.
+func nanoAmount(s string) any {
+	whole, frac, _ := strings.Cut(s, ".")
+	if len(frac) > 9 {
+		return decimalUSD(s)
+	}
+	return decimalUSD(whole + "." + frac + strings.Repeat("0", 9-len(frac)))
 }
 
 // nanoUSD is an amount in billionths of a dollar as a numeric value with

@@ -10,10 +10,11 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/segmentio/encoding/json"
+
+	"github.com/mandatehq/mandate/catalog/jsonstr"
 )
 
 // Defaults of Options.
@@ -402,45 +403,29 @@ func (s *scanner) bytes(k keySpan) []byte {
 
 // str scans the string at s.i (a '"') and returns its content's bounds.
 func (s *scanner) str() (start, end int, err error) {
-	s.i++
-	start = s.i
-	for s.i < len(s.data) {
-		c := s.data[s.i]
-		switch {
-		case c == '"':
-			end = s.i
-			s.i++
-			return start, end, nil
-		case c == '\\':
-			s.i++
-			if s.i >= len(s.data) {
-				return 0, 0, s.unexpected()
-			}
-			switch s.data[s.i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i++
-			case 'u':
-				s.i++
-				if s.i+4 > len(s.data) {
-					s.i = len(s.data)
-					return 0, 0, s.unexpected()
-				}
-				for j := 0; j < 4; j++ {
-					if hexVal(s.data[s.i]) < 0 {
-						return 0, 0, s.errAt(ErrSyntax, "invalid JSON: invalid \\u escape")
-					}
-					s.i++
-				}
-			default:
-				return 0, 0, s.errAt(ErrSyntax, "invalid JSON: invalid escape \\%c", s.data[s.i])
-			}
-		case c < 0x20:
-			return 0, 0, s.errAt(ErrSyntax, "invalid JSON: control character 0x%02x in a string", c)
-		default:
-			s.i++
-		}
+	start = s.i + 1
+	next, _, err := jsonstr.Scan(s.data, s.i)
+	if err == nil {
+		s.i = next
+		return start, next - 1, nil
 	}
-	return 0, 0, s.unexpected()
+	se, _ := err.(*jsonstr.SyntaxError)
+	if se == nil {
+		return 0, 0, err
+	}
+	s.i = se.Offset
+	switch c := s.data[s.i]; {
+	case c == '"' || c == '\\' && (s.i+1 >= len(s.data) || s.data[s.i+1] == 'u' && s.i+6 > len(s.data)):
+		s.i = len(s.data) // the document ends inside the string
+		return 0, 0, s.unexpected()
+	case c == '\\' && s.data[s.i+1] == 'u':
+		return 0, 0, s.errAt(ErrSyntax, "invalid JSON: invalid \\u escape")
+	case c == '\\':
+		s.i++
+		return 0, 0, s.errAt(ErrSyntax, "invalid JSON: invalid escape \\%c", s.data[s.i])
+	default:
+		return 0, 0, s.errAt(ErrSyntax, "invalid JSON: control character 0x%02x in a string", c)
+	}
 }
 
 // key returns the span of a key as decoders see it: the raw bytes when
@@ -465,68 +450,7 @@ func (s *scanner) key(start, end int) (keySpan, error) {
 // unescape appends the decoded content of a valid JSON string to dst, as
 // encoding/json decodes it: invalid UTF-8 bytes and unpaired surrogates
 // become U+FFFD.
-func unescape(dst, raw []byte) []byte {
-	for i := 0; i < len(raw); {
-		c := raw[i]
-		switch {
-		case c == '\\':
-			e := raw[i+1]
-			i += 2
-			switch e {
-			case 'b':
-				dst = append(dst, '\b')
-			case 'f':
-				dst = append(dst, '\f')
-			case 'n':
-				dst = append(dst, '\n')
-			case 'r':
-				dst = append(dst, '\r')
-			case 't':
-				dst = append(dst, '\t')
-			case 'u':
-				r := rune(hex4(raw[i:]))
-				i += 4
-				if utf16.IsSurrogate(r) {
-					if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
-						if d := utf16.DecodeRune(r, rune(hex4(raw[i+2:]))); d != utf8.RuneError {
-							dst = utf8.AppendRune(dst, d)
-							i += 6
-							continue
-						}
-					}
-					r = utf8.RuneError
-				}
-				dst = utf8.AppendRune(dst, r)
-			default: // " \ /
-				dst = append(dst, e)
-			}
-		case c < utf8.RuneSelf:
-			dst = append(dst, c)
-			i++
-		default:
-			r, n := utf8.DecodeRune(raw[i:])
-			dst = utf8.AppendRune(dst, r)
-			i += n
-		}
-	}
-	return dst
-}
-
-func hex4(b []byte) int {
-	return hexVal(b[0])<<12 | hexVal(b[1])<<8 | hexVal(b[2])<<4 | hexVal(b[3])
-}
-
-func hexVal(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c - 'a' + 10)
-	case c >= 'A' && c <= 'F':
-		return int(c - 'A' + 10)
-	}
-	return -1
-}
+func unescape(dst, raw []byte) []byte { return jsonstr.AppendUnescaped(dst, raw) }
 
 // number scans -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 func (s *scanner) number() error {

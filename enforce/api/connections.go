@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"net"
 	"net/http"
@@ -44,24 +45,12 @@ type ConnectionInfo struct {
 // Secrets are decrypted with svc.Keyring().
 func ConnectionResolver(svc *catalog.Service) func(ctx context.Context, name string) (*ConnectionInfo, error) {
 	return func(ctx context.Context, name string) (*ConnectionInfo, error) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		parts, quoted, err := splitName(name)
-		if err != nil {
-			return nil, err
-		}
 		var (
 			info   ConnectionInfo
 			id     catalog.ID
 			sealed []byte
 		)
-		svc.Read(func(m *catalog.Model) {
-			var s *catalog.Securable
-			s, err = lookupConnection(m, parts, quoted)
-			if err != nil {
-				return
-			}
+		err := resolveNamed(ctx, svc, catalog.TypeConnection, name, func(m *catalog.Model, s *catalog.Securable) {
 			id, sealed = s.ID, s.Secrets
 			info = ConnectionInfo{Name: s.FullName(), URL: s.Options[catalog.OptURL], AuthMode: s.Options[catalog.OptAuthMode],
 				Options: maps.Clone(s.Options), Revision: m.Revision()}
@@ -79,95 +68,38 @@ func ConnectionResolver(svc *catalog.Service) func(ctx context.Context, name str
 	}
 }
 
-// lookupConnection finds the connection named by parts, retrying the
-// unquoted parts in lower case.
-func lookupConnection(m *catalog.Model, parts []string, quoted []bool) (*catalog.Securable, error) {
-	path, err := catalog.ResolveName(catalog.TypeConnection, parts, catalog.SystemCatalog)
+// splitName splits a dotted name into its identifiers as written, and
+// whether each was quoted (catalog.SplitNameQuoted).
+func splitName(name string) (parts []string, quoted []bool, err error) {
+	if strings.TrimSpace(name) == "" {
+		err = errors.New("empty")
+	} else {
+		parts, quoted, err = catalog.SplitNameQuoted(name)
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, catalog.Errorf(catalog.CodeInvalidArgument, "invalid connection name %q: %v", name, err)
 	}
-	s, err := m.Lookup(catalog.TypeConnection, path)
-	if err == nil || !catalog.IsCode(err, catalog.CodeNotFound) {
-		return s, err
-	}
-	lower := make([]string, len(parts))
-	changed := false
-	for i, p := range parts {
-		lower[i] = p
-		if !quoted[i] {
-			lower[i] = strings.ToLower(p)
-			changed = changed || lower[i] != p
-		}
-	}
-	if !changed {
-		return nil, err
-	}
-	lpath, lerr := catalog.ResolveName(catalog.TypeConnection, lower, catalog.SystemCatalog)
-	if lerr != nil {
-		return nil, err
-	}
-	if s, lerr := m.Lookup(catalog.TypeConnection, lpath); lerr == nil {
-		return s, nil
-	}
-	return nil, err
+	return parts, quoted, nil
 }
 
-// splitName splits a dotted name into its identifiers; an identifier in
-// double quotes may hold dots, and "" stands for a quote inside it.
-func splitName(name string) (parts []string, quoted []bool, err error) {
-	bad := func(why string) ([]string, []bool, error) {
-		return nil, nil, catalog.Errorf(catalog.CodeInvalidArgument, "invalid connection name %q: %s", name, why)
+// resolveNamed resolves name to a securable of type typ (as
+// ConnectionResolver resolves names) and calls fn with it inside one read
+// of the catalog.
+func resolveNamed(ctx context.Context, svc *catalog.Service, typ catalog.SecurableType, name string, fn func(*catalog.Model, *catalog.Securable)) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	if strings.TrimSpace(name) == "" {
-		return bad("empty")
+	parts, quoted, err := splitName(name)
+	if err != nil {
+		return err
 	}
-	for i := 0; ; {
-		var part strings.Builder
-		q := i < len(name) && name[i] == '"'
-		if q {
-			i++
-			for {
-				j := strings.IndexByte(name[i:], '"')
-				if j < 0 {
-					return bad("unterminated quote")
-				}
-				part.WriteString(name[i : i+j])
-				i += j + 1
-				if i < len(name) && name[i] == '"' {
-					part.WriteByte('"')
-					i++
-					continue
-				}
-				break
-			}
-		} else {
-			j := strings.IndexAny(name[i:], `."`)
-			if j < 0 {
-				j = len(name) - i
-			} else if name[i+j] == '"' {
-				return bad("a quote inside an unquoted identifier")
-			}
-			part.WriteString(name[i : i+j])
-			i += j
+	svc.Read(func(m *catalog.Model) {
+		var s *catalog.Securable
+		if s, err = lookupNamed(m, typ, parts, quoted); err == nil {
+			fn(m, s)
 		}
-		if part.Len() == 0 {
-			return bad("empty identifier")
-		}
-		parts, quoted = append(parts, part.String()), append(quoted, q)
-		if len(parts) > 3 {
-			return bad("more than three parts")
-		}
-		if i == len(name) {
-			return parts, quoted, nil
-		}
-		if name[i] != '.' {
-			return bad("expected a dot after a quoted identifier")
-		}
-		i++
-		if i == len(name) {
-			return bad("empty identifier")
-		}
-	}
+	})
+	return err
 }
 
 // loopbackPeer reports whether r came from a loopback address.
@@ -184,35 +116,40 @@ func loopbackPeer(r *http.Request) bool {
 // a loopback peer (or with Options.AllowCleartextSecrets), as it carries
 // decrypted secrets.
 func (h *handler) connection(w http.ResponseWriter, r *http.Request) error {
-	if h.o.Connections == nil {
-		return errorf(http.StatusServiceUnavailable, "connection resolution is not configured on this catalog")
+	return sendSecrets(h, w, r, secretKind{what: "connection", log: "connection", secrets: "connection secrets", path: ConnectionsPath},
+		h.o.Connections, strings.TrimPrefix(r.URL.Path, ConnectionsPath), func(c *ConnectionInfo) (string, catalog.Revision) { return c.Name, c.Revision })
+}
+
+// secretKind names what a resolver answers, in messages and logs, and the
+// path prefix of its endpoint.
+type secretKind struct{ what, log, secrets, path string }
+
+// sendSecrets answers a node's GET of one securable resolved with its
+// decrypted secrets (a connection, a model service): refused when the
+// catalog has no resolver, over cleartext to a non-loopback peer, or as
+// the resolver's error renders (resolveError); else the resolved value,
+// logged by name and revision only.
+func sendSecrets[T any](h *handler, w http.ResponseWriter, r *http.Request, k secretKind,
+	resolve func(context.Context, string) (*T, error), name string, describe func(*T) (string, catalog.Revision)) error {
+	if resolve == nil {
+		return errorf(http.StatusServiceUnavailable, "%s resolution is not configured on this catalog", k.what)
 	}
-	if err := h.secretsTransport(r, "connection secrets"); err != nil {
+	if err := h.secretsTransport(r, k.secrets); err != nil {
 		return err
 	}
-	name := strings.TrimPrefix(r.URL.Path, ConnectionsPath)
 	if name == "" {
-		return errorf(http.StatusBadRequest, "malformed request: a connection name is required (%s{name})", ConnectionsPath)
+		return errorf(http.StatusBadRequest, "malformed request: a %s name is required (%s{name})", k.what, k.path)
 	}
-	info, err := h.o.Connections(r.Context(), name)
-	switch {
-	case err == nil && info == nil:
-		err = catalog.Errorf(catalog.CodeNotFound, "connection %s does not exist", name)
-		fallthrough
-	case err != nil:
-		switch catalog.CodeOf(err) {
-		case catalog.CodeNotFound:
-			return errorf(http.StatusNotFound, "%s", err)
-		case catalog.CodeInvalidArgument:
-			return errorf(http.StatusBadRequest, "%s", err)
-		case catalog.CodeUnavailable:
-			return errorf(http.StatusServiceUnavailable, "%s", err)
-		}
-		h.log.Error().Err(err).Str("connection", name).Msg("resolving a connection for a node failed")
-		return errorf(http.StatusInternalServerError, "internal error")
+	info, err := resolve(r.Context(), name)
+	if err == nil && info == nil {
+		err = catalog.Errorf(catalog.CodeNotFound, "%s %s does not exist", k.what, name)
 	}
-	h.log.Debug().Str("connection", info.Name).Str("remote", r.RemoteAddr).Int64("revision", int64(info.Revision)).
-		Msg("connection with its secrets sent to a node")
+	if err != nil {
+		return h.resolveError(err, "resolving "+k.what+" "+name)
+	}
+	full, rev := describe(info)
+	h.log.Debug().Str(k.log, full).Str("remote", r.RemoteAddr).Int64("revision", int64(rev)).
+		Msgf("%s with its secrets sent to a node", k.what)
 	writeJSON(w, http.StatusOK, info)
 	return nil
 }

@@ -130,24 +130,13 @@ func lookupNamed(m *catalog.Model, typ catalog.SecurableType, parts []string, qu
 // decrypted with svc.Keyring().
 func ModelServiceResolver(svc *catalog.Service) func(ctx context.Context, name string) (*ModelServiceInfo, error) {
 	return func(ctx context.Context, name string) (*ModelServiceInfo, error) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		parts, quoted, err := splitName(name)
-		if err != nil {
-			return nil, err
-		}
 		var (
 			info    ModelServiceInfo
 			sealed  = map[catalog.ID][]byte{}
 			byID    = map[catalog.ID]*ProviderServiceInfo{}
 			primary int
 		)
-		svc.Read(func(m *catalog.Model) {
-			var s *catalog.Securable
-			if s, err = lookupNamed(m, catalog.TypeModelService, parts, quoted); err != nil {
-				return
-			}
+		err := resolveNamed(ctx, svc, catalog.TypeModelService, name, func(m *catalog.Model, s *catalog.Securable) {
 			info = ModelServiceInfo{Name: s.FullName(), Options: m.DisplayOptions(s), Revision: m.Revision()}
 			delete(info.Options, catalog.OptDestinations)
 			delete(info.Options, catalog.OptFallbacks)
@@ -308,20 +297,8 @@ func (h *handler) modelService(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, list)
 		return nil
 	}
-	if h.o.ModelServices == nil {
-		return errorf(http.StatusServiceUnavailable, "model service resolution is not configured on this catalog")
-	}
-	if err := h.secretsTransport(r, "model services' provider API keys"); err != nil {
-		return err
-	}
-	info, err := h.o.ModelServices(r.Context(), name)
-	if err != nil {
-		return h.resolveError(err, "resolving model service "+name)
-	}
-	h.log.Debug().Str("model_service", info.Name).Str("remote", r.RemoteAddr).Int64("revision", int64(info.Revision)).
-		Msg("model service with its provider API keys sent to a node")
-	writeJSON(w, http.StatusOK, info)
-	return nil
+	return sendSecrets(h, w, r, secretKind{what: "model service", log: "model_service", secrets: "model services' provider API keys", path: ModelServicesPath},
+		h.o.ModelServices, name, func(m *ModelServiceInfo) (string, catalog.Revision) { return m.Name, m.Revision })
 }
 
 // accessToken answers POST /api/v1/access-tokens/verify.

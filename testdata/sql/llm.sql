@@ -74,6 +74,12 @@ CREATE BUDGET per_user LIMIT 25.50 USD PER MONTH FOR EACH USER;
 CREATE BUDGET agent LIMIT 100 USD PER MONTH FOR SERVICE PRINCIPAL "claude-code";
 CREATE BUDGET agent LIMIT 100 USD PER MONTH FOR USER bob;
 SHOW BUDGETS;
+-- A FOR EACH USER budget lists its definition always (a user without spend: 0 spent, the whole limit
+-- left), then a row per user with spend; others see the definition and their own row.
+-- spend per_user alice@example.com 1250000000
+-- spend per_user bob 30000000000
+-- spend analysts - 2500000000
+SHOW BUDGETS;
 -- connect alice@example.com alice-pw
 SHOW BUDGETS;
 CREATE BUDGET mine LIMIT 1 USD PER MONTH FOR USER "alice@example.com";

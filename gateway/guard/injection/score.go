@@ -5,10 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"sort"
-	"strconv"
 	"sync"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/mandatehq/mandate/catalog/jsonstr"
 )
 
 // Signal is one piece of evidence. Start and End are a byte range of the
@@ -667,47 +667,24 @@ func printable(b []byte) bool {
 }
 
 // unescapeJSON resolves JSON string escapes (\n, \", \uXXXX with
-// surrogate pairs) in text that quotes JSON.
+// surrogate pairs) in text that quotes JSON; a backslash that starts no
+// valid escape stays as it is.
 func unescapeJSON(b []byte) []byte {
 	out := make([]byte, 0, len(b))
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c != '\\' || i+1 >= len(b) {
-			out = append(out, c)
+	for i := 0; i < len(b); {
+		if b[i] != '\\' {
+			out = append(out, b[i])
+			i++
 			continue
 		}
-		switch n := b[i+1]; n {
-		case 'n':
-			out = append(out, '\n')
-		case 't':
-			out = append(out, '\t')
-		case 'r':
-			out = append(out, '\r')
-		case '"', '\\', '/':
-			out = append(out, n)
-		case 'u':
-			if i+6 <= len(b) {
-				if r, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 32); err == nil {
-					rr := rune(r)
-					if utf16.IsSurrogate(rr) && i+12 <= len(b) && b[i+6] == '\\' && b[i+7] == 'u' {
-						if r2, err := strconv.ParseUint(string(b[i+8:i+12]), 16, 32); err == nil {
-							if d := utf16.DecodeRune(rr, rune(r2)); d != utf8.RuneError {
-								out = utf8.AppendRune(out, d)
-								i += 11
-								continue
-							}
-						}
-					}
-					out = utf8.AppendRune(out, rr)
-					i += 5
-					continue
-				}
-			}
-			out = append(out, c, n)
-		default:
-			out = append(out, c, n)
+		r, n := jsonstr.Escape(b[i:])
+		if n == 0 {
+			out = append(out, b[i])
+			i++
+			continue
 		}
-		i++
+		out = utf8.AppendRune(out, r)
+		i += n
 	}
 	return out
 }

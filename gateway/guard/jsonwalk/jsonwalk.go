@@ -7,12 +7,12 @@
 package jsonwalk
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"sync"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/mandatehq/mandate/catalog/jsonstr"
 )
 
 // MaxDepth is the default bound on the nesting of objects and arrays.
@@ -244,74 +244,29 @@ func (w *Walker) array(i, depth int) (int, error) {
 // str returns the index just past the string starting at b[i] and whether
 // it contains escapes; it checks escapes and control characters.
 func (w *Walker) str(i int) (int, bool, error) {
-	b := w.raw
-	esc := false
-	for j := i + 1; j < len(b); j++ {
-		for j < len(b) && !strStop[b[j]] {
-			j++
+	end, esc, err := jsonstr.Scan(w.raw, i)
+	if err != nil {
+		var se *jsonstr.SyntaxError
+		if errors.As(err, &se) {
+			return end, esc, w.syntax(se.Offset, se.Msg)
 		}
-		if j >= len(b) {
-			break
-		}
-		switch c := b[j]; {
-		case c == '"':
-			return j + 1, esc, nil
-		case c == '\\':
-			esc = true
-			if j+1 >= len(b) {
-				return j, esc, w.syntax(j, "unterminated escape")
-			}
-			switch b[j+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				j++
-			case 'u':
-				if j+5 >= len(b) || !isHex4(b[j+2:j+6]) {
-					return j, esc, w.syntax(j, "invalid \\u escape")
-				}
-				j += 5
-			default:
-				return j, esc, w.syntax(j, "invalid escape")
-			}
-		case c < 0x20:
-			return j, esc, w.syntax(j, "control character in string")
-		}
+		return end, esc, err
 	}
-	return len(b), esc, w.syntax(i, "unterminated string")
-}
-
-// strStop marks the bytes a string scan must look at: '"', '\\' and
-// control characters.
-var strStop = func() (t [256]bool) {
-	for c := 0; c < 0x20; c++ {
-		t[c] = true
-	}
-	t['"'], t['\\'] = true, true
-	return t
-}()
-
-func isHex4(b []byte) bool {
-	for _, c := range b {
-		if hexVal(c) < 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func hexVal(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
+	return end, esc, nil
 }
 
 func (w *Walker) number(i int) (int, error) {
-	b := w.raw
+	end, ok := NumberEnd(w.raw, i)
+	if !ok {
+		return end, w.syntax(end, "invalid number")
+	}
+	return end, nil
+}
+
+// NumberEnd returns the index just past the JSON number starting at b[i]
+// (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?), or the index of the
+// first byte that breaks the grammar and false.
+func NumberEnd(b []byte, i int) (int, bool) {
 	j := i
 	if j < len(b) && b[j] == '-' {
 		j++
@@ -324,7 +279,7 @@ func (w *Walker) number(i int) (int, error) {
 			j++
 		}
 	default:
-		return j, w.syntax(j, "invalid number")
+		return j, false
 	}
 	if j < len(b) && b[j] == '.' {
 		j++
@@ -333,7 +288,7 @@ func (w *Walker) number(i int) (int, error) {
 			j++
 		}
 		if j == k {
-			return j, w.syntax(j, "invalid number")
+			return j, false
 		}
 	}
 	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
@@ -346,70 +301,19 @@ func (w *Walker) number(i int) (int, error) {
 			j++
 		}
 		if j == k {
-			return j, w.syntax(j, "invalid number")
+			return j, false
 		}
 	}
-	return j, nil
-}
-
-func u4(b []byte) rune {
-	var r rune
-	for _, c := range b[:4] {
-		r = r<<4 | rune(hexVal(c))
-	}
-	return r
+	return j, true
 }
 
 // decode appends the decoded content of a checked string body (without
 // quotes) to dst.
-func decode(dst, s []byte) []byte {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c != '\\' {
-			k := bytes.IndexByte(s[i:], '\\')
-			if k < 0 {
-				return append(dst, s[i:]...)
-			}
-			dst = append(dst, s[i:i+k]...)
-			i += k
-			continue
-		}
-		switch s[i+1] {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r := u4(s[i+2:])
-			i += 6
-			if utf16.IsSurrogate(r) {
-				if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
-					if r2 := utf16.DecodeRune(r, u4(s[i+2:])); r2 != utf8.RuneError {
-						dst = utf8.AppendRune(dst, r2)
-						i += 6
-						continue
-					}
-				}
-				r = utf8.RuneError
-			}
-			dst = utf8.AppendRune(dst, r)
-			continue
-		default: // " \ /
-			dst = append(dst, s[i+1])
-		}
-		i += 2
-	}
-	return dst
-}
+func decode(dst, s []byte) []byte { return jsonstr.AppendUnescaped(dst, s) }
 
 // Decode returns the decoded content of a raw JSON string (with its
-// quotes), appended to dst. The string must be well-formed.
+// quotes), appended to dst, as encoding/json decodes it (invalid UTF-8 and
+// unpaired surrogates as U+FFFD). The string must be well-formed.
 func Decode(dst, quoted []byte) []byte { return decode(dst, quoted[1:len(quoted)-1]) }
 
 // RawOffsets maps ascending offsets in the decoded content of the string
@@ -419,12 +323,12 @@ func RawOffsets(s []byte, offs []int) {
 	d, i := 0, 0
 	for k := range offs {
 		for i < len(s) && d < offs[k] {
-			if s[i] != '\\' {
+			if c := s[i]; c != '\\' && c < utf8.RuneSelf {
 				i++
 				d++
 				continue
 			}
-			n, w := escapeWidth(s, i)
+			n, w := jsonstr.Width(s, i)
 			i += n
 			d += w
 		}
@@ -432,58 +336,12 @@ func RawOffsets(s []byte, offs []int) {
 	}
 }
 
-// escapeWidth returns the raw length of the escape at s[i] and the length
-// of what it decodes to.
-func escapeWidth(s []byte, i int) (raw, decoded int) {
-	if s[i+1] != 'u' {
-		return 2, 1
-	}
-	r := u4(s[i+2:])
-	if utf16.IsSurrogate(r) {
-		if i+12 <= len(s) && s[i+6] == '\\' && s[i+7] == 'u' {
-			if r2 := utf16.DecodeRune(r, u4(s[i+8:])); r2 != utf8.RuneError {
-				return 12, utf8.RuneLen(r2)
-			}
-		}
-		return 6, utf8.RuneLen(utf8.RuneError)
-	}
-	return 6, utf8.RuneLen(r)
-}
-
 // RawOffset maps an offset in the decoded content of the string body s (the
 // raw bytes between the quotes) to the offset of the same character in s.
 func RawOffset(s []byte, decoded int) int {
-	d := 0
-	for i := 0; i < len(s); {
-		if d >= decoded {
-			return i
-		}
-		if s[i] != '\\' {
-			i++
-			d++
-			continue
-		}
-		switch s[i+1] {
-		case 'u':
-			r := u4(s[i+2:])
-			n := 6
-			if utf16.IsSurrogate(r) && i+12 <= len(s) && s[i+6] == '\\' && s[i+7] == 'u' {
-				if r2 := utf16.DecodeRune(r, u4(s[i+8:])); r2 != utf8.RuneError {
-					r, n = r2, 12
-				} else {
-					r = utf8.RuneError
-				}
-			} else if utf16.IsSurrogate(r) {
-				r = utf8.RuneError
-			}
-			d += utf8.RuneLen(r)
-			i += n
-		default:
-			d++
-			i += 2
-		}
-	}
-	return len(s)
+	off := [1]int{decoded}
+	RawOffsets(s, off[:])
+	return off[0]
 }
 
 // AppendString appends s as a JSON string (with quotes): '"', '\\' and

@@ -11,7 +11,7 @@ import (
 // TestDecodeAndOffsets: decode agrees with encoding/json, and RawOffsets
 // and RawOffset map every decoded offset back to the raw character.
 func TestDecodeAndOffsets(t *testing.T) {
-	for _, raw := range []string{`"plain"`, `"a\nb\"c\\d\/e"`, `"\u00e9t\u00e9 \ud83d\ude00 x"`, `"\ud800 lone"`, `"tab\there"`, `"mix é \u0041"`} {
+	for _, raw := range []string{`"plain"`, `"a\nb\"c\\d\/e"`, `"\u00e9t\u00e9 \ud83d\ude00 x"`, `"\ud800 lone"`, `"tab\there"`, `"mix é \u0041"`, "\"bad \xff\xc3 utf8 \\u00e9\""} {
 		var want string
 		if err := json.Unmarshal([]byte(raw), &want); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/mandatehq/mandate/catalog/jsonstr"
 	"github.com/mandatehq/mandate/gateway/guard/jsonwalk"
 )
 
@@ -466,84 +467,19 @@ func (c *fastChecker) number(s *fastSchema, lit string) bool {
 }
 
 func (c *fastChecker) str(i int) (int, bool, error) {
-	b := c.b
-	esc := false
-	for j := i + 1; j < len(b); j++ {
-		ch := b[j]
-		switch {
-		case ch == '"':
-			return j + 1, esc, nil
-		case ch == '\\':
-			esc = true
-			if j+1 >= len(b) {
-				return j, esc, jsonwalk.ErrSyntax
-			}
-			switch b[j+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				j++
-			case 'u':
-				if j+5 >= len(b) || !hex4(b[j+2:j+6]) {
-					return j, esc, jsonwalk.ErrSyntax
-				}
-				j += 5
-			default:
-				return j, esc, jsonwalk.ErrSyntax
-			}
-		case ch < 0x20:
-			return j, esc, jsonwalk.ErrSyntax
-		}
+	end, esc, err := jsonstr.Scan(c.b, i)
+	if err != nil {
+		return end, esc, jsonwalk.ErrSyntax
 	}
-	return len(b), esc, jsonwalk.ErrSyntax
-}
-
-func hex4(b []byte) bool {
-	for _, c := range b {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return false
-		}
-	}
-	return true
+	return end, esc, nil
 }
 
 func numberEnd(b []byte, i int) (int, error) {
-	j := i
-	if j < len(b) && b[j] == '-' {
-		j++
+	end, ok := jsonwalk.NumberEnd(b, i)
+	if !ok {
+		return end, jsonwalk.ErrSyntax
 	}
-	switch {
-	case j < len(b) && b[j] == '0':
-		j++
-	case j < len(b) && b[j] >= '1' && b[j] <= '9':
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
-	default:
-		return j, jsonwalk.ErrSyntax
-	}
-	if j < len(b) && b[j] == '.' {
-		j++
-		k := j
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
-		if j == k {
-			return j, jsonwalk.ErrSyntax
-		}
-	}
-	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
-		j++
-		if j < len(b) && (b[j] == '+' || b[j] == '-') {
-			j++
-		}
-		k := j
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
-		if j == k {
-			return j, jsonwalk.ErrSyntax
-		}
-	}
-	return j, nil
+	return end, nil
 }
 
 // maxRequired bounds the required names tracked without allocating.
