@@ -79,10 +79,16 @@ func startReplicaLLM(t *testing.T, c *cluster, admin *pgx.Conn) *replicaLLM {
 	return e
 }
 
-// nodeCurrent waits until the node has the revision replica 0 has now
-// (its limits engine applies a revision's definitions before the next
-// call).
+// nodeCurrent waits until the node has the revision replica 0 has now.
 func (e *replicaLLM) nodeCurrent(t *testing.T) {
+	t.Helper()
+	waitNodeCurrent(t, e.c.replicas[0].httpAddr, e.node)
+}
+
+// waitNodeCurrent waits until the gateway node at nodeAddr has the
+// revision the catalog at catalogAddr has now (a node's limits engine
+// applies a revision's definitions before its next call).
+func waitNodeCurrent(t *testing.T, catalogAddr, nodeAddr string) {
 	t.Helper()
 	var ready struct {
 		Checks struct {
@@ -93,16 +99,16 @@ func (e *replicaLLM) nodeCurrent(t *testing.T) {
 			} `json:"catalog"`
 		} `json:"checks"`
 	}
-	getJSON(t, "http://"+e.c.replicas[0].httpAddr+"/readyz", &ready)
+	getJSON(t, "http://"+catalogAddr+"/readyz", &ready)
 	want := ready.Checks.Catalog.Detail.Revision
 	if want == 0 {
-		t.Fatal("replica 0's /readyz has no catalog revision")
+		t.Fatal("the catalog's /readyz has no revision")
 	}
 	waitFor(t, 30*time.Second, "the node at the catalog's revision", func() bool {
 		var h struct {
 			Revision int64 `json:"revision"`
 		}
-		getJSON(t, "http://"+e.node+"/healthz", &h)
+		getJSON(t, "http://"+nodeAddr+"/healthz", &h)
 		return h.Revision >= want
 	})
 }
