@@ -41,9 +41,13 @@ type Inner interface {
 // Options configure the log.
 type Options struct {
 	Logger zerolog.Logger
-	// ApplyInterval is how often pending records are applied (default 200ms).
+	// ApplyInterval is how often pending records are applied (default 1s).
+	// Each apply is one transaction of the inner store, which costs DuckDB
+	// milliseconds of CPU whatever its size (and each row less in a large
+	// one): fewer, larger batches make the audit cheaper. Readers do not
+	// wait for it: they apply what is pending first.
 	ApplyInterval time.Duration
-	// MaxPending applies as soon as this many records wait (default 256).
+	// MaxPending applies as soon as this many records wait (default 4096).
 	MaxPending int
 	// ApplyDelay: the background applier leaves records younger than this
 	// pending (default 100ms; negative: none), so that a gateway call's
@@ -98,16 +102,20 @@ type record struct {
 	events []catalog.AuditEvent
 	mark   catalog.Revision // 0: an AppendAudit record
 	at     time.Time        // when it was appended (zero: replayed)
+	// taken marks the completions among events that an earlier apply
+	// already merged into their request's row (pullCompletions): the
+	// record's own apply skips them. Only apply touches it (applyMu).
+	taken []bool
 }
 
 // Open opens (creating if needed) dir/audit.wal in front of inner and
 // replays the records inner has not applied yet.
 func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error) {
 	if o.ApplyInterval <= 0 {
-		o.ApplyInterval = 200 * time.Millisecond
+		o.ApplyInterval = time.Second
 	}
 	if o.MaxPending <= 0 {
-		o.MaxPending = 256
+		o.MaxPending = 4096
 	}
 	if o.ApplyDelay == 0 {
 		o.ApplyDelay = 100 * time.Millisecond
@@ -424,16 +432,29 @@ func (l *Log) apply(ctx context.Context, before time.Time) error {
 			batch = append(batch, r)
 			n += len(r.events)
 		}
+		later := l.pending[len(batch):len(l.pending):len(l.pending)]
 		l.mu.Unlock()
 		left -= len(batch)
 		events := make([]catalog.AuditEvent, 0, n)
 		var mark catalog.Revision
 		for _, r := range batch {
-			events = append(events, r.events...)
+			if r.taken == nil {
+				events = append(events, r.events...)
+			} else {
+				for i := range r.events {
+					if !r.taken[i] {
+						events = append(events, r.events[i])
+					}
+				}
+			}
 			mark = max(mark, r.mark)
 		}
+		events, pulled := pullCompletions(events, later)
 		last := batch[len(batch)-1].seq
 		if err := l.inner.ApplyLog(ctx, last, events, mark); err != nil {
+			for _, p := range pulled { // still to be applied with their records
+				p.r.taken[p.i] = false
+			}
 			l.mu.Lock()
 			l.applyErr = err
 			l.mu.Unlock()
@@ -462,6 +483,62 @@ func (l *Log) apply(ctx context.Context, before time.Time) error {
 		l.mu.Unlock()
 	}
 	return nil
+}
+
+// pulled is a completion pullCompletions took from a later record.
+type pulled struct {
+	r *record
+	i int
+}
+
+// pullCompletions appends to events, the events of a batch about to be
+// applied, the completions in later records (durable, pending) of the
+// requests in events that lack their completion there, and marks them
+// taken in their records. A gateway call's completion follows its
+// request within its call's duration, so at any moment the calls in
+// flight straddle the batch's end: without this their completions would
+// reach the inner store after their rows, each batch then updating rows
+// it has just written (an UPDATE in DuckDB) instead of writing them once,
+// merged. A completion so applied before its own record is applied again
+// if the process stops before that record is (replayed): completing a
+// row twice with the same outcome leaves it as it was. At most one
+// completion per request in events is added.
+func pullCompletions(events []catalog.AuditEvent, later []*record) ([]catalog.AuditEvent, []pulled) {
+	if len(later) == 0 {
+		return events, nil
+	}
+	open := make(map[string]struct{})
+	for i := range events {
+		e := &events[i]
+		if e.Completes {
+			delete(open, e.EventID)
+		} else if e.EventID != "" {
+			open[e.EventID] = struct{}{}
+		}
+	}
+	var out []pulled
+	for _, r := range later {
+		if len(open) == 0 {
+			break
+		}
+		for i := range r.events {
+			e := &r.events[i]
+			if !e.Completes || (r.taken != nil && r.taken[i]) {
+				continue
+			}
+			if _, ok := open[e.EventID]; !ok {
+				continue
+			}
+			delete(open, e.EventID)
+			if r.taken == nil {
+				r.taken = make([]bool, len(r.events))
+			}
+			r.taken[i] = true
+			out = append(out, pulled{r, i})
+			events = append(events, *e)
+		}
+	}
+	return events, out
 }
 
 // rewrite replaces the log with one holding only the pending records

@@ -325,3 +325,122 @@ func TestApplyDelay(t *testing.T) {
 		t.Fatalf("inner store after Flush: %+v", es)
 	}
 }
+
+// recorder records the events of each ApplyLog and fails them while
+// stalled is set.
+type recorder struct {
+	keepOpen
+	stalled atomic.Bool
+	mu      sync.Mutex
+	applied [][]catalog.AuditEvent
+}
+
+func (r *recorder) ApplyLog(ctx context.Context, seq int64, events []catalog.AuditEvent, mark catalog.Revision) error {
+	if r.stalled.Load() {
+		return catalog.Errorf(catalog.CodeUnavailable, "busy")
+	}
+	r.mu.Lock()
+	r.applied = append(r.applied, append([]catalog.AuditEvent(nil), events...))
+	r.mu.Unlock()
+	return r.keepOpen.ApplyLog(ctx, seq, events, mark)
+}
+
+// A completion logged after its request's record but still pending when
+// the request's record is applied goes with it, in the same transaction
+// (one merged row, no update of a stored row), and is not applied again
+// with its own record; a failed apply leaves it to its record, and a
+// crash before its record is applied replays it harmlessly.
+func TestCompletionPulledIntoRequestBatch(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := &recorder{keepOpen: keepOpen{memstore.New()}}
+	l, err := Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, other := event(1), event(2)
+	if err := l.AppendAudit(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	done := req
+	done.Completes, done.StatusCode = true, 200
+	done.Usage = &catalog.LLMUsage{Provider: "openai", Model: "gpt-4.1", InputTokens: 3, OutputTokens: 5, CostNanos: 9}
+	if err := l.AppendAudit(ctx, other, done); err != nil { // a younger record
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	if !l.pending[1].at.After(cut) { // appended after cut, so later on any clock; make sure
+		l.pending[1].at = cut.Add(time.Nanosecond)
+	}
+	l.mu.Unlock()
+
+	inner.stalled.Store(true)
+	if err := l.apply(ctx, cut); err == nil {
+		t.Fatal("apply succeeded on a stalled store")
+	}
+	inner.stalled.Store(false)
+	if err := l.apply(ctx, cut); err != nil {
+		t.Fatal(err)
+	}
+	if len(inner.applied) != 1 || len(inner.applied[0]) != 2 || inner.applied[0][0].Completes || !inner.applied[0][1].Completes {
+		t.Fatalf("the request's record was applied as %+v, want the request and its completion", inner.applied)
+	}
+	row := func() catalog.AuditEvent {
+		t.Helper()
+		es, _ := inner.ListAudit(ctx, time.Time{}, 0)
+		if len(es) == 0 || es[0].EventID != req.EventID {
+			t.Fatalf("inner store holds %+v", es)
+		}
+		return es[0]
+	}
+	want := row()
+	if want.StatusCode != 200 || want.Usage == nil || want.Usage.OutputTokens != 5 {
+		t.Fatalf("row after the first apply: %+v", want)
+	}
+
+	// A crash now: the completion's record is replayed, completing the row
+	// again with the same outcome.
+	crash(l)
+	l, err = Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := inner.applied[len(inner.applied)-1]; len(got) != 2 || !got[1].Completes {
+		t.Fatalf("replay applied %+v, want the later record whole", got)
+	}
+	if got := row(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("row after the replay: %+v, want %+v", got, want)
+	}
+	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 2 {
+		t.Fatalf("inner store holds %d rows, want 2", len(es))
+	}
+
+	// Without a crash, the record whose completion was taken applies the
+	// rest only.
+	req2, done2 := event(3), event(3)
+	done2.Completes, done2.StatusCode = true, 201
+	if err := l.AppendAudit(ctx, req2); err != nil {
+		t.Fatal(err)
+	}
+	cut = time.Now()
+	if err := l.AppendAudit(ctx, done2); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	if !l.pending[1].at.After(cut) {
+		l.pending[1].at = cut.Add(time.Nanosecond)
+	}
+	l.mu.Unlock()
+	n := len(inner.applied)
+	if err := l.apply(ctx, cut); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := inner.applied[n:]; len(got) != 2 || len(got[0]) != 2 || len(got[1]) != 0 {
+		t.Fatalf("applied %+v, want [request completion] then []", got)
+	}
+}

@@ -19,13 +19,18 @@
 //     it (the catalog has its own log, catalog/walstore), and neither does
 //     AppendChangeAudit.
 //   - A background applier replays pending records into the inner store
-//     (every ApplyInterval, or sooner when MaxPending records wait),
+//     (every ApplyInterval, 1 s, or sooner when MaxPending records wait:
+//     an inner transaction costs DuckDB milliseconds whatever its size),
 //     leaving those younger than ApplyDelay (100 ms) for the next round,
 //     so that a gateway call's completion is merged into its request's
-//     row before DuckDB sees it instead of updating the row there: each
-//     batch is one Inner.ApplyLog, which stores the last record's sequence
-//     number and the mark in the same transaction, so a record is applied
-//     exactly once even across crashes. When nothing is pending the log is
+//     row before DuckDB sees it instead of updating the row there. The
+//     calls in flight when a batch ends have their request in it and their
+//     completion in a later record: a completion already logged by then is
+//     taken into the batch (one merged row) and skipped when its own record
+//     is applied; replayed after a crash, it completes the row again with
+//     the same outcome. Each batch is one Inner.ApplyLog, which stores the
+//     last record's sequence number and the mark in the same transaction,
+//     so a record is applied exactly once even across crashes. When nothing is pending the log is
 //     truncated; under steady writes it is rewritten once RotateBytes of it
 //     are applied.
 //   - Reads (ListAudit, and Flush for the query engine) first apply

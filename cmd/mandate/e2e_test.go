@@ -142,6 +142,7 @@ type serverOpts struct {
 	args             []string // more flags
 	addrsInEnv       bool     // data dir and addresses as MANDATE_* variables instead of flags
 	httpTLS          bool     // the HTTP listener serves TLS (args hold --http-tls on)
+	bin              string   // the mandate binary to run (default: this tree's, mandateBinary)
 }
 
 // server is a running "mandate serve" subprocess.
@@ -221,7 +222,11 @@ func launch(t testing.TB, o serverOpts) (*server, error) {
 		env = append(env, "MANDATE_ADMIN_PASSWORD="+e2eAdminPassword)
 		s.password = e2eAdminPassword
 	}
-	s.cmd = exec.Command(mandateBinary(t), args...)
+	bin := o.bin
+	if bin == "" {
+		bin = mandateBinary(t)
+	}
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = env
 	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
 	if err := s.cmd.Start(); err != nil {

@@ -71,8 +71,17 @@ func BenchmarkGateway(b *testing.B) {
 		{"proxy", proxy.URL + "/mcp", ""},
 	}
 	var nodeAddr string
-	for _, mode := range []string{"on", "off"} {
-		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env})
+	// BENCH_BASELINE_BIN: another mandate binary measured beside this
+	// tree's (paths baseline and baseline-audit-sync-off), as in
+	// BenchmarkLLMGateway.
+	type variant struct{ prefix, bin, mode string }
+	variants := []variant{{"mandate", "", "on"}, {"mandate", "", "off"}}
+	if bin := os.Getenv("BENCH_BASELINE_BIN"); bin != "" {
+		variants = []variant{{"baseline", bin, "on"}, {"mandate", "", "on"}, {"baseline", bin, "off"}, {"mandate", "", "off"}}
+	}
+	for _, v := range variants {
+		mode := v.mode
+		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env, bin: v.bin})
 		c := s.admin(b)
 		mustExec(b, c,
 			`CREATE USER "alice@example.com"`,
@@ -81,12 +90,12 @@ func BenchmarkGateway(b *testing.B) {
 			`GRANT USE_CONNECTION ON CONNECTION bench TO "alice@example.com"`,
 			`GRANT USE_CONNECTION ON CONNECTION bench TO "coding-agent"`)
 		token := e2eToken(b, s, "alice@example.com", "coding-agent")
-		name := "mandate"
+		name := v.prefix
 		if mode == "off" {
-			name = "mandate-audit-sync-off"
+			name += "-audit-sync-off"
 		}
 		paths = append(paths, struct{ name, url, token string }{name, "http://" + s.httpAddr + "/mcp/bench", token})
-		if mode != "on" {
+		if mode != "on" || v.bin != "" {
 			continue
 		}
 		// The node's public URL is the catalog's, so that dev tokens (whose
@@ -286,8 +295,17 @@ func BenchmarkLLMGateway(b *testing.B) {
 	paths := []path{{"direct", up.URL + "/v1/chat/completions", e2eOpenAIKey, 0}, {"proxy", proxy.URL + "/v1/chat/completions", "", 0},
 		{"proxy-process", childURL + "/v1/chat/completions", "", childPID}}
 	admins := map[string]*pgx.Conn{} // mandate's SQL, by path name
-	for _, mode := range []string{"on", "off"} {
-		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env})
+	// BENCH_BASELINE_BIN names another mandate binary (say, main's) to
+	// measure side by side with this tree's, in the same run: its paths
+	// are named baseline and baseline-audit-sync-off.
+	type variant struct{ prefix, bin, mode string }
+	variants := []variant{{"mandate", "", "on"}, {"mandate", "", "off"}}
+	if bin := os.Getenv("BENCH_BASELINE_BIN"); bin != "" {
+		variants = []variant{{"baseline", bin, "on"}, {"mandate", "", "on"}, {"baseline", bin, "off"}, {"mandate", "", "off"}}
+	}
+	for _, v := range variants {
+		mode := v.mode
+		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env, bin: v.bin})
 		c := s.admin(b)
 		mustExec(b, c,
 			`CREATE USER "alice@example.com"`,
@@ -304,9 +322,9 @@ func BenchmarkLLMGateway(b *testing.B) {
 		if err := c.QueryRow(b.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com" VIA "claude-code"`).Scan(&tok); err != nil {
 			b.Fatal(err)
 		}
-		name := "mandate"
+		name := v.prefix
 		if mode == "off" {
-			name = "mandate-audit-sync-off"
+			name += "-audit-sync-off"
 		}
 		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok, s.cmd.Process.Pid})
 		admins[name] = c
@@ -346,6 +364,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
 			if p.pid != 0 {
+				settle(b, admins[p.name])
 				b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
 			}
 		})
@@ -388,6 +407,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 		if p.pid != 0 {
+			settle(b, admins[p.name])
 			b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
 		}
 	}
@@ -410,6 +430,20 @@ func BenchmarkLLMGateway(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// settle makes mandate store what its audit log still holds (a query of
+// the usage table applies every pending record first), so that the CPU
+// per call counts storing the calls' rows, which the log otherwise does
+// after the run. c nil (not a mandate path): nothing.
+func settle(b *testing.B, c *pgx.Conn) {
+	if c == nil {
+		return
+	}
+	var n int64
+	if err := c.QueryRow(b.Context(), `SELECT count(*) FROM system.ai_gateway.usage`).Scan(&n); err != nil {
+		b.Fatalf("settling the audit log: %v", err)
 	}
 }
 
