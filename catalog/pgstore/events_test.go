@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,20 @@ func openEvents(t *testing.T, url string, o pgstore.EventOptions) *pgstore.Event
 // the local write-ahead log (the production configuration), and the
 // PostgreSQL-specific cases.
 func testEvents(t *testing.T, server *pgtest.Server, newDatabase func(t *testing.T) string) {
+	// The conformance suites want an empty store per subtest: copies of
+	// one migrated database are cheaper than migrating each.
+	template := newDatabase(t)
+	openEvents(t, template, pgstore.EventOptions{}).Close()
+	var copies atomic.Int64
+	conn := server.Connect(t, "postgres")
+	newDatabase = func(t *testing.T) string {
+		t.Helper()
+		name := fmt.Sprintf("events_%d", copies.Add(1))
+		if _, err := conn.Exec(t.Context(), "CREATE DATABASE "+name+" TEMPLATE "+dbName(template)); err != nil {
+			t.Fatal(err)
+		}
+		return server.URL(name)
+	}
 	t.Run("Conformance", func(t *testing.T) {
 		storetest.RunEvents(t, func(t *testing.T) catalog.EventStore {
 			return openEvents(t, newDatabase(t), pgstore.EventOptions{})
