@@ -55,8 +55,9 @@ func (l *Limiter) windowOf(key WindowKey) (Window, error) {
 
 // TakeWindow charges n to key's window under limit now, if it fits (the
 // window's Take, refilled from the backend when a shared backend is
-// short). A refusal is a Verdict without OK; an error wraps ErrNoLimit
-// or ErrUnavailable.
+// short, with Reserve's rules: a store that refuses or whose slices do not
+// last is a refusal). A refusal is a Verdict without OK; an error wraps
+// ErrNoLimit or ErrUnavailable.
 func (l *Limiter) TakeWindow(ctx context.Context, key WindowKey, n, limit Units) (Verdict, error) {
 	for attempt := 0; attempt < 1000; attempt++ {
 		w, err := l.windowOf(key)
@@ -72,11 +73,13 @@ func (l *Limiter) TakeWindow(ctx context.Context, key WindowKey, n, limit Units)
 			continue
 		case !v.Refill:
 			return v, nil
-		case attempt >= 4:
-			return Verdict{}, fmt.Errorf("%w: the shared store's slices do not last", ErrUnavailable)
+		case attempt >= 4: // as Reserve: a refusal that may have aged, retried soon
+			return Verdict{Wait: time.Second}, nil
 		}
-		if err := w.Refill(ctx, now, n, limit); err != nil {
+		if err := w.Refill(ctx, now, n, limit); errors.Is(err, ErrUnavailable) {
 			return Verdict{}, err
+		} else if err != nil { // the store refused: as Reserve, a refusal
+			return Verdict{Wait: time.Second}, nil
 		}
 	}
 	return Verdict{}, errors.New("limits: windows swept under a lease 1000 times")
@@ -161,8 +164,10 @@ func (l *Limiter) TakeBudget(ctx context.Context, ident string, principal catalo
 		if attempt >= 4 {
 			return Verdict{}, fmt.Errorf("%w: the shared store's slices do not last", ErrUnavailable)
 		}
-		if err := a.Refill(ctx, month, amount, limit); err != nil {
+		if err := a.Refill(ctx, month, amount, limit); errors.Is(err, ErrUnavailable) {
 			return Verdict{}, err
+		} else if err != nil { // the store refused (slices held elsewhere): exhausted, as Reserve
+			return Verdict{}, nil
 		}
 	}
 }
