@@ -24,7 +24,8 @@ import (
 //     catalog changes reach it from the change records: the Service
 //     forwards them (AppendChangeAudit), and AuditedRevision says how far
 //     it got, so none is lost or doubled across a crash. Implementations:
-//     duckstore behind auditwal (embedded), memstore.
+//     duckstore behind auditwal (embedded), pgstore.Events behind auditwal
+//     (PostgreSQL, shared by replicas), memstore.
 //
 // Every implementation runs the conformance suite of its interface
 // (storetest.RunStore, storetest.RunEvents); implementations translate

@@ -34,6 +34,12 @@
 // PostgreSQL tables (postgres/0001_catalog.sql): mandate_catalog_head,
 // mandate_catalog_changes, mandate_catalog_snapshots and the function
 // mandate_catalog_append, which serializes writers.
+// postgres/0002_event_stream.sql: the shared event stream (catalog/pgstore
+// Events): audit_events partitioned by day (audit_events_pYYYYMMDD,
+// audit_events_default) with mandate_audit_ensure_partitions,
+// mandate_audit_spools (each replica's spool position), mandate_meta
+// audit_revision, and the system tables' views in the schema
+// mandate_views.
 //
 // Migrations are never edited once released: a change is a new file.
 package schema

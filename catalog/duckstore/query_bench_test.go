@@ -115,7 +115,8 @@ func loadAudit(ctx context.Context, s *Store, from, to int, start time.Time, spa
 				"mcp", actions[(i/7)%len(actions)], user, user, "coding-agent", "10.1.2.3", "claude-code/1.0", "sess-1",
 				requestID(i), "CONNECTION", "system.ai.github",
 				`{"tool":"search_issues","arguments_size":123}`, int32(0), "", "", "allow", "granted", float64(i%100)/10,
-				int64(0)); err != nil {
+				int64(0), // revision; then the AI gateway's columns (schema/duckdb/0003), empty
+				"", "", "", "", "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", "", nil, nil); err != nil {
 				return err
 			}
 		}

@@ -1,7 +1,10 @@
 // Package pgstore is the catalog.Store of a PostgreSQL database that
 // several Mandate processes (replicas) share: mandate serve --store
-// postgres://user@host/db. It passes storetest.RunStore and
-// RunStoreDurability against a real PostgreSQL (catalog/pgtest).
+// postgres://user@host/db; and the event stream those replicas share
+// (Events, a catalog.EventStore; see "Event stream" below). It passes
+// storetest.RunStore, RunStoreDurability, RunEvents and
+// RunEventsDurability (alone and behind catalog/auditwal) against a real
+// PostgreSQL (catalog/pgtest).
 //
 // # Schema
 //
@@ -57,4 +60,63 @@
 // anything else CodeInternal. While the database is unreachable, catalog
 // writes fail at once with CodeUnavailable; reads and decisions go on from
 // the Service's model until its staleness bound.
+//
+// # Event stream
+//
+// Events (OpenEvents, a pool of its own: a flood of events never holds up
+// a catalog write) keeps the audit events of every replica in
+// audit_events (schema/postgres/0002_event_stream.sql): DuckDB's columns
+// plus seq (a sequence: the order of appends, which orders events of the
+// same time) and json_invalid. The table is partitioned by day of
+// event_time (UTC). mandate_audit_ensure_partitions creates the missing
+// day partitions under an advisory lock (CREATE TABLE, then ATTACH
+// PARTITION, which does not block writers); Events calls it at open and
+// every hour for yesterday through PartitionsAhead days ahead, and before
+// an append for the days of its events within the retention that it has
+// not seen (at most 8 per append). Events of other days (far past or
+// future, or a day whose events are in the default partition already)
+// land in audit_events_default: an append never fails for a missing
+// partition. Indexes, per partition through the parent: a btree on
+// (event_time, seq) for time ranges, ListAudit's order and the
+// completions' lookups (an ever-growing key is cheap to maintain), and a
+// btree on request_id. DropExpired (RunRetention, hourly) drops the day
+// partitions wholly older than the retention (each waiting at most 1 s
+// for its lock, else left for the next pass) and deletes the default
+// partition's expired rows.
+//
+// A write is one transaction: the events in COPY's binary format (encoded
+// by hand, copy.go), then the completions whose request was stored
+// earlier, then the bookkeeping. A gateway call's completion (the
+// outcome and the usage columns) is folded into its request's row in Go
+// when both are in one batch (catalog.FoldCompletions), which is nearly
+// always: the replica's spool (auditwal) holds records for ApplyDelay
+// before applying them, so the two meet there. The rest are applied by one
+// UPDATE ... FROM unnest($arrays) joined on (event_time, event_id), with
+// the batch's time range as literal bounds for partition pruning and the
+// event_time index finding each row. Storing completions as rows of their
+// own that the views merge was rejected: every query of the views would
+// pay a join or a window over the whole range for what ingestion does
+// once, on few rows.
+//
+// The views the system tables read are in the schema mandate_views, with
+// the names, columns and PostgreSQL types of DuckDB's (catalog.AuditColumns,
+// UsageColumns, PayloadColumns), so a query role can be granted SELECT on
+// that schema alone. JSON columns are stored as the gateway's text; the
+// writer checks each (Go's JSON validity, nesting at most 512, no \u
+// escapes of surrogates, which PostgreSQL checks more strictly) and sets a
+// bit in json_invalid for the ones the views must show as NULL (as
+// DuckDB's TRY_CAST does), so a view never raises. Text PostgreSQL refuses
+// (NUL bytes, invalid UTF-8) is stored with U+FFFD in their place.
+// ViewsReader runs Mandate's own queries over the views (budgets' spend).
+//
+// Replicas forward the audit records of the same catalog changes:
+// AppendChangeAudit and ApplyLog with a mark lock the audited-revision row
+// (mandate_meta 'audit_revision') FOR UPDATE, so the forwarders of one
+// revision serialize; AppendChangeAudit skips events of revisions at or
+// below it, and ApplyLog (whose batches mix gateway events, which also
+// carry a revision, with forwarded change audit) skips the sql events of
+// such revisions that are stored already (looked up by event id and
+// time). Each replica's spool (EventOptions.SpoolID) has its position in
+// mandate_audit_spools, written in the transaction that applies it: a
+// spool record is applied exactly once, across crashes and outages.
 package pgstore

@@ -78,38 +78,47 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	if o.KeepChanges <= 0 {
 		o.KeepChanges = DefaultKeepChanges
 	}
-	cfg, err := pgxpool.ParseConfig(url)
+	pool, err := newPool(ctx, url, o.MaxConns, "mandate")
 	if err != nil {
-		// The parser's message may quote the URL, password included.
-		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "catalog store: the PostgreSQL URL is malformed")
-	}
-	cfg.MaxConns = o.MaxConns
-	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "mandate"
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, translate(ctx, "connect", err)
+		return nil, err
 	}
 	s := &Store{pool: pool, log: o.Logger, opts: o, changed: make(chan struct{}), stopped: make(chan struct{})}
-	if err := s.migrate(ctx); err != nil {
+	if err := migrate(ctx, pool, o.Logger); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	lctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	go s.listen(lctx, cfg.ConnConfig.Copy())
+	go s.listen(lctx, pool.Config().ConnConfig.Copy())
 	return s, nil
+}
+
+// newPool connects a pool of at most maxConns connections to url.
+func newPool(ctx context.Context, url string, maxConns int32, app string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The parser's message may quote the URL, password included.
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "catalog store: the PostgreSQL URL is malformed")
+	}
+	cfg.MaxConns = maxConns
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = app
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, translate(ctx, "connect", err)
+	}
+	return pool, nil
 }
 
 // migrate applies the migrations newer than the recorded schema_version
 // in one transaction, under an advisory lock.
-func (s *Store) migrate(ctx context.Context) error {
+func migrate(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger) error {
 	ms, err := schema.Migrations(schema.PostgreSQL)
 	if err != nil {
 		return catalog.Internal(err, "catalog store")
 	}
-	tx, err := s.pool.Begin(ctx)
+	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return translate(ctx, "migrate", err)
 	}
@@ -152,7 +161,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := tx.Commit(ctx); err != nil {
 		return translate(ctx, "migrate", err)
 	}
-	s.log.Info().Int("from", current).Int("to", len(ms)).Msg("catalog database migrated")
+	log.Info().Int("from", current).Int("to", len(ms)).Msg("catalog database migrated")
 	return nil
 }
 

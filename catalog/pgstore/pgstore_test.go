@@ -9,9 +9,12 @@ import (
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/keystore"
+	"github.com/mandatehq/mandate/catalog/keystore/keystoretest"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
 	"github.com/mandatehq/mandate/catalog/storetest"
+	"github.com/mandatehq/mandate/schema"
 )
 
 // TestPostgres runs everything against one PostgreSQL server; each
@@ -43,6 +46,17 @@ func TestPostgres(t *testing.T) {
 	t.Run("ConcurrentMigration", func(t *testing.T) { testConcurrentMigration(t, server, newDatabase(t)) })
 	t.Run("ChangedNotification", func(t *testing.T) { testChangedNotification(t, newDatabase(t)) })
 	t.Run("Unreachable", testUnreachable)
+	t.Run("Keys", func(t *testing.T) {
+		keystoretest.Run(t, func(t *testing.T) keystore.Store { return openClosed(t, newDatabase(t)).Keys() })
+	})
+	t.Run("SealedKeys", func(t *testing.T) {
+		kr, err := catalog.NewKeyring(make([]byte, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keystoretest.Run(t, func(t *testing.T) keystore.Store { return keystore.Sealed(openClosed(t, newDatabase(t)).Keys(), kr) })
+	})
+	t.Run("Events", func(t *testing.T) { testEvents(t, server, newDatabase) })
 }
 
 func open(t *testing.T, url string) *pgstore.Store {
@@ -51,6 +65,13 @@ func open(t *testing.T, url string) *pgstore.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// openClosed is open with the store closed at the end of the test.
+func openClosed(t *testing.T, url string) *pgstore.Store {
+	s := open(t, url)
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -84,8 +105,9 @@ func testConcurrentMigration(t *testing.T, server *pgtest.Server, url string) {
 	}
 	conn := server.Connect(t, dbName(url))
 	var v int64
-	if err := conn.QueryRow(t.Context(), "SELECT value FROM mandate_meta WHERE key = 'schema_version'").Scan(&v); err != nil || v != 1 {
-		t.Fatalf("schema_version = %d, %v", v, err)
+	ms, _ := schema.Migrations(schema.PostgreSQL)
+	if err := conn.QueryRow(t.Context(), "SELECT value FROM mandate_meta WHERE key = 'schema_version'").Scan(&v); err != nil || v != int64(len(ms)) {
+		t.Fatalf("schema_version = %d, %v; want %d", v, err, len(ms))
 	}
 	// A database of a newer Mandate is refused.
 	if _, err := conn.Exec(t.Context(), "UPDATE mandate_meta SET value = 99 WHERE key = 'schema_version'"); err != nil {
@@ -138,5 +160,31 @@ func testUnreachable(t *testing.T) {
 	_, err = pgstore.Open(t.Context(), "postgres://a:b@h:x:y/%zz", pgstore.Options{})
 	if !catalog.IsCode(err, catalog.CodeInvalidArgument) || strings.Contains(err.Error(), "a:b") {
 		t.Fatalf("Open of a malformed URL: %v", err)
+	}
+}
+
+// Import makes a state the catalog of an empty database (revisions go on
+// after it) and refuses a database that holds one.
+func TestImport(t *testing.T) {
+	server := pgtest.Start(t, pgtest.Options{})
+	server.CreateDatabase(t, "imp")
+	s := openClosed(t, server.URL("imp"))
+	ctx := t.Context()
+	st := &catalog.State{Revision: 41, NextID: 7, Principals: []catalog.Principal{{ID: 5, Name: "alice@example.com", Kind: catalog.KindUser}}}
+	if err := s.Import(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	got, changes, err := s.Load(ctx)
+	if err != nil || got.Revision != 41 || got.NextID != 7 || len(got.Principals) != 1 || len(changes) != 0 {
+		t.Fatalf("Load after Import = %+v, %d changes, %v", got, len(changes), err)
+	}
+	if h, err := s.Head(ctx); err != nil || h != 41 {
+		t.Fatalf("Head = %d, %v", h, err)
+	}
+	if err := s.Append(ctx, 41, []catalog.Change{{Revision: 42, NextID: 7}}); err != nil {
+		t.Fatalf("Append after Import: %v", err)
+	}
+	if err := s.Import(ctx, st); !catalog.IsCode(err, catalog.CodeAlreadyExists) {
+		t.Fatalf("second Import: %v, want CodeAlreadyExists", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
 	"github.com/mandatehq/mandate/gateway/llmgw"
@@ -56,7 +57,14 @@ type dataPlaneConfig struct {
 	// limiter is the limits stage (rate limits and budgets; llmlimits.go);
 	// nil: none.
 	limiter pipeline.Limiter
+
+	// keys, when set, holds the signing keys and per-user upstream tokens
+	// instead of dataDir: the store replicas share (--store postgres://).
+	keys keystore.Store
 }
+
+// userTokensFile is the per-user OAuth grants' file in the data directory.
+const userTokensFile = "user-tokens.json"
 
 // llmUserIDKey derives the key of the pseudonymous user ids sent to model
 // providers from the master key: the same on every node sharing it, so a
@@ -127,17 +135,29 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 		return nil, fmt.Errorf("inbound authentication: %w", err)
 	}
 	ksSeal, ksOpen := seal("upstream-signing-keys")
-	keys, err := upstream.NewKeySet(ctx, upstream.KeySetConfig{Dir: c.dataDir, Seal: ksSeal, Open: ksOpen, Logger: c.log})
+	keys, err := upstream.NewKeySet(ctx, upstream.KeySetConfig{Dir: c.dataDir, Store: c.keys, Seal: ksSeal, Open: ksOpen, Logger: c.log})
 	if err != nil {
 		return nil, fmt.Errorf("upstream signing keys: %w", err)
 	}
-	store, err := oauthconnect.NewFileTokenStore(filepath.Join(c.dataDir, "user-tokens.json"))
-	if err != nil {
+	var store oauthconnect.TokenStore
+	if c.keys != nil {
+		store = oauthconnect.NewSharedTokenStore(c.keys)
+		if n, err := adoptGrants(ctx, c.dataDir, store); err != nil {
+			return nil, fmt.Errorf("per-user grants of %s: %w", c.dataDir, err)
+		} else if n > 0 {
+			c.log.Info().Int("grants", n).Msg("per-user OAuth grants of the data directory moved to the shared store")
+		}
+	} else if store, err = oauthconnect.NewFileTokenStore(filepath.Join(c.dataDir, userTokensFile)); err != nil {
 		return nil, fmt.Errorf("per-user token store: %w", err)
 	}
 	tSeal, tOpen := seal("per-user-oauth")
+	csrfKey, err := sharedCSRFKey(ctx, c.keys)
+	if err != nil {
+		return nil, fmt.Errorf("per_user_oauth: %w", err)
+	}
 	oauth, err := oauthconnect.New(oauthconnect.Config{
 		PublicURL: c.publicURL, Connections: c.connections, Store: store, Seal: tSeal, Open: tOpen, Logger: c.log,
+		CSRFKey: csrfKey,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("per_user_oauth: %w", err)

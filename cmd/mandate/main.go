@@ -111,6 +111,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "migrate":
+		if err := runMigrate(ctx, args[1:], stdout, stderr); err != nil {
+			if errors.Is(err, errHelp) {
+				return 0
+			}
+			fmt.Fprintln(stderr, "mandate migrate:", err)
+			return 1
+		}
+		return 0
 	case "loadgen":
 		return loadgen(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -135,6 +144,9 @@ Usage:
   mandate dev-token --data-dir DIR --user NAME [--agent NAME]
                           print a token of the development identity provider
                           (mandate serve --dev; not for production)
+  mandate migrate --from DIR --to postgres://user@host/db
+                          copy an embedded installation (catalog, keys, audit)
+                          into PostgreSQL for replicas (mandate serve --store)
   mandate loadgen grants  load generator: durable GRANT/REVOKE over the wire (see BENCHMARKS.md)
   mandate version         print the version
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/duckstore"
+	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/privfile"
 	"github.com/mandatehq/mandate/catalog/textcap"
 	"github.com/mandatehq/mandate/enforce"
@@ -279,6 +280,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sharedKeys := st.sharedKeys(kr) // nil: the data directory
 	var adminVerifier, generated string
 	if head == 0 {
 		pw := os.Getenv("MANDATE_ADMIN_PASSWORD")
@@ -348,6 +350,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			keep = -1 // no time bound, only the size bound
 		}
 		go qe.RunAuditRetention(retCtx, duckstore.RetentionOptions{Keep: keep, MaxBytes: int64(cfg.auditMaxSize)})
+		if st.pgEvents != nil { // the shared event stream: whole days dropped (replicas may all do it)
+			go st.pgEvents.RunRetention(retCtx, pgstore.RetentionOptions{Keep: keep})
+		}
 	}
 	failures := catalog.NewFailureAudit(auditLog, catalog.FailureAuditOptions{Logger: log})
 	defer func() {
@@ -379,7 +384,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// the database (gateway/limits/pglimits): exact across replicas.
 	var sharedLimits limits.Backend
 	if st.pg != nil {
-		pl, err := pglimits.New(ctx, st.pg.Pool(), pglimits.Options{Spend: usageSpend{qe: flushing, svc: svc}})
+		// Budgets' spend from the replicas' shared usage rows.
+		usage := flushingEngine{st.pgEvents.Views(), flushing.flush}
+		pl, err := pglimits.New(ctx, st.pg.Pool(), pglimits.Options{Spend: usageSpend{qe: usage, svc: svc}})
 		if err != nil {
 			return fmt.Errorf("rate limits and budgets in PostgreSQL: %w", err)
 		}
@@ -412,7 +419,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The authorization API for gateway nodes: decisions from the
 	// engine's compiled snapshot, Rego policies after the grants, node-token
 	// authentication on everything but the liveness probe.
-	token, err := api.LoadOrCreateToken(cfg.dataDir)
+	var token string
+	if sharedKeys != nil {
+		token, err = api.LoadOrCreateSharedToken(ctx, cfg.dataDir, sharedKeys)
+	} else {
+		token, err = api.LoadOrCreateToken(cfg.dataDir)
+	}
 	if err != nil {
 		return fmt.Errorf("node token: %w", err)
 	}
@@ -470,7 +482,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	if cfg.dev {
 		idp, err := devidp.New(ctx, devidp.Config{
-			Issuer: publicURL + "/oidc", DataDir: cfg.dataDir, Audience: publicURL, Logger: log,
+			Issuer: publicURL + "/oidc", DataDir: cfg.dataDir, Keys: sharedKeys, Audience: publicURL, Logger: log,
 			PrincipalExists: func(_ context.Context, name string) (ok bool, _ error) {
 				svc.Read(func(m *catalog.Model) { _, ok = m.PrincipalByName(name) })
 				return ok, nil
@@ -502,7 +514,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		dp, err := newDataPlane(ctx, dataPlaneConfig{guard: guard,
-			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr,
+			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr, keys: sharedKeys,
 			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
 			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
 			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc), limiter: lim,

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
@@ -27,7 +29,7 @@ type storeConfig struct {
 }
 
 func (c *storeConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.store, "store", "embedded", "where the catalog lives: embedded (the data directory) or a PostgreSQL URL, postgres://user@host/db, that several mandate serve processes share (each keeps its audit events in its own --data-dir)")
+	fs.StringVar(&c.store, "store", "embedded", "where the catalog lives: embedded (the data directory) or a PostgreSQL URL, postgres://user@host/db, that several mandate serve processes share, with the audit events (each spools them in its own --data-dir while the database is unreachable)")
 	fs.DurationVar(&c.maxStaleness, "max-staleness", catalog.DefaultMaxStaleness, "with --store postgres://...: a replica that could not confirm for this long that it has every committed catalog change denies every authorization (fail closed) until it catches up")
 }
 
@@ -75,8 +77,11 @@ type stores struct {
 	// pg is the PostgreSQL catalog store (--store postgres://...; nil when
 	// embedded): pg.Pool() is the connection pool other shared state of
 	// the replicas (rate-limit and budget leases) uses.
-	pg    *pgstore.Store
-	close func() error
+	pg *pgstore.Store
+	// pgEvents is the replicas' shared event stream in PostgreSQL, behind
+	// events (this replica's spool); nil when embedded.
+	pgEvents *pgstore.Events
+	close    func() error
 }
 
 // openStores opens the catalog's store and this process's event stream.
@@ -93,21 +98,68 @@ func openStores(ctx context.Context, cfg *serveConfig, log zerolog.Logger) (*sto
 	if err != nil {
 		return nil, err
 	}
-	// The catalog in PostgreSQL; the audit events in this replica's data
-	// directory (DuckDB), every replica holding the audit of every catalog
-	// change and of the calls it served.
-	// The pool also serves the rate-limit and budget leases
-	// (gateway/limits/pglimits): room for both.
+	// The catalog and the event stream in PostgreSQL, shared by the
+	// replicas. The pool also serves the rate-limit and budget leases
+	// (gateway/limits/pglimits): room for both. The event stream has a
+	// pool of its own (its flood never holds up a catalog write) behind
+	// this replica's spool (catalog/auditwal in DATA_DIR/pg-audit): an
+	// answered call's events are durable locally and drain into
+	// PostgreSQL, also after the database was unreachable for a while.
 	pg, err := pgstore.Open(ctx, pgURL, pgstore.Options{Logger: log, MaxConns: 12})
 	if err != nil {
 		return nil, err
 	}
+	// The embedded DuckDB stays for the system tables' query engine.
 	ev, err := embedded.OpenEvents(ctx, cfg.dataDir, o)
 	if err != nil {
 		pg.Close()
 		return nil, err
 	}
-	return &stores{catalog: pg, events: ev.Events, duck: ev.Duck, pg: pg, close: func() error {
-		return errors.Join(pg.Close(), ev.Close())
+	pgEvents, spool, err := openPGEvents(ctx, cfg, pgURL, log)
+	if err != nil {
+		pg.Close()
+		ev.Close()
+		return nil, err
+	}
+	return &stores{catalog: pg, events: spool, duck: ev.Duck, pg: pg, pgEvents: pgEvents, close: func() error {
+		return errors.Join(spool.Close(), pgEvents.Close(), pg.Close(), ev.Close())
 	}}, nil
+}
+
+// pgSpoolDir is the directory of a replica's audit spool in its data
+// directory (--store postgres://...).
+const pgSpoolDir = "pg-audit"
+
+// openPGEvents opens the PostgreSQL event stream behind this replica's
+// spool. The spool is named by a random id kept beside it, so that the
+// database records how far each replica's spool was applied.
+func openPGEvents(ctx context.Context, cfg *serveConfig, pgURL string, log zerolog.Logger) (*pgstore.Events, *auditwal.Log, error) {
+	dir := filepath.Join(cfg.dataDir, pgSpoolDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("creating the audit spool directory: %w", err)
+	}
+	idPath := filepath.Join(dir, "spool-id")
+	id, err := os.ReadFile(idPath)
+	if errors.Is(err, os.ErrNotExist) {
+		id = []byte(uuid.NewString())
+		if err := writeSecretFile(idPath, string(id)+"\n"); err != nil {
+			return nil, nil, fmt.Errorf("writing the audit spool id: %w", err)
+		}
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("reading the audit spool id: %w", err)
+	}
+	retention := cfg.auditRetention
+	if retention <= 0 {
+		retention = 100 * 365 * 24 * time.Hour // kept forever: partitions on demand for any day
+	}
+	pe, err := pgstore.OpenEvents(ctx, pgURL, pgstore.EventOptions{Logger: log, SpoolID: strings.TrimSpace(string(id)), Retention: retention})
+	if err != nil {
+		return nil, nil, err
+	}
+	spool, err := auditwal.Open(ctx, dir, pe, auditwal.Options{Logger: log})
+	if err != nil {
+		pe.Close()
+		return nil, nil, err
+	}
+	return pe, spool, nil
 }

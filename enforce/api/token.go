@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/privfile"
 )
 
@@ -80,4 +82,39 @@ func createToken(path string) error {
 		return err
 	}
 	return privfile.Create(path, []byte(hex.EncodeToString(raw)+"\n"))
+}
+
+// LoadOrCreateSharedToken is LoadOrCreateToken for replicas sharing a key
+// store (--store postgres://): MANDATE_NODE_TOKEN when set, else the token
+// in keys (created by the first replica to start), so that a gateway node
+// behind a load balancer is accepted by every replica. The token is also
+// written to DATA_DIR/node-token (mode 0600), where operators find it.
+func LoadOrCreateSharedToken(ctx context.Context, dataDir string, keys keystore.Store) (string, error) {
+	if v := strings.TrimSpace(os.Getenv(TokenEnv)); v != "" {
+		return LoadOrCreateToken(dataDir)
+	}
+	b, err := keystore.GetOrCreate(ctx, keys, TokenFile, func() ([]byte, error) {
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return nil, err
+		}
+		return []byte(hex.EncodeToString(raw) + "\n"), nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("the node token in the key store: %w", err)
+	}
+	tok := strings.TrimSpace(string(b.Data))
+	if len(tok) < MinTokenLength {
+		return "", fmt.Errorf("the node token in the key store holds fewer than %d characters", MinTokenLength)
+	}
+	path := filepath.Join(dataDir, TokenFile)
+	if old, err := readToken(path); err != nil || old != tok {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return "", err
+		}
+		if err := privfile.Write(path, []byte(tok+"\n")); err != nil {
+			return "", fmt.Errorf("writing the node token %s: %w", path, err)
+		}
+	}
+	return tok, nil
 }

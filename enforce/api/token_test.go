@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/mandatehq/mandate/enforce/api"
+
+	"github.com/mandatehq/mandate/catalog/keystore"
 )
 
 func TestLoadOrCreateToken(t *testing.T) {
@@ -93,5 +95,28 @@ func TestLoadOrCreateToken(t *testing.T) {
 				t.Fatalf("%q, %v; want an error saying %q", tok, err, c.want)
 			}
 		})
+	}
+}
+
+// Replicas sharing a key store get one node token, written to each data
+// directory; MANDATE_NODE_TOKEN still wins.
+func TestLoadOrCreateSharedToken(t *testing.T) {
+	t.Setenv(api.TokenEnv, "")
+	keys := keystore.Dir(t.TempDir())
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, err := api.LoadOrCreateSharedToken(t.Context(), dirA, keys)
+	if err != nil || len(a) < api.MinTokenLength {
+		t.Fatalf("token %q, %v", a, err)
+	}
+	b, err := api.LoadOrCreateSharedToken(t.Context(), dirB, keys)
+	if err != nil || b != a {
+		t.Fatalf("second replica's token %q, %v; want %q", b, err, a)
+	}
+	if f, err := api.LoadOrCreateToken(dirB); err != nil || f != a {
+		t.Fatalf("DATA_DIR/node-token = %q, %v", f, err)
+	}
+	t.Setenv(api.TokenEnv, "from-the-environment-0123456789")
+	if c, err := api.LoadOrCreateSharedToken(t.Context(), dirA, keys); err != nil || c != "from-the-environment-0123456789" {
+		t.Fatalf("with %s: %q, %v", api.TokenEnv, c, err)
 	}
 }

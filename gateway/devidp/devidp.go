@@ -13,10 +13,13 @@ import (
 	"sync"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/rs/zerolog"
 	httphelper "github.com/zitadel/oidc/v3/pkg/http"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/mandatehq/mandate/catalog/keystore"
 )
 
 // Paths the provider serves, relative to the issuer URL.
@@ -41,6 +44,13 @@ type Config struct {
 	Issuer string
 	// DataDir holds devidp-signing-key.json and dev-idp.json.
 	DataDir string
+	// Keys, when set, holds the signing key, the shared client secret and
+	// the user assertion key instead of DataDir (the blobs named
+	// SigningKeyFile and StateFile): replicas sharing it (PostgreSQL) sign
+	// with one key and accept each other's tokens. DataDir/dev-idp.json is
+	// still written, with this process's issuer, for local tools
+	// (`mandate dev-token`).
+	Keys keystore.Store
 	// Audience is the aud of access tokens when the request names no
 	// resource or audience: the gateway's canonical URL.
 	Audience string
@@ -116,11 +126,16 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, fmt.Errorf("devidp: data dir: %w", err)
 	}
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")
-	signingKey, err := loadOrCreateSigningKey(cfg.DataDir)
-	if err != nil {
-		return nil, err
+	var signingKey *jose.JSONWebKey
+	var st *state
+	if cfg.Keys != nil {
+		signingKey, st, err = loadOrCreateShared(ctx, cfg.Keys, cfg.DataDir, issuer, cfg.Audience)
+	} else {
+		signingKey, err = loadOrCreateSigningKey(cfg.DataDir)
+		if err == nil {
+			st, err = loadOrCreateState(cfg.DataDir, issuer, cfg.Audience)
+		}
 	}
-	st, err := loadOrCreateState(cfg.DataDir, issuer, cfg.Audience)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog/keystore"
 )
 
 const testAudience = "https://gw.example/mcp"
@@ -719,5 +721,56 @@ func TestConfigErrors(t *testing.T) {
 		if _, err := New(context.Background(), cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// Providers sharing a key store (replicas on one PostgreSQL) sign with one
+// key and share the client secret and user assertion key; each data
+// directory's dev-idp.json has the shared secrets and its own issuer.
+func TestSharedKeys(t *testing.T) {
+	keys := keystore.Dir(t.TempDir())
+	shared := func(c *Config) { c.Keys = keys }
+	a := startIdP(t, t.TempDir(), shared)
+	b := startIdP(t, t.TempDir(), shared)
+	jwks := func(e *testIdP) string {
+		b, err := json.Marshal(getJSON(t, e.issuer+PathJWKS))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if ja, jb := jwks(a), jwks(b); ja != jb || !strings.Contains(ja, `"kid"`) {
+		t.Fatalf("JWKS differ:\n%s\n%s", ja, jb)
+	}
+	if a.p.ClientSecret() != b.p.ClientSecret() {
+		t.Fatal("client secrets differ")
+	}
+	// A token minted through b's client (b's data directory) verifies
+	// with a's keys, and the other way round.
+	// (Behind a load balancer the replicas share one issuer URL; here
+	// each has its own, so only the signature is checked.)
+	verifySig := func(e *testIdP, token string) {
+		t.Helper()
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal([]byte(jwks(e)), &set); err != nil {
+			t.Fatal(err)
+		}
+		jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := set.Key(jws.Signatures[0].Header.KeyID)
+		if len(keys) != 1 {
+			t.Fatalf("kid %q not in the other provider's JWKS", jws.Signatures[0].Header.KeyID)
+		}
+		if _, err := jws.Verify(keys[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verifySig(a, b.userToken("alice@example.com"))
+	verifySig(b, a.agentToken("coding-agent"))
+	// Not in a data directory of its own: the signing key lives in the store.
+	if _, err := os.Stat(filepath.Join(a.dir, SigningKeyFile)); !os.IsNotExist(err) {
+		t.Fatalf("signing key file in the data directory: %v", err)
 	}
 }

@@ -110,6 +110,14 @@
 //
 // Both are created on first start and reused; dev-idp.json is rewritten
 // when the issuer or audience changes. Files others may read are refused.
+//
+// With Config.Keys (replicas on one PostgreSQL database) the signing key
+// and the secrets of dev-idp.json (client secret, user assertion key) live
+// in that shared key store instead, created by the first replica, so every
+// replica signs with the same key and accepts the others' tokens;
+// devidp-signing-key.json is then not written, and dev-idp.json is still
+// written (with the shared secrets and this replica's issuer) for local
+// tools.
 // Client (client.go) reads dev-idp.json and talks to the running provider
 // over HTTP; `mandate dev-token` is built on it.
 package devidp

@@ -1,6 +1,7 @@
 package devidp
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -15,6 +16,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/privfile"
 )
 
@@ -76,6 +78,64 @@ func readState(dataDir string) (*state, error) {
 		return nil, fmt.Errorf("devidp: %s: %v (remove it to have a new one generated)", path, err)
 	}
 	return s, nil
+}
+
+// loadOrCreateShared returns the signing key and the state kept in a
+// shared key store (created by the first replica), and writes the state
+// with this process's issuer and audience to dataDir/dev-idp.json for
+// local tools.
+func loadOrCreateShared(ctx context.Context, keys keystore.Store, dataDir, issuer, audience string) (*jose.JSONWebKey, *state, error) {
+	kb, err := keystore.GetOrCreate(ctx, keys, SigningKeyFile, func() ([]byte, error) {
+		key, err := newRSAKey("")
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(key)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("devidp: signing key: %w", err)
+	}
+	key := new(jose.JSONWebKey)
+	if err := json.Unmarshal(kb.Data, key); err != nil {
+		return nil, nil, fmt.Errorf("devidp: stored signing key: %v", err)
+	}
+	if _, ok := key.Key.(*rsa.PrivateKey); !ok || key.KeyID == "" {
+		return nil, nil, errors.New("devidp: the stored signing key is not an RSA private key with a kid")
+	}
+	sb, err := keystore.GetOrCreate(ctx, keys, StateFile, func() ([]byte, error) {
+		s, err := newState()
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(s)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("devidp: client secret: %w", err)
+	}
+	s := new(state)
+	if err := json.Unmarshal(sb.Data, s); err != nil {
+		return nil, nil, fmt.Errorf("devidp: stored state: %v", err)
+	}
+	s.Warning, s.Issuer, s.Audience = stateWarning, issuer, audience
+	if err := s.valid(); err != nil {
+		return nil, nil, fmt.Errorf("devidp: stored state: %v", err)
+	}
+	if old, err := readState(dataDir); err != nil || old.Issuer != issuer || old.Audience != audience ||
+		old.ClientSecret != s.ClientSecret || !sameKey(old.UserAssertionKey, s.UserAssertionKey) {
+		b, err := json.MarshalIndent(s, "", "  ")
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := writePrivateFile(filepath.Join(dataDir, StateFile), append(b, '\n')); err != nil {
+			return nil, nil, fmt.Errorf("devidp: writing %s: %w", StateFile, err)
+		}
+	}
+	return key, s, nil
+}
+
+func sameKey(a, b *jose.JSONWebKey) bool {
+	ka, ok := a.Key.(*rsa.PrivateKey)
+	return ok && ka.Equal(b.Key)
 }
 
 // loadOrCreateState returns the state of dataDir, created on first start

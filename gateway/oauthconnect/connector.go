@@ -65,6 +65,10 @@ type Config struct {
 	// OnConnected, when set, is called after a user connected (for example
 	// to send MCP notifications/elicitation/complete).
 	OnConnected func(user, connection string)
+	// CSRFKey keys the consent forms' CSRF tokens (32 bytes or more).
+	// Replicas behind a load balancer need the same one (a form rendered by
+	// one may be posted to another); default: random per process.
+	CSRFKey []byte
 }
 
 // Connector implements gateway.Credentials for auth_mode per_user_oauth and
@@ -105,7 +109,13 @@ type cachedToken struct {
 	access             string
 	expiry             time.Time
 	resource, clientID string // what the grant is for (see load)
+	loaded             time.Time
 }
+
+// SharedRecheck is how long a process uses a cached access token of a
+// store other processes share (a Locker) before reading the grant again:
+// a disconnect or a refresh on another replica is seen within it.
+const SharedRecheck = 10 * time.Second
 
 var _ gateway.Credentials = (*Connector)(nil)
 
@@ -148,7 +158,13 @@ func New(cfg Config) (*Connector, error) {
 	if k.appName == "" {
 		k.appName = "Mandate"
 	}
-	rand.Read(k.csrfKey[:])
+	if len(cfg.CSRFKey) >= len(k.csrfKey) {
+		copy(k.csrfKey[:], cfg.CSRFKey)
+	} else if cfg.CSRFKey != nil {
+		return nil, errors.New("oauthconnect: CSRFKey must have at least 32 bytes")
+	} else {
+		rand.Read(k.csrfKey[:])
+	}
 	return k, nil
 }
 
@@ -191,6 +207,9 @@ func (k *Connector) Authorization(ctx context.Context, c *gateway.Connection, id
 	k.mu.Lock()
 	ct, ok := k.cache[key]
 	k.mu.Unlock()
+	if _, shared := k.store.(Locker); shared && now.Sub(ct.loaded) >= SharedRecheck {
+		ok = false
+	}
 	if ok && ct.resource == c.URL && ct.clientID == c.Options[catalog.OptClientID] && fresh(ct.expiry, now) {
 		return "Bearer " + ct.access, nil
 	}
@@ -237,8 +256,14 @@ func (k *Connector) SignInURL(connection, ticket string) string {
 // refreshing it when it is about to expire. errNeedSignIn when there is
 // none.
 func (k *Connector) load(ctx context.Context, c *gateway.Connection, user string) (string, error) {
+	defer k.lock(storeKey{user, c.Name})()
+	return k.loadLocked(ctx, c, user, false)
+}
+
+// loadLocked is load under the process's lock of the grant; shared says
+// that the store's Locker lock is held too.
+func (k *Connector) loadLocked(ctx context.Context, c *gateway.Connection, user string, shared bool) (string, error) {
 	key := storeKey{user, c.Name}
-	defer k.lock(key)()
 	st, err := k.store.Get(ctx, user, c.Name)
 	if errors.Is(err, ErrNoToken) {
 		return "", errNeedSignIn
@@ -270,6 +295,20 @@ func (k *Connector) load(ctx context.Context, c *gateway.Connection, user string
 			return access, nil
 		}
 		return "", errNeedSignIn
+	}
+	if l, ok := k.store.(Locker); ok && !shared {
+		// Another replica may be refreshing this grant: refresh under the
+		// store's lock, after reading the grant again (when the other
+		// replica refreshed first, its token is fresh and used as it is).
+		unlock, err := l.Lock(ctx, user, c.Name)
+		if err != nil {
+			if stillValid {
+				return access, nil
+			}
+			return "", fmt.Errorf("oauthconnect: token store: %w", err)
+		}
+		defer unlock()
+		return k.loadLocked(ctx, c, user, true)
 	}
 	rt, err := k.openToken(st.RefreshToken, purposeRefresh, user, c.Name)
 	if err != nil {
@@ -343,7 +382,7 @@ func (k *Connector) fill(t *StoredToken, tr *tokenResponse, now time.Time) error
 
 func (k *Connector) remember(key storeKey, access string, st *StoredToken) {
 	k.mu.Lock()
-	k.cache[key] = cachedToken{access: access, expiry: st.Expiry, resource: st.Resource, clientID: st.ClientID}
+	k.cache[key] = cachedToken{access: access, expiry: st.Expiry, resource: st.Resource, clientID: st.ClientID, loaded: k.now()}
 	k.mu.Unlock()
 }
 
@@ -365,7 +404,10 @@ func (k *Connector) forget(ctx context.Context, key storeKey) {
 // asks it to revoke the refresh token (best effort).
 func (k *Connector) Disconnect(ctx context.Context, user, connection string) error {
 	key := storeKey{user, connection}
-	unlock := k.lock(key)
+	unlock, err := k.lockGrant(ctx, key)
+	if err != nil {
+		return fmt.Errorf("oauthconnect: token store: %w", err)
+	}
 	k.drop(key)
 	st, err := k.store.Get(ctx, user, connection)
 	if err == nil {
@@ -414,7 +456,11 @@ func (k *Connector) revokeStored(ctx context.Context, st *StoredToken) {
 // refresh token.
 func (k *Connector) Invalidate(ctx context.Context, user, connection string) error {
 	key := storeKey{user, connection}
-	defer k.lock(key)()
+	unlock, err := k.lockGrant(ctx, key)
+	if err != nil {
+		return fmt.Errorf("oauthconnect: token store: %w", err)
+	}
+	defer unlock()
 	k.drop(key)
 	st, err := k.store.Get(ctx, user, connection)
 	if errors.Is(err, ErrNoToken) {
@@ -428,6 +474,23 @@ func (k *Connector) Invalidate(ctx context.Context, user, connection string) err
 		return fmt.Errorf("oauthconnect: token store: %w", err)
 	}
 	return nil
+}
+
+// lockGrant takes the process's lock of a grant and, for a store shared
+// with other processes, the store's lock too (a new connect, Disconnect
+// and Invalidate never interleave with another replica's refresh).
+func (k *Connector) lockGrant(ctx context.Context, key storeKey) (func(), error) {
+	unlock := k.lock(key)
+	l, ok := k.store.(Locker)
+	if !ok {
+		return unlock, nil
+	}
+	unlockShared, err := l.Lock(ctx, key.user, key.connection)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return func() { unlockShared(); unlock() }, nil
 }
 
 // lock locks key's stripe and returns the unlock.

@@ -84,6 +84,15 @@
 // used as another kind of value, does not open. NewFileTokenStore writes a
 // JSON file with mode 0600 (directory 0700) atomically (temporary file,
 // fsync, rename, directory fsync); NewMemoryTokenStore forgets on restart.
+// NewSharedTokenStore keeps the grants in a catalog/keystore Store that
+// replicas share (PostgreSQL, sealed with the master key once more); it is
+// a Locker: a refresh, a new connect, Disconnect and Invalidate take the
+// grant's lock in the store, and a refresh re-reads the grant under it, so
+// when two replicas find the same grant expired one refreshes (providers
+// rotate refresh tokens and refuse a used one) and the other uses its
+// token. With a shared store a process reads the grant again after
+// SharedRecheck (10 s) even when its cached access token is still valid: a
+// disconnect on another replica stops its use there within that time.
 // Status/List show user, connection, connected_at, expires_at, scopes and
 // whether the grant is refreshable, never a token (SHOW CONNECTION STATUS).
 //
@@ -139,8 +148,11 @@
 //
 // Limits: flows and used-ticket nonces are kept in the memory of the node
 // that served the consent page, so with several gateway nodes /oauth/ must
-// be routed to one node (or sticky) per sign-in; a restart between Approve
+// be routed to one node (or sticky) per sign-in, unless the store is a
+// FlowStore (NewSharedTokenStore: replicas on one database, with one
+// Config.CSRFKey), which keeps them, sealed, where every replica finds
+// them (a state taken once, a ticket used once); a restart between Approve
 // and the callback fails that sign-in (the user opens a new link). The
-// token cache is per node; with a shared store, a refresh on one node is
-// seen by the others at their next refresh.
+// token cache is per node; with a shared store (a Locker) it is re-read
+// every SharedRecheck.
 package oauthconnect

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/gateway"
 )
 
@@ -899,4 +900,93 @@ func BenchmarkAuthorizationCached(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Replicas sharing one token store (PostgreSQL in production) refresh an
+// expired grant once: the authorization server rotates refresh tokens and
+// refuses a used one, so a second refresh would lose the grant. The one
+// that refreshes first wins; the others read its token and use it.
+func TestSharedStoreRefreshOnce(t *testing.T) {
+	e := newEnv(t)
+	e.store = NewSharedTokenStore(keystore.Dir(t.TempDir()))
+	e.k = e.newConnector()
+	e.connect(e.browser(), "alice@example.com")
+	replicas := []*Connector{e.k, e.newConnector(), e.newConnector()}
+	e.clock.Add(2 * time.Hour)
+	var wg sync.WaitGroup
+	got := make([]string, 3*len(replicas))
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := replicas[i%len(replicas)].Authorization(context.Background(), e.conn(), ident("alice@example.com"))
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = h
+		}()
+	}
+	wg.Wait()
+	if n := e.as.grants("refresh_token"); n != 1 {
+		t.Fatalf("%d refresh requests, want 1", n)
+	}
+	for _, h := range got {
+		if h != "Bearer "+e.as.accessIssued[1] {
+			t.Fatalf("got %q, want the refreshed token", h)
+		}
+	}
+	// A disconnect on one replica is seen by the others once their cache
+	// is rechecked.
+	if err := replicas[1].Disconnect(context.Background(), "alice@example.com", connName); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(SharedRecheck)
+	_, err := replicas[2].Authorization(context.Background(), e.conn(), ident("alice@example.com"))
+	var si *gateway.SignInRequiredError
+	if !errors.As(err, &si) {
+		t.Fatalf("after a disconnect on another replica: %v, want sign-in required", err)
+	}
+}
+
+// With a shared store the steps of one sign-in may reach different
+// replicas: the consent page is served by one, the form posted to another
+// and the authorization server's redirect handled by a third; a state and
+// a ticket are still used once.
+func TestSharedStoreSignInAcrossReplicas(t *testing.T) {
+	csrfKey := make([]byte, 32)
+	rand.Read(csrfKey)
+	e := newEnv(t, withConfig(func(c *Config) { c.CSRFKey = csrfKey }))
+	e.store = NewSharedTokenStore(keystore.Dir(t.TempDir()))
+	ka, kb, kc := e.newConnector(), e.newConnector(), e.newConnector()
+	e.k = ka
+	user := "alice@example.com"
+	b := e.browser()
+	e.handler = ka.Handler()
+	form := e.consent(b, e.signInURL(user))
+	e.handler = kb.Handler()
+	resp, page := e.approve(stopAtCallback(b), form)
+	callback := resp.Header.Get("Location")
+	if !strings.Contains(callback, "/oauth/callback?") {
+		t.Fatalf("approve on another replica: %d %s", resp.StatusCode, page)
+	}
+	e.handler = kc.Handler()
+	resp, err := b.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := body(t, resp); resp.StatusCode != 200 || !strings.Contains(page, "Connected") {
+		t.Fatalf("callback on a third replica: %d %s", resp.StatusCode, page)
+	}
+	if h, err := kb.Authorization(context.Background(), e.conn(), ident(user)); err != nil || !strings.HasPrefix(h, "Bearer AT-") {
+		t.Fatalf("Authorization after the sign-in = %q, %v", h, err)
+	}
+	// The state and the ticket were used, whichever replica sees them again.
+	e.handler = ka.Handler()
+	resp, err = b.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectStatus(t, resp, body(t, resp), http.StatusBadRequest, "unknown, expired or was already used")
+	resp, page = e.approve(b, form)
+	expectStatus(t, resp, page, http.StatusBadRequest, "already used")
 }

@@ -123,7 +123,7 @@ func (k *Connector) serveApprove(w http.ResponseWriter, r *http.Request) {
 			"This form was not sent by the sign-in page in this browser. Open the sign-in link again.")
 		return
 	}
-	if !k.consumeTicket(t) {
+	if !k.consumeTicket(r.Context(), t) {
 		k.fail(w, r, http.StatusBadRequest, "ticket_used", "This sign-in link was already used; ask your agent for a new one.")
 		return
 	}
@@ -139,7 +139,7 @@ func (k *Connector) serveApprove(w http.ResponseWriter, r *http.Request) {
 		tokenEndpoint: ep.Token, issuer: ep.Issuer, issParameter: ep.IssParameter, authMethods: ep.AuthMethods,
 		verifier: verifier, session: sha256.Sum256([]byte(cookie.Value)), expires: k.now().Add(FlowTTL),
 	}
-	if !k.putFlow(state, fl) {
+	if !k.putFlow(r.Context(), state, fl) {
 		k.fail(w, r, http.StatusServiceUnavailable, "busy", "Too many sign-ins are in progress; try again in a few minutes.")
 		return
 	}
@@ -172,7 +172,7 @@ func (k *Connector) checkTicket(w http.ResponseWriter, r *http.Request, raw, con
 		k.fail(w, r, http.StatusBadRequest, "invalid_ticket", "This sign-in link is for another connection; ask your agent for a new one.")
 		return nil, nil, nil, false
 	}
-	if k.ticketUsed(t.Nonce) {
+	if k.ticketUsed(r.Context(), t.Nonce) {
 		k.fail(w, r, http.StatusBadRequest, "ticket_used", "This sign-in link was already used; ask your agent for a new one.")
 		return nil, nil, nil, false
 	}
@@ -222,7 +222,7 @@ func (k *Connector) browserIs(w http.ResponseWriter, r *http.Request, user strin
 // verifier and the resource at the token endpoint chosen at Approve.
 func (k *Connector) serveCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	fl := k.takeFlow(q.Get("state"))
+	fl := k.takeFlow(r.Context(), q.Get("state"))
 	if fl == nil {
 		k.fail(w, r, http.StatusBadRequest, "invalid_state",
 			"This sign-in response is unknown, expired or was already used. Start again from a new sign-in link.")
@@ -301,7 +301,11 @@ func (k *Connector) serveCallback(w http.ResponseWriter, r *http.Request) {
 
 func (k *Connector) storeGrant(ctx context.Context, fl *flow, c *gateway.Connection, tr *tokenResponse) error {
 	key := storeKey{fl.user, fl.connection}
-	defer k.lock(key)()
+	unlock, err := k.lockGrant(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	now := k.now()
 	st := &StoredToken{
 		User: fl.user, Connection: fl.connection, Scopes: c.Scopes(),
@@ -341,7 +345,11 @@ func (k *Connector) csrf(session, nonce string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func (k *Connector) ticketUsed(nonce string) bool {
+func (k *Connector) ticketUsed(ctx context.Context, nonce string) bool {
+	if fs, ok := k.store.(FlowStore); ok {
+		used, err := fs.NonceUsed(ctx, nonce)
+		return used || err != nil // fail closed
+	}
 	k.fmu.Lock()
 	defer k.fmu.Unlock()
 	_, used := k.usedTicket[nonce]
@@ -349,7 +357,14 @@ func (k *Connector) ticketUsed(nonce string) bool {
 }
 
 // consumeTicket marks a ticket used; false when it already was.
-func (k *Connector) consumeTicket(t *ticket) bool {
+func (k *Connector) consumeTicket(ctx context.Context, t *ticket) bool {
+	if fs, ok := k.store.(FlowStore); ok {
+		first, err := fs.UseNonce(ctx, t.Nonce, t.Expires)
+		if err != nil {
+			k.log.Error().Err(err).Msg("per_user_oauth: token store")
+		}
+		return first && err == nil
+	}
 	k.fmu.Lock()
 	defer k.fmu.Unlock()
 	k.pruneLocked()
@@ -360,7 +375,14 @@ func (k *Connector) consumeTicket(t *ticket) bool {
 	return true
 }
 
-func (k *Connector) putFlow(state string, fl *flow) bool {
+func (k *Connector) putFlow(ctx context.Context, state string, fl *flow) bool {
+	if fs, ok := k.store.(FlowStore); ok {
+		err := k.putSharedFlow(ctx, fs, state, fl)
+		if err != nil {
+			k.log.Error().Err(err).Msg("per_user_oauth: token store")
+		}
+		return err == nil
+	}
 	k.fmu.Lock()
 	defer k.fmu.Unlock()
 	k.pruneLocked()
@@ -373,15 +395,76 @@ func (k *Connector) putFlow(state string, fl *flow) bool {
 
 // takeFlow removes and returns the flow of state: a state is used once,
 // whatever the outcome.
-func (k *Connector) takeFlow(state string) *flow {
-	if state == "" {
+func (k *Connector) takeFlow(ctx context.Context, state string) *flow {
+	if state == "" || len(state) > 256 {
 		return nil
+	}
+	if fs, ok := k.store.(FlowStore); ok {
+		fl, err := k.takeSharedFlow(ctx, fs, state)
+		if err != nil {
+			k.log.Error().Err(err).Msg("per_user_oauth: token store")
+		}
+		return fl
 	}
 	k.fmu.Lock()
 	defer k.fmu.Unlock()
 	fl := k.flows[state]
 	delete(k.flows, state)
 	return fl
+}
+
+// flowJSON is a flow as a shared FlowStore keeps it (sealed).
+type flowJSON struct {
+	User          string    `json:"user"`
+	Actor         string    `json:"actor,omitempty"`
+	Connection    string    `json:"connection"`
+	Resource      string    `json:"resource"`
+	ClientID      string    `json:"client_id"`
+	TokenEndpoint string    `json:"token_endpoint"`
+	Issuer        string    `json:"issuer,omitempty"`
+	IssParameter  bool      `json:"iss_parameter,omitempty"`
+	AuthMethods   []string  `json:"auth_methods,omitempty"`
+	Verifier      string    `json:"verifier"`
+	Session       [32]byte  `json:"session"`
+	Expires       time.Time `json:"expires"`
+}
+
+// flowAAD binds a sealed flow to its state.
+func flowAAD(state string) string { return "mandate-oauthconnect-flow\x00" + state }
+
+func (k *Connector) putSharedFlow(ctx context.Context, fs FlowStore, state string, fl *flow) error {
+	b, err := json.Marshal(flowJSON{User: fl.user, Actor: fl.actor, Connection: fl.connection, Resource: fl.resource,
+		ClientID: fl.clientID, TokenEndpoint: fl.tokenEndpoint, Issuer: fl.issuer, IssParameter: fl.issParameter,
+		AuthMethods: fl.authMethods, Verifier: fl.verifier, Session: fl.session, Expires: fl.expires})
+	if err != nil {
+		return err
+	}
+	sealed, err := k.seal(sealedValue{Purpose: purposeFlow, Connection: flowAAD(state), Value: string(b)})
+	if err != nil {
+		return err
+	}
+	return fs.PutFlow(ctx, state, sealed, fl.expires)
+}
+
+func (k *Connector) takeSharedFlow(ctx context.Context, fs FlowStore, state string) (*flow, error) {
+	sealed, err := fs.TakeFlow(ctx, state)
+	if err != nil || sealed == nil {
+		return nil, err
+	}
+	v, err := k.open(sealed, purposeFlow, "", flowAAD(state))
+	if err != nil {
+		return nil, err
+	}
+	var j flowJSON
+	if err := json.Unmarshal([]byte(v.Value), &j); err != nil {
+		return nil, err
+	}
+	if !k.now().Before(j.Expires) {
+		return nil, nil
+	}
+	return &flow{user: j.User, actor: j.Actor, connection: j.Connection, resource: j.Resource, clientID: j.ClientID,
+		tokenEndpoint: j.TokenEndpoint, issuer: j.Issuer, issParameter: j.IssParameter, authMethods: j.AuthMethods,
+		verifier: j.Verifier, session: j.Session, expires: j.Expires}, nil
 }
 
 func (k *Connector) pruneLocked() {

@@ -15,6 +15,7 @@ const (
 	purposeAccess  = "mandate-oauthconnect-access-token"
 	purposeRefresh = "mandate-oauthconnect-refresh-token"
 	purposeTicket  = "mandate-oauthconnect-signin-ticket"
+	purposeFlow    = "mandate-oauthconnect-pending-flow"
 )
 
 type sealedValue struct {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mandatehq/mandate/catalog/keystore"
 )
 
 func testStores(t *testing.T) map[string]func() TokenStore {
@@ -20,6 +22,7 @@ func testStores(t *testing.T) map[string]func() TokenStore {
 			}
 			return s
 		},
+		"shared": func() TokenStore { return NewSharedTokenStore(keystore.Dir(t.TempDir())) },
 	}
 }
 

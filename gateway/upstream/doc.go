@@ -112,9 +112,15 @@
 // fsync, rename, directory fsync); with the Seal/Open hooks the whole key
 // list is encrypted at rest (for example by the catalog keyring), and a
 // plaintext file is rewritten sealed. A corrupt or undecryptable file is
-// an error, never silently replaced. One process owns a key directory;
-// replicas that must verify each other's tokens need one shared KeySet
-// owner.
+// an error, never silently replaced. One process owns a key directory.
+// Replicas (--store postgres://) share the keys through
+// KeySetConfig.Store (catalog/keystore, the same JSON as the file): the
+// first to start creates them, a rotation is a compare-and-swap on the
+// stored version (a replica that loses reloads the winner's keys), and
+// each replica reloads them every minute and before each rotation, so
+// every replica publishes the same JWKS and verifies the others' tokens.
+// Activation times derive from the stored keys, so replicas rotate at the
+// same moments.
 //
 // JWKSHandler serves only the public halves (tested for every algorithm:
 // no d, p, q, dp, dq, qi or k member), with Cache-Control max-age and an

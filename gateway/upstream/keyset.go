@@ -25,7 +25,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/rs/zerolog"
 
-	"github.com/mandatehq/mandate/catalog/privfile"
+	"github.com/mandatehq/mandate/catalog/keystore"
 )
 
 // Key lifecycle constants. A key is "next" (published, not yet signing),
@@ -53,12 +53,22 @@ const (
 	KeyFileName = "upstream-signing-keys.json"
 )
 
+// storeTimeout bounds one maintenance's reads and writes of the key store.
+const storeTimeout = 10 * time.Second
+
 // KeySetConfig configures a KeySet.
 type KeySetConfig struct {
 	// Dir is where the keys persist, as Dir/upstream-signing-keys.json
 	// (mode 0600, written atomically). "" keeps the keys in memory only:
 	// they change at every restart (development and tests).
 	Dir string
+	// Store, when set, keeps the keys instead of Dir: the blob named
+	// KeyFileName (the same JSON as the file). Replicas that share a store
+	// (PostgreSQL) share the keys: the first one to start creates them,
+	// a rotation is a compare-and-swap (the loser reloads and uses the
+	// winner's keys), and each replica reloads the keys every minute and
+	// before every rotation, so all publish the same JWKS.
+	Store keystore.Store
 	// Rotation is how long a key signs before the next one takes over
 	// (default 24h, at least MinRotation).
 	Rotation time.Duration
@@ -87,9 +97,14 @@ type KeySet struct {
 	now func() time.Time
 	log zerolog.Logger
 
+	store keystore.Store // nil: memory only
+
 	mu   sync.Mutex
 	keys []*signingKey // sorted by activates
-	st   atomic.Pointer[keyState]
+	// version is the stored blob's version keys were loaded from (0:
+	// none stored yet).
+	version int64
+	st      atomic.Pointer[keyState]
 }
 
 type signingKey struct {
@@ -134,24 +149,19 @@ func NewKeySet(ctx context.Context, cfg KeySetConfig) (*KeySet, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	k := &KeySet{cfg: cfg, now: cfg.Now, log: cfg.Logger}
+	k := &KeySet{cfg: cfg, now: cfg.Now, log: cfg.Logger, store: cfg.Store}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	dirty := false
-	if cfg.Dir != "" {
+	if cfg.Dir != "" && k.store == nil {
 		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("upstream: key directory: %w", err)
 		}
-		keys, rewrite, err := k.load()
-		if err != nil {
-			return nil, err
-		}
-		k.keys, dirty = keys, rewrite
+		k.store = keystore.Dir(cfg.Dir)
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.maintainLocked(k.now(), dirty); err != nil {
+	if err := k.maintainLocked(ctx, k.now()); err != nil {
 		return nil, err
 	}
 	if ctx.Done() != nil {
@@ -168,7 +178,18 @@ func (k *KeySet) background(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_, _ = k.state()
+			if k.store == nil {
+				_, _ = k.state()
+				continue
+			}
+			// Pick up keys another replica stored (and rotate when due).
+			k.mu.Lock()
+			mctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			if err := k.maintainLocked(mctx, k.now()); err != nil {
+				k.log.Error().Err(err).Msg("upstream: signing keys")
+			}
+			cancel()
+			k.mu.Unlock()
 		}
 	}
 }
@@ -186,16 +207,47 @@ func (k *KeySet) state() (*keyState, error) {
 	if st != nil && now.UnixNano() < st.check {
 		return st, nil
 	}
-	if err := k.maintainLocked(now, false); err != nil {
+	// A shared store that does not answer delays this caller by at most
+	// storeTimeout; the keys in memory serve meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := k.maintainLocked(ctx, now); err != nil {
 		return nil, err
 	}
 	return k.st.Load(), nil
 }
 
-// maintainLocked promotes the next key when its time has come, makes sure
-// a next key exists, drops keys whose retention ended, persists changes
-// and publishes a new snapshot.
-func (k *KeySet) maintainLocked(now time.Time, dirty bool) error {
+// maintainLocked reloads the stored keys, promotes the next key when its
+// time has come, makes sure a next key exists, drops keys whose retention
+// ended, persists changes (compare-and-swap: when another replica stored
+// first, its keys are loaded and the maintenance runs again on them) and
+// publishes a new snapshot.
+func (k *KeySet) maintainLocked(ctx context.Context, now time.Time) error {
+	for attempt := 0; ; attempt++ {
+		err := k.maintainOnce(ctx, now)
+		if errors.Is(err, keystore.ErrConflict) && attempt < 8 {
+			continue
+		}
+		return err
+	}
+}
+
+func (k *KeySet) maintainOnce(ctx context.Context, now time.Time) error {
+	dirty, unsaved := false, false
+	if k.store != nil {
+		keys, version, rewrite, err := k.load(ctx)
+		switch {
+		case err != nil && k.st.Load() == nil:
+			return err
+		case err != nil:
+			// Maintain from memory (nothing is written while the store
+			// cannot be read); read again in a minute.
+			k.log.Error().Err(err).Msg("upstream: cannot read the signing keys")
+			unsaved = true
+		default:
+			k.keys, k.version, dirty = keys, version, rewrite
+		}
+	}
 	keys := k.keys
 	if len(keys) == 0 {
 		first, err := k.newKey(now)
@@ -252,8 +304,16 @@ func (k *KeySet) maintainLocked(now time.Time, dirty bool) error {
 			check = d
 		}
 	}
-	if dirty && k.cfg.Dir != "" {
-		if err := k.persist(); err != nil {
+	if unsaved {
+		if retry := now.Add(time.Minute); retry.Before(check) {
+			check = retry
+		}
+	}
+	if dirty && k.store != nil && !unsaved {
+		if err := k.persist(ctx); err != nil {
+			if errors.Is(err, keystore.ErrConflict) {
+				return err
+			}
 			if k.st.Load() == nil {
 				return err
 			}
@@ -405,29 +465,38 @@ type keyFileKey struct {
 	JWK       json.RawMessage `json:"jwk"` // private JWK
 }
 
-func (k *KeySet) path() string { return filepath.Join(k.cfg.Dir, KeyFileName) }
+func (k *KeySet) path() string {
+	if k.cfg.Dir == "" || k.cfg.Store != nil {
+		return "the key store's " + KeyFileName
+	}
+	return filepath.Join(k.cfg.Dir, KeyFileName)
+}
 
 // load reads the key file; rewrite reports that it must be written again
 // (its mode was too open, or it is plaintext and Seal is configured).
-func (k *KeySet) load() (keys []*signingKey, rewrite bool, err error) {
+func (k *KeySet) load(ctx context.Context) (keys []*signingKey, version int64, rewrite bool, err error) {
 	p := k.path()
-	fi, err := os.Stat(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("upstream: key file: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		if err := os.Chmod(p, 0o600); err != nil {
-			return nil, false, fmt.Errorf("upstream: key file %s is readable by others and cannot be restricted: %w", p, err)
+	if k.cfg.Dir != "" && k.cfg.Store == nil {
+		fi, err := os.Stat(p)
+		if err == nil && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return nil, 0, false, fmt.Errorf("upstream: key file %s is readable by others and cannot be restricted: %w", p, err)
+			}
+			k.log.Warn().Str("path", p).Msg("upstream: key file was readable by others; mode set to 0600")
 		}
-		k.log.Warn().Str("path", p).Msg("upstream: key file was readable by others; mode set to 0600")
 	}
-	data, err := os.ReadFile(p)
+	blob, err := k.store.Get(ctx, KeyFileName)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil, 0, false, nil
+	}
 	if err != nil {
-		return nil, false, fmt.Errorf("upstream: key file: %w", err)
+		return nil, 0, false, fmt.Errorf("upstream: key file: %w", err)
 	}
+	keys, rewrite, err = k.parse(p, blob.Data)
+	return keys, blob.Version, rewrite, err
+}
+
+func (k *KeySet) parse(p string, data []byte) (keys []*signingKey, rewrite bool, err error) {
 	var f keyFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, false, fmt.Errorf("upstream: key file %s is corrupt: %w", p, err)
@@ -465,12 +534,14 @@ func (k *KeySet) load() (keys []*signingKey, rewrite bool, err error) {
 		keys = append(keys, key)
 	}
 	sort.SliceStable(keys, func(i, j int) bool { return keys[i].activates.Before(keys[j].activates) })
-	return keys, rewrite || fi.Mode().Perm()&0o077 != 0, nil
+	return keys, rewrite, nil
 }
 
-// persist writes the key file atomically: a 0600 temporary file in Dir,
-// fsync, rename over the old file, fsync of the directory.
-func (k *KeySet) persist() error {
+// persist stores the keys as one blob, compare-and-swap on the version
+// they were loaded from (keystore.ErrConflict: another replica was first).
+// In a data directory the file is written atomically: a 0600 temporary
+// file in Dir, fsync, rename over the old file, fsync of the directory.
+func (k *KeySet) persist(ctx context.Context) error {
 	f := keyFile{Version: 1}
 	for _, key := range k.keys {
 		raw, err := key.priv.MarshalJSON()
@@ -493,12 +564,13 @@ func (k *KeySet) persist() error {
 			return err
 		}
 	}
-	return writeFileAtomic(k.path(), data)
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	if err := privfile.Write(path, data); err != nil {
+	b, err := k.store.CompareAndSwap(ctx, KeyFileName, k.version, data)
+	if err != nil {
+		if errors.Is(err, keystore.ErrConflict) {
+			return err
+		}
 		return fmt.Errorf("upstream: %w", err)
 	}
+	k.version = b.Version
 	return nil
 }

@@ -14,10 +14,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mandatehq/mandate/catalog/keystore"
 )
 
 // privateMembers are the JWK members that carry private key material.
@@ -329,5 +332,64 @@ func TestKeySetBackgroundStopsWithContext(t *testing.T) {
 	cancel()
 	if _, err := ks.JWKS(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Replicas sharing a key store: started at once they agree on one key set,
+// a token minted by one verifies with the JWKS of another, and a rotation
+// that each replica attempts at the same moment leaves one set, which all
+// publish.
+func TestKeysSharedStore(t *testing.T) {
+	clk := newClock()
+	store := keystore.Dir(t.TempDir())
+	const n = 3
+	sets := make([]*KeySet, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sets[i], errs[i] = NewKeySet(context.Background(), KeySetConfig{Store: store, Now: clk.Now})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	same := func(when string) {
+		t.Helper()
+		first, _, _ := fetchJWKS(t, sets[0])
+		for _, ks := range sets[1:] {
+			set, _, _ := fetchJWKS(t, ks)
+			if !equalKids(first, set) {
+				t.Fatalf("%s: replicas publish different keys: %v vs %v", when, kids(first), kids(set))
+			}
+		}
+	}
+	same("start")
+	cr := newCreds(t, clk, func(c *Config) { c.Keys = sets[1] })
+	tok, err := cr.Authorization(context.Background(), conn("mandate_jwt", nil, nil), alice(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyMinted(t, sets[2], tok, "https://mcp.example.com/mcp", clk.Now())
+
+	clk.Advance(DefaultRotation)
+	for i := range n { // all rotate at once
+		wg.Add(1)
+		go func() { defer wg.Done(); _, errs[i] = sets[i].JWKS() }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	same("after rotation")
+	if set, _, _ := fetchJWKS(t, sets[0]); len(set.Keys) != 3 {
+		t.Fatalf("after rotation: %v, want previous, current and next", kids(set))
 	}
 }
