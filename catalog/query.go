@@ -63,6 +63,9 @@ type ColumnType struct {
 	Precision, Scale int
 	// Engine is the engine's own name of the type (for messages), if any.
 	Engine string
+	// OID is the PostgreSQL type OID when the engine knows it exactly
+	// (DialectPostgres); 0 means the front end derives it from Data.
+	OID uint32
 }
 
 // QueryColumn is a named, typed column.
@@ -128,9 +131,30 @@ type Query struct {
 	// Args are the parameter values (see DataType for the Go types; a
 	// string is taken as an untyped literal the engine converts).
 	Args []any
-	// Tables are the virtual relations the statement refers to.
+	// Tables are the virtual relations the statement refers to
+	// (DialectDuckDB; on DialectPostgres their rows are parameters).
 	Tables map[string]*VirtualTable
+	// TimeZone is the session's TimeZone, for engines that evaluate time
+	// zones themselves (DialectPostgres); "" is UTC.
+	TimeZone string
 }
+
+// QueryDialect is the SQL a QueryEngine reads; the front end writes each
+// statement in its engine's dialect.
+type QueryDialect uint8
+
+const (
+	// DialectDuckDB is PostgreSQL syntax as DuckDB reads it: the front
+	// end writes PostgreSQL's semantics where DuckDB's differ, raises
+	// errors with error() and RaisePrefix, and reads virtual tables
+	// through VirtualTableFunc.
+	DialectDuckDB QueryDialect = iota
+	// DialectPostgres is PostgreSQL itself: the validated statement is
+	// written as PostgreSQL parsed it, the engine relations are views
+	// in the engine's schema, and every virtual table is a JSON
+	// parameter read with json_to_recordset.
+	DialectPostgres
+)
 
 // QueryEngine runs read-only queries over the store: the audit table
 // (AuditRelation) and virtual tables supplied per query. Implementations
@@ -145,6 +169,8 @@ type QueryEngine interface {
 	// time, one value per column of Describe). An error from row stops the
 	// query and is returned.
 	Query(ctx context.Context, q Query, row func(values []any) error) error
+	// Dialect is the SQL the engine reads.
+	Dialect() QueryDialect
 }
 
 // QueryError is an error of the query engine with a PostgreSQL SQLSTATE.
@@ -156,7 +182,10 @@ type QueryError struct {
 	// Name is the identifier the error is about (the column the engine
 	// could not bind), when it names one.
 	Name string
-	Err  error
+	// Position is where the engine located the error in the Query's SQL
+	// (PostgreSQL's 1-based character position), 0 if nowhere.
+	Position int32
+	Err      error
 }
 
 func (e *QueryError) Error() string { return e.Msg }

@@ -218,6 +218,8 @@ func (e admittedEngine) Describe(ctx context.Context, q catalog.Query) (cols []c
 	return cols, params, err
 }
 
+func (e admittedEngine) Dialect() catalog.QueryDialect { return e.q.Dialect() }
+
 func (e admittedEngine) Query(ctx context.Context, q catalog.Query, row func([]any) error) error {
 	return e.a.run(ctx, func(ctx context.Context) error { return e.q.Query(ctx, q, row) })
 }

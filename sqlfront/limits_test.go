@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/mandatehq/mandate/catalog/pgtest"
 	"os"
 	"strconv"
 	"strings"
@@ -24,6 +25,9 @@ type sysOptions struct {
 	store    duckstore.Options
 	query    duckstore.QueryOptions
 	frontend func(*sqlfront.Config)
+	// pg runs the system tables' queries on PostgreSQL (catalog/pgquery)
+	// in a database of its own on this server.
+	pg *pgtest.Server
 }
 
 // TestStatementTimeoutSetting checks statement_timeout: sessions start

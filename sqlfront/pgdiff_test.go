@@ -73,9 +73,9 @@ func readCorpus(t *testing.T) []pgdiffQuery {
 
 // readDifferences reads differences.txt: "## reason" starts a group of
 // queries (one a line, as written in the corpus) that differ for it.
-func readDifferences(t *testing.T) map[string]string {
+func readDifferences(t *testing.T, name string) map[string]string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(pgdiffDir, "differences.txt"))
+	f, err := os.Open(filepath.Join(pgdiffDir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,13 +332,31 @@ func pgdiffCopy(t *testing.T, from, to *pgx.Conn, table string) int {
 	return len(data)
 }
 
-// TestPostgresDifferential compares Mandate's answers with PostgreSQL's.
+// TestPostgresDifferential compares Mandate's answers with PostgreSQL's,
+// with the system tables' queries on each engine: DuckDB (embedded) and
+// PostgreSQL (catalog/pgquery, --store postgres://). Each engine has its
+// list of remaining differences.
 func TestPostgresDifferential(t *testing.T) {
 	pgs := pgtest.Start(t, pgtest.Options{})
+	for _, engine := range []string{"duckdb", "postgres"} {
+		t.Run(engine, func(t *testing.T) { pgdiffEngine(t, pgs, engine) })
+	}
+}
+
+func pgdiffEngine(t *testing.T, pgs *pgtest.Server, engine string) {
+	sys := pgs.Connect(t, "postgres")
+	mustExec(t, sys, "DROP DATABASE IF EXISTS "+catalog.SystemCatalog+" WITH (FORCE)")
 	pgs.CreateDatabase(t, catalog.SystemCatalog)
 	pgc := pgs.Connect(t, catalog.SystemCatalog)
-	f := startSysFrontend(t)
-	if err := f.Store.AppendAudit(t.Context(), pgdiffAudit()...); err != nil {
+	var f *sysFrontend
+	diffFile := "differences.txt"
+	if engine == "postgres" {
+		f = startSysFrontend(t, func(o *sysOptions) { o.pg = pgs })
+		diffFile = "differences-postgres.txt"
+	} else {
+		f = startSysFrontend(t)
+	}
+	if err := f.Events.AppendAudit(t.Context(), pgdiffAudit()...); err != nil {
 		t.Fatal(err)
 	}
 	admin := f.admin(t)
@@ -350,7 +368,7 @@ func TestPostgresDifferential(t *testing.T) {
 	}
 
 	corpus := readCorpus(t)
-	differences := readDifferences(t)
+	differences := readDifferences(t, diffFile)
 	seen := map[string]bool{}
 	matched, listed := 0, 0
 	for _, q := range corpus {
@@ -376,7 +394,7 @@ func TestPostgresDifferential(t *testing.T) {
 		same := got.equal(want)
 		switch {
 		case same && isListed:
-			t.Errorf("%s: now answers like PostgreSQL; remove it from differences.txt (%s)", q, reason)
+			t.Errorf("%s: now answers like PostgreSQL; remove it from %s (%s)", q, diffFile, reason)
 		case !same && !isListed:
 			t.Errorf("%s:\n  PostgreSQL %s\n  Mandate    %s", q, want, got)
 		case same:
@@ -387,7 +405,7 @@ func TestPostgresDifferential(t *testing.T) {
 	}
 	for sql := range differences {
 		if !seen[sql] {
-			t.Errorf("differences.txt lists a query the corpus does not have: %s", sql)
+			t.Errorf("%s lists a query the corpus does not have: %s", diffFile, sql)
 		}
 	}
 	t.Logf("%d queries: %d answer like PostgreSQL %s, %d listed differences", len(corpus), matched, pgs.Version, listed)

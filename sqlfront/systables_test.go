@@ -5,10 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/mandatehq/mandate/catalog/pgquery"
+	"github.com/mandatehq/mandate/catalog/pgstore"
+	"github.com/mandatehq/mandate/catalog/pgtest"
 	"math/big"
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +35,12 @@ type sysFrontend struct {
 	Catalog  *memstore.Store  // the catalog's change records and snapshots
 	Engine   *duckstore.QueryEngine
 	Frontend *sqlfront.Frontend
+	// Events is the event stream the catalog audits to and tests append
+	// to: Store, or PostgreSQL's (catalog/pgstore) when the queries run
+	// on PostgreSQL (sysOptions.pg), as mandate serve --store postgres://.
+	Events catalog.EventStore
+	// PGDatabase is the PostgreSQL database of Events (sysOptions.pg).
+	PGDatabase string
 }
 
 // syncedEngine runs each query once the audit records of the catalog
@@ -71,7 +81,13 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 	// The catalog's change records in memory, the event stream in DuckDB
 	// (as served, without the log in front of it).
 	cat := memstore.New()
-	svc, err := catalog.Open(ctx, catalog.Options{Store: cat, Events: store, Keyring: kr, AdminVerifier: v})
+	var events catalog.EventStore = store
+	var pgQuery catalog.QueryEngine
+	var pgDB string
+	if o.pg != nil {
+		events, pgQuery, pgDB = startPGEngine(tb, o.pg)
+	}
+	svc, err := catalog.Open(ctx, catalog.Options{Store: cat, Events: events, Keyring: kr, AdminVerifier: v})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -81,6 +97,9 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 		tb.Fatal(err)
 	}
 	fc := sqlfront.Config{Catalog: svc, Query: syncedEngine{qe, svc}}
+	if pgQuery != nil {
+		fc.Query = syncedEngine{pgQuery, svc}
+	}
 	if o.frontend != nil {
 		o.frontend(&fc)
 	}
@@ -104,7 +123,29 @@ func startSysFrontend(tb testing.TB, mods ...func(*sysOptions)) *sysFrontend {
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	p, _ := strconv.Atoi(port)
-	return &sysFrontend{frontend: &frontend{Addr: ln.Addr().String(), Host: "127.0.0.1", Port: p, Svc: svc}, Store: store, Catalog: cat, Engine: qe, Frontend: fe}
+	return &sysFrontend{frontend: &frontend{Addr: ln.Addr().String(), Host: "127.0.0.1", Port: p, Svc: svc}, Store: store, Catalog: cat, Engine: qe, Frontend: fe, Events: events, PGDatabase: pgDB}
+}
+
+var pgTestDBs atomic.Int64
+
+// startPGEngine creates a database on pgs and opens the PostgreSQL event
+// stream on it (its migrations create the views in mandate_views) and
+// the query engine over those views.
+func startPGEngine(tb testing.TB, pgs *pgtest.Server) (*pgstore.Events, catalog.QueryEngine, string) {
+	tb.Helper()
+	db := fmt.Sprintf("mandate_q%d", pgTestDBs.Add(1))
+	pgs.CreateDatabase(tb, db)
+	ev, err := pgstore.OpenEvents(tb.Context(), pgs.URL(db), pgstore.EventOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = ev.Close() })
+	e, err := pgquery.Open(tb.Context(), pgs.URL(db), pgquery.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = e.Close() })
+	return ev, e, db
 }
 
 // seedAudit appends n audit events, one a minute back from now: user
@@ -119,10 +160,25 @@ func (f *sysFrontend) seedAudit(tb testing.TB, n int) time.Time {
 			RunAs: "agent", RequestID: fmt.Sprintf("req-%d", i), RequestParams: fmt.Sprintf(`{"tool":"t%d"}`, i%2),
 			Decision: "allow", LatencyMs: float64(i)})
 	}
-	if err := f.Store.AppendAudit(tb.Context(), evs...); err != nil {
+	if err := f.Events.AppendAudit(tb.Context(), evs...); err != nil {
 		tb.Fatal(err)
 	}
 	return now
+}
+
+// TestSystemTablesOnPostgres runs the system-table tests with the queries
+// on PostgreSQL (catalog/pgquery), as mandate serve --store postgres://
+// does: one server, a database per test.
+func TestSystemTablesOnPostgres(t *testing.T) {
+	pgs := pgtest.Start(t, pgtest.Options{})
+	onPG := func(o *sysOptions) { o.pg = pgs }
+	for name, test := range map[string]func(*testing.T, *sysFrontend){
+		"privileges": testSystemTablesPrivileges, "queries": testSystemTablesQueries, "types": testSystemTablesTypes,
+		"parameters": testSystemTablesParameters, "forbidden": testSystemTablesForbidden, "cancel": testSystemTablesCancel,
+		"psql": testSystemTablesPsql,
+	} {
+		t.Run(name, func(t *testing.T) { test(t, startSysFrontend(t, onPG)) })
+	}
 }
 
 func queryRows(tb testing.TB, conn *pgx.Conn, sql string, args ...any) [][]any {
@@ -141,8 +197,9 @@ func queryRows(tb testing.TB, conn *pgx.Conn, sql string, args ...any) [][]any {
 // Privileges: metastore admins read the audit; others need SELECT on the
 // table, its schema or catalog (USE on the containers is granted to
 // "account users" at bootstrap); without it 42501.
-func TestSystemTablesPrivileges(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesPrivileges(t *testing.T) { testSystemTablesPrivileges(t, startSysFrontend(t)) }
+
+func testSystemTablesPrivileges(t *testing.T, f *sysFrontend) {
 	f.seedAudit(t, 5)
 	admin := f.admin(t)
 	mustExec(t, admin,
@@ -230,8 +287,9 @@ func TestSystemTablesPrivileges(t *testing.T) {
 
 // Aggregates, window functions, CTEs, subqueries, joins, date functions,
 // ORDER BY and LIMIT run on the engine with PostgreSQL's column names.
-func TestSystemTablesQueries(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesQueries(t *testing.T) { testSystemTablesQueries(t, startSysFrontend(t)) }
+
+func testSystemTablesQueries(t *testing.T, f *sysFrontend) {
 	f.seedAudit(t, 100)
 	conn := f.admin(t)
 	rows, err := conn.Query(t.Context(), `SELECT user_identity, action_name, count(*) FROM system.access.audit
@@ -275,6 +333,10 @@ func TestSystemTablesQueries(t *testing.T) {
 		{`SELECT now() - interval '1 day' < now()`, "[[true]]"},
 		{`SELECT to_char(TIMESTAMPTZ '2024-03-05 14:07:09+00', 'YYYY-MM-DD HH24:MI "h"')`, "[[2024-03-05 14:07 h]]"},
 		{`SELECT 7/2, -7/2, (7.0/2)::text`, "[[3 -3 3.5000000000000000]]"},
+		// A template (col_description) over a template (a computed
+		// name cast to regclass) over the emulated pg_class (Metabase).
+		{`SELECT col_description(format('%I.%I', c.table_schema, c.table_name)::regclass::oid, c.ordinal_position)
+		  FROM information_schema.columns c WHERE c.table_schema = 'access' AND c.column_name = 'event_time'`, "[[when the event happened]]"},
 	} {
 		rows := queryRows(t, conn, c.sql)
 		if fmt.Sprint(rows) != c.want {
@@ -292,8 +354,9 @@ func TestSystemTablesQueries(t *testing.T) {
 }
 
 // Result types carry PostgreSQL's OIDs and round-trip in text and binary.
-func TestSystemTablesTypes(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesTypes(t *testing.T) { testSystemTablesTypes(t, startSysFrontend(t)) }
+
+func testSystemTablesTypes(t *testing.T, f *sysFrontend) {
 	f.seedAudit(t, 1)
 	conn := f.admin(t)
 	const q = `SELECT true AS b, CAST(1 AS int2) AS i2, 2::int4 AS i4, 3::int8 AS i8, 1.5::float4 AS f4, 2.5::float8 AS f8,
@@ -354,8 +417,9 @@ func TestSystemTablesTypes(t *testing.T) {
 }
 
 // Bind parameters of the extended protocol, typed by the engine.
-func TestSystemTablesParameters(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesParameters(t *testing.T) { testSystemTablesParameters(t, startSysFrontend(t)) }
+
+func testSystemTablesParameters(t *testing.T, f *sysFrontend) {
 	now := f.seedAudit(t, 50)
 	conn := f.admin(t)
 	var id string
@@ -386,8 +450,9 @@ func TestSystemTablesParameters(t *testing.T) {
 }
 
 // Everything but reading system tables fails with 42501 or 0A000.
-func TestSystemTablesForbidden(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesForbidden(t *testing.T) { testSystemTablesForbidden(t, startSysFrontend(t)) }
+
+func testSystemTablesForbidden(t *testing.T, f *sysFrontend) {
 	conn := f.admin(t)
 	for _, c := range []struct{ sql, code string }{
 		{`SELECT * FROM read_csv('/etc/passwd')`, "42501"},
@@ -445,8 +510,9 @@ func TestSystemTablesForbidden(t *testing.T) {
 }
 
 // statement_timeout and CancelRequest stop a running query.
-func TestSystemTablesCancel(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesCancel(t *testing.T) { testSystemTablesCancel(t, startSysFrontend(t)) }
+
+func testSystemTablesCancel(t *testing.T, f *sysFrontend) {
 	f.seedAudit(t, 3000)
 	conn := f.admin(t)
 	const long = `SELECT count(*) FROM system.access.audit a, system.access.audit b, system.access.audit c WHERE a.latency_ms + b.latency_ms <> c.latency_ms`
@@ -484,8 +550,9 @@ func TestSystemTablesCancel(t *testing.T) {
 }
 
 // psql: \dt access.* lists audit, \d access.audit describes it.
-func TestSystemTablesPsql(t *testing.T) {
-	f := startSysFrontend(t)
+func TestSystemTablesPsql(t *testing.T) { testSystemTablesPsql(t, startSysFrontend(t)) }
+
+func testSystemTablesPsql(t *testing.T, f *sysFrontend) {
 	f.seedAudit(t, 3)
 	out, errOut, code := runPsql(t, f.frontend, "-c", `\dt access.*`, "-c", `\d access.audit`, "-c", `\dn`, "-c", `\l`,
 		"-c", `\dt information_schema.*`, "-c", `SELECT action_name, count(*) FROM system.access.audit GROUP BY 1 ORDER BY 1`,

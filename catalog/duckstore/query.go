@@ -79,6 +79,9 @@ func (s *Store) QueryEngine(opts QueryOptions) (*QueryEngine, error) {
 	return e, nil
 }
 
+// Dialect implements catalog.QueryEngine: DuckDB.
+func (e *QueryEngine) Dialect() catalog.QueryDialect { return catalog.DialectDuckDB }
+
 // Close closes the engine's connections (not the store).
 func (e *QueryEngine) Close() error { return e.db.Close() }
 

@@ -29,6 +29,9 @@ var _ catalog.QueryEngine = ViewsReader{}
 // Views returns a reader of the views over this store's pool.
 func (e *Events) Views() ViewsReader { return ViewsReader{e} }
 
+// Dialect implements catalog.QueryEngine: PostgreSQL.
+func (ViewsReader) Dialect() catalog.QueryDialect { return catalog.DialectPostgres }
+
 // Describe is not supported.
 func (ViewsReader) Describe(context.Context, catalog.Query) ([]catalog.QueryColumn, []catalog.ColumnType, error) {
 	return nil, nil, catalog.Errorf(catalog.CodeInternal, "pgstore: the views reader runs Mandate's own queries only")

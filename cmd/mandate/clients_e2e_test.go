@@ -59,7 +59,18 @@ func missingTool(t *testing.T, what, install string) {
 // own parameter binding, with its own introspection.
 func TestSQLClients(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOpts{})
+	testSQLClients(t, startServer(t, serverOpts{}))
+}
+
+// TestSQLClientsOnPostgres: the same clients against a replica on
+// PostgreSQL (--store postgres://), whose system tables' SELECTs run on
+// PostgreSQL over the shared event stream.
+func TestSQLClientsOnPostgres(t *testing.T) {
+	t.Parallel()
+	testSQLClients(t, startCluster(t, 1, nil).replicas[0])
+}
+
+func testSQLClients(t *testing.T, s *server) {
 	admin := s.admin(t)
 	seed := []string{
 		`CREATE USER alice WITH PASSWORD 'alice-pw'`,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/duckstore"
+	"github.com/mandatehq/mandate/catalog/pgquery"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/privfile"
 	"github.com/mandatehq/mandate/catalog/textcap"
@@ -400,7 +401,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lim := newServeLimits(ctx, svc, flushing, sharedLimits, log)
 	leases := lim.leaseServer(svc) // gateway nodes' leases of the limits
 	defer leases.Close()
-	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: flushing, BudgetStatus: lim.budgetStatus(svc),
+	// With --store postgres:// the system tables' SELECTs run on the
+	// shared database over the event stream's views (catalog/pgquery: a
+	// READ ONLY transaction as a role that reads only those views), so
+	// every replica answers from every replica's events.
+	sysQuery := catalog.QueryEngine(flushing)
+	if st.pgEvents != nil {
+		pq, err := pgquery.Open(ctx, cfg.store.store, pgquery.Options{Logger: log, Schema: pgstore.ViewsSchema,
+			MaxConns: cfg.limits.queryOptions(duckstore.QueryOptions{}).MaxConns})
+		if err != nil {
+			return fmt.Errorf("the system tables' query engine on PostgreSQL: %w", err)
+		}
+		defer pq.Close()
+		sysQuery = flushingEngine{pq, flushing.flush}
+	}
+	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: sysQuery, BudgetStatus: lim.budgetStatus(svc),
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
 			if connStatus == nil {
 				return nil, errors.New("the MCP gateway is off: no --oidc-issuer (or --dev)")

@@ -10,7 +10,16 @@ import (
 // of its own statements is readable with SQL, privileges apply, and
 // --audit-retention is accepted.
 func TestSystemTablesServe(t *testing.T) {
-	s := startServer(t, serverOpts{args: []string{"--audit-retention", "720h"}})
+	testSystemTablesServe(t, startServer(t, serverOpts{args: []string{"--audit-retention", "720h"}}))
+}
+
+// TestSystemTablesServeOnPostgres: the same with --store postgres://,
+// the queries on PostgreSQL.
+func TestSystemTablesServeOnPostgres(t *testing.T) {
+	testSystemTablesServe(t, startCluster(t, 1, nil, "--audit-retention", "720h").replicas[0])
+}
+
+func testSystemTablesServe(t *testing.T, s *server) {
 	admin := s.admin(t)
 	mustExec(t, admin, `CREATE USER alice WITH PASSWORD 'alice-pw'`, `CREATE GROUP "security-team"`)
 	var rows []string

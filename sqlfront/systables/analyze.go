@@ -40,6 +40,8 @@ type analysis struct {
 	// inTemplate is above 0 while a function template is rewritten: its
 	// own calls of engine functions (len, list_contains, ...) are trusted.
 	inTemplate int
+	// pg: the engine is PostgreSQL (pgdialect.go).
+	pg bool
 }
 
 type (
@@ -114,7 +116,7 @@ func (a *analysis) walkNode(n *pg.Node) error {
 // walkChildren visits every message inside m (through the oneof of a
 // Node, lists and direct message fields) after checking m's type.
 func (a *analysis) walkChildren(m protoreflect.Message) error {
-	if !allowedNodes[m.Descriptor().FullName()] && !(a.inTemplate > 0 && templateNodes[m.Descriptor().FullName()]) {
+	if !allowedNodes[m.Descriptor().FullName()] && !((a.inTemplate > 0 || a.pg) && templateNodes[m.Descriptor().FullName()]) {
 		return notSupported(splitCamel(nodeName(m)))
 	}
 	if err := a.checkMessage(m.Interface()); err != nil {
@@ -204,6 +206,9 @@ func (a *analysis) post(n *pg.Node) error {
 	case *pg.Node_ColumnRef:
 		a.columnRef(x.ColumnRef)
 	case *pg.Node_CollateClause:
+		if a.pg {
+			return nil // PostgreSQL's own
+		}
 		// Collations are PostgreSQL's ("default", "C"); the engine
 		// compares by byte, which is what "C" means.
 		if arg := x.CollateClause.Arg; arg != nil {

@@ -21,6 +21,7 @@ func (f *fakeEngine) Describe(_ context.Context, q catalog.Query) ([]catalog.Que
 	return []catalog.QueryColumn{{Name: "x"}}, nil, nil
 }
 
+func (f *fakeEngine) Dialect() catalog.QueryDialect                                 { return catalog.DialectDuckDB }
 func (f *fakeEngine) Query(context.Context, catalog.Query, func([]any) error) error { return nil }
 
 type fakeSession struct{ user, db string }

@@ -31,7 +31,7 @@ func TestClientRewrites(t *testing.T) {
 			[]string{"concat(coalesce(CAST(1 AS VARCHAR), ''), '|', (CASE WHEN regexp_full_match('access'", `'.', (CASE WHEN regexp_full_match('My T'`, `'|%'`},
 			[]string{"format("}},
 		{`SELECT CAST(CAST(format('%I.%I', 'access', 'audit') AS regclass) AS oid)`,
-			[]string{`SELECT "c"."oid" AS "oid" FROM (mandate_virtual_table('pg_catalog.pg_class') AS "c"`}, []string{"regclass"}},
+			[]string{`SELECT "regclass_c"."oid" AS "oid" FROM (mandate_virtual_table('pg_catalog.pg_class') AS "regclass_c"`}, []string{"AS regclass", "AS REGCLASS"}},
 		{`SELECT c.relname::regclass FROM pg_class c`, []string{`SELECT "relname" AS "relname" FROM mandate_virtual_table('pg_catalog.pg_class')`}, nil},
 		{`SELECT (information_schema._pg_expandarray(i.indkey)).n FROM pg_index i`,
 			[]string{`struct_pack("x" := unnest("i"."indkey"), "n" := generate_subscripts("i"."indkey", 1))`}, nil},

@@ -102,11 +102,34 @@
 // style, timestamps with time zone in the session's TimeZone, jsonb in its
 // canonical form.
 //
+// # Engines and dialects
+//
+// The engine says its dialect (catalog.QueryEngine.Dialect). Steps 1–4
+// are the same for both; step 5 differs:
+//
+//   - DuckDB (embedded, catalog/duckstore): the deparser writes the
+//     PostgreSQL semantics described above in DuckDB's SQL, and the
+//     virtual tables are read through the engine's table function.
+//   - PostgreSQL (--store postgres://, catalog/pgquery; pgdialect.go):
+//     nothing needs emulating, so the analysed tree is written as
+//     PostgreSQL parsed it (libpg_query's deparser), with each virtual
+//     table a subquery over json_to_recordset of a JSON parameter bound
+//     at execution (the rows computed for the caller, nothing written),
+//     parameters the client typed cast to their types, and the engine
+//     relations resolved in the event stream's views schema. A few
+//     functions emulated for DuckDB run natively (quote_ident, format,
+//     array_upper, ...; pgNative), a few exist only there (justify_*,
+//     make_interval, convert_from; pgOnly). Result and parameter types are
+//     PostgreSQL's own; errors are PostgreSQL's, with the position of the
+//     node it points at mapped back to the client's text. The corpus of
+//     testdata/pgdiff answers like PostgreSQL 15 for every query
+//     (differences-postgres.txt is empty).
+//
 // # Differences from PostgreSQL
 //
-// The differential test (sqlfront/pgdiff_test.go, corpus and the list of
+// The differential test (sqlfront/pgdiff_test.go, corpus and the lists of
 // remaining differences in testdata/pgdiff) compares every answer with
-// PostgreSQL 15's. What remains: the engine's decimals have one scale per
+// PostgreSQL 15's, on both engines. What remains on DuckDB: the engine's decimals have one scale per
 // column (PostgreSQL's numeric one per value) and at most 38 digits;
 // numeric division of non-constants is computed in double precision;
 // floating-point aggregates may differ in the last digit; float overflow

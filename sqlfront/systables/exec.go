@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
@@ -52,6 +53,14 @@ type Statement struct {
 	unresolved []unresolvedCol
 	refs       map[string]resolvedRef
 	loc        *time.Location // the session's time zone, for output
+	// The PostgreSQL dialect (pgdialect.go): the calls the analysis
+	// wrote, the virtual tables bound after the client's nparams
+	// parameters, in order, and the session's TimeZone.
+	native   map[*pg.FuncCall]bool
+	pgTables []*relation
+	nparams  int
+	tz       string
+	original *pg.ParseResult // the client's statement before the analysis
 }
 
 // Columns returns the result columns.
@@ -83,6 +92,12 @@ func (e *Engine) Prepare(ctx context.Context, sess Session, text string, tree *p
 	sel := tree.Stmts[0].Stmt.GetSelectStmt()
 	outputInfo(sel)
 	st := &Statement{e: e, sess: sess, text: text}
+	pgDialect := e.q.Dialect() == catalog.DialectPostgres
+	var refs map[string]resolvedRef
+	if pgDialect {
+		refs = pgRefs(tree)
+		st.original = proto.Clone(tree).(*pg.ParseResult)
+	}
 	var err error
 	var native map[*pg.FuncCall]bool
 	e.cat.Read(func(m *catalog.Model) {
@@ -92,7 +107,7 @@ func (e *Engine) Prepare(ctx context.Context, sess Session, text string, tree *p
 			return
 		}
 		a := &analysis{sess: sess, m: m, me: me, ctes: map[string]string{}, used: map[string]*relation{}, done: map[*pg.Node]bool{},
-			native: map[*pg.FuncCall]bool{}}
+			native: map[*pg.FuncCall]bool{}, pg: pgDialect}
 		native = a.native
 		a.collectCTEs(sel.ProtoReflect())
 		if err = a.walkNode(tree.Stmts[0].Stmt); err != nil {
@@ -109,6 +124,9 @@ func (e *Engine) Prepare(ctx context.Context, sess Session, text string, tree *p
 	})
 	if err != nil {
 		return nil, st.positioned(err)
+	}
+	if pgDialect {
+		return st.preparePG(ctx, tree, native, refs, paramOIDs)
 	}
 	d := newDeparser(sess, native, paramOIDs)
 	st.loc = d.location()
@@ -190,7 +208,25 @@ func (st *Statement) checkPrivileges(m *catalog.Model, me *catalog.Principal) er
 // query builds the engine's query with the virtual tables' rows computed
 // for the caller when the engine asks for them.
 func (st *Statement) query(args []any) catalog.Query {
-	q := catalog.Query{SQL: st.sql, Args: args}
+	q := catalog.Query{SQL: st.sql, Args: args, TimeZone: st.tz}
+	if st.pgTables != nil || st.e.q.Dialect() == catalog.DialectPostgres {
+		// The rows are parameters after the client's.
+		if args == nil {
+			return q
+		}
+		q.Args = append(args[:len(args):len(args)], make([]any, len(st.pgTables))...)
+		st.e.cat.Read(func(m *catalog.Model) {
+			me, ok := m.PrincipalByName(st.sess.User())
+			for i, r := range st.pgTables {
+				var rows [][]any
+				if ok {
+					rows = r.rows(&rowCtx{m: m, me: me, sess: st.sess})
+				}
+				q.Args[len(args)+i] = pgRows(r.cols, rows)
+			}
+		})
+		return q
+	}
 	for _, r := range st.rels {
 		if r.engine != "" {
 			continue
@@ -263,6 +299,9 @@ func (st *Statement) engineError(err error) error {
 	if !errors.As(err, &qe) {
 		return err
 	}
+	if st.pgTables != nil {
+		return st.pgError(qe)
+	}
 	if len(st.unresolved) > 0 && (qe.SQLState == "42703" || qe.SQLState == "42P01" || qe.SQLState == "42601" ||
 		qe.SQLState == "42804" || qe.SQLState == "42883" && strings.Contains(qe.Msg, "column")) {
 		u := st.unresolved[0]
@@ -284,15 +323,20 @@ func (st *Statement) engineError(err error) error {
 		}
 		return e
 	}
-	msg := strings.ReplaceAll(qe.Msg, catalog.AuditRelation, "audit")
+	return &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: st.clientNames(qe.Msg), Detail: qe.Detail, Hint: qe.Hint}
+}
+
+// clientNames writes the names of an engine message as the client wrote
+// them (relations, CTEs).
+func (st *Statement) clientNames(msg string) string {
+	msg = strings.ReplaceAll(msg, catalog.AuditRelation, "audit")
 	msg = strings.ReplaceAll(msg, catalog.UsageRelation, "usage")
 	msg = strings.ReplaceAll(msg, catalog.PayloadsRelation, "payloads")
 	msg = strings.ReplaceAll(msg, catalog.VirtualTableFunc, "relation")
-	msg = cteName.ReplaceAllStringFunc(msg, func(s string) string {
+	return cteName.ReplaceAllStringFunc(msg, func(s string) string {
 		if n, ok := st.ctes[s]; ok {
 			return n
 		}
 		return s
 	})
-	return &pgwire.Error{Severity: "ERROR", Code: qe.SQLState, Message: msg, Detail: qe.Detail, Hint: qe.Hint}
 }

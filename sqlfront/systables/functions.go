@@ -179,6 +179,9 @@ func (a *analysis) funcCall(n *pg.Node, fc *pg.FuncCall) error {
 	if schema != "" && schema != "pg_catalog" && !(schema == "information_schema" && strings.HasPrefix(name, "_pg_")) {
 		ok = false
 	}
+	if !ok && a.pg && pgOnly[name] && (schema == "" || schema == "pg_catalog") {
+		return nil // PostgreSQL's own, run natively
+	}
 	if !ok && a.inTemplate > 0 && schema == "" {
 		a.native[fc] = true // an engine function of a template
 		return nil
@@ -194,6 +197,12 @@ func (a *analysis) funcCall(n *pg.Node, fc *pg.FuncCall) error {
 		return notSupported("WITHIN GROUP for " + name)
 	}
 	fc.Funcformat = pg.CoercionForm_COERCE_EXPLICIT_CALL
+	if a.pg && pgNative[name] {
+		if schema == "" || schema == "pg_catalog" {
+			fc.Funcname = []*pg.Node{pg.MakeStrNode("pg_catalog"), pg.MakeStrNode(name)}
+		}
+		return nil
+	}
 	switch name {
 	case "format":
 		return a.format(n, fc)
@@ -478,10 +487,14 @@ func (a *analysis) regCast(n *pg.Node, tc *pg.TypeCast, typ string) error {
 		var expr string
 		switch typ {
 		case "regclass":
-			expr = `(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-				WHERE $1 IN (quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname,
-					quote_ident(c.relname), c.relname)
-				ORDER BY n.nspname <> 'pg_catalog' LIMIT 1)`
+			// Aliases no query uses: the argument (Metabase's
+			// format('%I.%I', c.table_schema, c.table_name)) keeps
+			// reading its own relations inside the subquery.
+			expr = `(SELECT regclass_c.oid FROM pg_catalog.pg_class regclass_c JOIN pg_catalog.pg_namespace regclass_n
+				ON regclass_n.oid = regclass_c.relnamespace
+				WHERE $1 IN (quote_ident(regclass_n.nspname) || '.' || quote_ident(regclass_c.relname),
+					regclass_n.nspname || '.' || regclass_c.relname, quote_ident(regclass_c.relname), regclass_c.relname)
+				ORDER BY regclass_n.nspname <> 'pg_catalog' LIMIT 1)`
 		case "regnamespace":
 			expr = "(SELECT oid FROM pg_catalog.pg_namespace WHERE $1 IN (nspname, quote_ident(nspname)) LIMIT 1)"
 		case "regrole":
@@ -540,7 +553,7 @@ func isTextExpr(n *pg.Node) bool {
 		_, name := funcName(x.FuncCall)
 		switch name {
 		case "concat", "concat_ws", "lower", "upper", "replace", "trim", "ltrim", "rtrim", "substring", "substr",
-			"split_part", "left", "right", "lpad", "rpad", "translate", "regexp_replace", "md5", "to_hex", "chr":
+			"split_part", "left", "right", "lpad", "rpad", "translate", "regexp_replace", "md5", "to_hex", "chr", "format", "quote_ident":
 			return true
 		}
 	case *pg.Node_CoalesceExpr:

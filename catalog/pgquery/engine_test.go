@@ -1,0 +1,209 @@
+package pgquery_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/pgquery"
+	"github.com/mandatehq/mandate/catalog/pgtest"
+)
+
+// setup starts PostgreSQL with a store's tables (private), a view of them
+// in the views' schema, and the engine.
+func setup(t *testing.T) (*pgtest.Server, *pgx.Conn, *pgquery.Engine) {
+	t.Helper()
+	pgs := pgtest.Start(t, pgtest.Options{})
+	pgs.CreateDatabase(t, "mandate")
+	owner := pgs.Connect(t, "mandate")
+	for _, s := range []string{
+		`CREATE TABLE mandate_catalog_snapshots (revision bigint, state bytea)`,
+		`INSERT INTO mandate_catalog_snapshots VALUES (1, 'sealed secret')`,
+		`CREATE TABLE audit_events (event_time timestamptz, request_id text, latency_ms double precision)`,
+		`INSERT INTO audit_events VALUES ('2024-03-10 12:00:00+00', 'req-1', 1.5), ('2024-03-11 12:00:00+00', 'req-2', NULL)`,
+		`CREATE SCHEMA mandate_views`,
+		`CREATE VIEW mandate_views.system_access_audit AS SELECT event_time, request_id, latency_ms FROM audit_events`,
+	} {
+		if _, err := owner.Exec(t.Context(), s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	e, err := pgquery.Open(t.Context(), pgs.URL("mandate"), pgquery.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return pgs, owner, e
+}
+
+func queryAll(ctx context.Context, e *pgquery.Engine, q catalog.Query) ([][]any, error) {
+	var out [][]any
+	err := e.Query(ctx, q, func(v []any) error {
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
+
+func sqlState(err error) string {
+	var qe *catalog.QueryError
+	if errors.As(err, &qe) {
+		return qe.SQLState
+	}
+	return ""
+}
+
+// The engine reads the views, in PostgreSQL's types, with the session's
+// time zone, JSON virtual tables as parameters, and PostgreSQL's errors.
+func TestQuery(t *testing.T) {
+	_, _, e := setup(t)
+	ctx := t.Context()
+	if e.Dialect() != catalog.DialectPostgres {
+		t.Fatal("dialect")
+	}
+	q := catalog.Query{SQL: `SELECT request_id, latency_ms, event_time, event_time::text AS t, count(*) OVER () AS n,
+		CAST(1.50 AS numeric) AS d, interval '1 day 2 hours' AS i, ARRAY[1,2] AS a, '{"b":1, "a":2}'::jsonb AS j
+		FROM system_access_audit WHERE request_id = $1`, Args: []any{"req-1"}, TimeZone: "America/New_York"}
+	cols, params, err := e.Describe(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(params) != 1 || params[0].OID != 25 || len(cols) != 9 || cols[1].Type.OID != 701 || cols[2].Type.Data != catalog.DataTimestamptz ||
+		cols[4].Type.OID != 20 || cols[5].Type.Data != catalog.DataNumeric || cols[7].Type.Data != catalog.DataList || cols[8].Type.OID != 3802 {
+		t.Fatalf("cols %+v params %+v", cols, params)
+	}
+	rows, err := queryAll(ctx, e, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+	if len(rows) != 1 || rows[0][0] != "req-1" || rows[0][1] != 1.5 || !rows[0][2].(time.Time).Equal(want) ||
+		rows[0][3] != "2024-03-10 08:00:00-04" || rows[0][4] != int64(1) ||
+		rows[0][5].(catalog.Decimal).Unscaled.Cmp(big.NewInt(150)) != 0 ||
+		rows[0][6] != (catalog.Interval{Days: 1, Micros: 2 * 3600e6}) || fmt.Sprint(rows[0][7]) != "[1 2]" || rows[0][8] != `{"a": 2, "b": 1}` {
+		t.Fatalf("rows %#v", rows)
+	}
+	// A virtual table: rows as a JSON parameter.
+	vt := catalog.Query{SQL: `SELECT name, n FROM (SELECT * FROM json_to_recordset(CAST($1 AS json)) AS t(name text, n bigint)) v ORDER BY n`,
+		Args: []any{`[{"name":"b","n":2},{"name":"a","n":1}]`}}
+	if rows, err = queryAll(ctx, e, vt); err != nil || len(rows) != 2 || rows[0][0] != "a" {
+		t.Fatalf("virtual table: %v %v", rows, err)
+	}
+	for sql, code := range map[string]string{
+		`SELECT 1/0`:                             "22012",
+		`SELECT nope FROM system_access_audit`:   "42703",
+		`SELECT 'x'::int`:                        "22P02",
+		`SELECT * FROM missing_relation`:         "42P01",
+		`SELECT 9223372036854775807::bigint + 1`: "22003",
+	} {
+		_, err := queryAll(ctx, e, catalog.Query{SQL: sql})
+		if sqlState(err) != code {
+			t.Errorf("%s: %v, want %s", sql, err, code)
+		}
+		var qe *catalog.QueryError
+		if code == "42703" && (!errors.As(err, &qe) || qe.Name != "nope") {
+			t.Errorf("%s: %#v does not name the column", sql, err)
+		}
+	}
+}
+
+// The query role reads the views and nothing else: not the store's
+// tables, not files, no writes, no way around the READ ONLY transaction.
+// The front end never sends such statements; the role is the second wall.
+func TestRole(t *testing.T) {
+	_, owner, e := setup(t)
+	ctx := t.Context()
+	if rows, err := queryAll(ctx, e, catalog.Query{SQL: `SELECT count(*) FROM mandate_views.system_access_audit`}); err != nil || rows[0][0] != int64(2) {
+		t.Fatalf("the view: %v %v", rows, err)
+	}
+	for sql, code := range map[string]string{
+		`SELECT * FROM public.mandate_catalog_snapshots`:                     "42501",
+		`SELECT * FROM public.audit_events`:                                  "42501",
+		`SELECT pg_read_file('/etc/passwd')`:                                 "42501",
+		`SELECT pg_ls_dir('.')`:                                              "42501",
+		`SELECT lo_import('/etc/passwd')`:                                    "42501",
+		`SELECT dblink('dbname=mandate', 'SELECT 1')`:                        "42883",
+		`SELECT current_user = '` + e.Role() + `' AS is_role`:                "",
+		`CREATE TEMP TABLE x (a int)`:                                        "25006",
+		`WITH d AS (DELETE FROM mandate_views.system_access_audit) SELECT 1`: "42501",
+		`SELECT 1 FROM pg_catalog.pg_authid`:                                 "42501",
+	} {
+		rows, err := queryAll(ctx, e, catalog.Query{SQL: sql})
+		if got := sqlState(err); got != code {
+			t.Errorf("%s: %v %v, want %q", sql, rows, err, code)
+		}
+		if code == "" && (len(rows) != 1 || rows[0][0] != true) {
+			t.Errorf("%s: %v", sql, rows)
+		}
+	}
+	var n int
+	if err := owner.QueryRow(ctx, `SELECT count(*) FROM audit_events`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("the store's rows: %d %v", n, err)
+	}
+	// The role's attributes: no login, nothing but the views' schema.
+	var login, super bool
+	if err := owner.QueryRow(ctx, `SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = $1`, e.Role()).Scan(&login, &super); err != nil || login || super {
+		t.Fatalf("role %s: login %v super %v %v", e.Role(), login, super, err)
+	}
+}
+
+// A done ctx stops the query on the server (a CancelRequest), and the
+// statement timeout comes from ctx's deadline.
+func TestCancel(t *testing.T) {
+	_, owner, e := setup(t)
+	active := func() int {
+		var n int
+		if err := owner.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mandate-query'
+			AND state = 'active' AND query LIKE '%pg_sleep%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := queryAll(ctx, e, catalog.Query{SQL: `SELECT pg_sleep(60)`})
+		done <- err
+	}()
+	waitFor(t, "the query to run", func() bool { return active() == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled query: %v", err)
+	}
+	waitFor(t, "the server to stop the query", func() bool { return active() == 0 })
+	// The connection is reusable; the pool holds at most MaxConns.
+	if _, err := queryAll(t.Context(), e, catalog.Query{SQL: `SELECT 1`}); err != nil {
+		t.Fatal(err)
+	}
+	// statement_timeout from the deadline: the server stops the query
+	// even if nobody cancels it.
+	dctx, dcancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer dcancel()
+	// No JIT: its compilation does not look at a cancel.
+	var timeout, jit string
+	err := e.Query(dctx, catalog.Query{SQL: `SELECT current_setting('statement_timeout'), current_setting('jit')`}, func(v []any) error {
+		timeout, _ = v[0].(string)
+		jit, _ = v[1].(string)
+		return nil
+	})
+	if err != nil || timeout == "0" || timeout == "" || jit != "off" {
+		t.Fatalf("statement_timeout %q jit %q: %v", timeout, jit, err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
