@@ -162,7 +162,8 @@ type ModelPrice struct {
 // connections ("frontier" is system.ai.frontier; three-part names address
 // other schemas). An unknown model service is ErrNoModelService. List
 // returns every model service's full name (GET /llm/v1/models shows those
-// the caller may EXECUTE).
+// the caller may EXECUTE). A ModelService answered may be shared by every
+// call (a cache's): callers read it and never change it.
 type ModelServices interface {
 	ModelService(ctx context.Context, name string) (*ModelService, error)
 	ListModelServices(ctx context.Context) ([]string, error)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,7 @@ type Log struct {
 	live     int64         // framed bytes of the pending records
 	applied  chan struct{} // closed (and replaced) whenever records were applied
 	applyErr error
+	buf      []byte // encode's, reused while at most maxKeptBuffer
 
 	applyMu sync.Mutex // serializes applying
 	kick    chan struct{}
@@ -187,9 +189,9 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 	return l, nil
 }
 
-// encode frames a record.
-func encode(r *record) ([]byte, error) {
-	buf := make([]byte, wal.HeaderSize, wal.HeaderSize+binary.MaxVarintLen64+1+wal.AuditSize(r.events))
+// encode frames a record into buf's storage (grown as needed).
+func encode(buf []byte, r *record) ([]byte, error) {
+	buf = slices.Grow(buf[:0], wal.HeaderSize+binary.MaxVarintLen64+1+wal.AuditSize(r.events))[:wal.HeaderSize]
 	if r.mark > 0 {
 		buf = append(buf, changeAuditMagic)
 		buf = binary.AppendUvarint(buf, uint64(r.mark))
@@ -200,6 +202,9 @@ func encode(r *record) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// maxKeptBuffer bounds the encoding buffer a Log keeps between appends.
+const maxKeptBuffer = 64 << 10
 
 // decode decodes a record body (seq and size are the caller's).
 func decode(body []byte) (*record, error) {
@@ -321,9 +326,12 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision) erro
 		r.mark = max(mark, l.mark)
 	}
 	r.seq = l.seq + 1
-	buf, err := encode(r)
+	buf, err := encode(l.buf, r)
 	if err != nil {
 		return err
+	}
+	if cap(buf) <= maxKeptBuffer {
+		l.buf = buf
 	}
 	r.size, r.at = int64(len(buf)), time.Now()
 	if _, err := l.f.WriteAt(buf, l.size); err != nil {
@@ -551,7 +559,7 @@ func (l *Log) rewrite() error {
 	}
 	var size int64
 	for _, r := range l.pending {
-		buf, err := encode(r)
+		buf, err := encode(l.buf, r)
 		if err == nil {
 			_, err = f.WriteAt(buf, size)
 		}

@@ -109,7 +109,7 @@ func TestReplayAfterCrash(t *testing.T) {
 		t.Fatal("applied before the crash; the test needs the records pending")
 	}
 	crash(l)
-	torn, err := encode(&record{seq: 99, events: []catalog.AuditEvent{event(9)}})
+	torn, err := encode(nil, &record{seq: 99, events: []catalog.AuditEvent{event(9)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/segmentio/encoding/json"
@@ -36,6 +38,11 @@ type Options struct {
 	// DisallowUnknownFields refuses an object key that matches no field of
 	// the struct it is decoded into (ErrType).
 	DisallowUnknownFields bool
+	// FoldKeys also refuses two keys of one object that are equal under
+	// Unicode case folding (bytes.EqualFold: "Tools" and "tools"), which
+	// a decoder matching fields case-insensitively (encoding/json) would
+	// read as one.
+	FoldKeys bool
 }
 
 func (o Options) maxBytes() int64 {
@@ -100,7 +107,7 @@ func Valid(data []byte, o Options) error {
 			Msg: fmt.Sprintf("JSON document of %d bytes is larger than the limit of %d bytes", len(data), max)}
 	}
 	s := scanners.Get().(*scanner)
-	s.data, s.i, s.maxDepth = data, 0, o.maxDepth()
+	s.data, s.i, s.maxDepth, s.fold = data, 0, o.maxDepth(), o.FoldKeys
 	err := s.run()
 	// Keep what a typical document needs; let outsized stacks go.
 	if cap(s.stack) <= 1024 && cap(s.keys) <= 4096 && cap(s.scratch) <= 64<<10 {
@@ -198,6 +205,7 @@ type scanner struct {
 	data     []byte
 	i        int
 	maxDepth int
+	fold     bool // Options.FoldKeys
 	stack    []frame
 	keys     []keySpan
 	scratch  []byte // decoded keys of the open objects
@@ -355,14 +363,15 @@ func (s *scanner) member() error {
 	f := &s.stack[len(s.stack)-1]
 	kb := s.bytes(k)
 	if f.set != nil {
-		if _, dup := f.set[string(kb)]; dup {
+		sk := s.setKey(kb)
+		if _, dup := f.set[sk]; dup {
 			return s.duplicate(at, kb)
 		}
-		f.set[string(kb)] = struct{}{}
+		f.set[sk] = struct{}{}
 	} else {
 		keys := s.keys[f.keysStart:]
 		for _, o := range keys {
-			if bytes.Equal(s.bytes(o), kb) {
+			if ob := s.bytes(o); bytes.Equal(ob, kb) || (s.fold && bytes.EqualFold(ob, kb)) {
 				return s.duplicate(at, kb)
 			}
 		}
@@ -371,9 +380,9 @@ func (s *scanner) member() error {
 		} else {
 			f.set = make(map[string]struct{}, 2*len(keys)+2)
 			for _, o := range keys {
-				f.set[string(s.bytes(o))] = struct{}{}
+				f.set[s.setKey(s.bytes(o))] = struct{}{}
 			}
-			f.set[string(kb)] = struct{}{}
+			f.set[s.setKey(kb)] = struct{}{}
 			s.keys = s.keys[:f.keysStart]
 		}
 	}
@@ -383,6 +392,21 @@ func (s *scanner) member() error {
 	}
 	s.i++
 	return nil
+}
+
+// setKey is key as a frame's set holds it: folded with FoldKeys (keys
+// that bytes.EqualFold finds equal map to one string).
+func (s *scanner) setKey(key []byte) string {
+	if !s.fold {
+		return string(key)
+	}
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, string(key))
 }
 
 func (s *scanner) duplicate(at int, key []byte) error {

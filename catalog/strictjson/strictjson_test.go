@@ -27,6 +27,8 @@ func TestValid(t *testing.T) {
 		{"same key in two objects", `[{"a":1},{"a":2}]`, strictjson.Options{}, nil},
 		{"same key at two levels", `{"a":{"a":1}}`, strictjson.Options{}, nil},
 		{"keys differing by case", `{"a":1,"A":2}`, strictjson.Options{}, nil},
+		{"distinct keys folded", `{"a":1,"b":2,"x":{"a":1},"ab":3}`, strictjson.Options{FoldKeys: true}, nil},
+		{"distinct keys folded in a large object", `{` + manyKeys(40) + `,"k40":0}`, strictjson.Options{FoldKeys: true}, nil},
 		{"depth at limit", deep(4), strictjson.Options{MaxDepth: 4}, nil},
 		{"size at limit", `[1,2]`, strictjson.Options{MaxBytes: 5}, nil},
 
@@ -61,6 +63,9 @@ func TestValid(t *testing.T) {
 		{"duplicate via invalid utf8", "{\"\xff\":1,\"\xfe\":2}", strictjson.Options{}, strictjson.ErrDuplicateKey},
 		{"duplicate via lone surrogate", `{"\ud800":1,"\ufffd":2}`, strictjson.Options{}, strictjson.ErrDuplicateKey},
 		{"duplicate in a large object", `{` + manyKeys(40) + `,"k7":0}`, strictjson.Options{}, strictjson.ErrDuplicateKey},
+		{"keys differing by case folded", `{"a":1,"b":{"Tools":[],"tools":[]}}`, strictjson.Options{FoldKeys: true}, strictjson.ErrDuplicateKey},
+		{"keys differing by case folded via escape", `{"kelvin":1,"\u212Aelvin":2}`, strictjson.Options{FoldKeys: true}, strictjson.ErrDuplicateKey},
+		{"keys differing by case folded in a large object", `{` + manyKeys(40) + `,"K7":0}`, strictjson.Options{FoldKeys: true}, strictjson.ErrDuplicateKey},
 
 		{"too deep", deep(5), strictjson.Options{MaxDepth: 4}, strictjson.ErrTooDeep},
 		{"too deep objects", deepObj(129), strictjson.Options{}, strictjson.ErrTooDeep},

@@ -25,9 +25,10 @@
 //
 // # Parsing
 //
-// A body is checked once: size, UTF-8, json.Valid, nesting depth, and no
-// object with two keys equal under Unicode case folding (a body cannot be
-// read one way here and another way upstream). Then the members governance
+// A body is checked once: size, UTF-8, then in one pass
+// (catalog/strictjson) syntax, nesting depth, and no object with two keys
+// equal under Unicode case folding (a body cannot be read one way here and
+// another way upstream). Then the members governance
 // needs are read as byte spans: model, stream, stream_options.include_usage,
 // max_tokens / max_completion_tokens / max_output_tokens (times n), tools
 // and tool_choice, response_format / text.format / output_config.format,

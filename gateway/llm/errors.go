@@ -232,23 +232,42 @@ func (rl *RateLimit) SetHeaders(h http.Header, f Format) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	set := func(name string, w *Window) {
+	// One backing array for every value: a header's value is one element.
+	vals := make([]string, 0, 2*len(rateLimitKeys[0]))
+	set := func(k *[6]string, w *Window) {
 		if w == nil {
 			return
 		}
-		reset := w.Reset.Round(time.Millisecond)
-		h.Set("x-ratelimit-limit-"+name, strconv.FormatInt(w.Limit, 10))
-		h.Set("x-ratelimit-remaining-"+name, strconv.FormatInt(max(w.Remaining, 0), 10))
-		h.Set("x-ratelimit-reset-"+name, reset.String())
+		n := 3
 		if f == FormatAnthropic {
-			h.Set("anthropic-ratelimit-"+name+"-limit", strconv.FormatInt(w.Limit, 10))
-			h.Set("anthropic-ratelimit-"+name+"-remaining", strconv.FormatInt(max(w.Remaining, 0), 10))
-			h.Set("anthropic-ratelimit-"+name+"-reset", now.Add(w.Reset).UTC().Format(time.RFC3339))
+			n = 6
+		}
+		base := len(vals)
+		limit, remaining := strconv.FormatInt(w.Limit, 10), strconv.FormatInt(max(w.Remaining, 0), 10)
+		vals = append(vals, limit, remaining, w.Reset.Round(time.Millisecond).String())
+		if n == 6 {
+			vals = append(vals, limit, remaining, now.Add(w.Reset).UTC().Format(time.RFC3339))
+		}
+		for i := range n {
+			h[k[i]] = vals[base+i : base+i+1 : base+i+1]
 		}
 	}
-	set("requests", rl.Requests)
-	set("tokens", rl.Tokens)
+	set(&rateLimitKeys[0], rl.Requests)
+	set(&rateLimitKeys[1], rl.Tokens)
 }
+
+// rateLimitKeys are SetHeaders' header names in canonical form (requests,
+// then tokens): x-ratelimit-{limit,remaining,reset}-NAME, then
+// anthropic-ratelimit-NAME-{limit,remaining,reset}.
+var rateLimitKeys = func() (k [2][6]string) {
+	for i, name := range [2]string{"requests", "tokens"} {
+		for j, v := range [3]string{"limit", "remaining", "reset"} {
+			k[i][j] = http.CanonicalHeaderKey("x-ratelimit-" + v + "-" + name)
+			k[i][3+j] = http.CanonicalHeaderKey("anthropic-ratelimit-" + name + "-" + v)
+		}
+	}
+	return k
+}()
 
 // RateLimited is the 429 for a request over a rate limit: Retry-After is
 // retryAfter (at least one second), the x-ratelimit-* headers describe

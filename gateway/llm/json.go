@@ -4,17 +4,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"math"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/mandatehq/mandate/catalog/strictjson"
 )
 
 // Request bodies are read as byte spans rather than decoded into Go values:
 // the fast path (same format in and out) needs a handful of members and
-// forwards the rest untouched. A body is checked once (UTF-8, json.Valid,
-// nesting depth, keys that collide under case folding); the helpers below
+// forwards the rest untouched. A body is checked once (UTF-8, then syntax,
+// nesting depth and keys that collide under case folding in one pass); the helpers below
 // then walk it and return errors, never panic, on anything unexpected.
 //
 // Keys that collide under Unicode case folding are refused in every object:
@@ -264,158 +265,19 @@ func kindOf(v []byte) byte {
 	}
 }
 
-// checkJSON validates b as one JSON value: UTF-8, syntax, nesting at most
-// maxDepth, and no object with two keys equal under case folding.
+// checkJSON validates b as one JSON value: UTF-8, then in one pass
+// (catalog/strictjson) syntax, nesting at most maxDepth, and no object
+// with two keys equal under case folding.
 func checkJSON(b []byte, maxDepth int) error {
 	if !utf8.Valid(b) {
 		return errors.New("body is not valid UTF-8")
 	}
-	if !json.Valid(b) {
-		return errors.New("body is not valid JSON")
+	err := strictjson.Valid(b, strictjson.Options{MaxBytes: math.MaxInt64, MaxDepth: maxDepth, FoldKeys: true})
+	var se *strictjson.Error
+	if errors.As(err, &se) && errors.Is(err, strictjson.ErrSyntax) {
+		return errors.New(strings.TrimPrefix(se.Msg, "invalid JSON: ")) // the caller says "invalid JSON body"
 	}
-	var stack [32][]byte
-	kc := keyChecker{keys: stack[:0], maxDepth: maxDepth}
-	i, err := kc.value(b, 0, 0)
-	if err != nil {
-		return err
-	}
-	if skipWS(b, i) != len(b) {
-		return errScan
-	}
-	return nil
-}
-
-type keyChecker struct {
-	keys     [][]byte // keys of the objects being walked, innermost last
-	maxDepth int
-}
-
-// foldedKeysAt is the number of keys of one object above which keyChecker
-// switches from pairwise comparison to a map.
-const foldedKeysAt = 32
-
-func (kc *keyChecker) value(b []byte, i, depth int) (int, error) {
-	i = skipWS(b, i)
-	if i >= len(b) {
-		return 0, errScan
-	}
-	switch b[i] {
-	case '{':
-		return kc.object(b, i, depth+1)
-	case '[':
-		if depth+1 > kc.maxDepth {
-			return 0, fmt.Errorf("JSON nested deeper than %d levels", kc.maxDepth)
-		}
-		i = skipWS(b, i+1)
-		if i < len(b) && b[i] == ']' {
-			return i + 1, nil
-		}
-		for {
-			j, err := kc.value(b, i, depth+1)
-			if err != nil {
-				return 0, err
-			}
-			j = skipWS(b, j)
-			if j >= len(b) {
-				return 0, errScan
-			}
-			if b[j] == ']' {
-				return j + 1, nil
-			}
-			if b[j] != ',' {
-				return 0, errScan
-			}
-			i = j + 1
-		}
-	case '"':
-		return skipString(b, i)
-	default:
-		j := i
-		for j < len(b) && !isWS(b[j]) && b[j] != ',' && b[j] != '}' && b[j] != ']' {
-			j++
-		}
-		return j, nil
-	}
-}
-
-func (kc *keyChecker) object(b []byte, i, depth int) (int, error) {
-	if depth > kc.maxDepth {
-		return 0, fmt.Errorf("JSON nested deeper than %d levels", kc.maxDepth)
-	}
-	base := len(kc.keys)
-	defer func() { kc.keys = kc.keys[:base] }()
-	var folded map[string]struct{}
-	i = skipWS(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return i + 1, nil
-	}
-	for {
-		i = skipWS(b, i)
-		ke, err := skipString(b, i)
-		if err != nil {
-			return 0, err
-		}
-		k := b[i+1 : ke-1]
-		if bytes.IndexByte(k, '\\') >= 0 {
-			s, ok := unquote(b[i:ke])
-			if !ok {
-				return 0, errScan
-			}
-			k = []byte(s)
-		}
-		if folded != nil {
-			f := foldKey(k)
-			if _, dup := folded[f]; dup {
-				return 0, fmt.Errorf("duplicate key %q", k)
-			}
-			folded[f] = struct{}{}
-		} else {
-			for _, prev := range kc.keys[base:] {
-				if bytes.EqualFold(prev, k) {
-					return 0, fmt.Errorf("duplicate key %q", k)
-				}
-			}
-			kc.keys = append(kc.keys, k)
-			if len(kc.keys)-base > foldedKeysAt {
-				folded = make(map[string]struct{}, 2*foldedKeysAt)
-				for _, prev := range kc.keys[base:] {
-					folded[foldKey(prev)] = struct{}{}
-				}
-			}
-		}
-		i = skipWS(b, ke)
-		if i >= len(b) || b[i] != ':' {
-			return 0, errScan
-		}
-		j, err := kc.value(b, i+1, depth)
-		if err != nil {
-			return 0, err
-		}
-		j = skipWS(b, j)
-		if j >= len(b) {
-			return 0, errScan
-		}
-		if b[j] == '}' {
-			return j + 1, nil
-		}
-		if b[j] != ',' {
-			return 0, errScan
-		}
-		i = j + 1
-	}
-}
-
-// foldKey maps keys that bytes.EqualFold considers equal to one string.
-func foldKey(k []byte) string {
-	return strings.Map(func(r rune) rune {
-		min := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			if f < min {
-				min = f
-			}
-		}
-		return min
-	}, string(k))
+	return err
 }
 
 // framedObject is the cheap check of upstream bodies the gateway relays:

@@ -49,20 +49,26 @@ func prepare(req *Request, d *Destination, userID string, clientHeader http.Head
 	cf, df := req.Endpoint.Format(), d.Provider.Format()
 	out := &Outbound{Destination: d, Header: make(http.Header, 8), format: df, endpoint: req.Endpoint}
 	h := out.Header
-	h["Content-Type"] = []string{"application/json"}
-	if req.Stream {
-		h["Accept"] = []string{"text/event-stream"}
-	} else {
-		h["Accept"] = []string{"application/json"}
+	// The gateway's own headers, each value one element of one array.
+	vals := make([]string, 0, 5)
+	one := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	h["User-Agent"] = []string{"mandate-gateway"}
+	one("Content-Type", "application/json")
+	if req.Stream {
+		one("Accept", "text/event-stream")
+	} else {
+		one("Accept", "application/json")
+	}
+	one("User-Agent", "mandate-gateway")
 	if df == FormatAnthropic {
 		if d.APIKey != "" {
-			h["X-Api-Key"] = []string{d.APIKey}
+			one("X-Api-Key", d.APIKey)
 		}
-		h["Anthropic-Version"] = []string{anthropicVersion}
+		one("Anthropic-Version", anthropicVersion)
 	} else if d.APIKey != "" {
-		h["Authorization"] = []string{"Bearer " + d.APIKey}
+		one("Authorization", "Bearer "+d.APIKey)
 	}
 
 	if cf == df {

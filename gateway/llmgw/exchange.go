@@ -383,8 +383,8 @@ func (x *exchange) absorb(c *pipeline.Call) {
 // setHeaders adds the gateway's response headers: the request id (both
 // providers' names) and the caller's rate-limit position.
 func (x *exchange) setHeaders(c *pipeline.Call, h http.Header) {
-	h.Set("X-Request-Id", c.RequestID)
-	h.Set("Request-Id", c.RequestID)
+	id := []string{c.RequestID, c.RequestID} // one allocation for both
+	h["X-Request-Id"], h["Request-Id"] = id[:1:1], id[1:2:2]
 	if li := c.Limits; li != nil {
 		rateLimit(li).SetHeaders(h, x.cf)
 	}

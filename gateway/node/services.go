@@ -52,7 +52,7 @@ func (s *ModelServices) Close() error {
 }
 
 // ModelService implements gateway.ModelServices. The answer is the
-// caller's to keep and change.
+// cache's, shared by every call: read it, never change it.
 func (s *ModelServices) ModelService(ctx context.Context, name string) (*gateway.ModelService, error) {
 	ms, err := s.cache.get(ctx, name, func(ctx context.Context) (*gateway.ModelService, catalog.Revision, bool, error) {
 		var info api.ModelServiceInfo
@@ -72,7 +72,7 @@ func (s *ModelServices) ModelService(ctx context.Context, name string) (*gateway
 	if ms == nil {
 		return nil, fmt.Errorf("%w: %s", gateway.ErrNoModelService, name)
 	}
-	return cloneModelService(ms), nil
+	return ms, nil
 }
 
 // ListModelServices implements gateway.ModelServices.
@@ -158,7 +158,8 @@ func NewLocalModelServices(svc *catalog.Service) *LocalModelServices {
 }
 
 // ModelService implements gateway.ModelServices (names as for
-// ModelServices). The answer is the caller's to keep and change.
+// ModelServices). The answer is the cache's, shared by every call: read
+// it, never change it.
 func (l *LocalModelServices) ModelService(ctx context.Context, name string) (*gateway.ModelService, error) {
 	rev := l.svc.Revision()
 	l.mu.Lock()
@@ -191,7 +192,7 @@ func (l *LocalModelServices) ModelService(ctx context.Context, name string) (*ga
 	if ms == nil {
 		return nil, fmt.Errorf("%w: %s", gateway.ErrNoModelService, name)
 	}
-	return cloneModelService(ms), nil
+	return ms, nil
 }
 
 // ListModelServices implements gateway.ModelServices.
@@ -320,42 +321,6 @@ func toModelService(info *api.ModelServiceInfo) *gateway.ModelService {
 		ms.Fallbacks[i].Weight = 0
 	}
 	return ms
-}
-
-// cloneModelService deep-copies ms (its provider services stay shared
-// between its routes).
-func cloneModelService(ms *gateway.ModelService) *gateway.ModelService {
-	cp := *ms
-	cp.Options, cp.Tags = cloneMap(ms.Options), cloneMap(ms.Tags)
-	providers := map[*gateway.ProviderService]*gateway.ProviderService{}
-	clone := func(ds []gateway.ModelDestination) []gateway.ModelDestination {
-		out := make([]gateway.ModelDestination, len(ds))
-		for i, d := range ds {
-			p := providers[d.Provider]
-			if p == nil {
-				c := *d.Provider
-				c.Options = cloneMap(d.Provider.Options)
-				c.Prices = make(map[string]gateway.ModelPrice, len(d.Provider.Prices))
-				for k, v := range d.Provider.Prices {
-					c.Prices[k] = v
-				}
-				p = &c
-				providers[d.Provider] = p
-			}
-			out[i] = gateway.ModelDestination{Provider: p, Model: d.Model, Weight: d.Weight}
-		}
-		return out
-	}
-	cp.Destinations, cp.Fallbacks = clone(ms.Destinations), clone(ms.Fallbacks)
-	return &cp
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // revCache caches answers by key while no newer catalog revision than

@@ -83,7 +83,8 @@ type Attempt struct {
 // SetLLMRequest records the model request (LLM adapter, in Resolve).
 func SetLLMRequest(ctx context.Context, r LLMRequest) {
 	if st := callOf(ctx); st != nil {
-		st.llmReq = &r
+		cp := r // copied here: no allocation for a call without telemetry
+		st.llmReq = &cp
 	}
 }
 
@@ -91,7 +92,8 @@ func SetLLMRequest(ctx context.Context, r LLMRequest) {
 // answer is done).
 func SetLLMResult(ctx context.Context, r LLMResult) {
 	if st := callOf(ctx); st != nil {
-		st.llm = &r
+		cp := r
+		st.llm = &cp
 	}
 }
 
