@@ -366,35 +366,7 @@ func TestLLMGatewayNodeLimits(t *testing.T) {
 	for _, n := range nodes { // the nodes apply the budget before their next call
 		waitNodeCurrent(t, e.s.httpAddr, n)
 	}
-	var mu sync.Mutex
-	ok, refused := 0, 0
-	var wg sync.WaitGroup
-	for g := range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 40 {
-				resp, body := llmPost(t, bases[g%3], "/v1/chat/completions", tokens["dave"], chat)
-				mu.Lock()
-				switch {
-				case resp.StatusCode == 200:
-					ok++
-				case resp.StatusCode == 429 && strings.Contains(body, "budget"):
-					refused++
-				default:
-					t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
-				}
-				mu.Unlock()
-				if resp.StatusCode != 200 {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if refused != 32 || ok == 0 {
-		t.Fatalf("budget: %d calls answered, %d refused; want every caller refused in the end", ok, refused)
-	}
+	ok := spendBudget(t, bases, tokens["dave"], chat)
 	rows := e.usage(t, `SELECT CAST(sum(cost_usd) * 1000000000 AS BIGINT), CAST(max(cost_usd) * 1000000000 AS BIGINT)
 		FROM system.ai_gateway.usage WHERE requester = 'dave@example.com' AND status_code = 200 HAVING count(*) >= `+strconv.Itoa(ok), 1)
 	var spent, most int64
@@ -405,7 +377,7 @@ func TestLLMGatewayNodeLimits(t *testing.T) {
 	if spent > limit+most || spent < limit/2 {
 		t.Errorf("budget over the server and two nodes: spent %d nano-USD (largest call %d) against a limit of %d", spent, most, limit)
 	}
-	t.Logf("budget: %d calls answered, %d refused, spent $%.6f of $0.02", ok, refused, float64(spent)/1e9)
+	t.Logf("budget: %d calls answered, 32 refused, spent $%.6f of $0.02", ok, float64(spent)/1e9)
 
 	// 10 requests per minute for each user: 32 callers over the two nodes.
 	mustExec(t, e.admin, `ALTER MODEL SERVICE system.ai.frontier SET RATE LIMIT 10 REQUESTS PER MINUTE FOR EACH USER`)
@@ -421,6 +393,8 @@ func TestLLMGatewayNodeLimits(t *testing.T) {
 	start := time.Now()
 	before := e.fake.Count()
 	passed := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for g := range 32 {
 		wg.Add(1)
 		go func() {
@@ -507,4 +481,39 @@ func TestReplicasLLMLimits(t *testing.T) {
 	if ok > 4 || ok < 3 || fake.Count() != ok {
 		t.Errorf("%d calls answered (the upstream got %d); the limit is 4 per minute across the replicas", ok, fake.Count())
 	}
+}
+
+// spendBudget runs 32 callers, spread over bases, each calling until it is
+// refused; every refusal must be the budget's 429. It returns how many
+// calls were answered (at least one).
+func spendBudget(t *testing.T, bases []string, token, chat string) int {
+	t.Helper()
+	var mu sync.Mutex
+	ok, refused := 0, 0
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Go(func() {
+			for range 40 {
+				resp, body := llmPost(t, bases[g%len(bases)], "/v1/chat/completions", token, chat)
+				mu.Lock()
+				switch {
+				case resp.StatusCode == 200:
+					ok++
+				case resp.StatusCode == 429 && strings.Contains(body, "budget"):
+					refused++
+				default:
+					t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
+				}
+				mu.Unlock()
+				if resp.StatusCode != 200 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if refused != 32 || ok == 0 {
+		t.Fatalf("budget: %d calls answered, %d refused; want every caller refused in the end", ok, refused)
+	}
+	return ok
 }
