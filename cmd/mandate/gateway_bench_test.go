@@ -104,7 +104,7 @@ func BenchmarkGateway(b *testing.B) {
 		startProcess(b, []string{"gateway", "--catalog", "http://" + s.httpAddr,
 			"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", nodeAddr,
 			"--oidc-issuer", "http://" + s.httpAddr + "/oidc", "--public-url", "http://" + s.httpAddr,
-			"--data-dir", b.TempDir(), "--log-level", "warn"}, "Mandate gateway is ready")
+			"--data-dir", nodeDataDir(b, s.dataDir, ""), "--log-level", "warn"}, "Mandate gateway is ready")
 		paths = append(paths, struct{ name, url, token string }{"node", "http://" + nodeAddr + "/mcp/bench", token})
 	}
 	// asks reads the node's decision cache misses (catalog round trips);

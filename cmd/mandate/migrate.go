@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -159,9 +160,14 @@ func migrate(ctx context.Context, from, to string) (*migrated, error) {
 
 	res := &migrated{revision: state.Revision, principals: len(state.Principals), securables: len(state.Securables), privileges: len(state.Grants)}
 	keys := keystore.Sealed(pg.Keys(), kr)
-	if res.keys, res.grants, err = copyKeys(ctx, from, keys); err != nil {
+	if res.keys, res.grants, err = copyGatewayKeys(ctx, from, pg.Keys()); err != nil {
 		return nil, err
 	}
+	names, grants, err := copyKeys(ctx, from, keys, res.keys...)
+	if err != nil {
+		return nil, err
+	}
+	res.keys, res.grants = append(res.keys, names...), res.grants+grants
 	if res.events, err = copyAudit(ctx, src.Events, ev, migrateBatch); err != nil {
 		return nil, fmt.Errorf("copying the audit events: %w", err)
 	}
@@ -189,13 +195,48 @@ func checkSealed(st *catalog.State, kr *catalog.Keyring) error {
 	return nil
 }
 
-// copyKeys copies the key files of a data directory (mandate_jwt signing
-// keys, the development IdP's key and secrets, the node token) and its
-// per-user OAuth grants into keys. A blob the target holds already must be
+// copyGatewayKeys copies DATA_DIR/keys (the gateway's mandate_jwt signing
+// keys and per-user OAuth grants, each blob as sealed with the master key)
+// into raw, the target's store under its sealing, blob for blob; sign-ins
+// in progress are left behind. A blob the target holds already must be
 // the same.
-func copyKeys(ctx context.Context, dir string, keys keystore.Store) (names []string, grants int, err error) {
+func copyGatewayKeys(ctx context.Context, dir string, raw keystore.Store) (names []string, grants int, err error) {
+	bs, err := keystore.Dir(filepath.Join(dir, gatewayKeysDir)).List(ctx, "")
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, b := range bs {
+		if !nodeKeyNames(b.Name) || strings.HasPrefix(b.Name, "oauth-") {
+			continue
+		}
+		got, err := raw.Create(ctx, b.Name, b.Data)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !bytes.Equal(got.Data, b.Data) {
+			return nil, 0, fmt.Errorf("the target database already holds a different %s", b.Name)
+		}
+		if strings.HasPrefix(b.Name, "user-token:") {
+			grants++
+		} else {
+			names = append(names, b.Name)
+		}
+	}
+	return names, grants, nil
+}
+
+// copyKeys copies the key files of a data directory (mandate_jwt signing
+// keys of an installation that has not moved them to DATA_DIR/keys yet,
+// the development IdP's key and secrets, the node token) and its per-user
+// OAuth grants of the same age into keys, except the names in skip
+// (copied from DATA_DIR/keys). A blob the target holds already must be
+// the same.
+func copyKeys(ctx context.Context, dir string, keys keystore.Store, skip ...string) (names []string, grants int, err error) {
 	src := keystore.Dir(dir)
 	for _, name := range []string{upstream.KeyFileName, devidp.SigningKeyFile, devidp.StateFile, api.TokenFile} {
+		if slices.Contains(skip, name) {
+			continue
+		}
 		b, err := src.Get(ctx, name)
 		if errors.Is(err, keystore.ErrNotFound) {
 			continue
