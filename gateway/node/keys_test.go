@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/keystore/keystoretest"
+	"github.com/mandatehq/mandate/catalog/pgstore"
+	"github.com/mandatehq/mandate/catalog/pgtest"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway/node"
 )
@@ -49,6 +53,24 @@ func TestKeysConformance(t *testing.T) {
 			_, k := keysServer(t, keystore.Dir(t.TempDir()), api.Options{})
 			return keystore.Sealed(k, kr)
 		})
+	})
+}
+
+// The same over the PostgreSQL key store replicas share: a node's lock is
+// an advisory lock the server holds on its behalf across requests.
+func TestKeysConformancePostgres(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	var n atomic.Int32
+	keystoretest.Run(t, func(t *testing.T) keystore.Store {
+		db := fmt.Sprintf("keys%d", n.Add(1))
+		srv.CreateDatabase(t, db)
+		pg, err := pgstore.Open(t.Context(), srv.URL(db), pgstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = pg.Close() })
+		_, k := keysServer(t, pg.Keys(), api.Options{})
+		return k
 	})
 }
 
