@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -37,7 +38,38 @@ func TestCopyAudit(t *testing.T) {
 					}
 				}
 			}
-			got, err := copyAudit(t.Context(), src, dst, batch)
+			// Interrupted after each number of batches, then continued
+			// from the position reached: every event once, in order.
+			for stopAt := 1; ; stopAt++ {
+				dst = memstore.New()
+				applied := 0
+				pos, err := copyAudit(t.Context(), src, batch, auditPos{}, func(ctx context.Context, evs []catalog.AuditEvent, _ auditPos) error {
+					if applied++; applied == stopAt {
+						return errStop
+					}
+					return dst.AppendAudit(ctx, evs...)
+				})
+				if err == nil {
+					break
+				}
+				pos, err = copyAudit(t.Context(), src, batch, pos, func(ctx context.Context, evs []catalog.AuditEvent, _ auditPos) error {
+					return dst.AppendAudit(ctx, evs...)
+				})
+				rows, _ := dst.ListAudit(t.Context(), time.Time{}, 0)
+				if err != nil || int(pos.Copied) != len(want) || len(rows) != len(want) {
+					t.Fatalf("stopped at batch %d, continued: %d copied, %d rows, %v; want %d", stopAt, pos.Copied, len(rows), err, len(want))
+				}
+				for i, r := range rows {
+					if r.EventID != want[i] {
+						t.Fatalf("stopped at batch %d: row %d = %s, want %s", stopAt, i, r.EventID, want[i])
+					}
+				}
+			}
+			dst = memstore.New()
+			pos, err := copyAudit(t.Context(), src, batch, auditPos{}, func(ctx context.Context, evs []catalog.AuditEvent, _ auditPos) error {
+				return dst.AppendAudit(ctx, evs...)
+			})
+			got := int(pos.Copied)
 			if err != nil || got != len(want) {
 				t.Fatalf("copyAudit = %d, %v; want %d", got, err, len(want))
 			}
