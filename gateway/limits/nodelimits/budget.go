@@ -11,6 +11,7 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/internal/lease"
 )
 
 type acctKey struct {
@@ -36,7 +37,7 @@ func (l *ledger) Account(p catalog.ID) limits.Account {
 	if a, ok := l.b.accts.Load(k); ok {
 		return a.(*account)
 	}
-	a, _ := l.b.accts.LoadOrStore(k, &account{b: l.b, key: k, ops: newSem()})
+	a, _ := l.b.accts.LoadOrStore(k, &account{b: l.b, key: k, ops: lease.NewSem()})
 	return a.(*account)
 }
 
@@ -86,7 +87,7 @@ type account struct {
 		at   int64
 	}
 	waiters atomic.Int32
-	ops     sem
+	ops     lease.Sem
 }
 
 type oldLease struct {
@@ -133,7 +134,7 @@ func (a *account) Take(month limits.Month, amount, limit limits.Money) limits.Ve
 		a.lastUse = ns
 		return limits.Verdict{OK: true}
 	}
-	if a.deny.at != 0 && amount-max(a.avail(), 0) >= a.deny.need && ns-a.deny.at < int64(denyTTL) {
+	if a.deny.at != 0 && amount-max(a.avail(), 0) >= a.deny.need && ns-a.deny.at < int64(lease.DenyTTL) {
 		return limits.Verdict{}
 	}
 	return limits.Verdict{Refill: true}
@@ -170,10 +171,10 @@ func (a *account) wire() (catalog.ID, string) { return a.b.principal(a.key.p) }
 func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit limits.Money) error {
 	a.waiters.Add(1)
 	defer a.waiters.Add(-1)
-	if err := a.ops.acquire(ctx); err != nil {
+	if err := a.ops.Acquire(ctx); err != nil {
 		return err
 	}
-	defer a.ops.release()
+	defer a.ops.Release()
 	for range 2 {
 		a.Lock()
 		if !a.roll(month) || (a.lease != 0 && amount <= a.avail() && a.b.fresh()) {
@@ -186,7 +187,7 @@ func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit 
 		if a.lease == 0 {
 			need = amount
 		}
-		if a.deny.at != 0 && need >= a.deny.need && mono()-a.deny.at < int64(denyTTL) {
+		if a.deny.at != 0 && need >= a.deny.need && mono()-a.deny.at < int64(lease.DenyTTL) {
 			a.Unlock()
 			return nil
 		}
@@ -265,7 +266,7 @@ func (a *account) prepare() (op *api.BudgetLeaseOp, done func(*api.BudgetLeaseRe
 				a.old = a.old[1:]
 			}
 			a.Unlock()
-			a.ops.release()
+			a.ops.Release()
 		}, true
 	}
 	if a.lease == 0 {
@@ -306,6 +307,6 @@ func (a *account) prepare() (op *api.BudgetLeaseOp, done func(*api.BudgetLeaseRe
 			}
 		}
 		a.Unlock()
-		a.ops.release()
+		a.ops.Release()
 	}, true
 }

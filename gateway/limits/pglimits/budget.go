@@ -17,6 +17,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/internal/lease"
 )
 
 // budgetKey identifies a budget's shared state: its name and scope (level,
@@ -155,7 +156,7 @@ func (l *ledger) Account(p catalog.ID) limits.Account {
 	if a, ok := l.b.accts.Load(k); ok {
 		return a.(*account)
 	}
-	a, _ := l.b.accts.LoadOrStore(k, &account{b: l.b, key: k, l: l, month: l.month, ops: newSem()})
+	a, _ := l.b.accts.LoadOrStore(k, &account{b: l.b, key: k, l: l, month: l.month, ops: lease.NewSem()})
 	return a.(*account)
 }
 
@@ -245,7 +246,7 @@ type account struct {
 	closing    bool // Close: give everything back
 	registered bool
 
-	ops         sem
+	ops         lease.Sem
 	waiters     atomic.Int32
 	pending     atomic.Int64 // sum of the amounts refills are waiting for
 	prefetching bool
@@ -295,7 +296,7 @@ func (a *account) Take(month limits.Month, amount, limit limits.Money) limits.Ve
 		a.maybePrefetch(amount, limit)
 		return limits.Verdict{OK: true}
 	}
-	if a.deny.at != 0 && amount-a.avail >= a.deny.need && mono()-a.deny.at < int64(denyTTL) {
+	if a.deny.at != 0 && amount-a.avail >= a.deny.need && mono()-a.deny.at < int64(lease.DenyTTL) {
 		return limits.Verdict{}
 	}
 	return limits.Verdict{Refill: true}
@@ -425,7 +426,7 @@ func (a *account) want(ns int64, amount limits.Money) limits.Money {
 // maybePrefetch leases the next slice in the background when a
 // speculative one runs low (no clock read on this path).
 func (a *account) maybePrefetch(amount, limit limits.Money) {
-	if a.prefetching || a.lastWant == 0 || a.avail >= a.lastWant/2 || a.b.closed.Load() {
+	if a.prefetching || a.lastWant == 0 || a.avail >= a.lastWant/2 || a.b.lc.Closed.Load() {
 		return
 	}
 	a.prefetching = true
@@ -438,10 +439,10 @@ func (a *account) prefetch(limit, want limits.Money) {
 		a.prefetching = false
 		a.Unlock()
 	}()
-	if !a.ops.tryAcquire() {
+	if !a.ops.TryAcquire() {
 		return
 	}
-	defer a.ops.release()
+	defer a.ops.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), a.b.o.Timeout)
 	defer cancel()
 	if _, ok := a.b.seeded.Load(seedKey{a.key.budget, a.month}); !ok && a.month == a.l.month {
@@ -474,10 +475,10 @@ func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit 
 		a.waiters.Add(-1)
 		a.pending.Add(-int64(amount))
 	}()
-	if err := a.ops.acquire(ctx); err != nil {
+	if err := a.ops.Acquire(ctx); err != nil {
 		return err
 	}
-	defer a.ops.release()
+	defer a.ops.Release()
 	if month == a.l.month {
 		if err := a.b.seed(ctx, a.l); err != nil {
 			return err
@@ -499,7 +500,7 @@ func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit 
 			return nil
 		}
 		need := amount - a.avail
-		if a.deny.at != 0 && need >= a.deny.need && ns-a.deny.at < int64(denyTTL) {
+		if a.deny.at != 0 && need >= a.deny.need && ns-a.deny.at < int64(lease.DenyTTL) {
 			a.Unlock()
 			return nil
 		}
@@ -563,7 +564,7 @@ func (b *Backend) syncAccounts(ctx context.Context) error {
 	holds := false
 	idleFor := int64(b.o.IdleReturn)
 	for _, a := range accts {
-		if !a.ops.tryAcquire() {
+		if !a.ops.TryAcquire() {
 			continue
 		}
 		a.Lock()
@@ -607,14 +608,14 @@ func (b *Backend) syncAccounts(ctx context.Context) error {
 		}
 		a.Unlock()
 		if len(ops) == n0 {
-			a.ops.release()
+			a.ops.Release()
 			continue
 		}
 		held = append(held, a)
 	}
 	defer func() {
 		for _, a := range held {
-			a.ops.release()
+			a.ops.Release()
 		}
 	}()
 	if len(ops) == 0 && !holds {
@@ -699,6 +700,4 @@ var errContended = errors.New("pglimits: the rest of the budget is reserved by o
 
 // mono is the real time in ns (monotonic): contention, idleness and
 // refusal caches of budgets are about real time, whatever the clock.
-func mono() int64 { return int64(time.Since(epoch)) }
-
-var epoch = time.Now()
+func mono() int64 { return lease.Mono() }
