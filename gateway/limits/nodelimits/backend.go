@@ -206,7 +206,7 @@ func (b *Backend) Sync(ctx context.Context) error {
 	var bops []func(res *api.BudgetLeaseResult, err error)
 	holds := false
 	for _, a := range b.activeAccounts() {
-		if !a.ops.TryAcquire() {
+		if !a.Ops.TryAcquire() {
 			holds = true
 			continue
 		}
@@ -215,7 +215,7 @@ func (b *Backend) Sync(ctx context.Context) error {
 		a.Unlock()
 		holds = holds || held
 		if op == nil {
-			a.ops.Release()
+			a.Ops.Release()
 			continue
 		}
 		req.Budgets = append(req.Budgets, *op)

@@ -298,7 +298,7 @@ func (b *Backend) Close(ctx context.Context) error {
 		a := v.(*account)
 		a.Lock()
 		a.closing = true
-		if a.avail > 0 || a.reserved > 0 || a.cum != a.sent || len(a.old) > 0 {
+		if a.Avail > 0 || a.Reserved > 0 || a.Cum != a.Sent || len(a.old) > 0 {
 			a.register()
 		}
 		a.Unlock()
