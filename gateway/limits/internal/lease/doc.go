@@ -43,13 +43,27 @@
 //     dropped once none of their units count. Retire drops the window
 //     when none of its own units count and the transport agrees (Drop).
 //
+// Account is the client side of a budget account: slices of the lender's
+// account held in memory (Avail), from which Take reserves worst cases
+// (Reserved) without I/O; Put gives a reservation back to the slice;
+// Settle replaces it with the actual cost, settled locally (Cum,
+// cumulative per lease, so that a resend is idempotent) and reported by
+// the transport's background sync (Sent). A call the slices do not cover
+// asks for a Refill unless the lender refused a call needing as much less
+// than DenyTTL ago. A cost settled above its reservation is taken from the
+// slice's rest (Overdraw: below zero, when the lender's slice is fixed);
+// beyond it is the call's settled difference, the only overrun a budget
+// allows. A month's first call rolls the account: the earlier month's
+// lease is handed to the transport to settle and give back.
+//
 // # What a transport owns
 //
-// The round trips (Grant, and the background sync that sends closes and
-// deltas from Client.Windows), the lender's view of the other takers
+// The round trips (Grant and the accounts' Refill, and the background sync
+// that sends closes, deltas, settles and give-backs), the lender's view of the other takers
 // (Remaining, Refusal: PostgreSQL reports the other replicas' units by
 // bucket, the catalog server its room and verdict), how a refund or an
 // extra charge is dated at the lender, and what a retiring window still
-// has to send. The guarantees and the exact slack of each lender are
+// has to send, whether a slice may serve (AccountTransport.Usable), how
+// big the next slice is, and the accounts' State. The guarantees and the exact slack of each lender are
 // stated in its package's doc.go.
 package lease

@@ -9,8 +9,6 @@ import (
 	"github.com/mandatehq/mandate/gateway/limits"
 )
 
-const sec = int64(time.Second)
-
 // DenyTTL bounds how long a lender's refusal is answered locally without
 // asking again (other takers may give units back).
 const DenyTTL = time.Second
