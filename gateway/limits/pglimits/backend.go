@@ -289,11 +289,7 @@ func (b *Backend) Close(ctx context.Context) error {
 	}
 	close(b.stop)
 	<-b.done
-	for _, w := range b.lc.Windows() {
-		w.Lock()
-		w.CloseAll()
-		w.Unlock()
-	}
+	b.lc.CloseAll()
 	b.accts.Range(func(_, v any) bool {
 		a := v.(*account)
 		a.Lock()

@@ -145,6 +145,16 @@ func (c *Client) Windows() []*Window {
 	return ws
 }
 
+// CloseAll ends every open lease of the client's windows (Close: the
+// transport's sync then sends their closes).
+func (c *Client) CloseAll() {
+	for _, w := range c.Windows() {
+		w.Lock()
+		w.CloseAll()
+		w.Unlock()
+	}
+}
+
 // Window is one rate-limit key as this process sees it: its own usage by
 // bucket (exact, in the Limiter's clock), the leases it holds and what it
 // has to send; it implements limits.Window with a Transport. Takes are
