@@ -92,6 +92,16 @@ func (s *stores) gatewayKeys(dataDir string) keystore.Store {
 	return keystore.Dir(filepath.Join(dataDir, gatewayKeysDir))
 }
 
+// nodeKeyLocks bounds the key locks gateway nodes hold at once: with
+// PostgreSQL each holds a connection of the catalog's pool (12), so a
+// third of it at most; 0: the API's default.
+func (s *stores) nodeKeyLocks() int {
+	if s.pg != nil {
+		return 4
+	}
+	return 0
+}
+
 // gatewayKeysDir is gatewayKeys' directory in an embedded data directory.
 const gatewayKeysDir = "keys"
 

@@ -496,6 +496,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx,
 		ModelServices: api.ModelServiceResolver(svc), ModelServiceNames: api.ModelServiceNames(svc), AccessTokens: api.AccessTokenVerifier(svc),
 		Limits: api.LimitsResolver(svc), Leases: leases.Serve, Keys: rawGatewayKeys, KeyNames: nodeKeyNames,
+		MaxKeyLocks:  st.nodeKeyLocks(),
 		AuthFailures: failures, AllowCleartextSecrets: cfg.http.behindTLSProxy})
 
 	// The MCP gateway on the same address: /mcp/CONNECTION.

@@ -62,7 +62,8 @@
 //     MaxKeysBody. A lock is a lease: held until the node unlocks it or
 //     stops renewing it for Options.KeyLockTTL (a node that dies releases
 //     its locks); a lock request waits at most MaxKeyLockWait and answers
-//     "held" (ask again); at most MaxKeyLocks at once (else 503). Blobs
+//     "held" (ask again), also while nodes hold Options.MaxKeyLocks
+//     locks. Blobs
 //     arrive sealed by the node with the master key: the catalog stores
 //     and returns them as they are.
 //   - With Options.AuditDecisions every answered decision is recorded as an

@@ -79,10 +79,13 @@ type Options struct {
 	// Keys serves POST /api/v1/keys (keys.go): the key store lent to
 	// nodes, with the names KeyNames allows (nil: all); nil answers 503.
 	// KeyLockTTL is how long a node's lock lasts without a renewal
-	// (default DefaultKeyLockTTL).
-	Keys       keystore.Store
-	KeyNames   func(name string) bool
-	KeyLockTTL time.Duration
+	// (default DefaultKeyLockTTL); MaxKeyLocks bounds the locks nodes hold
+	// at once (default DefaultMaxKeyLocks; with a database store, fewer
+	// than its pool's connections).
+	Keys        keystore.Store
+	KeyNames    func(name string) bool
+	KeyLockTTL  time.Duration
+	MaxKeyLocks int
 	// AllowCleartextSecrets lets GET /api/v1/connections/{name} answer a
 	// request that came over plain HTTP from a non-loopback address: only
 	// for a listener behind a TLS-terminating proxy. Without it such a
@@ -130,10 +133,14 @@ func NewHandler(d enforce.Decider, opts Options) http.Handler {
 	if opts.KeyLockTTL <= 0 {
 		opts.KeyLockTTL = DefaultKeyLockTTL
 	}
+	if opts.MaxKeyLocks <= 0 {
+		opts.MaxKeyLocks = DefaultMaxKeyLocks
+	}
 	if opts.MaxAuditEvents <= 0 {
 		opts.MaxAuditEvents = DefaultMaxAuditEvents
 	}
 	h := &handler{d: d, o: opts, log: opts.Logger.With().Str("component", "authz-api").Logger()}
+	h.keyLocks.slots = make(chan struct{}, opts.MaxKeyLocks)
 	if opts.AuditDecisions && opts.Audit != nil {
 		bg := opts.Context
 		if bg == nil {

@@ -34,9 +34,10 @@ const (
 	// renewal (Options.KeyLockTTL): a node that dies holding a lock
 	// releases it within this time.
 	DefaultKeyLockTTL = 15 * time.Second
-	// MaxKeyLocks bounds the locks nodes hold at once (each may hold a
-	// database connection); more is 503.
-	MaxKeyLocks = 64
+	// DefaultMaxKeyLocks bounds the locks nodes hold at once
+	// (Options.MaxKeyLocks; each may hold a database connection): a lock
+	// request beyond waits for one to be released, as for a held lock.
+	DefaultMaxKeyLocks = 64
 )
 
 // Key store operations (KeyRequest.Op).
@@ -93,10 +94,12 @@ type KeyResponse struct {
 	Gone     bool      `json:"gone,omitempty"`
 }
 
-// keyLocks are the locks nodes hold, as leases.
+// keyLocks are the locks nodes hold, as leases; slots bounds them
+// (Options.MaxKeyLocks).
 type keyLocks struct {
 	mu     sync.Mutex
 	leases map[string]*keyLease
+	slots  chan struct{}
 }
 
 type keyLease struct {
@@ -242,27 +245,34 @@ func wireBlob(b keystore.Blob) *KeyBlob {
 // or lost the catalog).
 func (h *handler) keyLock(w http.ResponseWriter, r *http.Request, req *KeyRequest) error {
 	l := &h.keyLocks
-	l.mu.Lock()
-	n := len(l.leases)
-	l.mu.Unlock()
-	if n >= MaxKeyLocks {
-		return errorf(http.StatusServiceUnavailable, "nodes hold %d key locks, the most this catalog lends", n)
-	}
 	wait := MaxKeyLockWait
 	if req.WaitMS > 0 && time.Duration(req.WaitMS)*time.Millisecond < wait {
 		wait = time.Duration(req.WaitMS) * time.Millisecond
 	}
 	lctx, cancel := context.WithTimeout(r.Context(), wait)
-	unlock, err := h.o.Keys.Lock(lctx, req.Name)
-	timedOut := lctx.Err() != nil
-	cancel()
+	defer cancel()
+	held := func() error {
+		if r.Context().Err() != nil {
+			return r.Context().Err()
+		}
+		writeJSON(w, http.StatusOK, &KeyResponse{Held: true})
+		return nil
+	}
+	select { // a slot among the locks nodes may hold
+	case l.slots <- struct{}{}:
+	case <-lctx.Done():
+		return held()
+	}
+	inner, err := h.o.Keys.Lock(lctx, req.Name)
 	if err != nil {
-		if timedOut && r.Context().Err() == nil {
-			writeJSON(w, http.StatusOK, &KeyResponse{Held: true})
-			return nil
+		<-l.slots
+		if lctx.Err() != nil {
+			return held()
 		}
 		return h.resolveError(err, "locking key "+req.Name)
 	}
+	var once sync.Once
+	unlock := func() { once.Do(func() { inner(); <-l.slots }) }
 	if r.Context().Err() != nil { // the node gave up: nobody would unlock
 		unlock()
 		return r.Context().Err()

@@ -203,6 +203,27 @@ func TestKeysLockLease(t *testing.T) {
 	if waited := time.Since(start); waited < ttl/2 {
 		t.Fatalf("the dead node's lock was taken after %s, before its lease could expire", waited)
 	}
+	// Beyond MaxKeyLocks a lock waits as for a held one, whatever its name.
+	_, c := keysServer(t, keystore.Dir(t.TempDir()), api.Options{MaxKeyLocks: 1})
+	ux, err := c.Lock(ctx, "lock:x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+	if u, err := c.Lock(short, "lock:y"); err == nil {
+		u()
+		t.Fatal("a second lock beyond MaxKeyLocks 1 was granted")
+	}
+	cancel()
+	ux()
+	bounded, cancel = context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	uy, err := c.Lock(bounded, "lock:y")
+	if err != nil {
+		t.Fatalf("after the first was released: %v", err)
+	}
+	uy()
+
 	// Its renewal now finds the lease gone.
 	body, _ = json.Marshal(api.KeyRequest{Op: api.KeyRenew, Lease: got.Lease})
 	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, cs.URL+api.KeysPath, bytes.NewReader(body))
