@@ -34,6 +34,26 @@ func TestGatewayNodesSharedKeys(t *testing.T) {
 		nodeURLs = append(nodeURLs, "http://"+addr)
 	}
 	a, b := nodeURLs[0], nodeURLs[1]
+	// A node needs the catalog's master key: without one it does not
+	// start; with another it starts but is not ready.
+	nodeArgs := func(addr, dir string) []string {
+		return []string{"gateway", "--catalog", "http://" + s.httpAddr, "--node-token-file", filepath.Join(s.dataDir, "node-token"),
+			"--http-addr", addr, "--oidc-issuer", lb.srv.URL + "/oidc", "--public-url", lb.srv.URL, "--data-dir", dir}
+	}
+	if _, errOut, code := runBinary(t, nil, nodeArgs(freeAddrs(t, 1)[0], t.TempDir())...); code == 0 || !strings.Contains(errOut, "needs the catalog's master key") {
+		t.Fatalf("a node without a master key: exit %d, %s", code, errOut)
+	}
+	wrong := freeAddrs(t, 1)[0]
+	startProcess(t, nodeArgs(wrong, nodeDataDir(t, "", strings.Repeat("ab", 32))), "Mandate gateway is ready")
+	waitFor(t, 30*time.Second, "the node with another master key to report it", func() bool {
+		resp, err := http.Get("http://" + wrong + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "does not open with this node's master key")
+	})
 	sURL, _ := url.Parse(s.httpURL)
 	lb.oidc.Store(sURL)
 	lb.route([]*server{s})
