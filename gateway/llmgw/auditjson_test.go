@@ -3,6 +3,7 @@ package llmgw
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +55,23 @@ func TestAuditJSONMatchesEncodingJSON(t *testing.T) {
 	}
 	if got := appendFloat(nil, math.NaN()); string(got) != "0" {
 		t.Errorf("NaN: %s", got)
+	}
+}
+
+// TestUserIDCache: the cached pseudonymous id is the computed one, per
+// subject, and subjects beyond the cache's bounds still get theirs.
+func TestUserIDCache(t *testing.T) {
+	h := &Handler{cfg: Config{UserIDKey: []byte("0123456789abcdef0123456789abcdef")}}
+	long := strings.Repeat("x", maxCachedSubject+1)
+	for _, s := range []string{"alice@example.com", "bob@example.com", "alice@example.com", long, long} {
+		if got, want := h.UserID(s), h.userID(s); got != want {
+			t.Errorf("UserID(%.20q) = %s, want %s", s, got, want)
+		}
+	}
+	if h.UserID("alice@example.com") == h.UserID("bob@example.com") {
+		t.Error("two subjects share an id")
+	}
+	if n := h.nUserIDs.Load(); n != 2 {
+		t.Errorf("%d subjects cached, want 2 (the long one is not)", n)
 	}
 }

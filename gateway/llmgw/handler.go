@@ -84,8 +84,12 @@ type Handler struct {
 	nUserIDs atomic.Int64
 }
 
-// maxUserIDs bounds the UserID cache (beyond it ids are computed per call).
-const maxUserIDs = 1 << 16
+// maxUserIDs and maxCachedSubject bound the UserID cache (beyond them ids
+// are computed per call): at most 64 Ki subjects of at most 256 bytes.
+const (
+	maxUserIDs       = 1 << 16
+	maxCachedSubject = 256
+)
 
 var _ http.Handler = (*Handler)(nil)
 
@@ -202,7 +206,7 @@ func (h *Handler) UserID(subject string) string {
 		return v.(string)
 	}
 	id := h.userID(subject)
-	if h.nUserIDs.Load() < maxUserIDs {
+	if len(subject) <= maxCachedSubject && h.nUserIDs.Load() < maxUserIDs {
 		if _, loaded := h.userIDs.LoadOrStore(subject, id); !loaded {
 			h.nUserIDs.Add(1)
 		}
