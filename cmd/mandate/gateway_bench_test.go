@@ -305,7 +305,16 @@ func BenchmarkLLMGateway(b *testing.B) {
 	}
 	for _, v := range variants {
 		mode := v.mode
-		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env, bin: v.bin})
+		// BENCH_PPROF_PATH names the one path whose server serves the
+		// profiler at BENCH_PPROF_ADDR (default: the first started).
+		venv, name := env, v.prefix
+		if mode == "off" {
+			name += "-audit-sync-off"
+		}
+		if pp := os.Getenv("BENCH_PPROF_PATH"); pp != "" && pp != name {
+			venv = nil
+		}
+		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: venv, bin: v.bin})
 		c := s.admin(b)
 		mustExec(b, c,
 			`CREATE USER "alice@example.com"`,
@@ -321,10 +330,6 @@ func BenchmarkLLMGateway(b *testing.B) {
 		var tok string
 		if err := c.QueryRow(b.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com" VIA "claude-code"`).Scan(&tok); err != nil {
 			b.Fatal(err)
-		}
-		name := v.prefix
-		if mode == "off" {
-			name += "-audit-sync-off"
 		}
 		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok, s.cmd.Process.Pid})
 		admins[name] = c
