@@ -69,6 +69,7 @@ func embeddedSource(t *testing.T, n int) string {
 // a run over the finished copy has nothing to do; another installation's
 // copy is refused.
 func TestMigrateResumes(t *testing.T) {
+	t.Parallel()
 	const events, batch = 23, 5
 	src := embeddedSource(t, events)
 	pg := pgtest.Start(t, pgtest.Options{})
