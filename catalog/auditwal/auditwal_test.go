@@ -72,7 +72,70 @@ func crash(l *Log) {
 	l.closed.Store(true)
 	close(l.done)
 	<-l.stopped
+	if l.syncStopped != nil {
+		<-l.syncStopped
+	}
 	l.f.Close()
+}
+
+// TestSyncInterval: with SyncInterval (--audit-sync off) an AppendAudit
+// writes without an fsync and the syncer fsyncs later, while change
+// records still fsync at once; a process crash loses none of what was
+// written.
+func TestSyncInterval(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := keepOpen{memstore.New()}
+	l, err := Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, SyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := func(l *Log) int64 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.syncs
+	}
+	var want []catalog.AuditEvent
+	for i := range 20 {
+		if err := l.AppendAudit(ctx, event(i)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, event(i))
+	}
+	if n := syncs(l); n != 0 {
+		t.Fatalf("%d fsyncs for 20 appends with SyncInterval, want none", n)
+	}
+	ch := event(20)
+	ch.Revision = 1
+	if err := l.AppendChangeAudit(ctx, 1, []catalog.AuditEvent{ch}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, ch)
+	if n := syncs(l); n != 1 {
+		t.Fatalf("%d fsyncs after a change record, want 1", n)
+	}
+	crash(l)
+	l, err = Open(ctx, dir, inner, Options{SyncInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, err := l.ListAudit(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
+	}
+	if err := l.AppendAudit(ctx, event(21)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); syncs(l) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the syncer did not fsync the log within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestReplayAfterCrash: records logged but not applied are applied at the

@@ -8,6 +8,10 @@
 //     them to DATA_DIR/audit.wal as one record and fsyncs before
 //     returning. A catalog.AuditLog in front of it group-commits the
 //     gateway's events, so one fsync covers thousands.
+//   - With Options.SyncInterval (--audit-sync off) AppendAudit writes
+//     without an fsync and a background loop fsyncs the log every
+//     SyncInterval: a process crash loses nothing written, an OS crash
+//     the last SyncInterval; a failed fsync fails every later append.
 //   - AppendChangeAudit (the audit records of catalog changes, forwarded by
 //     catalog.Service) logs the events of revisions above AuditedRevision
 //     with the new mark (a record starting with 0xAC and the mark).
