@@ -24,7 +24,6 @@ var errScan = jsonspan.ErrScan
 
 func skipWS(b []byte, i int) int                             { return jsonspan.SkipWS(b, i) }
 func trimWS(b []byte) []byte                                 { return jsonspan.TrimWS(b) }
-func skipValue(b []byte, i int) (int, error)                 { return jsonspan.SkipValue(b, i) }
 func eachMember(obj []byte, fn func(k, v []byte) bool) error { return jsonspan.EachMember(obj, fn) }
 func member(obj []byte, key string) ([]byte, bool)           { return jsonspan.Member(obj, key) }
 func offsetIn(b, sub []byte) int                             { return jsonspan.Offset(b, sub) }

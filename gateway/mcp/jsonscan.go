@@ -20,13 +20,11 @@ import (
 const maxDepth = 512
 
 func trimWS(b []byte) []byte                                 { return jsonspan.TrimWS(b) }
-func skipWS(b []byte, i int) int                             { return jsonspan.SkipWS(b, i) }
 func eachMember(obj []byte, fn func(k, v []byte) bool) error { return jsonspan.EachMember(obj, fn) }
 func eachElement(arr []byte, fn func(e []byte, s, end int) bool) error {
 	return jsonspan.EachElement(arr, fn)
 }
 func keyIs(k []byte, key string) bool     { return jsonspan.KeyIs(k, key) }
-func unquote(s []byte) (string, bool)     { return jsonspan.Unquote(s) }
 func stringValue(v []byte) (string, bool) { return jsonspan.StringValue(v) }
 func framedObject(b []byte) bool          { return jsonspan.FramedObject(b) }
 
