@@ -507,3 +507,38 @@ func TestCompletionPulledIntoRequestBatch(t *testing.T) {
 		t.Fatalf("applied %+v, want [request completion] then []", got)
 	}
 }
+
+// TestMaxPendingCountsEvents: the applier runs once MaxPending events
+// wait, however few records hold them (a group-commit record carries many
+// events under load), and not before.
+func TestMaxPendingCountsEvents(t *testing.T) {
+	ctx := t.Context()
+	inner := &applyCounter{keepOpen: keepOpen{memstore.New()}}
+	l, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: time.Hour, MaxPending: 10, ApplyDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	events := make([]catalog.AuditEvent, 9)
+	for i := range events {
+		events[i] = event(i)
+	}
+	if err := l.AppendAudit(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	kicked := len(l.kick) > 0
+	l.mu.Unlock()
+	if kicked || inner.n.Load() != 0 {
+		t.Fatal("applied (or kicked) with 9 of 10 events pending")
+	}
+	if err := l.AppendAudit(ctx, event(9)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); inner.n.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("10 events in 2 records pending, MaxPending 10: not applied within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

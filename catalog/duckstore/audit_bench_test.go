@@ -379,18 +379,34 @@ func BenchmarkApplyLog(b *testing.B) {
 //
 //	go test -run '^$' -bench BenchmarkAuditPairs -benchtime 20000x ./catalog/duckstore/
 func BenchmarkAuditPairs(b *testing.B) {
-	b.Run("on", func(b *testing.B) { benchAuditPairs(b, 0) })
-	b.Run("off", func(b *testing.B) { benchAuditPairs(b, 100*time.Millisecond) })
+	b.Run("on", func(b *testing.B) { benchAuditPairs(b, 0, 0, auditwal.Options{}) })
+	b.Run("off", func(b *testing.B) { benchAuditPairs(b, 0, 0, auditwal.Options{SyncInterval: 100 * time.Millisecond}) })
 }
 
-func benchAuditPairs(b *testing.B, syncInterval time.Duration) {
+// BenchmarkAuditPairsPaced is BenchmarkAuditPairs at 400 calls/s (a
+// record every 20 ms), where each apply transaction's fixed cost is
+// shared by fewer calls: with the log's defaults (apply every 5 s or at
+// 8,192 events) and with the former ones (every 1 s or at 4,096 records).
+//
+//	go test -run '^$' -bench BenchmarkAuditPairsPaced -benchtime 4000x ./catalog/duckstore/
+func BenchmarkAuditPairsPaced(b *testing.B) {
+	const every = 20 * time.Millisecond
+	b.Run("defaults", func(b *testing.B) { benchAuditPairs(b, every, 0, auditwal.Options{}) })
+	b.Run("apply-1s", func(b *testing.B) {
+		benchAuditPairs(b, every, 0, auditwal.Options{ApplyInterval: time.Second, MaxPending: 4096 * 16})
+	})
+}
+
+// benchAuditPairs appends a record every pace (0: as fast as the log
+// takes them); o configures the log.
+func benchAuditPairs(b *testing.B, pace time.Duration, _ int, o auditwal.Options) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	duck, err := Open(ctx, dir, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	wal, err := auditwal.Open(ctx, dir, duck, auditwal.Options{SyncInterval: syncInterval})
+	wal, err := auditwal.Open(ctx, dir, duck, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -409,7 +425,13 @@ func benchAuditPairs(b *testing.B, syncInterval time.Duration) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	evs := make([]catalog.AuditEvent, 0, 2*perRecord)
+	start := time.Now()
 	for i := 0; i < b.N+inFlight; i += perRecord {
+		if pace > 0 {
+			if d := time.Until(start.Add(time.Duration(i/perRecord) * pace)); d > 0 {
+				time.Sleep(d) // the pace of the load, not a synchronisation
+			}
+		}
 		evs = evs[:0]
 		for j := i; j < i+perRecord; j++ {
 			if j < b.N {
@@ -450,7 +472,11 @@ func benchAuditPairs(b *testing.B, syncInterval time.Duration) {
 //	go test -run '^$' -bench BenchmarkApplyParts -benchtime 60x ./catalog/duckstore/
 func BenchmarkApplyParts(b *testing.B) {
 	ctx := context.Background()
-	st, err := Open(ctx, b.TempDir(), Options{})
+	o := Options{}
+	if v, err := strconv.Atoi(os.Getenv("BENCH_DUCK_THREADS")); err == nil {
+		o.Threads = v
+	}
+	st, err := Open(ctx, b.TempDir(), o)
 	if err != nil {
 		b.Fatal(err)
 	}
