@@ -157,7 +157,10 @@ func openPGEvents(ctx context.Context, cfg *serveConfig, pgURL string, log zerol
 	if err != nil {
 		return nil, nil, err
 	}
-	spool, err := auditwal.Open(ctx, dir, pe, auditwal.Options{Logger: log, SyncInterval: cfg.auditSync.syncInterval()})
+	spool, err := auditwal.Open(ctx, dir, pe, auditwal.Options{Logger: log, SyncInterval: cfg.auditSync.syncInterval(),
+		// Other replicas see this one's events once applied: keep that
+		// within a second (the embedded store's default is 5 s).
+		ApplyInterval: time.Second})
 	if err != nil {
 		pe.Close()
 		return nil, nil, err
