@@ -25,10 +25,9 @@
 //   - A background applier replays pending records into the inner store
 //     (every ApplyInterval, 5 s, or sooner when MaxPending events, 8192,
 //     wait: an inner transaction costs DuckDB about 13 ms of CPU whatever
-//     its size),
-//     leaving those younger than ApplyDelay (100 ms) for the next round,
-//     so that a gateway call's completion is merged into its request's
-//     row before DuckDB sees it instead of updating the row there. The
+//     its size), leaving those younger than ApplyDelay (100 ms) for the
+//     next round, so that a gateway call's completion is merged into its
+//     request's row before DuckDB sees it instead of updating it there. The
 //     calls in flight when a batch ends have their request in it and their
 //     completion in a later record: a completion already logged by then is
 //     taken into the batch (one merged row) and skipped when its own record
