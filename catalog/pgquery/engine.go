@@ -73,6 +73,7 @@ type Engine struct {
 	adminCfg   *pgx.ConnConfig // the store's user, for setup and rotation
 	adminLogin bool            // the role is an administrator's (Options.Login)
 	password   atomic.Value    // string: the role's password last read
+	bound      bool            // lookups by request_id are bounded (requestDaysView exists)
 }
 
 var _ catalog.QueryEngine = (*Engine)(nil)
@@ -165,6 +166,12 @@ func Open(ctx context.Context, url string, o Options) (*Engine, error) {
 		return nil, unavailable(ctx, "connect", err)
 	}
 	e.pool = pool
+	// Lookups by request_id are bounded where the store keeps the days
+	// (catalog/pgstore's audit_request_days).
+	if err := admin.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{e.schema, requestDaysView}.Sanitize()).Scan(&e.bound); err != nil {
+		pool.Close()
+		return nil, unavailable(ctx, "connect", err)
+	}
 	if err := e.check(ctx, admin, db); err != nil {
 		pool.Close()
 		return nil, err
@@ -220,7 +227,20 @@ func (e *Engine) Dialect() catalog.QueryDialect { return catalog.DialectPostgres
 // the timeout and time zone set, in two round trips: the transaction's
 // setup pipelined with the statement's Parse and Describe, then (exec) its
 // Bind and Execute pipelined with the ROLLBACK; Describe alone is one.
-func (e *Engine) run(ctx context.Context, q catalog.Query, exec func(c *pgconn.PgConn, sd *pgconn.StatementDescription) (*pgconn.Pipeline, error)) (sd *pgconn.StatementDescription, err error) {
+func (e *Engine) run(ctx context.Context, q catalog.Query, exec func(c *pgconn.PgConn, sd *pgconn.StatementDescription) (*pgconn.Pipeline, error)) (*pgconn.StatementDescription, error) {
+	sd, err := e.runOnce(ctx, q, exec, exec != nil)
+	var qe *catalog.QueryError
+	if errors.As(err, &qe) && qe.Position > 0 && exec != nil && e.findLookups(q.SQL, q.Args) != nil {
+		// An error that points into the statement: its position is in the
+		// text with the days' bounds; run it as written, for the error the
+		// client's text can show.
+		return e.runOnce(ctx, q, exec, false)
+	}
+	return sd, err
+}
+
+// runOnce is run, with the bounds of lookups by request_id when bound.
+func (e *Engine) runOnce(ctx context.Context, q catalog.Query, exec func(c *pgconn.PgConn, sd *pgconn.StatementDescription) (*pgconn.Pipeline, error), bound bool) (sd *pgconn.StatementDescription, err error) {
 	if len(q.Tables) > 0 {
 		return nil, fmt.Errorf("pgquery: virtual tables are JSON parameters in the PostgreSQL dialect")
 	}
@@ -257,11 +277,27 @@ func (e *Engine) run(ctx context.Context, q catalog.Query, exec func(c *pgconn.P
 	if tz == "" {
 		tz = "UTC"
 	}
+	var b *bounded
+	if bound {
+		b = e.findLookups(q.SQL, q.Args)
+	}
+	begin := "BEGIN READ ONLY"
+	if b != nil {
+		// The days' lookup and the query read one snapshot.
+		begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+	}
 	pl := pc.StartPipeline(ctx)
-	pl.SendQueryParams("BEGIN READ ONLY", nil, nil, nil, nil)
+	pl.SendQueryParams(begin, nil, nil, nil, nil)
 	pl.SendQueryParams("SELECT set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true), set_config('search_path', $3, true)",
 		[][]byte{[]byte(timeout), []byte(tz), []byte(pgx.Identifier{e.schema}.Sanitize())}, nil, nil, nil)
-	pl.SendPrepare("", q.SQL, nil)
+	sql := q.SQL
+	if b != nil {
+		if sql, err = e.lookupDays(ctx, pl, b); err != nil {
+			return nil, e.queryError(ctx, err)
+		}
+		pl = pc.StartPipeline(ctx)
+	}
+	pl.SendPrepare("", sql, nil)
 	if exec == nil {
 		pl.SendQueryParams("ROLLBACK", nil, nil, nil, nil)
 	}
@@ -285,6 +321,58 @@ func (e *Engine) run(ctx context.Context, q catalog.Query, exec func(c *pgconn.P
 		return nil, e.queryError(ctx, err)
 	}
 	return sd, nil
+}
+
+// lookupDays sends the lookup of b's request ids' days on pl, syncs it,
+// reads the days and returns b's statement bounded to them.
+func (e *Engine) lookupDays(ctx context.Context, pl *pgconn.Pipeline, b *bounded) (string, error) {
+	ids, err := e.types.Encode(pgtype.TextArrayOID, pgtype.TextFormatCode, b.values, nil)
+	if err != nil {
+		_ = pl.Close()
+		return "", err
+	}
+	pl.SendQueryParams("SELECT request_id, day FROM "+pgx.Identifier{e.schema, requestDaysView}.Sanitize()+" WHERE request_id = ANY($1)",
+		[][]byte{ids}, []uint32{pgtype.TextArrayOID}, nil, nil)
+	if err := pl.Sync(); err != nil {
+		_ = pl.Close()
+		return "", err
+	}
+	days := map[string][]time.Time{}
+	var first error
+	for n := 0; ; n++ {
+		res, err := pl.GetResults()
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			break
+		}
+		if _, ok := res.(*pgconn.PipelineSync); ok || res == nil {
+			break
+		}
+		rr, ok := res.(*pgconn.ResultReader)
+		if !ok {
+			continue
+		}
+		for n == 2 && rr.NextRow() {
+			v := rr.Values()
+			d, perr := time.Parse(time.DateOnly, string(v[1]))
+			if perr == nil {
+				days[string(v[0])] = append(days[string(v[0])], d)
+			}
+		}
+		if _, cerr := rr.Close(); cerr != nil && first == nil {
+			first = cerr
+		}
+	}
+	if cerr := pl.Close(); cerr != nil && first == nil {
+		first = cerr
+	}
+	if first != nil {
+		return "", first
+	}
+	sortDays(days)
+	return b.rewrite(days)
 }
 
 // readPipeline reads a synced pipeline's results to its end and closes

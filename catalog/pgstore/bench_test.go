@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/auditwal"
+	"github.com/mandatehq/mandate/catalog/keystore"
+	"github.com/mandatehq/mandate/catalog/pgquery"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
 )
@@ -178,6 +181,11 @@ func benchAuditLog(b *testing.B, url string, producers int) {
 // runs only when the variable is set:
 //
 //	MANDATE_AUDIT_ROWS=10000000 go test -run TestEventQueryPerformance -v -timeout 60m ./catalog/pgstore/
+//
+// over 90 days (MANDATE_AUDIT_DAYS=365: over a year's day partitions);
+// the lookups by request_id run through the views reader (every partition
+// planned) and through the system tables' query engine (catalog/pgquery,
+// bounded to the request's days).
 func TestEventQueryPerformance(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("MANDATE_AUDIT_ROWS"))
 	if n <= 0 {
@@ -191,15 +199,19 @@ func TestEventQueryPerformance(t *testing.T) {
 	server := pgtest.Start(t, pgtest.Options{Settings: settings})
 	server.CreateDatabase(t, "perf")
 	end := time.Now().UTC()
-	span := 90 * 24 * time.Hour
+	days, _ := strconv.Atoi(os.Getenv("MANDATE_AUDIT_DAYS"))
+	if days <= 0 {
+		days = 90
+	}
+	span := time.Duration(days) * 24 * time.Hour
 	e, err := pgstore.OpenEvents(ctx, server.URL("perf"), pgstore.EventOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	// The day partitions of the 90 days, as a replica running all along
+	// The day partitions of the days, as a replica running all along
 	// would have created them.
-	if _, err := e.Pool().Exec(ctx, `SELECT mandate_audit_ensure_partitions($1::date, 95)`, end.Add(-span).Format(time.DateOnly)); err != nil {
+	if _, err := e.Pool().Exec(ctx, `SELECT mandate_audit_ensure_partitions($1::date, $2)`, end.Add(-span).Format(time.DateOnly), days+5); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -246,14 +258,45 @@ func TestEventQueryPerformance(t *testing.T) {
 		{"lookup by request_id (literal)", `SELECT * FROM ` + catalog.AuditRelation + ` WHERE request_id = '` +
 			requestID(n/3) + `'`, nil, 50 * time.Millisecond},
 	}
+	// The lookups by request_id through the system tables' query engine
+	// (bounded to the request's days), next to the views reader (as the
+	// engine ran them before: every partition planned).
+	qe, err := pgquery.Open(ctx, server.URL("perf"), pgquery.Options{Schema: pgstore.ViewsSchema, Keys: keystore.Dir(t.TempDir())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qe.Close()
+	for _, q := range queries[1:] {
+		queries = append(queries, struct {
+			name, sql string
+			args      []any
+			limit     time.Duration
+		}{q.name + ", query engine", q.sql, q.args, q.limit})
+	}
+	planning := regexp.MustCompile(`^Planning Time: ([0-9.]+) ms`)
 	views := e.Views()
 	for _, q := range queries {
+		var engine catalog.QueryEngine = views
+		if strings.HasSuffix(q.name, ", query engine") {
+			engine = qe
+		}
+		// Planning and execution as the server reports them.
+		var plan []string
+		if err := engine.Query(ctx, catalog.Query{SQL: `EXPLAIN (ANALYZE, SUMMARY) ` + q.sql, Args: q.args}, func(v []any) error {
+			if l, _ := v[0].(string); planning.MatchString(l) || strings.HasPrefix(l, "Execution Time") {
+				plan = append(plan, l)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%s: EXPLAIN: %v", q.name, err)
+		}
+		t.Logf("%s: %s", q.name, strings.Join(plan, ", "))
 		var best time.Duration
 		rows := 0
 		for i := range 5 {
 			rows = 0
 			start := time.Now()
-			err := views.Query(ctx, catalog.Query{SQL: q.sql, Args: q.args}, func([]any) error { rows++; return nil })
+			err := engine.Query(ctx, catalog.Query{SQL: q.sql, Args: q.args}, func([]any) error { rows++; return nil })
 			d := time.Since(start)
 			if err != nil {
 				t.Fatalf("%s: %v", q.name, err)

@@ -718,5 +718,9 @@ func (e *Events) DropExpired(ctx context.Context, cutoff time.Time) (int, error)
 	if _, err := e.pool.Exec(ctx, `DELETE FROM audit_events_default WHERE event_time < $1`, cutoff); err != nil {
 		return dropped, translate(ctx, "delete expired audit events", err)
 	}
+	// The days wholly before cutoff have no events left.
+	if _, err := e.pool.Exec(ctx, `DELETE FROM audit_request_days WHERE day < $1::date`, cutoff.UTC().Format(time.DateOnly)); err != nil {
+		return dropped, translate(ctx, "delete expired request days", err)
+	}
 	return dropped, nil
 }
