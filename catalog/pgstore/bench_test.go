@@ -254,9 +254,9 @@ func TestEventQueryPerformance(t *testing.T) {
 		{"top20 over 7 days", `SELECT user_identity, action_name, count(*) FROM ` + catalog.AuditRelation +
 			` WHERE event_time > now() - interval '7 days' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20`, nil, time.Second},
 		{"lookup by request_id", `SELECT * FROM ` + catalog.AuditRelation + ` WHERE request_id = $1`,
-			[]any{requestID(n / 2)}, 50 * time.Millisecond},
+			[]any{requestID(n / 2)}, 0},
 		{"lookup by request_id (literal)", `SELECT * FROM ` + catalog.AuditRelation + ` WHERE request_id = '` +
-			requestID(n/3) + `'`, nil, 50 * time.Millisecond},
+			requestID(n/3) + `'`, nil, 0},
 	}
 	// The lookups by request_id through the system tables' query engine
 	// (bounded to the request's days), next to the views reader (as the
@@ -271,7 +271,7 @@ func TestEventQueryPerformance(t *testing.T) {
 			name, sql string
 			args      []any
 			limit     time.Duration
-		}{q.name + ", query engine", q.sql, q.args, q.limit})
+		}{q.name + ", query engine", q.sql, q.args, 50 * time.Millisecond})
 	}
 	planning := regexp.MustCompile(`^Planning Time: ([0-9.]+) ms`)
 	views := e.Views()
@@ -309,12 +309,15 @@ func TestEventQueryPerformance(t *testing.T) {
 		if rows == 0 {
 			t.Errorf("%s: no rows", q.name)
 		}
-		if best > q.limit {
+		if q.limit > 0 && best > q.limit {
 			t.Errorf("%s: best of 5 is %v, target %v", q.name, best, q.limit)
 		}
 		// The query's CPU time in one backend without parallel workers
 		// (what it costs, whatever the machine's load): the server runs
 		// on this machine, so its /proc entry is readable.
+		if engine == qe {
+			continue // backendCPU and the plan below are the unbounded statement's
+		}
 		if cpu, err := backendCPU(ctx, server, q.sql, q.args); err == nil {
 			t.Logf("%s: %v of CPU in one backend (no parallel workers)", q.name, cpu)
 		} else {
