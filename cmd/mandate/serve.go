@@ -352,7 +352,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		go qe.RunAuditRetention(retCtx, duckstore.RetentionOptions{Keep: keep, MaxBytes: int64(cfg.auditMaxSize)})
 		if st.pgEvents != nil { // the shared event stream: whole days dropped (replicas may all do it)
-			go st.pgEvents.RunRetention(retCtx, pgstore.RetentionOptions{Keep: keep})
+			go st.pgEvents.RunRetention(retCtx, pgstore.RetentionOptions{Keep: keep, MaxBytes: int64(cfg.auditMaxSize)})
 		}
 	}
 	failures := catalog.NewFailureAudit(auditLog, catalog.FailureAuditOptions{Logger: log})
