@@ -59,6 +59,28 @@
 // if the cancel is lost. JIT is off: compiling a costly plan ignores a
 // cancel for seconds.
 //
+// # Lookups by request_id
+//
+// audit_events has a partition per day, as many as the retention keeps (a
+// year by default), and a request_id is not the partition key: a query
+// that fixes request_id would plan and probe every partition (planning
+// alone grows with their number). The store keeps the days on which each
+// request id has events (catalog/pgstore's audit_request_days, written by
+// a trigger with every insert, so a request's payload and guardrail rows
+// of later days are there too), readable by the query role through its
+// view in the views' schema. A SELECT whose top-level WHERE says
+// request_id = 'literal' or = $n (bound to a string) for an event view of
+// its FROM (system_access_audit, system_ai_gateway_usage,
+// system_ai_gateway_payloads, by name or alias) runs in a REPEATABLE READ
+// transaction that first reads those days, and gets the condition
+// "event_time within one of those days" on that view added (re-parsed and
+// deparsed by pg_query): PostgreSQL prunes at planning to those days'
+// partitions; a request id without events gets false. The answer is the
+// same (the lookup and the query read one snapshot); a request id with
+// more than 32 separate day ranges, a request_id fixed only through a
+// join's equality, and a CTE named after a view are left as written. An
+// error with a position is reported from the statement as written.
+//
 // # Virtual tables
 //
 // information_schema and the pg_catalog emulation are computed per query
