@@ -46,7 +46,7 @@ func (c *storeConfig) validate() error {
 		return nil
 	}
 	if c.queryURL != "" {
-		if u, err := url.Parse(c.queryURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.User == nil {
+		if u, err := url.Parse(c.queryURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.User == nil || !hasPassword(u) {
 			return fmt.Errorf("--store-query-url (%s) must be a postgres://role:password@host/db URL", envName("store-query-url"))
 		}
 	}
@@ -172,4 +172,9 @@ func openPGEvents(ctx context.Context, cfg *serveConfig, pgURL string, log zerol
 		return nil, nil, err
 	}
 	return pe, spool, nil
+}
+
+func hasPassword(u *url.URL) bool {
+	_, ok := u.User.Password()
+	return ok
 }
