@@ -161,17 +161,27 @@ func Open(ctx context.Context, url string, o Options) (*Engine, error) {
 	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: cancelGrace}
 	}
+	// Lookups by request_id are bounded where the store keeps the days
+	// (catalog/pgstore's audit_request_days).
+	if err := admin.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{e.schema, requestDaysView}.Sanitize()).Scan(&e.bound); err != nil {
+		return nil, unavailable(ctx, "connect", err)
+	}
+	if e.bound {
+		// A new backend reads the bounds of every partition when it first
+		// plans a query of audit_events (hundreds of ms with a year's
+		// partitions on a loaded host): done when the connection is made,
+		// not in a client's query. Best effort.
+		prime := "SELECT 1 FROM " + pgx.Identifier{e.schema, catalog.AuditRelation}.Sanitize() + " WHERE event_time < '-infinity' LIMIT 0"
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, _ = c.Exec(ctx, prime)
+			return nil
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, unavailable(ctx, "connect", err)
 	}
 	e.pool = pool
-	// Lookups by request_id are bounded where the store keeps the days
-	// (catalog/pgstore's audit_request_days).
-	if err := admin.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{e.schema, requestDaysView}.Sanitize()).Scan(&e.bound); err != nil {
-		pool.Close()
-		return nil, unavailable(ctx, "connect", err)
-	}
 	if err := e.check(ctx, admin, db); err != nil {
 		pool.Close()
 		return nil, err
