@@ -79,7 +79,10 @@
 // same (the lookup and the query read one snapshot); a request id with
 // more than 32 separate day ranges, a request_id fixed only through a
 // join's equality, and a CTE named after a view are left as written. An
-// error with a position is reported from the statement as written.
+// error with a position is reported from the statement as written. A new
+// pool connection plans a query of audit_events that reads nothing, so
+// that a client's first query does not pay for the backend reading every
+// partition's bounds (≈ 0.15–0.3 s with 365 partitions on a loaded host).
 //
 // # Virtual tables
 //
