@@ -65,9 +65,9 @@
 // year by default), and a request_id is not the partition key: a query
 // that fixes request_id would plan and probe every partition (planning
 // alone grows with their number). The store keeps the days on which each
-// request id has events (catalog/pgstore's audit_request_days, written by
-// a trigger with every insert, so a request's payload and guardrail rows
-// of later days are there too), readable by the query role through its
+// request id has events (catalog/pgstore's audit_request_days, written in
+// the transaction of every append, so a request's payload and guardrail
+// rows of later days are there too), readable by the query role through its
 // view in the views' schema. A SELECT whose top-level WHERE says
 // request_id = 'literal' or = $n (bound to a string) for an event view of
 // its FROM (system_access_audit, system_ai_gateway_usage,

@@ -287,6 +287,9 @@ func (e *Events) write(ctx context.Context, w writeReq) error {
 		if _, err := tx.Conn().PgConn().CopyFrom(ctx, newCopyReader(rows), copySQL); err != nil {
 			return translate(ctx, "append audit events", err)
 		}
+		if err := requestDays(ctx, tx, rows); err != nil {
+			return err
+		}
 	}
 	if len(late) > 0 {
 		if err := complete(ctx, tx, late); err != nil {
@@ -300,6 +303,39 @@ func (e *Events) write(ctx context.Context, w writeReq) error {
 		}
 	}
 	return translate(ctx, "append audit events", tx.Commit(ctx))
+}
+
+// requestDays records the days on which rows' request ids have events
+// (audit_request_days: the query engine bounds a lookup by request_id to
+// those days' partitions), one row per request id and day of the batch.
+func requestDays(ctx context.Context, tx pgx.Tx, rows []catalog.AuditEvent) error {
+	type key struct {
+		id  string
+		day time.Time
+	}
+	seen := make(map[key]bool, len(rows))
+	ids := make([]string, 0, len(rows))
+	days := make([]time.Time, 0, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		if r.RequestID == "" {
+			continue
+		}
+		t := r.Time.UTC()
+		k := key{r.RequestID, time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		ids = append(ids, text(r.RequestID))
+		days = append(days, k.day)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO audit_request_days (request_id, day)
+		SELECT * FROM unnest($1::text[], $2::date[]) ON CONFLICT DO NOTHING`, ids, days)
+	return translate(ctx, "record the days of request ids", err)
 }
 
 // skipAudited drops the change audit among rows that the store holds
