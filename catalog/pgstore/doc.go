@@ -96,7 +96,7 @@
 // audit_request_days (schema/postgres/0004_request_days.sql) holds one
 // row per (request_id, day) with events, written after each COPY in its
 // transaction (one INSERT ... unnest ON CONFLICT DO NOTHING of the batch's
-// distinct pairs; a statement trigger doing the same cost 30-40% of the
+// distinct pairs; a statement trigger doing the same cost 20-55% of the
 // ingestion rate in its transition tables), deleted with the days;
 // catalog/pgquery reads it to bound a lookup by request_id to those days'
 // partitions. Events that replicas of an older version write during a
