@@ -22,6 +22,7 @@ import (
 	"github.com/mandatehq/mandate/catalog/pgquery"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
+	"github.com/mandatehq/mandate/catalog/storetest"
 )
 
 // benchSettings make the benchmarks' server durable (pgtest's default is
@@ -182,10 +183,10 @@ func benchAuditLog(b *testing.B, url string, producers int) {
 //
 //	MANDATE_AUDIT_ROWS=10000000 go test -run TestEventQueryPerformance -v -timeout 60m ./catalog/pgstore/
 //
-// over 90 days (MANDATE_AUDIT_DAYS=365: over a year's day partitions);
-// the lookups by request_id run through the views reader (every partition
-// planned) and through the system tables' query engine (catalog/pgquery,
-// bounded to the request's days).
+// MANDATE_AUDIT_DAYS=365 spreads them over a year's day partitions. The
+// queries run through the system tables' query engine (catalog/pgquery,
+// which bounds a lookup by request_id to the request's days), then
+// through the views reader (the statements as written).
 func TestEventQueryPerformance(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("MANDATE_AUDIT_ROWS"))
 	if n <= 0 {
@@ -200,34 +201,28 @@ func TestEventQueryPerformance(t *testing.T) {
 	server.CreateDatabase(t, "perf")
 	end := time.Now().UTC()
 	days, _ := strconv.Atoi(os.Getenv("MANDATE_AUDIT_DAYS"))
-	if days <= 0 {
-		days = 90
+	span := storetest.PerfSpan
+	if days > 0 {
+		span = time.Duration(days) * 24 * time.Hour
 	}
-	span := time.Duration(days) * 24 * time.Hour
+	days = int(span / (24 * time.Hour))
 	e, err := pgstore.OpenEvents(ctx, server.URL("perf"), pgstore.EventOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	// The day partitions of the days, as a replica running all along
+	// The day partitions of the 90 days, as a replica running all along
 	// would have created them.
 	if _, err := e.Pool().Exec(ctx, `SELECT mandate_audit_ensure_partitions($1::date, $2)`, end.Add(-span).Format(time.DateOnly), days+5); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	const batch = 100_000
-	step := span / time.Duration(n)
-	actions := []string{"tools/call", "tools/list", "initialize", "resources/read", "GRANT", "REVOKE", "CREATE CONNECTION", "prompts/get"}
 	events := make([]catalog.AuditEvent, 0, batch)
 	for i := 0; i < n; i++ {
-		at := end.Add(-span).Add(time.Duration(i) * step)
-		user := fmt.Sprintf("user%03d@example.com", i%173)
-		events = append(events, catalog.AuditEvent{EventID: fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i), Time: at,
-			Service: "mcp", Action: actions[(i/7)%len(actions)], UserIdentity: user, RunBy: user, RunAs: "coding-agent",
-			SourceIP: "10.1.2.3", UserAgent: "claude-code/1.0", SessionID: "sess-1", RequestID: requestID(i),
-			SecurableType: "CONNECTION", SecurableName: "system.ai.github",
-			RequestParams: `{"tool":"search_issues","arguments_size":123}`, Decision: "allow", Reason: "granted",
-			LatencyMs: float64(i%100) / 10})
+		ev := storetest.PerfEvent(i, n, end)
+		ev.Time = end.Add(-span).Add(time.Duration(i) * (span / time.Duration(n))) // over MANDATE_AUDIT_DAYS
+		events = append(events, ev)
 		if len(events) == batch || i == n-1 {
 			if err := e.AppendAudit(ctx, events...); err != nil {
 				t.Fatal(err)
@@ -246,92 +241,52 @@ func TestEventQueryPerformance(t *testing.T) {
 	}
 	t.Logf("loaded %d events with COPY in %v (%.0f/s, %d per transaction), ANALYZE in %v; %s with indexes",
 		n, load.Round(time.Millisecond), float64(n)/load.Seconds(), batch, (time.Since(start) - load).Round(time.Millisecond), size)
-	queries := []struct {
-		name, sql string
-		args      []any
-		limit     time.Duration
-	}{
-		{"top20 over 7 days", `SELECT user_identity, action_name, count(*) FROM ` + catalog.AuditRelation +
-			` WHERE event_time > now() - interval '7 days' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20`, nil, time.Second},
-		{"lookup by request_id", `SELECT * FROM ` + catalog.AuditRelation + ` WHERE request_id = $1`,
-			[]any{requestID(n / 2)}, 0},
-		{"lookup by request_id (literal)", `SELECT * FROM ` + catalog.AuditRelation + ` WHERE request_id = '` +
-			requestID(n/3) + `'`, nil, 0},
+	// Planning and execution as the server reports them.
+	planning := regexp.MustCompile(`^(Planning|Execution) Time`)
+	explain := func(t *testing.T, engine catalog.QueryEngine, q storetest.PerfQuery) {
+		var plan []string
+		if err := engine.Query(ctx, catalog.Query{SQL: `EXPLAIN (ANALYZE, SUMMARY) ` + q.SQL, Args: q.Args}, func(v []any) error {
+			if l, _ := v[0].(string); planning.MatchString(l) {
+				plan = append(plan, l)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%s: EXPLAIN: %v", q.Name, err)
+		}
+		t.Logf("%s: %s", q.Name, strings.Join(plan, ", "))
 	}
-	// The lookups by request_id through the system tables' query engine
-	// (bounded to the request's days), next to the views reader (as the
-	// engine ran them before: every partition planned).
+	// The system tables' query engine (catalog/pgquery) bounds a lookup
+	// by request_id to the request's days; the views reader below runs
+	// the statements as written (every partition planned and probed).
 	qe, err := pgquery.Open(ctx, server.URL("perf"), pgquery.Options{Schema: pgstore.ViewsSchema, Keys: keystore.Dir(t.TempDir())})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer qe.Close()
-	for _, q := range queries[1:] {
-		queries = append(queries, struct {
-			name, sql string
-			args      []any
-			limit     time.Duration
-		}{q.name + ", query engine", q.sql, q.args, 50 * time.Millisecond})
-	}
-	planning := regexp.MustCompile(`^Planning Time: ([0-9.]+) ms`)
-	views := e.Views()
-	for _, q := range queries {
-		var engine catalog.QueryEngine = views
-		if strings.HasSuffix(q.name, ", query engine") {
-			engine = qe
-		}
-		// Planning and execution as the server reports them.
-		var plan []string
-		if err := engine.Query(ctx, catalog.Query{SQL: `EXPLAIN (ANALYZE, SUMMARY) ` + q.sql, Args: q.args}, func(v []any) error {
-			if l, _ := v[0].(string); planning.MatchString(l) || strings.HasPrefix(l, "Execution Time") {
-				plan = append(plan, l)
+	t.Run("query engine", func(t *testing.T) {
+		storetest.RunPerfQueries(t, qe, n, func(q storetest.PerfQuery) { explain(t, qe, q) })
+	})
+	t.Run("views", func(t *testing.T) {
+		storetest.RunPerfQueries(t, e.Views(), n, func(q storetest.PerfQuery) {
+			explain(t, e.Views(), q)
+			// The query's CPU time in one backend without parallel workers
+			// (what it costs, whatever the machine's load): the server runs
+			// on this machine, so its /proc entry is readable.
+			if cpu, err := backendCPU(ctx, server, q.SQL, q.Args); err == nil {
+				t.Logf("%s: %v of CPU in one backend (no parallel workers)", q.Name, cpu)
+			} else {
+				t.Logf("%s: CPU not measured: %v", q.Name, err)
 			}
-			return nil
-		}); err != nil {
-			t.Fatalf("%s: EXPLAIN: %v", q.name, err)
-		}
-		t.Logf("%s: %s", q.name, strings.Join(plan, ", "))
-		var best time.Duration
-		rows := 0
-		for i := range 5 {
-			rows = 0
-			start := time.Now()
-			err := engine.Query(ctx, catalog.Query{SQL: q.sql, Args: q.args}, func([]any) error { rows++; return nil })
-			d := time.Since(start)
-			if err != nil {
-				t.Fatalf("%s: %v", q.name, err)
+			// The plan, for the record.
+			plan, err := pgx.CollectRows(must2(e.Pool().Query(ctx, `EXPLAIN (ANALYZE, BUFFERS) `+
+				replaceRelation(q.SQL), q.Args...)), pgx.RowTo[string])
+			if err == nil && testing.Verbose() {
+				for _, l := range plan {
+					t.Log("  " + l)
+				}
 			}
-			if i == 0 || d < best {
-				best = d
-			}
-			t.Logf("%s: run %d %v (%d rows)", q.name, i+1, d.Round(time.Microsecond), rows)
-		}
-		if rows == 0 {
-			t.Errorf("%s: no rows", q.name)
-		}
-		if q.limit > 0 && best > q.limit {
-			t.Errorf("%s: best of 5 is %v, target %v", q.name, best, q.limit)
-		}
-		// The query's CPU time in one backend without parallel workers
-		// (what it costs, whatever the machine's load): the server runs
-		// on this machine, so its /proc entry is readable.
-		if engine == qe {
-			continue // backendCPU and the plan below are the unbounded statement's
-		}
-		if cpu, err := backendCPU(ctx, server, q.sql, q.args); err == nil {
-			t.Logf("%s: %v of CPU in one backend (no parallel workers)", q.name, cpu)
-		} else {
-			t.Logf("%s: CPU not measured: %v", q.name, err)
-		}
-		// The plan, for the record.
-		plan, err := pgx.CollectRows(must2(e.Pool().Query(ctx, `EXPLAIN (ANALYZE, BUFFERS) `+
-			replaceRelation(q.sql), q.args...)), pgx.RowTo[string])
-		if err == nil && testing.Verbose() {
-			for _, l := range plan {
-				t.Log("  " + l)
-			}
-		}
-	}
+		})
+	})
 }
 
 // backendCPU runs sql once (after a warm-up run) on one connection with
@@ -398,13 +353,4 @@ func must2(r pgx.Rows, err error) pgx.Rows {
 
 func replaceRelation(sql string) string {
 	return "/* plan */ " + strings.ReplaceAll(sql, catalog.AuditRelation, pgstore.ViewsSchema+"."+catalog.AuditRelation)
-}
-
-// requestID is a random-looking request ID (as gateways generate them).
-func requestID(i int) string {
-	x := uint64(i) + 0x9E3779B97F4A7C15
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EB
-	x ^= x >> 31
-	return fmt.Sprintf("%016x-%08x", x, i)
 }

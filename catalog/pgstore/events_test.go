@@ -10,6 +10,8 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/auditwal"
+	"github.com/mandatehq/mandate/catalog/keystore"
+	"github.com/mandatehq/mandate/catalog/pgquery"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
 	"github.com/mandatehq/mandate/catalog/storetest"
@@ -79,6 +81,19 @@ func testEvents(t *testing.T, server *pgtest.Server, newDatabase func(t *testing
 	t.Run("Partitions", func(t *testing.T) { testPartitions(t, newDatabase(t)) })
 	t.Run("Views", func(t *testing.T) { testViews(t, newDatabase(t)) })
 	t.Run("MaxSize", func(t *testing.T) { testMaxSize(t, newDatabase(t)) })
+	t.Run("ViewsConformance", func(t *testing.T) {
+		storetest.RunViews(t, func(t *testing.T) (catalog.EventStore, catalog.QueryEngine) {
+			url := newDatabase(t)
+			e := openEvents(t, url, pgstore.EventOptions{})
+			t.Cleanup(func() { e.Close() })
+			q, err := pgquery.Open(t.Context(), url, pgquery.Options{Keys: keystore.Dir(t.TempDir())})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { q.Close() })
+			return e, q
+		})
+	})
 }
 
 // EnforceMaxSize drops the oldest day partitions (with the default

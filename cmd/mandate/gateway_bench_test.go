@@ -337,10 +337,19 @@ func BenchmarkLLMGateway(b *testing.B) {
 	}
 	for _, v := range variants {
 		mode := v.mode
-		args, venv := []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env
+		// BENCH_PPROF_PATH names the one path whose server serves the
+		// profiler at BENCH_PPROF_ADDR (default: the first started).
+		venv, name := env, v.prefix
+		if mode == "off" {
+			name += "-audit-sync-off"
+		}
+		if pp := os.Getenv("BENCH_PPROF_PATH"); pp != "" && pp != name {
+			venv = nil
+		}
+		args := []string{"--dev", "--log-level", "warn", "--audit-sync", mode}
 		if v.store != "" {
 			args = append(args, "--store", v.store)
-			venv = append(slices.Clone(env), "MANDATE_MASTER_KEY="+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
+			venv = append(slices.Clone(venv), "MANDATE_MASTER_KEY="+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
 		}
 		s := startServer(b, serverOpts{args: args, env: venv, bin: v.bin})
 		c := s.admin(b)
@@ -358,10 +367,6 @@ func BenchmarkLLMGateway(b *testing.B) {
 		var tok string
 		if err := c.QueryRow(b.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com" VIA "claude-code"`).Scan(&tok); err != nil {
 			b.Fatal(err)
-		}
-		name := v.prefix
-		if mode == "off" {
-			name += "-audit-sync-off"
 		}
 		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok, s.cmd.Process.Pid})
 		admins[name] = c

@@ -586,6 +586,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		pm := http.NewServeMux()
 		pm.HandleFunc("/debug/pprof/", pprof.Index)
 		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		go func() { _ = http.ListenAndServe(a, pm) }()
 	}
 	errc := make(chan error, 2)
