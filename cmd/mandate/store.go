@@ -41,7 +41,7 @@ func (c *storeConfig) validate() error {
 	}
 	if c.store == "embedded" {
 		if c.queryURL != "" {
-			return fmt.Errorf("--store-query-url (%s) needs --store postgres://...", envName("store-query-url"))
+			return fmt.Errorf("--store-query-url (%s) needs --store postgres://user@host/db", envName("store-query-url"))
 		}
 		return nil
 	}
