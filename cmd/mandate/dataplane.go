@@ -82,6 +82,19 @@ type auditSync struct{ off bool }
 
 const auditSyncUsage = "on: a gateway call is answered only once its audit record is durable (its fsync overlaps the upstream call); off: answered without waiting, a crash loses at most the last group-commit window of audit records (like PostgreSQL's synchronous_commit = off)"
 
+// auditSyncInterval is how often the audit log is fsynced with
+// --audit-sync off (auditwal.Options.SyncInterval): what an OS crash or
+// power loss may lose besides the records still queued.
+const auditSyncInterval = 100 * time.Millisecond
+
+// syncInterval is the audit log's auditwal.Options.SyncInterval.
+func (a auditSync) syncInterval() time.Duration {
+	if a.off {
+		return auditSyncInterval
+	}
+	return 0
+}
+
 func (a *auditSync) String() string {
 	if a.off {
 		return "off"
