@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/pgquery"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
@@ -140,7 +141,7 @@ func startPGEngine(tb testing.TB, pgs *pgtest.Server) (*pgstore.Events, catalog.
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = ev.Close() })
-	e, err := pgquery.Open(tb.Context(), pgs.URL(db), pgquery.Options{})
+	e, err := pgquery.Open(tb.Context(), pgs.URL(db), pgquery.Options{Keys: keystore.Dir(tb.TempDir())})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -7,33 +7,82 @@
 // # Rules
 //
 // Each query runs on a connection of the engine's own pool (Options.MaxConns,
-// a cap; admission stays in the SQL front end) in one transaction that is
-// always rolled back:
+// a cap; admission stays in the SQL front end), which logs in as the query
+// role, in one transaction that is always rolled back:
 //
-//	BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-//	SET LOCAL ROLE <Options.Role>;          -- reads only the views' schema
+//	BEGIN READ ONLY;
 //	set_config('statement_timeout', <what is left of ctx's deadline>, true)
 //	set_config('TimeZone', <the session's TimeZone>, true)
 //	set_config('search_path', '<views schema>', true)
 //
-// The role (Setup, run by Open, idempotent and safe from several replicas
-// at once under an advisory lock) is NOLOGIN, granted to the store's user,
-// and holds USAGE on the views' schema and SELECT on its views only: it
-// cannot read the store's tables (catalog records, snapshots with sealed
-// secrets, audit tables) nor call the functions PostgreSQL reserves to
-// superusers and pg_read_server_files (pg_read_file, lo_import, ...);
-// dblink and other extensions are not installed by Mandate. The front end
-// never lets such a call through (its allow-lists); the role is the second
-// wall, against reading by privilege. It is not a wall against SET ROLE:
-// PostgreSQL checks SET ROLE, RESET ROLE and set_config('role', ...)
-// against the session user (the store's), so a statement that reached the
-// engine with one of them could leave the role; the front end refuses SET
-// and set_config (tests in sqlfront). A LOGIN role with a pool of its own
-// would close that; not done. A query whose ctx is done is cancelled on
+// # The query role
+//
+// The boundary is the connection itself: the pool's session user is a
+// LOGIN role, mandate_query_<hash of the database name>, that holds
+// CONNECT on the database, USAGE on the views' schema and SELECT on its
+// views only (now and, by default privileges, views created later by the
+// store's user); NOINHERIT, no CREATEDB or CREATEROLE, member of no role
+// (not of the store's user, not of pg_read_all_data), with
+// default_transaction_read_only = on, statement_timeout, lock and
+// idle-in-transaction timeouts, jit = off and search_path set on the role.
+// RESET ROLE, SET ROLE and set_config('role', ...) are checked against the
+// session user, so a statement that got past the front end's allow-lists
+// with one of them stays that role: it cannot read the store's tables
+// (catalog records, snapshots with sealed secrets, audit tables) nor call
+// what PostgreSQL reserves to superusers and pg_read_server_files
+// (pg_read_file, lo_import, ...); dblink and other extensions are not
+// installed by Mandate.
+//
+// Open sets the role up with a connection of the store's user (it needs
+// CREATEROLE), idempotent, in one transaction under an advisory lock, so
+// replicas starting together do it once: CREATE ROLE (or ALTER ROLE of a
+// NOLOGIN role an older version made), ALTER ROLE ... SET, the grants; then
+// it refuses a role that is a superuser, has REPLICATION or BYPASSRLS, is
+// a member of any role or can SELECT any relation outside the views'
+// schema, pg_catalog and information_schema (grants to PUBLIC included).
+// The password is 32 random bytes generated once and kept in the key
+// store (Options.Keys, sealed by the caller; keystore.GetOrCreate, so the
+// first replica's wins), read again by every new connection of the pool;
+// statements carry a SCRAM-SHA-256 verifier, never the password, so the
+// server's log holds none. Open connects as the role once: a password the
+// database refuses is set again from the key store under the key store's
+// lock of its name; RotatePassword replaces it under the same lock. A
+// store's user without CREATEROLE gets an error that says what an
+// administrator runs; the administrator's role is then given with
+// Options.Login (its URL, with password): Open grants it the views, checks
+// it as above and never alters it. pg_hba.conf must accept the role with
+// a password (catalog/pgtest's server does: scram-sha-256 on loopback).
+//
+// A query whose ctx is done is cancelled on
 // the server (a CancelRequest through pgconn's
 // CancelRequestContextWatcherHandler), and statement_timeout stops it even
 // if the cancel is lost. JIT is off: compiling a costly plan ignores a
 // cancel for seconds.
+//
+// # Lookups by request_id
+//
+// audit_events has a partition per day, as many as the retention keeps (a
+// year by default), and a request_id is not the partition key: a query
+// that fixes request_id would plan and probe every partition (planning
+// alone grows with their number). The store keeps the days on which each
+// request id has events (catalog/pgstore's audit_request_days, written in
+// the transaction of every append, so a request's payload and guardrail
+// rows of later days are there too), readable by the query role through its
+// view in the views' schema. A SELECT whose top-level WHERE says
+// request_id = 'literal' or = $n (bound to a string) for an event view of
+// its FROM (system_access_audit, system_ai_gateway_usage,
+// system_ai_gateway_payloads, by name or alias) runs in a REPEATABLE READ
+// transaction that first reads those days, and gets the condition
+// "event_time within one of those days" on that view added (re-parsed and
+// deparsed by pg_query): PostgreSQL prunes at planning to those days'
+// partitions; a request id without events gets false. The answer is the
+// same (the lookup and the query read one snapshot); a request id with
+// more than 32 separate day ranges, a request_id fixed only through a
+// join's equality, and a CTE named after a view are left as written. An
+// error with a position is reported from the statement as written. A new
+// pool connection plans a query of audit_events that reads nothing, so
+// that a client's first query does not pay for the backend reading every
+// partition's bounds (≈ 0.15–0.3 s with 365 partitions on a loaded host).
 //
 // # Virtual tables
 //

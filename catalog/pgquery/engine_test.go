@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/pgquery"
 	"github.com/mandatehq/mandate/catalog/pgtest"
 )
@@ -34,7 +38,7 @@ func setup(t *testing.T) (*pgtest.Server, *pgx.Conn, *pgquery.Engine) {
 			t.Fatalf("%s: %v", s, err)
 		}
 	}
-	e, err := pgquery.Open(t.Context(), pgs.URL("mandate"), pgquery.Options{MaxConns: 2})
+	e, err := pgquery.Open(t.Context(), pgs.URL("mandate"), pgquery.Options{MaxConns: 2, Keys: keystore.Dir(t.TempDir())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,10 +150,170 @@ func TestRole(t *testing.T) {
 	if err := owner.QueryRow(ctx, `SELECT count(*) FROM audit_events`).Scan(&n); err != nil || n != 2 {
 		t.Fatalf("the store's rows: %d %v", n, err)
 	}
-	// The role's attributes: no login, nothing but the views' schema.
-	var login, super bool
-	if err := owner.QueryRow(ctx, `SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = $1`, e.Role()).Scan(&login, &super); err != nil || login || super {
-		t.Fatalf("role %s: login %v super %v %v", e.Role(), login, super, err)
+	// The role's attributes: a login role of its own, member of nothing,
+	// read only by default.
+	var login, super, createRole, createDB, inherit bool
+	var member int
+	var settings []string
+	if err := owner.QueryRow(ctx, `SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolinherit,
+		(SELECT count(*) FROM pg_auth_members WHERE member = r.oid), rolconfig FROM pg_roles r WHERE rolname = $1`, e.Role()).
+		Scan(&login, &super, &createRole, &createDB, &inherit, &member, &settings); err != nil ||
+		!login || super || createRole || createDB || inherit || member != 0 {
+		t.Fatalf("role %s: login %v super %v createrole %v createdb %v inherit %v member of %d: %v", e.Role(), login, super, createRole, createDB, inherit, member, err)
+	}
+	for _, want := range []string{"default_transaction_read_only=on", "jit=off", "search_path=mandate_views"} {
+		if !slices.Contains(settings, want) {
+			t.Errorf("role settings %q lack %s", settings, want)
+		}
+	}
+}
+
+// The query pool logs in as the query role: a statement that leaves a
+// role (RESET ROLE, SET ROLE, set_config('role', ...)) is still that role,
+// and reads nothing but the views.
+func TestLoginRole(t *testing.T) {
+	pgs, _, e := setup(t)
+	ctx := t.Context()
+	// In one statement, through the engine: set_config first, then a
+	// query run by query_to_xml with the privileges of the role now set.
+	for _, role := range []string{"none", pgs.User} {
+		for _, table := range []string{"public.audit_events", "public.mandate_catalog_snapshots"} {
+			sql := fmt.Sprintf(`SELECT set_config('role', '%s', true) AS r, query_to_xml('SELECT * FROM %s', true, false, '') AS x`, role, table)
+			if rows, err := queryAll(ctx, e, catalog.Query{SQL: sql}); sqlState(err) != "42501" {
+				t.Errorf("%s: %v %v, want 42501", sql, rows, err)
+			}
+		}
+	}
+	// On the pool's connection itself.
+	conn, err := e.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, s := range []struct{ sql, code string }{
+		{`RESET ROLE`, ""},
+		{`SELECT * FROM public.audit_events`, "42501"},
+		{`SELECT * FROM public.mandate_catalog_snapshots`, "42501"},
+		{`SET ROLE ` + pgs.User, "42501"},
+		{`SET SESSION AUTHORIZATION ` + pgs.User, "42501"},
+		{`SELECT set_config('role', '` + pgs.User + `', false)`, "42501"},
+		{`SELECT * FROM public.audit_events`, "42501"},
+		{`CREATE TABLE public.x (a int)`, "25006"}, // read only by default
+		{`SELECT count(*) FROM system_access_audit`, ""},
+	} {
+		_, err := conn.Exec(ctx, s.sql)
+		var pe *pgconn.PgError
+		got := ""
+		if errors.As(err, &pe) {
+			got = pe.Code
+		} else if err != nil {
+			t.Fatalf("%s: %v", s.sql, err)
+		}
+		if got != s.code {
+			t.Errorf("%s: %v, want %q", s.sql, err, s.code)
+		}
+	}
+	var who string
+	if err := conn.QueryRow(ctx, `SELECT session_user`).Scan(&who); err != nil || who != e.Role() {
+		t.Fatalf("session_user %q, want %q: %v", who, e.Role(), err)
+	}
+}
+
+// Replicas share the password through the key store; a rotation by one
+// reaches the other's new connections; a role whose password drifted is
+// set again from the key store.
+func TestRolePassword(t *testing.T) {
+	pgs := pgtest.Start(t, pgtest.Options{})
+	pgs.CreateDatabase(t, "mandate")
+	keys := keystore.Dir(t.TempDir())
+	open := func(keys keystore.Store) *pgquery.Engine {
+		e, err := pgquery.Open(t.Context(), pgs.URL("mandate"), pgquery.Options{MaxConns: 2, Keys: keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Close() })
+		return e
+	}
+	one := func(e *pgquery.Engine) {
+		t.Helper()
+		if rows, err := queryAll(t.Context(), e, catalog.Query{SQL: `SELECT session_user = current_user`}); err != nil || rows[0][0] != true {
+			t.Fatalf("%v %v", rows, err)
+		}
+	}
+	a, b := open(keys), open(keys)
+	one(a)
+	one(b)
+	if err := a.RotatePassword(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b.Pool().Reset() // new connections
+	one(b)
+	// Another key store (a password the database does not have): set
+	// from it at open.
+	c := open(keystore.Dir(t.TempDir()))
+	one(c)
+	owner := pgs.Connect(t, "mandate")
+	if _, err := owner.Exec(t.Context(), `ALTER ROLE `+c.Role()+` PASSWORD 'drifted'`); err != nil {
+		t.Fatal(err)
+	}
+	open(keys) // its password set again from the key store
+	a.Pool().Reset()
+	one(a)
+}
+
+// A store's user without CREATEROLE: Open says what an administrator does;
+// with the administrator's role (Options.Login) the engine grants it the
+// views and runs as it; a role that can read more is refused.
+func TestAdministratorRole(t *testing.T) {
+	pgs := pgtest.Start(t, pgtest.Options{})
+	su := pgs.Connect(t, "postgres")
+	for _, s := range []string{
+		`CREATE ROLE store LOGIN PASSWORD 'storepw'`,
+		`CREATE DATABASE mandate OWNER store TEMPLATE template0`,
+	} {
+		if _, err := su.Exec(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storeURL := pgs.URLAs("mandate", "store", "storepw")
+	store, err := pgx.Connect(t.Context(), storeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(context.Background())
+	for _, s := range []string{
+		`CREATE TABLE audit_events (request_id text)`,
+		`CREATE SCHEMA mandate_views`,
+		`CREATE VIEW mandate_views.system_access_audit AS SELECT request_id FROM audit_events`,
+	} {
+		if _, err := store.Exec(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = pgquery.Open(t.Context(), storeURL, pgquery.Options{Keys: keystore.Dir(t.TempDir())})
+	var ce *catalog.Error
+	if !errors.As(err, &ce) || ce.Code != catalog.CodePermissionDenied || !strings.Contains(err.Error(), "CREATE ROLE") ||
+		!strings.Contains(err.Error(), "--store-query-url") {
+		t.Fatalf("without CREATEROLE: %v", err)
+	}
+	if _, err := su.Exec(t.Context(), `CREATE ROLE reader LOGIN NOINHERIT PASSWORD 'readerpw'`); err != nil {
+		t.Fatal(err)
+	}
+	login := pgs.URLAs("mandate", "reader", "readerpw")
+	e, err := pgquery.Open(t.Context(), storeURL, pgquery.Options{Login: login})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows, err := queryAll(t.Context(), e, catalog.Query{SQL: `SELECT count(*), current_user FROM system_access_audit`}); err != nil || rows[0][1] != "reader" {
+		t.Fatalf("%v %v", rows, err)
+	}
+	_ = e.Close()
+	// A role that can read a store's table is refused.
+	if _, err := store.Exec(t.Context(), `GRANT SELECT ON audit_events TO PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgquery.Open(t.Context(), storeURL, pgquery.Options{Login: login}); !errors.As(err, &ce) || !strings.Contains(err.Error(), "can read audit_events") {
+		t.Fatalf("a role that reads audit_events: %v", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/auditwal"
+	"github.com/mandatehq/mandate/catalog/keystore"
+	"github.com/mandatehq/mandate/catalog/pgquery"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
 	"github.com/mandatehq/mandate/catalog/storetest"
@@ -179,6 +182,11 @@ func benchAuditLog(b *testing.B, url string, producers int) {
 // runs only when the variable is set:
 //
 //	MANDATE_AUDIT_ROWS=10000000 go test -run TestEventQueryPerformance -v -timeout 60m ./catalog/pgstore/
+//
+// MANDATE_AUDIT_DAYS=365 spreads them over a year's day partitions. The
+// queries run through the system tables' query engine (catalog/pgquery,
+// which bounds a lookup by request_id to the request's days), then
+// through the views reader (the statements as written).
 func TestEventQueryPerformance(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("MANDATE_AUDIT_ROWS"))
 	if n <= 0 {
@@ -192,6 +200,12 @@ func TestEventQueryPerformance(t *testing.T) {
 	server := pgtest.Start(t, pgtest.Options{Settings: settings})
 	server.CreateDatabase(t, "perf")
 	end := time.Now().UTC()
+	days, _ := strconv.Atoi(os.Getenv("MANDATE_AUDIT_DAYS"))
+	span := storetest.PerfSpan
+	if days > 0 {
+		span = time.Duration(days) * 24 * time.Hour
+	}
+	days = int(span / (24 * time.Hour))
 	e, err := pgstore.OpenEvents(ctx, server.URL("perf"), pgstore.EventOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -199,14 +213,16 @@ func TestEventQueryPerformance(t *testing.T) {
 	defer e.Close()
 	// The day partitions of the 90 days, as a replica running all along
 	// would have created them.
-	if _, err := e.Pool().Exec(ctx, `SELECT mandate_audit_ensure_partitions($1::date, 95)`, end.Add(-storetest.PerfSpan).Format(time.DateOnly)); err != nil {
+	if _, err := e.Pool().Exec(ctx, `SELECT mandate_audit_ensure_partitions($1::date, $2)`, end.Add(-span).Format(time.DateOnly), days+5); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	const batch = 100_000
 	events := make([]catalog.AuditEvent, 0, batch)
 	for i := 0; i < n; i++ {
-		events = append(events, storetest.PerfEvent(i, n, end))
+		ev := storetest.PerfEvent(i, n, end)
+		ev.Time = end.Add(-span).Add(time.Duration(i) * (span / time.Duration(n))) // over MANDATE_AUDIT_DAYS
+		events = append(events, ev)
 		if len(events) == batch || i == n-1 {
 			if err := e.AppendAudit(ctx, events...); err != nil {
 				t.Fatal(err)
@@ -225,23 +241,51 @@ func TestEventQueryPerformance(t *testing.T) {
 	}
 	t.Logf("loaded %d events with COPY in %v (%.0f/s, %d per transaction), ANALYZE in %v; %s with indexes",
 		n, load.Round(time.Millisecond), float64(n)/load.Seconds(), batch, (time.Since(start) - load).Round(time.Millisecond), size)
-	storetest.RunPerfQueries(t, e.Views(), n, func(q storetest.PerfQuery) {
-		// The query's CPU time in one backend without parallel workers
-		// (what it costs, whatever the machine's load): the server runs
-		// on this machine, so its /proc entry is readable.
-		if cpu, err := backendCPU(ctx, server, q.SQL, q.Args); err == nil {
-			t.Logf("%s: %v of CPU in one backend (no parallel workers)", q.Name, cpu)
-		} else {
-			t.Logf("%s: CPU not measured: %v", q.Name, err)
-		}
-		// The plan, for the record.
-		plan, err := pgx.CollectRows(must2(e.Pool().Query(ctx, `EXPLAIN (ANALYZE, BUFFERS) `+
-			replaceRelation(q.SQL), q.Args...)), pgx.RowTo[string])
-		if err == nil && testing.Verbose() {
-			for _, l := range plan {
-				t.Log("  " + l)
+	// Planning and execution as the server reports them.
+	planning := regexp.MustCompile(`^(Planning|Execution) Time`)
+	explain := func(t *testing.T, engine catalog.QueryEngine, q storetest.PerfQuery) {
+		var plan []string
+		if err := engine.Query(ctx, catalog.Query{SQL: `EXPLAIN (ANALYZE, SUMMARY) ` + q.SQL, Args: q.Args}, func(v []any) error {
+			if l, _ := v[0].(string); planning.MatchString(l) {
+				plan = append(plan, l)
 			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%s: EXPLAIN: %v", q.Name, err)
 		}
+		t.Logf("%s: %s", q.Name, strings.Join(plan, ", "))
+	}
+	// The system tables' query engine (catalog/pgquery) bounds a lookup
+	// by request_id to the request's days; the views reader below runs
+	// the statements as written (every partition planned and probed).
+	qe, err := pgquery.Open(ctx, server.URL("perf"), pgquery.Options{Schema: pgstore.ViewsSchema, Keys: keystore.Dir(t.TempDir())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qe.Close()
+	t.Run("query engine", func(t *testing.T) {
+		storetest.RunPerfQueries(t, qe, n, func(q storetest.PerfQuery) { explain(t, qe, q) })
+	})
+	t.Run("views", func(t *testing.T) {
+		storetest.RunPerfQueries(t, e.Views(), n, func(q storetest.PerfQuery) {
+			explain(t, e.Views(), q)
+			// The query's CPU time in one backend without parallel workers
+			// (what it costs, whatever the machine's load): the server runs
+			// on this machine, so its /proc entry is readable.
+			if cpu, err := backendCPU(ctx, server, q.SQL, q.Args); err == nil {
+				t.Logf("%s: %v of CPU in one backend (no parallel workers)", q.Name, cpu)
+			} else {
+				t.Logf("%s: CPU not measured: %v", q.Name, err)
+			}
+			// The plan, for the record.
+			plan, err := pgx.CollectRows(must2(e.Pool().Query(ctx, `EXPLAIN (ANALYZE, BUFFERS) `+
+				replaceRelation(q.SQL), q.Args...)), pgx.RowTo[string])
+			if err == nil && testing.Verbose() {
+				for _, l := range plan {
+					t.Log("  " + l)
+				}
+			}
+		})
 	})
 }
 

@@ -87,7 +87,20 @@
 // btree on request_id. DropExpired (RunRetention, hourly) drops the day
 // partitions wholly older than the retention (each waiting at most 1 s
 // for its lock, else left for the next pass) and deletes the default
-// partition's expired rows.
+// partition's expired rows. EnforceMaxSize (RunRetention's MaxBytes,
+// every 10 s) bounds the partitions' size (pg_total_relation_size): past
+// the bound the oldest day partitions before today are dropped, with the
+// default partition's events of those days, down to 90% of it, by one
+// replica at a time (a tried advisory lock) in one transaction.
+//
+// audit_request_days (schema/postgres/0004_request_days.sql) holds one
+// row per (request_id, day) with events, written after each COPY in its
+// transaction (one INSERT ... unnest ON CONFLICT DO NOTHING of the batch's
+// distinct pairs; a statement trigger doing the same cost 20-55% of the
+// ingestion rate in its transition tables), deleted with the days;
+// catalog/pgquery reads it to bound a lookup by request_id to those days'
+// partitions. Events that replicas of an older version write during a
+// rolling upgrade have no days there: a lookup by request_id misses them.
 //
 // A write is one transaction: the events in COPY's binary format (encoded
 // by hand, copy.go), then the completions whose request was stored

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,6 +287,9 @@ func (e *Events) write(ctx context.Context, w writeReq) error {
 		if _, err := tx.Conn().PgConn().CopyFrom(ctx, newCopyReader(rows), copySQL); err != nil {
 			return translate(ctx, "append audit events", err)
 		}
+		if err := requestDays(ctx, tx, rows); err != nil {
+			return err
+		}
 	}
 	if len(late) > 0 {
 		if err := complete(ctx, tx, late); err != nil {
@@ -299,6 +303,39 @@ func (e *Events) write(ctx context.Context, w writeReq) error {
 		}
 	}
 	return translate(ctx, "append audit events", tx.Commit(ctx))
+}
+
+// requestDays records the days on which rows' request ids have events
+// (audit_request_days: the query engine bounds a lookup by request_id to
+// those days' partitions), one row per request id and day of the batch.
+func requestDays(ctx context.Context, tx pgx.Tx, rows []catalog.AuditEvent) error {
+	type key struct {
+		id  string
+		day time.Time
+	}
+	seen := make(map[key]bool, len(rows))
+	ids := make([]string, 0, len(rows))
+	days := make([]time.Time, 0, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		if r.RequestID == "" {
+			continue
+		}
+		t := r.Time.UTC()
+		k := key{r.RequestID, time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		ids = append(ids, text(r.RequestID))
+		days = append(days, k.day)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO audit_request_days (request_id, day)
+		SELECT * FROM unnest($1::text[], $2::date[]) ON CONFLICT DO NOTHING`, ids, days)
+	return translate(ctx, "record the days of request ids", err)
 }
 
 // skipAudited drops the change audit among rows that the store holds
@@ -638,6 +675,10 @@ type RetentionOptions struct {
 	// Every is the pause between two passes (default one hour); each pass
 	// also creates the partitions ahead.
 	Every time.Duration
+	// MaxBytes bounds the size of audit_events (0: no bound): checked
+	// every SizeEvery (default 10 s) by EnforceMaxSize.
+	MaxBytes  int64
+	SizeEvery time.Duration
 }
 
 // RunRetention drops the day partitions whose whole day is older than
@@ -651,7 +692,32 @@ func (e *Events) RunRetention(ctx context.Context, o RetentionOptions) {
 	if o.Every <= 0 {
 		o.Every = time.Hour
 	}
+	if o.SizeEvery <= 0 {
+		o.SizeEvery = 10 * time.Second
+	}
 	log := e.log.With().Str("component", "audit-retention").Logger()
+	if o.MaxBytes > 0 {
+		go func() {
+			t := time.NewTicker(o.SizeEvery)
+			defer t.Stop()
+			for {
+				dropped, err := e.EnforceMaxSize(ctx, o.MaxBytes)
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err != nil:
+					log.Error().Err(err).Msg("bounding the audit events' size failed; retrying at the next pass")
+				case dropped > 0:
+					log.Info().Int("partitions", dropped).Int64("max_bytes", o.MaxBytes).Msg("dropped the oldest audit partitions (size bound)")
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	}
 	t := time.NewTicker(o.Every)
 	defer t.Stop()
 	for {
@@ -718,5 +784,107 @@ func (e *Events) DropExpired(ctx context.Context, cutoff time.Time) (int, error)
 	if _, err := e.pool.Exec(ctx, `DELETE FROM audit_events_default WHERE event_time < $1`, cutoff); err != nil {
 		return dropped, translate(ctx, "delete expired audit events", err)
 	}
+	// The days wholly before cutoff have no events left.
+	if _, err := e.pool.Exec(ctx, `DELETE FROM audit_request_days WHERE day < $1::date`, cutoff.UTC().Format(time.DateOnly)); err != nil {
+		return dropped, translate(ctx, "delete expired request days", err)
+	}
 	return dropped, nil
+}
+
+// sizeLock is the advisory lock of EnforceMaxSize: one replica at a time
+// bounds the size; the others skip their pass.
+const sizeLock = 0x6d616e64_73697a65 // "mandsize"
+
+// EnforceMaxSize bounds audit_events (its partitions' pg_total_relation_size,
+// indexes and TOAST included): past maxBytes, the oldest day partitions
+// before today are dropped, with the default partition's events up to
+// their end, until the size is at most 90% of maxBytes; it returns the
+// number dropped. Dropping returns the space to the system at once, as
+// DELETE does not. Today's and later partitions are never dropped: when
+// they alone exceed the bound it is logged. One replica at a time (an
+// advisory lock tried, not awaited: the others skip their pass), in one
+// transaction, each drop waiting at most a second for its lock.
+func (e *Events) EnforceMaxSize(ctx context.Context, maxBytes int64) (int, error) {
+	if err := e.check(ctx); err != nil {
+		return 0, err
+	}
+	if maxBytes <= 0 {
+		return 0, nil
+	}
+	type part struct {
+		name string
+		day  time.Time
+		size int64
+	}
+	var dropped []part
+	var total int64
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		var locked bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(sizeLock)).Scan(&locked); err != nil || !locked {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_inherits i
+			JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'audit_events'::regclass`)
+		if err != nil {
+			return err
+		}
+		var parts []part
+		for rows.Next() {
+			var p part
+			if err := rows.Scan(&p.name, &p.size); err != nil {
+				return err
+			}
+			total += p.size
+			if d, err := time.Parse("20060102", strings.TrimPrefix(p.name, "audit_events_p")); err == nil && strings.HasPrefix(p.name, "audit_events_p") {
+				p.day = d
+				parts = append(parts, p)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if total <= maxBytes {
+			return nil
+		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i].day.Before(parts[j].day) })
+		today := e.opts.Now().UTC().Truncate(24 * time.Hour)
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '1s'`); err != nil {
+			return err
+		}
+		target := maxBytes / 10 * 9
+		for _, p := range parts {
+			if total <= target || !p.day.Before(today) {
+				break
+			}
+			if _, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+pgx.Identifier{p.name}.Sanitize()); err != nil {
+				return err
+			}
+			total -= p.size
+			dropped = append(dropped, p)
+		}
+		if len(dropped) == 0 {
+			return nil
+		}
+		// The default partition's events up to the last day dropped go
+		// too (the oldest first), and the days of request ids.
+		end := dropped[len(dropped)-1].day.AddDate(0, 0, 1)
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_events_default WHERE event_time < $1`, end); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM audit_request_days WHERE day < $1::date`, end.Format(time.DateOnly))
+		return err
+	})
+	if err != nil {
+		return 0, translate(ctx, "bound the audit events' size", err)
+	}
+	e.daysMu.Lock()
+	for _, p := range dropped {
+		delete(e.days, unixDay(p.day))
+	}
+	e.daysMu.Unlock()
+	if total > maxBytes {
+		e.log.Warn().Int64("bytes", total).Int64("max_bytes", maxBytes).
+			Msg("today's audit events alone exceed the size bound: they are kept (raise --audit-max-size)")
+	}
+	return len(dropped), nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/auditwal"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/pgquery"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
@@ -79,12 +80,13 @@ func testEvents(t *testing.T, server *pgtest.Server, newDatabase func(t *testing
 	t.Run("ReplicasForwardChangeAudit", func(t *testing.T) { testReplicasForwardChangeAudit(t, newDatabase(t)) })
 	t.Run("Partitions", func(t *testing.T) { testPartitions(t, newDatabase(t)) })
 	t.Run("Views", func(t *testing.T) { testViews(t, newDatabase(t)) })
+	t.Run("MaxSize", func(t *testing.T) { testMaxSize(t, newDatabase(t)) })
 	t.Run("ViewsConformance", func(t *testing.T) {
 		storetest.RunViews(t, func(t *testing.T) (catalog.EventStore, catalog.QueryEngine) {
 			url := newDatabase(t)
 			e := openEvents(t, url, pgstore.EventOptions{})
 			t.Cleanup(func() { e.Close() })
-			q, err := pgquery.Open(t.Context(), url, pgquery.Options{})
+			q, err := pgquery.Open(t.Context(), url, pgquery.Options{Keys: keystore.Dir(t.TempDir())})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,6 +94,80 @@ func testEvents(t *testing.T, server *pgtest.Server, newDatabase func(t *testing
 			return e, q
 		})
 	})
+}
+
+// EnforceMaxSize drops the oldest day partitions (with the default
+// partition's older events) until the size is at most 90% of the bound;
+// today's is kept; replicas doing it at once drop each partition once.
+func testMaxSize(t *testing.T, url string) {
+	ctx := t.Context()
+	now := time.Now().UTC()
+	today := now.Truncate(24 * time.Hour)
+	e := openEvents(t, url, pgstore.EventOptions{})
+	defer e.Close()
+	other := openEvents(t, url, pgstore.EventOptions{})
+	defer other.Close()
+	must(t, e.EnsurePartitions(ctx))
+	if _, err := e.Pool().Exec(ctx, `SELECT mandate_audit_ensure_partitions($1::date, 10)`, today.AddDate(0, 0, -9).Format(time.DateOnly)); err != nil {
+		t.Fatal(err)
+	}
+	// 10 days (9 days ago through today), 200 events of ~2 KB each.
+	var evs []catalog.AuditEvent
+	for d := range 10 {
+		for i := range 200 {
+			ev := event(d*1000+i, today.AddDate(0, 0, d-9).Add(time.Duration(i)*time.Second))
+			ev.RequestParams = fmt.Sprintf(`{"statement":%q}`, strings.Repeat(fmt.Sprint(d*i), 2000)[:2000])
+			evs = append(evs, ev)
+		}
+	}
+	// An old event in the default partition.
+	evs = append(evs, event(99999, today.AddDate(-5, 0, 0)))
+	must(t, e.AppendAudit(ctx, evs...))
+	size := func() int64 {
+		var n int64
+		must(t, e.Pool().QueryRow(ctx, `SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'audit_events'::regclass`).Scan(&n))
+		return n
+	}
+	before := size()
+	if n, err := e.EnforceMaxSize(ctx, before+1); err != nil || n != 0 {
+		t.Fatalf("under the bound: dropped %d, %v", n, err)
+	}
+	bound := before * 6 / 10
+	var wg sync.WaitGroup
+	var dropped atomic.Int64
+	for _, s := range []*pgstore.Events{e, other} {
+		wg.Go(func() {
+			n, err := s.EnforceMaxSize(ctx, bound)
+			if err != nil {
+				t.Error(err)
+			}
+			dropped.Add(int64(n))
+		})
+	}
+	wg.Wait()
+	// A second pass finds the size within the bound, whichever replica
+	// took the lock first.
+	n, err := other.EnforceMaxSize(ctx, bound)
+	must(t, err)
+	dropped.Add(int64(n))
+	after := size()
+	if after > bound/10*9 || dropped.Load() == 0 {
+		t.Fatalf("size %d -> %d with bound %d: dropped %d partitions", before, after, bound, dropped.Load())
+	}
+	// The oldest days went, the newest stayed, each day whole.
+	kept := count(t, e, `SELECT count(*) FROM audit_events`)
+	oldest := count(t, e, `SELECT count(DISTINCT event_date) FROM audit_events`)
+	if kept != oldest*200 || count(t, e, `SELECT count(*) FROM audit_events WHERE event_time >= $1`, today) != 200 ||
+		count(t, e, `SELECT count(*) FROM audit_events WHERE event_time < $1`, today.AddDate(0, 0, 10-oldest-9)) != 0 {
+		t.Fatalf("kept %d events of %d days", kept, oldest)
+	}
+	if count(t, e, `SELECT count(*) FROM audit_request_days WHERE day < $1`, today.AddDate(0, 0, 10-oldest-9)) != 0 {
+		t.Fatal("request days of dropped partitions are left")
+	}
+	// Today's partition is never dropped.
+	if n, err := e.EnforceMaxSize(ctx, 1); err != nil || count(t, e, `SELECT count(*) FROM audit_events WHERE event_time >= $1`, today) != 200 {
+		t.Fatalf("a bound below today's events: dropped %d, %v", n, err)
+	}
 }
 
 func event(i int, at time.Time) catalog.AuditEvent {

@@ -13,7 +13,8 @@
 //
 // The server runs without durability (fsync off; it is thrown away) and
 // accepts TCP connections on 127.0.0.1 only, with a random password for
-// the superuser "postgres".
+// the superuser "postgres"; any other role with a password (scram-sha-256)
+// may log in too, as Mandate's query role does.
 package pgtest
 
 import (
@@ -68,6 +69,14 @@ type Server struct {
 // the server listens on loopback only).
 func (s *Server) URL(db string) string {
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(s.User, s.Password),
+		Host: net.JoinHostPort(s.Host, strconv.Itoa(s.Port)), Path: "/" + db, RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+// URLAs returns a connection URL for database db as user with password
+// (pg_hba accepts any role with a password over TCP: scram-sha-256).
+func (s *Server) URLAs(db, user, password string) string {
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password),
 		Host: net.JoinHostPort(s.Host, strconv.Itoa(s.Port)), Path: "/" + db, RawQuery: "sslmode=disable"}
 	return u.String()
 }

@@ -741,6 +741,8 @@ func TestBadConfiguration(t *testing.T) {
 		{"reserved connections", []string{"--max-connections", "3"}, nil, "--superuser-reserved-connections (3) must be less than --max-connections (3)"},
 		{"store", []string{"--store", "mysql://db"}, nil, "--store (MANDATE_STORE) must be embedded or a postgres://user@host/db URL"},
 		{"store without master key", []string{"--store", "postgres://mandate@127.0.0.1:1/mandate"}, nil, "every replica needs the same MANDATE_MASTER_KEY"},
+		{"query role without store", []string{"--store-query-url", "postgres://reader:pw@127.0.0.1:1/mandate"}, nil, "--store-query-url (MANDATE_STORE_QUERY_URL) needs --store postgres://"},
+		{"query role without password", []string{"--store", "postgres://mandate@127.0.0.1:1/mandate", "--store-query-url", "reader@127.0.0.1"}, nil, "--store-query-url (MANDATE_STORE_QUERY_URL) must be a postgres://role:password@host/db URL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mandatehq/mandate/catalog/pgtest"
 	"github.com/mandatehq/mandate/gateway/llm/llmtest"
 )
 
@@ -81,14 +83,31 @@ func BenchmarkGateway(b *testing.B) {
 	// BENCH_BASELINE_BIN: another mandate binary measured beside this
 	// tree's (paths baseline and baseline-audit-sync-off), as in
 	// BenchmarkLLMGateway.
-	type variant struct{ prefix, bin, mode string }
-	variants := []variant{{"mandate", "", "on"}, {"mandate", "", "off"}}
+	type variant struct{ prefix, bin, mode, store string }
+	variants := []variant{{"mandate", "", "on", ""}, {"mandate", "", "off", ""}}
 	if bin := os.Getenv("BENCH_BASELINE_BIN"); bin != "" {
-		variants = []variant{{"baseline", bin, "on"}, {"mandate", "", "on"}, {"baseline", bin, "off"}, {"mandate", "", "off"}}
+		variants = []variant{{"baseline", bin, "on", ""}, {"mandate", "", "on", ""}, {"baseline", bin, "off", ""}, {"mandate", "", "off", ""}}
+	}
+	// BENCH_LLM_POSTGRES=1 adds mandate serve --store postgres:// (a
+	// durable PostgreSQL on this machine, catalog/pgtest), named postgres
+	// and postgres-audit-sync-off, next to the embedded store's paths.
+	if os.Getenv("BENCH_LLM_POSTGRES") != "" {
+		settings := map[string]string{"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB"}
+		pg := pgtest.Start(b, pgtest.Options{Settings: settings})
+		for _, mode := range []string{"on", "off"} {
+			db := "mandate_" + mode
+			pg.CreateDatabase(b, db)
+			variants = append(variants, variant{"postgres", "", mode, pg.URL(db)})
+		}
 	}
 	for _, v := range variants {
 		mode := v.mode
-		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env, bin: v.bin})
+		args, venv := []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env
+		if v.store != "" {
+			args = append(args, "--store", v.store)
+			venv = append(slices.Clone(env), "MANDATE_MASTER_KEY="+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
+		}
+		s := startServer(b, serverOpts{args: args, env: venv, bin: v.bin})
 		c := s.admin(b)
 		mustExec(b, c,
 			`CREATE USER "alice@example.com"`,
@@ -286,6 +305,7 @@ func fastUpstream(w http.ResponseWriter, r *http.Request) {
 //
 //	go test -run '^$' -bench BenchmarkLLMGateway -benchtime 5000x ./cmd/mandate
 //	BENCH_LLM_RATE=250 go test -run '^$' -bench BenchmarkLLMGateway -benchtime 2000x ./cmd/mandate
+//	BENCH_LLM_POSTGRES=1 go test -run '^$' -bench 'BenchmarkLLMGateway/paced' -benchtime 5000x ./cmd/mandate
 func BenchmarkLLMGateway(b *testing.B) {
 	fake := llmtest.New()
 	fake.MaxRecorded = -1
@@ -321,10 +341,22 @@ func BenchmarkLLMGateway(b *testing.B) {
 	// BENCH_BASELINE_BIN names another mandate binary (say, main's) to
 	// measure side by side with this tree's, in the same run: its paths
 	// are named baseline and baseline-audit-sync-off.
-	type variant struct{ prefix, bin, mode string }
-	variants := []variant{{"mandate", "", "on"}, {"mandate", "", "off"}}
+	type variant struct{ prefix, bin, mode, store string }
+	variants := []variant{{"mandate", "", "on", ""}, {"mandate", "", "off", ""}}
 	if bin := os.Getenv("BENCH_BASELINE_BIN"); bin != "" {
-		variants = []variant{{"baseline", bin, "on"}, {"mandate", "", "on"}, {"baseline", bin, "off"}, {"mandate", "", "off"}}
+		variants = []variant{{"baseline", bin, "on", ""}, {"mandate", "", "on", ""}, {"baseline", bin, "off", ""}, {"mandate", "", "off", ""}}
+	}
+	// BENCH_LLM_POSTGRES=1 adds mandate serve --store postgres:// (a
+	// durable PostgreSQL on this machine, catalog/pgtest), named postgres
+	// and postgres-audit-sync-off, next to the embedded store's paths.
+	if os.Getenv("BENCH_LLM_POSTGRES") != "" {
+		settings := map[string]string{"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB"}
+		pg := pgtest.Start(b, pgtest.Options{Settings: settings})
+		for _, mode := range []string{"on", "off"} {
+			db := "mandate_" + mode
+			pg.CreateDatabase(b, db)
+			variants = append(variants, variant{"postgres", "", mode, pg.URL(db)})
+		}
 	}
 	for _, v := range variants {
 		mode := v.mode
@@ -337,7 +369,12 @@ func BenchmarkLLMGateway(b *testing.B) {
 		if pp := os.Getenv("BENCH_PPROF_PATH"); pp != "" && pp != name {
 			venv = nil
 		}
-		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: venv, bin: v.bin})
+		args := []string{"--dev", "--log-level", "warn", "--audit-sync", mode}
+		if v.store != "" {
+			args = append(args, "--store", v.store)
+			venv = append(slices.Clone(venv), "MANDATE_MASTER_KEY="+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
+		}
+		s := startServer(b, serverOpts{args: args, env: venv, bin: v.bin})
 		c := s.admin(b)
 		mustExec(b, c,
 			`CREATE USER "alice@example.com"`,

@@ -362,7 +362,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		go qe.RunAuditRetention(retCtx, duckstore.RetentionOptions{Keep: keep, MaxBytes: int64(cfg.auditMaxSize)})
 		if st.pgEvents != nil { // the shared event stream: whole days dropped (replicas may all do it)
-			go st.pgEvents.RunRetention(retCtx, pgstore.RetentionOptions{Keep: keep})
+			go st.pgEvents.RunRetention(retCtx, pgstore.RetentionOptions{Keep: keep, MaxBytes: int64(cfg.auditMaxSize)})
 		}
 	}
 	failures := catalog.NewFailureAudit(auditLog, catalog.FailureAuditOptions{Logger: log})
@@ -413,11 +413,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer leases.Close()
 	// With --store postgres:// the system tables' SELECTs run on the
 	// shared database over the event stream's views (catalog/pgquery: a
-	// READ ONLY transaction as a role that reads only those views), so
+	// READ ONLY transaction on a pool that logs in as a role that reads
+	// only those views, its password sealed in the shared keys), so
 	// every replica answers from every replica's events.
 	sysQuery := catalog.QueryEngine(flushing)
 	if st.pgEvents != nil {
 		pq, err := pgquery.Open(ctx, cfg.store.store, pgquery.Options{Logger: log, Schema: pgstore.ViewsSchema,
+			Keys: sharedKeys, Login: cfg.store.queryURL,
 			MaxConns: cfg.limits.queryOptions(duckstore.QueryOptions{}).MaxConns})
 		if err != nil {
 			return fmt.Errorf("the system tables' query engine on PostgreSQL: %w", err)

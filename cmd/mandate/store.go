@@ -26,10 +26,12 @@ import (
 type storeConfig struct {
 	store        string
 	maxStaleness time.Duration
+	queryURL     string
 }
 
 func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.store, "store", "embedded", "where the catalog lives: embedded (the data directory) or a PostgreSQL URL, postgres://user@host/db, that several mandate serve processes share, with the audit events (each spools them in its own --data-dir while the database is unreachable)")
+	fs.StringVar(&c.queryURL, "store-query-url", "", "with --store postgres://...: postgres://role:password@host/db of a LOGIN role an administrator created for the system tables' SELECTs, when the store's user may not create it (no CREATEROLE); default: mandate creates its own role, its password sealed in the store")
 	fs.DurationVar(&c.maxStaleness, "max-staleness", catalog.DefaultMaxStaleness, "with --store postgres://...: a replica that could not confirm for this long that it has every committed catalog change denies every authorization (fail closed) until it catches up")
 }
 
@@ -38,7 +40,15 @@ func (c *storeConfig) validate() error {
 		return fmt.Errorf("--max-staleness (%s) must be positive", envName("max-staleness"))
 	}
 	if c.store == "embedded" {
+		if c.queryURL != "" {
+			return fmt.Errorf("--store-query-url (%s) needs --store postgres://user@host/db", envName("store-query-url"))
+		}
 		return nil
+	}
+	if c.queryURL != "" {
+		if u, err := url.Parse(c.queryURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.User == nil || !hasPassword(u) {
+			return fmt.Errorf("--store-query-url (%s) must be a postgres://role:password@host/db URL", envName("store-query-url"))
+		}
 	}
 	if _, err := c.postgresURL(); err != nil {
 		return err
@@ -166,4 +176,9 @@ func openPGEvents(ctx context.Context, cfg *serveConfig, pgURL string, log zerol
 		return nil, nil, err
 	}
 	return pe, spool, nil
+}
+
+func hasPassword(u *url.URL) bool {
+	_, ok := u.User.Password()
+	return ok
 }
