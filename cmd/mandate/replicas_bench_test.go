@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -63,6 +64,7 @@ func BenchmarkReplicas(b *testing.B) {
 			for range b.N {
 				total, conflicts = 0, 0
 				pgCalls0 := pgCalls(b, c)
+				cpu0 := clusterCPU(b, c, targets)
 				var wg sync.WaitGroup
 				outs := make([]bytes.Buffer, len(targets))
 				errs := make([]error, len(targets))
@@ -88,6 +90,8 @@ func BenchmarkReplicas(b *testing.B) {
 					b.ReportMetric(float64(calls["changes"]-pgCalls0["changes"])/float64(appends), "changes/append")
 					b.ReportMetric(float64(calls["reads"]-pgCalls0["reads"])/float64(appends), "reads/append")
 				}
+				clusterCPU(b, c, targets).since(cpu0).report(b, total*benchDuration().Seconds())
+				logStatements(b, pgCalls0, pgCalls(b, c))
 			}
 			b.ReportMetric(total, "stmts/s")
 			b.ReportMetric(conflicts, "40001-retried")
@@ -204,7 +208,7 @@ func pgCalls(b *testing.B, c *cluster) map[string]int64 {
 		b.Fatal(err)
 	}
 	out["changes"] = head
-	rows, err := conn.Query(b.Context(), `SELECT query, calls, rows FROM pg_stat_statements`)
+	rows, err := conn.Query(b.Context(), `SELECT query, calls, rows, total_exec_time FROM pg_stat_statements`)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -212,9 +216,13 @@ func pgCalls(b *testing.B, c *cluster) map[string]int64 {
 	for rows.Next() {
 		var q string
 		var calls, n int64
-		if err := rows.Scan(&q, &calls, &n); err != nil {
+		var ms float64
+		if err := rows.Scan(&q, &calls, &n, &ms); err != nil {
 			b.Fatal(err)
 		}
+		out["calls: "+q] += calls
+		out["rows: "+q] += n
+		out["µs: "+q] += int64(ms * 1000)
 		switch {
 		case strings.Contains(q, "mandate_catalog_append("):
 			out["append"] += calls // the function (errors, lost races, are not counted)
@@ -228,6 +236,28 @@ func pgCalls(b *testing.B, c *cluster) map[string]int64 {
 		b.Fatal(err)
 	}
 	return out
+}
+
+// logStatements logs the statements PostgreSQL ran between two pgCalls,
+// the most time-consuming first: calls, rows and execution time.
+func logStatements(b *testing.B, before, after map[string]int64) {
+	type stmt struct {
+		q                 string
+		calls, rows, time int64
+	}
+	var all []stmt
+	for k, v := range after {
+		if q, ok := strings.CutPrefix(k, "µs: "); ok && v > before[k] {
+			all = append(all, stmt{q, after["calls: "+q] - before["calls: "+q], after["rows: "+q] - before["rows: "+q], v - before[k]})
+		}
+	}
+	slices.SortFunc(all, func(a, b stmt) int { return int(b.time - a.time) })
+	var sb strings.Builder
+	for _, s := range all[:min(len(all), 12)] {
+		q := strings.Join(strings.Fields(s.q), " ")
+		fmt.Fprintf(&sb, "\n  %9d calls %9d rows %9.1f ms  %.110s", s.calls, s.rows, float64(s.time)/1000, q)
+	}
+	b.Logf("PostgreSQL statements, by execution time:%s", sb.String())
 }
 
 // loadAverage is the one-minute load average (/proc/loadavg).
@@ -247,7 +277,8 @@ func loadAverage(b *testing.B) float64 {
 // startBenchCluster starts PostgreSQL (durablePG) and n replicas that
 // connect to it directly (startCluster puts a TCP proxy in between, for
 // the tests that cut the database: a hop production does not have).
-// BENCH_PPROF_ADDR serves the first replica's profiler.
+// BENCH_PPROF_ADDR (host:port) serves the first replica's profiler, the
+// next port the second's, and so on.
 func startBenchCluster(b *testing.B, n int) *cluster {
 	b.Helper()
 	settings := maps.Clone(durablePG)
@@ -264,8 +295,13 @@ func startBenchCluster(b *testing.B, n int) *cluster {
 	var wg sync.WaitGroup
 	for i := range n {
 		env := []string{"MANDATE_MASTER_KEY=" + key, "MANDATE_NODE_TOKEN=" + replicaNodeToken}
-		if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" && i == 0 {
-			env = append(env, "MANDATE_PPROF_ADDR="+a)
+		if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" {
+			host, port, err := net.SplitHostPort(a)
+			p, perr := strconv.Atoi(port)
+			if err != nil || perr != nil {
+				b.Fatalf("BENCH_PPROF_ADDR %q: want host:port", a)
+			}
+			env = append(env, "MANDATE_PPROF_ADDR="+net.JoinHostPort(host, strconv.Itoa(p+i)))
 		}
 		wg.Go(func() { // together: they race for the bootstrap
 			c.replicas[i] = startServer(b, serverOpts{args: []string{"--store", c.url, "--log-level", "warn"}, env: env})
