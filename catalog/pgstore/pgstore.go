@@ -551,13 +551,18 @@ func (s *Store) WriteSnapshot(ctx context.Context, st *catalog.State) error {
 }
 
 // Prune implements catalog.Store: records up to through that a snapshot
-// covers and that are older than Options.KeepChanges are deleted.
+// covers and that are older than Options.KeepChanges are deleted. The
+// records are committed in revision order, so the deletion stops at the
+// first young one: it reads the records it deletes and one more, not the
+// hour of records it keeps (every replica prunes after each snapshot).
 func (s *Store) Prune(ctx context.Context, through catalog.Revision) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
 	_, err := s.pool.Exec(ctx, `DELETE FROM mandate_catalog_changes
 		WHERE revision <= least($1, (SELECT coalesce(max(revision), 0) FROM mandate_catalog_snapshots))
+		  AND revision < coalesce((SELECT revision FROM mandate_catalog_changes
+			WHERE committed_at >= now() - $2::interval ORDER BY revision LIMIT 1), $1 + 1)
 		  AND committed_at < now() - $2::interval`, int64(through), s.opts.KeepChanges)
 	return translate(ctx, "prune change records", err)
 }

@@ -49,6 +49,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("ConcurrentMigration", func(t *testing.T) { testConcurrentMigration(t, server, newDatabase(t)) })
 	t.Run("ChangedNotification", func(t *testing.T) { testChangedNotification(t, newDatabase(t)) })
 	t.Run("LostRace", func(t *testing.T) { testLostRace(t, server, newDatabase(t)) })
+	t.Run("PruneKeepsYoung", func(t *testing.T) { testPruneKeepsYoung(t, server, newDatabase(t)) })
 	t.Run("Unreachable", testUnreachable)
 	t.Run("Keys", func(t *testing.T) {
 		keystoretest.Run(t, func(t *testing.T) keystore.Store { return openClosed(t, newDatabase(t)).Keys() })
@@ -267,5 +268,51 @@ func TestImport(t *testing.T) {
 	}
 	if err := s.Import(ctx, st); !catalog.IsCode(err, catalog.CodeAlreadyExists) {
 		t.Fatalf("second Import: %v, want CodeAlreadyExists", err)
+	}
+}
+
+// Prune deletes the records a snapshot covers that are older than
+// Options.KeepChanges, and keeps the younger ones.
+func testPruneKeepsYoung(t *testing.T, server *pgtest.Server, url string) {
+	ctx := t.Context()
+	s, err := pgstore.Open(ctx, url, pgstore.Options{KeepChanges: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var changes []catalog.Change
+	for rev := catalog.Revision(1); rev <= 6; rev++ {
+		changes = append(changes, catalog.Change{Revision: rev, NextID: catalog.ID(rev) + 1, Ops: []catalog.ChangeOp{{Kind: catalog.OpPutPrincipal,
+			Principal: &catalog.Principal{ID: catalog.ID(rev), Name: fmt.Sprint("p", rev), Kind: catalog.KindUser, Created: time.Now()}}}})
+	}
+	if err := s.Append(ctx, 0, changes); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteSnapshot(ctx, &catalog.State{Revision: 5, NextID: 6}); err != nil {
+		t.Fatal(err)
+	}
+	conn := server.Connect(t, dbName(url))
+	if _, err := conn.Exec(ctx, `UPDATE mandate_catalog_changes SET committed_at = now() - interval '2 hours' WHERE revision <= 3`); err != nil {
+		t.Fatal(err)
+	}
+	for _, through := range []catalog.Revision{6, 6} { // twice: the second finds nothing to delete
+		if err := s.Prune(ctx, through); err != nil {
+			t.Fatal(err)
+		}
+		var revs []int64
+		rows, err := conn.Query(ctx, `SELECT revision FROM mandate_catalog_changes ORDER BY revision`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var r int64
+			if err := rows.Scan(&r); err != nil {
+				t.Fatal(err)
+			}
+			revs = append(revs, r)
+		}
+		if rows.Err() != nil || fmt.Sprint(revs) != "[4 5 6]" {
+			t.Fatalf("after Prune(%d): records %v (%v), want [4 5 6]", through, revs, rows.Err())
+		}
 	}
 }
