@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/keystore/keystoretest"
@@ -242,6 +244,56 @@ func testLostRace(t *testing.T, server *pgtest.Server, url string) {
 	}
 	if h, err := a.Head(ctx); err != nil || h != 3 {
 		t.Fatalf("Head = %d, %v; want 3", h, err)
+	}
+
+	// A writer that holds the head (LockHead) gets the records it lacks;
+	// another writer's append waits for it and loses to its append.
+	held, c, err := a.LockHead(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Head != 3 || len(c.Newer) != 2 || c.Newer[0].Ops[0].Principal.Name != "two" || c.Newer[1].Ops[0].Principal.Name != "three" {
+		t.Fatalf("LockHead(1) = head %d, %d records; want 3, [two three]", c.Head, len(c.Newer))
+	}
+	go func() { done <- b.Append(context.Background(), 3, []catalog.Change{mk(4, "waiter")}) }()
+	waitLockWait(t, waiting)
+	if err := held.Append(ctx, 3, []catalog.Change{mk(4, "four")}); err != nil {
+		t.Fatal(err)
+	}
+	held.Release() // a no-op after Append
+	lost(<-done, 4, "four")
+	// Released without an append, the head is free again and unchanged.
+	held, c, err = a.LockHead(ctx, 4)
+	if err != nil || c.Head != 4 || len(c.Newer) != 0 {
+		t.Fatalf("LockHead(4) = %+v, %v", c, err)
+	}
+	go func() { done <- b.Append(context.Background(), 4, []catalog.Change{mk(5, "five")}) }()
+	waitLockWait(t, waiting)
+	held.Release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if h, err := a.Head(ctx); err != nil || h != 5 {
+		t.Fatalf("Head = %d, %v; want 5", h, err)
+	}
+}
+
+// waitLockWait waits until a backend of the database waits for a lock.
+func waitLockWait(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // a failure bound
+	for {
+		var n int
+		if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no backend waits for a lock")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
