@@ -18,6 +18,16 @@ const clockTick = 10 * time.Millisecond
 // children (backends, WAL writer, checkpointer), found through
 // postmaster.pid in its data directory.
 func pgCPU(b *testing.B, dataDir string) time.Duration {
+	var total time.Duration
+	for _, pid := range pgPIDs(b, dataDir) {
+		total += procCPU(pid)
+	}
+	return total
+}
+
+// pgPIDs are the processes of a PostgreSQL server: its postmaster (from
+// postmaster.pid in its data directory) and the postmaster's children.
+func pgPIDs(b *testing.B, dataDir string) []int {
 	raw, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
 	if err != nil {
 		b.Fatal(err)
@@ -27,7 +37,7 @@ func pgCPU(b *testing.B, dataDir string) time.Duration {
 	if err != nil {
 		b.Fatal(err)
 	}
-	total := procCPU(pm)
+	pids := []int{pm}
 	dirs, _ := os.ReadDir("/proc")
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
@@ -40,10 +50,10 @@ func pgCPU(b *testing.B, dataDir string) time.Duration {
 		}
 		i := strings.LastIndexByte(string(raw), ')')
 		if f := strings.Fields(string(raw[i+1:])); len(f) > 1 && f[1] == strconv.Itoa(pm) {
-			total += procCPU(pid)
+			pids = append(pids, pid)
 		}
 	}
-	return total
+	return pids
 }
 
 // hostBusy is the CPU time all cores of the host spent busy (/proc/stat:

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -54,10 +55,16 @@ func benchDuration() time.Duration {
 //
 // Each reports the one-minute load average at its end (load1).
 //
+// BENCH_PIN pins the processes to CPUs (taskset), e.g.
+// "pg=0;replicas=1;loadgen=1": PostgreSQL (postmaster and backends),
+// the replicas (and the embedded server) and this process (the load
+// generator), each a CPU list as taskset -c takes it.
+//
 // Run with -benchtime 1x: each sub-benchmark runs once for its duration.
 func BenchmarkReplicas(b *testing.B) {
 	embedded := startServer(b, serverOpts{args: []string{"--log-level", "warn"}})
 	c := startBenchCluster(b, 3)
+	pinBench(b, c, embedded)
 	grants := func(name string, targets []*server) {
 		b.Run(name, func(b *testing.B) {
 			var total, conflicts float64
@@ -193,6 +200,41 @@ func BenchmarkReplicas(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
 		b.ReportMetric(loadAverage(b), "load1")
 	})
+}
+
+// pinBench applies BENCH_PIN (see BenchmarkReplicas).
+func pinBench(b *testing.B, c *cluster, embedded *server) {
+	spec := os.Getenv("BENCH_PIN")
+	if spec == "" {
+		return
+	}
+	pin := func(cpus string, pids ...int) {
+		for _, pid := range pids {
+			if out, err := exec.Command("taskset", "-a", "-c", "-p", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+				b.Fatalf("taskset %s %d: %v\n%s", cpus, pid, err, out)
+			}
+		}
+	}
+	for _, part := range strings.Split(spec, ";") {
+		who, cpus, ok := strings.Cut(part, "=")
+		if !ok {
+			b.Fatalf("BENCH_PIN %q: want who=cpus;...", spec)
+		}
+		switch who {
+		case "pg":
+			pin(cpus, pgPIDs(b, c.pg.DataDir)...)
+		case "replicas":
+			pin(cpus, embedded.cmd.Process.Pid)
+			for _, r := range c.replicas {
+				pin(cpus, r.cmd.Process.Pid)
+			}
+		case "loadgen":
+			pin(cpus, os.Getpid())
+		default:
+			b.Fatalf("BENCH_PIN %q: unknown %q (pg, replicas, loadgen)", spec, who)
+		}
+	}
+	b.Logf("pinned: %s", spec)
 }
 
 // pgCalls reads pg_stat_statements and the head: the appends that wrote
