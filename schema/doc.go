@@ -41,5 +41,12 @@
 // audit_revision, and the system tables' views in the schema
 // mandate_views.
 //
+// The system tables' views exist once per dialect (duckdb/0003,
+// postgres/0002) and are one definition: their columns (names, order,
+// types) are catalog.AuditColumns, UsageColumns and PayloadColumns, and
+// their values for the same events are the table of
+// catalog/storetest.RunViews, which both stores' tests run. A change to a
+// view is a new migration in each dialect and a change to that table.
+//
 // Migrations are never edited once released: a change is a new file.
 package schema

@@ -3,7 +3,6 @@ package duckstore
 import (
 	"context"
 	"database/sql/driver"
-	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -11,7 +10,7 @@ import (
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/storetest"
 )
 
 // TestAuditQueryPerformance loads MANDATE_AUDIT_ROWS audit events (e.g.
@@ -49,53 +48,19 @@ func TestAuditQueryPerformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := time.Now().UTC()
-	span := 90 * 24 * time.Hour // events spread over 90 days, appended in time order
 	if have < int64(n) {
 		start := time.Now()
-		if err := loadAudit(ctx, s, int(have), n, end.Add(-span), span); err != nil {
+		if err := loadAudit(ctx, s, int(have), n, end); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("appended %d events in %v", n-int(have), time.Since(start).Round(time.Millisecond))
 	}
-	queries := []struct {
-		name, sql string
-		args      []any
-		limit     time.Duration
-	}{
-		{"top20 over 7 days", `SELECT user_identity, action_name, count(*) FROM ` + catalog.AuditRelation +
-			` WHERE event_time > now() - interval '7 days' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20`, nil, time.Second},
-		{"lookup by request_id", `SELECT * FROM ` + catalog.AuditRelation + ` WHERE request_id = $1`,
-			[]any{requestID(n / 2)}, 50 * time.Millisecond},
-		{"lookup by request_id (literal)", `SELECT * FROM ` + catalog.AuditRelation + ` WHERE request_id = '` +
-			requestID(n/3) + `'`, nil, 50 * time.Millisecond},
-	}
-	for _, q := range queries {
-		var best time.Duration
-		rows := 0
-		for i := range 5 {
-			rows = 0
-			start := time.Now()
-			err := e.Query(ctx, catalog.Query{SQL: q.sql, Args: q.args}, func([]any) error { rows++; return nil })
-			d := time.Since(start)
-			if err != nil {
-				t.Fatalf("%s: %v", q.name, err)
-			}
-			if i == 0 || d < best {
-				best = d
-			}
-			t.Logf("%s: run %d %v (%d rows)", q.name, i+1, d.Round(time.Microsecond), rows)
-		}
-		if rows == 0 {
-			t.Errorf("%s: no rows", q.name)
-		}
-		if best > q.limit {
-			t.Errorf("%s: best of 5 is %v, target %v", q.name, best, q.limit)
-		}
-	}
+	storetest.RunPerfQueries(t, e, n, nil)
 }
 
-// loadAudit appends events [from, to) with the appender, in time order.
-func loadAudit(ctx context.Context, s *Store, from, to int, start time.Time, span time.Duration) error {
+// loadAudit appends events [from, to) of storetest.PerfEvent (to of
+// them, ending at end) with the appender, in time order.
+func loadAudit(ctx context.Context, s *Store, from, to int, end time.Time) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return err
@@ -106,15 +71,12 @@ func loadAudit(ctx context.Context, s *Store, from, to int, start time.Time, spa
 		if err != nil {
 			return err
 		}
-		step := span / time.Duration(to)
-		actions := []string{"tools/call", "tools/list", "initialize", "resources/read", "GRANT", "REVOKE", "CREATE CONNECTION", "prompts/get"}
 		for i := from; i < to; i++ {
-			at := start.Add(time.Duration(i) * step)
-			user := fmt.Sprintf("user%03d@example.com", i%173)
-			if err := app.AppendRow(fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i), at, at.Truncate(24*time.Hour),
-				"mcp", actions[(i/7)%len(actions)], user, user, "coding-agent", "10.1.2.3", "claude-code/1.0", "sess-1",
-				requestID(i), "CONNECTION", "system.ai.github",
-				`{"tool":"search_issues","arguments_size":123}`, int32(0), "", "", "allow", "granted", float64(i%100)/10,
+			ev := storetest.PerfEvent(i, to, end)
+			if err := app.AppendRow(ev.EventID, ev.Time, ev.Time.Truncate(24*time.Hour),
+				ev.Service, ev.Action, ev.UserIdentity, ev.RunBy, ev.RunAs, ev.SourceIP, ev.UserAgent, ev.SessionID,
+				ev.RequestID, ev.SecurableType, ev.SecurableName,
+				ev.RequestParams, int32(ev.StatusCode), ev.ErrorMessage, ev.SQLState, ev.Decision, ev.Reason, ev.LatencyMs,
 				int64(0), // revision; then the AI gateway's columns (schema/duckdb/0003), empty
 				"", "", "", "", "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", "", nil, nil); err != nil {
 				return err
@@ -122,14 +84,4 @@ func loadAudit(ctx context.Context, s *Store, from, to int, start time.Time, spa
 		}
 		return app.Close()
 	})
-}
-
-// requestID is a random-looking request ID (as gateways generate them), so
-// that zone maps cannot find one without the index.
-func requestID(i int) string {
-	x := uint64(i) + 0x9E3779B97F4A7C15
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EB
-	x ^= x >> 31
-	return fmt.Sprintf("%016x-%08x", x, i)
 }

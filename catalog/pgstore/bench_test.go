@@ -19,6 +19,7 @@ import (
 	"github.com/mandatehq/mandate/catalog/auditwal"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
+	"github.com/mandatehq/mandate/catalog/storetest"
 )
 
 // benchSettings make the benchmarks' server durable (pgtest's default is
@@ -191,7 +192,6 @@ func TestEventQueryPerformance(t *testing.T) {
 	server := pgtest.Start(t, pgtest.Options{Settings: settings})
 	server.CreateDatabase(t, "perf")
 	end := time.Now().UTC()
-	span := 90 * 24 * time.Hour
 	e, err := pgstore.OpenEvents(ctx, server.URL("perf"), pgstore.EventOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -199,23 +199,14 @@ func TestEventQueryPerformance(t *testing.T) {
 	defer e.Close()
 	// The day partitions of the 90 days, as a replica running all along
 	// would have created them.
-	if _, err := e.Pool().Exec(ctx, `SELECT mandate_audit_ensure_partitions($1::date, 95)`, end.Add(-span).Format(time.DateOnly)); err != nil {
+	if _, err := e.Pool().Exec(ctx, `SELECT mandate_audit_ensure_partitions($1::date, 95)`, end.Add(-storetest.PerfSpan).Format(time.DateOnly)); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	const batch = 100_000
-	step := span / time.Duration(n)
-	actions := []string{"tools/call", "tools/list", "initialize", "resources/read", "GRANT", "REVOKE", "CREATE CONNECTION", "prompts/get"}
 	events := make([]catalog.AuditEvent, 0, batch)
 	for i := 0; i < n; i++ {
-		at := end.Add(-span).Add(time.Duration(i) * step)
-		user := fmt.Sprintf("user%03d@example.com", i%173)
-		events = append(events, catalog.AuditEvent{EventID: fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i), Time: at,
-			Service: "mcp", Action: actions[(i/7)%len(actions)], UserIdentity: user, RunBy: user, RunAs: "coding-agent",
-			SourceIP: "10.1.2.3", UserAgent: "claude-code/1.0", SessionID: "sess-1", RequestID: requestID(i),
-			SecurableType: "CONNECTION", SecurableName: "system.ai.github",
-			RequestParams: `{"tool":"search_issues","arguments_size":123}`, Decision: "allow", Reason: "granted",
-			LatencyMs: float64(i%100) / 10})
+		events = append(events, storetest.PerfEvent(i, n, end))
 		if len(events) == batch || i == n-1 {
 			if err := e.AppendAudit(ctx, events...); err != nil {
 				t.Fatal(err)
@@ -234,58 +225,24 @@ func TestEventQueryPerformance(t *testing.T) {
 	}
 	t.Logf("loaded %d events with COPY in %v (%.0f/s, %d per transaction), ANALYZE in %v; %s with indexes",
 		n, load.Round(time.Millisecond), float64(n)/load.Seconds(), batch, (time.Since(start) - load).Round(time.Millisecond), size)
-	queries := []struct {
-		name, sql string
-		args      []any
-		limit     time.Duration
-	}{
-		{"top20 over 7 days", `SELECT user_identity, action_name, count(*) FROM ` + catalog.AuditRelation +
-			` WHERE event_time > now() - interval '7 days' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20`, nil, time.Second},
-		{"lookup by request_id", `SELECT * FROM ` + catalog.AuditRelation + ` WHERE request_id = $1`,
-			[]any{requestID(n / 2)}, 50 * time.Millisecond},
-		{"lookup by request_id (literal)", `SELECT * FROM ` + catalog.AuditRelation + ` WHERE request_id = '` +
-			requestID(n/3) + `'`, nil, 50 * time.Millisecond},
-	}
-	views := e.Views()
-	for _, q := range queries {
-		var best time.Duration
-		rows := 0
-		for i := range 5 {
-			rows = 0
-			start := time.Now()
-			err := views.Query(ctx, catalog.Query{SQL: q.sql, Args: q.args}, func([]any) error { rows++; return nil })
-			d := time.Since(start)
-			if err != nil {
-				t.Fatalf("%s: %v", q.name, err)
-			}
-			if i == 0 || d < best {
-				best = d
-			}
-			t.Logf("%s: run %d %v (%d rows)", q.name, i+1, d.Round(time.Microsecond), rows)
-		}
-		if rows == 0 {
-			t.Errorf("%s: no rows", q.name)
-		}
-		if best > q.limit {
-			t.Errorf("%s: best of 5 is %v, target %v", q.name, best, q.limit)
-		}
+	storetest.RunPerfQueries(t, e.Views(), n, func(q storetest.PerfQuery) {
 		// The query's CPU time in one backend without parallel workers
 		// (what it costs, whatever the machine's load): the server runs
 		// on this machine, so its /proc entry is readable.
-		if cpu, err := backendCPU(ctx, server, q.sql, q.args); err == nil {
-			t.Logf("%s: %v of CPU in one backend (no parallel workers)", q.name, cpu)
+		if cpu, err := backendCPU(ctx, server, q.SQL, q.Args); err == nil {
+			t.Logf("%s: %v of CPU in one backend (no parallel workers)", q.Name, cpu)
 		} else {
-			t.Logf("%s: CPU not measured: %v", q.name, err)
+			t.Logf("%s: CPU not measured: %v", q.Name, err)
 		}
 		// The plan, for the record.
 		plan, err := pgx.CollectRows(must2(e.Pool().Query(ctx, `EXPLAIN (ANALYZE, BUFFERS) `+
-			replaceRelation(q.sql), q.args...)), pgx.RowTo[string])
+			replaceRelation(q.SQL), q.Args...)), pgx.RowTo[string])
 		if err == nil && testing.Verbose() {
 			for _, l := range plan {
 				t.Log("  " + l)
 			}
 		}
-	}
+	})
 }
 
 // backendCPU runs sql once (after a warm-up run) on one connection with
@@ -352,13 +309,4 @@ func must2(r pgx.Rows, err error) pgx.Rows {
 
 func replaceRelation(sql string) string {
 	return "/* plan */ " + strings.ReplaceAll(sql, catalog.AuditRelation, pgstore.ViewsSchema+"."+catalog.AuditRelation)
-}
-
-// requestID is a random-looking request ID (as gateways generate them).
-func requestID(i int) string {
-	x := uint64(i) + 0x9E3779B97F4A7C15
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EB
-	x ^= x >> 31
-	return fmt.Sprintf("%016x-%08x", x, i)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/auditwal"
+	"github.com/mandatehq/mandate/catalog/pgquery"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/pgtest"
 	"github.com/mandatehq/mandate/catalog/storetest"
@@ -78,6 +79,19 @@ func testEvents(t *testing.T, server *pgtest.Server, newDatabase func(t *testing
 	t.Run("ReplicasForwardChangeAudit", func(t *testing.T) { testReplicasForwardChangeAudit(t, newDatabase(t)) })
 	t.Run("Partitions", func(t *testing.T) { testPartitions(t, newDatabase(t)) })
 	t.Run("Views", func(t *testing.T) { testViews(t, newDatabase(t)) })
+	t.Run("ViewsConformance", func(t *testing.T) {
+		storetest.RunViews(t, func(t *testing.T) (catalog.EventStore, catalog.QueryEngine) {
+			url := newDatabase(t)
+			e := openEvents(t, url, pgstore.EventOptions{})
+			t.Cleanup(func() { e.Close() })
+			q, err := pgquery.Open(t.Context(), url, pgquery.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { q.Close() })
+			return e, q
+		})
+	})
 }
 
 func event(i int, at time.Time) catalog.AuditEvent {

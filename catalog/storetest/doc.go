@@ -14,6 +14,18 @@
 //	func TestEventsDurability(t *testing.T) {
 //		storetest.RunEventsDurability(t, func(t *testing.T, dir string) catalog.EventStore { ... })
 //	}
+//	func TestViews(t *testing.T) {
+//		storetest.RunViews(t, func(t *testing.T) (catalog.EventStore, catalog.QueryEngine) { ... })
+//	}
+//
+// The system tables' relations (RunViews): each SQL dialect defines the
+// views system_access_audit, system_ai_gateway_usage and
+// system_ai_gateway_payloads in its own migrations; the suite is their one
+// definition: `SELECT *` answers catalog.AuditColumns, UsageColumns and
+// PayloadColumns in order, each value of its column's Go type, and for
+// the same events (a statement, JSON that is not JSON, an LLM call with
+// usage, one refused before the upstream, a payload) the values of one
+// table, viewWant, whatever the dialect.
 //
 // Catalog persistence (catalog.Store). Besides catalog/store.go, the suite
 // pins down what the contract leaves open:

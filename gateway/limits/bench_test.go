@@ -2,13 +2,13 @@ package limits_test
 
 import (
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/limitstest"
 )
 
 // benchSetup is a large installation: 10,000 users and 100 model
@@ -111,7 +111,7 @@ func BenchmarkLimiter(b *testing.B) {
 					r, _ := l.Reserve(b.Context(), &s.calls[i])
 					l.Release(r)
 				}
-				runLatency(b, par, func(i int, lat *lats) {
+				limitstest.RunLatency(b, par, func(i int, lat *limitstest.Lats) {
 					c := &s.calls[i%len(s.calls)]
 					t0 := time.Now()
 					r, err := l.Reserve(b.Context(), c)
@@ -120,8 +120,8 @@ func BenchmarkLimiter(b *testing.B) {
 						b.Error(err)
 					}
 					l.Settle(r, limits.Usage{InputTokens: c.InputTokens / 2, CachedInputTokens: c.InputTokens / 2, OutputTokens: 300}, limits.USD/1000)
-					lat.reserve = append(lat.reserve, t1.Sub(t0))
-					lat.settle = append(lat.settle, time.Since(t1))
+					lat.Reserve = append(lat.Reserve, t1.Sub(t0))
+					lat.Settle = append(lat.Settle, time.Since(t1))
 				})
 			})
 		}
@@ -135,7 +135,7 @@ func BenchmarkLimiter(b *testing.B) {
 func benchMutexMap(b *testing.B, par bool) {
 	var mu sync.Mutex
 	m := map[[2]catalog.ID]int64{}
-	runLatency(b, par, func(i int, lat *lats) {
+	limitstest.RunLatency(b, par, func(i int, lat *limitstest.Lats) {
 		k := [2]catalog.ID{catalog.ID(1000 + i%benchServices), catalog.ID(1 + i%benchUsers)}
 		t0 := time.Now()
 		mu.Lock()
@@ -145,54 +145,7 @@ func benchMutexMap(b *testing.B, par bool) {
 		mu.Lock()
 		m[k]--
 		mu.Unlock()
-		lat.reserve = append(lat.reserve, t1.Sub(t0))
-		lat.settle = append(lat.settle, time.Since(t1))
+		lat.Reserve = append(lat.Reserve, t1.Sub(t0))
+		lat.Settle = append(lat.Settle, time.Since(t1))
 	})
-}
-
-type lats struct{ reserve, settle []time.Duration }
-
-func runLatency(b *testing.B, par bool, op func(i int, lat *lats)) {
-	var mu sync.Mutex
-	var all lats
-	b.ReportAllocs()
-	b.ResetTimer()
-	if par {
-		b.SetParallelism(16) // 32 goroutines on 2 cores
-		var seq sync.Mutex
-		next := 0
-		b.RunParallel(func(pb *testing.PB) {
-			seq.Lock()
-			i := next * 7919
-			next++
-			seq.Unlock()
-			var lat lats
-			for pb.Next() {
-				op(i, &lat)
-				i++
-			}
-			mu.Lock()
-			all.reserve = append(all.reserve, lat.reserve...)
-			all.settle = append(all.settle, lat.settle...)
-			mu.Unlock()
-		})
-	} else {
-		all.reserve = make([]time.Duration, 0, b.N)
-		all.settle = make([]time.Duration, 0, b.N)
-		for i := 0; i < b.N; i++ {
-			op(i, &all)
-		}
-	}
-	b.StopTimer()
-	for _, x := range []struct {
-		name string
-		d    []time.Duration
-	}{{"reserve", all.reserve}, {"settle", all.settle}} {
-		if len(x.d) == 0 {
-			continue
-		}
-		slices.Sort(x.d)
-		b.ReportMetric(float64(x.d[len(x.d)/2].Nanoseconds()), x.name+"-p50-ns")
-		b.ReportMetric(float64(x.d[len(x.d)*99/100].Nanoseconds()), x.name+"-p99-ns")
-	}
 }

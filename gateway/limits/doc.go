@@ -180,6 +180,12 @@
 // guarantees hold over the server and its nodes (its doc.go states the
 // slack).
 //
+// Both leasing backends share one client, gateway/limits/internal/lease:
+// the windows' and accounts' hot path in memory, the lease bookkeeping,
+// prefetch, give-back, expiry and the fail-closed Refill; each backend is
+// a transport to its lender (PostgreSQL, the node API) and states its
+// lender's rules and slack.
+//
 // The conformance suite gateway/limits/limitstest is what a new backend
 // must pass.
 package limits

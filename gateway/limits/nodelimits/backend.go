@@ -13,6 +13,7 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/internal/lease"
 )
 
 // Options configure a Backend. Zero values take the defaults.
@@ -58,9 +59,6 @@ func (o *Options) defaults() {
 	}
 }
 
-// denyTTL bounds how long a refusal by the server is answered locally.
-const denyTTL = time.Second
-
 // Backend is a gateway node's limits.Backend: windows and budget accounts
 // served from leases of the catalog server's (Server). Safe for
 // concurrent use.
@@ -71,24 +69,21 @@ type Backend struct {
 	lastContact atomic.Int64 // mono ns of the last successful round trip
 	ttl         atomic.Int64 // the server's TTL for silent nodes
 
+	lc       lease.Client // the windows' lease client
 	mu       sync.Mutex
-	windows  map[*window]struct{}
 	accounts map[*account]struct{}
 	accts    sync.Map // acctKey → *account
 
 	stats struct{ roundTrips, errors atomic.Int64 }
 
-	kick   chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
-	closed atomic.Bool
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
 }
 
 var _ limits.Backend = (*Backend)(nil)
 
-var epoch = time.Now()
-
-func mono() int64 { return int64(time.Since(epoch)) }
+func mono() int64 { return lease.Mono() }
 
 // New returns a node backend and starts its background work; Close gives
 // the leases back.
@@ -99,12 +94,13 @@ func New(o Options) (*Backend, error) {
 	o.defaults()
 	var id [12]byte
 	_, _ = rand.Read(id[:])
-	b := &Backend{o: o, node: hex.EncodeToString(id[:]), windows: map[*window]struct{}{}, accounts: map[*account]struct{}{},
+	b := &Backend{o: o, node: hex.EncodeToString(id[:]), accounts: map[*account]struct{}{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	b.lc.Now, b.lc.WindowLease = o.Now, o.WindowLease
 	b.ttl.Store(int64(DefaultTTL))
 	b.lastContact.Store(-1 << 62)
 	if o.SyncInterval > 0 {
-		go b.loop()
+		go lease.Loop(o.SyncInterval, b.kick, b.stop, b.done, b.Sync)
 	} else {
 		close(b.done)
 	}
@@ -149,44 +145,16 @@ func (b *Backend) fresh() bool { return b.freshAt(mono()) }
 
 func (b *Backend) freshAt(ns int64) bool { return ns-b.lastContact.Load() < b.ttl.Load()/2 }
 
-func (b *Backend) loop() {
-	defer close(b.done)
-	t := time.NewTicker(b.o.SyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-t.C:
-		case <-b.kick:
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-b.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		_ = b.Sync(ctx)
-		cancel()
-	}
-}
-
 // Close stops the background work and gives back what the node holds:
 // leases end (used units stay counted), settled costs are sent, unused
 // slices returned. Close after the gateway has drained.
 func (b *Backend) Close(ctx context.Context) error {
-	if b.closed.Swap(true) {
+	if b.lc.Closed.Swap(true) {
 		return nil
 	}
 	close(b.stop)
 	<-b.done
-	for _, w := range b.activeWindows() {
-		w.Lock()
-		w.closeAll()
-		w.Unlock()
-	}
+	b.lc.CloseAll()
 	b.accts.Range(func(_, v any) bool {
 		a := v.(*account)
 		a.Lock()
@@ -196,16 +164,6 @@ func (b *Backend) Close(ctx context.Context) error {
 		return true
 	})
 	return b.Sync(ctx)
-}
-
-func (b *Backend) activeWindows() []*window {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ws := make([]*window, 0, len(b.windows))
-	for w := range b.windows {
-		ws = append(ws, w)
-	}
-	return ws
 }
 
 func (b *Backend) activeAccounts() []*account {
@@ -226,15 +184,16 @@ func (b *Backend) Sync(ctx context.Context) error {
 	ns := b.o.Now().UnixNano()
 	req := &api.LeaseRequest{}
 	var wops []func(res *api.WindowLeaseResult, err error)
-	for _, w := range b.activeWindows() {
-		if !w.ops.tryAcquire() {
+	for _, lw := range b.lc.Windows() {
+		if !lw.Ops.TryAcquire() {
 			continue
 		}
+		w := lw.T.(*window)
 		w.Lock()
 		ops, done := w.prepare(ns)
 		w.Unlock()
 		if len(ops) == 0 {
-			w.ops.release()
+			w.Ops.Release()
 			continue
 		}
 		req.Windows = append(req.Windows, ops...)
@@ -243,7 +202,7 @@ func (b *Backend) Sync(ctx context.Context) error {
 	var bops []func(res *api.BudgetLeaseResult, err error)
 	holds := false
 	for _, a := range b.activeAccounts() {
-		if !a.ops.tryAcquire() {
+		if !a.Ops.TryAcquire() {
 			holds = true
 			continue
 		}
@@ -252,7 +211,7 @@ func (b *Backend) Sync(ctx context.Context) error {
 		a.Unlock()
 		holds = holds || held
 		if op == nil {
-			a.ops.release()
+			a.Ops.Release()
 			continue
 		}
 		req.Budgets = append(req.Budgets, *op)
@@ -294,32 +253,6 @@ func (b *Backend) wireKey(k limits.WindowKey) api.LeaseKey {
 	p, name := b.principal(k.Principal)
 	return api.LeaseKey{Securable: k.Securable, Scope: uint8(k.Scope), Principal: p, PrincipalName: name}
 }
-
-// sem is a one-slot semaphore: the round trips of one window or account
-// run one at a time.
-type sem chan struct{}
-
-func newSem() sem { return make(sem, 1) }
-
-func (s sem) acquire(ctx context.Context) error {
-	select {
-	case s <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", limits.ErrUnavailable, ctx.Err())
-	}
-}
-
-func (s sem) tryAcquire() bool {
-	select {
-	case s <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s sem) release() { <-s }
 
 func resultErr(msg string, unavailable bool) error {
 	if unavailable {

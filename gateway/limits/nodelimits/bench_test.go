@@ -2,14 +2,13 @@ package nodelimits_test
 
 import (
 	"context"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/limitstest"
 	"github.com/mandatehq/mandate/gateway/limits/nodelimits"
 )
 
@@ -22,28 +21,7 @@ import (
 // group's and one per user), limits high enough that every call passes.
 // rt/1k-calls: lease round trips per 1,000 calls.
 func BenchmarkReserve(b *testing.B) {
-	const big = 1 << 40
-	const group = catalog.ID(800_000)
-	defs := limits.Definitions{
-		RateLimits: []limits.RateLimit{
-			{Securable: svc, SecurableName: "system.ai.frontier", Level: limits.LevelService, Requests: big, Tokens: big},
-			{Securable: svc, SecurableName: "system.ai.frontier", Level: limits.LevelEachUser, Requests: big, Tokens: big},
-		},
-		Budgets: []limits.Budget{
-			{Name: "analysts", Limit: limits.MaxMoney / 4, Level: limits.LevelGroup, Principal: group},
-			{Name: "each", Limit: limits.MaxMoney / 4, Level: limits.LevelEachUser},
-		},
-		Members: map[catalog.ID][]catalog.ID{},
-	}
-	for u := range 32 {
-		defs.Members[group] = append(defs.Members[group], catalog.ID(1+u))
-	}
-	rnd := rand.New(rand.NewPCG(1, 2))
-	calls := make([]limits.Call, 8192)
-	for i := range calls {
-		calls[i] = limits.Call{Kind: limits.ModelService, Securable: svc, Subject: catalog.ID(1 + rnd.IntN(32)),
-			InputTokens: int64(100 + rnd.IntN(4000)), MaxTokens: 1024, Destinations: []limits.Destination{gpt}}
-	}
+	defs, calls := limitstest.BenchDefs(32)
 	for _, backend := range []string{"memory", "node"} {
 		b.Run("hot/"+backend, func(b *testing.B) {
 			var nb *nodelimits.Backend

@@ -4,13 +4,11 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/internal/lease"
 )
 
 type acctKey struct {
@@ -36,7 +34,10 @@ func (l *ledger) Account(p catalog.ID) limits.Account {
 	if a, ok := l.b.accts.Load(k); ok {
 		return a.(*account)
 	}
-	a, _ := l.b.accts.LoadOrStore(k, &account{b: l.b, key: k, ops: newSem()})
+	na := &account{b: l.b, key: k}
+	na.Init(0, na)
+	na.Overdraw = true
+	a, _ := l.b.accts.LoadOrStore(k, na)
 	return a.(*account)
 }
 
@@ -61,33 +62,27 @@ func (l *ledger) Accounts(month limits.Month) []limits.AccountState {
 	return out
 }
 
-// account is one budget account as this node sees it: a lease holds slice
-// money of the server's account; Take reserves from what is left of it
-// (slice − cum − reserved), Settle moves reservations to cum, which the
-// background work reports to the server (cumulative: a resend is
-// idempotent).
+// account is one budget account as this node sees it: the shared account
+// client (lease.Account) over one lease of the server's account. Avail is
+// the lease's slice − Cum − Reserved (a cost settled above its
+// reservation draws it below zero: the slice is fixed at the server);
+// Settle moves reservations to Cum, which the background work reports to
+// the server (cumulative: a resend is idempotent).
 type account struct {
-	sync.Mutex
-	b     *Backend
-	key   acctKey
-	month limits.Month
+	lease.Account
+	b   *Backend
+	key acctKey
 
 	lease               int64
-	slice, cum, sent    limits.Money
-	reserved            limits.Money
 	spent               limits.Money // settled this month through earlier leases (State)
 	lastUse             int64        // mono ns
+	seen                int64        // mono ns of the last Usable
 	old                 []oldLease   // leases to settle and give back (earlier month, Close)
 	closing, registered bool
-	returning           bool         // the slice is being given back: not to be used
-	served              limits.Money // reserved from the slices since the last grant
-	deny                struct {
-		need limits.Money
-		at   int64
-	}
-	waiters atomic.Int32
-	ops     sem
+	returning           bool // the slice is being given back: not to be used
 }
+
+var _ lease.AccountTransport = (*account)(nil)
 
 type oldLease struct {
 	month limits.Month
@@ -104,61 +99,34 @@ func (a *account) register() {
 	}
 }
 
-func (a *account) avail() limits.Money { return a.slice - a.cum - a.reserved }
+// Register implements lease.AccountTransport.
+func (a *account) Register() { a.register() }
 
-// roll starts a later month; the earlier month's lease is settled and
-// given back by the next round trip.
-func (a *account) roll(month limits.Month) bool {
-	if month > a.month {
-		if a.lease != 0 {
-			a.old = append(a.old, oldLease{a.month, a.lease, a.cum})
-			a.register()
-		}
-		a.month, a.lease, a.slice, a.cum, a.sent, a.reserved, a.spent, a.deny.at = month, 0, 0, 0, 0, 0, 0, 0
-	}
-	return month == a.month
+// Usable implements lease.AccountTransport: the slice is the node's while
+// the server was reached within TTL/2 and it is not being given back.
+func (a *account) Usable() bool {
+	a.seen = mono()
+	return a.lease != 0 && !a.returning && a.b.freshAt(a.seen)
 }
 
-func (a *account) Take(month limits.Month, amount, limit limits.Money) limits.Verdict {
-	if !a.roll(month) {
-		return limits.Verdict{Wait: time.Second}
-	}
-	if amount <= 0 {
-		return limits.Verdict{OK: true}
-	}
-	ns := mono()
-	if a.lease != 0 && !a.returning && amount <= a.avail() && a.b.freshAt(ns) {
-		a.reserved += amount
-		a.served += amount
-		a.lastUse = ns
-		return limits.Verdict{OK: true}
-	}
-	if a.deny.at != 0 && amount-max(a.avail(), 0) >= a.deny.need && ns-a.deny.at < int64(denyTTL) {
-		return limits.Verdict{}
-	}
-	return limits.Verdict{Refill: true}
-}
+// Took implements lease.AccountTransport.
+func (a *account) Took(_, _ limits.Money) { a.lastUse = a.seen }
 
-func (a *account) Put(month limits.Month, amount limits.Money) {
-	if month == a.month && amount > 0 {
-		a.reserved -= min(amount, a.reserved)
+// NewMonth implements lease.AccountTransport: the earlier month's lease is
+// settled and given back by the next round trip.
+func (a *account) NewMonth(limits.Month) {
+	if a.lease != 0 {
+		a.old = append(a.old, oldLease{a.Month, a.lease, a.Cum})
+		a.register()
 	}
-}
-
-func (a *account) Settle(month limits.Month, reserved, actual limits.Money) {
-	if month != a.month {
-		return
-	}
-	a.reserved -= min(max(reserved, 0), a.reserved)
-	a.cum += max(actual, 0)
-	a.register()
+	a.lease, a.spent = 0, 0
 }
 
 func (a *account) State(month limits.Month) (limits.Money, limits.Money) {
-	if month != a.month {
+	if month != a.Month {
 		return 0, 0
 	}
-	return a.spent + a.cum, a.reserved
+	return a.spent + a.Cum, a.Reserved
 }
 
 func (a *account) wire() (catalog.ID, string) { return a.b.principal(a.key.p) }
@@ -168,39 +136,39 @@ func (a *account) wire() (catalog.ID, string) { return a.b.principal(a.key.p) }
 // when the account may answer: a slice was granted, or the server refused
 // and the account refuses locally.
 func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit limits.Money) error {
-	a.waiters.Add(1)
-	defer a.waiters.Add(-1)
-	if err := a.ops.acquire(ctx); err != nil {
+	a.Waiters.Add(1)
+	defer a.Waiters.Add(-1)
+	if err := a.Ops.Acquire(ctx); err != nil {
 		return err
 	}
-	defer a.ops.release()
+	defer a.Ops.Release()
 	for range 2 {
 		a.Lock()
-		if !a.roll(month) || (a.lease != 0 && amount <= a.avail() && a.b.fresh()) {
+		if !a.Roll(month) || (a.lease != 0 && amount <= a.Avail && a.b.fresh()) {
 			a.Unlock()
 			return nil
 		}
 		// 0 when the slice covers it but the node was out of touch: the
 		// round trip confirms the lease is still the node's.
-		need := max(amount-max(a.avail(), 0), 0)
+		need := max(amount-max(a.Avail, 0), 0)
 		if a.lease == 0 {
 			need = amount
 		}
-		if a.deny.at != 0 && need >= a.deny.need && mono()-a.deny.at < int64(denyTTL) {
+		if a.Denied(need, mono()) {
 			a.Unlock()
 			return nil
 		}
 		var want limits.Money
-		if k := limits.Money(a.waiters.Load()); k > 1 {
+		if k := limits.Money(a.Waiters.Load()); k > 1 {
 			want = amount * (k - 1)
 		}
 		if mono()-a.lastUse < int64(a.b.o.IdleReturn) { // busy: twice what the last slice served
-			want = max(want, 2*amount, 2*a.served)
+			want = max(want, 2*amount, 2*a.Served)
 		}
 		p, name := a.wire()
 		op := api.BudgetLeaseOp{Op: api.LeaseGrant, Budget: a.key.budget, Principal: p, PrincipalName: name, Month: int32(month),
-			Lease: a.lease, Need: int64(need), Want: int64(want), Settled: int64(a.cum)}
-		sentCum := a.cum
+			Lease: a.lease, Need: int64(need), Want: int64(want), Settled: int64(a.Cum)}
+		sentCum := a.Cum
 		a.Unlock()
 		resp, err := a.b.rt(ctx, &api.LeaseRequest{Budgets: []api.BudgetLeaseOp{op}})
 		if err != nil {
@@ -211,7 +179,7 @@ func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit 
 			return resultErr(r.Error, r.Unavailable)
 		}
 		a.Lock()
-		if month != a.month {
+		if month != a.Month {
 			a.Unlock()
 			return nil
 		}
@@ -221,18 +189,18 @@ func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit 
 			a.Unlock()
 			continue
 		case r.Refused:
-			a.sent = max(a.sent, sentCum)
-			a.deny.need, a.deny.at = need, mono()
+			a.Sent = max(a.Sent, sentCum)
+			a.Deny.Need, a.Deny.At = need, mono()
 		default:
 			if r.Lease != a.lease { // a new lease: the old one is gone
 				a.forget()
 				a.lease = r.Lease
 			} else {
-				a.sent = max(a.sent, sentCum)
+				a.Sent = max(a.Sent, sentCum)
 			}
-			a.slice += limits.Money(r.Granted)
-			a.served = 0
-			a.deny.at = 0
+			a.Avail += limits.Money(r.Granted)
+			a.Served = 0
+			a.Deny.At = 0
 			a.register()
 		}
 		a.Unlock()
@@ -244,8 +212,9 @@ func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit 
 // forget drops the lease (taken back by the server: forfeited after the
 // TTL, or the server restarted); its settled cost stays in State.
 func (a *account) forget() {
-	a.spent += a.cum
-	a.lease, a.slice, a.cum, a.sent = 0, 0, 0, 0
+	a.spent += a.Cum
+	a.lease, a.Cum, a.Sent = 0, 0, 0
+	a.Avail = -a.Reserved // the slice is gone
 }
 
 // prepare is the account's operation for Sync: earlier leases to give
@@ -265,11 +234,11 @@ func (a *account) prepare() (op *api.BudgetLeaseOp, done func(*api.BudgetLeaseRe
 				a.old = a.old[1:]
 			}
 			a.Unlock()
-			a.ops.release()
+			a.Ops.Release()
 		}, true
 	}
 	if a.lease == 0 {
-		if a.registered && a.reserved == 0 {
+		if a.registered && a.Reserved == 0 {
 			a.registered = false
 			a.b.mu.Lock()
 			delete(a.b.accounts, a)
@@ -277,35 +246,36 @@ func (a *account) prepare() (op *api.BudgetLeaseOp, done func(*api.BudgetLeaseRe
 		}
 		return nil, nil, false
 	}
-	idle := a.reserved == 0 && (a.closing || mono()-a.lastUse >= int64(a.b.o.IdleReturn))
-	if !idle && a.cum == a.sent {
+	idle := a.Reserved == 0 && (a.closing || mono()-a.lastUse >= int64(a.b.o.IdleReturn))
+	if !idle && a.Cum == a.Sent {
 		return nil, nil, true
 	}
 	kind := api.LeaseSettle
 	if idle {
 		kind = api.LeaseReturn
 	}
-	lease, cum := a.lease, a.cum
+	id, cum := a.lease, a.Cum
 	a.returning = idle
-	op = &api.BudgetLeaseOp{Op: kind, Budget: a.key.budget, Principal: p, PrincipalName: name, Month: int32(a.month),
-		Lease: lease, Settled: int64(cum)}
+	op = &api.BudgetLeaseOp{Op: kind, Budget: a.key.budget, Principal: p, PrincipalName: name, Month: int32(a.Month),
+		Lease: id, Settled: int64(cum)}
 	return op, func(r *api.BudgetLeaseResult, err error) {
 		a.Lock()
 		a.returning = false
-		if err == nil && a.lease == lease {
+		if err == nil && a.lease == id {
 			switch {
 			case r.Unknown:
 				a.forget()
 			case r.Error != "":
 			case idle:
 				a.spent += cum
-				a.cum -= cum
-				a.lease, a.slice, a.sent = 0, 0, 0
+				a.Cum -= cum
+				a.lease, a.Sent = 0, 0
+				a.Avail = -a.Cum - a.Reserved // the slice is gone
 			default:
-				a.sent = max(a.sent, cum)
+				a.Sent = max(a.Sent, cum)
 			}
 		}
 		a.Unlock()
-		a.ops.release()
+		a.Ops.Release()
 	}, true
 }

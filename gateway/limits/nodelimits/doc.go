@@ -9,8 +9,13 @@
 // shared leases) — through the Limiter's per-key operations (TakeWindow,
 // PutWindow, AddWindow, TakeBudget, SettleBudget, PutBudget: the
 // windows' and accounts' own Take/Put/Add/Settle, refilled like a call's),
-// so there is one implementation of the window and budget rules; this
-// package adds only the lease bookkeeping.
+// so there is one implementation of the window and budget rules. The
+// node's client side (the hot path in memory, lease bookkeeping,
+// prefetch, give-back, expiry, fail closed) is the lease client shared
+// with pglimits, gateway/limits/internal/lease; this package is its
+// node-API transport (grants, closes, adjustments, settles and returns in
+// LeaseRequests; the server's room and verdict; contact freshness) and
+// the server's side.
 //
 // # Use
 //

@@ -12,42 +12,16 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/limitstest"
 	"github.com/mandatehq/mandate/gateway/limits/nodelimits"
 )
 
-const (
-	svc   catalog.ID = 100
-	alice catalog.ID = 1
-	bob   catalog.ID = 2
-	g1    catalog.ID = 20 // alice, bob
-)
+// The fixtures of limitstest, by short names.
+const svc, alice, bob, g1 = limitstest.Service, limitstest.Alice, limitstest.Bob, limitstest.Group
 
-var gpt = limits.Destination{Name: "openai_prod/gpt-4.1", Priced: true,
-	Price: limits.Price{Input: 2 * limits.USD, Output: 8 * limits.USD, CachedInput: limits.USD / 2}}
+var gpt, eachUser, groupBudget, call, newClock = limitstest.GPT, limitstest.EachUser, limitstest.GroupBudget, limitstest.Call, limitstest.NewClock
 
-func eachUser(req, tok int64) limits.Definitions {
-	return limits.Definitions{RateLimits: []limits.RateLimit{{Securable: svc, SecurableName: "system.ai.frontier",
-		Level: limits.LevelEachUser, Requests: req, Tokens: tok}}}
-}
-
-func groupBudget(limit limits.Money) limits.Definitions {
-	return limits.Definitions{
-		Budgets: []limits.Budget{{Name: "analysts", Limit: limit, Level: limits.LevelGroup, Principal: g1, PrincipalName: "analysts"}},
-		Members: map[catalog.ID][]catalog.ID{g1: {alice, bob}},
-	}
-}
-
-func call(subj catalog.ID, in, maxTok int64) *limits.Call {
-	return &limits.Call{Kind: limits.ModelService, Securable: svc, Subject: subj, InputTokens: in, MaxTokens: maxTok,
-		Destinations: []limits.Destination{gpt}}
-}
-
-type clock struct{ ns atomic.Int64 }
-
-func newClock(t time.Time) *clock { c := &clock{}; c.ns.Store(t.UnixNano()); return c }
-
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+type clock = limitstest.Clock
 
 var t0 = time.Date(2026, 7, 14, 10, 0, 0, 0, time.UTC)
 

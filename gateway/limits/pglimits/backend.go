@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/internal/lease"
 )
 
 // Options configure a Backend. Zero values take the defaults.
@@ -90,8 +91,8 @@ type Backend struct {
 
 	live atomic.Int64 // live replicas at the last heartbeat
 
+	lc       lease.Client // the windows' lease client (and the windows with leases or pending operations)
 	mu       sync.Mutex
-	windows  map[*window]struct{} // windows with leases or pending operations
 	accounts map[acctKey]*account // every budget account this replica touched
 	budgets  map[string]uint32    // budget key → small id (acctKey)
 	bkeys    []string             // id → budget key
@@ -105,7 +106,6 @@ type Backend struct {
 	stop     chan struct{}
 	done     chan struct{}
 	lastBeat atomic.Int64 // local ns of the last heartbeat
-	closed   atomic.Bool
 
 	stats    stats
 	leaseSeq atomic.Int64 // the replica's lease ids: replica<<40 | seq
@@ -180,12 +180,13 @@ func Open(ctx context.Context, url string, o Options) (*Backend, error) {
 // starts the background work on pool. Close gives the leases back.
 func New(ctx context.Context, pool *pgxpool.Pool, o Options) (*Backend, error) {
 	o.defaults()
-	b := &Backend{pool: pool, o: o, now: o.Now, dbClock: o.Now == nil, windows: map[*window]struct{}{},
+	b := &Backend{pool: pool, o: o, now: o.Now, dbClock: o.Now == nil,
 		accounts: map[acctKey]*account{}, budgets: map[string]uint32{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	if b.now == nil {
 		b.now = time.Now
 	}
+	b.lc.Now, b.lc.WindowLease = b.now, o.WindowLease
 	b.live.Store(1)
 	if err := Migrate(ctx, pool); err != nil {
 		return nil, err
@@ -199,7 +200,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, o Options) (*Backend, error) {
 		return nil, fmt.Errorf("pglimits: register: %w", err)
 	}
 	if o.SyncInterval > 0 {
-		go b.loop()
+		go lease.Loop(o.SyncInterval, b.kick, b.stop, b.done, b.Sync)
 	} else {
 		close(b.done)
 	}
@@ -253,30 +254,6 @@ func (b *Backend) wake() {
 	}
 }
 
-func (b *Backend) loop() {
-	defer close(b.done)
-	t := time.NewTicker(b.o.SyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-t.C:
-		case <-b.kick:
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-b.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		_ = b.Sync(ctx)
-		cancel()
-	}
-}
-
 // Sync runs one round of the background work now: the heartbeat when it
 // is due (housekeeping included: forfeiting the leases of gone replicas),
 // the rate-limit leases that ended (unused units back, used ones dated to
@@ -304,7 +281,7 @@ func (b *Backend) Heartbeat(ctx context.Context) error { return b.heartbeat(ctx)
 // (charge as spent) once this replica's row is gone: close after the
 // gateway has drained. The pool is closed if Open made it.
 func (b *Backend) Close(ctx context.Context) error {
-	if b.closed.Swap(true) {
+	if b.lc.Closed.Swap(true) {
 		return nil
 	}
 	if b.ownPool {
@@ -312,16 +289,12 @@ func (b *Backend) Close(ctx context.Context) error {
 	}
 	close(b.stop)
 	<-b.done
-	for _, w := range b.activeWindows() {
-		w.Lock()
-		w.closeAll()
-		w.Unlock()
-	}
+	b.lc.CloseAll()
 	b.accts.Range(func(_, v any) bool {
 		a := v.(*account)
 		a.Lock()
 		a.closing = true
-		if a.avail > 0 || a.reserved > 0 || a.cum != a.sent || len(a.old) > 0 {
+		if a.Avail > 0 || a.Reserved > 0 || a.Cum != a.Sent || len(a.old) > 0 {
 			a.register()
 		}
 		a.Unlock()
@@ -340,7 +313,7 @@ func (b *Backend) Close(ctx context.Context) error {
 // kill stops the background work without giving anything back (a crash,
 // for tests).
 func (b *Backend) kill() {
-	if b.closed.Swap(true) {
+	if b.lc.Closed.Swap(true) {
 		return
 	}
 	close(b.stop)
@@ -361,46 +334,3 @@ func (b *Backend) sendBatch(ctx context.Context, batch *pgx.Batch, read func(i i
 		return errors.Join(err, br.Close())
 	})
 }
-
-// register notes a window with leases or pending operations for Sync.
-func (b *Backend) register(w *window) {
-	b.mu.Lock()
-	b.windows[w] = struct{}{}
-	b.mu.Unlock()
-}
-
-func (b *Backend) activeWindows() []*window {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ws := make([]*window, 0, len(b.windows))
-	for w := range b.windows {
-		ws = append(ws, w)
-	}
-	return ws
-}
-
-// sem is a one-slot semaphore: the database operations of one window or
-// account run one at a time, in order.
-type sem chan struct{}
-
-func newSem() sem { return make(sem, 1) }
-
-func (s sem) acquire(ctx context.Context) error {
-	select {
-	case s <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", limits.ErrUnavailable, ctx.Err())
-	}
-}
-
-func (s sem) tryAcquire() bool {
-	select {
-	case s <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s sem) release() { <-s }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/internal/lease"
 )
 
 // budgetKey identifies a budget's shared state: its name and scope (level,
@@ -155,7 +155,9 @@ func (l *ledger) Account(p catalog.ID) limits.Account {
 	if a, ok := l.b.accts.Load(k); ok {
 		return a.(*account)
 	}
-	a, _ := l.b.accts.LoadOrStore(k, &account{b: l.b, key: k, l: l, month: l.month, ops: newSem()})
+	na := &account{b: l.b, key: k, l: l}
+	na.Init(l.month, na)
+	a, _ := l.b.accts.LoadOrStore(k, na)
 	return a.(*account)
 }
 
@@ -189,7 +191,7 @@ func (l *ledger) Accounts(month limits.Month) []limits.AccountState {
 		a := v.(*account)
 		a.Lock()
 		spent, reserved := a.State(month)
-		pending := a.cum - a.sent
+		pending := a.Cum - a.Sent
 		a.Unlock()
 		if err == nil {
 			r := rows[ak.p]
@@ -212,44 +214,37 @@ func (l *ledger) Accounts(month limits.Month) []limits.AccountState {
 	return out
 }
 
-// account is one budget account as this replica sees it. Its lease holds
-// avail + reserved + the cost settled locally and not yet sent (cum −
-// sent); Take and Settle move money between these in memory, round trips
-// settle and lease.
+// account is one budget account as this replica sees it: the shared
+// account client (lease.Account) over the replica's lease of the database
+// account, which holds Avail + Reserved + the cost settled locally and not
+// yet sent (Cum − Sent); Take and Settle move money between these in
+// memory, round trips settle and lease.
 type account struct {
-	sync.Mutex
-	b     *Backend
-	key   acctKey
-	l     *ledger
-	month limits.Month
+	lease.Account
+	b   *Backend
+	key acctKey
+	l   *ledger
 
-	avail, reserved limits.Money
-	cum, sent       limits.Money // cost settled through this month's lease: locally, confirmed by the database
-	spentDB         limits.Money // the account's spend (every replica) at the last round trip, incl. forfeited
-	refreshed       int64        // real time of spentDB
-	needClose       bool         // give the whole lease back (idle); retried until done
-	old             []oldLease   // earlier months' leases to settle and give back
+	spentDB   limits.Money // the account's spend (every replica) at the last round trip, incl. forfeited
+	refreshed int64        // real time of spentDB
+	needClose bool         // give the whole lease back (idle); retried until done
+	old       []oldLease   // earlier months' leases to settle and give back
 
-	uses, lastUses uint64
-	idleSince      int64        // real time when uses stopped changing
-	sinceGrant     limits.Money // reserved from the current slice
+	lastUses       uint64
+	idleSince      int64        // real time when Uses stopped changing
 	grantAt        int64        // real time of the last grant
 	lastWant       limits.Money // the speculative part asked for last (0: not busy)
 	notice         bool         // another replica is short of what this one holds
 	contendedUntil int64        // real time: until then, lease exactly what is needed
 	waitFailed     int64        // real time a wait for other replicas' slices last ended without them
-	deny           struct {
-		need limits.Money
-		at   int64
-	}
-	closing    bool // Close: give everything back
-	registered bool
+	closing        bool         // Close: give everything back
+	registered     bool
 
-	ops         sem
-	waiters     atomic.Int32
 	pending     atomic.Int64 // sum of the amounts refills are waiting for
 	prefetching bool
 }
+
+var _ lease.AccountTransport = (*account)(nil)
 
 type oldLease struct {
 	month limits.Month
@@ -265,72 +260,32 @@ func (a *account) register() {
 	}
 }
 
-// roll starts a later month: the earlier month's lease is settled and
-// given back by the next round trip (calls in flight across the boundary
-// are not carried over, as in the engine).
-func (a *account) roll(month limits.Month) bool {
-	if month > a.month {
-		if a.cum > 0 || a.avail > 0 || a.reserved > 0 || a.sent > 0 {
-			a.old = append(a.old, oldLease{a.month, a.cum})
-			a.register()
-		}
-		a.month, a.avail, a.reserved, a.cum, a.sent, a.spentDB, a.refreshed = month, 0, 0, 0, 0, 0, 0
-		a.sinceGrant, a.deny.at, a.needClose, a.grantAt, a.lastWant = 0, 0, false, 0, 0
-	}
-	return month == a.month
-}
+// Register implements lease.AccountTransport.
+func (a *account) Register() { a.register() }
 
-func (a *account) Take(month limits.Month, amount, limit limits.Money) limits.Verdict {
-	if !a.roll(month) {
-		return limits.Verdict{Wait: time.Second}
-	}
-	if amount <= 0 {
-		return limits.Verdict{OK: true}
-	}
-	if amount <= a.avail {
-		a.avail -= amount
-		a.reserved += amount
-		a.uses++
-		a.sinceGrant += amount
-		a.maybePrefetch(amount, limit)
-		return limits.Verdict{OK: true}
-	}
-	if a.deny.at != 0 && amount-a.avail >= a.deny.need && mono()-a.deny.at < int64(denyTTL) {
-		return limits.Verdict{}
-	}
-	return limits.Verdict{Refill: true}
-}
+// Usable implements lease.AccountTransport: a slice is the replica's
+// until it gives it back.
+func (a *account) Usable() bool { return true }
 
-func (a *account) Put(month limits.Month, amount limits.Money) {
-	if month != a.month || amount <= 0 {
-		return
-	}
-	k := min(amount, a.reserved)
-	a.reserved -= k
-	a.avail += k
-}
+// Took implements lease.AccountTransport.
+func (a *account) Took(amount, limit limits.Money) { a.maybePrefetch(amount, limit) }
 
-func (a *account) Settle(month limits.Month, reserved, actual limits.Money) {
-	if month != a.month {
-		return
+// NewMonth implements lease.AccountTransport: the earlier month's lease is
+// settled and given back by the next round trip (calls in flight across
+// the boundary are not carried over, as in the engine).
+func (a *account) NewMonth(limits.Month) {
+	if a.Cum > 0 || a.Avail > 0 || a.Reserved > 0 || a.Sent > 0 {
+		a.old = append(a.old, oldLease{a.Month, a.Cum})
+		a.register()
 	}
-	r := min(max(reserved, 0), a.reserved)
-	actual = max(actual, 0)
-	a.reserved -= r
-	a.cum += actual
-	if actual <= r {
-		a.avail += r - actual
-	} else {
-		a.avail -= min(a.avail, actual-r) // beyond that: spend above the lease (the call's settled difference)
-	}
-	a.register()
+	a.spentDB, a.refreshed, a.needClose, a.grantAt, a.lastWant = 0, 0, false, 0, 0
 }
 
 func (a *account) State(month limits.Month) (limits.Money, limits.Money) {
-	if month != a.month {
+	if month != a.Month {
 		return 0, 0
 	}
-	return a.spentDB + (a.cum - a.sent), a.reserved
+	return a.spentDB + (a.Cum - a.Sent), a.Reserved
 }
 
 // acctOp is one round trip's worth for one account lease.
@@ -377,25 +332,25 @@ func (a *account) apply(op *acctOp) {
 		a.old = slices.DeleteFunc(a.old, func(o oldLease) bool { return o.month == op.month && o.cum == op.settled })
 		return
 	}
-	if op.month != a.month {
+	if op.month != a.Month {
 		return
 	}
 	a.spentDB, a.refreshed = op.spent, op.mono
 	if op.refresh {
 		return
 	}
-	a.sent = max(a.sent, op.settled)
+	a.Sent = max(a.Sent, op.settled)
 	if op.close {
 		a.needClose = false
 	}
 	if op.grant {
 		if op.granted > 0 {
-			a.avail += op.granted
-			a.sinceGrant = 0
+			a.Avail += op.granted
+			a.Served = 0
 			// idle from now, not from before the round trip: a slow one
 			// must not make the slice idle before its caller's retry
 			a.idleSince, a.grantAt, a.lastWant = mono(), op.mono, op.want
-			a.deny.at = 0
+			a.Deny.At = 0
 			a.b.stats.grants.Add(1)
 			if op.prefetch {
 				a.b.stats.prefetches.Add(1)
@@ -405,7 +360,7 @@ func (a *account) apply(op *acctOp) {
 			a.b.stats.refusals.Add(1)
 		}
 		if op.exhausted {
-			a.deny.need, a.deny.at = op.need, op.mono
+			a.Deny.Need, a.Deny.At = op.need, op.mono
 		}
 	}
 }
@@ -419,17 +374,17 @@ func (a *account) want(ns int64, amount limits.Money) limits.Money {
 	if ns < a.contendedUntil || a.grantAt == 0 || ns-a.grantAt >= int64(a.b.o.IdleReturn) {
 		return 0
 	}
-	return 2 * (a.sinceGrant + amount)
+	return 2 * (a.Served + amount)
 }
 
 // maybePrefetch leases the next slice in the background when a
 // speculative one runs low (no clock read on this path).
 func (a *account) maybePrefetch(amount, limit limits.Money) {
-	if a.prefetching || a.lastWant == 0 || a.avail >= a.lastWant/2 || a.b.closed.Load() {
+	if a.prefetching || a.lastWant == 0 || a.Avail >= a.lastWant/2 || a.b.lc.Closed.Load() {
 		return
 	}
 	a.prefetching = true
-	go a.prefetch(limit, 2*(a.sinceGrant+amount))
+	go a.prefetch(limit, 2*(a.Served+amount))
 }
 
 func (a *account) prefetch(limit, want limits.Money) {
@@ -438,17 +393,17 @@ func (a *account) prefetch(limit, want limits.Money) {
 		a.prefetching = false
 		a.Unlock()
 	}()
-	if !a.ops.tryAcquire() {
+	if !a.Ops.TryAcquire() {
 		return
 	}
-	defer a.ops.release()
+	defer a.Ops.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), a.b.o.Timeout)
 	defer cancel()
-	if _, ok := a.b.seeded.Load(seedKey{a.key.budget, a.month}); !ok && a.month == a.l.month {
+	if _, ok := a.b.seeded.Load(seedKey{a.key.budget, a.Month}); !ok && a.Month == a.l.month {
 		return
 	}
 	a.Lock()
-	op := &acctOp{a: a, month: a.month, settled: a.cum, grant: true, limit: limit, want: want, prefetch: true,
+	op := &acctOp{a: a, month: a.Month, settled: a.Cum, grant: true, limit: limit, want: want, prefetch: true,
 		localStart: a.b.now().UnixNano(), mono: mono()}
 	a.Unlock()
 	err := a.b.rt(ctx, func(ctx context.Context) error {
@@ -468,16 +423,16 @@ func (a *account) prefetch(limit, want limits.Money) {
 // budget is exhausted and the account refuses locally for a while.
 func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit limits.Money) error {
 	arrival := mono()
-	a.waiters.Add(1)
+	a.Waiters.Add(1)
 	a.pending.Add(int64(amount))
 	defer func() {
-		a.waiters.Add(-1)
+		a.Waiters.Add(-1)
 		a.pending.Add(-int64(amount))
 	}()
-	if err := a.ops.acquire(ctx); err != nil {
+	if err := a.Ops.Acquire(ctx); err != nil {
 		return err
 	}
-	defer a.ops.release()
+	defer a.Ops.Release()
 	if month == a.l.month {
 		if err := a.b.seed(ctx, a.l); err != nil {
 			return err
@@ -494,17 +449,17 @@ func (a *account) Refill(ctx context.Context, month limits.Month, amount, limit 
 	for {
 		a.Lock()
 		ns := mono()
-		if !a.roll(month) || amount <= a.avail {
+		if !a.Roll(month) || amount <= a.Avail {
 			a.Unlock()
 			return nil
 		}
-		need := amount - a.avail
-		if a.deny.at != 0 && need >= a.deny.need && ns-a.deny.at < int64(denyTTL) {
+		need := amount - a.Avail
+		if a.Denied(need, ns) {
 			a.Unlock()
 			return nil
 		}
-		op := &acctOp{a: a, month: month, settled: a.cum, grant: true, limit: limit, need: need,
-			demand: max(need, limits.Money(a.pending.Load())-a.avail), want: a.want(ns, amount), localStart: a.b.now().UnixNano(), mono: ns}
+		op := &acctOp{a: a, month: month, settled: a.Cum, grant: true, limit: limit, need: need,
+			demand: max(need, limits.Money(a.pending.Load())-a.Avail), want: a.want(ns, amount), localStart: a.b.now().UnixNano(), mono: ns}
 		if op.demand > need && a.contendedUntil > ns {
 			op.demand = need
 		}
@@ -563,43 +518,43 @@ func (b *Backend) syncAccounts(ctx context.Context) error {
 	holds := false
 	idleFor := int64(b.o.IdleReturn)
 	for _, a := range accts {
-		if !a.ops.tryAcquire() {
+		if !a.Ops.TryAcquire() {
 			continue
 		}
 		a.Lock()
-		a.roll(limits.MonthOf(time.Unix(0, now)))
+		a.Roll(limits.MonthOf(time.Unix(0, now)))
 		n0 := len(ops)
 		for _, o := range a.old {
 			ops = append(ops, &acctOp{a: a, month: o.month, settled: o.cum, close: true, old: true, localStart: now, mono: ns})
 		}
-		if a.uses != a.lastUses {
-			a.lastUses, a.idleSince = a.uses, ns
+		if a.Uses != a.lastUses {
+			a.lastUses, a.idleSince = a.Uses, ns
 		}
-		op := &acctOp{a: a, month: a.month, settled: a.cum, localStart: now, mono: ns}
+		op := &acctOp{a: a, month: a.Month, settled: a.Cum, localStart: now, mono: ns}
 		switch {
-		case a.closing && a.reserved == 0:
-			op.close, a.avail = true, 0
+		case a.closing && a.Reserved == 0:
+			op.close, a.Avail = true, 0
 		case a.closing || a.notice:
-			op.release, a.avail = a.avail, 0
+			op.release, a.Avail = a.Avail, 0
 			if a.notice {
 				a.contendedUntil = ns + int64(2*b.o.ContendedWait)
 			}
-		case a.needClose || (a.avail > 0 && a.reserved == 0 && ns-a.idleSince >= idleFor) ||
-			(a.avail > 0 && a.reserved == 0 && a.contendedUntil > ns):
-			op.close, a.avail, a.needClose = true, 0, true
+		case a.needClose || (a.Avail > 0 && a.Reserved == 0 && ns-a.idleSince >= idleFor) ||
+			(a.Avail > 0 && a.Reserved == 0 && a.contendedUntil > ns):
+			op.close, a.Avail, a.needClose = true, 0, true
 		}
 		a.notice = false
 		switch {
-		case op.close || op.release > 0 || a.cum > a.sent:
+		case op.close || op.release > 0 || a.Cum > a.Sent:
 			ops = append(ops, op)
 		case a.key.p == 0 && ns-a.refreshed >= int64(time.Second):
 			op.refresh = true
 			ops = append(ops, op)
 		}
-		if a.avail > 0 {
+		if a.Avail > 0 {
 			holds = true
 		}
-		if len(ops) == n0 && a.avail == 0 && a.reserved == 0 && len(a.old) == 0 && a.cum == a.sent && a.key.p != 0 {
+		if len(ops) == n0 && a.Avail == 0 && a.Reserved == 0 && len(a.old) == 0 && a.Cum == a.Sent && a.key.p != 0 {
 			a.registered = false
 			b.mu.Lock()
 			delete(b.accounts, a.key)
@@ -607,14 +562,14 @@ func (b *Backend) syncAccounts(ctx context.Context) error {
 		}
 		a.Unlock()
 		if len(ops) == n0 {
-			a.ops.release()
+			a.Ops.Release()
 			continue
 		}
 		held = append(held, a)
 	}
 	defer func() {
 		for _, a := range held {
-			a.ops.release()
+			a.Ops.Release()
 		}
 	}()
 	if len(ops) == 0 && !holds {
@@ -675,7 +630,7 @@ func (b *Backend) syncAccounts(ctx context.Context) error {
 		if v, ok := b.accts.Load(acctKey{id, catalog.ID(c[1])}); ok {
 			a := v.(*account)
 			a.Lock()
-			if a.month == limits.Month(c[2]) && a.avail > 0 {
+			if a.Month == limits.Month(c[2]) && a.Avail > 0 {
 				a.notice = true
 				b.wake()
 			}
@@ -699,6 +654,4 @@ var errContended = errors.New("pglimits: the rest of the budget is reserved by o
 
 // mono is the real time in ns (monotonic): contention, idleness and
 // refusal caches of budgets are about real time, whatever the clock.
-func mono() int64 { return int64(time.Since(epoch)) }
-
-var epoch = time.Now()
+func mono() int64 { return lease.Mono() }

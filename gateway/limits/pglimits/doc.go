@@ -18,6 +18,14 @@
 // Budgets are seeded from Options.Spend by the first replica that loads a
 // budget for a month; later replicas and restarts find the shared figures.
 //
+// The client side of the leases (the windows' and accounts' hot path,
+// lease bookkeeping, prefetch, give-back, expiry, fail closed) is the
+// shared lease client, gateway/limits/internal/lease, also used by
+// gateway/limits/nodelimits; this package is its PostgreSQL transport:
+// the round trips (limits_window, limits_budget, batched in the
+// background), the other replicas' units by bucket, the dating of units
+// in the database's clock, seeding, heartbeats, contention and forfeits.
+//
 // # Rate limits
 //
 // A window serves Take from leases held in memory; Refill asks the
@@ -46,10 +54,10 @@
 // and the calls waiting on the same key in this replica need (an
 // occasional caller of a limit of 10 a minute leases one unit per call:
 // one round trip per call);
-// a busy key (recent use at least 4 calls' worth within WindowLease) asks
-// for 1.5 times its last WindowLease of use and renews in the background
-// when its lease runs low, so that the calls that dominate are served in
-// memory. Fairness: a grant beyond what is needed is capped at the free
+// a busy key (recent use at least 4 calls' worth within WindowLease,
+// reckoned once per second) asks for 1.5 times its last WindowLease of use
+// and renews in the background when its lease runs low, so that the calls
+// that dominate are served in memory. Fairness: a grant beyond what is needed is capped at the free
 // units divided by the live replicas.
 //
 // # Budgets

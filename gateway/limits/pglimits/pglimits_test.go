@@ -46,13 +46,9 @@ func (e *env) poolOf(t testing.TB, db string) *pgxpool.Pool {
 	return pool
 }
 
-type clock struct{ ns atomic.Int64 }
+type clock = limitstest.Clock
 
-func newClock(t time.Time) *clock { c := &clock{}; c.ns.Store(t.UnixNano()); return c }
-
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) Set(t time.Time)         { c.ns.Store(t.UnixNano()) }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+var newClock = limitstest.NewClock
 
 // t0 is mid-month, bucket aligned.
 var t0 = time.Date(2026, 7, 14, 10, 0, 0, 0, time.UTC)

@@ -13,37 +13,19 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/limitstest"
 	"github.com/mandatehq/mandate/gateway/limits/pglimits"
 )
 
+// The fixtures of limitstest, by short names.
+const svc, alice, bob, g1 = limitstest.Service, limitstest.Alice, limitstest.Bob, limitstest.Group
+
 const (
-	svc   catalog.ID = 100
-	alice catalog.ID = 1
-	bob   catalog.ID = 2
 	carol catalog.ID = 3
 	dave  catalog.ID = 4
-	g1    catalog.ID = 20 // alice, bob
 )
 
-var gpt = limits.Destination{Name: "openai_prod/gpt-4.1", Priced: true,
-	Price: limits.Price{Input: 2 * limits.USD, Output: 8 * limits.USD, CachedInput: limits.USD / 2}}
-
-func eachUser(req, tok int64) limits.Definitions {
-	return limits.Definitions{RateLimits: []limits.RateLimit{{Securable: svc, SecurableName: "system.ai.frontier",
-		Level: limits.LevelEachUser, Requests: req, Tokens: tok}}}
-}
-
-func groupBudget(limit limits.Money) limits.Definitions {
-	return limits.Definitions{
-		Budgets: []limits.Budget{{Name: "analysts", Limit: limit, Level: limits.LevelGroup, Principal: g1, PrincipalName: "analysts"}},
-		Members: map[catalog.ID][]catalog.ID{g1: {alice, bob}},
-	}
-}
-
-func call(subj catalog.ID, in, maxTok int64) *limits.Call {
-	return &limits.Call{Kind: limits.ModelService, Securable: svc, Subject: subj, InputTokens: in, MaxTokens: maxTok,
-		Destinations: []limits.Destination{gpt}}
-}
+var gpt, eachUser, groupBudget, call = limitstest.GPT, limitstest.EachUser, limitstest.GroupBudget, limitstest.Call
 
 // replica is one Mandate replica's limits: a backend on its own pool and a
 // Limiter over it.

@@ -4,92 +4,37 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mandatehq/mandate/gateway/limits"
+	"github.com/mandatehq/mandate/gateway/limits/internal/lease"
 )
 
-// A window is one rate-limit key as this replica sees it: its own usage
-// by bucket (exact, in the Limiter's clock), the leases it holds, the
-// other replicas' units as the database reported them last, and the
-// operations it still has to send. Takes are served from open leases in
-// memory; Refill leases more in one round trip.
+// A window is one rate-limit key as this replica sees it: the shared
+// lease client (its own usage by bucket, exact, in the Limiter's clock;
+// the leases it holds; what it has to send) over the database, the other
+// replicas' units as the database reported them last, and the ids of
+// grants whose answer was lost.
 
-const (
-	sec = int64(time.Second)
-	// denyTTL bounds how long a refusal by the database is answered
-	// locally without asking again (other replicas may give units back).
-	denyTTL = time.Second
-)
-
-type entry struct {
-	s limits.Stamp
-	n limits.Units
-}
-
-type leaseState uint8
-
-const (
-	leaseOpen    leaseState = iota // takes are served from it
-	leaseClosing                   // ended; its close is to be sent
-	leaseClosed                    // its rows are per bucket; changes are sent as deltas
-)
-
-// lease is one grant of units: while open the database counts the whole
-// grant at dbEnd (the bucket of its end, in the database's clock); once
-// closed, the units used, each in the bucket it was used in.
-type lease struct {
-	id      int64
-	dbEnd   limits.Stamp
-	off     int64 // ns: database time − local time, upper bound (so dates are never early)
-	end     int64 // local ns: usable before
-	granted limits.Units
-	avail   limits.Units
-	used    []entry // by local bucket
-	state   leaseState
-}
-
-// delta is a change to one database row: a refund (negative) or an extra
-// charge. Lease 0: a new row (extra usage with no lease to carry it).
-type delta struct {
-	lease  int64
-	bucket limits.Stamp // database bucket
-	n      limits.Units
-}
+const sec = int64(time.Second)
 
 type window struct {
-	sync.Mutex
-	b   *Backend
-	key limits.WindowKey
+	lease.Window
+	b *Backend
 
-	retired    bool
-	registered bool // in b.windows
-
-	hist  []entry // own usage by local bucket, oldest first
-	total limits.Units
-
-	leases []*lease // oldest first: open and closing, and closed ones whose units still count
-	deltas []delta
-
-	others    []entry // other replicas' units by database bucket (last round trip)
-	othersOff int64   // the offset they were read with
+	others    []lease.Entry // other replicas' units by database bucket (last round trip)
+	othersOff int64         // the offset they were read with
 	oc        othersCache
-
-	deny *denial
-
-	ops         sem
-	waiters     atomic.Int32
-	prefetching bool
 
 	// lost are the ids of grants whose answer was lost (the round trip
 	// failed after it was sent): the database may hold them; the next
 	// round trip closes them (closing an id never granted is harmless).
 	lost []int64
 }
+
+var _ lease.Transport = (*window)(nil)
 
 // othersCache is the other replicas' count in the window of bucket s.
 type othersCache struct {
@@ -98,95 +43,11 @@ type othersCache struct {
 	n     limits.Units
 }
 
-// denial is the database's last refusal, answered locally for a while.
-type denial struct {
-	until int64 // local ns
-	limit limits.Units
-	free  limits.Units
-}
-
 // Window implements limits.Backend.
 func (b *Backend) Window(key limits.WindowKey) limits.Window {
-	return &window{b: b, key: key, ops: newSem()}
-}
-
-func mask(n, limit limits.Units) limits.Units {
-	var m limits.Units
-	for d := range m {
-		if limit[d] > 0 {
-			m[d] = max(n[d], 0)
-		}
-	}
-	return m
-}
-
-func fits(n, avail limits.Units) bool { return n[0] <= avail[0] && n[1] <= avail[1] }
-
-func satAdd(a, b int64) int64 {
-	if s := a + b; s >= a {
-		return s
-	}
-	return 1<<63 - 1
-}
-
-// expire drops the own buckets that left the window at bucket s, and the
-// closed leases none of whose units count any more.
-func (w *window) expire(s limits.Stamp) {
-	i := 0
-	for i < len(w.hist) && int64(s-w.hist[i].s) >= limits.Buckets {
-		w.total[0] -= w.hist[i].n[0]
-		w.total[1] -= w.hist[i].n[1]
-		i++
-	}
-	if i > 0 {
-		w.hist = append(w.hist[:0], w.hist[i:]...)
-	}
-	if len(w.leases) > 0 && w.leases[0].state == leaseClosed {
-		k := 0
-		for _, l := range w.leases {
-			if l.state == leaseClosed && (len(l.used) == 0 || int64(s-l.used[len(l.used)-1].s) >= limits.Buckets) {
-				continue
-			}
-			w.leases[k] = l
-			k++
-		}
-		clear(w.leases[k:])
-		w.leases = w.leases[:k]
-	}
-}
-
-// addAt adds n at bucket s of a sorted entry list (s is usually the last).
-func addAt(es []entry, s limits.Stamp, n limits.Units) []entry {
-	i := len(es)
-	for i > 0 && es[i-1].s > s {
-		i--
-	}
-	if i > 0 && es[i-1].s == s {
-		es[i-1].n[0] = satAdd(es[i-1].n[0], n[0])
-		es[i-1].n[1] = satAdd(es[i-1].n[1], n[1])
-		return es
-	}
-	es = append(es, entry{})
-	copy(es[i+1:], es[i:])
-	es[i] = entry{s, n}
-	return es
-}
-
-func find(es []entry, s limits.Stamp) *entry {
-	for i := len(es) - 1; i >= 0; i-- {
-		switch {
-		case es[i].s == s:
-			return &es[i]
-		case es[i].s < s:
-			return nil
-		}
-	}
-	return nil
-}
-
-func (w *window) charge(s limits.Stamp, n limits.Units) {
-	w.hist = addAt(w.hist, s, n)
-	w.total[0], w.total[1] = satAdd(w.total[0], n[0]), satAdd(w.total[1], n[1])
+	w := &window{b: b}
+	w.Init(&b.lc, key, w)
+	return w
 }
 
 // dbBucket is the database bucket that holds units used in local bucket s
@@ -203,46 +64,6 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// endLeases moves open leases past their end to closing.
-func (w *window) endLeases(ns int64) {
-	for _, l := range w.leases {
-		if l.state == leaseOpen && ns >= l.end {
-			w.closeLease(l)
-		}
-	}
-}
-
-func (w *window) closeLease(l *lease) {
-	l.state = leaseClosing
-	l.avail = limits.Units{}
-	w.register()
-}
-
-// closeAll ends every open lease (Close).
-func (w *window) closeAll() {
-	for _, l := range w.leases {
-		if l.state == leaseOpen {
-			w.closeLease(l)
-		}
-	}
-}
-
-func (w *window) register() {
-	if !w.registered {
-		w.registered = true
-		w.b.register(w)
-	}
-}
-
-func (w *window) fit(m limits.Units) *lease {
-	for _, l := range w.leases {
-		if l.state == leaseOpen && fits(m, l.avail) {
-			return l
-		}
-	}
-	return nil
-}
-
 // othersIn is the other replicas' count in the window at local bucket s.
 func (w *window) othersIn(s limits.Stamp) limits.Units {
 	if w.oc.valid && w.oc.s == s {
@@ -251,32 +72,33 @@ func (w *window) othersIn(s limits.Stamp) limits.Units {
 	var n limits.Units
 	lo := dbBucket(s, w.othersOff) - limits.Stamp(limits.Buckets-1)
 	for _, e := range w.others {
-		if e.s >= lo {
-			n[0], n[1] = satAdd(n[0], e.n[0]), satAdd(n[1], e.n[1])
+		if e.S >= lo {
+			n[0], n[1] = lease.SatAdd(n[0], e.N[0]), lease.SatAdd(n[1], e.N[1])
 		}
 	}
 	w.oc = othersCache{valid: true, s: s, n: n}
 	return n
 }
 
-// status is the window's remaining units and time until empty, from the
-// own usage and the other replicas' units last reported.
-func (w *window) status(now time.Time, limit limits.Units) (rem limits.Units, reset [2]time.Duration) {
+// Remaining implements lease.Transport: the window's remaining units and
+// time until empty, from the own usage and the other replicas' units last
+// reported.
+func (w *window) Remaining(now time.Time, limit limits.Units) (rem limits.Units, reset [2]time.Duration) {
 	ns := now.UnixNano()
 	o := w.othersIn(limits.StampOf(now))
 	for d := range limit {
-		rem[d] = max(limit[d]-w.total[d]-o[d], 0)
+		rem[d] = max(limit[d]-w.Total[d]-o[d], 0)
 		var until int64
-		for i := len(w.hist) - 1; i >= 0; i-- {
-			if w.hist[i].n[d] > 0 {
-				until = (int64(w.hist[i].s) + limits.Buckets) * sec
+		for i := len(w.Hist) - 1; i >= 0; i-- {
+			if w.Hist[i].N[d] > 0 {
+				until = (int64(w.Hist[i].S) + limits.Buckets) * sec
 				break
 			}
 		}
 		if o[d] > 0 {
 			for i := len(w.others) - 1; i >= 0; i-- {
-				if w.others[i].n[d] > 0 {
-					until = max(until, (int64(w.others[i].s)+limits.Buckets)*sec-w.othersOff)
+				if w.others[i].N[d] > 0 {
+					until = max(until, (int64(w.others[i].S)+limits.Buckets)*sec-w.othersOff)
 					break
 				}
 			}
@@ -296,7 +118,7 @@ func (w *window) wait(now time.Time, d limits.Dim, need, limit int64) time.Durat
 	ns := now.UnixNano()
 	s := limits.StampOf(now)
 	o := w.othersIn(s)
-	count := satAdd(w.total[d], o[d])
+	count := lease.SatAdd(w.Total[d], o[d])
 	if need <= limit-count {
 		return time.Millisecond
 	}
@@ -305,15 +127,15 @@ func (w *window) wait(now time.Time, d limits.Dim, need, limit int64) time.Durat
 		at int64
 		n  int64
 	}
-	frees := make([]free, 0, len(w.hist)+len(w.others))
-	for _, e := range w.hist {
-		if e.n[d] > 0 {
-			frees = append(frees, free{(int64(e.s) + limits.Buckets) * sec, e.n[d]})
+	frees := make([]free, 0, len(w.Hist)+len(w.others))
+	for _, e := range w.Hist {
+		if e.N[d] > 0 {
+			frees = append(frees, free{(int64(e.S) + limits.Buckets) * sec, e.N[d]})
 		}
 	}
 	for _, e := range w.others {
-		if e.s >= lo && e.n[d] > 0 {
-			frees = append(frees, free{(int64(e.s)+limits.Buckets)*sec - w.othersOff, e.n[d]})
+		if e.S >= lo && e.N[d] > 0 {
+			frees = append(frees, free{(int64(e.S)+limits.Buckets)*sec - w.othersOff, e.N[d]})
 		}
 	}
 	slices.SortFunc(frees, func(a, b free) int { return cmp.Compare(a.at, b.at) })
@@ -346,185 +168,72 @@ func (w *window) refusal(now time.Time, m, limit, free limits.Units) limits.Verd
 	return v
 }
 
-func (w *window) Take(now time.Time, n, limit limits.Units) limits.Verdict {
-	if w.retired {
-		return limits.Verdict{Retired: true}
-	}
-	ns := now.UnixNano()
-	s := limits.StampOf(now)
-	w.expire(s)
-	m := mask(n, limit)
-	for d := range limit {
-		if limit[d] > 0 && m[d] > limit[d] {
-			return w.refusal(now, m, limit, limit)
-		}
-	}
-	if m != (limits.Units{}) {
-		w.endLeases(ns)
-		l := w.fit(m)
-		if l == nil {
-			if dn := w.deny; dn != nil && ns < dn.until && dn.limit == limit {
-				if v := w.refusal(now, m, limit, dn.free); v.Wait != 0 {
-					return v
-				}
-			}
-			v := limits.Verdict{Refill: true, Wait: time.Second}
-			if len(w.leases) > 0 && m[limits.Requests] == 0 {
-				v.Dim = limits.Tokens
-			}
-			return v
-		}
-		l.avail[0] -= m[0]
-		l.avail[1] -= m[1]
-		l.used = addAt(l.used, s, m)
-		w.charge(s, m)
-		w.maybePrefetch(ns, l, m, limit)
-	}
-	v := limits.Verdict{OK: true, At: s}
-	v.Remaining, v.Reset = w.status(now, limit)
-	return v
+// Refusal implements lease.Transport: the database's refusal, with the
+// waits this replica can compute from its own and the other replicas'
+// buckets.
+func (w *window) Refusal(now time.Time, m, limit limits.Units, dn *lease.Denial) limits.Verdict {
+	return w.refusal(now, m, limit, dn.Free)
 }
 
-// credit gives back up to k units used at local bucket at, from the
-// leases that used them (newest first).
-func (w *window) credit(at limits.Stamp, k limits.Units) {
-	for i := len(w.leases) - 1; i >= 0 && k != (limits.Units{}); i-- {
-		l := w.leases[i]
-		e := find(l.used, at)
-		if e == nil {
-			continue
-		}
-		var x limits.Units
-		for d := range x {
-			x[d] = min(k[d], e.n[d])
-			e.n[d] -= x[d]
-			k[d] -= x[d]
-		}
-		switch l.state {
-		case leaseOpen:
-			l.avail[0] += x[0]
-			l.avail[1] += x[1]
-		case leaseClosed:
-			w.deltas = append(w.deltas, delta{l.id, dbBucket(at, l.off), limits.Units{-x[0], -x[1]}})
-			w.register()
-		}
-	}
+// RefundBucket implements lease.Transport: units stay in the database
+// bucket of the last instant of the local bucket they were used in.
+func (w *window) RefundBucket(l *lease.Lease, at limits.Stamp) limits.Stamp {
+	return dbBucket(at, l.Off)
 }
 
-func (w *window) Put(now time.Time, at limits.Stamp, n limits.Units) {
-	if w.retired {
-		return
-	}
-	w.expire(limits.StampOf(now))
-	e := find(w.hist, at)
-	if e == nil {
-		return
-	}
-	var k limits.Units
-	for d := range k {
-		k[d] = min(max(n[d], 0), e.n[d])
-		e.n[d] -= k[d]
-		w.total[d] -= k[d]
-	}
-	w.credit(at, k)
-}
-
-func (w *window) Add(now time.Time, at limits.Stamp, n limits.Units) bool {
-	if w.retired {
-		return false
-	}
-	s := limits.StampOf(now)
-	w.expire(s)
-	n = limits.Units{max(n[0], 0), max(n[1], 0)}
-	if n == (limits.Units{}) {
-		return true
-	}
-	target := s
-	if find(w.hist, at) != nil {
-		target = at
-	}
-	w.charge(target, n)
-	var l *lease
-	for i := len(w.leases) - 1; i >= 0 && l == nil; i-- {
-		if find(w.leases[i].used, target) != nil {
-			l = w.leases[i]
-		}
-	}
+// Charge implements lease.Transport: usage beyond a reservation goes to
+// the lease that used the bucket (else, for usage now, to the newest open
+// lease): beyond an open lease's room it enlarges the lease's row; on a
+// closed lease it is a delta of its rows; without a lease, a new row.
+func (w *window) Charge(l *lease.Lease, target, s limits.Stamp, n limits.Units) {
 	if l == nil && target == s {
-		for i := len(w.leases) - 1; i >= 0 && l == nil; i-- {
-			if w.leases[i].state == leaseOpen {
-				l = w.leases[i]
+		for i := len(w.Leases) - 1; i >= 0 && l == nil; i-- {
+			if w.Leases[i].State == lease.Open {
+				l = w.Leases[i]
 			}
 		}
 	}
-	w.register()
 	if l == nil {
-		w.deltas = append(w.deltas, delta{0, dbBucket(target, w.othersOff), n})
-		return true
+		w.Deltas = append(w.Deltas, lease.Delta{Bucket: dbBucket(target, w.othersOff), N: n})
+		return
 	}
-	l.used = addAt(l.used, target, n)
-	switch l.state {
-	case leaseOpen:
+	l.Used = lease.AddAt(l.Used, target, n)
+	switch l.State {
+	case lease.Open:
 		var x limits.Units
 		for d := range x {
-			x[d] = min(l.avail[d], n[d])
-			l.avail[d] -= x[d]
+			x[d] = min(l.Avail[d], n[d])
+			l.Avail[d] -= x[d]
 		}
 		if extra := (limits.Units{n[0] - x[0], n[1] - x[1]}); extra != (limits.Units{}) {
-			l.granted[0] += extra[0]
-			l.granted[1] += extra[1]
-			w.deltas = append(w.deltas, delta{l.id, l.dbEnd, extra})
+			l.Granted[0] += extra[0]
+			l.Granted[1] += extra[1]
+			w.Deltas = append(w.Deltas, lease.Delta{Lease: l.ID, Bucket: l.At, N: extra})
 		}
-	case leaseClosed:
-		w.deltas = append(w.deltas, delta{l.id, dbBucket(target, l.off), n})
+	case lease.Closed:
+		w.Deltas = append(w.Deltas, lease.Delta{Lease: l.ID, Bucket: dbBucket(target, l.Off), N: n})
 	}
-	return true
 }
 
-func (w *window) Status(now time.Time, limit limits.Units) (limits.Units, [2]time.Duration) {
-	w.expire(limits.StampOf(now))
-	return w.status(now, limit)
-}
-
-// Retire drops the window once none of its own units count any more and
-// no round trip is in flight; what it still has to send (closes of its
-// leases, deltas) is handed to the backend.
-func (w *window) Retire(now time.Time) bool {
-	if w.retired {
-		return true
-	}
-	w.expire(limits.StampOf(now))
-	if len(w.hist) > 0 || !w.ops.tryAcquire() {
-		return false
-	}
-	defer w.ops.release()
-	w.closeAll()
+// Drop implements lease.Transport: what a retired window still has to
+// send (closes of its leases, deltas) is handed to the backend.
+func (w *window) Drop() bool {
+	w.CloseAll()
 	if req := w.prepare(false); req != nil {
 		w.b.orphan(req)
 	}
-	w.retired = true
-	w.unregister()
 	return true
-}
-
-func (w *window) unregister() {
-	if w.registered {
-		w.registered = false
-		w.b.mu.Lock()
-		delete(w.b.windows, w)
-		w.b.mu.Unlock()
-	}
 }
 
 // winReq is one round trip's worth for one key.
 type winReq struct {
 	w      *window
 	key    limits.WindowKey
-	closes []*lease
+	closes []*lease.Lease
 	// closeRows are the per-bucket rows of the closes (absolute: the
 	// leases' rows are deleted first); deltas follow them.
-	closeRows []delta
-	deltas    []delta
+	closeRows []lease.Delta
+	deltas    []lease.Delta
 
 	grant                     bool
 	reqLease                  int64 // the id the grant takes
@@ -538,7 +247,7 @@ type winReq struct {
 	leaseEnd limits.Stamp
 	granted  limits.Units
 	count    limits.Units
-	others   []entry
+	others   []lease.Entry
 	prefetch bool
 	orphaned bool
 }
@@ -546,28 +255,28 @@ type winReq struct {
 // prepare collects what is to be sent (closes and deltas), or nil when
 // nothing is and grant is false. Locked.
 func (w *window) prepare(grant bool) *winReq {
-	r := &winReq{w: w, key: w.key, grant: grant}
+	r := &winReq{w: w, key: w.Key, grant: grant}
 	closing := map[int64]bool{}
-	for _, l := range w.leases {
-		if l.state != leaseClosing {
+	for _, l := range w.Leases {
+		if l.State != lease.Closing {
 			continue
 		}
 		r.closes = append(r.closes, l)
-		closing[l.id] = true
-		l.state = leaseClosed
-		for _, e := range l.used {
-			if e.n != (limits.Units{}) {
-				r.closeRows = append(r.closeRows, delta{l.id, dbBucket(e.s, l.off), e.n})
+		closing[l.ID] = true
+		l.State = lease.Closed
+		for _, e := range l.Used {
+			if e.N != (limits.Units{}) {
+				r.closeRows = append(r.closeRows, lease.Delta{Lease: l.ID, Bucket: dbBucket(e.S, l.Off), N: e.N})
 			}
 		}
 	}
-	for _, d := range w.deltas {
-		if closing[d.lease] {
+	for _, d := range w.Deltas {
+		if closing[d.Lease] {
 			continue // an extra charge to the open row: the close's rows include it
 		}
 		r.deltas = append(r.deltas, d)
 	}
-	w.deltas = w.deltas[:0]
+	w.Deltas = w.Deltas[:0]
 	r.lost, w.lost = w.lost, nil
 	if grant {
 		r.reqLease = w.b.newLeaseID()
@@ -583,19 +292,19 @@ func (w *window) prepare(grant bool) *winReq {
 // dropped (counting a unit too long is safe, too short is not).
 func (w *window) restore(r *winReq) {
 	for _, l := range r.closes {
-		l.state = leaseClosing
+		l.State = lease.Closing
 	}
 	w.lost = append(w.lost, r.lost...)
 	if r.grant {
 		w.lost = append(w.lost, r.reqLease)
 	}
 	for _, d := range r.deltas {
-		if d.n[0] > 0 || d.n[1] > 0 {
-			w.deltas = append(w.deltas, delta{d.lease, d.bucket, limits.Units{max(d.n[0], 0), max(d.n[1], 0)}})
+		if d.N[0] > 0 || d.N[1] > 0 {
+			w.Deltas = append(w.Deltas, lease.Delta{Lease: d.Lease, Bucket: d.Bucket, N: limits.Units{max(d.N[0], 0), max(d.N[1], 0)}})
 		}
 	}
-	if len(r.closes) > 0 || len(w.deltas) > 0 || len(w.lost) > 0 {
-		w.register()
+	if len(r.closes) > 0 || len(w.Deltas) > 0 || len(w.lost) > 0 {
+		w.Register()
 	}
 }
 
@@ -612,141 +321,44 @@ func (w *window) apply(r *winReq) {
 		if r.prefetch {
 			w.b.stats.prefetches.Add(1)
 		}
-		w.leases = append(w.leases, &lease{id: r.leaseID, dbEnd: r.leaseEnd, off: off,
-			end: r.localStart + int64(w.b.o.WindowLease), granted: r.granted, avail: r.granted})
-		w.deny = nil
-		w.register()
+		w.AddLease(&lease.Lease{ID: r.leaseID, At: r.leaseEnd, Off: off, Granted: r.granted}, r.localStart)
 	case r.leaseID == 0:
 		w.b.stats.refusals.Add(1)
 		free := limits.Units{r.limit[0] - r.count[0], r.limit[1] - r.count[1]}
-		until := r.localStart + int64(denyTTL)
+		until := r.localStart + int64(lease.DenyTTL)
 		// the refusal holds at most until a counted bucket leaves
 		lo := limits.StampOf(time.Unix(0, r.localStart)) - limits.Stamp(limits.Buckets-1)
-		for _, e := range w.hist {
-			if e.s >= lo {
-				until = min(until, (int64(e.s)+limits.Buckets)*sec)
+		for _, e := range w.Hist {
+			if e.S >= lo {
+				until = min(until, (int64(e.S)+limits.Buckets)*sec)
 				break
 			}
 		}
 		dlo := dbBucket(limits.StampOf(time.Unix(0, r.localStart)), off) - limits.Stamp(limits.Buckets-1)
 		for _, e := range w.others {
-			if e.s >= dlo {
-				until = min(until, (int64(e.s)+limits.Buckets)*sec-off)
+			if e.S >= dlo {
+				until = min(until, (int64(e.S)+limits.Buckets)*sec-off)
 				break
 			}
 		}
-		w.deny = &denial{until: until, limit: r.limit, free: free}
+		w.Deny = &lease.Denial{Until: until, Limit: r.limit, Free: free}
 	}
 }
 
-// want is the speculative part of a lease: when the key is busy (its
-// recent use is several times the call), about what it used in the last
-// lease period, so that the next WindowLease is served from memory.
-func (w *window) want(ns int64, m limits.Units) limits.Units {
-	lo := limits.StampOf(time.Unix(0, ns-int64(w.b.o.WindowLease)))
-	var recent limits.Units
-	for i := len(w.hist) - 1; i >= 0 && w.hist[i].s >= lo; i-- {
-		recent[0] += w.hist[i].n[0]
-		recent[1] += w.hist[i].n[1]
-	}
-	var want limits.Units
-	for d := range want {
-		if m[d] > 0 && recent[d] >= 4*m[d] {
-			want[d] = recent[d] + recent[d]/2
-		}
-	}
-	return want
-}
-
-// maybePrefetch leases ahead of need, in the background, when the key is
-// busy and the lease serving it runs low or ends soon.
-func (w *window) maybePrefetch(ns int64, l *lease, m, limit limits.Units) {
-	if w.prefetching || w.b.closed.Load() {
-		return
-	}
-	want := w.want(ns, m)
-	if want == (limits.Units{}) {
-		return
-	}
-	low := l.end-ns < int64(w.b.o.WindowLease)/4
-	for d := range want {
-		low = low || (want[d] > 0 && l.avail[d] < want[d]/2)
-	}
-	if !low {
-		return
-	}
-	// Another open lease with room is enough.
-	for _, o := range w.leases {
-		if o != l && o.state == leaseOpen && o.end-ns >= int64(w.b.o.WindowLease)/2 && fits(want, limits.Units{2 * o.avail[0], 2 * o.avail[1]}) {
-			return
-		}
-	}
-	w.prefetching = true
-	go w.prefetch(limit, want)
-}
-
-func (w *window) prefetch(limit, want limits.Units) {
-	defer func() {
-		w.Lock()
-		w.prefetching = false
-		w.Unlock()
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), w.b.o.Timeout)
-	defer cancel()
-	if !w.ops.tryAcquire() {
-		return
-	}
-	defer w.ops.release()
+// Grant implements lease.Transport: one round trip for the key, closes
+// and deltas riding along. A prefetch asks only for the speculative part.
+func (w *window) Grant(ctx context.Context, g *lease.Grant) error {
 	w.Lock()
-	if w.retired {
-		w.Unlock()
-		return
-	}
-	ns := w.b.now().UnixNano()
-	w.endLeases(ns)
-	r := w.prepare(true)
-	r.limit, r.want, r.prefetch = limit, want, true
-	r.localStart = ns
-	w.Unlock()
-	err := w.b.windowRT(ctx, r)
-	w.Lock()
-	if err != nil {
-		w.restore(r)
-	} else {
-		w.apply(r)
-	}
-	w.Unlock()
-}
-
-// Refill leases units for n in one round trip (closes and deltas ride
-// along). It returns nil when the window may now answer: a lease was
-// granted, or the database refused and the window will refuse locally
-// with the database's figures.
-func (w *window) Refill(ctx context.Context, now time.Time, n, limit limits.Units) error {
-	m := mask(n, limit)
-	w.waiters.Add(1)
-	defer w.waiters.Add(-1)
-	if err := w.ops.acquire(ctx); err != nil {
-		return err
-	}
-	defer w.ops.release()
-	w.Lock()
-	ns := now.UnixNano()
-	w.endLeases(ns)
-	if w.retired || w.fit(m) != nil {
+	if w.Retired {
 		w.Unlock()
 		return nil
 	}
-	if dn := w.deny; dn != nil && ns < dn.until && dn.limit == limit && !fits(m, dn.free) {
-		w.Unlock()
-		return nil
-	}
+	w.EndLeases(g.Start)
 	r := w.prepare(true)
-	k := int64(max(w.waiters.Load(), 1))
-	r.limit, r.need = limit, m
-	r.demand = limits.Units{m[0] * k, m[1] * k}
-	r.want = w.want(ns, m)
-	r.localStart = ns
+	r.limit, r.want, r.prefetch, r.localStart = g.Limit, g.Want, g.Prefetch, g.Start
+	if !g.Prefetch {
+		r.need, r.demand = g.Need, g.Demand
+	}
 	w.Unlock()
 	err := w.b.windowRT(ctx, r)
 	w.Lock()
@@ -765,14 +377,14 @@ FROM limits_window($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 
 func (b *Backend) windowArgs(r *winReq) []any {
 	closes := make([]int64, len(r.closes), len(r.closes)+len(r.lost))
 	for i, l := range r.closes {
-		closes[i] = l.id
+		closes[i] = l.ID
 	}
 	closes = append(closes, r.lost...)
 	n := len(r.closeRows) + len(r.deltas)
 	rl, rb, rq, rt := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
-	for _, rows := range [2][]delta{r.closeRows, r.deltas} {
+	for _, rows := range [2][]lease.Delta{r.closeRows, r.deltas} {
 		for _, d := range rows {
-			rl, rb, rq, rt = append(rl, d.lease), append(rb, int64(d.bucket)), append(rq, d.n[0]), append(rt, d.n[1])
+			rl, rb, rq, rt = append(rl, d.Lease), append(rb, int64(d.Bucket)), append(rq, d.N[0]), append(rt, d.N[1])
 		}
 	}
 	return []any{b.replica, b.dbTime(r.localStart), int64(r.key.Securable), int16(r.key.Scope), int64(r.key.Principal),
@@ -788,9 +400,9 @@ func (r *winReq) scan(row pgx.Row) error {
 		return err
 	}
 	r.leaseEnd = limits.Stamp(end)
-	r.others = make([]entry, len(ob))
+	r.others = make([]lease.Entry, len(ob))
 	for i := range ob {
-		r.others[i] = entry{limits.Stamp(ob[i]), limits.Units{oq[i], ot[i]}}
+		r.others[i] = lease.Entry{S: limits.Stamp(ob[i]), N: limits.Units{oq[i], ot[i]}}
 	}
 	return nil
 }
@@ -819,20 +431,21 @@ func (b *Backend) syncWindows(ctx context.Context) error {
 	reqs = append(reqs, b.orphans...)
 	b.orphans = nil
 	b.mu.Unlock()
-	for _, w := range b.activeWindows() {
-		if !w.ops.tryAcquire() {
+	for _, lw := range b.lc.Windows() {
+		if !lw.Ops.TryAcquire() {
 			continue
 		}
+		w := lw.T.(*window)
 		w.Lock()
-		w.expire(limits.StampOf(time.Unix(0, ns)))
-		w.endLeases(ns)
+		w.Expire(limits.StampOf(time.Unix(0, ns)))
+		w.EndLeases(ns)
 		r := w.prepare(false)
 		if r == nil {
 			if !w.holds() {
-				w.unregister()
+				w.Unregister()
 			}
 			w.Unlock()
-			w.ops.release()
+			w.Ops.Release()
 			continue
 		}
 		r.localStart = ns
@@ -851,7 +464,7 @@ func (b *Backend) syncWindows(ctx context.Context) error {
 	for _, r := range reqs {
 		if r.orphaned {
 			if err != nil { // resend the closes and extra charges, not refunds
-				r.deltas = slices.DeleteFunc(r.deltas, func(d delta) bool { return d.n[0] < 0 || d.n[1] < 0 })
+				r.deltas = slices.DeleteFunc(r.deltas, func(d lease.Delta) bool { return d.N[0] < 0 || d.N[1] < 0 })
 				lost = append(lost, r)
 			}
 			continue
@@ -864,7 +477,7 @@ func (b *Backend) syncWindows(ctx context.Context) error {
 			w.apply(r)
 		}
 		w.Unlock()
-		w.ops.release()
+		w.Ops.Release()
 	}
 	if len(lost) > 0 { // retried at the next Sync
 		b.mu.Lock()
@@ -876,14 +489,4 @@ func (b *Backend) syncWindows(ctx context.Context) error {
 
 // holds reports whether the window still has open leases or something to
 // send. Locked.
-func (w *window) holds() bool {
-	if len(w.deltas) > 0 || len(w.lost) > 0 {
-		return true
-	}
-	for _, l := range w.leases {
-		if l.state != leaseClosed {
-			return true
-		}
-	}
-	return false
-}
+func (w *window) holds() bool { return len(w.lost) > 0 || w.Holds() }
