@@ -42,13 +42,15 @@ type Inner interface {
 // Options configure the log.
 type Options struct {
 	Logger zerolog.Logger
-	// ApplyInterval is how often pending records are applied (default 1s).
+	// ApplyInterval is how often pending records are applied (default 5s).
 	// Each apply is one transaction of the inner store, which costs DuckDB
-	// milliseconds of CPU whatever its size (and each row less in a large
+	// about 13 ms of CPU whatever its size (and each row less in a large
 	// one): fewer, larger batches make the audit cheaper. Readers do not
 	// wait for it: they apply what is pending first.
 	ApplyInterval time.Duration
-	// MaxPending applies as soon as this many records wait (default 4096).
+	// MaxPending applies as soon as this many events wait (default 8192):
+	// under load batches are this large, and a reader never has more than
+	// about this many events to apply first.
 	MaxPending int
 	// ApplyDelay: the background applier leaves records younger than this
 	// pending (default 100ms; negative: none), so that a gateway call's
@@ -67,6 +69,16 @@ type Options struct {
 	// is slowed down instead of exhausting memory. AppendChangeAudit does
 	// not wait (see the package documentation).
 	MaxPendingBytes int64
+	// SyncInterval, when positive, is --audit-sync off (PostgreSQL's
+	// synchronous_commit = off with its wal_writer_delay): AppendAudit
+	// writes its record and returns without an fsync; a background loop
+	// fsyncs the log every SyncInterval when something was written since
+	// the last one. A process crash (kill -9) loses nothing written (the
+	// kernel holds it); an OS crash or power loss loses at most the records
+	// of the last SyncInterval (a torn tail is cut at the next Open). A
+	// failed fsync fails every later append (fail closed). Zero: every
+	// append fsyncs before it returns. AppendChangeAudit always fsyncs.
+	SyncInterval time.Duration
 }
 
 // Log is a catalog.EventStore: a write-ahead log in front of inner.
@@ -83,9 +95,15 @@ type Log struct {
 	mark     catalog.Revision // AuditedRevision, pending records included
 	pending  []*record
 	live     int64         // framed bytes of the pending records
+	nevents  int           // events of the pending records
 	applied  chan struct{} // closed (and replaced) whenever records were applied
 	applyErr error
 	buf      []byte // encode's, reused while at most maxKeptBuffer
+	// unsynced: records were written since the last fsync (SyncInterval);
+	// syncErr: a background fsync failed, every later append fails.
+	unsynced bool
+	syncErr  error
+	syncs    int64 // fsyncs of appended records (tests)
 
 	applyMu sync.Mutex // serializes applying
 	kick    chan struct{}
@@ -93,6 +111,8 @@ type Log struct {
 	stopped chan struct{}
 	closed  atomic.Bool
 	once    sync.Once
+	// syncStopped is closed by the syncer when it returns (SyncInterval).
+	syncStopped chan struct{}
 }
 
 var _ catalog.EventStore = (*Log)(nil)
@@ -114,10 +134,10 @@ type record struct {
 // replays the records inner has not applied yet.
 func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error) {
 	if o.ApplyInterval <= 0 {
-		o.ApplyInterval = time.Second
+		o.ApplyInterval = 5 * time.Second
 	}
 	if o.MaxPending <= 0 {
-		o.MaxPending = 4096
+		o.MaxPending = 8192
 	}
 	if o.ApplyDelay == 0 {
 		o.ApplyDelay = 100 * time.Millisecond
@@ -175,6 +195,7 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 		rec.seq, rec.size = r.Seq, r.Size
 		l.pending = append(l.pending, rec)
 		l.live += rec.size
+		l.nevents += len(rec.events)
 		l.seq = rec.seq
 		l.mark = max(l.mark, rec.mark)
 	}
@@ -186,6 +207,10 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 		return nil, err
 	}
 	go l.applier()
+	if o.SyncInterval > 0 {
+		l.syncStopped = make(chan struct{})
+		go l.syncer()
+	}
 	return l, nil
 }
 
@@ -267,7 +292,7 @@ func (l *Log) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) err
 	if err := l.waitRoom(ctx); err != nil {
 		return err
 	}
-	return l.append(ctx, &record{events: cp}, 0)
+	return l.append(ctx, &record{events: cp}, 0, l.opts.SyncInterval <= 0)
 }
 
 // AuditedRevision implements catalog.EventStore.
@@ -297,17 +322,20 @@ func (l *Log) AppendChangeAudit(ctx context.Context, through catalog.Revision, e
 	if err != nil {
 		return err
 	}
-	return l.append(ctx, &record{events: cp, mark: through}, through)
+	return l.append(ctx, &record{events: cp, mark: through}, through, true)
 }
 
-// append logs r. For a change audit record (mark > 0) the events of
-// revisions the store holds are dropped first, and nothing is logged if
-// nothing is new.
-func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision) error {
+// append logs r, fsynced before it returns if sync (else by the syncer).
+// For a change audit record (mark > 0) the events of revisions the store
+// holds are dropped first, and nothing is logged if nothing is new.
+func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.checkOpen(); err != nil {
 		return err
+	}
+	if l.syncErr != nil {
+		return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "audit log fsync failed; the store refuses writes until restarted", Err: l.syncErr}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -337,15 +365,22 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision) erro
 	if _, err := l.f.WriteAt(buf, l.size); err != nil {
 		return l.failAppend(err)
 	}
-	if err := l.f.Sync(); err != nil {
-		return l.failAppend(err)
+	if sync {
+		if err := l.f.Sync(); err != nil {
+			return l.failAppend(err)
+		}
+		l.syncs++
+		l.unsynced = false
+	} else {
+		l.unsynced = true
 	}
 	l.size += r.size
 	l.seq = r.seq
 	l.mark = max(l.mark, r.mark)
 	l.pending = append(l.pending, r)
 	l.live += r.size
-	if len(l.pending) >= l.opts.MaxPending || l.live > l.opts.MaxPendingBytes/2 {
+	l.nevents += len(r.events)
+	if l.nevents >= l.opts.MaxPending || l.live > l.opts.MaxPendingBytes/2 {
 		select {
 		case l.kick <- struct{}{}:
 		default:
@@ -386,6 +421,46 @@ func (l *Log) failAppend(err error) error {
 		l.closed.Store(true)
 	}
 	return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "audit log write failed; the events were not recorded", Err: err}
+}
+
+// syncer fsyncs the log every SyncInterval while appends leave it
+// unsynced. The fsync runs outside l.mu, so appends are not held up by it
+// (a concurrent write is fine; a file replaced by rewrite was fsynced
+// there, and Go defers its close until this Sync returns).
+func (l *Log) syncer() {
+	defer close(l.syncStopped)
+	t := time.NewTicker(l.opts.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+		}
+		l.syncNow()
+	}
+}
+
+// syncNow fsyncs the log if an append left it unsynced.
+func (l *Log) syncNow() {
+	l.mu.Lock()
+	f, dirty := l.f, l.unsynced
+	l.unsynced = false
+	l.mu.Unlock()
+	if !dirty {
+		return
+	}
+	err := f.Sync()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil && f == l.f {
+		if l.syncErr == nil {
+			l.log.Error().Err(err).Msg("audit log: fsync failed; refusing further audit writes")
+		}
+		l.syncErr = err
+		return
+	}
+	l.syncs++
 }
 
 func (l *Log) applier() {
@@ -472,6 +547,7 @@ func (l *Log) apply(ctx context.Context, before time.Time) error {
 		l.applyErr = nil
 		for _, r := range batch {
 			l.live -= r.size
+			l.nevents -= len(r.events)
 		}
 		close(l.applied)
 		l.applied = make(chan struct{})
@@ -600,6 +676,10 @@ func (l *Log) Close() error {
 		l.mu.Unlock()
 		close(l.done)
 		<-l.stopped
+		if l.syncStopped != nil {
+			<-l.syncStopped
+			l.syncNow()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if ferr := l.flush(ctx); ferr != nil {

@@ -72,7 +72,70 @@ func crash(l *Log) {
 	l.closed.Store(true)
 	close(l.done)
 	<-l.stopped
+	if l.syncStopped != nil {
+		<-l.syncStopped
+	}
 	l.f.Close()
+}
+
+// TestSyncInterval: with SyncInterval (--audit-sync off) an AppendAudit
+// writes without an fsync and the syncer fsyncs later, while change
+// records still fsync at once; a process crash loses none of what was
+// written.
+func TestSyncInterval(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := keepOpen{memstore.New()}
+	l, err := Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, SyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := func(l *Log) int64 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.syncs
+	}
+	var want []catalog.AuditEvent
+	for i := range 20 {
+		if err := l.AppendAudit(ctx, event(i)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, event(i))
+	}
+	if n := syncs(l); n != 0 {
+		t.Fatalf("%d fsyncs for 20 appends with SyncInterval, want none", n)
+	}
+	ch := event(20)
+	ch.Revision = 1
+	if err := l.AppendChangeAudit(ctx, 1, []catalog.AuditEvent{ch}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, ch)
+	if n := syncs(l); n != 1 {
+		t.Fatalf("%d fsyncs after a change record, want 1", n)
+	}
+	crash(l)
+	l, err = Open(ctx, dir, inner, Options{SyncInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, err := l.ListAudit(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
+	}
+	if err := l.AppendAudit(ctx, event(21)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); syncs(l) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the syncer did not fsync the log within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestReplayAfterCrash: records logged but not applied are applied at the
@@ -442,5 +505,40 @@ func TestCompletionPulledIntoRequestBatch(t *testing.T) {
 	}
 	if got := inner.applied[n:]; len(got) != 2 || len(got[0]) != 2 || len(got[1]) != 0 {
 		t.Fatalf("applied %+v, want [request completion] then []", got)
+	}
+}
+
+// TestMaxPendingCountsEvents: the applier runs once MaxPending events
+// wait, however few records hold them (a group-commit record carries many
+// events under load), and not before.
+func TestMaxPendingCountsEvents(t *testing.T) {
+	ctx := t.Context()
+	inner := &applyCounter{keepOpen: keepOpen{memstore.New()}}
+	l, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: time.Hour, MaxPending: 10, ApplyDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	events := make([]catalog.AuditEvent, 9)
+	for i := range events {
+		events[i] = event(i)
+	}
+	if err := l.AppendAudit(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	kicked := len(l.kick) > 0
+	l.mu.Unlock()
+	if kicked || inner.n.Load() != 0 {
+		t.Fatal("applied (or kicked) with 9 of 10 events pending")
+	}
+	if err := l.AppendAudit(ctx, event(9)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); inner.n.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("10 events in 2 records pending, MaxPending 10: not applied within 10s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

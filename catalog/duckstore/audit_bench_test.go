@@ -2,6 +2,7 @@ package duckstore
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/auditwal"
@@ -370,17 +373,40 @@ func BenchmarkApplyLog(b *testing.B) {
 // 8 new calls and the completions of the 8 calls started 32 calls earlier
 // (32 calls in flight, as with 32 connections), with the log's default
 // options (its applier moving the records into DuckDB meanwhile), then
-// flushes. Reported: the process's CPU per call.
+// flushes. Reported: the process's CPU per call. on: each record fsynced
+// before AppendAudit returns (--audit-sync on); off: the log fsynced every
+// 100 ms in the background (--audit-sync off).
 //
 //	go test -run '^$' -bench BenchmarkAuditPairs -benchtime 20000x ./catalog/duckstore/
 func BenchmarkAuditPairs(b *testing.B) {
+	b.Run("on", func(b *testing.B) { benchAuditPairs(b, 0, 0, auditwal.Options{}) })
+	b.Run("off", func(b *testing.B) { benchAuditPairs(b, 0, 0, auditwal.Options{SyncInterval: 100 * time.Millisecond}) })
+}
+
+// BenchmarkAuditPairsPaced is BenchmarkAuditPairs at 400 calls/s (a
+// record every 20 ms), where each apply transaction's fixed cost is
+// shared by fewer calls: with the log's defaults (apply every 5 s or at
+// 8,192 events) and with the former ones (every 1 s or at 4,096 records).
+//
+//	go test -run '^$' -bench BenchmarkAuditPairsPaced -benchtime 4000x ./catalog/duckstore/
+func BenchmarkAuditPairsPaced(b *testing.B) {
+	const every = 20 * time.Millisecond
+	b.Run("defaults", func(b *testing.B) { benchAuditPairs(b, every, 0, auditwal.Options{}) })
+	b.Run("apply-1s", func(b *testing.B) {
+		benchAuditPairs(b, every, 0, auditwal.Options{ApplyInterval: time.Second, MaxPending: 4096 * 16})
+	})
+}
+
+// benchAuditPairs appends a record every pace (0: as fast as the log
+// takes them); o configures the log.
+func benchAuditPairs(b *testing.B, pace time.Duration, _ int, o auditwal.Options) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	duck, err := Open(ctx, dir, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	wal, err := auditwal.Open(ctx, dir, duck, auditwal.Options{})
+	wal, err := auditwal.Open(ctx, dir, duck, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -399,7 +425,13 @@ func BenchmarkAuditPairs(b *testing.B) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	evs := make([]catalog.AuditEvent, 0, 2*perRecord)
+	start := time.Now()
 	for i := 0; i < b.N+inFlight; i += perRecord {
+		if pace > 0 {
+			if d := time.Until(start.Add(time.Duration(i/perRecord) * pace)); d > 0 {
+				time.Sleep(d) // the pace of the load, not a synchronisation
+			}
+		}
 		evs = evs[:0]
 		for j := i; j < i+perRecord; j++ {
 			if j < b.N {
@@ -426,4 +458,91 @@ func BenchmarkAuditPairs(b *testing.B) {
 		b.Fatalf("DuckDB holds %d rows, %d completed, want %d of each", rows, done, b.N)
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/call")
+}
+
+// BenchmarkApplyParts splits the CPU of one apply transaction (rows of
+// LLM calls, request and completion merged, as ApplyLog writes them) into
+// its parts, per row: BEGIN, filling the table appender (AppendRow: Go
+// values into DuckDB's chunk), closing it (DuckDB's local storage),
+// the bookkeeping UPDATE, COMMIT (storage, DuckDB's WAL and its fsync) and,
+// once at the end, a CHECKPOINT (compression into the database file,
+// which DuckDB otherwise does when its WAL reaches checkpoint_threshold).
+// BENCH_APPLY_ROWS sets the rows per transaction (default 2,000).
+//
+//	go test -run '^$' -bench BenchmarkApplyParts -benchtime 60x ./catalog/duckstore/
+func BenchmarkApplyParts(b *testing.B) {
+	ctx := context.Background()
+	o := Options{}
+	if v, err := strconv.Atoi(os.Getenv("BENCH_DUCK_THREADS")); err == nil {
+		o.Threads = v
+	}
+	st, err := Open(ctx, b.TempDir(), o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	calls := 2000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_APPLY_ROWS")); err == nil && v > 0 {
+		calls = v
+	}
+	base := time.Now()
+	next := 0
+	var parts [6]time.Duration
+	for range b.N {
+		evs := make([]catalog.AuditEvent, 0, calls)
+		for range calls {
+			ev := gatewayEvent(int64(next))
+			ev.EventID, ev.Time, ev.StatusCode = strconv.Itoa(next), base.Add(time.Duration(next)*time.Millisecond), 200
+			ev.Service, ev.Action, ev.SecurableType, ev.SecurableName = "llm", "chat.completions", "MODEL SERVICE", "system.ai.frontier"
+			ev.Usage = llmUsage
+			evs = append(evs, ev)
+			next++
+		}
+		t0 := cpuTime()
+		if _, err := st.wconn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+			b.Fatal(err)
+		}
+		t1 := cpuTime()
+		var ar auditRow
+		var t2 time.Duration
+		err = st.wconn.Raw(func(dc any) error {
+			a, err := duckdb.NewAppenderFromConn(dc.(*duckdb.Conn), "", "audit_events")
+			if err != nil {
+				return err
+			}
+			for i := range evs {
+				if err := a.AppendRow(ar.set(&evs[i])...); err != nil {
+					return err
+				}
+			}
+			t2 = cpuTime()
+			return a.Close()
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t3 := cpuTime()
+		if _, err := st.wconn.ExecContext(ctx, `UPDATE mandate_meta SET value = $1 WHERE key = $2`, 1, "log_seq"); err != nil {
+			b.Fatal(err)
+		}
+		t4 := cpuTime()
+		if _, err := st.wconn.ExecContext(ctx, "COMMIT"); err != nil {
+			b.Fatal(err)
+		}
+		t5 := cpuTime()
+		parts[0] += t1 - t0
+		parts[1] += t2 - t1
+		parts[2] += t3 - t2
+		parts[3] += t4 - t3
+		parts[4] += t5 - t4
+	}
+	t0 := cpuTime()
+	if _, err := st.wconn.ExecContext(ctx, "CHECKPOINT"); err != nil {
+		b.Fatal(err)
+	}
+	parts[5] = cpuTime() - t0
+	n := float64(b.N * calls)
+	for i, name := range []string{"begin", "fill", "close", "meta", "commit", "ckpt"} {
+		b.ReportMetric(float64(parts[i].Nanoseconds())/1e3/n, name+"-µs/row")
+	}
 }

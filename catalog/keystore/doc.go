@@ -40,6 +40,11 @@
 //   - pgstore.Keys: the mandate_keys table of the catalog's PostgreSQL
 //     database (Create is INSERT ... ON CONFLICT DO NOTHING; Lock is a
 //     transaction-scoped advisory lock).
+//   - gateway/node.Keys: the catalog server's store (DATA_DIR/keys of an
+//     embedded catalog, or pgstore.Keys) over its node API, for gateway
+//     nodes (mandate gateway): the server and its nodes share the
+//     mandate_jwt keys and users' grants. Lock is a lease on the server,
+//     renewed while held and released when the node stops renewing it.
 //
 // # Sealing
 //
@@ -47,7 +52,10 @@
 // (catalog.Keyring, AES-GCM) before it reaches the inner store, with the
 // name as additional data (a blob copied to another name does not open).
 // Production wraps the PostgreSQL store in it: a database dump holds no
-// usable key. The data directory keeps its files as they were (the
+// usable key. The gateway's keys and grants (DATA_DIR/keys, or the
+// PostgreSQL store, lent to nodes) are sealed by the process that writes
+// them, the server or a node, all with the installation's master key: the
+// server stores and lends a node's blobs as they arrive, never opened. The data directory keeps its files as they were (the
 // mandate_jwt key file is sealed by its owner; the others are mode 0600
 // files of the one process that owns the directory).
 package keystore

@@ -21,6 +21,8 @@ var (
 	// ErrConflict: CompareAndSwap's expected version is no longer the
 	// stored one (another writer was first).
 	ErrConflict = errors.New("keystore: the blob was changed by another writer")
+	// ErrWrongKey: a sealed blob does not open with this master key.
+	ErrWrongKey = errors.New("MANDATE_MASTER_KEY differs from the one that sealed it, or the store was tampered with")
 )
 
 // MaxBlob bounds one blob (keys and tokens are a few KiB).
@@ -295,7 +297,7 @@ func (s *sealed) open(b Blob, err error) (Blob, error) {
 	}
 	pt, err := s.k.Open(b.Data, aad(b.Name))
 	if err != nil {
-		return Blob{}, fmt.Errorf("keystore: %s does not decrypt with this master key (MANDATE_MASTER_KEY differs from the one that sealed it, or the store was tampered with)", b.Name)
+		return Blob{}, fmt.Errorf("keystore: %s does not decrypt with this master key (%w)", b.Name, ErrWrongKey)
 	}
 	b.Data = pt
 	return b, nil

@@ -59,8 +59,15 @@ type dataPlaneConfig struct {
 	limiter pipeline.Limiter
 
 	// keys, when set, holds the signing keys and per-user upstream tokens
-	// instead of dataDir: the store replicas share (--store postgres://).
-	keys keystore.Store
+	// instead of dataDir (keystore.Sealed over stores.gatewayKeys, or over
+	// the catalog's, node.Keys, on a gateway node). keysRemote: it is the
+	// catalog's, which may not answer yet at start (a node then starts and
+	// fails closed until it does).
+	keys       keystore.Store
+	keysRemote bool
+	// csrfKey keys the consent forms' CSRF tokens (csrfKey(master key));
+	// nil: a random key per process.
+	csrfKey []byte
 }
 
 // userTokensFile is the per-user OAuth grants' file in the data directory.
@@ -81,6 +88,19 @@ func llmUserIDKey(masterKey []byte) []byte {
 type auditSync struct{ off bool }
 
 const auditSyncUsage = "on: a gateway call is answered only once its audit record is durable (its fsync overlaps the upstream call); off: answered without waiting, a crash loses at most the last group-commit window of audit records (like PostgreSQL's synchronous_commit = off)"
+
+// auditSyncInterval is how often the audit log is fsynced with
+// --audit-sync off (auditwal.Options.SyncInterval): what an OS crash or
+// power loss may lose besides the records still queued.
+const auditSyncInterval = 100 * time.Millisecond
+
+// syncInterval is the audit log's auditwal.Options.SyncInterval.
+func (a auditSync) syncInterval() time.Duration {
+	if a.off {
+		return auditSyncInterval
+	}
+	return 0
+}
 
 func (a *auditSync) String() string {
 	if a.off {
@@ -135,14 +155,17 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 		return nil, fmt.Errorf("inbound authentication: %w", err)
 	}
 	ksSeal, ksOpen := seal("upstream-signing-keys")
-	keys, err := upstream.NewKeySet(ctx, upstream.KeySetConfig{Dir: c.dataDir, Store: c.keys, Seal: ksSeal, Open: ksOpen, Logger: c.log})
+	keys, err := upstream.NewKeySet(ctx, upstream.KeySetConfig{Dir: c.dataDir, Store: c.keys, Seal: ksSeal, Open: ksOpen, Logger: c.log,
+		Deferred: c.keysRemote})
 	if err != nil {
 		return nil, fmt.Errorf("upstream signing keys: %w", err)
 	}
 	var store oauthconnect.TokenStore
 	if c.keys != nil {
 		store = oauthconnect.NewSharedTokenStore(c.keys)
-		if n, err := adoptGrants(ctx, c.dataDir, store); err != nil {
+		if n, err := adoptGrants(ctx, c.dataDir, store); err != nil && c.keysRemote {
+			c.log.Warn().Err(err).Msg("the per-user OAuth grants of the data directory could not be moved to the catalog's key store yet (tried again at the next start)")
+		} else if err != nil {
 			return nil, fmt.Errorf("per-user grants of %s: %w", c.dataDir, err)
 		} else if n > 0 {
 			c.log.Info().Int("grants", n).Msg("per-user OAuth grants of the data directory moved to the shared store")
@@ -151,13 +174,9 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 		return nil, fmt.Errorf("per-user token store: %w", err)
 	}
 	tSeal, tOpen := seal("per-user-oauth")
-	csrfKey, err := sharedCSRFKey(ctx, c.keys)
-	if err != nil {
-		return nil, fmt.Errorf("per_user_oauth: %w", err)
-	}
 	oauth, err := oauthconnect.New(oauthconnect.Config{
 		PublicURL: c.publicURL, Connections: c.connections, Store: store, Seal: tSeal, Open: tOpen, Logger: c.log,
-		CSRFKey: csrfKey,
+		CSRFKey: c.csrfKey,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("per_user_oauth: %w", err)

@@ -66,9 +66,16 @@ func BenchmarkGateway(b *testing.B) {
 	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" { // profile the server: go tool pprof http://ADDR/debug/pprof/profile
 		env = append(env, "MANDATE_PPROF_ADDR="+a)
 	}
-	paths := []struct{ name, url, token string }{
-		{"direct", up.URL + "/mcp", ""},
-		{"proxy", proxy.URL + "/mcp", ""},
+	// pid and admin: a mandate serve process, whose CPU per call is
+	// reported (after its audit log stored the run's rows).
+	type gwPath struct {
+		name, url, token string
+		pid              int
+		admin            *pgx.Conn
+	}
+	paths := []gwPath{
+		{name: "direct", url: up.URL + "/mcp"},
+		{name: "proxy", url: proxy.URL + "/mcp"},
 	}
 	var nodeAddr string
 	// BENCH_BASELINE_BIN: another mandate binary measured beside this
@@ -94,7 +101,7 @@ func BenchmarkGateway(b *testing.B) {
 		if mode == "off" {
 			name += "-audit-sync-off"
 		}
-		paths = append(paths, struct{ name, url, token string }{name, "http://" + s.httpAddr + "/mcp/bench", token})
+		paths = append(paths, gwPath{name, "http://" + s.httpAddr + "/mcp/bench", token, s.cmd.Process.Pid, c})
 		if mode != "on" || v.bin != "" {
 			continue
 		}
@@ -104,8 +111,8 @@ func BenchmarkGateway(b *testing.B) {
 		startProcess(b, []string{"gateway", "--catalog", "http://" + s.httpAddr,
 			"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", nodeAddr,
 			"--oidc-issuer", "http://" + s.httpAddr + "/oidc", "--public-url", "http://" + s.httpAddr,
-			"--data-dir", b.TempDir(), "--log-level", "warn"}, "Mandate gateway is ready")
-		paths = append(paths, struct{ name, url, token string }{"node", "http://" + nodeAddr + "/mcp/bench", token})
+			"--data-dir", nodeDataDir(b, s.dataDir, ""), "--log-level", "warn"}, "Mandate gateway is ready")
+		paths = append(paths, gwPath{name: "node", url: "http://" + nodeAddr + "/mcp/bench", token: token})
 	}
 	// asks reads the node's decision cache misses (catalog round trips);
 	// -1 when the node does not report them.
@@ -133,6 +140,18 @@ func BenchmarkGateway(b *testing.B) {
 			b.ReportMetric(float64(after-before)/float64(b.N), "catalog-asks/call")
 		}
 	}
+	// reportCPU reports a serve process's CPU per call since cpu0, once a
+	// query of the audit table made it store what its log still held.
+	reportCPU := func(b *testing.B, p gwPath, cpu0 time.Duration) {
+		if p.pid == 0 {
+			return
+		}
+		var n int64
+		if err := p.admin.QueryRow(b.Context(), `SELECT count(*) FROM system.access.audit`).Scan(&n); err != nil {
+			b.Fatalf("settling the audit log: %v", err)
+		}
+		b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
+	}
 	// A first pass checks each path answers (and warms connections).
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
 	for _, p := range paths {
@@ -143,6 +162,7 @@ func BenchmarkGateway(b *testing.B) {
 	for _, p := range paths {
 		b.Run("throughput-32conns/"+p.name, func(b *testing.B) {
 			before := asks(p.name)
+			cpu0 := procCPU(p.pid)
 			var next atomic.Int64
 			var failed atomic.Int64
 			var wg sync.WaitGroup
@@ -170,11 +190,13 @@ func BenchmarkGateway(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/el.Seconds(), "calls/s")
 			reportAsks(b, p.name, before)
+			reportCPU(b, p, cpu0)
 		})
 	}
 	for _, p := range paths {
 		b.Run("paced-1000/s/"+p.name, func(b *testing.B) {
 			before := asks(p.name)
+			cpu0 := procCPU(p.pid)
 			lat := make([]time.Duration, b.N)
 			var failed atomic.Int64
 			var wg sync.WaitGroup
@@ -203,6 +225,7 @@ func BenchmarkGateway(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 			reportAsks(b, p.name, before)
+			reportCPU(b, p, cpu0)
 		})
 	}
 }
@@ -305,7 +328,16 @@ func BenchmarkLLMGateway(b *testing.B) {
 	}
 	for _, v := range variants {
 		mode := v.mode
-		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: env, bin: v.bin})
+		// BENCH_PPROF_PATH names the one path whose server serves the
+		// profiler at BENCH_PPROF_ADDR (default: the first started).
+		venv, name := env, v.prefix
+		if mode == "off" {
+			name += "-audit-sync-off"
+		}
+		if pp := os.Getenv("BENCH_PPROF_PATH"); pp != "" && pp != name {
+			venv = nil
+		}
+		s := startServer(b, serverOpts{args: []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env: venv, bin: v.bin})
 		c := s.admin(b)
 		mustExec(b, c,
 			`CREATE USER "alice@example.com"`,
@@ -321,10 +353,6 @@ func BenchmarkLLMGateway(b *testing.B) {
 		var tok string
 		if err := c.QueryRow(b.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com" VIA "claude-code"`).Scan(&tok); err != nil {
 			b.Fatal(err)
-		}
-		name := v.prefix
-		if mode == "off" {
-			name += "-audit-sync-off"
 		}
 		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok, s.cmd.Process.Pid})
 		admins[name] = c

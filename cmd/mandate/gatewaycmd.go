@@ -9,14 +9,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/enforce/client"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/node"
+	"github.com/mandatehq/mandate/gateway/upstream"
 )
 
 type gatewayConfig struct {
@@ -43,7 +46,7 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8480", "address the MCP gateway listens on (/mcp/CONNECTION)")
 	fs.StringVar(&c.publicURL, "public-url", "", "canonical URL of this gateway as agents reach it; inbound tokens must name it as audience (default http://HTTP-ADDR)")
 	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens are accepted (optionally URL|JWKS-URL) (required)")
-	fs.StringVar(&c.dataDir, "data-dir", "./mandate-gateway-data", "directory for this node's upstream signing keys and users' upstream tokens (sealed with MANDATE_MASTER_KEY or DATA_DIR/master.key)")
+	fs.StringVar(&c.dataDir, "data-dir", "./mandate-gateway-data", "directory for this node's certificates (its signing keys and users' upstream tokens are in the catalog's key store, sealed with MANDATE_MASTER_KEY: set it to the catalog's)")
 	fs.DurationVar(&c.maxStaleness, "max-staleness", client.DefaultMaxStaleness, "deny every call when the node cannot confirm for this long that its authorization answers are current")
 	fs.Var(&c.auditSync, "audit-sync", auditSyncUsage)
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: json, console, or auto")
@@ -52,7 +55,7 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 	addHTTPFlags(fs, &c.http)
 	addTelemetryFlags(fs, &c.telemetry)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: mandate gateway --catalog URL --node-token-file FILE --oidc-issuer URL [flags]\n\nRuns an MCP gateway node against a remote catalog. Every flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: mandate gateway --catalog URL --node-token-file FILE --oidc-issuer URL [flags]\n\nRuns an MCP gateway node against a remote catalog. MANDATE_MASTER_KEY must hold the catalog's master key (or DATA_DIR/master.key a copy of it): the node keeps the installation's signing keys and users' upstream tokens in the catalog's key store, sealed with it. Every flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
 		printEnvFlags(fs)
 	}
 	if err := parseEnvArgs(fs, args); err != nil {
@@ -139,7 +142,13 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	key, err := masterKey(cfg.dataDir, true)
+	// The catalog's master key: it seals what the node keeps in the
+	// catalog's key store (never generated here: another key could open
+	// nothing the catalog and the other nodes store).
+	if _, err := os.Stat(filepath.Join(cfg.dataDir, "master.key")); err != nil && strings.TrimSpace(os.Getenv("MANDATE_MASTER_KEY")) == "" {
+		return errors.New("a gateway node needs the catalog's master key: set MANDATE_MASTER_KEY to the catalog's (its MANDATE_MASTER_KEY, or the content of its DATA_DIR/master.key)")
+	}
+	key, err := masterKey(cfg.dataDir, false)
 	if err != nil {
 		return err
 	}
@@ -191,6 +200,15 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer cancel()
 		_ = failures.Close(cctx)
 	}()
+	// The installation's mandate_jwt keys and users' upstream grants live
+	// in the catalog's key store, sealed here with the master key (the
+	// catalog's MANDATE_MASTER_KEY) before they leave this process.
+	remoteKeys, err := node.NewKeys(nodeCfg)
+	if err != nil {
+		return err
+	}
+	defer remoteKeys.Close()
+	keys := keystore.Sealed(remoteKeys, kr)
 	nodeLimits, err := newNodeLimits(limitDefs, authz.Revision, log)
 	if err != nil {
 		return err
@@ -204,7 +222,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
 		authz: authz, connections: conns, audit: withFailures(audit, failures), auditSync: cfg.auditSync, log: log,
 		ownCert: httpFingerprint, userIDKey: llmUserIDKey(key), models: models, tokens: tokens,
-		observer: tel.Observer(), limiter: nodeLimits,
+		observer: tel.Observer(), limiter: nodeLimits, keys: keys, keysRemote: true, csrfKey: csrfKey(key),
 	})
 	if err != nil {
 		return err
@@ -235,6 +253,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return d, nil
 	})
 	ready.add("audit", func() (any, error) { return map[string]any{"queued": audit.Queued()}, audit.Err(readyWindow) })
+	ready.add("keys", func() (any, error) { return nil, checkNodeKeys(ctx, keys) })
 	mux := http.NewServeMux()
 	mux.Handle("GET /readyz", ready)
 	mux.Handle("GET /metrics", metricsHandler(tel, isLoopbackAddr(cfg.httpAddr) && !cfg.http.behindTLSProxy, cfg.telemetry.metricsToken, token))
@@ -269,4 +288,21 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	return nil
+}
+
+// checkNodeKeys reports whether the catalog's key store answers and opens
+// with this node's master key (a node started with another
+// MANDATE_MASTER_KEY than the catalog's can neither sign mandate_jwt
+// tokens nor use users' grants, and is not ready).
+func checkNodeKeys(ctx context.Context, keys keystore.Store) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := keys.Get(ctx, upstream.KeyFileName)
+	switch {
+	case err == nil, errors.Is(err, keystore.ErrNotFound):
+		return nil
+	case errors.Is(err, keystore.ErrWrongKey):
+		return errors.New("the catalog's key store does not open with this node's master key: start the node with MANDATE_MASTER_KEY set to the catalog's")
+	}
+	return fmt.Errorf("the catalog's key store: %w", err)
 }

@@ -351,7 +351,7 @@ func TestLLMGatewayNodeLimits(t *testing.T) {
 	for _, addr := range nodes {
 		startProcess(t, []string{"gateway", "--catalog", "http://" + e.s.httpAddr,
 			"--node-token-file", filepath.Join(e.s.dataDir, "node-token"), "--http-addr", addr,
-			"--oidc-issuer", "http://" + e.s.httpAddr + "/oidc", "--data-dir", t.TempDir(), "--max-staleness", "2s"}, "Mandate gateway is ready")
+			"--oidc-issuer", "http://" + e.s.httpAddr + "/oidc", "--data-dir", nodeDataDir(t, e.s.dataDir, ""), "--max-staleness", "2s"}, "Mandate gateway is ready")
 		bases = append(bases, "http://"+addr+"/llm")
 	}
 	chat := `{"model":"frontier","max_tokens":200,"messages":[{"role":"user","content":"spend mock:out=400"}]}`

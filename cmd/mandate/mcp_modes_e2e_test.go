@@ -102,7 +102,7 @@ func TestGatewayNode(t *testing.T) {
 	node := startProcess(t, []string{"gateway", "--catalog", "http://" + s.httpAddr,
 		"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", addr,
 		"--oidc-issuer", "http://" + s.httpAddr + "/oidc", "--public-url", "http://" + s.httpAddr,
-		"--data-dir", t.TempDir(), "--max-staleness", "2s"}, "Mandate gateway is ready")
+		"--data-dir", nodeDataDir(t, s.dataDir, ""), "--max-staleness", "2s"}, "Mandate gateway is ready")
 	_ = node
 	// The node's public URL is the catalog's here so that dev tokens (whose
 	// audience is the serve process's URL) are accepted by both.
@@ -274,4 +274,23 @@ func TestMCPUpstreamFailures(t *testing.T) {
 	if err := c.QueryRow(t.Context(), `SELECT request_params->>'credential_retried' FROM system.access.audit WHERE request_id = '101'`).Scan(&retried); err != nil || retried != "true" {
 		t.Fatalf("audit of the retried call: %q, %v", retried, err)
 	}
+}
+
+// nodeDataDir is a gateway node's data directory holding the catalog's
+// master key (a copy of catalogDir/master.key, or key when set): nodes
+// seal what they keep in the catalog's key store with it.
+func nodeDataDir(t testing.TB, catalogDir, key string) string {
+	t.Helper()
+	if key == "" {
+		b, err := os.ReadFile(filepath.Join(catalogDir, "master.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key = string(b)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "master.key"), []byte(strings.TrimSpace(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,7 +38,38 @@ func TestCopyAudit(t *testing.T) {
 					}
 				}
 			}
-			got, err := copyAudit(t.Context(), src, dst, batch)
+			// Interrupted after each number of batches, then continued
+			// from the position reached: every event once, in order.
+			for stopAt := 1; ; stopAt++ {
+				dst = memstore.New()
+				applied := 0
+				pos, err := copyAudit(t.Context(), src, batch, auditPos{}, func(ctx context.Context, evs []catalog.AuditEvent, _ auditPos) error {
+					if applied++; applied == stopAt {
+						return errStop
+					}
+					return dst.AppendAudit(ctx, evs...)
+				})
+				if err == nil {
+					break
+				}
+				pos, err = copyAudit(t.Context(), src, batch, pos, func(ctx context.Context, evs []catalog.AuditEvent, _ auditPos) error {
+					return dst.AppendAudit(ctx, evs...)
+				})
+				rows, _ := dst.ListAudit(t.Context(), time.Time{}, 0)
+				if err != nil || int(pos.Copied) != len(want) || len(rows) != len(want) {
+					t.Fatalf("stopped at batch %d, continued: %d copied, %d rows, %v; want %d", stopAt, pos.Copied, len(rows), err, len(want))
+				}
+				for i, r := range rows {
+					if r.EventID != want[i] {
+						t.Fatalf("stopped at batch %d: row %d = %s, want %s", stopAt, i, r.EventID, want[i])
+					}
+				}
+			}
+			dst = memstore.New()
+			pos, err := copyAudit(t.Context(), src, batch, auditPos{}, func(ctx context.Context, evs []catalog.AuditEvent, _ auditPos) error {
+				return dst.AppendAudit(ctx, evs...)
+			})
+			got := int(pos.Copied)
 			if err != nil || got != len(want) {
 				t.Fatalf("copyAudit = %d, %v; want %d", got, err, len(want))
 			}
@@ -129,5 +163,47 @@ func TestAdoptGrants(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, userTokensFile+adoptedSuffix)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// copyGatewayKeys copies DATA_DIR/keys blob for blob: the target's sealed
+// view opens them with the same master key; sign-ins in progress stay
+// behind; a root key file of older installations is skipped for it.
+func TestCopyGatewayKeys(t *testing.T) {
+	dir := t.TempDir()
+	kr, err := catalog.NewKeyring(bytes.Repeat([]byte{3}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := keystore.Sealed(keystore.Dir(filepath.Join(dir, gatewayKeysDir)), kr)
+	grant := &oauthconnect.StoredToken{User: "alice@example.com", Connection: "system.ai.gh", AccessToken: []byte("sealed-access")}
+	if err := oauthconnect.NewSharedTokenStore(src).Put(t.Context(), grant); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"upstream-signing-keys.json": `{"version":1,"sealed":"new"}`, "oauth-flow:abc": `{}`} {
+		if _, err := src.Create(t.Context(), name, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "upstream-signing-keys.json"), []byte(`{"version":1,"sealed":"old"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw := keystore.Dir(t.TempDir())
+	names, grants, err := copyGatewayKeys(t.Context(), dir, raw)
+	if err != nil || fmt.Sprint(names) != "[upstream-signing-keys.json]" || grants != 1 {
+		t.Fatalf("copyGatewayKeys = %v, %d, %v", names, grants, err)
+	}
+	target := keystore.Sealed(raw, kr)
+	if b, err := target.Get(t.Context(), "upstream-signing-keys.json"); err != nil || string(b.Data) != `{"version":1,"sealed":"new"}` {
+		t.Fatalf("signing keys in the target = %q, %v", b.Data, err)
+	}
+	if g, err := oauthconnect.NewSharedTokenStore(target).Get(t.Context(), "alice@example.com", "system.ai.gh"); err != nil || string(g.AccessToken) != "sealed-access" {
+		t.Fatalf("grant in the target = %+v, %v", g, err)
+	}
+	if _, err := raw.Get(t.Context(), "oauth-flow:abc"); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("a sign-in in progress was copied: %v", err)
+	}
+	if names, _, err := copyKeys(t.Context(), dir, target, names...); err != nil || len(names) != 0 {
+		t.Fatalf("copyKeys after it = %v, %v", names, err)
 	}
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +22,9 @@ import (
 // replicaNodeToken is the node token of every replica of a test.
 const replicaNodeToken = "replica-node-token-0123456789abcdef"
 
+// replicaMasterKey is the replicas' MANDATE_MASTER_KEY (and their nodes').
+const replicaMasterKey = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=" // 32 bytes of 7
+
 // cluster is replicas of mandate serve on one PostgreSQL database,
 // reached through a proxy the test can cut.
 type cluster struct {
@@ -42,7 +43,7 @@ func startCluster(t testing.TB, n int, pgSettings map[string]string, args ...str
 	proxy := startProxy(t, fmt.Sprintf("%s:%d", pg.Host, pg.Port))
 	c := &cluster{pg: pg, proxy: proxy}
 	c.url = strings.Replace(pg.URL("mandate"), fmt.Sprintf("%s:%d", pg.Host, pg.Port), proxy.addr(), 1)
-	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	key := replicaMasterKey
 	started := make([]*server, n)
 	var wg sync.WaitGroup
 	for i := range n {

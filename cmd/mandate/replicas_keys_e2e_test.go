@@ -29,6 +29,8 @@ type loadBalancer struct {
 	srv      *httptest.Server
 	backends atomic.Pointer[[]*url.URL]
 	next     atomic.Uint64
+	// oidc, when set, takes /oidc/ instead of the first backend.
+	oidc atomic.Pointer[url.URL]
 }
 
 func startLoadBalancer(t testing.TB) *loadBalancer {
@@ -41,6 +43,9 @@ func startLoadBalancer(t testing.TB) *loadBalancer {
 			return
 		}
 		b := (*bs)[0]
+		if o := lb.oidc.Load(); o != nil {
+			b = o
+		}
 		if !strings.HasPrefix(r.URL.Path, "/oidc/") {
 			b = (*bs)[lb.next.Add(1)%uint64(len(*bs))]
 		}

@@ -67,7 +67,7 @@ func startReplicaLLM(t *testing.T, c *cluster, admin *pgx.Conn) *replicaLLM {
 	addr := freeAddrs(t, 1)[0]
 	r0 := "http://" + c.replicas[0].httpAddr
 	startProcess(t, []string{"gateway", "--catalog", r0, "--node-token-file", tokenFile, "--http-addr", addr,
-		"--oidc-issuer", r0 + "/oidc", "--data-dir", t.TempDir()}, "Mandate gateway is ready")
+		"--oidc-issuer", r0 + "/oidc", "--data-dir", nodeDataDir(t, "", replicaMasterKey)}, "Mandate gateway is ready")
 	node := "http://" + addr + "/llm"
 	waitFor(t, 30*time.Second, "the model service on the node", func() bool {
 		resp, _ := llmPost(t, node, "/v1/chat/completions", e.tokens["gina"], replicaProbe)

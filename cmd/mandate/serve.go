@@ -24,6 +24,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/duckstore"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/pgquery"
 	"github.com/mandatehq/mandate/catalog/pgstore"
 	"github.com/mandatehq/mandate/catalog/privfile"
@@ -282,6 +283,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sharedKeys := st.sharedKeys(kr) // nil: the data directory
+	// The data plane's keys and grants, lent to gateway nodes (raw: as
+	// sealed by whoever wrote them).
+	rawGatewayKeys := st.gatewayKeys(cfg.dataDir)
+	gatewayKeys := keystore.Sealed(rawGatewayKeys, kr)
+	if st.pg == nil {
+		if err := adoptKeyFile(ctx, cfg.dataDir, gatewayKeys); err != nil {
+			return fmt.Errorf("mandate_jwt signing keys: %w", err)
+		}
+	}
 	var adminVerifier, generated string
 	if head == 0 {
 		pw := os.Getenv("MANDATE_ADMIN_PASSWORD")
@@ -485,7 +495,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	apiHandler := api.NewHandler(eng, api.Options{Token: token, Logger: log,
 		Audit: auditLog, Connections: api.ConnectionResolver(svc), AuditDecisions: true, Context: ctx,
 		ModelServices: api.ModelServiceResolver(svc), ModelServiceNames: api.ModelServiceNames(svc), AccessTokens: api.AccessTokenVerifier(svc),
-		Limits: api.LimitsResolver(svc), Leases: leases.Serve,
+		Limits: api.LimitsResolver(svc), Leases: leases.Serve, Keys: rawGatewayKeys, KeyNames: nodeKeyNames,
+		MaxKeyLocks:  st.nodeKeyLocks(),
 		AuthFailures: failures, AllowCleartextSecrets: cfg.http.behindTLSProxy})
 
 	// The MCP gateway on the same address: /mcp/CONNECTION.
@@ -529,7 +540,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		dp, err := newDataPlane(ctx, dataPlaneConfig{guard: guard,
-			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr, keys: sharedKeys,
+			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr, keys: gatewayKeys, csrfKey: csrfKey(key),
 			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
 			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
 			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc), limiter: lim,
@@ -584,6 +595,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		pm := http.NewServeMux()
 		pm.HandleFunc("/debug/pprof/", pprof.Index)
 		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		go func() { _ = http.ListenAndServe(a, pm) }()
 	}
 	errc := make(chan error, 2)

@@ -87,6 +87,7 @@ type stores struct {
 // openStores opens the catalog's store and this process's event stream.
 func openStores(ctx context.Context, cfg *serveConfig, log zerolog.Logger) (*stores, error) {
 	o := embedded.Options{Logger: log, Duck: cfg.limits.storeOptions(duckstore.Options{})}
+	o.Events.SyncInterval = cfg.auditSync.syncInterval()
 	if cfg.store.store == "embedded" {
 		st, err := embedded.Open(ctx, cfg.dataDir, o)
 		if err != nil {
@@ -156,7 +157,10 @@ func openPGEvents(ctx context.Context, cfg *serveConfig, pgURL string, log zerol
 	if err != nil {
 		return nil, nil, err
 	}
-	spool, err := auditwal.Open(ctx, dir, pe, auditwal.Options{Logger: log})
+	spool, err := auditwal.Open(ctx, dir, pe, auditwal.Options{Logger: log, SyncInterval: cfg.auditSync.syncInterval(),
+		// Other replicas see this one's events once applied: keep that
+		// within a second (the embedded store's default is 5 s).
+		ApplyInterval: time.Second})
 	if err != nil {
 		pe.Close()
 		return nil, nil, err

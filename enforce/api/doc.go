@@ -53,6 +53,19 @@
 //     rate-limit windows and budget accounts (leases.go; Options.Leases;
 //     at most MaxLeaseOps operations), so that limits and budgets hold
 //     across the server and its nodes.
+//   - POST /api/v1/keys lends the installation's key store
+//     (catalog/keystore; Options.Keys) to gateway nodes, one operation per
+//     request (keys.go, KeyRequest: get, create, cas, delete, list in pages
+//     of at most MaxKeyListBlobs blobs and MaxKeyListBytes, lock, renew,
+//     unlock), for the names Options.KeyNames allows (else 403), only over
+//     TLS or to a loopback peer as for connections, bodies up to
+//     MaxKeysBody. A lock is a lease: held until the node unlocks it or
+//     stops renewing it for Options.KeyLockTTL (a node that dies releases
+//     its locks); a lock request waits at most MaxKeyLockWait and answers
+//     "held" (ask again), also while nodes hold Options.MaxKeyLocks
+//     locks. Blobs
+//     arrive sealed by the node with the master key: the catalog stores
+//     and returns them as they are.
 //   - With Options.AuditDecisions every answered decision is recorded as an
 //     audit event (service_name "authorization") in the background
 //     (decisionaudit.go).

@@ -20,6 +20,7 @@ import (
 	"github.com/segmentio/encoding/json"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/strictjson"
 	"github.com/mandatehq/mandate/enforce"
 )
@@ -75,6 +76,16 @@ type Options struct {
 	// Leases serves POST /api/v1/limits/leases (gateway/limits/nodelimits'
 	// Server); nil answers 503.
 	Leases LeaseFunc
+	// Keys serves POST /api/v1/keys (keys.go): the key store lent to
+	// nodes, with the names KeyNames allows (nil: all); nil answers 503.
+	// KeyLockTTL is how long a node's lock lasts without a renewal
+	// (default DefaultKeyLockTTL); MaxKeyLocks bounds the locks nodes hold
+	// at once (default DefaultMaxKeyLocks; with a database store, fewer
+	// than its pool's connections).
+	Keys        keystore.Store
+	KeyNames    func(name string) bool
+	KeyLockTTL  time.Duration
+	MaxKeyLocks int
 	// AllowCleartextSecrets lets GET /api/v1/connections/{name} answer a
 	// request that came over plain HTTP from a non-loopback address: only
 	// for a listener behind a TLS-terminating proxy. Without it such a
@@ -99,6 +110,7 @@ type handler struct {
 	tokenSum  [sha256.Size]byte
 	log       zerolog.Logger
 	decisions *decisionAudit // nil: decisions are not audited
+	keyLocks  keyLocks
 }
 
 var _ http.Handler = (*handler)(nil)
@@ -118,10 +130,17 @@ func NewHandler(d enforce.Decider, opts Options) http.Handler {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
 	}
+	if opts.KeyLockTTL <= 0 {
+		opts.KeyLockTTL = DefaultKeyLockTTL
+	}
+	if opts.MaxKeyLocks <= 0 {
+		opts.MaxKeyLocks = DefaultMaxKeyLocks
+	}
 	if opts.MaxAuditEvents <= 0 {
 		opts.MaxAuditEvents = DefaultMaxAuditEvents
 	}
 	h := &handler{d: d, o: opts, log: opts.Logger.With().Str("component", "authz-api").Logger()}
+	h.keyLocks.slots = make(chan struct{}, opts.MaxKeyLocks)
 	if opts.AuditDecisions && opts.Audit != nil {
 		bg := opts.Context
 		if bg == nil {
@@ -189,6 +208,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = method(r, http.MethodPost, h.leases, w)
 	case LimitsPath:
 		err = method(r, http.MethodGet, h.limits, w)
+	case KeysPath:
+		err = method(r, http.MethodPost, h.keys, w)
 	case AccessTokenVerifyPath:
 		err = method(r, http.MethodPost, h.accessToken, w)
 	case strings.TrimSuffix(ModelServicesPath, "/"):
@@ -303,12 +324,17 @@ func bytesTrimSpace(b []byte) []byte {
 
 // decodeBody reads one JSON object of at most MaxBody bytes into v.
 func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	if r.ContentLength > h.o.MaxBody {
-		return errorf(http.StatusRequestEntityTooLarge, "request body of %d bytes is larger than the limit of %d bytes", r.ContentLength, h.o.MaxBody)
+	return h.decodeBodyMax(w, r, v, h.o.MaxBody)
+}
+
+// decodeBodyMax reads one JSON object of at most maxBody bytes into v.
+func (h *handler) decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, maxBody int64) error {
+	if r.ContentLength > maxBody {
+		return errorf(http.StatusRequestEntityTooLarge, "request body of %d bytes is larger than the limit of %d bytes", r.ContentLength, maxBody)
 	}
 	buf := bodyBufs.Get().(*[]byte)
 	defer bodyBufs.Put(buf)
-	b, err := readAll(http.MaxBytesReader(w, r.Body, h.o.MaxBody), (*buf)[:0])
+	b, err := readAll(http.MaxBytesReader(w, r.Body, maxBody), (*buf)[:0])
 	*buf = b[:0]
 	if err == nil {
 		if len(bytesTrimSpace(b)) == 0 {
@@ -316,7 +342,7 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, v any) erro
 		} else {
 			// One linear pre-scan bounds depth, refuses duplicate keys and
 			// trailing data; then the fast decoder (catalog/strictjson).
-			err = strictjson.Unmarshal(b, v, strictjson.Options{MaxBytes: h.o.MaxBody, DisallowUnknownFields: true})
+			err = strictjson.Unmarshal(b, v, strictjson.Options{MaxBytes: maxBody, DisallowUnknownFields: true})
 		}
 	}
 	if err == nil {
@@ -330,7 +356,7 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, v any) erro
 	)
 	switch {
 	case errors.As(err, &tooBig), errors.Is(err, strictjson.ErrTooLarge):
-		return errorf(http.StatusRequestEntityTooLarge, "request body is larger than the limit of %d bytes", h.o.MaxBody)
+		return errorf(http.StatusRequestEntityTooLarge, "request body is larger than the limit of %d bytes", maxBody)
 	case errors.Is(err, io.EOF):
 		return errorf(http.StatusBadRequest, "malformed request: empty body (a JSON object is expected)")
 	case errors.As(err, &typ) && typ.Type != nil:

@@ -434,7 +434,7 @@ func (f *Forwarder) attempt(ctx context.Context, rep *Reply, out *Outbound, time
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
-		body, _ := readBounded(resp.Body, 1<<20)
+		body, _ := readBounded(resp.Body, 1<<20, resp.ContentLength)
 		msg := upstreamErrorMessage(body)
 		ar.record.Error = msg
 		if msg == "" {
@@ -523,8 +523,13 @@ func upstreamStatusError(resp *http.Response, msg string) *Error {
 	return &Error{Status: http.StatusBadGateway, Message: fmt.Sprintf("the model provider answered with status %d", resp.StatusCode)}
 }
 
-func readBounded(r io.Reader, max int64) ([]byte, error) {
+// readBounded reads r to its end, at most max bytes; size, when it is
+// known (a Content-Length, -1 if not), sizes the buffer once.
+func readBounded(r io.Reader, max, size int64) ([]byte, error) {
 	var buf bytes.Buffer
+	if size > 0 && size <= max {
+		buf.Grow(int(size) + bytes.MinRead) // room for the read that sees EOF
+	}
 	n, err := buf.ReadFrom(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, err
@@ -553,7 +558,7 @@ func (f *Forwarder) readBody(rep *Reply, out *Outbound, resp *http.Response, ar 
 	if max <= 0 {
 		max = DefaultMaxResponseBody
 	}
-	body, err := readBounded(resp.Body, max)
+	body, err := readBounded(resp.Body, max, resp.ContentLength)
 	if err != nil || !framedObject(body) {
 		ar.retry = err != nil && !errors.Is(err, errTooLarge) // a cut connection is worth a fallback
 		ar.record.Error = "invalid response body"

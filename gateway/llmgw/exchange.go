@@ -2,7 +2,6 @@ package llmgw
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -574,8 +573,8 @@ func (x *exchange) AuditParams(c *pipeline.Call) string {
 		p.UsageEstimated = res.Usage.Estimated
 		p.FinishReasons, p.ResponseID, p.UpstreamRequestID, p.AnsweredLocally = res.FinishReasons, res.ResponseID, res.UpstreamRequestID, res.Local
 	}
-	b, _ := json.Marshal(p)
-	return string(b)
+	var buf [256]byte
+	return string(appendParams(buf[:0], &p))
 }
 
 // AuditDetail fills the usage columns of the call's completion (the row of
@@ -600,15 +599,10 @@ func (x *exchange) AuditDetail(c *pipeline.Call, ev *catalog.AuditEvent) {
 	if res.TTFT > 0 {
 		lu.TTFTMs = float64(res.TTFT.Microseconds()) / 1000
 	}
+	var buf [256]byte
 	if len(c.Tags) > 0 {
-		b, _ := json.Marshal(c.Tags)
-		lu.RequestTags = string(b)
+		lu.RequestTags = string(appendTags(buf[:0], c.Tags))
 	}
-	attempts := res.Attempts
-	if attempts == nil {
-		attempts = []llm.Attempt{}
-	}
-	b, _ := json.Marshal(attempts)
-	lu.Routing = string(b)
+	lu.Routing = string(appendAttempts(buf[:0], res.Attempts))
 	ev.Usage = lu
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -76,7 +78,18 @@ type Handler struct {
 	log     zerolog.Logger
 	now     func() time.Time
 	started time.Time // the models list's created time
+	// userIDs caches UserID by subject (string → string), up to
+	// maxUserIDs entries: the HMAC is a fixed cost per call otherwise.
+	userIDs  sync.Map
+	nUserIDs atomic.Int64
 }
+
+// maxUserIDs and maxCachedSubject bound the UserID cache (beyond them ids
+// are computed per call): at most 64 Ki subjects of at most 256 bytes.
+const (
+	maxUserIDs       = 1 << 16
+	maxCachedSubject = 256
+)
 
 var _ http.Handler = (*Handler)(nil)
 
@@ -189,6 +202,19 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request, e llm.Endpoi
 // reveals nothing about the name to the provider and is the same for the
 // same human on every node sharing the key.
 func (h *Handler) UserID(subject string) string {
+	if v, ok := h.userIDs.Load(subject); ok {
+		return v.(string)
+	}
+	id := h.userID(subject)
+	if len(subject) <= maxCachedSubject && h.nUserIDs.Load() < maxUserIDs {
+		if _, loaded := h.userIDs.LoadOrStore(subject, id); !loaded {
+			h.nUserIDs.Add(1)
+		}
+	}
+	return id
+}
+
+func (h *Handler) userID(subject string) string {
 	m := hmac.New(sha256.New, h.cfg.UserIDKey)
 	m.Write([]byte(subject))
 	var sum [sha256.Size]byte

@@ -226,3 +226,24 @@ func BenchmarkHandlerOnly(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseMessage: reading one tools/call message (validation in
+// one pass, then the members the gateway needs).
+//
+//	go test -run '^$' -bench BenchmarkParseMessage -benchmem ./gateway/mcp/
+func BenchmarkParseMessage(b *testing.B) {
+	body := []byte(`{"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":"search_issues",` +
+		`"arguments":{"query":"label:bug state:open repo:mandatehq/mandate","per_page":30,"sort":"updated"},` +
+		`"_meta":{"progressToken":"p-17"}}}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		m, f := parseMessage(body)
+		if f != nil || m.method != "tools/call" {
+			b.Fatal(f)
+		}
+		if _, ok := parseToolCall(m.params); !ok {
+			b.Fatal("tool call")
+		}
+	}
+}

@@ -406,7 +406,7 @@ func (x *exchange) relayRefusal(c *pipeline.Call, resp *http.Response, ct string
 	if st < 400 {
 		st = http.StatusBadGateway
 	}
-	if ct == "application/json" && validJSON(body) && checkKeys(body) == nil {
+	if ct == "application/json" && validJSON(body) {
 		if ri := inspect(body); ri.errCode != 0 {
 			x.setOutcome(c, ri)
 			return x.answer(c, st, "application/json", body)

@@ -2,7 +2,10 @@ package mcp
 
 import (
 	"bytes"
+	"errors"
 	"strings"
+
+	"github.com/mandatehq/mandate/catalog/strictjson"
 )
 
 // JSON-RPC and MCP error codes the gateway answers with.
@@ -120,7 +123,11 @@ func parseMessage(body []byte) (message, *rpcFailure) {
 	if len(b) == 0 {
 		return m, &rpcFailure{400, CodeInvalidRequest, "empty request body: expected one JSON-RPC message"}
 	}
-	if !validJSON(b) {
+	// One pass checks syntax, nesting and keys; a syntax error is a parse
+	// error, the others (checked after the message's shape) an invalid
+	// request.
+	checkErr := checkJSON(b)
+	if errors.Is(checkErr, strictjson.ErrSyntax) {
 		return m, &rpcFailure{400, CodeParseError, "parse error: the body is not valid JSON"}
 	}
 	switch b[0] {
@@ -130,8 +137,8 @@ func parseMessage(body []byte) (message, *rpcFailure) {
 	default:
 		return m, &rpcFailure{400, CodeInvalidRequest, "invalid request: expected a JSON-RPC message object"}
 	}
-	if err := checkKeys(b); err != nil {
-		return m, &rpcFailure{400, CodeInvalidRequest, "invalid request: " + err.Error()}
+	if checkErr != nil {
+		return m, &rpcFailure{400, CodeInvalidRequest, "invalid request: " + checkErr.Error()}
 	}
 	var version, method, result, errv []byte
 	var hasID, hasMethod bool

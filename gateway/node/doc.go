@@ -42,6 +42,12 @@
 //     api.LimitsResolver's, in process) for gateway/limits; Leases
 //     sends the node's lease requests (POST /api/v1/limits/leases) for
 //     gateway/limits/nodelimits.
+//   - Keys (keystore.Store) is the catalog's key store over POST
+//     /api/v1/keys: wrapped in keystore.Sealed with the master key, a
+//     node shares the mandate_jwt signing keys and users' upstream grants
+//     with the server and the other nodes, and blobs leave the node
+//     sealed. Lock is a lease on the catalog, renewed every third of its
+//     TTL until unlock.
 //   - ReadTokenFile reads --node-token-file (refusing a file others may
 //     read).
 //

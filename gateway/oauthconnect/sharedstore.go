@@ -28,6 +28,13 @@ type Locker interface {
 // sharedPrefix starts the key-store names of grants.
 const sharedPrefix = "user-token:"
 
+// SharedNamePrefixes returns the prefixes of every key-store name the
+// shared token store uses (grants, their locks, sign-ins in progress,
+// used tickets).
+func SharedNamePrefixes() []string {
+	return []string{sharedPrefix, "lock:" + sharedPrefix, flowPrefix, noncePrefix}
+}
+
 type sharedStore struct {
 	ks keystore.Store
 

@@ -240,8 +240,8 @@ func (st *call) meterLLM(service string) {
 	r, m := st.llm, st.t.m
 	model := r.Model
 	if r.Usage.InputTokens > 0 || r.Usage.OutputTokens > 0 {
-		m.tokens.WithLabelValues(service, model, "input").Observe(float64(r.Usage.InputTokens))
-		m.tokens.WithLabelValues(service, model, "output").Observe(float64(r.Usage.OutputTokens))
+		m.observer(m.tokens, childKey{childInputTokens, [5]string{service, model, "input"}}, 3).Observe(float64(r.Usage.InputTokens))
+		m.observer(m.tokens, childKey{childOutputTokens, [5]string{service, model, "output"}}, 3).Observe(float64(r.Usage.OutputTokens))
 		if r.Usage.CachedInputTokens > 0 {
 			m.tokens.WithLabelValues(service, model, "cache_read").Observe(float64(r.Usage.CachedInputTokens))
 		}
@@ -250,7 +250,7 @@ func (st *call) meterLLM(service string) {
 		}
 	}
 	if r.CostUSD > 0 {
-		m.cost.WithLabelValues(service, model).Add(r.CostUSD)
+		m.counter(m.cost, childKey{childCost, [5]string{service, model}}, 2).Add(r.CostUSD)
 	}
 	if ttft := st.ttft(); ttft > 0 {
 		m.ttft.WithLabelValues(service, model).Observe(ttft.Seconds())

@@ -36,6 +36,64 @@ type metrics struct {
 
 	// stageObs caches the stage histograms' children per protocol.
 	stageObs sync.Map // protocol → *[numStages]prometheus.Observer
+	// children caches the other children calls observe, by vector and
+	// labels (bounded like the labels): a call then hashes no label. A
+	// child is made when first used, as WithLabelValues would.
+	childMu  sync.RWMutex
+	children map[childKey]any
+}
+
+// childKey names a child: its vector (one of the child* constants) and
+// its label values.
+type childKey struct {
+	vec    uint8
+	labels [5]string
+}
+
+const (
+	childRequests uint8 = iota
+	childDuration
+	childUpstream
+	childOverhead
+	childInputTokens
+	childOutputTokens
+	childCost
+)
+
+// child returns the child k, made by mk the first time.
+func (m *metrics) child(k childKey, mk func() any) any {
+	m.childMu.RLock()
+	v := m.children[k]
+	m.childMu.RUnlock()
+	if v != nil {
+		return v
+	}
+	m.childMu.Lock()
+	defer m.childMu.Unlock()
+	if v = m.children[k]; v == nil {
+		if m.children == nil {
+			m.children = map[childKey]any{}
+		}
+		v = mk()
+		m.children[k] = v
+	}
+	return v
+}
+
+// observer is the child k of histogram vector hv (its first n labels).
+func (m *metrics) observer(hv *prometheus.HistogramVec, k childKey, n int) prometheus.Observer {
+	return m.child(k, func() any {
+		l := k.labels // a copy: only a miss pays for WithLabelValues' slice
+		return hv.WithLabelValues(l[:n]...)
+	}).(prometheus.Observer)
+}
+
+// counter is observer for counter vectors.
+func (m *metrics) counter(cv *prometheus.CounterVec, k childKey, n int) prometheus.Counter {
+	return m.child(k, func() any {
+		l := k.labels
+		return cv.WithLabelValues(l[:n]...)
+	}).(prometheus.Counter)
 }
 
 // latencyBuckets span 100 µs (the gateway's own work) to 2 min (a long

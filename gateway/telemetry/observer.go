@@ -171,11 +171,12 @@ func (o *observer) Finished(c *pipeline.Call) {
 	}
 	decision, _ := c.Decided()
 	m := t.m
-	m.requests.WithLabelValues(proto, service, method, decision, statusClass(c.Status)).Inc()
-	m.duration.WithLabelValues(proto, service).Observe(total.Seconds())
+	m.counter(m.requests, childKey{childRequests, [5]string{proto, service, method, decision, statusClass(c.Status)}}, 5).Inc()
+	ps := [5]string{proto, service}
+	m.observer(m.duration, childKey{childDuration, ps}, 2).Observe(total.Seconds())
 	if c.UpstreamTime > 0 {
-		m.upstream.WithLabelValues(proto, service).Observe(c.UpstreamTime.Seconds())
-		m.overhead.WithLabelValues(proto, service).Observe(max(total-c.UpstreamTime, 0).Seconds())
+		m.observer(m.upstream, childKey{childUpstream, ps}, 2).Observe(c.UpstreamTime.Seconds())
+		m.observer(m.overhead, childKey{childOverhead, ps}, 2).Observe(max(total-c.UpstreamTime, 0).Seconds())
 	}
 	st.observeStages(proto)
 	if e := st.err; e != nil {

@@ -120,7 +120,11 @@
 // each replica reloads them every minute and before each rotation, so
 // every replica publishes the same JWKS and verifies the others' tokens.
 // Activation times derive from the stored keys, so replicas rotate at the
-// same moments.
+// same moments. Gateway nodes share them the same way through the
+// catalog's store (gateway/node.Keys) with KeySetConfig.Deferred: a node
+// whose catalog does not answer at start has no keys yet, and signing and
+// the JWKS fail (closed) until the store answers (tried at most once per
+// second).
 //
 // JWKSHandler serves only the public halves (tested for every algorithm:
 // no d, p, q, dp, dq, qi or k member), with Cache-Control max-age and an

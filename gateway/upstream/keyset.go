@@ -69,6 +69,11 @@ type KeySetConfig struct {
 	// winner's keys), and each replica reloads the keys every minute and
 	// before every rotation, so all publish the same JWKS.
 	Store keystore.Store
+	// Deferred lets NewKeySet succeed while Store cannot be read (a
+	// gateway node whose catalog is not reachable yet): the set starts
+	// without keys, signing and the JWKS fail meanwhile (fail closed), and
+	// each use tries the store again, at most once per second.
+	Deferred bool
 	// Rotation is how long a key signs before the next one takes over
 	// (default 24h, at least MinRotation).
 	Rotation time.Duration
@@ -105,6 +110,10 @@ type KeySet struct {
 	// none stored yet).
 	version int64
 	st      atomic.Pointer[keyState]
+	// failedAt and failed are the last failed load while no keys are
+	// loaded (Deferred).
+	failedAt time.Time
+	failed   error
 }
 
 type signingKey struct {
@@ -162,7 +171,11 @@ func NewKeySet(ctx context.Context, cfg KeySetConfig) (*KeySet, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.maintainLocked(ctx, k.now()); err != nil {
-		return nil, err
+		if !cfg.Deferred || k.store == nil {
+			return nil, err
+		}
+		k.log.Warn().Err(err).Msg("upstream: signing keys not loaded yet (the key store does not answer): calls that need them fail until it does")
+		k.failedAt, k.failed = time.Now(), err
 	}
 	if ctx.Done() != nil {
 		go k.background(ctx)
@@ -207,11 +220,17 @@ func (k *KeySet) state() (*keyState, error) {
 	if st != nil && now.UnixNano() < st.check {
 		return st, nil
 	}
+	if st == nil && k.failed != nil && time.Since(k.failedAt) < time.Second {
+		return nil, k.failed // Deferred: the store failed a moment ago
+	}
 	// A shared store that does not answer delays this caller by at most
 	// storeTimeout; the keys in memory serve meanwhile.
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	if err := k.maintainLocked(ctx, now); err != nil {
+		if k.st.Load() == nil {
+			k.failedAt, k.failed = time.Now(), err
+		}
 		return nil, err
 	}
 	return k.st.Load(), nil

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -392,4 +393,57 @@ func TestKeysSharedStore(t *testing.T) {
 	if set, _, _ := fetchJWKS(t, sets[0]); len(set.Keys) != 3 {
 		t.Fatalf("after rotation: %v, want previous, current and next", kids(set))
 	}
+}
+
+// downStore fails every call while down is set.
+type downStore struct {
+	keystore.Store
+	down atomic.Bool
+}
+
+func (d *downStore) Get(ctx context.Context, name string) (keystore.Blob, error) {
+	if d.down.Load() {
+		return keystore.Blob{}, errors.New("the catalog does not answer")
+	}
+	return d.Store.Get(ctx, name)
+}
+
+// Deferred: a key store that does not answer at start lets NewKeySet
+// succeed, signing and the JWKS fail closed meanwhile, and the keys the
+// store holds are used once it answers (not keys of the set's own).
+func TestKeysDeferred(t *testing.T) {
+	clk := newClock()
+	shared := keystore.Dir(t.TempDir())
+	first, err := NewKeySet(context.Background(), KeySetConfig{Store: shared, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &downStore{Store: shared}
+	store.down.Store(true)
+	if _, err := NewKeySet(context.Background(), KeySetConfig{Store: store, Now: clk.Now}); err == nil {
+		t.Fatal("NewKeySet without Deferred succeeded while the store is down")
+	}
+	ks, err := NewKeySet(context.Background(), KeySetConfig{Store: store, Now: clk.Now, Deferred: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.JWKS(); err == nil {
+		t.Fatal("JWKS served without keys")
+	}
+	cr := newCreds(t, clk, func(c *Config) { c.Keys = ks })
+	if _, err := cr.Authorization(context.Background(), conn("mandate_jwt", nil, nil), alice(clk)); err == nil {
+		t.Fatal("a token was minted without the store's keys")
+	}
+	store.down.Store(false)
+	var tok string
+	for deadline := time.Now().Add(10 * time.Second); ; { // the retry comes at most 1 s after the last failure
+		if tok, err = cr.Authorization(context.Background(), conn("mandate_jwt", nil, nil), alice(clk)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no token once the store answers: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	verifyMinted(t, first, tok, "https://mcp.example.com/mcp", clk.Now())
 }
