@@ -52,7 +52,9 @@
 //     lost race (CodeConflict) or a statement failing on a catalog behind
 //     the store's head is planned again after catching up (from the
 //     records the refusal carried, a *Conflict, when the store sends
-//     them), together with the statements queued meanwhile.
+//     them), together with the statements queued meanwhile; a batch that
+//     keeps losing takes the store's head first (HeadLocker,
+//     Options.LockHeadAfter), so that its next attempt cannot lose.
 //   - follow.go: a replica of a shared store (Watcher) polls the head
 //     revision and wakes on the store's notifications, applies other
 //     writers' records (reading only what it has not applied: its own

@@ -626,3 +626,74 @@ func TestLoadIsLinear(t *testing.T) {
 		t.Fatalf("loading %d users with one membership each allocated %d MB", users, n>>20)
 	}
 }
+
+// lockingGated is gated whose LockHead tells locked once it holds the
+// head and then waits for proceed.
+type lockingGated struct {
+	*gated
+	locked, proceed chan struct{}
+}
+
+func (l *lockingGated) LockHead(ctx context.Context, rev catalog.Revision) (catalog.HeldHead, *catalog.Conflict, error) {
+	h, c, err := l.gated.Store.LockHead(ctx, rev)
+	if err == nil {
+		close(l.locked)
+		<-l.proceed
+	}
+	return h, c, err
+}
+
+// A batch that lost the race (Options.LockHeadAfter times) takes the
+// store's head before it plans again (HeadLocker): another replica's
+// write waits behind it, so the next attempt commits, before that write.
+func TestReplicaLostRaceTakesTheHead(t *testing.T) {
+	st := memstore.New()
+	gb := &lockingGated{gated: &gated{Store: st}, locked: make(chan struct{}), proceed: make(chan struct{})}
+	ga := &gated{Store: st}
+	a := openReplica(t, ga, st)
+	b := openReplica(t, gb, st, func(o *catalog.Options) { o.PollInterval, o.LockHeadAfter = time.Hour, 1 })
+	waitRevision(t, b, a.Revision())
+	entered, release := gb.arm()
+	bRev := make(chan catalog.Revision, 1)
+	bErr := make(chan error, 1)
+	go func() {
+		rev, err := b.Write(context.Background(), adminReq, create("b0"))
+		bRev <- rev
+		bErr <- err
+	}()
+	<-entered // b planned b0 and is appending
+	if _, err := a.Write(t.Context(), adminReq, create("a0")); err != nil {
+		t.Fatal(err)
+	}
+	close(release) // b's append loses to a0
+	select {
+	case <-gb.locked:
+	case <-time.After(30 * time.Second): // a failure bound
+		t.Fatal("the replica that lost the race did not take the head")
+	}
+	aEntered, aRelease := ga.arm()
+	aRev := make(chan catalog.Revision, 1)
+	go func() {
+		rev, err := a.Write(context.Background(), adminReq, create("a1"))
+		if err != nil {
+			t.Error(err)
+		}
+		aRev <- rev
+	}()
+	<-aEntered
+	close(aRelease) // a1 goes to the store, which b's head holds
+	close(gb.proceed)
+	rb := <-bRev
+	if err := <-bErr; err != nil {
+		t.Fatalf("b0 after the lost race: %v", err)
+	}
+	if ra := <-aRev; rb >= ra {
+		t.Fatalf("b0 committed at revision %d, a1 at %d: b's second attempt did not hold the head", rb, ra)
+	}
+	waitRevision(t, b, a.Revision())
+	for _, n := range []string{"a0", "a1", "b0"} {
+		if _, ok := principals(b)[n]; !ok {
+			t.Errorf("replica b lacks %s", n)
+		}
+	}
+}

@@ -61,6 +61,13 @@ type Options struct {
 	// PollInterval, for a shared store: how often the newest revision is
 	// polled besides the store's wake-ups (default DefaultPollInterval).
 	PollInterval time.Duration
+	// LockHeadAfter, for a store that can hold its head for one writer
+	// (HeadLocker): a batch that lost the race this many times in a row
+	// takes the head before its next attempt, which then cannot lose
+	// (default DefaultLockHeadAfter). Holding the head keeps the other
+	// replicas' appends waiting for a round trip and the planning, so
+	// only a batch that keeps losing does.
+	LockHeadAfter int
 }
 
 // Defaults of Options.
@@ -68,6 +75,7 @@ const (
 	DefaultSnapshotEvery = 4096
 	DefaultMaxStaleness  = 5 * time.Second
 	DefaultPollInterval  = 50 * time.Millisecond
+	DefaultLockHeadAfter = 3
 	// commitTimeout bounds one append of a batch to the store.
 	commitTimeout = 30 * time.Second
 	// maxAttempts bounds how often a batch that lost the race to another
@@ -180,6 +188,9 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = DefaultPollInterval
+	}
+	if o.LockHeadAfter <= 0 {
+		o.LockHeadAfter = DefaultLockHeadAfter
 	}
 	if o.Keyring == nil {
 		return nil, Errorf(CodeInvalidArgument, "catalog: a keyring is required")
@@ -511,15 +522,36 @@ const (
 
 // commitBatch commits a batch; one that loses the race to another writer
 // of a shared store is planned again on the newer catalog.
+//
+// On a store that can hold its head for one writer (HeadLocker), a batch
+// that lost Options.LockHeadAfter times in a row makes its next attempt
+// one that cannot lose: the committer takes the head (queueing behind the
+// writer holding it), applies what it lacks and plans again while the
+// other replicas' appends wait. Else the replica that just won, which
+// knows the new head first, could win again and again while a loser's
+// statements waited (and failed with 40001 after maxAttempts rounds).
 func (s *Service) commitBatch(batch []*writeReq) {
+	var held HeldHead
+	defer func() {
+		if held != nil {
+			held.Release()
+		}
+	}()
 	for attempt := 1; ; attempt++ {
-		results, conflict := s.tryCommit(batch, attempt < maxAttempts)
+		results, conflict := s.tryCommit(batch, attempt < maxAttempts, held)
+		if held != nil { // appended (which released it), or nothing to append
+			held.Release()
+			held = nil
+		}
 		if conflict != nil {
 			s.applyConflict(conflict)
 			if attempt < maxAttempts {
 				// Statements queued meanwhile join the next attempt: one
 				// commit carries them instead of another round of waits.
 				batch = s.drain(batch)
+				if attempt >= s.opts.LockHeadAfter {
+					held = s.lockHead()
+				}
 				continue
 			}
 			results = make([]writeRes, len(batch))
@@ -575,6 +607,43 @@ func (s *Service) applyConflict(c *lostRace) {
 	s.sync.synced(c.sent)
 }
 
+// lockHead takes the head of a store that can hold it (HeadLocker) and
+// applies the records this replica lacks; nil if the store cannot or the
+// lock failed (the next attempt appends without it).
+func (s *Service) lockHead() HeldHead {
+	locker, ok := s.store.(HeadLocker)
+	if !ok {
+		return nil
+	}
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	held, c, err := locker.LockHead(ctx, s.Revision())
+	if err != nil {
+		s.log.Warn().Err(err).Msg("catalog: taking the store's head failed; appending without it")
+		return nil
+	}
+	if len(c.Newer) > 0 {
+		if err := s.applyForeign(c.Newer); err != nil {
+			held.Release()
+			s.log.Error().Err(err).Msg("catalog: applying change records failed; reloading")
+			s.reload()
+			return nil
+		}
+	}
+	if s.Revision() < c.Head {
+		s.catchUp() // more than a page behind
+		if s.Revision() < c.Head {
+			held.Release()
+			return nil
+		}
+	}
+	// The records were read after the head was taken: every change
+	// committed before is applied, and none can be committed meanwhile.
+	s.sync.synced(started)
+	return held
+}
+
 // errLostRace is the error of statements whose batch lost the race to
 // other replicas' changes attempts times in a row.
 func errLostRace(attempts int) error {
@@ -588,7 +657,10 @@ func errLostRace(attempts int) error {
 // nothing was applied and no one was answered. mayRetry: a failed
 // statement may be planned again if the store is ahead (else its error
 // stands).
-func (s *Service) tryCommit(batch []*writeReq, mayRetry bool) (results []writeRes, conflict *lostRace) {
+//
+// held, if not nil, is the store's head taken by lockHead: the append goes
+// through it.
+func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (results []writeRes, conflict *lostRace) {
 	results = make([]writeRes, len(batch))
 	var (
 		undo    []op
@@ -682,7 +754,12 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool) (results []writeRe
 	}
 	started := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-	commitErr := s.store.Append(ctx, startRev, changes)
+	var commitErr error
+	if held != nil {
+		commitErr = held.Append(ctx, startRev, changes)
+	} else {
+		commitErr = s.store.Append(ctx, startRev, changes)
+	}
 	cancel()
 	if IsCode(commitErr, CodeConflict) {
 		lost := &lostRace{sent: started}

@@ -151,6 +151,28 @@ type Watcher interface {
 	Announced() Revision
 }
 
+// HeadLocker is implemented by a shared Store that lets a writer reserve
+// its next append: a writer that lost a race takes the head first (other
+// writers' appends queue behind it), applies what it lacks, plans again
+// and appends, which then cannot lose. Without it, the writer that just
+// won (which knows the new head at once) tends to win again while the
+// losers catch up, and a loser's statements may fail after many rounds.
+type HeadLocker interface {
+	// LockHead waits until no other writer holds the head and holds it
+	// until the HeldHead's Append or Release; the Conflict is the head and
+	// the records after rev (Newer follows rev without a gap, or is empty
+	// when they are more than a page: the caller reads them).
+	LockHead(ctx context.Context, rev Revision) (HeldHead, *Conflict, error)
+}
+
+// HeldHead is the head of a shared Store held by one writer (LockHead).
+type HeldHead interface {
+	// Append is Store.Append on the held head, and releases it.
+	Append(ctx context.Context, base Revision, changes []Change) error
+	// Release releases the head without appending (no-op after Append).
+	Release()
+}
+
 // Conflict is what a shared Store's Append may wrap in its CodeConflict
 // error: the store's head and the change records after the refused base
 // (up to a page of them), read in the same round trip, so that the

@@ -71,8 +71,9 @@ func (s *Snapshot) allowed(r *Request) (bool, catalog.ID) {
 		uint64(n)<<memoPrivBits | uint64(pi)
 	// Two slots per key (a pair), so that two questions hashing to the
 	// same slot do not keep evicting each other.
-	i := (key * 0x9E3779B97F4A7C15) >> 32 & s.memoMask
-	a, b := &s.memo[i], &s.memo[i^1]
+	slots := s.memo.slots()
+	i := (key * 0x9E3779B97F4A7C15) >> 32 & uint64(len(slots)-1)
+	a, b := &slots[i], &slots[i^1]
 	ea, eb := a.Load(), b.Load()
 	if ea != 0 && ea>>1 == key {
 		return ea&1 == 1, n

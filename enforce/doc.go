@@ -32,7 +32,9 @@
 // its explanation). It remembers its answers in a fixed table of exact
 // 63-bit keys (subject, actor, securable, privilege) read and written
 // atomically, so a repeated question costs two name lookups and one table
-// read, and it does not allocate.
+// read, and it does not allocate. The table is allocated by the first
+// question a snapshot is asked, not when it is built: a replica following
+// a stream of catalog writes builds one per commit.
 //
 // Snapshot.Decide gives the reason and, with Request.Explain, one Step per
 // requirement of subject and actor: the catalog's on-behalf-of rule

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -242,6 +243,36 @@ func TestAllowedDoesNotAllocate(t *testing.T) {
 				t.Fatalf("Allowed allocates %.1f times per call", n)
 			}
 		})
+	}
+}
+
+// TestCompileAllocatesNoMemo: compiling a snapshot allocates no table of
+// answers (256 KiB) until a question is asked, so that a replica
+// following a stream of catalog writes (one compile per commit) does not
+// allocate and clear one per commit; the first question allocates it.
+func TestCompileAllocatesNoMemo(t *testing.T) {
+	svc := fixture(t)
+	const n = 20
+	var snaps [n]*Snapshot
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range snaps {
+		svc.Read(func(m *catalog.Model) { snaps[i] = Compile(m) })
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per >= memoSize*8/4 {
+		t.Fatalf("a compile allocates %d bytes; the memo alone is %d", per, memoSize*8)
+	}
+	req := Request{Subject: "alice@example.com", Privilege: catalog.PrivUseConnection, Securable: conn("my_github_mcp")}
+	runtime.ReadMemStats(&before)
+	for range 2 { // the second answer comes from the memo
+		if !snaps[0].Allowed(req) {
+			t.Fatal("denied")
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got < memoSize*8 {
+		t.Fatalf("the first question allocated %d bytes, not the memo", got)
 	}
 }
 

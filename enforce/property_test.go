@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/mandatehq/mandate/catalog"
@@ -67,7 +66,7 @@ func compareAll(t *testing.T, seed uint64, svc *catalog.Service, r *rand.Rand) i
 	svc.Read(func(m *catalog.Model) {
 		snap := Compile(m)
 		if seed%2 == 0 { // a tiny memo: answers evict each other all the time
-			snap.memo, snap.memoMask = make([]atomic.Uint64, 4), 3
+			snap.memo = newMemo(4)
 		}
 		if snap.Revision() != m.Revision() {
 			t.Errorf("seed %d: snapshot revision %d, model %d", seed, snap.Revision(), m.Revision())

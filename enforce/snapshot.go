@@ -15,9 +15,11 @@ type Snapshot struct {
 	cs  *catalog.Snapshot
 	rev catalog.Revision
 
-	// memo remembers answers of Allowed (see memoKey); nil: off.
-	memo     []atomic.Uint64
-	memoMask uint64
+	// memo remembers answers of Allowed (see allowed); nil: off. Its
+	// table is allocated by the first question, so a snapshot nobody asks
+	// (a replica following a stream of catalog writes compiles one per
+	// commit) costs no table.
+	memo *memo
 	// reasons remembers rendered reasons (see reasonMemo); nil: off.
 	reasons *reasonMemo
 
@@ -49,6 +51,26 @@ func (s *Snapshot) Catalog() *catalog.Snapshot { return s.cs }
 // memoSize is the number of answers a snapshot remembers (256 KiB).
 const memoSize = 1 << 15
 
+// memo is a snapshot's table of answers, allocated on first use.
+type memo struct {
+	size  int // a power of two
+	table atomic.Pointer[[]atomic.Uint64]
+}
+
+func newMemo(size int) *memo { return &memo{size: size} }
+
+// slots returns the table, allocating it on the first call.
+func (m *memo) slots() []atomic.Uint64 {
+	if t := m.table.Load(); t != nil {
+		return *t
+	}
+	t := make([]atomic.Uint64, m.size)
+	if m.table.CompareAndSwap(nil, &t) {
+		return t
+	}
+	return *m.table.Load()
+}
+
 // Limits of the memo's exact 63-bit keys: questions with larger IDs are
 // answered without the memo.
 const (
@@ -71,8 +93,7 @@ func Compile(m *catalog.Model) *Snapshot {
 // newSnapshot wraps cs with the engine's caches and the policies prepared
 // for it (nil: none).
 func newSnapshot(cs *catalog.Snapshot, policies *policy.Set) *Snapshot {
-	s := &Snapshot{cs: cs, rev: cs.Revision(), memo: make([]atomic.Uint64, memoSize), memoMask: memoSize - 1,
-		reasons: new(reasonMemo)}
+	s := &Snapshot{cs: cs, rev: cs.Revision(), memo: newMemo(memoSize), reasons: new(reasonMemo)}
 	if policies != nil && policies.Len() > 0 {
 		s.policies = policies
 		s.policyOn = make([]bool, cs.MaxID())

@@ -12,8 +12,11 @@ import (
 
 // Store is an in-memory catalog.Store, catalog.EventStore and row store.
 type Store struct {
-	mu     sync.RWMutex
-	wlock  chan struct{} // one writer at a time; waiting honours ctx
+	mu    sync.RWMutex
+	wlock chan struct{} // one writer at a time; waiting honours ctx
+	// head is held by an Append, and by a writer from LockHead until its
+	// HeldHead appends or releases (as a database's lock of its head row).
+	head   chan struct{}
 	closed bool
 	d      data
 
@@ -46,11 +49,12 @@ var (
 	_ catalog.Store      = (*Store)(nil)
 	_ catalog.EventStore = (*Store)(nil)
 	_ catalog.Watcher    = (*Store)(nil)
+	_ catalog.HeadLocker = (*Store)(nil)
 )
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{wlock: make(chan struct{}, 1), changed: make(chan struct{}),
+	return &Store{wlock: make(chan struct{}, 1), head: make(chan struct{}, 1), changed: make(chan struct{}),
 		d: data{principals: map[catalog.ID]catalog.Principal{}, members: map[catalog.Membership]struct{}{},
 			securables: map[catalog.ID]catalog.Securable{}, grants: map[catalog.GrantKey]catalog.Grant{}}}
 }
@@ -79,6 +83,70 @@ func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []cat
 	if len(changes) == 0 {
 		return ctx.Err()
 	}
+	if err := s.lockHead(ctx); err != nil {
+		return err
+	}
+	defer func() { <-s.head }()
+	return s.append(ctx, base, changes)
+}
+
+func (s *Store) lockHead(ctx context.Context) error {
+	select {
+	case s.head <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// LockHead implements catalog.HeadLocker.
+func (s *Store) LockHead(ctx context.Context, rev catalog.Revision) (catalog.HeldHead, *catalog.Conflict, error) {
+	if err := s.lockHead(ctx); err != nil {
+		return nil, nil, err
+	}
+	h := &heldHead{s: s}
+	head, err := s.Head(ctx)
+	var newer []catalog.Change
+	if err == nil && head > rev {
+		if newer, err = s.Changes(ctx, rev, 0); catalog.IsPruned(err) {
+			newer, err = nil, nil
+		}
+	}
+	if err != nil {
+		h.Release()
+		return nil, nil, err
+	}
+	return h, &catalog.Conflict{Head: head, Newer: newer}, nil
+}
+
+// heldHead is the head taken by LockHead.
+type heldHead struct {
+	s        *Store
+	released bool
+}
+
+// Append implements catalog.HeldHead.
+func (h *heldHead) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
+	if h.released {
+		return catalog.Errorf(catalog.CodeInternal, "catalog store: append on a released head")
+	}
+	defer h.Release()
+	if len(changes) == 0 {
+		return ctx.Err()
+	}
+	return h.s.append(ctx, base, changes)
+}
+
+// Release implements catalog.HeldHead.
+func (h *heldHead) Release() {
+	if !h.released {
+		h.released = true
+		<-h.s.head
+	}
+}
+
+// append is Append with the head held.
+func (s *Store) append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
 	err := s.ReadWriteTx(ctx, func(ctx context.Context, tx catalog.RWTx) error {
 		t := tx.(*rwtx)
 		if t.d.meta.Revision != base {

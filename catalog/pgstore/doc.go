@@ -31,8 +31,16 @@
 // their base (a CodeConflict error wrapping a *catalog.Conflict): the
 // catalog Service applies them, plans its statements again (catalog.Block's
 // COMMIT re-validation) with the statements queued meanwhile, and retries
-// without another read; after sixteen lost races it answers 40001 to the
-// client. No change is ever overwritten. An append whose connection fails
+// without another read. A batch that lost three times in a row takes the
+// head first (LockHead, catalog.HeadLocker: BEGIN, the head row FOR
+// UPDATE, then the records after the writer's revision read by the next
+// statement, one round trip; the transaction holds the row, other
+// appenders queue behind it, and ends with the append and COMMIT in one
+// more round trip, or a ROLLBACK; idle_in_transaction_session_timeout
+// bounds a writer that hangs to 10 s), so that its next attempt cannot
+// lose: a replica that keeps losing to one that keeps winning no longer
+// answers its clients 40001 (still the answer after sixteen lost
+// rounds). No change is ever overwritten. An append whose connection fails
 // after it was sent has an unknown outcome and says so (CodeUnavailable);
 // the Service learns it from the records. (The first schema version's
 // mandate_catalog_append does the same in PL/pgSQL, raising 40001; the
@@ -55,7 +63,9 @@
 // snapshot the same revision) and deletes all but the newest two. Prune
 // deletes records a snapshot covers that are older than
 // Options.KeepChanges (one hour), so that a replica that was away for less
-// catches up from the records.
+// catches up from the records; records are committed in revision order,
+// so it reads them from the oldest up to the first young one (not the
+// hour it keeps: every replica prunes after each of its snapshots).
 //
 // # Errors
 //

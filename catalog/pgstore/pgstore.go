@@ -63,8 +63,9 @@ type Store struct {
 }
 
 var (
-	_ catalog.Store   = (*Store)(nil)
-	_ catalog.Watcher = (*Store)(nil)
+	_ catalog.Store      = (*Store)(nil)
+	_ catalog.Watcher    = (*Store)(nil)
+	_ catalog.HeadLocker = (*Store)(nil)
 )
 
 // Open connects to the database at url (a postgres:// URL or a libpq
@@ -371,6 +372,13 @@ const lostSQL = `SELECT h.revision, c.revision, c.record FROM mandate_catalog_he
 		WHERE revision > $1 ORDER BY revision LIMIT $2) c ON true
 	WHERE h.id = 1 AND h.xmin IS DISTINCT FROM xid(pg_current_xact_id_if_assigned())`
 
+// changesSQL reads the head and the records after $1 (at most $2, NULL:
+// all) in one statement.
+const changesSQL = `SELECT h.revision, c.revision, c.record FROM mandate_catalog_head h
+	LEFT JOIN LATERAL (SELECT revision, record FROM mandate_catalog_changes
+		WHERE revision > $1 ORDER BY revision LIMIT $2) c ON true
+	WHERE h.id = 1`
+
 // lostPage bounds the records a refused append brings back.
 const lostPage = 1024
 
@@ -385,23 +393,16 @@ func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []cat
 	if len(changes) == 0 {
 		return nil
 	}
-	records := make([][]byte, len(changes))
-	for i := range changes {
-		if changes[i].Revision != base+catalog.Revision(i)+1 {
-			return catalog.Errorf(catalog.CodeInternal, "catalog store: change %d appended as revision %d", changes[i].Revision, base+catalog.Revision(i)+1)
-		}
-		b, err := json.Marshal(changes[i].Normalized())
-		if err != nil {
-			return catalog.Internal(err, "encoding catalog changes")
-		}
-		records[i] = b
+	records, err := encodeRecords(base, changes)
+	if err != nil {
+		return err
 	}
 	b := &pgx.Batch{}
 	b.Queue(appendSQL, int64(base), records)
 	b.Queue(lostSQL, int64(base), int64(lostPage))
 	br := s.pool.SendBatch(ctx, b)
 	var head int64
-	err := br.QueryRow().Scan(&head)
+	err = br.QueryRow().Scan(&head)
 	won := err == nil
 	var lost *catalog.Conflict
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -411,10 +412,35 @@ func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []cat
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
+	return appendResult(ctx, won, lost, err)
+}
+
+// encodeRecords encodes the change records of an append on base.
+func encodeRecords(base catalog.Revision, changes []catalog.Change) ([][]byte, error) {
+	records := make([][]byte, len(changes))
+	for i := range changes {
+		if changes[i].Revision != base+catalog.Revision(i)+1 {
+			return nil, catalog.Errorf(catalog.CodeInternal, "catalog store: change %d appended as revision %d", changes[i].Revision, base+catalog.Revision(i)+1)
+		}
+		b, err := json.Marshal(changes[i].Normalized())
+		if err != nil {
+			return nil, catalog.Internal(err, "encoding catalog changes")
+		}
+		records[i] = b
+	}
+	return records, nil
+}
+
+// appendResult is the outcome of an append: nil when it won, CodeConflict
+// wrapping lost when it lost, else err as the Service expects it.
+func appendResult(ctx context.Context, won bool, lost *catalog.Conflict, err error) error {
 	switch {
 	case err == nil && won:
 		return nil
 	case err == nil:
+		if lost == nil {
+			lost = &catalog.Conflict{}
+		}
 		return &catalog.Error{Code: catalog.CodeConflict, Msg: "could not serialize access due to concurrent update", Err: lost,
 			Detail: "another replica committed a catalog change first", Hint: "retry the statement"}
 	}
@@ -432,6 +458,108 @@ func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []cat
 			Msg: "catalog database connection lost during the commit; the change may or may not have been applied"}
 	}
 	return translate(ctx, "commit", err)
+}
+
+// headHoldTimeout bounds how long a writer may hold the head between
+// LockHead and its append: PostgreSQL ends a session idle in its
+// transaction for longer (a writer that hangs releases the head).
+const headHoldTimeout = "10s"
+
+// LockHead implements catalog.HeadLocker: one round trip on a connection
+// of the pool that the HeldHead keeps: BEGIN, the head row locked (FOR
+// UPDATE: behind the writer holding it, if any), and the head and the
+// records after rev read by the next statement (a new snapshot, which
+// sees what the writer before committed).
+func (s *Store) LockHead(ctx context.Context, rev catalog.Revision) (catalog.HeldHead, *catalog.Conflict, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, nil, err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, translate(ctx, "lock the head", err)
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL idle_in_transaction_session_timeout = '" + headHoldTimeout + "'")
+	b.Queue(`SELECT revision FROM mandate_catalog_head WHERE id = 1 FOR UPDATE`)
+	b.Queue(changesSQL, int64(rev), int64(lostPage))
+	br := conn.SendBatch(ctx, b)
+	var c *catalog.Conflict
+	_, err = br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if err == nil {
+		var head int64
+		err = br.QueryRow().Scan(&head)
+	}
+	if err == nil {
+		c, err = scanLost(br, rev)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	h := &heldHead{conn: conn}
+	if err != nil {
+		h.Release()
+		var ce *catalog.Error
+		if errors.As(err, &ce) {
+			return nil, nil, err
+		}
+		return nil, nil, translate(ctx, "lock the head", err)
+	}
+	return h, c, nil
+}
+
+// heldHead is a transaction holding the head row's lock.
+type heldHead struct {
+	conn *pgxpool.Conn // nil once released
+}
+
+// Append implements catalog.HeldHead: appendSQL and COMMIT, one round
+// trip.
+func (h *heldHead) Append(ctx context.Context, base catalog.Revision, changes []catalog.Change) error {
+	if h.conn == nil {
+		return catalog.Errorf(catalog.CodeInternal, "catalog store: append on a released head")
+	}
+	defer h.Release()
+	records, err := encodeRecords(base, changes)
+	if err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	b.Queue(appendSQL, int64(base), records)
+	b.Queue("COMMIT")
+	br := h.conn.SendBatch(ctx, b)
+	var head int64
+	err = br.QueryRow().Scan(&head)
+	won := err == nil
+	if errors.Is(err, pgx.ErrNoRows) { // base is not the head: nothing written
+		err = nil
+	}
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return appendResult(ctx, won, nil, err)
+}
+
+// Release implements catalog.HeldHead: the transaction is rolled back and
+// the connection returned to the pool (or closed, if that failed).
+func (h *heldHead) Release() {
+	conn := h.conn
+	if conn == nil {
+		return
+	}
+	h.conn = nil
+	if conn.Conn().PgConn().TxStatus() != 'I' {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = conn.Exec(ctx, "ROLLBACK")
+		cancel()
+	}
+	conn.Release() // the pool closes a connection still in a transaction
 }
 
 // scanLost reads lostSQL's rows: the head and the records after base.
@@ -478,10 +606,7 @@ func (s *Store) Changes(ctx context.Context, after catalog.Revision, limit int) 
 	if limit > 0 {
 		lim = int64(limit)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT h.revision, c.revision, c.record FROM mandate_catalog_head h
-		LEFT JOIN LATERAL (SELECT revision, record FROM mandate_catalog_changes
-			WHERE revision > $1 ORDER BY revision LIMIT $2) c ON true
-		WHERE h.id = 1`, int64(after), lim)
+	rows, err := s.pool.Query(ctx, changesSQL, int64(after), lim)
 	if err != nil {
 		return nil, translate(ctx, "read change records", err)
 	}
@@ -551,13 +676,18 @@ func (s *Store) WriteSnapshot(ctx context.Context, st *catalog.State) error {
 }
 
 // Prune implements catalog.Store: records up to through that a snapshot
-// covers and that are older than Options.KeepChanges are deleted.
+// covers and that are older than Options.KeepChanges are deleted. The
+// records are committed in revision order, so the deletion stops at the
+// first young one: it reads the records it deletes and one more, not the
+// hour of records it keeps (every replica prunes after each snapshot).
 func (s *Store) Prune(ctx context.Context, through catalog.Revision) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
 	_, err := s.pool.Exec(ctx, `DELETE FROM mandate_catalog_changes
 		WHERE revision <= least($1, (SELECT coalesce(max(revision), 0) FROM mandate_catalog_snapshots))
+		  AND revision < coalesce((SELECT revision FROM mandate_catalog_changes
+			WHERE committed_at >= now() - $2::interval ORDER BY revision LIMIT 1), $1 + 1)
 		  AND committed_at < now() - $2::interval`, int64(through), s.opts.KeepChanges)
 	return translate(ctx, "prune change records", err)
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/catalog/keystore/keystoretest"
@@ -49,6 +51,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("ConcurrentMigration", func(t *testing.T) { testConcurrentMigration(t, server, newDatabase(t)) })
 	t.Run("ChangedNotification", func(t *testing.T) { testChangedNotification(t, newDatabase(t)) })
 	t.Run("LostRace", func(t *testing.T) { testLostRace(t, server, newDatabase(t)) })
+	t.Run("PruneKeepsYoung", func(t *testing.T) { testPruneKeepsYoung(t, server, newDatabase(t)) })
 	t.Run("Unreachable", testUnreachable)
 	t.Run("Keys", func(t *testing.T) {
 		keystoretest.Run(t, func(t *testing.T) keystore.Store { return openClosed(t, newDatabase(t)).Keys() })
@@ -242,6 +245,56 @@ func testLostRace(t *testing.T, server *pgtest.Server, url string) {
 	if h, err := a.Head(ctx); err != nil || h != 3 {
 		t.Fatalf("Head = %d, %v; want 3", h, err)
 	}
+
+	// A writer that holds the head (LockHead) gets the records it lacks;
+	// another writer's append waits for it and loses to its append.
+	held, c, err := a.LockHead(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Head != 3 || len(c.Newer) != 2 || c.Newer[0].Ops[0].Principal.Name != "two" || c.Newer[1].Ops[0].Principal.Name != "three" {
+		t.Fatalf("LockHead(1) = head %d, %d records; want 3, [two three]", c.Head, len(c.Newer))
+	}
+	go func() { done <- b.Append(context.Background(), 3, []catalog.Change{mk(4, "waiter")}) }()
+	waitLockWait(t, waiting)
+	if err := held.Append(ctx, 3, []catalog.Change{mk(4, "four")}); err != nil {
+		t.Fatal(err)
+	}
+	held.Release() // a no-op after Append
+	lost(<-done, 4, "four")
+	// Released without an append, the head is free again and unchanged.
+	held, c, err = a.LockHead(ctx, 4)
+	if err != nil || c.Head != 4 || len(c.Newer) != 0 {
+		t.Fatalf("LockHead(4) = %+v, %v", c, err)
+	}
+	go func() { done <- b.Append(context.Background(), 4, []catalog.Change{mk(5, "five")}) }()
+	waitLockWait(t, waiting)
+	held.Release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if h, err := a.Head(ctx); err != nil || h != 5 {
+		t.Fatalf("Head = %d, %v; want 5", h, err)
+	}
+}
+
+// waitLockWait waits until a backend of the database waits for a lock.
+func waitLockWait(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // a failure bound
+	for {
+		var n int
+		if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no backend waits for a lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Import makes a state the catalog of an empty database (revisions go on
@@ -267,5 +320,51 @@ func TestImport(t *testing.T) {
 	}
 	if err := s.Import(ctx, st); !catalog.IsCode(err, catalog.CodeAlreadyExists) {
 		t.Fatalf("second Import: %v, want CodeAlreadyExists", err)
+	}
+}
+
+// Prune deletes the records a snapshot covers that are older than
+// Options.KeepChanges, and keeps the younger ones.
+func testPruneKeepsYoung(t *testing.T, server *pgtest.Server, url string) {
+	ctx := t.Context()
+	s, err := pgstore.Open(ctx, url, pgstore.Options{KeepChanges: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var changes []catalog.Change
+	for rev := catalog.Revision(1); rev <= 6; rev++ {
+		changes = append(changes, catalog.Change{Revision: rev, NextID: catalog.ID(rev) + 1, Ops: []catalog.ChangeOp{{Kind: catalog.OpPutPrincipal,
+			Principal: &catalog.Principal{ID: catalog.ID(rev), Name: fmt.Sprint("p", rev), Kind: catalog.KindUser, Created: time.Now()}}}})
+	}
+	if err := s.Append(ctx, 0, changes); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteSnapshot(ctx, &catalog.State{Revision: 5, NextID: 6}); err != nil {
+		t.Fatal(err)
+	}
+	conn := server.Connect(t, dbName(url))
+	if _, err := conn.Exec(ctx, `UPDATE mandate_catalog_changes SET committed_at = now() - interval '2 hours' WHERE revision <= 3`); err != nil {
+		t.Fatal(err)
+	}
+	for _, through := range []catalog.Revision{6, 6} { // twice: the second finds nothing to delete
+		if err := s.Prune(ctx, through); err != nil {
+			t.Fatal(err)
+		}
+		var revs []int64
+		rows, err := conn.Query(ctx, `SELECT revision FROM mandate_catalog_changes ORDER BY revision`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var r int64
+			if err := rows.Scan(&r); err != nil {
+				t.Fatal(err)
+			}
+			revs = append(revs, r)
+		}
+		if rows.Err() != nil || fmt.Sprint(revs) != "[4 5 6]" {
+			t.Fatalf("after Prune(%d): records %v (%v), want [4 5 6]", through, revs, rows.Err())
+		}
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -53,16 +55,23 @@ func benchDuration() time.Duration {
 //
 // Each reports the one-minute load average at its end (load1).
 //
+// BENCH_PIN pins the processes to CPUs (taskset), e.g.
+// "pg=0;replicas=1;loadgen=1": PostgreSQL (postmaster and backends),
+// the replicas (and the embedded server) and this process (the load
+// generator), each a CPU list as taskset -c takes it.
+//
 // Run with -benchtime 1x: each sub-benchmark runs once for its duration.
 func BenchmarkReplicas(b *testing.B) {
 	embedded := startServer(b, serverOpts{args: []string{"--log-level", "warn"}})
 	c := startBenchCluster(b, 3)
+	pinBench(b, c, embedded)
 	grants := func(name string, targets []*server) {
 		b.Run(name, func(b *testing.B) {
 			var total, conflicts float64
 			for range b.N {
 				total, conflicts = 0, 0
 				pgCalls0 := pgCalls(b, c)
+				cpu0 := clusterCPU(b, c, targets)
 				var wg sync.WaitGroup
 				outs := make([]bytes.Buffer, len(targets))
 				errs := make([]error, len(targets))
@@ -88,6 +97,8 @@ func BenchmarkReplicas(b *testing.B) {
 					b.ReportMetric(float64(calls["changes"]-pgCalls0["changes"])/float64(appends), "changes/append")
 					b.ReportMetric(float64(calls["reads"]-pgCalls0["reads"])/float64(appends), "reads/append")
 				}
+				clusterCPU(b, c, targets).since(cpu0).report(b, total*benchDuration().Seconds())
+				logStatements(b, pgCalls0, pgCalls(b, c))
 			}
 			b.ReportMetric(total, "stmts/s")
 			b.ReportMetric(conflicts, "40001-retried")
@@ -191,6 +202,41 @@ func BenchmarkReplicas(b *testing.B) {
 	})
 }
 
+// pinBench applies BENCH_PIN (see BenchmarkReplicas).
+func pinBench(b *testing.B, c *cluster, embedded *server) {
+	spec := os.Getenv("BENCH_PIN")
+	if spec == "" {
+		return
+	}
+	pin := func(cpus string, pids ...int) {
+		for _, pid := range pids {
+			if out, err := exec.Command("taskset", "-a", "-c", "-p", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+				b.Fatalf("taskset %s %d: %v\n%s", cpus, pid, err, out)
+			}
+		}
+	}
+	for _, part := range strings.Split(spec, ";") {
+		who, cpus, ok := strings.Cut(part, "=")
+		if !ok {
+			b.Fatalf("BENCH_PIN %q: want who=cpus;...", spec)
+		}
+		switch who {
+		case "pg":
+			pin(cpus, pgPIDs(b, c.pg.DataDir)...)
+		case "replicas":
+			pin(cpus, embedded.cmd.Process.Pid)
+			for _, r := range c.replicas {
+				pin(cpus, r.cmd.Process.Pid)
+			}
+		case "loadgen":
+			pin(cpus, os.Getpid())
+		default:
+			b.Fatalf("BENCH_PIN %q: unknown %q (pg, replicas, loadgen)", spec, who)
+		}
+	}
+	b.Logf("pinned: %s", spec)
+}
+
 // pgCalls reads pg_stat_statements and the head: the appends that wrote
 // (either form of the append statement), the newest revision (the change
 // records written), and the reads of change records by the replicas
@@ -204,7 +250,7 @@ func pgCalls(b *testing.B, c *cluster) map[string]int64 {
 		b.Fatal(err)
 	}
 	out["changes"] = head
-	rows, err := conn.Query(b.Context(), `SELECT query, calls, rows FROM pg_stat_statements`)
+	rows, err := conn.Query(b.Context(), `SELECT query, calls, rows, total_exec_time FROM pg_stat_statements`)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -212,9 +258,13 @@ func pgCalls(b *testing.B, c *cluster) map[string]int64 {
 	for rows.Next() {
 		var q string
 		var calls, n int64
-		if err := rows.Scan(&q, &calls, &n); err != nil {
+		var ms float64
+		if err := rows.Scan(&q, &calls, &n, &ms); err != nil {
 			b.Fatal(err)
 		}
+		out["calls: "+q] += calls
+		out["rows: "+q] += n
+		out["µs: "+q] += int64(ms * 1000)
 		switch {
 		case strings.Contains(q, "mandate_catalog_append("):
 			out["append"] += calls // the function (errors, lost races, are not counted)
@@ -228,6 +278,28 @@ func pgCalls(b *testing.B, c *cluster) map[string]int64 {
 		b.Fatal(err)
 	}
 	return out
+}
+
+// logStatements logs the statements PostgreSQL ran between two pgCalls,
+// the most time-consuming first: calls, rows and execution time.
+func logStatements(b *testing.B, before, after map[string]int64) {
+	type stmt struct {
+		q                 string
+		calls, rows, time int64
+	}
+	var all []stmt
+	for k, v := range after {
+		if q, ok := strings.CutPrefix(k, "µs: "); ok && v > before[k] {
+			all = append(all, stmt{q, after["calls: "+q] - before["calls: "+q], after["rows: "+q] - before["rows: "+q], v - before[k]})
+		}
+	}
+	slices.SortFunc(all, func(a, b stmt) int { return int(b.time - a.time) })
+	var sb strings.Builder
+	for _, s := range all[:min(len(all), 12)] {
+		q := strings.Join(strings.Fields(s.q), " ")
+		fmt.Fprintf(&sb, "\n  %9d calls %9d rows %9.1f ms  %.110s", s.calls, s.rows, float64(s.time)/1000, q)
+	}
+	b.Logf("PostgreSQL statements, by execution time:%s", sb.String())
 }
 
 // loadAverage is the one-minute load average (/proc/loadavg).
@@ -247,7 +319,8 @@ func loadAverage(b *testing.B) float64 {
 // startBenchCluster starts PostgreSQL (durablePG) and n replicas that
 // connect to it directly (startCluster puts a TCP proxy in between, for
 // the tests that cut the database: a hop production does not have).
-// BENCH_PPROF_ADDR serves the first replica's profiler.
+// BENCH_PPROF_ADDR (host:port) serves the first replica's profiler, the
+// next port the second's, and so on.
 func startBenchCluster(b *testing.B, n int) *cluster {
 	b.Helper()
 	settings := maps.Clone(durablePG)
@@ -264,8 +337,13 @@ func startBenchCluster(b *testing.B, n int) *cluster {
 	var wg sync.WaitGroup
 	for i := range n {
 		env := []string{"MANDATE_MASTER_KEY=" + key, "MANDATE_NODE_TOKEN=" + replicaNodeToken}
-		if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" && i == 0 {
-			env = append(env, "MANDATE_PPROF_ADDR="+a)
+		if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" {
+			host, port, err := net.SplitHostPort(a)
+			p, perr := strconv.Atoi(port)
+			if err != nil || perr != nil {
+				b.Fatalf("BENCH_PPROF_ADDR %q: want host:port", a)
+			}
+			env = append(env, "MANDATE_PPROF_ADDR="+net.JoinHostPort(host, strconv.Itoa(p+i)))
 		}
 		wg.Go(func() { // together: they race for the bootstrap
 			c.replicas[i] = startServer(b, serverOpts{args: []string{"--store", c.url, "--log-level", "warn"}, env: env})
