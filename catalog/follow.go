@@ -131,12 +131,22 @@ func (s *Service) follow() {
 	defer t.Stop()
 	timeout := min(max(s.opts.MaxStaleness/2, time.Second), 10*time.Second)
 	var lastErr time.Time
+	// The wake-up channel is taken before the revision it announces is
+	// read, never after: a notification that comes in between closes the
+	// channel held, instead of being missed until the next poll.
+	changed := s.watcher.Changed()
+	// What was announced before this goroutine ran closed no channel it
+	// holds: catch up with it now, not at the first poll.
+	if a := s.watcher.Announced(); a > s.Revision() {
+		s.wantCatchUp(a)
+	}
 	for {
 		select {
 		case <-s.done:
 			return
 		case <-t.C:
-		case <-s.watcher.Changed():
+		case <-changed:
+			changed = s.watcher.Changed()
 			// A notification that announces a newer revision needs no
 			// poll: the committer applies it at once.
 			if a := s.watcher.Announced(); a > s.Revision() {

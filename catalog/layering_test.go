@@ -30,6 +30,7 @@ func TestLayering(t *testing.T) {
 	}
 	cgoAllowed := map[string]bool{
 		mod + "/catalog/duckstore":  true,
+		mod + "/catalog/pgquery":    true, // pg_query: bounding lookups by request_id
 		mod + "/sqlfront":           true,
 		mod + "/sqlfront/systables": true, // pg_query: statement analysis
 		mod + "/cmd/mandate":        true,

@@ -143,7 +143,8 @@ type Store interface {
 // hints (coalesced, best effort: polling never depends on them).
 type Watcher interface {
 	// Changed returns a channel that is closed when a writer appended
-	// (call it again for the next one).
+	// (call it again for the next one). Announced already tells the
+	// revision when the channel is closed.
 	Changed() <-chan struct{}
 	// Announced returns the newest revision appends were announced at (0
 	// when none was): the committer catches up before it plans a batch

@@ -177,9 +177,9 @@ func (s *Store) append(ctx context.Context, base catalog.Revision, changes []cat
 	})
 	if err == nil {
 		s.mu.Lock()
+		s.announced.Store(int64(changes[len(changes)-1].Revision))
 		close(s.changed)
 		s.changed = make(chan struct{})
-		s.announced.Store(int64(changes[len(changes)-1].Revision))
 		s.mu.Unlock()
 	}
 	return err
