@@ -308,6 +308,16 @@ func TestAdministratorRole(t *testing.T) {
 		t.Fatalf("%v %v", rows, err)
 	}
 	_ = e.Close()
+	// An extension's relations readable by PUBLIC (pg_stat_statements, as
+	// installed) do not stop it.
+	if _, err := pgs.Connect(t, "mandate").Exec(t.Context(), `CREATE EXTENSION pg_stat_statements`); err != nil {
+		t.Fatal(err)
+	}
+	e, err = pgquery.Open(t.Context(), storeURL, pgquery.Options{Login: login})
+	if err != nil {
+		t.Fatalf("with pg_stat_statements installed: %v", err)
+	}
+	_ = e.Close()
 	// A role that can read a store's table is refused.
 	if _, err := store.Exec(t.Context(), `GRANT SELECT ON audit_events TO PUBLIC`); err != nil {
 		t.Fatal(err)

@@ -146,7 +146,10 @@ func (e *Engine) setup(ctx context.Context, admin *pgx.Conn, password string) er
 	}
 	// The role reads the views and nothing else: no membership (of the
 	// store's user or pg_read_all_data), no table outside the views'
-	// schema (a grant to PUBLIC included).
+	// schema (a grant to PUBLIC included). Relations of an extension
+	// (pg_stat_statements' views, readable by PUBLIC as installed, in
+	// many production databases) are the extension's to guard; a query
+	// cannot name them anyway (the front end allows only the views).
 	var memberOf []string
 	rows, err := tx.Query(ctx, `SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
 		JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = $1 ORDER BY 1`, e.role)
@@ -172,6 +175,7 @@ func (e *Engine) setup(ctx context.Context, admin *pgx.Conn, password string) er
 	err = tx.QueryRow(ctx, `SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema', $2)
 		AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+		AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 		AND has_table_privilege($1, c.oid, 'SELECT') LIMIT 1`, e.role, e.schema).Scan(&readable)
 	if err == nil {
 		return catalog.Errorf(catalog.CodePermissionDenied,

@@ -350,6 +350,9 @@ func startBenchCluster(b *testing.B, n int) *cluster {
 		})
 	}
 	wg.Wait()
+	if slices.Contains(c.replicas, nil) { // startServer failed in its goroutine (its error is logged)
+		b.FailNow()
+	}
 	return c
 }
 
