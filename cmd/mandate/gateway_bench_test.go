@@ -80,26 +80,7 @@ func BenchmarkGateway(b *testing.B) {
 		{name: "proxy", url: proxy.URL + "/mcp"},
 	}
 	var nodeAddr string
-	// BENCH_BASELINE_BIN: another mandate binary measured beside this
-	// tree's (paths baseline and baseline-audit-sync-off), as in
-	// BenchmarkLLMGateway.
-	type variant struct{ prefix, bin, mode, store string }
-	variants := []variant{{"mandate", "", "on", ""}, {"mandate", "", "off", ""}}
-	if bin := os.Getenv("BENCH_BASELINE_BIN"); bin != "" {
-		variants = []variant{{"baseline", bin, "on", ""}, {"mandate", "", "on", ""}, {"baseline", bin, "off", ""}, {"mandate", "", "off", ""}}
-	}
-	// BENCH_LLM_POSTGRES=1 adds mandate serve --store postgres:// (a
-	// durable PostgreSQL on this machine, catalog/pgtest), named postgres
-	// and postgres-audit-sync-off, next to the embedded store's paths.
-	if os.Getenv("BENCH_LLM_POSTGRES") != "" {
-		settings := map[string]string{"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB"}
-		pg := pgtest.Start(b, pgtest.Options{Settings: settings})
-		for _, mode := range []string{"on", "off"} {
-			db := "mandate_" + mode
-			pg.CreateDatabase(b, db)
-			variants = append(variants, variant{"postgres", "", mode, pg.URL(db)})
-		}
-	}
+	variants := benchVariants(b)
 	for _, v := range variants {
 		mode := v.mode
 		args, venv := []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env
@@ -338,26 +319,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 	paths := []path{{"direct", up.URL + "/v1/chat/completions", e2eOpenAIKey, 0}, {"proxy", proxy.URL + "/v1/chat/completions", "", 0},
 		{"proxy-process", childURL + "/v1/chat/completions", "", childPID}}
 	admins := map[string]*pgx.Conn{} // mandate's SQL, by path name
-	// BENCH_BASELINE_BIN names another mandate binary (say, main's) to
-	// measure side by side with this tree's, in the same run: its paths
-	// are named baseline and baseline-audit-sync-off.
-	type variant struct{ prefix, bin, mode, store string }
-	variants := []variant{{"mandate", "", "on", ""}, {"mandate", "", "off", ""}}
-	if bin := os.Getenv("BENCH_BASELINE_BIN"); bin != "" {
-		variants = []variant{{"baseline", bin, "on", ""}, {"mandate", "", "on", ""}, {"baseline", bin, "off", ""}, {"mandate", "", "off", ""}}
-	}
-	// BENCH_LLM_POSTGRES=1 adds mandate serve --store postgres:// (a
-	// durable PostgreSQL on this machine, catalog/pgtest), named postgres
-	// and postgres-audit-sync-off, next to the embedded store's paths.
-	if os.Getenv("BENCH_LLM_POSTGRES") != "" {
-		settings := map[string]string{"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB"}
-		pg := pgtest.Start(b, pgtest.Options{Settings: settings})
-		for _, mode := range []string{"on", "off"} {
-			db := "mandate_" + mode
-			pg.CreateDatabase(b, db)
-			variants = append(variants, variant{"postgres", "", mode, pg.URL(db)})
-		}
-	}
+	variants := benchVariants(b)
 	for _, v := range variants {
 		mode := v.mode
 		// BENCH_PPROF_PATH names the one path whose server serves the
@@ -622,4 +584,31 @@ func llmCall(c *http.Client, url, token string, body []byte, ttfb bool) (time.Du
 		return 0, fmt.Errorf("status %d, %d bytes", resp.StatusCode, n)
 	}
 	return d, nil
+}
+
+// benchVariant is one mandate serve measured by the gateway benchmarks.
+type benchVariant struct{ prefix, bin, mode, store string }
+
+// benchVariants are the mandate serve processes a gateway benchmark
+// measures: this tree's with --audit-sync on and off; BENCH_BASELINE_BIN
+// names another mandate binary (say, main's) measured beside it in the
+// same run (paths baseline and baseline-audit-sync-off); BENCH_LLM_POSTGRES=1
+// adds --store postgres:// (a durable PostgreSQL on this machine,
+// catalog/pgtest), named postgres and postgres-audit-sync-off.
+func benchVariants(b *testing.B) []benchVariant {
+	b.Helper()
+	variants := []benchVariant{{"mandate", "", "on", ""}, {"mandate", "", "off", ""}}
+	if bin := os.Getenv("BENCH_BASELINE_BIN"); bin != "" {
+		variants = []benchVariant{{"baseline", bin, "on", ""}, {"mandate", "", "on", ""}, {"baseline", bin, "off", ""}, {"mandate", "", "off", ""}}
+	}
+	if os.Getenv("BENCH_LLM_POSTGRES") != "" {
+		settings := map[string]string{"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB"}
+		pg := pgtest.Start(b, pgtest.Options{Settings: settings})
+		for _, mode := range []string{"on", "off"} {
+			db := "mandate_" + mode
+			pg.CreateDatabase(b, db)
+			variants = append(variants, benchVariant{"postgres", "", mode, pg.URL(db)})
+		}
+	}
+	return variants
 }

@@ -57,28 +57,7 @@ func TestMCPPerUserOAuth(t *testing.T) {
 
 	// alice's browser: consent page → approve → the provider's login →
 	// Mandate's callback.
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar}
-	page := get(t, browser, signIn)
-	form := url.Values{"action": {"approve"}}
-	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
-		form.Set(m[1], html.UnescapeString(m[2]))
-	}
-	resp, err := browser.PostForm("http://"+s.httpAddr+"/oauth/connect", form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if strings.Contains(string(body), `name="authRequestID"`) { // the provider's login form
-		var id string
-		for _, m := range hiddenInput.FindAllStringSubmatch(string(body), -1) {
-			if m[1] == "authRequestID" {
-				id = m[2]
-			}
-		}
-		body = []byte(get(t, browser, st.Issuer+"/login?authRequestID="+url.QueryEscape(html.UnescapeString(id))+"&user=alice%40example.com"))
-	}
+	body := approveSignIn(t, signIn, "http://"+s.httpAddr, st.Issuer)
 	if !strings.Contains(strings.ToLower(string(body)), "connected") {
 		t.Fatalf("after sign-in: %s", body)
 	}
@@ -148,4 +127,35 @@ func get(t *testing.T, c *http.Client, u string) string {
 		t.Fatalf("GET %s: %d %s", u, resp.StatusCode, b)
 	}
 	return string(b)
+}
+
+// approveSignIn walks alice's browser through a per-user OAuth sign-in:
+// the consent page at signIn, "approve" posted to connect/oauth/connect,
+// the development IdP's login at issuer when it asks; it returns the last
+// page (Mandate's callback says "connected").
+func approveSignIn(t *testing.T, signIn, connect, issuer string) []byte {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	page := get(t, browser, signIn)
+	form := url.Values{"action": {"approve"}}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	resp, err := browser.PostForm(connect+"/oauth/connect", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(body), `name="authRequestID"`) { // the provider's login form
+		var id string
+		for _, m := range hiddenInput.FindAllStringSubmatch(string(body), -1) {
+			if m[1] == "authRequestID" {
+				id = m[2]
+			}
+		}
+		body = []byte(get(t, browser, issuer+"/login?authRequestID="+url.QueryEscape(html.UnescapeString(id))+"&user=alice%40example.com"))
+	}
+	return body
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"html"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -109,32 +107,12 @@ func TestGatewayNodesSharedKeys(t *testing.T) {
 	lb.oidc.Store(sURL)
 	alice := e2eToken(t, s, "alice@example.com", "coding-agent")
 	signIn := signInURL(t, a+"/mcp/oauth_tools", alice)
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar}
-	page := get(t, browser, signIn)
-	form := url.Values{"action": {"approve"}}
-	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
-		form.Set(m[1], html.UnescapeString(m[2]))
-	}
-	resp, err := browser.PostForm(lb.srv.URL+"/oauth/connect", form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if strings.Contains(string(body), `name="authRequestID"`) {
-		var id string
-		for _, m := range hiddenInput.FindAllStringSubmatch(string(body), -1) {
-			if m[1] == "authRequestID" {
-				id = m[2]
-			}
-		}
-		body = []byte(get(t, browser, idp.Issuer+"/login?authRequestID="+url.QueryEscape(html.UnescapeString(id))+"&user=alice%40example.com"))
-	}
+	body := approveSignIn(t, signIn, lb.srv.URL, idp.Issuer)
 	if !strings.Contains(strings.ToLower(string(body)), "connected") {
 		t.Fatalf("after sign-in through node A (%s): %s", aURL.Host, body)
 	}
 	// Node B, which never saw the flow, uses her grant.
+	var err error
 	waitFor(t, 30*time.Second, "node B to know the grants", func() bool {
 		sess, err = mcpConnect(t, b+"/mcp/oauth_tools", alice)
 		return err == nil

@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"html"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -132,28 +130,7 @@ func TestReplicasSharedKeys(t *testing.T) {
 	// form and callback each on the next replica)...
 	alice := e2eToken(t, r0, "alice@example.com", "coding-agent")
 	signIn := signInURL(t, r0.httpURL+"/mcp/oauth_tools", alice)
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar}
-	page := get(t, browser, signIn)
-	form := url.Values{"action": {"approve"}}
-	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
-		form.Set(m[1], html.UnescapeString(m[2]))
-	}
-	resp, err := browser.PostForm(lb.srv.URL+"/oauth/connect", form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if strings.Contains(string(body), `name="authRequestID"`) {
-		var id string
-		for _, m := range hiddenInput.FindAllStringSubmatch(string(body), -1) {
-			if m[1] == "authRequestID" {
-				id = m[2]
-			}
-		}
-		body = []byte(get(t, browser, idp.Issuer+"/login?authRequestID="+url.QueryEscape(html.UnescapeString(id))+"&user=alice%40example.com"))
-	}
+	body := approveSignIn(t, signIn, lb.srv.URL, idp.Issuer)
 	if !strings.Contains(strings.ToLower(string(body)), "connected") {
 		t.Fatalf("after sign-in: %s", body)
 	}
