@@ -64,19 +64,7 @@ func TestGatewayNodesSharedKeys(t *testing.T) {
 		}
 	}
 
-	up := newMCPUpstream(t)
-	idp := readDevIdP(t, s)
-	c := s.admin(t)
-	mustExec(t, c,
-		`CREATE USER "alice@example.com"`,
-		`CREATE SERVICE PRINCIPAL "coding-agent"`,
-		`CREATE CONNECTION jwt_tools TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'mandate_jwt')`,
-		`CREATE CONNECTION oauth_tools TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'per_user_oauth', scopes 'repo',
-		   authorization_endpoint '`+idp.Issuer+`/authorize', token_endpoint '`+idp.Issuer+`/oauth/token',
-		   client_id 'mandate-gateway', client_secret '`+idp.ClientSecret+`')`,
-		`GRANT USE_CONNECTION ON CONNECTION jwt_tools TO "coding-agent"`,
-		`GRANT USE_CONNECTION ON CONNECTION oauth_tools TO "alice@example.com"`,
-		`GRANT USE_CONNECTION ON CONNECTION oauth_tools TO "coding-agent"`)
+	up, idp := sharedKeysFixture(t, s)
 
 	// An agent's mandate_jwt minted by node A...
 	agentTok := clientCredentials(t, s.httpURL+"/oidc/oauth/token", "coding-agent", idp.ClientSecret)
@@ -126,7 +114,7 @@ func TestGatewayNodesSharedKeys(t *testing.T) {
 	if sub != "alice@example.com" || aud != up.srv.URL {
 		t.Fatalf("upstream token through node B: sub=%q aud=%q", sub, aud)
 	}
-	if rows := queryRows(t, c, `SHOW CONNECTION STATUS`); len(rows) != 1 || !strings.Contains(rows[0], "alice@example.com") {
+	if rows := queryRows(t, s.admin(t), `SHOW CONNECTION STATUS`); len(rows) != 1 || !strings.Contains(rows[0], "alice@example.com") {
 		t.Fatalf("SHOW CONNECTION STATUS on the server = %q", rows)
 	}
 }

@@ -85,19 +85,7 @@ func TestReplicasSharedKeys(t *testing.T) {
 		}
 	}
 
-	up := newMCPUpstream(t)
-	idp := readDevIdP(t, r0)
-	a := r0.admin(t)
-	mustExec(t, a,
-		`CREATE USER "alice@example.com"`,
-		`CREATE SERVICE PRINCIPAL "coding-agent"`,
-		`CREATE CONNECTION jwt_tools TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'mandate_jwt')`,
-		`CREATE CONNECTION oauth_tools TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'per_user_oauth', scopes 'repo',
-		   authorization_endpoint '`+idp.Issuer+`/authorize', token_endpoint '`+idp.Issuer+`/oauth/token',
-		   client_id 'mandate-gateway', client_secret '`+idp.ClientSecret+`')`,
-		`GRANT USE_CONNECTION ON CONNECTION jwt_tools TO "coding-agent"`,
-		`GRANT USE_CONNECTION ON CONNECTION oauth_tools TO "alice@example.com"`,
-		`GRANT USE_CONNECTION ON CONNECTION oauth_tools TO "coding-agent"`)
+	up, idp := sharedKeysFixture(t, r0)
 	for i, r := range c.replicas {
 		waitFor(t, 30*time.Second, "the grants on every replica", func() bool {
 			ok, _ := authorized(t, r, "alice@example.com", "oauth_tools")
@@ -198,4 +186,25 @@ func clientCredentials(t testing.TB, tokenURL, clientID, secret string) string {
 		t.Fatalf("client_credentials at %s: %d %s", tokenURL, resp.StatusCode, b)
 	}
 	return tr.AccessToken
+}
+
+// sharedKeysFixture creates, through s, alice, the coding-agent and two
+// connections to a new MCP upstream: jwt_tools (mandate_jwt) and
+// oauth_tools (per-user OAuth at s's development IdP), both usable by
+// them.
+func sharedKeysFixture(t *testing.T, s *server) (*mcpUpstream, devIdPState) {
+	t.Helper()
+	up := newMCPUpstream(t)
+	idp := readDevIdP(t, s)
+	mustExec(t, s.admin(t),
+		`CREATE USER "alice@example.com"`,
+		`CREATE SERVICE PRINCIPAL "coding-agent"`,
+		`CREATE CONNECTION jwt_tools TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'mandate_jwt')`,
+		`CREATE CONNECTION oauth_tools TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'per_user_oauth', scopes 'repo',
+		   authorization_endpoint '`+idp.Issuer+`/authorize', token_endpoint '`+idp.Issuer+`/oauth/token',
+		   client_id 'mandate-gateway', client_secret '`+idp.ClientSecret+`')`,
+		`GRANT USE_CONNECTION ON CONNECTION jwt_tools TO "coding-agent"`,
+		`GRANT USE_CONNECTION ON CONNECTION oauth_tools TO "alice@example.com"`,
+		`GRANT USE_CONNECTION ON CONNECTION oauth_tools TO "coding-agent"`)
+	return up, idp
 }
