@@ -139,6 +139,9 @@ type Forwarder struct {
 	// Now is the clock for translated responses' created times (time.Now
 	// if nil).
 	Now func() time.Time
+	// own is the client NewForwarder made: while Client is still it, a
+	// request goes straight to its transport (send).
+	own *http.Client
 }
 
 const (
@@ -154,7 +157,22 @@ func NewForwarder() *Forwarder {
 	tr.MaxIdleConnsPerHost = 256
 	tr.IdleConnTimeout = 90 * time.Second
 	tr.ResponseHeaderTimeout = 0 // the route's timeout governs
-	return &Forwarder{Client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	cl := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Forwarder{Client: cl, own: cl}
+}
+
+// send sends one upstream request. With the client NewForwarder made
+// (redirects never followed, no cookie jar, no overall timeout) the
+// request goes straight to its transport: http.Client.Do would only copy
+// the request's headers for redirects it never follows. A destination URL
+// with user info (which Client.Do turns into basic auth) and any other
+// client go through Client.Do.
+func (f *Forwarder) send(req *http.Request) (*http.Response, error) {
+	cl := f.Client
+	if cl != f.own || cl.Jar != nil || cl.Timeout > 0 || cl.Transport == nil || req.URL.User != nil {
+		return cl.Do(req)
+	}
+	return cl.Transport.RoundTrip(req)
 }
 
 func (f *Forwarder) now() time.Time {
@@ -412,7 +430,7 @@ func (f *Forwarder) attempt(ctx context.Context, rep *Reply, out *Outbound, time
 	}
 	hreq.Header = out.Header
 	hreq.ContentLength = int64(len(out.Body))
-	resp, err := f.Client.Do(hreq)
+	resp, err := f.send(hreq)
 	if err != nil {
 		ar.retry = true
 		switch {
