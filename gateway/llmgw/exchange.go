@@ -390,13 +390,20 @@ func (x *exchange) setHeaders(c *pipeline.Call, h http.Header) {
 }
 
 func rateLimit(li *pipeline.LimitInfo) *llm.RateLimit {
-	w := func(r *pipeline.RateWindow) *llm.Window {
-		if r == nil {
-			return nil
-		}
-		return &llm.Window{Limit: r.Limit, Remaining: r.Remaining, Reset: r.Reset}
+	// One allocation: the limit and both windows.
+	v := &struct {
+		rl       llm.RateLimit
+		req, tok llm.Window
+	}{}
+	if r := li.Requests; r != nil {
+		v.req = llm.Window{Limit: r.Limit, Remaining: r.Remaining, Reset: r.Reset}
+		v.rl.Requests = &v.req
 	}
-	return &llm.RateLimit{Requests: w(li.Requests), Tokens: w(li.Tokens)}
+	if r := li.Tokens; r != nil {
+		v.tok = llm.Window{Limit: r.Limit, Remaining: r.Remaining, Reset: r.Reset}
+		v.rl.Tokens = &v.tok
+	}
+	return &v.rl
 }
 
 // Relay (stage guard_result) answers the client: the models list, or the
