@@ -562,8 +562,8 @@ var errTooLarge = errors.New("upstream response too large")
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	vals := []string{"application/json", strconv.Itoa(len(body))} // one array for both values
+	h["Content-Type"], h["Content-Length"] = vals[:1:1], vals[1:2:2]
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
