@@ -434,3 +434,15 @@ func TestSystemRoleInMessages(t *testing.T) {
 		t.Error("role tool accepted")
 	}
 }
+
+// TestQuoteJSONMatchesEncodingJSON: the fast path quotes exactly as
+// json.Marshal does, escapes and HTML characters included.
+func TestQuoteJSONMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "gpt-4.1", "mnd-0123456789abcdef", "claude-sonnet-4-5@20250929", "a\"b", `a\b`, "a<b>&c",
+		"tab\there", "nl\n", "\x00", "\x7f", "é", "\u2028", "bad\xffutf8", "~!#$%'()*+,-./:;=?@[]^_`{|}"} {
+		want, _ := json.Marshal(s)
+		if got := quoteJSON(s); string(got) != string(want) {
+			t.Errorf("quoteJSON(%q) = %s, want %s", s, got, want)
+		}
+	}
+}
