@@ -283,8 +283,12 @@ type Reply struct {
 // be relayed or closed.
 func (f *Forwarder) Open(ctx context.Context, c *Call) *Reply {
 	req := c.Request
-	rep := &Reply{c: c, Result: &Result{Start: time.Now(), Streaming: req.Stream}}
-	res := rep.Result
+	v := &struct { // one allocation for the reply and its result
+		rep Reply
+		res Result
+	}{res: Result{Start: time.Now(), Streaming: req.Stream}}
+	rep, res := &v.rep, &v.res
+	rep.c, rep.Result = c, res
 	fail := func(err error) *Reply {
 		rep.Err, res.Err = err, err
 		return rep
