@@ -123,7 +123,7 @@ func Open(ctx context.Context, url string, o Options) (*Engine, error) {
 		e.role = "mandate_query_" + hex.EncodeToString(sum[:6])
 	}
 	if !e.adminLogin {
-		pw, err := keystore.GetOrCreate(ctx, e.keys, passwordName(e.role), newPassword)
+		pw, err := keystore.GetOrCreate(ctx, e.keys, PasswordName(e.role), newPassword)
 		if err != nil {
 			return nil, unavailable(ctx, "read the query role's password", err)
 		}
@@ -138,7 +138,7 @@ func Open(ctx context.Context, url string, o Options) (*Engine, error) {
 		// Every new connection reads the password from the key store (a
 		// rotation by another replica); the last one read if that fails.
 		cfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
-			if b, err := e.keys.Get(ctx, passwordName(e.role)); err == nil {
+			if b, err := e.keys.Get(ctx, PasswordName(e.role)); err == nil {
 				e.password.Store(string(b.Data))
 			}
 			cc.Password = e.passwordNow()
@@ -301,7 +301,7 @@ func (e *Engine) runOnce(ctx context.Context, q catalog.Query, exec func(c *pgco
 		// ROLE until the key store has the new password), then connect
 		// with the password read again.
 		if !e.adminLogin {
-			if unlock, lerr := e.keys.Lock(ctx, passwordName(e.role)); lerr == nil {
+			if unlock, lerr := e.keys.Lock(ctx, PasswordName(e.role)); lerr == nil {
 				unlock()
 			}
 		}

@@ -5,6 +5,3 @@ import "github.com/jackc/pgx/v5/pgxpool"
 // Pool is the engine's pool, for tests that try what a statement that got
 // past the front end could do on its connection.
 func (e *Engine) Pool() *pgxpool.Pool { return e.pool }
-
-// PasswordName is the key store's name of role's password.
-func PasswordName(role string) string { return passwordName(role) }

@@ -30,8 +30,9 @@ var roleSettings = [][2]string{
 	{"search_path", ""}, // the views' schema (set per engine)
 }
 
-// passwordName is the key store's name of the query role's password.
-func passwordName(role string) string { return "pgquery-password-" + role }
+// PasswordName is the key store's name of the query role's password
+// (sealed by the caller's key store, like every blob there).
+func PasswordName(role string) string { return "pgquery-password-" + role }
 
 // adminHelp tells an administrator how to create the query role when the
 // store's user may not.
@@ -195,12 +196,12 @@ func (e *Engine) setup(ctx context.Context, admin *pgx.Conn, password string) er
 // key store's lock of its name (a replica rotating it waits, and the one
 // that comes second sets the same password).
 func (e *Engine) resetPassword(ctx context.Context, admin *pgx.Conn) error {
-	unlock, err := e.keys.Lock(ctx, passwordName(e.role))
+	unlock, err := e.keys.Lock(ctx, PasswordName(e.role))
 	if err != nil {
 		return unavailable(ctx, "lock the query role's password", err)
 	}
 	defer unlock()
-	b, err := e.keys.Get(ctx, passwordName(e.role))
+	b, err := e.keys.Get(ctx, PasswordName(e.role))
 	if err != nil {
 		return unavailable(ctx, "read the query role's password", err)
 	}
@@ -221,7 +222,7 @@ func (e *Engine) RotatePassword(ctx context.Context) error {
 		return unavailable(ctx, "connect", err)
 	}
 	defer func() { _ = admin.Close(context.Background()) }()
-	name := passwordName(e.role)
+	name := PasswordName(e.role)
 	unlock, err := e.keys.Lock(ctx, name)
 	if err != nil {
 		return unavailable(ctx, "lock the query role's password", err)

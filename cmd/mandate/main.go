@@ -120,6 +120,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "rotate-query-password":
+		if err := runRotateQueryPassword(ctx, args[1:], stdout, stderr); err != nil {
+			if errors.Is(err, errHelp) {
+				return 0
+			}
+			fmt.Fprintln(stderr, "mandate rotate-query-password:", err)
+			return 1
+		}
+		return 0
 	case "loadgen":
 		return loadgen(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -147,6 +156,9 @@ Usage:
   mandate migrate --from DIR --to postgres://user@host/db
                           copy an embedded installation (catalog, keys, audit)
                           into PostgreSQL for replicas (mandate serve --store)
+  mandate rotate-query-password --store postgres://user@host/db
+                          give the role of the system tables' queries on PostgreSQL
+                          a new password (MANDATE_MASTER_KEY; replicas keep running)
   mandate loadgen grants  load generator: durable GRANT/REVOKE over the wire (see BENCHMARKS.md)
   mandate version         print the version
 
