@@ -2,11 +2,7 @@ package pgquery
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/pbkdf2"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/pgscram"
 )
 
 // roleSettings are the query role's defaults (ALTER ROLE ... SET): a
@@ -79,6 +76,7 @@ func (e *Engine) setup(ctx context.Context, admin *pgx.Conn, password string) er
 		return fail(err)
 	}
 	var stmts []string
+	withPassword := "" // CREATE ROLE or ALTER ROLE, with the password
 	switch {
 	case e.adminLogin && !exists:
 		return catalog.Errorf(catalog.CodeInvalidArgument, "query engine: the query role %s does not exist", role)
@@ -89,11 +87,18 @@ func (e *Engine) setup(ctx context.Context, admin *pgx.Conn, password string) er
 			"query engine: the PostgreSQL user lacks CREATEROLE, so it cannot create the LOGIN role %s that system-table queries run as: %s",
 			role, adminHelp(e.role, e.schema))
 	case !exists:
-		stmts = append(stmts, "CREATE ROLE "+role+" LOGIN NOINHERIT NOCREATEDB NOCREATEROLE PASSWORD "+quoteLiteral(scramVerifier(password)))
+		withPassword = "CREATE ROLE "
 	case !login || createRole || createDB || inherit:
 		// A role of an older version (NOLOGIN, used with SET ROLE), or one
 		// altered since: made a login role again.
-		stmts = append(stmts, "ALTER ROLE "+role+" LOGIN NOINHERIT NOCREATEDB NOCREATEROLE PASSWORD "+quoteLiteral(scramVerifier(password)))
+		withPassword = "ALTER ROLE "
+	}
+	if withPassword != "" {
+		v, err := pgscram.Verifier(password)
+		if err != nil {
+			return fail(err)
+		}
+		stmts = append(stmts, withPassword+role+" LOGIN NOINHERIT NOCREATEDB NOCREATEROLE PASSWORD "+quoteLiteral(v))
 	}
 	if super || replication || bypassRLS {
 		return catalog.Errorf(catalog.CodePermissionDenied,
@@ -252,7 +257,11 @@ func (e *Engine) RotatePassword(ctx context.Context) error {
 }
 
 func (e *Engine) alterPassword(ctx context.Context, admin *pgx.Conn, password string) error {
-	_, err := admin.Exec(ctx, "ALTER ROLE "+pgx.Identifier{e.role}.Sanitize()+" PASSWORD "+quoteLiteral(scramVerifier(password)))
+	v, err := pgscram.Verifier(password)
+	if err != nil {
+		return err
+	}
+	_, err = admin.Exec(ctx, "ALTER ROLE "+pgx.Identifier{e.role}.Sanitize()+" PASSWORD "+quoteLiteral(v))
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42501" {
 		return catalog.Errorf(catalog.CodePermissionDenied, "query engine: ALTER ROLE %s PASSWORD ...: %s (%s)",
@@ -272,29 +281,6 @@ func newPassword() ([]byte, error) {
 		return nil, err
 	}
 	return []byte(hex.EncodeToString(b[:])), nil
-}
-
-// scramVerifier is the SCRAM-SHA-256 verifier of password, in the form
-// PostgreSQL stores (RFC 5802, 7677): the statement that sets a password
-// carries it instead of the password, so the server's log and
-// pg_stat_statements never hold the password itself.
-func scramVerifier(password string) string {
-	const iterations = 4096
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
-	if err != nil {
-		panic(err) // only for parameters FIPS mode refuses; these are fixed
-	}
-	mac := func(key []byte, msg string) []byte {
-		h := hmac.New(sha256.New, key)
-		h.Write([]byte(msg))
-		return h.Sum(nil)
-	}
-	stored := sha256.Sum256(mac(salted, "Client Key"))
-	server := mac(salted, "Server Key")
-	enc := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, enc(salt), enc(stored[:]), enc(server))
 }
 
 // quoteLiteral quotes s as an SQL string literal (standard_conforming_strings).
