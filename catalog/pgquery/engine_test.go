@@ -220,6 +220,18 @@ func TestLoginRole(t *testing.T) {
 	}
 }
 
+// openReplica opens an engine on pgs's database mandate with keys, as a
+// replica does, closed when t ends.
+func openReplica(t *testing.T, pgs *pgtest.Server, keys keystore.Store) *pgquery.Engine {
+	t.Helper()
+	e, err := pgquery.Open(t.Context(), pgs.URL("mandate"), pgquery.Options{MaxConns: 2, Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
 // Replicas share the password through the key store; a rotation by one
 // reaches the other's new connections; a role whose password drifted is
 // set again from the key store.
@@ -227,14 +239,7 @@ func TestRolePassword(t *testing.T) {
 	pgs := pgtest.Start(t, pgtest.Options{})
 	pgs.CreateDatabase(t, "mandate")
 	keys := keystore.Dir(t.TempDir())
-	open := func(keys keystore.Store) *pgquery.Engine {
-		e, err := pgquery.Open(t.Context(), pgs.URL("mandate"), pgquery.Options{MaxConns: 2, Keys: keys})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = e.Close() })
-		return e
-	}
+	open := func(keys keystore.Store) *pgquery.Engine { return openReplica(t, pgs, keys) }
 	one := func(e *pgquery.Engine) {
 		t.Helper()
 		if rows, err := queryAll(t.Context(), e, catalog.Query{SQL: `SELECT session_user = current_user`}); err != nil || rows[0][0] != true {
@@ -301,14 +306,7 @@ func TestRotationWhileServing(t *testing.T) {
 	pgs := pgtest.Start(t, pgtest.Options{})
 	pgs.CreateDatabase(t, "mandate")
 	keys := keystore.Dir(t.TempDir())
-	open := func(keys keystore.Store) *pgquery.Engine {
-		e, err := pgquery.Open(t.Context(), pgs.URL("mandate"), pgquery.Options{MaxConns: 2, Keys: keys})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = e.Close() })
-		return e
-	}
+	open := func(keys keystore.Store) *pgquery.Engine { return openReplica(t, pgs, keys) }
 	rotating := &pausedCAS{Store: keys, reached: make(chan struct{}), release: make(chan struct{})}
 	serving := &lockCalls{Store: keys, called: make(chan struct{}, 1)}
 	a, b := open(rotating), open(serving)
