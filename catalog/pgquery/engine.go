@@ -125,7 +125,7 @@ func Open(ctx context.Context, url string, o Options) (*Engine, error) {
 	if !e.adminLogin {
 		pw, err := keystore.GetOrCreate(ctx, e.keys, PasswordName(e.role), newPassword)
 		if err != nil {
-			return nil, unavailable(ctx, "read the query role's password", err)
+			return nil, passwordError(ctx, err)
 		}
 		e.password.Store(string(pw.Data))
 	}
@@ -739,6 +739,17 @@ func (e *Engine) queryError(ctx context.Context, err error) error {
 		return qe
 	}
 	return unavailable(ctx, "query", err)
+}
+
+// passwordError is the error of reading the query role's password from
+// the key store: a blob sealed with another master key says so (the
+// database is reachable, the key is wrong).
+func passwordError(ctx context.Context, err error) error {
+	if errors.Is(err, keystore.ErrWrongKey) {
+		return &catalog.Error{Code: catalog.CodeInvalidArgument, Err: err,
+			Msg: "query engine: the query role's password in the key store does not decrypt with this master key: every replica needs the same MANDATE_MASTER_KEY"}
+	}
+	return unavailable(ctx, "read the query role's password", err)
 }
 
 func unavailable(ctx context.Context, op string, err error) error {

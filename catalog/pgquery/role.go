@@ -208,7 +208,7 @@ func (e *Engine) resetPassword(ctx context.Context, admin *pgx.Conn) error {
 	defer unlock()
 	b, err := e.keys.Get(ctx, PasswordName(e.role))
 	if err != nil {
-		return unavailable(ctx, "read the query role's password", err)
+		return passwordError(ctx, err)
 	}
 	return e.alterPassword(ctx, admin, string(b.Data))
 }
@@ -235,7 +235,7 @@ func (e *Engine) RotatePassword(ctx context.Context) error {
 	defer unlock()
 	old, err := e.keys.Get(ctx, name)
 	if err != nil {
-		return unavailable(ctx, "read the query role's password", err)
+		return passwordError(ctx, err)
 	}
 	pw, err := newPassword()
 	if err != nil {
