@@ -28,10 +28,32 @@ type Request struct {
 	// Context carries call details for policies (method, tool, arguments,
 	// source_ip, time).
 	Context map[string]any `json:"context,omitempty"`
+	// LazyContext, when Context is nil, builds the context only when it
+	// is needed: when a policy applies to the securable, or when the
+	// request leaves the process (enforce/client sends ContextMap). The
+	// gateways set it so that calls no policy looks at do not pay for
+	// the map.
+	LazyContext ContextSource `json:"-"`
 	// Explain asks for the derivation (Decision.Steps, one per requirement
 	// of subject and actor). Without it a decision carries its reason only,
 	// which is much cheaper.
 	Explain bool `json:"explain,omitempty"`
+}
+
+// ContextSource builds a request's policy context on demand (see
+// Request.LazyContext). Every call returns the same content; callers do
+// not modify the map.
+type ContextSource interface {
+	PolicyContext() map[string]any
+}
+
+// ContextMap is r's policy context: Context, or when it is nil the map
+// LazyContext builds (nil without either).
+func (r *Request) ContextMap() map[string]any {
+	if r.Context == nil && r.LazyContext != nil {
+		return r.LazyContext.PolicyContext()
+	}
+	return r.Context
 }
 
 // Step is one line of a decision's derivation (EXPLAIN ACCESS rows): the

@@ -64,7 +64,10 @@
 //
 // Options.Policy (NewPolicyHook: the catalog's Rego policies) is consulted
 // only when the grants allow and a policy is attached to the securable or
-// a container; its denial messages or its error deny (fail closed). Such a
+// a container; its denial messages or its error deny (fail closed). The
+// policy context is read only then: a Request may carry it as a
+// LazyContext (ContextSource) that builds the map on demand, so the
+// gateways' calls that no policy looks at never build it. Such a
 // decision is Contextual: it holds for that request's context and time
 // only. Every other decision holds for any context at its revision, which
 // is what lets a gateway node (enforce/client) answer MCP messages from

@@ -41,8 +41,9 @@ func NewPolicyHook(limit time.Duration) PolicyHook {
 			"time":      time.Now().UTC().Format(time.RFC3339Nano),
 			"phase":     "call",
 		}
+		rc := r.ContextMap()
 		for _, k := range policyContextKeys {
-			if v, ok := r.Context[k]; ok {
+			if v, ok := rc[k]; ok {
 				input[k] = v
 			}
 		}

@@ -173,3 +173,70 @@ deny contains "too large" if { input.request_bytes > 1000000 }`),
 		}
 	}
 }
+
+// countingContext is a Request.LazyContext that counts its builds.
+type countingContext struct {
+	n int
+	m map[string]any
+}
+
+func (c *countingContext) PolicyContext() map[string]any {
+	c.n++
+	return c.m
+}
+
+// TestLazyContext: a request's LazyContext is built only when a policy
+// applies to the securable, and then the policy sees the same input
+// document as with the map in Context.
+func TestLazyContext(t *testing.T) {
+	svc := newService(t)
+	rev := write(t, svc, func(tx *catalog.Tx) error {
+		for _, err := range []error{
+			tx.CreatePrincipal(catalog.KindUser, "alice@example.com", nil, false),
+			tx.CreateProviderService([]string{"system", "ai", "openai_prod"}, [][2]string{{"provider", "openai"}, {"api_key", "k"}}, false, nil),
+			tx.CreateModelService([]string{"system", "ai", "frontier"}, [][2]string{{"destinations", "openai_prod/gpt-4.1"}}, false, nil),
+			tx.CreateModelService([]string{"system", "ai", "plain"}, [][2]string{{"destinations", "openai_prod/gpt-4.1"}}, false, nil),
+			tx.Grant([]catalog.Privilege{catalog.PrivExecute}, catalog.TypeModelService, []string{"system", "ai", "frontier"}, []string{"alice@example.com"}),
+			tx.Grant([]catalog.Privilege{catalog.PrivExecute}, catalog.TypeModelService, []string{"system", "ai", "plain"}, []string{"alice@example.com"}),
+			tx.CreatePolicy("echo_input", catalog.TypeModelService, []string{"system", "ai", "frontier"}, `package llm
+deny contains json.marshal(object.remove(input, {"time"}))`),
+		} {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e, err := NewEngine(t.Context(), svc, Options{Policy: NewPolicyHook(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	m := map[string]any{"method": "chat.completions", "model": "frontier", "request_bytes": 1024, "max_tokens": int64(300),
+		"tools": []any{"search", "shell"}, "tags": map[string]any{"project": "checkout"}, "stream": true, "source_ip": "10.0.0.1"}
+	req := func(name string) Request {
+		return Request{Subject: "alice@example.com", Privilege: catalog.PrivExecute,
+			Securable: SecurableRef{Type: catalog.TypeModelService, Name: name}}
+	}
+	lazy := &countingContext{m: m}
+	r := req("plain")
+	r.LazyContext = lazy
+	if d, err := e.DecideAt(t.Context(), r, rev); err != nil || !d.Allowed || d.Contextual {
+		t.Fatalf("no policy: %+v %v", d, err)
+	}
+	if ok, _ := e.Allowed(t.Context(), r); !ok || lazy.n != 0 {
+		t.Fatalf("no policy: allowed %v, context built %d times", ok, lazy.n)
+	}
+	eager := req("frontier")
+	eager.Context = m
+	want := e.Decide(t.Context(), eager)
+	r = req("frontier")
+	r.LazyContext = lazy
+	got := e.Decide(t.Context(), r)
+	if lazy.n != 1 || got.Allowed || got.Reason != want.Reason || !strings.Contains(got.Reason, `"tools":["search","shell"]`) {
+		t.Fatalf("built %d times: %+v, want %+v", lazy.n, got, want)
+	}
+	if ok, _ := e.Allowed(t.Context(), r); ok || lazy.n != 2 {
+		t.Fatalf("Allowed with the policy: %v, built %d times", ok, lazy.n)
+	}
+}

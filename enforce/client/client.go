@@ -358,6 +358,7 @@ func (c *Client) Authorize(ctx context.Context, r enforce.Request) (enforce.Deci
 			return d, nil
 		}
 	}
+	r.Context, r.LazyContext = r.ContextMap(), nil // the wire carries the map
 	return c.ask(ctx, r)
 }
 
@@ -403,6 +404,7 @@ func (c *Client) AuthorizeBatch(ctx context.Context, reqs []enforce.Request) ([]
 		checks := make([]api.Check, len(part))
 		for j, i := range part {
 			checks[j] = api.Check{Request: reqs[i]}
+			checks[j].Context, checks[j].LazyContext = reqs[i].ContextMap(), nil
 		}
 		start := time.Now()
 		var res api.BatchResponse

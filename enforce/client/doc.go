@@ -17,6 +17,8 @@
 // about. An answer in which a policy took part (Decision.Contextual: a
 // policy is attached to the securable or a container and the grants
 // allowed) is never cached; those questions go to the catalog every time.
+// A question sent to the API carries its context as a map: a
+// Request.LazyContext is built before it is sent.
 // Every API call carries at_least_revision=<the newest revision this
 // client knows>, so no answer is older than what the node has already
 // seen.

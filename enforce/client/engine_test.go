@@ -229,6 +229,11 @@ func TestEngineIntegration(t *testing.T) {
 	}
 }
 
+// fixedContext is a Request.LazyContext over a map.
+type fixedContext map[string]any
+
+func (f fixedContext) PolicyContext() map[string]any { return f }
+
 // TestNodeCacheServesMessages: a gateway node answers MCP messages (each
 // with its own context) from its cache while no policy applies to the
 // connection; once a Rego policy is attached, the answers the policy took
@@ -276,6 +281,16 @@ deny contains msg if { startswith(input.tool, "delete_"); msg := "no deletes" }`
 	}
 	if h, m := hits(); h != h0 || m-m0 != 4 {
 		t.Fatalf("with a policy: %d hits and %d misses for 4 messages, want 4 misses", h-h0, m-m0)
+	}
+	// A lazy context crosses the wire as the map it builds, alone and in
+	// a batch.
+	lazy := reqAlice
+	lazy.LazyContext = fixedContext{"method": "tools/call", "tool": "delete_repo"}
+	if d, err := c.Authorize(t.Context(), lazy); err != nil || d.Allowed {
+		t.Fatalf("lazy context: %+v, %v; want the policy's denial", d, err)
+	}
+	if ds, err := c.AuthorizeBatch(t.Context(), []enforce.Request{reqAlice, lazy}); err != nil || !ds[0].Allowed || ds[1].Allowed {
+		t.Fatalf("lazy context in a batch: %+v, %v; want allowed, denied", ds, err)
 	}
 	wait(r.write(t, func(tx *catalog.Tx) error { return tx.DropPolicy("no_deletes", false) }))
 	ask("delete_repo", true)

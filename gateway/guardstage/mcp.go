@@ -704,8 +704,8 @@ func (s *Stage) regoCheck(ctx context.Context, c *pipeline.Call, st *callState, 
 			return failed(c, p, phase, err)
 		}
 		input["content"] = v
-		if phase == guard.Call && c.Context != nil {
-			if a, ok := c.Context["arguments"]; ok {
+		if phase == guard.Call {
+			if a, ok := c.ContextMap()["arguments"]; ok {
 				input["arguments"] = a
 			}
 		}
@@ -744,7 +744,7 @@ func (s *Stage) regoInput(c *pipeline.Call, st *callState, phase guard.Phase) ma
 		in["groups"] = groups
 	}
 	in["securable"] = map[string]any{"type": string(c.Securable.Type), "name": targetName(c, st)}
-	for k, v := range c.Context {
+	for k, v := range c.ContextMap() {
 		switch k {
 		case "subject", "actor", "groups", "securable", "phase", "content", "time":
 		default:

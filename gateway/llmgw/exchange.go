@@ -44,6 +44,7 @@ type exchange struct {
 	captured []byte
 	// attemptSpans are the upstream attempts' spans (telemetry.go).
 	attemptSpans []attemptSpan
+	pctx         policyContext // the call's LazyContext
 }
 
 var (
@@ -121,7 +122,9 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 	c.Securable = enforce.SecurableRef{Type: TypeModelService, Name: svc.Name}
 	c.Privilege = PrivExecute
 	c.Tags = mergeTags(x.reqTags, svc.Tags)
-	c.Context = x.policyContext(c)
+	x.pctx = policyContext{method: x.endpoint.String(), model: req.Model, stream: req.Stream, requestBytes: len(req.Body),
+		maxTokens: req.MaxTokens, tools: req.Tools, tags: c.Tags, sourceIP: c.SourceIP}
+	c.LazyContext = &x.pctx
 	c.Content = &pipeline.Content{Format: ContentFormat(x.endpoint), Body: body}
 	x.model = pipeline.ModelCall{InputTokens: req.InputTokens, MaxTokens: req.MaxTokens, Answered: -1,
 		OutputCap: req.CappedMax(llm.DefaultMaxTokens)}
@@ -134,26 +137,37 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 // policyContext is what policies on the model service see of the call
 // (besides subject, actor, groups and time; enforce's policy input): the
 // endpoint as method, the model as requested, stream, the request's size,
-// max_tokens, the names of the tools it offers and its tags.
-func (x *exchange) policyContext(c *pipeline.Call) map[string]any {
-	req := x.req
-	tools := make([]any, len(req.Tools))
-	for i, t := range req.Tools {
+// max_tokens, the names of the tools it offers and its tags. It is built
+// only when a policy applies (enforce.Request.LazyContext), from the
+// request as it was resolved (a later output cap does not show).
+type policyContext struct {
+	method, model string
+	stream        bool
+	requestBytes  int
+	maxTokens     int64
+	tools         []llm.Tool
+	tags          map[string]string
+	sourceIP      string
+}
+
+func (p *policyContext) PolicyContext() map[string]any {
+	tools := make([]any, len(p.tools))
+	for i, t := range p.tools {
 		tools[i] = t.Name
 	}
-	tags := make(map[string]any, len(c.Tags))
-	for k, v := range c.Tags {
+	tags := make(map[string]any, len(p.tags))
+	for k, v := range p.tags {
 		tags[k] = v
 	}
 	return map[string]any{
-		"method":        x.endpoint.String(),
-		"model":         req.Model,
-		"stream":        req.Stream,
-		"request_bytes": len(req.Body),
-		"max_tokens":    req.MaxTokens,
+		"method":        p.method,
+		"model":         p.model,
+		"stream":        p.stream,
+		"request_bytes": p.requestBytes,
+		"max_tokens":    p.maxTokens,
 		"tools":         tools,
 		"tags":          tags,
-		"source_ip":     c.SourceIP,
+		"source_ip":     p.sourceIP,
 	}
 }
 

@@ -43,6 +43,8 @@ type exchange struct {
 	rpcErr      int  // JSON-RPC error code of the answer
 	sawResponse bool // a POST's stream carried its response
 	openedEarly bool // a POST's stream was committed before its response
+
+	pctx policyContext // the call's LazyContext
 }
 
 var _ pipeline.Protocol = (*exchange)(nil)
@@ -118,7 +120,8 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 	// The authorization question: USE_CONNECTION with the message's
 	// context; for tools/call the tool and its arguments are the item.
 	c.Privilege = catalog.PrivUseConnection
-	c.Context = x.policyContext(c.Action, x.tool, x.args)
+	x.pctx = x.policyContext(c.Action, x.tool, x.args)
+	c.LazyContext = &x.pctx
 	if x.tool != "" {
 		c.Item, c.ItemKeys = x.tool, itemKeys
 	}
@@ -214,20 +217,32 @@ func (x *exchange) bindSession(c *pipeline.Call) error {
 }
 
 // policyContext is the context of an authorization question about the
-// call's connection, for method, tool and arguments.
-func (x *exchange) policyContext(method, tool string, args []byte) map[string]any {
+// call's connection, for method, tool and arguments. Its map is built
+// only when a policy applies (enforce.Request.LazyContext).
+type policyContext struct {
+	method, tool                   string
+	args                           []byte
+	sourceIP, userAgent, sessionID string
+}
+
+func (x *exchange) policyContext(method, tool string, args []byte) policyContext {
 	c := &x.call
+	return policyContext{method: method, tool: tool, args: args, sourceIP: c.SourceIP,
+		userAgent: c.Request.UserAgent(), sessionID: c.SessionID}
+}
+
+func (p *policyContext) PolicyContext() map[string]any {
 	ctx := make(map[string]any, 7)
-	ctx["method"] = method
-	ctx["source_ip"] = c.SourceIP
-	ctx["user_agent"] = c.Request.UserAgent()
-	ctx["session_id"] = c.SessionID
-	if tool != "" {
-		ctx["tool"] = tool
+	ctx["method"] = p.method
+	ctx["source_ip"] = p.sourceIP
+	ctx["user_agent"] = p.userAgent
+	ctx["session_id"] = p.sessionID
+	if p.tool != "" {
+		ctx["tool"] = p.tool
 	}
-	if args != nil {
+	if p.args != nil {
 		var v any
-		if json.Unmarshal(args, &v) == nil {
+		if json.Unmarshal(p.args, &v) == nil {
 			ctx["arguments"] = v
 		}
 	}

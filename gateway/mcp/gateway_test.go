@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -101,11 +102,18 @@ func TestListAndCallThroughGateway(t *testing.T) {
 					r.Securable != (enforce.SecurableRef{Type: catalog.TypeConnection, Name: "system.ai.github"}) {
 					t.Fatalf("authz request %+v", r)
 				}
-				if r.Context["method"] == "tools/call" && r.Context["arguments"] != nil {
+				// Built only when asked for (no policy here), and then the
+				// map the gateway used to build for every message.
+				if r.Context != nil || r.LazyContext == nil {
+					t.Fatalf("authz request with a built context %v or no builder", r.Context)
+				}
+				rc := r.ContextMap()
+				if rc["method"] == "tools/call" && rc["arguments"] != nil {
 					sawTool = true
-					if r.Context["tool"] != "echo" || r.Context["arguments"].(map[string]any)["text"] != "hi" ||
-						r.Context["source_ip"] != "127.0.0.1" || r.Context["session_id"] != gwSID || r.Context["user_agent"] == "" {
-						t.Fatalf("tools/call context %+v", r.Context)
+					want := map[string]any{"method": "tools/call", "tool": "echo", "arguments": map[string]any{"text": "hi"},
+						"source_ip": "127.0.0.1", "session_id": gwSID, "user_agent": rc["user_agent"]}
+					if ua, _ := rc["user_agent"].(string); ua == "" || !reflect.DeepEqual(rc, want) {
+						t.Fatalf("tools/call context %#v", rc)
 					}
 				}
 			}

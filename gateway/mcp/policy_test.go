@@ -104,10 +104,10 @@ func TestPolicyToolDenial(t *testing.T) {
 			// Like the README's Rego policies: no repo deletions at all, and
 			// no pushes to prod.
 			e.authz.setDeny(func(r enforce.Request) string {
-				if r.Context["tool"] == "delete_repo" {
+				if r.ContextMap()["tool"] == "delete_repo" {
 					return "policy no_repo_deletes: deleting repositories is not allowed"
 				}
-				if args, ok := r.Context["arguments"].(map[string]any); ok && r.Context["tool"] == "push" && args["repo"] == "prod" {
+				if args, ok := r.ContextMap()["arguments"].(map[string]any); ok && r.ContextMap()["tool"] == "push" && args["repo"] == "prod" {
 					return "policy no_prod_push: pushing to prod is not allowed"
 				}
 				return ""

@@ -126,7 +126,7 @@ func TestToolsListBatchedAndCached(t *testing.T) {
 	up := newUpstream(t, &sdk.StreamableHTTPOptions{JSONResponse: true})
 	ba := &batchAuthz{}
 	ba.setDeny(func(r enforce.Request) string {
-		if r.Context["tool"] == "delete_repo" {
+		if r.ContextMap()["tool"] == "delete_repo" {
 			return "no deletes"
 		}
 		return ""

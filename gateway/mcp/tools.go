@@ -201,12 +201,13 @@ func (x *exchange) toolKey(tool string) toolKey {
 // given method, tool and arguments.
 func (x *exchange) authzRequest(method, tool string, args []byte) enforce.Request {
 	id := x.call.Identity
+	pc := x.policyContext(method, tool, args)
 	return enforce.Request{
-		Subject:   id.Subject,
-		Actor:     id.Actor,
-		Privilege: catalog.PrivUseConnection,
-		Securable: catalogConnection(x.conn.Name),
-		Context:   x.policyContext(method, tool, args),
+		Subject:     id.Subject,
+		Actor:       id.Actor,
+		Privilege:   catalog.PrivUseConnection,
+		Securable:   catalogConnection(x.conn.Name),
+		LazyContext: &pc,
 	}
 }
 

@@ -429,7 +429,7 @@ func TestStandaloneStreamAndResumption(t *testing.T) {
 	}
 	var sawGETAuthz bool
 	for _, r := range e.authz.requests() {
-		sawGETAuthz = sawGETAuthz || r.Context["method"] == "GET"
+		sawGETAuthz = sawGETAuthz || r.ContextMap()["method"] == "GET"
 	}
 	if !sawGETAuthz {
 		t.Fatal("GET not authorized")

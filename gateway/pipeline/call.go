@@ -55,8 +55,11 @@ type Call struct {
 	// SERVICE).
 	Securable enforce.SecurableRef
 	Privilege catalog.Privilege
-	// Context is the policy context of the authorization question.
-	Context map[string]any
+	// Context is the policy context of the authorization question;
+	// LazyContext, when Context is nil, builds it only when a policy
+	// needs it (enforce.Request.LazyContext). Read it with ContextMap.
+	Context     map[string]any
+	LazyContext enforce.ContextSource
 	// Item names what within the securable the call addresses, for
 	// messages ("tool echo" → Item "echo"); ItemKeys are the Context keys
 	// about it. A denial with them but not without them is KindItemDenied.
@@ -143,6 +146,15 @@ type Call struct {
 }
 
 // init starts c for r.
+// ContextMap is the call's policy context: Context, or the map
+// LazyContext builds (nil without either). Callers do not modify it.
+func (c *Call) ContextMap() map[string]any {
+	if c.Context == nil && c.LazyContext != nil {
+		return c.LazyContext.PolicyContext()
+	}
+	return c.Context
+}
+
 func (c *Call) init(p *Pipeline, proto Protocol, w http.ResponseWriter, r *http.Request) {
 	c.p, c.proto = p, proto
 	c.w = &response{ResponseWriter: w}

@@ -101,7 +101,8 @@
 // Implement Protocol per request, embed a Call in it, and call
 // Pipeline.Serve(w, r, &x.call, x) after setting Call.Resource,
 // Call.Securable (the name as requested) and Call.Action. In Resolve set
-// Securable, Privilege, Context (what policies see), Item/ItemKeys, and
+// Securable, Privilege, Context or LazyContext (what policies see; lazy:
+// built only when a policy applies), Item/ItemKeys, and
 // Content (Format and the body guards inspect and Send sends); set
 // Upstream for the default credential stage, or implement CredentialStage.
 // In Relay read usage into Call.Usage (meter and limits see it), pass each

@@ -279,7 +279,7 @@ func (p *Pipeline) authorize(ctx context.Context, c *Call) error {
 		return nil
 	}
 	req := enforce.Request{Subject: c.Identity.Subject, Actor: c.Identity.Actor, Privilege: c.Privilege,
-		Securable: c.Securable, Context: c.Context}
+		Securable: c.Securable, Context: c.Context, LazyContext: c.LazyContext}
 	d, err := p.cfg.Authz.Authorize(ctx, req)
 	if err == nil && d.Allowed {
 		c.Decision = d
@@ -289,7 +289,7 @@ func (p *Pipeline) authorize(ctx context.Context, c *Call) error {
 	if err == nil && c.Item != "" {
 		// Denied with the item: is it the item (a policy on it) or the
 		// securable? Only denials pay for the second question.
-		req.Context = withoutKeys(c.Context, c.ItemKeys)
+		req.Context, req.LazyContext = withoutKeys(req.ContextMap(), c.ItemKeys), nil
 		d2, err2 := p.cfg.Authz.Authorize(ctx, req)
 		if err2 == nil && d2.Allowed {
 			c.Decision = d
