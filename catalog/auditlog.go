@@ -64,6 +64,21 @@ type AuditLogOptions struct {
 	OnWrite func(events int, took time.Duration, err error)
 }
 
+// AuditLazyWriter is an AuditWriter that can also write events without
+// making them durable at once: AppendAuditLazy returns once they are
+// written where a process crash keeps them, and the writer makes them
+// durable with its next AppendAudit or on its own within a bound it
+// documents (catalog/auditwal: one fsync covers both). AuditLog writes a
+// batch that holds only events nobody waits for (Submit's) this way, so
+// that an fsync of theirs never holds up the next event somebody waits
+// for: a gateway call's request record would otherwise often arrive while
+// the previous call's completion is being fsynced, and wait for that
+// fsync and then its own.
+type AuditLazyWriter interface {
+	AuditWriter
+	AppendAuditLazy(ctx context.Context, events ...AuditEvent) error
+}
+
 // AuditLog makes audit events durable with group commit: concurrent
 // Record calls are collected into batches, and each batch is one
 // AppendAudit on the underlying writer (for walstore: one log record and
@@ -542,7 +557,12 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 
 	ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
 	t0 := time.Now()
-	err := l.w.AppendAudit(ctx, b.events...)
+	var err error
+	if lw, ok := l.w.(AuditLazyWriter); ok && b.acked == 0 {
+		err = lw.AppendAuditLazy(ctx, b.events...)
+	} else {
+		err = l.w.AppendAudit(ctx, b.events...)
+	}
 	cancel()
 	if l.o.OnWrite != nil {
 		l.o.OnWrite(len(b.events), time.Since(t0), err)

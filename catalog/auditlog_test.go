@@ -477,3 +477,42 @@ func TestAuditLogSubmitRidesAlong(t *testing.T) {
 		t.Fatalf("%d events after Sync, want 3", events)
 	}
 }
+
+// lazyWriter is a slowWriter that also writes lazily (AuditLazyWriter).
+type lazyWriter struct {
+	slowWriter
+	lazy atomic.Int64 // events written by AppendAuditLazy
+}
+
+func (w *lazyWriter) AppendAuditLazy(ctx context.Context, events ...catalog.AuditEvent) error {
+	w.lazy.Add(int64(len(events)))
+	return w.slowWriter.AppendAudit(ctx, events...)
+}
+
+// TestAuditLogLazyForUnawaited: a batch of events nobody waits for
+// (Submit's) goes to AppendAuditLazy, a batch with an event somebody
+// waits for to AppendAudit, so that the durable write covers both.
+func TestAuditLogLazyForUnawaited(t *testing.T) {
+	w := &lazyWriter{}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{SubmitDelay: -1, MaxDelay: -1})
+	defer closeLog(t, l)
+	ctx := t.Context()
+	if err := l.Submit(ctx, catalog.AuditEvent{Service: "llm", Action: "completion"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.lazy.Load(); n != 1 {
+		t.Fatalf("a submitted event alone: %d lazy events, want 1", n)
+	}
+	if err := l.Record(ctx, catalog.AuditEvent{Service: "llm", Action: "request"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.lazy.Load(); n != 1 {
+		t.Fatalf("a recorded event was written lazily (%d lazy events, want 1)", n)
+	}
+	if writes, events, _ := w.stored(); writes != 2 || events != 2 {
+		t.Fatalf("%d writes of %d events, want 2 of 2", writes, events)
+	}
+}

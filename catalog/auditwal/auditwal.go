@@ -79,6 +79,10 @@ type Options struct {
 	// failed fsync fails every later append (fail closed). Zero: every
 	// append fsyncs before it returns. AppendChangeAudit always fsyncs.
 	SyncInterval time.Duration
+	// LazySyncDelay bounds how long a record of AppendAuditLazy stays
+	// written but not fsynced when no AppendAudit follows to fsync it
+	// (default 10ms; with SyncInterval the syncer's interval applies).
+	LazySyncDelay time.Duration
 }
 
 // Log is a catalog.EventStore: a write-ahead log in front of inner.
@@ -104,6 +108,12 @@ type Log struct {
 	unsynced bool
 	syncErr  error
 	syncs    int64 // fsyncs of appended records (tests)
+	// lazyTimer fsyncs the records of AppendAuditLazy that no AppendAudit
+	// fsynced within LazySyncDelay (armed while lazyArmed).
+	lazyTimer *time.Timer
+	lazyArmed bool
+	// syncMu serializes the lazy timer's fsync with Close.
+	syncMu sync.Mutex
 
 	applyMu sync.Mutex // serializes applying
 	kick    chan struct{}
@@ -147,6 +157,9 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 	}
 	if o.MaxPendingBytes <= 0 {
 		o.MaxPendingBytes = 256 << 20
+	}
+	if o.LazySyncDelay <= 0 {
+		o.LazySyncDelay = 10 * time.Millisecond
 	}
 	l := &Log{inner: inner, path: filepath.Join(dir, FileName), log: o.Logger, opts: o,
 		kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{}), applied: make(chan struct{})}
@@ -295,6 +308,34 @@ func (l *Log) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) err
 	return l.append(ctx, &record{events: cp}, 0, l.opts.SyncInterval <= 0)
 }
 
+// AppendAuditLazy implements catalog.AuditLazyWriter: like AppendAudit,
+// but the record is only written when it returns (a process crash keeps
+// it, the kernel holds it); the next AppendAudit's fsync makes it durable
+// with its own record, or, if none comes, a background fsync within
+// LazySyncDelay (with SyncInterval, the syncer's). catalog.AuditLog writes
+// the events nobody waits for this way (a gateway call's completion), so
+// that their fsync does not hold up the next request record somebody
+// waits for. A failed background fsync fails every later append.
+func (l *Log) AppendAuditLazy(ctx context.Context, events ...catalog.AuditEvent) error {
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	cp, err := prepare(events)
+	if err != nil {
+		return err
+	}
+	if err := l.waitRoom(ctx); err != nil {
+		return err
+	}
+	return l.append(ctx, &record{events: cp}, 0, false)
+}
+
 // AuditedRevision implements catalog.EventStore.
 func (l *Log) AuditedRevision(ctx context.Context) (catalog.Revision, error) {
 	if err := l.checkOpen(); err != nil {
@@ -373,6 +414,15 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 		l.unsynced = false
 	} else {
 		l.unsynced = true
+		if l.opts.SyncInterval <= 0 && !l.lazyArmed {
+			// No syncer: fsync within LazySyncDelay unless an append does.
+			l.lazyArmed = true
+			if l.lazyTimer == nil {
+				l.lazyTimer = time.AfterFunc(l.opts.LazySyncDelay, l.lazySync)
+			} else {
+				l.lazyTimer.Reset(l.opts.LazySyncDelay)
+			}
+		}
 	}
 	l.size += r.size
 	l.seq = r.seq
@@ -439,6 +489,20 @@ func (l *Log) syncer() {
 		}
 		l.syncNow()
 	}
+}
+
+// lazySync is the lazy timer's: it fsyncs what AppendAuditLazy left
+// unsynced, unless the log was closed (Close fsyncs it).
+func (l *Log) lazySync() {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	l.lazyArmed = false
+	l.mu.Unlock()
+	if l.closed.Load() {
+		return
+	}
+	l.syncNow()
 }
 
 // syncNow fsyncs the log if an append left it unsynced.
@@ -678,8 +742,10 @@ func (l *Log) Close() error {
 		<-l.stopped
 		if l.syncStopped != nil {
 			<-l.syncStopped
-			l.syncNow()
 		}
+		l.syncMu.Lock() // a running lazy fsync ends first; later ones see closed
+		l.syncNow()
+		l.syncMu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if ferr := l.flush(ctx); ferr != nil {

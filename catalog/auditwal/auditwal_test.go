@@ -138,6 +138,70 @@ func TestSyncInterval(t *testing.T) {
 	}
 }
 
+// TestAppendAuditLazy: a lazy record is written without an fsync; the
+// next AppendAudit's one fsync covers it, and without one the lazy timer
+// fsyncs within LazySyncDelay; a process crash loses none of it.
+func TestAppendAuditLazy(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := keepOpen{memstore.New()}
+	l, err := Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, LazySyncDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := func(l *Log) (int64, bool) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.syncs, l.unsynced
+	}
+	var want []catalog.AuditEvent
+	for i := range 5 {
+		if err := l.AppendAuditLazy(ctx, event(i)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, event(i))
+	}
+	if n, unsynced := syncs(l); n != 0 || !unsynced {
+		t.Fatalf("after 5 lazy appends: %d fsyncs, unsynced %v; want 0, true", n, unsynced)
+	}
+	if err := l.AppendAudit(ctx, event(5)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, event(5))
+	if n, unsynced := syncs(l); n != 1 || unsynced {
+		t.Fatalf("after an AppendAudit: %d fsyncs, unsynced %v; want 1, false", n, unsynced)
+	}
+	if err := l.AppendAuditLazy(ctx, event(6)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, event(6))
+	crash(l)
+	l, err = Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, LazySyncDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, err := l.ListAudit(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
+	}
+	if err := l.AppendAuditLazy(ctx, event(7)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if n, unsynced := syncs(l); n == 1 && !unsynced {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lazy record was not fsynced within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestReplayAfterCrash: records logged but not applied are applied at the
 // next Open, exactly once; a torn record at the end is cut off.
 func TestReplayAfterCrash(t *testing.T) {

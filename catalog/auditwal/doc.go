@@ -12,6 +12,13 @@
 //     without an fsync and a background loop fsyncs the log every
 //     SyncInterval: a process crash loses nothing written, an OS crash
 //     the last SyncInterval; a failed fsync fails every later append.
+//   - AppendAuditLazy (catalog.AuditLazyWriter) writes without an fsync:
+//     the next AppendAudit's fsync covers its record, or, if none comes, a
+//     timer fsyncs within Options.LazySyncDelay (10 ms). catalog.AuditLog
+//     writes the batches nobody waits for this way (the gateway's call
+//     completions with --audit-sync on), so that a request record never
+//     waits behind a completion's fsync. A process crash loses nothing
+//     written; an OS crash at most the lazy records of the last 10 ms.
 //   - AppendChangeAudit (the audit records of catalog changes, forwarded by
 //     catalog.Service) logs the events of revisions above AuditedRevision
 //     with the new mark (a record starting with 0xAC and the mark).
