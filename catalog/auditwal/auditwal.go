@@ -79,6 +79,16 @@ type Options struct {
 	// failed fsync fails every later append (fail closed). Zero: every
 	// append fsyncs before it returns. AppendChangeAudit always fsyncs.
 	SyncInterval time.Duration
+	// ApplySlice bounds the events of one background apply transaction
+	// (default 2048, about 1,000 rows of gateway calls: a request and its
+	// completion are one row). A round applies what is pending in slices
+	// and pauses after each one as long as it took, so that DuckDB's
+	// apply never takes the CPU in one long burst (an apply of thousands
+	// of rows takes tens of milliseconds of CPU, on as many cores as DuckDB
+	// has threads, which gateway calls would wait behind). Reads and Flush
+	// apply everything at once, and the applier does not pause while more
+	// than half of MaxPendingBytes wait.
+	ApplySlice int
 	// LazySyncDelay bounds how long a record of AppendAuditLazy stays
 	// written but not fsynced when no AppendAudit follows to fsync it
 	// (default 10ms; with SyncInterval the syncer's interval applies).
@@ -157,6 +167,9 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 	}
 	if o.MaxPendingBytes <= 0 {
 		o.MaxPendingBytes = 256 << 20
+	}
+	if o.ApplySlice <= 0 {
+		o.ApplySlice = 2048
 	}
 	if o.LazySyncDelay <= 0 {
 		o.LazySyncDelay = 10 * time.Millisecond
@@ -538,13 +551,39 @@ func (l *Log) applier() {
 		case <-t.C:
 		case <-l.kick:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := l.apply(ctx, time.Now().Add(-l.opts.ApplyDelay)); err != nil {
-			l.log.Error().Err(err).Msg("audit log: applying to the store failed; will retry (the log keeps the events)")
+		before := time.Now().Add(-l.opts.ApplyDelay)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			t0 := time.Now()
+			more, err := l.apply(ctx, before, l.opts.ApplySlice)
+			cancel()
+			if err != nil {
+				l.log.Error().Err(err).Msg("audit log: applying to the store failed; will retry (the log keeps the events)")
+			}
+			if err != nil || !more {
+				break
+			}
+			// Yield as long as the slice took (at most half the CPU),
+			// unless the log is filling up.
+			l.mu.Lock()
+			pressed := l.live > l.opts.MaxPendingBytes/2
+			l.mu.Unlock()
+			if pressed {
+				continue
+			}
+			pause := time.NewTimer(min(time.Since(t0), maxApplyPause))
+			select {
+			case <-l.done:
+				pause.Stop()
+				return
+			case <-pause.C:
+			}
 		}
-		cancel()
 	}
 }
+
+// maxApplyPause bounds the applier's pause between two slices.
+const maxApplyPause = 100 * time.Millisecond
 
 // maxApplyEvents bounds the events of one inner transaction.
 const maxApplyEvents = 1 << 16
@@ -553,11 +592,20 @@ const maxApplyEvents = 1 << 16
 // (in transactions of at most maxApplyEvents events; records that arrive
 // meanwhile wait for the next flush), then truncates the log if nothing
 // new arrived.
-func (l *Log) flush(ctx context.Context) error { return l.apply(ctx, time.Time{}) }
+func (l *Log) flush(ctx context.Context) error {
+	_, err := l.apply(ctx, time.Time{}, 0)
+	return err
+}
 
 // apply is flush for the records appended before before (all of them for
-// a zero time, or while more than half of MaxPendingBytes wait).
-func (l *Log) apply(ctx context.Context, before time.Time) error {
+// a zero time, or while more than half of MaxPendingBytes wait). With
+// slice > 0 it applies one transaction of at most slice events (at least
+// one record) and says whether more of those records are left.
+func (l *Log) apply(ctx context.Context, before time.Time, slice int) (more bool, err error) {
+	limit := maxApplyEvents
+	if slice > 0 {
+		limit = min(slice, maxApplyEvents)
+	}
 	l.applyMu.Lock()
 	defer l.applyMu.Unlock()
 	l.mu.Lock()
@@ -573,7 +621,7 @@ func (l *Log) apply(ctx context.Context, before time.Time) error {
 		var batch []*record
 		n := 0
 		for _, r := range l.pending[:left] {
-			if len(batch) > 0 && n+len(r.events) > maxApplyEvents {
+			if len(batch) > 0 && n+len(r.events) > limit {
 				break
 			}
 			batch = append(batch, r)
@@ -605,7 +653,7 @@ func (l *Log) apply(ctx context.Context, before time.Time) error {
 			l.mu.Lock()
 			l.applyErr = err
 			l.mu.Unlock()
-			return err
+			return false, err
 		}
 		l.mu.Lock()
 		l.applyErr = nil
@@ -629,8 +677,11 @@ func (l *Log) apply(ctx context.Context, before time.Time) error {
 			}
 		}
 		l.mu.Unlock()
+		if slice > 0 {
+			return left > 0, nil
+		}
 	}
-	return nil
+	return false, nil
 }
 
 // pulled is a completion pullCompletions took from a later record.

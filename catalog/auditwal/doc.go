@@ -41,7 +41,11 @@
 //     is applied; replayed after a crash, it completes the row again with
 //     the same outcome. Each batch is one Inner.ApplyLog, which stores the
 //     last record's sequence number and the mark in the same transaction,
-//     so a record is applied exactly once even across crashes. When nothing is pending the log is
+//     so a record is applied exactly once even across crashes. A round of
+//     the applier goes in slices of at most Options.ApplySlice events
+//     (2048, about 1,000 rows), each its own transaction, pausing after
+//     each as long as it took: an apply never takes the CPU in one long
+//     burst that gateway calls would queue behind. When nothing is pending the log is
 //     truncated; under steady writes it is rewritten once RotateBytes of it
 //     are applied.
 //   - Reads (ListAudit, and Flush for the query engine) first apply
