@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -514,5 +515,65 @@ func TestAuditLogLazyForUnawaited(t *testing.T) {
 	}
 	if writes, events, _ := w.stored(); writes != 2 || events != 2 {
 		t.Fatalf("%d writes of %d events, want 2 of 2", writes, events)
+	}
+}
+
+// gatedWriter tells when a write begins and waits to be let through.
+type gatedWriter struct {
+	entered, release chan struct{}
+	mu               sync.Mutex
+	sizes            []int
+}
+
+func (w *gatedWriter) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	w.entered <- struct{}{}
+	<-w.release
+	w.mu.Lock()
+	w.sizes = append(w.sizes, len(events))
+	w.mu.Unlock()
+	return nil
+}
+
+// TestAuditLogEnqueueNotHeldForComebacks: the writer waits (MaxDelay) for
+// blocked producers answered by the previous write to come back, but not
+// for Enqueue's: a gateway call's request record is written at once even
+// when the previous batch held more of them.
+func TestAuditLogEnqueueNotHeldForComebacks(t *testing.T) {
+	w := &gatedWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{MaxDelay: time.Hour, SubmitDelay: -1})
+	defer closeLog(t, l)
+	ctx := t.Context()
+	enqueue := func(action string) *catalog.AuditAck {
+		t.Helper()
+		ack, err := l.Enqueue(ctx, catalog.AuditEvent{Service: "llm", Action: action})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack
+	}
+	enqueue("first")
+	<-w.entered                                          // first is being written, alone
+	second, third := enqueue("second"), enqueue("third") // the next batch: two
+	w.release <- struct{}{}
+	<-w.entered                 // second and third are being written
+	fourth := enqueue("fourth") // the next batch: one
+	w.release <- struct{}{}
+	if err := errors.Join(second.Wait(ctx), third.Wait(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	// The batch of one must go to the writer now, not after MaxDelay.
+	select {
+	case <-w.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a batch of one Enqueue was held back for producers that do not come back")
+	}
+	w.release <- struct{}{}
+	if err := fourth.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !slices.Equal(w.sizes, []int{1, 2, 1}) {
+		t.Fatalf("batches of %v events, want [1 2 1]", w.sizes)
 	}
 }
