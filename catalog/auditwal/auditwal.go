@@ -122,6 +122,7 @@ type Log struct {
 	// fsynced within LazySyncDelay (armed while lazyArmed).
 	lazyTimer *time.Timer
 	lazyArmed bool
+	lazySince time.Time // the first record written since the last fsync
 	// syncMu serializes the lazy timer's fsync with Close.
 	syncMu sync.Mutex
 
@@ -426,6 +427,9 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 		l.syncs++
 		l.unsynced = false
 	} else {
+		if !l.unsynced {
+			l.lazySince = r.at
+		}
 		l.unsynced = true
 		if l.opts.SyncInterval <= 0 && !l.lazyArmed {
 			// No syncer: fsync within LazySyncDelay unless an append does.
@@ -505,11 +509,23 @@ func (l *Log) syncer() {
 }
 
 // lazySync is the lazy timer's: it fsyncs what AppendAuditLazy left
-// unsynced, unless the log was closed (Close fsyncs it).
+// unsynced for LazySyncDelay, unless the log was closed (Close fsyncs
+// it). Under steady traffic an AppendAudit fsyncs the lazy records within
+// milliseconds: the timer then only re-arms for the records written since.
 func (l *Log) lazySync() {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
 	l.mu.Lock()
+	if !l.unsynced {
+		l.lazyArmed = false
+		l.mu.Unlock()
+		return
+	}
+	if wait := l.opts.LazySyncDelay - time.Since(l.lazySince); wait > 0 {
+		l.lazyTimer.Reset(wait)
+		l.mu.Unlock()
+		return
+	}
 	l.lazyArmed = false
 	l.mu.Unlock()
 	if l.closed.Load() {

@@ -175,6 +175,23 @@ func TestAppendAuditLazy(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append(want, event(6))
+	// The timer fsyncs only records left unsynced for LazySyncDelay: one
+	// written just now waits (an AppendAudit will likely cover it).
+	l.lazySync()
+	if n, unsynced := syncs(l); n != 1 || !unsynced {
+		t.Fatalf("the timer on a fresh lazy record: %d fsyncs, unsynced %v; want 1, true", n, unsynced)
+	}
+	l.mu.Lock()
+	l.lazySince = l.lazySince.Add(-time.Hour)
+	l.mu.Unlock()
+	l.lazySync()
+	if n, unsynced := syncs(l); n != 2 || unsynced {
+		t.Fatalf("the timer on a lazy record an hour old: %d fsyncs, unsynced %v; want 2, false", n, unsynced)
+	}
+	if err := l.AppendAuditLazy(ctx, event(7)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, event(7))
 	crash(l)
 	l, err = Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, LazySyncDelay: time.Millisecond})
 	if err != nil {
@@ -188,7 +205,7 @@ func TestAppendAuditLazy(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
 	}
-	if err := l.AppendAuditLazy(ctx, event(7)); err != nil {
+	if err := l.AppendAuditLazy(ctx, event(8)); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
