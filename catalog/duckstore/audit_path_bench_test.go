@@ -86,7 +86,9 @@ func benchAuditPath(b *testing.B, lazy bool, o auditwal.Options, threads int) {
 	defer al.Close(ctx)
 	call := func(i int, done bool) catalog.AuditEvent {
 		ev := gatewayEvent(int64(i))
-		ev.EventID, ev.StatusCode = strconv.Itoa(i), 0
+		// A completion carries its request's time (the gateway's do): the
+		// row it completes is found by id and time.
+		ev.EventID, ev.Time, ev.StatusCode = strconv.Itoa(i), time.Unix(1_800_000_000, 0).Add(time.Duration(i)*time.Millisecond), 0
 		ev.Service, ev.Action, ev.SecurableType, ev.SecurableName = "llm", "chat.completions", "MODEL SERVICE", "system.ai.frontier"
 		ev.RequestParams = `{"model":"frontier","max_tokens":2048,"stream":false}`
 		if done {
