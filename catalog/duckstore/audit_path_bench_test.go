@@ -13,6 +13,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/auditwal"
+	"github.com/mandatehq/mandate/catalog/storetest"
 )
 
 // durableOnly hides the log's AppendAuditLazy from catalog.AuditLog
@@ -85,7 +86,7 @@ func benchAuditPath(b *testing.B, lazy bool, o auditwal.Options, threads int) {
 	al := catalog.NewAuditLog(w, catalog.AuditLogOptions{})
 	defer al.Close(ctx)
 	call := func(i int, done bool) catalog.AuditEvent {
-		ev := gatewayEvent(int64(i))
+		ev := storetest.GatewayEvent(int64(i))
 		// A completion carries its request's time (the gateway's do): the
 		// row it completes is found by id and time.
 		ev.EventID, ev.Time, ev.StatusCode = strconv.Itoa(i), time.Unix(1_800_000_000, 0).Add(time.Duration(i)*time.Millisecond), 0
@@ -115,7 +116,7 @@ func benchAuditPath(b *testing.B, lazy bool, o auditwal.Options, threads int) {
 	waits := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := storetest.CPUTime()
 	start := time.Now()
 	for i := range b.N {
 		if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
@@ -150,7 +151,7 @@ func benchAuditPath(b *testing.B, lazy bool, o auditwal.Options, threads int) {
 	if err := wal.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	cpu := cpuTime() - cpu0
+	cpu := storetest.CPUTime() - cpu0
 	b.StopTimer()
 	var rows, done int64
 	if err := duck.db.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE status_code = 200) FROM audit_events`).Scan(&rows, &done); err != nil {
