@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -822,12 +823,12 @@ func (s *Service) plan(tx *Tx, fn func(tx *Tx) error) (err error) {
 
 func (s *Service) auditEvent(start time.Time, req WriteRequest, tx *Tx, rev Revision, err error) AuditEvent {
 	c := req.Caller
-	params, _ := json.Marshal(map[string]string{"statement": c.Statement})
+	params := statementParams(c.Statement)
 	ev := AuditEvent{
 		EventID: uuid.NewString(), Time: s.now().UTC(), Service: "sql", Action: req.Action,
 		UserIdentity: c.Principal, RunBy: c.Principal, SourceIP: c.SourceIP, UserAgent: c.UserAgent,
 		SessionID: c.SessionID, RequestID: c.RequestID, SecurableType: tx.auditType, SecurableName: tx.auditName,
-		RequestParams: string(params), Decision: "allow", Revision: rev,
+		RequestParams: params, Decision: "allow", Revision: rev,
 		LatencyMs: float64(s.now().Sub(start).Microseconds()) / 1000,
 	}
 	if err != nil {
@@ -844,6 +845,26 @@ func (s *Service) auditEvent(start time.Time, req WriteRequest, tx *Tx, rev Revi
 		}
 	}
 	return ev
+}
+
+// statementParams is a change's audit request_params,
+// {"statement": stmt}, as json.Marshal writes the map (escapes included,
+// TestStatementParamsMatchEncodingJSON) without its reflection: one string
+// per statement.
+func statementParams(stmt string) string {
+	const head, tail = `{"statement":"`, `"}`
+	for i := 0; i < len(stmt); i++ {
+		if c := stmt[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(map[string]string{"statement": stmt}) // escapes: encoding/json's own
+			return string(q)
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(head) + len(stmt) + len(tail))
+	b.WriteString(head)
+	b.WriteString(stmt)
+	b.WriteString(tail)
+	return b.String()
 }
 
 // AppendAudit writes events outside a catalog change (e.g. failed logins)
