@@ -689,7 +689,7 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 		for k, st := range w.stmts {
 			tx := &Tx{m: s.model, svc: s, name: st.Req.Caller.Principal}
 			err := s.plan(tx, st.Fn)
-			reqUndo = append(reqUndo, tx.undo...)
+			reqUndo = appendOps(reqUndo, tx.undo)
 			if err != nil {
 				for j := len(reqUndo) - 1; j >= 0; j-- {
 					reqUndo[j].apply(s.model)
@@ -705,7 +705,7 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 				break
 			}
 			txs = append(txs, tx)
-			reqOps = append(reqOps, tx.ops...)
+			reqOps = appendOps(reqOps, tx.ops)
 		}
 		if failed {
 			refused = true
@@ -726,8 +726,8 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 			results[i].audit = events
 			continue
 		}
-		undo = append(undo, reqUndo...)
-		ops = append(ops, reqOps...)
+		undo = appendOps(undo, reqUndo)
+		ops = appendOps(ops, reqOps)
 		c := Change{Revision: rev, NextID: s.model.nextID, Ops: make([]ChangeOp, len(reqOps)), Audit: events}
 		for j, o := range reqOps {
 			c.Ops[j] = o.record()
@@ -795,6 +795,17 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 	s.forward(changes)
 	s.maybeSnapshot(rev)
 	return results, nil
+}
+
+// appendOps is append(dst, src...), but src itself when dst is empty: a
+// batch of one statement plans without copying its ops and undo steps
+// (the slices appended to are the planner's, which nothing reads past
+// their length).
+func appendOps(dst, src []op) []op {
+	if len(dst) == 0 {
+		return src
+	}
+	return append(dst, src...)
 }
 
 // behind reports whether the store's head is past the committed catalog
