@@ -2,6 +2,7 @@ package catalog_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"slices"
@@ -575,5 +576,24 @@ func TestAuditLogEnqueueNotHeldForComebacks(t *testing.T) {
 	defer w.mu.Unlock()
 	if !slices.Equal(w.sizes, []int{1, 2, 1}) {
 		t.Fatalf("batches of %v events, want [1 2 1]", w.sizes)
+	}
+}
+
+// TestStatementParamsMatchEncodingJSON: a change's audit request_params,
+// written by appends, are the bytes json.Marshal writes for
+// {"statement": stmt}, escapes included.
+func TestStatementParamsMatchEncodingJSON(t *testing.T) {
+	for _, stmt := range []string{
+		"", "GRANT USE_CONNECTION ON CONNECTION c TO `g`",
+		"GRANT SELECT ON TABLE \"a b\".c TO x", `CREATE CONNECTION c OPTIONS (url 'https://h/p?a=1&b=<2>')`,
+		"a\\b \n\t\r\x00\x1f\x7f é \u2028\u2029 \xff", "ok ~ {} [] ' ,:",
+	} {
+		want, err := json.Marshal(map[string]string{"statement": stmt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := catalog.StatementParams(stmt); got != string(want) {
+			t.Errorf("%q:\n got %s\nwant %s", stmt, got, want)
+		}
 	}
 }

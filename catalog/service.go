@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -688,7 +689,7 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 		for k, st := range w.stmts {
 			tx := &Tx{m: s.model, svc: s, name: st.Req.Caller.Principal}
 			err := s.plan(tx, st.Fn)
-			reqUndo = append(reqUndo, tx.undo...)
+			reqUndo = appendOps(reqUndo, tx.undo)
 			if err != nil {
 				for j := len(reqUndo) - 1; j >= 0; j-- {
 					reqUndo[j].apply(s.model)
@@ -704,7 +705,7 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 				break
 			}
 			txs = append(txs, tx)
-			reqOps = append(reqOps, tx.ops...)
+			reqOps = appendOps(reqOps, tx.ops)
 		}
 		if failed {
 			refused = true
@@ -725,8 +726,8 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 			results[i].audit = events
 			continue
 		}
-		undo = append(undo, reqUndo...)
-		ops = append(ops, reqOps...)
+		undo = appendOps(undo, reqUndo)
+		ops = appendOps(ops, reqOps)
 		c := Change{Revision: rev, NextID: s.model.nextID, Ops: make([]ChangeOp, len(reqOps)), Audit: events}
 		for j, o := range reqOps {
 			c.Ops[j] = o.record()
@@ -796,6 +797,17 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 	return results, nil
 }
 
+// appendOps is append(dst, src...), but src itself when dst is empty: a
+// batch of one statement plans without copying its ops and undo steps
+// (the slices appended to are the planner's, which nothing reads past
+// their length).
+func appendOps(dst, src []op) []op {
+	if len(dst) == 0 {
+		return src
+	}
+	return append(dst, src...)
+}
+
 // behind reports whether the store's head is past the committed catalog
 // (false when the store cannot tell: the statement's own error stands).
 func (s *Service) behind() bool {
@@ -822,12 +834,12 @@ func (s *Service) plan(tx *Tx, fn func(tx *Tx) error) (err error) {
 
 func (s *Service) auditEvent(start time.Time, req WriteRequest, tx *Tx, rev Revision, err error) AuditEvent {
 	c := req.Caller
-	params, _ := json.Marshal(map[string]string{"statement": c.Statement})
+	params := statementParams(c.Statement)
 	ev := AuditEvent{
 		EventID: uuid.NewString(), Time: s.now().UTC(), Service: "sql", Action: req.Action,
 		UserIdentity: c.Principal, RunBy: c.Principal, SourceIP: c.SourceIP, UserAgent: c.UserAgent,
 		SessionID: c.SessionID, RequestID: c.RequestID, SecurableType: tx.auditType, SecurableName: tx.auditName,
-		RequestParams: string(params), Decision: "allow", Revision: rev,
+		RequestParams: params, Decision: "allow", Revision: rev,
 		LatencyMs: float64(s.now().Sub(start).Microseconds()) / 1000,
 	}
 	if err != nil {
@@ -844,6 +856,26 @@ func (s *Service) auditEvent(start time.Time, req WriteRequest, tx *Tx, rev Revi
 		}
 	}
 	return ev
+}
+
+// statementParams is a change's audit request_params,
+// {"statement": stmt}, as json.Marshal writes the map (escapes included,
+// TestStatementParamsMatchEncodingJSON) without its reflection: one string
+// per statement.
+func statementParams(stmt string) string {
+	const head, tail = `{"statement":"`, `"}`
+	for i := 0; i < len(stmt); i++ {
+		if c := stmt[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(map[string]string{"statement": stmt}) // escapes: encoding/json's own
+			return string(q)
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(head) + len(stmt) + len(tail))
+	b.WriteString(head)
+	b.WriteString(stmt)
+	b.WriteString(tail)
+	return b.String()
 }
 
 // AppendAudit writes events outside a catalog change (e.g. failed logins)
