@@ -2,10 +2,14 @@ package pgstore
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +59,14 @@ type Store struct {
 	changedMu sync.Mutex
 	changed   chan struct{}
 	announced atomic.Int64
+	// carried holds the change records the latest notifications carried,
+	// by revision modulo its length (catalog.Carrier), undecoded: a
+	// replica's own commits are never asked for.
+	carriedMu sync.Mutex
+	carried   [carriedRing]carriedRecord
+	// notifyKey authenticates the records notifications carry (nil: none
+	// are sent or accepted; SetNotifyKey).
+	notifyKey atomic.Pointer[[]byte]
 
 	stop    context.CancelFunc
 	stopped chan struct{}
@@ -65,8 +77,53 @@ type Store struct {
 var (
 	_ catalog.Store      = (*Store)(nil)
 	_ catalog.Watcher    = (*Store)(nil)
+	_ catalog.Carrier    = (*Store)(nil)
 	_ catalog.HeadLocker = (*Store)(nil)
 )
+
+// Bounds of the change records notifications carry (see notifyPayloads).
+const (
+	// maxNotifyPayload is below PostgreSQL's limit of a NOTIFY payload
+	// (8,000 bytes): a larger record is announced by its revision alone.
+	maxNotifyPayload = 7900
+	// maxNotifyBytes bounds the records one append carries in all; the
+	// rest are announced by their revisions (followers read them).
+	maxNotifyBytes = 64 << 10
+	// carriedRing is how many carried records a Store keeps.
+	carriedRing = 512
+)
+
+// carriedRecord is one notification's record: its MAC and the JSON of
+// its Change.
+type carriedRecord struct {
+	rev  int64
+	mac  string
+	body string
+}
+
+// SetNotifyKey sets the key the change records in notifications are
+// authenticated with: every replica of the database derives the same one
+// from the installation's master key (key), and the records of an append
+// go with their notifications only once it is set. Any role that can
+// connect to the database can NOTIFY (pg_notify needs no privilege, and
+// also runs in a read-only transaction), so a record that does not carry
+// the MAC of this key is never applied: the follower reads it instead.
+func (s *Store) SetNotifyKey(key []byte) {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("mandate catalog notifications v1"))
+	k := m.Sum(nil)
+	s.notifyKey.Store(&k)
+}
+
+// notifyMAC is the MAC of a carried record: HMAC-SHA256 of "<revision>
+// <record>" under the notification key, base64 without padding.
+func notifyMAC(key []byte, rev string, record []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(rev))
+	m.Write([]byte{' '})
+	m.Write(record)
+	return base64.RawStdEncoding.EncodeToString(m.Sum(nil))
+}
 
 // Open connects to the database at url (a postgres:// URL or a libpq
 // connection string), creates or migrates the schema (under an advisory
@@ -209,7 +266,13 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, backoff *ti
 		if err != nil {
 			return err
 		}
-		if rev, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
+		head, rest, _ := strings.Cut(n.Payload, " ")
+		if rev, err := strconv.ParseInt(head, 10, 64); err == nil {
+			if mac, body, ok := strings.Cut(rest, " "); ok && rev > 0 {
+				s.carriedMu.Lock()
+				s.carried[rev%carriedRing] = carriedRecord{rev: rev, mac: mac, body: body}
+				s.carriedMu.Unlock()
+			}
 			for {
 				old := s.announced.Load()
 				if rev <= old || s.announced.CompareAndSwap(old, rev) {
@@ -219,6 +282,71 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, backoff *ti
 		}
 		s.signal()
 	}
+}
+
+// Carried implements catalog.Carrier: the records after revision after
+// that notifications carried, without a gap, decoded here (only a
+// follower asks, for other replicas' commits; without audit, the Audit
+// of each record is skipped, not decoded). A record whose MAC is wrong or
+// that does not decode ends the run (the Service reads it).
+func (s *Store) Carried(after catalog.Revision, audit bool) []catalog.Change {
+	key := s.notifyKey.Load()
+	if key == nil {
+		return nil
+	}
+	var recs []carriedRecord
+	s.carriedMu.Lock()
+	for rev := int64(after) + 1; len(recs) < carriedRing; rev++ {
+		r := s.carried[rev%carriedRing]
+		if r.rev != rev {
+			break
+		}
+		recs = append(recs, r)
+	}
+	s.carriedMu.Unlock()
+	out := make([]catalog.Change, 0, len(recs))
+	for _, r := range recs {
+		body := []byte(r.body)
+		want := notifyMAC(*key, strconv.FormatInt(r.rev, 10), body)
+		if !hmac.Equal([]byte(want), []byte(r.mac)) {
+			s.log.Warn().Int64("revision", r.rev).Msg("catalog store: a notification carried a change record without a valid MAC; reading it instead")
+			break
+		}
+		var c catalog.Change
+		var err error
+		if audit {
+			c, err = decode(r.rev, body)
+		} else {
+			c, err = decodeOps(r.rev, body)
+		}
+		if err != nil {
+			break
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// notifyPayloads are the NOTIFY payloads of an append on base: one per
+// record, "<revision> <MAC> <record>" (notifyMAC), or "<revision>" alone
+// for a record too large for a payload, past maxNotifyBytes in all, or
+// when no notification key is set. A follower applies the carried records
+// without reading them; the last payload announces the new head either
+// way.
+func (s *Store) notifyPayloads(base catalog.Revision, records [][]byte) []string {
+	key := s.notifyKey.Load()
+	out := make([]string, len(records))
+	total := 0
+	for i, r := range records {
+		rev := strconv.FormatInt(int64(base)+int64(i)+1, 10)
+		if n := len(rev) + 45 + len(r); key != nil && n <= maxNotifyPayload && total+n <= maxNotifyBytes {
+			total += n
+			out[i] = rev + " " + notifyMAC(*key, rev, r) + " " + string(r)
+		} else {
+			out[i] = rev
+		}
+	}
+	return out
 }
 
 // Announced implements catalog.Watcher: the newest head a notification
@@ -335,6 +463,25 @@ func decode(rev int64, body []byte) (catalog.Change, error) {
 	return c, nil
 }
 
+// changeOps is a change record without its audit records.
+type changeOps struct {
+	Revision catalog.Revision   `json:"rev"`
+	NextID   catalog.ID         `json:"next_id"`
+	Ops      []catalog.ChangeOp `json:"ops"`
+}
+
+// decodeOps is decode without the audit records (skipped unread).
+func decodeOps(rev int64, body []byte) (catalog.Change, error) {
+	var c changeOps
+	if err := json.Unmarshal(body, &c); err != nil {
+		return catalog.Change{}, catalog.Internal(err, fmt.Sprintf("catalog store: change record %d is unreadable", rev))
+	}
+	if c.Revision != catalog.Revision(rev) {
+		return catalog.Change{}, catalog.Errorf(catalog.CodeIncompatibleData, "catalog store: change row %d holds revision %d", rev, c.Revision)
+	}
+	return catalog.Change{Revision: c.Revision, NextID: c.NextID, Ops: c.Ops}, nil
+}
+
 // Head implements catalog.Store.
 func (s *Store) Head(ctx context.Context) (catalog.Revision, error) {
 	if err := s.check(ctx); err != nil {
@@ -348,8 +495,8 @@ func (s *Store) Head(ctx context.Context) (catalog.Revision, error) {
 }
 
 // appendSQL appends records $2 as revisions $1+1, $1+2, ... if $1 is
-// the head, and NOTIFYs Channel: one statement, so that it needs no
-// PL/pgSQL call. The UPDATE queues on the head row behind a concurrent
+// the head, and NOTIFYs Channel with each payload of $3 (notifyPayloads):
+// one statement, so that it needs no PL/pgSQL call. The UPDATE queues on the head row behind a concurrent
 // appender and then re-checks its condition on the row that appender
 // committed (READ COMMITTED): a stale base updates nothing, inserts
 // nothing and returns no row. It is what mandate_catalog_append of the
@@ -361,7 +508,8 @@ const appendSQL = `WITH head AS (
 inserted AS (
 	INSERT INTO mandate_catalog_changes (revision, record)
 	SELECT $1 + r.i, r.record FROM head, unnest($2::bytea[]) WITH ORDINALITY AS r(record, i))
-SELECT h.revision FROM head h, pg_notify('` + Channel + `', h.revision::text)`
+SELECT h.revision FROM head h,
+	LATERAL (SELECT count(pg_notify('` + Channel + `', p)) FROM unnest($3::text[]) p WHERE h.revision > $1) n`
 
 // lostSQL reads, in the transaction of a refused append (the same
 // pipeline, a new snapshot), the head and the records after the base,
@@ -398,7 +546,7 @@ func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []cat
 		return err
 	}
 	b := &pgx.Batch{}
-	b.Queue(appendSQL, int64(base), records)
+	b.Queue(appendSQL, int64(base), records, s.notifyPayloads(base, records))
 	b.Queue(lostSQL, int64(base), int64(lostPage))
 	br := s.pool.SendBatch(ctx, b)
 	var head int64
@@ -499,7 +647,7 @@ func (s *Store) LockHead(ctx context.Context, rev catalog.Revision) (catalog.Hel
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	h := &heldHead{conn: conn}
+	h := &heldHead{conn: conn, s: s}
 	if err != nil {
 		h.Release()
 		var ce *catalog.Error
@@ -514,6 +662,7 @@ func (s *Store) LockHead(ctx context.Context, rev catalog.Revision) (catalog.Hel
 // heldHead is a transaction holding the head row's lock.
 type heldHead struct {
 	conn *pgxpool.Conn // nil once released
+	s    *Store
 }
 
 // Append implements catalog.HeldHead: appendSQL and COMMIT, one round
@@ -528,7 +677,7 @@ func (h *heldHead) Append(ctx context.Context, base catalog.Revision, changes []
 		return err
 	}
 	b := &pgx.Batch{}
-	b.Queue(appendSQL, int64(base), records)
+	b.Queue(appendSQL, int64(base), records, h.s.notifyPayloads(base, records))
 	b.Queue("COMMIT")
 	br := h.conn.SendBatch(ctx, b)
 	var head int64
