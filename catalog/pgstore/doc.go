@@ -48,16 +48,17 @@
 //
 // # Followers
 //
-// An Append NOTIFYs mandate_catalog once per record, in the same
-// statement: "<revision> <MAC> <record JSON>", or "<revision>" alone for a
-// record over 7,900 bytes (PostgreSQL's payload limit is 8,000), past 64
-// KiB of records in one append, or when no key is set. Each Store keeps
-// one connection LISTENing (reconnecting with backoff), keeps the last 512
-// carried records undecoded and closes its Changed channel at each
-// notification and each reconnection; Carried (catalog.Carrier) decodes
-// the run of records after a revision, without their audit records for a
-// replica that does not forward them, so a follower applies another
-// replica's commit without reading it. Any role that can connect can
+// An Append NOTIFYs mandate_catalog in the same statement with its
+// records (notify.go): "<last> <first> <MAC> <records JSON, one a line>",
+// as few payloads as fit under PostgreSQL's limit of 8,000 bytes, or
+// "<revision>" alone for a record too large, past 64 KiB of records in
+// one append, or when no key is set. Each Store keeps one connection
+// LISTENing (reconnecting with backoff), keeps the last 512 revisions'
+// carried records unchecked and undecoded, and closes its Changed channel
+// at each notification and each reconnection; Carried (catalog.Carrier)
+// checks and decodes the run of records after a revision, without their
+// audit records for a replica that does not forward them, so a follower
+// applies another replica's commit without reading it. Any role that can connect can
 // NOTIFY any channel (pg_notify needs no privilege and runs in a read-only
 // transaction: the system tables' query role could), so a carried record
 // must carry an HMAC-SHA256 under a key every replica derives from the

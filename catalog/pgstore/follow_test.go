@@ -77,7 +77,7 @@ func testCarriedRecords(t *testing.T, server *pgtest.Server, url string) {
 	// Forged: another role's NOTIFY with a record and a made-up MAC, and
 	// an append under another key.
 	conn := server.Connect(t, dbName(url))
-	forged := fmt.Sprintf(`6 %s {"rev":6,"next_id":7,"ops":[]}`, strings.Repeat("A", 43))
+	forged := fmt.Sprintf(`6 6 %s {"rev":6,"next_id":7,"ops":[]}`, strings.Repeat("A", 43))
 	if _, err := conn.Exec(t.Context(), `SELECT pg_notify($1, $2)`, pgstore.Channel, forged); err != nil {
 		t.Fatal(err)
 	}
@@ -169,4 +169,35 @@ func testForwardLease(t *testing.T, server *pgtest.Server, url string) {
 	if err != nil || a1 != 0 {
 		t.Fatalf("AuditedRevision = %d, %v", a1, err)
 	}
+}
+
+// An append larger than one payload is carried in several, all of it.
+func testCarriedManyRecords(t *testing.T, url string) {
+	key := []byte("the installation's master key...")
+	a, b := open(t, url), open(t, url)
+	defer a.Close()
+	defer b.Close()
+	a.SetNotifyKey(key)
+	b.SetNotifyKey(key)
+	waitClosed(t, b.Changed())
+	var batch []catalog.Change
+	for i := range 60 {
+		batch = append(batch, groupChange(catalog.Revision(i+1), fmt.Sprintf("%03d-%s", i, strings.Repeat("y", 400))))
+	}
+	if err := a.Append(t.Context(), 0, batch); err != nil {
+		t.Fatal(err)
+	}
+	waitAnnounced(t, b, 60)
+	want, err := b.Changes(t.Context(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(b.Carried(0, true)) < 60; { // a failure bound
+		if time.Now().After(deadline) {
+			t.Fatalf("carried %d of 60 records", len(b.Carried(0, true)))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	equalChanges(t, b.Carried(0, true), want)
+	equalChanges(t, b.Carried(37, true), want[37:])
 }

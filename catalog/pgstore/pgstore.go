@@ -2,14 +2,9 @@ package pgstore
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,14 +54,12 @@ type Store struct {
 	changedMu sync.Mutex
 	changed   chan struct{}
 	announced atomic.Int64
-	// carried holds the change records the latest notifications carried,
-	// by revision modulo its length (catalog.Carrier), undecoded: a
-	// replica's own commits are never asked for.
+	// carried holds the change records the latest notifications carried
+	// (notify.go).
 	carriedMu sync.Mutex
-	carried   [carriedRing]carriedRecord
-	// notifyKey authenticates the records notifications carry (nil: none
-	// are sent or accepted; SetNotifyKey).
-	notifyKey atomic.Pointer[[]byte]
+	carried   [carriedRing]*carriedGroup
+	// notifyKey authenticates them (nil: none are sent or accepted).
+	notifyKey atomic.Pointer[notifyKey]
 
 	stop    context.CancelFunc
 	stopped chan struct{}
@@ -80,50 +73,6 @@ var (
 	_ catalog.Carrier    = (*Store)(nil)
 	_ catalog.HeadLocker = (*Store)(nil)
 )
-
-// Bounds of the change records notifications carry (see notifyPayloads).
-const (
-	// maxNotifyPayload is below PostgreSQL's limit of a NOTIFY payload
-	// (8,000 bytes): a larger record is announced by its revision alone.
-	maxNotifyPayload = 7900
-	// maxNotifyBytes bounds the records one append carries in all; the
-	// rest are announced by their revisions (followers read them).
-	maxNotifyBytes = 64 << 10
-	// carriedRing is how many carried records a Store keeps.
-	carriedRing = 512
-)
-
-// carriedRecord is one notification's record: its MAC and the JSON of
-// its Change.
-type carriedRecord struct {
-	rev  int64
-	mac  string
-	body string
-}
-
-// SetNotifyKey sets the key the change records in notifications are
-// authenticated with: every replica of the database derives the same one
-// from the installation's master key (key), and the records of an append
-// go with their notifications only once it is set. Any role that can
-// connect to the database can NOTIFY (pg_notify needs no privilege, and
-// also runs in a read-only transaction), so a record that does not carry
-// the MAC of this key is never applied: the follower reads it instead.
-func (s *Store) SetNotifyKey(key []byte) {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte("mandate catalog notifications v1"))
-	k := m.Sum(nil)
-	s.notifyKey.Store(&k)
-}
-
-// notifyMAC is the MAC of a carried record: HMAC-SHA256 of "<revision>
-// <record>" under the notification key, base64 without padding.
-func notifyMAC(key []byte, rev string, record []byte) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(rev))
-	m.Write([]byte{' '})
-	m.Write(record)
-	return base64.RawStdEncoding.EncodeToString(m.Sum(nil))
-}
 
 // Open connects to the database at url (a postgres:// URL or a libpq
 // connection string), creates or migrates the schema (under an advisory
@@ -266,13 +215,7 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, backoff *ti
 		if err != nil {
 			return err
 		}
-		head, rest, _ := strings.Cut(n.Payload, " ")
-		if rev, err := strconv.ParseInt(head, 10, 64); err == nil {
-			if mac, body, ok := strings.Cut(rest, " "); ok && rev > 0 {
-				s.carriedMu.Lock()
-				s.carried[rev%carriedRing] = carriedRecord{rev: rev, mac: mac, body: body}
-				s.carriedMu.Unlock()
-			}
+		if rev, ok := s.received(n.Payload); ok {
 			for {
 				old := s.announced.Load()
 				if rev <= old || s.announced.CompareAndSwap(old, rev) {
@@ -282,71 +225,6 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, backoff *ti
 		}
 		s.signal()
 	}
-}
-
-// Carried implements catalog.Carrier: the records after revision after
-// that notifications carried, without a gap, decoded here (only a
-// follower asks, for other replicas' commits; without audit, the Audit
-// of each record is skipped, not decoded). A record whose MAC is wrong or
-// that does not decode ends the run (the Service reads it).
-func (s *Store) Carried(after catalog.Revision, audit bool) []catalog.Change {
-	key := s.notifyKey.Load()
-	if key == nil {
-		return nil
-	}
-	var recs []carriedRecord
-	s.carriedMu.Lock()
-	for rev := int64(after) + 1; len(recs) < carriedRing; rev++ {
-		r := s.carried[rev%carriedRing]
-		if r.rev != rev {
-			break
-		}
-		recs = append(recs, r)
-	}
-	s.carriedMu.Unlock()
-	out := make([]catalog.Change, 0, len(recs))
-	for _, r := range recs {
-		body := []byte(r.body)
-		want := notifyMAC(*key, strconv.FormatInt(r.rev, 10), body)
-		if !hmac.Equal([]byte(want), []byte(r.mac)) {
-			s.log.Warn().Int64("revision", r.rev).Msg("catalog store: a notification carried a change record without a valid MAC; reading it instead")
-			break
-		}
-		var c catalog.Change
-		var err error
-		if audit {
-			c, err = decode(r.rev, body)
-		} else {
-			c, err = decodeOps(r.rev, body)
-		}
-		if err != nil {
-			break
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
-// notifyPayloads are the NOTIFY payloads of an append on base: one per
-// record, "<revision> <MAC> <record>" (notifyMAC), or "<revision>" alone
-// for a record too large for a payload, past maxNotifyBytes in all, or
-// when no notification key is set. A follower applies the carried records
-// without reading them; the last payload announces the new head either
-// way.
-func (s *Store) notifyPayloads(base catalog.Revision, records [][]byte) []string {
-	key := s.notifyKey.Load()
-	out := make([]string, len(records))
-	total := 0
-	for i, r := range records {
-		rev := strconv.FormatInt(int64(base)+int64(i)+1, 10)
-		if n := len(rev) + 45 + len(r); key != nil && n <= maxNotifyPayload && total+n <= maxNotifyBytes {
-			total += n
-			out[i] = rev + " " + notifyMAC(*key, rev, r) + " " + string(r)
-		} else {
-			out[i] = rev
-		}
-	}
-	return out
 }
 
 // Announced implements catalog.Watcher: the newest head a notification
