@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/mandatehq/mandate/catalog"
 )
@@ -55,16 +56,28 @@ func (s *Store) SetNotifyKey(key []byte) {
 	s.notifyKey.Store(k)
 }
 
-// sum is the MAC of a payload's head ("<last> <first>") and records.
-func (k *notifyKey) sum(head, records string) []byte {
+// sum is the MAC of a payload's head ("<last> <first>") and records
+// (joined by newlines).
+func (k *notifyKey) sum(head string, records ...[]byte) []byte {
 	m := k.pool.Get().(hash.Hash)
 	defer k.pool.Put(m)
 	m.Reset()
-	m.Write([]byte(head))
-	m.Write([]byte{' '})
-	m.Write([]byte(records))
+	m.Write(bytesOf(head))
+	for i, r := range records {
+		if i == 0 {
+			m.Write([]byte{' '})
+		} else {
+			m.Write([]byte{'\n'})
+		}
+		m.Write(r)
+	}
 	return m.Sum(nil)
 }
+
+// bytesOf is s's bytes, without a copy (a payload is kilobytes, and a
+// fresh copy of it costs more than its MAC): read only, by the MAC and
+// the JSON decoder.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // notifyPayloads are the NOTIFY payloads of an append of records on base.
 func (s *Store) notifyPayloads(base catalog.Revision, records [][]byte) []string {
@@ -87,17 +100,22 @@ func (s *Store) notifyPayloads(base catalog.Revision, records [][]byte) []string
 			i++
 			continue
 		}
+		head := revision(j-1) + " " + revision(i)
+		mac := base64.RawStdEncoding.EncodeToString(key.sum(head, records[i:j]...))
 		var b strings.Builder
-		b.Grow(n)
+		b.Grow(len(head) + len(mac) + 2 + n)
+		b.WriteString(head)
+		b.WriteByte(' ')
+		b.WriteString(mac)
 		for k, r := range records[i:j] {
-			if k > 0 {
+			if k == 0 {
+				b.WriteByte(' ')
+			} else {
 				b.WriteByte('\n')
 			}
 			b.Write(r)
 		}
-		body := b.String()
-		head := revision(j-1) + " " + revision(i)
-		out = append(out, head+" "+base64.RawStdEncoding.EncodeToString(key.sum(head, body))+" "+body)
+		out = append(out, b.String())
 		total += n
 		i = j
 	}
@@ -145,7 +163,7 @@ func (s *Store) received(payload string) (int64, bool) {
 func (g *carriedGroup) records(key *notifyKey) []string {
 	g.once.Do(func() {
 		mac, err := base64.RawStdEncoding.DecodeString(g.mac)
-		if err != nil || !hmac.Equal(mac, key.sum(g.head, g.body)) {
+		if err != nil || !hmac.Equal(mac, key.sum(g.head, bytesOf(g.body))) {
 			return
 		}
 		if parts := strings.Split(g.body, "\n"); int64(len(parts)) == g.last-g.first+1 {
@@ -188,9 +206,9 @@ func (s *Store) Carried(after catalog.Revision, audit bool) []catalog.Change {
 			var c catalog.Change
 			var err error
 			if audit {
-				c, err = decode(rev, []byte(parts[rev-g.first]))
+				c, err = decode(rev, bytesOf(parts[rev-g.first]))
 			} else {
-				c, err = decodeOps(rev, []byte(parts[rev-g.first]))
+				c, err = decodeOps(rev, bytesOf(parts[rev-g.first]))
 			}
 			if err != nil {
 				return out
