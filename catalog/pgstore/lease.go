@@ -81,11 +81,16 @@ func (l *ForwardLease) AuditedRevision(ctx context.Context) (catalog.Revision, e
 	return l.e.AuditedRevision(ctx)
 }
 
-// Release implements catalog.ForwardLease: the session ends, and the lock
-// with it.
+// Release implements catalog.ForwardLease: the lock is released (at once,
+// for the next replica's try) and the session ends.
 func (l *ForwardLease) Release() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.held {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = l.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(forwardLock))
+		cancel()
+	}
 	l.closeLocked()
 }
 
