@@ -171,11 +171,14 @@ func (s *Service) follow() {
 		case <-changed:
 			changed = s.watcher.Changed()
 			// A notification that announces a newer revision needs no
-			// poll: the committer applies it at once.
+			// poll: the committer applies it at once. One that announces
+			// nothing newer (this replica's own commit, announced after
+			// the committer applied it) needs none either: the ticker's
+			// polls confirm the replica is current.
 			if a := s.watcher.Announced(); a > s.Revision() {
 				s.wantCatchUp(a)
-				continue
 			}
+			continue
 		}
 		started := time.Now()
 		before := s.Revision()

@@ -435,6 +435,7 @@ func TestReplicaPlansAgainOnNewerHead(t *testing.T) {
 type observed struct {
 	*memstore.Store
 	reads     atomic.Int64
+	heads     atomic.Int64 // calls of Head
 	announced atomic.Int64 // calls of Announced
 	// conflicts: a refused append brings the newer records back
 	// (catalog.Conflict), as pgstore's does, and appends do not wait for
@@ -447,6 +448,11 @@ type observed struct {
 func (o *observed) Changes(ctx context.Context, after catalog.Revision, limit int) ([]catalog.Change, error) {
 	o.reads.Add(1)
 	return o.Store.Changes(ctx, after, limit)
+}
+
+func (o *observed) Head(ctx context.Context) (catalog.Revision, error) {
+	o.heads.Add(1)
+	return o.Store.Head(ctx)
 }
 
 func (o *observed) Announced() catalog.Revision {
@@ -506,6 +512,97 @@ func TestReplicaOwnNotificationReadsNothing(t *testing.T) {
 	}
 	if n := st.reads.Load(); n != 0 {
 		t.Errorf("%d reads of change records for the replica's own commits through revision %d, want 0", n, rev)
+	}
+}
+
+// A wake-up that announces nothing newer than the replica holds (its own
+// commit, announced after the committer applied it) costs no round trip:
+// neither a read of records nor a poll of the head.
+func TestReplicaLateOwnNotificationPollsNothing(t *testing.T) {
+	st := &observed{Store: memstore.New(), conflicts: true} // appends wait for no follower
+	w := &manualWatcher{}
+	w.ch = make(chan struct{})
+	svc := openReplica(t, struct {
+		catalog.Store
+		catalog.Watcher
+	}{st, w}, st.Store, func(o *catalog.Options) { o.PollInterval = time.Hour })
+	rev, err := svc.Write(t.Context(), adminReq, create("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.SyncAudit(t.Context()); err != nil { // the forwarder's start may read the records
+		t.Fatal(err)
+	}
+	st.reads.Store(0)
+	st.heads.Store(0)
+	// Two late wake-ups of the commit: when the follower takes the
+	// wake-up channel a third time, it has handled the first one whole.
+	w.waitTaken(t, 1) // the follower holds the channel the first closes
+	w.announce(rev)
+	w.waitTaken(t, 2)
+	w.announce(rev)
+	w.waitTaken(t, 3)
+	if r, h := st.reads.Load(), st.heads.Load(); r != 0 || h != 0 {
+		t.Errorf("a wake-up for revision %d, already applied: %d reads of change records and %d polls of the head, want 0 and 0", rev, r, h)
+	}
+}
+
+// manualWatcher is a catalog.Watcher whose wake-ups the test sends.
+type manualWatcher struct {
+	mu        sync.Mutex
+	ch        chan struct{}
+	announced catalog.Revision
+	taken     int // calls of Changed
+	takenCh   chan struct{}
+}
+
+func (w *manualWatcher) Changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.taken++
+	if w.takenCh != nil {
+		close(w.takenCh)
+		w.takenCh = nil
+	}
+	return w.ch
+}
+
+func (w *manualWatcher) Announced() catalog.Revision {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.announced
+}
+
+// announce wakes the holders of the channel up with rev.
+func (w *manualWatcher) announce(rev catalog.Revision) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.announced = max(w.announced, rev)
+	close(w.ch)
+	w.ch = make(chan struct{})
+}
+
+// waitTaken waits until Changed was called n times.
+func (w *manualWatcher) waitTaken(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.After(30 * time.Second) // a failure bound
+	for {
+		w.mu.Lock()
+		taken := w.taken
+		if taken >= n {
+			w.mu.Unlock()
+			return
+		}
+		if w.takenCh == nil {
+			w.takenCh = make(chan struct{})
+		}
+		ch := w.takenCh
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("the wake-up channel was taken %d times, want %d", taken, n)
+		}
 	}
 }
 

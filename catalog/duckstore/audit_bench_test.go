@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,20 +14,8 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/auditwal"
+	"github.com/mandatehq/mandate/catalog/storetest"
 )
-
-// gatewayEvent is a typical audit record of one MCP tools/call through the
-// gateway.
-func gatewayEvent(i int64) catalog.AuditEvent {
-	return catalog.AuditEvent{
-		Service: "mcp", Action: "tools/call", UserIdentity: "alice@example.com", RunBy: "alice@example.com",
-		RunAs: "coding-agent", SourceIP: "10.1.2.3", UserAgent: "claude-code/1.0.0 (linux)",
-		SessionID: "8d3c1a2e-5b7f-4c61-9a0e-2f4b6d8e1c3a", RequestID: "req-" + strconv.FormatInt(i, 10),
-		SecurableType: "CONNECTION", SecurableName: "system.ai.my_github_mcp",
-		RequestParams: `{"method":"tools/call","tool":"search_issues","arguments":{"query":"label:bug state:open","per_page":30}}`,
-		Decision:      "allow", Reason: "alice@example.com and coding-agent hold USE CONNECTION", LatencyMs: 12.5,
-	}
-}
 
 // countingWriter counts the writes that reach the store.
 type countingWriter struct {
@@ -66,100 +53,39 @@ func BenchmarkAuditLog(b *testing.B) {
 
 func benchAuditLog(b *testing.B, producers int, rate float64) {
 	ctx := context.Background()
+	duck, wal := openAuditWAL(b, auditwal.Options{})
+	cw := &countingWriter{AuditWriter: wal}
+	al := catalog.NewAuditLog(cw, catalog.AuditLogOptions{})
+	defer al.Close(ctx)
+	run, ok := storetest.BenchAuditLog(b, al, storetest.AuditLoad{Producers: producers, Rate: rate},
+		wal.Flush, // a read applies what is pending
+		func(ctx context.Context) (n int64, err error) {
+			err = duck.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events`).Scan(&n)
+			return n, err
+		})
+	if !ok {
+		return
+	}
+	b.ReportMetric(float64(b.N)/float64(cw.writes.Load()), "events/fsync")
+	b.ReportMetric(float64(run.Total-run.Produced)/1e6, "catchup-ms")
+	b.ReportMetric(run.CPU.Seconds()/run.Total.Seconds(), "cpu-cores")
+}
+
+// openAuditWAL opens a DuckDB store in a temporary directory and the
+// write-ahead log in front of it, closed when b ends.
+func openAuditWAL(b *testing.B, o auditwal.Options) (*Store, *auditwal.Log) {
+	ctx := context.Background()
 	dir := b.TempDir()
 	duck, err := Open(ctx, dir, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	wal, err := auditwal.Open(ctx, dir, duck, auditwal.Options{})
+	wal, err := auditwal.Open(ctx, dir, duck, o)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer wal.Close()
-	cw := &countingWriter{AuditWriter: wal}
-	al := catalog.NewAuditLog(cw, catalog.AuditLogOptions{})
-	defer al.Close(ctx)
-
-	var (
-		lats  = make([]time.Duration, b.N) // by event
-		wg    sync.WaitGroup
-		fails atomic.Int64
-	)
-	record := func(i int, due time.Time) {
-		if err := al.Record(ctx, gatewayEvent(int64(i))); err != nil {
-			if fails.Add(1) == 1 {
-				b.Error(err)
-			}
-			return
-		}
-		lats[i] = time.Since(due)
-	}
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	start := time.Now()
-	if rate == 0 {
-		var next atomic.Int64
-		for range producers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := int(next.Add(1)) - 1; i < b.N && fails.Load() == 0; i = int(next.Add(1)) - 1 {
-					record(i, time.Now())
-				}
-			}()
-		}
-	} else {
-		// Each event is a request of its own, as in a server: one
-		// goroutine each, started at its time.
-		for i := range b.N {
-			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-			if d := time.Until(due); d > time.Millisecond { // timers are coarser than 20 µs: start them by the millisecond
-				time.Sleep(d)
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				record(i, due)
-			}()
-		}
-	}
-	wg.Wait()
-	produced := time.Since(start)
-	// Wait until DuckDB holds everything: a read applies what is pending.
-	if err := wal.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
-	total := time.Since(start)
-	cpu := cpuTime() - cpu0
-	b.StopTimer()
-	if fails.Load() > 0 {
-		return
-	}
-	var n int64
-	if err := duck.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events`).Scan(&n); err != nil {
-		b.Fatal(err)
-	}
-	if n != int64(b.N) {
-		b.Fatalf("DuckDB holds %d audit events, want %d", n, b.N)
-	}
-	slices.Sort(lats)
-	b.ReportMetric(float64(b.N)/produced.Seconds(), "events/s")
-	b.ReportMetric(float64(b.N)/total.Seconds(), "sustained-events/s")
-	b.ReportMetric(float64(b.N)/float64(cw.writes.Load()), "events/fsync")
-	b.ReportMetric(float64(lats[len(lats)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds())/1000, "p99-ms")
-	b.ReportMetric(float64(total-produced)/1e6, "catchup-ms")
-	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-us/event")
-	b.ReportMetric(cpu.Seconds()/total.Seconds(), "cpu-cores")
-}
-
-// cpuTime is the CPU time (user and system) the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.Cleanup(func() { _ = wal.Close() })
+	return duck, wal
 }
 
 // BenchmarkAuditTwoPhase is the gateway's two-phase audit of one call at a
@@ -190,23 +116,14 @@ var llmUsage = &catalog.LLMUsage{ProviderService: "system.ai.openai_prod", Provi
 
 func benchTwoPhase(b *testing.B, rate float64, call time.Duration, llm bool) {
 	ctx := context.Background()
-	dir := b.TempDir()
-	duck, err := Open(ctx, dir, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	wal, err := auditwal.Open(ctx, dir, duck, auditwal.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer wal.Close()
+	duck, wal := openAuditWAL(b, auditwal.Options{})
 	al := catalog.NewAuditLog(wal, catalog.AuditLogOptions{})
 	defer al.Close(ctx)
 	lag := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
 	var fails atomic.Int64
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := storetest.CPUTime()
 	start := time.Now()
 	for i := range b.N {
 		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
@@ -216,7 +133,7 @@ func benchTwoPhase(b *testing.B, rate float64, call time.Duration, llm bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ev := gatewayEvent(int64(i))
+			ev := storetest.GatewayEvent(int64(i))
 			if llm {
 				ev.Service, ev.Action, ev.SecurableType, ev.SecurableName = "llm", "chat.completions", "MODEL SERVICE", "system.ai.frontier"
 				ev.RequestParams = `{"model":"frontier","max_tokens":2048,"stream":false}`
@@ -256,7 +173,7 @@ func benchTwoPhase(b *testing.B, rate float64, call time.Duration, llm bool) {
 	if err := wal.Flush(ctx); err != nil { // applies what is pending
 		b.Fatal(err)
 	}
-	cpu := cpuTime() - cpu0
+	cpu := storetest.CPUTime() - cpu0
 	b.StopTimer()
 	var rows, done int64
 	if err := duck.db.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE status_code = 200) FROM audit_events`).Scan(&rows, &done); err != nil {
@@ -290,7 +207,7 @@ func BenchmarkAuditLateCompletion(b *testing.B) {
 	base := time.Now().Add(-time.Hour)
 	evs := make([]catalog.AuditEvent, 0, 100_000)
 	for i := 0; i < prefill; i++ {
-		ev := gatewayEvent(int64(i))
+		ev := storetest.GatewayEvent(int64(i))
 		ev.EventID, ev.Time, ev.StatusCode = strconv.Itoa(i), base.Add(time.Duration(i)*time.Millisecond), 0
 		evs = append(evs, ev)
 		if len(evs) == cap(evs) {
@@ -306,7 +223,7 @@ func BenchmarkAuditLateCompletion(b *testing.B) {
 			for range b.N {
 				evs := make([]catalog.AuditEvent, batch)
 				for j := range evs {
-					ev := gatewayEvent(int64(next))
+					ev := storetest.GatewayEvent(int64(next))
 					ev.EventID, ev.Time = strconv.Itoa(next), base.Add(time.Duration(next)*time.Millisecond)
 					if mode == "complete" { // the most recent prefilled rows
 						idx := prefill - 1 - j
@@ -346,12 +263,12 @@ func BenchmarkApplyLog(b *testing.B) {
 	base := time.Now()
 	next := 0
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := storetest.CPUTime()
 	for i := range b.N {
 		b.StopTimer()
 		evs := make([]catalog.AuditEvent, 0, 2*calls)
 		for range calls {
-			ev := gatewayEvent(int64(next))
+			ev := storetest.GatewayEvent(int64(next))
 			ev.EventID, ev.Time, ev.StatusCode = strconv.Itoa(next), base.Add(time.Duration(next)*time.Millisecond), 0
 			ev.Service, ev.Action, ev.SecurableType, ev.SecurableName = "llm", "chat.completions", "MODEL SERVICE", "system.ai.frontier"
 			evs = append(evs, ev)
@@ -364,7 +281,7 @@ func BenchmarkApplyLog(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/1e3/float64(b.N*calls), "cpu-µs/call")
+	b.ReportMetric(float64((storetest.CPUTime()-cpu0).Nanoseconds())/1e3/float64(b.N*calls), "cpu-µs/call")
 }
 
 // BenchmarkAuditPairs is the audit storage's CPU per LLM call without a
@@ -401,19 +318,10 @@ func BenchmarkAuditPairsPaced(b *testing.B) {
 // takes them); o configures the log.
 func benchAuditPairs(b *testing.B, pace time.Duration, _ int, o auditwal.Options) {
 	ctx := context.Background()
-	dir := b.TempDir()
-	duck, err := Open(ctx, dir, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	wal, err := auditwal.Open(ctx, dir, duck, o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer wal.Close()
+	duck, wal := openAuditWAL(b, o)
 	const perRecord, inFlight = 8, 32
 	call := func(i int, done bool) catalog.AuditEvent {
-		ev := gatewayEvent(int64(i))
+		ev := storetest.GatewayEvent(int64(i))
 		ev.EventID, ev.Time, ev.StatusCode = strconv.Itoa(i), time.Unix(1_800_000_000, 0).Add(time.Duration(i)*time.Millisecond), 0
 		ev.Service, ev.Action, ev.SecurableType, ev.SecurableName = "llm", "chat.completions", "MODEL SERVICE", "system.ai.frontier"
 		ev.RequestParams = `{"model":"frontier","max_tokens":2048,"stream":false}`
@@ -423,7 +331,7 @@ func benchAuditPairs(b *testing.B, pace time.Duration, _ int, o auditwal.Options
 		return ev
 	}
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := storetest.CPUTime()
 	evs := make([]catalog.AuditEvent, 0, 2*perRecord)
 	start := time.Now()
 	for i := 0; i < b.N+inFlight; i += perRecord {
@@ -448,7 +356,7 @@ func benchAuditPairs(b *testing.B, pace time.Duration, _ int, o auditwal.Options
 	if err := wal.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	cpu := cpuTime() - cpu0
+	cpu := storetest.CPUTime() - cpu0
 	b.StopTimer()
 	var rows, done int64
 	if err := duck.db.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE status_code = 200 AND output_tokens = 1024) FROM audit_events`).Scan(&rows, &done); err != nil {
@@ -491,18 +399,18 @@ func BenchmarkApplyParts(b *testing.B) {
 	for range b.N {
 		evs := make([]catalog.AuditEvent, 0, calls)
 		for range calls {
-			ev := gatewayEvent(int64(next))
+			ev := storetest.GatewayEvent(int64(next))
 			ev.EventID, ev.Time, ev.StatusCode = strconv.Itoa(next), base.Add(time.Duration(next)*time.Millisecond), 200
 			ev.Service, ev.Action, ev.SecurableType, ev.SecurableName = "llm", "chat.completions", "MODEL SERVICE", "system.ai.frontier"
 			ev.Usage = llmUsage
 			evs = append(evs, ev)
 			next++
 		}
-		t0 := cpuTime()
+		t0 := storetest.CPUTime()
 		if _, err := st.wconn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 			b.Fatal(err)
 		}
-		t1 := cpuTime()
+		t1 := storetest.CPUTime()
 		var ar auditRow
 		var t2 time.Duration
 		err = st.wconn.Raw(func(dc any) error {
@@ -515,32 +423,32 @@ func BenchmarkApplyParts(b *testing.B) {
 					return err
 				}
 			}
-			t2 = cpuTime()
+			t2 = storetest.CPUTime()
 			return a.Close()
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
-		t3 := cpuTime()
+		t3 := storetest.CPUTime()
 		if _, err := st.wconn.ExecContext(ctx, `UPDATE mandate_meta SET value = $1 WHERE key = $2`, 1, "log_seq"); err != nil {
 			b.Fatal(err)
 		}
-		t4 := cpuTime()
+		t4 := storetest.CPUTime()
 		if _, err := st.wconn.ExecContext(ctx, "COMMIT"); err != nil {
 			b.Fatal(err)
 		}
-		t5 := cpuTime()
+		t5 := storetest.CPUTime()
 		parts[0] += t1 - t0
 		parts[1] += t2 - t1
 		parts[2] += t3 - t2
 		parts[3] += t4 - t3
 		parts[4] += t5 - t4
 	}
-	t0 := cpuTime()
+	t0 := storetest.CPUTime()
 	if _, err := st.wconn.ExecContext(ctx, "CHECKPOINT"); err != nil {
 		b.Fatal(err)
 	}
-	parts[5] = cpuTime() - t0
+	parts[5] = storetest.CPUTime() - t0
 	n := float64(b.N * calls)
 	for i, name := range []string{"begin", "fill", "close", "meta", "commit", "ckpt"} {
 		b.ReportMetric(float64(parts[i].Nanoseconds())/1e3/n, name+"-µs/row")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/auditwal"
+	"github.com/mandatehq/mandate/catalog/storetest"
 )
 
 // auditHelperEnv selects TestAuditHelperProcess and names its data dir.
@@ -49,7 +50,7 @@ func TestAuditHelperProcess(t *testing.T) {
 	for p := range 64 {
 		go func() {
 			for i := 0; ; i++ {
-				ev := gatewayEvent(int64(i))
+				ev := storetest.GatewayEvent(int64(i))
 				ev.EventID = fmt.Sprintf("p%d-%d", p, i)
 				if err := al.Record(ctx, ev); err != nil {
 					fail(err)

@@ -46,7 +46,14 @@
 // statements carry a SCRAM-SHA-256 verifier, never the password, so the
 // server's log holds none. Open connects as the role once: a password the
 // database refuses is set again from the key store under the key store's
-// lock of its name; RotatePassword replaces it under the same lock. A
+// lock of its name; RotatePassword (`mandate rotate-query-password`)
+// replaces it under the same lock: ALTER ROLE first, then the key store.
+// A new connection refused for its password in between waits for that
+// lock and connects again with the password read anew, so a rotation
+// needs no restart of any replica and fails no query; connections
+// already open stay until they are closed. A pooled connection the server
+// closed while idle (a restart, a failover, pg_terminate_backend) is
+// replaced once, before the query's statement ran. A
 // store's user without CREATEROLE gets an error that says what an
 // administrator runs; the administrator's role is then given with
 // Options.Login (its URL, with password): Open grants it the views, checks

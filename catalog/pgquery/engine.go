@@ -123,9 +123,9 @@ func Open(ctx context.Context, url string, o Options) (*Engine, error) {
 		e.role = "mandate_query_" + hex.EncodeToString(sum[:6])
 	}
 	if !e.adminLogin {
-		pw, err := keystore.GetOrCreate(ctx, e.keys, passwordName(e.role), newPassword)
+		pw, err := keystore.GetOrCreate(ctx, e.keys, PasswordName(e.role), newPassword)
 		if err != nil {
-			return nil, unavailable(ctx, "read the query role's password", err)
+			return nil, passwordError(ctx, err)
 		}
 		e.password.Store(string(pw.Data))
 	}
@@ -138,7 +138,7 @@ func Open(ctx context.Context, url string, o Options) (*Engine, error) {
 		// Every new connection reads the password from the key store (a
 		// rotation by another replica); the last one read if that fails.
 		cfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
-			if b, err := e.keys.Get(ctx, passwordName(e.role)); err == nil {
+			if b, err := e.keys.Get(ctx, PasswordName(e.role)); err == nil {
 				e.password.Store(string(b.Data))
 			}
 			cc.Password = e.passwordNow()
@@ -238,15 +238,50 @@ func (e *Engine) Dialect() catalog.QueryDialect { return catalog.DialectPostgres
 // setup pipelined with the statement's Parse and Describe, then (exec) its
 // Bind and Execute pipelined with the ROLLBACK; Describe alone is one.
 func (e *Engine) run(ctx context.Context, q catalog.Query, exec func(c *pgconn.PgConn, sd *pgconn.StatementDescription) (*pgconn.Pipeline, error)) (*pgconn.StatementDescription, error) {
-	sd, err := e.runOnce(ctx, q, exec, exec != nil)
+	sd, err := e.runFresh(ctx, q, exec, exec != nil)
 	var qe *catalog.QueryError
 	if errors.As(err, &qe) && qe.Position > 0 && exec != nil && e.findLookups(q.SQL, q.Args) != nil {
 		// An error that points into the statement: its position is in the
 		// text with the days' bounds; run it as written, for the error the
 		// client's text can show.
-		return e.runOnce(ctx, q, exec, false)
+		return e.runFresh(ctx, q, exec, false)
 	}
 	return sd, err
+}
+
+// closedConnError is the error of a query whose transaction could not
+// start because the server had closed the pooled connection while it was
+// idle (a restart or failover, pg_terminate_backend, idle_session_timeout):
+// nothing of the query ran.
+type closedConnError struct{ err error }
+
+func (c *closedConnError) Error() string { return c.err.Error() }
+func (c *closedConnError) Unwrap() error { return c.err }
+
+// runFresh is runOnce, once more, on another connection, if the one it
+// got had been closed by the server (the pool replaces a closed
+// connection; it pings only those idle for more than a second).
+func (e *Engine) runFresh(ctx context.Context, q catalog.Query, exec func(c *pgconn.PgConn, sd *pgconn.StatementDescription) (*pgconn.Pipeline, error), bound bool) (*pgconn.StatementDescription, error) {
+	sd, err := e.runOnce(ctx, q, exec, bound)
+	var ce *closedConnError
+	if errors.As(err, &ce) {
+		sd, err = e.runOnce(ctx, q, exec, bound)
+	}
+	if errors.As(err, &ce) {
+		err = ce.err
+	}
+	return sd, err
+}
+
+// setupError is queryError for a failure of the transaction's setup (the
+// first round trip, before the statement runs): a closedConnError if the
+// connection is closed and ctx is not done.
+func (e *Engine) setupError(ctx context.Context, pc *pgconn.PgConn, err error) error {
+	qerr := e.queryError(ctx, err)
+	if pc.IsClosed() && ctx.Err() == nil {
+		return &closedConnError{qerr}
+	}
+	return qerr
 }
 
 // runOnce is run, with the bounds of lookups by request_id when bound.
@@ -260,8 +295,16 @@ func (e *Engine) runOnce(ctx context.Context, q catalog.Query, exec func(c *pgco
 	conn, err := e.pool.Acquire(ctx)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "28P01" {
-		// A rotation by another replica between reading the key store
-		// and connecting: read it again.
+		// A rotation (RotatePassword, here or in another process) between
+		// reading the key store and connecting: wait until it is over (it
+		// holds the key store's lock of the password's name from ALTER
+		// ROLE until the key store has the new password), then connect
+		// with the password read again.
+		if !e.adminLogin {
+			if unlock, lerr := e.keys.Lock(ctx, PasswordName(e.role)); lerr == nil {
+				unlock()
+			}
+		}
 		conn, err = e.pool.Acquire(ctx)
 	}
 	if err != nil {
@@ -303,7 +346,7 @@ func (e *Engine) runOnce(ctx context.Context, q catalog.Query, exec func(c *pgco
 	sql := q.SQL
 	if b != nil {
 		if sql, err = e.lookupDays(ctx, pl, b); err != nil {
-			return nil, e.queryError(ctx, err)
+			return nil, e.setupError(ctx, pc, err)
 		}
 		pl = pc.StartPipeline(ctx)
 	}
@@ -313,10 +356,10 @@ func (e *Engine) runOnce(ctx context.Context, q catalog.Query, exec func(c *pgco
 	}
 	if err := pl.Sync(); err != nil {
 		_ = pl.Close()
-		return nil, e.queryError(ctx, err)
+		return nil, e.setupError(ctx, pc, err)
 	}
 	if sd, err = readPipeline(pl); err != nil {
-		return nil, e.queryError(ctx, err)
+		return nil, e.setupError(ctx, pc, err)
 	}
 	if exec == nil {
 		return sd, nil
@@ -696,6 +739,17 @@ func (e *Engine) queryError(ctx context.Context, err error) error {
 		return qe
 	}
 	return unavailable(ctx, "query", err)
+}
+
+// passwordError is the error of reading the query role's password from
+// the key store: a blob sealed with another master key says so (the
+// database is reachable, the key is wrong).
+func passwordError(ctx context.Context, err error) error {
+	if errors.Is(err, keystore.ErrWrongKey) {
+		return &catalog.Error{Code: catalog.CodeInvalidArgument, Err: err,
+			Msg: "query engine: the query role's password in the key store does not decrypt with this master key: every replica needs the same MANDATE_MASTER_KEY"}
+	}
+	return unavailable(ctx, "read the query role's password", err)
 }
 
 func unavailable(ctx context.Context, op string, err error) error {

@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,6 +220,18 @@ func TestLoginRole(t *testing.T) {
 	}
 }
 
+// openReplica opens an engine on pgs's database mandate with keys, as a
+// replica does, closed when t ends.
+func openReplica(t *testing.T, pgs *pgtest.Server, keys keystore.Store) *pgquery.Engine {
+	t.Helper()
+	e, err := pgquery.Open(t.Context(), pgs.URL("mandate"), pgquery.Options{MaxConns: 2, Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
 // Replicas share the password through the key store; a rotation by one
 // reaches the other's new connections; a role whose password drifted is
 // set again from the key store.
@@ -226,14 +239,7 @@ func TestRolePassword(t *testing.T) {
 	pgs := pgtest.Start(t, pgtest.Options{})
 	pgs.CreateDatabase(t, "mandate")
 	keys := keystore.Dir(t.TempDir())
-	open := func(keys keystore.Store) *pgquery.Engine {
-		e, err := pgquery.Open(t.Context(), pgs.URL("mandate"), pgquery.Options{MaxConns: 2, Keys: keys})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = e.Close() })
-		return e
-	}
+	open := func(keys keystore.Store) *pgquery.Engine { return openReplica(t, pgs, keys) }
 	one := func(e *pgquery.Engine) {
 		t.Helper()
 		if rows, err := queryAll(t.Context(), e, catalog.Query{SQL: `SELECT session_user = current_user`}); err != nil || rows[0][0] != true {
@@ -259,6 +265,133 @@ func TestRolePassword(t *testing.T) {
 	open(keys) // its password set again from the key store
 	a.Pool().Reset()
 	one(a)
+}
+
+// pausedCAS holds the first CompareAndSwap of a rotation until release is
+// closed (after saying so on reached): the database has the new password,
+// the key store not yet.
+type pausedCAS struct {
+	keystore.Store
+	reached, release chan struct{}
+	once             sync.Once
+}
+
+func (p *pausedCAS) CompareAndSwap(ctx context.Context, name string, ver int64, data []byte) (keystore.Blob, error) {
+	p.once.Do(func() {
+		close(p.reached)
+		<-p.release
+	})
+	return p.Store.CompareAndSwap(ctx, name, ver, data)
+}
+
+// lockCalls says on called when Lock is called.
+type lockCalls struct {
+	keystore.Store
+	called chan struct{}
+}
+
+func (l *lockCalls) Lock(ctx context.Context, name string) (func(), error) {
+	select {
+	case l.called <- struct{}{}:
+	default:
+	}
+	return l.Store.Lock(ctx, name)
+}
+
+// A rotation while another replica serves: a new connection made while
+// the database already has the new password and the key store not yet
+// waits for the rotation to end and logs in with the new password; the
+// old password no longer logs in.
+func TestRotationWhileServing(t *testing.T) {
+	pgs := pgtest.Start(t, pgtest.Options{})
+	pgs.CreateDatabase(t, "mandate")
+	keys := keystore.Dir(t.TempDir())
+	open := func(keys keystore.Store) *pgquery.Engine { return openReplica(t, pgs, keys) }
+	rotating := &pausedCAS{Store: keys, reached: make(chan struct{}), release: make(chan struct{})}
+	serving := &lockCalls{Store: keys, called: make(chan struct{}, 1)}
+	a, b := open(rotating), open(serving)
+	query := func() error {
+		rows, err := queryAll(t.Context(), b, catalog.Query{SQL: `SELECT session_user = current_user`})
+		if err == nil && (len(rows) != 1 || rows[0][0] != true) {
+			err = fmt.Errorf("rows %v", rows)
+		}
+		return err
+	}
+	if err := query(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := keys.Get(t.Context(), pgquery.PasswordName(b.Role()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := make(chan error, 1)
+	go func() { rotated <- a.RotatePassword(context.Background()) }()
+	<-rotating.reached
+	b.Pool().Reset() // the next query on a new connection
+	done := make(chan error, 1)
+	go func() { done <- query() }()
+	select {
+	case <-serving.called: // it waits for the rotation's lock
+	case err := <-done:
+		close(rotating.release)
+		<-rotated
+		t.Fatalf("a query on a new connection during the rotation: %v; want it to wait for the new password", err)
+	}
+	close(rotating.release)
+	if err := <-rotated; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the query after the rotation: %v", err)
+	}
+	login := func(password string) error {
+		c, err := pgx.Connect(t.Context(), pgs.URLAs("mandate", b.Role(), password))
+		if err == nil {
+			_ = c.Close(context.Background())
+		}
+		return err
+	}
+	var pe *pgconn.PgError
+	if err := login(string(old.Data)); !errors.As(err, &pe) || pe.Code != "28P01" {
+		t.Errorf("the old password: %v, want 28P01", err)
+	}
+	now, err := keys.Get(t.Context(), pgquery.PasswordName(b.Role()))
+	if err != nil || string(now.Data) == string(old.Data) {
+		t.Fatalf("the key store's password after the rotation: changed %v, %v", string(now.Data) != string(old.Data), err)
+	}
+	if err := login(string(now.Data)); err != nil {
+		t.Errorf("the new password: %v", err)
+	}
+}
+
+// A pooled connection the server closed while it was idle (a restart, a
+// failover, pg_terminate_backend) is replaced: the next query works.
+func TestServerClosedConnection(t *testing.T) {
+	_, owner, e := setup(t)
+	q := catalog.Query{SQL: `SELECT count(*) FROM system_access_audit`}
+	if _, err := queryAll(t.Context(), e, q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, e.Role()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second) // a failure bound
+	for {
+		var n int
+		if err := owner.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE usename = $1`, e.Role()).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the query role's backends did not end")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rows, err := queryAll(t.Context(), e, q); err != nil || len(rows) != 1 || rows[0][0] != int64(2) {
+		t.Fatalf("after the server closed the connection: %v, %v", rows, err)
+	}
 }
 
 // A store's user without CREATEROLE: Open says what an administrator does;

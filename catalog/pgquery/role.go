@@ -2,11 +2,7 @@ package pgquery
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/pbkdf2"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/pgscram"
 )
 
 // roleSettings are the query role's defaults (ALTER ROLE ... SET): a
@@ -30,8 +27,9 @@ var roleSettings = [][2]string{
 	{"search_path", ""}, // the views' schema (set per engine)
 }
 
-// passwordName is the key store's name of the query role's password.
-func passwordName(role string) string { return "pgquery-password-" + role }
+// PasswordName is the key store's name of the query role's password
+// (sealed by the caller's key store, like every blob there).
+func PasswordName(role string) string { return "pgquery-password-" + role }
 
 // adminHelp tells an administrator how to create the query role when the
 // store's user may not.
@@ -78,6 +76,7 @@ func (e *Engine) setup(ctx context.Context, admin *pgx.Conn, password string) er
 		return fail(err)
 	}
 	var stmts []string
+	withPassword := "" // CREATE ROLE or ALTER ROLE, with the password
 	switch {
 	case e.adminLogin && !exists:
 		return catalog.Errorf(catalog.CodeInvalidArgument, "query engine: the query role %s does not exist", role)
@@ -88,11 +87,18 @@ func (e *Engine) setup(ctx context.Context, admin *pgx.Conn, password string) er
 			"query engine: the PostgreSQL user lacks CREATEROLE, so it cannot create the LOGIN role %s that system-table queries run as: %s",
 			role, adminHelp(e.role, e.schema))
 	case !exists:
-		stmts = append(stmts, "CREATE ROLE "+role+" LOGIN NOINHERIT NOCREATEDB NOCREATEROLE PASSWORD "+quoteLiteral(scramVerifier(password)))
+		withPassword = "CREATE ROLE "
 	case !login || createRole || createDB || inherit:
 		// A role of an older version (NOLOGIN, used with SET ROLE), or one
 		// altered since: made a login role again.
-		stmts = append(stmts, "ALTER ROLE "+role+" LOGIN NOINHERIT NOCREATEDB NOCREATEROLE PASSWORD "+quoteLiteral(scramVerifier(password)))
+		withPassword = "ALTER ROLE "
+	}
+	if withPassword != "" {
+		v, err := pgscram.Verifier(password)
+		if err != nil {
+			return fail(err)
+		}
+		stmts = append(stmts, withPassword+role+" LOGIN NOINHERIT NOCREATEDB NOCREATEROLE PASSWORD "+quoteLiteral(v))
 	}
 	if super || replication || bypassRLS {
 		return catalog.Errorf(catalog.CodePermissionDenied,
@@ -195,14 +201,14 @@ func (e *Engine) setup(ctx context.Context, admin *pgx.Conn, password string) er
 // key store's lock of its name (a replica rotating it waits, and the one
 // that comes second sets the same password).
 func (e *Engine) resetPassword(ctx context.Context, admin *pgx.Conn) error {
-	unlock, err := e.keys.Lock(ctx, passwordName(e.role))
+	unlock, err := e.keys.Lock(ctx, PasswordName(e.role))
 	if err != nil {
 		return unavailable(ctx, "lock the query role's password", err)
 	}
 	defer unlock()
-	b, err := e.keys.Get(ctx, passwordName(e.role))
+	b, err := e.keys.Get(ctx, PasswordName(e.role))
 	if err != nil {
-		return unavailable(ctx, "read the query role's password", err)
+		return passwordError(ctx, err)
 	}
 	return e.alterPassword(ctx, admin, string(b.Data))
 }
@@ -221,7 +227,7 @@ func (e *Engine) RotatePassword(ctx context.Context) error {
 		return unavailable(ctx, "connect", err)
 	}
 	defer func() { _ = admin.Close(context.Background()) }()
-	name := passwordName(e.role)
+	name := PasswordName(e.role)
 	unlock, err := e.keys.Lock(ctx, name)
 	if err != nil {
 		return unavailable(ctx, "lock the query role's password", err)
@@ -229,7 +235,7 @@ func (e *Engine) RotatePassword(ctx context.Context) error {
 	defer unlock()
 	old, err := e.keys.Get(ctx, name)
 	if err != nil {
-		return unavailable(ctx, "read the query role's password", err)
+		return passwordError(ctx, err)
 	}
 	pw, err := newPassword()
 	if err != nil {
@@ -251,7 +257,11 @@ func (e *Engine) RotatePassword(ctx context.Context) error {
 }
 
 func (e *Engine) alterPassword(ctx context.Context, admin *pgx.Conn, password string) error {
-	_, err := admin.Exec(ctx, "ALTER ROLE "+pgx.Identifier{e.role}.Sanitize()+" PASSWORD "+quoteLiteral(scramVerifier(password)))
+	v, err := pgscram.Verifier(password)
+	if err != nil {
+		return err
+	}
+	_, err = admin.Exec(ctx, "ALTER ROLE "+pgx.Identifier{e.role}.Sanitize()+" PASSWORD "+quoteLiteral(v))
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42501" {
 		return catalog.Errorf(catalog.CodePermissionDenied, "query engine: ALTER ROLE %s PASSWORD ...: %s (%s)",
@@ -271,29 +281,6 @@ func newPassword() ([]byte, error) {
 		return nil, err
 	}
 	return []byte(hex.EncodeToString(b[:])), nil
-}
-
-// scramVerifier is the SCRAM-SHA-256 verifier of password, in the form
-// PostgreSQL stores (RFC 5802, 7677): the statement that sets a password
-// carries it instead of the password, so the server's log and
-// pg_stat_statements never hold the password itself.
-func scramVerifier(password string) string {
-	const iterations = 4096
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
-	if err != nil {
-		panic(err) // only for parameters FIPS mode refuses; these are fixed
-	}
-	mac := func(key []byte, msg string) []byte {
-		h := hmac.New(sha256.New, key)
-		h.Write([]byte(msg))
-		return h.Sum(nil)
-	}
-	stored := sha256.Sum256(mac(salted, "Client Key"))
-	server := mac(salted, "Server Key")
-	enc := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, enc(salt), enc(stored[:]), enc(server))
 }
 
 // quoteLiteral quotes s as an SQL string literal (standard_conforming_strings).

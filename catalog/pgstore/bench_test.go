@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,28 +25,6 @@ import (
 // benchSettings make the benchmarks' server durable (pgtest's default is
 // fsync off): what a production PostgreSQL does on every commit.
 var benchSettings = map[string]string{"fsync": "on", "synchronous_commit": "on", "max_wal_size": "4GB"}
-
-// gatewayEvent is a typical audit record of one MCP tools/call (the same
-// as duckstore's benchmark).
-func gatewayEvent(i int64) catalog.AuditEvent {
-	return catalog.AuditEvent{
-		EventID: fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i), Time: time.Now(),
-		Service: "mcp", Action: "tools/call", UserIdentity: "alice@example.com", RunBy: "alice@example.com",
-		RunAs: "coding-agent", SourceIP: "10.1.2.3", UserAgent: "claude-code/1.0.0 (linux)",
-		SessionID: "8d3c1a2e-5b7f-4c61-9a0e-2f4b6d8e1c3a", RequestID: "req-" + strconv.FormatInt(i, 10),
-		SecurableType: "CONNECTION", SecurableName: "system.ai.my_github_mcp",
-		RequestParams: `{"method":"tools/call","tool":"search_issues","arguments":{"query":"label:bug state:open","per_page":30}}`,
-		Decision:      "allow", Reason: "alice@example.com and coding-agent hold USE CONNECTION", LatencyMs: 12.5,
-	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkEvents measures durable event ingestion into PostgreSQL (fsync
 // and synchronous_commit on, on this machine):
@@ -91,30 +66,30 @@ func benchAppend(b *testing.B, url string, batch int) {
 	defer e.Close()
 	events := make([]catalog.AuditEvent, batch)
 	b.ResetTimer()
-	cpu0, start := cpuTime(), time.Now()
+	cpu0, start := storetest.CPUTime(), time.Now()
 	for i := 0; i < b.N; i += batch {
 		n := min(batch, b.N-i)
 		for k := range n {
-			events[k] = gatewayEvent(int64(i + k))
+			events[k] = storetest.GatewayEvent(int64(i + k))
 		}
 		if err := e.AppendAudit(ctx, events[:n]...); err != nil {
 			b.Fatal(err)
 		}
 	}
-	d, cpu := time.Since(start), cpuTime()-cpu0
+	d, cpu := time.Since(start), storetest.CPUTime()-cpu0
 	b.StopTimer()
-	checkCount(b, e, b.N)
+	if n, err := countEvents(e)(context.Background()); err != nil || n != int64(b.N) {
+		b.Fatalf("PostgreSQL holds %d events (%v), want %d", n, err, b.N)
+	}
 	b.ReportMetric(float64(b.N)/d.Seconds(), "events/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-us/event")
 }
 
-func checkCount(b *testing.B, e *pgstore.Events, want int) {
-	var n int
-	if err := e.Pool().QueryRow(context.Background(), `SELECT count(*) FROM audit_events`).Scan(&n); err != nil {
-		b.Fatal(err)
-	}
-	if n != want {
-		b.Fatalf("PostgreSQL holds %d events, want %d", n, want)
+// countEvents counts the events PostgreSQL holds.
+func countEvents(e *pgstore.Events) func(context.Context) (int64, error) {
+	return func(ctx context.Context) (n int64, err error) {
+		err = e.Pool().QueryRow(ctx, `SELECT count(*) FROM audit_events`).Scan(&n)
+		return n, err
 	}
 }
 
@@ -132,45 +107,7 @@ func benchAuditLog(b *testing.B, url string, producers int) {
 	defer wal.Close()
 	al := catalog.NewAuditLog(wal, catalog.AuditLogOptions{})
 	defer al.Close(ctx)
-	lats := make([]time.Duration, b.N)
-	var (
-		wg    sync.WaitGroup
-		fails atomic.Int64
-		next  atomic.Int64
-	)
-	b.ResetTimer()
-	cpu0, start := cpuTime(), time.Now()
-	for range producers {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < b.N && fails.Load() == 0; i = int(next.Add(1)) - 1 {
-				t := time.Now()
-				if err := al.Record(ctx, gatewayEvent(int64(i))); err != nil {
-					if fails.Add(1) == 1 {
-						b.Error(err)
-					}
-					return
-				}
-				lats[i] = time.Since(t)
-			}
-		})
-	}
-	wg.Wait()
-	produced := time.Since(start)
-	if err := wal.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
-	total, cpu := time.Since(start), cpuTime()-cpu0
-	b.StopTimer()
-	if fails.Load() > 0 {
-		return
-	}
-	checkCount(b, e, b.N)
-	slices.Sort(lats)
-	b.ReportMetric(float64(b.N)/produced.Seconds(), "events/s")
-	b.ReportMetric(float64(b.N)/total.Seconds(), "sustained-events/s")
-	b.ReportMetric(float64(lats[len(lats)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds())/1000, "p99-ms")
-	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-us/event")
+	storetest.BenchAuditLog(b, al, storetest.AuditLoad{Producers: producers}, wal.Flush, countEvents(e))
 }
 
 // TestEventQueryPerformance loads MANDATE_AUDIT_ROWS audit events (e.g.

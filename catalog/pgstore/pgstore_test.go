@@ -224,20 +224,7 @@ func testLostRace(t *testing.T, server *pgtest.Server, url string) {
 	done := make(chan error, 1)
 	go func() { done <- b.Append(context.Background(), 1, []catalog.Change{mk(2, "loser")}) }()
 	waiting := server.Connect(t, dbName(url))
-	deadline := time.Now().Add(30 * time.Second) // a failure bound
-	for {
-		var n int
-		if err := waiting.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the append did not wait for the head row")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitLockWait(t, waiting) // the append waits for the head row
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -114,36 +114,7 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 		mustExec(t, e.admin, `CREATE BUDGET dave_cap LIMIT 0.02 USD PER MONTH FOR USER "dave@example.com"`)
 		chat := `{"model":"frontier","max_tokens":200,"messages":[{"role":"user","content":"spend mock:out=400"}]}`
 		before := e.fake.Count()
-		var mu sync.Mutex
-		ok, refused := 0, 0
-		var wg sync.WaitGroup
-		for range 32 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range 40 { // bounded: the budget runs out after ~25 calls
-					resp, body := llmPost(t, e.base, "/v1/chat/completions", dave, chat)
-					mu.Lock()
-					switch {
-					case resp.StatusCode == 200:
-						ok++
-					case resp.StatusCode == 429 && strings.Contains(body, `"code":"insufficient_quota"`) &&
-						strings.Contains(body, "budget") && resp.Header.Get("Retry-After") != "":
-						refused++
-					default:
-						t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
-					}
-					mu.Unlock()
-					if resp.StatusCode != 200 {
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		if refused != 32 || ok == 0 {
-			t.Fatalf("%d calls answered, %d refused; want every caller refused in the end", ok, refused)
-		}
+		ok, refused := spendBudget(t, []string{e.base}, dave, chat), 32
 		if n := e.fake.Count() - before; n != ok {
 			t.Errorf("the upstream got %d calls for %d answered", n, ok)
 		}
@@ -390,34 +361,8 @@ func TestLLMGatewayNodeLimits(t *testing.T) {
 		}
 		return true
 	})
-	start := time.Now()
 	before := e.fake.Count()
-	passed := map[string]int{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for g := range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			user := []string{"carol", "erin"}[g%2]
-			for range 3 {
-				resp, body := llmPost(t, bases[1+(g/2)%2], "/v1/chat/completions", tokens[user], chat)
-				mu.Lock()
-				switch {
-				case resp.StatusCode == 200:
-					passed[user]++
-				case resp.StatusCode == 429 && resp.Header.Get("Retry-After") != "":
-				default:
-					t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if time.Since(start) >= 55*time.Second {
-		t.Skipf("the callers took %v: not one window", time.Since(start))
-	}
+	passed := rateLimitCallers(t, func(g int) string { return bases[1+(g/2)%2] }, tokens, chat)
 	// carol spent one call through each node above, before the limit.
 	for user, n := range passed {
 		if n > 10 || n < 1 {
@@ -484,8 +429,9 @@ func TestReplicasLLMLimits(t *testing.T) {
 }
 
 // spendBudget runs 32 callers, spread over bases, each calling until it is
-// refused; every refusal must be the budget's 429. It returns how many
-// calls were answered (at least one).
+// refused; every refusal must be the budget's 429 (insufficient_quota,
+// with Retry-After). It returns how many calls were answered (at least
+// one).
 func spendBudget(t *testing.T, bases []string, token, chat string) int {
 	t.Helper()
 	var mu sync.Mutex
@@ -493,13 +439,14 @@ func spendBudget(t *testing.T, bases []string, token, chat string) int {
 	var wg sync.WaitGroup
 	for g := range 32 {
 		wg.Go(func() {
-			for range 40 {
+			for range 40 { // bounded: the budget runs out after ~25 calls
 				resp, body := llmPost(t, bases[g%len(bases)], "/v1/chat/completions", token, chat)
 				mu.Lock()
 				switch {
 				case resp.StatusCode == 200:
 					ok++
-				case resp.StatusCode == 429 && strings.Contains(body, "budget"):
+				case resp.StatusCode == 429 && strings.Contains(body, `"code":"insufficient_quota"`) &&
+					strings.Contains(body, "budget") && resp.Header.Get("Retry-After") != "":
 					refused++
 				default:
 					t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
@@ -516,4 +463,39 @@ func spendBudget(t *testing.T, bases []string, token, chat string) int {
 		t.Fatalf("budget: %d calls answered, %d refused; want every caller refused in the end", ok, refused)
 	}
 	return ok
+}
+
+// rateLimitCallers runs 32 callers, carol's and erin's in turn, each
+// making 3 calls of chat through base(g) (g: the caller), and returns how
+// many calls passed for each user; every refusal must be a 429 with
+// Retry-After. It skips the test if the calls took longer than one
+// minute's window.
+func rateLimitCallers(t *testing.T, base func(g int) string, tokens map[string]string, chat string) map[string]int {
+	t.Helper()
+	start := time.Now()
+	passed := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Go(func() {
+			user := []string{"carol", "erin"}[g%2]
+			for range 3 {
+				resp, body := llmPost(t, base(g), "/v1/chat/completions", tokens[user], chat)
+				mu.Lock()
+				switch {
+				case resp.StatusCode == 200:
+					passed[user]++
+				case resp.StatusCode == 429 && resp.Header.Get("Retry-After") != "":
+				default:
+					t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if d := time.Since(start); d >= 55*time.Second {
+		t.Skipf("the callers took %v: not one window", d)
+	}
+	return passed
 }

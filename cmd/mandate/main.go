@@ -74,52 +74,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cmd := command(args[0]); cmd != nil {
+		return exitCode(args[0], cmd(ctx, args[1:], stdout, stderr), stderr)
+	}
 	switch args[0] {
-	case "serve":
-		if err := serve(ctx, args[1:], stdout, stderr); err != nil {
-			if errors.Is(err, errHelp) {
-				return 0
-			}
-			fmt.Fprintln(stderr, "mandate serve:", err)
-			var ce *catalog.Error
-			if errors.As(err, &ce) {
-				if ce.Detail != "" {
-					fmt.Fprintln(stderr, "DETAIL:", ce.Detail)
-				}
-				if ce.Hint != "" {
-					fmt.Fprintln(stderr, "HINT:", ce.Hint)
-				}
-			}
-			return 1
-		}
-		return 0
-	case "gateway":
-		if err := runGateway(ctx, args[1:], stdout, stderr); err != nil {
-			if errors.Is(err, errHelp) {
-				return 0
-			}
-			fmt.Fprintln(stderr, "mandate gateway:", err)
-			return 1
-		}
-		return 0
-	case "dev-token":
-		if err := runDevToken(ctx, args[1:], stdout, stderr); err != nil {
-			if errors.Is(err, errHelp) {
-				return 0
-			}
-			fmt.Fprintln(stderr, "mandate dev-token:", err)
-			return 1
-		}
-		return 0
-	case "migrate":
-		if err := runMigrate(ctx, args[1:], stdout, stderr); err != nil {
-			if errors.Is(err, errHelp) {
-				return 0
-			}
-			fmt.Fprintln(stderr, "mandate migrate:", err)
-			return 1
-		}
-		return 0
 	case "loadgen":
 		return loadgen(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -132,6 +90,44 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "mandate: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// command is subcommand name, if it is one that returns an error
+// (exitCode); else nil.
+func command(name string) func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	switch name {
+	case "serve":
+		return serve
+	case "gateway":
+		return runGateway
+	case "dev-token":
+		return runDevToken
+	case "migrate":
+		return runMigrate
+	case "rotate-query-password":
+		return runRotateQueryPassword
+	}
+	return nil
+}
+
+// exitCode is the exit status of subcommand name that returned err: 0 for
+// none or --help; else 1, with the error (and a catalog error's detail
+// and hint) on stderr.
+func exitCode(name string, err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, errHelp) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "mandate %s: %v\n", name, err)
+	var ce *catalog.Error
+	if errors.As(err, &ce) {
+		if ce.Detail != "" {
+			fmt.Fprintln(stderr, "DETAIL:", ce.Detail)
+		}
+		if ce.Hint != "" {
+			fmt.Fprintln(stderr, "HINT:", ce.Hint)
+		}
+	}
+	return 1
 }
 
 func usage(w io.Writer) {
@@ -147,6 +143,9 @@ Usage:
   mandate migrate --from DIR --to postgres://user@host/db
                           copy an embedded installation (catalog, keys, audit)
                           into PostgreSQL for replicas (mandate serve --store)
+  mandate rotate-query-password --store postgres://user@host/db
+                          give the role of the system tables' queries on PostgreSQL
+                          a new password (MANDATE_MASTER_KEY; replicas keep running)
   mandate loadgen grants  load generator: durable GRANT/REVOKE over the wire (see BENCHMARKS.md)
   mandate version         print the version
 

@@ -164,31 +164,7 @@ func (e *replicaLLM) rateLimit(t *testing.T) {
 		})
 	}
 	e.nodeCurrent(t)
-	start := time.Now()
-	var mu sync.Mutex
-	passed := map[string]int{}
-	var wg sync.WaitGroup
-	for g := range 32 {
-		wg.Go(func() {
-			user := []string{"carol", "erin"}[g%2]
-			for range 3 {
-				resp, body := llmPost(t, e.bases[(g/2)%len(e.bases)], "/v1/chat/completions", e.tokens[user], replicaChat)
-				mu.Lock()
-				switch {
-				case resp.StatusCode == 200:
-					passed[user]++
-				case resp.StatusCode == 429 && resp.Header.Get("Retry-After") != "":
-				default:
-					t.Errorf("unexpected answer %d %s", resp.StatusCode, body)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if d := time.Since(start); d >= 55*time.Second {
-		t.Skipf("the callers took %v: not one window", d)
-	}
+	passed := rateLimitCallers(t, func(g int) string { return e.bases[(g/2)%len(e.bases)] }, e.tokens, replicaChat)
 	for _, u := range []string{"carol", "erin"} {
 		if n := passed[u]; n > 10 || n < 1 {
 			t.Errorf("%s: %d calls passed over 3 replicas and a node in one minute, want 1..10", u, n)

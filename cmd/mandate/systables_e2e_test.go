@@ -14,9 +14,12 @@ func TestSystemTablesServe(t *testing.T) {
 }
 
 // TestSystemTablesServeOnPostgres: the same with --store postgres://,
-// the queries on PostgreSQL.
+// the queries on PostgreSQL; then a rotation of the query role's password
+// while the replica serves.
 func TestSystemTablesServeOnPostgres(t *testing.T) {
-	testSystemTablesServe(t, startCluster(t, 1, nil, "--audit-retention", "720h").replicas[0])
+	c := startCluster(t, 1, nil, "--audit-retention", "720h")
+	testSystemTablesServe(t, c.replicas[0])
+	t.Run("RotateQueryPassword", func(t *testing.T) { testRotateQueryPassword(t, c) })
 }
 
 func testSystemTablesServe(t *testing.T, s *server) {

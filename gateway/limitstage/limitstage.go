@@ -158,17 +158,23 @@ func refusal(err error) error {
 }
 
 func info(h limits.RateHeaders, budget bool) *pipeline.LimitInfo {
-	w := func(r limits.RateHeader) *pipeline.RateWindow {
-		if !r.Set {
-			return nil
-		}
-		return &pipeline.RateWindow{Limit: r.Limit, Remaining: r.Remaining, Reset: r.Reset}
-	}
-	li := &pipeline.LimitInfo{Budget: budget, Requests: w(h.Requests), Tokens: w(h.Tokens)}
-	if li.Requests == nil && li.Tokens == nil && !budget {
+	if !h.Requests.Set && !h.Tokens.Set && !budget {
 		return nil
 	}
-	return li
+	// One allocation: the info and both windows.
+	v := &struct {
+		li       pipeline.LimitInfo
+		req, tok pipeline.RateWindow
+	}{li: pipeline.LimitInfo{Budget: budget}}
+	if r := h.Requests; r.Set {
+		v.req = pipeline.RateWindow{Limit: r.Limit, Remaining: r.Remaining, Reset: r.Reset}
+		v.li.Requests = &v.req
+	}
+	if r := h.Tokens; r.Set {
+		v.tok = pipeline.RateWindow{Limit: r.Limit, Remaining: r.Remaining, Reset: r.Reset}
+		v.li.Tokens = &v.tok
+	}
+	return &v.li
 }
 
 type reservation struct {

@@ -139,6 +139,9 @@ type Forwarder struct {
 	// Now is the clock for translated responses' created times (time.Now
 	// if nil).
 	Now func() time.Time
+	// own is the client NewForwarder made: while Client is still it, a
+	// request goes straight to its transport (send).
+	own *http.Client
 }
 
 const (
@@ -154,7 +157,22 @@ func NewForwarder() *Forwarder {
 	tr.MaxIdleConnsPerHost = 256
 	tr.IdleConnTimeout = 90 * time.Second
 	tr.ResponseHeaderTimeout = 0 // the route's timeout governs
-	return &Forwarder{Client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	cl := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Forwarder{Client: cl, own: cl}
+}
+
+// send sends one upstream request. With the client NewForwarder made
+// (redirects never followed, no cookie jar, no overall timeout) the
+// request goes straight to its transport: http.Client.Do would only copy
+// the request's headers for redirects it never follows. A destination URL
+// with user info (which Client.Do turns into basic auth) and any other
+// client go through Client.Do.
+func (f *Forwarder) send(req *http.Request) (*http.Response, error) {
+	cl := f.Client
+	if cl != f.own || cl.Jar != nil || cl.Timeout > 0 || cl.Transport == nil || req.URL.User != nil {
+		return cl.Do(req)
+	}
+	return cl.Transport.RoundTrip(req)
 }
 
 func (f *Forwarder) now() time.Time {
@@ -265,8 +283,12 @@ type Reply struct {
 // be relayed or closed.
 func (f *Forwarder) Open(ctx context.Context, c *Call) *Reply {
 	req := c.Request
-	rep := &Reply{c: c, Result: &Result{Start: time.Now(), Streaming: req.Stream}}
-	res := rep.Result
+	v := &struct { // one allocation for the reply and its result
+		rep Reply
+		res Result
+	}{res: Result{Start: time.Now(), Streaming: req.Stream}}
+	rep, res := &v.rep, &v.res
+	rep.c, rep.Result = c, res
 	fail := func(err error) *Reply {
 		rep.Err, res.Err = err, err
 		return rep
@@ -412,7 +434,7 @@ func (f *Forwarder) attempt(ctx context.Context, rep *Reply, out *Outbound, time
 	}
 	hreq.Header = out.Header
 	hreq.ContentLength = int64(len(out.Body))
-	resp, err := f.Client.Do(hreq)
+	resp, err := f.send(hreq)
 	if err != nil {
 		ar.retry = true
 		switch {
@@ -544,8 +566,8 @@ var errTooLarge = errors.New("upstream response too large")
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	vals := []string{"application/json", strconv.Itoa(len(body))} // one array for both values
+	h["Content-Type"], h["Content-Length"] = vals[:1:1], vals[1:2:2]
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }

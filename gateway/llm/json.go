@@ -116,8 +116,16 @@ func setMember(obj []byte, base int, key string, val []byte) edit {
 	return edit{start: base + i, end: base + i, repl: repl}
 }
 
-// quoteJSON returns s as a JSON string.
+// quoteJSON returns s as a JSON string, byte for byte encoding/json's: a
+// string of printable ASCII that needs no escape (model names, user ids)
+// is quoted as is, any other goes through json.Marshal.
 func quoteJSON(s string) []byte {
-	b, _ := json.Marshal(s)
-	return b
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return b
+		}
+	}
+	b := make([]byte, 0, len(s)+2)
+	return append(append(append(b, '"'), s...), '"')
 }

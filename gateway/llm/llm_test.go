@@ -51,6 +51,10 @@ func TestParseRefuses(t *testing.T) {
 		{"embeddings no input", Embeddings, `{"model":"a"}`, Limits{}, "input", "required"},
 		{"embeddings bad tokens", Embeddings, `{"model":"a","input":[["x"]]}`, Limits{}, "input", ""},
 		{"responses bad item", Responses, `{"model":"a","input":[{"content":"x"}]}`, Limits{}, "input[0].type", ""},
+		{"second message, second part", ChatCompletions, `{"model":"a","messages":[{"role":"user","content":"a"},{"role":"user","content":[{"type":"text","text":"x"},5]}]}`, Limits{}, "messages[1].content[1]", "messages[1].content[1] must be an object"},
+		{"escaped role", ChatCompletions, `{"model":"a","messages":[{"role":"us\u0065r","content":"x"},{"role":"r\u006Fot","content":"x"}]}`, Limits{}, "messages[1].role", "messages[1].role must be"},
+		{"anthropic second block", Messages, `{"model":"a","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"x"},{"text":"y"}]}]}`, Limits{}, "messages[0].content[1].type", "messages[0].content[1].type must be a string"},
+		{"responses second item", Responses, `{"model":"a","input":[{"role":"user","content":"x"},{"role":"root","content":"x"}]}`, Limits{}, "input[1].role", "input[1].role must be"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -428,5 +432,17 @@ func TestSystemRoleInMessages(t *testing.T) {
 	}
 	if _, err := Parse(Messages, []byte(`{"model":"m","max_tokens":10,"messages":[{"role":"tool","content":"x"}]}`), Limits{}); err == nil {
 		t.Error("role tool accepted")
+	}
+}
+
+// TestQuoteJSONMatchesEncodingJSON: the fast path quotes exactly as
+// json.Marshal does, escapes and HTML characters included.
+func TestQuoteJSONMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "gpt-4.1", "mnd-0123456789abcdef", "claude-sonnet-4-5@20250929", "a\"b", `a\b`, "a<b>&c",
+		"tab\there", "nl\n", "\x00", "\x7f", "é", "\u2028", "bad\xffutf8", "~!#$%'()*+,-./:;=?@[]^_`{|}"} {
+		want, _ := json.Marshal(s)
+		if got := quoteJSON(s); string(got) != string(want) {
+			t.Errorf("quoteJSON(%q) = %s, want %s", s, got, want)
+		}
 	}
 }

@@ -133,7 +133,7 @@ type TextSpan struct {
 // content type other than JSON (an absent one is accepted).
 func ReadBody(r *http.Request, lim Limits) ([]byte, error) {
 	lim = lim.withDefaults()
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" { // the usual value needs no parsing
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return nil, &Error{Status: http.StatusUnsupportedMediaType, Message: "Content-Type must be application/json"}
@@ -372,6 +372,30 @@ func (p *parser) chat() error {
 	return walkChatMessages(messagesV, p.lim.MaxMessages, p.text, p.image, &r.Messages)
 }
 
+// enumValue is stringValue for members whose values come from a small
+// vocabulary (roles, content part, block and input item types): a value
+// of it without escapes is its constant, so reading it allocates nothing.
+func enumValue(v []byte) (string, bool) {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		if s, ok := vocabulary[string(v[1:len(v)-1])]; ok {
+			return s, true
+		}
+	}
+	return stringValue(v)
+}
+
+// vocabulary holds enumValue's constants (read-only).
+var vocabulary = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{"system", "developer", "user", "assistant", "tool", "function",
+		"text", "input_text", "output_text", "refusal", "image_url", "input_image", "file", "input_file", "input_audio",
+		"message", "function_call", "custom_tool_call", "function_call_output", "custom_tool_call_output",
+		"thinking", "image", "document", "tool_use", "server_tool_use", "tool_result"} {
+		m[s] = s
+	}
+	return m
+}()
+
 var chatRoles = map[string]bool{"system": true, "developer": true, "user": true, "assistant": true, "tool": true, "function": true}
 
 // walkChatMessages validates an OpenAI messages array and reports its
@@ -383,14 +407,15 @@ func walkChatMessages(v []byte, maxMessages int, text func(role, kind string, ra
 	i := 0
 	var err error
 	scanErr := eachElement(v, func(m []byte) bool {
-		param := "messages[" + strconv.Itoa(i) + "]"
+		n := i
+		param := func() string { return "messages[" + strconv.Itoa(n) + "]" } // built only for an error
 		i++
 		if i > maxMessages {
 			err = InvalidRequest("messages", fmt.Sprintf("more than %d messages", maxMessages))
 			return false
 		}
 		if kindOf(m) != '{' {
-			err = InvalidRequest(param, param+" must be an object")
+			err = InvalidRequest(param(), param()+" must be an object")
 			return false
 		}
 		var role string
@@ -398,7 +423,7 @@ func walkChatMessages(v []byte, maxMessages int, text func(role, kind string, ra
 		_ = eachMember(m, func(k, val []byte) bool {
 			switch {
 			case keyIs(k, "role"):
-				role, _ = stringValue(val)
+				role, _ = enumValue(val)
 			case keyIs(k, "content"):
 				content = val
 			case keyIs(k, "tool_calls"):
@@ -407,15 +432,15 @@ func walkChatMessages(v []byte, maxMessages int, text func(role, kind string, ra
 			return true
 		})
 		if !chatRoles[role] {
-			err = InvalidRequest(param+".role", fmt.Sprintf("%s.role must be one of system, developer, user, assistant, tool", param))
+			err = InvalidRequest(param()+".role", fmt.Sprintf("%s.role must be one of system, developer, user, assistant, tool", param()))
 			return false
 		}
-		if err = walkChatContent(content, role, param+".content", text, image); err != nil {
+		if err = walkChatContent(content, role, func() string { return param() + ".content" }, text, image); err != nil {
 			return false
 		}
 		if len(toolCalls) > 0 && !isNull(toolCalls) {
 			if kindOf(toolCalls) != '[' {
-				err = InvalidRequest(param+".tool_calls", "tool_calls must be an array")
+				err = InvalidRequest(param()+".tool_calls", "tool_calls must be an array")
 				return false
 			}
 			_ = eachElement(toolCalls, func(tc []byte) bool {
@@ -442,7 +467,9 @@ func walkChatMessages(v []byte, maxMessages int, text func(role, kind string, ra
 	return nil
 }
 
-func walkChatContent(content []byte, role, param string, text func(role, kind string, raw []byte), image func()) error {
+// walkChatContent reads a message's content; param names it in errors
+// (built only for one).
+func walkChatContent(content []byte, role string, param func() string, text func(role, kind string, raw []byte), image func()) error {
 	kind := "text"
 	if role == "tool" {
 		kind = "tool_result"
@@ -455,21 +482,23 @@ func walkChatContent(content []byte, role, param string, text func(role, kind st
 		return nil
 	case '[':
 	default:
-		return InvalidRequest(param, param+" must be a string, an array of parts or null")
+		p := param()
+		return InvalidRequest(p, p+" must be a string, an array of parts or null")
 	}
 	var err error
 	j := 0
 	_ = eachElement(content, func(part []byte) bool {
-		pp := param + "[" + strconv.Itoa(j) + "]"
+		k := j
+		pp := func() string { return param() + "[" + strconv.Itoa(k) + "]" }
 		j++
 		if kindOf(part) != '{' {
-			err = InvalidRequest(pp, pp+" must be an object")
+			err = InvalidRequest(pp(), pp()+" must be an object")
 			return false
 		}
 		tv, _ := member(part, "type")
-		t, ok := stringValue(tv)
+		t, ok := enumValue(tv)
 		if !ok {
-			err = InvalidRequest(pp+".type", pp+".type must be a string")
+			err = InvalidRequest(pp()+".type", pp()+".type must be a string")
 			return false
 		}
 		switch t {
@@ -637,31 +666,32 @@ func walkResponsesInput(v []byte, maxItems int, text func(role, kind string, raw
 	i := 0
 	var err error
 	scanErr := eachElement(v, func(item []byte) bool {
-		param := "input[" + strconv.Itoa(i) + "]"
+		n := i
+		param := func() string { return "input[" + strconv.Itoa(n) + "]" } // built only for an error
 		i++
 		if i > maxItems {
 			err = InvalidRequest("input", fmt.Sprintf("more than %d input items", maxItems))
 			return false
 		}
 		if kindOf(item) != '{' {
-			err = InvalidRequest(param, param+" must be an object")
+			err = InvalidRequest(param(), param()+" must be an object")
 			return false
 		}
 		var typ, role string
 		if tv, ok := member(item, "type"); ok {
-			typ, _ = stringValue(tv)
+			typ, _ = enumValue(tv)
 		}
 		if rv, ok := member(item, "role"); ok {
-			role, _ = stringValue(rv)
+			role, _ = enumValue(rv)
 		}
 		switch {
 		case typ == "message" || (typ == "" && role != ""):
 			if !chatRoles[role] {
-				err = InvalidRequest(param+".role", param+".role must be one of system, developer, user, assistant")
+				err = InvalidRequest(param()+".role", param()+".role must be one of system, developer, user, assistant")
 				return false
 			}
 			c, _ := member(item, "content")
-			err = walkChatContent(c, role, param+".content", text, image)
+			err = walkChatContent(c, role, func() string { return param() + ".content" }, text, image)
 		case typ == "function_call" || typ == "custom_tool_call":
 			key := "arguments"
 			if typ == "custom_tool_call" {
@@ -675,11 +705,11 @@ func walkResponsesInput(v []byte, maxItems int, text func(role, kind string, raw
 				if kindOf(o) == '"' {
 					text("tool", "tool_result", o)
 				} else {
-					err = walkChatContent(o, "tool", param+".output", text, image)
+					err = walkChatContent(o, "tool", func() string { return param() + ".output" }, text, image)
 				}
 			}
 		case typ == "":
-			err = InvalidRequest(param+".type", param+".type is required")
+			err = InvalidRequest(param()+".type", param()+".type is required")
 		}
 		return err == nil
 	})
@@ -881,30 +911,31 @@ func walkAnthropicMessages(v []byte, maxMessages int, text func(role, kind strin
 	i := 0
 	var err error
 	scanErr := eachElement(v, func(m []byte) bool {
-		param := "messages[" + strconv.Itoa(i) + "]"
+		n := i
+		param := func() string { return "messages[" + strconv.Itoa(n) + "]" } // built only for an error
 		i++
 		if i > maxMessages {
 			err = InvalidRequest("messages", fmt.Sprintf("more than %d messages", maxMessages))
 			return false
 		}
 		if kindOf(m) != '{' {
-			err = InvalidRequest(param, param+" must be an object")
+			err = InvalidRequest(param(), param()+" must be an object")
 			return false
 		}
 		rv, _ := member(m, "role")
-		role, _ := stringValue(rv)
+		role, _ := enumValue(rv)
 		if role != "user" && role != "assistant" && role != "system" {
 			// system: instructions in the conversation (Claude Code sends
 			// its environment so)
-			err = InvalidRequest(param+".role", param+".role must be user, assistant or system")
+			err = InvalidRequest(param()+".role", param()+".role must be user, assistant or system")
 			return false
 		}
 		c, ok := member(m, "content")
 		if !ok {
-			err = InvalidRequest(param+".content", param+".content is required")
+			err = InvalidRequest(param()+".content", param()+".content is required")
 			return false
 		}
-		err = walkAnthropicContent(c, role, param+".content", text, image)
+		err = walkAnthropicContent(c, role, func() string { return param() + ".content" }, text, image)
 		return err == nil
 	})
 	if err != nil {
@@ -920,28 +951,32 @@ func walkAnthropicMessages(v []byte, maxMessages int, text func(role, kind strin
 	return nil
 }
 
-func walkAnthropicContent(c []byte, role, param string, text func(role, kind string, raw []byte), image func()) error {
+// walkAnthropicContent reads a message's content; param names it in
+// errors (built only for one).
+func walkAnthropicContent(c []byte, role string, param func() string, text func(role, kind string, raw []byte), image func()) error {
 	switch kindOf(c) {
 	case '"':
 		text(role, "text", c)
 		return nil
 	case '[':
 	default:
-		return InvalidRequest(param, param+" must be a string or an array of content blocks")
+		p := param()
+		return InvalidRequest(p, p+" must be a string or an array of content blocks")
 	}
 	var err error
 	j := 0
 	_ = eachElement(c, func(b []byte) bool {
-		bp := param + "[" + strconv.Itoa(j) + "]"
+		k := j
+		bp := func() string { return param() + "[" + strconv.Itoa(k) + "]" }
 		j++
 		if kindOf(b) != '{' {
-			err = InvalidRequest(bp, bp+" must be an object")
+			err = InvalidRequest(bp(), bp()+" must be an object")
 			return false
 		}
 		tv, _ := member(b, "type")
-		t, ok := stringValue(tv)
+		t, ok := enumValue(tv)
 		if !ok {
-			err = InvalidRequest(bp+".type", bp+".type must be a string")
+			err = InvalidRequest(bp()+".type", bp()+".type must be a string")
 			return false
 		}
 		switch t {
@@ -973,7 +1008,7 @@ func walkAnthropicContent(c []byte, role, param string, text func(role, kind str
 				case '"':
 					text("tool", "tool_result", rc)
 				case '[':
-					err = walkAnthropicContent(rc, "tool", bp+".content", func(_, _ string, raw []byte) { text("tool", "tool_result", raw) }, image)
+					err = walkAnthropicContent(rc, "tool", func() string { return bp() + ".content" }, func(_, _ string, raw []byte) { text("tool", "tool_result", raw) }, image)
 				}
 			}
 		}

@@ -58,7 +58,20 @@ func (x *exchange) Service() string { return Service }
 // and answer pieces as guards see them: "llm/" and the endpoint's name
 // (llm/chat.completions, llm/messages, ...), in the client's wire format
 // (a request body; a response body or one server-sent event).
-func ContentFormat(e llm.Endpoint) string { return "llm/" + e.String() }
+func ContentFormat(e llm.Endpoint) string {
+	if e >= llm.ChatCompletions && e <= llm.CountTokens {
+		return contentFormats[e]
+	}
+	return "llm/" + e.String()
+}
+
+// contentFormats are ContentFormat's answers, made once (read-only).
+var contentFormats = func() (f [llm.CountTokens + 1]string) {
+	for e := llm.ChatCompletions; e <= llm.CountTokens; e++ {
+		f[e] = "llm/" + e.String()
+	}
+	return f
+}()
 
 // invalid is a refusal of a malformed request, in llm's terms.
 func invalid(err error) *pipeline.Error {
@@ -390,13 +403,20 @@ func (x *exchange) setHeaders(c *pipeline.Call, h http.Header) {
 }
 
 func rateLimit(li *pipeline.LimitInfo) *llm.RateLimit {
-	w := func(r *pipeline.RateWindow) *llm.Window {
-		if r == nil {
-			return nil
-		}
-		return &llm.Window{Limit: r.Limit, Remaining: r.Remaining, Reset: r.Reset}
+	// One allocation: the limit and both windows.
+	v := &struct {
+		rl       llm.RateLimit
+		req, tok llm.Window
+	}{}
+	if r := li.Requests; r != nil {
+		v.req = llm.Window{Limit: r.Limit, Remaining: r.Remaining, Reset: r.Reset}
+		v.rl.Requests = &v.req
 	}
-	return &llm.RateLimit{Requests: w(li.Requests), Tokens: w(li.Tokens)}
+	if r := li.Tokens; r != nil {
+		v.tok = llm.Window{Limit: r.Limit, Remaining: r.Remaining, Reset: r.Reset}
+		v.rl.Tokens = &v.tok
+	}
+	return &v.rl
 }
 
 // Relay (stage guard_result) answers the client: the models list, or the

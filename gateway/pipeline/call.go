@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/hex"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -163,7 +162,8 @@ func (c *Call) init(p *Pipeline, proto Protocol, w http.ResponseWriter, r *http.
 		c.setTrace(tp, strings.Join(r.Header.Values("tracestate"), ","))
 	}
 	if c.TraceID == "" {
-		c.TraceID, c.SpanID = RandomHex(16), RandomHex(8)
+		ids := RandomHex(24) // one string: the trace id, then the span id
+		c.TraceID, c.SpanID = ids[:32], ids[32:]
 	}
 }
 
@@ -376,12 +376,18 @@ func lowerHex(s string) bool {
 // RandomHex returns n random bytes as hex (trace and span ids: unique,
 // not secret).
 func RandomHex(n int) string {
-	b := make([]byte, n)
+	const digits = "0123456789abcdef"
+	var buf [64]byte // ids are short: no buffer beyond the string
+	dst := buf[:0]
+	if 2*n > len(buf) {
+		dst = make([]byte, 0, 2*n)
+	}
 	for i := 0; i < n; i += 8 {
 		v := mrand.Uint64()
 		for j := 0; j < 8 && i+j < n; j++ {
-			b[i+j] = byte(v >> (8 * j))
+			b := byte(v >> (8 * j))
+			dst = append(dst, digits[b>>4], digits[b&15])
 		}
 	}
-	return hex.EncodeToString(b)
+	return string(dst)
 }

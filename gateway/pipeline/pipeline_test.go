@@ -236,3 +236,21 @@ func TestGuardrailOutcomesAudited(t *testing.T) {
 		})
 	}
 }
+
+// TestRandomHex: n random bytes as 2n lowercase hex digits, short and
+// long, and a trace id and span id cut from one form a valid traceparent.
+func TestRandomHex(t *testing.T) {
+	for _, n := range []int{1, 8, 16, 24, 33, 100} {
+		s := pipeline.RandomHex(n)
+		if len(s) != 2*n || strings.Trim(s, "0123456789abcdef") != "" {
+			t.Fatalf("RandomHex(%d) = %q", n, s)
+		}
+	}
+	if a, b := pipeline.RandomHex(16), pipeline.RandomHex(16); a == b {
+		t.Fatalf("two ids alike: %s", a)
+	}
+	ids := pipeline.RandomHex(24)
+	if tp := "00-" + ids[:32] + "-" + ids[32:] + "-01"; pipeline.TraceIDOf(tp) != ids[:32] {
+		t.Fatalf("%s is not a valid traceparent", tp)
+	}
+}

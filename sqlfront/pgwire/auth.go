@@ -3,142 +3,29 @@ package pgwire
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/pbkdf2"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/xdg-go/scram"
-	"github.com/xdg-go/stringprep"
+
+	"github.com/mandatehq/mandate/catalog/pgscram"
 )
 
 const (
-	scramMechanism  = "SCRAM-SHA-256"
-	scramIterations = 4096 // PostgreSQL's default scram_iterations
-	scramSaltLen    = 16
-	scramKeyLen     = sha256.Size
+	scramMechanism  = pgscram.Mechanism
+	scramIterations = pgscram.Iterations
+	scramSaltLen    = pgscram.SaltLen
 )
 
 // MakeVerifier returns a SCRAM-SHA-256 verifier for password in
-// PostgreSQL's format
-// "SCRAM-SHA-256$<iterations>:<salt b64>$<StoredKey b64>:<ServerKey b64>",
-// with a random 16-byte salt and 4096 iterations. The password is
-// normalized with SASLprep when possible, as PostgreSQL does.
-func MakeVerifier(password string) (string, error) {
-	salt := make([]byte, scramSaltLen)
-	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("pgwire: generating salt: %w", err)
-	}
-	creds, err := deriveCredentials(password, salt, scramIterations)
-	if err != nil {
-		return "", err
-	}
-	return formatVerifier(creds), nil
-}
+// PostgreSQL's format (pgscram.Verifier).
+func MakeVerifier(password string) (string, error) { return pgscram.Verifier(password) }
 
 // CheckVerifier reports whether password matches verifier (PostgreSQL's
-// SCRAM-SHA-256 format). A malformed verifier matches no password.
-func CheckVerifier(verifier, password string) bool {
-	creds, err := parseVerifier(verifier)
-	if err != nil {
-		return false
-	}
-	return checkCredentials(creds, password)
-}
-
-func checkCredentials(creds scram.StoredCredentials, password string) bool {
-	got, err := deriveCredentials(password, []byte(creds.Salt), creds.Iters)
-	if err != nil {
-		return false
-	}
-	storedOK := hmac.Equal(got.StoredKey, creds.StoredKey)
-	serverOK := hmac.Equal(got.ServerKey, creds.ServerKey)
-	return storedOK && serverOK
-}
-
-// deriveCredentials computes StoredKey and ServerKey as RFC 5802 and
-// PostgreSQL do. Like PostgreSQL, it uses the raw password when SASLprep
-// rejects it.
-func deriveCredentials(password string, salt []byte, iters int) (scram.StoredCredentials, error) {
-	if iters <= 0 {
-		return scram.StoredCredentials{}, errors.New("pgwire: SCRAM iteration count must be positive")
-	}
-	if prepped, err := stringprep.SASLprep.Prepare(password); err == nil {
-		password = prepped
-	}
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iters, scramKeyLen)
-	if err != nil {
-		return scram.StoredCredentials{}, fmt.Errorf("pgwire: deriving SCRAM keys: %w", err)
-	}
-	clientKey := hmacSHA256(salted, "Client Key")
-	storedKey := sha256.Sum256(clientKey)
-	return scram.StoredCredentials{
-		KeyFactors: scram.KeyFactors{Salt: string(salt), Iters: iters},
-		StoredKey:  storedKey[:],
-		ServerKey:  hmacSHA256(salted, "Server Key"),
-	}, nil
-}
-
-func hmacSHA256(key []byte, data string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(data))
-	return m.Sum(nil)
-}
-
-func formatVerifier(c scram.StoredCredentials) string {
-	b64 := base64.StdEncoding.EncodeToString
-	return scramMechanism + "$" + strconv.Itoa(c.Iters) + ":" + b64([]byte(c.Salt)) +
-		"$" + b64(c.StoredKey) + ":" + b64(c.ServerKey)
-}
-
-// parseVerifier parses "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>".
-func parseVerifier(v string) (scram.StoredCredentials, error) {
-	bad := func(what string) (scram.StoredCredentials, error) {
-		return scram.StoredCredentials{}, fmt.Errorf("pgwire: invalid SCRAM verifier: %s", what)
-	}
-	mech, rest, ok := strings.Cut(v, "$")
-	if !ok || mech != scramMechanism {
-		return bad("not SCRAM-SHA-256")
-	}
-	factors, keys, ok := strings.Cut(rest, "$")
-	if !ok {
-		return bad("missing keys")
-	}
-	iterStr, saltB64, ok := strings.Cut(factors, ":")
-	if !ok {
-		return bad("missing salt")
-	}
-	iters, err := strconv.Atoi(iterStr)
-	if err != nil || iters <= 0 {
-		return bad("iteration count")
-	}
-	salt, err := base64.StdEncoding.DecodeString(saltB64)
-	if err != nil || len(salt) == 0 {
-		return bad("salt")
-	}
-	storedB64, serverB64, ok := strings.Cut(keys, ":")
-	if !ok {
-		return bad("missing server key")
-	}
-	stored, err := base64.StdEncoding.DecodeString(storedB64)
-	if err != nil || len(stored) != scramKeyLen {
-		return bad("stored key")
-	}
-	server, err := base64.StdEncoding.DecodeString(serverB64)
-	if err != nil || len(server) != scramKeyLen {
-		return bad("server key")
-	}
-	return scram.StoredCredentials{
-		KeyFactors: scram.KeyFactors{Salt: string(salt), Iters: iters},
-		StoredKey:  stored,
-		ServerKey:  server,
-	}, nil
-}
+// SCRAM-SHA-256 format; pgscram.Check). A malformed verifier matches no
+// password.
+func CheckVerifier(verifier, password string) bool { return pgscram.Check(verifier, password) }
 
 // fakeCredentials returns credentials for a user that does not exist or
 // has no password. They are derived from a per-server secret so that the
@@ -173,7 +60,7 @@ func (c *conn) authenticate(ctx context.Context) error {
 	}
 	var creds scram.StoredCredentials
 	if ok {
-		creds, err = parseVerifier(verifier)
+		creds, err = pgscram.Parse(verifier)
 		if err != nil {
 			c.log.Warn().Msg("stored password verifier is not a valid SCRAM-SHA-256 verifier")
 			ok = false
@@ -204,7 +91,7 @@ func (c *conn) cleartextAuth(creds scram.StoredCredentials, userOK bool) error {
 	}
 	// Check the fake credentials too, so that a missing user takes as long
 	// as a wrong password.
-	match := checkCredentials(creds, pw.Password)
+	match := pgscram.CheckCredentials(creds, pw.Password)
 	if !match || !userOK {
 		c.log.Info().Msg("password authentication failed") // c.log carries the user
 		return authFailed(c.info.User)
