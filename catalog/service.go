@@ -69,6 +69,13 @@ type Options struct {
 	// replicas' appends waiting for a round trip and the planning, so
 	// only a batch that keeps losing does.
 	LockHeadAfter int
+	// ForwardLease, for replicas sharing one event stream: only the
+	// replica holding the lease forwards the audit records of catalog
+	// changes to it (the others follow its AuditedRevision, forward for
+	// their own readers in SyncAudit, and take over when the holder
+	// stops); nil: this Service forwards every change it commits or
+	// applies.
+	ForwardLease ForwardLease
 }
 
 // Defaults of Options.
@@ -110,6 +117,7 @@ type Service struct {
 	events  EventStore
 	audit   AuditWriter
 	watcher Watcher // nil: the store is this process's alone
+	carrier Carrier // nil: notifications carry no records
 	keyring *Keyring
 	log     zerolog.Logger
 	now     func() time.Time
@@ -214,6 +222,9 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		queue: make(chan *writeReq, 1024), catchup: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{}),
 		subs: map[chan Revision]struct{}{}}
 	s.watcher, _ = o.Store.(Watcher)
+	if s.watcher != nil {
+		s.carrier, _ = o.Store.(Carrier)
+	}
 	loaded := time.Now()
 	st, changes, err := o.Store.Load(ctx)
 	if err != nil {
@@ -233,11 +244,15 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		s.log.Warn().Int64("event_store", int64(mark)).Int64("catalog", int64(m.rev)).
 			Msg("the event store holds the audit of catalog revisions this catalog does not have")
 	}
-	s.fwd.init(mark, m.rev)
+	s.fwd.init(mark, m.rev, o.ForwardLease)
 	s.sync.init(s, loaded)
 	go s.committer()
 	s.bg.Add(1)
 	go s.forwarder()
+	if o.ForwardLease != nil {
+		s.bg.Add(1)
+		go s.leaseLoop()
+	}
 	if s.watcher != nil {
 		s.bg.Add(1)
 		go s.follow()
@@ -302,7 +317,12 @@ func (s *Service) Close() error {
 		<-s.stopped
 		s.sync.stop()
 		s.bg.Wait()
-		s.flushForward(closeForwardTimeout)
+		if s.fwd.holding.Load() {
+			s.flushForward(closeForwardTimeout)
+		}
+		if s.fwd.lease != nil {
+			s.fwd.lease.Release()
+		}
 	})
 	return nil
 }
@@ -452,8 +472,8 @@ func (s *Service) committer() {
 		select {
 		case first = <-s.queue:
 		case <-s.catchup:
-			if Revision(s.wanted.Load()) > s.Revision() {
-				s.catchUp()
+			if w := Revision(s.wanted.Load()); w > s.Revision() {
+				s.catchUpTo(w)
 			}
 			continue
 		case <-s.done:
@@ -506,8 +526,10 @@ func (s *Service) committer() {
 		}
 		// Another replica announced a newer revision: apply it before
 		// planning, so that the batch is not refused for a stale base.
-		if s.watcher != nil && s.watcher.Announced() > s.Revision() {
-			s.catchUp()
+		if s.watcher != nil {
+			if a := s.watcher.Announced(); a > s.Revision() {
+				s.catchUpTo(a)
+			}
 		}
 		t0 := time.Now()
 		s.commitBatch(batch)
@@ -593,7 +615,7 @@ type lostRace struct {
 // reads the rest from the store, if any are missing (committer only).
 func (s *Service) applyConflict(c *lostRace) {
 	if len(c.Newer) > 0 {
-		if err := s.applyForeign(c.Newer); err != nil {
+		if err := s.applyForeign(c.Newer, true); err != nil {
 			s.log.Error().Err(err).Msg("catalog: applying change records failed; reloading")
 			s.reload()
 			return
@@ -625,7 +647,7 @@ func (s *Service) lockHead() HeldHead {
 		return nil
 	}
 	if len(c.Newer) > 0 {
-		if err := s.applyForeign(c.Newer); err != nil {
+		if err := s.applyForeign(c.Newer, true); err != nil {
 			held.Release()
 			s.log.Error().Err(err).Msg("catalog: applying change records failed; reloading")
 			s.reload()
@@ -792,7 +814,7 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 	}
 	s.sync.synced(started)
 	s.publish(rev)
-	s.forward(changes)
+	s.forward(changes, true)
 	s.maybeSnapshot(rev)
 	return results, nil
 }
