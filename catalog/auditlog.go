@@ -36,10 +36,14 @@ type AuditLogOptions struct {
 	// RecordBatch larger than that is written alone, in one write.
 	MaxBatch int
 	// MaxDelay bounds how long the writer waits for more events when the
-	// batch at hand is smaller than the previous one (default 500 µs;
-	// negative: never wait). Producers answered by one write usually come
-	// back with their next event within microseconds, and one fsync then
-	// covers them all. A lone event is never delayed by more than MaxDelay.
+	// batch at hand holds fewer blocked producers (Record, RecordBatch)
+	// than the previous one (default 500 µs; negative: never wait).
+	// Producers answered by one write usually come back with their next
+	// event within microseconds, and one fsync then covers them all. A
+	// lone event is never delayed by more than MaxDelay. Enqueue's events
+	// do not count: their producers go on with their call once queued
+	// (a gateway call forwards upstream) and do not come back when
+	// answered, so waiting for them would only delay the batch.
 	MaxDelay time.Duration
 	// SubmitDelay bounds how long a batch of events nobody waits for
 	// (Submit's) waits for an event somebody waits for, to share its
@@ -64,6 +68,21 @@ type AuditLogOptions struct {
 	OnWrite func(events int, took time.Duration, err error)
 }
 
+// AuditLazyWriter is an AuditWriter that can also write events without
+// making them durable at once: AppendAuditLazy returns once they are
+// written where a process crash keeps them, and the writer makes them
+// durable with its next AppendAudit or on its own within a bound it
+// documents (catalog/auditwal: one fsync covers both). AuditLog writes a
+// batch that holds only events nobody waits for (Submit's) this way, so
+// that an fsync of theirs never holds up the next event somebody waits
+// for: a gateway call's request record would otherwise often arrive while
+// the previous call's completion is being fsynced, and wait for that
+// fsync and then its own.
+type AuditLazyWriter interface {
+	AuditWriter
+	AppendAuditLazy(ctx context.Context, events ...AuditEvent) error
+}
+
 // AuditLog makes audit events durable with group commit: concurrent
 // Record calls are collected into batches, and each batch is one
 // AppendAudit on the underlying writer (for walstore: one log record and
@@ -84,6 +103,8 @@ type AuditLog struct {
 	queue  []*auditBatch // oldest first; only the last one takes new events
 	closed bool
 	want   int // while the writer waits to fill queue[0]: the acked events it waits for
+	// wantBlocked: want counts blocked events (auditBatch.blocked) only.
+	wantBlocked bool
 	// queued counts the events of Enqueue and Submit not yet written.
 	queued int
 	// writing is the batch being written (no longer in queue).
@@ -104,9 +125,12 @@ type auditBatch struct {
 	// acked counts the events whose producer may wait for the write
 	// (Record, RecordBatch, Enqueue), queued those of Enqueue and Submit.
 	acked, queued int
-	sealed        bool          // takes no more events
-	done          chan struct{} // closed once err is set
-	err           error
+	// blocked counts the events whose producer blocks until the write
+	// (Record, RecordBatch): answered, they come back with their next.
+	blocked int
+	sealed  bool          // takes no more events
+	done    chan struct{} // closed once err is set
+	err     error
 }
 
 // NewAuditLog starts an AuditLog in front of w. Close stops it.
@@ -156,6 +180,7 @@ func (l *AuditLog) Record(ctx context.Context, ev AuditEvent) error {
 	b := l.openBatch(1)
 	b.events = append(b.events, ev)
 	b.acked++
+	b.blocked++
 	l.added(b)
 	l.mu.Unlock()
 	return l.wait(ctx, b)
@@ -292,6 +317,7 @@ func (l *AuditLog) RecordBatch(ctx context.Context, events []AuditEvent) error {
 	b := l.openBatch(len(evs))
 	b.events = append(b.events, evs...)
 	b.acked += len(evs)
+	b.blocked += len(evs)
 	l.added(b)
 	l.mu.Unlock()
 	return l.wait(ctx, b)
@@ -336,7 +362,11 @@ func (l *AuditLog) added(b *auditBatch) {
 	if len(b.events) >= l.o.MaxBatch {
 		b.sealed = true
 	}
-	if l.want > 0 && (b.sealed || b.acked >= l.want) {
+	n := b.acked
+	if l.wantBlocked {
+		n = b.blocked
+	}
+	if l.want > 0 && (b.sealed || n >= l.want) {
 		l.want = 0
 		l.wake()
 	}
@@ -513,21 +543,21 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 		return false
 	}
 	b := l.queue[0]
-	// The previous write answered more producers than this batch holds:
-	// give them a moment to come back so that one write carries them all.
-	// (Events nobody waits for, Submit's, do not count: their producers
-	// are not blocked, so there is no one to come back.)
+	// The previous write answered more blocked producers than this batch
+	// holds: give them a moment to come back so that one write carries
+	// them all. (Events of Submit and Enqueue do not count: their
+	// producers are not blocked, so there is no one to come back.)
 	switch {
 	case !mayWait || b.sealed:
 	case b.acked == 0 && l.o.SubmitDelay > 0:
 		// Nobody waits for these: let them ride with the next event
 		// somebody waits for.
 		l.mu.Unlock()
-		l.fill(b, 1, l.o.SubmitDelay)
+		l.fill(b, 1, l.o.SubmitDelay, false)
 		l.mu.Lock()
-	case b.acked < *lastSize && l.o.MaxDelay > 0:
+	case b.blocked < *lastSize && l.o.MaxDelay > 0:
 		l.mu.Unlock()
-		l.fill(b, *lastSize, l.o.MaxDelay)
+		l.fill(b, *lastSize, l.o.MaxDelay, true)
 		l.mu.Lock()
 	}
 	b.sealed = true
@@ -538,11 +568,16 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	}
 	l.writing = b
 	l.mu.Unlock()
-	*lastSize = b.acked
+	*lastSize = b.blocked
 
 	ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
 	t0 := time.Now()
-	err := l.w.AppendAudit(ctx, b.events...)
+	var err error
+	if lw, ok := l.w.(AuditLazyWriter); ok && b.acked == 0 {
+		err = lw.AppendAuditLazy(ctx, b.events...)
+	} else {
+		err = l.w.AppendAudit(ctx, b.events...)
+	}
 	cancel()
 	if l.o.OnWrite != nil {
 		l.o.OnWrite(len(b.events), time.Since(t0), err)
@@ -569,18 +604,23 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	return true
 }
 
-// fill waits up to delay for b to hold want acked events (or be sealed).
-func (l *AuditLog) fill(b *auditBatch, want int, delay time.Duration) {
+// fill waits up to delay for b to hold want acked events (blocked ones
+// only if blocked), or to be sealed.
+func (l *AuditLog) fill(b *auditBatch, want int, delay time.Duration, blocked bool) {
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	for {
 		l.mu.Lock()
-		if b.acked >= want || b.sealed {
+		n := b.acked
+		if blocked {
+			n = b.blocked
+		}
+		if n >= want || b.sealed {
 			l.want = 0
 			l.mu.Unlock()
 			return
 		}
-		l.want = want
+		l.want, l.wantBlocked = want, blocked
 		l.mu.Unlock()
 		select {
 		case <-l.kick: // b grew or was sealed: re-check

@@ -2,8 +2,10 @@ package catalog_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -475,5 +477,123 @@ func TestAuditLogSubmitRidesAlong(t *testing.T) {
 	}
 	if _, events, _ := w.stored(); events != 3 {
 		t.Fatalf("%d events after Sync, want 3", events)
+	}
+}
+
+// lazyWriter is a slowWriter that also writes lazily (AuditLazyWriter).
+type lazyWriter struct {
+	slowWriter
+	lazy atomic.Int64 // events written by AppendAuditLazy
+}
+
+func (w *lazyWriter) AppendAuditLazy(ctx context.Context, events ...catalog.AuditEvent) error {
+	w.lazy.Add(int64(len(events)))
+	return w.slowWriter.AppendAudit(ctx, events...)
+}
+
+// TestAuditLogLazyForUnawaited: a batch of events nobody waits for
+// (Submit's) goes to AppendAuditLazy, a batch with an event somebody
+// waits for to AppendAudit, so that the durable write covers both.
+func TestAuditLogLazyForUnawaited(t *testing.T) {
+	w := &lazyWriter{}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{SubmitDelay: -1, MaxDelay: -1})
+	defer closeLog(t, l)
+	ctx := t.Context()
+	if err := l.Submit(ctx, catalog.AuditEvent{Service: "llm", Action: "completion"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.lazy.Load(); n != 1 {
+		t.Fatalf("a submitted event alone: %d lazy events, want 1", n)
+	}
+	if err := l.Record(ctx, catalog.AuditEvent{Service: "llm", Action: "request"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.lazy.Load(); n != 1 {
+		t.Fatalf("a recorded event was written lazily (%d lazy events, want 1)", n)
+	}
+	if writes, events, _ := w.stored(); writes != 2 || events != 2 {
+		t.Fatalf("%d writes of %d events, want 2 of 2", writes, events)
+	}
+}
+
+// gatedWriter tells when a write begins and waits to be let through.
+type gatedWriter struct {
+	entered, release chan struct{}
+	mu               sync.Mutex
+	sizes            []int
+}
+
+func (w *gatedWriter) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	w.entered <- struct{}{}
+	<-w.release
+	w.mu.Lock()
+	w.sizes = append(w.sizes, len(events))
+	w.mu.Unlock()
+	return nil
+}
+
+// TestAuditLogEnqueueNotHeldForComebacks: the writer waits (MaxDelay) for
+// blocked producers answered by the previous write to come back, but not
+// for Enqueue's: a gateway call's request record is written at once even
+// when the previous batch held more of them.
+func TestAuditLogEnqueueNotHeldForComebacks(t *testing.T) {
+	w := &gatedWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{MaxDelay: time.Hour, SubmitDelay: -1})
+	defer closeLog(t, l)
+	ctx := t.Context()
+	enqueue := func(action string) *catalog.AuditAck {
+		t.Helper()
+		ack, err := l.Enqueue(ctx, catalog.AuditEvent{Service: "llm", Action: action})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack
+	}
+	enqueue("first")
+	<-w.entered                                          // first is being written, alone
+	second, third := enqueue("second"), enqueue("third") // the next batch: two
+	w.release <- struct{}{}
+	<-w.entered                 // second and third are being written
+	fourth := enqueue("fourth") // the next batch: one
+	w.release <- struct{}{}
+	if err := errors.Join(second.Wait(ctx), third.Wait(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	// The batch of one must go to the writer now, not after MaxDelay.
+	select {
+	case <-w.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a batch of one Enqueue was held back for producers that do not come back")
+	}
+	w.release <- struct{}{}
+	if err := fourth.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !slices.Equal(w.sizes, []int{1, 2, 1}) {
+		t.Fatalf("batches of %v events, want [1 2 1]", w.sizes)
+	}
+}
+
+// TestStatementParamsMatchEncodingJSON: a change's audit request_params,
+// written by appends, are the bytes json.Marshal writes for
+// {"statement": stmt}, escapes included.
+func TestStatementParamsMatchEncodingJSON(t *testing.T) {
+	for _, stmt := range []string{
+		"", "GRANT USE_CONNECTION ON CONNECTION c TO `g`",
+		"GRANT SELECT ON TABLE \"a b\".c TO x", `CREATE CONNECTION c OPTIONS (url 'https://h/p?a=1&b=<2>')`,
+		"a\\b \n\t\r\x00\x1f\x7f é \u2028\u2029 \xff", "ok ~ {} [] ' ,:",
+	} {
+		want, err := json.Marshal(map[string]string{"statement": stmt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := catalog.StatementParams(stmt); got != string(want) {
+			t.Errorf("%q:\n got %s\nwant %s", stmt, got, want)
+		}
 	}
 }

@@ -58,12 +58,17 @@
 //   - follow.go: a replica of a shared store (Watcher) polls the head
 //     revision and wakes on the store's notifications, applies other
 //     writers' records (reading only what it has not applied: its own
-//     commits' notifications cost nothing), and is Stale (StaleError) when
-//     it could not confirm for Options.MaxStaleness that it has every
-//     change.
+//     commits' notifications cost nothing; records the notifications
+//     carried, Carrier, are applied without a read, and a gap is read),
+//     and is Stale (StaleError) when it could not confirm for
+//     Options.MaxStaleness that it has every change (carried records never
+//     confirm it: only a read of the store's head does).
 //   - forward.go: the audit records of change records are copied to the
 //     event stream in the background (EventStore.AppendChangeAudit), so a
-//     slow event stream never delays a catalog write.
+//     slow event stream never delays a catalog write. Replicas sharing an
+//     event stream elect one forwarder (Options.ForwardLease); the others
+//     follow its progress, forward for their own readers (SyncAudit) and
+//     take over when it stops.
 //   - persist.go: snapshots (Model.State, written every
 //     Options.SnapshotEvery changes, then Store.Prune) and loading a Model
 //     from a snapshot plus the records after it.

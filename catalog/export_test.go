@@ -8,3 +8,6 @@ func (s *Service) Queued() int { return len(s.queue) }
 
 // ModelOf builds the Model of a snapshot (as a start does).
 func ModelOf(st *State) (*Model, error) { return modelOf(st, nil) }
+
+// StatementParams is statementParams (the change audit's request_params).
+var StatementParams = statementParams

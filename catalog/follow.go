@@ -27,9 +27,14 @@ type syncState struct {
 
 	mu       sync.Mutex
 	syncedAt time.Time
-	timer    *time.Timer
-	stale    atomic.Bool
-	log      func(stale bool, since time.Duration)
+	// polledHead is the head the follower last read from the store, at
+	// polledAt: once the replica applied it (from records notifications
+	// carried), it is synchronized as of polledAt.
+	polledHead Revision
+	polledAt   time.Time
+	timer      *time.Timer
+	stale      atomic.Bool
+	log        func(stale bool, since time.Duration)
 }
 
 func (st *syncState) init(s *Service, loaded time.Time) {
@@ -67,6 +72,24 @@ func (st *syncState) synced(t time.Time) {
 		if st.stale.Swap(false) {
 			st.log(false, 0)
 		}
+	}
+}
+
+// polled records that the store's head was head at t.
+func (st *syncState) polled(head Revision, t time.Time) {
+	st.mu.Lock()
+	st.polledHead, st.polledAt = head, t
+	st.mu.Unlock()
+}
+
+// applied records that the replica is at revision rev: synchronized as of
+// the last poll whose head it has.
+func (st *syncState) applied(rev Revision) {
+	st.mu.Lock()
+	head, at := st.polledHead, st.polledAt
+	st.mu.Unlock()
+	if head <= rev && !at.IsZero() {
+		st.synced(at)
 	}
 }
 
@@ -158,6 +181,7 @@ func (s *Service) follow() {
 			continue
 		}
 		started := time.Now()
+		before := s.Revision()
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		head, err := s.store.Head(ctx)
 		cancel()
@@ -167,15 +191,18 @@ func (s *Service) follow() {
 				lastErr = time.Now()
 				s.log.Warn().Err(err).Msg("catalog: cannot read the store's revision; retrying")
 			}
-		case head > s.Revision():
-			s.wantCatchUp(head)
-		case head < s.Revision():
+		case head < before:
 			if time.Since(lastErr) > 10*time.Second {
 				lastErr = time.Now()
-				s.log.Error().Int64("store", int64(head)).Int64("replica", int64(s.Revision())).
+				s.log.Error().Int64("store", int64(head)).Int64("replica", int64(before)).
 					Msg("catalog: the store is behind this replica (restored from a backup?); not synchronized")
 			}
+		case head > s.Revision():
+			s.sync.polled(head, started)
+			s.wantCatchUp(head)
 		default:
+			// At the head (or past it: the committer applied newer
+			// records meanwhile).
 			s.sync.synced(started)
 		}
 	}
@@ -197,6 +224,25 @@ func (s *Service) wantCatchUp(rev Revision) {
 	}
 }
 
+// catchUpTo applies the change records other writers appended through
+// revision target at least (committer only): the ones the store's
+// notifications carried (Carrier) when they reach it, else read.
+func (s *Service) catchUpTo(target Revision) {
+	if s.carrier != nil {
+		audit := s.fwd.holding.Load()
+		if c := s.carrier.Carried(s.Revision(), audit); len(c) > 0 && c[len(c)-1].Revision >= target {
+			if err := s.applyForeign(c, audit); err != nil {
+				s.log.Error().Err(err).Msg("catalog: applying change records failed; reloading")
+				s.reload()
+				return
+			}
+			s.sync.applied(s.Revision())
+			return
+		}
+	}
+	s.catchUp()
+}
+
 // catchUp applies the change records other writers appended (committer
 // only).
 func (s *Service) catchUp() {
@@ -214,7 +260,7 @@ func (s *Service) catchUp() {
 			return
 		}
 		if len(changes) > 0 {
-			if err := s.applyForeign(changes); err != nil {
+			if err := s.applyForeign(changes, true); err != nil {
 				s.log.Error().Err(err).Msg("catalog: applying change records failed; reloading")
 				s.reload()
 				return
@@ -227,8 +273,9 @@ func (s *Service) catchUp() {
 	}
 }
 
-// applyForeign applies change records of other writers.
-func (s *Service) applyForeign(changes []Change) error {
+// applyForeign applies change records of other writers (without their
+// Audit unless audit).
+func (s *Service) applyForeign(changes []Change, audit bool) error {
 	s.mu.Lock()
 	s.cleanLocked()
 	var err error
@@ -246,7 +293,7 @@ func (s *Service) applyForeign(changes []Change) error {
 	s.mu.Unlock()
 	if applied > 0 {
 		s.publish(rev)
-		s.forward(changes[:applied])
+		s.forward(changes[:applied], audit)
 	}
 	return err
 }

@@ -28,6 +28,14 @@ const (
 	forwardTimeout = time.Minute
 	// closeForwardTimeout bounds the forwarding Close waits for.
 	closeForwardTimeout = 5 * time.Second
+	// forwardLeaseEvery is how often the lease (Options.ForwardLease) is
+	// taken or renewed, and how often a replica that does not hold it
+	// reads how far the holder got.
+	forwardLeaseEvery = time.Second
+	// forwardTakeover: a replica that does not hold the lease forwards
+	// itself when the shared event stream has lacked a change's audit for
+	// this long (a holder alive but not forwarding).
+	forwardTakeover = 10 * time.Second
 	// forwardLinger is how long the forwarder lets commits accumulate
 	// before it forwards them, unless a reader waits for them (SyncAudit):
 	// one write (one fsync of the event store's log) then carries the
@@ -54,9 +62,23 @@ type forwarder struct {
 	advanced  chan struct{}
 	// failing is set while forwards fail (SyncAudit then fails fast).
 	failing atomic.Pointer[error]
+
+	// lease (Options.ForwardLease, nil: always forward): this replica
+	// forwards while it holds it (holding), or while a reader waits
+	// (SyncAudit), or when the holder stopped forwarding (rescue);
+	// otherwise it follows the shared event stream's AuditedRevision.
+	lease   ForwardLease
+	holding atomic.Bool
+	rescue  atomic.Bool
+	// lagRev is a revision the shared event stream lacked at lagSince
+	// (the lease loop's watch of the holder).
+	lagRev   Revision
+	lagSince time.Time
 }
 
-func (f *forwarder) init(mark, head Revision) {
+func (f *forwarder) init(mark, head Revision, lease ForwardLease) {
+	f.lease = lease
+	f.holding.Store(lease == nil)
 	f.kick = make(chan struct{}, 1)
 	f.urgent = make(chan struct{}, 1)
 	f.advanced = make(chan struct{})
@@ -70,15 +92,20 @@ func (f *forwarder) init(mark, head Revision) {
 
 func (f *forwarder) done() Revision { return Revision(f.forwarded.Load()) }
 
-// forward queues the audit records of committed changes (in revision order).
-func (s *Service) forward(changes []Change) {
+// forward queues the audit records of committed changes (in revision
+// order); without audit the changes lack their Audit (decoded without it:
+// a replica that does not forward), and the forwarder reads them from the
+// store if it needs them.
+func (s *Service) forward(changes []Change, audit bool) {
 	if len(changes) == 0 {
 		return
 	}
 	f := &s.fwd
 	f.mu.Lock()
 	f.head = max(f.head, changes[len(changes)-1].Revision)
-	if !f.overflow {
+	if !audit || !f.holding.Load() {
+		f.queue, f.bytes, f.overflow = nil, 0, true
+	} else if !f.overflow {
 		for i := range changes {
 			f.queue = append(f.queue, changes[i])
 			f.bytes += auditBytes(changes[i].Audit)
@@ -118,6 +145,11 @@ func auditBytes(events []AuditEvent) int {
 	return n
 }
 
+// forwards reports whether this replica forwards now (see forwarder.lease).
+func (f *forwarder) forwards() bool {
+	return f.holding.Load() || f.rescue.Load() || f.waiters.Load() > 0
+}
+
 // forwarder runs until Close.
 func (s *Service) forwarder() {
 	defer s.bg.Done()
@@ -126,6 +158,14 @@ func (s *Service) forwarder() {
 		case <-s.fwd.kick:
 		case <-s.done:
 			return
+		}
+		if !s.fwd.forwards() {
+			continue
+		}
+		if !s.fwd.holding.Load() {
+			// A reader waits, or the holder is stuck: start from what
+			// the holder forwarded already.
+			s.followLease()
 		}
 		if s.fwd.waiters.Load() == 0 {
 			t := time.NewTimer(forwardLinger)
@@ -156,6 +196,94 @@ func (s *Service) forwarder() {
 				break
 			}
 		}
+		if s.fwd.rescue.Load() && s.fwd.done() >= s.fwd.headRev() {
+			s.fwd.rescue.Store(false)
+		}
+	}
+}
+
+func (f *forwarder) headRev() Revision {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.head
+}
+
+// leaseLoop takes or renews the forward lease every forwardLeaseEvery
+// until Close; while another replica holds it, it follows the shared
+// event stream's progress and watches that the holder forwards.
+func (s *Service) leaseLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(forwardLeaseEvery)
+	defer t.Stop()
+	var lastErr time.Time
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), forwardLeaseEvery)
+		held, err := s.fwd.lease.Hold(ctx)
+		cancel()
+		if err != nil && time.Since(lastErr) > 30*time.Second {
+			lastErr = time.Now()
+			s.log.Warn().Err(err).Msg("catalog: the lease of the change audit forwarder cannot be taken or renewed; retrying")
+		}
+		f := &s.fwd
+		if held != f.holding.Load() {
+			f.mu.Lock()
+			f.holding.Store(held)
+			f.queue, f.bytes, f.overflow = nil, 0, true // read what is not forwarded from the store
+			f.lagSince = time.Time{}
+			f.mu.Unlock()
+			if held {
+				s.log.Info().Msg("catalog: this replica forwards the audit of catalog changes to the event stream")
+				f.wake()
+			} else {
+				s.log.Info().Msg("catalog: another replica forwards the audit of catalog changes")
+			}
+		}
+		if !held {
+			s.followLease()
+		}
+		select {
+		case <-t.C:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// followLease raises the forwarded revision to the shared event stream's
+// and, if that has lacked the same change for forwardTakeover, has this
+// replica forward (rescue).
+func (s *Service) followLease() {
+	f := &s.fwd
+	ctx, cancel := context.WithTimeout(context.Background(), forwardLeaseEvery)
+	shared, err := f.lease.AuditedRevision(ctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	s.fwdAdvanced(shared)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case shared >= f.head:
+		f.lagSince = time.Time{}
+	case f.lagSince.IsZero() || shared >= f.lagRev:
+		f.lagRev, f.lagSince = f.head, time.Now()
+	case time.Since(f.lagSince) > forwardTakeover && !f.rescue.Load():
+		s.log.Warn().Int64("forwarded", int64(shared)).Int64("revision", int64(f.lagRev)).
+			Msg("catalog: the replica holding the lease has not forwarded the audit of catalog changes; forwarding it here")
+		f.rescue.Store(true)
+		f.lagSince = time.Time{}
+		select {
+		case f.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *forwarder) wake() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -296,6 +424,7 @@ func (s *Service) SyncAudit(ctx context.Context) error {
 	case f.urgent <- struct{}{}:
 	default:
 	}
+	f.wake() // a replica that does not hold the lease forwards for its reader
 	for {
 		f.advMu.Lock()
 		adv := f.advanced

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,13 @@ type Options struct {
 	// replicas' appends waiting for a round trip and the planning, so
 	// only a batch that keeps losing does.
 	LockHeadAfter int
+	// ForwardLease, for replicas sharing one event stream: only the
+	// replica holding the lease forwards the audit records of catalog
+	// changes to it (the others follow its AuditedRevision, forward for
+	// their own readers in SyncAudit, and take over when the holder
+	// stops); nil: this Service forwards every change it commits or
+	// applies.
+	ForwardLease ForwardLease
 }
 
 // Defaults of Options.
@@ -109,6 +117,7 @@ type Service struct {
 	events  EventStore
 	audit   AuditWriter
 	watcher Watcher // nil: the store is this process's alone
+	carrier Carrier // nil: notifications carry no records
 	keyring *Keyring
 	log     zerolog.Logger
 	now     func() time.Time
@@ -213,6 +222,9 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		queue: make(chan *writeReq, 1024), catchup: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{}),
 		subs: map[chan Revision]struct{}{}}
 	s.watcher, _ = o.Store.(Watcher)
+	if s.watcher != nil {
+		s.carrier, _ = o.Store.(Carrier)
+	}
 	loaded := time.Now()
 	st, changes, err := o.Store.Load(ctx)
 	if err != nil {
@@ -232,11 +244,15 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		s.log.Warn().Int64("event_store", int64(mark)).Int64("catalog", int64(m.rev)).
 			Msg("the event store holds the audit of catalog revisions this catalog does not have")
 	}
-	s.fwd.init(mark, m.rev)
+	s.fwd.init(mark, m.rev, o.ForwardLease)
 	s.sync.init(s, loaded)
 	go s.committer()
 	s.bg.Add(1)
 	go s.forwarder()
+	if o.ForwardLease != nil {
+		s.bg.Add(1)
+		go s.leaseLoop()
+	}
 	if s.watcher != nil {
 		s.bg.Add(1)
 		go s.follow()
@@ -301,7 +317,12 @@ func (s *Service) Close() error {
 		<-s.stopped
 		s.sync.stop()
 		s.bg.Wait()
-		s.flushForward(closeForwardTimeout)
+		if s.fwd.holding.Load() {
+			s.flushForward(closeForwardTimeout)
+		}
+		if s.fwd.lease != nil {
+			s.fwd.lease.Release()
+		}
 	})
 	return nil
 }
@@ -451,8 +472,8 @@ func (s *Service) committer() {
 		select {
 		case first = <-s.queue:
 		case <-s.catchup:
-			if Revision(s.wanted.Load()) > s.Revision() {
-				s.catchUp()
+			if w := Revision(s.wanted.Load()); w > s.Revision() {
+				s.catchUpTo(w)
 			}
 			continue
 		case <-s.done:
@@ -505,8 +526,10 @@ func (s *Service) committer() {
 		}
 		// Another replica announced a newer revision: apply it before
 		// planning, so that the batch is not refused for a stale base.
-		if s.watcher != nil && s.watcher.Announced() > s.Revision() {
-			s.catchUp()
+		if s.watcher != nil {
+			if a := s.watcher.Announced(); a > s.Revision() {
+				s.catchUpTo(a)
+			}
 		}
 		t0 := time.Now()
 		s.commitBatch(batch)
@@ -592,7 +615,7 @@ type lostRace struct {
 // reads the rest from the store, if any are missing (committer only).
 func (s *Service) applyConflict(c *lostRace) {
 	if len(c.Newer) > 0 {
-		if err := s.applyForeign(c.Newer); err != nil {
+		if err := s.applyForeign(c.Newer, true); err != nil {
 			s.log.Error().Err(err).Msg("catalog: applying change records failed; reloading")
 			s.reload()
 			return
@@ -624,7 +647,7 @@ func (s *Service) lockHead() HeldHead {
 		return nil
 	}
 	if len(c.Newer) > 0 {
-		if err := s.applyForeign(c.Newer); err != nil {
+		if err := s.applyForeign(c.Newer, true); err != nil {
 			held.Release()
 			s.log.Error().Err(err).Msg("catalog: applying change records failed; reloading")
 			s.reload()
@@ -688,7 +711,7 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 		for k, st := range w.stmts {
 			tx := &Tx{m: s.model, svc: s, name: st.Req.Caller.Principal}
 			err := s.plan(tx, st.Fn)
-			reqUndo = append(reqUndo, tx.undo...)
+			reqUndo = appendOps(reqUndo, tx.undo)
 			if err != nil {
 				for j := len(reqUndo) - 1; j >= 0; j-- {
 					reqUndo[j].apply(s.model)
@@ -704,7 +727,7 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 				break
 			}
 			txs = append(txs, tx)
-			reqOps = append(reqOps, tx.ops...)
+			reqOps = appendOps(reqOps, tx.ops)
 		}
 		if failed {
 			refused = true
@@ -725,8 +748,8 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 			results[i].audit = events
 			continue
 		}
-		undo = append(undo, reqUndo...)
-		ops = append(ops, reqOps...)
+		undo = appendOps(undo, reqUndo)
+		ops = appendOps(ops, reqOps)
 		c := Change{Revision: rev, NextID: s.model.nextID, Ops: make([]ChangeOp, len(reqOps)), Audit: events}
 		for j, o := range reqOps {
 			c.Ops[j] = o.record()
@@ -791,9 +814,20 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 	}
 	s.sync.synced(started)
 	s.publish(rev)
-	s.forward(changes)
+	s.forward(changes, true)
 	s.maybeSnapshot(rev)
 	return results, nil
+}
+
+// appendOps is append(dst, src...), but src itself when dst is empty: a
+// batch of one statement plans without copying its ops and undo steps
+// (the slices appended to are the planner's, which nothing reads past
+// their length).
+func appendOps(dst, src []op) []op {
+	if len(dst) == 0 {
+		return src
+	}
+	return append(dst, src...)
 }
 
 // behind reports whether the store's head is past the committed catalog
@@ -822,12 +856,12 @@ func (s *Service) plan(tx *Tx, fn func(tx *Tx) error) (err error) {
 
 func (s *Service) auditEvent(start time.Time, req WriteRequest, tx *Tx, rev Revision, err error) AuditEvent {
 	c := req.Caller
-	params, _ := json.Marshal(map[string]string{"statement": c.Statement})
+	params := statementParams(c.Statement)
 	ev := AuditEvent{
 		EventID: uuid.NewString(), Time: s.now().UTC(), Service: "sql", Action: req.Action,
 		UserIdentity: c.Principal, RunBy: c.Principal, SourceIP: c.SourceIP, UserAgent: c.UserAgent,
 		SessionID: c.SessionID, RequestID: c.RequestID, SecurableType: tx.auditType, SecurableName: tx.auditName,
-		RequestParams: string(params), Decision: "allow", Revision: rev,
+		RequestParams: params, Decision: "allow", Revision: rev,
 		LatencyMs: float64(s.now().Sub(start).Microseconds()) / 1000,
 	}
 	if err != nil {
@@ -844,6 +878,26 @@ func (s *Service) auditEvent(start time.Time, req WriteRequest, tx *Tx, rev Revi
 		}
 	}
 	return ev
+}
+
+// statementParams is a change's audit request_params,
+// {"statement": stmt}, as json.Marshal writes the map (escapes included,
+// TestStatementParamsMatchEncodingJSON) without its reflection: one string
+// per statement.
+func statementParams(stmt string) string {
+	const head, tail = `{"statement":"`, `"}`
+	for i := 0; i < len(stmt); i++ {
+		if c := stmt[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(map[string]string{"statement": stmt}) // escapes: encoding/json's own
+			return string(q)
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(head) + len(stmt) + len(tail))
+	b.WriteString(head)
+	b.WriteString(stmt)
+	b.WriteString(tail)
+	return b.String()
 }
 
 // AppendAudit writes events outside a catalog change (e.g. failed logins)

@@ -152,6 +152,38 @@ type Watcher interface {
 	Announced() Revision
 }
 
+// Carrier is implemented by a Watcher whose notifications carry the
+// change records they announce (pgstore: in the NOTIFY payload, when
+// small): a follower applies them without reading them. It is a hint as
+// the notifications are: a record not carried (too large, a notification
+// missed while reconnecting, not yet arrived) is read from the store.
+type Carrier interface {
+	// Carried returns the records after revision after that notifications
+	// carried, oldest first and without a gap (after+1, after+2, ...), as
+	// Changes would return them (without their Audit unless audit is
+	// set); none when after+1 was not carried.
+	Carried(after Revision, audit bool) []Change
+}
+
+// ForwardLease elects the one replica of a shared Store that forwards the
+// audit records of every replica's catalog changes to the shared event
+// stream (Options.ForwardLease): the others only learn how far it got.
+// Exclusivity is an economy, not a guarantee the Service relies on: the
+// event stream stores a change's audit once whoever forwards it
+// (EventStore.AppendChangeAudit), so two forwarders during a handover
+// double work, never rows.
+type ForwardLease interface {
+	// Hold takes the lease, or confirms that this process still holds
+	// it (the Service calls it every second): false while another
+	// process holds it.
+	Hold(ctx context.Context) (bool, error)
+	// AuditedRevision is the shared event stream's AuditedRevision: how
+	// far the holder got, as every replica sees it.
+	AuditedRevision(ctx context.Context) (Revision, error)
+	// Release gives the lease up (Service.Close).
+	Release()
+}
+
 // HeadLocker is implemented by a shared Store that lets a writer reserve
 // its next append: a writer that lost a race takes the head first (other
 // writers' appends queue behind it), applies what it lacks, plans again

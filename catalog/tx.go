@@ -96,6 +96,24 @@ func ResolveName(typ SecurableType, parts []string, currentCatalog string) ([]st
 // typeChain returns the types of a full name of type t, outermost first
 // (catalog, schema, t), from the registry.
 func typeChain(t SecurableType) []SecurableType {
+	if c, ok := typeChains[t]; ok {
+		return c
+	}
+	return buildTypeChain(t)
+}
+
+// typeChains holds typeChain of every registered type, computed once
+// (Lookup resolves a name per statement). The slices are shared: read only.
+var typeChains = func() map[SecurableType][]SecurableType {
+	m := make(map[SecurableType][]SecurableType, len(typeRegistry))
+	for t := range typeRegistry {
+		c := buildTypeChain(t)
+		m[t] = c[:len(c):len(c)]
+	}
+	return m
+}()
+
+func buildTypeChain(t SecurableType) []SecurableType {
 	var out []SecurableType
 	for ti := typeRegistry[t]; ti != nil && ti.Type != TypeMetastore; ti = typeRegistry[ti.Parent] {
 		out = append([]SecurableType{ti.Type}, out...)

@@ -9,7 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/catalogtest"
+	"github.com/mandatehq/mandate/sqlfront"
 )
 
 // BenchmarkShowGrants measures SHOW GRANTS ON CONNECTION over the wire
@@ -94,9 +96,12 @@ func BenchmarkShowGrants(b *testing.B) {
 // Execute and committed at Sync), and inside BEGIN ... COMMIT blocks of 100
 // statements. Run it with a fixed count, e.g.
 //
-//	go test -run '^$' -bench BenchmarkGrantWire -benchtime 3000x ./sqlfront/
+//	go test -run '^$' -bench BenchmarkGrantWire -benchtime 3000x -benchmem ./sqlfront/
+//
+// The server runs with mandate serve's default statement timeout (30 s),
+// so that every statement pays for its bound as in production.
 func BenchmarkGrantWire(b *testing.B) {
-	f := startFrontend(b)
+	f := startFrontend(b, func(_ *catalog.Options, c *sqlfront.Config) { c.StatementTimeout = 30 * time.Second })
 	admin := f.admin(b)
 	mustExec(b, admin, `CREATE GROUP bench`, `CREATE CONNECTION bench_c TYPE MCP OPTIONS (url 'https://bench.invalid/mcp')`)
 	stmts := [2]string{`GRANT USE_CONNECTION ON CONNECTION bench_c TO bench`, `REVOKE USE_CONNECTION ON CONNECTION bench_c FROM bench`}

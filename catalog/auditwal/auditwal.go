@@ -79,6 +79,20 @@ type Options struct {
 	// failed fsync fails every later append (fail closed). Zero: every
 	// append fsyncs before it returns. AppendChangeAudit always fsyncs.
 	SyncInterval time.Duration
+	// ApplySlice bounds the events of one background apply transaction
+	// (default 2048, about 1,000 rows of gateway calls: a request and its
+	// completion are one row). A round applies what is pending in slices
+	// and pauses after each one as long as it took, so that DuckDB's
+	// apply never takes the CPU in one long burst (an apply of thousands
+	// of rows takes tens of milliseconds of CPU, on as many cores as DuckDB
+	// has threads, which gateway calls would wait behind). Reads and Flush
+	// apply everything at once, and the applier does not pause while more
+	// than half of MaxPendingBytes wait.
+	ApplySlice int
+	// LazySyncDelay bounds how long a record of AppendAuditLazy stays
+	// written but not fsynced when no AppendAudit follows to fsync it
+	// (default 10ms; with SyncInterval the syncer's interval applies).
+	LazySyncDelay time.Duration
 }
 
 // Log is a catalog.EventStore: a write-ahead log in front of inner.
@@ -104,6 +118,13 @@ type Log struct {
 	unsynced bool
 	syncErr  error
 	syncs    int64 // fsyncs of appended records (tests)
+	// lazyTimer fsyncs the records of AppendAuditLazy that no AppendAudit
+	// fsynced within LazySyncDelay (armed while lazyArmed).
+	lazyTimer *time.Timer
+	lazyArmed bool
+	lazySince time.Time // the first record written since the last fsync
+	// syncMu serializes the lazy timer's fsync with Close.
+	syncMu sync.Mutex
 
 	applyMu sync.Mutex // serializes applying
 	kick    chan struct{}
@@ -147,6 +168,12 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 	}
 	if o.MaxPendingBytes <= 0 {
 		o.MaxPendingBytes = 256 << 20
+	}
+	if o.ApplySlice <= 0 {
+		o.ApplySlice = 2048
+	}
+	if o.LazySyncDelay <= 0 {
+		o.LazySyncDelay = 10 * time.Millisecond
 	}
 	l := &Log{inner: inner, path: filepath.Join(dir, FileName), log: o.Logger, opts: o,
 		kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{}), applied: make(chan struct{})}
@@ -295,6 +322,34 @@ func (l *Log) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) err
 	return l.append(ctx, &record{events: cp}, 0, l.opts.SyncInterval <= 0)
 }
 
+// AppendAuditLazy implements catalog.AuditLazyWriter: like AppendAudit,
+// but the record is only written when it returns (a process crash keeps
+// it, the kernel holds it); the next AppendAudit's fsync makes it durable
+// with its own record, or, if none comes, a background fsync within
+// LazySyncDelay (with SyncInterval, the syncer's). catalog.AuditLog writes
+// the events nobody waits for this way (a gateway call's completion), so
+// that their fsync does not hold up the next request record somebody
+// waits for. A failed background fsync fails every later append.
+func (l *Log) AppendAuditLazy(ctx context.Context, events ...catalog.AuditEvent) error {
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	cp, err := prepare(events)
+	if err != nil {
+		return err
+	}
+	if err := l.waitRoom(ctx); err != nil {
+		return err
+	}
+	return l.append(ctx, &record{events: cp}, 0, false)
+}
+
 // AuditedRevision implements catalog.EventStore.
 func (l *Log) AuditedRevision(ctx context.Context) (catalog.Revision, error) {
 	if err := l.checkOpen(); err != nil {
@@ -372,7 +427,19 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 		l.syncs++
 		l.unsynced = false
 	} else {
+		if !l.unsynced {
+			l.lazySince = r.at
+		}
 		l.unsynced = true
+		if l.opts.SyncInterval <= 0 && !l.lazyArmed {
+			// No syncer: fsync within LazySyncDelay unless an append does.
+			l.lazyArmed = true
+			if l.lazyTimer == nil {
+				l.lazyTimer = time.AfterFunc(l.opts.LazySyncDelay, l.lazySync)
+			} else {
+				l.lazyTimer.Reset(l.opts.LazySyncDelay)
+			}
+		}
 	}
 	l.size += r.size
 	l.seq = r.seq
@@ -441,6 +508,32 @@ func (l *Log) syncer() {
 	}
 }
 
+// lazySync is the lazy timer's: it fsyncs what AppendAuditLazy left
+// unsynced for LazySyncDelay, unless the log was closed (Close fsyncs
+// it). Under steady traffic an AppendAudit fsyncs the lazy records within
+// milliseconds: the timer then only re-arms for the records written since.
+func (l *Log) lazySync() {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	if !l.unsynced {
+		l.lazyArmed = false
+		l.mu.Unlock()
+		return
+	}
+	if wait := l.opts.LazySyncDelay - time.Since(l.lazySince); wait > 0 {
+		l.lazyTimer.Reset(wait)
+		l.mu.Unlock()
+		return
+	}
+	l.lazyArmed = false
+	l.mu.Unlock()
+	if l.closed.Load() {
+		return
+	}
+	l.syncNow()
+}
+
 // syncNow fsyncs the log if an append left it unsynced.
 func (l *Log) syncNow() {
 	l.mu.Lock()
@@ -474,13 +567,39 @@ func (l *Log) applier() {
 		case <-t.C:
 		case <-l.kick:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := l.apply(ctx, time.Now().Add(-l.opts.ApplyDelay)); err != nil {
-			l.log.Error().Err(err).Msg("audit log: applying to the store failed; will retry (the log keeps the events)")
+		before := time.Now().Add(-l.opts.ApplyDelay)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			t0 := time.Now()
+			more, err := l.apply(ctx, before, l.opts.ApplySlice)
+			cancel()
+			if err != nil {
+				l.log.Error().Err(err).Msg("audit log: applying to the store failed; will retry (the log keeps the events)")
+			}
+			if err != nil || !more {
+				break
+			}
+			// Yield as long as the slice took (at most half the CPU),
+			// unless the log is filling up.
+			l.mu.Lock()
+			pressed := l.live > l.opts.MaxPendingBytes/2
+			l.mu.Unlock()
+			if pressed {
+				continue
+			}
+			pause := time.NewTimer(min(time.Since(t0), maxApplyPause))
+			select {
+			case <-l.done:
+				pause.Stop()
+				return
+			case <-pause.C:
+			}
 		}
-		cancel()
 	}
 }
+
+// maxApplyPause bounds the applier's pause between two slices.
+const maxApplyPause = 100 * time.Millisecond
 
 // maxApplyEvents bounds the events of one inner transaction.
 const maxApplyEvents = 1 << 16
@@ -489,11 +608,20 @@ const maxApplyEvents = 1 << 16
 // (in transactions of at most maxApplyEvents events; records that arrive
 // meanwhile wait for the next flush), then truncates the log if nothing
 // new arrived.
-func (l *Log) flush(ctx context.Context) error { return l.apply(ctx, time.Time{}) }
+func (l *Log) flush(ctx context.Context) error {
+	_, err := l.apply(ctx, time.Time{}, 0)
+	return err
+}
 
 // apply is flush for the records appended before before (all of them for
-// a zero time, or while more than half of MaxPendingBytes wait).
-func (l *Log) apply(ctx context.Context, before time.Time) error {
+// a zero time, or while more than half of MaxPendingBytes wait). With
+// slice > 0 it applies one transaction of at most slice events (at least
+// one record) and says whether more of those records are left.
+func (l *Log) apply(ctx context.Context, before time.Time, slice int) (more bool, err error) {
+	limit := maxApplyEvents
+	if slice > 0 {
+		limit = min(slice, maxApplyEvents)
+	}
 	l.applyMu.Lock()
 	defer l.applyMu.Unlock()
 	l.mu.Lock()
@@ -509,7 +637,7 @@ func (l *Log) apply(ctx context.Context, before time.Time) error {
 		var batch []*record
 		n := 0
 		for _, r := range l.pending[:left] {
-			if len(batch) > 0 && n+len(r.events) > maxApplyEvents {
+			if len(batch) > 0 && n+len(r.events) > limit {
 				break
 			}
 			batch = append(batch, r)
@@ -541,7 +669,7 @@ func (l *Log) apply(ctx context.Context, before time.Time) error {
 			l.mu.Lock()
 			l.applyErr = err
 			l.mu.Unlock()
-			return err
+			return false, err
 		}
 		l.mu.Lock()
 		l.applyErr = nil
@@ -565,8 +693,11 @@ func (l *Log) apply(ctx context.Context, before time.Time) error {
 			}
 		}
 		l.mu.Unlock()
+		if slice > 0 {
+			return left > 0, nil
+		}
 	}
-	return nil
+	return false, nil
 }
 
 // pulled is a completion pullCompletions took from a later record.
@@ -678,8 +809,10 @@ func (l *Log) Close() error {
 		<-l.stopped
 		if l.syncStopped != nil {
 			<-l.syncStopped
-			l.syncNow()
 		}
+		l.syncMu.Lock() // a running lazy fsync ends first; later ones see closed
+		l.syncNow()
+		l.syncMu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if ferr := l.flush(ctx); ferr != nil {

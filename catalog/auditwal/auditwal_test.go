@@ -138,6 +138,87 @@ func TestSyncInterval(t *testing.T) {
 	}
 }
 
+// TestAppendAuditLazy: a lazy record is written without an fsync; the
+// next AppendAudit's one fsync covers it, and without one the lazy timer
+// fsyncs within LazySyncDelay; a process crash loses none of it.
+func TestAppendAuditLazy(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := keepOpen{memstore.New()}
+	l, err := Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, LazySyncDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := func(l *Log) (int64, bool) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.syncs, l.unsynced
+	}
+	var want []catalog.AuditEvent
+	for i := range 5 {
+		if err := l.AppendAuditLazy(ctx, event(i)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, event(i))
+	}
+	if n, unsynced := syncs(l); n != 0 || !unsynced {
+		t.Fatalf("after 5 lazy appends: %d fsyncs, unsynced %v; want 0, true", n, unsynced)
+	}
+	if err := l.AppendAudit(ctx, event(5)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, event(5))
+	if n, unsynced := syncs(l); n != 1 || unsynced {
+		t.Fatalf("after an AppendAudit: %d fsyncs, unsynced %v; want 1, false", n, unsynced)
+	}
+	if err := l.AppendAuditLazy(ctx, event(6)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, event(6))
+	// The timer fsyncs only records left unsynced for LazySyncDelay: one
+	// written just now waits (an AppendAudit will likely cover it).
+	l.lazySync()
+	if n, unsynced := syncs(l); n != 1 || !unsynced {
+		t.Fatalf("the timer on a fresh lazy record: %d fsyncs, unsynced %v; want 1, true", n, unsynced)
+	}
+	l.mu.Lock()
+	l.lazySince = l.lazySince.Add(-time.Hour)
+	l.mu.Unlock()
+	l.lazySync()
+	if n, unsynced := syncs(l); n != 2 || unsynced {
+		t.Fatalf("the timer on a lazy record an hour old: %d fsyncs, unsynced %v; want 2, false", n, unsynced)
+	}
+	if err := l.AppendAuditLazy(ctx, event(7)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, event(7))
+	crash(l)
+	l, err = Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, LazySyncDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, err := l.ListAudit(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
+	}
+	if err := l.AppendAuditLazy(ctx, event(8)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if n, unsynced := syncs(l); n == 1 && !unsynced {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lazy record was not fsynced within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestReplayAfterCrash: records logged but not applied are applied at the
 // next Open, exactly once; a torn record at the end is cut off.
 func TestReplayAfterCrash(t *testing.T) {
@@ -365,7 +446,7 @@ func TestApplyDelay(t *testing.T) {
 	if err := l.AppendAudit(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.apply(ctx, cut); err != nil { // what the applier does with cut = now - ApplyDelay
+	if _, err := l.apply(ctx, cut, 0); err != nil { // what the applier does with cut = now - ApplyDelay
 		t.Fatal(err)
 	}
 	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 1 || es[0].EventID != old.EventID {
@@ -439,11 +520,11 @@ func TestCompletionPulledIntoRequestBatch(t *testing.T) {
 	l.mu.Unlock()
 
 	inner.stalled.Store(true)
-	if err := l.apply(ctx, cut); err == nil {
+	if _, err := l.apply(ctx, cut, 0); err == nil {
 		t.Fatal("apply succeeded on a stalled store")
 	}
 	inner.stalled.Store(false)
-	if err := l.apply(ctx, cut); err != nil {
+	if _, err := l.apply(ctx, cut, 0); err != nil {
 		t.Fatal(err)
 	}
 	if len(inner.applied) != 1 || len(inner.applied[0]) != 2 || inner.applied[0][0].Completes || !inner.applied[0][1].Completes {
@@ -497,7 +578,7 @@ func TestCompletionPulledIntoRequestBatch(t *testing.T) {
 	}
 	l.mu.Unlock()
 	n := len(inner.applied)
-	if err := l.apply(ctx, cut); err != nil {
+	if _, err := l.apply(ctx, cut, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Flush(ctx); err != nil {
@@ -540,5 +621,84 @@ func TestMaxPendingCountsEvents(t *testing.T) {
 			t.Fatal("10 events in 2 records pending, MaxPending 10: not applied within 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestApplySlices: the background applier applies what is pending in
+// transactions of at most ApplySlice events (whole records), each event
+// exactly once; a crash between two slices loses nothing and applies
+// nothing twice.
+func TestApplySlices(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := &recorder{keepOpen: keepOpen{memstore.New()}}
+	o := Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, ApplyDelay: -1, ApplySlice: 3}
+	l, err := Open(ctx, dir, inner, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []catalog.AuditEvent
+	for i := 0; i < 20; i += 2 {
+		if err := l.AppendAudit(ctx, event(i), event(i+1)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, event(i), event(i+1))
+	}
+	applied := func() (n, events int) {
+		inner.mu.Lock()
+		defer inner.mu.Unlock()
+		for _, b := range inner.applied {
+			events += len(b)
+		}
+		return len(inner.applied), events
+	}
+	// One slice, then a crash before the next.
+	more, err := l.apply(ctx, time.Now(), o.ApplySlice)
+	if err != nil || !more {
+		t.Fatalf("first slice: more %v, err %v; want more, nil", more, err)
+	}
+	if n, events := applied(); n != 1 || events != 2 {
+		t.Fatalf("first slice: %d transactions of %d events, want 1 of 2 (one record)", n, events)
+	}
+	crash(l)
+	l, err = Open(ctx, dir, inner, o) // replays the 9 records left: Open applies them at once
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, events := applied(); n != 2 || events != 20 {
+		t.Fatalf("after the crash: %d transactions of %d events in all, want 2 of 20", n, events)
+	}
+	for i := 20; i < 40; i += 2 {
+		if err := l.AppendAudit(ctx, event(i), event(i+1)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, event(i), event(i+1))
+	}
+	l.kick <- struct{}{} // the applier's round: ten slices of one record
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, events := applied(); events == 40 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the applier did not apply every slice within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	inner.mu.Lock()
+	for i, b := range inner.applied[2:] {
+		if len(b) != 2 {
+			t.Errorf("background transaction %d applied %d events, want one record of 2", i, len(b))
+		}
+	}
+	inner.mu.Unlock()
+	got, err := l.ListAudit(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("applied:\n got %+v\nwant %+v", got, want)
 	}
 }

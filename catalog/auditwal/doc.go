@@ -12,6 +12,13 @@
 //     without an fsync and a background loop fsyncs the log every
 //     SyncInterval: a process crash loses nothing written, an OS crash
 //     the last SyncInterval; a failed fsync fails every later append.
+//   - AppendAuditLazy (catalog.AuditLazyWriter) writes without an fsync:
+//     the next AppendAudit's fsync covers its record, or, if none comes, a
+//     timer fsyncs within Options.LazySyncDelay (10 ms). catalog.AuditLog
+//     writes the batches nobody waits for this way (the gateway's call
+//     completions with --audit-sync on), so that a request record never
+//     waits behind a completion's fsync. A process crash loses nothing
+//     written; an OS crash at most the lazy records of the last 10 ms.
 //   - AppendChangeAudit (the audit records of catalog changes, forwarded by
 //     catalog.Service) logs the events of revisions above AuditedRevision
 //     with the new mark (a record starting with 0xAC and the mark).
@@ -34,7 +41,11 @@
 //     is applied; replayed after a crash, it completes the row again with
 //     the same outcome. Each batch is one Inner.ApplyLog, which stores the
 //     last record's sequence number and the mark in the same transaction,
-//     so a record is applied exactly once even across crashes. When nothing is pending the log is
+//     so a record is applied exactly once even across crashes. A round of
+//     the applier goes in slices of at most Options.ApplySlice events
+//     (2048, about 1,000 rows), each its own transaction, pausing after
+//     each as long as it took: an apply never takes the CPU in one long
+//     burst that gateway calls would queue behind. When nothing is pending the log is
 //     truncated; under steady writes it is rewritten once RotateBytes of it
 //     are applied.
 //   - Reads (ListAudit, and Flush for the query engine) first apply

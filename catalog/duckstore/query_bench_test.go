@@ -18,7 +18,8 @@ import (
 // of the system tables: the 7-day top-20 aggregate (target 1 s) and a
 // lookup by request_id (target 50 ms). It runs only when the variable is
 // set; MANDATE_AUDIT_DIR keeps the data directory (to serve it and time
-// the queries over the wire with psql):
+// the queries over the wire with psql); MANDATE_AUDIT_THREADS sets
+// Options.Threads (DuckDB's worker threads, default one per core):
 //
 //	MANDATE_AUDIT_ROWS=10000000 MANDATE_AUDIT_DIR=/tmp/audit10m \
 //	  go test -run TestAuditQueryPerformance -v -timeout 30m ./catalog/duckstore/
@@ -32,7 +33,8 @@ func TestAuditQueryPerformance(t *testing.T) {
 		dir = t.TempDir()
 	}
 	ctx := t.Context()
-	s, err := Open(ctx, dir, Options{})
+	threads, _ := strconv.Atoi(os.Getenv("MANDATE_AUDIT_THREADS"))
+	s, err := Open(ctx, dir, Options{Threads: threads})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,14 +48,33 @@
 //
 // # Followers
 //
-// An Append NOTIFYs mandate_catalog with the new head. Each
-// Store keeps one connection LISTENing (reconnecting with backoff) and
-// closes its Changed channel at each notification and each reconnection.
-// Notifications are a hint: the Service also polls Head every 50 ms, and
-// reads the records after its revision with Changes (the head and the
-// records in one statement, so that a gap, records pruned, is told apart
-// from a concurrent append: ErrPruned, the Service then reloads the
-// snapshot).
+// An Append NOTIFYs mandate_catalog in the same statement with its
+// records (notify.go): "<last> <first> <MAC> <records JSON, one a line>",
+// as few payloads as fit under PostgreSQL's limit of 8,000 bytes, or
+// "<revision>" alone for a record too large, past 64 KiB of records in
+// one append, or when no key is set. Each Store keeps one connection
+// LISTENing (reconnecting with backoff), keeps the last 512 revisions'
+// carried records unchecked and undecoded, and closes its Changed channel
+// at each notification and each reconnection; Carried (catalog.Carrier)
+// checks and decodes the run of records after a revision, without their
+// audit records for a replica that does not forward them, so a follower
+// applies another replica's commit without reading it. Any role that can connect can
+// NOTIFY any channel (pg_notify needs no privilege and runs in a read-only
+// transaction: the system tables' query role could), so a carried record
+// must carry an HMAC-SHA256 under a key every replica derives from the
+// installation's master key (SetNotifyKey); one that does not is ignored
+// and read from the table. Notifications are a hint: the Service also
+// polls Head every 50 ms, and reads the records after its revision with
+// Changes (the head and the records in one statement, so that a gap,
+// records pruned, is told apart from a concurrent append: ErrPruned, the
+// Service then reloads the snapshot) whenever the carried ones do not
+// reach the revision it was told of.
+//
+// ForwardLease (catalog.ForwardLease) elects the replica that forwards the
+// change audit into the shared event stream: a session-level advisory
+// lock on a connection of its own, tried every second, with
+// idle_session_timeout 5 s, so that a holder that died, was cut off or
+// stopped renewing loses it within seconds.
 //
 // # Snapshots and pruning
 //

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +54,12 @@ type Store struct {
 	changedMu sync.Mutex
 	changed   chan struct{}
 	announced atomic.Int64
+	// carried holds the change records the latest notifications carried
+	// (notify.go).
+	carriedMu sync.Mutex
+	carried   [carriedRing]*carriedGroup
+	// notifyKey authenticates them (nil: none are sent or accepted).
+	notifyKey atomic.Pointer[notifyKey]
 
 	stop    context.CancelFunc
 	stopped chan struct{}
@@ -65,6 +70,7 @@ type Store struct {
 var (
 	_ catalog.Store      = (*Store)(nil)
 	_ catalog.Watcher    = (*Store)(nil)
+	_ catalog.Carrier    = (*Store)(nil)
 	_ catalog.HeadLocker = (*Store)(nil)
 )
 
@@ -209,7 +215,7 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, backoff *ti
 		if err != nil {
 			return err
 		}
-		if rev, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
+		if rev, ok := s.received(n.Payload); ok {
 			for {
 				old := s.announced.Load()
 				if rev <= old || s.announced.CompareAndSwap(old, rev) {
@@ -335,6 +341,25 @@ func decode(rev int64, body []byte) (catalog.Change, error) {
 	return c, nil
 }
 
+// changeOps is a change record without its audit records.
+type changeOps struct {
+	Revision catalog.Revision   `json:"rev"`
+	NextID   catalog.ID         `json:"next_id"`
+	Ops      []catalog.ChangeOp `json:"ops"`
+}
+
+// decodeOps is decode without the audit records (skipped unread).
+func decodeOps(rev int64, body []byte) (catalog.Change, error) {
+	var c changeOps
+	if err := json.Unmarshal(body, &c); err != nil {
+		return catalog.Change{}, catalog.Internal(err, fmt.Sprintf("catalog store: change record %d is unreadable", rev))
+	}
+	if c.Revision != catalog.Revision(rev) {
+		return catalog.Change{}, catalog.Errorf(catalog.CodeIncompatibleData, "catalog store: change row %d holds revision %d", rev, c.Revision)
+	}
+	return catalog.Change{Revision: c.Revision, NextID: c.NextID, Ops: c.Ops}, nil
+}
+
 // Head implements catalog.Store.
 func (s *Store) Head(ctx context.Context) (catalog.Revision, error) {
 	if err := s.check(ctx); err != nil {
@@ -348,8 +373,8 @@ func (s *Store) Head(ctx context.Context) (catalog.Revision, error) {
 }
 
 // appendSQL appends records $2 as revisions $1+1, $1+2, ... if $1 is
-// the head, and NOTIFYs Channel: one statement, so that it needs no
-// PL/pgSQL call. The UPDATE queues on the head row behind a concurrent
+// the head, and NOTIFYs Channel with each payload of $3 (notifyPayloads):
+// one statement, so that it needs no PL/pgSQL call. The UPDATE queues on the head row behind a concurrent
 // appender and then re-checks its condition on the row that appender
 // committed (READ COMMITTED): a stale base updates nothing, inserts
 // nothing and returns no row. It is what mandate_catalog_append of the
@@ -361,7 +386,8 @@ const appendSQL = `WITH head AS (
 inserted AS (
 	INSERT INTO mandate_catalog_changes (revision, record)
 	SELECT $1 + r.i, r.record FROM head, unnest($2::bytea[]) WITH ORDINALITY AS r(record, i))
-SELECT h.revision FROM head h, pg_notify('` + Channel + `', h.revision::text)`
+SELECT h.revision FROM head h,
+	LATERAL (SELECT count(pg_notify('` + Channel + `', p)) FROM unnest($3::text[]) p WHERE h.revision > $1) n`
 
 // lostSQL reads, in the transaction of a refused append (the same
 // pipeline, a new snapshot), the head and the records after the base,
@@ -398,7 +424,7 @@ func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []cat
 		return err
 	}
 	b := &pgx.Batch{}
-	b.Queue(appendSQL, int64(base), records)
+	b.Queue(appendSQL, int64(base), records, s.notifyPayloads(base, records))
 	b.Queue(lostSQL, int64(base), int64(lostPage))
 	br := s.pool.SendBatch(ctx, b)
 	var head int64
@@ -499,7 +525,7 @@ func (s *Store) LockHead(ctx context.Context, rev catalog.Revision) (catalog.Hel
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	h := &heldHead{conn: conn}
+	h := &heldHead{conn: conn, s: s}
 	if err != nil {
 		h.Release()
 		var ce *catalog.Error
@@ -514,6 +540,7 @@ func (s *Store) LockHead(ctx context.Context, rev catalog.Revision) (catalog.Hel
 // heldHead is a transaction holding the head row's lock.
 type heldHead struct {
 	conn *pgxpool.Conn // nil once released
+	s    *Store
 }
 
 // Append implements catalog.HeldHead: appendSQL and COMMIT, one round
@@ -528,7 +555,7 @@ func (h *heldHead) Append(ctx context.Context, base catalog.Revision, changes []
 		return err
 	}
 	b := &pgx.Batch{}
-	b.Queue(appendSQL, int64(base), records)
+	b.Queue(appendSQL, int64(base), records, h.s.notifyPayloads(base, records))
 	b.Queue("COMMIT")
 	br := h.conn.SendBatch(ctx, b)
 	var head int64

@@ -52,6 +52,9 @@ func TestPostgres(t *testing.T) {
 	t.Run("ChangedNotification", func(t *testing.T) { testChangedNotification(t, newDatabase(t)) })
 	t.Run("LostRace", func(t *testing.T) { testLostRace(t, server, newDatabase(t)) })
 	t.Run("PruneKeepsYoung", func(t *testing.T) { testPruneKeepsYoung(t, server, newDatabase(t)) })
+	t.Run("CarriedRecords", func(t *testing.T) { testCarriedRecords(t, server, newDatabase(t)) })
+	t.Run("CarriedManyRecords", func(t *testing.T) { testCarriedManyRecords(t, newDatabase(t)) })
+	t.Run("ForwardLease", func(t *testing.T) { testForwardLease(t, server, newDatabase(t)) })
 	t.Run("Unreachable", testUnreachable)
 	t.Run("Keys", func(t *testing.T) {
 		keystoretest.Run(t, func(t *testing.T) keystore.Store { return openClosed(t, newDatabase(t)).Keys() })

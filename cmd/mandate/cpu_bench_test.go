@@ -130,6 +130,9 @@ func (d cpuSample) report(b *testing.B, stmts float64) {
 	b.ReportMetric(per(exec), "µs-cpu/stmt-executing")
 	if len(d.follow) > 0 {
 		b.ReportMetric(per(follow)/float64(len(d.follow)), "µs-cpu/stmt-each-follower")
+		// The follower that does least: with one change-audit forwarder,
+		// one that does not forward.
+		b.ReportMetric(per(slices.Min(d.follow)), "µs-cpu/stmt-least-follower")
 	}
 	b.ReportMetric(per(d.pg), "µs-cpu/stmt-postgres")
 	b.ReportMetric(per(d.self), "µs-cpu/stmt-loadgen")

@@ -658,7 +658,7 @@ func TestFirstStartAdminPasswordEnv(t *testing.T) {
 
 // serveFlags are serve's flags; --help must list each with its variable.
 var serveFlags = []string{"data-dir", "sql-addr", "http-addr", "tls-cert", "tls-key", "log-format", "log-level",
-	"statement-timeout", "max-message-size", "max-memory", "max-concurrent-queries", "max-queries-per-user",
+	"statement-timeout", "max-message-size", "max-memory", "max-concurrent-queries", "max-queries-per-user", "query-threads",
 	"max-connections", "superuser-reserved-connections", "max-startup-connections", "max-startup-connections-per-host",
 	"authentication-timeout", "idle-session-timeout", "message-timeout", "allow-cleartext-loopback"}
 
@@ -738,6 +738,7 @@ func TestBadConfiguration(t *testing.T) {
 		{"master key", nil, []string{"MANDATE_MASTER_KEY=short"}, "MANDATE_MASTER_KEY must hold a 32-byte key"},
 		{"memory size", []string{"--max-memory", "lots"}, nil, `invalid value "lots" for flag -max-memory`},
 		{"memory too small", []string{"--max-memory", "100MiB"}, nil, "--max-memory (MANDATE_MAX_MEMORY) must be at least 256MiB"},
+		{"no query threads", []string{"--query-threads", "0"}, nil, "--query-threads (MANDATE_QUERY_THREADS) must be at least 1"},
 		{"reserved connections", []string{"--max-connections", "3"}, nil, "--superuser-reserved-connections (3) must be less than --max-connections (3)"},
 		{"store", []string{"--store", "mysql://db"}, nil, "--store (MANDATE_STORE) must be embedded or a postgres://user@host/db URL"},
 		{"store without master key", []string{"--store", "postgres://mandate@127.0.0.1:1/mandate"}, nil, "every replica needs the same MANDATE_MASTER_KEY"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ type limitsConfig struct {
 	maxMemory            byteSize
 	maxConcurrentQueries int
 	maxQueriesPerUser    int
+	// queryThreads is DuckDB's worker threads (--query-threads).
+	queryThreads int
 
 	maxConnections         int
 	superuserReserved      int
@@ -46,6 +49,9 @@ func (l *limitsConfig) register(fs *flag.FlagSet) {
 		"SQL queries over system tables running at once; one slot is kept for metastore admins, more wait")
 	fs.IntVar(&l.maxQueriesPerUser, "max-queries-per-user", sqlfront.DefaultMaxQueriesPerUser,
 		"SQL queries over system tables one user (not a metastore admin) runs at once; more wait")
+	fs.IntVar(&l.queryThreads, "query-threads", max(1, runtime.NumCPU()/2),
+		"worker threads of the query engine (DuckDB's threads), which also stores the audit log's events: "+
+			"at most this many cores go to a query or an audit apply, the rest stay with the gateway (default: half the cores, at least 1)")
 	fs.IntVar(&l.maxConnections, "max-connections", pgwire.DefaultMaxConnections,
 		"SQL sessions at once (PostgreSQL's max_connections); more are refused with 53300")
 	fs.IntVar(&l.superuserReserved, "superuser-reserved-connections", pgwire.DefaultSuperuserReservedConnections,
@@ -73,7 +79,7 @@ func (l *limitsConfig) validate() error {
 		n    int
 		min  int
 	}{
-		{"max-concurrent-queries", l.maxConcurrentQueries, 2}, {"max-queries-per-user", l.maxQueriesPerUser, 1},
+		{"max-concurrent-queries", l.maxConcurrentQueries, 2}, {"max-queries-per-user", l.maxQueriesPerUser, 1}, {"query-threads", l.queryThreads, 1},
 		{"max-connections", l.maxConnections, 1}, {"superuser-reserved-connections", l.superuserReserved, 0},
 		{"max-startup-connections", l.maxStartupConns, 1}, {"max-startup-connections-per-host", l.maxStartupConnsPerHost, 1},
 	} {
@@ -103,6 +109,7 @@ func (l *limitsConfig) validate() error {
 func (l *limitsConfig) storeOptions(o duckstore.Options) duckstore.Options {
 	o.MemoryLimit = strconv.FormatInt(int64(l.maxMemory)/2>>20, 10) + "MiB"
 	o.MaxTempDirectorySize = strconv.FormatInt(int64(l.maxMemory)>>20, 10) + "MiB"
+	o.Threads = l.queryThreads
 	return o
 }
 

@@ -324,8 +324,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer cancel()
 		_ = auditLog.Close(cctx)
 	}()
+	var fwdLease catalog.ForwardLease
+	if st.pg != nil {
+		// Replicas share the master key: change records travel in the
+		// store's notifications, authenticated with a key derived from it;
+		// one replica at a time forwards the change audit.
+		st.pg.SetNotifyKey(key)
+		fwdLease = st.pgEvents.ForwardLease()
+	}
 	svc, err := catalog.Open(ctx, catalog.Options{Store: st.catalog, Events: st.events, Audit: auditLog, Keyring: kr, Logger: log,
-		AdminVerifier: adminVerifier, MaxStaleness: cfg.store.maxStaleness})
+		AdminVerifier: adminVerifier, MaxStaleness: cfg.store.maxStaleness, ForwardLease: fwdLease})
 	if err != nil {
 		return err
 	}

@@ -66,16 +66,28 @@ type token struct {
 // current token, so that errors can list every alternative.
 type parser struct {
 	src    string
-	s      *Scanner
+	s      Scanner
 	toks   []token // scanned so far; once EOF is scanned it is the last
 	i      int     // index of the current token
 	expect []string
+
+	// The first tokens and expectations live in the parser itself: a
+	// GRANT or REVOKE fits them without growing either slice.
+	toksBuf   [16]token
+	expectBuf [8]string
+}
+
+// newParser returns a parser of sql.
+func newParser(sql string) *parser {
+	p := &parser{src: sql, s: Scanner{src: sql}}
+	p.toks, p.expect = p.toksBuf[:0], p.expectBuf[:0]
+	return p
 }
 
 // ParseStatement parses exactly one governance statement, optionally
 // followed by a semicolon. Errors are *ParseError.
 func ParseStatement(sql string) (Statement, error) {
-	p := &parser{src: sql, s: NewScanner(sql)}
+	p := newParser(sql)
 	stmt, err := p.parseStatement()
 	if err != nil {
 		return nil, err
@@ -132,10 +144,18 @@ func (p *parser) want(s ...string) {
 func expectName(t Token) string {
 	switch t {
 	case LPAREN, RPAREN, COMMA, DOT, SEMICOLON, EQ:
-		return `"` + t.String() + `"`
+		return quotedPunct[t-LPAREN]
 	}
 	return t.String()
 }
+
+// quotedPunct holds expectName of the punctuation tokens, LPAREN to EQ.
+var quotedPunct = func() (q [EQ - LPAREN + 1]string) {
+	for t := LPAREN; t <= EQ; t++ {
+		q[t-LPAREN] = `"` + t.String() + `"`
+	}
+	return q
+}()
 
 // at reports whether the current token is t, recording t as expected when
 // it is not.

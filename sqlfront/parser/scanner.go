@@ -141,9 +141,41 @@ func (s *Scanner) scanWord(pos int) (Token, int, string) {
 		}
 		s.off += n
 	}
-	lit := asciiLower(s.src[pos:s.off])
-	return Lookup(lit), pos, lit
+	word := s.src[pos:s.off]
+	if t := lookupFold(word); t != IDENT {
+		return t, pos, keywordLits[t-keywordBeg] // the lower-case word, not a new string
+	}
+	return IDENT, pos, asciiLower(word)
 }
+
+// lookupFold is Lookup(word) without a copy of word: a word longer than
+// any keyword is an identifier, a shorter one is folded on the stack.
+func lookupFold(word string) Token {
+	var buf [maxKeywordLen]byte
+	if len(word) > len(buf) {
+		return IDENT
+	}
+	n := copy(buf[:], word)
+	for i := range n {
+		if c := buf[i]; c >= 'A' && c <= 'Z' {
+			buf[i] = c + 'a' - 'A'
+		}
+	}
+	return Lookup(string(buf[:n]))
+}
+
+// maxKeywordLen is at least the length of the longest keyword
+// (TestKeywordLits).
+const maxKeywordLen = 24
+
+// keywordLits holds the literal of every keyword token, its lower-case
+// spelling, indexed by t-keywordBeg.
+var keywordLits = func() (l [keywordEnd - keywordBeg]string) {
+	for t := keywordBeg + 1; t < keywordEnd; t++ {
+		l[t-keywordBeg] = strings.ToLower(keywordNames[t])
+	}
+	return l
+}()
 
 // scanQuotedIdent scans a "double quoted" or `backtick` identifier; a
 // doubled quote character stands for itself.

@@ -135,3 +135,30 @@ func TestTokenString(t *testing.T) {
 		})
 	}
 }
+
+// TestKeywordLits: the literal the scanner gives a keyword without
+// folding a copy is its lower-case spelling, Lookup's own, and no
+// keyword is too long for the folding buffer; scanning a GRANT allocates
+// only the folded copy of its upper-case identifier (USE_CONNECTION), none
+// for its keywords.
+func TestKeywordLits(t *testing.T) {
+	for tok := keywordBeg + 1; tok < keywordEnd; tok++ {
+		lit := keywordLits[tok-keywordBeg]
+		if Lookup(lit) != tok || len(lit) > maxKeywordLen || lit != strings.ToLower(tok.String()) {
+			t.Errorf("%v: literal %q (Lookup %v)", tok, lit, Lookup(lit))
+		}
+		s := NewScanner(strings.ToUpper(lit[:1]) + lit[1:])
+		if got, _, l := s.Scan(); got != tok || l != lit {
+			t.Errorf("%v scanned as %v %q", tok, got, l)
+		}
+	}
+	src := "GRANT USE_CONNECTION ON CONNECTION bench_c TO bench"
+	s := NewScanner(src)
+	if n := testing.AllocsPerRun(100, func() {
+		*s = Scanner{src: src}
+		for tok, _, _ := s.Scan(); tok != EOF; tok, _, _ = s.Scan() {
+		}
+	}); n != 1 {
+		t.Errorf("scanning %q: %v allocs", src, n)
+	}
+}

@@ -102,6 +102,13 @@ type conn struct {
 
 	mu        sync.Mutex
 	cancelCmd context.CancelCauseFunc // guarded by mu; the running command
+
+	// stmtTimer is the connection's one statement-timeout timer, armed for
+	// each statement in turn (statementContext) and reused: it cancels
+	// stmtCancel once stmtDeadline has passed (statementTimedOut).
+	stmtTimer    *time.Timer
+	stmtCancel   context.CancelCauseFunc // guarded by mu; the running statement
+	stmtDeadline time.Time               // guarded by mu
 }
 
 func newConn(ctx context.Context, s *Server, raw net.Conn) *conn {

@@ -288,6 +288,14 @@ func (s *fakeSession) statement(sql string, declared []uint32) (Statement, error
 			s.h.ended <- context.Cause(ctx)
 			return "", fmt.Errorf("sleep interrupted: %w", ctx.Err())
 		}}, nil
+	case sql == "deadline" && !s.h.fuzzing:
+		// Fails unless its context carries the statement timeout's deadline.
+		return &fakeStmt{exec: func(ctx context.Context, _ []Param, _ RowWriter) (string, error) {
+			if d, ok := ctx.Deadline(); !ok || time.Until(d) <= 0 || time.Until(d) > time.Minute {
+				return "", Errorf("XX000", "no statement deadline (%v, %v)", d, ok)
+			}
+			return "SELECT 0", nil
+		}}, nil
 	case fields[0] == "deaf" && !s.h.fuzzing:
 		// Runs until its context is cancelled, and then succeeds anyway.
 		return &fakeStmt{exec: func(ctx context.Context, _ []Param, _ RowWriter) (string, error) {

@@ -537,6 +537,11 @@ func TestStatementTimeout(t *testing.T) {
 		if _, err := conn.Exec(t.Context(), "select 1", mode); err != nil {
 			t.Fatal(err)
 		}
+		// The statement's context carries the deadline (the query engine
+		// hands it on to PostgreSQL).
+		if _, err := conn.Exec(t.Context(), "deadline", mode); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

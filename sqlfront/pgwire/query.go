@@ -195,19 +195,69 @@ func (c *conn) statementTimeout() time.Duration {
 }
 
 // statementContext bounds one statement within the command scope cmd by
-// the statement timeout.
-func (c *conn) statementContext(cmd context.Context) (context.Context, context.CancelFunc) {
-	if timeout := c.statementTimeout(); timeout > 0 {
-		return context.WithTimeoutCause(cmd, timeout, statementTimeoutError())
+// the statement timeout; endStatement(cancel) ends the bound.
+//
+// The bound is a cancel scope armed on the connection's one reused timer
+// rather than a context.WithTimeout per statement (a timer and its context
+// for the prepare and again for the execution of every statement). The
+// returned context reports the deadline, as WithTimeout's did: the query
+// engine passes it on to PostgreSQL.
+func (c *conn) statementContext(cmd context.Context) (context.Context, context.CancelCauseFunc) {
+	timeout := c.statementTimeout()
+	if timeout <= 0 {
+		return cmd, nil
 	}
-	return cmd, func() {}
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithCancelCause(cmd)
+	c.mu.Lock()
+	c.stmtCancel, c.stmtDeadline = cancel, deadline
+	c.mu.Unlock()
+	if c.stmtTimer == nil {
+		c.stmtTimer = time.AfterFunc(timeout, c.statementTimedOut)
+	} else {
+		c.stmtTimer.Reset(timeout)
+	}
+	return &deadlineContext{ctx, deadline}, cancel
 }
+
+// endStatement ends the bound statementContext set (cancel, nil when it
+// set none).
+func (c *conn) endStatement(cancel context.CancelCauseFunc) {
+	if cancel == nil {
+		return
+	}
+	c.mu.Lock()
+	c.stmtCancel = nil
+	c.mu.Unlock()
+	c.stmtTimer.Stop()
+	cancel(nil)
+}
+
+// statementTimedOut runs on the timer: it cancels the running statement
+// with 57014 once its deadline has passed. A run armed for an earlier
+// statement finds none running, or one whose deadline is still ahead.
+func (c *conn) statementTimedOut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stmtCancel != nil && !time.Now().Before(c.stmtDeadline) {
+		c.stmtCancel(statementTimeoutError())
+		c.stmtCancel = nil
+	}
+}
+
+// deadlineContext is a statement's cancel scope with its deadline.
+type deadlineContext struct {
+	context.Context
+	deadline time.Time
+}
+
+func (d *deadlineContext) Deadline() (time.Time, bool) { return d.deadline, true }
 
 // prepare prepares sql within the command scope cmd, bounded by the
 // statement timeout.
 func (c *conn) prepare(cmd context.Context, sql string, paramOIDs []uint32, multi bool) ([]Statement, error) {
-	ctx, stop := c.statementContext(cmd)
-	defer stop()
+	ctx, cancel := c.statementContext(cmd)
+	defer c.endStatement(cancel)
 	stmts, err := c.sess.Prepare(ctx, sql, paramOIDs, multi)
 	return stmts, c.commandError(ctx, err)
 }
@@ -219,8 +269,8 @@ func (c *conn) execStatement(cmd context.Context, st Statement, params []Param, 
 	if err := cmd.Err(); err != nil {
 		return "", c.commandError(cmd, err)
 	}
-	ctx, stop := c.statementContext(cmd)
-	defer stop()
+	ctx, cancel := c.statementContext(cmd)
+	defer c.endStatement(cancel)
 	tag, err := st.Execute(ctx, params, w)
 	if d, ok := st.(Deallocator); ok && err == nil {
 		if name, all := d.Deallocates(); all {

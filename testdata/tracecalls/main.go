@@ -209,6 +209,7 @@ func main() {
 	for w, d := range waitTotal {
 		fmt.Printf("    %-110s %v\n", w, d/time.Duration(len(calls)))
 	}
+	overlap(os.Args[1])
 }
 
 // root is the function a goroutine's stack starts in.
