@@ -10,6 +10,7 @@
 package telemetrytest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -83,6 +84,58 @@ func waitUntil(timeout time.Duration, cond func() bool) bool {
 	return true
 }
 
+// startProcess starts the server that launch returns (not started yet; it
+// writes its files into dir) and waits until its ready function holds;
+// the process is killed with the test. Ports come from FreePort, so
+// another process may take one between the pick and the server's bind:
+// a server that exits saying so is launched again with new ports, up to
+// five times.
+func startProcess(t testing.TB, name string, launch func(dir string) (*exec.Cmd, func() bool)) (*exec.Cmd, chan struct{}) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		dir := t.TempDir()
+		cmd, ready := launch(dir)
+		logf, err := os.Create(filepath.Join(dir, name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		exited := false
+		WaitFor(t, 60*time.Second, name+" to be ready", func() bool {
+			select {
+			case <-done:
+				exited = true
+				return true
+			default:
+			}
+			return ready()
+		})
+		if exited {
+			logf.Close()
+			b, _ := os.ReadFile(logf.Name())
+			if attempt < 5 && bytes.Contains(b, []byte("address already in use")) {
+				continue
+			}
+			t.Fatalf("%s exited:\n%s", name, tail(b, 4000))
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			<-done
+			logf.Close()
+			if t.Failed() {
+				b, _ := os.ReadFile(logf.Name())
+				t.Logf("%s log:\n%s", name, tail(b, 4000))
+			}
+		})
+		return cmd, done
+	}
+}
+
 // Jaeger is a running Jaeger all-in-one: OTLP/HTTP at OTLP (a base URL,
 // like --otlp-endpoint), the query API at Query.
 type Jaeger struct {
@@ -92,16 +145,9 @@ type Jaeger struct {
 	done  chan struct{}
 }
 
-// StartJaeger starts Jaeger with in-memory storage; it stops with the
-// test.
-func StartJaeger(t testing.TB) *Jaeger {
-	t.Helper()
-	bin := JaegerBinary()
-	if _, err := os.Stat(bin); err != nil {
-		missing(t, "Jaeger "+JaegerVersion+" ("+bin+")", "cd testdata/jaeger && go build -o "+bin+" github.com/jaegertracing/jaeger/cmd/jaeger")
-	}
-	otlp, query, grpc := FreePort(t), FreePort(t), FreePort(t)
-	cfg := fmt.Sprintf(`service:
+// jaegerConfig is Jaeger's configuration: the query API's HTTP and gRPC
+// ports, then the OTLP/HTTP receiver's.
+const jaegerConfig = `service:
   extensions: [jaeger_storage, jaeger_query]
   pipelines:
     traces:
@@ -138,40 +184,26 @@ processors:
 exporters:
   jaeger_storage_exporter:
     trace_storage: mem
-`, query, grpc, otlp)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "jaeger.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+`
+
+// StartJaeger starts Jaeger with in-memory storage; it stops with the
+// test.
+func StartJaeger(t testing.TB) *Jaeger {
+	t.Helper()
+	bin := JaegerBinary()
+	if _, err := os.Stat(bin); err != nil {
+		missing(t, "Jaeger "+JaegerVersion+" ("+bin+")", "cd testdata/jaeger && go build -o "+bin+" github.com/jaegertracing/jaeger/cmd/jaeger")
 	}
-	cmd := exec.Command(bin, "--config", path)
-	logf, err := os.Create(filepath.Join(dir, "jaeger.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	j := &Jaeger{OTLP: fmt.Sprintf("http://127.0.0.1:%d", otlp), Query: fmt.Sprintf("http://127.0.0.1:%d", query), cmd: cmd,
-		done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(j.done) }()
-	t.Cleanup(func() {
-		j.Stop()
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("jaeger log:\n%s", tail(b, 4000))
+	j := &Jaeger{}
+	j.cmd, j.done = startProcess(t, "jaeger", func(dir string) (*exec.Cmd, func() bool) {
+		otlp, query, grpc := FreePort(t), FreePort(t), FreePort(t)
+		cfg := fmt.Sprintf(jaegerConfig, query, grpc, otlp)
+		path := filepath.Join(dir, "jaeger.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
 		}
-	})
-	WaitFor(t, 60*time.Second, "Jaeger's query API and OTLP receiver", func() bool {
-		select {
-		case <-j.done:
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("jaeger exited:\n%s", tail(b, 4000))
-		default:
-		}
-		return httpOK(j.Query+"/api/services") && dialable(otlp)
+		j.OTLP, j.Query = fmt.Sprintf("http://127.0.0.1:%d", otlp), fmt.Sprintf("http://127.0.0.1:%d", query)
+		return exec.Command(bin, "--config", path), func() bool { return httpOK(j.Query+"/api/services") && dialable(otlp) }
 	})
 	return j
 }
@@ -345,36 +377,12 @@ func StartPrometheus(t testing.TB, targets ...ScrapeTarget) *Prometheus {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := FreePort(t)
-	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config.file="+path, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &Prometheus{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("prometheus log:\n%s", tail(b, 4000))
-		}
-	})
-	WaitFor(t, 60*time.Second, "Prometheus to be ready", func() bool {
-		select {
-		case <-p.done:
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("prometheus exited:\n%s", tail(b, 4000))
-		default:
-		}
-		return httpOK(p.URL + "/-/ready")
+	p := &Prometheus{}
+	p.cmd, p.done = startProcess(t, "prometheus", func(pdir string) (*exec.Cmd, func() bool) {
+		port := FreePort(t)
+		p.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
+		return exec.Command(bin, "--config.file="+path, "--storage.tsdb.path="+filepath.Join(pdir, "data"),
+			fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn"), func() bool { return httpOK(p.URL + "/-/ready") }
 	})
 	return p
 }
