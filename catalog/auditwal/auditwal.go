@@ -303,23 +303,7 @@ func prepare(events []catalog.AuditEvent) ([]catalog.AuditEvent, error) {
 // the log when it returns. Concurrent calls do not share an fsync: put a
 // catalog.AuditLog in front for group commit.
 func (l *Log) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
-	if err := l.checkOpen(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if len(events) == 0 {
-		return nil
-	}
-	cp, err := prepare(events)
-	if err != nil {
-		return err
-	}
-	if err := l.waitRoom(ctx); err != nil {
-		return err
-	}
-	return l.append(ctx, &record{events: cp}, 0, l.opts.SyncInterval <= 0)
+	return l.appendEvents(ctx, events, l.opts.SyncInterval <= 0)
 }
 
 // AppendAuditLazy implements catalog.AuditLazyWriter: like AppendAudit,
@@ -331,6 +315,11 @@ func (l *Log) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) err
 // that their fsync does not hold up the next request record somebody
 // waits for. A failed background fsync fails every later append.
 func (l *Log) AppendAuditLazy(ctx context.Context, events ...catalog.AuditEvent) error {
+	return l.appendEvents(ctx, events, false)
+}
+
+// appendEvents writes events as one record, with an fsync when sync.
+func (l *Log) appendEvents(ctx context.Context, events []catalog.AuditEvent, sync bool) error {
 	if err := l.checkOpen(); err != nil {
 		return err
 	}
@@ -347,7 +336,7 @@ func (l *Log) AppendAuditLazy(ctx context.Context, events ...catalog.AuditEvent)
 	if err := l.waitRoom(ctx); err != nil {
 		return err
 	}
-	return l.append(ctx, &record{events: cp}, 0, false)
+	return l.append(ctx, &record{events: cp}, 0, sync)
 }
 
 // AuditedRevision implements catalog.EventStore.
