@@ -332,3 +332,79 @@ func TestReplicasOneForwarder(t *testing.T) {
 		t.Errorf("%d replicas forwarded after the holder left, want the one that took the lease", took)
 	}
 }
+
+// stuckEvents fails every forward of change audit records while stuck (a
+// lease holder alive but not forwarding: its event store refuses).
+type stuckEvents struct {
+	countingEvents
+	stuck atomic.Bool
+}
+
+func (s *stuckEvents) AppendChangeAudit(ctx context.Context, through catalog.Revision, events []catalog.AuditEvent) error {
+	if s.stuck.Load() {
+		return fmt.Errorf("stuck")
+	}
+	return s.countingEvents.AppendChangeAudit(ctx, through, events)
+}
+
+// A lease holder that keeps the lease but does not forward is taken over:
+// once the shared event stream has lacked a change's audit for
+// Options.ForwardTakeover, another replica forwards it, each change's
+// audit stored once.
+func TestReplicasForwardTakeover(t *testing.T) {
+	st := memstore.New()
+	state := &leaseState{}
+	var evs [2]*stuckEvents
+	var leases [2]*memLease
+	var svcs [2]*catalog.Service
+	for i := range svcs {
+		evs[i] = &stuckEvents{countingEvents: countingEvents{Store: st}}
+		leases[i] = &memLease{shared: state, ev: st}
+		svcs[i] = openReplica(t, st, evs[i], func(o *catalog.Options) {
+			o.ForwardLease, o.ForwardTakeover = leases[i], 100*time.Millisecond
+		})
+	}
+	holder := -1
+	for deadline := time.Now().Add(30 * time.Second); holder < 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("nobody took the lease")
+		}
+		for i, l := range leases {
+			if l.holds() {
+				holder = i
+			}
+		}
+	}
+	evs[holder].stuck.Store(true)
+	other := 1 - holder
+	var rev catalog.Revision
+	for i := range 5 {
+		r, err := svcs[i%2].Write(t.Context(), adminReq, create(fmt.Sprintf("t%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev = max(rev, r)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		a, err := st.AuditedRevision(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a >= rev {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with the holder stuck the event stream is audited through %d, want %d", a, rev)
+		}
+	}
+	checkAuditOnce(t, st, rev)
+	if !leases[holder].holds() {
+		t.Fatal("the stuck holder lost the lease: the test did not test a takeover")
+	}
+	if n := evs[holder].events.Load(); n != 0 {
+		t.Errorf("the stuck holder forwarded %d audit records", n)
+	}
+	if n := evs[other].events.Load(); n == 0 {
+		t.Error("the other replica forwarded nothing")
+	}
+}

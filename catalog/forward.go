@@ -32,10 +32,6 @@ const (
 	// taken or renewed, and how often a replica that does not hold it
 	// reads how far the holder got.
 	forwardLeaseEvery = time.Second
-	// forwardTakeover: a replica that does not hold the lease forwards
-	// itself when the shared event stream has lacked a change's audit for
-	// this long (a holder alive but not forwarding).
-	forwardTakeover = 10 * time.Second
 	// forwardLinger is how long the forwarder lets commits accumulate
 	// before it forwards them, unless a reader waits for them (SyncAudit):
 	// one write (one fsync of the event store's log) then carries the
@@ -74,10 +70,12 @@ type forwarder struct {
 	// (the lease loop's watch of the holder).
 	lagRev   Revision
 	lagSince time.Time
+	// takeover is Options.ForwardTakeover.
+	takeover time.Duration
 }
 
-func (f *forwarder) init(mark, head Revision, lease ForwardLease) {
-	f.lease = lease
+func (f *forwarder) init(mark, head Revision, lease ForwardLease, takeover time.Duration) {
+	f.lease, f.takeover = lease, takeover
 	f.holding.Store(lease == nil)
 	f.kick = make(chan struct{}, 1)
 	f.urgent = make(chan struct{}, 1)
@@ -250,7 +248,7 @@ func (s *Service) leaseLoop() {
 }
 
 // followLease raises the forwarded revision to the shared event stream's
-// and, if that has lacked the same change for forwardTakeover, has this
+// and, if that has lacked the same change for Options.ForwardTakeover, has this
 // replica forward (rescue).
 func (s *Service) followLease() {
 	f := &s.fwd
@@ -268,7 +266,7 @@ func (s *Service) followLease() {
 		f.lagSince = time.Time{}
 	case f.lagSince.IsZero() || shared >= f.lagRev:
 		f.lagRev, f.lagSince = f.head, time.Now()
-	case time.Since(f.lagSince) > forwardTakeover && !f.rescue.Load():
+	case time.Since(f.lagSince) > f.takeover && !f.rescue.Load():
 		s.log.Warn().Int64("forwarded", int64(shared)).Int64("revision", int64(f.lagRev)).
 			Msg("catalog: the replica holding the lease has not forwarded the audit of catalog changes; forwarding it here")
 		f.rescue.Store(true)

@@ -76,6 +76,11 @@ type Options struct {
 	// stops); nil: this Service forwards every change it commits or
 	// applies.
 	ForwardLease ForwardLease
+	// ForwardTakeover, with a ForwardLease: a replica that does not hold
+	// the lease forwards itself once the shared event stream has lacked a
+	// change's audit this long (a holder alive but not forwarding)
+	// (default DefaultForwardTakeover).
+	ForwardTakeover time.Duration
 }
 
 // Defaults of Options.
@@ -84,6 +89,8 @@ const (
 	DefaultMaxStaleness  = 5 * time.Second
 	DefaultPollInterval  = 50 * time.Millisecond
 	DefaultLockHeadAfter = 3
+	// DefaultForwardTakeover is Options.ForwardTakeover's default.
+	DefaultForwardTakeover = 10 * time.Second
 	// commitTimeout bounds one append of a batch to the store.
 	commitTimeout = 30 * time.Second
 	// maxAttempts bounds how often a batch that lost the race to another
@@ -198,6 +205,9 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = DefaultPollInterval
 	}
+	if o.ForwardTakeover <= 0 {
+		o.ForwardTakeover = DefaultForwardTakeover
+	}
 	if o.LockHeadAfter <= 0 {
 		o.LockHeadAfter = DefaultLockHeadAfter
 	}
@@ -244,7 +254,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		s.log.Warn().Int64("event_store", int64(mark)).Int64("catalog", int64(m.rev)).
 			Msg("the event store holds the audit of catalog revisions this catalog does not have")
 	}
-	s.fwd.init(mark, m.rev, o.ForwardLease)
+	s.fwd.init(mark, m.rev, o.ForwardLease, o.ForwardTakeover)
 	s.sync.init(s, loaded)
 	go s.committer()
 	s.bg.Add(1)
