@@ -208,6 +208,9 @@ func (c *conn) statementContext(cmd context.Context) (context.Context, context.C
 		return cmd, nil
 	}
 	deadline := time.Now().Add(timeout)
+	if d, ok := cmd.Deadline(); ok && d.Before(deadline) {
+		deadline = d // reported as WithTimeout would: the earlier one
+	}
 	ctx, cancel := context.WithCancelCause(cmd)
 	c.mu.Lock()
 	c.stmtCancel, c.stmtDeadline = cancel, deadline
