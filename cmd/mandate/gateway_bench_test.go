@@ -289,7 +289,8 @@ func fastUpstream(w http.ResponseWriter, r *http.Request) {
 // uses: the servers under test (the proxy process and every mandate
 // process, alike) on CPU 0, this process (the load generator, the fake
 // upstream and the in-process proxy) on CPU 1 (taskset CPU lists; each
-// process's GOMAXPROCS follows its CPUs within a second).
+// server's GOMAXPROCS follows its CPUs within a second, this process's
+// is set).
 //
 //	go test -run '^$' -bench BenchmarkLLMGateway -benchtime 5000x ./cmd/mandate
 //	BENCH_LLM_RATE=250 go test -run '^$' -bench BenchmarkLLMGateway -benchtime 2000x ./cmd/mandate
@@ -475,9 +476,9 @@ func BenchmarkLLMGateway(b *testing.B) {
 }
 
 // pinLLMBench applies BENCH_PIN to BenchmarkLLMGateway: "server=CPUS"
-// pins the servers (pids), "loadgen=CPUS" this process; it waits until
-// this process's GOMAXPROCS follows its CPUs (the runtime checks once a
-// second) and reports the layout.
+// pins the servers (pids; their runtimes follow the CPUs within a
+// second), "loadgen=CPUS" this process, whose GOMAXPROCS it sets to the
+// CPUs' count for the benchmark.
 func pinLLMBench(b *testing.B, servers []int) {
 	spec := os.Getenv("BENCH_PIN")
 	if spec == "" {
@@ -493,10 +494,10 @@ func pinLLMBench(b *testing.B, servers []int) {
 			taskset(b, cpus, servers...)
 		case "loadgen":
 			taskset(b, cpus, os.Getpid())
-			want := cpuCount(b, cpus)
-			for deadline := time.Now().Add(5 * time.Second); runtime.GOMAXPROCS(0) != want && time.Now().Before(deadline); {
-				time.Sleep(50 * time.Millisecond) // the runtime's own once-a-second check, not a synchronisation
-			}
+			// The testing package set this process's GOMAXPROCS (-cpu),
+			// so the runtime does not follow the CPUs by itself.
+			prev := runtime.GOMAXPROCS(cpuCount(b, cpus))
+			b.Cleanup(func() { runtime.GOMAXPROCS(prev) })
 		default:
 			b.Fatalf("BENCH_PIN %q: unknown %q (server, loadgen)", spec, who)
 		}
