@@ -731,8 +731,8 @@ type lockingGated struct {
 	locked, proceed chan struct{}
 }
 
-func (l *lockingGated) LockHead(ctx context.Context, rev catalog.Revision) (catalog.HeldHead, *catalog.Conflict, error) {
-	h, c, err := l.gated.Store.LockHead(ctx, rev)
+func (l *lockingGated) LockHead(ctx context.Context, rev catalog.Revision, audit bool) (catalog.HeldHead, *catalog.Conflict, error) {
+	h, c, err := l.gated.Store.LockHead(ctx, rev, audit)
 	if err == nil {
 		close(l.locked)
 		<-l.proceed
@@ -801,9 +801,9 @@ type countingLocks struct {
 	locks atomic.Int32
 }
 
-func (c *countingLocks) LockHead(ctx context.Context, rev catalog.Revision) (catalog.HeldHead, *catalog.Conflict, error) {
+func (c *countingLocks) LockHead(ctx context.Context, rev catalog.Revision, audit bool) (catalog.HeldHead, *catalog.Conflict, error) {
 	c.locks.Add(1)
-	return c.gated.Store.LockHead(ctx, rev)
+	return c.gated.Store.LockHead(ctx, rev, audit)
 }
 
 // While the head is contended a replica's batch takes it before it plans

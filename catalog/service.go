@@ -683,13 +683,15 @@ func (s *Service) lockHead() HeldHead {
 	started := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	held, c, err := locker.LockHead(ctx, s.Revision())
+	// The change audit only if this replica forwards it (as catchUpTo).
+	audit := s.fwd.holding.Load()
+	held, c, err := locker.LockHead(ctx, s.Revision(), audit)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("catalog: taking the store's head failed; appending without it")
 		return nil
 	}
 	if len(c.Newer) > 0 {
-		if err := s.applyForeign(c.Newer, true); err != nil {
+		if err := s.applyForeign(c.Newer, audit); err != nil {
 			held.Release()
 			s.log.Error().Err(err).Msg("catalog: applying change records failed; reloading")
 			s.reload()
