@@ -11,3 +11,18 @@ func ModelOf(st *State) (*Model, error) { return modelOf(st, nil) }
 
 // StatementParams is statementParams (the change audit's request_params).
 var StatementParams = statementParams
+
+// Pending is the number of events the log holds: queued, or in the write
+// in progress.
+func (l *AuditLog) Pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, b := range l.queue {
+		n += len(b.events)
+	}
+	if l.writing != nil {
+		n += len(l.writing.events)
+	}
+	return n
+}
