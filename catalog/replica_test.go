@@ -795,10 +795,16 @@ func TestReplicaLostRaceTakesTheHead(t *testing.T) {
 	}
 }
 
-// countingLocks is gated that counts the heads it was asked for.
+// countingLocks is gated that counts the heads it was asked for and the
+// reads of the head revision.
 type countingLocks struct {
 	*gated
-	locks atomic.Int32
+	locks, heads atomic.Int32
+}
+
+func (c *countingLocks) Head(ctx context.Context) (catalog.Revision, error) {
+	c.heads.Add(1)
+	return c.gated.Store.Head(ctx)
 }
 
 func (c *countingLocks) LockHead(ctx context.Context, rev catalog.Revision, audit bool) (catalog.HeldHead, *catalog.Conflict, error) {
@@ -865,22 +871,32 @@ func TestReplicaQueuesWhileContended(t *testing.T) {
 
 	write(b, "b2")
 	locks("the batch after a lost race", 1)
+	// A statement refused on the held head is not retried: the head it
+	// holds is the newest, nothing to ask the store.
+	heads := gb.heads.Load()
+	if _, err := b.Write(t.Context(), adminReq, create("b0")); !catalog.IsCode(err, catalog.CodeAlreadyExists) {
+		t.Fatalf("b0 again: %v, want already exists", err)
+	}
+	locks("a refused statement, contended", 2)
+	if n := gb.heads.Load() - heads; n != 0 {
+		t.Fatalf("a statement refused on the held head read the store's head %d times", n)
+	}
 
 	// Another writer's commit between b's: b still queues after the first
 	// window would have ended, since the head it took was a's.
 	write(a, "a1")
 	advance(queueFor * 3 / 4)
 	write(b, "b3")
-	locks("contended", 2)
+	locks("contended", 3)
 	advance(queueFor * 3 / 4)
 	write(b, "b4")
-	locks("still contended", 3)
+	locks("still contended", 4)
 
 	// No other writer since: QueueFor after the last one, b appends
 	// without the head.
 	advance(queueFor * 3 / 4)
 	write(b, "b5")
-	locks("alone again", 3)
+	locks("alone again", 4)
 
 	waitRevision(t, a, b.Revision())
 	for _, svc := range []*catalog.Service{a, b} {

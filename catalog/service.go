@@ -817,8 +817,9 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 	// A statement that failed on a shared catalog may have failed only
 	// because this replica has not yet applied another's change (an object
 	// created there a moment ago): if the database is ahead, plan again
-	// after catching up, as for a lost race.
-	if refused && mayRetry && s.watcher != nil && s.behind() {
+	// after catching up, as for a lost race. A batch holding the head
+	// planned on its newest revision: no need to ask.
+	if refused && mayRetry && held == nil && s.watcher != nil && s.behind() {
 		return nil, &lostRace{}
 	}
 	if len(changes) == 0 {
