@@ -213,10 +213,11 @@ func TestE2EHTTPTLS(t *testing.T) {
 		}
 	}
 	node := func(pin string) (string, *process) {
-		addr := freeAddrs(t, 1)[0]
-		p := startProcess(t, []string{"gateway", "--catalog", s.httpURL, "--catalog-fingerprint", pin,
-			"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", addr,
-			"--oidc-issuer", "http://127.0.0.1:1/oidc", "--data-dir", nodeDataDir(t, s.dataDir, ""), "--max-staleness", "2s"}, "Mandate gateway is ready")
+		p, addr := startOnFreeAddr(t, func(addr string) []string {
+			return []string{"gateway", "--catalog", s.httpURL, "--catalog-fingerprint", pin,
+				"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", addr,
+				"--oidc-issuer", "http://127.0.0.1:1/oidc", "--data-dir", nodeDataDir(t, s.dataDir, ""), "--max-staleness", "2s"}
+		}, "Mandate gateway is ready")
 		return addr, p
 	}
 	readyz := func(addr string) (int, string) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -71,36 +70,7 @@ func TestMCPConformance(t *testing.T) {
 	env := append(os.Environ(), "PATH="+nodeBin+string(os.PathListSeparator)+os.Getenv("PATH"))
 
 	// The reference server, Streamable HTTP.
-	port := freePort(t)
-	ref := exec.Command(filepath.Join(nodeBin, "node"), filepath.Join(conformanceDir, "node_modules", ".bin", "mcp-server-everything"), "streamableHttp")
-	ref.Env = append(env, "PORT="+port)
-	out, err := ref.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref.Stderr = ref.Stdout
-	if err := ref.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ref.Process.Kill(); _ = ref.Wait() })
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "listening on port") {
-				close(ready)
-				break
-			}
-		}
-		for sc.Scan() {
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(60 * time.Second):
-		t.Fatal("the reference server did not start")
-	}
-	refURL := "http://127.0.0.1:" + port + "/mcp"
+	refURL := "http://127.0.0.1:" + startReferenceServer(t, nodeBin, env) + "/mcp"
 
 	s := startServer(t, serverOpts{args: []string{"--dev"}})
 	c := s.admin(t)
@@ -203,6 +173,69 @@ func runConformance(t *testing.T, env []string, url string) map[string]string {
 		res[name] = strings.Join(fails, "; ")
 	}
 	return res
+}
+
+// startReferenceServer starts the MCP reference server (Streamable HTTP)
+// and returns its port once it answers there. It prints "listening on
+// port" even when it then fails to bind; the port is free when chosen but
+// another process may take it before the server binds it: a server that
+// exits saying so is started again on another port.
+func startReferenceServer(t *testing.T, nodeBin string, env []string) string {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		port := freePort(t)
+		ref := exec.Command(filepath.Join(nodeBin, "node"), filepath.Join(conformanceDir, "node_modules", ".bin", "mcp-server-everything"), "streamableHttp")
+		ref.Env = append(env, "PORT="+port)
+		var output syncBuffer
+		ref.Stdout, ref.Stderr = &output, &output
+		if err := ref.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = ref.Wait(); close(exited) }()
+		t.Cleanup(func() { _ = ref.Process.Kill(); <-exited })
+		// The reference answers GET /mcp without a session with a JSON-RPC
+		// error; a server that does not (another process holds the port)
+		// within 20 s of its line is given up too.
+		client := &http.Client{Timeout: 2 * time.Second}
+		answers := func() bool {
+			resp, err := client.Get("http://127.0.0.1:" + port + "/mcp")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return strings.Contains(string(b), `"jsonrpc"`)
+		}
+		deadline, listening := time.Now().Add(60*time.Second), time.Time{}
+		for {
+			select {
+			case <-exited:
+			case <-time.After(50 * time.Millisecond):
+				if listening.IsZero() && strings.Contains(output.String(), "listening on port") {
+					listening = time.Now()
+				}
+				if !listening.IsZero() && answers() {
+					return port
+				}
+				if !listening.IsZero() && time.Since(listening) > 20*time.Second {
+					_ = ref.Process.Kill()
+					<-exited
+					fmt.Fprintf(&output, "\nno answer on port %s: already in use?", port)
+				} else if time.Now().After(deadline) {
+					t.Fatalf("the reference server did not start: %s", output.String())
+				} else {
+					continue
+				}
+			}
+			break
+		}
+		if attempt < 5 && strings.Contains(output.String(), "already in use") {
+			t.Logf("port taken, retrying: %s", output.String())
+			continue
+		}
+		t.Fatalf("the reference server exited: %s", output.String())
+	}
 }
 
 func freePort(t *testing.T) string {

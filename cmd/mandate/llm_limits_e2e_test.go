@@ -318,12 +318,14 @@ func TestLLMGatewayNodeLimits(t *testing.T) {
 		tokens[u] = e.token(t, u+"@example.com", "")
 	}
 	bases := []string{e.base}
-	nodes := freeAddrs(t, 2)
-	for _, addr := range nodes {
-		startProcess(t, []string{"gateway", "--catalog", "http://" + e.s.httpAddr,
-			"--node-token-file", filepath.Join(e.s.dataDir, "node-token"), "--http-addr", addr,
-			"--oidc-issuer", "http://" + e.s.httpAddr + "/oidc", "--data-dir", nodeDataDir(t, e.s.dataDir, ""), "--max-staleness", "2s"}, "Mandate gateway is ready")
-		bases = append(bases, "http://"+addr+"/llm")
+	var nodes []string
+	for range 2 {
+		_, addr := startOnFreeAddr(t, func(addr string) []string {
+			return []string{"gateway", "--catalog", "http://" + e.s.httpAddr,
+				"--node-token-file", filepath.Join(e.s.dataDir, "node-token"), "--http-addr", addr,
+				"--oidc-issuer", "http://" + e.s.httpAddr + "/oidc", "--data-dir", nodeDataDir(t, e.s.dataDir, ""), "--max-staleness", "2s"}
+		}, "Mandate gateway is ready")
+		nodes, bases = append(nodes, addr), append(bases, "http://"+addr+"/llm")
 	}
 	chat := `{"model":"frontier","max_tokens":200,"messages":[{"role":"user","content":"spend mock:out=400"}]}`
 	for _, b := range bases[1:] {

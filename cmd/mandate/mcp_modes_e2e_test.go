@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"os/exec"
 	"syscall"
@@ -98,11 +99,12 @@ func TestGatewayNode(t *testing.T) {
 		`CREATE CONNECTION gh TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'mandate_jwt')`,
 		`GRANT USE_CONNECTION ON CONNECTION gh TO "alice@example.com"`,
 		`GRANT USE_CONNECTION ON CONNECTION gh TO "coding-agent"`)
-	addr := freeAddrs(t, 1)[0]
-	node := startProcess(t, []string{"gateway", "--catalog", "http://" + s.httpAddr,
-		"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", addr,
-		"--oidc-issuer", "http://" + s.httpAddr + "/oidc", "--public-url", "http://" + s.httpAddr,
-		"--data-dir", nodeDataDir(t, s.dataDir, ""), "--max-staleness", "2s"}, "Mandate gateway is ready")
+	node, addr := startOnFreeAddr(t, func(addr string) []string {
+		return []string{"gateway", "--catalog", "http://" + s.httpAddr,
+			"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", addr,
+			"--oidc-issuer", "http://" + s.httpAddr + "/oidc", "--public-url", "http://" + s.httpAddr,
+			"--data-dir", nodeDataDir(t, s.dataDir, ""), "--max-staleness", "2s"}
+	}, "Mandate gateway is ready")
 	_ = node
 	// The node's public URL is the catalog's here so that dev tokens (whose
 	// audience is the serve process's URL) are accepted by both.
@@ -166,6 +168,36 @@ type process struct {
 // contains ready; it is stopped with SIGTERM when the test ends.
 func startProcess(t testing.TB, args []string, ready string) *process {
 	t.Helper()
+	p, err := launchProcess(t, args, ready)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startOnFreeAddr starts the binary with args(addr), addr a free loopback
+// address, as startProcess does. Another process may take addr before the
+// binary binds it: a start that fails so is retried on another address.
+func startOnFreeAddr(t testing.TB, args func(addr string) []string, ready string) (*process, string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		addr := freeAddrs(t, 1)[0]
+		p, err := launchProcess(t, args(addr), ready)
+		if err == nil {
+			return p, addr
+		}
+		if attempt < 5 && p.exited() && strings.Contains(p.stderr.String(), "address already in use") {
+			t.Logf("port taken, retrying: %s", p.stderr.String())
+			continue
+		}
+		t.Fatal(err)
+	}
+}
+
+// launchProcess is startProcess returning its error: the process has
+// exited (or was killed) when it is not nil.
+func launchProcess(t testing.TB, args []string, ready string) (*process, error) {
+	t.Helper()
 	p := &process{done: make(chan struct{})}
 	p.cmd = exec.Command(mandateBinary(t), args...)
 	p.cmd.Env = baseEnv()
@@ -187,14 +219,25 @@ func startProcess(t testing.TB, args []string, ready string) *process {
 	for !strings.Contains(p.stdout.String(), ready) {
 		select {
 		case <-p.done:
-			t.Fatalf("%v exited: %s\n%s", args[0], p.stdout.String(), p.stderr.String())
+			return p, fmt.Errorf("%v exited: %s\n%s", args[0], p.stdout.String(), p.stderr.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%v not ready: %s\n%s", args[0], p.stdout.String(), p.stderr.String())
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			return p, fmt.Errorf("%v not ready: %s\n%s", args[0], p.stdout.String(), p.stderr.String())
 		}
 	}
-	return p
+	return p, nil
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // TestMCPUpstreamFailures: an upstream that is down or answers 5xx gives

@@ -22,13 +22,14 @@ func TestGatewayNodesSharedKeys(t *testing.T) {
 	t.Parallel()
 	lb := startLoadBalancer(t)
 	s := startServer(t, serverOpts{args: []string{"--dev", "--public-url", lb.srv.URL}})
-	nodes := freeAddrs(t, 2)
 	var nodeURLs []string
-	for _, addr := range nodes {
-		startProcess(t, []string{"gateway", "--catalog", "http://" + s.httpAddr,
-			"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", addr,
-			"--oidc-issuer", lb.srv.URL + "/oidc", "--public-url", lb.srv.URL,
-			"--data-dir", nodeDataDir(t, s.dataDir, ""), "--max-staleness", "2s"}, "Mandate gateway is ready")
+	for range 2 {
+		_, addr := startOnFreeAddr(t, func(addr string) []string {
+			return []string{"gateway", "--catalog", "http://" + s.httpAddr,
+				"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", addr,
+				"--oidc-issuer", lb.srv.URL + "/oidc", "--public-url", lb.srv.URL,
+				"--data-dir", nodeDataDir(t, s.dataDir, ""), "--max-staleness", "2s"}
+		}, "Mandate gateway is ready")
 		nodeURLs = append(nodeURLs, "http://"+addr)
 	}
 	a, b := nodeURLs[0], nodeURLs[1]
@@ -38,11 +39,19 @@ func TestGatewayNodesSharedKeys(t *testing.T) {
 		return []string{"gateway", "--catalog", "http://" + s.httpAddr, "--node-token-file", filepath.Join(s.dataDir, "node-token"),
 			"--http-addr", addr, "--oidc-issuer", lb.srv.URL + "/oidc", "--public-url", lb.srv.URL, "--data-dir", dir}
 	}
-	if _, errOut, code := runBinary(t, nil, nodeArgs(freeAddrs(t, 1)[0], t.TempDir())...); code == 0 || !strings.Contains(errOut, "needs the catalog's master key") {
-		t.Fatalf("a node without a master key: exit %d, %s", code, errOut)
+	for attempt := 1; ; attempt++ { // the node binds its address first: retried if another process took it
+		_, errOut, code := runBinary(t, nil, nodeArgs(freeAddrs(t, 1)[0], t.TempDir())...)
+		if attempt < 5 && strings.Contains(errOut, "address already in use") {
+			continue
+		}
+		if code == 0 || !strings.Contains(errOut, "needs the catalog's master key") {
+			t.Fatalf("a node without a master key: exit %d, %s", code, errOut)
+		}
+		break
 	}
-	wrong := freeAddrs(t, 1)[0]
-	startProcess(t, nodeArgs(wrong, nodeDataDir(t, "", strings.Repeat("ab", 32))), "Mandate gateway is ready")
+	_, wrong := startOnFreeAddr(t, func(addr string) []string {
+		return nodeArgs(addr, nodeDataDir(t, "", strings.Repeat("ab", 32)))
+	}, "Mandate gateway is ready")
 	waitFor(t, 30*time.Second, "the node with another master key to report it", func() bool {
 		resp, err := http.Get("http://" + wrong + "/readyz")
 		if err != nil {

@@ -64,10 +64,11 @@ func startReplicaLLM(t *testing.T, c *cluster, admin *pgx.Conn) *replicaLLM {
 	if err := os.WriteFile(tokenFile, []byte(replicaNodeToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddrs(t, 1)[0]
 	r0 := "http://" + c.replicas[0].httpAddr
-	startProcess(t, []string{"gateway", "--catalog", r0, "--node-token-file", tokenFile, "--http-addr", addr,
-		"--oidc-issuer", r0 + "/oidc", "--data-dir", nodeDataDir(t, "", replicaMasterKey)}, "Mandate gateway is ready")
+	_, addr := startOnFreeAddr(t, func(addr string) []string {
+		return []string{"gateway", "--catalog", r0, "--node-token-file", tokenFile, "--http-addr", addr,
+			"--oidc-issuer", r0 + "/oidc", "--data-dir", nodeDataDir(t, "", replicaMasterKey)}
+	}, "Mandate gateway is ready")
 	node := "http://" + addr + "/llm"
 	waitFor(t, 30*time.Second, "the model service on the node", func() bool {
 		resp, _ := llmPost(t, node, "/v1/chat/completions", e.tokens["gina"], replicaProbe)

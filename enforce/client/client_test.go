@@ -402,7 +402,9 @@ func TestFailsClosed(t *testing.T) {
 
 func TestAuthorizeBatch(t *testing.T) {
 	cs := startCatalog(t, nil, "", api.Options{})
-	cl := newClient(t, cs.srv.URL, client.Config{})
+	// A batch of 1000 decisions with policies may take longer than the
+	// default 1 s per call on a loaded machine under -race.
+	cl := newClient(t, cs.srv.URL, client.Config{RequestTimeout: 30 * time.Second})
 	policed := grantAlice
 	policed.Name = "policed"
 	cs.d.Grant(policed)
