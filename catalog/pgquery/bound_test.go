@@ -30,7 +30,9 @@ func TestRequestIDLookupBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ev.Close()
-	first := now.AddDate(0, 0, -30)
+	// Events at noon (one at 13:00): at any time of day each stays on its
+	// day's partition.
+	first := time.Date(now.Year(), now.Month(), now.Day(), 12, 0, 0, 0, time.UTC).AddDate(0, 0, -30)
 	if _, err := ev.Pool().Exec(ctx, `SELECT mandate_audit_ensure_partitions($1::date, 34)`, first.Format(time.DateOnly)); err != nil {
 		t.Fatal(err)
 	}
