@@ -103,8 +103,8 @@ func (s *Snapshot) principalNames() principalIndex {
 }
 
 func (s *Snapshot) indexPrincipals() principalIndex {
-	byName := make(principalIndex, len(s.st.princ))
-	for _, pr := range s.st.princ {
+	byName := make(principalIndex, s.st.princ.len())
+	for _, pr := range s.st.princ.all {
 		if pr != nil {
 			byName[pr.p.Name] = uint64(pr.p.ID)<<2 | kindCode(pr.p.Kind)
 		}
@@ -151,7 +151,7 @@ func (s *Snapshot) indexSecurables() securableIndex {
 		}
 	}
 	var path []string
-	for _, n := range s.st.nodes {
+	for _, n := range s.st.nodes.all {
 		if n == nil {
 			continue
 		}
@@ -286,7 +286,7 @@ func (s *Snapshot) Securable(id ID) (*Securable, bool) {
 }
 
 // MaxID bounds the IDs of the snapshot's principals and securables.
-func (s *Snapshot) MaxID() ID { return ID(max(len(s.st.princ), len(s.st.nodes))) }
+func (s *Snapshot) MaxID() ID { return ID(max(s.st.princ.len(), s.st.nodes.len())) }
 
 // Holds reports whether principal p holds privilege pi (PrivilegeIndex) on
 // securable on: the evaluator without its explanation. It does not
