@@ -11,8 +11,9 @@ import (
 // and grants at one revision, with the privilege evaluator (the same code
 // as Model.Check) and the name index of the authorization API. It is safe
 // for concurrent use without locks; the Model it was taken from may go on
-// changing. Taking one (Model.Snapshot) copies three slices of pointers;
-// the records they point to are shared until the Model changes them.
+// changing. Taking one (Model.Snapshot) copies three slices of page
+// pointers (one per 256 records); the pages and the records they point to
+// are shared until the Model changes them.
 type Snapshot struct {
 	rev              Revision
 	gen              uint64
@@ -53,7 +54,7 @@ func (idx *securableIndex) of(t SecurableType) map[string]ID {
 
 // Snapshot returns a snapshot of the model as it is. The caller must hold
 // the model's read lock, which is needed only to copy three slices of
-// pointers; the snapshot keeps no reference to the Model. Repeated calls
+// page pointers; the snapshot keeps no reference to the Model. Repeated calls
 // without a change return the same snapshot.
 func (m *Model) Snapshot() *Snapshot {
 	prev := m.last.Load()
