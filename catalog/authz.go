@@ -137,6 +137,12 @@ type closureTable struct {
 	slots []atomic.Pointer[closure]
 	epoch uint64      // the Model's epoch when the table was made
 	used  atomic.Bool // a closure was stored in it
+	// warm: the principals of an ID below it have their closure here (in
+	// every state sharing the table, as far as warmClosures knows), so
+	// that warming a snapshot after a change that added no principal
+	// costs nothing. Only warmClosures reads it: a principal it misses
+	// gets its closure on first use, as without it.
+	warm atomic.Int64
 }
 
 // authzState is the privilege state: live in the Model, frozen in a
@@ -252,9 +258,16 @@ func (c *closure) setBits(bits bitset) {
 // first (breadth first), then users and service principals as the union
 // of their groups' closures, with the bitsets in one allocation.
 func (st *authzState) warmClosures() {
-	if st.cl == nil {
+	if st.cl == nil || int64(st.princ.len()) <= st.cl.warm.Load() {
 		return
 	}
+	defer func() { // every principal of this state has its closure now
+		for n := int64(st.princ.len()); ; {
+			if w := st.cl.warm.Load(); w >= n || st.cl.warm.CompareAndSwap(w, n) {
+				return
+			}
+		}
+	}()
 	words := (st.groupP.len() + 63) / 64
 	var todo []ID
 	for id, pr := range st.princ.all {
@@ -484,6 +497,7 @@ func (m *Model) ownNode(id ID) *nodeRec {
 // load quadratic (principals × memberships).
 func (m *Model) resetClosures() {
 	if cl := m.az.cl; cl != nil && cl.epoch == m.epoch.Load() && !cl.used.Load() && len(cl.slots) >= m.az.princ.len() {
+		cl.warm.Store(0)
 		return
 	}
 	m.az.cl = &closureTable{slots: make([]atomic.Pointer[closure], m.az.princ.len()+64), epoch: m.epoch.Load()}
@@ -514,6 +528,9 @@ func (m *Model) azPutPrincipal(p *Principal) {
 			rec.groups = append(rec.groups, g)
 		}
 		m.az.princ.set(int(p.ID), rec, epoch)
+		if cl := m.az.cl; cl != nil && int64(p.ID) < cl.warm.Load() {
+			cl.warm.Store(int64(p.ID)) // an ID below the others' (loading): warm it too
+		}
 		if m.az.cl == nil || int(p.ID) >= len(m.az.cl.slots) {
 			// A larger table keeping the closures already computed.
 			old := m.az.cl
