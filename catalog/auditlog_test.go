@@ -63,6 +63,17 @@ func closeLog(t *testing.T, l *catalog.AuditLog) {
 	}
 }
 
+// waitPending waits until the log holds n events (queued or being
+// written): the producers started in goroutines have all called Record.
+func waitPending(t *testing.T, l *catalog.AuditLog, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); l.Pending() != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events in the log after 20s, want %d", l.Pending(), n)
+		}
+	}
+}
+
 // The interface the gateway's audit stage needs (gateway.AuditSink; the
 // catalog cannot import the gateway).
 var _ interface {
@@ -155,7 +166,7 @@ func TestAuditLogErrorReachesEveryWaiter(t *testing.T) {
 	for range n {
 		go func() { errs <- l.Record(t.Context(), catalog.AuditEvent{Action: "x"}) }()
 	}
-	time.Sleep(20 * time.Millisecond)
+	waitPending(t, l, n)
 	close(w.gate) // every write proceeds, and fails
 	for range n {
 		if err := <-errs; !errors.Is(err, disk) {
@@ -182,7 +193,7 @@ func TestAuditLogCloseDrains(t *testing.T) {
 	for range n {
 		go func() { errs <- l.Record(context.Background(), catalog.AuditEvent{Action: "x"}) }()
 	}
-	time.Sleep(20 * time.Millisecond)
+	waitPending(t, l, n) // every Record is queued before Close
 	closed := make(chan error, 1)
 	go func() { closed <- l.Close(context.Background()) }()
 	select {

@@ -55,7 +55,11 @@
 //     records the refusal carried, a *Conflict, when the store sends
 //     them), together with the statements queued meanwhile; a batch that
 //     keeps losing takes the store's head first (HeadLocker,
-//     Options.LockHeadAfter), so that its next attempt cannot lose.
+//     Options.LockHeadAfter), so that its next attempt cannot lose, and
+//     while the head is contended (a lost race, other writers' commits
+//     between its own) every batch takes it before it plans
+//     (Options.QueueFor): writers queue in the store instead of planning
+//     and sending appends that lose.
 //   - follow.go: a replica of a shared store (Watcher) polls the head
 //     revision and wakes on the store's notifications, applies other
 //     writers' records (reading only what it has not applied: its own

@@ -23,3 +23,18 @@ func (m *Model) ApplyChange(c *Change) error { return m.applyChange(c) }
 
 // NextID is the next free ID.
 func (m *Model) NextID() ID { return m.nextID }
+
+// Pending is the number of events the log holds: queued, or in the write
+// in progress.
+func (l *AuditLog) Pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, b := range l.queue {
+		n += len(b.events)
+	}
+	if l.writing != nil {
+		n += len(l.writing.events)
+	}
+	return n
+}

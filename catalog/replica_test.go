@@ -731,8 +731,8 @@ type lockingGated struct {
 	locked, proceed chan struct{}
 }
 
-func (l *lockingGated) LockHead(ctx context.Context, rev catalog.Revision) (catalog.HeldHead, *catalog.Conflict, error) {
-	h, c, err := l.gated.Store.LockHead(ctx, rev)
+func (l *lockingGated) LockHead(ctx context.Context, rev catalog.Revision, audit bool) (catalog.HeldHead, *catalog.Conflict, error) {
+	h, c, err := l.gated.Store.LockHead(ctx, rev, audit)
 	if err == nil {
 		close(l.locked)
 		<-l.proceed
@@ -791,6 +791,120 @@ func TestReplicaLostRaceTakesTheHead(t *testing.T) {
 	for _, n := range []string{"a0", "a1", "b0"} {
 		if _, ok := principals(b)[n]; !ok {
 			t.Errorf("replica b lacks %s", n)
+		}
+	}
+}
+
+// countingLocks is gated that counts the heads it was asked for and the
+// reads of the head revision.
+type countingLocks struct {
+	*gated
+	locks, heads atomic.Int32
+}
+
+func (c *countingLocks) Head(ctx context.Context) (catalog.Revision, error) {
+	c.heads.Add(1)
+	return c.gated.Store.Head(ctx)
+}
+
+func (c *countingLocks) LockHead(ctx context.Context, rev catalog.Revision, audit bool) (catalog.HeldHead, *catalog.Conflict, error) {
+	c.locks.Add(1)
+	return c.gated.Store.LockHead(ctx, rev, audit)
+}
+
+// While the head is contended a replica's batch takes it before it plans
+// (Options.QueueFor), instead of sending an append that loses: from a
+// lost race on, for as long as another writer's commits come between its
+// own, and QueueFor past the last of them; then it appends without it.
+func TestReplicaQueuesWhileContended(t *testing.T) {
+	st := memstore.New()
+	var (
+		mu    sync.Mutex
+		clock = time.Unix(1_000_000, 0)
+	)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		clock = clock.Add(d)
+		mu.Unlock()
+	}
+	const queueFor = time.Minute
+	gb := &countingLocks{gated: &gated{Store: st}}
+	a := openReplica(t, st, st)
+	b := openReplica(t, gb, st, func(o *catalog.Options) {
+		// Only contention takes the head here, never a run of lost rounds.
+		o.PollInterval, o.LockHeadAfter, o.QueueFor, o.Now = time.Hour, 100, queueFor, now
+	})
+	waitRevision(t, b, a.Revision())
+	write := func(svc *catalog.Service, name string) {
+		t.Helper()
+		if _, err := svc.Write(t.Context(), adminReq, create(name)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	locks := func(step string, want int32) {
+		t.Helper()
+		if n := gb.locks.Load(); n != want {
+			t.Fatalf("%s: replica b took the head %d times, want %d", step, n, want)
+		}
+	}
+	write(b, "b0")
+	locks("uncontended", 0)
+
+	entered, release := gb.arm()
+	bErr := make(chan error, 1)
+	go func() {
+		_, err := b.Write(context.Background(), adminReq, create("b1"))
+		bErr <- err
+	}()
+	<-entered // b planned b1 and is appending
+	write(a, "a0")
+	close(release) // b's append loses to a0; planned again, it commits
+	if err := <-bErr; err != nil {
+		t.Fatalf("b1 after the lost race: %v", err)
+	}
+	locks("the lost race itself", 0)
+
+	write(b, "b2")
+	locks("the batch after a lost race", 1)
+	// A statement refused on the held head is not retried: the head it
+	// holds is the newest, nothing to ask the store.
+	heads := gb.heads.Load()
+	if _, err := b.Write(t.Context(), adminReq, create("b0")); !catalog.IsCode(err, catalog.CodeAlreadyExists) {
+		t.Fatalf("b0 again: %v, want already exists", err)
+	}
+	locks("a refused statement, contended", 2)
+	if n := gb.heads.Load() - heads; n != 0 {
+		t.Fatalf("a statement refused on the held head read the store's head %d times", n)
+	}
+
+	// Another writer's commit between b's: b still queues after the first
+	// window would have ended, since the head it took was a's.
+	write(a, "a1")
+	advance(queueFor * 3 / 4)
+	write(b, "b3")
+	locks("contended", 3)
+	advance(queueFor * 3 / 4)
+	write(b, "b4")
+	locks("still contended", 4)
+
+	// No other writer since: QueueFor after the last one, b appends
+	// without the head.
+	advance(queueFor * 3 / 4)
+	write(b, "b5")
+	locks("alone again", 4)
+
+	waitRevision(t, a, b.Revision())
+	for _, svc := range []*catalog.Service{a, b} {
+		p := principals(svc)
+		for _, n := range []string{"a0", "a1", "b0", "b1", "b2", "b3", "b4", "b5"} {
+			if _, ok := p[n]; !ok {
+				t.Errorf("a replica lacks %s", n)
+			}
 		}
 	}
 }

@@ -69,6 +69,15 @@ type Options struct {
 	// replicas' appends waiting for a round trip and the planning, so
 	// only a batch that keeps losing does.
 	LockHeadAfter int
+	// QueueFor, for a store that can hold its head (HeadLocker): after a
+	// lost race, every batch takes the head before it plans, so that
+	// writers of a contended head queue in the store instead of planning
+	// and sending appends that lose (and reading the winner's records
+	// back); as long as other writers' commits come between this
+	// replica's own, it keeps queueing, and this long after the last sign
+	// of another writer it appends without taking the head again (default
+	// DefaultQueueFor; negative: never, only Options.LockHeadAfter).
+	QueueFor time.Duration
 	// ForwardLease, for replicas sharing one event stream: only the
 	// replica holding the lease forwards the audit records of catalog
 	// changes to it (the others follow its AuditedRevision, forward for
@@ -89,6 +98,8 @@ const (
 	DefaultMaxStaleness  = 5 * time.Second
 	DefaultPollInterval  = 50 * time.Millisecond
 	DefaultLockHeadAfter = 3
+	// DefaultQueueFor is Options.QueueFor's default.
+	DefaultQueueFor = 250 * time.Millisecond
 	// DefaultForwardTakeover is Options.ForwardTakeover's default.
 	DefaultForwardTakeover = 10 * time.Second
 	// commitTimeout bounds one append of a batch to the store.
@@ -157,6 +168,12 @@ type Service struct {
 	fwd  forwarder
 	snap snapshotter
 	sync syncState
+
+	// The committer's view of other writers of a shared store (committer
+	// only): until queueUntil its batches take the head first (QueueFor);
+	// lastOwn is the revision of its last commit.
+	queueUntil time.Time
+	lastOwn    Revision
 }
 
 // Statement is one catalog change: its audit description and the planner
@@ -210,6 +227,9 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	}
 	if o.LockHeadAfter <= 0 {
 		o.LockHeadAfter = DefaultLockHeadAfter
+	}
+	if o.QueueFor == 0 {
+		o.QueueFor = DefaultQueueFor
 	}
 	if o.Keyring == nil {
 		return nil, Errorf(CodeInvalidArgument, "catalog: a keyring is required")
@@ -563,6 +583,11 @@ const (
 // other replicas' appends wait. Else the replica that just won, which
 // knows the new head first, could win again and again while a loser's
 // statements waited (and failed with 40001 after maxAttempts rounds).
+//
+// While the head is contended (Options.QueueFor) a batch takes the head
+// before its first attempt: an append that waits for another writer's
+// lock on the head loses anyway once that writer commits, so the planning,
+// the encoding and the sending of it would be thrown away.
 func (s *Service) commitBatch(batch []*writeReq) {
 	var held HeldHead
 	defer func() {
@@ -570,6 +595,12 @@ func (s *Service) commitBatch(batch []*writeReq) {
 			held.Release()
 		}
 	}()
+	if s.opts.QueueFor > 0 && s.now().Before(s.queueUntil) {
+		if held = s.lockHead(); held != nil {
+			// Statements queued while it waited join the batch.
+			batch = s.drain(batch)
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		results, conflict := s.tryCommit(batch, attempt < maxAttempts, held)
 		if held != nil { // appended (which released it), or nothing to append
@@ -577,6 +608,7 @@ func (s *Service) commitBatch(batch []*writeReq) {
 			held = nil
 		}
 		if conflict != nil {
+			s.queueUntil = s.now().Add(s.opts.QueueFor)
 			s.applyConflict(conflict)
 			if attempt < maxAttempts {
 				// Statements queued meanwhile join the next attempt: one
@@ -651,13 +683,15 @@ func (s *Service) lockHead() HeldHead {
 	started := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	held, c, err := locker.LockHead(ctx, s.Revision())
+	// The change audit only if this replica forwards it (as catchUpTo).
+	audit := s.fwd.holding.Load()
+	held, c, err := locker.LockHead(ctx, s.Revision(), audit)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("catalog: taking the store's head failed; appending without it")
 		return nil
 	}
 	if len(c.Newer) > 0 {
-		if err := s.applyForeign(c.Newer, true); err != nil {
+		if err := s.applyForeign(c.Newer, audit); err != nil {
 			held.Release()
 			s.log.Error().Err(err).Msg("catalog: applying change records failed; reloading")
 			s.reload()
@@ -670,6 +704,11 @@ func (s *Service) lockHead() HeldHead {
 			held.Release()
 			return nil
 		}
+	}
+	if c.Head > s.lastOwn {
+		// Another writer committed since this replica's last commit: the
+		// head is still contended.
+		s.queueUntil = s.now().Add(s.opts.QueueFor)
 	}
 	// The records were read after the head was taken: every change
 	// committed before is applied, and none can be committed meanwhile.
@@ -778,8 +817,9 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 	// A statement that failed on a shared catalog may have failed only
 	// because this replica has not yet applied another's change (an object
 	// created there a moment ago): if the database is ahead, plan again
-	// after catching up, as for a lost race.
-	if refused && mayRetry && s.watcher != nil && s.behind() {
+	// after catching up, as for a lost race. A batch holding the head
+	// planned on its newest revision: no need to ask.
+	if refused && mayRetry && held == nil && s.watcher != nil && s.behind() {
 		return nil, &lostRace{}
 	}
 	if len(changes) == 0 {
@@ -822,6 +862,7 @@ func (s *Service) tryCommit(batch []*writeReq, mayRetry bool, held HeldHead) (re
 		}
 		return results, nil
 	}
+	s.lastOwn = rev
 	s.sync.synced(started)
 	s.publish(rev)
 	s.forward(changes, true)

@@ -194,8 +194,10 @@ type HeadLocker interface {
 	// LockHead waits until no other writer holds the head and holds it
 	// until the HeldHead's Append or Release; the Conflict is the head and
 	// the records after rev (Newer follows rev without a gap, or is empty
-	// when they are more than a page: the caller reads them).
-	LockHead(ctx context.Context, rev Revision) (HeldHead, *Conflict, error)
+	// when they are more than a page: the caller reads them). Without
+	// audit, the records' Audit may be left out (a replica that does not
+	// forward the change audit need not decode it).
+	LockHead(ctx context.Context, rev Revision, audit bool) (HeldHead, *Conflict, error)
 }
 
 // HeldHead is the head of a shared Store held by one writer (LockHead).

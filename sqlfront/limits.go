@@ -210,7 +210,7 @@ type admittedEngine struct {
 var _ catalog.QueryEngine = admittedEngine{}
 
 func (e admittedEngine) Describe(ctx context.Context, q catalog.Query) (cols []catalog.QueryColumn, params []catalog.ColumnType, err error) {
-	err = e.a.run(ctx, func(ctx context.Context) error {
+	err = e.a.run(ctx, false, func(ctx context.Context) error {
 		var err error
 		cols, params, err = e.q.Describe(ctx, q)
 		return err
@@ -221,7 +221,7 @@ func (e admittedEngine) Describe(ctx context.Context, q catalog.Query) (cols []c
 func (e admittedEngine) Dialect() catalog.QueryDialect { return e.q.Dialect() }
 
 func (e admittedEngine) Query(ctx context.Context, q catalog.Query, row func([]any) error) error {
-	return e.a.run(ctx, func(ctx context.Context) error { return e.q.Query(ctx, q, row) })
+	return e.a.run(ctx, true, func(ctx context.Context) error { return e.q.Query(ctx, q, row) })
 }
 
 // admission hands out the engine's query slots and watches memory.
@@ -244,6 +244,7 @@ type admission struct {
 type admitted struct {
 	user     string
 	admin    bool
+	execute  bool // a query's execution, not its description
 	cancel   context.CancelCauseFunc
 	canceled bool
 }
@@ -255,13 +256,14 @@ func newAdmission(lim QueryLimits, isAdmin func(string) bool, log zerolog.Logger
 
 // run runs fn once a slot is free for ctx's user, in a context the
 // watchdog may cancel. Waiting ends with ctx; a ctx already done never
-// takes a slot.
-func (a *admission) run(ctx context.Context, fn func(context.Context) error) error {
+// takes a slot. execute tells a query's execution from its description
+// (each takes a slot of its own while it runs).
+func (a *admission) run(ctx context.Context, execute bool, fn func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	user, _ := ctx.Value(queryUserKey{}).(string) // none: an anonymous user
-	q := &admitted{user: user, admin: user != "" && a.isAdmin(user)}
+	q := &admitted{user: user, admin: user != "" && a.isAdmin(user), execute: execute}
 	waited := false
 	for {
 		a.mu.Lock()

@@ -531,7 +531,7 @@ func testSystemTablesCancel(t *testing.T, f *sysFrontend) {
 		_, err := conn.Exec(context.Background(), long)
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	waitRunning(t, f, 1) // a cancel that arrives before the query is lost, as in PostgreSQL
 	start = time.Now()
 	if err := conn.PgConn().CancelRequest(t.Context()); err != nil {
 		t.Fatal(err)

@@ -309,15 +309,34 @@ func (e *QueryEngine) withConn(ctx context.Context, q catalog.Query, fn func(ctx
 		ctx = context.WithValue(ctx, vtKey{}, &vtCall{tables: q.Tables})
 	}
 	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION READ ONLY"); err != nil {
+		discardConn(conn) // an interrupted BEGIN may have begun the transaction
 		return e.queryError(ctx, err)
 	}
 	defer func() {
+		if ctx.Err() != nil {
+			// The call may have been interrupted (duckdb_interrupt) at any
+			// step, and an interrupt can outlive the call it was meant for:
+			// a ROLLBACK then fails or stalls and the connection would go
+			// back to the pool inside its aborted transaction, failing
+			// every later query on it. Closing it ends the transaction.
+			discardConn(conn)
+			return
+		}
 		// Not ctx: the transaction must end even when ctx is done.
-		if _, rerr := conn.ExecContext(context.Background(), "ROLLBACK"); rerr != nil && err == nil {
-			err = e.queryError(ctx, rerr)
+		if _, rerr := conn.ExecContext(context.Background(), "ROLLBACK"); rerr != nil {
+			discardConn(conn)
+			if err == nil {
+				err = e.queryError(ctx, rerr)
+			}
 		}
 	}()
 	return fn(ctx, conn)
+}
+
+// discardConn closes conn's connection instead of returning it to the
+// pool.
+func discardConn(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 }
 
 // described is what DuckDB says about a prepared statement.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -239,6 +240,36 @@ func TestQueryCancel(t *testing.T) {
 	rows := queryAll(t, e, catalog.Query{SQL: "SELECT 1"})
 	if len(rows) != 1 {
 		t.Errorf("rows = %v", rows)
+	}
+}
+
+// TestQueryCancelAnyMoment cancels queries at every moment of their
+// course (before, during and after BEGIN, the query and ROLLBACK) on an
+// engine of one connection: the next query always runs. An interrupted
+// BEGIN can have begun its transaction, and an interrupt can outlive its
+// call; a connection left in its transaction failed every later query on
+// it ("current transaction is aborted").
+func TestQueryCancelAnyMoment(t *testing.T) {
+	s := openT(t, t.TempDir())
+	e, err := s.QueryEngine(QueryOptions{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 400 {
+		ctx, cancel := context.WithCancel(t.Context())
+		after := time.Duration(rng.IntN(400)) * time.Microsecond
+		stop := time.AfterFunc(after, cancel)
+		err := e.Query(ctx, catalog.Query{SQL: "SELECT count(*) FROM range(1000000000000) a"}, func([]any) error { return nil })
+		stop.Stop()
+		cancel()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("query %d (cancelled after %v): %v", i, after, err)
+		}
+		if err := e.Query(t.Context(), catalog.Query{SQL: "SELECT 1"}, func([]any) error { return nil }); err != nil {
+			t.Fatalf("the query after query %d (cancelled after %v): %v", i, after, err)
+		}
 	}
 }
 

@@ -100,7 +100,7 @@ func (s *Store) lockHead(ctx context.Context) error {
 }
 
 // LockHead implements catalog.HeadLocker.
-func (s *Store) LockHead(ctx context.Context, rev catalog.Revision) (catalog.HeldHead, *catalog.Conflict, error) {
+func (s *Store) LockHead(ctx context.Context, rev catalog.Revision, _ bool) (catalog.HeldHead, *catalog.Conflict, error) {
 	if err := s.lockHead(ctx); err != nil {
 		return nil, nil, err
 	}

@@ -435,7 +435,7 @@ func (s *Store) Append(ctx context.Context, base catalog.Revision, changes []cat
 	won := err == nil
 	var lost *catalog.Conflict
 	if errors.Is(err, pgx.ErrNoRows) {
-		lost, err = scanLost(br, base)
+		lost, err = scanLost(br, base, true)
 	}
 	// The commit is confirmed by the end of the pipeline (its Sync).
 	if cerr := br.Close(); err == nil {
@@ -498,8 +498,9 @@ const headHoldTimeout = "10s"
 // of the pool that the HeldHead keeps: BEGIN, the head row locked (FOR
 // UPDATE: behind the writer holding it, if any), and the head and the
 // records after rev read by the next statement (a new snapshot, which
-// sees what the writer before committed).
-func (s *Store) LockHead(ctx context.Context, rev catalog.Revision) (catalog.HeldHead, *catalog.Conflict, error) {
+// sees what the writer before committed), without their audit part unless
+// audit.
+func (s *Store) LockHead(ctx context.Context, rev catalog.Revision, audit bool) (catalog.HeldHead, *catalog.Conflict, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -523,7 +524,7 @@ func (s *Store) LockHead(ctx context.Context, rev catalog.Revision) (catalog.Hel
 		err = br.QueryRow().Scan(&head)
 	}
 	if err == nil {
-		c, err = scanLost(br, rev)
+		c, err = scanLost(br, rev, audit)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -592,8 +593,9 @@ func (h *heldHead) Release() {
 	conn.Release() // the pool closes a connection still in a transaction
 }
 
-// scanLost reads lostSQL's rows: the head and the records after base.
-func scanLost(br pgx.BatchResults, base catalog.Revision) (*catalog.Conflict, error) {
+// scanLost reads lostSQL's rows: the head and the records after base
+// (without their audit part unless audit).
+func scanLost(br pgx.BatchResults, base catalog.Revision, audit bool) (*catalog.Conflict, error) {
 	rows, err := br.Query()
 	if err != nil {
 		return nil, err
@@ -611,7 +613,11 @@ func scanLost(br pgx.BatchResults, base catalog.Revision) (*catalog.Conflict, er
 		if rev == nil {
 			continue
 		}
-		ch, err := decode(*rev, body)
+		decodeRecord := decode
+		if !audit {
+			decodeRecord = decodeOps
+		}
+		ch, err := decodeRecord(*rev, body)
 		if err != nil {
 			return nil, err
 		}

@@ -183,7 +183,8 @@ func testLostRace(t *testing.T, server *pgtest.Server, url string) {
 	defer b.Close()
 	mk := func(rev catalog.Revision, name string) catalog.Change {
 		return catalog.Change{Revision: rev, NextID: catalog.ID(rev) + 1, Ops: []catalog.ChangeOp{{Kind: catalog.OpPutPrincipal,
-			Principal: &catalog.Principal{ID: catalog.ID(rev), Name: name, Kind: catalog.KindUser, Created: time.Now()}}}}
+			Principal: &catalog.Principal{ID: catalog.ID(rev), Name: name, Kind: catalog.KindUser, Created: time.Now()}}},
+			Audit: []catalog.AuditEvent{{EventID: name, Action: "CREATE USER", Revision: rev}}}
 	}
 	lost := func(err error, head catalog.Revision, names ...string) {
 		t.Helper()
@@ -236,14 +237,26 @@ func testLostRace(t *testing.T, server *pgtest.Server, url string) {
 		t.Fatalf("Head = %d, %v; want 3", h, err)
 	}
 
-	// A writer that holds the head (LockHead) gets the records it lacks;
-	// another writer's append waits for it and loses to its append.
-	held, c, err := a.LockHead(ctx, 1)
+	// A writer that holds the head (LockHead) gets the records it lacks,
+	// their audit part only when it asks for it; another writer's append
+	// waits for it and loses to its append.
+	held, c, err := a.LockHead(ctx, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held.Release()
+	if len(c.Newer) != 2 || c.Newer[0].Ops[0].Principal.Name != "two" || len(c.Newer[0].Audit)+len(c.Newer[1].Audit) != 0 {
+		t.Fatalf("LockHead(1) without audit = %+v", c.Newer)
+	}
+	held, c, err = a.LockHead(ctx, 1, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Head != 3 || len(c.Newer) != 2 || c.Newer[0].Ops[0].Principal.Name != "two" || c.Newer[1].Ops[0].Principal.Name != "three" {
 		t.Fatalf("LockHead(1) = head %d, %d records; want 3, [two three]", c.Head, len(c.Newer))
+	}
+	if len(c.Newer[0].Audit) != 1 || c.Newer[0].Audit[0].EventID != "two" {
+		t.Fatalf("LockHead(1) with audit: %+v", c.Newer[0].Audit)
 	}
 	go func() { done <- b.Append(context.Background(), 3, []catalog.Change{mk(4, "waiter")}) }()
 	waitLockWait(t, waiting)
@@ -253,7 +266,7 @@ func testLostRace(t *testing.T, server *pgtest.Server, url string) {
 	held.Release() // a no-op after Append
 	lost(<-done, 4, "four")
 	// Released without an append, the head is free again and unchanged.
-	held, c, err = a.LockHead(ctx, 4)
+	held, c, err = a.LockHead(ctx, 4, true)
 	if err != nil || c.Head != 4 || len(c.Newer) != 0 {
 		t.Fatalf("LockHead(4) = %+v, %v", c, err)
 	}

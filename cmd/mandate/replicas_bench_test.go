@@ -96,6 +96,10 @@ func BenchmarkReplicas(b *testing.B) {
 					appends := calls["append"] - pgCalls0["append"]
 					b.ReportMetric(float64(calls["changes"]-pgCalls0["changes"])/float64(appends), "changes/append")
 					b.ReportMetric(float64(calls["reads"]-pgCalls0["reads"])/float64(appends), "reads/append")
+					// Appends sent per append that wrote (1: no lost race),
+					// and how often a writer took the head first.
+					b.ReportMetric(float64(calls["attempts"]-pgCalls0["attempts"])/float64(appends), "attempts/append")
+					b.ReportMetric(float64(calls["held"]-pgCalls0["held"])/float64(appends), "heads-held/append")
 				}
 				clusterCPU(b, c, targets).since(cpu0).report(b, total*benchDuration().Seconds())
 				logStatements(b, pgCalls0, pgCalls(b, c))
@@ -238,9 +242,10 @@ func pinBench(b *testing.B, c *cluster, embedded *server) {
 }
 
 // pgCalls reads pg_stat_statements and the head: the appends that wrote
-// (either form of the append statement), the newest revision (the change
-// records written), and the reads of change records by the replicas
-// (catching up).
+// (either form of the append statement) and the appends sent (won or
+// lost), the newest revision (the change records written), the reads of
+// change records by the replicas (catching up) and the head taken FOR
+// UPDATE (HeadLocker).
 func pgCalls(b *testing.B, c *cluster) map[string]int64 {
 	conn := c.pg.Connect(b, "mandate")
 	defer conn.Close(context.Background())
@@ -270,8 +275,11 @@ func pgCalls(b *testing.B, c *cluster) map[string]int64 {
 			out["append"] += calls // the function (errors, lost races, are not counted)
 		case strings.Contains(q, "INSERT INTO mandate_catalog_changes"):
 			out["append"] += n // one row per append that wrote
+			out["attempts"] += calls
 		case strings.Contains(q, "FROM mandate_catalog_changes") && !strings.Contains(q, "xmin"):
 			out["reads"] += calls
+		case strings.Contains(q, "FROM mandate_catalog_head") && strings.Contains(q, "FOR UPDATE"):
+			out["held"] += calls
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -30,6 +30,8 @@ type Connections struct {
 
 	mu    sync.Mutex
 	cache map[string]connEntry
+
+	afterMiss func() // tests: runs between a cache miss and the flight
 }
 
 // connEntry is one cached answer; conn nil means no such connection.
@@ -65,7 +67,15 @@ func (c *Connections) Connection(ctx context.Context, name string) (*gateway.Con
 	if e, ok := c.lookup(name, known); ok {
 		return e.result(name)
 	}
+	if c.afterMiss != nil {
+		c.afterMiss()
+	}
 	ch := c.sf.DoChan(name, func() (any, error) {
+		// A flight that ended between this caller's miss and now cached
+		// its answer: share it rather than ask again.
+		if e, ok := c.lookup(name, known); ok {
+			return e, nil
+		}
 		// Detached from the first caller: the others share the answer.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.r.cfg.RequestTimeout)
 		defer cancel()

@@ -176,33 +176,95 @@ func TestConnectionsTTLAndSingleflight(t *testing.T) {
 		<-release
 		return false
 	})
+	path := api.ConnectionsPath + "my_github_mcp"
+	// Concurrent misses share one request. The TTL is long here, so that
+	// a goroutine the machine schedules only after the answer finds it
+	// cached rather than expired.
 	cfg := cs.config()
-	cfg.ConnectionTTL = 50 * time.Millisecond
+	cfg.ConnectionTTL = time.Hour
 	c, err := node.NewConnections(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	var wg sync.WaitGroup
+	var started atomic.Int32
 	for range 20 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			started.Add(1)
 			if _, err := c.Connection(context.Background(), "my_github_mcp"); err != nil {
 				t.Error(err)
 			}
 		}()
 	}
-	time.Sleep(20 * time.Millisecond)
+	// Released once every caller runs and the first request is held.
+	for deadline := time.Now().Add(20 * time.Second); started.Load() < 20 || cs.count(path) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers started, %d requests after 20s", started.Load(), cs.count(path))
+		}
+	}
 	close(release)
 	wg.Wait()
-	path := api.ConnectionsPath + "my_github_mcp"
 	if n := cs.count(path); n != 1 {
 		t.Fatalf("20 concurrent misses made %d requests, want 1", n)
 	}
-	time.Sleep(60 * time.Millisecond)
-	if _, err := c.Connection(t.Context(), "my_github_mcp"); err != nil || cs.count(path) != 2 {
+	if _, err := c.Connection(t.Context(), "my_github_mcp"); err != nil || cs.count(path) != 1 {
+		t.Fatalf("within the TTL: %v, %d requests", err, cs.count(path))
+	}
+	// An answer older than the TTL is fetched again.
+	cfg.ConnectionTTL = 50 * time.Millisecond
+	short, err := node.NewConnections(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+	if _, err := short.Connection(t.Context(), "my_github_mcp"); err != nil || cs.count(path) != 2 {
+		t.Fatalf("first call: %v, %d requests", err, cs.count(path))
+	}
+	time.Sleep(60 * time.Millisecond) // past the TTL
+	if _, err := short.Connection(t.Context(), "my_github_mcp"); err != nil || cs.count(path) != 3 {
 		t.Fatalf("after the TTL: %v, %d requests", err, cs.count(path))
+	}
+}
+
+// TestConnectionsMissStraddlesFlight: a caller that missed the cache
+// while another caller's request was answered (it joins no flight: that
+// one is over) uses the cached answer rather than asking again.
+func TestConnectionsMissStraddlesFlight(t *testing.T) {
+	svc := newCatalog(t)
+	cs := newCatalogServer(t, nil, svc, api.Options{})
+	cfg := cs.config()
+	cfg.ConnectionTTL = time.Hour
+	c, err := node.NewConnections(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	missed, resume := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	node.SetAfterMiss(c, func() {
+		if calls.Add(1) == 1 { // the late caller: held after its miss
+			close(missed)
+			<-resume
+		}
+	})
+	late := make(chan error, 1)
+	go func() {
+		_, err := c.Connection(context.Background(), "my_github_mcp")
+		late <- err
+	}()
+	<-missed
+	if _, err := c.Connection(t.Context(), "my_github_mcp"); err != nil {
+		t.Fatal(err)
+	}
+	close(resume)
+	if err := <-late; err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.count(api.ConnectionsPath + "my_github_mcp"); n != 1 {
+		t.Fatalf("%d requests, want 1: the late caller asked again for an answer in the cache", n)
 	}
 }
 
