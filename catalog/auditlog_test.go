@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -527,6 +528,80 @@ func TestAuditLogLazyForUnawaited(t *testing.T) {
 	}
 	if writes, events, _ := w.stored(); writes != 2 || events != 2 {
 		t.Fatalf("%d writes of %d events, want 2 of 2", writes, events)
+	}
+}
+
+// preparedWriter records AppendPrepared's calls; lazyPrepared also
+// writes lazily (AuditLazyWriter).
+type preparedWriter struct {
+	slowWriter
+	pmu     sync.Mutex
+	durable []bool
+	events  [][]catalog.AuditEvent
+}
+
+func (w *preparedWriter) AppendPrepared(_ context.Context, events []catalog.AuditEvent, durable bool) error {
+	w.pmu.Lock()
+	defer w.pmu.Unlock()
+	w.durable = append(w.durable, durable)
+	w.events = append(w.events, events)
+	return nil
+}
+
+func (w *preparedWriter) calls() ([]bool, [][]catalog.AuditEvent) {
+	w.pmu.Lock()
+	defer w.pmu.Unlock()
+	return slices.Clone(w.durable), slices.Clone(w.events)
+}
+
+type lazyPrepared struct{ preparedWriter }
+
+func (w *lazyPrepared) AppendAuditLazy(ctx context.Context, events ...catalog.AuditEvent) error {
+	return w.slowWriter.AppendAudit(ctx, events...)
+}
+
+// TestAuditLogPrepared: a writer that takes prepared batches gets every
+// batch through AppendPrepared, its events validated once by the log
+// (invalid UTF-8 repaired), durable unless nobody waits for any of them
+// and the writer writes lazily; AppendAudit and AppendAuditLazy are not
+// called.
+func TestAuditLogPrepared(t *testing.T) {
+	for _, lazy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lazy=%v", lazy), func(t *testing.T) {
+			var w interface {
+				catalog.AuditPreparedWriter
+				calls() ([]bool, [][]catalog.AuditEvent)
+				stored() (int, int, []catalog.AuditEvent)
+			} = &preparedWriter{}
+			if lazy {
+				w = &lazyPrepared{}
+			}
+			l := catalog.NewAuditLog(w, catalog.AuditLogOptions{SubmitDelay: -1, MaxDelay: -1})
+			defer closeLog(t, l)
+			ctx := t.Context()
+			if err := l.Submit(ctx, catalog.AuditEvent{Service: "llm", Action: "completion", UserAgent: "bad\xffagent"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Record(ctx, catalog.AuditEvent{Service: "llm", Action: "request"}); err != nil {
+				t.Fatal(err)
+			}
+			durable, events := w.calls()
+			if want := []bool{!lazy, true}; !slices.Equal(durable, want) {
+				t.Fatalf("AppendPrepared durable %v, want %v", durable, want)
+			}
+			if len(events) != 2 || len(events[0]) != 1 || len(events[1]) != 1 {
+				t.Fatalf("batches %v, want two of one event", events)
+			}
+			if ua := events[0][0].UserAgent; ua != "bad\uFFFDagent" {
+				t.Fatalf("user agent %q: not validated", ua)
+			}
+			if writes, _, _ := w.stored(); writes != 0 {
+				t.Fatalf("%d writes through AppendAudit or AppendAuditLazy, want 0", writes)
+			}
+		})
 	}
 }
 

@@ -219,6 +219,63 @@ func TestAppendAuditLazy(t *testing.T) {
 	}
 }
 
+// TestAppendPrepared: a batch of catalog.AuditLog is logged as it is,
+// not copied (the log keeps the caller's events, times cut to the
+// microsecond in place), fsynced only when durable, and replayed after a
+// crash like any record.
+func TestAppendPrepared(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := keepOpen{memstore.New()}
+	o := Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, LazySyncDelay: time.Hour}
+	l, err := Open(ctx, dir, inner, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := func() int64 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.syncs
+	}
+	lazy := []catalog.AuditEvent{event(0), event(1)}
+	lazy[0].Time = lazy[0].Time.Add(1500 * time.Nanosecond)
+	if err := l.AppendPrepared(ctx, lazy, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs(); n != 0 {
+		t.Fatalf("a lazy batch: %d fsyncs, want 0", n)
+	}
+	if got := lazy[0].Time.Nanosecond() % 1000; got != 0 {
+		t.Fatalf("time kept %d ns below the microsecond", got)
+	}
+	l.mu.Lock()
+	kept := &l.pending[len(l.pending)-1].events[0] == &lazy[0]
+	l.mu.Unlock()
+	if !kept {
+		t.Fatal("the log copied a prepared batch instead of keeping it")
+	}
+	durable := []catalog.AuditEvent{event(2)}
+	if err := l.AppendPrepared(ctx, durable, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs(); n != 1 {
+		t.Fatalf("a durable batch: %d fsyncs, want 1", n)
+	}
+	want := append(append([]catalog.AuditEvent(nil), lazy...), durable...)
+	crash(l)
+	if l, err = Open(ctx, dir, inner, o); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, err := l.ListAudit(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
+	}
+}
+
 // TestReplayAfterCrash: records logged but not applied are applied at the
 // next Open, exactly once; a torn record at the end is cut off.
 func TestReplayAfterCrash(t *testing.T) {

@@ -28,11 +28,24 @@ func (d durableOnly) AppendAudit(ctx context.Context, events ...catalog.AuditEve
 	return d.Log.AppendAudit(ctx, events...)
 }
 
+// AppendPrepared: every batch fsynced and counted.
+func (d durableOnly) AppendPrepared(ctx context.Context, events []catalog.AuditEvent, _ bool) error {
+	d.durable.Add(1)
+	return d.Log.AppendPrepared(ctx, events, true)
+}
+
 // withLazy is durableOnly with the log's AppendAuditLazy.
 type withLazy struct{ durableOnly }
 
 func (d withLazy) AppendAuditLazy(ctx context.Context, events ...catalog.AuditEvent) error {
 	return d.Log.AppendAuditLazy(ctx, events...)
+}
+
+func (d withLazy) AppendPrepared(ctx context.Context, events []catalog.AuditEvent, durable bool) error {
+	if durable {
+		d.durable.Add(1)
+	}
+	return d.Log.AppendPrepared(ctx, events, durable)
 }
 
 // BenchmarkAuditPath is the audit storage as a gateway call with

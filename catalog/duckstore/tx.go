@@ -159,7 +159,10 @@ func (t *writeTx) AppendAudit(ctx context.Context, events ...catalog.AuditEvent)
 	if len(events) == 0 {
 		return nil
 	}
-	t.events = append(t.events, append([]catalog.AuditEvent(nil), events...))
+	// Not copied: the transaction writes them at its commit, before the
+	// write that called this returns (and foldCompletions does not modify
+	// them), so the caller's slice is read only while the caller waits.
+	t.events = append(t.events, events)
 	t.nevents += len(events)
 	for i := range events {
 		t.auditBytes += auditEventBytes(&events[i])
@@ -190,8 +193,10 @@ func (t *writeTx) flushAudit(ctx context.Context) error {
 }
 
 // foldCompletions applies the completions among chunks to the rows they
-// complete in chunks and drops them; it returns the remaining rows (n of
-// them) and the completions whose row is not among them, in order.
+// complete in chunks (rows that come before them) and drops them; it
+// returns the remaining rows (n of them) and the completions whose row is
+// not among them, in order. chunks is not modified: the rows are copied
+// into one slice once, and completed there.
 func foldCompletions(chunks [][]catalog.AuditEvent, n int) ([][]catalog.AuditEvent, int, []catalog.AuditEvent) {
 	found := false
 	for _, c := range chunks {
@@ -202,29 +207,31 @@ func foldCompletions(chunks [][]catalog.AuditEvent, n int) ([][]catalog.AuditEve
 	if !found {
 		return chunks, n, nil
 	}
-	rows := make(map[string][]*catalog.AuditEvent)
-	var late []catalog.AuditEvent
 	out := make([]catalog.AuditEvent, 0, n)
+	// last: the latest row of each EventID in out; prev[j]: the row before
+	// out[j] with the same EventID, or -1 (the same id twice is rare).
+	last := make(map[string]int32, n)
+	prev := make([]int32, 0, n)
+	var late []catalog.AuditEvent
 	for _, c := range chunks {
 		for i := range c {
 			e := &c[i]
 			if !e.Completes {
-				rows[e.EventID] = append(rows[e.EventID], e)
+				p, ok := last[e.EventID]
+				if !ok {
+					p = -1
+				}
+				last[e.EventID] = int32(len(out))
+				prev = append(prev, p)
+				out = append(out, *e)
 				continue
 			}
-			rs, ok := rows[e.EventID]
+			j, ok := last[e.EventID]
 			if !ok {
 				late = append(late, *e)
 			}
-			for _, r := range rs {
-				r.CompleteWith(e)
-			}
-		}
-	}
-	for _, c := range chunks {
-		for i := range c {
-			if !c[i].Completes {
-				out = append(out, c[i])
+			for ; ok && j >= 0; j = prev[j] {
+				out[j].CompleteWith(e)
 			}
 		}
 	}

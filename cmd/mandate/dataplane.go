@@ -94,6 +94,23 @@ const auditSyncUsage = "on: a gateway call is answered only once its audit recor
 // power loss may lose besides the records still queued.
 const auditSyncInterval = 100 * time.Millisecond
 
+// auditOffSubmitDelay is how long, with --audit-sync off, the group
+// commit gathers events before it writes them
+// (catalog.AuditLogOptions.SubmitDelay): nobody waits for any of them
+// then, and fewer, larger writes cost less CPU (at 1,000 calls/s one
+// write per 10 ms instead of one per 2 ms). A process crash loses what is
+// queued, as before: at most this long of calls.
+const auditOffSubmitDelay = 10 * time.Millisecond
+
+// submitDelay is the group commit's catalog.AuditLogOptions.SubmitDelay
+// (0: its default).
+func (a auditSync) submitDelay() time.Duration {
+	if a.off {
+		return auditOffSubmitDelay
+	}
+	return 0
+}
+
 // syncInterval is the audit log's auditwal.Options.SyncInterval.
 func (a auditSync) syncInterval() time.Duration {
 	if a.off {

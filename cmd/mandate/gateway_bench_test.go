@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -284,6 +285,13 @@ func fastUpstream(w http.ResponseWriter, r *http.Request) {
 // --audit-sync off. Also the time to the first byte of a stream whose events come 1 ms
 // apart.
 //
+// BENCH_PIN="server=0;loadgen=1" gives the layout a gateway benchmark
+// uses: the servers under test (the proxy process and every mandate
+// process, alike) on CPU 0, this process (the load generator, the fake
+// upstream and the in-process proxy) on CPU 1 (taskset CPU lists; each
+// server's GOMAXPROCS follows its CPUs within a second, this process's
+// is set).
+//
 //	go test -run '^$' -bench BenchmarkLLMGateway -benchtime 5000x ./cmd/mandate
 //	BENCH_LLM_RATE=250 go test -run '^$' -bench BenchmarkLLMGateway -benchtime 2000x ./cmd/mandate
 //	BENCH_LLM_POSTGRES=1 go test -run '^$' -bench 'BenchmarkLLMGateway/paced' -benchtime 5000x ./cmd/mandate
@@ -356,6 +364,13 @@ func BenchmarkLLMGateway(b *testing.B) {
 		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok, s.cmd.Process.Pid})
 		admins[name] = c
 	}
+	var servers []int // the servers under test: the proxy process and every mandate
+	for _, p := range paths {
+		if p.pid != 0 {
+			servers = append(servers, p.pid)
+		}
+	}
+	pinLLMBench(b, servers)
 	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)[:900]
 	chatBody := []byte(`{"model":"frontier","max_tokens":2048,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + prompt + ` mock:out=1024"}]}`)
 	streamBody := []byte(`{"model":"frontier","stream":true,"max_tokens":2048,"messages":[{"role":"user","content":"` + prompt + ` mock:out=64 mock:slow=1ms"}]}`)
@@ -458,6 +473,65 @@ func BenchmarkLLMGateway(b *testing.B) {
 			}
 		})
 	}
+}
+
+// pinLLMBench applies BENCH_PIN to BenchmarkLLMGateway: "server=CPUS"
+// pins the servers (pids; their runtimes follow the CPUs within a
+// second), "loadgen=CPUS" this process, whose GOMAXPROCS it sets to the
+// CPUs' count for the benchmark.
+func pinLLMBench(b *testing.B, servers []int) {
+	spec := os.Getenv("BENCH_PIN")
+	if spec == "" {
+		return
+	}
+	for _, part := range strings.Split(spec, ";") {
+		who, cpus, ok := strings.Cut(part, "=")
+		if !ok {
+			b.Fatalf("BENCH_PIN %q: want who=cpus;...", spec)
+		}
+		switch who {
+		case "server":
+			taskset(b, cpus, servers...)
+		case "loadgen":
+			taskset(b, cpus, os.Getpid())
+			// The testing package set this process's GOMAXPROCS (-cpu),
+			// so the runtime does not follow the CPUs by itself.
+			prev := runtime.GOMAXPROCS(cpuCount(b, cpus))
+			b.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+		default:
+			b.Fatalf("BENCH_PIN %q: unknown %q (server, loadgen)", spec, who)
+		}
+	}
+	b.Logf("pinned: %s (this process's GOMAXPROCS %d)", spec, runtime.GOMAXPROCS(0))
+}
+
+// taskset pins every thread of each process to cpus (a taskset -c list);
+// threads started later inherit it.
+func taskset(b *testing.B, cpus string, pids ...int) {
+	b.Helper()
+	for _, pid := range pids {
+		if out, err := exec.Command("taskset", "-a", "-c", "-p", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+			b.Fatalf("taskset %s %d: %v\n%s", cpus, pid, err, out)
+		}
+	}
+}
+
+// cpuCount is the number of CPUs in a taskset -c list ("0", "0,1", "0-3").
+func cpuCount(b *testing.B, cpus string) int {
+	n := 0
+	for _, r := range strings.Split(cpus, ",") {
+		lo, hi, isRange := strings.Cut(r, "-")
+		l, err := strconv.Atoi(lo)
+		h := l
+		if err == nil && isRange {
+			h, err = strconv.Atoi(hi)
+		}
+		if err != nil || h < l {
+			b.Fatalf("BENCH_PIN: bad CPU list %q", cpus)
+		}
+		n += h - l + 1
+	}
+	return n
 }
 
 // settle makes mandate store what its audit log still holds (a query of

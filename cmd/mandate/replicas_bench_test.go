@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -212,13 +211,7 @@ func pinBench(b *testing.B, c *cluster, embedded *server) {
 	if spec == "" {
 		return
 	}
-	pin := func(cpus string, pids ...int) {
-		for _, pid := range pids {
-			if out, err := exec.Command("taskset", "-a", "-c", "-p", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
-				b.Fatalf("taskset %s %d: %v\n%s", cpus, pid, err, out)
-			}
-		}
-	}
+	pin := func(cpus string, pids ...int) { taskset(b, cpus, pids...) }
 	for _, part := range strings.Split(spec, ";") {
 		who, cpus, ok := strings.Cut(part, "=")
 		if !ok {

@@ -318,7 +318,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// cause without a credential (failed logins, unauthenticated MCP and
 	// API requests) go through a FailureAudit in front of it: repeats from
 	// one source are counted into one summary row per minute.
-	auditLog := catalog.NewAuditLog(st.events, catalog.AuditLogOptions{Logger: log, OnWrite: tel.AuditWrite})
+	auditLog := catalog.NewAuditLog(st.events, catalog.AuditLogOptions{Logger: log, OnWrite: tel.AuditWrite,
+		SubmitDelay: cfg.auditSync.submitDelay()})
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()

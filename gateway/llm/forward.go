@@ -658,6 +658,7 @@ type streamRelay struct {
 	// read but not written.
 	sawTerminal, started, ended, finished bool
 	pending                               []byte
+	ev                                    Event // OnEvent's argument, reused
 }
 
 func (f *Forwarder) newStreamRelay(ctx context.Context, c *Call, out *Outbound, resp *http.Response, timer *time.Timer, timeout time.Duration, timedOut *atomic.Bool) *streamRelay {
@@ -759,8 +760,9 @@ func (s *streamRelay) next() (st step, evOut []byte, err error, retry bool) {
 			evOut = s.rd.raw
 		}
 		if hook := s.c.Hooks.OnEvent; hook != nil {
-			ev := Event{Name: name, Data: data, Out: evOut}
-			if herr := hook(s.ctx, &ev); herr != nil {
+			ev := &s.ev // one for the stream: the hook's pointer would put a new one on the heap per event
+			*ev = Event{Name: name, Data: data, Out: evOut}
+			if herr := hook(s.ctx, ev); herr != nil {
 				return stepRefused, nil, herr, false
 			}
 			evOut = ev.Out

@@ -29,7 +29,8 @@ import (
 // keep-alive client. The figure is the pipeline's own cost; the binary's
 // (an audit log on disk, both --audit-sync modes) is in cmd/mandate.
 //
-//	go test -run '^$' -bench Pipeline -benchtime 3000x ./gateway/llmgw/
+//	go test -run '^$' -bench 'Pipeline/(chat|stream-ttfb)$' -benchtime 3000x ./gateway/llmgw/
+//	go test -run '^$' -bench 'Pipeline/chat-after-idle' -benchtime 500x ./gateway/llmgw/
 func BenchmarkPipeline(b *testing.B) {
 	// The real limits engine with a rate limit (requests and tokens) and a
 	// budget that apply to every call and never refuse in the run.
@@ -58,12 +59,16 @@ func BenchmarkPipeline(b *testing.B) {
 	// stream-ttfb: a streamed answer (64 tokens, events 1 ms apart), the
 	// time to its first byte.
 	stream := []byte(`{"model":"frontier","stream":true,"max_tokens":2048,"messages":[{"role":"user","content":"` + prompt[:900] + ` mock:out=64 mock:slow=1ms"}]}`)
+	// chat-after-idle: the chat call with the process idle for 15 ms
+	// before each call of either path, as a stream's first byte comes
+	// after the previous streams' idle gaps: the stages then run cold.
 	c := &http.Client{Transport: llm.NewForwarder().Client.Transport}
 	for _, k := range []struct {
 		name string
 		body []byte
 		ttfb bool
-	}{{"chat", body, false}, {"stream-ttfb", stream, true}} {
+		idle time.Duration
+	}{{"chat", body, false, 0}, {"stream-ttfb", stream, true, 0}, {"chat-after-idle", body, false, 15 * time.Millisecond}} {
 		b.Run(k.name, func(b *testing.B) {
 			call := func(u, auth string) time.Duration {
 				t0 := time.Now()
@@ -98,7 +103,13 @@ func BenchmarkPipeline(b *testing.B) {
 			b.ResetTimer()
 			cpu0 := processCPU()
 			for range b.N {
+				if k.idle > 0 {
+					time.Sleep(k.idle) // the idle gap being modelled, not a synchronisation
+				}
 				gw = append(gw, call(e.URL+"/llm/v1/chat/completions", "Bearer "+aliceToken))
+				if k.idle > 0 {
+					time.Sleep(k.idle)
+				}
 				px = append(px, call(proxy.URL+"/v1/chat/completions", "Bearer "+openAIKey))
 			}
 			b.StopTimer()

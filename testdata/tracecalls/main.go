@@ -37,6 +37,16 @@ type gor struct {
 	inCall, handler bool
 	callStart       trace.Time
 	call            parts
+	// the call up to its first write to the client (the first byte):
+	// wrote once it happened
+	wrote     bool
+	firstByte parts
+	firstWall time.Duration
+	// upFrom and upTo bound the waits for the upstream before the first
+	// write: the forward's start and the answer's (or first event's)
+	// arrival at the handler
+	upFrom, upTo trace.Time
+	phases       [3]time.Duration // to the forward, the upstream, from the upstream to the first write
 }
 
 // parts splits a call's wall time.
@@ -68,8 +78,9 @@ func main() {
 	ranges := map[string]trace.Time{}
 	rangeTotal, rangeCount := map[string]time.Duration{}, map[string]int{}
 	waitTotal := map[string]time.Duration{}
-	var calls []parts
-	var walls []time.Duration
+	var calls, firsts []parts
+	var walls, firstWalls []time.Duration
+	var phases [][3]time.Duration
 	var first, last trace.Time
 	for {
 		ev, err := r.ReadEvent()
@@ -122,6 +133,12 @@ func main() {
 				kinds[g.kind] = k
 			}
 			d := t.Sub(g.since)
+			if g.inCall && !g.wrote && g.state == trace.GoWaiting && upstreamSite(g.site) {
+				if g.upFrom == 0 {
+					g.upFrom = g.since
+				}
+				g.upTo = t
+			}
 			switch g.state {
 			case trace.GoRunning:
 				k.running += d
@@ -134,7 +151,7 @@ func main() {
 				g.call.syscall += d
 			case trace.GoWaiting:
 				if g.inCall {
-					if strings.Contains(g.site, "persistConn") || strings.Contains(g.site, "bodyEOFSignal") || strings.Contains(g.site, "getConn") {
+					if upstreamSite(g.site) {
 						g.call.upstream += d
 					} else {
 						g.call.other += d
@@ -144,6 +161,15 @@ func main() {
 			}
 			if to == trace.GoRunning {
 				k.wakes++
+			}
+			// The call's first write to its client: net/http's connection
+			// writer in a system call.
+			if to == trace.GoSyscall && g.inCall && !g.wrote && has(st.Stack, "checkConnErrorWriter") {
+				g.wrote, g.firstByte, g.firstWall = true, g.call, t.Sub(g.callStart)
+				g.firstByte.waits = nil
+				if g.upFrom != 0 {
+					g.phases = [3]time.Duration{g.upFrom.Sub(g.callStart), g.upTo.Sub(g.upFrom), t.Sub(g.upTo)}
+				}
 			}
 			// A connection goroutine's call ends when it waits for the
 			// network outside the handler (the next request).
@@ -155,10 +181,17 @@ func main() {
 						for w, d := range g.call.waits {
 							waitTotal[w] += d
 						}
+						if g.wrote {
+							firsts = append(firsts, g.firstByte)
+							firstWalls = append(firstWalls, g.firstWall)
+							if g.upFrom != 0 {
+								phases = append(phases, g.phases)
+							}
+						}
 					}
 					g.inCall = false
 				} else if from == trace.GoWaiting && g.reason == "network" && !g.inCall {
-					g.inCall, g.handler, g.callStart = true, false, t
+					g.inCall, g.handler, g.callStart, g.wrote, g.upFrom, g.upTo = true, false, t, false, 0, 0
 					g.call = parts{waits: map[string]time.Duration{}}
 				}
 			}
@@ -205,11 +238,38 @@ func main() {
 	col("syscall", func(p parts, _ time.Duration) time.Duration { return p.syscall })
 	col("upstream wait", func(p parts, _ time.Duration) time.Duration { return p.upstream })
 	col("other waits", func(p parts, _ time.Duration) time.Duration { return p.other })
+	if len(firsts) > 0 {
+		fmt.Printf("  to the first write to the client (the first byte; %d calls):\n", len(firsts))
+		calls, walls = firsts, firstWalls
+		col("  wall", func(_ parts, w time.Duration) time.Duration { return w })
+		col("  running", func(p parts, _ time.Duration) time.Duration { return p.running })
+		col("  runnable", func(p parts, _ time.Duration) time.Duration { return p.runnable })
+		col("  syscall", func(p parts, _ time.Duration) time.Duration { return p.syscall })
+		col("  upstream", func(p parts, _ time.Duration) time.Duration { return p.upstream })
+		col("  other waits", func(p parts, _ time.Duration) time.Duration { return p.other })
+		fmt.Printf("  the same in phases (%d calls):\n", len(phases))
+		for i, name := range []string{"request read → forward (the stages, the request record)", "forward → the upstream's answer or first event at the handler", "→ the first write to the client"} {
+			v := make([]time.Duration, len(phases))
+			for j := range phases {
+				v[j] = phases[j][i]
+			}
+			sort.Slice(v, func(a, b int) bool { return v[a] < v[b] })
+			if len(v) > 0 {
+				fmt.Printf("    %-66s median %-12v p90 %v\n", name, v[len(v)/2], v[len(v)*9/10])
+			}
+		}
+	}
 	fmt.Println("  waits, mean per call:")
 	for w, d := range waitTotal {
 		fmt.Printf("    %-110s %v\n", w, d/time.Duration(len(calls)))
 	}
 	overlap(os.Args[1])
+}
+
+// upstreamSite reports whether a wait site is the HTTP transport's: the
+// upstream's answer (or a connection to it).
+func upstreamSite(site string) bool {
+	return strings.Contains(site, "persistConn") || strings.Contains(site, "bodyEOFSignal") || strings.Contains(site, "getConn")
 }
 
 // root is the function a goroutine's stack starts in.
