@@ -8,12 +8,14 @@ import (
 // The privilege state: what the evaluator (privilege.go) reads, kept by
 // the Model in step with every change and frozen into Snapshots.
 //
-// Principals and securables are records in slices indexed by ID. A record
-// that a Snapshot may share is never changed: the Model stamps records
-// with its epoch, Freeze starts a new epoch, and a change to a record of
-// an older epoch copies it first (with its slices and bitsets). Freezing
-// therefore copies three slices of pointers, whatever the number of
-// grants, and a change copies only the records it touches. The transitive
+// Principals and securables are records in tables indexed by ID
+// (cowTable: pages copied on write). A record that a Snapshot may share is
+// never changed: the Model stamps records (and the tables' pages) with its
+// epoch, Freeze starts a new epoch, and a change to a record of an older
+// epoch copies it first (with its slices and bitsets) and the page that
+// points to it. Freezing therefore copies three slices of page pointers
+// (one per 256 principals or securables), whatever the number of grants,
+// and a change copies only the records and pages it touches. The transitive
 // group sets (closures) are computed on first use and kept in a table
 // that a change of memberships replaces; a Snapshot keeps the table of its
 // revision.
@@ -135,31 +137,37 @@ type closureTable struct {
 	slots []atomic.Pointer[closure]
 	epoch uint64      // the Model's epoch when the table was made
 	used  atomic.Bool // a closure was stored in it
+	// warm: the principals of an ID below it have their closure here (in
+	// every state sharing the table, as far as warmClosures knows), so
+	// that warming a snapshot after a change that added no principal
+	// costs nothing. Only warmClosures reads it: a principal it misses
+	// gets its closure on first use, as without it.
+	warm atomic.Int64
 }
 
 // authzState is the privilege state: live in the Model, frozen in a
 // Snapshot.
 type authzState struct {
-	princ     []*principalRec // by principal ID
-	nodes     []*nodeRec      // by securable ID
-	groupP    []ID            // group bit -> principal ID (0: free)
+	princ     cowTable[*principalRec] // by principal ID
+	nodes     cowTable[*nodeRec]      // by securable ID
+	groupP    cowTable[ID]            // group bit -> principal ID (0: free)
 	acctUsers ID
 	metastore ID
 	cl        *closureTable
 }
 
 func (st *authzState) principal(id ID) *principalRec {
-	if id <= 0 || int(id) >= len(st.princ) {
+	if id <= 0 || int(id) >= st.princ.len() {
 		return nil
 	}
-	return st.princ[id]
+	return st.princ.at(int(id))
 }
 
 func (st *authzState) node(id ID) *nodeRec {
-	if id <= 0 || int(id) >= len(st.nodes) {
+	if id <= 0 || int(id) >= st.nodes.len() {
 		return nil
 	}
-	return st.nodes[id]
+	return st.nodes.at(int(id))
 }
 
 // closure returns the closure of principal id (nil if unknown), computing
@@ -250,12 +258,19 @@ func (c *closure) setBits(bits bitset) {
 // first (breadth first), then users and service principals as the union
 // of their groups' closures, with the bitsets in one allocation.
 func (st *authzState) warmClosures() {
-	if st.cl == nil {
+	if st.cl == nil || int64(st.princ.len()) <= st.cl.warm.Load() {
 		return
 	}
-	words := (len(st.groupP) + 63) / 64
+	defer func() { // every principal of this state has its closure now
+		for n := int64(st.princ.len()); ; {
+			if w := st.cl.warm.Load(); w >= n || st.cl.warm.CompareAndSwap(w, n) {
+				return
+			}
+		}
+	}()
+	words := (st.groupP.len() + 63) / 64
 	var todo []ID
-	for id, pr := range st.princ {
+	for id, pr := range st.princ.all {
 		if pr != nil && int(id) < len(st.cl.slots) && st.cl.slots[id].Load() == nil {
 			todo = append(todo, ID(id))
 		}
@@ -271,7 +286,7 @@ func (st *authzState) warmClosures() {
 	var queue []*principalRec
 	for pass := 0; pass < 2; pass++ { // groups, then the others
 		for i, id := range todo {
-			pr := st.princ[id]
+			pr := st.princ.at(int(id))
 			if (pr.gbit >= 0) != (pass == 0) {
 				continue
 			}
@@ -435,9 +450,9 @@ func directOn(d []directGrant, on ID) PrivSet {
 // do not affect (the records it shares are copied before they change).
 func (st *authzState) freeze() authzState {
 	f := *st
-	f.princ = append([]*principalRec(nil), st.princ...)
-	f.nodes = append([]*nodeRec(nil), st.nodes...)
-	f.groupP = append([]ID(nil), st.groupP...)
+	f.princ = st.princ.freeze()
+	f.nodes = st.nodes.freeze()
+	f.groupP = st.groupP.freeze()
 	return f
 }
 
@@ -454,7 +469,7 @@ func (m *Model) ownPrincipal(id ID) *principalRec {
 	cp.epoch = m.epoch.Load()
 	cp.groups = append([]ID(nil), rec.groups...)
 	cp.direct = append([]directGrant(nil), rec.direct...)
-	m.az.princ[id] = &cp
+	m.az.princ.set(int(id), &cp, cp.epoch)
 	return &cp
 }
 
@@ -471,15 +486,8 @@ func (m *Model) ownNode(id ID) *nodeRec {
 			cp.groups[i] = append(bitset(nil), b...)
 		}
 	}
-	m.az.nodes[id] = &cp
+	m.az.nodes.set(int(id), &cp, cp.epoch)
 	return &cp
-}
-
-func growTo[T any](s []*T, id ID) []*T {
-	for int(id) >= len(s) {
-		s = append(s, nil)
-	}
-	return s
 }
 
 // resetClosures starts a new closure table (memberships changed). A
@@ -488,15 +496,17 @@ func growTo[T any](s []*T, id ID) []*T {
 // memberships one after the other, and a new table each time made the
 // load quadratic (principals × memberships).
 func (m *Model) resetClosures() {
-	if cl := m.az.cl; cl != nil && cl.epoch == m.epoch.Load() && !cl.used.Load() && len(cl.slots) >= len(m.az.princ) {
+	if cl := m.az.cl; cl != nil && cl.epoch == m.epoch.Load() && !cl.used.Load() && len(cl.slots) >= m.az.princ.len() {
+		cl.warm.Store(0)
 		return
 	}
-	m.az.cl = &closureTable{slots: make([]atomic.Pointer[closure], len(m.az.princ)+64), epoch: m.epoch.Load()}
+	m.az.cl = &closureTable{slots: make([]atomic.Pointer[closure], m.az.princ.len()+64), epoch: m.epoch.Load()}
 }
 
 // azPutPrincipal records a new or changed principal.
 func (m *Model) azPutPrincipal(p *Principal) {
-	m.az.princ = growTo(m.az.princ, p.ID)
+	epoch := m.epoch.Load()
+	m.az.princ.grow(int(p.ID)+1, epoch)
 	if rec := m.ownPrincipal(p.ID); rec != nil {
 		old := rec.p
 		rec.p = p
@@ -508,16 +518,19 @@ func (m *Model) azPutPrincipal(p *Principal) {
 		if p.Kind == KindGroup {
 			if n := len(m.freeBits); n > 0 {
 				rec.gbit, m.freeBits = m.freeBits[n-1], m.freeBits[:n-1]
-				m.az.groupP[rec.gbit] = p.ID
+				m.az.groupP.set(int(rec.gbit), p.ID, epoch)
 			} else {
-				rec.gbit = int32(len(m.az.groupP))
-				m.az.groupP = append(m.az.groupP, p.ID)
+				rec.gbit = int32(m.az.groupP.len())
+				m.az.groupP.appendv(p.ID, epoch)
 			}
 		}
 		for g := range m.memberOf[p.ID] {
 			rec.groups = append(rec.groups, g)
 		}
-		m.az.princ[p.ID] = rec
+		m.az.princ.set(int(p.ID), rec, epoch)
+		if cl := m.az.cl; cl != nil && int64(p.ID) < cl.warm.Load() {
+			cl.warm.Store(int64(p.ID)) // an ID below the others' (loading): warm it too
+		}
 		if m.az.cl == nil || int(p.ID) >= len(m.az.cl.slots) {
 			// A larger table keeping the closures already computed.
 			old := m.az.cl
@@ -545,10 +558,10 @@ func (m *Model) azDeletePrincipal(id ID) {
 		return
 	}
 	if rec.gbit >= 0 {
-		m.az.groupP[rec.gbit] = 0
+		m.az.groupP.set(int(rec.gbit), 0, m.epoch.Load())
 		m.freeBits = append(m.freeBits, rec.gbit)
 	}
-	m.az.princ[id] = nil
+	m.az.princ.set(int(id), nil, m.epoch.Load())
 	if m.az.acctUsers == id {
 		m.az.acctUsers = 0
 	}
@@ -576,11 +589,11 @@ func (m *Model) azMembership(ms Membership, add bool) {
 // azPutSecurable records a new or changed securable (its container is
 // recorded before it).
 func (m *Model) azPutSecurable(s *Securable) {
-	m.az.nodes = growTo(m.az.nodes, s.ID)
+	m.az.nodes.grow(int(s.ID)+1, m.epoch.Load())
 	rec := m.ownNode(s.ID)
 	if rec == nil {
 		rec = &nodeRec{epoch: m.epoch.Load()}
-		m.az.nodes[s.ID] = rec
+		m.az.nodes.set(int(s.ID), rec, rec.epoch)
 	}
 	rec.sec, rec.ti, rec.id, rec.parent, rec.owner = s, typeRegistry[s.Type], s.ID, s.Parent, s.Owner
 	rec.ownerGroup = -1
@@ -611,7 +624,7 @@ func (m *Model) azPutSecurable(s *Securable) {
 // azDeleteSecurable forgets a securable (its grants are already revoked).
 func (m *Model) azDeleteSecurable(id ID) {
 	if m.az.node(id) != nil {
-		m.az.nodes[id] = nil
+		m.az.nodes.set(int(id), nil, m.epoch.Load())
 	}
 }
 

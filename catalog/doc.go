@@ -37,7 +37,8 @@
 //     what the decision engine answers and EXPLAIN ACCESS prints.
 //   - snapshot.go: Snapshot, an immutable view at one revision with the
 //     same evaluator, safe without locks; taking one copies three slices
-//     of pointers under the read lock, its name indexes (the authorization
+//     of page pointers (cowtable.go: one per 256 records, whatever the
+//     catalog's size) under the read lock, its name indexes (the authorization
 //     API's names) are built outside it. The decision engine decides from
 //     Snapshots.
 //   - tx.go: Tx, the planner of one change: every governance statement is a

@@ -12,6 +12,18 @@ func ModelOf(st *State) (*Model, error) { return modelOf(st, nil) }
 // StatementParams is statementParams (the change audit's request_params).
 var StatementParams = statementParams
 
+// ClosureKnown reports whether principal id's transitive groups are
+// computed in s (Warm computes them).
+func (s *Snapshot) ClosureKnown(id ID) bool {
+	return s.st.cl != nil && int(id) < len(s.st.cl.slots) && s.st.cl.slots[id].Load() != nil
+}
+
+// ApplyChange applies a change record as a follower does.
+func (m *Model) ApplyChange(c *Change) error { return m.applyChange(c) }
+
+// NextID is the next free ID.
+func (m *Model) NextID() ID { return m.nextID }
+
 // Pending is the number of events the log holds: queued, or in the write
 // in progress.
 func (l *AuditLog) Pending() int {

@@ -11,8 +11,9 @@ import (
 // and grants at one revision, with the privilege evaluator (the same code
 // as Model.Check) and the name index of the authorization API. It is safe
 // for concurrent use without locks; the Model it was taken from may go on
-// changing. Taking one (Model.Snapshot) copies three slices of pointers;
-// the records they point to are shared until the Model changes them.
+// changing. Taking one (Model.Snapshot) copies three slices of page
+// pointers (one per 256 records); the pages and the records they point to
+// are shared until the Model changes them.
 type Snapshot struct {
 	rev              Revision
 	gen              uint64
@@ -53,7 +54,7 @@ func (idx *securableIndex) of(t SecurableType) map[string]ID {
 
 // Snapshot returns a snapshot of the model as it is. The caller must hold
 // the model's read lock, which is needed only to copy three slices of
-// pointers; the snapshot keeps no reference to the Model. Repeated calls
+// page pointers; the snapshot keeps no reference to the Model. Repeated calls
 // without a change return the same snapshot.
 func (m *Model) Snapshot() *Snapshot {
 	prev := m.last.Load()
@@ -103,8 +104,8 @@ func (s *Snapshot) principalNames() principalIndex {
 }
 
 func (s *Snapshot) indexPrincipals() principalIndex {
-	byName := make(principalIndex, len(s.st.princ))
-	for _, pr := range s.st.princ {
+	byName := make(principalIndex, s.st.princ.len())
+	for _, pr := range s.st.princ.all {
 		if pr != nil {
 			byName[pr.p.Name] = uint64(pr.p.ID)<<2 | kindCode(pr.p.Kind)
 		}
@@ -151,7 +152,7 @@ func (s *Snapshot) indexSecurables() securableIndex {
 		}
 	}
 	var path []string
-	for _, n := range s.st.nodes {
+	for _, n := range s.st.nodes.all {
 		if n == nil {
 			continue
 		}
@@ -286,7 +287,7 @@ func (s *Snapshot) Securable(id ID) (*Securable, bool) {
 }
 
 // MaxID bounds the IDs of the snapshot's principals and securables.
-func (s *Snapshot) MaxID() ID { return ID(max(len(s.st.princ), len(s.st.nodes))) }
+func (s *Snapshot) MaxID() ID { return ID(max(s.st.princ.len(), s.st.nodes.len())) }
 
 // Holds reports whether principal p holds privilege pi (PrivilegeIndex) on
 // securable on: the evaluator without its explanation. It does not

@@ -53,7 +53,7 @@
 // the catalog's commits and builds a new one in one goroutine, swapping it
 // with an atomic pointer; revisions that arrive during a build coalesce
 // into one more build at the newest. A build holds the catalog's read lock
-// only to take the catalog's snapshot (copying three slices of pointers);
+// only to take the catalog's snapshot (copying three slices of page pointers);
 // the transitive groups, the name indexes and the policies are prepared
 // after it, never on a request. DecideAt waits (bounded by the context and
 // Options.WaitTimeout) until a snapshot at the requested revision is

@@ -57,7 +57,9 @@
 // carried records unchecked and undecoded, and closes its Changed channel
 // at each notification and each reconnection; Carried (catalog.Carrier)
 // checks and decodes the run of records after a revision, without their
-// audit records for a replica that does not forward them, so a follower
+// audit records for a replica that does not forward them (codec.go: the
+// revision, next ID and ops a record starts with are read, the audit
+// records after them are not even scanned), so a follower
 // applies another replica's commit without reading it. Any role that can connect can
 // NOTIFY any channel (pg_notify needs no privilege and runs in a read-only
 // transaction: the system tables' query role could), so a carried record

@@ -350,6 +350,9 @@ type changeOps struct {
 
 // decodeOps is decode without the audit records (skipped unread).
 func decodeOps(rev int64, body []byte) (catalog.Change, error) {
+	if c, ok := decodeOpsFast(body); ok && c.Revision == catalog.Revision(rev) {
+		return c, nil
+	}
 	var c changeOps
 	if err := json.Unmarshal(body, &c); err != nil {
 		return catalog.Change{}, catalog.Internal(err, fmt.Sprintf("catalog store: change record %d is unreadable", rev))
