@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -205,7 +207,7 @@ func TestCommitFsyncsWAL(t *testing.T) {
 	syncRe := regexp.MustCompile(`(?:fsync|fdatasync)\((\d+)`)
 	paths := map[string]string{}
 	window, synced := false, false
-	for line := range strings.SplitSeq(string(b), "\n") {
+	for line := range straceCalls(string(b)) {
 		if m := openRe.FindStringSubmatch(line); m != nil {
 			paths[m[2]] = m[1]
 			switch m[1] {
@@ -222,5 +224,46 @@ func TestCommitFsyncsWAL(t *testing.T) {
 	}
 	if !synced {
 		t.Fatalf("no fsync of %s.wal while a write committed; trace:\n%s", FileName, b)
+	}
+}
+
+// straceCalls yields the lines of an strace -f trace with each call that
+// another thread interrupted ("PID call(args <unfinished ...>", later
+// "PID <... call resumed>rest") joined into one line.
+func straceCalls(trace string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		unfinished := map[string]string{} // pid: the call's start
+		for line := range strings.SplitSeq(trace, "\n") {
+			pid, rest, _ := strings.Cut(line, " ")
+			rest = strings.TrimLeft(rest, " ")
+			if start, ok := strings.CutSuffix(rest, " <unfinished ...>"); ok {
+				unfinished[pid] = start
+				continue
+			}
+			if strings.HasPrefix(rest, "<... ") {
+				if _, after, ok := strings.Cut(rest, " resumed>"); ok {
+					line = pid + " " + unfinished[pid] + after
+					delete(unfinished, pid)
+				}
+			}
+			if !yield(line) {
+				return
+			}
+		}
+	}
+}
+
+func TestStraceCalls(t *testing.T) {
+	trace := `10134 openat(AT_FDCWD, "/d/before", O_WRONLY|O_CREAT, 0600 <unfinished ...>
+10142 --- SIGURG {si_signo=SIGURG} ---
+10134 <... openat resumed>)             = 7
+10142 fsync(6)                          = 0`
+	want := []string{ // a call where it returned
+		`10142 --- SIGURG {si_signo=SIGURG} ---`,
+		`10134 openat(AT_FDCWD, "/d/before", O_WRONLY|O_CREAT, 0600)             = 7`,
+		`10142 fsync(6)                          = 0`,
+	}
+	if got := slices.Collect(straceCalls(trace)); !slices.Equal(got, want) {
+		t.Fatalf("got %q\nwant %q", got, want)
 	}
 }
