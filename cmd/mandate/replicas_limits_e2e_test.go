@@ -139,7 +139,7 @@ func (e *replicaLLM) budget(t *testing.T) {
 		return true
 	})
 	e.nodeCurrent(t)
-	ok := spendBudget(t, e.bases, e.tokens["dave"], replicaChat)
+	ok, refused := spendBudget(t, e.bases, e.tokens["dave"], replicaChat)
 	// One call's worst case bounds its settled difference: at most 200
 	// output tokens at $8/M and a short input at $2/M.
 	const most = 2_000_000 // nano-USD
@@ -149,7 +149,7 @@ func (e *replicaLLM) budget(t *testing.T) {
 	if spent > limit+most || spent < limit/2 {
 		t.Errorf("spent %d nano-USD over 3 replicas (largest call %d) against a limit of %d", spent, most, limit)
 	}
-	t.Logf("%d calls answered, 32 refused, spent $%.6f of $0.02", ok, float64(spent)/1e9)
+	t.Logf("%d calls answered, %d refused, spent $%.6f of $0.02", ok, refused, float64(spent)/1e9)
 }
 
 // rateLimit: against 10 requests per minute for each user, 32 callers
