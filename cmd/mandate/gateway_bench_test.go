@@ -480,15 +480,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 // second), "loadgen=CPUS" this process, whose GOMAXPROCS it sets to the
 // CPUs' count for the benchmark.
 func pinLLMBench(b *testing.B, servers []int) {
-	spec := os.Getenv("BENCH_PIN")
-	if spec == "" {
-		return
-	}
-	for _, part := range strings.Split(spec, ";") {
-		who, cpus, ok := strings.Cut(part, "=")
-		if !ok {
-			b.Fatalf("BENCH_PIN %q: want who=cpus;...", spec)
-		}
+	spec := benchPins(b, "server, loadgen", func(who, cpus string) bool {
 		switch who {
 		case "server":
 			taskset(b, cpus, servers...)
@@ -499,10 +491,33 @@ func pinLLMBench(b *testing.B, servers []int) {
 			prev := runtime.GOMAXPROCS(cpuCount(b, cpus))
 			b.Cleanup(func() { runtime.GOMAXPROCS(prev) })
 		default:
-			b.Fatalf("BENCH_PIN %q: unknown %q (server, loadgen)", spec, who)
+			return false
+		}
+		return true
+	})
+	if spec != "" {
+		b.Logf("pinned: %s (this process's GOMAXPROCS %d)", spec, runtime.GOMAXPROCS(0))
+	}
+}
+
+// benchPins parses BENCH_PIN ("who=cpus;..."), calling pin for each part;
+// pin reports false for a who it does not know (known lists those it
+// does). It returns the spec ("" when unset).
+func benchPins(b *testing.B, known string, pin func(who, cpus string) bool) string {
+	spec := os.Getenv("BENCH_PIN")
+	if spec == "" {
+		return ""
+	}
+	for _, part := range strings.Split(spec, ";") {
+		who, cpus, ok := strings.Cut(part, "=")
+		if !ok {
+			b.Fatalf("BENCH_PIN %q: want who=cpus;...", spec)
+		}
+		if !pin(who, cpus) {
+			b.Fatalf("BENCH_PIN %q: unknown %q (%s)", spec, who, known)
 		}
 	}
-	b.Logf("pinned: %s (this process's GOMAXPROCS %d)", spec, runtime.GOMAXPROCS(0))
+	return spec
 }
 
 // taskset pins every thread of each process to cpus (a taskset -c list);

@@ -207,31 +207,25 @@ func BenchmarkReplicas(b *testing.B) {
 
 // pinBench applies BENCH_PIN (see BenchmarkReplicas).
 func pinBench(b *testing.B, c *cluster, embedded *server) {
-	spec := os.Getenv("BENCH_PIN")
-	if spec == "" {
-		return
-	}
-	pin := func(cpus string, pids ...int) { taskset(b, cpus, pids...) }
-	for _, part := range strings.Split(spec, ";") {
-		who, cpus, ok := strings.Cut(part, "=")
-		if !ok {
-			b.Fatalf("BENCH_PIN %q: want who=cpus;...", spec)
-		}
+	spec := benchPins(b, "pg, replicas, loadgen", func(who, cpus string) bool {
 		switch who {
 		case "pg":
-			pin(cpus, pgPIDs(b, c.pg.DataDir)...)
+			taskset(b, cpus, pgPIDs(b, c.pg.DataDir)...)
 		case "replicas":
-			pin(cpus, embedded.cmd.Process.Pid)
+			taskset(b, cpus, embedded.cmd.Process.Pid)
 			for _, r := range c.replicas {
-				pin(cpus, r.cmd.Process.Pid)
+				taskset(b, cpus, r.cmd.Process.Pid)
 			}
 		case "loadgen":
-			pin(cpus, os.Getpid())
+			taskset(b, cpus, os.Getpid())
 		default:
-			b.Fatalf("BENCH_PIN %q: unknown %q (pg, replicas, loadgen)", spec, who)
+			return false
 		}
+		return true
+	})
+	if spec != "" {
+		b.Logf("pinned: %s", spec)
 	}
-	b.Logf("pinned: %s", spec)
 }
 
 // pgCalls reads pg_stat_statements and the head: the appends that wrote
