@@ -12,6 +12,22 @@ import (
 )
 
 // waitAnnounced waits until s's notifications announced revision rev.
+// appendAnnounced appends batch through a, waits until b has the
+// announcement of its last revision and returns the records as b reads
+// them from the table.
+func appendAnnounced(t *testing.T, a, b *pgstore.Store, batch []catalog.Change) []catalog.Change {
+	t.Helper()
+	if err := a.Append(t.Context(), 0, batch); err != nil {
+		t.Fatal(err)
+	}
+	waitAnnounced(t, b, batch[len(batch)-1].Revision)
+	want, err := b.Changes(t.Context(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
 func waitAnnounced(t *testing.T, s *pgstore.Store, rev catalog.Revision) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); s.Announced() < rev; { // a failure bound
@@ -44,14 +60,7 @@ func testCarriedRecords(t *testing.T, server *pgtest.Server, url string) {
 	b.SetNotifyKey(key)
 	waitClosed(t, b.Changed()) // b listens
 	batch := []catalog.Change{groupChange(1, "one"), groupChange(2, "two"), groupChange(3, "three")}
-	if err := a.Append(t.Context(), 0, batch); err != nil {
-		t.Fatal(err)
-	}
-	waitAnnounced(t, b, 3)
-	want, err := b.Changes(t.Context(), 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := appendAnnounced(t, a, b, batch)
 	equalChanges(t, b.Carried(0, true), want)
 	equalChanges(t, b.Carried(1, true), want[1:])
 	ops := b.Carried(0, false)
@@ -184,14 +193,7 @@ func testCarriedManyRecords(t *testing.T, url string) {
 	for i := range 60 {
 		batch = append(batch, groupChange(catalog.Revision(i+1), fmt.Sprintf("%03d-%s", i, strings.Repeat("y", 400))))
 	}
-	if err := a.Append(t.Context(), 0, batch); err != nil {
-		t.Fatal(err)
-	}
-	waitAnnounced(t, b, 60)
-	want, err := b.Changes(t.Context(), 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := appendAnnounced(t, a, b, batch)
 	for deadline := time.Now().Add(30 * time.Second); len(b.Carried(0, true)) < 60; { // a failure bound
 		if time.Now().After(deadline) {
 			t.Fatalf("carried %d of 60 records", len(b.Carried(0, true)))
