@@ -90,6 +90,10 @@ type Options struct {
 	// change's audit this long (a holder alive but not forwarding)
 	// (default DefaultForwardTakeover).
 	ForwardTakeover time.Duration
+	// Remote, for replicas sharing a store: statements that carry a
+	// forwarded form (Statement.Forward) are sent to the writer replica
+	// instead of being appended here (see remote.go); nil: never.
+	Remote RemoteWriter
 }
 
 // Defaults of Options.
@@ -181,6 +185,9 @@ type Service struct {
 type Statement struct {
 	Req WriteRequest
 	Fn  func(tx *Tx) error
+	// Forward is the statement in a form the writer replica plans it from
+	// (Options.Remote), as Req.Caller; nil: it is committed here.
+	Forward []byte
 }
 
 // writeReq is one change queued for the committer: one statement (Write)
@@ -470,6 +477,14 @@ func (s *Service) Write(ctx context.Context, req WriteRequest, fn func(tx *Tx) e
 // submit queues statements as one change for the committer and waits for
 // the outcome.
 func (s *Service) submit(ctx context.Context, stmts []Statement, block bool) (Revision, error) {
+	if rev, ok, err := s.forwarded(ctx, stmts, block); ok {
+		return rev, err
+	}
+	return s.submitLocal(ctx, stmts, block)
+}
+
+// submitLocal queues statements for this replica's committer.
+func (s *Service) submitLocal(ctx context.Context, stmts []Statement, block bool) (Revision, error) {
 	w := &writeReq{ctx: ctx, stmts: stmts, block: block, start: s.now(), enq: time.Now(), res: make(chan writeRes, 1)}
 	select {
 	case s.queue <- w:

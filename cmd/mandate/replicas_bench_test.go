@@ -150,6 +150,9 @@ func BenchmarkReplicas(b *testing.B) {
 	})
 	grants("grants/embedded", []*server{embedded})
 	grants("grants/1-replica", c.replicas[:1])
+	// One replica fed by 24 clients (three load generators of 8): what one
+	// writer could do with every replica's statements.
+	grants("grants/1-replica-24-clients", []*server{c.replicas[0], c.replicas[0], c.replicas[0]})
 	grants("grants/3-replicas", c.replicas)
 	b.Run("revoke", func(b *testing.B) {
 		admins := make([]*pgx.Conn, len(c.replicas))
