@@ -26,26 +26,29 @@ var ErrNotForwarded = errors.New("catalog: statements not forwarded")
 type RemoteWriter interface {
 	// Forward sends the forwarded forms of stmts (with their callers) to
 	// the writer, which commits them as one transaction block (block) or
-	// as one statement, and returns the revision it committed them at, or
-	// the statement's error as the writer answered it. ErrNotForwarded
+	// as one statement (Service.CommitForwarded), and returns the revision
+	// it committed them at, or the statement's error as the writer
+	// answered it, and the audit records of statements that changed
+	// nothing (refused ones included), which this replica records before
+	// it answers (its own readers see them at once). ErrNotForwarded
 	// (errors.Is): nothing was applied, commit them locally. An error
 	// whose outcome is unknown (the request may have reached the writer
 	// but its answer did not come back) is CodeOutcomeUnknown: the caller
 	// must not commit them again.
-	Forward(ctx context.Context, stmts []Statement, block bool) (Revision, error)
+	Forward(ctx context.Context, stmts []Statement, block bool) (Revision, []AuditEvent, error)
 }
 
-// Commit commits stmts on this replica, never forwarding them: one
-// statement (block false, exactly one statement), or a transaction block.
-// The writer replica runs the statements others forward to it with it.
-func (s *Service) Commit(ctx context.Context, stmts []Statement, block bool) (Revision, error) {
-	if len(stmts) == 0 {
-		return s.Revision(), nil
+// CommitForwarded commits statements another replica forwarded on this
+// one (the writer), never forwarding them: one statement (block false,
+// exactly one), or a transaction block. The audit records of statements
+// that changed nothing are returned, not recorded: the replica that sent
+// them records them before it answers its client.
+func (s *Service) CommitForwarded(ctx context.Context, stmts []Statement, block bool) (Revision, []AuditEvent, error) {
+	if len(stmts) == 0 || (!block && len(stmts) != 1) {
+		return 0, nil, Errorf(CodeInvalidArgument, "catalog: one statement, or a block")
 	}
-	if !block && len(stmts) != 1 {
-		return 0, Errorf(CodeInvalidArgument, "catalog: several statements commit as a block")
-	}
-	return s.submitLocal(ctx, stmts, block)
+	r := s.enqueue(ctx, stmts, block)
+	return r.rev, r.audit, r.err
 }
 
 // forwardable reports whether every statement has a forwarded form.
@@ -64,11 +67,11 @@ func (s *Service) forwarded(ctx context.Context, stmts []Statement, block bool) 
 	if s.opts.Remote == nil || !forwardable(stmts) {
 		return 0, false, nil
 	}
-	rev, err = s.opts.Remote.Forward(ctx, stmts, block)
+	rev, audit, err := s.opts.Remote.Forward(ctx, stmts, block)
 	if errors.Is(err, ErrNotForwarded) {
 		return 0, false, nil
 	}
-	if err == nil {
+	if rev, err = s.recordAudit(ctx, rev, audit, err); err == nil {
 		// Read your writes: answer once this replica has the revision.
 		err = s.awaitRevision(ctx, rev)
 	}

@@ -66,6 +66,6 @@ func (f *Frontend) ForwardedStatement(c catalog.Caller, form []byte) (catalog.St
 	if out.Forward == nil { // its text holds secrets: never sent
 		return catalog.Statement{}, catalog.Errorf(catalog.CodeInvalidArgument, "statement %s cannot be forwarded", ast.Kind())
 	}
-	out.Req.Caller.RequestID = c.RequestID
+	out.Req.Caller.RequestID, out.Req.Caller.Via = c.RequestID, c.Via
 	return out, nil
 }

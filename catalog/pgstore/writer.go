@@ -43,13 +43,19 @@ UNION ALL
 SELECT holder, addr FROM mandate_writer_lease WHERE NOT EXISTS (SELECT FROM taken) AND expires_at >= now()`
 
 // Hold takes or renews the lease (one round trip) and returns whether this
-// replica holds it, and the holder's address ("" when nobody holds it).
+// replica holds it, and the holder's address ("" when nobody holds it). A
+// lease handle without an address never takes the lease: it reads who
+// holds it.
 func (l *WriterLease) Hold(ctx context.Context) (held bool, addr string, err error) {
 	if err := l.s.check(ctx); err != nil {
 		return false, "", err
 	}
 	var holder string
-	err = l.s.pool.QueryRow(ctx, holdWriter, l.id, l.addr, l.ttlSeconds).Scan(&holder, &addr)
+	if l.addr == "" {
+		err = l.s.pool.QueryRow(ctx, `SELECT holder, addr FROM mandate_writer_lease WHERE expires_at >= now()`).Scan(&holder, &addr)
+	} else {
+		err = l.s.pool.QueryRow(ctx, holdWriter, l.id, l.addr, l.ttlSeconds).Scan(&holder, &addr)
+	}
 	if err == pgx.ErrNoRows {
 		return false, "", nil
 	}
