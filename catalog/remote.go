@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Replicas sharing a store may funnel their catalog writes through one of
@@ -78,6 +79,10 @@ func (s *Service) forwarded(ctx context.Context, stmts []Statement, block bool) 
 	return rev, true, err
 }
 
+// awaitNotified is how long a replica waits for the notification of the
+// writer's commit of its statements before it reads the records.
+const awaitNotified = 20 * time.Millisecond
+
 // awaitRevision waits until this replica has applied rev.
 func (s *Service) awaitRevision(ctx context.Context, rev Revision) error {
 	if s.Revision() >= rev {
@@ -85,10 +90,16 @@ func (s *Service) awaitRevision(ctx context.Context, rev Revision) error {
 	}
 	ch, cancel := s.Subscribe()
 	defer cancel()
-	s.wantCatchUp(rev)
+	// The store's notification of the writer's commit carries its records
+	// (Carrier): the follower applies them without a read. Only if they do
+	// not come soon is the store read.
+	read := time.NewTimer(awaitNotified)
+	defer read.Stop()
 	for s.Revision() < rev {
 		select {
 		case <-ch:
+		case <-read.C:
+			s.wantCatchUp(rev)
 		case <-ctx.Done():
 			return &Error{Code: CodeOutcomeUnknown, Msg: "the statement was committed by the writer replica, but this replica had not applied it when the statement was cancelled", Err: ctx.Err()}
 		case <-s.done:

@@ -82,7 +82,7 @@ const (
 	writerMaxItems = 256
 	writerMaxBatch = 64
 	// writerSenders is how many requests a replica has in flight at once.
-	writerSenders = 4
+	writerSenders = 2
 	// writerTimeout bounds one request (the writer's commit is bounded by
 	// the catalog's own timeout, 30 s).
 	writerTimeout = time.Minute
