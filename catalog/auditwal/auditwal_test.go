@@ -792,22 +792,27 @@ func TestApplyNice(t *testing.T) {
 	if base > 14 {
 		t.Skipf("the test runs at nice %d already", base)
 	}
-	inner := niceOf{keepOpen{memstore.New()}, make(chan int, 4)}
-	l, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: time.Hour, MaxPending: 2, ApplyDelay: -1, ApplyNice: base + 5})
-	if err != nil {
-		t.Fatal(err)
+	open := func(maxPending int) (*Log, niceOf) {
+		inner := niceOf{keepOpen{memstore.New()}, make(chan int, 4)}
+		l, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: time.Hour, MaxPending: maxPending, ApplyDelay: -1, ApplyNice: base + 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l, inner
 	}
-	defer l.Close()
-	if err := l.AppendAudit(ctx, event(1), event(2)); err != nil { // MaxPending: the applier runs
+	bg, inner := open(1) // every append kicks the applier
+	if err := bg.AppendAudit(ctx, event(1)); err != nil {
 		t.Fatal(err)
 	}
 	if got := <-inner.nices; got != base+5 {
 		t.Errorf("background apply at nice %d, want %d", got, base+5)
 	}
-	if err := l.AppendAudit(ctx, event(3)); err != nil { // below MaxPending: stays pending
+	fg, inner := open(1 << 30) // the applier never runs: only Flush applies
+	if err := fg.AppendAudit(ctx, event(2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Flush(ctx); err != nil {
+	if err := fg.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := <-inner.nices; got != base {
