@@ -102,6 +102,14 @@ const auditSyncInterval = 100 * time.Millisecond
 // queued, as before: at most this long of calls.
 const auditOffSubmitDelay = 10 * time.Millisecond
 
+// auditApplyNice is the nice value of the thread that applies the audit
+// log to DuckDB in the background (auditwal.Options.ApplyNice): DuckDB
+// applies on the calling thread (--query-threads 1), a burst of tens of
+// milliseconds of CPU every few seconds, which the gateway's calls in
+// flight would otherwise share a core with. Queries apply what is pending
+// on their own threads, at normal priority.
+const auditApplyNice = 10
+
 // submitDelay is the group commit's catalog.AuditLogOptions.SubmitDelay
 // (0: its default).
 func (a auditSync) submitDelay() time.Duration {
