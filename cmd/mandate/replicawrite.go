@@ -193,6 +193,8 @@ func (w *replicaWriter) run(ctx context.Context, fe *sqlfront.Frontend, svc *cat
 		select {
 		case <-ctx.Done():
 			w.held.Store(false)
+			none := ""
+			w.target.Store(&none)
 			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = w.lease.Release(rctx)
 			cancel()
@@ -202,8 +204,11 @@ func (w *replicaWriter) run(ctx context.Context, fe *sqlfront.Frontend, svc *cat
 	}
 }
 
+// renew takes, renews or reads the lease. A renewal that fails or does
+// not answer within half the lease's time to live ends this replica's
+// holding (it refuses forwarded statements, and commits its own).
 func (w *replicaWriter) renew(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, writerLeaseEvery)
+	ctx, cancel := context.WithTimeout(ctx, writerLeaseTTL/2)
 	defer cancel()
 	held, addr, err := w.lease.Hold(ctx)
 	if err != nil {
