@@ -59,6 +59,10 @@ func benchDuration() time.Duration {
 // the replicas (and the embedded server) and this process (the load
 // generator), each a CPU list as taskset -c takes it.
 //
+// BENCH_FORWARD_WRITES=true starts the replicas with --forward-writes (one
+// writer replica, the others forward; the one-replica runs load the
+// writer).
+//
 // Run with -benchtime 1x: each sub-benchmark runs once for its duration.
 func BenchmarkReplicas(b *testing.B) {
 	embedded := startServer(b, serverOpts{args: []string{"--log-level", "warn"}})
@@ -344,7 +348,11 @@ func startBenchCluster(b *testing.B, n int) *cluster {
 			env = append(env, "MANDATE_PPROF_ADDR="+net.JoinHostPort(host, strconv.Itoa(p+i)))
 		}
 		wg.Go(func() { // together: they race for the bootstrap
-			c.replicas[i] = startServer(b, serverOpts{args: []string{"--store", c.url, "--log-level", "warn"}, env: env})
+			args := []string{"--store", c.url, "--log-level", "warn"}
+			if fw := os.Getenv("BENCH_FORWARD_WRITES"); fw != "" { // the writer replica (--forward-writes)
+				args = append(args, "--forward-writes="+fw)
+			}
+			c.replicas[i] = startServer(b, serverOpts{args: args, env: env})
 		})
 	}
 	wg.Wait()

@@ -78,7 +78,7 @@ func postWrites(t *testing.T, r *server, key []byte, body []byte, ts, id string)
 // replays; with the writer killed the others go on accepting writes and
 // lose none they acknowledged.
 func TestReplicaWriter(t *testing.T) {
-	c := startCluster(t, 3, nil, "--max-staleness", "2s")
+	c := startCluster(t, 3, nil, "--max-staleness", "2s", "--forward-writes")
 	t.Cleanup(func() {
 		if t.Failed() {
 			for i, r := range c.replicas {
