@@ -2,8 +2,9 @@
 // concurrent callers that missed a cache for one key share one fetch.
 // The caches of connections, model services, access tokens and limits at
 // a gateway node (gateway/node), of upstream credentials (gateway/upstream),
-// of an issuer's signing keys (gateway/identity) and the tools the
-// guardrails record (gateway/guardstage) all use it.
+// of an issuer's signing keys (gateway/identity), of users' OAuth grants
+// and authorization server metadata (gateway/oauthconnect) and the tools
+// the guardrails record (gateway/guardstage) all use it.
 //
 // A caller looks its cache up and calls Group.Do on a miss. Do joins the
 // flight of the key, or starts one. A flight asks the cache again before
