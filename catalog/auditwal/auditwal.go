@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/internal/lowprio"
 	"github.com/mandatehq/mandate/catalog/internal/wal"
 )
 
@@ -93,6 +94,12 @@ type Options struct {
 	// written but not fsynced when no AppendAudit follows to fsync it
 	// (default 10ms; with SyncInterval the syncer's interval applies).
 	LazySyncDelay time.Duration
+	// ApplyNice, when positive, runs the background applier on an OS
+	// thread of its own at this nice value (catalog/internal/lowprio):
+	// with DuckDB's threads = 1 its apply runs on the calling thread, so
+	// under contention the kernel gives the request path the core first.
+	// Flush and reads apply on their caller's thread, at its priority.
+	ApplyNice int
 }
 
 // Log is a catalog.EventStore: a write-ahead log in front of inner.
@@ -572,6 +579,12 @@ func (l *Log) syncNow() {
 
 func (l *Log) applier() {
 	defer close(l.stopped)
+	if l.opts.ApplyNice > 0 {
+		// Never unlocked: the thread ends with this goroutine.
+		if err := lowprio.Lock(l.opts.ApplyNice); err != nil {
+			l.log.Warn().Err(err).Msg("audit log: could not lower the applier's CPU priority")
+		}
+	}
 	t := time.NewTicker(l.opts.ApplyInterval)
 	defer t.Stop()
 	for {

@@ -5,12 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/internal/lowprio"
 	"github.com/mandatehq/mandate/catalog/internal/wal"
 	"github.com/mandatehq/mandate/catalog/memstore"
 	"github.com/mandatehq/mandate/catalog/storetest"
@@ -757,5 +759,63 @@ func TestApplySlices(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("applied:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// niceOf records the nice value of the thread each ApplyLog runs on.
+type niceOf struct {
+	keepOpen
+	nices chan int
+}
+
+func (n niceOf) ApplyLog(ctx context.Context, seq int64, events []catalog.AuditEvent, mark catalog.Revision) error {
+	v, err := lowprio.Nice()
+	if err != nil {
+		return err
+	}
+	n.nices <- v
+	return n.keepOpen.ApplyLog(ctx, seq, events, mark)
+}
+
+// TestApplyNice: with ApplyNice the background applier applies on a
+// thread of lower priority; Flush (a query's read) applies on its
+// caller's thread, at the caller's priority.
+func TestApplyNice(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("per-thread priorities are Linux's")
+	}
+	ctx := t.Context()
+	base, err := lowprio.Nice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base > 14 {
+		t.Skipf("the test runs at nice %d already", base)
+	}
+	open := func(maxPending int) (*Log, niceOf) {
+		inner := niceOf{keepOpen{memstore.New()}, make(chan int, 4)}
+		l, err := Open(ctx, t.TempDir(), inner, Options{ApplyInterval: time.Hour, MaxPending: maxPending, ApplyDelay: -1, ApplyNice: base + 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l, inner
+	}
+	bg, inner := open(1) // every append kicks the applier
+	if err := bg.AppendAudit(ctx, event(1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-inner.nices; got != base+5 {
+		t.Errorf("background apply at nice %d, want %d", got, base+5)
+	}
+	fg, inner := open(1 << 30) // the applier never runs: only Flush applies
+	if err := fg.AppendAudit(ctx, event(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := fg.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-inner.nices; got != base {
+		t.Errorf("Flush applied at nice %d, want the caller's %d", got, base)
 	}
 }

@@ -48,6 +48,12 @@
 //     burst that gateway calls would queue behind. When nothing is pending the log is
 //     truncated; under steady writes it is rewritten once RotateBytes of it
 //     are applied.
+//   - With Options.ApplyNice the background applier runs on an OS thread
+//     of its own at that nice value (catalog/internal/lowprio): DuckDB
+//     with threads = 1 applies on the calling thread, so under contention
+//     the kernel gives the gateway's request path the core before the
+//     apply's bursts. Never starved: a niced thread keeps a share of a
+//     contended core, and reads apply on their own threads.
 //   - Reads (ListAudit, and Flush for the query engine) first apply
 //     everything pending, so they see every durable event.
 //   - Open replays records newer than the inner store's LogSeq. A torn

@@ -375,7 +375,8 @@ func benchAuditPairs(b *testing.B, pace time.Duration, _ int, o auditwal.Options
 // the bookkeeping UPDATE, COMMIT (storage, DuckDB's WAL and its fsync) and,
 // once at the end, a CHECKPOINT (compression into the database file,
 // which DuckDB otherwise does when its WAL reaches checkpoint_threshold).
-// BENCH_APPLY_ROWS sets the rows per transaction (default 2,000).
+// BENCH_APPLY_ROWS sets the rows per transaction (default 2,000);
+// BENCH_APPLY_NOINDEX=1 drops the request_id index first (its share).
 //
 //	go test -run '^$' -bench BenchmarkApplyParts -benchtime 60x ./catalog/duckstore/
 func BenchmarkApplyParts(b *testing.B) {
@@ -389,6 +390,11 @@ func BenchmarkApplyParts(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
+	if os.Getenv("BENCH_APPLY_NOINDEX") != "" { // the request_id index's share
+		if _, err := st.wconn.ExecContext(ctx, `DROP INDEX audit_events_request_id`); err != nil {
+			b.Fatal(err)
+		}
+	}
 	calls := 2000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_APPLY_ROWS")); err == nil && v > 0 {
 		calls = v

@@ -57,9 +57,12 @@ func (d withLazy) AppendPrepared(ctx context.Context, events []catalog.AuditEven
 // the wait after the upstream part (what the audit adds to the call's
 // latency), p50 and p99; the delay of a probe goroutine that sleeps 1 ms
 // in a loop beyond its 1 ms (what an apply burst takes from the other
-// goroutines), p99 and max; the process's CPU per call. Variants: before
+// goroutines), p99 and max, and p50 and p90 of its sleeps that overlap an
+// apply transaction; the process's CPU per call. Variants: before
 // (every batch fsynced, an apply round in one transaction, DuckDB's
-// default threads), each change alone, and after (all of them).
+// default threads), each change alone, after (all of them), and nice
+// (after, with the background applier at nice 10, as mandate serve runs
+// it).
 //
 //	go test -run '^$' -bench BenchmarkAuditPath -benchtime 10000x ./catalog/duckstore/
 func BenchmarkAuditPath(b *testing.B) {
@@ -70,6 +73,7 @@ func BenchmarkAuditPath(b *testing.B) {
 	b.Run("slices", func(b *testing.B) { benchAuditPath(b, false, auditwal.Options{}, 0) })
 	b.Run("threads", func(b *testing.B) { benchAuditPath(b, false, one, half) })
 	b.Run("after", func(b *testing.B) { benchAuditPath(b, true, auditwal.Options{}, half) })
+	b.Run("nice", func(b *testing.B) { benchAuditPath(b, true, auditwal.Options{ApplyNice: 10}, half) })
 }
 
 func benchAuditPath(b *testing.B, lazy bool, o auditwal.Options, threads int) {
@@ -86,7 +90,8 @@ func benchAuditPath(b *testing.B, lazy bool, o auditwal.Options, threads int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	wal, err := auditwal.Open(ctx, dir, duck, o)
+	var applying atomic.Bool
+	wal, err := auditwal.Open(ctx, dir, watchApply{duck, &applying}, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -111,7 +116,7 @@ func benchAuditPath(b *testing.B, lazy bool, o auditwal.Options, threads int) {
 		return ev
 	}
 	stop := make(chan struct{})
-	var probe []time.Duration
+	var probe, during []time.Duration
 	probed := make(chan struct{})
 	go func() {
 		defer close(probed)
@@ -122,8 +127,13 @@ func benchAuditPath(b *testing.B, lazy bool, o auditwal.Options, threads int) {
 			default:
 			}
 			t0 := time.Now()
+			busy := applying.Load()
 			time.Sleep(time.Millisecond)
-			probe = append(probe, time.Since(t0)-time.Millisecond)
+			d := time.Since(t0) - time.Millisecond
+			probe = append(probe, d)
+			if busy || applying.Load() {
+				during = append(during, d)
+			}
 		}
 	}()
 	waits := make([]time.Duration, b.N)
@@ -179,6 +189,23 @@ func benchAuditPath(b *testing.B, lazy bool, o auditwal.Options, threads int) {
 	b.ReportMetric(float64(waits[len(waits)*99/100].Microseconds()), "wait-p99-µs")
 	b.ReportMetric(float64(probe[len(probe)*99/100].Microseconds()), "probe-p99-µs")
 	b.ReportMetric(float64(probe[len(probe)-1].Microseconds()), "probe-max-µs")
+	if len(during) > 0 {
+		slices.Sort(during)
+		b.ReportMetric(float64(during[len(during)/2].Microseconds()), "probe-in-apply-p50-µs")
+		b.ReportMetric(float64(during[len(during)*9/10].Microseconds()), "probe-in-apply-p90-µs")
+	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/call")
 	b.ReportMetric(float64(durable.Load())/float64(b.N), "fsynced-writes/call")
+}
+
+// watchApply is the store with a flag raised while an ApplyLog runs.
+type watchApply struct {
+	*Store
+	applying *atomic.Bool
+}
+
+func (w watchApply) ApplyLog(ctx context.Context, seq int64, events []catalog.AuditEvent, mark catalog.Revision) error {
+	w.applying.Store(true)
+	defer w.applying.Store(false)
+	return w.Store.ApplyLog(ctx, seq, events, mark)
 }

@@ -102,6 +102,17 @@ const auditSyncInterval = 100 * time.Millisecond
 // queued, as before: at most this long of calls.
 const auditOffSubmitDelay = 10 * time.Millisecond
 
+// auditApplyNice is the nice value of the thread that applies the audit
+// log to DuckDB in the background (auditwal.Options.ApplyNice): DuckDB
+// applies on the calling thread (--query-threads 1), a burst of tens of
+// milliseconds of CPU every few seconds, which the gateway's calls in
+// flight would otherwise share a core with. Queries apply what is pending
+// on their own threads, at normal priority; one that comes while a slice
+// is being applied (≈ 1,000 rows) waits for it, which a niced thread
+// finishes later when the host is contended. Measured (BENCHMARKS.md):
+// --audit-sync off's paced p50 was lower in every run against main.
+const auditApplyNice = 10
+
 // submitDelay is the group commit's catalog.AuditLogOptions.SubmitDelay
 // (0: its default).
 func (a auditSync) submitDelay() time.Duration {

@@ -98,6 +98,7 @@ type stores struct {
 func openStores(ctx context.Context, cfg *serveConfig, log zerolog.Logger) (*stores, error) {
 	o := embedded.Options{Logger: log, Duck: cfg.limits.storeOptions(duckstore.Options{})}
 	o.Events.SyncInterval = cfg.auditSync.syncInterval()
+	o.Events.ApplyNice = auditApplyNice
 	if cfg.store.store == "embedded" {
 		st, err := embedded.Open(ctx, cfg.dataDir, o)
 		if err != nil {

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package lowprio
+
+func setNice(int) error { return nil }
+
+func getNice() (int, error) { return 0, nil }
