@@ -55,6 +55,12 @@ func TestAIGatewayUsageTables(t *testing.T) {
 	log := catalog.NewAuditLog(f.Store, catalog.AuditLogOptions{})
 	t.Cleanup(func() { _ = log.Close(context.Background()) })
 	now := time.Now().UTC().Truncate(time.Millisecond)
+	// The README's cost by team below counts this month's calls
+	// (date_trunc('month', now()) when it runs): calls made in the last
+	// hour of a month are put at the next one's start.
+	if next := time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC); next.Sub(now) < time.Hour {
+		now = next
+	}
 	base := catalog.LLMUsage{ProviderService: "system.ai.openai_prod", Provider: "openai", Model: "gpt-4.1",
 		InputTokens: 1000, OutputTokens: 200, CachedInputTokens: 100, CacheWriteTokens: 0, ReasoningTokens: 50,
 		RequestTags: `{"project":"checkout","team":"platform"}`, Routing: `[{"destination":"system.ai.openai_prod/gpt-4.1","status":200}]`}

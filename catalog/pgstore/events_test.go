@@ -103,9 +103,12 @@ func testMaxSize(t *testing.T, url string) {
 	ctx := t.Context()
 	now := time.Now().UTC()
 	today := now.Truncate(24 * time.Hour)
-	e := openEvents(t, url, pgstore.EventOptions{})
+	// The stores' clock is the test's: "today" is one day for both, also
+	// when the test runs across midnight.
+	clock := func() time.Time { return now }
+	e := openEvents(t, url, pgstore.EventOptions{Now: clock})
 	defer e.Close()
-	other := openEvents(t, url, pgstore.EventOptions{})
+	other := openEvents(t, url, pgstore.EventOptions{Now: clock})
 	defer other.Close()
 	must(t, e.EnsurePartitions(ctx))
 	if _, err := e.Pool().Exec(ctx, `SELECT mandate_audit_ensure_partitions($1::date, 10)`, today.AddDate(0, 0, -9).Format(time.DateOnly)); err != nil {

@@ -141,7 +141,8 @@ func testSQLClients(t *testing.T, s *server) {
 		if _, err := os.Stat(jar); err != nil {
 			missingTool(t, "pgJDBC ("+jar+")", "apt-get install libpostgresql-jdbc-java")
 		}
-		out := runClient(t, env, java, "-cp", jar, filepath.Join(clientsDir, "Clients.java"))
+		// -XX:-UsePerfData: no /tmp/hsperfdata_<user> (it ignores TMPDIR).
+		out := runClient(t, env, java, "-XX:-UsePerfData", "-cp", jar, filepath.Join(clientsDir, "Clients.java"))
 		checkLines(t, out, append(auditLines("jdbc"),
 			"jdbc schemas contain access",
 			"jdbc tables access.audit TABLE",
@@ -213,7 +214,7 @@ func runClient(t *testing.T, env clientEnv, name string, args ...string) string 
 	ctx, cancel := context.WithTimeout(t.Context(), clientTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env.vars()...)
+	cmd.Env = append(append(os.Environ(), env.vars()...), "TMPDIR="+t.TempDir()) // nothing left behind
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -67,7 +67,9 @@ func TestMCPConformance(t *testing.T) {
 		}
 		t.Skipf("conformance tools missing: run make deps (npm ci in %s)", conformanceDir)
 	}
-	env := append(os.Environ(), "PATH="+nodeBin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	// TMPDIR: Node keeps its compile cache there (node-compile-cache),
+	// which would outlive the test.
+	env := append(os.Environ(), "PATH="+nodeBin+string(os.PathListSeparator)+os.Getenv("PATH"), "TMPDIR="+t.TempDir())
 
 	// The reference server, Streamable HTTP.
 	refURL := "http://127.0.0.1:" + startReferenceServer(t, nodeBin, env) + "/mcp"

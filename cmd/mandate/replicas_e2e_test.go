@@ -53,6 +53,11 @@ func startCluster(t testing.TB, n int, pgSettings map[string]string, args ...str
 		})
 	}
 	wg.Wait()
+	if slices.Contains(started, nil) {
+		// startServer failed in its goroutine (it said why): end the test
+		// here rather than crash the package on a nil replica.
+		t.FailNow()
+	}
 	c.replicas = started
 	return c
 }

@@ -29,8 +29,14 @@ func TestReplicasEventStream(t *testing.T) {
 	if err := a0.QueryRow(t.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com"`).Scan(&tok); err != nil {
 		t.Fatal(err)
 	}
+	// Every replica decides on the revision of the token (replica 1 learns
+	// of it from the store: its own catalog being current is not enough).
+	head, _, ok := revisions(c.replicas[0])
+	if !ok {
+		t.Fatal("no catalog revision in replica 0's metrics")
+	}
 	for _, r := range c.replicas {
-		waitSnapshotCurrent(t, r)
+		waitSnapshotAt(t, r, head)
 	}
 	// The database itself, not through the proxy the replicas use.
 	db := c.pg.Connect(t, "mandate")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -362,24 +363,38 @@ func TestTelemetryLLM(t *testing.T) {
 
 // waitSnapshotCurrent waits until the node decides with the catalog's
 // newest revision (its metrics say so): grants just made apply.
-func waitSnapshotCurrent(t testing.TB, s *server) {
+func waitSnapshotCurrent(t testing.TB, s *server) { waitSnapshotAt(t, s, 0) }
+
+// waitSnapshotAt waits until s's catalog is at revision rev or newer (a
+// replica learns of other replicas' changes from the store) and its
+// authorization snapshot has reached its catalog's revision.
+func waitSnapshotAt(t testing.TB, s *server, rev int64) {
 	t.Helper()
-	gauge := func(body, name string) string {
-		for _, line := range strings.Split(body, "\n") {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				return v
+	waitFor(t, 30*time.Second, fmt.Sprintf("the authorization snapshot to reach the catalog's revision (at least %d)", rev), func() bool {
+		c, snap, ok := revisions(s)
+		return ok && c >= rev && c == snap
+	})
+}
+
+// revisions reads s's catalog and authorization snapshot revisions from
+// its metrics.
+func revisions(s *server) (catalogRev, snapshotRev int64, ok bool) {
+	resp, err := http.Get("http://" + s.httpAddr + "/metrics")
+	if err != nil {
+		return 0, 0, false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	gauge := func(name string) (int64, bool) {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, found := strings.CutPrefix(line, name+" "); found {
+				f, err := strconv.ParseFloat(v, 64)
+				return int64(f), err == nil
 			}
 		}
-		return ""
+		return 0, false
 	}
-	waitFor(t, 10*time.Second, "the authorization snapshot to reach the catalog's revision", func() bool {
-		resp, err := http.Get("http://" + s.httpAddr + "/metrics")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		c, snap := gauge(string(b), "mandate_catalog_revision"), gauge(string(b), "mandate_snapshot_revision")
-		return c != "" && c == snap
-	})
+	c, okC := gauge("mandate_catalog_revision")
+	snap, okS := gauge("mandate_snapshot_revision")
+	return c, snap, okC && okS
 }

@@ -680,18 +680,23 @@ func (s *Stage) recordTools(ctx context.Context, c *pipeline.Call, st *callState
 			by += " via " + c.Identity.Actor
 		}
 	}
-	key := fmt.Sprint(st.id, approveNew, todo)
-	ch := s.sf.DoChan(key, func() (any, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		return s.cfg.Tools.RecordTools(rctx, st.id, todo, approveNew, by)
-	})
-	select {
-	case r := <-ch:
-		return r.Err
-	case <-ctx.Done():
-		return ctx.Err()
+	if s.afterMiss != nil {
+		s.afterMiss()
 	}
+	// Recorded since this call's snapshot (by another call's flight, once
+	// the catalog's revision reached this gateway): nothing to ask.
+	recorded := func() (catalog.Revision, bool) {
+		cur := s.cfg.Current()
+		if cur == nil {
+			return 0, false
+		}
+		return cur.Revision(), len(catalog.ToolsToRecord(cur.Pins(st.id), todo, time.Now())) == 0
+	}
+	_, err := s.flights.Do(ctx, fmt.Sprint(st.id, approveNew, todo), 10*time.Second, recorded,
+		func(rctx context.Context) (catalog.Revision, error) {
+			return s.cfg.Tools.RecordTools(rctx, st.id, todo, approveNew, by)
+		})
+	return err
 }
 
 // regoCheck evaluates a Rego policy on content (the result's, or the

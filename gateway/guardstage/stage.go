@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway/guard"
@@ -16,6 +15,7 @@ import (
 	"github.com/mandatehq/mandate/gateway/guard/injection"
 	"github.com/mandatehq/mandate/gateway/guard/schema"
 	"github.com/mandatehq/mandate/gateway/guard/sensitive"
+	"github.com/mandatehq/mandate/gateway/internal/flight"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 )
 
@@ -68,8 +68,10 @@ type Stage struct {
 	tri     *exfil.Trifecta
 	schemas *schema.Cache
 	tools   *toolSchemas
-	sf      singleflight.Group
+	flights flight.Group[catalog.Revision] // of recordTools
 	log     zerolog.Logger
+
+	afterMiss func() // tests: runs in recordTools before the flight
 }
 
 var _ pipeline.Guard = (*Stage)(nil)

@@ -3,8 +3,11 @@ package guardstage
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ type env struct {
 	svc   *catalog.Service
 	prep  Preparer
 	stage *Stage
+	mu    sync.Mutex // of set
 	set   *Set
 }
 
@@ -46,6 +50,8 @@ func newEnv(t testing.TB) *env {
 // current prepares the committed catalog's guardrails once per revision,
 // as the decision engine does.
 func (e *env) current() *Set {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.set != nil && e.set.Revision() == e.svc.Revision() {
 		return e.set
 	}
@@ -411,6 +417,59 @@ func TestPinTools(t *testing.T) {
 	}
 	if changed != 1 {
 		t.Fatalf("%d TOOL CHANGED events", changed)
+	}
+}
+
+// countingRecorder counts the RecordTools requests.
+type countingRecorder struct {
+	ToolRecorder
+	n atomic.Int32
+}
+
+func (r *countingRecorder) RecordTools(ctx context.Context, conn catalog.ID, seen []catalog.ToolSeen, approveNew bool, by string) (catalog.Revision, error) {
+	r.n.Add(1)
+	return r.ToolRecorder.RecordTools(ctx, conn, seen, approveNew, by)
+}
+
+// TestPinToolsMissStraddlesFlight: a tools/list whose snapshot lacked its
+// tools, recording them just after another call's flight recorded them
+// (it joins no flight: that one is over), sends no second request.
+func TestPinToolsMissStraddlesFlight(t *testing.T) {
+	e := newEnv(t)
+	rec := &countingRecorder{ToolRecorder: e.svc}
+	e.stage.cfg.Tools = rec
+	e.connection("gh")
+	e.policy("pins", catalog.TypeConnection, []string{"system", "ai", "gh"}, builtinDef("pin_tools", nil))
+	body := toolsList(toolDef("search", "searches"))
+	list := func() error {
+		c := e.call("gh", "tools/list", "", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, "t1")
+		rg, err := e.stage.Result(context.Background(), c)
+		if err != nil || rg == nil {
+			return fmt.Errorf("Result: %v %v", rg, err)
+		}
+		_, err = rg.Piece(context.Background(), c, &pipeline.Content{Format: pipeline.FormatMCP, Body: []byte(body), Final: true})
+		return err
+	}
+	missed, resume := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	e.stage.afterMiss = func() {
+		if calls.Add(1) == 1 { // the late call: held before it records
+			close(missed)
+			<-resume
+		}
+	}
+	late := make(chan error, 1)
+	go func() { late <- list() }()
+	<-missed
+	if err := list(); err != nil {
+		t.Fatal(err)
+	}
+	close(resume)
+	if err := <-late; err != nil {
+		t.Fatal(err)
+	}
+	if n := rec.n.Load(); n != 1 {
+		t.Fatalf("%d RecordTools requests, want 1: the late call asked to record what was recorded", n)
 	}
 }
 

@@ -88,6 +88,7 @@ type idp struct {
 	cacheControl string
 	down         bool
 	issuerInDoc  string // overrides the discovery document's issuer
+	onJWKS       func() // runs on each JWKS request (under mu)
 	jwksHits     atomic.Int64
 	discoHits    atomic.Int64
 }
@@ -120,6 +121,9 @@ func newIDP(tb testing.TB) *idp {
 		p.jwksHits.Add(1)
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		if p.onJWKS != nil {
+			p.onJWKS()
+		}
 		if p.down {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return

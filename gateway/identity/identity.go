@@ -137,6 +137,8 @@ type Authenticator struct {
 	audience map[string]bool
 	scope    string // RequiredScopes joined, for AuthError.Scope
 	cache    *tokenCache
+
+	afterMiss func() // tests: runs between a signing-key miss and the flight
 }
 
 var _ gateway.Authenticator = (*Authenticator)(nil)

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -485,6 +486,42 @@ func TestUnknownKidFlood(t *testing.T) {
 	}
 	// Valid tokens still pass throughout.
 	e.mustOK(e.rs256(e.claims()))
+}
+
+// TestKeysMissStraddlesFetch: a caller that found the key set expired
+// while another caller's fetch was answered (it joins no flight: that one
+// is over) uses the set fetched rather than fetching again, even when
+// that fetch took MinRefreshInterval.
+func TestKeysMissStraddlesFetch(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mustOK(e.rs256(e.claims()))
+	e.clk.Advance(time.Hour) // past the set's max-age
+	missed, resume := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	e.a.afterMiss = func() {
+		if calls.Add(1) == 1 { // the late caller: held after its miss
+			close(missed)
+			<-resume
+		}
+	}
+	lateTok := e.rs256(e.claims())
+	late := make(chan error, 1)
+	go func() {
+		_, err := e.a.Authenticate(context.Background(), request("Bearer "+lateTok), resource)
+		late <- err
+	}()
+	<-missed
+	e.idp.set(func(p *idp) { p.onJWKS = func() { e.clk.Advance(MinRefreshInterval) } }) // a slow JWKS answer
+	cl := e.claims()
+	cl["sub"] = "another-user"
+	e.mustOK(e.rs256(cl))
+	close(resume)
+	if err := <-late; err != nil {
+		t.Fatal(err)
+	}
+	if n := e.idp.jwksHits.Load(); n != 2 {
+		t.Fatalf("%d JWKS fetches, want 2: the late caller fetched again for the set just fetched", n)
+	}
 }
 
 func TestJWKSCacheControl(t *testing.T) {

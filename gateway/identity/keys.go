@@ -21,10 +21,10 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/mandatehq/mandate/catalog/strictjson"
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/internal/flight"
 )
 
 const (
@@ -57,10 +57,10 @@ type keySet struct {
 // kept for the JWKS's max-age, refetched on an unknown kid at most once
 // per MinRefreshInterval, one fetch at a time.
 type keySource struct {
-	a   *Authenticator
-	iss Issuer
-	set atomic.Pointer[keySet]
-	sf  singleflight.Group
+	a       *Authenticator
+	iss     Issuer
+	set     atomic.Pointer[keySet]
+	flights flight.Group[*keySet]
 
 	mu          sync.Mutex
 	lastAttempt time.Time // of a fetch, successful or not
@@ -148,13 +148,22 @@ func fits(k verifyKey, alg string) bool {
 // when it is past its max-age, or when refresh is asked (unknown kid) —
 // but never twice within MinRefreshInterval: then the current set (maybe
 // stale) is returned, or the last error when there is none. Concurrent
-// callers share one fetch.
+// callers share one fetch (gateway/internal/flight); a caller whose miss
+// straddles another caller's fetch takes the set that fetch stored.
 func (s *keySource) keys(ctx context.Context, refresh bool) (*keySet, error) {
 	cur := s.set.Load()
 	if cur != nil && !refresh && s.a.now().Before(cur.expires) {
 		return cur, nil
 	}
-	ch := s.sf.DoChan("", func() (any, error) {
+	if h := s.a.afterMiss; h != nil {
+		h()
+	}
+	// A set other than the one found wanting was stored since: a newer one.
+	newer := func() (*keySet, bool) {
+		set := s.set.Load()
+		return set, set != nil && set != cur && s.a.now().Before(set.expires)
+	}
+	return s.flights.Do(ctx, "", DefaultFetchTimeout, newer, func(fctx context.Context) (*keySet, error) {
 		now := s.a.now()
 		cur := s.set.Load()
 		s.mu.Lock()
@@ -172,8 +181,6 @@ func (s *keySource) keys(ctx context.Context, refresh bool) (*keySet, error) {
 		s.lastAttempt = now
 		s.mu.Unlock()
 		// The fetch outlives a caller that gives up: others may wait on it.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultFetchTimeout)
-		defer cancel()
 		set, err := s.fetch(fctx)
 		s.mu.Lock()
 		s.lastErr = err
@@ -188,15 +195,6 @@ func (s *keySource) keys(ctx context.Context, refresh bool) (*keySet, error) {
 		s.set.Store(set)
 		return set, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*keySet), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // fetch reads the JWKS (discovering its URL first if needed).

@@ -8,9 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
-	"time"
-
-	"golang.org/x/sync/singleflight"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
@@ -25,20 +22,8 @@ import (
 // share one request. A catalog that does not answer is an error (the
 // gateway then refuses the call), never a stale or missing connection.
 type Connections struct {
-	r  *remote
-	sf singleflight.Group
-
-	mu    sync.Mutex
-	cache map[string]connEntry
-
-	afterMiss func() // tests: runs between a cache miss and the flight
-}
-
-// connEntry is one cached answer; conn nil means no such connection.
-type connEntry struct {
-	conn *gateway.Connection
-	rev  catalog.Revision
-	at   time.Time
+	r     *remote
+	cache *revCache[*gateway.Connection] // nil: no such connection
 }
 
 var _ gateway.Connections = (*Connections)(nil)
@@ -50,7 +35,7 @@ func NewConnections(cfg Config) (*Connections, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Connections{r: r, cache: map[string]connEntry{}}, nil
+	return &Connections{r: r, cache: newRevCache[*gateway.Connection](r)}, nil
 }
 
 // Close releases idle HTTP connections.
@@ -63,87 +48,30 @@ func (c *Connections) Close() error {
 // (system.ai.<name>), two-part (in the system catalog) or three-part. The
 // answer is the caller's to keep and change.
 func (c *Connections) Connection(ctx context.Context, name string) (*gateway.Connection, error) {
-	known := c.known()
-	if e, ok := c.lookup(name, known); ok {
-		return e.result(name)
-	}
-	if c.afterMiss != nil {
-		c.afterMiss()
-	}
-	ch := c.sf.DoChan(name, func() (any, error) {
-		// A flight that ended between this caller's miss and now cached
-		// its answer: share it rather than ask again.
-		if e, ok := c.lookup(name, known); ok {
-			return e, nil
+	conn, err := c.cache.get(ctx, name, func(ctx context.Context) (*gateway.Connection, catalog.Revision, bool, error) {
+		var info api.ConnectionInfo
+		err := c.r.do(ctx, http.MethodGet, api.ConnectionsPath+url.PathEscape(name), nil, &info)
+		var se *statusError
+		switch {
+		case err == nil:
+			return toConnection(&info), info.Revision, true, nil
+		case errors.As(err, &se) && (se.status == http.StatusNotFound || se.status == http.StatusBadRequest):
+			return nil, 0, false, nil // no such connection, as of the revision known when asked
 		}
-		// Detached from the first caller: the others share the answer.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.r.cfg.RequestTimeout)
-		defer cancel()
-		return c.fetch(fctx, name, known)
+		return nil, 0, false, fmt.Errorf("resolving connection %s at the catalog: %w", name, err)
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(connEntry).result(name)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err != nil {
+		return nil, err
 	}
+	return connResult(conn, name)
 }
 
-func (c *Connections) known() catalog.Revision {
-	if c.r.cfg.Revision == nil {
-		return 0
-	}
-	return c.r.cfg.Revision()
-}
-
-func (c *Connections) lookup(name string, known catalog.Revision) (connEntry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.cache[name]
-	if !ok {
-		return e, false
-	}
-	if e.rev < known || time.Since(e.at) > c.r.cfg.ConnectionTTL {
-		delete(c.cache, name)
-		return e, false
-	}
-	return e, true
-}
-
-func (c *Connections) fetch(ctx context.Context, name string, known catalog.Revision) (connEntry, error) {
-	at := time.Now()
-	var info api.ConnectionInfo
-	err := c.r.do(ctx, http.MethodGet, api.ConnectionsPath+url.PathEscape(name), nil, &info)
-	var e connEntry
-	var se *statusError
-	switch {
-	case err == nil:
-		e = connEntry{conn: toConnection(&info), rev: info.Revision, at: at}
-	case errors.As(err, &se) && (se.status == http.StatusNotFound || se.status == http.StatusBadRequest):
-		e = connEntry{rev: known, at: at} // no such connection, as of the revision known when asked
-	default:
-		return e, fmt.Errorf("resolving connection %s at the catalog: %w", name, err)
-	}
-	c.mu.Lock()
-	if len(c.cache) >= c.r.cfg.CacheSize {
-		for k := range c.cache { // an arbitrary entry
-			delete(c.cache, k)
-			break
-		}
-	}
-	c.cache[name] = e
-	c.mu.Unlock()
-	return e, nil
-}
-
-func (e connEntry) result(name string) (*gateway.Connection, error) {
-	if e.conn == nil {
+// connResult is a copy of a cached answer, or ErrNoConnection for nil.
+func connResult(conn *gateway.Connection, name string) (*gateway.Connection, error) {
+	if conn == nil {
 		return nil, fmt.Errorf("%w: %s", gateway.ErrNoConnection, name)
 	}
-	return cloneConnection(e.conn), nil
+	return cloneConnection(conn), nil
 }
 
 // toConnection converts the API's answer.
@@ -196,7 +124,7 @@ func (l *LocalConnections) Connection(ctx context.Context, name string) (*gatewa
 	conn, hit := l.cache[name]
 	l.mu.Unlock()
 	if hit {
-		return connEntry{conn: conn}.result(name)
+		return connResult(conn, name)
 	}
 	info, err := l.resolve(ctx, name)
 	switch {
@@ -217,5 +145,5 @@ func (l *LocalConnections) Connection(ctx context.Context, name string) (*gatewa
 		l.cache[name] = conn
 	}
 	l.mu.Unlock()
-	return connEntry{conn: conn}.result(name)
+	return connResult(conn, name)
 }

@@ -11,11 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/internal/flight"
 )
 
 // Model services and access tokens for the LLM endpoint: remote (a
@@ -325,14 +324,16 @@ func toModelService(info *api.ModelServiceInfo) *gateway.ModelService {
 
 // revCache caches answers by key while no newer catalog revision than
 // theirs is known (Config.Revision) and for at most ConnectionTTL;
-// concurrent misses for a key share one fetch, detached from the first
-// caller's context.
+// concurrent misses for a key share one fetch (gateway/internal/flight),
+// detached from the first caller's context.
 type revCache[T any] struct {
-	r  *remote
-	sf singleflight.Group
+	r       *remote
+	flights flight.Group[revEntry[T]]
 
 	mu sync.Mutex
 	m  map[string]revEntry[T]
+
+	afterMiss func() // tests: runs between a cache miss and the flight
 }
 
 type revEntry[T any] struct {
@@ -352,47 +353,46 @@ func (c *revCache[T]) get(ctx context.Context, key string, fetch func(ctx contex
 	if c.r.cfg.Revision != nil {
 		known = c.r.cfg.Revision()
 	}
+	if e, ok := c.lookup(key, known); ok {
+		return e.v, nil
+	}
+	if c.afterMiss != nil {
+		c.afterMiss()
+	}
+	e, err := c.flights.Do(ctx, key, c.r.cfg.RequestTimeout, func() (revEntry[T], bool) { return c.lookup(key, known) },
+		func(fctx context.Context) (revEntry[T], error) {
+			at := time.Now()
+			v, rev, hasRev, err := fetch(fctx)
+			if err != nil {
+				return revEntry[T]{}, err
+			}
+			if !hasRev {
+				rev = known
+			}
+			e := revEntry[T]{v: v, rev: rev, at: at}
+			c.mu.Lock()
+			if len(c.m) >= c.r.cfg.CacheSize {
+				for k := range c.m { // an arbitrary entry
+					delete(c.m, k)
+					break
+				}
+			}
+			c.m[key] = e
+			c.mu.Unlock()
+			return e, nil
+		})
+	return e.v, err
+}
+
+// lookup returns the entry of key unless a newer revision than its own
+// is known or it is older than ConnectionTTL (then it is dropped).
+func (c *revCache[T]) lookup(key string, known catalog.Revision) (revEntry[T], bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	e, ok := c.m[key]
 	if ok && (e.rev < known || time.Since(e.at) > c.r.cfg.ConnectionTTL) {
 		delete(c.m, key)
 		ok = false
 	}
-	c.mu.Unlock()
-	if ok {
-		return e.v, nil
-	}
-	ch := c.sf.DoChan(key, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.r.cfg.RequestTimeout)
-		defer cancel()
-		at := time.Now()
-		v, rev, hasRev, err := fetch(fctx)
-		if err != nil {
-			return nil, err
-		}
-		if !hasRev {
-			rev = known
-		}
-		c.mu.Lock()
-		if len(c.m) >= c.r.cfg.CacheSize {
-			for k := range c.m { // an arbitrary entry
-				delete(c.m, k)
-				break
-			}
-		}
-		c.m[key] = revEntry[T]{v: v, rev: rev, at: at}
-		c.mu.Unlock()
-		return v, nil
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			var zero T
-			return zero, res.Err
-		}
-		return res.Val.(T), nil
-	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
-	}
+	return e, ok
 }

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -133,6 +134,44 @@ func TestModelServices(t *testing.T) {
 		if ms, err := r.ModelService(ctx, "frontier"); err == nil || errors.Is(err, gateway.ErrNoModelService) {
 			t.Errorf("%T: a service without usable destinations: %+v %v", r, ms, err)
 		}
+	}
+}
+
+// TestModelServicesMissStraddlesFlight: as TestConnectionsMissStraddlesFlight
+// for model services (one cache implementation for both).
+func TestModelServicesMissStraddlesFlight(t *testing.T) {
+	svc := llmCatalog(t)
+	cs := newCatalogServer(t, nil, svc, api.Options{})
+	cfg := cs.config()
+	cfg.ConnectionTTL = time.Hour
+	s, err := node.NewModelServices(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	missed, resume := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	node.SetServicesAfterMiss(s, func() {
+		if calls.Add(1) == 1 { // the late caller: held after its miss
+			close(missed)
+			<-resume
+		}
+	})
+	late := make(chan error, 1)
+	go func() {
+		_, err := s.ModelService(context.Background(), "frontier")
+		late <- err
+	}()
+	<-missed
+	if _, err := s.ModelService(t.Context(), "frontier"); err != nil {
+		t.Fatal(err)
+	}
+	close(resume)
+	if err := <-late; err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.count(api.ModelServicesPath + "frontier"); n != 1 {
+		t.Fatalf("%d requests, want 1: the late caller asked again for an answer in the cache", n)
 	}
 }
 

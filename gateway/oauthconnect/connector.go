@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/internal/flight"
 )
 
 // AuthMode is the connection auth_mode this package serves.
@@ -87,7 +87,7 @@ type Connector struct {
 	secure      bool
 	csrfKey     [32]byte
 
-	refreshes singleflight.Group
+	refreshes flight.Group[string]
 	// locks serialise the read-modify-write of one (user, connection)
 	// grant: a refresh, a new connect, Disconnect and Invalidate.
 	locks [64]sync.Mutex
@@ -97,12 +97,14 @@ type Connector struct {
 
 	dmu        sync.Mutex
 	discovered map[string]discoveryEntry
-	dflight    singleflight.Group
+	dflight    flight.Group[*endpoints]
 
 	fmu        sync.Mutex
 	flows      map[string]*flow     // by state
 	usedTicket map[string]time.Time // consumed ticket nonces, until expiry
 	lastPrune  time.Time
+
+	afterMiss func() // tests: runs between a cache miss and the flight
 }
 
 type cachedToken struct {
@@ -203,36 +205,35 @@ func (k *Connector) Authorization(ctx context.Context, c *gateway.Connection, id
 		return "", errors.New("oauthconnect: no authenticated subject")
 	}
 	key := storeKey{id.Subject, c.Name}
-	now := k.now()
-	k.mu.Lock()
-	ct, ok := k.cache[key]
-	k.mu.Unlock()
-	if _, shared := k.store.(Locker); shared && now.Sub(ct.loaded) >= SharedRecheck {
-		ok = false
+	cached := func() (string, bool) {
+		now := k.now()
+		k.mu.Lock()
+		ct, ok := k.cache[key]
+		k.mu.Unlock()
+		if _, shared := k.store.(Locker); shared && now.Sub(ct.loaded) >= SharedRecheck {
+			ok = false
+		}
+		return ct.access, ok && ct.resource == c.URL && ct.clientID == c.Options[catalog.OptClientID] && fresh(ct.expiry, now)
 	}
-	if ok && ct.resource == c.URL && ct.clientID == c.Options[catalog.OptClientID] && fresh(ct.expiry, now) {
-		return "Bearer " + ct.access, nil
+	if access, ok := cached(); ok {
+		return "Bearer " + access, nil
 	}
-	// One load or refresh per (user, connection) at a time; it runs on
-	// its own deadline so that one caller's cancellation fails no other.
-	ch := k.refreshes.DoChan(id.Subject+"\x00"+c.Name, func() (any, error) {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 45*time.Second)
-		defer cancel()
+	if k.afterMiss != nil {
+		k.afterMiss()
+	}
+	// One load or refresh per (user, connection) at a time
+	// (gateway/internal/flight); it runs on its own deadline so that one
+	// caller's cancellation fails no other.
+	access, err := k.refreshes.Do(ctx, id.Subject+"\x00"+c.Name, 45*time.Second, cached, func(lctx context.Context) (string, error) {
 		return k.load(lctx, c, id.Subject)
 	})
-	var res singleflight.Result
-	select {
-	case res = <-ch:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	if errors.Is(res.Err, errNeedSignIn) {
+	if errors.Is(err, errNeedSignIn) {
 		return "", k.signInError(c, id)
 	}
-	if res.Err != nil {
-		return "", res.Err
+	if err != nil {
+		return "", err
 	}
-	return "Bearer " + res.Val.(string), nil
+	return "Bearer " + access, nil
 }
 
 func fresh(expiry, now time.Time) bool {

@@ -75,33 +75,35 @@ func (k *Connector) resolve(ctx context.Context, c *gateway.Connection) (*endpoi
 		return &endpoints{Authorization: authz, Token: tok}, nil
 	}
 	key := c.URL + "\x00" + authz + "\x00" + tok
-	now := k.now()
-	k.dmu.Lock()
-	if e, ok := k.discovered[key]; ok && now.Before(e.expires) {
+	lookup := func() (*endpoints, bool) {
+		k.dmu.Lock()
+		defer k.dmu.Unlock()
+		e, ok := k.discovered[key]
+		return e.ep, ok && k.now().Before(e.expires)
+	}
+	if ep, ok := lookup(); ok {
+		return ep, nil
+	}
+	if k.afterMiss != nil {
+		k.afterMiss()
+	}
+	return k.dflight.Do(ctx, key, 30*time.Second, lookup, func(dctx context.Context) (*endpoints, error) {
+		now := k.now()
+		ep, err := k.discover(dctx, c)
+		if err != nil {
+			return nil, err
+		}
+		if authz != "" {
+			ep.Authorization = authz
+		}
+		if tok != "" {
+			ep.Token = tok
+		}
+		k.dmu.Lock()
+		k.discovered[key] = discoveryEntry{ep: ep, expires: now.Add(discoveryTTL)}
 		k.dmu.Unlock()
-		return e.ep, nil
-	}
-	k.dmu.Unlock()
-
-	v, err, _ := k.dflight.Do(key, func() (any, error) {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		return k.discover(dctx, c)
+		return ep, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	ep := *v.(*endpoints)
-	if authz != "" {
-		ep.Authorization = authz
-	}
-	if tok != "" {
-		ep.Token = tok
-	}
-	k.dmu.Lock()
-	k.discovered[key] = discoveryEntry{ep: &ep, expires: now.Add(discoveryTTL)}
-	k.dmu.Unlock()
-	return &ep, nil
 }
 
 func (k *Connector) discover(ctx context.Context, c *gateway.Connection) (*endpoints, error) {

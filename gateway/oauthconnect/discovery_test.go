@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,5 +127,36 @@ func TestAuthParam(t *testing.T) {
 		if got := authParam(h, "resource_metadata"); got != want {
 			t.Errorf("authParam(%s) = %q, want %q", h, got, want)
 		}
+	}
+}
+
+// TestDiscoveryMissStraddlesFlight: a resolve that missed the cache while
+// another caller's discovery was answered (it joins no flight: that one is
+// over) uses the cached endpoints rather than fetching the metadata again.
+func TestDiscoveryMissStraddlesFlight(t *testing.T) {
+	e := newEnv(t)
+	missed, resume := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	e.k.afterMiss = func() {
+		if calls.Add(1) == 1 { // the late caller: held after its miss
+			close(missed)
+			<-resume
+		}
+	}
+	late := make(chan error, 1)
+	go func() {
+		_, err := e.k.resolve(context.Background(), e.conn())
+		late <- err
+	}()
+	<-missed
+	if _, err := e.k.resolve(t.Context(), e.conn()); err != nil {
+		t.Fatal(err)
+	}
+	close(resume)
+	if err := <-late; err != nil {
+		t.Fatal(err)
+	}
+	if n := e.as.hits(); n != 1 {
+		t.Fatalf("%d metadata fetches, want 1: the late caller fetched again what was cached", n)
 	}
 }

@@ -343,3 +343,10 @@ func cloneMap(m map[string]string) map[string]string {
 	}
 	return out
 }
+
+// hits is how many times the metadata was fetched.
+func (a *fakeAS) hits() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.metadataHits
+}

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -989,4 +990,48 @@ func TestSharedStoreSignInAcrossReplicas(t *testing.T) {
 	expectStatus(t, resp, body(t, resp), http.StatusBadRequest, "unknown, expired or was already used")
 	resp, page = e.approve(b, form)
 	expectStatus(t, resp, page, http.StatusBadRequest, "already used")
+}
+
+// countingStore counts the grants read.
+type countingStore struct {
+	TokenStore
+	gets atomic.Int32
+}
+
+func (s *countingStore) Get(ctx context.Context, user, connection string) (*StoredToken, error) {
+	s.gets.Add(1)
+	return s.TokenStore.Get(ctx, user, connection)
+}
+
+// TestAuthorizationMissStraddlesFlight: a call that missed the token cache
+// while another call's load was answered (it joins no flight: that one is
+// over) uses the cached token rather than reading the store again.
+func TestAuthorizationMissStraddlesFlight(t *testing.T) {
+	e := newEnv(t)
+	e.connect(e.browser(), "alice@example.com")
+	store := &countingStore{TokenStore: e.store}
+	e.modifyFn = func(c *Config) { c.Store = store }
+	e.k = e.newConnector() // an empty token cache over the same grants
+	missed, resume := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	e.k.afterMiss = func() {
+		if calls.Add(1) == 1 { // the late caller: held after its miss
+			close(missed)
+			<-resume
+		}
+	}
+	late := make(chan error, 1)
+	go func() {
+		_, err := e.authorize("alice@example.com")
+		late <- err
+	}()
+	<-missed
+	e.mustBearer("alice@example.com")
+	close(resume)
+	if err := <-late; err != nil {
+		t.Fatal(err)
+	}
+	if n := store.gets.Load(); n != 1 {
+		t.Fatalf("%d reads of the grant, want 1: the late call loaded again what was cached", n)
+	}
 }

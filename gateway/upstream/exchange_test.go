@@ -133,6 +133,40 @@ func TestTokenExchangePublicClient(t *testing.T) {
 	}
 }
 
+// TestTokenExchangeMissStraddlesFlight: a caller that missed the cache
+// while another caller's exchange was answered (it joins no flight: that
+// one is over) uses the cached credential rather than exchanging again.
+func TestTokenExchangeMissStraddlesFlight(t *testing.T) {
+	clk := newClock()
+	idp := exchangeIdP(t, 600)
+	cr := newCreds(t, clk, nil)
+	c := conn("token_exchange", map[string]string{"token_endpoint": idp.URL(), "client_id": "gw"}, nil)
+	missed, resume := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	cr.testHookMiss = func() {
+		if calls.Add(1) == 1 { // the late caller: held after its miss
+			close(missed)
+			<-resume
+		}
+	}
+	late := make(chan error, 1)
+	go func() {
+		_, err := cr.Authorization(context.Background(), c, alice(clk))
+		late <- err
+	}()
+	<-missed
+	if _, err := cr.Authorization(t.Context(), c, alice(clk)); err != nil {
+		t.Fatal(err)
+	}
+	close(resume)
+	if err := <-late; err != nil {
+		t.Fatal(err)
+	}
+	if n := idp.n.Load(); n != 1 {
+		t.Fatalf("%d exchanges, want 1: the late caller exchanged again for a credential in the cache", n)
+	}
+}
+
 func TestTokenExchangeConcurrentCallsShareOneExchange(t *testing.T) {
 	clk := newClock()
 	release := make(chan struct{})

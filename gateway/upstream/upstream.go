@@ -15,10 +15,10 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/internal/flight"
 )
 
 // Auth modes (the connection option auth_mode).
@@ -89,10 +89,10 @@ type Credentials struct {
 	subjectTokenType string
 	timeout          time.Duration
 
-	cache *cache
-	fseed maphash.Seed
-	sf    singleflight.Group
-	stats counters
+	cache   *cache
+	fseed   maphash.Seed
+	flights flight.Group[cacheEntry]
+	stats   counters
 
 	// testHookMiss runs on every cache miss before the shared fetch.
 	testHookMiss func()
@@ -354,7 +354,7 @@ func refreshAt(now, exp time.Time) time.Time {
 	return exp.Add(-m)
 }
 
-// flightKey renders k unambiguously for singleflight.
+// flightKey renders k unambiguously for the flight group.
 func flightKey(k *cacheKey) string {
 	var b strings.Builder
 	b.Grow(256)
@@ -372,39 +372,27 @@ func flightKey(k *cacheKey) string {
 	return b.String()
 }
 
-// shared runs fetch once per key among concurrent callers. fetch runs
-// detached from any one caller's cancellation (bounded by the request
-// timeout), so a caller that gives up does not fail the others; each
-// caller still returns when its own ctx ends.
+// shared runs fetch once per key among concurrent callers
+// (gateway/internal/flight): the flight asks the cache again first, fetch
+// runs detached from any one caller's cancellation (bounded by the
+// request timeout), so a caller that gives up does not fail the others;
+// each caller still returns when its own ctx ends.
 func (cr *Credentials) shared(ctx context.Context, k *cacheKey, fetch func(context.Context) (cacheEntry, error)) (cacheEntry, error) {
 	cr.stats.misses.Add(1)
 	if h := cr.testHookMiss; h != nil {
 		h()
 	}
-	ch := cr.sf.DoChan(flightKey(k), func() (any, error) {
-		if e, ok := cr.cache.get(k, cr.now().UnixNano()); ok {
+	return cr.flights.Do(ctx, flightKey(k), cr.timeout, func() (cacheEntry, bool) { return cr.cache.get(k, cr.now().UnixNano()) },
+		func(fctx context.Context) (cacheEntry, error) {
+			e, err := fetch(fctx)
+			if err != nil {
+				return cacheEntry{}, err
+			}
+			if now := cr.now().UnixNano(); e.refreshAt > now {
+				cr.cache.put(k, e, now)
+			}
 			return e, nil
-		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cr.timeout)
-		defer cancel()
-		e, err := fetch(fctx)
-		if err != nil {
-			return cacheEntry{}, err
-		}
-		if now := cr.now().UnixNano(); e.refreshAt > now {
-			cr.cache.put(k, e, now)
-		}
-		return e, nil
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return cacheEntry{}, r.Err
-		}
-		return r.Val.(cacheEntry), nil
-	case <-ctx.Done():
-		return cacheEntry{}, ctx.Err()
-	}
+		})
 }
 
 // checkInbound fails closed for a missing or expired caller.
