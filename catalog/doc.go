@@ -74,6 +74,16 @@
 //     event stream elect one forwarder (Options.ForwardLease); the others
 //     follow its progress, forward for their own readers (SyncAudit) and
 //     take over when it stops.
+//   - remote.go: replicas may funnel their writes through one of them
+//     (Options.Remote, a RemoteWriter): a statement with a forwarded form
+//     (Statement.Forward, made by the SQL front end) is sent to the writer
+//     replica, which plans and commits it as the same caller
+//     (CommitForwarded) in its own group commits, so the store's head is
+//     never contended; the sender records the audit of statements that
+//     changed nothing and answers once it has applied the writer's
+//     revision. Whatever did not reach the writer (ErrNotForwarded) is
+//     committed here; an answer lost after the request may have reached it
+//     is CodeOutcomeUnknown, never retried.
 //   - persist.go: snapshots (Model.State, written every
 //     Options.SnapshotEvery changes, then Store.Prune) and loading a Model
 //     from a snapshot plus the records after it.

@@ -27,6 +27,7 @@ const (
 	CodeConflict                     // a transaction block's changes no longer apply at commit (40001)
 	CodeLimitExceeded                // a resource limit was reached (54000)
 	CodeInvalidName                  // a name that is malformed or confusable (42602)
+	CodeOutcomeUnknown               // a statement sent to the writer replica whose answer was lost (08006)
 )
 
 // Error is the typed error every catalog function returns for expected

@@ -22,6 +22,10 @@ type Caller struct {
 	SessionID string
 	RequestID string
 	Statement string // statement text with secrets redacted (audit only)
+	// Via names the replica that forwarded the statement to this one (the
+	// writer, Options.Remote); "" when its client sent it here. Audited in
+	// the request parameters (forwarded_by).
+	Via string
 }
 
 // WriteRequest describes one catalog change for the audit record.
@@ -90,6 +94,10 @@ type Options struct {
 	// change's audit this long (a holder alive but not forwarding)
 	// (default DefaultForwardTakeover).
 	ForwardTakeover time.Duration
+	// Remote, for replicas sharing a store: statements that carry a
+	// forwarded form (Statement.Forward) are sent to the writer replica
+	// instead of being appended here (see remote.go); nil: never.
+	Remote RemoteWriter
 }
 
 // Defaults of Options.
@@ -181,6 +189,9 @@ type Service struct {
 type Statement struct {
 	Req WriteRequest
 	Fn  func(tx *Tx) error
+	// Forward is the statement in a form the writer replica plans it from
+	// (Options.Remote), as Req.Caller; nil: it is committed here.
+	Forward []byte
 }
 
 // writeReq is one change queued for the committer: one statement (Write)
@@ -467,27 +478,55 @@ func (s *Service) Write(ctx context.Context, req WriteRequest, fn func(tx *Tx) e
 	return s.submit(ctx, []Statement{{Req: req, Fn: fn}}, false)
 }
 
+// WriteStatement is Write of a Statement: one that carries a forwarded
+// form (Statement.Forward) may be committed by the writer replica
+// (Options.Remote).
+func (s *Service) WriteStatement(ctx context.Context, st Statement) (Revision, error) {
+	return s.submit(ctx, []Statement{st}, false)
+}
+
 // submit queues statements as one change for the committer and waits for
 // the outcome.
 func (s *Service) submit(ctx context.Context, stmts []Statement, block bool) (Revision, error) {
+	if rev, ok, err := s.forwarded(ctx, stmts, block); ok {
+		return rev, err
+	}
+	return s.submitLocal(ctx, stmts, block)
+}
+
+// submitLocal queues statements for this replica's committer.
+func (s *Service) submitLocal(ctx context.Context, stmts []Statement, block bool) (Revision, error) {
+	r := s.enqueue(ctx, stmts, block)
+	return s.recordAudit(ctx, r.rev, r.audit, r.err)
+}
+
+// enqueue queues statements for this replica's committer and waits for the
+// outcome.
+func (s *Service) enqueue(ctx context.Context, stmts []Statement, block bool) writeRes {
 	w := &writeReq{ctx: ctx, stmts: stmts, block: block, start: s.now(), enq: time.Now(), res: make(chan writeRes, 1)}
 	select {
 	case s.queue <- w:
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return writeRes{err: ctx.Err()}
 	case <-s.done:
-		return 0, Errorf(CodeUnavailable, "catalog is shutting down")
+		return writeRes{err: Errorf(CodeUnavailable, "catalog is shutting down")}
 	}
-	r := <-w.res // always wait: once queued the change may commit
-	if len(r.audit) > 0 {
-		if aerr := s.audit.AppendAudit(ctx, r.audit...); aerr != nil {
-			s.log.Error().Err(aerr).Str("action", r.audit[0].Action).Msg("could not audit a statement that changed nothing")
-			if r.err == nil { // no answer without its audit record
-				r.rev, r.err = 0, &Error{Code: CodeUnavailable, Msg: "the statement's audit record could not be written", Err: aerr}
+	return <-w.res // always wait: once queued the change may commit
+}
+
+// recordAudit records the audit records of statements that changed
+// nothing before their answer (rev, err) goes out: no answer without its
+// audit record.
+func (s *Service) recordAudit(ctx context.Context, rev Revision, audit []AuditEvent, err error) (Revision, error) {
+	if len(audit) > 0 {
+		if aerr := s.audit.AppendAudit(ctx, audit...); aerr != nil {
+			s.log.Error().Err(aerr).Str("action", audit[0].Action).Msg("could not audit a statement that changed nothing")
+			if err == nil {
+				rev, err = 0, &Error{Code: CodeUnavailable, Msg: "the statement's audit record could not be written", Err: aerr}
 			}
 		}
 	}
-	return r.rev, r.err
+	return rev, err
 }
 
 func (s *Service) committer() {
@@ -908,6 +947,10 @@ func (s *Service) plan(tx *Tx, fn func(tx *Tx) error) (err error) {
 func (s *Service) auditEvent(start time.Time, req WriteRequest, tx *Tx, rev Revision, err error) AuditEvent {
 	c := req.Caller
 	params := statementParams(c.Statement)
+	if c.Via != "" {
+		q, _ := json.Marshal(map[string]string{"statement": c.Statement, "forwarded_by": c.Via})
+		params = string(q)
+	}
 	ev := AuditEvent{
 		EventID: uuid.NewString(), Time: s.now().UTC(), Service: "sql", Action: req.Action,
 		UserIdentity: c.Principal, RunBy: c.Principal, SourceIP: c.SourceIP, UserAgent: c.UserAgent,

@@ -45,6 +45,11 @@
 // system tables read the committed catalog, and SET is not undone by
 // ROLLBACK.
 //
+// Forwarding (forwarded.go): a catalog change planned from its statement
+// alone carries a forwarded form (its canonical text and the session's
+// current catalog) unless its text holds a secret; the writer replica
+// plans it from that form as the same caller (ForwardedStatement).
+//
 // Redaction: the statement text in audit records is parser.Redact of the
 // statement (values after PASSWORD and after secret-looking option names,
 // URL credentials masked on the token stream).

@@ -43,6 +43,7 @@ var codeSQLState = map[catalog.Code]string{
 	catalog.CodeConflict:         "40001",
 	catalog.CodeLimitExceeded:    "54000",
 	catalog.CodeInvalidName:      "42602",
+	catalog.CodeOutcomeUnknown:   "08006",
 }
 
 // sqlError converts any error of the SQL layer into a *pgwire.Error. offset

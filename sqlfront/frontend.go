@@ -272,6 +272,9 @@ type stmt struct {
 	cols   []pgwire.Column
 	params []uint32
 	run    func(ctx context.Context, params []pgwire.Param, w pgwire.RowWriter) (string, error)
+	// change, for a statement that is one catalog change planned from the
+	// statement alone (Session.write): the change, as run commits it.
+	change func() catalog.Statement
 	// allowedInFailedTx is true for COMMIT/ROLLBACK.
 	allowedInFailedTx bool
 	// autocommit: the only statement of a Query message, committed on its

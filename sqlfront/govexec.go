@@ -93,10 +93,20 @@ func (s *Session) statement(ast parser.Statement, fn func(tx *catalog.Tx) error)
 
 // write builds a statement that runs fn as one catalog change (in the
 // session's transaction, see txblock.go).
+//
+// The change is a function of the statement, the session's user and its
+// current catalog only, so another replica plans it alike from its text:
+// it carries a forwarded form (see forwarded.go) unless its text holds
+// secrets.
 func (s *Session) write(ast parser.Statement, tag string, fn func(tx *catalog.Tx) error) *stmt {
 	st := &stmt{s: s}
+	st.change = func() catalog.Statement {
+		c := s.statement(ast, fn)
+		c.Forward = s.forwardForm(ast, c.Req.Caller.Statement)
+		return c
+	}
 	st.run = func(ctx context.Context, _ []pgwire.Param, _ pgwire.RowWriter) (string, error) {
-		if err := s.change(ctx, st.autocommit, s.statement(ast, fn)); err != nil {
+		if err := s.change(ctx, st.autocommit, st.change()); err != nil {
 			return "", err
 		}
 		return tag, nil

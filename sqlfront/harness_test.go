@@ -32,6 +32,7 @@ type frontend struct {
 	Host string
 	Port int
 	Svc  *catalog.Service
+	Fe   *sqlfront.Frontend
 }
 
 // frontendOption changes how startFrontend builds the catalog and the
@@ -120,7 +121,7 @@ func startFrontend(tb testing.TB, opts ...frontendOption) *frontend {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &frontend{Addr: ln.Addr().String(), Host: host, Port: p, Svc: svc}
+	return &frontend{Addr: ln.Addr().String(), Host: host, Port: p, Svc: svc, Fe: fe}
 }
 
 // config returns a pgx configuration for user/password/database with

@@ -103,7 +103,7 @@ func (s *Session) change(ctx context.Context, autocommit bool, st catalog.Statem
 	b := s.tx.block
 	s.mu.Unlock()
 	if direct {
-		_, err := s.f.cat.Write(ctx, st.Req, st.Fn)
+		_, err := s.f.cat.WriteStatement(ctx, st)
 		return err
 	}
 	return b.Add(ctx, st)

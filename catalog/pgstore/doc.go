@@ -78,6 +78,13 @@
 // idle_session_timeout 5 s, so that a holder that died, was cut off or
 // stopped renewing loses it within seconds.
 //
+// WriterLease elects the writer replica, the one the others forward their
+// catalog statements to (catalog.Options.Remote): a row in
+// mandate_writer_lease with the holder's address and an expiry in the
+// database's clock, taken when free or expired and renewed by its holder
+// in one statement that also returns the current holder. Exclusivity is a
+// performance matter only: the head serializes every append.
+//
 // # Snapshots and pruning
 //
 // WriteSnapshot inserts the State (ON CONFLICT DO NOTHING: replicas may

@@ -55,6 +55,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("CarriedRecords", func(t *testing.T) { testCarriedRecords(t, server, newDatabase(t)) })
 	t.Run("CarriedManyRecords", func(t *testing.T) { testCarriedManyRecords(t, newDatabase(t)) })
 	t.Run("ForwardLease", func(t *testing.T) { testForwardLease(t, server, newDatabase(t)) })
+	t.Run("WriterLease", func(t *testing.T) { testWriterLease(t, server, newDatabase(t)) })
 	t.Run("Unreachable", testUnreachable)
 	t.Run("Keys", func(t *testing.T) {
 		keystoretest.Run(t, func(t *testing.T) keystore.Store { return openClosed(t, newDatabase(t)).Keys() })

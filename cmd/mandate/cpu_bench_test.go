@@ -88,8 +88,10 @@ type cpuSample struct {
 // of c (following), c's PostgreSQL, this process and the host.
 func clusterCPU(b *testing.B, c *cluster, targets []*server) cpuSample {
 	var s cpuSample
-	for _, r := range targets {
-		s.exec = append(s.exec, procCPU(r.cmd.Process.Pid))
+	for i, r := range targets {
+		if !slices.Contains(targets[:i], r) { // a replica counts once
+			s.exec = append(s.exec, procCPU(r.cmd.Process.Pid))
+		}
 	}
 	for _, r := range c.replicas {
 		if !slices.Contains(targets, r) {

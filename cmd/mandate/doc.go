@@ -11,4 +11,8 @@
 // connections, header and body size, and the TLS policy (plain HTTP only on
 // loopback or behind a declared TLS-terminating proxy; a generated
 // certificate whose fingerprint gateway nodes pin).
+//
+// Replicas on PostgreSQL send their catalog statements to the writer
+// replica over its HTTP listener (replicawrite.go: the writer lease, the
+// MAC-authenticated endpoint, the fallback to a direct append).
 package main

@@ -59,6 +59,10 @@ func benchDuration() time.Duration {
 // the replicas (and the embedded server) and this process (the load
 // generator), each a CPU list as taskset -c takes it.
 //
+// BENCH_FORWARD_WRITES=true starts the replicas with --forward-writes (one
+// writer replica, the others forward; the one-replica runs load the
+// writer).
+//
 // Run with -benchtime 1x: each sub-benchmark runs once for its duration.
 func BenchmarkReplicas(b *testing.B) {
 	embedded := startServer(b, serverOpts{args: []string{"--log-level", "warn"}})
@@ -150,6 +154,9 @@ func BenchmarkReplicas(b *testing.B) {
 	})
 	grants("grants/embedded", []*server{embedded})
 	grants("grants/1-replica", c.replicas[:1])
+	// One replica fed by 24 clients (three load generators of 8): what one
+	// writer could do with every replica's statements.
+	grants("grants/1-replica-24-clients", []*server{c.replicas[0], c.replicas[0], c.replicas[0]})
 	grants("grants/3-replicas", c.replicas)
 	b.Run("revoke", func(b *testing.B) {
 		admins := make([]*pgx.Conn, len(c.replicas))
@@ -341,12 +348,34 @@ func startBenchCluster(b *testing.B, n int) *cluster {
 			env = append(env, "MANDATE_PPROF_ADDR="+net.JoinHostPort(host, strconv.Itoa(p+i)))
 		}
 		wg.Go(func() { // together: they race for the bootstrap
-			c.replicas[i] = startServer(b, serverOpts{args: []string{"--store", c.url, "--log-level", "warn"}, env: env})
+			args := []string{"--store", c.url, "--log-level", "warn"}
+			if fw := os.Getenv("BENCH_FORWARD_WRITES"); fw != "" { // the writer replica (--forward-writes)
+				args = append(args, "--forward-writes="+fw)
+			}
+			c.replicas[i] = startServer(b, serverOpts{args: args, env: env})
 		})
 	}
 	wg.Wait()
 	if slices.Contains(c.replicas, nil) { // startServer failed in its goroutine (its error is logged)
 		b.FailNow()
+	}
+	// With a writer replica (the others send it their statements), the
+	// one-replica runs load the writer: replica 0.
+	conn := pg.Connect(b, "mandate")
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		var addr string
+		if err := conn.QueryRow(b.Context(), `SELECT addr FROM mandate_writer_lease WHERE expires_at > now()`).Scan(&addr); err != nil {
+			if strings.Contains(err.Error(), "does not exist") { // no writer lease in this version
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // a benchmark's setup: the lease is taken within a second
+			continue
+		}
+		if i := slices.IndexFunc(c.replicas, func(r *server) bool { return r.httpAddr == addr }); i > 0 {
+			c.replicas[0], c.replicas[i] = c.replicas[i], c.replicas[0]
+		}
+		b.Logf("writer replica: %s", addr)
+		break
 	}
 	return c
 }

@@ -333,8 +333,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		st.pg.SetNotifyKey(key)
 		fwdLease = st.pgEvents.ForwardLease()
 	}
+	// Replicas send their catalog statements to the writer replica
+	// (replicawrite.go).
+	var writer *replicaWriter
+	var remote catalog.RemoteWriter
+	if st.pg != nil && cfg.store.forwardWrites {
+		adv := advertiseAddr(cfg.store.advertiseAddr, httpLn)
+		if writer, err = newReplicaWriter(st.pg, key, adv, replicaName(adv, httpLn), httpTLS != nil, log); err != nil {
+			return err
+		}
+		remote = writer
+	}
 	svc, err := catalog.Open(ctx, catalog.Options{Store: st.catalog, Events: st.events, Audit: auditLog, Keyring: kr, Logger: log,
-		AdminVerifier: adminVerifier, MaxStaleness: cfg.store.maxStaleness, ForwardLease: fwdLease})
+		AdminVerifier: adminVerifier, MaxStaleness: cfg.store.maxStaleness, ForwardLease: fwdLease, Remote: remote})
 	if err != nil {
 		return err
 	}
@@ -575,6 +586,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer stopMetrics()
+	}
+	if writer != nil {
+		mux.Handle("POST "+writerPath, writer)
+		wctx, stopWriter := context.WithCancel(ctx)
+		defer stopWriter()
+		go writer.run(wctx, fe, svc)
 	}
 	reqCtx, endRequests := context.WithCancel(context.Background())
 	defer endRequests()

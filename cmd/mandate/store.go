@@ -27,11 +27,16 @@ type storeConfig struct {
 	store        string
 	maxStaleness time.Duration
 	queryURL     string
+	// forwardWrites and advertiseAddr: the writer replica (replicawrite.go).
+	forwardWrites bool
+	advertiseAddr string
 }
 
 func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.store, "store", "embedded", "where the catalog lives: embedded (the data directory) or a PostgreSQL URL, postgres://user@host/db, that several mandate serve processes share, with the audit events (each spools them in its own --data-dir while the database is unreachable)")
 	fs.StringVar(&c.queryURL, "store-query-url", "", "with --store postgres://...: postgres://role:password@host/db of a LOGIN role an administrator created for the system tables' SELECTs, when the store's user may not create it (no CREATEROLE); default: mandate creates its own role, its password sealed in the store")
+	fs.BoolVar(&c.forwardWrites, "forward-writes", false, "with --store postgres://...: replicas send their catalog statements (GRANT, REVOKE, ...) to one of them, the writer, whose commits carry every replica's statements; statements whose text holds a secret, and any the writer cannot take, are committed by the replica itself (every replica needs it)")
+	fs.StringVar(&c.advertiseAddr, "advertise-addr", "", "with --store postgres://... and --forward-writes: HOST:PORT at which the other replicas reach this replica's --http-addr (default: --http-addr, unless it binds every interface: then this replica forwards its statements but never is the writer)")
 	fs.DurationVar(&c.maxStaleness, "max-staleness", catalog.DefaultMaxStaleness, "with --store postgres://...: a replica that could not confirm for this long that it has every committed catalog change denies every authorization (fail closed) until it catches up")
 }
 

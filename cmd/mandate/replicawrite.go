@@ -1,0 +1,580 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/pgstore"
+	"github.com/mandatehq/mandate/sqlfront"
+)
+
+// Replicas on PostgreSQL funnel their catalog statements through one of
+// them, the writer (catalog.Options.Remote): one replica's group commits
+// then carry every replica's statements, and the store's head is never
+// contended (replicas that each append race for it, and on a busy host a
+// replica scheduled late stalls the others).
+//
+//   - The writer holds the writer lease (pgstore.WriterLease), with the
+//     address of its HTTP listener (--advertise-addr, or --http-addr when
+//     it names a host). Every replica renews or reads the lease every
+//     writerLeaseEvery.
+//   - A replica that does not hold it sends the forwarded forms of its
+//     statements (sqlfront: the statement's canonical text, the session's
+//     current catalog) with their callers to the writer, POST
+//     writerPath, several statements in flight per request. The writer
+//     plans each as its caller (sqlfront.Frontend.ForwardedStatement: the
+//     same privilege checks, the same audit record with the client's
+//     address) and commits it in its own batches; the answer carries each
+//     statement's revision or error. The sender answers its client once
+//     it has applied that revision.
+//   - Requests and answers are authenticated with a MAC keyed from the
+//     master key, which only the installation's replicas have: a request
+//     names the principal a statement runs as, so a forged one would be a
+//     privilege escalation. A request carries a time and a random id; the
+//     writer refuses one outside writerSkew and one whose id it has seen
+//     (a replay), so a request runs at most once.
+//   - Fail safe: whatever did not reach the writer (no writer, the
+//     connection refused, the writer says it no longer is, a refusal of
+//     the request) is committed by the replica itself, as without
+//     forwarding. A request that may have reached the writer but whose
+//     answer was lost is not retried: its statements fail with 08006.
+
+const (
+	writerPath = "/internal/v1/catalog/writes"
+	// writerAuthHeader carries "TIME.ID.MAC" of a request, and "MAC" of
+	// its answer.
+	writerAuthHeader = "Mandate-Replica-Auth"
+	// writerLeaseEvery is how often the lease is renewed or read;
+	// writerLeaseTTL how long it lasts after the holder's last renewal.
+	writerLeaseEvery = time.Second
+	writerLeaseTTL   = 5 * time.Second
+	// writerSkew bounds the difference between a request's time and the
+	// writer's clock; ids are remembered twice as long.
+	writerSkew = 30 * time.Second
+	// writerMaxSeen bounds the remembered request ids: past it, requests
+	// are refused (their senders commit themselves) until old ids expire.
+	writerMaxSeen = 1 << 18
+	// writerMaxBody bounds a request's body; writerMaxItems its changes
+	// (each a statement or a block); writerMaxBatch how many changes in
+	// flight one request carries.
+	writerMaxBody  = 8 << 20
+	writerMaxItems = 256
+	writerMaxBatch = 64
+	// writerSenders is how many requests a replica has in flight at once.
+	writerSenders = 2
+	// writerTimeout bounds one request (the writer's commit is bounded by
+	// the catalog's own timeout, 30 s).
+	writerTimeout = time.Minute
+	// writerDownFor is how long a writer address that refused a
+	// connection is skipped (the lease of a dead writer lasts until it
+	// expires).
+	writerDownFor = writerLeaseTTL
+)
+
+// replicaWriter is a replica's side of the writer: the lease, the
+// forwarding of its statements when another replica holds the lease
+// (catalog.RemoteWriter), and the endpoint that runs the statements others
+// forward while it holds it.
+type replicaWriter struct {
+	lease  *pgstore.WriterLease
+	self   string // this replica, as the writer's audit records name it
+	key    []byte
+	scheme string // of the writer's URL: http, or https when the listeners use TLS
+	client *http.Client
+	log    zerolog.Logger
+
+	// Set once the SQL front end exists (serve): the endpoint refuses
+	// requests before.
+	fe  atomic.Pointer[sqlfront.Frontend]
+	svc atomic.Pointer[catalog.Service]
+
+	held   atomic.Bool
+	target atomic.Pointer[string] // the holder's address, "" when none or this replica
+	downMu sync.Mutex
+	down   map[string]time.Time // addresses that refused a connection, until
+
+	queue chan *writerItem
+
+	seenMu sync.Mutex
+	seen   map[string]time.Time // request ids, when first seen
+	swept  time.Time
+}
+
+var _ catalog.RemoteWriter = (*replicaWriter)(nil)
+
+// advertiseAddr is the address the other replicas reach this one's HTTP
+// listener at: flag, or the listener's address unless it binds every
+// interface ("": none).
+func advertiseAddr(flag string, ln net.Listener) string {
+	if flag != "" {
+		return flag
+	}
+	a, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || a.IP.IsUnspecified() {
+		return ""
+	}
+	return a.String()
+}
+
+// replicaName names this replica in the writer's audit records: its
+// advertised address, else its host name and HTTP listener.
+func replicaName(advertise string, ln net.Listener) string {
+	if advertise != "" {
+		return advertise
+	}
+	h, _ := os.Hostname()
+	return h + " " + ln.Addr().String()
+}
+
+// writerKey keys the MACs of forwarded statements.
+func writerKey(masterKey []byte) []byte {
+	return derivedKey(masterKey, "mandate/replica-writes/v1")
+}
+
+// newReplicaWriter returns the writer side of a replica; advertise is the
+// address others reach its HTTP listener at ("": it never takes the lease,
+// it only forwards).
+func newReplicaWriter(st *pgstore.Store, masterKey []byte, advertise, self string, useTLS bool, log zerolog.Logger) (*replicaWriter, error) {
+	id := make([]byte, 12)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	w := &replicaWriter{lease: st.WriterLease(hex.EncodeToString(id), advertise, writerLeaseTTL), key: writerKey(masterKey),
+		self: self, scheme: "http", log: log, down: map[string]time.Time{}, seen: map[string]time.Time{},
+		queue: make(chan *writerItem, 1024)}
+	tr := &http.Transport{MaxIdleConnsPerHost: 2 * writerSenders, IdleConnTimeout: 90 * time.Second,
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}
+	if useTLS {
+		// The replicas' listeners have their own certificates (often
+		// self-signed): requests and answers are authenticated by their
+		// MACs, and forwarded statements hold no secrets.
+		w.scheme = "https"
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // authenticated by the MACs
+	}
+	w.client = &http.Client{Transport: tr, Timeout: writerTimeout}
+	empty := ""
+	w.target.Store(&empty)
+	return w, nil
+}
+
+// run renews or reads the lease and sends the forwarded statements until
+// ctx ends; the lease is released then.
+func (w *replicaWriter) run(ctx context.Context, fe *sqlfront.Frontend, svc *catalog.Service) {
+	w.fe.Store(fe)
+	w.svc.Store(svc)
+	for range writerSenders {
+		go w.sender()
+	}
+	t := time.NewTicker(writerLeaseEvery)
+	defer t.Stop()
+	for {
+		w.renew(ctx)
+		select {
+		case <-ctx.Done():
+			w.held.Store(false)
+			none := ""
+			w.target.Store(&none)
+			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = w.lease.Release(rctx)
+			cancel()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// renew takes, renews or reads the lease. A renewal that fails or does
+// not answer within half the lease's time to live ends this replica's
+// holding (it refuses forwarded statements, and commits its own).
+func (w *replicaWriter) renew(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, writerLeaseTTL/2)
+	defer cancel()
+	held, addr, err := w.lease.Hold(ctx)
+	if err != nil {
+		held, addr = false, ""
+		if ctx.Err() == nil {
+			w.log.Debug().Err(err).Msg("writer lease")
+		}
+	}
+	if held != w.held.Load() {
+		w.log.Info().Bool("held", held).Msg("writer lease")
+	}
+	w.held.Store(held)
+	if held {
+		addr = ""
+	}
+	w.target.Store(&addr)
+}
+
+// writer returns the address to forward to, "" when the statements are
+// committed here.
+func (w *replicaWriter) writer() string {
+	if w.held.Load() {
+		return ""
+	}
+	addr := *w.target.Load()
+	if addr == "" {
+		return ""
+	}
+	w.downMu.Lock()
+	defer w.downMu.Unlock()
+	if until, ok := w.down[addr]; ok {
+		if time.Now().Before(until) {
+			return ""
+		}
+		delete(w.down, addr)
+	}
+	return addr
+}
+
+func (w *replicaWriter) markDown(addr string) {
+	w.downMu.Lock()
+	w.down[addr] = time.Now().Add(writerDownFor)
+	w.downMu.Unlock()
+}
+
+// writerChange is one change in a request: a statement or a transaction
+// block, with the caller of each statement.
+type writerRequest struct {
+	Via     string         `json:"via"` // the sending replica
+	Changes []writerChange `json:"changes"`
+}
+
+type writerChange struct {
+	Block bool              `json:"block,omitempty"`
+	Stmts []writerStatement `json:"stmts"`
+}
+
+type writerStatement struct {
+	Principal string          `json:"principal"`
+	SourceIP  string          `json:"source_ip,omitempty"`
+	UserAgent string          `json:"user_agent,omitempty"`
+	SessionID string          `json:"session_id,omitempty"`
+	RequestID string          `json:"request_id,omitempty"`
+	Form      json.RawMessage `json:"form"`
+}
+
+// writerResult is a change's outcome: the revision, or the error as the
+// writer answered it.
+type writerResult struct {
+	Revision int64 `json:"revision,omitempty"`
+	// Audit holds the audit records of statements that changed nothing
+	// (refused ones included): the sender records them.
+	Audit  []catalog.AuditEvent `json:"audit,omitempty"`
+	Failed bool                 `json:"failed,omitempty"`
+	Code   int                  `json:"code,omitempty"`
+	Msg    string               `json:"msg,omitempty"`
+	Detail string               `json:"detail,omitempty"`
+	Hint   string               `json:"hint,omitempty"`
+}
+
+type writerItem struct {
+	addr   string
+	change writerChange
+	size   int
+	res    chan writerAnswer
+}
+
+type writerAnswer struct {
+	rev   catalog.Revision
+	audit []catalog.AuditEvent
+	err   error
+}
+
+// Forward implements catalog.RemoteWriter.
+func (w *replicaWriter) Forward(ctx context.Context, stmts []catalog.Statement, block bool) (catalog.Revision, []catalog.AuditEvent, error) {
+	addr := w.writer()
+	if addr == "" {
+		return 0, nil, catalog.ErrNotForwarded
+	}
+	it := &writerItem{addr: addr, change: writerChange{Block: block, Stmts: make([]writerStatement, len(stmts))}, res: make(chan writerAnswer, 1)}
+	for i, st := range stmts {
+		c := st.Req.Caller
+		it.change.Stmts[i] = writerStatement{Principal: c.Principal, SourceIP: c.SourceIP, UserAgent: c.UserAgent,
+			SessionID: c.SessionID, RequestID: c.RequestID, Form: st.Forward}
+		it.size += len(st.Forward) + len(c.Principal) + len(c.SourceIP) + len(c.UserAgent) + len(c.SessionID) + len(c.RequestID) + 128
+	}
+	if it.size > writerMaxBody/2 || len(stmts) > catalog.MaxBlockStatements {
+		return 0, nil, catalog.ErrNotForwarded
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	select {
+	case w.queue <- it:
+	default: // the senders are saturated: commit here
+		return 0, nil, catalog.ErrNotForwarded
+	}
+	a := <-it.res // always wait: once sent the change may commit
+	return a.rev, a.audit, a.err
+}
+
+// sender sends the queued changes, all those queued for the same writer
+// (up to writerMaxBatch) in one request.
+// The senders live as long as the process: an item queued just before
+// the replica stopped forwarding is still answered.
+func (w *replicaWriter) sender() {
+	for {
+		first := <-w.queue
+		batch, size := []*writerItem{first}, first.size
+		var other []*writerItem // queued for another writer (the lease moved)
+	drain:
+		for len(batch) < writerMaxBatch && size < writerMaxBody/2 {
+			select {
+			case it := <-w.queue:
+				if it.addr != first.addr {
+					other = append(other, it)
+					continue
+				}
+				batch, size = append(batch, it), size+it.size
+			default:
+				break drain
+			}
+		}
+		for _, it := range other {
+			it.res <- writerAnswer{err: catalog.ErrNotForwarded}
+		}
+		w.send(first.addr, batch)
+	}
+}
+
+// send sends one request and answers its items.
+func (w *replicaWriter) send(addr string, batch []*writerItem) {
+	fail := func(err error) {
+		for _, it := range batch {
+			it.res <- writerAnswer{err: err}
+		}
+	}
+	changes := make([]writerChange, len(batch))
+	for i, it := range batch {
+		changes[i] = it.change
+	}
+	body, err := json.Marshal(writerRequest{Via: w.self, Changes: changes})
+	if err != nil {
+		fail(catalog.ErrNotForwarded)
+		return
+	}
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		fail(catalog.ErrNotForwarded)
+		return
+	}
+	ids := hex.EncodeToString(id)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	var wrote atomic.Bool
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.scheme+"://"+addr+writerPath, bytes.NewReader(body))
+	if err != nil {
+		fail(catalog.ErrNotForwarded)
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(writerAuthHeader, ts+"."+ids+"."+w.mac("request", ts, ids, body))
+	resp, err := w.client.Do(req)
+	if err != nil {
+		if !wrote.Load() { // never reached the writer
+			w.markDown(addr)
+			fail(catalog.ErrNotForwarded)
+			return
+		}
+		fail(outcomeUnknown(err))
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// The writer refused the request before running any of it (it no
+		// longer holds the lease, or refused the request).
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode != http.StatusConflict {
+			w.log.Warn().Int("status", resp.StatusCode).Str("writer", addr).Msg("the writer replica refused forwarded statements; committing them here")
+		}
+		w.markDown(addr)
+		fail(catalog.ErrNotForwarded)
+		return
+	}
+	out, err := io.ReadAll(io.LimitReader(resp.Body, writerMaxBody+1))
+	if err != nil {
+		fail(outcomeUnknown(err))
+		return
+	}
+	var results []writerResult
+	if !hmac.Equal([]byte(resp.Header.Get(writerAuthHeader)), []byte(w.mac("answer", ts, ids, out))) {
+		fail(outcomeUnknown(errors.New("the answer's MAC does not match")))
+		return
+	}
+	if err := json.Unmarshal(out, &results); err != nil || len(results) != len(batch) {
+		fail(outcomeUnknown(errors.New("malformed answer")))
+		return
+	}
+	for i, it := range batch {
+		r := results[i]
+		if r.Failed {
+			it.res <- writerAnswer{audit: r.Audit, err: &catalog.Error{Code: catalog.Code(r.Code), Msg: r.Msg, Detail: r.Detail, Hint: r.Hint}}
+			continue
+		}
+		it.res <- writerAnswer{rev: catalog.Revision(r.Revision), audit: r.Audit}
+	}
+}
+
+func outcomeUnknown(err error) error {
+	return &catalog.Error{Code: catalog.CodeOutcomeUnknown, Err: err,
+		Msg: "the writer replica did not answer: the statement may or may not have been committed (" + err.Error() + ")"}
+}
+
+// mac authenticates a request or its answer.
+func (w *replicaWriter) mac(what, ts, id string, body []byte) string {
+	m := hmac.New(sha256.New, w.key)
+	fmt.Fprintf(m, "%s\n%s\n%s\n", what, ts, id)
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// ServeHTTP runs the changes another replica forwarded (POST writerPath).
+// Any answer but 200 means none of them ran.
+func (w *replicaWriter) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	fe, svc := w.fe.Load(), w.svc.Load()
+	if fe == nil || svc == nil || !w.held.Load() {
+		http.Error(rw, "not the writer replica", http.StatusConflict)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, writerMaxBody))
+	if err != nil {
+		http.Error(rw, "request body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	ts, id, ok := w.authentic(r.Header.Get(writerAuthHeader), body)
+	if !ok {
+		http.Error(rw, "unauthenticated", http.StatusUnauthorized)
+		return
+	}
+	var wr writerRequest
+	err = json.Unmarshal(body, &wr)
+	changes := wr.Changes
+	if err != nil || len(changes) == 0 || len(changes) > writerMaxItems || len(wr.Via) > 1024 {
+		http.Error(rw, "malformed request", http.StatusBadRequest)
+		return
+	}
+	for _, c := range changes {
+		if len(c.Stmts) == 0 || len(c.Stmts) > catalog.MaxBlockStatements || (!c.Block && len(c.Stmts) != 1) {
+			http.Error(rw, "malformed request", http.StatusBadRequest)
+			return
+		}
+	}
+	if !w.firstUse(id) {
+		http.Error(rw, "request replayed", http.StatusUnauthorized)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writerTimeout/2)
+	defer cancel()
+	results := make([]writerResult, len(changes))
+	var wg sync.WaitGroup
+	for i, c := range changes {
+		wg.Go(func() { results[i] = w.commit(ctx, fe, svc, wr.Via, c) })
+	}
+	wg.Wait()
+	out, err := json.Marshal(results)
+	if err != nil {
+		http.Error(rw, "internal error", http.StatusInternalServerError)
+		return
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set(writerAuthHeader, w.mac("answer", ts, id, out))
+	_, _ = rw.Write(out)
+}
+
+// commit plans and commits one forwarded change.
+func (w *replicaWriter) commit(ctx context.Context, fe *sqlfront.Frontend, svc *catalog.Service, via string, c writerChange) writerResult {
+	stmts := make([]catalog.Statement, len(c.Stmts))
+	var err error
+	for i, s := range c.Stmts {
+		stmts[i], err = fe.ForwardedStatement(catalog.Caller{Principal: s.Principal, SourceIP: s.SourceIP, UserAgent: s.UserAgent,
+			SessionID: s.SessionID, RequestID: s.RequestID, Via: via}, s.Form)
+		if err != nil {
+			break
+		}
+	}
+	var (
+		rev   catalog.Revision
+		audit []catalog.AuditEvent
+	)
+	if err == nil {
+		rev, audit, err = svc.CommitForwarded(ctx, stmts, c.Block)
+	}
+	if err != nil {
+		var ce *catalog.Error
+		if !errors.As(err, &ce) {
+			ce = &catalog.Error{Code: catalog.CodeInternal, Msg: err.Error()}
+		}
+		msg := ce.Error()
+		if ce.Code == catalog.CodeInternal {
+			msg = "internal error on the writer replica" // as the SQL front end shows it
+		}
+		return writerResult{Failed: true, Code: int(ce.Code), Msg: msg, Detail: ce.Detail, Hint: ce.Hint, Audit: audit}
+	}
+	return writerResult{Revision: int64(rev), Audit: audit}
+}
+
+// authentic checks a request's "TIME.ID.MAC" and returns its time and id.
+func (w *replicaWriter) authentic(h string, body []byte) (ts, id string, ok bool) {
+	parts := strings.Split(h, ".")
+	if len(parts) != 3 || len(parts[1]) != 32 {
+		return "", "", false
+	}
+	ts, id = parts[0], parts[1]
+	if !hmac.Equal([]byte(parts[2]), []byte(w.mac("request", ts, id, body))) {
+		return "", "", false
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return "", "", false
+	}
+	if d := time.Since(time.Unix(sec, 0)); d > writerSkew || d < -writerSkew {
+		return "", "", false
+	}
+	return ts, id, true
+}
+
+// firstUse remembers a request id; false: seen before (a replay), or too
+// many remembered.
+func (w *replicaWriter) firstUse(id string) bool {
+	w.seenMu.Lock()
+	defer w.seenMu.Unlock()
+	now := time.Now()
+	if _, ok := w.seen[id]; ok {
+		return false
+	}
+	if now.Sub(w.swept) > writerSkew || len(w.seen) >= writerMaxSeen {
+		w.swept = now
+		for k, t := range w.seen {
+			if now.Sub(t) > 2*writerSkew {
+				delete(w.seen, k)
+			}
+		}
+		if len(w.seen) >= writerMaxSeen {
+			return false
+		}
+	}
+	w.seen[id] = now
+	return true
+}
