@@ -16,6 +16,7 @@ import (
 	"github.com/mandatehq/mandate/enforce"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/guard/pin"
+	"github.com/mandatehq/mandate/gateway/internal/flight/flighttest"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 )
 
@@ -450,24 +451,7 @@ func TestPinToolsMissStraddlesFlight(t *testing.T) {
 		_, err = rg.Piece(context.Background(), c, &pipeline.Content{Format: pipeline.FormatMCP, Body: []byte(body), Final: true})
 		return err
 	}
-	missed, resume := make(chan struct{}), make(chan struct{})
-	var calls atomic.Int32
-	e.stage.afterMiss = func() {
-		if calls.Add(1) == 1 { // the late call: held before it records
-			close(missed)
-			<-resume
-		}
-	}
-	late := make(chan error, 1)
-	go func() { late <- list() }()
-	<-missed
-	if err := list(); err != nil {
-		t.Fatal(err)
-	}
-	close(resume)
-	if err := <-late; err != nil {
-		t.Fatal(err)
-	}
+	flighttest.Straddle(t, func(h func()) { e.stage.afterMiss = h }, list, list)
 	if n := rec.n.Load(); n != 1 {
 		t.Fatalf("%d RecordTools requests, want 1: the late call asked to record what was recorded", n)
 	}

@@ -15,11 +15,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mandatehq/mandate/gateway/internal/flight/flighttest"
 )
 
 func TestValidTokenEachAlgorithm(t *testing.T) {
@@ -496,29 +497,17 @@ func TestKeysMissStraddlesFetch(t *testing.T) {
 	e := newEnv(t, nil)
 	e.mustOK(e.rs256(e.claims()))
 	e.clk.Advance(time.Hour) // past the set's max-age
-	missed, resume := make(chan struct{}), make(chan struct{})
-	var calls atomic.Int32
-	e.a.afterMiss = func() {
-		if calls.Add(1) == 1 { // the late caller: held after its miss
-			close(missed)
-			<-resume
-		}
-	}
 	lateTok := e.rs256(e.claims())
-	late := make(chan error, 1)
-	go func() {
+	flighttest.Straddle(t, func(h func()) { e.a.afterMiss = h }, func() error {
 		_, err := e.a.Authenticate(context.Background(), request("Bearer "+lateTok), resource)
-		late <- err
-	}()
-	<-missed
-	e.idp.set(func(p *idp) { p.onJWKS = func() { e.clk.Advance(MinRefreshInterval) } }) // a slow JWKS answer
-	cl := e.claims()
-	cl["sub"] = "another-user"
-	e.mustOK(e.rs256(cl))
-	close(resume)
-	if err := <-late; err != nil {
-		t.Fatal(err)
-	}
+		return err
+	}, func() error {
+		e.idp.set(func(p *idp) { p.onJWKS = func() { e.clk.Advance(MinRefreshInterval) } }) // a slow JWKS answer
+		cl := e.claims()
+		cl["sub"] = "another-user"
+		e.mustOK(e.rs256(cl))
+		return nil
+	})
 	if n := e.idp.jwksHits.Load(); n != 2 {
 		t.Fatalf("%d JWKS fetches, want 2: the late caller fetched again for the set just fetched", n)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/mandatehq/mandate/catalog/memstore"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/internal/flight/flighttest"
 	"github.com/mandatehq/mandate/gateway/node"
 )
 
@@ -242,27 +243,8 @@ func TestConnectionsMissStraddlesFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	missed, resume := make(chan struct{}), make(chan struct{})
-	var calls atomic.Int32
-	node.SetAfterMiss(c, func() {
-		if calls.Add(1) == 1 { // the late caller: held after its miss
-			close(missed)
-			<-resume
-		}
-	})
-	late := make(chan error, 1)
-	go func() {
-		_, err := c.Connection(context.Background(), "my_github_mcp")
-		late <- err
-	}()
-	<-missed
-	if _, err := c.Connection(t.Context(), "my_github_mcp"); err != nil {
-		t.Fatal(err)
-	}
-	close(resume)
-	if err := <-late; err != nil {
-		t.Fatal(err)
-	}
+	get := func() error { _, err := c.Connection(context.Background(), "my_github_mcp"); return err }
+	flighttest.Straddle(t, func(h func()) { node.SetAfterMiss(c, h) }, get, get)
 	if n := cs.count(api.ConnectionsPath + "my_github_mcp"); n != 1 {
 		t.Fatalf("%d requests, want 1: the late caller asked again for an answer in the cache", n)
 	}

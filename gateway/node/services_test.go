@@ -14,6 +14,7 @@ import (
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/enforce/api/apitest"
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/internal/flight/flighttest"
 	"github.com/mandatehq/mandate/gateway/node"
 )
 
@@ -149,27 +150,8 @@ func TestModelServicesMissStraddlesFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	missed, resume := make(chan struct{}), make(chan struct{})
-	var calls atomic.Int32
-	node.SetServicesAfterMiss(s, func() {
-		if calls.Add(1) == 1 { // the late caller: held after its miss
-			close(missed)
-			<-resume
-		}
-	})
-	late := make(chan error, 1)
-	go func() {
-		_, err := s.ModelService(context.Background(), "frontier")
-		late <- err
-	}()
-	<-missed
-	if _, err := s.ModelService(t.Context(), "frontier"); err != nil {
-		t.Fatal(err)
-	}
-	close(resume)
-	if err := <-late; err != nil {
-		t.Fatal(err)
-	}
+	get := func() error { _, err := s.ModelService(context.Background(), "frontier"); return err }
+	flighttest.Straddle(t, func(h func()) { node.SetServicesAfterMiss(s, h) }, get, get)
 	if n := cs.count(api.ModelServicesPath + "frontier"); n != 1 {
 		t.Fatalf("%d requests, want 1: the late caller asked again for an answer in the cache", n)
 	}

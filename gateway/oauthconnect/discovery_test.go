@@ -5,11 +5,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/internal/flight/flighttest"
 )
 
 func TestDiscoveryRFC9728AndRFC8414(t *testing.T) {
@@ -135,27 +135,8 @@ func TestAuthParam(t *testing.T) {
 // over) uses the cached endpoints rather than fetching the metadata again.
 func TestDiscoveryMissStraddlesFlight(t *testing.T) {
 	e := newEnv(t)
-	missed, resume := make(chan struct{}), make(chan struct{})
-	var calls atomic.Int32
-	e.k.afterMiss = func() {
-		if calls.Add(1) == 1 { // the late caller: held after its miss
-			close(missed)
-			<-resume
-		}
-	}
-	late := make(chan error, 1)
-	go func() {
-		_, err := e.k.resolve(context.Background(), e.conn())
-		late <- err
-	}()
-	<-missed
-	if _, err := e.k.resolve(t.Context(), e.conn()); err != nil {
-		t.Fatal(err)
-	}
-	close(resume)
-	if err := <-late; err != nil {
-		t.Fatal(err)
-	}
+	resolve := func() error { _, err := e.k.resolve(context.Background(), e.conn()); return err }
+	flighttest.Straddle(t, func(h func()) { e.k.afterMiss = h }, resolve, resolve)
 	if n := e.as.hits(); n != 1 {
 		t.Fatalf("%d metadata fetches, want 1: the late caller fetched again what was cached", n)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/keystore"
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/internal/flight/flighttest"
 )
 
 const connName = "system.ai.my_github_mcp"
@@ -1012,25 +1013,9 @@ func TestAuthorizationMissStraddlesFlight(t *testing.T) {
 	store := &countingStore{TokenStore: e.store}
 	e.modifyFn = func(c *Config) { c.Store = store }
 	e.k = e.newConnector() // an empty token cache over the same grants
-	missed, resume := make(chan struct{}), make(chan struct{})
-	var calls atomic.Int32
-	e.k.afterMiss = func() {
-		if calls.Add(1) == 1 { // the late caller: held after its miss
-			close(missed)
-			<-resume
-		}
-	}
-	late := make(chan error, 1)
-	go func() {
-		_, err := e.authorize("alice@example.com")
-		late <- err
-	}()
-	<-missed
-	e.mustBearer("alice@example.com")
-	close(resume)
-	if err := <-late; err != nil {
-		t.Fatal(err)
-	}
+	flighttest.Straddle(t, func(h func()) { e.k.afterMiss = h },
+		func() error { _, err := e.authorize("alice@example.com"); return err },
+		func() error { e.mustBearer("alice@example.com"); return nil })
 	if n := store.gets.Load(); n != 1 {
 		t.Fatalf("%d reads of the grant, want 1: the late call loaded again what was cached", n)
 	}

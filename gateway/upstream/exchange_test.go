@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mandatehq/mandate/gateway/internal/flight/flighttest"
 )
 
 // exchangeIdP answers every exchange with a distinct token bound to the
@@ -141,27 +143,8 @@ func TestTokenExchangeMissStraddlesFlight(t *testing.T) {
 	idp := exchangeIdP(t, 600)
 	cr := newCreds(t, clk, nil)
 	c := conn("token_exchange", map[string]string{"token_endpoint": idp.URL(), "client_id": "gw"}, nil)
-	missed, resume := make(chan struct{}), make(chan struct{})
-	var calls atomic.Int32
-	cr.testHookMiss = func() {
-		if calls.Add(1) == 1 { // the late caller: held after its miss
-			close(missed)
-			<-resume
-		}
-	}
-	late := make(chan error, 1)
-	go func() {
-		_, err := cr.Authorization(context.Background(), c, alice(clk))
-		late <- err
-	}()
-	<-missed
-	if _, err := cr.Authorization(t.Context(), c, alice(clk)); err != nil {
-		t.Fatal(err)
-	}
-	close(resume)
-	if err := <-late; err != nil {
-		t.Fatal(err)
-	}
+	get := func() error { _, err := cr.Authorization(context.Background(), c, alice(clk)); return err }
+	flighttest.Straddle(t, func(h func()) { cr.testHookMiss = h }, get, get)
 	if n := idp.n.Load(); n != 1 {
 		t.Fatalf("%d exchanges, want 1: the late caller exchanged again for a credential in the cache", n)
 	}
