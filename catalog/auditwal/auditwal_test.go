@@ -80,6 +80,26 @@ func crash(l *Log) {
 	l.f.Close()
 }
 
+// reopenAfterCrash crashes l, opens its directory again with o (closed
+// when the test ends) and checks that the log holds exactly want.
+func reopenAfterCrash(t *testing.T, l *Log, dir string, inner Inner, o Options, want []catalog.AuditEvent) *Log {
+	t.Helper()
+	crash(l)
+	l, err := Open(t.Context(), dir, inner, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	got, err := l.ListAudit(t.Context(), time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
+	}
+	return l
+}
+
 // TestSyncInterval: with SyncInterval (--audit-sync off) an AppendAudit
 // writes without an fsync and the syncer fsyncs later, while change
 // records still fsync at once; a process crash loses none of what was
@@ -116,19 +136,7 @@ func TestSyncInterval(t *testing.T) {
 	if n := syncs(l); n != 1 {
 		t.Fatalf("%d fsyncs after a change record, want 1", n)
 	}
-	crash(l)
-	l, err = Open(ctx, dir, inner, Options{SyncInterval: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	got, err := l.ListAudit(ctx, time.Time{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
-	}
+	l = reopenAfterCrash(t, l, dir, inner, Options{SyncInterval: time.Millisecond}, want)
 	if err := l.AppendAudit(ctx, event(21)); err != nil {
 		t.Fatal(err)
 	}
@@ -194,19 +202,7 @@ func TestAppendAuditLazy(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append(want, event(7))
-	crash(l)
-	l, err = Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, LazySyncDelay: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	got, err := l.ListAudit(ctx, time.Time{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
-	}
+	l = reopenAfterCrash(t, l, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, LazySyncDelay: time.Millisecond}, want)
 	if err := l.AppendAuditLazy(ctx, event(8)); err != nil {
 		t.Fatal(err)
 	}
@@ -264,18 +260,7 @@ func TestAppendPrepared(t *testing.T) {
 		t.Fatalf("a durable batch: %d fsyncs, want 1", n)
 	}
 	want := append(append([]catalog.AuditEvent(nil), lazy...), durable...)
-	crash(l)
-	if l, err = Open(ctx, dir, inner, o); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	got, err := l.ListAudit(ctx, time.Time{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
-	}
+	reopenAfterCrash(t, l, dir, inner, o, want)
 }
 
 // TestReplayAfterCrash: records logged but not applied are applied at the
