@@ -52,6 +52,10 @@ func (s *Service) CommitForwarded(ctx context.Context, stmts []Statement, block 
 	return r.rev, r.audit, r.err
 }
 
+// Forwards reports whether statements may be sent to a writer replica
+// (Options.Remote): only then does a statement need its forwarded form.
+func (s *Service) Forwards() bool { return s.opts.Remote != nil }
+
 // forwardable reports whether every statement has a forwarded form.
 func forwardable(stmts []Statement) bool {
 	for _, st := range stmts {

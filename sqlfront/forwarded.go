@@ -63,7 +63,7 @@ func (f *Frontend) ForwardedStatement(c catalog.Caller, form []byte) (catalog.St
 		return catalog.Statement{}, catalog.Errorf(catalog.CodeInvalidArgument, "statement %s cannot be forwarded", ast.Kind())
 	}
 	out := st.change()
-	if out.Forward == nil { // its text holds secrets: never sent
+	if out.Forward = s.forwardForm(ast, out.Req.Caller.Statement); out.Forward == nil { // its text holds secrets: never sent
 		return catalog.Statement{}, catalog.Errorf(catalog.CodeInvalidArgument, "statement %s cannot be forwarded", ast.Kind())
 	}
 	out.Req.Caller.RequestID, out.Req.Caller.Via = c.RequestID, c.Via

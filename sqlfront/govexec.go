@@ -96,13 +96,15 @@ func (s *Session) statement(ast parser.Statement, fn func(tx *catalog.Tx) error)
 //
 // The change is a function of the statement, the session's user and its
 // current catalog only, so another replica plans it alike from its text:
-// it carries a forwarded form (see forwarded.go) unless its text holds
-// secrets.
+// it carries a forwarded form (see forwarded.go) when the catalog may
+// send it to a writer replica, unless its text holds secrets.
 func (s *Session) write(ast parser.Statement, tag string, fn func(tx *catalog.Tx) error) *stmt {
 	st := &stmt{s: s}
 	st.change = func() catalog.Statement {
 		c := s.statement(ast, fn)
-		c.Forward = s.forwardForm(ast, c.Req.Caller.Statement)
+		if s.f.cat.Forwards() {
+			c.Forward = s.forwardForm(ast, c.Req.Caller.Statement)
+		}
 		return c
 	}
 	st.run = func(ctx context.Context, _ []pgwire.Param, _ pgwire.RowWriter) (string, error) {
