@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
@@ -119,6 +120,29 @@ type replicaWriter struct {
 	seenMu sync.Mutex
 	seen   map[string]time.Time // request ids, when first seen
 	swept  time.Time
+
+	// The requests and changes this replica sent to the writer (sent),
+	// and ran as the writer (served): metrics.
+	sent, served struct{ requests, changes atomic.Int64 }
+}
+
+// registerMetrics registers the counters of forwarded requests and changes.
+func (w *replicaWriter) registerMetrics(reg prometheus.Registerer) error {
+	for _, c := range []struct {
+		name, help string
+		n          *atomic.Int64
+	}{
+		{"mandate_forwarded_requests_total", "Requests of forwarded catalog statements this replica sent to the writer replica.", &w.sent.requests},
+		{"mandate_forwarded_changes_total", "Catalog changes (statements or blocks) this replica sent to the writer replica.", &w.sent.changes},
+		{"mandate_writer_requests_total", "Requests of forwarded catalog statements this replica ran as the writer replica.", &w.served.requests},
+		{"mandate_writer_changes_total", "Forwarded catalog changes this replica ran as the writer replica.", &w.served.changes},
+	} {
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(c.n.Load()) })); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var _ catalog.RemoteWriter = (*replicaWriter)(nil)
@@ -413,6 +437,8 @@ func (w *replicaWriter) send(addr string, batch []*writerItem) {
 		fail(catalog.ErrNotForwarded)
 		return
 	}
+	w.sent.requests.Add(1)
+	w.sent.changes.Add(int64(len(batch)))
 	out, err := io.ReadAll(io.LimitReader(resp.Body, writerMaxBody+1))
 	if err != nil {
 		fail(outcomeUnknown(err))
@@ -487,12 +513,9 @@ func (w *replicaWriter) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writerTimeout/2)
 	defer cancel()
-	results := make([]writerResult, len(changes))
-	var wg sync.WaitGroup
-	for i, c := range changes {
-		wg.Go(func() { results[i] = w.commit(ctx, fe, svc, wr.Via, c) })
-	}
-	wg.Wait()
+	w.served.requests.Add(1)
+	w.served.changes.Add(int64(len(changes)))
+	results := w.commit(ctx, fe, svc, wr.Via, changes)
 	out, err := json.Marshal(results)
 	if err != nil {
 		http.Error(rw, "internal error", http.StatusInternalServerError)
@@ -503,36 +526,50 @@ func (w *replicaWriter) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	_, _ = rw.Write(out)
 }
 
-// commit plans and commits one forwarded change.
-func (w *replicaWriter) commit(ctx context.Context, fe *sqlfront.Frontend, svc *catalog.Service, via string, c writerChange) writerResult {
-	stmts := make([]catalog.Statement, len(c.Stmts))
-	var err error
-	for i, s := range c.Stmts {
-		stmts[i], err = fe.ForwardedStatement(catalog.Caller{Principal: s.Principal, SourceIP: s.SourceIP, UserAgent: s.UserAgent,
-			SessionID: s.SessionID, RequestID: s.RequestID, Via: via}, s.Form)
+// commit plans the forwarded changes, one after the other, and commits
+// them all at once (their statements join the committer's batches
+// together).
+func (w *replicaWriter) commit(ctx context.Context, fe *sqlfront.Frontend, svc *catalog.Service, via string, changes []writerChange) []writerResult {
+	results := make([]writerResult, len(changes))
+	planned := make([]catalog.ForwardedChange, 0, len(changes))
+	at := make([]int, 0, len(changes)) // planned[k] is changes[at[k]]
+	for i, c := range changes {
+		stmts := make([]catalog.Statement, len(c.Stmts))
+		var err error
+		for j, s := range c.Stmts {
+			stmts[j], err = fe.ForwardedStatement(catalog.Caller{Principal: s.Principal, SourceIP: s.SourceIP, UserAgent: s.UserAgent,
+				SessionID: s.SessionID, RequestID: s.RequestID, Via: via}, s.Form)
+			if err != nil {
+				break
+			}
+		}
 		if err != nil {
-			break
+			results[i] = failedResult(err, nil)
+			continue
 		}
+		planned, at = append(planned, catalog.ForwardedChange{Stmts: stmts, Block: c.Block}), append(at, i)
 	}
-	var (
-		rev   catalog.Revision
-		audit []catalog.AuditEvent
-	)
-	if err == nil {
-		rev, audit, err = svc.CommitForwarded(ctx, stmts, c.Block)
-	}
-	if err != nil {
-		var ce *catalog.Error
-		if !errors.As(err, &ce) {
-			ce = &catalog.Error{Code: catalog.CodeInternal, Msg: err.Error()}
+	for k, o := range svc.CommitForwardedAll(ctx, planned) {
+		if o.Err != nil {
+			results[at[k]] = failedResult(o.Err, o.Audit)
+			continue
 		}
-		msg := ce.Error()
-		if ce.Code == catalog.CodeInternal {
-			msg = "internal error on the writer replica" // as the SQL front end shows it
-		}
-		return writerResult{Failed: true, Code: int(ce.Code), Msg: msg, Detail: ce.Detail, Hint: ce.Hint, Audit: audit}
+		results[at[k]] = writerResult{Revision: int64(o.Rev), Audit: o.Audit}
 	}
-	return writerResult{Revision: int64(rev), Audit: audit}
+	return results
+}
+
+// failedResult is the answer of a change that failed with err.
+func failedResult(err error, audit []catalog.AuditEvent) writerResult {
+	var ce *catalog.Error
+	if !errors.As(err, &ce) {
+		ce = &catalog.Error{Code: catalog.CodeInternal, Msg: err.Error()}
+	}
+	msg := ce.Error()
+	if ce.Code == catalog.CodeInternal {
+		msg = "internal error on the writer replica" // as the SQL front end shows it
+	}
+	return writerResult{Failed: true, Code: int(ce.Code), Msg: msg, Detail: ce.Detail, Hint: ce.Hint, Audit: audit}
 }
 
 // authentic checks a request's "TIME.ID.MAC" and returns its time and id.

@@ -343,6 +343,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		remote = writer
+		if err := writer.registerMetrics(tel.Registry()); err != nil {
+			return err
+		}
 	}
 	svc, err := catalog.Open(ctx, catalog.Options{Store: st.catalog, Events: st.events, Audit: auditLog, Keyring: kr, Logger: log,
 		AdminVerifier: adminVerifier, MaxStaleness: cfg.store.maxStaleness, ForwardLease: fwdLease, Remote: remote})
