@@ -54,7 +54,9 @@ import (
 //     names the principal a statement runs as, so a forged one would be a
 //     privilege escalation. A request carries a time and a random id; the
 //     writer refuses one outside writerSkew and one whose id it has seen
-//     (a replay), so a request runs at most once.
+//     (a replay), so a request runs at most once. With TLS listeners the
+//     writer publishes its certificate's fingerprint with the lease, and
+//     the others accept only that certificate (dialWriter).
 //   - Fail safe: whatever did not reach the writer (no writer, the
 //     connection refused, the writer says it no longer is, a refusal of
 //     the request) is committed by the replica itself, as without
@@ -111,7 +113,12 @@ type replicaWriter struct {
 	svc atomic.Pointer[catalog.Service]
 
 	held   atomic.Bool
-	target atomic.Pointer[string] // the holder's address, "" when none or this replica
+	target atomic.Pointer[pgstore.WriterHolder] // the holder; Addr "" when none or this replica
+	// refused is the last writer whose certificate was refused ("addr
+	// fingerprint"), logged once.
+	refusedMu sync.Mutex
+	refused   string
+
 	downMu sync.Mutex
 	down   map[string]time.Time // addresses that refused a connection, until
 
@@ -178,28 +185,92 @@ func writerKey(masterKey []byte) []byte {
 
 // newReplicaWriter returns the writer side of a replica; advertise is the
 // address others reach its HTTP listener at ("": it never takes the lease,
-// it only forwards).
-func newReplicaWriter(st *pgstore.Store, masterKey []byte, advertise, self string, useTLS bool, log zerolog.Logger) (*replicaWriter, error) {
+// it only forwards); cert is the fingerprint of that listener's TLS
+// certificate ("sha256:HEX"), "" when it serves plain HTTP (then so do the
+// others: the replicas of an installation share their flags).
+func newReplicaWriter(st *pgstore.Store, masterKey []byte, advertise, self, cert string, log zerolog.Logger) (*replicaWriter, error) {
 	id := make([]byte, 12)
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
 	}
-	w := &replicaWriter{lease: st.WriterLease(hex.EncodeToString(id), advertise, writerLeaseTTL), key: writerKey(masterKey),
-		self: self, scheme: "http", log: log, down: map[string]time.Time{}, seen: map[string]time.Time{},
-		queue: make(chan *writerItem, 1024)}
-	tr := &http.Transport{MaxIdleConnsPerHost: 2 * writerSenders, IdleConnTimeout: 90 * time.Second,
-		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}
+	w := &replicaWriter{lease: st.WriterLease(hex.EncodeToString(id), advertise, writerLeaseTTL).WithCert(cert), key: writerKey(masterKey),
+		self: self, log: log}
+	w.init(cert != "")
+	return w, nil
+}
+
+// init sets up what newReplicaWriter does not read from the store: the
+// HTTP client, the queue, the maps.
+func (w *replicaWriter) init(useTLS bool) {
+	w.scheme, w.down, w.seen, w.queue = "http", map[string]time.Time{}, map[string]time.Time{}, make(chan *writerItem, 1024)
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{MaxIdleConnsPerHost: 2 * writerSenders, IdleConnTimeout: 90 * time.Second, DialContext: dialer.DialContext}
 	if useTLS {
 		// The replicas' listeners have their own certificates (often
-		// self-signed): requests and answers are authenticated by their
-		// MACs, and forwarded statements hold no secrets.
+		// self-signed): the sender accepts exactly the one whose
+		// fingerprint the writer published with its lease.
 		w.scheme = "https"
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // authenticated by the MACs
+		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return w.dialWriter(ctx, dialer, network, addr)
+		}
 	}
 	w.client = &http.Client{Transport: tr, Timeout: writerTimeout}
-	empty := ""
-	w.target.Store(&empty)
-	return w, nil
+	w.target.Store(&pgstore.WriterHolder{})
+}
+
+// dialWriter connects to the writer at addr over TLS, accepting only the
+// certificate whose fingerprint it published with its lease. A refusal is
+// an error before the request was written: the sender commits the
+// statements itself, and skips that writer for a while.
+func (w *replicaWriter) dialWriter(ctx context.Context, dialer *net.Dialer, network, addr string) (net.Conn, error) {
+	var want []byte
+	if h := w.target.Load(); h.Addr == addr {
+		if hexPart, ok := strings.CutPrefix(h.Cert, "sha256:"); ok {
+			want, _ = hex.DecodeString(hexPart)
+		}
+	}
+	if len(want) != sha256.Size {
+		w.refuse(addr, "none")
+		return nil, fmt.Errorf("the writer replica %s published no certificate fingerprint", addr)
+	}
+	raw, err := dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c := tls.Client(raw, &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The chain and name checks are replaced by the pin below.
+		InsecureSkipVerify: true, //nolint:gosec
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				w.refuse(addr, "none")
+				return errors.New("the writer replica presented no certificate")
+			}
+			if sum := sha256.Sum256(cs.PeerCertificates[0].Raw); !hmac.Equal(sum[:], want) {
+				got := fingerprint(cs.PeerCertificates[0].Raw)
+				w.refuse(addr, got)
+				return fmt.Errorf("the writer replica's certificate has fingerprint %s, not the one of its lease", got)
+			}
+			return nil
+		},
+	})
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// refuse logs, once per writer and certificate, that the writer's
+// certificate was refused.
+func (w *replicaWriter) refuse(addr, got string) {
+	w.refusedMu.Lock()
+	defer w.refusedMu.Unlock()
+	if k := addr + " " + got; k != w.refused {
+		w.refused = k
+		w.log.Warn().Str("writer", addr).Str("certificate", got).
+			Msg("the writer replica's TLS certificate is not the one its lease names; committing statements here")
+	}
 }
 
 // run renews or reads the lease and sends the forwarded statements until
@@ -217,8 +288,7 @@ func (w *replicaWriter) run(ctx context.Context, fe *sqlfront.Frontend, svc *cat
 		select {
 		case <-ctx.Done():
 			w.held.Store(false)
-			none := ""
-			w.target.Store(&none)
+			w.target.Store(&pgstore.WriterHolder{})
 			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = w.lease.Release(rctx)
 			cancel()
@@ -234,21 +304,21 @@ func (w *replicaWriter) run(ctx context.Context, fe *sqlfront.Frontend, svc *cat
 func (w *replicaWriter) renew(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, writerLeaseTTL/2)
 	defer cancel()
-	held, addr, err := w.lease.Hold(ctx)
+	h, err := w.lease.HoldCert(ctx)
 	if err != nil {
-		held, addr = false, ""
+		h = pgstore.WriterHolder{}
 		if ctx.Err() == nil {
 			w.log.Debug().Err(err).Msg("writer lease")
 		}
 	}
-	if held != w.held.Load() {
-		w.log.Info().Bool("held", held).Msg("writer lease")
+	if h.Held != w.held.Load() {
+		w.log.Info().Bool("held", h.Held).Msg("writer lease")
 	}
-	w.held.Store(held)
-	if held {
-		addr = ""
+	w.held.Store(h.Held)
+	if h.Held {
+		h = pgstore.WriterHolder{Held: true}
 	}
-	w.target.Store(&addr)
+	w.target.Store(&h)
 }
 
 // writer returns the address to forward to, "" when the statements are
@@ -257,7 +327,7 @@ func (w *replicaWriter) writer() string {
 	if w.held.Load() {
 		return ""
 	}
-	addr := *w.target.Load()
+	addr := w.target.Load().Addr
 	if addr == "" {
 		return ""
 	}

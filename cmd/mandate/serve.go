@@ -339,7 +339,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var remote catalog.RemoteWriter
 	if st.pg != nil && cfg.store.forwardWrites {
 		adv := advertiseAddr(cfg.store.advertiseAddr, httpLn)
-		if writer, err = newReplicaWriter(st.pg, key, adv, replicaName(adv, httpLn), httpTLS != nil, log); err != nil {
+		if writer, err = newReplicaWriter(st.pg, key, adv, replicaName(adv, httpLn), httpFingerprint, log); err != nil {
 			return err
 		}
 		remote = writer
