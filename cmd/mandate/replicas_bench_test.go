@@ -59,9 +59,10 @@ func benchDuration() time.Duration {
 // the replicas (and the embedded server) and this process (the load
 // generator), each a CPU list as taskset -c takes it.
 //
-// BENCH_FORWARD_WRITES=true starts the replicas with --forward-writes (one
-// writer replica, the others forward; the one-replica runs load the
-// writer).
+// BENCH_FORWARD_WRITES=false starts the replicas with --forward-writes=false
+// (each appends its own statements); by default, or with true, one writer
+// replica commits them all, the others forward (the one-replica runs load
+// the writer).
 //
 // Run with -benchtime 1x: each sub-benchmark runs once for its duration.
 func BenchmarkReplicas(b *testing.B) {

@@ -275,13 +275,14 @@ func TestReplicaWriter(t *testing.T) {
 	})
 }
 
-// TestReplicaWriterTLS: with TLS listeners (each replica its own
-// self-signed certificate), the writer publishes its certificate's
-// fingerprint with its lease, and the others forward to it over TLS,
-// pinning that certificate (TestWriterCertificatePinned: a writer with
-// another certificate is refused).
+// TestReplicaWriterTLS: by default (no --forward-writes flag), with TLS
+// listeners (each replica its own self-signed certificate), the writer
+// publishes its certificate's fingerprint with its lease, and the others
+// forward to it over TLS, pinning that certificate
+// (TestWriterCertificatePinned: a writer with another certificate is
+// refused).
 func TestReplicaWriterTLS(t *testing.T) {
-	c := startCluster(t, 2, nil, "--forward-writes", "--http-tls=on")
+	c := startCluster(t, 2, nil, "--http-tls=on") // --forward-writes is the default
 	t.Cleanup(func() {
 		if t.Failed() {
 			for i, r := range c.replicas {
