@@ -53,7 +53,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if u := os.Getenv(benchProxyEnv); u != "" { // BenchmarkLLMGateway's proxy process
+	if u := os.Getenv(benchProxyEnv); u != "" { // the gateway benchmarks' proxy process
 		runBenchProxy(u)
 		return
 	}
