@@ -17,6 +17,7 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
+	"github.com/mandatehq/mandate/gateway/internal/hop"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 	"github.com/mandatehq/mandate/gateway/telemetry"
 )
@@ -309,7 +310,7 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, cred string) (*ht
 	if cred != "" {
 		hd["Authorization"] = []string{cred}
 	}
-	resp, err := x.h.client.Do(u)
+	resp, err := hop.Send(x.h.client, true, u) // New set noRedirect on every client
 	if err != nil {
 		end(0, err)
 	} else {
