@@ -18,6 +18,7 @@ import (
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
 	"github.com/mandatehq/mandate/gateway/internal/hop"
+	"github.com/mandatehq/mandate/gateway/internal/jsonspan"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 	"github.com/mandatehq/mandate/gateway/telemetry"
 )
@@ -745,8 +746,48 @@ func (x *exchange) AuditParams(c *pipeline.Call) string {
 		n := len(x.args)
 		p.ArgumentsBytes = &n
 	}
-	b, _ := json.Marshal(p)
-	return string(b)
+	var buf [192]byte
+	return string(appendParams(buf[:0], &p))
+}
+
+// appendParams appends p as json.Marshal(p) does (TestAuditParamsJSON),
+// without its per-call allocations.
+func appendParams(b []byte, p *auditParams) []byte {
+	b = append(b, '{')
+	if p.Tool != "" {
+		b = append(b, `"tool":`...)
+		b = jsonspan.AppendString(b, p.Tool)
+		b = append(b, ',')
+	}
+	if p.ArgumentsBytes != nil {
+		b = append(b, `"arguments_bytes":`...)
+		b = strconv.AppendInt(b, int64(*p.ArgumentsBytes), 10)
+		b = append(b, ',')
+	}
+	if p.UpstreamStatus != 0 {
+		b = append(b, `"upstream_status":`...)
+		b = strconv.AppendInt(b, int64(p.UpstreamStatus), 10)
+		b = append(b, ',')
+	}
+	if p.JSONRPCError != 0 {
+		b = append(b, `"jsonrpc_error":`...)
+		b = strconv.AppendInt(b, int64(p.JSONRPCError), 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"bytes_in":`...)
+	b = strconv.AppendInt(b, p.BytesIn, 10)
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendInt(b, p.BytesOut, 10)
+	b = append(b, `,"trace_id":`...)
+	b = jsonspan.AppendString(b, p.TraceID)
+	if p.ProtocolVersion != "" {
+		b = append(b, `,"protocol_version":`...)
+		b = jsonspan.AppendString(b, p.ProtocolVersion)
+	}
+	if p.CredentialRetried {
+		b = append(b, `,"credential_retried":true`...)
+	}
+	return append(b, '}')
 }
 
 // readBody reads the request body, at most max bytes.
