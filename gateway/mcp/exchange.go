@@ -273,29 +273,38 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, cred string) (*ht
 			Message: fmt.Sprintf("upstream %s has an invalid url", x.conn.Name), Audit: "building the upstream request: " + err.Error(), Cause: err}
 	}
 	hd := u.Header
+	// The values share one backing array (one allocation instead of one
+	// per header); each is its own full slice, so no append can reach the
+	// next.
+	vals := make([]string, 0, 8)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		n := len(vals)
+		hd[k] = vals[n-1 : n : n]
+	}
 	if accept := r.Header.Values("Accept"); len(accept) > 0 {
 		hd["Accept"] = accept
 	} else if r.Method == http.MethodGet {
-		hd["Accept"] = []string{"text/event-stream"}
+		set("Accept", "text/event-stream")
 	} else {
-		hd["Accept"] = []string{"application/json, text/event-stream"}
+		set("Accept", "application/json, text/event-stream")
 	}
 	if body != nil {
-		hd["Content-Type"] = []string{"application/json"}
+		set("Content-Type", "application/json")
 	}
 	if x.proto != "" {
-		hd[hdrProtocol] = []string{x.proto}
+		set(hdrProtocol, x.proto)
 	}
 	if x.sess != nil && x.sess.upstream != "" {
-		hd[hdrSession] = []string{x.sess.upstream}
+		set(hdrSession, x.sess.upstream)
 	}
 	if v := r.Header.Get(hdrLastEventID); v != "" {
-		hd[hdrLastEventID] = []string{v}
+		set(hdrLastEventID, v)
 	}
 	if stateless(x.proto) && x.msg.method != "" {
-		hd[hdrMethod] = []string{x.msg.method}
+		set(hdrMethod, x.msg.method)
 		if x.mcpNm != "" {
-			hd[hdrName] = []string{x.mcpNm}
+			set(hdrName, x.mcpNm)
 		}
 		for k, v := range r.Header {
 			if strings.HasPrefix(k, hdrParamPrefix) {
@@ -303,13 +312,13 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, cred string) (*ht
 			}
 		}
 	}
-	hd["Traceparent"] = []string{tp}
+	set("Traceparent", tp)
 	if ts != "" {
-		hd["Tracestate"] = []string{ts}
+		set("Tracestate", ts)
 	}
-	hd["User-Agent"] = []string{"mandate-gateway"}
+	set("User-Agent", "mandate-gateway")
 	if cred != "" {
-		hd["Authorization"] = []string{cred}
+		set("Authorization", cred)
 	}
 	resp, err := hop.Send(x.h.client, true, u) // New set noRedirect on every client
 	if err != nil {
