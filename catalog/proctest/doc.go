@@ -15,5 +15,9 @@
 // waits for the child and unlocks only once the child has exited: the
 // forking thread lives exactly as long as the child.
 //
+// RunOnEndingThread runs a function on a thread that ends when it returns,
+// and waits for the end: the tests of Start and of pgtest use it to show
+// that a child survives the thread its starter ran on.
+//
 // Elsewhere than Linux, Start starts the child without a death signal.
 package proctest
