@@ -54,7 +54,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if u := os.Getenv(benchProxyEnv); u != "" { // BenchmarkLLMGateway's proxy process
+	if u := os.Getenv(benchProxyEnv); u != "" { // the gateway benchmarks' proxy process
 		runBenchProxy(u)
 		return
 	}
