@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"syscall"
@@ -70,7 +71,15 @@ func BenchmarkPipeline(b *testing.B) {
 		idle time.Duration
 	}{{"chat", body, false, 0}, {"stream-ttfb", stream, true, 0}, {"chat-after-idle", body, false, 15 * time.Millisecond}} {
 		b.Run(k.name, func(b *testing.B) {
+			// Each call is a region of the execution trace ("mandate",
+			// "proxy"): testdata/tracecalls -wakes counts what a call
+			// hands off between goroutines.
 			call := func(u, auth string) time.Duration {
+				region := "proxy"
+				if auth != "Bearer "+openAIKey {
+					region = "mandate"
+				}
+				defer trace.StartRegion(b.Context(), region).End()
 				t0 := time.Now()
 				req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(k.body))
 				req.Header.Set("Content-Type", "application/json")
