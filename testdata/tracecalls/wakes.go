@@ -134,6 +134,7 @@ func wakes(path string) {
 					}
 				case to == trace.GoSyscall:
 					add("syscall")
+					add("  syscall by " + g.kind + " @ " + site(st.Stack))
 				}
 				if !regionWins && strings.HasPrefix(g.kind, "http.(*conn).serve") {
 					// Server-side windows: a request's wake-up to the
