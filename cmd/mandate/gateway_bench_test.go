@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/exec"
@@ -604,6 +605,13 @@ func runBenchProxy(upstream string) {
 		FlushInterval: -1,
 	}
 	fmt.Println("http://" + ln.Addr().String())
+	// BENCH_PPROF_PROXY_ADDR: the proxy process serves its execution
+	// trace there, to compare its hand-offs with mandate's.
+	if a := os.Getenv("BENCH_PPROF_PROXY_ADDR"); a != "" {
+		pm := http.NewServeMux()
+		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go func() { _ = http.ListenAndServe(a, pm) }()
+	}
 	go func() { _ = http.Serve(ln, rp) }()
 	_, _ = io.Copy(io.Discard, os.Stdin)
 }
