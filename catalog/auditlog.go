@@ -50,7 +50,9 @@ type AuditLogOptions struct {
 	// write (default 2 ms; negative: never wait). A gateway call's
 	// completion then rides with the next call's request record instead
 	// of taking an fsync of its own, which that record would have to wait
-	// behind.
+	// behind. After a write the writer also waits SubmitDelay on its own
+	// timer before it goes idle; events nobody waits for that come
+	// meanwhile do not wake it and are written when that timer fires.
 	SubmitDelay time.Duration
 	// WriteTimeout bounds one store write (default 30 s); a write that
 	// times out fails every event of its batch.
@@ -124,6 +126,16 @@ type AuditLog struct {
 	// failedAt is when the last write failed (zero after a success).
 	failedAt time.Time
 	lastErr  error
+	// lingering: after a write, the writer waits SubmitDelay on its own
+	// timer for the next events before it goes idle. Meanwhile an event
+	// nobody waits for (Submit's) does not wake it: the timer picks it up
+	// within SubmitDelay, as a kick would have (the writer would then
+	// have waited SubmitDelay for a rider). A call's records then cost it
+	// no hand-off to the writer (a goroutine wake-up, on an idle machine
+	// an OS thread's) while calls keep coming.
+	lingering bool
+	// kicks counts the wake-ups sent to the writer (tests).
+	kicks int
 
 	kick    chan struct{} // cap 1: a batch is waiting
 	stop    chan struct{} // closed by Close
@@ -189,7 +201,7 @@ func (l *AuditLog) Record(ctx context.Context, ev AuditEvent) error {
 		l.mu.Unlock()
 		return errAuditClosed()
 	}
-	b := l.openBatch(1)
+	b := l.openBatch(1, true)
 	b.events = append(b.events, ev)
 	b.acked++
 	b.blocked++
@@ -291,7 +303,7 @@ func (l *AuditLog) queue1(ctx context.Context, ev *AuditEvent, acked bool) (*aud
 		}
 		l.mu.Lock()
 	}
-	b := l.openBatch(1)
+	b := l.openBatch(1, acked)
 	b.events = append(b.events, *ev)
 	b.queued++
 	l.queued++
@@ -326,7 +338,7 @@ func (l *AuditLog) RecordBatch(ctx context.Context, events []AuditEvent) error {
 		l.mu.Unlock()
 		return errAuditClosed()
 	}
-	b := l.openBatch(len(evs))
+	b := l.openBatch(len(evs), true)
 	b.events = append(b.events, evs...)
 	b.acked += len(evs)
 	b.blocked += len(evs)
@@ -354,10 +366,15 @@ func (l *AuditLog) oldest() *auditBatch {
 }
 
 // openBatch returns the batch that takes n more events: the open one if
-// they fit, else a new one. Caller holds l.mu.
-func (l *AuditLog) openBatch(n int) *auditBatch {
+// they fit, else a new one. The writer is woken for a new batch, and for
+// events somebody waits for (acked) while it lingers; not for events
+// nobody waits for while it lingers. Caller holds l.mu.
+func (l *AuditLog) openBatch(n int, acked bool) *auditBatch {
 	if k := len(l.queue); k > 0 {
 		if b := l.queue[k-1]; !b.sealed && (len(b.events)+n <= l.o.MaxBatch || len(b.events) == 0) {
+			if acked && l.lingering { // b was queued without a wake-up
+				l.wake()
+			}
 			return b
 		}
 		l.queue[k-1].sealed = true
@@ -367,7 +384,9 @@ func (l *AuditLog) openBatch(n int) *auditBatch {
 	// allocated and cleared per batch); append grows it when more come.
 	b := &auditBatch{events: make([]AuditEvent, 0, min(max(n, 4), max(n, l.o.MaxBatch))), done: make(chan struct{})}
 	l.queue = append(l.queue, b)
-	l.wake()
+	if acked || !l.lingering {
+		l.wake()
+	}
 	return b
 }
 
@@ -391,6 +410,7 @@ func (l *AuditLog) added(b *auditBatch) {
 func (l *AuditLog) wake() {
 	select {
 	case l.kick <- struct{}{}:
+		l.kicks++
 	default:
 	}
 }
@@ -532,20 +552,48 @@ func capJSON(p string, limit int) string {
 
 func errAuditClosed() error { return Errorf(CodeUnavailable, "audit log is closed") }
 
-// writer writes the queued batches one at a time, oldest first.
+// writer writes the queued batches one at a time, oldest first. After
+// writing it lingers for SubmitDelay (see AuditLog.lingering).
 func (l *AuditLog) writer() {
 	defer close(l.stopped)
 	lastSize := 0
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	armed := false // linger runs
 	for {
+		var lingerC <-chan time.Time
+		if armed {
+			lingerC = linger.C
+		}
+		timedOut := false
 		select {
 		case <-l.kick:
+		case <-lingerC:
+			timedOut, armed = true, false
 		case <-l.stop:
 			// Close refuses new events: drain what is queued and stop.
 			for l.writeNext(&lastSize, false) {
 			}
 			return
 		}
-		for l.writeNext(&lastSize, true) {
+		l.mu.Lock()
+		l.lingering = false
+		l.mu.Unlock()
+		// Woken by its own timer, the writer writes at once what queued
+		// while it lingered (those events waited their SubmitDelay).
+		wrote := false
+		for l.writeNext(&lastSize, !timedOut || wrote) {
+			wrote = true
+		}
+		if wrote && l.o.SubmitDelay > 0 {
+			linger.Reset(l.o.SubmitDelay)
+			armed = true
+		}
+		if armed { // after a write, or woken with nothing to write
+			l.mu.Lock()
+			l.lingering = true
+			l.mu.Unlock()
 		}
 	}
 }

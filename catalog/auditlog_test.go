@@ -492,6 +492,65 @@ func TestAuditLogSubmitRidesAlong(t *testing.T) {
 	}
 }
 
+// TestAuditLogSubmitWhileLingering: after a write the writer lingers for
+// SubmitDelay on its own timer; an event nobody waits for (a gateway
+// call's records with --audit-sync off) does not wake it then, one
+// somebody waits for does, and nothing queued is left behind.
+func TestAuditLogSubmitWhileLingering(t *testing.T) {
+	w := &slowWriter{}
+	l := catalog.NewAuditLog(w, catalog.AuditLogOptions{SubmitDelay: time.Hour})
+	defer closeLog(t, l)
+	if err := l.Submit(t.Context(), catalog.AuditEvent{Action: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(t.Context()); err != nil { // written now, then the writer lingers
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); !l.Lingering(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer does not linger after a write")
+		}
+	}
+	kicks := l.Kicks()
+	if err := l.Submit(t.Context(), catalog.AuditEvent{Action: "unawaited"}); err != nil {
+		t.Fatal(err)
+	}
+	if k := l.Kicks(); k != kicks {
+		t.Fatalf("a Submit while the writer lingers woke it (%d wake-ups, want %d)", k, kicks)
+	}
+	// An event somebody waits for wakes it, joining the open batch.
+	ack, err := l.Enqueue(t.Context(), catalog.AuditEvent{Action: "awaited"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := ack.Wait(ctx); err != nil {
+		t.Fatalf("the awaited event: %v (held for the writer's linger)", err)
+	}
+	if writes, events, _ := w.stored(); writes != 2 || events != 3 {
+		t.Fatalf("%d writes of %d events, want 2 writes of 3", writes, events)
+	}
+	// With a short delay the writer's timer writes what queued while it
+	// lingered, and then goes idle: a later Submit wakes it.
+	w2 := &slowWriter{}
+	l2 := catalog.NewAuditLog(w2, catalog.AuditLogOptions{SubmitDelay: time.Millisecond})
+	defer closeLog(t, l2)
+	for i := range 3 {
+		if err := l2.Submit(t.Context(), catalog.AuditEvent{Action: "completion"}); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+			if _, events, _ := w2.stored(); events == i+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("event %d not written", i+1)
+			}
+		}
+	}
+}
+
 // lazyWriter is a slowWriter that also writes lazily (AuditLazyWriter).
 type lazyWriter struct {
 	slowWriter

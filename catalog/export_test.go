@@ -38,3 +38,18 @@ func (l *AuditLog) Pending() int {
 	}
 	return n
 }
+
+// Kicks is how many wake-ups were sent to the log's writer.
+func (l *AuditLog) Kicks() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.kicks
+}
+
+// Lingering reports whether the writer waits on its own timer after a
+// write.
+func (l *AuditLog) Lingering() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lingering
+}

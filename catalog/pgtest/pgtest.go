@@ -1,8 +1,10 @@
 // Package pgtest starts a real PostgreSQL server for a test: initdb into
 // the test's temporary directory, the postmaster on a free 127.0.0.1 port
 // with its unix socket in that directory, and a clean shutdown when the
-// test ends. Tests that compare Mandate with PostgreSQL, and stores backed
-// by PostgreSQL, use it; nothing else may start PostgreSQL its own way.
+// test ends (an immediate one when the test process dies without cleaning
+// up: the postmaster is started through catalog/proctest). Tests that
+// compare Mandate with PostgreSQL, and stores backed by PostgreSQL, use
+// it; nothing else may start PostgreSQL its own way.
 //
 // The server binaries are found in $MANDATE_PG_BIN, else in the newest
 // /usr/lib/postgresql/N/bin, else through pg_config or $PATH. Without them
@@ -39,6 +41,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/mandatehq/mandate/catalog/proctest"
 )
 
 // Superuser is the name of the server's superuser.
@@ -276,25 +280,24 @@ func (s *Server) run(ctx context.Context, tb testing.TB) (retry bool, err error)
 	}
 	cmd := exec.Command(filepath.Join(filepath.Dir(s.Bin("postgres")), "postgres"), args...)
 	cmd.Env, cmd.Dir = env, s.DataDir
-	// Its own process group, and an immediate shutdown if the test
-	// process dies without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGQUIT}
+	// Its own process group, and an immediate shutdown (SIGQUIT) if the
+	// test process dies without cleaning up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
 	log := &logWatch{ready: make(chan struct{})}
 	cmd.Stderr = log
-	if err := cmd.Start(); err != nil {
+	child, err := proctest.Start(cmd, syscall.SIGQUIT)
+	if err != nil {
 		return false, fmt.Errorf("start postgres: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	stop := sync.OnceFunc(func() {
 		// Fast shutdown; immediate (SIGQUIT), then SIGKILL of the whole
 		// group if it takes too long.
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		select {
-		case <-exited:
+		case <-child.Done():
 		case <-time.After(30 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
+			<-child.Done()
 		}
 	})
 	select {
@@ -302,13 +305,13 @@ func (s *Server) run(ctx context.Context, tb testing.TB) (retry bool, err error)
 		s.stop = stop
 		tb.Cleanup(stop)
 		return false, nil
-	case err := <-exited:
+	case <-child.Done():
 		msg := log.String()
 		return strings.Contains(msg, "could not bind") || strings.Contains(msg, "could not create any TCP/IP sockets"),
-			fmt.Errorf("postgres exited (%v):\n%s", err, msg)
+			fmt.Errorf("postgres exited (%v):\n%s", child.Err(), msg)
 	case <-ctx.Done():
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
+		<-child.Done()
 		return false, fmt.Errorf("postgres did not become ready: %w\n%s", ctx.Err(), log.String())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/mandatehq/mandate/catalog/pgtest"
+	"github.com/mandatehq/mandate/catalog/proctest"
 )
 
 // The server starts, answers over TCP with the password, has the settings
@@ -41,5 +42,25 @@ func TestRestart(t *testing.T) {
 	var v int
 	if err := s.Connect(t, "postgres").QueryRow(t.Context(), "SELECT v FROM kept").Scan(&v); err != nil || v != 7 {
 		t.Fatalf("after the restart: %v, %d", err, v)
+	}
+}
+
+// A server started from a goroutine that locked its OS thread and returned
+// without unlocking it (the runtime then ends the thread, as it does a
+// niced audit applier's) keeps running: the postmaster's death signal is
+// tied to the thread that forked it, which pgtest keeps alive until the
+// postmaster exits.
+func TestStartOnEndingThread(t *testing.T) {
+	var s *pgtest.Server
+	proctest.RunOnEndingThread(t, func() { s = pgtest.Start(t, pgtest.Options{}) })
+	if s == nil { // Start failed or skipped on the other goroutine
+		if !t.Skipped() {
+			t.FailNow()
+		}
+		return
+	}
+	var one int
+	if err := s.Connect(t, "postgres").QueryRow(t.Context(), "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("after the starting thread ended: %v", err)
 	}
 }

@@ -16,8 +16,11 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mandatehq/mandate/catalog/proctest"
 )
 
 // conformanceDir holds the pinned npm packages (make deps runs npm ci).
@@ -190,11 +193,11 @@ func startReferenceServer(t *testing.T, nodeBin string, env []string) string {
 		ref.Env = append(env, "PORT="+port)
 		var output syncBuffer
 		ref.Stdout, ref.Stderr = &output, &output
-		if err := ref.Start(); err != nil {
+		child, err := proctest.Start(ref, syscall.SIGKILL) // killed if this test process dies (-timeout)
+		if err != nil {
 			t.Fatal(err)
 		}
-		exited := make(chan struct{})
-		go func() { _ = ref.Wait(); close(exited) }()
+		exited := child.Done()
 		t.Cleanup(func() { _ = ref.Process.Kill(); <-exited })
 		// The reference answers GET /mcp without a session with a JSON-RPC
 		// error; a server that does not (another process holds the port)

@@ -32,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mandatehq/mandate/catalog/duckstore"
+	"github.com/mandatehq/mandate/catalog/proctest"
 	"github.com/mandatehq/mandate/schema"
 )
 
@@ -53,7 +54,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if u := os.Getenv(benchProxyEnv); u != "" { // BenchmarkLLMGateway's proxy process
+	if u := os.Getenv(benchProxyEnv); u != "" { // the gateway benchmarks' proxy process
 		runBenchProxy(u)
 		return
 	}
@@ -174,8 +175,7 @@ type server struct {
 	cmd    *exec.Cmd
 	stdout syncBuffer
 	stderr syncBuffer
-	done   chan struct{} // closed when the process has exited
-	state  *os.ProcessState
+	done   <-chan struct{} // closed when the process has exited (cmd.ProcessState is set)
 }
 
 var errExited = errors.New("server exited")
@@ -224,7 +224,7 @@ func startServer(t testing.TB, o serverOpts) *server {
 func launch(t testing.TB, o serverOpts) (*server, error) {
 	t.Helper()
 	addrs := freeAddrs(t, 2)
-	s := &server{dataDir: o.dataDir, sqlAddr: addrs[0], httpAddr: addrs[1], done: make(chan struct{}), httpURL: "http://" + addrs[1]}
+	s := &server{dataDir: o.dataDir, sqlAddr: addrs[0], httpAddr: addrs[1], httpURL: "http://" + addrs[1]}
 	if o.httpTLS {
 		s.httpURL = "https://" + addrs[1]
 	}
@@ -247,14 +247,12 @@ func launch(t testing.TB, o serverOpts) (*server, error) {
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = env
 	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
-	if err := s.cmd.Start(); err != nil {
+	// Killed if this test process dies without stopping it (-timeout).
+	child, err := proctest.Start(s.cmd, syscall.SIGKILL)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		_ = s.cmd.Wait()
-		s.state = s.cmd.ProcessState
-		close(s.done)
-	}()
+	s.done = child.Done()
 	t.Cleanup(func() {
 		if !s.exited() {
 			s.stop(t)
@@ -297,7 +295,7 @@ func (s *server) waitReady() error {
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("%w: %s", errExited, s.state)
+			return fmt.Errorf("%w: %s", errExited, s.cmd.ProcessState)
 		case <-time.After(25 * time.Millisecond):
 		}
 	}
@@ -323,7 +321,7 @@ func (s *server) wait(t testing.TB) int {
 		<-s.done
 		t.Fatalf("server did not exit within %s; stderr:\n%s", stopTimeout, s.stderr.String())
 	}
-	return s.state.ExitCode()
+	return s.cmd.ProcessState.ExitCode()
 }
 
 // stop sends SIGTERM and checks that the server exits 0.

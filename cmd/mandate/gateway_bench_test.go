@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/exec"
@@ -30,12 +31,16 @@ import (
 	"github.com/mandatehq/mandate/gateway/llm/llmtest"
 )
 
-// The gateway benchmarks measure three paths to one fast local upstream
+// The gateway benchmarks measure these paths to one fast local upstream
 // (a JSON-RPC responder answering every tools/call at once) in one run:
 //
 //	direct   the upstream itself
 //	proxy    a bare net/http/httputil.ReverseProxy with keep-alive: the
 //	         floor any extra hop costs on this machine
+//	proxy-process
+//	         the same bare proxy in a process of its own (the test binary
+//	         re-executed, benchProxyEnv), like mandate: the baseline the
+//	         "added" latency is measured over
 //	mandate  `mandate serve --dev` (a subprocess): bearer JWT verified,
 //	         USE_CONNECTION decided for alice and coding-agent, a
 //	         mandate_jwt minted for the upstream, and the call's audit
@@ -50,10 +55,16 @@ import (
 //	         reports the catalog round trips per call (catalog-asks/call,
 //	         from the node's /healthz decision cache counters)
 //
-// The load generator, the upstream and the proxy share this process; all
-// of it shares the 2 cores with the mandate subprocess.
+// Every path served by a process of its own reports that process's CPU
+// per call (server-cpu-µs/call; mandate's after its audit log stored the
+// run's rows). The knobs are BenchmarkLLMGateway's, from the same code:
+// BENCH_BASELINE_BIN (paths baseline and baseline-audit-sync-off),
+// BENCH_PIN="server=0;loadgen=1" (the proxy process, every mandate and
+// the node on CPU 0, this process on CPU 1), BENCH_LLM_RATE (the paced
+// rate, default 1,000/s), BENCH_PPROF_ADDR with BENCH_PPROF_PATH.
 //
 //	go test -run '^$' -bench BenchmarkGateway -benchtime 20000x ./cmd/mandate
+//	BENCH_PIN='server=0;loadgen=1' go test -run '^$' -bench BenchmarkGateway -benchtime 5000x ./cmd/mandate
 func BenchmarkGateway(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(fastUpstream))
 	b.Cleanup(up.Close)
@@ -64,56 +75,36 @@ func BenchmarkGateway(b *testing.B) {
 		Transport: transport,
 	})
 	b.Cleanup(proxy.Close)
-
-	var env []string
-	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" { // profile the server: go tool pprof http://ADDR/debug/pprof/profile
-		env = append(env, "MANDATE_PPROF_ADDR="+a)
-	}
-	// pid and admin: a mandate serve process, whose CPU per call is
-	// reported (after its audit log stored the run's rows).
-	type gwPath struct {
-		name, url, token string
-		pid              int
-		admin            *pgx.Conn
-	}
-	paths := []gwPath{
+	childURL, childPID := startBenchProxy(b, up.URL)
+	paths := []benchPath{
 		{name: "direct", url: up.URL + "/mcp"},
 		{name: "proxy", url: proxy.URL + "/mcp"},
+		{name: "proxy-process", url: childURL + "/mcp", pid: childPID},
 	}
 	var nodeAddr string
-	variants := benchVariants(b)
-	for _, v := range variants {
-		mode := v.mode
-		args, venv := []string{"--dev", "--log-level", "warn", "--audit-sync", mode}, env
-		if v.store != "" {
-			args = append(args, "--store", v.store)
-			venv = append(slices.Clone(env), "MANDATE_MASTER_KEY="+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
-		}
-		s := startServer(b, serverOpts{args: args, env: venv, bin: v.bin})
-		c := s.admin(b)
+	for _, m := range benchMandates(b, func(s *server, c *pgx.Conn) string {
 		mustExec(b, c,
 			`CREATE USER "alice@example.com"`,
 			`CREATE SERVICE PRINCIPAL "coding-agent"`,
 			`CREATE CONNECTION bench TYPE MCP OPTIONS (url '`+up.URL+`/mcp', auth_mode 'mandate_jwt', scopes 'repo')`,
 			`GRANT USE_CONNECTION ON CONNECTION bench TO "alice@example.com"`,
 			`GRANT USE_CONNECTION ON CONNECTION bench TO "coding-agent"`)
-		token := e2eToken(b, s, "alice@example.com", "coding-agent")
-		name := v.prefix
-		if mode == "off" {
-			name += "-audit-sync-off"
-		}
-		paths = append(paths, gwPath{name, "http://" + s.httpAddr + "/mcp/bench", token, s.cmd.Process.Pid, c})
-		if mode != "on" || v.bin != "" {
+		return e2eToken(b, s, "alice@example.com", "coding-agent")
+	}) {
+		m.path.url = "http://" + m.server.httpAddr + "/mcp/bench"
+		paths = append(paths, m.path)
+		if m.variant.mode != "on" || m.variant.bin != "" || m.variant.store != "" {
 			continue
 		}
 		// The node's public URL is the catalog's, so that dev tokens (whose
 		// audience is the serve process's URL) are accepted by both.
 		nodeAddr = freeAddrs(b, 1)[0]
-		startProcess(b, []string{"gateway", "--catalog", "http://" + s.httpAddr,
+		s := m.server
+		node := startProcess(b, []string{"gateway", "--catalog", "http://" + s.httpAddr,
 			"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", nodeAddr,
 			"--oidc-issuer", "http://" + s.httpAddr + "/oidc", "--public-url", "http://" + s.httpAddr,
 			"--data-dir", nodeDataDir(b, s.dataDir, ""), "--log-level", "warn"}, "Mandate gateway is ready")
-		paths = append(paths, gwPath{name: "node", url: "http://" + nodeAddr + "/mcp/bench", token: token})
+		paths = append(paths, benchPath{name: "node", url: "http://" + nodeAddr + "/mcp/bench", token: m.path.token, pid: node.cmd.Process.Pid})
 	}
 	// asks reads the node's decision cache misses (catalog round trips);
 	// -1 when the node does not report them.
@@ -141,92 +132,30 @@ func BenchmarkGateway(b *testing.B) {
 			b.ReportMetric(float64(after-before)/float64(b.N), "catalog-asks/call")
 		}
 	}
-	// reportCPU reports a serve process's CPU per call since cpu0, once a
-	// query of the audit table made it store what its log still held.
-	reportCPU := func(b *testing.B, p gwPath, cpu0 time.Duration) {
-		if p.pid == 0 {
-			return
-		}
-		var n int64
-		if err := p.admin.QueryRow(b.Context(), `SELECT count(*) FROM system.access.audit`).Scan(&n); err != nil {
-			b.Fatalf("settling the audit log: %v", err)
-		}
-		b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
-	}
-	// A first pass checks each path answers (and warms connections).
+	pinGatewayBench(b, paths)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
-	for _, p := range paths {
-		if err := callTool(client, p.url, p.token, 1); err != nil {
-			b.Fatalf("%s: %v", p.name, err)
+	call := func(p benchPath) func(i int64) (time.Duration, error) {
+		return func(i int64) (time.Duration, error) {
+			t0 := time.Now()
+			err := callTool(client, p.url, p.token, i)
+			return time.Since(t0), err
 		}
 	}
+	benchWarm(b, paths, call)
+	const settleQuery = `SELECT count(*) FROM system.access.audit`
 	for _, p := range paths {
 		b.Run("throughput-32conns/"+p.name, func(b *testing.B) {
 			before := asks(p.name)
-			cpu0 := procCPU(p.pid)
-			var next atomic.Int64
-			var failed atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for range 32 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := next.Add(1)
-						if i > int64(b.N) {
-							return
-						}
-						if err := callTool(client, p.url, p.token, i); err != nil {
-							failed.Add(1)
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			el := time.Since(start)
-			if n := failed.Load(); n > 0 {
-				b.Fatalf("%d of %d calls failed", n, b.N)
-			}
-			b.ReportMetric(float64(b.N)/el.Seconds(), "calls/s")
+			benchThroughput(b, p, call(p), settleQuery)
 			reportAsks(b, p.name, before)
-			reportCPU(b, p, cpu0)
 		})
 	}
+	rate := benchRate()
 	for _, p := range paths {
-		b.Run("paced-1000/s/"+p.name, func(b *testing.B) {
+		b.Run(fmt.Sprintf("paced-%d/s/%s", rate, p.name), func(b *testing.B) {
 			before := asks(p.name)
-			cpu0 := procCPU(p.pid)
-			lat := make([]time.Duration, b.N)
-			var failed atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for i := range b.N {
-				due := start.Add(time.Duration(i) * time.Millisecond)
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d) // the pace of the load, not a synchronisation
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					t0 := time.Now()
-					if err := callTool(client, p.url, p.token, int64(i)); err != nil {
-						failed.Add(1)
-					}
-					lat[i] = time.Since(t0)
-				}()
-			}
-			wg.Wait()
-			if n := failed.Load(); n > 0 {
-				b.Fatalf("%d of %d calls failed", n, b.N)
-			}
-			slices.Sort(lat)
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			benchPaced(b, p, rate, call(p), settleQuery)
 			reportAsks(b, p.name, before)
-			reportCPU(b, p, cpu0)
 		})
 	}
 }
@@ -312,40 +241,13 @@ func BenchmarkLLMGateway(b *testing.B) {
 		FlushInterval: -1,
 	})
 	b.Cleanup(proxy.Close)
-	var env []string
-	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" {
-		env = append(env, "MANDATE_PPROF_ADDR="+a)
-	}
-	type path struct {
-		name, url, token string
-		pid              int // the serving process when it is not this one: its CPU per call is reported
-	}
 	// proxy-process: the same bare proxy in a process of its own, like
 	// mandate: on a loaded machine a hop through another process waits
 	// for the scheduler, which the in-process proxy does not.
 	childURL, childPID := startBenchProxy(b, up.URL)
-	paths := []path{{"direct", up.URL + "/v1/chat/completions", e2eOpenAIKey, 0}, {"proxy", proxy.URL + "/v1/chat/completions", "", 0},
-		{"proxy-process", childURL + "/v1/chat/completions", "", childPID}}
-	admins := map[string]*pgx.Conn{} // mandate's SQL, by path name
-	variants := benchVariants(b)
-	for _, v := range variants {
-		mode := v.mode
-		// BENCH_PPROF_PATH names the one path whose server serves the
-		// profiler at BENCH_PPROF_ADDR (default: the first started).
-		venv, name := env, v.prefix
-		if mode == "off" {
-			name += "-audit-sync-off"
-		}
-		if pp := os.Getenv("BENCH_PPROF_PATH"); pp != "" && pp != name {
-			venv = nil
-		}
-		args := []string{"--dev", "--log-level", "warn", "--audit-sync", mode}
-		if v.store != "" {
-			args = append(args, "--store", v.store)
-			venv = append(slices.Clone(venv), "MANDATE_MASTER_KEY="+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
-		}
-		s := startServer(b, serverOpts{args: args, env: venv, bin: v.bin})
-		c := s.admin(b)
+	paths := []benchPath{{name: "direct", url: up.URL + "/v1/chat/completions", token: e2eOpenAIKey}, {name: "proxy", url: proxy.URL + "/v1/chat/completions"},
+		{name: "proxy-process", url: childURL + "/v1/chat/completions", pid: childPID}}
+	for _, m := range benchMandates(b, func(s *server, c *pgx.Conn) string {
 		mustExec(b, c,
 			`CREATE USER "alice@example.com"`,
 			`CREATE SERVICE PRINCIPAL "claude-code"`,
@@ -361,109 +263,40 @@ func BenchmarkLLMGateway(b *testing.B) {
 		if err := c.QueryRow(b.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com" VIA "claude-code"`).Scan(&tok); err != nil {
 			b.Fatal(err)
 		}
-		paths = append(paths, path{name, "http://" + s.httpAddr + "/llm/v1/chat/completions", tok, s.cmd.Process.Pid})
-		admins[name] = c
+		return tok
+	}) {
+		m.path.url = "http://" + m.server.httpAddr + "/llm/v1/chat/completions"
+		paths = append(paths, m.path)
 	}
-	var servers []int // the servers under test: the proxy process and every mandate
-	for _, p := range paths {
-		if p.pid != 0 {
-			servers = append(servers, p.pid)
-		}
-	}
-	pinLLMBench(b, servers)
+	pinGatewayBench(b, paths)
 	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)[:900]
 	chatBody := []byte(`{"model":"frontier","max_tokens":2048,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + prompt + ` mock:out=1024"}]}`)
 	streamBody := []byte(`{"model":"frontier","stream":true,"max_tokens":2048,"messages":[{"role":"user","content":"` + prompt + ` mock:out=64 mock:slow=1ms"}]}`)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
+	call := func(body []byte, ttfb bool) func(p benchPath) func(int64) (time.Duration, error) {
+		return func(p benchPath) func(int64) (time.Duration, error) {
+			return func(int64) (time.Duration, error) { return llmCall(client, p.url, p.token, body, ttfb) }
+		}
+	}
+	chat := call(chatBody, false)
+	benchWarm(b, paths, chat)
+	const settleQuery = `SELECT count(*) FROM system.ai_gateway.usage`
 	for _, p := range paths {
-		for range 20 { // checks each path answers, warms connections
-			if _, err := llmCall(client, p.url, p.token, chatBody, false); err != nil {
-				b.Fatalf("%s: %v", p.name, err)
-			}
-		}
+		b.Run("throughput-32conns/"+p.name, func(b *testing.B) { benchThroughput(b, p, chat(p), settleQuery) })
 	}
+	rate := benchRate()
 	for _, p := range paths {
-		b.Run("throughput-32conns/"+p.name, func(b *testing.B) {
-			var next, failed atomic.Int64
-			var wg sync.WaitGroup
-			cpu0 := procCPU(p.pid)
-			b.ResetTimer()
-			start := time.Now()
-			for range 32 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						if _, err := llmCall(client, p.url, p.token, chatBody, false); err != nil {
-							failed.Add(1)
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			if n := failed.Load(); n > 0 {
-				b.Fatalf("%d of %d calls failed", n, b.N)
-			}
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
-			if p.pid != 0 {
-				settle(b, admins[p.name])
-				b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
-			}
-		})
+		b.Run(fmt.Sprintf("paced-%d/s/%s", rate, p.name), func(b *testing.B) { benchPaced(b, p, rate, chat(p), settleQuery) })
 	}
-	// BENCH_LLM_RATE sets the pace (calls/s, default 1,000): a loaded
-	// machine that cannot keep 1,000/s even on the direct path measures
-	// queueing, not the gateway.
-	rate := 1000
-	if v, err := strconv.Atoi(os.Getenv("BENCH_LLM_RATE")); err == nil && v > 0 {
-		rate = v
-	}
-	paced := func(b *testing.B, p path, body []byte, ttfb bool) {
-		lat := make([]time.Duration, b.N)
-		var failed atomic.Int64
-		var firstErr atomic.Value
-		var wg sync.WaitGroup
-		cpu0 := procCPU(p.pid)
-		b.ResetTimer()
-		start := time.Now()
-		for i := range b.N {
-			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
-				time.Sleep(d) // the pace of the load, not a synchronisation
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				d, err := llmCall(client, p.url, p.token, body, ttfb)
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				}
-				lat[i] = d
-			}()
-		}
-		wg.Wait()
-		if n := failed.Load(); n > 0 {
-			b.Fatalf("%d of %d calls failed; the first: %v", n, b.N, firstErr.Load())
-		}
-		slices.Sort(lat)
-		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-		if p.pid != 0 {
-			settle(b, admins[p.name])
-			b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
-		}
-	}
-	for _, p := range paths {
-		b.Run(fmt.Sprintf("paced-%d/s/%s", rate, p.name), func(b *testing.B) { paced(b, p, chatBody, false) })
-	}
+	stream := call(streamBody, true)
 	for _, p := range paths {
 		b.Run(fmt.Sprintf("stream-ttfb-paced-%d/s/%s", rate, p.name), func(b *testing.B) {
-			paced(b, p, streamBody, true)
+			benchPaced(b, p, rate, stream(p), settleQuery)
 			// The server's own time to the first byte (ttft_ms: from the
 			// forward stage's start to the first event's flush): what the
 			// client waits beyond it is the stages before forwarding and
 			// the hops through the scheduler.
-			if c := admins[p.name]; c != nil {
+			if c := p.admin; c != nil {
 				var ms float64
 				if err := c.QueryRow(b.Context(), `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_ms) FROM system.ai_gateway.usage WHERE streaming`).Scan(&ms); err != nil {
 					b.Logf("server ttft: %v", err)
@@ -475,11 +308,171 @@ func BenchmarkLLMGateway(b *testing.B) {
 	}
 }
 
-// pinLLMBench applies BENCH_PIN to BenchmarkLLMGateway: "server=CPUS"
-// pins the servers (pids; their runtimes follow the CPUs within a
-// second), "loadgen=CPUS" this process, whose GOMAXPROCS it sets to the
-// CPUs' count for the benchmark.
-func pinLLMBench(b *testing.B, servers []int) {
+// benchPath is one path a gateway benchmark measures.
+type benchPath struct {
+	name, url, token string
+	pid              int       // the serving process when it is not this one: its CPU per call is reported
+	admin            *pgx.Conn // a mandate serve path's SQL (nil for others)
+}
+
+// benchMandate is one started mandate serve of benchVariants: its path
+// (name, token, pid and admin set; the caller sets the URL).
+type benchMandate struct {
+	path    benchPath
+	variant benchVariant
+	server  *server
+}
+
+// benchMandates starts the mandate serve processes of benchVariants,
+// each set up by setup (its catalog; it returns the caller's token).
+// BENCH_PPROF_ADDR serves the profiler of the path named by
+// BENCH_PPROF_PATH (default: of the first started; the others cannot bind
+// the address).
+func benchMandates(b *testing.B, setup func(s *server, c *pgx.Conn) string) []benchMandate {
+	b.Helper()
+	var env []string
+	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" { // go tool pprof http://ADDR/debug/pprof/profile
+		env = append(env, "MANDATE_PPROF_ADDR="+a)
+	}
+	var out []benchMandate
+	for _, v := range benchVariants(b) {
+		venv, name := env, v.prefix
+		if v.mode == "off" {
+			name += "-audit-sync-off"
+		}
+		if pp := os.Getenv("BENCH_PPROF_PATH"); pp != "" && pp != name {
+			venv = nil
+		}
+		args := []string{"--dev", "--log-level", "warn", "--audit-sync", v.mode}
+		if v.store != "" {
+			args = append(args, "--store", v.store)
+			venv = append(slices.Clone(venv), "MANDATE_MASTER_KEY="+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
+		}
+		s := startServer(b, serverOpts{args: args, env: venv, bin: v.bin})
+		c := s.admin(b)
+		tok := setup(s, c)
+		out = append(out, benchMandate{benchPath{name: name, token: tok, pid: s.cmd.Process.Pid, admin: c}, v, s})
+	}
+	return out
+}
+
+// benchWarm checks that each path answers and warms its connections.
+func benchWarm(b *testing.B, paths []benchPath, call func(benchPath) func(int64) (time.Duration, error)) {
+	b.Helper()
+	for _, p := range paths {
+		c := call(p)
+		for i := range 20 {
+			if _, err := c(int64(i)); err != nil {
+				b.Fatalf("%s: %v", p.name, err)
+			}
+		}
+	}
+}
+
+// benchRate is the paced benchmarks' rate (calls/s): BENCH_LLM_RATE,
+// default 1,000. A loaded machine that cannot keep 1,000/s even on the
+// direct path measures queueing, not the gateway.
+func benchRate() int {
+	if v, err := strconv.Atoi(os.Getenv("BENCH_LLM_RATE")); err == nil && v > 0 {
+		return v
+	}
+	return 1000
+}
+
+// benchThroughput makes b.N calls over 32 concurrent connections and
+// reports calls/s and, for a path served by another process, its CPU
+// per call (once a mandate path stored the run's records, settleQuery).
+func benchThroughput(b *testing.B, p benchPath, call func(int64) (time.Duration, error), settleQuery string) {
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	cpu0 := procCPU(p.pid)
+	b.ResetTimer()
+	start := time.Now()
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if _, err := call(i); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d calls failed; the first: %v", n, b.N, firstErr.Load())
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "calls/s")
+	reportServerCPU(b, p, cpu0, settleQuery)
+}
+
+// benchPaced makes b.N calls in an open loop at rate calls/s, each on its
+// own goroutine, and reports their p50 and p99 and the server's CPU per
+// call as benchThroughput does.
+func benchPaced(b *testing.B, p benchPath, rate int, call func(int64) (time.Duration, error), settleQuery string) {
+	lat := make([]time.Duration, b.N)
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	cpu0 := procCPU(p.pid)
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
+			time.Sleep(d) // the pace of the load, not a synchronisation
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := call(int64(i))
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+			}
+			lat[i] = d
+		}()
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d calls failed; the first: %v", n, b.N, firstErr.Load())
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	reportServerCPU(b, p, cpu0, settleQuery)
+}
+
+// reportServerCPU reports the CPU per call p's serving process used since
+// cpu0 (nothing for a path served in this process), after a mandate path
+// stored what its audit log still held (settle).
+func reportServerCPU(b *testing.B, p benchPath, cpu0 time.Duration, settleQuery string) {
+	if p.pid == 0 {
+		return
+	}
+	settle(b, p.admin, settleQuery)
+	b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
+}
+
+// pinGatewayBench applies BENCH_PIN to a gateway benchmark:
+// "server=CPUS" pins the servers under test (the paths served by another
+// process: the proxy process and every mandate; their runtimes follow the
+// CPUs within a second), "loadgen=CPUS" this process, whose GOMAXPROCS it
+// sets to the CPUs' count for the benchmark.
+func pinGatewayBench(b *testing.B, paths []benchPath) {
+	var servers []int
+	for _, p := range paths {
+		if p.pid != 0 {
+			servers = append(servers, p.pid)
+		}
+	}
 	spec := benchPins(b, "server, loadgen", func(who, cpus string) bool {
 		switch who {
 		case "server":
@@ -549,16 +542,16 @@ func cpuCount(b *testing.B, cpus string) int {
 	return n
 }
 
-// settle makes mandate store what its audit log still holds (a query of
-// the usage table applies every pending record first), so that the CPU
-// per call counts storing the calls' rows, which the log otherwise does
-// after the run. c nil (not a mandate path): nothing.
-func settle(b *testing.B, c *pgx.Conn) {
+// settle makes mandate store what its audit log still holds (query, a
+// count of a system table, applies every pending record first), so that
+// the CPU per call counts storing the calls' rows, which the log otherwise
+// does after the run. c nil (not a mandate path): nothing.
+func settle(b *testing.B, c *pgx.Conn, query string) {
 	if c == nil {
 		return
 	}
 	var n int64
-	if err := c.QueryRow(b.Context(), `SELECT count(*) FROM system.ai_gateway.usage`).Scan(&n); err != nil {
+	if err := c.QueryRow(b.Context(), query).Scan(&n); err != nil {
 		b.Fatalf("settling the audit log: %v", err)
 	}
 }
@@ -590,7 +583,8 @@ func procCPU(pid int) time.Duration {
 const benchProxyEnv = "MANDATE_BENCH_PROXY_CHILD"
 
 // runBenchProxy serves a bare httputil.ReverseProxy to upstream (adding
-// the provider key) on a free loopback port, prints the port's URL and
+// the provider key, which BenchmarkGateway's MCP upstream ignores: mandate
+// adds a credential header there too) on a free loopback port, prints the port's URL and
 // serves until its standard input closes.
 func runBenchProxy(upstream string) {
 	u, err := url.Parse(upstream)
@@ -611,6 +605,13 @@ func runBenchProxy(upstream string) {
 		FlushInterval: -1,
 	}
 	fmt.Println("http://" + ln.Addr().String())
+	// BENCH_PPROF_PROXY_ADDR: the proxy process serves its execution
+	// trace there, to compare its hand-offs with mandate's.
+	if a := os.Getenv("BENCH_PPROF_PROXY_ADDR"); a != "" {
+		pm := http.NewServeMux()
+		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go func() { _ = http.ListenAndServe(a, pm) }()
+	}
 	go func() { _ = http.Serve(ln, rp) }()
 	_, _ = io.Copy(io.Discard, os.Stdin)
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandatehq/mandate/catalog/proctest"
 )
 
 // TestMCPTokenExchange: a token_exchange connection. The gateway, as a
@@ -161,7 +163,7 @@ type process struct {
 	cmd    *exec.Cmd
 	stdout syncBuffer
 	stderr syncBuffer
-	done   chan struct{}
+	done   <-chan struct{} // closed when the process has exited
 }
 
 // startProcess starts the binary with args and waits until its stdout
@@ -198,14 +200,15 @@ func startOnFreeAddr(t testing.TB, args func(addr string) []string, ready string
 // exited (or was killed) when it is not nil.
 func launchProcess(t testing.TB, args []string, ready string) (*process, error) {
 	t.Helper()
-	p := &process{done: make(chan struct{})}
-	p.cmd = exec.Command(mandateBinary(t), args...)
+	p := &process{cmd: exec.Command(mandateBinary(t), args...)}
 	p.cmd.Env = baseEnv()
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	if err := p.cmd.Start(); err != nil {
+	// Killed if this test process dies without stopping it (-timeout).
+	child, err := proctest.Start(p.cmd, syscall.SIGKILL)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	p.done = child.Done()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {

@@ -200,6 +200,15 @@ func (s scratch) worst(call *Call) (Money, error) {
 	return w, nil
 }
 
+// Limits reports whether any definition may apply to a call of kind: a
+// rate limit on some securable, or, for a model service, a budget. When
+// it does not, Reserve admits every call of that kind without reserving
+// anything, whatever its IDs, so a caller may skip resolving them.
+func (l *Limiter) Limits(kind SecurableKind) bool {
+	p := l.pol.Load()
+	return len(p.secs) > 0 || kind != Connection && len(p.budgets) > 0
+}
+
 // Reserve admits a call or refuses it with a *Refusal. In one atomic step
 // over every window and budget account the call is charged to, it checks
 // that each has room and takes it: one request, InputTokens+MaxTokens

@@ -75,6 +75,9 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 	if c.Listing || c.Identity == nil {
 		return nil, nil // a listing calls no upstream
 	}
+	if !s.lim.Limits(kind) {
+		return nil, nil // nothing defined that could apply: no names to resolve
+	}
 	sec, ok := s.ids.SecurableID(c.Securable.Type, c.Securable.Name)
 	subj, ok2 := s.ids.PrincipalID(c.Identity.Subject)
 	if !ok || !ok2 {

@@ -110,3 +110,70 @@ func TestCounted(t *testing.T) {
 		}
 	}
 }
+
+// countingIDs is a Resolver that counts its lookups.
+type countingIDs struct {
+	ids
+	n int
+}
+
+func (c *countingIDs) PrincipalID(n string) (catalog.ID, bool) { c.n++; return c.ids.PrincipalID(n) }
+func (c *countingIDs) SecurableID(t catalog.SecurableType, n string) (catalog.ID, bool) {
+	c.n++
+	return c.ids.SecurableID(t, n)
+}
+
+// TestReserveResolvesOnlyWhenDefined: with no definition that could apply
+// to a call's kind, the stage admits it without resolving a name (an MCP
+// call when only budgets exist, any call when nothing is defined); once
+// one could apply, it resolves and reserves, and a name gone from the
+// catalog is refused as before.
+func TestReserveResolvesOnlyWhenDefined(t *testing.T) {
+	names := ids{"alice": 10, "coding-agent": 11, "system.ai.github": 30, "system.ai.frontier": 20}
+	mcp := func(conn string) *pipeline.Call {
+		return &pipeline.Call{Identity: &gateway.Identity{Subject: "alice", Actor: "coding-agent"}, Action: "tools/call",
+			Securable: enforce.SecurableRef{Type: typeConnection, Name: conn}}
+	}
+	llm := &pipeline.Call{Identity: &gateway.Identity{Subject: "alice"},
+		Securable: enforce.SecurableRef{Type: typeModelService, Name: "system.ai.frontier"},
+		Model: &pipeline.ModelCall{InputTokens: 10, MaxTokens: 10,
+			Destinations: []pipeline.ModelDestination{{Service: "p", Model: "m", Price: gateway.ModelPrice{Input: 2, Output: 8}, Priced: true}}}}
+	budget := limits.Budget{Name: "b", Limit: limits.USD, Level: limits.LevelUser, Principal: 10, PrincipalName: "alice"}
+	for _, tc := range []struct {
+		name     string
+		defs     limits.Definitions
+		call     *pipeline.Call
+		resolves bool
+		reserved bool
+		refused  bool
+	}{
+		{"nothing defined, mcp", limits.Definitions{}, mcp("system.ai.github"), false, false, false},
+		{"nothing defined, mcp, name gone", limits.Definitions{}, mcp("system.ai.gone"), false, false, false},
+		{"nothing defined, llm", limits.Definitions{}, llm, false, false, false},
+		{"budget only, mcp", limits.Definitions{Budgets: []limits.Budget{budget}}, mcp("system.ai.github"), false, false, false},
+		{"budget only, llm", limits.Definitions{Budgets: []limits.Budget{budget}}, llm, true, true, false},
+		{"limit on the connection", limits.Definitions{RateLimits: []limits.RateLimit{{Securable: 30, Level: limits.LevelEachUser, Requests: 10}}},
+			mcp("system.ai.github"), true, true, false},
+		{"limit elsewhere, name gone", limits.Definitions{RateLimits: []limits.RateLimit{{Securable: 20, Level: limits.LevelEachUser, Requests: 10}}},
+			mcp("system.ai.gone"), true, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lim := limits.New(limits.Options{})
+			if err := lim.Apply(t.Context(), tc.defs); err != nil {
+				t.Fatal(err)
+			}
+			res := &countingIDs{ids: names}
+			r, err := New(lim, res).Reserve(t.Context(), tc.call)
+			if (res.n > 0) != tc.resolves {
+				t.Errorf("%d lookups, want some: %v", res.n, tc.resolves)
+			}
+			var pe *pipeline.Error
+			if refused := errors.As(err, &pe) && pe.Status == http.StatusServiceUnavailable; refused != tc.refused || (err != nil && !tc.refused) {
+				t.Errorf("error %v, want a refusal: %v", err, tc.refused)
+			}
+			if (r != nil) != tc.reserved {
+				t.Errorf("reservation %v, want one: %v", r, tc.reserved)
+			}
+		})
+	}
+}

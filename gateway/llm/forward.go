@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/mandatehq/mandate/gateway/internal/hop"
 )
 
 // Route is where a model service sends a call: a weighted split over
@@ -161,18 +163,12 @@ func NewForwarder() *Forwarder {
 	return &Forwarder{Client: cl, own: cl}
 }
 
-// send sends one upstream request. With the client NewForwarder made
-// (redirects never followed, no cookie jar, no overall timeout) the
-// request goes straight to its transport: http.Client.Do would only copy
-// the request's headers for redirects it never follows. A destination URL
-// with user info (which Client.Do turns into basic auth) and any other
-// client go through Client.Do.
+// send sends one upstream request (gateway/internal/hop): with the client
+// NewForwarder made (redirects never followed, no cookie jar, no overall
+// timeout) straight to its transport; any other client goes through
+// Client.Do.
 func (f *Forwarder) send(req *http.Request) (*http.Response, error) {
-	cl := f.Client
-	if cl != f.own || cl.Jar != nil || cl.Timeout > 0 || cl.Transport == nil || req.URL.User != nil {
-		return cl.Do(req)
-	}
-	return cl.Transport.RoundTrip(req)
+	return hop.Send(f.Client, f.Client == f.own, req)
 }
 
 func (f *Forwarder) now() time.Time {

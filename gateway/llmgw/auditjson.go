@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/mandatehq/mandate/gateway/internal/jsonspan"
 	"github.com/mandatehq/mandate/gateway/llm"
 )
 
@@ -15,20 +16,9 @@ import (
 // encoding/json writes (TestAuditJSONMatchesEncodingJSON), without its
 // per-call allocations.
 
-// appendString appends s as encoding/json writes it: as is when it holds
-// only printable ASCII that needs no escape, else through encoding/json
-// (HTML-safe escapes, U+2028/U+2029, invalid UTF-8).
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
+// appendString is jsonspan.AppendString: one implementation for the
+// adapters' audit JSON.
+var appendString = jsonspan.AppendString
 
 // appendFloat appends f as encoding/json writes a float64 (non-finite
 // values, which it refuses, as 0).

@@ -2,14 +2,17 @@ package llmgw
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"runtime/trace"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,22 +35,7 @@ import (
 //	go test -run '^$' -bench 'Pipeline/(chat|stream-ttfb)$' -benchtime 3000x ./gateway/llmgw/
 //	go test -run '^$' -bench 'Pipeline/chat-after-idle' -benchtime 500x ./gateway/llmgw/
 func BenchmarkPipeline(b *testing.B) {
-	// The real limits engine with a rate limit (requests and tokens) and a
-	// budget that apply to every call and never refuse in the run.
-	lim := limits.New(limits.Options{})
-	if err := lim.Apply(b.Context(), limits.Definitions{
-		RateLimits: []limits.RateLimit{{Securable: 100, SecurableName: "system.ai.frontier", Level: limits.LevelEachUser, Requests: 1 << 40, Tokens: 1 << 50}},
-		Budgets:    []limits.Budget{{Name: "b", Limit: limits.MaxMoney / 2, Level: limits.LevelUser, Principal: 1, PrincipalName: alice}},
-	}); err != nil {
-		b.Fatal(err)
-	}
-	resolver := ids{alice: 1, bob: 2, agent: 3, "system.ai.frontier": 100, "system.ai.claude": 101}
-	e := newEnv(b, func(c *pipeline.Config) { c.Limiter = limitstage.New(lim, resolver) })
-	e.fake.MaxRecorded = -1
-	go func() {
-		for range e.audit.done { // nobody waits for them here
-		}
-	}()
+	e := benchEnv(b)
 	target, _ := url.Parse(e.fakeURL)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = llm.NewForwarder().Client.Transport
@@ -70,7 +58,15 @@ func BenchmarkPipeline(b *testing.B) {
 		idle time.Duration
 	}{{"chat", body, false, 0}, {"stream-ttfb", stream, true, 0}, {"chat-after-idle", body, false, 15 * time.Millisecond}} {
 		b.Run(k.name, func(b *testing.B) {
+			// Each call is a region of the execution trace ("mandate",
+			// "proxy"): testdata/tracecalls -wakes counts what a call
+			// hands off between goroutines.
 			call := func(u, auth string) time.Duration {
+				region := "proxy"
+				if auth != "Bearer "+openAIKey {
+					region = "mandate"
+				}
+				defer trace.StartRegion(b.Context(), region).End()
 				t0 := time.Now()
 				req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(k.body))
 				req.Header.Set("Content-Type", "application/json")
@@ -127,6 +123,114 @@ func BenchmarkPipeline(b *testing.B) {
 			b.ReportMetric(float64(p(gw, 0.99).Microseconds()), "mandate-p99-µs")
 		})
 	}
+}
+
+// benchEnv is the endpoint the pipeline benchmarks call: the real limits
+// engine with a rate limit (requests and tokens) and a budget that apply
+// to every call and never refuse in the run; configure adds to it.
+func benchEnv(b *testing.B, configure ...func(*pipeline.Config)) *env {
+	lim := limits.New(limits.Options{})
+	if err := lim.Apply(b.Context(), limits.Definitions{
+		RateLimits: []limits.RateLimit{{Securable: 100, SecurableName: "system.ai.frontier", Level: limits.LevelEachUser, Requests: 1 << 40, Tokens: 1 << 50}},
+		Budgets:    []limits.Budget{{Name: "b", Limit: limits.MaxMoney / 2, Level: limits.LevelUser, Principal: 1, PrincipalName: alice}},
+	}); err != nil {
+		b.Fatal(err)
+	}
+	resolver := ids{alice: 1, bob: 2, agent: 3, "system.ai.frontier": 100, "system.ai.claude": 101}
+	e := newEnv(b, append([]func(*pipeline.Config){func(c *pipeline.Config) { c.Limiter = limitstage.New(lim, resolver) }}, configure...)...)
+	e.fake.MaxRecorded = -1
+	// Nobody reads the audit records back here: recorded without waking
+	// a goroutine per call (the gateway's audit log wakes none while
+	// calls keep coming).
+	e.audit.mu.Lock()
+	e.audit.quiet = true
+	e.audit.mu.Unlock()
+	return e
+}
+
+// BenchmarkPipelineStages: the chat call of BenchmarkPipeline, its
+// stages' medians (Call.Timings) warm and after 15 ms of idle before each
+// call: what a cold call pays stage by stage before the forward (the
+// stages before it; "forward" holds the upstream's answer too).
+//
+//	go test -run '^$' -bench PipelineStages -benchtime 300x ./gateway/llmgw/
+func BenchmarkPipelineStages(b *testing.B) {
+	obs := &stageTimes{}
+	e := benchEnv(b, func(c *pipeline.Config) { c.Observer = obs })
+	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)[:900] + " mock:out=1024"
+	body := []byte(`{"model":"frontier","max_tokens":2048,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + prompt + `"}]}`)
+	c := &http.Client{Transport: llm.NewForwarder().Client.Transport}
+	call := func() {
+		req, _ := http.NewRequest(http.MethodPost, e.URL+"/llm/v1/chat/completions", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+aliceToken)
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	for _, k := range []struct {
+		name string
+		idle time.Duration
+	}{{"warm", 0}, {"after-idle", 15 * time.Millisecond}} {
+		b.Run(k.name, func(b *testing.B) {
+			for range 50 {
+				call()
+			}
+			obs.reset()
+			b.ResetTimer()
+			for range b.N {
+				if k.idle > 0 {
+					time.Sleep(k.idle) // the idle gap being modelled, not a synchronisation
+				}
+				call()
+			}
+			b.StopTimer()
+			obs.mu.Lock()
+			defer obs.mu.Unlock()
+			var before time.Duration
+			for s, d := range obs.t {
+				if len(d) == 0 || pipeline.Stage(s) == pipeline.StageMeter || pipeline.Stage(s) == pipeline.StageAudit {
+					continue
+				}
+				slices.Sort(d)
+				if pipeline.Stage(s) < pipeline.StageForward {
+					before += d[len(d)/2]
+				}
+				b.ReportMetric(float64(d[len(d)/2].Nanoseconds())/1000, pipeline.Stage(s).String()+"-p50-µs")
+			}
+			b.ReportMetric(float64(before.Nanoseconds())/1000, "before-forward-µs")
+		})
+	}
+}
+
+// stageTimes is an Observer that keeps each call's stage timings.
+type stageTimes struct {
+	mu sync.Mutex
+	t  [pipeline.NumStages][]time.Duration
+}
+
+func (o *stageTimes) StartStage(ctx context.Context, _ *pipeline.Call, _ pipeline.Stage) (context.Context, func(*pipeline.Error)) {
+	return ctx, nil
+}
+
+func (o *stageTimes) Finished(c *pipeline.Call) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for s := range c.Timings {
+		o.t[s] = append(o.t[s], c.Timings[s])
+	}
+}
+
+func (o *stageTimes) reset() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.t = [pipeline.NumStages][]time.Duration{}
 }
 
 // processCPU is the user and system CPU time this process has used.

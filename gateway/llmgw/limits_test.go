@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 
@@ -32,7 +33,10 @@ func (m ids) SecurableID(_ catalog.SecurableType, n string) (catalog.ID, bool) {
 // sum of the usage rows' cost_usd.
 func TestLimitsEngine(t *testing.T) {
 	resolver := ids{alice: 1, bob: 2, agent: 3, "system.ai.frontier": 100, "system.ai.claude": 101}
-	lim := limits.New(limits.Options{})
+	// The engine's clock runs at the real pace from the middle of a month:
+	// the budget's month cannot end during the test, whenever it runs.
+	began, midMonth := time.Now(), time.Date(2026, 7, 14, 10, 0, 0, 0, time.UTC)
+	lim := limits.New(limits.Options{Now: func() time.Time { return midMonth.Add(time.Since(began)) }})
 	e := newEnv(t, func(c *pipeline.Config) { c.Limiter = limitstage.New(lim, resolver) })
 	// $2/M in, $8/M out at gpt-4.1: a call of ~40 input tokens and 1,024
 	// bytes out (256 tokens) costs about $0.0021; its worst case with

@@ -17,6 +17,8 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
+	"github.com/mandatehq/mandate/gateway/internal/hop"
+	"github.com/mandatehq/mandate/gateway/internal/jsonspan"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 	"github.com/mandatehq/mandate/gateway/telemetry"
 )
@@ -271,29 +273,38 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, cred string) (*ht
 			Message: fmt.Sprintf("upstream %s has an invalid url", x.conn.Name), Audit: "building the upstream request: " + err.Error(), Cause: err}
 	}
 	hd := u.Header
+	// The values share one backing array (one allocation instead of one
+	// per header); each is its own full slice, so no append can reach the
+	// next.
+	vals := make([]string, 0, 8)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		n := len(vals)
+		hd[k] = vals[n-1 : n : n]
+	}
 	if accept := r.Header.Values("Accept"); len(accept) > 0 {
 		hd["Accept"] = accept
 	} else if r.Method == http.MethodGet {
-		hd["Accept"] = []string{"text/event-stream"}
+		set("Accept", "text/event-stream")
 	} else {
-		hd["Accept"] = []string{"application/json, text/event-stream"}
+		set("Accept", "application/json, text/event-stream")
 	}
 	if body != nil {
-		hd["Content-Type"] = []string{"application/json"}
+		set("Content-Type", "application/json")
 	}
 	if x.proto != "" {
-		hd[hdrProtocol] = []string{x.proto}
+		set(hdrProtocol, x.proto)
 	}
 	if x.sess != nil && x.sess.upstream != "" {
-		hd[hdrSession] = []string{x.sess.upstream}
+		set(hdrSession, x.sess.upstream)
 	}
 	if v := r.Header.Get(hdrLastEventID); v != "" {
-		hd[hdrLastEventID] = []string{v}
+		set(hdrLastEventID, v)
 	}
 	if stateless(x.proto) && x.msg.method != "" {
-		hd[hdrMethod] = []string{x.msg.method}
+		set(hdrMethod, x.msg.method)
 		if x.mcpNm != "" {
-			hd[hdrName] = []string{x.mcpNm}
+			set(hdrName, x.mcpNm)
 		}
 		for k, v := range r.Header {
 			if strings.HasPrefix(k, hdrParamPrefix) {
@@ -301,15 +312,15 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, cred string) (*ht
 			}
 		}
 	}
-	hd["Traceparent"] = []string{tp}
+	set("Traceparent", tp)
 	if ts != "" {
-		hd["Tracestate"] = []string{ts}
+		set("Tracestate", ts)
 	}
-	hd["User-Agent"] = []string{"mandate-gateway"}
+	set("User-Agent", "mandate-gateway")
 	if cred != "" {
-		hd["Authorization"] = []string{cred}
+		set("Authorization", cred)
 	}
-	resp, err := x.h.client.Do(u)
+	resp, err := hop.Send(x.h.client, true, u) // New set noRedirect on every client
 	if err != nil {
 		end(0, err)
 	} else {
@@ -744,8 +755,48 @@ func (x *exchange) AuditParams(c *pipeline.Call) string {
 		n := len(x.args)
 		p.ArgumentsBytes = &n
 	}
-	b, _ := json.Marshal(p)
-	return string(b)
+	var buf [192]byte
+	return string(appendParams(buf[:0], &p))
+}
+
+// appendParams appends p as json.Marshal(p) does (TestAuditParamsJSON),
+// without its per-call allocations.
+func appendParams(b []byte, p *auditParams) []byte {
+	b = append(b, '{')
+	if p.Tool != "" {
+		b = append(b, `"tool":`...)
+		b = jsonspan.AppendString(b, p.Tool)
+		b = append(b, ',')
+	}
+	if p.ArgumentsBytes != nil {
+		b = append(b, `"arguments_bytes":`...)
+		b = strconv.AppendInt(b, int64(*p.ArgumentsBytes), 10)
+		b = append(b, ',')
+	}
+	if p.UpstreamStatus != 0 {
+		b = append(b, `"upstream_status":`...)
+		b = strconv.AppendInt(b, int64(p.UpstreamStatus), 10)
+		b = append(b, ',')
+	}
+	if p.JSONRPCError != 0 {
+		b = append(b, `"jsonrpc_error":`...)
+		b = strconv.AppendInt(b, int64(p.JSONRPCError), 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"bytes_in":`...)
+	b = strconv.AppendInt(b, p.BytesIn, 10)
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendInt(b, p.BytesOut, 10)
+	b = append(b, `,"trace_id":`...)
+	b = jsonspan.AppendString(b, p.TraceID)
+	if p.ProtocolVersion != "" {
+		b = append(b, `,"protocol_version":`...)
+		b = jsonspan.AppendString(b, p.ProtocolVersion)
+	}
+	if p.CredentialRetried {
+		b = append(b, `,"credential_retried":true`...)
+	}
+	return append(b, '}')
 }
 
 // readBody reads the request body, at most max bytes.

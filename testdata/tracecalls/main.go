@@ -9,6 +9,7 @@
 // running time and wake-ups.
 //
 //	go run . trace.out
+//	go run . -wakes trace.out   # the hand-offs between goroutines per call (wakes.go)
 //
 // A module of its own (golang.org/x/exp/trace) so that Mandate's go.mod
 // stays lean; BENCHMARKS.md ("Where a paced call's wall time goes") has
@@ -61,8 +62,12 @@ type kindStats struct {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-wakes" {
+		wakes(os.Args[2])
+		return
+	}
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: tracecalls TRACE")
+		fmt.Fprintln(os.Stderr, "usage: tracecalls TRACE | tracecalls -wakes TRACE")
 		os.Exit(2)
 	}
 	f, err := os.Open(os.Args[1])

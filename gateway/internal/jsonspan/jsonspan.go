@@ -274,3 +274,20 @@ func FramedObject(b []byte) bool {
 	b = TrimWS(b)
 	return len(b) >= 2 && b[0] == '{' && b[len(b)-1] == '}'
 }
+
+// AppendString appends s as encoding/json writes it: as is when it holds
+// only printable ASCII that needs no escape, else through encoding/json
+// (HTML-safe escapes, U+2028/U+2029, invalid UTF-8). The adapters write
+// their audit rows' JSON by appends (the same bytes as json.Marshal,
+// without its per-call allocations).
+func AppendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

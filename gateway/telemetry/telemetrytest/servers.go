@@ -22,8 +22,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mandatehq/mandate/catalog/proctest"
 )
 
 // JaegerVersion is the Jaeger the Makefile builds (testdata/jaeger).
@@ -86,11 +89,12 @@ func waitUntil(timeout time.Duration, cond func() bool) bool {
 
 // startProcess starts the server that launch returns (not started yet; it
 // writes its files into dir) and waits until its ready function holds;
-// the process is killed with the test. Ports come from FreePort, so
+// the process is killed with the test, or when the test process dies
+// without cleaning up (catalog/proctest). Ports come from FreePort, so
 // another process may take one between the pick and the server's bind:
 // a server that exits saying so is launched again with new ports, up to
 // five times.
-func startProcess(t testing.TB, name string, launch func(dir string) (*exec.Cmd, func() bool)) (*exec.Cmd, chan struct{}) {
+func startProcess(t testing.TB, name string, launch func(dir string) (*exec.Cmd, func() bool)) (*exec.Cmd, <-chan struct{}) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		dir := t.TempDir()
@@ -100,11 +104,11 @@ func startProcess(t testing.TB, name string, launch func(dir string) (*exec.Cmd,
 			t.Fatal(err)
 		}
 		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
+		child, err := proctest.Start(cmd, syscall.SIGKILL)
+		if err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
+		done := child.Done()
 		exited := false
 		WaitFor(t, 60*time.Second, name+" to be ready", func() bool {
 			select {
@@ -142,7 +146,7 @@ type Jaeger struct {
 	OTLP  string
 	Query string
 	cmd   *exec.Cmd
-	done  chan struct{}
+	done  <-chan struct{}
 }
 
 // jaegerConfig is Jaeger's configuration: the query API's HTTP and gRPC
@@ -333,7 +337,7 @@ func FindSpan(spans []Span, name string) *Span {
 type Prometheus struct {
 	URL  string
 	cmd  *exec.Cmd
-	done chan struct{}
+	done <-chan struct{}
 }
 
 // PrometheusBinary is the Debian package's prometheus, or $MANDATE_PROMETHEUS.
