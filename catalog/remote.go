@@ -52,6 +52,47 @@ func (s *Service) CommitForwarded(ctx context.Context, stmts []Statement, block 
 	return r.rev, r.audit, r.err
 }
 
+// ForwardedChange is one change another replica forwarded: one
+// statement (Block false), or a transaction block.
+type ForwardedChange struct {
+	Stmts []Statement
+	Block bool
+}
+
+// ForwardedOutcome is a forwarded change's outcome (CommitForwarded's).
+type ForwardedOutcome struct {
+	Rev   Revision
+	Audit []AuditEvent
+	Err   error
+}
+
+// CommitForwardedAll is CommitForwarded of several changes: every one is
+// queued for the committer before the first is awaited, so its batches
+// take them together without a goroutine per change.
+func (s *Service) CommitForwardedAll(ctx context.Context, changes []ForwardedChange) []ForwardedOutcome {
+	out := make([]ForwardedOutcome, len(changes))
+	queued := make([]*writeReq, len(changes))
+	for i, c := range changes {
+		if len(c.Stmts) == 0 || (!c.Block && len(c.Stmts) != 1) {
+			out[i].Err = Errorf(CodeInvalidArgument, "catalog: one statement, or a block")
+			continue
+		}
+		w, err := s.queueWrite(ctx, c.Stmts, c.Block)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		queued[i] = w
+	}
+	for i, w := range queued {
+		if w != nil {
+			r := <-w.res // always wait: once queued the change may commit
+			out[i] = ForwardedOutcome{Rev: r.rev, Audit: r.audit, Err: r.err}
+		}
+	}
+	return out
+}
+
 // Forwards reports whether statements may be sent to a writer replica
 // (Options.Remote): only then does a statement need its forwarded form.
 func (s *Service) Forwards() bool { return s.opts.Remote != nil }

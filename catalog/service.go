@@ -503,15 +503,25 @@ func (s *Service) submitLocal(ctx context.Context, stmts []Statement, block bool
 // enqueue queues statements for this replica's committer and waits for the
 // outcome.
 func (s *Service) enqueue(ctx context.Context, stmts []Statement, block bool) writeRes {
+	w, err := s.queueWrite(ctx, stmts, block)
+	if err != nil {
+		return writeRes{err: err}
+	}
+	return <-w.res // always wait: once queued the change may commit
+}
+
+// queueWrite queues statements for this replica's committer; the outcome
+// comes on the request's res (error: not queued).
+func (s *Service) queueWrite(ctx context.Context, stmts []Statement, block bool) (*writeReq, error) {
 	w := &writeReq{ctx: ctx, stmts: stmts, block: block, start: s.now(), enq: time.Now(), res: make(chan writeRes, 1)}
 	select {
 	case s.queue <- w:
+		return w, nil
 	case <-ctx.Done():
-		return writeRes{err: ctx.Err()}
+		return nil, ctx.Err()
 	case <-s.done:
-		return writeRes{err: Errorf(CodeUnavailable, "catalog is shutting down")}
+		return nil, Errorf(CodeUnavailable, "catalog is shutting down")
 	}
-	return <-w.res // always wait: once queued the change may commit
 }
 
 // recordAudit records the audit records of statements that changed

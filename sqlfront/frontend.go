@@ -204,6 +204,9 @@ type Session struct {
 	catalog  string // current catalog (the connection's database)
 	sourceIP string
 	id       string
+	// forwarded: the session of a statement another replica forwarded
+	// (ForwardedStatement): its changes need no forwarded form.
+	forwarded bool
 
 	mu      sync.Mutex
 	params  map[string]string

@@ -102,7 +102,7 @@ func (s *Session) write(ast parser.Statement, tag string, fn func(tx *catalog.Tx
 	st := &stmt{s: s}
 	st.change = func() catalog.Statement {
 		c := s.statement(ast, fn)
-		if s.f.cat.Forwards() {
+		if s.f.cat.Forwards() && !s.forwarded {
 			c.Forward = s.forwardForm(ast, c.Req.Caller.Statement)
 		}
 		return c

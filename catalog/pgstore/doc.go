@@ -80,9 +80,10 @@
 //
 // WriterLease elects the writer replica, the one the others forward their
 // catalog statements to (catalog.Options.Remote): a row in
-// mandate_writer_lease with the holder's address and an expiry in the
-// database's clock, taken when free or expired and renewed by its holder
-// in one statement that also returns the current holder. Exclusivity is a
+// mandate_writer_lease with the holder's address, the fingerprint of its
+// TLS certificate (which the others pin) and an expiry in the database's
+// clock, taken when free or expired and renewed by its holder in one
+// statement that also returns the current holder. Exclusivity is a
 // performance matter only: the head serializes every append.
 //
 // # Snapshots and pruning

@@ -14,11 +14,13 @@ import (
 // renews it (Hold) more often than its time to live; when it stops (it
 // died, or lost the database), the lease expires and the next replica to
 // try takes it. Exclusivity is not needed for correctness: the store
-// serializes every append, whoever sends it.
+// serializes every append, whoever sends it. With the address, the holder
+// publishes the fingerprint of its listener's TLS certificate (cert, ""
+// for plain HTTP), which the others pin.
 type WriterLease struct {
-	s          *Store
-	id, addr   string
-	ttlSeconds float64
+	s              *Store
+	id, addr, cert string
+	ttlSeconds     float64
 }
 
 // WriterLease returns this replica's lease handle: id names the replica
@@ -28,41 +30,65 @@ func (s *Store) WriterLease(id, addr string, ttl time.Duration) *WriterLease {
 	return &WriterLease{s: s, id: id, addr: addr, ttlSeconds: ttl.Seconds()}
 }
 
+// WithCert sets the fingerprint of the certificate this replica serves
+// forwarded statements with ("sha256:HEX"; "" for plain HTTP), published
+// with the lease while it holds it.
+func (l *WriterLease) WithCert(cert string) *WriterLease {
+	l.cert = cert
+	return l
+}
+
+// WriterHolder is the holder of the writer lease as Hold read it.
+type WriterHolder struct {
+	Held bool   // this replica holds it
+	Addr string // where the holder serves forwarded statements ("": nobody holds it)
+	Cert string // the fingerprint of its certificate ("": plain HTTP, or a holder that predates it)
+}
+
 // holdWriter takes the lease when it is free or renews it when this
 // replica holds it, in one statement that also returns the holder: the
 // updated row, or else the current one (the statement's snapshot: the row
 // as it was).
 const holdWriter = `WITH taken AS (
-	INSERT INTO mandate_writer_lease AS l (id, holder, addr, expires_at)
-	VALUES (TRUE, $1, $2, now() + make_interval(secs => $3))
-	ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, addr = EXCLUDED.addr, expires_at = EXCLUDED.expires_at
+	INSERT INTO mandate_writer_lease AS l (id, holder, addr, cert, expires_at)
+	VALUES (TRUE, $1, $2, $4, now() + make_interval(secs => $3))
+	ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, addr = EXCLUDED.addr, cert = EXCLUDED.cert, expires_at = EXCLUDED.expires_at
 	WHERE l.expires_at < now() OR l.holder = EXCLUDED.holder
-	RETURNING holder, addr)
-SELECT holder, addr FROM taken
+	RETURNING holder, addr, cert)
+SELECT holder, addr, cert FROM taken
 UNION ALL
-SELECT holder, addr FROM mandate_writer_lease WHERE NOT EXISTS (SELECT FROM taken) AND expires_at >= now()`
+SELECT holder, addr, cert FROM mandate_writer_lease WHERE NOT EXISTS (SELECT FROM taken) AND expires_at >= now()`
 
 // Hold takes or renews the lease (one round trip) and returns whether this
 // replica holds it, and the holder's address ("" when nobody holds it). A
 // lease handle without an address never takes the lease: it reads who
 // holds it.
 func (l *WriterLease) Hold(ctx context.Context) (held bool, addr string, err error) {
+	h, err := l.HoldCert(ctx)
+	return h.Held, h.Addr, err
+}
+
+// HoldCert is Hold, with the holder's certificate fingerprint.
+func (l *WriterLease) HoldCert(ctx context.Context) (WriterHolder, error) {
 	if err := l.s.check(ctx); err != nil {
-		return false, "", err
+		return WriterHolder{}, err
 	}
 	var holder string
+	var h WriterHolder
+	var err error
 	if l.addr == "" {
-		err = l.s.pool.QueryRow(ctx, `SELECT holder, addr FROM mandate_writer_lease WHERE expires_at >= now()`).Scan(&holder, &addr)
+		err = l.s.pool.QueryRow(ctx, `SELECT holder, addr, cert FROM mandate_writer_lease WHERE expires_at >= now()`).Scan(&holder, &h.Addr, &h.Cert)
 	} else {
-		err = l.s.pool.QueryRow(ctx, holdWriter, l.id, l.addr, l.ttlSeconds).Scan(&holder, &addr)
+		err = l.s.pool.QueryRow(ctx, holdWriter, l.id, l.addr, l.ttlSeconds, l.cert).Scan(&holder, &h.Addr, &h.Cert)
 	}
 	if err == pgx.ErrNoRows {
-		return false, "", nil
+		return WriterHolder{}, nil
 	}
 	if err != nil {
-		return false, "", translate(ctx, "hold the writer lease", err)
+		return WriterHolder{}, translate(ctx, "hold the writer lease", err)
 	}
-	return holder == l.id, addr, nil
+	h.Held = holder == l.id
+	return h, nil
 }
 
 // Release gives the lease up at once if this replica holds it (a replica

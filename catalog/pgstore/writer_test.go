@@ -45,6 +45,24 @@ func testWriterLease(t *testing.T, server *pgtest.Server, url string) {
 		t.Fatal(err)
 	}
 	hold(l1, true, "10.0.0.1:8470")
+	// The holder's certificate fingerprint travels with its address, and
+	// is the new holder's once the lease changes hands.
+	l1.WithCert("sha256:01")
+	l2.WithCert("sha256:02")
+	holdCert := func(l *pgstore.WriterLease, want pgstore.WriterHolder) {
+		t.Helper()
+		if h, err := l.HoldCert(t.Context()); err != nil || h != want {
+			t.Fatalf("HoldCert = %+v, %v; want %+v", h, err, want)
+		}
+	}
+	holdCert(l1, pgstore.WriterHolder{Held: true, Addr: "10.0.0.1:8470", Cert: "sha256:01"})
+	holdCert(l2, pgstore.WriterHolder{Addr: "10.0.0.1:8470", Cert: "sha256:01"})
+	holdCert(s2.WriterLease("reader", "", time.Hour), pgstore.WriterHolder{Addr: "10.0.0.1:8470", Cert: "sha256:01"})
+	if err := l1.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	holdCert(l2, pgstore.WriterHolder{Held: true, Addr: "10.0.0.2:8470", Cert: "sha256:02"})
+	holdCert(l1, pgstore.WriterHolder{Addr: "10.0.0.2:8470", Cert: "sha256:02"})
 
 	// Replicas trying at once on a free lease: at most one holds it.
 	if _, err := conn.Exec(t.Context(), `DELETE FROM mandate_writer_lease`); err != nil {

@@ -59,9 +59,10 @@ func benchDuration() time.Duration {
 // the replicas (and the embedded server) and this process (the load
 // generator), each a CPU list as taskset -c takes it.
 //
-// BENCH_FORWARD_WRITES=true starts the replicas with --forward-writes (one
-// writer replica, the others forward; the one-replica runs load the
-// writer).
+// BENCH_FORWARD_WRITES=false starts the replicas with --forward-writes=false
+// (each appends its own statements); by default, or with true, one writer
+// replica commits them all, the others forward (the one-replica runs load
+// the writer).
 //
 // Run with -benchtime 1x: each sub-benchmark runs once for its duration.
 func BenchmarkReplicas(b *testing.B) {
@@ -74,6 +75,7 @@ func BenchmarkReplicas(b *testing.B) {
 			for range b.N {
 				total, conflicts = 0, 0
 				pgCalls0 := pgCalls(b, c)
+				fwd0 := forwardedCounts(b, c)
 				cpu0 := clusterCPU(b, c, targets)
 				var wg sync.WaitGroup
 				outs := make([]bytes.Buffer, len(targets))
@@ -103,6 +105,11 @@ func BenchmarkReplicas(b *testing.B) {
 					// and how often a writer took the head first.
 					b.ReportMetric(float64(calls["attempts"]-pgCalls0["attempts"])/float64(appends), "attempts/append")
 					b.ReportMetric(float64(calls["held"]-pgCalls0["held"])/float64(appends), "heads-held/append")
+					// With forwarding: the changes each request to the
+					// writer carried.
+					if fwd := forwardedCounts(b, c); fwd[0] > fwd0[0] {
+						b.ReportMetric(float64(fwd[1]-fwd0[1])/float64(fwd[0]-fwd0[0]), "fwd-changes/request")
+					}
 				}
 				clusterCPU(b, c, targets).since(cpu0).report(b, total*benchDuration().Seconds())
 				logStatements(b, pgCalls0, pgCalls(b, c))
@@ -302,6 +309,30 @@ func logStatements(b *testing.B, before, after map[string]int64) {
 		fmt.Fprintf(&sb, "\n  %9d calls %9d rows %9.1f ms  %.110s", s.calls, s.rows, float64(s.time)/1000, q)
 	}
 	b.Logf("PostgreSQL statements, by execution time:%s", sb.String())
+}
+
+// forwardedCounts sums the replicas' forwarded requests and changes
+// (mandate_forwarded_requests_total, mandate_forwarded_changes_total; 0
+// without forwarding).
+func forwardedCounts(b *testing.B, c *cluster) [2]int64 {
+	var n [2]int64
+	for _, r := range c.replicas {
+		resp, err := http.Get(r.httpURL + "/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			for i, name := range []string{"mandate_forwarded_requests_total ", "mandate_forwarded_changes_total "} {
+				if v, ok := strings.CutPrefix(sc.Text(), name); ok {
+					f, _ := strconv.ParseFloat(v, 64)
+					n[i] += int64(f)
+				}
+			}
+		}
+		resp.Body.Close()
+	}
+	return n
 }
 
 // loadAverage is the one-minute load average (/proc/loadavg).

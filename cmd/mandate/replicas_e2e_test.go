@@ -49,7 +49,8 @@ func startCluster(t testing.TB, n int, pgSettings map[string]string, args ...str
 	for i := range n {
 		wg.Go(func() { // together: they race for the bootstrap
 			started[i] = startServer(t, serverOpts{args: append([]string{"--store", c.url}, args...),
-				env: []string{"MANDATE_MASTER_KEY=" + key, "MANDATE_NODE_TOKEN=" + replicaNodeToken}})
+				env:     []string{"MANDATE_MASTER_KEY=" + key, "MANDATE_NODE_TOKEN=" + replicaNodeToken},
+				httpTLS: slices.Contains(args, "--http-tls=on")})
 		})
 	}
 	wg.Wait()

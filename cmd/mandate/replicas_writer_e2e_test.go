@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -272,4 +273,48 @@ func TestReplicaWriter(t *testing.T) {
 		}
 		writerIndex(t, survivors, pg)
 	})
+}
+
+// TestReplicaWriterTLS: by default (no --forward-writes flag), with TLS
+// listeners (each replica its own self-signed certificate), the writer
+// publishes its certificate's fingerprint with its lease, and the others
+// forward to it over TLS, pinning that certificate
+// (TestWriterCertificatePinned: a writer with another certificate is
+// refused).
+func TestReplicaWriterTLS(t *testing.T) {
+	c := startCluster(t, 2, nil, "--http-tls=on") // --forward-writes is the default
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, r := range c.replicas {
+				t.Logf("replica %d stderr:\n%s", i, r.stderr.String())
+			}
+		}
+	})
+	pg := c.pg.Connect(t, "mandate")
+	wi := writerIndex(t, c, pg)
+	oi := 1 - wi
+	// The fingerprint in the lease is the writer's certificate's.
+	conn, err := tls.Dial("tcp", c.replicas[wi].httpAddr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reads the certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := fingerprint(conn.ConnectionState().PeerCertificates[0].Raw)
+	conn.Close()
+	var cert string
+	if err := pg.QueryRow(t.Context(), `SELECT cert FROM mandate_writer_lease`).Scan(&cert); err != nil || cert != served {
+		t.Fatalf("lease cert = %q, %v; want the writer's %s", cert, err, served)
+	}
+	admin := c.replicas[oi].admin(t)
+	mustExec(t, admin, `CREATE CONNECTION tls_tools TYPE MCP OPTIONS (url 'https://tools.example/mcp')`)
+	probe := 0
+	waitFor(t, 30*time.Second, "a statement forwarded to the writer over TLS", func() bool {
+		probe++
+		mustExec(t, admin, fmt.Sprintf(`COMMENT ON CONNECTION tls_tools IS 'probe %d'`, probe))
+		return len(queryRows(t, admin, fmt.Sprintf(`SELECT 1 FROM system.access.audit
+			WHERE request_params->>'statement' LIKE '%%probe %d''' AND request_params->>'forwarded_by' = '%s'`,
+			probe, c.replicas[oi].httpAddr))) == 1
+	})
+	if strings.Contains(c.replicas[oi].stderr.String(), "not the one its lease names") {
+		t.Fatalf("the forwarding replica refused the writer's certificate:\n%s", c.replicas[oi].stderr.String())
+	}
 }

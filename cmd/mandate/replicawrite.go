@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
@@ -53,7 +54,9 @@ import (
 //     names the principal a statement runs as, so a forged one would be a
 //     privilege escalation. A request carries a time and a random id; the
 //     writer refuses one outside writerSkew and one whose id it has seen
-//     (a replay), so a request runs at most once.
+//     (a replay), so a request runs at most once. With TLS listeners the
+//     writer publishes its certificate's fingerprint with the lease, and
+//     the others accept only that certificate (dialWriter).
 //   - Fail safe: whatever did not reach the writer (no writer, the
 //     connection refused, the writer says it no longer is, a refusal of
 //     the request) is committed by the replica itself, as without
@@ -110,7 +113,12 @@ type replicaWriter struct {
 	svc atomic.Pointer[catalog.Service]
 
 	held   atomic.Bool
-	target atomic.Pointer[string] // the holder's address, "" when none or this replica
+	target atomic.Pointer[pgstore.WriterHolder] // the holder; Addr "" when none or this replica
+	// refused is the last writer whose certificate was refused ("addr
+	// fingerprint"), logged once.
+	refusedMu sync.Mutex
+	refused   string
+
 	downMu sync.Mutex
 	down   map[string]time.Time // addresses that refused a connection, until
 
@@ -119,6 +127,29 @@ type replicaWriter struct {
 	seenMu sync.Mutex
 	seen   map[string]time.Time // request ids, when first seen
 	swept  time.Time
+
+	// The requests and changes this replica sent to the writer (sent),
+	// and ran as the writer (served): metrics.
+	sent, served struct{ requests, changes atomic.Int64 }
+}
+
+// registerMetrics registers the counters of forwarded requests and changes.
+func (w *replicaWriter) registerMetrics(reg prometheus.Registerer) error {
+	for _, c := range []struct {
+		name, help string
+		n          *atomic.Int64
+	}{
+		{"mandate_forwarded_requests_total", "Requests of forwarded catalog statements this replica sent to the writer replica.", &w.sent.requests},
+		{"mandate_forwarded_changes_total", "Catalog changes (statements or blocks) this replica sent to the writer replica.", &w.sent.changes},
+		{"mandate_writer_requests_total", "Requests of forwarded catalog statements this replica ran as the writer replica.", &w.served.requests},
+		{"mandate_writer_changes_total", "Forwarded catalog changes this replica ran as the writer replica.", &w.served.changes},
+	} {
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(c.n.Load()) })); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var _ catalog.RemoteWriter = (*replicaWriter)(nil)
@@ -154,28 +185,92 @@ func writerKey(masterKey []byte) []byte {
 
 // newReplicaWriter returns the writer side of a replica; advertise is the
 // address others reach its HTTP listener at ("": it never takes the lease,
-// it only forwards).
-func newReplicaWriter(st *pgstore.Store, masterKey []byte, advertise, self string, useTLS bool, log zerolog.Logger) (*replicaWriter, error) {
+// it only forwards); cert is the fingerprint of that listener's TLS
+// certificate ("sha256:HEX"), "" when it serves plain HTTP (then so do the
+// others: the replicas of an installation share their flags).
+func newReplicaWriter(st *pgstore.Store, masterKey []byte, advertise, self, cert string, log zerolog.Logger) (*replicaWriter, error) {
 	id := make([]byte, 12)
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
 	}
-	w := &replicaWriter{lease: st.WriterLease(hex.EncodeToString(id), advertise, writerLeaseTTL), key: writerKey(masterKey),
-		self: self, scheme: "http", log: log, down: map[string]time.Time{}, seen: map[string]time.Time{},
-		queue: make(chan *writerItem, 1024)}
-	tr := &http.Transport{MaxIdleConnsPerHost: 2 * writerSenders, IdleConnTimeout: 90 * time.Second,
-		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}
+	w := &replicaWriter{lease: st.WriterLease(hex.EncodeToString(id), advertise, writerLeaseTTL).WithCert(cert), key: writerKey(masterKey),
+		self: self, log: log}
+	w.init(cert != "")
+	return w, nil
+}
+
+// init sets up what newReplicaWriter does not read from the store: the
+// HTTP client, the queue, the maps.
+func (w *replicaWriter) init(useTLS bool) {
+	w.scheme, w.down, w.seen, w.queue = "http", map[string]time.Time{}, map[string]time.Time{}, make(chan *writerItem, 1024)
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{MaxIdleConnsPerHost: 2 * writerSenders, IdleConnTimeout: 90 * time.Second, DialContext: dialer.DialContext}
 	if useTLS {
 		// The replicas' listeners have their own certificates (often
-		// self-signed): requests and answers are authenticated by their
-		// MACs, and forwarded statements hold no secrets.
+		// self-signed): the sender accepts exactly the one whose
+		// fingerprint the writer published with its lease.
 		w.scheme = "https"
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // authenticated by the MACs
+		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return w.dialWriter(ctx, dialer, network, addr)
+		}
 	}
 	w.client = &http.Client{Transport: tr, Timeout: writerTimeout}
-	empty := ""
-	w.target.Store(&empty)
-	return w, nil
+	w.target.Store(&pgstore.WriterHolder{})
+}
+
+// dialWriter connects to the writer at addr over TLS, accepting only the
+// certificate whose fingerprint it published with its lease. A refusal is
+// an error before the request was written: the sender commits the
+// statements itself, and skips that writer for a while.
+func (w *replicaWriter) dialWriter(ctx context.Context, dialer *net.Dialer, network, addr string) (net.Conn, error) {
+	var want []byte
+	if h := w.target.Load(); h.Addr == addr {
+		if hexPart, ok := strings.CutPrefix(h.Cert, "sha256:"); ok {
+			want, _ = hex.DecodeString(hexPart)
+		}
+	}
+	if len(want) != sha256.Size {
+		w.refuse(addr, "none")
+		return nil, fmt.Errorf("the writer replica %s published no certificate fingerprint", addr)
+	}
+	raw, err := dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c := tls.Client(raw, &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The chain and name checks are replaced by the pin below.
+		InsecureSkipVerify: true, //nolint:gosec
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				w.refuse(addr, "none")
+				return errors.New("the writer replica presented no certificate")
+			}
+			if sum := sha256.Sum256(cs.PeerCertificates[0].Raw); !hmac.Equal(sum[:], want) {
+				got := fingerprint(cs.PeerCertificates[0].Raw)
+				w.refuse(addr, got)
+				return fmt.Errorf("the writer replica's certificate has fingerprint %s, not the one of its lease", got)
+			}
+			return nil
+		},
+	})
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// refuse logs, once per writer and certificate, that the writer's
+// certificate was refused.
+func (w *replicaWriter) refuse(addr, got string) {
+	w.refusedMu.Lock()
+	defer w.refusedMu.Unlock()
+	if k := addr + " " + got; k != w.refused {
+		w.refused = k
+		w.log.Warn().Str("writer", addr).Str("certificate", got).
+			Msg("the writer replica's TLS certificate is not the one its lease names; committing statements here")
+	}
 }
 
 // run renews or reads the lease and sends the forwarded statements until
@@ -193,8 +288,7 @@ func (w *replicaWriter) run(ctx context.Context, fe *sqlfront.Frontend, svc *cat
 		select {
 		case <-ctx.Done():
 			w.held.Store(false)
-			none := ""
-			w.target.Store(&none)
+			w.target.Store(&pgstore.WriterHolder{})
 			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = w.lease.Release(rctx)
 			cancel()
@@ -210,21 +304,21 @@ func (w *replicaWriter) run(ctx context.Context, fe *sqlfront.Frontend, svc *cat
 func (w *replicaWriter) renew(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, writerLeaseTTL/2)
 	defer cancel()
-	held, addr, err := w.lease.Hold(ctx)
+	h, err := w.lease.HoldCert(ctx)
 	if err != nil {
-		held, addr = false, ""
+		h = pgstore.WriterHolder{}
 		if ctx.Err() == nil {
 			w.log.Debug().Err(err).Msg("writer lease")
 		}
 	}
-	if held != w.held.Load() {
-		w.log.Info().Bool("held", held).Msg("writer lease")
+	if h.Held != w.held.Load() {
+		w.log.Info().Bool("held", h.Held).Msg("writer lease")
 	}
-	w.held.Store(held)
-	if held {
-		addr = ""
+	w.held.Store(h.Held)
+	if h.Held {
+		h = pgstore.WriterHolder{Held: true}
 	}
-	w.target.Store(&addr)
+	w.target.Store(&h)
 }
 
 // writer returns the address to forward to, "" when the statements are
@@ -233,7 +327,7 @@ func (w *replicaWriter) writer() string {
 	if w.held.Load() {
 		return ""
 	}
-	addr := *w.target.Load()
+	addr := w.target.Load().Addr
 	if addr == "" {
 		return ""
 	}
@@ -413,6 +507,8 @@ func (w *replicaWriter) send(addr string, batch []*writerItem) {
 		fail(catalog.ErrNotForwarded)
 		return
 	}
+	w.sent.requests.Add(1)
+	w.sent.changes.Add(int64(len(batch)))
 	out, err := io.ReadAll(io.LimitReader(resp.Body, writerMaxBody+1))
 	if err != nil {
 		fail(outcomeUnknown(err))
@@ -487,12 +583,9 @@ func (w *replicaWriter) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writerTimeout/2)
 	defer cancel()
-	results := make([]writerResult, len(changes))
-	var wg sync.WaitGroup
-	for i, c := range changes {
-		wg.Go(func() { results[i] = w.commit(ctx, fe, svc, wr.Via, c) })
-	}
-	wg.Wait()
+	w.served.requests.Add(1)
+	w.served.changes.Add(int64(len(changes)))
+	results := w.commit(ctx, fe, svc, wr.Via, changes)
 	out, err := json.Marshal(results)
 	if err != nil {
 		http.Error(rw, "internal error", http.StatusInternalServerError)
@@ -503,36 +596,50 @@ func (w *replicaWriter) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	_, _ = rw.Write(out)
 }
 
-// commit plans and commits one forwarded change.
-func (w *replicaWriter) commit(ctx context.Context, fe *sqlfront.Frontend, svc *catalog.Service, via string, c writerChange) writerResult {
-	stmts := make([]catalog.Statement, len(c.Stmts))
-	var err error
-	for i, s := range c.Stmts {
-		stmts[i], err = fe.ForwardedStatement(catalog.Caller{Principal: s.Principal, SourceIP: s.SourceIP, UserAgent: s.UserAgent,
-			SessionID: s.SessionID, RequestID: s.RequestID, Via: via}, s.Form)
+// commit plans the forwarded changes, one after the other, and commits
+// them all at once (their statements join the committer's batches
+// together).
+func (w *replicaWriter) commit(ctx context.Context, fe *sqlfront.Frontend, svc *catalog.Service, via string, changes []writerChange) []writerResult {
+	results := make([]writerResult, len(changes))
+	planned := make([]catalog.ForwardedChange, 0, len(changes))
+	at := make([]int, 0, len(changes)) // planned[k] is changes[at[k]]
+	for i, c := range changes {
+		stmts := make([]catalog.Statement, len(c.Stmts))
+		var err error
+		for j, s := range c.Stmts {
+			stmts[j], err = fe.ForwardedStatement(catalog.Caller{Principal: s.Principal, SourceIP: s.SourceIP, UserAgent: s.UserAgent,
+				SessionID: s.SessionID, RequestID: s.RequestID, Via: via}, s.Form)
+			if err != nil {
+				break
+			}
+		}
 		if err != nil {
-			break
+			results[i] = failedResult(err, nil)
+			continue
 		}
+		planned, at = append(planned, catalog.ForwardedChange{Stmts: stmts, Block: c.Block}), append(at, i)
 	}
-	var (
-		rev   catalog.Revision
-		audit []catalog.AuditEvent
-	)
-	if err == nil {
-		rev, audit, err = svc.CommitForwarded(ctx, stmts, c.Block)
-	}
-	if err != nil {
-		var ce *catalog.Error
-		if !errors.As(err, &ce) {
-			ce = &catalog.Error{Code: catalog.CodeInternal, Msg: err.Error()}
+	for k, o := range svc.CommitForwardedAll(ctx, planned) {
+		if o.Err != nil {
+			results[at[k]] = failedResult(o.Err, o.Audit)
+			continue
 		}
-		msg := ce.Error()
-		if ce.Code == catalog.CodeInternal {
-			msg = "internal error on the writer replica" // as the SQL front end shows it
-		}
-		return writerResult{Failed: true, Code: int(ce.Code), Msg: msg, Detail: ce.Detail, Hint: ce.Hint, Audit: audit}
+		results[at[k]] = writerResult{Revision: int64(o.Rev), Audit: o.Audit}
 	}
-	return writerResult{Revision: int64(rev), Audit: audit}
+	return results
+}
+
+// failedResult is the answer of a change that failed with err.
+func failedResult(err error, audit []catalog.AuditEvent) writerResult {
+	var ce *catalog.Error
+	if !errors.As(err, &ce) {
+		ce = &catalog.Error{Code: catalog.CodeInternal, Msg: err.Error()}
+	}
+	msg := ce.Error()
+	if ce.Code == catalog.CodeInternal {
+		msg = "internal error on the writer replica" // as the SQL front end shows it
+	}
+	return writerResult{Failed: true, Code: int(ce.Code), Msg: msg, Detail: ce.Detail, Hint: ce.Hint, Audit: audit}
 }
 
 // authentic checks a request's "TIME.ID.MAC" and returns its time and id.

@@ -1,10 +1,22 @@
 package main
 
 import (
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/pgstore"
+	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
 
 // A forwarded-statements request is authentic only with the
@@ -46,5 +58,78 @@ func TestWriterRequestAuthentic(t *testing.T) {
 	}
 	if !w.firstUse(strings.Repeat("ef", 16)) {
 		t.Fatal("another id refused")
+	}
+}
+
+// Over TLS, a replica forwards only to the writer whose certificate has
+// the fingerprint the writer published with its lease: one that presents
+// another certificate never receives the statements (they are committed
+// locally, ErrNotForwarded), and the refusal is logged once.
+func TestWriterCertificatePinned(t *testing.T) {
+	key := writerKey([]byte("master key of this installation"))
+	var reached atomic.Int64
+	writer := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		parts := strings.Split(r.Header.Get(writerAuthHeader), ".")
+		if len(parts) != 3 {
+			http.Error(rw, "unauthenticated", http.StatusUnauthorized)
+			return
+		}
+		out := []byte(`[{"revision":7}]`)
+		rw.Header().Set(writerAuthHeader, (&replicaWriter{key: key}).mac("answer", parts[0], parts[1], out))
+		_, _ = rw.Write(out)
+	}))
+	// The writer's own certificate, as mandate serve makes one.
+	cfg, err := pgwire.LoadOrCreateTLS("", "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer.TLS = cfg
+	writer.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	writer.StartTLS()
+	defer writer.Close()
+	addr := writer.Listener.Addr().String()
+	other := httptest.NewTLSServer(http.NotFoundHandler()) // another certificate
+	defer other.Close()
+	if fingerprint(other.Certificate().Raw) == fingerprint(writer.Certificate().Raw) {
+		t.Fatal("the two servers have the same certificate")
+	}
+
+	var logs syncBuffer
+	w := &replicaWriter{key: key, self: "r2", log: zerolog.New(&logs)}
+	w.init(true)
+	for range writerSenders {
+		go w.sender()
+	}
+	stmt := []catalog.Statement{{Req: catalog.WriteRequest{Caller: catalog.Caller{Principal: "admin"}}, Forward: []byte(`{"sql":"GRANT"}`)}}
+	forward := func(cert string) (catalog.Revision, error) {
+		t.Helper()
+		w.downMu.Lock()
+		clear(w.down)
+		w.downMu.Unlock()
+		w.target.Store(&pgstore.WriterHolder{Addr: addr, Cert: cert})
+		rev, _, err := w.Forward(t.Context(), stmt, false)
+		return rev, err
+	}
+	for range 2 {
+		if _, err := forward(fingerprint(other.Certificate().Raw)); !errors.Is(err, catalog.ErrNotForwarded) {
+			t.Fatalf("forwarded to a writer whose certificate is not its lease's: %v", err)
+		}
+	}
+	if _, err := forward(""); !errors.Is(err, catalog.ErrNotForwarded) {
+		t.Fatalf("forwarded over TLS to a writer that published no fingerprint: %v", err)
+	}
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("the writer with another certificate received %d requests", n)
+	}
+	if n := strings.Count(logs.String(), "not the one its lease names"); n != 2 { // once for the other certificate, once for none
+		t.Errorf("refusal logged %d times, want 2:\n%s", n, logs.String())
+	}
+	// The certificate the lease names: forwarded.
+	if rev, err := forward(fingerprint(writer.Certificate().Raw)); err != nil || rev != 7 {
+		t.Fatalf("forward to the pinned writer = %d, %v; want revision 7", rev, err)
+	}
+	if reached.Load() != 1 {
+		t.Fatalf("the pinned writer received %d requests, want 1", reached.Load())
 	}
 }

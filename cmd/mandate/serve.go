@@ -339,10 +339,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var remote catalog.RemoteWriter
 	if st.pg != nil && cfg.store.forwardWrites {
 		adv := advertiseAddr(cfg.store.advertiseAddr, httpLn)
-		if writer, err = newReplicaWriter(st.pg, key, adv, replicaName(adv, httpLn), httpTLS != nil, log); err != nil {
+		if writer, err = newReplicaWriter(st.pg, key, adv, replicaName(adv, httpLn), httpFingerprint, log); err != nil {
 			return err
 		}
 		remote = writer
+		if err := writer.registerMetrics(tel.Registry()); err != nil {
+			return err
+		}
 	}
 	svc, err := catalog.Open(ctx, catalog.Options{Store: st.catalog, Events: st.events, Audit: auditLog, Keyring: kr, Logger: log,
 		AdminVerifier: adminVerifier, MaxStaleness: cfg.store.maxStaleness, ForwardLease: fwdLease, Remote: remote})
