@@ -45,11 +45,8 @@ type RemoteWriter interface {
 // that changed nothing are returned, not recorded: the replica that sent
 // them records them before it answers its client.
 func (s *Service) CommitForwarded(ctx context.Context, stmts []Statement, block bool) (Revision, []AuditEvent, error) {
-	if len(stmts) == 0 || (!block && len(stmts) != 1) {
-		return 0, nil, Errorf(CodeInvalidArgument, "catalog: one statement, or a block")
-	}
-	r := s.enqueue(ctx, stmts, block)
-	return r.rev, r.audit, r.err
+	o := s.CommitForwardedAll(ctx, []ForwardedChange{{Stmts: stmts, Block: block}})[0]
+	return o.Rev, o.Audit, o.Err
 }
 
 // ForwardedChange is one change another replica forwarded: one

@@ -19,8 +19,8 @@ import (
 // forwardForm is the forwarded form of a change; nil when its text holds
 // secrets (redacted is its text as audited).
 func (s *Session) forwardForm(ast parser.Statement, redacted string) []byte {
-	text := ast.String()
-	if text != redacted {
+	text, ok := forwardable(ast, redacted)
+	if !ok {
 		return nil
 	}
 	b, err := json.Marshal(forwardForm{SQL: text, Catalog: s.catalog})
@@ -28,6 +28,14 @@ func (s *Session) forwardForm(ast parser.Statement, redacted string) []byte {
 		return nil
 	}
 	return b
+}
+
+// forwardable returns a statement's canonical text, and whether it may
+// leave this process: only when it equals the redacted text the audit
+// record shows, i.e. it holds no secret (password, secret option).
+func forwardable(ast parser.Statement, redacted string) (string, bool) {
+	text := ast.String()
+	return text, text == redacted
 }
 
 type forwardForm struct {
@@ -63,7 +71,7 @@ func (f *Frontend) ForwardedStatement(c catalog.Caller, form []byte) (catalog.St
 		return catalog.Statement{}, catalog.Errorf(catalog.CodeInvalidArgument, "statement %s cannot be forwarded", ast.Kind())
 	}
 	out := st.change()
-	if ast.String() != out.Req.Caller.Statement { // its text holds secrets: never sent (forwardForm)
+	if _, ok := forwardable(ast, out.Req.Caller.Statement); !ok { // its text holds secrets: never sent
 		return catalog.Statement{}, catalog.Errorf(catalog.CodeInvalidArgument, "statement %s cannot be forwarded", ast.Kind())
 	}
 	out.Forward = form
