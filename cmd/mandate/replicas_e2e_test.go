@@ -60,6 +60,13 @@ func startCluster(t testing.TB, n int, pgSettings map[string]string, args ...str
 		t.FailNow()
 	}
 	c.replicas = started
+	t.Cleanup(func() { // before the replicas stop (cleanups run last first)
+		if t.Failed() {
+			for i, r := range c.replicas {
+				t.Logf("replica %d stderr:\n%s", i, r.stderr.String())
+			}
+		}
+	})
 	return c
 }
 

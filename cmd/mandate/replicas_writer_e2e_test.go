@@ -80,13 +80,6 @@ func postWrites(t *testing.T, r *server, key []byte, body []byte, ts, id string)
 // lose none they acknowledged.
 func TestReplicaWriter(t *testing.T) {
 	c := startCluster(t, 3, nil, "--max-staleness", "2s", "--forward-writes")
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, r := range c.replicas {
-				t.Logf("replica %d stderr:\n%s", i, r.stderr.String())
-			}
-		}
-	})
 	pg := c.pg.Connect(t, "mandate")
 	wi := writerIndex(t, c, pg)
 	oi := (wi + 1) % 3 // a replica that forwards
@@ -283,13 +276,6 @@ func TestReplicaWriter(t *testing.T) {
 // refused).
 func TestReplicaWriterTLS(t *testing.T) {
 	c := startCluster(t, 2, nil, "--http-tls=on") // --forward-writes is the default
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, r := range c.replicas {
-				t.Logf("replica %d stderr:\n%s", i, r.stderr.String())
-			}
-		}
-	})
 	pg := c.pg.Connect(t, "mandate")
 	wi := writerIndex(t, c, pg)
 	oi := 1 - wi
