@@ -70,14 +70,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: tracecalls TRACE | tracecalls -wakes TRACE")
 		os.Exit(2)
 	}
-	f, err := os.Open(os.Args[1])
-	if err != nil {
-		fail(err)
-	}
-	r, err := trace.NewReader(f)
-	if err != nil {
-		fail(err)
-	}
 	gs := map[trace.GoID]*gor{}
 	kinds := map[string]*kindStats{}
 	ranges := map[string]trace.Time{}
@@ -87,14 +79,7 @@ func main() {
 	var walls, firstWalls []time.Duration
 	var phases [][3]time.Duration
 	var first, last trace.Time
-	for {
-		ev, err := r.ReadEvent()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			fail(err)
-		}
+	readEvents(os.Args[1], func(ev trace.Event) {
 		t := ev.Time()
 		if first == 0 {
 			first = t
@@ -115,7 +100,7 @@ func main() {
 		case trace.EventStateTransition:
 			st := ev.StateTransition()
 			if st.Resource.Kind != trace.ResourceGoroutine {
-				continue
+				return
 			}
 			from, to := st.Goroutine()
 			g := gs[st.Resource.Goroutine()]
@@ -205,7 +190,7 @@ func main() {
 				g.site = site(st.Stack)
 			}
 		}
-	}
+	})
 	fmt.Printf("trace: %v\n\nranges (the collector's work):\n", last.Sub(first).Round(time.Millisecond))
 	for name, d := range rangeTotal {
 		fmt.Printf("  %-40s %6d  %v\n", name, rangeCount[name], d)
@@ -317,4 +302,27 @@ func site(s trace.Stack) string {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "tracecalls:", err)
 	os.Exit(1)
+}
+
+// readEvents calls fn with each event of the trace at path, in order.
+func readEvents(path string, fn func(trace.Event)) {
+	f, err := os.Open(path)
+	if err != nil {
+		fail(err)
+	}
+	defer f.Close()
+	r, err := trace.NewReader(f)
+	if err != nil {
+		fail(err)
+	}
+	for {
+		ev, err := r.ReadEvent()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			fail(err)
+		}
+		fn(ev)
+	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -30,15 +28,6 @@ var activities = []struct{ name, fn string }{
 // time and for those at or below p50, how often and how long each
 // activity ran during the call.
 func overlap(path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		fail(err)
-	}
-	defer f.Close()
-	r, err := trace.NewReader(f)
-	if err != nil {
-		fail(err)
-	}
 	type gstate struct {
 		kind     string
 		act      int // index in activities, -1 none
@@ -55,14 +44,7 @@ func overlap(path string) {
 	gcOpen := map[string]trace.Time{}
 	var calls []span
 	var ackWait []time.Duration
-	for {
-		ev, err := r.ReadEvent()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			fail(err)
-		}
+	readEvents(path, func(ev trace.Event) {
 		t := ev.Time()
 		switch ev.Kind() {
 		case trace.EventRangeBegin, trace.EventRangeActive:
@@ -79,7 +61,7 @@ func overlap(path string) {
 		case trace.EventStateTransition:
 			st := ev.StateTransition()
 			if st.Resource.Kind != trace.ResourceGoroutine {
-				continue
+				return
 			}
 			from, to := st.Goroutine()
 			g := gs[st.Resource.Goroutine()]
@@ -131,7 +113,7 @@ func overlap(path string) {
 				}
 			}
 		}
-	}
+	})
 	if len(calls) < 20 {
 		return
 	}

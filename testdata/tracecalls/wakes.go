@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"sort"
 	"strings"
 
@@ -24,15 +22,6 @@ import (
 // was llmgw's, "proxy": httputil's ReverseProxy), counted only when no
 // other call overlaps it.
 func wakes(path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		fail(err)
-	}
-	defer f.Close()
-	r, err := trace.NewReader(f)
-	if err != nil {
-		fail(err)
-	}
 	type gw struct {
 		kind    string
 		reason  string // why it waits
@@ -65,14 +54,7 @@ func wakes(path string) {
 			w.counts[key]++
 		}
 	}
-	for {
-		ev, err := r.ReadEvent()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			fail(err)
-		}
+	readEvents(path, func(ev trace.Event) {
 		t := ev.Time()
 		switch ev.Kind() {
 		case trace.EventRegionBegin:
@@ -175,7 +157,7 @@ func wakes(path string) {
 				}
 			}
 		}
-	}
+	})
 	by := map[string][]*window{}
 	for _, w := range done {
 		if !w.overlapped {
