@@ -1,6 +1,6 @@
 // Package pgtest starts a real PostgreSQL server for a test: initdb into
 // the test's temporary directory, the postmaster on a free 127.0.0.1 port
-// with its unix socket in that directory, and a clean shutdown when the
+// with its unix socket in a short temporary directory, and a clean shutdown when the
 // test ends (an immediate one when the test process dies without cleaning
 // up: the postmaster is started through catalog/proctest). Tests that
 // compare Mandate with PostgreSQL, and stores backed by PostgreSQL, use
@@ -195,16 +195,22 @@ func start(ctx context.Context, tb testing.TB, bin string, opts Options) (*Serve
 			}
 		}
 	}
-	dataDir, sockDir := filepath.Join(root, "data"), filepath.Join(root, "sock")
-	pwFile := filepath.Join(root, "pw")
+	dataDir, pwFile := filepath.Join(root, "data"), filepath.Join(root, "pw")
 	var pw [16]byte
 	_, _ = rand.Read(pw[:])
 	password := hex.EncodeToString(pw[:])
-	for _, d := range []string{dataDir, sockDir} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return nil, err
-		}
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		return nil, err
 	}
+	// The socket's path is bounded (107 bytes on Linux) and the test's
+	// directory is named after the test: the socket gets a short
+	// directory of its own, removed after the server (cleanups run last
+	// registered first).
+	sockDir, err := os.MkdirTemp(os.TempDir(), "pgsock")
+	if err != nil {
+		return nil, err
+	}
+	tb.Cleanup(func() { _ = os.RemoveAll(sockDir) })
 	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
 		return nil, err
 	}

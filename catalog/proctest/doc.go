@@ -19,5 +19,11 @@
 // and waits for the end: the tests of Start and of pgtest use it to show
 // that a child survives the thread its starter ran on.
 //
+// RunInTempDir runs a package's tests (from TestMain) with TMPDIR set to a
+// directory of the test process's own, removed at the end; a test process
+// killed before it could remove it leaves it behind, and the next test
+// process of any package removes it (RemoveStaleTempDirs): so neither
+// the processes nor the files of a killed test binary outlive it for long.
+//
 // Elsewhere than Linux, Start starts the child without a death signal.
 package proctest

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -31,7 +32,7 @@ const waitBound = 30 * time.Second
 func TestMain(m *testing.M) {
 	switch os.Getenv(roleEnv) {
 	case "":
-		os.Exit(m.Run())
+		os.Exit(proctest.RunInTempDir(m))
 	case "echo":
 		in := bufio.NewScanner(os.Stdin)
 		for in.Scan() {
@@ -210,5 +211,47 @@ func exited(t *testing.T, fd int, d time.Duration) bool {
 			t.Fatalf("poll of the child's pidfd: %v", err)
 		}
 		return n > 0
+	}
+}
+
+// TestRemoveStaleTempDirs: the temporary directory of a test process that
+// is gone is removed; this process's, a live process's and other names are
+// kept.
+func TestRemoveStaleTempDirs(t *testing.T) {
+	dir := t.TempDir()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{ // name: kept
+		fmt.Sprintf("mandate-test-%d-123", gone.Process.Pid): false,
+		fmt.Sprintf("mandate-test-%d-456", os.Getpid()):      true,
+		fmt.Sprintf("mandate-test-%d-789", os.Getppid()):     true,
+		"mandate-test-0123456789":                            true, // no pid in the name
+		"mandate-test-x-1":                                   true,
+		"mandate-test--1-2":                                  true,
+	}
+	for name := range names {
+		if err := os.MkdirAll(filepath.Join(dir, name, "sub"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proctest.RemoveStaleTempDirs(dir)
+	for name, kept := range names {
+		if _, err := os.Stat(filepath.Join(dir, name)); (err == nil) != kept {
+			t.Errorf("%s: kept %v, want %v", name, err == nil, kept)
+		}
+	}
+}
+
+// TestRunInTempDir: the tests of this package run in a temporary
+// directory of this process's own.
+func TestRunInTempDir(t *testing.T) {
+	want := fmt.Sprintf("mandate-test-%d-", os.Getpid())
+	if base := filepath.Base(os.TempDir()); !strings.HasPrefix(base, want) {
+		t.Fatalf("TMPDIR %s, want a directory named %s*", os.TempDir(), want)
+	}
+	if got := filepath.Dir(filepath.Dir(t.TempDir())); got != os.TempDir() {
+		t.Fatalf("t.TempDir is in %s, want %s", got, os.TempDir())
 	}
 }

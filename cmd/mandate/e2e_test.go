@@ -48,7 +48,6 @@ const (
 
 var (
 	binOnce sync.Once
-	binDir  string
 	binPath string
 	binErr  error
 )
@@ -58,11 +57,9 @@ func TestMain(m *testing.M) {
 		runBenchProxy(u)
 		return
 	}
-	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	// The binary's directory is removed with the test process's
+	// temporary directory.
+	os.Exit(proctest.RunInTempDir(m))
 }
 
 // mandateBinary builds the binary once per test run (go test puts its go
@@ -73,12 +70,11 @@ func mandateBinary(t testing.TB) string {
 		t.Skip("end-to-end test: builds and runs the mandate binary")
 	}
 	binOnce.Do(func() {
-		removeStaleBinDirs(os.TempDir())
-		binDir, binErr = os.MkdirTemp("", fmt.Sprintf("mandate-e2e-%d-", os.Getpid()))
-		if binErr != nil {
+		var dir string
+		if dir, binErr = os.MkdirTemp("", "mandate-e2e-"); binErr != nil {
 			return
 		}
-		binPath = filepath.Join(binDir, "mandate")
+		binPath = filepath.Join(dir, "mandate")
 		cmd := exec.Command("go", "build", "-o", binPath, ".")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -89,23 +85,6 @@ func mandateBinary(t testing.TB) string {
 		t.Fatal(binErr)
 	}
 	return binPath
-}
-
-// removeStaleBinDirs removes the binary directories in dir of earlier test
-// processes that ended without TestMain's cleanup (a panic, -timeout, a
-// kill): mandate-e2e-<pid>-* whose process is gone. Each holds a binary of
-// about 100 MB.
-func removeStaleBinDirs(dir string) {
-	dirs, _ := filepath.Glob(filepath.Join(dir, "mandate-e2e-*-*"))
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(strings.SplitN(filepath.Base(d), "-", 4)[2])
-		if err != nil || pid <= 0 || pid == os.Getpid() {
-			continue
-		}
-		if syscall.Kill(pid, 0) == syscall.ESRCH {
-			_ = os.RemoveAll(d)
-		}
-	}
 }
 
 // baseEnv is this process's environment without MANDATE_* variables.
@@ -1196,34 +1175,6 @@ func TestLoadgen(t *testing.T) {
 	for _, row := range queryRows(t, s.admin(t), `SHOW GROUPS`) {
 		if strings.HasPrefix(row, "loadgen_") {
 			t.Errorf("group %q left behind", row)
-		}
-	}
-}
-
-// TestRemoveStaleBinDirs: the binary directory of a process that is gone
-// is removed; this process's, a live process's and other names are kept.
-func TestRemoveStaleBinDirs(t *testing.T) {
-	dir := t.TempDir()
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{ // name: kept
-		fmt.Sprintf("mandate-e2e-%d-123", gone.Process.Pid): false,
-		fmt.Sprintf("mandate-e2e-%d-456", os.Getpid()):      true,
-		fmt.Sprintf("mandate-e2e-%d-789", os.Getppid()):     true,
-		"mandate-e2e-0123456789":                            true, // no pid in the name
-		"mandate-e2e-x-1":                                   true,
-	}
-	for name := range names {
-		if err := os.MkdirAll(filepath.Join(dir, name, "sub"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	removeStaleBinDirs(dir)
-	for name, kept := range names {
-		if _, err := os.Stat(filepath.Join(dir, name)); (err == nil) != kept {
-			t.Errorf("%s: kept %v, want %v", name, err == nil, kept)
 		}
 	}
 }
