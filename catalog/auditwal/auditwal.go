@@ -900,6 +900,11 @@ func (l *Log) Close() error {
 		if ferr := l.flush(ctx); ferr != nil {
 			l.log.Error().Err(ferr).Msg("audit log: could not apply pending records at close; they stay in the log")
 		}
+		// No preallocated zeros left behind a clean close (a Mandate
+		// before them would take them for corruption).
+		if l.alloc > l.size {
+			_ = l.f.Truncate(l.size)
+		}
 		err = errors.Join(l.f.Close(), l.inner.Close())
 	})
 	return err

@@ -880,3 +880,32 @@ func TestPreallocatedAppends(t *testing.T) {
 		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// TestCloseLeavesNoPreallocation: a clean Close cuts the preallocated
+// zeros off, also when records stay in the log (the inner store refused
+// them), so that the file holds only records.
+func TestCloseLeavesNoPreallocation(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := &stalling{keepOpen: keepOpen{memstore.New()}}
+	inner.stalled.Store(true)
+	l, err := Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendAudit(ctx, event(0)); err != nil {
+		t.Fatal(err)
+	}
+	l.zeroers.Wait() // the preallocation the append started
+	at := end(l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() != at {
+		t.Fatalf("after Close the log is %d bytes, want %d (its records only)", st.Size(), at)
+	}
+}
