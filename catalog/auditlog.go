@@ -43,7 +43,9 @@ type AuditLogOptions struct {
 	// lone event is never delayed by more than MaxDelay. Enqueue's events
 	// do not count: their producers go on with their call once queued
 	// (a gateway call forwards upstream) and do not come back when
-	// answered, so waiting for them would only delay the batch.
+	// answered, so waiting for them would only delay the batch. Nor does
+	// the writer wait while the batch holds an Enqueue'd event: its call
+	// waits for that write (a gateway answer) and would pay the delay.
 	MaxDelay time.Duration
 	// SubmitDelay bounds how long a batch of events nobody waits for
 	// (Submit's) waits for an event somebody waits for, to share its
@@ -400,7 +402,7 @@ func (l *AuditLog) added(b *auditBatch) {
 	if l.wantBlocked {
 		n = b.blocked
 	}
-	if l.want > 0 && (b.sealed || n >= l.want) {
+	if l.want > 0 && (b.sealed || n >= l.want || l.wantBlocked && b.enqueued()) {
 		l.want = 0
 		l.wake()
 	}
@@ -618,7 +620,7 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 		l.mu.Unlock()
 		l.fill(b, 1, l.o.SubmitDelay, false)
 		l.mu.Lock()
-	case b.blocked < *lastSize && l.o.MaxDelay > 0:
+	case b.blocked < *lastSize && !b.enqueued() && l.o.MaxDelay > 0:
 		l.mu.Unlock()
 		l.fill(b, *lastSize, l.o.MaxDelay, true)
 		l.mu.Lock()
@@ -670,8 +672,15 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	return true
 }
 
+// enqueued reports whether b holds an event of Enqueue: its producer
+// waits for the write without blocking until it (a gateway call in
+// flight), so a wait for blocked producers to come back would delay it.
+// Caller holds l.mu.
+func (b *auditBatch) enqueued() bool { return b.acked > b.blocked }
+
 // fill waits up to delay for b to hold want acked events (blocked ones
-// only if blocked), or to be sealed.
+// only if blocked, and then only while b holds no Enqueue'd event), or
+// to be sealed.
 func (l *AuditLog) fill(b *auditBatch, want int, delay time.Duration, blocked bool) {
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -681,7 +690,7 @@ func (l *AuditLog) fill(b *auditBatch, want int, delay time.Duration, blocked bo
 		if blocked {
 			n = b.blocked
 		}
-		if n >= want || b.sealed {
+		if n >= want || b.sealed || blocked && b.enqueued() {
 			l.want = 0
 			l.mu.Unlock()
 			return

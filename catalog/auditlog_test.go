@@ -742,3 +742,79 @@ func TestStatementParamsMatchEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditLogEnqueueNotHeldForBlockedComebacks: after a write that
+// answered blocked producers (Record: a catalog statement's audit, a
+// refused call's record), the writer waits MaxDelay for them to come
+// back, but not while the batch holds an Enqueue'd event: a gateway
+// call's answer waits for that write. Whether the Enqueue'd event is
+// there when the writer takes the batch or joins it while the writer
+// waits, the batch is written at once.
+func TestAuditLogEnqueueNotHeldForBlockedComebacks(t *testing.T) {
+	tests := []struct {
+		name string
+		// blockedFirst: a lone Record is queued first, and the Enqueue
+		// joins its batch once the writer waits for comebacks.
+		blockedFirst bool
+		sizes        []int
+	}{
+		{"a lone Enqueue", false, []int{2, 1}},
+		{"an Enqueue joining a wait for comebacks", true, []int{2, 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &gatedWriter{entered: make(chan struct{}), release: make(chan struct{})}
+			l := catalog.NewAuditLog(w, catalog.AuditLogOptions{MaxDelay: time.Hour, SubmitDelay: -1})
+			defer closeLog(t, l)
+			ctx := t.Context()
+			record := func(action string) <-chan error {
+				done := make(chan error, 1)
+				go func() { done <- l.Record(ctx, catalog.AuditEvent{Service: "catalog", Action: action}) }()
+				return done
+			}
+			// A write that answers two blocked producers.
+			errs := make(chan error, 1)
+			go func() {
+				errs <- l.RecordBatch(ctx, []catalog.AuditEvent{{Service: "catalog", Action: "a"}, {Service: "catalog", Action: "b"}})
+			}()
+			<-w.entered
+			w.release <- struct{}{}
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+			var blocked <-chan error
+			if tt.blockedFirst {
+				blocked = record("c")
+				for deadline := time.Now().Add(10 * time.Second); !l.Filling(); { // the writer waits for a second producer
+					if time.Now().After(deadline) {
+						t.Fatal("the writer did not wait for blocked producers to come back")
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			ack, err := l.Enqueue(ctx, catalog.AuditEvent{Service: "llm", Action: "chat"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-w.entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("a batch with an Enqueue'd event was held back for blocked producers to come back")
+			}
+			w.release <- struct{}{}
+			if err := ack.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if blocked != nil {
+				if err := <-blocked; err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if !slices.Equal(w.sizes, tt.sizes) {
+				t.Fatalf("batches of %v events, want %v", w.sizes, tt.sizes)
+			}
+		})
+	}
+}

@@ -53,3 +53,11 @@ func (l *AuditLog) Lingering() bool {
 	defer l.mu.Unlock()
 	return l.lingering
 }
+
+// Filling reports whether the writer waits for more events before it
+// writes the oldest batch (MaxDelay, SubmitDelay).
+func (l *AuditLog) Filling() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.want > 0
+}

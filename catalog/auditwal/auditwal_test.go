@@ -77,7 +77,34 @@ func crash(l *Log) {
 	if l.syncStopped != nil {
 		<-l.syncStopped
 	}
+	l.zeroers.Wait()
 	l.f.Close()
+}
+
+// end is the offset after l's last record (the file may hold
+// preallocated zeros after it).
+func end(l *Log) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size
+}
+
+// tear writes the first half of a record where the next append would have
+// written it, as a crash during that append leaves it.
+func tear(t *testing.T, dir string, at int64) {
+	t.Helper()
+	torn, err := encode(nil, &record{seq: 99, events: []catalog.AuditEvent{event(9)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, FileName), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(torn[:len(torn)/2], at); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // reopenAfterCrash crashes l, opens its directory again with o (closed
@@ -296,19 +323,9 @@ func TestReplayAfterCrash(t *testing.T) {
 	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 0 {
 		t.Fatal("applied before the crash; the test needs the records pending")
 	}
+	at := end(l)
 	crash(l)
-	torn, err := encode(nil, &record{seq: 99, events: []catalog.AuditEvent{event(9)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, FileName), os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(torn[:len(torn)/2]); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	tear(t, dir, at)
 
 	for range 2 { // exactly once: a second open replays nothing again
 		l, err = Open(ctx, dir, inner, Options{})
@@ -802,5 +819,93 @@ func TestApplyNice(t *testing.T) {
 	}
 	if got := <-inner.nices; got != base {
 		t.Errorf("Flush applied at nice %d, want the caller's %d", got, base)
+	}
+}
+
+// TestPreallocatedAppends: the log keeps zero-filled space after its last
+// record, so that appends overwrite blocks within the file's size (their
+// fdatasync commits no size change); after a crash a torn record among
+// the zeros is cut off and every acknowledged record replays.
+func TestPreallocatedAppends(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := keepOpen{memstore.New()}
+	o := Options{ApplyInterval: time.Hour, MaxPending: 1 << 30}
+	l, err := Open(ctx, dir, inner, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, FileName)
+	fileSize := func() int64 {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	want := []catalog.AuditEvent{event(0)}
+	if err := l.AppendAudit(ctx, event(0)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); fileSize() < end(l)+preallocAhead/2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no space preallocated after the log's end: file %d bytes, log %d", fileSize(), end(l))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	size := fileSize()
+	for i := 1; i < 20; i++ {
+		if err := l.AppendAudit(ctx, event(i)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, event(i))
+	}
+	if got := fileSize(); got != size {
+		t.Fatalf("appends in preallocated space changed the file's size: %d, was %d", got, size)
+	}
+	at := end(l)
+	crash(l)
+	tear(t, dir, at)
+	l, err = Open(ctx, dir, inner, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	got, err := l.ListAudit(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("audit after a crash:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestCloseLeavesNoPreallocation: a clean Close cuts the preallocated
+// zeros off, also when records stay in the log (the inner store refused
+// them), so that the file holds only records.
+func TestCloseLeavesNoPreallocation(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inner := &stalling{keepOpen: keepOpen{memstore.New()}}
+	inner.stalled.Store(true)
+	l, err := Open(ctx, dir, inner, Options{ApplyInterval: time.Hour, MaxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendAudit(ctx, event(0)); err != nil {
+		t.Fatal(err)
+	}
+	l.zeroers.Wait() // the preallocation the append started
+	at := end(l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() != at {
+		t.Fatalf("after Close the log is %d bytes, want %d (its records only)", st.Size(), at)
 	}
 }

@@ -58,9 +58,11 @@ type Record struct {
 // and the offset after the last one. The bodies of records with a
 // sequence number up to skipThrough are not kept. A bad record is a torn
 // tail (a crash during an append that was never acknowledged) only if it
-// is the last thing in the file: the caller cuts the file at the offset
-// returned. Anything after a bad record means corruption, which must not
-// silently drop acknowledged data: CodeIncompatibleData.
+// is the last thing in the file but zeros (space a writer preallocated,
+// catalog/auditwal; a record is never all zeros): the caller cuts the
+// file at the offset returned. Anything else after a bad record means
+// corruption, which must not silently drop acknowledged data:
+// CodeIncompatibleData.
 func Read(f *os.File, skipThrough int64) ([]Record, int64, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, 0, catalog.Internal(err, "reading "+f.Name())
@@ -78,6 +80,9 @@ func Read(f *os.File, skipThrough int64) ([]Record, int64, error) {
 	)
 	torn := func(end int64) ([]Record, int64, error) {
 		if end < size {
+			if zero, err := Zero(f, end, size); err != nil || zero {
+				return recs, off, err
+			}
 			return nil, 0, &catalog.Error{Code: catalog.CodeIncompatibleData,
 				Msg: fmt.Sprintf("log %s is corrupt at offset %d (%d bytes follow); refusing to start", f.Name(), off, size-off)}
 		}
@@ -107,6 +112,27 @@ func Read(f *os.File, skipThrough int64) ([]Record, int64, error) {
 		recs = append(recs, r)
 		off = end
 	}
+}
+
+// Zero reports whether f holds only zero bytes from from to to.
+func Zero(f *os.File, from, to int64) (bool, error) {
+	buf := make([]byte, min(to-from, 1<<16))
+	for from < to {
+		n, err := f.ReadAt(buf[:min(to-from, int64(len(buf)))], from)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false, nil
+			}
+		}
+		from += int64(n)
+		if err != nil {
+			if err == io.EOF {
+				return true, nil
+			}
+			return false, catalog.Internal(err, "reading "+f.Name())
+		}
+	}
+	return true, nil
 }
 
 // ReadAt reads the body of the record at off (of size bytes) and checks it.
