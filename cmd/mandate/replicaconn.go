@@ -182,7 +182,7 @@ func writeFrame(c net.Conn, deadline time.Time, parts ...[]byte) error {
 		n += len(p)
 	}
 	if n > writerMaxFrame {
-		return errors.New("frame too large")
+		return errFrameTooLarge
 	}
 	f := binary.BigEndian.AppendUint32(make([]byte, 0, 4+n), uint32(n))
 	for _, p := range parts {
