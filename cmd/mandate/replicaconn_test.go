@@ -49,7 +49,7 @@ type connTestOpts struct {
 }
 
 // newConnTest starts the writer's endpoint and a sender.
-func newConnTest(t *testing.T, o connTestOpts) *connTest {
+func newConnTest(t testing.TB, o connTestOpts) *connTest {
 	t.Helper()
 	useTLS := o.tls
 	ct := &connTest{srv: &replicaWriter{key: testWriterKey, self: "r1", log: zerolog.Nop()}}
@@ -124,7 +124,7 @@ func (ct *connTest) served() int {
 var testStmt = []catalog.Statement{{Req: catalog.WriteRequest{Caller: catalog.Caller{Principal: "admin"}}, Forward: []byte(`{"sql":"GRANT"}`)}}
 
 // forward forwards a statement and wants it run by the writer.
-func forward(t *testing.T, w *replicaWriter) {
+func forward(t testing.TB, w *replicaWriter) {
 	t.Helper()
 	if rev, _, err := w.Forward(t.Context(), testStmt, false); err != nil || rev != 7 {
 		t.Fatalf("Forward = %d, %v; want revision 7", rev, err)
@@ -323,5 +323,46 @@ func TestWriterConnNotWriter(t *testing.T) {
 	}
 	if ct.posts.Load() != 0 || ct.execs.Load() != 0 {
 		t.Fatalf("%d POST requests, %d changes run", ct.posts.Load(), ct.execs.Load())
+	}
+}
+
+// BenchmarkWriterHop: the hop alone, sender and writer in this process,
+// the writer's commit a fake: one statement per request (sequential), or
+// 8 callers at once, over the connection and as POST requests (the
+// writer of an older version). µs-cpu/op is this process's CPU (both
+// sides) per statement.
+func BenchmarkWriterHop(b *testing.B) {
+	for _, tc := range []struct {
+		name     string
+		postOnly bool
+		parallel bool
+	}{
+		{"connection/sequential", false, false}, {"post/sequential", true, false},
+		{"connection/parallel", false, true}, {"post/parallel", true, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ct := newConnTest(b, connTestOpts{postOnly: tc.postOnly, senders: writerSenders})
+			forward(b, ct.snd) // the connection opened, or the upgrade refused
+			cpu0 := processCPU(b)
+			b.ResetTimer()
+			if tc.parallel {
+				b.SetParallelism(4) // 8 callers on 2 cores
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, _, err := ct.snd.Forward(b.Context(), testStmt, false); err != nil {
+							b.Error(err) // not Fatal: not the benchmark's goroutine
+							return
+						}
+					}
+				})
+			} else {
+				for b.Loop() {
+					forward(b, ct.snd)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "µs-cpu/op")
+			b.ReportMetric(float64(ct.snd.sent.changes.Load())/float64(ct.snd.sent.requests.Load()), "changes/request")
+		})
 	}
 }
