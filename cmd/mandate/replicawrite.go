@@ -42,8 +42,12 @@ import (
 //     writerLeaseEvery.
 //   - A replica that does not hold it sends the forwarded forms of its
 //     statements (sqlfront: the statement's canonical text, the session's
-//     current catalog) with their callers to the writer, POST
-//     writerPath, several statements in flight per request. The writer
+//     current catalog) with their callers to the writer, several
+//     statements in flight per request, each of its senders over its own
+//     long-lived connection (replicaconn.go: GET writerPath upgraded to
+//     frames of the same requests and answers), or as POST writerPath to
+//     a writer that serves no connection (an older version, or one at
+//     its bound of connections). The writer
 //     plans each as its caller (sqlfront.Frontend.ForwardedStatement: the
 //     same privilege checks, the same audit record with the client's
 //     address) and commits it in its own batches; the answer carries each
@@ -91,8 +95,19 @@ const (
 	writerTimeout = time.Minute
 	// writerDownFor is how long a writer address that refused a
 	// connection is skipped (the lease of a dead writer lasts until it
-	// expires).
+	// expires), and how long one that refused an upgrade is sent POST
+	// requests.
 	writerDownFor = writerLeaseTTL
+	// writerMaxConns bounds the connections a writer serves at once
+	// (replicaconn.go; past it the upgrade is refused: the sender posts);
+	// writerConnIdle is how long it keeps one without a frame,
+	// writerConnReuse how long a sender reuses an idle one (less, so that
+	// the writer never closes one a frame is being written to), and
+	// writerFrameRead bounds the reading of a frame once its length came.
+	writerMaxConns  = 64
+	writerConnIdle  = 2 * time.Minute
+	writerConnReuse = time.Minute
+	writerFrameRead = 30 * time.Second
 )
 
 // replicaWriter is a replica's side of the writer: the lease, the
@@ -105,12 +120,25 @@ type replicaWriter struct {
 	key    []byte
 	scheme string // of the writer's URL: http, or https when the listeners use TLS
 	client *http.Client
+	dial   func(ctx context.Context, addr string) (net.Conn, error) // to the writer, TLS pinned when the listeners use it
 	log    zerolog.Logger
 
-	// Set once the SQL front end exists (serve): the endpoint refuses
-	// requests before.
-	fe  atomic.Pointer[sqlfront.Frontend]
-	svc atomic.Pointer[catalog.Service]
+	// exec runs forwarded changes; set once the SQL front end exists
+	// (serve): the endpoint refuses requests before.
+	exec atomic.Pointer[writerExec]
+
+	// The connections this replica serves as the writer (replicaconn.go):
+	// at most maxConns at once, each closed after connIdle without a
+	// frame; closed when the replica stops (connsClosed).
+	connsMu     sync.Mutex
+	conns       map[net.Conn]struct{}
+	connsClosed bool
+	maxConns    int
+	connIdle    time.Duration
+	// connReuse is how long a sender reuses an idle connection; less than
+	// the writer's connIdle, so that the writer does not close one a
+	// frame is being written to.
+	connReuse time.Duration
 
 	held   atomic.Bool
 	target atomic.Pointer[pgstore.WriterHolder] // the holder; Addr "" when none or this replica
@@ -121,6 +149,7 @@ type replicaWriter struct {
 
 	downMu sync.Mutex
 	down   map[string]time.Time // addresses that refused a connection, until
+	posted map[string]time.Time // addresses that refused an upgrade (sent POST requests), until
 
 	queue chan *writerItem
 
@@ -202,14 +231,19 @@ func newReplicaWriter(st *pgstore.Store, masterKey []byte, advertise, self, cert
 // init sets up what newReplicaWriter does not read from the store: the
 // HTTP client, the queue, the maps.
 func (w *replicaWriter) init(useTLS bool) {
-	w.scheme, w.down, w.seen, w.queue = "http", map[string]time.Time{}, map[string]time.Time{}, make(chan *writerItem, 1024)
+	w.scheme, w.down, w.posted, w.seen, w.queue = "http", map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}, make(chan *writerItem, 1024)
+	w.conns, w.maxConns, w.connIdle, w.connReuse = map[net.Conn]struct{}{}, writerMaxConns, writerConnIdle, writerConnReuse
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	w.dial = func(ctx context.Context, addr string) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) }
 	tr := &http.Transport{MaxIdleConnsPerHost: 2 * writerSenders, IdleConnTimeout: 90 * time.Second, DialContext: dialer.DialContext}
 	if useTLS {
 		// The replicas' listeners have their own certificates (often
 		// self-signed): the sender accepts exactly the one whose
 		// fingerprint the writer published with its lease.
 		w.scheme = "https"
+		w.dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			return w.dialWriter(ctx, dialer, "tcp", addr)
+		}
 		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return w.dialWriter(ctx, dialer, network, addr)
 		}
@@ -276,8 +310,11 @@ func (w *replicaWriter) refuse(addr, got string) {
 // run renews or reads the lease and sends the forwarded statements until
 // ctx ends; the lease is released then.
 func (w *replicaWriter) run(ctx context.Context, fe *sqlfront.Frontend, svc *catalog.Service) {
-	w.fe.Store(fe)
-	w.svc.Store(svc)
+	exec := writerExec(func(ctx context.Context, via string, changes []writerChange) []writerResult {
+		return w.commit(ctx, fe, svc, via, changes)
+	})
+	w.exec.Store(&exec)
+	defer w.closeConns()
 	for range writerSenders {
 		go w.sender()
 	}
@@ -425,10 +462,12 @@ func (w *replicaWriter) Forward(ctx context.Context, stmts []catalog.Statement, 
 }
 
 // sender sends the queued changes, all those queued for the same writer
-// (up to writerMaxBatch) in one request.
+// (up to writerMaxBatch) in one request, over its own connection to the
+// writer (replicaconn.go).
 // The senders live as long as the process: an item queued just before
 // the replica stopped forwarding is still answered.
 func (w *replicaWriter) sender() {
+	var conn *writerConn // this sender's connection to the writer; nil: none open
 	for {
 		first := <-w.queue
 		batch, size := []*writerItem{first}, first.size
@@ -449,12 +488,22 @@ func (w *replicaWriter) sender() {
 		for _, it := range other {
 			it.res <- writerAnswer{err: catalog.ErrNotForwarded}
 		}
-		w.send(first.addr, batch)
+		conn = w.send(conn, first.addr, batch)
 	}
 }
 
-// send sends one request and answers its items.
-func (w *replicaWriter) send(addr string, batch []*writerItem) {
+// writerReply is the writer's answer to a request: its status (200: the
+// changes ran; any other: none of them did), and for 200 the MAC of the
+// results and the results.
+type writerReply struct {
+	status int
+	mac    string
+	body   []byte
+}
+
+// send sends one request and answers its items; it returns the connection
+// to send the next one over (nil: none open).
+func (w *replicaWriter) send(conn *writerConn, addr string, batch []*writerItem) *writerConn {
 	fail := func(err error) {
 		for _, it := range batch {
 			it.res <- writerAnswer{err: err}
@@ -467,61 +516,47 @@ func (w *replicaWriter) send(addr string, batch []*writerItem) {
 	body, err := json.Marshal(writerRequest{Via: w.self, Changes: changes})
 	if err != nil {
 		fail(catalog.ErrNotForwarded)
-		return
+		return conn
 	}
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		fail(catalog.ErrNotForwarded)
-		return
+		return conn
 	}
 	ids := hex.EncodeToString(id)
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	var wrote atomic.Bool
-	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.scheme+"://"+addr+writerPath, bytes.NewReader(body))
+	ctx, cancel := context.WithTimeout(context.Background(), writerTimeout)
+	defer cancel()
+	conn, a, sent, err := w.exchange(ctx, conn, addr, ts+"."+ids+"."+w.mac("request", ts, ids, body), body)
 	if err != nil {
-		fail(catalog.ErrNotForwarded)
-		return
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(writerAuthHeader, ts+"."+ids+"."+w.mac("request", ts, ids, body))
-	resp, err := w.client.Do(req)
-	if err != nil {
-		if !wrote.Load() { // never reached the writer
+		if !sent { // never reached the writer
 			w.markDown(addr)
 			fail(catalog.ErrNotForwarded)
-			return
+			return conn
 		}
 		fail(outcomeUnknown(err))
-		return
+		return conn
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if a.status != http.StatusOK {
 		// The writer refused the request before running any of it (it no
 		// longer holds the lease, or refused the request).
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		if resp.StatusCode != http.StatusConflict {
-			w.log.Warn().Int("status", resp.StatusCode).Str("writer", addr).Msg("the writer replica refused forwarded statements; committing them here")
+		if a.status != http.StatusConflict {
+			w.log.Warn().Int("status", a.status).Str("writer", addr).Msg("the writer replica refused forwarded statements; committing them here")
 		}
 		w.markDown(addr)
 		fail(catalog.ErrNotForwarded)
-		return
+		return conn
 	}
 	w.sent.requests.Add(1)
 	w.sent.changes.Add(int64(len(batch)))
-	out, err := io.ReadAll(io.LimitReader(resp.Body, writerMaxBody+1))
-	if err != nil {
-		fail(outcomeUnknown(err))
-		return
-	}
 	var results []writerResult
-	if !hmac.Equal([]byte(resp.Header.Get(writerAuthHeader)), []byte(w.mac("answer", ts, ids, out))) {
+	if !hmac.Equal([]byte(a.mac), []byte(w.mac("answer", ts, ids, a.body))) {
 		fail(outcomeUnknown(errors.New("the answer's MAC does not match")))
-		return
+		return conn
 	}
-	if err := json.Unmarshal(out, &results); err != nil || len(results) != len(batch) {
+	if err := json.Unmarshal(a.body, &results); err != nil || len(results) != len(batch) {
 		fail(outcomeUnknown(errors.New("malformed answer")))
-		return
+		return conn
 	}
 	for i, it := range batch {
 		r := results[i]
@@ -531,6 +566,34 @@ func (w *replicaWriter) send(addr string, batch []*writerItem) {
 		}
 		it.res <- writerAnswer{rev: catalog.Revision(r.Revision), audit: r.Audit}
 	}
+	return conn
+}
+
+// post sends one request as POST writerPath, to a writer that serves no
+// connection; sent: it may have reached the writer.
+func (w *replicaWriter) post(ctx context.Context, addr, auth string, body []byte) (a writerReply, sent bool, err error) {
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.scheme+"://"+addr+writerPath, bytes.NewReader(body))
+	if err != nil {
+		return a, false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(writerAuthHeader, auth)
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return a, wrote.Load(), err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return writerReply{status: resp.StatusCode}, true, nil
+	}
+	out, err := io.ReadAll(io.LimitReader(resp.Body, writerMaxBody+1))
+	if err != nil {
+		return a, true, err
+	}
+	return writerReply{status: http.StatusOK, mac: resp.Header.Get(writerAuthHeader), body: out}, true, nil
 }
 
 func outcomeUnknown(err error) error {
@@ -546,12 +609,21 @@ func (w *replicaWriter) mac(what, ts, id string, body []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// ServeHTTP runs the changes another replica forwarded (POST writerPath).
-// Any answer but 200 means none of them ran.
+// writerExec runs forwarded changes (commit, in the writer's own
+// catalog): their results, in order.
+type writerExec func(ctx context.Context, via string, changes []writerChange) []writerResult
+
+// ServeHTTP runs the changes another replica forwarded (POST writerPath),
+// or upgrades the request to a connection that carries them (GET
+// writerPath, replicaconn.go). Any answer but 200 means none of them ran.
 func (w *replicaWriter) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	fe, svc := w.fe.Load(), w.svc.Load()
-	if fe == nil || svc == nil || !w.held.Load() {
+	exec := w.exec.Load()
+	if exec == nil || !w.held.Load() {
 		http.Error(rw, "not the writer replica", http.StatusConflict)
+		return
+	}
+	if r.Method == http.MethodGet {
+		w.upgrade(rw, r, *exec)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, writerMaxBody))
@@ -559,41 +631,50 @@ func (w *replicaWriter) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	ts, id, ok := w.authentic(r.Header.Get(writerAuthHeader), body)
-	if !ok {
-		http.Error(rw, "unauthenticated", http.StatusUnauthorized)
-		return
-	}
-	var wr writerRequest
-	err = json.Unmarshal(body, &wr)
-	changes := wr.Changes
-	if err != nil || len(changes) == 0 || len(changes) > writerMaxItems || len(wr.Via) > 1024 {
-		http.Error(rw, "malformed request", http.StatusBadRequest)
-		return
-	}
-	for _, c := range changes {
-		if len(c.Stmts) == 0 || len(c.Stmts) > catalog.MaxBlockStatements || (!c.Block && len(c.Stmts) != 1) {
-			http.Error(rw, "malformed request", http.StatusBadRequest)
-			return
-		}
-	}
-	if !w.firstUse(id) {
-		http.Error(rw, "request replayed", http.StatusUnauthorized)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), writerTimeout/2)
-	defer cancel()
-	w.served.requests.Add(1)
-	w.served.changes.Add(int64(len(changes)))
-	results := w.commit(ctx, fe, svc, wr.Via, changes)
-	out, err := json.Marshal(results)
-	if err != nil {
-		http.Error(rw, "internal error", http.StatusInternalServerError)
+	a := w.handle(context.WithoutCancel(r.Context()), *exec, r.Header.Get(writerAuthHeader), body)
+	if a.status != http.StatusOK {
+		http.Error(rw, string(a.body), a.status)
 		return
 	}
 	rw.Header().Set("Content-Type", "application/json")
-	rw.Header().Set(writerAuthHeader, w.mac("answer", ts, id, out))
-	_, _ = rw.Write(out)
+	rw.Header().Set(writerAuthHeader, a.mac)
+	_, _ = rw.Write(a.body)
+}
+
+// handle runs one request: auth is its "TIME.ID.MAC". An answer but 200
+// (its body the reason) means none of its changes ran.
+func (w *replicaWriter) handle(ctx context.Context, exec writerExec, auth string, body []byte) writerReply {
+	refuse := func(status int, msg string) writerReply { return writerReply{status: status, body: []byte(msg)} }
+	if !w.held.Load() {
+		return refuse(http.StatusConflict, "not the writer replica")
+	}
+	ts, id, ok := w.authentic("request", auth, body)
+	if !ok {
+		return refuse(http.StatusUnauthorized, "unauthenticated")
+	}
+	var wr writerRequest
+	err := json.Unmarshal(body, &wr)
+	changes := wr.Changes
+	if err != nil || len(changes) == 0 || len(changes) > writerMaxItems || len(wr.Via) > 1024 {
+		return refuse(http.StatusBadRequest, "malformed request")
+	}
+	for _, c := range changes {
+		if len(c.Stmts) == 0 || len(c.Stmts) > catalog.MaxBlockStatements || (!c.Block && len(c.Stmts) != 1) {
+			return refuse(http.StatusBadRequest, "malformed request")
+		}
+	}
+	if !w.firstUse(id) {
+		return refuse(http.StatusUnauthorized, "request replayed")
+	}
+	ctx, cancel := context.WithTimeout(ctx, writerTimeout/2)
+	defer cancel()
+	w.served.requests.Add(1)
+	w.served.changes.Add(int64(len(changes)))
+	out, err := json.Marshal(exec(ctx, wr.Via, changes))
+	if err != nil {
+		return refuse(http.StatusInternalServerError, "internal error")
+	}
+	return writerReply{status: http.StatusOK, mac: w.mac("answer", ts, id, out), body: out}
 }
 
 // commit plans the forwarded changes, one after the other, and commits
@@ -642,14 +723,15 @@ func failedResult(err error, audit []catalog.AuditEvent) writerResult {
 	return writerResult{Failed: true, Code: int(ce.Code), Msg: msg, Detail: ce.Detail, Hint: ce.Hint, Audit: audit}
 }
 
-// authentic checks a request's "TIME.ID.MAC" and returns its time and id.
-func (w *replicaWriter) authentic(h string, body []byte) (ts, id string, ok bool) {
+// authentic checks the "TIME.ID.MAC" of a request (what "request") or of
+// the opening of a connection ("connect") and returns its time and id.
+func (w *replicaWriter) authentic(what, h string, body []byte) (ts, id string, ok bool) {
 	parts := strings.Split(h, ".")
 	if len(parts) != 3 || len(parts[1]) != 32 {
 		return "", "", false
 	}
 	ts, id = parts[0], parts[1]
-	if !hmac.Equal([]byte(parts[2]), []byte(w.mac("request", ts, id, body))) {
+	if !hmac.Equal([]byte(parts[2]), []byte(w.mac(what, ts, id, body))) {
 		return "", "", false
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)

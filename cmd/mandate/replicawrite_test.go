@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log"
@@ -31,7 +32,7 @@ func TestWriterRequestAuthentic(t *testing.T) {
 	header := func(w *replicaWriter, ts, id string, body []byte) string {
 		return ts + "." + id + "." + w.mac("request", ts, id, body)
 	}
-	if ts, gotID, ok := w.authentic(header(w, now, id, body), body); !ok || ts != now || gotID != id {
+	if ts, gotID, ok := w.authentic("request", header(w, now, id, body), body); !ok || ts != now || gotID != id {
 		t.Fatalf("authentic request refused: %q %q %v", ts, gotID, ok)
 	}
 	for name, h := range map[string]string{
@@ -46,7 +47,7 @@ func TestWriterRequestAuthentic(t *testing.T) {
 		"MAC of another id":   now + "." + strings.Repeat("cd", 16) + "." + w.mac("request", now, id, body),
 		"MAC of another time": "1." + id + "." + w.mac("request", now, id, body),
 	} {
-		if _, _, ok := w.authentic(h, body); ok {
+		if _, _, ok := w.authentic("request", h, body); ok {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -66,19 +67,18 @@ func TestWriterRequestAuthentic(t *testing.T) {
 // another certificate never receives the statements (they are committed
 // locally, ErrNotForwarded), and the refusal is logged once.
 func TestWriterCertificatePinned(t *testing.T) {
-	key := writerKey([]byte("master key of this installation"))
+	// The writer: a replica's endpoint, the changes run by a fake.
 	var reached atomic.Int64
-	writer := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	srv := &replicaWriter{key: testWriterKey, log: zerolog.Nop()}
+	srv.init(true)
+	srv.held.Store(true)
+	exec := writerExec(func(_ context.Context, _ string, changes []writerChange) []writerResult {
 		reached.Add(1)
-		parts := strings.Split(r.Header.Get(writerAuthHeader), ".")
-		if len(parts) != 3 {
-			http.Error(rw, "unauthenticated", http.StatusUnauthorized)
-			return
-		}
-		out := []byte(`[{"revision":7}]`)
-		rw.Header().Set(writerAuthHeader, (&replicaWriter{key: key}).mac("answer", parts[0], parts[1], out))
-		_, _ = rw.Write(out)
-	}))
+		return []writerResult{{Revision: 7}}
+	})
+	srv.exec.Store(&exec)
+	defer srv.closeConns()
+	writer := httptest.NewUnstartedServer(srv)
 	// The writer's own certificate, as mandate serve makes one.
 	cfg, err := pgwire.LoadOrCreateTLS("", "", t.TempDir())
 	if err != nil {
@@ -96,7 +96,7 @@ func TestWriterCertificatePinned(t *testing.T) {
 	}
 
 	var logs syncBuffer
-	w := &replicaWriter{key: key, self: "r2", log: zerolog.New(&logs)}
+	w := &replicaWriter{key: testWriterKey, self: "r2", log: zerolog.New(&logs)}
 	w.init(true)
 	for range writerSenders {
 		go w.sender()
@@ -130,6 +130,6 @@ func TestWriterCertificatePinned(t *testing.T) {
 		t.Fatalf("forward to the pinned writer = %d, %v; want revision 7", rev, err)
 	}
 	if reached.Load() != 1 {
-		t.Fatalf("the pinned writer received %d requests, want 1", reached.Load())
+		t.Fatalf("the pinned writer ran %d requests, want 1", reached.Load())
 	}
 }

@@ -592,6 +592,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if writer != nil {
 		mux.Handle("POST "+writerPath, writer)
+		mux.Handle("GET "+writerPath, writer) // the connections of replicaconn.go
 		wctx, stopWriter := context.WithCancel(ctx)
 		defer stopWriter()
 		go writer.run(wctx, fe, svc)
