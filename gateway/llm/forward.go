@@ -145,16 +145,36 @@ type Forwarder struct {
 	// own is the client NewForwarder made: while Client is still it, a
 	// request goes straight to its transport (send).
 	own *http.Client
-	// bodies are the buffers non-streamed answers are read into (*[]byte,
-	// at most maxPooledBody), back once the answer went to the client
-	// (Reply.Close): a call then writes into memory the previous calls
-	// kept warm instead of fresh memory it must clear.
-	bodies sync.Pool
+	// bodies are the buffers non-streamed answers are read into, back
+	// once the answer went to the client (Reply.Close).
+	bodies BodyPool
 }
 
-// maxPooledBody bounds the buffers Forwarder keeps for answers: a larger
-// answer's buffer is left to the garbage collector.
-const maxPooledBody = 256 << 10
+// BodyPool keeps the buffers bodies are read into (a request's, a
+// non-streamed answer's): a call then writes into memory the previous
+// calls kept warm instead of fresh memory it must clear first. Its zero
+// value is ready to use; a buffer that grew beyond MaxPooledBody is left
+// to the garbage collector.
+type BodyPool struct{ p sync.Pool }
+
+// MaxPooledBody is the largest buffer a BodyPool keeps.
+const MaxPooledBody = 256 << 10
+
+// Get returns an empty buffer.
+func (bp *BodyPool) Get() *[]byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
+}
+
+// Put takes back a buffer from Get, which nothing may use any more.
+func (bp *BodyPool) Put(b *[]byte) {
+	if cap(*b) <= MaxPooledBody {
+		*b = (*b)[:0]
+		bp.p.Put(b)
+	}
+}
 
 const (
 	DefaultMaxResponseBody int64 = 128 << 20
@@ -403,24 +423,7 @@ func (rep *Reply) Close() {
 	}
 	if b := rep.pooled; b != nil {
 		rep.pooled, rep.body = nil, nil
-		rep.f.putBody(b)
-	}
-}
-
-// getBody is a buffer for a non-streamed answer, from the pool.
-func (f *Forwarder) getBody() *[]byte {
-	if b, ok := f.bodies.Get().(*[]byte); ok {
-		return b
-	}
-	return new([]byte)
-}
-
-// putBody returns a buffer got from getBody, now holding data (grown to
-// fit it), unless it is larger than maxPooledBody.
-func (f *Forwarder) putBody(b *[]byte) {
-	if cap(*b) <= maxPooledBody {
-		*b = (*b)[:0]
-		f.bodies.Put(b)
+		rep.f.bodies.Put(b)
 	}
 }
 
@@ -612,13 +615,13 @@ func (f *Forwarder) readBody(rep *Reply, out *Outbound, resp *http.Response, ar 
 	if max <= 0 {
 		max = DefaultMaxResponseBody
 	}
-	pooled := f.getBody()
+	pooled := f.bodies.Get()
 	body, err := readBounded(resp.Body, max, resp.ContentLength, *pooled)
 	if len(body) > 0 {
 		*pooled = body[:0] // the buffer as grown, for the next answer
 	}
 	if err != nil || !framedObject(body) {
-		f.putBody(pooled)
+		f.bodies.Put(pooled)
 		ar.retry = err != nil && !errors.Is(err, errTooLarge) // a cut connection is worth a fallback
 		ar.record.Error = "invalid response body"
 		ar.err = &Error{Status: http.StatusBadGateway, Message: "the model provider sent an invalid response"}
@@ -634,7 +637,7 @@ func (f *Forwarder) readBody(rep *Reply, out *Outbound, resp *http.Response, ar 
 	res.ResponseID, res.ResponseModel, res.FinishReasons = m.id, m.model, m.finish
 	if out.translate != nil {
 		body, err = out.translate(body) // a new body: the read buffer is done with
-		f.putBody(pooled)
+		f.bodies.Put(pooled)
 		if err != nil {
 			ar.record.Error = "untranslatable response"
 			ar.err = &Error{Status: http.StatusBadGateway, Message: "the model provider's response could not be translated"}

@@ -52,12 +52,12 @@ func TestAnswerBufferReused(t *testing.T) {
 		}
 		// The buffer is back in the pool, holding room for this answer
 		// (sync.Pool may drop some: counted, not required each time).
-		if b, ok := f.bodies.Get().(*[]byte); ok {
+		if b, ok := f.bodies.p.Get().(*[]byte); ok {
 			if len(*b) != 0 || cap(*b) < len(answer(i)) {
 				t.Fatalf("call %d: pooled buffer len %d cap %d, want empty with room for %d bytes", i, len(*b), cap(*b), len(answer(i)))
 			}
 			reused++
-			f.bodies.Put(b)
+			f.bodies.p.Put(b)
 		}
 	}
 	if reused == 0 {
