@@ -50,13 +50,16 @@ func TestAnswerBufferReused(t *testing.T) {
 		if got := rep.Result.Usage.OutputTokens; got != i+1 {
 			t.Fatalf("call %d: output tokens %d, want %d", i, got, i+1)
 		}
-		// The buffer is back in the pool, holding room for this answer
-		// (sync.Pool may drop some: counted, not required each time).
+		// The buffer is back in the pool, empty, with room for this
+		// answer (sync.Pool may drop some, and then hands out an earlier
+		// one: counted, not required each time).
 		if b, ok := f.bodies.p.Get().(*[]byte); ok {
-			if len(*b) != 0 || cap(*b) < len(answer(i)) {
-				t.Fatalf("call %d: pooled buffer len %d cap %d, want empty with room for %d bytes", i, len(*b), cap(*b), len(answer(i)))
+			if len(*b) != 0 {
+				t.Fatalf("call %d: pooled buffer holds %d bytes, want none", i, len(*b))
 			}
-			reused++
+			if cap(*b) >= len(answer(i)) {
+				reused++
+			}
 			f.bodies.p.Put(b)
 		}
 	}
