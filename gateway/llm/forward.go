@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,6 +145,35 @@ type Forwarder struct {
 	// own is the client NewForwarder made: while Client is still it, a
 	// request goes straight to its transport (send).
 	own *http.Client
+	// bodies are the buffers non-streamed answers are read into, back
+	// once the answer went to the client (Reply.Close).
+	bodies BodyPool
+}
+
+// BodyPool keeps the buffers bodies are read into (a request's, a
+// non-streamed answer's): a call then writes into memory the previous
+// calls kept warm instead of fresh memory it must clear first. Its zero
+// value is ready to use; a buffer that grew beyond MaxPooledBody is left
+// to the garbage collector.
+type BodyPool struct{ p sync.Pool }
+
+// MaxPooledBody is the largest buffer a BodyPool keeps.
+const MaxPooledBody = 256 << 10
+
+// Get returns an empty buffer.
+func (bp *BodyPool) Get() *[]byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
+}
+
+// Put takes back a buffer from Get, which nothing may use any more.
+func (bp *BodyPool) Put(b *[]byte) {
+	if cap(*b) <= MaxPooledBody {
+		*b = (*b)[:0]
+		bp.p.Put(b)
+	}
 }
 
 const (
@@ -271,6 +301,10 @@ type Reply struct {
 	cancel context.CancelFunc
 	timer  *time.Timer
 	closed bool
+	// pooled is the Forwarder's buffer body was read into, returned by
+	// Close.
+	pooled *[]byte
+	f      *Forwarder
 }
 
 // Open tries the route's destinations until one answers: the weighted
@@ -284,7 +318,7 @@ func (f *Forwarder) Open(ctx context.Context, c *Call) *Reply {
 		res Result
 	}{res: Result{Start: time.Now(), Streaming: req.Stream}}
 	rep, res := &v.rep, &v.res
-	rep.c, rep.Result = c, res
+	rep.c, rep.Result, rep.f = c, res, f
 	fail := func(err error) *Reply {
 		rep.Err, res.Err = err, err
 		return rep
@@ -387,6 +421,10 @@ func (rep *Reply) Close() {
 	if rep.resp != nil {
 		rep.resp.Body.Close()
 	}
+	if b := rep.pooled; b != nil {
+		rep.pooled, rep.body = nil, nil
+		rep.f.bodies.Put(b)
+	}
 }
 
 type attemptResult struct {
@@ -452,7 +490,7 @@ func (f *Forwarder) attempt(ctx context.Context, rep *Reply, out *Outbound, time
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
-		body, _ := readBounded(resp.Body, 1<<20, resp.ContentLength)
+		body, _ := readBounded(resp.Body, 1<<20, resp.ContentLength, nil)
 		msg := upstreamErrorMessage(body)
 		ar.record.Error = msg
 		if msg == "" {
@@ -541,10 +579,11 @@ func upstreamStatusError(resp *http.Response, msg string) *Error {
 	return &Error{Status: http.StatusBadGateway, Message: fmt.Sprintf("the model provider answered with status %d", resp.StatusCode)}
 }
 
-// readBounded reads r to its end, at most max bytes; size, when it is
-// known (a Content-Length, -1 if not), sizes the buffer once.
-func readBounded(r io.Reader, max, size int64) ([]byte, error) {
-	var buf bytes.Buffer
+// readBounded reads r to its end, at most max bytes, appending to dst
+// (nil: a new buffer); size, when it is known (a Content-Length, -1 if
+// not), sizes the buffer once.
+func readBounded(r io.Reader, max, size int64, dst []byte) ([]byte, error) {
+	buf := bytes.NewBuffer(dst[:0])
 	if size > 0 && size <= max {
 		buf.Grow(int(size) + bytes.MinRead) // room for the read that sees EOF
 	}
@@ -576,8 +615,13 @@ func (f *Forwarder) readBody(rep *Reply, out *Outbound, resp *http.Response, ar 
 	if max <= 0 {
 		max = DefaultMaxResponseBody
 	}
-	body, err := readBounded(resp.Body, max, resp.ContentLength)
+	pooled := f.bodies.Get()
+	body, err := readBounded(resp.Body, max, resp.ContentLength, *pooled)
+	if len(body) > 0 {
+		*pooled = body[:0] // the buffer as grown, for the next answer
+	}
 	if err != nil || !framedObject(body) {
+		f.bodies.Put(pooled)
 		ar.retry = err != nil && !errors.Is(err, errTooLarge) // a cut connection is worth a fallback
 		ar.record.Error = "invalid response body"
 		ar.err = &Error{Status: http.StatusBadGateway, Message: "the model provider sent an invalid response"}
@@ -592,11 +636,15 @@ func (f *Forwarder) readBody(rep *Reply, out *Outbound, resp *http.Response, ar 
 	res.Usage = m.result(req.InputTokens)
 	res.ResponseID, res.ResponseModel, res.FinishReasons = m.id, m.model, m.finish
 	if out.translate != nil {
-		if body, err = out.translate(body); err != nil {
+		body, err = out.translate(body) // a new body: the read buffer is done with
+		f.bodies.Put(pooled)
+		if err != nil {
 			ar.record.Error = "untranslatable response"
 			ar.err = &Error{Status: http.StatusBadGateway, Message: "the model provider's response could not be translated"}
 			return
 		}
+	} else {
+		rep.pooled = pooled
 	}
 	ar.answered = true
 	rep.body = body

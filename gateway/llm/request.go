@@ -131,7 +131,11 @@ type TextSpan struct {
 
 // ReadBody reads r's body within lim.MaxBody: 413 over it, 415 for a
 // content type other than JSON (an absent one is accepted).
-func ReadBody(r *http.Request, lim Limits) ([]byte, error) {
+func ReadBody(r *http.Request, lim Limits) ([]byte, error) { return ReadBodyInto(r, lim, nil) }
+
+// ReadBodyInto is ReadBody reading into dst's memory (a BodyPool's
+// buffer; grown when the body does not fit).
+func ReadBodyInto(r *http.Request, lim Limits, dst []byte) ([]byte, error) {
 	lim = lim.withDefaults()
 	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" { // the usual value needs no parsing
 		mt, _, err := mime.ParseMediaType(ct)
@@ -149,7 +153,7 @@ func ReadBody(r *http.Request, lim Limits) ([]byte, error) {
 	if n < 0 || n > 1<<20 {
 		n = 64 << 10
 	}
-	var buf bytes.Buffer
+	buf := bytes.NewBuffer(dst[:0])
 	buf.Grow(int(n) + bytes.MinRead)
 	if _, err := buf.ReadFrom(io.LimitReader(r.Body, lim.MaxBody+1)); err != nil {
 		var mbe *http.MaxBytesError

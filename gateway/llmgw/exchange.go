@@ -29,6 +29,7 @@ type exchange struct {
 	cf       llm.Format // the client's format (errors, models list)
 
 	req     *llm.Request
+	body    *[]byte // the Handler's buffer the request body was read into
 	svc     *gateway.ModelService
 	reqTags map[string]string // the header's tags
 	model   pipeline.ModelCall
@@ -91,10 +92,12 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 	}
 	r := c.Request
 	lim := x.h.cfg.Limits
-	body, err := llm.ReadBody(r, lim)
+	x.body = x.h.bodies.Get()
+	body, err := llm.ReadBodyInto(r, lim, *x.body)
 	if err != nil {
 		return invalid(err)
 	}
+	*x.body = body[:0] // the buffer as grown, for the next request
 	c.BytesIn = int64(len(body))
 	req, err := llm.Parse(x.endpoint, body, lim)
 	if err != nil {

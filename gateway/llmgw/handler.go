@@ -82,6 +82,9 @@ type Handler struct {
 	// maxUserIDs entries: the HMAC is a fixed cost per call otherwise.
 	userIDs  sync.Map
 	nUserIDs atomic.Int64
+	// bodies are the buffers request bodies are read into, back once the
+	// call is over (ServeHTTP).
+	bodies llm.BodyPool
 }
 
 // maxUserIDs and maxCachedSubject bound the UserID cache (beyond them ids
@@ -168,6 +171,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.call.Action = e.String()
 	x.call.Securable.Type = TypeModelService
 	h.p.Serve(w, r, &x.call, x)
+	if b := x.body; b != nil {
+		// The call is over: its request body was copied where it had to
+		// outlive it (the audit payload, telemetry), and every upstream
+		// request carried a body of its own (llm's rewrite or
+		// translation), which the transport may still be reading.
+		x.body, x.req, x.call.Content = nil, nil, nil
+		h.bodies.Put(b)
+	}
 }
 
 // endpointOf maps the path below /llm/v1 to its endpoint, exactly.
