@@ -112,8 +112,8 @@ type Log struct {
 	mu   sync.Mutex // guards the fields below
 	f    *os.File
 	size int64
-	// alloc is the file's size: size and the zero-filled space after it
-	// (preallocate); zeroing: a preallocate is under way.
+	// alloc is the file's size: size and the allocated space after it,
+	// reading as zeros (preallocate); zeroing: a preallocate is under way.
 	alloc    int64
 	zeroing  bool
 	seq      int64            // last appended record
@@ -517,31 +517,31 @@ func (l *Log) waitRoom(ctx context.Context) error {
 	}
 }
 
-// preallocAhead is the zero-filled space the log keeps after its last
-// record. An append then overwrites blocks the file already has, within
-// its size, and its fdatasync writes only the record: appending past the
-// end also changes the file's size and extents, which fdatasync must
-// commit to the filesystem's journal first (on ext4 about 20% of a small
-// append's fsync, measured on the VM of BENCHMARKS.md). Readers take
-// zeros after the last record for the end of the log (wal.Read).
+// preallocAhead is the space the log keeps allocated after its last
+// record, reading as zeros. An append then writes within the file's
+// size, and its fdatasync commits no size change: appending past the end
+// also changes the file's size, which fdatasync must commit to the
+// filesystem's journal first (on ext4 about 20% of a small append's
+// fsync, measured on the VM of BENCHMARKS.md). Readers take zeros after
+// the last record for the end of the log (wal.Read).
 const preallocAhead = 1 << 20
 
-// preallocate zero-fills the next preallocAhead bytes after the file's
-// end and makes them durable, so that the appends that follow need not
-// change the file's size. It runs in the background, kicked by an append
-// when less than half of it is left; the zeros are written under l.mu
-// (an append cannot write there meanwhile), the fdatasync outside it. An
-// append that outruns it just extends the file. Errors only leave the
-// space unallocated (an append then extends the file).
+// preallocate allocates the next preallocAhead bytes after the file's
+// end (allocate: fallocate where the filesystem has it, so no data is
+// written, else zeros) and makes the new size durable, so that the
+// appends that follow need not change it. It runs in the background,
+// kicked by an append when less than half of it is left; the space is
+// allocated under l.mu (an append cannot write there meanwhile), the
+// fdatasync runs outside it. An append that outruns it just extends the
+// file. Errors only leave the space unallocated (an append then extends
+// the file).
 func (l *Log) preallocate() {
 	defer l.zeroers.Done()
-	zeros := make([]byte, preallocAhead)
 	l.mu.Lock()
 	f, from := l.f, l.alloc
 	ok := !l.closed.Load()
 	if ok {
-		_, err := f.WriteAt(zeros, from)
-		if ok = err == nil; ok {
+		if ok = allocate(f, from, preallocAhead) == nil; ok {
 			l.alloc = from + preallocAhead
 		}
 	}
@@ -552,6 +552,12 @@ func (l *Log) preallocate() {
 	l.mu.Lock()
 	l.zeroing = false
 	l.mu.Unlock()
+}
+
+// writeZeros allocates n bytes at off by writing zeros there.
+func writeZeros(f *os.File, off, n int64) error {
+	_, err := f.WriteAt(make([]byte, n), off)
+	return err
 }
 
 // failAppend cuts a partial record off and reports the failure. Caller

@@ -8,12 +8,12 @@
 //     them to DATA_DIR/audit.wal as one record and fsyncs before
 //     returning. A catalog.AuditLog in front of it group-commits the
 //     gateway's events, so one fsync covers thousands.
-//   - The fsync is fdatasync (on Linux), and the log keeps 1 MiB of
-//     zero-filled space after its last record (a background
-//     preallocation, durable before appends land in it): an append
-//     overwrites blocks within the file's size, so its fdatasync writes
-//     the record and commits no size change to the filesystem's journal.
-//     Zeros after the last record are the end of the log (wal.Read).
+//   - The fsync is fdatasync (on Linux), and the log keeps 1 MiB
+//     allocated after its last record, reading as zeros (a background
+//     fallocate, or zeros written where the filesystem lacks it): an
+//     append writes within the file's size, so its fdatasync commits no
+//     size change. Zeros after the last record are the end of the log
+//     (wal.Read); a clean Close cuts them off.
 //   - With Options.SyncInterval (--audit-sync off) AppendAudit writes
 //     without an fsync and a background loop fsyncs the log every
 //     SyncInterval: a process crash loses nothing written, an OS crash
