@@ -12,21 +12,7 @@ import (
 // append within the file's preallocated size then costs one data write
 // and no journal commit.
 func datasync(f *os.File) error {
-	conn, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := conn.Control(func(fd uintptr) {
-		for {
-			if serr = unix.Fdatasync(int(fd)); serr != unix.EINTR {
-				return
-			}
-		}
-	}); err != nil {
-		return err
-	}
-	return serr
+	return onFD(f, func(fd int) error { return unix.Fdatasync(fd) })
 }
 
 // allocate allocates n bytes at off, reading as zeros: fallocate, which
@@ -34,22 +20,28 @@ func datasync(f *os.File) error {
 // fdatasyncs until it reached the disk), or zeros written where the
 // filesystem does not support it.
 func allocate(f *os.File, off, n int64) error {
+	err := onFD(f, func(fd int) error { return unix.Fallocate(fd, 0, off, n) })
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return writeZeros(f, off, n)
+	}
+	return err
+}
+
+// onFD runs call on f's descriptor, again while it is interrupted (EINTR).
+func onFD(f *os.File, call func(fd int) error) error {
 	conn, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
-	var ferr error
+	var cerr error
 	if err := conn.Control(func(fd uintptr) {
 		for {
-			if ferr = unix.Fallocate(int(fd), 0, off, n); ferr != unix.EINTR {
+			if cerr = call(int(fd)); cerr != unix.EINTR {
 				return
 			}
 		}
 	}); err != nil {
 		return err
 	}
-	if errors.Is(ferr, unix.EOPNOTSUPP) {
-		return writeZeros(f, off, n)
-	}
-	return ferr
+	return cerr
 }
