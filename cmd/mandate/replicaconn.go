@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // A sender's connection to the writer: GET writerPath with "Connection:
@@ -226,7 +228,7 @@ func readFrame(c net.Conn, r *bufio.Reader, wait, read time.Time) ([]byte, error
 // requests, unless the request is not an authentic upgrade, or the
 // writer serves writerMaxConns already (503: the sender posts).
 func (w *replicaWriter) upgrade(rw http.ResponseWriter, r *http.Request, exec writerExec) {
-	if !strings.EqualFold(r.Header.Get("Upgrade"), writerProtocol) || !headerHasToken(r.Header, "Connection", "upgrade") {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), writerProtocol) || !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") {
 		rw.Header().Set("Connection", "Upgrade")
 		rw.Header().Set("Upgrade", writerProtocol)
 		http.Error(rw, "upgrade required", http.StatusUpgradeRequired)
@@ -256,19 +258,6 @@ func (w *replicaWriter) upgrade(rw http.ResponseWriter, r *http.Request, exec wr
 	// Served by its own goroutine: the request's ends here (and with it
 	// its place among the listener's requests in progress).
 	go w.serveConn(context.WithoutCancel(r.Context()), c, brw.Reader, exec)
-}
-
-// headerHasToken reports whether the comma-separated header name holds
-// token (case-insensitive).
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // serveConn runs the requests of one connection, one after the other,
