@@ -10,7 +10,7 @@
 //	e, ok := llm.EndpointFor(r.URL.Path)       // chat.completions, responses, embeddings, models, messages, messages.count_tokens
 //	cf := llm.ClientFormat(r)                  // the format errors are rendered in before the body is read
 //	body, err := llm.ReadBody(r, lim)          // 413 over lim.MaxBody, 415 for a non-JSON content type
-//	                                           // (ReadBodyInto: into a BodyPool's buffer, Put back once the call is over)
+//	                                           // (ReadBodyInto: into a pooled buffer, put back once the call is over)
 //	req, err := llm.Parse(e, body, lim)        // *llm.Error 400/413; req.Model names the model service
 //	... authorize, rate limits and budgets: req.MaxTokens, req.InputTokens, req.Tools, req.Texts() ...
 //	res := fwd.Forward(r.Context(), w, &llm.Call{Request: req, Route: route, UserID: pseudonym, Header: r.Header, Query: r.URL.Query(), Hooks: hooks})

@@ -11,10 +11,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mandatehq/mandate/gateway/internal/bodypool"
 	"github.com/mandatehq/mandate/gateway/internal/hop"
 )
 
@@ -147,33 +147,7 @@ type Forwarder struct {
 	own *http.Client
 	// bodies are the buffers non-streamed answers are read into, back
 	// once the answer went to the client (Reply.Close).
-	bodies BodyPool
-}
-
-// BodyPool keeps the buffers bodies are read into (a request's, a
-// non-streamed answer's): a call then writes into memory the previous
-// calls kept warm instead of fresh memory it must clear first. Its zero
-// value is ready to use; a buffer that grew beyond MaxPooledBody is left
-// to the garbage collector.
-type BodyPool struct{ p sync.Pool }
-
-// MaxPooledBody is the largest buffer a BodyPool keeps.
-const MaxPooledBody = 256 << 10
-
-// Get returns an empty buffer.
-func (bp *BodyPool) Get() *[]byte {
-	if b, ok := bp.p.Get().(*[]byte); ok {
-		return b
-	}
-	return new([]byte)
-}
-
-// Put takes back a buffer from Get, which nothing may use any more.
-func (bp *BodyPool) Put(b *[]byte) {
-	if cap(*b) <= MaxPooledBody {
-		*b = (*b)[:0]
-		bp.p.Put(b)
-	}
+	bodies bodypool.Pool
 }
 
 const (

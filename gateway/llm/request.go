@@ -133,8 +133,8 @@ type TextSpan struct {
 // content type other than JSON (an absent one is accepted).
 func ReadBody(r *http.Request, lim Limits) ([]byte, error) { return ReadBodyInto(r, lim, nil) }
 
-// ReadBodyInto is ReadBody reading into dst's memory (a BodyPool's
-// buffer; grown when the body does not fit).
+// ReadBodyInto is ReadBody reading into dst's memory (a buffer of
+// gateway/internal/bodypool; grown when the body does not fit).
 func ReadBodyInto(r *http.Request, lim Limits, dst []byte) ([]byte, error) {
 	lim = lim.withDefaults()
 	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" { // the usual value needs no parsing

@@ -17,6 +17,7 @@ import (
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
+	"github.com/mandatehq/mandate/gateway/internal/bodypool"
 	"github.com/mandatehq/mandate/gateway/llm"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 )
@@ -84,7 +85,7 @@ type Handler struct {
 	nUserIDs atomic.Int64
 	// bodies are the buffers request bodies are read into, back once the
 	// call is over (ServeHTTP).
-	bodies llm.BodyPool
+	bodies bodypool.Pool
 }
 
 // maxUserIDs and maxCachedSubject bound the UserID cache (beyond them ids

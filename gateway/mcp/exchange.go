@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -454,19 +453,16 @@ func (x *exchange) relayRefusal(c *pipeline.Call, resp *http.Response, ct string
 	return &pipeline.Error{Kind: pipeline.KindUpstream, Status: st, Message: msg, Audit: c.ErrorMessage, Detail: rpcDetail{code: CodeInvalidRequest}}
 }
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
 func drain(r io.Reader) { _, _ = io.Copy(io.Discard, io.LimitReader(r, 256<<10)) }
 
 // relayJSON relays an application/json response: read whole (bounded),
 // checked, filtered for tools/list, guarded, committed, then written.
 func (x *exchange) relayJSON(ctx context.Context, c *pipeline.Call, resp *http.Response) error {
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
+	pooled := x.h.bodies.Get()
+	buf := bytes.NewBuffer(*pooled)
 	defer func() {
-		if buf.Cap() <= 1<<20 {
-			bufPool.Put(buf)
-		}
+		*pooled = buf.Bytes()[:0] // the buffer as grown, for the next answer
+		x.h.bodies.Put(pooled)
 	}()
 	max := x.h.cfg.MaxResponseBody
 	if resp.ContentLength > 0 && resp.ContentLength <= max {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/identity"
+	"github.com/mandatehq/mandate/gateway/internal/bodypool"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 )
 
@@ -123,7 +124,9 @@ type Handler struct {
 	stateful sync.Map
 	tools    *toolCache
 	log      zerolog.Logger
-	now      func() time.Time
+	// bodies are the buffers JSON answers are read into (relayJSON).
+	bodies bodypool.Pool
+	now    func() time.Time
 }
 
 var _ http.Handler = (*Handler)(nil)
