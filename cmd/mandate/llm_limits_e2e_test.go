@@ -447,7 +447,8 @@ func TestReplicasLLMLimits(t *testing.T) {
 // spendBudget runs 32 callers, spread over bases, each calling until it is
 // refused; every refusal must be the budget's 429 (insufficient_quota,
 // with Retry-After). It returns how many calls were answered (at least
-// one). The calls and the caller's checks straight after fall in one
+// one) and how many were refused (each refusal, as the usage rows count
+// them). The calls and the caller's checks straight after fall in one
 // month (awayFromMonthEnd).
 func spendBudget(t *testing.T, bases []string, token, chat string) (ok, refused int) {
 	t.Helper()
@@ -483,21 +484,43 @@ func spendBudget(t *testing.T, bases []string, token, chat string) (ok, refused 
 	// cases of the calls in flight, so concurrent callers can be refused
 	// well before the budget is spent (the more so the slower the calls
 	// settle). One caller alone then spends the rest, until a call's
-	// worst case no longer fits.
-	for range 40 {
+	// worst case no longer fits. Right after the concurrent callers, its
+	// replica may still refuse for a moment what the others hold: their
+	// unused slices come back after a second idle, and a replica
+	// remembers a refusal for a second (lease.DenyTTL). So the caller
+	// ends only once it has been refused for budgetSettle.
+	var refusedSince time.Time
+	for range 400 {
 		resp, body := llmPost(t, bases[0], "/v1/chat/completions", token, chat)
 		if resp.StatusCode == 200 {
 			ok++
+			refusedSince = time.Time{}
 			continue
 		}
 		if resp.StatusCode != 429 || !strings.Contains(body, `"code":"insufficient_quota"`) {
 			t.Fatalf("unexpected answer %d %s", resp.StatusCode, body)
 		}
-		return ok, refused + 1
+		refused++
+		if refusedSince.IsZero() {
+			refusedSince = time.Now()
+		}
+		if time.Since(refusedSince) >= budgetSettle {
+			return ok, refused
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatal("test ended spending a budget")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	t.Fatal("budget: one caller was never refused")
+	t.Fatal("budget: one caller was never refused for good")
 	return ok, refused
 }
+
+// budgetSettle is how long a budget's refusals must last to be taken for
+// exhaustion rather than other replicas' slices not yet given back
+// (IdleReturn, 1 s) or a remembered refusal (DenyTTL, 1 s).
+const budgetSettle = 3 * time.Second
 
 // monthEndMargin bounds how long a budget's spending and the checks
 // straight after it take (a failure bound on a loaded machine).
