@@ -40,12 +40,14 @@ var testWriterKey = writerKey([]byte("master key of this installation"))
 // connTestOpts: the writer's endpoint with TLS (its own certificate, as
 // mandate serve makes one), or postOnly (only POST writerPath, as an
 // older version); the sender's goroutines; the writer's bounds when not
-// 0.
+// 0; exec, when not nil, runs the changes instead of the fake (the
+// changes are counted either way).
 type connTestOpts struct {
 	tls, postOnly bool
 	senders       int
 	maxConns      int
 	connIdle      time.Duration
+	exec          writerExec
 }
 
 // newConnTest starts the writer's endpoint and a sender.
@@ -61,8 +63,11 @@ func newConnTest(t testing.TB, o connTestOpts) *connTest {
 		ct.srv.connIdle = o.connIdle
 	}
 	ct.srv.held.Store(true)
-	exec := writerExec(func(_ context.Context, _ string, changes []writerChange) []writerResult {
+	exec := writerExec(func(ctx context.Context, via string, changes []writerChange) []writerResult {
 		ct.execs.Add(int64(len(changes)))
+		if o.exec != nil {
+			return o.exec(ctx, via, changes)
+		}
 		res := make([]writerResult, len(changes))
 		for i := range res {
 			res[i].Revision = 7
@@ -159,6 +164,42 @@ func TestWriterConnForwards(t *testing.T) {
 				t.Errorf("requests sent %d, served %d; changes sent %d, want %d", s, r, ct.snd.sent.changes.Load(), n)
 			}
 		})
+	}
+}
+
+// A replica's sessions that write one after the other each have their
+// statement sent at once, while the earlier ones still run on the writer
+// (each in its own request, over its own connection): none waits for
+// another's answer, a whole commit of the writer.
+func TestWriterSendersInFlight(t *testing.T) {
+	const sessions = 8 // writing at once, as mandate loadgen's clients
+	arrived, release := make(chan struct{}, sessions), make(chan struct{})
+	ct := newConnTest(t, connTestOpts{senders: writerSenders, exec: func(_ context.Context, _ string, changes []writerChange) []writerResult {
+		arrived <- struct{}{}
+		<-release // the writer's commit, until every statement arrived
+		res := make([]writerResult, len(changes))
+		for i := range res {
+			res[i].Revision = 7
+		}
+		return res
+	}})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(release)
+	for i := range sessions {
+		wg.Go(func() {
+			if rev, _, err := ct.snd.Forward(t.Context(), testStmt, false); err != nil || rev != 7 {
+				t.Errorf("Forward = %d, %v; want revision 7", rev, err)
+			}
+		})
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second): // a failure bound
+			t.Fatalf("statement %d of %d did not reach the writer while the earlier ones ran", i+1, sessions)
+		}
+	}
+	if n := ct.srv.served.requests.Load(); n != sessions {
+		t.Errorf("the writer ran %d requests, want %d", n, sessions)
 	}
 }
 
