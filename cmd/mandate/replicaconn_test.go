@@ -47,6 +47,7 @@ type connTestOpts struct {
 	senders       int
 	maxConns      int
 	connIdle      time.Duration
+	frameRead     time.Duration
 	exec          writerExec
 }
 
@@ -61,6 +62,9 @@ func newConnTest(t testing.TB, o connTestOpts) *connTest {
 	}
 	if o.connIdle != 0 {
 		ct.srv.connIdle = o.connIdle
+	}
+	if o.frameRead != 0 {
+		ct.srv.frameRead = o.frameRead
 	}
 	ct.srv.held.Store(true)
 	exec := writerExec(func(ctx context.Context, via string, changes []writerChange) []writerResult {
@@ -239,7 +243,7 @@ func TestWriterConnRefusals(t *testing.T) {
 				if err := writeFrame(c.conn, deadline, tc.first); err != nil {
 					t.Fatal(err)
 				}
-				if p, err := readFrame(c.conn, c.r, deadline, deadline); err != nil || !strings.HasPrefix(string(p), "200 ") {
+				if p, err := readFrame(c.conn, c.r, deadline, 0); err != nil || !strings.HasPrefix(string(p), "200 ") {
 					t.Fatalf("first frame answered %q, %v", p, err)
 				}
 			}
@@ -252,14 +256,14 @@ func TestWriterConnRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := readFrame(c.conn, c.r, deadline, deadline)
+			p, err := readFrame(c.conn, c.r, deadline, 0)
 			if err != nil || !strings.HasPrefix(string(p), strconv.Itoa(tc.status)+" ") {
 				t.Fatalf("answer %q, %v; want status %d", p, err, tc.status)
 			}
 			if ct.execs.Load() != ran {
 				t.Errorf("the refused frame ran")
 			}
-			if _, err := readFrame(c.conn, c.r, deadline, deadline); !errors.Is(err, io.EOF) {
+			if _, err := readFrame(c.conn, c.r, deadline, 0); !errors.Is(err, io.EOF) {
 				t.Errorf("after the refusal: %v; want the connection closed", err)
 			}
 		})
@@ -306,6 +310,30 @@ func TestWriterConnIdleClosed(t *testing.T) {
 	}
 }
 
+// A connection idle for longer than a frame may take to arrive, but less
+// than the writer keeps it, still carries the next frame: the frame's
+// time counts from its length, not from the previous answer (else the
+// writer gave up on a frame larger than its read buffer, closed the
+// connection, and the statement failed with 08006).
+func TestWriterConnIdleLongerThanFrameRead(t *testing.T) {
+	const frameRead = 100 * time.Millisecond
+	ct := newConnTest(t, connTestOpts{senders: 1, frameRead: frameRead})
+	// Larger than a read buffer: the frame's body is read after its length.
+	large := []catalog.Statement{{Req: catalog.WriteRequest{Caller: catalog.Caller{Principal: "admin"}},
+		Forward: []byte(`{"sql":"GRANT ` + strings.Repeat("x", 64<<10) + `"}`)}}
+	for i := range 2 {
+		if i > 0 {
+			<-time.After(3 * frameRead) // the idle time is what is tested
+		}
+		if rev, _, err := ct.snd.Forward(t.Context(), large, false); err != nil || rev != 7 {
+			t.Fatalf("Forward %d = %d, %v; want revision 7", i+1, rev, err)
+		}
+	}
+	if ct.gets.Load() != 1 || ct.posts.Load() != 0 {
+		t.Errorf("%d connections opened, %d POST requests; want 1, 0", ct.gets.Load(), ct.posts.Load())
+	}
+}
+
 // A frame written whole whose answer is lost (the connection breaks) may
 // have run: 08006, not committed here.
 func TestWriterConnBrokenAfterWrite(t *testing.T) {
@@ -324,7 +352,7 @@ func TestWriterConnBrokenAfterWrite(t *testing.T) {
 			r := bufio.NewReader(c)
 			if _, err := http.ReadRequest(r); err == nil {
 				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+writerProtocol+"\r\n\r\n")
-				if _, err := readFrame(c, r, time.Now().Add(time.Minute), time.Now().Add(time.Minute)); err == nil {
+				if _, err := readFrame(c, r, time.Now().Add(time.Minute), time.Minute); err == nil {
 					read.Add(1)
 				}
 			}

@@ -143,8 +143,10 @@ type replicaWriter struct {
 	connIdle    time.Duration
 	// connReuse is how long a sender reuses an idle connection; less than
 	// the writer's connIdle, so that the writer does not close one a
-	// frame is being written to.
+	// frame is being written to. frameRead bounds the reading of a frame
+	// once its length came.
 	connReuse time.Duration
+	frameRead time.Duration
 
 	held   atomic.Bool
 	target atomic.Pointer[pgstore.WriterHolder] // the holder; Addr "" when none or this replica
@@ -238,7 +240,7 @@ func newReplicaWriter(st *pgstore.Store, masterKey []byte, advertise, self, cert
 // HTTP client, the queue, the maps.
 func (w *replicaWriter) init(useTLS bool) {
 	w.scheme, w.down, w.posted, w.seen, w.queue = "http", map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}, make(chan *writerItem, 1024)
-	w.conns, w.maxConns, w.connIdle, w.connReuse = map[net.Conn]struct{}{}, writerMaxConns, writerConnIdle, writerConnReuse
+	w.conns, w.maxConns, w.connIdle, w.connReuse, w.frameRead = map[net.Conn]struct{}{}, writerMaxConns, writerConnIdle, writerConnReuse, writerFrameRead
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	w.dial = func(ctx context.Context, addr string) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) }
 	tr := &http.Transport{MaxIdleConnsPerHost: 2 * writerSenders, IdleConnTimeout: 90 * time.Second, DialContext: dialer.DialContext}
