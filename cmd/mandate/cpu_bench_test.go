@@ -115,6 +115,16 @@ func (s cpuSample) since(s0 cpuSample) cpuSample {
 	return d
 }
 
+// all is the CPU of every process sampled: executing, following,
+// PostgreSQL and the load generator.
+func (d cpuSample) all() time.Duration {
+	t := d.pg + d.self
+	for _, e := range slices.Concat(d.exec, d.follow) {
+		t += e
+	}
+	return t
+}
+
 // report reports the CPU per statement (µs) of each part and the host's
 // busy share of its cores.
 func (d cpuSample) report(b *testing.B, stmts float64) {
@@ -138,7 +148,7 @@ func (d cpuSample) report(b *testing.B, stmts float64) {
 	}
 	b.ReportMetric(per(d.pg), "µs-cpu/stmt-postgres")
 	b.ReportMetric(per(d.self), "µs-cpu/stmt-loadgen")
-	b.ReportMetric(per(exec+follow+d.pg+d.self), "µs-cpu/stmt-all")
+	b.ReportMetric(per(d.all()), "µs-cpu/stmt-all")
 	wall := d.wall.Sub(time.Unix(0, 0))
 	b.ReportMetric(100*float64(d.host)/float64(wall)/float64(runtime.NumCPU()), "host-busy-%")
 	b.Logf("CPU: executing %v, following %v, postgres %v, load generator %v; host busy %v of %v×%d",

@@ -163,7 +163,7 @@ func (c *writerConn) roundTrip(ctx context.Context, auth string, body []byte) (w
 	if err := writeFrame(c.conn, deadline, []byte(auth+"\n"), body); err != nil {
 		return writerReply{}, false, err // not whole: the writer cannot have run it
 	}
-	p, err := readFrame(c.conn, c.r, deadline, deadline)
+	p, err := readFrame(c.conn, c.r, deadline, 0)
 	if err != nil {
 		return writerReply{}, true, err
 	}
@@ -201,8 +201,9 @@ func writeFrame(c net.Conn, deadline time.Time, parts ...[]byte) error {
 var errFrameTooLarge = errors.New("frame too large")
 
 // readFrame reads a frame from r (reading c): its length must come by
-// wait, the rest by read.
-func readFrame(c net.Conn, r *bufio.Reader, wait, read time.Time) ([]byte, error) {
+// wait, the rest within read of the length (a request, on the writer), or
+// by wait when read is 0 (an answer, by its request's deadline).
+func readFrame(c net.Conn, r *bufio.Reader, wait time.Time, read time.Duration) ([]byte, error) {
 	if err := c.SetReadDeadline(wait); err != nil {
 		return nil, err
 	}
@@ -214,8 +215,10 @@ func readFrame(c net.Conn, r *bufio.Reader, wait, read time.Time) ([]byte, error
 	if size > writerMaxFrame {
 		return nil, errFrameTooLarge
 	}
-	if err := c.SetReadDeadline(read); err != nil {
-		return nil, err
+	if read > 0 {
+		if err := c.SetReadDeadline(time.Now().Add(read)); err != nil {
+			return nil, err
+		}
 	}
 	p := make([]byte, size)
 	if _, err := io.ReadFull(r, p); err != nil {
@@ -265,8 +268,7 @@ func (w *replicaWriter) upgrade(rw http.ResponseWriter, r *http.Request, exec wr
 func (w *replicaWriter) serveConn(ctx context.Context, c net.Conn, r *bufio.Reader, exec writerExec) {
 	defer w.dropConn(c)
 	for {
-		now := time.Now()
-		p, err := readFrame(c, r, now.Add(w.connIdle), now.Add(writerFrameRead))
+		p, err := readFrame(c, r, time.Now().Add(w.connIdle), w.frameRead)
 		if errors.Is(err, errFrameTooLarge) {
 			_ = writeFrame(c, time.Now().Add(writerFrameRead), []byte(strconv.Itoa(http.StatusRequestEntityTooLarge)+" \nrequest too large"))
 			return

@@ -40,12 +40,15 @@ var testWriterKey = writerKey([]byte("master key of this installation"))
 // connTestOpts: the writer's endpoint with TLS (its own certificate, as
 // mandate serve makes one), or postOnly (only POST writerPath, as an
 // older version); the sender's goroutines; the writer's bounds when not
-// 0.
+// 0; exec, when not nil, runs the changes instead of the fake (the
+// changes are counted either way).
 type connTestOpts struct {
 	tls, postOnly bool
 	senders       int
 	maxConns      int
 	connIdle      time.Duration
+	frameRead     time.Duration
+	exec          writerExec
 }
 
 // newConnTest starts the writer's endpoint and a sender.
@@ -60,9 +63,15 @@ func newConnTest(t testing.TB, o connTestOpts) *connTest {
 	if o.connIdle != 0 {
 		ct.srv.connIdle = o.connIdle
 	}
+	if o.frameRead != 0 {
+		ct.srv.frameRead = o.frameRead
+	}
 	ct.srv.held.Store(true)
-	exec := writerExec(func(_ context.Context, _ string, changes []writerChange) []writerResult {
+	exec := writerExec(func(ctx context.Context, via string, changes []writerChange) []writerResult {
 		ct.execs.Add(int64(len(changes)))
+		if o.exec != nil {
+			return o.exec(ctx, via, changes)
+		}
 		res := make([]writerResult, len(changes))
 		for i := range res {
 			res[i].Revision = 7
@@ -162,6 +171,42 @@ func TestWriterConnForwards(t *testing.T) {
 	}
 }
 
+// A replica's sessions that write one after the other each have their
+// statement sent at once, while the earlier ones still run on the writer
+// (each in its own request, over its own connection): none waits for
+// another's answer, a whole commit of the writer.
+func TestWriterSendersInFlight(t *testing.T) {
+	const sessions = 8 // writing at once, as mandate loadgen's clients
+	arrived, release := make(chan struct{}, sessions), make(chan struct{})
+	ct := newConnTest(t, connTestOpts{senders: writerSenders, exec: func(_ context.Context, _ string, changes []writerChange) []writerResult {
+		arrived <- struct{}{}
+		<-release // the writer's commit, until every statement arrived
+		res := make([]writerResult, len(changes))
+		for i := range res {
+			res[i].Revision = 7
+		}
+		return res
+	}})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(release)
+	for i := range sessions {
+		wg.Go(func() {
+			if rev, _, err := ct.snd.Forward(t.Context(), testStmt, false); err != nil || rev != 7 {
+				t.Errorf("Forward = %d, %v; want revision 7", rev, err)
+			}
+		})
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second): // a failure bound
+			t.Fatalf("statement %d of %d did not reach the writer while the earlier ones ran", i+1, sessions)
+		}
+	}
+	if n := ct.srv.served.requests.Load(); n != sessions {
+		t.Errorf("the writer ran %d requests, want %d", n, sessions)
+	}
+}
+
 // requestFrame is the payload of a request's frame, authenticated with key.
 func requestFrame(key []byte, id string) []byte {
 	body := []byte(`{"via":"r2","changes":[{"stmts":[{"principal":"admin","form":{"sql":"GRANT"}}]}]}`)
@@ -198,7 +243,7 @@ func TestWriterConnRefusals(t *testing.T) {
 				if err := writeFrame(c.conn, deadline, tc.first); err != nil {
 					t.Fatal(err)
 				}
-				if p, err := readFrame(c.conn, c.r, deadline, deadline); err != nil || !strings.HasPrefix(string(p), "200 ") {
+				if p, err := readFrame(c.conn, c.r, deadline, 0); err != nil || !strings.HasPrefix(string(p), "200 ") {
 					t.Fatalf("first frame answered %q, %v", p, err)
 				}
 			}
@@ -211,14 +256,14 @@ func TestWriterConnRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := readFrame(c.conn, c.r, deadline, deadline)
+			p, err := readFrame(c.conn, c.r, deadline, 0)
 			if err != nil || !strings.HasPrefix(string(p), strconv.Itoa(tc.status)+" ") {
 				t.Fatalf("answer %q, %v; want status %d", p, err, tc.status)
 			}
 			if ct.execs.Load() != ran {
 				t.Errorf("the refused frame ran")
 			}
-			if _, err := readFrame(c.conn, c.r, deadline, deadline); !errors.Is(err, io.EOF) {
+			if _, err := readFrame(c.conn, c.r, deadline, 0); !errors.Is(err, io.EOF) {
 				t.Errorf("after the refusal: %v; want the connection closed", err)
 			}
 		})
@@ -265,6 +310,30 @@ func TestWriterConnIdleClosed(t *testing.T) {
 	}
 }
 
+// A connection idle for longer than a frame may take to arrive, but less
+// than the writer keeps it, still carries the next frame: the frame's
+// time counts from its length, not from the previous answer (else the
+// writer gave up on a frame larger than its read buffer, closed the
+// connection, and the statement failed with 08006).
+func TestWriterConnIdleLongerThanFrameRead(t *testing.T) {
+	const frameRead = 100 * time.Millisecond
+	ct := newConnTest(t, connTestOpts{senders: 1, frameRead: frameRead})
+	// Larger than a read buffer: the frame's body is read after its length.
+	large := []catalog.Statement{{Req: catalog.WriteRequest{Caller: catalog.Caller{Principal: "admin"}},
+		Forward: []byte(`{"sql":"GRANT ` + strings.Repeat("x", 64<<10) + `"}`)}}
+	for i := range 2 {
+		if i > 0 {
+			<-time.After(3 * frameRead) // the idle time is what is tested
+		}
+		if rev, _, err := ct.snd.Forward(t.Context(), large, false); err != nil || rev != 7 {
+			t.Fatalf("Forward %d = %d, %v; want revision 7", i+1, rev, err)
+		}
+	}
+	if ct.gets.Load() != 1 || ct.posts.Load() != 0 {
+		t.Errorf("%d connections opened, %d POST requests; want 1, 0", ct.gets.Load(), ct.posts.Load())
+	}
+}
+
 // A frame written whole whose answer is lost (the connection breaks) may
 // have run: 08006, not committed here.
 func TestWriterConnBrokenAfterWrite(t *testing.T) {
@@ -283,7 +352,7 @@ func TestWriterConnBrokenAfterWrite(t *testing.T) {
 			r := bufio.NewReader(c)
 			if _, err := http.ReadRequest(r); err == nil {
 				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+writerProtocol+"\r\n\r\n")
-				if _, err := readFrame(c, r, time.Now().Add(time.Minute), time.Now().Add(time.Minute)); err == nil {
+				if _, err := readFrame(c, r, time.Now().Add(time.Minute), time.Minute); err == nil {
 					read.Add(1)
 				}
 			}

@@ -50,7 +50,11 @@ func benchDuration() time.Duration {
 //   - revoke: a REVOKE on one replica, then the time until each other
 //     replica's decision engine has the revision (its watch stream's
 //     event; a check then asserts the denial), measured from the moment
-//     the REVOKE was sent, over 200 rounds.
+//     the REVOKE was sent, over 200 rounds;
+//   - grants/interleaved: BENCH_ROUNDS rounds (default 6) of
+//     grants/1-replica and grants/3-replicas on the same cluster, the
+//     order alternating; the ratio of the totals per round, their median
+//     and lowest, and in how many rounds 3 replicas did not do less.
 //
 // Each reports the one-minute load average at its end (load1).
 //
@@ -73,29 +77,12 @@ func BenchmarkReplicas(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			var total, conflicts float64
 			for range b.N {
-				total, conflicts = 0, 0
 				pgCalls0 := pgCalls(b, c)
 				fwd0 := forwardedCounts(b, c)
 				cpu0 := clusterCPU(b, c, targets)
-				var wg sync.WaitGroup
-				outs := make([]bytes.Buffer, len(targets))
-				errs := make([]error, len(targets))
-				for i, r := range targets {
-					wg.Go(func() {
-						var stderr bytes.Buffer
-						errs[i] = loadgenGrants(context.Background(), []string{"--addr", r.sqlAddr, "--password", r.password,
-							"--clients", "8", "--duration", benchDuration().String()}, &outs[i], &stderr)
-					})
-				}
-				wg.Wait()
-				for i := range targets {
-					if errs[i] != nil {
-						b.Fatalf("loadgen against replica %d: %v\n%s", i, errs[i], outs[i].String())
-					}
-					total += metric(b, outs[i].String(), `statements/s\s+([0-9.]+)`)
-					conflicts += metric(b, outs[i].String(), `40001 retried\s+([0-9]+)`)
-					b.Logf("replica %d:\n%s", i, outs[i].String())
-				}
+				var rates []float64
+				rates, conflicts = runGrants(b, targets, true)
+				total = sumOf(rates)
 				if len(targets) > 1 || targets[0] != embedded {
 					calls := pgCalls(b, c)
 					appends := calls["append"] - pgCalls0["append"]
@@ -165,6 +152,11 @@ func BenchmarkReplicas(b *testing.B) {
 	// writer could do with every replica's statements.
 	grants("grants/1-replica-24-clients", []*server{c.replicas[0], c.replicas[0], c.replicas[0]})
 	grants("grants/3-replicas", c.replicas)
+	b.Run("grants/interleaved", func(b *testing.B) {
+		for range b.N {
+			interleaveGrants(b, c, benchRounds(b))
+		}
+	})
 	b.Run("revoke", func(b *testing.B) {
 		admins := make([]*pgx.Conn, len(c.replicas))
 		for i, r := range c.replicas {
@@ -217,6 +209,115 @@ func BenchmarkReplicas(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
 		b.ReportMetric(loadAverage(b), "load1")
 	})
+}
+
+// runGrants runs mandate loadgen grants, 8 clients, against each of
+// targets at once for benchDuration: the statements/s of each, and the
+// statements retried after 40001 in all. log: log each load generator's
+// output.
+func runGrants(b *testing.B, targets []*server, log bool) (rates []float64, conflicts float64) {
+	var wg sync.WaitGroup
+	outs := make([]bytes.Buffer, len(targets))
+	errs := make([]error, len(targets))
+	for i, r := range targets {
+		wg.Go(func() {
+			var stderr bytes.Buffer
+			errs[i] = loadgenGrants(context.Background(), []string{"--addr", r.sqlAddr, "--password", r.password,
+				"--clients", "8", "--duration", benchDuration().String()}, &outs[i], &stderr)
+		})
+	}
+	wg.Wait()
+	for i := range targets {
+		if errs[i] != nil {
+			b.Fatalf("loadgen against replica %d: %v\n%s", i, errs[i], outs[i].String())
+		}
+		rates = append(rates, metric(b, outs[i].String(), `statements/s\s+([0-9.]+)`))
+		conflicts += metric(b, outs[i].String(), `40001 retried\s+([0-9]+)`)
+		if log {
+			b.Logf("replica %d:\n%s", i, outs[i].String())
+		}
+	}
+	return rates, conflicts
+}
+
+// sumOf is the sum of v.
+func sumOf(v []float64) float64 {
+	var t float64
+	for _, x := range v {
+		t += x
+	}
+	return t
+}
+
+// benchRounds is how many rounds grants/interleaved runs (BENCH_ROUNDS,
+// default 6).
+func benchRounds(b *testing.B) int {
+	v := os.Getenv("BENCH_ROUNDS")
+	if v == "" {
+		return 6
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 100 {
+		b.Fatalf("BENCH_ROUNDS %q: want 1 to 100", v)
+	}
+	return n
+}
+
+// interleaveGrants runs grants/interleaved: rounds of one run against one
+// replica (the writer) and one against the 3 replicas, on the same
+// cluster, the order alternating between rounds (1 then 3, 3 then 1) so
+// that a drift of the host's load weighs on both. Each round logs both
+// totals, their ratio, the CPU per statement of all processes and the
+// load average; the benchmark reports the median and the lowest ratio and
+// in how many rounds the 3 replicas' total was not below the one's.
+func interleaveGrants(b *testing.B, c *cluster, rounds int) {
+	one, three := c.replicas[:1], c.replicas
+	var ratios []float64
+	ge := 0
+	for round := range rounds {
+		order := [][]*server{one, three}
+		if round%2 == 1 {
+			order = [][]*server{three, one}
+		}
+		total := map[int]float64{}
+		cpu := map[int]float64{}
+		changes := map[int]float64{}
+		var fwdShare float64
+		for _, targets := range order {
+			calls0 := pgCalls(b, c)
+			cpu0 := clusterCPU(b, c, targets)
+			rates, _ := runGrants(b, targets, false)
+			d := clusterCPU(b, c, targets).since(cpu0)
+			calls := pgCalls(b, c)
+			t := sumOf(rates)
+			total[len(targets)] = t
+			if len(targets) == 3 {
+				// The writer's own clients against those of the others,
+				// whose statements take the hop.
+				fwdShare = (rates[1] + rates[2]) / 2 / rates[0]
+			}
+			cpu[len(targets)] = float64(d.all().Microseconds()) / (t * benchDuration().Seconds())
+			changes[len(targets)] = float64(calls["changes"]-calls0["changes"]) / float64(calls["append"]-calls0["append"])
+		}
+		r := total[3] / total[1]
+		ratios = append(ratios, r)
+		if r >= 1 {
+			ge++
+		}
+		b.Logf("round %d: 1 replica %.0f/s (%.0f µs CPU/stmt, %.1f changes/append), 3 replicas %.0f/s (%.0f µs CPU/stmt, %.1f changes/append, a forwarding replica's clients %.0f%% of the writer's): 3÷1 %.0f%%, load1 %.2f",
+			round+1, total[1], cpu[1], changes[1], total[3], cpu[3], changes[3], 100*fwdShare, 100*r, loadAverage(b))
+	}
+	slices.Sort(ratios)
+	med := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		med = (ratios[len(ratios)/2-1] + med) / 2
+	}
+	b.Logf("3 replicas ≥ 1 replica in %d of %d rounds; ratios %v", ge, rounds, ratios)
+	b.ReportMetric(100*med, "median-3/1-%")
+	b.ReportMetric(100*ratios[0], "min-3/1-%")
+	b.ReportMetric(float64(ge), "rounds-3>=1")
+	b.ReportMetric(float64(rounds), "rounds")
+	b.ReportMetric(loadAverage(b), "load1")
 }
 
 // pinBench applies BENCH_PIN (see BenchmarkReplicas).

@@ -88,8 +88,13 @@ const (
 	writerMaxBody  = 8 << 20
 	writerMaxItems = 256
 	writerMaxBatch = 64
-	// writerSenders is how many requests a replica has in flight at once.
-	writerSenders = 2
+	// writerSenders is how many requests a replica has in flight at once,
+	// each over its own connection: as many as the sessions that usually
+	// write at once, so that a statement is sent as soon as it comes
+	// instead of waiting for an earlier request's answer, a whole commit
+	// of the writer, and then for the next one (with two, a forwarded
+	// statement took about twice a local one's time).
+	writerSenders = 8
 	// writerTimeout bounds one request (the writer's commit is bounded by
 	// the catalog's own timeout, 30 s).
 	writerTimeout = time.Minute
@@ -99,12 +104,13 @@ const (
 	// requests.
 	writerDownFor = writerLeaseTTL
 	// writerMaxConns bounds the connections a writer serves at once
-	// (replicaconn.go; past it the upgrade is refused: the sender posts);
+	// (replicaconn.go; past it the upgrade is refused: the sender posts):
+	// the senders of 32 replicas;
 	// writerConnIdle is how long it keeps one without a frame,
 	// writerConnReuse how long a sender reuses an idle one (less, so that
 	// the writer never closes one a frame is being written to), and
 	// writerFrameRead bounds the reading of a frame once its length came.
-	writerMaxConns  = 64
+	writerMaxConns  = 256
 	writerConnIdle  = 2 * time.Minute
 	writerConnReuse = time.Minute
 	writerFrameRead = 30 * time.Second
@@ -137,8 +143,10 @@ type replicaWriter struct {
 	connIdle    time.Duration
 	// connReuse is how long a sender reuses an idle connection; less than
 	// the writer's connIdle, so that the writer does not close one a
-	// frame is being written to.
+	// frame is being written to. frameRead bounds the reading of a frame
+	// once its length came.
 	connReuse time.Duration
+	frameRead time.Duration
 
 	held   atomic.Bool
 	target atomic.Pointer[pgstore.WriterHolder] // the holder; Addr "" when none or this replica
@@ -232,7 +240,7 @@ func newReplicaWriter(st *pgstore.Store, masterKey []byte, advertise, self, cert
 // HTTP client, the queue, the maps.
 func (w *replicaWriter) init(useTLS bool) {
 	w.scheme, w.down, w.posted, w.seen, w.queue = "http", map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}, make(chan *writerItem, 1024)
-	w.conns, w.maxConns, w.connIdle, w.connReuse = map[net.Conn]struct{}{}, writerMaxConns, writerConnIdle, writerConnReuse
+	w.conns, w.maxConns, w.connIdle, w.connReuse, w.frameRead = map[net.Conn]struct{}{}, writerMaxConns, writerConnIdle, writerConnReuse, writerFrameRead
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	w.dial = func(ctx context.Context, addr string) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) }
 	tr := &http.Transport{MaxIdleConnsPerHost: 2 * writerSenders, IdleConnTimeout: 90 * time.Second, DialContext: dialer.DialContext}
