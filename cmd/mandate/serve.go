@@ -14,7 +14,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -220,12 +219,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Everything Mandate writes is for its own eyes only.
 	syscall.Umask(0o077)
-	// Audit ingestion allocates per event; a less eager collector cut its
-	// CPU per event by ~15% (BENCHMARKS.md). GOGC, when set, wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	cfg.limits.setGoMemoryLimit()
+	cfg.limits.setGoGC()
 	// Traces and metrics (gateway/telemetry); the spans still queued are
 	// exported on the way out.
 	tel, err := cfg.telemetry.start(ctx, "catalog", log)
