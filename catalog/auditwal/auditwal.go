@@ -109,9 +109,12 @@ type Log struct {
 	log   zerolog.Logger
 	opts  Options
 
-	mu   sync.Mutex // guards the fields below
-	f    *os.File
-	size int64
+	mu sync.Mutex // guards the fields below
+	f  *os.File
+	// direct appends to f's file with O_DIRECT (nil: through the page
+	// cache, with fdatasync).
+	direct *directWriter
+	size   int64
 	// alloc is the file's size: size and the allocated space after it,
 	// reading as zeros (preallocate); zeroing: a preallocate is under way.
 	alloc    int64
@@ -227,13 +230,22 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 		}
 	}
 	l.size, l.alloc = good, good
+	if l.direct, err = openDirect(l.path, f, good); err != nil {
+		f.Close()
+		return nil, catalog.Internal(err, "opening the audit log for direct writes")
+	}
+	if l.direct != nil {
+		if st, err := f.Stat(); err == nil { // the first direct write's zeros
+			l.alloc = max(l.alloc, st.Size())
+		}
+	}
 	for _, r := range raw {
 		if r.Body == nil {
 			continue
 		}
 		rec, err := decode(r.Body)
 		if err != nil {
-			f.Close()
+			l.closeFiles()
 			return nil, catalog.Internal(err, fmt.Sprintf("audit log record at offset %d is unreadable", r.Offset))
 		}
 		rec.seq, rec.size = r.Seq, r.Size
@@ -247,7 +259,7 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 		l.log.Info().Int("records", len(l.pending)).Msg("audit log: replaying committed records")
 	}
 	if err := l.flush(ctx); err != nil {
-		f.Close()
+		l.closeFiles()
 		return nil, err
 	}
 	go l.applier()
@@ -448,13 +460,10 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 		l.buf = buf
 	}
 	r.size, r.at = int64(len(buf)), time.Now()
-	if _, err := l.f.WriteAt(buf, l.size); err != nil {
+	if err := l.write(buf, sync); err != nil {
 		return l.failAppend(err)
 	}
 	if sync {
-		if err := datasync(l.f); err != nil {
-			return l.failAppend(err)
-		}
 		l.syncs++
 		l.unsynced = false
 	} else {
@@ -493,6 +502,27 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 	return nil
 }
 
+// write writes buf at the log's end, durable when it returns if sync.
+// Caller holds l.mu.
+func (l *Log) write(buf []byte, sync bool) error {
+	if l.direct == nil {
+		if _, err := l.f.WriteAt(buf, l.size); err != nil {
+			return err
+		}
+		if sync {
+			return datasync(l.f)
+		}
+		return nil
+	}
+	flags := 0
+	if sync {
+		flags = rwfDSync
+	}
+	end, err := l.direct.write(l.f, l.size, flags, buf...)
+	l.alloc = max(l.alloc, end)
+	return err
+}
+
 // waitRoom waits while more than MaxPendingBytes wait to be applied.
 func (l *Log) waitRoom(ctx context.Context) error {
 	for {
@@ -519,7 +549,7 @@ func (l *Log) waitRoom(ctx context.Context) error {
 
 // preallocAhead is the space the log keeps allocated after its last
 // record, reading as zeros. An append then writes within the file's
-// size, and its fdatasync commits no size change: appending past the end
+// size, and its sync commits no size change: appending past the end
 // also changes the file's size, which fdatasync must commit to the
 // filesystem's journal first (on ext4 about 20% of a small append's
 // fsync, measured on the VM of BENCHMARKS.md). Readers take zeros after
@@ -527,9 +557,11 @@ func (l *Log) waitRoom(ctx context.Context) error {
 const preallocAhead = 1 << 20
 
 // preallocate allocates the next preallocAhead bytes after the file's
-// end (allocate: fallocate where the filesystem has it, so no data is
-// written, else zeros) and makes the new size durable, so that the
-// appends that follow need not change it. It runs in the background,
+// end and makes the new size durable, so that the appends that follow
+// need not change it: zeros written through the page cache for direct
+// appends (a direct write into fallocated, unwritten space converts it,
+// a journal commit its flush waits for), else allocate (fallocate where
+// the filesystem has it, so no data is written). It runs in the background,
 // kicked by an append when less than half of it is left; the space is
 // allocated under l.mu (an append cannot write there meanwhile), the
 // fdatasync runs outside it. An append that outruns it just extends the
@@ -540,8 +572,14 @@ func (l *Log) preallocate() {
 	l.mu.Lock()
 	f, from := l.f, l.alloc
 	ok := !l.closed.Load()
+	prep := allocate
+	if l.direct != nil {
+		// A direct write into fallocated (unwritten) space converts it,
+		// a journal commit that its flush waits for.
+		prep = writeZeros
+	}
 	if ok {
-		if ok = allocate(f, from, preallocAhead) == nil; ok {
+		if ok = prep(f, from, preallocAhead) == nil; ok {
 			l.alloc = from + preallocAhead
 		}
 	}
@@ -881,7 +919,18 @@ func (l *Log) rewrite() error {
 	// blocks, which takes tens of milliseconds for a large log (ext4), too
 	// long to hold up the appends waiting for l.mu.
 	go l.f.Close()
+	if l.direct != nil {
+		go l.direct.close()
+	}
 	l.f, l.size, l.alloc = f, size, size
+	var derr error
+	if l.direct, derr = openDirect(l.path, f, size); derr != nil {
+		// The new log is durable; its appends go through the page cache.
+		l.log.Warn().Err(derr).Msg("audit log: direct writes unavailable after rotation")
+	}
+	if st, err := f.Stat(); err == nil {
+		l.alloc = max(l.alloc, st.Size())
+	}
 	return nil
 }
 
@@ -911,9 +960,18 @@ func (l *Log) Close() error {
 		if l.alloc > l.size {
 			_ = l.f.Truncate(l.size)
 		}
-		err = errors.Join(l.f.Close(), l.inner.Close())
+		err = errors.Join(l.closeFiles(), l.inner.Close())
 	})
 	return err
+}
+
+// closeFiles closes the log's descriptors.
+func (l *Log) closeFiles() error {
+	var err error
+	if l.direct != nil {
+		err = l.direct.close()
+	}
+	return errors.Join(err, l.f.Close())
 }
 
 // Flush applies every pending record to the inner store now. A reader of

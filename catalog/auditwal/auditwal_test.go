@@ -78,7 +78,7 @@ func crash(l *Log) {
 		<-l.syncStopped
 	}
 	l.zeroers.Wait()
-	l.f.Close()
+	l.closeFiles()
 }
 
 // end is the offset after l's last record (the file may hold

@@ -1,13 +1,13 @@
 package auditwal
 
 import (
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -78,57 +78,20 @@ func (a *dsyncAppender) appendDurable(off int64, p []byte) error {
 
 func (a *dsyncAppender) close() error { return a.f.Close() }
 
-// directAppender writes whole 4 KiB blocks with O_DIRECT|O_DSYNC into
-// space written with zeros first: the last partial block is written
-// again with each append.
+// directAppender appends with the log's directWriter (O_DIRECT, whole
+// blocks, RWF_DSYNC) into space written with zeros first, through the
+// page cache and fdatasynced (the log's preallocation).
 type directAppender struct {
-	f     *os.File // O_DIRECT|O_DSYNC
-	alloc int64
-	buf   []byte // 4 KiB aligned; buf[:tail] is the last partial block
-	tail  int
-}
-
-const directBlock = 4096
-
-func (a *directAppender) prepare(off int64) error {
-	if a.alloc-off >= benchChunk/2 {
-		return nil
-	}
-	if _, err := a.f.WriteAt(alignedZeros(benchChunk), a.alloc); err != nil {
-		return err
-	}
-	a.alloc += benchChunk
-	return nil
+	syncAppender
+	d *directWriter
 }
 
 func (a *directAppender) appendDurable(off int64, p []byte) error {
-	start := off - int64(a.tail)
-	end := a.tail + len(p)
-	n := (end + directBlock - 1) / directBlock * directBlock
-	if n > len(a.buf) {
-		nb := alignedZeros(2 * n)
-		copy(nb, a.buf[:a.tail])
-		a.buf = nb
-	}
-	copy(a.buf[a.tail:], p)
-	clear(a.buf[end:n])
-	if _, err := a.f.WriteAt(a.buf[:n], start); err != nil {
-		return err
-	}
-	// Keep the last partial block for the next append.
-	full := end / directBlock * directBlock
-	a.tail = copy(a.buf, a.buf[full:end])
-	return nil
+	_, err := a.d.write(a.f, off, unix.RWF_DSYNC, p...)
+	return err
 }
 
-func (a *directAppender) close() error { return a.f.Close() }
-
-// alignedZeros returns n zero bytes starting on a 4 KiB boundary.
-func alignedZeros(n int) []byte {
-	b := make([]byte, n+directBlock)
-	skip := (directBlock - int(uintptr(unsafe.Pointer(&b[0]))%directBlock)) % directBlock
-	return b[skip : skip+n]
-}
+func (a *directAppender) close() error { return errors.Join(a.d.close(), a.f.Close()) }
 
 // BenchmarkDurableAppend measures the durable append primitives on the
 // disk of the test's temporary directory (set TMPDIR to a directory on
@@ -142,7 +105,7 @@ func alignedZeros(n int) []byte {
 //	fallocate: fdatasync into fallocated space (unwritten extents)
 //	zeros:     fdatasync into space written with zeros
 //	odsync:    pwrite on an O_DSYNC descriptor into zeros
-//	odirect:   O_DIRECT|O_DSYNC 4 KiB blocks into zeros
+//	odirect:   directWriter: O_DIRECT 4 KiB blocks, RWF_DSYNC, into zeros
 func BenchmarkDurableAppend(b *testing.B) {
 	b.Run("alone", func(b *testing.B) { benchDurableAppend(b) })
 	// A neighbor that commits the filesystem's journal all the time (it
@@ -200,7 +163,12 @@ func benchDurableAppend(b *testing.B) {
 		{"zeros", func(b *testing.B) durableAppender { return &syncAppender{f: open(b, 0), prep: writeZeros} }},
 		{"odsync", func(b *testing.B) durableAppender { return &dsyncAppender{f: open(b, unix.O_DSYNC)} }},
 		{"odirect", func(b *testing.B) durableAppender {
-			return &directAppender{f: open(b, unix.O_DIRECT|unix.O_DSYNC), buf: alignedZeros(2 * directBlock)}
+			f := open(b, 0)
+			d, err := openDirect(f.Name(), f, 0)
+			if err != nil || d == nil {
+				b.Fatalf("O_DIRECT: %v", err)
+			}
+			return &directAppender{syncAppender{f: f, prep: writeZeros}, d}
 		}},
 	}
 	apps := make([]durableAppender, len(variants))
