@@ -230,13 +230,18 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 		}
 	}
 	l.size, l.alloc = good, good
-	if l.direct, err = openDirect(l.path, f, good); err != nil {
-		f.Close()
-		return nil, catalog.Internal(err, "opening the audit log for direct writes")
-	}
-	if l.direct != nil {
-		if st, err := f.Stat(); err == nil { // the first direct write's zeros
-			l.alloc = max(l.alloc, st.Size())
+	if o.SyncInterval <= 0 {
+		// Direct appends only where appends wait for their sync: a direct
+		// write without it costs a disk write where the page cache would
+		// take a copy (with --audit-sync off, every append).
+		if l.direct, err = openDirect(l.path, f, good); err != nil {
+			f.Close()
+			return nil, catalog.Internal(err, "opening the audit log for direct writes")
+		}
+		if l.direct != nil {
+			if st, err := f.Stat(); err == nil { // the first direct write's zeros
+				l.alloc = max(l.alloc, st.Size())
+			}
 		}
 	}
 	for _, r := range raw {
@@ -919,17 +924,17 @@ func (l *Log) rewrite() error {
 	// blocks, which takes tens of milliseconds for a large log (ext4), too
 	// long to hold up the appends waiting for l.mu.
 	go l.f.Close()
+	l.f, l.size, l.alloc = f, size, size
 	if l.direct != nil {
 		go l.direct.close()
-	}
-	l.f, l.size, l.alloc = f, size, size
-	var derr error
-	if l.direct, derr = openDirect(l.path, f, size); derr != nil {
-		// The new log is durable; its appends go through the page cache.
-		l.log.Warn().Err(derr).Msg("audit log: direct writes unavailable after rotation")
-	}
-	if st, err := f.Stat(); err == nil {
-		l.alloc = max(l.alloc, st.Size())
+		var err error
+		if l.direct, err = openDirect(l.path, f, size); err != nil {
+			// The new log is durable; its appends go through the page cache.
+			l.log.Warn().Err(err).Msg("audit log: direct writes unavailable after rotation")
+		}
+		if st, err := f.Stat(); err == nil { // the first direct write's zeros
+			l.alloc = max(l.alloc, st.Size())
+		}
 	}
 	return nil
 }

@@ -140,3 +140,55 @@ func TestDirectAppendsSurviveCrash(t *testing.T) {
 		t.Fatalf("audit after a crash: %d events, want %d", len(got), len(want))
 	}
 }
+
+// TestDirectOnlyWhenAppendsSync: the log appends with O_DIRECT only when
+// appends wait for their sync (not with SyncInterval, where a direct
+// write would cost a disk write per append for nothing).
+func TestDirectOnlyWhenAppendsSync(t *testing.T) {
+	tests := []struct {
+		name   string
+		o      Options
+		direct bool
+	}{
+		{"sync on", Options{}, true},
+		{"sync off", Options{SyncInterval: time.Hour}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := Open(t.Context(), t.TempDir(), keepOpen{memstore.New()}, tt.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if err := l.AppendAudit(t.Context(), event(1)); err != nil {
+				t.Fatal(err)
+			}
+			if tt.direct && !directAllowed(t) {
+				t.Skip("the filesystem of the test's temporary directory refuses O_DIRECT")
+			}
+			if got := l.direct != nil; got != tt.direct {
+				t.Fatalf("direct appends: %v, want %v", got, tt.direct)
+			}
+		})
+	}
+}
+
+// directAllowed reports whether the filesystem of the test's temporary
+// directory takes direct appends.
+func directAllowed(t *testing.T) bool {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "probe")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := openDirect(path, f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d == nil {
+		return false
+	}
+	return d.close() == nil
+}

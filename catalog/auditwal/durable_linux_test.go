@@ -81,12 +81,20 @@ func (a *dsyncAppender) close() error { return a.f.Close() }
 // directAppender appends with the log's directWriter (O_DIRECT, whole
 // blocks, RWF_DSYNC) into space written with zeros first, through the
 // page cache and fdatasynced (the log's preallocation).
+// With split, the write has no RWF_DSYNC and an fdatasync follows.
 type directAppender struct {
 	syncAppender
-	d *directWriter
+	d     *directWriter
+	split bool
 }
 
 func (a *directAppender) appendDurable(off int64, p []byte) error {
+	if a.split {
+		if _, err := a.d.write(a.f, off, 0, p...); err != nil {
+			return err
+		}
+		return datasync(a.f)
+	}
 	_, err := a.d.write(a.f, off, unix.RWF_DSYNC, p...)
 	return err
 }
@@ -106,6 +114,7 @@ func (a *directAppender) close() error { return errors.Join(a.d.close(), a.f.Clo
 //	zeros:     fdatasync into space written with zeros
 //	odsync:    pwrite on an O_DSYNC descriptor into zeros
 //	odirect:   directWriter: O_DIRECT 4 KiB blocks, RWF_DSYNC, into zeros
+//	odirect-split: the same without RWF_DSYNC, then fdatasync
 func BenchmarkDurableAppend(b *testing.B) {
 	b.Run("alone", func(b *testing.B) { benchDurableAppend(b) })
 	// A neighbor that commits the filesystem's journal all the time (it
@@ -154,6 +163,16 @@ func benchDurableAppend(b *testing.B) {
 		}
 		return f
 	}
+	direct := func(split bool) func(b *testing.B) durableAppender {
+		return func(b *testing.B) durableAppender {
+			f := open(b, 0)
+			d, err := openDirect(f.Name(), f, 0)
+			if err != nil || d == nil {
+				b.Fatalf("O_DIRECT: %v", err)
+			}
+			return &directAppender{syncAppender{f: f, prep: writeZeros}, d, split}
+		}
+	}
 	variants := []struct {
 		name string
 		new  func(b *testing.B) durableAppender
@@ -162,14 +181,8 @@ func benchDurableAppend(b *testing.B) {
 		{"fallocate", func(b *testing.B) durableAppender { return &syncAppender{f: open(b, 0), prep: allocate} }},
 		{"zeros", func(b *testing.B) durableAppender { return &syncAppender{f: open(b, 0), prep: writeZeros} }},
 		{"odsync", func(b *testing.B) durableAppender { return &dsyncAppender{f: open(b, unix.O_DSYNC)} }},
-		{"odirect", func(b *testing.B) durableAppender {
-			f := open(b, 0)
-			d, err := openDirect(f.Name(), f, 0)
-			if err != nil || d == nil {
-				b.Fatalf("O_DIRECT: %v", err)
-			}
-			return &directAppender{syncAppender{f: f, prep: writeZeros}, d}
-		}},
+		{"odirect", direct(false)},
+		{"odirect-split", direct(true)},
 	}
 	apps := make([]durableAppender, len(variants))
 	offs := make([]int64, len(variants))
