@@ -131,6 +131,7 @@ type Log struct {
 	// syncErr: a background fsync failed, every later append fails.
 	unsynced bool
 	syncErr  error
+	durable  int64 // the last record known durable
 	syncs    int64 // fsyncs of appended records (tests)
 	// lazyTimer fsyncs the records of AppendAuditLazy that no AppendAudit
 	// fsynced within LazySyncDelay (armed while lazyArmed).
@@ -152,7 +153,10 @@ type Log struct {
 	syncStopped chan struct{}
 }
 
-var _ catalog.EventStore = (*Log)(nil)
+var (
+	_ catalog.EventStore      = (*Log)(nil)
+	_ catalog.AuditSyncWriter = (*Log)(nil)
+)
 
 // record is one logged write.
 type record struct {
@@ -263,6 +267,7 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 	if len(l.pending) > 0 {
 		l.log.Info().Int("records", len(l.pending)).Msg("audit log: replaying committed records")
 	}
+	l.durable = l.seq
 	if err := l.flush(ctx); err != nil {
 		l.closeFiles()
 		return nil, err
@@ -438,7 +443,7 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 		return err
 	}
 	if l.syncErr != nil {
-		return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "audit log fsync failed; the store refuses writes until restarted", Err: l.syncErr}
+		return errSyncFailed(l.syncErr)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -470,6 +475,7 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 	}
 	if sync {
 		l.syncs++
+		l.durable = r.seq
 		l.unsynced = false
 	} else {
 		if !l.unsynced {
@@ -628,7 +634,7 @@ func (l *Log) syncer() {
 			return
 		case <-t.C:
 		}
-		l.syncNow()
+		_ = l.syncNow() // a failure fails the later appends
 	}
 }
 
@@ -655,18 +661,26 @@ func (l *Log) lazySync() {
 	if l.closed.Load() {
 		return
 	}
-	l.syncNow()
+	_ = l.syncNow() // a failure fails the later appends
 }
 
-// syncNow fsyncs the log if an append left it unsynced.
-func (l *Log) syncNow() {
+// syncNow makes every record written so far durable, unless it is
+// already: an fsync outside l.mu, so appends go on meanwhile. A failed
+// fsync fails every later append.
+func (l *Log) syncNow() error {
 	l.mu.Lock()
-	f, dirty := l.f, l.unsynced
+	if l.syncErr != nil {
+		err := l.syncErr
+		l.mu.Unlock()
+		return errSyncFailed(err)
+	}
+	f, upTo := l.f, l.seq
+	if l.durable >= upTo {
+		l.mu.Unlock()
+		return nil
+	}
 	l.unsynced = false
 	l.mu.Unlock()
-	if !dirty {
-		return
-	}
 	err := datasync(f)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -675,9 +689,30 @@ func (l *Log) syncNow() {
 			l.log.Error().Err(err).Msg("audit log: fsync failed; refusing further audit writes")
 		}
 		l.syncErr = err
-		return
+		return errSyncFailed(err)
 	}
+	// (A log rewritten meanwhile was fsynced with its records.)
+	l.durable = max(l.durable, upTo)
 	l.syncs++
+	return nil
+}
+
+// errSyncFailed is the error of every write after a failed fsync.
+func errSyncFailed(err error) error {
+	return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "audit log fsync failed; the store refuses writes until restarted", Err: err}
+}
+
+// SyncAudit implements catalog.AuditSyncWriter: the records appended
+// before it are durable when it returns (with SyncInterval it returns at
+// once, as AppendAudit does without its fsync).
+func (l *Log) SyncAudit(ctx context.Context) error {
+	if err := l.checkWrite(ctx); err != nil {
+		return err
+	}
+	if l.opts.SyncInterval > 0 {
+		return nil
+	}
+	return l.syncNow()
 }
 
 func (l *Log) applier() {
@@ -925,6 +960,7 @@ func (l *Log) rewrite() error {
 	// long to hold up the appends waiting for l.mu.
 	go l.f.Close()
 	l.f, l.size, l.alloc = f, size, size
+	l.durable = l.seq // the pending records fsynced above, the others applied
 	if l.direct != nil {
 		go l.direct.close()
 		var err error
@@ -953,7 +989,7 @@ func (l *Log) Close() error {
 		}
 		l.zeroers.Wait()
 		l.syncMu.Lock() // a running lazy fsync ends first; later ones see closed
-		l.syncNow()
+		_ = l.syncNow()
 		l.syncMu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

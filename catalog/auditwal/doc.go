@@ -37,6 +37,13 @@
 //     completions with --audit-sync on), so that a request record never
 //     waits behind a completion's fsync. A process crash loses nothing
 //     written; an OS crash at most the lazy records of the last 10 ms.
+//   - SyncAudit (catalog.AuditSyncWriter) makes every record written
+//     before it durable, with one fsync unless they are already:
+//     catalog.AuditLog writes a batch somebody waits for with
+//     AppendPrepared(durable false) and syncs it with SyncAudit on a
+//     goroutine of its own, so that the batches arriving during a sync
+//     are written meanwhile and the next sync, right after it, covers
+//     them all. With SyncInterval it returns at once.
 //   - AppendChangeAudit (the audit records of catalog changes, forwarded by
 //     catalog.Service) logs the events of revisions above AuditedRevision
 //     with the new mark (a record starting with 0xAC and the mark).
