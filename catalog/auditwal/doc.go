@@ -11,15 +11,16 @@
 //   - On Linux, unless Options.SyncInterval is set, the log appends
 //     with O_DIRECT where the filesystem allows it, in whole 4 KiB blocks
 //     (the last partial block is kept in memory and written again by the
-//     next append), and an append's "fsync" is the write's RWF_DSYNC: one
-//     write to the disk and one cache flush, no page cache to write back
-//     (the fastest durable append measured, BenchmarkDurableAppend). A
-//     record written without it (a lazy one) is on the disk when the
-//     write returns (a process crash keeps it), and the next flush makes
-//     it durable. Otherwise (with SyncInterval no append waits for a
-//     sync, and a direct write would cost a disk write where the page
-//     cache takes a copy) the log writes through the page cache and
-//     fsyncs with fdatasync (on Linux).
+//     next append): a durable AppendAudit is one write with RWF_DSYNC,
+//     one write to the disk and one cache flush, no page cache to write
+//     back (the fastest durable append measured, BenchmarkDurableAppend).
+//     A record written without it (lazily, or before SyncAudit) is on the
+//     disk when the write returns (a process crash keeps it), and the
+//     next flush (an fdatasync's, a durable append's) makes it durable.
+//     Otherwise (with SyncInterval no append waits for a sync, and a
+//     direct write would cost a disk write where the page cache takes a
+//     copy) the log writes through the page cache and fsyncs with
+//     fdatasync (on Linux).
 //   - The log keeps 1 MiB allocated after its last record, reading as
 //     zeros (written zeros for direct appends, else fallocate where the
 //     filesystem has it), prepared in the background: an append writes
