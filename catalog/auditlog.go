@@ -118,14 +118,15 @@ type AuditSyncWriter interface {
 // Record calls are collected into batches, and each batch is one
 // AppendAudit on the underlying writer (for walstore: one log record and
 // one fsync; for an AuditSyncWriter a write, and a sync shared with the
-// batches written while the previous sync ran). Record returns only once its event is durable, or with the
-// error of the write that carried it: the writer's failure reaches every
-// waiter of the batch (fail closed). Enqueue queues an event and returns
-// at once with an AuditAck to wait on later (the gateway writes a call's
-// request record while the upstream call is in flight); Submit queues one
-// nobody waits for (a completion). Events go to the store in the order
-// they were queued. It is safe for concurrent use and satisfies
-// gateway.AuditSink and gateway.AuditQueue.
+// batches written while the previous sync ran). Record returns only once
+// its event is durable, or with the error of the write (or sync) that
+// carried it: the writer's failure reaches every waiter of the batch
+// (fail closed). Enqueue queues an event and returns at once with an
+// AuditAck to wait on later (the gateway writes a call's request record
+// while the upstream call is in flight); Submit queues one nobody waits
+// for (a completion). Events go to the store in the order they were
+// queued. It is safe for concurrent use and satisfies gateway.AuditSink
+// and gateway.AuditQueue.
 type AuditLog struct {
 	w   AuditWriter
 	o   AuditLogOptions
