@@ -99,17 +99,34 @@ type AuditPreparedWriter interface {
 	AppendPrepared(ctx context.Context, events []AuditEvent, durable bool) error
 }
 
+// AuditSyncWriter is an AuditPreparedWriter whose writes and syncs can
+// be separate: AppendPrepared with durable false writes, and SyncAudit
+// returns once everything written before it is durable (as durable true
+// would have made it; a writer that does not sync on durable true returns
+// at once). AuditLog then writes a batch somebody waits for as soon as
+// the previous one is written, also while that one's sync runs, and one
+// sync, started as soon as the previous sync ends, covers every batch
+// written meanwhile: a batch that arrives during a sync waits for the
+// rest of it and then for one sync, not for that sync, its own write
+// and another sync.
+type AuditSyncWriter interface {
+	AuditPreparedWriter
+	SyncAudit(ctx context.Context) error
+}
+
 // AuditLog makes audit events durable with group commit: concurrent
 // Record calls are collected into batches, and each batch is one
 // AppendAudit on the underlying writer (for walstore: one log record and
-// one fsync). Record returns only once its event is durable, or with the
-// error of the write that carried it: the writer's failure reaches every
-// waiter of the batch (fail closed). Enqueue queues an event and returns
-// at once with an AuditAck to wait on later (the gateway writes a call's
-// request record while the upstream call is in flight); Submit queues one
-// nobody waits for (a completion). Events go to the store in the order
-// they were queued. It is safe for concurrent use and satisfies
-// gateway.AuditSink and gateway.AuditQueue.
+// one fsync; for an AuditSyncWriter a write, and a sync shared with the
+// batches written while the previous sync ran). Record returns only once
+// its event is durable, or with the error of the write (or sync) that
+// carried it: the writer's failure reaches every waiter of the batch
+// (fail closed). Enqueue queues an event and returns at once with an
+// AuditAck to wait on later (the gateway writes a call's request record
+// while the upstream call is in flight); Submit queues one nobody waits
+// for (a completion). Events go to the store in the order they were
+// queued. It is safe for concurrent use and satisfies gateway.AuditSink
+// and gateway.AuditQueue.
 type AuditLog struct {
 	w   AuditWriter
 	o   AuditLogOptions
@@ -138,11 +155,18 @@ type AuditLog struct {
 	lingering bool
 	// kicks counts the wake-ups sent to the writer (tests).
 	kicks int
+	// syncing are the batches written and not yet synced, oldest first
+	// (AuditSyncWriter): the syncer's next sync covers them.
+	syncing []*auditBatch
 
 	kick    chan struct{} // cap 1: a batch is waiting
 	stop    chan struct{} // closed by Close
 	stopped chan struct{} // closed by the writer when it drained the queue
-	once    sync.Once
+	// syncKick (cap 1) wakes the syncer; written is closed by the writer
+	// when it wrote its last batch, synced by the syncer when it synced it.
+	syncKick        chan struct{}
+	written, synced chan struct{}
+	once            sync.Once
 }
 
 // auditBatch is the events of one store write and its outcome.
@@ -180,7 +204,13 @@ func NewAuditLog(w AuditWriter, o AuditLogOptions) *AuditLog {
 		o.MaxQueued = DefaultAuditMaxQueued
 	}
 	l := &AuditLog{w: w, o: o, log: o.Logger.With().Str("component", "audit-log").Logger(),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
+		syncKick: make(chan struct{}, 1), written: make(chan struct{}), synced: make(chan struct{})}
+	if sw, ok := w.(AuditSyncWriter); ok {
+		go l.syncer(sw)
+	} else {
+		close(l.synced)
+	}
 	go l.writer()
 	return l
 }
@@ -557,7 +587,11 @@ func errAuditClosed() error { return Errorf(CodeUnavailable, "audit log is close
 // writer writes the queued batches one at a time, oldest first. After
 // writing it lingers for SubmitDelay (see AuditLog.lingering).
 func (l *AuditLog) writer() {
-	defer close(l.stopped)
+	defer func() {
+		close(l.written)
+		<-l.synced
+		close(l.stopped)
+	}()
 	lastSize := 0
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
@@ -638,7 +672,11 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
 	t0 := time.Now()
 	var err error
-	if pw, ok := l.w.(AuditPreparedWriter); ok {
+	sw, pipelined := l.w.(AuditSyncWriter)
+	pipelined = pipelined && b.acked > 0
+	if pipelined { // written now, durable with the syncer's next sync
+		err = sw.AppendPrepared(ctx, b.events, false)
+	} else if pw, ok := l.w.(AuditPreparedWriter); ok {
 		_, lazy := l.w.(AuditLazyWriter)
 		err = pw.AppendPrepared(ctx, b.events, !lazy || b.acked > 0)
 	} else if lw, ok := l.w.(AuditLazyWriter); ok && b.acked == 0 {
@@ -650,26 +688,82 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	if l.o.OnWrite != nil {
 		l.o.OnWrite(len(b.events), time.Since(t0), err)
 	}
+	l.mu.Lock()
+	l.writing = nil
+	l.queued -= b.queued
+	if pipelined && err == nil {
+		l.syncing = append(l.syncing, b)
+		l.mu.Unlock()
+		select {
+		case l.syncKick <- struct{}{}:
+		default:
+		}
+		return true
+	}
+	l.mu.Unlock()
+	l.settle([]*auditBatch{b}, err)
+	return true
+}
+
+// settle ends batches with the outcome of their write (and sync): their
+// waiters get err, and a failure refuses new events for a while.
+func (l *AuditLog) settle(batches []*auditBatch, err error) {
 	if err != nil {
-		l.log.Error().Err(err).Int("events", len(b.events)).Int("unawaited", b.queued-b.acked).
+		events, unawaited := 0, 0
+		for _, b := range batches {
+			events += len(b.events)
+			unawaited += b.queued - b.acked
+		}
+		l.log.Error().Err(err).Int("events", events).Int("unawaited", unawaited).
 			Msg("audit write failed; the events' callers get the error (events submitted without a waiter are lost)")
 		if CodeOf(err) == CodeInternal {
 			err = &Error{Code: CodeUnavailable, Msg: "audit store write failed; the events may not have been recorded", Err: err}
 		}
 	}
 	l.mu.Lock()
-	l.writing = nil
-	l.queued -= b.queued
 	if err != nil {
 		l.failedAt, l.lastErr = time.Now(), err
 	} else {
 		l.failedAt, l.lastErr = time.Time{}, nil
 	}
 	l.mu.Unlock()
-	b.err = err
-	b.events = nil
-	close(b.done)
-	return true
+	for _, b := range batches {
+		b.err = err
+		b.events = nil
+		close(b.done)
+	}
+}
+
+// syncer makes the batches the writer wrote durable (AuditSyncWriter):
+// each sync covers every batch written before it starts, and the next
+// one starts as soon as it ends. It returns once the writer has stopped
+// and its last batch is synced.
+func (l *AuditLog) syncer(sw AuditSyncWriter) {
+	defer close(l.synced)
+	for {
+		l.mu.Lock()
+		batches := l.syncing
+		l.syncing = nil
+		l.mu.Unlock()
+		if len(batches) == 0 {
+			select {
+			case <-l.syncKick:
+				continue
+			case <-l.written:
+			}
+			l.mu.Lock()
+			left := len(l.syncing)
+			l.mu.Unlock()
+			if left == 0 {
+				return
+			}
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
+		err := sw.SyncAudit(ctx)
+		cancel()
+		l.settle(batches, err)
+	}
 }
 
 // enqueued reports whether b holds an event of Enqueue: its producer
@@ -735,6 +829,9 @@ func (l *AuditLog) Err(within time.Duration) error {
 func (l *AuditLog) Sync(ctx context.Context) error {
 	l.mu.Lock()
 	last := l.writing
+	if n := len(l.syncing); last == nil && n > 0 {
+		last = l.syncing[n-1]
+	}
 	if n := len(l.queue); n > 0 {
 		last = l.queue[n-1]
 		if !last.sealed { // someone waits now: no reason to delay it

@@ -818,3 +818,143 @@ func TestAuditLogEnqueueNotHeldForBlockedComebacks(t *testing.T) {
 		})
 	}
 }
+
+// syncWriter is an AuditSyncWriter whose syncs wait to be released: it
+// records what each write and sync covered.
+type syncWriter struct {
+	mu      sync.Mutex
+	written int           // events written
+	synced  int           // events durable
+	syncs   []int         // events written when each sync started
+	release chan struct{} // one receive per sync
+	failing error         // the syncs' error
+}
+
+func (w *syncWriter) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
+	return errors.New("AppendAudit called")
+}
+
+func (w *syncWriter) AppendPrepared(_ context.Context, events []catalog.AuditEvent, durable bool) error {
+	if durable {
+		return errors.New("a durable write: the sync was not separate")
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.written += len(events)
+	return nil
+}
+
+func (w *syncWriter) SyncAudit(ctx context.Context) error {
+	w.mu.Lock()
+	upTo := w.written
+	w.syncs = append(w.syncs, upTo)
+	w.mu.Unlock()
+	select {
+	case <-w.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failing != nil {
+		return w.failing
+	}
+	w.synced = max(w.synced, upTo)
+	return nil
+}
+
+func (w *syncWriter) state() (written, synced int, syncs []int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.written, w.synced, slices.Clone(w.syncs)
+}
+
+// TestAuditLogSyncsSeparately: with an AuditSyncWriter, a batch that
+// arrives while the previous batch's sync runs is written at once, and
+// is acknowledged by the next sync, which starts as soon as that one
+// ends and covers every batch written meanwhile; not by the sync that
+// was running. A failed sync fails the batches it covers.
+func TestAuditLogSyncsSeparately(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"synced", nil},
+		{"sync fails", catalog.Errorf(catalog.CodeInternal, "disk gone")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &syncWriter{release: make(chan struct{})}
+			l := catalog.NewAuditLog(w, catalog.AuditLogOptions{SubmitDelay: -1, MaxDelay: -1})
+			defer func() {
+				close(w.release) // every later sync returns at once
+				closeLog(t, l)
+			}()
+			ctx := t.Context()
+			waitFor := func(what string, cond func(written int, syncs []int) bool) {
+				t.Helper()
+				for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+					written, _, syncs := w.state()
+					if cond(written, syncs) {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: written %d, syncs %v", what, written, syncs)
+					}
+				}
+			}
+			first, err := l.Enqueue(ctx, catalog.AuditEvent{Action: "first"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor("the first sync", func(_ int, syncs []int) bool { return len(syncs) == 1 })
+			// While the first sync runs, two more batches come: both are
+			// written at once.
+			second, err := l.Enqueue(ctx, catalog.AuditEvent{Action: "second"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor("the second batch written during the first sync", func(written int, _ []int) bool { return written == 2 })
+			third, err := l.Enqueue(ctx, catalog.AuditEvent{Action: "third"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor("the third batch written during the first sync", func(written int, _ []int) bool { return written == 3 })
+			select {
+			case <-first.Done():
+				t.Fatal("the first batch acknowledged before its sync ended")
+			case <-second.Done():
+				t.Fatal("the second batch acknowledged before a sync covered it")
+			default:
+			}
+			check := func(what string, a *catalog.AuditAck) {
+				t.Helper()
+				err := a.Wait(ctx)
+				if tt.err == nil && err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				if tt.err != nil && catalog.CodeOf(err) != catalog.CodeUnavailable {
+					t.Fatalf("%s after a failed sync: %v, want unavailable", what, err)
+				}
+			}
+			w.mu.Lock()
+			w.failing = tt.err
+			w.mu.Unlock()
+			w.release <- struct{}{}
+			check("the first batch", first)
+			// The next sync starts at once and covers both later batches.
+			waitFor("the second sync", func(_ int, syncs []int) bool { return len(syncs) == 2 })
+			if _, _, syncs := w.state(); syncs[1] != 3 {
+				t.Fatalf("the second sync covers %d events, want 3", syncs[1])
+			}
+			select {
+			case <-second.Done():
+				t.Fatal("the second batch acknowledged before its sync ended")
+			default:
+			}
+			w.release <- struct{}{}
+			check("the second batch", second)
+			check("the third batch", third)
+		})
+	}
+}

@@ -109,9 +109,12 @@ type Log struct {
 	log   zerolog.Logger
 	opts  Options
 
-	mu   sync.Mutex // guards the fields below
-	f    *os.File
-	size int64
+	mu sync.Mutex // guards the fields below
+	f  *os.File
+	// direct appends to f's file with O_DIRECT (nil: through the page
+	// cache, with fdatasync).
+	direct *directWriter
+	size   int64
 	// alloc is the file's size: size and the allocated space after it,
 	// reading as zeros (preallocate); zeroing: a preallocate is under way.
 	alloc    int64
@@ -128,6 +131,7 @@ type Log struct {
 	// syncErr: a background fsync failed, every later append fails.
 	unsynced bool
 	syncErr  error
+	durable  int64 // the last record known durable
 	syncs    int64 // fsyncs of appended records (tests)
 	// lazyTimer fsyncs the records of AppendAuditLazy that no AppendAudit
 	// fsynced within LazySyncDelay (armed while lazyArmed).
@@ -149,7 +153,10 @@ type Log struct {
 	syncStopped chan struct{}
 }
 
-var _ catalog.EventStore = (*Log)(nil)
+var (
+	_ catalog.EventStore      = (*Log)(nil)
+	_ catalog.AuditSyncWriter = (*Log)(nil)
+)
 
 // record is one logged write.
 type record struct {
@@ -227,13 +234,27 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 		}
 	}
 	l.size, l.alloc = good, good
+	if o.SyncInterval <= 0 {
+		// Direct appends only where appends wait for their sync: a direct
+		// write without it costs a disk write where the page cache would
+		// take a copy (with --audit-sync off, every append).
+		if l.direct, err = openDirect(l.path, f, good); err != nil {
+			f.Close()
+			return nil, catalog.Internal(err, "opening the audit log for direct writes")
+		}
+		if l.direct != nil {
+			if st, err := f.Stat(); err == nil { // the first direct write's zeros
+				l.alloc = max(l.alloc, st.Size())
+			}
+		}
+	}
 	for _, r := range raw {
 		if r.Body == nil {
 			continue
 		}
 		rec, err := decode(r.Body)
 		if err != nil {
-			f.Close()
+			l.closeFiles()
 			return nil, catalog.Internal(err, fmt.Sprintf("audit log record at offset %d is unreadable", r.Offset))
 		}
 		rec.seq, rec.size = r.Seq, r.Size
@@ -246,8 +267,9 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 	if len(l.pending) > 0 {
 		l.log.Info().Int("records", len(l.pending)).Msg("audit log: replaying committed records")
 	}
+	l.durable = l.seq
 	if err := l.flush(ctx); err != nil {
-		f.Close()
+		l.closeFiles()
 		return nil, err
 	}
 	go l.applier()
@@ -421,7 +443,7 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 		return err
 	}
 	if l.syncErr != nil {
-		return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "audit log fsync failed; the store refuses writes until restarted", Err: l.syncErr}
+		return errSyncFailed(l.syncErr)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -448,14 +470,12 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 		l.buf = buf
 	}
 	r.size, r.at = int64(len(buf)), time.Now()
-	if _, err := l.f.WriteAt(buf, l.size); err != nil {
+	if err := l.write(buf, sync); err != nil {
 		return l.failAppend(err)
 	}
 	if sync {
-		if err := datasync(l.f); err != nil {
-			return l.failAppend(err)
-		}
 		l.syncs++
+		l.durable = r.seq
 		l.unsynced = false
 	} else {
 		if !l.unsynced {
@@ -493,6 +513,27 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 	return nil
 }
 
+// write writes buf at the log's end, durable when it returns if sync.
+// Caller holds l.mu.
+func (l *Log) write(buf []byte, sync bool) error {
+	if l.direct == nil {
+		if _, err := l.f.WriteAt(buf, l.size); err != nil {
+			return err
+		}
+		if sync {
+			return datasync(l.f)
+		}
+		return nil
+	}
+	flags := 0
+	if sync {
+		flags = rwfDSync
+	}
+	end, err := l.direct.write(l.f, l.size, flags, buf...)
+	l.alloc = max(l.alloc, end)
+	return err
+}
+
 // waitRoom waits while more than MaxPendingBytes wait to be applied.
 func (l *Log) waitRoom(ctx context.Context) error {
 	for {
@@ -519,7 +560,7 @@ func (l *Log) waitRoom(ctx context.Context) error {
 
 // preallocAhead is the space the log keeps allocated after its last
 // record, reading as zeros. An append then writes within the file's
-// size, and its fdatasync commits no size change: appending past the end
+// size, and its sync commits no size change: appending past the end
 // also changes the file's size, which fdatasync must commit to the
 // filesystem's journal first (on ext4 about 20% of a small append's
 // fsync, measured on the VM of BENCHMARKS.md). Readers take zeros after
@@ -527,9 +568,11 @@ func (l *Log) waitRoom(ctx context.Context) error {
 const preallocAhead = 1 << 20
 
 // preallocate allocates the next preallocAhead bytes after the file's
-// end (allocate: fallocate where the filesystem has it, so no data is
-// written, else zeros) and makes the new size durable, so that the
-// appends that follow need not change it. It runs in the background,
+// end and makes the new size durable, so that the appends that follow
+// need not change it: zeros written through the page cache for direct
+// appends (a direct write into fallocated, unwritten space converts it,
+// a journal commit its flush waits for), else allocate (fallocate where
+// the filesystem has it, so no data is written). It runs in the background,
 // kicked by an append when less than half of it is left; the space is
 // allocated under l.mu (an append cannot write there meanwhile), the
 // fdatasync runs outside it. An append that outruns it just extends the
@@ -540,8 +583,14 @@ func (l *Log) preallocate() {
 	l.mu.Lock()
 	f, from := l.f, l.alloc
 	ok := !l.closed.Load()
+	prep := allocate
+	if l.direct != nil {
+		// A direct write into fallocated (unwritten) space converts it,
+		// a journal commit that its flush waits for.
+		prep = writeZeros
+	}
 	if ok {
-		if ok = allocate(f, from, preallocAhead) == nil; ok {
+		if ok = prep(f, from, preallocAhead) == nil; ok {
 			l.alloc = from + preallocAhead
 		}
 	}
@@ -585,7 +634,7 @@ func (l *Log) syncer() {
 			return
 		case <-t.C:
 		}
-		l.syncNow()
+		_ = l.syncNow() // a failure fails the later appends
 	}
 }
 
@@ -612,18 +661,26 @@ func (l *Log) lazySync() {
 	if l.closed.Load() {
 		return
 	}
-	l.syncNow()
+	_ = l.syncNow() // a failure fails the later appends
 }
 
-// syncNow fsyncs the log if an append left it unsynced.
-func (l *Log) syncNow() {
+// syncNow makes every record written so far durable, unless it is
+// already: an fsync outside l.mu, so appends go on meanwhile. A failed
+// fsync fails every later append.
+func (l *Log) syncNow() error {
 	l.mu.Lock()
-	f, dirty := l.f, l.unsynced
+	if l.syncErr != nil {
+		err := l.syncErr
+		l.mu.Unlock()
+		return errSyncFailed(err)
+	}
+	f, upTo := l.f, l.seq
+	if l.durable >= upTo {
+		l.mu.Unlock()
+		return nil
+	}
 	l.unsynced = false
 	l.mu.Unlock()
-	if !dirty {
-		return
-	}
 	err := datasync(f)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -632,9 +689,30 @@ func (l *Log) syncNow() {
 			l.log.Error().Err(err).Msg("audit log: fsync failed; refusing further audit writes")
 		}
 		l.syncErr = err
-		return
+		return errSyncFailed(err)
 	}
+	// (A log rewritten meanwhile was fsynced with its records.)
+	l.durable = max(l.durable, upTo)
 	l.syncs++
+	return nil
+}
+
+// errSyncFailed is the error of every write after a failed fsync.
+func errSyncFailed(err error) error {
+	return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "audit log fsync failed; the store refuses writes until restarted", Err: err}
+}
+
+// SyncAudit implements catalog.AuditSyncWriter: the records appended
+// before it are durable when it returns (with SyncInterval it returns at
+// once, as AppendAudit does without its fsync).
+func (l *Log) SyncAudit(ctx context.Context) error {
+	if err := l.checkWrite(ctx); err != nil {
+		return err
+	}
+	if l.opts.SyncInterval > 0 {
+		return nil
+	}
+	return l.syncNow()
 }
 
 func (l *Log) applier() {
@@ -882,6 +960,18 @@ func (l *Log) rewrite() error {
 	// long to hold up the appends waiting for l.mu.
 	go l.f.Close()
 	l.f, l.size, l.alloc = f, size, size
+	l.durable = l.seq // the pending records fsynced above, the others applied
+	if l.direct != nil {
+		go l.direct.close()
+		var err error
+		if l.direct, err = openDirect(l.path, f, size); err != nil {
+			// The new log is durable; its appends go through the page cache.
+			l.log.Warn().Err(err).Msg("audit log: direct writes unavailable after rotation")
+		}
+		if st, err := f.Stat(); err == nil { // the first direct write's zeros
+			l.alloc = max(l.alloc, st.Size())
+		}
+	}
 	return nil
 }
 
@@ -899,7 +989,7 @@ func (l *Log) Close() error {
 		}
 		l.zeroers.Wait()
 		l.syncMu.Lock() // a running lazy fsync ends first; later ones see closed
-		l.syncNow()
+		_ = l.syncNow()
 		l.syncMu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -911,9 +1001,18 @@ func (l *Log) Close() error {
 		if l.alloc > l.size {
 			_ = l.f.Truncate(l.size)
 		}
-		err = errors.Join(l.f.Close(), l.inner.Close())
+		err = errors.Join(l.closeFiles(), l.inner.Close())
 	})
 	return err
+}
+
+// closeFiles closes the log's descriptors.
+func (l *Log) closeFiles() error {
+	var err error
+	if l.direct != nil {
+		err = l.direct.close()
+	}
+	return errors.Join(err, l.f.Close())
 }
 
 // Flush applies every pending record to the inner store now. A reader of

@@ -78,7 +78,7 @@ func crash(l *Log) {
 		<-l.syncStopped
 	}
 	l.zeroers.Wait()
-	l.f.Close()
+	l.closeFiles()
 }
 
 // end is the offset after l's last record (the file may hold
@@ -907,5 +907,50 @@ func TestCloseLeavesNoPreallocation(t *testing.T) {
 	}
 	if st.Size() != at {
 		t.Fatalf("after Close the log is %d bytes, want %d (its records only)", st.Size(), at)
+	}
+}
+
+// TestSyncAudit: SyncAudit fsyncs what was written since the last fsync,
+// and nothing when everything written is durable already (a durable
+// append, an earlier SyncAudit) or when the log syncs on its own interval.
+func TestSyncAudit(t *testing.T) {
+	tests := []struct {
+		name      string
+		o         Options
+		wantSyncs []int64 // l.syncs after each step
+	}{
+		{"sync on", Options{LazySyncDelay: time.Hour}, []int64{0, 1, 1, 2, 2}},
+		{"sync off", Options{SyncInterval: time.Hour}, []int64{0, 0, 0, 0, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			tt.o.ApplyInterval, tt.o.MaxPending = time.Hour, 1<<30
+			l, err := Open(ctx, t.TempDir(), keepOpen{memstore.New()}, tt.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			syncs := func() int64 {
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				return l.syncs
+			}
+			steps := []func() error{
+				func() error { return l.AppendPrepared(ctx, []catalog.AuditEvent{event(1)}, false) },
+				func() error { return l.SyncAudit(ctx) },
+				func() error { return l.SyncAudit(ctx) }, // nothing new
+				func() error { return l.AppendPrepared(ctx, []catalog.AuditEvent{event(2)}, true) },
+				func() error { return l.SyncAudit(ctx) }, // durable already
+			}
+			for i, step := range steps {
+				if err := step(); err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				if got := syncs(); got != tt.wantSyncs[i] {
+					t.Fatalf("after step %d: %d fsyncs, want %d", i, got, tt.wantSyncs[i])
+				}
+			}
+		})
 	}
 }

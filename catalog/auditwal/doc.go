@@ -8,12 +8,25 @@
 //     them to DATA_DIR/audit.wal as one record and fsyncs before
 //     returning. A catalog.AuditLog in front of it group-commits the
 //     gateway's events, so one fsync covers thousands.
-//   - The fsync is fdatasync (on Linux), and the log keeps 1 MiB
-//     allocated after its last record, reading as zeros (a background
-//     fallocate, or zeros written where the filesystem lacks it): an
-//     append writes within the file's size, so its fdatasync commits no
-//     size change. Zeros after the last record are the end of the log
-//     (wal.Read); a clean Close cuts them off.
+//   - On Linux, unless Options.SyncInterval is set, the log appends
+//     with O_DIRECT where the filesystem allows it, in whole 4 KiB blocks
+//     (the last partial block is kept in memory and written again by the
+//     next append): a durable AppendAudit is one write with RWF_DSYNC,
+//     one write to the disk and one cache flush, no page cache to write
+//     back (the fastest durable append measured, BenchmarkDurableAppend).
+//     A record written without it (lazily, or before SyncAudit) is on the
+//     disk when the write returns (a process crash keeps it), and the
+//     next flush (an fdatasync's, a durable append's) makes it durable.
+//     Otherwise (with SyncInterval no append waits for a sync, and a
+//     direct write would cost a disk write where the page cache takes a
+//     copy) the log writes through the page cache and fsyncs with
+//     fdatasync (on Linux).
+//   - The log keeps 1 MiB allocated after its last record, reading as
+//     zeros (written zeros for direct appends, else fallocate where the
+//     filesystem has it), prepared in the background: an append writes
+//     within the file's size, so its sync commits no size change. Zeros
+//     after the last record are the end of the log (wal.Read); a clean
+//     Close cuts them off.
 //   - With Options.SyncInterval (--audit-sync off) AppendAudit writes
 //     without an fsync and a background loop fsyncs the log every
 //     SyncInterval: a process crash loses nothing written, an OS crash
@@ -25,6 +38,13 @@
 //     completions with --audit-sync on), so that a request record never
 //     waits behind a completion's fsync. A process crash loses nothing
 //     written; an OS crash at most the lazy records of the last 10 ms.
+//   - SyncAudit (catalog.AuditSyncWriter) makes every record written
+//     before it durable, with one fsync unless they are already:
+//     catalog.AuditLog writes a batch somebody waits for with
+//     AppendPrepared(durable false) and syncs it with SyncAudit on a
+//     goroutine of its own, so that the batches arriving during a sync
+//     are written meanwhile and the next sync, right after it, covers
+//     them all. With SyncInterval it returns at once.
 //   - AppendChangeAudit (the audit records of catalog changes, forwarded by
 //     catalog.Service) logs the events of revisions above AuditedRevision
 //     with the new mark (a record starting with 0xAC and the mark).
