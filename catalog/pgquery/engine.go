@@ -158,9 +158,7 @@ func Open(ctx context.Context, url string, o Options) (*Engine, error) {
 	rp["default_transaction_read_only"] = "on"
 	// A done ctx cancels the query on the server (CancelRequest), not
 	// only on this side; the connection is closed if that takes long.
-	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
-		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: cancelGrace}
-	}
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler { return &cancelHandler{conn: c} }
 	// Lookups by request_id are bounded where the store keeps the days
 	// (catalog/pgstore's audit_request_days).
 	if err := admin.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{e.schema, requestDaysView}.Sanitize()).Scan(&e.bound); err != nil {
