@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -953,4 +954,17 @@ func TestSyncAudit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ReportLatencies reports the p50 and p99 of l (sorted in place) as the
+// benchmark's metrics name-p50-µs and name-p99-µs.
+func ReportLatencies(b *testing.B, name string, l []time.Duration) {
+	b.Helper()
+	if len(l) == 0 {
+		return
+	}
+	slices.Sort(l)
+	q := func(f float64) float64 { return float64(l[int(f*float64(len(l)-1))].Microseconds()) }
+	b.ReportMetric(q(0.5), name+"-p50-µs")
+	b.ReportMetric(q(0.99), name+"-p99-µs")
 }

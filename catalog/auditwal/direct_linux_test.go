@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"reflect"
 	"testing"
 	"time"
 
@@ -34,19 +33,10 @@ func TestDirectWriter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), FileName)
-			f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			d, err := openDirect(path, f, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			f, d := openTestDirect(t, path)
 			if d == nil {
 				t.Skip("the filesystem of the test's temporary directory refuses O_DIRECT")
 			}
-			defer d.close()
 			rng := rand.New(rand.NewPCG(7, 7))
 			var want []byte
 			for i, n := range tt.sizes {
@@ -124,21 +114,10 @@ func TestDirectAppendsSurviveCrash(t *testing.T) {
 		t.Fatalf("log not emptied by the apply: %d bytes", end(l))
 	}
 	appendSome(40, 60)
-	l.syncNow() // the lazy records' fsync
-	crash(l)
-
-	l, err = Open(ctx, dir, inner, o)
-	if err != nil {
+	if err := l.syncNow(); err != nil { // the lazy records' fsync
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
-	got, err := l.ListAudit(ctx, time.Time{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("audit after a crash: %d events, want %d", len(got), len(want))
-	}
+	reopenAfterCrash(t, l, dir, inner, o, want)
 }
 
 // TestDirectOnlyWhenAppendsSync: the log appends with O_DIRECT only when
@@ -177,18 +156,26 @@ func TestDirectOnlyWhenAppendsSync(t *testing.T) {
 // directory takes direct appends.
 func directAllowed(t *testing.T) bool {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "probe")
-	f, err := os.Create(path)
+	_, d := openTestDirect(t, filepath.Join(t.TempDir(), "probe"))
+	return d != nil
+}
+
+// openTestDirect creates the file at path and opens it for direct
+// appends (nil where the filesystem refuses them); both are closed when
+// the test ends.
+func openTestDirect(t *testing.T, path string) (*os.File, *directWriter) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	d, err := openDirect(path, f, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d == nil {
-		return false
+	if d != nil {
+		t.Cleanup(func() { d.close() })
 	}
-	return d.close() == nil
+	return f, d
 }

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -217,10 +216,6 @@ func benchDurableAppend(b *testing.B) {
 	}
 	b.StopTimer()
 	for i, v := range variants {
-		l := lat[i]
-		slices.Sort(l)
-		q := func(f float64) float64 { return float64(l[int(f*float64(len(l)-1))].Microseconds()) }
-		b.ReportMetric(q(0.5), v.name+"-p50-µs")
-		b.ReportMetric(q(0.99), v.name+"-p99-µs")
+		ReportLatencies(b, v.name, lat[i])
 	}
 }

@@ -3,7 +3,6 @@ package auditwal_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -42,11 +41,7 @@ func BenchmarkEnqueueToAck(b *testing.B) {
 				}
 			}
 			for i, v := range variants {
-				l := lat[i]
-				slices.Sort(l)
-				q := func(f float64) float64 { return float64(l[int(f*float64(len(l)-1))].Microseconds()) }
-				b.ReportMetric(q(0.5), v.name+"-p50-µs")
-				b.ReportMetric(q(0.99), v.name+"-p99-µs")
+				auditwal.ReportLatencies(b, v.name, lat[i])
 			}
 		})
 	}
