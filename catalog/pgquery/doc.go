@@ -61,9 +61,10 @@
 // a password (catalog/pgtest's server does: scram-sha-256 on loopback).
 //
 // A query whose ctx is done is cancelled on
-// the server (a CancelRequest through pgconn's
-// CancelRequestContextWatcherHandler), and statement_timeout stops it even
-// if the cancel is lost. JIT is off: compiling a costly plan ignores a
+// the server: a CancelRequest, sent again every 100 ms until the query
+// stops (PostgreSQL ignores one that reaches the backend before the
+// query does), the connection closed 5 s after the first; and
+// statement_timeout stops it even if every cancel is lost. JIT is off: compiling a costly plan ignores a
 // cancel for seconds.
 //
 // # Lookups by request_id
