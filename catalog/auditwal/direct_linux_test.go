@@ -84,7 +84,7 @@ func TestDirectAppendsSurviveCrash(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	inner := keepOpen{memstore.New()}
-	o := Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, ApplyDelay: -1}
+	o := Options{ApplyInterval: time.Hour, MaxPending: 1 << 30, ApplyDelay: -1, Direct: true}
 	l, err := Open(ctx, dir, inner, o)
 	if err != nil {
 		t.Fatal(err)
@@ -129,8 +129,9 @@ func TestDirectOnlyWhenAppendsSync(t *testing.T) {
 		o      Options
 		direct bool
 	}{
-		{"sync on", Options{}, true},
-		{"sync off", Options{SyncInterval: time.Hour}, false},
+		{"sync on", Options{Direct: true}, true},
+		{"sync off", Options{SyncInterval: time.Hour, Direct: true}, false},
+		{"not asked for", Options{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

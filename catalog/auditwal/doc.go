@@ -8,19 +8,17 @@
 //     them to DATA_DIR/audit.wal as one record and fsyncs before
 //     returning. A catalog.AuditLog in front of it group-commits the
 //     gateway's events, so one fsync covers thousands.
-//   - On Linux, unless Options.SyncInterval is set, the log appends
-//     with O_DIRECT where the filesystem allows it, in whole 4 KiB blocks
-//     (the last partial block is kept in memory and written again by the
-//     next append): a durable AppendAudit is one write with RWF_DSYNC,
-//     one write to the disk and one cache flush, no page cache to write
-//     back (the fastest durable append measured, BenchmarkDurableAppend).
-//     A record written without it (lazily, or before SyncAudit) is on the
-//     disk when the write returns (a process crash keeps it), and the
-//     next flush (an fdatasync's, a durable append's) makes it durable.
-//     Otherwise (with SyncInterval no append waits for a sync, and a
-//     direct write would cost a disk write where the page cache takes a
-//     copy) the log writes through the page cache and fsyncs with
-//     fdatasync (on Linux).
+//   - The log writes through the page cache and fsyncs with fdatasync
+//     (on Linux). With Options.Direct (on Linux, not with SyncInterval)
+//     it appends with O_DIRECT where the filesystem allows it, in whole
+//     4 KiB blocks (the last partial block is kept in memory and written
+//     again by the next append): a durable AppendAudit is one write with
+//     RWF_DSYNC, one write to the disk and one cache flush. A record
+//     written without it (lazily, or before SyncAudit) is on the disk
+//     when the write returns (a process crash keeps it), and the next
+//     flush makes it durable. Off by default: the primitive alone is the
+//     fastest measured (BenchmarkDurableAppend), but end to end it
+//     doubled the p99 of a gateway call (BENCHMARKS.md).
 //   - The log keeps 1 MiB allocated after its last record, reading as
 //     zeros (written zeros for direct appends, else fallocate where the
 //     filesystem has it), prepared in the background: an append writes
