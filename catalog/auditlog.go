@@ -158,6 +158,9 @@ type AuditLog struct {
 	// syncing are the batches written and not yet synced, oldest first
 	// (AuditSyncWriter): the syncer's next sync covers them.
 	syncing []*auditBatch
+	// pipelined: w is an AuditSyncWriter. Enqueue's caller then writes
+	// its batch itself when nothing else is written or queued (see lead).
+	pipelined bool
 
 	kick    chan struct{} // cap 1: a batch is waiting
 	stop    chan struct{} // closed by Close
@@ -207,6 +210,7 @@ func NewAuditLog(w AuditWriter, o AuditLogOptions) *AuditLog {
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 		syncKick: make(chan struct{}, 1), written: make(chan struct{}), synced: make(chan struct{})}
 	if sw, ok := w.(AuditSyncWriter); ok {
+		l.pipelined = true
 		go l.syncer(sw)
 	} else {
 		close(l.synced)
@@ -233,7 +237,7 @@ func (l *AuditLog) Record(ctx context.Context, ev AuditEvent) error {
 		l.mu.Unlock()
 		return errAuditClosed()
 	}
-	b := l.openBatch(1, true)
+	b := l.openBatch(1, true, true)
 	b.events = append(b.events, ev)
 	b.acked++
 	b.blocked++
@@ -335,15 +339,26 @@ func (l *AuditLog) queue1(ctx context.Context, ev *AuditEvent, acked bool) (*aud
 		}
 		l.mu.Lock()
 	}
-	b := l.openBatch(1, acked)
+	lead := acked && l.pipelined && l.writing == nil && len(l.queue) <= 1
+	b := l.openBatch(1, acked, !lead)
 	b.events = append(b.events, *ev)
 	b.queued++
 	l.queued++
 	if acked {
 		b.acked++
 	}
-	l.added(b)
+	if lead && l.queue[0] != b { // the open batch was full: b queues behind it
+		lead = false
+		l.wake()
+	}
+	if !lead {
+		l.added(b)
+		l.mu.Unlock()
+		return b, nil
+	}
+	l.take(b)
 	l.mu.Unlock()
+	l.write(b, true)
 	return b, nil
 }
 
@@ -370,7 +385,7 @@ func (l *AuditLog) RecordBatch(ctx context.Context, events []AuditEvent) error {
 		l.mu.Unlock()
 		return errAuditClosed()
 	}
-	b := l.openBatch(len(evs), true)
+	b := l.openBatch(len(evs), true, true)
 	b.events = append(b.events, evs...)
 	b.acked += len(evs)
 	b.blocked += len(evs)
@@ -398,13 +413,14 @@ func (l *AuditLog) oldest() *auditBatch {
 }
 
 // openBatch returns the batch that takes n more events: the open one if
-// they fit, else a new one. The writer is woken for a new batch, and for
+// they fit, else a new one. Unless wake is false (the caller writes the
+// batch itself: lead), the writer is woken for a new batch, and for
 // events somebody waits for (acked) while it lingers; not for events
 // nobody waits for while it lingers. Caller holds l.mu.
-func (l *AuditLog) openBatch(n int, acked bool) *auditBatch {
+func (l *AuditLog) openBatch(n int, acked, wake bool) *auditBatch {
 	if k := len(l.queue); k > 0 {
 		if b := l.queue[k-1]; !b.sealed && (len(b.events)+n <= l.o.MaxBatch || len(b.events) == 0) {
-			if acked && l.lingering { // b was queued without a wake-up
+			if wake && acked && l.lingering { // b was queued without a wake-up
 				l.wake()
 			}
 			return b
@@ -416,10 +432,23 @@ func (l *AuditLog) openBatch(n int, acked bool) *auditBatch {
 	// allocated and cleared per batch); append grows it when more come.
 	b := &auditBatch{events: make([]AuditEvent, 0, min(max(n, 4), max(n, l.o.MaxBatch))), done: make(chan struct{})}
 	l.queue = append(l.queue, b)
-	if acked || !l.lingering {
+	if wake && (acked || !l.lingering) {
 		l.wake()
 	}
 	return b
+}
+
+// take makes b, the oldest queued batch, the one being written, by its
+// caller. Caller holds l.mu, and no batch is being written.
+func (l *AuditLog) take(b *auditBatch) {
+	b.sealed = true
+	l.queue[0] = nil
+	l.queue = l.queue[1:]
+	if len(l.queue) == 0 {
+		l.queue = nil // let the backing array go
+	}
+	l.writing = b
+	l.want = 0 // a writer filling b (fill) finds it sealed
 }
 
 // added seals a full batch and wakes the writer if it waits for b to
@@ -608,10 +637,20 @@ func (l *AuditLog) writer() {
 		case <-lingerC:
 			timedOut, armed = true, false
 		case <-l.stop:
-			// Close refuses new events: drain what is queued and stop.
-			for l.writeNext(&lastSize, false) {
+			// Close refuses new events: drain what is queued (after the
+			// write of an Enqueue'd batch by its caller, which wakes the
+			// writer when it ends) and stop.
+			for {
+				for l.writeNext(&lastSize, false) {
+				}
+				l.mu.Lock()
+				idle := l.writing == nil && len(l.queue) == 0
+				l.mu.Unlock()
+				if idle {
+					return
+				}
+				<-l.kick
 			}
-			return
 		}
 		l.mu.Lock()
 		l.lingering = false
@@ -634,10 +673,12 @@ func (l *AuditLog) writer() {
 	}
 }
 
-// writeNext writes the oldest queued batch; false when none is queued.
+// writeNext writes the oldest queued batch; false when none is queued,
+// or when a batch is being written by the caller that queued it (lead),
+// which wakes the writer when it is done if more are queued.
 func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	l.mu.Lock()
-	if len(l.queue) == 0 {
+	if len(l.queue) == 0 || l.writing != nil {
 		l.mu.Unlock()
 		return false
 	}
@@ -659,16 +700,25 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 		l.fill(b, *lastSize, l.o.MaxDelay, true)
 		l.mu.Lock()
 	}
-	b.sealed = true
-	l.queue[0] = nil
-	l.queue = l.queue[1:]
-	if len(l.queue) == 0 {
-		l.queue = nil // let the backing array go
+	if l.writing != nil || len(l.queue) == 0 || l.queue[0] != b {
+		// While the writer waited, an Enqueue'd event joined b and its
+		// caller took b to write it (lead): as good as written here.
+		l.mu.Unlock()
+		return true
 	}
-	l.writing = b
+	l.take(b)
 	l.mu.Unlock()
 	*lastSize = b.blocked
+	l.write(b, false)
+	return true
+}
 
+// write writes b, taken (take) by the writer or, lead, by the caller
+// that queued it. A batch somebody waits for goes to the syncer when the
+// writer is an AuditSyncWriter; otherwise b is settled with the write's
+// outcome. lead wakes the writer when more batches are queued (they
+// queued behind b, or the writer found b being written).
+func (l *AuditLog) write(b *auditBatch, lead bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
 	t0 := time.Now()
 	var err error
@@ -691,6 +741,9 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	l.mu.Lock()
 	l.writing = nil
 	l.queued -= b.queued
+	if lead && (len(l.queue) > 0 || l.closed) {
+		l.wake()
+	}
 	if pipelined && err == nil {
 		l.syncing = append(l.syncing, b)
 		l.mu.Unlock()
@@ -698,11 +751,10 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 		case l.syncKick <- struct{}{}:
 		default:
 		}
-		return true
+		return
 	}
 	l.mu.Unlock()
 	l.settle([]*auditBatch{b}, err)
-	return true
 }
 
 // settle ends batches with the outcome of their write (and sync): their

@@ -958,3 +958,59 @@ func TestAuditLogSyncsSeparately(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditLogEnqueueWritesItself: with an AuditSyncWriter and nothing
+// being written or queued ahead, Enqueue writes its batch on its
+// caller's goroutine (with the events nobody waits for queued before it)
+// and hands it to the syncer, without waking the writer: a gateway
+// call's request record is written before Enqueue returns. It is still
+// acknowledged only by its sync.
+func TestAuditLogEnqueueWritesItself(t *testing.T) {
+	tests := []struct {
+		name        string
+		submitted   int // Submit'ed events queued before the Enqueue
+		wantWritten int
+	}{
+		{"alone", 0, 1},
+		{"completions ride along", 2, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &syncWriter{release: make(chan struct{})}
+			l := catalog.NewAuditLog(w, catalog.AuditLogOptions{SubmitDelay: time.Hour, MaxDelay: -1})
+			defer func() {
+				close(w.release)
+				closeLog(t, l)
+			}()
+			ctx := t.Context()
+			for range tt.submitted {
+				if err := l.Submit(ctx, catalog.AuditEvent{Action: "completion"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			kicks := l.Kicks()
+			ack, err := l.Enqueue(ctx, catalog.AuditEvent{Action: "request"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if written, _, _ := w.state(); written != tt.wantWritten {
+				t.Fatalf("%d events written when Enqueue returned, want %d", written, tt.wantWritten)
+			}
+			if k := l.Kicks(); k != kicks {
+				t.Fatalf("Enqueue woke the writer (%d wake-ups, want %d)", k, kicks)
+			}
+			select {
+			case <-ack.Done():
+				t.Fatal("acknowledged before its sync")
+			default:
+			}
+			w.release <- struct{}{}
+			if err := ack.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, synced, _ := w.state(); synced != tt.wantWritten {
+				t.Fatalf("%d events synced, want %d", synced, tt.wantWritten)
+			}
+		})
+	}
+}
