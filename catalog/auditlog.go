@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,6 +162,11 @@ type AuditLog struct {
 	// pipelined: w is an AuditSyncWriter. Enqueue's caller then writes
 	// its batch itself when nothing else is written or queued (see lead).
 	pipelined bool
+	// sw is w as an AuditSyncWriter (pipelined); syncBusy: a sync of
+	// the batches taken from syncing runs, by the syncer or by a waiter
+	// (AuditAck.Wait).
+	sw       AuditSyncWriter
+	syncBusy bool
 
 	kick    chan struct{} // cap 1: a batch is waiting
 	stop    chan struct{} // closed by Close
@@ -210,8 +216,8 @@ func NewAuditLog(w AuditWriter, o AuditLogOptions) *AuditLog {
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 		syncKick: make(chan struct{}, 1), written: make(chan struct{}), synced: make(chan struct{})}
 	if sw, ok := w.(AuditSyncWriter); ok {
-		l.pipelined = true
-		go l.syncer(sw)
+		l.pipelined, l.sw = true, sw
+		go l.syncer()
 	} else {
 		close(l.synced)
 	}
@@ -248,6 +254,7 @@ func (l *AuditLog) Record(ctx context.Context, ev AuditEvent) error {
 
 // AuditAck is the outcome of an event queued by Enqueue.
 type AuditAck struct {
+	l   *AuditLog
 	b   *auditBatch
 	err error
 }
@@ -269,22 +276,13 @@ func (a *AuditAck) Done() <-chan struct{} {
 
 // Wait returns once the event is durable (nil), or with the error of the
 // write that carried it, or ctx's error. It may be called any number of
-// times.
+// times. When the event is written and waits for a sync that nobody has
+// started yet, Wait runs that sync itself (see AuditLog.wait).
 func (a *AuditAck) Wait(ctx context.Context) error {
 	if a.b == nil {
 		return a.err
 	}
-	select {
-	case <-a.b.done:
-		return a.b.err
-	default:
-	}
-	select {
-	case <-a.b.done:
-		return a.b.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return a.l.wait(ctx, a.b)
 }
 
 // Enqueue queues ev like Record but returns at once: the AuditAck's Wait
@@ -297,7 +295,7 @@ func (l *AuditLog) Enqueue(ctx context.Context, ev AuditEvent) (*AuditAck, error
 	if err != nil {
 		return nil, err
 	}
-	return &AuditAck{b: b}, nil
+	return &AuditAck{l: l, b: b}, nil
 }
 
 // Submit queues ev like Enqueue for a caller that does not wait for it;
@@ -476,12 +474,21 @@ func (l *AuditLog) wake() {
 	}
 }
 
-// wait waits for b's write, or for ctx.
+// wait waits for b's write (and sync), or for ctx. When b is written and
+// waits for a sync that nobody has started yet, wait runs that sync
+// itself, for every batch written so far (with ctx's values, not its
+// cancellation: the caller waits for the sync and its WriteTimeout),
+// instead of waiting for the syncer to wake up, run it and wake the
+// caller: two goroutine hand-offs, each on an idle machine an OS thread's
+// wake-up.
 func (l *AuditLog) wait(ctx context.Context, b *auditBatch) error {
 	select {
 	case <-b.done:
 		return b.err
 	default:
+	}
+	if l.syncFor(ctx, b) {
+		return b.err
 	}
 	select {
 	case <-b.done:
@@ -786,36 +793,79 @@ func (l *AuditLog) settle(batches []*auditBatch, err error) {
 	}
 }
 
-// syncer makes the batches the writer wrote durable (AuditSyncWriter):
-// each sync covers every batch written before it starts, and the next
-// one starts as soon as it ends. It returns once the writer has stopped
-// and its last batch is synced.
-func (l *AuditLog) syncer(sw AuditSyncWriter) {
+// syncer makes the batches written durable (AuditSyncWriter): each sync
+// covers every batch written before it starts, and the next one starts as
+// soon as it ends. A waiter may run a sync instead (syncFor); meanwhile
+// the syncer waits for it. It returns once the writer has stopped and its
+// last batch is synced.
+func (l *AuditLog) syncer() {
 	defer close(l.synced)
 	for {
 		l.mu.Lock()
-		batches := l.syncing
-		l.syncing = nil
+		var batches []*auditBatch
+		busy := l.syncBusy
+		if !busy {
+			batches = l.syncing
+			l.syncing = nil
+			l.syncBusy = len(batches) > 0
+		}
 		l.mu.Unlock()
-		if len(batches) == 0 {
-			select {
-			case <-l.syncKick:
-				continue
-			case <-l.written:
-			}
-			l.mu.Lock()
-			left := len(l.syncing)
-			l.mu.Unlock()
-			if left == 0 {
-				return
-			}
+		if len(batches) > 0 {
+			l.sync(context.Background(), batches)
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
-		err := sw.SyncAudit(ctx)
-		cancel()
-		l.settle(batches, err)
+		select {
+		case <-l.syncKick:
+			continue
+		case <-l.written:
+		}
+		l.mu.Lock()
+		idle := len(l.syncing) == 0 && !l.syncBusy
+		l.mu.Unlock()
+		if idle {
+			return
+		}
+		if busy { // a waiter's sync ends with a kick (the log is closed)
+			<-l.syncKick
+		}
 	}
+}
+
+// syncFor runs the sync that b, written, waits for, unless a sync runs
+// already or b is not written yet: false then. It syncs every batch
+// written so far.
+func (l *AuditLog) syncFor(ctx context.Context, b *auditBatch) bool {
+	l.mu.Lock()
+	if l.syncBusy || len(l.syncing) == 0 || !slices.Contains(l.syncing, b) {
+		l.mu.Unlock()
+		return false
+	}
+	batches := l.syncing
+	l.syncing = nil
+	l.syncBusy = true
+	l.mu.Unlock()
+	l.sync(context.WithoutCancel(ctx), batches)
+	return true
+}
+
+// sync makes batches, taken from syncing, durable and settles them; the
+// syncer is woken if more were written meanwhile (or the log closes) and
+// it may not know.
+func (l *AuditLog) sync(ctx context.Context, batches []*auditBatch) {
+	ctx, cancel := context.WithTimeout(ctx, l.o.WriteTimeout)
+	err := l.sw.SyncAudit(ctx)
+	cancel()
+	l.mu.Lock()
+	l.syncBusy = false
+	more := len(l.syncing) > 0 || l.closed
+	l.mu.Unlock()
+	if more {
+		select {
+		case l.syncKick <- struct{}{}:
+		default:
+		}
+	}
+	l.settle(batches, err)
 }
 
 // enqueued reports whether b holds an event of Enqueue: its producer
