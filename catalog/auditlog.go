@@ -122,11 +122,15 @@ type AuditSyncWriter interface {
 // batches written while the previous sync ran). Record returns only once
 // its event is durable, or with the error of the write (or sync) that
 // carried it: the writer's failure reaches every waiter of the batch
-// (fail closed). Enqueue queues an event and returns at once with an
-// AuditAck to wait on later (the gateway writes a call's request record
-// while the upstream call is in flight); Submit queues one nobody waits
-// for (a completion). Events go to the store in the order they were
-// queued. It is safe for concurrent use and satisfies gateway.AuditSink
+// (fail closed). Enqueue queues an event and returns with an AuditAck to
+// wait on later (the gateway writes a call's request record while the
+// upstream call is in flight); Submit queues one nobody waits for (a
+// completion). With an AuditSyncWriter the hand-offs between goroutines
+// are kept off a gateway call's path where they can be: Enqueue writes
+// its batch on its caller's goroutine when nothing is being written or
+// queued ahead of it, and a Wait whose batch is written but whose sync
+// nobody has started runs that sync itself. Events go to the store in
+// the order they were queued. It is safe for concurrent use and satisfies gateway.AuditSink
 // and gateway.AuditQueue.
 type AuditLog struct {
 	w   AuditWriter
@@ -160,7 +164,7 @@ type AuditLog struct {
 	// (AuditSyncWriter): the syncer's next sync covers them.
 	syncing []*auditBatch
 	// pipelined: w is an AuditSyncWriter. Enqueue's caller then writes
-	// its batch itself when nothing else is written or queued (see lead).
+	// its batch itself when nothing else is written or queued (queue1).
 	pipelined bool
 	// sw is w as an AuditSyncWriter (pipelined); syncBusy: a sync of
 	// the batches taken from syncing runs, by the syncer or by a waiter
@@ -285,8 +289,12 @@ func (a *AuditAck) Wait(ctx context.Context) error {
 	return a.l.wait(ctx, a.b)
 }
 
-// Enqueue queues ev like Record but returns at once: the AuditAck's Wait
-// returns once ev is durable. An error means ev was not queued: the log
+// Enqueue queues ev like Record but returns without waiting for its
+// sync: the AuditAck's Wait returns once ev is durable. With an
+// AuditSyncWriter, when nothing is being written or queued ahead, it
+// writes ev's batch (with the events queued before it) itself before it
+// returns, and hands it to the syncer: the write costs microseconds (the
+// page cache), a hand-off to the writer goroutine often more. An error means ev was not queued: the log
 // is closed, ev is invalid, ctx ended while the queue was full
 // (MaxQueued), or a write failed less than a second ago (fail closed: the
 // caller should not act on what ev records).
