@@ -80,12 +80,6 @@ type Options struct {
 	// failed fsync fails every later append (fail closed). Zero: every
 	// append fsyncs before it returns. AppendChangeAudit always fsyncs.
 	SyncInterval time.Duration
-	// Direct appends with O_DIRECT where the filesystem allows it, only
-	// without SyncInterval: a durable append is one write with
-	// RWF_DSYNC. Off by default: on the VM of BENCHMARKS.md the primitive
-	// alone is faster, but end to end (MCP calls at 1,000/s) it doubled
-	// the p99 of a call in 6 of 6 runs for no gain at p50.
-	Direct bool
 	// ApplySlice bounds the events of one background apply transaction
 	// (default 2048, about 1,000 rows of gateway calls: a request and its
 	// completion are one row). A round applies what is pending in slices
@@ -115,12 +109,9 @@ type Log struct {
 	log   zerolog.Logger
 	opts  Options
 
-	mu sync.Mutex // guards the fields below
-	f  *os.File
-	// direct appends to f's file with O_DIRECT (nil: through the page
-	// cache, with fdatasync).
-	direct *directWriter
-	size   int64
+	mu   sync.Mutex // guards the fields below
+	f    *os.File
+	size int64
 	// alloc is the file's size: size and the allocated space after it,
 	// reading as zeros (preallocate); zeroing: a preallocate is under way.
 	alloc    int64
@@ -240,27 +231,13 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 		}
 	}
 	l.size, l.alloc = good, good
-	if o.Direct && o.SyncInterval <= 0 {
-		// Direct appends only where appends wait for their sync: a direct
-		// write without it costs a disk write where the page cache would
-		// take a copy (with --audit-sync off, every append).
-		if l.direct, err = openDirect(l.path, f, good); err != nil {
-			f.Close()
-			return nil, catalog.Internal(err, "opening the audit log for direct writes")
-		}
-		if l.direct != nil {
-			if st, err := f.Stat(); err == nil { // the first direct write's zeros
-				l.alloc = max(l.alloc, st.Size())
-			}
-		}
-	}
 	for _, r := range raw {
 		if r.Body == nil {
 			continue
 		}
 		rec, err := decode(r.Body)
 		if err != nil {
-			l.closeFiles()
+			l.f.Close()
 			return nil, catalog.Internal(err, fmt.Sprintf("audit log record at offset %d is unreadable", r.Offset))
 		}
 		rec.seq, rec.size = r.Seq, r.Size
@@ -275,7 +252,7 @@ func Open(ctx context.Context, dir string, inner Inner, o Options) (*Log, error)
 	}
 	l.durable = l.seq
 	if err := l.flush(ctx); err != nil {
-		l.closeFiles()
+		l.f.Close()
 		return nil, err
 	}
 	go l.applier()
@@ -522,22 +499,13 @@ func (l *Log) append(ctx context.Context, r *record, mark catalog.Revision, sync
 // write writes buf at the log's end, durable when it returns if sync.
 // Caller holds l.mu.
 func (l *Log) write(buf []byte, sync bool) error {
-	if l.direct == nil {
-		if _, err := l.f.WriteAt(buf, l.size); err != nil {
-			return err
-		}
-		if sync {
-			return datasync(l.f)
-		}
-		return nil
+	if _, err := l.f.WriteAt(buf, l.size); err != nil {
+		return err
 	}
-	flags := 0
 	if sync {
-		flags = rwfDSync
+		return datasync(l.f)
 	}
-	end, err := l.direct.write(l.f, l.size, flags, buf...)
-	l.alloc = max(l.alloc, end)
-	return err
+	return nil
 }
 
 // waitRoom waits while more than MaxPendingBytes wait to be applied.
@@ -575,10 +543,8 @@ const preallocAhead = 1 << 20
 
 // preallocate allocates the next preallocAhead bytes after the file's
 // end and makes the new size durable, so that the appends that follow
-// need not change it: zeros written through the page cache for direct
-// appends (a direct write into fallocated, unwritten space converts it,
-// a journal commit its flush waits for), else allocate (fallocate where
-// the filesystem has it, so no data is written). It runs in the background,
+// need not change it (allocate: fallocate where the filesystem has it,
+// so no data is written). It runs in the background,
 // kicked by an append when less than half of it is left; the space is
 // allocated under l.mu (an append cannot write there meanwhile), the
 // fdatasync runs outside it. An append that outruns it just extends the
@@ -589,14 +555,8 @@ func (l *Log) preallocate() {
 	l.mu.Lock()
 	f, from := l.f, l.alloc
 	ok := !l.closed.Load()
-	prep := allocate
-	if l.direct != nil {
-		// A direct write into fallocated (unwritten) space converts it,
-		// a journal commit that its flush waits for.
-		prep = writeZeros
-	}
 	if ok {
-		if ok = prep(f, from, preallocAhead) == nil; ok {
+		if ok = allocate(f, from, preallocAhead) == nil; ok {
 			l.alloc = from + preallocAhead
 		}
 	}
@@ -967,17 +927,6 @@ func (l *Log) rewrite() error {
 	go l.f.Close()
 	l.f, l.size, l.alloc = f, size, size
 	l.durable = l.seq // the pending records fsynced above, the others applied
-	if l.direct != nil {
-		go l.direct.close()
-		var err error
-		if l.direct, err = openDirect(l.path, f, size); err != nil {
-			// The new log is durable; its appends go through the page cache.
-			l.log.Warn().Err(err).Msg("audit log: direct writes unavailable after rotation")
-		}
-		if st, err := f.Stat(); err == nil { // the first direct write's zeros
-			l.alloc = max(l.alloc, st.Size())
-		}
-	}
 	return nil
 }
 
@@ -1007,18 +956,9 @@ func (l *Log) Close() error {
 		if l.alloc > l.size {
 			_ = l.f.Truncate(l.size)
 		}
-		err = errors.Join(l.closeFiles(), l.inner.Close())
+		err = errors.Join(l.f.Close(), l.inner.Close())
 	})
 	return err
-}
-
-// closeFiles closes the log's descriptors.
-func (l *Log) closeFiles() error {
-	var err error
-	if l.direct != nil {
-		err = l.direct.close()
-	}
-	return errors.Join(err, l.f.Close())
 }
 
 // Flush applies every pending record to the inner store now. A reader of

@@ -79,7 +79,7 @@ func crash(l *Log) {
 		<-l.syncStopped
 	}
 	l.zeroers.Wait()
-	l.closeFiles()
+	l.f.Close()
 }
 
 // end is the offset after l's last record (the file may hold

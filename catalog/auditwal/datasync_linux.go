@@ -18,8 +18,7 @@ func datasync(f *os.File) error {
 // allocate allocates n bytes at off, reading as zeros: fallocate, which
 // writes no data (a 1 MiB write of zeros would hold up the fdatasyncs of
 // appends through the page cache until it reached the disk), or zeros
-// written where the filesystem does not support it. (Direct appends
-// preallocate with writeZeros instead.)
+// written where the filesystem does not support it.
 func allocate(f *os.File, off, n int64) error {
 	err := onFD(f, func(fd int) error { return unix.Fallocate(fd, 0, off, n) })
 	if errors.Is(err, unix.EOPNOTSUPP) {
@@ -46,6 +45,3 @@ func onFD(f *os.File, call func(fd int) error) error {
 	}
 	return cerr
 }
-
-// rwfDSync makes a direct write durable before it returns.
-const rwfDSync = unix.RWF_DSYNC

@@ -9,19 +9,11 @@
 //     returning. A catalog.AuditLog in front of it group-commits the
 //     gateway's events, so one fsync covers thousands.
 //   - The log writes through the page cache and fsyncs with fdatasync
-//     (on Linux). With Options.Direct (on Linux, not with SyncInterval)
-//     it appends with O_DIRECT where the filesystem allows it, in whole
-//     4 KiB blocks (the last partial block is kept in memory and written
-//     again by the next append): a durable AppendAudit is one write with
-//     RWF_DSYNC, one write to the disk and one cache flush. A record
-//     written without it (lazily, or before SyncAudit) is on the disk
-//     when the write returns (a process crash keeps it), and the next
-//     flush makes it durable. Off by default: the primitive alone is the
-//     fastest measured (BenchmarkDurableAppend), but end to end it
-//     doubled the p99 of a gateway call (BENCHMARKS.md).
+//     (on Linux). Appends with O_DIRECT and RWF_DSYNC were measured
+//     too: the primitive alone is faster on the VM of BENCHMARKS.md, but
+//     end to end they doubled the p99 of a gateway call.
 //   - The log keeps 1 MiB allocated after its last record, reading as
-//     zeros (written zeros for direct appends, else fallocate where the
-//     filesystem has it), prepared in the background: an append writes
+//     zeros (fallocate where the filesystem has it), prepared in the background: an append writes
 //     within the file's size, so its sync commits no size change. Zeros
 //     after the last record are the end of the log (wal.Read); a clean
 //     Close cuts them off.

@@ -1,7 +1,6 @@
 package auditwal
 
 import (
-	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -77,29 +76,6 @@ func (a *dsyncAppender) appendDurable(off int64, p []byte) error {
 
 func (a *dsyncAppender) close() error { return a.f.Close() }
 
-// directAppender appends with the log's directWriter (O_DIRECT, whole
-// blocks, RWF_DSYNC) into space written with zeros first, through the
-// page cache and fdatasynced (the log's preallocation).
-// With split, the write has no RWF_DSYNC and an fdatasync follows.
-type directAppender struct {
-	syncAppender
-	d     *directWriter
-	split bool
-}
-
-func (a *directAppender) appendDurable(off int64, p []byte) error {
-	if a.split {
-		if _, err := a.d.write(a.f, off, 0, p...); err != nil {
-			return err
-		}
-		return datasync(a.f)
-	}
-	_, err := a.d.write(a.f, off, unix.RWF_DSYNC, p...)
-	return err
-}
-
-func (a *directAppender) close() error { return errors.Join(a.d.close(), a.f.Close()) }
-
 // BenchmarkDurableAppend measures the durable append primitives on the
 // disk of the test's temporary directory (set TMPDIR to a directory on
 // the data directory's filesystem): each op appends 300..2000
@@ -112,8 +88,6 @@ func (a *directAppender) close() error { return errors.Join(a.d.close(), a.f.Clo
 //	fallocate: fdatasync into fallocated space (unwritten extents)
 //	zeros:     fdatasync into space written with zeros
 //	odsync:    pwrite on an O_DSYNC descriptor into zeros
-//	odirect:   directWriter: O_DIRECT 4 KiB blocks, RWF_DSYNC, into zeros
-//	odirect-split: the same without RWF_DSYNC, then fdatasync
 func BenchmarkDurableAppend(b *testing.B) {
 	b.Run("alone", func(b *testing.B) { benchDurableAppend(b) })
 	// A neighbor that commits the filesystem's journal all the time (it
@@ -162,16 +136,6 @@ func benchDurableAppend(b *testing.B) {
 		}
 		return f
 	}
-	direct := func(split bool) func(b *testing.B) durableAppender {
-		return func(b *testing.B) durableAppender {
-			f := open(b, 0)
-			d, err := openDirect(f.Name(), f, 0)
-			if err != nil || d == nil {
-				b.Fatalf("O_DIRECT: %v", err)
-			}
-			return &directAppender{syncAppender{f: f, prep: writeZeros}, d, split}
-		}
-	}
 	variants := []struct {
 		name string
 		new  func(b *testing.B) durableAppender
@@ -180,8 +144,6 @@ func benchDurableAppend(b *testing.B) {
 		{"fallocate", func(b *testing.B) durableAppender { return &syncAppender{f: open(b, 0), prep: allocate} }},
 		{"zeros", func(b *testing.B) durableAppender { return &syncAppender{f: open(b, 0), prep: writeZeros} }},
 		{"odsync", func(b *testing.B) durableAppender { return &dsyncAppender{f: open(b, unix.O_DSYNC)} }},
-		{"odirect", direct(false)},
-		{"odirect-split", direct(true)},
 	}
 	apps := make([]durableAppender, len(variants))
 	offs := make([]int64, len(variants))
