@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ type echoProto struct {
 	call     pipeline.Call
 	upstream func(body []byte) (int, string)
 	renders  int
+	declare  bool // the answer declares its length (Content-Length)
 }
 
 func (x *echoProto) Service() string { return "llm" }
@@ -60,6 +62,9 @@ func (x *echoProto) Relay(ctx context.Context, c *pipeline.Call, resp *http.Resp
 	c.Status, c.BytesOut = resp.StatusCode, int64(len(b))
 	if err := c.Commit(true); err != nil {
 		return err
+	}
+	if x.declare {
+		c.Writer().Header().Set("Content-Length", strconv.Itoa(len(b)))
 	}
 	c.Writer().WriteHeader(resp.StatusCode)
 	_, _ = c.Writer().Write(b)
