@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -41,6 +42,9 @@ const (
 	// writerMaxFrame bounds a frame: a request's body and its
 	// authentication.
 	writerMaxFrame = writerMaxBody + 256
+	// frameReuse bounds the buffer the writer keeps per connection for
+	// the next request's frame.
+	frameReuse = 64 << 10
 )
 
 // errNoUpgrade: the writer serves no connection now (an older version, or
@@ -163,18 +167,18 @@ func (c *writerConn) roundTrip(ctx context.Context, auth string, body []byte) (w
 	if err := writeFrame(c.conn, deadline, []byte(auth+"\n"), body); err != nil {
 		return writerReply{}, false, err // not whole: the writer cannot have run it
 	}
-	p, err := readFrame(c.conn, c.r, deadline, 0)
+	p, err := readFrame(c.conn, c.r, nil, deadline, 0)
 	if err != nil {
 		return writerReply{}, true, err
 	}
 	c.used = time.Now()
-	head, out, _ := strings.Cut(string(p), "\n")
-	st, mac, _ := strings.Cut(head, " ")
-	status, err := strconv.Atoi(st)
+	head, out, _ := bytes.Cut(p, []byte("\n"))
+	st, mac, _ := bytes.Cut(head, []byte(" "))
+	status, err := strconv.Atoi(string(st))
 	if err != nil {
 		return writerReply{}, true, errors.New("malformed answer")
 	}
-	return writerReply{status: status, mac: mac, body: []byte(out)}, true, nil
+	return writerReply{status: status, mac: string(mac), body: out}, true, nil
 }
 
 // writeFrame writes the concatenation of parts as one frame by deadline.
@@ -200,10 +204,12 @@ func writeFrame(c net.Conn, deadline time.Time, parts ...[]byte) error {
 // errFrameTooLarge: a frame's length is over writerMaxFrame.
 var errFrameTooLarge = errors.New("frame too large")
 
-// readFrame reads a frame from r (reading c): its length must come by
-// wait, the rest within read of the length (a request, on the writer), or
-// by wait when read is 0 (an answer, by its request's deadline).
-func readFrame(c net.Conn, r *bufio.Reader, wait time.Time, read time.Duration) ([]byte, error) {
+// readFrame reads a frame from r (reading c) into buf when it fits (else a
+// new slice): its length must come by wait, the rest within read of the
+// length (a request, on the writer; no deadline is set when it is
+// already buffered), or by wait when read is 0 (an answer, by its
+// request's deadline).
+func readFrame(c net.Conn, r *bufio.Reader, buf []byte, wait time.Time, read time.Duration) ([]byte, error) {
 	if err := c.SetReadDeadline(wait); err != nil {
 		return nil, err
 	}
@@ -215,12 +221,16 @@ func readFrame(c net.Conn, r *bufio.Reader, wait time.Time, read time.Duration) 
 	if size > writerMaxFrame {
 		return nil, errFrameTooLarge
 	}
-	if read > 0 {
+	if read > 0 && r.Buffered() < int(size) {
 		if err := c.SetReadDeadline(time.Now().Add(read)); err != nil {
 			return nil, err
 		}
 	}
-	p := make([]byte, size)
+	p := buf[:0]
+	if cap(p) < int(size) {
+		p = make([]byte, size)
+	}
+	p = p[:size]
 	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, err
 	}
@@ -259,16 +269,23 @@ func (w *replicaWriter) upgrade(rw http.ResponseWriter, r *http.Request, exec wr
 		return
 	}
 	// Served by its own goroutine: the request's ends here (and with it
-	// its place among the listener's requests in progress).
-	go w.serveConn(context.WithoutCancel(r.Context()), c, brw.Reader, exec)
+	// its place among the listener's requests in progress). The frames
+	// are read from c directly, not through the HTTP server's reader,
+	// unless it holds some already (a sender writes none before the 101).
+	br := brw.Reader
+	if br.Buffered() == 0 {
+		br = bufio.NewReader(c)
+	}
+	go w.serveConn(context.WithoutCancel(r.Context()), c, br, exec)
 }
 
 // serveConn runs the requests of one connection, one after the other,
 // until it is idle for connIdle, broken, or a request is refused.
 func (w *replicaWriter) serveConn(ctx context.Context, c net.Conn, r *bufio.Reader, exec writerExec) {
 	defer w.dropConn(c)
+	var buf []byte // a request's frame; reused (handle keeps nothing of it)
 	for {
-		p, err := readFrame(c, r, time.Now().Add(w.connIdle), w.frameRead)
+		p, err := readFrame(c, r, buf, time.Now().Add(w.connIdle), w.frameRead)
 		if errors.Is(err, errFrameTooLarge) {
 			_ = writeFrame(c, time.Now().Add(writerFrameRead), []byte(strconv.Itoa(http.StatusRequestEntityTooLarge)+" \nrequest too large"))
 			return
@@ -276,8 +293,11 @@ func (w *replicaWriter) serveConn(ctx context.Context, c net.Conn, r *bufio.Read
 		if err != nil {
 			return // idle, closed or broken: closed without a word
 		}
-		auth, body, _ := strings.Cut(string(p), "\n")
-		a := w.handle(ctx, exec, auth, []byte(body))
+		if cap(p) <= frameReuse {
+			buf = p
+		}
+		auth, body, _ := bytes.Cut(p, []byte("\n"))
+		a := w.handle(ctx, exec, string(auth), body)
 		if err := writeFrame(c, time.Now().Add(writerFrameRead), []byte(strconv.Itoa(a.status)+" "+a.mac+"\n"), a.body); err != nil || a.status != http.StatusOK {
 			return
 		}

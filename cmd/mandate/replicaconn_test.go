@@ -243,7 +243,7 @@ func TestWriterConnRefusals(t *testing.T) {
 				if err := writeFrame(c.conn, deadline, tc.first); err != nil {
 					t.Fatal(err)
 				}
-				if p, err := readFrame(c.conn, c.r, deadline, 0); err != nil || !strings.HasPrefix(string(p), "200 ") {
+				if p, err := readFrame(c.conn, c.r, nil, deadline, 0); err != nil || !strings.HasPrefix(string(p), "200 ") {
 					t.Fatalf("first frame answered %q, %v", p, err)
 				}
 			}
@@ -256,14 +256,14 @@ func TestWriterConnRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := readFrame(c.conn, c.r, deadline, 0)
+			p, err := readFrame(c.conn, c.r, nil, deadline, 0)
 			if err != nil || !strings.HasPrefix(string(p), strconv.Itoa(tc.status)+" ") {
 				t.Fatalf("answer %q, %v; want status %d", p, err, tc.status)
 			}
 			if ct.execs.Load() != ran {
 				t.Errorf("the refused frame ran")
 			}
-			if _, err := readFrame(c.conn, c.r, deadline, 0); !errors.Is(err, io.EOF) {
+			if _, err := readFrame(c.conn, c.r, nil, deadline, 0); !errors.Is(err, io.EOF) {
 				t.Errorf("after the refusal: %v; want the connection closed", err)
 			}
 		})
@@ -352,7 +352,7 @@ func TestWriterConnBrokenAfterWrite(t *testing.T) {
 			r := bufio.NewReader(c)
 			if _, err := http.ReadRequest(r); err == nil {
 				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+writerProtocol+"\r\n\r\n")
-				if _, err := readFrame(c, r, time.Now().Add(time.Minute), time.Minute); err == nil {
+				if _, err := readFrame(c, r, nil, time.Now().Add(time.Minute), time.Minute); err == nil {
 					read.Add(1)
 				}
 			}
