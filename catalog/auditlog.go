@@ -3,7 +3,6 @@ package catalog
 import (
 	"context"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,15 +121,11 @@ type AuditSyncWriter interface {
 // batches written while the previous sync ran). Record returns only once
 // its event is durable, or with the error of the write (or sync) that
 // carried it: the writer's failure reaches every waiter of the batch
-// (fail closed). Enqueue queues an event and returns with an AuditAck to
-// wait on later (the gateway writes a call's request record while the
-// upstream call is in flight); Submit queues one nobody waits for (a
-// completion). With an AuditSyncWriter the hand-offs between goroutines
-// are kept off a gateway call's path where they can be: Enqueue writes
-// its batch on its caller's goroutine when nothing is being written or
-// queued ahead of it, and a Wait whose batch is written but whose sync
-// nobody has started runs that sync itself. Events go to the store in
-// the order they were queued. It is safe for concurrent use and satisfies gateway.AuditSink
+// (fail closed). Enqueue queues an event and returns at once with an
+// AuditAck to wait on later (the gateway writes a call's request record
+// while the upstream call is in flight); Submit queues one nobody waits
+// for (a completion). Events go to the store in the order they were
+// queued. It is safe for concurrent use and satisfies gateway.AuditSink
 // and gateway.AuditQueue.
 type AuditLog struct {
 	w   AuditWriter
@@ -163,14 +158,6 @@ type AuditLog struct {
 	// syncing are the batches written and not yet synced, oldest first
 	// (AuditSyncWriter): the syncer's next sync covers them.
 	syncing []*auditBatch
-	// pipelined: w is an AuditSyncWriter. Enqueue's caller then writes
-	// its batch itself when nothing else is written or queued (queue1).
-	pipelined bool
-	// sw is w as an AuditSyncWriter (pipelined); syncBusy: a sync of
-	// the batches taken from syncing runs, by the syncer or by a waiter
-	// (AuditAck.Wait).
-	sw       AuditSyncWriter
-	syncBusy bool
 
 	kick    chan struct{} // cap 1: a batch is waiting
 	stop    chan struct{} // closed by Close
@@ -220,8 +207,7 @@ func NewAuditLog(w AuditWriter, o AuditLogOptions) *AuditLog {
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 		syncKick: make(chan struct{}, 1), written: make(chan struct{}), synced: make(chan struct{})}
 	if sw, ok := w.(AuditSyncWriter); ok {
-		l.pipelined, l.sw = true, sw
-		go l.syncer()
+		go l.syncer(sw)
 	} else {
 		close(l.synced)
 	}
@@ -247,7 +233,7 @@ func (l *AuditLog) Record(ctx context.Context, ev AuditEvent) error {
 		l.mu.Unlock()
 		return errAuditClosed()
 	}
-	b := l.openBatch(1, true, true)
+	b := l.openBatch(1, true)
 	b.events = append(b.events, ev)
 	b.acked++
 	b.blocked++
@@ -258,7 +244,6 @@ func (l *AuditLog) Record(ctx context.Context, ev AuditEvent) error {
 
 // AuditAck is the outcome of an event queued by Enqueue.
 type AuditAck struct {
-	l   *AuditLog
 	b   *auditBatch
 	err error
 }
@@ -280,21 +265,26 @@ func (a *AuditAck) Done() <-chan struct{} {
 
 // Wait returns once the event is durable (nil), or with the error of the
 // write that carried it, or ctx's error. It may be called any number of
-// times. When the event is written and waits for a sync that nobody has
-// started yet, Wait runs that sync itself (see AuditLog.wait).
+// times.
 func (a *AuditAck) Wait(ctx context.Context) error {
 	if a.b == nil {
 		return a.err
 	}
-	return a.l.wait(ctx, a.b)
+	select {
+	case <-a.b.done:
+		return a.b.err
+	default:
+	}
+	select {
+	case <-a.b.done:
+		return a.b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-// Enqueue queues ev like Record but returns without waiting for its
-// sync: the AuditAck's Wait returns once ev is durable. With an
-// AuditSyncWriter, when nothing is being written or queued ahead, it
-// writes ev's batch (with the events queued before it) itself before it
-// returns, and hands it to the syncer: the write costs microseconds (the
-// page cache), a hand-off to the writer goroutine often more. An error means ev was not queued: the log
+// Enqueue queues ev like Record but returns at once: the AuditAck's Wait
+// returns once ev is durable. An error means ev was not queued: the log
 // is closed, ev is invalid, ctx ended while the queue was full
 // (MaxQueued), or a write failed less than a second ago (fail closed: the
 // caller should not act on what ev records).
@@ -303,7 +293,7 @@ func (l *AuditLog) Enqueue(ctx context.Context, ev AuditEvent) (*AuditAck, error
 	if err != nil {
 		return nil, err
 	}
-	return &AuditAck{l: l, b: b}, nil
+	return &AuditAck{b: b}, nil
 }
 
 // Submit queues ev like Enqueue for a caller that does not wait for it;
@@ -345,26 +335,15 @@ func (l *AuditLog) queue1(ctx context.Context, ev *AuditEvent, acked bool) (*aud
 		}
 		l.mu.Lock()
 	}
-	lead := acked && l.pipelined && l.writing == nil && len(l.queue) <= 1
-	b := l.openBatch(1, acked, !lead)
+	b := l.openBatch(1, acked)
 	b.events = append(b.events, *ev)
 	b.queued++
 	l.queued++
 	if acked {
 		b.acked++
 	}
-	if lead && l.queue[0] != b { // the open batch was full: b queues behind it
-		lead = false
-		l.wake()
-	}
-	if !lead {
-		l.added(b)
-		l.mu.Unlock()
-		return b, nil
-	}
-	l.take(b)
+	l.added(b)
 	l.mu.Unlock()
-	l.write(b, true)
 	return b, nil
 }
 
@@ -391,7 +370,7 @@ func (l *AuditLog) RecordBatch(ctx context.Context, events []AuditEvent) error {
 		l.mu.Unlock()
 		return errAuditClosed()
 	}
-	b := l.openBatch(len(evs), true, true)
+	b := l.openBatch(len(evs), true)
 	b.events = append(b.events, evs...)
 	b.acked += len(evs)
 	b.blocked += len(evs)
@@ -419,14 +398,13 @@ func (l *AuditLog) oldest() *auditBatch {
 }
 
 // openBatch returns the batch that takes n more events: the open one if
-// they fit, else a new one. Unless wake is false (the caller writes the
-// batch itself: lead), the writer is woken for a new batch, and for
+// they fit, else a new one. The writer is woken for a new batch, and for
 // events somebody waits for (acked) while it lingers; not for events
 // nobody waits for while it lingers. Caller holds l.mu.
-func (l *AuditLog) openBatch(n int, acked, wake bool) *auditBatch {
+func (l *AuditLog) openBatch(n int, acked bool) *auditBatch {
 	if k := len(l.queue); k > 0 {
 		if b := l.queue[k-1]; !b.sealed && (len(b.events)+n <= l.o.MaxBatch || len(b.events) == 0) {
-			if wake && acked && l.lingering { // b was queued without a wake-up
+			if acked && l.lingering { // b was queued without a wake-up
 				l.wake()
 			}
 			return b
@@ -438,23 +416,10 @@ func (l *AuditLog) openBatch(n int, acked, wake bool) *auditBatch {
 	// allocated and cleared per batch); append grows it when more come.
 	b := &auditBatch{events: make([]AuditEvent, 0, min(max(n, 4), max(n, l.o.MaxBatch))), done: make(chan struct{})}
 	l.queue = append(l.queue, b)
-	if wake && (acked || !l.lingering) {
+	if acked || !l.lingering {
 		l.wake()
 	}
 	return b
-}
-
-// take makes b, the oldest queued batch, the one being written, by its
-// caller. Caller holds l.mu, and no batch is being written.
-func (l *AuditLog) take(b *auditBatch) {
-	b.sealed = true
-	l.queue[0] = nil
-	l.queue = l.queue[1:]
-	if len(l.queue) == 0 {
-		l.queue = nil // let the backing array go
-	}
-	l.writing = b
-	l.want = 0 // a writer filling b (fill) finds it sealed
 }
 
 // added seals a full batch and wakes the writer if it waits for b to
@@ -482,21 +447,12 @@ func (l *AuditLog) wake() {
 	}
 }
 
-// wait waits for b's write (and sync), or for ctx. When b is written and
-// waits for a sync that nobody has started yet, wait runs that sync
-// itself, for every batch written so far (with ctx's values, not its
-// cancellation: the caller waits for the sync and its WriteTimeout),
-// instead of waiting for the syncer to wake up, run it and wake the
-// caller: two goroutine hand-offs, each on an idle machine an OS thread's
-// wake-up.
+// wait waits for b's write, or for ctx.
 func (l *AuditLog) wait(ctx context.Context, b *auditBatch) error {
 	select {
 	case <-b.done:
 		return b.err
 	default:
-	}
-	if l.syncFor(ctx, b) {
-		return b.err
 	}
 	select {
 	case <-b.done:
@@ -652,20 +608,10 @@ func (l *AuditLog) writer() {
 		case <-lingerC:
 			timedOut, armed = true, false
 		case <-l.stop:
-			// Close refuses new events: drain what is queued (after the
-			// write of an Enqueue'd batch by its caller, which wakes the
-			// writer when it ends) and stop.
-			for {
-				for l.writeNext(&lastSize, false) {
-				}
-				l.mu.Lock()
-				idle := l.writing == nil && len(l.queue) == 0
-				l.mu.Unlock()
-				if idle {
-					return
-				}
-				<-l.kick
+			// Close refuses new events: drain what is queued and stop.
+			for l.writeNext(&lastSize, false) {
 			}
+			return
 		}
 		l.mu.Lock()
 		l.lingering = false
@@ -688,12 +634,10 @@ func (l *AuditLog) writer() {
 	}
 }
 
-// writeNext writes the oldest queued batch; false when none is queued,
-// or when a batch is being written by the caller that queued it (lead),
-// which wakes the writer when it is done if more are queued.
+// writeNext writes the oldest queued batch; false when none is queued.
 func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 	l.mu.Lock()
-	if len(l.queue) == 0 || l.writing != nil {
+	if len(l.queue) == 0 {
 		l.mu.Unlock()
 		return false
 	}
@@ -715,25 +659,16 @@ func (l *AuditLog) writeNext(lastSize *int, mayWait bool) bool {
 		l.fill(b, *lastSize, l.o.MaxDelay, true)
 		l.mu.Lock()
 	}
-	if l.writing != nil || len(l.queue) == 0 || l.queue[0] != b {
-		// While the writer waited, an Enqueue'd event joined b and its
-		// caller took b to write it (lead): as good as written here.
-		l.mu.Unlock()
-		return true
+	b.sealed = true
+	l.queue[0] = nil
+	l.queue = l.queue[1:]
+	if len(l.queue) == 0 {
+		l.queue = nil // let the backing array go
 	}
-	l.take(b)
+	l.writing = b
 	l.mu.Unlock()
 	*lastSize = b.blocked
-	l.write(b, false)
-	return true
-}
 
-// write writes b, taken (take) by the writer or, lead, by the caller
-// that queued it. A batch somebody waits for goes to the syncer when the
-// writer is an AuditSyncWriter; otherwise b is settled with the write's
-// outcome. lead wakes the writer when more batches are queued (they
-// queued behind b, or the writer found b being written).
-func (l *AuditLog) write(b *auditBatch, lead bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
 	t0 := time.Now()
 	var err error
@@ -756,9 +691,6 @@ func (l *AuditLog) write(b *auditBatch, lead bool) {
 	l.mu.Lock()
 	l.writing = nil
 	l.queued -= b.queued
-	if lead && (len(l.queue) > 0 || l.closed) {
-		l.wake()
-	}
 	if pipelined && err == nil {
 		l.syncing = append(l.syncing, b)
 		l.mu.Unlock()
@@ -766,10 +698,11 @@ func (l *AuditLog) write(b *auditBatch, lead bool) {
 		case l.syncKick <- struct{}{}:
 		default:
 		}
-		return
+		return true
 	}
 	l.mu.Unlock()
 	l.settle([]*auditBatch{b}, err)
+	return true
 }
 
 // settle ends batches with the outcome of their write (and sync): their
@@ -801,79 +734,36 @@ func (l *AuditLog) settle(batches []*auditBatch, err error) {
 	}
 }
 
-// syncer makes the batches written durable (AuditSyncWriter): each sync
-// covers every batch written before it starts, and the next one starts as
-// soon as it ends. A waiter may run a sync instead (syncFor); meanwhile
-// the syncer waits for it. It returns once the writer has stopped and its
-// last batch is synced.
-func (l *AuditLog) syncer() {
+// syncer makes the batches the writer wrote durable (AuditSyncWriter):
+// each sync covers every batch written before it starts, and the next
+// one starts as soon as it ends. It returns once the writer has stopped
+// and its last batch is synced.
+func (l *AuditLog) syncer(sw AuditSyncWriter) {
 	defer close(l.synced)
 	for {
 		l.mu.Lock()
-		var batches []*auditBatch
-		busy := l.syncBusy
-		if !busy {
-			batches = l.syncing
-			l.syncing = nil
-			l.syncBusy = len(batches) > 0
-		}
+		batches := l.syncing
+		l.syncing = nil
 		l.mu.Unlock()
-		if len(batches) > 0 {
-			l.sync(context.Background(), batches)
+		if len(batches) == 0 {
+			select {
+			case <-l.syncKick:
+				continue
+			case <-l.written:
+			}
+			l.mu.Lock()
+			left := len(l.syncing)
+			l.mu.Unlock()
+			if left == 0 {
+				return
+			}
 			continue
 		}
-		select {
-		case <-l.syncKick:
-			continue
-		case <-l.written:
-		}
-		l.mu.Lock()
-		idle := len(l.syncing) == 0 && !l.syncBusy
-		l.mu.Unlock()
-		if idle {
-			return
-		}
-		if busy { // a waiter's sync ends with a kick (the log is closed)
-			<-l.syncKick
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
+		err := sw.SyncAudit(ctx)
+		cancel()
+		l.settle(batches, err)
 	}
-}
-
-// syncFor runs the sync that b, written, waits for, unless a sync runs
-// already or b is not written yet: false then. It syncs every batch
-// written so far.
-func (l *AuditLog) syncFor(ctx context.Context, b *auditBatch) bool {
-	l.mu.Lock()
-	if l.syncBusy || len(l.syncing) == 0 || !slices.Contains(l.syncing, b) {
-		l.mu.Unlock()
-		return false
-	}
-	batches := l.syncing
-	l.syncing = nil
-	l.syncBusy = true
-	l.mu.Unlock()
-	l.sync(context.WithoutCancel(ctx), batches)
-	return true
-}
-
-// sync makes batches, taken from syncing, durable and settles them; the
-// syncer is woken if more were written meanwhile (or the log closes) and
-// it may not know.
-func (l *AuditLog) sync(ctx context.Context, batches []*auditBatch) {
-	ctx, cancel := context.WithTimeout(ctx, l.o.WriteTimeout)
-	err := l.sw.SyncAudit(ctx)
-	cancel()
-	l.mu.Lock()
-	l.syncBusy = false
-	more := len(l.syncing) > 0 || l.closed
-	l.mu.Unlock()
-	if more {
-		select {
-		case l.syncKick <- struct{}{}:
-		default:
-		}
-	}
-	l.settle(batches, err)
 }
 
 // enqueued reports whether b holds an event of Enqueue: its producer

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -823,17 +822,13 @@ func TestAuditLogEnqueueNotHeldForBlockedComebacks(t *testing.T) {
 // syncWriter is an AuditSyncWriter whose syncs wait to be released: it
 // records what each write and sync covered.
 type syncWriter struct {
-	mu       sync.Mutex
-	written  int           // events written
-	synced   int           // events durable
-	syncs    []int         // events written when each sync started
-	release  chan struct{} // one receive per sync
-	failing  error         // the syncs' error
-	byCaller int           // syncs whose context carries callerKey
+	mu      sync.Mutex
+	written int           // events written
+	synced  int           // events durable
+	syncs   []int         // events written when each sync started
+	release chan struct{} // one receive per sync
+	failing error         // the syncs' error
 }
-
-// callerKey marks the context of a caller of AuditAck.Wait.
-type callerKey struct{}
 
 func (w *syncWriter) AppendAudit(ctx context.Context, events ...catalog.AuditEvent) error {
 	return errors.New("AppendAudit called")
@@ -853,9 +848,6 @@ func (w *syncWriter) SyncAudit(ctx context.Context) error {
 	w.mu.Lock()
 	upTo := w.written
 	w.syncs = append(w.syncs, upTo)
-	if ctx.Value(callerKey{}) != nil {
-		w.byCaller++
-	}
 	w.mu.Unlock()
 	select {
 	case <-w.release:
@@ -963,109 +955,6 @@ func TestAuditLogSyncsSeparately(t *testing.T) {
 			w.release <- struct{}{}
 			check("the second batch", second)
 			check("the third batch", third)
-		})
-	}
-}
-
-// TestAuditLogEnqueueWritesItself: with an AuditSyncWriter and nothing
-// being written or queued ahead, Enqueue writes its batch on its
-// caller's goroutine (with the events nobody waits for queued before it)
-// and hands it to the syncer, without waking the writer: a gateway
-// call's request record is written before Enqueue returns. It is still
-// acknowledged only by its sync.
-func TestAuditLogEnqueueWritesItself(t *testing.T) {
-	tests := []struct {
-		name        string
-		submitted   int // Submit'ed events queued before the Enqueue
-		wantWritten int
-	}{
-		{"alone", 0, 1},
-		{"completions ride along", 2, 3},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := &syncWriter{release: make(chan struct{})}
-			l := catalog.NewAuditLog(w, catalog.AuditLogOptions{SubmitDelay: time.Hour, MaxDelay: -1})
-			defer func() {
-				close(w.release)
-				closeLog(t, l)
-			}()
-			ctx := t.Context()
-			for range tt.submitted {
-				if err := l.Submit(ctx, catalog.AuditEvent{Action: "completion"}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			kicks := l.Kicks()
-			ack, err := l.Enqueue(ctx, catalog.AuditEvent{Action: "request"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if written, _, _ := w.state(); written != tt.wantWritten {
-				t.Fatalf("%d events written when Enqueue returned, want %d", written, tt.wantWritten)
-			}
-			if k := l.Kicks(); k != kicks {
-				t.Fatalf("Enqueue woke the writer (%d wake-ups, want %d)", k, kicks)
-			}
-			select {
-			case <-ack.Done():
-				t.Fatal("acknowledged before its sync")
-			default:
-			}
-			w.release <- struct{}{}
-			if err := ack.Wait(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if _, synced, _ := w.state(); synced != tt.wantWritten {
-				t.Fatalf("%d events synced, want %d", synced, tt.wantWritten)
-			}
-		})
-	}
-}
-
-// TestAuditLogWaitSyncsItself: a Wait for a written batch whose sync
-// nobody has started runs that sync itself, for every batch written, on
-// its caller's goroutine (with its context's values), instead of waiting
-// for the syncer to wake up. With one P the syncer, woken by the write,
-// cannot run before the caller of Enqueue blocks, so the caller's Wait
-// gets there first. A failed sync fails every batch it covered.
-func TestAuditLogWaitSyncsItself(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-	}{
-		{"synced", nil},
-		{"sync fails", catalog.Errorf(catalog.CodeInternal, "disk gone")},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-			release := make(chan struct{})
-			close(release) // every sync returns at once
-			w := &syncWriter{release: release, failing: tt.err}
-			l := catalog.NewAuditLog(w, catalog.AuditLogOptions{SubmitDelay: -1, MaxDelay: -1})
-			defer closeLog(t, l)
-			ctx := context.WithValue(t.Context(), callerKey{}, true)
-			if err := l.Submit(ctx, catalog.AuditEvent{Action: "completion"}); err != nil {
-				t.Fatal(err)
-			}
-			ack, err := l.Enqueue(ctx, catalog.AuditEvent{Action: "request"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = ack.Wait(ctx)
-			if tt.err == nil && err != nil {
-				t.Fatal(err)
-			}
-			if tt.err != nil && catalog.CodeOf(err) != catalog.CodeUnavailable {
-				t.Fatalf("after a failed sync: %v, want unavailable", err)
-			}
-			w.mu.Lock()
-			byCaller, syncs := w.byCaller, slices.Clone(w.syncs)
-			w.mu.Unlock()
-			if byCaller != 1 || len(syncs) != 1 || syncs[0] != 2 {
-				t.Fatalf("%d of the syncs %v run by the waiter, want one sync of 2 events by it", byCaller, syncs)
-			}
 		})
 	}
 }

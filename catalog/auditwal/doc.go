@@ -31,13 +31,10 @@
 //   - SyncAudit (catalog.AuditSyncWriter) makes every record written
 //     before it durable, with one fsync unless they are already:
 //     catalog.AuditLog writes a batch somebody waits for with
-//     AppendPrepared(durable false) (from the goroutine that queued it
-//     when nothing else is being written) and syncs it with SyncAudit
-//     apart from the write (on a goroutine of its own, or on the first
-//     waiter's), so that the batches arriving during a sync are written
-//     meanwhile and the next sync, right after it, covers them all.
-//     Appends and syncs may come from any goroutine. With SyncInterval it
-//     returns at once.
+//     AppendPrepared(durable false) and syncs it with SyncAudit on a
+//     goroutine of its own, so that the batches arriving during a sync
+//     are written meanwhile and the next sync, right after it, covers
+//     them all. With SyncInterval it returns at once.
 //   - AppendChangeAudit (the audit records of catalog changes, forwarded by
 //     catalog.Service) logs the events of revisions above AuditedRevision
 //     with the new mark (a record starting with 0xAC and the mark).
