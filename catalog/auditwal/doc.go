@@ -13,10 +13,10 @@
 //     too: the primitive alone is faster on the VM of BENCHMARKS.md, but
 //     end to end they doubled the p99 of a gateway call.
 //   - The log keeps 1 MiB allocated after its last record, reading as
-//     zeros (fallocate where the filesystem has it), prepared in the background: an append writes
-//     within the file's size, so its sync commits no size change. Zeros
-//     after the last record are the end of the log (wal.Read); a clean
-//     Close cuts them off.
+//     zeros (fallocate where the filesystem has it), prepared in the
+//     background: an append writes within the file's size, so its sync
+//     commits no size change. Zeros after the last record are the end
+//     of the log (wal.Read); a clean Close cuts them off.
 //   - With Options.SyncInterval (--audit-sync off) AppendAudit writes
 //     without an fsync and a background loop fsyncs the log every
 //     SyncInterval: a process crash loses nothing written, an OS crash
