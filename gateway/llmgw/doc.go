@@ -48,9 +48,8 @@
 //	guard_result  llm.Reply.Relay: the body, or the stream event by event
 //	              (flushed), each through the result guard; the call is
 //	              committed (its audit record durable) just before the
-//	              first byte; a whole answer goes out once metered, and
-//	              its completion record is queued after it (audit stage).
-//	              A client that goes away cancels the upstream call.
+//	              first byte. A client that goes away cancels the upstream
+//	              call.
 //	meter, audit  one audit event per request, service_name "llm", action
 //	              the endpoint (chat.completions, responses, embeddings,
 //	              models, messages, messages.count_tokens), request_id the

@@ -137,16 +137,11 @@ type fakeAudit struct {
 	// quiet: done is not signalled (benchmarks: a goroutine woken per
 	// call is a hand-off the gateway's own audit log does not make).
 	quiet bool
-	// onComplete, when set, runs before a completion is kept.
-	onComplete func()
 }
 
 func (f *fakeAudit) Record(_ context.Context, ev catalog.AuditEvent) error {
 	if f.fail.Load() {
 		return errors.New("disk full")
-	}
-	if ev.Completes && f.onComplete != nil {
-		f.onComplete()
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

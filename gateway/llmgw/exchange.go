@@ -353,10 +353,9 @@ func (x *exchange) hooks(c *pipeline.Call) llm.Hooks {
 			x.absorb(c)
 			c.Status = res.Status
 			x.setHeaders(c, c.Writer().Header())
-			// The completion follows in the audit stage, once the answer
-			// went out (a non-streamed one as soon as it is metered:
-			// pipeline's flush of an answer of declared length).
-			if err := c.Commit(false); err != nil {
+			// A non-streamed answer's outcome is known: its completion is
+			// queued now. A stream's follows in the audit stage.
+			if err := c.Commit(!res.Streaming); err != nil {
 				return err
 			}
 			return nil

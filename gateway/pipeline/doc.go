@@ -39,10 +39,7 @@
 //	guard_result  Protocol.Relay answers the client piece by piece (a JSON
 //	              body, or each SSE event), each through the Guard's
 //	              ResultGuard (Call.GuardPiece), after Call.Commit
-//	meter         the Limiter's reservation settled; Meter.Record; then
-//	              an answer of declared length (Content-Length) is
-//	              flushed, so that the audit stage and the observers do
-//	              not delay it
+//	meter         the Limiter's reservation settled; Meter.Record
 //	audit         what is not recorded yet is (every call ends in exactly
 //	              one audit row)
 //

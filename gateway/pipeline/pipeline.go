@@ -571,23 +571,9 @@ func (p *Pipeline) finish(ctx context.Context, c *Call) {
 		panic(r)
 	}
 	p.stage(ctx, c, StageMeter, p.meter)
-	flushWhole(c)
 	p.stage(ctx, c, StageAudit, p.audit)
 	if o := p.cfg.Observer; o != nil {
 		o.Finished(c)
-	}
-}
-
-// flushWhole sends the client an answer of declared length
-// (Content-Length) once the call is metered, so that the audit stage
-// (the completion record), the observers and the handler's return do not
-// delay it: net/http would send it only when the handler returns. An
-// answer without a declared length is left to net/http, which declares
-// it then (flushing it now would make it chunked), as is a stream (its
-// events were flushed as they came).
-func flushWhole(c *Call) {
-	if c.Started() && c.w.Header().Get("Content-Length") != "" {
-		_ = http.NewResponseController(c.w).Flush()
 	}
 }
 

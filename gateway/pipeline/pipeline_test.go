@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +24,6 @@ type echoProto struct {
 	call     pipeline.Call
 	upstream func(body []byte) (int, string)
 	renders  int
-	declare  bool // the answer declares its length (Content-Length)
 }
 
 func (x *echoProto) Service() string { return "llm" }
@@ -62,9 +60,6 @@ func (x *echoProto) Relay(ctx context.Context, c *pipeline.Call, resp *http.Resp
 	c.Status, c.BytesOut = resp.StatusCode, int64(len(b))
 	if err := c.Commit(true); err != nil {
 		return err
-	}
-	if x.declare {
-		c.Writer().Header().Set("Content-Length", strconv.Itoa(len(b)))
 	}
 	c.Writer().WriteHeader(resp.StatusCode)
 	_, _ = c.Writer().Write(b)
