@@ -48,8 +48,10 @@
 //	guard_result  llm.Reply.Relay: the body, or the stream event by event
 //	              (flushed), each through the result guard; the call is
 //	              committed (its audit record durable) just before the
-//	              first byte. A client that goes away cancels the upstream
-//	              call.
+//	              first byte; a non-streamed answer's completion is queued
+//	              then too, so that the answer (of declared length) goes
+//	              out once metered, before the call's end (pipeline). A
+//	              client that goes away cancels the upstream call.
 //	meter, audit  one audit event per request, service_name "llm", action
 //	              the endpoint (chat.completions, responses, embeddings,
 //	              models, messages, messages.count_tokens), request_id the

@@ -137,9 +137,27 @@ type fakeAudit struct {
 	// quiet: done is not signalled (benchmarks: a goroutine woken per
 	// call is a hand-off the gateway's own audit log does not make).
 	quiet bool
+	// onQueue, when set, is told what the pipeline recorded: "request
+	// queued" (to wait for), "record queued" (nobody waits: --audit-sync
+	// off), "completion queued", "record written" (a call's only one).
+	onQueue func(what string)
 }
 
-func (f *fakeAudit) Record(_ context.Context, ev catalog.AuditEvent) error {
+func (f *fakeAudit) queued(what string) {
+	if f.onQueue != nil {
+		f.onQueue(what)
+	}
+}
+
+func (f *fakeAudit) Record(ctx context.Context, ev catalog.AuditEvent) error {
+	err := f.record(ctx, ev)
+	if err == nil {
+		f.queued("record written")
+	}
+	return err
+}
+
+func (f *fakeAudit) record(_ context.Context, ev catalog.AuditEvent) error {
 	if f.fail.Load() {
 		return errors.New("disk full")
 	}
@@ -166,11 +184,19 @@ func (f *fakeAudit) Record(_ context.Context, ev catalog.AuditEvent) error {
 }
 
 func (f *fakeAudit) Enqueue(ctx context.Context, ev catalog.AuditEvent) (*catalog.AuditAck, error) {
-	return catalog.DoneAuditAck(f.Record(ctx, ev)), nil
+	err := f.record(ctx, ev)
+	f.queued("request queued")
+	return catalog.DoneAuditAck(err), nil
 }
 
 func (f *fakeAudit) Submit(ctx context.Context, ev catalog.AuditEvent) error {
-	return f.Record(ctx, ev)
+	err := f.record(ctx, ev)
+	if err == nil && ev.Completes {
+		f.queued("completion queued")
+	} else if err == nil {
+		f.queued("record queued")
+	}
+	return err
 }
 
 // fakeLimiter refuses when refuse returns an error; it records what it

@@ -354,7 +354,10 @@ func (x *exchange) hooks(c *pipeline.Call) llm.Hooks {
 			c.Status = res.Status
 			x.setHeaders(c, c.Writer().Header())
 			// A non-streamed answer's outcome is known: its completion is
-			// queued now. A stream's follows in the audit stage.
+			// queued now, before the answer, so a query after the answer
+			// sees the call complete, and the pipeline may send the
+			// answer before the call's end. A stream's follows in the
+			// audit stage.
 			if err := c.Commit(!res.Streaming); err != nil {
 				return err
 			}

@@ -18,8 +18,14 @@ type auditState struct {
 	// off, need not be waited for).
 	durable bool
 	// done: the call's final record (its completion, or its only record)
-	// was written or queued; nothing more is recorded.
+	// was written or queued, or failed; nothing more is recorded.
 	done bool
+	// settled: the call's record is as the rule wants it before the
+	// answer leaves: its request record durable (or, with --audit-sync
+	// off, queued) and its final record written or queued, so that a query
+	// after the answer sees the call complete. Only then may the pipeline
+	// send an answer before the call's end (flushWhole).
+	settled bool
 }
 
 // beginAudit queues the call's request record before it is forwarded
@@ -74,8 +80,11 @@ func (p *Pipeline) commit(c *Call, final bool) *Error {
 			if err := p.queue.Submit(c.bg(), ev); err != nil {
 				return p.auditFailed(c, err)
 			}
+			a.settled = true
 			return nil
 		}
+		// Recorded in the background: not settled (a query after the
+		// answer may not see it yet).
 		go func() {
 			ctx, cancel := p.auditContext(c)
 			defer cancel()
@@ -90,6 +99,7 @@ func (p *Pipeline) commit(c *Call, final bool) *Error {
 	if err := p.cfg.Audit.Record(ctx, ev); err != nil {
 		return p.auditFailed(c, err)
 	}
+	a.settled = true
 	return nil
 }
 
@@ -101,7 +111,9 @@ func (p *Pipeline) complete(c *Call) {
 	if err := p.queue.Submit(c.bg(), ev); err != nil {
 		// The request record is durable; the outcome is in the log.
 		p.logAuditFailure(ev, err)
+		return
 	}
+	c.audit.settled = true
 }
 
 // audit is the audit stage at the end of every call: what was not

@@ -39,7 +39,10 @@
 //	guard_result  Protocol.Relay answers the client piece by piece (a JSON
 //	              body, or each SSE event), each through the Guard's
 //	              ResultGuard (Call.GuardPiece), after Call.Commit
-//	meter         the Limiter's reservation settled; Meter.Record
+//	meter         the Limiter's reservation settled; Meter.Record; then
+//	              an answer of declared length (Content-Length) whose
+//	              record is settled (below) is flushed, so that the audit
+//	              stage and the observers do not delay it
 //	audit         what is not recorded yet is (every call ends in exactly
 //	              one audit row)
 //
@@ -88,6 +91,13 @@
 // (KindAudit) instead of the answer, or, in a stream already under way, an
 // error event; if the audit log failed a moment ago the call is not even
 // forwarded.
+//
+// An answer of declared length leaves before the call's end (after the
+// meter stage) only once its record is settled: the request record
+// durable (queued, with --audit-sync off) and the final record (the
+// completion, or the only record) written or queued. An adapter that
+// leaves the completion to the audit stage (Call.Commit(false) before a
+// whole answer) has its answer sent when the handler returns, after it.
 //
 // A crash after an answer loses at most the completion: the row stays with
 // status 0 ("outcome not recorded"). With AuditAsync (--audit-sync off,

@@ -88,7 +88,9 @@ type Verdict struct {
 
 // Meter is the meter stage: it sees every call once its answer is done
 // (status, Usage, timings) and records usage and cost (usage tables,
-// metrics). It runs after the answer was sent; it must not block long.
+// metrics). It runs after the answer was written, before a whole answer
+// is flushed (so limits are settled before the client has it); it must
+// not block long.
 type Meter interface {
 	Record(ctx context.Context, c *Call)
 }

@@ -571,9 +571,32 @@ func (p *Pipeline) finish(ctx context.Context, c *Call) {
 		panic(r)
 	}
 	p.stage(ctx, c, StageMeter, p.meter)
+	flushWhole(c)
 	p.stage(ctx, c, StageAudit, p.audit)
 	if o := p.cfg.Observer; o != nil {
 		o.Finished(c)
+	}
+}
+
+// flushWhole sends the client a whole answer before the call's end (the
+// audit stage, the observers, the handler's return), which net/http would
+// wait for. It does so only when all three hold:
+//   - the answer has started and declares its length (Content-Length): a
+//     flush of one without would make it chunked (net/http declares its
+//     length when the handler returns), and a stream flushed its events
+//     as they came;
+//   - the call is metered (this runs after the meter stage: the limits
+//     are settled before the client can send its next call);
+//   - the call's record is settled (auditState.settled): its request
+//     record durable, or queued with --audit-sync off, and its final
+//     record written or queued, so that the audit stage has nothing left
+//     to record and a query after the answer sees the call complete. An
+//     answer whose completion is left to the audit stage, one whose
+//     record failed (a 503) and one recorded in the background go when
+//     the handler returns, as before.
+func flushWhole(c *Call) {
+	if c.Started() && c.audit.settled && c.w.Header().Get("Content-Length") != "" {
+		_ = http.NewResponseController(c.w).Flush()
 	}
 }
 

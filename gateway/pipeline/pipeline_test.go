@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,13 @@ type echoProto struct {
 	call     pipeline.Call
 	upstream func(body []byte) (int, string)
 	renders  int
+	declare  bool // the answer declares its length (Content-Length)
+	// partial: the answer is committed not final (its completion left to
+	// the audit stage); declareErrors: Render declares its length too;
+	// sendErr: the upstream cannot be reached.
+	partial       bool
+	declareErrors bool
+	sendErr       error
 }
 
 func (x *echoProto) Service() string { return "llm" }
@@ -46,6 +54,9 @@ func (x *echoProto) Resolve(ctx context.Context, c *pipeline.Call) error {
 }
 
 func (x *echoProto) Send(ctx context.Context, c *pipeline.Call, cred string) (*http.Response, error) {
+	if x.sendErr != nil {
+		return nil, x.sendErr
+	}
 	st, out := x.upstream(c.Content.Body)
 	return &http.Response{StatusCode: st, Body: io.NopCloser(strings.NewReader(out)), Header: http.Header{}}, nil
 }
@@ -58,8 +69,11 @@ func (x *echoProto) Relay(ctx context.Context, c *pipeline.Call, resp *http.Resp
 		return err
 	}
 	c.Status, c.BytesOut = resp.StatusCode, int64(len(b))
-	if err := c.Commit(true); err != nil {
+	if err := c.Commit(!x.partial); err != nil {
 		return err
+	}
+	if x.declare {
+		c.Writer().Header().Set("Content-Length", strconv.Itoa(len(b)))
 	}
 	c.Writer().WriteHeader(resp.StatusCode)
 	_, _ = c.Writer().Write(b)
@@ -69,7 +83,11 @@ func (x *echoProto) Relay(ctx context.Context, c *pipeline.Call, resp *http.Resp
 func (x *echoProto) Render(c *pipeline.Call, err *pipeline.Error) pipeline.Answer {
 	x.renders++
 	b, _ := json.Marshal(map[string]any{"error": map[string]string{"type": err.Kind.String(), "message": err.Message}})
-	return pipeline.Answer{Status: err.Status, ContentType: "application/json", Body: b}
+	a := pipeline.Answer{Status: err.Status, ContentType: "application/json", Body: b}
+	if x.declareErrors {
+		a.Header = http.Header{"Content-Length": {strconv.Itoa(len(b))}}
+	}
+	return a
 }
 
 func (x *echoProto) AuditParams(c *pipeline.Call) string {
