@@ -397,6 +397,11 @@ func (x *exchange) answer(c *pipeline.Call, status int, ctype string, body []byt
 	if ctype != "" {
 		w.Header().Set("Content-Type", ctype)
 	}
+	if status != http.StatusNoContent && status != http.StatusNotModified {
+		// The length declared: the pipeline then sends the answer once
+		// the call is metered and recorded, before the call's end.
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	}
 	x.writeHeader(c, status)
 	if len(body) > 0 {
 		_, _ = w.Write(body)

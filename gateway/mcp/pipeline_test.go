@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -530,5 +532,65 @@ func TestPublicURLWithPath(t *testing.T) {
 	}
 	if rec = swap("/mcp/github", nil); rec.status != 404 {
 		t.Fatalf("the path without the public URL's: %d", rec.status)
+	}
+}
+
+// heldEnd is an Observer that holds each call's end (Finished) until the
+// client has read the answer (got closed), at most 10 s, and reports
+// whether the answer came first.
+type heldEnd struct {
+	got   chan struct{}
+	first chan bool
+}
+
+func (o *heldEnd) StartStage(ctx context.Context, _ *pipeline.Call, _ pipeline.Stage) (context.Context, func(*pipeline.Error)) {
+	return ctx, func(*pipeline.Error) {}
+}
+
+func (o *heldEnd) Finished(*pipeline.Call) {
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-o.got:
+		o.first <- true
+	case <-t.C:
+		o.first <- false
+	}
+}
+
+// A whole answer (a tools/call result, a notification's 202) declares its
+// length and reaches the client once the call is metered and recorded,
+// before the call's end: the audit stage and the observers do not delay
+// it.
+func TestAnswerBeforeCallEnd(t *testing.T) {
+	up := rawUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if b, _ := io.ReadAll(r.Body); strings.Contains(string(b), `"notifications/`) {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		jsonResult(w)
+	})
+	for _, tc := range []struct {
+		name, conn, body string
+		status           int
+	}{
+		{"result", "github", callBody, 200},
+		{"notification", "github", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, 202},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			obs := &heldEnd{got: make(chan struct{}), first: make(chan bool, 1)}
+			e := newEnv(t, up.URL, func(c *Config) { c.Observer = obs })
+			r := e.post("alice-token", tc.conn, tc.body, nil)
+			close(obs.got)
+			if r.status != tc.status {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			if got := r.header.Get("Content-Length"); got != strconv.Itoa(len(r.body)) {
+				t.Fatalf("Content-Length %q for a body of %d bytes", got, len(r.body))
+			}
+			if !<-obs.first {
+				t.Fatal("the answer reached the client only after the call's end")
+			}
+		})
 	}
 }
