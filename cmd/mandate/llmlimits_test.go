@@ -40,11 +40,10 @@ func TestCatalogIDs(t *testing.T) {
 	})
 	ids := newCatalogIDs(svc)
 	type want struct {
-		name   string
-		conn   bool // a connection's name, else a principal's
-		known  bool
-		sameAs catalog.ID // 0: any
-		newID  bool       // an ID other than before the step
+		name  string
+		conn  bool // a connection's name, else a principal's
+		known bool
+		newID bool // an ID other than before the step (else the same)
 	}
 	idOf := map[string]catalog.ID{}
 	check := func(step string, ws ...want) {
