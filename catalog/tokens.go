@@ -62,8 +62,20 @@ func NewAccessToken() (token, hash string, err error) {
 // HashAccessToken returns the hex SHA-256 of a token: what the catalog
 // stores and looks tokens up by.
 func HashAccessToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
+	sum := AccessTokenSum(token)
 	return hex.EncodeToString(sum[:])
+}
+
+// AccessTokenSum is the SHA-256 of a token, whose hex is HashAccessToken:
+// a cache key that takes no allocation for a token of an access token's
+// length.
+func AccessTokenSum(token string) [sha256.Size]byte {
+	var b [accessTokenLen]byte
+	if len(token) != len(b) {
+		return sha256.Sum256([]byte(token))
+	}
+	copy(b[:], token)
+	return sha256.Sum256(b[:])
 }
 
 // LooksLikeAccessToken reports whether s has the shape of an access token

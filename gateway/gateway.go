@@ -175,8 +175,9 @@ var ErrNoModelService = errors.New("gateway: no such model service")
 // AccessTokens verifies Mandate's personal access tokens (CREATE ACCESS
 // TOKEN): a token acts as its user, through its agent when it names one.
 // An unknown, expired or dropped token is an *AuthError with Status 401.
-// Implementations check the token against the current catalog on every
-// call, so a dropped token is refused at once.
+// Implementations check the token against the current catalog revision
+// on every call, so a dropped token is refused at once. The Identity may
+// be shared by every call presenting the token: treat it as read-only.
 type AccessTokens interface {
 	VerifyAccessToken(ctx context.Context, token string) (*Identity, error)
 }

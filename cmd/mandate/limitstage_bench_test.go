@@ -37,7 +37,7 @@ func BenchmarkLimitStageMCP(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	ids := catalogIDs{svc}
+	ids := newCatalogIDs(svc)
 	conn, ok := ids.SecurableID(catalog.TypeConnection, "system.ai.bench")
 	if !ok {
 		b.Fatal("no connection")
@@ -68,5 +68,62 @@ func BenchmarkLimitStageMCP(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkLimitStageLLM is the limits stage of one model call over the
+// catalog's names (as mandate serve resolves them): a FOR EACH USER rate
+// limit of requests and tokens and a FOR EACH USER budget on the model
+// service, reserved and settled; the caller acts through an agent.
+//
+//	go test -run '^$' -bench BenchmarkLimitStageLLM -benchmem ./cmd/mandate
+func BenchmarkLimitStageLLM(b *testing.B) {
+	kr, _ := catalog.NewKeyring(make([]byte, 32))
+	svc, err := catalog.Open(b.Context(), catalog.Options{Store: memstore.New(), Keyring: kr, AdminVerifier: "x"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = svc.Close() })
+	admin := catalog.WriteRequest{Caller: catalog.Caller{Principal: catalog.AdminUser}, Action: "BENCH"}
+	if _, err := svc.Write(b.Context(), admin, func(tx *catalog.Tx) error {
+		if err := tx.CreatePrincipal(catalog.KindUser, "alice@example.com", nil, false); err != nil {
+			return err
+		}
+		if err := tx.CreatePrincipal(catalog.KindServicePrincipal, "coding-agent", nil, false); err != nil {
+			return err
+		}
+		if err := tx.CreateProviderService([]string{"system", "ai", "openai_prod"}, [][2]string{{"provider", "openai"}, {"api_key", "sk"}, {"prices", "gpt-4.1=2/8/0.5"}}, false, nil); err != nil {
+			return err
+		}
+		return tx.CreateModelService([]string{"system", "ai", "frontier"}, [][2]string{{"destinations", "openai_prod/gpt-4.1"}}, false, nil)
+	}); err != nil {
+		b.Fatal(err)
+	}
+	ids := newCatalogIDs(svc)
+	ms, ok := ids.SecurableID(catalog.TypeModelService, "system.ai.frontier")
+	if !ok {
+		b.Fatal("no model service")
+	}
+	lim := limits.New(limits.Options{})
+	const big = 1 << 40
+	if err := lim.Apply(b.Context(), limits.Definitions{
+		RateLimits: []limits.RateLimit{{Securable: ms, Level: limits.LevelEachUser, Requests: big, Tokens: big}},
+		Budgets:    []limits.Budget{{Name: "each", Limit: limits.MaxMoney / 4, Level: limits.LevelEachUser, Service: ms, ServiceName: "system.ai.frontier"}},
+	}); err != nil {
+		b.Fatal(err)
+	}
+	st := limitstage.New(lim, ids)
+	price := gateway.ModelPrice{Input: 2, Output: 8, CachedInput: 0.5, HasCachedInput: true}
+	b.ReportAllocs()
+	for b.Loop() {
+		c := &pipeline.Call{Identity: &gateway.Identity{Subject: "alice@example.com", Actor: "coding-agent"},
+			Securable: enforce.SecurableRef{Type: catalog.TypeModelService, Name: "system.ai.frontier"},
+			Model: &pipeline.ModelCall{InputTokens: 200, MaxTokens: 256, Attempts: 1,
+				Destinations: []pipeline.ModelDestination{{Service: "openai_prod", Model: "gpt-4.1", Price: price, Priced: true}}}}
+		r, err := st.Reserve(b.Context(), c)
+		if err != nil || r == nil {
+			b.Fatal(r, err)
+		}
+		r.Settle(b.Context(), c, pipeline.Usage{InputTokens: 200, OutputTokens: 100})
 	}
 }

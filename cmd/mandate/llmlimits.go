@@ -58,7 +58,7 @@ var _ pipeline.Limiter = (*limitsEngine)(nil)
 // and spend live in the database and survive restarts); nil: in memory,
 // the windows replayed from the last minute's rows.
 func newServeLimits(ctx context.Context, svc *catalog.Service, qe catalog.QueryEngine, shared limits.Backend, log zerolog.Logger) *limitsEngine {
-	e := &limitsEngine{log: log, revision: svc.Revision, defs: api.LimitsResolver(svc), ids: catalogIDs{svc}}
+	e := &limitsEngine{log: log, revision: svc.Revision, defs: api.LimitsResolver(svc), ids: newCatalogIDs(svc)}
 	backend := shared
 	if backend == nil {
 		backend = limits.NewMemory(usageSpend{qe: qe, svc: svc})
@@ -95,7 +95,7 @@ func newNodeLimits(src *node.Limits, revision func() catalog.Revision, log zerol
 // leaseServer lends the engine's windows and budgets to gateway nodes
 // (api.Options.Leases); Close stops its sweeper.
 func (e *limitsEngine) leaseServer(svc *catalog.Service) *nodelimits.Server {
-	return nodelimits.NewServer(e.lim, nodelimits.ServerOptions{Principal: catalogIDs{svc}.PrincipalID, Sync: e.sync})
+	return nodelimits.NewServer(e.lim, nodelimits.ServerOptions{Principal: newCatalogIDs(svc).PrincipalID, Sync: e.sync})
 }
 
 func (e *limitsEngine) init() {
@@ -183,29 +183,88 @@ func (e *limitsEngine) budgetStatus(svc *catalog.Service) func(ctx context.Conte
 	}
 }
 
-// catalogIDs resolves names over the catalog in process.
-type catalogIDs struct{ svc *catalog.Service }
+// catalogIDs resolves names over the catalog in process. The IDs found
+// at a catalog revision are cached until the next revision (a DROP, a
+// RENAME or a re-CREATE is a new one), so every call resolves its names
+// at the current revision as the catalog would; unknown names are not
+// cached, and at most maxCachedIDs names are (a full cache is emptied).
+type catalogIDs struct {
+	svc *catalog.Service
 
-func (c catalogIDs) PrincipalID(name string) (id catalog.ID, ok bool) {
-	c.svc.Read(func(m *catalog.Model) {
-		if p, found := m.PrincipalByName(name); found {
-			id, ok = p.ID, true
-		}
-	})
-	return id, ok
+	mu  sync.Mutex
+	rev catalog.Revision
+	ids map[idKey]catalog.ID // found at revision rev
 }
 
-func (c catalogIDs) SecurableID(typ catalog.SecurableType, name string) (id catalog.ID, ok bool) {
-	path, err := catalog.SplitName(name)
-	if err != nil {
+// idKey is a principal's name (typ "") or a securable's type and full
+// name.
+type idKey struct {
+	typ  catalog.SecurableType
+	name string
+}
+
+// maxCachedIDs bounds catalogIDs' cache.
+const maxCachedIDs = 4096
+
+func newCatalogIDs(svc *catalog.Service) *catalogIDs {
+	return &catalogIDs{svc: svc, ids: map[idKey]catalog.ID{}}
+}
+
+func (c *catalogIDs) PrincipalID(name string) (catalog.ID, bool) {
+	return c.id(idKey{name: name}, func(m *catalog.Model) (catalog.ID, bool) {
+		p, ok := m.PrincipalByName(name)
+		if !ok {
+			return 0, false
+		}
+		return p.ID, true
+	})
+}
+
+func (c *catalogIDs) SecurableID(typ catalog.SecurableType, name string) (catalog.ID, bool) {
+	return c.id(idKey{typ: typ, name: name}, func(m *catalog.Model) (catalog.ID, bool) {
+		path, err := catalog.SplitName(name)
+		if err != nil {
+			return 0, false
+		}
+		s, err := m.Lookup(typ, path)
+		if err != nil {
+			return 0, false
+		}
+		return s.ID, true
+	})
+}
+
+// id answers k from the cache of the current revision, or with find over
+// the catalog's model (then caching what it found at that revision).
+func (c *catalogIDs) id(k idKey, find func(m *catalog.Model) (catalog.ID, bool)) (catalog.ID, bool) {
+	rev := c.svc.Revision()
+	c.mu.Lock()
+	if rev != c.rev {
+		clear(c.ids)
+		c.rev = rev
+	}
+	id, ok := c.ids[k]
+	c.mu.Unlock()
+	if ok {
+		return id, true
+	}
+	var at catalog.Revision
+	c.svc.Read(func(m *catalog.Model) {
+		at = m.Revision()
+		id, ok = find(m)
+	})
+	if !ok {
 		return 0, false
 	}
-	c.svc.Read(func(m *catalog.Model) {
-		if s, err := m.Lookup(typ, path); err == nil {
-			id, ok = s.ID, true
+	c.mu.Lock()
+	if at == c.rev { // a commit may have come in between
+		if len(c.ids) >= maxCachedIDs {
+			clear(c.ids)
 		}
-	})
-	return id, ok
+		c.ids[k] = id
+	}
+	c.mu.Unlock()
+	return id, true
 }
 
 // nameIDs are the IDs of the names a revision's definitions use, on a

@@ -102,9 +102,14 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 			// output reserves one token (its worst case is its input).
 			lc.MaxTokens = max(m.OutputCap, 1)
 		}
-		lc.Destinations = make([]limits.Destination, len(m.Destinations))
-		for i, d := range m.Destinations {
-			lc.Destinations[i] = limits.Destination{Name: d.Service + "/" + d.Model, Price: Price(d.Price), Priced: d.Priced}
+		var dbuf [4]limits.Destination // the usual split and fallbacks, on the stack
+		lc.Destinations = dbuf[:0]
+		for _, d := range m.Destinations {
+			ld := limits.Destination{Price: Price(d.Price), Priced: d.Priced}
+			if !d.Priced { // named only for the refusal a missing price may be
+				ld.Name = d.Service + "/" + d.Model
+			}
+			lc.Destinations = append(lc.Destinations, ld)
 		}
 	}
 	r, err := s.lim.Reserve(ctx, &lc)

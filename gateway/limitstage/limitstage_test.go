@@ -2,7 +2,9 @@ package limitstage
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +175,57 @@ func TestReserveResolvesOnlyWhenDefined(t *testing.T) {
 			}
 			if (r != nil) != tc.reserved {
 				t.Errorf("reservation %v, want one: %v", r, tc.reserved)
+			}
+		})
+	}
+}
+
+// TestDestinations: under a budget, the worst case covers every
+// destination, however many, and an unpriced one is refused by its
+// name (provider service/model).
+func TestDestinations(t *testing.T) {
+	names := ids{"alice": 10, "system.ai.frontier": 20}
+	dest := func(n int, unpriced int) []pipeline.ModelDestination {
+		var out []pipeline.ModelDestination
+		for i := range n {
+			out = append(out, pipeline.ModelDestination{Service: "p", Model: fmt.Sprintf("m%d", i),
+				Price: gateway.ModelPrice{Input: float64(i + 1), Output: float64(i + 1)}, Priced: i != unpriced})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name    string
+		dests   []pipeline.ModelDestination
+		worst   limits.Money // reserved: 10 input + 10 output tokens at the dearest price
+		refused string
+	}{
+		{"one", dest(1, -1), 20 * 1000, ""},
+		{"six", dest(6, -1), 20 * 6000, ""},
+		{"one unpriced", dest(1, 0), 0, "p/m0"},
+		{"sixth unpriced", dest(6, 5), 0, "p/m5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lim := limits.New(limits.Options{})
+			if err := lim.Apply(t.Context(), limits.Definitions{Budgets: []limits.Budget{
+				{Name: "b", Limit: limits.USD, Level: limits.LevelUser, Principal: 10, PrincipalName: "alice"}}}); err != nil {
+				t.Fatal(err)
+			}
+			c := &pipeline.Call{Identity: &gateway.Identity{Subject: "alice"},
+				Securable: enforce.SecurableRef{Type: typeModelService, Name: "system.ai.frontier"},
+				Model:     &pipeline.ModelCall{InputTokens: 10, MaxTokens: 10, Destinations: tc.dests}}
+			r, err := New(lim, names).Reserve(t.Context(), c)
+			if tc.refused != "" {
+				var pe *pipeline.Error
+				if !errors.As(err, &pe) || pe.Status != http.StatusForbidden || !strings.Contains(pe.Message, tc.refused) {
+					t.Fatalf("reserve: %v, want a 403 naming %s", err, tc.refused)
+				}
+				return
+			}
+			if err != nil || r == nil {
+				t.Fatalf("reserve: %v %v", r, err)
+			}
+			if got := r.(*reservation).r.Cost(); got != tc.worst {
+				t.Errorf("reserved %d nano-USD, want %d", got, tc.worst)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
+	"github.com/mandatehq/mandate/gateway/node"
 )
 
 // discard is an audit store that keeps nothing (the durable path is
@@ -52,4 +53,34 @@ func BenchmarkAuditSink(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(b.N)/float64(cs.count(api.AuditPath)), "events/request")
+}
+
+// BenchmarkLocalAccessTokens is mandate serve's verification of a valid
+// access token (LocalAccessTokens), serial and from 32 goroutines.
+//
+//	go test -run '^$' -bench BenchmarkLocalAccessTokens -benchmem ./gateway/node/
+func BenchmarkLocalAccessTokens(b *testing.B) {
+	svc := llmCatalog(b)
+	token := newToken(b, svc, "laptop")
+	local := node.NewLocalAccessTokens(svc)
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := local.VerifyAccessToken(b.Context(), token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel-32", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(16) // × 2 cores
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := local.VerifyAccessToken(b.Context(), token); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }

@@ -20,7 +20,7 @@ import (
 
 // newCatalog opens a catalog with system.ai.my_github_mcp (a bearer token)
 // and main.tools.jira (a client secret).
-func newCatalog(t *testing.T) *catalog.Service {
+func newCatalog(t testing.TB) *catalog.Service {
 	t.Helper()
 	kr, err := catalog.NewKeyring([]byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
@@ -50,7 +50,7 @@ func newCatalog(t *testing.T) *catalog.Service {
 	return svc
 }
 
-func change(t *testing.T, svc *catalog.Service, fn func(tx *catalog.Tx) error) catalog.Revision {
+func change(t testing.TB, svc *catalog.Service, fn func(tx *catalog.Tx) error) catalog.Revision {
 	t.Helper()
 	rev, err := svc.Write(t.Context(), catalog.WriteRequest{Caller: catalog.Caller{Principal: catalog.AdminUser}, Action: "TEST"}, fn)
 	if err != nil {

@@ -33,9 +33,12 @@
 //     POST /api/v1/access-tokens/verify, sending the token's SHA-256 only;
 //     answers are cached until a newer revision is known (a dropped token
 //     is refused once the node learns of the revision that dropped it) and
-//     re-checked for expiry on every call. LocalAccessTokens looks every
-//     call up in the current model. Either answers the token's user as
-//     Subject and its agent as Actor; an invalid token is a 401
+//     re-checked for expiry on every call. LocalAccessTokens looks a
+//     token up in the current model once per catalog revision (its valid
+//     answers cached by the token's SHA-256 until the next revision, the
+//     expiry re-checked on every call; unknown tokens not cached). Either
+//     answers the token's user as Subject and its agent as Actor (one
+//     Identity per answer, shared read-only); an invalid token is a 401
 //     *gateway.AuthError.
 //   - Limits fetches the rate limits and budgets (GET /api/v1/limits),
 //     cached per revision; LimitDefinitions converts them (or

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,10 +93,12 @@ func (s *ModelServices) ListModelServices(ctx context.Context) ([]string, error)
 // are cached by hash until a newer catalog revision is known (a DROP
 // ACCESS TOKEN is a new revision, so it takes effect as soon as the node
 // learns of it through its watch) and at most ConnectionTTL; a cached
-// valid answer is checked against its expiry on every call.
+// valid answer is checked against its expiry on every call
+// (tokenAnswer). The Identity is shared by the calls presenting the
+// token: read it, never change it.
 type AccessTokens struct {
 	r     *remote
-	cache *revCache[*api.AccessTokenInfo]
+	cache *revCache[*tokenAnswer]
 }
 
 var _ gateway.AccessTokens = (*AccessTokens)(nil)
@@ -105,7 +109,7 @@ func NewAccessTokens(cfg Config) (*AccessTokens, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &AccessTokens{r: r, cache: newRevCache[*api.AccessTokenInfo](r)}, nil
+	return &AccessTokens{r: r, cache: newRevCache[*tokenAnswer](r)}, nil
 }
 
 // Close releases idle HTTP connections.
@@ -120,18 +124,18 @@ func (a *AccessTokens) VerifyAccessToken(ctx context.Context, token string) (*ga
 		return nil, invalidToken("invalid access token")
 	}
 	hash := catalog.HashAccessToken(token)
-	info, err := a.cache.get(ctx, hash, func(ctx context.Context) (*api.AccessTokenInfo, catalog.Revision, bool, error) {
+	ans, err := a.cache.get(ctx, hash, func(ctx context.Context) (*tokenAnswer, catalog.Revision, bool, error) {
 		body, _ := json.Marshal(api.AccessTokenRequest{TokenHash: hash})
 		var info api.AccessTokenInfo
 		if err := a.r.do(ctx, http.MethodPost, api.AccessTokenVerifyPath, body, &info); err != nil {
 			return nil, 0, false, fmt.Errorf("verifying an access token at the catalog: %w", err)
 		}
-		return &info, info.Revision, true, nil
+		return newTokenAnswer(&info), info.Revision, true, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return tokenIdentity(info, time.Now())
+	return ans.identity(time.Now())
 }
 
 // LocalModelServices resolves model services in the catalog's own
@@ -217,18 +221,32 @@ func (l *LocalModelServices) ListModelServices(ctx context.Context) ([]string, e
 }
 
 // LocalAccessTokens verifies access tokens in the catalog's own process:
-// every call looks the token's hash up in the current model (an index,
-// under the catalog's read lock), so a dropped token is refused from the
-// revision that dropped it on.
+// the token's hash is looked up in the current model (an index, under the
+// catalog's read lock) once per catalog revision. The valid answers are
+// cached by the token's SHA-256 (never the token) until the next
+// revision, so a dropped token is refused from the revision that dropped
+// it on; a cached answer is checked against its expiry on every call
+// (tokenAnswer). Unknown tokens are not cached (random tokens take no
+// memory); at most DefaultCacheSize valid ones are (a full cache is
+// emptied). The Identity is shared by the calls presenting the token:
+// read it, never change it.
 type LocalAccessTokens struct {
+	svc    *catalog.Service
 	verify func(ctx context.Context, hash string) (*api.AccessTokenInfo, error)
+	now    func() time.Time
+	size   int
+
+	mu    sync.Mutex
+	rev   catalog.Revision
+	cache map[[sha256.Size]byte]*tokenAnswer // valid answers of revision rev
 }
 
 var _ gateway.AccessTokens = (*LocalAccessTokens)(nil)
 
 // NewLocalAccessTokens returns the in-process verifier over svc.
 func NewLocalAccessTokens(svc *catalog.Service) *LocalAccessTokens {
-	return &LocalAccessTokens{verify: api.AccessTokenVerifier(svc)}
+	return &LocalAccessTokens{svc: svc, verify: api.AccessTokenVerifier(svc), now: time.Now, size: DefaultCacheSize,
+		cache: map[[sha256.Size]byte]*tokenAnswer{}}
 }
 
 // VerifyAccessToken implements gateway.AccessTokens.
@@ -236,11 +254,35 @@ func (l *LocalAccessTokens) VerifyAccessToken(ctx context.Context, token string)
 	if !catalog.LooksLikeAccessToken(token) {
 		return nil, invalidToken("invalid access token")
 	}
-	info, err := l.verify(ctx, catalog.HashAccessToken(token))
-	if err != nil {
-		return nil, err
+	sum := catalog.AccessTokenSum(token)
+	rev := l.svc.Revision()
+	l.mu.Lock()
+	if rev != l.rev {
+		clear(l.cache)
+		l.rev = rev
 	}
-	return tokenIdentity(info, time.Now())
+	ans := l.cache[sum]
+	l.mu.Unlock()
+	if ans == nil {
+		info, err := l.verify(ctx, hex.EncodeToString(sum[:]))
+		if err != nil {
+			return nil, err
+		}
+		ans = newTokenAnswer(info)
+		if ans.id != nil {
+			l.mu.Lock()
+			// Cache only an answer of the revision the cache holds (a
+			// commit may have come in between).
+			if info.Revision == l.rev {
+				if len(l.cache) >= l.size {
+					clear(l.cache)
+				}
+				l.cache[sum] = ans
+			}
+			l.mu.Unlock()
+		}
+	}
+	return ans.identity(l.now())
 }
 
 func invalidToken(why string) error {
@@ -250,22 +292,38 @@ func invalidToken(why string) error {
 // AccessTokenIssuer is the Issuer of identities from access tokens.
 const AccessTokenIssuer = "mandate:access-token"
 
-// tokenIdentity turns a verification answer into the caller's identity:
-// the token's user, acting through its agent. Identity.Token stays empty:
-// an access token is not a credential anything upstream could accept.
-func tokenIdentity(info *api.AccessTokenInfo, now time.Time) (*gateway.Identity, error) {
+// tokenAnswer is a verification answer as the caller's identity, for
+// the caches of AccessTokens and LocalAccessTokens: the token's user,
+// acting through its agent; nil for an invalid token (why says why).
+// Identity.Token stays empty: an access token is not a credential
+// anything upstream could accept.
+type tokenAnswer struct {
+	id  *gateway.Identity
+	why string
+}
+
+func newTokenAnswer(info *api.AccessTokenInfo) *tokenAnswer {
 	if !info.Valid {
 		why := info.Error
 		if why == "" {
 			why = "invalid access token"
 		}
-		return nil, invalidToken(why)
+		return &tokenAnswer{why: why}
 	}
-	if !info.Expires.IsZero() && !now.Before(info.Expires) {
-		return nil, invalidToken(fmt.Sprintf("access token %s expired at %s", info.Name, info.Expires.UTC().Format(time.RFC3339)))
+	return &tokenAnswer{id: &gateway.Identity{Subject: info.User, Actor: info.Agent, Issuer: AccessTokenIssuer,
+		ClientID: info.Name, Expiry: info.Expires, TokenID: info.TokenID}}
+}
+
+// identity is the rule for an answer, cached or not, at every call: an
+// invalid token is refused, a valid one until its expiry.
+func (a *tokenAnswer) identity(now time.Time) (*gateway.Identity, error) {
+	if a.id == nil {
+		return nil, invalidToken(a.why)
 	}
-	return &gateway.Identity{Subject: info.User, Actor: info.Agent, Issuer: AccessTokenIssuer, ClientID: info.Name,
-		Expiry: info.Expires, TokenID: info.TokenID}, nil
+	if exp := a.id.Expiry; !exp.IsZero() && !now.Before(exp) {
+		return nil, invalidToken(fmt.Sprintf("access token %s expired at %s", a.id.ClientID, exp.UTC().Format(time.RFC3339)))
+	}
+	return a.id, nil
 }
 
 // toModelService converts the API's answer; a provider service used by

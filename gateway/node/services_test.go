@@ -3,9 +3,12 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,7 +24,7 @@ import (
 // llmCatalog adds to newCatalog: bob (owner of system.ai.frontier), the
 // provider services openai_prod and anthropic_prod, and frontier routing
 // 80/20 to them with a fallback.
-func llmCatalog(t *testing.T) *catalog.Service {
+func llmCatalog(t testing.TB) *catalog.Service {
 	svc := newCatalog(t)
 	change(t, svc, func(tx *catalog.Tx) error {
 		for _, p := range []struct {
@@ -224,5 +227,116 @@ func TestAccessTokens(t *testing.T) {
 	known.Store(int64(svc.Revision()))
 	if _, err := remote.VerifyAccessToken(ctx, token); err == nil {
 		t.Error("remote: a dropped token verified after the node learned the revision")
+	}
+}
+
+// newToken stores an access token of alice through claude-code and
+// returns it.
+func newToken(t testing.TB, svc *catalog.Service, name string) string {
+	t.Helper()
+	token, hash, err := catalog.NewAccessToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	change(t, svc, func(tx *catalog.Tx) error {
+		return tx.CreateAccessToken(name, "alice@example.com", "claude-code", 0, nil, hash)
+	})
+	return token
+}
+
+// TestLocalAccessTokensCache: a verified token is answered from the cache
+// of its catalog revision, and refused on the very next call once dropped
+// (a new revision) or expired (its cached expiry, checked every call).
+func TestLocalAccessTokensCache(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after func(t *testing.T, svc *catalog.Service, clock *atomic.Pointer[time.Time], id *gateway.Identity)
+		want  string // in the refusal's description
+	}{
+		{"dropped", func(t *testing.T, svc *catalog.Service, _ *atomic.Pointer[time.Time], _ *gateway.Identity) {
+			change(t, svc, func(tx *catalog.Tx) error { return tx.DropAccessToken("laptop", false) })
+		}, "invalid access token"},
+		{"user dropped", func(t *testing.T, svc *catalog.Service, _ *atomic.Pointer[time.Time], _ *gateway.Identity) {
+			change(t, svc, func(tx *catalog.Tx) error { return tx.DropPrincipal(catalog.KindUser, "alice@example.com", false) })
+		}, "invalid access token"},
+		{"expired", func(_ *testing.T, _ *catalog.Service, clock *atomic.Pointer[time.Time], id *gateway.Identity) {
+			exp := id.Expiry
+			clock.Store(&exp)
+		}, "expired at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := llmCatalog(t)
+			var clock atomic.Pointer[time.Time]
+			local := node.NewLocalAccessTokens(svc)
+			node.SetLocalAccessTokens(local, func() time.Time {
+				if p := clock.Load(); p != nil {
+					return *p
+				}
+				return time.Now()
+			}, node.DefaultCacheSize)
+			token := newToken(t, svc, "laptop")
+			var id *gateway.Identity
+			for range 2 {
+				var err error
+				if id, err = local.VerifyAccessToken(t.Context(), token); err != nil || id.Subject != "alice@example.com" {
+					t.Fatalf("verify: %+v, %v", id, err)
+				}
+			}
+			if n := node.LocalAccessTokensCached(local); n != 1 {
+				t.Fatalf("cached answers: %d, want 1", n)
+			}
+			tc.after(t, svc, &clock, id)
+			_, err := local.VerifyAccessToken(t.Context(), token)
+			var ae *gateway.AuthError
+			if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized || !strings.Contains(ae.Description, tc.want) {
+				t.Fatalf("after %s: %v, want a 401 %q", tc.name, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestLocalAccessTokensBounded: the cache holds at most its bound of
+// valid answers, and tokens the catalog does not know take none, however
+// many are sent.
+func TestLocalAccessTokensBounded(t *testing.T) {
+	svc := llmCatalog(t)
+	local := node.NewLocalAccessTokens(svc)
+	const bound = 3
+	node.SetLocalAccessTokens(local, time.Now, bound)
+	var tokens []string
+	for i := range 2 * bound {
+		tokens = append(tokens, newToken(t, svc, fmt.Sprintf("token_%d", i)))
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 500 {
+				if i%5 == 0 {
+					tok := tokens[(g+i)%len(tokens)]
+					if _, err := local.VerifyAccessToken(t.Context(), tok); err != nil {
+						t.Errorf("a valid token: %v", err)
+						return
+					}
+					continue
+				}
+				random, _, err := catalog.NewAccessToken() // never stored
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := local.VerifyAccessToken(t.Context(), random); err == nil {
+					t.Error("an unknown token verified")
+					return
+				}
+				if n := node.LocalAccessTokensCached(local); n > bound {
+					t.Errorf("cached answers: %d, bound %d", n, bound)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := node.LocalAccessTokensCached(local); n == 0 || n > bound {
+		t.Fatalf("cached answers: %d, want 1..%d", n, bound)
 	}
 }
