@@ -184,16 +184,12 @@ func (e *limitsEngine) budgetStatus(svc *catalog.Service) func(ctx context.Conte
 }
 
 // catalogIDs resolves names over the catalog in process. The IDs found
-// at a catalog revision are cached until the next revision (a DROP, a
-// RENAME or a re-CREATE is a new one), so every call resolves its names
-// at the current revision as the catalog would; unknown names are not
-// cached, and at most maxCachedIDs names are (a full cache is emptied).
+// are cached per catalog revision (catalog.RevisionCache: a DROP, a RENAME
+// or a re-CREATE is a new one), so every call resolves its names at the
+// current revision as the catalog would; unknown names are not cached.
 type catalogIDs struct {
 	svc *catalog.Service
-
-	mu  sync.Mutex
-	rev catalog.Revision
-	ids map[idKey]catalog.ID // found at revision rev
+	ids *catalog.RevisionCache[idKey, catalog.ID]
 }
 
 // idKey is a principal's name (typ "") or a securable's type and full
@@ -207,7 +203,7 @@ type idKey struct {
 const maxCachedIDs = 4096
 
 func newCatalogIDs(svc *catalog.Service) *catalogIDs {
-	return &catalogIDs{svc: svc, ids: map[idKey]catalog.ID{}}
+	return &catalogIDs{svc: svc, ids: catalog.NewRevisionCache[idKey, catalog.ID](svc, maxCachedIDs)}
 }
 
 func (c *catalogIDs) PrincipalID(name string) (catalog.ID, bool) {
@@ -237,34 +233,22 @@ func (c *catalogIDs) SecurableID(typ catalog.SecurableType, name string) (catalo
 // id answers k from the cache of the current revision, or with find over
 // the catalog's model (then caching what it found at that revision).
 func (c *catalogIDs) id(k idKey, find func(m *catalog.Model) (catalog.ID, bool)) (catalog.ID, bool) {
-	rev := c.svc.Revision()
-	c.mu.Lock()
-	if rev != c.rev {
-		clear(c.ids)
-		c.rev = rev
-	}
-	id, ok := c.ids[k]
-	c.mu.Unlock()
-	if ok {
+	if id, ok, _ := c.ids.Get(k); ok {
 		return id, true
 	}
-	var at catalog.Revision
+	var (
+		at catalog.Revision
+		id catalog.ID
+		ok bool
+	)
 	c.svc.Read(func(m *catalog.Model) {
 		at = m.Revision()
 		id, ok = find(m)
 	})
-	if !ok {
-		return 0, false
+	if ok {
+		c.ids.Put(at, k, id)
 	}
-	c.mu.Lock()
-	if at == c.rev { // a commit may have come in between
-		if len(c.ids) >= maxCachedIDs {
-			clear(c.ids)
-		}
-		c.ids[k] = id
-	}
-	c.mu.Unlock()
-	return id, true
+	return id, ok
 }
 
 // nameIDs are the IDs of the names a revision's definitions use, on a

@@ -98,17 +98,13 @@ func TestCatalogIDs(t *testing.T) {
 	check("re-created connection", want{name: "gh2", conn: true, known: true, newID: true})
 
 	// Unknown names take no room; known ones at most the bound.
-	ids.mu.Lock()
-	before := len(ids.ids)
-	ids.mu.Unlock()
+	before := ids.ids.Len()
 	for i := range 1000 {
 		if _, ok := ids.PrincipalID(fmt.Sprintf("nobody%d", i)); ok {
 			t.Fatal("an unknown principal resolved")
 		}
 	}
-	ids.mu.Lock()
-	after := len(ids.ids)
-	ids.mu.Unlock()
+	after := ids.ids.Len()
 	if after != before {
 		t.Fatalf("unknown names cached: %d entries, were %d", after, before)
 	}
@@ -132,9 +128,7 @@ func TestCatalogIDs(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	ids.mu.Lock()
-	n := len(ids.ids)
-	ids.mu.Unlock()
+	n := ids.ids.Len()
 	if n == 0 || n > maxCachedIDs {
 		t.Fatalf("cached IDs: %d, want 1..%d", n, maxCachedIDs)
 	}

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"sync"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce/api"
@@ -97,32 +96,22 @@ func nonNil(m map[string]string) map[string]string {
 // (mandate serve running the gateway): from the catalog.Service's model,
 // secrets decrypted with its keyring, cached until the next revision.
 type LocalConnections struct {
-	svc     *catalog.Service
 	resolve func(ctx context.Context, name string) (*api.ConnectionInfo, error)
-
-	mu    sync.Mutex
-	rev   catalog.Revision
-	cache map[string]*gateway.Connection // nil: no such connection
+	cache   *catalog.RevisionCache[string, *gateway.Connection] // nil: no such connection
 }
 
 var _ gateway.Connections = (*LocalConnections)(nil)
 
 // NewLocalConnections returns the in-process resolver over svc.
 func NewLocalConnections(svc *catalog.Service) *LocalConnections {
-	return &LocalConnections{svc: svc, resolve: api.ConnectionResolver(svc), cache: map[string]*gateway.Connection{}}
+	return &LocalConnections{resolve: api.ConnectionResolver(svc),
+		cache: catalog.NewRevisionCache[string, *gateway.Connection](svc, DefaultCacheSize)}
 }
 
 // Connection implements gateway.Connections (names as for Connections).
 // The answer is the caller's to keep and change.
 func (l *LocalConnections) Connection(ctx context.Context, name string) (*gateway.Connection, error) {
-	rev := l.svc.Revision()
-	l.mu.Lock()
-	if rev != l.rev {
-		clear(l.cache)
-		l.rev = rev
-	}
-	conn, hit := l.cache[name]
-	l.mu.Unlock()
+	conn, hit, rev := l.cache.Get(name)
 	if hit {
 		return connResult(conn, name)
 	}
@@ -130,20 +119,12 @@ func (l *LocalConnections) Connection(ctx context.Context, name string) (*gatewa
 	switch {
 	case err == nil:
 		conn = toConnection(info)
+		rev = conn.Revision
 	case catalog.IsCode(err, catalog.CodeNotFound), catalog.IsCode(err, catalog.CodeInvalidArgument):
 		conn = nil
 	default:
 		return nil, err
 	}
-	l.mu.Lock()
-	// Cache only an answer of the revision the cache holds (a commit may
-	// have come in between).
-	if (conn == nil && rev == l.rev) || (conn != nil && conn.Revision == l.rev) {
-		if len(l.cache) >= DefaultCacheSize {
-			clear(l.cache)
-		}
-		l.cache[name] = conn
-	}
-	l.mu.Unlock()
+	l.cache.Put(rev, name, conn)
 	return connResult(conn, name)
 }

@@ -142,55 +142,38 @@ func (a *AccessTokens) VerifyAccessToken(ctx context.Context, token string) (*ga
 // process (mandate serve): from the catalog.Service's model through
 // enforce/api.ModelServiceResolver, cached until the next revision.
 type LocalModelServices struct {
-	svc     *catalog.Service
 	resolve func(ctx context.Context, name string) (*api.ModelServiceInfo, error)
 	names   func(ctx context.Context) (*api.ModelServiceList, error)
-
-	mu    sync.Mutex
-	rev   catalog.Revision
-	cache map[string]*gateway.ModelService // nil: no such model service
-	list  []string
+	cache   *catalog.RevisionCache[string, *gateway.ModelService] // nil: no such model service
+	list    *catalog.RevisionCache[struct{}, []string]
 }
 
 var _ gateway.ModelServices = (*LocalModelServices)(nil)
 
 // NewLocalModelServices returns the in-process resolver over svc.
 func NewLocalModelServices(svc *catalog.Service) *LocalModelServices {
-	return &LocalModelServices{svc: svc, resolve: api.ModelServiceResolver(svc), names: api.ModelServiceNames(svc),
-		cache: map[string]*gateway.ModelService{}}
+	return &LocalModelServices{resolve: api.ModelServiceResolver(svc), names: api.ModelServiceNames(svc),
+		cache: catalog.NewRevisionCache[string, *gateway.ModelService](svc, DefaultCacheSize),
+		list:  catalog.NewRevisionCache[struct{}, []string](svc, 1)}
 }
 
 // ModelService implements gateway.ModelServices (names as for
 // ModelServices). The answer is the cache's, shared by every call: read
 // it, never change it.
 func (l *LocalModelServices) ModelService(ctx context.Context, name string) (*gateway.ModelService, error) {
-	rev := l.svc.Revision()
-	l.mu.Lock()
-	if rev != l.rev {
-		clear(l.cache)
-		l.list, l.rev = nil, rev
-	}
-	ms, hit := l.cache[name]
-	l.mu.Unlock()
+	ms, hit, rev := l.cache.Get(name)
 	if !hit {
 		info, err := l.resolve(ctx, name)
 		switch {
 		case err == nil:
 			ms = toModelService(info)
+			rev = ms.Revision
 		case catalog.IsCode(err, catalog.CodeNotFound), catalog.IsCode(err, catalog.CodeInvalidArgument):
 			ms = nil
 		default:
 			return nil, err
 		}
-		l.mu.Lock()
-		// Cache only an answer of the revision the cache holds.
-		if (ms == nil && rev == l.rev) || (ms != nil && ms.Revision == l.rev) {
-			if len(l.cache) >= DefaultCacheSize {
-				clear(l.cache)
-			}
-			l.cache[name] = ms
-		}
-		l.mu.Unlock()
+		l.cache.Put(rev, name, ms)
 	}
 	if ms == nil {
 		return nil, fmt.Errorf("%w: %s", gateway.ErrNoModelService, name)
@@ -200,23 +183,14 @@ func (l *LocalModelServices) ModelService(ctx context.Context, name string) (*ga
 
 // ListModelServices implements gateway.ModelServices.
 func (l *LocalModelServices) ListModelServices(ctx context.Context) ([]string, error) {
-	rev := l.svc.Revision()
-	l.mu.Lock()
-	if rev == l.rev && l.list != nil {
-		out := append([]string(nil), l.list...)
-		l.mu.Unlock()
-		return out, nil
+	if names, hit, _ := l.list.Get(struct{}{}); hit {
+		return append([]string(nil), names...), nil
 	}
-	l.mu.Unlock()
 	list, err := l.names(ctx)
 	if err != nil {
 		return nil, err
 	}
-	l.mu.Lock()
-	if list.Revision == l.rev {
-		l.list = list.Names
-	}
-	l.mu.Unlock()
+	l.list.Put(list.Revision, struct{}{}, list.Names)
 	return append([]string(nil), list.Names...), nil
 }
 
@@ -231,22 +205,17 @@ func (l *LocalModelServices) ListModelServices(ctx context.Context) ([]string, e
 // emptied). The Identity is shared by the calls presenting the token:
 // read it, never change it.
 type LocalAccessTokens struct {
-	svc    *catalog.Service
 	verify func(ctx context.Context, hash string) (*api.AccessTokenInfo, error)
 	now    func() time.Time
-	size   int
-
-	mu    sync.Mutex
-	rev   catalog.Revision
-	cache map[[sha256.Size]byte]*tokenAnswer // valid answers of revision rev
+	cache  *catalog.RevisionCache[[sha256.Size]byte, *tokenAnswer] // valid answers
 }
 
 var _ gateway.AccessTokens = (*LocalAccessTokens)(nil)
 
 // NewLocalAccessTokens returns the in-process verifier over svc.
 func NewLocalAccessTokens(svc *catalog.Service) *LocalAccessTokens {
-	return &LocalAccessTokens{svc: svc, verify: api.AccessTokenVerifier(svc), now: time.Now, size: DefaultCacheSize,
-		cache: map[[sha256.Size]byte]*tokenAnswer{}}
+	return &LocalAccessTokens{verify: api.AccessTokenVerifier(svc), now: time.Now,
+		cache: catalog.NewRevisionCache[[sha256.Size]byte, *tokenAnswer](svc, DefaultCacheSize)}
 }
 
 // VerifyAccessToken implements gateway.AccessTokens.
@@ -255,31 +224,15 @@ func (l *LocalAccessTokens) VerifyAccessToken(ctx context.Context, token string)
 		return nil, invalidToken("invalid access token")
 	}
 	sum := catalog.AccessTokenSum(token)
-	rev := l.svc.Revision()
-	l.mu.Lock()
-	if rev != l.rev {
-		clear(l.cache)
-		l.rev = rev
-	}
-	ans := l.cache[sum]
-	l.mu.Unlock()
-	if ans == nil {
+	ans, hit, _ := l.cache.Get(sum)
+	if !hit {
 		info, err := l.verify(ctx, hex.EncodeToString(sum[:]))
 		if err != nil {
 			return nil, err
 		}
 		ans = newTokenAnswer(info)
 		if ans.id != nil {
-			l.mu.Lock()
-			// Cache only an answer of the revision the cache holds (a
-			// commit may have come in between).
-			if info.Revision == l.rev {
-				if len(l.cache) >= l.size {
-					clear(l.cache)
-				}
-				l.cache[sum] = ans
-			}
-			l.mu.Unlock()
+			l.cache.Put(info.Revision, sum, ans)
 		}
 	}
 	return ans.identity(l.now())

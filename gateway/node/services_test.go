@@ -268,7 +268,7 @@ func TestLocalAccessTokensCache(t *testing.T) {
 			svc := llmCatalog(t)
 			var clock atomic.Pointer[time.Time]
 			local := node.NewLocalAccessTokens(svc)
-			node.SetLocalAccessTokens(local, func() time.Time {
+			node.SetLocalAccessTokens(local, svc, func() time.Time {
 				if p := clock.Load(); p != nil {
 					return *p
 				}
@@ -302,7 +302,7 @@ func TestLocalAccessTokensBounded(t *testing.T) {
 	svc := llmCatalog(t)
 	local := node.NewLocalAccessTokens(svc)
 	const bound = 3
-	node.SetLocalAccessTokens(local, time.Now, bound)
+	node.SetLocalAccessTokens(local, svc, time.Now, bound)
 	var tokens []string
 	for i := range 2 * bound {
 		tokens = append(tokens, newToken(t, svc, fmt.Sprintf("token_%d", i)))
