@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -61,10 +63,30 @@ import (
 // BENCH_BASELINE_BIN (paths baseline and baseline-audit-sync-off),
 // BENCH_PIN="server=0;loadgen=1" (the proxy process, every mandate and
 // the node on CPU 0, this process on CPU 1), BENCH_LLM_RATE (the paced
-// rate, default 1,000/s), BENCH_PPROF_ADDR with BENCH_PPROF_PATH.
+// rate, default 1,000/s), BENCH_PPROF_ADDR with BENCH_PPROF_PATH, and
+// BENCH_ROUNDS (below).
+//
+// Each phase (throughput-32conns, paced-RATE/s) runs its paths
+// interleaved: BENCH_ROUNDS rounds (default 6; 1, or an even number),
+// in each of which every path -bench selects makes N÷rounds calls (N
+// from -benchtime Nx, which the rounds need), each path's segment after
+// a warm-up of its own and with the server CPU counted per segment; the
+// paths run in the listed order in even rounds and reversed in odd ones
+// (benchOrder), so that no path owes its figures to its place or to a
+// drift of the machine's load. Each path's sub-benchmark reports every
+// round's calls together, logs each round, and adds added-p50-µs (over
+// proxy-process) and, for a mandate path beside its baseline,
+// main-lower-rounds (the rounds its p50 was below the baseline's),
+// vs-baseline-p50-µs (the median difference), and
+// second-minus-first-p50-µs and second-minus-first-cpu-µs/call (the
+// median, over the rounds, of what the later of the two took more than
+// the earlier: what the place costs).
+// BENCH_ROUNDS=1 runs each path's b.N calls at once, one path after the
+// other in the listed order (the benchmark before the rounds).
 //
 //	go test -run '^$' -bench BenchmarkGateway -benchtime 20000x ./cmd/mandate
 //	BENCH_PIN='server=0;loadgen=1' go test -run '^$' -bench BenchmarkGateway -benchtime 5000x ./cmd/mandate
+//	BENCH_BASELINE_BIN=/tmp/main-mandate BENCH_ROUNDS=10 go test -run '^$' -bench 'BenchmarkGateway/^paced-1000/s/(proxy-process|baseline|mandate)' -benchtime 5000x ./cmd/mandate
 func BenchmarkGateway(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(fastUpstream))
 	b.Cleanup(up.Close)
@@ -81,7 +103,6 @@ func BenchmarkGateway(b *testing.B) {
 		{name: "proxy", url: proxy.URL + "/mcp"},
 		{name: "proxy-process", url: childURL + "/mcp", pid: childPID},
 	}
-	var nodeAddr string
 	for _, m := range benchMandates(b, func(s *server, c *pgx.Conn) string {
 		mustExec(b, c,
 			`CREATE USER "alice@example.com"`,
@@ -98,39 +119,14 @@ func BenchmarkGateway(b *testing.B) {
 		}
 		// The node's public URL is the catalog's, so that dev tokens (whose
 		// audience is the serve process's URL) are accepted by both.
-		nodeAddr = freeAddrs(b, 1)[0]
+		nodeAddr := freeAddrs(b, 1)[0]
 		s := m.server
 		node := startProcess(b, []string{"gateway", "--catalog", "http://" + s.httpAddr,
 			"--node-token-file", filepath.Join(s.dataDir, "node-token"), "--http-addr", nodeAddr,
 			"--oidc-issuer", "http://" + s.httpAddr + "/oidc", "--public-url", "http://" + s.httpAddr,
 			"--data-dir", nodeDataDir(b, s.dataDir, ""), "--log-level", "warn"}, "Mandate gateway is ready")
-		paths = append(paths, benchPath{name: "node", url: "http://" + nodeAddr + "/mcp/bench", token: m.path.token, pid: node.cmd.Process.Pid})
-	}
-	// asks reads the node's decision cache misses (catalog round trips);
-	// -1 when the node does not report them.
-	asks := func(name string) int64 {
-		if name != "node" {
-			return -1
-		}
-		resp, err := http.Get("http://" + nodeAddr + "/healthz")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var h struct {
-			Cache *struct {
-				Misses int64 `json:"misses"`
-			} `json:"decision_cache"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || h.Cache == nil {
-			return -1
-		}
-		return h.Cache.Misses
-	}
-	reportAsks := func(b *testing.B, name string, before int64) {
-		if after := asks(name); before >= 0 && after >= 0 {
-			b.ReportMetric(float64(after-before)/float64(b.N), "catalog-asks/call")
-		}
+		paths = append(paths, benchPath{name: "node", url: "http://" + nodeAddr + "/mcp/bench", token: m.path.token, pid: node.cmd.Process.Pid,
+			asks: func() int64 { return nodeAsks(b, nodeAddr) }})
 	}
 	pinGatewayBench(b, paths)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
@@ -143,21 +139,29 @@ func BenchmarkGateway(b *testing.B) {
 	}
 	benchWarm(b, paths, call)
 	const settleQuery = `SELECT count(*) FROM system.access.audit`
-	for _, p := range paths {
-		b.Run("throughput-32conns/"+p.name, func(b *testing.B) {
-			before := asks(p.name)
-			benchThroughput(b, p, call(p), settleQuery)
-			reportAsks(b, p.name, before)
-		})
-	}
+	rounds := gatewayRounds(b)
+	benchPhase(b, "throughput-32conns", paths, rounds, call, benchThroughput(settleQuery), nil)
 	rate := benchRate()
-	for _, p := range paths {
-		b.Run(fmt.Sprintf("paced-%d/s/%s", rate, p.name), func(b *testing.B) {
-			before := asks(p.name)
-			benchPaced(b, p, rate, call(p), settleQuery)
-			reportAsks(b, p.name, before)
-		})
+	benchPhase(b, fmt.Sprintf("paced-%d/s", rate), paths, rounds, call, benchPaced(rate, settleQuery), nil)
+}
+
+// nodeAsks reads the decision cache misses (catalog round trips) a
+// gateway node at addr reports on /healthz; -1 when it does not.
+func nodeAsks(b *testing.B, addr string) int64 {
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		b.Fatal(err)
 	}
+	defer resp.Body.Close()
+	var h struct {
+		Cache *struct {
+			Misses int64 `json:"misses"`
+		} `json:"decision_cache"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || h.Cache == nil {
+		return -1
+	}
+	return h.Cache.Misses
 }
 
 // callTool sends one tools/call and checks the answer is its result.
@@ -221,7 +225,12 @@ func fastUpstream(w http.ResponseWriter, r *http.Request) {
 // server's GOMAXPROCS follows its CPUs within a second, this process's
 // is set).
 //
+// Its phases (throughput-32conns, paced-RATE/s, stream-ttfb-paced-RATE/s)
+// run their paths interleaved in BENCH_ROUNDS rounds as BenchmarkGateway's
+// do, and report the same.
+//
 //	go test -run '^$' -bench BenchmarkLLMGateway -benchtime 5000x ./cmd/mandate
+//	BENCH_BASELINE_BIN=/tmp/main-mandate go test -run '^$' -bench 'BenchmarkLLMGateway/^paced-1000/s/(proxy-process|mandate|baseline)$' -benchtime 6000x ./cmd/mandate
 //	BENCH_LLM_RATE=250 go test -run '^$' -bench BenchmarkLLMGateway -benchtime 2000x ./cmd/mandate
 //	BENCH_LLM_POSTGRES=1 go test -run '^$' -bench 'BenchmarkLLMGateway/paced' -benchtime 5000x ./cmd/mandate
 func BenchmarkLLMGateway(b *testing.B) {
@@ -281,38 +290,33 @@ func BenchmarkLLMGateway(b *testing.B) {
 	chat := call(chatBody, false)
 	benchWarm(b, paths, chat)
 	const settleQuery = `SELECT count(*) FROM system.ai_gateway.usage`
-	for _, p := range paths {
-		b.Run("throughput-32conns/"+p.name, func(b *testing.B) { benchThroughput(b, p, chat(p), settleQuery) })
-	}
+	rounds := gatewayRounds(b)
+	benchPhase(b, "throughput-32conns", paths, rounds, chat, benchThroughput(settleQuery), nil)
 	rate := benchRate()
-	for _, p := range paths {
-		b.Run(fmt.Sprintf("paced-%d/s/%s", rate, p.name), func(b *testing.B) { benchPaced(b, p, rate, chat(p), settleQuery) })
-	}
+	benchPhase(b, fmt.Sprintf("paced-%d/s", rate), paths, rounds, chat, benchPaced(rate, settleQuery), nil)
 	stream := call(streamBody, true)
-	for _, p := range paths {
-		b.Run(fmt.Sprintf("stream-ttfb-paced-%d/s/%s", rate, p.name), func(b *testing.B) {
-			benchPaced(b, p, rate, stream(p), settleQuery)
-			// The server's own time to the first byte (ttft_ms: from the
-			// forward stage's start to the first event's flush): what the
-			// client waits beyond it is the stages before forwarding and
-			// the hops through the scheduler.
-			if c := p.admin; c != nil {
-				var ms float64
-				if err := c.QueryRow(b.Context(), `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_ms) FROM system.ai_gateway.usage WHERE streaming`).Scan(&ms); err != nil {
-					b.Logf("server ttft: %v", err)
-				} else {
-					b.ReportMetric(ms*1000, "server-ttft-p50-µs")
-				}
+	benchPhase(b, fmt.Sprintf("stream-ttfb-paced-%d/s", rate), paths, rounds, stream, benchPaced(rate, settleQuery), func(b *testing.B, p benchPath) {
+		// The server's own time to the first byte (ttft_ms: from the
+		// forward stage's start to the first event's flush): what the
+		// client waits beyond it is the stages before forwarding and
+		// the hops through the scheduler.
+		if c := p.admin; c != nil {
+			var ms float64
+			if err := c.QueryRow(b.Context(), `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_ms) FROM system.ai_gateway.usage WHERE streaming`).Scan(&ms); err != nil {
+				b.Logf("server ttft: %v", err)
+			} else {
+				b.ReportMetric(ms*1000, "server-ttft-p50-µs")
 			}
-		})
-	}
+		}
+	})
 }
 
 // benchPath is one path a gateway benchmark measures.
 type benchPath struct {
 	name, url, token string
-	pid              int       // the serving process when it is not this one: its CPU per call is reported
-	admin            *pgx.Conn // a mandate serve path's SQL (nil for others)
+	pid              int          // the serving process when it is not this one: its CPU per call is reported
+	admin            *pgx.Conn    // a mandate serve path's SQL (nil for others)
+	asks             func() int64 // the catalog round trips so far (catalog-asks/call; nil: not reported)
 }
 
 // benchMandate is one started mandate serve of benchVariants: its path
@@ -379,86 +383,456 @@ func benchRate() int {
 	return 1000
 }
 
-// benchThroughput makes b.N calls over 32 concurrent connections and
-// reports calls/s and, for a path served by another process, its CPU
-// per call (once a mandate path stored the run's records, settleQuery).
-func benchThroughput(b *testing.B, p benchPath, call func(int64) (time.Duration, error), settleQuery string) {
-	var next, failed atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	cpu0 := procCPU(p.pid)
-	b.ResetTimer()
-	start := time.Now()
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(b.N) {
-					return
-				}
-				if _, err := call(i); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				}
-			}
-		}()
+// gatewayRounds is the number of rounds a gateway benchmark's phases run
+// in (BENCH_ROUNDS, benchRounds): 1 runs each path's calls at once, in
+// the listed order; more must be even (the order reverses every other
+// round, benchOrder).
+func gatewayRounds(b *testing.B) int {
+	r := benchRounds(b)
+	if r > 1 && r%2 == 1 {
+		b.Fatalf("BENCH_ROUNDS %d: the gateway benchmarks want 1 or an even number (the order reverses every other round)", r)
 	}
-	wg.Wait()
-	el := time.Since(start)
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d calls failed; the first: %v", n, b.N, firstErr.Load())
-	}
-	b.ReportMetric(float64(b.N)/el.Seconds(), "calls/s")
-	reportServerCPU(b, p, cpu0, settleQuery)
+	return r
 }
 
-// benchPaced makes b.N calls in an open loop at rate calls/s, each on its
-// own goroutine, and reports their p50 and p99 and the server's CPU per
-// call as benchThroughput does.
-func benchPaced(b *testing.B, p benchPath, rate int, call func(int64) (time.Duration, error), settleQuery string) {
-	lat := make([]time.Duration, b.N)
-	var failed atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	cpu0 := procCPU(p.pid)
-	b.ResetTimer()
-	start := time.Now()
-	for i := range b.N {
-		if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
-			time.Sleep(d) // the pace of the load, not a synchronisation
+// benchOrder is the order the n paths of a phase run in in round (0 on):
+// the listed order in even rounds, reversed in odd ones. Over an even
+// number of rounds every path's mean place is the same ((n-1)/2), every
+// path runs before every other in half the rounds and right after it as
+// often as right before it, and a load drifting linearly through a pair
+// of rounds weighs on every path alike (path i runs at places i and
+// 2n-1-i of the pair's 2n).
+func benchOrder(n, round int) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+		if round%2 == 1 {
+			order[i] = n - 1 - i
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d, err := call(int64(i))
-			if err != nil {
-				failed.Add(1)
-				firstErr.CompareAndSwap(nil, err.Error())
-			}
-			lat[i] = d
-		}()
 	}
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d calls failed; the first: %v", n, b.N, firstErr.Load())
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-	reportServerCPU(b, p, cpu0, settleQuery)
+	return order
 }
 
-// reportServerCPU reports the CPU per call p's serving process used since
-// cpu0 (nothing for a path served in this process), after a mandate path
-// stored what its audit log still held (settle).
-func reportServerCPU(b *testing.B, p benchPath, cpu0 time.Duration, settleQuery string) {
-	if p.pid == 0 {
+// benchSegment is what one run of calls to one path measured.
+type benchSegment struct {
+	calls   int
+	elapsed time.Duration   // from the first call's start to the last's end
+	lat     []time.Duration // each call's latency, sorted (paced runs; nil for others)
+	cpu     time.Duration   // the serving process's CPU (0 when this process serves)
+	asks    int64           // catalog round trips (-1: not reported)
+	place   int             // its place in its round (interleaved phases)
+}
+
+// median is the median of v (sorted in place), the mean of the middle
+// two when they are even.
+func median(v []float64) float64 {
+	slices.Sort(v)
+	m := v[len(v)/2]
+	if len(v)%2 == 0 {
+		m = (v[len(v)/2-1] + m) / 2
+	}
+	return m
+}
+
+// cpuPerCall is the serving process's CPU per call in µs.
+func (s benchSegment) cpuPerCall() float64 { return float64(s.cpu.Microseconds()) / float64(s.calls) }
+
+// p50 is the segment's median latency.
+func (s benchSegment) p50() time.Duration { return s.lat[len(s.lat)/2] }
+
+// benchMeasure makes n calls (call) to p and returns what they measured.
+type benchMeasure func(b *testing.B, p benchPath, n int, call func(int64) (time.Duration, error)) benchSegment
+
+// benchPhase runs one phase of a gateway benchmark (the calls and how
+// they are made: measure) over paths, each path a sub-benchmark named
+// name/path; after, if set, reports more for a path once its calls ran.
+//
+// With one round each sub-benchmark makes its b.N calls when it runs, in
+// the listed order. With more, every path that -test.bench selects
+// (benchSelected) makes N÷rounds calls per round (N from -test.benchtime
+// Nx), the paths in benchOrder, each segment after a warm-up of its own;
+// the sub-benchmarks then report every round's calls together
+// (reportInterleaved).
+func benchPhase(b *testing.B, name string, paths []benchPath, rounds int, call func(benchPath) func(int64) (time.Duration, error), measure benchMeasure, after func(*testing.B, benchPath)) {
+	report := func(b *testing.B, p benchPath) {
+		if after != nil {
+			after(b, p)
+		}
+	}
+	if rounds == 1 {
+		for _, p := range paths {
+			b.Run(name+"/"+p.name, func(b *testing.B) {
+				reportSegments(b, p, []benchSegment{measure(b, p, b.N, call(p))})
+				report(b, p)
+			})
+		}
 		return
 	}
-	settle(b, p.admin, settleQuery)
-	b.ReportMetric(float64((procCPU(p.pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
+	var sel []benchPath
+	for _, p := range paths {
+		if benchSelected(b.Name() + "/" + name + "/" + p.name) {
+			sel = append(sel, p)
+		}
+	}
+	var segs map[string][]benchSegment
+	var roundLog []string
+	if len(sel) > 0 {
+		segs, roundLog = benchInterleave(b, sel, rounds, max(benchCalls(b)/rounds, 1), call, measure)
+	}
+	for _, p := range paths {
+		logged := false // the testing package keeps the output of each time it calls the function
+		b.Run(name+"/"+p.name, func(b *testing.B) {
+			if segs[p.name] == nil {
+				b.Fatalf("%s: not measured (benchSelected disagrees with -test.bench)", p.name)
+			}
+			if !logged && p.name == sel[0].name {
+				for _, l := range roundLog {
+					b.Log(l)
+				}
+			}
+			reportInterleaved(b, p, segs, !logged)
+			logged = true
+			report(b, p)
+		})
+	}
+}
+
+// benchInterleave runs rounds of n calls to each of paths, in benchOrder,
+// and returns each path's segments by name, in round order, and a line
+// per round: the paths in the order they ran, their p50 (paced) or
+// calls/s, and the load average.
+func benchInterleave(b *testing.B, paths []benchPath, rounds, n int, call func(benchPath) func(int64) (time.Duration, error), measure benchMeasure) (map[string][]benchSegment, []string) {
+	segs := map[string][]benchSegment{}
+	var lines []string
+	for r := range rounds {
+		var line strings.Builder
+		for place, i := range benchOrder(len(paths), r) {
+			p := paths[i]
+			benchWarm(b, []benchPath{p}, call)
+			s := measure(b, p, n, call(p))
+			s.place = place
+			segs[p.name] = append(segs[p.name], s)
+			if s.lat != nil {
+				fmt.Fprintf(&line, " %s %d µs,", p.name, s.p50().Microseconds())
+			} else {
+				fmt.Fprintf(&line, " %s %.0f/s,", p.name, float64(s.calls)/s.elapsed.Seconds())
+			}
+		}
+		lines = append(lines, fmt.Sprintf("round %d of %d, %d calls each:%s load1 %.2f", r+1, rounds, n, line.String(), loadAverage(b)))
+	}
+	return segs, lines
+}
+
+// benchSelected reports whether -test.bench selects (and -test.skip does
+// not skip) the benchmark named name (the full name, slashes and all),
+// as the testing package decides: it splits both patterns into
+// alternatives of elements (benchPattern), and a name matches an
+// alternative when each of its elements matches the name's element at
+// its place. A skip that could only match longer names does not skip.
+func benchSelected(name string) bool {
+	flagValue := func(n string) string {
+		if f := flag.Lookup(n); f != nil {
+			return f.Value.String()
+		}
+		return ""
+	}
+	if ok, _ := benchNameMatches(flagValue("test.bench"), name); !ok {
+		return false
+	}
+	skip := flagValue("test.skip")
+	if skip == "" {
+		return true
+	}
+	ok, partial := benchNameMatches(skip, name)
+	return !ok || partial
+}
+
+// benchNameMatches matches name (its elements split at '/') against
+// pattern as the testing package does: ok when, for some alternative of
+// the pattern, every element of the name that the alternative has an
+// element for matches it; partial when that alternative has more
+// elements than the name.
+func benchNameMatches(pattern, name string) (ok, partial bool) {
+	elems := strings.Split(name, "/")
+alts:
+	for _, alt := range benchPattern(pattern) {
+		for i, e := range elems {
+			if i >= len(alt) {
+				break
+			}
+			if m, err := regexp.MatchString(alt[i], e); err != nil || !m {
+				continue alts
+			}
+		}
+		return true, len(elems) < len(alt)
+	}
+	return false, false
+}
+
+// benchPattern splits a -test.bench pattern as the testing package does:
+// into alternatives at each '|' and elements at each '/', neither inside
+// brackets or parentheses nor escaped.
+func benchPattern(s string) [][]string {
+	var alts [][]string
+	var elems []string
+	brackets, parens := 0, 0
+	for i := 0; i < len(s); {
+		switch s[i] {
+		case '[':
+			brackets++
+		case ']':
+			brackets = max(brackets-1, 0) // an unmatched ']' is legal
+		case '(':
+			if brackets == 0 {
+				parens++
+			}
+		case ')':
+			if brackets == 0 {
+				parens--
+			}
+		case '\\':
+			i++
+		case '/', '|':
+			if brackets == 0 && parens == 0 {
+				elems = append(elems, s[:i])
+				if s[i] == '|' {
+					alts, elems = append(alts, elems), nil
+				}
+				s, i = s[i+1:], 0
+				continue
+			}
+		}
+		i++
+	}
+	return append(alts, append(elems, s))
+}
+
+// benchCalls is N of -test.benchtime Nx: the calls per path of an
+// interleaved phase.
+func benchCalls(b *testing.B) int {
+	v := ""
+	if f := flag.Lookup("test.benchtime"); f != nil {
+		v = f.Value.String()
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(v, "x"))
+	if !strings.HasSuffix(v, "x") || err != nil || n < 1 {
+		b.Fatalf("BENCH_ROUNDS > 1 interleaves the paths and needs -test.benchtime Nx (the calls per path), not %q", v)
+	}
+	return n
+}
+
+// benchThroughput measures n calls over 32 concurrent connections (a
+// closed loop) with settleQuery settling a mandate path's records.
+func benchThroughput(settleQuery string) benchMeasure {
+	return func(b *testing.B, p benchPath, n int, call func(int64) (time.Duration, error)) benchSegment {
+		return benchSegmentOf(b, p, n, settleQuery, func() []time.Duration {
+			var next, failed atomic.Int64
+			var firstErr atomic.Value
+			var wg sync.WaitGroup
+			for range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1)
+						if i > int64(n) {
+							return
+						}
+						if _, err := call(i); err != nil {
+							failed.Add(1)
+							firstErr.CompareAndSwap(nil, err.Error())
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if f := failed.Load(); f > 0 {
+				b.Fatalf("%s: %d of %d calls failed; the first: %v", p.name, f, n, firstErr.Load())
+			}
+			return nil
+		})
+	}
+}
+
+// benchPaced measures n calls made in an open loop at rate calls/s, each
+// on its own goroutine, keeping their latencies, with settleQuery
+// settling a mandate path's records.
+func benchPaced(rate int, settleQuery string) benchMeasure {
+	return func(b *testing.B, p benchPath, n int, call func(int64) (time.Duration, error)) benchSegment {
+		return benchSegmentOf(b, p, n, settleQuery, func() []time.Duration {
+			lat := make([]time.Duration, n)
+			var failed atomic.Int64
+			var firstErr atomic.Value
+			var wg sync.WaitGroup
+			start := time.Now()
+			for i := range n {
+				if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
+					time.Sleep(d) // the pace of the load, not a synchronisation
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					d, err := call(int64(i))
+					if err != nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err.Error())
+					}
+					lat[i] = d
+				}()
+			}
+			wg.Wait()
+			if f := failed.Load(); f > 0 {
+				b.Fatalf("%s: %d of %d calls failed; the first: %v", p.name, f, n, firstErr.Load())
+			}
+			slices.Sort(lat)
+			return lat
+		})
+	}
+}
+
+// benchSegmentOf runs calls (which makes the segment's n calls and
+// returns their sorted latencies, or nil) and returns the segment, with
+// the CPU p's serving process used and the catalog round trips p made
+// meanwhile, the CPU counted once a mandate path stored what its audit
+// log still held (settleQuery), so that it is the calls' own.
+func benchSegmentOf(b *testing.B, p benchPath, n int, settleQuery string, calls func() []time.Duration) benchSegment {
+	asks := func() int64 {
+		if p.asks == nil {
+			return -1
+		}
+		return p.asks()
+	}
+	cpu0, asks0 := procCPU(p.pid), asks()
+	b.ResetTimer()
+	start := time.Now()
+	s := benchSegment{calls: n, lat: calls(), asks: -1}
+	s.elapsed = time.Since(start)
+	if p.pid != 0 {
+		settle(b, p.admin, settleQuery)
+		s.cpu = procCPU(p.pid) - cpu0
+	}
+	if a := asks(); asks0 >= 0 && a >= 0 {
+		s.asks = a - asks0
+	}
+	return s
+}
+
+// reportSegments reports what segs (one path's) measured together:
+// calls/s (throughput) or the p50 and p99 latency (paced), the serving
+// process's CPU per call (server-cpu-µs/call; not for a path served by
+// this process) and the catalog round trips per call
+// (catalog-asks/call, when the path reports them).
+func reportSegments(b *testing.B, p benchPath, segs []benchSegment) {
+	calls, asks := 0, int64(0)
+	var elapsed, cpu time.Duration
+	var lat []time.Duration
+	for _, s := range segs {
+		calls += s.calls
+		elapsed += s.elapsed
+		cpu += s.cpu
+		asks += s.asks
+		lat = append(lat, s.lat...)
+	}
+	if lat == nil {
+		b.ReportMetric(float64(calls)/elapsed.Seconds(), "calls/s")
+	} else {
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
+	if p.pid != 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(calls), "server-cpu-µs/call")
+	}
+	if p.asks != nil && !slices.ContainsFunc(segs, func(s benchSegment) bool { return s.asks < 0 }) {
+		b.ReportMetric(float64(asks)/float64(calls), "catalog-asks/call")
+	}
+}
+
+// reportInterleaved reports p's segments of an interleaved phase (every
+// path's by name in all): what reportSegments reports, ns/op as the
+// segments' time per call, the rounds and, for paced calls,
+// added-p50-µs (p's p50 over the proxy process's, all rounds together)
+// and, for a mandate path whose baseline counterpart (BENCH_BASELINE_BIN;
+// "mandate…" → "baseline…") ran too, the comparison round by round:
+// main-lower-rounds (the rounds in which p's p50, and so its added p50,
+// was below the baseline's), vs-baseline-p50-µs (the median of p's p50
+// less the baseline's), second-minus-first-p50-µs (the median, over
+// the rounds, of the p50 of whichever of the two ran later less the
+// other's: what the place alone costs) and
+// second-minus-first-cpu-µs/call (the same of the server CPU per call).
+// With logRounds it logs each round: p's place, p50 and added p50 and,
+// beside a baseline, both paths' p50, added p50 and CPU per call and
+// the differences.
+func reportInterleaved(b *testing.B, p benchPath, all map[string][]benchSegment, logRounds bool) {
+	segs := all[p.name]
+	reportSegments(b, p, segs)
+	var elapsed time.Duration
+	calls := 0
+	for _, s := range segs {
+		elapsed += s.elapsed
+		calls += s.calls
+	}
+	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(calls), "ns/op")
+	b.ReportMetric(float64(len(segs)), "rounds")
+	if segs[0].lat == nil {
+		return
+	}
+	p50 := func(segs []benchSegment) time.Duration {
+		var lat []time.Duration
+		for _, s := range segs {
+			lat = append(lat, s.lat...)
+		}
+		slices.Sort(lat)
+		return lat[len(lat)/2]
+	}
+	pp := all["proxy-process"]
+	if pp != nil && p.name != "proxy-process" {
+		b.ReportMetric(float64((p50(segs) - p50(pp)).Microseconds()), "added-p50-µs")
+	}
+	// added is a segment's p50 over the proxy process's in its round.
+	added := func(segs []benchSegment, r int) string {
+		if pp == nil {
+			return ""
+		}
+		return fmt.Sprintf(" (added %d)", (segs[r].p50() - pp[r].p50()).Microseconds())
+	}
+	rest, isMandate := strings.CutPrefix(p.name, "mandate")
+	baseName := "baseline" + rest
+	base := all[baseName]
+	if !isMandate || base == nil {
+		for r, s := range segs {
+			if logRounds {
+				b.Logf("round %d, place %d: p50 %d µs%s", r+1, s.place+1, s.p50().Microseconds(), added(segs, r))
+			}
+		}
+		return
+	}
+	lower := 0
+	var diffs []float64
+	var place, placeCPU []float64 // each round's figure of the later of the two less the earlier's
+	for r, s := range segs {
+		d := s.p50() - base[r].p50()
+		dCPU := s.cpuPerCall() - base[r].cpuPerCall()
+		if d < 0 {
+			lower++
+		}
+		diffs = append(diffs, float64(d.Microseconds()))
+		second := p.name
+		sign := 1.0
+		if s.place < base[r].place {
+			sign, second = -1, baseName
+		}
+		place, placeCPU = append(place, sign*float64(d.Microseconds())), append(placeCPU, sign*dCPU)
+		if logRounds {
+			b.Logf("round %d: %s p50 %d µs%s CPU %.0f µs/call, %s %d µs%s CPU %.0f µs/call: %+d µs, CPU %+.0f µs/call, %s second", r+1,
+				p.name, s.p50().Microseconds(), added(segs, r), s.cpuPerCall(),
+				baseName, base[r].p50().Microseconds(), added(base, r), base[r].cpuPerCall(), d.Microseconds(), dCPU, second)
+		}
+	}
+	b.ReportMetric(float64(lower), "main-lower-rounds")
+	b.ReportMetric(median(diffs), "vs-baseline-p50-µs")
+	b.ReportMetric(median(place), "second-minus-first-p50-µs")
+	b.ReportMetric(median(placeCPU), "second-minus-first-cpu-µs/call")
 }
 
 // pinGatewayBench applies BENCH_PIN to a gateway benchmark:

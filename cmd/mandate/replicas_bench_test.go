@@ -249,8 +249,8 @@ func sumOf(v []float64) float64 {
 	return t
 }
 
-// benchRounds is how many rounds grants/interleaved runs (BENCH_ROUNDS,
-// default 6).
+// benchRounds is how many rounds grants/interleaved and the gateway
+// benchmarks' phases run (BENCH_ROUNDS, default 6).
 func benchRounds(b *testing.B) int {
 	v := os.Getenv("BENCH_ROUNDS")
 	if v == "" {
@@ -307,11 +307,7 @@ func interleaveGrants(b *testing.B, c *cluster, rounds int) {
 		b.Logf("round %d: 1 replica %.0f/s (%.0f µs CPU/stmt, %.1f changes/append), 3 replicas %.0f/s (%.0f µs CPU/stmt, %.1f changes/append, a forwarding replica's clients %.0f%% of the writer's): 3÷1 %.0f%%, load1 %.2f",
 			round+1, total[1], cpu[1], changes[1], total[3], cpu[3], changes[3], 100*fwdShare, 100*r, loadAverage(b))
 	}
-	slices.Sort(ratios)
-	med := ratios[len(ratios)/2]
-	if len(ratios)%2 == 0 {
-		med = (ratios[len(ratios)/2-1] + med) / 2
-	}
+	med := median(ratios) // sorts them
 	b.Logf("3 replicas ≥ 1 replica in %d of %d rounds; ratios %v", ge, rounds, ratios)
 	b.ReportMetric(100*med, "median-3/1-%")
 	b.ReportMetric(100*ratios[0], "min-3/1-%")
