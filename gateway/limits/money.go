@@ -183,7 +183,7 @@ func (w *wide) perMillion() Money {
 
 // Destination is one provider model a call may reach (split or fallback).
 type Destination struct {
-	Name   string // provider_service/model, for messages
+	Name   string // provider_service/model, for the PriceUnknown refusal (the limits stage names only unpriced ones)
 	Price  Price
 	Priced bool // false: no price is known (fails closed under a budget)
 }
