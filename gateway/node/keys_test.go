@@ -204,7 +204,11 @@ func TestKeysLockLease(t *testing.T) {
 		t.Fatalf("the dead node's lock was taken after %s, before its lease could expire", waited)
 	}
 	// Beyond MaxKeyLocks a lock waits as for a held one, whatever its name.
-	_, c := keysServer(t, keystore.Dir(t.TempDir()), api.Options{MaxKeyLocks: 1})
+	// The lease is short: the request given up on below may still win the
+	// slot on a loaded machine (before the server sees its client gone),
+	// and its lease, which nobody renews, must then expire within the
+	// bounded wait that follows.
+	_, c := keysServer(t, keystore.Dir(t.TempDir()), api.Options{MaxKeyLocks: 1, KeyLockTTL: time.Second})
 	ux, err := c.Lock(ctx, "lock:x")
 	if err != nil {
 		t.Fatal(err)
