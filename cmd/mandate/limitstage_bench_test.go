@@ -19,24 +19,9 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkLimitStageMCP -benchmem ./cmd/mandate
 func BenchmarkLimitStageMCP(b *testing.B) {
-	kr, _ := catalog.NewKeyring(make([]byte, 32))
-	svc, err := catalog.Open(b.Context(), catalog.Options{Store: memstore.New(), Keyring: kr, AdminVerifier: "x"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = svc.Close() })
-	admin := catalog.WriteRequest{Caller: catalog.Caller{Principal: catalog.AdminUser}, Action: "BENCH"}
-	if _, err := svc.Write(b.Context(), admin, func(tx *catalog.Tx) error {
-		if err := tx.CreatePrincipal(catalog.KindUser, "alice@example.com", nil, false); err != nil {
-			return err
-		}
-		if err := tx.CreatePrincipal(catalog.KindServicePrincipal, "coding-agent", nil, false); err != nil {
-			return err
-		}
+	svc := limitsCatalog(b, func(tx *catalog.Tx) error {
 		return tx.CreateConnection([]string{"system", "ai", "bench"}, "MCP", [][2]string{{"url", "http://127.0.0.1:1/mcp"}}, false, nil)
-	}); err != nil {
-		b.Fatal(err)
-	}
+	})
 	ids := newCatalogIDs(svc)
 	conn, ok := ids.SecurableID(catalog.TypeConnection, "system.ai.bench")
 	if !ok {
@@ -78,27 +63,12 @@ func BenchmarkLimitStageMCP(b *testing.B) {
 //
 //	go test -run '^$' -bench BenchmarkLimitStageLLM -benchmem ./cmd/mandate
 func BenchmarkLimitStageLLM(b *testing.B) {
-	kr, _ := catalog.NewKeyring(make([]byte, 32))
-	svc, err := catalog.Open(b.Context(), catalog.Options{Store: memstore.New(), Keyring: kr, AdminVerifier: "x"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = svc.Close() })
-	admin := catalog.WriteRequest{Caller: catalog.Caller{Principal: catalog.AdminUser}, Action: "BENCH"}
-	if _, err := svc.Write(b.Context(), admin, func(tx *catalog.Tx) error {
-		if err := tx.CreatePrincipal(catalog.KindUser, "alice@example.com", nil, false); err != nil {
-			return err
-		}
-		if err := tx.CreatePrincipal(catalog.KindServicePrincipal, "coding-agent", nil, false); err != nil {
-			return err
-		}
+	svc := limitsCatalog(b, func(tx *catalog.Tx) error {
 		if err := tx.CreateProviderService([]string{"system", "ai", "openai_prod"}, [][2]string{{"provider", "openai"}, {"api_key", "sk"}, {"prices", "gpt-4.1=2/8/0.5"}}, false, nil); err != nil {
 			return err
 		}
 		return tx.CreateModelService([]string{"system", "ai", "frontier"}, [][2]string{{"destinations", "openai_prod/gpt-4.1"}}, false, nil)
-	}); err != nil {
-		b.Fatal(err)
-	}
+	})
 	ids := newCatalogIDs(svc)
 	ms, ok := ids.SecurableID(catalog.TypeModelService, "system.ai.frontier")
 	if !ok {
@@ -126,4 +96,30 @@ func BenchmarkLimitStageLLM(b *testing.B) {
 		}
 		r.Settle(b.Context(), c, pipeline.Usage{InputTokens: 200, OutputTokens: 100})
 	}
+}
+
+// limitsCatalog opens an in-memory catalog holding the user
+// alice@example.com and the service principal coding-agent, then what
+// create adds, all as the admin.
+func limitsCatalog(tb testing.TB, create func(tx *catalog.Tx) error) *catalog.Service {
+	tb.Helper()
+	kr, _ := catalog.NewKeyring(make([]byte, 32))
+	svc, err := catalog.Open(tb.Context(), catalog.Options{Store: memstore.New(), Keyring: kr, AdminVerifier: "x"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = svc.Close() })
+	admin := catalog.WriteRequest{Caller: catalog.Caller{Principal: catalog.AdminUser}, Action: "TEST"}
+	if _, err := svc.Write(tb.Context(), admin, func(tx *catalog.Tx) error {
+		if err := tx.CreatePrincipal(catalog.KindUser, "alice@example.com", nil, false); err != nil {
+			return err
+		}
+		if err := tx.CreatePrincipal(catalog.KindServicePrincipal, "coding-agent", nil, false); err != nil {
+			return err
+		}
+		return create(tx)
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return svc
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/mandatehq/mandate/catalog"
-	"github.com/mandatehq/mandate/catalog/memstore"
 )
 
 // TestCatalogIDs: the limits stage's names resolve at the current catalog
@@ -15,29 +14,18 @@ import (
 // answers to its new name only; unknown names take no room and the cache
 // stays within its bound.
 func TestCatalogIDs(t *testing.T) {
-	kr, _ := catalog.NewKeyring(make([]byte, 32))
-	svc, err := catalog.Open(t.Context(), catalog.Options{Store: memstore.New(), Keyring: kr, AdminVerifier: "x"})
-	if err != nil {
-		t.Fatal(err)
+	conn := func(name string) func(tx *catalog.Tx) error {
+		return func(tx *catalog.Tx) error {
+			return tx.CreateConnection([]string{"system", "ai", name}, "MCP", [][2]string{{"url", "http://127.0.0.1:1/mcp"}}, false, nil)
+		}
 	}
-	t.Cleanup(func() { _ = svc.Close() })
+	svc := limitsCatalog(t, conn("gh"))
 	change := func(fn func(tx *catalog.Tx) error) {
 		t.Helper()
 		if _, err := svc.Write(t.Context(), catalog.WriteRequest{Caller: catalog.Caller{Principal: catalog.AdminUser}, Action: "TEST"}, fn); err != nil {
 			t.Fatal(err)
 		}
 	}
-	conn := func(name string) func(tx *catalog.Tx) error {
-		return func(tx *catalog.Tx) error {
-			return tx.CreateConnection([]string{"system", "ai", name}, "MCP", [][2]string{{"url", "http://127.0.0.1:1/mcp"}}, false, nil)
-		}
-	}
-	change(func(tx *catalog.Tx) error {
-		if err := tx.CreatePrincipal(catalog.KindUser, "alice@example.com", nil, false); err != nil {
-			return err
-		}
-		return conn("gh")(tx)
-	})
 	ids := newCatalogIDs(svc)
 	type want struct {
 		name  string
