@@ -151,16 +151,20 @@ func benchEnv(b *testing.B, configure ...func(*pipeline.Config)) *env {
 // BenchmarkPipelineStages: the chat call of BenchmarkPipeline, its
 // stages' medians (Call.Timings) warm and after 15 ms of idle before each
 // call: what a cold call pays stage by stage before the forward (the
-// stages before it; "forward" holds the upstream's answer too).
+// stages before it; "forward" holds the upstream's answer too). stream:
+// BenchmarkPipeline's stream-ttfb call, one after the other: each comes
+// after the previous stream's 1 ms gaps between events ("forward" holds
+// the upstream's first event, "guard_result" the whole stream's relay).
 //
 //	go test -run '^$' -bench PipelineStages -benchtime 300x ./gateway/llmgw/
 func BenchmarkPipelineStages(b *testing.B) {
 	obs := &stageTimes{}
 	e := benchEnv(b, func(c *pipeline.Config) { c.Observer = obs })
 	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)[:900] + " mock:out=1024"
-	body := []byte(`{"model":"frontier","max_tokens":2048,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + prompt + `"}]}`)
+	chat := []byte(`{"model":"frontier","max_tokens":2048,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + prompt + `"}]}`)
+	stream := []byte(`{"model":"frontier","stream":true,"max_tokens":2048,"messages":[{"role":"user","content":"` + prompt[:900] + ` mock:out=64 mock:slow=1ms"}]}`)
 	c := &http.Client{Transport: llm.NewForwarder().Client.Transport}
-	call := func() {
+	call := func(body []byte) {
 		req, _ := http.NewRequest(http.MethodPost, e.URL+"/llm/v1/chat/completions", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+aliceToken)
@@ -176,11 +180,12 @@ func BenchmarkPipelineStages(b *testing.B) {
 	}
 	for _, k := range []struct {
 		name string
+		body []byte
 		idle time.Duration
-	}{{"warm", 0}, {"after-idle", 15 * time.Millisecond}} {
+	}{{"warm", chat, 0}, {"after-idle", chat, 15 * time.Millisecond}, {"stream", stream, 0}} {
 		b.Run(k.name, func(b *testing.B) {
 			for range 50 {
-				call()
+				call(k.body)
 			}
 			obs.reset()
 			b.ResetTimer()
@@ -188,7 +193,7 @@ func BenchmarkPipelineStages(b *testing.B) {
 				if k.idle > 0 {
 					time.Sleep(k.idle) // the idle gap being modelled, not a synchronisation
 				}
-				call()
+				call(k.body)
 			}
 			b.StopTimer()
 			obs.mu.Lock()
