@@ -1022,45 +1022,19 @@ func walkAnthropicContent(c []byte, role string, param func() string, text func(
 }
 
 // Texts returns the request's texts (system prompts, message contents,
-// tool call arguments and tool results) decoded, in order, for
-// guardrails. It walks the body again: the fast path does not pay for it.
+// tool call arguments and tool results) decoded, in order: RequestParts'
+// spans, decoded. It walks the body again: the fast path does not pay for
+// it.
 func (r *Request) Texts() []TextSpan {
-	var out []TextSpan
-	add := func(role, kind string, raw []byte) {
+	parts := RequestParts(r.Endpoint, r.Body)
+	out := make([]TextSpan, 0, len(parts))
+	for _, p := range parts {
+		raw := r.Body[p.Start:p.End]
 		s, ok := stringValue(raw)
 		if !ok {
 			s = string(raw) // a tool_use input object: its JSON
 		}
-		out = append(out, TextSpan{Role: role, Kind: kind, Text: s})
+		out = append(out, TextSpan{Role: p.Role, Kind: p.Kind, Text: s})
 	}
-	noImage := func() {}
-	var n int
-	var tb int64
-	lim := DefaultMaxMessages
-	_ = eachMember(r.Body, func(k, v []byte) bool {
-		switch r.Endpoint {
-		case ChatCompletions:
-			if keyIs(k, "messages") {
-				_ = walkChatMessages(v, lim, add, noImage, &n)
-			}
-		case Responses:
-			if keyIs(k, "instructions") && kindOf(v) == '"' {
-				add("system", "instructions", v)
-			} else if keyIs(k, "input") {
-				_ = walkResponsesInput(v, lim, add, noImage, &n)
-			}
-		case Embeddings:
-			if keyIs(k, "input") {
-				_ = walkEmbeddingInput(v, lim, add, &n, &tb)
-			}
-		case Messages, CountTokens:
-			if keyIs(k, "system") {
-				_ = walkAnthropicSystem(v, add)
-			} else if keyIs(k, "messages") {
-				_ = walkAnthropicMessages(v, lim, add, noImage, &n)
-			}
-		}
-		return true
-	})
 	return out
 }
