@@ -73,7 +73,9 @@
 // destination is answered here from the estimate (Result.Local).
 //
 // Streams are relayed event by event, flushed after each, with bounded
-// event size (Forwarder.MaxEvent) and a per-event idle timeout
+// event size (Forwarder.MaxEvent), events a client could read otherwise
+// than the meter and the guards did (a bare CR) refused (gateway/internal/
+// sse), and a per-event idle timeout
 // (Route.Timeout); a non-streamed answer is bounded by
 // Forwarder.MaxResponseBody. The client's context is the upstream
 // request's: a client that goes away cancels the upstream call.

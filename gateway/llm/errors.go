@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/mandatehq/mandate/gateway/internal/sse"
 )
 
 // Error is an error answered to the client, rendered in the client's
@@ -188,14 +190,11 @@ func WriteError(w http.ResponseWriter, f Format, err error) {
 func (e *Error) Event(f Format) []byte { return streamError(f, e) }
 
 func streamError(f Format, e *Error) []byte {
-	body := e.Body(f)
-	out := make([]byte, 0, len(body)+32)
+	name := ""
 	if f == FormatAnthropic {
-		out = append(out, "event: error\n"...)
+		name = "error"
 	}
-	out = append(out, "data: "...)
-	out = append(out, body...)
-	return append(out, "\n\n"...)
+	return sse.AppendEvent(nil, name, e.Body(f))
 }
 
 func ceilSeconds(d time.Duration) int64 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mandatehq/mandate/gateway/internal/bodypool"
 	"github.com/mandatehq/mandate/gateway/internal/hop"
+	"github.com/mandatehq/mandate/gateway/internal/sse"
 )
 
 // Route is where a model service sends a call: a weighted split over
@@ -667,7 +668,7 @@ type streamRelay struct {
 	timer    *time.Timer
 	timeout  time.Duration
 	timedOut *atomic.Bool
-	rd       *sseReader
+	rd       *sse.Reader
 	m        *meter
 	buf      []byte
 	// sawTerminal: the destination's terminal event came; started: the
@@ -687,7 +688,7 @@ func (f *Forwarder) newStreamRelay(ctx context.Context, c *Call, out *Outbound, 
 	s := &streamRelay{ctx: ctx, c: c, out: out, cf: c.Request.Endpoint.Format(), timer: timer, timeout: timeout,
 		timedOut: timedOut, m: newMeter(out.format, out.endpoint)}
 	if ct := resp.Header.Get("Content-Type"); len(ct) >= 17 && ct[:17] == "text/event-stream" {
-		s.rd = newSSEReader(resp.Body, maxEv)
+		s.rd = sse.NewReader(resp.Body, maxEv)
 	}
 	return s
 }
@@ -702,7 +703,7 @@ func (s *streamRelay) finish(res *Result) {
 	res.Usage = s.m.result(s.c.Request.InputTokens)
 	res.ResponseID, res.ResponseModel, res.FinishReasons = s.m.id, s.m.model, s.m.finish
 	if s.rd != nil {
-		s.rd.release()
+		s.rd.Release()
 	}
 }
 
@@ -722,7 +723,7 @@ const (
 func (s *streamRelay) next() (st step, evOut []byte, err error, retry bool) {
 	out := s.out
 	for {
-		rerr := s.rd.next()
+		rerr := s.rd.NextContent()
 		if rerr != nil {
 			switch {
 			case s.sawTerminal:
@@ -738,8 +739,10 @@ func (s *streamRelay) next() (st step, evOut []byte, err error, retry bool) {
 				return stepFail, nil, &Error{Status: http.StatusBadGateway, Message: "the model provider's stream ended early"}, true
 			case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
 				return stepFail, nil, &Error{Status: http.StatusBadGateway, Message: "the model provider's stream ended early"}, true
-			case errors.Is(rerr, errEventTooLarge):
+			case errors.Is(rerr, sse.ErrEventTooLarge):
 				return stepFail, nil, &Error{Status: http.StatusBadGateway, Message: "a stream event exceeds the gateway's limit"}, true
+			case errors.Is(rerr, sse.ErrMalformed):
+				return stepFail, nil, &Error{Status: http.StatusBadGateway, Message: "the model provider sent an invalid stream event"}, true
 			case s.timedOut.Load():
 				return stepFail, nil, &Error{Status: http.StatusGatewayTimeout, Message: "the model provider stopped sending"}, true
 			case s.ctx.Err() != nil:
@@ -748,7 +751,7 @@ func (s *streamRelay) next() (st step, evOut []byte, err error, retry bool) {
 			return stepFail, nil, &Error{Status: http.StatusBadGateway, Message: "the model provider's stream failed"}, true
 		}
 		s.timer.Reset(s.timeout)
-		name, data := string(s.rd.name), s.rd.data
+		name, data := string(s.rd.Name), s.rd.Data
 		s.m.event(name, data)
 		if terminal(out.format, out.endpoint, name, data) {
 			s.sawTerminal = true
@@ -775,7 +778,7 @@ func (s *streamRelay) next() (st step, evOut []byte, err error, retry bool) {
 				e := upstreamStreamError(data)
 				return stepFail, nil, e, e.Status == 429 || e.Status >= 500
 			}
-			evOut = s.rd.raw
+			evOut = s.rd.Raw
 		}
 		if hook := s.c.Hooks.OnEvent; hook != nil {
 			ev := &s.ev // one for the stream: the hook's pointer would put a new one on the heap per event

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mandatehq/mandate/gateway/internal/sse"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/")
@@ -161,19 +163,19 @@ func TestGoldenStreams(t *testing.T) {
 			} else {
 				tr, m = newOAToAnStream(), newMeter(FormatOpenAI, ChatCompletions)
 			}
-			rd := newSSEReader(bytes.NewReader(raw), 1<<20)
-			defer rd.release()
+			rd := sse.NewReader(bytes.NewReader(raw), 1<<20)
+			defer rd.Release()
 			var out []byte
 			for {
-				err := rd.next()
+				err := rd.NextContent()
 				if err == io.EOF {
 					break
 				}
 				if err != nil {
 					t.Fatal(err)
 				}
-				m.event(string(rd.name), rd.data)
-				out, err = tr.event(out, string(rd.name), rd.data)
+				m.event(string(rd.Name), rd.Data)
+				out, err = tr.event(out, string(rd.Name), rd.Data)
 				if err != nil {
 					t.Fatal(err)
 				}

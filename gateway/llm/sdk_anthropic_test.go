@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -330,6 +331,42 @@ func TestStreamBreaks(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestStreamRelaysOnlyWhatItRead: a destination's stream event with a
+// bare CR, which a client reads as a line end (here: the event's end and
+// a second event the relay never metered or inspected), fails the
+// attempt; nothing of it reaches the client.
+func TestStreamRelaysOnlyWhatItRead(t *testing.T) {
+	h := newHarness(t)
+	chunk := func(text string) string {
+		return `{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4.1","choices":[{"index":0,"delta":{"content":"` + text + `"},"finish_reason":null}]}`
+	}
+	raw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: "+chunk("ok")+"\r\rdata: "+chunk("HIDDEN")+"\n\ndata: [DONE]\n\n")
+	}))
+	t.Cleanup(raw.Close)
+	h.routes["smuggler"] = llm.Route{Destinations: []llm.Destination{{Service: "system.ai.smuggler", Provider: llm.ProviderOpenAI,
+		BaseURL: raw.URL + "/v1", Model: "gpt-4.1", APIKey: openAIKey, Weight: 100}}}
+	oc := openAIClient(h)
+	stream := oc.Chat.Completions.NewStreaming(t.Context(), openai.ChatCompletionNewParams{
+		Model: "smuggler", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+	})
+	var text strings.Builder
+	for stream.Next() {
+		if c := stream.Current(); len(c.Choices) > 0 {
+			text.WriteString(c.Choices[0].Delta.Content)
+		}
+	}
+	var apiErr *openai.Error
+	if !errors.As(stream.Err(), &apiErr) || apiErr.StatusCode != http.StatusBadGateway || text.Len() > 0 {
+		t.Fatalf("err %v after %q", stream.Err(), text.String())
+	}
+	if res := h.result(); res.Err == nil || !strings.Contains(res.Err.Error(), "invalid stream event") {
+		t.Errorf("result err %v", res.Err)
 	}
 }
 

@@ -3,6 +3,8 @@ package llm
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/mandatehq/mandate/gateway/internal/sse"
 )
 
 // streamTranslator converts the destination's stream events into the
@@ -56,7 +58,7 @@ type oaChunkDelta struct {
 func (t *anToOAStream) chunk(dst []byte, d oaChunkDelta, finish *string) []byte {
 	c := oaChunk{ID: t.id, Object: "chat.completion.chunk", Created: t.created, Model: t.model,
 		Choices: []oaChunkChoice{{Delta: d, FinishReason: finish}}}
-	return appendEvent(dst, "", marshal(c))
+	return sse.AppendEvent(dst, "", marshal(c))
 }
 
 type anStreamEvent struct {
@@ -138,10 +140,10 @@ func (t *anToOAStream) event(dst []byte, name string, data []byte) ([]byte, erro
 	case "message_stop":
 		if t.includeUsage {
 			c := oaChunk{ID: t.id, Object: "chat.completion.chunk", Created: t.created, Model: t.model, Choices: []oaChunkChoice{}, Usage: oaUsageFrom(t.usage)}
-			dst = appendEvent(dst, "", marshal(c))
+			dst = sse.AppendEvent(dst, "", marshal(c))
 		}
 		t.finished = true
-		return appendEvent(dst, "", []byte("[DONE]")), nil
+		return sse.AppendEvent(dst, "", []byte("[DONE]")), nil
 	case "ping":
 		return append(dst, ": ping\n\n"...), nil
 	case "error":
@@ -185,7 +187,7 @@ type oaChunkIn struct {
 	Error *json.RawMessage `json:"error"`
 }
 
-func anEvent(dst []byte, name string, v any) []byte { return appendEvent(dst, name, marshal(v)) }
+func anEvent(dst []byte, name string, v any) []byte { return sse.AppendEvent(dst, name, marshal(v)) }
 
 func (t *oaToAnStream) start(dst []byte) []byte {
 	t.started = true

@@ -148,10 +148,14 @@
 //
 // # SSE
 //
-// A text/event-stream response is parsed into events (lines ending in \n
-// or \r\n, at most MaxResponseBody per event) and relayed event by event,
-// each followed by a Flush, the bytes as received except for the one event
-// carrying a tools/list result, whose data lines are rewritten. The
+// A text/event-stream response is parsed into events (gateway/internal/
+// sse: lines ending in \n or \r\n, at most MaxResponseBody per event; a
+// bare CR, which a client would read as a line end, breaks the stream)
+// and relayed event by event, each followed by a Flush, the bytes as
+// received except for an event carrying a message a guard rewrote or a
+// tools/list result, whose data lines are rewritten. An event with data
+// of a type other than message is not relayed: MCP clients do not read
+// one, and nothing inspected it. The
 // response headers go out with the first event, so a stream that ends
 // before any message can still be answered with a 502 JSON-RPC error.
 //

@@ -20,6 +20,8 @@ import (
 	"github.com/mandatehq/mandate/gateway/internal/jsonspan"
 	"github.com/mandatehq/mandate/gateway/pipeline"
 	"github.com/mandatehq/mandate/gateway/telemetry"
+
+	"github.com/mandatehq/mandate/gateway/internal/sse"
 )
 
 // exchange is the MCP side of one request (one JSON-RPC message, or one
@@ -520,8 +522,8 @@ func (x *exchange) relaySSE(ctx context.Context, c *pipeline.Call, resp *http.Re
 		}
 	}
 	rc := http.NewResponseController(w)
-	sr := newSSEReader(resp.Body, int(x.h.cfg.MaxResponseBody))
-	defer sr.release()
+	sr := sse.NewReader(resp.Body, int(x.h.cfg.MaxResponseBody))
+	defer sr.Release()
 	headers := func() {
 		if !c.Started() {
 			hd := w.Header()
@@ -535,17 +537,22 @@ func (x *exchange) relaySSE(ctx context.Context, c *pipeline.Call, resp *http.Re
 	var readErr error
 	committed := r.Method == http.MethodGet
 	for {
-		if readErr = sr.next(); readErr != nil {
+		if readErr = sr.Next(); readErr != nil {
 			break
 		}
-		ev := sr.raw
-		if sr.message() {
-			if !framedObject(sr.data) {
+		ev := sr.Raw
+		if len(sr.Data) > 0 && !isMessage(sr) {
+			// An event of another type: MCP clients do not read one,
+			// and nothing here inspected it.
+			continue
+		}
+		if isMessage(sr) {
+			if !framedObject(sr.Data) {
 				readErr = errors.New("upstream sent an event that is not a JSON object")
 				break
 			}
-			ri := inspect(sr.data)
-			data := sr.data
+			ri := inspect(sr.Data)
+			data := sr.Data
 			if ri.response && (x.msg.method == "tools/list" || r.Method == http.MethodGet) {
 				if !validJSON(data) {
 					readErr = errors.New("upstream sent an event that is not JSON")
@@ -565,8 +572,8 @@ func (x *exchange) relaySSE(ctx context.Context, c *pipeline.Call, resp *http.Re
 			if len(guarded) == 0 {
 				continue // held back by the guard
 			}
-			if len(guarded) != len(sr.data) || &guarded[0] != &sr.data[0] {
-				ev = sr.withData(guarded)
+			if len(guarded) != len(sr.Data) || &guarded[0] != &sr.Data[0] {
+				ev = sr.WithData(guarded)
 			}
 			switch {
 			case ri.response && r.Method == http.MethodPost && !x.sawResponse:
@@ -847,14 +854,11 @@ func rpcErrorBody(id []byte, code int, msg string, data any) []byte {
 
 // sseEvent frames one JSON-RPC message as a server-sent event.
 func sseEvent(data []byte) []byte {
-	var b bytes.Buffer
-	b.Grow(len(data) + 24)
-	b.WriteString("event: message\n")
-	for _, line := range bytes.Split(data, []byte("\n")) {
-		b.WriteString("data: ")
-		b.Write(line)
-		b.WriteByte('\n')
-	}
-	b.WriteByte('\n')
-	return b.Bytes()
+	return sse.AppendEvent(make([]byte, 0, len(data)+24), "message", data)
+}
+
+// isMessage reports whether sr's event carries a JSON-RPC message: it
+// has data and is of the default type, message.
+func isMessage(sr *sse.Reader) bool {
+	return sr.HasData && len(sr.Data) > 0 && (len(sr.Name) == 0 || string(sr.Name) == "message")
 }

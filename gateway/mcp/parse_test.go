@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"encoding/json"
-	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -101,44 +100,6 @@ func TestToolCallAndNames(t *testing.T) {
 	}
 	if ri := inspect([]byte(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"result":1}}`)); ri.response {
 		t.Fatal("notification taken for a response")
-	}
-}
-
-func TestSSEReader(t *testing.T) {
-	stream := ": comment\n\n" +
-		"id: 1\r\nevent: message\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n" +
-		"event: prime\nid: 2\ndata\n\n" +
-		"data: " + strings.Repeat("x", 40000) + "\n\n" +
-		"data: cut"
-	sr := newSSEReader(strings.NewReader(stream), 1<<20)
-	defer sr.release()
-	var got []string
-	for {
-		err := sr.next()
-		if err != nil {
-			if err != io.ErrUnexpectedEOF {
-				t.Fatalf("end: %v", err)
-			}
-			break
-		}
-		got = append(got, string(sr.data)+"|"+map[bool]string{true: "msg", false: "-"}[sr.message()])
-	}
-	want := []string{"|-", "{\"a\":\n1}|msg", "|-", strings.Repeat("x", 40000) + "|msg"}
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("events %q", got)
-	}
-	sr2 := newSSEReader(strings.NewReader("id: 9\nevent: message\ndata: old\ndata: more\nretry: 5\n\n"), 1<<10)
-	defer sr2.release()
-	if err := sr2.next(); err != nil {
-		t.Fatal(err)
-	}
-	if out := string(sr2.withData([]byte("new"))); out != "id: 9\nevent: message\nretry: 5\ndata: new\n\n" {
-		t.Fatalf("rewritten %q", out)
-	}
-	sr3 := newSSEReader(strings.NewReader("data: "+strings.Repeat("y", 5000)+"\n\n"), 1000)
-	defer sr3.release()
-	if err := sr3.next(); err != errEventTooLarge {
-		t.Fatalf("oversized event: %v", err)
 	}
 }
 

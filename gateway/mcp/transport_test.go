@@ -227,6 +227,41 @@ func TestSSERelayedPerEvent(t *testing.T) {
 	}
 }
 
+// TestSSERelaysOnlyWhatItRead: an upstream's event reaches the client
+// only as the relay parsed and inspected it. An event of another type is
+// not relayed; a bare CR, which a client reads as a line end (here: a
+// blank line, ending the event, and a second event), breaks the stream
+// before anything of it is sent.
+func TestSSERelaysOnlyWhatItRead(t *testing.T) {
+	const response = `{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"done"}]}}`
+	const hidden = `{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"HIDDEN"}]}}`
+	for _, tc := range []struct {
+		name, stream string
+		status       int
+		want         string // the client's body (200), or in it; HIDDEN never is
+	}{
+		{"an event of another type", "event: other\ndata: " + hidden + "\n\nevent: message\ndata: " + response + "\n\n", 200,
+			"event: message\ndata: " + response + "\n\n"},
+		{"a bare CR", "data: " + response + "\r\rdata: " + hidden + "\n\n", http.StatusBadGateway, "unreadable stream"},
+		// Relayed without the mark, as the one message it read.
+		{"a byte-order mark first", "\xef\xbb\xbfdata: " + response + "\n\n", 200, "data: " + response + "\n\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := rawUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(200)
+				fmt.Fprint(w, tc.stream)
+			})
+			e := newEnv(t, up.URL)
+			r := e.post("alice-token", "github", callBody, nil)
+			body := string(r.body)
+			if r.status != tc.status || strings.Contains(body, "HIDDEN") || !strings.Contains(body, tc.want) || r.status == 200 && body != tc.want {
+				t.Fatalf("%d %q", r.status, body)
+			}
+		})
+	}
+}
+
 func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	next, cancelled := make(chan struct{}), make(chan struct{}, 1)
 	defer close(next)
