@@ -168,17 +168,7 @@ func (g *Guard) checkJSON(raw []byte, doc *jsonwalk.Doc) ([]Violation, error) {
 		} else if plainASCIIHost(host) && !numericLast(host) && g.allowedFast(bytes.TrimSuffix(host, []byte("."))) {
 			return true
 		}
-		l := Link{Kind: kind, Start: s, End: e}
-		switch {
-		case host != nil:
-			l.URL = string(val)
-			l.Host, l.HostErr = NormalizeHost(string(host))
-		case kind == KindURL && len(val) > 4 && strings.EqualFold(string(val[:4]), "www."):
-			l = link(kind, append([]byte("http://"), val...), s, e)
-		default:
-			l = link(kind, val, s, e)
-		}
-		if v, bad := g.violation(l); bad {
+		if v, bad := g.violation(jsonLink(kind, val, host, s, e)); bad {
 			vs = append(vs, v)
 		}
 		return len(vs) < MaxLinks

@@ -325,23 +325,33 @@ func isLinkKey(k []byte) bool {
 func ExtractJSON(raw []byte) ([]Link, error) {
 	var out []Link
 	err := eachJSONLink(raw, func(kind LinkKind, val, host []byte, s, e int) bool {
-		l := Link{Kind: kind, Start: s, End: e}
-		switch {
-		case host != nil:
-			l.URL = string(val)
-			l.Host, l.HostErr = NormalizeHost(string(host))
-		case kind == KindURL && len(val) > 4 && strings.EqualFold(string(val[:4]), "www."):
-			l = link(kind, append([]byte("http://"), val...), s, e)
-		default:
-			l = link(kind, val, s, e)
-			if l.Host.Name == "" && !l.Host.IP.IsValid() && l.HostErr == nil {
-				return true // no host: a relative reference
-			}
+		l := jsonLink(kind, val, host, s, e)
+		if host == nil && l.Host.Name == "" && !l.Host.IP.IsValid() && l.HostErr == nil && !isWWW(kind, val) {
+			return true // no host: a relative reference
 		}
 		out = append(out, l)
 		return len(out) < MaxLinks
 	})
 	return out, err
+}
+
+// jsonLink is the Link of a destination eachJSONLink found: val the URL
+// (or the whole value), host set when known without parsing a URL; a
+// www. name without a scheme is read as an http URL.
+func jsonLink(kind LinkKind, val, host []byte, s, e int) Link {
+	switch {
+	case host != nil:
+		l := Link{Kind: kind, Start: s, End: e, URL: string(val)}
+		l.Host, l.HostErr = NormalizeHost(string(host))
+		return l
+	case isWWW(kind, val):
+		return link(kind, append([]byte("http://"), val...), s, e)
+	}
+	return link(kind, val, s, e)
+}
+
+func isWWW(kind LinkKind, val []byte) bool {
+	return kind == KindURL && len(val) > 4 && strings.EqualFold(string(val[:4]), "www.")
 }
 
 // eachJSONLink calls fn for every destination in a JSON document: val is
