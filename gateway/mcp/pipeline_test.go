@@ -381,6 +381,19 @@ func (h *hooks) StartStage(ctx context.Context, c *pipeline.Call, s pipeline.Sta
 }
 func (h *hooks) Finished(*pipeline.Call) { h.finished.Add(1) }
 
+// waitFinished waits until n calls have ended: an answer can reach the
+// client before its call's last stages (audit) and observers have run.
+func (h *hooks) waitFinished(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.finished.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d calls ended", h.finished.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (h *hooks) Reserve(context.Context, *pipeline.Call) (pipeline.Reservation, error) {
 	if h.limit != nil {
 		return nil, h.limit
@@ -444,6 +457,7 @@ func TestExtensionPoints(t *testing.T) {
 			if r.status != 200 || !strings.Contains(string(r.body), "card ****") {
 				t.Fatalf("%d %s", r.status, r.body)
 			}
+			h.waitFinished(t, 1)
 			stages, settled, metered := h.reset()
 			want := []string{"authenticate", "resolve", "authorize", "limits", "guard_call", "credential", "forward", "guard_result", "meter", "audit"}
 			if !slices.Equal(stages, want) || settled != 1 || !slices.Equal(metered, []int{200}) {
@@ -457,6 +471,7 @@ func TestExtensionPoints(t *testing.T) {
 			if r.status != 200 || code != CodeDenied || !strings.Contains(msg, `contains "hi"`) {
 				t.Fatalf("guard denial: %d %s", r.status, r.body)
 			}
+			h.waitFinished(t, 2)
 			stages, settled, _ = h.reset()
 			if stages[len(stages)-3] != "guard_call!guard_denied" || settled != 1 {
 				t.Fatalf("stages %v, settled %d", stages, settled)
@@ -482,6 +497,7 @@ func TestExtensionPoints(t *testing.T) {
 			if code, _, _ := r.rpcError(); r.status != 200 || code != CodeDenied || strings.Contains(string(r.body), "4111") {
 				t.Fatalf("result guard error: %d %s", r.status, r.body)
 			}
+			h.waitFinished(t, 5)
 			evs := e.audit.all()
 			last := evs[len(evs)-1]
 			if last.Decision != "deny" || last.StatusCode != 200 || !strings.Contains(last.Reason, "classifier down") {
