@@ -35,7 +35,9 @@ type cacheKey struct {
 }
 
 // slot is a map value: the full key (to tell hash collisions apart) and
-// the entry.
+// the entry. The map holds a pointer to it (a slot is never changed once
+// stored): a map element this large would be stored out of line anyway,
+// and a small element lets a hit copy 16 bytes, not the whole slot.
 type slot struct {
 	key cacheKey
 	e   cacheEntry
@@ -63,14 +65,14 @@ const (
 // expires first (expired ones before all others).
 type cache struct {
 	seed maphash.Seed
-	m    *ttlcache.Cache[uint64, slot]
+	m    *ttlcache.Cache[uint64, *slot]
 }
 
 func newCache(max int) *cache {
 	if max <= 0 {
 		max = DefaultMaxCacheEntries
 	}
-	return &cache{seed: maphash.MakeSeed(), m: ttlcache.New[uint64, slot](max, sweepEvery)}
+	return &cache{seed: maphash.MakeSeed(), m: ttlcache.New[uint64, *slot](max, sweepEvery)}
 }
 
 // hash is a keyed hash of k: each non-empty field is hashed with the
@@ -104,18 +106,18 @@ func (c *cache) get(k *cacheKey, now int64) (cacheEntry, bool) {
 
 func (c *cache) put(k *cacheKey, e cacheEntry, now int64) {
 	h := c.hash(k)
-	c.m.Put(h, h, slot{key: *k, e: e}, e.refreshAt, now)
+	c.m.Put(h, h, &slot{key: *k, e: e}, e.refreshAt, now)
 }
 
 func (c *cache) delete(k *cacheKey) {
 	h := c.hash(k)
-	c.m.DeleteIf(h, h, func(sl slot) bool { return sl.key == *k })
+	c.m.DeleteIf(h, h, func(sl *slot) bool { return sl.key == *k })
 }
 
 // deleteValue removes the entry of k if it holds value.
 func (c *cache) deleteValue(k *cacheKey, value string) {
 	h := c.hash(k)
-	c.m.DeleteIf(h, h, func(sl slot) bool { return sl.key == *k && sl.e.value == value })
+	c.m.DeleteIf(h, h, func(sl *slot) bool { return sl.key == *k && sl.e.value == value })
 }
 
 func (c *cache) evictions() int64 { return c.m.Evictions() }
