@@ -125,8 +125,10 @@
 // more than the whole hit path, while the map compares the full token (no
 // collision can admit another token) under the runtime's per-process
 // seeded hash (no hash flooding); the token is held anyway in
-// Identity.Token, whose bytes the key shares. A full shard drops expired
-// entries (at most once a second), then random ones. Only tokens that
+// Identity.Token, whose bytes the key shares. The map is the gateway's
+// one bounded, expiring cache (gateway/internal/ttlcache): a shard drops
+// its expired tokens at most once a second, and a full one evicts, among
+// a sample, an expired token or else the one due first. Only tokens that
 // pass every check, the required scopes included, are cached.
 //
 // # Protected resource metadata (RFC 9728)

@@ -3,9 +3,9 @@ package upstream
 import (
 	"hash/maphash"
 	"math/bits"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/mandatehq/mandate/gateway/internal/ttlcache"
 )
 
 // Credential kinds in cache keys.
@@ -35,7 +35,9 @@ type cacheKey struct {
 }
 
 // slot is a map value: the full key (to tell hash collisions apart) and
-// the entry.
+// the entry. The map holds a pointer to it (a slot is never changed once
+// stored): a map element this large would be stored out of line anyway,
+// and a small element lets a hit copy 16 bytes, not the whole slot.
 type slot struct {
 	key cacheKey
 	e   cacheEntry
@@ -48,44 +50,29 @@ type cacheEntry struct {
 }
 
 const (
-	cacheShards     = 16
-	sweepEvery      = time.Minute
-	evictionSamples = 16
+	sweepEvery = time.Minute
 	// DefaultMaxCacheEntries bounds the credential cache.
 	DefaultMaxCacheEntries = 100_000
 )
 
-// cache is a bounded, sharded map of credentials, indexed by a keyed
-// 64-bit hash of the key (one hash over all fields is much cheaper than
-// the map hashing a struct of strings field by field); the slot holds the
-// full key, so a collision is a miss, never a wrong credential. Reads take
-// a shard's read lock only; inserts sweep expired entries once a minute
-// and, when the shard is full, evict among a sample the entry that expires
-// first (expired ones before all others).
+// cache is the credential cache: the gateway's bounded, expiring, sharded
+// map (gateway/internal/ttlcache), indexed by a keyed 64-bit hash of the
+// key (one hash over all fields is much cheaper than the map hashing a
+// struct of strings field by field), which also picks the shard; the slot
+// holds the full key, so a collision is a miss, never a wrong credential.
+// An entry is served before its refreshAt; shards sweep expired entries
+// once a minute and, when full, evict among a sample the entry that
+// expires first (expired ones before all others).
 type cache struct {
-	seed      maphash.Seed
-	perShard  int
-	evictions atomic.Int64
-	shards    [cacheShards]cacheShard
-}
-
-type cacheShard struct {
-	mu        sync.RWMutex
-	m         map[uint64]slot
-	nextSweep int64
-	_         [40]byte // keep shards on separate cache lines
+	seed maphash.Seed
+	m    *ttlcache.Cache[uint64, *slot]
 }
 
 func newCache(max int) *cache {
 	if max <= 0 {
 		max = DefaultMaxCacheEntries
 	}
-	per := (max + cacheShards - 1) / cacheShards
-	c := &cache{seed: maphash.MakeSeed(), perShard: per}
-	for i := range c.shards {
-		c.shards[i].m = make(map[uint64]slot)
-	}
-	return c
+	return &cache{seed: maphash.MakeSeed(), m: ttlcache.New[uint64, *slot](max, sweepEvery)}
 }
 
 // hash is a keyed hash of k: each non-empty field is hashed with the
@@ -110,11 +97,8 @@ const mixMul = 0x9e3779b97f4a7c15
 // get returns the entry for k if it is still to be served at now.
 func (c *cache) get(k *cacheKey, now int64) (cacheEntry, bool) {
 	h := c.hash(k)
-	s := &c.shards[h%cacheShards]
-	s.mu.RLock()
-	sl, ok := s.m[h]
-	s.mu.RUnlock()
-	if !ok || now >= sl.e.refreshAt || sl.key != *k {
+	sl, ok := c.m.Get(h, h, now)
+	if !ok || sl.key != *k {
 		return cacheEntry{}, false
 	}
 	return sl.e, true
@@ -122,78 +106,20 @@ func (c *cache) get(k *cacheKey, now int64) (cacheEntry, bool) {
 
 func (c *cache) put(k *cacheKey, e cacheEntry, now int64) {
 	h := c.hash(k)
-	s := &c.shards[h%cacheShards]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if now >= s.nextSweep {
-		for key, old := range s.m {
-			if now >= old.e.refreshAt {
-				delete(s.m, key)
-			}
-		}
-		s.nextSweep = now + int64(sweepEvery)
-	}
-	if _, exists := s.m[h]; !exists {
-		for len(s.m) >= c.perShard {
-			c.evictOne(s, now)
-		}
-	}
-	s.m[h] = slot{key: *k, e: e}
-}
-
-// evictOne removes, among a sample of entries (Go's map iteration starts
-// at a random position), an expired one or else the one due first.
-func (c *cache) evictOne(s *cacheShard, now int64) {
-	var victim uint64
-	var due int64
-	found, n := false, 0
-	for key, sl := range s.m {
-		e := sl.e
-		if now >= e.refreshAt {
-			victim, found = key, true
-			break
-		}
-		if !found || e.refreshAt < due {
-			victim, due, found = key, e.refreshAt, true
-		}
-		if n++; n >= evictionSamples {
-			break
-		}
-	}
-	if found {
-		delete(s.m, victim)
-		c.evictions.Add(1)
-	}
+	c.m.Put(h, h, &slot{key: *k, e: e}, e.refreshAt, now)
 }
 
 func (c *cache) delete(k *cacheKey) {
 	h := c.hash(k)
-	s := &c.shards[h%cacheShards]
-	s.mu.Lock()
-	if sl, ok := s.m[h]; ok && sl.key == *k {
-		delete(s.m, h)
-	}
-	s.mu.Unlock()
+	c.m.DeleteIf(h, h, func(sl *slot) bool { return sl.key == *k })
 }
 
 // deleteValue removes the entry of k if it holds value.
 func (c *cache) deleteValue(k *cacheKey, value string) {
 	h := c.hash(k)
-	s := &c.shards[h%cacheShards]
-	s.mu.Lock()
-	if sl, ok := s.m[h]; ok && sl.key == *k && sl.e.value == value {
-		delete(s.m, h)
-	}
-	s.mu.Unlock()
+	c.m.DeleteIf(h, h, func(sl *slot) bool { return sl.key == *k && sl.e.value == value })
 }
 
-func (c *cache) len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.RLock()
-		n += len(s.m)
-		s.mu.RUnlock()
-	}
-	return n
-}
+func (c *cache) evictions() int64 { return c.m.Evictions() }
+
+func (c *cache) len() int { return c.m.Len() }

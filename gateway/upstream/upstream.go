@@ -179,7 +179,7 @@ func (cr *Credentials) Stats() Stats {
 		Mints:             cr.stats.mints.Load(),
 		CacheHits:         cr.stats.hits.Load(),
 		CacheMisses:       cr.stats.misses.Load(),
-		Evictions:         cr.cache.evictions.Load(),
+		Evictions:         cr.cache.evictions(),
 		CacheEntries:      cr.cache.len(),
 	}
 }
