@@ -54,7 +54,11 @@ func benchDuration() time.Duration {
 //   - grants/interleaved: BENCH_ROUNDS rounds (default 6) of
 //     grants/1-replica and grants/3-replicas on the same cluster, the
 //     order alternating; the ratio of the totals per round, their median
-//     and lowest, and in how many rounds 3 replicas did not do less.
+//     and lowest, and in how many rounds 3 replicas did not do less;
+//   - grants/interleaved-aa: the same with an A/A check in each round
+//     (two one-replica phases and the 3 replicas, the order cycling
+//     through all six): how often, and by how much, two identical runs
+//     differ, beside 3 replicas against each.
 //
 // Each reports the one-minute load average at its end (load1).
 //
@@ -155,6 +159,11 @@ func BenchmarkReplicas(b *testing.B) {
 	b.Run("grants/interleaved", func(b *testing.B) {
 		for range b.N {
 			interleaveGrants(b, c, benchRounds(b))
+		}
+	})
+	b.Run("grants/interleaved-aa", func(b *testing.B) {
+		for range b.N {
+			interleaveGrantsAA(b, c, benchRounds(b))
 		}
 	})
 	b.Run("revoke", func(b *testing.B) {
@@ -263,6 +272,30 @@ func benchRounds(b *testing.B) int {
 	return n
 }
 
+// grantsPhase is one phase of an interleaved round: the load generators'
+// total, the CPU per statement of all processes, the changes per append
+// and, with 3 replicas, a forwarding replica's clients' rate against the
+// writer's own clients' (whose statements take no hop).
+type grantsPhase struct {
+	total, cpu, changes, fwdShare float64
+}
+
+// runGrantsPhase runs one phase of an interleaved round against targets.
+func runGrantsPhase(b *testing.B, c *cluster, targets []*server) grantsPhase {
+	calls0 := pgCalls(b, c)
+	cpu0 := clusterCPU(b, c, targets)
+	rates, _ := runGrants(b, targets, false)
+	d := clusterCPU(b, c, targets).since(cpu0)
+	calls := pgCalls(b, c)
+	p := grantsPhase{total: sumOf(rates)}
+	if len(targets) == 3 {
+		p.fwdShare = (rates[1] + rates[2]) / 2 / rates[0]
+	}
+	p.cpu = float64(d.all().Microseconds()) / (p.total * benchDuration().Seconds())
+	p.changes = float64(calls["changes"]-calls0["changes"]) / float64(calls["append"]-calls0["append"])
+	return p
+}
+
 // interleaveGrants runs grants/interleaved: rounds of one run against one
 // replica (the writer) and one against the 3 replicas, on the same
 // cluster, the order alternating between rounds (1 then 3, 3 then 1) so
@@ -279,39 +312,67 @@ func interleaveGrants(b *testing.B, c *cluster, rounds int) {
 		if round%2 == 1 {
 			order = [][]*server{three, one}
 		}
-		total := map[int]float64{}
-		cpu := map[int]float64{}
-		changes := map[int]float64{}
-		var fwdShare float64
+		got := map[int]grantsPhase{}
 		for _, targets := range order {
-			calls0 := pgCalls(b, c)
-			cpu0 := clusterCPU(b, c, targets)
-			rates, _ := runGrants(b, targets, false)
-			d := clusterCPU(b, c, targets).since(cpu0)
-			calls := pgCalls(b, c)
-			t := sumOf(rates)
-			total[len(targets)] = t
-			if len(targets) == 3 {
-				// The writer's own clients against those of the others,
-				// whose statements take the hop.
-				fwdShare = (rates[1] + rates[2]) / 2 / rates[0]
-			}
-			cpu[len(targets)] = float64(d.all().Microseconds()) / (t * benchDuration().Seconds())
-			changes[len(targets)] = float64(calls["changes"]-calls0["changes"]) / float64(calls["append"]-calls0["append"])
+			got[len(targets)] = runGrantsPhase(b, c, targets)
 		}
-		r := total[3] / total[1]
+		r := got[3].total / got[1].total
 		ratios = append(ratios, r)
 		if r >= 1 {
 			ge++
 		}
 		b.Logf("round %d: 1 replica %.0f/s (%.0f µs CPU/stmt, %.1f changes/append), 3 replicas %.0f/s (%.0f µs CPU/stmt, %.1f changes/append, a forwarding replica's clients %.0f%% of the writer's): 3÷1 %.0f%%, load1 %.2f",
-			round+1, total[1], cpu[1], changes[1], total[3], cpu[3], changes[3], 100*fwdShare, 100*r, loadAverage(b))
+			round+1, got[1].total, got[1].cpu, got[1].changes, got[3].total, got[3].cpu, got[3].changes, 100*got[3].fwdShare, 100*r, loadAverage(b))
 	}
 	med := median(ratios) // sorts them
 	b.Logf("3 replicas ≥ 1 replica in %d of %d rounds; ratios %v", ge, rounds, ratios)
 	b.ReportMetric(100*med, "median-3/1-%")
 	b.ReportMetric(100*ratios[0], "min-3/1-%")
 	b.ReportMetric(float64(ge), "rounds-3>=1")
+	b.ReportMetric(float64(rounds), "rounds")
+	b.ReportMetric(loadAverage(b), "load1")
+}
+
+// interleaveGrantsAA runs grants/interleaved-aa: interleaved's comparison
+// with an A/A check inside every round. A round runs three phases, one
+// replica (a), the 3 replicas, and one replica again (b), in one of the
+// six orders (round r takes the r-th, cycling), so that no phase owns a
+// place in the round. 1b ÷ 1a is what two identical runs give: how often
+// it is ≥ 1 and its spread are the yardstick for 3 ÷ 1, which is reported
+// against both one-replica phases.
+func interleaveGrantsAA(b *testing.B, c *cluster, rounds int) {
+	const a, three, bb = 0, 1, 2
+	orders := [6][3]int{{a, three, bb}, {bb, a, three}, {three, bb, a}, {bb, three, a}, {a, bb, three}, {three, a, bb}}
+	targets := [3][]*server{a: c.replicas[:1], three: c.replicas, bb: c.replicas[:1]}
+	var aa, vsA, vsB []float64
+	geAA, geA, geB := 0, 0, 0
+	for round := range rounds {
+		var got [3]grantsPhase
+		for _, ph := range orders[round%len(orders)] {
+			got[ph] = runGrantsPhase(b, c, targets[ph])
+		}
+		rAA, rA, rB := got[bb].total/got[a].total, got[three].total/got[a].total, got[three].total/got[bb].total
+		aa, vsA, vsB = append(aa, rAA), append(vsA, rA), append(vsB, rB)
+		for _, x := range []struct {
+			r float64
+			n *int
+		}{{rAA, &geAA}, {rA, &geA}, {rB, &geB}} {
+			if x.r >= 1 {
+				*x.n++
+			}
+		}
+		b.Logf("round %d (order %v): 1a %.0f/s (%.0f µs CPU/stmt), 3 replicas %.0f/s (%.0f µs CPU/stmt), 1b %.0f/s (%.0f µs CPU/stmt): 1b÷1a %.0f%%, 3÷1a %.0f%%, 3÷1b %.0f%%, load1 %.2f",
+			round+1, orders[round%len(orders)], got[a].total, got[a].cpu, got[three].total, got[three].cpu, got[bb].total, got[bb].cpu,
+			100*rAA, 100*rA, 100*rB, loadAverage(b))
+	}
+	b.Logf("1b ≥ 1a in %d of %d rounds; 3 ≥ 1a in %d, 3 ≥ 1b in %d", geAA, rounds, geA, geB)
+	b.Logf("ratios 1b÷1a %v; 3÷1a %v; 3÷1b %v", aa, vsA, vsB)
+	b.ReportMetric(100*median(aa), "median-1b/1a-%")
+	b.ReportMetric(100*median(append(slices.Clone(vsA), vsB...)), "median-3/1-%")
+	b.ReportMetric(100*min(slices.Min(aa), 1/slices.Max(aa)), "min-aa-%") // the lower of the two directions
+	b.ReportMetric(100*min(slices.Min(vsA), slices.Min(vsB)), "min-3/1-%")
+	b.ReportMetric(float64(geAA), "rounds-1b>=1a")
+	b.ReportMetric(float64(geA+geB), "pairs-3>=1")
 	b.ReportMetric(float64(rounds), "rounds")
 	b.ReportMetric(loadAverage(b), "load1")
 }
