@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -1066,13 +1067,26 @@ func benchVariants(b *testing.B) []benchVariant {
 		variants = []benchVariant{{"baseline", bin, "on", ""}, {"mandate", "", "on", ""}, {"baseline", bin, "off", ""}, {"mandate", "", "off", ""}}
 	}
 	if os.Getenv("BENCH_LLM_POSTGRES") != "" {
-		settings := map[string]string{"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB"}
+		settings := map[string]string{"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB",
+			"shared_preload_libraries": "pg_stat_statements"}
 		pg := pgtest.Start(b, pgtest.Options{Settings: settings})
 		for _, mode := range []string{"on", "off"} {
 			db := "mandate_" + mode
 			pg.CreateDatabase(b, db)
 			variants = append(variants, benchVariant{"postgres", "", mode, pg.URL(db)})
 		}
+		// What the postgres paths asked of PostgreSQL, and its CPU, over
+		// the whole benchmark (both databases; the other paths do not
+		// use it).
+		conn := pg.Connect(b, "mandate_on")
+		if _, err := conn.Exec(b.Context(), "CREATE EXTENSION pg_stat_statements"); err != nil {
+			b.Fatal(err)
+		}
+		calls0, cpu0 := pgStatCalls(b.Context(), b, conn), pgCPU(b, pg.DataDir)
+		b.Cleanup(func() { // b's context has ended
+			logStatements(b, calls0, pgStatCalls(context.Background(), b, conn))
+			b.Logf("PostgreSQL's CPU over the benchmark (every process of its server): %v", pgCPU(b, pg.DataDir)-cpu0)
+		})
 	}
 	return variants
 }

@@ -408,13 +408,20 @@ func pinBench(b *testing.B, c *cluster, embedded *server) {
 func pgCalls(b *testing.B, c *cluster) map[string]int64 {
 	conn := c.pg.Connect(b, "mandate")
 	defer conn.Close(context.Background())
-	out := map[string]int64{}
+	out := pgStatCalls(b.Context(), b, conn)
 	var head int64
 	if err := conn.QueryRow(b.Context(), `SELECT revision FROM mandate_catalog_head`).Scan(&head); err != nil {
 		b.Fatal(err)
 	}
 	out["changes"] = head
-	rows, err := conn.Query(b.Context(), `SELECT query, calls, rows, total_exec_time FROM pg_stat_statements`)
+	return out
+}
+
+// pgStatCalls reads pg_stat_statements (every database's statements: the
+// view is the server's) on conn, as pgCalls does.
+func pgStatCalls(ctx context.Context, b *testing.B, conn *pgx.Conn) map[string]int64 {
+	out := map[string]int64{}
+	rows, err := conn.Query(ctx, `SELECT query, calls, rows, total_exec_time FROM pg_stat_statements`)
 	if err != nil {
 		b.Fatal(err)
 	}
