@@ -309,3 +309,56 @@ func TestByteSizeFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestSideListenerBounds: the side listeners (--metrics-addr and the
+// profiler, both served by serveSide) have the HTTP listener's bounds: a
+// header block over httpMaxHeaderBytes is 431, headers that trickle are
+// cut after the header timeout, a body over the cap is 413.
+func TestSideListenerBounds(t *testing.T) {
+	c := testHTTPConfig()
+	c.readHeaderTimeout = 300 * time.Millisecond
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) })
+	stop, addr, err := serveSide("127.0.0.1:0", mux, &c, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	t.Run("header block", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr.String()+"/metrics", nil)
+		req.Header.Set("X-Filler", strings.Repeat("A", httpMaxHeaderBytes+4096))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("%d KiB header: %d, want 431", (httpMaxHeaderBytes+4096)>>10, resp.StatusCode)
+		}
+	})
+	t.Run("trickled headers", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+		took, _ := waitClosed(t, conn, 5*time.Second)
+		t.Logf("cut after %v", took)
+	})
+	t.Run("body", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", httpMaxBody+1)
+		r, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("oversized body: %d, want 413", r.StatusCode)
+		}
+	})
+}
