@@ -152,3 +152,36 @@ func TestWriteTimeout(t *testing.T) {
 		})
 	}
 }
+
+// unreadBody is a request body of n bytes that counts what was read.
+type unreadBody struct{ n, read int }
+
+func (b *unreadBody) Read(p []byte) (int, error) {
+	if b.read >= b.n {
+		return 0, io.EOF
+	}
+	k := min(len(p), b.n-b.read)
+	clear(p[:k])
+	b.read += k
+	return k, nil
+}
+
+// TestUnauthenticatedBodyUnread: a request without a credential is refused
+// before its body is read (MCP and LLM alike: authentication is the
+// pipeline's first stage), whatever the body's size.
+func TestUnauthenticatedBodyUnread(t *testing.T) {
+	p, err := pipeline.New(pipeline.Config{PublicURL: "http://127.0.0.1:8470", Auth: okAuth{}, Authz: authz{},
+		Credentials: noCreds{}, Audit: &sink{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &echoProto{upstream: func([]byte) (int, string) { return 200, `{}` }}
+	body := &unreadBody{n: 100 << 20}
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "http://127.0.0.1:8470/llm/v1/chat/completions", body)
+	w := httptest.NewRecorder()
+	x.call.Securable = enforce.SecurableRef{Type: "MODEL SERVICE"}
+	p.Serve(w, req, &x.call, x)
+	if w.Code != http.StatusUnauthorized || body.read != 0 {
+		t.Fatalf("%d after reading %d bytes of a 100 MB body, want 401 before reading it", w.Code, body.read)
+	}
+}
