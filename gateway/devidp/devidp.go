@@ -79,7 +79,7 @@ const (
 	authRequestLifetime    = 10 * time.Minute
 	// maxAuthRequests bounds the authorization requests pending at once:
 	// anyone may start one (GET /authorize needs no credential), so more
-	// are refused (server_error) until some complete or expire.
+	// are refused (temporarily_unavailable) until some complete or expire.
 	maxAuthRequests = 1024
 	// maxAuthRequestBytes bounds what one authorization request keeps in
 	// memory (state, nonce, login_hint, redirect_uri, scopes, resources,

@@ -777,8 +777,9 @@ func TestSharedKeys(t *testing.T) {
 
 // TestAuthorizeBounds: GET /authorize needs no credential, so what it
 // keeps is bounded: an oversized request is refused, at most
-// maxAuthRequests are pending (then server_error until one expires), and
-// a callback visited again replaces its code rather than adding one.
+// maxAuthRequests are pending (then temporarily_unavailable until one
+// expires), and a callback visited again replaces its code rather than
+// adding one.
 func TestAuthorizeBounds(t *testing.T) {
 	now := time.Now()
 	var clock atomic.Pointer[time.Time]
@@ -840,7 +841,7 @@ func TestAuthorizeBounds(t *testing.T) {
 			}
 		}
 		loc := authorize(t, nil)
-		if loc.Query().Get("error") != "server_error" || pending() != maxAuthRequests {
+		if loc.Query().Get("error") != "temporarily_unavailable" || pending() != maxAuthRequests {
 			t.Fatalf("one more than %d: %s, %d pending", maxAuthRequests, loc, pending())
 		}
 		later := now.Add(authRequestLifetime + time.Second)

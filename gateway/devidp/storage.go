@@ -290,7 +290,8 @@ func (s *storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 	defer s.mu.Unlock()
 	s.sweepLocked()
 	if len(s.authRequests) >= maxAuthRequests {
-		return nil, oidc.ErrServerError().WithDescription("too many authorization requests in progress; retry later")
+		// RFC 6749 section 4.1.2.1's error for a temporary overload.
+		return nil, &oidc.Error{ErrorType: "temporarily_unavailable", Description: "too many authorization requests in progress; retry later"}
 	}
 	s.authRequests[a.id] = a
 	return a.copy(), nil
