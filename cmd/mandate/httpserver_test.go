@@ -216,6 +216,55 @@ func TestHTTPHeaderAndBodyCaps(t *testing.T) {
 	}
 }
 
+// TestHTTPEndlessChunkedBody: a chunked body sent as fast as the client
+// can, without end, is read up to httpMaxBody and no further: the handler
+// sees *http.MaxBytesError (and answers 413), the connection is closed.
+func TestHTTPEndlessChunkedBody(t *testing.T) {
+	type result struct {
+		n       int64
+		tooMuch bool
+	}
+	got := make(chan result, 1)
+	addr := startHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		var mbe *http.MaxBytesError
+		got <- result{n, errors.As(err, &mbe)}
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+	}), testHTTPConfig())
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go func() {
+		chunk := fmt.Appendf(nil, "%x\r\n%s\r\n", 64<<10, bytes.Repeat([]byte("a"), 64<<10))
+		if _, err := io.WriteString(conn, "POST /mcp/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"); err != nil {
+			return
+		}
+		for {
+			if _, err := conn.Write(chunk); err != nil {
+				return // the server closed the connection
+			}
+		}
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to an endless chunked body: %v", err)
+	}
+	resp.Body.Close()
+	select {
+	case r := <-got:
+		if r.n != httpMaxBody || !r.tooMuch || resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("read %d bytes (MaxBytesError: %v), status %d; want %d bytes, then 413", r.n, r.tooMuch, resp.StatusCode, httpMaxBody)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler is still reading")
+	}
+	took, _ := waitClosed(t, conn, 20*time.Second)
+	t.Logf("closed %v after the answer", took)
+}
+
 // TestHTTPTLSPolicy: plain HTTP only on loopback (or behind a declared
 // TLS-terminating proxy); auto serves TLS elsewhere.
 func TestHTTPTLSPolicy(t *testing.T) {
