@@ -75,7 +75,7 @@ func (t *sessionTable) add(s *session, now time.Time) {
 	s.lastUsed.Store(now.UnixNano())
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if own := t.bySubject[s.subject]; len(own) >= t.perSubject {
+	if own := t.bySubject[s.subject]; len(own) > 0 && len(own) >= t.perSubject {
 		var oldest *session
 		for o := range own {
 			if oldest == nil || o.lastUsed.Load() < oldest.lastUsed.Load() {

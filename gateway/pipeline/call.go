@@ -342,7 +342,6 @@ func (c *Call) Attach(ev catalog.AuditEvent) {
 	c.p.attach(c, ev)
 }
 
-// response tracks whether the answer has started.
 // response is the call's writer. It records whether the answer has
 // started, and bounds each write and flush by timeout (Config.WriteTimeout):
 // a client that does not take a piece of the answer within it is cut off,
