@@ -258,7 +258,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	mux.Handle("GET /readyz", ready)
 	mux.Handle("GET /metrics", metricsHandler(tel, isLoopbackAddr(cfg.httpAddr) && !cfg.http.behindTLSProxy, cfg.telemetry.metricsToken, token))
 	if cfg.telemetry.metricsAddr != "" {
-		stopMetrics, err := serveMetricsAddr(ctx, cfg.telemetry.metricsAddr, tel, ready, log)
+		stopMetrics, err := serveMetricsAddr(cfg.telemetry.metricsAddr, &cfg.http, tel, ready, log)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -241,6 +242,25 @@ func serveHTTP(hs *http.Server, ln net.Listener, maxConns int) error {
 		return hs.ServeTLS(ln, "", "")
 	}
 	return hs.Serve(ln)
+}
+
+// serveSide serves h in plain HTTP on addr, a side listener (--metrics-addr,
+// the profiler), with the HTTP listener's bounds c, until the returned
+// stop (which waits up to 2 s for requests in progress).
+func serveSide(addr string, h http.Handler, c *httpConfig, log zerolog.Logger) (stop func(), bound net.Addr, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	hc := *c // its own copy: the main listener's routes may still be set
+	hc.largeBodies = nil
+	hs := newHTTPServer(h, &hc, nil, log)
+	go func() { _ = serveHTTP(hs, ln, hc.maxConns) }()
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}, ln.Addr(), nil
 }
 
 // limitRequests bounds each request: at most c.maxRequests at once (more

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,6 +15,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
 
 // testHTTPConfig is the listener configuration the tests start from.
@@ -164,8 +169,9 @@ func TestHTTPMaxRequests(t *testing.T) {
 	}
 }
 
-// TestHTTPHeaderAndBodyCaps: a 500 KB header is refused with 431 and a
-// body over the cap with 413, before any handler runs.
+// TestHTTPHeaderAndBodyCaps: a 500 KB header, a 1 MB query string and
+// 10,000 headers are refused with 431, and a body over the cap with 413,
+// before any handler runs.
 func TestHTTPHeaderAndBodyCaps(t *testing.T) {
 	called := false
 	addr := startHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called = true }), testHTTPConfig())
@@ -178,6 +184,22 @@ func TestHTTPHeaderAndBodyCaps(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("500 KB User-Agent: %d, want 431", resp.StatusCode)
+	}
+	// A 1 MB query string, and 10,000 headers: the same header block bound.
+	for name, head := range map[string]string{
+		"1 MB query string": "GET /mcp/x?q=" + strings.Repeat("a", 1<<20) + " HTTP/1.1\r\nHost: x\r\n",
+		"10,000 headers":    "GET /mcp/x HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: bbbbbbbb\r\n", 10_000),
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _, _ = io.WriteString(conn, head+"\r\n") }() // the server may answer before taking it all
+		r, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil || r.StatusCode != http.StatusRequestHeaderFieldsTooLarge || called {
+			t.Fatalf("%s: %v %v (handler called: %v), want 431", name, r, err, called)
+		}
 	}
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -192,6 +214,55 @@ func TestHTTPHeaderAndBodyCaps(t *testing.T) {
 	if r.StatusCode != http.StatusRequestEntityTooLarge || called {
 		t.Fatalf("oversized body: %d (handler called: %v), want 413", r.StatusCode, called)
 	}
+}
+
+// TestHTTPEndlessChunkedBody: a chunked body sent as fast as the client
+// can, without end, is read up to httpMaxBody and no further: the handler
+// sees *http.MaxBytesError (and answers 413), the connection is closed.
+func TestHTTPEndlessChunkedBody(t *testing.T) {
+	type result struct {
+		n       int64
+		tooMuch bool
+	}
+	got := make(chan result, 1)
+	addr := startHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		var mbe *http.MaxBytesError
+		got <- result{n, errors.As(err, &mbe)}
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+	}), testHTTPConfig())
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go func() {
+		chunk := fmt.Appendf(nil, "%x\r\n%s\r\n", 64<<10, bytes.Repeat([]byte("a"), 64<<10))
+		if _, err := io.WriteString(conn, "POST /mcp/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"); err != nil {
+			return
+		}
+		for {
+			if _, err := conn.Write(chunk); err != nil {
+				return // the server closed the connection
+			}
+		}
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to an endless chunked body: %v", err)
+	}
+	resp.Body.Close()
+	select {
+	case r := <-got:
+		if r.n != httpMaxBody || !r.tooMuch || resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("read %d bytes (MaxBytesError: %v), status %d; want %d bytes, then 413", r.n, r.tooMuch, resp.StatusCode, httpMaxBody)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler is still reading")
+	}
+	took, _ := waitClosed(t, conn, 20*time.Second)
+	t.Logf("closed %v after the answer", took)
 }
 
 // TestHTTPTLSPolicy: plain HTTP only on loopback (or behind a declared
@@ -307,5 +378,130 @@ func TestByteSizeFlag(t *testing.T) {
 		if err := b.Set(in); err == nil {
 			t.Errorf("Set(%q) accepted", in)
 		}
+	}
+}
+
+// TestSideListenerBounds: the side listeners (--metrics-addr and the
+// profiler, both served by serveSide) have the HTTP listener's bounds: a
+// header block over httpMaxHeaderBytes is 431, headers that trickle are
+// cut after the header timeout, a body over the cap is 413.
+func TestSideListenerBounds(t *testing.T) {
+	c := testHTTPConfig()
+	c.readHeaderTimeout = 300 * time.Millisecond
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) })
+	stop, addr, err := serveSide("127.0.0.1:0", mux, &c, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	t.Run("header block", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr.String()+"/metrics", nil)
+		req.Header.Set("X-Filler", strings.Repeat("A", httpMaxHeaderBytes+4096))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("%d KiB header: %d, want 431", (httpMaxHeaderBytes+4096)>>10, resp.StatusCode)
+		}
+	})
+	t.Run("trickled headers", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+		took, _ := waitClosed(t, conn, 5*time.Second)
+		t.Logf("cut after %v", took)
+	})
+	t.Run("body", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", httpMaxBody+1)
+		r, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("oversized body: %d, want 413", r.StatusCode)
+		}
+	})
+}
+
+// TestHTTPTLSSlowClients: over TLS, a client that never finishes its
+// handshake is cut after the header timeout, and an HTTP/2 client that
+// never finishes a request's header block (or sends nothing after its
+// preface) after the idle timeout: neither holds a connection slot.
+func TestHTTPTLSSlowClients(t *testing.T) {
+	c := testHTTPConfig()
+	c.readHeaderTimeout, c.idleTimeout = 300*time.Millisecond, 600*time.Millisecond
+	tlsCfg, err := pgwire.LoadOrCreateTLS("", "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), &c, tlsCfg, zerolog.Nop())
+	go func() { _ = serveHTTP(hs, ln, c.maxConns) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	addr := ln.Addr().String()
+	t.Run("handshake never sent", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, _ = conn.Write([]byte{0x16, 0x03, 0x01}) // the start of a ClientHello record
+		took, _ := waitClosed(t, conn, 10*time.Second)
+		t.Logf("cut after %v", took)
+	})
+	headers := func(fields ...string) []byte {
+		var buf bytes.Buffer
+		e := hpack.NewEncoder(&buf)
+		for i := 0; i+1 < len(fields); i += 2 {
+			_ = e.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+		}
+		return buf.Bytes()
+	}
+	for _, tc := range []struct {
+		name string
+		send func(fr *http2.Framer) error
+	}{
+		{"HTTP/2 preface only", func(fr *http2.Framer) error { return nil }},
+		{"HTTP/2 header block never ends", func(fr *http2.Framer) error {
+			return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: false, EndStream: true,
+				BlockFragment: headers(":method", "GET", ":scheme", "https", ":authority", "x")})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) //nolint:gosec // a test's self-signed server
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+				t.Fatalf("negotiated %q, want h2", p)
+			}
+			if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+				t.Fatal(err)
+			}
+			fr := http2.NewFramer(conn, conn)
+			if err := fr.WriteSettings(); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.send(fr); err != nil {
+				t.Fatal(err)
+			}
+			took, _ := waitClosed(t, conn, 10*time.Second)
+			t.Logf("cut after %v", took)
+		})
 	}
 }

@@ -646,6 +646,12 @@ func (w *replicaWriter) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		w.upgrade(rw, r, *exec)
 		return
 	}
+	// The body is read only for a header of the right shape and time: a
+	// request without one costs no read of up to writerMaxBody.
+	if _, _, _, ok := writerAuthFields(r.Header.Get(writerAuthHeader)); !ok {
+		http.Error(rw, "unauthenticated", http.StatusUnauthorized)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, writerMaxBody))
 	if err != nil {
 		http.Error(rw, "request body too large", http.StatusRequestEntityTooLarge)
@@ -746,22 +752,28 @@ func failedResult(err error, audit []catalog.AuditEvent) writerResult {
 // authentic checks the "TIME.ID.MAC" of a request (what "request") or of
 // the opening of a connection ("connect") and returns its time and id.
 func (w *replicaWriter) authentic(what, h string, body []byte) (ts, id string, ok bool) {
-	parts := strings.Split(h, ".")
-	if len(parts) != 3 || len(parts[1]) != 32 {
-		return "", "", false
-	}
-	ts, id = parts[0], parts[1]
-	if !hmac.Equal([]byte(parts[2]), []byte(w.mac(what, ts, id, body))) {
-		return "", "", false
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return "", "", false
-	}
-	if d := time.Since(time.Unix(sec, 0)); d > writerSkew || d < -writerSkew {
+	ts, id, mac, ok := writerAuthFields(h)
+	if !ok || !hmac.Equal([]byte(mac), []byte(w.mac(what, ts, id, body))) {
 		return "", "", false
 	}
 	return ts, id, true
+}
+
+// writerAuthFields splits an auth header "TIME.ID.MAC" and checks what
+// needs no key: its shape, and TIME within writerSkew of now.
+func writerAuthFields(h string) (ts, id, mac string, ok bool) {
+	parts := strings.SplitN(h, ".", 4)
+	if len(parts) != 3 || len(parts[1]) != 32 {
+		return "", "", "", false
+	}
+	sec, err := strconv.ParseInt(parts[0], 10, 64)
+	if err != nil {
+		return "", "", "", false
+	}
+	if d := time.Since(time.Unix(sec, 0)); d > writerSkew || d < -writerSkew {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
 }
 
 // firstUse remembers a request id; false: seen before (a replay), or too

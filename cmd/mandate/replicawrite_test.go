@@ -196,3 +196,51 @@ func TestWriterCertificatePinned(t *testing.T) {
 		t.Fatalf("the pinned writer ran %d requests, want 1", reached.Load())
 	}
 }
+
+// countingBody is a request body of n bytes that counts what was read.
+type countingBody struct{ n, read int64 }
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	if b.read >= b.n {
+		return 0, io.EOF
+	}
+	k := int(min(int64(len(p)), b.n-b.read))
+	clear(p[:k])
+	b.read += int64(k)
+	return k, nil
+}
+
+// A POST to the writer hop whose auth header is missing, malformed or out
+// of the allowed skew is refused before its body is read: anyone can
+// reach the route, and the body may be writerMaxBody.
+func TestWriterBodyUnreadWithoutAuth(t *testing.T) {
+	w := &replicaWriter{key: writerKey([]byte("master key of this installation")), seen: map[string]time.Time{}}
+	exec := writerExec(func(context.Context, string, []writerChange) []writerResult {
+		t.Error("changes ran for an unauthenticated request")
+		return nil
+	})
+	w.exec.Store(&exec)
+	w.held.Store(true)
+	id := strings.Repeat("ab", 16)
+	for name, h := range map[string]string{
+		"no header":       "",
+		"malformed":       "x.y",
+		"many parts":      strings.Repeat(".", 10_000),
+		"too old":         strconv.FormatInt(time.Now().Add(-2*writerSkew).Unix(), 10) + "." + id + ".mac",
+		"from the future": strconv.FormatInt(time.Now().Add(2*writerSkew).Unix(), 10) + "." + id + ".mac",
+		"short id":        strconv.FormatInt(time.Now().Unix(), 10) + ".abcd.mac",
+	} {
+		t.Run(name, func(t *testing.T) {
+			body := &countingBody{n: writerMaxBody}
+			req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, writerPath, body)
+			if h != "" {
+				req.Header.Set(writerAuthHeader, h)
+			}
+			rec := httptest.NewRecorder()
+			w.ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnauthorized || body.read != 0 {
+				t.Fatalf("%d after reading %d bytes of the body, want 401 before reading it", rec.Code, body.read)
+			}
+		})
+	}
+}

@@ -578,7 +578,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux.Handle("GET /metrics", metricsHandler(tel, isLoopbackAddr(cfg.httpAddr) && !cfg.http.behindTLSProxy, cfg.telemetry.metricsToken, token))
 	mux.Handle("GET /readyz", ready)
 	if cfg.telemetry.metricsAddr != "" {
-		stopMetrics, err := serveMetricsAddr(ctx, cfg.telemetry.metricsAddr, tel, ready, log)
+		stopMetrics, err := serveMetricsAddr(cfg.telemetry.metricsAddr, &cfg.http, tel, ready, log)
 		if err != nil {
 			return err
 		}
@@ -622,7 +622,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		pm.HandleFunc("/debug/pprof/", pprof.Index)
 		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		go func() { _ = http.ListenAndServe(a, pm) }()
+		stopProfiler, _, err := serveSide(a, pm, &cfg.http, log)
+		if err != nil {
+			return fmt.Errorf("MANDATE_PPROF_ADDR: %w", err)
+		}
+		defer stopProfiler()
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ctx, sqlLn) }()

@@ -188,25 +188,18 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // serveMetricsAddr serves /metrics, /healthz and /readyz on --metrics-addr
-// until ctx ends.
-func serveMetricsAddr(ctx context.Context, addr string, t *telemetry.Telemetry, ready http.Handler, log zerolog.Logger) (func(), error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr: %w", err)
-	}
+// with the HTTP listener's bounds c, until the returned stop.
+func serveMetricsAddr(addr string, c *httpConfig, t *telemetry.Telemetry, ready http.Handler, log zerolog.Logger) (func(), error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", t.Handler())
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.Handle("GET /readyz", ready)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, ErrorLog: httpErrorLog(log)}
-	go func() { _ = hs.Serve(ln) }()
-	log.Info().Str("metrics_addr", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
-	return func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-	}, nil
+	stop, bound, err := serveSide(addr, mux, c, log)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	log.Info().Str("metrics_addr", bound.String()).Msg("serving /metrics, /healthz and /readyz")
+	return stop, nil
 }
 
 // lag tracks how long the authorization engine's snapshot has been behind

@@ -77,6 +77,14 @@ const (
 	defaultTokenLifetime   = time.Hour
 	defaultRefreshLifetime = 24 * time.Hour
 	authRequestLifetime    = 10 * time.Minute
+	// maxAuthRequests bounds the authorization requests pending at once:
+	// anyone may start one (GET /authorize needs no credential), so more
+	// are refused (temporarily_unavailable) until some complete or expire.
+	maxAuthRequests = 1024
+	// maxAuthRequestBytes bounds what one authorization request keeps in
+	// memory (state, nonce, login_hint, redirect_uri, scopes, resources,
+	// the code challenge); a larger one is invalid_request.
+	maxAuthRequestBytes = 8 << 10
 )
 
 // Provider is a running development identity provider.

@@ -774,3 +774,80 @@ func TestSharedKeys(t *testing.T) {
 		t.Fatalf("signing key file in the data directory: %v", err)
 	}
 }
+
+// TestAuthorizeBounds: GET /authorize needs no credential, so what it
+// keeps is bounded: an oversized request is refused, at most
+// maxAuthRequests are pending (then temporarily_unavailable until one
+// expires), and a callback visited again replaces its code rather than
+// adding one.
+func TestAuthorizeBounds(t *testing.T) {
+	now := time.Now()
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	e := startIdP(t, t.TempDir(), func(c *Config) { c.Now = func() time.Time { return *clock.Load() } })
+	h := e.p.Handler()
+	authorize := func(t *testing.T, mod func(url.Values)) *url.URL {
+		t.Helper()
+		v := url.Values{"client_id": {"mandate-gateway"}, "redirect_uri": {"http://localhost:8080/cb"}, "response_type": {"code"},
+			"scope": {"openid"}, "state": {"s"}, "code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"},
+			"code_challenge_method": {"S256"}}
+		if mod != nil {
+			mod(v)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, e.issuer+PathAuthorize+"?"+v.Encode(), nil))
+		loc, err := url.Parse(rec.Header().Get("Location"))
+		if rec.Code != http.StatusFound || err != nil {
+			t.Fatalf("authorize: %d %q", rec.Code, rec.Header().Get("Location"))
+		}
+		return loc
+	}
+	pending := func() int {
+		e.p.store.mu.Lock()
+		defer e.p.store.mu.Unlock()
+		return len(e.p.store.authRequests)
+	}
+	for _, tc := range []struct {
+		name  string
+		param string
+	}{{"state", "state"}, {"nonce", "nonce"}, {"login_hint", "login_hint"}, {"resource", "resource"}} {
+		t.Run("oversized "+tc.name, func(t *testing.T) {
+			loc := authorize(t, func(v url.Values) { v.Set(tc.param, "https://x.example/"+strings.Repeat("a", maxAuthRequestBytes)) })
+			if loc.Query().Get("error") != "invalid_request" || pending() != 0 {
+				t.Fatalf("%s of %d bytes: %s, %d pending", tc.name, maxAuthRequestBytes, loc, pending())
+			}
+		})
+	}
+	t.Run("callback again", func(t *testing.T) {
+		login := authorize(t, nil)
+		resp := get(t, login.String()+"&user="+url.QueryEscape("alice@example.com"))
+		callback := resp.Header.Get("Location")
+		for range 5 {
+			if resp := get(t, callback); resp.StatusCode != http.StatusFound {
+				t.Fatalf("callback: %s", resp.Status)
+			}
+		}
+		e.p.store.mu.Lock()
+		codes := len(e.p.store.codes)
+		e.p.store.mu.Unlock()
+		if codes != 1 {
+			t.Fatalf("%d codes kept for one authorization request, want 1", codes)
+		}
+	})
+	t.Run("flood", func(t *testing.T) {
+		for pending() < maxAuthRequests {
+			if loc := authorize(t, nil); loc.Query().Get("error") != "" {
+				t.Fatalf("refused with %d pending: %s", pending(), loc)
+			}
+		}
+		loc := authorize(t, nil)
+		if loc.Query().Get("error") != "temporarily_unavailable" || pending() != maxAuthRequests {
+			t.Fatalf("one more than %d: %s, %d pending", maxAuthRequests, loc, pending())
+		}
+		later := now.Add(authRequestLifetime + time.Second)
+		clock.Store(&later)
+		if loc := authorize(t, nil); loc.Query().Get("error") != "" || pending() != 1 {
+			t.Fatalf("after expiry: %s, %d pending", loc, pending())
+		}
+	})
+}

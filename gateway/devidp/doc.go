@@ -14,6 +14,13 @@
 //   - authorization requests, codes and refresh tokens live in memory and
 //     are gone after a restart.
 //
+// What anyone can make it keep is bounded all the same: at most 1,024
+// authorization requests are pending at once (then GET /authorize answers
+// temporarily_unavailable until one completes or expires after 10
+// minutes), each of at most 8 KiB (state, nonce, login_hint,
+// redirect_uri, scopes, resources; else invalid_request), with one code
+// each (visiting the callback again replaces it).
+//
 // Production deployments use the company's identity provider (Okta, Entra,
 // Keycloak, ...) as the gateway's token issuer and as the RFC 8693 token
 // exchange service.

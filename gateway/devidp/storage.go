@@ -29,8 +29,8 @@ type storage struct {
 
 	mu           sync.Mutex
 	isClosed     bool
-	authRequests map[string]*authRequest  // by id
-	codes        map[string]string        // code → auth request id
+	authRequests map[string]*authRequest  // by id, at most maxAuthRequests
+	codes        map[string]string        // code → auth request id, one per request
 	refresh      map[string]*refreshGrant // by refresh token
 }
 
@@ -221,6 +221,7 @@ type authRequest struct {
 	loginHint    string
 	audience     []string
 	expires      time.Time
+	code         string // the code issued for it (the latest replaces an earlier one)
 	subject      string
 	authTime     time.Time
 	done         bool
@@ -263,6 +264,14 @@ func (s *storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 	if !slices.Contains(scopes, oidc.ScopeOfflineAccess) {
 		scopes = append(scopes, oidc.ScopeOfflineAccess)
 	}
+	audience := s.p.orDefault(targetsFrom(ctx))
+	size := len(req.ClientID) + len(req.RedirectURI) + len(req.State) + len(req.Nonce) + len(req.LoginHint) + len(req.CodeChallenge)
+	for _, v := range slices.Concat(scopes, audience) {
+		size += len(v)
+	}
+	if size > maxAuthRequestBytes {
+		return nil, oidc.ErrInvalidRequest().WithDescription("the authorization request is larger than %d bytes", maxAuthRequestBytes)
+	}
 	a := &authRequest{
 		id:           randomID(),
 		clientID:     req.ClientID,
@@ -274,12 +283,16 @@ func (s *storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 		responseMode: req.ResponseMode,
 		challenge:    &oidc.CodeChallenge{Challenge: req.CodeChallenge, Method: req.CodeChallengeMethod},
 		loginHint:    req.LoginHint,
-		audience:     s.p.orDefault(targetsFrom(ctx)),
+		audience:     audience,
 		expires:      s.now().Add(authRequestLifetime),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweepLocked()
+	if len(s.authRequests) >= maxAuthRequests {
+		// RFC 6749 section 4.1.2.1's error for a temporary overload.
+		return nil, &oidc.Error{ErrorType: "temporarily_unavailable", Description: "too many authorization requests in progress; retry later"}
+	}
 	s.authRequests[a.id] = a
 	return a.copy(), nil
 }
@@ -293,7 +306,7 @@ func (s *storage) sweepLocked() {
 		}
 	}
 	for code, id := range s.codes {
-		if _, ok := s.authRequests[id]; !ok {
+		if a, ok := s.authRequests[id]; !ok || a.code != code {
 			delete(s.codes, code)
 		}
 	}
@@ -336,12 +349,19 @@ func (s *storage) AuthRequestByCode(_ context.Context, code string) (op.AuthRequ
 	return a.copy(), nil
 }
 
+// SaveAuthCode keeps one code per authorization request: a callback
+// visited again issues a new code, which replaces the earlier one.
 func (s *storage) SaveAuthCode(_ context.Context, id, code string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.authRequestLocked(id); err != nil {
+	a, err := s.authRequestLocked(id)
+	if err != nil {
 		return err
 	}
+	if a.code != "" {
+		delete(s.codes, a.code)
+	}
+	a.code = code
 	s.codes[code] = id
 	return nil
 }
@@ -350,11 +370,9 @@ func (s *storage) SaveAuthCode(_ context.Context, id, code string) error {
 func (s *storage) DeleteAuthRequest(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.authRequests, id)
-	for code, rid := range s.codes {
-		if rid == id {
-			delete(s.codes, code)
-		}
+	if a, ok := s.authRequests[id]; ok {
+		delete(s.codes, a.code)
+		delete(s.authRequests, id)
 	}
 	return nil
 }

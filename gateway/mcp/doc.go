@@ -113,7 +113,10 @@
 // ends one (forwarded, then dropped even if the upstream fails); an
 // upstream 404 on a session drops it too, so the client starts over. The
 // table is bounded (MaxSessions): when full, expired sessions go, then the
-// least recently used of a random sample. Sessions are not authentication:
+// least recently used of a random sample. One subject holds at most
+// MaxSessionsPerSubject (1,000): its next session replaces its own least
+// recently used, so a caller opening sessions without end cannot evict
+// other callers' sessions. Sessions are not authentication:
 // every request is authenticated and authorized on its own, so a session
 // carries no more than the token presented with each request. 2026-07-28
 // has no sessions: Mcp-Session-Id is neither required nor forwarded, and

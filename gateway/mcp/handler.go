@@ -21,11 +21,13 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxBody         = 4 << 20
-	DefaultSessionTTL      = time.Hour
-	DefaultMaxSessions     = 100_000
-	DefaultMaxResponseBody = 32 << 20
-	DefaultAuditTimeout    = pipeline.DefaultAuditTimeout
+	DefaultMaxBody     = 4 << 20
+	DefaultSessionTTL  = time.Hour
+	DefaultMaxSessions = 100_000
+	// DefaultMaxSessionsPerSubject bounds one subject's sessions.
+	DefaultMaxSessionsPerSubject = 1_000
+	DefaultMaxResponseBody       = 32 << 20
+	DefaultAuditTimeout          = pipeline.DefaultAuditTimeout
 
 	// toolCacheTTL bounds how long a tools/list visibility decision is
 	// reused within one catalog revision (policies may depend on time).
@@ -90,6 +92,11 @@ type Config struct {
 	// MaxSessions bounds the session table (default 100,000): when full, the
 	// least recently used sessions are dropped.
 	MaxSessions int
+	// MaxSessionsPerSubject bounds the sessions of one subject (default
+	// 1,000, at most MaxSessions): a subject's next session replaces its
+	// own least recently used, so no caller can evict others' sessions by
+	// opening many.
+	MaxSessionsPerSubject int
 	// MaxResponseBody bounds one upstream JSON response or one SSE event
 	// (default 32 MiB); larger ones fail with 502.
 	MaxResponseBody int64
@@ -145,6 +152,10 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = DefaultMaxSessions
 	}
+	if cfg.MaxSessionsPerSubject <= 0 {
+		cfg.MaxSessionsPerSubject = DefaultMaxSessionsPerSubject
+	}
+	cfg.MaxSessionsPerSubject = min(cfg.MaxSessionsPerSubject, cfg.MaxSessions)
 	if cfg.MaxResponseBody <= 0 {
 		cfg.MaxResponseBody = DefaultMaxResponseBody
 	}
@@ -173,7 +184,7 @@ func New(cfg Config) (*Handler, error) {
 		public:   strings.TrimRight(cfg.PublicURL, "/"),
 		mcpBase:  base + mcpPath,
 		metaBase: identity.WellKnownPath + base + mcpPath,
-		sessions: newSessionTable(cfg.MaxSessions, cfg.SessionTTL),
+		sessions: newSessionTable(cfg.MaxSessions, cfg.MaxSessionsPerSubject, cfg.SessionTTL),
 		tools:    newToolCache(toolCacheMax, toolCacheTTL),
 		log:      cfg.Logger,
 		now:      cfg.Now,

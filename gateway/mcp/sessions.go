@@ -24,17 +24,22 @@ type session struct {
 
 // sessionTable maps gateway session ids to sessions. It is bounded: when
 // full, expired sessions are dropped, then the least recently used ones
-// (approximately).
+// (approximately). A subject holds at most perSubject sessions: its next
+// one replaces its own least recently used, so that one caller opening
+// sessions without end evicts only its own, never others'.
 type sessionTable struct {
-	mu    sync.RWMutex
-	m     map[string]*session
-	max   int
-	ttl   time.Duration
-	swept time.Time // last full pass over expired sessions
+	mu         sync.RWMutex
+	m          map[string]*session
+	bySubject  map[string]map[*session]struct{}
+	max        int
+	perSubject int
+	ttl        time.Duration
+	swept      time.Time // last full pass over expired sessions
 }
 
-func newSessionTable(max int, ttl time.Duration) *sessionTable {
-	return &sessionTable{m: make(map[string]*session), max: max, ttl: ttl}
+func newSessionTable(max, perSubject int, ttl time.Duration) *sessionTable {
+	return &sessionTable{m: make(map[string]*session), bySubject: make(map[string]map[*session]struct{}),
+		max: max, perSubject: perSubject, ttl: ttl}
 }
 
 // newSessionID returns 192 random bits, base64url (32 visible ASCII
@@ -70,10 +75,38 @@ func (t *sessionTable) add(s *session, now time.Time) {
 	s.lastUsed.Store(now.UnixNano())
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if own := t.bySubject[s.subject]; len(own) > 0 && len(own) >= t.perSubject {
+		var oldest *session
+		for o := range own {
+			if oldest == nil || o.lastUsed.Load() < oldest.lastUsed.Load() {
+				oldest = o
+			}
+		}
+		t.deleteLocked(oldest)
+	}
 	if len(t.m) >= t.max {
 		t.makeRoomLocked(now)
 	}
 	t.m[s.id] = s
+	own := t.bySubject[s.subject]
+	if own == nil {
+		own = make(map[*session]struct{})
+		t.bySubject[s.subject] = own
+	}
+	own[s] = struct{}{}
+}
+
+// deleteLocked drops s from the table.
+func (t *sessionTable) deleteLocked(s *session) {
+	if t.m[s.id] != s {
+		return
+	}
+	delete(t.m, s.id)
+	own := t.bySubject[s.subject]
+	delete(own, s)
+	if len(own) == 0 {
+		delete(t.bySubject, s.subject)
+	}
 }
 
 // makeRoomLocked drops expired sessions (a full pass at most once a
@@ -83,9 +116,9 @@ func (t *sessionTable) makeRoomLocked(now time.Time) {
 	limit := now.UnixNano() - int64(t.ttl)
 	if now.Sub(t.swept) >= time.Minute {
 		t.swept = now
-		for id, s := range t.m {
+		for _, s := range t.m {
 			if s.lastUsed.Load() < limit {
-				delete(t.m, id)
+				t.deleteLocked(s)
 			}
 		}
 	}
@@ -100,13 +133,15 @@ func (t *sessionTable) makeRoomLocked(now time.Time) {
 				break
 			}
 		}
-		delete(t.m, oldest.id)
+		t.deleteLocked(oldest)
 	}
 }
 
 func (t *sessionTable) remove(id string) {
 	t.mu.Lock()
-	delete(t.m, id)
+	if s := t.m[id]; s != nil {
+		t.deleteLocked(s)
+	}
 	t.mu.Unlock()
 }
 

@@ -529,7 +529,7 @@ func TestStateless2026(t *testing.T) {
 }
 
 func TestSessionTableBounded(t *testing.T) {
-	tab := newSessionTable(3, time.Hour)
+	tab := newSessionTable(3, 3, time.Hour)
 	now := time.Now()
 	var ids []string
 	for i := 0; i < 10; i++ {
@@ -542,6 +542,27 @@ func TestSessionTableBounded(t *testing.T) {
 	}
 	if tab.get(ids[9], "a", "", "c", now.Add(10*time.Second)) == nil {
 		t.Fatal("the newest session was evicted")
+	}
+	// One subject's flood replaces its own sessions, not another's.
+	tab = newSessionTable(100, 10, time.Hour)
+	bob := &session{id: newSessionID(), subject: "bob", conn: "c"}
+	tab.add(bob, now)
+	var alice []string
+	for i := range 1000 {
+		s := &session{id: newSessionID(), subject: "alice", conn: "c"}
+		tab.add(s, now.Add(time.Duration(i+1)*time.Second))
+		alice = append(alice, s.id)
+	}
+	at := now.Add(2000 * time.Second)
+	if tab.len() != 11 || tab.get(bob.id, "bob", "", "c", at) == nil {
+		t.Fatalf("after alice's 1,000 sessions: %d sessions, bob's gone: %v", tab.len(), tab.get(bob.id, "bob", "", "c", at) == nil)
+	}
+	if tab.get(alice[999], "alice", "", "c", at) == nil || tab.get(alice[989], "alice", "", "c", at) != nil {
+		t.Fatal("alice's flood did not keep her 10 newest sessions")
+	}
+	tab.remove(alice[999])
+	if tab.len() != 10 || len(tab.bySubject["alice"]) != 9 {
+		t.Fatalf("after a removal: %d sessions, alice %d", tab.len(), len(tab.bySubject["alice"]))
 	}
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {

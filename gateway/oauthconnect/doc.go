@@ -146,8 +146,10 @@
 // Cache-Control: no-store and Referrer-Policy: no-referrer (the ticket is
 // in the page URL).
 //
-// Limits: flows and used-ticket nonces are kept in the memory of the node
-// that served the consent page, so with several gateway nodes /oauth/ must
+// Limits: at most 10,000 sign-ins are in progress on a node, at most 16 of
+// them one user's (the user's next replaces their oldest, so no user can
+// hold off everyone else's). Flows and used-ticket nonces are kept in the
+// memory of the node that served the consent page, so with several gateway nodes /oauth/ must
 // be routed to one node (or sticky) per sign-in, unless the store is a
 // FlowStore (NewSharedTokenStore: replicas on one database, with one
 // Config.CSRFKey), which keeps them, sealed, where every replica finds

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -1018,5 +1019,34 @@ func TestAuthorizationMissStraddlesFlight(t *testing.T) {
 		func() error { e.mustBearer("alice@example.com"); return nil })
 	if n := store.gets.Load(); n != 1 {
 		t.Fatalf("%d reads of the grant, want 1: the late call loaded again what was cached", n)
+	}
+}
+
+// TestFlowsPerUser: one user approving sign-ins without end keeps at most
+// maxUserFlows in progress (the newest), and cannot fill the table that
+// other users' sign-ins need.
+func TestFlowsPerUser(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	var states []string
+	for i := range maxFlows {
+		st := fmt.Sprintf("alice-%d", i)
+		fl := &flow{user: "alice@example.com", connection: connName, expires: e.clock.Now().Add(FlowTTL + time.Duration(i)*time.Millisecond)}
+		if !e.k.putFlow(ctx, st, fl) {
+			t.Fatalf("alice's flow %d refused", i)
+		}
+		states = append(states, st)
+	}
+	if !e.k.putFlow(ctx, "bob-0", &flow{user: "bob@example.com", connection: connName, expires: e.clock.Now().Add(FlowTTL)}) {
+		t.Fatal("bob's sign-in refused after alice's flood")
+	}
+	e.k.fmu.Lock()
+	n, newest := len(e.k.flows), e.k.flows[states[len(states)-1]] != nil
+	e.k.fmu.Unlock()
+	if n != maxUserFlows+1 || !newest {
+		t.Fatalf("%d flows kept (alice's newest kept: %v), want %d", n, newest, maxUserFlows+1)
+	}
+	if e.k.takeFlow(ctx, states[0]) != nil || e.k.takeFlow(ctx, "bob-0") == nil {
+		t.Fatal("alice's oldest flow kept or bob's lost")
 	}
 }

@@ -19,8 +19,13 @@ import (
 	"github.com/mandatehq/mandate/gateway"
 )
 
-// maxFlows bounds the sign-ins in progress (approved, not yet called back).
-const maxFlows = 10000
+// maxFlows bounds the sign-ins in progress (approved, not yet called back);
+// maxUserFlows those of one user, whose next replaces their oldest, so
+// that no user can fill the table and hold off everyone else's sign-ins.
+const (
+	maxFlows     = 10000
+	maxUserFlows = 16
+)
 
 // flow is one approved sign-in between the redirect to the authorization
 // server and its redirect back: found by state, used once.
@@ -386,6 +391,17 @@ func (k *Connector) putFlow(ctx context.Context, state string, fl *flow) bool {
 	k.fmu.Lock()
 	defer k.fmu.Unlock()
 	k.pruneLocked()
+	own, oldest := 0, ""
+	for s, f := range k.flows {
+		if f.user == fl.user {
+			if own++; oldest == "" || f.expires.Before(k.flows[oldest].expires) {
+				oldest = s
+			}
+		}
+	}
+	if own >= maxUserFlows {
+		delete(k.flows, oldest)
+	}
 	if len(k.flows) >= maxFlows {
 		return false
 	}

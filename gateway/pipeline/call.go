@@ -157,7 +157,7 @@ func (c *Call) ContextMap() map[string]any {
 
 func (c *Call) init(p *Pipeline, proto Protocol, w http.ResponseWriter, r *http.Request) {
 	c.p, c.proto = p, proto
-	c.w = &response{ResponseWriter: w}
+	c.w = newResponse(w, p.cfg.WriteTimeout)
 	c.Request = r
 	c.Start = time.Now()
 	c.Time = p.now()
@@ -342,10 +342,22 @@ func (c *Call) Attach(ev catalog.AuditEvent) {
 	c.p.attach(c, ev)
 }
 
-// response tracks whether the answer has started.
+// response is the call's writer. It records whether the answer has
+// started, and bounds each write and flush by timeout (Config.WriteTimeout):
+// a client that does not take a piece of the answer within it is cut off,
+// so it cannot hold the call, and the upstream stream behind it, forever.
+// The deadline is lifted after each write, so that a stream may pause
+// between events as long as its upstream does (HTTP/2 would reset a stream
+// whose deadline passed while it paused).
 type response struct {
 	http.ResponseWriter
-	wrote bool
+	rc      http.ResponseController
+	timeout time.Duration
+	wrote   bool
+}
+
+func newResponse(w http.ResponseWriter, timeout time.Duration) *response {
+	return &response{ResponseWriter: w, rc: *http.NewResponseController(w), timeout: timeout}
 }
 
 func (r *response) WriteHeader(status int) {
@@ -355,7 +367,28 @@ func (r *response) WriteHeader(status int) {
 
 func (r *response) Write(b []byte) (int, error) {
 	r.wrote = true
-	return r.ResponseWriter.Write(b)
+	set := r.setDeadline()
+	n, err := r.ResponseWriter.Write(b)
+	if set {
+		_ = r.rc.SetWriteDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// FlushError is http.ResponseController's Flush, within the deadline.
+func (r *response) FlushError() error {
+	set := r.setDeadline()
+	err := r.rc.Flush()
+	if set {
+		_ = r.rc.SetWriteDeadline(time.Time{})
+	}
+	return err
+}
+
+// setDeadline sets the write deadline, and reports whether it did (a
+// writer without deadlines, such as a test's recorder, has none).
+func (r *response) setDeadline() bool {
+	return r.timeout > 0 && r.rc.SetWriteDeadline(time.Now().Add(r.timeout)) == nil
 }
 
 // Unwrap lets http.ResponseController reach the server's writer (Flush).

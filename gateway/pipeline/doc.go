@@ -38,7 +38,13 @@
 //	              more with a fresh one
 //	guard_result  Protocol.Relay answers the client piece by piece (a JSON
 //	              body, or each SSE event), each through the Guard's
-//	              ResultGuard (Call.GuardPiece), after Call.Commit
+//	              ResultGuard (Call.GuardPiece), after Call.Commit. Each
+//	              write and flush to Call.Writer must be taken by the
+//	              client within Config.WriteTimeout (30 s): a client that
+//	              stops reading is cut off (the write fails, the relay
+//	              ends and closes the upstream's body) instead of holding
+//	              the call and its upstream forever; a stream may pause
+//	              between events for as long as its upstream does
 //	meter         the Limiter's reservation settled; Meter.Record; then
 //	              an answer of declared length (Content-Length) whose
 //	              record is settled (below) is flushed, so that the audit

@@ -22,6 +22,9 @@ import (
 // DefaultAuditTimeout bounds the wait for one audit record.
 const DefaultAuditTimeout = 10 * time.Second
 
+// DefaultWriteTimeout bounds each write of an answer to the client.
+const DefaultWriteTimeout = 30 * time.Second
+
 // Config configures a Pipeline. PublicURL, Auth, Authz, Credentials and
 // Audit are required; Limiter, Guard, Meter and Observer are optional.
 type Config struct {
@@ -40,6 +43,11 @@ type Config struct {
 	AuditAsync bool
 	// AuditTimeout bounds the wait for one audit record (default 10 s).
 	AuditTimeout time.Duration
+	// WriteTimeout bounds each write and flush of the answer to the client
+	// (default DefaultWriteTimeout): a client that does not take a piece
+	// of it (a stream's event) within this is cut off, and the call ends
+	// as a broken answer, which releases its upstream.
+	WriteTimeout time.Duration
 	// AllowedOrigins are browser origins (scheme://host[:port]) allowed to
 	// call the gateway besides PublicURL's own (and any loopback origin
 	// when PublicURL is loopback).
@@ -129,6 +137,9 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	if cfg.AuditTimeout <= 0 {
 		cfg.AuditTimeout = DefaultAuditTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	p := &Pipeline{cfg: cfg, log: cfg.Logger, now: cfg.Now, host: newHostRule(pub),
 		public:  strings.TrimRight(cfg.PublicURL, "/"),
