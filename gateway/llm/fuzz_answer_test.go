@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -283,7 +284,15 @@ func FuzzStream(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, sel uint8, stream []byte) {
-		p := answerPairs[streamPairs[int(sel)%len(streamPairs)]]
+		checkStream(t, answerPairs[streamPairs[int(sel)%len(streamPairs)]], stream)
+	})
+}
+
+// checkStream relays stream for pair p and checks what the client got
+// (see FuzzStream).
+func checkStream(t *testing.T, p answerPair, stream []byte) {
+	t.Helper()
+	{
 		w, res := forwardAnswer(t, p, true, http.StatusOK, "text/event-stream", stream)
 		cf := p.endpoint.Format()
 		out := w.Body.Bytes()
@@ -334,6 +343,61 @@ func FuzzStream(f *testing.F) {
 				t.Fatalf("%s: stream error %T %v", p.name, res.Err, res.Err)
 			}
 		}
+	}
+}
+
+// streamEvents are the upstream events FuzzStreamEvents composes streams
+// of, both formats mixed; NUM is a number and STR a string it picks.
+var streamEvents = []string{
+	"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"STR\",\"model\":\"m\",\"usage\":{\"input_tokens\":NUM,\"cache_read_input_tokens\":NUM}}}\n\n",
+	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":NUM,\"content_block\":{\"type\":\"tool_use\",\"id\":\"STR\",\"name\":\"f\"}}\n\n",
+	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":NUM,\"content_block\":{\"type\":\"text\",\"text\":\"STR\"}}\n\n",
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":NUM,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"STR\"}}\n\n",
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":NUM,\"delta\":{\"type\":\"text_delta\",\"text\":\"STR\"}}\n\n",
+	"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":NUM}\n\n",
+	"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"STR\"},\"usage\":{\"output_tokens\":NUM}}\n\n",
+	"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":NUM,\"input_tokens\":NUM,\"cache_creation_input_tokens\":NUM}}\n\n",
+	"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+	"event: ping\ndata: {\"type\":\"ping\"}\n\n",
+	"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"STR\",\"message\":\"mNUM\"}}\n\n",
+	"data: {\"id\":\"STR\",\"choices\":[{\"delta\":{\"content\":\"STR\"},\"finish_reason\":null}],\"n\":NUM}\n\n",
+	"data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":NUM,\"id\":\"STR\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}\n\n",
+	"data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":NUM,\"function\":{\"arguments\":\"STR\"}}]}}]}\n\n",
+	"data: {\"choices\":[{\"delta\":{\"refusal\":\"STR\"},\"finish_reason\":\"STR\"}],\"n\":NUM}\n\n",
+	"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":NUM,\"completion_tokens\":NUM,\"prompt_tokens_details\":{\"cached_tokens\":NUM},\"completion_tokens_details\":{\"reasoning_tokens\":NUM},\"x\":\"STR\"}}\n\n",
+	"data: [DONE]\n\n",
+	"data: {\"error\":{\"message\":\"STR\",\"type\":\"requests\"},\"n\":NUM}\n\n",
+	"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"STR\",\"n\":NUM}\n\n",
+	"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"STR\",\"status\":\"completed\",\"usage\":{\"input_tokens\":NUM,\"output_tokens\":NUM}}}\n\n",
+	": keep-alive\n\n",
+}
+
+var (
+	streamNumbers = []int64{0, 1, 2, 3, -1, 1 << 31, 1 << 53, 1 << 62, 1<<63 - 1, -1 << 63}
+	streamStrings = []string{"", "x", "end_turn", "tool_calls", "stop", "{\\\"a\\\":", "}", "\\u2028\\u0000", "overloaded_error", "rate_limit_error"}
+)
+
+// FuzzStreamEvents: streams composed of well-formed upstream events in any
+// order and number (out of order, repeated message_start, a delta before
+// its block, a tool index of 2^62, [DONE] twice, ...), for every pair
+// that streams, with FuzzStream's checks. Each byte triple picks an event,
+// a number and a string.
+func FuzzStreamEvents(f *testing.F) {
+	f.Add(uint8(1), []byte{0, 0, 1, 2, 0, 1, 4, 1, 1, 6, 0, 2, 8, 0, 0})
+	f.Add(uint8(1), []byte{3, 7, 5, 0, 8, 0, 1, 7, 1, 3, 7, 6, 8, 0, 0, 8, 0, 0})
+	f.Add(uint8(3), []byte{11, 1, 1, 12, 7, 1, 13, 7, 5, 13, 7, 6, 14, 0, 3, 15, 8, 0, 16, 0, 0, 16, 0, 0})
+	f.Add(uint8(0), []byte{11, 1, 1, 15, 8, 0, 16, 0, 0, 11, 1, 1, 16, 0, 0})
+	f.Add(uint8(4), []byte{18, 0, 1, 19, 8, 0, 18, 0, 1})
+	f.Add(uint8(3), []byte{17, 0, 9})
+	f.Add(uint8(1), []byte{9, 0, 0, 10, 0, 8})
+	f.Fuzz(func(t *testing.T, sel uint8, ops []byte) {
+		var stream []byte
+		for i := 0; i+2 < len(ops); i += 3 {
+			r := strings.NewReplacer("NUM", strconv.FormatInt(streamNumbers[int(ops[i+1])%len(streamNumbers)], 10),
+				"STR", streamStrings[int(ops[i+2])%len(streamStrings)])
+			stream = append(stream, r.Replace(streamEvents[int(ops[i])%len(streamEvents)])...)
+		}
+		checkStream(t, answerPairs[streamPairs[int(sel)%len(streamPairs)]], stream)
 	})
 }
 
