@@ -117,6 +117,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzWrite$$' -fuzztime=$(FUZZTIME) ./gateway/internal/sse
 	$(GO) test -run='^$$' -fuzz='^FuzzAnswer$$' -fuzztime=$(FUZZTIME) ./gateway/llm
 	$(GO) test -run='^$$' -fuzz='^FuzzStream$$' -fuzztime=$(FUZZTIME) ./gateway/llm
+	$(GO) test -run='^$$' -fuzz='^FuzzStreamEvents$$' -fuzztime=$(FUZZTIME) ./gateway/llm
 	$(GO) test -run='^$$' -fuzz='^FuzzRelay$$' -fuzztime=$(FUZZTIME) ./gateway/mcp
 
 test: deps lint unit race
