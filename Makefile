@@ -98,7 +98,8 @@ RACE_PKGS := ./catalog/ ./catalog/walstore/ ./enforce/ ./enforce/client/ ./gatew
 race:
 	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
 
-# A short pass of each fuzz target (parser and wire message reader). Not part
+# A short pass of each fuzz target (parsers, wire message readers, and what the
+# gateway does with an upstream's answers: SSE, LLM answers, MCP relay). Not part
 # of `make test`: a fuzzer's new finds are random, so CI would fail at random.
 # The seed corpora and every saved failure (testdata/fuzz) run in `make unit`.
 fuzz:
@@ -112,6 +113,12 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzWalk$$' -fuzztime=$(FUZZTIME) ./gateway/guard/jsonwalk
 	$(GO) test -run='^$$' -fuzz='^FuzzDoc$$' -fuzztime=$(FUZZTIME) ./gateway/guard/jsonwalk
 	$(GO) test -run='^$$' -fuzz='^FuzzFastPath$$' -fuzztime=$(FUZZTIME) ./gateway/guard/schema
+	$(GO) test -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME) ./gateway/internal/sse
+	$(GO) test -run='^$$' -fuzz='^FuzzWrite$$' -fuzztime=$(FUZZTIME) ./gateway/internal/sse
+	$(GO) test -run='^$$' -fuzz='^FuzzAnswer$$' -fuzztime=$(FUZZTIME) ./gateway/llm
+	$(GO) test -run='^$$' -fuzz='^FuzzStream$$' -fuzztime=$(FUZZTIME) ./gateway/llm
+	$(GO) test -run='^$$' -fuzz='^FuzzStreamEvents$$' -fuzztime=$(FUZZTIME) ./gateway/llm
+	$(GO) test -run='^$$' -fuzz='^FuzzRelay$$' -fuzztime=$(FUZZTIME) ./gateway/mcp
 
 test: deps lint unit race
 

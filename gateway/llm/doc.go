@@ -74,9 +74,11 @@
 //
 // Streams are relayed event by event, flushed after each, with bounded
 // event size (Forwarder.MaxEvent), events a client could read otherwise
-// than the meter and the guards did (a bare CR) refused (gateway/internal/
-// sse), and a per-event idle timeout
-// (Route.Timeout); a non-streamed answer is bounded by
+// than the meter and the guards did (a bare CR, a byte-order mark starting
+// an event) refused (gateway/internal/sse), and a per-event idle timeout
+// (Route.Timeout). A translated stream ends with the client's terminal
+// event (message_stop, [DONE]): upstream events after it are metered, not
+// sent. A non-streamed answer is bounded by
 // Forwarder.MaxResponseBody. The client's context is the upstream
 // request's: a client that goes away cancels the upstream call.
 //
@@ -87,7 +89,11 @@
 // do, Anthropic's input_tokens do not, so Anthropic usage is input_tokens +
 // cache_read_input_tokens + cache_creation_input_tokens — and
 // CachedInputTokens and CacheWriteTokens are subsets of it; price each
-// class once. A stream is metered from message_start/message_delta
+// class once. An upstream's counts are not trusted: each is read within
+// [0, 2^53] (so no sum wraps, and a huge count prices to a budget's end,
+// never to a credit), reasoning within the output; the response id, model
+// and finish reasons kept are bounded (256 bytes each, 8 reasons). A
+// stream is metered from message_start/message_delta
 // (Anthropic), the usage chunk (OpenAI chat; always requested) or
 // response.completed (Responses). A stream that breaks is metered for what
 // was delivered (Usage.Estimated: the provider's input count if it came,

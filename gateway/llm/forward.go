@@ -757,6 +757,9 @@ func (s *streamRelay) next() (st step, evOut []byte, err error, retry bool) {
 			s.sawTerminal = true
 		}
 		if out.stream != nil {
+			if out.stream.done() {
+				continue // metered, but the client's stream has ended: nothing follows its end
+			}
 			var terr error
 			s.buf, terr = out.stream.event(s.buf[:0], name, data)
 			if terr != nil {

@@ -314,6 +314,16 @@ func TestUsageNormalization(t *testing.T) {
 			Usage{InputTokens: 3, OutputTokens: 1, TotalTokens: 4}},
 		{"openai cached beyond input is clamped", FormatOpenAI, `{"prompt_tokens":10,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":64}}`,
 			Usage{InputTokens: 10, OutputTokens: 1, CachedInputTokens: 10, TotalTokens: 11}},
+		{"openai reasoning beyond output is clamped", FormatOpenAI, `{"prompt_tokens":10,"completion_tokens":1,"completion_tokens_details":{"reasoning_tokens":64}}`,
+			Usage{InputTokens: 10, OutputTokens: 1, ReasoningTokens: 1, TotalTokens: 11}},
+		{"an upstream's negative counts are 0", FormatOpenAI, `{"prompt_tokens":-10,"completion_tokens":-1}`, Usage{}},
+		// Summed as received, these would wrap around to a negative input:
+		// a budget credited by the upstream's numbers.
+		{"an upstream's usage that overflows is capped, never negative", FormatAnthropic,
+			`{"input_tokens":4611686018427387904,"cache_creation_input_tokens":4611686018427387904,"cache_read_input_tokens":9223372036854775807,"output_tokens":9223372036854775807}`,
+			Usage{InputTokens: 3 * maxCount, OutputTokens: maxCount, CachedInputTokens: maxCount, CacheWriteTokens: maxCount, TotalTokens: 4 * maxCount}},
+		{"an openai total that overflows is capped", FormatOpenAI, `{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775807}`,
+			Usage{InputTokens: maxCount, OutputTokens: maxCount, TotalTokens: 2 * maxCount}},
 	}
 	for _, c := range cases {
 		var got Usage

@@ -92,7 +92,7 @@ func (t *anToOAStream) event(dst []byte, name string, data []byte) ([]byte, erro
 	}
 	switch ev.Type {
 	case "message_start":
-		t.id, t.model = ev.Message.ID, ev.Message.Model
+		t.id, t.model = short(ev.Message.ID), short(ev.Message.Model) // repeated in every chunk
 		if len(ev.Message.Usage) > 0 {
 			t.usage = usageAnthropic(ev.Message.Usage)
 		}

@@ -1,5 +1,7 @@
 package llm
 
+import "strings"
+
 // Usage is a call's token usage, normalized once for every provider:
 //
 //   - InputTokens counts every input token: uncached, read from the cache
@@ -38,6 +40,15 @@ func (u *Usage) finish() {
 	u.TotalTokens = u.InputTokens + u.OutputTokens
 }
 
+// maxCount bounds every token count read from an upstream: 2^53, the
+// largest integer every JSON client reads exactly, and small enough that
+// no sum of counts overflows. An upstream's count is not trusted: a
+// negative one is 0, a larger one is maxCount (it prices to at least
+// what was delivered, so a budget is charged, never credited).
+const maxCount = 1 << 53
+
+// num is the count at path in obj (0 if absent or not an integer),
+// within [0, maxCount].
 func num(obj []byte, path ...string) int64 {
 	v := obj
 	for _, k := range path {
@@ -47,7 +58,7 @@ func num(obj []byte, path ...string) int64 {
 		}
 	}
 	n, _ := intValue(v)
-	return max(n, 0)
+	return min(max(n, 0), maxCount)
 }
 
 // usageOpenAI reads an OpenAI usage object: chat completions
@@ -71,6 +82,7 @@ func usageOpenAI(u []byte) Usage {
 	// OpenAI's prompt_tokens already include both cache classes.
 	out.CachedInputTokens = min(out.CachedInputTokens, out.InputTokens)
 	out.CacheWriteTokens = min(out.CacheWriteTokens, out.InputTokens-out.CachedInputTokens)
+	out.ReasoningTokens = min(out.ReasoningTokens, out.OutputTokens)
 	out.finish()
 	return out
 }
@@ -108,16 +120,36 @@ type meter struct {
 
 func newMeter(f Format, e Endpoint) *meter { return &meter{format: f, endpoint: e} }
 
+// maxMeta bounds each provider string kept for the call (response id,
+// model, finish reason) and maxFinish the number of finish reasons: they
+// go to the audit row and the trace span, and the stream translators
+// repeat the id and model in every chunk, so an upstream must not grow
+// them at will.
+const (
+	maxMeta   = 256
+	maxFinish = 8
+)
+
+// short is s cut to at most maxMeta bytes, at a rune boundary.
+func short(s string) string {
+	if len(s) <= maxMeta {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxMeta], "")
+}
+
 func (m *meter) setStr(dst *string, v []byte) {
 	if *dst == "" {
-		*dst, _ = stringValue(v)
+		s, _ := stringValue(v)
+		*dst = short(s)
 	}
 }
 
 func (m *meter) addFinish(s string) {
-	if s == "" {
+	if s == "" || len(m.finish) >= maxFinish {
 		return
 	}
+	s = short(s)
 	for _, f := range m.finish {
 		if f == s {
 			return
@@ -151,8 +183,7 @@ func (m *meter) body(b []byte) {
 			s, _ := stringValue(v)
 			m.addFinish(s)
 		case keyIs(k, "input_tokens") && m.endpoint == CountTokens:
-			n, _ := intValue(v)
-			m.usage.InputTokens = n
+			m.usage.InputTokens = num(v)
 			m.usage.finish()
 			m.gotUsage = true
 		}

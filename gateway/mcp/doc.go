@@ -153,7 +153,9 @@
 //
 // A text/event-stream response is parsed into events (gateway/internal/
 // sse: lines ending in \n or \r\n, at most MaxResponseBody per event; a
-// bare CR, which a client would read as a line end, breaks the stream)
+// bare CR, which a client would read as a line end, breaks the stream, and
+// so does an event that starts with a byte-order mark, which a client
+// getting the event first would skip and read the field behind it)
 // and relayed event by event, each followed by a Flush, the bytes as
 // received except for an event carrying a message a guard rewrote or a
 // tools/list result, whose data lines are rewritten. An event with data

@@ -273,7 +273,7 @@ func (u *upstream) count(method string) int {
 
 // env is a gateway in front of upstreams, with fake stages.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	gw    *Handler
 	srv   *httptest.Server
 	auth  *fakeAuth
@@ -287,7 +287,7 @@ type env struct {
 
 const upstreamCredential = "Bearer upstream-credential-for-github"
 
-func newEnv(t *testing.T, upstreamURL string, configure ...func(*Config)) *env {
+func newEnv(t testing.TB, upstreamURL string, configure ...func(*Config)) *env {
 	t.Helper()
 	e := &env{
 		t: t,

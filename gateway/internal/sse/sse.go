@@ -7,8 +7,10 @@
 // refuses what clients read differently from a line-feed parser rather
 // than guessing: a carriage return that does not end a line with a line
 // feed (the standard makes a lone CR a line end too) is ErrMalformed. A
-// byte-order mark before the first event, which clients skip, is dropped.
-// Every event is bounded (ErrEventTooLarge).
+// byte-order mark before the first event, which clients skip, is dropped;
+// one that starts a later event is ErrMalformed too: here it is part of a
+// field name, but a client that gets the event first in its stream skips
+// it and reads the field. Every event is bounded (ErrEventTooLarge).
 package sse
 
 import (
@@ -22,8 +24,9 @@ import (
 var (
 	// ErrEventTooLarge: an event is longer than the Reader's bound.
 	ErrEventTooLarge = errors.New("server-sent event too large")
-	// ErrMalformed: an event a client could read otherwise (a bare CR).
-	ErrMalformed = errors.New("server-sent event with a bare carriage return")
+	// ErrMalformed: an event a client could read otherwise (a bare CR, a
+	// byte-order mark that starts it).
+	ErrMalformed = errors.New("server-sent event with a bare carriage return or a byte-order mark")
 )
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
@@ -91,6 +94,11 @@ func (s *Reader) Next() error {
 			if err != nil {
 				if err == io.EOF {
 					if len(bytes.Trim(s.Raw, " \t\r\n")) > 0 {
+						// A CR in the last line, which no LF ends, is a
+						// bare one: a client may read an event's end there.
+						if bytes.IndexByte(s.Raw[start:], '\r') >= 0 {
+							return ErrMalformed
+						}
 						return io.ErrUnexpectedEOF
 					}
 					return io.EOF
@@ -103,7 +111,7 @@ func (s *Reader) Next() error {
 		if n := len(line); n > 0 && line[n-1] == '\r' {
 			line = line[:n-1]
 		}
-		if bytes.IndexByte(line, '\r') >= 0 {
+		if bytes.IndexByte(line, '\r') >= 0 || start == 0 && bytes.HasPrefix(line, bom) {
 			return ErrMalformed
 		}
 		if len(line) == 0 {
