@@ -840,7 +840,8 @@ func reportInterleaved(b *testing.B, p benchPath, all map[string][]benchSegment,
 // "server=CPUS" pins the servers under test (the paths served by another
 // process: the proxy process and every mandate; their runtimes follow the
 // CPUs within a second), "loadgen=CPUS" this process, whose GOMAXPROCS it
-// sets to the CPUs' count for the benchmark.
+// sets to the CPUs' count for the benchmark, and "pg=CPUS" the PostgreSQL
+// of BENCH_LLM_POSTGRES (its backends inherit it).
 func pinGatewayBench(b *testing.B, paths []benchPath) {
 	var servers []int
 	for _, p := range paths {
@@ -848,8 +849,9 @@ func pinGatewayBench(b *testing.B, paths []benchPath) {
 			servers = append(servers, p.pid)
 		}
 	}
-	spec := benchPins(b, "server, loadgen", func(who, cpus string) bool {
+	spec := benchPins(b, "server, loadgen, pg", func(who, cpus string) bool {
 		switch who {
+		case "pg": // pinned when started (benchVariants)
 		case "server":
 			taskset(b, cpus, servers...)
 		case "loadgen":
@@ -1070,6 +1072,12 @@ func benchVariants(b *testing.B) []benchVariant {
 		settings := map[string]string{"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB",
 			"shared_preload_libraries": "pg_stat_statements"}
 		pg := pgtest.Start(b, pgtest.Options{Settings: settings})
+		benchPins(b, "server, loadgen, pg", func(who, cpus string) bool {
+			if who == "pg" {
+				taskset(b, cpus, pgPIDs(b, pg.DataDir)...)
+			}
+			return true
+		})
 		for _, mode := range []string{"on", "off"} {
 			db := "mandate_" + mode
 			pg.CreateDatabase(b, db)
