@@ -201,6 +201,15 @@ func TestHTTPHeaderAndBodyCaps(t *testing.T) {
 			t.Fatalf("%s: %v %v (handler called: %v), want 431", name, r, err, called)
 		}
 	}
+	if status := oversizedBodyStatus(t, addr); status != http.StatusRequestEntityTooLarge || called {
+		t.Fatalf("oversized body: %d (handler called: %v), want 413", status, called)
+	}
+}
+
+// oversizedBodyStatus is the status a listener on addr answers a POST that
+// declares a body one byte over httpMaxBody (and sends none).
+func oversizedBodyStatus(t *testing.T, addr string) int {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -211,9 +220,7 @@ func TestHTTPHeaderAndBodyCaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.StatusCode != http.StatusRequestEntityTooLarge || called {
-		t.Fatalf("oversized body: %d (handler called: %v), want 413", r.StatusCode, called)
-	}
+	return r.StatusCode
 }
 
 // TestHTTPEndlessChunkedBody: a chunked body sent as fast as the client
@@ -418,18 +425,8 @@ func TestSideListenerBounds(t *testing.T) {
 		t.Logf("cut after %v", took)
 	})
 	t.Run("body", func(t *testing.T) {
-		conn, err := net.Dial("tcp", addr.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		fmt.Fprintf(conn, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", httpMaxBody+1)
-		r, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.StatusCode != http.StatusRequestEntityTooLarge {
-			t.Fatalf("oversized body: %d, want 413", r.StatusCode)
+		if status := oversizedBodyStatus(t, addr.String()); status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("oversized body: %d, want 413", status)
 		}
 	})
 }
