@@ -137,7 +137,7 @@ func TestInFlightPerSubject(t *testing.T) {
 					if resp != nil {
 						r.status = resp.StatusCode
 						if tc.mode == "stream" {
-							_, err = io.Copy(io.Discard, resp.Body) // until the client leaves
+							_, _ = io.Copy(io.Discard, resp.Body) // until the client leaves
 							resp.Body.Close()
 						}
 					}
