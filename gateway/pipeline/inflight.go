@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"net/http"
@@ -12,6 +13,11 @@ import (
 // progress at once when Config.MaxInFlightPerSubject is 0: a quarter of
 // the HTTP listener's default 1,024 requests.
 const DefaultMaxInFlightPerSubject = 256
+
+// ErrInFlight is the Cause of the KindLimited refusal of a call beyond its
+// subject's in-flight cap (Config.MaxInFlightPerSubject), so that
+// observers tell it from a rate limit.
+var ErrInFlight = errors.New("the subject's calls in progress are at their cap")
 
 // inFlightShards is the number of shards of an inFlight (a power of two).
 const inFlightShards = 64
@@ -89,7 +95,7 @@ func (f *inFlight) len() int {
 func (p *Pipeline) admitSubject(c *Call) *Error {
 	subject := c.Identity.Subject
 	if !p.inFlight.acquire(subject) {
-		return &Error{Kind: KindLimited, Status: http.StatusTooManyRequests, RetryAfter: time.Second,
+		return &Error{Kind: KindLimited, Status: http.StatusTooManyRequests, RetryAfter: time.Second, Cause: ErrInFlight,
 			Message: fmt.Sprintf("too many calls in progress: at most %d at once for one user; retry once one has ended", p.inFlight.max),
 			Reason:  fmt.Sprintf("in-flight limit: %d calls of the subject in progress", p.inFlight.max)}
 	}
