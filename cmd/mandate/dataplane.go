@@ -57,6 +57,9 @@ type dataPlaneConfig struct {
 	// limiter is the limits stage (rate limits and budgets; llmlimits.go);
 	// nil: none.
 	limiter pipeline.Limiter
+	// maxInFlightPerSubject bounds each subject's calls in progress
+	// (httpConfig.perSubject).
+	maxInFlightPerSubject int
 
 	// keys, when set, holds the signing keys and per-user upstream tokens
 	// instead of dataDir (keystore.Sealed over stores.gatewayKeys, or over
@@ -227,6 +230,7 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	p, err := pipeline.New(pipeline.Config{
 		PublicURL: c.publicURL, Auth: inbound, Authz: c.authz, Credentials: creds, Audit: c.audit,
 		AuditAsync: c.auditSync.off, Logger: c.log, Guard: c.guard, Observer: c.observer, Limiter: c.limiter,
+		MaxInFlightPerSubject: c.maxInFlightPerSubject,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway pipeline: %w", err)

@@ -48,10 +48,13 @@ type httpConfig struct {
 	readBodyTimeout   time.Duration
 	idleTimeout       time.Duration
 	maxRequests       int
-	maxConns          int
-	tlsMode           string // auto, on, off
-	tlsCert, tlsKey   string
-	behindTLSProxy    bool
+	// maxPerSubject is --http-max-requests-per-subject (0: perSubject's
+	// default).
+	maxPerSubject   int
+	maxConns        int
+	tlsMode         string // auto, on, off
+	tlsCert, tlsKey string
+	behindTLSProxy  bool
 	// largeBodies are path prefixes whose handlers take bodies above
 	// httpMaxBody, bound them themselves and answer a larger one with a
 	// 413 of their own (the LLM endpoint: its provider-format error, its
@@ -72,6 +75,7 @@ func addHTTPFlags(fs *flag.FlagSet, c *httpConfig) {
 	fs.DurationVar(&c.readBodyTimeout, "http-read-body-timeout", defaultHTTPReadBodyTimeout, "fail a request whose body has not arrived within this after its headers (a trickling client is cut off)")
 	fs.DurationVar(&c.idleTimeout, "http-idle-timeout", defaultHTTPIdleTimeout, "close a keep-alive HTTP connection idle for this long")
 	fs.IntVar(&c.maxRequests, "http-max-requests", defaultHTTPMaxRequests, "requests served at once on the HTTP listener (streams included); more are answered 503 with Retry-After")
+	fs.IntVar(&c.maxPerSubject, "http-max-requests-per-subject", 0, "MCP and LLM calls one caller (the user a call acts for, whichever agent calls) may have in progress at once (streams included); more are answered 429 with Retry-After (0: a quarter of --http-max-requests)")
 	fs.IntVar(&c.maxConns, "http-max-connections", defaultHTTPMaxConns, "open connections on the HTTP listener; further ones wait to be accepted")
 	fs.StringVar(&c.tlsMode, "http-tls", "auto", "TLS on the HTTP listener: on, off, or auto (on unless --http-addr is a loopback address)")
 	fs.StringVar(&c.tlsCert, "http-tls-cert", "", "PEM certificate for the HTTP listener's TLS (default: the self-signed one generated into the data dir)")
@@ -106,12 +110,27 @@ func (c *httpConfig) check(addr string) error {
 	if c.maxRequests <= 0 || c.maxConns <= 0 {
 		return errors.New("--http-max-requests and --http-max-connections must be positive")
 	}
+	if c.maxPerSubject < 0 {
+		return fmt.Errorf("--http-max-requests-per-subject (%s) must not be negative (0: a quarter of --http-max-requests), got %d",
+			envName("http-max-requests-per-subject"), c.maxPerSubject)
+	}
 	if !c.tlsOn(addr) && !isLoopbackAddr(addr) && !c.behindTLSProxy {
 		return fmt.Errorf("--http-addr %s is not a loopback address and --http-tls is off: tokens and connection secrets "+
 			"would cross the network in cleartext. Serve TLS (--http-tls auto or on, with --http-tls-cert/--http-tls-key or the "+
 			"generated certificate), or, behind a TLS-terminating proxy, set --http-behind-tls-proxy", addr)
 	}
 	return nil
+}
+
+// perSubject is the calls one subject may have in progress at once
+// (pipeline.Config.MaxInFlightPerSubject): --http-max-requests-per-subject,
+// or by default a quarter of --http-max-requests (at least 1), so that one
+// caller cannot take every request slot of the listener.
+func (c *httpConfig) perSubject() int {
+	if c.maxPerSubject > 0 {
+		return c.maxPerSubject
+	}
+	return max(1, c.maxRequests/4)
 }
 
 // tlsOn reports whether the listener on addr serves TLS: with a

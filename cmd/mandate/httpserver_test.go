@@ -502,3 +502,37 @@ func TestHTTPTLSSlowClients(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPMaxRequestsPerSubject: --http-max-requests-per-subject defaults
+// to a quarter of --http-max-requests (at least 1); a negative value is
+// refused.
+func TestHTTPMaxRequestsPerSubject(t *testing.T) {
+	for _, tc := range []struct {
+		maxRequests, perSubject int
+		want                    int // 0: refused
+	}{
+		{1024, 0, 256},
+		{100, 0, 25},
+		{3, 0, 1},
+		{1024, 7, 7},
+		{10, 50, 50}, // the listener's own bound then comes first
+		{1024, -1, 0},
+	} {
+		c := testHTTPConfig()
+		c.maxRequests, c.maxPerSubject = tc.maxRequests, tc.perSubject
+		err := c.check("127.0.0.1:8470")
+		switch {
+		case tc.want == 0 && (err == nil || !strings.Contains(err.Error(), "--http-max-requests-per-subject")):
+			t.Errorf("%+v: check = %v, want a refusal naming the flag", tc, err)
+		case tc.want != 0 && err != nil:
+			t.Errorf("%+v: check = %v", tc, err)
+		case tc.want != 0 && c.perSubject() != tc.want:
+			t.Errorf("%+v: perSubject = %d, want %d", tc, c.perSubject(), tc.want)
+		}
+	}
+	// The flag (addHTTPFlags: serve and gateway alike).
+	c, err := parseServeFlags([]string{"--http-max-requests-per-subject", "9"}, io.Discard, io.Discard)
+	if err != nil || c.http.perSubject() != 9 {
+		t.Errorf("serve --http-max-requests-per-subject 9: %v", err)
+	}
+}

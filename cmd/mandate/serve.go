@@ -563,7 +563,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
 			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
 			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc), limiter: lim,
-			observer: tel.Observer(),
+			observer: tel.Observer(), maxInFlightPerSubject: cfg.http.perSubject(),
 		})
 		if err != nil {
 			return err

@@ -245,8 +245,8 @@ func (p *Provider) serveOP(w http.ResponseWriter, r *http.Request, rel string) {
 // authorize records the RFC 8707 resource (or audience) parameters of an
 // authorization request for CreateAuthRequest, then lets op handle it.
 func (p *Provider) authorize(w http.ResponseWriter, r *http.Request, rel string) {
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "cannot parse the request", http.StatusBadRequest)
+	if status, err := parseForm(w, r); err != nil {
+		http.Error(w, "cannot parse the request", status)
 		return
 	}
 	targets, err := requestedTargets(r.Form)
@@ -271,7 +271,10 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request, rel string) {
 		httphelper.MarshalJSONWithStatus(w, oidc.ErrInvalidRequest().WithDescription("the token endpoint takes POST"), http.StatusMethodNotAllowed)
 		return
 	}
-	if err := r.ParseForm(); err != nil {
+	if status, err := parseForm(w, r); status == http.StatusRequestEntityTooLarge {
+		httphelper.MarshalJSONWithStatus(w, oidc.ErrInvalidRequest().WithDescription("the form is larger than 64 KiB"), status)
+		return
+	} else if err != nil {
 		op.RequestError(w, r, oidc.ErrInvalidRequest().WithDescription("cannot parse the form"), nil)
 		return
 	}
@@ -386,4 +389,24 @@ func withTargets(ctx context.Context, t []string) context.Context {
 func targetsFrom(ctx context.Context) []string {
 	t, _ := ctx.Value(targetsKey{}).([]string)
 	return t
+}
+
+// maxFormBytes bounds the body of a form posted to the authorize, token
+// and login endpoints: read before any credential is checked, so it is
+// kept far below the listener's bound.
+const maxFormBytes = 64 << 10
+
+// parseForm parses r's form (ParseForm) with its body bounded by
+// maxFormBytes. On failure it returns the status to answer: 413 for a
+// larger body, else 400.
+func parseForm(w http.ResponseWriter, r *http.Request) (int, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return http.StatusRequestEntityTooLarge, err
+		}
+		return http.StatusBadRequest, err
+	}
+	return 0, nil
 }

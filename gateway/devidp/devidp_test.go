@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -850,4 +851,38 @@ func TestAuthorizeBounds(t *testing.T) {
 			t.Fatalf("after expiry: %s, %d pending", loc, pending())
 		}
 	})
+}
+
+// TestFormBounds: a form posted to the token, authorize or login endpoint
+// is read only up to 64 KiB (413 beyond), before any credential is
+// checked; one just under the bound is read and judged on its content.
+func TestFormBounds(t *testing.T) {
+	e := startIdP(t, t.TempDir(), nil)
+	for _, tc := range []struct {
+		path   string
+		size   int
+		status int
+	}{
+		{PathToken, maxFormBytes + 1, http.StatusRequestEntityTooLarge},
+		{PathAuthorize, maxFormBytes + 1, http.StatusRequestEntityTooLarge},
+		{PathLogin, maxFormBytes + 1, http.StatusRequestEntityTooLarge},
+		{PathToken, maxFormBytes - 100, http.StatusBadRequest},     // no grant type
+		{PathLogin, maxFormBytes - 100, http.StatusBadRequest},     // no authRequestID
+		{PathAuthorize, maxFormBytes - 100, http.StatusBadRequest}, // no client
+	} {
+		t.Run(tc.path+" "+strconv.Itoa(tc.size), func(t *testing.T) {
+			body := "x=" + strings.Repeat("a", tc.size-2)
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, e.issuer+tc.path, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Errorf("%d %s, want %d", resp.StatusCode, b, tc.status)
+			}
+		})
+	}
 }

@@ -35,8 +35,8 @@ func (p *Provider) login(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "cannot parse the request", http.StatusBadRequest)
+	if status, err := parseForm(w, r); err != nil {
+		http.Error(w, "cannot parse the request", status)
 		return
 	}
 	id := r.Form.Get("authRequestID")

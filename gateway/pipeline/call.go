@@ -143,6 +143,8 @@ type Call struct {
 	resultGuard      ResultGuard
 	auditCtx         context.Context
 	audit            auditState
+	// slot is the subject whose in-flight slot the call holds ("" none).
+	slot string
 }
 
 // init starts c for r.
@@ -157,6 +159,7 @@ func (c *Call) ContextMap() map[string]any {
 
 func (c *Call) init(p *Pipeline, proto Protocol, w http.ResponseWriter, r *http.Request) {
 	c.p, c.proto = p, proto
+	c.slot = ""
 	c.w = newResponse(w, p.cfg.WriteTimeout)
 	c.Request = r
 	c.Start = time.Now()

@@ -9,7 +9,15 @@
 //	              any loopback host when that is loopback: DNS rebinding
 //	              sends the attacker's name), a browser Origin is allowed,
 //	              and gateway.Authenticator accepts the bearer token →
-//	              Call.Identity (the human, and the agent acting for them)
+//	              Call.Identity (the human, and the agent acting for them);
+//	              then one of the subject's in-flight slots is taken
+//	              (Config.MaxInFlightPerSubject, default 256; keyed by
+//	              Identity.Subject, so a user shares one cap across the
+//	              agents calling for them): beyond it KindLimited (429,
+//	              Retry-After: 1) before the body is read; the slot comes
+//	              back when the call ends, however it ends. Counts live in
+//	              a 64-shard map holding only subjects with calls in
+//	              progress
 //	resolve       Protocol.Resolve: the message decoded, the securable
 //	              looked up (MCP: USE_CONNECTION on a CONNECTION; LLM:
 //	              EXECUTE on a MODEL SERVICE), the policy context

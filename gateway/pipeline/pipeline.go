@@ -48,6 +48,13 @@ type Config struct {
 	// of it (a stream's event) within this is cut off, and the call ends
 	// as a broken answer, which releases its upstream.
 	WriteTimeout time.Duration
+	// MaxInFlightPerSubject bounds the calls one subject (Identity.Subject:
+	// the human a call acts for, whichever agent calls, or a service
+	// principal calling on its own) may have in progress at once (default
+	// DefaultMaxInFlightPerSubject): the next is refused as KindLimited
+	// (429, Retry-After) right after authentication, so that one caller
+	// cannot hold every request slot of the listener.
+	MaxInFlightPerSubject int
 	// AllowedOrigins are browser origins (scheme://host[:port]) allowed to
 	// call the gateway besides PublicURL's own (and any loopback origin
 	// when PublicURL is loopback).
@@ -112,6 +119,7 @@ type Pipeline struct {
 	host       hostRule
 	origins    map[string]bool
 	public     string // PublicURL without a trailing slash
+	inFlight   *inFlight
 	// observed: the stages shown to the Observer (those with work to do).
 	observed [NumStages]bool
 	callObs  CallObserver  // cfg.Observer when it is one
@@ -141,9 +149,16 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
+	switch {
+	case cfg.MaxInFlightPerSubject < 0:
+		return nil, fmt.Errorf("pipeline: Config.MaxInFlightPerSubject must not be negative, got %d", cfg.MaxInFlightPerSubject)
+	case cfg.MaxInFlightPerSubject == 0:
+		cfg.MaxInFlightPerSubject = DefaultMaxInFlightPerSubject
+	}
 	p := &Pipeline{cfg: cfg, log: cfg.Logger, now: cfg.Now, host: newHostRule(pub),
-		public:  strings.TrimRight(cfg.PublicURL, "/"),
-		origins: map[string]bool{strings.ToLower(pub.Scheme + "://" + pub.Host): true}}
+		public:   strings.TrimRight(cfg.PublicURL, "/"),
+		inFlight: newInFlight(cfg.MaxInFlightPerSubject),
+		origins:  map[string]bool{strings.ToLower(pub.Scheme + "://" + pub.Host): true}}
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -279,6 +294,9 @@ func (p *Pipeline) authenticate(ctx context.Context, c *Call) error {
 			Reason: "authentication failed: " + code}
 	}
 	c.Identity = id
+	if err := p.admitSubject(c); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -570,6 +588,7 @@ func (p *Pipeline) writeAnswer(c *Call, a Answer) {
 
 // finish runs the meter stage and the audit stage of every call.
 func (p *Pipeline) finish(ctx context.Context, c *Call) {
+	defer p.releaseSubject(c) // last, whatever happens before
 	if r := recover(); r != nil {
 		// A stage panicked: the call is refused and audited, then the
 		// panic goes on to net/http.

@@ -76,7 +76,9 @@
 // "mandate.guardrail" events on the server span. A KindLimited refusal
 // counts in mandate_limit_refusals_total{limit} as "budget" when its
 // LimitInfo says Budget (or its Cause is a *limits.Refusal of another
-// kind than RateLimited), else "rate_limit".
+// kind than RateLimited), "in_flight" when its Cause is
+// pipeline.ErrInFlight (the subject's calls in progress at their cap),
+// else "rate_limit".
 //
 // Package telemetrytest starts the real Jaeger and Prometheus the tests
 // check against, and holds a minimal model-call protocol that reports

@@ -229,6 +229,9 @@ func (st *call) observeStages(proto string) {
 // refusals (the Error's LimitInfo says Budget, or its Cause is a limits
 // engine's refusal of another kind than a rate limit), else "rate_limit".
 func limitKind(e *pipeline.Error) string {
+	if errors.Is(e.Cause, pipeline.ErrInFlight) {
+		return "in_flight"
+	}
 	if e.Limit != nil && e.Limit.Budget {
 		return "budget"
 	}

@@ -477,3 +477,20 @@ func TestLimitRefusalMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitKind: the limit label tells a budget, a rate limit and the
+// subject's in-flight cap apart.
+func TestLimitKind(t *testing.T) {
+	for _, tc := range []struct {
+		err  *pipeline.Error
+		want string
+	}{
+		{&pipeline.Error{Kind: pipeline.KindLimited, Limit: &pipeline.LimitInfo{Budget: true}}, "budget"},
+		{&pipeline.Error{Kind: pipeline.KindLimited}, "rate_limit"},
+		{&pipeline.Error{Kind: pipeline.KindLimited, Cause: pipeline.ErrInFlight}, "in_flight"},
+	} {
+		if got := LimitKind(tc.err); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
