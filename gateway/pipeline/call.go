@@ -143,8 +143,10 @@ type Call struct {
 	resultGuard      ResultGuard
 	auditCtx         context.Context
 	audit            auditState
-	// slot is the subject whose in-flight slot the call holds ("" none).
-	slot string
+	// slot is the subject whose in-flight slot the call holds, if held
+	// (a subject may be "" for an Authenticator that names none).
+	slot     string
+	slotHeld bool
 }
 
 // init starts c for r.
@@ -159,7 +161,7 @@ func (c *Call) ContextMap() map[string]any {
 
 func (c *Call) init(p *Pipeline, proto Protocol, w http.ResponseWriter, r *http.Request) {
 	c.p, c.proto = p, proto
-	c.slot = ""
+	c.slot, c.slotHeld = "", false
 	c.w = newResponse(w, p.cfg.WriteTimeout)
 	c.Request = r
 	c.Start = time.Now()

@@ -99,14 +99,14 @@ func (p *Pipeline) admitSubject(c *Call) *Error {
 			Message: fmt.Sprintf("too many calls in progress: at most %d at once for one user; retry once one has ended", p.inFlight.max),
 			Reason:  fmt.Sprintf("in-flight limit: %d calls of the subject in progress", p.inFlight.max)}
 	}
-	c.slot = subject
+	c.slot, c.slotHeld = subject, true
 	return nil
 }
 
 // releaseSubject gives back the slot the call holds, if any.
 func (p *Pipeline) releaseSubject(c *Call) {
-	if c.slot != "" {
+	if c.slotHeld {
 		p.inFlight.release(c.slot)
-		c.slot = ""
+		c.slot, c.slotHeld = "", false
 	}
 }
