@@ -119,6 +119,15 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzStream$$' -fuzztime=$(FUZZTIME) ./gateway/llm
 	$(GO) test -run='^$$' -fuzz='^FuzzStreamEvents$$' -fuzztime=$(FUZZTIME) ./gateway/llm
 	$(GO) test -run='^$$' -fuzz='^FuzzRelay$$' -fuzztime=$(FUZZTIME) ./gateway/mcp
+	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(FUZZTIME) ./sqlfront/parser
+	$(GO) test -run='^$$' -fuzz='^FuzzRedact$$' -fuzztime=$(FUZZTIME) ./sqlfront/parser
+	$(GO) test -run='^$$' -fuzz='^FuzzStartup$$' -fuzztime=$(FUZZTIME) ./sqlfront/pgwire
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./gateway/llm
+	$(GO) test -run='^$$' -fuzz='^FuzzParseMessage$$' -fuzztime=$(FUZZTIME) ./gateway/mcp
+	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZTIME) ./gateway/identity
+	$(GO) test -run='^$$' -fuzz='^FuzzValid$$' -fuzztime=$(FUZZTIME) ./catalog/strictjson
+	$(GO) test -run='^$$' -fuzz='^FuzzAgainstEncodingJSON$$' -fuzztime=$(FUZZTIME) ./catalog/jsonstr
+	$(GO) test -run='^$$' -fuzz='^FuzzAuditDecode$$' -fuzztime=$(FUZZTIME) ./catalog/internal/wal
 
 test: deps lint unit race
 
