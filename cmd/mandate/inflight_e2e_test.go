@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,22 +40,7 @@ func TestInFlightPerSubjectEndToEnd(t *testing.T) {
 
 	post := func(path, token, body string) (*http.Response, string) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, e.base+path, bytes.NewReader([]byte(body)))
-		req.Header.Set("Content-Type", "application/json")
-		if strings.HasPrefix(path, "/v1/messages") {
-			req.Header.Set("X-Api-Key", token)
-			req.Header.Set("Anthropic-Version", "2023-06-01")
-		} else {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Error(err)
-			return &http.Response{}, ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
+		return llmPost(t, e.base, path, token, body)
 	}
 	slow := `{"model":"slow","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
 	chat := `{"model":"frontier","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
