@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 )
 
@@ -267,7 +266,7 @@ func (a *FailureAudit) Flush(ctx context.Context) error {
 			continue
 		}
 		ev := g.tmpl
-		ev.EventID, ev.Time, ev.Decision = uuid.NewString(), end, "deny"
+		ev.EventID, ev.Time, ev.Decision = NewEventID(), end, "deny"
 		if ev.SourceIP == "" && k.source != "*" {
 			// Several addresses of one IPv6 /64: name the prefix.
 			ev.SourceIP = k.source

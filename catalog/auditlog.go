@@ -462,10 +462,25 @@ func (l *AuditLog) wait(ctx context.Context, b *auditBatch) error {
 	}
 }
 
+// NewEventID returns a new audit event ID: a UUIDv7, whose first 48 bits
+// are the time in milliseconds, so that IDs minted one after another sort
+// one after another. Gateway calls use their event ID as the request_id
+// that the event stores index, and an index takes time-ordered keys near
+// its right edge, where a random (v4) key lands on any page: PostgreSQL
+// ingested audit rows 1.3 to 2.9 times as fast with them, the more the
+// larger its index (BENCHMARKS.md, "Time-ordered event IDs").
+func NewEventID() string {
+	id, err := uuid.NewV7()
+	if err != nil { // the random source failed: a v4 fails the same way
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
 // prepare fills in the ID and time and validates ev.
 func (l *AuditLog) prepare(ev *AuditEvent) error {
 	if ev.EventID == "" {
-		ev.EventID = uuid.NewString()
+		ev.EventID = NewEventID()
 	}
 	if ev.Time.IsZero() {
 		ev.Time = l.o.Now()

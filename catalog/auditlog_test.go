@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/memstore"
 )
@@ -956,5 +958,27 @@ func TestAuditLogSyncsSeparately(t *testing.T) {
 			check("the second batch", second)
 			check("the third batch", third)
 		})
+	}
+}
+
+// TestNewEventID: event IDs are UUIDv7 and sort in the order they were
+// minted (the event stores' request_id indexes rely on it), within one
+// millisecond too.
+func TestNewEventID(t *testing.T) {
+	ids := make([]string, 2000)
+	for i := range ids {
+		ids[i] = catalog.NewEventID()
+	}
+	for i, id := range ids {
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 7 || u.Variant() != uuid.RFC4122 || u.String() != id {
+			t.Fatalf("id %d %q: version %d, variant %v, %v; want a canonical UUIDv7", i, id, u.Version(), u.Variant(), err)
+		}
+		if i > 0 && id <= ids[i-1] {
+			t.Fatalf("id %d %q does not sort after %q", i, id, ids[i-1])
+		}
+	}
+	if at := time.Unix(uuid.MustParse(ids[0]).Time().UnixTime()); time.Since(at).Abs() > time.Minute {
+		t.Errorf("id %s carries the time %v, want now", ids[0], at)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 )
 
@@ -962,7 +961,7 @@ func (s *Service) auditEvent(start time.Time, req WriteRequest, tx *Tx, rev Revi
 		params = string(q)
 	}
 	ev := AuditEvent{
-		EventID: uuid.NewString(), Time: s.now().UTC(), Service: "sql", Action: req.Action,
+		EventID: NewEventID(), Time: s.now().UTC(), Service: "sql", Action: req.Action,
 		UserIdentity: c.Principal, RunBy: c.Principal, SourceIP: c.SourceIP, UserAgent: c.UserAgent,
 		SessionID: c.SessionID, RequestID: c.RequestID, SecurableType: tx.auditType, SecurableName: tx.auditName,
 		RequestParams: params, Decision: "allow", Revision: rev,

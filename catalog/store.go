@@ -352,7 +352,7 @@ func ReadState(ctx context.Context, r Reader) (*State, error) {
 // dropped. A completion always follows its request (both go through the
 // same ordered log).
 type AuditEvent struct {
-	EventID       string // UUID
+	EventID       string // UUID (NewEventID)
 	Time          time.Time
 	Service       string // sql, authorization, mcp, llm
 	Action        string // GRANT, CREATE CONNECTION, tools/call, ...

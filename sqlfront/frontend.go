@@ -113,7 +113,7 @@ func (f *Frontend) AuthFailed(ctx context.Context, info pgwire.ConnInfo) {
 		ip = h
 	}
 	ev := catalog.AuditEvent{
-		EventID: uuid.NewString(), Time: time.Now(), Service: "sql", Action: "LOGIN",
+		EventID: catalog.NewEventID(), Time: time.Now(), Service: "sql", Action: "LOGIN",
 		UserIdentity: info.User, RunBy: info.User, SourceIP: ip, UserAgent: info.ApplicationName,
 		StatusCode: 1, SQLState: "28P01", ErrorMessage: "password authentication failed",
 		Decision: "deny", Reason: "password authentication failed",

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
+	"github.com/google/uuid"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/catalog/auditwal"
@@ -376,7 +377,10 @@ func benchAuditPairs(b *testing.B, pace time.Duration, _ int, o auditwal.Options
 // once at the end, a CHECKPOINT (compression into the database file,
 // which DuckDB otherwise does when its WAL reaches checkpoint_threshold).
 // BENCH_APPLY_ROWS sets the rows per transaction (default 2,000);
-// BENCH_APPLY_NOINDEX=1 drops the request_id index first (its share).
+// BENCH_APPLY_NOINDEX=1 drops the request_id index first (its share);
+// BENCH_APPLY_IDS=v4 or v7 gives each row a request_id as the gateway's
+// LLM calls have (their event ID: random v4, or time-ordered v7) instead
+// of storetest's "req-N".
 //
 //	go test -run '^$' -bench BenchmarkApplyParts -benchtime 60x ./catalog/duckstore/
 func BenchmarkApplyParts(b *testing.B) {
@@ -399,6 +403,7 @@ func BenchmarkApplyParts(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_APPLY_ROWS")); err == nil && v > 0 {
 		calls = v
 	}
+	requestID := map[string]func() string{"": nil, "v4": uuid.NewString, "v7": catalog.NewEventID}[os.Getenv("BENCH_APPLY_IDS")]
 	base := time.Now()
 	next := 0
 	var parts [6]time.Duration
@@ -409,6 +414,9 @@ func BenchmarkApplyParts(b *testing.B) {
 			ev.EventID, ev.Time, ev.StatusCode = strconv.Itoa(next), base.Add(time.Duration(next)*time.Millisecond), 200
 			ev.Service, ev.Action, ev.SecurableType, ev.SecurableName = "llm", "chat.completions", "MODEL SERVICE", "system.ai.frontier"
 			ev.Usage = llmUsage
+			if requestID != nil {
+				ev.RequestID = requestID()
+			}
 			evs = append(evs, ev)
 			next++
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mandatehq/mandate/catalog"
@@ -52,12 +53,27 @@ func BenchmarkEvents(b *testing.B) {
 		return server.URL(name)
 	}
 	for _, batch := range []int{1000, 10000} {
-		b.Run("append/batch="+strconv.Itoa(batch), func(b *testing.B) { benchAppend(b, newDB(b), batch) })
+		for _, ids := range benchIDs {
+			b.Run("append/batch="+strconv.Itoa(batch)+"/ids="+ids.name, func(b *testing.B) { benchAppend(b, newDB(b), batch, ids.next) })
+		}
 	}
 	b.Run("auditlog/producers=64", func(b *testing.B) { benchAuditLog(b, newDB(b), 64) })
 }
 
-func benchAppend(b *testing.B, url string, batch int) {
+// benchIDs are the request ids the append benchmarks give their events:
+// sequential (storetest.GatewayEvent's "req-N"), random (UUIDv4) and
+// time-ordered (UUIDv7). The index on request_id and audit_request_days'
+// key take them in that order.
+var benchIDs = []struct {
+	name string
+	next func(i int64) string
+}{
+	{"seq", nil},
+	{"v4", func(int64) string { return uuid.NewString() }},
+	{"v7", func(int64) string { return uuid.Must(uuid.NewV7()).String() }},
+}
+
+func benchAppend(b *testing.B, url string, batch int, id func(int64) string) {
 	ctx := context.Background()
 	e, err := pgstore.OpenEvents(ctx, url, pgstore.EventOptions{})
 	if err != nil {
@@ -71,6 +87,9 @@ func benchAppend(b *testing.B, url string, batch int) {
 		n := min(batch, b.N-i)
 		for k := range n {
 			events[k] = storetest.GatewayEvent(int64(i + k))
+			if id != nil {
+				events[k].RequestID = id(int64(i + k))
+			}
 		}
 		if err := e.AppendAudit(ctx, events[:n]...); err != nil {
 			b.Fatal(err)

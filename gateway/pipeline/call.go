@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
@@ -166,7 +165,7 @@ func (c *Call) init(p *Pipeline, proto Protocol, w http.ResponseWriter, r *http.
 	c.Request = r
 	c.Start = time.Now()
 	c.Time = p.now()
-	c.EventID = uuid.NewString()
+	c.EventID = catalog.NewEventID()
 	c.decision = "deny"
 	if c.Action == "" {
 		c.Action = r.Method
@@ -335,7 +334,7 @@ type AuditDetailer interface {
 // cannot keep the extra event without the call's.
 func (c *Call) Attach(ev catalog.AuditEvent) {
 	if ev.EventID == "" {
-		ev.EventID = uuid.NewString()
+		ev.EventID = catalog.NewEventID()
 	}
 	ev.Time, ev.Service, ev.SourceIP, ev.UserAgent, ev.SessionID = c.Time, c.proto.Service(), c.SourceIP, c.Request.UserAgent(), c.SessionID
 	ev.RequestID, ev.SecurableType, ev.SecurableName = c.RequestID, string(c.Securable.Type), c.Securable.Name
