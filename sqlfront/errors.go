@@ -22,7 +22,7 @@ import (
 //	3D000 unknown database (catalog)     28P01 wrong password
 //	25P02 in failed transaction block    08P01 protocol violation
 //	54000 message too large              57014 query cancelled
-//	58030 store I/O failure              57P03 catalog unavailable
+//	08006 forwarded, answer lost         57P03 catalog unavailable
 //	58000 data dir of a newer version    XX000 internal error
 //	40001 transaction block conflicts    25P01 no transaction block
 //	42602 invalid or confusable name     3B001 unknown savepoint

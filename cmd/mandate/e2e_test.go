@@ -682,7 +682,8 @@ func TestHelp(t *testing.T) {
 	}{
 		{[]string{"serve", "--help"}, append(slices.Clone(serveFlags), "MANDATE_ADMIN_PASSWORD", "MANDATE_MASTER_KEY")},
 		{[]string{"serve", "-h"}, serveFlags},
-		{[]string{"--help"}, []string{"mandate serve", "mandate version"}},
+		{[]string{"--help"}, []string{"mandate serve", "mandate version", "gateway node (MCP and LLM)"}},
+		{[]string{"gateway", "--help"}, []string{"--catalog [MANDATE_CATALOG]", "MCP servers and LLM APIs", "/llm"}},
 		{[]string{"loadgen", "grants", "--help"}, []string{"-addr", "-password", "-clients", "-duration", "-connections"}},
 	}
 	for _, tc := range tests {

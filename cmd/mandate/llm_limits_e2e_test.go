@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -21,14 +22,18 @@ import (
 )
 
 // llmPost sends one LLM request with token in the client's header
-// (x-api-key for Anthropic's paths) and returns the answer.
-func llmPost(t testing.TB, base, path, token, body string) (*http.Response, string) {
+// (x-api-key for Anthropic's paths), and header's name/value pairs, and
+// returns the answer.
+func llmPost(t testing.TB, base, path, token, body string, header ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	if strings.HasPrefix(path, "/v1/messages") {
 		req.Header.Set("X-Api-Key", token)
 		req.Header.Set("Anthropic-Version", "2023-06-01")
@@ -212,6 +217,35 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("budget scoped by service and tags", func(t *testing.T) {
+		// The README's CREATE BUDGET ... ON MODEL SERVICE ... WHERE TAG:
+		// its spend is summed from the usage rows with that tag, so its
+		// calls pass and SHOW BUDGETS shows their cost, not the others'.
+		mustExec(t, e.admin, `CREATE USER "frank@example.com"`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "frank@example.com"`,
+			`CREATE BUDGET frank_checkout LIMIT 5 USD PER MONTH FOR USER "frank@example.com" ON MODEL SERVICE system.ai.frontier
+				WHERE TAG project = 'checkout' AND TAG team = 'platform'`)
+		frank := e.token(t, "frank@example.com", "")
+		chat := `{"model":"frontier","max_tokens":20,"messages":[{"role":"user","content":"tagged mock:out=10"}]}`
+		if resp, body := llmPost(t, e.base, "/v1/chat/completions", frank, chat, "X-Mandate-Request-Tags", `{"project":"checkout"}`); resp.StatusCode != 200 {
+			t.Fatalf("a call under a tagged budget: %d %s", resp.StatusCode, body)
+		}
+		if resp, body := llmPost(t, e.base, "/v1/chat/completions", frank, chat, "X-Mandate-Request-Tags", `{"project":"other"}`); resp.StatusCode != 200 {
+			t.Fatalf("a call outside the tagged budget: %d %s", resp.StatusCode, body)
+		}
+		rows := e.usage(t, `SELECT CAST(cost_usd * 1000000000 AS BIGINT) FROM system.ai_gateway.usage
+			WHERE requester = 'frank@example.com' AND request_tags->>'project' = 'checkout' AND cost_usd > 0`, 1)
+		// SHOW BUDGETS: the live spend of the tagged call only (the
+		// engine settles it after the answer).
+		want, err := strconv.ParseInt(rows[0], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, fmt.Sprintf("frank_checkout's spend in SHOW BUDGETS to be the tagged call's %d nano-USD", want), func() bool {
+			return budgetSpent(t, e.admin, "frank_checkout") == want
+		})
+	})
+
 	t.Run("restart", func(t *testing.T) {
 		// Windows are replayed from the last minute's usage rows and the
 		// budget's spend summed from the month's: both still hold.
@@ -237,6 +271,36 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 			t.Errorf("refused calls reached the upstream")
 		}
 	})
+}
+
+// budgetSpent is SHOW BUDGETS' spent_usd of the budget name's first row
+// in nano-USD, or -1 when it is NULL or the budget is not listed.
+func budgetSpent(t testing.TB, c *pgx.Conn, name string) int64 {
+	t.Helper()
+	rs, err := c.Query(t.Context(), `SHOW BUDGETS`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		v, err := rs.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v[0] != name {
+			continue
+		}
+		n, ok := v[7].(pgtype.Numeric)
+		if !ok || !n.Valid {
+			return -1
+		}
+		f, _ := n.Float64Value()
+		return int64(f.Float64*1e9 + 0.5)
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return -1
 }
 
 // TestMCPRateLimitEndToEnd: a connection's request limit holds through the

@@ -350,8 +350,11 @@ func (u usageSpend) MonthSpend(ctx context.Context, b *limits.Budget, month limi
 		}
 		sb.WriteString(" AND requester IN (" + strings.Join(ps, ", ") + ")")
 	}
+	// The tag's key and value are typed: the engine cannot infer a
+	// parameter's type from ->> (DuckDB: "could not determine data type
+	// of a parameter", and every call under the budget would be refused).
 	for _, t := range b.Tags {
-		sb.WriteString(" AND request_tags->>" + arg(t.Key) + " = " + arg(t.Value))
+		sb.WriteString(" AND request_tags->>CAST(" + arg(t.Key) + " AS VARCHAR) = CAST(" + arg(t.Value) + " AS VARCHAR)")
 	}
 	sb.WriteString(" GROUP BY requester")
 	var out limits.MonthSpend

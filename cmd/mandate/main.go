@@ -134,9 +134,9 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `Mandate: a SQL-governed gateway for AI agents.
 
 Usage:
-  mandate serve [flags]   run the catalog, the SQL front end, the HTTP API and the MCP gateway
+  mandate serve [flags]   run the catalog, the SQL front end, the HTTP API and the MCP and LLM gateway
   mandate gateway --catalog URL --node-token-file FILE --oidc-issuer URL [--http-addr HOST:PORT]
-                          run an MCP gateway node against a remote catalog
+                          run a gateway node (MCP and LLM) against a remote catalog
   mandate dev-token --data-dir DIR --user NAME [--agent NAME]
                           print a token of the development identity provider
                           (mandate serve --dev; not for production)

@@ -68,7 +68,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs := newFlagSet("serve", args, stdout, stderr)
 	fs.StringVar(&c.dataDir, "data-dir", "./mandate-data", "directory holding the embedded store, keys and certificates")
 	fs.StringVar(&c.sqlAddr, "sql-addr", "127.0.0.1:15432", "address of the PostgreSQL wire endpoint (psql, JDBC, pgx)")
-	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8470", "address of the HTTP listener: the MCP gateway (/mcp/CONNECTION), the development identity provider with --dev (/oidc), /healthz, and the API for gateway nodes (/api/v1/...; node token required)")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8470", "address of the HTTP listener: the MCP gateway (/mcp/CONNECTION), the LLM gateway (/llm), the development identity provider with --dev (/oidc), /healthz, and the API for gateway nodes (/api/v1/...; node token required)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate for TLS on the SQL endpoint (default: self-signed, generated into the data dir)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal, else json)")

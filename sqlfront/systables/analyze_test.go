@@ -101,6 +101,22 @@ func TestRewrite(t *testing.T) {
 	}
 }
 
+// A refusal's message reads as one sentence; why goes in the detail.
+func TestRefusedMessage(t *testing.T) {
+	e, _, _ := testEngine(t)
+	admin := fakeSession{user: catalog.AdminUser, db: catalog.SystemCatalog}
+	for _, c := range []struct{ sql, code, msg, detail string }{
+		{`SELECT CAST(1 AS numeric(40,2))`, "0A000", "numeric(40,2) is not supported in queries over system tables",
+			"The query engine's decimals have at most 38 digits."},
+	} {
+		_, err := prepare(t, e, admin, c.sql)
+		pe, ok := err.(*pgwire.Error)
+		if !ok || pe.Code != c.code || pe.Message != c.msg || pe.Detail != c.detail {
+			t.Errorf("%s: %#v, want %s %q (%q)", c.sql, err, c.code, c.msg, c.detail)
+		}
+	}
+}
+
 // Refused statements never reach the engine.
 func TestRefused(t *testing.T) {
 	e, fe, _ := testEngine(t)

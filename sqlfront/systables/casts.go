@@ -91,7 +91,9 @@ func (d *deparser) applyTypmod(e ex, t uint32, mods []int) (ex, error) {
 			return ex{}, errorf("22023", "NUMERIC scale %d must be between 0 and precision %d", s, p)
 		}
 		if p > 38 {
-			return ex{}, notSupported(fmt.Sprintf("numeric(%d,%d): the query engine's decimals have at most 38 digits", p, s))
+			e := notSupported(fmt.Sprintf("numeric(%d,%d)", p, s))
+			e.Detail = "The query engine's decimals have at most 38 digits."
+			return ex{}, e
 		}
 		return ex{sql: "CAST(" + e.sql + " AS DECIMAL(" + strconv.Itoa(p) + "," + strconv.Itoa(s) + "))", t: t}, nil
 	case oidTimestamp, oidTimestamptz:
