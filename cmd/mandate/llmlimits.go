@@ -353,8 +353,10 @@ func (u usageSpend) MonthSpend(ctx context.Context, b *limits.Budget, month limi
 	// The tag's key and value are typed: the engine cannot infer a
 	// parameter's type from ->> (DuckDB: "could not determine data type
 	// of a parameter", and every call under the budget would be refused).
+	// The ->> is in parentheses: DuckDB binds AND tighter than ->>, so
+	// "x AND request_tags->>k = v" would cast x AND request_tags.
 	for _, t := range b.Tags {
-		sb.WriteString(" AND request_tags->>CAST(" + arg(t.Key) + " AS VARCHAR) = CAST(" + arg(t.Value) + " AS VARCHAR)")
+		sb.WriteString(" AND (request_tags->>CAST(" + arg(t.Key) + " AS VARCHAR)) = CAST(" + arg(t.Value) + " AS VARCHAR)")
 	}
 	sb.WriteString(" GROUP BY requester")
 	var out limits.MonthSpend
