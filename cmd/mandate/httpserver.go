@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/gateway"
+	"github.com/mandatehq/mandate/gateway/pipeline"
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
 
@@ -55,6 +56,10 @@ type httpConfig struct {
 	tlsMode         string // auto, on, off
 	tlsCert, tlsKey string
 	behindTLSProxy  bool
+	// finalWrite bounds net/http's last write of an answer, after its
+	// handler returned (0: pipeline.DefaultWriteTimeout, the bound of
+	// each write of an MCP or LLM answer); tests shorten it.
+	finalWrite time.Duration
 	// largeBodies are path prefixes whose handlers take bodies above
 	// httpMaxBody, bound them themselves and answer a larger one with a
 	// 413 of their own (the LLM endpoint: its provider-format error, its
@@ -284,14 +289,19 @@ func serveSide(addr string, h http.Handler, c *httpConfig, log zerolog.Logger) (
 
 // limitRequests bounds each request: at most c.maxRequests at once (more
 // get 503 and Retry-After: 1; GET /healthz is exempt, so probes see the
-// process alive), a body of at most httpMaxBody (413), and a body that
+// process alive), a body of at most httpMaxBody (413), a body that
 // must arrive within c.readBodyTimeout of the headers (then reads fail
-// and the connection is closed).
+// and the connection is closed), and the answer's last write
+// (finalWriteDeadline).
 func limitRequests(h http.Handler, c *httpConfig, log zerolog.Logger) http.Handler {
 	slots := make(chan struct{}, c.maxRequests)
 	var warned sync.Mutex
 	lastWarn := time.Time{}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	finalWrite := c.finalWrite
+	if finalWrite <= 0 {
+		finalWrite = pipeline.DefaultWriteTimeout
+	}
+	limit := func(w http.ResponseWriter, r *http.Request) {
 		if !(r.Method == http.MethodGet && r.URL.Path == "/healthz") {
 			select {
 			case slots <- struct{}{}:
@@ -330,7 +340,30 @@ func limitRequests(h http.Handler, c *httpConfig, log zerolog.Logger) http.Handl
 			}
 		}
 		h.ServeHTTP(w, r)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit(w, r)
+		finalWriteDeadline(w, finalWrite) // not after a panic: net/http drops that answer
 	})
+}
+
+// finalWriteDeadline bounds net/http's own last write of an answer, which
+// follows the handler's return: what the handler left buffered (a small
+// answer whole, the end of a larger one, a chunked answer's last chunk)
+// is flushed then, outside any deadline a handler sets around its own
+// writes (pipeline's per-write one), so a client that stopped reading
+// would hold the connection (HTTP/1.1) or the stream's goroutine
+// (HTTP/2) for good. Set as the handler returns, the deadline cannot cut
+// a stream while it is being written; net/http lifts it once the answer
+// is written (HTTP/1.1) or the stream is closed (HTTP/2). A hijacked
+// connection belongs to its new owner and is left alone: a Write of
+// nothing reports it (http.ErrHijacked) and has no other effect (a
+// handler that wrote nothing is answered 200 either way).
+func finalWriteDeadline(w http.ResponseWriter, d time.Duration) {
+	if _, err := w.Write(nil); errors.Is(err, http.ErrHijacked) {
+		return
+	}
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }
 
 // deadlineBody lifts the body's read deadline once the body is read (or

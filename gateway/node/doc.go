@@ -31,9 +31,14 @@
 //     LocalModelServices is the same in the catalog's process.
 //   - AccessTokens (gateway.AccessTokens) verifies access tokens with
 //     POST /api/v1/access-tokens/verify, sending the token's SHA-256 only;
-//     answers are cached until a newer revision is known (a dropped token
-//     is refused once the node learns of the revision that dropped it) and
-//     re-checked for expiry on every call. LocalAccessTokens looks a
+//     answers, invalid ones included, are cached until a newer revision is
+//     known (a dropped token is refused once the node learns of the
+//     revision that dropped it) and re-checked for expiry on every call;
+//     concurrent presentations of one token share one request, so a token,
+//     made up or not, costs at most one request per revision. Invalid
+//     answers are held apart from valid ones (each at most CacheSize), so
+//     made-up tokens never evict a valid token's answer; distinct made-up
+//     tokens cost a request each, bounded by the node's request caps. LocalAccessTokens looks a
 //     token up in the current model once per catalog revision (its valid
 //     answers cached by the token's SHA-256 until the next revision, the
 //     expiry re-checked on every call; unknown tokens not cached). Either

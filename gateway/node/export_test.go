@@ -23,3 +23,7 @@ func SetLocalAccessTokens(l *LocalAccessTokens, svc *catalog.Service, now func()
 
 // LocalAccessTokensCached is the number of answers l's cache holds.
 func LocalAccessTokensCached(l *LocalAccessTokens) int { return l.cache.Len() }
+
+// AccessTokensCached is the number of answers a's cache holds, invalid
+// ones included.
+func AccessTokensCached(a *AccessTokens) int { return a.cache.len() }

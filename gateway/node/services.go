@@ -89,13 +89,22 @@ func (s *ModelServices) ListModelServices(ctx context.Context) ([]string, error)
 }
 
 // AccessTokens verifies access tokens for a gateway node over POST
-// /api/v1/access-tokens/verify, sending the token's SHA-256 only. Answers
-// are cached by hash until a newer catalog revision is known (a DROP
-// ACCESS TOKEN is a new revision, so it takes effect as soon as the node
-// learns of it through its watch) and at most ConnectionTTL; a cached
-// valid answer is checked against its expiry on every call
-// (tokenAnswer). The Identity is shared by the calls presenting the
-// token: read it, never change it.
+// /api/v1/access-tokens/verify, sending the token's SHA-256 only. Answers,
+// invalid ones included, are cached by hash until a newer catalog
+// revision is known (a DROP ACCESS TOKEN is a new revision, so it takes
+// effect as soon as the node learns of it through its watch) and at most
+// ConnectionTTL; concurrent presentations of one token share one request.
+// So a token, made up or not, costs at most one request per catalog
+// revision (and ConnectionTTL). A cached "invalid" cannot hide a token
+// created later: tokens are random, so only that exact token, created
+// after it was presented, could; and its creation is a newer revision.
+// At most CacheSize valid and CacheSize invalid answers are held, apart:
+// made-up tokens evict only each other. Distinct made-up tokens still
+// cost one request each, bounded by the node's request caps
+// (--http-max-requests and the listener's timeouts). A cached valid
+// answer is checked against its expiry on every call (tokenAnswer). The
+// Identity is shared by the calls presenting the token: read it, never
+// change it.
 type AccessTokens struct {
 	r     *remote
 	cache *revCache[*tokenAnswer]
@@ -109,7 +118,9 @@ func NewAccessTokens(cfg Config) (*AccessTokens, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &AccessTokens{r: r, cache: newRevCache[*tokenAnswer](r)}, nil
+	c := newRevCache[*tokenAnswer](r)
+	c.negative = func(a *tokenAnswer) bool { return a.id == nil }
+	return &AccessTokens{r: r, cache: c}, nil
 }
 
 // Close releases idle HTTP connections.
@@ -336,13 +347,19 @@ func toModelService(info *api.ModelServiceInfo) *gateway.ModelService {
 // revCache caches answers by key while no newer catalog revision than
 // theirs is known (Config.Revision) and for at most ConnectionTTL;
 // concurrent misses for a key share one fetch (gateway/internal/flight),
-// detached from the first caller's context.
+// detached from the first caller's context. It holds at most CacheSize
+// answers (a full cache drops an arbitrary one); with negative set, the
+// answers it reports (unknown keys anyone can make up) are held apart,
+// at most CacheSize more, so that a flood of them drops only each other
+// and never a known key's answer.
 type revCache[T any] struct {
-	r       *remote
-	flights flight.Group[revEntry[T]]
+	r        *remote
+	flights  flight.Group[revEntry[T]]
+	negative func(T) bool // nil: every answer is kept in m
 
-	mu sync.Mutex
-	m  map[string]revEntry[T]
+	mu  sync.Mutex
+	m   map[string]revEntry[T]
+	neg map[string]revEntry[T] // answers negative reports
 
 	afterMiss func() // tests: runs between a cache miss and the flight
 }
@@ -354,7 +371,7 @@ type revEntry[T any] struct {
 }
 
 func newRevCache[T any](r *remote) *revCache[T] {
-	return &revCache[T]{r: r, m: map[string]revEntry[T]{}}
+	return &revCache[T]{r: r, m: map[string]revEntry[T]{}, neg: map[string]revEntry[T]{}}
 }
 
 // get returns the cached answer for key or fetches it. fetch answers the
@@ -381,14 +398,18 @@ func (c *revCache[T]) get(ctx context.Context, key string, fetch func(ctx contex
 				rev = known
 			}
 			e := revEntry[T]{v: v, rev: rev, at: at}
+			m := c.m
+			if c.negative != nil && c.negative(v) {
+				m = c.neg
+			}
 			c.mu.Lock()
-			if len(c.m) >= c.r.cfg.CacheSize {
-				for k := range c.m { // an arbitrary entry
-					delete(c.m, k)
+			if len(m) >= c.r.cfg.CacheSize {
+				for k := range m { // an arbitrary entry
+					delete(m, k)
 					break
 				}
 			}
-			c.m[key] = e
+			m[key] = e
 			c.mu.Unlock()
 			return e, nil
 		})
@@ -400,10 +421,22 @@ func (c *revCache[T]) get(ctx context.Context, key string, fetch func(ctx contex
 func (c *revCache[T]) lookup(key string, known catalog.Revision) (revEntry[T], bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.m[key]
+	m := c.m
+	e, ok := m[key]
+	if !ok {
+		m = c.neg
+		e, ok = m[key]
+	}
 	if ok && (e.rev < known || time.Since(e.at) > c.r.cfg.ConnectionTTL) {
-		delete(c.m, key)
+		delete(m, key)
 		ok = false
 	}
 	return e, ok
+}
+
+// len is the number of answers c holds, negative ones included.
+func (c *revCache[T]) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m) + len(c.neg)
 }

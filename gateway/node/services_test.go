@@ -340,3 +340,115 @@ func TestLocalAccessTokensBounded(t *testing.T) {
 		t.Fatalf("cached answers: %d, want 1..%d", n, bound)
 	}
 }
+
+// TestAccessTokensUnknownCached: a token the catalog does not know costs
+// a gateway node at most one request per catalog revision, however often
+// and however concurrently it is presented; made-up tokens fill their own
+// bounded part of the cache, so they never evict a valid token's answer;
+// and a token presented before it was created is accepted once the node
+// knows the revision that created it.
+func TestAccessTokensUnknownCached(t *testing.T) {
+	svc := llmCatalog(t)
+	cs := newCatalogServer(t, nil, svc, api.Options{})
+	var known atomic.Int64
+	const size = 8
+	cfg := cs.config()
+	cfg.CacheSize = size
+	cfg.Revision = func() catalog.Revision { return catalog.Revision(known.Load()) }
+	remote, err := node.NewAccessTokens(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remote.Close()
+	valid := newToken(t, svc, "laptop")
+	known.Store(int64(svc.Revision()))
+	requests := func() int { return cs.count(api.AccessTokenVerifyPath) }
+	verify := func(tok string, wantValid bool) {
+		t.Helper()
+		_, err := remote.VerifyAccessToken(context.Background(), tok)
+		var ae *gateway.AuthError
+		if wantValid && err != nil || !wantValid && (!errors.As(err, &ae) || ae.Status != http.StatusUnauthorized) {
+			t.Fatalf("token valid %v: %v", wantValid, err)
+		}
+	}
+	made := func() string {
+		t.Helper()
+		tok, _, err := catalog.NewAccessToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	verify(valid, true)
+	unknown := made()
+	for range 10 {
+		verify(unknown, false)
+	}
+	if n := requests(); n != 2 {
+		t.Fatalf("a valid token once and a made-up one 10 times: %d requests, want 2", n)
+	}
+
+	// Concurrent presentations of one made-up token share one request.
+	release := make(chan struct{})
+	cs.setBefore(func(w http.ResponseWriter, r *http.Request) bool { <-release; return false })
+	shared := made()
+	var wg sync.WaitGroup
+	var started atomic.Int32
+	for range 20 {
+		wg.Go(func() {
+			started.Add(1)
+			if _, err := remote.VerifyAccessToken(context.Background(), shared); err == nil {
+				t.Error("a made-up token verified")
+			}
+		})
+	}
+	for deadline := time.Now().Add(20 * time.Second); started.Load() < 20 || requests() < 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers started, %d requests after 20s", started.Load(), requests())
+		}
+	}
+	close(release)
+	wg.Wait()
+	cs.setBefore(nil)
+	if n := requests(); n != 3 {
+		t.Fatalf("20 concurrent presentations of a made-up token: %d requests in all, want 3", n)
+	}
+
+	// Distinct made-up tokens cost one request each, and fill only their
+	// own part of the cache: the valid answer stays.
+	for range 100 {
+		verify(made(), false)
+	}
+	if n := requests(); n != 103 {
+		t.Fatalf("100 distinct made-up tokens: %d requests in all, want 103", n)
+	}
+	if n := node.AccessTokensCached(remote); n > 2*size {
+		t.Fatalf("%d answers cached, bound %d", n, 2*size)
+	}
+	verify(valid, true)
+	if n := requests(); n != 103 {
+		t.Fatal("the valid token's answer was evicted by made-up tokens")
+	}
+
+	// A token presented before it exists is cached as invalid, and
+	// accepted once the node knows the revision that created it.
+	later, hash, err := catalog.NewAccessToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify(later, false)
+	change(t, svc, func(tx *catalog.Tx) error {
+		return tx.CreateAccessToken("desktop", "alice@example.com", "claude-code", 0, nil, hash)
+	})
+	known.Store(int64(svc.Revision()))
+	verify(later, true)
+	// A new revision: each token costs one request again, once.
+	before := requests()
+	for range 3 {
+		verify(valid, true)
+		verify(unknown, false)
+	}
+	if n := requests() - before; n != 2 {
+		t.Fatalf("after a new revision: %d requests for a valid and a made-up token, want 2", n)
+	}
+}

@@ -148,9 +148,14 @@
 //
 // Limits: at most 10,000 sign-ins are in progress on a node, at most 16 of
 // them one user's (the user's next replaces their oldest, so no user can
-// hold off everyone else's). Flows and used-ticket nonces are kept in the
-// memory of the node that served the consent page, so with several gateway nodes /oauth/ must
-// be routed to one node (or sticky) per sign-in, unless the store is a
+// hold off everyone else's); a shared FlowStore applies the same per-user
+// rule (a row per user lists their flows). A node without a FlowStore
+// remembers at most 40,000 used tickets until they expire; when that many
+// are unexpired, Approve is refused (503, "try again") rather than a used
+// ticket forgotten, which would let it be used again. Flows and
+// used-ticket nonces are kept in the memory of the node that served the
+// consent page, so with several gateway nodes /oauth/ must be routed to
+// one node (or sticky) per sign-in, unless the store is a
 // FlowStore (NewSharedTokenStore: replicas on one database, with one
 // Config.CSRFKey), which keeps them, sealed, where every replica finds
 // them (a state taken once, a ticket used once); a restart between Approve

@@ -12,6 +12,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,12 +21,39 @@ import (
 )
 
 // maxFlows bounds the sign-ins in progress (approved, not yet called back);
-// maxUserFlows those of one user, whose next replaces their oldest, so
-// that no user can fill the table and hold off everyone else's sign-ins.
+// maxUserFlows those of one user, whose next replaces their oldest
+// (replacedFlows), so that no user can fill the table and hold off
+// everyone else's sign-ins. maxUsedTickets bounds the used sign-in
+// tickets a node remembers (until they expire) without a FlowStore: when
+// it is full, new tickets are refused rather than old ones forgotten (a
+// forgotten ticket could be used again).
 const (
-	maxFlows     = 10000
-	maxUserFlows = 16
+	maxFlows       = 10000
+	maxUserFlows   = 16
+	maxUsedTickets = 4 * maxFlows
 )
+
+// replacedFlows is the rule of maxUserFlows: given the expiry of each of
+// a user's sign-ins in progress (by state), it returns the states to drop
+// so that one more fits, the oldest (first to expire) first. The
+// in-memory table and a shared FlowStore both apply it.
+func replacedFlows(own map[string]time.Time) []string {
+	n := len(own) - (maxUserFlows - 1)
+	if n <= 0 {
+		return nil
+	}
+	states := make([]string, 0, len(own))
+	for s := range own {
+		states = append(states, s)
+	}
+	slices.SortFunc(states, func(a, b string) int {
+		if c := own[a].Compare(own[b]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return states[:n]
+}
 
 // flow is one approved sign-in between the redirect to the authorization
 // server and its redirect back: found by state, used once.
@@ -128,8 +156,11 @@ func (k *Connector) serveApprove(w http.ResponseWriter, r *http.Request) {
 			"This form was not sent by the sign-in page in this browser. Open the sign-in link again.")
 		return
 	}
-	if !k.consumeTicket(r.Context(), t) {
+	if err := k.consumeTicket(r.Context(), t); errors.Is(err, errTicketUsed) {
 		k.fail(w, r, http.StatusBadRequest, "ticket_used", "This sign-in link was already used; ask your agent for a new one.")
+		return
+	} else if err != nil {
+		k.fail(w, r, http.StatusServiceUnavailable, "busy", "Too many sign-ins are in progress; try again in a few minutes.")
 		return
 	}
 	if f.Get("action") != "approve" {
@@ -361,23 +392,40 @@ func (k *Connector) ticketUsed(ctx context.Context, nonce string) bool {
 	return used
 }
 
-// consumeTicket marks a ticket used; false when it already was.
-func (k *Connector) consumeTicket(ctx context.Context, t *ticket) bool {
+var (
+	errTicketUsed  = errors.New("sign-in ticket already used")
+	errTicketsFull = errors.New("too many sign-in tickets in use")
+)
+
+// consumeTicket marks a ticket used: errTicketUsed when it already was;
+// another error when it cannot be recorded (the store failed, or
+// maxUsedTickets are remembered): the ticket is refused either way.
+func (k *Connector) consumeTicket(ctx context.Context, t *ticket) error {
 	if fs, ok := k.store.(FlowStore); ok {
 		first, err := fs.UseNonce(ctx, t.Nonce, t.Expires)
 		if err != nil {
 			k.log.Error().Err(err).Msg("per_user_oauth: token store")
+			return err
 		}
-		return first && err == nil
+		if !first {
+			return errTicketUsed
+		}
+		return nil
 	}
 	k.fmu.Lock()
 	defer k.fmu.Unlock()
-	k.pruneLocked()
+	k.pruneLocked(false)
 	if _, used := k.usedTicket[t.Nonce]; used {
-		return false
+		return errTicketUsed
+	}
+	if len(k.usedTicket) >= maxUsedTickets {
+		if k.pruneLocked(true); len(k.usedTicket) >= maxUsedTickets {
+			k.log.Warn().Int("used_tickets", len(k.usedTicket)).Msg("per_user_oauth: used sign-in tickets at their bound; sign-in refused")
+			return errTicketsFull
+		}
 	}
 	k.usedTicket[t.Nonce] = t.Expires
-	return true
+	return nil
 }
 
 func (k *Connector) putFlow(ctx context.Context, state string, fl *flow) bool {
@@ -390,17 +438,15 @@ func (k *Connector) putFlow(ctx context.Context, state string, fl *flow) bool {
 	}
 	k.fmu.Lock()
 	defer k.fmu.Unlock()
-	k.pruneLocked()
-	own, oldest := 0, ""
+	k.pruneLocked(false)
+	own := map[string]time.Time{}
 	for s, f := range k.flows {
 		if f.user == fl.user {
-			if own++; oldest == "" || f.expires.Before(k.flows[oldest].expires) {
-				oldest = s
-			}
+			own[s] = f.expires
 		}
 	}
-	if own >= maxUserFlows {
-		delete(k.flows, oldest)
+	for _, s := range replacedFlows(own) {
+		delete(k.flows, s)
 	}
 	if len(k.flows) >= maxFlows {
 		return false
@@ -459,7 +505,7 @@ func (k *Connector) putSharedFlow(ctx context.Context, fs FlowStore, state strin
 	if err != nil {
 		return err
 	}
-	return fs.PutFlow(ctx, state, sealed, fl.expires)
+	return fs.PutFlow(ctx, fl.user, state, sealed, fl.expires)
 }
 
 func (k *Connector) takeSharedFlow(ctx context.Context, fs FlowStore, state string) (*flow, error) {
@@ -483,9 +529,11 @@ func (k *Connector) takeSharedFlow(ctx context.Context, fs FlowStore, state stri
 		verifier: j.Verifier, session: j.Session, expires: j.Expires}, nil
 }
 
-func (k *Connector) pruneLocked() {
+// pruneLocked drops expired flows and used tickets, at most once a
+// minute unless force.
+func (k *Connector) pruneLocked(force bool) {
 	now := k.now()
-	if now.Sub(k.lastPrune) < time.Minute {
+	if !force && now.Sub(k.lastPrune) < time.Minute {
 		return
 	}
 	k.lastPrune = now

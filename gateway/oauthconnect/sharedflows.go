@@ -2,8 +2,11 @@ package oauthconnect
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/mandatehq/mandate/catalog/keystore"
@@ -15,8 +18,10 @@ import (
 // and the authorization server's redirect may each reach another replica
 // behind a load balancer. Values are sealed by the Connector.
 type FlowStore interface {
-	// PutFlow stores a pending sign-in under its state until expires.
-	PutFlow(ctx context.Context, state string, sealed []byte, expires time.Time) error
+	// PutFlow stores a pending sign-in of user under its state until
+	// expires, replacing the user's oldest as the in-memory table does
+	// (at most maxUserFlows in progress per user, replacedFlows).
+	PutFlow(ctx context.Context, user, state string, sealed []byte, expires time.Time) error
 	// TakeFlow removes and returns the flow of state; nil when there is
 	// none (unknown, expired or taken by another process: a state is
 	// taken once).
@@ -29,26 +34,103 @@ type FlowStore interface {
 }
 
 const (
-	flowPrefix  = "oauth-flow:"
-	noncePrefix = "oauth-nonce:"
-	taken       = "taken"
+	flowPrefix      = "oauth-flow:"
+	noncePrefix     = "oauth-nonce:"
+	userFlowsPrefix = "oauth-user-flows:" // + hex SHA-256 of the user
+	taken           = "taken"
 )
 
-// pending is a flow or used nonce in the key store.
+// pending is a flow, a used nonce or a user's flows in the key store.
 type pending struct {
-	Expires time.Time `json:"expires"`
-	Sealed  []byte    `json:"sealed,omitempty"`
-	Owner   string    `json:"owner,omitempty"` // a nonce's first user
+	Expires time.Time            `json:"expires"`
+	Sealed  []byte               `json:"sealed,omitempty"`
+	Owner   string               `json:"owner,omitempty"` // a nonce's first user
+	Flows   map[string]time.Time `json:"flows,omitempty"` // a user's flows' expiry by state
 }
 
-func (s *sharedStore) PutFlow(ctx context.Context, state string, sealed []byte, expires time.Time) error {
+// maxFlowUpdates bounds the attempts to update a user's flows (under their
+// lock, only a prune of the expired row makes one fail).
+const maxFlowUpdates = 3
+
+// PutFlow stores the flow, then records it in the user's list of flows
+// (one row, updated under its lock in the key store, so that replicas
+// approving one user's sign-ins at once take turns) and deletes those the
+// rule replaces. Flows taken since stay listed until they expire: they count
+// towards the cap, and replacing one deletes nothing.
+func (s *sharedStore) PutFlow(ctx context.Context, user, state string, sealed []byte, expires time.Time) error {
 	s.prune(ctx)
 	b, err := json.Marshal(pending{Expires: expires.UTC(), Sealed: sealed})
 	if err != nil {
 		return err
 	}
-	_, err = s.ks.CompareAndSwap(ctx, flowPrefix+state, 0, b)
-	return err
+	if _, err = s.ks.CompareAndSwap(ctx, flowPrefix+state, 0, b); err != nil {
+		return err
+	}
+	replaced, err := s.listFlow(ctx, user, state, expires)
+	if err != nil {
+		_ = s.ks.Delete(ctx, flowPrefix+state)
+		return err
+	}
+	for _, st := range replaced {
+		if err := s.ks.Delete(ctx, flowPrefix+st); err != nil && !errors.Is(err, keystore.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// listFlow adds state to user's flows (dropping the expired ones and
+// those replacedFlows replaces) and returns the replaced states.
+func (s *sharedStore) listFlow(ctx context.Context, user, state string, expires time.Time) ([]string, error) {
+	sum := sha256.Sum256([]byte(user))
+	name := userFlowsPrefix + hex.EncodeToString(sum[:])
+	unlock, err := s.ks.Lock(ctx, "lock:"+name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	now := time.Now()
+	for range maxFlowUpdates {
+		var version int64
+		p := pending{Flows: map[string]time.Time{}}
+		b, err := s.ks.Get(ctx, name)
+		switch {
+		case err == nil:
+			version = b.Version
+			if json.Unmarshal(b.Data, &p) != nil || p.Flows == nil {
+				p.Flows = map[string]time.Time{}
+			}
+		case !errors.Is(err, keystore.ErrNotFound):
+			return nil, err
+		}
+		for st, exp := range p.Flows {
+			if !now.Before(exp) {
+				delete(p.Flows, st)
+			}
+		}
+		replaced := replacedFlows(p.Flows)
+		for _, st := range replaced {
+			delete(p.Flows, st)
+		}
+		p.Flows[state] = expires.UTC()
+		p.Expires = time.Time{}
+		for _, exp := range p.Flows {
+			if exp.After(p.Expires) {
+				p.Expires = exp
+			}
+		}
+		data, err := json.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.ks.CompareAndSwap(ctx, name, version, data); errors.Is(err, keystore.ErrConflict) {
+			continue // pruned meanwhile: again
+		} else if err != nil {
+			return nil, err
+		}
+		return replaced, nil
+	}
+	return nil, fmt.Errorf("the sign-ins in progress of a user kept changing (%d attempts)", maxFlowUpdates)
 }
 
 func (s *sharedStore) TakeFlow(ctx context.Context, state string) ([]byte, error) {
@@ -108,7 +190,7 @@ func (s *sharedStore) prune(ctx context.Context) {
 	}
 	s.lastPrune = now
 	s.mu.Unlock()
-	for _, prefix := range []string{flowPrefix, noncePrefix} {
+	for _, prefix := range []string{flowPrefix, noncePrefix, userFlowsPrefix} {
 		bs, err := s.ks.List(ctx, prefix)
 		if err != nil {
 			return

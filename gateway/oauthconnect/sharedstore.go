@@ -32,7 +32,7 @@ const sharedPrefix = "user-token:"
 // shared token store uses (grants, their locks, sign-ins in progress,
 // used tickets).
 func SharedNamePrefixes() []string {
-	return []string{sharedPrefix, "lock:" + sharedPrefix, flowPrefix, noncePrefix}
+	return []string{sharedPrefix, "lock:" + sharedPrefix, flowPrefix, noncePrefix, userFlowsPrefix, "lock:" + userFlowsPrefix}
 }
 
 type sharedStore struct {
