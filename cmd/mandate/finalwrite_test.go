@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
@@ -137,27 +135,9 @@ func TestHTTPFinalWriteDeadline(t *testing.T) {
 		}), &c, tlsCfg, zerolog.Nop())
 		go func() { _ = serveHTTP(hs, ln, c.maxConns) }()
 		t.Cleanup(func() { _ = hs.Close() })
-		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) //nolint:gosec // a test's self-signed server
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
-			t.Fatalf("negotiated %q, want h2", p)
-		}
-		if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
-			t.Fatal(err)
-		}
-		fr := http2.NewFramer(conn, conn)
-		if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100}); err != nil {
-			t.Fatal(err)
-		}
-		var hdr bytes.Buffer
-		e := hpack.NewEncoder(&hdr)
-		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "x"}, {":path", "/"}} {
-			_ = e.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, BlockFragment: hdr.Bytes()}); err != nil {
+		conn, fr := dialH2(t, ln.Addr().String(), http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100})
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true,
+			BlockFragment: headers(":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/")}); err != nil {
 			t.Fatal(err)
 		}
 		// Read what comes, never granting more window, until the stream

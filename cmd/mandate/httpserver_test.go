@@ -54,6 +54,40 @@ func waitClosed(t *testing.T, conn net.Conn, patience time.Duration) (time.Durat
 	return time.Since(start), string(b)
 }
 
+// dialH2 opens an HTTP/2 connection over TLS to addr (a test's
+// self-signed server) by hand: the preface and a SETTINGS frame with
+// settings, and returns it and its framer; the connection is closed at
+// the test's end.
+func dialH2(t *testing.T, addr string, settings ...http2.Setting) (*tls.Conn, *http2.Framer) {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) //nolint:gosec // a test's self-signed server
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("negotiated %q, want h2", p)
+	}
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	if err := fr.WriteSettings(settings...); err != nil {
+		t.Fatal(err)
+	}
+	return conn, fr
+}
+
+// headers is an HPACK header block of the name/value pairs fields.
+func headers(fields ...string) []byte {
+	var buf bytes.Buffer
+	e := hpack.NewEncoder(&buf)
+	for i := 0; i+1 < len(fields); i += 2 {
+		_ = e.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return buf.Bytes()
+}
+
 // TestHTTPTrickledBodyIsCut: a request whose body trickles is cut after
 // the body timeout, whether its handler reads the body or answers without
 // it; a body that arrives in time, followed by a long streamed answer, is
@@ -460,14 +494,6 @@ func TestHTTPTLSSlowClients(t *testing.T) {
 		took, _ := waitClosed(t, conn, 10*time.Second)
 		t.Logf("cut after %v", took)
 	})
-	headers := func(fields ...string) []byte {
-		var buf bytes.Buffer
-		e := hpack.NewEncoder(&buf)
-		for i := 0; i+1 < len(fields); i += 2 {
-			_ = e.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
-		}
-		return buf.Bytes()
-	}
 	for _, tc := range []struct {
 		name string
 		send func(fr *http2.Framer) error
@@ -479,21 +505,7 @@ func TestHTTPTLSSlowClients(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) //nolint:gosec // a test's self-signed server
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
-				t.Fatalf("negotiated %q, want h2", p)
-			}
-			if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
-				t.Fatal(err)
-			}
-			fr := http2.NewFramer(conn, conn)
-			if err := fr.WriteSettings(); err != nil {
-				t.Fatal(err)
-			}
+			conn, fr := dialH2(t, addr)
 			if err := tc.send(fr); err != nil {
 				t.Fatal(err)
 			}

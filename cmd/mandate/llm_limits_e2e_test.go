@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -242,7 +241,7 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, 30*time.Second, fmt.Sprintf("frank_checkout's spend in SHOW BUDGETS to be the tagged call's %d nano-USD", want), func() bool {
-			return budgetSpent(t, e.admin, "frank_checkout") == want
+			return showBudgetSpent(t, e.admin, "frank_checkout") == want
 		})
 	})
 
@@ -271,36 +270,6 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 			t.Errorf("refused calls reached the upstream")
 		}
 	})
-}
-
-// budgetSpent is SHOW BUDGETS' spent_usd of the budget name's first row
-// in nano-USD, or -1 when it is NULL or the budget is not listed.
-func budgetSpent(t testing.TB, c *pgx.Conn, name string) int64 {
-	t.Helper()
-	rs, err := c.Query(t.Context(), `SHOW BUDGETS`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	for rs.Next() {
-		v, err := rs.Values()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v[0] != name {
-			continue
-		}
-		n, ok := v[7].(pgtype.Numeric)
-		if !ok || !n.Valid {
-			return -1
-		}
-		f, _ := n.Float64Value()
-		return int64(f.Float64*1e9 + 0.5)
-	}
-	if err := rs.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return -1
 }
 
 // TestMCPRateLimitEndToEnd: a connection's request limit holds through the

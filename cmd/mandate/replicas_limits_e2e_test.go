@@ -238,8 +238,8 @@ func (l *llmLoad) survivorsServe(t *testing.T, n int) {
 }
 
 // showBudgetSpent is the spent column of budget name in SHOW BUDGETS, in
-// nano-USD.
-func showBudgetSpent(t *testing.T, conn *pgx.Conn, name string) int64 {
+// nano-USD (0 when NULL).
+func showBudgetSpent(t testing.TB, conn *pgx.Conn, name string) int64 {
 	t.Helper()
 	rs, err := conn.Query(t.Context(), `SHOW BUDGETS`)
 	if err != nil {
