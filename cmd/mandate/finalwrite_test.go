@@ -13,10 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"golang.org/x/net/http2"
-
-	"github.com/mandatehq/mandate/sqlfront/pgwire"
 )
 
 // stallListener's connections stop taking writes once stall is set, as a
@@ -97,17 +94,11 @@ func TestHTTPFinalWriteDeadline(t *testing.T) {
 	c.finalWrite = finalWrite
 	t.Run("HTTP/1.1 connection stops taking writes after the handler", func(t *testing.T) {
 		var stall atomic.Bool
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := serveTestHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write(bytes.Repeat([]byte("x"), 100)) // buffered: net/http writes it after the return
 			stall.Store(true)
-		}), &c, nil, zerolog.Nop())
-		go func() { _ = serveHTTP(hs, stallListener{Listener: ln, stall: &stall}, c.maxConns) }()
-		t.Cleanup(func() { _ = hs.Close() })
-		conn, err := net.Dial("tcp", ln.Addr().String())
+		}), c, nil, func(ln net.Listener) net.Listener { return stallListener{Listener: ln, stall: &stall} })
+		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,20 +113,10 @@ func TestHTTPFinalWriteDeadline(t *testing.T) {
 		t.Logf("closed after %v", took)
 	})
 	t.Run("HTTP/2 stream without a flow control window", func(t *testing.T) {
-		tlsCfg, err := pgwire.LoadOrCreateTLS("", "", t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := startHTTPS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write(bytes.Repeat([]byte("x"), 2000)) // buffered: sent after the return
-		}), &c, tlsCfg, zerolog.Nop())
-		go func() { _ = serveHTTP(hs, ln, c.maxConns) }()
-		t.Cleanup(func() { _ = hs.Close() })
-		conn, fr := dialH2(t, ln.Addr().String(), http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100})
+		}), c)
+		conn, fr := dialH2(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100})
 		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true,
 			BlockFragment: headers(":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/")}); err != nil {
 			t.Fatal(err)

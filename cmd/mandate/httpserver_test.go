@@ -30,12 +30,35 @@ func testHTTPConfig() httpConfig {
 // startHTTP serves h with the listener bounds of c on 127.0.0.1.
 func startHTTP(t *testing.T, h http.Handler, c httpConfig) string {
 	t.Helper()
+	return serveTestHTTP(t, h, c, nil, nil)
+}
+
+// startHTTPS is startHTTP over TLS, with a self-signed certificate (HTTP/2
+// offered).
+func startHTTPS(t *testing.T, h http.Handler, c httpConfig) string {
+	t.Helper()
+	tlsCfg, err := pgwire.LoadOrCreateTLS("", "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveTestHTTP(t, h, c, tlsCfg, nil)
+}
+
+// serveTestHTTP serves h with the listener bounds of c on 127.0.0.1, over
+// TLS when tlsCfg is set, through wrap(listener) when wrap is set, until
+// the test ends; it returns the address.
+func serveTestHTTP(t *testing.T, h http.Handler, c httpConfig, tlsCfg *tls.Config, wrap func(net.Listener) net.Listener) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := newHTTPServer(h, &c, nil, zerolog.Nop())
-	go func() { _ = serveHTTP(hs, ln, c.maxConns) }()
+	hs := newHTTPServer(h, &c, tlsCfg, zerolog.Nop())
+	served := ln
+	if wrap != nil {
+		served = wrap(ln)
+	}
+	go func() { _ = serveHTTP(hs, served, c.maxConns) }()
 	t.Cleanup(func() { _ = hs.Close() })
 	return ln.Addr().String()
 }
@@ -472,18 +495,7 @@ func TestSideListenerBounds(t *testing.T) {
 func TestHTTPTLSSlowClients(t *testing.T) {
 	c := testHTTPConfig()
 	c.readHeaderTimeout, c.idleTimeout = 300*time.Millisecond, 600*time.Millisecond
-	tlsCfg, err := pgwire.LoadOrCreateTLS("", "", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), &c, tlsCfg, zerolog.Nop())
-	go func() { _ = serveHTTP(hs, ln, c.maxConns) }()
-	t.Cleanup(func() { _ = hs.Close() })
-	addr := ln.Addr().String()
+	addr := startHTTPS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), c)
 	t.Run("handshake never sent", func(t *testing.T) {
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
