@@ -482,9 +482,10 @@ func appendResult(ctx context.Context, won bool, lost *catalog.Conflict, err err
 		return err
 	}
 	if ctx.Err() == nil && errors.As(err, &dial) {
-		// No connection: nothing was sent.
+		// No connection: nothing was sent. The driver's dial error (hosts,
+		// users) is the server log's, not the client's.
 		return &catalog.Error{Code: catalog.CodeUnavailable, Err: err,
-			Msg: "catalog database unreachable, the change was not applied: " + err.Error()}
+			Msg: "catalog database unreachable, the change was not applied"}
 	}
 	if ctx.Err() == nil && !errors.As(err, &pe) && !pgconn.SafeToRetry(err) {
 		// The connection failed after the call was sent: the commit may
