@@ -681,6 +681,10 @@ func (l *Log) SyncAudit(ctx context.Context) error {
 	return l.syncNow()
 }
 
+// applyErrorLogEvery bounds how often the applier logs a store that keeps
+// failing (it retries at every ApplyInterval).
+const applyErrorLogEvery = 10 * time.Second
+
 func (l *Log) applier() {
 	defer close(l.stopped)
 	if l.opts.ApplyNice > 0 {
@@ -691,6 +695,12 @@ func (l *Log) applier() {
 	}
 	t := time.NewTicker(l.opts.ApplyInterval)
 	defer t.Stop()
+	// A store that stays down is retried at every tick: its failures are
+	// logged at most once per applyErrorLogEvery, and its recovery once.
+	var (
+		failures int
+		logged   time.Time
+	)
 	for {
 		select {
 		case <-l.done:
@@ -704,8 +714,17 @@ func (l *Log) applier() {
 			t0 := time.Now()
 			more, err := l.apply(ctx, before, l.opts.ApplySlice)
 			cancel()
-			if err != nil {
-				l.log.Error().Err(err).Msg("audit log: applying to the store failed; will retry (the log keeps the events)")
+			switch {
+			case err != nil:
+				failures++
+				if failures == 1 || time.Since(logged) >= applyErrorLogEvery {
+					logged = time.Now()
+					l.log.Error().Err(err).Int("failures", failures).
+						Msg("audit log: applying to the store failed; will retry (the log keeps the events)")
+				}
+			case failures > 0:
+				l.log.Info().Int("failures", failures).Msg("audit log: applying to the store works again")
+				failures = 0
 			}
 			if err != nil || !more {
 				break

@@ -177,8 +177,9 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 		_ = s.Close()
 		t.Fatal("Open of a directory in use by another process succeeded")
 	}
-	if !catalog.IsCode(err, catalog.CodeUnavailable) || !strings.Contains(err.Error(), "in use by another process") {
-		t.Fatalf("Open = %v, want CodeUnavailable 'in use by another process'", err)
+	if !catalog.IsCode(err, catalog.CodeUnavailable) || !strings.Contains(err.Error(), "in use by another process") ||
+		!strings.Contains(err.Error(), "each needs its own --data-dir") {
+		t.Fatalf("Open = %v, want CodeUnavailable 'in use by another process' saying what to do", err)
 	}
 }
 

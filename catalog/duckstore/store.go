@@ -194,7 +194,8 @@ func openError(ctx context.Context, path string, err error) error {
 	switch {
 	case strings.Contains(msg, "Could not set lock on file"):
 		return &catalog.Error{Code: catalog.CodeUnavailable, Err: err,
-			Msg: fmt.Sprintf("catalog store: %s is in use by another process", path)}
+			Msg: fmt.Sprintf("catalog store: %s is in use by another process (a mandate process on this data directory: "+
+				"each needs its own --data-dir, every replica of one PostgreSQL store too)", path)}
 	case strings.Contains(msg, "not a valid DuckDB database file"),
 		strings.Contains(msg, "Trying to read a database file with version number"):
 		return &catalog.Error{Code: catalog.CodeIncompatibleData, Err: err,

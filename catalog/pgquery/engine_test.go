@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -428,6 +429,20 @@ func TestAdministratorRole(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != catalog.CodePermissionDenied || !strings.Contains(err.Error(), "CREATE ROLE") ||
 		!strings.Contains(err.Error(), "--store-query-url") {
 		t.Fatalf("without CREATEROLE: %v", err)
+	}
+	// The administrator creates the role as told; Open without its
+	// credentials then says to pass them, not to create it again.
+	named := regexp.MustCompile(`LOGIN role ("[^"]+")`).FindStringSubmatch(err.Error())
+	if named == nil {
+		t.Fatalf("without CREATEROLE: the role is not named: %v", err)
+	}
+	if _, err := su.Exec(t.Context(), `CREATE ROLE `+named[1]+` LOGIN NOINHERIT PASSWORD 'adminpw'`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pgquery.Open(t.Context(), storeURL, pgquery.Options{Keys: keystore.Dir(t.TempDir())})
+	if !errors.As(err, &ce) || ce.Code != catalog.CodePermissionDenied || !strings.Contains(err.Error(), "exists") ||
+		strings.Contains(err.Error(), "CREATE ROLE") || !strings.Contains(err.Error(), "--store-query-url") {
+		t.Fatalf("without CREATEROLE, the role created by an administrator: %v", err)
 	}
 	if _, err := su.Exec(t.Context(), `CREATE ROLE reader LOGIN NOINHERIT PASSWORD 'readerpw'`); err != nil {
 		t.Fatal(err)

@@ -82,6 +82,14 @@ func (e *Engine) setup(ctx context.Context, admin *pgx.Conn, password string) er
 		return catalog.Errorf(catalog.CodeInvalidArgument, "query engine: the query role %s does not exist", role)
 	case e.adminLogin:
 		// An administrator's role: checked below, never altered.
+	case !canCreateRoles && exists && login && !createRole && !createDB && !inherit:
+		// Most likely the one an administrator created as adminHelp says,
+		// which this user cannot alter: it is theirs, given as Login.
+		return catalog.Errorf(catalog.CodePermissionDenied,
+			"query engine: the query role %s exists but the PostgreSQL user lacks CREATEROLE to manage it: if an administrator created it, "+
+				"give every replica its credentials with --store-query-url postgres://%s:PASSWORD@host/db "+
+				"(mandate rotate-query-password takes the same flag: that role's password is the administrator's to rotate)",
+			role, e.role)
 	case !canCreateRoles && (!exists || !login || createRole || createDB || inherit):
 		return catalog.Errorf(catalog.CodePermissionDenied,
 			"query engine: the PostgreSQL user lacks CREATEROLE, so it cannot create the LOGIN role %s that system-table queries run as: %s",

@@ -67,7 +67,15 @@ type Events struct {
 
 	closed atomic.Bool
 	once   sync.Once
+
+	// sizeWarned is when EnforceMaxSize last logged that today's events
+	// alone exceed the bound (Unix nanoseconds of opts.Now).
+	sizeWarned atomic.Int64
 }
+
+// sizeWarnEvery bounds how often EnforceMaxSize, which runs every few
+// seconds, repeats that today's events alone exceed the bound.
+const sizeWarnEvery = time.Hour
 
 var _ catalog.EventStore = (*Events)(nil)
 
@@ -801,7 +809,7 @@ const sizeLock = 0x6d616e64_73697a65 // "mandsize"
 // their end, until the size is at most 90% of maxBytes; it returns the
 // number dropped. Dropping returns the space to the system at once, as
 // DELETE does not. Today's and later partitions are never dropped: when
-// they alone exceed the bound it is logged. One replica at a time (an
+// they alone exceed the bound it is logged (once an hour). One replica at a time (an
 // advisory lock tried, not awaited: the others skip their pass), in one
 // transaction, each drop waiting at most a second for its lock.
 func (e *Events) EnforceMaxSize(ctx context.Context, maxBytes int64) (int, error) {
@@ -882,9 +890,10 @@ func (e *Events) EnforceMaxSize(ctx context.Context, maxBytes int64) (int, error
 		delete(e.days, unixDay(p.day))
 	}
 	e.daysMu.Unlock()
-	if total > maxBytes {
+	if now, last := e.opts.Now(), e.sizeWarned.Load(); total > maxBytes && (last == 0 || now.Sub(time.Unix(0, last)) >= sizeWarnEvery) &&
+		e.sizeWarned.CompareAndSwap(last, now.UnixNano()) {
 		e.log.Warn().Int64("bytes", total).Int64("max_bytes", maxBytes).
-			Msg("today's audit events alone exceed the size bound: they are kept (raise --audit-max-size)")
+			Msg("today's audit events alone exceed the size bound: they are kept (raise --audit-max-size; said once an hour)")
 	}
 	return len(dropped), nil
 }

@@ -474,11 +474,18 @@ func appendResult(ctx context.Context, won bool, lost *catalog.Conflict, err err
 			Detail: "another replica committed a catalog change first", Hint: "retry the statement"}
 	}
 	var (
-		pe *pgconn.PgError
-		ce *catalog.Error
+		pe   *pgconn.PgError
+		ce   *catalog.Error
+		dial *pgconn.ConnectError
 	)
 	if errors.As(err, &ce) { // an unreadable record of the winner
 		return err
+	}
+	if ctx.Err() == nil && errors.As(err, &dial) {
+		// No connection: nothing was sent. The driver's dial error (hosts,
+		// users) is the server log's, not the client's.
+		return &catalog.Error{Code: catalog.CodeUnavailable, Err: err,
+			Msg: "catalog database unreachable, the change was not applied"}
 	}
 	if ctx.Err() == nil && !errors.As(err, &pe) && !pgconn.SafeToRetry(err) {
 		// The connection failed after the call was sent: the commit may

@@ -573,7 +573,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg.http.largeBodies = dp.bodyLimits()
 		connStatus = dp.connectionStatus
 	} else {
-		log.Warn().Msg("MCP gateway off: no --oidc-issuer (or --dev) to authenticate agents with")
+		log.Warn().Msg(gatewaysOff)
+		// Said to callers too, rather than the node API's 401.
+		off := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { httpJSONError(w, http.StatusNotFound, gatewaysOff) })
+		mux.Handle("/mcp/", off)
+		mux.Handle("/llm/", off)
 	}
 	mux.Handle("GET /metrics", metricsHandler(tel, isLoopbackAddr(cfg.httpAddr) && !cfg.http.behindTLSProxy, cfg.telemetry.metricsToken, token))
 	mux.Handle("GET /readyz", ready)
@@ -655,6 +659,10 @@ func adminVerifierIs(svc *catalog.Service, v string) (ok bool) {
 	})
 	return ok
 }
+
+// gatewaysOff says why a server without an identity provider serves no
+// MCP or LLM calls (access tokens included).
+const gatewaysOff = "MCP and LLM gateways off: no --oidc-issuer (or --dev) to authenticate callers with; start mandate serve with one"
 
 // httpHandler serves the liveness probe openly, the routes already in mux
 // (the gateway's, which authenticate their callers themselves), and
