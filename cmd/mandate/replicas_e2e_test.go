@@ -148,14 +148,15 @@ func TestReplicas(t *testing.T) {
 			`GRANT EXECUTE ON MODEL SERVICE frontier TO "alice@example.com"`,
 			`ALTER MODEL SERVICE frontier SET RATE LIMIT 10 REQUESTS PER MINUTE FOR EACH USER`,
 			`CREATE BUDGET monthly LIMIT 5 USD PER MONTH FOR EACH USER ON MODEL SERVICE frontier`)
+		// Each statement is its own commit, which another replica may not
+		// have applied yet when it has the one before: wait for the grant
+		// and the rate limit that follows it.
 		for i := range c.replicas {
-			waitFor(t, 30*time.Second, fmt.Sprintf("the model service on replica %d", i), func() bool {
+			waitFor(t, 30*time.Second, fmt.Sprintf("the model service's grant and rate limit on replica %d", i), func() bool {
 				rows := queryRows(t, admins[i], `SELECT service_name, grantee, privilege_type FROM system.information_schema.service_privileges WHERE grantee = 'alice@example.com'`)
-				return slices.Equal(rows, []string{"frontier|alice@example.com|EXECUTE"})
+				return slices.Equal(rows, []string{"frontier|alice@example.com|EXECUTE"}) &&
+					len(queryRows(t, admins[i], `SHOW RATE LIMITS ON MODEL SERVICE frontier`)) == 1
 			})
-			if rows := queryRows(t, admins[i], `SHOW RATE LIMITS ON MODEL SERVICE frontier`); len(rows) != 1 {
-				t.Errorf("replica %d: SHOW RATE LIMITS = %v", i, rows)
-			}
 		}
 		// The budget created on replica 2 is there to drop on replica 0.
 		mustExec(t, admins[0], `DROP BUDGET monthly`)
