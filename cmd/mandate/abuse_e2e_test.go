@@ -206,7 +206,9 @@ func TestE2EHoldUnderAbuse(t *testing.T) {
 func TestE2EHTTPTLS(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, serverOpts{args: []string{"--http-tls", "on"}, httpTLS: true})
-	m := regexp.MustCompile(`certificate fingerprint (sha256:[0-9a-f]{64})`).FindStringSubmatch(s.stdout.String())
+	// The line reaches s.stdout through the pipe copier, maybe after
+	// /healthz answered: wait for it.
+	m := regexp.MustCompile(`certificate fingerprint (sha256:[0-9a-f]{64})`).FindStringSubmatch(waitStdout(s, "certificate fingerprint"))
 	if m == nil {
 		t.Fatalf("no fingerprint in the output:\n%s", s.stdout.String())
 	}

@@ -837,17 +837,9 @@ func TestPsqlQuickstart(t *testing.T) {
 		t.Skip("psql not on PATH (make deps installs postgresql-client)")
 	}
 	s := startServer(t, serverOpts{})
-	// The child's stdout reaches the buffer through a pipe copier: wait for
-	// the line rather than assume it has been copied already.
-	var m []string
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if m = regexp.MustCompile(`psql "([^"]+)"`).FindStringSubmatch(s.stdout.String()); m != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stdout lacks the psql command:\n%s", s.stdout.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	m := regexp.MustCompile(`psql "([^"]+)"`).FindStringSubmatch(waitStdout(s, `psql "`))
+	if m == nil {
+		t.Fatalf("stdout lacks the psql command:\n%s", s.stdout.String())
 	}
 	connStr := m[1]
 	if !strings.Contains(connStr, "sslmode=require") {

@@ -148,14 +148,15 @@ func TestReplicas(t *testing.T) {
 			`GRANT EXECUTE ON MODEL SERVICE frontier TO "alice@example.com"`,
 			`ALTER MODEL SERVICE frontier SET RATE LIMIT 10 REQUESTS PER MINUTE FOR EACH USER`,
 			`CREATE BUDGET monthly LIMIT 5 USD PER MONTH FOR EACH USER ON MODEL SERVICE frontier`)
+		// Each statement is its own commit, which another replica may not
+		// have applied yet when it has the one before: wait for the grant
+		// and the rate limit that follows it.
 		for i := range c.replicas {
-			waitFor(t, 30*time.Second, fmt.Sprintf("the model service on replica %d", i), func() bool {
+			waitFor(t, 30*time.Second, fmt.Sprintf("the model service's grant and rate limit on replica %d", i), func() bool {
 				rows := queryRows(t, admins[i], `SELECT service_name, grantee, privilege_type FROM system.information_schema.service_privileges WHERE grantee = 'alice@example.com'`)
-				return slices.Equal(rows, []string{"frontier|alice@example.com|EXECUTE"})
+				return slices.Equal(rows, []string{"frontier|alice@example.com|EXECUTE"}) &&
+					len(queryRows(t, admins[i], `SHOW RATE LIMITS ON MODEL SERVICE frontier`)) == 1
 			})
-			if rows := queryRows(t, admins[i], `SHOW RATE LIMITS ON MODEL SERVICE frontier`); len(rows) != 1 {
-				t.Errorf("replica %d: SHOW RATE LIMITS = %v", i, rows)
-			}
 		}
 		// The budget created on replica 2 is there to drop on replica 0.
 		mustExec(t, admins[0], `DROP BUDGET monthly`)
@@ -254,24 +255,13 @@ func TestReplicas(t *testing.T) {
 		})
 		victim.kill(t)
 		wg.Wait()
-		calls.survivorsServe(t, 2)
-		rows := queryRows(t, admins[0], `SELECT group_name FROM information_schema.groups WHERE group_name LIKE 'k-%'`)
-		have := map[string]bool{}
-		for _, g := range rows {
-			have[g] = true
-		}
-		missing, n := 0, 0
-		acked.Range(func(k, _ any) bool {
-			n++
-			if !have[k.(string)] {
-				missing++
-				t.Errorf("acknowledged %s is lost", k)
-			}
-			return true
-		})
-		t.Logf("%d groups acknowledged by the killed replica, %d on the others, %d lost", n, len(rows), missing)
 		c.replicas = c.replicas[:2]
 		admins = admins[:2]
+		calls.survivorsServe(t, 2)
+		held := waitAcknowledged(t, admins[0], "k-%", &acked)
+		n := 0
+		acked.Range(func(any, any) bool { n++; return true })
+		t.Logf("%d groups acknowledged by the killed replica, %d on the others, none lost", n, held)
 	})
 
 	t.Run("DatabaseUnreachable", func(t *testing.T) {
@@ -324,6 +314,37 @@ func TestReplicas(t *testing.T) {
 			return len(queryRows(t, admins[0], `SELECT group_name FROM information_schema.groups WHERE group_name = 'after-down'`)) == 1
 		})
 	})
+}
+
+// waitAcknowledged waits until the replica of conn holds every group named
+// in acked, among its groups named LIKE like, and returns how many of those
+// it holds. A replica applies the others' commits when it learns of them
+// (a notification or its next poll), so it is waited for, not read once;
+// a timeout names the groups still missing.
+func waitAcknowledged(t *testing.T, conn *pgx.Conn, like string, acked *sync.Map) int {
+	t.Helper()
+	var rows, missing []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("acknowledged and missing: %v", missing)
+		}
+	}()
+	waitFor(t, 30*time.Second, "every acknowledged group on the replica", func() bool {
+		rows = queryRows(t, conn, fmt.Sprintf(`SELECT group_name FROM information_schema.groups WHERE group_name LIKE '%s'`, like))
+		have := map[string]bool{}
+		for _, g := range rows {
+			have[g] = true
+		}
+		missing = missing[:0]
+		acked.Range(func(k, _ any) bool {
+			if !have[k.(string)] {
+				missing = append(missing, k.(string))
+			}
+			return true
+		})
+		return len(missing) == 0
+	})
+	return len(rows)
 }
 
 // readyz is r's GET /readyz.

@@ -87,9 +87,10 @@ func TestReplicasSharedKeys(t *testing.T) {
 
 	up, idp := sharedKeysFixture(t, r0)
 	for i, r := range c.replicas {
-		waitFor(t, 30*time.Second, "the grants on every replica", func() bool {
+		waitFor(t, 30*time.Second, "the grants on every replica", func() bool { // the fixture's last two statements
 			ok, _ := authorized(t, r, "alice@example.com", "oauth_tools")
-			return ok
+			agentOK, _ := authorized(t, r, "coding-agent", "oauth_tools")
+			return ok && agentOK
 		})
 		if d := readDevIdP(t, r); d.ClientSecret != idp.ClientSecret || d.Issuer != idp.Issuer {
 			t.Fatalf("replica %d's dev-idp.json differs", i)

@@ -234,28 +234,8 @@ func TestReplicaWriter(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		// Every acknowledged change reaches a survivor (it applies the other
-		// survivor's last commits within its polling interval).
-		var missing []string
-		defer func() {
-			if t.Failed() {
-				t.Logf("acknowledged and missing: %v", missing)
-			}
-		}()
-		waitFor(t, 30*time.Second, "every acknowledged group on a survivor", func() bool {
-			have := map[string]bool{}
-			for _, g := range queryRows(t, admins[oi], `SELECT group_name FROM information_schema.groups WHERE group_name LIKE 'kw-%'`) {
-				have[g] = true
-			}
-			missing = missing[:0]
-			acked.Range(func(k, _ any) bool {
-				if !have[k.(string)] {
-					missing = append(missing, k.(string))
-				}
-				return true
-			})
-			return len(missing) == 0
-		})
+		// Every acknowledged change reaches a survivor.
+		waitAcknowledged(t, admins[oi], "kw-%", &acked)
 		t.Logf("%d acknowledged (%d after the kill), none lost", count(), after.Load())
 		// A survivor takes the lease over once the dead writer's expired.
 		survivors := &cluster{replicas: []*server{}}
