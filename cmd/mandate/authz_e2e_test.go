@@ -79,30 +79,3 @@ func TestAuthorizationAPI(t *testing.T) {
 		t.Fatalf("malformed JSON: %d, want 400", code)
 	}
 }
-
-// TestGatewaysOffWithoutIssuer: a server without --oidc-issuer (or --dev)
-// serves no MCP or LLM calls, and tells a caller why instead of asking for
-// the node token.
-func TestGatewaysOffWithoutIssuer(t *testing.T) {
-	t.Parallel()
-	s := startServer(t, serverOpts{})
-	for _, path := range []string{"/llm/v1/chat/completions", "/llm/v1/messages", "/mcp/demo_mcp"} {
-		req, _ := http.NewRequestWithContext(t.Context(), "POST", "http://"+s.httpAddr+path,
-			strings.NewReader(`{"model":"frontier","messages":[{"role":"user","content":"hello"}]}`))
-		req.Header.Set("Authorization", "Bearer mnd_0123456789012345678901234567890123456789012")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out struct{ Error string }
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound || !strings.Contains(out.Error, "--oidc-issuer") {
-			t.Errorf("POST %s without an issuer: %d %q, want 404 naming --oidc-issuer", path, resp.StatusCode, out.Error)
-		}
-	}
-	if !strings.Contains(s.stderr.String(), "MCP and LLM gateways off") {
-		t.Errorf("no warning that the gateways are off in the log:\n%s", s.stderr.String())
-	}
-}

@@ -45,7 +45,7 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 	fs.StringVar(&c.nodeTokenFile, "node-token-file", "", "file holding the catalog's node token (its DATA_DIR/node-token); or set MANDATE_NODE_TOKEN")
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8480", "address the gateway listens on: MCP at /mcp/CONNECTION, the OpenAI and Anthropic APIs at /llm")
 	fs.StringVar(&c.publicURL, "public-url", "", "canonical URL of this gateway as agents reach it; inbound tokens must name it as audience (default http://HTTP-ADDR)")
-	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens are accepted (optionally URL|JWKS-URL) (required)")
+	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose tokens are accepted (optionally URL|JWKS-URL); none: Mandate access tokens only")
 	fs.StringVar(&c.dataDir, "data-dir", "./mandate-gateway-data", "directory for this node's certificates (its signing keys and users' upstream tokens are in the catalog's key store, sealed with MANDATE_MASTER_KEY: set it to the catalog's)")
 	fs.DurationVar(&c.maxStaleness, "max-staleness", client.DefaultMaxStaleness, "deny every call when the node cannot confirm for this long that its authorization answers are current")
 	fs.Var(&c.auditSync, "audit-sync", auditSyncUsage)
@@ -55,7 +55,7 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 	addHTTPFlags(fs, &c.http)
 	addTelemetryFlags(fs, &c.telemetry)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: mandate gateway --catalog URL --node-token-file FILE --oidc-issuer URL [flags]\n\nRuns a gateway node (MCP servers and LLM APIs) against a remote catalog. MANDATE_MASTER_KEY must hold the catalog's master key (or DATA_DIR/master.key a copy of it): the node keeps the installation's signing keys and users' upstream tokens in the catalog's key store, sealed with it. Every flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: mandate gateway --catalog URL --node-token-file FILE [--oidc-issuer URL] [flags]\n\nRuns a gateway node (MCP servers and LLM APIs) against a remote catalog. MANDATE_MASTER_KEY must hold the catalog's master key (or DATA_DIR/master.key a copy of it): the node keeps the installation's signing keys and users' upstream tokens in the catalog's key store, sealed with it. Every flag can also be set with its environment variable (shown in brackets).\n\nFlags:\n")
 		printEnvFlags(fs)
 	}
 	if err := parseEnvArgs(fs, args); err != nil {
@@ -78,9 +78,6 @@ func parseGatewayFlags(args []string, stdout, stderr io.Writer) (*gatewayConfig,
 	}
 	if c.nodeTokenFile == "" && os.Getenv("MANDATE_NODE_TOKEN") == "" {
 		return nil, errors.New("--node-token-file or MANDATE_NODE_TOKEN is required")
-	}
-	if c.oidcIssuers == "" {
-		return nil, errors.New("--oidc-issuer is required: the identity providers whose tokens agents present")
 	}
 	if c.maxStaleness <= 0 {
 		return nil, errors.New("--max-staleness must be positive")
@@ -218,6 +215,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer cancel()
 		_ = nodeLimits.close(cctx)
 	}()
+	if cfg.oidcIssuers == "" {
+		log.Warn().Msg(noIssuer)
+	}
 	dp, err := newDataPlane(ctx, dataPlaneConfig{
 		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
 		authz: authz, connections: conns, audit: withFailures(audit, failures), auditSync: cfg.auditSync, log: log,

@@ -135,7 +135,7 @@ func usage(w io.Writer) {
 
 Usage:
   mandate serve [flags]   run the catalog, the SQL front end, the HTTP API and the MCP and LLM gateway
-  mandate gateway --catalog URL --node-token-file FILE --oidc-issuer URL [--http-addr HOST:PORT]
+  mandate gateway --catalog URL --node-token-file FILE [--oidc-issuer URL] [--http-addr HOST:PORT]
                           run a gateway node (MCP and LLM) against a remote catalog
   mandate dev-token --data-dir DIR --user NAME [--agent NAME]
                           print a token of the development identity provider

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -16,6 +19,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandatehq/mandate/gateway/llm/llmtest"
 )
 
 // mcpUpstream is an MCP server made with the official SDK that records the
@@ -321,4 +326,82 @@ func payloadOf(tok string) string {
 	}
 	b, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	return string(b)
+}
+
+// TestGatewaysWithoutIssuer: a server without --oidc-issuer (or --dev)
+// serves its MCP and LLM gateways on Mandate access tokens alone, refuses
+// a JWT saying why, and says so in its log.
+func TestGatewaysWithoutIssuer(t *testing.T) {
+	t.Parallel()
+	fake, fakeURL := llmtest.Start(t)
+	fake.OpenAIKey = e2eOpenAIKey
+	up := newMCPUpstream(t)
+	s := startServer(t, serverOpts{})
+	c := s.admin(t)
+	mustExec(t, c,
+		`CREATE USER "alice@example.com"`,
+		`CREATE SERVICE PRINCIPAL "claude-code"`,
+		`CREATE MODEL PROVIDER SERVICE system.ai.openai_prod OPTIONS (provider 'openai', url '`+fakeURL+`/v1', api_key '`+e2eOpenAIKey+`', prices 'gpt-4.1=2.00/8.00')`,
+		`CREATE MODEL SERVICE system.ai.frontier OPTIONS (destinations 'openai_prod/gpt-4.1=100')`,
+		`CREATE CONNECTION my_github_mcp TYPE MCP OPTIONS (url '`+up.srv.URL+`', auth_mode 'mandate_jwt')`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "alice@example.com"`,
+		`GRANT EXECUTE ON MODEL SERVICE system.ai.frontier TO "claude-code"`,
+		`GRANT USE_CONNECTION ON CONNECTION my_github_mcp TO "alice@example.com"`,
+		`GRANT USE_CONNECTION ON CONNECTION my_github_mcp TO "claude-code"`)
+	waitSnapshotCurrent(t, s)
+	var tok string
+	if err := c.QueryRow(t.Context(), `CREATE ACCESS TOKEN FOR USER "alice@example.com" VIA "claude-code"`).Scan(&tok); err != nil {
+		t.Fatal(err)
+	}
+	// A well-formed JWT of some identity provider, which this server has none of.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpJWT, err := jwt.Signed(signer).Claims(map[string]any{"iss": "https://idp.example", "sub": "alice@example.com",
+		"aud": "http://" + s.httpAddr, "exp": time.Now().Add(time.Hour).Unix()}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	chat := func(bearer string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", "http://"+s.httpAddr+"/llm/v1/chat/completions",
+			strings.NewReader(`{"model":"frontier","max_tokens":10,"messages":[{"role":"user","content":"hello"}]}`))
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := chat(tok); code != http.StatusOK || !strings.Contains(body, `"chat.completion"`) {
+		t.Fatalf("LLM call with an access token: %d %s", code, body)
+	}
+	if code, body := chat(idpJWT); code != http.StatusUnauthorized || !strings.Contains(body, "no identity provider is configured") {
+		t.Fatalf("LLM call with a JWT: %d %s, want 401 saying no identity provider is configured", code, body)
+	}
+
+	sess, err := mcpConnect(t, "http://"+s.httpAddr+"/mcp/my_github_mcp", tok)
+	if err != nil {
+		t.Fatalf("MCP with an access token: %v", err)
+	}
+	defer sess.Close()
+	res, err := sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "mandate"}})
+	if err != nil || res.IsError || len(res.Content) == 0 || res.Content[0].(*sdk.TextContent).Text != "found: mandate" {
+		t.Fatalf("MCP tools/call with an access token: %+v, %v", res, err)
+	}
+	if code, body := rawPOST(t, "http://"+s.httpAddr+"/mcp/my_github_mcp", idpJWT, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`); code != http.StatusUnauthorized {
+		t.Fatalf("MCP with a JWT: %d %s, want 401", code, body)
+	}
+	if !strings.Contains(s.stderr.String(), "accept Mandate access tokens only") {
+		t.Errorf("no warning in the log that the gateways take access tokens only:\n%s", s.stderr.String())
+	}
 }

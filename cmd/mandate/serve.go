@@ -78,7 +78,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveConfig, err
 	fs.DurationVar(&c.auditRetention, "audit-retention", catalog.DefaultAuditRetention, "delete audit events older than this, in the background (0 = keep forever)")
 	fs.Var(&c.auditMaxSize, "audit-max-size", "bound on the size of the audit events (e.g. 10GiB; their text plus 32 bytes a row): past it the oldest are deleted, in the background (0 = no bound)")
 	fs.StringVar(&c.publicURL, "public-url", "", "canonical URL of the MCP gateway on --http-addr as agents reach it; inbound tokens must name it as audience (default http://HTTP-ADDR)")
-	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose access tokens the MCP gateway accepts (optionally URL|JWKS-URL)")
+	fs.StringVar(&c.oidcIssuers, "oidc-issuer", "", "comma-separated OIDC issuer URLs whose tokens the MCP and LLM gateways accept (optionally URL|JWKS-URL); none: Mandate access tokens only")
 	c.limits.register(fs)
 	c.store.register(fs)
 	fs.Var(&c.auditSync, "audit-sync", auditSyncUsage)
@@ -446,8 +446,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	feCfg := sqlfront.Config{Catalog: svc, Logger: log, LoginAudit: failures, Query: sysQuery, BudgetStatus: lim.budgetStatus(svc),
 		ConnectionStatus: func(ctx context.Context, user string) ([]sqlfront.ConnectionStatus, error) {
-			if connStatus == nil {
-				return nil, errors.New("the MCP gateway is off: no --oidc-issuer (or --dev)")
+			if connStatus == nil { // not yet: the data plane is assembled after the SQL front end
+				return nil, errors.New("the MCP gateway is not serving yet")
 			}
 			return connStatus(ctx, user)
 		}, StatementTimeout: cfg.statementTimeout, CheckGuardrail: guardstage.CheckGuardrail}
@@ -541,44 +541,39 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		mux.Handle(idp.MetadataPath(), idp.Handler())
 		issuers = append(issuers, identityIssuer(idp.Issuer()))
 	}
-	if len(issuers) > 0 {
-		// block_prompt_injection's classifier asks a model service through
-		// the LLM gateway (assembled below).
-		var llmGW *llmgw.Handler
-		classify := func(ctx context.Context, service string, body []byte) ([]byte, error) {
-			if llmGW == nil {
-				return nil, errors.New("the classifier needs the LLM gateway")
-			}
-			return llmGW.Complete(ctx, service, body)
-		}
-		guard, err := guardstage.New(guardstage.Config{Current: func() *guardstage.Set {
-			s, _ := eng.Snapshot().Guardrails().(*guardstage.Set)
-			return s
-		}, Tools: svc, Logger: log, Classifier: guardstage.ModelClassifier(classify)})
-		if err != nil {
-			return err
-		}
-		dp, err := newDataPlane(ctx, dataPlaneConfig{guard: guard,
-			publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr, keys: gatewayKeys, csrfKey: csrfKey(key),
-			authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
-			auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
-			models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc), limiter: lim,
-			observer: tel.Observer(), maxInFlightPerSubject: cfg.http.perSubject(),
-		})
-		if err != nil {
-			return err
-		}
-		llmGW = dp.llm
-		dp.mount(mux)
-		cfg.http.largeBodies = dp.bodyLimits()
-		connStatus = dp.connectionStatus
-	} else {
-		log.Warn().Msg(gatewaysOff)
-		// Said to callers too, rather than the node API's 401.
-		off := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { httpJSONError(w, http.StatusNotFound, gatewaysOff) })
-		mux.Handle("/mcp/", off)
-		mux.Handle("/llm/", off)
+	if len(issuers) == 0 {
+		log.Warn().Msg(noIssuer)
 	}
+	// block_prompt_injection's classifier asks a model service through
+	// the LLM gateway (assembled below).
+	var llmGW *llmgw.Handler
+	classify := func(ctx context.Context, service string, body []byte) ([]byte, error) {
+		if llmGW == nil {
+			return nil, errors.New("the classifier needs the LLM gateway")
+		}
+		return llmGW.Complete(ctx, service, body)
+	}
+	guard, err := guardstage.New(guardstage.Config{Current: func() *guardstage.Set {
+		s, _ := eng.Snapshot().Guardrails().(*guardstage.Set)
+		return s
+	}, Tools: svc, Logger: log, Classifier: guardstage.ModelClassifier(classify)})
+	if err != nil {
+		return err
+	}
+	dp, err := newDataPlane(ctx, dataPlaneConfig{guard: guard,
+		publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr, keys: gatewayKeys, csrfKey: csrfKey(key),
+		authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
+		auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
+		models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc), limiter: lim,
+		observer: tel.Observer(), maxInFlightPerSubject: cfg.http.perSubject(),
+	})
+	if err != nil {
+		return err
+	}
+	llmGW = dp.llm
+	dp.mount(mux)
+	cfg.http.largeBodies = dp.bodyLimits()
+	connStatus = dp.connectionStatus
 	mux.Handle("GET /metrics", metricsHandler(tel, isLoopbackAddr(cfg.httpAddr) && !cfg.http.behindTLSProxy, cfg.telemetry.metricsToken, token))
 	mux.Handle("GET /readyz", ready)
 	if cfg.telemetry.metricsAddr != "" {
@@ -612,9 +607,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "HTTP API (TLS) on %s, certificate fingerprint %s\n(gateway nodes: mandate gateway --catalog https://... --catalog-fingerprint %s)\n\n",
 			httpLn.Addr(), httpFingerprint, httpFingerprint)
 	}
-	if len(issuers) > 0 {
-		fmt.Fprintf(stdout, "MCP gateway: %s/mcp/CONNECTION\nLLM gateway: %s/llm/v1 (OpenAI) and %s/llm (Anthropic)\n\n", publicURL, publicURL, publicURL)
-	}
+	fmt.Fprintf(stdout, "MCP gateway: %s/mcp/CONNECTION\nLLM gateway: %s/llm/v1 (OpenAI) and %s/llm (Anthropic)\n\n", publicURL, publicURL, publicURL)
 
 	// MANDATE_PPROF_ADDR (a loopback HOST:PORT) serves Go's profiler for
 	// performance work; off by default.
@@ -660,9 +653,9 @@ func adminVerifierIs(svc *catalog.Service, v string) (ok bool) {
 	return ok
 }
 
-// gatewaysOff says why a server without an identity provider serves no
-// MCP or LLM calls (access tokens included).
-const gatewaysOff = "MCP and LLM gateways off: no --oidc-issuer (or --dev) to authenticate callers with; start mandate serve with one"
+// noIssuer is logged by a server or node started without an identity
+// provider: its gateways take Mandate access tokens only.
+const noIssuer = "no --oidc-issuer (or --dev): the MCP and LLM gateways accept Mandate access tokens only (CREATE ACCESS TOKEN); OIDC JWTs are refused"
 
 // httpHandler serves the liveness probe openly, the routes already in mux
 // (the gateway's, which authenticate their callers themselves), and

@@ -34,7 +34,8 @@
 //     key-confusion forgery.
 //   - Issuer: the unverified "iss" selects the one configured issuer it
 //     equals exactly (no normalization); any other issuer is refused before
-//     any network access. Each issuer's keys verify only that issuer's
+//     any network access. With no issuer configured every JWT is refused
+//     (DescNoIssuer): the gateway then takes Mandate access tokens only. Each issuer's keys verify only that issuer's
 //     tokens. The payload decoded to pick the issuer is the same byte
 //     string whose signature is then verified, and the same decoded claims
 //     are used afterwards: there is a single decode (go-jose's JSON, which

@@ -66,6 +66,9 @@ const (
 	// DescTokenInQuery: the request carries access_token in its query
 	// string, which the MCP authorization spec forbids.
 	DescTokenInQuery = "bearer tokens are not accepted in the query string; use the Authorization header"
+	// DescNoIssuer: a JWT presented to an Authenticator with no issuer
+	// configured.
+	DescNoIssuer = "no identity provider is configured to verify JWTs: present a Mandate access token (CREATE ACCESS TOKEN)"
 )
 
 // Issuer is one trusted OIDC / OAuth 2.0 authorization server.
@@ -89,9 +92,10 @@ type Issuer struct {
 
 // Config configures an Authenticator.
 type Config struct {
-	// Issuers are the trusted authorization servers (at least one). A
-	// token's "iss" must match exactly one of them; each is trusted to name
-	// any subject.
+	// Issuers are the trusted authorization servers. A token's "iss" must
+	// match exactly one of them; each is trusted to name any subject. None:
+	// every JWT is refused (a gateway that takes Mandate access tokens
+	// only, WithAccessTokens).
 	Issuers []Issuer
 	// Audiences are the gateway's canonical URLs (RFC 8707), for example
 	// "https://gw.example". A token's "aud" must contain one of them or the
@@ -147,9 +151,6 @@ var _ gateway.Authenticator = (*Authenticator)(nil)
 // issuers (see Warm).
 func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	_ = ctx // reserved: no I/O happens here, keys are fetched on first use
-	if len(cfg.Issuers) == 0 {
-		return nil, errors.New("identity: at least one issuer is required")
-	}
 	if len(cfg.Audiences) == 0 {
 		return nil, errors.New("identity: at least one audience (the gateway's canonical URL) is required")
 	}
@@ -350,6 +351,9 @@ func (a *Authenticator) verify(ctx context.Context, tok, resource string) (*gate
 		return nil, nil, false, a.invalidToken("malformed token claims")
 	}
 	src := a.issuers[c.Issuer]
+	if src == nil && len(a.issuers) == 0 {
+		return nil, nil, false, a.invalidToken(DescNoIssuer)
+	}
 	if src == nil {
 		a.log.Debug().Str("iss", clip(c.Issuer)).Msg("token of an untrusted issuer")
 		return nil, nil, false, a.invalidToken("token issuer is not trusted")
