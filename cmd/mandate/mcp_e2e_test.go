@@ -370,17 +370,8 @@ func TestGatewaysWithoutIssuer(t *testing.T) {
 
 	chat := func(bearer string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), "POST", "http://"+s.httpAddr+"/llm/v1/chat/completions",
-			strings.NewReader(`{"model":"frontier","max_tokens":10,"messages":[{"role":"user","content":"hello"}]}`))
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return rawPOST(t, "http://"+s.httpAddr+"/llm/v1/chat/completions", bearer,
+			`{"model":"frontier","max_tokens":10,"messages":[{"role":"user","content":"hello"}]}`)
 	}
 	if code, body := chat(tok); code != http.StatusOK || !strings.Contains(body, `"chat.completion"`) {
 		t.Fatalf("LLM call with an access token: %d %s", code, body)
