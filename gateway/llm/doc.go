@@ -89,15 +89,23 @@
 // do, Anthropic's input_tokens do not, so Anthropic usage is input_tokens +
 // cache_read_input_tokens + cache_creation_input_tokens — and
 // CachedInputTokens and CacheWriteTokens are subsets of it; price each
-// class once. An upstream's counts are not trusted: each is read within
-// [0, 2^53] (so no sum wraps, and a huge count prices to a budget's end,
-// never to a credit), reasoning within the output; the response id, model
-// and finish reasons kept are bounded (256 bytes each, 8 reasons). A
-// stream is metered from message_start/message_delta
-// (Anthropic), the usage chunk (OpenAI chat; always requested) or
-// response.completed (Responses). A stream that breaks is metered for what
-// was delivered (Usage.Estimated: the provider's input count if it came,
-// else the request's estimate; output from the delivered text).
+// class once. cache_creation_input_tokens already sums Anthropic's
+// cache_creation TTL classes (5-minute and 1-hour writes, priced alike at
+// the cache-write price). ReasoningTokens are within OutputTokens: OpenAI
+// reasoning_tokens, Anthropic output_tokens_details.thinking_tokens.
+// message_delta's usage counts are cumulative and replace message_start's
+// one by one; a count it leaves out or sends as null keeps
+// message_start's. Server tool requests (usage.server_tool_use) are not
+// tokens and not priced here. An upstream's counts are not trusted: each
+// is read within [0, 2^53] (so no sum wraps, and a huge count prices to a
+// budget's end, never to a credit), reasoning within the output; the
+// response id, model and finish reasons kept are bounded (256 bytes each,
+// 8 reasons). A stream is metered from message_start/message_delta
+// (Anthropic), the usage chunk (OpenAI chat; always requested) or the
+// response of response.completed, .incomplete or .failed (Responses). A
+// stream that breaks is metered for what was delivered (Usage.Estimated:
+// the provider's input count if it came, else the request's estimate;
+// output from the delivered text).
 //
 // # Hooks
 //

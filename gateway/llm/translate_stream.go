@@ -125,13 +125,8 @@ func (t *anToOAStream) event(dst []byte, name string, data []byte) ([]byte, erro
 			return t.chunk(dst, oaChunkDelta{ToolCalls: []oaToolCall{tc}}, nil), nil
 		}
 	case "message_delta":
-		if len(ev.Usage) > 0 {
-			t.usage.OutputTokens = num(ev.Usage, "output_tokens")
-			if _, ok := member(ev.Usage, "input_tokens"); ok {
-				nu := usageAnthropic(ev.Usage)
-				t.usage.InputTokens, t.usage.CachedInputTokens, t.usage.CacheWriteTokens = nu.InputTokens, nu.CachedInputTokens, nu.CacheWriteTokens
-			}
-			t.usage.finish()
+		if kindOf(ev.Usage) == '{' {
+			t.usage.addAnthropic(ev.Usage)
 		}
 		if ev.Delta.StopReason != nil {
 			fr := mapStop(anStopToOA, *ev.Delta.StopReason, "stop")
@@ -287,14 +282,10 @@ func (t *oaToAnStream) finish(dst []byte) []byte {
 	if stop == "" {
 		stop = "end_turn"
 	}
-	au := anUsageFrom(t.usage)
 	dst = anEvent(dst, "message_delta", map[string]any{
 		"type":  "message_delta",
 		"delta": map[string]any{"stop_reason": stop, "stop_sequence": nil},
-		"usage": map[string]int64{
-			"input_tokens": au.InputTokens, "output_tokens": au.OutputTokens,
-			"cache_read_input_tokens": au.CacheReadInputTokens, "cache_creation_input_tokens": au.CacheCreationInputTokens,
-		},
+		"usage": anUsageFrom(t.usage),
 	})
 	return anEvent(dst, "message_stop", map[string]string{"type": "message_stop"})
 }
