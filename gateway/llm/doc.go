@@ -72,6 +72,23 @@
 // to OpenAI-style destinations only; count_tokens for an OpenAI-style
 // destination is answered here from the estimate (Result.Local).
 //
+// In answers, stop reasons map as follows. Anthropic → OpenAI: end_turn,
+// stop_sequence and pause_turn → stop; max_tokens and
+// model_context_window_exceeded → length; tool_use → tool_calls; refusal →
+// content_filter. OpenAI → Anthropic: stop → end_turn; length →
+// max_tokens; tool_calls and function_call → tool_use; content_filter →
+// refusal. Content with no counterpart in the client's format is dropped,
+// the rest of the answer kept: Anthropic thinking, redacted_thinking and
+// signatures, server_tool_use and web search result blocks, citations
+// (their text stays); OpenAI annotations. An OpenAI refusal becomes
+// Anthropic text. Anthropic event types this package does not know are
+// not relayed to an OpenAI client (nor do they break the stream); an
+// OpenAI chunk with no choices and no usage (Azure's prompt filter
+// results) gives an Anthropic client nothing. Parallel OpenAI tool calls
+// whose pieces interleave (or repeat the call's id) become one tool_use
+// block each; the blocks stay open until the choice finishes, as
+// Anthropic's own interleaved blocks may.
+//
 // Streams are relayed event by event, flushed after each, with bounded
 // event size (Forwarder.MaxEvent), events a client could read otherwise
 // than the meter and the guards did (a bare CR, a byte-order mark starting
