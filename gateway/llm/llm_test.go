@@ -392,6 +392,40 @@ func TestAnthropicDeltaUsage(t *testing.T) {
 	}
 }
 
+// TestUpstreamStreamErrors: the error events each provider sends in a
+// stream, recognized and given the provider's status.
+func TestUpstreamStreamErrors(t *testing.T) {
+	cases := []struct {
+		name   string
+		f      Format
+		event  string
+		data   string
+		status int // 0: not an error event
+	}{
+		{"anthropic overloaded", FormatAnthropic, "error", `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`, 529},
+		{"anthropic rate limit", FormatAnthropic, "error", `{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}`, 429},
+		{"openai chat error line", FormatOpenAI, "", `{"error":{"message":"boom","type":"server_error","param":null,"code":null}}`, 502},
+		{"openai chat rate limit", FormatOpenAI, "", `{"error":{"message":"slow down","type":"tokens","code":"rate_limit_exceeded"}}`, 429},
+		{"responses error event", FormatOpenAI, "error", `{"type":"error","code":"server_error","message":"boom","param":null,"sequence_number":3}`, 502},
+		{"responses rate limit, no event name", FormatOpenAI, "", `{"type":"error","code":"rate_limit_exceeded","message":"slow down","param":null}`, 429},
+		{"a chat chunk", FormatOpenAI, "", `{"id":"c","choices":[{"delta":{"content":"error"}}]}`, 0},
+		{"responses failed is an answer", FormatOpenAI, "response.failed", `{"type":"response.failed","response":{"status":"failed","error":{"code":"server_error","message":"x"}}}`, 0},
+		{"anthropic ping", FormatAnthropic, "ping", `{"type":"ping"}`, 0},
+	}
+	for _, c := range cases {
+		is := isErrorEvent(c.f, c.event, []byte(c.data))
+		if is != (c.status != 0) {
+			t.Errorf("%s: error event %v", c.name, is)
+			continue
+		}
+		if is {
+			if e := upstreamStreamError([]byte(c.data)); e.Status != c.status || !strings.HasPrefix(e.Message, "upstream: ") || strings.Contains(e.Message, "reported an error") {
+				t.Errorf("%s: %+v", c.name, e)
+			}
+		}
+	}
+}
+
 func TestEndpointFor(t *testing.T) {
 	for path, want := range map[string]Endpoint{
 		"/v1/chat/completions": ChatCompletions, "/llm/v1/chat/completions": ChatCompletions, "/v1/messages": Messages,

@@ -367,6 +367,36 @@ func TestUpstreamResponsesEnds(t *testing.T) {
 	}
 }
 
+// TestUpstreamResponsesErrorEvent: a Responses stream that the
+// destination ends with an error event reaches the client as it came and
+// is recorded as broken, with the destination's error, metered for what
+// was delivered.
+func TestUpstreamResponsesErrorEvent(t *testing.T) {
+	h := newHarness(t)
+	client := openAIClient(h)
+	s := client.Responses.NewStreaming(t.Context(), responses.ResponseNewParams{Model: "gpt",
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("a long enough answer to be cut mock:error-event")}})
+	var gotError string
+	for s.Next() {
+		if ev := s.Current(); ev.Type == "error" {
+			gotError = ev.Message
+		}
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if gotError != "mock stream error" {
+		t.Errorf("client's error event: %q", gotError)
+	}
+	res := h.result()
+	if e := llm.AsError(res.Err); !res.Broken || e == nil || e.Status != 502 || e.Message != "upstream: mock stream error" {
+		t.Errorf("result broken %v err %v", res.Broken, res.Err)
+	}
+	if !res.Usage.Estimated || res.Usage.OutputTokens <= 0 {
+		t.Errorf("usage %+v", res.Usage)
+	}
+}
+
 // The price of the usage tests: USD per million tokens.
 var testPrice = gateway.ModelPrice{Input: 3, Output: 15, CachedInput: 0.30, CacheWrite: 3.75, HasCachedInput: true, HasCacheWrite: true}
 

@@ -341,23 +341,36 @@ func (t *oaToAnStream) done() bool { return t.finished }
 
 // upstreamStreamError is the error an upstream reported inside its
 // stream, as an *Error for the client.
+// A Responses error event is itself the error object (type "error",
+// code, message).
 func upstreamStreamError(data []byte) *Error {
-	msg := upstreamErrorMessage(data)
+	e, ok := member(data, "error")
+	if !ok {
+		e = data
+	}
+	msg := ""
+	if m, ok := member(e, "message"); ok {
+		msg, _ = stringValue(m)
+	} else {
+		msg, _ = stringValue(e)
+	}
 	if msg == "" {
 		msg = "the model provider reported an error"
 	}
+	tv, _ := member(e, "type")
+	t, _ := stringValue(tv)
+	if t == "" || t == "error" {
+		cv, _ := member(e, "code")
+		t, _ = stringValue(cv)
+	}
 	status := 502
-	if e, ok := member(data, "error"); ok {
-		if tv, ok := member(e, "type"); ok {
-			switch t, _ := stringValue(tv); t {
-			case "overloaded_error":
-				status = 529
-			case "rate_limit_error", "rate_limit_exceeded", "tokens", "requests":
-				status = 429
-			case "invalid_request_error":
-				status = 400
-			}
-		}
+	switch t {
+	case "overloaded_error":
+		status = 529
+	case "rate_limit_error", "rate_limit_exceeded", "tokens", "requests":
+		status = 429
+	case "invalid_request_error":
+		status = 400
 	}
 	return &Error{Status: status, Message: "upstream: " + msg}
 }

@@ -403,6 +403,10 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 			if i == 0 && d.Break {
 				return
 			}
+			if i == 0 && d.ErrorEvent {
+				ev("error", map[string]any{"code": "server_error", "message": "mock stream error", "param": nil})
+				return
+			}
 			if !s.pause(r, d.Slow) {
 				return
 			}
