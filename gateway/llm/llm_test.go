@@ -426,6 +426,15 @@ func TestUpstreamStreamErrors(t *testing.T) {
 	}
 }
 
+func TestKnownAnthropicEvent(t *testing.T) {
+	for tv, want := range map[string]bool{`"message_stop"`: true, `"message\u005fstop"`: true, `"ping"`: true,
+		`"message_annotation"`: false, `"content_block_stop"`: false, ``: false, `7`: false} {
+		if got := knownAnEvent([]byte(tv)); got != want {
+			t.Errorf("%s: %v", tv, got)
+		}
+	}
+}
+
 func TestEndpointFor(t *testing.T) {
 	for path, want := range map[string]Endpoint{
 		"/v1/chat/completions": ChatCompletions, "/llm/v1/chat/completions": ChatCompletions, "/v1/messages": Messages,

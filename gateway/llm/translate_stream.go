@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 
@@ -86,10 +87,7 @@ type anStreamEvent struct {
 }
 
 func (t *anToOAStream) event(dst []byte, name string, data []byte) ([]byte, error) {
-	tv, _ := member(data, "type")
-	switch typ, _ := stringValue(tv); typ {
-	case "message_start", "content_block_start", "content_block_delta", "message_delta", "message_stop", "ping", "error":
-	default:
+	if tv, _ := member(data, "type"); !knownAnEvent(tv) {
 		return dst, nil // an event type added after this translator: nothing in chat completions
 	}
 	var ev anStreamEvent
@@ -151,6 +149,21 @@ func (t *anToOAStream) event(dst []byte, name string, data []byte) ([]byte, erro
 		return dst, upstreamStreamError(data)
 	}
 	return dst, nil
+}
+
+// knownAnEvent reports whether tv (a JSON string) is an Anthropic event
+// type the translator reads; compared as raw bytes, unescaped only when
+// it has an escape.
+func knownAnEvent(tv []byte) bool {
+	if bytes.IndexByte(tv, '\\') >= 0 {
+		s, _ := stringValue(tv)
+		tv = quoteJSON(s)
+	}
+	switch string(tv) {
+	case `"message_start"`, `"content_block_start"`, `"content_block_delta"`, `"message_delta"`, `"message_stop"`, `"ping"`, `"error"`:
+		return true
+	}
+	return false
 }
 
 func (t *anToOAStream) end(dst []byte) []byte { return dst }
