@@ -756,9 +756,11 @@ func (s *streamRelay) next() (st step, evOut []byte, err error, retry bool) {
 		s.timer.Reset(s.timeout)
 		name, data := string(s.rd.Name), s.rd.Data
 		s.m.event(name, data)
-		if terminal(out.format, out.endpoint, name, data) {
+		// An error event ends the destination's stream: a Responses
+		// error event is terminal; Anthropic closes the stream after one.
+		if terminal(out.format, out.endpoint, name, data) || (out.format == FormatAnthropic && name == "error") {
 			s.sawTerminal = true
-			if isErrorEvent(out.format, name, data) { // a Responses stream's error event ends it
+			if isErrorEvent(out.format, name, data) {
 				s.upstreamErr = upstreamStreamError(data)
 			}
 		}

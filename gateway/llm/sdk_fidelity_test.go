@@ -397,6 +397,45 @@ func TestUpstreamResponsesErrorEvent(t *testing.T) {
 	}
 }
 
+// TestUpstreamOverloadedMidStream: Anthropic's overloaded_error in the
+// middle of a stream reaches the client as an error and is recorded as
+// the destination's error (529), not as a stream that merely ended early.
+func TestUpstreamOverloadedMidStream(t *testing.T) {
+	h := newHarness(t)
+	const prompt = "a long enough answer to be cut mock:error-event"
+	for _, client := range []string{"anthropic", "openai"} {
+		t.Run(client, func(t *testing.T) {
+			h.reset()
+			var err error
+			if client == "anthropic" {
+				ac := anthropicClient(h)
+				s := ac.Messages.NewStreaming(t.Context(), anthropic.MessageNewParams{Model: "claude", MaxTokens: 100,
+					Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(prompt))}})
+				for s.Next() {
+				}
+				err = s.Err()
+			} else {
+				oc := openAIClient(h)
+				s := oc.Chat.Completions.NewStreaming(t.Context(), openai.ChatCompletionNewParams{Model: "claude",
+					Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(prompt)}})
+				for s.Next() {
+				}
+				err = s.Err()
+			}
+			if err == nil {
+				t.Error("the client saw no error")
+			}
+			res := h.result()
+			if e := llm.AsError(res.Err); !res.Broken || e == nil || e.Status != 529 || e.Message != "upstream: mock stream error" {
+				t.Errorf("result broken %v err %v", res.Broken, res.Err)
+			}
+			if !res.Usage.Estimated || res.Usage.InputTokens != int64(h.fake.Last().Usage.Input) {
+				t.Errorf("usage %+v", res.Usage)
+			}
+		})
+	}
+}
+
 // The price of the usage tests: USD per million tokens.
 var testPrice = gateway.ModelPrice{Input: 3, Output: 15, CachedInput: 0.30, CacheWrite: 3.75, HasCachedInput: true, HasCacheWrite: true}
 
