@@ -95,7 +95,13 @@
 // an event) refused (gateway/internal/sse), and a per-event idle timeout
 // (Route.Timeout). A translated stream ends with the client's terminal
 // event (message_stop, [DONE]): upstream events after it are metered, not
-// sent. A non-streamed answer is bounded by
+// sent. An error event of the destination (Anthropic's error event, a
+// Responses error event, an OpenAI chat data line with an error object)
+// fails the attempt before the first event went out; after it, it reaches
+// the client in the client's format and the call is recorded broken (with
+// the destination's error and status, except for an OpenAI chat stream
+// relayed as is: one that stops after an error line ended early). A
+// non-streamed answer is bounded by
 // Forwarder.MaxResponseBody. The client's context is the upstream
 // request's: a client that goes away cancels the upstream call.
 //
