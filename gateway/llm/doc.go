@@ -98,10 +98,8 @@
 // sent. An error event of the destination (Anthropic's error event, a
 // Responses error event, an OpenAI chat data line with an error object)
 // fails the attempt before the first event went out; after it, it reaches
-// the client in the client's format and the call is recorded broken (with
-// the destination's error and status, except for an OpenAI chat stream
-// relayed as is: one that stops after an error line ended early). A
-// non-streamed answer is bounded by
+// the client in the client's format and the call is recorded broken with
+// the destination's error and status. A non-streamed answer is bounded by
 // Forwarder.MaxResponseBody. The client's context is the upstream
 // request's: a client that goes away cancels the upstream call.
 //

@@ -757,12 +757,15 @@ func (s *streamRelay) next() (st step, evOut []byte, err error, retry bool) {
 		name, data := string(s.rd.Name), s.rd.Data
 		s.m.event(name, data)
 		// An error event ends the destination's stream: a Responses
-		// error event is terminal; Anthropic closes the stream after one.
+		// error event is terminal; Anthropic and OpenAI chat close the
+		// stream after one (the meter saw a chat error line).
 		if terminal(out.format, out.endpoint, name, data) || (out.format == FormatAnthropic && name == "error") {
 			s.sawTerminal = true
 			if isErrorEvent(out.format, name, data) {
 				s.upstreamErr = upstreamStreamError(data)
 			}
+		} else if s.m.streamErr != nil && s.upstreamErr == nil {
+			s.sawTerminal, s.upstreamErr = true, s.m.streamErr
 		}
 		if out.stream != nil {
 			if out.stream.done() {

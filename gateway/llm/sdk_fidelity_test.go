@@ -397,26 +397,37 @@ func TestUpstreamResponsesErrorEvent(t *testing.T) {
 	}
 }
 
-// TestUpstreamOverloadedMidStream: Anthropic's overloaded_error in the
-// middle of a stream reaches the client as an error and is recorded as
-// the destination's error (529), not as a stream that merely ended early.
+// TestUpstreamOverloadedMidStream: an error event in the middle of a
+// stream (Anthropic's overloaded_error, an OpenAI chat error line)
+// reaches the client as an error and is recorded as the destination's
+// error and status, not as a stream that merely ended early.
 func TestUpstreamOverloadedMidStream(t *testing.T) {
 	h := newHarness(t)
 	const prompt = "a long enough answer to be cut mock:error-event"
-	for _, client := range []string{"anthropic", "openai"} {
-		t.Run(client, func(t *testing.T) {
+	cases := []struct {
+		client, model string
+		status        int
+		estimate      bool // the input count is the request's estimate (no message_start)
+	}{
+		{"anthropic", "claude", 529, false},
+		{"openai", "claude", 529, false},
+		{"openai", "gpt", 502, true}, // OpenAI's server_error
+		{"anthropic", "gpt", 502, true},
+	}
+	for _, c := range cases {
+		t.Run(c.client+"/"+c.model, func(t *testing.T) {
 			h.reset()
 			var err error
-			if client == "anthropic" {
+			if c.client == "anthropic" {
 				ac := anthropicClient(h)
-				s := ac.Messages.NewStreaming(t.Context(), anthropic.MessageNewParams{Model: "claude", MaxTokens: 100,
+				s := ac.Messages.NewStreaming(t.Context(), anthropic.MessageNewParams{Model: anthropic.Model(c.model), MaxTokens: 100,
 					Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(prompt))}})
 				for s.Next() {
 				}
 				err = s.Err()
 			} else {
 				oc := openAIClient(h)
-				s := oc.Chat.Completions.NewStreaming(t.Context(), openai.ChatCompletionNewParams{Model: "claude",
+				s := oc.Chat.Completions.NewStreaming(t.Context(), openai.ChatCompletionNewParams{Model: c.model,
 					Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(prompt)}})
 				for s.Next() {
 				}
@@ -426,10 +437,10 @@ func TestUpstreamOverloadedMidStream(t *testing.T) {
 				t.Error("the client saw no error")
 			}
 			res := h.result()
-			if e := llm.AsError(res.Err); !res.Broken || e == nil || e.Status != 529 || e.Message != "upstream: mock stream error" {
+			if e := llm.AsError(res.Err); !res.Broken || e == nil || e.Status != c.status || e.Message != "upstream: mock stream error" {
 				t.Errorf("result broken %v err %v", res.Broken, res.Err)
 			}
-			if !res.Usage.Estimated || res.Usage.InputTokens != int64(h.fake.Last().Usage.Input) {
+			if !res.Usage.Estimated || res.Usage.OutputTokens <= 0 || (!c.estimate && res.Usage.InputTokens != int64(h.fake.Last().Usage.Input)) {
 				t.Errorf("usage %+v", res.Usage)
 			}
 		})

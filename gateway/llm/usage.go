@@ -156,6 +156,9 @@ type meter struct {
 	gotUsage  bool // the provider's final count arrived
 	gotInput  bool // the input count arrived (Anthropic message_start)
 	delivered int64
+	// streamErr is the error a chat stream's data line reported (an
+	// error object instead of a chunk).
+	streamErr *Error
 }
 
 func newMeter(f Format, e Endpoint) *meter { return &meter{format: f, endpoint: e} }
@@ -260,6 +263,8 @@ func (m *meter) event(name string, data []byte) {
 			m.setStr(&m.model, v)
 		case keyIs(k, "usage") && kindOf(v) == '{':
 			m.setUsage(v)
+		case keyIs(k, "error") && kindOf(v) == '{' && m.streamErr == nil:
+			m.streamErr = upstreamStreamError(data)
 		case keyIs(k, "choices"):
 			_ = eachElement(v, func(c []byte) bool {
 				if fr, ok := member(c, "finish_reason"); ok {
