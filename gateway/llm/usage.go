@@ -263,8 +263,6 @@ func (m *meter) event(name string, data []byte) {
 			m.setStr(&m.model, v)
 		case keyIs(k, "usage") && kindOf(v) == '{':
 			m.setUsage(v)
-		case keyIs(k, "error") && kindOf(v) == '{' && m.streamErr == nil:
-			m.streamErr = upstreamStreamError(data)
 		case keyIs(k, "choices"):
 			_ = eachElement(v, func(c []byte) bool {
 				if fr, ok := member(c, "finish_reason"); ok {
@@ -281,6 +279,8 @@ func (m *meter) event(name string, data []byte) {
 				}
 				return true
 			})
+		case keyIs(k, "error") && kindOf(v) == '{' && m.streamErr == nil:
+			m.streamErr = upstreamStreamError(data)
 		}
 		return true
 	})
