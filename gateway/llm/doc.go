@@ -72,13 +72,34 @@
 // to OpenAI-style destinations only; count_tokens for an OpenAI-style
 // destination is answered here from the estimate (Result.Local).
 //
+// In answers, stop reasons map as follows. Anthropic → OpenAI: end_turn,
+// stop_sequence and pause_turn → stop; max_tokens and
+// model_context_window_exceeded → length; tool_use → tool_calls; refusal →
+// content_filter. OpenAI → Anthropic: stop → end_turn; length →
+// max_tokens; tool_calls and function_call → tool_use; content_filter →
+// refusal. Content with no counterpart in the client's format is dropped,
+// the rest of the answer kept: Anthropic thinking, redacted_thinking and
+// signatures, server_tool_use and web search result blocks, citations
+// (their text stays); OpenAI annotations. An OpenAI refusal becomes
+// Anthropic text. Anthropic event types this package does not know are
+// not relayed to an OpenAI client (nor do they break the stream); an
+// OpenAI chunk with no choices and no usage (Azure's prompt filter
+// results) gives an Anthropic client nothing. Parallel OpenAI tool calls
+// whose pieces interleave (or repeat the call's id) become one tool_use
+// block each; the blocks stay open until the choice finishes, as
+// Anthropic's own interleaved blocks may.
+//
 // Streams are relayed event by event, flushed after each, with bounded
 // event size (Forwarder.MaxEvent), events a client could read otherwise
 // than the meter and the guards did (a bare CR, a byte-order mark starting
 // an event) refused (gateway/internal/sse), and a per-event idle timeout
 // (Route.Timeout). A translated stream ends with the client's terminal
 // event (message_stop, [DONE]): upstream events after it are metered, not
-// sent. A non-streamed answer is bounded by
+// sent. An error event of the destination (Anthropic's error event, a
+// Responses error event, an OpenAI chat data line with an error object)
+// fails the attempt before the first event went out; after it, it reaches
+// the client in the client's format and the call is recorded broken with
+// the destination's error and status. A non-streamed answer is bounded by
 // Forwarder.MaxResponseBody. The client's context is the upstream
 // request's: a client that goes away cancels the upstream call.
 //
@@ -89,15 +110,23 @@
 // do, Anthropic's input_tokens do not, so Anthropic usage is input_tokens +
 // cache_read_input_tokens + cache_creation_input_tokens — and
 // CachedInputTokens and CacheWriteTokens are subsets of it; price each
-// class once. An upstream's counts are not trusted: each is read within
-// [0, 2^53] (so no sum wraps, and a huge count prices to a budget's end,
-// never to a credit), reasoning within the output; the response id, model
-// and finish reasons kept are bounded (256 bytes each, 8 reasons). A
-// stream is metered from message_start/message_delta
-// (Anthropic), the usage chunk (OpenAI chat; always requested) or
-// response.completed (Responses). A stream that breaks is metered for what
-// was delivered (Usage.Estimated: the provider's input count if it came,
-// else the request's estimate; output from the delivered text).
+// class once. cache_creation_input_tokens already sums Anthropic's
+// cache_creation TTL classes (5-minute and 1-hour writes, priced alike at
+// the cache-write price). ReasoningTokens are within OutputTokens: OpenAI
+// reasoning_tokens, Anthropic output_tokens_details.thinking_tokens.
+// message_delta's usage counts are cumulative and replace message_start's
+// one by one; a count it leaves out or sends as null keeps
+// message_start's. Server tool requests (usage.server_tool_use) are not
+// tokens and not priced here. An upstream's counts are not trusted: each
+// is read within [0, 2^53] (so no sum wraps, and a huge count prices to a
+// budget's end, never to a credit), reasoning within the output; the
+// response id, model and finish reasons kept are bounded (256 bytes each,
+// 8 reasons). A stream is metered from message_start/message_delta
+// (Anthropic), the usage chunk (OpenAI chat; always requested) or the
+// response of response.completed, .incomplete or .failed (Responses). A
+// stream that breaks is metered for what was delivered (Usage.Estimated:
+// the provider's input count if it came, else the request's estimate;
+// output from the delivered text).
 //
 // # Hooks
 //

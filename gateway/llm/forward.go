@@ -677,7 +677,10 @@ type streamRelay struct {
 	// read but not written.
 	sawTerminal, started, ended, finished bool
 	pending                               []byte
-	ev                                    Event // OnEvent's argument, reused
+	// upstreamErr is the error event that ended the destination's stream
+	// (relayed to the client as it came; the stream is broken).
+	upstreamErr *Error
+	ev          Event // OnEvent's argument, reused
 }
 
 func (f *Forwarder) newStreamRelay(ctx context.Context, c *Call, out *Outbound, resp *http.Response, timer *time.Timer, timeout time.Duration, timedOut *atomic.Bool) *streamRelay {
@@ -753,8 +756,16 @@ func (s *streamRelay) next() (st step, evOut []byte, err error, retry bool) {
 		s.timer.Reset(s.timeout)
 		name, data := string(s.rd.Name), s.rd.Data
 		s.m.event(name, data)
-		if terminal(out.format, out.endpoint, name, data) {
+		// An error event ends the destination's stream: a Responses
+		// error event is terminal; Anthropic and OpenAI chat close the
+		// stream after one (the meter saw a chat error line).
+		if terminal(out.format, out.endpoint, name, data) || (out.format == FormatAnthropic && name == "error") {
 			s.sawTerminal = true
+			if isErrorEvent(out.format, name, data) {
+				s.upstreamErr = upstreamStreamError(data)
+			}
+		} else if s.m.streamErr != nil && s.upstreamErr == nil {
+			s.sawTerminal, s.upstreamErr = true, s.m.streamErr
 		}
 		if out.stream != nil {
 			if out.stream.done() {
@@ -887,6 +898,9 @@ func (s *streamRelay) relay(ctx context.Context, w http.ResponseWriter, res *Res
 			if len(evOut) > 0 {
 				write(evOut)
 			}
+			if s.upstreamErr != nil {
+				res.Broken, res.Err = true, s.upstreamErr
+			}
 			return nil
 		case stepGone:
 			res.Broken, res.Err = true, err
@@ -902,15 +916,18 @@ func (s *streamRelay) relay(ctx context.Context, w http.ResponseWriter, res *Res
 	}
 }
 
+// isErrorEvent reports whether a destination's stream event is an error:
+// Anthropic's error event, an OpenAI chat data line with an error object,
+// a Responses error event ({"type":"error","code","message"}).
 func isErrorEvent(f Format, name string, data []byte) bool {
-	if f == FormatAnthropic {
+	if f == FormatAnthropic || name == "error" {
 		return name == "error"
 	}
-	_, ok := member(data, "error")
-	if ok {
-		tv, _ := member(data, "type")
-		t, _ := stringValue(tv)
-		return t == "" || t == "error"
+	tv, _ := member(data, "type")
+	t, _ := stringValue(tv)
+	if t == "error" {
+		return true
 	}
-	return false
+	_, ok := member(data, "error")
+	return ok && t == ""
 }

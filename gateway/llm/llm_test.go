@@ -312,6 +312,13 @@ func TestUsageNormalization(t *testing.T) {
 			Usage{InputTokens: 2184, OutputTokens: 20, CachedInputTokens: 2048, CacheWriteTokens: 100, TotalTokens: 2204}},
 		{"anthropic nulls", FormatAnthropic, `{"input_tokens":3,"cache_creation_input_tokens":null,"cache_read_input_tokens":null,"output_tokens":1}`,
 			Usage{InputTokens: 3, OutputTokens: 1, TotalTokens: 4}},
+		{"anthropic thinking is reasoning within the output", FormatAnthropic, `{"input_tokens":5,"output_tokens":50,"output_tokens_details":{"thinking_tokens":30}}`,
+			Usage{InputTokens: 5, OutputTokens: 50, ReasoningTokens: 30, TotalTokens: 55}},
+		{"anthropic thinking beyond output is clamped", FormatAnthropic, `{"input_tokens":5,"output_tokens":2,"output_tokens_details":{"thinking_tokens":30}}`,
+			Usage{InputTokens: 5, OutputTokens: 2, ReasoningTokens: 2, TotalTokens: 7}},
+		{"anthropic cache TTL classes are not added again", FormatAnthropic,
+			`{"input_tokens":10,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":200,"ephemeral_1h_input_tokens":100},"cache_read_input_tokens":0,"output_tokens":1,"server_tool_use":{"web_search_requests":2}}`,
+			Usage{InputTokens: 310, OutputTokens: 1, CacheWriteTokens: 300, TotalTokens: 311}},
 		{"openai cached beyond input is clamped", FormatOpenAI, `{"prompt_tokens":10,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":64}}`,
 			Usage{InputTokens: 10, OutputTokens: 1, CachedInputTokens: 10, TotalTokens: 11}},
 		{"openai reasoning beyond output is clamped", FormatOpenAI, `{"prompt_tokens":10,"completion_tokens":1,"completion_tokens_details":{"reasoning_tokens":64}}`,
@@ -340,12 +347,91 @@ func TestUsageNormalization(t *testing.T) {
 		}
 	}
 	// the two formats' views of one call agree after translation
-	an := usageAnthropic([]byte(`{"input_tokens":36,"cache_creation_input_tokens":100,"cache_read_input_tokens":2048,"output_tokens":20}`))
+	an := usageAnthropic([]byte(`{"input_tokens":36,"cache_creation_input_tokens":100,"cache_read_input_tokens":2048,"output_tokens":20,"output_tokens_details":{"thinking_tokens":5}}`))
 	if back := usageOpenAI(marshal(oaUsageFrom(an))); back != an {
 		t.Errorf("anthropic → openai → normalized: %+v vs %+v", back, an)
 	}
 	if back := usageAnthropic(marshal(anUsageFrom(an))); back != an {
 		t.Errorf("anthropic → normalized → anthropic: %+v vs %+v", back, an)
+	}
+}
+
+// TestAnthropicDeltaUsage: message_delta's usage counts are cumulative
+// and replace message_start's one by one; one left out or null keeps
+// message_start's.
+func TestAnthropicDeltaUsage(t *testing.T) {
+	const start = `{"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":100,"cache_read_input_tokens":600,"cache_creation_input_tokens":300,"output_tokens":1}}}`
+	all := Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 300, OutputTokens: 140, TotalTokens: 1140}
+	cases := []struct {
+		name, delta string
+		want        Usage
+	}{
+		{"every count", `{"input_tokens":100,"cache_read_input_tokens":600,"cache_creation_input_tokens":300,"output_tokens":140}`, all},
+		{"output only", `{"output_tokens":140}`, all},
+		{"input without the cache counts", `{"input_tokens":100,"output_tokens":140}`, all},
+		{"input counts null", `{"input_tokens":null,"cache_read_input_tokens":null,"cache_creation_input_tokens":null,"output_tokens":140}`, all},
+		{"a count that grew", `{"input_tokens":150,"output_tokens":140}`, Usage{InputTokens: 1050, CachedInputTokens: 600, CacheWriteTokens: 300, OutputTokens: 140, TotalTokens: 1190}},
+		{"thinking", `{"output_tokens":140,"output_tokens_details":{"thinking_tokens":40}}`,
+			Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 300, OutputTokens: 140, ReasoningTokens: 40, TotalTokens: 1140}},
+	}
+	for _, c := range cases {
+		m := newMeter(FormatAnthropic, Messages)
+		tr := newAnToOAStream(true, time.Unix(0, 0))
+		for _, ev := range []string{start, `{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":` + c.delta + `}`} {
+			m.event("", []byte(ev))
+			if _, err := tr.event(nil, "", []byte(ev)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := m.result(0); got != c.want {
+			t.Errorf("%s: metered %+v, want %+v", c.name, got, c.want)
+		}
+		if tr.usage != c.want {
+			t.Errorf("%s: translated %+v, want %+v", c.name, tr.usage, c.want)
+		}
+	}
+}
+
+// TestUpstreamStreamErrors: the error events each provider sends in a
+// stream, recognized and given the provider's status.
+func TestUpstreamStreamErrors(t *testing.T) {
+	cases := []struct {
+		name   string
+		f      Format
+		event  string
+		data   string
+		status int // 0: not an error event
+	}{
+		{"anthropic overloaded", FormatAnthropic, "error", `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`, 529},
+		{"anthropic rate limit", FormatAnthropic, "error", `{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}`, 429},
+		{"openai chat error line", FormatOpenAI, "", `{"error":{"message":"boom","type":"server_error","param":null,"code":null}}`, 502},
+		{"openai chat rate limit", FormatOpenAI, "", `{"error":{"message":"slow down","type":"tokens","code":"rate_limit_exceeded"}}`, 429},
+		{"responses error event", FormatOpenAI, "error", `{"type":"error","code":"server_error","message":"boom","param":null,"sequence_number":3}`, 502},
+		{"responses rate limit, no event name", FormatOpenAI, "", `{"type":"error","code":"rate_limit_exceeded","message":"slow down","param":null}`, 429},
+		{"a chat chunk", FormatOpenAI, "", `{"id":"c","choices":[{"delta":{"content":"error"}}]}`, 0},
+		{"responses failed is an answer", FormatOpenAI, "response.failed", `{"type":"response.failed","response":{"status":"failed","error":{"code":"server_error","message":"x"}}}`, 0},
+		{"anthropic ping", FormatAnthropic, "ping", `{"type":"ping"}`, 0},
+	}
+	for _, c := range cases {
+		is := isErrorEvent(c.f, c.event, []byte(c.data))
+		if is != (c.status != 0) {
+			t.Errorf("%s: error event %v", c.name, is)
+			continue
+		}
+		if is {
+			if e := upstreamStreamError([]byte(c.data)); e.Status != c.status || !strings.HasPrefix(e.Message, "upstream: ") || strings.Contains(e.Message, "reported an error") {
+				t.Errorf("%s: %+v", c.name, e)
+			}
+		}
+	}
+}
+
+func TestKnownAnthropicEvent(t *testing.T) {
+	for tv, want := range map[string]bool{`"message_stop"`: true, `"message\u005fstop"`: true, `"ping"`: true,
+		`"message_annotation"`: false, `"content_block_stop"`: false, ``: false, `7`: false} {
+		if got := knownAnEvent([]byte(tv)); got != want {
+			t.Errorf("%s: %v", tv, got)
+		}
 	}
 }
 

@@ -173,21 +173,26 @@ type anOutputConfig struct {
 }
 
 type anUsage struct {
-	InputTokens              int64 `json:"input_tokens"`
-	OutputTokens             int64 `json:"output_tokens"`
-	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
-	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+	InputTokens              int64              `json:"input_tokens"`
+	OutputTokens             int64              `json:"output_tokens"`
+	CacheCreationInputTokens int64              `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int64              `json:"cache_read_input_tokens"`
+	OutputTokensDetails      *anOutputTokenKind `json:"output_tokens_details,omitempty"`
+}
+
+type anOutputTokenKind struct {
+	ThinkingTokens int64 `json:"thinking_tokens"`
 }
 
 type anResponse struct {
-	ID           string    `json:"id"`
-	Type         string    `json:"type"`
-	Role         string    `json:"role"`
-	Model        string    `json:"model"`
-	Content      []anBlock `json:"content"`
-	StopReason   *string   `json:"stop_reason"`
-	StopSequence *string   `json:"stop_sequence"`
-	Usage        anUsage   `json:"usage"`
+	ID           string          `json:"id"`
+	Type         string          `json:"type"`
+	Role         string          `json:"role"`
+	Model        string          `json:"model"`
+	Content      []anBlock       `json:"content"`
+	StopReason   *string         `json:"stop_reason"`
+	StopSequence *string         `json:"stop_sequence"`
+	Usage        json.RawMessage `json:"usage"`
 }
 
 func str(s string) *string { return &s }
@@ -847,12 +852,16 @@ func oaUsageFrom(u Usage) *oaUsageOut {
 }
 
 func anUsageFrom(u Usage) anUsage {
-	return anUsage{
+	out := anUsage{
 		InputTokens:              u.UncachedInputTokens(),
 		OutputTokens:             u.OutputTokens,
 		CacheReadInputTokens:     u.CachedInputTokens,
 		CacheCreationInputTokens: u.CacheWriteTokens,
 	}
+	if u.ReasoningTokens > 0 {
+		out.OutputTokensDetails = &anOutputTokenKind{ThinkingTokens: u.ReasoningTokens}
+	}
+	return out
 }
 
 type oaChoiceOut struct {
@@ -910,7 +919,10 @@ func messagesRespToChat(body []byte, now time.Time) ([]byte, error) {
 	if in.StopReason != nil {
 		stop = *in.StopReason
 	}
-	u := usageAnthropic(marshal(in.Usage))
+	var u Usage
+	if kindOf(in.Usage) == '{' {
+		u = usageAnthropic(in.Usage)
+	}
 	out := oaChatResponseOut{
 		ID: in.ID, Object: "chat.completion", Created: now.Unix(), Model: in.Model,
 		Choices: []oaChoiceOut{{Message: msg, FinishReason: mapStop(anStopToOA, stop, "stop")}},

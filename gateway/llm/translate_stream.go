@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 
@@ -86,6 +87,9 @@ type anStreamEvent struct {
 }
 
 func (t *anToOAStream) event(dst []byte, name string, data []byte) ([]byte, error) {
+	if tv, _ := member(data, "type"); !knownAnEvent(tv) {
+		return dst, nil // an event type added after this translator: nothing in chat completions
+	}
 	var ev anStreamEvent
 	if err := decodeStrict(data, &ev); err != nil {
 		return dst, err
@@ -125,13 +129,8 @@ func (t *anToOAStream) event(dst []byte, name string, data []byte) ([]byte, erro
 			return t.chunk(dst, oaChunkDelta{ToolCalls: []oaToolCall{tc}}, nil), nil
 		}
 	case "message_delta":
-		if len(ev.Usage) > 0 {
-			t.usage.OutputTokens = num(ev.Usage, "output_tokens")
-			if _, ok := member(ev.Usage, "input_tokens"); ok {
-				nu := usageAnthropic(ev.Usage)
-				t.usage.InputTokens, t.usage.CachedInputTokens, t.usage.CacheWriteTokens = nu.InputTokens, nu.CachedInputTokens, nu.CacheWriteTokens
-			}
-			t.usage.finish()
+		if kindOf(ev.Usage) == '{' {
+			t.usage.addAnthropic(ev.Usage)
 		}
 		if ev.Delta.StopReason != nil {
 			fr := mapStop(anStopToOA, *ev.Delta.StopReason, "stop")
@@ -152,25 +151,48 @@ func (t *anToOAStream) event(dst []byte, name string, data []byte) ([]byte, erro
 	return dst, nil
 }
 
+// knownAnEvent reports whether tv (a JSON string) is an Anthropic event
+// type the translator reads; compared as raw bytes, unescaped only when
+// it has an escape.
+func knownAnEvent(tv []byte) bool {
+	if bytes.IndexByte(tv, '\\') >= 0 {
+		s, _ := stringValue(tv)
+		tv = quoteJSON(s)
+	}
+	switch string(tv) {
+	case `"message_start"`, `"content_block_start"`, `"content_block_delta"`, `"message_delta"`, `"message_stop"`, `"ping"`, `"error"`:
+		return true
+	}
+	return false
+}
+
 func (t *anToOAStream) end(dst []byte) []byte { return dst }
 func (t *anToOAStream) done() bool            { return t.finished }
 
 // ---- OpenAI chat completion chunks → Anthropic events ----
 
+// An OpenAI stream may interleave the argument pieces of parallel tool
+// calls (and repeat a call's id with each piece); Anthropic blocks may
+// interleave too, so each tool call is one tool_use block, open from its
+// first piece until the choice finishes. Text goes to a text block, closed
+// when a tool call starts (text after it opens a new one).
 type oaToAnStream struct {
 	started   bool
 	finished  bool
-	open      bool // a content block is open
-	openKind  string
-	block     int         // index of the open (or next) block
-	tools     map[int]int // tool call index → content block index
+	text      int         // index of the open text block, -1 if none
+	blocks    int         // blocks started
+	tools     map[int]int // tool call index → its content block
+	toolIDs   map[int]string
+	openTools []int // tool_use blocks not yet stopped, in order
 	stop      string
 	usage     Usage
 	gotUsage  bool
 	id, model string
 }
 
-func newOAToAnStream() *oaToAnStream { return &oaToAnStream{tools: map[int]int{}, block: -1} }
+func newOAToAnStream() *oaToAnStream {
+	return &oaToAnStream{tools: map[int]int{}, toolIDs: map[int]string{}, text: -1}
+}
 
 type oaChunkIn struct {
 	ID      string `json:"id"`
@@ -201,26 +223,54 @@ func (t *oaToAnStream) start(dst []byte) []byte {
 	})
 }
 
-func (t *oaToAnStream) closeBlock(dst []byte) []byte {
-	if !t.open {
+func (t *oaToAnStream) stopBlock(dst []byte, i int) []byte {
+	return anEvent(dst, "content_block_stop", map[string]any{"type": "content_block_stop", "index": i})
+}
+
+// closeBlocks stops the open text block and every open tool_use block.
+func (t *oaToAnStream) closeBlocks(dst []byte) []byte {
+	if t.text >= 0 {
+		dst = t.stopBlock(dst, t.text)
+		t.text = -1
+	}
+	for _, i := range t.openTools {
+		dst = t.stopBlock(dst, i)
+	}
+	t.openTools = t.openTools[:0]
+	return dst
+}
+
+// startBlock starts the next content block and returns its index.
+func (t *oaToAnStream) startBlock(dst []byte, block map[string]any) ([]byte, int) {
+	i := t.blocks
+	t.blocks++
+	return anEvent(dst, "content_block_start", map[string]any{"type": "content_block_start", "index": i, "content_block": block}), i
+}
+
+func (t *oaToAnStream) textDelta(dst []byte, s string) []byte {
+	if t.text < 0 {
+		dst, t.text = t.startBlock(dst, map[string]any{"type": "text", "text": ""})
+	}
+	return anEvent(dst, "content_block_delta", map[string]any{"type": "content_block_delta", "index": t.text, "delta": map[string]string{"type": "text_delta", "text": s}})
+}
+
+// toolDelta relays one piece of tool call idx: a new call (an index not
+// seen, or a different id at a known index) starts a tool_use block.
+func (t *oaToAnStream) toolDelta(dst []byte, idx int, tc *oaToolCall) []byte {
+	block, ok := t.tools[idx]
+	if !ok || (tc.ID != "" && tc.ID != t.toolIDs[idx]) {
+		if t.text >= 0 {
+			dst = t.stopBlock(dst, t.text)
+			t.text = -1
+		}
+		dst, block = t.startBlock(dst, map[string]any{"type": "tool_use", "id": tc.ID, "name": tc.Function.Name, "input": map[string]any{}})
+		t.tools[idx], t.toolIDs[idx] = block, tc.ID
+		t.openTools = append(t.openTools, block)
+	}
+	if tc.Function.Arguments == "" {
 		return dst
 	}
-	t.open = false
-	return anEvent(dst, "content_block_stop", map[string]any{"type": "content_block_stop", "index": t.block})
-}
-
-func (t *oaToAnStream) openBlock(dst []byte, kind string, block map[string]any) []byte {
-	dst = t.closeBlock(dst)
-	t.block++
-	t.open, t.openKind = true, kind
-	return anEvent(dst, "content_block_start", map[string]any{"type": "content_block_start", "index": t.block, "content_block": block})
-}
-
-func (t *oaToAnStream) text(dst []byte, s string) []byte {
-	if !t.open || t.openKind != "text" {
-		dst = t.openBlock(dst, "text", map[string]any{"type": "text", "text": ""})
-	}
-	return anEvent(dst, "content_block_delta", map[string]any{"type": "content_block_delta", "index": t.block, "delta": map[string]string{"type": "text_delta", "text": s}})
+	return anEvent(dst, "content_block_delta", map[string]any{"type": "content_block_delta", "index": block, "delta": map[string]string{"type": "input_json_delta", "partial_json": tc.Function.Arguments}})
 }
 
 func (t *oaToAnStream) event(dst []byte, _ string, data []byte) ([]byte, error) {
@@ -234,8 +284,11 @@ func (t *oaToAnStream) event(dst []byte, _ string, data []byte) ([]byte, error) 
 	if c.Error != nil {
 		return dst, upstreamStreamError(data)
 	}
-	if t.id == "" {
-		t.id, t.model = c.ID, c.Model
+	if t.id == "" && c.ID != "" {
+		t.id, t.model = short(c.ID), short(c.Model) // repeated in message_start
+	}
+	if len(c.Choices) == 0 && kindOf(c.Usage) != '{' {
+		return dst, nil // nothing for the client (Azure's prompt_filter_results chunk)
 	}
 	if !t.started {
 		dst = t.start(dst)
@@ -246,27 +299,22 @@ func (t *oaToAnStream) event(dst []byte, _ string, data []byte) ([]byte, error) 
 	for _, ch := range c.Choices {
 		d := ch.Delta
 		if d.Content != nil && *d.Content != "" {
-			dst = t.text(dst, *d.Content)
+			dst = t.textDelta(dst, *d.Content)
 		}
 		if d.Refusal != nil && *d.Refusal != "" {
-			dst = t.text(dst, *d.Refusal)
+			dst = t.textDelta(dst, *d.Refusal)
 		}
-		for _, tc := range d.ToolCalls {
+		for j := range d.ToolCalls {
+			tc := &d.ToolCalls[j]
 			idx := 0
 			if tc.Index != nil {
 				idx = *tc.Index
 			}
-			if _, ok := t.tools[idx]; !ok || tc.ID != "" {
-				dst = t.openBlock(dst, "tool_use", map[string]any{"type": "tool_use", "id": tc.ID, "name": tc.Function.Name, "input": map[string]any{}})
-				t.tools[idx] = t.block
-			}
-			if tc.Function.Arguments != "" {
-				dst = anEvent(dst, "content_block_delta", map[string]any{"type": "content_block_delta", "index": t.tools[idx], "delta": map[string]string{"type": "input_json_delta", "partial_json": tc.Function.Arguments}})
-			}
+			dst = t.toolDelta(dst, idx, tc)
 		}
 		if ch.FinishReason != nil && *ch.FinishReason != "" {
 			t.stop = mapStop(oaStopToAn, *ch.FinishReason, "end_turn")
-			dst = t.closeBlock(dst)
+			dst = t.closeBlocks(dst)
 		}
 	}
 	return dst, nil
@@ -281,20 +329,16 @@ func (t *oaToAnStream) finish(dst []byte) []byte {
 	if !t.started {
 		dst = t.start(dst)
 	}
-	dst = t.closeBlock(dst)
+	dst = t.closeBlocks(dst)
 	t.finished = true
 	stop := t.stop
 	if stop == "" {
 		stop = "end_turn"
 	}
-	au := anUsageFrom(t.usage)
 	dst = anEvent(dst, "message_delta", map[string]any{
 		"type":  "message_delta",
 		"delta": map[string]any{"stop_reason": stop, "stop_sequence": nil},
-		"usage": map[string]int64{
-			"input_tokens": au.InputTokens, "output_tokens": au.OutputTokens,
-			"cache_read_input_tokens": au.CacheReadInputTokens, "cache_creation_input_tokens": au.CacheCreationInputTokens,
-		},
+		"usage": anUsageFrom(t.usage),
 	})
 	return anEvent(dst, "message_stop", map[string]string{"type": "message_stop"})
 }
@@ -310,23 +354,36 @@ func (t *oaToAnStream) done() bool { return t.finished }
 
 // upstreamStreamError is the error an upstream reported inside its
 // stream, as an *Error for the client.
+// A Responses error event is itself the error object (type "error",
+// code, message).
 func upstreamStreamError(data []byte) *Error {
-	msg := upstreamErrorMessage(data)
+	e, ok := member(data, "error")
+	if !ok {
+		e = data
+	}
+	msg := ""
+	if m, ok := member(e, "message"); ok {
+		msg, _ = stringValue(m)
+	} else {
+		msg, _ = stringValue(e)
+	}
 	if msg == "" {
 		msg = "the model provider reported an error"
 	}
+	tv, _ := member(e, "type")
+	t, _ := stringValue(tv)
+	if t == "" || t == "error" {
+		cv, _ := member(e, "code")
+		t, _ = stringValue(cv)
+	}
 	status := 502
-	if e, ok := member(data, "error"); ok {
-		if tv, ok := member(e, "type"); ok {
-			switch t, _ := stringValue(tv); t {
-			case "overloaded_error":
-				status = 529
-			case "rate_limit_error", "rate_limit_exceeded", "tokens", "requests":
-				status = 429
-			case "invalid_request_error":
-				status = 400
-			}
-		}
+	switch t {
+	case "overloaded_error":
+		status = 529
+	case "rate_limit_error", "rate_limit_exceeded", "tokens", "requests":
+		status = 429
+	case "invalid_request_error":
+		status = 400
 	}
 	return &Error{Status: status, Message: "upstream: " + msg}
 }

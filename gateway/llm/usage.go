@@ -87,18 +87,58 @@ func usageOpenAI(u []byte) Usage {
 	return out
 }
 
-// usageAnthropic reads an Anthropic usage object.
-func usageAnthropic(u []byte) Usage {
-	cr := num(u, "cache_read_input_tokens")
-	cw := num(u, "cache_creation_input_tokens")
-	out := Usage{
-		InputTokens:       num(u, "input_tokens") + cr + cw,
-		OutputTokens:      num(u, "output_tokens"),
-		CachedInputTokens: cr,
-		CacheWriteTokens:  cw,
+// count is the count at path in obj within [0, maxCount], and whether
+// it is there as a number (absent and null are not).
+func count(obj []byte, path ...string) (int64, bool) {
+	v := obj
+	for _, k := range path {
+		var ok bool
+		if v, ok = member(v, k); !ok {
+			return 0, false
+		}
 	}
-	out.finish()
+	if kindOf(v) != '0' {
+		return 0, false
+	}
+	return num(v), true
+}
+
+// usageAnthropic reads an Anthropic usage object (a message's, or
+// message_start's). cache_creation_input_tokens already sums the
+// cache_creation TTL classes (ephemeral_5m/1h_input_tokens), which are
+// not added again; output_tokens_details.thinking_tokens is the reasoning
+// within the output.
+func usageAnthropic(u []byte) Usage {
+	var out Usage
+	out.addAnthropic(u)
 	return out
+}
+
+// addAnthropic applies an Anthropic usage object to u. Each count in it
+// is the message's cumulative total and replaces u's; a count that is
+// absent or null keeps u's (message_delta's usage repeats only the counts
+// that apply, and message_start has the last word on the others).
+func (u *Usage) addAnthropic(obj []byte) {
+	cr, cw := u.CachedInputTokens, u.CacheWriteTokens
+	in := max(0, u.InputTokens-cr-cw) // Anthropic's own input_tokens
+	if n, ok := count(obj, "input_tokens"); ok {
+		in = n
+	}
+	if n, ok := count(obj, "cache_read_input_tokens"); ok {
+		cr = n
+	}
+	if n, ok := count(obj, "cache_creation_input_tokens"); ok {
+		cw = n
+	}
+	u.InputTokens, u.CachedInputTokens, u.CacheWriteTokens = in+cr+cw, cr, cw
+	if n, ok := count(obj, "output_tokens"); ok {
+		u.OutputTokens = n
+	}
+	if n, ok := count(obj, "output_tokens_details", "thinking_tokens"); ok {
+		u.ReasoningTokens = n
+	}
+	u.ReasoningTokens = min(u.ReasoningTokens, u.OutputTokens)
+	u.finish()
 }
 
 // Finish reasons are reported in the client's vocabulary by the
@@ -116,6 +156,9 @@ type meter struct {
 	gotUsage  bool // the provider's final count arrived
 	gotInput  bool // the input count arrived (Anthropic message_start)
 	delivered int64
+	// streamErr is the error a chat stream's data line reported (an
+	// error object instead of a chunk).
+	streamErr *Error
 }
 
 func newMeter(f Format, e Endpoint) *meter { return &meter{format: f, endpoint: e} }
@@ -236,6 +279,8 @@ func (m *meter) event(name string, data []byte) {
 				}
 				return true
 			})
+		case keyIs(k, "error") && kindOf(v) == '{' && m.streamErr == nil:
+			m.streamErr = upstreamStreamError(data)
 		}
 		return true
 	})
@@ -296,15 +341,8 @@ func (m *meter) anthropicEvent(data []byte) {
 				m.addFinish(s)
 			}
 		}
-		if u, ok := member(data, "usage"); ok {
-			// message_delta's usage is cumulative; input members appear
-			// only when they changed.
-			m.usage.OutputTokens = num(u, "output_tokens")
-			if _, ok := member(u, "input_tokens"); ok {
-				nu := usageAnthropic(u)
-				m.usage.InputTokens, m.usage.CachedInputTokens, m.usage.CacheWriteTokens = nu.InputTokens, nu.CachedInputTokens, nu.CacheWriteTokens
-			}
-			m.usage.finish()
+		if u, ok := member(data, "usage"); ok && kindOf(u) == '{' {
+			m.usage.addAnthropic(u)
 			m.gotUsage = true
 		}
 	}

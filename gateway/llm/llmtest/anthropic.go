@@ -159,8 +159,12 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a := makeAnswer(ar.last, d, maxTokens, stops, ar.tools, ar.toolResult, ar.hasToolResult)
-	d.Reasoning = 0 // Anthropic reports no separate reasoning count
+	calls := 0
+	if a.toolName != "" {
+		calls = max(1, d.Parallel)
+	}
 	u := usageFor(ar.input, a, d)
+	u.Output += max(0, calls-1) * (tokens(a.toolArgs) + tokens(a.toolName))
 	if u.Input < u.Cached+u.CacheWrite {
 		u.Input = u.Cached + u.CacheWrite
 	}
@@ -175,21 +179,28 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 	case a.stop == "stop_sequence":
 		stop, stopSeq = "stop_sequence", a.stopSeq
 	}
+	if d.Stop != "" {
+		stop = d.Stop
+	}
 	id := newID("msg_", ar.last+ar.model)
+	cache1h := min(d.Cache1h, u.CacheWrite)
 	usage := map[string]any{
 		"input_tokens": u.Input - u.Cached - u.CacheWrite, "output_tokens": u.Output,
 		"cache_creation_input_tokens": u.CacheWrite, "cache_read_input_tokens": u.Cached,
-		"service_tier": "standard",
+		"cache_creation": map[string]any{"ephemeral_5m_input_tokens": u.CacheWrite - cache1h, "ephemeral_1h_input_tokens": cache1h},
+		"service_tier":   "standard",
 	}
-	toolID := newID("toolu_", a.toolName+ar.last)
+	if u.Reasoning > 0 {
+		usage["output_tokens_details"] = map[string]any{"thinking_tokens": u.Reasoning}
+	}
+	if d.WebSearch {
+		usage["server_tool_use"] = map[string]any{"web_search_requests": 1, "web_fetch_requests": 0}
+	}
+	blocks := anthropicBlocks(ar, a, d, calls)
 	if stream, _ := req["stream"].(bool); !stream {
-		var content []any
-		if a.toolName != "" {
-			var in any
-			_ = json.Unmarshal([]byte(a.toolArgs), &in)
-			content = append(content, map[string]any{"type": "tool_use", "id": toolID, "name": a.toolName, "input": in})
-		} else {
-			content = append(content, map[string]any{"type": "text", "text": a.text})
+		content := make([]any, len(blocks))
+		for i, b := range blocks {
+			content[i] = b.whole
 		}
 		writeJSON(w, 200, map[string]any{"id": id, "type": "message", "role": "assistant", "model": ar.model,
 			"content": content, "stop_reason": stop, "stop_sequence": stopSeq, "usage": usage})
@@ -201,43 +212,132 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		startUsage[k] = v
 	}
 	startUsage["output_tokens"] = 1
+	delete(startUsage, "output_tokens_details")
+	delete(startUsage, "server_tool_use")
 	sw.event("message_start", map[string]any{"type": "message_start", "message": map[string]any{
 		"id": id, "type": "message", "role": "assistant", "model": ar.model, "content": []any{},
 		"stop_reason": nil, "stop_sequence": nil, "usage": startUsage}})
-	if a.toolName != "" {
-		sw.event("content_block_start", map[string]any{"type": "content_block_start", "index": 0,
-			"content_block": map[string]any{"type": "tool_use", "id": toolID, "name": a.toolName, "input": map[string]any{}}})
-	} else {
-		sw.event("content_block_start", map[string]any{"type": "content_block_start", "index": 0,
-			"content_block": map[string]any{"type": "text", "text": ""}})
+	if d.Odd {
+		sw.event("message_annotation", map[string]any{"type": "message_annotation", "index": "x", "delta": "preview"})
 	}
-	sw.event("ping", map[string]any{"type": "ping"})
-	var parts []string
-	if a.toolName != "" {
-		parts = chunks(a.toolArgs, 8)
-	} else {
-		parts = chunks(a.text, 16)
+	for bi, b := range blocks {
+		sw.event("content_block_start", map[string]any{"type": "content_block_start", "index": bi, "content_block": b.start})
+		if bi == 0 {
+			sw.event("ping", map[string]any{"type": "ping"})
+		}
+		for i, delta := range b.deltas {
+			sw.event("content_block_delta", map[string]any{"type": "content_block_delta", "index": bi, "delta": delta})
+			if d.Odd {
+				sw.event("ping", map[string]any{"type": "ping"})
+			}
+			if !b.answer {
+				continue
+			}
+			if i == 0 && d.Break {
+				return
+			}
+			if i == 0 && d.ErrorEvent {
+				sw.event("error", map[string]any{"type": "error", "error": map[string]any{"type": "overloaded_error", "message": "mock stream error"}})
+				return
+			}
+			if !s.pause(r, d.Slow) {
+				return
+			}
+		}
+		sw.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": bi})
 	}
-	for i, p := range parts {
-		delta := map[string]any{"type": "text_delta", "text": p}
-		if a.toolName != "" {
-			delta = map[string]any{"type": "input_json_delta", "partial_json": p}
-		}
-		sw.event("content_block_delta", map[string]any{"type": "content_block_delta", "index": 0, "delta": delta})
-		if i == 0 && d.Break {
-			return
-		}
-		if i == 0 && d.ErrorEvent {
-			sw.event("error", map[string]any{"type": "error", "error": map[string]any{"type": "overloaded_error", "message": "mock stream error"}})
-			return
-		}
-		if !s.pause(r, d.Slow) {
-			return
+	var deltaUsage map[string]any
+	switch d.Delta {
+	case "min":
+		deltaUsage = map[string]any{"output_tokens": u.Output}
+	case "input":
+		deltaUsage = map[string]any{"output_tokens": u.Output, "input_tokens": usage["input_tokens"]}
+	case "null":
+		deltaUsage = map[string]any{"output_tokens": u.Output, "input_tokens": nil, "cache_creation_input_tokens": nil, "cache_read_input_tokens": nil}
+	default: // every count, cumulative (no cache_creation breakdown)
+		deltaUsage = map[string]any{"output_tokens": u.Output, "input_tokens": usage["input_tokens"],
+			"cache_creation_input_tokens": u.CacheWrite, "cache_read_input_tokens": u.Cached}
+	}
+	for _, k := range []string{"output_tokens_details", "server_tool_use"} {
+		if v, ok := usage[k]; ok {
+			deltaUsage[k] = v
 		}
 	}
-	sw.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
 	sw.event("message_delta", map[string]any{"type": "message_delta",
 		"delta": map[string]any{"stop_reason": stop, "stop_sequence": stopSeq},
-		"usage": map[string]any{"output_tokens": u.Output}})
+		"usage": deltaUsage})
 	sw.event("message_stop", map[string]any{"type": "message_stop"})
+}
+
+// anBlock is one content block of an answer: whole (a message's), and as
+// streamed (its content_block_start and deltas).
+type anBlock struct {
+	whole, start map[string]any
+	deltas       []map[string]any
+	answer       bool // the text or tool call the prompt asked for
+}
+
+// anthropicBlocks builds an answer's content blocks: thinking (with
+// mock:reasoning), a web search (mock:websearch), then the tool calls or
+// the text.
+func anthropicBlocks(ar *anthropicRequest, a answer, d Directives, calls int) []anBlock {
+	var out []anBlock
+	if d.Reasoning > 0 {
+		const thought, sig = "The user wants an echo. ", "EqQBCkYIBxgCKkB0ZXN0LXNpZ25hdHVyZQ=="
+		out = append(out, anBlock{
+			whole: map[string]any{"type": "thinking", "thinking": thought, "signature": sig},
+			start: map[string]any{"type": "thinking", "thinking": "", "signature": ""},
+			deltas: []map[string]any{
+				{"type": "thinking_delta", "thinking": thought[:9]}, {"type": "thinking_delta", "thinking": thought[9:]},
+				{"type": "signature_delta", "signature": sig},
+			},
+		}, anBlock{
+			whole: map[string]any{"type": "redacted_thinking", "data": "RWRhY3RlZCB0aGlua2luZw=="},
+			start: map[string]any{"type": "redacted_thinking", "data": "RWRhY3RlZCB0aGlua2luZw=="},
+		})
+	}
+	srv := newID("srvtoolu_", ar.last)
+	const url, title = "https://example.com/echo", "Echo facts"
+	if d.WebSearch {
+		query := map[string]any{"query": "echo"}
+		out = append(out, anBlock{
+			whole:  map[string]any{"type": "server_tool_use", "id": srv, "name": "web_search", "input": query},
+			start:  map[string]any{"type": "server_tool_use", "id": srv, "name": "web_search", "input": map[string]any{}},
+			deltas: []map[string]any{{"type": "input_json_delta", "partial_json": `{"query":"echo"}`}},
+		})
+		res := map[string]any{"type": "web_search_tool_result", "tool_use_id": srv, "content": []any{map[string]any{
+			"type": "web_search_result", "url": url, "title": title, "encrypted_content": "ZW5jcnlwdGVk", "page_age": "April 30, 2025"}}}
+		out = append(out, anBlock{whole: res, start: res})
+	}
+	if a.toolName != "" {
+		var in any
+		_ = json.Unmarshal([]byte(a.toolArgs), &in)
+		for i := range calls {
+			toolID := newID("toolu_", a.toolName+ar.last)
+			if i > 0 {
+				toolID = newID("toolu_", a.toolName+ar.last+itoa(i))
+			}
+			b := anBlock{answer: i == 0,
+				whole: map[string]any{"type": "tool_use", "id": toolID, "name": a.toolName, "input": in},
+				start: map[string]any{"type": "tool_use", "id": toolID, "name": a.toolName, "input": map[string]any{}}}
+			for _, p := range chunks(a.toolArgs, 8) {
+				b.deltas = append(b.deltas, map[string]any{"type": "input_json_delta", "partial_json": p})
+			}
+			out = append(out, b)
+		}
+		return out
+	}
+	b := anBlock{answer: true,
+		whole: map[string]any{"type": "text", "text": a.text},
+		start: map[string]any{"type": "text", "text": ""}}
+	if d.WebSearch {
+		cite := map[string]any{"type": "web_search_result_location", "url": url, "title": title, "encrypted_index": "ZW5j", "cited_text": "echo"}
+		b.whole["citations"] = []any{cite}
+		b.start["citations"] = []any{}
+		b.deltas = append(b.deltas, map[string]any{"type": "citations_delta", "citation": cite})
+	}
+	for _, p := range chunks(a.text, 16) {
+		b.deltas = append(b.deltas, map[string]any{"type": "text_delta", "text": p})
+	}
+	return append(out, b)
 }

@@ -225,7 +225,30 @@ func (s *Server) authorized(r *http.Request) bool {
 //	mock:out=1024        answer with about this many bytes of text
 //	mock:cached=N        report N input tokens read from the cache
 //	mock:cache_write=N   report N input tokens written to the cache (Anthropic)
-//	mock:reasoning=N     report N reasoning tokens (OpenAI; counted in output)
+//	mock:reasoning=N     report N reasoning tokens, counted in output (OpenAI
+//	                     reasoning_tokens; Anthropic thinking_tokens, with a
+//	                     thinking and a redacted_thinking block before the answer)
+//	mock:cache_1h=N      of the cache writes, N with the 1-hour TTL (Anthropic cache_creation)
+//	mock:stop=REASON     end with this stop reason / finish reason, in the provider's
+//	                     vocabulary (Anthropic end_turn, max_tokens, stop_sequence,
+//	                     tool_use, pause_turn, refusal, model_context_window_exceeded;
+//	                     OpenAI stop, length, tool_calls, content_filter,
+//	                     function_call; Responses failed, incomplete)
+//	mock:refusal         OpenAI: refuse (message.refusal, content null)
+//	mock:websearch       Anthropic: a web search first (server_tool_use and
+//	                     web_search_tool_result blocks, usage.server_tool_use), and an
+//	                     answer with citations; OpenAI chat: url_citation annotations
+//	mock:parallel=N      call the tool N times in parallel (OpenAI streams interleave
+//	                     the calls' argument pieces)
+//	mock:odd             the unusual but valid stream shapes: OpenAI, a first chunk
+//	                     with no choices (Azure's prompt_filter_results) and tool call
+//	                     pieces that repeat the call's id; Anthropic, an event type
+//	                     the clients do not know yet and extra pings; Responses, an
+//	                     unknown event type
+//	mock:input=N         report N input tokens (every class: cached and cache writes included)
+//	mock:delta=V         Anthropic message_delta usage: output_tokens only (min), with
+//	                     input_tokens but no cache counts (input), or the input counts
+//	                     null (null); by default every count, cumulative
 //
 // Without mock:tool, a prompt that asks to "use the tool" or names an
 // offered tool ("call get_weather") also calls it.
@@ -239,9 +262,17 @@ type Directives struct {
 	Cached     int
 	CacheWrite int
 	Reasoning  int
+	Cache1h    int
+	Stop       string
+	Refusal    bool
+	WebSearch  bool
+	Parallel   int
+	Odd        bool
+	Delta      string
+	Input      int
 }
 
-var directiveRE = regexp.MustCompile(`mock:([a-z_\-]+)(?:=([0-9a-z]+))?`)
+var directiveRE = regexp.MustCompile(`mock:([a-z0-9_\-]+)(?:=([0-9a-z_]+))?`)
 
 func parseDirectives(texts ...string) Directives {
 	var d Directives
@@ -267,6 +298,22 @@ func parseDirectives(texts ...string) Directives {
 				d.CacheWrite = n
 			case "reasoning":
 				d.Reasoning = n
+			case "cache_1h":
+				d.Cache1h = n
+			case "stop":
+				d.Stop = m[2]
+			case "refusal":
+				d.Refusal = true
+			case "websearch":
+				d.WebSearch = true
+			case "parallel":
+				d.Parallel = n
+			case "odd":
+				d.Odd = true
+			case "delta":
+				d.Delta = m[2]
+			case "input":
+				d.Input = n
 			}
 		}
 	}

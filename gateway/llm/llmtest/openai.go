@@ -30,6 +30,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, anthropic bool) (map[str
 }
 
 func usageFor(input int, a answer, d Directives) Usage {
+	if d.Input > 0 {
+		input = d.Input
+	}
 	u := Usage{Input: input, Output: tokens(a.text) + tokens(a.toolArgs) + tokens(a.toolName) + d.Reasoning, Reasoning: d.Reasoning}
 	u.Cached = min(d.Cached, input)
 	u.CacheWrite = min(d.CacheWrite, input-u.Cached)
@@ -129,7 +132,16 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a := makeAnswer(last, d, maxTokens, stops, tools, toolResult, hasToolResult)
+	const refusal = "I can't help with that."
+	if d.Refusal && a.toolName == "" {
+		a.text = refusal
+	}
+	calls := 0
+	if a.toolName != "" {
+		calls = max(1, d.Parallel)
+	}
 	u := usageFor(input, a, d)
+	u.Output += max(0, calls-1) * (tokens(a.toolArgs) + tokens(a.toolName))
 	s.setUsage(r, u)
 	finish := "stop"
 	switch {
@@ -138,6 +150,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	case a.stop == "length":
 		finish = "length"
 	}
+	if d.Stop != "" {
+		finish = d.Stop
+	}
 	id := newID("chatcmpl-", last+model)
 	created := s.now().Unix()
 	usage := map[string]any{
@@ -145,16 +160,31 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		"prompt_tokens_details":     map[string]any{"cached_tokens": u.Cached, "cache_write_tokens": u.CacheWrite, "audio_tokens": 0},
 		"completion_tokens_details": map[string]any{"reasoning_tokens": u.Reasoning, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
 	}
-	var toolCall map[string]any
-	if a.toolName != "" {
-		toolCall = map[string]any{"id": newID("call_", a.toolName+last), "type": "function", "function": map[string]any{"name": a.toolName, "arguments": a.toolArgs}}
+	var toolCalls []map[string]any
+	for i := range calls {
+		callID := newID("call_", a.toolName+last)
+		if i > 0 {
+			callID = newID("call_", a.toolName+last+itoa(i))
+		}
+		toolCalls = append(toolCalls, map[string]any{"id": callID, "type": "function", "function": map[string]any{"name": a.toolName, "arguments": a.toolArgs}})
 	}
 	if stream, _ := req["stream"].(bool); !stream {
 		msg := map[string]any{"role": "assistant", "content": nil, "refusal": nil, "annotations": []any{}}
-		if toolCall != nil {
-			msg["tool_calls"] = []any{toolCall}
-		} else {
+		switch {
+		case toolCalls != nil:
+			tcs := make([]any, len(toolCalls))
+			for i, tc := range toolCalls {
+				tcs[i] = tc
+			}
+			msg["tool_calls"] = tcs
+		case d.Refusal:
+			msg["refusal"] = a.text
+		default:
 			msg["content"] = a.text
+		}
+		if d.WebSearch && toolCalls == nil {
+			msg["annotations"] = []any{map[string]any{"type": "url_citation", "url_citation": map[string]any{
+				"start_index": 0, "end_index": len(a.text), "url": "https://example.com/echo", "title": "Echo facts"}}}
 		}
 		writeJSON(w, 200, map[string]any{
 			"id": id, "object": "chat.completion", "created": created, "model": model + "-2025-01-01",
@@ -176,21 +206,41 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		}
 		sw.data(c)
 	}
-	chunk(map[string]any{"role": "assistant", "content": "", "refusal": nil}, nil)
-	var parts []string
-	if toolCall != nil {
-		fn := toolCall["function"].(map[string]any)
-		chunk(map[string]any{"tool_calls": []any{map[string]any{"index": 0, "id": toolCall["id"], "type": "function", "function": map[string]any{"name": fn["name"], "arguments": ""}}}}, nil)
-		parts = chunks(a.toolArgs, 8)
-	} else {
-		parts = chunks(a.text, 16)
+	if d.Odd { // Azure OpenAI's first chunk: the prompt's filter results, no choices
+		sw.data(map[string]any{"id": "", "object": "", "created": 0, "model": "", "choices": []any{},
+			"prompt_filter_results": []any{map[string]any{"prompt_index": 0, "content_filter_results": map[string]any{}}}})
 	}
-	for i, p := range parts {
-		if toolCall != nil {
-			chunk(map[string]any{"tool_calls": []any{map[string]any{"index": 0, "function": map[string]any{"arguments": p}}}}, nil)
-		} else {
-			chunk(map[string]any{"content": p}, nil)
+	chunk(map[string]any{"role": "assistant", "content": "", "refusal": nil}, nil)
+	// pieces: the deltas after the role chunk; parallel tool calls are
+	// announced first, then their argument pieces interleave.
+	var pieces []map[string]any
+	if toolCalls != nil {
+		call := func(i int, fn map[string]any, announce bool) map[string]any {
+			c := map[string]any{"index": i, "function": fn}
+			if announce || d.Odd {
+				c["id"], c["type"] = toolCalls[i]["id"], "function"
+			}
+			return map[string]any{"tool_calls": []any{c}}
 		}
+		for i := range toolCalls {
+			pieces = append(pieces, call(i, map[string]any{"name": a.toolName, "arguments": ""}, true))
+		}
+		for _, p := range chunks(a.toolArgs, 8) {
+			for i := range toolCalls {
+				pieces = append(pieces, call(i, map[string]any{"arguments": p}, false))
+			}
+		}
+	} else {
+		key := "content"
+		if d.Refusal {
+			key = "refusal"
+		}
+		for _, p := range chunks(a.text, 16) {
+			pieces = append(pieces, map[string]any{key: p})
+		}
+	}
+	for i, p := range pieces {
+		chunk(p, nil)
 		if i == 0 && d.Break {
 			return
 		}
@@ -291,8 +341,14 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 	id := newID("resp_", last+model)
 	status := "completed"
 	var incomplete any
-	if a.stop == "length" {
+	var failure any
+	switch {
+	case a.stop == "length":
 		status, incomplete = "incomplete", map[string]any{"reason": "max_output_tokens"}
+	case d.Stop == "incomplete":
+		status, incomplete = "incomplete", map[string]any{"reason": "content_filter"}
+	case d.Stop == "failed":
+		status, failure = "failed", map[string]any{"code": "server_error", "message": "mock failure"}
 	}
 	var item map[string]any
 	if a.toolName != "" {
@@ -308,7 +364,7 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := func(st string, output []any, usage any) map[string]any {
 		return map[string]any{"id": id, "object": "response", "created_at": s.now().Unix(), "status": st, "model": model + "-2025-01-01",
-			"output": output, "usage": usage, "incomplete_details": incomplete, "error": nil, "parallel_tool_calls": true,
+			"output": output, "usage": usage, "incomplete_details": incomplete, "error": failure, "parallel_tool_calls": true,
 			"tool_choice": "auto", "tools": []any{}, "text": map[string]any{"format": map[string]any{"type": "text"}}}
 	}
 	if stream, _ := req["stream"].(bool); !stream {
@@ -325,6 +381,9 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 	}
 	ev("response.created", map[string]any{"response": resp("in_progress", []any{}, nil)})
 	ev("response.in_progress", map[string]any{"response": resp("in_progress", []any{}, nil)})
+	if d.Odd {
+		ev("response.future_event", map[string]any{"detail": map[string]any{"index": "x"}})
+	}
 	if a.toolName != "" {
 		added := map[string]any{}
 		for k, v := range item {
@@ -344,6 +403,10 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 			if i == 0 && d.Break {
 				return
 			}
+			if i == 0 && d.ErrorEvent {
+				ev("error", map[string]any{"code": "server_error", "message": "mock stream error", "param": nil})
+				return
+			}
 			if !s.pause(r, d.Slow) {
 				return
 			}
@@ -353,8 +416,8 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 	}
 	ev("response.output_item.done", map[string]any{"output_index": 0, "item": item})
 	final := "response.completed"
-	if status == "incomplete" {
-		final = "response.incomplete"
+	if status != "completed" {
+		final = "response." + status
 	}
 	ev(final, map[string]any{"response": resp(status, []any{item}, usage)})
 }
