@@ -185,6 +185,16 @@ func TestBudgetFailsClosed(t *testing.T) {
 	if _, err := l.Reserve(ctx, call); !errors.As(err, &ref) || ref.Kind != limits.OutputCapRequired || ref.Status != 400 {
 		t.Fatalf("no max_tokens under a budget: %v", err)
 	}
+	call = bigCall(alice, 0)
+	call.PerUseTool = "web_search_20250305"
+	if _, err := l.Reserve(ctx, call); !errors.As(err, &ref) || ref.Kind != limits.UnpricedTool || ref.Status != 400 ||
+		!strings.Contains(ref.Error(), "web_search_20250305") || !strings.Contains(ref.Error(), "analysts") {
+		t.Fatalf("a tool billed per use under a budget: %v", err)
+	}
+	call.Subject = carol // no budget: no price needed
+	if _, err := l.Reserve(ctx, call); err != nil {
+		t.Fatalf("a tool billed per use without a budget: %v", err)
+	}
 }
 
 func TestBudgetMonths(t *testing.T) {

@@ -102,7 +102,9 @@
 // (input, cached input or cache write) plus MaxTokens at the output price,
 // at the most expensive destination the call may reach (split and
 // fallbacks). A destination without a price fails closed (PriceUnknown,
-// 403); so does a call without an output cap (OutputCapRequired, 400).
+// 403); so does a call without an output cap (OutputCapRequired, 400),
+// and one that offers a tool the provider bills per use beyond tokens,
+// such as web search or code execution (UnpricedTool, 400).
 // Settle replaces the reservation with the actual cost in the month of the
 // admission (a call that straddles a month boundary is not carried into
 // the new month). Guarantee: when InputTokens is an upper bound of the

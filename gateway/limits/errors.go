@@ -28,6 +28,11 @@ const (
 	// LimitUnavailable: a rate limit's shared state cannot be reached (a
 	// shared backend without its database); fails closed (HTTP 503).
 	LimitUnavailable
+	// UnpricedTool: a budget applies and the call offers a tool the
+	// provider bills per use beyond tokens (web search, code execution),
+	// which no token price bounds; fails closed (HTTP 400: the caller can
+	// leave the tool out).
+	UnpricedTool
 )
 
 func (k RefusalKind) String() string {
@@ -44,6 +49,8 @@ func (k RefusalKind) String() string {
 		return "budget_unavailable"
 	case LimitUnavailable:
 		return "limit_unavailable"
+	case UnpricedTool:
+		return "unpriced_tool"
 	}
 	return "refused"
 }
@@ -77,6 +84,8 @@ type Refusal struct {
 	Month       Month
 	// Destination without a price (PriceUnknown).
 	Destination string
+	// Tool billed per use (UnpricedTool).
+	Tool string
 	// RetryAfter is how long until the call could pass (rounded up to
 	// whole seconds in the header); 0 when retrying cannot help.
 	RetryAfter time.Duration
@@ -107,6 +116,9 @@ func (e *Refusal) Error() string {
 			e.Destination, e.Budget)
 	case OutputCapRequired:
 		return fmt.Sprintf("the call is charged to budget %s and has no output limit: set max_tokens", e.Budget)
+	case UnpricedTool:
+		return fmt.Sprintf("the call is charged to budget %s and offers %s, which the provider bills per use beyond tokens and no price of Mandate's covers: leave it out",
+			e.Budget, e.Tool)
 	case BudgetUnavailable:
 		return fmt.Sprintf("budget %s is temporarily unavailable (its spend cannot be loaded or its shared state reached); retry later", e.Budget)
 	case LimitUnavailable:

@@ -30,6 +30,9 @@ type Call struct {
 	// Destinations are every provider model the call may reach: the split
 	// and the fallbacks (model calls).
 	Destinations []Destination
+	// PerUseTool names a tool the call offers that the provider bills per
+	// use beyond tokens ("": none); a budgeted call with one fails closed.
+	PerUseTool string
 }
 
 // Options configure a Limiter.

@@ -185,6 +185,9 @@ func (s scratch) worst(call *Call) (Money, error) {
 	if call.MaxTokens <= 0 {
 		return 0, &Refusal{Kind: OutputCapRequired, Status: 400, Level: first.Level, Budget: first.Name}
 	}
+	if call.PerUseTool != "" {
+		return 0, &Refusal{Kind: UnpricedTool, Status: 400, Level: first.Level, Budget: first.Name, Tool: call.PerUseTool}
+	}
 	if len(call.Destinations) == 0 {
 		return 0, &Refusal{Kind: PriceUnknown, Status: 403, Level: first.Level, Budget: first.Name,
 			Destination: "(no destination)"}

@@ -95,7 +95,7 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 	}
 	m := c.Model
 	if m != nil && kind == limits.ModelService {
-		lc.InputTokens, lc.MaxTokens = m.InputTokens, m.MaxTokens
+		lc.InputTokens, lc.MaxTokens, lc.PerUseTool = m.InputTokens, m.MaxTokens, m.PerUseTool
 		if m.MaxTokens <= 0 {
 			// No cap from the client: reserve the adapter's, which it
 			// imposes if a limit took it (below). An endpoint without
@@ -156,7 +156,7 @@ func refusal(err error) error {
 		e.Kind, e.Limit = pipeline.KindLimited, &pipeline.LimitInfo{Budget: true}
 	case limits.PriceUnknown:
 		e.Kind, e.Limit = pipeline.KindLimited, &pipeline.LimitInfo{Budget: true}
-	case limits.OutputCapRequired:
+	case limits.OutputCapRequired, limits.UnpricedTool:
 		e.Kind = pipeline.KindInvalid
 	default: // BudgetUnavailable
 		e.Kind = pipeline.KindUnavailable

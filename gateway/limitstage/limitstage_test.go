@@ -46,6 +46,7 @@ func TestRefusal(t *testing.T) {
 		{limits.Refusal{Kind: limits.BudgetExhausted, Status: 429, RetryAfter: time.Hour}, pipeline.KindLimited, true},
 		{limits.Refusal{Kind: limits.PriceUnknown, Status: 403}, pipeline.KindLimited, true},
 		{limits.Refusal{Kind: limits.OutputCapRequired, Status: 400}, pipeline.KindInvalid, false},
+		{limits.Refusal{Kind: limits.UnpricedTool, Status: 400, Tool: "web_search_20250305"}, pipeline.KindInvalid, false},
 		{limits.Refusal{Kind: limits.BudgetUnavailable, Status: 503}, pipeline.KindUnavailable, false},
 	} {
 		var e *pipeline.Error

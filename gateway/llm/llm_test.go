@@ -116,6 +116,34 @@ func TestParseExtracts(t *testing.T) {
 	}
 }
 
+// TestPerUseTool: the tools a provider runs and bills per use beyond
+// tokens are named; client-run tools are not, whatever their name.
+func TestPerUseTool(t *testing.T) {
+	for _, tc := range []struct {
+		e    Endpoint
+		body string
+		want string
+	}{
+		{Messages, `{"model":"m","max_tokens":5,"tools":[{"name":"get_weather","input_schema":{"type":"object"}},{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"x"}]}`, "web_search_20250305"},
+		{Messages, `{"model":"m","max_tokens":5,"tools":[{"type":"code_execution_20250522","name":"code_execution"}],"messages":[{"role":"user","content":"x"}]}`, "code_execution_20250522"},
+		{Messages, `{"model":"m","max_tokens":5,"tools":[{"name":"web_search","input_schema":{"type":"object"}},{"type":"bash_20250124","name":"bash"},{"type":"text_editor_20250429","name":"str_replace_based_edit_tool"}],"messages":[{"role":"user","content":"x"}]}`, ""},
+		{ChatCompletions, `{"model":"m","web_search_options":{},"messages":[{"role":"user","content":"x"}]}`, "web_search_options"},
+		{ChatCompletions, `{"model":"m","web_search_options":null,"tools":[{"type":"function","function":{"name":"web_search"}}],"messages":[{"role":"user","content":"x"}]}`, ""},
+		{Responses, `{"model":"m","tools":[{"type":"web_search_preview"}],"input":"x"}`, "web_search_preview"},
+		{Responses, `{"model":"m","tools":[{"type":"function","name":"f"},{"type":"file_search","vector_store_ids":["v"]}],"input":"x"}`, "file_search"},
+		{Responses, `{"model":"m","tools":[{"type":"image_generation"}],"input":"x"}`, "image_generation"},
+		{Responses, `{"model":"m","tools":[{"type":"code_interpreter","container":{"type":"auto"}}],"input":"x"}`, "code_interpreter"},
+	} {
+		req, err := Parse(tc.e, []byte(tc.body), Limits{})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.body, err)
+		}
+		if got := req.PerUseTool(); got != tc.want {
+			t.Errorf("%s: PerUseTool = %q, want %q", tc.body, got, tc.want)
+		}
+	}
+}
+
 // TestCapOutput: a request without an output cap gets the gateway's, in
 // the member each destination reads, and reserves it per choice; a
 // request with a cap, and embeddings, keep theirs.

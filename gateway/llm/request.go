@@ -89,8 +89,44 @@ type Request struct {
 	Messages int
 	Images   int
 
+	// WebSearchOptions is set when a chat completions request asks the
+	// search models for a web search (web_search_options), which the
+	// provider bills per call.
+	WebSearchOptions bool
+
 	choices   int64 // n (chat completions)
 	outputCap int64 // CapOutput's cap per choice (0: none)
+}
+
+// PerUseTool names the first thing the request offers that the provider
+// bills per use beyond tokens: a tool type billedPerUse reports, or
+// "web_search_options" (chat completions); "" when there is none.
+func (r *Request) PerUseTool() string {
+	for _, t := range r.Tools {
+		if billedPerUse(t.Type) {
+			return t.Type
+		}
+	}
+	if r.WebSearchOptions {
+		return "web_search_options"
+	}
+	return ""
+}
+
+// billedPerUse reports whether a tool type is one the provider runs and
+// bills per use on top of tokens (Anthropic web_search_*,
+// code_execution_*; the Responses API's web_search(_preview),
+// file_search, code_interpreter, image_generation): a token price cannot
+// bound what a call offering one costs. Client-run tools (function,
+// custom, Anthropic's computer, bash and text editor tools) cost tokens
+// only.
+func billedPerUse(typ string) bool {
+	for _, p := range [...]string{"web_search", "code_execution", "code_interpreter", "file_search", "image_generation"} {
+		if strings.HasPrefix(typ, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // CapOutput holds a request the client sent without an output cap to n
@@ -343,6 +379,8 @@ func (p *parser) chat() error {
 			err = p.tools(v, FormatOpenAI)
 		case "tool_choice":
 			err = p.toolChoiceOpenAI(v)
+		case "web_search_options":
+			r.WebSearchOptions = !isNull(v)
 		case "response_format":
 			if isNull(v) {
 				break

@@ -130,7 +130,7 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 	c.LazyContext = &x.pctx
 	c.Content = &pipeline.Content{Format: ContentFormat(x.endpoint), Body: body}
 	x.model = pipeline.ModelCall{InputTokens: req.InputTokens, MaxTokens: req.MaxTokens, Answered: -1,
-		OutputCap: req.CappedMax(llm.DefaultMaxTokens)}
+		OutputCap: req.CappedMax(llm.DefaultMaxTokens), PerUseTool: req.PerUseTool()}
 	x.model.Destinations = destinations(svc, x.model.Destinations)
 	c.Model = &x.model
 	x.reportRequest(ctx, c)

@@ -123,6 +123,10 @@ type ModelCall struct {
 	// token counting).
 	OutputCap int64
 	Capped    bool
+	// PerUseTool names a tool the call offers that the provider bills per
+	// use beyond tokens (web search, code execution; "" none): no token
+	// price bounds its cost, so a budgeted call with one fails closed.
+	PerUseTool string
 	// Destinations are every provider model the call may reach (the split
 	// and the fallbacks), each with its price: the worst case reserved
 	// against a budget is the dearest of them.
