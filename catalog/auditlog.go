@@ -727,7 +727,7 @@ func (l *AuditLog) settle(batches []*auditBatch, err error) {
 		events, unawaited := 0, 0
 		for _, b := range batches {
 			events += len(b.events)
-			unawaited += b.queued - b.acked
+			unawaited += len(b.events) - b.acked
 		}
 		l.log.Error().Err(err).Int("events", events).Int("unawaited", unawaited).
 			Msg("audit write failed; the events' callers get the error (events submitted without a waiter are lost)")

@@ -142,7 +142,9 @@ func (w auditWriter) send(ctx context.Context, events [][]byte) error {
 			}
 			return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "audit events not recorded by the catalog: " + err.Error(), Err: err}
 		}
-		w.r.cfg.Logger.Warn().Err(err).Int("events", len(events)).Int("attempt", attempt+1).Msg("audit request failed; retrying")
+		if attempt == 0 { // a catalog that stays down: one line per request, its end is logged by the audit log
+			w.r.cfg.Logger.Warn().Err(err).Int("events", len(events)).Msg("audit request failed; retrying until the write times out")
+		}
 		if err := sleep(ctx, w.r.backoff(attempt)); err != nil {
 			return &catalog.Error{Code: catalog.CodeUnavailable, Msg: "audit events not recorded by the catalog: " + err.Error(), Err: err}
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/mandatehq/mandate/enforce/api/apitest"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/node"
+	"github.com/rs/zerolog"
 )
 
 const token = "0123456789abcdef0123456789abcdef"
@@ -200,6 +201,48 @@ func TestAuditSinkRetries(t *testing.T) {
 	}
 	if es := stored(t, st); len(es) != 1 {
 		t.Fatalf("%d events stored, want 1", len(es))
+	}
+}
+
+// lockedBuffer is a log sink safe for the sink's concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestAuditSinkRetryLoggedOnce: a catalog that stays down through many
+// retries of one request gives one warning for it, not one per attempt.
+func TestAuditSinkRetryLoggedOnce(t *testing.T) {
+	cs := newCatalogServer(t, memstore.New(), nil, api.Options{})
+	cs.setBefore(func(w http.ResponseWriter, r *http.Request) bool {
+		http.Error(w, `{"error":"down"}`, http.StatusBadGateway)
+		return true
+	})
+	var logs lockedBuffer
+	cfg := cs.config()
+	cfg.WriteTimeout = 200 * time.Millisecond
+	cfg.Logger = zerolog.New(&logs)
+	s := newSink(t, cfg)
+	if err := s.Record(t.Context(), event(1)); !catalog.IsCode(err, catalog.CodeUnavailable) {
+		t.Fatalf("Record with the catalog down = %v, want unavailable", err)
+	}
+	if n := cs.count(api.AuditPath); n < 5 {
+		t.Fatalf("%d requests: want several retries", n)
+	}
+	if n := strings.Count(logs.String(), "audit request failed"); n != 1 {
+		t.Fatalf("%d retry warnings for one request, want 1:\n%s", n, logs.String())
 	}
 }
 
