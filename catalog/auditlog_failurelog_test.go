@@ -5,35 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/logtest"
 )
-
-// logLines is a log sink safe for the writer's goroutine.
-type logLines struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
 
 // failure returns the fields of the "audit write failed" line, waiting
 // for it (a Submit's write fails after Submit returned).
-func (l *logLines) failure(t *testing.T) map[string]any {
+func failureLine(t *testing.T, l *logtest.Buffer) map[string]any {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
-		l.mu.Lock()
-		text := l.b.String()
-		l.mu.Unlock()
+		text := l.String()
 		for line := range strings.SplitSeq(text, "\n") {
 			if strings.Contains(line, "audit write failed") {
 				var m map[string]any
@@ -72,7 +58,7 @@ func TestAuditWriteFailureLogCounts(t *testing.T) {
 			w := &slowWriter{}
 			fail := errors.New("store down")
 			w.fail.Store(&fail)
-			var logs logLines
+			var logs logtest.Buffer
 			l := catalog.NewAuditLog(w, catalog.AuditLogOptions{Logger: zerolog.New(&logs)})
 			t.Cleanup(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -80,7 +66,7 @@ func TestAuditWriteFailureLogCounts(t *testing.T) {
 				_ = l.Close(ctx)
 			})
 			tc.send(t.Context(), l)
-			m := logs.failure(t)
+			m := failureLine(t, &logs)
 			if m["events"] != tc.events || m["unawaited"] != tc.unawaited {
 				t.Fatalf("failure logged events=%v unawaited=%v, want %v and %v", m["events"], m["unawaited"], tc.events, tc.unawaited)
 			}

@@ -1,11 +1,8 @@
 package auditwal
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/logtest"
 	"github.com/mandatehq/mandate/catalog/memstore"
 )
 
@@ -32,22 +30,7 @@ func (s *downStore) ApplyLog(ctx context.Context, seq int64, events []catalog.Au
 }
 
 // lockedBuffer is a log destination the applier and the test share.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
+type lockedBuffer = logtest.Buffer
 
 // A store that stays down is retried at every tick but logged at most once
 // per applyErrorLogEvery; its recovery is logged once.
@@ -76,11 +59,11 @@ func TestApplyFailuresLoggedNotFlooded(t *testing.T) {
 		}
 	}
 	waitFor("50 failed applies", func() bool { return inner.tries.Load() >= 50 })
-	if n := out.count("applying to the store failed"); n != 1 {
-		t.Fatalf("%d log lines for 50 failed applies within %v, want 1:\n%s", n, applyErrorLogEvery, out.buf.String())
+	if n := out.Count("applying to the store failed"); n != 1 {
+		t.Fatalf("%d log lines for 50 failed applies within %v, want 1:\n%s", n, applyErrorLogEvery, out.String())
 	}
 	inner.down.Store(false)
-	waitFor("the recovery line", func() bool { return out.count("applying to the store works again") == 1 })
+	waitFor("the recovery line", func() bool { return out.Count("applying to the store works again") == 1 })
 	if es, _ := inner.ListAudit(ctx, time.Time{}, 0); len(es) != 1 {
 		t.Fatalf("%d events applied after the store came back, want 1", len(es))
 	}

@@ -13,13 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/mandatehq/mandate/catalog"
+	"github.com/mandatehq/mandate/catalog/logtest"
 	"github.com/mandatehq/mandate/catalog/memstore"
 	"github.com/mandatehq/mandate/enforce/api"
 	"github.com/mandatehq/mandate/enforce/api/apitest"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/node"
-	"github.com/rs/zerolog"
 )
 
 const token = "0123456789abcdef0123456789abcdef"
@@ -204,23 +206,8 @@ func TestAuditSinkRetries(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink safe for the sink's concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is the sink's log, read while its writers write it.
+type lockedBuffer = logtest.Buffer
 
 // TestAuditSinkRetryLoggedOnce: a catalog that stays down through many
 // retries of one request gives one warning for it, not one per attempt.
