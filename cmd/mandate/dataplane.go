@@ -70,6 +70,9 @@ type dataPlaneConfig struct {
 	// csrfKey keys the consent forms' CSRF tokens (csrfKey(master key));
 	// nil: a random key per process.
 	csrfKey []byte
+	// sessionKey seals MCP session ids (mcpSessionKey(master key)), so that
+	// every replica and node serves every session; nil: random ids.
+	sessionKey []byte
 }
 
 // userTokensFile is the per-user OAuth grants' file in the data directory.
@@ -231,7 +234,8 @@ func newDataPlane(ctx context.Context, c dataPlaneConfig) (*dataPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway pipeline: %w", err)
 	}
-	h, err := mcp.New(mcp.Config{Pipeline: p, Connections: c.connections, AuthorizationServers: servers, Logger: c.log})
+	h, err := mcp.New(mcp.Config{Pipeline: p, Connections: c.connections, AuthorizationServers: servers, Logger: c.log,
+		SessionKey: c.sessionKey})
 	if err != nil {
 		return nil, fmt.Errorf("MCP gateway: %w", err)
 	}

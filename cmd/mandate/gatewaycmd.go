@@ -222,7 +222,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		publicURL: publicURL, issuers: issuersFrom(cfg.oidcIssuers), dataDir: cfg.dataDir, keyring: kr,
 		authz: authz, connections: conns, audit: withFailures(audit, failures), auditSync: cfg.auditSync, log: log,
 		ownCert: httpFingerprint, userIDKey: llmUserIDKey(key), models: models, tokens: tokens,
-		observer: tel.Observer(), limiter: nodeLimits, keys: keys, keysRemote: true, csrfKey: csrfKey(key),
+		observer: tel.Observer(), limiter: nodeLimits, keys: keys, keysRemote: true, csrfKey: csrfKey(key), sessionKey: mcpSessionKey(key),
 		maxInFlightPerSubject: cfg.http.perSubject(),
 	})
 	if err != nil {

@@ -148,6 +148,12 @@ func derivedKey(masterKey []byte, purpose string) []byte {
 	return m.Sum(nil)
 }
 
+// mcpSessionKey seals the MCP gateway's session ids: a session one
+// replica or node opened is served by every other.
+func mcpSessionKey(masterKey []byte) []byte {
+	return derivedKey(masterKey, "mandate/mcp/session-id/v1")
+}
+
 // csrfKey keys the consent forms' CSRF tokens: a form one process serves
 // may be posted to another behind a load balancer.
 func csrfKey(masterKey []byte) []byte {

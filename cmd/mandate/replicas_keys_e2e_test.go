@@ -115,6 +115,18 @@ func TestReplicasSharedKeys(t *testing.T) {
 		t.Fatalf("upstream token sub=%q aud=%q", sub, aud)
 	}
 
+	// An MCP session through the load balancer: initialize on one replica,
+	// each later request on the next (round robin), one session throughout.
+	sess, err = mcpConnect(t, lb.srv.URL+"/mcp/jwt_tools", agentTok)
+	if err != nil {
+		t.Fatalf("MCP through the load balancer: %v", err)
+	}
+	for i := range 4 {
+		if res, err := sess.CallTool(t.Context(), &sdk.CallToolParams{Name: "search_repos", Arguments: map[string]any{"query": "lb"}}); err != nil || res.IsError {
+			t.Fatalf("tools/call %d through the load balancer (another replica than the session's first): %+v %v", i, res, err)
+		}
+	}
+	sess.Close()
 	// alice connects her account through the load balancer (consent page,
 	// form and callback each on the next replica)...
 	alice := e2eToken(t, r0, "alice@example.com", "coding-agent")

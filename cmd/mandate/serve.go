@@ -561,7 +561,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	dp, err := newDataPlane(ctx, dataPlaneConfig{guard: guard,
-		publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr, keys: gatewayKeys, csrfKey: csrfKey(key),
+		publicURL: publicURL, issuers: issuers, dataDir: cfg.dataDir, keyring: kr, keys: gatewayKeys, csrfKey: csrfKey(key), sessionKey: mcpSessionKey(key),
 		authz: eng, connections: node.NewLocalConnections(svc), audit: withFailures(auditLog, failures),
 		auditSync: cfg.auditSync, log: log, ownCert: httpFingerprint, userIDKey: llmUserIDKey(key),
 		models: node.NewLocalModelServices(svc), tokens: node.NewLocalAccessTokens(svc), limiter: lim,

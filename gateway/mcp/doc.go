@@ -101,9 +101,15 @@
 // # Sessions
 //
 // The upstream's Mcp-Session-Id from the initialize response never reaches
-// the client: the gateway hands out its own id (192 random bits from
-// crypto/rand) bound to the subject, actor and connection, and maps it to
-// the upstream's on every request. Another caller (another subject or
+// the client: the gateway hands out its own id bound to the subject, actor
+// and connection, and maps it to the upstream's on every request. With
+// Config.SessionKey (mandate serve and gateway nodes derive it from the
+// installation's master key) the id is the session itself sealed with
+// AES-256-GCM (upstream id, subject, actor, connection, creation time):
+// every replica and node with the key serves it, so MCP clients need no
+// affinity behind a load balancer; a gateway that does not hold a sealed
+// session takes it up within SessionTTL of its creation. Without a key the
+// id is 192 random bits from crypto/rand, served by its gateway only. Another caller (another subject or
 // actor) presenting it, the same id on another connection, an unknown or
 // an expired id: all get the same 404, so an id cannot be probed. A
 // missing id on a stateful connection is 400 (initialize and ping

@@ -210,7 +210,7 @@ func (x *exchange) bindSession(c *pipeline.Call) error {
 		return nil
 	}
 	c.SessionID = sid
-	s := x.h.sessions.get(sid, c.Identity.Subject, c.Identity.Actor, x.conn.Name, x.h.now())
+	s := x.h.session(sid, c.Identity.Subject, c.Identity.Actor, x.conn.Name)
 	if s == nil {
 		return &pipeline.Error{Kind: pipeline.KindNotFound, Reason: "unknown session",
 			Message: "session not found: it expired or was ended; initialize a new session", Detail: rpcDetail{code: CodeInvalidRequest}}
@@ -340,11 +340,10 @@ func (x *exchange) Relay(ctx context.Context, c *pipeline.Call, resp *http.Respo
 		usid := resp.Header.Get(hdrSession)
 		x.h.stateful.Store(x.conn.Name, usid != "")
 		if usid != "" {
-			x.newSess = &session{
-				id: newSessionID(), upstream: usid,
+			x.newSess = x.h.newSession(&session{upstream: usid,
 				subject: c.Identity.Subject, actor: c.Identity.Actor, conn: x.conn.Name,
 				elicitURL: wantsURLElicitation(x.msg.params, true),
-			}
+			})
 			c.SessionID = x.newSess.id
 		}
 	}

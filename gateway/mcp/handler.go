@@ -89,6 +89,13 @@ type Config struct {
 	Scopes               []string
 	// SessionTTL is how long an idle session lives (default 1 h).
 	SessionTTL time.Duration
+	// SessionKey (32 bytes), when set, seals each session into the id the
+	// client gets, so that every gateway with the same key (the replicas
+	// and gateway nodes of one installation) serves it: a session this
+	// gateway does not hold is taken up within SessionTTL of its creation
+	// (so no session idle for SessionTTL comes back), then kept while
+	// used. Nil: ids are random and only this gateway serves its sessions.
+	SessionKey []byte
 	// MaxSessions bounds the session table (default 100,000): when full, the
 	// least recently used sessions are dropped.
 	MaxSessions int
@@ -126,6 +133,7 @@ type Handler struct {
 	metaBase string // the well-known prefix + BASE + "/mcp/"
 	client   *http.Client
 	sessions *sessionTable
+	sealer   *sessionSealer // nil: random session ids
 	// stateful remembers, per connection name, whether its upstream hands
 	// out session ids (learnt from initialize responses).
 	stateful sync.Map
@@ -148,6 +156,13 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
+	}
+	var sealer *sessionSealer
+	if cfg.SessionKey != nil {
+		var err error
+		if sealer, err = newSessionSealer(cfg.SessionKey); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = DefaultMaxSessions
@@ -185,6 +200,7 @@ func New(cfg Config) (*Handler, error) {
 		mcpBase:  base + mcpPath,
 		metaBase: identity.WellKnownPath + base + mcpPath,
 		sessions: newSessionTable(cfg.MaxSessions, cfg.MaxSessionsPerSubject, cfg.SessionTTL),
+		sealer:   sealer,
 		tools:    newToolCache(toolCacheMax, toolCacheTTL),
 		log:      cfg.Logger,
 		now:      cfg.Now,

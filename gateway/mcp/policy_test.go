@@ -1,11 +1,13 @@
 package mcp
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -220,6 +222,68 @@ func TestSessionBoundToUser(t *testing.T) {
 	}
 	if e.gw.Sessions() != 0 {
 		t.Fatal("expired session kept")
+	}
+}
+
+// TestSealedSessionsAcrossGateways: with one SessionKey, a session opened
+// through one gateway (replica or node) is served by another, still bound
+// to its subject, actor and connection; an id altered, sealed with another
+// key, or older than SessionTTL is the same 404 as an unknown one; the
+// upstream's id never shows in the gateway's.
+func TestSealedSessionsAcrossGateways(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	withKey := func(k []byte) func(*Config) { return func(c *Config) { c.SessionKey = k } }
+	up := newUpstream(t, nil)
+	a := newEnv(t, up.srv.URL, withKey(key))
+	b := newEnv(t, up.srv.URL, withKey(key))
+	other := newEnv(t, up.srv.URL, withKey(bytes.Repeat([]byte{8}, 32)))
+	plain := newEnv(t, up.srv.URL)
+	sid := a.initialize("alice-token", "github")
+	_, _, _, sids := up.seen()
+	upstreamSID := sids[len(sids)-1]
+	if upstreamSID == "" || strings.Contains(sid, upstreamSID) {
+		t.Fatalf("gateway session %q, upstream %q", sid, upstreamSID)
+	}
+	list := `{"jsonrpc":"2.0","id":5,"method":"tools/list"}`
+	hdr := func(s string) map[string]string {
+		return map[string]string{"Mcp-Session-Id": s, "Mcp-Protocol-Version": "2025-11-25"}
+	}
+	if r := b.post("alice-token", "github", list, hdr(sid)); r.status != 200 || r.header.Get("Mcp-Session-Id") != sid {
+		t.Fatalf("another gateway with the key: %d %q %s", r.status, r.header.Get("Mcp-Session-Id"), r.body)
+	}
+	if _, _, _, sids := up.seen(); sids[len(sids)-1] != upstreamSID {
+		t.Fatalf("the upstream got session %q, want %q", sids[len(sids)-1], upstreamSID)
+	}
+	if b.gw.Sessions() != 1 {
+		t.Fatalf("the other gateway holds %d sessions, want the one it took up", b.gw.Sessions())
+	}
+	tampered := []byte(sid)
+	tampered[len(tampered)/2] ^= 1
+	n := len(up.methods)
+	for _, tc := range []struct {
+		name, token, conn, sid string
+		e                      *env
+	}{
+		{"another user", "bob-token", "github", sid, b},
+		{"the agent alone", "agent-token", "github", sid, b},
+		{"another connection", "alice-token", "other", sid, b},
+		{"altered", "alice-token", "github", string(tampered), b},
+		{"another key", "alice-token", "github", sid, other},
+		{"no key", "alice-token", "github", sid, plain},
+	} {
+		if r := tc.e.post(tc.token, tc.conn, list, hdr(tc.sid)); r.status != 404 {
+			t.Errorf("%s: %d %s", tc.name, r.status, r.body)
+		}
+	}
+	if len(up.methods) != n {
+		t.Fatalf("refused requests reached the upstream: %v", up.methods[n:])
+	}
+	// A gateway that does not hold it takes a session up only within
+	// SessionTTL of its creation: an idle one never comes back.
+	c := newEnv(t, up.srv.URL, withKey(key))
+	c.advance(DefaultSessionTTL + time.Second)
+	if r := c.post("alice-token", "github", list, hdr(sid)); r.status != 404 {
+		t.Fatalf("older than SessionTTL: %d %s", r.status, r.body)
 	}
 }
 

@@ -150,3 +150,37 @@ func (t *sessionTable) len() int {
 	defer t.mu.RUnlock()
 	return len(t.m)
 }
+
+// newSession gives s its id: sealed with the handler's key when it has
+// one (and s fits), else 192 random bits.
+func (h *Handler) newSession(s *session) *session {
+	if h.sealer != nil {
+		if id, ok := h.sealer.seal(s, h.now()); ok {
+			s.id = id
+			return s
+		}
+	}
+	s.id = newSessionID()
+	return s
+}
+
+// session returns the session id names for subject, actor and conn: the
+// table's, or, for a sealed id this gateway does not hold (another replica
+// or node opened it, or this one dropped it from a full table), the
+// sealed session within SessionTTL of its creation, then kept in the
+// table. A session idle for SessionTTL was created at least that long ago,
+// so taking up sealed ids never brings an expired one back. nil for every
+// other case alike.
+func (h *Handler) session(id, subject, actor, conn string) *session {
+	now := h.now()
+	if s := h.sessions.get(id, subject, actor, conn, now); s != nil || h.sealer == nil {
+		return s
+	}
+	s, created, ok := h.sealer.open(id)
+	if !ok || now.Sub(created) > h.cfg.SessionTTL || created.After(now.Add(time.Minute)) ||
+		s.subject != subject || s.actor != actor || s.conn != conn {
+		return nil
+	}
+	h.sessions.add(s, now)
+	return s
+}
