@@ -140,12 +140,24 @@ func llmClients(t *testing.T) string {
 // exempt: it reaches Mandate and nothing else, and writes only there.
 func runSandboxed(t *testing.T, bin string, env []string, name string, args ...string) string {
 	t.Helper()
+	stdout, stderr, err := runAgent(t, 2*time.Minute, bin, env, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout, stderr)
+	}
+	t.Logf("%s:\n%s", name, stdout)
+	return stdout
+}
+
+// runAgent is runSandboxed that returns the client's failure (killed after
+// timeout) with what it wrote.
+func runAgent(t *testing.T, timeout time.Duration, bin string, env []string, name string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	home := t.TempDir()
 	work := filepath.Join(home, "work")
 	if err := os.Mkdir(work, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
 	cmd.Dir = work
@@ -155,13 +167,13 @@ func runSandboxed(t *testing.T, bin string, env []string, name string, args ...s
 		"http_proxy=http://127.0.0.1:9", "https_proxy=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost",
 	}, env...)
 	cmd.Stdin = strings.NewReader("")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (killed after %s)", err, timeout)
 	}
-	t.Logf("%s:\n%s", name, stdout.String())
-	return stdout.String()
+	return out.String(), errOut.String(), err
 }
 
 // TestLLMGatewayEndToEnd: real clients through `mandate serve`, each call a

@@ -84,7 +84,10 @@
 // buckets have freed enough for the refused call; x-ratelimit-reset-* is
 // when the window is empty again; x-ratelimit-remaining-* is for the
 // tightest window of the call (for a caller's several groups, the one with
-// most room).
+// most room). A call that needs more than a limit allows in a whole window
+// can never pass: it gets no Retry-After, and Refusal.Retryable is false
+// (the adapters answer x-should-retry: false, which the providers' SDKs
+// and Claude Code obey instead of retrying with backoff).
 //
 // # Budgets
 //
@@ -112,7 +115,8 @@
 // the limit; otherwise it exceeds it by at most the sum of the
 // underestimates of the calls in flight when the budget ran out (with one
 // call in flight: that call's settled difference). An exhausted budget
-// refuses with 429 and Retry-After until the next month.
+// refuses with 429 and Retry-After until the next month; it is not
+// Retryable either.
 //
 // # State and restart
 //

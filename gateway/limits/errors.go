@@ -128,6 +128,21 @@ func (e *Refusal) Error() string {
 	return "refused"
 }
 
+// Retryable reports whether the same call can pass later in the period:
+// false for a call that needs more than its rate limit allows in a whole
+// window, for a budget exhausted for the month, and for the refusals only
+// an administrator or a changed request can lift (no price, no output
+// cap, a tool billed per use). Clients are told not to retry the others.
+func (e *Refusal) Retryable() bool {
+	switch e.Kind {
+	case RateLimited:
+		return e.Needed <= e.Limit
+	case BudgetUnavailable, LimitUnavailable:
+		return true
+	}
+	return false
+}
+
 // RetryAfterSeconds is the Retry-After value: RetryAfter rounded up to
 // whole seconds (at least 1 when RetryAfter > 0).
 func (e *Refusal) RetryAfterSeconds() int {

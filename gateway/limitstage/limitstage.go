@@ -148,7 +148,7 @@ func refusal(err error) error {
 	if !errors.As(err, &ref) {
 		return fmt.Errorf("limits: %w", err)
 	}
-	e := &pipeline.Error{Status: ref.Status, Message: ref.Error(), RetryAfter: ref.RetryAfter}
+	e := &pipeline.Error{Status: ref.Status, Message: ref.Error(), RetryAfter: ref.RetryAfter, Final: !ref.Retryable()}
 	switch ref.Kind {
 	case limits.RateLimited:
 		e.Kind, e.Limit = pipeline.KindLimited, info(ref.Headers, false)

@@ -40,17 +40,20 @@ func TestRefusal(t *testing.T) {
 		ref    limits.Refusal
 		kind   pipeline.Kind
 		budget bool
+		final  bool // retrying the same request cannot pass
 	}{
-		{limits.Refusal{Kind: limits.RateLimited, Status: 429, RetryAfter: time.Second,
-			Headers: limits.RateHeaders{Requests: limits.RateHeader{Set: true, Limit: 3}}}, pipeline.KindLimited, false},
-		{limits.Refusal{Kind: limits.BudgetExhausted, Status: 429, RetryAfter: time.Hour}, pipeline.KindLimited, true},
-		{limits.Refusal{Kind: limits.PriceUnknown, Status: 403}, pipeline.KindLimited, true},
-		{limits.Refusal{Kind: limits.OutputCapRequired, Status: 400}, pipeline.KindInvalid, false},
-		{limits.Refusal{Kind: limits.UnpricedTool, Status: 400, Tool: "web_search_20250305"}, pipeline.KindInvalid, false},
-		{limits.Refusal{Kind: limits.BudgetUnavailable, Status: 503}, pipeline.KindUnavailable, false},
+		{limits.Refusal{Kind: limits.RateLimited, Status: 429, RetryAfter: time.Second, Needed: 1, Limit: 3,
+			Headers: limits.RateHeaders{Requests: limits.RateHeader{Set: true, Limit: 3}}}, pipeline.KindLimited, false, false},
+		{limits.Refusal{Kind: limits.RateLimited, Status: 429, Dim: limits.Tokens, Needed: 32005, Limit: 20000,
+			Headers: limits.RateHeaders{Tokens: limits.RateHeader{Set: true, Limit: 20000}}}, pipeline.KindLimited, false, true},
+		{limits.Refusal{Kind: limits.BudgetExhausted, Status: 429, RetryAfter: time.Hour}, pipeline.KindLimited, true, true},
+		{limits.Refusal{Kind: limits.PriceUnknown, Status: 403}, pipeline.KindLimited, true, true},
+		{limits.Refusal{Kind: limits.OutputCapRequired, Status: 400}, pipeline.KindInvalid, false, true},
+		{limits.Refusal{Kind: limits.UnpricedTool, Status: 400, Tool: "web_search_20250305"}, pipeline.KindInvalid, false, true},
+		{limits.Refusal{Kind: limits.BudgetUnavailable, Status: 503}, pipeline.KindUnavailable, false, false},
 	} {
 		var e *pipeline.Error
-		if !errors.As(refusal(&tc.ref), &e) || e.Kind != tc.kind || e.Status != tc.ref.Status || e.Message == "" ||
+		if !errors.As(refusal(&tc.ref), &e) || e.Kind != tc.kind || e.Status != tc.ref.Status || e.Message == "" || e.Final != tc.final ||
 			e.RetryAfter != tc.ref.RetryAfter || (tc.kind == pipeline.KindLimited && (e.Limit == nil || e.Limit.Budget != tc.budget)) {
 			t.Errorf("%v: %+v", tc.ref.Kind, e)
 		}

@@ -26,6 +26,11 @@ type Error struct {
 	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
 	// rounded up).
 	RetryAfter time.Duration
+	// Final: retrying the same request cannot succeed (a request larger
+	// than its rate limit, an exhausted budget). The answer carries
+	// x-should-retry: false, which the OpenAI and Anthropic SDKs and
+	// Claude Code obey instead of retrying a 429 with backoff.
+	Final bool
 	// Header holds extra response headers (x-ratelimit-*).
 	Header http.Header
 }
@@ -61,8 +66,9 @@ func TooLarge(msg string) *Error {
 
 // BudgetExhausted is a 429 for a budget that has no room for the call
 // (OpenAI type and code insufficient_quota; Anthropic rate_limit_error).
+// It is Final: the budget renews only with the period (retryAfter).
 func BudgetExhausted(msg string, retryAfter time.Duration) *Error {
-	return &Error{Status: http.StatusTooManyRequests, Message: msg, Code: "insufficient_quota", RetryAfter: retryAfter}
+	return &Error{Status: http.StatusTooManyRequests, Message: msg, Code: "insufficient_quota", RetryAfter: retryAfter, Final: true}
 }
 
 // openAIType is OpenAI's error type for e.
@@ -153,6 +159,10 @@ func (e *Error) Body(f Format) []byte {
 	return b
 }
 
+// shouldRetryFalse is the x-should-retry value of a Final error (shared,
+// never modified).
+var shouldRetryFalse = []string{"false"}
+
 // AsError returns err as an *Error; anything else is a 500 whose message
 // does not leak err's text.
 func AsError(err error) *Error {
@@ -168,12 +178,7 @@ func AsError(err error) *Error {
 func WriteError(w http.ResponseWriter, f Format, err error) {
 	e := AsError(err)
 	h := w.Header()
-	for k, vs := range e.Header {
-		h[k] = vs
-	}
-	if e.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.FormatInt(ceilSeconds(e.RetryAfter), 10))
-	}
+	e.SetHeaders(h)
 	h.Set("Content-Type", "application/json")
 	if h.Get("X-Content-Type-Options") == "" {
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -182,6 +187,20 @@ func WriteError(w http.ResponseWriter, f Format, err error) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(body)
+}
+
+// SetHeaders writes e's own response headers into h: Header
+// (x-ratelimit-*), Retry-After, and x-should-retry: false when e is Final.
+func (e *Error) SetHeaders(h http.Header) {
+	for k, vs := range e.Header {
+		h[k] = vs
+	}
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(ceilSeconds(e.RetryAfter), 10))
+	}
+	if e.Final {
+		h["X-Should-Retry"] = shouldRetryFalse
+	}
 }
 
 // Event is e as one server-sent event in format f, to end a stream that
@@ -271,8 +290,14 @@ var rateLimitKeys = func() (k [2][6]string) {
 // RateLimited is the 429 for a request over a rate limit: Retry-After is
 // retryAfter (at least one second), the x-ratelimit-* headers describe
 // rl, and the code is rate_limit_exceeded.
-func RateLimited(f Format, msg string, retryAfter time.Duration, rl *RateLimit) *Error {
-	e := &Error{Status: http.StatusTooManyRequests, Message: msg, Code: "rate_limit_exceeded", RetryAfter: max(retryAfter, time.Second), Header: http.Header{}}
+//
+// A request that needs more than the limit allows (final) can never pass:
+// it gets no Retry-After and is Final.
+func RateLimited(f Format, msg string, retryAfter time.Duration, final bool, rl *RateLimit) *Error {
+	e := &Error{Status: http.StatusTooManyRequests, Message: msg, Code: "rate_limit_exceeded", RetryAfter: max(retryAfter, time.Second), Final: final, Header: http.Header{}}
+	if final {
+		e.RetryAfter = 0
+	}
 	if rl != nil {
 		rl.SetHeaders(e.Header, f)
 	}

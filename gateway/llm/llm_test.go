@@ -290,9 +290,9 @@ func TestRateLimited(t *testing.T) {
 	rl := &RateLimit{Requests: &Window{Limit: 60, Remaining: 0, Reset: 1500 * time.Millisecond}, Tokens: &Window{Limit: 200000, Remaining: 1234, Reset: 6 * time.Minute}, Now: now}
 	for _, f := range []Format{FormatOpenAI, FormatAnthropic} {
 		w := httptest.NewRecorder()
-		WriteError(w, f, RateLimited(f, "60 requests per minute for each user", 1500*time.Millisecond, rl))
+		WriteError(w, f, RateLimited(f, "60 requests per minute for each user", 1500*time.Millisecond, false, rl))
 		h := w.Header()
-		if w.Code != 429 || h.Get("Retry-After") != "2" || h.Get("x-ratelimit-limit-requests") != "60" ||
+		if w.Code != 429 || h.Get("Retry-After") != "2" || h.Get("X-Should-Retry") != "" || h.Get("x-ratelimit-limit-requests") != "60" ||
 			h.Get("x-ratelimit-remaining-requests") != "0" || h.Get("x-ratelimit-reset-requests") != "1.5s" ||
 			h.Get("x-ratelimit-remaining-tokens") != "1234" || h.Get("x-ratelimit-reset-tokens") != "6m0s" {
 			t.Errorf("%s: %d %v", f, w.Code, h)
@@ -313,8 +313,16 @@ func TestRateLimited(t *testing.T) {
 	}
 	w := httptest.NewRecorder()
 	WriteError(w, FormatOpenAI, BudgetExhausted("budget data-analysts exhausted for this month", time.Hour))
-	if !strings.Contains(w.Body.String(), `"type":"insufficient_quota"`) || w.Code != 429 || w.Header().Get("Retry-After") != "3600" {
-		t.Errorf("budget: %d %s", w.Code, w.Body)
+	if !strings.Contains(w.Body.String(), `"type":"insufficient_quota"`) || w.Code != 429 || w.Header().Get("Retry-After") != "3600" ||
+		w.Header().Get("X-Should-Retry") != "false" {
+		t.Errorf("budget: %d %s %v", w.Code, w.Body, w.Header())
+	}
+	// A request larger than the limit: never retried, no Retry-After.
+	w = httptest.NewRecorder()
+	WriteError(w, FormatAnthropic, RateLimited(FormatAnthropic, "request too large", 0, true, rl))
+	if w.Code != 429 || w.Header().Get("Retry-After") != "" || w.Header().Get("X-Should-Retry") != "false" ||
+		w.Header().Get("anthropic-ratelimit-tokens-limit") != "200000" {
+		t.Errorf("final: %d %v", w.Code, w.Header())
 	}
 	// anything that is not an *Error is a 500 that does not leak its text
 	w = httptest.NewRecorder()

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/enforce"
@@ -512,12 +511,7 @@ func (x *exchange) Render(c *pipeline.Call, err *pipeline.Error) pipeline.Answer
 		return pipeline.Answer{Body: e.Event(x.cf)}
 	}
 	h := http.Header{}
-	for k, v := range e.Header {
-		h[k] = v
-	}
-	if e.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
-	}
+	e.SetHeaders(h)
 	if err.Kind == pipeline.KindUnauthenticated {
 		h.Set("WWW-Authenticate", identity.WWWAuthenticate(err.Auth, x.h.metaURL))
 	}
@@ -567,7 +561,7 @@ func (x *exchange) llmError(c *pipeline.Call, err *pipeline.Error) *llm.Error {
 		if err.Limit != nil {
 			rl = rateLimit(err.Limit)
 		}
-		e := llm.RateLimited(x.cf, msg, err.RetryAfter, rl)
+		e := llm.RateLimited(x.cf, msg, err.RetryAfter, err.Final, rl)
 		e.Status = status
 		return e
 	case pipeline.KindInvalid:

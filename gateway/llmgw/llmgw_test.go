@@ -343,6 +343,85 @@ func TestLimited(t *testing.T) {
 	e.event()
 }
 
+// TestLimitedFinal: a refusal the same request can never pass (larger
+// than the rate limit, a budget exhausted for the month) tells the SDKs
+// not to retry: with retries on, each makes one attempt and gets the
+// error at once instead of retrying with backoff (as Claude Code would,
+// for minutes).
+func TestLimitedFinal(t *testing.T) {
+	e := newEnv(t)
+	win := &pipeline.RateWindow{Limit: 20000, Remaining: 20000, Reset: time.Second}
+	e.limiter.refuse = func(c *pipeline.Call) error {
+		if c.Tags["project"] == "broke" {
+			return &pipeline.Error{Kind: pipeline.KindLimited, Status: 429, RetryAfter: 20 * 24 * time.Hour, Final: true,
+				Limit: &pipeline.LimitInfo{Budget: true}, Message: "budget checkout is exhausted for 2026-05"}
+		}
+		return &pipeline.Error{Kind: pipeline.KindLimited, Status: 429, Final: true, Limit: &pipeline.LimitInfo{Tokens: win},
+			Message: "request too large: it needs 32005 tokens, the rate limit allows 20000 tokens per minute"}
+	}
+	oc := openai.NewClient(option.WithBaseURL(e.URL+"/llm/v1/"), option.WithAPIKey(aliceToken), option.WithMaxRetries(2))
+	ac := anthropic.NewClient(aoption.WithBaseURL(e.URL+"/llm"), aoption.WithAPIKey(aliceToken), aoption.WithMaxRetries(2))
+	for _, tc := range []struct {
+		name, project string
+		call          func(opt option.RequestOption, aopt aoption.RequestOption) error
+	}{
+		{"openai too large", "", func(opt option.RequestOption, _ aoption.RequestOption) error {
+			_, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "frontier",
+				Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}, opt)
+			return err
+		}},
+		{"anthropic too large", "", func(_ option.RequestOption, aopt aoption.RequestOption) error {
+			_, err := ac.Messages.New(t.Context(), anthropic.MessageNewParams{Model: "claude", MaxTokens: 4096,
+				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}, aopt)
+			return err
+		}},
+		{"openai budget", "broke", func(opt option.RequestOption, _ aoption.RequestOption) error {
+			_, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "frontier",
+				Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}, opt)
+			return err
+		}},
+		{"anthropic budget", "broke", func(_ option.RequestOption, aopt aoption.RequestOption) error {
+			_, err := ac.Messages.New(t.Context(), anthropic.MessageNewParams{Model: "claude", MaxTokens: 10,
+				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}, aopt)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tags := `{"project":"` + tc.project + `"}`
+			e.limiter.mu.Lock()
+			before := len(e.limiter.calls)
+			e.limiter.mu.Unlock()
+			err := tc.call(option.WithHeader(HeaderTags, tags), aoption.WithHeader(HeaderTags, tags))
+			var oe *openai.Error
+			var ae *anthropic.Error
+			switch {
+			case errors.As(err, &oe):
+				if oe.StatusCode != 429 || oe.Response.Header.Get("X-Should-Retry") != "false" {
+					t.Errorf("openai: %v %v", err, oe.Response.Header)
+				}
+			case errors.As(err, &ae):
+				if ae.StatusCode != 429 || ae.Response.Header.Get("X-Should-Retry") != "false" {
+					t.Errorf("anthropic: %v %v", err, ae.Response.Header)
+				}
+			default:
+				t.Fatalf("not refused: %v", err)
+			}
+			e.limiter.mu.Lock()
+			n := len(e.limiter.calls) - before
+			e.limiter.mu.Unlock()
+			for range n {
+				e.event()
+			}
+			if n != 1 {
+				t.Errorf("%d attempts, want 1 (the SDK retried a final refusal)", n)
+			}
+		})
+	}
+	if n := e.fake.Count(); n != 0 {
+		t.Errorf("%d upstream calls", n)
+	}
+}
+
 // TestFallback: the first destination answers 429, the fallback answers;
 // the row shows both attempts; streams fall back as well.
 func TestFallback(t *testing.T) {

@@ -95,6 +95,10 @@ type Error struct {
 	Cause error
 	// RetryAfter is sent as Retry-After when set (KindLimited, KindAudit).
 	RetryAfter time.Duration
+	// Final is set on a KindLimited refusal that the same request cannot
+	// pass later (it needs more than the limit allows, or the budget is
+	// exhausted for the period): adapters tell clients not to retry.
+	Final bool
 	// Limit is what refused a KindLimited call (a budget or rate limits)
 	// and the caller's position, for the adapter's headers; may be nil.
 	Limit *LimitInfo
