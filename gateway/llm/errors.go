@@ -159,10 +159,6 @@ func (e *Error) Body(f Format) []byte {
 	return b
 }
 
-// shouldRetryFalse is the x-should-retry value of a Final error (shared,
-// never modified).
-var shouldRetryFalse = []string{"false"}
-
 // AsError returns err as an *Error; anything else is a 500 whose message
 // does not leak err's text.
 func AsError(err error) *Error {
@@ -199,7 +195,7 @@ func (e *Error) SetHeaders(h http.Header) {
 		h.Set("Retry-After", strconv.FormatInt(ceilSeconds(e.RetryAfter), 10))
 	}
 	if e.Final {
-		h["X-Should-Retry"] = shouldRetryFalse
+		h.Set("X-Should-Retry", "false")
 	}
 }
 
