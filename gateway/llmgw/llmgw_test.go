@@ -361,30 +361,26 @@ func TestLimitedFinal(t *testing.T) {
 	}
 	oc := openai.NewClient(option.WithBaseURL(e.URL+"/llm/v1/"), option.WithAPIKey(aliceToken), option.WithMaxRetries(2))
 	ac := anthropic.NewClient(aoption.WithBaseURL(e.URL+"/llm"), aoption.WithAPIKey(aliceToken), aoption.WithMaxRetries(2))
+	chat := func(opt option.RequestOption, _ aoption.RequestOption) error {
+		_, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "frontier",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}, opt)
+		return err
+	}
+	messages := func(maxTokens int64) func(option.RequestOption, aoption.RequestOption) error {
+		return func(_ option.RequestOption, aopt aoption.RequestOption) error {
+			_, err := ac.Messages.New(t.Context(), anthropic.MessageNewParams{Model: "claude", MaxTokens: maxTokens,
+				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}, aopt)
+			return err
+		}
+	}
 	for _, tc := range []struct {
 		name, project string
 		call          func(opt option.RequestOption, aopt aoption.RequestOption) error
 	}{
-		{"openai too large", "", func(opt option.RequestOption, _ aoption.RequestOption) error {
-			_, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "frontier",
-				Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}, opt)
-			return err
-		}},
-		{"anthropic too large", "", func(_ option.RequestOption, aopt aoption.RequestOption) error {
-			_, err := ac.Messages.New(t.Context(), anthropic.MessageNewParams{Model: "claude", MaxTokens: 4096,
-				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}, aopt)
-			return err
-		}},
-		{"openai budget", "broke", func(opt option.RequestOption, _ aoption.RequestOption) error {
-			_, err := oc.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "frontier",
-				Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}, opt)
-			return err
-		}},
-		{"anthropic budget", "broke", func(_ option.RequestOption, aopt aoption.RequestOption) error {
-			_, err := ac.Messages.New(t.Context(), anthropic.MessageNewParams{Model: "claude", MaxTokens: 10,
-				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}, aopt)
-			return err
-		}},
+		{"openai too large", "", chat},
+		{"anthropic too large", "", messages(4096)},
+		{"openai budget", "broke", chat},
+		{"anthropic budget", "broke", messages(10)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tags := `{"project":"` + tc.project + `"}`
