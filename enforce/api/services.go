@@ -25,13 +25,15 @@ const (
 	AccessTokenVerifyPath = "/api/v1/access-tokens/verify"
 )
 
-// PriceInfo is a model's price in USD per million tokens; CachedInput and
-// CacheWrite are null when the prices option does not give them.
+// PriceInfo is a model's price in USD per million tokens; CachedInput,
+// CacheWrite and CacheWrite1h are null when the prices option does not
+// give them.
 type PriceInfo struct {
-	Input       float64  `json:"input"`
-	Output      float64  `json:"output"`
-	CachedInput *float64 `json:"cached_input,omitempty"`
-	CacheWrite  *float64 `json:"cache_write,omitempty"`
+	Input        float64  `json:"input"`
+	Output       float64  `json:"output"`
+	CachedInput  *float64 `json:"cached_input,omitempty"`
+	CacheWrite   *float64 `json:"cache_write,omitempty"`
+	CacheWrite1h *float64 `json:"cache_write_1h,omitempty"`
 }
 
 // ProviderServiceInfo is a model provider service resolved for a node.
@@ -158,7 +160,8 @@ func ModelServiceResolver(svc *catalog.Service) func(ctx context.Context, name s
 							p.Options[k] = v
 						}
 						for model, pr := range prices {
-							p.Prices[model] = PriceInfo{Input: pr.Input, Output: pr.Output, CachedInput: pr.CachedInput, CacheWrite: pr.CacheWrite}
+							p.Prices[model] = PriceInfo{Input: pr.Input, Output: pr.Output, CachedInput: pr.CachedInput, CacheWrite: pr.CacheWrite,
+								CacheWrite1h: pr.CacheWrite1h}
 						}
 						byID[ps.ID], sealed[ps.ID] = p, ps.Secrets
 					}
