@@ -83,13 +83,14 @@ const (
 
 // Price is what one model costs in USD per million tokens of each class.
 // CachedInput and CacheWrite are nil when the prices option does not give
-// them (they then cost as much as input). CacheWrite1h is the price of
-// cache writes with Anthropic's 1-hour TTL (CacheWrite is the 5-minute
-// one); nil when not given: then twice the input price, Anthropic's
-// published rule.
+// them (they then cost as much as input).
 type Price struct {
-	Input, Output                         float64
-	CachedInput, CacheWrite, CacheWrite1h *float64
+	Input, Output           float64
+	CachedInput, CacheWrite *float64
+	// CacheWrite1h is the price of cache writes with Anthropic's 1-hour
+	// TTL (CacheWrite is the 5-minute one); nil when not given: then
+	// twice the input price, Anthropic's published rule.
+	CacheWrite1h *float64
 }
 
 // pricesForm is the form of a prices entry, for the errors.

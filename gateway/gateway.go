@@ -152,16 +152,19 @@ type ProviderService struct {
 
 // ModelPrice is what one model costs, in USD per million tokens of each
 // class. Cached input and cache writes not given in the prices option
-// cost as much as input (HasCachedInput, HasCacheWrite false); cache
-// writes with Anthropic's 1-hour TTL not given cost twice the input
-// (HasCacheWrite1h false; the rule is limits.Price's). Cache1h is true
-// for a destination that bills 1-hour cache writes (an Anthropic
-// provider): the worst case a budget reserves for its input includes
-// their price.
+// cost as much as input (HasCachedInput, HasCacheWrite false).
 type ModelPrice struct {
-	Input, Output, CachedInput, CacheWrite, CacheWrite1h float64
-	HasCachedInput, HasCacheWrite, HasCacheWrite1h       bool
-	Cache1h                                              bool
+	Input, Output, CachedInput, CacheWrite float64
+	HasCachedInput, HasCacheWrite          bool
+	// CacheWrite1h is the price of cache writes with Anthropic's 1-hour
+	// TTL (CacheWrite: the 5-minute one); not given (HasCacheWrite1h
+	// false), twice the input (the rule is limits.Price's).
+	CacheWrite1h    float64
+	HasCacheWrite1h bool
+	// Cache1h is true at a destination that bills 1-hour cache writes
+	// (an Anthropic provider): the worst case a budget reserves for its
+	// input includes their price.
+	Cache1h bool
 }
 
 // ModelServices resolves model service names as Connections resolves

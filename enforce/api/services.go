@@ -25,14 +25,15 @@ const (
 	AccessTokenVerifyPath = "/api/v1/access-tokens/verify"
 )
 
-// PriceInfo is a model's price in USD per million tokens; CachedInput,
-// CacheWrite and CacheWrite1h are null when the prices option does not
-// give them.
+// PriceInfo is a model's price in USD per million tokens; CachedInput and
+// CacheWrite are null when the prices option does not give them.
 type PriceInfo struct {
-	Input        float64  `json:"input"`
-	Output       float64  `json:"output"`
-	CachedInput  *float64 `json:"cached_input,omitempty"`
-	CacheWrite   *float64 `json:"cache_write,omitempty"`
+	Input       float64  `json:"input"`
+	Output      float64  `json:"output"`
+	CachedInput *float64 `json:"cached_input,omitempty"`
+	CacheWrite  *float64 `json:"cache_write,omitempty"`
+	// CacheWrite1h (Anthropic's 1-hour cache writes) is null when not
+	// given too.
 	CacheWrite1h *float64 `json:"cache_write_1h,omitempty"`
 }
 

@@ -24,15 +24,16 @@ type Usage struct {
 	OutputTokens      int64 `json:"output_tokens"`
 	CachedInputTokens int64 `json:"cached_input_tokens"`
 	CacheWriteTokens  int64 `json:"cache_write_tokens"`
-	// CacheWrite1hTokens is within CacheWriteTokens.
-	CacheWrite1hTokens int64 `json:"cache_write_1h_tokens,omitempty"`
-	ReasoningTokens    int64 `json:"reasoning_tokens"`
-	TotalTokens        int64 `json:"total_tokens"`
+	ReasoningTokens   int64 `json:"reasoning_tokens"`
+	TotalTokens       int64 `json:"total_tokens"`
 	// Estimated is true when the provider's own count was not received
 	// (a stream that broke before its usage event): input is then the
 	// request's estimate unless the provider had reported it, output is
 	// the delivered text's size / 4.
 	Estimated bool `json:"estimated,omitempty"`
+	// CacheWrite1hTokens is the part of CacheWriteTokens with the 1-hour
+	// TTL.
+	CacheWrite1hTokens int64 `json:"cache_write_1h_tokens,omitempty"`
 }
 
 // UncachedInputTokens is the input neither read from nor written to the

@@ -103,12 +103,14 @@ type Meter interface {
 // TTL, priced apart) a subset of CacheWriteTokens; OutputTokens include
 // ReasoningTokens.
 type Usage struct {
-	InputTokens        int64
-	OutputTokens       int64
-	CachedInputTokens  int64
-	CacheWriteTokens   int64
+	InputTokens       int64
+	OutputTokens      int64
+	CachedInputTokens int64
+	CacheWriteTokens  int64
+	ReasoningTokens   int64
+	// CacheWrite1hTokens is the part of CacheWriteTokens with the 1-hour
+	// TTL.
 	CacheWrite1hTokens int64
-	ReasoningTokens    int64
 }
 
 // ModelCall is what the limits stage and the meter need to know about a
