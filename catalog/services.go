@@ -87,12 +87,19 @@ const (
 type Price struct {
 	Input, Output           float64
 	CachedInput, CacheWrite *float64
+	// CacheWrite1h is the price of cache writes with Anthropic's 1-hour
+	// TTL (CacheWrite is the 5-minute one); nil when not given: then
+	// twice the input price, Anthropic's published rule.
+	CacheWrite1h *float64
 }
 
+// pricesForm is the form of a prices entry, for the errors.
+const pricesForm = "input/output[/cached_input[/cache_write[/cache_write_1h]]] in USD per million tokens"
+
 // ParsePrices parses a prices option: "model=input/output[/cached_input
-// [/cache_write]], ..." in USD per million tokens (non-negative decimal
-// numbers). Model names may hold any character but white space, ',' and
-// '='; a model may be listed once.
+// [/cache_write[/cache_write_1h]]], ..." in USD per million tokens
+// (non-negative decimal numbers). Model names may hold any character but
+// white space, ',' and '='; a model may be listed once.
 func ParsePrices(s string) (map[string]Price, error) {
 	out := map[string]Price{}
 	if strings.TrimSpace(s) == "" {
@@ -103,7 +110,7 @@ func ParsePrices(s string) (map[string]Price, error) {
 		model, spec, ok := strings.Cut(item, "=")
 		model = strings.TrimSpace(model)
 		if !ok || model == "" {
-			return nil, Errorf(CodeInvalidArgument, "invalid prices entry %q: want model=input/output[/cached_input[/cache_write]] in USD per million tokens", item)
+			return nil, Errorf(CodeInvalidArgument, "invalid prices entry %q: want model=%s", item, pricesForm)
 		}
 		if err := validModelName(model); err != nil {
 			return nil, err
@@ -112,10 +119,10 @@ func ParsePrices(s string) (map[string]Price, error) {
 			return nil, Errorf(CodeInvalidArgument, "prices: model %q is listed more than once", model)
 		}
 		parts := strings.Split(strings.TrimSpace(spec), "/")
-		if len(parts) < 2 || len(parts) > 4 {
-			return nil, Errorf(CodeInvalidArgument, "invalid prices entry %q: want input/output[/cached_input[/cache_write]] in USD per million tokens", item)
+		if len(parts) < 2 || len(parts) > 5 {
+			return nil, Errorf(CodeInvalidArgument, "invalid prices entry %q: want %s", item, pricesForm)
 		}
-		var v [4]float64
+		var v [5]float64
 		for i, p := range parts {
 			f, err := parseUSD(strings.TrimSpace(p))
 			if err != nil {
@@ -129,6 +136,9 @@ func ParsePrices(s string) (map[string]Price, error) {
 		}
 		if len(parts) > 3 {
 			pr.CacheWrite = &v[3]
+		}
+		if len(parts) > 4 {
+			pr.CacheWrite1h = &v[4]
 		}
 		out[model] = pr
 		if len(out) > MaxPricedModels {
@@ -170,6 +180,9 @@ func FormatPrices(p map[string]Price) string {
 			s += "/" + f(*pr.CachedInput)
 			if pr.CacheWrite != nil {
 				s += "/" + f(*pr.CacheWrite)
+				if pr.CacheWrite1h != nil {
+					s += "/" + f(*pr.CacheWrite1h)
+				}
 			}
 		}
 		parts[i] = s

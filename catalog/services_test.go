@@ -25,11 +25,54 @@ func TestParsePrices(t *testing.T) {
 	if got := catalog.FormatPrices(p); got != "claude-sonnet-4-5=3/15/0.3/3.75, gpt-4.1=2/8/0.5, meta-llama/Llama-3-8B=0/0" {
 		t.Errorf("FormatPrices = %q", got)
 	}
-	for _, bad := range []string{"gpt", "gpt=1", "gpt=1/2/3/4/5", "=1/2", "gpt=1/x", "gpt=-1/2", "gpt=1e3/2", "gpt=1/2, gpt=1/2",
-		"a b=1/2", "gpt=1234567/1", "gpt=0.1234567890/1", "gpt=.5/1", "gpt=5./1"} {
+	for _, bad := range []string{"gpt", "gpt=1", "gpt=1/2/3/4/5/6", "=1/2", "gpt=1/x", "gpt=-1/2", "gpt=1e3/2", "gpt=1/2, gpt=1/2",
+		"a b=1/2", "gpt=1234567/1", "gpt=0.1234567890/1", "gpt=.5/1", "gpt=5./1",
+		"claude=3/15/0.3/3.75/x", "claude=3/15/0.3/3.75/-6", "claude=3/15/0.3/3.75/", "claude=3/15/0.3/3.75/1234567"} {
 		if _, err := catalog.ParsePrices(bad); err == nil {
 			t.Errorf("ParsePrices(%q) accepted", bad)
 		}
+	}
+}
+
+// TestParsePricesCacheWrite1h: the optional fifth field, the price of
+// Anthropic's 1-hour cache writes, is read, rendered canonically and read
+// back; the error names the five-field form.
+func TestParsePricesCacheWrite1h(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	for _, c := range []struct {
+		in, canonical string
+		want          catalog.Price
+	}{
+		{"claude=3/15/0.3/3.75", "claude=3/15/0.3/3.75", catalog.Price{Input: 3, Output: 15, CachedInput: f(0.3), CacheWrite: f(3.75)}},
+		{"claude=3.00/15.00/0.30/3.75/6.00", "claude=3/15/0.3/3.75/6",
+			catalog.Price{Input: 3, Output: 15, CachedInput: f(0.3), CacheWrite: f(3.75), CacheWrite1h: f(6)}},
+		{" claude = 3/15/0.3/3.75/ 4.5 ", "claude=3/15/0.3/3.75/4.5",
+			catalog.Price{Input: 3, Output: 15, CachedInput: f(0.3), CacheWrite: f(3.75), CacheWrite1h: f(4.5)}},
+		{"claude=3/15/0.3/3.75/0", "claude=3/15/0.3/3.75/0",
+			catalog.Price{Input: 3, Output: 15, CachedInput: f(0.3), CacheWrite: f(3.75), CacheWrite1h: f(0)}},
+	} {
+		p, err := catalog.ParsePrices(c.in)
+		if err != nil {
+			t.Errorf("ParsePrices(%q): %v", c.in, err)
+			continue
+		}
+		got := p["claude"]
+		eq := func(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+		if got.Input != c.want.Input || got.Output != c.want.Output || !eq(got.CachedInput, c.want.CachedInput) ||
+			!eq(got.CacheWrite, c.want.CacheWrite) || !eq(got.CacheWrite1h, c.want.CacheWrite1h) {
+			t.Errorf("ParsePrices(%q) = %+v", c.in, got)
+		}
+		s := catalog.FormatPrices(p)
+		if s != c.canonical {
+			t.Errorf("FormatPrices(ParsePrices(%q)) = %q, want %q", c.in, s, c.canonical)
+		}
+		if back, err := catalog.ParsePrices(s); err != nil || catalog.FormatPrices(back) != s {
+			t.Errorf("%q does not read back: %v", s, err)
+		}
+	}
+	_, err := catalog.ParsePrices("claude=3/15/0.3/3.75/6/7")
+	if err == nil || !strings.Contains(err.Error(), "input/output[/cached_input[/cache_write[/cache_write_1h]]]") {
+		t.Errorf("six fields: %v", err)
 	}
 }
 

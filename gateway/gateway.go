@@ -156,6 +156,15 @@ type ProviderService struct {
 type ModelPrice struct {
 	Input, Output, CachedInput, CacheWrite float64
 	HasCachedInput, HasCacheWrite          bool
+	// CacheWrite1h is the price of cache writes with Anthropic's 1-hour
+	// TTL (CacheWrite: the 5-minute one); not given (HasCacheWrite1h
+	// false), twice the input (the rule is limits.Price's).
+	CacheWrite1h    float64
+	HasCacheWrite1h bool
+	// Cache1h is true at a destination that bills 1-hour cache writes
+	// (an Anthropic provider): the worst case a budget reserves for its
+	// input includes their price.
+	Cache1h bool
 }
 
 // ModelServices resolves model service names as Connections resolves

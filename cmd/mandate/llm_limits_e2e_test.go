@@ -269,6 +269,63 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 		})
 	})
 
+	t.Run("1-hour cache writes priced and charged", func(t *testing.T) {
+		// Anthropic bills cache writes with the 1-hour TTL at their own
+		// price: the prices option's fifth field, else twice the input
+		// ($6 at claude, whose prices give four). Each call writes 600
+		// tokens to the cache, 400 of them for an hour; the usage row's
+		// cache_write_tokens is both TTLs, its cost_usd prices each, and
+		// the budget is charged exactly the rows' cost.
+		mustExec(t, e.admin, `CREATE USER "gina@example.com"`,
+			`CREATE MODEL PROVIDER SERVICE system.ai.anthropic_1h OPTIONS (provider 'anthropic', url '`+e.fakeURL+`', api_key '`+e2eAnthropicKey+`',
+				prices 'claude-sonnet-4-5=3.00/15.00/0.30/3.75/4.50')`,
+			`CREATE MODEL SERVICE system.ai.claude_1h OPTIONS (destinations 'anthropic_1h/claude-sonnet-4-5=100')`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.claude TO "gina@example.com"`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.claude_1h TO "gina@example.com"`,
+			`CREATE BUDGET gina_cap LIMIT 5 USD PER MONTH FOR USER "gina@example.com"`)
+		waitSnapshotCurrent(t, e.s)
+		gina := e.token(t, "gina@example.com", "")
+		const prompt = "cache this for an hour mock:input=1000 mock:cached=100 mock:cache_write=600 mock:cache_1h=400 mock:out=40"
+		msgs := func(model string, stream bool) string {
+			return fmt.Sprintf(`{"model":%q,"max_tokens":50,"stream":%v,"system":[{"type":"text","text":"a long system prompt",
+				"cache_control":{"type":"ephemeral","ttl":"1h"}}],"messages":[{"role":"user","content":%q}]}`, model, stream, prompt)
+		}
+		for _, c := range []struct{ path, body string }{
+			{"/v1/messages", msgs("claude", false)},
+			{"/v1/messages", msgs("claude", true)},
+			{"/v1/chat/completions", fmt.Sprintf(`{"model":"claude","max_tokens":50,"stream":true,"messages":[{"role":"user","content":%q}]}`, prompt)},
+			{"/v1/messages", msgs("claude_1h", false)},
+		} {
+			if resp, body := llmPost(t, e.base, c.path, gina, c.body); resp.StatusCode != 200 {
+				t.Fatalf("%s: %d %s", c.path, resp.StatusCode, body)
+			}
+		}
+		rows := e.usage(t, `SELECT service_name, streaming, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens,
+			CAST(cost_usd * 1000000000 AS BIGINT) FROM system.ai_gateway.usage WHERE requester = 'gina@example.com' ORDER BY event_time`, 4)
+		var sum int64
+		for i, r := range rows {
+			var svc, streaming string
+			var in, out, cached, written, cost int64
+			if _, err := fmt.Sscanf(strings.ReplaceAll(r, "|", " "), "%s %s %d %d %d %d %d", &svc, &streaming, &in, &out, &cached, &written, &cost); err != nil {
+				t.Fatalf("%s: %v", r, err)
+			}
+			// nano-USD a token: $3 → 3,000; 200 written for 5 minutes at
+			// $3.75, 400 for an hour at $6 (derived) or $4.50 (given)
+			hour := int64(6_000)
+			if svc == "system.ai.claude_1h" {
+				hour = 4_500
+			}
+			byHand := in*3_000 + out*15_000 + cached*300 + 200*3_750 + 400*hour
+			if in != 300 || out <= 0 || cached != 100 || written != 600 || cost != byHand || streaming != fmt.Sprint(i == 1 || i == 2) {
+				t.Errorf("usage row %s: cost by hand %d nano-USD", r, byHand)
+			}
+			sum += cost
+		}
+		waitFor(t, 30*time.Second, fmt.Sprintf("gina_cap's spend in SHOW BUDGETS to be the rows' %d nano-USD", sum), func() bool {
+			return showBudgetSpent(t, e.admin, "gina_cap") == sum
+		})
+	})
+
 	t.Run("restart", func(t *testing.T) {
 		// Windows are replayed from the last minute's usage rows and the
 		// budget's spend summed from the month's: both still hold.

@@ -32,6 +32,9 @@ type PriceInfo struct {
 	Output      float64  `json:"output"`
 	CachedInput *float64 `json:"cached_input,omitempty"`
 	CacheWrite  *float64 `json:"cache_write,omitempty"`
+	// CacheWrite1h (Anthropic's 1-hour cache writes) is null when not
+	// given too.
+	CacheWrite1h *float64 `json:"cache_write_1h,omitempty"`
 }
 
 // ProviderServiceInfo is a model provider service resolved for a node.
@@ -158,7 +161,8 @@ func ModelServiceResolver(svc *catalog.Service) func(ctx context.Context, name s
 							p.Options[k] = v
 						}
 						for model, pr := range prices {
-							p.Prices[model] = PriceInfo{Input: pr.Input, Output: pr.Output, CachedInput: pr.CachedInput, CacheWrite: pr.CacheWrite}
+							p.Prices[model] = PriceInfo{Input: pr.Input, Output: pr.Output, CachedInput: pr.CachedInput, CacheWrite: pr.CacheWrite,
+								CacheWrite1h: pr.CacheWrite1h}
 						}
 						byID[ps.ID], sealed[ps.ID] = p, ps.Secrets
 					}

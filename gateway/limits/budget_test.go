@@ -44,6 +44,84 @@ func TestWorstCase(t *testing.T) {
 	}
 }
 
+// claude is an Anthropic destination: 3 USD / 15 USD per million
+// input/output tokens, cached input 0.30, 5-minute cache writes 3.75,
+// 1-hour cache writes not given (twice the input: 6.00).
+var claude = limits.Destination{Name: "anthropic_prod/claude", Priced: true,
+	Price: limits.Price{Input: 3 * limits.USD, Output: 15 * limits.USD, CachedInput: 3 * limits.USD / 10, CacheWrite: 375 * limits.USD / 100, Cache1h: true}}
+
+func TestCacheWrite1hPrice(t *testing.T) {
+	u := limits.Usage{InputTokens: 100, CachedInputTokens: 600, CacheWriteTokens: 200, CacheWrite1hTokens: 100, OutputTokens: 140}
+	given := claude.Price
+	given.CacheWrite1h = 9 * limits.USD / 2
+	for _, tc := range []struct {
+		name   string
+		p      limits.Price
+		cost   limits.Money // of u
+		perMil limits.Money // Worst(1M, 0): the dearest input class
+	}{
+		// 100×3 + 600×0.30 + 200×3.75 + 100×6 + 140×15 = 3930 per million
+		{"1-hour writes at twice the input", claude.Price, 3_930_000, 6 * limits.USD},
+		// ... with 100×4.50 instead of 100×6
+		{"a given 1-hour price wins", given, 3_780_000, 9 * limits.USD / 2},
+		// a destination that does not bill 1-hour writes (their price
+		// still applies to any it reports): its worst input is its
+		// dearest other class; 100×3 + 600×3 + 200×3.75 + 100×6 + 140×15
+		{"not an Anthropic destination", limits.Price{Input: 3 * limits.USD, Output: 15 * limits.USD, CacheWrite: 375 * limits.USD / 100},
+			5_550_000, 375 * limits.USD / 100},
+	} {
+		if got := tc.p.Cost(u); got != tc.cost {
+			t.Errorf("%s: cost %d nano-USD, want %d", tc.name, got, tc.cost)
+		}
+		if got := tc.p.Worst(1_000_000, 0); got != tc.perMil {
+			t.Errorf("%s: worst input %v per million, want %v", tc.name, got, tc.perMil)
+		}
+	}
+	if got := u.Total(); got != 1140 {
+		t.Errorf("total %d tokens, want 1140", got)
+	}
+}
+
+// TestBudgetHoldsWithCacheWrite1h: calls to an Anthropic destination
+// whose whole input is written to the cache for an hour (2× the input
+// price, dearer than any other input class) never take a budget beyond
+// its limit: every call admitted is in flight before the first settles.
+func TestBudgetHoldsWithCacheWrite1h(t *testing.T) {
+	c := newClock(t0)
+	const limit = limits.USD
+	l := newLimiter(t, c, limits.Definitions{Budgets: []limits.Budget{budget("b", limit.USDFloat(), limits.LevelEachUser, 0)}})
+	var inFlight []*limits.Reservation
+	for range 32 {
+		call := modelCall(alice, 0, 100_000, 1_000)
+		call.Destinations = []limits.Destination{gpt, claude}
+		r, err := l.Reserve(t.Context(), call)
+		if err != nil {
+			if outcome(err) != "budget b" {
+				t.Fatal(err)
+			}
+			continue
+		}
+		inFlight = append(inFlight, r)
+	}
+	// Each call's answer: 100k tokens written for an hour, 1k output.
+	u := limits.Usage{CacheWrite1hTokens: 100_000, OutputTokens: 1_000}
+	cost := claude.Price.Cost(u) // 0.60 + 0.015
+	var spent limits.Money
+	for _, r := range inFlight {
+		if r.Cost() < cost {
+			t.Errorf("reserved %v for a call that costs %v", r.Cost(), cost)
+		}
+		l.Settle(r, u, cost)
+		spent += cost
+	}
+	if len(inFlight) == 0 || spent > limit {
+		t.Errorf("%d calls admitted, spent %v of %v", len(inFlight), spent, limit)
+	}
+	if st := l.Budgets(); len(st) != 1 || st[0].Spent != spent {
+		t.Errorf("status %+v", st)
+	}
+}
+
 func TestMoney(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

@@ -102,7 +102,11 @@
 // budget existed earlier in the month: a new budget, a budget recreated
 // after DROP and a restart all see the same figure. Reserve takes the
 // worst case: the input estimate priced at the dearest input class
-// (input, cached input or cache write) plus MaxTokens at the output price,
+// (input, cached input or cache write; at a destination that bills
+// Anthropic's 1-hour cache writes, Price.Cache1h, those too: a request
+// need not say which TTL its writes take for the reservation to hold,
+// at the cost of reserving that dearer rate for every call to such a
+// destination, given back at Settle) plus MaxTokens at the output price,
 // at the most expensive destination the call may reach (split and
 // fallbacks). A destination without a price fails closed (PriceUnknown,
 // 403); so does a call without an output cap (OutputCapRequired, 400),

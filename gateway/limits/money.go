@@ -102,19 +102,28 @@ type Usage struct {
 	InputTokens       int64 // uncached input
 	OutputTokens      int64 // output, reasoning included
 	CachedInputTokens int64 // input read from the provider's cache
-	CacheWriteTokens  int64 // input written to the provider's cache
+	CacheWriteTokens  int64 // input written to the provider's cache (5-minute TTL)
+	// CacheWrite1hTokens is input written to the cache with Anthropic's
+	// 1-hour TTL.
+	CacheWrite1hTokens int64
 }
 
 // Total is the token count that rate limits charge: every class.
 func (u Usage) Total() int64 {
-	return sat(sat(sat(pos(u.InputTokens), pos(u.OutputTokens)), pos(u.CachedInputTokens)), pos(u.CacheWriteTokens))
+	return sat(sat(sat(sat(pos(u.InputTokens), pos(u.OutputTokens)), pos(u.CachedInputTokens)), pos(u.CacheWriteTokens)),
+		pos(u.CacheWrite1hTokens))
 }
 
 // Price is a destination model's price in Money per million tokens for
 // each token class. CachedInput and CacheWrite of 0 mean "not given":
-// such tokens are priced as Input.
+// such tokens are priced as Input. CacheWrite1h of 0 means "not given":
+// 1-hour cache writes are priced at twice Input, Anthropic's published
+// rule. Cache1h marks a destination that bills 1-hour cache writes (an
+// Anthropic one): Worst then includes their price.
 type Price struct {
 	Input, Output, CachedInput, CacheWrite Money
+	CacheWrite1h                           Money
+	Cache1h                                bool
 }
 
 func (p Price) cached() Money {
@@ -131,6 +140,16 @@ func (p Price) cacheWrite() Money {
 	return p.Input
 }
 
+func (p Price) cacheWrite1h() Money {
+	if p.CacheWrite1h > 0 {
+		return p.CacheWrite1h
+	}
+	if p.Input > MaxMoney/2 {
+		return MaxMoney
+	}
+	return 2 * p.Input
+}
+
 // Cost is the exact cost of u at p, rounded up to the nano-dollar (the one
 // pricing rule: usage rows and budgets use it alike).
 func (p Price) Cost(u Usage) Money {
@@ -139,13 +158,18 @@ func (p Price) Cost(u Usage) Money {
 	acc.mulAdd(u.OutputTokens, p.Output)
 	acc.mulAdd(u.CachedInputTokens, p.cached())
 	acc.mulAdd(u.CacheWriteTokens, p.cacheWrite())
+	acc.mulAdd(u.CacheWrite1hTokens, p.cacheWrite1h())
 	return acc.perMillion()
 }
 
 // Worst is the largest cost a call with inputTokens of input (of any
-// class) and at most maxTokens of output can have at p.
+// class: at a Cache1h destination, 1-hour cache writes too) and at most
+// maxTokens of output can have at p.
 func (p Price) Worst(inputTokens, maxTokens int64) Money {
 	in := max(p.Input, p.cached(), p.cacheWrite())
+	if p.Cache1h {
+		in = max(in, p.cacheWrite1h())
+	}
 	var acc wide
 	acc.mulAdd(inputTokens, in)
 	acc.mulAdd(maxTokens, p.Output)

@@ -210,21 +210,27 @@ func (r *reservation) Settle(_ context.Context, c *pipeline.Call, u pipeline.Usa
 }
 
 // Usage is a call's usage in the engine's terms: each token in exactly
-// one class (the pipeline's input count includes cache reads and writes).
+// one class (the pipeline's input count includes cache reads and writes,
+// its cache writes those with the 1-hour TTL).
 func Usage(u pipeline.Usage) limits.Usage {
+	w1h := min(u.CacheWrite1hTokens, u.CacheWriteTokens)
 	return limits.Usage{InputTokens: max(0, u.InputTokens-u.CachedInputTokens-u.CacheWriteTokens), OutputTokens: u.OutputTokens,
-		CachedInputTokens: u.CachedInputTokens, CacheWriteTokens: u.CacheWriteTokens}
+		CachedInputTokens: u.CachedInputTokens, CacheWriteTokens: u.CacheWriteTokens - w1h, CacheWrite1hTokens: w1h}
 }
 
 // Price converts a provider service's price (USD per million tokens) into
-// the engine's. A cache price not given costs as much as input.
+// the engine's. A cache price not given costs as much as input, a 1-hour
+// cache write price not given twice as much (limits.Price).
 func Price(p gateway.ModelPrice) limits.Price {
-	out := limits.Price{Input: limits.MoneyFromUSD(p.Input), Output: limits.MoneyFromUSD(p.Output)}
+	out := limits.Price{Input: limits.MoneyFromUSD(p.Input), Output: limits.MoneyFromUSD(p.Output), Cache1h: p.Cache1h}
 	if p.HasCachedInput {
 		out.CachedInput = limits.MoneyFromUSD(p.CachedInput)
 	}
 	if p.HasCacheWrite {
 		out.CacheWrite = limits.MoneyFromUSD(p.CacheWrite)
+	}
+	if p.HasCacheWrite1h {
+		out.CacheWrite1h = limits.MoneyFromUSD(p.CacheWrite1h)
 	}
 	return out
 }

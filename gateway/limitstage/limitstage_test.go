@@ -34,6 +34,38 @@ func TestCost(t *testing.T) {
 	}
 }
 
+// TestCostCacheWrite1h: of the cache writes, those with the 1-hour TTL
+// cost their own price — given, or else twice the input — and the
+// reservation of an Anthropic destination covers an input all written
+// for an hour.
+func TestCostCacheWrite1h(t *testing.T) {
+	u := pipeline.Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 300, CacheWrite1hTokens: 100, OutputTokens: 50}
+	derived := gateway.ModelPrice{Input: 3, Output: 15, CachedInput: 0.3, CacheWrite: 3.75, HasCachedInput: true, HasCacheWrite: true, Cache1h: true}
+	given := derived
+	given.CacheWrite1h, given.HasCacheWrite1h = 4.5, true
+	for _, tc := range []struct {
+		name  string
+		p     gateway.ModelPrice
+		cost  int64 // of u, nano-USD
+		worst limits.Money
+	}{
+		// 100 uncached × 3,000 + 600 × 300 + 200 × 3,750 + 100 × 6,000 + 50 × 15,000
+		{"derived", derived, 100*3000 + 600*300 + 200*3750 + 100*6000 + 50*15000, 6 * limits.USD},
+		{"given", given, 100*3000 + 600*300 + 200*3750 + 100*4500 + 50*15000, 9 * limits.USD / 2},
+	} {
+		if got := Cost(tc.p, u); got != tc.cost {
+			t.Errorf("%s: cost %d, want %d", tc.name, got, tc.cost)
+		}
+		if got := Price(tc.p).Worst(1_000_000, 0); got != tc.worst {
+			t.Errorf("%s: worst input per million %v, want %v", tc.name, got, tc.worst)
+		}
+	}
+	// More 1-hour writes than writes (not from the meter): all writes.
+	if lu := Usage(pipeline.Usage{InputTokens: 10, CacheWriteTokens: 4, CacheWrite1hTokens: 9}); lu.CacheWriteTokens != 0 || lu.CacheWrite1hTokens != 4 || lu.Total() != 10 {
+		t.Errorf("usage %+v", lu)
+	}
+}
+
 // TestRefusal: the engine's refusals as pipeline errors.
 func TestRefusal(t *testing.T) {
 	for _, tc := range []struct {

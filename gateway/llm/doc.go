@@ -111,8 +111,11 @@
 // cache_read_input_tokens + cache_creation_input_tokens — and
 // CachedInputTokens and CacheWriteTokens are subsets of it; price each
 // class once. cache_creation_input_tokens already sums Anthropic's
-// cache_creation TTL classes (5-minute and 1-hour writes, priced alike at
-// the cache-write price). ReasoningTokens are within OutputTokens: OpenAI
+// cache_creation TTL classes (5-minute and 1-hour writes);
+// CacheWrite1hTokens is the 1-hour part of CacheWriteTokens
+// (cache_creation.ephemeral_1h_input_tokens, of a message or of
+// message_start; a message_delta that leaves it out keeps it), priced at
+// its own rate. ReasoningTokens are within OutputTokens: OpenAI
 // reasoning_tokens, Anthropic output_tokens_details.thinking_tokens.
 // message_delta's usage counts are cumulative and replace message_start's
 // one by one; a count it leaves out or sends as null keeps

@@ -82,12 +82,14 @@ func forwardAnswer(t *testing.T, p answerPair, stream bool, status int, ctype st
 }
 
 // checkUsage states the metered usage's invariants: no class negative,
-// the cache classes within the input, reasoning within the output, the
-// total their sum (so nothing wrapped around).
+// the cache classes within the input (the 1-hour writes within the
+// writes), reasoning within the output, the total their sum (so nothing
+// wrapped around).
 func checkUsage(t *testing.T, what string, u Usage) {
 	t.Helper()
 	if u.InputTokens < 0 || u.OutputTokens < 0 || u.CachedInputTokens < 0 || u.CacheWriteTokens < 0 || u.ReasoningTokens < 0 ||
 		u.CachedInputTokens+u.CacheWriteTokens > u.InputTokens || u.ReasoningTokens > u.OutputTokens ||
+		u.CacheWrite1hTokens < 0 || u.CacheWrite1hTokens > u.CacheWriteTokens ||
 		u.TotalTokens != u.InputTokens+u.OutputTokens || u.TotalTokens < u.InputTokens {
 		t.Fatalf("%s: metered usage %+v", what, u)
 	}
@@ -186,6 +188,7 @@ func FuzzAnswer(f *testing.F) {
 		[]byte(`{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],"model":"m","usage":{"prompt_tokens":3,"total_tokens":3}}`),
 		[]byte(`{"id":"resp_1","object":"response","status":"completed","model":"m","output":[],"usage":{"input_tokens":5,"output_tokens":7,"output_tokens_details":{"reasoning_tokens":9}}}`),
 		[]byte(`{"id":"msg","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"x"}],"stop_reason":"end_turn","usage":{"input_tokens":4611686018427387904,"cache_read_input_tokens":4611686018427387904,"cache_creation_input_tokens":4611686018427387904,"output_tokens":9223372036854775807}}`),
+		[]byte(`{"id":"msg","type":"message","role":"assistant","model":"m","content":[],"stop_reason":"end_turn","usage":{"input_tokens":1,"cache_creation_input_tokens":5,"cache_creation":{"ephemeral_5m_input_tokens":-3,"ephemeral_1h_input_tokens":9223372036854775807},"output_tokens":1}}`),
 		[]byte(`{"id":"c","model":"m","choices":[{"message":{"content":"x"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775807}}`),
 		[]byte(`{"error":{"type":"overloaded_error","message":"busy"}}`),
 		[]byte(`{"choices":[{"message":{"tool_calls":[{"function":{"arguments":"[1]"}}]}}]}`),
@@ -350,6 +353,7 @@ func checkStream(t *testing.T, p answerPair, stream []byte) {
 // of, both formats mixed; NUM is a number and STR a string it picks.
 var streamEvents = []string{
 	"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"STR\",\"model\":\"m\",\"usage\":{\"input_tokens\":NUM,\"cache_read_input_tokens\":NUM}}}\n\n",
+	"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"cache_creation_input_tokens\":NUM,\"cache_creation\":{\"ephemeral_1h_input_tokens\":NUM}}}}\n\n",
 	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":NUM,\"content_block\":{\"type\":\"tool_use\",\"id\":\"STR\",\"name\":\"f\"}}\n\n",
 	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":NUM,\"content_block\":{\"type\":\"text\",\"text\":\"STR\"}}\n\n",
 	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":NUM,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"STR\"}}\n\n",

@@ -354,7 +354,12 @@ func TestUsageNormalization(t *testing.T) {
 			Usage{InputTokens: 5, OutputTokens: 2, ReasoningTokens: 2, TotalTokens: 7}},
 		{"anthropic cache TTL classes are not added again", FormatAnthropic,
 			`{"input_tokens":10,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":200,"ephemeral_1h_input_tokens":100},"cache_read_input_tokens":0,"output_tokens":1,"server_tool_use":{"web_search_requests":2}}`,
-			Usage{InputTokens: 310, OutputTokens: 1, CacheWriteTokens: 300, TotalTokens: 311}},
+			Usage{InputTokens: 310, OutputTokens: 1, CacheWriteTokens: 300, CacheWrite1hTokens: 100, TotalTokens: 311}},
+		{"anthropic 1-hour cache writes beyond the writes are clamped", FormatAnthropic,
+			`{"input_tokens":10,"cache_creation_input_tokens":50,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":80},"output_tokens":1}`,
+			Usage{InputTokens: 60, OutputTokens: 1, CacheWriteTokens: 50, CacheWrite1hTokens: 50, TotalTokens: 61}},
+		{"anthropic without the TTL breakdown: 5-minute writes", FormatAnthropic, `{"input_tokens":10,"cache_creation_input_tokens":50,"output_tokens":1}`,
+			Usage{InputTokens: 60, OutputTokens: 1, CacheWriteTokens: 50, TotalTokens: 61}},
 		{"openai cached beyond input is clamped", FormatOpenAI, `{"prompt_tokens":10,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":64}}`,
 			Usage{InputTokens: 10, OutputTokens: 1, CachedInputTokens: 10, TotalTokens: 11}},
 		{"openai reasoning beyond output is clamped", FormatOpenAI, `{"prompt_tokens":10,"completion_tokens":1,"completion_tokens_details":{"reasoning_tokens":64}}`,
@@ -396,8 +401,8 @@ func TestUsageNormalization(t *testing.T) {
 // and replace message_start's one by one; one left out or null keeps
 // message_start's.
 func TestAnthropicDeltaUsage(t *testing.T) {
-	const start = `{"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":100,"cache_read_input_tokens":600,"cache_creation_input_tokens":300,"output_tokens":1}}}`
-	all := Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 300, OutputTokens: 140, TotalTokens: 1140}
+	const start = `{"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":100,"cache_read_input_tokens":600,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":200,"ephemeral_1h_input_tokens":100},"output_tokens":1}}}`
+	all := Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 300, CacheWrite1hTokens: 100, OutputTokens: 140, TotalTokens: 1140}
 	cases := []struct {
 		name, delta string
 		want        Usage
@@ -406,9 +411,13 @@ func TestAnthropicDeltaUsage(t *testing.T) {
 		{"output only", `{"output_tokens":140}`, all},
 		{"input without the cache counts", `{"input_tokens":100,"output_tokens":140}`, all},
 		{"input counts null", `{"input_tokens":null,"cache_read_input_tokens":null,"cache_creation_input_tokens":null,"output_tokens":140}`, all},
-		{"a count that grew", `{"input_tokens":150,"output_tokens":140}`, Usage{InputTokens: 1050, CachedInputTokens: 600, CacheWriteTokens: 300, OutputTokens: 140, TotalTokens: 1190}},
+		{"a count that grew", `{"input_tokens":150,"output_tokens":140}`, Usage{InputTokens: 1050, CachedInputTokens: 600, CacheWriteTokens: 300, CacheWrite1hTokens: 100, OutputTokens: 140, TotalTokens: 1190}},
 		{"thinking", `{"output_tokens":140,"output_tokens_details":{"thinking_tokens":40}}`,
-			Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 300, OutputTokens: 140, ReasoningTokens: 40, TotalTokens: 1140}},
+			Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 300, CacheWrite1hTokens: 100, OutputTokens: 140, ReasoningTokens: 40, TotalTokens: 1140}},
+		{"the TTL breakdown again", `{"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":50,"ephemeral_1h_input_tokens":250},"output_tokens":140}`,
+			Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 300, CacheWrite1hTokens: 250, OutputTokens: 140, TotalTokens: 1140}},
+		{"fewer writes than 1-hour writes: clamped", `{"cache_creation_input_tokens":60,"output_tokens":140}`,
+			Usage{InputTokens: 760, CachedInputTokens: 600, CacheWriteTokens: 60, CacheWrite1hTokens: 60, OutputTokens: 140, TotalTokens: 900}},
 	}
 	for _, c := range cases {
 		m := newMeter(FormatAnthropic, Messages)

@@ -447,7 +447,8 @@ func TestUpstreamOverloadedMidStream(t *testing.T) {
 	}
 }
 
-// The price of the usage tests: USD per million tokens.
+// The price of the usage tests: USD per million tokens (1-hour cache
+// writes not given: twice the input, $6).
 var testPrice = gateway.ModelPrice{Input: 3, Output: 15, CachedInput: 0.30, CacheWrite: 3.75, HasCachedInput: true, HasCacheWrite: true}
 
 // TestUsageAndCostAsBilled: the usage recorded and its cost are what the
@@ -457,11 +458,17 @@ func TestUsageAndCostAsBilled(t *testing.T) {
 	h := newHarness(t)
 	// 1000 input tokens of which 600 read from and 300 written to the
 	// cache (100 of those with the 1-hour TTL); 400 bytes of answer (100
-	// tokens) and 40 of reasoning: 140 output tokens.
+	// tokens) and 40 of reasoning: 140 output tokens. Only Anthropic
+	// reports the TTLs: OpenAI-style destinations' writes are all priced
+	// at the cache-write price.
 	const prompt = "hello mock:input=1000 mock:cached=600 mock:cache_write=300 mock:cache_1h=100 mock:reasoning=40 mock:out=400"
 	want := llm.Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 300, OutputTokens: 140, ReasoningTokens: 40, TotalTokens: 1140}
+	want1h := want
+	want1h.CacheWrite1hTokens = 100
 	// 100 uncached × $3 + 140 × $15 + 600 × $0.30 + 300 × $3.75, per million
 	const wantCost = (100*3_000 + 140*15_000 + 600*300 + 300*3_750) // nano-USD
+	// ... of which 100 written for an hour at $6 instead of $3.75
+	const wantCost1h = (100*3_000 + 140*15_000 + 600*300 + 200*3_750 + 100*6_000)
 	cases := []struct{ client, model, extra string }{
 		{"openai", "gpt", ""},
 		{"openai", "claude", ""},
@@ -481,10 +488,15 @@ func TestUsageAndCostAsBilled(t *testing.T) {
 			t.Run(c.client+"/"+c.model+c.extra+"/"+streamName(stream), func(t *testing.T) {
 				h.reset()
 				p := prompt + c.extra
+				want, wantCost := want, int64(wantCost)
+				if c.model == "claude" {
+					want, wantCost = want1h, wantCost1h
+				}
 				if c.client == "anthropic" {
 					m := anMessage(t, h, c.model, p, stream, false)
 					u := m.Usage
-					if u.InputTokens != 100 || u.CacheReadInputTokens != 600 || u.CacheCreationInputTokens != 300 || u.OutputTokens != 140 {
+					if u.InputTokens != 100 || u.CacheReadInputTokens != 600 || u.CacheCreationInputTokens != 300 || u.OutputTokens != 140 ||
+						u.CacheCreation.Ephemeral1hInputTokens != want.CacheWrite1hTokens {
 						t.Errorf("client usage %+v", u)
 					}
 				} else {
@@ -502,7 +514,7 @@ func TestUsageAndCostAsBilled(t *testing.T) {
 				// as the gateway records and settles it (llmgw: usage row,
 				// cost, limits' token settlement)
 				pu := pipeline.Usage{InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens, CachedInputTokens: res.Usage.CachedInputTokens,
-					CacheWriteTokens: res.Usage.CacheWriteTokens, ReasoningTokens: res.Usage.ReasoningTokens}
+					CacheWriteTokens: res.Usage.CacheWriteTokens, CacheWrite1hTokens: res.Usage.CacheWrite1hTokens, ReasoningTokens: res.Usage.ReasoningTokens}
 				if cost := limitstage.Cost(testPrice, pu); cost != wantCost {
 					t.Errorf("cost %d nano-USD, want %d", cost, wantCost)
 				}

@@ -10,9 +10,12 @@ import "strings"
 //     so an Anthropic usage is input_tokens + cache_read_input_tokens +
 //     cache_creation_input_tokens here.
 //   - CachedInputTokens (cache reads) and CacheWriteTokens are subsets of
-//     InputTokens; UncachedInputTokens is the rest. Price each class
-//     once: uncached × input price, cached × cached price, cache writes ×
-//     cache-write price. Never add CachedInputTokens to InputTokens.
+//     InputTokens; UncachedInputTokens is the rest. CacheWrite1hTokens,
+//     the cache writes with Anthropic's 1-hour TTL, are a subset of
+//     CacheWriteTokens (the rest have the 5-minute TTL). Price each class
+//     once: uncached × input price, cached × cached price, 5-minute cache
+//     writes × cache-write price, 1-hour ones × their own price. Never add
+//     CachedInputTokens to InputTokens.
 //   - OutputTokens include ReasoningTokens (both providers bill thinking
 //     as output).
 //   - TotalTokens = InputTokens + OutputTokens.
@@ -28,6 +31,9 @@ type Usage struct {
 	// request's estimate unless the provider had reported it, output is
 	// the delivered text's size / 4.
 	Estimated bool `json:"estimated,omitempty"`
+	// CacheWrite1hTokens is the part of CacheWriteTokens with the 1-hour
+	// TTL.
+	CacheWrite1hTokens int64 `json:"cache_write_1h_tokens,omitempty"`
 }
 
 // UncachedInputTokens is the input neither read from nor written to the
@@ -106,7 +112,8 @@ func count(obj []byte, path ...string) (int64, bool) {
 // usageAnthropic reads an Anthropic usage object (a message's, or
 // message_start's). cache_creation_input_tokens already sums the
 // cache_creation TTL classes (ephemeral_5m/1h_input_tokens), which are
-// not added again; output_tokens_details.thinking_tokens is the reasoning
+// not added again: ephemeral_1h_input_tokens is the part of it with the
+// 1-hour TTL; output_tokens_details.thinking_tokens is the reasoning
 // within the output.
 func usageAnthropic(u []byte) Usage {
 	var out Usage
@@ -131,6 +138,10 @@ func (u *Usage) addAnthropic(obj []byte) {
 		cw = n
 	}
 	u.InputTokens, u.CachedInputTokens, u.CacheWriteTokens = in+cr+cw, cr, cw
+	if n, ok := count(obj, "cache_creation", "ephemeral_1h_input_tokens"); ok {
+		u.CacheWrite1hTokens = n
+	}
+	u.CacheWrite1hTokens = min(u.CacheWrite1hTokens, u.CacheWriteTokens)
 	if n, ok := count(obj, "output_tokens"); ok {
 		u.OutputTokens = n
 	}

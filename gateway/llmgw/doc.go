@@ -59,7 +59,9 @@
 //	              Its request_params carry the usage record: provider
 //	              service, provider and model that answered, the token
 //	              classes (normalized once: input counts cache reads and
-//	              writes, which are priced separately), cost_usd
+//	              writes, which are priced separately; cache_write_tokens
+//	              is both Anthropic TTLs, the 1-hour ones priced at their
+//	              own rate), cost_usd
 //	              (limitstage.Cost at the answering destination's
 //	              prices, null when it has none), ttft_ms, stream, request_tags and routing (every
 //	              attempt: service, model, status, latency, error). A

@@ -186,6 +186,9 @@ func destinations(svc *gateway.ModelService, out []pipeline.ModelDestination) []
 			}
 		}
 		p, ok := d.Provider.Prices[d.Model]
+		// Only Anthropic's usage reports 1-hour cache writes: a budget
+		// reserves their price at its destinations only.
+		p.Cache1h = llm.Provider(d.Provider.Provider).Format() == llm.FormatAnthropic
 		out = append(out, pipeline.ModelDestination{Service: d.Provider.Name, Model: d.Model, Price: p, Priced: ok})
 	}
 	for i := range svc.Destinations {
@@ -393,7 +396,7 @@ func (x *exchange) absorb(c *pipeline.Call) {
 	}
 	u := res.Usage
 	c.Usage = pipeline.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, CachedInputTokens: u.CachedInputTokens,
-		CacheWriteTokens: u.CacheWriteTokens, ReasoningTokens: u.ReasoningTokens}
+		CacheWriteTokens: u.CacheWriteTokens, CacheWrite1hTokens: u.CacheWrite1hTokens, ReasoningTokens: u.ReasoningTokens}
 	c.BytesOut = res.BytesOut
 	m := &x.model
 	m.Attempts = len(res.Attempts)

@@ -130,3 +130,21 @@ func TestLimitsEngine(t *testing.T) {
 		t.Errorf("%d upstream calls for %d answered: a refused call reached the upstream", got, ok)
 	}
 }
+
+// TestDestinationsCacheWrite1h: an Anthropic destination is marked as
+// billing 1-hour cache writes, so a budget reserves its input at their
+// price (twice the input, none being given); an OpenAI-style one is not.
+func TestDestinationsCacheWrite1h(t *testing.T) {
+	e := newEnv(t)
+	ds := destinations(e.models.m["system.ai.fallback"], nil) // openai_down/gpt-4.1, then anthropic_prod/claude-sonnet-4-5
+	if len(ds) != 2 || ds[0].Price.Cache1h || !ds[1].Price.Cache1h {
+		t.Fatalf("destinations %+v", ds)
+	}
+	if got := limitstage.Price(ds[1].Price).Worst(1_000_000, 0); got != 6*limits.USD {
+		t.Errorf("the Anthropic destination's worst input per million: %v, want 6.00", got)
+	}
+	gpt := destinations(e.models.m["system.ai.frontier"], nil)
+	if got := limitstage.Price(gpt[0].Price).Worst(1_000_000, 0); got != 2*limits.USD {
+		t.Errorf("the OpenAI destination's worst input per million: %v, want 2.00", got)
+	}
+}

@@ -328,6 +328,9 @@ func toModelService(info *api.ModelServiceInfo) *gateway.ModelService {
 					if pr.CacheWrite != nil {
 						mp.CacheWrite, mp.HasCacheWrite = *pr.CacheWrite, true
 					}
+					if pr.CacheWrite1h != nil {
+						mp.CacheWrite1h, mp.HasCacheWrite1h = *pr.CacheWrite1h, true
+					}
 					p.Prices[m] = mp
 				}
 				providers[r.Provider.Name] = p

@@ -32,7 +32,7 @@ func llmCatalog(t testing.TB) *catalog.Service {
 			opts [][2]string
 		}{
 			{"openai_prod", [][2]string{{"provider", "openai"}, {"api_key", "sk-openai"}, {"prices", "gpt-4.1=2/8/0.5, gpt-4.1-mini=0.4/1.6"}}},
-			{"anthropic_prod", [][2]string{{"provider", "anthropic"}, {"api_key", "sk-ant"}, {"prices", "claude-sonnet-4-5=3/15/0.3/3.75"}}},
+			{"anthropic_prod", [][2]string{{"provider", "anthropic"}, {"api_key", "sk-ant"}, {"prices", "claude-sonnet-4-5=3/15/0.3/3.75/4.5"}}},
 		} {
 			if err := tx.CreateProviderService([]string{"system", "ai", p.name}, p.opts, false, nil); err != nil {
 				return err
@@ -91,7 +91,8 @@ func TestModelServices(t *testing.T) {
 		if p := d0.Provider.Prices["gpt-4.1"]; p != (gateway.ModelPrice{Input: 2, Output: 8, CachedInput: 0.5, CacheWrite: 2, HasCachedInput: true}) {
 			t.Errorf("%T: price %+v", r, p)
 		}
-		if p := d1.Provider.Prices["claude-sonnet-4-5"]; !p.HasCacheWrite || p.CacheWrite != 3.75 || d1.Weight != 20 || d1.Provider.APIKey != "sk-ant" {
+		if p := d1.Provider.Prices["claude-sonnet-4-5"]; !p.HasCacheWrite || p.CacheWrite != 3.75 || !p.HasCacheWrite1h || p.CacheWrite1h != 4.5 ||
+			d1.Weight != 20 || d1.Provider.APIKey != "sk-ant" {
 			t.Errorf("%T: destination 1: %+v %+v", r, d1, p)
 		}
 		if fb.Weight != 0 || fb.Provider != d1.Provider || fb.Model != "claude-sonnet-4-5" {

@@ -99,13 +99,18 @@ type Meter interface {
 // upstream's answer (an LLM response's or stream's usage; zero for MCP).
 // InputTokens counts every input token, cache reads and writes included;
 // CachedInputTokens and CacheWriteTokens are subsets of it (price each
-// class once); OutputTokens include ReasoningTokens.
+// class once), CacheWrite1hTokens (cache writes with Anthropic's 1-hour
+// TTL, priced apart) a subset of CacheWriteTokens; OutputTokens include
+// ReasoningTokens.
 type Usage struct {
 	InputTokens       int64
 	OutputTokens      int64
 	CachedInputTokens int64
 	CacheWriteTokens  int64
 	ReasoningTokens   int64
+	// CacheWrite1hTokens is the part of CacheWriteTokens with the 1-hour
+	// TTL.
+	CacheWrite1hTokens int64
 }
 
 // ModelCall is what the limits stage and the meter need to know about a
