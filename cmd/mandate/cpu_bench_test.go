@@ -77,21 +77,31 @@ func pgPIDs(b *testing.B, dataDir string) []int {
 
 // hostBusy is the CPU time all cores of the host spent busy (/proc/stat:
 // everything but idle and iowait).
-func hostBusy(b *testing.B) time.Duration {
+func hostBusy(b *testing.B) time.Duration { return procStatBusy(b)[0] }
+
+// procStatBusy is the busy CPU time of /proc/stat's lines: the host's (all
+// cores) first, then each core's (cpu0, cpu1, …).
+func procStatBusy(b *testing.B) []time.Duration {
 	raw, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		b.Fatal(err)
 	}
-	line, _, _ := strings.Cut(string(raw), "\n")
-	f := strings.Fields(line)
-	var busy int64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		if i != 3 && i != 4 && i < 8 { // idle, iowait; guest time is counted in user already
-			busy += n
+	var out []time.Duration
+	for line := range strings.Lines(string(raw)) {
+		if !strings.HasPrefix(line, "cpu") {
+			break
 		}
+		f := strings.Fields(line)
+		var busy int64
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			if i != 3 && i != 4 && i < 8 { // idle, iowait; guest time is counted in user already
+				busy += n
+			}
+		}
+		out = append(out, time.Duration(busy)*clockTick)
 	}
-	return time.Duration(busy) * clockTick
+	return out
 }
 
 // cpuSample is the CPU time used so far by the processes of a benchmark

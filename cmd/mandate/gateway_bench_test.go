@@ -224,7 +224,16 @@ func fastUpstream(w http.ResponseWriter, r *http.Request) {
 // process, alike) on CPU 0, this process (the load generator, the fake
 // upstream and the in-process proxy) on CPU 1 (taskset CPU lists; each
 // server's GOMAXPROCS follows its CPUs within a second, this process's
-// is set).
+// is set). With BENCH_LLM_POSTGRES, "pg=CPUS" pins its PostgreSQL and
+// "pgnice=idle" (SCHED_IDLE) or "pgnice=1..19" lowers its CPU priority,
+// mandate's processes keeping theirs.
+//
+// Beyond BenchmarkGateway's figures it logs, per round, each segment's
+// per-core busy share and the CPU a PostgreSQL path's server used during
+// it; in the stream phase the fake upstream's own p50 time from a
+// request's arrival to its first event (upstream's first event); and
+// after each phase each mandate path's pipeline stage means and the
+// calls each stage held over 1 ms (its /metrics, since it started).
 //
 // Its phases (throughput-32conns, paced-RATE/s, stream-ttfb-paced-RATE/s)
 // run their paths interleaved in BENCH_ROUNDS rounds as BenchmarkGateway's
@@ -238,7 +247,10 @@ func BenchmarkLLMGateway(b *testing.B) {
 	fake := llmtest.New()
 	fake.MaxRecorded = -1
 	fake.OpenAIKey = e2eOpenAIKey
-	up := httptest.NewServer(fake)
+	// The fake's own time to a stream's first event, per segment: what
+	// the upstream took of the first byte's wait.
+	upFirst := &firstFlushes{}
+	up := httptest.NewServer(upFirst.wrap(fake))
 	b.Cleanup(up.Close)
 	upURL, _ := url.Parse(up.URL)
 	transport := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}
@@ -294,13 +306,27 @@ func BenchmarkLLMGateway(b *testing.B) {
 	rounds := gatewayRounds(b)
 	benchPhase(b, "throughput-32conns", paths, rounds, chat, benchThroughput(settleQuery), nil)
 	rate := benchRate()
-	benchPhase(b, fmt.Sprintf("paced-%d/s", rate), paths, rounds, chat, benchPaced(rate, settleQuery), nil)
+	benchPhase(b, fmt.Sprintf("paced-%d/s", rate), paths, rounds, chat, benchPaced(rate, settleQuery), func(b *testing.B, p benchPath) {
+		if p.admin != nil {
+			logStages(b, p.url)
+		}
+	})
 	stream := call(streamBody, true)
-	benchPhase(b, fmt.Sprintf("stream-ttfb-paced-%d/s", rate), paths, rounds, stream, benchPaced(rate, settleQuery), func(b *testing.B, p benchPath) {
+	paced := benchPaced(rate, settleQuery)
+	streamPaced := func(b *testing.B, p benchPath, n int, call func(int64) (time.Duration, error)) benchSegment {
+		upFirst.reset()
+		s := paced(b, p, n, call)
+		s.upstream = upFirst.p50()
+		return s
+	}
+	benchPhase(b, fmt.Sprintf("stream-ttfb-paced-%d/s", rate), paths, rounds, stream, streamPaced, func(b *testing.B, p benchPath) {
 		// The server's own time to the first byte (ttft_ms: from the
 		// forward stage's start to the first event's flush): what the
 		// client waits beyond it is the stages before forwarding and
 		// the hops through the scheduler.
+		if p.admin != nil {
+			logStages(b, p.url)
+		}
 		if c := p.admin; c != nil {
 			var ms float64
 			if err := c.QueryRow(b.Context(), `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_ms) FROM system.ai_gateway.usage WHERE streaming`).Scan(&ms); err != nil {
@@ -312,12 +338,61 @@ func BenchmarkLLMGateway(b *testing.B) {
 	})
 }
 
+// logStages logs what a mandate serve (the origin of pathURL) reports of its
+// pipeline's stages so far (mandate_stage_duration_seconds): each stage's
+// mean and the calls it held longer than 1 ms.
+func logStages(b *testing.B, pathURL string) {
+	u, err := url.Parse(pathURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := http.Get("http://" + u.Host + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	type stage struct{ sum, count, under1ms float64 }
+	stages := map[string]*stage{}
+	var names []string
+	re := regexp.MustCompile(`^mandate_stage_duration_seconds_(sum|count|bucket)\{(?:le="([^"]+)",)?protocol="llm",stage="([^"]+)"(?:,le="([^"]+)")?\} (\S+)$`)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		m := re.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		st := stages[m[3]]
+		if st == nil {
+			st = &stage{}
+			stages[m[3]] = st
+			names = append(names, m[3])
+		}
+		v, _ := strconv.ParseFloat(m[5], 64)
+		switch {
+		case m[1] == "sum":
+			st.sum = v
+		case m[1] == "count":
+			st.count = v
+		case m[2] == "0.001" || m[4] == "0.001":
+			st.under1ms = v
+		}
+	}
+	var sb strings.Builder
+	for _, n := range names {
+		if st := stages[n]; st.count > 0 {
+			fmt.Fprintf(&sb, " %s %.1f µs (%.0f over 1 ms),", n, 1e6*st.sum/st.count, st.count-st.under1ms)
+		}
+	}
+	b.Logf("stages (mean, since start):%s", sb.String())
+}
+
 // benchPath is one path a gateway benchmark measures.
 type benchPath struct {
 	name, url, token string
-	pid              int          // the serving process when it is not this one: its CPU per call is reported
-	admin            *pgx.Conn    // a mandate serve path's SQL (nil for others)
-	asks             func() int64 // the catalog round trips so far (catalog-asks/call; nil: not reported)
+	pid              int                  // the serving process when it is not this one: its CPU per call is reported
+	admin            *pgx.Conn            // a mandate serve path's SQL (nil for others)
+	asks             func() int64         // the catalog round trips so far (catalog-asks/call; nil: not reported)
+	pgCPU            func() time.Duration // the CPU its PostgreSQL server has used so far (nil: none)
 }
 
 // benchMandate is one started mandate serve of benchVariants: its path
@@ -356,7 +431,7 @@ func benchMandates(b *testing.B, setup func(s *server, c *pgx.Conn) string) []be
 		s := startServer(b, serverOpts{args: args, env: venv, bin: v.bin})
 		c := s.admin(b)
 		tok := setup(s, c)
-		out = append(out, benchMandate{benchPath{name: name, token: tok, pid: s.cmd.Process.Pid, admin: c}, v, s})
+		out = append(out, benchMandate{benchPath{name: name, token: tok, pid: s.cmd.Process.Pid, admin: c, pgCPU: v.pgCPU}, v, s})
 	}
 	return out
 }
@@ -416,12 +491,65 @@ func benchOrder(n, round int) []int {
 
 // benchSegment is what one run of calls to one path measured.
 type benchSegment struct {
-	calls   int
-	elapsed time.Duration   // from the first call's start to the last's end
-	lat     []time.Duration // each call's latency, sorted (paced runs; nil for others)
-	cpu     time.Duration   // the serving process's CPU (0 when this process serves)
-	asks    int64           // catalog round trips (-1: not reported)
-	place   int             // its place in its round (interleaved phases)
+	calls    int
+	elapsed  time.Duration   // from the first call's start to the last's end
+	lat      []time.Duration // each call's latency, sorted (paced runs; nil for others)
+	cpu      time.Duration   // the serving process's CPU (0 when this process serves)
+	asks     int64           // catalog round trips (-1: not reported)
+	place    int             // its place in its round (interleaved phases)
+	busy     []time.Duration // each core's busy time during the calls (procStatBusy's cores)
+	pg       time.Duration   // the CPU the path's PostgreSQL server used during the calls (0: none)
+	upstream time.Duration   // the fake upstream's p50 time to a stream's first event (0: not measured)
+}
+
+// firstFlushes records, for the handler it wraps, each request's time
+// from its arrival to the answer's first flush (a stream's first event).
+type firstFlushes struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (f *firstFlushes) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&firstFlushWriter{ResponseWriter: w, f: f, start: time.Now()}, r)
+	})
+}
+
+func (f *firstFlushes) reset() {
+	f.mu.Lock()
+	f.d = f.d[:0]
+	f.mu.Unlock()
+}
+
+// p50 is the median of the times recorded since reset (0: none).
+func (f *firstFlushes) p50() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.d) == 0 {
+		return 0
+	}
+	slices.Sort(f.d)
+	return f.d[len(f.d)/2]
+}
+
+type firstFlushWriter struct {
+	http.ResponseWriter
+	f       *firstFlushes
+	start   time.Time
+	flushed bool
+}
+
+func (w *firstFlushWriter) Flush() {
+	if !w.flushed {
+		w.flushed = true
+		d := time.Since(w.start)
+		w.f.mu.Lock()
+		w.f.d = append(w.f.d, d)
+		w.f.mu.Unlock()
+	}
+	if fl, ok := w.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
 }
 
 // median is the median of v (sorted in place), the mean of the middle
@@ -514,10 +642,21 @@ func benchInterleave(b *testing.B, paths []benchPath, rounds, n int, call func(b
 			s.place = place
 			segs[p.name] = append(segs[p.name], s)
 			if s.lat != nil {
-				fmt.Fprintf(&line, " %s %d µs,", p.name, s.p50().Microseconds())
+				fmt.Fprintf(&line, " %s %d µs", p.name, s.p50().Microseconds())
 			} else {
-				fmt.Fprintf(&line, " %s %.0f/s,", p.name, float64(s.calls)/s.elapsed.Seconds())
+				fmt.Fprintf(&line, " %s %.0f/s", p.name, float64(s.calls)/s.elapsed.Seconds())
 			}
+			line.WriteString(" (busy")
+			for c, t := range s.busy {
+				fmt.Fprintf(&line, " cpu%d %.0f%%", c, 100*t.Seconds()/s.elapsed.Seconds())
+			}
+			if s.pg > 0 {
+				fmt.Fprintf(&line, ", PostgreSQL %v", s.pg)
+			}
+			if s.upstream > 0 {
+				fmt.Fprintf(&line, ", upstream's first event %d µs", s.upstream.Microseconds())
+			}
+			line.WriteString("),")
 		}
 		lines = append(lines, fmt.Sprintf("round %d of %d, %d calls each:%s load1 %.2f", r+1, rounds, n, line.String(), loadAverage(b)))
 	}
@@ -703,11 +842,21 @@ func benchSegmentOf(b *testing.B, p benchPath, n int, settleQuery string, calls 
 		}
 		return p.asks()
 	}
-	cpu0, asks0 := procCPU(p.pid), asks()
+	pgCPU := func() time.Duration {
+		if p.pgCPU == nil {
+			return 0
+		}
+		return p.pgCPU()
+	}
+	cpu0, asks0, pg0, busy0 := procCPU(p.pid), asks(), pgCPU(), procStatBusy(b)[1:]
 	b.ResetTimer()
 	start := time.Now()
 	s := benchSegment{calls: n, lat: calls(), asks: -1}
 	s.elapsed = time.Since(start)
+	s.pg = pgCPU() - pg0
+	for i, t := range procStatBusy(b)[1:] {
+		s.busy = append(s.busy, t-busy0[i])
+	}
 	if p.pid != 0 {
 		settle(b, p.admin, settleQuery)
 		s.cpu = procCPU(p.pid) - cpu0
@@ -841,7 +990,8 @@ func reportInterleaved(b *testing.B, p benchPath, all map[string][]benchSegment,
 // process: the proxy process and every mandate; their runtimes follow the
 // CPUs within a second), "loadgen=CPUS" this process, whose GOMAXPROCS it
 // sets to the CPUs' count for the benchmark, and "pg=CPUS" the PostgreSQL
-// of BENCH_LLM_POSTGRES (its backends inherit it).
+// of BENCH_LLM_POSTGRES (its backends inherit it); "pgnice=idle|N" sets
+// that PostgreSQL's CPU priority (pgPriority).
 func pinGatewayBench(b *testing.B, paths []benchPath) {
 	var servers []int
 	for _, p := range paths {
@@ -849,9 +999,9 @@ func pinGatewayBench(b *testing.B, paths []benchPath) {
 			servers = append(servers, p.pid)
 		}
 	}
-	spec := benchPins(b, "server, loadgen, pg", func(who, cpus string) bool {
+	spec := benchPins(b, "server, loadgen, pg, pgnice", func(who, cpus string) bool {
 		switch who {
-		case "pg": // pinned when started (benchVariants)
+		case "pg", "pgnice": // set when started (benchVariants)
 		case "server":
 			taskset(b, cpus, servers...)
 		case "loadgen":
@@ -888,6 +1038,27 @@ func benchPins(b *testing.B, known string, pin func(who, cpus string) bool) stri
 		}
 	}
 	return spec
+}
+
+// pgPriority lowers the CPU priority of a PostgreSQL server's processes
+// (pids; the backends it forks later inherit it): prio "idle" is
+// SCHED_IDLE (it runs only on a CPU nothing else wants), a number 1–19 a
+// nice value.
+func pgPriority(b *testing.B, prio string, pids []int) {
+	b.Helper()
+	var args []string
+	if prio == "idle" {
+		args = []string{"chrt", "--idle", "-a", "-p", "0"}
+	} else if n, err := strconv.Atoi(prio); err == nil && n >= 1 && n <= 19 {
+		args = []string{"renice", "-n", prio, "-p"}
+	} else {
+		b.Fatalf("BENCH_PIN: pgnice=%q: want idle or 1–19", prio)
+	}
+	for _, pid := range pids {
+		if out, err := exec.Command(args[0], append(args[1:], strconv.Itoa(pid))...).CombinedOutput(); err != nil {
+			b.Fatalf("%s %d: %v\n%s", strings.Join(args, " "), pid, err, out)
+		}
+	}
 }
 
 // taskset pins every thread of each process to cpus (a taskset -c list);
@@ -1054,7 +1225,10 @@ func llmCall(c *http.Client, url, token string, body []byte, ttfb bool) (time.Du
 }
 
 // benchVariant is one mandate serve measured by the gateway benchmarks.
-type benchVariant struct{ prefix, bin, mode, store string }
+type benchVariant struct {
+	prefix, bin, mode, store string
+	pgCPU                    func() time.Duration // the CPU store's server has used so far (nil: no store)
+}
 
 // benchVariants are the mandate serve processes a gateway benchmark
 // measures: this tree's with --audit-sync on and off; BENCH_BASELINE_BIN
@@ -1064,24 +1238,29 @@ type benchVariant struct{ prefix, bin, mode, store string }
 // catalog/pgtest), named postgres and postgres-audit-sync-off.
 func benchVariants(b *testing.B) []benchVariant {
 	b.Helper()
-	variants := []benchVariant{{"mandate", "", "on", ""}, {"mandate", "", "off", ""}}
+	variants := []benchVariant{{prefix: "mandate", mode: "on"}, {prefix: "mandate", mode: "off"}}
 	if bin := os.Getenv("BENCH_BASELINE_BIN"); bin != "" {
-		variants = []benchVariant{{"baseline", bin, "on", ""}, {"mandate", "", "on", ""}, {"baseline", bin, "off", ""}, {"mandate", "", "off", ""}}
+		variants = []benchVariant{{prefix: "baseline", bin: bin, mode: "on"}, {prefix: "mandate", mode: "on"},
+			{prefix: "baseline", bin: bin, mode: "off"}, {prefix: "mandate", mode: "off"}}
 	}
 	if os.Getenv("BENCH_LLM_POSTGRES") != "" {
 		settings := map[string]string{"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB",
 			"shared_preload_libraries": "pg_stat_statements"}
 		pg := pgtest.Start(b, pgtest.Options{Settings: settings})
-		benchPins(b, "server, loadgen, pg", func(who, cpus string) bool {
-			if who == "pg" {
-				taskset(b, cpus, pgPIDs(b, pg.DataDir)...)
+		benchPins(b, "server, loadgen, pg, pgnice", func(who, v string) bool {
+			switch who {
+			case "pg":
+				taskset(b, v, pgPIDs(b, pg.DataDir)...)
+			case "pgnice":
+				pgPriority(b, v, pgPIDs(b, pg.DataDir))
 			}
 			return true
 		})
 		for _, mode := range []string{"on", "off"} {
 			db := "mandate_" + mode
 			pg.CreateDatabase(b, db)
-			variants = append(variants, benchVariant{"postgres", "", mode, pg.URL(db)})
+			variants = append(variants, benchVariant{prefix: "postgres", mode: mode, store: pg.URL(db),
+				pgCPU: func() time.Duration { return pgCPU(b, pg.DataDir) }})
 		}
 		// What the postgres paths asked of PostgreSQL, and its CPU, over
 		// the whole benchmark (both databases; the other paths do not
