@@ -156,6 +156,10 @@ type ProviderService struct {
 type ModelPrice struct {
 	Input, Output, CachedInput, CacheWrite float64
 	HasCachedInput, HasCacheWrite          bool
+	// Tools are the provider service's tool_prices (USD per 1,000 uses
+	// of each server tool kind billed per use), the same for its every
+	// model.
+	Tools catalog.ToolPrices
 }
 
 // ModelServices resolves model service names as Connections resolves

@@ -24,7 +24,7 @@ func budget(name string, usd float64, level limits.Level, p catalog.ID) limits.B
 func bigCall(subj, actor catalog.ID) *limits.Call { return modelCall(subj, actor, 100_000, 100_000) }
 
 func TestWorstCase(t *testing.T) {
-	if got := gpt.Price.Worst(100_000, 100_000); got != worst {
+	if got := gpt.Price.Worst(100_000, 100_000, nil); got != worst {
 		t.Errorf("worst = %v, want %v", got, worst)
 	}
 	// Cost: each class at its own price, rounded up to the nano-dollar.
@@ -39,7 +39,7 @@ func TestWorstCase(t *testing.T) {
 		t.Errorf("cached at unset price = %v, want 1.00", got)
 	}
 	// Huge figures saturate rather than wrap.
-	if got := (limits.Price{Output: limits.MaxMoney}).Worst(0, 1<<62); got != limits.MaxMoney {
+	if got := (limits.Price{Output: limits.MaxMoney}).Worst(0, 1<<62, nil); got != limits.MaxMoney {
 		t.Errorf("saturation: %v", got)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
+
+	"github.com/mandatehq/mandate/catalog"
 )
 
 // Money is an amount in billionths of a US dollar (nano-USD): exact
@@ -103,6 +105,9 @@ type Usage struct {
 	OutputTokens      int64 // output, reasoning included
 	CachedInputTokens int64 // input read from the provider's cache
 	CacheWriteTokens  int64 // input written to the provider's cache
+	// ToolUses are the uses of each server tool kind billed per use
+	// (catalog.ToolKind), not tokens.
+	ToolUses [catalog.NumToolKinds]int64
 }
 
 // Total is the token count that rate limits charge: every class.
@@ -115,6 +120,11 @@ func (u Usage) Total() int64 {
 // such tokens are priced as Input.
 type Price struct {
 	Input, Output, CachedInput, CacheWrite Money
+	// PerUse is the price of 1,000 uses of each server tool kind billed
+	// per use (a provider service's tool_prices), for the kinds in
+	// HasPerUse; a kind without a price cannot be bounded (UnpricedTool).
+	PerUse    [catalog.NumToolKinds]Money
+	HasPerUse [catalog.NumToolKinds]bool
 }
 
 func (p Price) cached() Money {
@@ -139,16 +149,42 @@ func (p Price) Cost(u Usage) Money {
 	acc.mulAdd(u.OutputTokens, p.Output)
 	acc.mulAdd(u.CachedInputTokens, p.cached())
 	acc.mulAdd(u.CacheWriteTokens, p.cacheWrite())
+	p.addUses(&acc, &u.ToolUses)
 	return acc.perMillion()
 }
 
+// addUses adds uses × the price per 1,000 uses of each kind: 1,000 ×
+// uses per million.
+func (p Price) addUses(acc *wide, uses *[catalog.NumToolKinds]int64) {
+	for k, n := range uses {
+		if n > 0 {
+			acc.mulAdd(min(n, math.MaxInt64/1000)*1000, p.PerUse[k])
+		}
+	}
+}
+
+// Covers reports whether p prices every tool kind that uses counts (a
+// use of a kind without a price has an unknown cost).
+func (p Price) Covers(uses *[catalog.NumToolKinds]int64) bool {
+	for k, n := range uses {
+		if n > 0 && !p.HasPerUse[k] {
+			return false
+		}
+	}
+	return true
+}
+
 // Worst is the largest cost a call with inputTokens of input (of any
-// class) and at most maxTokens of output can have at p.
-func (p Price) Worst(inputTokens, maxTokens int64) Money {
+// class), at most maxTokens of output and at most uses of each tool kind
+// billed per use can have at p.
+func (p Price) Worst(inputTokens, maxTokens int64, uses *[catalog.NumToolKinds]int64) Money {
 	in := max(p.Input, p.cached(), p.cacheWrite())
 	var acc wide
 	acc.mulAdd(inputTokens, in)
 	acc.mulAdd(maxTokens, p.Output)
+	if uses != nil {
+		p.addUses(&acc, uses)
+	}
 	return acc.perMillion()
 }
 

@@ -95,7 +95,7 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 	}
 	m := c.Model
 	if m != nil && kind == limits.ModelService {
-		lc.InputTokens, lc.MaxTokens, lc.PerUseTool = m.InputTokens, m.MaxTokens, m.PerUseTool
+		lc.InputTokens, lc.MaxTokens, lc.PerUseTool, lc.ToolUses = m.InputTokens, m.MaxTokens, m.PerUseTool, m.ToolUses
 		if m.MaxTokens <= 0 {
 			// No cap from the client: reserve the adapter's, which it
 			// imposes if a limit took it (below). An endpoint without
@@ -106,7 +106,7 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 		lc.Destinations = dbuf[:0]
 		for _, d := range m.Destinations {
 			ld := limits.Destination{Price: Price(d.Price), Priced: d.Priced}
-			if !d.Priced { // named only for the refusal a missing price may be
+			if !d.Priced || !ld.Price.Covers(&m.ToolUses) { // named only for the refusal a missing price may be
 				ld.Name = d.Service + "/" + d.Model
 			}
 			lc.Destinations = append(lc.Destinations, ld)
@@ -121,6 +121,9 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 	}
 	if m != nil && m.MaxTokens <= 0 && m.OutputCap > 0 && (r.Tokens() > 0 || r.Cost() > 0) {
 		m.MaxTokens, m.Capped = m.OutputCap, true // a token limit or budget holds the call to it
+	}
+	if m != nil && m.ToolCapNeeded && r.Cost() > 0 {
+		m.ToolCapped = true // a budget reserved the bound on the tool uses
 	}
 	c.Limits = info(r.Headers(), false)
 	return &reservation{s: s, r: r}, nil
@@ -213,7 +216,7 @@ func (r *reservation) Settle(_ context.Context, c *pipeline.Call, u pipeline.Usa
 // one class (the pipeline's input count includes cache reads and writes).
 func Usage(u pipeline.Usage) limits.Usage {
 	return limits.Usage{InputTokens: max(0, u.InputTokens-u.CachedInputTokens-u.CacheWriteTokens), OutputTokens: u.OutputTokens,
-		CachedInputTokens: u.CachedInputTokens, CacheWriteTokens: u.CacheWriteTokens}
+		CachedInputTokens: u.CachedInputTokens, CacheWriteTokens: u.CacheWriteTokens, ToolUses: u.ToolUses}
 }
 
 // Price converts a provider service's price (USD per million tokens) into
@@ -226,11 +229,21 @@ func Price(p gateway.ModelPrice) limits.Price {
 	if p.HasCacheWrite {
 		out.CacheWrite = limits.MoneyFromUSD(p.CacheWrite)
 	}
+	for k, set := range p.Tools.Set {
+		if set {
+			out.PerUse[k], out.HasPerUse[k] = limits.MoneyFromUSD(p.Tools.PerThousand[k]), true
+		}
+	}
 	return out
 }
 
 // Cost is what usage u costs at price p, in nano-USD, rounded up: the one
-// pricing rule (limits.Price.Cost) for usage rows and budgets alike.
-func Cost(p gateway.ModelPrice, u pipeline.Usage) int64 {
-	return int64(Price(p).Cost(Usage(u)))
+// pricing rule (limits.Price.Cost) for usage rows and budgets alike. It is
+// unknown (false) when u counts uses of a tool kind p has no price for.
+func Cost(p gateway.ModelPrice, u pipeline.Usage) (int64, bool) {
+	lp := Price(p)
+	if !lp.Covers(&u.ToolUses) {
+		return 0, false
+	}
+	return int64(lp.Cost(Usage(u))), true
 }

@@ -20,14 +20,34 @@ import (
 func TestCost(t *testing.T) {
 	p := gateway.ModelPrice{Input: 3, Output: 15, CachedInput: 0.3, CacheWrite: 3.75, HasCachedInput: true, HasCacheWrite: true}
 	u := pipeline.Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 100, OutputTokens: 50, ReasoningTokens: 10}
-	// 300 uncached × 3,000 + 600 × 300 + 100 × 3,750 + 50 × 15,000 nano-USD
-	if got, want := Cost(p, u), int64(300*3000+600*300+100*3750+50*15000); got != want {
-		t.Errorf("cost %d, want %d", got, want)
+	tools, err := catalog.ParseToolPrices("web_search=10, file_search=2.5")
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Without cache prices, cache tokens cost as much as input.
-	p2 := gateway.ModelPrice{Input: 2, Output: 8}
-	if got, want := Cost(p2, u), int64(1000*2000+50*8000); got != want {
-		t.Errorf("cost without cache prices %d, want %d", got, want)
+	withTools := p
+	withTools.Tools = tools
+	searched := u
+	searched.ToolUses[catalog.ToolWebSearch], searched.ToolUses[catalog.ToolFileSearch] = 3, 2
+	// 300 uncached × 3,000 + 600 × 300 + 100 × 3,750 + 50 × 15,000 nano-USD
+	tokens := int64(300*3000 + 600*300 + 100*3750 + 50*15000)
+	for _, tc := range []struct {
+		name  string
+		p     gateway.ModelPrice
+		u     pipeline.Usage
+		want  int64
+		known bool
+	}{
+		{"token classes", p, u, tokens, true},
+		// Without cache prices, cache tokens cost as much as input.
+		{"without cache prices", gateway.ModelPrice{Input: 2, Output: 8}, u, 1000*2000 + 50*8000, true},
+		{"tool prices, no uses", withTools, u, tokens, true},
+		// 3 searches at $10 per 1,000 (0.01 USD each), 2 file searches at $2.50 per 1,000
+		{"tool uses", withTools, searched, tokens + 3*10_000_000 + 2*2_500_000, true},
+		{"tool uses without a tool price", p, searched, 0, false},
+	} {
+		if got, known := Cost(tc.p, tc.u); got != tc.want || known != tc.known {
+			t.Errorf("%s: cost %d %v, want %d %v", tc.name, got, known, tc.want, tc.known)
+		}
 	}
 	if lu := Usage(pipeline.Usage{InputTokens: 5, CachedInputTokens: 9}); lu.InputTokens != 0 || lu.CachedInputTokens != 9 {
 		t.Errorf("usage %+v", lu)

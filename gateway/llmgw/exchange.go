@@ -130,6 +130,10 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 	c.Content = &pipeline.Content{Format: ContentFormat(x.endpoint), Body: body}
 	x.model = pipeline.ModelCall{InputTokens: req.InputTokens, MaxTokens: req.MaxTokens, Answered: -1,
 		OutputCap: req.CappedMax(llm.DefaultMaxTokens), PerUseTool: req.PerUseTool()}
+	if b := req.ToolUseBound(llm.DefaultMaxToolUses); b != (llm.ToolUses{}) {
+		x.model.ToolUses = toolUses(b)
+		x.model.ToolCapNeeded = req.ToolCapNeeded()
+	}
 	x.model.Destinations = destinations(svc, x.model.Destinations)
 	c.Model = &x.model
 	x.reportRequest(ctx, c)
@@ -283,6 +287,9 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, _ string) (*http.
 	if x.model.Capped { // a token limit or budget reserved the default cap
 		req.CapOutput(llm.DefaultMaxTokens)
 	}
+	if x.model.ToolCapped { // a budget reserved the default bound on the tool uses
+		req.CapToolUses(llm.DefaultMaxToolUses)
+	}
 	r := c.Request
 	call := &llm.Call{Request: req, Route: x.route, UserID: x.userID, Header: r.Header, Query: r.URL.Query(), Hooks: x.hooks(c)}
 	x.rep = x.h.fwd.Open(ctx, call)
@@ -393,7 +400,7 @@ func (x *exchange) absorb(c *pipeline.Call) {
 	}
 	u := res.Usage
 	c.Usage = pipeline.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, CachedInputTokens: u.CachedInputTokens,
-		CacheWriteTokens: u.CacheWriteTokens, ReasoningTokens: u.ReasoningTokens}
+		CacheWriteTokens: u.CacheWriteTokens, ReasoningTokens: u.ReasoningTokens, ToolUses: toolUses(u.ToolUses)}
 	c.BytesOut = res.BytesOut
 	m := &x.model
 	m.Attempts = len(res.Attempts)
@@ -403,12 +410,19 @@ func (x *exchange) absorb(c *pipeline.Call) {
 			if md.Service == d.Service && md.Model == d.Model {
 				m.Answered = i
 				if md.Priced {
-					m.CostNanos, m.CostKnown = limitstage.Cost(md.Price, c.Usage), true
+					m.CostNanos, m.CostKnown = limitstage.Cost(md.Price, c.Usage)
 				}
 				break
 			}
 		}
 	}
+}
+
+// toolUses is the forwarder's count of tool uses by catalog.ToolKind.
+func toolUses(u llm.ToolUses) [catalog.NumToolKinds]int64 {
+	var out [catalog.NumToolKinds]int64
+	out[catalog.ToolWebSearch], out[catalog.ToolFileSearch] = u.WebSearch, u.FileSearch
+	return out
 }
 
 // setHeaders adds the gateway's response headers: the request id (both

@@ -115,7 +115,7 @@ func TestLimitsEngine(t *testing.T) {
 		t.Fatalf("budgets %+v", st)
 	}
 	spent := int64(st[0].Spent)
-	worst := int64(limitstage.Price(e.models.m["system.ai.frontier"].Destinations[0].Provider.Prices["gpt-4.1"]).Worst(100, 300))
+	worst := int64(limitstage.Price(e.models.m["system.ai.frontier"].Destinations[0].Provider.Prices["gpt-4.1"]).Worst(100, 300, nil))
 	t.Logf("%d answered, %d refused; spent %d of %d nano-USD (one call %d, worst case %d)", ok, refused, spent, budget, maxCost, worst)
 	if ok == 0 || refused == 0 || ok+refused != n {
 		t.Errorf("%d answered, %d refused", ok, refused)
