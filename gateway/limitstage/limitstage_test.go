@@ -254,3 +254,69 @@ func TestDestinations(t *testing.T) {
 		})
 	}
 }
+
+// TestToolUses: a model call that may use a tool billed per use reserves
+// its bound at each destination's tool price under a budget and is then
+// held to the bound (ToolCapped) when the client set none; it settles the
+// real cost; a destination without the tool's price is refused by name
+// with a 400 that says how to price it; without a budget nothing is
+// capped.
+func TestToolUses(t *testing.T) {
+	names := ids{"alice": 10, "bob": 12, "system.ai.frontier": 20}
+	tools, err := catalog.ParseToolPrices("web_search=10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	priced := pipeline.ModelDestination{Service: "p", Model: "m", Price: gateway.ModelPrice{Input: 2, Output: 8, Tools: tools}, Priced: true}
+	unpricedTool := pipeline.ModelDestination{Service: "p", Model: "n", Price: gateway.ModelPrice{Input: 2, Output: 8}, Priced: true}
+	lim := limits.New(limits.Options{})
+	if err := lim.Apply(t.Context(), limits.Definitions{Budgets: []limits.Budget{
+		{Name: "b", Limit: limits.USD, Level: limits.LevelUser, Principal: 10, PrincipalName: "alice"}}}); err != nil {
+		t.Fatal(err)
+	}
+	st := New(lim, names)
+	call := func(subject string, capNeeded bool, dests ...pipeline.ModelDestination) *pipeline.Call {
+		m := &pipeline.ModelCall{InputTokens: 10, MaxTokens: 10, ToolCapNeeded: capNeeded, Destinations: dests}
+		m.ToolUses[catalog.ToolWebSearch] = 8
+		return &pipeline.Call{Identity: &gateway.Identity{Subject: subject},
+			Securable: enforce.SecurableRef{Type: typeModelService, Name: "system.ai.frontier"}, Model: m}
+	}
+	for _, capNeeded := range []bool{true, false} {
+		c := call("alice", capNeeded, priced)
+		r, err := st.Reserve(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 10 × 2,000 + 10 × 8,000 nano-USD of tokens, 8 searches at 0.01 USD
+		if got, want := r.(*reservation).r.Cost(), limits.Money(10*2000+10*8000+8*10_000_000); got != want {
+			t.Errorf("reserved %d nano-USD, want %d", got, want)
+		}
+		if c.Model.ToolCapped != capNeeded {
+			t.Errorf("ToolCapped %v, want %v", c.Model.ToolCapped, capNeeded)
+		}
+		// Settled with 2 searches.
+		c.Model.Attempts, c.Model.Answered = 1, 0
+		u := pipeline.Usage{InputTokens: 10, OutputTokens: 5}
+		u.ToolUses[catalog.ToolWebSearch] = 2
+		cost, known := Cost(priced.Price, u)
+		c.Model.CostNanos, c.Model.CostKnown = cost, known
+		r.Settle(t.Context(), c, u)
+		if want := int64(10*2000 + 5*8000 + 2*10_000_000); cost != want || !known {
+			t.Errorf("cost %d %v, want %d", cost, known, want)
+		}
+	}
+	if got, want := lim.Budgets()[0].Spent, limits.Money(2*(10*2000+5*8000+2*10_000_000)); got != want {
+		t.Errorf("spent %d, want %d", got, want)
+	}
+	_, err = st.Reserve(t.Context(), call("alice", true, priced, unpricedTool))
+	var pe *pipeline.Error
+	if !errors.As(err, &pe) || pe.Status != http.StatusBadRequest || pe.Kind != pipeline.KindInvalid || !pe.Final ||
+		!strings.Contains(pe.Message, "p/n") || !strings.Contains(pe.Message, "tool_prices") {
+		t.Fatalf("a destination without the tool's price: %v", err)
+	}
+	// No budget (bob): admitted without a bound, nothing capped.
+	c := call("bob", true, priced, unpricedTool)
+	if r, err := st.Reserve(t.Context(), c); err != nil || r != nil || c.Model.ToolCapped {
+		t.Errorf("without a budget: %v %v capped %v", r, err, c.Model.ToolCapped)
+	}
+}
