@@ -123,7 +123,7 @@ func (e *Refusal) Error() string {
 			return fmt.Sprintf("the call is charged to budget %s and offers %s, which the provider bills per use beyond tokens, and %s has no price for it: leave the tool out, or an administrator sets the provider service's tool_prices option (tool_prices '%s=USD per 1,000 uses')",
 				e.Budget, e.Tool, e.Destination, e.Tool)
 		}
-		return fmt.Sprintf("the call is charged to budget %s and offers %s, which the provider bills beyond tokens in a way no price of Mandate's bounds (tool_prices prices web_search and file_search only): leave it out",
+		return fmt.Sprintf("the call is charged to budget %s and offers %s, which the provider bills per use beyond tokens in a way no price of Mandate's bounds (by container time or image tokens; tool_prices prices web_search and file_search only): leave it out",
 			e.Budget, e.Tool)
 	case BudgetUnavailable:
 		return fmt.Sprintf("budget %s is temporarily unavailable (its spend cannot be loaded or its shared state reached); retry later", e.Budget)
