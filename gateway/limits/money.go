@@ -154,7 +154,7 @@ func (p Price) Cost(u Usage) Money {
 }
 
 // addUses adds uses × the price per 1,000 uses of each kind: 1,000 ×
-// uses per million.
+// uses per million (a kind without a price adds nothing).
 func (p Price) addUses(acc *wide, uses *[catalog.NumToolKinds]int64) {
 	for k, n := range uses {
 		if n > 0 {

@@ -13,7 +13,9 @@
 // (the adapter's OutputCap when the client set none: a call under a token
 // limit or a budget is then Capped, held to it upstream) and, under a
 // budget, the worst-case cost over every destination they
-// may reach; MCP calls of work (Counted: tools/call, not the session's
+// may reach, their bound on the uses of the tools billed per use included
+// (ModelCall.ToolUses, with the adapter's bound for the tools the client
+// left unbounded: the call is then ToolCapped, held to it upstream); MCP calls of work (Counted: tools/call, not the session's
 // lifecycle or listings) count one request against the connection's
 // limits and are never charged to budgets. Price is the one conversion of a
 // provider service's prices into the engine's, and Cost the one pricing
@@ -238,12 +240,9 @@ func Price(p gateway.ModelPrice) limits.Price {
 }
 
 // Cost is what usage u costs at price p, in nano-USD, rounded up: the one
-// pricing rule (limits.Price.Cost) for usage rows and budgets alike. It is
-// unknown (false) when u counts uses of a tool kind p has no price for.
-func Cost(p gateway.ModelPrice, u pipeline.Usage) (int64, bool) {
-	lp := Price(p)
-	if !lp.Covers(&u.ToolUses) {
-		return 0, false
-	}
-	return int64(lp.Cost(Usage(u))), true
+// pricing rule (limits.Price.Cost) for usage rows and budgets alike. Uses
+// of a tool kind p has no tool price for add nothing (a budgeted call
+// cannot make them: UnpricedTool).
+func Cost(p gateway.ModelPrice, u pipeline.Usage) int64 {
+	return int64(Price(p).Cost(Usage(u)))
 }

@@ -31,22 +31,22 @@ func TestCost(t *testing.T) {
 	// 300 uncached × 3,000 + 600 × 300 + 100 × 3,750 + 50 × 15,000 nano-USD
 	tokens := int64(300*3000 + 600*300 + 100*3750 + 50*15000)
 	for _, tc := range []struct {
-		name  string
-		p     gateway.ModelPrice
-		u     pipeline.Usage
-		want  int64
-		known bool
+		name string
+		p    gateway.ModelPrice
+		u    pipeline.Usage
+		want int64
 	}{
-		{"token classes", p, u, tokens, true},
+		{"token classes", p, u, tokens},
 		// Without cache prices, cache tokens cost as much as input.
-		{"without cache prices", gateway.ModelPrice{Input: 2, Output: 8}, u, 1000*2000 + 50*8000, true},
-		{"tool prices, no uses", withTools, u, tokens, true},
+		{"without cache prices", gateway.ModelPrice{Input: 2, Output: 8}, u, 1000*2000 + 50*8000},
+		{"tool prices, no uses", withTools, u, tokens},
 		// 3 searches at $10 per 1,000 (0.01 USD each), 2 file searches at $2.50 per 1,000
-		{"tool uses", withTools, searched, tokens + 3*10_000_000 + 2*2_500_000, true},
-		{"tool uses without a tool price", p, searched, 0, false},
+		{"tool uses", withTools, searched, tokens + 3*10_000_000 + 2*2_500_000},
+		// (an unbudgeted call: a budgeted one could not make them)
+		{"tool uses without a tool price: the tokens", p, searched, tokens},
 	} {
-		if got, known := Cost(tc.p, tc.u); got != tc.want || known != tc.known {
-			t.Errorf("%s: cost %d %v, want %d %v", tc.name, got, known, tc.want, tc.known)
+		if got := Cost(tc.p, tc.u); got != tc.want {
+			t.Errorf("%s: cost %d, want %d", tc.name, got, tc.want)
 		}
 	}
 	if lu := Usage(pipeline.Usage{InputTokens: 5, CachedInputTokens: 9}); lu.InputTokens != 0 || lu.CachedInputTokens != 9 {
@@ -298,11 +298,11 @@ func TestToolUses(t *testing.T) {
 		c.Model.Attempts, c.Model.Answered = 1, 0
 		u := pipeline.Usage{InputTokens: 10, OutputTokens: 5}
 		u.ToolUses[catalog.ToolWebSearch] = 2
-		cost, known := Cost(priced.Price, u)
-		c.Model.CostNanos, c.Model.CostKnown = cost, known
+		cost := Cost(priced.Price, u)
+		c.Model.CostNanos, c.Model.CostKnown = cost, true
 		r.Settle(t.Context(), c, u)
-		if want := int64(10*2000 + 5*8000 + 2*10_000_000); cost != want || !known {
-			t.Errorf("cost %d %v, want %d", cost, known, want)
+		if want := int64(10*2000 + 5*8000 + 2*10_000_000); cost != want {
+			t.Errorf("cost %d, want %d", cost, want)
 		}
 	}
 	if got, want := lim.Budgets()[0].Spent, limits.Money(2*(10*2000+5*8000+2*10_000_000)); got != want {

@@ -410,7 +410,7 @@ func (x *exchange) absorb(c *pipeline.Call) {
 			if md.Service == d.Service && md.Model == d.Model {
 				m.Answered = i
 				if md.Priced {
-					m.CostNanos, m.CostKnown = limitstage.Cost(md.Price, c.Usage)
+					m.CostNanos, m.CostKnown = limitstage.Cost(md.Price, c.Usage), true
 				}
 				break
 			}
