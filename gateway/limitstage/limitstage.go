@@ -106,9 +106,10 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 		}
 		var dbuf [4]limits.Destination // the usual split and fallbacks, on the stack
 		lc.Destinations = dbuf[:0]
+		tools := m.ToolUses != [catalog.NumToolKinds]int64{}
 		for _, d := range m.Destinations {
 			ld := limits.Destination{Price: Price(d.Price), Priced: d.Priced}
-			if !d.Priced || !ld.Price.Covers(&m.ToolUses) { // named only for the refusal a missing price may be
+			if !d.Priced || tools && !ld.Price.Covers(&m.ToolUses) { // named only for the refusal a missing price may be
 				ld.Name = d.Service + "/" + d.Model
 			}
 			lc.Destinations = append(lc.Destinations, ld)
