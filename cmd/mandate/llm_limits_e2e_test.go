@@ -300,6 +300,13 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 		if want := fmt.Sprintf("system.ai.claude_search|%d,system.ai.searching|%d", anthropicCost, responsesCost); strings.Join(rows, ",") != want {
 			t.Errorf("usage rows %v, want %s", rows, want)
 		}
+		// The uses are in the audit's request_params (the usage table has no column for them).
+		audit := queryRows(t, e.admin, `SELECT action_name, request_params->>'web_searches', coalesce(request_params->>'file_searches', '-')
+			FROM system.access.audit WHERE service_name = 'llm' AND user_identity = 'grace@example.com' AND response.status_code = 200
+			ORDER BY action_name`)
+		if got := strings.Join(audit, ","); got != "messages|8|-,responses|2|1" {
+			t.Errorf("audit request_params: %s", got)
+		}
 		waitFor(t, 30*time.Second, "grace_cap's spend to be the two calls'", func() bool {
 			return showBudgetSpent(t, e.admin, "grace_cap") == anthropicCost+responsesCost
 		})

@@ -602,6 +602,8 @@ type auditParams struct {
 	TraceID              string   `json:"trace_id"`
 	Models               *int     `json:"models,omitempty"`
 	UsageEstimated       bool     `json:"usage_estimated,omitempty"`
+	WebSearches          int64    `json:"web_searches,omitempty"`  // uses of the tools billed per use
+	FileSearches         int64    `json:"file_searches,omitempty"` // (priced by tool_prices)
 	FinishReasons        []string `json:"finish_reasons,omitempty"`
 	ResponseID           string   `json:"response_id,omitempty"`
 	UpstreamRequestID    string   `json:"upstream_request_id,omitempty"`
@@ -619,6 +621,7 @@ func (x *exchange) AuditParams(c *pipeline.Call) string {
 	}
 	if res := x.res; res != nil {
 		p.UsageEstimated = res.Usage.Estimated
+		p.WebSearches, p.FileSearches = res.Usage.ToolUses.WebSearch, res.Usage.ToolUses.FileSearch
 		p.FinishReasons, p.ResponseID, p.UpstreamRequestID, p.AnsweredLocally = res.FinishReasons, res.ResponseID, res.UpstreamRequestID, res.Local
 	}
 	var buf [256]byte
