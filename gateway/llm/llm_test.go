@@ -148,6 +148,8 @@ func TestPerUseTool(t *testing.T) {
 		{e: Responses, body: `{"model":"m","max_tool_calls":2,"tools":[{"type":"function","name":"f"},{"type":"file_search","vector_store_ids":["v"]},{"type":"web_search"}],"input":"x"}`,
 			bound: ToolUses{WebSearch: 2, FileSearch: 2}},
 		{e: Responses, body: `{"model":"m","tools":[{"type":"image_generation"}],"input":"x"}`, unpriced: "image_generation"},
+		{e: Responses, body: `{"model":"m","max_tool_calls":3,"tools":[{"type":"function","name":"f"}],"input":"x"}`},
+		{e: Responses, body: `{"max_tool_calls":0,"model":"m","tools":[{"type":"web_search"}],"input":"x"}`},
 		{e: Responses, body: `{"model":"m","tools":[{"type":"web_search"},{"type":"code_interpreter","container":{"type":"auto"}}],"input":"x"}`,
 			unpriced: "code_interpreter", bound: ToolUses{WebSearch: 8}, needsCap: true},
 	} {

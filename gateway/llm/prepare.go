@@ -138,14 +138,12 @@ func addQuery(u, q string) string {
 // pseudonymous user id set, as byte-level edits of the top-level members.
 func rewriteBody(req *Request, d *Destination, userID string) []byte {
 	body := req.Body
-	var modelV, streamOpts, metadata, safetyID, user, tools []byte
+	var modelV, streamOpts, metadata, safetyID, user []byte
 	var haveStreamOpts, haveMetadata, haveSafety, haveUser bool
 	_ = eachMember(body, func(k, v []byte) bool {
 		switch {
 		case keyIs(k, "model"):
 			modelV = v
-		case keyIs(k, "tools"):
-			tools = v
 		case keyIs(k, "stream_options"):
 			streamOpts, haveStreamOpts = v, true
 		case keyIs(k, "metadata"):
@@ -194,12 +192,13 @@ func rewriteBody(req *Request, d *Destination, userID string) []byte {
 			insert("max_tokens", n)
 		}
 	}
-	if req.toolCap > 0 { // CapToolUses: priced per-use tools without a bound
-		n := []byte(strconv.FormatInt(req.toolCap, 10))
+	if pt := req.priced; pt != nil && pt.capped > 0 { // CapToolUses: priced per-use tools without a bound
+		n := []byte(strconv.FormatInt(pt.capped, 10))
 		switch req.Endpoint {
 		case Responses:
 			insert("max_tool_calls", n)
 		case Messages:
+			tools, _ := member(body, "tools")
 			_ = eachElement(tools, func(t []byte) bool {
 				tv, _ := member(t, "type")
 				typ, _ := stringValue(tv)

@@ -97,15 +97,27 @@ type Request struct {
 	choices   int64 // n (chat completions)
 	outputCap int64 // CapOutput's cap per choice (0: none)
 
-	// Priced per-use tools (ToolUseBound): the kinds offered, the sum of
-	// the bounds the client set on them, how many of them have none (each
-	// gets toolCap once CapToolUses set it), and max_tool_calls as read.
-	toolOffer    ToolUses // 1 for each kind offered
-	toolBound    int64
-	toolUnbound  int64
-	toolCap      int64
-	maxToolCalls int64
-	hasMaxCalls  bool
+	priced *pricedTools // nil: the request offers no priced per-use tool (the usual request)
+}
+
+// pricedTools is what a request offering priced per-use tools needs for
+// ToolUseBound: the kinds offered, the sum of the bounds the client set on
+// them, how many of them have none (each gets capped once CapToolUses set
+// it).
+type pricedTools struct {
+	offer          ToolUses // 1 for each kind offered
+	bound, unbound int64
+	capped         int64
+	maxCalls       int64 // max_tool_calls as read (Responses), when hasMaxCalls
+	hasMaxCalls    bool
+}
+
+// pricedTools returns r.priced, allocated on first use.
+func (r *Request) pricedTools() *pricedTools {
+	if r.priced == nil {
+		r.priced = &pricedTools{}
+	}
+	return r.priced
 }
 
 // ToolUses counts uses of the server tools a provider bills per use that
@@ -161,16 +173,17 @@ func pricedKind(e Endpoint, typ string) func(*ToolUses) *int64 {
 // each kind; chat completions with web_search_options: one search per
 // choice), n for each tool without one. Zero for a request offering none.
 func (r *Request) ToolUseBound(n int64) ToolUses {
-	if r.toolOffer == (ToolUses{}) {
+	pt := r.priced
+	if pt == nil {
 		return ToolUses{}
 	}
-	b := r.toolBound + r.toolUnbound*min(max(n, 0), 1<<20) // toolBound ≤ 2^53, toolUnbound ≤ the tools
-	return ToolUses{WebSearch: r.toolOffer.WebSearch * b, FileSearch: r.toolOffer.FileSearch * b}
+	b := pt.bound + pt.unbound*min(max(n, 0), 1<<20) // bound ≤ 2^53, unbound ≤ the tools
+	return ToolUses{WebSearch: pt.offer.WebSearch * b, FileSearch: pt.offer.FileSearch * b}
 }
 
 // ToolCapNeeded reports whether the request offers a priced per-use tool
 // without a bound on its uses (CapToolUses would set one).
-func (r *Request) ToolCapNeeded() bool { return r.toolUnbound > 0 }
+func (r *Request) ToolCapNeeded() bool { return r.priced != nil && r.priced.unbound > 0 }
 
 // answerSearches is the web searches an answer from a destination of
 // format f bills for a chat completions request with web_search_options:
@@ -189,8 +202,8 @@ func (r *Request) answerSearches(f Format) int64 {
 // without it. The gateway caps the calls a budget applies to, whose
 // reservation needs the bound (ToolUseBound).
 func (r *Request) CapToolUses(n int64) {
-	if n > 0 && r.toolUnbound > 0 {
-		r.toolCap = n
+	if n > 0 && r.ToolCapNeeded() {
+		r.priced.capped = n
 	}
 }
 
@@ -321,15 +334,18 @@ func Parse(e Endpoint, body []byte, lim Limits) (*Request, error) {
 		return nil, err
 	}
 	r := p.req
-	switch {
-	case r.toolOffer == ToolUses{}:
-	case e == ChatCompletions: // web_search_options: one search per choice
-		r.toolBound = r.choices
-	case e == Responses:
-		if r.hasMaxCalls {
-			r.toolBound, r.toolUnbound = r.maxToolCalls, 0
-		} else {
-			r.toolUnbound = 1
+	if pt := r.priced; pt != nil {
+		switch {
+		case pt.offer == ToolUses{}: // max_tool_calls without a priced tool
+			r.priced = nil
+		case e == ChatCompletions: // web_search_options: one search per choice
+			pt.bound = r.choices
+		case e == Responses: // max_tool_calls bounds every built-in tool call
+			if pt.hasMaxCalls {
+				pt.bound = pt.maxCalls
+			} else {
+				pt.unbound = 1
+			}
 		}
 	}
 	r.MaxTokens *= r.choices
@@ -474,7 +490,7 @@ func (p *parser) chat() error {
 		case "web_search_options":
 			r.WebSearchOptions = !isNull(v)
 			if r.WebSearchOptions {
-				r.toolOffer.WebSearch = 1
+				r.pricedTools().offer.WebSearch = 1
 			}
 		case "response_format":
 			if isNull(v) {
@@ -706,7 +722,8 @@ func (p *parser) tools(v []byte, f Format) error {
 			return false
 		}
 		if kind := pricedKind(p.req.Endpoint, tool.Type); kind != nil {
-			*kind(&p.req.toolOffer) = 1
+			pt := p.req.pricedTools()
+			*kind(&pt.offer) = 1
 			if p.req.Endpoint == Messages { // each web search tool has its own max_uses
 				mu, _ := member(t, "max_uses")
 				n, merr := countMember(mu, param+".max_uses", 1)
@@ -715,9 +732,9 @@ func (p *parser) tools(v []byte, f Format) error {
 					return false
 				}
 				if n > 0 {
-					p.req.toolBound = min(p.req.toolBound+n, maxCount)
+					pt.bound = min(pt.bound+n, maxCount)
 				} else {
-					p.req.toolUnbound++
+					pt.unbound++
 				}
 			}
 		}
@@ -779,8 +796,11 @@ func (p *parser) responses() error {
 		case "max_output_tokens":
 			r.MaxTokens, err = countMember(v, key, 0)
 		case "max_tool_calls":
-			r.maxToolCalls, err = countMember(v, key, 0)
-			r.hasMaxCalls = !isNull(v)
+			var n int64
+			if n, err = countMember(v, key, 0); err == nil && !isNull(v) {
+				pt := r.pricedTools()
+				pt.maxCalls, pt.hasMaxCalls = n, true
+			}
 		case "tools":
 			err = p.tools(v, FormatOpenAI)
 		case "tool_choice":
