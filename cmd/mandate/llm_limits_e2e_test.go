@@ -219,15 +219,20 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 	t.Run("tools billed per use fail closed under a budget", func(t *testing.T) {
 		// Web search and code execution are billed per use beyond tokens:
 		// no token price bounds them, so a budgeted call may not offer
-		// them; without a budget they pass.
-		for _, tc := range []struct{ path, body string }{
-			{"/v1/messages", `{"model":"frontier","max_tokens":20,"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":5}],"messages":[{"role":"user","content":"search"}]}`},
-			{"/v1/chat/completions", `{"model":"frontier","max_tokens":20,"web_search_options":{},"messages":[{"role":"user","content":"search"}]}`},
-			{"/v1/responses", `{"model":"frontier","max_output_tokens":20,"tools":[{"type":"code_interpreter","container":{"type":"auto"}}],"input":"run"}`},
+		// them unless the provider service prices web search (tool_prices,
+		// which openai_prod has not: the refusal says so); code execution
+		// cannot be priced. Without a budget they pass.
+		for _, tc := range []struct{ path, body, hint string }{
+			{"/v1/messages", `{"model":"frontier","max_tokens":20,"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":5}],"messages":[{"role":"user","content":"search"}]}`,
+				"tool_prices 'web_search="},
+			{"/v1/chat/completions", `{"model":"frontier","max_tokens":20,"web_search_options":{},"messages":[{"role":"user","content":"search"}]}`,
+				"tool_prices 'web_search="},
+			{"/v1/responses", `{"model":"frontier","max_output_tokens":20,"tools":[{"type":"code_interpreter","container":{"type":"auto"}}],"input":"run"}`,
+				"container time"},
 		} {
 			before := e.fake.Count()
 			resp, body := llmPost(t, e.base, tc.path, erin, tc.body)
-			if resp.StatusCode != 400 || !strings.Contains(body, "bills per use") || !strings.Contains(body, "erin_cap") {
+			if resp.StatusCode != 400 || !strings.Contains(body, "bills per use") || !strings.Contains(body, "erin_cap") || !strings.Contains(body, tc.hint) {
 				t.Errorf("%s: a budgeted call offering a tool billed per use: %d %s", tc.path, resp.StatusCode, body)
 			}
 			if e.fake.Count() != before {
