@@ -36,6 +36,9 @@ const (
 	OptProvider = "provider"
 	OptAPIKey   = "api_key"
 	OptPrices   = "prices"
+	// OptToolPrices prices the server tools the provider bills per use
+	// (ParseToolPrices).
+	OptToolPrices = "tool_prices"
 )
 
 // Option names of model services (and the guardrail tags, which
@@ -62,7 +65,8 @@ var providers = map[string]string{
 
 // providerOptions lists the options of a provider service and whether
 // each is secret.
-var providerOptions = map[string]bool{OptProvider: false, OptURL: false, OptAPIKey: true, OptPrices: false}
+var providerOptions = map[string]bool{OptProvider: false, OptURL: false, OptAPIKey: true, OptPrices: false,
+	OptToolPrices: false}
 
 // modelServiceOptions lists the options of a model service (none secret).
 var modelServiceOptions = map[string]bool{OptDestinations: false, OptFallbacks: false, OptTimeout: false, OptTags: false,
@@ -146,6 +150,105 @@ func ParsePrices(s string) (map[string]Price, error) {
 		}
 	}
 	return out, nil
+}
+
+// ToolKind is a kind of provider-run tool that the provider bills per use
+// on top of tokens and that a tool_prices option can price: web search
+// (Anthropic's web_search_* tools, counted in usage.server_tool_use;
+// the Responses API's web_search and web_search_preview, one
+// web_search_call output item per use; chat completions'
+// web_search_options, one search per choice) and file search (the
+// Responses API's file_search, one file_search_call item per use). Tools
+// billed otherwise (code execution by container time, image generation by
+// image tokens) have no kind: a budget cannot bound them.
+type ToolKind uint8
+
+const (
+	ToolWebSearch ToolKind = iota
+	ToolFileSearch
+	// NumToolKinds is the number of kinds (arrays indexed by ToolKind).
+	NumToolKinds
+)
+
+// String is the kind's name in a tool_prices option.
+func (k ToolKind) String() string {
+	switch k {
+	case ToolWebSearch:
+		return "web_search"
+	case ToolFileSearch:
+		return "file_search"
+	}
+	return "unknown"
+}
+
+// ToolPrices are USD per 1,000 uses by tool kind; Set says which kinds
+// the option prices (a kind not set has no price).
+type ToolPrices struct {
+	PerThousand [NumToolKinds]float64
+	Set         [NumToolKinds]bool
+}
+
+// ParseToolPrices parses a tool_prices option: "kind=usd, ..." in USD per
+// 1,000 uses of each tool kind (ToolKind: web_search, file_search), for
+// every model of the provider service. Each kind may be listed once.
+func ParseToolPrices(s string) (ToolPrices, error) {
+	var out ToolPrices
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	if len(s) > maxToolPrices {
+		return out, Errorf(CodeInvalidArgument, "option %q longer than %d bytes", OptToolPrices, maxToolPrices)
+	}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		name, spec, ok := strings.Cut(item, "=")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if !ok || name == "" {
+			return out, Errorf(CodeInvalidArgument, "invalid tool_prices entry %q: want tool=price in USD per 1,000 uses", item).
+				WithHint("tools: " + toolKindNames())
+		}
+		k := ToolKind(0)
+		for k < NumToolKinds && k.String() != name {
+			k++
+		}
+		if k == NumToolKinds {
+			return out, Errorf(CodeInvalidArgument, "tool_prices: unknown tool %q", name).
+				WithHint("tools billed per use that can be priced: " + toolKindNames() + " (code execution and image generation are not billed per use and cannot be)")
+		}
+		if out.Set[k] {
+			return out, Errorf(CodeInvalidArgument, "tool_prices: tool %q is listed more than once", name)
+		}
+		f, err := parseUSD(strings.TrimSpace(spec))
+		if err != nil {
+			return out, Errorf(CodeInvalidArgument, "invalid price %q for tool %q: %v", strings.TrimSpace(spec), name, err)
+		}
+		out.PerThousand[k], out.Set[k] = f, true
+	}
+	return out, nil
+}
+
+// maxToolPrices bounds a tool_prices option's length (every kind listed
+// with its largest price fits many times over).
+const maxToolPrices = 1024
+
+func toolKindNames() string {
+	names := make([]string, NumToolKinds)
+	for k := range NumToolKinds {
+		names[k] = k.String()
+	}
+	return strings.Join(names, ", ")
+}
+
+// FormatToolPrices renders tool prices canonically (kinds in ToolKind
+// order, numbers as short as they read back).
+func FormatToolPrices(p ToolPrices) string {
+	var parts []string
+	for k := range NumToolKinds {
+		if p.Set[k] {
+			parts = append(parts, k.String()+"="+strconv.FormatFloat(p.PerThousand[k], 'f', -1, 64))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // parseUSD parses a non-negative decimal amount (digits with at most one
@@ -273,7 +376,7 @@ func splitOptions(kind string, known map[string]bool, opts [][2]string) (plain, 
 // required (openai, anthropic, openai_compatible); url defaults to the
 // provider's public API (required for openai_compatible); api_key is
 // required but for openai_compatible (local servers need none); prices
-// are validated and stored canonically.
+// and tool_prices are validated and stored canonically.
 func ValidateProviderOptions(opts [][2]string) (plain, secret map[string]string, err error) {
 	plain, secret, err = splitOptions("model provider service", providerOptions, opts)
 	if err != nil {
@@ -320,6 +423,13 @@ func ValidateProviderOptions(opts [][2]string) (plain, secret map[string]string,
 			return nil, nil, err
 		}
 		plain[OptPrices] = FormatPrices(prices)
+	}
+	if p, ok := plain[OptToolPrices]; ok {
+		tp, err := ParseToolPrices(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		plain[OptToolPrices] = FormatToolPrices(tp)
 	}
 	return plain, secret, nil
 }

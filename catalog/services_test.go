@@ -76,6 +76,56 @@ func TestParsePricesCacheWrite1h(t *testing.T) {
 	}
 }
 
+// TestParseToolPrices: the tool_prices option's form, canonical rendering and errors.
+func TestParseToolPrices(t *testing.T) {
+	for _, tc := range []struct {
+		in, canonical string
+		err           string // a fragment of the error; "" when valid
+	}{
+		{in: "", canonical: ""},
+		{in: "web_search=10.00", canonical: "web_search=10"},
+		{in: " file_search = 2.50 , WEB_SEARCH=10 ", canonical: "web_search=10, file_search=2.5"},
+		{in: "web_search=0", canonical: "web_search=0"},
+		{in: "web_search=0.000000001", canonical: "web_search=0.000000001"},
+		{in: "web_search", err: "want tool=price"},
+		{in: "=1", err: "want tool=price"},
+		{in: "code_execution=1", err: `unknown tool "code_execution"`},
+		{in: "image_generation=1", err: "unknown tool"},
+		{in: "web_search_20250305=1", err: "unknown tool"},
+		{in: "web_search=1, web_search=2", err: "more than once"},
+		{in: "web_search=-1", err: "invalid price"},
+		{in: "web_search=1e3", err: "invalid price"},
+		{in: "web_search=1234567", err: "invalid price"},
+		{in: "web_search=", err: "invalid price"},
+		{in: "web_search=1,", err: "want tool=price"},
+		{in: strings.Repeat(" ", 1025) + "web_search=1", err: "longer than"},
+	} {
+		p, err := catalog.ParseToolPrices(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseToolPrices(%q) = %v, want an error with %q", tc.in, err, tc.err)
+			} else if code := catalog.CodeOf(err); code != catalog.CodeInvalidArgument {
+				t.Errorf("ParseToolPrices(%q): code %v", tc.in, code)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParseToolPrices(%q): %v", tc.in, err)
+			continue
+		}
+		if got := catalog.FormatToolPrices(p); got != tc.canonical {
+			t.Errorf("FormatToolPrices(ParseToolPrices(%q)) = %q, want %q", tc.in, got, tc.canonical)
+		}
+		if again, err := catalog.ParseToolPrices(tc.canonical); err != nil || again != p {
+			t.Errorf("the canonical form %q reads back as %+v, %v", tc.canonical, again, err)
+		}
+	}
+	if p, _ := catalog.ParseToolPrices("file_search=2.5"); !p.Set[catalog.ToolFileSearch] || p.Set[catalog.ToolWebSearch] ||
+		p.PerThousand[catalog.ToolFileSearch] != 2.5 {
+		t.Errorf("file_search=2.5: %+v", p)
+	}
+}
+
 func TestParseRoutes(t *testing.T) {
 	r, err := catalog.ParseRoutes("destinations", `openai_prod/gpt-4.1=80, "Other Schema".p/meta-llama/Llama-3=20`, true)
 	if err != nil {

@@ -165,6 +165,10 @@ type ModelPrice struct {
 	// (an Anthropic provider): the worst case a budget reserves for its
 	// input includes their price.
 	Cache1h bool
+	// Tools are the provider service's tool_prices (USD per 1,000 uses
+	// of each server tool kind billed per use), the same for its every
+	// model.
+	Tools catalog.ToolPrices
 }
 
 // ModelServices resolves model service names as Connections resolves

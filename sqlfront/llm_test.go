@@ -202,6 +202,37 @@ func TestServiceInformationSchema(t *testing.T) {
 	}
 }
 
+// A provider service's tool_prices: stored canonically and shown by
+// DESCRIBE like prices, replaced by ALTER ... SET OPTIONS, refused with
+// 22023 and a hint when invalid.
+func TestToolPricesOption(t *testing.T) {
+	f := startSysFrontend(t)
+	admin := f.admin(t)
+	mustExec(t, admin, `CREATE MODEL PROVIDER SERVICE openai_prod OPTIONS (provider 'openai', api_key 'sk-x', prices 'gpt-4.1=2/8',
+		tool_prices ' file_search = 2.50 , web_search=25.00')`)
+	describe := func() string {
+		for _, r := range queryRows(t, admin, `DESCRIBE MODEL PROVIDER SERVICE openai_prod`) {
+			if len(r) >= 2 && r[0] == "option.tool_prices" {
+				return fmt.Sprint(r[1])
+			}
+		}
+		return ""
+	}
+	if got := describe(); got != "web_search=25, file_search=2.5" {
+		t.Errorf("DESCRIBE tool_prices = %q", got)
+	}
+	mustExec(t, admin, `ALTER MODEL PROVIDER SERVICE openai_prod SET OPTIONS (provider 'openai', api_key 'sk-x', prices 'gpt-4.1=2/8', tool_prices 'web_search=10')`)
+	if got := describe(); got != "web_search=10" {
+		t.Errorf("DESCRIBE tool_prices after ALTER = %q", got)
+	}
+	for _, bad := range []string{"code_interpreter=1", "web_search=-1", "web_search=1, web_search=2", "web_search"} {
+		_, err := admin.Exec(t.Context(), `CREATE MODEL PROVIDER SERVICE bad OPTIONS (provider 'openai', api_key 'sk-x', tool_prices '`+bad+`')`)
+		if pe := wantSQLState(t, err, "22023"); pe != nil && !strings.Contains(pe.Message, "tool") {
+			t.Errorf("tool_prices %q: %s", bad, pe.Message)
+		}
+	}
+}
+
 // The secrets of the LLM objects: a provider's api_key is sealed, never
 // shown and never in an audit record; an access token is shown once and
 // only its hash is stored; a dropped or expired token is refused.

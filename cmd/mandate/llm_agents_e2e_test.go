@@ -156,4 +156,49 @@ func TestLLMAgentsEndToEnd(t *testing.T) {
 		refused(t, `SELECT 1 FROM system.access.audit WHERE service_name = 'llm' AND decision = 'deny'
 			AND response.status_code = 429 AND user_identity = 'carol@example.com' AND action_name = 'responses'`)
 	})
+
+	t.Run("codex under a budget with web search priced", func(t *testing.T) {
+		// Once the provider service prices web search (tool_prices),
+		// Codex as installed, web_search offered, works under a budget:
+		// the gateway bounds the searches (max_tool_calls) and bills them.
+		mustExec(t, e.admin,
+			`ALTER MODEL PROVIDER SERVICE system.ai.openai_prod SET OPTIONS (provider 'openai', url '`+e.fakeURL+`/v1', api_key '`+e2eOpenAIKey+`',
+				prices 'gpt-4.1=2.00/8.00/0.50', tool_prices 'web_search=10.00')`,
+			`CREATE USER "dan@example.com"`,
+			`ALTER GROUP "data-analysts" ADD USER "dan@example.com"`,
+			`CREATE BUDGET dan_cap LIMIT 5 USD PER MONTH FOR USER "dan@example.com" ON MODEL SERVICE system.ai.frontier`)
+		waitSnapshotCurrent(t, e.s)
+		danCodex := e.token(t, "dan@example.com", "codex")
+		before := len(e.fake.Requests())
+		out := runSandboxed(t, bin, e.codexEnv(t, danCodex, ""), "codex", "exec", "--skip-git-repo-check", "hello mock:websearch=2")
+		if !strings.Contains(out, "Echo: hello") {
+			t.Fatalf("codex exec answered %q", out)
+		}
+		var want []string
+		for _, rec := range e.fake.Requests()[before:] {
+			req := rec.JSON()
+			tools, _ := req["tools"].([]any)
+			offered := false
+			for _, tl := range tools {
+				if tm, _ := tl.(map[string]any); strings.HasPrefix(fmt.Sprint(tm["type"]), "web_search") {
+					offered = true
+				}
+			}
+			u := rec.Usage
+			if !offered || u == nil {
+				t.Fatalf("codex's request %s (billed %+v): want web search offered", rec.Body, u)
+			}
+			if mtc, ok := req["max_tool_calls"].(float64); !ok || mtc < 1 || int(mtc) < u.WebSearches {
+				t.Errorf("codex's request went without a bound on its tool calls: max_tool_calls %v", req["max_tool_calls"])
+			}
+			t.Logf("codex offered web search; max_tool_calls %v upstream; %d searches billed", req["max_tool_calls"], u.WebSearches)
+			// gpt-4.1: $2 input, $0.50 cached, $8 output per million tokens; $10 per 1,000 searches
+			want = append(want, strconv.FormatInt(int64(u.Input-u.Cached)*2_000+int64(u.Cached)*500+int64(u.Output)*8_000+int64(u.WebSearches)*10_000_000, 10))
+		}
+		rows := e.usage(t, `SELECT CAST(cost_usd * 1000000000 AS BIGINT) FROM system.ai_gateway.usage
+			WHERE requester = 'dan@example.com' AND status_code = 200 ORDER BY event_time`, len(want))
+		if len(want) == 0 || strings.Join(rows, ",") != strings.Join(want, ",") {
+			t.Errorf("codex's usage rows cost %v nano-USD, by hand %v", rows, want)
+		}
+	})
 }

@@ -219,15 +219,20 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 	t.Run("tools billed per use fail closed under a budget", func(t *testing.T) {
 		// Web search and code execution are billed per use beyond tokens:
 		// no token price bounds them, so a budgeted call may not offer
-		// them; without a budget they pass.
-		for _, tc := range []struct{ path, body string }{
-			{"/v1/messages", `{"model":"frontier","max_tokens":20,"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":5}],"messages":[{"role":"user","content":"search"}]}`},
-			{"/v1/chat/completions", `{"model":"frontier","max_tokens":20,"web_search_options":{},"messages":[{"role":"user","content":"search"}]}`},
-			{"/v1/responses", `{"model":"frontier","max_output_tokens":20,"tools":[{"type":"code_interpreter","container":{"type":"auto"}}],"input":"run"}`},
+		// them unless the provider service prices web search (tool_prices,
+		// which openai_prod has not: the refusal says so); code execution
+		// cannot be priced. Without a budget they pass.
+		for _, tc := range []struct{ path, body, hint string }{
+			{"/v1/messages", `{"model":"frontier","max_tokens":20,"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":5}],"messages":[{"role":"user","content":"search"}]}`,
+				"tool_prices 'web_search="},
+			{"/v1/chat/completions", `{"model":"frontier","max_tokens":20,"web_search_options":{},"messages":[{"role":"user","content":"search"}]}`,
+				"tool_prices 'web_search="},
+			{"/v1/responses", `{"model":"frontier","max_output_tokens":20,"tools":[{"type":"code_interpreter","container":{"type":"auto"}}],"input":"run"}`,
+				"container time"},
 		} {
 			before := e.fake.Count()
 			resp, body := llmPost(t, e.base, tc.path, erin, tc.body)
-			if resp.StatusCode != 400 || !strings.Contains(body, "bills per use") || !strings.Contains(body, "erin_cap") {
+			if resp.StatusCode != 400 || !strings.Contains(body, "bills per use") || !strings.Contains(body, "erin_cap") || !strings.Contains(body, tc.hint) {
 				t.Errorf("%s: a budgeted call offering a tool billed per use: %d %s", tc.path, resp.StatusCode, body)
 			}
 			if e.fake.Count() != before {
@@ -238,6 +243,103 @@ func TestLLMLimitsEndToEnd(t *testing.T) {
 		if resp, body := llmPost(t, e.base, "/v1/chat/completions", e.token(t, "alice@example.com", ""), chat); resp.StatusCode != 200 {
 			t.Errorf("an unbudgeted call offering web search: %d %s", resp.StatusCode, body)
 		}
+	})
+
+	t.Run("tools billed per use priced by tool_prices", func(t *testing.T) {
+		// With tool_prices, a budgeted call offering web or file search
+		// passes: it reserves its bound on the uses (the gateway's 8 when
+		// the client set none, sent upstream as max_uses or
+		// max_tool_calls) and is billed the searches it made.
+		mustExec(t, e.admin,
+			`CREATE MODEL PROVIDER SERVICE system.ai.anthropic_search OPTIONS (provider 'anthropic', url '`+e.fakeURL+`', api_key '`+e2eAnthropicKey+`',
+				prices 'claude-sonnet-4-5=3.00/15.00/0.30/3.75', tool_prices 'web_search=10.00')`,
+			`CREATE MODEL PROVIDER SERVICE system.ai.openai_search OPTIONS (provider 'openai', url '`+e.fakeURL+`/v1', api_key '`+e2eOpenAIKey+`',
+				prices 'gpt-4.1=2.00/8.00/0.50', tool_prices 'web_search=25')`,
+			`ALTER MODEL PROVIDER SERVICE system.ai.openai_search SET OPTIONS (provider 'openai', url '`+e.fakeURL+`/v1', api_key '`+e2eOpenAIKey+`',
+				prices 'gpt-4.1=2.00/8.00/0.50', tool_prices 'web_search=10.00, file_search=2.50')`,
+			`CREATE MODEL SERVICE system.ai.claude_search OPTIONS (destinations 'anthropic_search/claude-sonnet-4-5=100')`,
+			`CREATE MODEL SERVICE system.ai.searching OPTIONS (destinations 'openai_search/gpt-4.1=100')`,
+			`CREATE USER "grace@example.com"`, `CREATE USER "heidi@example.com"`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.claude_search TO "grace@example.com"`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.searching TO "grace@example.com"`,
+			`GRANT EXECUTE ON MODEL SERVICE system.ai.searching TO "heidi@example.com"`,
+			`CREATE BUDGET grace_cap LIMIT 5 USD PER MONTH FOR USER "grace@example.com"`,
+			`CREATE BUDGET heidi_cap LIMIT 0.05 USD PER MONTH FOR USER "heidi@example.com"`)
+		grace, heidi := e.token(t, "grace@example.com", ""), e.token(t, "heidi@example.com", "")
+		// sent is the upstream request and what the fake billed for the
+		// call just answered.
+		sent := func() (map[string]any, *llmtest.Usage) {
+			recs := e.fake.Requests()
+			rec := recs[len(recs)-1]
+			return rec.JSON(), rec.Usage
+		}
+		// Anthropic web search without max_uses: the gateway sends 8, the
+		// provider (asked for 20 searches) stops there.
+		resp, body := llmPost(t, e.base, "/v1/messages", grace, `{"model":"claude_search","max_tokens":50,
+			"tools":[{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"search mock:websearch=20"}]}`)
+		if resp.StatusCode != 200 {
+			t.Fatalf("a budgeted Anthropic web search: %d %s", resp.StatusCode, body)
+		}
+		req, u := sent()
+		tools, _ := req["tools"].([]any)
+		if tool, _ := tools[0].(map[string]any); len(tools) != 1 || tool["max_uses"] != float64(8) || u == nil || u.WebSearches != 8 {
+			t.Fatalf("upstream tools %v, billed %+v", req["tools"], u)
+		}
+		// claude-sonnet-4-5: $3 input, $15 output per million tokens; 8 searches at $10 per 1,000
+		anthropicCost := int64(u.Input)*3_000 + int64(u.Output)*15_000 + 8*10_000_000
+		// Responses, streamed, web and file search without max_tool_calls:
+		// max_tool_calls 8 is sent; 2 web searches and 1 file search made.
+		resp, body = llmPost(t, e.base, "/v1/responses", grace, `{"model":"searching","stream":true,"max_output_tokens":50,
+			"tools":[{"type":"web_search"},{"type":"file_search","vector_store_ids":["vs_1"]}],"input":"search mock:websearch=2 mock:filesearch=1"}`)
+		if resp.StatusCode != 200 || !strings.Contains(body, "response.completed") {
+			t.Fatalf("a budgeted Responses web search: %d %s", resp.StatusCode, body)
+		}
+		req, u = sent()
+		if req["max_tool_calls"] != float64(8) || u == nil || u.WebSearches != 2 || u.FileSearches != 1 {
+			t.Fatalf("upstream max_tool_calls %v, billed %+v", req["max_tool_calls"], u)
+		}
+		// gpt-4.1: $2 input, $8 output; searches $10, file searches $2.50 per 1,000
+		responsesCost := int64(u.Input)*2_000 + int64(u.Output)*8_000 + 2*10_000_000 + 1*2_500_000
+		rows := e.usage(t, `SELECT service_name, CAST(cost_usd * 1000000000 AS BIGINT) FROM system.ai_gateway.usage
+			WHERE requester = 'grace@example.com' AND status_code = 200 ORDER BY service_name`, 2)
+		if want := fmt.Sprintf("system.ai.claude_search|%d,system.ai.searching|%d", anthropicCost, responsesCost); strings.Join(rows, ",") != want {
+			t.Errorf("usage rows %v, want %s", rows, want)
+		}
+		// The uses are in the audit's request_params (the usage table has no column for them).
+		audit := queryRows(t, e.admin, `SELECT action_name, request_params->>'web_searches', coalesce(request_params->>'file_searches', '-')
+			FROM system.access.audit WHERE service_name = 'llm' AND user_identity = 'grace@example.com' AND response.status_code = 200
+			ORDER BY action_name`)
+		if got := strings.Join(audit, ","); got != "messages|8|-,responses|2|1" {
+			t.Errorf("audit request_params: %s", got)
+		}
+		waitFor(t, 30*time.Second, "grace_cap's spend to be the two calls'", func() bool {
+			return showBudgetSpent(t, e.admin, "grace_cap") == anthropicCost+responsesCost
+		})
+		// Under 32 concurrent callers a budget of 0.05 USD holds: each call
+		// reserves 2 searches (max_tool_calls) and makes 1.
+		before := len(e.fake.Requests()) // well below the fake's 1,000 kept
+		ok, refused := spendBudgetAt(t, []string{e.base}, "/v1/responses", heidi,
+			`{"model":"searching","max_output_tokens":50,"max_tool_calls":2,"tools":[{"type":"web_search"}],"input":"spend mock:websearch=1 mock:out=100"}`)
+		searches := 0
+		for _, r := range e.fake.Requests()[before:] {
+			if r.Usage != nil {
+				searches += r.Usage.WebSearches
+			}
+		}
+		if searches != ok {
+			t.Errorf("%d calls answered, %d searches made", ok, searches)
+		}
+		rows = e.usage(t, `SELECT count(*), CAST(sum(cost_usd) * 1000000000 AS BIGINT), CAST(max(cost_usd) * 1000000000 AS BIGINT)
+			FROM system.ai_gateway.usage WHERE requester = 'heidi@example.com' AND status_code = 200 HAVING count(*) >= `+strconv.Itoa(ok), 1)
+		var n, spent, most int64
+		if _, err := fmt.Sscanf(strings.ReplaceAll(rows[0], "|", " "), "%d %d %d", &n, &spent, &most); err != nil {
+			t.Fatalf("%s: %v", rows[0], err)
+		}
+		const limit = 50_000_000 // nano-USD
+		if int(n) != ok || spent > limit+most || spent < int64(ok)*10_000_000 || spent < limit/2 {
+			t.Errorf("%d calls answered (%d rows), %d refused: spent %d nano-USD (largest call %d) against %d", ok, n, refused, spent, most, limit)
+		}
+		t.Logf("web searches under a budget: %d calls answered, %d refused, spent $%.6f of $0.05", ok, refused, float64(spent)/1e9)
 	})
 
 	t.Run("budget scoped by service and tags", func(t *testing.T) {
@@ -566,13 +668,20 @@ func TestReplicasLLMLimits(t *testing.T) {
 // month (awayFromMonthEnd).
 func spendBudget(t *testing.T, bases []string, token, chat string) (ok, refused int) {
 	t.Helper()
+	return spendBudgetAt(t, bases, "/v1/chat/completions", token, chat)
+}
+
+// spendBudgetAt is spendBudget with requests of an OpenAI-format path
+// (chat completions or responses).
+func spendBudgetAt(t *testing.T, bases []string, path, token, chat string) (ok, refused int) {
+	t.Helper()
 	awayFromMonthEnd(t)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for g := range 32 {
 		wg.Go(func() {
 			for range 40 { // bounded: the budget runs out after ~25 calls
-				resp, body := llmPost(t, bases[g%len(bases)], "/v1/chat/completions", token, chat)
+				resp, body := llmPost(t, bases[g%len(bases)], path, token, chat)
 				mu.Lock()
 				switch {
 				case resp.StatusCode == 200:
@@ -605,7 +714,7 @@ func spendBudget(t *testing.T, bases []string, token, chat string) (ok, refused 
 	// ends only once it has been refused for budgetSettle.
 	var refusedSince time.Time
 	for range 400 {
-		resp, body := llmPost(t, bases[0], "/v1/chat/completions", token, chat)
+		resp, body := llmPost(t, bases[0], path, token, chat)
 		if resp.StatusCode == 200 {
 			ok++
 			refusedSince = time.Time{}

@@ -24,7 +24,7 @@ func budget(name string, usd float64, level limits.Level, p catalog.ID) limits.B
 func bigCall(subj, actor catalog.ID) *limits.Call { return modelCall(subj, actor, 100_000, 100_000) }
 
 func TestWorstCase(t *testing.T) {
-	if got := gpt.Price.Worst(100_000, 100_000); got != worst {
+	if got := gpt.Price.Worst(100_000, 100_000, nil); got != worst {
 		t.Errorf("worst = %v, want %v", got, worst)
 	}
 	// Cost: each class at its own price, rounded up to the nano-dollar.
@@ -39,7 +39,7 @@ func TestWorstCase(t *testing.T) {
 		t.Errorf("cached at unset price = %v, want 1.00", got)
 	}
 	// Huge figures saturate rather than wrap.
-	if got := (limits.Price{Output: limits.MaxMoney}).Worst(0, 1<<62); got != limits.MaxMoney {
+	if got := (limits.Price{Output: limits.MaxMoney}).Worst(0, 1<<62, nil); got != limits.MaxMoney {
 		t.Errorf("saturation: %v", got)
 	}
 }
@@ -73,7 +73,7 @@ func TestCacheWrite1hPrice(t *testing.T) {
 		if got := tc.p.Cost(u); got != tc.cost {
 			t.Errorf("%s: cost %d nano-USD, want %d", tc.name, got, tc.cost)
 		}
-		if got := tc.p.Worst(1_000_000, 0); got != tc.perMil {
+		if got := tc.p.Worst(1_000_000, 0, nil); got != tc.perMil {
 			t.Errorf("%s: worst input %v per million, want %v", tc.name, got, tc.perMil)
 		}
 	}
@@ -264,14 +264,71 @@ func TestBudgetFailsClosed(t *testing.T) {
 		t.Fatalf("no max_tokens under a budget: %v", err)
 	}
 	call = bigCall(alice, 0)
-	call.PerUseTool = "web_search_20250305"
+	call.PerUseTool = "code_execution_20250522"
 	if _, err := l.Reserve(ctx, call); !errors.As(err, &ref) || ref.Kind != limits.UnpricedTool || ref.Status != 400 ||
-		!strings.Contains(ref.Error(), "web_search_20250305") || !strings.Contains(ref.Error(), "analysts") {
+		!strings.Contains(ref.Error(), "code_execution_20250522") || !strings.Contains(ref.Error(), "analysts") {
 		t.Fatalf("a tool billed per use under a budget: %v", err)
 	}
 	call.Subject = carol // no budget: no price needed
 	if _, err := l.Reserve(ctx, call); err != nil {
 		t.Fatalf("a tool billed per use without a budget: %v", err)
+	}
+}
+
+// TestBudgetToolUses: a call that may use a tool billed per use reserves
+// its bound on the uses at the dearest destination's price per use, and
+// settles the real cost; a destination without that tool's price fails
+// closed, naming the tool_prices option.
+func TestBudgetToolUses(t *testing.T) {
+	c := newClock(t0)
+	l := newLimiter(t, c, limits.Definitions{Budgets: []limits.Budget{budget("analysts", 100, limits.LevelGroup, g1)}})
+	ctx := t.Context()
+	searching := gpt
+	searching.Price.PerUse[catalog.ToolWebSearch], searching.Price.HasPerUse[catalog.ToolWebSearch] = 10*limits.USD, true // $10 per 1,000
+	dearer := searching
+	dearer.Name, dearer.Price.PerUse[catalog.ToolWebSearch] = "openai_eu/gpt-4.1", 25*limits.USD
+	call := bigCall(alice, 0)
+	call.Destinations = []limits.Destination{searching, dearer}
+	call.ToolUses[catalog.ToolWebSearch] = 8
+	r, err := l.Reserve(ctx, call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1.05 USD of tokens + 8 searches at 0.025 USD (the dearer destination)
+	if want := worst + 8*25*limits.USD/1000; r.Cost() != want {
+		t.Errorf("reserved %v, want %v", r.Cost(), want)
+	}
+	if st := l.Budgets()[0]; st.Reserved != r.Cost() {
+		t.Errorf("budget reserved %v, want %v", st.Reserved, r.Cost())
+	}
+	// Settled: 3 searches at 0.01 USD plus some tokens.
+	u := limits.Usage{InputTokens: 1000, OutputTokens: 500}
+	u.ToolUses[catalog.ToolWebSearch] = 3
+	cost := searching.Price.Cost(u)
+	if want := limits.Money(1000*2_000 + 500*8_000 + 3*10_000_000); cost != want {
+		t.Errorf("cost %d, want %d", cost, want)
+	}
+	l.Settle(r, u, cost)
+	if st := l.Budgets()[0]; st.Spent != cost || st.Reserved != 0 {
+		t.Errorf("after settling: spent %v reserved %v, want %v and 0", st.Spent, st.Reserved, cost)
+	}
+	// A destination without a price for the tool fails closed, naming it.
+	call.Destinations = []limits.Destination{searching, gpt}
+	var ref *limits.Refusal
+	if _, err := l.Reserve(ctx, call); !errors.As(err, &ref) || ref.Kind != limits.UnpricedTool || ref.Status != 400 || ref.Retryable() ||
+		!strings.Contains(ref.Error(), "openai_prod/gpt-4.1") || !strings.Contains(ref.Error(), "tool_prices 'web_search=") {
+		t.Fatalf("a destination without the tool's price: %v", err)
+	}
+	// A tool kind no destination prices.
+	call.Destinations = []limits.Destination{searching}
+	call.ToolUses = [catalog.NumToolKinds]int64{catalog.ToolFileSearch: 2}
+	if _, err := l.Reserve(ctx, call); !errors.As(err, &ref) || ref.Kind != limits.UnpricedTool || !strings.Contains(ref.Error(), "file_search") {
+		t.Fatalf("file search without a price: %v", err)
+	}
+	// Without a budget, no tool price is needed.
+	call.Subject = carol
+	if _, err := l.Reserve(ctx, call); err != nil {
+		t.Fatalf("without a budget: %v", err)
 	}
 }
 

@@ -108,10 +108,16 @@
 // at the cost of reserving that dearer rate for every call to such a
 // destination, given back at Settle) plus MaxTokens at the output price,
 // at the most expensive destination the call may reach (split and
-// fallbacks). A destination without a price fails closed (PriceUnknown,
-// 403); so does a call without an output cap (OutputCapRequired, 400),
-// and one that offers a tool the provider bills per use beyond tokens,
-// such as web search or code execution (UnpricedTool, 400).
+// fallbacks), plus Call.ToolUses, the most uses of each tool kind the
+// provider bills per use (catalog.ToolKind: web search, file search) the
+// call may make, at that destination's price per 1,000 uses
+// (Price.PerUse, a provider service's tool_prices); Settle charges the
+// real uses in the cost (Price.Cost). A destination without a price fails
+// closed (PriceUnknown, 403); so does a call without an output cap
+// (OutputCapRequired, 400), one that may use a tool kind a destination
+// has no price per use for (UnpricedTool, 400, naming the destination
+// and tool_prices), and one that offers a tool billed in a way no price
+// bounds, such as code execution (Call.PerUseTool; UnpricedTool, 400).
 // Settle replaces the reservation with the actual cost in the month of the
 // admission (a call that straddles a month boundary is not carried into
 // the new month). Guarantee: when InputTokens is an upper bound of the

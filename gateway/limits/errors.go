@@ -82,9 +82,11 @@ type Refusal struct {
 	Budget      string
 	BudgetLimit Money
 	Month       Month
-	// Destination without a price (PriceUnknown).
+	// Destination without a price (PriceUnknown), or without a price for
+	// Tool (UnpricedTool of a kind tool_prices can price).
 	Destination string
-	// Tool billed per use (UnpricedTool).
+	// Tool billed per use (UnpricedTool): a tool type, or a tool kind
+	// (web_search, file_search) when Destination is set.
 	Tool string
 	// RetryAfter is how long until the call could pass (rounded up to
 	// whole seconds in the header); 0 when retrying cannot help.
@@ -117,7 +119,11 @@ func (e *Refusal) Error() string {
 	case OutputCapRequired:
 		return fmt.Sprintf("the call is charged to budget %s and has no output limit: set max_tokens", e.Budget)
 	case UnpricedTool:
-		return fmt.Sprintf("the call is charged to budget %s and offers %s, which the provider bills per use beyond tokens and no price of Mandate's covers: leave it out",
+		if e.Destination != "" { // a kind tool_prices can price
+			return fmt.Sprintf("the call is charged to budget %s and offers %s, which the provider bills per use beyond tokens, and %s has no price for it: leave the tool out, or an administrator sets the provider service's tool_prices option (tool_prices '%s=USD per 1,000 uses')",
+				e.Budget, e.Tool, e.Destination, e.Tool)
+		}
+		return fmt.Sprintf("the call is charged to budget %s and offers %s, which the provider bills per use beyond tokens in a way no price of Mandate's bounds (by container time or image tokens; tool_prices prices web_search and file_search only): leave it out",
 			e.Budget, e.Tool)
 	case BudgetUnavailable:
 		return fmt.Sprintf("budget %s is temporarily unavailable (its spend cannot be loaded or its shared state reached); retry later", e.Budget)

@@ -30,9 +30,15 @@ type Call struct {
 	// Destinations are every provider model the call may reach: the split
 	// and the fallbacks (model calls).
 	Destinations []Destination
-	// PerUseTool names a tool the call offers that the provider bills per
-	// use beyond tokens ("": none); a budgeted call with one fails closed.
+	// PerUseTool names a tool the call offers that the provider bills
+	// beyond tokens in a way no price bounds ("": none); a budgeted call
+	// with one fails closed.
 	PerUseTool string
+	// ToolUses is the most uses of each tool kind billed per use the call
+	// may make (catalog.ToolKind): a budget reserves them at each
+	// destination's price per use, and a destination without that price
+	// fails closed.
+	ToolUses [catalog.NumToolKinds]int64
 }
 
 // Options configure a Limiter.

@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
+
+	"github.com/mandatehq/mandate/catalog"
 )
 
 // Money is an amount in billionths of a US dollar (nano-USD): exact
@@ -106,6 +108,9 @@ type Usage struct {
 	// CacheWrite1hTokens is input written to the cache with Anthropic's
 	// 1-hour TTL.
 	CacheWrite1hTokens int64
+	// ToolUses are the uses of each server tool kind billed per use
+	// (catalog.ToolKind), not tokens.
+	ToolUses [catalog.NumToolKinds]int64
 }
 
 // Total is the token count that rate limits charge: every class.
@@ -124,6 +129,11 @@ type Price struct {
 	Input, Output, CachedInput, CacheWrite Money
 	CacheWrite1h                           Money
 	Cache1h                                bool
+	// PerUse is the price of 1,000 uses of each server tool kind billed
+	// per use (a provider service's tool_prices), for the kinds in
+	// HasPerUse; a kind without a price cannot be bounded (UnpricedTool).
+	PerUse    [catalog.NumToolKinds]Money
+	HasPerUse [catalog.NumToolKinds]bool
 }
 
 func (p Price) cached() Money {
@@ -159,13 +169,36 @@ func (p Price) Cost(u Usage) Money {
 	acc.mulAdd(u.CachedInputTokens, p.cached())
 	acc.mulAdd(u.CacheWriteTokens, p.cacheWrite())
 	acc.mulAdd(u.CacheWrite1hTokens, p.cacheWrite1h())
+	p.addUses(&acc, &u.ToolUses)
 	return acc.perMillion()
 }
 
+// addUses adds uses × the price per 1,000 uses of each kind: 1,000 ×
+// uses per million (a kind without a price adds nothing).
+func (p Price) addUses(acc *wide, uses *[catalog.NumToolKinds]int64) {
+	for k, n := range uses {
+		if n > 0 {
+			acc.mulAdd(min(n, math.MaxInt64/1000)*1000, p.PerUse[k])
+		}
+	}
+}
+
+// Covers reports whether p prices every tool kind that uses counts (a
+// use of a kind without a price has an unknown cost).
+func (p Price) Covers(uses *[catalog.NumToolKinds]int64) bool {
+	for k, n := range uses {
+		if n > 0 && !p.HasPerUse[k] {
+			return false
+		}
+	}
+	return true
+}
+
 // Worst is the largest cost a call with inputTokens of input (of any
-// class: at a Cache1h destination, 1-hour cache writes too) and at most
-// maxTokens of output can have at p.
-func (p Price) Worst(inputTokens, maxTokens int64) Money {
+// class: at a Cache1h destination, 1-hour cache writes too), at most
+// maxTokens of output and at most uses of each tool kind billed per use
+// can have at p.
+func (p Price) Worst(inputTokens, maxTokens int64, uses *[catalog.NumToolKinds]int64) Money {
 	in := max(p.Input, p.cached(), p.cacheWrite())
 	if p.Cache1h {
 		in = max(in, p.cacheWrite1h())
@@ -173,6 +206,9 @@ func (p Price) Worst(inputTokens, maxTokens int64) Money {
 	var acc wide
 	acc.mulAdd(inputTokens, in)
 	acc.mulAdd(maxTokens, p.Output)
+	if uses != nil {
+		p.addUses(&acc, uses)
+	}
 	return acc.perMillion()
 }
 

@@ -192,13 +192,25 @@ func (s scratch) worst(call *Call) (Money, error) {
 		return 0, &Refusal{Kind: PriceUnknown, Status: 403, Level: first.Level, Budget: first.Name,
 			Destination: "(no destination)"}
 	}
+	var uses *[catalog.NumToolKinds]int64 // nil: no tool billed per use (the usual call)
+	if call.ToolUses != ([catalog.NumToolKinds]int64{}) {
+		uses = &call.ToolUses
+	}
 	var w Money
 	for i := range call.Destinations {
 		d := &call.Destinations[i]
 		if !d.Priced {
 			return 0, &Refusal{Kind: PriceUnknown, Status: 403, Level: first.Level, Budget: first.Name, Destination: d.Name}
 		}
-		w = max(w, d.Price.Worst(pos(call.InputTokens), call.MaxTokens))
+		if uses != nil {
+			for k, n := range uses {
+				if n > 0 && !d.Price.HasPerUse[k] {
+					return 0, &Refusal{Kind: UnpricedTool, Status: 400, Level: first.Level, Budget: first.Name,
+						Tool: catalog.ToolKind(k).String(), Destination: d.Name}
+				}
+			}
+		}
+		w = max(w, d.Price.Worst(pos(call.InputTokens), call.MaxTokens, uses))
 	}
 	return w, nil
 }

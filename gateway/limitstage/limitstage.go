@@ -13,7 +13,9 @@
 // (the adapter's OutputCap when the client set none: a call under a token
 // limit or a budget is then Capped, held to it upstream) and, under a
 // budget, the worst-case cost over every destination they
-// may reach; MCP calls of work (Counted: tools/call, not the session's
+// may reach, their bound on the uses of the tools billed per use included
+// (ModelCall.ToolUses, with the adapter's bound for the tools the client
+// left unbounded: the call is then ToolCapped, held to it upstream); MCP calls of work (Counted: tools/call, not the session's
 // lifecycle or listings) count one request against the connection's
 // limits and are never charged to budgets. Price is the one conversion of a
 // provider service's prices into the engine's, and Cost the one pricing
@@ -95,7 +97,7 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 	}
 	m := c.Model
 	if m != nil && kind == limits.ModelService {
-		lc.InputTokens, lc.MaxTokens, lc.PerUseTool = m.InputTokens, m.MaxTokens, m.PerUseTool
+		lc.InputTokens, lc.MaxTokens, lc.PerUseTool, lc.ToolUses = m.InputTokens, m.MaxTokens, m.PerUseTool, m.ToolUses
 		if m.MaxTokens <= 0 {
 			// No cap from the client: reserve the adapter's, which it
 			// imposes if a limit took it (below). An endpoint without
@@ -104,9 +106,10 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 		}
 		var dbuf [4]limits.Destination // the usual split and fallbacks, on the stack
 		lc.Destinations = dbuf[:0]
+		tools := m.ToolUses != [catalog.NumToolKinds]int64{}
 		for _, d := range m.Destinations {
 			ld := limits.Destination{Price: Price(d.Price), Priced: d.Priced}
-			if !d.Priced { // named only for the refusal a missing price may be
+			if !d.Priced || tools && !ld.Price.Covers(&m.ToolUses) { // named only for the refusal a missing price may be
 				ld.Name = d.Service + "/" + d.Model
 			}
 			lc.Destinations = append(lc.Destinations, ld)
@@ -121,6 +124,9 @@ func (s *Stage) Reserve(ctx context.Context, c *pipeline.Call) (pipeline.Reserva
 	}
 	if m != nil && m.MaxTokens <= 0 && m.OutputCap > 0 && (r.Tokens() > 0 || r.Cost() > 0) {
 		m.MaxTokens, m.Capped = m.OutputCap, true // a token limit or budget holds the call to it
+	}
+	if m != nil && m.ToolCapNeeded && r.Cost() > 0 {
+		m.ToolCapped = true // a budget reserved the bound on the tool uses
 	}
 	c.Limits = info(r.Headers(), false)
 	return &reservation{s: s, r: r}, nil
@@ -215,7 +221,8 @@ func (r *reservation) Settle(_ context.Context, c *pipeline.Call, u pipeline.Usa
 func Usage(u pipeline.Usage) limits.Usage {
 	w1h := min(u.CacheWrite1hTokens, u.CacheWriteTokens)
 	return limits.Usage{InputTokens: max(0, u.InputTokens-u.CachedInputTokens-u.CacheWriteTokens), OutputTokens: u.OutputTokens,
-		CachedInputTokens: u.CachedInputTokens, CacheWriteTokens: u.CacheWriteTokens - w1h, CacheWrite1hTokens: w1h}
+		CachedInputTokens: u.CachedInputTokens, CacheWriteTokens: u.CacheWriteTokens - w1h, CacheWrite1hTokens: w1h,
+		ToolUses: u.ToolUses}
 }
 
 // Price converts a provider service's price (USD per million tokens) into
@@ -232,11 +239,18 @@ func Price(p gateway.ModelPrice) limits.Price {
 	if p.HasCacheWrite1h {
 		out.CacheWrite1h = limits.MoneyFromUSD(p.CacheWrite1h)
 	}
+	for k, set := range p.Tools.Set {
+		if set {
+			out.PerUse[k], out.HasPerUse[k] = limits.MoneyFromUSD(p.Tools.PerThousand[k]), true
+		}
+	}
 	return out
 }
 
 // Cost is what usage u costs at price p, in nano-USD, rounded up: the one
-// pricing rule (limits.Price.Cost) for usage rows and budgets alike.
+// pricing rule (limits.Price.Cost) for usage rows and budgets alike. Uses
+// of a tool kind p has no tool price for add nothing (a budgeted call
+// cannot make them: UnpricedTool).
 func Cost(p gateway.ModelPrice, u pipeline.Usage) int64 {
 	return int64(Price(p).Cost(Usage(u)))
 }

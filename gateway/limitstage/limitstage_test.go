@@ -20,14 +20,34 @@ import (
 func TestCost(t *testing.T) {
 	p := gateway.ModelPrice{Input: 3, Output: 15, CachedInput: 0.3, CacheWrite: 3.75, HasCachedInput: true, HasCacheWrite: true}
 	u := pipeline.Usage{InputTokens: 1000, CachedInputTokens: 600, CacheWriteTokens: 100, OutputTokens: 50, ReasoningTokens: 10}
-	// 300 uncached × 3,000 + 600 × 300 + 100 × 3,750 + 50 × 15,000 nano-USD
-	if got, want := Cost(p, u), int64(300*3000+600*300+100*3750+50*15000); got != want {
-		t.Errorf("cost %d, want %d", got, want)
+	tools, err := catalog.ParseToolPrices("web_search=10, file_search=2.5")
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Without cache prices, cache tokens cost as much as input.
-	p2 := gateway.ModelPrice{Input: 2, Output: 8}
-	if got, want := Cost(p2, u), int64(1000*2000+50*8000); got != want {
-		t.Errorf("cost without cache prices %d, want %d", got, want)
+	withTools := p
+	withTools.Tools = tools
+	searched := u
+	searched.ToolUses[catalog.ToolWebSearch], searched.ToolUses[catalog.ToolFileSearch] = 3, 2
+	// 300 uncached × 3,000 + 600 × 300 + 100 × 3,750 + 50 × 15,000 nano-USD
+	tokens := int64(300*3000 + 600*300 + 100*3750 + 50*15000)
+	for _, tc := range []struct {
+		name string
+		p    gateway.ModelPrice
+		u    pipeline.Usage
+		want int64
+	}{
+		{"token classes", p, u, tokens},
+		// Without cache prices, cache tokens cost as much as input.
+		{"without cache prices", gateway.ModelPrice{Input: 2, Output: 8}, u, 1000*2000 + 50*8000},
+		{"tool prices, no uses", withTools, u, tokens},
+		// 3 searches at $10 per 1,000 (0.01 USD each), 2 file searches at $2.50 per 1,000
+		{"tool uses", withTools, searched, tokens + 3*10_000_000 + 2*2_500_000},
+		// (an unbudgeted call: a budgeted one could not make them)
+		{"tool uses without a tool price: the tokens", p, searched, tokens},
+	} {
+		if got := Cost(tc.p, tc.u); got != tc.want {
+			t.Errorf("%s: cost %d, want %d", tc.name, got, tc.want)
+		}
 	}
 	if lu := Usage(pipeline.Usage{InputTokens: 5, CachedInputTokens: 9}); lu.InputTokens != 0 || lu.CachedInputTokens != 9 {
 		t.Errorf("usage %+v", lu)
@@ -56,7 +76,7 @@ func TestCostCacheWrite1h(t *testing.T) {
 		if got := Cost(tc.p, u); got != tc.cost {
 			t.Errorf("%s: cost %d, want %d", tc.name, got, tc.cost)
 		}
-		if got := Price(tc.p).Worst(1_000_000, 0); got != tc.worst {
+		if got := Price(tc.p).Worst(1_000_000, 0, nil); got != tc.worst {
 			t.Errorf("%s: worst input per million %v, want %v", tc.name, got, tc.worst)
 		}
 	}
@@ -264,5 +284,71 @@ func TestDestinations(t *testing.T) {
 				t.Errorf("reserved %d nano-USD, want %d", got, tc.worst)
 			}
 		})
+	}
+}
+
+// TestToolUses: a model call that may use a tool billed per use reserves
+// its bound at each destination's tool price under a budget and is then
+// held to the bound (ToolCapped) when the client set none; it settles the
+// real cost; a destination without the tool's price is refused by name
+// with a 400 that says how to price it; without a budget nothing is
+// capped.
+func TestToolUses(t *testing.T) {
+	names := ids{"alice": 10, "bob": 12, "system.ai.frontier": 20}
+	tools, err := catalog.ParseToolPrices("web_search=10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	priced := pipeline.ModelDestination{Service: "p", Model: "m", Price: gateway.ModelPrice{Input: 2, Output: 8, Tools: tools}, Priced: true}
+	unpricedTool := pipeline.ModelDestination{Service: "p", Model: "n", Price: gateway.ModelPrice{Input: 2, Output: 8}, Priced: true}
+	lim := limits.New(limits.Options{})
+	if err := lim.Apply(t.Context(), limits.Definitions{Budgets: []limits.Budget{
+		{Name: "b", Limit: limits.USD, Level: limits.LevelUser, Principal: 10, PrincipalName: "alice"}}}); err != nil {
+		t.Fatal(err)
+	}
+	st := New(lim, names)
+	call := func(subject string, capNeeded bool, dests ...pipeline.ModelDestination) *pipeline.Call {
+		m := &pipeline.ModelCall{InputTokens: 10, MaxTokens: 10, ToolCapNeeded: capNeeded, Destinations: dests}
+		m.ToolUses[catalog.ToolWebSearch] = 8
+		return &pipeline.Call{Identity: &gateway.Identity{Subject: subject},
+			Securable: enforce.SecurableRef{Type: typeModelService, Name: "system.ai.frontier"}, Model: m}
+	}
+	for _, capNeeded := range []bool{true, false} {
+		c := call("alice", capNeeded, priced)
+		r, err := st.Reserve(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 10 × 2,000 + 10 × 8,000 nano-USD of tokens, 8 searches at 0.01 USD
+		if got, want := r.(*reservation).r.Cost(), limits.Money(10*2000+10*8000+8*10_000_000); got != want {
+			t.Errorf("reserved %d nano-USD, want %d", got, want)
+		}
+		if c.Model.ToolCapped != capNeeded {
+			t.Errorf("ToolCapped %v, want %v", c.Model.ToolCapped, capNeeded)
+		}
+		// Settled with 2 searches.
+		c.Model.Attempts, c.Model.Answered = 1, 0
+		u := pipeline.Usage{InputTokens: 10, OutputTokens: 5}
+		u.ToolUses[catalog.ToolWebSearch] = 2
+		cost := Cost(priced.Price, u)
+		c.Model.CostNanos, c.Model.CostKnown = cost, true
+		r.Settle(t.Context(), c, u)
+		if want := int64(10*2000 + 5*8000 + 2*10_000_000); cost != want {
+			t.Errorf("cost %d, want %d", cost, want)
+		}
+	}
+	if got, want := lim.Budgets()[0].Spent, limits.Money(2*(10*2000+5*8000+2*10_000_000)); got != want {
+		t.Errorf("spent %d, want %d", got, want)
+	}
+	_, err = st.Reserve(t.Context(), call("alice", true, priced, unpricedTool))
+	var pe *pipeline.Error
+	if !errors.As(err, &pe) || pe.Status != http.StatusBadRequest || pe.Kind != pipeline.KindInvalid || !pe.Final ||
+		!strings.Contains(pe.Message, "p/n") || !strings.Contains(pe.Message, "tool_prices") {
+		t.Fatalf("a destination without the tool's price: %v", err)
+	}
+	// No budget (bob): admitted without a bound, nothing capped.
+	c := call("bob", true, priced, unpricedTool)
+	if r, err := st.Reserve(t.Context(), c); err != nil || r != nil || c.Model.ToolCapped {
+		t.Errorf("without a budget: %v %v capped %v", r, err, c.Model.ToolCapped)
 	}
 }

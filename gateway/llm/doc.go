@@ -119,8 +119,18 @@
 // reasoning_tokens, Anthropic output_tokens_details.thinking_tokens.
 // message_delta's usage counts are cumulative and replace message_start's
 // one by one; a count it leaves out or sends as null keeps
-// message_start's. Server tool requests (usage.server_tool_use) are not
-// tokens and not priced here. An upstream's counts are not trusted: each
+// message_start's. Usage.ToolUses counts the uses of the server tools
+// billed per use that a provider service's tool_prices prices (not
+// tokens; priced by the gateway): web searches from Anthropic's
+// usage.server_tool_use.web_search_requests (cumulative in message_delta
+// like the token counts) and from the Responses API's web_search_call
+// items, file searches from its file_search_call items, one web search per
+// choice of a chat completion with web_search_options answered by an
+// OpenAI-style destination (a translation to Anthropic drops the option;
+// one from Anthropic to OpenAI drops the server tools, and none are
+// billed). The count kept is the largest account of the answer: the
+// provider's, the output's items, and, for a stream that breaks, the
+// server tool blocks and output items it started. An upstream's counts are not trusted: each
 // is read within [0, 2^53] (so no sum wraps, and a huge count prices to a
 // budget's end, never to a credit), reasoning within the output; the
 // response id, model and finish reasons kept are bounded (256 bytes each,
@@ -130,6 +140,20 @@
 // stream that breaks is metered for what was delivered (Usage.Estimated:
 // the provider's input count if it came, else the request's estimate;
 // output from the delivered text).
+//
+// # Tools billed per use
+//
+// Request.PerUseTool names a tool billed beyond tokens in a way no price
+// bounds (Anthropic code_execution_*, the Responses API's code_interpreter
+// and image_generation). The priced kinds (web search, file search) are in
+// Request.ToolUseBound instead: the most uses the request may make, from
+// the client's bounds (each Anthropic web search tool's max_uses, the
+// Responses API's max_tool_calls, which bounds every built-in tool call and
+// so each kind, one search per choice with web_search_options).
+// Request.CapToolUses(DefaultMaxToolUses) gives the tools the client left
+// unbounded a bound that the upstream request carries (max_uses on each
+// Anthropic web search tool without one, max_tool_calls), as CapOutput
+// does for the output; a request without tools pays one comparison.
 //
 // # Hooks
 //

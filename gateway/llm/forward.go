@@ -607,6 +607,7 @@ func (f *Forwarder) readBody(rep *Reply, out *Outbound, resp *http.Response, ar 
 		return
 	}
 	m := newMeter(out.format, out.endpoint)
+	m.searches = req.answerSearches(out.format)
 	m.body(body)
 	res.Usage = m.result(req.InputTokens)
 	res.ResponseID, res.ResponseModel, res.FinishReasons = m.id, m.model, m.finish
@@ -690,6 +691,7 @@ func (f *Forwarder) newStreamRelay(ctx context.Context, c *Call, out *Outbound, 
 	}
 	s := &streamRelay{ctx: ctx, c: c, out: out, cf: c.Request.Endpoint.Format(), timer: timer, timeout: timeout,
 		timedOut: timedOut, m: newMeter(out.format, out.endpoint)}
+	s.m.searches = c.Request.answerSearches(out.format)
 	if ct := resp.Header.Get("Content-Type"); len(ct) >= 17 && ct[:17] == "text/event-stream" {
 		s.rd = sse.NewReader(resp.Body, maxEv)
 	}

@@ -116,31 +116,77 @@ func TestParseExtracts(t *testing.T) {
 	}
 }
 
-// TestPerUseTool: the tools a provider runs and bills per use beyond
-// tokens are named; client-run tools are not, whatever their name.
+// TestPerUseTool: the tools a provider runs and bills beyond tokens in a
+// way no price bounds are named; the kinds tool_prices prices (web and
+// file search) are counted with the bound on their uses instead, the
+// gateway's where the client set none; client-run tools are neither,
+// whatever their name.
 func TestPerUseTool(t *testing.T) {
+	msg := `"messages":[{"role":"user","content":"x"}]`
 	for _, tc := range []struct {
-		e    Endpoint
-		body string
-		want string
+		e         Endpoint
+		body      string
+		unpriced  string
+		bound     ToolUses // with the default bound for the unbounded ones
+		needsCap  bool
+		forwarded string // a fragment of the capped upstream body ("" none checked)
 	}{
-		{Messages, `{"model":"m","max_tokens":5,"tools":[{"name":"get_weather","input_schema":{"type":"object"}},{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"x"}]}`, "web_search_20250305"},
-		{Messages, `{"model":"m","max_tokens":5,"tools":[{"type":"code_execution_20250522","name":"code_execution"}],"messages":[{"role":"user","content":"x"}]}`, "code_execution_20250522"},
-		{Messages, `{"model":"m","max_tokens":5,"tools":[{"name":"web_search","input_schema":{"type":"object"}},{"type":"bash_20250124","name":"bash"},{"type":"text_editor_20250429","name":"str_replace_based_edit_tool"}],"messages":[{"role":"user","content":"x"}]}`, ""},
-		{ChatCompletions, `{"model":"m","web_search_options":{},"messages":[{"role":"user","content":"x"}]}`, "web_search_options"},
-		{ChatCompletions, `{"model":"m","web_search_options":null,"tools":[{"type":"function","function":{"name":"web_search"}}],"messages":[{"role":"user","content":"x"}]}`, ""},
-		{Responses, `{"model":"m","tools":[{"type":"web_search_preview"}],"input":"x"}`, "web_search_preview"},
-		{Responses, `{"model":"m","tools":[{"type":"function","name":"f"},{"type":"file_search","vector_store_ids":["v"]}],"input":"x"}`, "file_search"},
-		{Responses, `{"model":"m","tools":[{"type":"image_generation"}],"input":"x"}`, "image_generation"},
-		{Responses, `{"model":"m","tools":[{"type":"code_interpreter","container":{"type":"auto"}}],"input":"x"}`, "code_interpreter"},
+		{e: Messages, body: `{"model":"m","max_tokens":5,"tools":[{"name":"get_weather","input_schema":{"type":"object"}},{"type":"web_search_20250305","name":"web_search"}],` + msg + `}`,
+			bound: ToolUses{WebSearch: 8}, needsCap: true, forwarded: `{"max_uses":8,"type":"web_search_20250305","name":"web_search"}`},
+		{e: Messages, body: `{"model":"m","max_tokens":5,"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":3}],` + msg + `}`,
+			bound: ToolUses{WebSearch: 3}, forwarded: `{"type":"web_search_20250305","name":"web_search","max_uses":3}`},
+		{e: Messages, body: `{"model":"m","max_tokens":5,"tools":[{"type":"web_search_20250305","name":"a","max_uses":3},{"type":"web_search_20260209","name":"b","max_uses":null}],` + msg + `}`,
+			bound: ToolUses{WebSearch: 11}, needsCap: true, forwarded: `{"type":"web_search_20260209","name":"b","max_uses":8}`},
+		{e: Messages, body: `{"model":"m","max_tokens":5,"tools":[{"type":"code_execution_20250522","name":"code_execution"}],` + msg + `}`, unpriced: "code_execution_20250522"},
+		{e: Messages, body: `{"model":"m","max_tokens":5,"tools":[{"name":"web_search","input_schema":{"type":"object"}},{"type":"bash_20250124","name":"bash"},{"type":"text_editor_20250429","name":"str_replace_based_edit_tool"}],` + msg + `}`},
+		{e: ChatCompletions, body: `{"model":"m","web_search_options":{},` + msg + `}`, bound: ToolUses{WebSearch: 1}},
+		{e: ChatCompletions, body: `{"model":"m","web_search_options":{},"n":3,` + msg + `}`, bound: ToolUses{WebSearch: 3}},
+		{e: ChatCompletions, body: `{"model":"m","web_search_options":null,"tools":[{"type":"function","function":{"name":"web_search"}}],` + msg + `}`},
+		{e: ChatCompletions, body: `{"model":"m","tools":[{"type":"web_search"}],` + msg + `}`, unpriced: "web_search"},
+		{e: Responses, body: `{"model":"m","tools":[{"type":"web_search_preview"}],"input":"x"}`,
+			bound: ToolUses{WebSearch: 8}, needsCap: true, forwarded: `"max_tool_calls":8,`},
+		{e: Responses, body: `{"model":"m","max_tool_calls":2,"tools":[{"type":"function","name":"f"},{"type":"file_search","vector_store_ids":["v"]},{"type":"web_search"}],"input":"x"}`,
+			bound: ToolUses{WebSearch: 2, FileSearch: 2}},
+		{e: Responses, body: `{"model":"m","tools":[{"type":"image_generation"}],"input":"x"}`, unpriced: "image_generation"},
+		{e: Responses, body: `{"model":"m","max_tool_calls":3,"tools":[{"type":"function","name":"f"}],"input":"x"}`},
+		{e: Responses, body: `{"max_tool_calls":0,"model":"m","tools":[{"type":"web_search"}],"input":"x"}`},
+		{e: Responses, body: `{"model":"m","tools":[{"type":"web_search"},{"type":"code_interpreter","container":{"type":"auto"}}],"input":"x"}`,
+			unpriced: "code_interpreter", bound: ToolUses{WebSearch: 8}, needsCap: true},
 	} {
 		req, err := Parse(tc.e, []byte(tc.body), Limits{})
 		if err != nil {
 			t.Fatalf("%s: %v", tc.body, err)
 		}
-		if got := req.PerUseTool(); got != tc.want {
-			t.Errorf("%s: PerUseTool = %q, want %q", tc.body, got, tc.want)
+		if got := req.PerUseTool(); got != tc.unpriced {
+			t.Errorf("%s: PerUseTool = %q, want %q", tc.body, got, tc.unpriced)
 		}
+		if got := req.ToolUseBound(DefaultMaxToolUses); got != tc.bound {
+			t.Errorf("%s: ToolUseBound = %+v, want %+v", tc.body, got, tc.bound)
+		}
+		if got := req.ToolCapNeeded(); got != tc.needsCap {
+			t.Errorf("%s: ToolCapNeeded = %v, want %v", tc.body, got, tc.needsCap)
+		}
+		d := &Destination{Provider: ProviderAnthropic, Model: "m"}
+		if tc.e != Messages {
+			d.Provider = ProviderOpenAI
+		}
+		if out := string(rewriteBody(req, d, "")); tc.needsCap && strings.Contains(out, `:8`) {
+			t.Errorf("%s: bounded before CapToolUses: %s", tc.body, out)
+		}
+		req.CapToolUses(DefaultMaxToolUses)
+		out := string(rewriteBody(req, d, ""))
+		if tc.forwarded != "" && !strings.Contains(out, tc.forwarded) {
+			t.Errorf("%s: capped upstream body %s, want %s in it", tc.body, out, tc.forwarded)
+		}
+		if !tc.needsCap && out != string(rewriteBody(req, d, "")) {
+			t.Errorf("%s: changed by CapToolUses", tc.body)
+		}
+		if !json.Valid([]byte(out)) {
+			t.Errorf("%s: capped body is not JSON: %s", tc.body, out)
+		}
+	}
+	if _, err := Parse(Messages, []byte(`{"model":"m","max_tokens":5,"tools":[{"type":"web_search_20250305","name":"w","max_uses":0}],`+msg+`}`), Limits{}); err == nil {
+		t.Error("max_uses 0 accepted")
 	}
 }
 
@@ -354,7 +400,7 @@ func TestUsageNormalization(t *testing.T) {
 			Usage{InputTokens: 5, OutputTokens: 2, ReasoningTokens: 2, TotalTokens: 7}},
 		{"anthropic cache TTL classes are not added again", FormatAnthropic,
 			`{"input_tokens":10,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":200,"ephemeral_1h_input_tokens":100},"cache_read_input_tokens":0,"output_tokens":1,"server_tool_use":{"web_search_requests":2}}`,
-			Usage{InputTokens: 310, OutputTokens: 1, CacheWriteTokens: 300, CacheWrite1hTokens: 100, TotalTokens: 311}},
+			Usage{InputTokens: 310, OutputTokens: 1, CacheWriteTokens: 300, CacheWrite1hTokens: 100, TotalTokens: 311, ToolUses: ToolUses{WebSearch: 2}}},
 		{"anthropic 1-hour cache writes beyond the writes are clamped", FormatAnthropic,
 			`{"input_tokens":10,"cache_creation_input_tokens":50,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":80},"output_tokens":1}`,
 			Usage{InputTokens: 60, OutputTokens: 1, CacheWriteTokens: 50, CacheWrite1hTokens: 50, TotalTokens: 61}},

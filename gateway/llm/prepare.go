@@ -192,6 +192,23 @@ func rewriteBody(req *Request, d *Destination, userID string) []byte {
 			insert("max_tokens", n)
 		}
 	}
+	if pt := req.priced; pt != nil && pt.capped > 0 { // CapToolUses: priced per-use tools without a bound
+		n := []byte(strconv.FormatInt(pt.capped, 10))
+		switch req.Endpoint {
+		case Responses:
+			insert("max_tool_calls", n)
+		case Messages:
+			tools, _ := member(body, "tools")
+			_ = eachElement(tools, func(t []byte) bool {
+				tv, _ := member(t, "type")
+				typ, _ := stringValue(tv)
+				if mu, ok := member(t, "max_uses"); pricedKind(Messages, typ) != nil && (!ok || isNull(mu)) {
+					edits = append(edits, setMember(t, offsetIn(body, t), "max_uses", n))
+				}
+				return true
+			})
+		}
+	}
 	if req.Endpoint == ChatCompletions && req.Stream && !req.IncludeUsage {
 		if haveStreamOpts && kindOf(streamOpts) == '{' {
 			edits = append(edits, setMember(streamOpts, offsetIn(body, streamOpts), "include_usage", []byte("true")))

@@ -96,21 +96,115 @@ type Request struct {
 
 	choices   int64 // n (chat completions)
 	outputCap int64 // CapOutput's cap per choice (0: none)
+
+	priced *pricedTools // nil: the request offers no priced per-use tool (the usual request)
 }
 
-// PerUseTool names the first thing the request offers that the provider
-// bills per use beyond tokens: a tool type billedPerUse reports, or
-// "web_search_options" (chat completions); "" when there is none.
+// pricedTools is what a request offering priced per-use tools needs for
+// ToolUseBound: the kinds offered, the sum of the bounds the client set on
+// them, how many of them have none (each gets capped once CapToolUses set
+// it).
+type pricedTools struct {
+	offer          ToolUses // 1 for each kind offered
+	bound, unbound int64
+	capped         int64
+	maxCalls       int64 // max_tool_calls as read (Responses), when hasMaxCalls
+	hasMaxCalls    bool
+}
+
+// pricedTools returns r.priced, allocated on first use.
+func (r *Request) pricedTools() *pricedTools {
+	if r.priced == nil {
+		r.priced = &pricedTools{}
+	}
+	return r.priced
+}
+
+// ToolUses counts uses of the server tools a provider bills per use that
+// a provider service's tool_prices can price: web searches (Anthropic's
+// usage.server_tool_use.web_search_requests, the Responses API's
+// web_search_call output items, one per choice of a chat completion with
+// web_search_options) and file searches (file_search_call items).
+type ToolUses struct {
+	WebSearch  int64 `json:"web_search,omitempty"`
+	FileSearch int64 `json:"file_search,omitempty"`
+}
+
+// DefaultMaxToolUses is the bound the gateway sets on the uses of the
+// priced per-use tools of a budgeted request that has none
+// (Request.CapToolUses): Anthropic web search tools get max_uses, a
+// Responses request max_tool_calls. 8 is what Claude Code's own web
+// search sends.
+const DefaultMaxToolUses = 8
+
+// PerUseTool names the first tool the request offers that the provider
+// bills per use beyond tokens and that no tool_prices option can price
+// (code execution, code interpreter, image generation: billed by
+// container time or image tokens, see billedPerUse), or a priced kind of
+// tool the endpoint's rules do not bound (a web_search tool type in a chat
+// completions request); "" when there is none. The kinds a price covers
+// are in ToolUseBound.
 func (r *Request) PerUseTool() string {
 	for _, t := range r.Tools {
-		if billedPerUse(t.Type) {
+		if billedPerUse(t.Type) && pricedKind(r.Endpoint, t.Type) == nil {
 			return t.Type
 		}
 	}
-	if r.WebSearchOptions {
-		return "web_search_options"
-	}
 	return ""
+}
+
+// pricedKind is the counter of the priced per-use tool kind a tool type
+// is at endpoint e (nil: none): Anthropic's web_search_* tools and the
+// Responses API's web_search, web_search_preview and file_search tools.
+func pricedKind(e Endpoint, typ string) func(*ToolUses) *int64 {
+	switch {
+	case e == Messages && strings.HasPrefix(typ, "web_search_"), e == Responses && strings.HasPrefix(typ, "web_search"):
+		return func(u *ToolUses) *int64 { return &u.WebSearch }
+	case e == Responses && typ == "file_search":
+		return func(u *ToolUses) *int64 { return &u.FileSearch }
+	}
+	return nil
+}
+
+// ToolUseBound is the most uses of each priced per-use tool kind the
+// request offers that it can make once CapToolUses(n) applies: the bounds
+// the client set (Anthropic: the sum of the web search tools' max_uses;
+// Responses: max_tool_calls, which bounds every built-in tool call and so
+// each kind; chat completions with web_search_options: one search per
+// choice), n for each tool without one. Zero for a request offering none.
+func (r *Request) ToolUseBound(n int64) ToolUses {
+	pt := r.priced
+	if pt == nil {
+		return ToolUses{}
+	}
+	b := pt.bound + pt.unbound*min(max(n, 0), 1<<20) // bound ≤ 2^53, unbound ≤ the tools
+	return ToolUses{WebSearch: pt.offer.WebSearch * b, FileSearch: pt.offer.FileSearch * b}
+}
+
+// ToolCapNeeded reports whether the request offers a priced per-use tool
+// without a bound on its uses (CapToolUses would set one).
+func (r *Request) ToolCapNeeded() bool { return r.priced != nil && r.priced.unbound > 0 }
+
+// answerSearches is the web searches an answer from a destination of
+// format f bills for a chat completions request with web_search_options:
+// one per choice at an OpenAI-style destination (a translation to
+// Anthropic drops the option).
+func (r *Request) answerSearches(f Format) int64 {
+	if r.Endpoint == ChatCompletions && r.WebSearchOptions && f == FormatOpenAI {
+		return r.choices
+	}
+	return 0
+}
+
+// CapToolUses bounds the uses of each priced per-use tool the client left
+// unbounded to n: the upstream request carries max_uses on each Anthropic
+// web search tool without one, max_tool_calls on a Responses request
+// without it. The gateway caps the calls a budget applies to, whose
+// reservation needs the bound (ToolUseBound).
+func (r *Request) CapToolUses(n int64) {
+	if n > 0 && r.ToolCapNeeded() {
+		r.priced.capped = n
+	}
 }
 
 // billedPerUse reports whether a tool type is one the provider runs and
@@ -240,6 +334,20 @@ func Parse(e Endpoint, body []byte, lim Limits) (*Request, error) {
 		return nil, err
 	}
 	r := p.req
+	if pt := r.priced; pt != nil {
+		switch {
+		case pt.offer == ToolUses{}: // max_tool_calls without a priced tool
+			r.priced = nil
+		case e == ChatCompletions: // web_search_options: one search per choice
+			pt.bound = r.choices
+		case e == Responses: // max_tool_calls bounds every built-in tool call
+			if pt.hasMaxCalls {
+				pt.bound = pt.maxCalls
+			} else {
+				pt.unbound = 1
+			}
+		}
+	}
 	r.MaxTokens *= r.choices
 	r.InputTokens = estimateTokens(p.textBytes, p.toolBytes, r.Messages, r.Images)
 	return r, nil
@@ -381,6 +489,9 @@ func (p *parser) chat() error {
 			err = p.toolChoiceOpenAI(v)
 		case "web_search_options":
 			r.WebSearchOptions = !isNull(v)
+			if r.WebSearchOptions {
+				r.pricedTools().offer.WebSearch = 1
+			}
 		case "response_format":
 			if isNull(v) {
 				break
@@ -610,6 +721,23 @@ func (p *parser) tools(v []byte, f Format) error {
 			err = InvalidRequest(param+".type", param+".type is required")
 			return false
 		}
+		if kind := pricedKind(p.req.Endpoint, tool.Type); kind != nil {
+			pt := p.req.pricedTools()
+			*kind(&pt.offer) = 1
+			if p.req.Endpoint == Messages { // each web search tool has its own max_uses
+				mu, _ := member(t, "max_uses")
+				n, merr := countMember(mu, param+".max_uses", 1)
+				if merr != nil && len(mu) > 0 {
+					err = merr
+					return false
+				}
+				if n > 0 {
+					pt.bound = min(pt.bound+n, maxCount)
+				} else {
+					pt.unbound++
+				}
+			}
+		}
 		p.req.Tools = append(p.req.Tools, tool)
 		return true
 	})
@@ -667,6 +795,12 @@ func (p *parser) responses() error {
 			r.Stream, err = boolMember(v, key)
 		case "max_output_tokens":
 			r.MaxTokens, err = countMember(v, key, 0)
+		case "max_tool_calls":
+			var n int64
+			if n, err = countMember(v, key, 0); err == nil && !isNull(v) {
+				pt := r.pricedTools()
+				pt.maxCalls, pt.hasMaxCalls = n, true
+			}
 		case "tools":
 			err = p.tools(v, FormatOpenAI)
 		case "tool_choice":

@@ -2,6 +2,7 @@ package llm_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/responses"
 
+	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway"
 	"github.com/mandatehq/mandate/gateway/limitstage"
 	"github.com/mandatehq/mandate/gateway/llm"
@@ -448,8 +450,12 @@ func TestUpstreamOverloadedMidStream(t *testing.T) {
 }
 
 // The price of the usage tests: USD per million tokens (1-hour cache
-// writes not given: twice the input, $6).
-var testPrice = gateway.ModelPrice{Input: 3, Output: 15, CachedInput: 0.30, CacheWrite: 3.75, HasCachedInput: true, HasCacheWrite: true}
+// writes not given: twice the input, $6). Web searches: $10 per 1,000,
+// 0.01 USD (webSearchCost nano-USD) each.
+var testPrice = gateway.ModelPrice{Input: 3, Output: 15, CachedInput: 0.30, CacheWrite: 3.75, HasCachedInput: true, HasCacheWrite: true,
+	Tools: catalog.ToolPrices{PerThousand: [catalog.NumToolKinds]float64{catalog.ToolWebSearch: 10}, Set: [catalog.NumToolKinds]bool{catalog.ToolWebSearch: true}}}
+
+const webSearchCost = 10_000_000
 
 // TestUsageAndCostAsBilled: the usage recorded and its cost are what the
 // provider bills, every cache class once, in every direction, streamed
@@ -480,8 +486,10 @@ func TestUsageAndCostAsBilled(t *testing.T) {
 		{"anthropic", "claude", " mock:delta=null"},
 		{"openai", "claude", " mock:delta=input"},
 		{"openai", "claude", " mock:delta=null"},
-		// a web search's usage: its tokens are billed like any
+		// a web search's usage: its tokens are billed like any, the
+		// searches at the tool price (webSearchCost)
 		{"anthropic", "claude", " mock:websearch"},
+		{"anthropic", "claude", " mock:websearch=3"},
 	}
 	for _, c := range cases {
 		for _, stream := range []bool{false, true} {
@@ -508,6 +516,10 @@ func TestUsageAndCostAsBilled(t *testing.T) {
 					}
 				}
 				res := h.result()
+				if rec := h.fake.Last(); rec.Usage != nil && rec.Usage.WebSearches > 0 {
+					want.ToolUses.WebSearch = int64(rec.Usage.WebSearches)
+					wantCost += int64(rec.Usage.WebSearches) * webSearchCost
+				}
 				if res.Usage != want {
 					t.Errorf("metered %+v, want %+v", res.Usage, want)
 				}
@@ -515,11 +527,71 @@ func TestUsageAndCostAsBilled(t *testing.T) {
 				// cost, limits' token settlement)
 				pu := pipeline.Usage{InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens, CachedInputTokens: res.Usage.CachedInputTokens,
 					CacheWriteTokens: res.Usage.CacheWriteTokens, CacheWrite1hTokens: res.Usage.CacheWrite1hTokens, ReasoningTokens: res.Usage.ReasoningTokens}
+				pu.ToolUses[catalog.ToolWebSearch] = res.Usage.ToolUses.WebSearch
 				if cost := limitstage.Cost(testPrice, pu); cost != wantCost {
 					t.Errorf("cost %d nano-USD, want %d", cost, wantCost)
 				}
 				if lu := limitstage.Usage(pu); lu.InputTokens != 100 || lu.Total() != 1140 {
 					t.Errorf("settled %+v total %d", lu, lu.Total())
+				}
+			})
+		}
+	}
+}
+
+// TestToolUsesMetered: the uses of the server tools billed per use are
+// metered as the provider bills them, streamed and not, in every
+// direction: Anthropic's usage.server_tool_use, the Responses API's
+// web_search_call and file_search_call items (a stream that breaks after
+// them still counts them), one search per choice of a chat completion
+// with web_search_options; a translation that drops the tool bills none.
+func TestToolUsesMetered(t *testing.T) {
+	h := newHarness(t)
+	const webSearch = `"tools":[{"type":"web_search_20250305","name":"web_search"%s}]`
+	user := func(prompt string) string { return `"messages":[{"role":"user","content":"` + prompt + `"}]` }
+	for _, tc := range []struct {
+		name, path, body string
+		want             llm.ToolUses
+		broken           bool
+	}{
+		{"anthropic web search", "/v1/messages", `{"model":"claude","max_tokens":50,` + fmt.Sprintf(webSearch, "") + `,` + user("hi mock:websearch=3") + `}`,
+			llm.ToolUses{WebSearch: 3}, false},
+		{"anthropic web search within max_uses", "/v1/messages", `{"model":"claude","max_tokens":50,` + fmt.Sprintf(webSearch, `,"max_uses":2`) + `,` + user("hi mock:websearch=5") + `}`,
+			llm.ToolUses{WebSearch: 2}, false},
+		{"anthropic web search, stream broken", "/v1/messages", `{"model":"claude","max_tokens":50,` + fmt.Sprintf(webSearch, "") + `,` + user("hi mock:websearch=2 mock:break") + `}`,
+			llm.ToolUses{WebSearch: 2}, true},
+		{"anthropic client, openai destination: the server tool is dropped", "/v1/messages", `{"model":"gpt","max_tokens":50,` + fmt.Sprintf(webSearch, "") + `,` + user("hi mock:websearch=3") + `}`,
+			llm.ToolUses{}, false},
+		{"chat web_search_options", "/v1/chat/completions", `{"model":"gpt","web_search_options":{},` + user("hi") + `}`,
+			llm.ToolUses{WebSearch: 1}, false},
+		{"chat web_search_options to anthropic: dropped", "/v1/chat/completions", `{"model":"claude","web_search_options":{},` + user("hi") + `}`,
+			llm.ToolUses{}, false},
+		{"responses web and file search", "/v1/responses", `{"model":"gpt","tools":[{"type":"web_search"},{"type":"file_search","vector_store_ids":["v"]}],"input":"hi mock:websearch=2 mock:filesearch=1"}`,
+			llm.ToolUses{WebSearch: 2, FileSearch: 1}, false},
+		{"responses within max_tool_calls", "/v1/responses", `{"model":"gpt","max_tool_calls":1,"tools":[{"type":"web_search"}],"input":"hi mock:websearch=3"}`,
+			llm.ToolUses{WebSearch: 1}, false},
+		{"responses, stream broken after the searches", "/v1/responses", `{"model":"gpt","tools":[{"type":"web_search_preview"}],"input":"hi mock:websearch=2 mock:break"}`,
+			llm.ToolUses{WebSearch: 2}, true},
+	} {
+		for _, stream := range []bool{false, true} {
+			if tc.broken && !stream {
+				continue
+			}
+			t.Run(tc.name+"/"+streamName(stream), func(t *testing.T) {
+				h.reset()
+				body := tc.body
+				if stream {
+					body = `{"stream":true,` + body[1:]
+				}
+				if resp := postJSON(t, h.URL+tc.path, body, nil); resp.StatusCode != 200 {
+					t.Fatalf("status %d: %s", resp.StatusCode, resp.body)
+				}
+				res := h.result()
+				if res.Usage.ToolUses != tc.want {
+					t.Errorf("metered tool uses %+v, want %+v", res.Usage.ToolUses, tc.want)
+				}
+				if rec := h.fake.Last(); rec.Usage == nil || !tc.broken && (rec.Usage.WebSearches != int(tc.want.WebSearch) || rec.Usage.FileSearches != int(tc.want.FileSearch)) {
+					t.Errorf("the fake billed %+v", rec.Usage)
 				}
 			})
 		}

@@ -50,7 +50,8 @@ func wantUsage(t *testing.T, got llm.Usage, rec llmtest.Received) {
 	}
 	u := rec.Usage
 	want := llm.Usage{InputTokens: int64(u.Input), OutputTokens: int64(u.Output), CachedInputTokens: int64(u.Cached),
-		CacheWriteTokens: int64(u.CacheWrite), ReasoningTokens: int64(u.Reasoning), TotalTokens: int64(u.Input + u.Output)}
+		CacheWriteTokens: int64(u.CacheWrite), ReasoningTokens: int64(u.Reasoning), TotalTokens: int64(u.Input + u.Output),
+		ToolUses: llm.ToolUses{WebSearch: int64(u.WebSearches), FileSearch: int64(u.FileSearches)}}
 	if got != want {
 		t.Errorf("usage = %+v, want %+v", got, want)
 	}

@@ -26,6 +26,12 @@ type Usage struct {
 	CacheWriteTokens  int64 `json:"cache_write_tokens"`
 	ReasoningTokens   int64 `json:"reasoning_tokens"`
 	TotalTokens       int64 `json:"total_tokens"`
+	// ToolUses are the uses of the server tools billed per use that a
+	// tool_prices option prices (not tokens): Anthropic's
+	// usage.server_tool_use.web_search_requests, the Responses API's
+	// web_search_call and file_search_call output items, one web search
+	// per choice of a chat completion with web_search_options.
+	ToolUses ToolUses `json:"tool_uses,omitzero"`
 	// Estimated is true when the provider's own count was not received
 	// (a stream that broke before its usage event): input is then the
 	// request's estimate unless the provider had reported it, output is
@@ -148,6 +154,9 @@ func (u *Usage) addAnthropic(obj []byte) {
 	if n, ok := count(obj, "output_tokens_details", "thinking_tokens"); ok {
 		u.ReasoningTokens = n
 	}
+	if n, ok := count(obj, "server_tool_use", "web_search_requests"); ok {
+		u.ToolUses.WebSearch = n
+	}
 	u.ReasoningTokens = min(u.ReasoningTokens, u.OutputTokens)
 	u.finish()
 }
@@ -170,6 +179,13 @@ type meter struct {
 	// streamErr is the error a chat stream's data line reported (an
 	// error object instead of a chunk).
 	streamErr *Error
+	// tools are the priced tool uses seen in the answer's content (a
+	// Responses output's items; the items and Anthropic server tool blocks
+	// a stream started), counted when the provider's usage has none or
+	// fewer; searches the web searches a chat completion with
+	// web_search_options bills (Request.answerSearches).
+	tools, streamTools ToolUses
+	searches           int64
 }
 
 func newMeter(f Format, e Endpoint) *meter { return &meter{format: f, endpoint: e} }
@@ -236,6 +252,12 @@ func (m *meter) body(b []byte) {
 		case keyIs(k, "status") && m.endpoint == Responses:
 			s, _ := stringValue(v)
 			m.addFinish(s)
+		case keyIs(k, "output") && m.endpoint == Responses:
+			m.tools = ToolUses{}
+			_ = eachElement(v, func(item []byte) bool {
+				m.tools.addItem(item)
+				return true
+			})
 		case keyIs(k, "input_tokens") && m.endpoint == CountTokens:
 			m.usage.InputTokens = num(v)
 			m.usage.finish()
@@ -314,10 +336,25 @@ func (m *meter) responsesEvent(data []byte) {
 				m.addFinish(str)
 			}
 		}
+	case "response.output_item.added":
+		if item, ok := member(data, "item"); ok {
+			m.streamTools.addItem(item)
+		}
 	default:
 		if d, ok := member(data, "delta"); ok && kindOf(d) == '"' {
 			m.delivered += int64(len(d) - 2)
 		}
+	}
+}
+
+// addItem counts a Responses output item that is a priced tool's use.
+func (u *ToolUses) addItem(item []byte) {
+	tv, _ := member(item, "type")
+	switch string(tv) {
+	case `"web_search_call"`:
+		u.WebSearch = min(u.WebSearch+1, maxCount)
+	case `"file_search_call"`:
+		u.FileSearch = min(u.FileSearch+1, maxCount)
 	}
 }
 
@@ -336,6 +373,14 @@ func (m *meter) anthropicEvent(data []byte) {
 		if u, ok := member(msg, "usage"); ok {
 			m.usage = usageAnthropic(u)
 			m.gotInput = true
+		}
+	case "content_block_start":
+		if b, ok := member(data, "content_block"); ok {
+			if tv, _ := member(b, "type"); string(tv) == `"server_tool_use"` {
+				if nv, _ := member(b, "name"); string(nv) == `"web_search"` {
+					m.streamTools.WebSearch = min(m.streamTools.WebSearch+1, maxCount)
+				}
+			}
 		}
 	case "content_block_delta":
 		d, _ := member(data, "delta")
@@ -363,6 +408,11 @@ func (m *meter) anthropicEvent(data []byte) {
 // used when the provider never reported the input.
 func (m *meter) result(estimate int64) Usage {
 	u := m.usage
+	// The tool uses are the most any account of the answer gives: the
+	// provider's count, the items of its output, what a stream started.
+	tu := &u.ToolUses
+	tu.WebSearch = max(tu.WebSearch, m.tools.WebSearch, m.streamTools.WebSearch, m.searches)
+	tu.FileSearch = max(tu.FileSearch, m.tools.FileSearch, m.streamTools.FileSearch)
 	if m.gotUsage {
 		u.finish()
 		return u

@@ -68,6 +68,14 @@ func appendParams(b []byte, p *auditParams) []byte {
 	if p.UsageEstimated {
 		b = append(b, `,"usage_estimated":true`...)
 	}
+	if p.WebSearches != 0 {
+		b = append(b, `,"web_searches":`...)
+		b = strconv.AppendInt(b, p.WebSearches, 10)
+	}
+	if p.FileSearches != 0 {
+		b = append(b, `,"file_searches":`...)
+		b = strconv.AppendInt(b, p.FileSearches, 10)
+	}
 	if len(p.FinishReasons) > 0 {
 		b = append(b, `,"finish_reasons":[`...)
 		for i, r := range p.FinishReasons {

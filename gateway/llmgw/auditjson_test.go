@@ -23,6 +23,8 @@ func TestAuditJSONMatchesEncodingJSON(t *testing.T) {
 			BytesIn: 1 << 40, BytesOut: -1, TraceID: odd, UsageEstimated: true, FinishReasons: []string{"stop", odd},
 			ResponseID: "chatcmpl-1", UpstreamRequestID: odd, AnsweredLocally: true},
 		{Endpoint: "responses", FinishReasons: []string{}},
+		{Endpoint: "responses", WebSearches: 8, FileSearches: 1 << 53},
+		{Endpoint: "messages", WebSearches: 3},
 	}
 	for _, p := range params {
 		want, err := json.Marshal(p)

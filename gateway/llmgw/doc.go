@@ -32,14 +32,17 @@
 //	              request_bytes, input_tokens, max_tokens, stream, tools,
 //	              tool_choice, tags, source_ip), Call.Content for guards
 //	              and Call.Model for limits and budgets (the input
-//	              estimate, max_tokens and every destination with its
-//	              price). GET /models lists the services the subject and
+//	              estimate, max_tokens, the bound on the uses of the
+//	              tools billed per use, and every destination with its
+//	              price and tool prices). GET /models lists the services the subject and
 //	              the actor may both EXECUTE (Call.Listing).
 //	credential    the route: each destination's provider service, its URL
 //	              and API key (the inbound token never goes on), and the
 //	              human's pseudonymous id (Handler.UserID: an HMAC of the
 //	              subject under a server key, stable across nodes).
-//	forward       llm.Forwarder.Open: the weighted destination, then the
+//	forward       the default output cap (Capped) and bound on the
+//	              tool uses (ToolCapped) a limit reserved, then
+//	              llm.Forwarder.Open: the weighted destination, then the
 //	              fallbacks on 429, 5xx, connect failure or timeout, until
 //	              one answers; nothing has reached the client, so a stream
 //	              that fails before its first event still falls back. If
@@ -63,7 +66,8 @@
 //	              is both Anthropic TTLs, the 1-hour ones priced at their
 //	              own rate), cost_usd
 //	              (limitstage.Cost at the answering destination's
-//	              prices, null when it has none), ttft_ms, stream, request_tags and routing (every
+//	              prices, tool uses at its tool prices included; null
+//	              when it has none), ttft_ms, stream, request_tags and routing (every
 //	              attempt: service, model, status, latency, error). A
 //	              stream that breaks is metered for what was delivered.
 //

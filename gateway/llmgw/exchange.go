@@ -130,6 +130,10 @@ func (x *exchange) Resolve(ctx context.Context, c *pipeline.Call) error {
 	c.Content = &pipeline.Content{Format: ContentFormat(x.endpoint), Body: body}
 	x.model = pipeline.ModelCall{InputTokens: req.InputTokens, MaxTokens: req.MaxTokens, Answered: -1,
 		OutputCap: req.CappedMax(llm.DefaultMaxTokens), PerUseTool: req.PerUseTool()}
+	if b := req.ToolUseBound(llm.DefaultMaxToolUses); b != (llm.ToolUses{}) {
+		x.model.ToolUses = toolUses(b)
+		x.model.ToolCapNeeded = req.ToolCapNeeded()
+	}
 	x.model.Destinations = destinations(svc, x.model.Destinations)
 	c.Model = &x.model
 	x.reportRequest(ctx, c)
@@ -286,6 +290,9 @@ func (x *exchange) Send(ctx context.Context, c *pipeline.Call, _ string) (*http.
 	if x.model.Capped { // a token limit or budget reserved the default cap
 		req.CapOutput(llm.DefaultMaxTokens)
 	}
+	if x.model.ToolCapped { // a budget reserved the default bound on the tool uses
+		req.CapToolUses(llm.DefaultMaxToolUses)
+	}
 	r := c.Request
 	call := &llm.Call{Request: req, Route: x.route, UserID: x.userID, Header: r.Header, Query: r.URL.Query(), Hooks: x.hooks(c)}
 	x.rep = x.h.fwd.Open(ctx, call)
@@ -396,7 +403,8 @@ func (x *exchange) absorb(c *pipeline.Call) {
 	}
 	u := res.Usage
 	c.Usage = pipeline.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, CachedInputTokens: u.CachedInputTokens,
-		CacheWriteTokens: u.CacheWriteTokens, CacheWrite1hTokens: u.CacheWrite1hTokens, ReasoningTokens: u.ReasoningTokens}
+		CacheWriteTokens: u.CacheWriteTokens, CacheWrite1hTokens: u.CacheWrite1hTokens, ReasoningTokens: u.ReasoningTokens,
+		ToolUses: toolUses(u.ToolUses)}
 	c.BytesOut = res.BytesOut
 	m := &x.model
 	m.Attempts = len(res.Attempts)
@@ -412,6 +420,13 @@ func (x *exchange) absorb(c *pipeline.Call) {
 			}
 		}
 	}
+}
+
+// toolUses is the forwarder's count of tool uses by catalog.ToolKind.
+func toolUses(u llm.ToolUses) [catalog.NumToolKinds]int64 {
+	var out [catalog.NumToolKinds]int64
+	out[catalog.ToolWebSearch], out[catalog.ToolFileSearch] = u.WebSearch, u.FileSearch
+	return out
 }
 
 // setHeaders adds the gateway's response headers: the request id (both
@@ -591,6 +606,8 @@ type auditParams struct {
 	TraceID              string   `json:"trace_id"`
 	Models               *int     `json:"models,omitempty"`
 	UsageEstimated       bool     `json:"usage_estimated,omitempty"`
+	WebSearches          int64    `json:"web_searches,omitempty"`  // uses of the tools billed per use
+	FileSearches         int64    `json:"file_searches,omitempty"` // (priced by tool_prices)
 	FinishReasons        []string `json:"finish_reasons,omitempty"`
 	ResponseID           string   `json:"response_id,omitempty"`
 	UpstreamRequestID    string   `json:"upstream_request_id,omitempty"`
@@ -608,6 +625,7 @@ func (x *exchange) AuditParams(c *pipeline.Call) string {
 	}
 	if res := x.res; res != nil {
 		p.UsageEstimated = res.Usage.Estimated
+		p.WebSearches, p.FileSearches = res.Usage.ToolUses.WebSearch, res.Usage.ToolUses.FileSearch
 		p.FinishReasons, p.ResponseID, p.UpstreamRequestID, p.AnsweredLocally = res.FinishReasons, res.ResponseID, res.UpstreamRequestID, res.Local
 	}
 	var buf [256]byte

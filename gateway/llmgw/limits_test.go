@@ -115,7 +115,7 @@ func TestLimitsEngine(t *testing.T) {
 		t.Fatalf("budgets %+v", st)
 	}
 	spent := int64(st[0].Spent)
-	worst := int64(limitstage.Price(e.models.m["system.ai.frontier"].Destinations[0].Provider.Prices["gpt-4.1"]).Worst(100, 300))
+	worst := int64(limitstage.Price(e.models.m["system.ai.frontier"].Destinations[0].Provider.Prices["gpt-4.1"]).Worst(100, 300, nil))
 	t.Logf("%d answered, %d refused; spent %d of %d nano-USD (one call %d, worst case %d)", ok, refused, spent, budget, maxCost, worst)
 	if ok == 0 || refused == 0 || ok+refused != n {
 		t.Errorf("%d answered, %d refused", ok, refused)
@@ -140,11 +140,11 @@ func TestDestinationsCacheWrite1h(t *testing.T) {
 	if len(ds) != 2 || ds[0].Price.Cache1h || !ds[1].Price.Cache1h {
 		t.Fatalf("destinations %+v", ds)
 	}
-	if got := limitstage.Price(ds[1].Price).Worst(1_000_000, 0); got != 6*limits.USD {
+	if got := limitstage.Price(ds[1].Price).Worst(1_000_000, 0, nil); got != 6*limits.USD {
 		t.Errorf("the Anthropic destination's worst input per million: %v, want 6.00", got)
 	}
 	gpt := destinations(e.models.m["system.ai.frontier"], nil)
-	if got := limitstage.Price(gpt[0].Price).Worst(1_000_000, 0); got != 2*limits.USD {
+	if got := limitstage.Price(gpt[0].Price).Worst(1_000_000, 0, nil); got != 2*limits.USD {
 		t.Errorf("the OpenAI destination's worst input per million: %v, want 2.00", got)
 	}
 }

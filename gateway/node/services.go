@@ -320,8 +320,9 @@ func toModelService(info *api.ModelServiceInfo) *gateway.ModelService {
 			if p == nil {
 				p = &gateway.ProviderService{Name: r.Provider.Name, Provider: r.Provider.Provider, URL: r.Provider.URL,
 					APIKey: r.Provider.APIKey, Options: nonNil(r.Provider.Options), Prices: map[string]gateway.ModelPrice{}}
+				tools, _ := catalog.ParseToolPrices(p.Options[catalog.OptToolPrices]) // validated when stored
 				for m, pr := range r.Provider.Prices {
-					mp := gateway.ModelPrice{Input: pr.Input, Output: pr.Output, CachedInput: pr.Input, CacheWrite: pr.Input}
+					mp := gateway.ModelPrice{Input: pr.Input, Output: pr.Output, CachedInput: pr.Input, CacheWrite: pr.Input, Tools: tools}
 					if pr.CachedInput != nil {
 						mp.CachedInput, mp.HasCachedInput = *pr.CachedInput, true
 					}

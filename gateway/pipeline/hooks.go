@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/mandatehq/mandate/catalog"
 	"github.com/mandatehq/mandate/gateway"
 )
 
@@ -111,6 +112,9 @@ type Usage struct {
 	// CacheWrite1hTokens is the part of CacheWriteTokens with the 1-hour
 	// TTL.
 	CacheWrite1hTokens int64
+	// ToolUses are the uses of each server tool kind billed per use
+	// (catalog.ToolKind).
+	ToolUses [catalog.NumToolKinds]int64
 }
 
 // ModelCall is what the limits stage and the meter need to know about a
@@ -128,10 +132,18 @@ type ModelCall struct {
 	// token counting).
 	OutputCap int64
 	Capped    bool
-	// PerUseTool names a tool the call offers that the provider bills per
-	// use beyond tokens (web search, code execution; "" none): no token
-	// price bounds its cost, so a budgeted call with one fails closed.
+	// PerUseTool names a tool the call offers that the provider bills
+	// beyond tokens in a way no price bounds (code execution, image
+	// generation; "" none): a budgeted call with one fails closed.
 	PerUseTool string
+	// ToolUses is the most uses of each tool kind billed per use
+	// (catalog.ToolKind: web search, file search) the call may make,
+	// counting ToolCap for the tools the client left unbounded
+	// (ToolCapNeeded). A Limiter whose budget reserves them sets
+	// ToolCapped, and the adapter then sends the bound upstream.
+	ToolUses      [catalog.NumToolKinds]int64
+	ToolCapNeeded bool
+	ToolCapped    bool
 	// Destinations are every provider model the call may reach (the split
 	// and the fallbacks), each with its price: the worst case reserved
 	// against a budget is the dearest of them.

@@ -3,6 +3,7 @@ package llmtest
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 )
 
 var messagesKeys = set("model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
@@ -168,6 +169,12 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 	if u.Input < u.Cached+u.CacheWrite {
 		u.Input = u.Cached + u.CacheWrite
 	}
+	if d.WebSearch {
+		u.WebSearches = d.Searches
+		if mu, ok := webSearchMaxUses(req); ok {
+			u.WebSearches = min(u.WebSearches, mu)
+		}
+	}
 	s.setUsage(r, u)
 	stop := "end_turn"
 	var stopSeq any
@@ -194,9 +201,9 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		usage["output_tokens_details"] = map[string]any{"thinking_tokens": u.Reasoning}
 	}
 	if d.WebSearch {
-		usage["server_tool_use"] = map[string]any{"web_search_requests": 1, "web_fetch_requests": 0}
+		usage["server_tool_use"] = map[string]any{"web_search_requests": u.WebSearches, "web_fetch_requests": 0}
 	}
-	blocks := anthropicBlocks(ar, a, d, calls)
+	blocks := anthropicBlocks(ar, a, d, calls, u.WebSearches)
 	if stream, _ := req["stream"].(bool); !stream {
 		content := make([]any, len(blocks))
 		for i, b := range blocks {
@@ -258,7 +265,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		deltaUsage = map[string]any{"output_tokens": u.Output, "input_tokens": usage["input_tokens"],
 			"cache_creation_input_tokens": u.CacheWrite, "cache_read_input_tokens": u.Cached}
 	}
-	for _, k := range []string{"output_tokens_details", "server_tool_use"} {
+	for _, k := range []string{"output_tokens_details", "server_tool_use"} { // cumulative: the final counts
 		if v, ok := usage[k]; ok {
 			deltaUsage[k] = v
 		}
@@ -278,9 +285,9 @@ type anBlock struct {
 }
 
 // anthropicBlocks builds an answer's content blocks: thinking (with
-// mock:reasoning), a web search (mock:websearch), then the tool calls or
+// mock:reasoning), the web searches (mock:websearch), then the tool calls or
 // the text.
-func anthropicBlocks(ar *anthropicRequest, a answer, d Directives, calls int) []anBlock {
+func anthropicBlocks(ar *anthropicRequest, a answer, d Directives, calls, searches int) []anBlock {
 	var out []anBlock
 	if d.Reasoning > 0 {
 		const thought, sig = "The user wants an echo. ", "EqQBCkYIBxgCKkB0ZXN0LXNpZ25hdHVyZQ=="
@@ -296,9 +303,12 @@ func anthropicBlocks(ar *anthropicRequest, a answer, d Directives, calls int) []
 			start: map[string]any{"type": "redacted_thinking", "data": "RWRhY3RlZCB0aGlua2luZw=="},
 		})
 	}
-	srv := newID("srvtoolu_", ar.last)
 	const url, title = "https://example.com/echo", "Echo facts"
-	if d.WebSearch {
+	for i := range searches {
+		srv := newID("srvtoolu_", ar.last+itoa(i))
+		if i == 0 {
+			srv = newID("srvtoolu_", ar.last)
+		}
 		query := map[string]any{"query": "echo"}
 		out = append(out, anBlock{
 			whole:  map[string]any{"type": "server_tool_use", "id": srv, "name": "web_search", "input": query},
@@ -340,4 +350,19 @@ func anthropicBlocks(ar *anthropicRequest, a answer, d Directives, calls int) []
 		b.deltas = append(b.deltas, map[string]any{"type": "text_delta", "text": p})
 	}
 	return append(out, b)
+}
+
+// webSearchMaxUses is the max_uses of the request's web search tool, if
+// it sets one.
+func webSearchMaxUses(req map[string]any) (int, bool) {
+	ts, _ := req["tools"].([]any)
+	for _, t := range ts {
+		tm, _ := t.(map[string]any)
+		if typ, _ := tm["type"].(string); strings.HasPrefix(typ, "web_search_") {
+			if mu, ok := tm["max_uses"].(float64); ok {
+				return int(mu), true
+			}
+		}
+	}
+	return 0, false
 }

@@ -235,9 +235,13 @@ func (s *Server) authorized(r *http.Request) bool {
 //	                     OpenAI stop, length, tool_calls, content_filter,
 //	                     function_call; Responses failed, incomplete)
 //	mock:refusal         OpenAI: refuse (message.refusal, content null)
-//	mock:websearch       Anthropic: a web search first (server_tool_use and
-//	                     web_search_tool_result blocks, usage.server_tool_use), and an
-//	                     answer with citations; OpenAI chat: url_citation annotations
+//	mock:websearch[=N]   Anthropic: N web searches first (default 1; a server_tool_use and
+//	                     a web_search_tool_result block each, usage.server_tool_use), and
+//	                     an answer with citations; no more than the web search tool's
+//	                     max_uses. Responses: N web_search_call output items first (no
+//	                     more than max_tool_calls). OpenAI chat: url_citation annotations
+//	mock:filesearch=N    Responses: N file_search_call output items first (with the web
+//	                     searches, no more than max_tool_calls)
 //	mock:parallel=N      call the tool N times in parallel (OpenAI streams interleave
 //	                     the calls' argument pieces)
 //	mock:odd             the unusual but valid stream shapes: OpenAI, a first chunk
@@ -266,6 +270,8 @@ type Directives struct {
 	Stop       string
 	Refusal    bool
 	WebSearch  bool
+	Searches   int // web searches (mock:websearch=N; 1 without N)
+	FileSearch int
 	Parallel   int
 	Odd        bool
 	Delta      string
@@ -305,7 +311,9 @@ func parseDirectives(texts ...string) Directives {
 			case "refusal":
 				d.Refusal = true
 			case "websearch":
-				d.WebSearch = true
+				d.WebSearch, d.Searches = true, max(n, 1)
+			case "filesearch":
+				d.FileSearch = n
 			case "parallel":
 				d.Parallel = n
 			case "odd":

@@ -17,6 +17,11 @@ var chatKeys = set("model", "messages", "max_tokens", "max_completion_tokens", "
 // included), Output includes Reasoning.
 type Usage struct {
 	Input, Output, Cached, CacheWrite, Reasoning int
+	// WebSearches and FileSearches are the server tool uses billed per
+	// use: Anthropic's usage.server_tool_use.web_search_requests, the
+	// Responses API's web_search_call and file_search_call items, one web
+	// search per choice of a chat completion with web_search_options.
+	WebSearches, FileSearches int
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, anthropic bool) (map[string]any, bool) {
@@ -142,6 +147,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	}
 	u := usageFor(input, a, d)
 	u.Output += max(0, calls-1) * (tokens(a.toolArgs) + tokens(a.toolName))
+	if wso, ok := req["web_search_options"]; ok && wso != nil {
+		u.WebSearches = max(1, intOf(req["n"])) // billed per call, one search per choice
+	}
 	s.setUsage(r, u)
 	finish := "stop"
 	switch {
@@ -337,6 +345,21 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 	}
 	a := makeAnswer(last, d, intOf(req["max_output_tokens"]), nil, tools, toolResult, hasToolResult)
 	u := usageFor(input, a, d)
+	// The built-in tool calls first, no more than max_tool_calls.
+	u.WebSearches, u.FileSearches = d.Searches, d.FileSearch
+	if mtc, ok := req["max_tool_calls"].(float64); ok {
+		u.WebSearches = min(u.WebSearches, int(mtc))
+		u.FileSearches = min(u.FileSearches, int(mtc)-u.WebSearches)
+	}
+	var toolItems []any
+	for i := range u.WebSearches {
+		toolItems = append(toolItems, map[string]any{"type": "web_search_call", "id": newID("ws_", last+itoa(i)), "status": "completed",
+			"action": map[string]any{"type": "search", "query": "echo"}})
+	}
+	for i := range u.FileSearches {
+		toolItems = append(toolItems, map[string]any{"type": "file_search_call", "id": newID("fs_", last+itoa(i)), "status": "completed",
+			"queries": []any{"echo"}, "results": nil})
+	}
 	s.setUsage(r, u)
 	id := newID("resp_", last+model)
 	status := "completed"
@@ -367,8 +390,9 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 			"output": output, "usage": usage, "incomplete_details": incomplete, "error": failure, "parallel_tool_calls": true,
 			"tool_choice": "auto", "tools": []any{}, "text": map[string]any{"format": map[string]any{"type": "text"}}}
 	}
+	output := append(toolItems, item)
 	if stream, _ := req["stream"].(bool); !stream {
-		writeJSON(w, 200, resp(status, []any{item}, usage))
+		writeJSON(w, 200, resp(status, output, usage))
 		return
 	}
 	sw := newStream(w)
@@ -384,22 +408,32 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 	if d.Odd {
 		ev("response.future_event", map[string]any{"detail": map[string]any{"index": "x"}})
 	}
+	for i, ti := range toolItems {
+		added := map[string]any{}
+		for k, v := range ti.(map[string]any) {
+			added[k] = v
+		}
+		added["status"] = "in_progress"
+		ev("response.output_item.added", map[string]any{"output_index": i, "item": added})
+		ev("response.output_item.done", map[string]any{"output_index": i, "item": ti})
+	}
+	oi := len(toolItems) // the answer's output_index
 	if a.toolName != "" {
 		added := map[string]any{}
 		for k, v := range item {
 			added[k] = v
 		}
 		added["arguments"], added["status"] = "", "in_progress"
-		ev("response.output_item.added", map[string]any{"output_index": 0, "item": added})
+		ev("response.output_item.added", map[string]any{"output_index": oi, "item": added})
 		for _, p := range chunks(a.toolArgs, 8) {
-			ev("response.function_call_arguments.delta", map[string]any{"output_index": 0, "item_id": item["id"], "delta": p})
+			ev("response.function_call_arguments.delta", map[string]any{"output_index": oi, "item_id": item["id"], "delta": p})
 		}
-		ev("response.function_call_arguments.done", map[string]any{"output_index": 0, "item_id": item["id"], "arguments": a.toolArgs})
+		ev("response.function_call_arguments.done", map[string]any{"output_index": oi, "item_id": item["id"], "arguments": a.toolArgs})
 	} else {
-		ev("response.output_item.added", map[string]any{"output_index": 0, "item": map[string]any{"type": "message", "id": item["id"], "status": "in_progress", "role": "assistant", "content": []any{}}})
-		ev("response.content_part.added", map[string]any{"output_index": 0, "item_id": item["id"], "content_index": 0, "part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}}})
+		ev("response.output_item.added", map[string]any{"output_index": oi, "item": map[string]any{"type": "message", "id": item["id"], "status": "in_progress", "role": "assistant", "content": []any{}}})
+		ev("response.content_part.added", map[string]any{"output_index": oi, "item_id": item["id"], "content_index": 0, "part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}}})
 		for i, p := range chunks(a.text, 16) {
-			ev("response.output_text.delta", map[string]any{"output_index": 0, "item_id": item["id"], "content_index": 0, "delta": p, "logprobs": []any{}})
+			ev("response.output_text.delta", map[string]any{"output_index": oi, "item_id": item["id"], "content_index": 0, "delta": p, "logprobs": []any{}})
 			if i == 0 && d.Break {
 				return
 			}
@@ -411,15 +445,15 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		ev("response.output_text.done", map[string]any{"output_index": 0, "item_id": item["id"], "content_index": 0, "text": a.text, "logprobs": []any{}})
-		ev("response.content_part.done", map[string]any{"output_index": 0, "item_id": item["id"], "content_index": 0, "part": map[string]any{"type": "output_text", "text": a.text, "annotations": []any{}}})
+		ev("response.output_text.done", map[string]any{"output_index": oi, "item_id": item["id"], "content_index": 0, "text": a.text, "logprobs": []any{}})
+		ev("response.content_part.done", map[string]any{"output_index": oi, "item_id": item["id"], "content_index": 0, "part": map[string]any{"type": "output_text", "text": a.text, "annotations": []any{}}})
 	}
-	ev("response.output_item.done", map[string]any{"output_index": 0, "item": item})
+	ev("response.output_item.done", map[string]any{"output_index": oi, "item": item})
 	final := "response.completed"
 	if status != "completed" {
 		final = "response." + status
 	}
-	ev(final, map[string]any{"response": resp(status, []any{item}, usage)})
+	ev(final, map[string]any{"response": resp(status, output, usage)})
 }
 
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
