@@ -33,6 +33,15 @@ func appendFloat(b []byte, f float64) []byte {
 	return append(b, q...)
 }
 
+// appendNonZero appends key and v, an omitempty integer field as
+// encoding/json writes it, unless v is 0.
+func appendNonZero(b []byte, key string, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	return strconv.AppendInt(append(b, key...), v, 10)
+}
+
 // appendParams appends p as json.Marshal(p) does.
 func appendParams(b []byte, p *auditParams) []byte {
 	b = append(b, `{"endpoint":`...)
@@ -43,18 +52,9 @@ func appendParams(b []byte, p *auditParams) []byte {
 	}
 	b = append(b, `,"stream":`...)
 	b = strconv.AppendBool(b, p.Stream)
-	if p.MaxTokens != 0 {
-		b = append(b, `,"max_tokens":`...)
-		b = strconv.AppendInt(b, p.MaxTokens, 10)
-	}
-	if p.EstimatedInputTokens != 0 {
-		b = append(b, `,"estimated_input_tokens":`...)
-		b = strconv.AppendInt(b, p.EstimatedInputTokens, 10)
-	}
-	if p.Tools != 0 {
-		b = append(b, `,"tools":`...)
-		b = strconv.AppendInt(b, int64(p.Tools), 10)
-	}
+	b = appendNonZero(b, `,"max_tokens":`, p.MaxTokens)
+	b = appendNonZero(b, `,"estimated_input_tokens":`, p.EstimatedInputTokens)
+	b = appendNonZero(b, `,"tools":`, int64(p.Tools))
 	b = append(b, `,"bytes_in":`...)
 	b = strconv.AppendInt(b, p.BytesIn, 10)
 	b = append(b, `,"bytes_out":`...)
@@ -68,14 +68,8 @@ func appendParams(b []byte, p *auditParams) []byte {
 	if p.UsageEstimated {
 		b = append(b, `,"usage_estimated":true`...)
 	}
-	if p.WebSearches != 0 {
-		b = append(b, `,"web_searches":`...)
-		b = strconv.AppendInt(b, p.WebSearches, 10)
-	}
-	if p.FileSearches != 0 {
-		b = append(b, `,"file_searches":`...)
-		b = strconv.AppendInt(b, p.FileSearches, 10)
-	}
+	b = appendNonZero(b, `,"web_searches":`, p.WebSearches)
+	b = appendNonZero(b, `,"file_searches":`, p.FileSearches)
 	if len(p.FinishReasons) > 0 {
 		b = append(b, `,"finish_reasons":[`...)
 		for i, r := range p.FinishReasons {
