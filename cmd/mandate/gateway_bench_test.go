@@ -875,12 +875,12 @@ func benchPaced(rate int, settleQuery string) benchMeasure {
 // path's rate-limit leases and budget slices) as steady traffic at that
 // pace keeps it, not as the path's idle time since its last segment left
 // it. Unset or 0: measure alone.
-func benchWarmPaced(b *testing.B, rate int, measure benchMeasure) benchMeasure {
+func benchWarmPaced(tb testing.TB, rate int, measure benchMeasure) benchMeasure {
 	var warm time.Duration
 	if v := os.Getenv("BENCH_WARM_PACED"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || d > time.Minute {
-			b.Fatalf("BENCH_WARM_PACED %q: want a duration from 0 to 1m", v)
+			tb.Fatalf("BENCH_WARM_PACED %q: want a duration from 0 to 1m", v)
 		}
 		warm = d
 	}
