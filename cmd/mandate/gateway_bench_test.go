@@ -245,12 +245,17 @@ func fastUpstream(w http.ResponseWriter, r *http.Request) {
 //
 // Its phases (throughput-32conns, paced-RATE/s, stream-ttfb-paced-RATE/s)
 // run their paths interleaved in BENCH_ROUNDS rounds as BenchmarkGateway's
-// do, and report the same.
+// do, and report the same. BENCH_WARM_PACED=300ms precedes each segment
+// of the two paced phases with 300 ms of unmeasured calls of its kind
+// (chat or stream) at its pace, every path alike: interleaved, each path
+// idles while the others run, which a PostgreSQL path's leases (seconds
+// long) do not outlast; with it the segment measures steady traffic.
 //
 //	go test -run '^$' -bench BenchmarkLLMGateway -benchtime 5000x ./cmd/mandate
 //	BENCH_BASELINE_BIN=/tmp/main-mandate go test -run '^$' -bench 'BenchmarkLLMGateway/^paced-1000/s/(proxy-process|mandate|baseline)$' -benchtime 6000x ./cmd/mandate
 //	BENCH_LLM_RATE=250 go test -run '^$' -bench BenchmarkLLMGateway -benchtime 2000x ./cmd/mandate
 //	BENCH_LLM_POSTGRES=1 go test -run '^$' -bench 'BenchmarkLLMGateway/paced' -benchtime 5000x ./cmd/mandate
+//	BENCH_WARM_PACED=300ms BENCH_LLM_POSTGRES=1 BENCH_ROUNDS=10 go test -run '^$' -bench 'BenchmarkLLMGateway/(^paced|stream-ttfb-paced)-1000/s/(proxy-process|mandate.*|postgres.*)$' -benchtime 10000x ./cmd/mandate
 func BenchmarkLLMGateway(b *testing.B) {
 	fake := llmtest.New()
 	fake.MaxRecorded = -1
