@@ -64,8 +64,8 @@ import (
 // BENCH_BASELINE_BIN (paths baseline and baseline-audit-sync-off),
 // BENCH_PIN="server=0;loadgen=1" (the proxy process, every mandate and
 // the node on CPU 0, this process on CPU 1), BENCH_LLM_RATE (the paced
-// rate, default 1,000/s), BENCH_PPROF_ADDR with BENCH_PPROF_PATH, and
-// BENCH_ROUNDS (below).
+// rate, default 1,000/s), BENCH_WARM_PACED (below), BENCH_PPROF_ADDR
+// with BENCH_PPROF_PATH, and BENCH_ROUNDS (below).
 //
 // Each phase (throughput-32conns, paced-RATE/s) runs its paths
 // interleaved: BENCH_ROUNDS rounds (default 6; 1, or an even number),
@@ -84,6 +84,12 @@ import (
 // the earlier: what the place costs).
 // BENCH_ROUNDS=1 runs each path's b.N calls at once, one path after the
 // other in the listed order (the benchmark before the rounds).
+// BENCH_WARM_PACED=DURATION (default off) precedes each segment of a
+// paced phase, every path's alike, with that long of unmeasured calls of
+// the phase's own kind at its pace (benchWarmPaced): the segment then
+// measures the gateway as steady traffic finds it (a PostgreSQL path's
+// limit leases renewed in the background), where without it each path
+// comes to its segment after idling while the others ran.
 //
 //	go test -run '^$' -bench BenchmarkGateway -benchtime 20000x ./cmd/mandate
 //	BENCH_PIN='server=0;loadgen=1' go test -run '^$' -bench BenchmarkGateway -benchtime 5000x ./cmd/mandate
@@ -143,7 +149,7 @@ func BenchmarkGateway(b *testing.B) {
 	rounds := gatewayRounds(b)
 	benchPhase(b, "throughput-32conns", paths, rounds, call, benchThroughput(settleQuery), nil)
 	rate := benchRate()
-	benchPhase(b, fmt.Sprintf("paced-%d/s", rate), paths, rounds, call, benchPaced(rate, settleQuery), nil)
+	benchPhase(b, fmt.Sprintf("paced-%d/s", rate), paths, rounds, call, benchWarmPaced(b, rate, benchPaced(rate, settleQuery)), nil)
 }
 
 // nodeAsks reads the decision cache misses (catalog round trips) a
@@ -233,16 +239,23 @@ func fastUpstream(w http.ResponseWriter, r *http.Request) {
 // it; in the stream phase the fake upstream's own p50 time from a
 // request's arrival to its first event (upstream's first event); and
 // after each phase each mandate path's pipeline stage means and the
-// calls each stage held over 1 ms (its /metrics, since it started).
+// calls each stage held over 1 ms (its /metrics, since it started); and
+// per segment the calls the limits stage held over 1 ms during the
+// measured calls (limits over 1 ms).
 //
 // Its phases (throughput-32conns, paced-RATE/s, stream-ttfb-paced-RATE/s)
 // run their paths interleaved in BENCH_ROUNDS rounds as BenchmarkGateway's
-// do, and report the same.
+// do, and report the same. BENCH_WARM_PACED=300ms precedes each segment
+// of the two paced phases with 300 ms of unmeasured calls of its kind
+// (chat or stream) at its pace, every path alike: interleaved, each path
+// idles while the others run, which a PostgreSQL path's leases (seconds
+// long) do not outlast; with it the segment measures steady traffic.
 //
 //	go test -run '^$' -bench BenchmarkLLMGateway -benchtime 5000x ./cmd/mandate
 //	BENCH_BASELINE_BIN=/tmp/main-mandate go test -run '^$' -bench 'BenchmarkLLMGateway/^paced-1000/s/(proxy-process|mandate|baseline)$' -benchtime 6000x ./cmd/mandate
 //	BENCH_LLM_RATE=250 go test -run '^$' -bench BenchmarkLLMGateway -benchtime 2000x ./cmd/mandate
 //	BENCH_LLM_POSTGRES=1 go test -run '^$' -bench 'BenchmarkLLMGateway/paced' -benchtime 5000x ./cmd/mandate
+//	BENCH_WARM_PACED=300ms BENCH_LLM_POSTGRES=1 BENCH_ROUNDS=10 go test -run '^$' -bench 'BenchmarkLLMGateway/(^paced|stream-ttfb-paced)-1000/s/(proxy-process|mandate.*|postgres.*)$' -benchtime 10000x ./cmd/mandate
 func BenchmarkLLMGateway(b *testing.B) {
 	fake := llmtest.New()
 	fake.MaxRecorded = -1
@@ -306,7 +319,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 	rounds := gatewayRounds(b)
 	benchPhase(b, "throughput-32conns", paths, rounds, chat, benchThroughput(settleQuery), nil)
 	rate := benchRate()
-	benchPhase(b, fmt.Sprintf("paced-%d/s", rate), paths, rounds, chat, benchPaced(rate, settleQuery), func(b *testing.B, p benchPath) {
+	benchPhase(b, fmt.Sprintf("paced-%d/s", rate), paths, rounds, chat, benchWarmPaced(b, rate, benchPaced(rate, settleQuery)), func(b *testing.B, p benchPath) {
 		if p.admin != nil {
 			logStages(b, p.url)
 		}
@@ -319,7 +332,7 @@ func BenchmarkLLMGateway(b *testing.B) {
 		s.upstream = upFirst.p50()
 		return s
 	}
-	benchPhase(b, fmt.Sprintf("stream-ttfb-paced-%d/s", rate), paths, rounds, stream, streamPaced, func(b *testing.B, p benchPath) {
+	benchPhase(b, fmt.Sprintf("stream-ttfb-paced-%d/s", rate), paths, rounds, stream, benchWarmPaced(b, rate, streamPaced), func(b *testing.B, p benchPath) {
 		// The server's own time to the first byte (ttft_ms: from the
 		// forward stage's start to the first event's flush): what the
 		// client waits beyond it is the stages before forwarding and
@@ -339,9 +352,27 @@ func BenchmarkLLMGateway(b *testing.B) {
 }
 
 // logStages logs what a mandate serve (the origin of pathURL) reports of its
-// pipeline's stages so far (mandate_stage_duration_seconds): each stage's
-// mean and the calls it held longer than 1 ms.
+// pipeline's stages so far (stageStats): each stage's mean and the calls
+// it held longer than 1 ms.
 func logStages(b *testing.B, pathURL string) {
+	stages, names := stageStats(b, pathURL)
+	var sb strings.Builder
+	for _, n := range names {
+		if st := stages[n]; st.count > 0 {
+			fmt.Fprintf(&sb, " %s %.1f µs (%.0f over 1 ms),", n, 1e6*st.sum/st.count, st.count-st.under1ms)
+		}
+	}
+	b.Logf("stages (mean, since start):%s", sb.String())
+}
+
+// stageTotals is one pipeline stage's totals since its process started:
+// the seconds it took, its calls and those it held 1 ms or less.
+type stageTotals struct{ sum, count, under1ms float64 }
+
+// stageStats reads the LLM pipeline's stages so far from a mandate serve
+// (the origin of pathURL; its /metrics, mandate_stage_duration_seconds):
+// each stage's totals by name, and the names in the order listed.
+func stageStats(b *testing.B, pathURL string) (map[string]*stageTotals, []string) {
 	u, err := url.Parse(pathURL)
 	if err != nil {
 		b.Fatal(err)
@@ -351,8 +382,7 @@ func logStages(b *testing.B, pathURL string) {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
-	type stage struct{ sum, count, under1ms float64 }
-	stages := map[string]*stage{}
+	stages := map[string]*stageTotals{}
 	var names []string
 	re := regexp.MustCompile(`^mandate_stage_duration_seconds_(sum|count|bucket)\{(?:le="([^"]+)",)?protocol="llm",stage="([^"]+)"(?:,le="([^"]+)")?\} (\S+)$`)
 	sc := bufio.NewScanner(resp.Body)
@@ -363,7 +393,7 @@ func logStages(b *testing.B, pathURL string) {
 		}
 		st := stages[m[3]]
 		if st == nil {
-			st = &stage{}
+			st = &stageTotals{}
 			stages[m[3]] = st
 			names = append(names, m[3])
 		}
@@ -377,13 +407,22 @@ func logStages(b *testing.B, pathURL string) {
 			st.under1ms = v
 		}
 	}
-	var sb strings.Builder
-	for _, n := range names {
-		if st := stages[n]; st.count > 0 {
-			fmt.Fprintf(&sb, " %s %.1f µs (%.0f over 1 ms),", n, 1e6*st.sum/st.count, st.count-st.under1ms)
-		}
+	if err := sc.Err(); err != nil {
+		b.Fatal(err)
 	}
-	b.Logf("stages (mean, since start):%s", sb.String())
+	return stages, names
+}
+
+// limitsWaits is the calls the limits stage of a mandate serve (the
+// origin of pathURL) has held over 1 ms since it started; -1 when it
+// reports none (not an LLM path).
+func limitsWaits(b *testing.B, pathURL string) int64 {
+	stages, _ := stageStats(b, pathURL)
+	st := stages["limits"]
+	if st == nil {
+		return -1
+	}
+	return int64(st.count - st.under1ms)
 }
 
 // benchPath is one path a gateway benchmark measures.
@@ -500,6 +539,7 @@ type benchSegment struct {
 	busy     []time.Duration // each core's busy time during the calls (procStatBusy's cores)
 	pg       time.Duration   // the CPU the path's PostgreSQL server used during the calls (0: none)
 	upstream time.Duration   // the fake upstream's p50 time to a stream's first event (0: not measured)
+	waits    int64           // the calls the limits stage held over 1 ms (an LLM mandate path's; -1: not reported)
 }
 
 // firstFlushes records, for the handler it wraps, each request's time
@@ -655,6 +695,9 @@ func benchInterleave(b *testing.B, paths []benchPath, rounds, n int, call func(b
 			}
 			if s.upstream > 0 {
 				fmt.Fprintf(&line, ", upstream's first event %d µs", s.upstream.Microseconds())
+			}
+			if s.waits >= 0 {
+				fmt.Fprintf(&line, ", limits over 1 ms %d", s.waits)
 			}
 			line.WriteString("),")
 		}
@@ -830,6 +873,32 @@ func benchPaced(rate int, settleQuery string) benchMeasure {
 	}
 }
 
+// benchWarmPaced is measure (calls at rate calls/s) preceded, when
+// BENCH_WARM_PACED names a duration (say 300ms), by that long of
+// unmeasured calls made by measure itself, to the same path: the
+// measured calls then find the gateway's per-key state (a PostgreSQL
+// path's rate-limit leases and budget slices) as steady traffic at that
+// pace keeps it, not as the path's idle time since its last segment left
+// it. Unset or 0: measure alone.
+func benchWarmPaced(tb testing.TB, rate int, measure benchMeasure) benchMeasure {
+	var warm time.Duration
+	if v := os.Getenv("BENCH_WARM_PACED"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Minute {
+			tb.Fatalf("BENCH_WARM_PACED %q: want a duration from 0 to 1m", v)
+		}
+		warm = d
+	}
+	n := int(warm * time.Duration(rate) / time.Second)
+	if n == 0 {
+		return measure
+	}
+	return func(b *testing.B, p benchPath, calls int, call func(int64) (time.Duration, error)) benchSegment {
+		measure(b, p, n, call)
+		return measure(b, p, calls, call)
+	}
+}
+
 // benchSegmentOf runs calls (which makes the segment's n calls and
 // returns their sorted latencies, or nil) and returns the segment, with
 // the CPU p's serving process used and the catalog round trips p made
@@ -848,10 +917,17 @@ func benchSegmentOf(b *testing.B, p benchPath, n int, settleQuery string, calls 
 		}
 		return p.pgCPU()
 	}
+	waits := func() int64 {
+		if p.admin == nil {
+			return -1
+		}
+		return limitsWaits(b, p.url)
+	}
+	waits0 := waits() // read outside the server CPU counted
 	cpu0, asks0, pg0, busy0 := procCPU(p.pid), asks(), pgCPU(), procStatBusy(b)[1:]
 	b.ResetTimer()
 	start := time.Now()
-	s := benchSegment{calls: n, lat: calls(), asks: -1}
+	s := benchSegment{calls: n, lat: calls(), asks: -1, waits: -1}
 	s.elapsed = time.Since(start)
 	s.pg = pgCPU() - pg0
 	for i, t := range procStatBusy(b)[1:] {
@@ -863,6 +939,9 @@ func benchSegmentOf(b *testing.B, p benchPath, n int, settleQuery string, calls 
 	}
 	if a := asks(); asks0 >= 0 && a >= 0 {
 		s.asks = a - asks0
+	}
+	if w := waits(); waits0 >= 0 && w >= 0 {
+		s.waits = w - waits0
 	}
 	return s
 }

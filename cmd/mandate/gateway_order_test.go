@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 )
 
 // TestBenchOrderBalances checks that over an even number of rounds the
@@ -85,6 +87,35 @@ func TestBenchNameMatches(t *testing.T) {
 			ok, partial := benchNameMatches(tc.pattern, tc.name)
 			if ok != tc.ok || partial != tc.partial {
 				t.Errorf("benchNameMatches(%q, %q) = %v, %v; want %v, %v", tc.pattern, tc.name, ok, partial, tc.ok, tc.partial)
+			}
+		})
+	}
+}
+
+// TestBenchWarmPaced checks that BENCH_WARM_PACED precedes a measured
+// segment with its duration's worth of calls at the rate, made by the
+// same measure, and that unset or 0 leaves the measure alone.
+func TestBenchWarmPaced(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		rate int
+		want []int // the n of each call to the measure, in order
+	}{
+		{"", 1000, []int{50}},
+		{"0s", 1000, []int{50}},
+		{"300ms", 1000, []int{300, 50}},
+		{"2s", 250, []int{500, 50}},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv("BENCH_WARM_PACED", tc.env)
+			var got []int
+			measure := func(_ *testing.B, _ benchPath, n int, _ func(int64) (time.Duration, error)) benchSegment {
+				got = append(got, n)
+				return benchSegment{calls: n}
+			}
+			s := benchWarmPaced(t, tc.rate, measure)(nil, benchPath{}, 50, nil)
+			if !slices.Equal(got, tc.want) || s.calls != 50 {
+				t.Errorf("measure called with %v, segment of %d calls; want %v and 50", got, s.calls, tc.want)
 			}
 		})
 	}
