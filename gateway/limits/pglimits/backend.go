@@ -102,10 +102,15 @@ type Backend struct {
 	accts  sync.Map // acctKey → *account: every account, for lock-free lookups
 	seeded sync.Map // seedKey → struct{}: budget months known to be seeded
 
-	kick     chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
-	lastBeat atomic.Int64 // local ns of the last heartbeat
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+	// prefetches are the budget prefetches in flight (account.prefetch);
+	// pmu orders their start after the Closed check, so that Close and
+	// kill, once they hold it, wait for every one started.
+	pmu        sync.Mutex
+	prefetches sync.WaitGroup
+	lastBeat   atomic.Int64 // local ns of the last heartbeat
 
 	stats    stats
 	leaseSeq atomic.Int64 // the replica's lease ids: replica<<40 | seq
@@ -289,6 +294,7 @@ func (b *Backend) Close(ctx context.Context) error {
 	}
 	close(b.stop)
 	<-b.done
+	b.waitPrefetches()
 	b.lc.CloseAll()
 	b.accts.Range(func(_, v any) bool {
 		a := v.(*account)
@@ -318,6 +324,18 @@ func (b *Backend) kill() {
 	}
 	close(b.stop)
 	<-b.done
+	b.waitPrefetches()
+}
+
+// waitPrefetches waits for the budget prefetches in flight (Closed is
+// set: none starts after pmu was held once). pmu is not held during the
+// wait: maybePrefetch takes it under an account's lock, which a prefetch
+// in flight needs to finish.
+func (b *Backend) waitPrefetches() {
+	b.pmu.Lock()
+	//lint:ignore SA2001 the empty critical section orders maybePrefetch's Closed check before Wait
+	b.pmu.Unlock()
+	b.prefetches.Wait()
 }
 
 // sendBatch runs a batch of statements in one round trip (one implicit

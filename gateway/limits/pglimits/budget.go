@@ -380,14 +380,22 @@ func (a *account) want(ns int64, amount limits.Money) limits.Money {
 // maybePrefetch leases the next slice in the background when a
 // speculative one runs low (no clock read on this path).
 func (a *account) maybePrefetch(amount, limit limits.Money) {
-	if a.prefetching || a.lastWant == 0 || a.Avail >= a.lastWant/2 || a.b.lc.Closed.Load() {
+	if a.prefetching || a.lastWant == 0 || a.Avail >= a.lastWant/2 {
+		return
+	}
+	b := a.b
+	b.pmu.Lock()
+	defer b.pmu.Unlock()
+	if b.lc.Closed.Load() {
 		return
 	}
 	a.prefetching = true
+	b.prefetches.Add(1)
 	go a.prefetch(limit, 2*(a.Served+amount))
 }
 
 func (a *account) prefetch(limit, want limits.Money) {
+	defer a.b.prefetches.Done()
 	defer func() {
 		a.Lock()
 		a.prefetching = false
